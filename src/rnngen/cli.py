@@ -1,0 +1,211 @@
+"""The ``rnngen`` command line.
+
+Every user mistake ends as one line on stderr (``rnngen: error: ...``) and a
+non-zero exit status, never a traceback, and never a half-written file.
+"""
+
+from __future__ import annotations
+
+import time
+
+_STARTED = time.perf_counter()  # before the heavy imports: "Done in" includes start-up
+
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+from rnngen import __version__
+from rnngen.activations import HIDDEN, LOSSES, OUTPUT_LOSSES, OUTPUTS
+from rnngen.emit import OutputError, check_targets, write_all
+from rnngen.spec import MAX_T, RNNSpec, SpecError, check_T
+from rnngen.verify import (
+    CHECK_SIZES,
+    EXACT_TOLERANCE,
+    FD_TOLERANCE,
+    Report,
+    VerificationError,
+    check_module,
+    load_module,
+)
+
+
+class UnrollLength(click.ParamType):
+    """``--T``: a whole number in 1..MAX_T, checked by the spec's own rule."""
+
+    name = "T"
+
+    def convert(self, value, param, ctx):
+        try:
+            return check_T(value)
+        except SpecError as e:
+            self.fail(str(e), param, ctx)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="rnngen")
+def cli():
+    """rnngen: backpropagation through time, derived symbolically, emitted as NumPy and LaTeX, verified.
+
+    Start with: rnngen derive --T 5
+    """
+
+
+@cli.command()
+@click.option("--T", "T", type=UnrollLength(), required=True, help=f"Unroll length, 1 to {MAX_T}. Example: --T 5")
+@click.option("--hidden", default="tanh", show_default=True, help=f"Hidden activation: {', '.join(HIDDEN)}.")
+@click.option("--output", default="softmax", show_default=True, help=f"Output layer: {', '.join(OUTPUTS)}.")
+@click.option("--loss", default="cross_entropy", show_default=True, help=f"Loss: {', '.join(LOSSES)}.")
+@click.option(
+    "--out",
+    "out_dir",
+    default="generated",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for the generated files. Example: --out build/rnn",
+)
+@click.option("--no-check", is_flag=True, help="Write the module without verifying its gradients.")
+@click.option("--exact", is_flag=True, help="Also compare with the exact SymPy scalar oracle (T <= 8, slower).")
+@click.option("--no-latex", is_flag=True, help="Write only the NumPy module, not the LaTeX derivation.")
+@click.option("--force", is_flag=True, help="Overwrite files that rnngen did not generate.")
+def derive(T, hidden, output, loss, out_dir, no_check, exact, no_latex, force):
+    """Derive BPTT for an RNN unrolled for T steps; write and verify the NumPy module and LaTeX.
+
+    \b
+    Examples:
+      rnngen derive --T 5                  writes generated/rnn_tanh_softmax_xent_t5.{py,tex}
+      rnngen derive --T 20 --out build     writes into build/
+      rnngen derive --T 50 --no-latex      only the module
+    """
+    from rnngen.pipeline import build
+
+    try:
+        spec = RNNSpec(T=T, hidden=hidden, output=output, loss=loss)
+    except SpecError as e:
+        raise click.UsageError(str(e)) from None
+    result = build(spec)
+    files = result.files(out_dir, latex=not no_latex)
+    try:
+        check_targets(files, force)  # before the check runs: fail fast, write nothing
+    except OutputError as e:
+        raise click.ClickException(str(e)) from None
+    report = None
+    if not no_check:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"{spec.name}.py"
+            path.write_text(result.module, encoding="utf-8")
+            report = _verify(_load(path), exact)
+    try:
+        write_all(files, force)
+    except OutputError as e:
+        raise click.ClickException(str(e)) from None
+
+    click.echo(
+        f"rnngen {__version__}: {spec.name}  ({spec.hidden} RNN, {spec.output} output, {spec.loss} loss, T = {T})"
+    )
+    for path, text in files.items():
+        click.echo(f"  wrote {path}  ({text.count(chr(10))} lines)")
+    click.echo("")
+    click.echo("Gradients, as the module computes them; X[1..T] stacks x_1 ... x_T side by side,")
+    click.echo("δv_t = dE/dv_t, and (N) is the equation number in the .tex:")
+    from rnngen.render import final_formulas
+
+    for formula in final_formulas(result.program):
+        if formula.stmts[0].target.name.startswith("d") and formula.stmts[0].target.name[1:] in spec_params(result):
+            click.echo(f"  ({result.equations[formula.key]}) {formula.text}")
+    click.echo("")
+    if report is None:
+        click.echo("Check skipped (--no-check): the module is unverified.")
+    else:
+        _print_report(report)
+    click.echo(f"Done in {time.perf_counter() - _STARTED:.2f} s (wall time of the whole command).")
+
+
+def spec_params(result) -> tuple:
+    return tuple(result.derivation.graph.params)
+
+
+@cli.command()
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--exact", is_flag=True, help="Also compare with the exact SymPy scalar oracle (T <= 8, slower).")
+def check(path, exact):
+    """Verify an existing generated module: finite differences, Taylor test, optionally the exact oracle.
+
+    \b
+    Example:
+      rnngen check generated/rnn_tanh_softmax_xent_t5.py --exact
+    """
+    if not path.is_file():
+        raise click.ClickException(f"{path} does not exist or is not a file")
+    report = _verify(_load(path), exact, fail_loudly=False)
+    _print_report(report)
+    click.echo(f"Done in {time.perf_counter() - _STARTED:.2f} s (wall time of the whole command).")
+    if not report.ok:
+        raise click.ClickException(f"{path} fails the gradient check")
+
+
+@cli.command(name="list")
+def list_choices():
+    """List the hidden activations, output layers and losses rnngen can derive."""
+    click.echo("hidden activations: " + ", ".join(HIDDEN))
+    click.echo("output layers:      " + ", ".join(OUTPUTS))
+    click.echo("losses:             " + ", ".join(LOSSES))
+    click.echo("output + loss:      " + ", ".join(f"{o} + {l}" for o, l in OUTPUT_LOSSES))
+
+
+def _load(path):
+    try:
+        return load_module(path)
+    except VerificationError as e:
+        raise click.ClickException(str(e)) from None
+
+
+def _verify(module, exact: bool, fail_loudly: bool = True) -> Report:
+    try:
+        report = check_module(module, exact=exact)
+    except VerificationError as e:
+        raise click.ClickException(str(e)) from None
+    if fail_loudly and not report.ok:
+        _print_report(report)
+        raise click.ClickException("the generated module fails its gradient check; nothing was written")
+    return report
+
+
+def _print_report(report: Report) -> None:
+    n_x, n_h, n_y, B = CHECK_SIZES
+    click.echo(f"Check, float64, (n_x, n_h, n_y, B) = ({n_x}, {n_h}, {n_y}, {B}), T = {report.T}:")
+    names = list(report.fd)
+    click.echo("  parameter            " + "".join(f"{n:>9}" for n in names))
+    click.echo(
+        "  finite differences   " + "".join(f"{report.fd[n]:9.1e}" for n in names) + f"   (limit {FD_TOLERANCE:.0e})"
+    )
+    if report.exact is not None:
+        ex = report.exact
+        click.echo(
+            "  exact oracle         "
+            + "".join(f"{ex.grads[n]:9.1e}" for n in names)
+            + f"   (limit {EXACT_TOLERANCE:.0e}; loss {ex.loss:.1e})"
+        )
+    click.echo(f"  Taylor remainder slope {report.taylor:.3f} (2 for a correct gradient)")
+    click.echo(f"  {'ok' if report.ok else 'FAILED'}: worst relative error {max(report.fd.values()):.1e}")
+
+
+def main() -> None:
+    """Console entry point: click's errors become one line, and so do ours."""
+    try:
+        code = cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("rnngen: interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        click.echo(f"rnngen: error: {e.format_message()}", err=True)
+        sys.exit(e.exit_code)
+    except OSError as e:
+        click.echo(f"rnngen: error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,264 @@
+"""Rewrite passes: each a pure function from one program to the next.
+
+Every pass keeps the program's value (tests evaluate both sides) and can be
+left out to show a plainer program. ``PASSES`` is the default pipeline, in the
+order that makes each pass's input what it expects:
+
+1. ``stable_log_softmax``: ``log(softmax(o))`` -> ``log_softmax(o)`` (log-sum-exp).
+2. ``fuse_output_gradient``: the output/loss pair's closed form, e.g.
+   ``do = yhat - y`` instead of the dense softmax Jacobian applied to ``-y / yhat``.
+3. ``hoist_non_recurrent``: split each step of the recurrence into the part that
+   does not depend on the recurrence (``U x_t + b``, ``V^T do_t``) and the rest.
+4. ``inline_recurrent_temporaries``: one statement per step of the recurrence.
+5. ``vectorize_over_time``: a family whose steps do not depend on each other
+   becomes one statement over all steps (one GEMM instead of T).
+6. ``stack_time_sums``: ``sum_t a_t b_t^T`` -> ``A B^T`` over time-stacked matrices.
+7. ``eliminate_dead_code``: drop what no output needs.
+8. ``schedule``: a dependency-respecting order, close to the derivation's.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import defaultdict
+
+from sympy import MatAdd, MatrixSymbol
+
+from rnngen import algebra as A
+from rnngen.program import SECTIONS, Program, family_of, instantiate, stacked, step_template
+from rnngen.unroll import parse_step, step_name
+
+
+def _step_symbols(expr):
+    return [(s, parse_step(s.name)) for s in A.symbols_in(expr) if parse_step(s.name)]
+
+
+def stable_log_softmax(program: Program) -> Program:
+    """Rewrite ``log(yhat)`` with ``yhat := softmax(o)`` into ``log_softmax(o)``: no log of 0."""
+    swap = {
+        A.Elementwise("log", s.target): A.LogSoftmax(s.expr.arg) for s in program.stmts if type(s.expr) is A.Softmax
+    }
+    return program.with_stmts(s.with_(expr=s.expr.xreplace(swap)) for s in program.stmts)
+
+
+def fuse_output_gradient(program: Program) -> Program:
+    """Replace the output adjoint ``do_t`` by the output/loss pair's closed form, if it has one."""
+    fused = program.derivation.spec.output_loss.fused_grad
+    if fused is None:
+        return program
+    steps = {s.target.name: s.target for s in program.stmts}
+    inputs = {x.name: x for x in program.derivation.graph.inputs["y"]}
+
+    def rewrite(stmt):
+        if not stmt.step or stmt.step[0] != "do":
+            return stmt
+        t = stmt.step[1]
+        return stmt.with_(expr=fused(steps[step_name("yhat", t)], inputs[step_name("y", t)]))
+
+    return program.with_stmts(rewrite(s) for s in program.stmts)
+
+
+def recurrent_families(program: Program) -> set:
+    """Families in a dependency cycle that crosses time steps (the sequential part)."""
+    edges = defaultdict(set)  # family -> {(reader family, offset)}
+    for s in program.stmts:
+        if not s.step:
+            continue
+        fam, t = s.step
+        for _, (src, u) in _step_symbols(s.expr):
+            edges[src].add((fam, t - u))
+    fams = set(edges) | {f for targets in edges.values() for f, _ in targets}
+    reach = {f: {g for g, _ in edges[f]} for f in fams}
+    for k in fams:  # transitive closure (a handful of families)
+        for i in fams:
+            if k in reach[i]:
+                reach[i] |= reach[k]
+    crossing = {f for f in fams for g, off in edges[f] if off != 0 and f in reach[g]}
+    return {f for f in fams for g in crossing if f in reach[g] and g in reach[f]}
+
+
+def hoist_non_recurrent(program: Program) -> Program:
+    """Split ``v_t := a_t + r_t`` (``r_t`` reads the recurrence) into ``pre_v_t := a_t``, ``v_t := pre_v_t + r_t``.
+
+    A family is split when one of its steps is such a sum; its steps that do
+    not read the recurrence at all (``dh_T := V^T do_T``) are hoisted whole,
+    so every step of ``pre_v`` has the same form and vectorizes.
+    """
+    recurrent = recurrent_families(program)
+
+    def split(stmt):
+        terms = stmt.expr.args if isinstance(stmt.expr, MatAdd) else (stmt.expr,)
+        rec = [any(f in recurrent for _, (f, _) in _step_symbols(term)) for term in terms]
+        return [x for x, r in zip(terms, rec) if not r], [x for x, r in zip(terms, rec) if r]
+
+    mixed = {
+        s.step[0]
+        for s in program.stmts
+        if s.step and s.step[0] in recurrent and all(split(s)) and isinstance(s.expr, MatAdd)
+    }
+    out = []
+    for s in program.stmts:
+        free, rest = split(s) if s.step and s.step[0] in mixed else ([], [])
+        if not free:
+            out.append(s)
+            continue
+        fam, t = s.step
+        pre = MatrixSymbol(step_name("pre_" + fam, t), *s.target.shape)
+        out.append(s.with_(target=pre, expr=A.add(*free), order=s.order - 0.5))
+        out.append(s.with_(expr=A.add(pre, *rest)))
+    return program.with_stmts(out)
+
+
+def inline_recurrent_temporaries(program: Program) -> Program:
+    """Substitute a step of the recurrence that is read exactly once into its reader."""
+    recurrent = recurrent_families(program)
+    stmts = list(program.stmts)
+    changed = True
+    while changed:
+        changed = False
+        uses = defaultdict(list)
+        for i, s in enumerate(stmts):
+            for sym in A.symbols_in(s.expr):
+                uses[sym].append(i)
+        for i, s in enumerate(stmts):
+            if not s.step or s.step[0] not in recurrent or s.step in program.outputs:
+                continue
+            readers = uses.get(s.target, [])
+            if len(readers) != 1:
+                continue
+            j = readers[0]
+            r = stmts[j]
+            stmts[j] = r.with_(expr=r.expr.xreplace({s.target: s.expr}), eqs=s.eqs + r.eqs)
+            del stmts[i]
+            changed = True
+            break
+    return program.with_stmts(stmts)
+
+
+def vectorize_over_time(program: Program) -> Program:
+    """One statement for all steps of each family whose steps are independent of each other."""
+    recurrent = recurrent_families(program)
+    members = defaultdict(list)
+    for s in program.stmts:
+        if s.step and s.step[0] not in recurrent:
+            members[s.step[0]].append(s)
+    merged = {}
+    for fam, group in members.items():
+        steps = sorted(s.step[1] for s in group)
+        if steps != list(range(steps[0], steps[-1] + 1)):
+            continue
+        templates = {step_template(s.expr, s.step[1]) for s in group}
+        if len(templates) != 1:
+            continue
+        lo, hi = steps[0], steps[-1]
+        first = min(group, key=lambda s: s.order)
+        target = stacked(fam, lo, hi, first.target.shape[0])
+        merged[fam] = first.with_(target=target, expr=instantiate(templates.pop(), lo, hi))
+    out = []
+    for s in program.stmts:
+        fam = s.step[0] if s.step else None
+        if fam in merged:
+            if merged[fam] is not None and s.order == merged[fam].order:
+                out.append(merged[fam])
+            continue
+        out.append(s)
+    return program.with_stmts(out)
+
+
+def stack_time_sums(program: Program) -> Program:
+    """``sum_t f(a_t, b_t)`` -> ``f(A, B)`` with the steps stacked side by side.
+
+    Only a sum of at least two steps is stacked, or one that reads a family
+    already stored stacked (so no step of it has to be cut out again).
+    """
+    vectorized = {family_of(s.target) for s in program.stmts if "[" in s.target.name}
+    out = []
+    for s in program.stmts:
+        if s.step or "[" in s.target.name:
+            out.append(s)
+            continue
+        terms = s.expr.args if isinstance(s.expr, MatAdd) else (s.expr,)
+        groups: dict = {}
+        for term in terms:
+            syms = _step_symbols(term)
+            if not syms:
+                groups[(term, None)] = [term]
+                continue
+            t = syms[0][1][1]
+            groups.setdefault((step_template(term, t), "steps"), []).append((t, term, syms))
+        new_terms = []
+        for (template, kind), items in groups.items():
+            if kind is None:
+                new_terms.extend(items)
+                continue
+            ts = sorted(t for t, _, _ in items)
+            contiguous = ts == list(range(ts[0], ts[-1] + 1))
+            reads_stacked = any(f in vectorized for _, _, syms in items for _, (f, _) in syms)
+            if contiguous and (len(ts) >= 2 or reads_stacked):
+                new_terms.append(instantiate(template, ts[0], ts[-1]))
+            else:
+                new_terms.extend(term for _, term, _ in items)
+        out.append(s.with_(expr=A.add(*new_terms)))
+    return program.with_stmts(out)
+
+
+def eliminate_dead_code(program: Program) -> Program:
+    """Drop statements that no output needs."""
+    needed = set(program.outputs)
+    kept = []
+    for s in reversed(program.stmts):
+        if s.writes & needed:
+            kept.append(s)
+            needed |= s.reads
+    return program.with_stmts(reversed(kept))
+
+
+def schedule(program: Program) -> Program:
+    """Order statements so every cell is written before it is read, staying close to the old order."""
+    stmts = list(program.stmts)
+    writer = {}
+    for i, s in enumerate(stmts):
+        for cell in s.writes:
+            writer[cell] = i
+    deps = {i: {writer[c] for c in s.reads if c in writer} - {i} for i, s in enumerate(stmts)}
+    users = defaultdict(set)
+    for i, ds in deps.items():
+        for d in ds:
+            users[d].add(i)
+
+    def key(i):
+        return (SECTIONS.index(stmts[i].section), stmts[i].order, i)
+
+    ready = [key(i) for i, ds in deps.items() if not ds]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        *_, i = heapq.heappop(ready)
+        order.append(stmts[i])
+        for u in users[i]:
+            deps[u].discard(i)
+            if not deps[u]:
+                heapq.heappush(ready, key(u))
+    if len(order) != len(stmts):
+        raise RuntimeError("the program has a dependency cycle")
+    return program.with_stmts(order)
+
+
+PASSES = (
+    stable_log_softmax,
+    fuse_output_gradient,
+    hoist_non_recurrent,
+    inline_recurrent_temporaries,
+    vectorize_over_time,
+    stack_time_sums,
+    eliminate_dead_code,
+    schedule,
+)
+
+
+def optimize(program: Program, skip=()) -> Program:
+    """Run ``PASSES`` except those named in ``skip`` (``schedule`` always runs)."""
+    for p in PASSES:
+        if p.__name__ not in skip or p is schedule:
+            program = p(program)
+    return program

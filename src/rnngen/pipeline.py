@@ -1,0 +1,57 @@
+"""The pipeline itself: spec -> unroll -> derive -> optimize -> render.
+
+``build`` keeps every stage in its result, so a test or a notebook can look at
+the graph, the adjoints, the plain and the optimized program, and the texts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from rnngen.derive import Derivation, reverse_mode
+from rnngen.optimize import optimize
+from rnngen.program import Program, from_derivation
+from rnngen.render import render_both
+from rnngen.spec import RNNSpec
+from rnngen.unroll import unroll
+
+
+@dataclass(frozen=True)
+class Build:
+    """Every stage of one run of the pipeline.
+
+    Attributes:
+        spec: what was derived.
+        derivation: the unrolled graph with every adjoint and gradient.
+        plain: the program straight from the derivation, before any pass.
+        program: the optimized program the module runs.
+        module: text of the generated NumPy module.
+        latex: text of the generated LaTeX document.
+        equations: equation key -> number in the document.
+    """
+
+    spec: RNNSpec
+    derivation: Derivation
+    plain: Program
+    program: Program
+    module: str
+    latex: str
+    equations: dict
+
+    def files(self, out_dir, latex: bool = True) -> dict:
+        """``{path: text}`` of the files to write into ``out_dir``."""
+        out = Path(out_dir)
+        files = {out / f"{self.spec.name}.py": self.module}
+        if latex:
+            files[out / f"{self.spec.name}.tex"] = self.latex
+        return files
+
+
+def build(spec: RNNSpec, skip=()) -> Build:
+    """Run the whole pipeline for ``spec``; ``skip`` names rewrite passes to leave out."""
+    derivation = reverse_mode(unroll(spec))
+    plain = from_derivation(derivation)
+    program = optimize(plain, skip=skip)
+    module, latex, equations = render_both(derivation, program)
+    return Build(spec, derivation, plain, program, module, latex, equations)

@@ -1,0 +1,246 @@
+"""NumPy printer: matrix expressions in the math's column layout -> row-major NumPy code.
+
+The math has one column per sequence (``z_t = U x_t + b``, ``n_h x B``); the
+arrays have one row per sequence (``z[t]`` is ``B x n_h``), which is how batches
+are stored and what makes the time-stacked products single GEMMs. So a data
+expression ``e`` is printed as the code of ``e^T``: ``U x_t + b 1^T`` becomes
+``x[t] @ U.T + b``. Parameters keep their math shapes; column vectors
+(biases, ``h0``) are 1-D arrays that broadcast over rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
+from sympy.printing.printer import Printer
+
+from rnngen import algebra as A
+from rnngen.activations import ELEMENTWISE
+from rnngen.printing import PrintError
+from rnngen.program import Program, parse_stacked
+from rnngen.unroll import parse_step
+
+# Precedence of printed code. ``*`` and ``@`` bind alike in Python, but a chain
+# mixing them is hard to read, so each keeps its own level and gets parentheses
+# inside the other.
+ADD, MUL, MATMUL, UNARY, ATOM = 1, 2, 3, 4, 5
+
+
+@dataclass(frozen=True)
+class Storage:
+    """How one family is stored.
+
+    Attributes:
+        first: the step held at index 0 (``h`` starts at step 0, the others at 1).
+        steps: True for a ``(steps, B, n)`` array indexed by step, False for
+            time-stacked rows ``(steps * B, n)``.
+    """
+
+    first: int
+    steps: bool
+
+
+def storage_of(program: Program) -> dict:
+    """The storage of every family the program reads or writes."""
+    per_step, first = set(), {}
+    for s in program.stmts:
+        for sym in [s.target, *A.symbols_in(s.expr)]:
+            step, run = parse_step(sym.name), parse_stacked(sym.name)
+            if step:
+                per_step.add(step[0])
+                first[step[0]] = min(first.get(step[0], step[1]), step[1])
+            elif run:
+                first[run[0]] = min(first.get(run[0], run[1]), run[1])
+    per_step |= {"x", "y"}  # the caller hands these over as (T, B, n)
+    return {f: Storage(lo, f in per_step) for f, lo in first.items()}
+
+
+def is_data(expr) -> bool:
+    """Data has one column per sequence; everything else is parameter-shaped."""
+    return expr.shape[1] == A.B
+
+
+def _product_shape(factors):
+    return factors[0].shape[0], factors[-1].shape[1]
+
+
+class NumpyPrinter(Printer):
+    """Prints statements of a program as NumPy code in row layout."""
+
+    printmethod = "_rnngen_numpy"
+
+    def __init__(self, storage: dict, steps: dict, T: int):
+        super().__init__()
+        self.storage = storage
+        self.steps = steps  # family -> number of steps it holds
+        self.T = T
+
+    def emptyPrinter(self, expr):
+        raise PrintError(f"no NumPy rule for {type(expr).__name__}: {expr}")
+
+    # -- entry points -------------------------------------------------------------
+
+    def statement(self, stmt) -> str:
+        """One line of code assigning ``stmt.expr`` to its target's storage."""
+        code = self.code(stmt.expr)
+        target = stmt.target
+        step, run = parse_step(target.name), parse_stacked(target.name)
+        if step:
+            return f"{self._step(*step)} = {code}"
+        if run:
+            family, lo, hi = run
+            if self.storage[family].steps:
+                count = "T" if hi - lo + 1 == self.T else str(hi - lo + 1)
+                code = f"{self._wrap((code, ATOM if code.isidentifier() else ADD), ATOM)}.reshape({count}, B, -1)"
+            return f"{family} = {code}"
+        return f"{target.name} = {code}"
+
+    def code(self, expr) -> str:
+        return self._any(expr)[0]
+
+    # -- helpers ----------------------------------------------------------------------
+
+    def _any(self, expr):
+        return self._rows(expr) if is_data(expr) else self._plain(expr)
+
+    @staticmethod
+    def _wrap(code_prec, at_least):
+        code, prec = code_prec if isinstance(code_prec, tuple) else (code_prec, ADD)
+        return code if prec >= at_least else f"({code})"
+
+    def _step(self, family, t):
+        return f"{family}[{t - self.storage[family].first}]"
+
+    def _size(self, rows) -> str:
+        return str(rows)
+
+    def _symbol_rows(self, sym):
+        step, run = parse_step(sym.name), parse_stacked(sym.name)
+        if step:
+            return self._step(*step)
+        if run:
+            family, lo, hi = run
+            st = self.storage[family]
+            if not st.steps:
+                return family
+            a, b = lo - st.first, hi - st.first + 1
+            n = self.steps[family]
+            start = "" if a == 0 else str(a)
+            stop = "" if b == n else str(b - n) if b == n - 1 else str(b)
+            view = family if (start, stop) == ("", "") else f"{family}[{start}:{stop}]"
+            return f"{view}.reshape(-1, {self._size(sym.shape[0])})"
+        raise PrintError(f"{sym.name} is not a data symbol")
+
+    def _join(self, terms):
+        parts = []
+        for term in terms:
+            coeff, body = A.split_coeff(term)
+            sign = " - " if coeff < 0 else " + "
+            body = A.scale(abs(coeff), body)
+            code = self._wrap(self._any(body), MUL if sign == " - " else ADD)
+            parts.append((sign, code))
+        first_sign, first = parts[0]
+        out = f"-{first}" if first_sign == " - " else first
+        return "".join([out] + [s + c for s, c in parts[1:]]), ADD
+
+    def _scaled(self, coeff, code_prec):
+        if coeff == 1:
+            return code_prec
+        if coeff == -1:
+            return f"-{self._wrap(code_prec, UNARY)}", UNARY
+        return f"{float(coeff)!r} * {self._wrap(code_prec, UNARY)}", MUL
+
+    def _chain(self, operands, op):
+        level = MATMUL if op == "@" else MUL
+        first, *rest = operands
+        lead = first[0] if first[1] in (level, UNARY, ATOM) else f"({first[0]})"
+        pieces = [lead] + [self._wrap(r, UNARY) for r in rest]
+        return f" {op} ".join(pieces), level
+
+    @staticmethod
+    def _transposed_param(factor) -> str:
+        if isinstance(factor, Transpose) and isinstance(factor.arg, MatrixSymbol):
+            return factor.arg.name
+        if isinstance(factor, MatrixSymbol):
+            return f"{factor.name}.T"
+        raise PrintError(f"no NumPy rule for the parameter factor {factor}")
+
+    # -- data expressions: code for expr^T (one row per sequence) ------------------------
+
+    def _rows(self, expr):
+        if isinstance(expr, MatrixSymbol):
+            return self._symbol_rows(expr), ATOM
+        if isinstance(expr, MatAdd):
+            return self._join(expr.args)
+        if isinstance(expr, MatMul):
+            coeff, factors = expr.as_coeff_matrices()
+            return self._scaled(coeff, self._rows_product(factors))
+        if isinstance(expr, HadamardProduct):
+            numer = [f for f in expr.args if not (isinstance(f, HadamardPower) and f.exp == -1)]
+            denom = [f.base for f in expr.args if f not in numer]
+            code = self._chain([self._rows(f) for f in numer], "*")
+            for d in denom:
+                code = f"{code[0]} / {self._wrap(self._rows(d), UNARY)}", MUL
+            return code
+        if isinstance(expr, HadamardPower) and expr.exp == 2:
+            base = self._rows(expr.base)
+            return self._chain([base, base], "*")
+        if isinstance(expr, HadamardPower) and expr.exp == -1:
+            return f"1.0 / {self._wrap(self._rows(expr.base), UNARY)}", MUL
+        if isinstance(expr, OneMatrix):
+            return "1.0", ATOM
+        if isinstance(expr, A.Elementwise):
+            return ELEMENTWISE[expr.fn].numpy.format(self.code(expr.arg)), ATOM
+        if isinstance(expr, A.LogSoftmax):  # before Softmax: it is a subclass
+            return f"_log_softmax({self.code(expr.arg)})", ATOM
+        if isinstance(expr, A.Softmax):
+            return f"_softmax({self.code(expr.arg)})", ATOM
+        return self.emptyPrinter(expr)
+
+    def _rows_product(self, factors):
+        last = factors[-1]
+        if isinstance(last, OneMatrix) and last.shape[0] == 1:
+            # p 1^T: a parameter column repeated for every sequence; broadcasting does it.
+            return self._plain(A.mul(*factors[:-1]))
+        if isinstance(factors[0], OneMatrix):
+            # 1 1^T a: every entry of a column replaced by the column's sum.
+            inner = self._rows(A.mul(*factors[1:]))
+            return f"{self._wrap(inner, ATOM)}.sum(axis=-1, keepdims=True)", ATOM
+        if not is_data(last):
+            raise PrintError(f"no NumPy rule for the product {MatMul(*factors)}")
+        # P_1 ... P_k d  ->  d^T P_k^T ... P_1^T
+        operands = [self._rows(last)] + [(self._transposed_param(f), ATOM) for f in reversed(factors[:-1])]
+        return self._chain(operands, "@")
+
+    # -- parameter-shaped expressions -------------------------------------------------
+
+    def _plain(self, expr):
+        if isinstance(expr, MatrixSymbol):
+            return expr.name, ATOM
+        if isinstance(expr, Transpose) and isinstance(expr.arg, MatrixSymbol):
+            return f"{expr.arg.name}.T", ATOM
+        if isinstance(expr, MatAdd):
+            return self._join(expr.args)
+        if isinstance(expr, MatMul):
+            coeff, factors = expr.as_coeff_matrices()
+            return self._scaled(coeff, self._plain_product(list(factors)))
+        return self.emptyPrinter(expr)
+
+    def _plain_product(self, factors):
+        last = factors[-1]
+        if isinstance(last, OneMatrix) and last.shape[0] == A.B:
+            # d 1: a sum over the sequences of the batch (and over stacked steps).
+            inner = factors[:-1]
+            if isinstance(inner[0], OneMatrix) and inner[0].shape[0] == 1:
+                # 1^T d 1: the sum of every entry (the loss).
+                return f"np.sum({self.code(A.mul(*inner[1:]))})", ATOM
+            return f"{self._wrap(self._rows(A.mul(*inner)), ATOM)}.sum(axis=0)", ATOM
+        for i in range(1, len(factors)):
+            left, right = factors[:i], factors[i:]
+            if _product_shape(left)[1] == A.B:
+                # L R with the batch on the inner dimension: (L^T)^T (R^T)
+                lhs = self._rows(A.mul(*left))
+                rhs = self._rows(A.transpose(A.mul(*right)))
+                return self._chain([(f"{self._wrap(lhs, ATOM)}.T", ATOM), rhs], "@")
+        return self._chain([self._plain(f) for f in factors], "@")

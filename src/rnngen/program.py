@@ -1,0 +1,155 @@
+"""The program form: straight-line statements that the rewrite passes transform.
+
+A statement assigns one matrix expression to one target. A target is a whole
+value (``E``, ``dU``), one step of a per-step family (``h_3``), or a run of
+steps of a family stacked side by side (``h[1:5]``, the matrix
+``[h_1 ... h_5]``). Everything a pass or printer needs to know about storage
+follows from those names, so a program is just its statements.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+from sympy import MatrixSymbol
+
+from rnngen import algebra as A
+from rnngen.derive import Derivation
+from rnngen.unroll import parse_step
+
+SECTIONS = ("forward", "loss", "backward")
+_STACKED = re.compile(r"^(?P<family>\w+)\[(?P<lo>\d+):(?P<hi>\d+)\]$")
+
+
+def stacked(family: str, lo: int, hi: int, rows) -> MatrixSymbol:
+    """The steps ``lo..hi`` of ``family`` side by side, one symbol."""
+    return MatrixSymbol(f"{family}[{lo}:{hi}]", rows, A.B)
+
+
+def parse_stacked(name: str):
+    m = _STACKED.match(name)
+    return (m["family"], int(m["lo"]), int(m["hi"])) if m else None
+
+
+def cells(symbol) -> set:
+    """The storage cells a symbol names: ``(family, t)`` per step, ``(name, None)`` if whole."""
+    step = parse_step(symbol.name)
+    if step:
+        return {step}
+    run = parse_stacked(symbol.name)
+    if run:
+        family, lo, hi = run
+        return {(family, t) for t in range(lo, hi + 1)}
+    return {(symbol.name, None)}
+
+
+def family_of(symbol) -> str | None:
+    step = parse_step(symbol.name) or parse_stacked(symbol.name)
+    return step[0] if step else None
+
+
+def step_template(expr, t: int):
+    """``expr`` with each step symbol ``g_s`` replaced by a placeholder for ``g`` at offset ``s - t``."""
+    swap = {}
+    for sym in A.symbols_in(expr):
+        step = parse_step(sym.name)
+        if step:
+            swap[sym] = MatrixSymbol(f"{step[0]}@{step[1] - t}", *sym.shape)
+    return expr.xreplace(swap)
+
+
+def instantiate(template, lo: int, hi: int):
+    """Placeholders ``g@k`` -> the stacked steps ``g[lo+k:hi+k]``."""
+    swap = {}
+    for sym in A.symbols_in(template):
+        if "@" in sym.name:
+            f, k = sym.name.split("@")
+            swap[sym] = stacked(f, lo + int(k), hi + int(k), sym.shape[0])
+    return template.xreplace(swap)
+
+
+@dataclass(frozen=True)
+class Stmt:
+    """``target := expr``.
+
+    Attributes:
+        target: the symbol written.
+        expr: its value, over earlier targets, parameters and inputs.
+        section: which part of the module computes it (``SECTIONS``).
+        eqs: keys of the document's equations this statement implements.
+        order: position in the plain derivation; the scheduler keeps it where it can.
+    """
+
+    target: MatrixSymbol
+    expr: object
+    section: str
+    eqs: tuple
+    order: float
+
+    @property
+    def reads(self) -> set:
+        return set().union(*(cells(s) for s in A.symbols_in(self.expr)))
+
+    @property
+    def writes(self) -> set:
+        return cells(self.target)
+
+    @property
+    def step(self):
+        return parse_step(self.target.name)
+
+    def with_(self, **changes) -> Stmt:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Program:
+    """Statements in a valid order, plus the cells the module must return.
+
+    Attributes:
+        derivation: where the statements came from.
+        stmts: the statements.
+        outputs: cells that must be computed (forward results, loss, gradients).
+    """
+
+    derivation: Derivation
+    stmts: tuple
+    outputs: frozenset
+
+    def with_stmts(self, stmts) -> Program:
+        return replace(self, stmts=tuple(stmts))
+
+    @property
+    def T(self) -> int:
+        return self.derivation.spec.T
+
+    def section(self, name: str) -> list:
+        return [s for s in self.stmts if s.section == name]
+
+
+#: Per-step families the generated ``forward`` returns.
+FORWARD_OUTPUTS = ("h", "o", "yhat")
+
+
+def gradient_symbol(param: MatrixSymbol) -> MatrixSymbol:
+    return MatrixSymbol("d" + param.name, *param.shape)
+
+
+def from_derivation(derivation: Derivation) -> Program:
+    """The plain program: every node and adjoint of the derivation, one statement each."""
+    graph = derivation.graph
+    stmts = []
+    for node in graph.nodes:
+        section = "loss" if node is graph.loss else "forward"
+        stmts.append(Stmt(node.symbol, node.expr, section, (node.family or node.symbol.name,), len(stmts)))
+    for node in derivation.adjoints:
+        stmts.append(Stmt(node.symbol, node.expr, "backward", (node.family,), len(stmts)))
+    for name, expr in derivation.gradients.items():
+        target = gradient_symbol(graph.params[name])
+        stmts.append(Stmt(target, expr, "backward", ("d" + name,), len(stmts)))
+    T = graph.spec.T
+    outputs = {(f, t) for f in FORWARD_OUTPUTS for t in range(1, T + 1)}
+    outputs |= {(graph.loss.symbol.name, None)}
+    outputs |= {("d" + name, None) for name in graph.params}
+    return Program(derivation, tuple(stmts), frozenset(outputs))

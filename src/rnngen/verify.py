@@ -1,0 +1,276 @@
+"""Verification of generated modules, three independent ways.
+
+- ``exact_oracle``: the loss written out in SymPy scalars from the textbook
+  definition (no matrix engine involved), differentiated with ``sympy.diff`` and
+  evaluated in 40-digit arithmetic.
+- ``finite_differences`` and ``taylor_test``: the module's gradient against its
+  own loss, by central differences in float64, and by the slope of the Taylor
+  remainder (2 for a correct gradient, 1 for a wrong one).
+- ``forms_agree``: the derivation's recursive (delta) form against its sum over
+  paths, evaluated straight from the symbolic expressions.
+
+Errors are norm-wise relative errors per parameter, ``|g - ref| / |ref|``,
+which do not blow up on entries that happen to be near zero.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import sympy as sp
+
+from rnngen.activations import ELEMENTWISE, OUTPUT_LOSSES
+
+#: Sizes of the default numeric check: (n_x, n_h, n_y, B).
+CHECK_SIZES = (4, 5, 3, 2)
+#: Tolerances of the checks.
+FD_TOLERANCE = 1e-6
+EXACT_TOLERANCE = 1e-12
+
+
+class VerificationError(Exception):
+    """A module whose gradients fail a check, or that cannot be checked."""
+
+
+def load_module(path):
+    """Import a generated module from its file, under a private name."""
+    path = Path(path)
+    name = f"_rnngen_checked_{uuid.uuid4().hex}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise VerificationError(f"{path} is not a Python module")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:  # a broken file is reported, not raised through
+        raise VerificationError(f"{path} cannot be imported: {type(e).__name__}: {e}") from None
+    finally:
+        sys.modules.pop(name, None)
+    for attr in ("T", "SPEC", "PARAM_SHAPES", "loss", "loss_and_grads", "init_params"):
+        if not hasattr(module, attr):
+            raise VerificationError(f"{path} is not an rnngen module (it has no {attr})")
+    return module
+
+
+def random_problem(module, sizes=CHECK_SIZES, seed=0, dtype=np.float64):
+    """Random parameters (biases and h0 too, so every gradient is exercised), inputs and targets."""
+    n_x, n_h, n_y, B = sizes
+    rng = np.random.default_rng(seed)
+    dims = {"n_x": n_x, "n_h": n_h, "n_y": n_y}
+    params = {
+        name: (0.5 * rng.standard_normal(tuple(dims[d] for d in shape))).astype(dtype)
+        for name, shape in module.PARAM_SHAPES.items()
+    }
+    xs = rng.standard_normal((module.T, B, n_x)).astype(dtype)
+    targets = rng.integers(0, n_y, size=(module.T, B))
+    return params, xs, targets
+
+
+def relative_error(value, reference) -> float:
+    value, reference = np.asarray(value, np.float64), np.asarray(reference, np.float64)
+    scale = np.linalg.norm(reference)
+    diff = np.linalg.norm(value - reference)
+    return float(diff / scale) if scale > 0 else float(diff)
+
+
+def finite_differences(module, params, xs, targets, eps=1e-6) -> dict:
+    """Worst relative error of each gradient against central differences of the module's loss."""
+    _, grads = module.loss_and_grads(params, xs, targets)
+    errors = {}
+    for name, value in params.items():
+        numeric = np.zeros_like(value, dtype=np.float64)
+        for index in np.ndindex(value.shape):
+            shifted = {k: v.copy() for k, v in params.items()}
+            shifted[name][index] = value[index] + eps
+            up = module.loss(shifted, xs, targets)
+            shifted[name][index] = value[index] - eps
+            down = module.loss(shifted, xs, targets)
+            numeric[index] = (up - down) / (2 * eps)
+        errors[name] = relative_error(grads[name], numeric)
+    return errors
+
+
+def taylor_test(module, params, xs, targets, seed=1, steps=(1e-2, 5e-3, 2.5e-3, 1.25e-3, 6.25e-4)) -> float:
+    """Slope of log |E(p + e v) - E(p) - e <g, v>| against log e: 2 when the gradient is right."""
+    rng = np.random.default_rng(seed)
+    direction = {k: rng.standard_normal(v.shape) for k, v in params.items()}
+    e0, grads = module.loss_and_grads(params, xs, targets)
+    slope_dot = sum(float(np.sum(grads[k] * direction[k])) for k in params)
+    remainders = []
+    for e in steps:
+        moved = {k: params[k] + e * direction[k] for k in params}
+        remainders.append(abs(module.loss(moved, xs, targets) - e0 - e * slope_dot))
+    return float(np.polyfit(np.log(steps), np.log(remainders), 1)[0])
+
+
+# --- the exact scalar oracle --------------------------------------------------------------
+
+
+@dataclass
+class OracleResult:
+    """Relative errors of the module against the exact oracle."""
+
+    loss: float
+    grads: dict = field(default_factory=dict)
+
+    @property
+    def worst(self) -> float:
+        return max([self.loss, *self.grads.values()])
+
+
+def _scalar_loss(module, params_sym, xs, targets):
+    """E written out entry by entry, with the module's spec, from the textbook definition."""
+    spec = module.SPEC
+    f = ELEMENTWISE[spec["hidden"]].scalar
+    step_loss = OUTPUT_LOSSES[(spec["output"], spec["loss"])].scalar
+    U, W, V, b, c, h0 = (params_sym[k] for k in ("U", "W", "V", "b", "c", "h0"))
+    T, B, _ = xs.shape
+    total = sp.Integer(0)
+    for seq in range(B):
+        h = h0
+        for t in range(T):
+            x = sp.Matrix(xs[t, seq].tolist())
+            h = (U * x + W * h + b).applyfunc(f)
+            o = V * h + c
+            y = [1 if i == targets[t, seq] else 0 for i in range(o.shape[0])]
+            total += step_loss(list(o), y)
+    return total
+
+
+#: The exact oracle's cost grows like n_h^T (the scalar loss is a tree, not a
+#: graph), so it runs on tiny sizes and refuses long unrolls.
+EXACT_MAX_T = 8
+
+
+def oracle_sizes(T: int) -> tuple:
+    """(n_x, n_h, n_y, B) for the oracle: a batch of two up to T = 3, one tiny sequence beyond."""
+    return (2, 3, 2, 2) if T <= 3 else (2, 2, 2, 1)
+
+
+_MPMATH = {sp.tanh: "tanh", sp.exp: "exp", sp.log: "log"}
+
+
+def _evaluate_exactly(expr, env: dict, memo: dict):
+    """Value of a scalar SymPy expression in mpmath, each distinct subexpression once."""
+    import mpmath
+
+    if expr in memo:
+        return memo[expr]
+    if expr.is_Symbol:
+        value = env[expr]
+    elif expr.is_Rational:
+        value = mpmath.mpf(expr.p) / expr.q
+    elif expr.is_Add:
+        value = mpmath.fsum(_evaluate_exactly(a, env, memo) for a in expr.args)
+    elif expr.is_Mul:
+        value = mpmath.fprod(_evaluate_exactly(a, env, memo) for a in expr.args)
+    elif expr.is_Pow:
+        value = _evaluate_exactly(expr.base, env, memo) ** _evaluate_exactly(expr.exp, env, memo)
+    elif expr.func in _MPMATH:
+        value = getattr(mpmath, _MPMATH[expr.func])(_evaluate_exactly(expr.args[0], env, memo))
+    else:
+        raise VerificationError(f"the exact oracle cannot evaluate {expr.func}")
+    memo[expr] = value
+    return value
+
+
+def exact_oracle(module, sizes=None, seed=0, digits=40) -> OracleResult:
+    """Compare the module's loss and gradients with ``sympy.diff`` of the scalar loss.
+
+    Inputs and parameters are the float64 values the module sees, taken as
+    exact rationals, so the only rounding on the oracle's side is its
+    ``digits``-digit evaluation.
+    """
+    import mpmath
+
+    if module.T > EXACT_MAX_T:
+        raise VerificationError(f"the exact oracle runs up to T = {EXACT_MAX_T} (its cost grows exponentially in T)")
+    sizes = sizes or oracle_sizes(module.T)
+    params, xs, targets = random_problem(module, sizes, seed)
+    dims = {"n_x": sizes[0], "n_h": sizes[1], "n_y": sizes[2]}
+    symbols, params_sym = [], {}
+    for name, shape in module.PARAM_SHAPES.items():
+        shape = tuple(dims[d] for d in shape)
+        rows, cols = shape if len(shape) == 2 else (shape[0], 1)
+        m = sp.Matrix(rows, cols, lambda i, j, name=name: sp.Symbol(f"{name}_{i}_{j}"))
+        params_sym[name] = m
+        symbols.extend(m)
+    exact_x = np.vectorize(lambda v: sp.Rational(float(v)), otypes=[object])(xs)
+    loss_expr = _scalar_loss(module, params_sym, exact_x, targets)
+    derivatives = [sp.diff(loss_expr, s) for s in symbols]
+    values = [sp.Rational(float(v)) for name in module.PARAM_SHAPES for v in np.ravel(params[name])]
+    with mpmath.workdps(digits):
+        env = {s: mpmath.mpf(v.p) / v.q for s, v in zip(symbols, values)}
+        memo: dict = {}
+        exact = [float(_evaluate_exactly(e, env, memo)) for e in [loss_expr, *derivatives]]
+    loss, grads = module.loss_and_grads(params, xs, targets)
+    result = OracleResult(loss=relative_error(loss, exact[0]))
+    offset = 1
+    for name, value in grads.items():
+        n = value.size
+        result.grads[name] = relative_error(value, np.reshape(exact[offset : offset + n], value.shape))
+        offset += n
+    return result
+
+
+# --- the two derivation forms ---------------------------------------------------------------
+
+
+def forms_agree(build, sizes=(3, 4, 2, 2), seed=0) -> dict:
+    """Relative difference, per parameter, between the recursive form and the sum over paths.
+
+    Both are evaluated straight from the derivation's symbolic expressions.
+    """
+    from rnngen.derive import path_expansion
+    from rnngen.evaluate import evaluate, run
+    from rnngen.unroll import SIZES
+
+    derivation = build.derivation
+    graph = derivation.graph
+    n_x, n_h, n_y, B = sizes
+    dims = {SIZES["n_x"]: n_x, SIZES["n_h"]: n_h, SIZES["n_y"]: n_y, sp.Symbol("B", integer=True, positive=True): B}
+    rng = np.random.default_rng(seed)
+    env = {}
+    for name, p in graph.params.items():
+        env[name] = 0.5 * rng.standard_normal((int(p.shape[0].subs(dims)), int(sp.sympify(p.shape[1]).subs(dims))))
+    for x in graph.inputs["x"]:
+        env[x.name] = rng.standard_normal((n_x, B))
+    for y in graph.inputs["y"]:
+        env[y.name] = np.eye(n_y)[:, rng.integers(0, n_y, B)]
+    env = run([(n.symbol, n.expr) for n in graph.nodes + derivation.adjoints], env, dims)
+    out = {}
+    for name, expr in derivation.gradients.items():
+        recursive = evaluate(expr, env, dims)
+        paths = sum(evaluate(term, env, dims) for term in path_expansion(derivation, name))
+        out[name] = relative_error(paths, recursive)
+    return out
+
+
+@dataclass
+class Report:
+    """What ``check_module`` found."""
+
+    T: int
+    fd: dict
+    taylor: float
+    exact: OracleResult | None = None
+
+    @property
+    def ok(self) -> bool:
+        fd_ok = max(self.fd.values()) <= FD_TOLERANCE
+        taylor_ok = abs(self.taylor - 2.0) <= 0.1
+        exact_ok = self.exact is None or self.exact.worst <= EXACT_TOLERANCE
+        return fd_ok and taylor_ok and exact_ok
+
+
+def check_module(module, exact: bool = False, sizes=CHECK_SIZES, seed=0) -> Report:
+    """Finite differences and the Taylor test at ``sizes``; the exact oracle too if asked."""
+    params, xs, targets = random_problem(module, sizes, seed)
+    fd = finite_differences(module, params, xs, targets)
+    slope = taylor_test(module, params, xs, targets)
+    return Report(module.T, fd, slope, exact_oracle(module, seed=seed) if exact else None)
