@@ -22,26 +22,47 @@ def _softmax(a):
 _ELEMENTWISE = {"tanh": np.tanh, "log": np.log}
 
 
+def _stacked_value(name: str, env: dict):
+    """``f[lo:hi]`` is the steps' values side by side."""
+    from rnngen.program import parse_stacked
+
+    family, lo, hi = parse_stacked(name)
+    return np.hstack([env[f"{family}_{t}"] for t in range(lo, hi + 1)])
+
+
 def evaluate(expr, env: dict, dims: dict):
-    """Value of ``expr`` given symbol values ``env`` (by name) and sizes ``dims`` (by symbol)."""
+    """Value of ``expr`` given symbol values ``env`` (by name) and sizes ``dims`` (by symbol).
+
+    A time-stacked symbol ``f[lo:hi]`` that ``env`` lacks is built from the steps' values.
+    """
 
     def size(d):
         return int(sp.sympify(d).subs(dims))
 
+    def ones(shape, rows=None):
+        r, c = (size(d) for d in shape)
+        return np.ones((rows if rows is not None else r, c))
+
+    def add(values):
+        # B counts the columns of one step, or of many stacked steps: a term
+        # with the columns of one step (b 1^T) is repeated across the others.
+        width = max(v.shape[1] for v in values)
+        return sum(v if v.shape[1] == width else np.tile(v, (1, width // v.shape[1])) for v in values)
+
     def ev(e):
         if isinstance(e, MatrixSymbol):
-            return env[e.name]
+            return env[e.name] if e.name in env else _stacked_value(e.name, env)
         if isinstance(e, OneMatrix):
-            return np.ones((size(e.shape[0]), size(e.shape[1])))
+            return ones(e.shape)
         if isinstance(e, sp.Identity):
             return np.eye(size(e.shape[0]))
         if isinstance(e, MatAdd):
-            return sum(ev(a) for a in e.args)
+            return add([ev(a) for a in e.args])
         if isinstance(e, MatMul):
             coeff, mats = e.as_coeff_matrices()
             out = ev(mats[0])
             for m in mats[1:]:
-                out = out @ ev(m)
+                out = out @ (ones(m.shape, rows=out.shape[1]) if isinstance(m, OneMatrix) else ev(m))
             return float(coeff) * out
         if isinstance(e, HadamardProduct):
             out = ev(e.args[0])
@@ -66,8 +87,19 @@ def evaluate(expr, env: dict, dims: dict):
 
 
 def run(statements, env: dict, dims: dict) -> dict:
-    """Evaluate ``(symbol, expr)`` statements in order, adding each value to a copy of ``env``."""
+    """Evaluate ``(symbol, expr)`` statements in order, adding each value to a copy of ``env``.
+
+    A value assigned to stacked steps ``f[lo:hi]`` is also split into its steps.
+    """
+    from rnngen.program import parse_stacked
+
     env = dict(env)
     for symbol, expr in statements:
-        env[symbol.name] = evaluate(expr, env, dims)
+        value = evaluate(expr, env, dims)
+        env[symbol.name] = value
+        run_ = parse_stacked(symbol.name)
+        if run_:
+            family, lo, hi = run_
+            for t, part in zip(range(lo, hi + 1), np.split(value, hi - lo + 1, axis=1)):
+                env[f"{family}_{t}"] = part
     return env

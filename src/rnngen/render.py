@@ -265,9 +265,25 @@ def module_context(derivation: Derivation, program: Program, numbers: dict) -> d
         unpack=", ".join(params),
         param_args=", ".join(params),
         n_out="V.shape[0]",
-        spec_repr=repr(spec.as_dict()),
-        param_shapes=repr({n: tuple(str(d) for d in p.shape if d != 1) for n, p in derivation.graph.params.items()}),
+        spec_literal=py_literal(spec.as_dict()),
+        param_shapes=[
+            (n, py_literal(tuple(str(d) for d in p.shape if d != 1))) for n, p in derivation.graph.params.items()
+        ],
     )
+
+
+def py_literal(value) -> str:
+    """A Python literal the way the formatter writes it (double quotes), for dicts of str, int, bool, tuple."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{py_literal(k)}: {py_literal(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, tuple):
+        inner = ", ".join(py_literal(v) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, (bool, int, float)) or value is None:
+        return repr(value)
+    raise TypeError(f"no literal for {type(value).__name__}")
 
 
 def _common(spec) -> dict:

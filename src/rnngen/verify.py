@@ -226,6 +226,7 @@ def forms_agree(build, sizes=(3, 4, 2, 2), seed=0) -> dict:
 
     Both are evaluated straight from the derivation's symbolic expressions.
     """
+    from rnngen import algebra as A
     from rnngen.derive import path_expansion
     from rnngen.evaluate import evaluate, run
     from rnngen.unroll import SIZES
@@ -233,7 +234,7 @@ def forms_agree(build, sizes=(3, 4, 2, 2), seed=0) -> dict:
     derivation = build.derivation
     graph = derivation.graph
     n_x, n_h, n_y, B = sizes
-    dims = {SIZES["n_x"]: n_x, SIZES["n_h"]: n_h, SIZES["n_y"]: n_y, sp.Symbol("B", integer=True, positive=True): B}
+    dims = {SIZES["n_x"]: n_x, SIZES["n_h"]: n_h, SIZES["n_y"]: n_y, A.B: B}
     rng = np.random.default_rng(seed)
     env = {}
     for name, p in graph.params.items():

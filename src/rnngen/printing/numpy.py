@@ -152,6 +152,8 @@ class NumpyPrinter(Printer):
         return f"{float(coeff)!r} * {self._wrap(code_prec, UNARY)}", MUL
 
     def _chain(self, operands, op):
+        if len(operands) == 1:
+            return operands[0]
         level = MATMUL if op == "@" else MUL
         first, *rest = operands
         lead = first[0] if first[1] in (level, UNARY, ATOM) else f"({first[0]})"

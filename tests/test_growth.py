@@ -1,0 +1,35 @@
+"""Cost linear in T, measured by size (never by wall clock): a linear fit leaves no residual."""
+
+import numpy as np
+import pytest
+
+TS = (10, 20, 40, 80)
+
+
+def _linear_fit_residual(ts, sizes):
+    coeffs = np.polyfit(ts, sizes, 1)
+    residual = np.max(np.abs(np.polyval(coeffs, ts) - sizes)) / max(sizes)
+    return coeffs[0], residual
+
+
+@pytest.mark.parametrize(
+    "measure",
+    [
+        lambda b: len(b.module.splitlines()),
+        lambda b: len(b.latex),
+        lambda b: len(b.derivation.adjoints) + len(b.derivation.graph.nodes),
+        lambda b: sum(len(str(s.expr)) for s in b.program.stmts),
+    ],
+    ids=["module lines", "document characters", "graph nodes", "program size"],
+)
+def test_outputs_grow_linearly_in_T(built, measure):
+    sizes = [measure(built(T)) for T in TS]
+    slope, residual = _linear_fit_residual(TS, sizes)
+    assert residual < 0.02, sizes  # a T^2 term would leave a large residual over 10..80
+    assert slope >= 0
+
+
+def test_module_adds_two_lines_per_step(built):
+    # one line forward (h_t) and one backward (dz_t): nothing else depends on T
+    lines = [len(built(T).module.splitlines()) for T in (10, 11, 12)]
+    assert lines[2] - lines[1] == lines[1] - lines[0] == 2

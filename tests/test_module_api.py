@@ -1,0 +1,124 @@
+"""The generated module as a user meets it: API, shapes, dtypes, errors, and an independent reference."""
+
+import numpy as np
+import pytest
+import reference_bptt
+
+SIZES = dict(n_x=4, n_h=6, n_y=3)
+
+
+def _problem(m, B=3, seed=0):
+    rng = np.random.default_rng(seed)
+    params = {k: 0.4 * rng.standard_normal(v.shape) for k, v in m.init_params(**SIZES).items()}
+    xs = rng.standard_normal((m.T, B, SIZES["n_x"]))
+    targets = rng.integers(0, SIZES["n_y"], (m.T, B))
+    return params, xs, targets
+
+
+@pytest.mark.parametrize("T", [1, 5, 20])
+def test_matches_a_hand_written_bptt_loop(module, T):
+    m = module(T)
+    params, xs, targets = _problem(m)
+    E, grads = m.loss_and_grads(params, xs, targets)
+    E_ref, grads_ref = reference_bptt.loss_and_grads(params, xs, targets)
+    assert E == pytest.approx(E_ref, rel=1e-12)
+    for k in grads_ref:
+        np.testing.assert_allclose(grads[k], grads_ref[k], rtol=1e-10, atol=1e-12, err_msg=k)
+
+
+def test_batch_is_the_sum_of_single_sequences(module):
+    m = module(5)
+    params, xs, targets = _problem(m, B=3)
+    E, grads = m.loss_and_grads(params, xs, targets)
+    singles = [m.loss_and_grads(params, xs[:, i], targets[:, i]) for i in range(3)]
+    assert E == pytest.approx(sum(s[0] for s in singles), rel=1e-12)
+    for k in grads:
+        np.testing.assert_allclose(grads[k], sum(s[1][k] for s in singles), rtol=1e-12, atol=1e-12)
+
+
+def test_class_indices_and_one_hot_targets_agree(module):
+    m = module(5)
+    params, xs, targets = _problem(m)
+    one_hot = np.eye(SIZES["n_y"])[targets]
+    E1, g1 = m.loss_and_grads(params, xs, targets)
+    E2, g2 = m.loss_and_grads(params, xs, one_hot)
+    assert E1 == E2
+    for k in g1:
+        np.testing.assert_array_equal(g1[k], g2[k])
+
+
+def test_float32_is_computed_in_float32_and_close_to_float64(module):
+    m = module(5)
+    params, xs, targets = _problem(m)
+    E64, g64 = m.loss_and_grads(params, xs, targets)
+    p32 = {k: v.astype(np.float32) for k, v in params.items()}
+    E32, g32 = m.loss_and_grads(p32, xs.astype(np.float32), targets)
+    assert np.asarray(E32).dtype == np.float32
+    assert all(g.dtype == np.float32 for g in g32.values())
+    assert all(v.dtype == np.float32 for v in m.forward(p32, xs.astype(np.float32)).values())
+    assert E32 == pytest.approx(E64, rel=1e-5)
+    for k in g64:
+        assert np.linalg.norm(g32[k] - g64[k]) <= 1e-4 * np.linalg.norm(g64[k]), k
+
+
+def test_forward_shapes_and_loss_agree(module):
+    m = module(5)
+    params, xs, targets = _problem(m, B=2)
+    out = m.forward(params, xs)
+    assert out["h"].shape == (5, 2, 6) and out["o"].shape == (5, 2, 3) and out["yhat"].shape == (5, 2, 3)
+    np.testing.assert_allclose(out["yhat"].sum(axis=-1), 1.0, rtol=1e-12)
+    picked = np.take_along_axis(out["yhat"], targets[..., None], axis=-1)
+    assert m.loss(params, xs, targets) == pytest.approx(-np.log(picked).sum(), rel=1e-12)
+    single = m.forward(params, xs[:, 0])
+    assert single["h"].shape == (5, 6)
+    np.testing.assert_allclose(single["h"], out["h"][:, 0])
+
+
+def test_init_params_is_reproducible_and_shaped(module):
+    m = module(5)
+    a, b = m.init_params(**SIZES, seed=3), m.init_params(**SIZES, seed=3)
+    assert {k: v.shape for k, v in a.items()} == {
+        "U": (6, 4),
+        "W": (6, 6),
+        "V": (3, 6),
+        "b": (6,),
+        "c": (3,),
+        "h0": (6,),
+    }
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert m.init_params(**SIZES, dtype=np.float32)["W"].dtype == np.float32
+
+
+def test_module_describes_its_spec(module):
+    m = module(5)
+    assert m.T == 5 and m.HIDDEN == "tanh" and m.OUTPUT == "softmax" and m.LOSS == "cross_entropy"
+    assert m.SPEC == {"T": 5, "hidden": "tanh", "output": "softmax", "loss": "cross_entropy"}
+
+
+BAD = [
+    (
+        lambda p, x, y: (p, x[:4], y),
+        r"xs has shape \(4, 3, 4\); expected \(T, n_x\) = \(5, 4\) or \(T, B, n_x\) = \(5, B, 4\)",
+    ),
+    (lambda p, x, y: (p, x[..., :3], y), r"xs has shape \(5, 3, 3\); expected"),
+    (lambda p, x, y: (p, x.astype(int), y), r"xs has dtype int64; expected float32 or float64"),
+    (lambda p, x, y: ({k: v for k, v in p.items() if k != "W"}, x, y), r"params is missing W"),
+    (lambda p, x, y: ({**p, "W": p["W"][:, :5]}, x, y), r"params\['W'\] has shape \(6, 5\); expected \(n_h, n_h\)"),
+    (lambda p, x, y: ({**p, "b": p["b"][None]}, x, y), r"params\['b'\] has shape \(1, 6\); expected \(n_h\)"),
+    (lambda p, x, y: (p, x, y[:, :2]), r"targets \(class indices\) have shape \(5, 2\); expected \(5, 3\)"),
+    (lambda p, x, y: (p, x, y + 3), r"targets \(class indices\) must lie in 0..2"),
+    (lambda p, x, y: (p, x, np.ones((5, 3, 3))), r"targets \(one-hot\) must sum to 1"),
+    (
+        lambda p, x, y: (p, x, np.ones((5, 3, 2)) / 2),
+        r"targets \(one-hot\) have shape \(5, 3, 2\); expected \(5, 3, 3\)",
+    ),
+    (lambda p, x, y: (p, x, y.astype(str)), r"targets have dtype <U\d+; expected integer class indices"),
+]
+
+
+@pytest.mark.parametrize("mutate, message", BAD, ids=[m for _, m in BAD])
+def test_bad_arguments_name_what_is_wrong(module, mutate, message):
+    m = module(5)
+    params, xs, targets = mutate(*_problem(m))
+    with pytest.raises(ValueError, match=message):
+        m.loss_and_grads(params, xs, targets)

@@ -1,0 +1,103 @@
+"""Each rewrite pass keeps the program's value, alone and in the pipeline, and does its one job."""
+
+import numpy as np
+import pytest
+import sympy as sp
+
+from rnngen import algebra as A
+from rnngen import optimize as O
+from rnngen.evaluate import run
+from rnngen.unroll import SIZES
+
+OUTPUTS = ["E", "dU", "dW", "dV", "db", "dc", "dh0"]
+
+
+def _values(program, B=2, seed=0):
+    graph = program.derivation.graph
+    dims = {SIZES["n_x"]: 3, SIZES["n_h"]: 4, SIZES["n_y"]: 3, A.B: B}
+    rng = np.random.default_rng(seed)
+    env = {
+        name: 0.5 * rng.standard_normal((int(p.shape[0].subs(dims)), int(sp.sympify(p.shape[1]).subs(dims))))
+        for name, p in graph.params.items()
+    }
+    for x in graph.inputs["x"]:
+        env[x.name] = rng.standard_normal((3, B))
+    for y in graph.inputs["y"]:
+        env[y.name] = np.eye(3)[:, rng.integers(0, 3, B)]
+    out = run([(s.target, s.expr) for s in program.stmts], env, dims)
+    return {k: out[k] for k in OUTPUTS}
+
+
+def _assert_same(a, b):
+    for k in OUTPUTS:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-12, atol=1e-13, err_msg=k)
+
+
+@pytest.mark.parametrize("T", [1, 2, 4])
+@pytest.mark.parametrize("p", O.PASSES, ids=lambda p: p.__name__)
+def test_each_pass_alone_keeps_the_value(built, T, p):
+    plain = built(T).plain
+    _assert_same(_values(O.schedule(p(plain))), _values(plain))
+
+
+@pytest.mark.parametrize("T", [1, 3, 6])
+def test_each_pass_in_the_pipeline_keeps_the_value(built, T):
+    program = built(T).plain
+    reference = _values(program)
+    for p in O.PASSES:
+        program = p(program)
+        _assert_same(_values(O.schedule(program)), reference)
+
+
+def _targets(program):
+    return [s.target.name for s in program.stmts]
+
+
+def test_fusing_turns_the_softmax_jacobian_into_yhat_minus_y(built):
+    fused = O.eliminate_dead_code(O.fuse_output_gradient(built(3).plain))
+    do_3 = next(s for s in fused.stmts if s.target.name == "do_3")
+    assert sp.srepr(do_3.expr) == sp.srepr(
+        A.sub(sp.MatrixSymbol("yhat_3", *do_3.target.shape), sp.MatrixSymbol("y_3", *do_3.target.shape))
+    )
+    assert not any(name.startswith("dyhat") for name in _targets(fused))
+
+
+def test_log_softmax_replaces_log_of_softmax(built):
+    stable = O.stable_log_softmax(built(2).plain)
+    loss = next(s for s in stable.stmts if s.target.name == "E")
+    assert any(isinstance(n, A.LogSoftmax) for n in sp.preorder_traversal(loss.expr))
+    assert not any(isinstance(n, A.Elementwise) and n.fn == "log" for n in sp.preorder_traversal(loss.expr))
+
+
+def test_recurrence_is_found(built):
+    assert O.recurrent_families(built(4).plain) == {"z", "h", "dh", "dz"}
+
+
+def test_optimized_program_runs_only_the_recurrence_per_step(built):
+    T = 7
+    program = built(T).program
+    per_step = [s.step[0] for s in program.stmts if s.step]
+    # h_0, then one statement per step forward (h) and backward (dz)
+    assert sorted(per_step) == sorted(["h"] * (T + 1) + ["dz"] * T)
+    stacked = {s.target.name for s in program.stmts if "[" in s.target.name}
+    assert stacked == {f"pre_z[1:{T}]", f"o[1:{T}]", f"yhat[1:{T}]", f"do[1:{T}]", f"pre_dh[1:{T}]"}
+    grads = {s.target.name: s.expr for s in program.stmts if s.target.name in OUTPUTS[1:]}
+    for name in ("dU", "dW", "dV", "db", "dc"):
+        # one product of time-stacked matrices, no sum over steps
+        assert not isinstance(grads[name], sp.MatAdd), name
+
+
+def test_skipping_passes_still_gives_a_correct_module(tmp_path):
+    from rnngen.pipeline import build
+    from rnngen.spec import RNNSpec
+    from rnngen.verify import check_module, load_module
+
+    skip = {p.__name__ for p in O.PASSES} - {"schedule"}
+    result = build(RNNSpec(T=4), skip=skip)
+    # the plain derivation: the dense softmax Jacobian, log of softmax, one GEMM per step
+    assert "dyhat[3] = -(y[3] / yhat[3])" in result.module
+    assert "_log_softmax" not in result.module.split("def _softmax")[0]
+    path = tmp_path / "plain.py"
+    path.write_text(result.module)
+    report = check_module(load_module(path))
+    assert report.ok, report

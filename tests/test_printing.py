@@ -1,0 +1,75 @@
+"""The printers: exact spellings for a table of expressions, and strictness."""
+
+import pytest
+import sympy as sp
+from sympy import MatrixSymbol
+
+from rnngen import algebra as A
+from rnngen.printing import PrintError
+from rnngen.printing.math import latex, text
+from rnngen.printing.numpy import NumpyPrinter, Storage
+
+n_h, n_x = sp.symbols("n_h n_x", integer=True, positive=True)
+U = MatrixSymbol("U", n_h, n_x)
+W = MatrixSymbol("W", n_h, n_h)
+b = MatrixSymbol("b", n_h, 1)
+x_2 = MatrixSymbol("x_2", n_x, A.B)
+h_1 = MatrixSymbol("h_1", n_h, A.B)
+h_2 = MatrixSymbol("h_2", n_h, A.B)
+dz_2 = MatrixSymbol("dz_2", n_h, A.B)
+H = MatrixSymbol("h[0:2]", n_h, A.B)
+DZ = MatrixSymbol("dz[1:3]", n_h, A.B)
+
+STORAGE = {"x": Storage(1, True), "h": Storage(0, True), "dz": Storage(1, True)}
+STEPS = {"x": 3, "h": 4, "dz": 3}
+
+NUMPY = [
+    (A.add(A.mul(U, x_2), A.mul(W, h_1), A.mul(b, A.ones(1, A.B))), "x[1] @ U.T + h[1] @ W.T + b"),
+    (A.had(dz_2, A.sub(A.ones(n_h, A.B), A.square(h_2))), "dz[1] * (1.0 - h[2] * h[2])"),
+    (A.mul(DZ, A.transpose(H)), "dz.reshape(-1, n_h).T @ h[:-1].reshape(-1, n_h)"),
+    (A.mul(DZ, A.ones(A.B, 1)), "dz.reshape(-1, n_h).sum(axis=0)"),
+    (A.mul(A.transpose(W), dz_2, A.ones(A.B, 1)), "(dz[1] @ W).sum(axis=0)"),
+    (
+        A.neg(A.mul(A.ones(1, n_h), A.had(h_1, A.Elementwise("log", h_2)), A.ones(A.B, 1))),
+        "-np.sum(h[1] * np.log(h[2]))",
+    ),
+    (
+        A.had(h_1, A.sub(dz_2, A.mul(A.ones(n_h, n_h), A.had(h_1, dz_2)))),
+        "h[1] * (dz[1] - (h[1] * dz[1]).sum(axis=-1, keepdims=True))",
+    ),
+    (A.neg(A.had(h_1, A.reciprocal(h_2))), "-(h[1] / h[2])"),
+    (A.Softmax(A.mul(W, h_1)), "_softmax(h[1] @ W.T)"),
+]
+
+
+@pytest.mark.parametrize("expr, code", NUMPY, ids=[c for _, c in NUMPY])
+def test_numpy_spelling(expr, code):
+    assert NumpyPrinter(STORAGE, STEPS, T=3).code(expr) == code
+
+
+def test_numpy_printer_is_strict():
+    with pytest.raises(PrintError, match="no NumPy rule"):
+        NumpyPrinter(STORAGE, STEPS, T=3).code(sp.MatPow(W, 2) * h_1)
+
+
+MATH = [
+    (A.add(A.mul(U, x_2), A.mul(W, h_1), A.mul(b, A.ones(1, A.B))), r"U x_{2} + W h_{1} + b", "U x_2 + W h_1 + b"),
+    (A.mul(DZ, A.transpose(H)), r"\Delta^{z}_{1:3} H_{0:2}^{\top}", "Δz[1..3] H[0..2]ᵀ"),
+    (A.mul(DZ, A.ones(A.B, 1)), r"\Delta^{z}_{1:3} \mathbf{1}", "Δz[1..3] 1"),
+    (
+        A.had(dz_2, A.sub(A.ones(n_h, A.B), A.square(h_2))),
+        r"\delta^{z}_{2} \odot \left(\mathbf{1} - h_{2} \odot h_{2}\right)",
+        "δz_2 ∘ (1 - h_2 ∘ h_2)",
+    ),
+]
+
+
+@pytest.mark.parametrize("expr, tex, txt", MATH, ids=[t for _, _, t in MATH])
+def test_latex_and_text_spelling(expr, tex, txt):
+    assert latex(expr) == tex
+    assert text(expr) == txt
+
+
+def test_math_printer_is_strict():
+    with pytest.raises(PrintError):
+        latex(sp.MatPow(W, 2))
