@@ -33,3 +33,30 @@ def test_module_adds_two_lines_per_step(built):
     # one line forward (h_t) and one backward (dz_t): nothing else depends on T
     lines = [len(built(T).module.splitlines()) for T in (10, 11, 12)]
     assert lines[2] - lines[1] == lines[1] - lines[0] == 2
+
+
+def _python_calls(T: int) -> int:
+    """Function calls made by the whole pipeline: deterministic, unlike wall time."""
+    import cProfile
+    import pstats
+
+    from sympy.core.cache import clear_cache
+
+    from rnngen.pipeline import build
+    from rnngen.spec import RNNSpec
+
+    clear_cache()
+    profile = cProfile.Profile()
+    profile.enable()
+    build(RNNSpec(T=T))
+    profile.disable()
+    return pstats.Stats(profile).total_calls
+
+
+def test_pipeline_work_grows_linearly_in_T():
+    _python_calls(5)  # warm up: imports and template compilation are not per-T work
+    ts = (20, 40, 80)
+    calls = [_python_calls(T) for T in ts]
+    _, residual = _linear_fit_residual(ts, calls)
+    assert residual < 0.03, calls
+    assert calls[2] / calls[1] < 2.2, calls  # a quadratic pass would give close to 4

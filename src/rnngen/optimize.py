@@ -110,29 +110,27 @@ def hoist_non_recurrent(program: Program) -> Program:
 
 
 def inline_recurrent_temporaries(program: Program) -> Program:
-    """Substitute a step of the recurrence that is read exactly once into its reader."""
+    """Substitute a step of the recurrence that is read exactly once into its reader.
+
+    One sweep in program order (definitions precede uses), so the cost is O(T).
+    """
     recurrent = recurrent_families(program)
-    stmts = list(program.stmts)
-    changed = True
-    while changed:
-        changed = False
-        uses = defaultdict(list)
-        for i, s in enumerate(stmts):
-            for sym in A.symbols_in(s.expr):
-                uses[sym].append(i)
-        for i, s in enumerate(stmts):
-            if not s.step or s.step[0] not in recurrent or s.step in program.outputs:
-                continue
-            readers = uses.get(s.target, [])
-            if len(readers) != 1:
-                continue
-            j = readers[0]
-            r = stmts[j]
-            stmts[j] = r.with_(expr=r.expr.xreplace({s.target: s.expr}), eqs=s.eqs + r.eqs)
-            del stmts[i]
-            changed = True
-            break
-    return program.with_stmts(stmts)
+    uses: dict = defaultdict(int)
+    for s in program.stmts:
+        for sym in A.symbols_in(s.expr):
+            uses[sym] += 1
+    inlined: dict = {}  # symbol -> (expression, equation keys)
+    out = []
+    for s in program.stmts:
+        reads = [sym for sym in A.symbols_in(s.expr) if sym in inlined]
+        if reads:
+            eqs = tuple(k for sym in reads for k in inlined[sym][1]) + s.eqs
+            s = s.with_(expr=s.expr.xreplace({sym: inlined[sym][0] for sym in reads}), eqs=eqs)
+        if s.step and s.step[0] in recurrent and s.step not in program.outputs and uses[s.target] == 1:
+            inlined[s.target] = (s.expr, s.eqs)
+        else:
+            out.append(s)
+    return program.with_stmts(out)
 
 
 def vectorize_over_time(program: Program) -> Program:
