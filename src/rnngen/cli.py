@@ -107,13 +107,7 @@ def derive(T, hidden, output, loss, out_dir, no_check, exact, no_latex, force):
     for path, text in files.items():
         click.echo(f"  wrote {path}  ({text.count(chr(10))} lines)")
     click.echo("")
-    click.echo("Gradients, as the module computes them; X[1..T] stacks x_1 ... x_T side by side,")
-    click.echo("δv_t = dE/dv_t, and (N) is the equation number in the .tex:")
-    from rnngen.render import final_formulas
-
-    for formula in final_formulas(result.program):
-        if formula.stmts[0].target.name.startswith("d") and formula.stmts[0].target.name[1:] in spec_params(result):
-            click.echo(f"  ({result.equations[formula.key]}) {formula.text}")
+    _print_formulas(result)
     click.echo("")
     if report is None:
         click.echo("Check skipped (--no-check): the module is unverified.")
@@ -122,8 +116,22 @@ def derive(T, hidden, output, loss, out_dir, no_check, exact, no_latex, force):
     click.echo(f"Done in {time.perf_counter() - _STARTED:.2f} s (wall time of the whole command).")
 
 
-def spec_params(result) -> tuple:
-    return tuple(result.derivation.graph.params)
+def _print_formulas(result) -> None:
+    """The gradients as the module computes them, then the deltas they are made of."""
+    from rnngen.render import final_formulas
+
+    T = result.spec.T
+    grads = {"d" + p for p in result.derivation.graph.params}
+    formulas = [f for f in final_formulas(result.program) if f.stmts[0].section == "backward"]
+    click.echo("Gradients, as the module computes them ((N): equation number in the .tex; δv_t = dE/dv_t;")
+    click.echo(f"X[1..{T}] = [x_1 ... x_{T}] and Δz[1..{T}] = [δz_1 ... δz_{T}] set the steps side by side; 1 = ones):")
+    for f in formulas:
+        if f.stmts[0].target.name in grads:
+            click.echo(f"  ({result.equations[f.key]}) {f.text}")
+    click.echo("where")
+    for f in formulas:
+        if f.stmts[0].target.name not in grads:
+            click.echo(f"  ({result.equations[f.key]}) {f.text}")
 
 
 @cli.command()
