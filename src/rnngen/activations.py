@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import sympy as sp
 
 from rnngen import algebra as A
@@ -25,6 +26,7 @@ class Elementwise:
         name: registry key, also the spelling used in specs and module names.
         scalar: ``f`` as a SymPy function of one scalar (used by the exact oracle).
         numpy: format string printing ``f`` applied to NumPy code ``{}``.
+        ufunc: ``f`` on NumPy arrays, for evaluating expressions directly.
         latex: LaTeX of ``f`` applied to ``{}``.
         derivative: ``(arg, out) -> f'(arg)`` as a matrix expression; ``out`` is
             the symbol holding ``f(arg)`` when the graph stores it, else None.
@@ -35,6 +37,7 @@ class Elementwise:
     name: str
     scalar: Callable[[sp.Expr], sp.Expr]
     numpy: str
+    ufunc: Callable
     latex: str
     derivative: Callable
     derivative_latex: str
@@ -57,6 +60,7 @@ ELEMENTWISE: dict[str, Elementwise] = {
             name="tanh",
             scalar=sp.tanh,
             numpy="np.tanh({})",
+            ufunc=np.tanh,
             latex=r"\tanh({})",
             derivative=_tanh_derivative,
             derivative_latex=r"\mathbf{{1}} - {out} \odot {out}",
@@ -65,6 +69,7 @@ ELEMENTWISE: dict[str, Elementwise] = {
             name="log",
             scalar=sp.log,
             numpy="np.log({})",
+            ufunc=np.log,
             latex=r"\log {}",
             derivative=_log_derivative,
             derivative_latex=r"\mathbf{{1}} \oslash {arg}",
@@ -89,6 +94,7 @@ class OutputLoss:
         fused_grad: ``(yhat, y) -> dE_t/do_t`` when a simplification applies, used
             by the fusing pass; None when the general output Jacobian is used.
         fused_assumes: what the fused form relies on, stated in the document.
+        text: the loss at one step in plain text, for docstrings.
         scalar: ``(o, y) -> E_t`` on lists of SymPy scalars, written from the
             textbook definition, for the exact oracle.
     """
@@ -100,6 +106,7 @@ class OutputLoss:
     loss_expr: Callable
     fused_grad: Callable | None
     fused_assumes: str
+    text: str
     scalar: Callable
 
 
@@ -126,6 +133,7 @@ OUTPUT_LOSSES: dict[tuple[str, str], OutputLoss] = {
             # Jacobian applied to -y / yhat collapses to yhat - y.
             fused_grad=lambda yhat, y: A.sub(yhat, y),
             fused_assumes="each target $y_t$ sums to one (a one-hot vector or a distribution)",
+            text="-y_t^T log yhat_t",
             scalar=_scalar_softmax_cross_entropy,
         ),
     )

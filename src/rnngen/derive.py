@@ -140,6 +140,7 @@ def reverse_mode(graph: Graph) -> Derivation:
 
 
 def derive(spec) -> Derivation:
+    """Unroll ``spec`` and derive every adjoint."""
     return reverse_mode(unroll(spec))
 
 

@@ -12,6 +12,8 @@ import sympy as sp
 from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
 
 from rnngen import algebra as A
+from rnngen.activations import ELEMENTWISE
+from rnngen.program import parse_stacked
 
 
 def _softmax(a):
@@ -19,13 +21,8 @@ def _softmax(a):
     return e / e.sum(axis=0, keepdims=True)
 
 
-_ELEMENTWISE = {"tanh": np.tanh, "log": np.log}
-
-
 def _stacked_value(name: str, env: dict):
     """``f[lo:hi]`` is the steps' values side by side."""
-    from rnngen.program import parse_stacked
-
     family, lo, hi = parse_stacked(name)
     return np.hstack([env[f"{family}_{t}"] for t in range(lo, hi + 1)])
 
@@ -74,7 +71,7 @@ def evaluate(expr, env: dict, dims: dict):
         if isinstance(e, Transpose):
             return ev(e.arg).T
         if isinstance(e, A.Elementwise):
-            return _ELEMENTWISE[e.fn](ev(e.arg))
+            return ELEMENTWISE[e.fn].ufunc(ev(e.arg))
         if isinstance(e, A.LogSoftmax):
             a = ev(e.arg)
             s = a - a.max(axis=0, keepdims=True)
@@ -91,8 +88,6 @@ def run(statements, env: dict, dims: dict) -> dict:
 
     A value assigned to stacked steps ``f[lo:hi]`` is also split into its steps.
     """
-    from rnngen.program import parse_stacked
-
     env = dict(env)
     for symbol, expr in statements:
         value = evaluate(expr, env, dims)

@@ -9,12 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from rnngen.derive import Derivation, reverse_mode
+from rnngen.derive import Derivation, derive
 from rnngen.optimize import optimize
 from rnngen.program import Program, from_derivation
 from rnngen.render import render_both
 from rnngen.spec import RNNSpec
-from rnngen.unroll import unroll
 
 
 @dataclass(frozen=True)
@@ -50,7 +49,7 @@ class Build:
 
 def build(spec: RNNSpec, skip=()) -> Build:
     """Run the whole pipeline for ``spec``; ``skip`` names rewrite passes to leave out."""
-    derivation = reverse_mode(unroll(spec))
+    derivation = derive(spec)
     plain = from_derivation(derivation)
     program = optimize(plain, skip=skip)
     module, latex, equations = render_both(derivation, program)

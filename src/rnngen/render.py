@@ -92,7 +92,7 @@ def final_formulas(program: Program) -> list:
 
 
 class Numbering:
-    """Equation numbers handed out in document order; ``tag(key)`` is called by the template."""
+    """Equation numbers handed out in document order; the template calls ``tag(key)``."""
 
     def __init__(self):
         self.numbers: dict = {}
@@ -102,9 +102,6 @@ class Numbering:
             raise ValueError(f"equation {key!r} is numbered twice")
         self.numbers[key] = len(self.numbers) + 1
         return rf"\tag{{{self.numbers[key]}}}"
-
-    def ref(self, key: str) -> str:
-        return f"({self.numbers[key]})"
 
 
 # --- the document -------------------------------------------------------------------
@@ -189,7 +186,6 @@ def latex_context(derivation: Derivation, program: Program, numbering: Numbering
         recursive=recursive_form(derivation),
         formulas=[f for f in final_formulas(program) if not f.trivial],
         eq=numbering.tag,
-        ref=numbering.ref,
     )
 
 
@@ -294,7 +290,7 @@ def _common(spec) -> dict:
         hidden=spec.hidden,
         output=spec.output,
         loss_name=spec.loss,
-        loss_text="-y_t^T log yhat_t",
+        loss_text=spec.output_loss.text,
         spec_json=json.dumps(spec.as_dict(), sort_keys=True),
         digest=spec.digest(),
         command=f"rnngen derive {spec.cli_args()}",

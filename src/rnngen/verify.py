@@ -21,10 +21,15 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import mpmath
 import numpy as np
 import sympy as sp
 
+from rnngen import algebra as A
 from rnngen.activations import ELEMENTWISE, OUTPUT_LOSSES
+from rnngen.derive import path_expansion
+from rnngen.evaluate import evaluate, run
+from rnngen.unroll import SIZES
 
 #: Sizes of the default numeric check: (n_x, n_h, n_y, B).
 CHECK_SIZES = (4, 5, 3, 2)
@@ -157,8 +162,6 @@ _MPMATH = {sp.tanh: "tanh", sp.exp: "exp", sp.log: "log"}
 
 def _evaluate_exactly(expr, env: dict, memo: dict):
     """Value of a scalar SymPy expression in mpmath, each distinct subexpression once."""
-    import mpmath
-
     if expr in memo:
         return memo[expr]
     if expr.is_Symbol:
@@ -186,8 +189,6 @@ def exact_oracle(module, sizes=None, seed=0, digits=40) -> OracleResult:
     exact rationals, so the only rounding on the oracle's side is its
     ``digits``-digit evaluation.
     """
-    import mpmath
-
     if module.T > EXACT_MAX_T:
         raise VerificationError(f"the exact oracle runs up to T = {EXACT_MAX_T} (its cost grows exponentially in T)")
     sizes = sizes or oracle_sizes(module.T)
@@ -226,11 +227,6 @@ def forms_agree(build, sizes=(3, 4, 2, 2), seed=0) -> dict:
 
     Both are evaluated straight from the derivation's symbolic expressions.
     """
-    from rnngen import algebra as A
-    from rnngen.derive import path_expansion
-    from rnngen.evaluate import evaluate, run
-    from rnngen.unroll import SIZES
-
     derivation = build.derivation
     graph = derivation.graph
     n_x, n_h, n_y, B = sizes
