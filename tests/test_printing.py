@@ -20,8 +20,7 @@ dz_2 = MatrixSymbol("dz_2", n_h, A.B)
 H = MatrixSymbol("h[0:2]", n_h, A.B)
 DZ = MatrixSymbol("dz[1:3]", n_h, A.B)
 
-STORAGE = {"x": Storage(1, True), "h": Storage(0, True), "dz": Storage(1, True)}
-STEPS = {"x": 3, "h": 4, "dz": 3}
+STORAGE = {"x": Storage(1, 3, True), "h": Storage(0, 4, True), "dz": Storage(1, 3, True)}
 
 NUMPY = [
     (A.add(A.mul(U, x_2), A.mul(W, h_1), A.mul(b, A.ones(1, A.B))), "x[1] @ U.T + h[1] @ W.T + b"),
@@ -44,12 +43,12 @@ NUMPY = [
 
 @pytest.mark.parametrize("expr, code", NUMPY, ids=[c for _, c in NUMPY])
 def test_numpy_spelling(expr, code):
-    assert NumpyPrinter(STORAGE, STEPS, T=3).code(expr) == code
+    assert NumpyPrinter(STORAGE, T=3).code(expr) == code
 
 
 def test_numpy_printer_is_strict():
     with pytest.raises(PrintError, match="no NumPy rule"):
-        NumpyPrinter(STORAGE, STEPS, T=3).code(sp.MatPow(W, 2) * h_1)
+        NumpyPrinter(STORAGE, T=3).code(sp.MatPow(W, 2) * h_1)
 
 
 MATH = [

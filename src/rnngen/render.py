@@ -208,14 +208,7 @@ def module_context(derivation: Derivation, program: Program, numbers: dict) -> d
     spec = derivation.spec
     T = spec.T
     storage = storage_of(program)
-    steps = {}
-    for s in program.stmts:
-        for sym in [s.target, *A.symbols_in(s.expr)]:
-            run = parse_step(sym.name) or parse_stacked(sym.name)
-            if run:
-                fam, last = run[0], run[-1]
-                steps[fam] = max(steps.get(fam, 0), last - storage[fam].first + 1)
-    printer = NumpyPrinter(storage, steps, T)
+    printer = NumpyPrinter(storage, T)
     sections = {"forward": [], "loss": [], "backward": []}
     allocated = set()
     for formula in final_formulas(program):
@@ -229,7 +222,8 @@ def module_context(derivation: Derivation, program: Program, numbers: dict) -> d
             if step and step[0] not in allocated:
                 allocated.add(step[0])
                 rows = s.target.shape[0]
-                lines.append(f"{step[0]} = np.empty(({_count(steps[step[0]], T)}, B, {rows}), dtype=x.dtype)")
+                count = _count(storage[step[0]].count, T)
+                lines.append(f"{step[0]} = np.empty(({count}, B, {rows}), dtype=x.dtype)")
             lines.append(printer.statement(s))
     # Each function defines the sizes its own lines use, nothing more.
     sections["forward"] = _prologue(sections["forward"]) + sections["forward"]

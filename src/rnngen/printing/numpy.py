@@ -33,27 +33,32 @@ class Storage:
 
     Attributes:
         first: the step held at index 0 (``h`` starts at step 0, the others at 1).
-        steps: True for a ``(steps, B, n)`` array indexed by step, False for
-            time-stacked rows ``(steps * B, n)``.
+        count: how many steps it holds.
+        steps: True for a ``(count, B, n)`` array indexed by step, False for
+            time-stacked rows ``(count * B, n)``.
     """
 
     first: int
+    count: int
     steps: bool
 
 
 def storage_of(program: Program) -> dict:
     """The storage of every family the program reads or writes."""
-    per_step, first = set(), {}
+    per_step, first, last = {"x", "y"}, {}, {}  # the caller hands x and y over as (T, B, n)
     for s in program.stmts:
         for sym in [s.target, *A.symbols_in(s.expr)]:
             step, run = parse_step(sym.name), parse_stacked(sym.name)
             if step:
                 per_step.add(step[0])
-                first[step[0]] = min(first.get(step[0], step[1]), step[1])
+                family, lo, hi = step[0], step[1], step[1]
             elif run:
-                first[run[0]] = min(first.get(run[0], run[1]), run[1])
-    per_step |= {"x", "y"}  # the caller hands these over as (T, B, n)
-    return {f: Storage(lo, f in per_step) for f, lo in first.items()}
+                family, lo, hi = run
+            else:
+                continue
+            first[family] = min(first.get(family, lo), lo)
+            last[family] = max(last.get(family, hi), hi)
+    return {f: Storage(lo, last[f] - lo + 1, f in per_step) for f, lo in first.items()}
 
 
 def is_data(expr) -> bool:
@@ -70,10 +75,9 @@ class NumpyPrinter(Printer):
 
     printmethod = "_rnngen_numpy"
 
-    def __init__(self, storage: dict, steps: dict, T: int):
+    def __init__(self, storage: dict, T: int):
         super().__init__()
         self.storage = storage
-        self.steps = steps  # family -> number of steps it holds
         self.T = T
 
     def emptyPrinter(self, expr):
@@ -125,7 +129,7 @@ class NumpyPrinter(Printer):
             if not st.steps:
                 return family
             a, b = lo - st.first, hi - st.first + 1
-            n = self.steps[family]
+            n = st.count
             start = "" if a == 0 else str(a)
             stop = "" if b == n else str(b - n) if b == n - 1 else str(b)
             view = family if (start, stop) == ("", "") else f"{family}[{start}:{stop}]"
