@@ -155,11 +155,10 @@ def vectorize_over_time(program: Program) -> Program:
     out = []
     for s in program.stmts:
         fam = s.step[0] if s.step else None
-        if fam in merged:
-            if merged[fam] is not None and s.order == merged[fam].order:
-                out.append(merged[fam])
-            continue
-        out.append(s)
+        if fam not in merged:
+            out.append(s)
+        elif s.order == merged[fam].order:  # the family's first step stands for all of them
+            out.append(merged[fam])
     return program.with_stmts(out)
 
 
@@ -169,25 +168,23 @@ def stack_time_sums(program: Program) -> Program:
     Only a sum of at least two steps is stacked, or one that reads a family
     already stored stacked (so no step of it has to be cut out again).
     """
-    vectorized = {family_of(s.target) for s in program.stmts if "[" in s.target.name}
+    vectorized = {family_of(s.target) for s in program.stmts if s.is_stacked}
     out = []
     for s in program.stmts:
-        if s.step or "[" in s.target.name:
+        if s.step or s.is_stacked:
             out.append(s)
             continue
         terms = s.expr.args if isinstance(s.expr, MatAdd) else (s.expr,)
-        groups: dict = {}
-        for term in terms:
+        groups: dict = {}  # per-step form -> its terms, in order of first appearance
+        for i, term in enumerate(terms):
             syms = _step_symbols(term)
-            if not syms:
-                groups[(term, None)] = [term]
-                continue
-            t = syms[0][1][1]
-            groups.setdefault((step_template(term, t), "steps"), []).append((t, term, syms))
+            t = syms[0][1][1] if syms else None
+            key = step_template(term, t) if syms else i  # a term without steps stands alone
+            groups.setdefault(key, []).append((t, term, syms))
         new_terms = []
-        for (template, kind), items in groups.items():
-            if kind is None:
-                new_terms.extend(items)
+        for template, items in groups.items():
+            if items[0][0] is None:
+                new_terms.append(items[0][1])
                 continue
             ts = sorted(t for t, _, _ in items)
             contiguous = ts == list(range(ts[0], ts[-1] + 1))

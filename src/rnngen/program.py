@@ -97,7 +97,13 @@ class Stmt:
 
     @property
     def step(self):
+        """``(family, t)`` when the target is one step, else None."""
         return parse_step(self.target.name)
+
+    @property
+    def is_stacked(self) -> bool:
+        """True when the target is several steps side by side."""
+        return parse_stacked(self.target.name) is not None
 
     def with_(self, **changes) -> Stmt:
         return replace(self, **changes)
