@@ -37,7 +37,6 @@ class Style:
     ones_row: str
     softmax: str
     log_softmax: str
-    elementwise: str  # attribute of the activation registry entry
     gradient: str
     params: dict
     times: str
@@ -53,7 +52,6 @@ LATEX = Style(
     ones_row="\\mathbf{1}^{\\top}",
     softmax="\\operatorname{{softmax}}({})",
     log_softmax="\\log\\operatorname{{softmax}}({})",
-    elementwise="latex",
     gradient="\\frac{{\\partial E}}{{\\partial {}}}",
     params={"h0": "h_{0}"},
     times=" ",
@@ -68,7 +66,6 @@ TEXT = Style(
     ones_row="1ᵀ",
     softmax="softmax({})",
     log_softmax="log_softmax({})",
-    elementwise="text",
     gradient="dE/d{}",
     params={"h0": "h_0"},
     times=" ",
@@ -95,16 +92,9 @@ class MathPrinter(Printer):
         self._stacked_context = any(parse_stacked(s.name) for s in A.symbols_in(expr))
         return self._p(expr)[0]
 
-    def symbol(self, sym) -> str:
-        return self.doprint(sym)
-
-    def _fam(self, family, attr):
-        return getattr(FAMILIES[family], attr)
-
     def _elementwise(self, fn, arg):
-        entry = ELEMENTWISE[fn]
-        if self.style.elementwise == "latex":
-            return entry.latex.format(arg)
+        if self.style is LATEX:
+            return ELEMENTWISE[fn].latex.format(arg)
         return f"{fn}({arg})"
 
     def _p(self, e):
