@@ -211,7 +211,9 @@ def _one_hot(targets, x, n_out, single):
             raise ValueError(f"targets (class indices) have shape {y.shape}; expected {lead}")
         if y.size and (y.min() < 0 or y.max() >= n_out):
             raise ValueError(f"targets (class indices) must lie in 0..{n_out - 1}")
-        y = np.eye(n_out, dtype=x.dtype)[y]
+        one_hot = np.zeros(y.shape + (n_out,), dtype=x.dtype)
+        np.put_along_axis(one_hot, y[..., None], 1.0, axis=-1)
+        y = one_hot
     elif np.issubdtype(y.dtype, np.floating):
         if y.shape != lead + (n_out,):
             raise ValueError(f"targets (one-hot) have shape {y.shape}; expected {lead + (n_out,)}")
