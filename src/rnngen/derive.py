@@ -147,22 +147,6 @@ def derive(spec) -> Derivation:
 # --- the sum over paths ---------------------------------------------------------
 
 
-def _distribute(expr) -> list:
-    """Split ``expr`` into the terms of its fully distributed sum (products over sums)."""
-    if isinstance(expr, MatAdd):
-        return [t for arg in expr.args for t in _distribute(arg)]
-    if isinstance(expr, (MatMul, HadamardProduct)):
-        coeff, factors = expr.as_coeff_matrices() if isinstance(expr, MatMul) else (1, expr.args)
-        combine = A.mul if isinstance(expr, MatMul) else A.had
-        terms = [[]]
-        for factor in factors:
-            terms = [done + [t] for done in terms for t in _distribute(factor)]
-        return [A.scale(coeff, combine(*fs)) for fs in terms]
-    if isinstance(expr, Transpose):
-        return [A.transpose(t) for t in _distribute(expr.arg)]
-    return [expr]
-
-
 #: Adjoint families a path starts from: the gradient at the output layer,
 #: delta^o_t = dE_t/do_t, is where the path of loss term E_t enters the network.
 PATH_SOURCES = ("do",)
@@ -209,10 +193,6 @@ def path_expansion(derivation: Derivation, param: str) -> list:
 
 def _has_adjoint(expr, defined) -> bool:
     return any(s in defined for s in A.symbols_in(expr))
-
-
-def path_count(derivation: Derivation, param: str) -> int:
-    return len(path_expansion(derivation, param))
 
 
 def path_source(term) -> int:
