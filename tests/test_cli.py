@@ -31,7 +31,8 @@ def test_derive_writes_verifies_and_summarizes(tmp_path):
     assert py.is_file() and tex.is_file()
     assert f"wrote {Path('generated') / py.name}" in out
     assert "dE/dU = Δz[1..5] X[1..5]ᵀ" in out and "dE/dW = Δz[1..5] H[0..4]ᵀ" in out
-    assert "finite differences" in out and "ok: worst relative error" in out
+    assert "finite differences" in out and "ok: worst finite-difference error" in out
+    assert "paths vs recursion" in out
     assert "Done in" in out
     # the summary's equation numbers are the document's
     number = out.split("dE/dU")[0].rsplit("(", 1)[1].split(")")[0]

@@ -54,9 +54,9 @@ def test_every_check_catches_a_dropped_activation_derivative(built, tmp_path):
     assert not verify.check_module(broken).ok
 
 
-def test_check_module_reports_ok_for_a_generated_module(module):
-    report = verify.check_module(module(5), exact=True)
-    assert report.ok and report.exact is not None
+def test_check_module_reports_ok_for_a_generated_module(module, built):
+    report = verify.check_module(module(5), exact=True, build=built(5))
+    assert report.ok and report.exact is not None and report.forms is not None
 
 
 def test_load_module_refuses_non_rnngen_files(tmp_path):

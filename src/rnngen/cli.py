@@ -24,6 +24,7 @@ from rnngen.verify import (
     CHECK_SIZES,
     EXACT_TOLERANCE,
     FD_TOLERANCE,
+    FORMS_TOLERANCE,
     Report,
     VerificationError,
     check_module,
@@ -95,7 +96,7 @@ def derive(T, hidden, output, loss, out_dir, no_check, exact, no_latex, force):
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"{spec.name}.py"
             path.write_text(result.module, encoding="utf-8")
-            report = _verify(_load(path), exact)
+            report = _verify(_load(path), exact, build=result)
     try:
         write_all(files, force)
     except OutputError as e:
@@ -169,9 +170,9 @@ def _load(path):
         raise click.ClickException(str(e)) from None
 
 
-def _verify(module, exact: bool, fail_loudly: bool = True) -> Report:
+def _verify(module, exact: bool, fail_loudly: bool = True, build=None) -> Report:
     try:
-        report = check_module(module, exact=exact)
+        report = check_module(module, exact=exact, build=build)
     except VerificationError as e:
         raise click.ClickException(str(e)) from None
     if fail_loudly and not report.ok:
@@ -195,8 +196,15 @@ def _print_report(report: Report) -> None:
             + "".join(f"{ex.grads[n]:9.1e}" for n in names)
             + f"   (limit {EXACT_TOLERANCE:.0e}; loss {ex.loss:.1e})"
         )
+    if report.forms is not None:
+        click.echo(
+            "  paths vs recursion   "
+            + "".join(f"{report.forms[n]:9.1e}" for n in names)
+            + f"   (limit {FORMS_TOLERANCE:.0e}; the two derivation forms)"
+        )
     click.echo(f"  Taylor remainder slope {report.taylor:.3f} (2 for a correct gradient)")
-    click.echo(f"  {'ok' if report.ok else 'FAILED'}: worst relative error {max(report.fd.values()):.1e}")
+    verdict = "ok" if report.ok else "FAILED"
+    click.echo(f"  {verdict}: worst finite-difference error {max(report.fd.values()):.1e}")
 
 
 def main() -> None:

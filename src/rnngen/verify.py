@@ -36,6 +36,9 @@ CHECK_SIZES = (4, 5, 3, 2)
 #: Tolerances of the checks.
 FD_TOLERANCE = 1e-6
 EXACT_TOLERANCE = 1e-12
+FORMS_TOLERANCE = 1e-12
+#: The sum over paths has T(T+1)/2 terms per weight; it is checked up to this T.
+FORMS_MAX_T = 12
 
 
 class VerificationError(Exception):
@@ -261,18 +264,26 @@ class Report:
     fd: dict
     taylor: float
     exact: OracleResult | None = None
+    forms: dict | None = None
 
     @property
     def ok(self) -> bool:
         fd_ok = max(self.fd.values()) <= FD_TOLERANCE
         taylor_ok = abs(self.taylor - 2.0) <= 0.1
         exact_ok = self.exact is None or self.exact.worst <= EXACT_TOLERANCE
-        return fd_ok and taylor_ok and exact_ok
+        forms_ok = self.forms is None or max(self.forms.values()) <= FORMS_TOLERANCE
+        return fd_ok and taylor_ok and exact_ok and forms_ok
 
 
-def check_module(module, exact: bool = False, sizes=CHECK_SIZES, seed=0) -> Report:
-    """Finite differences and the Taylor test at ``sizes``; the exact oracle too if asked."""
+def check_module(module, exact: bool = False, build=None, sizes=CHECK_SIZES, seed=0) -> Report:
+    """Finite differences and the Taylor test at ``sizes``; the exact oracle too if asked.
+
+    Given the ``build`` the module came from (and T <= FORMS_MAX_T), also
+    checks that its recursive form and its sum over paths agree.
+    """
     params, xs, targets = random_problem(module, sizes, seed)
     fd = finite_differences(module, params, xs, targets)
     slope = taylor_test(module, params, xs, targets)
-    return Report(module.T, fd, slope, exact_oracle(module, seed=seed) if exact else None)
+    oracle = exact_oracle(module, seed=seed) if exact else None
+    forms = forms_agree(build) if build is not None and module.T <= FORMS_MAX_T else None
+    return Report(module.T, fd, slope, oracle, forms)
