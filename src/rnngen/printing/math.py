@@ -6,6 +6,9 @@ delta or a stacked matrix is named), so the two never disagree. The
 exposition is for one sequence (B = 1): broadcasting a bias over the batch
 (``b 1^T``) and summing over it (``d 1``) are not shown, except in
 time-stacked formulas, where the ``1`` sums over the steps and is the point.
+
+Like the NumPy printer it dispatches itself on ``(text, precedence)`` pairs,
+so parentheses appear exactly where the math needs them.
 """
 
 from __future__ import annotations

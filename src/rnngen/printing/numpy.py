@@ -6,6 +6,11 @@ are stored and what makes the time-stacked products single GEMMs. So a data
 expression ``e`` is printed as the code of ``e^T``: ``U x_t + b 1^T`` becomes
 ``x[t] @ U.T + b``. Parameters keep their math shapes; column vectors
 (biases, ``h0``) are 1-D arrays that broadcast over rows.
+
+The printer subclasses SymPy's ``Printer`` for its strict ``emptyPrinter``
+hook but dispatches itself: each rule returns ``(code, precedence)`` and
+knows whether it prints a data expression (transposed) or a parameter, which
+SymPy's string-returning ``_print_X`` protocol cannot carry.
 """
 
 from __future__ import annotations
