@@ -51,7 +51,7 @@ def stages(T: int, out: Path) -> dict:
     program = optimize(from_derivation(derivation))
     times["optimize"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    module, latex, _ = render_both(derivation, program)
+    module, latex, _, _ = render_both(derivation, program)
     times["render"] = time.perf_counter() - t0
     path = out / f"bench_t{T}.py"
     path.write_text(module)

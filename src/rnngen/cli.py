@@ -19,6 +19,7 @@ import click
 from rnngen import __version__
 from rnngen.activations import HIDDEN, LOSSES, OUTPUT_LOSSES, OUTPUTS
 from rnngen.emit import OutputError, check_targets, write_all
+from rnngen.pipeline import build
 from rnngen.spec import MAX_T, RNNSpec, SpecError, check_T
 from rnngen.verify import (
     CHECK_SIZES,
@@ -79,8 +80,6 @@ def derive(T, hidden, output, loss, out_dir, no_check, exact, no_latex, force):
       rnngen derive --T 20 --out build     writes into build/
       rnngen derive --T 50 --no-latex      only the module
     """
-    from rnngen.pipeline import build
-
     try:
         spec = RNNSpec(T=T, hidden=hidden, output=output, loss=loss)
     except SpecError as e:
@@ -119,11 +118,9 @@ def derive(T, hidden, output, loss, out_dir, no_check, exact, no_latex, force):
 
 def _print_formulas(result) -> None:
     """The gradients as the module computes them, then the deltas they are made of."""
-    from rnngen.render import final_formulas
-
     T = result.spec.T
     grads = {"d" + p for p in result.derivation.graph.params}
-    formulas = [f for f in final_formulas(result.program) if f.stmts[0].section == "backward"]
+    formulas = [f for f in result.formulas if f.stmts[0].section == "backward"]
     click.echo("Gradients, as the module computes them ((N): equation number in the .tex; δv_t = dE/dv_t;")
     click.echo(f"X[1..{T}] = [x_1 ... x_{T}] and Δz[1..{T}] = [δz_1 ... δz_{T}] set the steps side by side; 1 = ones):")
     for f in formulas:

@@ -28,6 +28,7 @@ class Build:
         module: text of the generated NumPy module.
         latex: text of the generated LaTeX document.
         equations: equation key -> number in the document.
+        formulas: the numbered final formulas, each with the statements it covers.
     """
 
     spec: RNNSpec
@@ -37,6 +38,7 @@ class Build:
     module: str
     latex: str
     equations: dict
+    formulas: list
 
     def files(self, out_dir, latex: bool = True) -> dict:
         """``{path: text}`` of the files to write into ``out_dir``."""
@@ -52,5 +54,5 @@ def build(spec: RNNSpec, skip=()) -> Build:
     derivation = derive(spec)
     plain = from_derivation(derivation)
     program = optimize(plain, skip=skip)
-    module, latex, equations = render_both(derivation, program)
-    return Build(spec, derivation, plain, program, module, latex, equations)
+    module, latex, equations, formulas = render_both(derivation, program)
+    return Build(spec, derivation, plain, program, module, latex, equations, formulas)

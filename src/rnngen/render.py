@@ -171,7 +171,7 @@ def recursive_form(derivation: Derivation) -> dict:
     return {k: aligned(v) if isinstance(v, str) else v for k, v in form.items()}
 
 
-def latex_context(derivation: Derivation, program: Program, numbering: Numbering) -> dict:
+def latex_context(derivation: Derivation, formulas: list, numbering: Numbering) -> dict:
     spec = derivation.spec
     act = ELEMENTWISE[spec.hidden]
     return dict(
@@ -184,7 +184,7 @@ def latex_context(derivation: Derivation, program: Program, numbering: Numbering
         paths_U=path_terms(spec.T, "U"),
         full_paths=spec.T <= FULL_PATHS_UP_TO,
         recursive=recursive_form(derivation),
-        formulas=[f for f in final_formulas(program) if not f.trivial],
+        formulas=[f for f in formulas if not f.trivial],
         eq=numbering.tag,
     )
 
@@ -204,14 +204,14 @@ def _count(n: int, T: int) -> str:
     return "T + 1" if n == T + 1 else "T" if n == T else str(n)
 
 
-def module_context(derivation: Derivation, program: Program, numbers: dict) -> dict:
+def module_context(derivation: Derivation, program: Program, formulas: list, numbers: dict) -> dict:
     spec = derivation.spec
     T = spec.T
     storage = storage_of(program)
     printer = NumpyPrinter(storage, T)
     sections = {"forward": [], "loss": [], "backward": []}
     allocated = set()
-    for formula in final_formulas(program):
+    for formula in formulas:
         lines = sections[formula.stmts[0].section]
         if formula.trivial:
             lines.append(f"# {text(formula.stmts[0].target)}: the given vector, for every sequence")
@@ -292,8 +292,12 @@ def _common(spec) -> dict:
 
 
 def render_both(derivation: Derivation, program: Program) -> tuple:
-    """``(module_text, latex_text, numbers)``: the document first, for its equation numbers."""
+    """``(module_text, latex_text, numbers, formulas)``.
+
+    The document is rendered first: it numbers the equations the module cites.
+    """
+    formulas = final_formulas(program)
     numbering = Numbering()
-    tex = render("derivation.tex.jinja", **latex_context(derivation, program, numbering))
-    code = render("module.py.jinja", **module_context(derivation, program, numbering.numbers))
-    return code, tex, numbering.numbers
+    tex = render("derivation.tex.jinja", **latex_context(derivation, formulas, numbering))
+    code = render("module.py.jinja", **module_context(derivation, program, formulas, numbering.numbers))
+    return code, tex, numbering.numbers, formulas
