@@ -119,15 +119,13 @@ def inline_recurrent_temporaries(program: Program) -> Program:
     for s in program.stmts:
         for sym in A.symbols_in(s.expr):
             uses[sym] += 1
-    inlined: dict = {}  # symbol -> (expression, equation keys)
+    inlined: dict = {}  # symbol -> its expression
     out = []
     for s in program.stmts:
-        reads = [sym for sym in A.symbols_in(s.expr) if sym in inlined]
-        if reads:
-            eqs = tuple(k for sym in reads for k in inlined[sym][1]) + s.eqs
-            s = s.with_(expr=s.expr.xreplace({sym: inlined[sym][0] for sym in reads}), eqs=eqs)
+        if any(sym in inlined for sym in A.symbols_in(s.expr)):
+            s = s.with_(expr=s.expr.xreplace(inlined))
         if s.step and s.step[0] in recurrent and s.step not in program.outputs and uses[s.target] == 1:
-            inlined[s.target] = (s.expr, s.eqs)
+            inlined[s.target] = s.expr
         else:
             out.append(s)
     return program.with_stmts(out)

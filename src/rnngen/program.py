@@ -77,14 +77,12 @@ class Stmt:
         target: the symbol written.
         expr: its value, over earlier targets, parameters and inputs.
         section: which part of the module computes it (``SECTIONS``).
-        eqs: keys of the document's equations this statement implements.
         order: position in the plain derivation; the scheduler keeps it where it can.
     """
 
     target: MatrixSymbol
     expr: object
     section: str
-    eqs: tuple
     order: float
 
     @property
@@ -126,10 +124,6 @@ class Program:
     def with_stmts(self, stmts) -> Program:
         return replace(self, stmts=tuple(stmts))
 
-    @property
-    def T(self) -> int:
-        return self.derivation.spec.T
-
     def section(self, name: str) -> list:
         return [s for s in self.stmts if s.section == name]
 
@@ -148,12 +142,11 @@ def from_derivation(derivation: Derivation) -> Program:
     stmts = []
     for node in graph.nodes:
         section = "loss" if node is graph.loss else "forward"
-        stmts.append(Stmt(node.symbol, node.expr, section, (node.family or node.symbol.name,), len(stmts)))
+        stmts.append(Stmt(node.symbol, node.expr, section, len(stmts)))
     for node in derivation.adjoints:
-        stmts.append(Stmt(node.symbol, node.expr, "backward", (node.family,), len(stmts)))
+        stmts.append(Stmt(node.symbol, node.expr, "backward", len(stmts)))
     for name, expr in derivation.gradients.items():
-        target = gradient_symbol(graph.params[name])
-        stmts.append(Stmt(target, expr, "backward", ("d" + name,), len(stmts)))
+        stmts.append(Stmt(gradient_symbol(graph.params[name]), expr, "backward", len(stmts)))
     T = graph.spec.T
     outputs = {(f, t) for f in FORWARD_OUTPUTS for t in range(1, T + 1)}
     outputs |= {(graph.loss.symbol.name, None)}

@@ -30,28 +30,26 @@ class Family:
         stacked_latex: LaTeX of the steps ``{lo}..{hi}`` side by side.
         text: plain-text name of one step (``{t}`` for the step).
         stacked_text: plain-text name of the stacked steps.
-        meaning: one line for legends and comments.
     """
 
     latex: str
     stacked_latex: str
     text: str
     stacked_text: str
-    meaning: str
 
 
-def _family(core: str, stacked: str, text: str, stacked_text: str, meaning: str) -> Family:
+def _family(core: str, stacked: str, text: str, stacked_text: str) -> Family:
     """A family whose step ``t`` is ``core`` with subscript ``t``."""
-    return Family(core + "_{{{t}}}", stacked + "_{{{lo}:{hi}}}", text + "_{t}", stacked_text + "[{lo}..{hi}]", meaning)
+    return Family(core + "_{{{t}}}", stacked + "_{{{lo}:{hi}}}", text + "_{t}", stacked_text + "[{lo}..{hi}]")
 
 
-_BASE = {
-    "x": _family("x", "X", "x", "X", "input"),
-    "y": _family("y", "Y", "y", "Y", "target (one-hot)"),
-    "z": _family("z", "Z", "z", "Z", "hidden pre-activation"),
-    "h": _family("h", "H", "h", "H", "hidden state"),
-    "o": _family("o", "O", "o", "O", "output pre-activation"),
-    "yhat": _family(r"\hat{{y}}", r"\hat{{Y}}", "ŷ", "Ŷ", "prediction"),
+_BASE = {  # input, target, pre-activation, hidden state, output pre-activation, prediction
+    "x": _family("x", "X", "x", "X"),
+    "y": _family("y", "Y", "y", "Y"),
+    "z": _family("z", "Z", "z", "Z"),
+    "h": _family("h", "H", "h", "H"),
+    "o": _family("o", "O", "o", "O"),
+    "yhat": _family(r"\hat{{y}}", r"\hat{{Y}}", "ŷ", "Ŷ"),
 }
 FAMILIES: dict[str, Family] = dict(_BASE)
 # The adjoint of family f is delta^f (Delta^f when stacked): one rule for all.
@@ -63,12 +61,10 @@ for _name, _fam in _BASE.items():
         r"\Delta^{{" + _core + "}}",
         "δ" + _text,
         "Δ" + _text,
-        f"gradient of E with respect to {_text}_t",
     )
-FAMILIES["pre_z"] = _family(r"\tilde{{z}}", r"\tilde{{Z}}", "z̃", "Z̃", "input part of z_t: U x_t + b")
-FAMILIES["pre_dh"] = _family(
-    r"\tilde{{\delta}}^{{h}}", r"\tilde{{\Delta}}^{{h}}", "δ̃h", "Δ̃h", "output-layer part of δh_t: V^T δo_t"
-)
+# The parts that hoist_non_recurrent splits off: U x_t + b, and V^T delta^o_t.
+FAMILIES["pre_z"] = _family(r"\tilde{{z}}", r"\tilde{{Z}}", "z̃", "Z̃")
+FAMILIES["pre_dh"] = _family(r"\tilde{{\delta}}^{{h}}", r"\tilde{{\Delta}}^{{h}}", "δ̃h", "Δ̃h")
 
 
 def step_name(family: str, t: int) -> str:
@@ -114,16 +110,8 @@ class Graph:
     def loss(self) -> Node:
         return self.nodes[-1]
 
-    def node(self, family: str, t: int) -> Node:
-        return self._index[(family, t)]
-
-    def __post_init__(self):
-        self._index = {}
-
     def add(self, node: Node) -> MatrixSymbol:
         self.nodes.append(node)
-        if node.family is not None:
-            self._index[(node.family, node.t)] = node
         return node.symbol
 
 
