@@ -14,6 +14,7 @@ from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, 
 from rnngen import algebra as A
 from rnngen.activations import ELEMENTWISE
 from rnngen.program import parse_stacked
+from rnngen.unroll import step_name
 
 
 def _softmax(a):
@@ -24,7 +25,7 @@ def _softmax(a):
 def _stacked_value(name: str, env: dict):
     """``f[lo:hi]`` is the steps' values side by side."""
     family, lo, hi = parse_stacked(name)
-    return np.hstack([env[f"{family}_{t}"] for t in range(lo, hi + 1)])
+    return np.hstack([env[step_name(family, t)] for t in range(lo, hi + 1)])
 
 
 def evaluate(expr, env: dict, dims: dict):
@@ -96,5 +97,5 @@ def run(statements, env: dict, dims: dict) -> dict:
         if run_:
             family, lo, hi = run_
             for t, part in zip(range(lo, hi + 1), np.split(value, hi - lo + 1, axis=1)):
-                env[f"{family}_{t}"] = part
+                env[step_name(family, t)] = part
     return env

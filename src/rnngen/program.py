@@ -49,13 +49,24 @@ def family_of(symbol) -> str | None:
     return step[0] if step else None
 
 
+def relative(family: str, k: int, rows) -> MatrixSymbol:
+    """Step ``t + k`` of ``family`` for a generic step t: the placeholder of per-step forms."""
+    return MatrixSymbol(f"{family}@{k}", rows, A.B)
+
+
+def parse_relative(name: str):
+    """``"h@-1" -> ("h", -1)``; None when the name is not a placeholder."""
+    family, sep, k = name.partition("@")
+    return (family, int(k)) if sep else None
+
+
 def step_template(expr, t: int):
-    """``expr`` with each step symbol ``g_s`` replaced by a placeholder for ``g`` at offset ``s - t``."""
+    """``expr`` with each step symbol ``g_s`` replaced by the placeholder for ``g`` at ``t + (s - t)``."""
     swap = {}
     for sym in A.symbols_in(expr):
         step = parse_step(sym.name)
         if step:
-            swap[sym] = MatrixSymbol(f"{step[0]}@{step[1] - t}", *sym.shape)
+            swap[sym] = relative(step[0], step[1] - t, sym.shape[0])
     return expr.xreplace(swap)
 
 
@@ -63,9 +74,10 @@ def instantiate(template, lo: int, hi: int):
     """Placeholders ``g@k`` -> the stacked steps ``g[lo+k:hi+k]``."""
     swap = {}
     for sym in A.symbols_in(template):
-        if "@" in sym.name:
-            f, k = sym.name.split("@")
-            swap[sym] = stacked(f, lo + int(k), hi + int(k), sym.shape[0])
+        rel = parse_relative(sym.name)
+        if rel:
+            family, k = rel
+            swap[sym] = stacked(family, lo + k, hi + k, sym.shape[0])
     return template.xreplace(swap)
 
 

@@ -21,7 +21,7 @@ from rnngen.derive import Derivation
 from rnngen.emit import render
 from rnngen.printing.math import latex, text
 from rnngen.printing.numpy import NumpyPrinter, storage_of
-from rnngen.program import FORWARD_OUTPUTS, Program, parse_stacked, step_template
+from rnngen.program import FORWARD_OUTPUTS, Program, parse_stacked, relative, step_template
 from rnngen.unroll import parse_step
 
 #: Up to this T the document writes every path term in full, like the slides;
@@ -79,7 +79,7 @@ def final_formulas(program: Program) -> list:
     for i, (form, stmts) in enumerate(groups):
         if form is not None and len(stmts) > 1:
             family, template = form
-            lhs = MatrixSymbol(f"{family}@0", *stmts[0].target.shape)
+            lhs = relative(family, 0, stmts[0].target.shape[0])
             ts = [s.step[1] for s in stmts]
             tex = f"{latex(lhs)} = {latex(template)}{_steps_note(ts, 'latex')}"
             txt = f"{text(lhs)} = {text(template)}{_steps_note(ts, 'text')}"
@@ -136,7 +136,7 @@ def _node(nodes, family: str, t: int):
 def _generic(nodes, family: str, t: int) -> str:
     """The derivation's own equation for ``family`` at step ``t``, written for a generic step t."""
     node = _node(nodes, family, t)
-    lhs = MatrixSymbol(f"{family}@0", *node.symbol.shape)
+    lhs = relative(family, 0, node.symbol.shape[0])
     return f"{latex(lhs)} = {latex(step_template(node.expr, t))}"
 
 

@@ -21,7 +21,7 @@ from sympy.printing.printer import Printer
 from rnngen import algebra as A
 from rnngen.activations import ELEMENTWISE
 from rnngen.printing import PrintError
-from rnngen.program import parse_stacked
+from rnngen.program import parse_relative, parse_stacked
 from rnngen.unroll import FAMILIES, parse_step
 
 ADD, MUL, ATOM = 1, 2, 3
@@ -152,10 +152,11 @@ class MathPrinter(Printer):
         if run:
             fam, lo, hi = run
             return getattr(FAMILIES[fam], st.stacked).format(lo=lo, hi=hi)
-        if "@" in sym.name:  # a step relative to t, from a per-step template
-            fam, k = sym.name.split("@")
-            sub = _offset(int(k))
-            if st is TEXT and int(k) != 0:
+        rel = parse_relative(sym.name)
+        if rel:  # a step relative to t, from a per-step form
+            fam, k = rel
+            sub = _offset(k)
+            if st is TEXT and k != 0:
                 sub = "{" + sub + "}"  # h_{t-1}, not h_t-1
             return getattr(FAMILIES[fam], st.step).format(t=sub)
         name = sym.name
