@@ -20,7 +20,7 @@ dz_2 = MatrixSymbol("dz_2", n_h, A.B)
 H = MatrixSymbol("h[0:2]", n_h, A.B)
 DZ = MatrixSymbol("dz[1:3]", n_h, A.B)
 
-STORAGE = {"x": Storage(1, 3, True), "h": Storage(0, 4, True), "dz": Storage(1, 3, True)}
+STORAGE = {"x": Storage(1, 3, True), "h": Storage(0, 4, True), "dz": Storage(1, 3, True), "o": Storage(1, 3, False)}
 
 NUMPY = [
     (A.add(A.mul(U, x_2), A.mul(W, h_1), A.mul(b, A.ones(1, A.B))), "x[1] @ U.T + h[1] @ W.T + b"),
@@ -38,6 +38,10 @@ NUMPY = [
     ),
     (A.neg(A.had(h_1, A.reciprocal(h_2))), "-(h[1] / h[2])"),
     (A.Softmax(A.mul(W, h_1)), "_softmax(h[1] @ W.T)"),
+    # time-stacked rows (T * B, n): a run of steps is a run of rows
+    (A.mul(W, MatrixSymbol("o[1:3]", n_h, A.B)), "o @ W.T"),
+    (A.mul(W, MatrixSymbol("o[2:3]", n_h, A.B)), "o[B:] @ W.T"),
+    (A.mul(W, MatrixSymbol("o[1:2]", n_h, A.B)), "o[:2 * B] @ W.T"),
 ]
 
 

@@ -92,18 +92,18 @@ class NumpyPrinter(Printer):
 
     def statement(self, stmt) -> str:
         """One line of code assigning ``stmt.expr`` to its target's storage."""
-        code = self.code(stmt.expr)
+        value = self._any(stmt.expr)
         target = stmt.target
         step, run = parse_step(target.name), parse_stacked(target.name)
         if step:
-            return f"{self._step(*step)} = {code}"
+            return f"{self._step(*step)} = {value[0]}"
         if run:
             family, lo, hi = run
-            if self.storage[family].steps:
-                count = "T" if hi - lo + 1 == self.T else str(hi - lo + 1)
-                code = f"{self._wrap((code, ATOM if code.isidentifier() else ADD), ATOM)}.reshape({count}, B, -1)"
-            return f"{family} = {code}"
-        return f"{target.name} = {code}"
+            if not self.storage[family].steps:
+                return f"{family} = {value[0]}"
+            count = "T" if hi - lo + 1 == self.T else str(hi - lo + 1)
+            return f"{family} = {self._wrap(value, ATOM)}.reshape({count}, B, -1)"
+        return f"{target.name} = {value[0]}"
 
     def code(self, expr) -> str:
         return self._any(expr)[0]
@@ -115,14 +115,11 @@ class NumpyPrinter(Printer):
 
     @staticmethod
     def _wrap(code_prec, at_least):
-        code, prec = code_prec if isinstance(code_prec, tuple) else (code_prec, ADD)
+        code, prec = code_prec
         return code if prec >= at_least else f"({code})"
 
     def _step(self, family, t):
         return f"{family}[{t - self.storage[family].first}]"
-
-    def _size(self, rows) -> str:
-        return str(rows)
 
     def _symbol_rows(self, sym):
         step, run = parse_step(sym.name), parse_stacked(sym.name)
@@ -131,14 +128,15 @@ class NumpyPrinter(Printer):
         if run:
             family, lo, hi = run
             st = self.storage[family]
-            if not st.steps:
-                return family
-            a, b = lo - st.first, hi - st.first + 1
-            n = st.count
+            a, b, n = lo - st.first, hi - st.first + 1, st.count
+            if not st.steps:  # time-stacked rows: step k holds rows k*B .. (k+1)*B - 1
+                start = "" if a == 0 else "B" if a == 1 else f"{a} * B"
+                stop = "" if b == n else "B" if b == 1 else f"{b} * B"
+                return family if (start, stop) == ("", "") else f"{family}[{start}:{stop}]"
             start = "" if a == 0 else str(a)
             stop = "" if b == n else str(b - n) if b == n - 1 else str(b)
             view = family if (start, stop) == ("", "") else f"{family}[{start}:{stop}]"
-            return f"{view}.reshape(-1, {self._size(sym.shape[0])})"
+            return f"{view}.reshape(-1, {sym.shape[0]})"
         raise PrintError(f"{sym.name} is not a data symbol")
 
     def _join(self, terms):
