@@ -11,7 +11,6 @@ import time
 _STARTED = time.perf_counter()  # before the heavy imports: "Done in" includes start-up
 
 import sys
-import tempfile
 from pathlib import Path
 
 import click
@@ -28,6 +27,7 @@ from rnngen.verify import (
     FORMS_TOLERANCE,
     Report,
     VerificationError,
+    check_build,
     check_module,
     load_module,
 )
@@ -90,12 +90,7 @@ def derive(T, hidden, output, loss, out_dir, no_check, exact, no_latex, force):
         check_targets(files, force)  # before the check runs: fail fast, write nothing
     except OutputError as e:
         raise click.ClickException(str(e)) from None
-    report = None
-    if not no_check:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / f"{spec.name}.py"
-            path.write_text(result.module, encoding="utf-8")
-            report = _verify(_load(path), exact, build=result)
+    report = None if no_check else _verify(exact, build=result)
     try:
         write_all(files, force)
     except OutputError as e:
@@ -144,7 +139,7 @@ def check(path, exact):
     """
     if not path.is_file():
         raise click.ClickException(f"{path} does not exist or is not a file")
-    report = _verify(_load(path), exact, fail_loudly=False)
+    report = _verify(exact, module=_load(path), fail_loudly=False)
     _print_report(report)
     click.echo(f"Done in {time.perf_counter() - _STARTED:.2f} s (wall time of the whole command).")
     if not report.ok:
@@ -167,9 +162,10 @@ def _load(path):
         raise click.ClickException(str(e)) from None
 
 
-def _verify(module, exact: bool, fail_loudly: bool = True, build=None) -> Report:
+def _verify(exact: bool, module=None, build=None, fail_loudly: bool = True) -> Report:
+    """Check an imported module, or a build's module before it is written."""
     try:
-        report = check_module(module, exact=exact, build=build)
+        report = check_module(module, exact=exact) if build is None else check_build(build, exact=exact)
     except VerificationError as e:
         raise click.ClickException(str(e)) from None
     if fail_loudly and not report.ok:

@@ -23,20 +23,14 @@ EXAMPLES = (RNNSpec(T=5), RNNSpec(T=20))
 
 def refresh(out_dir: Path = Path("generated")) -> list:
     """Derive, verify and write every example; return the paths written."""
-    import tempfile
-
     from rnngen.emit import write_all
     from rnngen.pipeline import build
-    from rnngen.verify import VerificationError, check_module, load_module
+    from rnngen.verify import VerificationError, check_build
 
     written = []
     for spec in EXAMPLES:
         result = build(spec)
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / f"{spec.name}.py"
-            path.write_text(result.module, encoding="utf-8")
-            report = check_module(load_module(path))
-        if not report.ok:
+        if not check_build(result).ok:
             raise VerificationError(f"{spec.name} fails its gradient check")
         files = result.files(out_dir)
         write_all(files)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -273,6 +274,14 @@ class Report:
         exact_ok = self.exact is None or self.exact.worst <= EXACT_TOLERANCE
         forms_ok = self.forms is None or max(self.forms.values()) <= FORMS_TOLERANCE
         return fd_ok and taylor_ok and exact_ok and forms_ok
+
+
+def check_build(build, exact: bool = False) -> Report:
+    """Check a module before it is written: import its text from a temporary file and run ``check_module``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{build.spec.name}.py"
+        path.write_text(build.module, encoding="utf-8")
+        return check_module(load_module(path), exact=exact, build=build)
 
 
 def check_module(module, exact: bool = False, build=None, sizes=CHECK_SIZES, seed=0) -> Report:
