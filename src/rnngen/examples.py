@@ -14,7 +14,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from rnngen.emit import write_all
+from rnngen.pipeline import build
 from rnngen.spec import RNNSpec
+from rnngen.verify import VerificationError, check_build
 
 #: The specs whose module and document are committed. T = 20 shows how the
 #: document abbreviates long path expansions.
@@ -23,10 +26,6 @@ EXAMPLES = (RNNSpec(T=5), RNNSpec(T=20))
 
 def refresh(out_dir: Path = Path("generated")) -> list:
     """Derive, verify and write every example; return the paths written."""
-    from rnngen.emit import write_all
-    from rnngen.pipeline import build
-    from rnngen.verify import VerificationError, check_build
-
     written = []
     for spec in EXAMPLES:
         result = build(spec)

@@ -252,9 +252,6 @@ def module_context(derivation: Derivation, program: Program, formulas: list, num
         carried=", ".join(carried),
         forward_outputs=forward_outputs,
         params=params,
-        unpack=", ".join(params),
-        param_args=", ".join(params),
-        n_out="V.shape[0]",
         spec_literal=py_literal(spec.as_dict()),
         param_shapes=[
             (n, py_literal(tuple(str(d) for d in p.shape if d != 1))) for n, p in derivation.graph.params.items()
