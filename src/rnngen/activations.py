@@ -19,8 +19,10 @@ from rnngen import algebra as A
 
 
 @dataclass(frozen=True)
-class Elementwise:
+class ElementwiseRule:
     """An entrywise function ``f`` and what every stage needs to know about it.
+
+    (The matrix node that applies it is ``algebra.Elementwise``.)
 
     Attributes:
         name: registry key, also the spelling used in specs and module names.
@@ -53,10 +55,10 @@ def _log_derivative(arg, out):
     return A.reciprocal(arg)
 
 
-ELEMENTWISE: dict[str, Elementwise] = {
+ELEMENTWISE: dict[str, ElementwiseRule] = {
     e.name: e
     for e in (
-        Elementwise(
+        ElementwiseRule(
             name="tanh",
             scalar=sp.tanh,
             numpy="np.tanh({})",
@@ -65,7 +67,7 @@ ELEMENTWISE: dict[str, Elementwise] = {
             derivative=_tanh_derivative,
             derivative_latex=r"\mathbf{{1}} - {out} \odot {out}",
         ),
-        Elementwise(
+        ElementwiseRule(
             name="log",
             scalar=sp.log,
             numpy="np.log({})",
