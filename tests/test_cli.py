@@ -117,9 +117,53 @@ def test_check_refuses_what_it_cannot_check(tmp_path, content, message):
     assert_one_line_error(rnngen("check", str(path)), message)
 
 
-def test_list_and_help():
+def test_list_prints_every_choice_on_its_own_line():
+    from rnngen.activations import HIDDEN, LOSSES, OUTPUT_LAYERS
+    from rnngen.spec import MAPPINGS, NOTATIONS
+
     listing = rnngen("list")
-    assert listing.returncode == 0 and "hidden activations: tanh" in listing.stdout
+    assert listing.returncode == 0
+    lines = [line.split() for line in listing.stdout.splitlines()]
+    firsts = [words[0] for words in lines if words]
+    for section in (HIDDEN, OUTPUT_LAYERS, LOSSES, MAPPINGS, NOTATIONS):
+        for name in section:
+            assert name in firsts, name
+            described = [words for words in lines if words and words[0] == name]
+            assert all(len(words) > 1 for words in described), name  # a description follows the name
+
+
+def test_derive_help_documents_every_option_with_an_example():
+    from rnngen.cli import derive
+
     helptext = rnngen("derive", "--help").stdout
-    for option in ("--T", "--out", "--no-check", "--no-latex", "--force", "--exact", "Example"):
-        assert option in helptext
+    for param in derive.params:
+        assert param.opts[0] in helptext
+        assert "Example:" in (param.help or ""), param.opts[0]
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["--hidden", "tnah"], ["unknown hidden activation 'tnah'", "did you mean 'tanh'"]),
+        (["--hidden", "__import__('os')"], ["a call of '__import__' is not allowed"]),
+        (["--hidden", "x +"], ["cannot parse"]),
+        (["--output", "identity", "--loss", "cross_entropy"], ["needs an output in (0, 1)"]),
+        (["--names", "U,h,V"], ["used by rnngen itself"]),
+        (["--slope", "0.5"], ["a slope applies to leaky_relu only"]),
+        (["--mapping", "one-to-many"], ["unknown mapping", "many-to-many, many-to-one"]),
+    ],
+)
+def test_bad_choices_give_one_line_and_write_nothing(tmp_path, args, fragments):
+    result = rnngen("derive", "--T", "3", *args, "--out", str(tmp_path / "out"))
+    assert_one_line_error(result, *fragments)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_custom_activation_is_derived_checked_and_written(tmp_path):
+    result = rnngen("derive", "--T", "3", "--hidden", "x/(1+abs(x))", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "ok: worst finite-difference error" in result.stdout
+    (module,) = tmp_path.glob("rnn_custom*.py")
+    text = module.read_text()
+    assert "def _custom(x):" in text and "def _custom_derivative(x):" in text
+    assert "np.sign(x)" in text  # |x|' derived by SymPy

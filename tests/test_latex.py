@@ -17,10 +17,11 @@ needs_pdflatex = pytest.mark.skipif(pdflatex is None, reason="pdflatex is not in
 def test_document_shows_the_derivation(built):
     tex = built(5).latex
     for needed in (
-        r"\tanh(z_t)",  # forward equations
-        r"\diag(\hat{y}_t) - \hat{y}_t \hat{y}_t^{\top}",  # dense softmax Jacobian
-        r"= \hat{y}_t - y_t",  # its collapse with cross-entropy
-        r"\diag\bigl(\mathbf{1} - h_{t} \odot h_{t}\bigr)\, W",  # dh_t/dh_{t-1}
+        r"h_{t} &= \tanh(z_{t})",  # forward equations, printed from the graph
+        r"\hat{y}_i\,(\delta_{ij} - \hat{y}_j)",  # dense softmax Jacobian
+        r"= \hat{y}_j - y_j",  # its collapse with cross-entropy
+        r"\diag\bigl(\mathbf{1} - h_{t} \odot h_{t}\bigr)",  # dh_t/dz_t
+        r"\frac{\partial z_{t}}{\partial h_{t-1}} &= W",  # dz_t/dh_{t-1}
         r"\delta^{h}_{t} &= W^{\top} \delta^{z}_{t+1} + V^{\top} \delta^{o}_{t}",  # recursive delta form
     ):
         assert needed in tex, needed

@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 import reference_bptt
 
+from rnngen.spec import RNNSpec
+
 SIZES = dict(n_x=4, n_h=6, n_y=3)
 
 
@@ -92,7 +94,7 @@ def test_init_params_is_reproducible_and_shaped(module):
 def test_module_describes_its_spec(module):
     m = module(5)
     assert m.T == 5 and m.HIDDEN == "tanh" and m.OUTPUT == "softmax" and m.LOSS == "cross_entropy"
-    assert m.SPEC == {"T": 5, "hidden": "tanh", "output": "softmax", "loss": "cross_entropy"}
+    assert m.SPEC == RNNSpec(T=5).as_dict()
 
 
 BAD = [

@@ -1,14 +1,20 @@
-"""Registries of the elementwise functions and of the output/loss pairs.
+"""Registries of the elementwise functions, the output layers, the losses and their fused pairs.
 
 Every rule about an activation lives in its registry entry: its SymPy scalar
-form (for the exact oracle), its derivative as a matrix expression (preferably
-in terms of the activation's own output, which is how the code computes it),
-and its NumPy and LaTeX spellings. Adding an activation means adding an entry,
-not an ``if``.
+form (for the exact oracle), its derivative as a matrix expression (in terms of
+the activation's own output where that is how the code computes it), and its
+NumPy, LaTeX and plain-text spellings. Adding an activation means adding an
+entry, not an ``if``.
+
+An ``algebra.Elementwise`` node names its function by a key. Most keys are
+registry names (``tanh``); a key with a colon carries a parameter and is
+resolved by ``elementwise``: ``leaky_relu:0.01`` (the slope) and
+``custom:x/(1+abs(x))`` (a custom activation, parsed safely by ``expression``).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,6 +22,7 @@ import numpy as np
 import sympy as sp
 
 from rnngen import algebra as A
+from rnngen import expression
 
 
 @dataclass(frozen=True)
@@ -25,15 +32,19 @@ class ElementwiseRule:
     (The matrix node that applies it is ``algebra.Elementwise``.)
 
     Attributes:
-        name: registry key, also the spelling used in specs and module names.
+        name: the key ``algebra.Elementwise`` nodes use.
         scalar: ``f`` as a SymPy function of one scalar (used by the exact oracle).
         numpy: format string printing ``f`` applied to NumPy code ``{}``.
         ufunc: ``f`` on NumPy arrays, for evaluating expressions directly.
         latex: LaTeX of ``f`` applied to ``{}``.
+        text: plain text of ``f`` applied to ``{}``.
         derivative: ``(arg, out) -> f'(arg)`` as a matrix expression; ``out`` is
             the symbol holding ``f(arg)`` when the graph stores it, else None.
-        derivative_latex: LaTeX of ``f'`` at the node whose output is ``{out}`` and
-            input ``{arg}``.
+            None for functions that are never differentiated (the derivatives).
+        definition: LaTeX of ``f(x)`` for the document's legend ("" when ``latex`` says it all).
+        description: one line for ``rnngen list``.
+        helpers: ``(name, source)`` of the module-level functions the NumPy code calls.
+        kink: True when ``f`` has a kink at 0, where finite differences must not step.
     """
 
     name: str
@@ -41,104 +52,465 @@ class ElementwiseRule:
     numpy: str
     ufunc: Callable
     latex: str
-    derivative: Callable
-    derivative_latex: str
+    text: str
+    derivative: Callable | None
+    definition: str = ""
+    description: str = ""
+    helpers: tuple = ()
+    kink: bool = False
 
 
-def _tanh_derivative(arg, out):
-    # tanh' = 1 - tanh^2: computed from the stored output, no second tanh.
-    h = out if out is not None else A.Elementwise("tanh", arg)
-    return A.sub(A.ones(*h.shape), A.square(h))
+def _fn(key, arg):
+    return A.Elementwise(key, arg)
 
 
-def _log_derivative(arg, out):
-    return A.reciprocal(arg)
+def _stored(key, arg, out):
+    """``f(arg)``: the stored output when there is one, else a fresh application."""
+    return out if out is not None else _fn(key, arg)
 
 
-ELEMENTWISE: dict[str, ElementwiseRule] = {
-    e.name: e
-    for e in (
-        ElementwiseRule(
-            name="tanh",
-            scalar=sp.tanh,
-            numpy="np.tanh({})",
-            ufunc=np.tanh,
-            latex=r"\tanh({})",
-            derivative=_tanh_derivative,
-            derivative_latex=r"\mathbf{{1}} - {out} \odot {out}",
+_SIGMOID_HELPER = (
+    "_sigmoid",
+    "def _sigmoid(a):\n"
+    "    # 1 / (1 + e^-a) as exp(-log(1 + e^-a)): no overflow, full precision for large |a|\n"
+    "    return np.exp(-np.logaddexp(0.0, -a))\n",
+)
+_LEAKY_HELPERS = (
+    (
+        "_leaky_relu",
+        "def _leaky_relu(a, slope):\n    return np.where(a > 0, a, slope * a)\n",
+    ),
+    (
+        "_leaky_relu_slope",
+        "def _leaky_relu_slope(h, slope):\n"
+        "    # f'(z) from the output: h > 0 exactly where z > 0, since the slope is positive\n"
+        "    return np.where(h > 0, 1.0, slope).astype(h.dtype, copy=False)\n",
+    ),
+)
+
+_FIXED = (
+    ElementwiseRule(
+        name="tanh",
+        scalar=sp.tanh,
+        numpy="np.tanh({})",
+        ufunc=np.tanh,
+        latex=r"\tanh({})",
+        text="tanh({})",
+        # tanh' = 1 - tanh^2: computed from the stored output, no second tanh.
+        derivative=lambda arg, out: A.sub(A.ones(*arg.shape), A.square(_stored("tanh", arg, out))),
+        description="hyperbolic tangent; f' = 1 - f^2",
+    ),
+    ElementwiseRule(
+        name="sigmoid",
+        scalar=lambda v: 1 / (1 + sp.exp(-v)),
+        numpy="_sigmoid({})",
+        ufunc=lambda a: np.exp(-np.logaddexp(0.0, -a)),
+        latex=r"\sigma({})",
+        text="σ({})",
+        derivative=lambda arg, out: A.had(
+            _stored("sigmoid", arg, out), A.sub(A.ones(*arg.shape), _stored("sigmoid", arg, out))
         ),
-        ElementwiseRule(
-            name="log",
-            scalar=sp.log,
-            numpy="np.log({})",
-            ufunc=np.log,
-            latex=r"\log {}",
-            derivative=_log_derivative,
-            derivative_latex=r"\mathbf{{1}} \oslash {arg}",
+        definition=r"\sigma(x) = 1 / (1 + e^{-x})",
+        description="logistic sigmoid 1/(1+e^-x); f' = f (1 - f)",
+        helpers=(_SIGMOID_HELPER,),
+    ),
+    ElementwiseRule(
+        name="relu",
+        scalar=lambda v: (v + sp.Abs(v)) / 2,
+        numpy="np.maximum({}, 0.0)",
+        ufunc=lambda a: np.maximum(a, 0.0),
+        latex=r"\max({}, 0)",
+        text="relu({})",
+        derivative=lambda arg, out: _fn("step", _stored("relu", arg, out)),
+        description="max(x, 0); f' = [f > 0] (checked away from the kink at 0)",
+        kink=True,
+    ),
+    ElementwiseRule(
+        name="identity",
+        scalar=lambda v: v,
+        numpy="{}",
+        ufunc=lambda a: a,
+        latex="{}",
+        text="{}",
+        derivative=lambda arg, out: A.ones(*arg.shape),
+        description="x (a linear layer); f' = 1",
+    ),
+    ElementwiseRule(
+        name="softplus",
+        scalar=lambda v: sp.log(1 + sp.exp(v)),
+        numpy="np.logaddexp(0.0, {})",
+        ufunc=lambda a: np.logaddexp(0.0, a),
+        latex=r"\operatorname{{softplus}}({})",
+        text="softplus({})",
+        # softplus' = sigma(z) = 1 - e^{-h}, from the stored output h.
+        derivative=lambda arg, out: _fn("softplus_slope", _stored("softplus", arg, out)),
+        definition=r"\operatorname{softplus}(x) = \log(1 + e^{x})",
+        description="log(1 + e^x); f' = 1 - e^-f (the sigmoid)",
+    ),
+    # Used inside derivations and stable rewrites, not chosen by users.
+    ElementwiseRule(
+        name="log",
+        scalar=sp.log,
+        numpy="np.log({})",
+        ufunc=np.log,
+        latex=r"\log {}",
+        text="log({})",
+        derivative=lambda arg, out: A.reciprocal(arg),
+    ),
+    ElementwiseRule(
+        name="step",
+        scalar=lambda v: (1 + sp.sign(v)) / 2,
+        numpy="({} > 0)",
+        ufunc=lambda a: (a > 0).astype(float),
+        latex=r"[{} > 0]",
+        text="[{} > 0]",
+        derivative=None,
+    ),
+    ElementwiseRule(
+        name="softplus_slope",
+        scalar=lambda v: 1 - sp.exp(-v),
+        numpy="_softplus_slope({})",
+        ufunc=lambda a: -np.expm1(-a),
+        latex=r"\left(\mathbf{{1}} - e^{{-{}}}\right)",
+        text="(1 - exp(-{}))",
+        derivative=None,
+        helpers=(
+            (
+                "_softplus_slope",
+                "def _softplus_slope(h):\n"
+                "    # softplus'(z) = sigmoid(z) = 1 - e^-h for h = softplus(z); expm1 keeps tiny h exact\n"
+                "    return -np.expm1(-h)\n",
+            ),
         ),
+    ),
+)
+ELEMENTWISE: dict[str, ElementwiseRule] = {e.name: e for e in _FIXED}
+
+#: Hidden activations a user may choose by name (a custom expression in x is the other way).
+HIDDEN = ("tanh", "sigmoid", "relu", "leaky_relu", "identity", "softplus")
+DEFAULT_SLOPE = 0.01
+
+
+def _leaky_relu(slope: float) -> ElementwiseRule:
+    return ElementwiseRule(
+        name=f"leaky_relu:{slope!r}",
+        scalar=lambda v: (1 + slope) / 2 * v + (1 - slope) / 2 * sp.Abs(v),
+        numpy=f"_leaky_relu({{}}, {slope!r})",
+        ufunc=lambda a: np.where(a > 0, a, slope * a),
+        latex=r"\operatorname{{lrelu}}({})",
+        text="lrelu({})",
+        derivative=lambda arg, out: _fn(f"leaky_slope:{slope!r}", _stored(f"leaky_relu:{slope!r}", arg, out)),
+        definition=rf"\operatorname{{lrelu}}(x) = \max(x, {slope!r}\,x)",
+        description=f"max(x, a x) with slope a = {slope!r} (--slope)",
+        helpers=_LEAKY_HELPERS[:1],
+        kink=True,
     )
-}
 
-#: The elementwise functions a user may choose for the hidden layer.
-HIDDEN = ("tanh",)
+
+def _leaky_slope(slope: float) -> ElementwiseRule:
+    return ElementwiseRule(
+        name=f"leaky_slope:{slope!r}",
+        scalar=lambda v: (1 + slope) / 2 + (1 - slope) / 2 * sp.sign(v),
+        numpy=f"_leaky_relu_slope({{}}, {slope!r})",
+        ufunc=lambda a: np.where(a > 0, 1.0, slope),
+        latex=r"\operatorname{{lrelu}}'({})",
+        text="lrelu'({})",
+        derivative=None,
+        helpers=_LEAKY_HELPERS[1:],
+    )
+
+
+#: Functions a custom derivative may contain beyond those a custom activation may call.
+_DERIVATIVE_FUNCTIONS = (sp.sign,)
+
+
+def _custom(text: str, derivative: bool) -> ElementwiseRule:
+    from rnngen.printing.numpy import scalar_code  # the printer imports this module
+
+    f = expression.parse(text)
+    expr = sp.diff(f, expression.X) if derivative else f
+    allowed = tuple(expression.FUNCTIONS.values()) + _DERIVATIVE_FUNCTIONS
+    unknown = {type(a).__name__ for a in sp.preorder_traversal(expr) if isinstance(a, sp.Function)}
+    unknown -= {fn.__name__ for fn in allowed}
+    if unknown or expr.has(sp.Derivative, sp.Subs, sp.nan, sp.zoo):
+        raise expression.ExpressionError(
+            f"the custom activation {text!r} has no usable symbolic derivative (got {expr})"
+        )
+    key = f"custom_derivative:{text}" if derivative else f"custom:{text}"
+    helper = "_custom_derivative" if derivative else "_custom"
+    what = "f'" if derivative else "f"
+    source = f"def {helper}(x):\n    # {what}(x) = {sp.sstr(expr)}\n    return {scalar_code(expr)}\n"
+    numeric = sp.lambdify(expression.X, expr, modules="numpy")  # prints SymPy's own tree, not user text
+    return ElementwiseRule(
+        name=key,
+        scalar=lambda v: expr.subs(expression.X, v),
+        numpy=f"{helper}({{}})",
+        ufunc=lambda a: numeric(a) + 0 * a,  # + 0 * a: a constant derivative still has the array's shape
+        latex=f"{what}({{}})",
+        text=f"{what}({{}})",
+        derivative=None if derivative else lambda arg, out: _fn(f"custom_derivative:{text}", arg),
+        definition=f"{what}(x) = {sp.latex(expr)}",
+        description=f"custom: {text}",
+        helpers=((helper, source),),
+    )
+
+
+@functools.cache
+def elementwise(key: str) -> ElementwiseRule:
+    """The rule an ``algebra.Elementwise`` node names by ``key`` (see the module docstring)."""
+    if key in ELEMENTWISE:
+        return ELEMENTWISE[key]
+    kind, _, arg = key.partition(":")
+    if kind == "leaky_relu":
+        return _leaky_relu(float(arg))
+    if kind == "leaky_slope":
+        return _leaky_slope(float(arg))
+    if kind in ("custom", "custom_derivative"):
+        return _custom(arg, kind == "custom_derivative")
+    raise KeyError(f"no elementwise rule {key!r}")
+
+
+# --- output layers, losses and the pairs with a closed-form gradient ------------------------
 
 
 @dataclass(frozen=True)
-class OutputLoss:
-    """An output layer together with the loss applied to it, at one time step.
+class OutputLayer:
+    """The function from the output pre-activation ``o_t`` to the prediction ``yhat_t``.
 
     Attributes:
-        output: name of the output activation.
-        loss: name of the loss.
-        short: abbreviation used in module names.
+        name: registry key.
         activation: ``o -> yhat`` as a matrix expression.
-        loss_expr: ``(yhat, y) -> E_t`` (a 1x1 matrix, summed over the batch).
-        fused_grad: ``(yhat, y) -> dE_t/do_t`` when a simplification applies, used
-            by the fusing pass; None when the general output Jacobian is used.
-        fused_assumes: what the fused form relies on, stated in the document.
-        text: the loss at one step in plain text, for docstrings.
-        scalar: ``(o, y) -> E_t`` on lists of SymPy scalars, written from the
-            textbook definition, for the exact oracle.
+        scalar: ``[o_i] -> [yhat_i]`` on SymPy scalars, for the exact oracle.
+        probabilities: True when every entry of ``yhat`` lies in (0, 1) (a loss with a log needs it).
+        jacobian: LaTeX of one entry of the Jacobian, ``d yhat_i / d o_j``.
+        log: ``o -> log(yhat)`` in a form that cannot overflow or take log 0 (None: keep ``log``).
+        log1m: ``o -> log(1 - yhat)`` likewise.
+        description: one line for ``rnngen list``.
     """
 
-    output: str
-    loss: str
-    short: str
+    name: str
     activation: Callable
-    loss_expr: Callable
-    fused_grad: Callable | None
-    fused_assumes: str
-    text: str
     scalar: Callable
+    probabilities: bool
+    jacobian: str
+    log: Callable | None
+    log1m: Callable | None
+    description: str
 
 
-def _scalar_softmax_cross_entropy(o, y):
-    log_norm = sp.log(sum(sp.exp(v) for v in o))
-    return -sum(yi * (oi - log_norm) for oi, yi in zip(o, y))
+def _elementwise_scalar(key):
+    return lambda o: [elementwise(key).scalar(v) for v in o]
 
 
-def _cross_entropy(yhat, y):
-    n = yhat.shape[0]
-    return A.neg(A.mul(A.ones(1, n), A.had(y, A.Elementwise("log", yhat)), A.ones(A.B, 1)))
+def _softmax_scalar(o):
+    exps = [sp.exp(v) for v in o]
+    total = sum(exps)
+    return [e / total for e in exps]
 
 
-OUTPUT_LOSSES: dict[tuple[str, str], OutputLoss] = {
-    (o.output, o.loss): o
+def _softplus(expr):
+    return _fn("softplus", expr)
+
+
+OUTPUT_LAYERS: dict[str, OutputLayer] = {
+    o.name: o
     for o in (
-        OutputLoss(
-            output="softmax",
-            loss="cross_entropy",
-            short="xent",
+        OutputLayer(
+            name="softmax",
             activation=A.Softmax,
-            loss_expr=_cross_entropy,
-            # With every target column summing to one, the dense softmax
-            # Jacobian applied to -y / yhat collapses to yhat - y.
-            fused_grad=lambda yhat, y: A.sub(yhat, y),
-            fused_assumes="each target $y_t$ sums to one (a one-hot vector or a distribution)",
-            text="-y_t^T log yhat_t",
-            scalar=_scalar_softmax_cross_entropy,
+            scalar=_softmax_scalar,
+            probabilities=True,
+            jacobian=r"\hat{y}_i\,(\delta_{ij} - \hat{y}_j)",
+            log=A.LogSoftmax,
+            log1m=None,
+            description="exp(o_i) / sum_j exp(o_j), one distribution per step; dense Jacobian",
+        ),
+        OutputLayer(
+            name="sigmoid",
+            activation=lambda o: _fn("sigmoid", o),
+            scalar=_elementwise_scalar("sigmoid"),
+            probabilities=True,
+            jacobian=r"\delta_{ij}\,\hat{y}_i (1 - \hat{y}_i)",
+            # log sigma(o) = -softplus(-o), log(1 - sigma(o)) = -softplus(o)
+            log=lambda o: A.neg(_softplus(A.neg(o))),
+            log1m=lambda o: A.neg(_softplus(o)),
+            description="1/(1+e^-o) per entry (independent binary outputs); diagonal Jacobian",
+        ),
+        OutputLayer(
+            name="tanh",
+            activation=lambda o: _fn("tanh", o),
+            scalar=_elementwise_scalar("tanh"),
+            probabilities=False,
+            jacobian=r"\delta_{ij}\,(1 - \hat{y}_i^2)",
+            log=None,
+            log1m=None,
+            description="tanh(o) per entry, values in (-1, 1); diagonal Jacobian",
+        ),
+        OutputLayer(
+            name="identity",
+            activation=lambda o: _fn("identity", o),
+            scalar=_elementwise_scalar("identity"),
+            probabilities=False,
+            jacobian=r"\delta_{ij}",
+            log=None,
+            log1m=None,
+            description="o itself (regression); identity Jacobian",
         ),
     )
 }
-OUTPUTS = tuple(sorted({o.output for o in OUTPUT_LOSSES.values()}))
-LOSSES = tuple(sorted({o.loss for o in OUTPUT_LOSSES.values()}))
+
+
+@dataclass(frozen=True)
+class Loss:
+    """The loss at one step, ``E_t = loss(yhat_t, y_t)``.
+
+    Attributes:
+        name: registry key.
+        short: abbreviation used in module names.
+        expr: ``(yhat, y) -> E_t`` as a 1 x 1 matrix expression (summed over the batch).
+        scalar: ``([yhat_i], [y_i]) -> E_t`` on SymPy scalars, from the textbook definition.
+        needs_probabilities: True when the output must lie in (0, 1) (the loss takes logs).
+        targets: what the module accepts as targets: ``classes`` (indices or one-hot rows),
+            ``probabilities`` (floats in [0, 1]) or ``values`` (any floats).
+        latex: LaTeX of ``E_t`` with ``{yhat_i}`` and ``{y_i}`` for the entries of the step's vectors.
+        text: ``E_t`` in plain text.
+        gradient: LaTeX of ``d E_t / d yhat_i`` with ``{yhat}`` and ``{y}`` for the entries.
+        description: one line for ``rnngen list``.
+    """
+
+    name: str
+    short: str
+    expr: Callable
+    scalar: Callable
+    needs_probabilities: bool
+    targets: str
+    latex: str
+    text: str
+    gradient: str
+    description: str
+
+
+def _ones_row(n):
+    return A.ones(1, n)
+
+
+def _total(n, body):
+    """``1^T body 1``: the sum of every entry, over the outputs and the sequences."""
+    return A.mul(_ones_row(n), body, A.ones(A.B, 1))
+
+
+def _cross_entropy(yhat, y):
+    return A.neg(_total(yhat.shape[0], A.had(y, _fn("log", yhat))))
+
+
+def _binary_cross_entropy(yhat, y):
+    one = A.ones(*yhat.shape)
+    both = A.add(A.had(y, _fn("log", yhat)), A.had(A.sub(one, y), _fn("log", A.sub(one, yhat))))
+    return A.neg(_total(yhat.shape[0], both))
+
+
+def _squared_error(yhat, y):
+    return A.scale(sp.Rational(1, 2), _total(yhat.shape[0], A.square(A.sub(yhat, y))))
+
+
+LOSSES: dict[str, Loss] = {
+    loss.name: loss
+    for loss in (
+        Loss(
+            name="cross_entropy",
+            short="xent",
+            expr=_cross_entropy,
+            scalar=lambda yhat, y: -sum(yi * sp.log(pi) for pi, yi in zip(yhat, y)),
+            needs_probabilities=True,
+            targets="classes",
+            latex=r"-\sum_i {y_i} \log {yhat_i}",
+            text="-y_tᵀ log ŷ_t",
+            gradient=r"-{y} / {yhat}",
+            description="-sum_i y_i log yhat_i; targets as class indices or one-hot rows",
+        ),
+        Loss(
+            name="binary_cross_entropy",
+            short="bce",
+            expr=_binary_cross_entropy,
+            scalar=lambda yhat, y: -sum(yi * sp.log(pi) + (1 - yi) * sp.log(1 - pi) for pi, yi in zip(yhat, y)),
+            needs_probabilities=True,
+            targets="probabilities",
+            latex=r"-\sum_i \bigl[{y_i} \log {yhat_i} + (1 - {y_i}) \log(1 - {yhat_i})\bigr]",
+            text="-y_tᵀ log ŷ_t - (1 - y_t)ᵀ log(1 - ŷ_t)",
+            gradient=r"-\frac{{{y}}}{{{yhat}}} + \frac{{1 - {y}}}{{1 - {yhat}}}",
+            description="-sum_i [y_i log yhat_i + (1 - y_i) log(1 - yhat_i)]; targets in [0, 1]",
+        ),
+        Loss(
+            name="squared_error",
+            short="sse",
+            expr=_squared_error,
+            scalar=lambda yhat, y: sum((pi - yi) ** 2 for pi, yi in zip(yhat, y)) / 2,
+            needs_probabilities=False,
+            targets="values",
+            latex=r"\tfrac{{1}}{{2}} \sum_i ({y_i} - {yhat_i})^2",
+            text="1/2 ||y_t - ŷ_t||²",
+            gradient=r"{yhat} - {y}",
+            description="1/2 sum_i (y_i - yhat_i)^2; targets are real values",
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class FusedGradient:
+    """A closed form of ``dE_t/do_t`` for one output layer and loss.
+
+    Attributes:
+        grad: ``(yhat, y) -> dE_t/do_t``.
+        assumes: what the closed form relies on ("" when nothing), said in the document.
+        derivation: LaTeX (inside an align) deriving it entry by entry from the general chain
+            rule, with ``{yhat}``, ``{y}`` for the entries of the step's vectors.
+        normalized_targets: True when the targets must sum to one (the module checks it).
+    """
+
+    grad: Callable
+    assumes: str
+    derivation: str
+    normalized_targets: bool = False
+
+
+FUSED: dict[tuple[str, str], FusedGradient] = {
+    ("softmax", "cross_entropy"): FusedGradient(
+        grad=lambda yhat, y: A.sub(yhat, y),
+        assumes="every target sums to one (a one-hot vector or a distribution)",
+        derivation=(
+            r"\frac{{\partial {E}}}{{\partial o_j}} &= \sum_i \Bigl(-\frac{{{y}_i}}{{{yhat}_i}}\Bigr)"
+            r"\, {yhat}_i (\delta_{{ij}} - {yhat}_j)"
+            r" = -{y}_j + {yhat}_j \sum_i {y}_i = {yhat}_j - {y}_j"
+        ),
+        normalized_targets=True,
+    ),
+    ("sigmoid", "binary_cross_entropy"): FusedGradient(
+        grad=lambda yhat, y: A.sub(yhat, y),
+        assumes="",
+        derivation=(
+            r"\frac{{\partial {E}}}{{\partial o_j}} &= \Bigl(-\frac{{{y}_j}}{{{yhat}_j}}"
+            r" + \frac{{1 - {y}_j}}{{1 - {yhat}_j}}\Bigr) {yhat}_j (1 - {yhat}_j)"
+            r" = -{y}_j (1 - {yhat}_j) + (1 - {y}_j)\, {yhat}_j = {yhat}_j - {y}_j"
+        ),
+    ),
+    ("identity", "squared_error"): FusedGradient(
+        grad=lambda yhat, y: A.sub(yhat, y),
+        assumes="",
+        derivation=r"\frac{{\partial {E}}}{{\partial o_j}} &= ({yhat}_j - {y}_j) \cdot 1 = {yhat}_j - {y}_j",
+    ),
+}
+
+
+def pairs() -> list:
+    """Every ``(output, loss)`` that can be derived, in registry order."""
+    return [
+        (o, loss)
+        for o, layer in OUTPUT_LAYERS.items()
+        for loss, rule in LOSSES.items()
+        if layer.probabilities or not rule.needs_probabilities
+    ]
+
+
+OUTPUTS = tuple(OUTPUT_LAYERS)
+LOSS_NAMES = tuple(LOSSES)

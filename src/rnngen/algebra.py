@@ -120,6 +120,11 @@ def mul(*factors):
             mats.append(part)
     if not mats:
         raise ValueError("a product needs at least one matrix factor")
+    sums = [i for i, m in enumerate(mats) if isinstance(m, MatAdd)]
+    if coeff < 0 and len(sums) == 1 and all(split_coeff(t)[0] < 0 for t in mats[sums[0]].args):
+        # -(-a - b) = a + b: the stable forms of logs bring such double negations
+        coeff = -coeff
+        mats[sums[0]] = add(*[neg(t) for t in mats[sums[0]].args])
     body = mats[0] if len(mats) == 1 else MatMul(*mats)
     return scale(coeff, body)
 
@@ -189,6 +194,22 @@ def reciprocal(expr):
 def square(expr):
     """Entrywise ``A o A``."""
     return sp.HadamardPower(expr, 2)
+
+
+def normalize(expr):
+    """Rebuild ``expr`` bottom-up with the constructors above (after a substitution left it unsimplified)."""
+    if not isinstance(expr, MatrixExpr) or not expr.args:
+        return expr
+    args = [normalize(a) for a in expr.args]
+    if isinstance(expr, MatAdd):
+        return add(*args)
+    if isinstance(expr, MatMul):
+        return mul(*args)
+    if isinstance(expr, HadamardProduct):
+        return had(*args)
+    if isinstance(expr, Transpose):
+        return transpose(args[0])
+    return expr.func(*args)
 
 
 def symbols_in(expr) -> list:

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import click
 
-from rnngen import __version__
-from rnngen.activations import HIDDEN, LOSSES, OUTPUT_LOSSES, OUTPUTS
+from rnngen import __version__, expression
+from rnngen.activations import DEFAULT_SLOPE, FUSED, HIDDEN, LOSSES, OUTPUT_LAYERS, elementwise, pairs
 from rnngen.emit import OutputError, check_targets, write_all
 from rnngen.pipeline import build
-from rnngen.spec import MAX_T, RNNSpec, SpecError, check_T
+from rnngen.spec import DEFAULT_NAMES, MAPPINGS, MAX_T, NOTATIONS, RNNSpec, SpecError, check_T
 from rnngen.verify import (
     CHECK_SIZES,
     EXACT_TOLERANCE,
@@ -56,9 +56,60 @@ def cli():
 
 @cli.command()
 @click.option("--T", "T", type=UnrollLength(), required=True, help=f"Unroll length, 1 to {MAX_T}. Example: --T 5")
-@click.option("--hidden", default="tanh", show_default=True, help=f"Hidden activation: {', '.join(HIDDEN)}.")
-@click.option("--output", default="softmax", show_default=True, help=f"Output layer: {', '.join(OUTPUTS)}.")
-@click.option("--loss", default="cross_entropy", show_default=True, help=f"Loss: {', '.join(LOSSES)}.")
+@click.option(
+    "--hidden",
+    default="tanh",
+    show_default=True,
+    help=f"Hidden activation: {', '.join(HIDDEN)}, or an expression in x. Example: --hidden 'x/(1+abs(x))'",
+)
+@click.option(
+    "--slope",
+    type=float,
+    default=None,
+    help=f"Negative-side slope of leaky_relu, between 0 and 1 [default: {DEFAULT_SLOPE}]. Example: --slope 0.1",
+)
+@click.option(
+    "--output",
+    default="softmax",
+    show_default=True,
+    help=f"Output layer: {', '.join(OUTPUT_LAYERS)}. Example: --output sigmoid",
+)
+@click.option(
+    "--loss",
+    default="cross_entropy",
+    show_default=True,
+    help=f"Loss: {', '.join(LOSSES)}. Example: --loss binary_cross_entropy",
+)
+@click.option(
+    "--mapping",
+    default="many-to-many",
+    show_default=True,
+    help=f"Where the loss applies: {', '.join(MAPPINGS)}. Example: --mapping many-to-one",
+)
+@click.option(
+    "--notation",
+    default="column",
+    show_default=True,
+    help="column (h_t = f(U x_t + W h_{t-1} + b)) or row (h^t = f(x^t U + h^{t-1} W + b)). Example: --notation row",
+)
+@click.option(
+    "--names",
+    default=",".join(DEFAULT_NAMES),
+    show_default=True,
+    help="Names of the input, recurrent and output matrices. Example: --names W,U,V",
+)
+@click.option(
+    "--hidden-bias/--no-hidden-bias",
+    default=True,
+    show_default=True,
+    help="Whether the hidden layer has a bias b. Example: --no-hidden-bias",
+)
+@click.option(
+    "--output-bias/--no-output-bias",
+    default=True,
+    show_default=True,
+    help="Whether the output layer has a bias c. Example: --no-output-bias",
+)
 @click.option(
     "--out",
     "out_dir",
@@ -67,21 +118,25 @@ def cli():
     type=click.Path(file_okay=False, path_type=Path),
     help="Directory for the generated files. Example: --out build/rnn",
 )
-@click.option("--no-check", is_flag=True, help="Write the module without verifying its gradients.")
-@click.option("--exact", is_flag=True, help="Also compare with the exact SymPy scalar oracle (T <= 8, slower).")
-@click.option("--no-latex", is_flag=True, help="Write only the NumPy module, not the LaTeX derivation.")
-@click.option("--force", is_flag=True, help="Overwrite files that rnngen did not generate.")
-def derive(T, hidden, output, loss, out_dir, no_check, exact, no_latex, force):
+@click.option("--no-check", is_flag=True, help="Write the module without verifying its gradients. Example: --no-check")
+@click.option(
+    "--exact", is_flag=True, help="Also compare with the exact SymPy scalar oracle (T <= 8, slower). Example: --exact"
+)
+@click.option("--no-latex", is_flag=True, help="Write only the NumPy module, not the LaTeX. Example: --no-latex")
+@click.option("--force", is_flag=True, help="Overwrite files that rnngen did not generate. Example: --force")
+def derive(T, out_dir, no_check, exact, no_latex, force, **choices):
     """Derive BPTT for an RNN unrolled for T steps; write and verify the NumPy module and LaTeX.
 
     \b
     Examples:
       rnngen derive --T 5                  writes generated/rnn_tanh_softmax_xent_t5.{py,tex}
       rnngen derive --T 20 --out build     writes into build/
-      rnngen derive --T 50 --no-latex      only the module
+      rnngen derive --T 3 --hidden relu --output identity --loss squared_error --mapping many-to-one
+      rnngen derive --T 5 --notation row --names W,U,V --no-hidden-bias --no-output-bias   (seed 000)
+      rnngen list                          every activation, output, loss and mapping
     """
     try:
-        spec = RNNSpec(T=T, hidden=hidden, output=output, loss=loss)
+        spec = RNNSpec(T=T, **choices)
     except SpecError as e:
         raise click.UsageError(str(e)) from None
     result = build(spec)
@@ -96,9 +151,8 @@ def derive(T, hidden, output, loss, out_dir, no_check, exact, no_latex, force):
     except OutputError as e:
         raise click.ClickException(str(e)) from None
 
-    click.echo(
-        f"rnngen {__version__}: {spec.name}  ({spec.hidden} RNN, {spec.output} output, {spec.loss} loss, T = {T})"
-    )
+    click.echo(f"rnngen {__version__}: {spec.name}")
+    click.echo(f"  {_describe(spec)}")
     for path, text in files.items():
         click.echo(f"  wrote {path}  ({text.count(chr(10))} lines)")
     click.echo("")
@@ -117,7 +171,8 @@ def _print_formulas(result) -> None:
     grads = {"d" + p for p in result.derivation.graph.params}
     formulas = [f for f in result.formulas if f.stmts[0].section == "backward"]
     click.echo("Gradients, as the module computes them ((N): equation number in the .tex; δv_t = dE/dv_t;")
-    click.echo(f"X[1..{T}] = [x_1 ... x_{T}] and Δz[1..{T}] = [δz_1 ... δz_{T}] set the steps side by side; 1 = ones):")
+    how = "one above the other" if result.spec.notation == "row" else "side by side"
+    click.echo(f"X[1..{T}] = [x_1 ... x_{T}] and Δz[1..{T}] = [δz_1 ... δz_{T}] set the steps {how}; 1 = ones):")
     for f in formulas:
         if f.stmts[0].target.name in grads:
             click.echo(f"  ({result.equations[f.key]}) {f.text}")
@@ -148,11 +203,39 @@ def check(path, exact):
 
 @cli.command(name="list")
 def list_choices():
-    """List the hidden activations, output layers and losses rnngen can derive."""
-    click.echo("hidden activations: " + ", ".join(HIDDEN))
-    click.echo("output layers:      " + ", ".join(OUTPUTS))
-    click.echo("losses:             " + ", ".join(LOSSES))
-    click.echo("output + loss:      " + ", ".join(f"{o} + {l}" for o, l in OUTPUT_LOSSES))
+    """List the hidden activations, output layers, losses, mappings and notations, one line each."""
+    sections = (
+        (
+            "hidden activations (--hidden)",
+            [(n, elementwise(n if n != "leaky_relu" else f"leaky_relu:{DEFAULT_SLOPE}").description) for n in HIDDEN],
+        ),
+        ("", [("<expression in x>", f"custom, e.g. 'x/(1+abs(x))'; uses {expression.ALLOWED}")]),
+        ("output layers (--output)", [(n, o.description) for n, o in OUTPUT_LAYERS.items()]),
+        ("losses (--loss)", [(n, _loss_line(n, rule)) for n, rule in LOSSES.items()]),
+        ("mappings (--mapping)", list(MAPPINGS.items())),
+        ("notations (--notation)", list(NOTATIONS.items())),
+    )
+    for title, rows in sections:
+        if title:
+            click.echo(title + ":")
+        for name, what in rows:
+            click.echo(f"  {name:<22}{what}")
+
+
+def _loss_line(name, rule) -> str:
+    outputs = [o for o, loss in pairs() if loss == name]
+    fused = [o for o in outputs if (o, name) in FUSED]
+    note = f"; fused with {', '.join(fused)} (yhat - y)" if fused else ""
+    return f"{rule.description}; after {', '.join(outputs)}{note}"
+
+
+def _describe(spec) -> str:
+    """One line saying what network a spec is."""
+    bias = {(True, True): "biases b and c", (True, False): "bias b only", (False, True): "bias c only"}
+    return (
+        f"{spec.hidden} hidden, {spec.output} output, {spec.loss} loss, {spec.mapping}, {spec.notation} vectors, "
+        f"matrices {','.join(spec.names)}, {bias.get((spec.hidden_bias, spec.output_bias), 'no biases')}, T = {spec.T}"
+    )
 
 
 def _load(path):

@@ -18,10 +18,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import sympy as sp
-from sympy import HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
+from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
 
 from rnngen import algebra as A
-from rnngen.activations import ELEMENTWISE
+from rnngen.activations import elementwise
 from rnngen.unroll import Graph, Node, parse_step, unroll
 
 
@@ -56,12 +56,19 @@ def _rule_hadamard(expr, g, out):
     return [(f, A.had(g, *factors[:i], *factors[i + 1 :])) for i, f in enumerate(factors)]
 
 
+def _rule_power(expr, g, out):
+    # A o A (the squared error): d A = 2 A o g.
+    if expr.exp != 2:
+        raise TypeError(f"no adjoint rule for the entrywise power {expr.exp}")
+    return [(expr.base, A.scale(2, A.had(expr.base, g)))]
+
+
 def _rule_transpose(expr, g, out):
     return [(expr.arg, A.transpose(g))]
 
 
 def _rule_elementwise(expr, g, out):
-    derivative = ELEMENTWISE[expr.fn].derivative(expr.arg, out)
+    derivative = elementwise(expr.fn).derivative(expr.arg, out)
     return [(expr.arg, A.had(g, derivative))]
 
 
@@ -76,6 +83,7 @@ ADJOINT_RULES = {
     MatAdd: _rule_add,
     MatMul: _rule_mul,
     HadamardProduct: _rule_hadamard,
+    HadamardPower: _rule_power,
     Transpose: _rule_transpose,
     A.Elementwise: _rule_elementwise,
     A.Softmax: _rule_softmax,

@@ -12,7 +12,7 @@ import sympy as sp
 from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
 
 from rnngen import algebra as A
-from rnngen.activations import ELEMENTWISE
+from rnngen.activations import elementwise
 from rnngen.program import parse_stacked
 from rnngen.unroll import step_name
 
@@ -72,7 +72,7 @@ def evaluate(expr, env: dict, dims: dict):
         if isinstance(e, Transpose):
             return ev(e.arg).T
         if isinstance(e, A.Elementwise):
-            return ELEMENTWISE[e.fn].ufunc(ev(e.arg))
+            return elementwise(e.fn).ufunc(ev(e.arg))
         if isinstance(e, A.LogSoftmax):
             a = ev(e.arg)
             s = a - a.max(axis=0, keepdims=True)

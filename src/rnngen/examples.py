@@ -19,9 +19,32 @@ from rnngen.pipeline import build
 from rnngen.spec import RNNSpec
 from rnngen.verify import VerificationError, check_build
 
-#: The specs whose module and document are committed. T = 20 shows how the
-#: document abbreviates long path expansions.
-EXAMPLES = (RNNSpec(T=5), RNNSpec(T=20))
+#: The specs whose module and document are committed: the default network at
+#: T = 5 and T = 20 (how the document abbreviates long path expansions), and the
+#: networks of the lecture seeds, each in its own notation (see ``SEEDS``).
+SEEDS = {
+    # seed 000: row vectors, h^t = tanh(x^t W + h^{t-1} U), y^t = softmax(h^t V), no biases
+    "000": RNNSpec(T=5, notation="row", names=("W", "U", "V"), hidden_bias=False, output_bias=False),
+    # seed 002: column vectors, h_t = tanh(U x_t + W h_{t-1} + b), yhat_t = softmax(V h_t + c)
+    "002": RNNSpec(T=3),
+    # seed 003: many-to-one, H_t = g(W H_{t-1} + U x_t), yhat = V H_3, L = 1/2 (y - yhat)^2
+    "003": RNNSpec(
+        T=3, output="identity", loss="squared_error", mapping="many-to-one", hidden_bias=False, output_bias=False
+    ),
+    # seed 004: O_t = tanh(x_t w_i + O_{t-1} w_h), yhat = sigma(O_3 w_o), binary cross-entropy;
+    # scalar weights are the row-notation matrices with n_h = n_y = 1 (n_x = 3 one-hot words)
+    "004": RNNSpec(
+        T=3,
+        output="sigmoid",
+        loss="binary_cross_entropy",
+        mapping="many-to-one",
+        notation="row",
+        names=("w_i", "w_h", "w_o"),
+        hidden_bias=False,
+        output_bias=False,
+    ),
+}
+EXAMPLES = (RNNSpec(T=5), RNNSpec(T=20), *(s for s in SEEDS.values() if s != RNNSpec(T=5)))
 
 
 def refresh(out_dir: Path = Path("generated")) -> list:

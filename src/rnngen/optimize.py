@@ -4,7 +4,7 @@ Every pass keeps the program's value (tests evaluate both sides) and can be
 left out to show a plainer program. ``PASSES`` is the default pipeline, in the
 order that makes each pass's input what it expects:
 
-1. ``stable_log_softmax``: ``log(softmax(o))`` -> ``log_softmax(o)`` (log-sum-exp).
+1. ``stable_logs``: ``log(softmax(o))`` -> ``log_softmax(o)`` (log-sum-exp), and the like.
 2. ``fuse_output_gradient``: the output/loss pair's closed form, e.g.
    ``do = yhat - y`` instead of the dense softmax Jacobian applied to ``-y / yhat``.
 3. ``hoist_non_recurrent``: split each step of the recurrence into the part that
@@ -33,17 +33,29 @@ def _step_symbols(expr):
     return [(s, parse_step(s.name)) for s in A.symbols_in(expr) if parse_step(s.name)]
 
 
-def stable_log_softmax(program: Program) -> Program:
-    """Rewrite ``log(yhat)`` with ``yhat := softmax(o)`` into ``log_softmax(o)``: no log of 0."""
-    swap = {
-        A.Elementwise("log", s.target): A.LogSoftmax(s.expr.arg) for s in program.stmts if type(s.expr) is A.Softmax
-    }
-    return program.with_stmts(s.with_(expr=s.expr.xreplace(swap)) for s in program.stmts)
+def stable_logs(program: Program) -> Program:
+    """Rewrite ``log(yhat)`` and ``log(1 - yhat)`` into forms of ``o`` that cannot overflow or take log 0.
+
+    The output layer's registry entry gives the forms: ``log softmax(o)`` by
+    log-sum-exp, ``log sigma(o) = -softplus(-o)``, ``log(1 - sigma(o)) = -softplus(o)``.
+    """
+    layer = program.derivation.spec.output_layer
+    swap = {}
+    for s in program.stmts:
+        if s.step and s.step[0] == "yhat":
+            o = s.expr.arg
+            if layer.log:
+                swap[A.Elementwise("log", s.target)] = layer.log(o)
+            if layer.log1m:
+                swap[A.Elementwise("log", A.sub(A.ones(*s.target.shape), s.target))] = layer.log1m(o)
+    if not swap:
+        return program
+    return program.with_stmts(s.with_(expr=A.normalize(s.expr.xreplace(swap))) for s in program.stmts)
 
 
 def fuse_output_gradient(program: Program) -> Program:
     """Replace the output adjoint ``do_t`` by the output/loss pair's closed form, if it has one."""
-    fused = program.derivation.spec.output_loss.fused_grad
+    fused = program.derivation.spec.fused
     if fused is None:
         return program
     steps = {s.target.name: s.target for s in program.stmts}
@@ -53,7 +65,7 @@ def fuse_output_gradient(program: Program) -> Program:
         if not stmt.step or stmt.step[0] != "do":
             return stmt
         t = stmt.step[1]
-        return stmt.with_(expr=fused(steps[step_name("yhat", t)], inputs[step_name("y", t)]))
+        return stmt.with_(expr=fused.grad(steps[step_name("yhat", t)], inputs[step_name("y", t)]))
 
     return program.with_stmts(rewrite(s) for s in program.stmts)
 
@@ -141,7 +153,7 @@ def vectorize_over_time(program: Program) -> Program:
     merged = {}
     for fam, group in members.items():
         steps = sorted(s.step[1] for s in group)
-        if steps != list(range(steps[0], steps[-1] + 1)):
+        if len(steps) < 2 or steps != list(range(steps[0], steps[-1] + 1)):
             continue
         templates = {step_template(s.expr, s.step[1]) for s in group}
         if len(templates) != 1:
@@ -238,7 +250,7 @@ def schedule(program: Program) -> Program:
 
 
 PASSES = (
-    stable_log_softmax,
+    stable_logs,
     fuse_output_gradient,
     hoist_non_recurrent,
     inline_recurrent_temporaries,

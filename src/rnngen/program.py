@@ -144,8 +144,16 @@ class Program:
 FORWARD_OUTPUTS = ("h", "o", "yhat")
 
 
+class Gradient(MatrixSymbol):
+    """``dE/d<param>``, named ``d<param>`` in code; its own type, so printers never mistake it for a parameter."""
+
+    @property
+    def param(self) -> str:
+        return self.name[1:]
+
+
 def gradient_symbol(param: MatrixSymbol) -> MatrixSymbol:
-    return MatrixSymbol("d" + param.name, *param.shape)
+    return Gradient("d" + param.name, *param.shape)
 
 
 def from_derivation(derivation: Derivation) -> Program:
@@ -159,8 +167,9 @@ def from_derivation(derivation: Derivation) -> Program:
         stmts.append(Stmt(node.symbol, node.expr, "backward", len(stmts)))
     for name, expr in derivation.gradients.items():
         stmts.append(Stmt(gradient_symbol(graph.params[name]), expr, "backward", len(stmts)))
-    T = graph.spec.T
-    outputs = {(f, t) for f in FORWARD_OUTPUTS for t in range(1, T + 1)}
+    spec = graph.spec
+    outputs = {("h", t) for t in range(1, spec.T + 1)}
+    outputs |= {(f, t) for f in FORWARD_OUTPUTS if f != "h" for t in spec.loss_steps}
     outputs |= {(graph.loss.symbol.name, None)}
     outputs |= {("d" + name, None) for name in graph.params}
     return Program(derivation, tuple(stmts), frozenset(outputs))

@@ -10,19 +10,21 @@ from __future__ import annotations
 
 import json
 import re
+import textwrap
 from dataclasses import dataclass
 
-from sympy import MatAdd, MatrixSymbol
+from sympy import MatAdd
 
 from rnngen import __version__
 from rnngen import algebra as A
-from rnngen.activations import ELEMENTWISE
+from rnngen.activations import elementwise
 from rnngen.derive import Derivation
 from rnngen.emit import render
-from rnngen.printing.math import latex, text
+from rnngen.printing.math import LATEX, MathPrinter, latex, param_latex, text
 from rnngen.printing.numpy import NumpyPrinter, storage_of
-from rnngen.program import FORWARD_OUTPUTS, Program, parse_stacked, relative, step_template
-from rnngen.unroll import parse_step
+from rnngen.program import FORWARD_OUTPUTS, Program, gradient_symbol, parse_stacked, relative, step_template
+from rnngen.spec import ROLES
+from rnngen.unroll import SIZES, n_h, parameters, parse_step
 
 #: Up to this T the document writes every path term in full, like the slides;
 #: beyond it, the first terms, an ellipsis and the last (the size stays O(T)).
@@ -68,6 +70,7 @@ def _steps_note(ts, fmt) -> str:
 
 def final_formulas(program: Program) -> list:
     """Group consecutive statements that share one per-step form into formulas."""
+    row = program.derivation.spec.notation == "row"
     groups: list = []
     for s in program.stmts:
         form = (s.step[0], step_template(s.expr, s.step[1])) if s.step else None
@@ -81,12 +84,12 @@ def final_formulas(program: Program) -> list:
             family, template = form
             lhs = relative(family, 0, stmts[0].target.shape[0])
             ts = [s.step[1] for s in stmts]
-            tex = f"{latex(lhs)} = {latex(template)}{_steps_note(ts, 'latex')}"
-            txt = f"{text(lhs)} = {text(template)}{_steps_note(ts, 'text')}"
+            tex = f"{latex(lhs, row)} = {latex(template, row)}{_steps_note(ts, 'latex')}"
+            txt = f"{text(lhs, row)} = {text(template, row)}{_steps_note(ts, 'text')}"
         else:
             s = stmts[0]
-            tex = f"{latex(s.target)} = {latex(s.expr)}"
-            txt = f"{text(s.target)} = {text(s.expr)}"
+            tex = f"{latex(s.target, row)} = {latex(s.expr, row)}"
+            txt = f"{text(s.target, row)} = {text(s.expr, row)}"
         formulas.append(Formula(f"final-{i}", aligned(tex), txt, stmts))
     return formulas
 
@@ -107,81 +110,203 @@ class Numbering:
 # --- the document -------------------------------------------------------------------
 
 
-def _jacobian_chain(t: int, k: int, var: str) -> str:
+class Notation:
+    """The spellings of one spec's notation (column or row vectors, its matrix names)."""
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.row = spec.notation == "row"
+        self.printer = MathPrinter(LATEX, self.row)
+        self.names = {role: param_latex(name, self.row) for role, name in spec.role_names.items()}
+
+    def latex(self, expr) -> str:
+        return latex(expr, self.row)
+
+    def step(self, family: str, t) -> str:
+        """LaTeX of one step of a family, ``t`` a number or a letter."""
+        return self.printer.step(family, t)
+
+    def indexed(self, letter: str, t) -> str:
+        """``E_t`` (column) or ``E^t`` (row notation)."""
+        return f"{letter}^{{{t}}}" if self.row else f"{letter}_{{{t}}}"
+
+    def entry(self, letter: str, t) -> str:
+        """Entry i of a step's vector: ``y_{t,i}`` (column) or ``y^{t}_{i}`` (row notation)."""
+        return f"{letter}^{{{t}}}_{{i}}" if self.row else f"{letter}_{{{t},i}}"
+
+    def partial(self, num: str, den: str) -> str:
+        space = "" if num.startswith("^") else " "  # \partial^{+} h_k
+        return rf"\frac{{\partial{space}{num}}}{{\partial {den}}}"
+
+
+def _jacobian_chain(n: Notation, t: int, k: int, var: str) -> str:
     """``dE_t/dyhat_t dyhat_t/dh_t dh_t/dh_{t-1} ... d+h_k/dvar`` in fraction notation."""
-    parts = [
-        rf"\frac{{\partial E_{{{t}}}}}{{\partial \hat{{y}}_{{{t}}}}}",
-        rf"\frac{{\partial \hat{{y}}_{{{t}}}}}{{\partial h_{{{t}}}}}",
-    ]
+    h = lambda j: n.step("h", j)  # noqa: E731
+    parts = [n.partial(n.indexed("E", t), n.step("yhat", t)), n.partial(n.step("yhat", t), h(t))]
     if t - k > 3 and t > FULL_PATHS_UP_TO:
-        parts.append(rf"\Bigl(\prod_{{j={k + 1}}}^{{{t}}} \frac{{\partial h_{{j}}}}{{\partial h_{{j-1}}}}\Bigr)")
+        parts.append(rf"\Bigl(\prod_{{j={k + 1}}}^{{{t}}} {n.partial(h('j'), h('j-1'))}\Bigr)")
     else:
-        parts += [rf"\frac{{\partial h_{{{j}}}}}{{\partial h_{{{j - 1}}}}}" for j in range(t, k, -1)]
-    parts.append(rf"\frac{{\partial^{{+}} h_{{{k}}}}}{{\partial {var}}}")
+        parts += [n.partial(h(j), h(j - 1)) for j in range(t, k, -1)]
+    parts.append(n.partial("^{+} " + h(k), var))
     return " ".join(parts)
 
 
-def path_terms(T: int, var: str) -> list:
+def path_terms(n: Notation, var: str) -> list:
     """The T path terms of dE_T/dvar, newest first; elided in the middle for large T."""
+    T = n.spec.T
     ks = list(range(T, 0, -1))
     if T > FULL_PATHS_UP_TO:
         ks = ks[:2] + [None] + ks[-1:]
-    return [r"\cdots" if k is None else _jacobian_chain(T, k, var) for k in ks]
+    return [r"\cdots" if k is None else _jacobian_chain(n, T, k, var) for k in ks]
 
 
 def _node(nodes, family: str, t: int):
     return next(n for n in nodes if n.family == family and n.t == t)
 
 
-def _generic(nodes, family: str, t: int) -> str:
+def _generic(n: Notation, nodes, family: str, t: int) -> str:
     """The derivation's own equation for ``family`` at step ``t``, written for a generic step t."""
     node = _node(nodes, family, t)
     lhs = relative(family, 0, node.symbol.shape[0])
-    return f"{latex(lhs)} = {latex(step_template(node.expr, t))}"
+    return f"{n.latex(lhs)} = {n.latex(step_template(node.expr, t))}"
 
 
-def _at(nodes, family: str, t: int) -> str:
+def _at(n: Notation, nodes, family: str, t: int) -> str:
     """The derivation's own equation for ``family`` at step ``t``, as it stands."""
     node = _node(nodes, family, t)
-    return f"{latex(node.symbol)} = {latex(node.expr)}"
+    return f"{n.latex(node.symbol)} = {n.latex(node.expr)}"
+
+
+def _gradient_sums(n: Notation, derivation: Derivation) -> dict:
+    """``dE/dp = sum_t (one term)`` for each parameter, from the derivation's own gradient."""
+    sums = {}
+    steps = len(n.spec.loss_steps)
+    for name, expr in derivation.gradients.items():
+        target = n.latex(gradient_symbol(derivation.graph.params[name]))
+        terms = expr.args if isinstance(expr, MatAdd) else (expr,)
+        first = parse_step(A.symbols_in(terms[-1])[0].name) if len(terms) > 1 else None
+        if first and len(terms) in (n.spec.T, steps):
+            lo = 1 if len(terms) == n.spec.T else n.spec.T
+            bound = rf"\sum_{{t={lo}}}^{{T}} " if lo != n.spec.T else ""
+            sums[name] = f"{target} = {bound}{n.latex(step_template(terms[-1], first[1]))}"
+        else:
+            sums[name] = f"{target} = {n.latex(expr)}"
+    return {k: aligned(v) for k, v in sums.items()}
 
 
 def recursive_form(derivation: Derivation) -> dict:
     """The adjoint equations of the reverse sweep: at a generic step, and at the ends."""
-    T = derivation.spec.T
+    spec = derivation.spec
+    n = Notation(spec)
+    T = spec.T
     adj = derivation.adjoints
+    out_step = _generic if spec.mapping == "many-to-many" else _at
     form = {
-        "dyhat": _generic(adj, "dyhat", T),
-        "do": _generic(adj, "do", T),
-        "dh": _generic(adj, "dh", T - 1) if T > 1 else None,  # an inner step: both terms
-        "dh_last": _at(adj, "dh", T),
-        "dz": _generic(adj, "dz", T),
-        "dh0": _at(adj, "dh", 0),
+        "dyhat": out_step(n, adj, "dyhat", T),
+        "do": out_step(n, adj, "do", T),
+        "dh": _generic(n, adj, "dh", T - 1) if T > 1 else None,  # an inner step
+        "dh_last": _at(n, adj, "dh", T),
+        "dz": _generic(n, adj, "dz", T),
+        "dh0": _at(n, adj, "dh", 0),
     }
-    sums = {}
-    for name, expr in derivation.gradients.items():
-        target = latex(MatrixSymbol("d" + name, 1, 1))
-        terms = expr.args if isinstance(expr, MatAdd) and len(expr.args) == T else None
-        if terms:
-            t0 = parse_step(A.symbols_in(terms[-1])[0].name)[1]
-            sums[name] = rf"{target} = \sum_{{t=1}}^{{T}} {latex(step_template(terms[-1], t0))}"
-        else:
-            sums[name] = f"{target} = {latex(expr)}"
-    form["gradients"] = {k: aligned(v) for k, v in sums.items()}
-    return {k: aligned(v) if isinstance(v, str) else v for k, v in form.items()}
+    form = {k: aligned(v) if isinstance(v, str) else v for k, v in form.items()}
+    form["gradients"] = _gradient_sums(n, derivation)
+    return form
+
+
+def _forward_equations(n: Notation, graph) -> list:
+    """The forward pass at a generic step, printed from the graph's own nodes."""
+    T = graph.spec.T
+    eqs = []
+    for family in ("z", "h", "o", "yhat"):
+        node = _node(graph.nodes, family, T)
+        lhs = relative(family, 0, node.symbol.shape[0])
+        eqs.append(f"{n.latex(lhs)} = {n.latex(step_template(node.expr, T))}")
+    return eqs
+
+
+def _legend(n: Notation, derivation: Derivation) -> list:
+    """``(symbol, meaning)`` rows of the notation table, for this spec."""
+    spec = n.spec
+    params = derivation.graph.params
+    roles = spec.role_names
+    shape = {name: " \\times ".join(str(d) for d in p.shape) for name, p in params.items()}
+    what = {
+        "input": "input weights",
+        "recurrent": "recurrent weights",
+        "output": "output weights",
+        "hidden_bias": "hidden bias",
+        "output_bias": "output bias",
+    }
+    vec = "row" if n.row else "column"
+    rows = [
+        (f"${n.step('x', 't')},\\ {n.step('y', 't')}$", f"input and target at step $t$ ({vec} vectors)"),
+        (f"${n.step('z', 't')},\\ {n.step('h', 't')}$", "pre-activation and hidden state"),
+        (f"${n.step('h', 0)}$", "the initial state, a parameter (zeros by default)"),
+        (f"${n.step('o', 't')},\\ {n.step('yhat', 't')}$", "output pre-activation and prediction"),
+    ]
+    for role, name in roles.items():
+        if role in what:
+            rows.append((f"${n.names[role]}$", f"{what[role]}, ${shape[name]}$"))
+    rows += [
+        (
+            f"${n.step('dh', 't')}$",
+            f"$\\partial E / \\partial {n.step('h', 't')}$, the gradient of the loss at a value (a {vec} like it)",
+        ),
+        ("$\\odot,\\ \\oslash$", "entrywise product and quotient"),
+        ("$\\mathbf{1}$", "a vector of ones; a product with it sums entries"),
+    ]
+    stacked = n.printer.step("x", 1, "T")
+    side = "stacked one above the other" if n.row else "side by side"
+    rows.append((f"${stacked}$", f"the steps $1, \\dots, T$ {side}"))
+    for key in (spec.hidden_key,):
+        rule = elementwise(key)
+        if rule.definition:
+            rows.append((f"${rule.definition}$", "the hidden activation"))
+            derivative = elementwise(f"custom_derivative:{spec.hidden}") if spec.is_custom else None
+            if derivative is not None:
+                rows.append((f"${derivative.definition}$", "its derivative, derived by SymPy"))
+    out_rule = None if spec.output == "softmax" else elementwise(spec.output)
+    if out_rule is not None and out_rule.definition and out_rule.definition != rows[-1][0].strip("$"):
+        rows.append((f"${out_rule.definition}$", "the output activation"))
+    return rows
 
 
 def latex_context(derivation: Derivation, formulas: list, numbering: Numbering) -> dict:
     spec = derivation.spec
-    act = ELEMENTWISE[spec.hidden]
+    n = Notation(spec)
+    graph = derivation.graph
+    t = "t"
+    _, weights = parameters(spec)
+    derivative = elementwise(spec.hidden_key).derivative(relative("z", 0, n_h), relative("h", 0, n_h))
+    loss = spec.loss_rule
+    fused = spec.fused
+    last = spec.T
     return dict(
         **_common(spec),
-        hidden_latex=act.latex.format("z_t"),
-        hidden_derivative=act.derivative_latex.format(out="h_{t}", arg="z_{t}"),
-        hidden_derivative_j=act.derivative_latex.format(out="h_{j}", arg="z_{j}"),
-        fused_assumes=spec.output_loss.fused_assumes,
-        paths_W=path_terms(spec.T, "W"),
-        paths_U=path_terms(spec.T, "U"),
+        row=n.row,
+        many_to_one=spec.mapping == "many-to-one",
+        legend=_legend(n, derivation),
+        forward=[aligned(e) for e in _forward_equations(n, graph)],
+        h0=n.step("h", 0),
+        E_t=n.indexed("E", t),
+        E_T=n.indexed("E", last),
+        loss_latex=loss.latex.format(yhat_i=n.entry(r"\hat{y}", t), y_i=n.entry("y", t)),
+        step=lambda family, k: n.step(family, k),
+        partial=n.partial,
+        hidden_derivative=n.latex(derivative),
+        recurrent_jacobian=latex(weights["recurrent"]),
+        names=n.names,
+        names_raw=spec.role_names,
+        hidden_by_output=spec.hidden in ("tanh", "sigmoid", "relu", "leaky_relu", "softplus"),
+        output_jacobian=spec.output_layer.jacobian,
+        loss_gradient=loss.gradient.format(yhat=r"\hat{y}_i", y="y_i"),
+        fused_derivation=fused.derivation.format(yhat=r"\hat{y}", y="y", E=n.indexed("E", t)) if fused else None,
+        fused_assumes=fused.assumes if fused else "",
+        general_dyhat=_at(n, derivation.adjoints, "dyhat", last) if not fused else None,
+        general_do=_at(n, derivation.adjoints, "do", last) if not fused else None,
+        paths_W=path_terms(n, n.names["recurrent"]),
+        paths_U=path_terms(n, n.names["input"]),
         full_paths=spec.T <= FULL_PATHS_UP_TO,
         recursive=recursive_form(derivation),
         formulas=[f for f in formulas if not f.trivial],
@@ -191,17 +316,56 @@ def latex_context(derivation: Derivation, formulas: list, numbering: Numbering) 
 
 # --- the module -----------------------------------------------------------------------
 
-_SIZE_SOURCES = {"B": "x.shape[1]", "n_x": "U.shape[1]", "n_h": "W.shape[0]", "n_y": "V.shape[0]"}
+
+def _size_sources(params: dict) -> dict:
+    """Code that reads each size from the arrays: ``B`` from ``x``, ``n_h`` from a weight's shape, ..."""
+    sources = {"B": "x.shape[1]"}
+    for size in ("n_x", "n_h", "n_y"):
+        name, p = next((name, p) for name, p in params.items() if SIZES[size] in p.shape)
+        sources[size] = f"{name}.shape[{list(p.shape).index(SIZES[size])}]"
+    return sources
 
 
-def _prologue(lines) -> list:
+def _prologue(lines, sources: dict) -> list:
     """Definitions of the sizes the lines use, in a fixed order."""
     used = set(re.findall(r"\b(B|n_x|n_h|n_y)\b", "\n".join(lines)))
-    return [f"{name} = {src}" for name, src in _SIZE_SOURCES.items() if name in used]
+    return [f"{name} = {src}" for name, src in sources.items() if name in used]
 
 
 def _count(n: int, T: int) -> str:
     return "T + 1" if n == T + 1 else "T" if n == T else str(n)
+
+
+def _network_text(derivation: Derivation) -> list:
+    """The network at a generic step, in plain text, for the module's docstring."""
+    spec = derivation.spec
+    row = spec.notation == "row"
+    lines = []
+    for family in ("z", "h", "o", "yhat"):
+        node = _node(derivation.graph.nodes, family, spec.T)
+        lhs = relative(family, 0, node.symbol.shape[0])
+        lines.append(f"{text(lhs, row)} = {text(step_template(node.expr, spec.T), row)}")
+    loss = spec.loss_rule.text
+    if spec.mapping == "many-to-many":
+        lines.append(f"E = sum_{{t=1..{spec.T}}} E_t,  E_t = {loss}")
+    else:
+        lines.append(f"E = E_{spec.T} = {loss.replace('_t', '_' + str(spec.T))}  (many-to-one: the last step only)")
+    lines.append("h_0 = h0 (a parameter, zeros by default)")
+    return lines
+
+
+#: What the module's ``targets`` argument holds, per kind of loss; ``{one}``/``{many}`` are the shapes.
+_TARGET_DOCS = {
+    "classes": "class indices {one} / {many}, or one-hot rows {one_n} / {many_n}",
+    "probabilities": "probabilities in [0, 1], {one_n} / {many_n}",
+    "values": "real values, {one_n} / {many_n}",
+}
+
+
+def _target_doc(spec) -> str:
+    one, many = ("()", "(B,)") if spec.mapping == "many-to-one" else ("(T,)", "(T, B)")
+    with_n = lambda shape: shape.rstrip(",)") + (", n_y)" if shape != "()" else "n_y,)")  # noqa: E731
+    return _TARGET_DOCS[spec.loss_rule.targets].format(one=one, many=many, one_n=with_n(one), many_n=with_n(many))
 
 
 def module_context(derivation: Derivation, program: Program, formulas: list, numbers: dict) -> dict:
@@ -209,6 +373,8 @@ def module_context(derivation: Derivation, program: Program, formulas: list, num
     T = spec.T
     storage = storage_of(program)
     printer = NumpyPrinter(storage, T)
+    params = derivation.graph.params
+    sources = _size_sources(params)
     sections = {"forward": [], "loss": [], "backward": []}
     allocated = set()
     for formula in formulas:
@@ -226,9 +392,9 @@ def module_context(derivation: Derivation, program: Program, formulas: list, num
                 lines.append(f"{step[0]} = np.empty(({count}, B, {rows}), dtype=x.dtype)")
             lines.append(printer.statement(s))
     # Each function defines the sizes its own lines use, nothing more.
-    sections["forward"] = _prologue(sections["forward"]) + sections["forward"]
-    sections["loss_prologue"] = _prologue(sections["loss"])
-    sections["grads_prologue"] = _prologue(sections["loss"] + sections["backward"])
+    sections["forward"] = _prologue(sections["forward"], sources) + sections["forward"]
+    sections["loss_prologue"] = _prologue(sections["loss"], sources)
+    sections["grads_prologue"] = _prologue(sections["loss"] + sections["backward"], sources)
 
     written_forward = []
     for s in program.section("forward"):
@@ -240,22 +406,30 @@ def module_context(derivation: Derivation, program: Program, formulas: list, num
     forward_outputs = []
     for fam in FORWARD_OUTPUTS:
         st = storage[fam]
-        if st.steps:
+        if fam != "h" and spec.mapping == "many-to-one":  # the last step only: (B, n)
+            code = f"{fam}[{T - st.first}]" if st.steps else fam
+        elif st.steps:
             code = fam if st.first == 1 else f"{fam}[{1 - st.first}:]"
         else:
             code = f"{fam}.reshape(T, x.shape[1], -1)"
         forward_outputs.append((fam, code))
-    params = list(derivation.graph.params)
     return dict(
         **_common(spec),
+        network=_network_text(derivation),
         sections=sections,
         carried=", ".join(carried),
         forward_outputs=forward_outputs,
-        params=params,
-        spec_literal=py_literal(spec.as_dict()),
-        param_shapes=[
-            (n, py_literal(tuple(str(d) for d in p.shape if d != 1))) for n, p in derivation.graph.params.items()
-        ],
+        many_to_one=spec.mapping == "many-to-one",
+        params=list(params),
+        n_out=sources["n_y"],
+        targets=spec.loss_rule.targets,
+        target_doc=_target_doc(spec),
+        normalized_targets=bool(spec.fused and spec.fused.normalized_targets),
+        fan_in=0 if spec.notation == "row" else 1,
+        weights=[spec.role_names[r] for r in ROLES],
+        helpers=[source for _, source in sorted(printer.helpers.items())],
+        spec_items=[(k, py_literal(v)) for k, v in spec.as_dict().items()],
+        param_shapes=[(n, py_literal(tuple(str(d) for d in p.shape if d != 1))) for n, p in params.items()],
     )
 
 
@@ -273,6 +447,17 @@ def py_literal(value) -> str:
     raise TypeError(f"no literal for {type(value).__name__}")
 
 
+def _command_lines(command: str) -> list:
+    """The command split into lines of at most 100 characters, continued with backslashes."""
+    words, lines = command.split(" "), [""]
+    for word in words:
+        if lines[-1] and len(lines[-1]) + len(word) > 100:
+            lines[-1] += " \\"
+            lines.append("   ")
+        lines[-1] = f"{lines[-1]} {word}" if lines[-1] else word
+    return lines
+
+
 def _common(spec) -> dict:
     return dict(
         version=__version__,
@@ -281,10 +466,14 @@ def _common(spec) -> dict:
         hidden=spec.hidden,
         output=spec.output,
         loss_name=spec.loss,
-        loss_text=spec.output_loss.text,
-        spec_json=json.dumps(spec.as_dict(), sort_keys=True),
+        loss_text=spec.loss_rule.text,
+        mapping=spec.mapping,
+        notation=spec.notation,
+        spec_lines=textwrap.wrap(json.dumps(spec.as_dict(), sort_keys=True), 100, break_on_hyphens=False),
+        command_lines=_command_lines(f"rnngen derive {spec.cli_args()}"),
         digest=spec.digest(),
         command=f"rnngen derive {spec.cli_args()}",
+        hidden_title="custom" if spec.is_custom else spec.hidden,
     )
 
 

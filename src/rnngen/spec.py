@@ -2,29 +2,55 @@
 
 from __future__ import annotations
 
+import ast
 import difflib
 import hashlib
 import json
+import keyword
+import re
+import shlex
 from dataclasses import asdict, dataclass
 
-from rnngen.activations import HIDDEN, LOSSES, OUTPUT_LOSSES, OUTPUTS
+from rnngen import expression
+from rnngen.activations import DEFAULT_SLOPE, FUSED, HIDDEN, LOSSES, OUTPUT_LAYERS, elementwise, pairs
 
 #: Largest unroll length accepted. Derivation and output grow linearly in T;
 #: past this the unrolled straight-line module stops being a sensible artifact
 #: (tens of thousands of lines) and a loop-based implementation is the better tool.
 MAX_T = 1000
 
+#: Where the loss is applied: at every step, or at the last step only.
+MAPPINGS = {
+    "many-to-many": "a target and a loss term at every step (sequence labelling, language models)",
+    "many-to-one": "one target, a loss at the last step only (classifying or scoring a sequence)",
+}
+#: How vectors are written: columns (h_t = f(U x_t + W h_{t-1} + b)) or rows (h^t = f(x^t W + h^{t-1} U + b)).
+NOTATIONS = {
+    "column": "column vectors: h_t = f(U x_t + W h_{t-1} + b), yhat_t = g(V h_t + c)",
+    "row": "row vectors: h^t = f(x^t U + h^{t-1} W + b), yhat^t = g(h^t V + c); matrices are transposed",
+}
+#: The three weight matrices, in the order ``names`` lists them.
+ROLES = ("input", "recurrent", "output")
+DEFAULT_NAMES = ("U", "W", "V")
+#: Names the generated code and the graph use for themselves; a matrix may not take them.
+RESERVED = frozenset(
+    {"x", "y", "z", "h", "o", "yhat", "E", "B", "T", "b", "c", "h0", "np", "n_x", "n_h", "n_y"}
+    | {"single", "params", "xs", "targets", "loss", "forward", "grads", "out", "sizes", "pre_z", "pre_dh"}
+)
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]*(_[A-Za-z0-9]+)?$")
+MAX_NAME = 12
+
 
 class SpecError(ValueError):
     """A spec that cannot be derived; the message says what is allowed."""
 
 
-def _choice(kind: str, value: str, allowed) -> None:
+def _choice(kind: str, value: str, allowed, extra: str = "") -> None:
     if value in allowed:
         return
     close = difflib.get_close_matches(value, allowed, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    raise SpecError(f"unknown {kind} {value!r}{hint}; choose one of: {', '.join(allowed)}")
+    raise SpecError(f"unknown {kind} {value!r}{hint}; choose one of: {', '.join(allowed)}{extra}")
 
 
 def check_T(value) -> int:
@@ -42,36 +68,168 @@ def check_T(value) -> int:
     return value
 
 
+def check_names(value) -> tuple:
+    """The three matrix names (input, recurrent, output) as a tuple, or SpecError."""
+    names = tuple(n.strip() for n in value.split(",")) if isinstance(value, str) else tuple(value)
+    if len(names) != 3:
+        raise SpecError(f"give three matrix names, input,recurrent,output (e.g. U,W,V), got {','.join(names)!r}")
+    params = set(names) | {"b", "c", "h0"}
+    for n in names:
+        if not _NAME.match(n) or len(n) > MAX_NAME or keyword.iskeyword(n):
+            raise SpecError(
+                f"matrix name {n!r} is not allowed; use letters and digits with at most one underscore, "
+                f"starting with a letter, up to {MAX_NAME} characters (e.g. W, Wxh, w_i)"
+            )
+        stem = n.split("_")[0]  # h_1 would read as step 1 of h, dW as the gradient of W
+        if n in RESERVED or stem in RESERVED or stem.startswith("d") and stem[1:] in RESERVED | params:
+            raise SpecError(f"matrix name {n!r} is used by rnngen itself; reserved: {', '.join(sorted(RESERVED))}")
+    if len(set(names)) != 3:
+        raise SpecError(f"the three matrix names must differ, got {','.join(names)}")
+    return names
+
+
+def custom_text(hidden: str) -> str:
+    """The canonical spelling of a custom activation (``x/(1+abs(x))`` -> ``x / (1 + abs(x))``).
+
+    ``ast`` only parses; text that does not parse is kept for the parser's own error.
+    """
+    try:
+        return ast.unparse(ast.parse(hidden.strip(), mode="eval"))
+    except (SyntaxError, ValueError):
+        return hidden.strip()
+
+
 @dataclass(frozen=True)
 class RNNSpec:
-    """An Elman network unrolled for ``T`` steps, many-to-many, column vectors.
+    """An Elman network unrolled for ``T`` steps.
 
-    ``z_t = U x_t + W h_{t-1} + b``, ``h_t = hidden(z_t)``,
-    ``o_t = V h_t + c``, ``yhat_t = output(o_t)``, ``E = sum_t loss(yhat_t, y_t)``.
+    In column notation, ``z_t = U x_t + W h_{t-1} + b``, ``h_t = hidden(z_t)``,
+    ``o_t = V h_t + c``, ``yhat_t = output(o_t)``, and ``E = sum_t loss(yhat_t, y_t)``
+    (many-to-many) or ``E = loss(yhat_T, y_T)`` (many-to-one).
+
+    Attributes:
+        T: unroll length.
+        hidden: a name from ``HIDDEN`` or an expression in ``x`` (a custom activation).
+        output: a name from ``OUTPUT_LAYERS``.
+        loss: a name from ``LOSSES`` that the output can feed.
+        hidden_bias, output_bias: whether ``b`` and ``c`` exist.
+        mapping: a key of ``MAPPINGS``.
+        notation: a key of ``NOTATIONS``.
+        names: the input, recurrent and output matrix names.
+        slope: the negative-side slope of ``leaky_relu`` (None for other activations).
     """
 
     T: int
     hidden: str = "tanh"
     output: str = "softmax"
     loss: str = "cross_entropy"
+    hidden_bias: bool = True
+    output_bias: bool = True
+    mapping: str = "many-to-many"
+    notation: str = "column"
+    names: tuple = DEFAULT_NAMES
+    slope: float | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "T", check_T(self.T))
-        _choice("hidden activation", self.hidden, HIDDEN)
-        _choice("output layer", self.output, OUTPUTS)
-        _choice("loss", self.loss, LOSSES)
-        if (self.output, self.loss) not in OUTPUT_LOSSES:
-            pairs = ", ".join(f"{o}+{l}" for o, l in OUTPUT_LOSSES)
-            raise SpecError(f"output {self.output!r} cannot be paired with loss {self.loss!r}; choose one of: {pairs}")
+        self._check_hidden()
+        _choice("output layer", self.output, tuple(OUTPUT_LAYERS))
+        _choice("loss", self.loss, tuple(LOSSES))
+        if (self.output, self.loss) not in pairs():
+            fits = ", ".join(o for o, loss in pairs() if loss == self.loss)
+            raise SpecError(f"the {self.loss} loss needs an output in (0, 1); choose --output {fits}")
+        _choice("mapping", self.mapping, tuple(MAPPINGS))
+        _choice("notation", self.notation, tuple(NOTATIONS))
+        object.__setattr__(self, "names", check_names(self.names))
+        for flag in ("hidden_bias", "output_bias"):
+            if not isinstance(getattr(self, flag), bool):
+                raise SpecError(f"{flag} must be True or False, got {getattr(self, flag)!r}")
+
+    def _check_hidden(self):
+        if self.hidden == "leaky_relu":
+            slope = DEFAULT_SLOPE if self.slope is None else self.slope
+            if isinstance(slope, bool) or not isinstance(slope, (int, float)) or not 0 < slope < 1:
+                raise SpecError(f"the leaky_relu slope must be a number between 0 and 1 (exclusive), got {slope!r}")
+            object.__setattr__(self, "slope", float(slope))
+        elif self.slope is not None:
+            raise SpecError(f"a slope applies to leaky_relu only, not to {self.hidden!r}")
+        if self.hidden in HIDDEN:
+            return
+        text = custom_text(self.hidden)
+        if text.isidentifier() and text != "x" and not keyword.iskeyword(text):
+            _choice("hidden activation", text, HIDDEN, ', or an expression in x such as "x/(1+abs(x))"')
+        try:
+            elementwise(f"custom:{text}")
+            elementwise(f"custom_derivative:{text}")
+        except expression.ExpressionError as e:
+            raise SpecError(str(e)) from None
+        object.__setattr__(self, "hidden", text)
+
+    # -- derived facts -------------------------------------------------------------------
 
     @property
-    def output_loss(self):
-        return OUTPUT_LOSSES[(self.output, self.loss)]
+    def is_custom(self) -> bool:
+        return self.hidden not in HIDDEN
+
+    @property
+    def hidden_key(self) -> str:
+        """The key of the hidden activation's rule (``activations.elementwise``)."""
+        if self.is_custom:
+            return f"custom:{self.hidden}"
+        if self.hidden == "leaky_relu":
+            return f"leaky_relu:{self.slope!r}"
+        return self.hidden
+
+    @property
+    def output_layer(self):
+        return OUTPUT_LAYERS[self.output]
+
+    @property
+    def loss_rule(self):
+        return LOSSES[self.loss]
+
+    @property
+    def fused(self):
+        """The closed-form output gradient of this output and loss, or None."""
+        return FUSED.get((self.output, self.loss))
+
+    @property
+    def loss_steps(self) -> range:
+        """The steps that have a target and a loss term."""
+        return range(1, self.T + 1) if self.mapping == "many-to-many" else range(self.T, self.T + 1)
+
+    @property
+    def role_names(self) -> dict:
+        """Role -> parameter name, for the weights, the biases that exist and the initial state."""
+        roles = dict(zip(ROLES, self.names))
+        if self.hidden_bias:
+            roles["hidden_bias"] = "b"
+        if self.output_bias:
+            roles["output_bias"] = "c"
+        roles["initial"] = "h0"
+        return roles
 
     @property
     def name(self) -> str:
         """Canonical module name, e.g. ``rnn_tanh_softmax_xent_t5``."""
-        return f"rnn_{self.hidden}_{self.output}_{self.output_loss.short}_t{self.T}"
+        if self.is_custom:
+            hidden = "custom" + hashlib.sha256(self.hidden.encode()).hexdigest()[:8]
+        elif self.hidden == "leaky_relu":
+            hidden = "leaky_relu" + repr(self.slope).replace(".", "p").replace("-", "m")
+        else:
+            hidden = self.hidden
+        parts = ["rnn", hidden, self.output, self.loss_rule.short]
+        if self.mapping == "many-to-one":
+            parts.append("m2o")
+        if self.notation == "row":
+            parts.append("row")
+        if self.names != DEFAULT_NAMES:
+            parts.append(("" if all(len(n) == 1 for n in self.names) else "_").join(self.names))
+        if not (self.hidden_bias and self.output_bias):
+            parts.append(
+                "nobias" if not (self.hidden_bias or self.output_bias) else "nob" if self.output_bias else "noc"
+            )
+        return "_".join(parts) + f"_t{self.T}"
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -83,8 +241,19 @@ class RNNSpec:
     def cli_args(self) -> str:
         """The ``rnngen derive`` options that reproduce this spec (defaults omitted)."""
         args = [f"--T {self.T}"]
-        for field, default in (("hidden", "tanh"), ("output", "softmax"), ("loss", "cross_entropy")):
-            value = getattr(self, field)
-            if value != default:
-                args.append(f"--{field} {value}")
+        if self.hidden != "tanh":
+            args.append(f"--hidden {shlex.quote(self.hidden)}")
+        if self.slope is not None and self.slope != DEFAULT_SLOPE:
+            args.append(f"--slope {self.slope!r}")
+        for field, default in (("output", "softmax"), ("loss", "cross_entropy"), ("mapping", "many-to-many")):
+            if getattr(self, field) != default:
+                args.append(f"--{field} {getattr(self, field)}")
+        if self.notation != "column":
+            args.append(f"--notation {self.notation}")
+        if self.names != DEFAULT_NAMES:
+            args.append(f"--names {','.join(self.names)}")
+        if not self.hidden_bias:
+            args.append("--no-hidden-bias")
+        if not self.output_bias:
+            args.append("--no-output-bias")
         return " ".join(args)

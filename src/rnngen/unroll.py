@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import sympy as sp
-from sympy import MatrixSymbol
+from sympy import MatrixSymbol, Transpose
 
 from rnngen import algebra as A
 from rnngen.spec import RNNSpec
@@ -23,48 +23,40 @@ SIZES = {"n_x": n_x, "n_h": n_h, "n_y": n_y}
 
 @dataclass(frozen=True)
 class Family:
-    """How a per-step quantity (and its time-stacked form) is written.
+    """How a per-step quantity (and its time-stacked form) is written; the printers add the step.
 
     Attributes:
-        latex: LaTeX of one step, with ``{t}`` for the step.
-        stacked_latex: LaTeX of the steps ``{lo}..{hi}`` side by side.
-        text: plain-text name of one step (``{t}`` for the step).
-        stacked_text: plain-text name of the stacked steps.
+        latex: LaTeX letter of one step (``h``, ``\\hat{y}``).
+        stacked_latex: LaTeX letter of steps side by side (``H``).
+        text: plain-text letter of one step.
+        stacked_text: plain-text letter of the stacked steps.
+        delta: for an adjoint family, the LaTeX delta it is written with (``\\delta``), else "".
+        stacked_delta: the same for stacked steps (``\\Delta``).
     """
 
     latex: str
     stacked_latex: str
     text: str
     stacked_text: str
-
-
-def _family(core: str, stacked: str, text: str, stacked_text: str) -> Family:
-    """A family whose step ``t`` is ``core`` with subscript ``t``."""
-    return Family(core + "_{{{t}}}", stacked + "_{{{lo}:{hi}}}", text + "_{t}", stacked_text + "[{lo}..{hi}]")
+    delta: str = ""
+    stacked_delta: str = ""
 
 
 _BASE = {  # input, target, pre-activation, hidden state, output pre-activation, prediction
-    "x": _family("x", "X", "x", "X"),
-    "y": _family("y", "Y", "y", "Y"),
-    "z": _family("z", "Z", "z", "Z"),
-    "h": _family("h", "H", "h", "H"),
-    "o": _family("o", "O", "o", "O"),
-    "yhat": _family(r"\hat{{y}}", r"\hat{{Y}}", "ŷ", "Ŷ"),
+    "x": Family("x", "X", "x", "X"),
+    "y": Family("y", "Y", "y", "Y"),
+    "z": Family("z", "Z", "z", "Z"),
+    "h": Family("h", "H", "h", "H"),
+    "o": Family("o", "O", "o", "O"),
+    "yhat": Family(r"\hat{y}", r"\hat{Y}", "ŷ", "Ŷ"),
 }
 FAMILIES: dict[str, Family] = dict(_BASE)
 # The adjoint of family f is delta^f (Delta^f when stacked): one rule for all.
 for _name, _fam in _BASE.items():
-    _core = _fam.latex[: -len("_{{{t}}}")]
-    _text = _fam.text[: -len("_{t}")]
-    FAMILIES["d" + _name] = _family(
-        r"\delta^{{" + _core + "}}",
-        r"\Delta^{{" + _core + "}}",
-        "δ" + _text,
-        "Δ" + _text,
-    )
+    FAMILIES["d" + _name] = Family(_fam.latex, _fam.latex, "δ" + _fam.text, "Δ" + _fam.text, r"\delta", r"\Delta")
 # The parts that hoist_non_recurrent splits off: U x_t + b, and V^T delta^o_t.
-FAMILIES["pre_z"] = _family(r"\tilde{{z}}", r"\tilde{{Z}}", "z̃", "Z̃")
-FAMILIES["pre_dh"] = _family(r"\tilde{{\delta}}^{{h}}", r"\tilde{{\Delta}}^{{h}}", "δ̃h", "Δ̃h")
+FAMILIES["pre_z"] = Family(r"\tilde{z}", r"\tilde{Z}", "z̃", "Z̃")
+FAMILIES["pre_dh"] = Family("h", "h", "δ̃h", "Δ̃h", r"\tilde{\delta}", r"\tilde{\Delta}")
 
 
 def step_name(family: str, t: int) -> str:
@@ -119,32 +111,54 @@ def step(family: str, t: int, rows) -> MatrixSymbol:
     return MatrixSymbol(step_name(family, t), rows, A.B)
 
 
+#: Shape of each weight in column notation (rows, columns).
+_WEIGHT_SHAPES = {"input": (n_h, n_x), "recurrent": (n_h, n_h), "output": (n_y, n_h)}
+
+
+def parameters(spec: RNNSpec) -> tuple:
+    """``(params, weights)``: name -> symbol in the API's order, and role -> the weight in column math.
+
+    In row notation a weight is stored transposed (``x^t W`` multiplies by
+    ``W`` with ``n_x`` rows), so the column math reads it as ``W^T``; the
+    derivation then yields the gradient of ``W`` itself, in ``W``'s shape.
+    """
+    params, weights = {}, {}
+    for role, name in spec.role_names.items():
+        if role in _WEIGHT_SHAPES:
+            rows, cols = _WEIGHT_SHAPES[role]
+            if spec.notation == "row":
+                params[name] = MatrixSymbol(name, cols, rows)
+                weights[role] = Transpose(params[name])
+            else:
+                params[name] = weights[role] = MatrixSymbol(name, rows, cols)
+        else:
+            size = n_y if role == "output_bias" else n_h
+            params[name] = weights[role] = MatrixSymbol(name, size, 1)
+    return params, weights
+
+
 def unroll(spec: RNNSpec) -> Graph:
     """Build the graph of ``spec`` for its T steps. Cost and size are O(T)."""
-    params = {
-        "U": MatrixSymbol("U", n_h, n_x),
-        "W": MatrixSymbol("W", n_h, n_h),
-        "V": MatrixSymbol("V", n_y, n_h),
-        "b": MatrixSymbol("b", n_h, 1),
-        "c": MatrixSymbol("c", n_y, 1),
-        "h0": MatrixSymbol("h0", n_h, 1),
-    }
-    U, W, V, b, c, h0 = params.values()
+    params, w = parameters(spec)
     T = spec.T
     xs = [step("x", t, n_x) for t in range(1, T + 1)]
-    ys = [step("y", t, n_y) for t in range(1, T + 1)]
+    ys = [step("y", t, n_y) for t in spec.loss_steps]
     graph = Graph(spec, params, {"x": xs, "y": ys})
-    out = spec.output_loss
     broadcast = A.ones(1, A.B)  # repeats a column vector for every sequence of the batch
 
-    h = graph.add(Node(step("h", 0, n_h), A.mul(h0, broadcast), "h", 0))
+    def bias(role):
+        return A.mul(w[role], broadcast) if role in w else None
+
+    h = graph.add(Node(step("h", 0, n_h), A.mul(w["initial"], broadcast), "h", 0))
     losses = []
     for t in range(1, T + 1):
-        z_expr = A.add(A.mul(U, xs[t - 1]), A.mul(W, h), A.mul(b, broadcast))
+        z_expr = A.add(A.mul(w["input"], xs[t - 1]), A.mul(w["recurrent"], h), bias("hidden_bias"))
         z = graph.add(Node(step("z", t, n_h), z_expr, "z", t))
-        h = graph.add(Node(step("h", t, n_h), A.Elementwise(spec.hidden, z), "h", t))
-        o = graph.add(Node(step("o", t, n_y), A.add(A.mul(V, h), A.mul(c, broadcast)), "o", t))
-        yhat = graph.add(Node(step("yhat", t, n_y), out.activation(o), "yhat", t))
-        losses.append(out.loss_expr(yhat, ys[t - 1]))
+        h = graph.add(Node(step("h", t, n_h), A.Elementwise(spec.hidden_key, z), "h", t))
+        if t not in spec.loss_steps:
+            continue
+        o = graph.add(Node(step("o", t, n_y), A.add(A.mul(w["output"], h), bias("output_bias")), "o", t))
+        yhat = graph.add(Node(step("yhat", t, n_y), spec.output_layer.activation(o), "yhat", t))
+        losses.append(spec.loss_rule.expr(yhat, ys[len(losses)]))
     graph.add(Node(MatrixSymbol("E", 1, 1), A.add(*losses)))
     return graph

@@ -27,9 +27,10 @@ import numpy as np
 import sympy as sp
 
 from rnngen import algebra as A
-from rnngen.activations import ELEMENTWISE, OUTPUT_LOSSES
+from rnngen.activations import LOSSES, OUTPUT_LAYERS, elementwise
 from rnngen.derive import path_expansion
 from rnngen.evaluate import evaluate, run
+from rnngen.spec import RNNSpec
 from rnngen.unroll import SIZES
 
 #: Sizes of the default numeric check: (n_x, n_h, n_y, B).
@@ -66,8 +67,27 @@ def load_module(path):
     return module
 
 
+#: Smallest distance from 0 a pre-activation may have when the activation has a kink there;
+#: finite differences (step 1e-5) must not step across the kink.
+KINK_MARGIN = 1e-3
+
+
 def random_problem(module, sizes=CHECK_SIZES, seed=0, dtype=np.float64):
-    """Random parameters (biases and h0 too, so every gradient is exercised), inputs and targets."""
+    """Random parameters (biases and h0 too, so every gradient is exercised), inputs and targets.
+
+    For an activation with a kink at 0 (relu, leaky_relu) the draw is repeated with the
+    next seed until every pre-activation lies at least ``KINK_MARGIN`` away from it.
+    """
+    spec = module.SPEC
+    kinked = elementwise(hidden_key(spec)).kink
+    for attempt in range(seed, seed + 1000):
+        problem = _draw(module, sizes, attempt, dtype)
+        if not kinked or np.abs(preactivations(spec, *problem[:2])).min() >= KINK_MARGIN:
+            return problem
+    raise VerificationError("found no random problem whose pre-activations keep away from the kink")
+
+
+def _draw(module, sizes, seed, dtype):
     n_x, n_h, n_y, B = sizes
     rng = np.random.default_rng(seed)
     dims = {"n_x": n_x, "n_h": n_h, "n_y": n_y}
@@ -76,8 +96,45 @@ def random_problem(module, sizes=CHECK_SIZES, seed=0, dtype=np.float64):
         for name, shape in module.PARAM_SHAPES.items()
     }
     xs = rng.standard_normal((module.T, B, n_x)).astype(dtype)
-    targets = rng.integers(0, n_y, size=(module.T, B))
-    return params, xs, targets
+    steps = module.T if module.SPEC["mapping"] == "many-to-many" else 1
+    kind = LOSSES[module.SPEC["loss"]].targets
+    if kind == "classes":
+        targets = rng.integers(0, n_y, size=(steps, B))
+    elif kind == "probabilities":
+        targets = rng.uniform(0.05, 0.95, size=(steps, B, n_y)).astype(dtype)
+    else:
+        targets = rng.standard_normal((steps, B, n_y)).astype(dtype)
+    return params, xs, targets[0] if module.SPEC["mapping"] == "many-to-one" else targets
+
+
+def hidden_key(spec: dict) -> str:
+    """The hidden activation's rule key, from a module's ``SPEC``."""
+    return RNNSpec(**{**spec, "T": 1}).hidden_key
+
+
+def _weights(spec: dict, params: dict) -> tuple:
+    """(input, recurrent, output) weights as column-notation matrices, biases (zeros if absent), h0."""
+    names = spec["names"]
+    mats = [np.asarray(params[n], np.float64) for n in names]
+    if spec["notation"] == "row":
+        mats = [m.T for m in mats]
+    n_h, n_y = mats[1].shape[0], mats[2].shape[0]
+    b = np.asarray(params["b"], np.float64) if spec["hidden_bias"] else np.zeros(n_h)
+    c = np.asarray(params["c"], np.float64) if spec["output_bias"] else np.zeros(n_y)
+    return (*mats, b, c, np.asarray(params["h0"], np.float64))
+
+
+def preactivations(spec: dict, params: dict, xs) -> np.ndarray:
+    """Every ``z_t`` of every sequence, by a plain loop (independent of the generated code)."""
+    Wx, Wh, _, b, _, h0 = _weights(spec, params)
+    f = elementwise(hidden_key(spec)).ufunc
+    h = np.broadcast_to(h0, (xs.shape[1], h0.size))
+    zs = []
+    for x in np.asarray(xs, np.float64):
+        z = x @ Wx.T + h @ Wh.T + b
+        zs.append(z)
+        h = f(z)
+    return np.array(zs)
 
 
 def relative_error(value, reference) -> float:
@@ -87,39 +144,68 @@ def relative_error(value, reference) -> float:
     return float(diff / scale) if scale > 0 else float(diff)
 
 
-def finite_differences(module, params, xs, targets, eps=1e-5) -> dict:
-    """Relative error of each gradient against central differences of the module's loss.
+def finite_difference_gradient(module, params, xs, targets, eps=1e-5) -> dict:
+    """Every gradient by central differences of the module's loss, entry by entry.
 
     The step 1e-5 is near the cube root of float64's epsilon, which balances
     the O(eps^2) truncation error against the O(|E| / eps) rounding error; a
     smaller step loses digits to rounding when E is large (long unrolls).
     """
-    _, grads = module.loss_and_grads(params, xs, targets)
-    errors = {}
+    numeric = {}
     for name, value in params.items():
-        numeric = np.zeros_like(value, dtype=np.float64)
+        numeric[name] = np.zeros_like(value, dtype=np.float64)
         for index in np.ndindex(value.shape):
             shifted = {k: v.copy() for k, v in params.items()}
             shifted[name][index] = value[index] + eps
             up = module.loss(shifted, xs, targets)
             shifted[name][index] = value[index] - eps
             down = module.loss(shifted, xs, targets)
-            numeric[index] = (up - down) / (2 * eps)
-        errors[name] = relative_error(grads[name], numeric)
-    return errors
+            numeric[name][index] = (up - down) / (2 * eps)
+    return numeric
 
 
-def taylor_test(module, params, xs, targets, seed=1, steps=(1e-2, 5e-3, 2.5e-3, 1.25e-3, 6.25e-4)) -> float:
-    """Slope of log |E(p + e v) - E(p) - e <g, v>| against log e: 2 when the gradient is right."""
+def finite_differences(module, params, xs, targets, eps=1e-5) -> dict:
+    """Relative error of each gradient against central differences of the module's loss."""
+    _, grads = module.loss_and_grads(params, xs, targets)
+    numeric = finite_difference_gradient(module, params, xs, targets, eps)
+    return {name: relative_error(grads[name], numeric[name]) for name in params}
+
+
+def taylor_test(module, params, xs, targets, seed=1, largest=1e-3, directions=3) -> float:
+    """Slope of log |E(p + e v) - E(p) - e <g, v>| against log e: 2 when the gradient is right.
+
+    The steps are ``largest`` halved four times. Along a direction where the loss
+    is nearly flat the second-order remainder sinks to rounding level and the
+    slope says nothing, so ``directions`` random directions are tried and the one
+    whose remainder stays largest is used. For an activation with a kink the
+    largest step is halved until no pre-activation changes sign along the way,
+    since across a kink the remainder is first order even for a correct gradient.
+    """
     rng = np.random.default_rng(seed)
-    direction = {k: rng.standard_normal(v.shape) for k, v in params.items()}
     e0, grads = module.loss_and_grads(params, xs, targets)
-    slope_dot = sum(float(np.sum(grads[k] * direction[k])) for k in params)
-    remainders = []
-    for e in steps:
-        moved = {k: params[k] + e * direction[k] for k in params}
-        remainders.append(abs(module.loss(moved, xs, targets) - e0 - e * slope_dot))
+    best = None
+    for _ in range(directions):
+        direction = {k: rng.standard_normal(v.shape) for k, v in params.items()}
+        steps = _steps_within_kinks(module, params, xs, direction, largest)
+        slope_dot = sum(float(np.sum(grads[k] * direction[k])) for k in params)
+        remainders = []
+        for e in steps:
+            moved = {k: params[k] + e * direction[k] for k in params}
+            remainders.append(abs(module.loss(moved, xs, targets) - e0 - e * slope_dot))
+        if best is None or remainders[-1] > best[1][-1]:
+            best = (steps, remainders)
+    steps, remainders = best
     return float(np.polyfit(np.log(steps), np.log(remainders), 1)[0])
+
+
+def _steps_within_kinks(module, params, xs, direction, largest) -> list:
+    if elementwise(hidden_key(module.SPEC)).kink:
+        signs = np.sign(preactivations(module.SPEC, params, xs))
+        while np.any(
+            np.sign(preactivations(module.SPEC, {k: params[k] + largest * direction[k] for k in params}, xs)) != signs
+        ):
+            largest /= 2
+    return [largest / 2**i for i in range(5)]
 
 
 # --- the exact scalar oracle --------------------------------------------------------------
@@ -138,21 +224,40 @@ class OracleResult:
 
 
 def _scalar_loss(module, params_sym, xs, targets):
-    """E written out entry by entry, with the module's spec, from the textbook definition."""
+    """E written out entry by entry from the textbook definition, in the module's notation.
+
+    Column notation: ``h_t = f(U x_t + W h_{t-1} + b)``; row notation:
+    ``h^t = f(x^t U + h^{t-1} W + b)`` with the row-notation matrices as given.
+    """
     spec = module.SPEC
-    f = ELEMENTWISE[spec["hidden"]].scalar
-    step_loss = OUTPUT_LOSSES[(spec["output"], spec["loss"])].scalar
-    U, W, V, b, c, h0 = (params_sym[k] for k in ("U", "W", "V", "b", "c", "h0"))
+    f = elementwise(hidden_key(spec)).scalar
+    output = OUTPUT_LAYERS[spec["output"]].scalar
+    step_loss = LOSSES[spec["loss"]].scalar
+    row = spec["notation"] == "row"
+    Wx, Wh, Wo = (params_sym[n] for n in spec["names"])
+    n_y = Wo.shape[1] if row else Wo.shape[0]
+    vector = (lambda m: m.T) if row else (lambda m: m)  # biases are stored as columns
+    b = vector(params_sym["b"]) if spec["hidden_bias"] else None
+    c = vector(params_sym["c"]) if spec["output_bias"] else None
     T, B, _ = xs.shape
+    last_only = spec["mapping"] == "many-to-one"
     total = sp.Integer(0)
     for seq in range(B):
-        h = h0
+        h = vector(params_sym["h0"])
         for t in range(T):
             x = sp.Matrix(xs[t, seq].tolist())
-            h = (U * x + W * h + b).applyfunc(f)
-            o = V * h + c
-            y = [1 if i == targets[t, seq] else 0 for i in range(o.shape[0])]
-            total += step_loss(list(o), y)
+            z = x.T * Wx + h * Wh if row else Wx * x + Wh * h
+            h = (z + b if b is not None else z).applyfunc(f)
+            if last_only and t != T - 1:
+                continue
+            o = h * Wo if row else Wo * h
+            o = o + c if c is not None else o
+            target = targets[seq] if last_only else targets[t, seq]
+            if np.ndim(target) == 0:  # a class index
+                y = [1 if i == target else 0 for i in range(n_y)]
+            else:
+                y = [sp.Rational(float(v)) for v in target]
+            total += step_loss(output(list(o)), y)
     return total
 
 
@@ -166,7 +271,19 @@ def oracle_sizes(T: int) -> tuple:
     return (2, 3, 2, 2) if T <= 3 else (2, 2, 2, 1)
 
 
-_MPMATH = {sp.tanh: "tanh", sp.exp: "exp", sp.log: "log"}
+_MPMATH = {
+    sp.tanh: "tanh",
+    sp.exp: "exp",
+    sp.log: "log",
+    sp.Abs: "fabs",
+    sp.sign: "sign",
+    sp.sinh: "sinh",
+    sp.cosh: "cosh",
+    sp.sin: "sin",
+    sp.cos: "cos",
+    sp.atan: "atan",
+    sp.asinh: "asinh",
+}
 
 
 def _evaluate_exactly(expr, env: dict, memo: dict):
@@ -177,6 +294,8 @@ def _evaluate_exactly(expr, env: dict, memo: dict):
         value = env[expr]
     elif expr.is_Rational:
         value = mpmath.mpf(expr.p) / expr.q
+    elif expr.is_Float:
+        value = mpmath.mpf(expr)
     elif expr.is_Add:
         value = mpmath.fsum(_evaluate_exactly(a, env, memo) for a in expr.args)
     elif expr.is_Mul:
@@ -207,7 +326,7 @@ def exact_oracle(module, sizes=None, seed=0, digits=40) -> OracleResult:
     for name, shape in module.PARAM_SHAPES.items():
         shape = tuple(dims[d] for d in shape)
         rows, cols = shape if len(shape) == 2 else (shape[0], 1)
-        m = sp.Matrix(rows, cols, lambda i, j, name=name: sp.Symbol(f"{name}_{i}_{j}"))
+        m = sp.Matrix(rows, cols, lambda i, j, name=name: sp.Symbol(f"{name}_{i}_{j}", real=True))
         params_sym[name] = m
         symbols.extend(m)
     exact_x = np.vectorize(lambda v: sp.Rational(float(v)), otypes=[object])(xs)

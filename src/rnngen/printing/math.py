@@ -19,9 +19,9 @@ from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, 
 from sympy.printing.printer import Printer
 
 from rnngen import algebra as A
-from rnngen.activations import ELEMENTWISE
+from rnngen.activations import elementwise
 from rnngen.printing import PrintError
-from rnngen.program import parse_relative, parse_stacked
+from rnngen.program import Gradient, parse_relative, parse_stacked
 from rnngen.unroll import FAMILIES, parse_step
 
 ADD, MUL, ATOM = 1, 2, 3
@@ -31,8 +31,7 @@ ADD, MUL, ATOM = 1, 2, 3
 class Style:
     """The spelling of each construct."""
 
-    step: str  # attribute of Family for one step
-    stacked: str  # attribute of Family for stacked steps
+    step: str  # what the style is called, for error messages
     transpose: str
     hadamard: str
     divide: str
@@ -41,13 +40,11 @@ class Style:
     softmax: str
     log_softmax: str
     gradient: str
-    params: dict
     times: str
 
 
 LATEX = Style(
-    step="latex",
-    stacked="stacked_latex",
+    step="LaTeX",
     transpose="^{{\\top}}",
     hadamard=" \\odot ",
     divide=" \\oslash ",
@@ -56,12 +53,10 @@ LATEX = Style(
     softmax="\\operatorname{{softmax}}({})",
     log_softmax="\\log\\operatorname{{softmax}}({})",
     gradient="\\frac{{\\partial E}}{{\\partial {}}}",
-    params={"h0": "h_{0}"},
     times=" ",
 )
 TEXT = Style(
     step="text",
-    stacked="stacked_text",
     transpose="ᵀ",
     hadamard=" ∘ ",
     divide=" ⊘ ",
@@ -70,7 +65,6 @@ TEXT = Style(
     softmax="softmax({})",
     log_softmax="log_softmax({})",
     gradient="dE/d{}",
-    params={"h0": "h_0"},
     times=" ",
 )
 
@@ -79,50 +73,101 @@ def _offset(k: int) -> str:
     return "t" if k == 0 else f"t{k:+d}"
 
 
+def param_latex(name: str, row: bool = False) -> str:
+    """LaTeX of a parameter name: ``w_i`` -> ``w_{i}``, ``h0`` -> ``h_{0}`` (``h^{0}`` in row notation)."""
+    if name == "h0":
+        return "h^{0}" if row else "h_{0}"
+    base, _, sub = name.partition("_")
+    return f"{base}_{{{sub}}}" if sub else name
+
+
+def is_vector(expr) -> bool:
+    """One column per sequence, or one column: what row notation writes as a row."""
+    return expr.shape[1] == A.B or expr.shape[1] == 1
+
+
 class MathPrinter(Printer):
-    """Prints matrix expressions for people, in LaTeX (default) or plain text."""
+    """Prints matrix expressions for people, in LaTeX (default) or plain text.
+
+    In row notation (``row=True``) every vector is written as a row: a
+    vector-shaped expression ``e`` of the column math is printed as ``e^T``
+    (``W^T x_t`` as ``x^t W``), and a vector symbol standing alone in a
+    matrix-shaped expression as the transpose of its row (``X^T Delta^Z``).
+    """
 
     printmethod = "_rnngen_math"
 
-    def __init__(self, style: Style = LATEX):
+    def __init__(self, style: Style = LATEX, row: bool = False):
         super().__init__()
         self.style = style
+        self.row = row
 
     def emptyPrinter(self, expr):
         raise PrintError(f"no {self.style.step} rule for {type(expr).__name__}: {expr}")
 
     def doprint(self, expr) -> str:
         self._stacked_context = any(parse_stacked(s.name) for s in A.symbols_in(expr))
+        if self.row and is_vector(expr):
+            return self._r(expr)[0]
         return self._p(expr)[0]
 
     def _elementwise(self, fn, arg):
-        if self.style is LATEX:
-            return ELEMENTWISE[fn].latex.format(arg)
-        return f"{fn}({arg})"
+        rule = elementwise(fn)
+        return (rule.latex if self.style is LATEX else rule.text).format(arg)
+
+    def _transposed(self, code_prec):
+        code = self._wrap(code_prec, ATOM)
+        if self.style is LATEX and "^" in code:
+            code = "{" + code + "}"  # x^{t} transposed is {x^{t}}^{\top}, not a double superscript
+        return f"{code}{self.style.transpose.format()}", ATOM
 
     def _p(self, e):
-        st = self.style
+        if self.row:
+            if isinstance(e, MatrixSymbol):
+                return self._transposed((self._symbol(e), ATOM)) if is_vector(e) else (self._symbol(e), ATOM)
+            if isinstance(e, Transpose):
+                return self._r(e.arg)
+            if is_vector(e) and not isinstance(e, OneMatrix):
+                return self._transposed(self._r(e))
         if isinstance(e, MatrixSymbol):
             return self._symbol(e), ATOM
         if isinstance(e, Transpose):
-            inner = self._p(e.arg)
-            return f"{self._wrap(inner, ATOM)}{st.transpose.format()}", ATOM
-        if isinstance(e, MatAdd):
-            return self._add(e.args)
+            return self._transposed(self._p(e.arg))
+        return self._structure(e, self._p)
+
+    def _r(self, e):
+        """``e^T`` in row notation: products reversed, vectors as rows, matrices transposed."""
+        if isinstance(e, MatrixSymbol):
+            return (self._symbol(e), ATOM) if is_vector(e) else self._transposed((self._symbol(e), ATOM))
+        if isinstance(e, Transpose):
+            return self._p(e.arg)
+        if isinstance(e, OneMatrix):
+            return self._p(A.ones(e.shape[1], e.shape[0]))
         if isinstance(e, MatMul):
-            return self._mul(e)
+            coeff, factors = e.as_coeff_matrices()
+            return self._mul(coeff, list(reversed(factors)), self._r)
+        return self._structure(e, self._r)
+
+    def _structure(self, e, sub):
+        """Operators whose layout does not depend on the notation; ``sub`` prints the operands."""
+        st = self.style
+        if isinstance(e, MatAdd):
+            return self._add(e.args, sub)
+        if isinstance(e, MatMul):
+            coeff, factors = e.as_coeff_matrices()
+            return self._mul(coeff, list(factors), sub)
         if isinstance(e, HadamardProduct):
             numer = [f for f in e.args if not (isinstance(f, HadamardPower) and f.exp == -1)]
             denom = [f.base for f in e.args if f not in numer]
-            code = st.hadamard.join(self._wrap(self._p(f), ATOM) for f in numer)
+            code = st.hadamard.join(self._wrap(sub(f), ATOM) for f in numer)
             for d in denom:
-                code += st.divide + self._wrap(self._p(d), ATOM)
+                code += st.divide + self._wrap(sub(d), ATOM)
             return code, MUL
         if isinstance(e, HadamardPower) and e.exp == 2:
-            base = self._wrap(self._p(e.base), ATOM)
+            base = self._wrap(sub(e.base), ATOM)
             return f"{base}{st.hadamard}{base}", MUL
         if isinstance(e, HadamardPower) and e.exp == -1:
-            return f"{st.ones}{st.divide}{self._wrap(self._p(e.base), ATOM)}", MUL
+            return f"{st.ones}{st.divide}{self._wrap(sub(e.base), ATOM)}", MUL
         if isinstance(e, OneMatrix):
             rows, cols = e.shape
             if rows == 1:
@@ -131,11 +176,11 @@ class MathPrinter(Printer):
                 return st.ones, ATOM
             return st.ones + st.ones_row, ATOM
         if isinstance(e, A.Elementwise):
-            return self._elementwise(e.fn, self._p(e.arg)[0]), ATOM
+            return self._elementwise(e.fn, sub(e.arg)[0]), ATOM
         if isinstance(e, A.LogSoftmax):
-            return st.log_softmax.format(self._p(e.arg)[0]), ATOM
+            return st.log_softmax.format(sub(e.arg)[0]), ATOM
         if isinstance(e, A.Softmax):
-            return st.softmax.format(self._p(e.arg)[0]), ATOM
+            return st.softmax.format(sub(e.arg)[0]), ATOM
         return self.emptyPrinter(e)
 
     def _wrap(self, code_prec, at_least):
@@ -144,55 +189,75 @@ class MathPrinter(Printer):
             return code
         return f"\\left({code}\\right)" if self.style is LATEX else f"({code})"
 
+    def step(self, family: str, t, stacked_to=None) -> str:
+        """One step (``t`` a number or a letter such as ``"t-1"``), or the steps ``t..stacked_to``."""
+        fam = FAMILIES[family]
+        if self.style is TEXT:
+            if stacked_to is not None:
+                return f"{fam.stacked_text}[{t}..{stacked_to}]"
+            t = str(t)
+            return f"{fam.text}_{{{t}}}" if len(t) > 1 and not t.isdigit() else f"{fam.text}_{t}"
+        index = f"{t}:{stacked_to}" if stacked_to is not None else str(t)
+        if fam.delta:
+            delta = fam.stacked_delta if stacked_to is not None else fam.delta
+            return f"{delta}^{{{fam.latex},{index}}}" if self.row else f"{delta}^{{{fam.latex}}}_{{{index}}}"
+        letter = fam.stacked_latex if stacked_to is not None else fam.latex
+        return f"{letter}^{{{index}}}" if self.row else f"{letter}_{{{index}}}"
+
     def _symbol(self, sym) -> str:
         st = self.style
         step, run = parse_step(sym.name), parse_stacked(sym.name)
         if step:
-            return getattr(FAMILIES[step[0]], st.step).format(t=step[1])
+            return self.step(*step)
         if run:
             fam, lo, hi = run
-            return getattr(FAMILIES[fam], st.stacked).format(lo=lo, hi=hi)
+            return self.step(fam, lo, hi)
         rel = parse_relative(sym.name)
         if rel:  # a step relative to t, from a per-step form
             fam, k = rel
-            sub = _offset(k)
-            if st is TEXT and k != 0:
-                sub = "{" + sub + "}"  # h_{t-1}, not h_t-1
-            return getattr(FAMILIES[fam], st.step).format(t=sub)
-        name = sym.name
-        if name.startswith("d") and name[1:] in ("U", "W", "V", "b", "c", "h0"):
-            inner = st.params.get(name[1:], name[1:])
-            return st.gradient.format(inner)
-        return st.params.get(name, name)
+            return self.step(fam, _offset(k))
+        if isinstance(sym, Gradient):
+            return st.gradient.format(self._param(sym.param))
+        return self._param(sym.name)
 
-    def _add(self, terms):
+    def _param(self, name: str) -> str:
+        if self.style is TEXT:
+            return "h_0" if name == "h0" else name
+        return param_latex(name, self.row)
+
+    def _add(self, terms, sub):
         parts = []
         for i, term in enumerate(terms):
             coeff, body = A.split_coeff(term)
             body = A.scale(abs(coeff), body)
-            code = self._wrap(self._p(body), MUL if coeff < 0 else ADD)
+            code = self._wrap(sub(body), MUL if coeff < 0 else ADD)
             if i == 0:
                 parts.append(f"-{code}" if coeff < 0 else code)
             else:
                 parts.append(f" - {code}" if coeff < 0 else f" + {code}")
         return "".join(parts), ADD
 
-    def _mul(self, e):
-        coeff, factors = e.as_coeff_matrices()
+    def _mul(self, coeff, factors, sub):
         shown = [f for f in factors if not (isinstance(f, OneMatrix) and A.B in f.shape and not self._stacked_context)]
         if not shown:
             shown = factors
-        code = self.style.times.join(self._wrap(self._p(f), MUL + 1 if len(shown) > 1 else ADD) for f in shown)
+        code = self.style.times.join(self._wrap(sub(f), MUL + 1 if len(shown) > 1 else ADD) for f in shown)
         if coeff == -1:
             return f"-{code}", MUL
         if coeff != 1:
-            return f"{coeff}{self.style.times}{code}", MUL
+            return f"{_number(coeff, self.style)}{self.style.times}{code}", MUL
         return code, MUL if len(shown) > 1 else ATOM
 
 
-def latex(expr) -> str:
-    return MathPrinter(LATEX).doprint(expr)
+def _number(coeff, style) -> str:
+    if style is LATEX and coeff.is_Rational and coeff.q != 1:
+        return rf"\tfrac{{{coeff.p}}}{{{coeff.q}}}"
+    return str(coeff)
 
 
-def text(expr) -> str:
-    return MathPrinter(TEXT).doprint(expr)
+def latex(expr, row: bool = False) -> str:
+    return MathPrinter(LATEX, row).doprint(expr)
+
+
+def text(expr, row: bool = False) -> str:
+    return MathPrinter(TEXT, row).doprint(expr)

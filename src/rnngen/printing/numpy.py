@@ -21,7 +21,7 @@ from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, 
 from sympy.printing.printer import Printer
 
 from rnngen import algebra as A
-from rnngen.activations import ELEMENTWISE
+from rnngen.activations import elementwise
 from rnngen.printing import PrintError
 from rnngen.program import Program, parse_stacked
 from rnngen.unroll import parse_step
@@ -30,6 +30,21 @@ from rnngen.unroll import parse_step
 # mixing them is hard to read, so each keeps its own level and gets parentheses
 # inside the other.
 ADD, MUL, MATMUL, UNARY, ATOM = 1, 2, 3, 4, 5
+
+#: Module-level functions the printed code may call, beyond those of the activation registry.
+HELPERS = {
+    "_softmax": (
+        "def _softmax(a):\n"
+        "    e = np.exp(a - a.max(axis=-1, keepdims=True))\n"
+        "    return e / e.sum(axis=-1, keepdims=True)\n"
+    ),
+    "_log_softmax": (
+        "def _log_softmax(a):\n"
+        "    # log-sum-exp: no overflow for large logits, no log(0) for tiny probabilities\n"
+        "    s = a - a.max(axis=-1, keepdims=True)\n"
+        "    return s - np.log(np.exp(s).sum(axis=-1, keepdims=True))\n"
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -84,6 +99,8 @@ class NumpyPrinter(Printer):
         super().__init__()
         self.storage = storage
         self.T = T
+        #: name -> source of every helper function the printed code calls, in first-use order.
+        self.helpers: dict = {}
 
     def emptyPrinter(self, expr):
         raise PrintError(f"no NumPy rule for {type(expr).__name__}: {expr}")
@@ -189,8 +206,8 @@ class NumpyPrinter(Printer):
             numer = [f for f in expr.args if not (isinstance(f, HadamardPower) and f.exp == -1)]
             denom = [f.base for f in expr.args if f not in numer]
             code = self._chain([self._rows(f) for f in numer], "*")
-            for d in denom:
-                code = f"{code[0]} / {self._wrap(self._rows(d), UNARY)}", MUL
+            for d in denom:  # a sum before the quotient needs its parentheses: (1 - y) / (1 - yhat)
+                code = f"{self._wrap(code, MUL)} / {self._wrap(self._rows(d), UNARY)}", MUL
             return code
         if isinstance(expr, HadamardPower) and expr.exp == 2:
             base = self._rows(expr.base)
@@ -200,10 +217,17 @@ class NumpyPrinter(Printer):
         if isinstance(expr, OneMatrix):
             return "1.0", ATOM
         if isinstance(expr, A.Elementwise):
-            return ELEMENTWISE[expr.fn].numpy.format(self.code(expr.arg)), ATOM
+            rule = elementwise(expr.fn)
+            self.helpers.update(rule.helpers)
+            code = self._rows(expr.arg)
+            if rule.numpy == "{}":  # the identity: the argument itself
+                return code
+            return rule.numpy.format(code[0]), ATOM
         if isinstance(expr, A.LogSoftmax):  # before Softmax: it is a subclass
+            self.helpers["_log_softmax"] = HELPERS["_log_softmax"]
             return f"_log_softmax({self.code(expr.arg)})", ATOM
         if isinstance(expr, A.Softmax):
+            self.helpers["_softmax"] = HELPERS["_softmax"]
             return f"_softmax({self.code(expr.arg)})", ATOM
         return self.emptyPrinter(expr)
 
@@ -253,3 +277,88 @@ class NumpyPrinter(Printer):
                 rhs = self._rows(A.transpose(A.mul(*right)))
                 return self._chain([(f"{self._wrap(lhs, ATOM)}.T", ATOM), rhs], "@")
         return self._chain([self._plain(f) for f in factors], "@")
+
+
+# -- scalar expressions (custom activations) ------------------------------------------
+
+_SCALAR_FUNCTIONS = {
+    "exp": "np.exp",
+    "log": "np.log",
+    "Abs": "np.abs",
+    "tanh": "np.tanh",
+    "sinh": "np.sinh",
+    "cosh": "np.cosh",
+    "sin": "np.sin",
+    "cos": "np.cos",
+    "atan": "np.arctan",
+    "asinh": "np.arcsinh",
+    "sign": "np.sign",
+}
+_POWER = 4  # binds tighter than unary minus in Python
+
+
+def scalar_code(expr) -> str:
+    """NumPy code of a scalar SymPy expression in ``x``, spaced as the formatter writes it.
+
+    SymPy's own code printers space operators differently from ruff format, and
+    generated modules must be formatted, so this small printer writes exactly
+    the spelling the formatter keeps.
+    """
+    return _scalar(expr)[0]
+
+
+def _simple(code_prec) -> bool:
+    """An operand the formatter hugs in a power: a name or a number, maybe negated."""
+    code = code_prec[0].lstrip("-")
+    return code.replace(".", "").replace("_", "").isalnum()
+
+
+def _scalar(e):
+    import sympy as sp
+
+    if e.is_Symbol:
+        return e.name, ATOM
+    if e.is_Integer:
+        return str(e), ATOM if e >= 0 else UNARY
+    if e.is_Rational:
+        return f"{e.p} / {e.q}", MUL
+    if e.is_Float:
+        value = float(e)
+        return repr(value), ATOM if value >= 0 else UNARY
+    if e is sp.pi:
+        return "np.pi", ATOM
+    if e.is_Add:
+        terms = [_scalar(t) for t in e.as_ordered_terms()]
+        out = terms[0][0]
+        for code, prec in terms[1:]:
+            if code.startswith("-") and prec >= MUL:
+                out += f" - {code[1:]}"
+            else:
+                out += f" + {code if prec > ADD else f'({code})'}"
+        return out, ADD
+    if e.is_Mul:
+        coeff, factors = e.as_coeff_mul()
+        numer = [f for f in factors if not (f.is_Pow and f.exp.is_negative)]
+        denom = [f.base if f.exp == -1 else sp.Pow(f.base, -f.exp) for f in factors if f not in numer]
+        parts = [NumpyPrinter._wrap(_scalar(f), MUL + 1) for f in numer] or ["1"]
+        code = " * ".join(parts)
+        for d in denom:
+            code += f" / {NumpyPrinter._wrap(_scalar(d), MUL + 1)}"
+        if coeff == -1:
+            return f"-{code}", MUL
+        if coeff != 1:
+            return f"{NumpyPrinter._wrap(_scalar(coeff), MUL)} * {code}", MUL
+        return code, MUL
+    if e.is_Pow:
+        if e.exp == sp.S.Half:
+            return f"np.sqrt({_scalar(e.base)[0]})", ATOM
+        if e.exp == -1:
+            return f"1 / {NumpyPrinter._wrap(_scalar(e.base), MUL + 1)}", MUL
+        base, exp = _scalar(e.base), _scalar(e.exp)
+        base_code = base[0] if base[1] == ATOM else f"({base[0]})"
+        exp_code = exp[0] if exp[1] >= UNARY else f"({exp[0]})"
+        op = "**" if _simple((base_code, 0)) and _simple((exp_code, 0)) else " ** "
+        return f"{base_code}{op}{exp_code}", _POWER
+    if isinstance(e, sp.Function) and type(e).__name__ in _SCALAR_FUNCTIONS:
+        return f"{_SCALAR_FUNCTIONS[type(e).__name__]}({_scalar(e.args[0])[0]})", ATOM
+    raise PrintError(f"no NumPy rule for {type(e).__name__}: {e}")
