@@ -510,7 +510,3 @@ def pairs() -> list:
         for loss, rule in LOSSES.items()
         if layer.probabilities or not rule.needs_probabilities
     ]
-
-
-OUTPUTS = tuple(OUTPUT_LAYERS)
-LOSS_NAMES = tuple(LOSSES)

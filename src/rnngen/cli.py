@@ -207,7 +207,7 @@ def list_choices():
     sections = (
         (
             "hidden activations (--hidden)",
-            [(n, elementwise(n if n != "leaky_relu" else f"leaky_relu:{DEFAULT_SLOPE}").description) for n in HIDDEN],
+            [(n, elementwise(RNNSpec(T=1, hidden=n).hidden_key).description) for n in HIDDEN],
         ),
         ("", [("<expression in x>", f"custom, e.g. 'x/(1+abs(x))'; uses {expression.ALLOWED}")]),
         ("output layers (--output)", [(n, o.description) for n, o in OUTPUT_LAYERS.items()]),

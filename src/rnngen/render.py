@@ -17,7 +17,7 @@ from sympy import MatAdd
 
 from rnngen import __version__
 from rnngen import algebra as A
-from rnngen.activations import elementwise
+from rnngen.activations import ELEMENTWISE, elementwise
 from rnngen.derive import Derivation
 from rnngen.emit import render
 from rnngen.printing.math import LATEX, MathPrinter, latex, param_latex, text
@@ -164,11 +164,15 @@ def _node(nodes, family: str, t: int):
     return next(n for n in nodes if n.family == family and n.t == t)
 
 
-def _generic(n: Notation, nodes, family: str, t: int) -> str:
-    """The derivation's own equation for ``family`` at step ``t``, written for a generic step t."""
+def _generic(n: Notation, nodes, family: str, t: int, show=None) -> str:
+    """The derivation's own equation for ``family`` at step ``t``, written for a generic step t.
+
+    ``show`` prints an expression (the notation's LaTeX unless given).
+    """
+    show = show or n.latex
     node = _node(nodes, family, t)
     lhs = relative(family, 0, node.symbol.shape[0])
-    return f"{n.latex(lhs)} = {n.latex(step_template(node.expr, t))}"
+    return f"{show(lhs)} = {show(step_template(node.expr, t))}"
 
 
 def _at(n: Notation, nodes, family: str, t: int) -> str:
@@ -179,16 +183,14 @@ def _at(n: Notation, nodes, family: str, t: int) -> str:
 
 def _gradient_sums(n: Notation, derivation: Derivation) -> dict:
     """``dE/dp = sum_t (one term)`` for each parameter, from the derivation's own gradient."""
+    T = n.spec.T
     sums = {}
-    steps = len(n.spec.loss_steps)
     for name, expr in derivation.gradients.items():
         target = n.latex(gradient_symbol(derivation.graph.params[name]))
         terms = expr.args if isinstance(expr, MatAdd) else (expr,)
-        first = parse_step(A.symbols_in(terms[-1])[0].name) if len(terms) > 1 else None
-        if first and len(terms) in (n.spec.T, steps):
-            lo = 1 if len(terms) == n.spec.T else n.spec.T
-            bound = rf"\sum_{{t={lo}}}^{{T}} " if lo != n.spec.T else ""
-            sums[name] = f"{target} = {bound}{n.latex(step_template(terms[-1], first[1]))}"
+        if T > 1 and len(terms) == T:  # one term per step: written once, for a generic step
+            t = parse_step(A.symbols_in(terms[-1])[0].name)[1]
+            sums[name] = rf"{target} = \sum_{{t=1}}^{{T}} {n.latex(step_template(terms[-1], t))}"
         else:
             sums[name] = f"{target} = {n.latex(expr)}"
     return {k: aligned(v) for k, v in sums.items()}
@@ -214,15 +216,8 @@ def recursive_form(derivation: Derivation) -> dict:
     return form
 
 
-def _forward_equations(n: Notation, graph) -> list:
-    """The forward pass at a generic step, printed from the graph's own nodes."""
-    T = graph.spec.T
-    eqs = []
-    for family in ("z", "h", "o", "yhat"):
-        node = _node(graph.nodes, family, T)
-        lhs = relative(family, 0, node.symbol.shape[0])
-        eqs.append(f"{n.latex(lhs)} = {n.latex(step_template(node.expr, T))}")
-    return eqs
+#: The families of the forward pass, in the order the network computes them.
+FORWARD_FAMILIES = ("z", "h", "o", "yhat")
 
 
 def _legend(n: Notation, derivation: Derivation) -> list:
@@ -259,16 +254,13 @@ def _legend(n: Notation, derivation: Derivation) -> list:
     stacked = n.printer.step("x", 1, "T")
     side = "stacked one above the other" if n.row else "side by side"
     rows.append((f"${stacked}$", f"the steps $1, \\dots, T$ {side}"))
-    for key in (spec.hidden_key,):
-        rule = elementwise(key)
-        if rule.definition:
-            rows.append((f"${rule.definition}$", "the hidden activation"))
-            derivative = elementwise(f"custom_derivative:{spec.hidden}") if spec.is_custom else None
-            if derivative is not None:
-                rows.append((f"${derivative.definition}$", "its derivative, derived by SymPy"))
-    out_rule = None if spec.output == "softmax" else elementwise(spec.output)
-    if out_rule is not None and out_rule.definition and out_rule.definition != rows[-1][0].strip("$"):
-        rows.append((f"${out_rule.definition}$", "the output activation"))
+    hidden = elementwise(spec.hidden_key)
+    if hidden.definition:
+        rows.append((f"${hidden.definition}$", "the hidden activation"))
+    if spec.is_custom:
+        rows.append((f"${elementwise(f'custom_derivative:{spec.hidden}').definition}$", "its derivative, by SymPy"))
+    if spec.output in ELEMENTWISE and spec.output != spec.hidden and ELEMENTWISE[spec.output].definition:
+        rows.append((f"${ELEMENTWISE[spec.output].definition}$", "the output activation"))
     return rows
 
 
@@ -278,7 +270,8 @@ def latex_context(derivation: Derivation, formulas: list, numbering: Numbering) 
     graph = derivation.graph
     t = "t"
     _, weights = parameters(spec)
-    derivative = elementwise(spec.hidden_key).derivative(relative("z", 0, n_h), relative("h", 0, n_h))
+    h_t = relative("h", 0, n_h)
+    derivative = elementwise(spec.hidden_key).derivative(relative("z", 0, n_h), h_t)
     loss = spec.loss_rule
     fused = spec.fused
     last = spec.T
@@ -287,18 +280,17 @@ def latex_context(derivation: Derivation, formulas: list, numbering: Numbering) 
         row=n.row,
         many_to_one=spec.mapping == "many-to-one",
         legend=_legend(n, derivation),
-        forward=[aligned(e) for e in _forward_equations(n, graph)],
-        h0=n.step("h", 0),
+        forward=[aligned(_generic(n, graph.nodes, f, spec.T)) for f in FORWARD_FAMILIES],
         E_t=n.indexed("E", t),
         E_T=n.indexed("E", last),
         loss_latex=loss.latex.format(yhat_i=n.entry(r"\hat{y}", t), y_i=n.entry("y", t)),
-        step=lambda family, k: n.step(family, k),
+        step=n.step,
         partial=n.partial,
         hidden_derivative=n.latex(derivative),
-        recurrent_jacobian=latex(weights["recurrent"]),
+        recurrent_jacobian=latex(weights["recurrent"]),  # a Jacobian is a matrix in either notation
         names=n.names,
         names_raw=spec.role_names,
-        hidden_by_output=spec.hidden in ("tanh", "sigmoid", "relu", "leaky_relu", "softplus"),
+        hidden_by_output=h_t in A.symbols_in(derivative),
         output_jacobian=spec.output_layer.jacobian,
         loss_gradient=loss.gradient.format(yhat=r"\hat{y}_i", y="y_i"),
         fused_derivation=fused.derivation.format(yhat=r"\hat{y}", y="y", E=n.indexed("E", t)) if fused else None,
@@ -339,12 +331,9 @@ def _count(n: int, T: int) -> str:
 def _network_text(derivation: Derivation) -> list:
     """The network at a generic step, in plain text, for the module's docstring."""
     spec = derivation.spec
-    row = spec.notation == "row"
-    lines = []
-    for family in ("z", "h", "o", "yhat"):
-        node = _node(derivation.graph.nodes, family, spec.T)
-        lhs = relative(family, 0, node.symbol.shape[0])
-        lines.append(f"{text(lhs, row)} = {text(step_template(node.expr, spec.T), row)}")
+    n = Notation(spec)
+    show = lambda e: text(e, n.row)  # noqa: E731
+    lines = [_generic(n, derivation.graph.nodes, f, spec.T, show) for f in FORWARD_FAMILIES]
     loss = spec.loss_rule.text
     if spec.mapping == "many-to-many":
         lines.append(f"E = sum_{{t=1..{spec.T}}} E_t,  E_t = {loss}")

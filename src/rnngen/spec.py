@@ -225,10 +225,9 @@ class RNNSpec:
             parts.append("row")
         if self.names != DEFAULT_NAMES:
             parts.append(("" if all(len(n) == 1 for n in self.names) else "_").join(self.names))
-        if not (self.hidden_bias and self.output_bias):
-            parts.append(
-                "nobias" if not (self.hidden_bias or self.output_bias) else "nob" if self.output_bias else "noc"
-            )
+        dropped = {(False, True): "nob", (True, False): "noc", (False, False): "nobias"}
+        if (self.hidden_bias, self.output_bias) in dropped:
+            parts.append(dropped[(self.hidden_bias, self.output_bias)])
         return "_".join(parts) + f"_t{self.T}"
 
     def as_dict(self) -> dict:

@@ -31,7 +31,7 @@ ADD, MUL, ATOM = 1, 2, 3
 class Style:
     """The spelling of each construct."""
 
-    step: str  # what the style is called, for error messages
+    name: str  # what the style is called, for error messages
     transpose: str
     hadamard: str
     divide: str
@@ -44,7 +44,7 @@ class Style:
 
 
 LATEX = Style(
-    step="LaTeX",
+    name="LaTeX",
     transpose="^{{\\top}}",
     hadamard=" \\odot ",
     divide=" \\oslash ",
@@ -56,7 +56,7 @@ LATEX = Style(
     times=" ",
 )
 TEXT = Style(
-    step="text",
+    name="text",
     transpose="ᵀ",
     hadamard=" ∘ ",
     divide=" ⊘ ",
@@ -103,7 +103,7 @@ class MathPrinter(Printer):
         self.row = row
 
     def emptyPrinter(self, expr):
-        raise PrintError(f"no {self.style.step} rule for {type(expr).__name__}: {expr}")
+        raise PrintError(f"no {self.style.name} rule for {type(expr).__name__}: {expr}")
 
     def doprint(self, expr) -> str:
         self._stacked_context = any(parse_stacked(s.name) for s in A.symbols_in(expr))
