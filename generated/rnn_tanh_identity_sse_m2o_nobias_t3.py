@@ -134,7 +134,7 @@ def loss_and_grads(params, xs, targets):
     # (21) δz_3 = (Vᵀ δo_3) ∘ (1 - h_3 ∘ h_3)
     dz = np.empty((T, B, n_h), dtype=x.dtype)
     dz[2] = (do[0] @ V) * (1.0 - h[3] * h[3])
-    # (22) δz_t = (Wᵀ δz_{t+1}) ∘ (1 - h_t ∘ h_t), t = 2..1
+    # (22) δz_t = (Wᵀ δz_{t+1}) ∘ (1 - h_t ∘ h_t), t = 2 down to 1
     dz[1] = (dz[2] @ W) * (1.0 - h[2] * h[2])
     dz[0] = (dz[1] @ W) * (1.0 - h[1] * h[1])
     # (23) dE/dU = Δz[1..3] X[1..3]ᵀ

@@ -134,7 +134,7 @@ def loss_and_grads(params, xs, targets):
     # (21) δz_3 = (δo_3 w_oᵀ) ∘ (11ᵀ - h_3 ∘ h_3)
     dz = np.empty((T, B, n_h), dtype=x.dtype)
     dz[2] = (do[0] @ w_o.T) * (1.0 - h[3] * h[3])
-    # (22) δz_t = (δz_{t+1} w_hᵀ) ∘ (11ᵀ - h_t ∘ h_t), t = 2..1
+    # (22) δz_t = (δz_{t+1} w_hᵀ) ∘ (11ᵀ - h_t ∘ h_t), t = 2 down to 1
     dz[1] = (dz[2] @ w_h.T) * (1.0 - h[2] * h[2])
     dz[0] = (dz[1] @ w_h.T) * (1.0 - h[1] * h[1])
     # (23) dE/dw_i = X[1..3]ᵀ Δz[1..3]

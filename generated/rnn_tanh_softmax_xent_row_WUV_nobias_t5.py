@@ -134,7 +134,7 @@ def loss_and_grads(params, xs, targets):
     # (22) δz_5 = δ̃h_5 ∘ (11ᵀ - h_5 ∘ h_5)
     dz = np.empty((T, B, n_h), dtype=x.dtype)
     dz[4] = pre_dh[4] * (1.0 - h[5] * h[5])
-    # (23) δz_t = (δ̃h_t + δz_{t+1} Uᵀ) ∘ (11ᵀ - h_t ∘ h_t), t = 4..1
+    # (23) δz_t = (δ̃h_t + δz_{t+1} Uᵀ) ∘ (11ᵀ - h_t ∘ h_t), t = 4 down to 1
     dz[3] = (pre_dh[3] + dz[4] @ U.T) * (1.0 - h[4] * h[4])
     dz[2] = (pre_dh[2] + dz[3] @ U.T) * (1.0 - h[3] * h[3])
     dz[1] = (pre_dh[1] + dz[2] @ U.T) * (1.0 - h[2] * h[2])

@@ -136,7 +136,7 @@ def loss_and_grads(params, xs, targets):
     # (22) δz_20 = δ̃h_20 ∘ (1 - h_20 ∘ h_20)
     dz = np.empty((T, B, n_h), dtype=x.dtype)
     dz[19] = pre_dh[19] * (1.0 - h[20] * h[20])
-    # (23) δz_t = (δ̃h_t + Wᵀ δz_{t+1}) ∘ (1 - h_t ∘ h_t), t = 19..1
+    # (23) δz_t = (δ̃h_t + Wᵀ δz_{t+1}) ∘ (1 - h_t ∘ h_t), t = 19 down to 1
     dz[18] = (pre_dh[18] + dz[19] @ W) * (1.0 - h[19] * h[19])
     dz[17] = (pre_dh[17] + dz[18] @ W) * (1.0 - h[18] * h[18])
     dz[16] = (pre_dh[16] + dz[17] @ W) * (1.0 - h[17] * h[17])

@@ -136,7 +136,7 @@ def loss_and_grads(params, xs, targets):
     # (22) δz_3 = δ̃h_3 ∘ (1 - h_3 ∘ h_3)
     dz = np.empty((T, B, n_h), dtype=x.dtype)
     dz[2] = pre_dh[2] * (1.0 - h[3] * h[3])
-    # (23) δz_t = (δ̃h_t + Wᵀ δz_{t+1}) ∘ (1 - h_t ∘ h_t), t = 2..1
+    # (23) δz_t = (δ̃h_t + Wᵀ δz_{t+1}) ∘ (1 - h_t ∘ h_t), t = 2 down to 1
     dz[1] = (pre_dh[1] + dz[2] @ W) * (1.0 - h[2] * h[2])
     dz[0] = (pre_dh[0] + dz[1] @ W) * (1.0 - h[1] * h[1])
     # (24) dE/dU = Δz[1..3] X[1..3]ᵀ

@@ -65,7 +65,7 @@ def _steps_note(ts, fmt) -> str:
     lo, hi = ts[0], ts[-1]
     if fmt == "latex":
         return rf", \quad t = {lo}, \dots, {hi}" if len(ts) > 2 else rf", \quad t = {lo}, {hi}"
-    return f", t = {lo}..{hi}"
+    return f", t = {lo} down to {hi}" if lo > hi else f", t = {lo}..{hi}"
 
 
 def final_formulas(program: Program) -> list:
