@@ -34,7 +34,7 @@ def command_seconds(T: int, out: Path, runs: int = 3) -> float:
 
 
 def stages(T: int, out: Path) -> dict:
-    from rnngen.derive import reverse_mode
+    from rnngen.backprop import reverse_mode
     from rnngen.optimize import optimize
     from rnngen.program import from_derivation
     from rnngen.render import render_both

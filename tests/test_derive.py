@@ -6,7 +6,7 @@ import sympy as sp
 from sympy import MatrixSymbol
 
 from rnngen import algebra as A
-from rnngen.derive import backprop, path_expansion, path_source
+from rnngen.backprop import backprop, path_expansion, path_source
 from rnngen.evaluate import evaluate
 
 n, m, k = 3, 4, 2

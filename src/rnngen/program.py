@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from sympy import MatrixSymbol
 
 from rnngen import algebra as A
-from rnngen.derive import Derivation
+from rnngen.backprop import Derivation
 from rnngen.unroll import parse_step
 
 SECTIONS = ("forward", "loss", "backward")

@@ -28,7 +28,7 @@ import sympy as sp
 
 from rnngen import algebra as A
 from rnngen.activations import LOSSES, OUTPUT_LAYERS, elementwise
-from rnngen.derive import path_expansion
+from rnngen.backprop import path_expansion
 from rnngen.evaluate import evaluate, run
 from rnngen.spec import RNNSpec
 from rnngen.unroll import SIZES
