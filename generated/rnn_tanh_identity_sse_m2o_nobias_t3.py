@@ -108,7 +108,7 @@ def loss(params, xs, targets):
     U, W, V, h0, x, single = _prepare(params, xs)
     y = _targets(targets, x, V.shape[0], single)
     h, o, yhat = _forward(U, W, V, h0, x)
-    # (19) E = 1/2 1ᵀ ((ŷ_3 - y_3) ∘ (ŷ_3 - y_3))
+    # (32) E = 1/2 1ᵀ ((ŷ_3 - y_3) ∘ (ŷ_3 - y_3))
     E = 0.5 * np.sum((yhat[0] - y[0]) * (yhat[0] - y[0]))
     return E
 
@@ -126,24 +126,24 @@ def loss_and_grads(params, xs, targets):
     n_x = U.shape[1]
     n_h = U.shape[0]
     n_y = V.shape[0]
-    # (19) E = 1/2 1ᵀ ((ŷ_3 - y_3) ∘ (ŷ_3 - y_3))
+    # (32) E = 1/2 1ᵀ ((ŷ_3 - y_3) ∘ (ŷ_3 - y_3))
     E = 0.5 * np.sum((yhat[0] - y[0]) * (yhat[0] - y[0]))
-    # (20) δo_3 = ŷ_3 - y_3
+    # (33) δo_3 = ŷ_3 - y_3
     do = np.empty((1, B, n_y), dtype=x.dtype)
     do[0] = yhat[0] - y[0]
-    # (21) δz_3 = (Vᵀ δo_3) ∘ (1 - h_3 ∘ h_3)
+    # (34) δz_3 = (Vᵀ δo_3) ∘ (1 - h_3 ∘ h_3)
     dz = np.empty((T, B, n_h), dtype=x.dtype)
     dz[2] = (do[0] @ V) * (1.0 - h[3] * h[3])
-    # (22) δz_t = (Wᵀ δz_{t+1}) ∘ (1 - h_t ∘ h_t), t = 2 down to 1
+    # (35) δz_t = (Wᵀ δz_{t+1}) ∘ (1 - h_t ∘ h_t), t = 2 down to 1
     dz[1] = (dz[2] @ W) * (1.0 - h[2] * h[2])
     dz[0] = (dz[1] @ W) * (1.0 - h[1] * h[1])
-    # (23) dE/dU = Δz[1..3] X[1..3]ᵀ
+    # (36) dE/dU = Δz[1..3] X[1..3]ᵀ
     dU = dz.reshape(-1, n_h).T @ x.reshape(-1, n_x)
-    # (24) dE/dW = Δz[1..3] H[0..2]ᵀ
+    # (37) dE/dW = Δz[1..3] H[0..2]ᵀ
     dW = dz.reshape(-1, n_h).T @ h[:-1].reshape(-1, n_h)
-    # (25) dE/dV = δo_3 h_3ᵀ
+    # (38) dE/dV = δo_3 h_3ᵀ
     dV = do[0].T @ h[3]
-    # (26) dE/dh_0 = Wᵀ δz_1
+    # (39) dE/dh_0 = Wᵀ δz_1
     dh0 = (dz[0] @ W).sum(axis=0)
     return E, {"U": dU, "W": dW, "V": dV, "h0": dh0}
 
@@ -156,16 +156,16 @@ def _forward(U, W, V, h0, x):
     # h_0: the given vector, for every sequence
     h = np.empty((T + 1, B, n_h), dtype=x.dtype)
     h[0] = h0
-    # (15) Z̃[1..3] = U X[1..3]
+    # (28) Z̃[1..3] = U X[1..3]
     pre_z = (x.reshape(-1, n_x) @ U.T).reshape(T, B, -1)
-    # (16) h_t = tanh(z̃_t + W h_{t-1}), t = 1..3
+    # (29) h_t = tanh(z̃_t + W h_{t-1}), t = 1..3
     h[1] = np.tanh(pre_z[0] + h[0] @ W.T)
     h[2] = np.tanh(pre_z[1] + h[1] @ W.T)
     h[3] = np.tanh(pre_z[2] + h[2] @ W.T)
-    # (17) o_3 = V h_3
+    # (30) o_3 = V h_3
     o = np.empty((1, B, n_y), dtype=x.dtype)
     o[0] = h[3] @ V.T
-    # (18) ŷ_3 = o_3
+    # (31) ŷ_3 = o_3
     yhat = np.empty((1, B, n_y), dtype=x.dtype)
     yhat[0] = o[0]
     return h, o, yhat

@@ -108,7 +108,7 @@ def loss(params, xs, targets):
     w_i, w_h, w_o, h0, x, single = _prepare(params, xs)
     y = _targets(targets, x, w_o.shape[1], single)
     h, o, yhat = _forward(w_i, w_h, w_o, h0, x)
-    # (19) E = (y_3 ∘ softplus(-o_3) + (11ᵀ - y_3) ∘ softplus(o_3)) 1
+    # (32) E = (y_3 ∘ softplus(-o_3) + (1ᵀ - y_3) ∘ softplus(o_3)) 1
     E = np.sum(y[0] * np.logaddexp(0.0, -o[0]) + (1.0 - y[0]) * np.logaddexp(0.0, o[0]))
     return E
 
@@ -126,24 +126,24 @@ def loss_and_grads(params, xs, targets):
     n_x = w_i.shape[0]
     n_h = w_i.shape[1]
     n_y = w_o.shape[1]
-    # (19) E = (y_3 ∘ softplus(-o_3) + (11ᵀ - y_3) ∘ softplus(o_3)) 1
+    # (32) E = (y_3 ∘ softplus(-o_3) + (1ᵀ - y_3) ∘ softplus(o_3)) 1
     E = np.sum(y[0] * np.logaddexp(0.0, -o[0]) + (1.0 - y[0]) * np.logaddexp(0.0, o[0]))
-    # (20) δo_3 = ŷ_3 - y_3
+    # (33) δo_3 = ŷ_3 - y_3
     do = np.empty((1, B, n_y), dtype=x.dtype)
     do[0] = yhat[0] - y[0]
-    # (21) δz_3 = (δo_3 w_oᵀ) ∘ (11ᵀ - h_3 ∘ h_3)
+    # (34) δz_3 = (δo_3 w_oᵀ) ∘ (1ᵀ - h_3 ∘ h_3)
     dz = np.empty((T, B, n_h), dtype=x.dtype)
     dz[2] = (do[0] @ w_o.T) * (1.0 - h[3] * h[3])
-    # (22) δz_t = (δz_{t+1} w_hᵀ) ∘ (11ᵀ - h_t ∘ h_t), t = 2 down to 1
+    # (35) δz_t = (δz_{t+1} w_hᵀ) ∘ (1ᵀ - h_t ∘ h_t), t = 2 down to 1
     dz[1] = (dz[2] @ w_h.T) * (1.0 - h[2] * h[2])
     dz[0] = (dz[1] @ w_h.T) * (1.0 - h[1] * h[1])
-    # (23) dE/dw_i = X[1..3]ᵀ Δz[1..3]
+    # (36) dE/dw_i = X[1..3]ᵀ Δz[1..3]
     dw_i = x.reshape(-1, n_x).T @ dz.reshape(-1, n_h)
-    # (24) dE/dw_h = H[0..2]ᵀ Δz[1..3]
+    # (37) dE/dw_h = H[0..2]ᵀ Δz[1..3]
     dw_h = h[:-1].reshape(-1, n_h).T @ dz.reshape(-1, n_h)
-    # (25) dE/dw_o = h_3ᵀ δo_3
+    # (38) dE/dw_o = h_3ᵀ δo_3
     dw_o = h[3].T @ do[0]
-    # (26) dE/dh_0 = δz_1 w_hᵀ
+    # (39) dE/dh_0 = δz_1 w_hᵀ
     dh0 = (dz[0] @ w_h.T).sum(axis=0)
     return E, {"w_i": dw_i, "w_h": dw_h, "w_o": dw_o, "h0": dh0}
 
@@ -156,16 +156,16 @@ def _forward(w_i, w_h, w_o, h0, x):
     # h_0: the given vector, for every sequence
     h = np.empty((T + 1, B, n_h), dtype=x.dtype)
     h[0] = h0
-    # (15) Z̃[1..3] = X[1..3] w_i
+    # (28) Z̃[1..3] = X[1..3] w_i
     pre_z = (x.reshape(-1, n_x) @ w_i).reshape(T, B, -1)
-    # (16) h_t = tanh(z̃_t + h_{t-1} w_h), t = 1..3
+    # (29) h_t = tanh(z̃_t + h_{t-1} w_h), t = 1..3
     h[1] = np.tanh(pre_z[0] + h[0] @ w_h)
     h[2] = np.tanh(pre_z[1] + h[1] @ w_h)
     h[3] = np.tanh(pre_z[2] + h[2] @ w_h)
-    # (17) o_3 = h_3 w_o
+    # (30) o_3 = h_3 w_o
     o = np.empty((1, B, n_y), dtype=x.dtype)
     o[0] = h[3] @ w_o
-    # (18) ŷ_3 = σ(o_3)
+    # (31) ŷ_3 = σ(o_3)
     yhat = np.empty((1, B, n_y), dtype=x.dtype)
     yhat[0] = _sigmoid(o[0])
     return h, o, yhat

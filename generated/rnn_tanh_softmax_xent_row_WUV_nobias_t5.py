@@ -107,7 +107,7 @@ def loss(params, xs, targets):
     y = _targets(targets, x, V.shape[1], single)
     h, o, yhat = _forward(W, U, V, h0, x)
     n_y = V.shape[1]
-    # (19) E = -1ᵀ (Y[1..5] ∘ log_softmax(O[1..5])) 1
+    # (32) E = -1ᵀ (Y[1..5] ∘ log_softmax(O[1..5])) 1
     E = -np.sum(y.reshape(-1, n_y) * _log_softmax(o))
     return E
 
@@ -125,27 +125,27 @@ def loss_and_grads(params, xs, targets):
     n_x = W.shape[0]
     n_h = W.shape[1]
     n_y = V.shape[1]
-    # (19) E = -1ᵀ (Y[1..5] ∘ log_softmax(O[1..5])) 1
+    # (32) E = -1ᵀ (Y[1..5] ∘ log_softmax(O[1..5])) 1
     E = -np.sum(y.reshape(-1, n_y) * _log_softmax(o))
-    # (20) Δo[1..5] = Ŷ[1..5] - Y[1..5]
+    # (33) Δo[1..5] = Ŷ[1..5] - Y[1..5]
     do = yhat - y.reshape(-1, n_y)
-    # (21) Δ̃h[1..5] = Δo[1..5] Vᵀ
+    # (34) Δ̃h[1..5] = Δo[1..5] Vᵀ
     pre_dh = (do @ V.T).reshape(T, B, -1)
-    # (22) δz_5 = δ̃h_5 ∘ (11ᵀ - h_5 ∘ h_5)
+    # (35) δz_5 = δ̃h_5 ∘ (1ᵀ - h_5 ∘ h_5)
     dz = np.empty((T, B, n_h), dtype=x.dtype)
     dz[4] = pre_dh[4] * (1.0 - h[5] * h[5])
-    # (23) δz_t = (δ̃h_t + δz_{t+1} Uᵀ) ∘ (11ᵀ - h_t ∘ h_t), t = 4 down to 1
+    # (36) δz_t = (δ̃h_t + δz_{t+1} Uᵀ) ∘ (1ᵀ - h_t ∘ h_t), t = 4 down to 1
     dz[3] = (pre_dh[3] + dz[4] @ U.T) * (1.0 - h[4] * h[4])
     dz[2] = (pre_dh[2] + dz[3] @ U.T) * (1.0 - h[3] * h[3])
     dz[1] = (pre_dh[1] + dz[2] @ U.T) * (1.0 - h[2] * h[2])
     dz[0] = (pre_dh[0] + dz[1] @ U.T) * (1.0 - h[1] * h[1])
-    # (24) dE/dW = X[1..5]ᵀ Δz[1..5]
+    # (37) dE/dW = X[1..5]ᵀ Δz[1..5]
     dW = x.reshape(-1, n_x).T @ dz.reshape(-1, n_h)
-    # (25) dE/dU = H[0..4]ᵀ Δz[1..5]
+    # (38) dE/dU = H[0..4]ᵀ Δz[1..5]
     dU = h[:-1].reshape(-1, n_h).T @ dz.reshape(-1, n_h)
-    # (26) dE/dV = H[1..5]ᵀ Δo[1..5]
+    # (39) dE/dV = H[1..5]ᵀ Δo[1..5]
     dV = h[1:].reshape(-1, n_h).T @ do
-    # (27) dE/dh_0 = δz_1 Uᵀ
+    # (40) dE/dh_0 = δz_1 Uᵀ
     dh0 = (dz[0] @ U.T).sum(axis=0)
     return E, {"W": dW, "U": dU, "V": dV, "h0": dh0}
 
@@ -157,17 +157,17 @@ def _forward(W, U, V, h0, x):
     # h_0: the given vector, for every sequence
     h = np.empty((T + 1, B, n_h), dtype=x.dtype)
     h[0] = h0
-    # (15) Z̃[1..5] = X[1..5] W
+    # (28) Z̃[1..5] = X[1..5] W
     pre_z = (x.reshape(-1, n_x) @ W).reshape(T, B, -1)
-    # (16) h_t = tanh(z̃_t + h_{t-1} U), t = 1..5
+    # (29) h_t = tanh(z̃_t + h_{t-1} U), t = 1..5
     h[1] = np.tanh(pre_z[0] + h[0] @ U)
     h[2] = np.tanh(pre_z[1] + h[1] @ U)
     h[3] = np.tanh(pre_z[2] + h[2] @ U)
     h[4] = np.tanh(pre_z[3] + h[3] @ U)
     h[5] = np.tanh(pre_z[4] + h[4] @ U)
-    # (17) O[1..5] = H[1..5] V
+    # (30) O[1..5] = H[1..5] V
     o = h[1:].reshape(-1, n_h) @ V
-    # (18) Ŷ[1..5] = softmax(O[1..5])
+    # (31) Ŷ[1..5] = softmax(O[1..5])
     yhat = _softmax(o)
     return h, o, yhat
 

@@ -109,7 +109,7 @@ def loss(params, xs, targets):
     y = _targets(targets, x, V.shape[0], single)
     h, o, yhat = _forward(U, W, V, b, c, h0, x)
     n_y = V.shape[0]
-    # (19) E = -1ᵀ (Y[1..20] ∘ log_softmax(O[1..20])) 1
+    # (38) E = -1ᵀ (Y[1..20] ∘ log_softmax(O[1..20])) 1
     E = -np.sum(y.reshape(-1, n_y) * _log_softmax(o))
     return E
 
@@ -127,16 +127,16 @@ def loss_and_grads(params, xs, targets):
     n_x = U.shape[1]
     n_h = U.shape[0]
     n_y = V.shape[0]
-    # (19) E = -1ᵀ (Y[1..20] ∘ log_softmax(O[1..20])) 1
+    # (38) E = -1ᵀ (Y[1..20] ∘ log_softmax(O[1..20])) 1
     E = -np.sum(y.reshape(-1, n_y) * _log_softmax(o))
-    # (20) Δo[1..20] = Ŷ[1..20] - Y[1..20]
+    # (39) Δo[1..20] = Ŷ[1..20] - Y[1..20]
     do = yhat - y.reshape(-1, n_y)
-    # (21) Δ̃h[1..20] = Vᵀ Δo[1..20]
+    # (40) Δ̃h[1..20] = Vᵀ Δo[1..20]
     pre_dh = (do @ V).reshape(T, B, -1)
-    # (22) δz_20 = δ̃h_20 ∘ (1 - h_20 ∘ h_20)
+    # (41) δz_20 = δ̃h_20 ∘ (1 - h_20 ∘ h_20)
     dz = np.empty((T, B, n_h), dtype=x.dtype)
     dz[19] = pre_dh[19] * (1.0 - h[20] * h[20])
-    # (23) δz_t = (δ̃h_t + Wᵀ δz_{t+1}) ∘ (1 - h_t ∘ h_t), t = 19 down to 1
+    # (42) δz_t = (δ̃h_t + Wᵀ δz_{t+1}) ∘ (1 - h_t ∘ h_t), t = 19 down to 1
     dz[18] = (pre_dh[18] + dz[19] @ W) * (1.0 - h[19] * h[19])
     dz[17] = (pre_dh[17] + dz[18] @ W) * (1.0 - h[18] * h[18])
     dz[16] = (pre_dh[16] + dz[17] @ W) * (1.0 - h[17] * h[17])
@@ -156,17 +156,17 @@ def loss_and_grads(params, xs, targets):
     dz[2] = (pre_dh[2] + dz[3] @ W) * (1.0 - h[3] * h[3])
     dz[1] = (pre_dh[1] + dz[2] @ W) * (1.0 - h[2] * h[2])
     dz[0] = (pre_dh[0] + dz[1] @ W) * (1.0 - h[1] * h[1])
-    # (24) dE/dU = Δz[1..20] X[1..20]ᵀ
+    # (43) dE/dU = Δz[1..20] X[1..20]ᵀ
     dU = dz.reshape(-1, n_h).T @ x.reshape(-1, n_x)
-    # (25) dE/dW = Δz[1..20] H[0..19]ᵀ
+    # (44) dE/dW = Δz[1..20] H[0..19]ᵀ
     dW = dz.reshape(-1, n_h).T @ h[:-1].reshape(-1, n_h)
-    # (26) dE/dV = Δo[1..20] H[1..20]ᵀ
+    # (45) dE/dV = Δo[1..20] H[1..20]ᵀ
     dV = do.T @ h[1:].reshape(-1, n_h)
-    # (27) dE/db = Δz[1..20] 1
+    # (46) dE/db = Δz[1..20] 1
     db = dz.reshape(-1, n_h).sum(axis=0)
-    # (28) dE/dc = Δo[1..20] 1
+    # (47) dE/dc = Δo[1..20] 1
     dc = do.sum(axis=0)
-    # (29) dE/dh_0 = Wᵀ δz_1
+    # (48) dE/dh_0 = Wᵀ δz_1
     dh0 = (dz[0] @ W).sum(axis=0)
     return E, {"U": dU, "W": dW, "V": dV, "b": db, "c": dc, "h0": dh0}
 
@@ -178,9 +178,9 @@ def _forward(U, W, V, b, c, h0, x):
     # h_0: the given vector, for every sequence
     h = np.empty((T + 1, B, n_h), dtype=x.dtype)
     h[0] = h0
-    # (15) Z̃[1..20] = U X[1..20] + b 1ᵀ
+    # (34) Z̃[1..20] = U X[1..20] + b 1ᵀ
     pre_z = (x.reshape(-1, n_x) @ U.T + b).reshape(T, B, -1)
-    # (16) h_t = tanh(z̃_t + W h_{t-1}), t = 1..20
+    # (35) h_t = tanh(z̃_t + W h_{t-1}), t = 1..20
     h[1] = np.tanh(pre_z[0] + h[0] @ W.T)
     h[2] = np.tanh(pre_z[1] + h[1] @ W.T)
     h[3] = np.tanh(pre_z[2] + h[2] @ W.T)
@@ -201,9 +201,9 @@ def _forward(U, W, V, b, c, h0, x):
     h[18] = np.tanh(pre_z[17] + h[17] @ W.T)
     h[19] = np.tanh(pre_z[18] + h[18] @ W.T)
     h[20] = np.tanh(pre_z[19] + h[19] @ W.T)
-    # (17) O[1..20] = V H[1..20] + c 1ᵀ
+    # (36) O[1..20] = V H[1..20] + c 1ᵀ
     o = h[1:].reshape(-1, n_h) @ V.T + c
-    # (18) Ŷ[1..20] = softmax(O[1..20])
+    # (37) Ŷ[1..20] = softmax(O[1..20])
     yhat = _softmax(o)
     return h, o, yhat
 

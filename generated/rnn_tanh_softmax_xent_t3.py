@@ -109,7 +109,7 @@ def loss(params, xs, targets):
     y = _targets(targets, x, V.shape[0], single)
     h, o, yhat = _forward(U, W, V, b, c, h0, x)
     n_y = V.shape[0]
-    # (19) E = -1ᵀ (Y[1..3] ∘ log_softmax(O[1..3])) 1
+    # (38) E = -1ᵀ (Y[1..3] ∘ log_softmax(O[1..3])) 1
     E = -np.sum(y.reshape(-1, n_y) * _log_softmax(o))
     return E
 
@@ -127,29 +127,29 @@ def loss_and_grads(params, xs, targets):
     n_x = U.shape[1]
     n_h = U.shape[0]
     n_y = V.shape[0]
-    # (19) E = -1ᵀ (Y[1..3] ∘ log_softmax(O[1..3])) 1
+    # (38) E = -1ᵀ (Y[1..3] ∘ log_softmax(O[1..3])) 1
     E = -np.sum(y.reshape(-1, n_y) * _log_softmax(o))
-    # (20) Δo[1..3] = Ŷ[1..3] - Y[1..3]
+    # (39) Δo[1..3] = Ŷ[1..3] - Y[1..3]
     do = yhat - y.reshape(-1, n_y)
-    # (21) Δ̃h[1..3] = Vᵀ Δo[1..3]
+    # (40) Δ̃h[1..3] = Vᵀ Δo[1..3]
     pre_dh = (do @ V).reshape(T, B, -1)
-    # (22) δz_3 = δ̃h_3 ∘ (1 - h_3 ∘ h_3)
+    # (41) δz_3 = δ̃h_3 ∘ (1 - h_3 ∘ h_3)
     dz = np.empty((T, B, n_h), dtype=x.dtype)
     dz[2] = pre_dh[2] * (1.0 - h[3] * h[3])
-    # (23) δz_t = (δ̃h_t + Wᵀ δz_{t+1}) ∘ (1 - h_t ∘ h_t), t = 2 down to 1
+    # (42) δz_t = (δ̃h_t + Wᵀ δz_{t+1}) ∘ (1 - h_t ∘ h_t), t = 2 down to 1
     dz[1] = (pre_dh[1] + dz[2] @ W) * (1.0 - h[2] * h[2])
     dz[0] = (pre_dh[0] + dz[1] @ W) * (1.0 - h[1] * h[1])
-    # (24) dE/dU = Δz[1..3] X[1..3]ᵀ
+    # (43) dE/dU = Δz[1..3] X[1..3]ᵀ
     dU = dz.reshape(-1, n_h).T @ x.reshape(-1, n_x)
-    # (25) dE/dW = Δz[1..3] H[0..2]ᵀ
+    # (44) dE/dW = Δz[1..3] H[0..2]ᵀ
     dW = dz.reshape(-1, n_h).T @ h[:-1].reshape(-1, n_h)
-    # (26) dE/dV = Δo[1..3] H[1..3]ᵀ
+    # (45) dE/dV = Δo[1..3] H[1..3]ᵀ
     dV = do.T @ h[1:].reshape(-1, n_h)
-    # (27) dE/db = Δz[1..3] 1
+    # (46) dE/db = Δz[1..3] 1
     db = dz.reshape(-1, n_h).sum(axis=0)
-    # (28) dE/dc = Δo[1..3] 1
+    # (47) dE/dc = Δo[1..3] 1
     dc = do.sum(axis=0)
-    # (29) dE/dh_0 = Wᵀ δz_1
+    # (48) dE/dh_0 = Wᵀ δz_1
     dh0 = (dz[0] @ W).sum(axis=0)
     return E, {"U": dU, "W": dW, "V": dV, "b": db, "c": dc, "h0": dh0}
 
@@ -161,15 +161,15 @@ def _forward(U, W, V, b, c, h0, x):
     # h_0: the given vector, for every sequence
     h = np.empty((T + 1, B, n_h), dtype=x.dtype)
     h[0] = h0
-    # (15) Z̃[1..3] = U X[1..3] + b 1ᵀ
+    # (34) Z̃[1..3] = U X[1..3] + b 1ᵀ
     pre_z = (x.reshape(-1, n_x) @ U.T + b).reshape(T, B, -1)
-    # (16) h_t = tanh(z̃_t + W h_{t-1}), t = 1..3
+    # (35) h_t = tanh(z̃_t + W h_{t-1}), t = 1..3
     h[1] = np.tanh(pre_z[0] + h[0] @ W.T)
     h[2] = np.tanh(pre_z[1] + h[1] @ W.T)
     h[3] = np.tanh(pre_z[2] + h[2] @ W.T)
-    # (17) O[1..3] = V H[1..3] + c 1ᵀ
+    # (36) O[1..3] = V H[1..3] + c 1ᵀ
     o = h[1:].reshape(-1, n_h) @ V.T + c
-    # (18) Ŷ[1..3] = softmax(O[1..3])
+    # (37) Ŷ[1..3] = softmax(O[1..3])
     yhat = _softmax(o)
     return h, o, yhat
 

@@ -45,6 +45,8 @@ class ElementwiseRule:
         description: one line for ``rnngen list``.
         helpers: ``(name, source)`` of the module-level functions the NumPy code calls.
         kink: True when ``f`` has a kink at 0, where finite differences must not step.
+        gamma: ``sup |f'|``, the factor of the vanishing-gradient bound (None: not a hidden activation).
+        gamma_estimated: True when ``gamma`` was measured on a grid, not known exactly (custom ones).
     """
 
     name: str
@@ -58,6 +60,8 @@ class ElementwiseRule:
     description: str = ""
     helpers: tuple = ()
     kink: bool = False
+    gamma: float | None = None
+    gamma_estimated: bool = False
 
 
 def _fn(key, arg):
@@ -99,6 +103,7 @@ _FIXED = (
         # tanh' = 1 - tanh^2: computed from the stored output, no second tanh.
         derivative=lambda arg, out: A.sub(A.ones(*arg.shape), A.square(_stored("tanh", arg, out))),
         description="hyperbolic tangent; f' = 1 - f^2",
+        gamma=1.0,
     ),
     ElementwiseRule(
         name="sigmoid",
@@ -113,6 +118,7 @@ _FIXED = (
         definition=r"\sigma(x) = 1 / (1 + e^{-x})",
         description="logistic sigmoid 1/(1+e^-x); f' = f (1 - f)",
         helpers=(_SIGMOID_HELPER,),
+        gamma=0.25,
     ),
     ElementwiseRule(
         name="relu",
@@ -124,6 +130,7 @@ _FIXED = (
         derivative=lambda arg, out: _fn("step", _stored("relu", arg, out)),
         description="max(x, 0); f' = [f > 0] (checked away from the kink at 0)",
         kink=True,
+        gamma=1.0,
     ),
     ElementwiseRule(
         name="identity",
@@ -134,6 +141,7 @@ _FIXED = (
         text="{}",
         derivative=lambda arg, out: A.ones(*arg.shape),
         description="x (a linear layer); f' = 1",
+        gamma=1.0,
     ),
     ElementwiseRule(
         name="softplus",
@@ -146,6 +154,7 @@ _FIXED = (
         derivative=lambda arg, out: _fn("softplus_slope", _stored("softplus", arg, out)),
         definition=r"\operatorname{softplus}(x) = \log(1 + e^{x})",
         description="log(1 + e^x); f' = 1 - e^-f (the sigmoid)",
+        gamma=1.0,
     ),
     # Used inside derivations and stable rewrites, not chosen by users.
     ElementwiseRule(
@@ -204,6 +213,7 @@ def _leaky_relu(slope: float) -> ElementwiseRule:
         description=f"max(x, a x) with slope a = {slope!r} (--slope)",
         helpers=_LEAKY_HELPERS[:1],
         kink=True,
+        gamma=1.0,  # max(1, slope), and the slope is below 1
     )
 
 
@@ -252,7 +262,18 @@ def _custom(text: str, derivative: bool) -> ElementwiseRule:
         definition=f"{what}(x) = {sp.latex(expr)}",
         description=f"custom: {text}",
         helpers=((helper, source),),
+        gamma=None if derivative else _estimated_sup_slope(text),
+        gamma_estimated=True,
     )
+
+
+def _estimated_sup_slope(text: str) -> float:
+    """``max |f'|`` of a custom activation on a fine grid over [-20, 20] (a measurement, not a proof)."""
+    slope = elementwise(f"custom_derivative:{text}").ufunc
+    with np.errstate(all="ignore"):
+        values = np.abs(slope(np.linspace(-20.0, 20.0, 400_001)))
+    values = values[np.isfinite(values)]
+    return float(values.max()) if values.size else float("inf")
 
 
 @functools.cache
@@ -283,6 +304,8 @@ class OutputLayer:
         scalar: ``[o_i] -> [yhat_i]`` on SymPy scalars, for the exact oracle.
         probabilities: True when every entry of ``yhat`` lies in (0, 1) (a loss with a log needs it).
         jacobian: LaTeX of one entry of the Jacobian, ``d yhat_i / d o_j``.
+        jacobian_matrix: LaTeX of the whole Jacobian, with ``{yhat}`` for the step's prediction
+            and ``{outer}`` for its outer product with itself.
         log: ``o -> log(yhat)`` in a form that cannot overflow or take log 0 (None: keep ``log``).
         log1m: ``o -> log(1 - yhat)`` likewise.
         description: one line for ``rnngen list``.
@@ -293,6 +316,7 @@ class OutputLayer:
     scalar: Callable
     probabilities: bool
     jacobian: str
+    jacobian_matrix: str
     log: Callable | None
     log1m: Callable | None
     description: str
@@ -321,6 +345,7 @@ OUTPUT_LAYERS: dict[str, OutputLayer] = {
             scalar=_softmax_scalar,
             probabilities=True,
             jacobian=r"\hat{y}_i\,(\delta_{ij} - \hat{y}_j)",
+            jacobian_matrix=r"\operatorname{{diag}}({yhat}) - {outer}",
             log=A.LogSoftmax,
             log1m=None,
             description="exp(o_i) / sum_j exp(o_j), one distribution per step; dense Jacobian",
@@ -332,6 +357,7 @@ OUTPUT_LAYERS: dict[str, OutputLayer] = {
             probabilities=True,
             jacobian=r"\delta_{ij}\,\hat{y}_i (1 - \hat{y}_i)",
             # log sigma(o) = -softplus(-o), log(1 - sigma(o)) = -softplus(o)
+            jacobian_matrix=r"\operatorname{{diag}}\bigl({yhat} \odot (\mathbf{{1}} - {yhat})\bigr)",
             log=lambda o: A.neg(_softplus(A.neg(o))),
             log1m=lambda o: A.neg(_softplus(o)),
             description="1/(1+e^-o) per entry (independent binary outputs); diagonal Jacobian",
@@ -342,6 +368,7 @@ OUTPUT_LAYERS: dict[str, OutputLayer] = {
             scalar=_elementwise_scalar("tanh"),
             probabilities=False,
             jacobian=r"\delta_{ij}\,(1 - \hat{y}_i^2)",
+            jacobian_matrix=r"\operatorname{{diag}}(\mathbf{{1}} - {yhat} \odot {yhat})",
             log=None,
             log1m=None,
             description="tanh(o) per entry, values in (-1, 1); diagonal Jacobian",
@@ -352,6 +379,7 @@ OUTPUT_LAYERS: dict[str, OutputLayer] = {
             scalar=_elementwise_scalar("identity"),
             probabilities=False,
             jacobian=r"\delta_{ij}",
+            jacobian_matrix="I",
             log=None,
             log1m=None,
             description="o itself (regression); identity Jacobian",

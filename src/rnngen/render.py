@@ -13,22 +13,16 @@ import re
 import textwrap
 from dataclasses import dataclass
 
-from sympy import MatAdd
-
 from rnngen import __version__
 from rnngen import algebra as A
-from rnngen.activations import ELEMENTWISE, elementwise
-from rnngen.derive import Derivation
+from rnngen.backprop import Derivation
+from rnngen.document import FORWARD_FAMILIES, Notation, Numbering, aligned, generic, latex_context
 from rnngen.emit import render
-from rnngen.printing.math import LATEX, MathPrinter, latex, param_latex, text
+from rnngen.printing.math import latex, text
 from rnngen.printing.numpy import NumpyPrinter, storage_of
-from rnngen.program import FORWARD_OUTPUTS, Program, gradient_symbol, parse_stacked, relative, step_template
+from rnngen.program import FORWARD_OUTPUTS, Program, parse_stacked, relative, step_template
 from rnngen.spec import ROLES
-from rnngen.unroll import SIZES, n_h, parameters, parse_step
-
-#: Up to this T the document writes every path term in full, like the slides;
-#: beyond it, the first terms, an ellipsis and the last (the size stays O(T)).
-FULL_PATHS_UP_TO = 6
+from rnngen.unroll import SIZES, parse_step
 
 
 @dataclass
@@ -52,11 +46,6 @@ class Formula:
         """A statement that only repeats a given vector for every sequence (``h_0``)."""
         s = self.stmts[0]
         return len(self.stmts) == 1 and len(A.symbols_in(s.expr)) == 1 and A.symbols_in(s.expr)[0].shape[1] == 1
-
-
-def aligned(equation: str) -> str:
-    """``a = b`` -> ``a &= b``, for align environments."""
-    return equation.replace(" = ", " &= ", 1)
 
 
 def _steps_note(ts, fmt) -> str:
@@ -94,218 +83,6 @@ def final_formulas(program: Program) -> list:
     return formulas
 
 
-class Numbering:
-    """Equation numbers handed out in document order; the template calls ``tag(key)``."""
-
-    def __init__(self):
-        self.numbers: dict = {}
-
-    def tag(self, key: str) -> str:
-        if key in self.numbers:
-            raise ValueError(f"equation {key!r} is numbered twice")
-        self.numbers[key] = len(self.numbers) + 1
-        return rf"\tag{{{self.numbers[key]}}}"
-
-
-# --- the document -------------------------------------------------------------------
-
-
-class Notation:
-    """The spellings of one spec's notation (column or row vectors, its matrix names)."""
-
-    def __init__(self, spec):
-        self.spec = spec
-        self.row = spec.notation == "row"
-        self.printer = MathPrinter(LATEX, self.row)
-        self.names = {role: param_latex(name, self.row) for role, name in spec.role_names.items()}
-
-    def latex(self, expr) -> str:
-        return latex(expr, self.row)
-
-    def step(self, family: str, t) -> str:
-        """LaTeX of one step of a family, ``t`` a number or a letter."""
-        return self.printer.step(family, t)
-
-    def indexed(self, letter: str, t) -> str:
-        """``E_t`` (column) or ``E^t`` (row notation)."""
-        return f"{letter}^{{{t}}}" if self.row else f"{letter}_{{{t}}}"
-
-    def entry(self, letter: str, t) -> str:
-        """Entry i of a step's vector: ``y_{t,i}`` (column) or ``y^{t}_{i}`` (row notation)."""
-        return f"{letter}^{{{t}}}_{{i}}" if self.row else f"{letter}_{{{t},i}}"
-
-    def partial(self, num: str, den: str) -> str:
-        space = "" if num.startswith("^") else " "  # \partial^{+} h_k
-        return rf"\frac{{\partial{space}{num}}}{{\partial {den}}}"
-
-
-def _jacobian_chain(n: Notation, t: int, k: int, var: str) -> str:
-    """``dE_t/dyhat_t dyhat_t/dh_t dh_t/dh_{t-1} ... d+h_k/dvar`` in fraction notation."""
-    h = lambda j: n.step("h", j)  # noqa: E731
-    parts = [n.partial(n.indexed("E", t), n.step("yhat", t)), n.partial(n.step("yhat", t), h(t))]
-    if t - k > 3 and t > FULL_PATHS_UP_TO:
-        parts.append(rf"\Bigl(\prod_{{j={k + 1}}}^{{{t}}} {n.partial(h('j'), h('j-1'))}\Bigr)")
-    else:
-        parts += [n.partial(h(j), h(j - 1)) for j in range(t, k, -1)]
-    parts.append(n.partial("^{+} " + h(k), var))
-    return " ".join(parts)
-
-
-def path_terms(n: Notation, var: str) -> list:
-    """The T path terms of dE_T/dvar, newest first; elided in the middle for large T."""
-    T = n.spec.T
-    ks = list(range(T, 0, -1))
-    if T > FULL_PATHS_UP_TO:
-        ks = ks[:2] + [None] + ks[-1:]
-    return [r"\cdots" if k is None else _jacobian_chain(n, T, k, var) for k in ks]
-
-
-def _node(nodes, family: str, t: int):
-    return next(n for n in nodes if n.family == family and n.t == t)
-
-
-def _generic(n: Notation, nodes, family: str, t: int, show=None) -> str:
-    """The derivation's own equation for ``family`` at step ``t``, written for a generic step t.
-
-    ``show`` prints an expression (the notation's LaTeX unless given).
-    """
-    show = show or n.latex
-    node = _node(nodes, family, t)
-    lhs = relative(family, 0, node.symbol.shape[0])
-    return f"{show(lhs)} = {show(step_template(node.expr, t))}"
-
-
-def _at(n: Notation, nodes, family: str, t: int) -> str:
-    """The derivation's own equation for ``family`` at step ``t``, as it stands."""
-    node = _node(nodes, family, t)
-    return f"{n.latex(node.symbol)} = {n.latex(node.expr)}"
-
-
-def _gradient_sums(n: Notation, derivation: Derivation) -> dict:
-    """``dE/dp = sum_t (one term)`` for each parameter, from the derivation's own gradient."""
-    T = n.spec.T
-    sums = {}
-    for name, expr in derivation.gradients.items():
-        target = n.latex(gradient_symbol(derivation.graph.params[name]))
-        terms = expr.args if isinstance(expr, MatAdd) else (expr,)
-        if T > 1 and len(terms) == T:  # one term per step: written once, for a generic step
-            t = parse_step(A.symbols_in(terms[-1])[0].name)[1]
-            sums[name] = rf"{target} = \sum_{{t=1}}^{{T}} {n.latex(step_template(terms[-1], t))}"
-        else:
-            sums[name] = f"{target} = {n.latex(expr)}"
-    return {k: aligned(v) for k, v in sums.items()}
-
-
-def recursive_form(derivation: Derivation) -> dict:
-    """The adjoint equations of the reverse sweep: at a generic step, and at the ends."""
-    spec = derivation.spec
-    n = Notation(spec)
-    T = spec.T
-    adj = derivation.adjoints
-    out_step = _generic if spec.mapping == "many-to-many" else _at
-    form = {
-        "dyhat": out_step(n, adj, "dyhat", T),
-        "do": out_step(n, adj, "do", T),
-        "dh": _generic(n, adj, "dh", T - 1) if T > 1 else None,  # an inner step
-        "dh_last": _at(n, adj, "dh", T),
-        "dz": _generic(n, adj, "dz", T),
-        "dh0": _at(n, adj, "dh", 0),
-    }
-    form = {k: aligned(v) if isinstance(v, str) else v for k, v in form.items()}
-    form["gradients"] = _gradient_sums(n, derivation)
-    return form
-
-
-#: The families of the forward pass, in the order the network computes them.
-FORWARD_FAMILIES = ("z", "h", "o", "yhat")
-
-
-def _legend(n: Notation, derivation: Derivation) -> list:
-    """``(symbol, meaning)`` rows of the notation table, for this spec."""
-    spec = n.spec
-    params = derivation.graph.params
-    roles = spec.role_names
-    shape = {name: " \\times ".join(str(d) for d in p.shape) for name, p in params.items()}
-    what = {
-        "input": "input weights",
-        "recurrent": "recurrent weights",
-        "output": "output weights",
-        "hidden_bias": "hidden bias",
-        "output_bias": "output bias",
-    }
-    vec = "row" if n.row else "column"
-    rows = [
-        (f"${n.step('x', 't')},\\ {n.step('y', 't')}$", f"input and target at step $t$ ({vec} vectors)"),
-        (f"${n.step('z', 't')},\\ {n.step('h', 't')}$", "pre-activation and hidden state"),
-        (f"${n.step('h', 0)}$", "the initial state, a parameter (zeros by default)"),
-        (f"${n.step('o', 't')},\\ {n.step('yhat', 't')}$", "output pre-activation and prediction"),
-    ]
-    for role, name in roles.items():
-        if role in what:
-            rows.append((f"${n.names[role]}$", f"{what[role]}, ${shape[name]}$"))
-    rows += [
-        (
-            f"${n.step('dh', 't')}$",
-            f"$\\partial E / \\partial {n.step('h', 't')}$, the gradient of the loss at a value (a {vec} like it)",
-        ),
-        ("$\\odot,\\ \\oslash$", "entrywise product and quotient"),
-        ("$\\mathbf{1}$", "a vector of ones; a product with it sums entries"),
-    ]
-    stacked = n.printer.step("x", 1, "T")
-    side = "stacked one above the other" if n.row else "side by side"
-    rows.append((f"${stacked}$", f"the steps $1, \\dots, T$ {side}"))
-    hidden = elementwise(spec.hidden_key)
-    if hidden.definition:
-        rows.append((f"${hidden.definition}$", "the hidden activation"))
-    if spec.is_custom:
-        rows.append((f"${elementwise(f'custom_derivative:{spec.hidden}').definition}$", "its derivative, by SymPy"))
-    if spec.output in ELEMENTWISE and spec.output != spec.hidden and ELEMENTWISE[spec.output].definition:
-        rows.append((f"${ELEMENTWISE[spec.output].definition}$", "the output activation"))
-    return rows
-
-
-def latex_context(derivation: Derivation, formulas: list, numbering: Numbering) -> dict:
-    spec = derivation.spec
-    n = Notation(spec)
-    graph = derivation.graph
-    t = "t"
-    _, weights = parameters(spec)
-    h_t = relative("h", 0, n_h)
-    derivative = elementwise(spec.hidden_key).derivative(relative("z", 0, n_h), h_t)
-    loss = spec.loss_rule
-    fused = spec.fused
-    last = spec.T
-    return dict(
-        **_common(spec),
-        row=n.row,
-        many_to_one=spec.mapping == "many-to-one",
-        legend=_legend(n, derivation),
-        forward=[aligned(_generic(n, graph.nodes, f, spec.T)) for f in FORWARD_FAMILIES],
-        E_t=n.indexed("E", t),
-        E_T=n.indexed("E", last),
-        loss_latex=loss.latex.format(yhat_i=n.entry(r"\hat{y}", t), y_i=n.entry("y", t)),
-        step=n.step,
-        partial=n.partial,
-        hidden_derivative=n.latex(derivative),
-        recurrent_jacobian=latex(weights["recurrent"]),  # a Jacobian is a matrix in either notation
-        names=n.names,
-        names_raw=spec.role_names,
-        hidden_by_output=h_t in A.symbols_in(derivative),
-        output_jacobian=spec.output_layer.jacobian,
-        loss_gradient=loss.gradient.format(yhat=r"\hat{y}_i", y="y_i"),
-        fused_derivation=fused.derivation.format(yhat=r"\hat{y}", y="y", E=n.indexed("E", t)) if fused else None,
-        fused_assumes=fused.assumes if fused else "",
-        general_dyhat=_at(n, derivation.adjoints, "dyhat", last) if not fused else None,
-        general_do=_at(n, derivation.adjoints, "do", last) if not fused else None,
-        paths_W=path_terms(n, n.names["recurrent"]),
-        paths_U=path_terms(n, n.names["input"]),
-        full_paths=spec.T <= FULL_PATHS_UP_TO,
-        recursive=recursive_form(derivation),
-        formulas=[f for f in formulas if not f.trivial],
-        eq=numbering.tag,
-    )
-
-
 # --- the module -----------------------------------------------------------------------
 
 
@@ -333,7 +110,7 @@ def _network_text(derivation: Derivation) -> list:
     spec = derivation.spec
     n = Notation(spec)
     show = lambda e: text(e, n.row)  # noqa: E731
-    lines = [_generic(n, derivation.graph.nodes, f, spec.T, show) for f in FORWARD_FAMILIES]
+    lines = [generic(n, derivation.graph.nodes, f, spec.T, show) for f in FORWARD_FAMILIES]
     loss = spec.loss_rule.text
     if spec.mapping == "many-to-many":
         lines.append(f"E = sum_{{t=1..{spec.T}}} E_t,  E_t = {loss}")
@@ -473,6 +250,6 @@ def render_both(derivation: Derivation, program: Program) -> tuple:
     """
     formulas = final_formulas(program)
     numbering = Numbering()
-    tex = render("derivation.tex.jinja", **latex_context(derivation, formulas, numbering))
+    tex = render("derivation.tex.jinja", **latex_context(derivation, formulas, numbering, _common(derivation.spec)))
     code = render("module.py.jinja", **module_context(derivation, program, formulas, numbering.numbers))
     return code, tex, numbering.numbers, formulas

@@ -118,7 +118,9 @@ class MathPrinter(Printer):
     def _transposed(self, code_prec):
         code = self._wrap(code_prec, ATOM)
         if self.style is LATEX and "^" in code:
-            code = "{" + code + "}"  # x^{t} transposed is {x^{t}}^{\top}, not a double superscript
+            # x^{t} transposed is {x^{t}}^{\top}, not a double superscript; after an accent
+            # (\hat{y}^{t}) amsmath unwraps a one-atom group, and an empty group {} prevents that.
+            code = "{" + code + ("{}" if code.startswith(("\\hat", "\\tilde")) else "") + "}"
         return f"{code}{self.style.transpose.format()}", ATOM
 
     def _p(self, e):
@@ -170,7 +172,7 @@ class MathPrinter(Printer):
             return f"{st.ones}{st.divide}{self._wrap(sub(e.base), ATOM)}", MUL
         if isinstance(e, OneMatrix):
             rows, cols = e.shape
-            if rows == 1:
+            if rows == 1 or (rows == A.B and cols not in (1, A.B)):  # a row, or one per sequence (row notation)
                 return st.ones_row, ATOM
             if cols == 1 or cols == A.B:
                 return st.ones, ATOM

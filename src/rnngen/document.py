@@ -1,0 +1,421 @@
+"""The derivation document's context: every equation the LaTeX template lays out.
+
+The document derives the gradients three ways, as the lectures do, and says
+how each form leads to the next:
+
+1. the sum over paths (every chain of Jacobians from a loss term to a use of
+   the parameter, then the compact double sum);
+2. the recursive form, forward in time (dh_t/dW = D_t [d+z_t/dW + W dh_{t-1}/dW],
+   unrolled down to h_0);
+3. the delta recursion, backward in time, which is what the code runs; its
+   equations are the derivation's own adjoints, printed from the graph.
+
+Then the vanishing/exploding-gradient bound, and the final formulas that the
+module cites by number. Everything is written in the spec's notation (column
+or row vectors, the user's matrix names). The equations of form 3 and the
+final formulas are printed from SymPy expressions; forms 1 and 2 are the
+chain rule's structure, written in Jacobian fractions.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+from sympy import MatAdd
+
+from rnngen import algebra as A
+from rnngen.activations import ELEMENTWISE, elementwise
+from rnngen.backprop import Derivation
+from rnngen.printing.math import LATEX, MathPrinter, latex, param_latex
+from rnngen.program import gradient_symbol, relative, step_template
+from rnngen.unroll import n_h, n_y, parameters, parse_step
+
+#: Up to this T the document writes every path term and every level of the
+#: unrolled recursion in full, like the slides; beyond it, the first terms, an
+#: ellipsis and the last (the size stays O(T)).
+FULL_PATHS_UP_TO = 6
+
+#: The families of the forward pass, in the order the network computes them.
+FORWARD_FAMILIES = ("z", "h", "o", "yhat")
+
+#: Parameters that the hidden state depends on (the others act on the output only).
+HIDDEN_ROLES = ("recurrent", "input", "hidden_bias", "initial")
+#: Parameters that every step uses, so that the loss reaches them along T paths per loss term.
+WEIGHT_ROLES = ("recurrent", "input", "hidden_bias")
+#: The order in which the document treats the parameters.
+DOCUMENT_ORDER = ("output", "output_bias") + HIDDEN_ROLES
+
+
+def aligned(equation: str) -> str:
+    """``a = b`` -> ``a &= b``, for align environments."""
+    return equation.replace(" = ", " &= ", 1)
+
+
+class Numbering:
+    """Equation numbers handed out in document order; the template calls ``tag(key)``."""
+
+    def __init__(self):
+        self.numbers: dict = {}
+
+    def tag(self, key: str) -> str:
+        if key in self.numbers:
+            raise ValueError(f"equation {key!r} is numbered twice")
+        self.numbers[key] = len(self.numbers) + 1
+        return rf"\tag{{{self.numbers[key]}}}"
+
+
+class Notation:
+    """The spellings of one spec's notation (column or row vectors, its matrix names)."""
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.row = spec.notation == "row"
+        self.printer = MathPrinter(LATEX, self.row)
+        self.names = {role: param_latex(name, self.row) for role, name in spec.role_names.items()}
+        _, weights = parameters(spec)
+        # Jacobians are matrices of entries d a_i / d b_j in either notation: column math.
+        self.recurrent_jacobian = latex(weights["recurrent"])
+        self.output_jacobian = latex(weights["output"])
+
+    def latex(self, expr) -> str:
+        return latex(expr, self.row)
+
+    def step(self, family: str, t) -> str:
+        """LaTeX of one step of a family, ``t`` a number or a letter."""
+        return self.printer.step(family, t)
+
+    def indexed(self, letter: str, t) -> str:
+        """``E_t`` (column) or ``E^t`` (row notation)."""
+        return f"{letter}^{{{t}}}" if self.row else f"{letter}_{{{t}}}"
+
+    def entry(self, letter: str, t, i: str = "i") -> str:
+        """Entry i of a step's vector: ``y_{t,i}`` (column) or ``y^{t}_{i}`` (row notation)."""
+        return f"{letter}^{{{t}}}_{{{i}}}" if self.row else f"{letter}_{{{t},{i}}}"
+
+    def partial(self, num: str, den: str) -> str:
+        space = "" if num.startswith("^") else " "  # \partial^{+} h_k
+        return rf"\frac{{\partial{space}{num}}}{{\partial {den}}}"
+
+    def D(self, t) -> str:
+        """``D_t = dh_t/dz_t``, the diagonal Jacobian of the hidden activation."""
+        return self.indexed("D", t)
+
+
+def _minus_one(t) -> str:
+    return str(t - 1) if isinstance(t, int) else f"{t}-1"
+
+
+# --- form 1: the sum over paths -----------------------------------------------------
+
+
+def _jacobian_chain(n: Notation, t: int, k: int, var: str) -> str:
+    """``dE_t/dyhat_t dyhat_t/dh_t dh_t/dh_{t-1} ... d+h_k/dvar`` in fraction notation."""
+    h = lambda j: n.step("h", j)  # noqa: E731
+    parts = [n.partial(n.indexed("E", t), n.step("yhat", t)), n.partial(n.step("yhat", t), h(t))]
+    if t - k > 3 and t > FULL_PATHS_UP_TO:
+        parts.append(rf"\Bigl(\prod_{{j={k + 1}}}^{{{t}}} {n.partial(h('j'), h('j-1'))}\Bigr)")
+    else:
+        parts += [n.partial(h(j), h(j - 1)) for j in range(t, k, -1)]
+    parts.append(n.partial("^{+} " + h(k), var))
+    return " ".join(parts)
+
+
+def path_terms(n: Notation, var: str) -> list:
+    """The T path terms of dE_T/dvar, newest first; elided in the middle for large T."""
+    T = n.spec.T
+    ks = list(range(T, 0, -1))
+    if T > FULL_PATHS_UP_TO:
+        ks = ks[:2] + [None] + ks[-1:]
+    return [r"\cdots" if k is None else _jacobian_chain(n, T, k, var) for k in ks]
+
+
+def _loss_terms(n: Notation) -> tuple:
+    """``(sum, t)``: the sum over loss terms and the step letter (many-to-one: no sum, t = T)."""
+    if n.spec.mapping == "many-to-one":
+        return "", "T"
+    return r"\sum_{t=1}^{T} ", "t"
+
+
+def _to_output(n: Notation, t) -> str:
+    return f"{n.partial(n.indexed('E', t), n.step('yhat', t))} {n.partial(n.step('yhat', t), n.step('o', t))}"
+
+
+def _to_hidden(n: Notation, t) -> str:
+    return f"{n.partial(n.indexed('E', t), n.step('yhat', t))} {n.partial(n.step('yhat', t), n.step('h', t))}"
+
+
+def compact_paths(n: Notation) -> dict:
+    """Role -> dE/dp as the sum over every path, written with products of Jacobians."""
+    total, t = _loss_terms(n)
+    h = lambda j: n.step("h", j)  # noqa: E731
+    lines = {}
+    for role in DOCUMENT_ORDER:
+        if role not in n.names:
+            continue
+        var = n.names[role]
+        lhs = n.partial("E", var)
+        if role in ("output", "output_bias"):
+            rhs = f"{total}{_to_output(n, t)} {n.partial(n.step('o', t), var)}"
+        elif role == "initial":
+            rhs = rf"{total}{_to_hidden(n, t)} \prod_{{j=1}}^{{{t}}} {n.partial(h('j'), h('j-1'))}"
+        else:
+            product = rf"\Bigl(\prod_{{j=k+1}}^{{{t}}} {n.partial(h('j'), h('j-1'))}\Bigr)"
+            rhs = rf"{total}\sum_{{k=1}}^{{{t}}} {_to_hidden(n, t)} {product} {n.partial('^{+} ' + h('k'), var)}"
+        lines[role] = f"{lhs} &= {rhs}"
+    return lines
+
+
+# --- form 2: the recursive form, forward in time --------------------------------------
+
+
+def _entry_name(name: str) -> str:
+    """``W_{ij}``, or ``(w_{h})_{ij}`` for a name that has its own subscript."""
+    return f"({name})_{{ij}}" if "_" in name else f"{name}_{{ij}}"
+
+
+def immediate_entry(n: Notation, role: str) -> str:
+    """What the immediate derivative of a pre-activation by a weight holds, entry by entry.
+
+    ``dz_{t,i}/dW_{ij} = h_{t-1,j}`` for the recurrent weights, ``x_{t,j}`` for the input
+    weights, and ``do_{t,i}/dV_{ij} = h_{t,j}`` for the output weights.
+    """
+    pre, source, t = {"recurrent": ("z", "h", "t-1"), "input": ("z", "x", "t"), "output": ("o", "h", "t")}[role]
+    name = _entry_name(n.names[role])
+    if n.row:  # z^t_j = sum_i source^t_i W_ij
+        return rf"\partial {pre}^{{t}}_{{j}} / \partial {name} = {source}^{{{t}}}_{{i}}"
+    return rf"\partial {pre}_{{t,i}} / \partial {name} = {source}_{{{t},j}}"
+
+
+def forward_recursions(n: Notation) -> dict:
+    """Role -> the recursion of dh_t/dp from dh_{t-1}/dp, with its start at h_0."""
+    h = lambda t: n.step("h", t)  # noqa: E731
+    J = n.recurrent_jacobian
+    lines = {}
+    for role in HIDDEN_ROLES:
+        if role not in n.names:
+            continue
+        var = n.names[role]
+        lhs, prev = n.partial(h("t"), var), n.partial(h("t-1"), var)
+        start = n.partial(h(0), var)
+        if role == "initial":
+            lines[role] = rf"{lhs} &= {n.D('t')}\, {J}\, {prev}, \qquad {start} = I"
+        else:
+            immediate = "I" if role == "hidden_bias" else n.partial("^{+} " + n.step("z", "t"), var)
+            lines[role] = rf"{lhs} &= {n.D('t')} \Bigl[{immediate} + {J}\, {prev}\Bigr], \qquad {start} = 0"
+    return lines
+
+
+def unrolled_recursion(n: Notation, role: str) -> list:
+    """dh_T/dp with the recursion substituted down to h_0 (seed 003's nested form), as align lines."""
+    T = n.spec.T
+    var = n.names[role]
+    J = n.recurrent_jacobian
+    ts = list(range(T, 0, -1))
+    if T > FULL_PATHS_UP_TO:
+        ts = ts[:2] + [None] + ts[-1:]
+    levels = []
+    for t in ts:
+        if t is None:
+            levels.append(r"\cdots")
+            continue
+        inner = n.partial("^{+} " + n.step("z", t), var)
+        tail = n.partial(n.step("h", 0), var) if t == 1 else ""
+        levels.append(rf"{n.D(t)} \Bigl[{inner} + {J}\, {tail}")
+    closing = r"\Bigr]" * T if T <= FULL_PATHS_UP_TO else r"\Bigr] \cdots \Bigr]"
+    lines, per_line = [], 2
+    for i in range(0, len(levels), per_line):
+        body = " ".join(levels[i : i + per_line])
+        lead = f"{n.partial(n.step('h', T), var)} &= " if i == 0 else r"&\qquad "
+        lines.append(lead + body)
+    lines[-1] += " " + closing
+    return lines
+
+
+def forward_gradient(n: Notation) -> str:
+    """dE/dp from the forward sensitivities dh_t/dp."""
+    total, t = _loss_terms(n)
+    h_t = n.step("h", t)
+    to_h = f"{_to_output(n, t)} {n.partial(n.step('o', t), h_t)}"
+    return rf"\frac{{\partial E}}{{\partial p}} &= {total}{to_h}\, {n.partial(h_t, 'p')}"
+
+
+# --- form 3: the delta recursion (the derivation's own adjoints) ------------------------
+
+
+def _node(nodes, family: str, t: int):
+    return next(n for n in nodes if n.family == family and n.t == t)
+
+
+def generic(n: Notation, nodes, family: str, t: int, show=None) -> str:
+    """The derivation's own equation for ``family`` at step ``t``, written for a generic step t.
+
+    ``show`` prints an expression (the notation's LaTeX unless given).
+    """
+    show = show or n.latex
+    node = _node(nodes, family, t)
+    lhs = relative(family, 0, node.symbol.shape[0])
+    return f"{show(lhs)} = {show(step_template(node.expr, t))}"
+
+
+def _at(n: Notation, nodes, family: str, t: int) -> str:
+    """The derivation's own equation for ``family`` at step ``t``, as it stands."""
+    node = _node(nodes, family, t)
+    return f"{n.latex(node.symbol)} = {n.latex(node.expr)}"
+
+
+def _gradient_sums(n: Notation, derivation: Derivation) -> dict:
+    """Name -> ``dE/dp = sum_t (one term)``, from the derivation's own gradient."""
+    T = n.spec.T
+    sums = {}
+    for name, expr in derivation.gradients.items():
+        target = n.latex(gradient_symbol(derivation.graph.params[name]))
+        terms = expr.args if isinstance(expr, MatAdd) else (expr,)
+        if T > 1 and len(terms) == T:  # one term per step: written once, for a generic step
+            t = parse_step(A.symbols_in(terms[-1])[0].name)[1]
+            sums[name] = rf"{target} = \sum_{{t=1}}^{{T}} {n.latex(step_template(terms[-1], t))}"
+        else:
+            sums[name] = f"{target} = {n.latex(expr)}"
+    return {k: aligned(v) for k, v in sums.items()}
+
+
+def recursive_form(derivation: Derivation) -> dict:
+    """The adjoint equations of the reverse sweep: at a generic step, and at the ends."""
+    spec = derivation.spec
+    n = Notation(spec)
+    T = spec.T
+    adj = derivation.adjoints
+    out_step = generic if spec.mapping == "many-to-many" else _at
+    form = {
+        "dyhat": out_step(n, adj, "dyhat", T),
+        "do": out_step(n, adj, "do", T),
+        "dh": generic(n, adj, "dh", T - 1) if T > 1 else None,  # an inner step
+        "dh_last": _at(n, adj, "dh", T),
+        "dz": generic(n, adj, "dz", T),
+        "dh0": _at(n, adj, "dh", 0),
+    }
+    form = {k: aligned(v) if isinstance(v, str) else v for k, v in form.items()}
+    form["gradients"] = _gradient_sums(n, derivation)
+    return form
+
+
+# --- vanishing and exploding gradients ----------------------------------------------------
+
+
+def _number(value: float) -> str:
+    """``1``, ``\\tfrac{1}{4}``, or a decimal for a measured value."""
+    exact = sp.nsimplify(value, rational=True)
+    if exact.is_Integer:
+        return str(exact)
+    if exact.is_Rational and exact.q <= 16:
+        return rf"\tfrac{{{exact.p}}}{{{exact.q}}}"
+    return f"{value:.4g}"
+
+
+def gamma_sentence(spec) -> str:
+    """What ``gamma = sup |f'|`` is for this network's hidden activation."""
+    rule = elementwise(spec.hidden_key)
+    value = _number(rule.gamma)
+    if rule.gamma_estimated:
+        return rf"for this custom activation $\gamma \approx {value}$, measured on a fine grid over $[-20, 20]$"
+    return rf"here, for {spec.hidden.replace('_', ' ')}, $\gamma = {value}$"
+
+
+# --- the legend and the whole context --------------------------------------------------------
+
+
+def _legend(n: Notation, derivation: Derivation) -> list:
+    """``(symbol, meaning)`` rows of the notation table, for this spec."""
+    spec = n.spec
+    params = derivation.graph.params
+    roles = spec.role_names
+    shape = {name: " \\times ".join(str(d) for d in p.shape) for name, p in params.items()}
+    what = {
+        "input": "input weights",
+        "recurrent": "recurrent weights",
+        "output": "output weights",
+        "hidden_bias": "hidden bias",
+        "output_bias": "output bias",
+    }
+    vec = "row" if n.row else "column"
+    rows = [
+        (f"${n.step('x', 't')},\\ {n.step('y', 't')}$", f"input and target at step $t$ ({vec} vectors)"),
+        (f"${n.step('z', 't')},\\ {n.step('h', 't')}$", "pre-activation and hidden state"),
+        (f"${n.step('h', 0)}$", "the initial state, a parameter (zeros by default)"),
+        (f"${n.step('o', 't')},\\ {n.step('yhat', 't')}$", "output pre-activation and prediction"),
+    ]
+    for role, name in roles.items():
+        if role in what:
+            rows.append((f"${n.names[role]}$", f"{what[role]}, ${shape[name]}$"))
+    rows += [
+        (
+            f"${n.step('dh', 't')}$",
+            f"$\\partial E / \\partial {n.step('h', 't')}$, the gradient of the loss at a value (a {vec} like it)",
+        ),
+        (f"${n.D('t')}$", f"$\\partial {n.step('h', 't')} / \\partial {n.step('z', 't')}$, a diagonal matrix"),
+        ("$\\odot,\\ \\oslash$", "entrywise product and quotient"),
+        ("$\\mathbf{1}$", "a vector of ones; a product with it sums entries"),
+    ]
+    stacked = n.printer.step("x", 1, "T")
+    side = "stacked one above the other" if n.row else "side by side"
+    rows.append((f"${stacked}$", f"the steps $1, \\dots, T$ {side}"))
+    hidden = elementwise(spec.hidden_key)
+    if hidden.definition:
+        rows.append((f"${hidden.definition}$", "the hidden activation"))
+    if spec.is_custom:
+        rows.append((f"${elementwise(f'custom_derivative:{spec.hidden}').definition}$", "its derivative, by SymPy"))
+    if spec.output in ELEMENTWISE and spec.output != spec.hidden and ELEMENTWISE[spec.output].definition:
+        rows.append((f"${ELEMENTWISE[spec.output].definition}$", "the output activation"))
+    return rows
+
+
+def latex_context(derivation: Derivation, formulas: list, numbering: Numbering, common: dict) -> dict:
+    """Everything ``derivation.tex.jinja`` lays out; ``formulas`` are the final formulas to number."""
+    spec = derivation.spec
+    n = Notation(spec)
+    graph = derivation.graph
+    t = "t"
+    h_t = relative("h", 0, n_h)
+    derivative = elementwise(spec.hidden_key).derivative(relative("z", 0, n_h), h_t)
+    loss = spec.loss_rule
+    fused = spec.fused
+    last = spec.T
+    yhat_t = n.step("yhat", "t")
+    yhat = relative("yhat", 0, n_y)
+    outer = n.latex(A.mul(yhat, A.transpose(yhat)))  # the printer writes it in the notation
+    return dict(
+        **common,
+        row=n.row,
+        many_to_one=spec.mapping == "many-to-one",
+        legend=_legend(n, derivation),
+        forward=[aligned(generic(n, graph.nodes, f, spec.T)) for f in FORWARD_FAMILIES],
+        E_t=n.indexed("E", t),
+        E_T=n.indexed("E", last),
+        loss_latex=loss.latex.format(yhat_i=n.entry(r"\hat{y}", t), y_i=n.entry("y", t)),
+        step=n.step,
+        partial=n.partial,
+        D=n.D,
+        hidden_derivative=n.latex(derivative),
+        recurrent_jacobian=n.recurrent_jacobian,
+        output_jacobian_o=n.output_jacobian,
+        names=n.names,
+        names_raw=spec.role_names,
+        hidden_by_output=h_t in A.symbols_in(derivative),
+        output_jacobian=spec.output_layer.jacobian,
+        output_jacobian_matrix=spec.output_layer.jacobian_matrix.format(yhat=yhat_t, outer=outer),
+        loss_gradient=loss.gradient.format(yhat=r"\hat{y}_i", y="y_i"),
+        fused_derivation=fused.derivation.format(yhat=r"\hat{y}", y="y", E=n.indexed("E", t)) if fused else None,
+        fused_assumes=fused.assumes if fused else "",
+        general_dyhat=_at(n, derivation.adjoints, "dyhat", last) if not fused else None,
+        general_do=_at(n, derivation.adjoints, "do", last) if not fused else None,
+        expansions=[(role, path_terms(n, n.names[role])) for role in WEIGHT_ROLES if role in n.names],
+        compact=compact_paths(n),
+        full_paths=spec.T <= FULL_PATHS_UP_TO,
+        immediate=[immediate_entry(n, role) for role in ("recurrent", "input")],
+        output_entry=immediate_entry(n, "output"),
+        recursions=forward_recursions(n),
+        unrolled=[(role, unrolled_recursion(n, role)) for role in ("recurrent", "input")],
+        forward_gradient=forward_gradient(n),
+        recursive=recursive_form(derivation),
+        gamma=gamma_sentence(spec),
+        formulas=[f for f in formulas if not f.trivial],
+        eq=numbering.tag,
+    )
