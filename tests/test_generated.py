@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.parametrize("spec", EXAMPLES, ids=lambda s: s.name)
 def test_committed_examples_are_fresh(spec, update):
-    files = build(spec).files(ROOT / "generated")
+    files = build(spec).files(ROOT / "generated", markdown=True)
     stale = [path for path, text in files.items() if not path.exists() or path.read_text(encoding="utf-8") != text]
     if update and stale:
         for path in stale:

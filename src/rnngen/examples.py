@@ -5,7 +5,7 @@ Run from the repository root::
     python -m rnngen.examples
 
 Each example is derived, verified (finite differences and Taylor test) and
-written; ``tests/test_generated.py`` fails when a committed file differs from
+written (module, LaTeX and Markdown); ``tests/test_generated.py`` fails when a committed file differs from
 what this produces.
 """
 
@@ -54,7 +54,7 @@ def refresh(out_dir: Path = Path("generated")) -> list:
         result = build(spec)
         if not check_build(result).ok:
             raise VerificationError(f"{spec.name} fails its gradient check")
-        files = result.files(out_dir)
+        files = result.files(out_dir, markdown=True)
         write_all(files)
         written.extend(files)
     return written

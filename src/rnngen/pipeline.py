@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from rnngen.derive import Derivation, derive
+from rnngen.backprop import Derivation, derive
+from rnngen.emit import compile_pdf
+from rnngen.markdown import to_markdown
 from rnngen.optimize import optimize
 from rnngen.program import Program, from_derivation
 from rnngen.render import render_both
@@ -40,13 +42,29 @@ class Build:
     equations: dict
     formulas: list
 
-    def files(self, out_dir, latex: bool = True) -> dict:
-        """``{path: text}`` of the files to write into ``out_dir``."""
-        out = Path(out_dir)
-        files = {out / f"{self.spec.name}.py": self.module}
-        if latex:
-            files[out / f"{self.spec.name}.tex"] = self.latex
-        return files
+    @property
+    def markdown(self) -> str:
+        """The document as Markdown whose math renders on GitHub."""
+        return to_markdown(self.latex, "github")
+
+    def paths(self, out_dir, latex: bool = True, markdown: bool = False, pdf: bool = False) -> list:
+        """The files ``files`` would write into ``out_dir``."""
+        stem = Path(out_dir) / self.spec.name
+        suffixes = [".py"] + [s for s, wanted in ((".tex", latex), (".md", markdown), (".pdf", pdf)) if wanted]
+        return [stem.with_suffix(s) for s in suffixes]
+
+    def files(self, out_dir, latex: bool = True, markdown: bool = False, pdf: bool = False) -> dict:
+        """``{path: text or bytes}`` of the files to write into ``out_dir``.
+
+        The PDF is compiled here (it needs pdflatex), before anything is written.
+        """
+        content = {
+            ".py": lambda: self.module,
+            ".tex": lambda: self.latex,
+            ".md": lambda: self.markdown,
+            ".pdf": lambda: compile_pdf(self.latex, self.spec.name),
+        }
+        return {path: content[path.suffix]() for path in self.paths(out_dir, latex, markdown, pdf)}
 
 
 def build(spec: RNNSpec, skip=()) -> Build:

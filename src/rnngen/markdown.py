@@ -1,0 +1,154 @@
+"""The derivation document as Markdown, converted from its LaTeX.
+
+The LaTeX document is the one source; this module rewrites the small set of
+constructs its template uses (sections, the legend table, numbered lists,
+``align``/``equation`` displays, ``\\texttt``) and refuses anything else, so a
+template change that Markdown cannot show fails loudly instead of leaking
+LaTeX into the page.
+
+Two flavors, because the two renderers split math from Markdown differently:
+
+- ``github``: displays in fenced ```` ```math ```` blocks and inline math as
+  ``$`...`$``, which GitHub protects from its Markdown parser (backslashes and
+  underscores survive);
+- ``jupyter``: ``$$...$$`` and ``$...$``, what notebooks render with MathJax.
+
+MathJax has no ``align`` with per-line numbers, so each numbered line (with
+the unnumbered lines before it) becomes one display: an ``aligned`` block
+followed by its ``\\tag``.
+"""
+
+from __future__ import annotations
+
+import re
+
+FLAVORS = ("github", "jupyter")
+
+_TAG = re.compile(r"\\tag\{(\d+)\}")
+_ROW_END = re.compile(r"\\\\\s*$")
+
+
+class MarkdownError(ValueError):
+    """A construct of the LaTeX document that has no Markdown rendering."""
+
+
+def _inline(text: str, flavor: str) -> str:
+    """Paragraph text: inline math in the flavor's delimiters, the few text macros the template uses."""
+    parts = re.split(r"(\$[^$]+\$)", text)
+    out = []
+    for part in parts:
+        if part.startswith("$") and part.endswith("$") and len(part) > 1:
+            body = part[1:-1]
+            out.append(f"$`{body}`$" if flavor == "github" else f"${body}$")
+            continue
+        part = re.sub(r"\\texttt\{([^}]*)\}", lambda m: "`" + m.group(1).replace(r"\_", "_") + "`", part)
+        part = part.replace(r"\noindent", "").replace(r"\medskip", "").replace("~", " ")
+        if "\\" in part or "{" in part or "}" in part:
+            raise MarkdownError(f"no Markdown rendering for the LaTeX text {part.strip()!r}")
+        out.append(part)
+    return re.sub(r"  +", " ", "".join(out)).strip()
+
+
+def _display(body: str, flavor: str) -> list:
+    """An ``align`` or ``equation`` body -> Markdown display blocks, one per equation number."""
+    rows = [r.strip() for r in re.split(r"\\\\\s*\n", body.strip()) if r.strip()]
+    blocks, pending = [], []
+    for row in rows:
+        row = _ROW_END.sub("", row).replace(r"\nonumber", "").strip()
+        tag = _TAG.search(row)
+        pending.append(_TAG.sub("", row).strip())
+        if tag:
+            blocks.append((pending, tag.group(1)))
+            pending = []
+    if pending:
+        blocks.append((pending, None))
+    out = []
+    for lines, tag in blocks:
+        if len(lines) == 1:
+            math = lines[0].replace(" &= ", " = ")
+        else:
+            math = "\\begin{aligned}\n" + " \\\\\n".join(lines) + "\n\\end{aligned}"
+        if tag:
+            math += f" \\tag{{{tag}}}"
+        out += ["```math", math, "```"] if flavor == "github" else ["$$", math, "$$"]
+        out.append("")
+    return out
+
+
+def _table(body: str, flavor: str) -> list:
+    rows = [r.strip() for r in re.split(r"\\\\", body) if r.strip()]
+    out = ["| symbol | meaning |", "| --- | --- |"]
+    for row in rows:
+        cells = [_inline(c.strip(), flavor).replace("|", r"\|") for c in row.split("&")]
+        out.append("| " + " | ".join(cells) + " |")
+    return out + [""]
+
+
+def _header(comments: list) -> list:
+    """The LaTeX preamble comments, as an HTML comment that says how to regenerate this file."""
+    lines = [c[1:].strip() if c.startswith("%") else c for c in comments]
+    lines[0] = "<!-- " + lines[0].replace("Do not edit by hand.", "Markdown rendering; do not edit by hand.")
+    lines.append("(add --markdown to write this file)")
+    return lines + ["-->", ""]
+
+
+def to_markdown(tex: str, flavor: str = "github") -> str:
+    """The Markdown rendering of a document written by ``derivation.tex.jinja``."""
+    if flavor not in FLAVORS:
+        raise ValueError(f"flavor must be one of {FLAVORS}, not {flavor!r}")
+    head, _, rest = tex.partition("\\begin{document}")
+    body, _, _ = rest.partition("\\end{document}")
+    preamble = head.partition("\\documentclass")[0]  # the comments that say what the file is
+    comments = [line for line in preamble.splitlines() if line.startswith("%")]
+    title = re.search(r"\\title\{(.*?)\}\n\\author\{(.*?)\}", head, re.S)
+    if not title:
+        raise MarkdownError("the LaTeX document has no title")
+    out = _header(comments)
+    section = 0
+    paragraph: list = []
+
+    def flush():
+        if paragraph:
+            out.extend([_inline(" ".join(paragraph), flavor), ""])
+            paragraph.clear()
+
+    lines = body.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i].strip()
+        env = re.match(r"\\begin\{(align|equation|tabular|enumerate)\}", line)
+        if env:
+            flush()
+            name = env.group(1)
+            end = next(j for j in range(i + 1, len(lines)) if lines[j].strip() == f"\\end{{{name}}}")
+            inner = "\n".join(lines[i + 1 : end])
+            if name in ("align", "equation"):
+                out += _display(inner, flavor)
+            elif name == "tabular":
+                out += _table(re.sub(r"^\{[lcr]+\}", "", line.removeprefix("\\begin{tabular}")) + inner, flavor)
+            else:
+                items = [s.strip() for s in re.split(r"\\item\b", inner) if s.strip()]
+                out += [f"{k}. {_inline(' '.join(item.split()), flavor)}" for k, item in enumerate(items, 1)] + [""]
+            i = end + 1
+            continue
+        heading = re.match(r"\\section(\*?)\{(.*)\}$", line)
+        if line == "\\maketitle":
+            flush()
+            text = " ".join(title.group(1).replace("\\\\", " ").split())
+            out += [f"# {_inline(text, flavor)}", "", f"*{_inline(title.group(2), flavor)}*", ""]
+        elif heading:
+            flush()
+            number = ""
+            if not heading.group(1):
+                section += 1
+                number = f"{section} "
+            out += [f"## {number}{_inline(heading.group(2), flavor)}", ""]
+        elif line:
+            paragraph.append(line)
+        else:
+            flush()
+        i += 1
+    flush()
+    while out and out[-1] == "":
+        out.pop()
+    return "\n".join(out) + "\n"
