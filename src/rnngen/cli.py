@@ -14,10 +14,11 @@ import sys
 from pathlib import Path
 
 import click
+import numpy as np
 
 from rnngen import __version__, expression
 from rnngen.activations import DEFAULT_SLOPE, FUSED, HIDDEN, LOSSES, OUTPUT_LAYERS, elementwise, pairs
-from rnngen.emit import OutputError, check_targets, write_all
+from rnngen.emit import OutputError, check_targets, pdflatex, write_all
 from rnngen.pipeline import build
 from rnngen.spec import DEFAULT_NAMES, MAPPINGS, MAX_T, NOTATIONS, RNNSpec, SpecError, check_T
 from rnngen.verify import (
@@ -54,62 +55,74 @@ def cli():
     """
 
 
+_SPEC_OPTIONS = (
+    click.option("--T", "T", type=UnrollLength(), required=True, help=f"Unroll length, 1 to {MAX_T}. Example: --T 5"),
+    click.option(
+        "--hidden",
+        default="tanh",
+        show_default=True,
+        help=f"Hidden activation: {', '.join(HIDDEN)}, or an expression in x. Example: --hidden 'x/(1+abs(x))'",
+    ),
+    click.option(
+        "--slope",
+        type=float,
+        default=None,
+        help=f"Negative-side slope of leaky_relu, between 0 and 1 [default: {DEFAULT_SLOPE}]. Example: --slope 0.1",
+    ),
+    click.option(
+        "--output",
+        default="softmax",
+        show_default=True,
+        help=f"Output layer: {', '.join(OUTPUT_LAYERS)}. Example: --output sigmoid",
+    ),
+    click.option(
+        "--loss",
+        default="cross_entropy",
+        show_default=True,
+        help=f"Loss: {', '.join(LOSSES)}. Example: --loss binary_cross_entropy",
+    ),
+    click.option(
+        "--mapping",
+        default="many-to-many",
+        show_default=True,
+        help=f"Where the loss applies: {', '.join(MAPPINGS)}. Example: --mapping many-to-one",
+    ),
+    click.option(
+        "--notation",
+        default="column",
+        show_default=True,
+        help="column (h_t = f(U x_t + W h_{t-1} + b)) or row (h^t = f(x^t U + h^{t-1} W + b)). Example: --notation row",
+    ),
+    click.option(
+        "--names",
+        default=",".join(DEFAULT_NAMES),
+        show_default=True,
+        help="Names of the input, recurrent and output matrices. Example: --names W,U,V",
+    ),
+    click.option(
+        "--hidden-bias/--no-hidden-bias",
+        default=True,
+        show_default=True,
+        help="Whether the hidden layer has a bias b. Example: --no-hidden-bias",
+    ),
+    click.option(
+        "--output-bias/--no-output-bias",
+        default=True,
+        show_default=True,
+        help="Whether the output layer has a bias c. Example: --no-output-bias",
+    ),
+)
+
+
+def spec_options(command):
+    """The options that choose the network, shared by derive, latex and flow."""
+    for option in reversed(_SPEC_OPTIONS):
+        command = option(command)
+    return command
+
+
 @cli.command()
-@click.option("--T", "T", type=UnrollLength(), required=True, help=f"Unroll length, 1 to {MAX_T}. Example: --T 5")
-@click.option(
-    "--hidden",
-    default="tanh",
-    show_default=True,
-    help=f"Hidden activation: {', '.join(HIDDEN)}, or an expression in x. Example: --hidden 'x/(1+abs(x))'",
-)
-@click.option(
-    "--slope",
-    type=float,
-    default=None,
-    help=f"Negative-side slope of leaky_relu, between 0 and 1 [default: {DEFAULT_SLOPE}]. Example: --slope 0.1",
-)
-@click.option(
-    "--output",
-    default="softmax",
-    show_default=True,
-    help=f"Output layer: {', '.join(OUTPUT_LAYERS)}. Example: --output sigmoid",
-)
-@click.option(
-    "--loss",
-    default="cross_entropy",
-    show_default=True,
-    help=f"Loss: {', '.join(LOSSES)}. Example: --loss binary_cross_entropy",
-)
-@click.option(
-    "--mapping",
-    default="many-to-many",
-    show_default=True,
-    help=f"Where the loss applies: {', '.join(MAPPINGS)}. Example: --mapping many-to-one",
-)
-@click.option(
-    "--notation",
-    default="column",
-    show_default=True,
-    help="column (h_t = f(U x_t + W h_{t-1} + b)) or row (h^t = f(x^t U + h^{t-1} W + b)). Example: --notation row",
-)
-@click.option(
-    "--names",
-    default=",".join(DEFAULT_NAMES),
-    show_default=True,
-    help="Names of the input, recurrent and output matrices. Example: --names W,U,V",
-)
-@click.option(
-    "--hidden-bias/--no-hidden-bias",
-    default=True,
-    show_default=True,
-    help="Whether the hidden layer has a bias b. Example: --no-hidden-bias",
-)
-@click.option(
-    "--output-bias/--no-output-bias",
-    default=True,
-    show_default=True,
-    help="Whether the output layer has a bias c. Example: --no-output-bias",
-)
+@spec_options
 @click.option(
     "--out",
     "out_dir",
@@ -123,8 +136,12 @@ def cli():
     "--exact", is_flag=True, help="Also compare with the exact SymPy scalar oracle (T <= 8, slower). Example: --exact"
 )
 @click.option("--no-latex", is_flag=True, help="Write only the NumPy module, not the LaTeX. Example: --no-latex")
+@click.option(
+    "--markdown", is_flag=True, help="Also write the document as Markdown (math renders on GitHub). Example: --markdown"
+)
+@click.option("--pdf", is_flag=True, help="Also compile the document to PDF with pdflatex. Example: --pdf")
 @click.option("--force", is_flag=True, help="Overwrite files that rnngen did not generate. Example: --force")
-def derive(T, out_dir, no_check, exact, no_latex, force, **choices):
+def derive(T, out_dir, no_check, exact, no_latex, markdown, pdf, force, **choices):
     """Derive BPTT for an RNN unrolled for T steps; write and verify the NumPy module and LaTeX.
 
     \b
@@ -135,26 +152,25 @@ def derive(T, out_dir, no_check, exact, no_latex, force, **choices):
       rnngen derive --T 5 --notation row --names W,U,V --no-hidden-bias --no-output-bias   (seed 000)
       rnngen list                          every activation, output, loss and mapping
     """
+    spec = _spec(T, choices)
+    if pdf and no_latex:
+        raise click.UsageError("--pdf compiles the LaTeX document; drop --no-latex to use it")
     try:
-        spec = RNNSpec(T=T, **choices)
-    except SpecError as e:
-        raise click.UsageError(str(e)) from None
-    result = build(spec)
-    files = result.files(out_dir, latex=not no_latex)
-    try:
-        check_targets(files, force)  # before the check runs: fail fast, write nothing
-    except OutputError as e:
-        raise click.ClickException(str(e)) from None
-    report = None if no_check else _verify(exact, build=result)
-    try:
+        if pdf:
+            pdflatex()  # fail fast, before deriving, when it is missing
+        result = build(spec)
+        check_targets(result.paths(out_dir, not no_latex, markdown, pdf), force)  # fail fast, write nothing
+        report = None if no_check else _verify(exact, build=result)
+        files = result.files(out_dir, latex=not no_latex, markdown=markdown, pdf=pdf)
         write_all(files, force)
     except OutputError as e:
         raise click.ClickException(str(e)) from None
 
     click.echo(f"rnngen {__version__}: {spec.name}")
     click.echo(f"  {_describe(spec)}")
-    for path, text in files.items():
-        click.echo(f"  wrote {path}  ({text.count(chr(10))} lines)")
+    for path, content in files.items():
+        size = f"{len(content) / 1024:.0f} KiB" if isinstance(content, bytes) else f"{content.count(chr(10))} lines"
+        click.echo(f"  wrote {path}  ({size})")
     click.echo("")
     _print_formulas(result)
     click.echo("")
@@ -163,6 +179,111 @@ def derive(T, out_dir, no_check, exact, no_latex, force, **choices):
     else:
         _print_report(report)
     click.echo(f"Done in {time.perf_counter() - _STARTED:.2f} s (wall time of the whole command).")
+
+
+def _spec(T, choices) -> RNNSpec:
+    try:
+        return RNNSpec(T=T, **choices)
+    except SpecError as e:
+        raise click.UsageError(str(e)) from None
+
+
+@cli.command()
+@spec_options
+@click.option("--no-check", is_flag=True, help="Print without verifying the gradients first. Example: --no-check")
+def latex(T, no_check, **choices):
+    """Print the LaTeX derivation to stdout, for piping (nothing is written).
+
+    \b
+    Examples:
+      rnngen latex --T 5 > bptt.tex
+      rnngen latex --T 3 --output sigmoid --loss binary_cross_entropy --mapping many-to-one | pdflatex
+    """
+    result = build(_spec(T, choices))
+    if not no_check:
+        _verify(False, build=result)
+    click.echo(result.latex, nl=False)
+
+
+@cli.command()
+@spec_options
+@click.option(
+    "--n-x", "n_x", type=click.IntRange(1, 4096), default=8, show_default=True, help="Input size. Example: --n-x 8"
+)
+@click.option(
+    "--n-h", "n_h", type=click.IntRange(1, 4096), default=16, show_default=True, help="Hidden size. Example: --n-h 32"
+)
+@click.option(
+    "--n-y", "n_y", type=click.IntRange(1, 4096), default=8, show_default=True, help="Output size. Example: --n-y 8"
+)
+@click.option(
+    "--scale",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="||W||_2 of the random recurrent weights (a scaled orthogonal matrix). Example: --scale 1.5",
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed of the random weights and data. Example: --seed 3"
+)
+@click.option(
+    "--weights",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="An .npz of the parameters (as init_params returns them) instead of random ones. Example: --weights p.npz",
+)
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also draw the curves on a log scale into a PNG (needs matplotlib). Example: --plot flow.png",
+)
+@click.option("--force", is_flag=True, help="Overwrite a --plot file that rnngen did not write. Example: --force")
+def flow(T, n_x, n_h, n_y, scale, seed, weights, plot_path, force, **choices):
+    """Measure how the gradient flows back through time: ||dh_T/dh_k|| and ||dE/dh_k|| against the bound.
+
+    \b
+    Examples:
+      rnngen flow --T 30                        random weights with ||W|| = 1
+      rnngen flow --T 30 --scale 3 --plot flow.png
+      rnngen flow --T 20 --hidden sigmoid --scale 4
+      rnngen flow --T 10 --weights params.npz   weights saved with numpy.savez(**params)
+    """
+    from rnngen import flow as F
+
+    spec = _spec(T, choices)
+    result = build(spec)
+    try:
+        if weights is not None:
+            with np.load(weights) as data:
+                given = dict(data)
+            sizes = F.sizes_of(result, given)
+            values = F.check_weights(result, given, sizes)
+        else:
+            sizes = (n_x, n_h, n_y)
+            values = F.random_weights(result, sizes, seed, scale)
+    except (F.FlowError, OSError, ValueError) as e:
+        raise click.ClickException(f"{weights}: {e}") from None
+    png = None
+    if plot_path is not None:
+        try:
+            check_targets([plot_path], force)
+            import matplotlib  # noqa: F401
+        except OutputError as e:
+            raise click.ClickException(str(e)) from None
+        except ImportError:
+            raise click.ClickException("--plot needs matplotlib: pip install 'rnngen[plot]'") from None
+    measured = F.measure(result, values, sizes, seed)
+    recurrent = spec.role_names["recurrent"]
+    click.echo(f"rnngen {__version__}: gradient flow of {spec.name}, (n_x, n_h, n_y) = {sizes}, one sequence")
+    for line in F.table(measured, recurrent):
+        click.echo(line)
+    if plot_path is not None:
+        png = F.plot(measured, rf"{spec.name}: $\gamma \|{recurrent}\| = {measured.gamma * measured.norm:.3g}$")
+        try:
+            write_all({plot_path: png}, force)
+        except OutputError as e:
+            raise click.ClickException(str(e)) from None
+        click.echo(f"wrote {plot_path}")
 
 
 def _print_formulas(result) -> None:

@@ -1,0 +1,194 @@
+"""Gradient flow through time: how ||dh_T/dh_k|| and ||dE/dh_k|| behave against the bound.
+
+For one sequence and given (or random) weights, ``measure`` evaluates, for
+k = 0..T,
+
+- ``||dh_T/dh_k||``: the spectral norm of the product of the step Jacobians
+  ``D_j W`` for j = k+1..T (the document's vanishing-gradient product);
+- the bound ``(gamma ||W||)^(T-k)`` of the document, gamma = sup |f'|;
+- ``||dE/dh_k||``: the total gradient of the loss at the hidden state,
+  delta^h_k of the reverse sweep.
+
+Values come from the derivation's own expressions (the plain program before
+optimization, evaluated entry by entry), in column math; the row notation's
+Jacobians are the same matrices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import sympy as sp
+
+from rnngen import algebra as A
+from rnngen.activations import elementwise
+from rnngen.evaluate import evaluate, run
+from rnngen.pipeline import Build
+from rnngen.unroll import SIZES, parameters, step_name
+
+
+class FlowError(ValueError):
+    """Weights that do not fit the network (wrong names or shapes)."""
+
+
+@dataclass(frozen=True)
+class Flow:
+    """The measured gradient flow of one sequence.
+
+    Attributes:
+        ks: the steps k = 0..T.
+        jacobian: ||dh_T/dh_k||_2 for each k (1 at k = T).
+        bound: (gamma ||W||_2)^(T-k) for each k.
+        gradient: ||dE/dh_k||_2 for each k.
+        gamma: sup |f'| of the hidden activation.
+        norm: ||W||_2 of the recurrent weights.
+        loss: the loss of the sequence.
+    """
+
+    ks: list
+    jacobian: list
+    bound: list
+    gradient: list
+    gamma: float
+    norm: float
+    loss: float
+
+
+def random_weights(result: Build, sizes: tuple, seed: int, scale: float) -> dict:
+    """Parameters drawn like ``init_params``, with the recurrent weights scaled by ``scale``.
+
+    ``scale`` multiplies a recurrent matrix whose spectral norm is 1 (a random orthogonal
+    matrix), so ``||W|| = scale`` exactly and the bound is easy to read.
+    """
+    rng = np.random.default_rng(seed)
+    dims = dict(zip(SIZES.values(), sizes))
+    recurrent = result.spec.role_names["recurrent"]
+    values = {}
+    for name, p in result.derivation.graph.params.items():
+        rows, cols = (int(sp.sympify(d).subs(dims)) for d in p.shape)
+        if name == recurrent:
+            q, _ = np.linalg.qr(rng.standard_normal((rows, rows)))
+            values[name] = scale * q
+        elif cols == 1:
+            values[name] = 0.1 * rng.standard_normal((rows, 1))
+        else:
+            fan_in = rows if result.spec.notation == "row" else cols
+            values[name] = rng.standard_normal((rows, cols)) / np.sqrt(fan_in)
+    return values
+
+
+def check_weights(result: Build, weights: dict, sizes: tuple) -> dict:
+    """Given weights as the module's arrays (vectors 1-D) -> the math's shapes, or a ``FlowError``."""
+    params = result.derivation.graph.params
+    missing = [n for n in params if n not in weights]
+    if missing:
+        raise FlowError(f"the weights lack {', '.join(missing)}; they need {', '.join(params)}")
+    dims = dict(zip(SIZES.values(), sizes))
+    out = {}
+    for name, p in params.items():
+        shape = tuple(int(sp.sympify(d).subs(dims)) for d in p.shape)
+        value = np.asarray(weights[name], dtype=np.float64)
+        value = value.reshape(-1, 1) if value.ndim == 1 else value
+        if value.shape != shape:
+            raise FlowError(f"{name} has shape {value.shape}, but this network needs {shape}")
+        out[name] = value
+    return out
+
+
+def sizes_of(result: Build, weights: dict) -> tuple:
+    """``(n_x, n_h, n_y)`` read from given weights."""
+    found = {}
+    for name, p in result.derivation.graph.params.items():
+        value = np.asarray(weights.get(name, np.zeros(0)))
+        value = value.reshape(-1, 1) if value.ndim == 1 else value
+        for d, n in zip(p.shape, value.shape):
+            found.setdefault(d, n)
+    missing = [str(d) for d in SIZES.values() if d not in found]
+    if missing:
+        raise FlowError(f"cannot read {', '.join(missing)} from the weights")
+    return tuple(found[d] for d in SIZES.values())
+
+
+def measure(result: Build, weights: dict, sizes: tuple, seed: int = 0) -> Flow:
+    """The flow for one random input sequence and random targets under ``weights`` (math shapes)."""
+    spec = result.spec
+    n_x, n_h, n_y = sizes
+    dims = {**dict(zip(SIZES.values(), sizes)), A.B: 1}
+    rng = np.random.default_rng(seed + 1)
+    env = dict(weights)
+    for t in range(1, spec.T + 1):
+        env[step_name("x", t)] = rng.standard_normal((n_x, 1))
+    for t in spec.loss_steps:
+        env[step_name("y", t)] = _target(spec, rng, n_y)
+    values = run([(s.target, s.expr) for s in result.plain.stmts], env, dims)
+
+    _, math_weights = parameters(spec)
+    J = evaluate(math_weights["recurrent"], weights, dims)
+    rule = elementwise(spec.hidden_key)
+    z = [None] + [sp.MatrixSymbol(step_name("z", t), SIZES["n_h"], A.B) for t in range(1, spec.T + 1)]
+    h = [None] + [sp.MatrixSymbol(step_name("h", t), SIZES["n_h"], A.B) for t in range(1, spec.T + 1)]
+    product = np.eye(n_h)
+    jacobian, gradient = [], []
+    for k in range(spec.T, -1, -1):  # dh_T/dh_k = (dh_T/dh_{k+1}) D_{k+1} J
+        if k < spec.T:
+            slope = evaluate(rule.derivative(z[k + 1], h[k + 1]), values, dims)[:, 0]
+            product = product @ (slope[:, None] * J)
+        jacobian.append(float(np.linalg.norm(product, 2)))
+        gradient.append(float(np.linalg.norm(values[step_name("dh", k)])))
+    norm = float(np.linalg.norm(J, 2))
+    ks = list(range(spec.T + 1))
+    return Flow(
+        ks=ks,
+        jacobian=jacobian[::-1],
+        bound=[(rule.gamma * norm) ** (spec.T - k) for k in ks],
+        gradient=gradient[::-1],
+        gamma=rule.gamma,
+        norm=norm,
+        loss=float(values["E"][0, 0]),
+    )
+
+
+def _target(spec, rng, n_y):
+    kind = spec.loss_rule.targets
+    if kind == "classes":
+        return np.eye(n_y)[:, [rng.integers(n_y)]]
+    if kind == "probabilities":
+        return rng.uniform(size=(n_y, 1))
+    return rng.standard_normal((n_y, 1))
+
+
+def table(flow: Flow, recurrent: str) -> list:
+    """The flow as lines of text."""
+    lines = [
+        f"gamma = sup|f'| = {flow.gamma:.4g}, ||{recurrent}||_2 = {flow.norm:.4g}, "
+        f"gamma ||{recurrent}|| = {flow.gamma * flow.norm:.4g}, loss = {flow.loss:.6g}",
+        f"  {'k':>4}  {'||dh_T/dh_k||':>14}  {'bound':>11}  {'||dE/dh_k||':>12}",
+    ]
+    for k, j, b, g in zip(flow.ks, flow.jacobian, flow.bound, flow.gradient):
+        lines.append(f"  {k:>4}  {j:14.4e}  {b:11.4e}  {g:12.4e}")
+    return lines
+
+
+def plot(flow: Flow, title: str) -> bytes:
+    """A log-scale PNG of the three curves against k (needs matplotlib)."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+    ax.semilogy(flow.ks, flow.jacobian, "o-", label=r"$\|\partial h_T / \partial h_k\|$")
+    ax.semilogy(flow.ks, flow.bound, "--", label=r"bound $(\gamma \|W\|)^{T-k}$")
+    ax.semilogy(flow.ks, flow.gradient, "s-", label=r"$\|\partial E / \partial h_k\|$")
+    ax.set_xlabel("k")
+    ax.set_title(title, fontsize=10)
+    ax.legend()
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", metadata={"Software": None})
+    plt.close(fig)
+    return buffer.getvalue()
