@@ -1,0 +1,188 @@
+"""The document's content: its final formulas run as written, its three forms, its renderings."""
+
+import re
+
+import numpy as np
+import pytest
+from latex_reader import Reader
+from test_latex import compile_tex, needs_pdflatex
+
+import rnngen
+from rnngen.examples import EXAMPLES, SEEDS
+from rnngen.markdown import MarkdownError, to_markdown
+from rnngen.pipeline import build
+from rnngen.spec import RNNSpec
+from rnngen.verify import random_problem
+
+#: Networks beyond the committed examples whose formulas are read back: other activations,
+#: outputs, losses, notations and biases, so each printer rule meets the reader.
+MORE = (
+    RNNSpec(T=4, hidden="sigmoid", output="tanh", loss="squared_error", notation="row"),
+    RNNSpec(T=3, hidden="relu", output="sigmoid", loss="binary_cross_entropy", hidden_bias=False),
+    RNNSpec(T=4, hidden="softplus", output="identity", loss="squared_error", mapping="many-to-one", notation="row"),
+    RNNSpec(T=2, output="softmax", loss="squared_error", output_bias=False),
+)
+
+
+def _module(result):
+    module = type(rnngen)("m")
+    exec(result.module, module.__dict__)
+    return module
+
+
+def read_back(result, tex=None, seed=0):
+    """The document's final formulas run by the reader, and the module, on one random sequence."""
+    module = _module(result)
+    n_x, n_h, n_y = 3, 4, 3
+    params, xs, targets = random_problem(module, sizes=(n_x, n_h, n_y, 1), seed=seed)  # one sequence
+    per_step = targets[:, 0] if result.spec.mapping == "many-to-many" else targets[:1].reshape(1, *targets.shape[1:])
+    if result.spec.loss_rule.targets == "classes":
+        per_step = np.eye(n_y)[per_step.reshape(-1)]
+    per_step = per_step.reshape(len(result.spec.loss_steps), n_y)
+    reader = Reader(
+        tex or result.latex,
+        result.spec.notation == "row",
+        params,
+        xs[:, 0],
+        dict(zip(result.spec.loss_steps, per_step)),
+    )
+    reader.run()
+    loss, grads = module.loss_and_grads(params, xs, targets)
+    return reader, loss, grads
+
+
+@pytest.mark.parametrize("spec", EXAMPLES + MORE, ids=lambda s: s.name)
+def test_the_documents_final_formulas_compute_what_the_module_computes(spec):
+    """Read from the LaTeX text and run: the loss and every gradient match the generated code."""
+    reader, loss, grads = read_back(build(spec))
+    assert reader.loss == pytest.approx(loss, rel=1e-12)
+    assert set(reader.gradients) == set(grads)
+    for name, g in grads.items():
+        np.testing.assert_allclose(reader.gradients[name].reshape(np.shape(g)), g, rtol=1e-11, atol=1e-14)
+
+
+def test_reading_back_catches_a_formula_that_drifted():
+    result = build(RNNSpec(T=3))
+    drifted = result.latex.replace(
+        r"\delta^{z}_{t} &= \left(\tilde{\delta}^{h}_{t} + W^{\top} \delta^{z}_{t+1}\right) \odot",
+        r"\delta^{z}_{t} &= \left(\tilde{\delta}^{h}_{t} + W \delta^{z}_{t+1}\right) \odot",
+    )
+    assert drifted != result.latex
+    reader, _, grads = read_back(result, drifted)
+    assert not np.allclose(reader.gradients["W"], grads["W"], rtol=1e-6)
+
+
+def test_seed_004_document_keeps_the_factor_the_slides_drop():
+    """Seed 004 writes dyhat/dw_o = sigma(1 - sigma) without O_3; the document has dE/dw_o = O_3 (yhat - y)."""
+    tex = build(SEEDS["004"]).latex
+    assert r"\frac{\partial E}{\partial w_{o}} &= {h^{3}}^{\top} \delta^{o,3}" in tex
+    assert r"\delta^{o,3} &= \hat{y}^{3} - y^{3}" in tex
+    assert r"\partial o^{t}_{j} / \partial (w_{o})_{ij} = h^{t}_{i}" in tex  # the factor, said in words too
+    reader, _, grads = read_back(build(SEEDS["004"]))
+    np.testing.assert_allclose(reader.gradients["w_o"], grads["w_o"], rtol=1e-12)
+
+
+def test_seed_000_document_keeps_prediction_and_target_apart():
+    """Seed 000 swaps y and yhat in places; the document writes E^t = -sum y log yhat and delta = yhat - y."""
+    tex = build(SEEDS["000"]).latex
+    assert r"E^{t} = -\sum_i y^{t}_{i} \log \hat{y}^{t}_{i}" in tex
+    assert r"\Delta^{o,1:5} &= \hat{Y}^{1:5} - Y^{1:5}" in tex
+
+
+def test_the_three_forms_are_numbered_for_every_parameter():
+    result = build(RNNSpec(T=5))
+    keys = result.equations
+    for name, role in (("U", "input"), ("W", "recurrent"), ("V", "output"), ("b", "hidden_bias"), ("c", "output_bias")):
+        assert f"compact-{role}" in keys and f"delta-{name}" in keys
+    for role in ("recurrent", "input", "hidden_bias", "initial"):
+        assert f"fwd-{role}" in keys
+    assert "compact-initial" in keys and "delta-h0" in keys
+    # seed 003's nested form: D_5 [d+z_5/dW + W D_4 [ ... + W D_1 [d+z_1/dW + W dh_0/dW]]]]]
+    assert r"D_{1} \Bigl[\frac{\partial^{+} z_{1}}{\partial W} + W\, \frac{\partial h_{0}}{\partial W}" in result.latex
+    assert result.latex.count(r"\Bigr]\Bigr]\Bigr]\Bigr]\Bigr]") == 2
+
+
+def test_vanishing_section_states_the_bound_with_this_activations_gamma():
+    tanh = build(RNNSpec(T=3)).latex
+    sigmoid = build(RNNSpec(T=3, hidden="sigmoid")).latex
+    custom = build(RNNSpec(T=3, hidden="x/(1+abs(x))")).latex
+    bound = r"\le \bigl(\gamma\, \| W \|\bigr)^{t-k}"
+    assert bound in tanh and bound in sigmoid
+    assert r"here, for tanh, $\gamma = 1$" in tanh
+    assert r"here, for sigmoid, $\gamma = \tfrac{1}{4}$" in sigmoid
+    assert r"$\gamma \approx 1$, measured on a fine grid" in custom  # sup |1/(1+|x|)^2| = 1 at 0
+
+
+def test_document_size_grows_linearly_and_expansions_are_elided():
+    """Past FULL_PATHS_UP_TO every long expansion is elided: only the step numbers' digits grow."""
+    sizes = {T: len(build(RNNSpec(T=T)).latex) for T in (50, 200)}
+    assert sizes[50] < sizes[200] < 1.02 * sizes[50]
+    tex = build(RNNSpec(T=50)).latex
+    assert r"\Bigr] \cdots \Bigr]" in tex and r"\prod_{j=2}^{50}" in tex
+
+
+# --- Markdown and notebooks -------------------------------------------------------------------
+
+
+def _math_blocks(md: str, flavor: str) -> list:
+    if flavor == "github":
+        return re.findall(r"```math\n(.*?)\n```", md, re.S) + re.findall(r"\$`(.*?)`\$", md)
+    displays = re.findall(r"\$\$\n(.*?)\n\$\$", md, re.S)
+    rest = re.sub(r"\$\$\n.*?\n\$\$", "", md, flags=re.S)
+    return displays + re.findall(r"\$([^$\n]+)\$", rest)
+
+
+@pytest.mark.parametrize("flavor", ("github", "jupyter"))
+def test_markdown_keeps_every_equation_number_and_no_latex_outside_math(flavor):
+    result = build(SEEDS["000"])
+    md = to_markdown(result.latex, flavor)
+    tags = sorted(int(n) for n in re.findall(r"\\tag\{(\d+)\}", md))
+    assert tags == sorted(result.equations.values())
+    if flavor == "github":
+        outside = re.sub(r"\$`.*?`\$", "", re.sub(r"```math\n.*?\n```", "", md, flags=re.S))
+    else:
+        outside = re.sub(r"\$[^$\n]+\$", "", re.sub(r"\$\$\n.*?\n\$\$", "", md, flags=re.S))
+    text = outside.split("-->", 1)[1]  # after the preamble comment
+    assert "\\" not in text and "begin{" not in text, "LaTeX leaked into the Markdown text"
+    assert md.startswith("<!-- Generated by rnngen ") and "Regenerate with: rnngen derive" in md
+
+
+def test_markdown_refuses_latex_it_cannot_render():
+    tex = build(RNNSpec(T=2)).latex.replace(r"\section{Vanishing", r"\emph{new} \section{Vanishing")
+    with pytest.raises(MarkdownError, match="emph"):
+        to_markdown(tex)
+
+
+@needs_pdflatex
+def test_markdown_and_notebook_math_is_valid_latex(tmp_path):
+    """Every math block of both Markdown flavors, and the notebook's LaTeX, compiles with pdflatex."""
+    pieces = []
+    for spec in EXAMPLES:
+        result = build(spec)
+        for flavor in ("github", "jupyter"):
+            for block in _math_blocks(to_markdown(result.latex, flavor), flavor):
+                display = "\\begin{aligned}" in block or "\\tag" in block
+                pieces.append(f"\\[{block}\\]" if display else f"${block}$\n")
+    pieces.append(rnngen.derive(T=4)._repr_latex_())
+    doc = "\\documentclass{article}\\usepackage{amsmath}\\begin{document}\n" + "\n".join(pieces) + "\n\\end{document}\n"
+    run = compile_tex(tmp_path, "math", doc)
+    assert run.returncode == 0, run.stdout[-2000:]
+
+
+def test_derive_from_python_renders_in_a_notebook_and_exposes_sympy():
+    d = rnngen.derive(T=4, hidden="sigmoid")
+    md = d._repr_markdown_()
+    assert md.startswith("<!-- Generated by rnngen ") and "$$\n" in md and "```math" not in md
+    latex = d._repr_latex_()
+    assert latex.startswith("$$\\begin{aligned}") and latex.endswith("\\end{aligned}$$")
+    for name in ("U", "W", "V", "b", "c", "h_{0}"):
+        assert f"\\frac{{\\partial E}}{{\\partial {name}}}" in latex
+    import sympy as sp
+
+    grad = d.gradients["W"]
+    assert isinstance(grad, sp.MatrixExpr) and len(grad.args) == 4  # one term per step
+    assert {s.name for s in grad.free_symbols} >= {"dz_1", "h_0", "dz_4", "h_3"}
+    numbers = [n for n, _ in d.formulas]
+    assert numbers == sorted(numbers) and all(isinstance(eq, sp.Eq) for _, eqs in d.formulas for eq in eqs)
+    module = d.module()
+    assert module.T == 4 and d.check().ok
