@@ -64,6 +64,7 @@ _TOKENS = [
     ("TR", r"\^\{\\top\}"),
     ("ONE", r"\\mathbf\{1\}"),
     ("FN", r"\\log\\operatorname\{softmax\}|\\operatorname\{(?:softmax|softplus)\}|\\tanh|\\sigma|\\log|\\max"),
+    ("CUSTOM", r"f'?(?=\()"),  # a custom activation f and its derivative f', given to the reader
     ("PARAM", r"[A-Za-z](?:_\{[a-z0-9]+\})?"),
     ("SKIP", r"\s+|\\,"),
 ]
@@ -77,9 +78,11 @@ class Reader:
         row: True for the row notation.
         params: parameter name -> array in the user's shape (vectors 1-D).
         xs: the inputs, (T, n_x); ys: step -> target vector (one-hot for classes).
+        custom: ``{"f": f, "f'": f'}`` on arrays, for a custom activation (its legend defines them).
     """
 
-    def __init__(self, tex: str, row: bool, params: dict, xs, ys: dict):
+    def __init__(self, tex: str, row: bool, params: dict, xs, ys: dict, custom=None):
+        self.custom = custom or {}
         self.row = row
         self.axis = 0 if row else 1  # the axis along which steps are stacked
         self.params = {name: self._vector(np.asarray(v, float)) if np.ndim(v) == 1 else v for name, v in params.items()}
@@ -98,10 +101,12 @@ class Reader:
 
     def run(self) -> None:
         for line in self.lines:
-            lhs, rhs = (s.strip() for s in line.split("&=", 1))
-            rhs, steps = _steps(rhs)
+            line, steps = _steps(line.replace("&=", "="))
+            # one formula may hold equations that alternate step by step: z_t = ..., \qquad h_t = f(z_t)
+            equations = [eq.split(" = ", 1) for eq in line.split(r", \qquad ")]
             for t in steps:
-                self._assign(lhs, self._evaluate(rhs, t), t)
+                for lhs, rhs in equations:
+                    self._assign(lhs.strip(), self._evaluate(rhs.strip(), t), t)
 
     # --- assignment -----------------------------------------------------------------------
 
@@ -212,7 +217,7 @@ class Reader:
                 op = self._take(self._peek())
                 right = _value(self._factor(t))
                 value = _value(value) * right if "odot" in op.group(0) else _value(value) / right
-            elif value is None or self._peek() in ("LP", "IVL", "EXP", "SYM", "ONE", "FN", "PARAM", "NUM"):
+            elif value is None or self._peek() in ("LP", "IVL", "EXP", "SYM", "ONE", "FN", "CUSTOM", "PARAM", "NUM"):
                 right = self._factor(t)
                 if isinstance(right, float):
                     coeff *= right
@@ -260,6 +265,12 @@ class Reader:
         if kind == "PARAM":
             name = self._take("PARAM").group(0).replace("{", "").replace("}", "")
             return self.params[name]
+        if kind == "CUSTOM":
+            name = self._take("CUSTOM").group(0)
+            self._take("LP")
+            arg = self._sum(t)
+            self._take("RP")
+            return self.custom[name](arg)
         if kind == "FN":
             fn = self._take("FN").group(0)
             self._take("LP")

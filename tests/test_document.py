@@ -8,6 +8,7 @@ from latex_reader import Reader
 from test_latex import compile_tex, needs_pdflatex
 
 import rnngen
+from rnngen.activations import elementwise
 from rnngen.examples import EXAMPLES, SEEDS
 from rnngen.markdown import MarkdownError, to_markdown
 from rnngen.pipeline import build
@@ -39,13 +40,12 @@ def read_back(result, tex=None, seed=0):
     if result.spec.loss_rule.targets == "classes":
         per_step = np.eye(n_y)[per_step.reshape(-1)]
     per_step = per_step.reshape(len(result.spec.loss_steps), n_y)
-    reader = Reader(
-        tex or result.latex,
-        result.spec.notation == "row",
-        params,
-        xs[:, 0],
-        dict(zip(result.spec.loss_steps, per_step)),
-    )
+    custom = None
+    if result.spec.is_custom:
+        f, slope = (elementwise(f"{k}:{result.spec.hidden}").ufunc for k in ("custom", "custom_derivative"))
+        custom = {"f": f, "f'": slope}
+    steps = dict(zip(result.spec.loss_steps, per_step))
+    reader = Reader(tex or result.latex, result.spec.notation == "row", params, xs[:, 0], steps, custom)
     reader.run()
     loss, grads = module.loss_and_grads(params, xs, targets)
     return reader, loss, grads
@@ -186,3 +186,15 @@ def test_derive_from_python_renders_in_a_notebook_and_exposes_sympy():
     assert numbers == sorted(numbers) and all(isinstance(eq, sp.Eq) for _, eqs in d.formulas for eq in eqs)
     module = d.module()
     assert module.T == 4 and d.check().ok
+
+
+def test_alternating_steps_are_one_formula_so_long_documents_stay_short():
+    """A custom activation keeps z_t beside h_t: the pair is one formula for all t, in the code's order."""
+    sizes = {T: build(RNNSpec(T=T, hidden="x/(1+abs(x))")).latex.count("\n") for T in (50, 200)}
+    assert sizes[200] == sizes[50]
+    result = build(RNNSpec(T=6, hidden="x/(1+abs(x))", output="identity", loss="squared_error"))
+    assert r"\qquad h_{t} = f(z_{t}), \quad t = 1, \dots, 6" in result.latex
+    reader, loss, grads = read_back(result)  # the reader runs the paired line step by step, as written
+    assert reader.loss == pytest.approx(loss, rel=1e-12)
+    for name, g in grads.items():
+        np.testing.assert_allclose(reader.gradients[name].reshape(np.shape(g)), g, rtol=1e-11, atol=1e-14)

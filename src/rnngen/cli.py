@@ -169,7 +169,10 @@ def derive(T, out_dir, no_check, exact, no_latex, markdown, pdf, force, **choice
     click.echo(f"rnngen {__version__}: {spec.name}")
     click.echo(f"  {_describe(spec)}")
     for path, content in files.items():
-        size = f"{len(content) / 1024:.0f} KiB" if isinstance(content, bytes) else f"{content.count(chr(10))} lines"
+        if isinstance(content, bytes):
+            size = f"{getattr(content, 'pages', 0)} pages, {len(content) / 1024:.0f} KiB"
+        else:
+            size = f"{content.count(chr(10))} lines"
         click.echo(f"  wrote {path}  ({size})")
     click.echo("")
     _print_formulas(result)

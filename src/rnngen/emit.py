@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -139,7 +140,13 @@ def pdflatex() -> str:
     return path
 
 
-def compile_pdf(tex: str, name: str) -> bytes:
+class PdfBytes(bytes):
+    """A compiled PDF; ``pages`` is the page count pdflatex reported."""
+
+    pages: int = 0
+
+
+def compile_pdf(tex: str, name: str) -> PdfBytes:
     """Compile a LaTeX document in a scratch directory and return the PDF's bytes.
 
     ``SOURCE_DATE_EPOCH`` pins the dates and the document ID that pdfTeX
@@ -164,4 +171,7 @@ def compile_pdf(tex: str, name: str) -> bytes:
         if run.returncode != 0 or not pdf.exists():
             errors = [line for line in run.stdout.splitlines() if line.startswith("!")] or ["no PDF was produced"]
             raise OutputError(f"pdflatex failed on {name}.tex: {errors[0].lstrip('! ')}")
-        return pdf.read_bytes()
+        result = PdfBytes(pdf.read_bytes())
+        pages = re.search(r"Output written on .*?\((\d+) pages?", run.stdout.replace("\n", ""))
+        result.pages = int(pages.group(1)) if pages else 0
+        return result

@@ -57,29 +57,53 @@ def _steps_note(ts, fmt) -> str:
     return f", t = {lo} down to {hi}" if lo > hi else f", t = {lo}..{hi}"
 
 
+def _runs(forms: list) -> list:
+    """``(start, stop, period)`` runs of statements whose per-step forms repeat.
+
+    Period 1: one form for consecutive steps (``h_t = ...``); period 2: two forms that
+    alternate (``z_t = ...``, ``h_t = f(z_t)`` when a custom activation keeps z_t), which
+    stay one formula so that the code keeps its order. Anything else stands alone.
+    """
+    runs, i, n = [], 0, len(forms)
+    while i < n:
+        stop, period = i + 1, 1
+        if forms[i] is not None:
+            while stop < n and forms[stop] == forms[i]:
+                stop += 1
+            if stop - i == 1 and i + 3 < n and forms[i + 1] not in (None, forms[i]):
+                pair_stop = i
+                while pair_stop + 1 < n and forms[pair_stop : pair_stop + 2] == forms[i : i + 2]:
+                    pair_stop += 2
+                if pair_stop - i >= 4:
+                    stop, period = pair_stop, 2
+        runs.append((i, stop, period))
+        i = stop
+    return runs
+
+
+def _generic_equation(stmt, form, printer, row: bool) -> str:
+    family, template = form
+    return f"{printer(relative(family, 0, stmt.target.shape[0]), row)} = {printer(template, row)}"
+
+
 def final_formulas(program: Program) -> list:
-    """Group consecutive statements that share one per-step form into formulas."""
+    """Group the statements that share a per-step form into numbered formulas."""
     row = program.derivation.spec.notation == "row"
-    groups: list = []
-    for s in program.stmts:
-        form = (s.step[0], step_template(s.expr, s.step[1])) if s.step else None
-        if groups and form is not None and groups[-1][0] == form:
-            groups[-1][1].append(s)
-        else:
-            groups.append((form, [s]))
+    stmts = program.stmts
+    forms = [(s.step[0], step_template(s.expr, s.step[1])) if s.step else None for s in stmts]
     formulas = []
-    for i, (form, stmts) in enumerate(groups):
-        if form is not None and len(stmts) > 1:
-            family, template = form
-            lhs = relative(family, 0, stmts[0].target.shape[0])
-            ts = [s.step[1] for s in stmts]
-            tex = f"{latex(lhs, row)} = {latex(template, row)}{_steps_note(ts, 'latex')}"
-            txt = f"{text(lhs, row)} = {text(template, row)}{_steps_note(ts, 'text')}"
+    for i, (start, stop, period) in enumerate(_runs(forms)):
+        group = stmts[start:stop]
+        if stop - start > 1:
+            ts = [s.step[1] for s in group[::period]]
+            tex = r", \qquad ".join(_generic_equation(group[k], forms[start + k], latex, row) for k in range(period))
+            txt = ";  ".join(_generic_equation(group[k], forms[start + k], text, row) for k in range(period))
+            tex, txt = tex + _steps_note(ts, "latex"), txt + _steps_note(ts, "text")
         else:
-            s = stmts[0]
+            s = group[0]
             tex = f"{latex(s.target, row)} = {latex(s.expr, row)}"
             txt = f"{text(s.target, row)} = {text(s.expr, row)}"
-        formulas.append(Formula(f"final-{i}", aligned(tex), txt, stmts))
+        formulas.append(Formula(f"final-{i}", aligned(tex), txt, group))
     return formulas
 
 
