@@ -266,7 +266,6 @@ def flow(T, n_x, n_h, n_y, scale, seed, weights, plot_path, force, **choices):
             values = F.random_weights(result, sizes, seed, scale)
     except (F.FlowError, OSError, ValueError) as e:
         raise click.ClickException(f"{weights}: {e}") from None
-    png = None
     if plot_path is not None:
         try:
             check_targets([plot_path], force)
