@@ -211,13 +211,28 @@ def latex(T, no_check, **choices):
 @cli.command()
 @spec_options
 @click.option(
-    "--n-x", "n_x", type=click.IntRange(1, 4096), default=8, show_default=True, help="Input size. Example: --n-x 8"
+    "--n-x",
+    "n_x",
+    type=click.IntRange(1, 4096),
+    default=8,
+    show_default=True,
+    help="Input size (read from --weights when given). Example: --n-x 8",
 )
 @click.option(
-    "--n-h", "n_h", type=click.IntRange(1, 4096), default=16, show_default=True, help="Hidden size. Example: --n-h 32"
+    "--n-h",
+    "n_h",
+    type=click.IntRange(1, 4096),
+    default=16,
+    show_default=True,
+    help="Hidden size (read from --weights when given). Example: --n-h 32",
 )
 @click.option(
-    "--n-y", "n_y", type=click.IntRange(1, 4096), default=8, show_default=True, help="Output size. Example: --n-y 8"
+    "--n-y",
+    "n_y",
+    type=click.IntRange(1, 4096),
+    default=8,
+    show_default=True,
+    help="Output size (read from --weights when given). Example: --n-y 8",
 )
 @click.option(
     "--scale",

@@ -100,10 +100,6 @@ class Notation:
         return self.indexed("D", t)
 
 
-def _minus_one(t) -> str:
-    return str(t - 1) if isinstance(t, int) else f"{t}-1"
-
-
 # --- form 1: the sum over paths -----------------------------------------------------
 
 
@@ -397,7 +393,6 @@ def latex_context(derivation: Derivation, formulas: list, numbering: Numbering, 
         recurrent_jacobian=n.recurrent_jacobian,
         output_jacobian_o=n.output_jacobian,
         names=n.names,
-        names_raw=spec.role_names,
         hidden_by_output=h_t in A.symbols_in(derivative),
         output_jacobian=spec.output_layer.jacobian,
         output_jacobian_matrix=spec.output_layer.jacobian_matrix.format(yhat=yhat_t, outer=outer),

@@ -25,7 +25,7 @@ from rnngen import algebra as A
 from rnngen.activations import elementwise
 from rnngen.evaluate import evaluate, run
 from rnngen.pipeline import Build
-from rnngen.unroll import SIZES, parameters, step_name
+from rnngen.unroll import SIZES, parameters, step, step_name
 
 
 class FlowError(ValueError):
@@ -55,6 +55,12 @@ class Flow:
     loss: float
 
 
+def _shape(param, sizes: tuple) -> tuple:
+    """The numeric shape of a parameter symbol at ``sizes = (n_x, n_h, n_y)``."""
+    dims = dict(zip(SIZES.values(), sizes))
+    return tuple(int(sp.sympify(d).subs(dims)) for d in param.shape)
+
+
 def random_weights(result: Build, sizes: tuple, seed: int, scale: float) -> dict:
     """Parameters drawn like ``init_params``, with the recurrent weights scaled by ``scale``.
 
@@ -62,11 +68,10 @@ def random_weights(result: Build, sizes: tuple, seed: int, scale: float) -> dict
     matrix), so ``||W|| = scale`` exactly and the bound is easy to read.
     """
     rng = np.random.default_rng(seed)
-    dims = dict(zip(SIZES.values(), sizes))
     recurrent = result.spec.role_names["recurrent"]
     values = {}
     for name, p in result.derivation.graph.params.items():
-        rows, cols = (int(sp.sympify(d).subs(dims)) for d in p.shape)
+        rows, cols = _shape(p, sizes)
         if name == recurrent:
             q, _ = np.linalg.qr(rng.standard_normal((rows, rows)))
             values[name] = scale * q
@@ -84,10 +89,9 @@ def check_weights(result: Build, weights: dict, sizes: tuple) -> dict:
     missing = [n for n in params if n not in weights]
     if missing:
         raise FlowError(f"the weights lack {', '.join(missing)}; they need {', '.join(params)}")
-    dims = dict(zip(SIZES.values(), sizes))
     out = {}
     for name, p in params.items():
-        shape = tuple(int(sp.sympify(d).subs(dims)) for d in p.shape)
+        shape = _shape(p, sizes)
         value = np.asarray(weights[name], dtype=np.float64)
         value = value.reshape(-1, 1) if value.ndim == 1 else value
         if value.shape != shape:
@@ -126,13 +130,12 @@ def measure(result: Build, weights: dict, sizes: tuple, seed: int = 0) -> Flow:
     _, math_weights = parameters(spec)
     J = evaluate(math_weights["recurrent"], weights, dims)
     rule = elementwise(spec.hidden_key)
-    z = [None] + [sp.MatrixSymbol(step_name("z", t), SIZES["n_h"], A.B) for t in range(1, spec.T + 1)]
-    h = [None] + [sp.MatrixSymbol(step_name("h", t), SIZES["n_h"], A.B) for t in range(1, spec.T + 1)]
     product = np.eye(n_h)
     jacobian, gradient = [], []
     for k in range(spec.T, -1, -1):  # dh_T/dh_k = (dh_T/dh_{k+1}) D_{k+1} J
         if k < spec.T:
-            slope = evaluate(rule.derivative(z[k + 1], h[k + 1]), values, dims)[:, 0]
+            z, h = (step(family, k + 1, SIZES["n_h"]) for family in ("z", "h"))
+            slope = evaluate(rule.derivative(z, h), values, dims)[:, 0]
             product = product @ (slope[:, None] * J)
         jacobian.append(float(np.linalg.norm(product, 2)))
         gradient.append(float(np.linalg.norm(values[step_name("dh", k)])))
