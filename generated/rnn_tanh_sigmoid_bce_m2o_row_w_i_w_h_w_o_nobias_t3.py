@@ -110,6 +110,7 @@ def loss(params, xs, targets):
     h, o, yhat = _forward(w_i, w_h, w_o, h0, x)
     # (32) E = (y_3 ∘ softplus(-o_3) + (1ᵀ - y_3) ∘ softplus(o_3)) 1
     E = np.sum(y[0] * np.logaddexp(0.0, -o[0]) + (1.0 - y[0]) * np.logaddexp(0.0, o[0]))
+    _SPARE.update(h=h, o=o, yhat=yhat)
     return E
 
 
@@ -129,22 +130,30 @@ def loss_and_grads(params, xs, targets):
     # (32) E = (y_3 ∘ softplus(-o_3) + (1ᵀ - y_3) ∘ softplus(o_3)) 1
     E = np.sum(y[0] * np.logaddexp(0.0, -o[0]) + (1.0 - y[0]) * np.logaddexp(0.0, o[0]))
     # (33) δo_3 = ŷ_3 - y_3
-    do = np.empty((1, B, n_y), dtype=x.dtype)
-    do[0] = yhat[0] - y[0]
-    # (34) δz_3 = (δo_3 w_oᵀ) ∘ (1ᵀ - h_3 ∘ h_3)
-    dz = np.empty((T, B, n_h), dtype=x.dtype)
-    dz[2] = (do[0] @ w_o.T) * (1.0 - h[3] * h[3])
-    # (35) δz_t = (δz_{t+1} w_hᵀ) ∘ (1ᵀ - h_t ∘ h_t), t = 2 down to 1
-    dz[1] = (dz[2] @ w_h.T) * (1.0 - h[2] * h[2])
-    dz[0] = (dz[1] @ w_h.T) * (1.0 - h[1] * h[1])
-    # (36) dE/dw_i = X[1..3]ᵀ Δz[1..3]
+    do = _scratch("do", (1, B, n_y), x.dtype)
+    np.subtract(yhat[0], y[0], out=do[0])
+    # (34) F′[1..3] = 1ᵀ - H[1..3] ∘ H[1..3]
+    fprime = _scratch("fprime", (T, B, n_h), x.dtype)
+    np.square(h[1:].reshape(-1, n_h), out=fprime.reshape(-1, n_h))
+    np.subtract(1.0, fprime.reshape(-1, n_h), out=fprime.reshape(-1, n_h))
+    # (35) δz_3 = (δo_3 w_oᵀ) ∘ f′_3
+    dz = _scratch("dz", (T, B, n_h), x.dtype)
+    np.matmul(do[0], w_o.T, out=dz[2])
+    dz[2] *= fprime[2]
+    # (36) δz_t = (δz_{t+1} w_hᵀ) ∘ f′_t, t = 2 down to 1
+    np.matmul(dz[2], w_h.T, out=dz[1])
+    dz[1] *= fprime[1]
+    np.matmul(dz[1], w_h.T, out=dz[0])
+    dz[0] *= fprime[0]
+    # (37) dE/dw_i = X[1..3]ᵀ Δz[1..3]
     dw_i = x.reshape(-1, n_x).T @ dz.reshape(-1, n_h)
-    # (37) dE/dw_h = H[0..2]ᵀ Δz[1..3]
+    # (38) dE/dw_h = H[0..2]ᵀ Δz[1..3]
     dw_h = h[:-1].reshape(-1, n_h).T @ dz.reshape(-1, n_h)
-    # (38) dE/dw_o = h_3ᵀ δo_3
+    # (39) dE/dw_o = h_3ᵀ δo_3
     dw_o = h[3].T @ do[0]
-    # (39) dE/dh_0 = δz_1 w_hᵀ
+    # (40) dE/dh_0 = δz_1 w_hᵀ
     dh0 = (dz[0] @ w_h.T).sum(axis=0)
+    _SPARE.update(h=h, o=o, yhat=yhat, do=do, fprime=fprime, dz=dz)
     return E, {"w_i": dw_i, "w_h": dw_h, "w_o": dw_o, "h0": dh0}
 
 
@@ -154,21 +163,48 @@ def _forward(w_i, w_h, w_o, h0, x):
     n_h = w_i.shape[1]
     n_y = w_o.shape[1]
     # h_0: the given vector, for every sequence
-    h = np.empty((T + 1, B, n_h), dtype=x.dtype)
+    h = _scratch("h", (T + 1, B, n_h), x.dtype)
     h[0] = h0
     # (28) Z̃[1..3] = X[1..3] w_i
-    pre_z = (x.reshape(-1, n_x) @ w_i).reshape(T, B, -1)
+    pre_z = _scratch("pre_z", (T, B, n_h), x.dtype)
+    np.matmul(x.reshape(-1, n_x), w_i, out=pre_z.reshape(-1, n_h))
     # (29) h_t = tanh(z̃_t + h_{t-1} w_h), t = 1..3
-    h[1] = np.tanh(pre_z[0] + h[0] @ w_h)
-    h[2] = np.tanh(pre_z[1] + h[1] @ w_h)
-    h[3] = np.tanh(pre_z[2] + h[2] @ w_h)
+    np.matmul(h[0], w_h, out=h[1])
+    h[1] += pre_z[0]
+    np.tanh(h[1], out=h[1])
+    np.matmul(h[1], w_h, out=h[2])
+    h[2] += pre_z[1]
+    np.tanh(h[2], out=h[2])
+    np.matmul(h[2], w_h, out=h[3])
+    h[3] += pre_z[2]
+    np.tanh(h[3], out=h[3])
     # (30) o_3 = h_3 w_o
-    o = np.empty((1, B, n_y), dtype=x.dtype)
-    o[0] = h[3] @ w_o
+    o = _scratch("o", (1, B, n_y), x.dtype)
+    np.matmul(h[3], w_o, out=o[0])
     # (31) ŷ_3 = σ(o_3)
-    yhat = np.empty((1, B, n_y), dtype=x.dtype)
+    yhat = _scratch("yhat", (1, B, n_y), x.dtype)
     yhat[0] = _sigmoid(o[0])
+    _SPARE.update(pre_z=pre_z)
     return h, o, yhat
+
+
+#: Scratch buffers kept between calls, one per family (the last sizes used), so that a training
+#: loop does not pay the operating system for fresh pages on every call. A call takes its buffers
+#: out of this dict and puts them back when it is done, so two threads never share one; buffers
+#: that ``forward`` returns are never put back. ``free_buffers()`` releases them.
+_SPARE = {}
+
+
+def _scratch(name, shape, dtype):
+    buf = _SPARE.pop(name, None)
+    if buf is None or buf.shape != shape or buf.dtype != dtype:
+        buf = np.empty(shape, dtype)
+    return buf
+
+
+def free_buffers():
+    """Release the scratch buffers that ``loss`` and ``loss_and_grads`` keep between calls."""
+    _SPARE.clear()
 
 
 def _sigmoid(a):
@@ -179,26 +215,19 @@ def _sigmoid(a):
 def _prepare(params, xs):
     """Check the arguments; return the parameters in the dtype of ``xs``, ``x`` as (T, B, n_x)."""
     x = np.asarray(xs)
-    if x.dtype not in (np.float32, np.float64):
+    if x.dtype != np.float64 and x.dtype != np.float32:
         raise ValueError(f"xs has dtype {x.dtype}; expected float32 or float64")
     if not isinstance(params, dict):
         raise ValueError(f"params must be a dict with keys {', '.join(PARAM_SHAPES)}")
-    missing = [k for k in PARAM_SHAPES if k not in params]
-    if missing:
-        raise ValueError(f"params is missing {', '.join(missing)}; expected keys {', '.join(PARAM_SHAPES)}")
-    sizes = {}
-    arrays = []
-    for name, dims in PARAM_SHAPES.items():
-        p = np.asarray(params[name])
-        if not np.issubdtype(p.dtype, np.floating):
-            raise ValueError(f"params[{name!r}] has dtype {p.dtype}; expected a float array")
-        if p.ndim != len(dims):
-            raise ValueError(f"params[{name!r}] has shape {p.shape}; expected ({', '.join(dims)})")
-        for d, n in zip(dims, p.shape):
-            if sizes.setdefault(d, n) != n:
-                want = ", ".join(f"{e}={sizes[e]}" for e in dims)
-                raise ValueError(f"params[{name!r}] has shape {p.shape}; expected ({', '.join(dims)}) with {want}")
-        arrays.append(p.astype(x.dtype, copy=False))
+    try:
+        arrays = [np.asarray(params[name]) for name in PARAM_SHAPES]
+    except KeyError:
+        missing = [k for k in PARAM_SHAPES if k not in params]
+        raise ValueError(f"params is missing {', '.join(missing)}; expected keys {', '.join(PARAM_SHAPES)}") from None
+    # Shapes and dtypes seen before need no second look: the check runs on every call.
+    signature = tuple((p.shape, p.dtype.kind) for p in arrays)
+    sizes = _CHECKED.get(signature) or _check_params(arrays, signature)
+    arrays = [p if p.dtype == x.dtype else p.astype(x.dtype) for p in arrays]
     single = x.ndim == 2
     if single:
         x = x[:, None, :]
@@ -210,16 +239,36 @@ def _prepare(params, xs):
     return (*arrays, x, single)
 
 
+#: Parameter signatures (shapes, dtype kinds) that passed ``_check_params`` -> the sizes they give.
+_CHECKED = {}
+
+
+def _check_params(arrays, signature):
+    sizes = {}
+    for (name, dims), p in zip(PARAM_SHAPES.items(), arrays):
+        if p.dtype.kind != "f":
+            raise ValueError(f"params[{name!r}] has dtype {p.dtype}; expected a float array")
+        if p.ndim != len(dims):
+            raise ValueError(f"params[{name!r}] has shape {p.shape}; expected ({', '.join(dims)})")
+        for d, n in zip(dims, p.shape):
+            if sizes.setdefault(d, n) != n:
+                want = ", ".join(f"{e}={sizes[e]}" for e in dims)
+                raise ValueError(f"params[{name!r}] has shape {p.shape}; expected ({', '.join(dims)}) with {want}")
+    if len(_CHECKED) < 64:  # a bound, for a caller that tries many sizes
+        _CHECKED[signature] = sizes
+    return sizes
+
+
 def _targets(targets, x, n_out, single):
     """Targets as rows (1, B, n_out) in the dtype of ``x``."""
     y = np.asarray(targets)
     B = x.shape[1]
     lead = () if single else (B,)
-    if not (np.issubdtype(y.dtype, np.floating) or np.issubdtype(y.dtype, np.integer)):
+    if y.dtype.kind not in "fiu":
         raise ValueError(f"targets have dtype {y.dtype}; expected real numbers")
     if y.shape != lead + (n_out,):
         raise ValueError(f"targets have shape {y.shape}; expected {lead + (n_out,)}")
-    y = y.astype(x.dtype, copy=False)
+    y = y if y.dtype == x.dtype else y.astype(x.dtype)
     if y.size and (y.min() < 0 or y.max() > 1):
         raise ValueError("targets must lie in [0, 1] (they are probabilities)")
     y = y[None]

@@ -108,7 +108,8 @@ def loss(params, xs, targets):
     h, o, yhat = _forward(W, U, V, h0, x)
     n_y = V.shape[1]
     # (32) E = -1ᵀ (Y[1..5] ∘ log_softmax(O[1..5])) 1
-    E = -np.sum(y.reshape(-1, n_y) * _log_softmax(o))
+    E = -np.vdot(y.reshape(-1, n_y), _log_softmax(o))
+    _SPARE.update(h=h, o=o, yhat=yhat)
     return E
 
 
@@ -126,27 +127,42 @@ def loss_and_grads(params, xs, targets):
     n_h = W.shape[1]
     n_y = V.shape[1]
     # (32) E = -1ᵀ (Y[1..5] ∘ log_softmax(O[1..5])) 1
-    E = -np.sum(y.reshape(-1, n_y) * _log_softmax(o))
+    E = -np.vdot(y.reshape(-1, n_y), _log_softmax(o))
     # (33) Δo[1..5] = Ŷ[1..5] - Y[1..5]
-    do = yhat - y.reshape(-1, n_y)
+    do = _scratch("do", (T * B, n_y), x.dtype)
+    np.subtract(yhat, y.reshape(-1, n_y), out=do)
     # (34) Δ̃h[1..5] = Δo[1..5] Vᵀ
-    pre_dh = (do @ V.T).reshape(T, B, -1)
-    # (35) δz_5 = δ̃h_5 ∘ (1ᵀ - h_5 ∘ h_5)
-    dz = np.empty((T, B, n_h), dtype=x.dtype)
-    dz[4] = pre_dh[4] * (1.0 - h[5] * h[5])
-    # (36) δz_t = (δ̃h_t + δz_{t+1} Uᵀ) ∘ (1ᵀ - h_t ∘ h_t), t = 4 down to 1
-    dz[3] = (pre_dh[3] + dz[4] @ U.T) * (1.0 - h[4] * h[4])
-    dz[2] = (pre_dh[2] + dz[3] @ U.T) * (1.0 - h[3] * h[3])
-    dz[1] = (pre_dh[1] + dz[2] @ U.T) * (1.0 - h[2] * h[2])
-    dz[0] = (pre_dh[0] + dz[1] @ U.T) * (1.0 - h[1] * h[1])
-    # (37) dE/dW = X[1..5]ᵀ Δz[1..5]
+    pre_dh = _scratch("pre_dh", (T, B, n_h), x.dtype)
+    np.matmul(do, V.T, out=pre_dh.reshape(-1, n_h))
+    # (35) F′[1..5] = 1ᵀ - H[1..5] ∘ H[1..5]
+    fprime = _scratch("fprime", (T, B, n_h), x.dtype)
+    np.square(h[1:].reshape(-1, n_h), out=fprime.reshape(-1, n_h))
+    np.subtract(1.0, fprime.reshape(-1, n_h), out=fprime.reshape(-1, n_h))
+    # (36) δz_5 = δ̃h_5 ∘ f′_5
+    dz = _scratch("dz", (T, B, n_h), x.dtype)
+    dz[4] = pre_dh[4] * fprime[4]
+    # (37) δz_t = (δ̃h_t + δz_{t+1} Uᵀ) ∘ f′_t, t = 4 down to 1
+    np.matmul(dz[4], U.T, out=dz[3])
+    dz[3] += pre_dh[3]
+    dz[3] *= fprime[3]
+    np.matmul(dz[3], U.T, out=dz[2])
+    dz[2] += pre_dh[2]
+    dz[2] *= fprime[2]
+    np.matmul(dz[2], U.T, out=dz[1])
+    dz[1] += pre_dh[1]
+    dz[1] *= fprime[1]
+    np.matmul(dz[1], U.T, out=dz[0])
+    dz[0] += pre_dh[0]
+    dz[0] *= fprime[0]
+    # (38) dE/dW = X[1..5]ᵀ Δz[1..5]
     dW = x.reshape(-1, n_x).T @ dz.reshape(-1, n_h)
-    # (38) dE/dU = H[0..4]ᵀ Δz[1..5]
+    # (39) dE/dU = H[0..4]ᵀ Δz[1..5]
     dU = h[:-1].reshape(-1, n_h).T @ dz.reshape(-1, n_h)
-    # (39) dE/dV = H[1..5]ᵀ Δo[1..5]
+    # (40) dE/dV = H[1..5]ᵀ Δo[1..5]
     dV = h[1:].reshape(-1, n_h).T @ do
-    # (40) dE/dh_0 = δz_1 Uᵀ
+    # (41) dE/dh_0 = δz_1 Uᵀ
     dh0 = (dz[0] @ U.T).sum(axis=0)
+    _SPARE.update(h=h, o=o, yhat=yhat, do=do, pre_dh=pre_dh, fprime=fprime, dz=dz)
     return E, {"W": dW, "U": dU, "V": dV, "h0": dh0}
 
 
@@ -154,58 +170,88 @@ def _forward(W, U, V, h0, x):
     B = x.shape[1]
     n_x = W.shape[0]
     n_h = W.shape[1]
+    n_y = V.shape[1]
     # h_0: the given vector, for every sequence
-    h = np.empty((T + 1, B, n_h), dtype=x.dtype)
+    h = _scratch("h", (T + 1, B, n_h), x.dtype)
     h[0] = h0
     # (28) Z̃[1..5] = X[1..5] W
-    pre_z = (x.reshape(-1, n_x) @ W).reshape(T, B, -1)
+    pre_z = _scratch("pre_z", (T, B, n_h), x.dtype)
+    np.matmul(x.reshape(-1, n_x), W, out=pre_z.reshape(-1, n_h))
     # (29) h_t = tanh(z̃_t + h_{t-1} U), t = 1..5
-    h[1] = np.tanh(pre_z[0] + h[0] @ U)
-    h[2] = np.tanh(pre_z[1] + h[1] @ U)
-    h[3] = np.tanh(pre_z[2] + h[2] @ U)
-    h[4] = np.tanh(pre_z[3] + h[3] @ U)
-    h[5] = np.tanh(pre_z[4] + h[4] @ U)
+    np.matmul(h[0], U, out=h[1])
+    h[1] += pre_z[0]
+    np.tanh(h[1], out=h[1])
+    np.matmul(h[1], U, out=h[2])
+    h[2] += pre_z[1]
+    np.tanh(h[2], out=h[2])
+    np.matmul(h[2], U, out=h[3])
+    h[3] += pre_z[2]
+    np.tanh(h[3], out=h[3])
+    np.matmul(h[3], U, out=h[4])
+    h[4] += pre_z[3]
+    np.tanh(h[4], out=h[4])
+    np.matmul(h[4], U, out=h[5])
+    h[5] += pre_z[4]
+    np.tanh(h[5], out=h[5])
     # (30) O[1..5] = H[1..5] V
-    o = h[1:].reshape(-1, n_h) @ V
+    o = _scratch("o", (T * B, n_y), x.dtype)
+    np.matmul(h[1:].reshape(-1, n_h), V, out=o)
     # (31) Ŷ[1..5] = softmax(O[1..5])
-    yhat = _softmax(o)
+    yhat = _scratch("yhat", (T * B, n_y), x.dtype)
+    _softmax(o, out=yhat)
+    _SPARE.update(pre_z=pre_z)
     return h, o, yhat
+
+
+#: Scratch buffers kept between calls, one per family (the last sizes used), so that a training
+#: loop does not pay the operating system for fresh pages on every call. A call takes its buffers
+#: out of this dict and puts them back when it is done, so two threads never share one; buffers
+#: that ``forward`` returns are never put back. ``free_buffers()`` releases them.
+_SPARE = {}
+
+
+def _scratch(name, shape, dtype):
+    buf = _SPARE.pop(name, None)
+    if buf is None or buf.shape != shape or buf.dtype != dtype:
+        buf = np.empty(shape, dtype)
+    return buf
+
+
+def free_buffers():
+    """Release the scratch buffers that ``loss`` and ``loss_and_grads`` keep between calls."""
+    _SPARE.clear()
 
 
 def _log_softmax(a):
     # log-sum-exp: no overflow for large logits, no log(0) for tiny probabilities
     s = a - a.max(axis=-1, keepdims=True)
-    return s - np.log(np.exp(s).sum(axis=-1, keepdims=True))
+    s -= np.log(np.exp(s).sum(axis=-1, keepdims=True))
+    return s
 
 
-def _softmax(a):
-    e = np.exp(a - a.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+def _softmax(a, out=None):
+    out = np.subtract(a, a.max(axis=-1, keepdims=True), out=out)
+    np.exp(out, out=out)
+    out /= out.sum(axis=-1, keepdims=True)
+    return out
 
 
 def _prepare(params, xs):
     """Check the arguments; return the parameters in the dtype of ``xs``, ``x`` as (T, B, n_x)."""
     x = np.asarray(xs)
-    if x.dtype not in (np.float32, np.float64):
+    if x.dtype != np.float64 and x.dtype != np.float32:
         raise ValueError(f"xs has dtype {x.dtype}; expected float32 or float64")
     if not isinstance(params, dict):
         raise ValueError(f"params must be a dict with keys {', '.join(PARAM_SHAPES)}")
-    missing = [k for k in PARAM_SHAPES if k not in params]
-    if missing:
-        raise ValueError(f"params is missing {', '.join(missing)}; expected keys {', '.join(PARAM_SHAPES)}")
-    sizes = {}
-    arrays = []
-    for name, dims in PARAM_SHAPES.items():
-        p = np.asarray(params[name])
-        if not np.issubdtype(p.dtype, np.floating):
-            raise ValueError(f"params[{name!r}] has dtype {p.dtype}; expected a float array")
-        if p.ndim != len(dims):
-            raise ValueError(f"params[{name!r}] has shape {p.shape}; expected ({', '.join(dims)})")
-        for d, n in zip(dims, p.shape):
-            if sizes.setdefault(d, n) != n:
-                want = ", ".join(f"{e}={sizes[e]}" for e in dims)
-                raise ValueError(f"params[{name!r}] has shape {p.shape}; expected ({', '.join(dims)}) with {want}")
-        arrays.append(p.astype(x.dtype, copy=False))
+    try:
+        arrays = [np.asarray(params[name]) for name in PARAM_SHAPES]
+    except KeyError:
+        missing = [k for k in PARAM_SHAPES if k not in params]
+        raise ValueError(f"params is missing {', '.join(missing)}; expected keys {', '.join(PARAM_SHAPES)}") from None
+    # Shapes and dtypes seen before need no second look: the check runs on every call.
+    signature = tuple((p.shape, p.dtype.kind) for p in arrays)
+    sizes = _CHECKED.get(signature) or _check_params(arrays, signature)
+    arrays = [p if p.dtype == x.dtype else p.astype(x.dtype) for p in arrays]
     single = x.ndim == 2
     if single:
         x = x[:, None, :]
@@ -217,23 +263,41 @@ def _prepare(params, xs):
     return (*arrays, x, single)
 
 
+#: Parameter signatures (shapes, dtype kinds) that passed ``_check_params`` -> the sizes they give.
+_CHECKED = {}
+
+
+def _check_params(arrays, signature):
+    sizes = {}
+    for (name, dims), p in zip(PARAM_SHAPES.items(), arrays):
+        if p.dtype.kind != "f":
+            raise ValueError(f"params[{name!r}] has dtype {p.dtype}; expected a float array")
+        if p.ndim != len(dims):
+            raise ValueError(f"params[{name!r}] has shape {p.shape}; expected ({', '.join(dims)})")
+        for d, n in zip(dims, p.shape):
+            if sizes.setdefault(d, n) != n:
+                want = ", ".join(f"{e}={sizes[e]}" for e in dims)
+                raise ValueError(f"params[{name!r}] has shape {p.shape}; expected ({', '.join(dims)}) with {want}")
+    if len(_CHECKED) < 64:  # a bound, for a caller that tries many sizes
+        _CHECKED[signature] = sizes
+    return sizes
+
+
 def _targets(targets, x, n_out, single):
     """Targets as rows (T, B, n_out) in the dtype of ``x``."""
     y = np.asarray(targets)
     B = x.shape[1]
     lead = (T,) if single else (T, B)
-    if np.issubdtype(y.dtype, np.integer):
+    if y.dtype.kind in "iu":
         if y.shape != lead:
             raise ValueError(f"targets (class indices) have shape {y.shape}; expected {lead}")
         if y.size and (y.min() < 0 or y.max() >= n_out):
             raise ValueError(f"targets (class indices) must lie in 0..{n_out - 1}")
-        one_hot = np.zeros(y.shape + (n_out,), dtype=x.dtype)
-        np.put_along_axis(one_hot, y[..., None], 1.0, axis=-1)
-        y = one_hot
-    elif np.issubdtype(y.dtype, np.floating):
+        y = np.eye(n_out, dtype=x.dtype)[y]  # one-hot rows, one gather
+    elif y.dtype.kind == "f":
         if y.shape != lead + (n_out,):
             raise ValueError(f"targets (one-hot) have shape {y.shape}; expected {lead + (n_out,)}")
-        y = y.astype(x.dtype, copy=False)
+        y = y if y.dtype == x.dtype else y.astype(x.dtype)
         # The fused output gradient (yhat - y) holds only for targets that sum to one.
         if not np.allclose(y.sum(axis=-1), 1.0, atol=1e-3 if y.dtype == np.float32 else 1e-6):
             raise ValueError("targets (one-hot) must sum to 1 over the last axis")

@@ -110,7 +110,8 @@ def loss(params, xs, targets):
     h, o, yhat = _forward(U, W, V, b, c, h0, x)
     n_y = V.shape[0]
     # (38) E = -1ᵀ (Y[1..20] ∘ log_softmax(O[1..20])) 1
-    E = -np.sum(y.reshape(-1, n_y) * _log_softmax(o))
+    E = -np.vdot(y.reshape(-1, n_y), _log_softmax(o))
+    _SPARE.update(h=h, o=o, yhat=yhat)
     return E
 
 
@@ -128,46 +129,91 @@ def loss_and_grads(params, xs, targets):
     n_h = U.shape[0]
     n_y = V.shape[0]
     # (38) E = -1ᵀ (Y[1..20] ∘ log_softmax(O[1..20])) 1
-    E = -np.sum(y.reshape(-1, n_y) * _log_softmax(o))
+    E = -np.vdot(y.reshape(-1, n_y), _log_softmax(o))
     # (39) Δo[1..20] = Ŷ[1..20] - Y[1..20]
-    do = yhat - y.reshape(-1, n_y)
+    do = _scratch("do", (T * B, n_y), x.dtype)
+    np.subtract(yhat, y.reshape(-1, n_y), out=do)
     # (40) Δ̃h[1..20] = Vᵀ Δo[1..20]
-    pre_dh = (do @ V).reshape(T, B, -1)
-    # (41) δz_20 = δ̃h_20 ∘ (1 - h_20 ∘ h_20)
-    dz = np.empty((T, B, n_h), dtype=x.dtype)
-    dz[19] = pre_dh[19] * (1.0 - h[20] * h[20])
-    # (42) δz_t = (δ̃h_t + Wᵀ δz_{t+1}) ∘ (1 - h_t ∘ h_t), t = 19 down to 1
-    dz[18] = (pre_dh[18] + dz[19] @ W) * (1.0 - h[19] * h[19])
-    dz[17] = (pre_dh[17] + dz[18] @ W) * (1.0 - h[18] * h[18])
-    dz[16] = (pre_dh[16] + dz[17] @ W) * (1.0 - h[17] * h[17])
-    dz[15] = (pre_dh[15] + dz[16] @ W) * (1.0 - h[16] * h[16])
-    dz[14] = (pre_dh[14] + dz[15] @ W) * (1.0 - h[15] * h[15])
-    dz[13] = (pre_dh[13] + dz[14] @ W) * (1.0 - h[14] * h[14])
-    dz[12] = (pre_dh[12] + dz[13] @ W) * (1.0 - h[13] * h[13])
-    dz[11] = (pre_dh[11] + dz[12] @ W) * (1.0 - h[12] * h[12])
-    dz[10] = (pre_dh[10] + dz[11] @ W) * (1.0 - h[11] * h[11])
-    dz[9] = (pre_dh[9] + dz[10] @ W) * (1.0 - h[10] * h[10])
-    dz[8] = (pre_dh[8] + dz[9] @ W) * (1.0 - h[9] * h[9])
-    dz[7] = (pre_dh[7] + dz[8] @ W) * (1.0 - h[8] * h[8])
-    dz[6] = (pre_dh[6] + dz[7] @ W) * (1.0 - h[7] * h[7])
-    dz[5] = (pre_dh[5] + dz[6] @ W) * (1.0 - h[6] * h[6])
-    dz[4] = (pre_dh[4] + dz[5] @ W) * (1.0 - h[5] * h[5])
-    dz[3] = (pre_dh[3] + dz[4] @ W) * (1.0 - h[4] * h[4])
-    dz[2] = (pre_dh[2] + dz[3] @ W) * (1.0 - h[3] * h[3])
-    dz[1] = (pre_dh[1] + dz[2] @ W) * (1.0 - h[2] * h[2])
-    dz[0] = (pre_dh[0] + dz[1] @ W) * (1.0 - h[1] * h[1])
-    # (43) dE/dU = Δz[1..20] X[1..20]ᵀ
+    pre_dh = _scratch("pre_dh", (T, B, n_h), x.dtype)
+    np.matmul(do, V, out=pre_dh.reshape(-1, n_h))
+    # (41) F′[1..20] = 1 - H[1..20] ∘ H[1..20]
+    fprime = _scratch("fprime", (T, B, n_h), x.dtype)
+    np.square(h[1:].reshape(-1, n_h), out=fprime.reshape(-1, n_h))
+    np.subtract(1.0, fprime.reshape(-1, n_h), out=fprime.reshape(-1, n_h))
+    # (42) δz_20 = δ̃h_20 ∘ f′_20
+    dz = _scratch("dz", (T, B, n_h), x.dtype)
+    dz[19] = pre_dh[19] * fprime[19]
+    # (43) δz_t = (δ̃h_t + Wᵀ δz_{t+1}) ∘ f′_t, t = 19 down to 1
+    np.matmul(dz[19], W, out=dz[18])
+    dz[18] += pre_dh[18]
+    dz[18] *= fprime[18]
+    np.matmul(dz[18], W, out=dz[17])
+    dz[17] += pre_dh[17]
+    dz[17] *= fprime[17]
+    np.matmul(dz[17], W, out=dz[16])
+    dz[16] += pre_dh[16]
+    dz[16] *= fprime[16]
+    np.matmul(dz[16], W, out=dz[15])
+    dz[15] += pre_dh[15]
+    dz[15] *= fprime[15]
+    np.matmul(dz[15], W, out=dz[14])
+    dz[14] += pre_dh[14]
+    dz[14] *= fprime[14]
+    np.matmul(dz[14], W, out=dz[13])
+    dz[13] += pre_dh[13]
+    dz[13] *= fprime[13]
+    np.matmul(dz[13], W, out=dz[12])
+    dz[12] += pre_dh[12]
+    dz[12] *= fprime[12]
+    np.matmul(dz[12], W, out=dz[11])
+    dz[11] += pre_dh[11]
+    dz[11] *= fprime[11]
+    np.matmul(dz[11], W, out=dz[10])
+    dz[10] += pre_dh[10]
+    dz[10] *= fprime[10]
+    np.matmul(dz[10], W, out=dz[9])
+    dz[9] += pre_dh[9]
+    dz[9] *= fprime[9]
+    np.matmul(dz[9], W, out=dz[8])
+    dz[8] += pre_dh[8]
+    dz[8] *= fprime[8]
+    np.matmul(dz[8], W, out=dz[7])
+    dz[7] += pre_dh[7]
+    dz[7] *= fprime[7]
+    np.matmul(dz[7], W, out=dz[6])
+    dz[6] += pre_dh[6]
+    dz[6] *= fprime[6]
+    np.matmul(dz[6], W, out=dz[5])
+    dz[5] += pre_dh[5]
+    dz[5] *= fprime[5]
+    np.matmul(dz[5], W, out=dz[4])
+    dz[4] += pre_dh[4]
+    dz[4] *= fprime[4]
+    np.matmul(dz[4], W, out=dz[3])
+    dz[3] += pre_dh[3]
+    dz[3] *= fprime[3]
+    np.matmul(dz[3], W, out=dz[2])
+    dz[2] += pre_dh[2]
+    dz[2] *= fprime[2]
+    np.matmul(dz[2], W, out=dz[1])
+    dz[1] += pre_dh[1]
+    dz[1] *= fprime[1]
+    np.matmul(dz[1], W, out=dz[0])
+    dz[0] += pre_dh[0]
+    dz[0] *= fprime[0]
+    # (44) dE/dU = Δz[1..20] X[1..20]ᵀ
     dU = dz.reshape(-1, n_h).T @ x.reshape(-1, n_x)
-    # (44) dE/dW = Δz[1..20] H[0..19]ᵀ
+    # (45) dE/dW = Δz[1..20] H[0..19]ᵀ
     dW = dz.reshape(-1, n_h).T @ h[:-1].reshape(-1, n_h)
-    # (45) dE/dV = Δo[1..20] H[1..20]ᵀ
+    # (46) dE/dV = Δo[1..20] H[1..20]ᵀ
     dV = do.T @ h[1:].reshape(-1, n_h)
-    # (46) dE/db = Δz[1..20] 1
+    # (47) dE/db = Δz[1..20] 1
     db = dz.reshape(-1, n_h).sum(axis=0)
-    # (47) dE/dc = Δo[1..20] 1
+    # (48) dE/dc = Δo[1..20] 1
     dc = do.sum(axis=0)
-    # (48) dE/dh_0 = Wᵀ δz_1
+    # (49) dE/dh_0 = Wᵀ δz_1
     dh0 = (dz[0] @ W).sum(axis=0)
+    _SPARE.update(h=h, o=o, yhat=yhat, do=do, pre_dh=pre_dh, fprime=fprime, dz=dz)
     return E, {"U": dU, "W": dW, "V": dV, "b": db, "c": dc, "h0": dh0}
 
 
@@ -175,73 +221,135 @@ def _forward(U, W, V, b, c, h0, x):
     B = x.shape[1]
     n_x = U.shape[1]
     n_h = U.shape[0]
+    n_y = V.shape[0]
     # h_0: the given vector, for every sequence
-    h = np.empty((T + 1, B, n_h), dtype=x.dtype)
+    h = _scratch("h", (T + 1, B, n_h), x.dtype)
     h[0] = h0
     # (34) Z̃[1..20] = U X[1..20] + b 1ᵀ
-    pre_z = (x.reshape(-1, n_x) @ U.T + b).reshape(T, B, -1)
+    pre_z = _scratch("pre_z", (T, B, n_h), x.dtype)
+    np.matmul(x.reshape(-1, n_x), U.T, out=pre_z.reshape(-1, n_h))
+    np.add(pre_z.reshape(-1, n_h), b, out=pre_z.reshape(-1, n_h))
     # (35) h_t = tanh(z̃_t + W h_{t-1}), t = 1..20
-    h[1] = np.tanh(pre_z[0] + h[0] @ W.T)
-    h[2] = np.tanh(pre_z[1] + h[1] @ W.T)
-    h[3] = np.tanh(pre_z[2] + h[2] @ W.T)
-    h[4] = np.tanh(pre_z[3] + h[3] @ W.T)
-    h[5] = np.tanh(pre_z[4] + h[4] @ W.T)
-    h[6] = np.tanh(pre_z[5] + h[5] @ W.T)
-    h[7] = np.tanh(pre_z[6] + h[6] @ W.T)
-    h[8] = np.tanh(pre_z[7] + h[7] @ W.T)
-    h[9] = np.tanh(pre_z[8] + h[8] @ W.T)
-    h[10] = np.tanh(pre_z[9] + h[9] @ W.T)
-    h[11] = np.tanh(pre_z[10] + h[10] @ W.T)
-    h[12] = np.tanh(pre_z[11] + h[11] @ W.T)
-    h[13] = np.tanh(pre_z[12] + h[12] @ W.T)
-    h[14] = np.tanh(pre_z[13] + h[13] @ W.T)
-    h[15] = np.tanh(pre_z[14] + h[14] @ W.T)
-    h[16] = np.tanh(pre_z[15] + h[15] @ W.T)
-    h[17] = np.tanh(pre_z[16] + h[16] @ W.T)
-    h[18] = np.tanh(pre_z[17] + h[17] @ W.T)
-    h[19] = np.tanh(pre_z[18] + h[18] @ W.T)
-    h[20] = np.tanh(pre_z[19] + h[19] @ W.T)
+    np.matmul(h[0], W.T, out=h[1])
+    h[1] += pre_z[0]
+    np.tanh(h[1], out=h[1])
+    np.matmul(h[1], W.T, out=h[2])
+    h[2] += pre_z[1]
+    np.tanh(h[2], out=h[2])
+    np.matmul(h[2], W.T, out=h[3])
+    h[3] += pre_z[2]
+    np.tanh(h[3], out=h[3])
+    np.matmul(h[3], W.T, out=h[4])
+    h[4] += pre_z[3]
+    np.tanh(h[4], out=h[4])
+    np.matmul(h[4], W.T, out=h[5])
+    h[5] += pre_z[4]
+    np.tanh(h[5], out=h[5])
+    np.matmul(h[5], W.T, out=h[6])
+    h[6] += pre_z[5]
+    np.tanh(h[6], out=h[6])
+    np.matmul(h[6], W.T, out=h[7])
+    h[7] += pre_z[6]
+    np.tanh(h[7], out=h[7])
+    np.matmul(h[7], W.T, out=h[8])
+    h[8] += pre_z[7]
+    np.tanh(h[8], out=h[8])
+    np.matmul(h[8], W.T, out=h[9])
+    h[9] += pre_z[8]
+    np.tanh(h[9], out=h[9])
+    np.matmul(h[9], W.T, out=h[10])
+    h[10] += pre_z[9]
+    np.tanh(h[10], out=h[10])
+    np.matmul(h[10], W.T, out=h[11])
+    h[11] += pre_z[10]
+    np.tanh(h[11], out=h[11])
+    np.matmul(h[11], W.T, out=h[12])
+    h[12] += pre_z[11]
+    np.tanh(h[12], out=h[12])
+    np.matmul(h[12], W.T, out=h[13])
+    h[13] += pre_z[12]
+    np.tanh(h[13], out=h[13])
+    np.matmul(h[13], W.T, out=h[14])
+    h[14] += pre_z[13]
+    np.tanh(h[14], out=h[14])
+    np.matmul(h[14], W.T, out=h[15])
+    h[15] += pre_z[14]
+    np.tanh(h[15], out=h[15])
+    np.matmul(h[15], W.T, out=h[16])
+    h[16] += pre_z[15]
+    np.tanh(h[16], out=h[16])
+    np.matmul(h[16], W.T, out=h[17])
+    h[17] += pre_z[16]
+    np.tanh(h[17], out=h[17])
+    np.matmul(h[17], W.T, out=h[18])
+    h[18] += pre_z[17]
+    np.tanh(h[18], out=h[18])
+    np.matmul(h[18], W.T, out=h[19])
+    h[19] += pre_z[18]
+    np.tanh(h[19], out=h[19])
+    np.matmul(h[19], W.T, out=h[20])
+    h[20] += pre_z[19]
+    np.tanh(h[20], out=h[20])
     # (36) O[1..20] = V H[1..20] + c 1ᵀ
-    o = h[1:].reshape(-1, n_h) @ V.T + c
+    o = _scratch("o", (T * B, n_y), x.dtype)
+    np.matmul(h[1:].reshape(-1, n_h), V.T, out=o)
+    o += c
     # (37) Ŷ[1..20] = softmax(O[1..20])
-    yhat = _softmax(o)
+    yhat = _scratch("yhat", (T * B, n_y), x.dtype)
+    _softmax(o, out=yhat)
+    _SPARE.update(pre_z=pre_z)
     return h, o, yhat
+
+
+#: Scratch buffers kept between calls, one per family (the last sizes used), so that a training
+#: loop does not pay the operating system for fresh pages on every call. A call takes its buffers
+#: out of this dict and puts them back when it is done, so two threads never share one; buffers
+#: that ``forward`` returns are never put back. ``free_buffers()`` releases them.
+_SPARE = {}
+
+
+def _scratch(name, shape, dtype):
+    buf = _SPARE.pop(name, None)
+    if buf is None or buf.shape != shape or buf.dtype != dtype:
+        buf = np.empty(shape, dtype)
+    return buf
+
+
+def free_buffers():
+    """Release the scratch buffers that ``loss`` and ``loss_and_grads`` keep between calls."""
+    _SPARE.clear()
 
 
 def _log_softmax(a):
     # log-sum-exp: no overflow for large logits, no log(0) for tiny probabilities
     s = a - a.max(axis=-1, keepdims=True)
-    return s - np.log(np.exp(s).sum(axis=-1, keepdims=True))
+    s -= np.log(np.exp(s).sum(axis=-1, keepdims=True))
+    return s
 
 
-def _softmax(a):
-    e = np.exp(a - a.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+def _softmax(a, out=None):
+    out = np.subtract(a, a.max(axis=-1, keepdims=True), out=out)
+    np.exp(out, out=out)
+    out /= out.sum(axis=-1, keepdims=True)
+    return out
 
 
 def _prepare(params, xs):
     """Check the arguments; return the parameters in the dtype of ``xs``, ``x`` as (T, B, n_x)."""
     x = np.asarray(xs)
-    if x.dtype not in (np.float32, np.float64):
+    if x.dtype != np.float64 and x.dtype != np.float32:
         raise ValueError(f"xs has dtype {x.dtype}; expected float32 or float64")
     if not isinstance(params, dict):
         raise ValueError(f"params must be a dict with keys {', '.join(PARAM_SHAPES)}")
-    missing = [k for k in PARAM_SHAPES if k not in params]
-    if missing:
-        raise ValueError(f"params is missing {', '.join(missing)}; expected keys {', '.join(PARAM_SHAPES)}")
-    sizes = {}
-    arrays = []
-    for name, dims in PARAM_SHAPES.items():
-        p = np.asarray(params[name])
-        if not np.issubdtype(p.dtype, np.floating):
-            raise ValueError(f"params[{name!r}] has dtype {p.dtype}; expected a float array")
-        if p.ndim != len(dims):
-            raise ValueError(f"params[{name!r}] has shape {p.shape}; expected ({', '.join(dims)})")
-        for d, n in zip(dims, p.shape):
-            if sizes.setdefault(d, n) != n:
-                want = ", ".join(f"{e}={sizes[e]}" for e in dims)
-                raise ValueError(f"params[{name!r}] has shape {p.shape}; expected ({', '.join(dims)}) with {want}")
-        arrays.append(p.astype(x.dtype, copy=False))
+    try:
+        arrays = [np.asarray(params[name]) for name in PARAM_SHAPES]
+    except KeyError:
+        missing = [k for k in PARAM_SHAPES if k not in params]
+        raise ValueError(f"params is missing {', '.join(missing)}; expected keys {', '.join(PARAM_SHAPES)}") from None
+    # Shapes and dtypes seen before need no second look: the check runs on every call.
+    signature = tuple((p.shape, p.dtype.kind) for p in arrays)
+    sizes = _CHECKED.get(signature) or _check_params(arrays, signature)
+    arrays = [p if p.dtype == x.dtype else p.astype(x.dtype) for p in arrays]
     single = x.ndim == 2
     if single:
         x = x[:, None, :]
@@ -253,23 +361,41 @@ def _prepare(params, xs):
     return (*arrays, x, single)
 
 
+#: Parameter signatures (shapes, dtype kinds) that passed ``_check_params`` -> the sizes they give.
+_CHECKED = {}
+
+
+def _check_params(arrays, signature):
+    sizes = {}
+    for (name, dims), p in zip(PARAM_SHAPES.items(), arrays):
+        if p.dtype.kind != "f":
+            raise ValueError(f"params[{name!r}] has dtype {p.dtype}; expected a float array")
+        if p.ndim != len(dims):
+            raise ValueError(f"params[{name!r}] has shape {p.shape}; expected ({', '.join(dims)})")
+        for d, n in zip(dims, p.shape):
+            if sizes.setdefault(d, n) != n:
+                want = ", ".join(f"{e}={sizes[e]}" for e in dims)
+                raise ValueError(f"params[{name!r}] has shape {p.shape}; expected ({', '.join(dims)}) with {want}")
+    if len(_CHECKED) < 64:  # a bound, for a caller that tries many sizes
+        _CHECKED[signature] = sizes
+    return sizes
+
+
 def _targets(targets, x, n_out, single):
     """Targets as rows (T, B, n_out) in the dtype of ``x``."""
     y = np.asarray(targets)
     B = x.shape[1]
     lead = (T,) if single else (T, B)
-    if np.issubdtype(y.dtype, np.integer):
+    if y.dtype.kind in "iu":
         if y.shape != lead:
             raise ValueError(f"targets (class indices) have shape {y.shape}; expected {lead}")
         if y.size and (y.min() < 0 or y.max() >= n_out):
             raise ValueError(f"targets (class indices) must lie in 0..{n_out - 1}")
-        one_hot = np.zeros(y.shape + (n_out,), dtype=x.dtype)
-        np.put_along_axis(one_hot, y[..., None], 1.0, axis=-1)
-        y = one_hot
-    elif np.issubdtype(y.dtype, np.floating):
+        y = np.eye(n_out, dtype=x.dtype)[y]  # one-hot rows, one gather
+    elif y.dtype.kind == "f":
         if y.shape != lead + (n_out,):
             raise ValueError(f"targets (one-hot) have shape {y.shape}; expected {lead + (n_out,)}")
-        y = y.astype(x.dtype, copy=False)
+        y = y if y.dtype == x.dtype else y.astype(x.dtype)
         # The fused output gradient (yhat - y) holds only for targets that sum to one.
         if not np.allclose(y.sum(axis=-1), 1.0, atol=1e-3 if y.dtype == np.float32 else 1e-6):
             raise ValueError("targets (one-hot) must sum to 1 over the last axis")

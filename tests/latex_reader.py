@@ -45,9 +45,16 @@ def _matmul(a, b):
 
 
 #: Families written with an accent; the others are their letter in lower case.
-_FAMILY = {r"\tilde{Z}": "pre_z", r"\tilde{z}": "pre_z", r"\hat{Y}": "yhat", r"\hat{y}": "yhat"}
+_FAMILY = {
+    r"\tilde{Z}": "pre_z",
+    r"\tilde{z}": "pre_z",
+    r"\hat{Y}": "yhat",
+    r"\hat{y}": "yhat",
+    "{F'}": "fprime",
+    "{f'}": "fprime",
+}
 _SYMBOL = re.compile(
-    r"(?P<base>\\tilde\{\\(?:delta|Delta)\}|\\(?:delta|Delta)|\\tilde\{[zZ]\}|\\hat\{[yY]\}|[XYZHOxyzho])"
+    r"(?P<base>\\tilde\{\\(?:delta|Delta)\}|\\(?:delta|Delta)|\\tilde\{[zZ]\}|\\hat\{[yY]\}|\{[fF]'\}|[XYZHOxyzho])"
     r"(?P<sup>\^\{(?!\\top)(?:\\hat\{y\}|[^{}])*\})?(?P<sub>_\{[^{}]*\})?"
 )
 _TOKENS = [

@@ -135,7 +135,8 @@ def test_kinked_activations_are_checked_away_from_the_kink(modules, hidden):
 def test_a_wrong_leaky_slope_is_caught(modules, tmp_path):
     """The check is not blind to the negative side: a module using the wrong slope there fails."""
     text = build(RNNSpec(T=3, hidden="leaky_relu", slope=0.1)).module
-    assert "_leaky_relu_slope(h[3], 0.1)" in text
+    slope = "_leaky_relu_slope(h[1:].reshape(-1, n_h), 0.1)"  # f'(z_t) of every step, one call
+    assert slope in text
     path = tmp_path / "broken.py"
-    path.write_text(text.replace("_leaky_relu_slope(h[3], 0.1)", "_leaky_relu_slope(h[3], 0.2)"))
+    path.write_text(text.replace(slope, slope.replace("0.1", "0.2")))
     assert not verify.check_module(verify.load_module(path)).ok

@@ -29,10 +29,11 @@ def test_outputs_grow_linearly_in_T(built, measure):
     assert slope >= 0
 
 
-def test_module_adds_two_lines_per_step(built):
-    # one line forward (h_t) and one backward (dz_t): nothing else depends on T
+def test_module_adds_six_lines_per_step(built):
+    # three in-place lines forward (matmul, add, tanh for h_t) and three backward (matmul, add,
+    # product with f' for dz_t): nothing else depends on T
     lines = [len(built(T).module.splitlines()) for T in (10, 11, 12)]
-    assert lines[2] - lines[1] == lines[1] - lines[0] == 2
+    assert lines[2] - lines[1] == lines[1] - lines[0] == 6
 
 
 def _python_calls(T: int) -> int:

@@ -80,11 +80,24 @@ def test_optimized_program_runs_only_the_recurrence_per_step(built):
     # h_0, then one statement per step forward (h) and backward (dz)
     assert sorted(per_step) == sorted(["h"] * (T + 1) + ["dz"] * T)
     stacked = {s.target.name for s in program.stmts if "[" in s.target.name}
-    assert stacked == {f"pre_z[1:{T}]", f"o[1:{T}]", f"yhat[1:{T}]", f"do[1:{T}]", f"pre_dh[1:{T}]"}
+    parts = ("pre_z", "o", "yhat", "do", "pre_dh", "fprime")
+    assert stacked == {f"{family}[1:{T}]" for family in parts}
     grads = {s.target.name: s.expr for s in program.stmts if s.target.name in OUTPUTS[1:]}
     for name in ("dU", "dW", "dV", "db", "dc"):
         # one product of time-stacked matrices, no sum over steps
         assert not isinstance(grads[name], sp.MatAdd), name
+
+
+def test_local_jacobians_are_hoisted_out_of_the_backward_sweep(built):
+    T = 4
+    program = built(T).program
+    sweep = [s for s in program.stmts if s.step and s.step[0] == "dz"]
+    for s in sweep:
+        # the step reads f'(z_t) as a stored value: no tanh' is computed inside the sweep
+        families = {f for f, _ in s.reads}
+        assert "fprime" in families and "h" not in families, s
+    fprime = next(s for s in program.stmts if s.target.name == f"fprime[1:{T}]")
+    assert {f for f, _ in fprime.reads} == {"h"}
 
 
 def test_skipping_passes_still_gives_a_correct_module(tmp_path):

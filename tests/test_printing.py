@@ -30,7 +30,7 @@ NUMPY = [
     (A.mul(A.transpose(W), dz_2, A.ones(A.B, 1)), "(dz[1] @ W).sum(axis=0)"),
     (
         A.neg(A.mul(A.ones(1, n_h), A.had(h_1, A.Elementwise("log", h_2)), A.ones(A.B, 1))),
-        "-np.sum(h[1] * np.log(h[2]))",
+        "-np.vdot(h[1], np.log(h[2]))",
     ),
     (
         A.had(h_1, A.sub(dz_2, A.mul(A.ones(n_h, n_h), A.had(h_1, dz_2)))),

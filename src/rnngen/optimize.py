@@ -10,11 +10,15 @@ order that makes each pass's input what it expects:
 3. ``hoist_non_recurrent``: split each step of the recurrence into the part that
    does not depend on the recurrence (``U x_t + b``, ``V^T do_t``) and the rest.
 4. ``inline_recurrent_temporaries``: one statement per step of the recurrence.
-5. ``vectorize_over_time``: a family whose steps do not depend on each other
+5. ``hoist_local_jacobians``: the factor ``f'(z_t)`` of each backward step, which
+   reads only forward values, becomes a family of its own (computed for all
+   steps at once by the next pass, so the backward sweep is one GEMM, one add and
+   one in-place product per step).
+6. ``vectorize_over_time``: a family whose steps do not depend on each other
    becomes one statement over all steps (one GEMM instead of T).
-6. ``stack_time_sums``: ``sum_t a_t b_t^T`` -> ``A B^T`` over time-stacked matrices.
-7. ``eliminate_dead_code``: drop what no output needs.
-8. ``schedule``: a dependency-respecting order, close to the derivation's.
+7. ``stack_time_sums``: ``sum_t a_t b_t^T`` -> ``A B^T`` over time-stacked matrices.
+8. ``eliminate_dead_code``: drop what no output needs.
+9. ``schedule``: a dependency-respecting order, close to the derivation's.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from __future__ import annotations
 import heapq
 from collections import defaultdict
 
-from sympy import MatAdd, MatrixSymbol
+from sympy import HadamardProduct, MatAdd, MatrixSymbol
 
 from rnngen import algebra as A
 from rnngen.program import SECTIONS, Program, family_of, instantiate, stacked, step_template
@@ -143,6 +147,37 @@ def inline_recurrent_temporaries(program: Program) -> Program:
     return program.with_stmts(out)
 
 
+def hoist_local_jacobians(program: Program) -> Program:
+    """``dz_t := (...) ∘ f'(z_t)`` -> ``fprime_t := f'(z_t)``, ``dz_t := (...) ∘ fprime_t``.
+
+    Only a factor of a backward step of the recurrence, and only one that reads
+    nothing but forward values (so it can be computed before the sweep starts).
+    """
+    recurrent = recurrent_families(program)
+    forward = {family_of(s.target) for s in program.stmts if s.section == "forward"} | {"x", "y"}
+    out = []
+    for s in program.stmts:
+        if not (s.section == "backward" and s.step and s.step[0] in recurrent and isinstance(s.expr, HadamardProduct)):
+            out.append(s)
+            continue
+        kept, hoisted = [], None
+        for factor in s.expr.args:
+            reads = _step_symbols(factor)
+            if (
+                hoisted is None
+                and reads
+                and not isinstance(factor, MatrixSymbol)
+                and all(f in forward for _, (f, _) in reads)
+            ):
+                hoisted = MatrixSymbol(step_name("fprime", s.step[1]), *s.target.shape)
+                out.append(s.with_(target=hoisted, expr=factor, order=s.order - 0.25))
+                kept.append(hoisted)
+            else:
+                kept.append(factor)
+        out.append(s.with_(expr=A.had(*kept)) if hoisted is not None else s)
+    return program.with_stmts(out)
+
+
 def vectorize_over_time(program: Program) -> Program:
     """One statement for all steps of each family whose steps are independent of each other."""
     recurrent = recurrent_families(program)
@@ -254,6 +289,7 @@ PASSES = (
     fuse_output_gradient,
     hoist_non_recurrent,
     inline_recurrent_temporaries,
+    hoist_local_jacobians,
     vectorize_over_time,
     stack_time_sums,
     eliminate_dead_code,

@@ -125,8 +125,9 @@ def _prologue(lines, sources: dict) -> list:
     return [f"{name} = {src}" for name, src in sources.items() if name in used]
 
 
-def _count(n: int, T: int) -> str:
-    return "T + 1" if n == T + 1 else "T" if n == T else str(n)
+def _release(families: list) -> str:
+    """The line that hands scratch buffers back for the next call ("" when there are none)."""
+    return f"_SPARE.update({', '.join(f'{f}={f}' for f in families)})" if families else ""
 
 
 def _network_text(derivation: Derivation) -> list:
@@ -166,7 +167,7 @@ def module_context(derivation: Derivation, program: Program, formulas: list, num
     params = derivation.graph.params
     sources = _size_sources(params)
     sections = {"forward": [], "loss": [], "backward": []}
-    allocated = set()
+    scratch = {name: [] for name in sections}  # families each section takes from _scratch
     for formula in formulas:
         lines = sections[formula.stmts[0].section]
         if formula.trivial:
@@ -174,13 +175,9 @@ def module_context(derivation: Derivation, program: Program, formulas: list, num
         else:
             lines.append(f"# ({numbers[formula.key]}) {formula.text}")
         for s in formula.stmts:
-            step = parse_step(s.target.name)
-            if step and step[0] not in allocated:
-                allocated.add(step[0])
-                rows = s.target.shape[0]
-                count = _count(storage[step[0]].count, T)
-                lines.append(f"{step[0]} = np.empty(({count}, B, {rows}), dtype=x.dtype)")
-            lines.append(printer.statement(s))
+            before = len(printer.scratch)
+            lines.extend(printer.statement(s))
+            scratch[s.section] += printer.scratch[before:]
     # Each function defines the sizes its own lines use, nothing more.
     sections["forward"] = _prologue(sections["forward"], sources) + sections["forward"]
     sections["loss_prologue"] = _prologue(sections["loss"], sources)
@@ -193,6 +190,14 @@ def module_context(derivation: Derivation, program: Program, formulas: list, num
             written_forward.append(fam[0])
     read_later = {c[0] for s in program.stmts if s.section != "forward" for c in s.reads}
     carried = [f for f in written_forward if f in read_later or f in FORWARD_OUTPUTS]
+    # Buffers go back to the spare pool only where nothing returns them to the caller:
+    # _forward gives back its own temporaries, loss and loss_and_grads everything they took.
+    kept = [f for f in scratch["forward"] if f in carried]
+    release = {
+        "forward": _release([f for f in scratch["forward"] if f not in carried]),
+        "loss": _release(kept + scratch["loss"]),
+        "grads": _release(kept + scratch["loss"] + scratch["backward"]),
+    }
     forward_outputs = []
     for fam in FORWARD_OUTPUTS:
         st = storage[fam]
@@ -208,6 +213,7 @@ def module_context(derivation: Derivation, program: Program, formulas: list, num
         network=_network_text(derivation),
         sections=sections,
         carried=", ".join(carried),
+        release=release,
         forward_outputs=forward_outputs,
         many_to_one=spec.mapping == "many-to-one",
         params=list(params),

@@ -57,6 +57,8 @@ for _name, _fam in _BASE.items():
 # The parts that hoist_non_recurrent splits off: U x_t + b, and V^T delta^o_t.
 FAMILIES["pre_z"] = Family(r"\tilde{z}", r"\tilde{Z}", "z̃", "Z̃")
 FAMILIES["pre_dh"] = Family("h", "h", "δ̃h", "Δ̃h", r"\tilde{\delta}", r"\tilde{\Delta}")
+# The local Jacobians f'(z_t) that hoist_local_jacobians computes for all steps before the backward sweep.
+FAMILIES["fprime"] = Family("{f'}", "{F'}", "f′", "F′")
 
 
 def step_name(family: str, t: int) -> str:

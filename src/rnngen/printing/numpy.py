@@ -34,15 +34,18 @@ ADD, MUL, MATMUL, UNARY, ATOM = 1, 2, 3, 4, 5
 #: Module-level functions the printed code may call, beyond those of the activation registry.
 HELPERS = {
     "_softmax": (
-        "def _softmax(a):\n"
-        "    e = np.exp(a - a.max(axis=-1, keepdims=True))\n"
-        "    return e / e.sum(axis=-1, keepdims=True)\n"
+        "def _softmax(a, out=None):\n"
+        "    out = np.subtract(a, a.max(axis=-1, keepdims=True), out=out)\n"
+        "    np.exp(out, out=out)\n"
+        "    out /= out.sum(axis=-1, keepdims=True)\n"
+        "    return out\n"
     ),
     "_log_softmax": (
         "def _log_softmax(a):\n"
         "    # log-sum-exp: no overflow for large logits, no log(0) for tiny probabilities\n"
         "    s = a - a.max(axis=-1, keepdims=True)\n"
-        "    return s - np.log(np.exp(s).sum(axis=-1, keepdims=True))\n"
+        "    s -= np.log(np.exp(s).sum(axis=-1, keepdims=True))\n"
+        "    return s\n"
     ),
 }
 
@@ -90,6 +93,13 @@ def _product_shape(factors):
     return factors[0].shape[0], factors[-1].shape[1]
 
 
+def _inplace(numpy_format: str) -> str:
+    """``np.tanh({})`` -> ``np.tanh({0}, out={0})``: a NumPy ufunc applied in place; "" for a helper."""
+    if not (numpy_format.startswith("np.") and numpy_format.endswith(")")) or numpy_format.count("{}") != 1:
+        return ""
+    return numpy_format[:-1].replace("{}", "{0}") + ", out={0})"
+
+
 class NumpyPrinter(Printer):
     """Prints statements of a program as NumPy code in row layout."""
 
@@ -101,26 +111,131 @@ class NumpyPrinter(Printer):
         self.T = T
         #: name -> source of every helper function the printed code calls, in first-use order.
         self.helpers: dict = {}
+        #: families whose buffers come from ``_scratch``, in the order they were allocated.
+        self.scratch: list = []
 
     def emptyPrinter(self, expr):
         raise PrintError(f"no NumPy rule for {type(expr).__name__}: {expr}")
 
     # -- entry points -------------------------------------------------------------
 
-    def statement(self, stmt) -> str:
-        """One line of code assigning ``stmt.expr`` to its target's storage."""
-        value = self._any(stmt.expr)
+    def statement(self, stmt) -> list:
+        """The lines that compute ``stmt.expr`` into its target's storage.
+
+        A data target is written in place: a product goes straight into the
+        buffer with ``np.matmul(..., out=)``, the other terms of a sum are
+        added with ``+=``, a Hadamard factor with ``*=``, an activation that is a
+        NumPy ufunc with ``out=``. So a step of the recurrence allocates nothing,
+        and a stacked statement allocates only its own buffer.
+        """
         target = stmt.target
         step, run = parse_step(target.name), parse_stacked(target.name)
+        if not (step or run) or not is_data(stmt.expr):
+            return [f"{target.name} = {self.code(stmt.expr)}"]
+        dest = self._step(*step) if step else self._symbol_rows(target)
+        first, rest = self._into(dest, stmt.expr)
         if step:
-            return f"{self._step(*step)} = {value[0]}"
-        if run:
-            family, lo, hi = run
-            if not self.storage[family].steps:
-                return f"{family} = {value[0]}"
+            family = step[0]
+            alloc = [] if family in self.scratch else [self._allocate(family, target.shape[0])]
+            return alloc + (first if first is not None else [f"{dest} = {self._fresh[0]}"]) + rest
+        family, lo, hi = run
+        st = self.storage[family]
+        if first is None and rest and self._fresh_is_view:  # updating in place would write into another array
+            first, rest = None, []
+            self._fresh = self._any(stmt.expr)
+        if first is None:  # a value NumPy makes anyway: keep it as the buffer
+            if not st.steps:
+                return [f"{family} = {self._fresh[0]}"] + rest
             count = "T" if hi - lo + 1 == self.T else str(hi - lo + 1)
-            return f"{family} = {self._wrap(value, ATOM)}.reshape({count}, B, -1)"
-        return f"{target.name} = {value[0]}"
+            return [f"{family} = {self._wrap(self._fresh, ATOM)}.reshape({count}, B, -1)"] + rest
+        return [self._allocate(family, target.shape[0])] + first + rest
+
+    def _allocate(self, family, rows) -> str:
+        """The line that takes ``family``'s buffer from the module's spare scratch buffers (``_scratch``)."""
+        st = self.storage[family]
+        count = "T" if st.count == self.T else "T + 1" if st.count == self.T + 1 else str(st.count)
+        shape = f"({count}, B, {rows})" if st.steps else f"({count} * B, {rows})"
+        self.scratch.append(family)
+        return f'{family} = _scratch("{family}", {shape}, x.dtype)'
+
+    def _into(self, dest, expr):
+        """``(first, rest)``: lines computing ``expr`` into ``dest``.
+
+        ``first`` writes ``dest`` (None when the lead value is an ordinary
+        expression, left in ``self._fresh`` for the caller to assign); ``rest``
+        updates it in place.
+        """
+        aug = not dest.endswith(")")  # h[3] += a; a reshaped view needs np.add(v, a, out=v)
+
+        def update(op, ufunc, code):
+            return f"{dest} {op}= {code}" if aug else f"np.{ufunc}({dest}, {code}, out={dest})"
+
+        if isinstance(expr, MatMul):
+            coeff, factors = expr.as_coeff_matrices()
+            if coeff == 1 and not isinstance(factors[-1], OneMatrix) and not isinstance(factors[0], OneMatrix):
+                operands = [self._rows(factors[-1])] + [
+                    (self._transposed_param(f), ATOM) for f in reversed(factors[:-1])
+                ]
+                if len(operands) == 2 and is_data(factors[-1]):
+                    return [f"np.matmul({operands[0][0]}, {operands[1][0]}, out={dest})"], []
+        if isinstance(expr, HadamardPower) and expr.exp == 2:
+            return [f"np.square({self.code(expr.base)}, out={dest})"], []
+        if isinstance(expr, A.Softmax) and not isinstance(expr, A.LogSoftmax):
+            self.helpers["_softmax"] = HELPERS["_softmax"]
+            return [f"_softmax({self.code(expr.arg)}, out={dest})"], []
+        if isinstance(expr, MatAdd) and len(expr.args) == 2:
+            (c1, a), (c2, b) = sorted((A.split_coeff(t) for t in expr.args), key=lambda cb: -cb[0])
+            if abs(c1) == abs(c2) == 1 and c1 > 0 and all(isinstance(v, MatrixSymbol) for v in (a, b)):
+                ufunc = "add" if c2 > 0 else "subtract"
+                return [f"np.{ufunc}({self.code(a)}, {self.code(b)}, out={dest})"], []
+        if isinstance(expr, MatAdd):
+            terms = list(expr.args)
+            fresh = [t for t in terms if not isinstance(A.split_coeff(t)[1], (MatrixSymbol, OneMatrix))]
+            lead = next((t for t in fresh if self._is_gemm(t)), None)
+            lead = lead or next((t for t in fresh if A.split_coeff(t)[0] > 0), None)
+            one = next((t for t in terms if isinstance(t, OneMatrix)), None)
+            if lead is None and one is not None and len(fresh) == 1:  # 1 - a: a into dest, then 1 - dest
+                lead = fresh[0]
+            if lead is not None:
+                coeff, body = A.split_coeff(lead)
+                first, rest = self._into(dest, A.scale(abs(coeff), body))
+                if coeff < 0:
+                    rest.append(f"np.subtract(1.0, {dest}, out={dest})")
+                for term in terms:
+                    if term is lead or coeff < 0 and term is one:
+                        continue
+                    c, b = A.split_coeff(term)
+                    code = self._any(A.scale(abs(c), b))[0]  # the right side of += is evaluated whole
+                    rest.append(update("-" if c < 0 else "+", "subtract" if c < 0 else "add", code))
+                return first, rest
+        if isinstance(expr, A.Elementwise):
+            rule = elementwise(expr.fn)
+            if rule.numpy == "{}":
+                return self._into(dest, expr.arg)
+            inplace = _inplace(rule.numpy)
+            if inplace:
+                self.helpers.update(rule.helpers)
+                first, rest = self._into(dest, expr.arg)
+                return first, rest + [inplace.format(dest)]
+        if isinstance(expr, HadamardProduct) and not any(isinstance(f, HadamardPower) for f in expr.args):
+            factors = list(expr.args)
+            lead = next((f for f in factors if isinstance(f, (MatAdd, MatMul, A.Elementwise))), None)
+            if lead is not None:
+                first, rest = self._into(dest, lead)
+                for f in factors:
+                    if f is not lead:
+                        rest.append(update("*", "multiply", self._rows(f)[0]))
+                return first, rest
+        self._fresh = self._any(expr)
+        self._fresh_is_view = isinstance(expr, (MatrixSymbol, Transpose))
+        return None, []
+
+    def _is_gemm(self, term) -> bool:
+        """A product of one data operand and one parameter: a single ``np.matmul``."""
+        if not isinstance(term, MatMul):
+            return False
+        coeff, factors = term.as_coeff_matrices()
+        return coeff == 1 and len(factors) == 2 and is_data(factors[-1]) and not is_data(factors[0])
 
     def code(self, expr) -> str:
         return self._any(expr)[0]
@@ -266,8 +381,12 @@ class NumpyPrinter(Printer):
             # d 1: a sum over the sequences of the batch (and over stacked steps).
             inner = factors[:-1]
             if isinstance(inner[0], OneMatrix) and inner[0].shape[0] == 1:
-                # 1^T d 1: the sum of every entry (the loss).
-                return f"np.sum({self.code(A.mul(*inner[1:]))})", ATOM
+                # 1^T d 1: the sum of every entry (the loss); of a ∘ b, a dot product with no temporary.
+                body = A.mul(*inner[1:])
+                if isinstance(body, HadamardProduct) and len(body.args) == 2 and is_data(body):
+                    a, b = (self.code(f) for f in body.args)
+                    return f"np.vdot({a}, {b})", ATOM
+                return f"np.sum({self.code(body)})", ATOM
             return f"{self._wrap(self._rows(A.mul(*inner)), ATOM)}.sum(axis=0)", ATOM
         for i in range(1, len(factors)):
             left, right = factors[:i], factors[i:]
