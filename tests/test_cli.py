@@ -98,10 +98,8 @@ def test_check_fails_on_a_tampered_module(tmp_path):
     assert rnngen("derive", "--T", "3", "--out", str(tmp_path), "--no-latex").returncode == 0
     path = tmp_path / "rnn_tanh_softmax_xent_t3.py"
     text = path.read_text()
-    assert "dz[1] = (pre_dh[1] + dz[2] @ W) * (1.0 - h[2] * h[2])" in text
-    path.write_text(
-        text.replace("dz[1] = (pre_dh[1] + dz[2] @ W) * (1.0 - h[2] * h[2])", "dz[1] = pre_dh[1] + dz[2] @ W")
-    )
+    assert "    dz[1] *= fprime[1]\n" in text  # the step's product with tanh'(z_2)
+    path.write_text(text.replace("    dz[1] *= fprime[1]\n", ""))
     result = rnngen("check", str(path))
     assert result.returncode == 1
     assert "FAILED" in result.stdout
@@ -134,14 +132,62 @@ def test_list_prints_every_choice_on_its_own_line():
             assert all(len(words) > 1 for words in described), name  # a description follows the name
 
 
-@pytest.mark.parametrize("command", ["derive", "latex", "flow"])
+@pytest.mark.parametrize("command", ["derive", "latex", "flow", "bench"])
 def test_help_documents_every_option_with_an_example(command):
+    import click
+
     from rnngen import cli
 
     helptext = rnngen(command, "--help").stdout
     for param in cli.cli.commands[command].params:
-        assert param.opts[0] in helptext
-        assert "Example:" in (param.help or ""), param.opts[0]
+        if isinstance(param, click.Option):
+            assert param.opts[0] in helptext
+            assert "Example:" in (param.help or ""), param.opts[0]
+
+
+def test_bench_prints_the_table_of_every_contender_it_can_run(tmp_path):
+    result = rnngen(
+        "bench", "--T", "3", "--batch", "2", "--n-x", "3", "--n-h", "4", "--n-y", "3",
+        "--samples", "2", "--settle", "0", "--dtype", "float32", "--skip", "jax",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.startswith("NumPy ") and "OPENBLAS_CORETYPE=" in out.splitlines()[0]
+    assert "rnn_tanh_softmax_xent_t3  B=2 n_x=3 n_h=4 n_y=3 T=3  float32, median of 2" in out
+    rows = {line.split("  ")[1].strip(): line for line in out.splitlines() if line.startswith("  ") and "x " in line}
+    assert {"rnngen", "hand loop, tuned", "hand loop, tutorial", "GEMM only"} <= set(rows)
+    assert "1.00x   reference" in rows["rnngen"]
+    assert "skipped (--skip)" in out
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_bench_reads_the_network_from_a_module():
+    path = "generated/rnn_tanh_sigmoid_bce_m2o_row_w_i_w_h_w_o_nobias_t3.py"
+    args = ("--batch", "2", "--n-x", "3", "--n-h", "4", "--n-y", "2", "--samples", "1", "--settle", "0")
+    result = rnngen("bench", path, *args, "--dtype", "float64", "--skip", "torch", "--skip", "jax")
+    assert result.returncode == 0, result.stderr
+    assert "rnn_tanh_sigmoid_bce_m2o_row_w_i_w_h_w_o_nobias_t3  B=2" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        ((), ["give --T"]),
+        (("missing.py",), ["missing.py does not exist"]),
+        (("pyproject.toml",), []),
+        (("--T", "3", "--skip", "numpy"), ["'numpy' is not one of"]),
+        (("--T", "3", "--batch", "0"), ["0 is not in the range"]),
+        (("--T", "3", "--hidden", "tahn"), ["did you mean 'tanh'"]),
+    ],
+)
+def test_bench_refuses_bad_input_in_one_line(args, fragments):
+    assert_one_line_error(rnngen("bench", *args), *fragments)
+
+
+def test_bench_refuses_a_python_file_that_rnngen_did_not_generate(tmp_path):
+    path = tmp_path / "other.py"
+    path.write_text("x = 1\n")
+    assert_one_line_error(rnngen("bench", str(path)), "is not an rnngen module")
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,9 @@ import numpy as np
 
 from rnngen import __version__, expression
 from rnngen.activations import DEFAULT_SLOPE, FUSED, HIDDEN, LOSSES, OUTPUT_LAYERS, elementwise, pairs
+from rnngen.api import BPTT
+from rnngen.bench.run import CONTENDERS, BenchError, kernels, table
+from rnngen.bench.run import bench as run_bench
 from rnngen.emit import OutputError, check_targets, pdflatex, write_all
 from rnngen.pipeline import build
 from rnngen.spec import DEFAULT_NAMES, MAPPINGS, MAX_T, NOTATIONS, RNNSpec, SpecError, check_T
@@ -115,9 +118,18 @@ _SPEC_OPTIONS = (
 
 
 def spec_options(command):
-    """The options that choose the network, shared by derive, latex and flow."""
+    """The options that choose the network, shared by derive, latex, flow and bench."""
     for option in reversed(_SPEC_OPTIONS):
         command = option(command)
+    return command
+
+
+def _optional_T(command):
+    """``spec_options`` with --T optional (bench reads it from a module when one is given)."""
+    for param in command.params:
+        if param.name == "T":
+            param.required = False
+            param.help += " (read from MODULE when one is given)"
     return command
 
 
@@ -337,6 +349,102 @@ def check(path, exact):
     click.echo(f"Done in {time.perf_counter() - _STARTED:.2f} s (wall time of the whole command).")
     if not report.ok:
         raise click.ClickException(f"{path} fails the gradient check")
+
+
+_DTYPES = {"float64": ("float64",), "float32": ("float32",), "both": ("float64", "float32")}
+
+
+@_optional_T
+@cli.command()
+@click.argument("module_path", metavar="[MODULE]", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@spec_options
+@click.option(
+    "--batch",
+    "B",
+    type=click.IntRange(1, 4096),
+    default=32,
+    show_default=True,
+    help="Sequences per batch. Example: --batch 1",
+)
+@click.option(
+    "--n-x", "n_x", type=click.IntRange(1, 8192), default=64, show_default=True, help="Input size. Example: --n-x 65"
+)
+@click.option(
+    "--n-h", "n_h", type=click.IntRange(1, 8192), default=128, show_default=True, help="Hidden size. Example: --n-h 100"
+)
+@click.option(
+    "--n-y", "n_y", type=click.IntRange(1, 8192), default=64, show_default=True, help="Output size. Example: --n-y 65"
+)
+@click.option(
+    "--dtype",
+    type=click.Choice(list(_DTYPES)),
+    default="both",
+    show_default=True,
+    help="Floating-point type of the run. Example: --dtype float32",
+)
+@click.option(
+    "--samples",
+    type=click.IntRange(1, 1000),
+    default=7,
+    show_default=True,
+    help="Timed samples per contender; the table shows their median. Example: --samples 11",
+)
+@click.option(
+    "--settle",
+    type=click.FloatRange(0, 10),
+    default=0.2,
+    show_default=True,
+    help="Seconds of rest before each sample, so BLAS threads stop spinning. Example: --settle 0.5",
+)
+@click.option(
+    "--skip",
+    type=click.Choice(list(CONTENDERS[1:])),
+    multiple=True,
+    help="Leave a contender out (repeatable). Example: --skip jax --skip tutorial",
+)
+def bench(module_path, B, n_x, n_h, n_y, dtype, samples, settle, skip, T, **choices):
+    """Time a generated module against hand-written NumPy loops, PyTorch and JAX (those installed).
+
+    Every contender computes the loss and all gradients of the same random
+    problem; they must agree (float64: 1e-9 relative) before anything is
+    timed. Samples are interleaved, with a rest before each; the table gives
+    medians and each time as a multiple of rnngen's. MODULE is a generated
+    .py file; without it the network is derived from the options.
+
+    \b
+    Examples:
+      rnngen bench --T 25 --batch 1 --n-x 65 --n-h 100 --n-y 65
+      rnngen bench generated/rnn_tanh_softmax_xent_t5.py --batch 1 --n-x 8 --n-h 16 --n-y 8
+    """
+    if module_path is not None:
+        if not module_path.is_file():
+            raise click.ClickException(f"{module_path} does not exist or is not a file")
+        module = _load(module_path)
+        spec = _module_spec(module_path, module)
+    else:
+        if T is None:
+            raise click.UsageError("give --T (the unroll length) or a generated MODULE to time")
+        spec = _spec(T, choices)
+        module = BPTT(build(spec)).module()
+    for line in kernels():
+        click.echo(line)
+    for name in _DTYPES[dtype]:
+        try:
+            result = run_bench(module, spec, (B, n_x, n_h, n_y), getattr(np, name), samples, settle, skip)
+        except BenchError as e:
+            raise click.ClickException(str(e)) from None
+        click.echo("")
+        for line in table(result):
+            click.echo(line)
+    click.echo(f"Done in {time.perf_counter() - _STARTED:.2f} s (wall time of the whole command).")
+
+
+def _module_spec(path, module) -> RNNSpec:
+    """The spec a generated module was derived from (its ``SPEC``)."""
+    try:
+        return RNNSpec(**module.SPEC)
+    except (AttributeError, TypeError, SpecError):
+        raise click.ClickException(f"{path} is not an rnngen module (no valid SPEC)") from None
 
 
 @cli.command(name="list")

@@ -1,0 +1,111 @@
+"""The generated module against hand-written NumPy loops, PyTorch, JAX and the GEMM-only limit.
+
+Run from the repository root, with the optional frameworks installed for the
+full table (each is left out, and said so, when missing):
+
+    pip install torch==2.13.0 jax jaxlib
+    python benchmarks/frameworks.py            # all four workloads, float64 and float32
+    python benchmarks/frameworks.py small      # one workload
+
+Every contender computes forward plus all gradients of the same problem and
+must agree with the generated module (float64: 1e-9 relative) before it is
+timed; samples are interleaved with a rest before each (``--settle``). The
+end is a Markdown table of ratios (the README's) and the issue's targets,
+each marked met or missed.
+"""
+
+import argparse
+
+import numpy as np
+
+from rnngen.api import BPTT
+from rnngen.bench.run import bench, kernels, table
+from rnngen.pipeline import build
+from rnngen.spec import RNNSpec
+
+#: (B, n_x, n_h, n_y, T): tanh hidden, softmax output, cross-entropy, many-to-many, biases.
+WORKLOADS = {
+    "small": (1, 8, 16, 8, 5),
+    "medium": (32, 64, 128, 64, 50),
+    "large": (64, 256, 512, 256, 100),
+    "char-rnn": (1, 65, 100, 65, 25),
+}
+DTYPES = {"float64": np.float64, "float32": np.float32}
+
+
+def targets(results: dict) -> list:
+    """``(met, sentence)`` for each target of the performance issue."""
+    out = []
+    for (name, dtype), r in results.items():
+        where = f"{name} {dtype}"
+        for other in ("torch", "jax"):
+            ratio = r.ratio(other)
+            if ratio is not None:
+                out.append(
+                    (ratio > 1, f"{where}: faster than {'PyTorch' if other == 'torch' else 'JAX'} ({ratio:.2f}x)")
+                )
+        if name in ("small", "char-rnn") and r.ratio("torch") is not None:
+            out.append((r.ratio("torch") >= 3, f"{where}: at least 3x faster than PyTorch ({r.ratio('torch'):.2f}x)"))
+        if name == "large":
+            over = 1 / r.ratio("gemm")
+            out.append((over <= 1.15, f"{where}: within 1.15x of the GEMM-only time ({over:.2f}x)"))
+        if name == "small":
+            tuned = r.ratio("tuned")
+            out.append((tuned >= 1, f"{where}: at most as slow as the tuned hand loop ({tuned:.2f}x)"))
+    return out
+
+
+def markdown(results: dict) -> list:
+    """The ratio table: each contender's median as a multiple of rnngen's (above 1: rnngen is faster)."""
+    head = "| workload | dtype | rnngen | tuned loop | tutorial loop | PyTorch | JAX (compile) | GEMM only |"
+    lines = [head, "|" + "---|" * 8]
+    for (name, dtype), r in results.items():
+        cells = []
+        for other in ("tuned", "tutorial", "torch", "jax", "gemm"):
+            ratio = r.ratio(other)
+            cell = "—" if ratio is None else f"{ratio:.2f}x"
+            if other == "jax" and ratio is not None:
+                jax = next(c for c in r.contenders if c.name == "JAX")
+                cell += f" ({jax.compile_seconds:.2f} s)"
+            cells.append(cell)
+        lines.append(f"| {name} | {dtype} | {_ms(r.seconds('rnngen'))} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.3f} ms" if seconds < 0.01 else f"{seconds * 1e3:.1f} ms"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("workloads", nargs="*", help=f"any of {', '.join(WORKLOADS)} (default: all)")
+    parser.add_argument("--dtype", choices=[*DTYPES, "both"], default="both")
+    parser.add_argument("--samples", type=int, default=7)
+    parser.add_argument("--settle", type=float, default=0.25)
+    args = parser.parse_args()
+    dtypes = list(DTYPES) if args.dtype == "both" else [args.dtype]
+    unknown = [w for w in args.workloads if w not in WORKLOADS]
+    if unknown:
+        parser.error(f"unknown workload {unknown[0]!r}; choose from {', '.join(WORKLOADS)}")
+    args.workloads = args.workloads or list(WORKLOADS)
+
+    print("\n".join(kernels()))
+    results = {}
+    for name in args.workloads:
+        B, n_x, n_h, n_y, T = WORKLOADS[name]
+        spec = RNNSpec(T=T)
+        module = BPTT(build(spec)).module()
+        for dtype in dtypes:
+            r = bench(module, spec, (B, n_x, n_h, n_y), DTYPES[dtype], samples=args.samples, settle=args.settle)
+            results[name, dtype] = r
+            print()
+            print(f"[{name}]", "\n".join(table(r)), sep=" ", flush=True)
+    print()
+    print("\n".join(markdown(results)))
+    print()
+    for met, sentence in targets(results):
+        print(f"{'met   ' if met else 'MISSED'}  {sentence}")
+
+
+if __name__ == "__main__":
+    main()

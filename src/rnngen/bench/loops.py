@@ -1,0 +1,217 @@
+"""BPTT written by hand with a loop over time: the baselines a generated module is measured against.
+
+Both loops take the parameters in column layout (``U`` is n_h x n_x, ``W``
+n_h x n_h, ``V`` n_y x n_h, ``b``, ``c``, ``h0`` 1-D, missing biases absent),
+``xs`` as (T, B, n_x) rows and the targets as rows ``y`` (L, B, n_y), where L
+is T (many-to-many) or 1 (many-to-one), or as class indices (L, B) for
+softmax with cross-entropy. They return ``(E, grads)`` with the keys of
+``params``. Nothing here is generated or derived: these are what a person
+writes from the textbook equations, and the benchmark checks them against
+the generated module before it times anything.
+
+- ``tutorial_loop``: the classic per-step loop of the lecture notes and blog
+  posts (every product of a step is its own GEMM, dictionaries of states,
+  fresh arrays everywhere). This is the code people copy.
+- ``tuned_loop``: the best loop-based NumPy we could write by hand. The input
+  and output products are single GEMMs over all steps, buffers are
+  preallocated, elementwise work is done in place with ``out=``, the local
+  Jacobians f'(z_t) are computed for all steps in one call, and the softmax
+  is computed once and reused for the loss. Only the recurrence loops.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# f(z), and f'(z) written through the stored output h = f(z), per hidden activation.
+_HIDDEN = {
+    "tanh": (lambda z, s: np.tanh(z), lambda h, s: 1.0 - h * h),
+    "sigmoid": (lambda z, s: 1.0 / (1.0 + np.exp(-z)), lambda h, s: h * (1.0 - h)),
+    "relu": (lambda z, s: np.maximum(z, 0.0), lambda h, s: (h > 0).astype(h.dtype)),
+    "leaky_relu": (lambda z, s: np.where(z > 0, z, s * z), lambda h, s: np.where(h > 0, 1.0, s).astype(h.dtype)),
+    "identity": (lambda z, s: z, lambda h, s: np.ones_like(h)),
+    "softplus": (lambda z, s: np.logaddexp(0.0, z), lambda h, s: -np.expm1(-h)),
+}
+HIDDEN = tuple(_HIDDEN)
+
+
+def _f(hidden, z, slope):
+    return _HIDDEN[hidden][0](z, slope)
+
+
+def _df(hidden, h, slope):
+    return _HIDDEN[hidden][1](h, slope)
+
+
+def _output(output, o):
+    if output == "softmax":
+        e = np.exp(o - o.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+    if output == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-o))
+    if output == "tanh":
+        return np.tanh(o)
+    return o
+
+
+def _loss(loss, yhat, y):
+    if loss == "cross_entropy":
+        return -np.sum(y * np.log(yhat))
+    if loss == "binary_cross_entropy":
+        return -np.sum(y * np.log(yhat) + (1.0 - y) * np.log(1.0 - yhat))
+    return 0.5 * np.sum((yhat - y) ** 2)
+
+
+def _output_delta(output, loss, yhat, y):
+    """dE/do at one step: the closed form where the pair has one, else the chain rule through the output."""
+    if (output, loss) in (
+        ("softmax", "cross_entropy"),
+        ("sigmoid", "binary_cross_entropy"),
+        ("identity", "squared_error"),
+    ):
+        return yhat - y
+    if loss == "cross_entropy":
+        g = -y / yhat
+    elif loss == "binary_cross_entropy":
+        g = -y / yhat + (1.0 - y) / (1.0 - yhat)
+    else:
+        g = yhat - y
+    if output == "softmax":
+        return yhat * (g - np.sum(g * yhat, axis=-1, keepdims=True))
+    if output == "sigmoid":
+        return g * yhat * (1.0 - yhat)
+    if output == "tanh":
+        return g * (1.0 - yhat * yhat)
+    return g
+
+
+def _rows(targets, n_y, dtype):
+    """Targets as rows: class indices become one-hot rows."""
+    y = np.asarray(targets)
+    if np.issubdtype(y.dtype, np.integer):
+        one_hot = np.zeros(y.shape + (n_y,), dtype)
+        np.put_along_axis(one_hot, y[..., None], 1.0, axis=-1)
+        return one_hot
+    return y.astype(dtype, copy=False)
+
+
+def tutorial_loop(params, xs, targets, spec):
+    """The classic per-step BPTT loop: forward step by step, then backward step by step."""
+    U, W, V, h0 = params["U"], params["W"], params["V"], params["h0"]
+    b, c = params.get("b"), params.get("c")
+    T, B, _ = xs.shape
+    n_h, n_y = W.shape[0], V.shape[0]
+    y = _rows(targets, n_y, xs.dtype)
+    loss_at = {t: i for i, t in enumerate(range(T) if spec.mapping == "many-to-many" else [T - 1])}
+    hs, ps = {-1: np.broadcast_to(h0, (B, n_h))}, {}
+    E = 0.0
+    for t in range(T):
+        z = xs[t] @ U.T + hs[t - 1] @ W.T
+        if b is not None:
+            z = z + b
+        hs[t] = _f(spec.hidden, z, spec.slope)
+        if t in loss_at:
+            o = hs[t] @ V.T
+            if c is not None:
+                o = o + c
+            ps[t] = _output(spec.output, o)
+            E += _loss(spec.loss, ps[t], y[loss_at[t]])
+    dU, dW, dV = np.zeros_like(U), np.zeros_like(W), np.zeros_like(V)
+    db = np.zeros(n_h, xs.dtype)
+    dc = np.zeros(n_y, xs.dtype)
+    dh_next = np.zeros((B, n_h), xs.dtype)
+    for t in reversed(range(T)):
+        dh = dh_next
+        if t in loss_at:
+            do = _output_delta(spec.output, spec.loss, ps[t], y[loss_at[t]])
+            dV += do.T @ hs[t]
+            dc += do.sum(axis=0)
+            dh = dh + do @ V
+        dz = dh * _df(spec.hidden, hs[t], spec.slope)
+        db += dz.sum(axis=0)
+        dU += dz.T @ xs[t]
+        dW += dz.T @ hs[t - 1]
+        dh_next = dz @ W
+    grads = {"U": dU, "W": dW, "V": dV, "b": db, "c": dc, "h0": dh_next.sum(axis=0)}
+    return E, {k: grads[k] for k in params}
+
+
+def tuned_loop(params, xs, targets, spec):
+    """The same BPTT with everything but the recurrence batched over time, in place where NumPy allows."""
+    U, W, V, h0 = params["U"], params["W"], params["V"], params["h0"]
+    b, c = params.get("b"), params.get("c")
+    T, B, n_x = xs.shape
+    n_h, n_y = W.shape[0], V.shape[0]
+    dtype = xs.dtype
+    m2m = spec.mapping == "many-to-many"
+    L = T if m2m else 1
+    classes = np.issubdtype(np.asarray(targets).dtype, np.integer)
+    softmax_xent = classes and (spec.output, spec.loss) == ("softmax", "cross_entropy")
+
+    # Forward: all input products in one GEMM, written straight into the state buffer.
+    h = np.empty((T + 1, B, n_h), dtype)
+    h[0] = h0
+    H = h[1:].reshape(T * B, n_h)
+    np.matmul(xs.reshape(T * B, n_x), U.T, out=H)
+    if b is not None:
+        H += b
+    WT = W.T
+    tmp = np.empty((B, n_h), dtype)
+    if spec.hidden == "tanh":
+        for t in range(1, T + 1):
+            np.matmul(h[t - 1], WT, out=tmp)
+            h[t] += tmp
+            np.tanh(h[t], out=h[t])
+    else:
+        for t in range(1, T + 1):
+            np.matmul(h[t - 1], WT, out=tmp)
+            h[t] += tmp
+            h[t] = _f(spec.hidden, h[t], spec.slope)
+    Hout = H if m2m else h[T]
+    o = np.matmul(Hout, V.T)
+    if c is not None:
+        o += c
+
+    # Loss and dE/do, from one softmax.
+    if softmax_xent:
+        idx = np.asarray(targets).reshape(-1)
+        rows = np.arange(idx.size)
+        o -= o.max(axis=-1, keepdims=True)
+        do = np.exp(o)
+        total = do.sum(axis=-1)
+        E = np.sum(np.log(total)) - np.sum(o[rows, idx])
+        do /= total[:, None]
+        do[rows, idx] -= 1.0
+    else:
+        y = _rows(targets, n_y, dtype).reshape(L * B, n_y)
+        yhat = _output(spec.output, o)
+        E = _loss(spec.loss, yhat, y)
+        do = _output_delta(spec.output, spec.loss, yhat, y)
+
+    # Backward: f'(z_t) for all steps at once, then the recurrence in place.
+    dz = np.empty((T, B, n_h), dtype)
+    if m2m:
+        np.matmul(do, V, out=dz.reshape(T * B, n_h))
+    else:
+        dz[:-1] = 0.0
+        np.matmul(do, V, out=dz[-1])
+    if spec.hidden == "tanh":
+        d = np.multiply(H, H).reshape(T, B, n_h)
+        np.subtract(1.0, d, out=d)
+    else:
+        d = _df(spec.hidden, h[1:], spec.slope)
+    dz[-1] *= d[-1]
+    for t in range(T - 2, -1, -1):
+        np.matmul(dz[t + 1], W, out=tmp)
+        dz[t] += tmp
+        dz[t] *= d[t]
+    Z = dz.reshape(T * B, n_h)
+    grads = {
+        "U": Z.T @ xs.reshape(T * B, n_x),
+        "W": Z.T @ h[:-1].reshape(T * B, n_h),
+        "V": do.T @ Hout,
+        "b": Z.sum(axis=0),
+        "c": do.sum(axis=0),
+        "h0": (dz[0] @ W).sum(axis=0),
+    }
+    return E, {k: grads[k] for k in params}
