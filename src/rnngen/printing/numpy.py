@@ -133,22 +133,21 @@ class NumpyPrinter(Printer):
         if not (step or run) or not is_data(stmt.expr):
             return [f"{target.name} = {self.code(stmt.expr)}"]
         dest = self._step(*step) if step else self._symbol_rows(target)
-        first, rest = self._into(dest, stmt.expr)
+        first, rest, value = self._into(dest, stmt.expr)
         if step:
             family = step[0]
             alloc = [] if family in self.scratch else [self._allocate(family, target.shape[0])]
-            return alloc + (first if first is not None else [f"{dest} = {self._fresh[0]}"]) + rest
+            return alloc + (first if first is not None else [f"{dest} = {self._any(value)[0]}"]) + rest
         family, lo, hi = run
-        st = self.storage[family]
-        if first is None and rest and self._fresh_is_view:  # updating in place would write into another array
-            first, rest = None, []
-            self._fresh = self._any(stmt.expr)
-        if first is None:  # a value NumPy makes anyway: keep it as the buffer
-            if not st.steps:
-                return [f"{family} = {self._fresh[0]}"] + rest
-            count = "T" if hi - lo + 1 == self.T else str(hi - lo + 1)
-            return [f"{family} = {self._wrap(self._fresh, ATOM)}.reshape({count}, B, -1)"] + rest
-        return [self._allocate(family, target.shape[0])] + first + rest
+        if first is not None:
+            return [self._allocate(family, target.shape[0])] + first + rest
+        if rest and isinstance(value, (MatrixSymbol, Transpose)):  # updating it in place would write another array
+            value, rest = stmt.expr, []
+        # a value NumPy makes anyway: keep it as the buffer
+        if not self.storage[family].steps:
+            return [f"{family} = {self._any(value)[0]}"] + rest
+        count = "T" if hi - lo + 1 == self.T else str(hi - lo + 1)
+        return [f"{family} = {self._wrap(self._any(value), ATOM)}.reshape({count}, B, -1)"] + rest
 
     def _allocate(self, family, rows) -> str:
         """The line that takes ``family``'s buffer from the module's spare scratch buffers (``_scratch``)."""
@@ -159,35 +158,30 @@ class NumpyPrinter(Printer):
         return f'{family} = _scratch("{family}", {shape}, x.dtype)'
 
     def _into(self, dest, expr):
-        """``(first, rest)``: lines computing ``expr`` into ``dest``.
+        """``(first, rest, value)``: lines computing ``expr`` into ``dest``.
 
-        ``first`` writes ``dest`` (None when the lead value is an ordinary
-        expression, left in ``self._fresh`` for the caller to assign); ``rest``
-        updates it in place.
+        ``first`` writes ``dest``; when it is None, the caller assigns the
+        expression ``value`` (the lead of ``expr``, which NumPy evaluates the
+        ordinary way) instead. ``rest`` then updates ``dest`` in place.
         """
         aug = not dest.endswith(")")  # h[3] += a; a reshaped view needs np.add(v, a, out=v)
 
         def update(op, ufunc, code):
             return f"{dest} {op}= {code}" if aug else f"np.{ufunc}({dest}, {code}, out={dest})"
 
-        if isinstance(expr, MatMul):
-            coeff, factors = expr.as_coeff_matrices()
-            if coeff == 1 and not isinstance(factors[-1], OneMatrix) and not isinstance(factors[0], OneMatrix):
-                operands = [self._rows(factors[-1])] + [
-                    (self._transposed_param(f), ATOM) for f in reversed(factors[:-1])
-                ]
-                if len(operands) == 2 and is_data(factors[-1]):
-                    return [f"np.matmul({operands[0][0]}, {operands[1][0]}, out={dest})"], []
+        if self._is_gemm(expr):
+            param, data = expr.as_coeff_matrices()[1]
+            return [f"np.matmul({self.code(data)}, {self._transposed_param(param)}, out={dest})"], [], None
         if isinstance(expr, HadamardPower) and expr.exp == 2:
-            return [f"np.square({self.code(expr.base)}, out={dest})"], []
+            return [f"np.square({self.code(expr.base)}, out={dest})"], [], None
         if isinstance(expr, A.Softmax) and not isinstance(expr, A.LogSoftmax):
             self.helpers["_softmax"] = HELPERS["_softmax"]
-            return [f"_softmax({self.code(expr.arg)}, out={dest})"], []
+            return [f"_softmax({self.code(expr.arg)}, out={dest})"], [], None
         if isinstance(expr, MatAdd) and len(expr.args) == 2:
             (c1, a), (c2, b) = sorted((A.split_coeff(t) for t in expr.args), key=lambda cb: -cb[0])
             if abs(c1) == abs(c2) == 1 and c1 > 0 and all(isinstance(v, MatrixSymbol) for v in (a, b)):
                 ufunc = "add" if c2 > 0 else "subtract"
-                return [f"np.{ufunc}({self.code(a)}, {self.code(b)}, out={dest})"], []
+                return [f"np.{ufunc}({self.code(a)}, {self.code(b)}, out={dest})"], [], None
         if isinstance(expr, MatAdd):
             terms = list(expr.args)
             fresh = [t for t in terms if not isinstance(A.split_coeff(t)[1], (MatrixSymbol, OneMatrix))]
@@ -198,7 +192,7 @@ class NumpyPrinter(Printer):
                 lead = fresh[0]
             if lead is not None:
                 coeff, body = A.split_coeff(lead)
-                first, rest = self._into(dest, A.scale(abs(coeff), body))
+                first, rest, value = self._into(dest, A.scale(abs(coeff), body))
                 if coeff < 0:
                     rest.append(f"np.subtract(1.0, {dest}, out={dest})")
                 for term in terms:
@@ -207,7 +201,7 @@ class NumpyPrinter(Printer):
                     c, b = A.split_coeff(term)
                     code = self._any(A.scale(abs(c), b))[0]  # the right side of += is evaluated whole
                     rest.append(update("-" if c < 0 else "+", "subtract" if c < 0 else "add", code))
-                return first, rest
+                return first, rest, value
         if isinstance(expr, A.Elementwise):
             rule = elementwise(expr.fn)
             if rule.numpy == "{}":
@@ -215,27 +209,31 @@ class NumpyPrinter(Printer):
             inplace = _inplace(rule.numpy)
             if inplace:
                 self.helpers.update(rule.helpers)
-                first, rest = self._into(dest, expr.arg)
-                return first, rest + [inplace.format(dest)]
+                first, rest, value = self._into(dest, expr.arg)
+                return first, rest + [inplace.format(dest)], value
         if isinstance(expr, HadamardProduct) and not any(isinstance(f, HadamardPower) for f in expr.args):
             factors = list(expr.args)
             lead = next((f for f in factors if isinstance(f, (MatAdd, MatMul, A.Elementwise))), None)
             if lead is not None:
-                first, rest = self._into(dest, lead)
+                first, rest, value = self._into(dest, lead)
                 for f in factors:
                     if f is not lead:
                         rest.append(update("*", "multiply", self._rows(f)[0]))
-                return first, rest
-        self._fresh = self._any(expr)
-        self._fresh_is_view = isinstance(expr, (MatrixSymbol, Transpose))
-        return None, []
+                return first, rest, value
+        return None, [], expr
 
     def _is_gemm(self, term) -> bool:
         """A product of one data operand and one parameter: a single ``np.matmul``."""
         if not isinstance(term, MatMul):
             return False
         coeff, factors = term.as_coeff_matrices()
-        return coeff == 1 and len(factors) == 2 and is_data(factors[-1]) and not is_data(factors[0])
+        return (
+            coeff == 1
+            and len(factors) == 2
+            and is_data(factors[1])
+            and not is_data(factors[0])
+            and not any(isinstance(f, OneMatrix) for f in factors)  # broadcasts and sums, not products
+        )
 
     def code(self, expr) -> str:
         return self._any(expr)[0]
