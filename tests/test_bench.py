@@ -171,3 +171,17 @@ def test_threads_do_not_share_scratch_buffers(module):
     for t in threads:
         t.join()
     assert not failures
+
+
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+@pytest.mark.parametrize(
+    "output, loss", [("softmax", "squared_error"), ("sigmoid", "cross_entropy"), ("tanh", "squared_error")]
+)
+def test_frameworks_agree_on_outputs_without_a_closed_form(framework, output, loss):
+    """The optional frameworks (installed with '.[bench]') through the generic output and loss formulas."""
+    pytest.importorskip(framework)
+    spec = RNNSpec(T=3, output=output, loss=loss)
+    problem = make_problem(spec, 2, 3, 4, 3)
+    build_contender = frameworks.torch_contender if framework == "torch" else frameworks.jax_contender
+    contenders = [generated_contender(_module(spec), problem), build_contender(problem)]
+    assert max(check_agreement(contenders, np.float64).values()) <= TOLERANCE[np.float64]

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-FUSED = {("softmax", "cross_entropy"), ("sigmoid", "binary_cross_entropy"), ("identity", "squared_error")}
+from rnngen.bench import loops
 
 
 def available() -> dict:
@@ -74,7 +74,8 @@ def torch_contender(problem):
         elif pair == ("identity", "squared_error"):
             E = 0.5 * nn.functional.mse_loss(o, y, reduction="sum")
         else:
-            E = _loss(torch, spec, _output(torch, spec.output, o), y)
+            yhat = loops.output(torch, spec.output, o, lambda a: torch.softmax(a, dim=-1))
+            E = loops.loss(torch, spec.loss, yhat, y)
         E.backward()
         return E
 
@@ -108,7 +109,7 @@ def jax_contender(problem):
             z = x @ params["U"].T + h @ params["W"].T
             if spec.hidden_bias:
                 z = z + params["b"]
-            h = _hidden(jnp, spec, z)
+            h = loops.activation(jnp, spec.hidden, z, spec.slope)
             return h, h
 
         h_init = jnp.broadcast_to(params["h0"], (xs.shape[1], params["h0"].shape[0]))
@@ -123,7 +124,8 @@ def jax_contender(problem):
             return jnp.sum(targets * jax.nn.softplus(-o) + (1.0 - targets) * jax.nn.softplus(o))
         if pair == ("identity", "squared_error"):
             return 0.5 * jnp.sum((o - targets) ** 2)
-        return _loss(jnp, spec, _output(jnp, spec.output, o), targets)
+        yhat = loops.output(jnp, spec.output, o, lambda a: jax.nn.softmax(a, axis=-1))
+        return loops.loss(jnp, spec.loss, yhat, targets)
 
     params = {k: jnp.asarray(v) for k, v in problem.params.items()}
     xs = jnp.asarray(problem.xs)
@@ -141,36 +143,3 @@ def jax_contender(problem):
         return float(E), {k: np.asarray(v) for k, v in grads.items()}
 
     return Contender("JAX", run, result, compile_seconds=compile_seconds)
-
-
-def _hidden(xp, spec, z):
-    if spec.hidden == "tanh":
-        return xp.tanh(z)
-    if spec.hidden == "sigmoid":
-        return 1.0 / (1.0 + xp.exp(-z))
-    if spec.hidden == "relu":
-        return xp.maximum(z, 0.0)
-    if spec.hidden == "leaky_relu":
-        return xp.where(z > 0, z, spec.slope * z)
-    if spec.hidden == "softplus":
-        return xp.logaddexp(0.0, z)
-    return z
-
-
-def _output(xp, output, o):
-    if output == "softmax":
-        e = xp.exp(o - o.max(axis=-1, keepdims=True))
-        return e / e.sum(axis=-1, keepdims=True)
-    if output == "sigmoid":
-        return 1.0 / (1.0 + xp.exp(-o))
-    if output == "tanh":
-        return xp.tanh(o)
-    return o
-
-
-def _loss(xp, spec, yhat, y):
-    if spec.loss == "cross_entropy":
-        return -(y * xp.log(yhat)).sum()
-    if spec.loss == "binary_cross_entropy":
-        return -(y * xp.log(yhat) + (1.0 - y) * xp.log(1.0 - yhat)).sum()
-    return 0.5 * ((yhat - y) ** 2).sum()
