@@ -23,6 +23,7 @@ from rnngen.bench.run import CONTENDERS, BenchError, kernels, table
 from rnngen.bench.run import bench as run_bench
 from rnngen.emit import OutputError, check_targets, pdflatex, write_all
 from rnngen.pipeline import build
+from rnngen.program import family_of
 from rnngen.spec import DEFAULT_NAMES, MAPPINGS, MAX_T, NOTATIONS, RNNSpec, SpecError, check_T
 from rnngen.verify import (
     CHECK_SIZES,
@@ -329,7 +330,11 @@ def _print_formulas(result) -> None:
     click.echo("where")
     for f in formulas:
         if f.stmts[0].target.name not in grads:
-            click.echo(f"  ({result.equations[f.key]}) {f.text}")
+            says = ""
+            if family_of(f.stmts[0].target) == "fprime":  # a name the reader has not met yet
+                f_name = "f" if result.spec.is_custom else result.spec.hidden
+                says = f"   (f′_t = {f_name}'(z_t), the diagonal of ∂h_t/∂z_t, for all steps at once)"
+            click.echo(f"  ({result.equations[f.key]}) {f.text}{says}")
 
 
 @cli.command()
