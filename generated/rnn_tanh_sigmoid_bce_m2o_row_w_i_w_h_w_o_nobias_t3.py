@@ -131,28 +131,30 @@ def loss_and_grads(params, xs, targets):
     E = np.sum(y[0] * np.logaddexp(0.0, -o[0]) + (1.0 - y[0]) * np.logaddexp(0.0, o[0]))
     # (33) δo_3 = ŷ_3 - y_3
     do = _scratch("do", (1, B, n_y), x.dtype)
-    np.subtract(yhat[0], y[0], out=do[0])
+    do_ = list(do)  # its steps as views: cheaper to index than the array
+    np.subtract(yhat[0], y[0], out=do_[0])
     # (34) F′[1..3] = 1ᵀ - H[1..3] ∘ H[1..3]
     fprime = _scratch("fprime", (T, B, n_h), x.dtype)
-    np.square(h[1:].reshape(-1, n_h), out=fprime.reshape(-1, n_h))
-    np.subtract(1.0, fprime.reshape(-1, n_h), out=fprime.reshape(-1, n_h))
+    np.square(h[1:], out=fprime)
+    np.subtract(1.0, fprime, out=fprime)
     # (35) δz_3 = (δo_3 w_oᵀ) ∘ f′_3
     dz = _scratch("dz", (T, B, n_h), x.dtype)
-    np.matmul(do[0], w_o.T, out=dz[2])
-    dz[2] *= fprime[2]
+    dz_ = list(dz)  # its steps as views: cheaper to index than the array
+    np.matmul(do_[0], w_o.T, out=dz_[2])
+    dz_[2] *= fprime[2]
     # (36) δz_t = (δz_{t+1} w_hᵀ) ∘ f′_t, t = 2 down to 1
-    np.matmul(dz[2], w_h.T, out=dz[1])
-    dz[1] *= fprime[1]
-    np.matmul(dz[1], w_h.T, out=dz[0])
-    dz[0] *= fprime[0]
+    np.matmul(dz_[2], w_h.T, out=dz_[1])
+    dz_[1] *= fprime[1]
+    np.matmul(dz_[1], w_h.T, out=dz_[0])
+    dz_[0] *= fprime[0]
     # (37) dE/dw_i = X[1..3]ᵀ Δz[1..3]
     dw_i = x.reshape(-1, n_x).T @ dz.reshape(-1, n_h)
     # (38) dE/dw_h = H[0..2]ᵀ Δz[1..3]
     dw_h = h[:-1].reshape(-1, n_h).T @ dz.reshape(-1, n_h)
     # (39) dE/dw_o = h_3ᵀ δo_3
-    dw_o = h[3].T @ do[0]
+    dw_o = h[3].T @ do_[0]
     # (40) dE/dh_0 = δz_1 w_hᵀ
-    dh0 = (dz[0] @ w_h.T).sum(axis=0)
+    dh0 = (dz_[0] @ w_h.T).sum(axis=0)
     _SPARE.update(h=h, o=o, yhat=yhat, do=do, fprime=fprime, dz=dz)
     return E, {"w_i": dw_i, "w_h": dw_h, "w_o": dw_o, "h0": dh0}
 
@@ -169,21 +171,23 @@ def _forward(w_i, w_h, w_o, h0, x):
     pre_z = _scratch("pre_z", (T, B, n_h), x.dtype)
     np.matmul(x.reshape(-1, n_x), w_i, out=pre_z.reshape(-1, n_h))
     # (29) h_t = tanh(z̃_t + h_{t-1} w_h), t = 1..3
-    np.matmul(h[0], w_h, out=h[1])
-    h[1] += pre_z[0]
-    np.tanh(h[1], out=h[1])
-    np.matmul(h[1], w_h, out=h[2])
-    h[2] += pre_z[1]
-    np.tanh(h[2], out=h[2])
-    np.matmul(h[2], w_h, out=h[3])
-    h[3] += pre_z[2]
-    np.tanh(h[3], out=h[3])
+    h_ = list(h)  # its steps as views: cheaper to index than the array
+    np.matmul(h_[0], w_h, out=h_[1])
+    h_[1] += pre_z[0]
+    np.tanh(h_[1], out=h_[1])
+    np.matmul(h_[1], w_h, out=h_[2])
+    h_[2] += pre_z[1]
+    np.tanh(h_[2], out=h_[2])
+    np.matmul(h_[2], w_h, out=h_[3])
+    h_[3] += pre_z[2]
+    np.tanh(h_[3], out=h_[3])
     # (30) o_3 = h_3 w_o
     o = _scratch("o", (1, B, n_y), x.dtype)
-    np.matmul(h[3], w_o, out=o[0])
+    o_ = list(o)  # its steps as views: cheaper to index than the array
+    np.matmul(h_[3], w_o, out=o_[0])
     # (31) ŷ_3 = σ(o_3)
     yhat = _scratch("yhat", (1, B, n_y), x.dtype)
-    yhat[0] = _sigmoid(o[0])
+    yhat[0] = _sigmoid(o_[0])
     _SPARE.update(pre_z=pre_z)
     return h, o, yhat
 
@@ -215,7 +219,7 @@ def _sigmoid(a):
 def _prepare(params, xs):
     """Check the arguments; return the parameters in the dtype of ``xs``, ``x`` as (T, B, n_x)."""
     x = np.asarray(xs)
-    if x.dtype != np.float64 and x.dtype != np.float32:
+    if x.dtype.char not in "fd":
         raise ValueError(f"xs has dtype {x.dtype}; expected float32 or float64")
     if not isinstance(params, dict):
         raise ValueError(f"params must be a dict with keys {', '.join(PARAM_SHAPES)}")
@@ -225,9 +229,10 @@ def _prepare(params, xs):
         missing = [k for k in PARAM_SHAPES if k not in params]
         raise ValueError(f"params is missing {', '.join(missing)}; expected keys {', '.join(PARAM_SHAPES)}") from None
     # Shapes and dtypes seen before need no second look: the check runs on every call.
-    signature = tuple((p.shape, p.dtype.kind) for p in arrays)
-    sizes = _CHECKED.get(signature) or _check_params(arrays, signature)
-    arrays = [p if p.dtype == x.dtype else p.astype(x.dtype) for p in arrays]
+    signature = (x.dtype.char, *[(p.shape, p.dtype.char) for p in arrays])
+    sizes, same_dtype = _CHECKED.get(signature) or _check_params(arrays, signature)
+    if not same_dtype:
+        arrays = [p if p.dtype == x.dtype else p.astype(x.dtype) for p in arrays]
     single = x.ndim == 2
     if single:
         x = x[:, None, :]
@@ -239,7 +244,8 @@ def _prepare(params, xs):
     return (*arrays, x, single)
 
 
-#: Parameter signatures (shapes, dtype kinds) that passed ``_check_params`` -> the sizes they give.
+#: Signatures (dtype of xs, shapes and dtypes of the parameters) that passed ``_check_params``
+#: -> (the sizes they give, whether the parameters already have the dtype of xs).
 _CHECKED = {}
 
 
@@ -254,9 +260,10 @@ def _check_params(arrays, signature):
             if sizes.setdefault(d, n) != n:
                 want = ", ".join(f"{e}={sizes[e]}" for e in dims)
                 raise ValueError(f"params[{name!r}] has shape {p.shape}; expected ({', '.join(dims)}) with {want}")
+    checked = sizes, all(p.dtype.char == signature[0] for p in arrays)
     if len(_CHECKED) < 64:  # a bound, for a caller that tries many sizes
-        _CHECKED[signature] = sizes
-    return sizes
+        _CHECKED[signature] = checked
+    return checked
 
 
 def _targets(targets, x, n_out, single):
@@ -272,4 +279,4 @@ def _targets(targets, x, n_out, single):
     if y.size and (y.min() < 0 or y.max() > 1):
         raise ValueError("targets must lie in [0, 1] (they are probabilities)")
     y = y[None]
-    return y[:, None, :] if single else y
+    return y[:, None] if single else y

@@ -106,9 +106,8 @@ def loss(params, xs, targets):
     W, U, V, h0, x, single = _prepare(params, xs)
     y = _targets(targets, x, V.shape[1], single)
     h, o, yhat = _forward(W, U, V, h0, x)
-    n_y = V.shape[1]
     # (32) E = -1ᵀ (Y[1..5] ∘ log_softmax(O[1..5])) 1
-    E = -np.vdot(y.reshape(-1, n_y), _log_softmax(o))
+    E = -_dot_log_softmax(y, o, yhat)
     _SPARE.update(h=h, o=o, yhat=yhat)
     return E
 
@@ -127,33 +126,34 @@ def loss_and_grads(params, xs, targets):
     n_h = W.shape[1]
     n_y = V.shape[1]
     # (32) E = -1ᵀ (Y[1..5] ∘ log_softmax(O[1..5])) 1
-    E = -np.vdot(y.reshape(-1, n_y), _log_softmax(o))
+    E = -_dot_log_softmax(y, o, yhat)
     # (33) Δo[1..5] = Ŷ[1..5] - Y[1..5]
     do = _scratch("do", (T * B, n_y), x.dtype)
-    np.subtract(yhat, y.reshape(-1, n_y), out=do)
+    _minus_targets(yhat, y, out=do)
     # (34) Δ̃h[1..5] = Δo[1..5] Vᵀ
     pre_dh = _scratch("pre_dh", (T, B, n_h), x.dtype)
     np.matmul(do, V.T, out=pre_dh.reshape(-1, n_h))
     # (35) F′[1..5] = 1ᵀ - H[1..5] ∘ H[1..5]
     fprime = _scratch("fprime", (T, B, n_h), x.dtype)
-    np.square(h[1:].reshape(-1, n_h), out=fprime.reshape(-1, n_h))
-    np.subtract(1.0, fprime.reshape(-1, n_h), out=fprime.reshape(-1, n_h))
+    np.square(h[1:], out=fprime)
+    np.subtract(1.0, fprime, out=fprime)
     # (36) δz_5 = δ̃h_5 ∘ f′_5
     dz = _scratch("dz", (T, B, n_h), x.dtype)
-    dz[4] = pre_dh[4] * fprime[4]
+    dz_ = list(dz)  # its steps as views: cheaper to index than the array
+    np.multiply(pre_dh[4], fprime[4], out=dz_[4])
     # (37) δz_t = (δ̃h_t + δz_{t+1} Uᵀ) ∘ f′_t, t = 4 down to 1
-    np.matmul(dz[4], U.T, out=dz[3])
-    dz[3] += pre_dh[3]
-    dz[3] *= fprime[3]
-    np.matmul(dz[3], U.T, out=dz[2])
-    dz[2] += pre_dh[2]
-    dz[2] *= fprime[2]
-    np.matmul(dz[2], U.T, out=dz[1])
-    dz[1] += pre_dh[1]
-    dz[1] *= fprime[1]
-    np.matmul(dz[1], U.T, out=dz[0])
-    dz[0] += pre_dh[0]
-    dz[0] *= fprime[0]
+    np.matmul(dz_[4], U.T, out=dz_[3])
+    dz_[3] += pre_dh[3]
+    dz_[3] *= fprime[3]
+    np.matmul(dz_[3], U.T, out=dz_[2])
+    dz_[2] += pre_dh[2]
+    dz_[2] *= fprime[2]
+    np.matmul(dz_[2], U.T, out=dz_[1])
+    dz_[1] += pre_dh[1]
+    dz_[1] *= fprime[1]
+    np.matmul(dz_[1], U.T, out=dz_[0])
+    dz_[0] += pre_dh[0]
+    dz_[0] *= fprime[0]
     # (38) dE/dW = X[1..5]ᵀ Δz[1..5]
     dW = x.reshape(-1, n_x).T @ dz.reshape(-1, n_h)
     # (39) dE/dU = H[0..4]ᵀ Δz[1..5]
@@ -161,7 +161,7 @@ def loss_and_grads(params, xs, targets):
     # (40) dE/dV = H[1..5]ᵀ Δo[1..5]
     dV = h[1:].reshape(-1, n_h).T @ do
     # (41) dE/dh_0 = δz_1 Uᵀ
-    dh0 = (dz[0] @ U.T).sum(axis=0)
+    dh0 = (dz_[0] @ U.T).sum(axis=0)
     _SPARE.update(h=h, o=o, yhat=yhat, do=do, pre_dh=pre_dh, fprime=fprime, dz=dz)
     return E, {"W": dW, "U": dU, "V": dV, "h0": dh0}
 
@@ -178,21 +178,22 @@ def _forward(W, U, V, h0, x):
     pre_z = _scratch("pre_z", (T, B, n_h), x.dtype)
     np.matmul(x.reshape(-1, n_x), W, out=pre_z.reshape(-1, n_h))
     # (29) h_t = tanh(z̃_t + h_{t-1} U), t = 1..5
-    np.matmul(h[0], U, out=h[1])
-    h[1] += pre_z[0]
-    np.tanh(h[1], out=h[1])
-    np.matmul(h[1], U, out=h[2])
-    h[2] += pre_z[1]
-    np.tanh(h[2], out=h[2])
-    np.matmul(h[2], U, out=h[3])
-    h[3] += pre_z[2]
-    np.tanh(h[3], out=h[3])
-    np.matmul(h[3], U, out=h[4])
-    h[4] += pre_z[3]
-    np.tanh(h[4], out=h[4])
-    np.matmul(h[4], U, out=h[5])
-    h[5] += pre_z[4]
-    np.tanh(h[5], out=h[5])
+    h_ = list(h)  # its steps as views: cheaper to index than the array
+    np.matmul(h_[0], U, out=h_[1])
+    h_[1] += pre_z[0]
+    np.tanh(h_[1], out=h_[1])
+    np.matmul(h_[1], U, out=h_[2])
+    h_[2] += pre_z[1]
+    np.tanh(h_[2], out=h_[2])
+    np.matmul(h_[2], U, out=h_[3])
+    h_[3] += pre_z[2]
+    np.tanh(h_[3], out=h_[3])
+    np.matmul(h_[3], U, out=h_[4])
+    h_[4] += pre_z[3]
+    np.tanh(h_[4], out=h_[4])
+    np.matmul(h_[4], U, out=h_[5])
+    h_[5] += pre_z[4]
+    np.tanh(h_[5], out=h_[5])
     # (30) O[1..5] = H[1..5] V
     o = _scratch("o", (T * B, n_y), x.dtype)
     np.matmul(h[1:].reshape(-1, n_h), V, out=o)
@@ -222,11 +223,32 @@ def free_buffers():
     _SPARE.clear()
 
 
-def _log_softmax(a):
-    # log-sum-exp: no overflow for large logits, no log(0) for tiny probabilities
-    s = a - a.max(axis=-1, keepdims=True)
-    s -= np.log(np.exp(s).sum(axis=-1, keepdims=True))
-    return s
+def _dot_log_softmax(y, a, p):
+    """1ᵀ (Y ∘ log_softmax(A)) 1 for targets Y given as rows or as class indices, P = softmax(A).
+
+    No second pass of exp: for class indices, the log of the targets' probabilities is
+    log_softmax(A) to a few ulp while they are normal numbers; otherwise log_softmax(A) = A - lse
+    per row, with the log-sum-exp lse = max(A) - log max(P) (a row's largest probability never
+    underflows).
+    """
+    if y.dtype.kind != "f":
+        rows, y = np.arange(a.shape[0]), y.reshape(-1)
+        q = p[rows, y]
+        if q.min() > 1e-30:
+            return np.log(q).sum()
+        return (a[rows, y] - a.max(axis=-1) + np.log(p.max(axis=-1))).sum()
+    y = y.reshape(a.shape)
+    lse = a.max(axis=-1) - np.log(p.max(axis=-1))
+    return (np.einsum("ij,ij->i", y, a) - y.sum(axis=-1) * lse).sum()
+
+
+def _minus_targets(p, y, out):
+    """P - Y for targets Y given as rows or as class indices (one-hot rows: one entry each)."""
+    if y.dtype.kind == "f":
+        return np.subtract(p, y.reshape(p.shape), out=out)
+    np.copyto(out, p)
+    out[np.arange(p.shape[0]), y.reshape(-1)] -= 1.0
+    return out
 
 
 def _softmax(a, out=None):
@@ -239,7 +261,7 @@ def _softmax(a, out=None):
 def _prepare(params, xs):
     """Check the arguments; return the parameters in the dtype of ``xs``, ``x`` as (T, B, n_x)."""
     x = np.asarray(xs)
-    if x.dtype != np.float64 and x.dtype != np.float32:
+    if x.dtype.char not in "fd":
         raise ValueError(f"xs has dtype {x.dtype}; expected float32 or float64")
     if not isinstance(params, dict):
         raise ValueError(f"params must be a dict with keys {', '.join(PARAM_SHAPES)}")
@@ -249,9 +271,10 @@ def _prepare(params, xs):
         missing = [k for k in PARAM_SHAPES if k not in params]
         raise ValueError(f"params is missing {', '.join(missing)}; expected keys {', '.join(PARAM_SHAPES)}") from None
     # Shapes and dtypes seen before need no second look: the check runs on every call.
-    signature = tuple((p.shape, p.dtype.kind) for p in arrays)
-    sizes = _CHECKED.get(signature) or _check_params(arrays, signature)
-    arrays = [p if p.dtype == x.dtype else p.astype(x.dtype) for p in arrays]
+    signature = (x.dtype.char, *[(p.shape, p.dtype.char) for p in arrays])
+    sizes, same_dtype = _CHECKED.get(signature) or _check_params(arrays, signature)
+    if not same_dtype:
+        arrays = [p if p.dtype == x.dtype else p.astype(x.dtype) for p in arrays]
     single = x.ndim == 2
     if single:
         x = x[:, None, :]
@@ -263,7 +286,8 @@ def _prepare(params, xs):
     return (*arrays, x, single)
 
 
-#: Parameter signatures (shapes, dtype kinds) that passed ``_check_params`` -> the sizes they give.
+#: Signatures (dtype of xs, shapes and dtypes of the parameters) that passed ``_check_params``
+#: -> (the sizes they give, whether the parameters already have the dtype of xs).
 _CHECKED = {}
 
 
@@ -278,22 +302,23 @@ def _check_params(arrays, signature):
             if sizes.setdefault(d, n) != n:
                 want = ", ".join(f"{e}={sizes[e]}" for e in dims)
                 raise ValueError(f"params[{name!r}] has shape {p.shape}; expected ({', '.join(dims)}) with {want}")
+    checked = sizes, all(p.dtype.char == signature[0] for p in arrays)
     if len(_CHECKED) < 64:  # a bound, for a caller that tries many sizes
-        _CHECKED[signature] = sizes
-    return sizes
+        _CHECKED[signature] = checked
+    return checked
 
 
 def _targets(targets, x, n_out, single):
-    """Targets as rows (T, B, n_out) in the dtype of ``x``."""
+    """Targets as rows (T, B, n_out) in the dtype of ``x``, or as class indices (T, B)."""
     y = np.asarray(targets)
     B = x.shape[1]
     lead = (T,) if single else (T, B)
     if y.dtype.kind in "iu":
         if y.shape != lead:
             raise ValueError(f"targets (class indices) have shape {y.shape}; expected {lead}")
-        if y.size and (y.min() < 0 or y.max() >= n_out):
+        # seen as unsigned, a negative index is huge: one reduction checks both ends
+        if y.size and y.view(f"u{y.itemsize}").max() >= n_out:
             raise ValueError(f"targets (class indices) must lie in 0..{n_out - 1}")
-        y = np.eye(n_out, dtype=x.dtype)[y]  # one-hot rows, one gather
     elif y.dtype.kind == "f":
         if y.shape != lead + (n_out,):
             raise ValueError(f"targets (one-hot) have shape {y.shape}; expected {lead + (n_out,)}")
@@ -303,4 +328,4 @@ def _targets(targets, x, n_out, single):
             raise ValueError("targets (one-hot) must sum to 1 over the last axis")
     else:
         raise ValueError(f"targets have dtype {y.dtype}; expected integer class indices or float one-hot rows")
-    return y[:, None, :] if single else y
+    return y[:, None] if single else y

@@ -108,9 +108,8 @@ def loss(params, xs, targets):
     U, W, V, b, c, h0, x, single = _prepare(params, xs)
     y = _targets(targets, x, V.shape[0], single)
     h, o, yhat = _forward(U, W, V, b, c, h0, x)
-    n_y = V.shape[0]
     # (38) E = -1ᵀ (Y[1..20] ∘ log_softmax(O[1..20])) 1
-    E = -np.vdot(y.reshape(-1, n_y), _log_softmax(o))
+    E = -_dot_log_softmax(y, o, yhat)
     _SPARE.update(h=h, o=o, yhat=yhat)
     return E
 
@@ -129,78 +128,79 @@ def loss_and_grads(params, xs, targets):
     n_h = U.shape[0]
     n_y = V.shape[0]
     # (38) E = -1ᵀ (Y[1..20] ∘ log_softmax(O[1..20])) 1
-    E = -np.vdot(y.reshape(-1, n_y), _log_softmax(o))
+    E = -_dot_log_softmax(y, o, yhat)
     # (39) Δo[1..20] = Ŷ[1..20] - Y[1..20]
     do = _scratch("do", (T * B, n_y), x.dtype)
-    np.subtract(yhat, y.reshape(-1, n_y), out=do)
+    _minus_targets(yhat, y, out=do)
     # (40) Δ̃h[1..20] = Vᵀ Δo[1..20]
     pre_dh = _scratch("pre_dh", (T, B, n_h), x.dtype)
     np.matmul(do, V, out=pre_dh.reshape(-1, n_h))
     # (41) F′[1..20] = 1 - H[1..20] ∘ H[1..20]
     fprime = _scratch("fprime", (T, B, n_h), x.dtype)
-    np.square(h[1:].reshape(-1, n_h), out=fprime.reshape(-1, n_h))
-    np.subtract(1.0, fprime.reshape(-1, n_h), out=fprime.reshape(-1, n_h))
+    np.square(h[1:], out=fprime)
+    np.subtract(1.0, fprime, out=fprime)
     # (42) δz_20 = δ̃h_20 ∘ f′_20
     dz = _scratch("dz", (T, B, n_h), x.dtype)
-    dz[19] = pre_dh[19] * fprime[19]
+    dz_ = list(dz)  # its steps as views: cheaper to index than the array
+    np.multiply(pre_dh[19], fprime[19], out=dz_[19])
     # (43) δz_t = (δ̃h_t + Wᵀ δz_{t+1}) ∘ f′_t, t = 19 down to 1
-    np.matmul(dz[19], W, out=dz[18])
-    dz[18] += pre_dh[18]
-    dz[18] *= fprime[18]
-    np.matmul(dz[18], W, out=dz[17])
-    dz[17] += pre_dh[17]
-    dz[17] *= fprime[17]
-    np.matmul(dz[17], W, out=dz[16])
-    dz[16] += pre_dh[16]
-    dz[16] *= fprime[16]
-    np.matmul(dz[16], W, out=dz[15])
-    dz[15] += pre_dh[15]
-    dz[15] *= fprime[15]
-    np.matmul(dz[15], W, out=dz[14])
-    dz[14] += pre_dh[14]
-    dz[14] *= fprime[14]
-    np.matmul(dz[14], W, out=dz[13])
-    dz[13] += pre_dh[13]
-    dz[13] *= fprime[13]
-    np.matmul(dz[13], W, out=dz[12])
-    dz[12] += pre_dh[12]
-    dz[12] *= fprime[12]
-    np.matmul(dz[12], W, out=dz[11])
-    dz[11] += pre_dh[11]
-    dz[11] *= fprime[11]
-    np.matmul(dz[11], W, out=dz[10])
-    dz[10] += pre_dh[10]
-    dz[10] *= fprime[10]
-    np.matmul(dz[10], W, out=dz[9])
-    dz[9] += pre_dh[9]
-    dz[9] *= fprime[9]
-    np.matmul(dz[9], W, out=dz[8])
-    dz[8] += pre_dh[8]
-    dz[8] *= fprime[8]
-    np.matmul(dz[8], W, out=dz[7])
-    dz[7] += pre_dh[7]
-    dz[7] *= fprime[7]
-    np.matmul(dz[7], W, out=dz[6])
-    dz[6] += pre_dh[6]
-    dz[6] *= fprime[6]
-    np.matmul(dz[6], W, out=dz[5])
-    dz[5] += pre_dh[5]
-    dz[5] *= fprime[5]
-    np.matmul(dz[5], W, out=dz[4])
-    dz[4] += pre_dh[4]
-    dz[4] *= fprime[4]
-    np.matmul(dz[4], W, out=dz[3])
-    dz[3] += pre_dh[3]
-    dz[3] *= fprime[3]
-    np.matmul(dz[3], W, out=dz[2])
-    dz[2] += pre_dh[2]
-    dz[2] *= fprime[2]
-    np.matmul(dz[2], W, out=dz[1])
-    dz[1] += pre_dh[1]
-    dz[1] *= fprime[1]
-    np.matmul(dz[1], W, out=dz[0])
-    dz[0] += pre_dh[0]
-    dz[0] *= fprime[0]
+    np.matmul(dz_[19], W, out=dz_[18])
+    dz_[18] += pre_dh[18]
+    dz_[18] *= fprime[18]
+    np.matmul(dz_[18], W, out=dz_[17])
+    dz_[17] += pre_dh[17]
+    dz_[17] *= fprime[17]
+    np.matmul(dz_[17], W, out=dz_[16])
+    dz_[16] += pre_dh[16]
+    dz_[16] *= fprime[16]
+    np.matmul(dz_[16], W, out=dz_[15])
+    dz_[15] += pre_dh[15]
+    dz_[15] *= fprime[15]
+    np.matmul(dz_[15], W, out=dz_[14])
+    dz_[14] += pre_dh[14]
+    dz_[14] *= fprime[14]
+    np.matmul(dz_[14], W, out=dz_[13])
+    dz_[13] += pre_dh[13]
+    dz_[13] *= fprime[13]
+    np.matmul(dz_[13], W, out=dz_[12])
+    dz_[12] += pre_dh[12]
+    dz_[12] *= fprime[12]
+    np.matmul(dz_[12], W, out=dz_[11])
+    dz_[11] += pre_dh[11]
+    dz_[11] *= fprime[11]
+    np.matmul(dz_[11], W, out=dz_[10])
+    dz_[10] += pre_dh[10]
+    dz_[10] *= fprime[10]
+    np.matmul(dz_[10], W, out=dz_[9])
+    dz_[9] += pre_dh[9]
+    dz_[9] *= fprime[9]
+    np.matmul(dz_[9], W, out=dz_[8])
+    dz_[8] += pre_dh[8]
+    dz_[8] *= fprime[8]
+    np.matmul(dz_[8], W, out=dz_[7])
+    dz_[7] += pre_dh[7]
+    dz_[7] *= fprime[7]
+    np.matmul(dz_[7], W, out=dz_[6])
+    dz_[6] += pre_dh[6]
+    dz_[6] *= fprime[6]
+    np.matmul(dz_[6], W, out=dz_[5])
+    dz_[5] += pre_dh[5]
+    dz_[5] *= fprime[5]
+    np.matmul(dz_[5], W, out=dz_[4])
+    dz_[4] += pre_dh[4]
+    dz_[4] *= fprime[4]
+    np.matmul(dz_[4], W, out=dz_[3])
+    dz_[3] += pre_dh[3]
+    dz_[3] *= fprime[3]
+    np.matmul(dz_[3], W, out=dz_[2])
+    dz_[2] += pre_dh[2]
+    dz_[2] *= fprime[2]
+    np.matmul(dz_[2], W, out=dz_[1])
+    dz_[1] += pre_dh[1]
+    dz_[1] *= fprime[1]
+    np.matmul(dz_[1], W, out=dz_[0])
+    dz_[0] += pre_dh[0]
+    dz_[0] *= fprime[0]
     # (44) dE/dU = Δz[1..20] X[1..20]ᵀ
     dU = dz.reshape(-1, n_h).T @ x.reshape(-1, n_x)
     # (45) dE/dW = Δz[1..20] H[0..19]ᵀ
@@ -212,7 +212,7 @@ def loss_and_grads(params, xs, targets):
     # (48) dE/dc = Δo[1..20] 1
     dc = do.sum(axis=0)
     # (49) dE/dh_0 = Wᵀ δz_1
-    dh0 = (dz[0] @ W).sum(axis=0)
+    dh0 = (dz_[0] @ W).sum(axis=0)
     _SPARE.update(h=h, o=o, yhat=yhat, do=do, pre_dh=pre_dh, fprime=fprime, dz=dz)
     return E, {"U": dU, "W": dW, "V": dV, "b": db, "c": dc, "h0": dh0}
 
@@ -230,66 +230,67 @@ def _forward(U, W, V, b, c, h0, x):
     np.matmul(x.reshape(-1, n_x), U.T, out=pre_z.reshape(-1, n_h))
     np.add(pre_z.reshape(-1, n_h), b, out=pre_z.reshape(-1, n_h))
     # (35) h_t = tanh(z̃_t + W h_{t-1}), t = 1..20
-    np.matmul(h[0], W.T, out=h[1])
-    h[1] += pre_z[0]
-    np.tanh(h[1], out=h[1])
-    np.matmul(h[1], W.T, out=h[2])
-    h[2] += pre_z[1]
-    np.tanh(h[2], out=h[2])
-    np.matmul(h[2], W.T, out=h[3])
-    h[3] += pre_z[2]
-    np.tanh(h[3], out=h[3])
-    np.matmul(h[3], W.T, out=h[4])
-    h[4] += pre_z[3]
-    np.tanh(h[4], out=h[4])
-    np.matmul(h[4], W.T, out=h[5])
-    h[5] += pre_z[4]
-    np.tanh(h[5], out=h[5])
-    np.matmul(h[5], W.T, out=h[6])
-    h[6] += pre_z[5]
-    np.tanh(h[6], out=h[6])
-    np.matmul(h[6], W.T, out=h[7])
-    h[7] += pre_z[6]
-    np.tanh(h[7], out=h[7])
-    np.matmul(h[7], W.T, out=h[8])
-    h[8] += pre_z[7]
-    np.tanh(h[8], out=h[8])
-    np.matmul(h[8], W.T, out=h[9])
-    h[9] += pre_z[8]
-    np.tanh(h[9], out=h[9])
-    np.matmul(h[9], W.T, out=h[10])
-    h[10] += pre_z[9]
-    np.tanh(h[10], out=h[10])
-    np.matmul(h[10], W.T, out=h[11])
-    h[11] += pre_z[10]
-    np.tanh(h[11], out=h[11])
-    np.matmul(h[11], W.T, out=h[12])
-    h[12] += pre_z[11]
-    np.tanh(h[12], out=h[12])
-    np.matmul(h[12], W.T, out=h[13])
-    h[13] += pre_z[12]
-    np.tanh(h[13], out=h[13])
-    np.matmul(h[13], W.T, out=h[14])
-    h[14] += pre_z[13]
-    np.tanh(h[14], out=h[14])
-    np.matmul(h[14], W.T, out=h[15])
-    h[15] += pre_z[14]
-    np.tanh(h[15], out=h[15])
-    np.matmul(h[15], W.T, out=h[16])
-    h[16] += pre_z[15]
-    np.tanh(h[16], out=h[16])
-    np.matmul(h[16], W.T, out=h[17])
-    h[17] += pre_z[16]
-    np.tanh(h[17], out=h[17])
-    np.matmul(h[17], W.T, out=h[18])
-    h[18] += pre_z[17]
-    np.tanh(h[18], out=h[18])
-    np.matmul(h[18], W.T, out=h[19])
-    h[19] += pre_z[18]
-    np.tanh(h[19], out=h[19])
-    np.matmul(h[19], W.T, out=h[20])
-    h[20] += pre_z[19]
-    np.tanh(h[20], out=h[20])
+    h_ = list(h)  # its steps as views: cheaper to index than the array
+    np.matmul(h_[0], W.T, out=h_[1])
+    h_[1] += pre_z[0]
+    np.tanh(h_[1], out=h_[1])
+    np.matmul(h_[1], W.T, out=h_[2])
+    h_[2] += pre_z[1]
+    np.tanh(h_[2], out=h_[2])
+    np.matmul(h_[2], W.T, out=h_[3])
+    h_[3] += pre_z[2]
+    np.tanh(h_[3], out=h_[3])
+    np.matmul(h_[3], W.T, out=h_[4])
+    h_[4] += pre_z[3]
+    np.tanh(h_[4], out=h_[4])
+    np.matmul(h_[4], W.T, out=h_[5])
+    h_[5] += pre_z[4]
+    np.tanh(h_[5], out=h_[5])
+    np.matmul(h_[5], W.T, out=h_[6])
+    h_[6] += pre_z[5]
+    np.tanh(h_[6], out=h_[6])
+    np.matmul(h_[6], W.T, out=h_[7])
+    h_[7] += pre_z[6]
+    np.tanh(h_[7], out=h_[7])
+    np.matmul(h_[7], W.T, out=h_[8])
+    h_[8] += pre_z[7]
+    np.tanh(h_[8], out=h_[8])
+    np.matmul(h_[8], W.T, out=h_[9])
+    h_[9] += pre_z[8]
+    np.tanh(h_[9], out=h_[9])
+    np.matmul(h_[9], W.T, out=h_[10])
+    h_[10] += pre_z[9]
+    np.tanh(h_[10], out=h_[10])
+    np.matmul(h_[10], W.T, out=h_[11])
+    h_[11] += pre_z[10]
+    np.tanh(h_[11], out=h_[11])
+    np.matmul(h_[11], W.T, out=h_[12])
+    h_[12] += pre_z[11]
+    np.tanh(h_[12], out=h_[12])
+    np.matmul(h_[12], W.T, out=h_[13])
+    h_[13] += pre_z[12]
+    np.tanh(h_[13], out=h_[13])
+    np.matmul(h_[13], W.T, out=h_[14])
+    h_[14] += pre_z[13]
+    np.tanh(h_[14], out=h_[14])
+    np.matmul(h_[14], W.T, out=h_[15])
+    h_[15] += pre_z[14]
+    np.tanh(h_[15], out=h_[15])
+    np.matmul(h_[15], W.T, out=h_[16])
+    h_[16] += pre_z[15]
+    np.tanh(h_[16], out=h_[16])
+    np.matmul(h_[16], W.T, out=h_[17])
+    h_[17] += pre_z[16]
+    np.tanh(h_[17], out=h_[17])
+    np.matmul(h_[17], W.T, out=h_[18])
+    h_[18] += pre_z[17]
+    np.tanh(h_[18], out=h_[18])
+    np.matmul(h_[18], W.T, out=h_[19])
+    h_[19] += pre_z[18]
+    np.tanh(h_[19], out=h_[19])
+    np.matmul(h_[19], W.T, out=h_[20])
+    h_[20] += pre_z[19]
+    np.tanh(h_[20], out=h_[20])
     # (36) O[1..20] = V H[1..20] + c 1ᵀ
     o = _scratch("o", (T * B, n_y), x.dtype)
     np.matmul(h[1:].reshape(-1, n_h), V.T, out=o)
@@ -320,11 +321,32 @@ def free_buffers():
     _SPARE.clear()
 
 
-def _log_softmax(a):
-    # log-sum-exp: no overflow for large logits, no log(0) for tiny probabilities
-    s = a - a.max(axis=-1, keepdims=True)
-    s -= np.log(np.exp(s).sum(axis=-1, keepdims=True))
-    return s
+def _dot_log_softmax(y, a, p):
+    """1ᵀ (Y ∘ log_softmax(A)) 1 for targets Y given as rows or as class indices, P = softmax(A).
+
+    No second pass of exp: for class indices, the log of the targets' probabilities is
+    log_softmax(A) to a few ulp while they are normal numbers; otherwise log_softmax(A) = A - lse
+    per row, with the log-sum-exp lse = max(A) - log max(P) (a row's largest probability never
+    underflows).
+    """
+    if y.dtype.kind != "f":
+        rows, y = np.arange(a.shape[0]), y.reshape(-1)
+        q = p[rows, y]
+        if q.min() > 1e-30:
+            return np.log(q).sum()
+        return (a[rows, y] - a.max(axis=-1) + np.log(p.max(axis=-1))).sum()
+    y = y.reshape(a.shape)
+    lse = a.max(axis=-1) - np.log(p.max(axis=-1))
+    return (np.einsum("ij,ij->i", y, a) - y.sum(axis=-1) * lse).sum()
+
+
+def _minus_targets(p, y, out):
+    """P - Y for targets Y given as rows or as class indices (one-hot rows: one entry each)."""
+    if y.dtype.kind == "f":
+        return np.subtract(p, y.reshape(p.shape), out=out)
+    np.copyto(out, p)
+    out[np.arange(p.shape[0]), y.reshape(-1)] -= 1.0
+    return out
 
 
 def _softmax(a, out=None):
@@ -337,7 +359,7 @@ def _softmax(a, out=None):
 def _prepare(params, xs):
     """Check the arguments; return the parameters in the dtype of ``xs``, ``x`` as (T, B, n_x)."""
     x = np.asarray(xs)
-    if x.dtype != np.float64 and x.dtype != np.float32:
+    if x.dtype.char not in "fd":
         raise ValueError(f"xs has dtype {x.dtype}; expected float32 or float64")
     if not isinstance(params, dict):
         raise ValueError(f"params must be a dict with keys {', '.join(PARAM_SHAPES)}")
@@ -347,9 +369,10 @@ def _prepare(params, xs):
         missing = [k for k in PARAM_SHAPES if k not in params]
         raise ValueError(f"params is missing {', '.join(missing)}; expected keys {', '.join(PARAM_SHAPES)}") from None
     # Shapes and dtypes seen before need no second look: the check runs on every call.
-    signature = tuple((p.shape, p.dtype.kind) for p in arrays)
-    sizes = _CHECKED.get(signature) or _check_params(arrays, signature)
-    arrays = [p if p.dtype == x.dtype else p.astype(x.dtype) for p in arrays]
+    signature = (x.dtype.char, *[(p.shape, p.dtype.char) for p in arrays])
+    sizes, same_dtype = _CHECKED.get(signature) or _check_params(arrays, signature)
+    if not same_dtype:
+        arrays = [p if p.dtype == x.dtype else p.astype(x.dtype) for p in arrays]
     single = x.ndim == 2
     if single:
         x = x[:, None, :]
@@ -361,7 +384,8 @@ def _prepare(params, xs):
     return (*arrays, x, single)
 
 
-#: Parameter signatures (shapes, dtype kinds) that passed ``_check_params`` -> the sizes they give.
+#: Signatures (dtype of xs, shapes and dtypes of the parameters) that passed ``_check_params``
+#: -> (the sizes they give, whether the parameters already have the dtype of xs).
 _CHECKED = {}
 
 
@@ -376,22 +400,23 @@ def _check_params(arrays, signature):
             if sizes.setdefault(d, n) != n:
                 want = ", ".join(f"{e}={sizes[e]}" for e in dims)
                 raise ValueError(f"params[{name!r}] has shape {p.shape}; expected ({', '.join(dims)}) with {want}")
+    checked = sizes, all(p.dtype.char == signature[0] for p in arrays)
     if len(_CHECKED) < 64:  # a bound, for a caller that tries many sizes
-        _CHECKED[signature] = sizes
-    return sizes
+        _CHECKED[signature] = checked
+    return checked
 
 
 def _targets(targets, x, n_out, single):
-    """Targets as rows (T, B, n_out) in the dtype of ``x``."""
+    """Targets as rows (T, B, n_out) in the dtype of ``x``, or as class indices (T, B)."""
     y = np.asarray(targets)
     B = x.shape[1]
     lead = (T,) if single else (T, B)
     if y.dtype.kind in "iu":
         if y.shape != lead:
             raise ValueError(f"targets (class indices) have shape {y.shape}; expected {lead}")
-        if y.size and (y.min() < 0 or y.max() >= n_out):
+        # seen as unsigned, a negative index is huge: one reduction checks both ends
+        if y.size and y.view(f"u{y.itemsize}").max() >= n_out:
             raise ValueError(f"targets (class indices) must lie in 0..{n_out - 1}")
-        y = np.eye(n_out, dtype=x.dtype)[y]  # one-hot rows, one gather
     elif y.dtype.kind == "f":
         if y.shape != lead + (n_out,):
             raise ValueError(f"targets (one-hot) have shape {y.shape}; expected {lead + (n_out,)}")
@@ -401,4 +426,4 @@ def _targets(targets, x, n_out, single):
             raise ValueError("targets (one-hot) must sum to 1 over the last axis")
     else:
         raise ValueError(f"targets have dtype {y.dtype}; expected integer class indices or float one-hot rows")
-    return y[:, None, :] if single else y
+    return y[:, None] if single else y

@@ -44,9 +44,45 @@ def test_class_indices_and_one_hot_targets_agree(module):
     one_hot = np.eye(SIZES["n_y"])[targets]
     E1, g1 = m.loss_and_grads(params, xs, targets)
     E2, g2 = m.loss_and_grads(params, xs, one_hot)
-    assert E1 == E2
-    for k in g1:
+    # E reads the targets' probabilities for indices and a row-wise dot product for rows
+    assert E1 == pytest.approx(E2, rel=1e-14)
+    for k in g1:  # ŷ - y is exact either way
         np.testing.assert_array_equal(g1[k], g2[k])
+
+
+def _log_softmax(o):
+    """An independent log-softmax in float64: log-sum-exp with the row maximum taken out."""
+    o = o.astype(np.float64)
+    m = o.max(axis=-1, keepdims=True)
+    return o - m - np.log(np.exp(o - m).sum(axis=-1, keepdims=True))
+
+
+@pytest.mark.parametrize("dtype, scale", [(np.float64, 400.0), (np.float32, 150.0)])
+def test_loss_stays_exact_when_target_probabilities_underflow(module, dtype, scale):
+    """Logits far apart: the targets' probabilities underflow, the loss must not become inf."""
+    m = module(5)
+    params, xs, targets = _problem(m)
+    params = {k: (scale * v if k == "V" else v).astype(dtype) for k, v in params.items()}
+    xs = xs.astype(dtype)
+    o = m.forward(params, xs)["o"]
+    logp = _log_softmax(o)
+    assert np.take_along_axis(np.exp(logp), targets[..., None], -1).min() < 1e-30  # the case this test is for
+    expected = -np.take_along_axis(logp, targets[..., None], -1).sum()
+    one_hot = np.eye(SIZES["n_y"], dtype=dtype)[targets]
+    for y in (targets, one_hot):
+        E = m.loss(params, xs, y)
+        assert np.isfinite(E) and E == pytest.approx(expected, rel=1e-12 if dtype == np.float64 else 1e-5)
+
+
+def test_soft_targets_give_the_cross_entropy_of_the_distribution(module):
+    m = module(5)
+    params, xs, _ = _problem(m)
+    y = np.random.default_rng(3).dirichlet(np.ones(SIZES["n_y"]), size=(m.T, 3))
+    expected = -(y * _log_softmax(m.forward(params, xs)["o"])).sum()
+    E, grads = m.loss_and_grads(params, xs, y)
+    assert E == pytest.approx(expected, rel=1e-13)
+    # dE/dc is the sum over steps and sequences of ŷ - y
+    np.testing.assert_allclose(grads["c"], (m.forward(params, xs)["yhat"] - y).sum(axis=(0, 1)), atol=1e-13)
 
 
 def test_float32_is_computed_in_float32_and_close_to_float64(module):
@@ -109,6 +145,7 @@ BAD = [
     (lambda p, x, y: ({**p, "b": p["b"][None]}, x, y), r"params\['b'\] has shape \(1, 6\); expected \(n_h\)"),
     (lambda p, x, y: (p, x, y[:, :2]), r"targets \(class indices\) have shape \(5, 2\); expected \(5, 3\)"),
     (lambda p, x, y: (p, x, y + 3), r"targets \(class indices\) must lie in 0..2"),
+    (lambda p, x, y: (p, x, y - 3), r"targets \(class indices\) must lie in 0..2"),
     (lambda p, x, y: (p, x, np.ones((5, 3, 3))), r"targets \(one-hot\) must sum to 1"),
     (
         lambda p, x, y: (p, x, np.ones((5, 3, 2)) / 2),

@@ -19,7 +19,7 @@ from rnngen.backprop import Derivation
 from rnngen.document import FORWARD_FAMILIES, Notation, Numbering, aligned, generic, latex_context
 from rnngen.emit import render
 from rnngen.printing.math import latex, text
-from rnngen.printing.numpy import NumpyPrinter, storage_of
+from rnngen.printing.numpy import NumpyPrinter, reads_targets_as_classes, softmax_outputs, storage_of
 from rnngen.program import FORWARD_OUTPUTS, Program, parse_stacked, relative, step_template
 from rnngen.spec import ROLES
 from rnngen.unroll import SIZES, parse_step
@@ -163,7 +163,10 @@ def module_context(derivation: Derivation, program: Program, formulas: list, num
     spec = derivation.spec
     T = spec.T
     storage = storage_of(program)
-    printer = NumpyPrinter(storage, T)
+    # Class indices stay indices where the only readers of the targets are the fused softmax /
+    # cross-entropy pair (E and Ŷ - Y): no one-hot rows to build, and log_softmax reuses Ŷ.
+    class_targets = spec.loss_rule.targets == "classes" and reads_targets_as_classes(program)
+    printer = NumpyPrinter(storage, T, class_targets=class_targets, softmax_of=softmax_outputs(program))
     params = derivation.graph.params
     sources = _size_sources(params)
     sections = {"forward": [], "loss": [], "backward": []}
@@ -175,6 +178,7 @@ def module_context(derivation: Derivation, program: Program, formulas: list, num
         else:
             lines.append(f"# ({numbers[formula.key]}) {formula.text}")
         for s in formula.stmts:
+            printer.scope = "_forward" if s.section == "forward" else "loss_and_grads"
             before = len(printer.scratch)
             lines.extend(printer.statement(s))
             scratch[s.section] += printer.scratch[before:]
@@ -221,6 +225,7 @@ def module_context(derivation: Derivation, program: Program, formulas: list, num
         targets=spec.loss_rule.targets,
         target_doc=_target_doc(spec),
         normalized_targets=bool(spec.fused and spec.fused.normalized_targets),
+        class_targets=class_targets,
         fan_in=0 if spec.notation == "row" else 1,
         weights=[spec.role_names[r] for r in ROLES],
         helpers=[source for _, source in sorted(printer.helpers.items())],

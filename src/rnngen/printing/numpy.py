@@ -17,13 +17,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import sympy as sp
 from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
 from sympy.printing.printer import Printer
 
 from rnngen import algebra as A
 from rnngen.activations import elementwise
 from rnngen.printing import PrintError
-from rnngen.program import Program, parse_stacked
+from rnngen.program import Program, family_of, parse_stacked
 from rnngen.unroll import parse_step
 
 # Precedence of printed code. ``*`` and ``@`` bind alike in Python, but a chain
@@ -46,6 +47,34 @@ HELPERS = {
         "    s = a - a.max(axis=-1, keepdims=True)\n"
         "    s -= np.log(np.exp(s).sum(axis=-1, keepdims=True))\n"
         "    return s\n"
+    ),
+    "_dot_log_softmax": (
+        "def _dot_log_softmax(y, a, p):\n"
+        '    """1ᵀ (Y ∘ log_softmax(A)) 1 for targets Y given as rows or as class indices, P = softmax(A).\n'
+        "\n"
+        "    No second pass of exp: for class indices, the log of the targets' probabilities is\n"
+        "    log_softmax(A) to a few ulp while they are normal numbers; otherwise log_softmax(A) = A - lse\n"
+        "    per row, with the log-sum-exp lse = max(A) - log max(P) (a row's largest probability never\n"
+        "    underflows).\n"
+        '    """\n'
+        '    if y.dtype.kind != "f":\n'
+        "        rows, y = np.arange(a.shape[0]), y.reshape(-1)\n"
+        "        q = p[rows, y]\n"
+        "        if q.min() > 1e-30:\n"
+        "            return np.log(q).sum()\n"
+        "        return (a[rows, y] - a.max(axis=-1) + np.log(p.max(axis=-1))).sum()\n"
+        "    y = y.reshape(a.shape)\n"
+        "    lse = a.max(axis=-1) - np.log(p.max(axis=-1))\n"
+        '    return (np.einsum("ij,ij->i", y, a) - y.sum(axis=-1) * lse).sum()\n'
+    ),
+    "_minus_targets": (
+        "def _minus_targets(p, y, out):\n"
+        '    """P - Y for targets Y given as rows or as class indices (one-hot rows: one entry each)."""\n'
+        '    if y.dtype.kind == "f":\n'
+        "        return np.subtract(p, y.reshape(p.shape), out=out)\n"
+        "    np.copyto(out, p)\n"
+        "    out[np.arange(p.shape[0]), y.reshape(-1)] -= 1.0\n"
+        "    return out\n"
     ),
 }
 
@@ -100,15 +129,74 @@ def _inplace(numpy_format: str) -> str:
     return numpy_format[:-1].replace("{}", "{0}") + ", out={0})"
 
 
+def _is_targets(expr) -> bool:
+    return isinstance(expr, MatrixSymbol) and family_of(expr) == "y"
+
+
+def minus_targets(expr):
+    """``(P, Y)`` when ``expr`` is ``P - Y`` for the targets ``Y``, else None."""
+    if not (isinstance(expr, MatAdd) and len(expr.args) == 2):
+        return None
+    (c1, a), (c2, b) = sorted((A.split_coeff(t) for t in expr.args), key=lambda cb: -cb[0])
+    return (a, b) if (c1, c2) == (1, -1) and _is_targets(b) and not _is_targets(a) else None
+
+
+def targets_dot_log_softmax(body, softmax_of: dict):
+    """``(Y, O)`` when ``body`` is ``Y ∘ log_softmax(O)`` for the targets ``Y`` and a known softmax(O), else None."""
+    if not (isinstance(body, HadamardProduct) and len(body.args) == 2):
+        return None
+    y = next((f for f in body.args if _is_targets(f)), None)
+    log = next((f for f in body.args if isinstance(f, A.LogSoftmax)), None)
+    return (y, log.arg) if y is not None and log is not None and log.arg in softmax_of else None
+
+
+def softmax_outputs(program: Program) -> dict:
+    """``O -> Ŷ`` for every statement ``Ŷ = softmax(O)``: what ``log_softmax(O)`` can reuse."""
+    return {s.expr.arg: s.target for s in program.stmts if type(s.expr) is A.Softmax}
+
+
+def reads_targets_as_classes(program: Program) -> bool:
+    """True when every statement that reads the targets is ``Ŷ - Y`` or the loss ``-1ᵀ (Y ∘ log_softmax(O)) 1``.
+
+    Then the module can keep class indices as indices: the two helpers that print those
+    forms take either rows or indices. Any other reader (the dense softmax Jacobian of an
+    unfused derivation, say) needs the rows.
+    """
+    softmax_of = softmax_outputs(program)
+    for s in program.stmts:
+        if "y" not in {family for family, _ in s.reads}:
+            continue
+        if minus_targets(s.expr):
+            continue
+        coeff, factors = s.expr.as_coeff_matrices() if isinstance(s.expr, MatMul) else (None, ())
+        if not (
+            len(factors) == 3
+            and isinstance(factors[0], OneMatrix)
+            and isinstance(factors[2], OneMatrix)
+            and targets_dot_log_softmax(factors[1], softmax_of)
+        ):
+            return False
+    return True
+
+
 class NumpyPrinter(Printer):
     """Prints statements of a program as NumPy code in row layout."""
 
     printmethod = "_rnngen_numpy"
 
-    def __init__(self, storage: dict, T: int):
+    def __init__(self, storage: dict, T: int, class_targets: bool = False, softmax_of: dict | None = None):
+        """``class_targets``: the module may hold the targets ``y`` as class indices, so code that
+        reads them goes through helpers that take either form; ``softmax_of`` maps an argument
+        ``O`` to the symbol already holding ``softmax(O)``, which ``log_softmax(O)`` then reuses."""
         super().__init__()
         self.storage = storage
         self.T = T
+        self.class_targets = class_targets
+        self.softmax_of = softmax_of or {}
+        self._as_steps = False  # set while a statement is printed over (steps, B, n) views
+        #: which function the statements go to (the caller sets it); lists of step views are per function.
+        self.scope = None
+        self._lists: set = set()  # (scope, family) whose ``family_`` list of views exists
         #: name -> source of every helper function the printed code calls, in first-use order.
         self.helpers: dict = {}
         #: families whose buffers come from ``_scratch``, in the order they were allocated.
@@ -132,12 +220,14 @@ class NumpyPrinter(Printer):
         step, run = parse_step(target.name), parse_stacked(target.name)
         if not (step or run) or not is_data(stmt.expr):
             return [f"{target.name} = {self.code(stmt.expr)}"]
-        dest = self._step(*step) if step else self._symbol_rows(target)
-        first, rest, value = self._into(dest, stmt.expr)
         if step:
-            family = step[0]
-            alloc = [] if family in self.scratch else [self._allocate(family, target.shape[0])]
-            return alloc + (first if first is not None else [f"{dest} = {self._any(value)[0]}"]) + rest
+            return self._step_statement(stmt, *step)
+        # Elementwise work over steps stored as (steps, B, n) needs no reshaping to rows.
+        self._as_steps = self._elementwise_over_steps(stmt)
+        try:
+            first, rest, value = self._into(self._symbol_rows(target), stmt.expr)
+        finally:
+            self._as_steps = False
         family, lo, hi = run
         if first is not None:
             return [self._allocate(family, target.shape[0])] + first + rest
@@ -148,6 +238,41 @@ class NumpyPrinter(Printer):
             return [f"{family} = {self._any(value)[0]}"] + rest
         count = "T" if hi - lo + 1 == self.T else str(hi - lo + 1)
         return [f"{family} = {self._wrap(self._any(value), ATOM)}.reshape({count}, B, -1)"] + rest
+
+    def _step_statement(self, stmt, family, t) -> list:
+        """One step of a family, written in place through the list of its steps' views.
+
+        A family written step by step is indexed several times per step; indexing a list of
+        its views (``h_[3]``, made once per function by ``h_ = list(h)``) costs a fraction of
+        slicing the array (``h[3]``), which matters for small networks. A step that is only
+        assigned (``h[0] = h0``) writes through the array itself.
+        """
+        alloc = [] if family in self.scratch else [self._allocate(family, stmt.target.shape[0])]
+        made = (self.scope, family) in self._lists
+        self._lists.add((self.scope, family))
+        first, rest, value = self._into(self._step(family, t), stmt.expr)
+        if first is None and not rest:
+            if not made:
+                self._lists.discard((self.scope, family))
+            return alloc + [f"{family}[{t - self.storage[family].first}] = {self._any(value)[0]}"]
+        if first is None:
+            first = [f"{family}[{t - self.storage[family].first}] = {self._any(value)[0]}"]
+        views = [] if made else [f"{family}_ = list({family})  # its steps as views: cheaper to index than the array"]
+        return alloc + views + first + rest
+
+    def _elementwise_over_steps(self, stmt) -> bool:
+        """True when ``stmt`` is elementwise over runs of the same steps, all stored as (steps, B, n)."""
+        data = [s for s in [stmt.target, *A.symbols_in(stmt.expr)] if is_data(s)]
+        runs = {(parse_stacked(s.name) or (None,))[1:] for s in data}
+        families = [family_of(s) for s in data]
+        # products other than a scaling or a parameter column repeated for every sequence (b 1ᵀ)
+        products = [e.as_coeff_matrices()[1] for e in sp.preorder_traversal(stmt.expr) if isinstance(e, MatMul)]
+        return (
+            len(runs) == 1
+            and None not in families
+            and all(self.storage[f].steps for f in families)
+            and all(len(m) == 1 or len(m) == 2 and isinstance(m[1], OneMatrix) and not is_data(m[0]) for m in products)
+        )
 
     def _allocate(self, family, rows) -> str:
         """The line that takes ``family``'s buffer from the module's spare scratch buffers (``_scratch``)."""
@@ -169,6 +294,11 @@ class NumpyPrinter(Printer):
         def update(op, ufunc, code):
             return f"{dest} {op}= {code}" if aug else f"np.{ufunc}({dest}, {code}, out={dest})"
 
+        minus = self._minus_targets(expr)
+        if minus is not None:
+            self.helpers["_minus_targets"] = HELPERS["_minus_targets"]
+            p, y = minus
+            return [f"_minus_targets({self.code(p)}, {self._targets_code(y)}, out={dest})"], [], None
         if self._is_gemm(expr):
             param, data = expr.as_coeff_matrices()[1]
             return [f"np.matmul({self.code(data)}, {self._transposed_param(param)}, out={dest})"], [], None
@@ -211,6 +341,12 @@ class NumpyPrinter(Printer):
                 self.helpers.update(rule.helpers)
                 first, rest, value = self._into(dest, expr.arg)
                 return first, rest + [inplace.format(dest)], value
+        if (
+            isinstance(expr, HadamardProduct)
+            and len(expr.args) == 2
+            and all(isinstance(f, MatrixSymbol) for f in expr.args)
+        ):
+            return [f"np.multiply({self.code(expr.args[0])}, {self.code(expr.args[1])}, out={dest})"], [], None
         if isinstance(expr, HadamardProduct) and not any(isinstance(f, HadamardPower) for f in expr.args):
             factors = list(expr.args)
             lead = next((f for f in factors if isinstance(f, (MatAdd, MatMul, A.Elementwise))), None)
@@ -238,6 +374,30 @@ class NumpyPrinter(Printer):
     def code(self, expr) -> str:
         return self._any(expr)[0]
 
+    # -- targets that may be class indices ------------------------------------------------
+
+    def _minus_targets(self, expr):
+        return minus_targets(expr) if self.class_targets else None
+
+    def _targets_code(self, sym) -> str:
+        """The steps of the targets ``sym`` names, unreshaped: rows (.., B, n_y) or class indices (.., B)."""
+        step, run = parse_step(sym.name), parse_stacked(sym.name)
+        if step:
+            return self._step(*step)
+        family, lo, hi = run
+        st = self.storage[family]
+        a, b = lo - st.first, hi - st.first + 1
+        return family if (a, b) == (0, st.count) else f"{family}[{a}:{b}]"
+
+    def _dot_log_softmax(self, body):
+        """Code of ``1ᵀ (Y ∘ log_softmax(O)) 1`` when ``body`` is that product, else None."""
+        parts = targets_dot_log_softmax(body, self.softmax_of) if self.class_targets else None
+        if parts is None:
+            return None
+        y, o = parts
+        self.helpers["_dot_log_softmax"] = HELPERS["_dot_log_softmax"]
+        return f"_dot_log_softmax({self._targets_code(y)}, {self.code(o)}, {self.code(self.softmax_of[o])})"
+
     # -- helpers ----------------------------------------------------------------------
 
     def _any(self, expr):
@@ -249,7 +409,8 @@ class NumpyPrinter(Printer):
         return code if prec >= at_least else f"({code})"
 
     def _step(self, family, t):
-        return f"{family}[{t - self.storage[family].first}]"
+        views = f"{family}_" if (self.scope, family) in self._lists else family
+        return f"{views}[{t - self.storage[family].first}]"
 
     def _symbol_rows(self, sym):
         step, run = parse_step(sym.name), parse_stacked(sym.name)
@@ -266,7 +427,7 @@ class NumpyPrinter(Printer):
             start = "" if a == 0 else str(a)
             stop = "" if b == n else str(b - n) if b == n - 1 else str(b)
             view = family if (start, stop) == ("", "") else f"{family}[{start}:{stop}]"
-            return f"{view}.reshape(-1, {sym.shape[0]})"
+            return view if self._as_steps else f"{view}.reshape(-1, {sym.shape[0]})"
         raise PrintError(f"{sym.name} is not a data symbol")
 
     def _join(self, terms):
@@ -381,6 +542,9 @@ class NumpyPrinter(Printer):
             if isinstance(inner[0], OneMatrix) and inner[0].shape[0] == 1:
                 # 1^T d 1: the sum of every entry (the loss); of a ∘ b, a dot product with no temporary.
                 body = A.mul(*inner[1:])
+                cross_entropy = self._dot_log_softmax(body)
+                if cross_entropy:
+                    return cross_entropy, ATOM
                 if isinstance(body, HadamardProduct) and len(body.args) == 2 and is_data(body):
                     a, b = (self.code(f) for f in body.args)
                     return f"np.vdot({a}, {b})", ATOM
@@ -431,8 +595,6 @@ def _simple(code_prec) -> bool:
 
 
 def _scalar(e):
-    import sympy as sp
-
     if e.is_Symbol:
         return e.name, ATOM
     if e.is_Integer:
