@@ -76,3 +76,28 @@ def test_latex_and_text_spelling(expr, tex, txt):
 def test_math_printer_is_strict():
     with pytest.raises(PrintError):
         latex(sp.MatPow(W, 2))
+
+
+def test_class_indices_are_kept_only_where_the_fused_pair_alone_reads_the_targets():
+    from rnngen import optimize as O
+    from rnngen.pipeline import build
+    from rnngen.printing.numpy import reads_targets_as_classes
+    from rnngen.spec import RNNSpec
+
+    assert reads_targets_as_classes(build(RNNSpec(T=3)).program)
+    # sigmoid with cross-entropy has no closed form: dE/dŷ = -y / ŷ reads the rows
+    assert not reads_targets_as_classes(build(RNNSpec(T=3, output="sigmoid")).program)
+    plain = build(RNNSpec(T=3), skip={p.__name__ for p in O.PASSES} - {"schedule"})
+    assert not reads_targets_as_classes(plain.program)
+    assert "np.eye(n_out" in plain.module and "np.eye(n_out" not in build(RNNSpec(T=3)).module
+
+
+def test_a_step_family_is_written_through_its_list_of_views():
+    from rnngen.pipeline import build
+    from rnngen.spec import RNNSpec
+
+    module = build(RNNSpec(T=3)).module
+    forward = module.split("def _forward")[1].split("\ndef ")[0]
+    assert forward.count("h_ = list(h)") == 1
+    assert "h[0] = h0" in forward  # a plain assignment writes through the array
+    assert "np.tanh(h_[3], out=h_[3])" in forward

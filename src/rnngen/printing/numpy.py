@@ -168,7 +168,7 @@ def reads_targets_as_classes(program: Program) -> bool:
             continue
         if minus_targets(s.expr):
             continue
-        coeff, factors = s.expr.as_coeff_matrices() if isinstance(s.expr, MatMul) else (None, ())
+        factors = s.expr.as_coeff_matrices()[1] if isinstance(s.expr, MatMul) else ()
         if not (
             len(factors) == 3
             and isinstance(factors[0], OneMatrix)
