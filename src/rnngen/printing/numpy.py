@@ -381,13 +381,7 @@ class NumpyPrinter(Printer):
 
     def _targets_code(self, sym) -> str:
         """The steps of the targets ``sym`` names, unreshaped: rows (.., B, n_y) or class indices (.., B)."""
-        step, run = parse_step(sym.name), parse_stacked(sym.name)
-        if step:
-            return self._step(*step)
-        family, lo, hi = run
-        st = self.storage[family]
-        a, b = lo - st.first, hi - st.first + 1
-        return family if (a, b) == (0, st.count) else f"{family}[{a}:{b}]"
+        return self._symbol_rows(sym, as_steps=True)
 
     def _dot_log_softmax(self, body):
         """Code of ``1ᵀ (Y ∘ log_softmax(O)) 1`` when ``body`` is that product, else None."""
@@ -412,7 +406,8 @@ class NumpyPrinter(Printer):
         views = f"{family}_" if (self.scope, family) in self._lists else family
         return f"{views}[{t - self.storage[family].first}]"
 
-    def _symbol_rows(self, sym):
+    def _symbol_rows(self, sym, as_steps=False):
+        """Code of a data symbol as rows; with ``as_steps``, a run of steps as its (steps, B, n) view."""
         step, run = parse_step(sym.name), parse_stacked(sym.name)
         if step:
             return self._step(*step)
@@ -427,7 +422,7 @@ class NumpyPrinter(Printer):
             start = "" if a == 0 else str(a)
             stop = "" if b == n else str(b - n) if b == n - 1 else str(b)
             view = family if (start, stop) == ("", "") else f"{family}[{start}:{stop}]"
-            return view if self._as_steps else f"{view}.reshape(-1, {sym.shape[0]})"
+            return view if as_steps or self._as_steps else f"{view}.reshape(-1, {sym.shape[0]})"
         raise PrintError(f"{sym.name} is not a data symbol")
 
     def _join(self, terms):
