@@ -78,11 +78,12 @@ def test_math_printer_is_strict():
         latex(sp.MatPow(W, 2))
 
 
-def test_class_indices_are_kept_only_where_the_fused_pair_alone_reads_the_targets():
+def test_class_indices_are_kept_only_where_the_fused_pair_alone_reads_the_targets(tmp_path):
     from rnngen import optimize as O
     from rnngen.pipeline import build
     from rnngen.printing.numpy import reads_targets_as_classes
     from rnngen.spec import RNNSpec
+    from rnngen.verify import check_module, load_module
 
     assert reads_targets_as_classes(build(RNNSpec(T=3)).program)
     # sigmoid with cross-entropy has no closed form: dE/dŷ = -y / ŷ reads the rows
@@ -90,6 +91,12 @@ def test_class_indices_are_kept_only_where_the_fused_pair_alone_reads_the_target
     plain = build(RNNSpec(T=3), skip={p.__name__ for p in O.PASSES} - {"schedule"})
     assert not reads_targets_as_classes(plain.program)
     assert "np.eye(n_out" in plain.module and "np.eye(n_out" not in build(RNNSpec(T=3)).module
+    # without the closed form, the targets stay rows, and the loss still reuses the softmax
+    unfused = build(RNNSpec(T=3), skip={"fuse_output_gradient"}).module
+    assert "np.eye(n_out" in unfused and "_dot_log_softmax(y, o, yhat)" in unfused
+    path = tmp_path / "unfused.py"
+    path.write_text(unfused)
+    assert check_module(load_module(path)).ok
 
 
 def test_a_step_family_is_written_through_its_list_of_views():

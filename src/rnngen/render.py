@@ -178,7 +178,6 @@ def module_context(derivation: Derivation, program: Program, formulas: list, num
         else:
             lines.append(f"# ({numbers[formula.key]}) {formula.text}")
         for s in formula.stmts:
-            printer.scope = "_forward" if s.section == "forward" else "loss_and_grads"
             before = len(printer.scratch)
             lines.extend(printer.statement(s))
             scratch[s.section] += printer.scratch[before:]

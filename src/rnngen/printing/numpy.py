@@ -185,18 +185,17 @@ class NumpyPrinter(Printer):
     printmethod = "_rnngen_numpy"
 
     def __init__(self, storage: dict, T: int, class_targets: bool = False, softmax_of: dict | None = None):
-        """``class_targets``: the module may hold the targets ``y`` as class indices, so code that
-        reads them goes through helpers that take either form; ``softmax_of`` maps an argument
-        ``O`` to the symbol already holding ``softmax(O)``, which ``log_softmax(O)`` then reuses."""
+        """``class_targets``: the module may hold the targets ``y`` as class indices, so ``Ŷ - Y``
+        goes through a helper that takes either form; ``softmax_of`` maps an argument ``O`` to the
+        symbol already holding ``softmax(O)``, which ``1ᵀ (Y ∘ log_softmax(O)) 1`` then reuses."""
         super().__init__()
         self.storage = storage
         self.T = T
         self.class_targets = class_targets
         self.softmax_of = softmax_of or {}
         self._as_steps = False  # set while a statement is printed over (steps, B, n) views
-        #: which function the statements go to (the caller sets it); lists of step views are per function.
-        self.scope = None
-        self._lists: set = set()  # (scope, family) whose ``family_`` list of views exists
+        self._function = None  # the module function the current statement goes to
+        self._lists: set = set()  # (function, family) whose ``family_`` list of step views exists
         #: name -> source of every helper function the printed code calls, in first-use order.
         self.helpers: dict = {}
         #: families whose buffers come from ``_scratch``, in the order they were allocated.
@@ -218,6 +217,8 @@ class NumpyPrinter(Printer):
         """
         target = stmt.target
         step, run = parse_step(target.name), parse_stacked(target.name)
+        # _forward runs the forward section; loss and loss_and_grads the loss and backward ones
+        self._function = "_forward" if stmt.section == "forward" else "loss_and_grads"
         if not (step or run) or not is_data(stmt.expr):
             return [f"{target.name} = {self.code(stmt.expr)}"]
         if step:
@@ -248,17 +249,17 @@ class NumpyPrinter(Printer):
         assigned (``h[0] = h0``) writes through the array itself.
         """
         alloc = [] if family in self.scratch else [self._allocate(family, stmt.target.shape[0])]
-        made = (self.scope, family) in self._lists
-        self._lists.add((self.scope, family))
+        key = (self._function, family)
+        made = key in self._lists
+        self._lists.add(key)
         first, rest, value = self._into(self._step(family, t), stmt.expr)
-        if first is None and not rest:
+        assign = [f"{self._step(family, t, views=False)} = {self._any(value)[0]}"] if first is None else first
+        if not rest and first is None:
             if not made:
-                self._lists.discard((self.scope, family))
-            return alloc + [f"{family}[{t - self.storage[family].first}] = {self._any(value)[0]}"]
-        if first is None:
-            first = [f"{family}[{t - self.storage[family].first}] = {self._any(value)[0]}"]
+                self._lists.discard(key)
+            return alloc + assign
         views = [] if made else [f"{family}_ = list({family})  # its steps as views: cheaper to index than the array"]
-        return alloc + views + first + rest
+        return alloc + views + assign + rest
 
     def _elementwise_over_steps(self, stmt) -> bool:
         """True when ``stmt`` is elementwise over runs of the same steps, all stored as (steps, B, n)."""
@@ -294,7 +295,7 @@ class NumpyPrinter(Printer):
         def update(op, ufunc, code):
             return f"{dest} {op}= {code}" if aug else f"np.{ufunc}({dest}, {code}, out={dest})"
 
-        minus = self._minus_targets(expr)
+        minus = minus_targets(expr) if self.class_targets else None
         if minus is not None:
             self.helpers["_minus_targets"] = HELPERS["_minus_targets"]
             p, y = minus
@@ -376,16 +377,16 @@ class NumpyPrinter(Printer):
 
     # -- targets that may be class indices ------------------------------------------------
 
-    def _minus_targets(self, expr):
-        return minus_targets(expr) if self.class_targets else None
-
     def _targets_code(self, sym) -> str:
         """The steps of the targets ``sym`` names, unreshaped: rows (.., B, n_y) or class indices (.., B)."""
         return self._symbol_rows(sym, as_steps=True)
 
     def _dot_log_softmax(self, body):
-        """Code of ``1ᵀ (Y ∘ log_softmax(O)) 1`` when ``body`` is that product, else None."""
-        parts = targets_dot_log_softmax(body, self.softmax_of) if self.class_targets else None
+        """Code of ``1ᵀ (Y ∘ log_softmax(O)) 1`` when ``body`` is that product, else None.
+
+        It reuses softmax(O) for targets in either form, so it does not depend on ``class_targets``.
+        """
+        parts = targets_dot_log_softmax(body, self.softmax_of)
         if parts is None:
             return None
         y, o = parts
@@ -402,9 +403,10 @@ class NumpyPrinter(Printer):
         code, prec = code_prec
         return code if prec >= at_least else f"({code})"
 
-    def _step(self, family, t):
-        views = f"{family}_" if (self.scope, family) in self._lists else family
-        return f"{views}[{t - self.storage[family].first}]"
+    def _step(self, family, t, views=True):
+        """Step ``t`` of ``family``: through its list of views where the function made one."""
+        name = f"{family}_" if views and (self._function, family) in self._lists else family
+        return f"{name}[{t - self.storage[family].first}]"
 
     def _symbol_rows(self, sym, as_steps=False):
         """Code of a data symbol as rows; with ``as_steps``, a run of steps as its (steps, B, n) view."""
