@@ -108,3 +108,19 @@ def test_a_step_family_is_written_through_its_list_of_views():
     assert forward.count("h_ = list(h)") == 1
     assert "h[0] = h0" in forward  # a plain assignment writes through the array
     assert "np.tanh(h_[3], out=h_[3])" in forward
+
+
+@pytest.mark.parametrize("hidden", ["tanh", "sigmoid", "relu", "x/(1+abs(x))"])
+def test_every_list_of_step_views_is_made_before_its_function_reads_it(hidden):
+    import re
+
+    from rnngen.pipeline import build
+    from rnngen.spec import RNNSpec
+
+    module = build(RNNSpec(T=3, hidden=hidden)).module
+    for function in module.split("\ndef ")[1:]:
+        made = set()
+        for line in function.splitlines():
+            made.update(re.findall(r"^\s+(\w+)_ = list\(\1\)", line))
+            for family in re.findall(r"\b(\w+)_\[", line):
+                assert family in made, f"{family}_ read before it is made: {line.strip()}"

@@ -253,13 +253,14 @@ class NumpyPrinter(Printer):
         made = key in self._lists
         self._lists.add(key)
         first, rest, value = self._into(self._step(family, t), stmt.expr)
-        assign = [f"{self._step(family, t, views=False)} = {self._any(value)[0]}"] if first is None else first
-        if not rest and first is None:
-            if not made:
-                self._lists.discard(key)
-            return alloc + assign
+        if first is None and not rest and not made:
+            self._lists.discard(key)  # before printing the value: no list exists for it to read
+        if first is None:
+            first = [f"{self._step(family, t, views=False)} = {self._any(value)[0]}"]
+            if not rest:
+                return alloc + first
         views = [] if made else [f"{family}_ = list({family})  # its steps as views: cheaper to index than the array"]
-        return alloc + views + assign + rest
+        return alloc + views + first + rest
 
     def _elementwise_over_steps(self, stmt) -> bool:
         """True when ``stmt`` is elementwise over runs of the same steps, all stored as (steps, B, n)."""
