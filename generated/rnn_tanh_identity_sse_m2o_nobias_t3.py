@@ -88,7 +88,8 @@ def forward(params, xs):
         the B axis is absent when ``xs`` is a single sequence ``(T, n_x)``.
     """
     U, W, V, h0, x, single = _prepare(params, xs)
-    h, o, yhat = _forward(U, W, V, h0, x)
+    # the arrays go to the caller: this call's buffers are never given back for reuse
+    h, o, yhat = _forward(U, W, V, h0, x, _buffers(x, U.shape[0], V.shape[0]))
     out = {
         "h": h[1:],
         "o": o[0],
@@ -107,10 +108,11 @@ def loss(params, xs, targets):
     """
     U, W, V, h0, x, single = _prepare(params, xs)
     y = _targets(targets, x, V.shape[0], single)
-    h, o, yhat = _forward(U, W, V, h0, x)
+    buf = _buffers(x, U.shape[0], V.shape[0])
+    h, o, yhat = _forward(U, W, V, h0, x, buf)
     # (32) E = 1/2 1ᵀ ((ŷ_3 - y_3) ∘ (ŷ_3 - y_3))
     E = 0.5 * np.sum((yhat[0] - y[0]) * (yhat[0] - y[0]))
-    _SPARE.update(h=h, o=o, yhat=yhat)
+    _SPARE["buffers"] = buf
     return E
 
 
@@ -122,23 +124,22 @@ def loss_and_grads(params, xs, targets):
     """
     U, W, V, h0, x, single = _prepare(params, xs)
     y = _targets(targets, x, V.shape[0], single)
-    h, o, yhat = _forward(U, W, V, h0, x)
-    B = x.shape[1]
+    buf = _buffers(x, U.shape[0], V.shape[0])
+    h, o, yhat = _forward(U, W, V, h0, x, buf)
     n_x = U.shape[1]
     n_h = U.shape[0]
-    n_y = V.shape[0]
     # (32) E = 1/2 1ᵀ ((ŷ_3 - y_3) ∘ (ŷ_3 - y_3))
     E = 0.5 * np.sum((yhat[0] - y[0]) * (yhat[0] - y[0]))
     # (33) δo_3 = ŷ_3 - y_3
-    do = _scratch("do", (1, B, n_y), x.dtype)
+    do = buf["do"]
     do_ = list(do)  # its steps as views: cheaper to index than the array
     np.subtract(yhat[0], y[0], out=do_[0])
     # (34) F′[1..3] = 1 - H[1..3] ∘ H[1..3]
-    fprime = _scratch("fprime", (T, B, n_h), x.dtype)
+    fprime = buf["fprime"]
     np.square(h[1:], out=fprime)
     np.subtract(1.0, fprime, out=fprime)
     # (35) δz_3 = (Vᵀ δo_3) ∘ f′_3
-    dz = _scratch("dz", (T, B, n_h), x.dtype)
+    dz = buf["dz"]
     dz_ = list(dz)  # its steps as views: cheaper to index than the array
     np.matmul(do_[0], V, out=dz_[2])
     dz_[2] *= fprime[2]
@@ -154,21 +155,19 @@ def loss_and_grads(params, xs, targets):
     # (39) dE/dV = δo_3 h_3ᵀ
     dV = do_[0].T @ h[3]
     # (40) dE/dh_0 = Wᵀ δz_1
-    dh0 = (dz_[0] @ W).sum(axis=0)
-    _SPARE.update(h=h, o=o, yhat=yhat, do=do, fprime=fprime, dz=dz)
+    dh0 = _column_sums(dz_[0] @ W)
+    _SPARE["buffers"] = buf
     return E, {"U": dU, "W": dW, "V": dV, "h0": dh0}
 
 
-def _forward(U, W, V, h0, x):
-    B = x.shape[1]
+def _forward(U, W, V, h0, x, buf):
     n_x = U.shape[1]
     n_h = U.shape[0]
-    n_y = V.shape[0]
     # h_0: the given vector, for every sequence
-    h = _scratch("h", (T + 1, B, n_h), x.dtype)
+    h = buf["h"]
     h[0] = h0
     # (28) Z̃[1..3] = U X[1..3]
-    pre_z = _scratch("pre_z", (T, B, n_h), x.dtype)
+    pre_z = buf["pre_z"]
     np.matmul(x.reshape(-1, n_x), U.T, out=pre_z.reshape(-1, n_h))
     # (29) h_t = tanh(z̃_t + W h_{t-1}), t = 1..3
     h_ = list(h)  # its steps as views: cheaper to index than the array
@@ -182,33 +181,57 @@ def _forward(U, W, V, h0, x):
     h_[3] += pre_z[2]
     np.tanh(h_[3], out=h_[3])
     # (30) o_3 = V h_3
-    o = _scratch("o", (1, B, n_y), x.dtype)
+    o = buf["o"]
     o_ = list(o)  # its steps as views: cheaper to index than the array
     np.matmul(h_[3], V.T, out=o_[0])
     # (31) ŷ_3 = o_3
-    yhat = _scratch("yhat", (1, B, n_y), x.dtype)
+    yhat = buf["yhat"]
     yhat[0] = o_[0]
-    _SPARE.update(pre_z=pre_z)
     return h, o, yhat
 
 
-#: Scratch buffers kept between calls, one per family (the last sizes used), so that a training
-#: loop does not pay the operating system for fresh pages on every call. A call takes its buffers
-#: out of this dict and puts them back when it is done, so two threads never share one; buffers
-#: that ``forward`` returns are never put back. ``free_buffers()`` releases them.
+#: The set of buffers the last call of ``loss`` or ``loss_and_grads`` gave back, for the next
+#: call with the same sizes, so that a training loop does not pay the operating system for fresh
+#: pages on every call. ``free_buffers()`` releases them.
 _SPARE = {}
 
 
-def _scratch(name, shape, dtype):
-    buf = _SPARE.pop(name, None)
-    if buf is None or buf.shape != shape or buf.dtype != dtype:
-        buf = np.empty(shape, dtype)
+def _buffers(x, n_h, n_y):
+    """The arrays a call writes, by family: the set given back by the last call if the sizes match, else new ones."""
+    sizes = (x.shape[1], x.dtype.char, n_h, n_y)
+    buf = _SPARE.pop("buffers", None)  # taken out in one step: two threads never share a set
+    if buf is None or buf["sizes"] != sizes:
+        B, dtype = x.shape[1], x.dtype
+        buf = {
+            "sizes": sizes,
+            "h": np.empty((T + 1, B, n_h), dtype),
+            "pre_z": np.empty((T, B, n_h), dtype),
+            "o": np.empty((1, B, n_y), dtype),
+            "yhat": np.empty((1, B, n_y), dtype),
+            "do": np.empty((1, B, n_y), dtype),
+            "fprime": np.empty((T, B, n_h), dtype),
+            "dz": np.empty((T, B, n_h), dtype),
+        }
     return buf
 
 
 def free_buffers():
     """Release the scratch buffers that ``loss`` and ``loss_and_grads`` keep between calls."""
     _SPARE.clear()
+
+
+def _column_sums(a):
+    """a.sum(axis=0) of rows (N, n), as the product of a vector of ones with a: BLAS reads a faster."""
+    key = (a.shape[0], a.dtype.char)
+    ones = _ONES.get(key)
+    if ones is None:
+        ones = np.ones(a.shape[0], a.dtype)
+        if len(_ONES) < 16:  # a bound, for a caller that tries many sizes
+            _ONES[key] = ones
+    return ones @ a
+
+
+_ONES = {}
 
 
 def _prepare(params, xs):

@@ -88,7 +88,8 @@ def forward(params, xs):
         the B axis is absent when ``xs`` is a single sequence ``(T, n_x)``.
     """
     U, W, V, b, c, h0, x, single = _prepare(params, xs)
-    h, o, yhat = _forward(U, W, V, b, c, h0, x)
+    # the arrays go to the caller: this call's buffers are never given back for reuse
+    h, o, yhat = _forward(U, W, V, b, c, h0, x, _buffers(x, U.shape[0], V.shape[0]))
     out = {
         "h": h[1:],
         "o": o.reshape(T, x.shape[1], -1),
@@ -107,10 +108,11 @@ def loss(params, xs, targets):
     """
     U, W, V, b, c, h0, x, single = _prepare(params, xs)
     y = _targets(targets, x, V.shape[0], single)
-    h, o, yhat = _forward(U, W, V, b, c, h0, x)
+    buf = _buffers(x, U.shape[0], V.shape[0])
+    h, o, yhat = _forward(U, W, V, b, c, h0, x, buf)
     # (38) E = -1ᵀ (Y[1..3] ∘ log_softmax(O[1..3])) 1
     E = -_dot_log_softmax(y, o, yhat)
-    _SPARE.update(h=h, o=o, yhat=yhat)
+    _SPARE["buffers"] = buf
     return E
 
 
@@ -122,25 +124,24 @@ def loss_and_grads(params, xs, targets):
     """
     U, W, V, b, c, h0, x, single = _prepare(params, xs)
     y = _targets(targets, x, V.shape[0], single)
-    h, o, yhat = _forward(U, W, V, b, c, h0, x)
-    B = x.shape[1]
+    buf = _buffers(x, U.shape[0], V.shape[0])
+    h, o, yhat = _forward(U, W, V, b, c, h0, x, buf)
     n_x = U.shape[1]
     n_h = U.shape[0]
-    n_y = V.shape[0]
     # (38) E = -1ᵀ (Y[1..3] ∘ log_softmax(O[1..3])) 1
     E = -_dot_log_softmax(y, o, yhat)
     # (39) Δo[1..3] = Ŷ[1..3] - Y[1..3]
-    do = _scratch("do", (T * B, n_y), x.dtype)
+    do = yhat  # yhat is not read after this: do takes its buffer
     _minus_targets(yhat, y, out=do)
     # (40) Δ̃h[1..3] = Vᵀ Δo[1..3]
-    pre_dh = _scratch("pre_dh", (T, B, n_h), x.dtype)
+    pre_dh = buf["pre_dh"]
     np.matmul(do, V, out=pre_dh.reshape(-1, n_h))
     # (41) F′[1..3] = 1 - H[1..3] ∘ H[1..3]
-    fprime = _scratch("fprime", (T, B, n_h), x.dtype)
+    fprime = buf["fprime"]
     np.square(h[1:], out=fprime)
     np.subtract(1.0, fprime, out=fprime)
     # (42) δz_3 = δ̃h_3 ∘ f′_3
-    dz = _scratch("dz", (T, B, n_h), x.dtype)
+    dz = buf["dz"]
     dz_ = list(dz)  # its steps as views: cheaper to index than the array
     np.multiply(pre_dh[2], fprime[2], out=dz_[2])
     # (43) δz_t = (δ̃h_t + Wᵀ δz_{t+1}) ∘ f′_t, t = 2 down to 1
@@ -157,25 +158,23 @@ def loss_and_grads(params, xs, targets):
     # (46) dE/dV = Δo[1..3] H[1..3]ᵀ
     dV = do.T @ h[1:].reshape(-1, n_h)
     # (47) dE/db = Δz[1..3] 1
-    db = dz.reshape(-1, n_h).sum(axis=0)
+    db = _column_sums(dz.reshape(-1, n_h))
     # (48) dE/dc = Δo[1..3] 1
-    dc = do.sum(axis=0)
+    dc = _column_sums(do)
     # (49) dE/dh_0 = Wᵀ δz_1
-    dh0 = (dz_[0] @ W).sum(axis=0)
-    _SPARE.update(h=h, o=o, yhat=yhat, do=do, pre_dh=pre_dh, fprime=fprime, dz=dz)
+    dh0 = _column_sums(dz_[0] @ W)
+    _SPARE["buffers"] = buf
     return E, {"U": dU, "W": dW, "V": dV, "b": db, "c": dc, "h0": dh0}
 
 
-def _forward(U, W, V, b, c, h0, x):
-    B = x.shape[1]
+def _forward(U, W, V, b, c, h0, x, buf):
     n_x = U.shape[1]
     n_h = U.shape[0]
-    n_y = V.shape[0]
     # h_0: the given vector, for every sequence
-    h = _scratch("h", (T + 1, B, n_h), x.dtype)
+    h = buf["h"]
     h[0] = h0
     # (34) Z̃[1..3] = U X[1..3] + b 1ᵀ
-    pre_z = _scratch("pre_z", (T, B, n_h), x.dtype)
+    pre_z = buf["pre_z"]
     np.matmul(x.reshape(-1, n_x), U.T, out=pre_z.reshape(-1, n_h))
     np.add(pre_z.reshape(-1, n_h), b, out=pre_z.reshape(-1, n_h))
     # (35) h_t = tanh(z̃_t + W h_{t-1}), t = 1..3
@@ -190,33 +189,57 @@ def _forward(U, W, V, b, c, h0, x):
     h_[3] += pre_z[2]
     np.tanh(h_[3], out=h_[3])
     # (36) O[1..3] = V H[1..3] + c 1ᵀ
-    o = _scratch("o", (T * B, n_y), x.dtype)
+    o = buf["o"]
     np.matmul(h[1:].reshape(-1, n_h), V.T, out=o)
     o += c
     # (37) Ŷ[1..3] = softmax(O[1..3])
-    yhat = _scratch("yhat", (T * B, n_y), x.dtype)
+    yhat = buf["yhat"]
     _softmax(o, out=yhat)
-    _SPARE.update(pre_z=pre_z)
     return h, o, yhat
 
 
-#: Scratch buffers kept between calls, one per family (the last sizes used), so that a training
-#: loop does not pay the operating system for fresh pages on every call. A call takes its buffers
-#: out of this dict and puts them back when it is done, so two threads never share one; buffers
-#: that ``forward`` returns are never put back. ``free_buffers()`` releases them.
+#: The set of buffers the last call of ``loss`` or ``loss_and_grads`` gave back, for the next
+#: call with the same sizes, so that a training loop does not pay the operating system for fresh
+#: pages on every call. ``free_buffers()`` releases them.
 _SPARE = {}
 
 
-def _scratch(name, shape, dtype):
-    buf = _SPARE.pop(name, None)
-    if buf is None or buf.shape != shape or buf.dtype != dtype:
-        buf = np.empty(shape, dtype)
+def _buffers(x, n_h, n_y):
+    """The arrays a call writes, by family: the set given back by the last call if the sizes match, else new ones."""
+    sizes = (x.shape[1], x.dtype.char, n_h, n_y)
+    buf = _SPARE.pop("buffers", None)  # taken out in one step: two threads never share a set
+    if buf is None or buf["sizes"] != sizes:
+        B, dtype = x.shape[1], x.dtype
+        buf = {
+            "sizes": sizes,
+            "h": np.empty((T + 1, B, n_h), dtype),
+            "pre_z": np.empty((T, B, n_h), dtype),
+            "o": np.empty((T * B, n_y), dtype),
+            "yhat": np.empty((T * B, n_y), dtype),
+            "pre_dh": np.empty((T, B, n_h), dtype),
+            "fprime": np.empty((T, B, n_h), dtype),
+            "dz": np.empty((T, B, n_h), dtype),
+        }
     return buf
 
 
 def free_buffers():
     """Release the scratch buffers that ``loss`` and ``loss_and_grads`` keep between calls."""
     _SPARE.clear()
+
+
+def _column_sums(a):
+    """a.sum(axis=0) of rows (N, n), as the product of a vector of ones with a: BLAS reads a faster."""
+    key = (a.shape[0], a.dtype.char)
+    ones = _ONES.get(key)
+    if ones is None:
+        ones = np.ones(a.shape[0], a.dtype)
+        if len(_ONES) < 16:  # a bound, for a caller that tries many sizes
+            _ONES[key] = ones
+    return ones @ a
+
+
+_ONES = {}
 
 
 def _dot_log_softmax(y, a, p):
@@ -227,27 +250,36 @@ def _dot_log_softmax(y, a, p):
     per row, with the log-sum-exp lse = max(A) - log max(P) (a row's largest probability never
     underflows).
     """
-    if y.dtype.kind != "f":
-        rows, y = np.arange(a.shape[0]), y.reshape(-1)
-        q = p[rows, y]
+    if y.dtype.kind != "f":  # flat indices, one per row
+        q = p.take(y)
         if q.min() > 1e-30:
             return np.log(q).sum()
-        return (a[rows, y] - a.max(axis=-1) + np.log(p.max(axis=-1))).sum()
+        return (a.take(y) - a.max(axis=-1) + np.log(p.max(axis=-1))).sum()
     y = y.reshape(a.shape)
     lse = a.max(axis=-1) - np.log(p.max(axis=-1))
     return (np.einsum("ij,ij->i", y, a) - y.sum(axis=-1) * lse).sum()
 
 
 def _minus_targets(p, y, out):
-    """P - Y for targets Y given as rows or as class indices (one-hot rows: one entry each)."""
+    """P - Y for targets Y given as rows or as flat class indices (one-hot rows: one entry each)."""
     if y.dtype.kind == "f":
         return np.subtract(p, y.reshape(p.shape), out=out)
-    np.copyto(out, p)
-    out[np.arange(p.shape[0]), y.reshape(-1)] -= 1.0
+    if out is not p:
+        np.copyto(out, p)
+    out.put(y, out.take(y) - 1.0)  # put and take index any layout as flat, in place
     return out
 
 
 def _softmax(a, out=None):
+    # The shift by each row's maximum only where it is needed: when no exp can overflow and
+    # every row sums to at least 1 (so no probability of 1e-30 or more is subnormal, even in
+    # float32), exp(a) / sum is the same softmax with two passes less.
+    if a.max() < 64.0:
+        out = np.exp(a, out=out)
+        total = out.sum(axis=-1, keepdims=True)
+        if total.min() >= 1.0:
+            out /= total
+            return out
     out = np.subtract(a, a.max(axis=-1, keepdims=True), out=out)
     np.exp(out, out=out)
     out /= out.sum(axis=-1, keepdims=True)
@@ -305,7 +337,7 @@ def _check_params(arrays, signature):
 
 
 def _targets(targets, x, n_out, single):
-    """Targets as rows (T, B, n_out) in the dtype of ``x``, or as class indices (T, B)."""
+    """Targets as rows (T, B, n_out) in the dtype of ``x``, or as flat class indices (T * B,)."""
     y = np.asarray(targets)
     B = x.shape[1]
     lead = (T,) if single else (T, B)
@@ -324,4 +356,6 @@ def _targets(targets, x, n_out, single):
             raise ValueError("targets (one-hot) must sum to 1 over the last axis")
     else:
         raise ValueError(f"targets have dtype {y.dtype}; expected integer class indices or float one-hot rows")
+    if y.dtype.kind != "f":  # flat indices into the rows (T * B, n_out) of the outputs
+        return y.reshape(-1) + np.arange(0, y.size * n_out, n_out)
     return y[:, None] if single else y

@@ -1,5 +1,7 @@
 """The generated module as a user meets it: API, shapes, dtypes, errors, and an independent reference."""
 
+import warnings
+
 import numpy as np
 import pytest
 import reference_bptt
@@ -72,6 +74,21 @@ def test_loss_stays_exact_when_target_probabilities_underflow(module, dtype, sca
     for y in (targets, one_hot):
         E = m.loss(params, xs, y)
         assert np.isfinite(E) and E == pytest.approx(expected, rel=1e-12 if dtype == np.float64 else 1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shift", [0.0, 100.0, -60.0, -1000.0])
+def test_softmax_is_exact_whether_or_not_it_needs_the_shift_by_the_row_maximum(module, dtype, shift):
+    """Ordinary logits take exp(o) / sum directly; logits that would overflow (> 64), and rows whose
+    exponentials sum below 1 or underflow, need the shift. Either way: no warning, the same softmax."""
+    m = module(5)
+    params, xs, _ = _problem(m)
+    params = {k: (v + shift if k == "c" else v).astype(dtype) for k, v in params.items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = m.forward(params, xs.astype(dtype))
+    expected = np.exp(_log_softmax(out["o"]))
+    np.testing.assert_allclose(out["yhat"], expected, rtol=1e-13 if dtype == np.float64 else 1e-5)
 
 
 def test_soft_targets_give_the_cross_entropy_of_the_distribution(module):

@@ -26,8 +26,8 @@ NUMPY = [
     (A.add(A.mul(U, x_2), A.mul(W, h_1), A.mul(b, A.ones(1, A.B))), "x[1] @ U.T + h[1] @ W.T + b"),
     (A.had(dz_2, A.sub(A.ones(n_h, A.B), A.square(h_2))), "dz[1] * (1.0 - h[2] * h[2])"),
     (A.mul(DZ, A.transpose(H)), "dz.reshape(-1, n_h).T @ h[:-1].reshape(-1, n_h)"),
-    (A.mul(DZ, A.ones(A.B, 1)), "dz.reshape(-1, n_h).sum(axis=0)"),
-    (A.mul(A.transpose(W), dz_2, A.ones(A.B, 1)), "(dz[1] @ W).sum(axis=0)"),
+    (A.mul(DZ, A.ones(A.B, 1)), "_column_sums(dz.reshape(-1, n_h))"),
+    (A.mul(A.transpose(W), dz_2, A.ones(A.B, 1)), "_column_sums(dz[1] @ W)"),
     (
         A.neg(A.mul(A.ones(1, n_h), A.had(h_1, A.Elementwise("log", h_2)), A.ones(A.B, 1))),
         "-np.vdot(h[1], np.log(h[2]))",
@@ -124,3 +124,24 @@ def test_every_list_of_step_views_is_made_before_its_function_reads_it(hidden):
             made.update(re.findall(r"^\s+(\w+)_ = list\(\1\)", line))
             for family in re.findall(r"\b(\w+)_\[", line):
                 assert family in made, f"{family}_ read before it is made: {line.strip()}"
+
+
+def test_the_output_gradient_takes_the_buffer_of_a_softmax_nothing_reads_later():
+    from dataclasses import replace
+
+    from sympy import MatrixSymbol
+
+    from rnngen.pipeline import build
+    from rnngen.printing.numpy import buffers_to_reuse, minus_targets, storage_of
+    from rnngen.program import Stmt
+    from rnngen.spec import RNNSpec
+
+    program = build(RNNSpec(T=3)).program
+    assert buffers_to_reuse(program, storage_of(program)) == {"do": "yhat"}
+    assert "do = yhat  # yhat is not read after this" in build(RNNSpec(T=3)).module
+    # a statement that reads ŷ after Δo = Ŷ - Y: Δo must keep its own buffer
+    delta = next(s for s in program.stmts if minus_targets(s.expr))
+    yhat = minus_targets(delta.expr)[0]
+    later = Stmt(MatrixSymbol("late", *yhat.shape), yhat, "backward", delta.order + 0.1)
+    read_later = replace(program, stmts=[*program.stmts, later])
+    assert buffers_to_reuse(read_later, storage_of(read_later)) == {}

@@ -19,7 +19,13 @@ from rnngen.backprop import Derivation
 from rnngen.document import FORWARD_FAMILIES, Notation, Numbering, aligned, generic, latex_context
 from rnngen.emit import render
 from rnngen.printing.math import latex, text
-from rnngen.printing.numpy import NumpyPrinter, reads_targets_as_classes, softmax_outputs, storage_of
+from rnngen.printing.numpy import (
+    NumpyPrinter,
+    buffers_to_reuse,
+    reads_targets_as_classes,
+    softmax_outputs,
+    storage_of,
+)
 from rnngen.program import FORWARD_OUTPUTS, Program, parse_stacked, relative, step_template
 from rnngen.spec import ROLES
 from rnngen.unroll import SIZES, parse_step
@@ -125,11 +131,6 @@ def _prologue(lines, sources: dict) -> list:
     return [f"{name} = {src}" for name, src in sources.items() if name in used]
 
 
-def _release(families: list) -> str:
-    """The line that hands scratch buffers back for the next call ("" when there are none)."""
-    return f"_SPARE.update({', '.join(f'{f}={f}' for f in families)})" if families else ""
-
-
 def _network_text(derivation: Derivation) -> list:
     """The network at a generic step, in plain text, for the module's docstring."""
     spec = derivation.spec
@@ -166,11 +167,16 @@ def module_context(derivation: Derivation, program: Program, formulas: list, num
     # Class indices stay indices where the only readers of the targets are the fused softmax /
     # cross-entropy pair (E and Ŷ - Y): no one-hot rows to build, and log_softmax reuses Ŷ.
     class_targets = spec.loss_rule.targets == "classes" and reads_targets_as_classes(program)
-    printer = NumpyPrinter(storage, T, class_targets=class_targets, softmax_of=softmax_outputs(program))
+    printer = NumpyPrinter(
+        storage,
+        T,
+        class_targets=class_targets,
+        softmax_of=softmax_outputs(program),
+        reuse=buffers_to_reuse(program, storage),
+    )
     params = derivation.graph.params
     sources = _size_sources(params)
     sections = {"forward": [], "loss": [], "backward": []}
-    scratch = {name: [] for name in sections}  # families each section takes from _scratch
     for formula in formulas:
         lines = sections[formula.stmts[0].section]
         if formula.trivial:
@@ -178,9 +184,7 @@ def module_context(derivation: Derivation, program: Program, formulas: list, num
         else:
             lines.append(f"# ({numbers[formula.key]}) {formula.text}")
         for s in formula.stmts:
-            before = len(printer.scratch)
             lines.extend(printer.statement(s))
-            scratch[s.section] += printer.scratch[before:]
     # Each function defines the sizes its own lines use, nothing more.
     sections["forward"] = _prologue(sections["forward"], sources) + sections["forward"]
     sections["loss_prologue"] = _prologue(sections["loss"], sources)
@@ -193,14 +197,8 @@ def module_context(derivation: Derivation, program: Program, formulas: list, num
             written_forward.append(fam[0])
     read_later = {c[0] for s in program.stmts if s.section != "forward" for c in s.reads}
     carried = [f for f in written_forward if f in read_later or f in FORWARD_OUTPUTS]
-    # Buffers go back to the spare pool only where nothing returns them to the caller:
-    # _forward gives back its own temporaries, loss and loss_and_grads everything they took.
-    kept = [f for f in scratch["forward"] if f in carried]
-    release = {
-        "forward": _release([f for f in scratch["forward"] if f not in carried]),
-        "loss": _release(kept + scratch["loss"]),
-        "grads": _release(kept + scratch["loss"] + scratch["backward"]),
-    }
+    # The sizes the buffers' shapes name, read from the parameters by the caller of _buffers.
+    buffer_sizes = [n for n in ("n_x", "n_h", "n_y") if re.search(rf"\b{n}\b", " ".join(printer.buffers.values()))]
     forward_outputs = []
     for fam in FORWARD_OUTPUTS:
         st = storage[fam]
@@ -216,7 +214,9 @@ def module_context(derivation: Derivation, program: Program, formulas: list, num
         network=_network_text(derivation),
         sections=sections,
         carried=", ".join(carried),
-        release=release,
+        buffers=list(printer.buffers.items()),
+        buffer_sizes=buffer_sizes,
+        buffer_args=", ".join(["x"] + [sources[n] for n in buffer_sizes]),
         forward_outputs=forward_outputs,
         many_to_one=spec.mapping == "many-to-one",
         params=list(params),

@@ -36,10 +36,33 @@ ADD, MUL, MATMUL, UNARY, ATOM = 1, 2, 3, 4, 5
 HELPERS = {
     "_softmax": (
         "def _softmax(a, out=None):\n"
+        "    # The shift by each row's maximum only where it is needed: when no exp can overflow and\n"
+        "    # every row sums to at least 1 (so no probability of 1e-30 or more is subnormal, even in\n"
+        "    # float32), exp(a) / sum is the same softmax with two passes less.\n"
+        "    if a.max() < 64.0:\n"
+        "        out = np.exp(a, out=out)\n"
+        "        total = out.sum(axis=-1, keepdims=True)\n"
+        "        if total.min() >= 1.0:\n"
+        "            out /= total\n"
+        "            return out\n"
         "    out = np.subtract(a, a.max(axis=-1, keepdims=True), out=out)\n"
         "    np.exp(out, out=out)\n"
         "    out /= out.sum(axis=-1, keepdims=True)\n"
         "    return out\n"
+    ),
+    "_column_sums": (
+        "def _column_sums(a):\n"
+        '    """a.sum(axis=0) of rows (N, n), as the product of a vector of ones with a: BLAS reads a faster."""\n'
+        "    key = (a.shape[0], a.dtype.char)\n"
+        "    ones = _ONES.get(key)\n"
+        "    if ones is None:\n"
+        "        ones = np.ones(a.shape[0], a.dtype)\n"
+        "        if len(_ONES) < 16:  # a bound, for a caller that tries many sizes\n"
+        "            _ONES[key] = ones\n"
+        "    return ones @ a\n"
+        "\n"
+        "\n"
+        "_ONES = {}\n"
     ),
     "_log_softmax": (
         "def _log_softmax(a):\n"
@@ -57,23 +80,23 @@ HELPERS = {
         "    per row, with the log-sum-exp lse = max(A) - log max(P) (a row's largest probability never\n"
         "    underflows).\n"
         '    """\n'
-        '    if y.dtype.kind != "f":\n'
-        "        rows, y = np.arange(a.shape[0]), y.reshape(-1)\n"
-        "        q = p[rows, y]\n"
+        '    if y.dtype.kind != "f":  # flat indices, one per row\n'
+        "        q = p.take(y)\n"
         "        if q.min() > 1e-30:\n"
         "            return np.log(q).sum()\n"
-        "        return (a[rows, y] - a.max(axis=-1) + np.log(p.max(axis=-1))).sum()\n"
+        "        return (a.take(y) - a.max(axis=-1) + np.log(p.max(axis=-1))).sum()\n"
         "    y = y.reshape(a.shape)\n"
         "    lse = a.max(axis=-1) - np.log(p.max(axis=-1))\n"
         '    return (np.einsum("ij,ij->i", y, a) - y.sum(axis=-1) * lse).sum()\n'
     ),
     "_minus_targets": (
         "def _minus_targets(p, y, out):\n"
-        '    """P - Y for targets Y given as rows or as class indices (one-hot rows: one entry each)."""\n'
+        '    """P - Y for targets Y given as rows or as flat class indices (one-hot rows: one entry each)."""\n'
         '    if y.dtype.kind == "f":\n'
         "        return np.subtract(p, y.reshape(p.shape), out=out)\n"
-        "    np.copyto(out, p)\n"
-        "    out[np.arange(p.shape[0]), y.reshape(-1)] -= 1.0\n"
+        "    if out is not p:\n"
+        "        np.copyto(out, p)\n"
+        "    out.put(y, out.take(y) - 1.0)  # put and take index any layout as flat, in place\n"
         "    return out\n"
     ),
 }
@@ -179,17 +202,46 @@ def reads_targets_as_classes(program: Program) -> bool:
     return True
 
 
+def buffers_to_reuse(program: Program, storage: dict) -> dict:
+    """``F -> G`` for each ``F = G - Y`` (``Δo = Ŷ - Y``) that can run in place in ``G``'s buffer.
+
+    That holds where ``F`` and ``G`` span the same steps, stored alike, and no later statement
+    reads ``G``: the module then skips one buffer and one copy. Only after the forward section,
+    whose arrays ``forward`` returns.
+    """
+    reuse = {}
+    for i, s in enumerate(program.stmts):
+        run, pair = parse_stacked(s.target.name), minus_targets(s.expr)
+        if s.section == "forward" or not run or not pair or not isinstance(pair[0], MatrixSymbol):
+            continue
+        source = parse_stacked(pair[0].name)
+        if not source or source[1:] != run[1:] or storage[source[0]] != storage[run[0]]:
+            continue
+        if all(source[0] != family for later in program.stmts[i + 1 :] for family, _ in later.reads):
+            reuse[run[0]] = source[0]
+    return reuse
+
+
 class NumpyPrinter(Printer):
     """Prints statements of a program as NumPy code in row layout."""
 
     printmethod = "_rnngen_numpy"
 
-    def __init__(self, storage: dict, T: int, class_targets: bool = False, softmax_of: dict | None = None):
+    def __init__(
+        self,
+        storage: dict,
+        T: int,
+        class_targets: bool = False,
+        softmax_of: dict | None = None,
+        reuse: dict | None = None,
+    ):
         """``class_targets``: the module may hold the targets ``y`` as class indices, so ``Ŷ - Y``
         goes through a helper that takes either form; ``softmax_of`` maps an argument ``O`` to the
-        symbol already holding ``softmax(O)``, which ``1ᵀ (Y ∘ log_softmax(O)) 1`` then reuses."""
+        symbol already holding ``softmax(O)``, which ``1ᵀ (Y ∘ log_softmax(O)) 1`` then reuses;
+        ``reuse`` maps a family to the dead family whose buffer it takes (``buffers_to_reuse``)."""
         super().__init__()
         self.storage = storage
+        self.reuse = reuse or {}
         self.T = T
         self.class_targets = class_targets
         self.softmax_of = softmax_of or {}
@@ -198,8 +250,8 @@ class NumpyPrinter(Printer):
         self._lists: set = set()  # (function, family) whose ``family_`` list of step views exists
         #: name -> source of every helper function the printed code calls, in first-use order.
         self.helpers: dict = {}
-        #: families whose buffers come from ``_scratch``, in the order they were allocated.
-        self.scratch: list = []
+        #: family -> the shape code of its buffer in the module's ``_buffers``, in first-use order.
+        self.buffers: dict = {}
 
     def emptyPrinter(self, expr):
         raise PrintError(f"no NumPy rule for {type(expr).__name__}: {expr}")
@@ -230,6 +282,9 @@ class NumpyPrinter(Printer):
         finally:
             self._as_steps = False
         family, lo, hi = run
+        if first is not None and family in self.reuse:
+            dead = self.reuse[family]
+            return [f"{family} = {dead}  # {dead} is not read after this: {family} takes its buffer"] + first + rest
         if first is not None:
             return [self._allocate(family, target.shape[0])] + first + rest
         if rest and isinstance(value, (MatrixSymbol, Transpose)):  # updating it in place would write another array
@@ -248,7 +303,7 @@ class NumpyPrinter(Printer):
         slicing the array (``h[3]``), which matters for small networks. A step that is only
         assigned (``h[0] = h0``) writes through the array itself.
         """
-        alloc = [] if family in self.scratch else [self._allocate(family, stmt.target.shape[0])]
+        alloc = [] if family in self.buffers else [self._allocate(family, stmt.target.shape[0])]
         key = (self._function, family)
         made = key in self._lists
         self._lists.add(key)
@@ -277,12 +332,11 @@ class NumpyPrinter(Printer):
         )
 
     def _allocate(self, family, rows) -> str:
-        """The line that takes ``family``'s buffer from the module's spare scratch buffers (``_scratch``)."""
+        """The line that takes ``family``'s buffer from the call's set (``buf``, made by ``_buffers``)."""
         st = self.storage[family]
         count = "T" if st.count == self.T else "T + 1" if st.count == self.T + 1 else str(st.count)
-        shape = f"({count}, B, {rows})" if st.steps else f"({count} * B, {rows})"
-        self.scratch.append(family)
-        return f'{family} = _scratch("{family}", {shape}, x.dtype)'
+        self.buffers[family] = f"({count}, B, {rows})" if st.steps else f"({count} * B, {rows})"
+        return f'{family} = buf["{family}"]'
 
     def _into(self, dest, expr):
         """``(first, rest, value)``: lines computing ``expr`` into ``dest``.
@@ -379,8 +433,19 @@ class NumpyPrinter(Printer):
     # -- targets that may be class indices ------------------------------------------------
 
     def _targets_code(self, sym) -> str:
-        """The steps of the targets ``sym`` names, unreshaped: rows (.., B, n_y) or class indices (.., B)."""
-        return self._symbol_rows(sym, as_steps=True)
+        """The targets ``sym`` names: their steps' rows (.., B, n_y), unreshaped, or all the flat class indices.
+
+        The module holds flat class indices (one per row of the stacked outputs) only for the steps
+        the loss reads, and every reader of the targets reads all of those steps.
+        """
+        if not self.class_targets:
+            return self._symbol_rows(sym, as_steps=True)
+        step, run = parse_step(sym.name), parse_stacked(sym.name)
+        st = self.storage["y"]
+        lo, hi = (step[1], step[1]) if step else run[1:]
+        if (lo, hi) != (st.first, st.first + st.count - 1):
+            raise PrintError(f"class indices are held for all the steps the loss reads, not for {sym.name} alone")
+        return "y"
 
     def _dot_log_softmax(self, body):
         """Code of ``1ᵀ (Y ∘ log_softmax(O)) 1`` when ``body`` is that product, else None.
@@ -547,7 +612,8 @@ class NumpyPrinter(Printer):
                     a, b = (self.code(f) for f in body.args)
                     return f"np.vdot({a}, {b})", ATOM
                 return f"np.sum({self.code(body)})", ATOM
-            return f"{self._wrap(self._rows(A.mul(*inner)), ATOM)}.sum(axis=0)", ATOM
+            self.helpers["_column_sums"] = HELPERS["_column_sums"]
+            return f"_column_sums({self._rows(A.mul(*inner))[0]})", ATOM
         for i in range(1, len(factors)):
             left, right = factors[:i], factors[i:]
             if _product_shape(left)[1] == A.B:
