@@ -259,6 +259,8 @@ def _prepare(params, xs):
             f"xs has shape {np.shape(xs)}; expected (T, n_x) = ({T}, {sizes['n_x']}) "
             f"or (T, B, n_x) = ({T}, B, {sizes['n_x']}): this module is unrolled for T = {T}"
         )
+    if x.shape[1] == 0:
+        raise ValueError(f"xs has shape {np.shape(xs)}: no sequences (B = 0); expected at least one")
     return (*arrays, x, single)
 
 

@@ -160,6 +160,7 @@ BAD = [
     (lambda p, x, y: ({k: v for k, v in p.items() if k != "W"}, x, y), r"params is missing W"),
     (lambda p, x, y: ({**p, "W": p["W"][:, :5]}, x, y), r"params\['W'\] has shape \(6, 5\); expected \(n_h, n_h\)"),
     (lambda p, x, y: ({**p, "b": p["b"][None]}, x, y), r"params\['b'\] has shape \(1, 6\); expected \(n_h\)"),
+    (lambda p, x, y: (p, x[:, :0], y[:, :0]), r"xs has shape \(5, 0, 4\): no sequences \(B = 0\)"),
     (lambda p, x, y: (p, x, y[:, :2]), r"targets \(class indices\) have shape \(5, 2\); expected \(5, 3\)"),
     (lambda p, x, y: (p, x, y + 3), r"targets \(class indices\) must lie in 0..2"),
     (lambda p, x, y: (p, x, y - 3), r"targets \(class indices\) must lie in 0..2"),
