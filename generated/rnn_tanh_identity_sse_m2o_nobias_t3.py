@@ -88,8 +88,8 @@ def forward(params, xs):
         the B axis is absent when ``xs`` is a single sequence ``(T, n_x)``.
     """
     U, W, V, h0, x, single = _prepare(params, xs)
-    # the arrays go to the caller: this call's buffers are never given back for reuse
-    h, o, yhat = _forward(U, W, V, h0, x, _buffers(x, U.shape[0], V.shape[0]))
+    # new arrays, because they go to the caller; the set kept for loss_and_grads stays kept
+    h, o, yhat = _forward(U, W, V, h0, x, _new_buffers(x, U.shape[0], V.shape[0]))
     out = {
         "h": h[1:],
         "o": o[0],
@@ -197,22 +197,26 @@ _SPARE = {}
 
 
 def _buffers(x, n_h, n_y):
-    """The arrays a call writes, by family: the set given back by the last call if the sizes match, else new ones."""
-    sizes = (x.shape[1], x.dtype.char, n_h, n_y)
+    """The arrays a call writes: the set the last call gave back if the sizes match, else new ones."""
     buf = _SPARE.pop("buffers", None)  # taken out in one step: two threads never share a set
-    if buf is None or buf["sizes"] != sizes:
-        B, dtype = x.shape[1], x.dtype
-        buf = {
-            "sizes": sizes,
-            "h": np.empty((T + 1, B, n_h), dtype),
-            "pre_z": np.empty((T, B, n_h), dtype),
-            "o": np.empty((1, B, n_y), dtype),
-            "yhat": np.empty((1, B, n_y), dtype),
-            "do": np.empty((1, B, n_y), dtype),
-            "fprime": np.empty((T, B, n_h), dtype),
-            "dz": np.empty((T, B, n_h), dtype),
-        }
+    if buf is None or buf["sizes"] != (x.shape[1], x.dtype.char, n_h, n_y):
+        buf = _new_buffers(x, n_h, n_y)
     return buf
+
+
+def _new_buffers(x, n_h, n_y):
+    """Every array a call writes, by family, for the batch size and dtype of ``x``."""
+    B, dtype = x.shape[1], x.dtype
+    return {
+        "sizes": (B, dtype.char, n_h, n_y),
+        "h": np.empty((T + 1, B, n_h), dtype),
+        "pre_z": np.empty((T, B, n_h), dtype),
+        "o": np.empty((1, B, n_y), dtype),
+        "yhat": np.empty((1, B, n_y), dtype),
+        "do": np.empty((1, B, n_y), dtype),
+        "fprime": np.empty((T, B, n_h), dtype),
+        "dz": np.empty((T, B, n_h), dtype),
+    }
 
 
 def free_buffers():

@@ -86,8 +86,8 @@ def forward(params, xs):
         the B axis is absent when ``xs`` is a single sequence ``(T, n_x)``.
     """
     W, U, V, h0, x, single = _prepare(params, xs)
-    # the arrays go to the caller: this call's buffers are never given back for reuse
-    h, o, yhat = _forward(W, U, V, h0, x, _buffers(x, W.shape[1], V.shape[1]))
+    # new arrays, because they go to the caller; the set kept for loss_and_grads stays kept
+    h, o, yhat = _forward(W, U, V, h0, x, _new_buffers(x, W.shape[1], V.shape[1]))
     out = {
         "h": h[1:],
         "o": o.reshape(T, x.shape[1], -1),
@@ -209,22 +209,26 @@ _SPARE = {}
 
 
 def _buffers(x, n_h, n_y):
-    """The arrays a call writes, by family: the set given back by the last call if the sizes match, else new ones."""
-    sizes = (x.shape[1], x.dtype.char, n_h, n_y)
+    """The arrays a call writes: the set the last call gave back if the sizes match, else new ones."""
     buf = _SPARE.pop("buffers", None)  # taken out in one step: two threads never share a set
-    if buf is None or buf["sizes"] != sizes:
-        B, dtype = x.shape[1], x.dtype
-        buf = {
-            "sizes": sizes,
-            "h": np.empty((T + 1, B, n_h), dtype),
-            "pre_z": np.empty((T, B, n_h), dtype),
-            "o": np.empty((T * B, n_y), dtype),
-            "yhat": np.empty((T * B, n_y), dtype),
-            "pre_dh": np.empty((T, B, n_h), dtype),
-            "fprime": np.empty((T, B, n_h), dtype),
-            "dz": np.empty((T, B, n_h), dtype),
-        }
+    if buf is None or buf["sizes"] != (x.shape[1], x.dtype.char, n_h, n_y):
+        buf = _new_buffers(x, n_h, n_y)
     return buf
+
+
+def _new_buffers(x, n_h, n_y):
+    """Every array a call writes, by family, for the batch size and dtype of ``x``."""
+    B, dtype = x.shape[1], x.dtype
+    return {
+        "sizes": (B, dtype.char, n_h, n_y),
+        "h": np.empty((T + 1, B, n_h), dtype),
+        "pre_z": np.empty((T, B, n_h), dtype),
+        "o": np.empty((T * B, n_y), dtype),
+        "yhat": np.empty((T * B, n_y), dtype),
+        "pre_dh": np.empty((T, B, n_h), dtype),
+        "fprime": np.empty((T, B, n_h), dtype),
+        "dz": np.empty((T, B, n_h), dtype),
+    }
 
 
 def free_buffers():

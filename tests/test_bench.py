@@ -153,6 +153,16 @@ def test_reused_buffers_give_the_same_gradients_as_fresh_ones(module):
     assert not module._SPARE
 
 
+def test_forward_between_training_steps_leaves_the_kept_buffers_alone(module):
+    """``forward`` returns its arrays, so it makes new ones; it must not take loss_and_grads' set."""
+    problem = make_problem(RNNSpec(T=4), 3, 4, 5, 3)
+    module.loss_and_grads(problem.params, problem.xs, problem.targets)
+    kept = module._SPARE["buffers"]
+    out = module.forward(problem.params, problem.xs)
+    assert module._SPARE["buffers"] is kept
+    assert not any(np.shares_memory(v, a) for v in out.values() for a in kept.values() if isinstance(a, np.ndarray))
+
+
 def test_threads_do_not_share_scratch_buffers(module):
     problems = [make_problem(RNNSpec(T=4), 16, 8, 32, 8, seed=s) for s in range(4)]
     expected = [module.loss_and_grads(p.params, p.xs, p.targets) for p in problems]
