@@ -141,12 +141,12 @@ def loss_and_grads(params, xs, targets):
     # (35) δz_3 = (Vᵀ δo_3) ∘ f′_3
     dz = buf["dz"]
     dz_ = list(dz)  # its steps as views: cheaper to index than the array
-    np.matmul(do_[0], V, out=dz_[2])
+    np.dot(do_[0], V, out=dz_[2])
     dz_[2] *= fprime[2]
     # (36) δz_t = (Wᵀ δz_{t+1}) ∘ f′_t, t = 2 down to 1
-    np.matmul(dz_[2], W, out=dz_[1])
+    np.dot(dz_[2], W, out=dz_[1])
     dz_[1] *= fprime[1]
-    np.matmul(dz_[1], W, out=dz_[0])
+    np.dot(dz_[1], W, out=dz_[0])
     dz_[0] *= fprime[0]
     # (37) dE/dU = Δz[1..3] X[1..3]ᵀ
     dU = dz.reshape(-1, n_h).T @ x.reshape(-1, n_x)
@@ -155,7 +155,7 @@ def loss_and_grads(params, xs, targets):
     # (39) dE/dV = δo_3 h_3ᵀ
     dV = do_[0].T @ h[3]
     # (40) dE/dh_0 = Wᵀ δz_1
-    dh0 = _column_sums(dz_[0] @ W)
+    dh0 = _column_sums(dz_[0]) @ W
     _SPARE["buffers"] = buf
     return E, {"U": dU, "W": dW, "V": dV, "h0": dh0}
 
@@ -167,23 +167,24 @@ def _forward(U, W, V, h0, x, buf):
     h = buf["h"]
     h[0] = h0
     # (28) Z̃[1..3] = U X[1..3]
-    pre_z = buf["pre_z"]
+    pre_z = h[1:]  # each step is read only by the same step of h, built on it
     np.matmul(x.reshape(-1, n_x), U.T, out=pre_z.reshape(-1, n_h))
     # (29) h_t = tanh(z̃_t + W h_{t-1}), t = 1..3
     h_ = list(h)  # its steps as views: cheaper to index than the array
-    np.matmul(h_[0], W.T, out=h_[1])
-    h_[1] += pre_z[0]
+    h_gemm = buf["h_gemm"]
+    np.dot(h_[0], W.T, out=h_gemm)
+    h_[1] += h_gemm
     np.tanh(h_[1], out=h_[1])
-    np.matmul(h_[1], W.T, out=h_[2])
-    h_[2] += pre_z[1]
+    np.dot(h_[1], W.T, out=h_gemm)
+    h_[2] += h_gemm
     np.tanh(h_[2], out=h_[2])
-    np.matmul(h_[2], W.T, out=h_[3])
-    h_[3] += pre_z[2]
+    np.dot(h_[2], W.T, out=h_gemm)
+    h_[3] += h_gemm
     np.tanh(h_[3], out=h_[3])
     # (30) o_3 = V h_3
     o = buf["o"]
     o_ = list(o)  # its steps as views: cheaper to index than the array
-    np.matmul(h_[3], V.T, out=o_[0])
+    np.dot(h_[3], V.T, out=o_[0])
     # (31) ŷ_3 = o_3
     yhat = buf["yhat"]
     yhat[0] = o_[0]
@@ -210,7 +211,7 @@ def _new_buffers(x, n_h, n_y):
     return {
         "sizes": (B, dtype.char, n_h, n_y),
         "h": np.empty((T + 1, B, n_h), dtype),
-        "pre_z": np.empty((T, B, n_h), dtype),
+        "h_gemm": np.empty((B, n_h), dtype),
         "o": np.empty((1, B, n_y), dtype),
         "yhat": np.empty((1, B, n_y), dtype),
         "do": np.empty((1, B, n_y), dtype),
@@ -226,13 +227,18 @@ def free_buffers():
 
 def _column_sums(a):
     """a.sum(axis=0) of rows (N, n), as the product of a vector of ones with a: BLAS reads a faster."""
-    key = (a.shape[0], a.dtype.char)
+    return _ones(a.shape[0], a.dtype) @ a
+
+
+def _ones(n, dtype):
+    """A vector of n ones, kept for the next call: sums as products with it (2-3x faster than .sum)."""
+    key = (n, dtype.char)
     ones = _ONES.get(key)
     if ones is None:
-        ones = np.ones(a.shape[0], a.dtype)
+        ones = np.ones(n, dtype)
         if len(_ONES) < 16:  # a bound, for a caller that tries many sizes
             _ONES[key] = ones
-    return ones @ a
+    return ones
 
 
 _ONES = {}

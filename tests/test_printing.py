@@ -27,7 +27,7 @@ NUMPY = [
     (A.had(dz_2, A.sub(A.ones(n_h, A.B), A.square(h_2))), "dz[1] * (1.0 - h[2] * h[2])"),
     (A.mul(DZ, A.transpose(H)), "dz.reshape(-1, n_h).T @ h[:-1].reshape(-1, n_h)"),
     (A.mul(DZ, A.ones(A.B, 1)), "_column_sums(dz.reshape(-1, n_h))"),
-    (A.mul(A.transpose(W), dz_2, A.ones(A.B, 1)), "_column_sums(dz[1] @ W)"),
+    (A.mul(A.transpose(W), dz_2, A.ones(A.B, 1)), "_column_sums(dz[1]) @ W"),
     (
         A.neg(A.mul(A.ones(1, n_h), A.had(h_1, A.Elementwise("log", h_2)), A.ones(A.B, 1))),
         "-np.vdot(h[1], np.log(h[2]))",
@@ -145,3 +145,27 @@ def test_the_output_gradient_takes_the_buffer_of_a_softmax_nothing_reads_later()
     later = Stmt(MatrixSymbol("late", *yhat.shape), yhat, "backward", delta.order + 0.1)
     read_later = replace(program, stmts=[*program.stmts, later])
     assert buffers_to_reuse(read_later, storage_of(read_later)) == {}
+
+
+def test_the_recurrence_is_built_in_the_place_of_the_part_only_its_own_step_reads():
+    from dataclasses import replace
+
+    from sympy import MatrixSymbol
+
+    from rnngen.pipeline import build
+    from rnngen.printing.numpy import steps_built_in_place, storage_of
+    from rnngen.program import Stmt
+    from rnngen.spec import RNNSpec
+
+    built = build(RNNSpec(T=3))
+    program = built.program
+    # f′_t is a factor of δz_t, not a term of its sum: it keeps its own buffer
+    assert steps_built_in_place(program, storage_of(program)) == {"pre_z": "h", "pre_dh": "dz"}
+    assert "pre_z = h[1:]  # each step is read only by the same step of h" in built.module
+    assert "h_[2] += h_gemm" in built.module
+    # another reader of z̃_2: h_2 may not overwrite it
+    z2 = next(s for s in program.stmts if s.step == ("h", 2))
+    pre = next(sym for sym in z2.expr.free_symbols if sym.name == "pre_z_2")
+    later = Stmt(MatrixSymbol("late", *pre.shape), pre, "forward", z2.order + 0.1)
+    read_later = replace(program, stmts=[*program.stmts, later])
+    assert steps_built_in_place(read_later, storage_of(read_later)) == {"pre_dh": "dz"}

@@ -24,6 +24,7 @@ from rnngen.printing.numpy import (
     buffers_to_reuse,
     reads_targets_as_classes,
     softmax_outputs,
+    steps_built_in_place,
     storage_of,
 )
 from rnngen.program import FORWARD_OUTPUTS, Program, parse_stacked, relative, step_template
@@ -173,6 +174,7 @@ def module_context(derivation: Derivation, program: Program, formulas: list, num
         class_targets=class_targets,
         softmax_of=softmax_outputs(program),
         reuse=buffers_to_reuse(program, storage),
+        in_place=steps_built_in_place(program, storage),
     )
     params = derivation.graph.params
     sources = _size_sources(params)
