@@ -144,9 +144,11 @@ def loss_and_grads(params, xs, targets):
     np.dot(do_[0], w_o.T, out=dz_[2])
     dz_[2] *= fprime[2]
     # (36) δz_t = (δz_{t+1} w_hᵀ) ∘ f′_t, t = 2 down to 1
-    np.dot(dz_[2], w_h.T, out=dz_[1])
+    w_h_T = buf["w_h_T"]
+    np.copyto(w_h_T, w_h.T)  # contiguous: every step's GEMM reads it
+    np.dot(dz_[2], w_h_T, out=dz_[1])
     dz_[1] *= fprime[1]
-    np.dot(dz_[1], w_h.T, out=dz_[0])
+    np.dot(dz_[1], w_h_T, out=dz_[0])
     dz_[0] *= fprime[0]
     # (37) dE/dw_i = X[1..3]ᵀ Δz[1..3]
     dw_i = x.reshape(-1, n_x).T @ dz.reshape(-1, n_h)
@@ -217,6 +219,7 @@ def _new_buffers(x, n_h, n_y):
         "do": np.empty((1, B, n_y), dtype),
         "fprime": np.empty((T, B, n_h), dtype),
         "dz": np.empty((T, B, n_h), dtype),
+        "w_h_T": np.empty((n_h, n_h), dtype),
     }
 
 

@@ -144,16 +144,18 @@ def loss_and_grads(params, xs, targets):
     dz_[4] *= fprime[4]
     # (37) δz_t = (δ̃h_t + δz_{t+1} Uᵀ) ∘ f′_t, t = 4 down to 1
     dz_gemm = buf["dz_gemm"]
-    np.dot(dz_[4], U.T, out=dz_gemm)
+    U_T = buf["U_T"]
+    np.copyto(U_T, U.T)  # contiguous: every step's GEMM reads it
+    np.dot(dz_[4], U_T, out=dz_gemm)
     dz_[3] += dz_gemm
     dz_[3] *= fprime[3]
-    np.dot(dz_[3], U.T, out=dz_gemm)
+    np.dot(dz_[3], U_T, out=dz_gemm)
     dz_[2] += dz_gemm
     dz_[2] *= fprime[2]
-    np.dot(dz_[2], U.T, out=dz_gemm)
+    np.dot(dz_[2], U_T, out=dz_gemm)
     dz_[1] += dz_gemm
     dz_[1] *= fprime[1]
-    np.dot(dz_[1], U.T, out=dz_gemm)
+    np.dot(dz_[1], U_T, out=dz_gemm)
     dz_[0] += dz_gemm
     dz_[0] *= fprime[0]
     # (38) dE/dW = X[1..5]ᵀ Δz[1..5]
@@ -230,6 +232,7 @@ def _new_buffers(x, n_h, n_y):
         "dz": np.empty((T, B, n_h), dtype),
         "fprime": np.empty((T, B, n_h), dtype),
         "dz_gemm": np.empty((B, n_h), dtype),
+        "U_T": np.empty((n_h, n_h), dtype),
     }
 
 

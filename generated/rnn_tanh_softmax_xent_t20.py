@@ -232,64 +232,66 @@ def _forward(U, W, V, b, c, h0, x, buf):
     # (35) h_t = tanh(z̃_t + W h_{t-1}), t = 1..20
     h_ = list(h)  # its steps as views: cheaper to index than the array
     h_gemm = buf["h_gemm"]
-    np.dot(h_[0], W.T, out=h_gemm)
+    W_T = buf["W_T"]
+    np.copyto(W_T, W.T)  # contiguous: every step's GEMM reads it
+    np.dot(h_[0], W_T, out=h_gemm)
     h_[1] += h_gemm
     np.tanh(h_[1], out=h_[1])
-    np.dot(h_[1], W.T, out=h_gemm)
+    np.dot(h_[1], W_T, out=h_gemm)
     h_[2] += h_gemm
     np.tanh(h_[2], out=h_[2])
-    np.dot(h_[2], W.T, out=h_gemm)
+    np.dot(h_[2], W_T, out=h_gemm)
     h_[3] += h_gemm
     np.tanh(h_[3], out=h_[3])
-    np.dot(h_[3], W.T, out=h_gemm)
+    np.dot(h_[3], W_T, out=h_gemm)
     h_[4] += h_gemm
     np.tanh(h_[4], out=h_[4])
-    np.dot(h_[4], W.T, out=h_gemm)
+    np.dot(h_[4], W_T, out=h_gemm)
     h_[5] += h_gemm
     np.tanh(h_[5], out=h_[5])
-    np.dot(h_[5], W.T, out=h_gemm)
+    np.dot(h_[5], W_T, out=h_gemm)
     h_[6] += h_gemm
     np.tanh(h_[6], out=h_[6])
-    np.dot(h_[6], W.T, out=h_gemm)
+    np.dot(h_[6], W_T, out=h_gemm)
     h_[7] += h_gemm
     np.tanh(h_[7], out=h_[7])
-    np.dot(h_[7], W.T, out=h_gemm)
+    np.dot(h_[7], W_T, out=h_gemm)
     h_[8] += h_gemm
     np.tanh(h_[8], out=h_[8])
-    np.dot(h_[8], W.T, out=h_gemm)
+    np.dot(h_[8], W_T, out=h_gemm)
     h_[9] += h_gemm
     np.tanh(h_[9], out=h_[9])
-    np.dot(h_[9], W.T, out=h_gemm)
+    np.dot(h_[9], W_T, out=h_gemm)
     h_[10] += h_gemm
     np.tanh(h_[10], out=h_[10])
-    np.dot(h_[10], W.T, out=h_gemm)
+    np.dot(h_[10], W_T, out=h_gemm)
     h_[11] += h_gemm
     np.tanh(h_[11], out=h_[11])
-    np.dot(h_[11], W.T, out=h_gemm)
+    np.dot(h_[11], W_T, out=h_gemm)
     h_[12] += h_gemm
     np.tanh(h_[12], out=h_[12])
-    np.dot(h_[12], W.T, out=h_gemm)
+    np.dot(h_[12], W_T, out=h_gemm)
     h_[13] += h_gemm
     np.tanh(h_[13], out=h_[13])
-    np.dot(h_[13], W.T, out=h_gemm)
+    np.dot(h_[13], W_T, out=h_gemm)
     h_[14] += h_gemm
     np.tanh(h_[14], out=h_[14])
-    np.dot(h_[14], W.T, out=h_gemm)
+    np.dot(h_[14], W_T, out=h_gemm)
     h_[15] += h_gemm
     np.tanh(h_[15], out=h_[15])
-    np.dot(h_[15], W.T, out=h_gemm)
+    np.dot(h_[15], W_T, out=h_gemm)
     h_[16] += h_gemm
     np.tanh(h_[16], out=h_[16])
-    np.dot(h_[16], W.T, out=h_gemm)
+    np.dot(h_[16], W_T, out=h_gemm)
     h_[17] += h_gemm
     np.tanh(h_[17], out=h_[17])
-    np.dot(h_[17], W.T, out=h_gemm)
+    np.dot(h_[17], W_T, out=h_gemm)
     h_[18] += h_gemm
     np.tanh(h_[18], out=h_[18])
-    np.dot(h_[18], W.T, out=h_gemm)
+    np.dot(h_[18], W_T, out=h_gemm)
     h_[19] += h_gemm
     np.tanh(h_[19], out=h_[19])
-    np.dot(h_[19], W.T, out=h_gemm)
+    np.dot(h_[19], W_T, out=h_gemm)
     h_[20] += h_gemm
     np.tanh(h_[20], out=h_[20])
     # (36) O[1..20] = V H[1..20] + c 1ᵀ
@@ -323,6 +325,7 @@ def _new_buffers(x, n_h, n_y):
         "sizes": (B, dtype.char, n_h, n_y),
         "h": np.empty((T + 1, B, n_h), dtype),
         "h_gemm": np.empty((B, n_h), dtype),
+        "W_T": np.empty((n_h, n_h), dtype),
         "o": np.empty((T * B, n_y), dtype),
         "yhat": np.empty((T * B, n_y), dtype),
         "dz": np.empty((T, B, n_h), dtype),

@@ -187,19 +187,21 @@ def _forward(U, W, V, b, c, h0, x, buf):
     # (35) h_t = tanh(z̃_t + W h_{t-1}), t = 1..5
     h_ = list(h)  # its steps as views: cheaper to index than the array
     h_gemm = buf["h_gemm"]
-    np.dot(h_[0], W.T, out=h_gemm)
+    W_T = buf["W_T"]
+    np.copyto(W_T, W.T)  # contiguous: every step's GEMM reads it
+    np.dot(h_[0], W_T, out=h_gemm)
     h_[1] += h_gemm
     np.tanh(h_[1], out=h_[1])
-    np.dot(h_[1], W.T, out=h_gemm)
+    np.dot(h_[1], W_T, out=h_gemm)
     h_[2] += h_gemm
     np.tanh(h_[2], out=h_[2])
-    np.dot(h_[2], W.T, out=h_gemm)
+    np.dot(h_[2], W_T, out=h_gemm)
     h_[3] += h_gemm
     np.tanh(h_[3], out=h_[3])
-    np.dot(h_[3], W.T, out=h_gemm)
+    np.dot(h_[3], W_T, out=h_gemm)
     h_[4] += h_gemm
     np.tanh(h_[4], out=h_[4])
-    np.dot(h_[4], W.T, out=h_gemm)
+    np.dot(h_[4], W_T, out=h_gemm)
     h_[5] += h_gemm
     np.tanh(h_[5], out=h_[5])
     # (36) O[1..5] = V H[1..5] + c 1ᵀ
@@ -233,6 +235,7 @@ def _new_buffers(x, n_h, n_y):
         "sizes": (B, dtype.char, n_h, n_y),
         "h": np.empty((T + 1, B, n_h), dtype),
         "h_gemm": np.empty((B, n_h), dtype),
+        "W_T": np.empty((n_h, n_h), dtype),
         "o": np.empty((T * B, n_y), dtype),
         "yhat": np.empty((T * B, n_y), dtype),
         "dz": np.empty((T, B, n_h), dtype),

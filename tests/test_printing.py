@@ -169,3 +169,15 @@ def test_the_recurrence_is_built_in_the_place_of_the_part_only_its_own_step_read
     later = Stmt(MatrixSymbol("late", *pre.shape), pre, "forward", z2.order + 0.1)
     read_later = replace(program, stmts=[*program.stmts, later])
     assert steps_built_in_place(read_later, storage_of(read_later)) == {"pre_dh": "dz"}
+
+
+def test_the_recurrence_reads_its_transposed_weight_from_one_contiguous_copy_per_call():
+    from rnngen.pipeline import build
+    from rnngen.spec import RNNSpec
+
+    module = build(RNNSpec(T=3)).module
+    assert module.count("np.copyto(W_T, W.T)") == 1
+    assert "np.dot(h_[1], W_T, out=h_gemm)" in module and "W.T, out=" not in module
+    # a GEMM of one step that is not a recurrence (the output of many-to-one) reads the view
+    m2o = build(RNNSpec(T=3, mapping="many-to-one")).module
+    assert "np.dot(h_[3], V.T, out=o_[0])" in m2o and "V_T" not in m2o

@@ -148,8 +148,9 @@ def gemm_limit(problem: Problem) -> Contender:
     """The GEMMs of BPTT alone, into preallocated outputs: what no NumPy implementation can beat.
 
     Forward: one input GEMM over all steps, T recurrent GEMMs, one output GEMM;
-    backward: one GEMM back through the output weights, T recurrent GEMMs
-    (T - 1 for the steps, one for dE/dh0), and the three weight gradients.
+    backward: one GEMM back through the output weights, T - 1 recurrent GEMMs, the three
+    weight gradients, and for dE/dh0 the product of one vector with W (the sum over the
+    sequences comes first).
     """
     B, n_x, n_h, n_y = problem.sizes
     T = problem.spec.T
@@ -162,18 +163,21 @@ def gemm_limit(problem: Problem) -> Contender:
     O = np.empty((L * B, n_y), dtype)
     dZ = np.full((T, B, n_h), 0.01, dtype)
     step = np.empty((B, n_h), dtype)
+    dh0 = np.empty(n_h, dtype)
     dU, dW, dV = np.empty_like(U), np.empty_like(W), np.empty_like(V)
     H_out = H[1:].reshape(T * B, n_h) if L == T else H[T]
+    WT = np.ascontiguousarray(W.T)  # the layout BLAS reads fastest, as the module holds it
     dZ_out = dZ.reshape(T * B, n_h) if L == T else dZ[T - 1]
 
     def run():
         np.matmul(X, U.T, out=Z.reshape(T * B, n_h))
         for t in range(T):
-            np.matmul(H[t], W.T, out=step)
+            np.matmul(H[t], WT, out=step)
         np.matmul(H_out, V.T, out=O)
         np.matmul(O, V, out=dZ_out)
-        for t in range(T - 1, -1, -1):
+        for t in range(T - 1, 0, -1):
             np.matmul(dZ[t], W, out=step)
+        np.matmul(dZ[0, 0], W, out=dh0)
         np.matmul(dZ.reshape(T * B, n_h).T, X, out=dU)
         np.matmul(dZ.reshape(T * B, n_h).T, H[:-1].reshape(T * B, n_h), out=dW)
         np.matmul(O.T, H_out, out=dV)
