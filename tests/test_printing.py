@@ -181,3 +181,33 @@ def test_the_recurrence_reads_its_transposed_weight_from_one_contiguous_copy_per
     # a GEMM of one step that is not a recurrence (the output of many-to-one) reads the view
     m2o = build(RNNSpec(T=3, mapping="many-to-one")).module
     assert "np.dot(h_[3], V.T, out=o_[0])" in m2o and "V_T" not in m2o
+
+
+def test_a_part_that_cannot_be_written_in_place_is_assigned_into_the_place_of_its_readers():
+    import types
+
+    import numpy as np
+
+    from rnngen.pipeline import build
+    from rnngen.render import render_both
+    from rnngen.spec import RNNSpec
+
+    built = build(RNNSpec(T=3))
+    # z̃ = sigmoid(U X + b 1ᵀ): a helper, which returns a new array instead of writing into h
+    stmts = [
+        s.with_(expr=A.Elementwise("sigmoid", s.expr)) if s.target.name.startswith("pre_z") else s
+        for s in built.program.stmts
+    ]
+    text = render_both(built.derivation, built.program.with_stmts(stmts))[0]
+    assert "pre_z.reshape(-1, n_h)[...] = _sigmoid(" in text
+    m = types.ModuleType("m")
+    exec(compile(text, "m", "exec"), m.__dict__)
+    params = m.init_params(n_x=4, n_h=5, n_y=3, seed=1)
+    params["b"] = np.linspace(-1, 1, 5)
+    params["h0"] = np.linspace(0.5, -0.5, 5)
+    xs = np.random.default_rng(2).standard_normal((3, 2, 4))
+    h = np.tile(params["h0"], (2, 1))
+    for t in range(3):
+        z = 1 / (1 + np.exp(-(xs[t] @ params["U"].T + params["b"])))
+        h = np.tanh(z + h @ params["W"].T)
+        np.testing.assert_allclose(m.forward(params, xs)["h"][t], h, rtol=1e-12)

@@ -235,7 +235,7 @@ def steps_built_in_place(program: Program, storage: dict) -> dict:
 
     ``P`` is then written straight into ``H``'s buffer, and each ``H_t`` is built in place on
     ``P_t``: the step's GEMM goes into a small scratch that stays in cache and is added in place
-    (``np.dot(h_[0], W.T, out=h_gemm)``, ``h_[1] += h_gemm``). Against a GEMM into ``h_t``
+    (``np.dot(h_[0], W_T, out=h_gemm)``, ``h_[1] += h_gemm``). Against a GEMM into ``h_t``
     followed by ``h_t += z̃_t``, that is one stream over memory less per step and one buffer less
     (measured at B = 64, n_h = 512, T = 100: 53.6 -> 48.5 ms forward, 47.7 -> 44.6 ms backward).
     Both must be stored as steps, of the same size, written in the same function, with ``P``'s
