@@ -208,7 +208,7 @@ def _buffers(x, n_h, n_y):
 
 
 def _new_buffers(x, n_h, n_y):
-    """Every array a call writes, by family, for the batch size and dtype of ``x``."""
+    """Every array a call writes (the families and the one-step scratches), for the sizes and dtype of ``x``."""
     B, dtype = x.shape[1], x.dtype
     return {
         "sizes": (B, dtype.char, n_h, n_y),
