@@ -25,7 +25,7 @@ from sympy.printing.printer import Printer
 from rnngen import algebra as A
 from rnngen.activations import elementwise
 from rnngen.printing import PrintError
-from rnngen.program import Program, family_of, parse_stacked
+from rnngen.program import Program, family_of, parse_stacked, stacked
 from rnngen.unroll import parse_step
 
 # Precedence of printed code. ``*`` and ``@`` bind alike in Python, but a chain
@@ -410,10 +410,8 @@ class NumpyPrinter(Printer):
 
     def _take_place(self, family, rows) -> list:
         """The lines that make ``family`` a view of the buffer of the family built in its place."""
-        home = self.in_place[family]
-        st, st_home = self.storage[family], self.storage[home]
-        a, b = st.first - st_home.first, st.first - st_home.first + st.count
-        view = home if (a, b) == (0, st_home.count) else f"{home}[{a}:]" if b == st_home.count else f"{home}[{a}:{b}]"
+        home, st = self.in_place[family], self.storage[family]
+        view = self._symbol_rows(stacked(home, st.first, st.first + st.count - 1, rows), as_steps=True)
         take = [] if home in self.buffers else [self._allocate(home, rows)]
         return take + [f"{family} = {view}  # each step is read only by the same step of {home}, built on it"]
 
@@ -439,8 +437,7 @@ class NumpyPrinter(Printer):
                     scratch = self._scratch(f"{family}_gemm", f"(B, {rows})", rest)
                     rest += [self._step_gemm(data, param, scratch, rest), f"{dest} += {scratch}"]
                     continue
-                c, b = A.split_coeff(term)
-                rest.append(f"{dest} {'-' if c < 0 else '+'}= {self._any(A.scale(abs(c), b))[0]}")
+                rest.append(self._add_term(dest, term))
             return [], rest, None
         if isinstance(expr, A.Elementwise):
             rule = elementwise(expr.fn)
@@ -461,7 +458,7 @@ class NumpyPrinter(Printer):
                 return whole
             for f in expr.args:
                 if f is not with_held[0]:
-                    rest.append(f"{dest} *= {self._rows(f)[0]}")
+                    rest.append(self._update(dest, "*", self._rows(f)[0]))
             return first, rest, None
         return whole
 
@@ -519,11 +516,6 @@ class NumpyPrinter(Printer):
         expression ``value`` (the lead of ``expr``, which NumPy evaluates the
         ordinary way) instead. ``rest`` then updates ``dest`` in place.
         """
-        aug = not dest.endswith(")")  # h[3] += a; a reshaped view needs np.add(v, a, out=v)
-
-        def update(op, ufunc, code):
-            return f"{dest} {op}= {code}" if aug else f"np.{ufunc}({dest}, {code}, out={dest})"
-
         minus = minus_targets(expr) if self.class_targets else None
         if minus is not None:
             self._use("_minus_targets")
@@ -561,9 +553,7 @@ class NumpyPrinter(Printer):
                 for term in terms:
                     if term is lead or coeff < 0 and term is one:
                         continue
-                    c, b = A.split_coeff(term)
-                    code = self._any(A.scale(abs(c), b))[0]  # the right side of += is evaluated whole
-                    rest.append(update("-" if c < 0 else "+", "subtract" if c < 0 else "add", code))
+                    rest.append(self._add_term(dest, term))
                 return first, rest, value
         if isinstance(expr, A.Elementwise):
             rule = elementwise(expr.fn)
@@ -587,9 +577,22 @@ class NumpyPrinter(Printer):
                 first, rest, value = self._into(dest, lead)
                 for f in factors:
                     if f is not lead:
-                        rest.append(update("*", "multiply", self._rows(f)[0]))
+                        rest.append(self._update(dest, "*", self._rows(f)[0]))
                 return first, rest, value
         return None, [], expr
+
+    @staticmethod
+    def _update(dest, op, code) -> str:
+        """``dest op= code`` in place; a reshaped view (``v.reshape(..)``) needs the ufunc's ``out=``."""
+        if not dest.endswith(")"):
+            return f"{dest} {op}= {code}"
+        ufunc = {"+": "add", "-": "subtract", "*": "multiply"}[op]
+        return f"np.{ufunc}({dest}, {code}, out={dest})"
+
+    def _add_term(self, dest, term) -> str:
+        """The line adding one term of a sum to ``dest`` in place (the right side evaluated whole)."""
+        c, b = A.split_coeff(term)
+        return self._update(dest, "-" if c < 0 else "+", self._any(A.scale(abs(c), b))[0])
 
     def _is_gemm(self, term) -> bool:
         """A product of one data operand and one parameter: a single ``np.matmul``."""
