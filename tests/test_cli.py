@@ -342,3 +342,12 @@ def test_flow_reads_given_weights_and_rejects_wrong_shapes(tmp_path):
     params["W"] = params["W"][:, :4]
     np.savez(tmp_path / "bad.npz", **params)
     assert_one_line_error(rnngen("flow", "--T", "4", "--weights", str(tmp_path / "bad.npz")), "W has shape (5, 4)")
+
+
+@pytest.mark.parametrize("command", ["flow", "bench"])
+def test_every_command_takes_the_same_range_of_layer_sizes(command):
+    from rnngen.cli import MAX_SIZE
+
+    for flag in ("--n-x", "--n-h", "--n-y"):
+        result = rnngen(command, "--T", "3", flag, str(MAX_SIZE + 1))
+        assert_one_line_error(result, f"{MAX_SIZE + 1} is not in the range 1<=x<={MAX_SIZE}")

@@ -125,6 +125,31 @@ def spec_options(command):
     return command
 
 
+#: The largest layer size or batch the commands accept: far above what NumPy runs here in
+#: reasonable time, low enough that a slip (--n-h 100000) is refused before it allocates gigabytes.
+MAX_SIZE = 4096
+
+
+def size_options(n_x, n_h, n_y, source=""):
+    """--n-x, --n-h and --n-y with these defaults, one rule for every command; ``source`` says
+    where the sizes come from instead, when somewhere else may give them."""
+    sizes = (("--n-x", "n_x", "Input", n_x), ("--n-h", "n_h", "Hidden", n_h), ("--n-y", "n_y", "Output", n_y))
+
+    def decorate(command):
+        for flag, name, what, default in reversed(sizes):
+            command = click.option(
+                flag,
+                name,
+                type=click.IntRange(1, MAX_SIZE),
+                default=default,
+                show_default=True,
+                help=f"{what} size{source}. Example: {flag} {2 * default}",
+            )(command)
+        return command
+
+    return decorate
+
+
 def _optional_T(command):
     """``spec_options`` with --T optional (bench reads it from a module when one is given)."""
     for param in command.params:
@@ -223,30 +248,7 @@ def latex(T, no_check, **choices):
 
 @cli.command()
 @spec_options
-@click.option(
-    "--n-x",
-    "n_x",
-    type=click.IntRange(1, 4096),
-    default=8,
-    show_default=True,
-    help="Input size (read from --weights when given). Example: --n-x 8",
-)
-@click.option(
-    "--n-h",
-    "n_h",
-    type=click.IntRange(1, 4096),
-    default=16,
-    show_default=True,
-    help="Hidden size (read from --weights when given). Example: --n-h 32",
-)
-@click.option(
-    "--n-y",
-    "n_y",
-    type=click.IntRange(1, 4096),
-    default=8,
-    show_default=True,
-    help="Output size (read from --weights when given). Example: --n-y 8",
-)
+@size_options(8, 16, 8, source=" (read from --weights when given)")
 @click.option(
     "--scale",
     type=click.FloatRange(min=0.0, min_open=True),
@@ -366,20 +368,12 @@ _DTYPES = {"float64": ("float64",), "float32": ("float32",), "both": ("float64",
 @click.option(
     "--batch",
     "B",
-    type=click.IntRange(1, 4096),
+    type=click.IntRange(1, MAX_SIZE),
     default=32,
     show_default=True,
     help="Sequences per batch. Example: --batch 1",
 )
-@click.option(
-    "--n-x", "n_x", type=click.IntRange(1, 8192), default=64, show_default=True, help="Input size. Example: --n-x 65"
-)
-@click.option(
-    "--n-h", "n_h", type=click.IntRange(1, 8192), default=128, show_default=True, help="Hidden size. Example: --n-h 100"
-)
-@click.option(
-    "--n-y", "n_y", type=click.IntRange(1, 8192), default=64, show_default=True, help="Output size. Example: --n-y 65"
-)
+@size_options(64, 128, 64)
 @click.option(
     "--dtype",
     type=click.Choice(list(_DTYPES)),
