@@ -100,6 +100,36 @@ def test_local_jacobians_are_hoisted_out_of_the_backward_sweep(built):
     assert {f for f, _ in fprime.reads} == {"h"}
 
 
+@pytest.mark.parametrize("hidden", ["tanh", "sigmoid", "relu", "leaky_relu", "softplus", "x/(1+abs(x))"])
+def test_the_hoisted_local_jacobian_is_the_whole_derivative(hidden):
+    # sigmoid' = h ∘ (1 - h) is a product: SymPy flattens it into the step's product, and all of
+    # it, not only (1 - h), must become f' (one product per step, and the document's F′ is f').
+    from rnngen.activations import elementwise
+    from rnngen.evaluate import evaluate
+    from rnngen.pipeline import build
+    from rnngen.spec import RNNSpec
+    from rnngen.unroll import step_name
+
+    T, n_h, B = 2, 4, 3
+    spec = RNNSpec(T=T, hidden=hidden)
+    program = build(spec).program
+    sweep = [s for s in program.stmts if s.step and s.step[0] == "dz"]
+    for s in sweep:  # the sweep reads f' whole: nothing computed from h or z inside it
+        assert {f for f, _ in s.reads} <= {"fprime", "pre_dh", "dz", "W"}, s
+    fprime = next(s for s in program.stmts if s.target.name == f"fprime[1:{T}]")
+    rule = elementwise(spec.hidden_key)
+    x = sp.Symbol("x", real=True)
+    derivative = sp.lambdify(x, sp.diff(rule.scalar(x), x), modules="numpy")
+    z = np.random.default_rng(0).uniform(-2, 2, (n_h, T * B))
+    z[np.abs(z) < 0.1] = 0.5  # away from the kink of relu and leaky_relu
+    env = {}
+    for t in range(1, T + 1):
+        env[step_name("z", t)] = z[:, (t - 1) * B : t * B]
+        env[step_name("h", t)] = rule.ufunc(env[step_name("z", t)])
+    value = evaluate(fprime.expr, env, {SIZES["n_h"]: n_h, A.B: B})
+    np.testing.assert_allclose(value, derivative(z) + 0 * z, rtol=1e-12, atol=1e-15)
+
+
 def test_skipping_passes_still_gives_a_correct_module(tmp_path):
     from rnngen.pipeline import build
     from rnngen.spec import RNNSpec

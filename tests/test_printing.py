@@ -126,6 +126,16 @@ def test_every_list_of_step_views_is_made_before_its_function_reads_it(hidden):
                 assert family in made, f"{family}_ read before it is made: {line.strip()}"
 
 
+def test_one_minus_a_stored_family_is_written_into_its_buffer():
+    from rnngen.pipeline import build
+    from rnngen.spec import RNNSpec
+
+    # sigmoid' = h ∘ (1 - h) over all steps: 1 - H straight into F′'s buffer, then the product in place
+    backward = build(RNNSpec(T=3, hidden="sigmoid")).module.split("def loss_and_grads")[1].split("\ndef ")[0]
+    assert "    np.subtract(1.0, h[1:], out=fprime)\n    fprime *= h[1:]\n" in backward
+    assert "fprime = (" not in backward
+
+
 def test_the_output_gradient_takes_the_buffer_of_a_softmax_nothing_reads_later():
     from dataclasses import replace
 

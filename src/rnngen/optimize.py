@@ -150,8 +150,11 @@ def inline_recurrent_temporaries(program: Program) -> Program:
 def hoist_local_jacobians(program: Program) -> Program:
     """``dz_t := (...) ∘ f'(z_t)`` -> ``fprime_t := f'(z_t)``, ``dz_t := (...) ∘ fprime_t``.
 
-    Only a factor of a backward step of the recurrence, and only one that reads
-    nothing but forward values (so it can be computed before the sweep starts).
+    Only the factors of a backward step of the recurrence that read nothing but forward values
+    (so they can be computed before the sweep starts), hoisted together: SymPy flattens a
+    derivative that is itself a product, such as sigmoid's ``h ∘ (1 - h)``, into the step's
+    product, and ``fprime`` must be the whole ``f'``, one product per step in the sweep.
+    A factor that is only a stored value (``h_t``) is not worth a family of its own.
     """
     recurrent = recurrent_families(program)
     forward = {family_of(s.target) for s in program.stmts if s.section == "forward"} | {"x", "y"}
@@ -160,21 +163,14 @@ def hoist_local_jacobians(program: Program) -> Program:
         if not (s.section == "backward" and s.step and s.step[0] in recurrent and isinstance(s.expr, HadamardProduct)):
             out.append(s)
             continue
-        kept, hoisted = [], None
-        for factor in s.expr.args:
-            reads = _step_symbols(factor)
-            if (
-                hoisted is None
-                and reads
-                and not isinstance(factor, MatrixSymbol)
-                and all(f in forward for _, (f, _) in reads)
-            ):
-                hoisted = MatrixSymbol(step_name("fprime", s.step[1]), *s.target.shape)
-                out.append(s.with_(target=hoisted, expr=factor, order=s.order - 0.25))
-                kept.append(hoisted)
-            else:
-                kept.append(factor)
-        out.append(s.with_(expr=A.had(*kept)) if hoisted is not None else s)
+        local = [f for f in s.expr.args if (reads := _step_symbols(f)) and all(g in forward for _, (g, _) in reads)]
+        if all(isinstance(f, MatrixSymbol) for f in local):
+            out.append(s)
+            continue
+        hoisted = MatrixSymbol(step_name("fprime", s.step[1]), *s.target.shape)
+        out.append(s.with_(target=hoisted, expr=A.had(*local), order=s.order - 0.25))
+        kept = [hoisted if f is local[0] else f for f in s.expr.args if f is local[0] or f not in local]
+        out.append(s.with_(expr=A.had(*kept)))
     return program.with_stmts(out)
 
 

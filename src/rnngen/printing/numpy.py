@@ -537,6 +537,8 @@ class NumpyPrinter(Printer):
             if abs(c1) == abs(c2) == 1 and c1 > 0 and all(isinstance(v, MatrixSymbol) for v in (a, b)):
                 ufunc = "add" if c2 > 0 else "subtract"
                 return [f"np.{ufunc}({self.code(a)}, {self.code(b)}, out={dest})"], [], None
+            if (c1, c2) == (1, -1) and isinstance(a, OneMatrix) and isinstance(b, MatrixSymbol):
+                return [f"np.subtract(1.0, {self.code(b)}, out={dest})"], [], None
         if isinstance(expr, MatAdd):
             terms = list(expr.args)
             fresh = [t for t in terms if not isinstance(A.split_coeff(t)[1], (MatrixSymbol, OneMatrix))]
