@@ -193,6 +193,42 @@ def test_the_recurrence_reads_its_transposed_weight_from_one_contiguous_copy_per
     assert "np.dot(h_[3], V.T, out=o_[0])" in m2o and "V_T" not in m2o
 
 
+@pytest.mark.parametrize(
+    ("hidden", "line"),
+    [("sigmoid", "_sigmoid(h_[2], out=h_[2])"), ("leaky_relu", "_leaky_relu(h_[2], 0.01, out=h_[2])")],
+)
+def test_a_helper_activation_that_takes_out_runs_the_recurrence_in_place(hidden, line):
+    from rnngen.pipeline import build
+    from rnngen.spec import RNNSpec
+
+    forward = build(RNNSpec(T=3, hidden=hidden)).module.split("def _forward")[1].split("\ndef ")[0]
+    # the step as for tanh: its GEMM into the scratch, added in place, the activation in place
+    assert f"    np.dot(h_[1], W_T, out=h_gemm)\n    h_[2] += h_gemm\n    {line}\n" in forward
+    assert "h[2] =" not in forward
+
+
+def test_the_sigmoid_helper_is_exact_to_an_ulp_and_never_overflows():
+    import numpy as np
+
+    from rnngen.activations import elementwise
+
+    rule = elementwise("sigmoid")
+    space = {"np": np}
+    exec(dict(rule.helpers)["_sigmoid"], space)
+    a = np.concatenate([np.linspace(-88, 745, 100001), [-88.0, -1e300, -np.inf, 1e300, np.inf]])
+    a32 = np.clip(a, -3e38, 3e38).astype(np.float32)
+    out = a32.copy()
+    with np.errstate(over="raise", invalid="raise", divide="raise"):  # (underflow to 0 is right)
+        got = space["_sigmoid"](a)
+        space["_sigmoid"](out, out=out)  # in place, in float32 too
+    with np.errstate(over="ignore"):
+        reference = 1 / (1 + np.exp(-a.astype(np.longdouble)))  # wider than float64 where it has it
+        reference32 = 1 / (1 + np.exp(-a32.astype(np.longdouble)))
+    np.testing.assert_allclose(got[:-5], reference[:-5], rtol=4e-16, atol=0)
+    assert np.all(got[-5:-2] <= 6.1e-39) and np.all(got[-5:-2] >= 0) and np.all(got[-2:] == 1.0)
+    np.testing.assert_allclose(out[:-5], reference32[:-5], rtol=2e-7, atol=1e-38)
+
+
 def test_a_part_that_cannot_be_written_in_place_is_assigned_into_the_place_of_its_readers():
     import types
 
@@ -203,13 +239,13 @@ def test_a_part_that_cannot_be_written_in_place_is_assigned_into_the_place_of_it
     from rnngen.spec import RNNSpec
 
     built = build(RNNSpec(T=3))
-    # z̃ = sigmoid(U X + b 1ᵀ): a helper, which returns a new array instead of writing into h
+    # z̃ = f(U X + b 1ᵀ) for a custom f: a helper that returns a new array instead of writing into h
     stmts = [
-        s.with_(expr=A.Elementwise("sigmoid", s.expr)) if s.target.name.startswith("pre_z") else s
+        s.with_(expr=A.Elementwise("custom:x/(1+abs(x))", s.expr)) if s.target.name.startswith("pre_z") else s
         for s in built.program.stmts
     ]
     text = render_both(built.derivation, built.program.with_stmts(stmts))[0]
-    assert "pre_z.reshape(-1, n_h)[...] = _sigmoid(" in text
+    assert "pre_z.reshape(-1, n_h)[...] = _custom(" in text
     m = types.ModuleType("m")
     exec(compile(text, "m", "exec"), m.__dict__)
     params = m.init_params(n_x=4, n_h=5, n_y=3, seed=1)
@@ -218,6 +254,7 @@ def test_a_part_that_cannot_be_written_in_place_is_assigned_into_the_place_of_it
     xs = np.random.default_rng(2).standard_normal((3, 2, 4))
     h = np.tile(params["h0"], (2, 1))
     for t in range(3):
-        z = 1 / (1 + np.exp(-(xs[t] @ params["U"].T + params["b"])))
+        a = xs[t] @ params["U"].T + params["b"]
+        z = a / (1 + np.abs(a))
         h = np.tanh(z + h @ params["W"].T)
         np.testing.assert_allclose(m.forward(params, xs)["h"][t], h, rtol=1e-12)

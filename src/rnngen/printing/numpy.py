@@ -153,8 +153,12 @@ def _product_shape(factors):
     return factors[0].shape[0], factors[-1].shape[1]
 
 
-def _inplace(numpy_format: str) -> str:
-    """``np.tanh({})`` -> ``np.tanh({0}, out={0})``: a NumPy ufunc applied in place; "" for a helper."""
+def _inplace(rule) -> str:
+    """``rule`` applied in place to ``{0}``: ``np.tanh({})`` -> ``np.tanh({0}, out={0})`` for a NumPy
+    ufunc, the rule's own form for a helper that takes ``out=``, "" for a helper that does not."""
+    if rule.inplace:
+        return rule.inplace
+    numpy_format = rule.numpy
     if not (numpy_format.startswith("np.") and numpy_format.endswith(")")) or numpy_format.count("{}") != 1:
         return ""
     return numpy_format[:-1].replace("{}", "{0}") + ", out={0})"
@@ -441,7 +445,7 @@ class NumpyPrinter(Printer):
             return [], rest, None
         if isinstance(expr, A.Elementwise):
             rule = elementwise(expr.fn)
-            inplace = "" if rule.numpy == "{}" else _inplace(rule.numpy)
+            inplace = "" if rule.numpy == "{}" else _inplace(rule)
             if rule.numpy != "{}" and not inplace:
                 return whole
             first, rest, value = self._into_holding(dest, expr.arg, held, family, rows)
@@ -561,7 +565,7 @@ class NumpyPrinter(Printer):
             rule = elementwise(expr.fn)
             if rule.numpy == "{}":
                 return self._into(dest, expr.arg)
-            inplace = _inplace(rule.numpy)
+            inplace = _inplace(rule)
             if inplace:
                 self.helpers.update(rule.helpers)
                 first, rest, value = self._into(dest, expr.arg)
