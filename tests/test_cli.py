@@ -102,7 +102,8 @@ def test_check_fails_on_a_tampered_module(tmp_path):
     path.write_text(text.replace("    dz_[1] *= fprime[1]\n", ""))
     result = rnngen("check", str(path))
     assert result.returncode == 1
-    assert "FAILED" in result.stdout
+    # the verdict names the checks that failed, with their figures
+    assert "  FAILED: finite differences " in result.stdout and "; Taylor remainder slope " in result.stdout
     assert result.stderr.strip() == f"rnngen: error: {path} fails the gradient check"
 
 

@@ -55,6 +55,30 @@ def test_every_check_catches_a_dropped_activation_derivative(built, tmp_path):
     assert not verify.check_module(broken).ok
 
 
+def test_a_nan_anywhere_fails_the_check_and_is_named():
+    # max() skips a nan that is not first: [1e-16, nan] would have passed
+    fd = {"U": 1e-10, "W": float("nan")}
+    report = verify.Report(T=2, fd=fd, taylor=2.0, forms={"U": 1e-16, "W": 1e-16})
+    assert not report.ok and report.failures == ["finite differences nan (limit 1e-06)"]
+    report = verify.Report(T=2, fd={"U": 1e-10, "W": 1e-10}, taylor=2.0, forms={"U": 1e-16, "W": float("nan")})
+    assert not report.ok and report.failures == ["paths vs recursion nan (limit 1e-12)"]
+    exact = verify.OracleResult(loss=1e-30, grads={"U": 1e-30, "W": float("nan")})
+    assert verify.Report(T=2, fd={"U": 1e-10}, taylor=2.0, exact=exact).failures[0].startswith("exact oracle nan")
+
+
+def test_the_two_forms_agree_for_an_explosive_activation():
+    import warnings
+
+    from rnngen.pipeline import build
+    from rnngen.spec import RNNSpec
+
+    # exp(exp(...)) drives a probability of the plain softmax to 0 at the usual point
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing for the user's terminal either
+        forms = verify.forms_agree(build(RNNSpec(T=3, hidden="exp(x)")))
+    assert all(e <= verify.FORMS_TOLERANCE for e in forms.values()), forms
+
+
 def test_check_module_reports_ok_for_a_generated_module(module, built):
     report = verify.check_module(module(5), exact=True, build=built(5))
     assert report.ok and report.exact is not None and report.forms is not None

@@ -524,8 +524,10 @@ def _print_report(report: Report) -> None:
             + f"   (limit {FORMS_TOLERANCE:.0e}; the two derivation forms)"
         )
     click.echo(f"  Taylor remainder slope {report.taylor:.3f} (2 for a correct gradient)")
-    verdict = "ok" if report.ok else "FAILED"
-    click.echo(f"  {verdict}: worst finite-difference error {max(report.fd.values()):.1e}")
+    if report.ok:
+        click.echo(f"  ok: worst finite-difference error {max(report.fd.values()):.1e}")
+    else:
+        click.echo(f"  FAILED: {'; '.join(report.failures)}")
 
 
 def main() -> None:
