@@ -44,8 +44,8 @@ class ElementwiseRule:
         definition: LaTeX of ``f(x)`` for the document's legend ("" when ``latex`` says it all).
         description: one line for ``rnngen list``.
         helpers: ``(name, source)`` of the module-level functions the NumPy code calls.
-        inplace: ``f`` applied in place to the array ``{0}``, for a helper that takes ``out=``
-            ("": a NumPy ufunc gets ``out=`` from ``numpy``; other helpers return a new array).
+        takes_out: the helper in ``numpy`` takes ``out=`` as its last argument, so the recurrence
+            can apply it in place (NumPy ufuncs always do; other helpers return a new array).
         kink: True when ``f`` has a kink at 0, where finite differences must not step.
         gamma: ``sup |f'|``, the factor of the vanishing-gradient bound (None: not a hidden activation).
         gamma_estimated: True when ``gamma`` was measured on a grid, not known exactly (custom ones).
@@ -61,7 +61,7 @@ class ElementwiseRule:
     definition: str = ""
     description: str = ""
     helpers: tuple = ()
-    inplace: str = ""
+    takes_out: bool = False
     kink: bool = False
     gamma: float | None = None
     gamma_estimated: bool = False
@@ -128,7 +128,7 @@ _FIXED = (
         definition=r"\sigma(x) = 1 / (1 + e^{-x})",
         description="logistic sigmoid 1/(1+e^-x); f' = f (1 - f)",
         helpers=(_SIGMOID_HELPER,),
-        inplace="_sigmoid({0}, out={0})",
+        takes_out=True,
         gamma=0.25,
     ),
     ElementwiseRule(
@@ -223,7 +223,7 @@ def _leaky_relu(slope: float) -> ElementwiseRule:
         definition=rf"\operatorname{{lrelu}}(x) = \max(x, {slope!r}\,x)",
         description=f"max(x, a x) with slope a = {slope!r} (--slope)",
         helpers=_LEAKY_HELPERS[:1],
-        inplace=f"_leaky_relu({{0}}, {slope!r}, out={{0}})",
+        takes_out=True,
         kink=True,
         gamma=1.0,  # max(1, slope), and the slope is below 1
     )

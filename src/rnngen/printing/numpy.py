@@ -155,11 +155,10 @@ def _product_shape(factors):
 
 def _inplace(rule) -> str:
     """``rule`` applied in place to ``{0}``: ``np.tanh({})`` -> ``np.tanh({0}, out={0})`` for a NumPy
-    ufunc, the rule's own form for a helper that takes ``out=``, "" for a helper that does not."""
-    if rule.inplace:
-        return rule.inplace
+    ufunc or a helper that takes ``out=`` (``_sigmoid({0}, out={0})``); "" for any other helper."""
     numpy_format = rule.numpy
-    if not (numpy_format.startswith("np.") and numpy_format.endswith(")")) or numpy_format.count("{}") != 1:
+    takes_out = numpy_format.startswith("np.") or rule.takes_out
+    if not (takes_out and numpy_format.endswith(")")) or numpy_format.count("{}") != 1:
         return ""
     return numpy_format[:-1].replace("{}", "{0}") + ", out={0})"
 
@@ -538,11 +537,15 @@ class NumpyPrinter(Printer):
             return [f"_softmax({self.code(expr.arg)}, out={dest})"], [], None
         if isinstance(expr, MatAdd) and len(expr.args) == 2:
             (c1, a), (c2, b) = sorted((A.split_coeff(t) for t in expr.args), key=lambda cb: -cb[0])
-            if abs(c1) == abs(c2) == 1 and c1 > 0 and all(isinstance(v, MatrixSymbol) for v in (a, b)):
+            # a ± b of stored values, or 1 - b (sigmoid's 1 - H), in one ufunc call into dest
+            if (
+                abs(c1) == abs(c2) == 1
+                and c1 > 0
+                and isinstance(a, (MatrixSymbol, OneMatrix))
+                and isinstance(b, MatrixSymbol)
+            ):
                 ufunc = "add" if c2 > 0 else "subtract"
                 return [f"np.{ufunc}({self.code(a)}, {self.code(b)}, out={dest})"], [], None
-            if (c1, c2) == (1, -1) and isinstance(a, OneMatrix) and isinstance(b, MatrixSymbol):
-                return [f"np.subtract(1.0, {self.code(b)}, out={dest})"], [], None
         if isinstance(expr, MatAdd):
             terms = list(expr.args)
             fresh = [t for t in terms if not isinstance(A.split_coeff(t)[1], (MatrixSymbol, OneMatrix))]
