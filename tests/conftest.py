@@ -14,6 +14,23 @@ def pytest_addoption(parser):
         action="store_true",
         help="rewrite the committed files under generated/ instead of failing when they are stale",
     )
+    parser.addoption(
+        "--full",
+        action="store_true",
+        help="run the whole suite, including the tests marked 'full' (CI runs it; the default run leaves them out)",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    """Without --full, deselect the tests marked ``full`` (the rest of a sweep whose sample runs by default)."""
+    if config.getoption("--full"):
+        return
+    kept, dropped = [], []
+    for item in items:
+        (dropped if item.get_closest_marker("full") else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.fixture
