@@ -5,6 +5,10 @@ Finite differences and the Taylor test run on all of it at T = 2; the exact scal
 oracle (its cost grows like n_h^T) on hidden x pair x mapping x notation at T = 1 with
 the bias settings in turn, and on a sample at T = 3; finite differences again at
 T = 12 on a sample.
+
+The default run takes a sample of each sweep that still meets every activation, every
+output/loss pair, every bias setting, both mappings and both notations; ``pytest --full``
+(what CI runs) takes all of it.
 """
 
 import functools
@@ -60,6 +64,27 @@ def _id(combo):
     return f"{'custom' if hidden == CUSTOM else hidden}-{output}-{loss}-{bias}-{mapping}-{notation}"
 
 
+def quick(combos) -> list:
+    """The combos of a sweep that the default run keeps: each (activation, pair) once, the rest in turn.
+
+    Walks the activation x pair grid; for each cell it takes the combo of the sweep whose bias
+    setting, mapping and notation agree best with the next ones in rotation, so the sample meets
+    every value of every axis (``test_the_quick_samples_cover_every_axis``).
+    """
+    keep = []
+    for i, (hidden, pair) in enumerate(itertools.product(ACTIVATIONS, pairs())):
+        wanted = (BIASES[i % 4], list(MAPPINGS)[(i // 4) % 2], list(NOTATIONS)[(i // 2) % 2])
+        cell = [c for c in combos if c[:2] == (hidden, pair)]
+        keep.append(max(cell, key=lambda c: sum(a == b for a, b in zip(c[2:], wanted))))
+    return keep
+
+
+def sweep(combos, keep=None) -> list:
+    """``combos`` as pytest params, all but the quick sample marked ``full``."""
+    keep = set(quick(combos) if keep is None else keep)
+    return [pytest.param(c, id=_id(c), marks=() if c in keep else pytest.mark.full) for c in combos]
+
+
 def test_the_cross_product_is_complete():
     assert len(ACTIVATIONS) == 7 and len(pairs()) == 8
     assert len(COMBOS) == 7 * 8 * 4 * 2 * 2
@@ -67,7 +92,7 @@ def test_the_cross_product_is_complete():
         assert {(c[i], c[j]) for c in EXACT} == {(a, b) for a in {c[i] for c in COMBOS} for b in BIASES}
 
 
-@pytest.mark.parametrize("combo", COMBOS, ids=[_id(c) for c in COMBOS])
+@pytest.mark.parametrize("combo", sweep(COMBOS))
 def test_finite_differences_and_taylor_over_the_cross_product(modules, combo):
     m = modules(spec_of(2, *combo))
     params, xs, targets = verify.random_problem(m, (3, 4, 3, 2))
@@ -85,7 +110,11 @@ EXACT = [
 ]
 
 
-@pytest.mark.parametrize("combo", EXACT, ids=[_id(c) for c in EXACT])
+#: Quick run: two pairs per activation (the diagonals of the activation x pair grid), so every pair is met too.
+EXACT_QUICK = [c for i, c in enumerate(quick(EXACT)) if i % 8 in (i // 8, 7 - i // 8)]
+
+
+@pytest.mark.parametrize("combo", sweep(EXACT, keep=EXACT_QUICK))
 def test_exact_oracle_over_the_cross_product(modules, combo):
     result = verify.exact_oracle(modules(spec_of(1, *combo)), sizes=(1, 2, 2, 1))
     assert result.loss <= verify.EXACT_TOLERANCE
@@ -95,7 +124,8 @@ def test_exact_oracle_over_the_cross_product(modules, combo):
 SAMPLE = COMBOS[::37]
 
 
-@pytest.mark.parametrize("combo", SAMPLE, ids=[_id(c) for c in SAMPLE])
+#: The T = 3 oracle costs 1 to 17 s a combo; the quick run keeps two of the cheapest (tanh, custom).
+@pytest.mark.parametrize("combo", sweep(SAMPLE, keep=[c for c in SAMPLE if c[0] in ("tanh", CUSTOM)][:2]))
 def test_exact_oracle_on_a_sample_at_T3(modules, combo):
     result = verify.exact_oracle(modules(spec_of(3, *combo)), sizes=(1, 2, 2, 1))
     assert result.worst <= verify.EXACT_TOLERANCE, result.grads
@@ -122,6 +152,19 @@ def test_finite_differences_on_a_sample_at_T12(modules, combo):
 def test_the_sample_covers_every_activation_and_pair():
     assert {c[0] for c in SAMPLE} == set(ACTIVATIONS)
     assert {c[1] for c in SAMPLE} == set(pairs())
+
+
+@pytest.mark.parametrize("combos", [COMBOS, EXACT], ids=["cross-product", "exact"])
+def test_the_quick_samples_cover_every_axis(combos):
+    keep = quick(combos)
+    assert {(c[0], c[1]) for c in keep} == set(itertools.product(ACTIVATIONS, pairs()))
+    for axis, values in ((2, BIASES), (3, MAPPINGS), (4, NOTATIONS)):
+        assert {c[axis] for c in keep} == set(values)
+    assert set(keep) <= set(combos) and len(keep) == len(set(keep))
+
+
+def test_the_quick_exact_sample_meets_every_activation_and_pair():
+    assert {c[0] for c in EXACT_QUICK} == set(ACTIVATIONS) and {c[1] for c in EXACT_QUICK} == set(pairs())
 
 
 @pytest.mark.parametrize("hidden", ["relu", "leaky_relu"])
