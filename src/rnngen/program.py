@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from sympy import MatrixSymbol
 
 from rnngen import algebra as A
+from rnngen import names
 from rnngen.backprop import Derivation
 from rnngen.unroll import parse_step, step_name
 
@@ -185,7 +186,7 @@ class Gradient(MatrixSymbol):
 
 
 def gradient_symbol(param: MatrixSymbol) -> MatrixSymbol:
-    return Gradient("d" + param.name, *param.shape)
+    return Gradient(names.gradient(param.name), *param.shape)
 
 
 def from_derivation(derivation: Derivation) -> Program:
@@ -203,5 +204,5 @@ def from_derivation(derivation: Derivation) -> Program:
     outputs = {("h", t) for t in range(1, spec.T + 1)}
     outputs |= {(f, t) for f in FORWARD_OUTPUTS if f != "h" for t in spec.loss_steps}
     outputs |= {(graph.loss.symbol.name, None)}
-    outputs |= {("d" + name, None) for name in graph.params}
+    outputs |= {(names.gradient(name), None) for name in graph.params}
     return Program(derivation, tuple(stmts), frozenset(outputs))

@@ -10,12 +10,15 @@ quantity the same way.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import sympy as sp
 from sympy import MatrixSymbol, Transpose
 
 from rnngen import algebra as A
-from rnngen.spec import RNNSpec
+
+if TYPE_CHECKING:  # spec reads the family table (names.py), so it cannot be imported here
+    from rnngen.spec import RNNSpec
 
 n_x, n_h, n_y = sp.symbols("n_x n_h n_y", integer=True, positive=True)
 SIZES = {"n_x": n_x, "n_h": n_h, "n_y": n_y}
