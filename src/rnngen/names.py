@@ -25,43 +25,32 @@ import keyword
 
 from rnngen.unroll import FAMILIES
 
+_CONSTANTS = ("RNNGEN_VERSION", "SPEC", "SPEC_SHA256", "HIDDEN", "OUTPUT", "LOSS", "MAPPING", "PARAM_SHAPES", "WEIGHTS")
 #: The identifiers the module template binds or reads in the functions that take the
 #: parameters, its public names, and the derivation's own symbols, each with what it is.
 WORDS = {
-    "np": "the NumPy module",
+    "np": "the module's NumPy",
     "E": "the loss",
     "B": "the batch size",
     "T": "the number of steps",
     "n_x": "the input size",
     "n_h": "the hidden size",
     "n_y": "the output size",
-    "params": "the argument of the parameters",
-    "xs": "the argument of the inputs",
-    "targets": "the argument of the targets",
-    "grads": "the gradients",
-    "single": "the flag of a single sequence",
-    "buf": "the set of buffers",
-    "sizes": "the sizes the buffers are made for",
-    "out": "the dict that forward returns",
-    "init_params": "a function of the module",
-    "forward": "a function of the module",
-    "loss": "a function of the module",
-    "loss_and_grads": "a function of the module",
-    "free_buffers": "a function of the module",
-    "RNNGEN_VERSION": "a constant of the module",
-    "SPEC": "a constant of the module",
-    "SPEC_SHA256": "a constant of the module",
-    "HIDDEN": "a constant of the module",
-    "OUTPUT": "a constant of the module",
-    "LOSS": "a constant of the module",
-    "MAPPING": "a constant of the module",
-    "PARAM_SHAPES": "a constant of the module",
-    "WEIGHTS": "a constant of the module",
+    "params": "the module's argument of the parameters",
+    "xs": "the module's argument of the inputs",
+    "targets": "the module's argument of the targets",
+    "grads": "the module's gradients",
+    "single": "the module's flag of a single sequence",
+    "buf": "the module's set of buffers",
+    "sizes": "the sizes the module's buffers are made for",
+    "out": "the dict the module's forward returns",
+    **{f: "a function of the module" for f in ("init_params", "forward", "loss", "loss_and_grads", "free_buffers")},
+    **{c: "a constant of the module" for c in _CONSTANTS},
 }
 
 #: The parameters whose names rnngen fixes: role -> name.
 FIXED_PARAMS = {"hidden_bias": "b", "output_bias": "c", "initial": "h0"}
-_FIXED_ROLES = {"b": "the hidden bias", "c": "the output bias", "h0": "the initial state"}
+_FIXED_ROLES = dict(zip(FIXED_PARAMS.values(), ("the hidden bias", "the output bias", "the initial state")))
 
 
 def gradient(param: str) -> str:
