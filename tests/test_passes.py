@@ -42,6 +42,23 @@ def _with_a_dead_statement() -> Program:
     return program.with_stmts((*program.stmts, dead))
 
 
+# log sigma(o) = -softplus(-o), log(1 - sigma(o)) = -softplus(o): the loss term
+# -(y log yhat + (1 - y) log(1 - yhat)) becomes y ∘ softplus(-o) + (1 - y) ∘ softplus(o)
+STABLE_LOGS = {
+    "E": A.add(
+        *(
+            A.mul(
+                A.ones(1, n_y),
+                A.add(
+                    A.had(s("y", t), A.Elementwise("softplus", A.neg(s("o", t)))),
+                    A.had(A.sub(A.ones(n_y, A.B), s("y", t)), A.Elementwise("softplus", s("o", t))),
+                ),
+                A.ones(A.B, 1),
+            )
+            for t in (1, 2)
+        )
+    )
+}
 HOIST_NON_RECURRENT = {
     "pre_z_1": A.mul(U, s("x", 1)),
     "pre_z_2": A.mul(U, s("x", 2)),
@@ -101,6 +118,7 @@ STACK_TIME_SUMS = {
 
 ROWS = [  # (pass, its input, target -> new expression or DROP)
     ("stable_logs", H.program, {}),  # no output layer with a log form: nothing to do
+    ("stable_logs", lambda: H.program(bce=True), STABLE_LOGS),
     ("fuse_output_gradient", H.program, {}),  # no fused output gradient: nothing to do
     ("hoist_non_recurrent", H.program, HOIST_NON_RECURRENT),
     ("inline_recurrent_temporaries", lambda: _after("inline_recurrent_temporaries"), INLINE),
@@ -139,9 +157,10 @@ def test_pass_keeps_the_value_of_the_two_recurrence_program(name, source, change
         np.testing.assert_allclose(got[k], want[k], rtol=1e-12, atol=1e-14, err_msg=k)
 
 
-def test_the_hand_written_backward_is_the_gradient():
+@pytest.mark.parametrize("bce", [False, True])
+def test_the_hand_written_backward_is_the_gradient(bce):
     # the fixture's own check, against central differences of E (independent of every pass)
-    program, env = H.program(), H.inputs()
+    program, env = H.program(bce), H.inputs()
     grads = H.values(program, env)
     for name in H.PARAMS:
         fd = np.zeros_like(env[name])

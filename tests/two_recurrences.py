@@ -14,6 +14,7 @@ import sympy as sp
 from sympy import MatrixSymbol, Transpose
 
 from rnngen import algebra as A
+from rnngen.activations import OUTPUT_LAYERS
 from rnngen.evaluate import run
 from rnngen.program import Program, Stmt, gradient_symbol
 
@@ -61,7 +62,28 @@ def sigmoid_prime(t):
     return A.had(s("yhat", t), A.sub(ones(n_y), s("yhat", t)))
 
 
-def statements() -> list:
+def _log(a):
+    return A.Elementwise("log", a)
+
+
+def _loss(t: int, bce: bool):
+    """Step t's loss term: ``1ᵀ (y_t ∘ yhat_t) 1``, or the binary cross-entropy of ``yhat_t`` with ``log``s."""
+    y, yhat, one = s("y", t), s("yhat", t), A.ones(n_y, A.B)
+    if not bce:
+        return A.mul(A.ones(1, n_y), A.had(y, yhat), A.ones(A.B, 1))
+    inner = A.add(A.had(y, _log(yhat)), A.had(A.sub(one, y), _log(A.sub(one, yhat))))
+    return A.neg(A.mul(A.ones(1, n_y), inner, A.ones(A.B, 1)))
+
+
+def _loss_adjoint(t: int, bce: bool):
+    """``dE_t/dyhat_t``: ``y_t``, or ``-(y_t / yhat_t - (1 - y_t) / (1 - yhat_t))``."""
+    y, yhat, one = s("y", t), s("yhat", t), A.ones(n_y, A.B)
+    if not bce:
+        return y
+    return A.neg(A.sub(A.had(y, A.reciprocal(yhat)), A.had(A.sub(one, y), A.reciprocal(A.sub(one, yhat)))))
+
+
+def statements(bce: bool = False) -> list:
     """``(target, expr, section)`` of the plain program, in derivation order."""
     fwd = [(s("h", 0), A.mul(h0, A.ones(1, A.B))), (s("yhat", 0), A.mul(g0, A.ones(1, A.B)))]
     for t in range(1, T + 1):
@@ -71,12 +93,15 @@ def statements() -> list:
             (s("o", t), A.add(A.mul(V, s("h", t)), A.mul(R, s("yhat", t - 1)))),
             (s("yhat", t), A.Elementwise("sigmoid", s("o", t))),
         ]
-    loss = A.add(*(A.mul(A.ones(1, n_y), A.had(s("y", t), s("yhat", t)), A.ones(A.B, 1)) for t in range(1, T + 1)))
+    loss = A.add(*(_loss(t, bce) for t in range(1, T + 1)))
     back = []
     for t in range(T, 0, -1):
         later = t < T
         back += [
-            (s("dyhat", t), A.add(s("y", t), A.mul(Transpose(R), s("do", t + 1))) if later else s("y", t)),
+            (
+                s("dyhat", t),
+                A.add(_loss_adjoint(t, bce), A.mul(Transpose(R), s("do", t + 1))) if later else _loss_adjoint(t, bce),
+            ),
             (s("do", t), A.had(s("dyhat", t), s("yhat", t), A.sub(ones(n_y), s("yhat", t)))),
             (
                 s("dh", t),
@@ -103,11 +128,17 @@ def statements() -> list:
     )
 
 
-def program() -> Program:
-    """The plain program, its derivation a stand-in with what the passes read of a spec."""
-    spec = SimpleNamespace(output_layer=SimpleNamespace(log=None, log1m=None), fused=None)
+def program(bce: bool = False) -> Program:
+    """The plain program, its derivation a stand-in with what the passes read of a spec.
+
+    With ``bce`` the loss is the binary cross-entropy of the sigmoid layer, whose log forms the
+    registry's sigmoid output layer gives; there is no fused output gradient either way (the
+    sigmoid layer is recurrent: ``dE/do_t`` is not ``yhat_t - y_t``).
+    """
+    layer = OUTPUT_LAYERS["sigmoid"] if bce else SimpleNamespace(log=None, log1m=None)
+    spec = SimpleNamespace(output_layer=layer, fused=None)
     derivation = SimpleNamespace(spec=spec, graph=SimpleNamespace(inputs={}))
-    stmts = tuple(Stmt(tg, e, section, i) for i, (tg, e, section) in enumerate(statements()))
+    stmts = tuple(Stmt(tg, e, section, i) for i, (tg, e, section) in enumerate(statements(bce)))
     return Program(derivation, stmts, frozenset((name, None) for name in OUTPUTS))
 
 
@@ -120,7 +151,7 @@ def inputs(B: int = 3, seed: int = 0) -> dict:
     }
     for t in range(1, T + 1):
         env[f"x_{t}"] = rng.standard_normal((DIMS[n_x], B))
-        env[f"y_{t}"] = rng.standard_normal((DIMS[n_y], B))
+        env[f"y_{t}"] = rng.uniform(0, 1, (DIMS[n_y], B))  # probabilities, as the cross-entropy wants
     return env
 
 

@@ -48,8 +48,8 @@ def stable_logs(program: Program) -> Program:
     if not (layer.log or layer.log1m):
         return program
     for s in program.stmts:
-        if s.step and s.step[0] == "yhat":
-            o = s.expr.arg
+        o = getattr(s.expr, "arg", None)
+        if s.step and s.step[0] == "yhat" and o is not None and s.expr == layer.activation(o):
             if layer.log:
                 swap[A.Elementwise("log", s.target)] = layer.log(o)
             if layer.log1m:
