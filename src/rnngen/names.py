@@ -13,9 +13,12 @@ one rule here:
 - Python's own names (keywords and builtins, which the module calls) and anything that
   starts with an underscore (module helpers), which a matrix name cannot take anyway.
 
-So a matrix name is free when it is not a word, not a family, not a builtin, and, read as
-``<stem>_<suffix>`` or ``d<rest>``, neither its stem nor its rest is a name rnngen or
-another parameter already owns.
+So a matrix name is free when it is not a word, a family, a builtin or another parameter,
+when its stem (``W`` of ``W_T``) is none of these either, and when it is not ``d`` and another
+parameter's name. New invented names need no new entry when they follow these forms: a
+family added to ``unroll.FAMILIES`` is refused from then on, and so is every
+``<family>_<suffix>``; the test (tests/test_names.py) tries every identifier of generated
+modules as a matrix name, so a word the template adds and this file lacks fails it.
 """
 
 from __future__ import annotations

@@ -84,7 +84,7 @@ def check_names(value) -> tuple:
     for n in names:
         reason = taken(n, [m for m in names if m != n] + list(FIXED_PARAMS.values()))
         if reason:
-            raise SpecError(f"matrix name {n!r} is used by rnngen itself: {reason}; choose another (e.g. W, Wxh, w_i)")
+            raise SpecError(f"matrix name {n!r} is used by rnngen itself: {reason}; choose another name")
     return names
 
 
