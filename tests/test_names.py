@@ -126,9 +126,10 @@ def test_every_identifier_of_the_module_is_refused_or_harmless_in_every_place(ke
     ],
 )
 def test_the_names_of_the_issue_are_refused_with_one_line_and_nothing_written(tmp_path, names, owner):
-    result = rnngen("derive", "--T", "3", "--names", names, "--out", str(tmp_path / "out"))
-    assert_one_line_error(result, "is used by rnngen itself", owner)
-    assert not (tmp_path / "out").exists()
+    for unchecked in ((), ("--no-check",)):  # --no-check used to write the broken module
+        result = rnngen("derive", "--T", "3", "--names", names, "--out", str(tmp_path / "out"), *unchecked)
+        assert_one_line_error(result, "is used by rnngen itself", owner)
+        assert not (tmp_path / "out").exists()
 
 
 def test_a_name_like_another_matrix_s_gradient_or_derived_name_is_refused():
