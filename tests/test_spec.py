@@ -111,6 +111,12 @@ def test_a_slope_without_leaky_relu_is_refused():
         ("U,x_1,V", "used by rnngen itself"),  # would read as step 1 of x
         ("U,W,dU", "used by rnngen itself"),  # would read as the gradient of U
         ("U,W,np", "used by rnngen itself"),
+        ("U,W,W_T", "would read as a name derived from W"),  # W's transposed copy in the module
+        ("U,fprime,V", "a per-step quantity of the derivation"),  # the hoisted f'(z_t)
+        ("buf,W,V", "the module's set of buffers"),
+        ("U,W,list", "a Python builtin"),  # the module calls list()
+        ("U,W,h0", "the parameter of the initial state"),
+        ("U,W,pre", "the start of per-step quantities' names"),  # pre_z
         ("U,W,for", "is not allowed"),
         ("U,W,2V", "is not allowed"),
         ("U,W,V.T", "is not allowed"),

@@ -30,7 +30,7 @@ from sympy import HadamardProduct, MatAdd, MatrixSymbol
 
 from rnngen import algebra as A
 from rnngen.program import SECTIONS, Program, family_of, instantiate, stacked, step_template
-from rnngen.unroll import parse_step, step_name
+from rnngen.unroll import FAMILIES, parse_step, step_name
 
 
 def _step_symbols(expr):
@@ -45,9 +45,11 @@ def stable_logs(program: Program) -> Program:
     """
     layer = program.derivation.spec.output_layer
     swap = {}
+    if not (layer.log or layer.log1m):
+        return program
     for s in program.stmts:
-        if s.step and s.step[0] == "yhat":
-            o = s.expr.arg
+        o = getattr(s.expr, "arg", None)
+        if s.step and s.step[0] == "yhat" and o is not None and s.expr == layer.activation(o):
             if layer.log:
                 swap[A.Elementwise("log", s.target)] = layer.log(o)
             if layer.log1m:
@@ -150,6 +152,10 @@ def inline_recurrent_temporaries(program: Program) -> Program:
 def hoist_local_jacobians(program: Program) -> Program:
     """``dz_t := (...) ∘ f'(z_t)`` -> ``fprime_t := f'(z_t)``, ``dz_t := (...) ∘ fprime_t``.
 
+    The hoisted family is the one the adjoint's family names as its local Jacobian (``fprime``
+    for ``dz``, ``gprime`` for ``do``): one per recurrence, so two recurrences never write the
+    same value. A family that names none keeps its product in the sweep.
+
     Only the factors of a backward step of the recurrence that read nothing but forward values
     (so they can be computed before the sweep starts), hoisted together: SymPy flattens a
     derivative that is itself a product, such as sigmoid's ``h ∘ (1 - h)``, into the step's
@@ -160,14 +166,15 @@ def hoist_local_jacobians(program: Program) -> Program:
     forward = {family_of(s.target) for s in program.stmts if s.section == "forward"} | {"x", "y"}
     out = []
     for s in program.stmts:
-        if not (s.section == "backward" and s.step and s.step[0] in recurrent and isinstance(s.expr, HadamardProduct)):
+        jacobian = FAMILIES[s.step[0]].jacobian if s.step and s.step[0] in recurrent else ""
+        if not (s.section == "backward" and jacobian and isinstance(s.expr, HadamardProduct)):
             out.append(s)
             continue
         local = [f for f in s.expr.args if (reads := _step_symbols(f)) and all(g in forward for _, (g, _) in reads)]
         if all(isinstance(f, MatrixSymbol) for f in local):
             out.append(s)
             continue
-        hoisted = MatrixSymbol(step_name("fprime", s.step[1]), *s.target.shape)
+        hoisted = MatrixSymbol(step_name(jacobian, s.step[1]), *s.target.shape)
         out.append(s.with_(target=hoisted, expr=A.had(*local), order=s.order - 0.25))
         kept = [hoisted if f is local[0] else f for f in s.expr.args if f is local[0] or f not in local]
         out.append(s.with_(expr=A.had(*kept)))

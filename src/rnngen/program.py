@@ -15,8 +15,9 @@ from dataclasses import dataclass, replace
 from sympy import MatrixSymbol
 
 from rnngen import algebra as A
+from rnngen import names
 from rnngen.backprop import Derivation
-from rnngen.unroll import parse_step
+from rnngen.unroll import parse_step, step_name
 
 SECTIONS = ("forward", "loss", "backward")
 _STACKED = re.compile(r"^(?P<family>\w+)\[(?P<lo>\d+):(?P<hi>\d+)\]$")
@@ -119,9 +120,38 @@ class Stmt:
         return replace(self, **changes)
 
 
+class ProgramError(ValueError):
+    """A program that breaks a rule of the form, such as a value with two writers."""
+
+
+def _short(stmt: Stmt, width: int = 60) -> str:
+    text = f"{stmt.target.name} := {stmt.expr}"
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def check_one_writer(stmts) -> None:
+    """Raise ProgramError when two statements write the same cell (step or whole value).
+
+    A pass that gives two different values one name (two recurrences' derivative factors
+    both called ``fprime_t``) would otherwise let the later silently replace the earlier.
+    """
+    writer: dict = {}
+    for s in stmts:
+        for cell in s.writes:
+            first = writer.setdefault(cell, s)
+            if first is not s:
+                family, t = cell
+                name = family if t is None else step_name(family, t)
+                raise ProgramError(
+                    f"{name} has two writers, {_short(first)!r} and {_short(s)!r}; a value is written once"
+                )
+
+
 @dataclass(frozen=True)
 class Program:
     """Statements in a valid order, plus the cells the module must return.
+
+    No two statements write the same cell: the constructor refuses a second writer.
 
     Attributes:
         derivation: where the statements came from.
@@ -132,6 +162,9 @@ class Program:
     derivation: Derivation
     stmts: tuple
     outputs: frozenset
+
+    def __post_init__(self):
+        check_one_writer(self.stmts)
 
     def with_stmts(self, stmts) -> Program:
         return replace(self, stmts=tuple(stmts))
@@ -153,7 +186,7 @@ class Gradient(MatrixSymbol):
 
 
 def gradient_symbol(param: MatrixSymbol) -> MatrixSymbol:
-    return Gradient("d" + param.name, *param.shape)
+    return Gradient(names.gradient(param.name), *param.shape)
 
 
 def from_derivation(derivation: Derivation) -> Program:
@@ -171,5 +204,5 @@ def from_derivation(derivation: Derivation) -> Program:
     outputs = {("h", t) for t in range(1, spec.T + 1)}
     outputs |= {(f, t) for f in FORWARD_OUTPUTS if f != "h" for t in spec.loss_steps}
     outputs |= {(graph.loss.symbol.name, None)}
-    outputs |= {("d" + name, None) for name in graph.params}
+    outputs |= {(names.gradient(name), None) for name in graph.params}
     return Program(derivation, tuple(stmts), frozenset(outputs))

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 
 from rnngen import expression
 from rnngen.activations import DEFAULT_SLOPE, FUSED, HIDDEN, LOSSES, OUTPUT_LAYERS, elementwise, pairs
+from rnngen.names import FIXED_PARAMS, taken
 
 #: Largest unroll length accepted. Derivation and output grow linearly in T;
 #: past this the unrolled straight-line module stops being a sensible artifact
@@ -32,11 +33,6 @@ NOTATIONS = {
 #: The three weight matrices, in the order ``names`` lists them.
 ROLES = ("input", "recurrent", "output")
 DEFAULT_NAMES = ("U", "W", "V")
-#: Names the generated code and the graph use for themselves; a matrix may not take them.
-RESERVED = frozenset(
-    {"x", "y", "z", "h", "o", "yhat", "E", "B", "T", "b", "c", "h0", "np", "n_x", "n_h", "n_y"}
-    | {"single", "params", "xs", "targets", "loss", "forward", "grads", "out", "sizes", "pre_z", "pre_dh"}
-)
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]*(_[A-Za-z0-9]+)?$")
 MAX_NAME = 12
 
@@ -69,22 +65,26 @@ def check_T(value) -> int:
 
 
 def check_names(value) -> tuple:
-    """The three matrix names (input, recurrent, output) as a tuple, or SpecError."""
+    """The three matrix names (input, recurrent, output) as a tuple, or SpecError.
+
+    A name rnngen uses for itself (``names.taken``) is refused, so no name in the generated
+    module has two meanings.
+    """
     names = tuple(n.strip() for n in value.split(",")) if isinstance(value, str) else tuple(value)
     if len(names) != 3:
         raise SpecError(f"give three matrix names, input,recurrent,output (e.g. U,W,V), got {','.join(names)!r}")
-    params = set(names) | {"b", "c", "h0"}
     for n in names:
-        if not _NAME.match(n) or len(n) > MAX_NAME or keyword.iskeyword(n):
+        if not isinstance(n, str) or not _NAME.match(n) or len(n) > MAX_NAME or keyword.iskeyword(n):
             raise SpecError(
                 f"matrix name {n!r} is not allowed; use letters and digits with at most one underscore, "
                 f"starting with a letter, up to {MAX_NAME} characters (e.g. W, Wxh, w_i)"
             )
-        stem = n.split("_")[0]  # h_1 would read as step 1 of h, dW as the gradient of W
-        if n in RESERVED or stem in RESERVED or stem.startswith("d") and stem[1:] in RESERVED | params:
-            raise SpecError(f"matrix name {n!r} is used by rnngen itself; reserved: {', '.join(sorted(RESERVED))}")
     if len(set(names)) != 3:
         raise SpecError(f"the three matrix names must differ, got {','.join(names)}")
+    for n in names:
+        reason = taken(n, [m for m in names if m != n] + list(FIXED_PARAMS.values()))
+        if reason:
+            raise SpecError(f"matrix name {n!r} is used by rnngen itself: {reason}; choose another name")
     return names
 
 
@@ -203,10 +203,10 @@ class RNNSpec:
         """Role -> parameter name, for the weights, the biases that exist and the initial state."""
         roles = dict(zip(ROLES, self.names))
         if self.hidden_bias:
-            roles["hidden_bias"] = "b"
+            roles["hidden_bias"] = FIXED_PARAMS["hidden_bias"]
         if self.output_bias:
-            roles["output_bias"] = "c"
-        roles["initial"] = "h0"
+            roles["output_bias"] = FIXED_PARAMS["output_bias"]
+        roles["initial"] = FIXED_PARAMS["initial"]
         return roles
 
     @property

@@ -10,12 +10,15 @@ quantity the same way.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import sympy as sp
 from sympy import MatrixSymbol, Transpose
 
 from rnngen import algebra as A
-from rnngen.spec import RNNSpec
+
+if TYPE_CHECKING:  # spec reads the family table (names.py), so it cannot be imported here
+    from rnngen.spec import RNNSpec
 
 n_x, n_h, n_y = sp.symbols("n_x n_h n_y", integer=True, positive=True)
 SIZES = {"n_x": n_x, "n_h": n_h, "n_y": n_y}
@@ -32,6 +35,9 @@ class Family:
         stacked_text: plain-text letter of the stacked steps.
         delta: for an adjoint family, the LaTeX delta it is written with (``\\delta``), else "".
         stacked_delta: the same for stacked steps (``\\Delta``).
+        jacobian: the family that holds this family's local Jacobian, the elementwise derivative
+            of the activation that reads it (``fprime`` for ``z``, as ``h = f(z)``); its adjoint
+            has the same, so every recurrence's derivative factor is a value of its own.
     """
 
     latex: str
@@ -40,25 +46,37 @@ class Family:
     stacked_text: str
     delta: str = ""
     stacked_delta: str = ""
+    jacobian: str = ""
 
 
 _BASE = {  # input, target, pre-activation, hidden state, output pre-activation, prediction
     "x": Family("x", "X", "x", "X"),
     "y": Family("y", "Y", "y", "Y"),
-    "z": Family("z", "Z", "z", "Z"),
+    "z": Family("z", "Z", "z", "Z", jacobian="fprime"),
     "h": Family("h", "H", "h", "H"),
-    "o": Family("o", "O", "o", "O"),
+    "o": Family("o", "O", "o", "O", jacobian="gprime"),
     "yhat": Family(r"\hat{y}", r"\hat{Y}", "ŷ", "Ŷ"),
 }
 FAMILIES: dict[str, Family] = dict(_BASE)
-# The adjoint of family f is delta^f (Delta^f when stacked): one rule for all.
+# The adjoint of family f is delta^f (Delta^f when stacked), and the part of a step that
+# hoist_non_recurrent splits off (U x_t + b, V^T delta^o_t) is pre_f, a tilde: one rule for all.
 for _name, _fam in _BASE.items():
-    FAMILIES["d" + _name] = Family(_fam.latex, _fam.latex, "δ" + _fam.text, "Δ" + _fam.text, r"\delta", r"\Delta")
-# The parts that hoist_non_recurrent splits off: U x_t + b, and V^T delta^o_t.
-FAMILIES["pre_z"] = Family(r"\tilde{z}", r"\tilde{Z}", "z̃", "Z̃")
-FAMILIES["pre_dh"] = Family("h", "h", "δ̃h", "Δ̃h", r"\tilde{\delta}", r"\tilde{\Delta}")
-# The local Jacobians f'(z_t) that hoist_local_jacobians computes for all steps before the backward sweep.
+    FAMILIES["d" + _name] = Family(
+        _fam.latex, _fam.latex, "δ" + _fam.text, "Δ" + _fam.text, r"\delta", r"\Delta", jacobian=_fam.jacobian
+    )
+    FAMILIES["pre_" + _name] = Family(
+        rf"\tilde{{{_fam.latex}}}",
+        rf"\tilde{{{_fam.stacked_latex}}}",
+        _fam.text + "\u0303",
+        _fam.stacked_text + "\u0303",
+    )
+    FAMILIES["pre_d" + _name] = Family(
+        _fam.latex, _fam.latex, "δ̃" + _fam.text, "Δ̃" + _fam.text, r"\tilde{\delta}", r"\tilde{\Delta}"
+    )
+# The local Jacobians f'(z_t) and g'(o_t) that hoist_local_jacobians computes for all steps before the
+# backward sweep: one family per activation, so two recurrences never write the same value.
 FAMILIES["fprime"] = Family("{f'}", "{F'}", "f′", "F′")
+FAMILIES["gprime"] = Family("{g'}", "{G'}", "g′", "G′")
 
 
 def step_name(family: str, t: int) -> str:

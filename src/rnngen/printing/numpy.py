@@ -23,6 +23,7 @@ from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, 
 from sympy.printing.printer import Printer
 
 from rnngen import algebra as A
+from rnngen import names
 from rnngen.activations import elementwise
 from rnngen.printing import PrintError
 from rnngen.program import Program, family_of, parse_stacked, stacked
@@ -403,7 +404,8 @@ class NumpyPrinter(Printer):
             first = [f"{self._step(family, t, views=False)} = {self._any(value)[0]}"]
             if not rest:
                 return alloc + first
-        views = [] if made else [f"{family}_ = list({family})  # its steps as views: cheaper to index than the array"]
+        views = [f"{names.step_views(family)} = list({family})  # its steps as views: cheaper to index than the array"]
+        views = [] if made else views
         return alloc + views + first + rest
 
     def _held_by(self, sym):
@@ -437,7 +439,7 @@ class NumpyPrinter(Printer):
                     continue
                 if self._is_gemm(term):
                     param, data = term.as_coeff_matrices()[1]
-                    scratch = self._scratch(f"{family}_gemm", f"(B, {rows})", rest)
+                    scratch = self._scratch(names.step_scratch(family), f"(B, {rows})", rest)
                     rest += [self._step_gemm(data, param, scratch, rest), f"{dest} += {scratch}"]
                     continue
                 rest.append(self._add_term(dest, term))
@@ -476,7 +478,7 @@ class NumpyPrinter(Printer):
         """
         weight = self._transposed_param(param)
         if weight.endswith(".T") and isinstance(data, MatrixSymbol) and family_of(data) == self._step_family:
-            copy = f"{weight[:-2]}_T"
+            copy = names.transposed_copy(weight[:-2])
             if (self._function, copy) not in self._scratches:
                 self._scratch(copy, f"({param.shape[1]}, {param.shape[0]})", lines)
                 lines.append(f"np.copyto({copy}, {weight})  # contiguous: every step's GEMM reads it")
@@ -660,7 +662,7 @@ class NumpyPrinter(Printer):
 
     def _step(self, family, t, views=True):
         """Step ``t`` of ``family``: through its list of views where the function made one."""
-        name = f"{family}_" if views and (self._function, family) in self._lists else family
+        name = names.step_views(family) if views and (self._function, family) in self._lists else family
         return f"{name}[{t - self.storage[family].first}]"
 
     def _symbol_rows(self, sym, as_steps=False):
