@@ -258,6 +258,31 @@ def _at(n: Notation, nodes, family: str, t: int) -> str:
     return f"{n.latex(node.symbol)} = {n.latex(node.expr)}"
 
 
+def _lowest_step(term) -> int | None:
+    steps = [parse_step(s.name) for s in A.symbols_in(term)]
+    return min((step[1] for step in steps if step), default=None)
+
+
+def sum_over_steps(terms, first: int = 1):
+    """The term ``g(t)`` of a sum ``sum_{t=first}^{first+len-1} g(t)`` that ``terms`` spell out, or None.
+
+    The generic step of each term is fixed by the sum's limits, not by any one symbol in it:
+    the terms must be one template shifted step by step (compared at their lowest steps), and
+    the term with the lowest steps is ``g(first)``. So ``h_0 dz_1 + ... + h_{T-1} dz_T`` is
+    ``sum_{t=1}^{T} h_{t-1} dz_t`` whichever symbol comes first, and a term can neither be
+    dropped at one end nor read past the other.
+    """
+    lows = [_lowest_step(term) for term in terms]
+    if None in lows:
+        return None
+    shift = min(lows) - first
+    ts = sorted(low - shift for low in lows)
+    templates = {step_template(term, low - shift) for term, low in zip(terms, lows)}
+    if len(templates) != 1 or ts != list(range(first, first + len(terms))):
+        return None
+    return templates.pop()
+
+
 def _gradient_sums(n: Notation, derivation: Derivation) -> dict:
     """Name -> ``dE/dp = sum_t (one term)``, from the derivation's own gradient."""
     T = n.spec.T
@@ -265,9 +290,9 @@ def _gradient_sums(n: Notation, derivation: Derivation) -> dict:
     for name, expr in derivation.gradients.items():
         target = n.latex(gradient_symbol(derivation.graph.params[name]))
         terms = expr.args if isinstance(expr, MatAdd) else (expr,)
-        if T > 1 and len(terms) == T:  # one term per step: written once, for a generic step
-            t = parse_step(A.symbols_in(terms[-1])[0].name)[1]
-            sums[name] = rf"{target} = \sum_{{t=1}}^{{T}} {n.latex(step_template(terms[-1], t))}"
+        term = sum_over_steps(terms) if T > 1 and len(terms) == T else None
+        if term is not None:  # one term per step t = 1..T: written once, for a generic step
+            sums[name] = rf"{target} = \sum_{{t=1}}^{{T}} {n.latex(term)}"
         else:
             sums[name] = f"{target} = {n.latex(expr)}"
     return {k: aligned(v) for k, v in sums.items()}
