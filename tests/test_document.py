@@ -113,12 +113,15 @@ def test_vanishing_section_states_the_bound_with_this_activations_gamma():
     assert r"$\gamma \approx 1$, measured on a fine grid" in custom  # sup |1/(1+|x|)^2| = 1 at 0
 
 
-def test_document_size_grows_linearly_and_expansions_are_elided():
-    """Past FULL_PATHS_UP_TO every long expansion is elided: only the step numbers' digits grow."""
+def test_document_size_grows_linearly_and_expansions_are_condensed():
+    """Past FULL_PATHS_UP_TO every long expansion is condensed, and stays exact: only the step numbers' digits grow."""
     sizes = {T: len(build(RNNSpec(T=T)).latex) for T in (50, 200)}
     assert sizes[50] < sizes[200] < 1.02 * sizes[50]
     tex = build(RNNSpec(T=50)).latex
-    assert r"\Bigr] \cdots \Bigr]" in tex and r"\prod_{j=2}^{50}" in tex
+    assert r"\prod_{j=2}^{50}" in tex and r"\sum_{k=2}^{48}" in tex  # the middle paths, as a sum over k
+    assert r"W\, \frac{\partial h_{48}}{\partial W} \Bigr]\Bigr]" in tex  # two levels of the recursion, then dh_48/dW
+    displays = re.findall(r"\\begin\{(align|equation)\}(.*?)\\end\{\1\}", tex, re.S)
+    assert not [body for _, body in displays if r"\cdots" in body]  # no equation leaves terms to guess
 
 
 # --- Markdown and notebooks -------------------------------------------------------------------

@@ -103,12 +103,13 @@ class Notation:
 # --- form 1: the sum over paths -----------------------------------------------------
 
 
-def _jacobian_chain(n: Notation, t: int, k: int, var: str) -> str:
-    """``dE_t/dyhat_t dyhat_t/dh_t dh_t/dh_{t-1} ... d+h_k/dvar`` in fraction notation."""
+def _jacobian_chain(n: Notation, t: int, k, var: str) -> str:
+    """``dE_t/dyhat_t dyhat_t/dh_t dh_t/dh_{t-1} ... d+h_k/dvar`` in fraction notation (``k`` may be a letter)."""
     h = lambda j: n.step("h", j)  # noqa: E731
     parts = [n.partial(n.indexed("E", t), n.step("yhat", t)), n.partial(n.step("yhat", t), h(t))]
-    if t - k > 3 and t > FULL_PATHS_UP_TO:
-        parts.append(rf"\Bigl(\prod_{{j={k + 1}}}^{{{t}}} {n.partial(h('j'), h('j-1'))}\Bigr)")
+    if isinstance(k, str) or t - k > 3 and t > FULL_PATHS_UP_TO:
+        first = f"{k}+1" if isinstance(k, str) else k + 1
+        parts.append(rf"\Bigl(\prod_{{j={first}}}^{{{t}}} {n.partial(h('j'), h('j-1'))}\Bigr)")
     else:
         parts += [n.partial(h(j), h(j - 1)) for j in range(t, k, -1)]
     parts.append(n.partial("^{+} " + h(k), var))
@@ -116,12 +117,12 @@ def _jacobian_chain(n: Notation, t: int, k: int, var: str) -> str:
 
 
 def path_terms(n: Notation, var: str) -> list:
-    """The T path terms of dE_T/dvar, newest first; elided in the middle for large T."""
+    """The T path terms of dE_T/dvar, newest first; for large T the middle ones as one sum over k."""
     T = n.spec.T
-    ks = list(range(T, 0, -1))
-    if T > FULL_PATHS_UP_TO:
-        ks = ks[:2] + [None] + ks[-1:]
-    return [r"\cdots" if k is None else _jacobian_chain(n, T, k, var) for k in ks]
+    if T <= FULL_PATHS_UP_TO:
+        return [_jacobian_chain(n, T, k, var) for k in range(T, 0, -1)]
+    middle = rf"\sum_{{k=2}}^{{{T - 2}}} {_jacobian_chain(n, T, 'k', var)}"
+    return [_jacobian_chain(n, T, T, var), _jacobian_chain(n, T, T - 1, var), middle, _jacobian_chain(n, T, 1, var)]
 
 
 def _loss_terms(n: Notation) -> tuple:
@@ -201,22 +202,21 @@ def forward_recursions(n: Notation) -> dict:
 
 
 def unrolled_recursion(n: Notation, role: str) -> list:
-    """dh_T/dp with the recursion substituted down to h_0 (seed 003's nested form), as align lines."""
+    """dh_T/dp with the recursion substituted down to h_0 (seed 003's nested form), as align lines.
+
+    For large T, the first two levels, down to dh_{T-2}/dp (the template says that it unrolls
+    the same way): what is written stays exact.
+    """
     T = n.spec.T
     var = n.names[role]
     J = n.recurrent_jacobian
-    ts = list(range(T, 0, -1))
-    if T > FULL_PATHS_UP_TO:
-        ts = ts[:2] + [None] + ts[-1:]
+    ts = list(range(T, 0, -1)) if T <= FULL_PATHS_UP_TO else [T, T - 1]
     levels = []
     for t in ts:
-        if t is None:
-            levels.append(r"\cdots")
-            continue
         inner = n.partial("^{+} " + n.step("z", t), var)
-        tail = n.partial(n.step("h", 0), var) if t == 1 else ""
+        tail = n.partial(n.step("h", t - 1), var) if t == ts[-1] else ""
         levels.append(rf"{n.D(t)} \Bigl[{inner} + {J}\, {tail}")
-    closing = r"\Bigr]" * T if T <= FULL_PATHS_UP_TO else r"\Bigr] \cdots \Bigr]"
+    closing = r"\Bigr]" * len(ts)
     lines, per_line = [], 2
     for i in range(0, len(levels), per_line):
         body = " ".join(levels[i : i + per_line])
@@ -433,6 +433,12 @@ def latex_context(derivation: Derivation, formulas: list, numbering: Numbering, 
         output_entry=immediate_entry(n, "output"),
         recursions=forward_recursions(n),
         unrolled=[(role, unrolled_recursion(n, role)) for role in ("recurrent", "input")],
+        unrolled_reach=(
+            f"down to ${n.step('h', 0)}$"
+            if spec.T <= FULL_PATHS_UP_TO
+            else rf"(the first two levels; $\partial {n.step('h', spec.T - 2)} / \partial p$ unrolls the same way,"
+            f" down to ${n.step('h', 0)}$)"
+        ),
         forward_gradient=forward_gradient(n),
         recursive=recursive_form(derivation),
         gamma=gamma_sentence(spec),

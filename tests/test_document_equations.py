@@ -1,0 +1,181 @@
+"""Every numbered equation of the derivation document, evaluated: a changed index anywhere fails.
+
+``latex_reader.Checker`` reads each numbered equation back from the LaTeX text and evaluates
+both sides at a random point with a non-zero h0, at every step the equation states, against
+independent numbers: Jacobian fractions and deltas as central differences of the forward pass
+(which is run from the document's own forward equations and compared with the module's
+``forward``), gradients from the module's ``loss_and_grads``. An equation it cannot read fails.
+"""
+
+import re
+
+import numpy as np
+import pytest
+from latex_reader import Checker, numbered_equations
+from test_document import _module
+
+from rnngen.activations import elementwise, pairs
+from rnngen.examples import EXAMPLES
+from rnngen.pipeline import build
+from rnngen.spec import RNNSpec
+from rnngen.verify import random_problem
+
+#: The issue's lecture network (row notation, W for the input weights), its column twin, a
+#: one-step many-to-one network and one long enough (T = 7) for the condensed path sums.
+SAMPLE = (
+    RNNSpec(T=3, notation="row", names=("W", "U", "V")),
+    RNNSpec(T=3),
+    RNNSpec(
+        T=1, hidden="sigmoid", output="sigmoid", loss="binary_cross_entropy", mapping="many-to-one", notation="row"
+    ),
+    RNNSpec(T=7, hidden="relu", output="softmax", loss="squared_error", output_bias=False, notation="row"),
+)
+HIDDEN = ("tanh", "sigmoid", "relu", "leaky_relu", "softplus", "x/(1+abs(x))")
+
+
+def _sweep() -> list:
+    """T = 1, 3, 7 over every (output, loss) pair, the hidden activations, both notations, biases and mappings."""
+    specs = []
+    for T in (1, 3, 7):
+        for i, (output, loss) in enumerate(pairs()):
+            specs.append(
+                RNNSpec(
+                    T=T,
+                    hidden=HIDDEN[(i + T) % len(HIDDEN)],
+                    output=output,
+                    loss=loss,
+                    notation=("row", "column")[(i + T) % 2],
+                    mapping=("many-to-many", "many-to-one")[(i // 2 + T) % 2],
+                    hidden_bias=i % 3 != 1,
+                    output_bias=i % 4 != 2,
+                    slope=0.2 if HIDDEN[(i + T) % len(HIDDEN)] == "leaky_relu" else None,
+                )
+            )
+    return specs
+
+
+def make_checker(spec, seed=0):
+    """A checker of ``spec``'s document on one random sequence (h0 drawn like every other parameter)."""
+    result = build(spec)
+    module = _module(result)
+    n_x, n_h, n_y = 3, 4, 3
+    params, xs, targets = random_problem(module, sizes=(n_x, n_h, n_y, 1), seed=seed)
+    assert np.abs(params["h0"]).min() > 0  # a learned h0: the h0 terms of every sum count
+    per_step = targets[:, 0] if spec.mapping == "many-to-many" else targets[:1].reshape(1, *targets.shape[1:])
+    if spec.loss_rule.targets == "classes":
+        per_step = np.eye(n_y)[per_step.reshape(-1)]
+    ys = dict(zip(spec.loss_steps, per_step.reshape(len(spec.loss_steps), n_y)))
+    custom = {}
+    if spec.is_custom:
+        f, slope = (elementwise(f"{k}:{spec.hidden}").ufunc for k in ("custom", "custom_derivative"))
+        custom = {"f": f, "f'": slope}
+    if spec.hidden == "leaky_relu":  # as the legend defines it: max(x, slope x)
+        a = spec.slope
+        custom = {"lrelu": lambda v: np.maximum(v, a * v), "lrelu'": lambda v: np.where(v > 0, 1.0, a)}
+    row = spec.notation == "row"
+    problem = (params, xs, targets)
+    checker = Checker(result.latex, row, params, xs[:, 0], ys, module, problem, spec.mapping == "many-to-one", custom)
+    return result, checker
+
+
+def _check(spec):
+    result, checker = make_checker(spec)
+    failures = checker.check()
+    assert not failures, "\n".join(f"({n}) {msg}" for n, msg in failures)
+    return result
+
+
+@pytest.mark.parametrize("spec", SAMPLE, ids=lambda s: s.name)
+def test_every_numbered_equation_holds(spec):
+    result = _check(spec)
+    assert len(numbered_equations(result.latex)) == len(result.equations)  # every number was read
+
+
+@pytest.mark.full
+@pytest.mark.parametrize("spec", _sweep() + list(EXAMPLES), ids=lambda s: s.name)
+def test_every_numbered_equation_holds_across_the_sweep(spec):
+    _check(spec)
+
+
+def test_row_notation_sums_the_recurrent_gradient_from_h0():
+    """Issue 15: dE/dU = sum h^{t-1 T} delta^{z,t}, not sum h^{t T} delta^{z,t+1} (no delta^{z,T+1}, h^0 kept)."""
+    result = build(SAMPLE[0])
+    assert r"\frac{\partial E}{\partial U} &= \sum_{t=1}^{T} {h^{t-1}}^{\top} \delta^{z,t}" in result.latex
+    _, checker = make_checker(SAMPLE[0])
+    old = result.latex.replace(r"{h^{t-1}}^{\top} \delta^{z,t}", r"{h^{t}}^{\top} \delta^{z,t+1}")
+    assert {n for n, _ in checker.check(old)} == {result.equations["delta-U"]}
+
+
+# --- mutations: a changed step index in any numbered equation fails -------------------------------
+
+#: A step index, a sum's or product's limit: what a mutation changes.
+_SITE = re.compile(
+    r"(?<=[\^_]\{)(?:[tkj](?:[+-]1)?|T|\d+)(?=\})"  # h^{t-1}, h_{t}, E^{3}, \prod_{..}^{t}
+    r"|(?<=,)(?:t(?:[+-]1)?|\d+)(?=\})"  # delta^{z,t+1}
+    r"|(?<=_\{)t(?=,[ij]\})"  # y_{t,i}
+    r"|(?<=_\{[tkj]=)(?:\d+|k\+1)(?=\})"  # \sum_{t=1}, \prod_{j=k+1}
+)
+
+
+def _mutated(index: str, T: int) -> str:
+    if index.isdigit():
+        return str(int(index) + 1 if int(index) < T else int(index) - 1)
+    if index == "T":
+        return "T-1"
+    if index[1:]:  # t-1 -> t, k+1 -> k
+        return index[0]
+    return index + "+1"
+
+
+def mutations(tex: str, T: int):
+    """``(number, mutated tex, what changed)``: each step index of each numbered equation changed in turn."""
+    for number, tagged in _tagged_spans(tex):
+        lo, hi = tagged
+        for m in _SITE.finditer(tex, lo, hi):
+            new = _mutated(m.group(0), T)
+            yield number, tex[: m.start()] + new + tex[m.end() :], f"{tex[max(lo, m.start() - 25) : m.end()]} -> {new}"
+
+
+def _tagged_spans(tex: str) -> list:
+    """``(number, (start, end))``: where each numbered equation's rows stand in the text."""
+    spans = []
+    for env in re.finditer(r"\\begin\{(align|equation)\}(.*?)\\end\{\1\}", tex, re.S):
+        start = env.start(2)
+        for tag in re.finditer(r"\\tag\{(\d+)\}", env.group(2)):
+            end = env.start(2) + tag.start()
+            spans.append((int(tag.group(1)), (start, end)))
+            start = env.start(2) + tag.end()
+    return spans
+
+
+def _assert_every_mutation_fails(spec, numbers=None):
+    result, checker = make_checker(spec)
+    assert not checker.check(), "the document must hold before it is changed"
+    seen, survived = set(), []
+    for number, tex, what in mutations(result.latex, spec.T):
+        if numbers is not None and number not in numbers:
+            continue
+        seen.add(number)
+        if number not in {n for n, _ in checker.check(tex, only={number})}:
+            survived.append(f"({number}) {what}")
+    checker.check(result.latex)
+    assert not survived, "changed indices that no check noticed:\n" + "\n".join(survived)
+    return seen, result
+
+
+def test_a_changed_index_in_any_numbered_equation_fails():
+    """Each step index and sum limit of each numbered equation of the issue's document, changed in turn."""
+    seen, result = _assert_every_mutation_fails(SAMPLE[0])
+    # every numbered equation with a step index was changed at least once
+    assert seen == set(result.equations.values()) - _without_indices(result)
+
+
+def _without_indices(result) -> set:
+    """The numbers of equations with no step index to change."""
+    return {n for n, (lo, hi) in _tagged_spans(result.latex) if not _SITE.search(result.latex, lo, hi)}
+
+
+@pytest.mark.full
+@pytest.mark.parametrize("spec", (SAMPLE[1], SAMPLE[2], SAMPLE[3], _sweep()[13]), ids=lambda s: s.name)
+def test_a_changed_index_fails_across_the_sweep(spec):
+    _assert_every_mutation_fails(spec)
