@@ -668,19 +668,19 @@ class Checker(Reader):
             self.params, self.steps, self.entrywise = saved
         return steps
 
-    def build(self, blocks) -> list:
-        """Run the forward pass from the document; failures of the forward and loss equations."""
+    def build(self, blocks) -> tuple:
+        """Run the forward pass from the document: ``(failures of the forward and loss equations, it ran)``."""
         self.forward, self.loss, where = self._definitions(blocks)
         missing = [f for f in FORWARD if f not in self.forward] + [k for k in ("E", "E_t") if k not in self.loss]
         if missing:  # nothing can be checked
-            return [(n, f"the document defines no forward or loss equation for {missing}") for n, _, _ in blocks]
+            return [(n, f"the document defines no forward or loss equation for {missing}") for n, _, _ in blocks], False
         # the Jacobians belong to one forward pass: one cache per set of definitions
         self.cache = self.caches.setdefault(repr((sorted(self.forward.items()), sorted(self.loss.items()))), {})
         self.base_steps = dict(self.steps)
         try:
             self.base_steps = self.simulate()
         except Exception as e:  # noqa: BLE001 - a forward pass that does not run: nothing can be checked
-            return [(n, f"the forward pass does not run: {type(e).__name__}: {e}") for n, _, _ in blocks]
+            return [(n, f"the forward pass does not run: {type(e).__name__}: {e}") for n, _, _ in blocks], False
         self.steps = dict(self.base_steps)
         params, xs, targets = self.problem
         out = self.module.forward(params, xs)
@@ -693,7 +693,7 @@ class Checker(Reader):
         loss, self.grads = self.module.loss_and_grads(params, xs, targets)
         if not np.isclose(self.base_steps["E", None], loss, rtol=1e-12):
             failures.append((where["E"], f"the loss equations give {self.base_steps['E', None]}, the module {loss}"))
-        return failures
+        return failures, True
 
     # --- Jacobians and deltas ----------------------------------------------------------------
 
@@ -806,6 +806,7 @@ class Checker(Reader):
         envs = self._ranges(rel)
         rel = re.sub(r",\s*\\quad t < T\b", "", rel)
         self.entrywise = bool(re.search(_ENTRY, rel))
+        self._chains(rel)
         inequality = r"\le " in rel
         sides = [s.strip() for s in re.split(r"\s\\le\s" if inequality else r"\s=\s", rel)]
         if len(sides) < 2:
@@ -834,6 +835,17 @@ class Checker(Reader):
         finally:
             self.entrywise = False
 
+    def _chains(self, rel: str) -> None:
+        """Adjacent Jacobian fractions chain: ``da/db db/dc``, each denominator the next numerator.
+
+        The values cannot tell ``do_T/dc`` from ``do_{T-1}/dc`` (both I); the chain rule's form can.
+        """
+        for side in re.split(r"\s(?:=|\\le)\s", rel):
+            tokens = self._tokenize(side)
+            for (kind, a), (next_kind, b) in zip(tokens, tokens[1:]):
+                if kind == next_kind == "JAC" and a.group("den").strip() != b.group("num").strip():
+                    raise Mismatch(f"the chain rule breaks at {a.group(0)} {b.group(0)}")
+
     def check(self, tex=None, only=None) -> list:
         """``(number, message)`` for every numbered equation that fails; every equation is read.
 
@@ -843,29 +855,25 @@ class Checker(Reader):
         if tex is not None:
             self.tex = tex
         blocks = numbered_equations(self.tex)
-        failures = self.build(blocks)
-        if len(failures) == len(blocks) and failures:
+        failures, runs = self.build(blocks)
+        if not runs:
             return failures
         for number, eqs, final in blocks:
             if final or only is not None and number not in only:
                 continue
-            checked = 0
-            for eq in eqs:
-                for rel in relations(eq):
-                    lhs = rel.partition(" = ")[0].strip()
-                    m = _SYMBOL.fullmatch(lhs)
-                    if m and (self._symbol(m)[0] in FORWARD + ("E",)) and self._symbol(m)[1] in ("t", None):
-                        checked += 1  # a definition, checked by the forward pass above
-                        continue
-                    try:
-                        self.check_relation(rel)
-                        checked += 1
-                    except Mismatch as e:
-                        failures.append((number, str(e)))
-                    except Exception as e:  # noqa: BLE001 - an equation the reader cannot evaluate fails
-                        failures.append((number, f"cannot evaluate: {type(e).__name__}: {e}"))
-            if not checked:
-                failures.append((number, "nothing in this equation was checked"))
+            rels = [rel for eq in eqs for rel in relations(eq)]
+            if not rels:
+                failures.append((number, "nothing in this equation to check"))
+            for rel in rels:
+                m = _SYMBOL.fullmatch(rel.partition(" = ")[0].strip())
+                if m and self._symbol(m)[0] in FORWARD + ("E",) and self._symbol(m)[1] in ("t", None):
+                    continue  # a definition, checked by the forward pass in build()
+                try:
+                    self.check_relation(rel)
+                except Mismatch as e:
+                    failures.append((number, str(e)))
+                except Exception as e:  # noqa: BLE001 - an equation the reader cannot evaluate fails
+                    failures.append((number, f"cannot evaluate: {type(e).__name__}: {e}"))
         if only is None or any(final and number in only for number, _, final in blocks):
             failures += self._final(blocks)
         return failures
