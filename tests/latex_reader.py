@@ -599,11 +599,14 @@ class Checker(Reader):
     ``d a / d b`` is a central difference of that forward pass (``d+`` with the earlier steps
     held fixed); each delta is ``dE/d(value)`` the same way; ``dE/dp`` of a parameter is the
     module's gradient. Both sides of every relation are evaluated at every step it speaks of
-    (``t = 1..T``, ``0 <= k < t``, each ``p`` the forward form names) and compared.
+    (``t = 1..T``, ``0 <= k <= t``, each ``p`` the forward form names) and compared (to RTOL, as
+    central differences carry about 1e-9); inequalities (the vanishing bound, with the document's
+    own gamma) must hold. Adjacent Jacobian fractions must chain (``da/db db/dc``).
 
     Args:
         tex, row, params, xs, ys, custom: as for ``Reader``.
         module: the generated module, whose ``forward``, ``loss_and_grads`` give the numbers.
+        problem: ``(params, xs, targets)`` in the module's form (a batch of one).
         many_to_one: the loss (and every target) at the last step only.
     """
 

@@ -8,11 +8,15 @@ from latex_reader import Reader
 from test_latex import compile_tex, needs_pdflatex
 
 import rnngen
+from rnngen import algebra as A
 from rnngen.activations import elementwise
+from rnngen.document import sum_over_steps
 from rnngen.examples import EXAMPLES, SEEDS
 from rnngen.markdown import MarkdownError, to_markdown
 from rnngen.pipeline import build
+from rnngen.program import relative
 from rnngen.spec import RNNSpec
+from rnngen.unroll import n_h, step
 from rnngen.verify import random_problem
 
 #: Networks beyond the committed examples whose formulas are read back: other activations,
@@ -70,6 +74,16 @@ def test_reading_back_catches_a_formula_that_drifted():
     assert drifted != result.latex
     reader, _, grads = read_back(result, drifted)
     assert not np.allclose(reader.gradients["W"], grads["W"], rtol=1e-6)
+
+
+def test_a_sums_generic_step_comes_from_its_limits_not_from_the_symbol_listed_first():
+    """h_0 + dz_1, ..., h_2 + dz_3 is sum_{t=1}^{3} (h_{t-1} + dz_t), whichever symbol comes first (issue 15)."""
+    terms = [A.add(step("h", t - 1, n_h), step("dz", t, n_h)) for t in (1, 2, 3)]
+    assert A.symbols_in(terms[-1])[0].name == "h_2"  # the symbol the old rule anchored t at
+    generic = A.add(relative("h", -1, n_h), relative("dz", 0, n_h))
+    assert sum_over_steps(terms) == generic and sum_over_steps(terms[::-1]) == generic
+    assert sum_over_steps(terms[:1] + terms[2:]) is None  # not consecutive steps: written in full
+    assert sum_over_steps(terms[:2] + [A.add(step("h", 2, n_h), step("dz", 2, n_h))]) is None  # not one template
 
 
 def test_seed_004_document_keeps_the_factor_the_slides_drop():
