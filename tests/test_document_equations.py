@@ -106,6 +106,22 @@ def test_row_notation_sums_the_recurrent_gradient_from_h0():
     assert {n for n, _ in checker.check(old)} == {result.equations["delta-U"]}
 
 
+@pytest.mark.parametrize(
+    "equation",
+    (
+        r"\mathcal{L} = \int E \, dt",  # LaTeX the reader does not know
+        r"\frac{\partial h_{t}}{\partial h_{t-1}} = W D_{t}",  # the factors in the wrong order
+        r"\frac{\partial E}{\partial h_{0}} = \sum_{t=1}^{T} \delta^{h}_{t}",  # a false sum
+    ),
+)
+def test_a_numbered_equation_added_to_the_document_is_checked(equation):
+    """An equation the reader cannot evaluate, or that is false, fails: none is skipped."""
+    result, checker = make_checker(SAMPLE[1])
+    added = r"\begin{equation}" + "\n" + equation + r" \tag{99}" + "\n" + r"\end{equation}" + "\n"
+    tex = result.latex.replace(r"\section{Vanishing", added + r"\section{Vanishing", 1)
+    assert {n for n, _ in checker.check(tex)} == {99}
+
+
 # --- mutations: a changed step index in any numbered equation fails -------------------------------
 
 #: A step index, a sum's or product's limit: what a mutation changes.
