@@ -500,8 +500,8 @@ class Reader:
             s = a - a.max(axis=axis, keepdims=True)
             log = s - np.log(np.exp(s).sum(axis=axis, keepdims=True))
             return log if fn.startswith(r"\log") else np.exp(log)
-        if "diag" in fn:
-            return np.diag(np.asarray(_value(a), float).reshape(-1))
+        if "diag" in fn:  # diag(1) is I, its size from what it meets
+            return Identity() if isinstance(a, Ones) else np.diag(np.asarray(a, float).reshape(-1))
         if "lrelu" in fn:
             return self.custom["lrelu'" if fn.endswith("'") else "lrelu"](a)
         return {

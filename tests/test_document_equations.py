@@ -30,7 +30,7 @@ SAMPLE = (
     ),
     RNNSpec(T=7, hidden="softplus", output="softmax", loss="squared_error", output_bias=False, notation="row"),
 )
-HIDDEN = ("tanh", "sigmoid", "relu", "leaky_relu", "softplus", "x/(1+abs(x))")
+HIDDEN = ("tanh", "sigmoid", "relu", "leaky_relu", "softplus", "x/(1+abs(x))", "identity")
 
 
 def _sweep() -> list:
