@@ -30,8 +30,9 @@ from rnngen.program import gradient_symbol, relative, step_template
 from rnngen.unroll import n_h, n_y, parameters, parse_step
 
 #: Up to this T the document writes every path term and every level of the
-#: unrolled recursion in full, like the slides; beyond it, the first terms, an
-#: ellipsis and the last (the size stays O(T)).
+#: unrolled recursion in full, like the slides; beyond it, the first and last
+#: path terms with the middle ones as one sum over k, and two levels of the
+#: recursion ending in dh_{T-2}/dp: exact (the tests evaluate them), and O(T) in size.
 FULL_PATHS_UP_TO = 6
 
 #: The families of the forward pass, in the order the network computes them.
