@@ -1,4 +1,4 @@
-"""Reads the final formulas of a derivation document and runs them with NumPy.
+"""Reads a derivation document's equations and evaluates them with NumPy.
 
 Independent of rnngen's printers and program: it parses the LaTeX text as a
 reader would (symbols, juxtaposition for products, odot, transposes,
@@ -7,6 +7,10 @@ sequence in the document's own notation: column vectors (x_t is n_x x 1,
 X_{1:T} has the steps side by side) or row vectors (x^t is 1 x n_x,
 X^{1:T} has the steps stacked). A construct it does not know is an error,
 so a formula cannot silently drop out of the check.
+
+``Reader`` runs the final formulas as a program. ``equation_checker.Checker``
+evaluates every other numbered equation (Jacobian fractions, sums and products
+with limits, entry-wise formulas, norms) against independent numbers.
 """
 
 from __future__ import annotations
@@ -54,27 +58,69 @@ _FAMILY = {
     "{f'}": "fprime",
 }
 _SYMBOL = re.compile(
-    r"(?P<base>\\tilde\{\\(?:delta|Delta)\}|\\(?:delta|Delta)|\\tilde\{[zZ]\}|\\hat\{[yY]\}|\{[fF]'\}|[XYZHOxyzho])"
-    r"(?P<sup>\^\{(?!\\top)(?:\\hat\{y\}|[^{}])*\})?(?P<sub>_\{[^{}]*\})?"
+    r"(?P<base>\\tilde\{\\(?:delta|Delta)\}|\\(?:delta|Delta)(?!_\{ij\})|\\tilde\{[zZ]\}|\\hat\{[yY]\}|\{[fF]'\}"
+    r"|[XYZHOxyzhoDE](?![A-Za-z]))"
+    r"(?P<sup>\^\{(?!\\top|\+)(?:\\hat\{y\}|[^{}])*\})?(?P<sub>_\{[^{}]*\}|_[ij](?![A-Za-z]))?"
 )
+#: Tried before symbols: constructs that start like one.
+_FIRST = [
+    # a Jacobian (or gradient) fraction, d a / d b, or the immediate d+ a / d b
+    (
+        "JAC",
+        r"\\frac\{\\partial(?P<plus>\^\{\+\})?\s*(?P<num>(?:[^{}]|\{(?:[^{}]|\{[^{}]*\})*\})+)\}"
+        r"\{\\partial\s*(?P<den>(?:[^{}]|\{(?:[^{}]|\{[^{}]*\})*\})+)\}",
+    ),
+    ("KRON", r"\\delta_\{ij\}"),  # Kronecker delta of the entry indices
+]
 _TOKENS = [
+    ("EMPTY", r"\{\}"),  # an empty group, {\hat{y}^{t}{}}^{\top}
+    ("SUM", r"\\(?P<op>sum|prod)_\{(?P<var>[a-z])=(?P<lo>[^{}]+)\}\^\{(?P<hi>[^{}]+)\}"),
+    ("SUMI", r"\\sum_[ij](?![A-Za-z])"),  # a sum over the entries
+    ("FRAC", r"\\frac(?=\{)"),
+    ("NORM", r"\\Bigl\\\||\\Bigr\\\||\\\|"),
+    ("LE", r"\\le(?![a-z])"),
     ("EXP", r"e\^\{"),  # e^{a}
     ("IVL", r"\["),  # Iverson bracket [a > 0]
     ("IVR", r"\s*>\s*0\]"),
-    ("LP", r"\\left\(|\(|\{"),
-    ("RP", r"\\right\)|\)|\}|, 0\)"),
+    ("LP", r"\\left\(|\\[Bb]igl[(\[]|\(|\{"),
+    ("RP", r"\\right\)|\\[Bb]igr[)\]]|\)|\}|, 0\)"),
     ("NUM", r"\\tfrac\{(\d+)\}\{(\d+)\}|\d+(?:\.\d+)?"),
     ("HAD", r"\\odot"),
-    ("DIV", r"\\oslash"),
+    ("DIV", r"\\oslash|/"),
     ("ADD", r"\+"),
     ("SUB", r"-"),
     ("TR", r"\^\{\\top\}"),
+    ("POW", r"\^(?:\d|\{[^{}\\]+\})"),
     ("ONE", r"\\mathbf\{1\}"),
-    ("FN", r"\\log\\operatorname\{softmax\}|\\operatorname\{(?:softmax|softplus)\}|\\tanh|\\sigma|\\log|\\max"),
+    (
+        "FN",
+        r"\\log\\operatorname\{softmax\}|\\operatorname\{(?:softmax|softplus|diag)\}|\\operatorname\{lrelu\}'?"
+        r"|\\tanh|\\sigma|\\log|\\max",
+    ),
+    ("GAMMA", r"\\gamma(?![a-z])"),
+    ("ID", r"I(?![A-Za-z_{])"),  # the identity, its size from what it meets
+    ("MUL", r"\\cdot(?![a-z])"),
     ("CUSTOM", r"f'?(?=\()"),  # a custom activation f and its derivative f', given to the reader
-    ("PARAM", r"[A-Za-z](?:_\{[a-z0-9]+\})?"),
-    ("SKIP", r"\s+|\\,"),
+    ("PARAM", r"[A-Za-z](?:_\{[A-Za-z0-9]+\})?"),
+    ("SKIP", r"\s+|\\,|\\;"),
 ]
+
+
+class Identity:
+    """The identity matrix ``I``; its size comes from what it meets."""
+
+    T = property(lambda self: self)
+
+
+class Missing(LookupError):
+    """The text reads a value that does not exist (a step past the ends, a target the loss has not)."""
+
+
+def _dense(v, like):
+    """Ones and I as arrays shaped for an operation with ``like``."""
+    if isinstance(v, Identity):
+        return np.eye(np.shape(like)[0]) if np.ndim(like) == 2 else 1.0
+    return _value(v)
 
 
 class Reader:
@@ -85,12 +131,14 @@ class Reader:
         row: True for the row notation.
         params: parameter name -> array in the user's shape (vectors 1-D).
         xs: the inputs, (T, n_x); ys: step -> target vector (one-hot for classes).
-        custom: ``{"f": f, "f'": f'}`` on arrays, for a custom activation (its legend defines them).
+        custom: ``{"f": f, "f'": f'}`` on arrays, for a custom activation (its legend defines them),
+            or ``{"lrelu": ..., "lrelu'": ...}`` for leaky relu.
     """
 
     def __init__(self, tex: str, row: bool, params: dict, xs, ys: dict, custom=None):
         self.custom = custom or {}
         self.row = row
+        self.T = len(xs)
         self.axis = 0 if row else 1  # the axis along which steps are stacked
         self.params = {name: self._vector(np.asarray(v, float)) if np.ndim(v) == 1 else v for name, v in params.items()}
         self.steps: dict = {}  # (family, t) -> vector
@@ -101,38 +149,40 @@ class Reader:
         self.steps["h", 0] = self.params["h0"]
         self.gradients: dict = {}
         self.loss = None
-        self.lines = formula_lines(tex)
+        self.entrywise = False  # True while reading a formula written entry by entry (y_i, o_j)
+        self.gamma = None
+        self.tex = tex
+        self._token_cache: dict = {}
 
     def _vector(self, v):
         return v.reshape(1, -1) if self.row else v.reshape(-1, 1)
 
     def run(self) -> None:
-        for line in self.lines:
+        for line in formula_lines(self.tex):
             line, steps = _steps(line.replace("&=", "="))
             # one formula may hold equations that alternate step by step: z_t = ..., \qquad h_t = f(z_t)
             equations = [eq.split(" = ", 1) for eq in line.split(r", \qquad ")]
             for t in steps:
                 for lhs, rhs in equations:
-                    self._assign(lhs.strip(), self._evaluate(rhs.strip(), t), t)
+                    self._assign(lhs.strip(), self._evaluate(rhs.strip(), {"t": t}), {"t": t})
 
     # --- assignment -----------------------------------------------------------------------
 
-    def _assign(self, lhs: str, value, t) -> None:
+    def _assign(self, lhs: str, value, env) -> None:
         grad = re.fullmatch(r"\\frac\{\\partial E\}\{\\partial (.+)\}", lhs)
         if grad:
-            name = grad.group(1).replace("{", "").replace("}", "").replace("^", "_")
-            self.gradients["h0" if name == "h_0" else name] = value
+            self.gradients[_param_name(grad.group(1))] = value
             return
         if lhs == "E":
             self.loss = float(np.asarray(value).reshape(()))
             return
-        family, index = self._parse_symbol(lhs)
+        family, index, _ = self._parse_symbol(lhs)
         if isinstance(index, tuple):  # stacked steps: store each
             lo, hi = index
             for k, part in zip(range(lo, hi + 1), np.split(value, hi - lo + 1, axis=self.axis)):
                 self.steps[family, k] = part
         else:
-            self.steps[family, _step(index, t)] = value
+            self.steps[family, self._step(index, env)] = value
 
     # --- symbols -------------------------------------------------------------------------------
 
@@ -143,56 +193,111 @@ class Reader:
         return self._symbol(m)
 
     def _symbol(self, m):
+        """``(family, step index, entry index)``; the entry index is ``i``, ``j`` or None."""
         base, sup, sub = m.group("base"), m.group("sup"), m.group("sub")
         sup = sup[2:-1] if sup else None
-        sub = sub[2:-1] if sub else None
+        braced = bool(sub) and sub.startswith("_{")
+        sub = (sub[2:-1] if braced else sub[1:]) if sub else None
+        entry = None
+        if sub in ("i", "j") and (self.row or not braced):  # y^{t}_{i} (row) or y_i: an entry; h_{j}: step j
+            entry, sub = sub, None
+        elif sub and sub.endswith((",i", ",j")):  # y_{t,i} (column)
+            sub, entry = sub[:-2], sub[-1]
         if "delta" in base.lower():  # delta^{z}_{t} (column) or delta^{z,t} (row)
             letter, _, index = (sup or "").partition(",")
             index = index or sub
             family = "pre_dh" if "tilde" in base else "d" + ("yhat" if letter == r"\hat{y}" else letter)
         else:
             index = sup if self.row else sub
-            family = _FAMILY.get(base, base.lower())
+            family = _FAMILY.get(base, base.lower() if base not in "DE" else base)
         if index is None:
-            raise ValueError(f"a symbol without a step: {m.group(0)!r}")
-        if ":" in index:
+            if entry is None and base != "E":
+                raise ValueError(f"a symbol without a step: {m.group(0)!r}")
+            index = "t" if entry else None  # an entry without a step is at the step at hand
+        if index is not None and ":" in index:
             lo, hi = index.split(":")
-            return family, (int(lo), int(hi))
-        return family, index
+            return family, (int(lo), int(hi)), entry
+        return family, index, entry
 
-    def _lookup(self, family, index, t):
+    def _step(self, index: str, env) -> int:
+        """A step index (``3``, ``t-1``, ``j+1``, ``T``) as a number, the letters taken from ``env``."""
+        terms = re.findall(r"([+-]?)\s*(\d+|[a-zT])\s*", index)
+        if (
+            not terms
+            or re.sub(r"[\s+-]|\d+|[a-zT]", "", index)
+            or "".join(a + b for a, b in terms) != index.replace(" ", "")
+        ):
+            raise ValueError(f"a step index the reader does not know: {index!r}")
+        total = 0
+        for sign, term in terms:
+            if term.isdigit():
+                value = int(term)
+            elif term == "T":
+                value = self.T
+            elif env.get(term) is None:
+                raise ValueError(f"a step letter {term!r} that nothing defines here")
+            else:
+                value = env[term]
+            total += -value if sign == "-" else value
+        return total
+
+    def _lookup(self, family, index, env):
         if isinstance(index, tuple):
             lo, hi = index
             return np.concatenate([self.steps[family, k] for k in range(lo, hi + 1)], axis=self.axis)
-        return self.steps[family, _step(index, t)]
+        k = self._step(index, env)
+        if (family, k) not in self.steps:
+            raise Missing(f"the document reads {family} at step {k}, which does not exist")
+        return self.steps[family, k]
+
+    def _entries(self, value, entry):
+        """A vector as its entries along axis 0 (index i) or axis 1 (index j)."""
+        if entry is None:
+            return value
+        flat = np.asarray(value).reshape(-1)
+        return flat.reshape(-1, 1) if entry == "i" else flat.reshape(1, -1)
 
     # --- expressions -----------------------------------------------------------------------------
 
-    def _evaluate(self, text: str, t):
+    def _evaluate(self, text: str, env):
+        saved = getattr(self, "tokens", None), getattr(self, "pos", 0)  # a Jacobian evaluates inside a formula
         self.tokens = self._tokenize(text)
         self.pos = 0
-        value = self._sum(t)
-        if self.pos != len(self.tokens):
-            raise ValueError(f"unread input at {self.tokens[self.pos :]!r} in {text!r}")
+        try:
+            value = self._sum(env)
+            if self.pos != len(self.tokens):
+                raise ValueError(f"unread input at {self.tokens[self.pos :]!r} in {text!r}")
+        finally:
+            self.tokens, self.pos = saved
         return value
 
     def _tokenize(self, text: str) -> list:
+        if text in self._token_cache:
+            return self._token_cache[text]
         tokens, i = [], 0
         while i < len(text):
-            m = _SYMBOL.match(text, i)
-            if m and (m.group("sup") or m.group("sub")):
-                tokens.append(("SYM", m))
-                i = m.end()
-                continue
-            for kind, pattern in _TOKENS:
-                m = re.compile(pattern).match(text, i)
+            for kind, pattern in _FIRST:
+                m = _compiled(pattern).match(text, i)
                 if m:
-                    if kind != "SKIP":
-                        tokens.append((kind, m))
+                    tokens.append((kind, m))
                     i = m.end()
                     break
             else:
-                raise ValueError(f"unknown LaTeX at {text[i : i + 30]!r}")
+                m = _SYMBOL.match(text, i)
+                if m and (m.group("sup") or m.group("sub") or m.group("base") == "E"):
+                    tokens.append(("SYM", m))
+                    i = m.end()
+                    continue
+                for kind, pattern in _TOKENS:
+                    m = _compiled(pattern).match(text, i)
+                    if m:
+                        if kind not in ("SKIP", "EMPTY"):
+                            tokens.append((kind, m))
+                        i = m.end()
+                        break
+                else:
+                    raise ValueError(f"unknown LaTeX at {text[i : i + 30]!r}")
+        self._token_cache[text] = tokens
         return tokens
 
     def _peek(self):
@@ -204,87 +309,190 @@ class Reader:
         self.pos += 1
         return self.tokens[self.pos - 1][1]
 
-    def _sum(self, t):
+    def _add(self, a, b, sign: float):
+        a, b = _dense(a, b), _dense(b, a)
+        return a + b if sign > 0 else a - b
+
+    def _sum(self, env):
         sign = 1.0
         if self._peek() == "SUB":
             self._take("SUB")
             sign = -1.0
-        value = self._product(t)
-        value = -_value(value) if sign < 0 else value
+        value = self._product(env)
+        value = -_dense(value, value) if sign < 0 else value
         while self._peek() in ("ADD", "SUB"):
             op = self._take(self._peek()).group(0)
-            right = _value(self._product(t))
-            value = _value(value) + right if op == "+" else _value(value) - right
+            value = self._add(value, self._product(env), 1.0 if op == "+" else -1.0)
         return value
 
-    def _product(self, t):
-        coeff, value = 1.0, None  # a number in front (\tfrac{1}{2}) scales the product
+    _STARTS = ("LP", "IVL", "EXP", "SYM", "ONE", "FN", "CUSTOM", "PARAM", "NUM", "JAC", "KRON", "FRAC")
+    _STARTS += ("NORM", "ID", "GAMMA", "SUM", "SUMI", "MUL")
+
+    def _product(self, env):
+        coeff, value, read = 1.0, None, 0  # a number in front (\tfrac{1}{2}) scales the product
         while True:
-            if value is not None and self._peek() in ("HAD", "DIV"):
-                op = self._take(self._peek())
-                right = _value(self._factor(t))
-                value = _value(value) * right if "odot" in op.group(0) else _value(value) / right
-            elif value is None or self._peek() in ("LP", "IVL", "EXP", "SYM", "ONE", "FN", "CUSTOM", "PARAM", "NUM"):
-                right = self._factor(t)
+            read += 1
+            kind = self._peek()
+            if value is not None and kind in ("HAD", "DIV"):
+                op = self._take(kind)
+                right = _dense(self._factor(env), value)
+                value = _dense(value, right)
+                value = value * right if "odot" in op.group(0) else value / right
+            elif kind in ("SUM", "SUMI"):  # a sum or product over an index takes the rest of the term
+                right = self._indexed(env)
+                value = right if value is None else self._times(value, right)
+            elif kind == "MUL":
+                self._take("MUL")
+            elif kind == "NORM" and self._closing_norm():
+                break
+            elif read == 1 or kind in self._STARTS:
+                if kind not in self._STARTS:
+                    raise ValueError(f"unexpected {self.tokens[self.pos : self.pos + 3]!r}")
+                right = self._factor(env)
                 if isinstance(right, float):
                     coeff *= right
                 else:
-                    value = right if value is None else _matmul(value, right)
+                    value = right if value is None else self._times(value, right)
             else:
                 break
         if value is None:
             return coeff
-        return value if coeff == 1.0 else coeff * _value(value)
+        return value if coeff == 1.0 else coeff * _dense(value, value)
 
-    def _factor(self, t):
-        value = self._atom(t)
-        while self._peek() == "TR":
-            self._take("TR")
-            value = value.T
+    def _times(self, a, b):
+        """Juxtaposition: a matrix product, or entry by entry in a formula written with entries."""
+        if isinstance(a, Identity):
+            return b
+        if isinstance(b, Identity):
+            return a
+        if self.entrywise:
+            return _value(a) * _value(b)
+        if isinstance(a, float) or isinstance(b, float):
+            return _value(a) * _value(b)
+        return _matmul(a, b)
+
+    def _closing_norm(self) -> bool:
+        """Whether the norm bar at hand closes one (the count of bars so far in the formula is odd)."""
+        return sum(1 for kind, _ in self.tokens[: self.pos] if kind == "NORM") % 2 == 1
+
+    def _indexed(self, env):
+        """``\\sum_{k=a}^{b}``, ``\\prod_{j=a}^{b}`` (later steps left), ``\\sum_i``: over the rest of the term."""
+        m = self._take(self._peek())
+        start = self.pos
+        if m.group(0).startswith(r"\sum_") and "=" not in m.group(0):  # over the entries
+            value = _dense(self._product(env), 1.0)
+            return np.sum(value, axis=0 if m.group(0)[-1] == "i" else 1, keepdims=True)
+        var, op = m.group("var"), m.group("op")
+        lo, hi = self._step(m.group("lo"), env), self._step(m.group("hi"), env)
+        values = []
+        for k in range(lo, hi + 1) if op == "sum" else range(hi, lo - 1, -1):
+            self.pos = start
+            values.append(self._product({**env, var: k}))
+        if not values:  # an empty sum is 0, an empty product I; step over the term unread
+            self._skip_term()
+            return 0.0 if op == "sum" else Identity()
+        total = values[0]
+        for v in values[1:]:
+            total = self._add(total, v, 1.0) if op == "sum" else self._times(total, v)
+        return total
+
+    def _skip_term(self) -> None:
+        depth = 0
+        while self.pos < len(self.tokens):
+            kind = self._peek()
+            closing = kind == "RP" or kind == "IVR" or kind == "NORM" and self._closing_norm()
+            if depth == 0 and (kind in ("ADD", "SUB", "LE") or closing):
+                return
+            depth += -1 if closing else kind in ("LP", "EXP", "IVL", "NORM")
+            self.pos += 1
+
+    def _factor(self, env):
+        value = self._atom(env)
+        while self._peek() in ("TR", "POW"):
+            m = self._take(self._peek())
+            if m.group(0) == r"^{\top}":
+                value = value.T
+            else:
+                power = m.group(0)[1:].strip("{}")
+                exponent = float(power) if power.isdigit() else self._step(power, env)
+                value = _value(value) ** exponent
         return value
 
-    def _atom(self, t):
+    def _atom(self, env):
         kind = self._peek()
         if kind == "LP":
             self._take("LP")
-            value = self._sum(t)
+            value = self._sum(env)
             self._take("RP")
             return value
         if kind == "EXP":
             self._take("EXP")
-            value = self._sum(t)
+            value = self._sum(env)
             self._take("RP")
             return np.exp(value)
         if kind == "IVL":
             self._take("IVL")
-            value = self._sum(t)
+            value = self._sum(env)
             self._take("IVR")
             return (value > 0).astype(float)
         if kind == "NUM":
             m = self._take("NUM")
             return float(m.group(1)) / float(m.group(2)) if m.group(1) else float(m.group(0))
+        if kind == "GAMMA":
+            self._take("GAMMA")
+            if self.gamma is None:
+                raise ValueError("the document uses gamma without giving its value")
+            return float(self.gamma)
+        if kind == "FRAC":
+            self._take("FRAC")
+            self._take("LP")
+            num = self._sum(env)
+            self._take("RP")
+            self._take("LP")
+            den = self._sum(env)
+            self._take("RP")
+            return _value(num) / _value(den)
+        if kind == "NORM":
+            self._take("NORM")
+            value = self._sum(env)
+            self._take("NORM")
+            value = _dense(value, np.eye(1))
+            return float(np.linalg.norm(np.atleast_2d(value), 2))
         if kind == "ONE":
             self._take("ONE")
             return Ones()
+        if kind == "ID":
+            self._take("ID")
+            return Identity()
+        if kind == "KRON":
+            self._take("KRON")
+            return "kron"  # resolved by the checker, which knows the size
         if kind == "SYM":
-            family, index = self._symbol(self._take("SYM"))
-            return self._lookup(family, index, t)
+            family, index, entry = self._symbol(self._take("SYM"))
+            return self._entries(self._lookup(family, index, env), entry)
+        if kind == "JAC":
+            return self._jacobian(self._take("JAC"), env)
         if kind == "PARAM":
-            name = self._take("PARAM").group(0).replace("{", "").replace("}", "")
-            return self.params[name]
+            return self.params[_param_name(self._take("PARAM").group(0))]
         if kind == "CUSTOM":
             name = self._take("CUSTOM").group(0)
             self._take("LP")
-            arg = self._sum(t)
+            arg = self._sum(env)
             self._take("RP")
             return self.custom[name](arg)
         if kind == "FN":
             fn = self._take("FN").group(0)
-            self._take("LP")
-            arg = self._sum(t)
-            self._take("RP")
+            if self._peek() == "LP":
+                self._take("LP")
+                arg = self._sum(env)
+                self._take("RP")
+            else:  # \log \hat{y}_i: a function of the next factor
+                arg = self._factor(env)
             return self._apply(fn, arg)
         raise ValueError(f"unexpected {self.tokens[self.pos : self.pos + 3]!r}")
+
+    def _jacobian(self, m, env):
+        raise ValueError(f"the final formulas hold no Jacobian fractions: {m.group(0)!r}")
 
     def _apply(self, fn: str, a):
         axis = 1 if self.row else 0  # softmax runs over the entries of one step
@@ -292,6 +500,10 @@ class Reader:
             s = a - a.max(axis=axis, keepdims=True)
             log = s - np.log(np.exp(s).sum(axis=axis, keepdims=True))
             return log if fn.startswith(r"\log") else np.exp(log)
+        if "diag" in fn:  # diag(1) is I, its size from what it meets
+            return Identity() if isinstance(a, Ones) else np.diag(np.asarray(a, float).reshape(-1))
+        if "lrelu" in fn:
+            return self.custom["lrelu'" if fn.endswith("'") else "lrelu"](a)
         return {
             r"\tanh": np.tanh,
             r"\sigma": lambda v: 1 / (1 + np.exp(-v)),
@@ -301,13 +513,19 @@ class Reader:
         }[fn](a)
 
 
-def _step(index: str, t) -> int:
-    if index.isdigit():
-        return int(index)
-    m = re.fullmatch(r"t([+-]\d+)?", index)
-    if not m:
-        raise ValueError(f"a step index the reader does not know: {index!r}")
-    return t + int(m.group(1) or 0)
+_PATTERNS: dict = {}
+
+
+def _compiled(pattern: str):
+    if pattern not in _PATTERNS:
+        _PATTERNS[pattern] = re.compile(pattern)
+    return _PATTERNS[pattern]
+
+
+def _param_name(text: str) -> str:
+    """``w_{o}`` -> ``w_o``; ``h_{0}`` / ``h^{0}`` -> ``h0``."""
+    name = text.strip().replace("{", "").replace("}", "").replace("^", "_")
+    return "h0" if name == "h_0" else name
 
 
 def _steps(rhs: str):
@@ -325,3 +543,368 @@ def formula_lines(tex: str) -> list:
     block = body.split(r"\begin{align}", 1)[1].split(r"\end{align}", 1)[0]
     lines = [re.sub(r"\\tag\{\d+\}", "", row).strip() for row in re.split(r"\\\\\s*\n", block)]
     return [line for line in lines if line]
+
+
+# --- every numbered equation -------------------------------------------------------------------
+
+#: The forward families, in the order a step computes them.
+FORWARD = ("z", "h", "o", "yhat")
+#: Finite-difference step of the Jacobians, and how close two sides must be.
+EPS, RTOL, ATOL = 1e-6, 1e-6, 1e-8
+
+
+#: An entry index: y_i, o_j, delta_{ij}, y_{t,i} (column), y^{t}_{i} (row).
+_ENTRY = r"_[ij](?![A-Za-z])|_\{ij\}|,[ij]\}|\^\{[^{}]*\}_\{[ij]\}"
+
+
+class Mismatch(AssertionError):
+    """A numbered equation whose sides differ, or that reads a value that does not exist."""
+
+
+def numbered_equations(tex: str) -> list:
+    """``(number, text, final)`` for every ``\\tag``: the rows since the previous tag, in one line.
+
+    A row that starts with ``&`` continues the equation above it; ``\\nonumber`` rows are
+    separate equations under the same number. ``final`` marks the last section's formulas.
+    """
+    out, final_at = [], tex.index(SECTION)
+    for env in re.finditer(r"\\begin\{(align|equation)\}(.*?)\\end\{\1\}", tex, re.S):
+        rows, pending = re.split(r"\\\\\s*\n", env.group(2).strip()), []
+        for row in rows:
+            row = re.sub(r"\s+", " ", row).strip()
+            if row.startswith("&") and pending:
+                pending[-1] += " " + re.sub(r"^&\s*(?:\\qquad)?", "", row).strip()
+            else:
+                pending.append(row)
+            tag = re.search(r"\\tag\{(\d+)\}", row)
+            if tag:
+                eqs = [re.sub(r"\\tag\{\d+\}|\\nonumber|&", " ", e) for e in pending]
+                eqs = [re.sub(r"\s+", " ", e).strip().rstrip(".,").strip() for e in eqs]
+                out.append((int(tag.group(1)), eqs, env.start() > final_at))
+                pending = []
+    return out
+
+
+def relations(equation: str) -> list:
+    """The relations one equation states: ``a = b``, ``\\qquad`` next one, ``\\text{that is,}`` another."""
+    parts = re.split(r",?\s*\\qquad\s*(?:\\text\{that is,\}\s*\\quad\s*)?", equation)
+    return [p.strip().rstrip(".,").strip() for p in parts if p.strip()]
+
+
+class Checker(Reader):
+    """Evaluates every numbered equation of a document against independent numbers.
+
+    The world: the forward pass is run from the document's own forward and loss equations
+    (which are checked against the module's ``forward`` and ``loss``); each Jacobian fraction
+    ``d a / d b`` is a central difference of that forward pass (``d+`` with the earlier steps
+    held fixed); each delta is ``dE/d(value)`` the same way; ``dE/dp`` of a parameter is the
+    module's gradient. Both sides of every relation are evaluated at every step it speaks of
+    (``t = 1..T``, ``0 <= k <= t``, each ``p`` the forward form names) and compared (to RTOL, as
+    central differences carry about 1e-9); inequalities (the vanishing bound, with the document's
+    own gamma) must hold. Adjacent Jacobian fractions must chain (``da/db db/dc``).
+
+    Args:
+        tex, row, params, xs, ys, custom: as for ``Reader``.
+        module: the generated module, whose ``forward``, ``loss_and_grads`` give the numbers.
+        problem: ``(params, xs, targets)`` in the module's form (a batch of one).
+        many_to_one: the loss (and every target) at the last step only.
+    """
+
+    def __init__(self, tex, row, params, xs, ys, module, problem, many_to_one=False, custom=None):
+        super().__init__(tex, row, params, xs, ys, custom)
+        self.module, self.raw, self.problem = module, (params, xs, ys), problem
+        self.loss_steps = sorted(ys)
+        self.many_to_one = many_to_one
+        self.base_params = dict(self.params)
+        self.caches: dict = {}
+        gamma = re.search(r"(?:here, for [^$]*|custom activation )\$\\gamma (?:=|\\approx) ([^$]+)\$", tex)
+        self.gamma = self._evaluate(gamma.group(1), {}) if gamma else None
+
+    # --- the world ---------------------------------------------------------------------------
+
+    def _definitions(self, blocks) -> tuple:
+        """The forward equations (family -> right side at step t) and the loss equations."""
+        forward, loss, where = {}, {}, {}
+        for number, eqs, final in blocks:
+            if final:
+                continue
+            for eq in eqs:
+                for rel in relations(eq):
+                    lhs, _, rhs = rel.partition(" = ")
+                    m = _SYMBOL.fullmatch(lhs.strip())
+                    if not m or not rhs:
+                        continue
+                    family, index, entry = self._symbol(m)
+                    if family in FORWARD and index == "t" and "delta" not in lhs:
+                        forward[family], where[family] = rhs, number
+                    elif family == "E":
+                        loss["E" if index is None else "E_t"], where["E" if index is None else "E_t"] = rhs, number
+        return forward, loss, where
+
+    def simulate(self, params=None, override=None, frozen_before=0) -> dict:
+        """Every step value and loss term, from the document's forward and loss equations.
+
+        ``override``: ``((family, step), value)`` replaces one value; ``frozen_before``: steps
+        before it keep their base values (an immediate derivative holds them fixed).
+        """
+        saved = self.params, self.steps, self.entrywise
+        self.params = params or self.base_params
+        key, forced = override or (None, None)
+        steps = {k: v for k, v in self.base_steps.items() if k[0] in ("x", "y")}
+        steps["h", 0] = forced if key == ("h", 0) else self.params["h0"]
+        self.steps, self.entrywise = steps, False
+        try:
+            for t in range(1, self.T + 1):
+                for family in FORWARD:
+                    if t < frozen_before:
+                        steps[family, t] = self.base_steps[family, t]
+                    elif key == (family, t):
+                        steps[family, t] = forced
+                    else:
+                        steps[family, t] = self._evaluate(self.forward[family], {"t": t})
+            for t in self.loss_steps:
+                self.entrywise = True
+                steps["E", t] = float(np.sum(self._evaluate(self.loss["E_t"], {"t": t})))
+                self.entrywise = False
+            steps["E", None] = float(np.sum(self._evaluate(self.loss["E"], {})))
+        finally:
+            self.params, self.steps, self.entrywise = saved
+        return steps
+
+    def build(self, blocks) -> tuple:
+        """Run the forward pass from the document: ``(failures of the forward and loss equations, it ran)``."""
+        self.forward, self.loss, where = self._definitions(blocks)
+        missing = [f for f in FORWARD if f not in self.forward] + [k for k in ("E", "E_t") if k not in self.loss]
+        if missing:  # nothing can be checked
+            return [(n, f"the document defines no forward or loss equation for {missing}") for n, _, _ in blocks], False
+        # the Jacobians belong to one forward pass: one cache per set of definitions
+        self.cache = self.caches.setdefault(repr((sorted(self.forward.items()), sorted(self.loss.items()))), {})
+        self.base_steps = dict(self.steps)
+        try:
+            self.base_steps = self.simulate()
+        except Exception as e:  # noqa: BLE001 - a forward pass that does not run: nothing can be checked
+            return [(n, f"the forward pass does not run: {type(e).__name__}: {e}") for n, _, _ in blocks], False
+        self.steps = dict(self.base_steps)
+        params, xs, targets = self.problem
+        out = self.module.forward(params, xs)
+        failures = []
+        for family in ("h", "o", "yhat"):
+            ts = range(1, self.T + 1) if family == "h" or not self.many_to_one else [self.T]
+            got = np.array([self.base_steps[family, t].reshape(-1) for t in ts])
+            if not np.allclose(got, np.asarray(out[family]).reshape(got.shape), rtol=1e-12, atol=1e-14):
+                failures.append((where[family], f"{family} from the forward equations differs from the module's"))
+        loss, self.grads = self.module.loss_and_grads(params, xs, targets)
+        if not np.isclose(self.base_steps["E", None], loss, rtol=1e-12):
+            failures.append((where["E"], f"the loss equations give {self.base_steps['E', None]}, the module {loss}"))
+        return failures, True
+
+    # --- Jacobians and deltas ----------------------------------------------------------------
+
+    def _value_of(self, text: str, env):
+        """What a numerator or denominator names: ``("param", name)``, ``(family, step)``, or ``("E", step)``."""
+        text = text.strip()
+        m = _SYMBOL.fullmatch(text)
+        if m:
+            family, index, entry = self._symbol(m)
+            step = None if index is None else self._step(index, env)
+            return (family, step), entry
+        name = _param_name(text)
+        if name not in self.base_params:
+            raise ValueError(f"a derivative by something the reader does not know: {text!r}")
+        return ("param", name), None
+
+    def jacobian(self, num, den, plus: bool):
+        """``d num / d den`` (rows: num's entries; columns: den's), a central difference of the forward pass."""
+        key = (num, den, plus)
+        if key in self.cache:
+            return self.cache[key]
+        if num not in self.base_steps:
+            raise Missing(f"the document differentiates {num}, which does not exist")
+        if den[0] == "param":
+            base = self.base_params[den[1]]
+        elif den in self.base_steps:
+            base = self.base_steps[den]
+        else:
+            raise Missing(f"the document differentiates by {den}, which does not exist")
+        if plus and den[0] != "param":
+            raise ValueError("an immediate derivative by a step value")
+        columns = []
+        for i in range(base.size):
+            sides = []
+            for sign in (1.0, -1.0):
+                moved = base.copy().reshape(-1)
+                moved[i] += sign * EPS
+                moved = moved.reshape(base.shape)
+                if den[0] == "param":
+                    params = {**self.base_params, den[1]: moved}
+                    if den[1] == "h0":
+                        params["h0"] = moved
+                    run = self.simulate(params, frozen_before=num[1] if plus else 0)
+                else:
+                    run = self.simulate(override=(den, moved))
+                sides.append(np.atleast_1d(np.asarray(run[num])).reshape(-1))
+            columns.append((sides[0] - sides[1]) / (2 * EPS))
+        self.cache[key] = np.stack(columns, axis=1)
+        return self.cache[key]
+
+    def _lookup(self, family, index, env):
+        if family.startswith("d") and family != "D" and not isinstance(index, tuple):  # a delta: dE/d(value)
+            step = self._step(index, env)
+            grad = self.jacobian(("E", None), (family[1:], step), False)
+            return self._vector(grad)
+        if family == "D":
+            step = self._step(index, env)
+            return self.jacobian(("h", step), ("z", step), False)
+        if family == "E":
+            key = ("E", None if index is None else self._step(index, env))
+            if key not in self.steps:
+                raise Missing(f"the document reads the loss term {key[1]}, which does not exist")
+            return self.steps[key]
+        return super()._lookup(family, index, env)
+
+    def _jacobian(self, m, env):
+        (num, num_entry) = self._value_of(m.group("num"), env)
+        (den, den_entry) = self._value_of(m.group("den"), env)
+        if num == ("E", None) and (den[0] == "param" or den == ("h", 0)):  # a whole gradient: the module's
+            name = "h0" if den == ("h", 0) else den[1]
+            J = np.asarray(self.grads[name], float).reshape(1, -1)
+        else:
+            J = self.jacobian(num, den, bool(m.group("plus")))
+        if num_entry or den_entry:  # entry indices: axis 0 is i, axis 1 is j
+            if num[0] == "E":
+                return self._entries(J, den_entry)
+            return J if (num_entry, den_entry) == ("i", "j") else J.T
+        return J
+
+    def _atom(self, env):
+        value = super()._atom(env)
+        if isinstance(value, str) and value == "kron":
+            return np.eye(self.base_steps["yhat", self.T].size)
+        return value
+
+    # --- the check ---------------------------------------------------------------------------
+
+    def _ranges(self, rel: str) -> list:
+        """The environments a relation holds in: its free step letters t (and 0 <= k <= t)."""
+        indices = re.findall(r"[\^_]\{([^{}\\]*)\}", rel) + re.findall(r"\^\{[^{}]*,([^{}]*)\}", rel)
+        letters = {c for i in indices for c in re.findall(r"[a-zA-Z]", i)}
+        bound = set(re.findall(r"\\(?:sum|prod)_\{([a-z])=", rel))
+        free = {"t", "k"} & letters - bound
+        if re.search(_ENTRY, rel):
+            free.add("t")  # entries without a step are at step t
+        envs = [{}]
+        if "t" in free:
+            ts = range(1, self.T + 1)
+            if re.search(r"\\quad t < T\b", rel):
+                ts = range(1, self.T)
+            elif self.many_to_one and re.search(r"(?<!\\hat\{)(?<![a-z])y(?:_|\^)|E[\^_]\{t\}", rel):
+                ts = self.loss_steps  # a target or a loss term: the last step only
+            envs = [{"t": t} for t in ts]
+        if "k" in free:
+            envs = [{**e, "k": k} for e in envs for k in range(0, e.get("t", self.T) + 1)]  # k = t: no step between
+        return envs
+
+    def check_relation(self, rel: str) -> None:
+        """Raise Mismatch when the relation fails at some step (or reads a value that does not exist)."""
+        envs = self._ranges(rel)
+        rel = re.sub(r",\s*\\quad t < T\b", "", rel)
+        self.entrywise = bool(re.search(_ENTRY, rel))
+        self._chains(rel)
+        inequality = r"\le " in rel
+        sides = [s.strip() for s in re.split(r"\s\\le\s" if inequality else r"\s=\s", rel)]
+        if len(sides) < 2:
+            raise ValueError(f"not a relation: {rel!r}")
+        names = [None]
+        if re.search(r"\\partial p\}", rel):  # for each p the forward form names
+            names = sorted(
+                set(re.findall(r"\\frac\{\\partial h[\^_]\{t\}\}\{\\partial ([^{}]*(?:\{[^{}]*\})*)\}\s*&=", self.tex))
+            )
+            if not names:
+                raise ValueError("the document names no p for its generic dE/dp")
+        try:
+            for name in names:
+                texts = [s.replace(r"\partial p}", rf"\partial {name}}}") if name else s for s in sides]
+                for env in envs:
+                    values = [self._evaluate(s, env) for s in texts]
+                    for a, b in zip(values, values[1:]):
+                        if inequality:
+                            a, b = _dense(a, 1.0), _dense(b, 1.0)
+                            if not a <= b * (1 + RTOL) + ATOL:
+                                raise Mismatch(f"{a} > {b} at {env} in {rel!r}")
+                        elif not _close(a, b):
+                            raise Mismatch(f"the sides differ at {env}{' for ' + name if name else ''} in {rel!r}")
+        except Missing as e:
+            raise Mismatch(str(e)) from None
+        finally:
+            self.entrywise = False
+
+    def _chains(self, rel: str) -> None:
+        """Adjacent Jacobian fractions chain: ``da/db db/dc``, each denominator the next numerator.
+
+        The values cannot tell ``do_T/dc`` from ``do_{T-1}/dc`` (both I); the chain rule's form can.
+        """
+        for side in re.split(r"\s(?:=|\\le)\s", rel):
+            tokens = self._tokenize(side)
+            for (kind, a), (next_kind, b) in zip(tokens, tokens[1:]):
+                if kind == next_kind == "JAC" and a.group("den").strip() != b.group("num").strip():
+                    raise Mismatch(f"the chain rule breaks at {a.group(0)} {b.group(0)}")
+
+    def check(self, tex=None, only=None) -> list:
+        """``(number, message)`` for every numbered equation that fails; every equation is read.
+
+        ``tex`` checks another text of the same document (a changed one); ``only`` limits the
+        check to the equations with these numbers (the forward pass is always run and compared).
+        """
+        if tex is not None:
+            self.tex = tex
+        blocks = numbered_equations(self.tex)
+        failures, runs = self.build(blocks)
+        if not runs:
+            return failures
+        for number, eqs, final in blocks:
+            if final or only is not None and number not in only:
+                continue
+            rels = [rel for eq in eqs for rel in relations(eq)]
+            if not rels:
+                failures.append((number, "nothing in this equation to check"))
+            for rel in rels:
+                m = _SYMBOL.fullmatch(rel.partition(" = ")[0].strip())
+                if m and self._symbol(m)[0] in FORWARD + ("E",) and self._symbol(m)[1] in ("t", None):
+                    continue  # a definition, checked by the forward pass in build()
+                try:
+                    self.check_relation(rel)
+                except Mismatch as e:
+                    failures.append((number, str(e)))
+                except Exception as e:  # noqa: BLE001 - an equation the reader cannot evaluate fails
+                    failures.append((number, f"cannot evaluate: {type(e).__name__}: {e}"))
+        if only is None or any(final and number in only for number, _, final in blocks):
+            failures += self._final(blocks)
+        return failures
+
+    def _final(self, blocks) -> list:
+        """The last section's formulas, run in order by ``Reader``: the module's loss and gradients."""
+        numbers = [number for number, _, final in blocks if final]
+        params, xs, ys = self.raw
+        try:
+            reader = Reader(self.tex, self.row, params, xs, ys, self.custom)
+            reader.run()
+        except Exception as e:  # noqa: BLE001
+            return [(n, f"the final formulas do not run: {e}") for n in numbers]
+        ok = np.isclose(reader.loss, self.base_steps["E", None], rtol=1e-12) and set(reader.gradients) == set(
+            self.grads
+        )
+        ok = ok and all(
+            np.allclose(reader.gradients[k].reshape(np.shape(g)), g, rtol=1e-11, atol=1e-14)
+            for k, g in self.grads.items()
+        )
+        return [] if ok else [(n, "the final formulas' loss or gradients differ from the module's") for n in numbers]
+
+
+def _close(a, b) -> bool:
+    a, b = _dense(a, b), _dense(b, a)
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if a.size != b.size and a.size != 1 and b.size != 1:
+        return False
+    if a.size == b.size:
+        a, b = a.reshape(-1), b.reshape(-1)
+    return bool(np.allclose(a, b, rtol=RTOL, atol=ATOL))

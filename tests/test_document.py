@@ -8,11 +8,15 @@ from latex_reader import Reader
 from test_latex import compile_tex, needs_pdflatex
 
 import rnngen
+from rnngen import algebra as A
 from rnngen.activations import elementwise
+from rnngen.document import sum_over_steps
 from rnngen.examples import EXAMPLES, SEEDS
 from rnngen.markdown import MarkdownError, to_markdown
 from rnngen.pipeline import build
+from rnngen.program import relative
 from rnngen.spec import RNNSpec
+from rnngen.unroll import n_h, step
 from rnngen.verify import random_problem
 
 #: Networks beyond the committed examples whose formulas are read back: other activations,
@@ -22,6 +26,7 @@ MORE = (
     RNNSpec(T=3, hidden="relu", output="sigmoid", loss="binary_cross_entropy", hidden_bias=False),
     RNNSpec(T=4, hidden="softplus", output="identity", loss="squared_error", mapping="many-to-one", notation="row"),
     RNNSpec(T=2, output="softmax", loss="squared_error", output_bias=False),
+    RNNSpec(T=2, output="softmax", loss="binary_cross_entropy", notation="row"),  # log(1 - Y), parenthesized
 )
 
 
@@ -72,6 +77,16 @@ def test_reading_back_catches_a_formula_that_drifted():
     assert not np.allclose(reader.gradients["W"], grads["W"], rtol=1e-6)
 
 
+def test_a_sums_generic_step_comes_from_its_limits_not_from_the_symbol_listed_first():
+    """h_0 + dz_1, ..., h_2 + dz_3 is sum_{t=1}^{3} (h_{t-1} + dz_t), whichever symbol comes first (issue 15)."""
+    terms = [A.add(step("h", t - 1, n_h), step("dz", t, n_h)) for t in (1, 2, 3)]
+    assert A.symbols_in(terms[-1])[0].name == "h_2"  # the symbol the old rule anchored t at
+    generic = A.add(relative("h", -1, n_h), relative("dz", 0, n_h))
+    assert sum_over_steps(terms) == generic and sum_over_steps(terms[::-1]) == generic
+    assert sum_over_steps(terms[:1] + terms[2:]) is None  # not consecutive steps: written in full
+    assert sum_over_steps(terms[:2] + [A.add(step("h", 2, n_h), step("dz", 2, n_h))]) is None  # not one template
+
+
 def test_seed_004_document_keeps_the_factor_the_slides_drop():
     """Seed 004 writes dyhat/dw_o = sigma(1 - sigma) without O_3; the document has dE/dw_o = O_3 (yhat - y)."""
     tex = build(SEEDS["004"]).latex
@@ -113,12 +128,15 @@ def test_vanishing_section_states_the_bound_with_this_activations_gamma():
     assert r"$\gamma \approx 1$, measured on a fine grid" in custom  # sup |1/(1+|x|)^2| = 1 at 0
 
 
-def test_document_size_grows_linearly_and_expansions_are_elided():
-    """Past FULL_PATHS_UP_TO every long expansion is elided: only the step numbers' digits grow."""
+def test_document_size_grows_linearly_and_expansions_are_condensed():
+    """Past FULL_PATHS_UP_TO every long expansion is condensed, and stays exact: only the step numbers' digits grow."""
     sizes = {T: len(build(RNNSpec(T=T)).latex) for T in (50, 200)}
     assert sizes[50] < sizes[200] < 1.02 * sizes[50]
     tex = build(RNNSpec(T=50)).latex
-    assert r"\Bigr] \cdots \Bigr]" in tex and r"\prod_{j=2}^{50}" in tex
+    assert r"\prod_{j=2}^{50}" in tex and r"\sum_{k=2}^{48}" in tex  # the middle paths, as a sum over k
+    assert r"W\, \frac{\partial h_{48}}{\partial W} \Bigr]\Bigr]" in tex  # two levels of the recursion, then dh_48/dW
+    displays = re.findall(r"\\begin\{(align|equation)\}(.*?)\\end\{\1\}", tex, re.S)
+    assert not [body for _, body in displays if r"\cdots" in body]  # no equation leaves terms to guess
 
 
 # --- Markdown and notebooks -------------------------------------------------------------------

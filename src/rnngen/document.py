@@ -30,8 +30,9 @@ from rnngen.program import gradient_symbol, relative, step_template
 from rnngen.unroll import n_h, n_y, parameters, parse_step
 
 #: Up to this T the document writes every path term and every level of the
-#: unrolled recursion in full, like the slides; beyond it, the first terms, an
-#: ellipsis and the last (the size stays O(T)).
+#: unrolled recursion in full, like the slides; beyond it, the first and last
+#: path terms with the middle ones as one sum over k, and two levels of the
+#: recursion ending in dh_{T-2}/dp: exact (the tests evaluate them), and O(T) in size.
 FULL_PATHS_UP_TO = 6
 
 #: The families of the forward pass, in the order the network computes them.
@@ -103,12 +104,13 @@ class Notation:
 # --- form 1: the sum over paths -----------------------------------------------------
 
 
-def _jacobian_chain(n: Notation, t: int, k: int, var: str) -> str:
-    """``dE_t/dyhat_t dyhat_t/dh_t dh_t/dh_{t-1} ... d+h_k/dvar`` in fraction notation."""
+def _jacobian_chain(n: Notation, t: int, k, var: str) -> str:
+    """``dE_t/dyhat_t dyhat_t/dh_t dh_t/dh_{t-1} ... d+h_k/dvar`` in fraction notation (``k`` may be a letter)."""
     h = lambda j: n.step("h", j)  # noqa: E731
     parts = [n.partial(n.indexed("E", t), n.step("yhat", t)), n.partial(n.step("yhat", t), h(t))]
-    if t - k > 3 and t > FULL_PATHS_UP_TO:
-        parts.append(rf"\Bigl(\prod_{{j={k + 1}}}^{{{t}}} {n.partial(h('j'), h('j-1'))}\Bigr)")
+    if isinstance(k, str) or t - k > 3 and t > FULL_PATHS_UP_TO:
+        first = f"{k}+1" if isinstance(k, str) else k + 1
+        parts.append(rf"\Bigl(\prod_{{j={first}}}^{{{t}}} {n.partial(h('j'), h('j-1'))}\Bigr)")
     else:
         parts += [n.partial(h(j), h(j - 1)) for j in range(t, k, -1)]
     parts.append(n.partial("^{+} " + h(k), var))
@@ -116,12 +118,12 @@ def _jacobian_chain(n: Notation, t: int, k: int, var: str) -> str:
 
 
 def path_terms(n: Notation, var: str) -> list:
-    """The T path terms of dE_T/dvar, newest first; elided in the middle for large T."""
+    """The T path terms of dE_T/dvar, newest first; for large T the middle ones as one sum over k."""
     T = n.spec.T
-    ks = list(range(T, 0, -1))
-    if T > FULL_PATHS_UP_TO:
-        ks = ks[:2] + [None] + ks[-1:]
-    return [r"\cdots" if k is None else _jacobian_chain(n, T, k, var) for k in ks]
+    if T <= FULL_PATHS_UP_TO:
+        return [_jacobian_chain(n, T, k, var) for k in range(T, 0, -1)]
+    middle = rf"\sum_{{k=2}}^{{{T - 2}}} {_jacobian_chain(n, T, 'k', var)}"
+    return [_jacobian_chain(n, T, T, var), _jacobian_chain(n, T, T - 1, var), middle, _jacobian_chain(n, T, 1, var)]
 
 
 def _loss_terms(n: Notation) -> tuple:
@@ -201,22 +203,21 @@ def forward_recursions(n: Notation) -> dict:
 
 
 def unrolled_recursion(n: Notation, role: str) -> list:
-    """dh_T/dp with the recursion substituted down to h_0 (seed 003's nested form), as align lines."""
+    """dh_T/dp with the recursion substituted down to h_0 (seed 003's nested form), as align lines.
+
+    For large T, the first two levels, down to dh_{T-2}/dp (the template says that it unrolls
+    the same way): what is written stays exact.
+    """
     T = n.spec.T
     var = n.names[role]
     J = n.recurrent_jacobian
-    ts = list(range(T, 0, -1))
-    if T > FULL_PATHS_UP_TO:
-        ts = ts[:2] + [None] + ts[-1:]
+    ts = list(range(T, 0, -1)) if T <= FULL_PATHS_UP_TO else [T, T - 1]
     levels = []
     for t in ts:
-        if t is None:
-            levels.append(r"\cdots")
-            continue
         inner = n.partial("^{+} " + n.step("z", t), var)
-        tail = n.partial(n.step("h", 0), var) if t == 1 else ""
+        tail = n.partial(n.step("h", t - 1), var) if t == ts[-1] else ""
         levels.append(rf"{n.D(t)} \Bigl[{inner} + {J}\, {tail}")
-    closing = r"\Bigr]" * T if T <= FULL_PATHS_UP_TO else r"\Bigr] \cdots \Bigr]"
+    closing = r"\Bigr]" * len(ts)
     lines, per_line = [], 2
     for i in range(0, len(levels), per_line):
         body = " ".join(levels[i : i + per_line])
@@ -258,6 +259,31 @@ def _at(n: Notation, nodes, family: str, t: int) -> str:
     return f"{n.latex(node.symbol)} = {n.latex(node.expr)}"
 
 
+def _lowest_step(term) -> int | None:
+    steps = [parse_step(s.name) for s in A.symbols_in(term)]
+    return min((step[1] for step in steps if step), default=None)
+
+
+def sum_over_steps(terms, first: int = 1):
+    """The term ``g(t)`` of a sum ``sum_{t=first}^{first+len-1} g(t)`` that ``terms`` spell out, or None.
+
+    The generic step of each term is fixed by the sum's limits, not by any one symbol in it:
+    the terms must be one template shifted step by step (compared at their lowest steps), and
+    the term with the lowest steps is ``g(first)``. So ``h_0 dz_1 + ... + h_{T-1} dz_T`` is
+    ``sum_{t=1}^{T} h_{t-1} dz_t`` whichever symbol comes first, and a term can neither be
+    dropped at one end nor read past the other.
+    """
+    lows = [_lowest_step(term) for term in terms]
+    if None in lows:
+        return None
+    shift = min(lows) - first
+    ts = sorted(low - shift for low in lows)
+    templates = {step_template(term, low - shift) for term, low in zip(terms, lows)}
+    if len(templates) != 1 or ts != list(range(first, first + len(terms))):
+        return None
+    return templates.pop()
+
+
 def _gradient_sums(n: Notation, derivation: Derivation) -> dict:
     """Name -> ``dE/dp = sum_t (one term)``, from the derivation's own gradient."""
     T = n.spec.T
@@ -265,9 +291,9 @@ def _gradient_sums(n: Notation, derivation: Derivation) -> dict:
     for name, expr in derivation.gradients.items():
         target = n.latex(gradient_symbol(derivation.graph.params[name]))
         terms = expr.args if isinstance(expr, MatAdd) else (expr,)
-        if T > 1 and len(terms) == T:  # one term per step: written once, for a generic step
-            t = parse_step(A.symbols_in(terms[-1])[0].name)[1]
-            sums[name] = rf"{target} = \sum_{{t=1}}^{{T}} {n.latex(step_template(terms[-1], t))}"
+        term = sum_over_steps(terms) if T > 1 and len(terms) == T else None
+        if term is not None:  # one term per step t = 1..T: written once, for a generic step
+            sums[name] = rf"{target} = \sum_{{t=1}}^{{T}} {n.latex(term)}"
         else:
             sums[name] = f"{target} = {n.latex(expr)}"
     return {k: aligned(v) for k, v in sums.items()}
@@ -408,6 +434,12 @@ def latex_context(derivation: Derivation, formulas: list, numbering: Numbering, 
         output_entry=immediate_entry(n, "output"),
         recursions=forward_recursions(n),
         unrolled=[(role, unrolled_recursion(n, role)) for role in ("recurrent", "input")],
+        unrolled_reach=(
+            f"down to ${n.step('h', 0)}$"
+            if spec.T <= FULL_PATHS_UP_TO
+            else rf"(the first two levels; $\partial {n.step('h', spec.T - 2)} / \partial p$ unrolls the same way,"
+            f" down to ${n.step('h', 0)}$)"
+        ),
         forward_gradient=forward_gradient(n),
         recursive=recursive_form(derivation),
         gamma=gamma_sentence(spec),

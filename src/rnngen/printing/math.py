@@ -13,6 +13,7 @@ so parentheses appear exactly where the math needs them.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
@@ -111,9 +112,12 @@ class MathPrinter(Printer):
             return self._r(expr)[0]
         return self._p(expr)[0]
 
-    def _elementwise(self, fn, arg):
+    def _elementwise(self, fn, arg_prec):
         rule = elementwise(fn)
-        return (rule.latex if self.style is LATEX else rule.text).format(arg)
+        form = rule.latex if self.style is LATEX else rule.text
+        # A function applied by juxtaposition (\log x) takes one atom: \log (1 - y), not \log 1 - y.
+        by_juxtaposition = re.search(r"\\[A-Za-z]+ \{\}", form)
+        return form.format(self._wrap(arg_prec, ATOM) if by_juxtaposition else arg_prec[0])
 
     def _transposed(self, code_prec):
         code = self._wrap(code_prec, ATOM)
@@ -178,7 +182,7 @@ class MathPrinter(Printer):
                 return st.ones, ATOM
             return st.ones + st.ones_row, ATOM
         if isinstance(e, A.Elementwise):
-            return self._elementwise(e.fn, sub(e.arg)[0]), ATOM
+            return self._elementwise(e.fn, sub(e.arg)), ATOM
         if isinstance(e, A.LogSoftmax):
             return st.log_softmax.format(sub(e.arg)[0]), ATOM
         if isinstance(e, A.Softmax):

@@ -1,0 +1,214 @@
+"""Every numbered equation of the derivation document, evaluated: a changed index anywhere fails.
+
+``latex_reader.Checker`` reads each numbered equation back from the LaTeX text and evaluates
+both sides at a random point with a non-zero h0, at every step the equation states, against
+independent numbers: Jacobian fractions and deltas as central differences of the forward pass
+(which is run from the document's own forward equations and compared with the module's
+``forward``), gradients from the module's ``loss_and_grads``. An equation it cannot read fails.
+"""
+
+import re
+
+import numpy as np
+import pytest
+from latex_reader import Checker, numbered_equations
+from test_document import _module
+
+from rnngen.activations import elementwise, pairs
+from rnngen.examples import EXAMPLES
+from rnngen.pipeline import build
+from rnngen.spec import RNNSpec
+from rnngen.verify import random_problem
+
+#: The issue's lecture network (row notation, W for the input weights), its column twin, a
+#: one-step many-to-one network and one long enough (T = 7) for the condensed path sums.
+SAMPLE = (
+    RNNSpec(T=3, notation="row", names=("W", "U", "V")),
+    RNNSpec(T=3),
+    RNNSpec(
+        T=1, hidden="sigmoid", output="sigmoid", loss="binary_cross_entropy", mapping="many-to-one", notation="row"
+    ),
+    RNNSpec(T=7, hidden="softplus", output="softmax", loss="squared_error", output_bias=False, notation="row"),
+)
+HIDDEN = ("tanh", "sigmoid", "relu", "leaky_relu", "softplus", "x/(1+abs(x))", "identity")
+
+
+def _sweep() -> list:
+    """T = 1, 3, 7 over every (output, loss) pair, the hidden activations, both notations, biases and mappings."""
+    specs = []
+    for T in (1, 3, 7):
+        for i, (output, loss) in enumerate(pairs()):
+            specs.append(
+                RNNSpec(
+                    T=T,
+                    hidden=HIDDEN[(i + T) % len(HIDDEN)],
+                    output=output,
+                    loss=loss,
+                    notation=("row", "column")[(i + T) % 2],
+                    mapping=("many-to-many", "many-to-one")[(i // 2 + T) % 2],
+                    hidden_bias=i % 3 != 1,
+                    output_bias=i % 4 != 2,
+                    slope=0.2 if HIDDEN[(i + T) % len(HIDDEN)] == "leaky_relu" else None,
+                )
+            )
+    return specs
+
+
+def make_checker(spec, seed=0):
+    """A checker of ``spec``'s document on one random sequence (h0 drawn like every other parameter)."""
+    result = build(spec)
+    module = _module(result)
+    n_x, n_h, n_y = 3, 4, 3
+    params, xs, targets = random_problem(module, sizes=(n_x, n_h, n_y, 1), seed=seed)
+    assert np.abs(params["h0"]).min() > 0  # a learned h0: the h0 terms of every sum count
+    per_step = targets[:, 0] if spec.mapping == "many-to-many" else targets[:1].reshape(1, *targets.shape[1:])
+    if spec.loss_rule.targets == "classes":
+        per_step = np.eye(n_y)[per_step.reshape(-1)]
+    ys = dict(zip(spec.loss_steps, per_step.reshape(len(spec.loss_steps), n_y)))
+    custom = {}
+    if spec.is_custom:
+        f, slope = (elementwise(f"{k}:{spec.hidden}").ufunc for k in ("custom", "custom_derivative"))
+        custom = {"f": f, "f'": slope}
+    if spec.hidden == "leaky_relu":  # as the legend defines it: max(x, slope x)
+        a = spec.slope
+        custom = {"lrelu": lambda v: np.maximum(v, a * v), "lrelu'": lambda v: np.where(v > 0, 1.0, a)}
+    row = spec.notation == "row"
+    problem = (params, xs, targets)
+    checker = Checker(result.latex, row, params, xs[:, 0], ys, module, problem, spec.mapping == "many-to-one", custom)
+    return result, checker
+
+
+def _check(spec):
+    result, checker = make_checker(spec)
+    failures = checker.check()
+    assert not failures, "\n".join(f"({n}) {msg}" for n, msg in failures)
+    return result
+
+
+@pytest.mark.parametrize("spec", SAMPLE, ids=lambda s: s.name)
+def test_every_numbered_equation_holds(spec):
+    result = _check(spec)
+    assert len(numbered_equations(result.latex)) == len(result.equations)  # every number was read
+
+
+@pytest.mark.full
+@pytest.mark.parametrize("spec", _sweep() + list(EXAMPLES), ids=lambda s: s.name)
+def test_every_numbered_equation_holds_across_the_sweep(spec):
+    _check(spec)
+
+
+def test_row_notation_sums_the_recurrent_gradient_from_h0():
+    """Issue 15: dE/dU = sum h^{t-1 T} delta^{z,t}, not sum h^{t T} delta^{z,t+1} (no delta^{z,T+1}, h^0 kept)."""
+    result = build(SAMPLE[0])
+    assert r"\frac{\partial E}{\partial U} &= \sum_{t=1}^{T} {h^{t-1}}^{\top} \delta^{z,t}" in result.latex
+    _, checker = make_checker(SAMPLE[0])
+    old = result.latex.replace(r"{h^{t-1}}^{\top} \delta^{z,t}", r"{h^{t}}^{\top} \delta^{z,t+1}")
+    assert {n for n, _ in checker.check(old)} == {result.equations["delta-U"]}
+
+
+@pytest.mark.parametrize(
+    "equation",
+    (
+        r"\mathcal{L} = \int E \, dt",  # LaTeX the reader does not know
+        r"\frac{\partial h_{t}}{\partial h_{t-1}} = W D_{t}",  # the factors in the wrong order
+        r"\frac{\partial E}{\partial h_{0}} = \sum_{t=1}^{T} \delta^{h}_{t}",  # a false sum
+    ),
+)
+def test_a_numbered_equation_added_to_the_document_is_checked(equation):
+    """An equation the reader cannot evaluate, or that is false, fails: none is skipped."""
+    result, checker = make_checker(SAMPLE[1])
+    added = r"\begin{equation}" + "\n" + equation + r" \tag{99}" + "\n" + r"\end{equation}" + "\n"
+    tex = result.latex.replace(r"\section{Vanishing", added + r"\section{Vanishing", 1)
+    assert {n for n, _ in checker.check(tex)} == {99}
+
+
+# --- mutations: a changed step index in any numbered equation fails -------------------------------
+
+#: A step index, a sum's or product's limit: what a mutation changes.
+_SITE = re.compile(
+    r"(?<=[\^_]\{)(?:[tkj](?:[+-]1)?|T|\d+|\d+:\d+)(?=\})"  # h^{t-1}, h_{t}, E^{3}, \prod_{..}^{t}, H^{0:2}
+    r"|(?<=,)(?:t(?:[+-]1)?|\d+|\d+:\d+)(?=\})"  # delta^{z,t+1}, Delta^{z,1:3}
+    r"|(?<=_\{)t(?=,[ij]\})"  # y_{t,i}
+    r"|(?<=_\{[tkj]=)(?:\d+|k\+1)(?=\})"  # \sum_{t=1}, \prod_{j=k+1}
+)
+
+
+def _mutated(index: str, T: int, lower_limit: bool) -> str:
+    if ":" in index:  # stacked steps, shifted by one: H^{1:3} -> H^{0:2}, H^{0:2} -> H^{1:3}
+        lo, hi = (int(i) for i in index.split(":"))
+        shift = -1 if lo >= 1 else 1
+        return f"{lo + shift}:{hi + shift}"
+    if index.isdigit() and lower_limit:  # drop the first term (k = 0 would add a zero one: d+h_0/dW = 0)
+        return str(int(index) + 1)
+    if index.isdigit():
+        return str(int(index) + 1 if int(index) < T else int(index) - 1)
+    if index == "T":
+        return "T-1"
+    if index[1:]:  # t-1 -> t, k+1 -> k
+        return index[0]
+    return index + "+1"
+
+
+def mutations(tex: str, T: int):
+    """``(number, mutated tex, what changed)``: each step index of each numbered equation changed in turn."""
+    for number, tagged in _tagged_spans(tex):
+        lo, hi = tagged
+        for m in _SITE.finditer(tex, lo, hi):
+            new = _mutated(m.group(0), T, tex[m.start() - 1] == "=")
+            yield number, tex[: m.start()] + new + tex[m.end() :], f"{tex[max(lo, m.start() - 25) : m.end()]} -> {new}"
+
+
+def _tagged_spans(tex: str) -> list:
+    """``(number, (start, end))``: where each numbered equation's rows stand in the text."""
+    spans = []
+    for env in re.finditer(r"\\begin\{(align|equation)\}(.*?)\\end\{\1\}", tex, re.S):
+        start = env.start(2)
+        for tag in re.finditer(r"\\tag\{(\d+)\}", env.group(2)):
+            end = env.start(2) + tag.start()
+            spans.append((int(tag.group(1)), (start, end)))
+            start = env.start(2) + tag.end()
+    return spans
+
+
+def _assert_every_mutation_fails(spec, numbers=None):
+    result, checker = make_checker(spec)
+    assert not checker.check(), "the document must hold before it is changed"
+    seen, survived = set(), []
+    for number, tex, what in mutations(result.latex, spec.T):
+        if numbers is not None and number not in numbers:
+            continue
+        seen.add(number)
+        if number not in {n for n, _ in checker.check(tex, only={number})}:
+            survived.append(f"({number}) {what}")
+    checker.check(result.latex)
+    assert not survived, "changed indices that no check noticed:\n" + "\n".join(survived)
+    return seen, result
+
+
+def test_a_changed_index_in_any_numbered_equation_fails():
+    """Each step index and sum limit of each numbered equation of the issue's document, changed in turn."""
+    seen, result = _assert_every_mutation_fails(SAMPLE[0])
+    # every numbered equation with a step index was changed at least once
+    assert seen == set(result.equations.values()) - _without_indices(result)
+
+
+def _without_indices(result) -> set:
+    """The numbers of equations with no step index to change."""
+    return {n for n, (lo, hi) in _tagged_spans(result.latex) if not _SITE.search(result.latex, lo, hi)}
+
+
+#: At T = 1 a product over j = k+1..t is empty at every step, so the indices inside it change no
+#: value there; the same text is changed at T = 3 and T = 7. A smooth activation, as relu's 0/1
+#: slopes may agree at two steps by chance (then D_7 and D_6 are the same matrix).
+MUTATED = (
+    SAMPLE[1],
+    SAMPLE[3],
+    RNNSpec(T=3, hidden="sigmoid", output="sigmoid", loss="squared_error", mapping="many-to-one", notation="row"),
+    RNNSpec(T=3, hidden="x/(1+abs(x))", output="identity", loss="squared_error", notation="row", hidden_bias=False),
+)
+
+
+@pytest.mark.full
+@pytest.mark.parametrize("spec", MUTATED, ids=lambda s: s.name)
+def test_a_changed_index_fails_across_the_sweep(spec):
+    _assert_every_mutation_fails(spec)
