@@ -163,6 +163,7 @@ def extrapolated_gradient(module, params, xs, targets, names, starts=(1e-2, 1e-3
     gradient wrong.
     """
     out = {}
+    rounding = np.finfo(np.float64).eps * abs(module.loss(params, xs, targets))
     for name in names:
         value = params[name]
         out[name] = np.zeros_like(value, dtype=np.float64)
@@ -173,13 +174,18 @@ def extrapolated_gradient(module, params, xs, targets, names, starts=(1e-2, 1e-3
                 shifted[name][index] = v + e
                 return module.loss(shifted, xs, targets)
 
-            out[name][index] = min((_ridders(loss_at, h) for h in starts), key=lambda r: r[1])[0]
+            out[name][index] = min((_ridders(loss_at, h, rounding) for h in starts), key=lambda r: r[1])[0]
     return out
 
 
-def _ridders(f, h, shrink=1.4, levels=10) -> tuple:
+def _ridders(f, h, rounding=0.0, shrink=1.4, levels=10) -> tuple:
     """``(df/de at 0, its error estimate)`` by Ridders' method (Numerical Recipes' dfridr): the
-    extrapolation with the smallest estimate, stopping once higher orders only add rounding."""
+    extrapolation with the smallest estimate, stopping once higher orders only add rounding.
+
+    Two extrapolations can agree by chance far below rounding; ``rounding / h`` (the rounding
+    error of a central difference at step h, ``rounding`` being eps |f|) bounds each estimate
+    from below, so that a run from a larger step, with less rounding, is preferred.
+    """
     table = [[(f(h) - f(-h)) / (2 * h)]]
     best, error = table[0][0], float("inf")
     for i in range(1, levels):
@@ -189,7 +195,7 @@ def _ridders(f, h, shrink=1.4, levels=10) -> tuple:
         for j in range(1, i + 1):
             row.append((row[j - 1] * factor - table[i - 1][j - 1]) / (factor - 1))
             factor *= shrink**2
-            estimate = max(abs(row[j] - row[j - 1]), abs(row[j] - table[i - 1][j - 1]))
+            estimate = max(abs(row[j] - row[j - 1]), abs(row[j] - table[i - 1][j - 1]), rounding / h)
             if estimate <= error:
                 best, error = row[j], estimate
         table.append(row)
