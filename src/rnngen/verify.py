@@ -1,13 +1,18 @@
-"""Verification of generated modules, three independent ways.
+"""Verification of generated modules, three independent ways, and every path a module has.
 
 - ``exact_oracle``: the loss written out in SymPy scalars from the textbook
   definition (no matrix engine involved), differentiated with ``sympy.diff`` and
   evaluated in 40-digit arithmetic.
 - ``finite_differences`` and ``taylor_test``: the module's gradient against its
   own loss, by central differences in float64, and by the slope of the Taylor
-  remainder (2 for a correct gradient, 1 for a wrong one).
+  remainder (2 for a correct gradient, 1 for a wrong one). A gradient that misses
+  the central differences is compared with ``extrapolated_gradient`` (Ridders'
+  higher-order differences) before it is called wrong: an ill-conditioned
+  difference quotient (``1/x`` near its pole) is not a wrong gradient.
 - ``forms_agree``: the derivation's recursive (delta) form against its sum over
   paths, evaluated straight from the symbolic expressions.
+- ``variants.check_paths``: float32, single sequences, one-hot targets, ``loss()``
+  and ``forward()`` against the float64 batched result the checks above verify.
 
 Errors are norm-wise relative errors per parameter, ``|g - ref| / |ref|``,
 which do not blow up on entries that happen to be near zero.
@@ -93,7 +98,7 @@ def _finite(module, params, xs, targets, halvings=4):
 
     An explosive activation (``x**16``, ``exp(x)``) overflows at the usual scale, and a check at
     an overflowing point says nothing; a correct gradient is correct at any point. A module that
-    is not finite at any scale is returned as drawn, and fails the checks with its nans.
+    is still not finite at 1/16 of the scale fails the checks with its nans.
     """
     for _ in range(halvings):
         with np.errstate(all="ignore"):
