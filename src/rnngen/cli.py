@@ -577,7 +577,8 @@ def _print_report(report: Report) -> None:
     for note in report.notes:
         click.echo(f"  note: {note}")
     if report.ok:
-        click.echo(f"  ok: worst finite-difference error {max(report.fd.values()):.1e}")
+        why = " (an ill-conditioned difference quotient, see the note)" if report.ill_conditioned else ""
+        click.echo(f"  ok: worst finite-difference error {max(report.fd.values()):.1e}{why}")
     else:
         click.echo(f"  FAILED: {'; '.join(report.failures)}")
 

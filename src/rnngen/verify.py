@@ -84,29 +84,35 @@ def random_problem(module, sizes=CHECK_SIZES, seed=0, dtype=np.float64):
     For an activation with a kink at 0 (relu, leaky_relu) the draw is repeated with the
     next seed until every pre-activation lies at least ``KINK_MARGIN`` away from it.
     """
+    return _random_point(module, sizes, seed, dtype)[:3]
+
+
+def _random_point(module, sizes, seed, dtype=np.float64):
+    """``random_problem`` and the scale ``_finite`` applied to its weights and inputs."""
     spec = module.SPEC
     kinked = elementwise(hidden_key(spec)).kink
     for attempt in range(seed, seed + 1000):
-        problem = _finite(module, *_draw(module, sizes, attempt, dtype))
-        if not kinked or np.abs(preactivations(spec, *problem[:2])).min() >= KINK_MARGIN:
-            return problem
+        point = _finite(module, *_draw(module, sizes, attempt, dtype))
+        if not kinked or np.abs(preactivations(spec, *point[:2])).min() >= KINK_MARGIN:
+            return point
     raise VerificationError("found no random problem whose pre-activations keep away from the kink")
 
 
 def _finite(module, params, xs, targets, halvings=4):
-    """The point with weights and inputs halved until the loss and every gradient are finite.
+    """The point with weights and inputs halved until the loss and every gradient are finite, and the scale.
 
     An explosive activation (``x**16``, ``exp(x)``) overflows at the usual scale, and a check at
     an overflowing point says nothing; a correct gradient is correct at any point. A module that
     is still not finite at 1/16 of the scale fails the checks with its nans.
     """
+    scale = 1.0
     for _ in range(halvings):
         with np.errstate(all="ignore"):
             loss, grads = module.loss_and_grads(params, xs, targets)
         if np.isfinite(loss) and all(np.all(np.isfinite(g)) for g in grads.values()):
             break
-        params, xs = {k: v / 2 for k, v in params.items()}, xs / 2
-    return params, xs, targets
+        params, xs, scale = {k: v / 2 for k, v in params.items()}, xs / 2, scale / 2
+    return params, xs, targets, scale
 
 
 def _draw(module, sizes, seed, dtype):
@@ -483,6 +489,7 @@ class Report:
         paths: every other path of the module (float32, single sequences, one-hot targets,
             ``loss()``, ``forward()``) against the float64 batched result, by name.
         sizes, seed, dtypes: where the check ran: (n_x, n_h, n_y, B), the draw, the paths' dtypes.
+        scale: the factor on the drawn weights and inputs (below 1 where the loss overflowed).
     """
 
     T: int
@@ -495,6 +502,7 @@ class Report:
     sizes: tuple = CHECK_SIZES
     seed: int = 0
     dtypes: tuple = DTYPES
+    scale: float = 1.0
 
     @property
     def ok(self) -> bool:
@@ -509,16 +517,21 @@ class Report:
 
     @property
     def notes(self) -> list:
-        """What passed only on a second look, and why."""
-        if not self.ill_conditioned:
-            return []
+        """What the figures alone do not say: a point scaled down, a gradient that passed on a second look."""
+        out = []
+        if self.scale != 1.0:
+            out.append(
+                f"checked at {self.scale:g} times the drawn weights and inputs: the loss overflows at full scale"
+            )
         names = self.ill_conditioned
-        fd = _worst(self.fd[n] for n in names)
-        again = _worst(self.extrapolated[n] for n in names)
-        return [
-            f"difference quotient ill-conditioned for {', '.join(names)} (finite differences {fd:.1e}): "
-            f"agrees with the higher-order (extrapolated) difference to {again:.1e}"
-        ]
+        if names:
+            fd = _worst(self.fd[n] for n in names)
+            again = _worst(self.extrapolated[n] for n in names)
+            out.append(
+                f"difference quotient ill-conditioned for {', '.join(names)} (finite differences {fd:.1e}): "
+                f"agrees with the higher-order (extrapolated) difference to {again:.1e}"
+            )
+        return out
 
     @property
     def failures(self) -> list:
@@ -554,6 +567,7 @@ class Report:
                 "sizes": {"n_x": n_x, "n_h": n_h, "n_y": n_y, "B": B},
                 "seed": self.seed,
                 "dtypes": list(self.dtypes),
+                "scale": self.scale,
                 "finite_differences": {"errors": self.fd, "limit": FD_TOLERANCE},
                 "higher_order_differences": self.extrapolated,
                 "taylor_slope": self.taylor,
@@ -616,7 +630,7 @@ def check_module(
     say = progress or (lambda _: None)
     with np.errstate(all="ignore"):  # a nan or inf shows in the figures; no warning reaches the terminal
         say("finite differences")
-        params, xs, targets = random_problem(module, tuple(sizes), seed)
+        params, xs, targets, scale = _random_point(module, tuple(sizes), seed)
         fd = finite_differences(module, params, xs, targets)
         doubtful = [n for n, e in fd.items() if not e <= FD_TOLERANCE]
         extrapolated = {}
@@ -633,4 +647,4 @@ def check_module(
     if build is not None and module.T <= FORMS_MAX_T:
         say("paths vs recursion")
         forms = forms_agree(build)
-    return Report(module.T, fd, slope, oracle, forms, extrapolated, paths, tuple(sizes), seed, tuple(dtypes))
+    return Report(module.T, fd, slope, oracle, forms, extrapolated, paths, tuple(sizes), seed, tuple(dtypes), scale)
