@@ -238,3 +238,46 @@ def test_cli_check_runs_where_it_is_told_and_shows_the_oracle_moving(tmp_path):
     bad = _rnngen("check", str(path), "--dtype", "float16")
     assert bad.returncode != 0 and bad.stdout == "" and len(bad.stderr.splitlines()) == 1
     assert "Invalid value for '--dtype'" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [RNNSpec(T=2, hidden=h) for h in ("tanh", "sigmoid", "relu", "leaky_relu", "identity", "softplus", "x/(1+abs(x))")]
+    + [
+        RNNSpec(T=2, output=o, loss=loss)
+        for o, loss in (("sigmoid", "binary_cross_entropy"), ("tanh", "squared_error"))
+    ]
+    + [
+        RNNSpec(T=3, hidden="asinh(x)", mapping="many-to-one", notation="row", names=("W", "U", "V"), hidden_bias=False)
+    ],
+    ids=str,
+)
+def test_the_oracles_derivatives_are_those_of_sympy_diff(tmp_path, spec):
+    """The oracle's chain rule over the expression graph against sympy.diff of the whole scalar loss,
+    and against mpmath's numerical derivative at 60 digits."""
+    import mpmath
+    import sympy as sp
+
+    m = _load_text(build(spec).module, tmp_path, "oracle")
+    params, xs, targets = verify.random_problem(m, (2, 2, 2, 1))
+    shapes = {"n_x": 2, "n_h": 2, "n_y": 2}
+    symbols = {
+        name: sp.Matrix(
+            *(tuple(shapes[d] for d in dims) + (1,))[:2], lambda i, j, n=name: sp.Symbol(f"{n}{i}{j}", real=True)
+        )
+        for name, dims in m.PARAM_SHAPES.items()
+    }
+    exact_x = np.vectorize(lambda v: sp.Rational(float(v)), otypes=[object])(xs)
+    loss = verify._scalar_loss(m, symbols, exact_x, targets)
+    # leaky_relu's slope is a Float: sympy.diff forms products of Floats, which SymPy rounds to
+    # 15 digits (4e-14 off here); the oracle keeps the constants as given, like mpmath below
+    floats = bool(loss.atoms(sp.Float))
+    with mpmath.workdps(60):
+        env = {s: mpmath.mpf(float(v)) for n in symbols for s, v in zip(symbols[n], np.ravel(params[n]))}
+        memo = {}
+        for s in env:
+            ours = verify._derivative_exactly(loss, s, env, memo, {})
+            theirs = verify._evaluate_exactly(sp.diff(loss, s), env, {})
+            numeric = mpmath.diff(lambda v, s=s: verify._evaluate_exactly(loss, {**env, s: v}, {}), env[s])
+            assert abs(ours - numeric) <= mpmath.mpf(10) ** -35 * max(1, abs(numeric)), s
+            assert abs(ours - theirs) <= (1e-13 if floats else mpmath.mpf(10) ** -35) * max(1, abs(theirs)), s
