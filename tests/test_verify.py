@@ -59,7 +59,7 @@ def test_a_nan_anywhere_fails_the_check_and_is_named():
     # max() skips a nan that is not first: [1e-16, nan] would have passed
     fd = {"U": 1e-10, "W": float("nan")}
     report = verify.Report(T=2, fd=fd, taylor=2.0, forms={"U": 1e-16, "W": 1e-16})
-    assert not report.ok and report.failures == ["finite differences nan (limit 1e-06)"]
+    assert not report.ok and report.failures == ["finite differences nan (limit 1e-06): wrong gradient of W"]
     report = verify.Report(T=2, fd={"U": 1e-10, "W": 1e-10}, taylor=2.0, forms={"U": 1e-16, "W": float("nan")})
     assert not report.ok and report.failures == ["paths vs recursion nan (limit 1e-12)"]
     exact = verify.OracleResult(loss=1e-30, grads={"U": 1e-30, "W": float("nan")})

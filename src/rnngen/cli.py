@@ -25,6 +25,7 @@ from rnngen.emit import OutputError, check_targets, pdflatex, write_all
 from rnngen.pipeline import build
 from rnngen.program import family_of
 from rnngen.spec import DEFAULT_NAMES, MAPPINGS, MAX_T, NOTATIONS, RNNSpec, SpecError, check_T
+from rnngen.variants import ROUNDING_FACTOR
 from rnngen.verify import (
     CHECK_SIZES,
     EXACT_TOLERANCE,
@@ -342,16 +343,43 @@ def _print_formulas(result) -> None:
 @cli.command()
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--exact", is_flag=True, help="Also compare with the exact SymPy scalar oracle (T <= 8, slower).")
-def check(path, exact):
-    """Verify an existing generated module: finite differences, Taylor test, optionally the exact oracle.
+@size_options(*CHECK_SIZES[:3])
+@click.option(
+    "--batch",
+    "B",
+    type=click.IntRange(1, MAX_SIZE),
+    default=CHECK_SIZES[3],
+    show_default=True,
+    help="Sequences in the checked batch. Example: --batch 4",
+)
+@click.option(
+    "--dtype",
+    type=click.Choice(["float64", "float32", "both"]),
+    default="both",
+    show_default=True,
+    help="The dtypes whose paths are compared with the float64 result (the gradient checks run in float64). "
+    "Example: --dtype float32",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(0, 2**32 - 1),
+    default=0,
+    show_default=True,
+    help="Seed of the random point the module is checked at. Example: --seed 7",
+)
+def check(path, exact, n_x, n_h, n_y, B, dtype, seed):
+    """Verify an existing generated module: finite differences, Taylor test, every path, optionally the exact oracle.
 
     \b
-    Example:
+    Examples:
       rnngen check generated/rnn_tanh_softmax_xent_t5.py --exact
+      rnngen check generated/rnn_tanh_softmax_xent_t5.py --n-h 16 --batch 8 --dtype float32 --seed 3
     """
     if not path.is_file():
         raise click.ClickException(f"{path} does not exist or is not a file")
-    report = _verify(exact, module=_load(path), fail_loudly=False)
+    dtypes = ("float64", "float32") if dtype == "both" else (dtype,)
+    module = _load(path)
+    report = _verify(exact, module=module, fail_loudly=False, sizes=(n_x, n_h, n_y, B), seed=seed, dtypes=dtypes)
     _print_report(report)
     click.echo(f"Done in {time.perf_counter() - _STARTED:.2f} s (wall time of the whole command).")
     if not report.ok:
@@ -490,10 +518,25 @@ def _load(path):
         raise click.ClickException(str(e)) from None
 
 
-def _verify(exact: bool, module=None, build=None, fail_loudly: bool = True) -> Report:
-    """Check an imported module, or a build's module before it is written."""
+#: Parameter entries above which the finite differences alone take seconds (two loss calls each).
+SLOW_CHECK_ENTRIES = 2000
+
+
+def _verify(exact: bool, module=None, build=None, fail_loudly: bool = True, **where) -> Report:
+    """Check an imported module, or a build's module before it is written; ``where`` holds
+    ``sizes``, ``seed`` and ``dtypes`` when they are not the defaults.
+
+    A check that can take more than a couple of seconds (the exact oracle, or large sizes)
+    prints each stage to stderr as it starts, so the user sees it move.
+    """
+    n_x, n_h, n_y, _ = where.get("sizes", CHECK_SIZES)
+    slow = exact or n_h * (n_x + n_h + n_y + 2) + n_y > SLOW_CHECK_ENTRIES
+    progress = (lambda line: click.echo(f"  {line} ...", err=True)) if slow else None
     try:
-        report = check_module(module, exact=exact) if build is None else check_build(build, exact=exact)
+        if build is None:
+            report = check_module(module, exact=exact, progress=progress, **where)
+        else:
+            report = check_build(build, exact=exact, progress=progress, **where)
     except VerificationError as e:
         raise click.ClickException(str(e)) from None
     if fail_loudly and not report.ok:
@@ -502,30 +545,40 @@ def _verify(exact: bool, module=None, build=None, fail_loudly: bool = True) -> R
     return report
 
 
+def _figures(label: str, values: dict, names: list, note: str) -> None:
+    """One row of the report: a label, one figure per parameter (blank where there is none), a note."""
+    cells = "".join(f"{values[n]:9.1e}" if n in values else " " * 9 for n in names)
+    click.echo(f"  {label:<21}{cells}   ({note})")
+
+
 def _print_report(report: Report) -> None:
-    n_x, n_h, n_y, B = CHECK_SIZES
-    click.echo(f"Check, float64, (n_x, n_h, n_y, B) = ({n_x}, {n_h}, {n_y}, {B}), T = {report.T}:")
+    n_x, n_h, n_y, B = report.sizes
+    click.echo(f"Check, float64, (n_x, n_h, n_y, B) = ({n_x}, {n_h}, {n_y}, {B}), T = {report.T}, seed {report.seed}:")
     names = list(report.fd)
     click.echo("  parameter            " + "".join(f"{n:>9}" for n in names))
-    click.echo(
-        "  finite differences   " + "".join(f"{report.fd[n]:9.1e}" for n in names) + f"   (limit {FD_TOLERANCE:.0e})"
-    )
+    _figures("finite differences", report.fd, names, f"limit {FD_TOLERANCE:.0e}")
+    if report.extrapolated:
+        _figures("higher-order diff.", report.extrapolated, names, "extrapolated, where the plain ones missed")
     if report.exact is not None:
         ex = report.exact
-        click.echo(
-            "  exact oracle         "
-            + "".join(f"{ex.grads[n]:9.1e}" for n in names)
-            + f"   (limit {EXACT_TOLERANCE:.0e}; loss {ex.loss:.1e})"
-        )
+        _figures("exact oracle", ex.grads, names, f"limit {EXACT_TOLERANCE:.0e}; loss {ex.loss:.1e}")
     if report.forms is not None:
-        click.echo(
-            "  paths vs recursion   "
-            + "".join(f"{report.forms[n]:9.1e}" for n in names)
-            + f"   (limit {FORMS_TOLERANCE:.0e}; the two derivation forms)"
-        )
+        _figures("paths vs recursion", report.forms, names, f"limit {FORMS_TOLERANCE:.0e}; the two derivation forms")
     click.echo(f"  Taylor remainder slope {report.taylor:.3f} (2 for a correct gradient)")
+    if report.paths:
+        click.echo(
+            f"  every path against float64 loss_and_grads, worst relative error"
+            f" (limit {ROUNDING_FACTOR} eps x the figure's condition number):"
+        )
+        for name, path in report.paths.items():
+            errors = list(path.errors.values())
+            worst = float("nan") if any(e != e for e in errors) else max(errors)
+            click.echo(f"    {name:<28}{worst:9.1e}   {'FAILED' if path.failures else 'ok'}")
+    for note in report.notes:
+        click.echo(f"  note: {note}")
     if report.ok:
-        click.echo(f"  ok: worst finite-difference error {max(report.fd.values()):.1e}")
+        why = " (an ill-conditioned difference quotient, see the note)" if report.ill_conditioned else ""
+        click.echo(f"  ok: worst finite-difference error {max(report.fd.values()):.1e}{why}")
     else:
         click.echo(f"  FAILED: {'; '.join(report.failures)}")
 

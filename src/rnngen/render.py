@@ -13,8 +13,11 @@ import re
 import textwrap
 from dataclasses import dataclass
 
+from sympy import MatrixSymbol
+
 from rnngen import __version__
 from rnngen import algebra as A
+from rnngen.activations import elementwise
 from rnngen.backprop import Derivation
 from rnngen.document import FORWARD_FAMILIES, Notation, Numbering, aligned, generic, latex_context
 from rnngen.emit import render
@@ -27,7 +30,7 @@ from rnngen.printing.numpy import (
     steps_built_in_place,
     storage_of,
 )
-from rnngen.program import FORWARD_OUTPUTS, Program, parse_stacked, relative, step_template
+from rnngen.program import FORWARD_OUTPUTS, Program, family_of, parse_stacked, relative, step_template
 from rnngen.spec import ROLES
 from rnngen.unroll import SIZES, parse_step
 
@@ -201,6 +204,9 @@ def module_context(derivation: Derivation, program: Program, formulas: list, num
     carried = [f for f in written_forward if f in read_later or f in FORWARD_OUTPUTS]
     # The sizes the buffers' shapes name, read from the parameters by the caller of _buffers.
     buffer_sizes = [n for n in ("n_x", "n_h", "n_y") if re.search(rf"\b{n}\b", " ".join(printer.buffers.values()))]
+    # An output that is another output's array (yhat = o for an identity output layer) is copied, so
+    # that the caller's arrays do not alias; every other output is already an array of its own.
+    aliases = {family_of(s.target) for s in program.section("forward") if _same_array(s.expr) in FORWARD_OUTPUTS}
     forward_outputs = []
     for fam in FORWARD_OUTPUTS:
         st = storage[fam]
@@ -210,7 +216,7 @@ def module_context(derivation: Derivation, program: Program, formulas: list, num
             code = fam if st.first == 1 else f"{fam}[{1 - st.first}:]"
         else:
             code = f"{fam}.reshape(T, x.shape[1], -1)"
-        forward_outputs.append((fam, code))
+        forward_outputs.append((fam, code + ".copy()" if fam in aliases else code))
     return dict(
         **_common(spec),
         network=_network_text(derivation),
@@ -233,6 +239,14 @@ def module_context(derivation: Derivation, program: Program, formulas: list, num
         spec_items=[(k, py_literal(v)) for k, v in spec.as_dict().items()],
         param_shapes=[(n, py_literal(tuple(str(d) for d in p.shape if d != 1))) for n, p in params.items()],
     )
+
+
+def _same_array(expr) -> str | None:
+    """The family whose array the printed statement hands on as it is (a symbol, or the identity
+    of one, which the NumPy printer spells as the argument itself); None for a new value."""
+    while isinstance(expr, A.Elementwise) and elementwise(expr.fn).numpy == "{}":
+        expr = expr.arg
+    return family_of(expr) if isinstance(expr, MatrixSymbol) else None
 
 
 def py_literal(value) -> str:

@@ -1,13 +1,19 @@
-"""Verification of generated modules, three independent ways.
+"""Verification of generated modules, three independent ways, and every path a module has.
 
 - ``exact_oracle``: the loss written out in SymPy scalars from the textbook
-  definition (no matrix engine involved), differentiated with ``sympy.diff`` and
-  evaluated in 40-digit arithmetic.
+  definition (no matrix engine involved), differentiated by the scalar chain rule
+  with SymPy's derivative of each elementary function, and evaluated in 40-digit
+  arithmetic (``sympy.diff`` gives the same digits, 35 times slower at T = 5).
 - ``finite_differences`` and ``taylor_test``: the module's gradient against its
   own loss, by central differences in float64, and by the slope of the Taylor
-  remainder (2 for a correct gradient, 1 for a wrong one).
+  remainder (2 for a correct gradient, 1 for a wrong one). A gradient that misses
+  the central differences is compared with ``extrapolated_gradient`` (Ridders'
+  higher-order differences) before it is called wrong: an ill-conditioned
+  difference quotient (``1/x`` near its pole) is not a wrong gradient.
 - ``forms_agree``: the derivation's recursive (delta) form against its sum over
   paths, evaluated straight from the symbolic expressions.
+- ``variants.check_paths``: float32, single sequences, one-hot targets, ``loss()``
+  and ``forward()`` against the float64 batched result the checks above verify.
 
 Errors are norm-wise relative errors per parameter, ``|g - ref| / |ref|``,
 which do not blow up on entries that happen to be near zero.
@@ -30,8 +36,9 @@ from rnngen import algebra as A
 from rnngen.activations import LOSSES, OUTPUT_LAYERS, elementwise
 from rnngen.backprop import path_expansion
 from rnngen.evaluate import evaluate, run
-from rnngen.spec import RNNSpec
+from rnngen.reference import hidden_key, preactivations, relative_error
 from rnngen.unroll import SIZES
+from rnngen.variants import DTYPES, check_paths
 
 #: Sizes of the default numeric check: (n_x, n_h, n_y, B).
 CHECK_SIZES = (4, 5, 3, 2)
@@ -78,13 +85,35 @@ def random_problem(module, sizes=CHECK_SIZES, seed=0, dtype=np.float64):
     For an activation with a kink at 0 (relu, leaky_relu) the draw is repeated with the
     next seed until every pre-activation lies at least ``KINK_MARGIN`` away from it.
     """
+    return _random_point(module, sizes, seed, dtype)[:3]
+
+
+def _random_point(module, sizes, seed, dtype=np.float64):
+    """``random_problem`` and the scale ``_finite`` applied to its weights and inputs."""
     spec = module.SPEC
     kinked = elementwise(hidden_key(spec)).kink
     for attempt in range(seed, seed + 1000):
-        problem = _draw(module, sizes, attempt, dtype)
-        if not kinked or np.abs(preactivations(spec, *problem[:2])).min() >= KINK_MARGIN:
-            return problem
+        point = _finite(module, *_draw(module, sizes, attempt, dtype))
+        if not kinked or np.abs(preactivations(spec, *point[:2])).min() >= KINK_MARGIN:
+            return point
     raise VerificationError("found no random problem whose pre-activations keep away from the kink")
+
+
+def _finite(module, params, xs, targets, halvings=4):
+    """The point with weights and inputs halved until the loss and every gradient are finite, and the scale.
+
+    An explosive activation (``x**16``, ``exp(x)``) overflows at the usual scale, and a check at
+    an overflowing point says nothing; a correct gradient is correct at any point. A module that
+    is still not finite at 1/16 of the scale fails the checks with its nans.
+    """
+    scale = 1.0
+    for _ in range(halvings):
+        with np.errstate(all="ignore"):
+            loss, grads = module.loss_and_grads(params, xs, targets)
+        if np.isfinite(loss) and all(np.all(np.isfinite(g)) for g in grads.values()):
+            break
+        params, xs, scale = {k: v / 2 for k, v in params.items()}, xs / 2, scale / 2
+    return params, xs, targets, scale
 
 
 def _draw(module, sizes, seed, dtype):
@@ -105,43 +134,6 @@ def _draw(module, sizes, seed, dtype):
     else:
         targets = rng.standard_normal((steps, B, n_y)).astype(dtype)
     return params, xs, targets[0] if module.SPEC["mapping"] == "many-to-one" else targets
-
-
-def hidden_key(spec: dict) -> str:
-    """The hidden activation's rule key, from a module's ``SPEC``."""
-    return RNNSpec(**{**spec, "T": 1}).hidden_key
-
-
-def _weights(spec: dict, params: dict) -> tuple:
-    """(input, recurrent, output) weights as column-notation matrices, biases (zeros if absent), h0."""
-    names = spec["names"]
-    mats = [np.asarray(params[n], np.float64) for n in names]
-    if spec["notation"] == "row":
-        mats = [m.T for m in mats]
-    n_h, n_y = mats[1].shape[0], mats[2].shape[0]
-    b = np.asarray(params["b"], np.float64) if spec["hidden_bias"] else np.zeros(n_h)
-    c = np.asarray(params["c"], np.float64) if spec["output_bias"] else np.zeros(n_y)
-    return (*mats, b, c, np.asarray(params["h0"], np.float64))
-
-
-def preactivations(spec: dict, params: dict, xs) -> np.ndarray:
-    """Every ``z_t`` of every sequence, by a plain loop (independent of the generated code)."""
-    Wx, Wh, _, b, _, h0 = _weights(spec, params)
-    f = elementwise(hidden_key(spec)).ufunc
-    h = np.broadcast_to(h0, (xs.shape[1], h0.size))
-    zs = []
-    for x in np.asarray(xs, np.float64):
-        z = x @ Wx.T + h @ Wh.T + b
-        zs.append(z)
-        h = f(z)
-    return np.array(zs)
-
-
-def relative_error(value, reference) -> float:
-    value, reference = np.asarray(value, np.float64), np.asarray(reference, np.float64)
-    scale = np.linalg.norm(reference)
-    diff = np.linalg.norm(value - reference)
-    return float(diff / scale) if scale > 0 else float(diff)
 
 
 def finite_difference_gradient(module, params, xs, targets, eps=1e-5) -> dict:
@@ -171,6 +163,59 @@ def finite_differences(module, params, xs, targets, eps=1e-5) -> dict:
     return {name: relative_error(grads[name], numeric[name]) for name in params}
 
 
+def extrapolated_gradient(module, params, xs, targets, names, starts=(1e-2, 1e-3, 1e-4, 1e-5)) -> dict:
+    """The gradients named, entry by entry, by Ridders' extrapolation of central differences.
+
+    A central difference at one step errs by its truncation (large when the loss bends fast,
+    as ``1/x`` near its pole does) or by rounding (large against a gradient much smaller than
+    ``|E|``). Ridders' method takes differences at steps shrinking by 1.4, extrapolates them to
+    step 0 (Neville's tableau: each column one order higher) and estimates its own error. Runs
+    from each of ``starts`` (a large first step may cross a pole) keep the value whose estimate
+    is smallest. This is the higher-order difference the check consults before it calls a
+    gradient wrong.
+    """
+    out = {}
+    rounding = np.finfo(np.float64).eps * abs(module.loss(params, xs, targets))
+    for name in names:
+        value = params[name]
+        out[name] = np.zeros_like(value, dtype=np.float64)
+        for index in np.ndindex(value.shape):
+            shifted = {k: v.copy() for k, v in params.items()}
+
+            def loss_at(e, shifted=shifted, index=index, v=value[index], name=name):
+                shifted[name][index] = v + e
+                return module.loss(shifted, xs, targets)
+
+            out[name][index] = min((_ridders(loss_at, h, rounding) for h in starts), key=lambda r: r[1])[0]
+    return out
+
+
+def _ridders(f, h, rounding=0.0, shrink=1.4, levels=10) -> tuple:
+    """``(df/de at 0, its error estimate)`` by Ridders' method (Numerical Recipes' dfridr): the
+    extrapolation with the smallest estimate, stopping once higher orders only add rounding.
+
+    Two extrapolations can agree by chance far below rounding; ``rounding / h`` (the rounding
+    error of a central difference at step h, ``rounding`` being eps |f|) bounds each estimate
+    from below, so that a run from a larger step, with less rounding, is preferred.
+    """
+    table = [[(f(h) - f(-h)) / (2 * h)]]
+    best, error = table[0][0], float("inf")
+    for i in range(1, levels):
+        h /= shrink
+        row = [(f(h) - f(-h)) / (2 * h)]
+        factor = shrink**2
+        for j in range(1, i + 1):
+            row.append((row[j - 1] * factor - table[i - 1][j - 1]) / (factor - 1))
+            factor *= shrink**2
+            estimate = max(abs(row[j] - row[j - 1]), abs(row[j] - table[i - 1][j - 1]), rounding / h)
+            if estimate <= error:
+                best, error = row[j], estimate
+        table.append(row)
+        if abs(row[i] - table[i - 1][i - 1]) >= 2 * error:
+            break
+    return best, error
+
+
 def taylor_test(module, params, xs, targets, seed=1, largest=1e-3, directions=3) -> float:
     """Slope of log |E(p + e v) - E(p) - e <g, v>| against log e: 2 when the gradient is right.
 
@@ -180,22 +225,54 @@ def taylor_test(module, params, xs, targets, seed=1, largest=1e-3, directions=3)
     whose remainder stays largest is used. For an activation with a kink the
     largest step is halved until no pre-activation changes sign along the way,
     since across a kink the remainder is first order even for a correct gradient.
+
+    The remainder is second order only once the step is small against the distance to
+    the nearest trouble (a pole of ``1/x`` a few thousandths away): while the slope is not
+    2, the steps move down tenfold, as long as the remainder stays far above rounding. A
+    wrong gradient leaves a first-order term that only dominates more at smaller steps,
+    so moving down cannot make it pass.
     """
     rng = np.random.default_rng(seed)
     e0, grads = module.loss_and_grads(params, xs, targets)
+    floor = TAYLOR_ROUNDING * np.finfo(np.float64).eps * max(1.0, abs(e0))
     best = None
     for _ in range(directions):
         direction = {k: rng.standard_normal(v.shape) for k, v in params.items()}
         steps = _steps_within_kinks(module, params, xs, direction, largest)
-        slope_dot = sum(float(np.sum(grads[k] * direction[k])) for k in params)
-        remainders = []
-        for e in steps:
-            moved = {k: params[k] + e * direction[k] for k in params}
-            remainders.append(abs(module.loss(moved, xs, targets) - e0 - e * slope_dot))
-        if best is None or remainders[-1] > best[1][-1]:
-            best = (steps, remainders)
-    steps, remainders = best
-    return float(np.polyfit(np.log(steps), np.log(remainders), 1)[0])
+        remainders = _remainders(module, params, xs, targets, e0, grads, direction, steps)
+        if best is None or remainders[-1] > best[2][-1]:
+            best = (direction, steps, remainders)
+    direction, steps, remainders = best
+    slope = _slope(steps, remainders)
+    for _ in range(TAYLOR_SHRINKS):
+        # well inside the tolerance, or the next steps would read rounding
+        if abs(slope - 2.0) <= TAYLOR_SLOPE_TOLERANCE / 4 or not remainders[-1] / 100 > floor:
+            break
+        steps = [e / 10 for e in steps]
+        remainders = _remainders(module, params, xs, targets, e0, grads, direction, steps)
+        slope = _slope(steps, remainders)
+    return slope
+
+
+#: How far the slope may be from 2; how many tenfold moves down the steps may make; how far above
+#: float64 rounding of E (in units of eps |E|) the smallest remainder must stay to be read.
+TAYLOR_SLOPE_TOLERANCE = 0.1
+TAYLOR_SHRINKS = 4
+TAYLOR_ROUNDING = 1e4
+
+
+def _remainders(module, params, xs, targets, e0, grads, direction, steps) -> list:
+    slope_dot = sum(float(np.sum(grads[k] * direction[k])) for k in params)
+    out = []
+    for e in steps:
+        moved = {k: params[k] + e * direction[k] for k in params}
+        out.append(abs(module.loss(moved, xs, targets) - e0 - e * slope_dot))
+    return out
+
+
+def _slope(steps, remainders) -> float:
+    with np.errstate(divide="ignore", invalid="ignore"):  # a zero or nan remainder gives a nan slope
+        return float(np.polyfit(np.log(steps), np.log(remainders), 1)[0])
 
 
 def _steps_within_kinks(module, params, xs, direction, largest) -> list:
@@ -310,40 +387,79 @@ def _evaluate_exactly(expr, env: dict, memo: dict):
     return value
 
 
-def exact_oracle(module, sizes=None, seed=0, digits=40) -> OracleResult:
-    """Compare the module's loss and gradients with ``sympy.diff`` of the scalar loss.
+def _derivative_exactly(expr, symbol, env: dict, memo: dict, tangents: dict):
+    """d expr / d symbol at ``env``, in mpmath: the chain rule applied once per distinct subexpression
+    (forward mode over the expression's graph), each elementary function's derivative from SymPy's
+    own rule (``fdiff``), so no tree is expanded. ``memo`` holds values, ``tangents`` derivatives."""
+    if expr in tangents:
+        return tangents[expr]
+    zero = mpmath.mpf(0)
+    if expr.is_Symbol:
+        value = mpmath.mpf(1) if expr == symbol else zero
+    elif expr.is_Number:
+        value = zero
+    elif expr.is_Add:
+        value = mpmath.fsum(_derivative_exactly(a, symbol, env, memo, tangents) for a in expr.args)
+    elif expr.is_Mul:  # the product rule: each factor's derivative times the other factors
+        terms = []
+        for i, a in enumerate(expr.args):
+            da = _derivative_exactly(a, symbol, env, memo, tangents)
+            if da:
+                others = (_evaluate_exactly(b, env, memo) for j, b in enumerate(expr.args) if j != i)
+                terms.append(da * mpmath.fprod(others))
+        value = mpmath.fsum(terms)
+    elif expr.is_Pow:
+        base, exp = expr.args
+        db = _derivative_exactly(base, symbol, env, memo, tangents)
+        de = _derivative_exactly(exp, symbol, env, memo, tangents)
+        b, e = _evaluate_exactly(base, env, memo), _evaluate_exactly(exp, env, memo)
+        value = (e * b ** (e - 1) * db if db else zero) + (b**e * mpmath.log(b) * de if de else zero)
+    elif expr.func in _MPMATH and len(expr.args) == 1:
+        da = _derivative_exactly(expr.args[0], symbol, env, memo, tangents)
+        value = _evaluate_exactly(expr.fdiff(1), env, memo) * da if da else zero
+    else:
+        raise VerificationError(f"the exact oracle cannot differentiate {expr.func}")
+    tangents[expr] = value
+    return value
+
+
+def exact_oracle(module, sizes=None, seed=0, digits=40, progress=None) -> OracleResult:
+    """Compare the module's loss and gradients with the exact derivatives of the scalar loss.
 
     Inputs and parameters are the float64 values the module sees, taken as
     exact rationals, so the only rounding on the oracle's side is its
-    ``digits``-digit evaluation.
+    ``digits``-digit evaluation. The derivatives are ``_derivative_exactly``'s: the
+    chain rule once per distinct subexpression, where ``sympy.diff`` re-walks the
+    whole expression at every node (0.4 s instead of 13 s at T = 5, the same digits).
+    ``progress``, if given, is called with a short line before each parameter.
     """
     if module.T > EXACT_MAX_T:
         raise VerificationError(f"the exact oracle runs up to T = {EXACT_MAX_T} (its cost grows exponentially in T)")
+    say = progress or (lambda _: None)
     sizes = sizes or oracle_sizes(module.T)
     params, xs, targets = random_problem(module, sizes, seed)
     dims = {"n_x": sizes[0], "n_h": sizes[1], "n_y": sizes[2]}
-    symbols, params_sym = [], {}
+    params_sym = {}
     for name, shape in module.PARAM_SHAPES.items():
         shape = tuple(dims[d] for d in shape)
         rows, cols = shape if len(shape) == 2 else (shape[0], 1)
-        m = sp.Matrix(rows, cols, lambda i, j, name=name: sp.Symbol(f"{name}_{i}_{j}", real=True))
-        params_sym[name] = m
-        symbols.extend(m)
+        params_sym[name] = sp.Matrix(rows, cols, lambda i, j, name=name: sp.Symbol(f"{name}_{i}_{j}", real=True))
     exact_x = np.vectorize(lambda v: sp.Rational(float(v)), otypes=[object])(xs)
+    say("exact oracle: the scalar loss")
     loss_expr = _scalar_loss(module, params_sym, exact_x, targets)
-    derivatives = [sp.diff(loss_expr, s) for s in symbols]
-    values = [sp.Rational(float(v)) for name in module.PARAM_SHAPES for v in np.ravel(params[name])]
-    with mpmath.workdps(digits):
-        env = {s: mpmath.mpf(v.p) / v.q for s, v in zip(symbols, values)}
-        memo: dict = {}
-        exact = [float(_evaluate_exactly(e, env, memo)) for e in [loss_expr, *derivatives]]
     loss, grads = module.loss_and_grads(params, xs, targets)
-    result = OracleResult(loss=relative_error(loss, exact[0]))
-    offset = 1
-    for name, value in grads.items():
-        n = value.size
-        result.grads[name] = relative_error(value, np.reshape(exact[offset : offset + n], value.shape))
-        offset += n
+    with mpmath.workdps(digits):
+        env = {
+            s: mpmath.mpf(v.p) / v.q
+            for name in module.PARAM_SHAPES
+            for s, v in zip(params_sym[name], (sp.Rational(float(v)) for v in np.ravel(params[name])))
+        }
+        memo: dict = {}
+        result = OracleResult(loss=relative_error(loss, float(_evaluate_exactly(loss_expr, env, memo))))
+        for k, (name, value) in enumerate(grads.items()):
+            say(f"exact oracle: {name} ({k + 1} of {len(grads)})")
+            exact = [float(_derivative_exactly(loss_expr, s, env, memo, {})) for s in params_sym[name]]
+            result.grads[name] = relative_error(value, np.reshape(exact, value.shape))
     return result
 
 
@@ -399,51 +515,175 @@ def _worst(errors) -> float:
 
 @dataclass
 class Report:
-    """What ``check_module`` found."""
+    """What ``check_module`` found.
+
+    Attributes:
+        T: the module's unroll length.
+        fd: relative error of each float64 gradient against central differences.
+        taylor: slope of the Taylor remainder (2 for a correct gradient).
+        exact: the exact oracle's errors, if it ran.
+        forms: recursive form against sum over paths, per parameter, if the build was given.
+        extrapolated: for each gradient that missed the central differences, its relative
+            error against the higher-order (extrapolated) difference.
+        paths: every other path of the module (float32, single sequences, one-hot targets,
+            ``loss()``, ``forward()``) against the float64 batched result, by name.
+        sizes, seed, dtypes: where the check ran: (n_x, n_h, n_y, B), the draw, the paths' dtypes.
+        scale: the factor on the drawn weights and inputs (below 1 where the loss overflowed).
+    """
 
     T: int
     fd: dict
     taylor: float
     exact: OracleResult | None = None
     forms: dict | None = None
+    extrapolated: dict = field(default_factory=dict)
+    paths: dict = field(default_factory=dict)
+    sizes: tuple = CHECK_SIZES
+    seed: int = 0
+    dtypes: tuple = DTYPES
+    scale: float = 1.0
 
     @property
     def ok(self) -> bool:
         return not self.failures
 
     @property
+    def ill_conditioned(self) -> list:
+        """Gradients that missed the central differences but agree with the higher-order difference."""
+        return [
+            n for n, e in self.fd.items() if not e <= FD_TOLERANCE and self.extrapolated.get(n, np.nan) <= FD_TOLERANCE
+        ]
+
+    @property
+    def notes(self) -> list:
+        """What the figures alone do not say: a point scaled down, a gradient that passed on a second look."""
+        out = []
+        if self.scale != 1.0:
+            out.append(
+                f"checked at {self.scale:g} times the drawn weights and inputs: the loss overflows at full scale"
+            )
+        names = self.ill_conditioned
+        if names:
+            fd = _worst(self.fd[n] for n in names)
+            again = _worst(self.extrapolated[n] for n in names)
+            out.append(
+                f"difference quotient ill-conditioned for {', '.join(names)} (finite differences {fd:.1e}): "
+                f"agrees with the higher-order (extrapolated) difference to {again:.1e}"
+            )
+        return out
+
+    @property
     def failures(self) -> list:
         """One phrase per check that failed, with its figure and limit (nan fails every limit)."""
         out = []
-        fd, forms = _worst(self.fd.values()), self.forms and _worst(self.forms.values())
-        if not fd <= FD_TOLERANCE:
-            out.append(f"finite differences {fd:.1e} (limit {FD_TOLERANCE:.0e})")
-        if not abs(self.taylor - 2.0) <= 0.1:
+        wrong = [n for n, e in self.fd.items() if not e <= FD_TOLERANCE and n not in self.ill_conditioned]
+        if wrong:
+            fd = _worst(self.fd[n] for n in wrong)
+            again = [self.extrapolated[n] for n in wrong if n in self.extrapolated]
+            also = f", higher-order difference {_worst(again):.1e}" if again else ""
+            out.append(
+                f"finite differences {fd:.1e}{also} (limit {FD_TOLERANCE:.0e}): wrong gradient of {', '.join(wrong)}"
+            )
+        if not abs(self.taylor - 2.0) <= TAYLOR_SLOPE_TOLERANCE:
             out.append(f"Taylor remainder slope {self.taylor:.3f} (2 wanted)")
         if self.exact is not None and not self.exact.worst <= EXACT_TOLERANCE:
             out.append(f"exact oracle {self.exact.worst:.1e} (limit {EXACT_TOLERANCE:.0e})")
-        if self.forms is not None and not forms <= FORMS_TOLERANCE:
-            out.append(f"paths vs recursion {forms:.1e} (limit {FORMS_TOLERANCE:.0e})")
+        if self.forms is not None and not _worst(self.forms.values()) <= FORMS_TOLERANCE:
+            out.append(f"paths vs recursion {_worst(self.forms.values()):.1e} (limit {FORMS_TOLERANCE:.0e})")
+        for name, path in self.paths.items():
+            if path.failures:
+                figures = ", ".join(f"{q} {e:.1e} (limit {limit:.1e})" for q, e, limit in path.failures)
+                out.append(f"{name} disagrees with float64 loss_and_grads: {figures}")
         return out
 
+    def as_dict(self) -> dict:
+        """Every figure, the verdict and the failures, JSON-ready (plain floats; nan and inf as None)."""
+        n_x, n_h, n_y, B = self.sizes
+        return _plain(
+            {
+                "ok": self.ok,
+                "T": self.T,
+                "sizes": {"n_x": n_x, "n_h": n_h, "n_y": n_y, "B": B},
+                "seed": self.seed,
+                "dtypes": list(self.dtypes),
+                "scale": self.scale,
+                "finite_differences": {"errors": self.fd, "limit": FD_TOLERANCE},
+                "higher_order_differences": self.extrapolated,
+                "taylor_slope": self.taylor,
+                "exact_oracle": None
+                if self.exact is None
+                else {"loss": self.exact.loss, "errors": self.exact.grads, "limit": EXACT_TOLERANCE},
+                "paths_vs_recursion": None if self.forms is None else {"errors": self.forms, "limit": FORMS_TOLERANCE},
+                "paths": {name: {"errors": p.errors, "limits": p.limits} for name, p in self.paths.items()},
+                "notes": self.notes,
+                "failures": self.failures,
+            }
+        )
 
-def check_build(build, exact: bool = False) -> Report:
+
+def _plain(value):
+    """``value`` with NumPy scalars as Python numbers and every nan or inf as None."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    return value
+
+
+def check_build(build, exact: bool = False, sizes=CHECK_SIZES, seed: int = 0, dtypes=DTYPES, progress=None) -> Report:
     """Check a module before it is written: import its text from a temporary file and run ``check_module``."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{build.spec.name}.py"
         path.write_text(build.module, encoding="utf-8")
-        return check_module(load_module(path), exact=exact, build=build)
+        module = load_module(path)
+    return check_module(module, exact, build, sizes, seed, dtypes, progress)
 
 
-def check_module(module, exact: bool = False, build=None, sizes=CHECK_SIZES, seed=0) -> Report:
-    """Finite differences and the Taylor test at ``sizes``; the exact oracle too if asked.
+def check_module(
+    module, exact: bool = False, build=None, sizes=CHECK_SIZES, seed: int = 0, dtypes=DTYPES, progress=None
+) -> Report:
+    """Every check of a module's gradients, at ``sizes`` = (n_x, n_h, n_y, B) drawn from ``seed``.
 
-    Given the ``build`` the module came from (and T <= FORMS_MAX_T), also
-    checks that its recursive form and its sum over paths agree.
+    Finite differences and the Taylor test verify the float64 batched ``loss_and_grads``; a
+    gradient that misses the central differences is compared with the higher-order
+    (extrapolated) difference before it is called wrong. Every other path of the module, in
+    each of ``dtypes``, is compared with that verified result. The exact oracle runs if
+    ``exact``; given the ``build`` the module came from (and T <= FORMS_MAX_T), the
+    derivation's recursive form and its sum over paths are compared too.
+
+    Args:
+        progress: None, or a callable given one short line at the start of each stage that
+            may take more than a moment (the CLI prints them to stderr).
     """
-    params, xs, targets = random_problem(module, sizes, seed)
-    fd = finite_differences(module, params, xs, targets)
-    slope = taylor_test(module, params, xs, targets)
-    oracle = exact_oracle(module, seed=seed) if exact else None
-    forms = forms_agree(build) if build is not None and module.T <= FORMS_MAX_T else None
-    return Report(module.T, fd, slope, oracle, forms)
+    if len(sizes) != 4 or not all(isinstance(n, (int, np.integer)) and n >= 1 for n in sizes):
+        raise ValueError(f"sizes must be four whole numbers (n_x, n_h, n_y, B), each at least 1, got {sizes}")
+    unknown = [d for d in dtypes if d not in DTYPES]
+    if unknown or not dtypes:
+        raise ValueError(f"dtypes must be some of {', '.join(DTYPES)}, got {', '.join(map(str, dtypes)) or 'none'}")
+    say = progress or (lambda _: None)
+    with np.errstate(all="ignore"):  # a nan or inf shows in the figures; no warning reaches the terminal
+        say("finite differences")
+        params, xs, targets, scale = _random_point(module, tuple(sizes), seed)
+        fd = finite_differences(module, params, xs, targets)
+        doubtful = [n for n, e in fd.items() if not e <= FD_TOLERANCE]
+        extrapolated = {}
+        if doubtful:
+            say(f"higher-order differences for {', '.join(doubtful)}")
+            _, grads = module.loss_and_grads(params, xs, targets)
+            again = extrapolated_gradient(module, params, xs, targets, doubtful)
+            extrapolated = {n: relative_error(grads[n], again[n]) for n in doubtful}
+        say("Taylor test")
+        slope = taylor_test(module, params, xs, targets)
+        paths = check_paths(module, params, xs, targets, tuple(dtypes), say)
+        oracle = exact_oracle(module, seed=seed, progress=say) if exact else None
+    forms = None
+    if build is not None and module.T <= FORMS_MAX_T:
+        say("paths vs recursion")
+        forms = forms_agree(build)
+    return Report(module.T, fd, slope, oracle, forms, extrapolated, paths, tuple(sizes), seed, tuple(dtypes), scale)

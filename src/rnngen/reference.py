@@ -1,0 +1,79 @@
+"""The network computed by plain loops from its textbook definition, independent of the generated code.
+
+Errors are norm-wise relative errors, ``|g - ref| / |ref|``, which do not blow up on entries
+that happen to be near zero.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rnngen.activations import LOSSES, OUTPUT_LAYERS, elementwise
+from rnngen.spec import RNNSpec
+
+
+def hidden_key(spec: dict) -> str:
+    """The hidden activation's rule key, from a module's ``SPEC``."""
+    return RNNSpec(**{**spec, "T": 1}).hidden_key
+
+
+def weights(spec: dict, params: dict) -> tuple:
+    """(input, recurrent, output) weights as column-notation matrices, biases (zeros if absent), h0."""
+    names = spec["names"]
+    mats = [np.asarray(params[n], np.float64) for n in names]
+    if spec["notation"] == "row":
+        mats = [m.T for m in mats]
+    n_h, n_y = mats[1].shape[0], mats[2].shape[0]
+    b = np.asarray(params["b"], np.float64) if spec["hidden_bias"] else np.zeros(n_h)
+    c = np.asarray(params["c"], np.float64) if spec["output_bias"] else np.zeros(n_y)
+    return (*mats, b, c, np.asarray(params["h0"], np.float64))
+
+
+def preactivations(spec: dict, params: dict, xs) -> np.ndarray:
+    """Every ``z_t`` of every sequence, by a plain loop (independent of the generated code)."""
+    Wx, Wh, _, b, _, h0 = weights(spec, params)
+    f = elementwise(hidden_key(spec)).ufunc
+    h = np.broadcast_to(h0, (xs.shape[1], h0.size))
+    zs = []
+    for x in np.asarray(xs, np.float64):
+        z = x @ Wx.T + h @ Wh.T + b
+        zs.append(z)
+        h = f(z)
+    return np.array(zs)
+
+
+def relative_error(value, reference) -> float:
+    value, reference = np.asarray(value, np.float64), np.asarray(reference, np.float64)
+    scale = np.linalg.norm(reference)
+    diff = np.linalg.norm(value - reference)
+    return float(diff / scale) if scale > 0 else float(diff)
+
+
+def plain_forward(spec: dict, params: dict, xs) -> dict:
+    """h, o and yhat by a plain float64 loop over the steps and sequences, from the textbook definition
+    (the activation's ufunc, the output layer's scalar form), independent of the generated code."""
+    Wx, Wh, Wo, b, c, h0 = weights(spec, params)
+    f = elementwise(hidden_key(spec)).ufunc
+    output = OUTPUT_LAYERS[spec["output"]].scalar
+    h = np.broadcast_to(h0, (xs.shape[1], h0.size))
+    hs, os = [], []
+    for x in np.asarray(xs, np.float64):
+        h = f(x @ Wx.T + h @ Wh.T + b)
+        hs.append(h)
+        os.append(h @ Wo.T + c)
+    os = np.array(os[-1:] if spec["mapping"] == "many-to-one" else os)
+    yhat = np.array([[[float(v) for v in output(list(row))] for row in step] for step in os])
+    if spec["mapping"] == "many-to-one":
+        os, yhat = os[0], yhat[0]
+    return {"h": np.array(hs), "o": os, "yhat": yhat}
+
+
+def loss_of_outputs(spec: dict, yhat, targets) -> float:
+    """E from the outputs ``forward()`` returns, by the loss's textbook scalar form."""
+    yhat = np.asarray(yhat, np.float64)
+    targets = np.asarray(targets)
+    if targets.dtype.kind in "iu":
+        targets = np.eye(yhat.shape[-1])[targets]
+    step_loss = LOSSES[spec["loss"]].scalar
+    rows = zip(yhat.reshape(-1, yhat.shape[-1]), np.asarray(targets, np.float64).reshape(-1, yhat.shape[-1]))
+    return float(sum(float(step_loss(list(p), list(y))) for p, y in rows))
