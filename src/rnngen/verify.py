@@ -426,6 +426,13 @@ class Report:
             out.append(f"paths vs recursion {forms:.1e} (limit {FORMS_TOLERANCE:.0e})")
         return out
 
+    def as_dict(self) -> dict:
+        """The figures as plain values (for ``--json``): errors per parameter, slope, verdict."""
+        exact = None if self.exact is None else {"loss": self.exact.loss, "grads": dict(self.exact.grads)}
+        return dict(
+            T=self.T, ok=self.ok, failures=self.failures, fd=self.fd, taylor=self.taylor, exact=exact, forms=self.forms
+        )
+
 
 def check_build(build, exact: bool = False) -> Report:
     """Check a module before it is written: import its text from a temporary file and run ``check_module``."""
