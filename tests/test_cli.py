@@ -408,7 +408,8 @@ def test_json_derive_and_check(tmp_path):
     data = _json(rnngen("derive", "--T", "2", "--out", str(tmp_path), "--json"))
     assert data["rnngen"] == __version__ and data["name"] == "rnn_tanh_softmax_xent_t2"
     assert sorted(data["files"]) == sorted(str(p) for p in tmp_path.iterdir())
-    assert data["check"]["ok"] is True and set(data["check"]["fd"]) == {"U", "W", "V", "b", "c", "h0"}
+    assert data["check"]["ok"] is True
+    assert set(data["check"]["finite_differences"]["errors"]) == {"U", "W", "V", "b", "c", "h0"}
     module = str(tmp_path / "rnn_tanh_softmax_xent_t2.py")
     checked = _json(rnngen("check", module, "--json"))
     assert checked["path"] == module and checked["check"]["ok"] is True

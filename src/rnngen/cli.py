@@ -313,7 +313,8 @@ def derive(ui, **options):
     \b
     -q prints the paths written, one a line. --json prints
       {"rnngen": version, "name": the network's name, "files": [paths written],
-       "check": {"ok", "failures", "fd", "taylor", "exact", "forms"} or null (--no-check)}
+       "check": {"ok", "T", "finite_differences", "taylor_slope", "exact_oracle",
+       "paths_vs_recursion", "failures", ...} or null (--no-check)}
     In Python: rnngen.derive(T=5, out="generated", ...) takes these options as keywords.
     """
     if options["pdf"] and not options["latex"]:
@@ -505,7 +506,8 @@ def check(path, exact, ui):
 
     \b
     -q prints the verdict alone. --json prints
-      {"rnngen", "path", "check": {"ok", "failures", "fd", "taylor", "exact", "forms"}}
+      {"rnngen", "path", "check": {"ok", "T", "finite_differences", "taylor_slope", "exact_oracle",
+       "paths_vs_recursion", "failures", ...}}
     """
     if not path.is_file():
         raise click.ClickException(f"{path} does not exist or is not a file")

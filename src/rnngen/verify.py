@@ -427,11 +427,17 @@ class Report:
         return out
 
     def as_dict(self) -> dict:
-        """The figures as plain values (for ``--json``): errors per parameter, slope, verdict."""
-        exact = None if self.exact is None else {"loss": self.exact.loss, "grads": dict(self.exact.grads)}
-        return dict(
-            T=self.T, ok=self.ok, failures=self.failures, fd=self.fd, taylor=self.taylor, exact=exact, forms=self.forms
-        )
+        """The figures and the verdict as plain values (for ``--json``)."""
+        exact = None if self.exact is None else {"loss": self.exact.loss, "errors": self.exact.grads}
+        return {
+            "ok": self.ok,
+            "T": self.T,
+            "finite_differences": {"errors": self.fd, "limit": FD_TOLERANCE},
+            "taylor_slope": self.taylor,
+            "exact_oracle": exact,
+            "paths_vs_recursion": None if self.forms is None else {"errors": self.forms, "limit": FORMS_TOLERANCE},
+            "failures": self.failures,
+        }
 
 
 def check_build(build, exact: bool = False) -> Report:
