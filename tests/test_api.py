@@ -71,6 +71,15 @@ def test_derive_writes_nothing_when_the_check_fails(tmp_path, monkeypatch):
     assert sorted(p.suffix for p in tmp_path.iterdir()) == [".py", ".tex"]
 
 
+def test_progress_reports_each_stage_and_each_check(tmp_path):
+    # needs verify's check_build(..., progress=) (the "module" helper's change)
+    lines = []
+    rnngen.derive(T=2, out=tmp_path, exact=True, progress=lines.append)
+    assert lines[0].startswith("deriving rnn_tanh_softmax_xent_t2") and lines[-1] == f"writing into {tmp_path}"
+    checking = lines.index("checking the gradients (and the exact oracle)")
+    assert len(lines) - checking > 2  # verify's own lines come between checking and writing
+
+
 def test_the_errors_users_catch_are_exported():
     with pytest.raises(rnngen.SpecError, match="T must be a whole number"):
         rnngen.derive(T=0)

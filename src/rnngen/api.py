@@ -96,9 +96,12 @@ class BPTT:
         exec(compile(self.build.module, f"<rnngen {self.spec.name}>", "exec"), module.__dict__)
         return module
 
-    def check(self, exact: bool = False) -> Report:
-        """Finite differences, the Taylor test and the agreement of the forms (and the exact oracle)."""
-        return check_build(self.build, exact=exact)
+    def check(self, exact: bool = False, progress: Callable[[str], None] | None = None) -> Report:
+        """Finite differences, the Taylor test and the agreement of the forms (and the exact oracle).
+
+        ``progress``, when given, is called with a line as each check starts (the oracle is slow).
+        """
+        return check_build(self.build, exact=exact, progress=progress)
 
     def save(self, out_dir="generated", latex=True, markdown=False, pdf=False, force=False) -> list:
         """Write the module (and the documents asked for) into ``out_dir``, all or nothing; return the paths."""
@@ -195,7 +198,7 @@ def derive(
         check_targets(result.build.paths(out, latex, markdown, pdf), force)  # fail fast, write nothing
     if check:
         say("checking the gradients" + (" (and the exact oracle)" if exact else ""))
-        result.report = result.check(exact)
+        result.report = result.check(exact, progress)
         if not result.report.ok:
             raise CheckFailed(result.report, spec.name)
     if out is not None:
