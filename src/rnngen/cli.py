@@ -361,8 +361,13 @@ def _spec(T, choices) -> RNNSpec:
 
 @cli.command()
 @spec_options
-@click.option("--no-check", is_flag=True, help="Print without verifying the gradients first. Example: --no-check")
-def latex(T, no_check, **choices):
+@click.option(
+    "--check/--no-check",
+    default=True,
+    show_default=True,
+    help="Verify the gradients before printing. Example: --no-check",
+)
+def latex(T, check, **choices):
     """Print the LaTeX derivation to stdout, for piping (nothing is written).
 
     \b
@@ -370,8 +375,10 @@ def latex(T, no_check, **choices):
       rnngen latex --T 5 > bptt.tex
       rnngen latex --T 3 --output sigmoid --loss binary_cross_entropy --mapping many-to-one | pdflatex
     """
-    result = build(_spec(T, choices))
-    if not no_check:
+    spec = _spec(T, choices)
+    Output().progress(f"deriving {spec.name} (T = {spec.T})")  # stdout is the document: progress only
+    result = build(spec)
+    if check:
         _verify(False, build=result)
     click.echo(result.latex, nl=False)
 
