@@ -415,6 +415,26 @@ def test_json_derive_and_check(tmp_path):
     assert checked["path"] == module and checked["check"]["ok"] is True
 
 
+def test_json_of_a_failed_check_is_printed_and_nothing_is_written(tmp_path):
+    import json
+
+    code = (
+        "import sys, rnngen.api as api, rnngen.verify as v; "
+        "api.check_build = lambda build, exact=False, **kw: v.Report(T=build.spec.T, fd={'U': 0.5}, taylor=1.0); "
+        "sys.argv = ['rnngen'] + sys.argv[1:]; from rnngen.cli import main; main()"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, "derive", "--T", "2", "--out", str(tmp_path / "out"), "--json"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == "rnngen: error: the generated module fails its gradient check; nothing was written"
+    data = json.loads(result.stdout)
+    assert data["files"] == [] and data["check"]["ok"] is False and data["check"]["failures"]
+    assert not (tmp_path / "out").exists()
+
+
 def test_json_flow_list_and_bench(tmp_path):
     from rnngen.activations import HIDDEN
 
