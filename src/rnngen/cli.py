@@ -134,7 +134,22 @@ def _plain(value):
     return str(value)
 
 
-#: The parameters ``output_options`` adds: how a command prints, not what it computes.
+#: The options ``output_options`` adds: how a command prints, not what it computes.
+_OUTPUT_OPTIONS = (
+    click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        help="Print the results as one JSON document on stdout (keys: see the command's help). Example: --json",
+    ),
+    click.option("-q", "--quiet", is_flag=True, help="Print only the results, no summary or progress. Example: -q"),
+    click.option(
+        "-v",
+        "--verbose",
+        is_flag=True,
+        help="Also print progress with elapsed times on stderr (shown anyway on a terminal). Example: -v",
+    ),
+)
 OUTPUT_PARAMS = ("as_json", "quiet", "verbose")
 
 
@@ -148,21 +163,7 @@ def output_options(command):
         verbosity = QUIET if quiet else VERBOSE if verbose else NORMAL
         return command(*args, ui=Output(as_json, verbosity), **kwargs)
 
-    for option in (
-        click.option(
-            "--json",
-            "as_json",
-            is_flag=True,
-            help="Print the results as one JSON document on stdout (keys: see the command's help). Example: --json",
-        ),
-        click.option("-q", "--quiet", is_flag=True, help="Print only the results, no summary or progress. Example: -q"),
-        click.option(
-            "-v",
-            "--verbose",
-            is_flag=True,
-            help="Also print progress with elapsed times on stderr (shown anyway on a terminal). Example: -v",
-        ),
-    ):
+    for option in reversed(_OUTPUT_OPTIONS):  # the last applied is listed first
         run = option(run)
     return run
 
