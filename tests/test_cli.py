@@ -200,7 +200,8 @@ def test_bench_refuses_a_python_file_that_rnngen_did_not_generate(tmp_path):
         (["--output", "identity", "--loss", "cross_entropy"], ["needs an output in (0, 1)"]),
         (["--names", "U,h,V"], ["used by rnngen itself"]),
         (["--slope", "0.5"], ["a slope applies to leaky_relu only"]),
-        (["--mapping", "one-to-many"], ["unknown mapping", "many-to-many, many-to-one"]),
+        (["--mapping", "one-to-many"], ["'one-to-many' is not one of 'many-to-many', 'many-to-one'"]),
+        (["--output", "softmx"], ["'softmx' is not one of 'softmax'"]),
     ],
 )
 def test_bad_choices_give_one_line_and_write_nothing(tmp_path, args, fragments):
@@ -323,7 +324,7 @@ def test_flow_plot_without_matplotlib_is_one_line(tmp_path):
         text=True,
     )
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert result.stderr.strip() == "rnngen: error: --plot needs matplotlib: pip install 'rnngen[plot]'"
+    assert result.stderr.strip() == "rnngen: error: --plot needs matplotlib: pip install 'rnngen-bptt[plot]'"
     assert list(tmp_path.iterdir()) == []
 
 
@@ -352,3 +353,203 @@ def test_every_command_takes_the_same_range_of_layer_sizes(command):
     for flag in ("--n-x", "--n-h", "--n-y"):
         result = rnngen(command, "--T", "3", flag, str(MAX_SIZE + 1))
         assert_one_line_error(result, f"{MAX_SIZE + 1} is not in the range 1<=x<={MAX_SIZE}")
+
+
+# --- what a user expects of a command-line tool ------------------------------------------------------
+
+COMMANDS = ["derive", "latex", "flow", "check", "bench", "list"]
+
+
+def test_rnngen_alone_prints_its_help_and_python_m_runs_it():
+    alone = rnngen()
+    assert alone.returncode == 0 and alone.stderr == ""
+    assert alone.stdout.startswith("Usage: ") and "derive" in alone.stdout
+    module = subprocess.run([sys.executable, "-m", "rnngen", "list"], capture_output=True, text=True)
+    assert module.returncode == 0 and module.stdout == rnngen("list").stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_dash_h_is_help_everywhere(command):
+    result = rnngen(command, "-h")
+    assert result.returncode == 0 and result.stdout.startswith(f"Usage: rnngen {command} ")
+
+
+def test_options_with_fixed_values_are_choices_and_complete_in_the_shell():
+    import click
+
+    from rnngen import cli
+    from rnngen.activations import HIDDEN
+
+    fixed = {"output", "loss", "mapping", "notation", "dtype", "skip"}
+    seen = set()
+    for command in cli.cli.commands.values():
+        for param in command.params:
+            if param.name in fixed:
+                assert isinstance(param.type, click.Choice), (command.name, param.name)
+                seen.add(param.name)
+            if param.name == "hidden":  # a name or an expression: completion offers the names
+                ctx = click.Context(command)
+                assert [c.value for c in param.type.shell_complete(ctx, param, "")] == list(HIDDEN)
+                assert [c.value for c in param.type.shell_complete(ctx, param, "s")] == ["sigmoid", "softplus"]
+                seen.add("hidden")
+    assert seen == fixed | {"hidden"}
+
+
+def _json(result):
+    import json
+
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)  # the document alone: nothing else on stdout
+
+
+def test_json_derive_and_check(tmp_path):
+    from rnngen import __version__
+
+    data = _json(rnngen("derive", "--T", "2", "--out", str(tmp_path), "--json"))
+    assert data["rnngen"] == __version__ and data["name"] == "rnn_tanh_softmax_xent_t2"
+    assert sorted(data["files"]) == sorted(str(p) for p in tmp_path.iterdir())
+    assert data["check"]["ok"] is True
+    assert set(data["check"]["finite_differences"]["errors"]) == {"U", "W", "V", "b", "c", "h0"}
+    module = str(tmp_path / "rnn_tanh_softmax_xent_t2.py")
+    checked = _json(rnngen("check", module, "--json"))
+    assert checked["path"] == module and checked["check"]["ok"] is True
+
+
+def test_json_of_a_failed_check_is_printed_and_nothing_is_written(tmp_path):
+    import json
+
+    code = (
+        "import sys, rnngen.api as api, rnngen.verify as v; "
+        "api.check_build = lambda build, exact=False, **kw: v.Report(T=build.spec.T, fd={'U': 0.5}, taylor=1.0); "
+        "sys.argv = ['rnngen'] + sys.argv[1:]; from rnngen.cli import main; main()"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, "derive", "--T", "2", "--out", str(tmp_path / "out"), "--json"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == "rnngen: error: the generated module fails its gradient check; nothing was written"
+    data = json.loads(result.stdout)
+    assert data["files"] == [] and data["check"]["ok"] is False and data["check"]["failures"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_json_flow_list_and_bench(tmp_path):
+    from rnngen.activations import HIDDEN
+
+    flow = _json(rnngen("flow", "--T", "4", "--json", "--n-x", "2", "--n-h", "3", "--n-y", "2"))
+    assert flow["k"] == [0, 1, 2, 3, 4] and flow["sizes"] == {"n_x": 2, "n_h": 3, "n_y": 2}
+    assert len(flow["jacobian"]) == len(flow["bound"]) == len(flow["gradient"]) == 5 and flow["plot"] is None
+    text = _flow_rows(rnngen("flow", "--T", "4", "--n-x", "2", "--n-h", "3", "--n-y", "2").stdout)
+    assert [row[1] for row in text] == pytest.approx(flow["jacobian"], rel=1e-4)  # the table's 5 digits
+    assert list(_json(rnngen("list", "--json"))["hidden"]) == list(HIDDEN)
+    args = ["--T", "2", "--batch", "1", "--n-x", "2", "--n-h", "3", "--n-y", "2", "--samples", "1", "--settle", "0"]
+    bench = _json(rnngen("bench", *args, "--dtype", "float64", "--skip", "torch", "--skip", "jax", "--json"))
+    (run,) = bench["runs"]
+    assert run["dtype"] == "float64" and run["sizes"] == {"B": 1, "n_x": 2, "n_h": 3, "n_y": 2}
+    names = [c["name"] for c in run["contenders"]]
+    assert names[0] == "rnngen" and run["contenders"][0]["ratio"] == 1.0
+    assert set(run["skipped"]) == {"PyTorch", "JAX"}
+
+
+def test_quiet_prints_only_the_results_and_verbose_the_progress(tmp_path):
+    quiet = rnngen("derive", "--T", "2", "--out", str(tmp_path), "-q")
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    assert quiet.stdout.splitlines() == [
+        str(tmp_path / "rnn_tanh_softmax_xent_t2.py"),
+        str(tmp_path / "rnn_tanh_softmax_xent_t2.tex"),
+    ]
+    verbose = rnngen("derive", "--T", "2", "--out", str(tmp_path), "-v")
+    assert verbose.returncode == 0
+    stages = [line.split(" ...")[0] for line in verbose.stderr.splitlines()]
+    assert (
+        stages[0] == "rnngen: deriving rnn_tanh_softmax_xent_t2 (T = 2)" and "rnngen: checking the gradients" in stages
+    )
+    assert stages[-1] == f"rnngen: writing into {tmp_path}"  # verify's own stages may come in between
+    assert "ok: worst finite-difference error" in verbose.stdout
+    rows = rnngen("flow", "--T", "3", "-q")
+    assert [int(line.split()[0]) for line in rows.stdout.splitlines()] == [0, 1, 2, 3]
+    assert_one_line_error(rnngen("list", "-q", "-v"), "-q and -v contradict")
+
+
+# --- signals, pipes, files written twice ---------------------------------------------------------------
+
+_SLOW_WRITE = """
+import os, sys, time
+ready, out = sys.argv[1], sys.argv[2]
+real = os.chmod
+def chmod(path, mode):  # write_all sets the mode of each staged temporary file: stall there
+    real(path, mode)
+    open(ready, "w").close()
+    time.sleep(60)
+os.chmod = chmod
+sys.argv = ["rnngen", "derive", "--T", "2", "--no-check", "--out", out]
+from rnngen.cli import main
+main()
+"""
+
+
+@pytest.mark.parametrize("signum, code, word", [(15, 143, "terminated"), (2, 130, "interrupted")])
+def test_a_signal_during_the_write_leaves_no_temporary_file(tmp_path, signum, code, word):
+    import time
+
+    ready, out = tmp_path / "ready", tmp_path / "out"
+    child = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_WRITE, str(ready), str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not ready.exists() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ready.exists(), child.communicate()
+    assert [p.name for p in out.iterdir()][0].startswith(".")  # the staged file, caught mid-write
+    child.send_signal(signum)
+    stdout, stderr = child.communicate(timeout=60)
+    assert child.returncode == code, stderr
+    assert stderr.strip() == f"rnngen: {word}" and stdout == ""
+    assert list(out.iterdir()) == []  # no hidden temporary file, and nothing half-written
+
+
+def test_flow_plot_can_be_drawn_again_but_not_over_a_foreign_file(tmp_path):
+    png = tmp_path / "flow.png"
+    assert rnngen("flow", "--T", "3", "--plot", str(png)).returncode == 0
+    first = png.read_bytes()
+    again = rnngen("flow", "--T", "3", "--plot", str(png))
+    assert again.returncode == 0, again.stderr
+    assert png.read_bytes() == first  # its own PNG, redrawn: the same bytes
+    foreign = tmp_path / "photo.png"
+    foreign.write_bytes(first.replace(b"rnngen", b"camera"))
+    assert_one_line_error(rnngen("flow", "--T", "3", "--plot", str(foreign)), "not generated by rnngen", "--force")
+    assert b"camera" in foreign.read_bytes()
+    forced = rnngen("flow", "--T", "3", "--plot", str(foreign), "--force")
+    assert forced.returncode == 0 and foreign.read_bytes() == first
+
+
+def test_flow_plot_survives_a_reader_that_stops_early(tmp_path):
+    import signal
+
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line, as `| head -0` would be
+    png = tmp_path / "flow.png"
+    child = subprocess.run(
+        [sys.executable, "-m", "rnngen", "flow", "--T", "4", "--plot", str(png)],
+        stdout=write,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    os.close(write)
+    assert child.returncode in (0, -signal.SIGPIPE), child.stderr  # the shell shows 141, like any Unix tool
+    assert child.stderr == ""
+    assert png.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize("content", ["not an archive\n", ""])
+def test_flow_weights_that_are_not_an_npz_say_so(tmp_path, content):
+    path = tmp_path / "p.npz"
+    path.write_text(content)
+    result = rnngen("flow", "--T", "3", "--weights", str(path))
+    assert_one_line_error(result, f"{path}: not an .npz archive", "numpy.savez")
+    assert "pickle" not in result.stderr

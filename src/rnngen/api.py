@@ -1,21 +1,37 @@
-"""The Python entry point: ``rnngen.derive(T=5, ...)`` for scripts and notebooks.
+"""The Python entry point: ``rnngen.derive(T=5, ...)`` and ``rnngen.load(path)`` for scripts and notebooks.
 
-The object it returns keeps every stage of the pipeline, exposes the
-gradients as SymPy matrix expressions, and renders itself in Jupyter: the
-whole derivation as Markdown, or the final formulas as LaTeX.
+``derive`` takes the options of ``rnngen derive`` as keywords of the same
+names and meaning (a test holds the two together). The object it returns
+keeps every stage of the pipeline, exposes the gradients as SymPy matrix
+expressions, and renders itself in Jupyter: the whole derivation as
+Markdown, or the final formulas as LaTeX.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import sys
 import types
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import sympy as sp
 
-from rnngen.emit import write_all
+from rnngen.emit import check_targets, is_generated, pdflatex, write_all
 from rnngen.markdown import to_markdown
 from rnngen.pipeline import Build, build
 from rnngen.spec import RNNSpec
-from rnngen.verify import Report, check_build
+from rnngen.verify import Report, VerificationError, check_build
+
+
+class CheckFailed(VerificationError):
+    """The derived module failed its gradient check; ``report`` says which checks and by how much."""
+
+    def __init__(self, report: Report, name: str):
+        super().__init__(f"{name} fails its gradient check: {'; '.join(report.failures)}")
+        self.report = report
+        self.name = name
 
 
 class BPTT:
@@ -29,6 +45,10 @@ class BPTT:
     def __init__(self, result: Build):
         self.spec = result.spec
         self.build = result
+        #: The check ``derive`` ran (None when it ran none).
+        self.report: Report | None = None
+        #: ``{path: text or bytes}`` of what the last ``save`` wrote.
+        self.written: dict = {}
 
     def __repr__(self) -> str:
         return f"<BPTT {self.spec.name}: gradients of {', '.join(self.gradients)}>"
@@ -76,14 +96,18 @@ class BPTT:
         exec(compile(self.build.module, f"<rnngen {self.spec.name}>", "exec"), module.__dict__)
         return module
 
-    def check(self, exact: bool = False) -> Report:
-        """Finite differences, the Taylor test and the agreement of the forms (and the exact oracle)."""
-        return check_build(self.build, exact=exact)
+    def check(self, exact: bool = False, progress: Callable[[str], None] | None = None) -> Report:
+        """Finite differences, the Taylor test and the agreement of the forms (and the exact oracle).
+
+        ``progress``, when given, is called with a line as each check starts (the oracle is slow).
+        """
+        return check_build(self.build, exact=exact, progress=progress)
 
     def save(self, out_dir="generated", latex=True, markdown=False, pdf=False, force=False) -> list:
         """Write the module (and the documents asked for) into ``out_dir``, all or nothing; return the paths."""
         files = self.build.files(out_dir, latex=latex, markdown=markdown, pdf=pdf)
         write_all(files, force)
+        self.written = files
         return list(files)
 
     def _repr_markdown_(self) -> str:
@@ -98,18 +122,113 @@ class BPTT:
         return "$$\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}$$"
 
 
-def derive(T: int, **choices) -> BPTT:
-    """Derive BPTT for an RNN unrolled for ``T`` steps.
+def derive(
+    T: int,
+    *,
+    hidden: str = "tanh",
+    slope: float | None = None,
+    output: str = "softmax",
+    loss: str = "cross_entropy",
+    mapping: str = "many-to-many",
+    notation: str = "column",
+    names: str | Sequence[str] = "U,W,V",
+    hidden_bias: bool = True,
+    output_bias: bool = True,
+    out: str | os.PathLike | None = None,
+    check: bool = True,
+    exact: bool = False,
+    latex: bool = True,
+    markdown: bool = False,
+    pdf: bool = False,
+    force: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> BPTT:
+    """Derive BPTT for an RNN unrolled for ``T`` steps; verify it, and write it when ``out`` is given.
+
+    Every option of ``rnngen derive`` is a keyword here, with the same name and meaning.
 
     Args:
-        T: the unroll length.
-        **choices: the rest of ``RNNSpec``: ``hidden``, ``output``, ``loss``, ``mapping``,
-            ``notation``, ``names``, ``hidden_bias``, ``output_bias``, ``slope``.
+        T: the unroll length, 1 to 1000.
+        hidden: hidden activation, a name of ``rnngen list`` or an expression in ``x`` such as ``"x/(1+abs(x))"``.
+        slope: the negative-side slope of ``leaky_relu`` (None: its default).
+        output: output layer (softmax, sigmoid, identity).
+        loss: the loss, which the output must be able to feed.
+        mapping: ``"many-to-many"`` (a loss at every step) or ``"many-to-one"`` (at the last).
+        notation: ``"column"`` or ``"row"`` vectors.
+        names: the input, recurrent and output matrix names, ``"U,W,V"`` or a sequence of three.
+        hidden_bias, output_bias: whether the layers have the biases b and c.
+        out: a directory to write the module (and documents) into; None writes nothing.
+        check: verify the module's gradients (finite differences, Taylor test, the two forms).
+        exact: also compare with the exact SymPy scalar oracle (T <= 8, slower).
+        latex, markdown, pdf: which documents to write into ``out`` besides the module.
+        force: overwrite files in ``out`` that rnngen did not write.
+        progress: called with one line per stage (deriving, checking, writing), e.g. ``print``.
 
     Returns:
-        A ``BPTT`` object; in a notebook it displays the derivation.
+        A ``BPTT`` object (its ``report`` holds the check); in a notebook it displays the derivation.
 
     Raises:
         SpecError: a choice that is not allowed (the message lists what is).
+        CheckFailed: the module fails its gradient check (nothing is written).
+        OutputError: a file in ``out`` that cannot or must not be written (nothing is written).
+        ValueError: ``markdown``, ``pdf`` or ``force`` without ``out``, or ``pdf`` without ``latex``.
     """
-    return BPTT(build(RNNSpec(T=T, **choices)))
+    say = progress or (lambda _: None)
+    spec = RNNSpec(
+        T=T,
+        hidden=hidden,
+        slope=slope,
+        output=output,
+        loss=loss,
+        mapping=mapping,
+        notation=notation,
+        names=names,
+        hidden_bias=hidden_bias,
+        output_bias=output_bias,
+    )
+    if out is None and (markdown or pdf or force):
+        raise ValueError("markdown, pdf and force choose what derive writes into out; give out as well")
+    if pdf and not latex:
+        raise ValueError("pdf compiles the LaTeX document; it needs latex=True")
+    if out is not None and pdf:
+        pdflatex()  # fail fast, before deriving, when it is missing
+    say(f"deriving {spec.name} (T = {spec.T})")
+    result = BPTT(build(spec))
+    if out is not None:
+        check_targets(result.build.paths(out, latex, markdown, pdf), force)  # fail fast, write nothing
+    if check:
+        say("checking the gradients" + (" (and the exact oracle)" if exact else ""))
+        result.report = result.check(exact, progress)
+        if not result.report.ok:
+            raise CheckFailed(result.report, spec.name)
+    if out is not None:
+        say(f"writing into {out}" + (" (compiling the PDF)" if pdf else ""))
+        result.save(out, latex=latex, markdown=markdown, pdf=pdf, force=force)
+    return result
+
+
+def load(path: str | os.PathLike) -> types.ModuleType:
+    """Import a module that rnngen generated, from any path; its name is the file's stem.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is not a module rnngen generated.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist or is not a file")
+    if path.suffix != ".py" or not is_generated(path):
+        raise ValueError(f"{path} is not a module generated by rnngen (its first line is not rnngen's preamble)")
+    name = path.stem
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    before = sys.modules.get(name)
+    sys.modules[name] = module  # present while it runs, as for any import; the caller's namespace is left as it was
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        if before is None:
+            sys.modules.pop(name, None)
+        else:
+            sys.modules[name] = before
+    return module

@@ -10,18 +10,23 @@ import time
 
 _STARTED = time.perf_counter()  # before the heavy imports: "Done in" includes start-up
 
+import functools
+import json
+import signal
 import sys
 from pathlib import Path
 
 import click
 import numpy as np
 
-from rnngen import __version__, expression
+from rnngen import __version__, expression, install_hint
 from rnngen.activations import DEFAULT_SLOPE, FUSED, HIDDEN, LOSSES, OUTPUT_LAYERS, elementwise, pairs
-from rnngen.api import BPTT
+from rnngen.api import BPTT, CheckFailed
+from rnngen.api import derive as derive_api
 from rnngen.bench.run import CONTENDERS, BenchError, kernels, table
 from rnngen.bench.run import bench as run_bench
-from rnngen.emit import OutputError, check_targets, pdflatex, write_all
+from rnngen.emit import OutputError, check_targets, write_all
+from rnngen.jsonable import plain
 from rnngen.pipeline import build
 from rnngen.program import family_of
 from rnngen.spec import DEFAULT_NAMES, MAPPINGS, MAX_T, NOTATIONS, RNNSpec, SpecError, check_T
@@ -51,19 +56,107 @@ class UnrollLength(click.ParamType):
             self.fail(str(e), param, ctx)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class HiddenActivation(click.ParamType):
+    """``--hidden``: a name from ``HIDDEN`` (offered by shell completion) or an expression in x.
+
+    Not a ``click.Choice``, because an expression is allowed too; the spec checks either.
+    """
+
+    name = "ACTIVATION"
+
+    def shell_complete(self, ctx, param, incomplete):
+        from click.shell_completion import CompletionItem
+
+        return [CompletionItem(n) for n in HIDDEN if n.startswith(incomplete)]
+
+
+# Subcommands inherit the group's context settings: -h works everywhere.
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, invoke_without_command=True)
 @click.version_option(__version__, prog_name="rnngen")
-def cli():
+@click.pass_context
+def cli(ctx):
     """rnngen: backpropagation through time, derived symbolically, emitted as NumPy and LaTeX, verified.
 
     Start with: rnngen derive --T 5
     """
+    if ctx.invoked_subcommand is None:  # `rnngen` alone: the help, and success
+        click.echo(ctx.get_help())
+
+
+QUIET, NORMAL, VERBOSE = 0, 1, 2
+
+
+class Output:
+    """Where a command's results go: text on stdout at a verbosity, or one JSON document.
+
+    Progress goes to stderr, never stdout, so ``--json`` output is a document alone. It is
+    shown with -v, or when stderr is a terminal (as git does), never with -q or --json.
+    """
+
+    def __init__(self, as_json: bool = False, verbosity: int = NORMAL):
+        self.json = as_json
+        self.verbosity = verbosity
+        self.show_progress = not as_json and (verbosity >= VERBOSE or verbosity == NORMAL and sys.stderr.isatty())
+
+    def echo(self, text: str = "", level: int = NORMAL) -> None:
+        """A line of the text output, shown from verbosity ``level`` on (QUIET: shown even with -q)."""
+        if not self.json and self.verbosity >= level:
+            click.echo(text)
+
+    def progress(self, text: str) -> None:
+        """A line on stderr saying what a slow command is doing now."""
+        if self.show_progress:
+            elapsed = f"  [{time.perf_counter() - _STARTED:.1f} s]" if self.verbosity >= VERBOSE else ""
+            click.echo(f"rnngen: {text} ...{elapsed}", err=True)
+
+    def document(self, data: dict) -> None:
+        """The ``--json`` output: one JSON document on stdout (nothing else is printed there)."""
+        if self.json:
+            click.echo(json.dumps(plain({"rnngen": __version__, **data}), indent=2))
+
+    def done(self) -> None:
+        self.echo(f"Done in {time.perf_counter() - _STARTED:.2f} s (wall time of the whole command).")
+
+
+#: The options ``output_options`` adds: how a command prints, not what it computes.
+_OUTPUT_OPTIONS = (
+    click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        help="Print the results as one JSON document on stdout (keys: see the command's help). Example: --json",
+    ),
+    click.option("-q", "--quiet", is_flag=True, help="Print only the results, no summary or progress. Example: -q"),
+    click.option(
+        "-v",
+        "--verbose",
+        is_flag=True,
+        help="Also print progress with elapsed times on stderr (shown anyway on a terminal). Example: -v",
+    ),
+)
+OUTPUT_PARAMS = ("as_json", "quiet", "verbose")
+
+
+def output_options(command):
+    """--json, -q and -v, shared by every command that prints results; the command gets ``ui``, an ``Output``."""
+
+    @functools.wraps(command)
+    def run(*args, as_json, quiet, verbose, **kwargs):
+        if quiet and verbose:
+            raise click.UsageError("-q and -v contradict each other; give one")
+        verbosity = QUIET if quiet else VERBOSE if verbose else NORMAL
+        return command(*args, ui=Output(as_json, verbosity), **kwargs)
+
+    for option in reversed(_OUTPUT_OPTIONS):  # the last applied is listed first
+        run = option(run)
+    return run
 
 
 _SPEC_OPTIONS = (
     click.option("--T", "T", type=UnrollLength(), required=True, help=f"Unroll length, 1 to {MAX_T}. Example: --T 5"),
     click.option(
         "--hidden",
+        type=HiddenActivation(),
         default="tanh",
         show_default=True,
         help=f"Hidden activation: {', '.join(HIDDEN)}, or an expression in x. Example: --hidden 'x/(1+abs(x))'",
@@ -76,24 +169,28 @@ _SPEC_OPTIONS = (
     ),
     click.option(
         "--output",
+        type=click.Choice(list(OUTPUT_LAYERS)),
         default="softmax",
         show_default=True,
-        help=f"Output layer: {', '.join(OUTPUT_LAYERS)}. Example: --output sigmoid",
+        help="Output layer. Example: --output sigmoid",
     ),
     click.option(
         "--loss",
+        type=click.Choice(list(LOSSES)),
         default="cross_entropy",
         show_default=True,
-        help=f"Loss: {', '.join(LOSSES)}. Example: --loss binary_cross_entropy",
+        help="Loss (the output must be able to feed it). Example: --loss binary_cross_entropy",
     ),
     click.option(
         "--mapping",
+        type=click.Choice(list(MAPPINGS)),
         default="many-to-many",
         show_default=True,
-        help=f"Where the loss applies: {', '.join(MAPPINGS)}. Example: --mapping many-to-one",
+        help="Where the loss applies: every step, or the last. Example: --mapping many-to-one",
     ),
     click.option(
         "--notation",
+        type=click.Choice(list(NOTATIONS)),
         default="column",
         show_default=True,
         help="column (h_t = f(U x_t + W h_{t-1} + b)) or row (h^t = f(x^t U + h^{t-1} W + b)). Example: --notation row",
@@ -164,23 +261,30 @@ def _optional_T(command):
 @spec_options
 @click.option(
     "--out",
-    "out_dir",
     default="generated",
     show_default=True,
     type=click.Path(file_okay=False, path_type=Path),
     help="Directory for the generated files. Example: --out build/rnn",
 )
-@click.option("--no-check", is_flag=True, help="Write the module without verifying its gradients. Example: --no-check")
+@click.option(
+    "--check/--no-check",
+    default=True,
+    show_default=True,
+    help="Verify the module's gradients before writing it. Example: --no-check",
+)
 @click.option(
     "--exact", is_flag=True, help="Also compare with the exact SymPy scalar oracle (T <= 8, slower). Example: --exact"
 )
-@click.option("--no-latex", is_flag=True, help="Write only the NumPy module, not the LaTeX. Example: --no-latex")
+@click.option(
+    "--latex/--no-latex", default=True, show_default=True, help="Also write the LaTeX document. Example: --no-latex"
+)
 @click.option(
     "--markdown", is_flag=True, help="Also write the document as Markdown (math renders on GitHub). Example: --markdown"
 )
 @click.option("--pdf", is_flag=True, help="Also compile the document to PDF with pdflatex. Example: --pdf")
 @click.option("--force", is_flag=True, help="Overwrite files that rnngen did not generate. Example: --force")
-def derive(T, out_dir, no_check, exact, no_latex, markdown, pdf, force, **choices):
+@output_options
+def derive(ui, **options):
     """Derive BPTT for an RNN unrolled for T steps; write and verify the NumPy module and LaTeX.
 
     \b
@@ -190,37 +294,47 @@ def derive(T, out_dir, no_check, exact, no_latex, markdown, pdf, force, **choice
       rnngen derive --T 3 --hidden relu --output identity --loss squared_error --mapping many-to-one
       rnngen derive --T 5 --notation row --names W,U,V --no-hidden-bias --no-output-bias   (seed 000)
       rnngen list                          every activation, output, loss and mapping
+
+    \b
+    -q prints the paths written, one a line. --json prints
+      {"rnngen": version, "name": the network's name, "files": [paths written],
+       "check": {"ok", "T", "finite_differences", "taylor_slope", "exact_oracle",
+       "paths_vs_recursion", "failures", ...} or null (--no-check)}
+    In Python: rnngen.derive(T=5, out="generated", ...) takes these options as keywords.
     """
-    spec = _spec(T, choices)
-    if pdf and no_latex:
+    if options["pdf"] and not options["latex"]:
         raise click.UsageError("--pdf compiles the LaTeX document; drop --no-latex to use it")
     try:
-        if pdf:
-            pdflatex()  # fail fast, before deriving, when it is missing
-        result = build(spec)
-        check_targets(result.paths(out_dir, not no_latex, markdown, pdf), force)  # fail fast, write nothing
-        report = None if no_check else _verify(exact, build=result)
-        files = result.files(out_dir, latex=not no_latex, markdown=markdown, pdf=pdf)
-        write_all(files, force)
+        d = derive_api(**options, progress=ui.progress)
+    except SpecError as e:
+        raise click.UsageError(str(e)) from None
+    except CheckFailed as e:
+        ui.document({"name": e.name, "files": [], "check": e.report.as_dict()})
+        if ui.verbosity >= NORMAL and not ui.json:
+            _print_report(e.report)
+        raise click.ClickException("the generated module fails its gradient check; nothing was written") from None
     except OutputError as e:
         raise click.ClickException(str(e)) from None
+    spec, report = d.spec, d.report
+    ui.document({"name": spec.name, "files": list(d.written), "check": report and report.as_dict()})
 
-    click.echo(f"rnngen {__version__}: {spec.name}")
-    click.echo(f"  {_describe(spec)}")
-    for path, content in files.items():
+    ui.echo(f"rnngen {__version__}: {spec.name}")
+    ui.echo(f"  {_describe(spec)}")
+    for path, content in d.written.items():
         if isinstance(content, bytes):
             size = f"{getattr(content, 'pages', 0)} pages, {len(content) / 1024:.0f} KiB"
         else:
             size = f"{content.count(chr(10))} lines"
-        click.echo(f"  wrote {path}  ({size})")
-    click.echo("")
-    _print_formulas(result)
-    click.echo("")
-    if report is None:
-        click.echo("Check skipped (--no-check): the module is unverified.")
-    else:
-        _print_report(report)
-    click.echo(f"Done in {time.perf_counter() - _STARTED:.2f} s (wall time of the whole command).")
+        ui.echo(str(path) if ui.verbosity == QUIET else f"  wrote {path}  ({size})", level=QUIET)
+    if ui.verbosity >= NORMAL and not ui.json:
+        click.echo("")
+        _print_formulas(d.build)
+        click.echo("")
+        if report is None:
+            click.echo("Check skipped (--no-check): the module is unverified.")
+        else:
+            _print_report(report)
+    ui.done()
 
 
 def _spec(T, choices) -> RNNSpec:
@@ -232,8 +346,13 @@ def _spec(T, choices) -> RNNSpec:
 
 @cli.command()
 @spec_options
-@click.option("--no-check", is_flag=True, help="Print without verifying the gradients first. Example: --no-check")
-def latex(T, no_check, **choices):
+@click.option(
+    "--check/--no-check",
+    default=True,
+    show_default=True,
+    help="Verify the gradients before printing. Example: --no-check",
+)
+def latex(T, check, **choices):
     """Print the LaTeX derivation to stdout, for piping (nothing is written).
 
     \b
@@ -241,9 +360,11 @@ def latex(T, no_check, **choices):
       rnngen latex --T 5 > bptt.tex
       rnngen latex --T 3 --output sigmoid --loss binary_cross_entropy --mapping many-to-one | pdflatex
     """
-    result = build(_spec(T, choices))
-    if not no_check:
-        _verify(False, build=result)
+    spec = _spec(T, choices)
+    Output().progress(f"deriving {spec.name} (T = {spec.T})")  # stdout is the document: progress only
+    result = build(spec)
+    if check:
+        _verify(False, Output(), build=result)
     click.echo(result.latex, nl=False)
 
 
@@ -272,7 +393,8 @@ def latex(T, no_check, **choices):
     help="Also draw the curves on a log scale into a PNG (needs matplotlib). Example: --plot flow.png",
 )
 @click.option("--force", is_flag=True, help="Overwrite a --plot file that rnngen did not write. Example: --force")
-def flow(T, n_x, n_h, n_y, scale, seed, weights, plot_path, force, **choices):
+@output_options
+def flow(T, n_x, n_h, n_y, scale, seed, weights, plot_path, force, ui, **choices):
     """Measure how the gradient flows back through time: ||dh_T/dh_k|| and ||dE/dh_k|| against the bound.
 
     \b
@@ -281,42 +403,65 @@ def flow(T, n_x, n_h, n_y, scale, seed, weights, plot_path, force, **choices):
       rnngen flow --T 30 --scale 3 --plot flow.png
       rnngen flow --T 20 --hidden sigmoid --scale 4
       rnngen flow --T 10 --weights params.npz   weights saved with numpy.savez(**params)
+
+    \b
+    -q prints the rows of the table alone. --json prints
+      {"rnngen", "name", "sizes": {"n_x", "n_h", "n_y"}, "gamma", "norm", "loss",
+       "k": [0..T], "jacobian": [...], "bound": [...], "gradient": [...], "plot": path or null}
     """
     from rnngen import flow as F
 
     spec = _spec(T, choices)
+    if plot_path is not None:
+        try:
+            check_targets([plot_path], force)  # before the work: a refused --plot costs nothing
+            import matplotlib  # noqa: F401
+        except OutputError as e:
+            raise click.ClickException(str(e)) from None
+        except ImportError:
+            raise click.ClickException(f"--plot needs matplotlib: {install_hint('plot')}") from None
+    ui.progress(f"deriving {spec.name} (T = {spec.T})")
     result = build(spec)
     try:
         if weights is not None:
-            with np.load(weights) as data:
-                given = dict(data)
+            given = F.load_weights(weights)
             sizes = F.sizes_of(result, given)
             values = F.check_weights(result, given, sizes)
         else:
             sizes = (n_x, n_h, n_y)
             values = F.random_weights(result, sizes, seed, scale)
-    except (F.FlowError, OSError, ValueError) as e:
+    except F.FlowError as e:
         raise click.ClickException(f"{weights}: {e}") from None
-    if plot_path is not None:
-        try:
-            check_targets([plot_path], force)
-            import matplotlib  # noqa: F401
-        except OutputError as e:
-            raise click.ClickException(str(e)) from None
-        except ImportError:
-            raise click.ClickException("--plot needs matplotlib: pip install 'rnngen[plot]'") from None
+    ui.progress("measuring the flow")
     measured = F.measure(result, values, sizes, seed)
     recurrent = spec.role_names["recurrent"]
-    click.echo(f"rnngen {__version__}: gradient flow of {spec.name}, (n_x, n_h, n_y) = {sizes}, one sequence")
-    for line in F.table(measured, recurrent):
-        click.echo(line)
+    # The plot is written before anything is printed: a reader that stops early (| head) cannot lose it.
     if plot_path is not None:
         png = F.plot(measured, rf"{spec.name}: $\gamma \|{recurrent}\| = {measured.gamma * measured.norm:.3g}$")
         try:
             write_all({plot_path: png}, force)
         except OutputError as e:
             raise click.ClickException(str(e)) from None
-        click.echo(f"wrote {plot_path}")
+    ui.document(
+        {
+            "name": spec.name,
+            "sizes": dict(zip(("n_x", "n_h", "n_y"), sizes)),
+            "gamma": measured.gamma,
+            "norm": measured.norm,
+            "loss": measured.loss,
+            "k": measured.ks,
+            "jacobian": measured.jacobian,
+            "bound": measured.bound,
+            "gradient": measured.gradient,
+            "plot": plot_path,
+        }
+    )
+    ui.echo(f"rnngen {__version__}: gradient flow of {spec.name}, (n_x, n_h, n_y) = {sizes}, one sequence")
+    lines = F.table(measured, recurrent)
+    for line in lines if ui.verbosity > QUIET else lines[2:]:
+        ui.echo(line, level=QUIET)
+    if plot_path is not None:
+        ui.echo(f"wrote {plot_path}")
 
 
 def _print_formulas(result) -> None:
@@ -367,21 +512,31 @@ def _print_formulas(result) -> None:
     show_default=True,
     help="Seed of the random point the module is checked at. Example: --seed 7",
 )
-def check(path, exact, n_x, n_h, n_y, B, dtype, seed):
+@output_options
+def check(path, exact, n_x, n_h, n_y, B, dtype, seed, ui):
     """Verify an existing generated module: finite differences, Taylor test, every path, optionally the exact oracle.
 
     \b
     Examples:
       rnngen check generated/rnn_tanh_softmax_xent_t5.py --exact
       rnngen check generated/rnn_tanh_softmax_xent_t5.py --n-h 16 --batch 8 --dtype float32 --seed 3
+
+    \b
+    -q prints the verdict alone. --json prints
+      {"rnngen", "path", "check": {"ok", "T", "sizes", "seed", "dtypes", "finite_differences",
+       "taylor_slope", "exact_oracle", "paths_vs_recursion", "paths", "notes", "failures", ...}}
     """
     if not path.is_file():
         raise click.ClickException(f"{path} does not exist or is not a file")
     dtypes = ("float64", "float32") if dtype == "both" else (dtype,)
-    module = _load(path)
-    report = _verify(exact, module=module, fail_loudly=False, sizes=(n_x, n_h, n_y, B), seed=seed, dtypes=dtypes)
-    _print_report(report)
-    click.echo(f"Done in {time.perf_counter() - _STARTED:.2f} s (wall time of the whole command).")
+    where = dict(sizes=(n_x, n_h, n_y, B), seed=seed, dtypes=dtypes)
+    report = _verify(exact, ui, module=_load(path), fail_loudly=False, **where)
+    ui.document({"path": path, "check": report.as_dict()})
+    if ui.verbosity >= NORMAL and not ui.json:
+        _print_report(report)
+    elif not ui.json:  # -q: the verdict alone
+        ui.echo("ok" if report.ok else f"FAILED: {'; '.join(report.failures)}", level=QUIET)
+    ui.done()
     if not report.ok:
         raise click.ClickException(f"{path} fails the gradient check")
 
@@ -429,7 +584,8 @@ _DTYPES = {"float64": ("float64",), "float32": ("float32",), "both": ("float64",
     multiple=True,
     help="Leave a contender out (repeatable). Example: --skip jax --skip tutorial",
 )
-def bench(module_path, B, n_x, n_h, n_y, dtype, samples, settle, skip, T, **choices):
+@output_options
+def bench(module_path, B, n_x, n_h, n_y, dtype, samples, settle, skip, T, ui, **choices):
     """Time a generated module against hand-written NumPy loops, PyTorch and JAX (those installed).
 
     Every contender computes the loss and all gradients of the same random
@@ -442,6 +598,12 @@ def bench(module_path, B, n_x, n_h, n_y, dtype, samples, settle, skip, T, **choi
     Examples:
       rnngen bench --T 25 --batch 1 --n-x 65 --n-h 100 --n-y 65
       rnngen bench generated/rnn_tanh_softmax_xent_t5.py --batch 1 --n-x 8 --n-h 16 --n-y 8
+
+    \b
+    -q prints the tables alone. --json prints
+      {"rnngen", "kernels": [lines], "runs": [one per dtype: {"name", "T", "sizes": {"B", "n_x", "n_h", "n_y"},
+       "dtype", "samples", "contenders": [{"name", "median_seconds", "ratio", "agreement", "compile_seconds"}],
+       "skipped": {name: why}}]}
     """
     if module_path is not None:
         if not module_path.is_file():
@@ -452,18 +614,25 @@ def bench(module_path, B, n_x, n_h, n_y, dtype, samples, settle, skip, T, **choi
         if T is None:
             raise click.UsageError("give --T (the unroll length) or a generated MODULE to time")
         spec = _spec(T, choices)
+        ui.progress(f"deriving {spec.name} (T = {spec.T})")
         module = BPTT(build(spec)).module()
-    for line in kernels():
-        click.echo(line)
+    libraries = kernels()
+    for line in libraries:
+        ui.echo(line)
+    runs = []
     for name in _DTYPES[dtype]:
+        ui.progress(f"timing {name}: checking the contenders agree, then {samples} samples each")
         try:
             result = run_bench(module, spec, (B, n_x, n_h, n_y), getattr(np, name), samples, settle, skip)
         except BenchError as e:
             raise click.ClickException(str(e)) from None
-        click.echo("")
+        runs.append(result.as_dict())
+        if runs[1:] or ui.verbosity > QUIET:
+            ui.echo("", level=QUIET)
         for line in table(result):
-            click.echo(line)
-    click.echo(f"Done in {time.perf_counter() - _STARTED:.2f} s (wall time of the whole command).")
+            ui.echo(line, level=QUIET)
+    ui.document({"kernels": libraries, "runs": runs})
+    ui.done()
 
 
 def _module_spec(path, module) -> RNNSpec:
@@ -475,8 +644,14 @@ def _module_spec(path, module) -> RNNSpec:
 
 
 @cli.command(name="list")
-def list_choices():
-    """List the hidden activations, output layers, losses, mappings and notations, one line each."""
+@output_options
+def list_choices(ui):
+    """List the hidden activations, output layers, losses, mappings and notations, one line each.
+
+    \b
+    -q prints the names alone. --json prints
+      {"rnngen", "hidden", "output", "loss", "mapping", "notation"}, each {name: description}
+    """
     sections = (
         (
             "hidden activations (--hidden)",
@@ -488,11 +663,13 @@ def list_choices():
         ("mappings (--mapping)", list(MAPPINGS.items())),
         ("notations (--notation)", list(NOTATIONS.items())),
     )
+    keys = ("hidden", "", "output", "loss", "mapping", "notation")
+    ui.document({key: dict(rows) for key, (_, rows) in zip(keys, sections) if key})
     for title, rows in sections:
         if title:
-            click.echo(title + ":")
+            ui.echo(title + ":")
         for name, what in rows:
-            click.echo(f"  {name:<22}{what}")
+            ui.echo(f"  {name:<22}{what}" if ui.verbosity > QUIET else name, level=QUIET)
 
 
 def _loss_line(name, rule) -> str:
@@ -518,20 +695,12 @@ def _load(path):
         raise click.ClickException(str(e)) from None
 
 
-#: Parameter entries above which the finite differences alone take seconds (two loss calls each).
-SLOW_CHECK_ENTRIES = 2000
-
-
-def _verify(exact: bool, module=None, build=None, fail_loudly: bool = True, **where) -> Report:
+def _verify(exact: bool, ui: Output, module=None, build=None, fail_loudly: bool = True, **where) -> Report:
     """Check an imported module, or a build's module before it is written; ``where`` holds
-    ``sizes``, ``seed`` and ``dtypes`` when they are not the defaults.
-
-    A check that can take more than a couple of seconds (the exact oracle, or large sizes)
-    prints each stage to stderr as it starts, so the user sees it move.
+    ``sizes``, ``seed`` and ``dtypes`` when they are not the defaults. Each stage of the check
+    is a progress line (``ui.progress``).
     """
-    n_x, n_h, n_y, _ = where.get("sizes", CHECK_SIZES)
-    slow = exact or n_h * (n_x + n_h + n_y + 2) + n_y > SLOW_CHECK_ENTRIES
-    progress = (lambda line: click.echo(f"  {line} ...", err=True)) if slow else None
+    progress = ui.progress
     try:
         if build is None:
             report = check_module(module, exact=exact, progress=progress, **where)
@@ -583,13 +752,29 @@ def _print_report(report: Report) -> None:
         click.echo(f"  FAILED: {'; '.join(report.failures)}")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that it unwinds like Ctrl-C: every ``finally``
+    runs (``write_all`` removes its temporary files) before the process ends."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
 def main() -> None:
     """Console entry point: click's errors become one line, and so do ours."""
+    signal.signal(signal.SIGTERM, _terminate)
+    if hasattr(signal, "SIGPIPE"):
+        # A reader that stops early (| head) ends the process quietly, as it ends any Unix tool
+        # (exit 141 in the shell); click would instead exit 1 and silence stderr too. Files are
+        # written before anything is printed, so nothing is lost.
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
-        code = cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("rnngen: interrupted", err=True)
-        sys.exit(130)
+        code = cli.main(prog_name="rnngen", standalone_mode=False)
+    except click.exceptions.Abort as e:
+        terminated = isinstance(e.__cause__, Terminated)
+        click.echo(f"rnngen: {'terminated' if terminated else 'interrupted'}", err=True)
+        sys.exit(128 + (signal.SIGTERM if terminated else signal.SIGINT))
     except click.ClickException as e:
         click.echo(f"rnngen: error: {e.format_message()}", err=True)
         sys.exit(e.exit_code)

@@ -70,13 +70,24 @@ class OutputError(Exception):
 
 #: What a PDF that rnngen compiled carries in its document information (set by the .tex).
 PDF_MARKER = b"/Creator (rnngen "
+#: What a PNG that rnngen drew carries: a ``Software`` text chunk naming rnngen (see ``png_metadata``).
+PNG_MARKER = b"tEXtSoftware\x00rnngen "
+#: Binary files rnngen writes, by suffix: the bytes that mark them as its own.
+BINARY_MARKERS = {".pdf": PDF_MARKER, ".png": PNG_MARKER}
+
+
+def png_metadata() -> dict:
+    """The PNG text chunks of a plot rnngen draws; ``is_generated`` recognizes them (PNG_MARKER)."""
+    from rnngen import __version__
+
+    return {"Software": f"rnngen {__version__}"}
 
 
 def is_generated(path: Path) -> bool:
-    """True when ``path`` starts with rnngen's preamble (a PDF: carries rnngen's creator entry)."""
+    """True when ``path`` starts with rnngen's preamble (a PDF or PNG: carries rnngen's marker)."""
     try:
-        if path.suffix == ".pdf":
-            return PDF_MARKER in path.read_bytes()
+        if path.suffix in BINARY_MARKERS:
+            return BINARY_MARKERS[path.suffix] in path.read_bytes()
         with open(path, encoding="utf-8", errors="replace") as f:
             return f.readline().startswith(MARKERS)
     except OSError:

@@ -16,6 +16,7 @@ Jacobians are the same matrices.
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +24,7 @@ import sympy as sp
 
 from rnngen import algebra as A
 from rnngen.activations import elementwise
+from rnngen.emit import png_metadata
 from rnngen.evaluate import evaluate, run
 from rnngen.pipeline import Build
 from rnngen.unroll import SIZES, parameters, step, step_name
@@ -81,6 +83,18 @@ def random_weights(result: Build, sizes: tuple, seed: int, scale: float) -> dict
             fan_in = rows if result.spec.notation == "row" else cols
             values[name] = rng.standard_normal((rows, cols)) / np.sqrt(fan_in)
     return values
+
+
+def load_weights(path) -> dict:
+    """The arrays of an ``.npz`` archive (``numpy.savez(path, **params)``), or a ``FlowError`` that says so."""
+    try:
+        data = np.load(path, allow_pickle=False)
+        if isinstance(data, np.lib.npyio.NpzFile):
+            with data:
+                return dict(data)
+    except (ValueError, EOFError, zipfile.BadZipFile):
+        pass  # text, a pickle, an empty or damaged file: NumPy's message (about pickles) would mislead
+    raise FlowError("not an .npz archive of the parameters; save them with numpy.savez(path, **params)")
 
 
 def check_weights(result: Build, weights: dict, sizes: tuple) -> dict:
@@ -192,6 +206,6 @@ def plot(flow: Flow, title: str) -> bytes:
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", metadata={"Software": None})
+    fig.savefig(buffer, format="png", metadata=png_metadata())  # no matplotlib version: same bytes
     plt.close(fig)
     return buffer.getvalue()

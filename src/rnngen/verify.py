@@ -36,6 +36,7 @@ from rnngen import algebra as A
 from rnngen.activations import LOSSES, OUTPUT_LAYERS, elementwise
 from rnngen.backprop import path_expansion
 from rnngen.evaluate import evaluate, run
+from rnngen.jsonable import plain
 from rnngen.reference import hidden_key, preactivations, relative_error
 from rnngen.unroll import SIZES
 from rnngen.variants import DTYPES, check_paths
@@ -599,7 +600,7 @@ class Report:
     def as_dict(self) -> dict:
         """Every figure, the verdict and the failures, JSON-ready (plain floats; nan and inf as None)."""
         n_x, n_h, n_y, B = self.sizes
-        return _plain(
+        return plain(
             {
                 "ok": self.ok,
                 "T": self.T,
@@ -619,21 +620,6 @@ class Report:
                 "failures": self.failures,
             }
         )
-
-
-def _plain(value):
-    """``value`` with NumPy scalars as Python numbers and every nan or inf as None."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if np.isfinite(value) else None
-    return value
 
 
 def check_build(build, exact: bool = False, sizes=CHECK_SIZES, seed: int = 0, dtypes=DTYPES, progress=None) -> Report:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rnngen import install_hint
 from rnngen.bench import frameworks, loops
 from rnngen.bench.harness import (
     BenchError,
@@ -52,6 +53,28 @@ class Result:
         other = self.seconds(name)
         return None if other is None else other / self.seconds("rnngen")
 
+    def as_dict(self) -> dict:
+        """What ``table`` prints, as plain values (for ``--json``); agreement is None for the reference."""
+        base = self.contenders[0].median
+        return {
+            "name": self.spec.name,
+            "T": self.spec.T,
+            "sizes": dict(zip(("B", "n_x", "n_h", "n_y"), self.sizes)),
+            "dtype": np.dtype(self.dtype).name,
+            "samples": len(self.contenders[0].seconds),
+            "contenders": [
+                {
+                    "name": c.name,
+                    "median_seconds": c.median,
+                    "ratio": c.median / base,
+                    "agreement": self.agreement.get(c.name),
+                    "compile_seconds": c.compile_seconds,
+                }
+                for c in self.contenders
+            ],
+            "skipped": {LABELS[name]: why for name, why in self.skipped.items()},
+        }
+
 
 def contenders_for(module, problem, skip=()) -> tuple:
     """``(contenders, skipped)``: the generated module first (the agreement reference), then the others."""
@@ -71,7 +94,7 @@ def contenders_for(module, problem, skip=()) -> tuple:
             made.append(loop_contender(LABELS[name], loop, problem))
         elif name in ("torch", "jax"):
             if not frameworks.available()[name]:
-                skipped[name] = f"not installed (pip install {'torch==2.13.0' if name == 'torch' else 'jax jaxlib'})"
+                skipped[name] = f"not installed ({install_hint('bench')})"
                 continue
             reason = frameworks.unsupported(name, spec)
             if reason:
