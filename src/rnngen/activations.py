@@ -270,13 +270,25 @@ def _custom(text: str, derivative: bool) -> ElementwiseRule:
         ufunc=lambda a: numeric(a) + 0 * a,  # + 0 * a: a constant derivative still has the array's shape
         latex=f"{what}({{}})",
         text=f"{what}({{}})",
-        derivative=None if derivative else lambda arg, out: _fn(f"custom_derivative:{text}", arg),
+        derivative=None if derivative else _custom_slope(text, sp.diff(f, expression.X)),
         definition=f"{what}(x) = {sp.latex(expr)}",
         description=f"custom: {text}",
         helpers=((helper, source),),
         gamma=None if derivative else _estimated_sup_slope(text),
         gamma_estimated=True,
     )
+
+
+def _custom_slope(text: str, slope: sp.Expr) -> Callable:
+    """The ``derivative`` of a custom activation: ``f'(arg)`` as a matrix expression.
+
+    A constant slope (``2*x``, ``x+1``) is a number times the all-ones matrix, which the
+    algebra folds into a scale factor as it does ``f' = 1`` for the identity; only a slope
+    that depends on ``x`` needs the ``_custom_derivative`` helper.
+    """
+    if slope.is_number:
+        return lambda arg, out: A.scale(slope, A.ones(*arg.shape))
+    return lambda arg, out: _fn(f"custom_derivative:{text}", arg)
 
 
 def _estimated_sup_slope(text: str) -> float:

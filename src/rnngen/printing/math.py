@@ -243,7 +243,9 @@ class MathPrinter(Printer):
         shown = [f for f in factors if not (isinstance(f, OneMatrix) and A.B in f.shape and not self._stacked_context)]
         if not shown:
             shown = factors
-        code = self.style.times.join(self._wrap(sub(f), MUL + 1 if len(shown) > 1 else ADD) for f in shown)
+        # a factor beside another or a number is wrapped: 2 (a + b), not 2 a + b
+        at_least = MUL + 1 if len(shown) > 1 or coeff != 1 else ADD
+        code = self.style.times.join(self._wrap(sub(f), at_least) for f in shown)
         if coeff == -1:
             return f"-{code}", MUL
         if coeff != 1:
@@ -254,6 +256,8 @@ class MathPrinter(Printer):
 def _number(coeff, style) -> str:
     if style is LATEX and coeff.is_Rational and coeff.q != 1:
         return rf"\tfrac{{{coeff.p}}}{{{coeff.q}}}"
+    if coeff.is_Float:  # as the user wrote it (0.5), not SymPy's 15 digits (0.500000000000000)
+        return repr(float(coeff))
     return str(coeff)
 
 
