@@ -251,6 +251,7 @@ def _custom(text: str, derivative: bool) -> ElementwiseRule:
 
     f = expression.parse(text)
     expr = sp.diff(f, expression.X) if derivative else f
+    expression.check_constants(expr, text)
     allowed = tuple(expression.FUNCTIONS.values()) + _DERIVATIVE_FUNCTIONS
     unknown = {type(a).__name__ for a in sp.preorder_traversal(expr) if isinstance(a, sp.Function)}
     unknown -= {fn.__name__ for fn in allowed}
@@ -263,18 +264,22 @@ def _custom(text: str, derivative: bool) -> ElementwiseRule:
     what = "f'" if derivative else "f"
     source = f"def {helper}(x):\n    # {what}(x) = {sp.sstr(expr)}\n    return {scalar_code(expr)}\n"
     numeric = sp.lambdify(expression.X, expr, modules="numpy")  # prints SymPy's own tree, not user text
+
+    def ufunc(a):
+        return numeric(a) + 0 * a  # + 0 * a: a constant derivative still has the array's shape
+
     return ElementwiseRule(
         name=key,
         scalar=lambda v: expr.subs(expression.X, v),
         numpy=f"{helper}({{}})",
-        ufunc=lambda a: numeric(a) + 0 * a,  # + 0 * a: a constant derivative still has the array's shape
+        ufunc=ufunc,
         latex=f"{what}({{}})",
         text=f"{what}({{}})",
         derivative=None if derivative else _custom_slope(text, sp.diff(f, expression.X)),
         definition=f"{what}(x) = {sp.latex(expr)}",
         description=f"custom: {text}",
         helpers=((helper, source),),
-        gamma=None if derivative else _estimated_sup_slope(text),
+        gamma=None if derivative else _estimated_sup_slope(text, ufunc),
         gamma_estimated=True,
     )
 
@@ -287,17 +292,34 @@ def _custom_slope(text: str, slope: sp.Expr) -> Callable:
     that depends on ``x`` needs the ``_custom_derivative`` helper.
     """
     if slope.is_number:
-        return lambda arg, out: A.scale(slope, A.ones(*arg.shape))
+        factor = slope if slope.is_Number else slope.evalf(17)  # exp(2) as the float it is
+        return lambda arg, out: A.scale(factor, A.ones(*arg.shape))
     return lambda arg, out: _fn(f"custom_derivative:{text}", arg)
 
 
-def _estimated_sup_slope(text: str) -> float:
-    """``max |f'|`` of a custom activation on a fine grid over [-20, 20] (a measurement, not a proof)."""
-    slope = elementwise(f"custom_derivative:{text}").ufunc
-    with np.errstate(all="ignore"):
-        values = np.abs(slope(np.linspace(-20.0, 20.0, 400_001)))
-    values = values[np.isfinite(values)]
-    return float(values.max()) if values.size else float("inf")
+#: Where a custom activation is sampled: its domain check and its measured ``sup |f'|``.
+_GRID = (-20.0, 20.0, 400_001)
+
+
+def _estimated_sup_slope(text: str, f: Callable) -> float:
+    """``max |f'|`` of a custom activation on a fine grid over [-20, 20] (a measurement, not a proof).
+
+    Raises:
+        expression.ExpressionError: ``f`` or ``f'`` is not finite somewhere on the grid
+            (``log(x)`` for x <= 0, ``1/x`` at 0, ``exp(x**16)`` past 1.6): a pre-activation
+            can take any real value, so the module would compute nan or inf.
+    """
+    grid = np.linspace(*_GRID)
+    with np.errstate(all="ignore"):  # the refusal below says it in one line, without NumPy's warnings
+        values = f(grid)
+        slopes = np.abs(elementwise(f"custom_derivative:{text}").ufunc(grid))
+    bad = ~(np.isfinite(values) & np.isfinite(slopes))
+    if bad.any():
+        raise expression.ExpressionError(
+            f"the custom activation {text!r} or its derivative is not finite at x = {grid[bad][0]:.6g}; "
+            f"it must be finite for every real x (checked on [{_GRID[0]:g}, {_GRID[1]:g}])"
+        )
+    return float(slopes.max())
 
 
 @functools.cache
