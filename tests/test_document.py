@@ -76,7 +76,9 @@ def test_seed_004_document_keeps_the_factor_the_slides_drop():
     """Seed 004 writes dyhat/dw_o = sigma(1 - sigma) without O_3; the document has dE/dw_o = O_3 (yhat - y)."""
     tex = build(SEEDS["004"]).latex
     assert r"\frac{\partial E}{\partial w_{o}} &= {h^{3}}^{\top} \delta^{o,3}" in tex
-    assert r"\delta^{o,3} &= \hat{y}^{3} - y^{3}" in tex
+    # yhat - y, written so that 1 - yhat is sigma(-o): exact for a confident prediction
+    stable = r"\delta^{o,3} &= \left(\mathbf{1}^{\top} - y^{3}\right) \odot \hat{y}^{3} - y^{3} \odot \sigma(-o^{3})"
+    assert stable in tex
     assert r"\partial o^{t}_{j} / \partial (w_{o})_{ij} = h^{t}_{i}" in tex  # the factor, said in words too
     reader, _, grads = read_back(build(SEEDS["004"]))
     np.testing.assert_allclose(reader.gradients["w_o"], grads["w_o"], rtol=1e-12)

@@ -79,13 +79,20 @@ def _stored(key, arg, out):
 _SIGMOID_HELPER = (
     "_sigmoid",
     "def _sigmoid(a, out=None):\n"
-    "    # 1 / (1 + e^-a), to an ulp, 7x faster than exp(-logaddexp(0, -a)). e^-a is capped at\n"
-    "    # e^88, finite in float32 too: below a = -88 it gives 6e-39, not a smaller number.\n"
+    "    # 1 / (1 + e^-a), to an ulp, 7x faster than exp(-logaddexp(0, -a)). Below a = -88, where e^-a\n"
+    "    # would overflow float32, e^-a is capped and those entries are then set to e^a: there\n"
+    "    # 1 + e^a rounds to 1, so e^a is sigma(a) to an ulp (the cap alone gave 6e-39 for 1e-87).\n"
+    "    tail = a < -88.0 if a.min() < -88.0 else None\n"
+    "    low = None if tail is None else np.exp(a[tail])  # before out, which may be a, is written\n"
     "    out = np.negative(a, out=out)\n"
-    "    np.minimum(out, 88.0, out=out)\n"
+    "    if tail is not None:\n"
+    "        np.minimum(out, 88.0, out=out)\n"
     "    np.exp(out, out=out)\n"
     "    out += 1.0\n"
-    "    return np.divide(1.0, out, out=out)\n",
+    "    out = np.divide(1.0, out, out=out)\n"
+    "    if tail is not None:\n"
+    "        out[tail] = low\n"
+    "    return out\n",
 )
 _LEAKY_HELPERS = (
     (
@@ -337,6 +344,114 @@ def elementwise(key: str) -> ElementwiseRule:
     raise KeyError(f"no elementwise rule {key!r}")
 
 
+# --- functions of a whole column: the stable forms of an output/loss pair ------------------------
+
+
+@dataclass(frozen=True)
+class ColumnRule:
+    """A function of whole columns (``algebra.Columnwise``): one sequence's vectors at a time.
+
+    Attributes:
+        name: the key ``algebra.Columnwise`` nodes use.
+        helper: ``(name, source)`` of the module-level NumPy function; it takes rows (one sequence
+            per row) and is also what evaluates the node outside the module, so it has one home.
+        latex: LaTeX with ``{}`` for each operand.
+        text: plain text with ``{}`` for each operand.
+    """
+
+    name: str
+    helper: tuple
+    latex: str
+    text: str
+
+    @property
+    def numpy(self) -> str:
+        """Format string of the call, ``{}`` for each operand's rows."""
+        count = self.latex.count("{}")
+        return f"{self.helper[0]}({', '.join(['{}'] * count)})"
+
+    @functools.cached_property
+    def ufunc(self) -> Callable:
+        space = {"np": np}
+        exec(self.helper[1], space)  # our own source, fixed text
+        return space[self.helper[0]]
+
+
+_LOG1M_SOFTMAX = (
+    "_log1m_softmax",
+    "def _log1m_softmax(a):\n"
+    '    """log(1 - softmax(a)) per row, with no 1 - p that rounds to 0 and no log 0.\n'
+    "\n"
+    "    1 - p_j is the softmax mass of the others. Off a row's largest entry p_j <= 1/2, so\n"
+    "    log1p(-p_j) is exact; at the largest it is the log-sum-exp of the others minus that of the\n"
+    "    row, each shifted by its own maximum: a lead of 1000 gives -1000, not log 0 = -inf.\n"
+    '    """\n'
+    "    lead = a.argmax(axis=-1)[..., None]\n"
+    "    s = a - np.take_along_axis(a, lead, axis=-1)\n"
+    "    e = np.exp(s)\n"
+    "    np.put_along_axis(e, lead, 0.0, axis=-1)\n"
+    "    rest = e.sum(axis=-1, keepdims=True)  # the others' exps, over the largest one's\n"
+    "    out = np.log1p(-e / (1.0 + rest))\n"
+    "    np.put_along_axis(s, lead, -np.inf, axis=-1)\n"
+    "    top = s.max(axis=-1, keepdims=True)  # the second largest, shifted\n"
+    "    others = top + np.log(np.exp(s - top).sum(axis=-1, keepdims=True))\n"
+    "    np.put_along_axis(out, lead, others - np.log1p(rest), axis=-1)\n"
+    "    return out\n",
+)
+_SOFTMAX_BCE_GRADIENT = (
+    "_softmax_bce_gradient",
+    "def _softmax_bce_gradient(a, y):\n"
+    '    """dE/da of E = -sum_j [y_j log p_j + (1 - y_j) log(1 - p_j)], p = softmax(a), per row.\n'
+    "\n"
+    "    g = d - p (S - r) - d_m q, with m the row's largest entry, d = p - y, r_j = d_j / (1 - p_j)\n"
+    "    off m and 0 at m, S the row's sum of r, q the softmax of the row without m (0 at m).\n"
+    "    1 - p_j is a plain subtraction only off m, where p_j <= 1/2; at m it is rest / (1 + rest)\n"
+    "    from the others' exps, so no digits are lost however far the largest entry leads.\n"
+    '    """\n'
+    "    y = y.reshape(a.shape)\n"
+    "    lead = a.argmax(axis=-1)[..., None]\n"
+    "    s = a - np.take_along_axis(a, lead, axis=-1)\n"
+    "    e = np.exp(s)\n"
+    "    np.put_along_axis(e, lead, 0.0, axis=-1)\n"
+    "    rest = e.sum(axis=-1, keepdims=True)\n"
+    "    p = e / (1.0 + rest)\n"
+    "    np.put_along_axis(p, lead, 1.0 / (1.0 + rest), axis=-1)\n"
+    "    d = p - y\n"
+    "    y_lead = np.take_along_axis(y, lead, axis=-1)\n"
+    "    d_lead = (1.0 - y_lead) - rest / (1.0 + rest)  # p_m - y_m\n"
+    "    np.put_along_axis(d, lead, d_lead, axis=-1)\n"
+    "    r = d / (1.0 - p + (p > 0.5))  # 1 - p_j >= 1/2 off m; the divisor at m is not used\n"
+    "    np.put_along_axis(r, lead, 0.0, axis=-1)\n"
+    "    np.put_along_axis(s, lead, -np.inf, axis=-1)\n"
+    "    q = np.exp(s - s.max(axis=-1, keepdims=True))\n"
+    "    q /= q.sum(axis=-1, keepdims=True)\n"
+    "    return d - p * (r.sum(axis=-1, keepdims=True) - r) - d_lead * q\n",
+)
+
+COLUMNWISE: dict[str, ColumnRule] = {
+    c.name: c
+    for c in (
+        ColumnRule(
+            name="log1m_softmax",
+            helper=_LOG1M_SOFTMAX,
+            latex=r"\log\bigl(\mathbf{{1}} - \operatorname{{softmax}}({})\bigr)",
+            text="log(1 - softmax({}))",
+        ),
+        ColumnRule(
+            name="softmax_bce_gradient",
+            helper=_SOFTMAX_BCE_GRADIENT,
+            latex=r"g_{{\mathrm{{bce}}}}({}, {})",
+            text="g_bce({}, {})",
+        ),
+    )
+}
+
+
+def columnwise(key: str) -> ColumnRule:
+    """The rule an ``algebra.Columnwise`` node names by ``key``."""
+    return COLUMNWISE[key]
+
+
 # --- output layers, losses and the pairs with a closed-form gradient ------------------------
 
 
@@ -393,7 +508,7 @@ OUTPUT_LAYERS: dict[str, OutputLayer] = {
             jacobian=r"\hat{y}_i\,(\delta_{ij} - \hat{y}_j)",
             jacobian_matrix=r"\operatorname{{diag}}({yhat}) - {outer}",
             log=A.LogSoftmax,
-            log1m=None,
+            log1m=lambda o: A.Columnwise("log1m_softmax", o),
             description="exp(o_i) / sum_j exp(o_j), one distribution per step; dense Jacobian",
         ),
         OutputLayer(
@@ -535,7 +650,8 @@ class FusedGradient:
     """A closed form of ``dE_t/do_t`` for one output layer and loss.
 
     Attributes:
-        grad: ``(yhat, y) -> dE_t/do_t``.
+        grad: ``(yhat, y, o) -> dE_t/do_t``, in a form that keeps a tiny gradient's digits (for a
+            sigmoid output ``1 - yhat`` is ``sigma(-o)``, not a subtraction that rounds to 0).
         assumes: what the closed form relies on ("" when nothing), said in the document.
         derivation: LaTeX (inside an align) deriving it entry by entry from the general chain
             rule, with ``{yhat}``, ``{y}`` for the entries of the step's vectors.
@@ -548,9 +664,14 @@ class FusedGradient:
     normalized_targets: bool = False
 
 
+def _sigmoid_of_minus(o):
+    """``1 - sigma(o)`` as ``sigma(-o)``: exact where the subtraction would round to 0."""
+    return _fn("sigmoid", A.neg(o))
+
+
 FUSED: dict[tuple[str, str], FusedGradient] = {
     ("softmax", "cross_entropy"): FusedGradient(
-        grad=lambda yhat, y: A.sub(yhat, y),
+        grad=lambda yhat, y, o: A.sub(yhat, y),
         assumes="every target sums to one (a one-hot vector or a distribution)",
         derivation=(
             r"\frac{{\partial {E}}}{{\partial o_j}} &= \sum_i \Bigl(-\frac{{{y}_i}}{{{yhat}_i}}\Bigr)"
@@ -559,17 +680,35 @@ FUSED: dict[tuple[str, str], FusedGradient] = {
         ),
         normalized_targets=True,
     ),
+    ("softmax", "binary_cross_entropy"): FusedGradient(
+        grad=lambda yhat, y, o: A.Columnwise("softmax_bce_gradient", o, y),
+        assumes="",
+        derivation=(
+            r"\frac{{\partial {E}}}{{\partial o_j}} &= \sum_i \Bigl(-\frac{{{y}_i}}{{{yhat}_i}}"
+            r" + \frac{{1 - {y}_i}}{{1 - {yhat}_i}}\Bigr) {yhat}_i (\delta_{{ij}} - {yhat}_j)"
+            r" = d_j - {yhat}_j \sum_{{i \ne j}} \frac{{d_i}}{{1 - {yhat}_i}}"
+            r" =: g_{{\mathrm{{bce}}}}(o, {y})_j, \quad d = {yhat} - {y}"
+        ),
+    ),
     ("sigmoid", "binary_cross_entropy"): FusedGradient(
-        grad=lambda yhat, y: A.sub(yhat, y),
+        grad=lambda yhat, y, o: A.sub(A.had(A.sub(A.ones(*y.shape), y), yhat), A.had(y, _sigmoid_of_minus(o))),
         assumes="",
         derivation=(
             r"\frac{{\partial {E}}}{{\partial o_j}} &= \Bigl(-\frac{{{y}_j}}{{{yhat}_j}}"
             r" + \frac{{1 - {y}_j}}{{1 - {yhat}_j}}\Bigr) {yhat}_j (1 - {yhat}_j)"
-            r" = -{y}_j (1 - {yhat}_j) + (1 - {y}_j)\, {yhat}_j = {yhat}_j - {y}_j"
+            r" = {yhat}_j - {y}_j = (1 - {y}_j)\, {yhat}_j - {y}_j\, \sigma(-o_j)"
+        ),
+    ),
+    ("sigmoid", "cross_entropy"): FusedGradient(
+        grad=lambda yhat, y, o: A.neg(A.had(y, _sigmoid_of_minus(o))),
+        assumes="",
+        derivation=(
+            r"\frac{{\partial {E}}}{{\partial o_j}} &= -\frac{{{y}_j}}{{{yhat}_j}}\, {yhat}_j (1 - {yhat}_j)"
+            r" = -{y}_j (1 - {yhat}_j) = -{y}_j\, \sigma(-o_j)"
         ),
     ),
     ("identity", "squared_error"): FusedGradient(
-        grad=lambda yhat, y: A.sub(yhat, y),
+        grad=lambda yhat, y, o: A.sub(yhat, y),
         assumes="",
         derivation=r"\frac{{\partial {E}}}{{\partial o_j}} &= ({yhat}_j - {y}_j) \cdot 1 = {yhat}_j - {y}_j",
     ),

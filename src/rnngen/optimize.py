@@ -63,13 +63,15 @@ def fuse_output_gradient(program: Program) -> Program:
     if fused is None:
         return program
     steps = {s.target.name: s.target for s in program.stmts}
+    outputs = {s.target.name: s.expr.arg for s in program.stmts if s.step and s.step[0] == "yhat"}  # yhat_t -> o_t
     inputs = {x.name: x for x in program.derivation.graph.inputs["y"]}
 
     def rewrite(stmt):
         if not stmt.step or stmt.step[0] != "do":
             return stmt
         t = stmt.step[1]
-        return stmt.with_(expr=fused.grad(steps[step_name("yhat", t)], inputs[step_name("y", t)]))
+        yhat = step_name("yhat", t)
+        return stmt.with_(expr=fused.grad(steps[yhat], inputs[step_name("y", t)], outputs[yhat]))
 
     return program.with_stmts(rewrite(s) for s in program.stmts)
 

@@ -19,7 +19,7 @@ from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, 
 from sympy.printing.printer import Printer
 
 from rnngen import algebra as A
-from rnngen.activations import elementwise
+from rnngen.activations import columnwise, elementwise
 from rnngen.printing import PrintError
 from rnngen.program import Gradient, parse_relative, parse_stacked
 from rnngen.unroll import FAMILIES, parse_step
@@ -179,6 +179,10 @@ class MathPrinter(Printer):
             return st.ones + st.ones_row, ATOM
         if isinstance(e, A.Elementwise):
             return self._elementwise(e.fn, sub(e.arg)[0]), ATOM
+        if isinstance(e, A.Columnwise):
+            rule = columnwise(e.fn)
+            form = rule.latex if self.style is LATEX else rule.text
+            return form.format(*[sub(a)[0] for a in e.operands]), ATOM
         if isinstance(e, A.LogSoftmax):
             return st.log_softmax.format(sub(e.arg)[0]), ATOM
         if isinstance(e, A.Softmax):
