@@ -61,8 +61,10 @@ _TOKENS = [
     ("EXP", r"e\^\{"),  # e^{a}
     ("IVL", r"\["),  # Iverson bracket [a > 0]
     ("IVR", r"\s*>\s*0\]"),
-    ("LP", r"\\left\(|\(|\{"),
-    ("RP", r"\\right\)|\)|\}|, 0\)"),
+    ("PAIR", r"g_\{\\mathrm\{(sse|bce)\}\}(?=\()"),  # a softmax pair's output gradient g(o, y)
+    ("LP", r"\\left\(|\\bigl\(|\(|\{"),
+    ("RP", r"\\right\)|\\bigr\)|\)|\}|, 0\)"),
+    ("COMMA", r","),
     ("NUM", r"\\tfrac\{(\d+)\}\{(\d+)\}|\d+(?:\.\d+)?"),
     ("HAD", r"\\odot"),
     ("DIV", r"\\oslash"),
@@ -70,7 +72,10 @@ _TOKENS = [
     ("SUB", r"-"),
     ("TR", r"\^\{\\top\}"),
     ("ONE", r"\\mathbf\{1\}"),
-    ("FN", r"\\log\\operatorname\{softmax\}|\\operatorname\{(?:softmax|softplus)\}|\\tanh|\\sigma|\\log|\\max"),
+    (
+        "FN",
+        r"\\log\\operatorname\{softmax\}|\\operatorname\{(?:softmax|softplus|sech\}\^2)\}?|\\tanh|\\sigma|\\log|\\max",
+    ),
     ("CUSTOM", r"f'?(?=\()"),  # a custom activation f and its derivative f', given to the reader
     ("PARAM", r"[A-Za-z](?:_\{[a-z0-9]+\})?"),
     ("SKIP", r"\s+|\\,"),
@@ -224,7 +229,18 @@ class Reader:
                 op = self._take(self._peek())
                 right = _value(self._factor(t))
                 value = _value(value) * right if "odot" in op.group(0) else _value(value) / right
-            elif value is None or self._peek() in ("LP", "IVL", "EXP", "SYM", "ONE", "FN", "CUSTOM", "PARAM", "NUM"):
+            elif value is None or self._peek() in (
+                "LP",
+                "IVL",
+                "EXP",
+                "SYM",
+                "ONE",
+                "FN",
+                "PAIR",
+                "CUSTOM",
+                "PARAM",
+                "NUM",
+            ):
                 right = self._factor(t)
                 if isinstance(right, float):
                     coeff *= right
@@ -278,6 +294,14 @@ class Reader:
             arg = self._sum(t)
             self._take("RP")
             return self.custom[name](arg)
+        if kind == "PAIR":
+            loss = self._take("PAIR").group(1)
+            self._take("LP")
+            o = self._sum(t)
+            self._take("COMMA")
+            y = self._sum(t)
+            self._take("RP")
+            return self._pair_gradient(loss, o, y)
         if kind == "FN":
             fn = self._take("FN").group(0)
             self._take("LP")
@@ -285,6 +309,13 @@ class Reader:
             self._take("RP")
             return self._apply(fn, arg)
         raise ValueError(f"unexpected {self.tokens[self.pos : self.pos + 3]!r}")
+
+    def _pair_gradient(self, loss: str, o, y):
+        """dE/do of softmax with a squared error or binary cross-entropy, by the plain chain rule."""
+        axis = 1 if self.row else 0
+        p = self._apply(r"\operatorname{softmax}", o)
+        dp = p - y if loss == "sse" else -y / p + (1 - y) / (1 - p)
+        return p * (dp - (p * dp).sum(axis=axis, keepdims=True))
 
     def _apply(self, fn: str, a):
         axis = 1 if self.row else 0  # softmax runs over the entries of one step
@@ -296,6 +327,7 @@ class Reader:
             r"\tanh": np.tanh,
             r"\sigma": lambda v: 1 / (1 + np.exp(-v)),
             r"\operatorname{softplus}": lambda v: np.log1p(np.exp(v)),
+            r"\operatorname{sech}^2": lambda v: 1 / np.cosh(v) ** 2,
             r"\log": np.log,
             r"\max": lambda v: np.maximum(v, 0.0),
         }[fn](a)

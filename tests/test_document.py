@@ -22,6 +22,8 @@ MORE = (
     RNNSpec(T=3, hidden="relu", output="sigmoid", loss="binary_cross_entropy", hidden_bias=False),
     RNNSpec(T=4, hidden="softplus", output="identity", loss="squared_error", mapping="many-to-one", notation="row"),
     RNNSpec(T=2, output="softmax", loss="squared_error", output_bias=False),
+    RNNSpec(T=2, output="softmax", loss="binary_cross_entropy", notation="row"),
+    RNNSpec(T=2, output="sigmoid", loss="cross_entropy"),
 )
 
 

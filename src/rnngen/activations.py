@@ -194,6 +194,24 @@ _FIXED = (
         derivative=None,
     ),
     ElementwiseRule(
+        name="tanh_slope",
+        scalar=lambda v: 1 - sp.tanh(v) ** 2,
+        numpy="_tanh_slope({})",
+        ufunc=lambda a: 4.0 * np.exp(-2.0 * np.abs(a)) / (1.0 + np.exp(-2.0 * np.abs(a))) ** 2,
+        latex=r"\operatorname{{sech}}^2({})",
+        text="sech²({})",
+        derivative=None,
+        helpers=(
+            (
+                "_tanh_slope",
+                "def _tanh_slope(o):\n"
+                "    # 1 - tanh(o)^2 = 4 e / (1 + e)^2 with e = exp(-2|o|): no 1 - t^2 that rounds to 0, no overflow\n"
+                "    e = np.exp(-2.0 * np.abs(o))\n"
+                "    return 4.0 * e / (1.0 + e) ** 2\n",
+            ),
+        ),
+    ),
+    ElementwiseRule(
         name="softplus_slope",
         scalar=lambda v: 1 - sp.exp(-v),
         numpy="_softplus_slope({})",
@@ -353,14 +371,15 @@ class ColumnRule:
 
     Attributes:
         name: the key ``algebra.Columnwise`` nodes use.
-        helper: ``(name, source)`` of the module-level NumPy function; it takes rows (one sequence
-            per row) and is also what evaluates the node outside the module, so it has one home.
+        helpers: ``(name, source)`` of the module-level NumPy functions, the one called first (the
+            others are what it calls); it takes rows (one sequence per row) and is also what
+            evaluates the node outside the module, so the form has one home.
         latex: LaTeX with ``{}`` for each operand.
         text: plain text with ``{}`` for each operand.
     """
 
     name: str
-    helper: tuple
+    helpers: tuple
     latex: str
     text: str
 
@@ -368,13 +387,14 @@ class ColumnRule:
     def numpy(self) -> str:
         """Format string of the call, ``{}`` for each operand's rows."""
         count = self.latex.count("{}")
-        return f"{self.helper[0]}({', '.join(['{}'] * count)})"
+        return f"{self.helpers[0][0]}({', '.join(['{}'] * count)})"
 
     @functools.cached_property
     def ufunc(self) -> Callable:
         space = {"np": np}
-        exec(self.helper[1], space)  # our own source, fixed text
-        return space[self.helper[0]]
+        for _, source in self.helpers:
+            exec(source, space)  # our own source, fixed text
+        return space[self.helpers[0][0]]
 
 
 _LOG1M_SOFTMAX = (
@@ -428,18 +448,94 @@ _SOFTMAX_BCE_GRADIENT = (
     "    return d - p * (r.sum(axis=-1, keepdims=True) - r) - d_lead * q\n",
 )
 
+_TANH_MINUS = (
+    "_tanh_minus",
+    "def _tanh_minus(o, y):\n"
+    '    """tanh(o) - y, with no digits lost where tanh(o) rounds to +-1.\n'
+    "\n"
+    "    Past |o| = 0.55 (|tanh| > 1/2), tanh(o) = s (1 - 2 sigma(-2|o|)), s = sign(o), so\n"
+    "    tanh(o) - y = s ((1 - s y) - 2 sigma(-2|o|)): 1 - s y is exact for a target near s.\n"
+    '    """\n'
+    "    y = y.reshape(o.shape)\n"
+    "    s = np.sign(o)\n"
+    "    e = np.exp(-2.0 * np.abs(o))\n"
+    "    far = s * ((1.0 - s * y) - 2.0 * e / (1.0 + e))\n"
+    "    return np.where(np.abs(o) > 0.55, far, np.tanh(o) - y)\n",
+)
+_SOFTMAX_SPLIT = (
+    "_softmax_split",
+    "def _softmax_split(a):\n"
+    '    """(p, c, lead): softmax(a) per row, 1 - p at each row\'s largest entry (from the others\'\n'
+    '    exps, not by subtraction), and that entry\'s index."""\n'
+    "    lead = a.argmax(axis=-1)[..., None]\n"
+    "    e = np.exp(a - np.take_along_axis(a, lead, axis=-1))\n"
+    "    np.put_along_axis(e, lead, 0.0, axis=-1)\n"
+    "    rest = e.sum(axis=-1, keepdims=True)\n"
+    "    np.put_along_axis(e, lead, 1.0, axis=-1)\n"
+    "    return e / (1.0 + rest), rest / (1.0 + rest), lead\n",
+)
+_SOFTMAX_MINUS = (
+    "_softmax_minus",
+    "def _softmax_minus(a, y):\n"
+    '    """softmax(a) - y per row; at the largest entry (1 - y) - (1 - p), exact for a confident class."""\n'
+    "    p, c, lead = _softmax_split(a)\n"
+    "    y = y.reshape(a.shape)\n"
+    "    d = p - y\n"
+    "    np.put_along_axis(d, lead, (1.0 - np.take_along_axis(y, lead, axis=-1)) - c, axis=-1)\n"
+    "    return d\n",
+)
+_SOFTMAX_SSE_GRADIENT = (
+    "_softmax_sse_gradient",
+    "def _softmax_sse_gradient(a, y):\n"
+    '    """dE/da of E = 1/2 |softmax(a) - y|^2 per row: p_j (d_j - sum_i p_i d_i), d = p - y.\n'
+    "\n"
+    "    Written p_j (d_j (1 - p_j) - sum_{i != j} p_i d_i), with the terms i != m (m the row's\n"
+    "    largest entry) summed on their own, so a confident row loses no digits to cancellation.\n"
+    '    """\n'
+    "    p, c, lead = _softmax_split(a)\n"
+    "    y = y.reshape(a.shape)\n"
+    "    d = p - y\n"
+    "    d_lead = (1.0 - np.take_along_axis(y, lead, axis=-1)) - c\n"
+    "    np.put_along_axis(d, lead, d_lead, axis=-1)\n"
+    "    pd = p * d\n"
+    "    p_lead = np.take_along_axis(p, lead, axis=-1)\n"
+    "    np.put_along_axis(pd, lead, 0.0, axis=-1)\n"
+    "    others = pd.sum(axis=-1, keepdims=True)  # sum of p_i d_i over i != m\n"
+    "    g = p * (d * (1.0 - p) - ((p_lead * d_lead + others) - pd))\n"
+    "    np.put_along_axis(g, lead, p_lead * (d_lead * c - others), axis=-1)\n"
+    "    return g\n",
+)
+
 COLUMNWISE: dict[str, ColumnRule] = {
     c.name: c
     for c in (
         ColumnRule(
             name="log1m_softmax",
-            helper=_LOG1M_SOFTMAX,
+            helpers=(_LOG1M_SOFTMAX,),
             latex=r"\log\bigl(\mathbf{{1}} - \operatorname{{softmax}}({})\bigr)",
             text="log(1 - softmax({}))",
         ),
         ColumnRule(
+            name="tanh_minus",
+            helpers=(_TANH_MINUS,),
+            latex=r"\left(\tanh({}) - {}\right)",
+            text="(tanh({}) - {})",
+        ),
+        ColumnRule(
+            name="softmax_minus",
+            helpers=(_SOFTMAX_MINUS, _SOFTMAX_SPLIT),
+            latex=r"\left(\operatorname{{softmax}}({}) - {}\right)",
+            text="(softmax({}) - {})",
+        ),
+        ColumnRule(
+            name="softmax_sse_gradient",
+            helpers=(_SOFTMAX_SSE_GRADIENT, _SOFTMAX_SPLIT),
+            latex=r"g_{{\mathrm{{sse}}}}({}, {})",
+            text="g_sse({}, {})",
+        ),
+        ColumnRule(
             name="softmax_bce_gradient",
-            helper=_SOFTMAX_BCE_GRADIENT,
+            helpers=(_SOFTMAX_BCE_GRADIENT,),
             latex=r"g_{{\mathrm{{bce}}}}({}, {})",
             text="g_bce({}, {})",
         ),
@@ -470,6 +566,8 @@ class OutputLayer:
         log: ``o -> log(yhat)`` in a form that cannot overflow or take log 0 (None: keep ``log``).
         log1m: ``o -> log(1 - yhat)`` likewise.
         description: one line for ``rnngen list``.
+        residual: ``(yhat, y, o) -> yhat - y`` in a form that keeps its digits where ``yhat``
+            rounds to its bound (a confident prediction); None when the subtraction is exact enough.
     """
 
     name: str
@@ -481,6 +579,7 @@ class OutputLayer:
     log: Callable | None
     log1m: Callable | None
     description: str
+    residual: Callable | None = None
 
 
 def _elementwise_scalar(key):
@@ -491,6 +590,16 @@ def _softmax_scalar(o):
     exps = [sp.exp(v) for v in o]
     total = sum(exps)
     return [e / total for e in exps]
+
+
+def _sigmoid_of_minus(o):
+    """``1 - sigma(o)`` as ``sigma(-o)``: exact where the subtraction would round to 0."""
+    return _fn("sigmoid", A.neg(o))
+
+
+def _sigmoid_minus(yhat, y, o):
+    """``sigma(o) - y`` as ``(1 - y) sigma(o) - y sigma(-o)``: exact for targets 0 and 1."""
+    return A.sub(A.had(A.sub(A.ones(*y.shape), y), yhat), A.had(y, _sigmoid_of_minus(o)))
 
 
 def _softplus(expr):
@@ -510,6 +619,7 @@ OUTPUT_LAYERS: dict[str, OutputLayer] = {
             log=A.LogSoftmax,
             log1m=lambda o: A.Columnwise("log1m_softmax", o),
             description="exp(o_i) / sum_j exp(o_j), one distribution per step; dense Jacobian",
+            residual=lambda yhat, y, o: A.Columnwise("softmax_minus", o, y),
         ),
         OutputLayer(
             name="sigmoid",
@@ -522,6 +632,7 @@ OUTPUT_LAYERS: dict[str, OutputLayer] = {
             log=lambda o: A.neg(_softplus(A.neg(o))),
             log1m=lambda o: A.neg(_softplus(o)),
             description="1/(1+e^-o) per entry (independent binary outputs); diagonal Jacobian",
+            residual=lambda yhat, y, o: _sigmoid_minus(yhat, y, o),
         ),
         OutputLayer(
             name="tanh",
@@ -533,6 +644,7 @@ OUTPUT_LAYERS: dict[str, OutputLayer] = {
             log=None,
             log1m=None,
             description="tanh(o) per entry, values in (-1, 1); diagonal Jacobian",
+            residual=lambda yhat, y, o: A.Columnwise("tanh_minus", o, y),
         ),
         OutputLayer(
             name="identity",
@@ -664,11 +776,6 @@ class FusedGradient:
     normalized_targets: bool = False
 
 
-def _sigmoid_of_minus(o):
-    """``1 - sigma(o)`` as ``sigma(-o)``: exact where the subtraction would round to 0."""
-    return _fn("sigmoid", A.neg(o))
-
-
 FUSED: dict[tuple[str, str], FusedGradient] = {
     ("softmax", "cross_entropy"): FusedGradient(
         grad=lambda yhat, y, o: A.sub(yhat, y),
@@ -691,7 +798,7 @@ FUSED: dict[tuple[str, str], FusedGradient] = {
         ),
     ),
     ("sigmoid", "binary_cross_entropy"): FusedGradient(
-        grad=lambda yhat, y, o: A.sub(A.had(A.sub(A.ones(*y.shape), y), yhat), A.had(y, _sigmoid_of_minus(o))),
+        grad=_sigmoid_minus,
         assumes="",
         derivation=(
             r"\frac{{\partial {E}}}{{\partial o_j}} &= \Bigl(-\frac{{{y}_j}}{{{yhat}_j}}"
@@ -705,6 +812,31 @@ FUSED: dict[tuple[str, str], FusedGradient] = {
         derivation=(
             r"\frac{{\partial {E}}}{{\partial o_j}} &= -\frac{{{y}_j}}{{{yhat}_j}}\, {yhat}_j (1 - {yhat}_j)"
             r" = -{y}_j (1 - {yhat}_j) = -{y}_j\, \sigma(-o_j)"
+        ),
+    ),
+    ("softmax", "squared_error"): FusedGradient(
+        grad=lambda yhat, y, o: A.Columnwise("softmax_sse_gradient", o, y),
+        assumes="",
+        derivation=(
+            r"\frac{{\partial {E}}}{{\partial o_j}} &= \sum_i ({yhat}_i - {y}_i)\, {yhat}_i (\delta_{{ij}} - {yhat}_j)"
+            r" = {yhat}_j \Bigl(d_j (1 - {yhat}_j) - \sum_{{i \ne j}} {yhat}_i d_i\Bigr)"
+            r" =: g_{{\mathrm{{sse}}}}(o, {y})_j, \quad d = {yhat} - {y}"
+        ),
+    ),
+    ("sigmoid", "squared_error"): FusedGradient(
+        grad=lambda yhat, y, o: A.had(_sigmoid_minus(yhat, y, o), yhat, _sigmoid_of_minus(o)),
+        assumes="",
+        derivation=(
+            r"\frac{{\partial {E}}}{{\partial o_j}} &= ({yhat}_j - {y}_j)\, {yhat}_j (1 - {yhat}_j)"
+            r" = \bigl((1 - {y}_j)\, {yhat}_j - {y}_j\, \sigma(-o_j)\bigr)\, {yhat}_j\, \sigma(-o_j)"
+        ),
+    ),
+    ("tanh", "squared_error"): FusedGradient(
+        grad=lambda yhat, y, o: A.had(A.Columnwise("tanh_minus", o, y), _fn("tanh_slope", o)),
+        assumes="",
+        derivation=(
+            r"\frac{{\partial {E}}}{{\partial o_j}} &= ({yhat}_j - {y}_j) (1 - {yhat}_j^2)"
+            r" = (\tanh o_j - {y}_j) \operatorname{{sech}}^2 o_j"
         ),
     ),
     ("identity", "squared_error"): FusedGradient(

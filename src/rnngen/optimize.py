@@ -38,16 +38,22 @@ def _step_symbols(expr):
 
 
 def stable_logs(program: Program) -> Program:
-    """Rewrite ``log(yhat)`` and ``log(1 - yhat)`` into forms of ``o`` that cannot overflow or take log 0.
+    """Rewrite ``log(yhat)``, ``log(1 - yhat)`` and ``yhat - y`` into forms of ``o`` that cannot overflow,
+    take log 0 or lose a confident prediction's digits to a subtraction.
 
     The output layer's registry entry gives the forms: ``log softmax(o)`` by
-    log-sum-exp, ``log sigma(o) = -softplus(-o)``, ``log(1 - sigma(o)) = -softplus(o)``.
+    log-sum-exp, ``log sigma(o) = -softplus(-o)``, ``log(1 - sigma(o)) = -softplus(o)``,
+    ``sigma(o) - y = (1 - y) sigma(o) - y sigma(-o)``.
     """
     layer = program.derivation.spec.output_layer
+    targets = {y.name: y for y in program.derivation.graph.inputs["y"]}
     swap = {}
     for s in program.stmts:
         if s.step and s.step[0] == "yhat":
             o = s.expr.arg
+            y = targets.get(step_name("y", s.step[1]))
+            if layer.residual and y is not None:  # yhat - y, which a squared error takes
+                swap[A.sub(s.target, y)] = layer.residual(s.target, y, o)
             if layer.log:
                 swap[A.Elementwise("log", s.target)] = layer.log(o)
             if layer.log1m:

@@ -756,7 +756,7 @@ class NumpyPrinter(Printer):
             return rule.numpy.format(code[0]), ATOM
         if isinstance(expr, A.Columnwise):
             rule = columnwise(expr.fn)
-            self.helpers.update([rule.helper])
+            self.helpers.update(rule.helpers)
             codes = [self._targets_code(a) if _is_targets(a) else self.code(a) for a in expr.operands]
             return rule.numpy.format(*codes), ATOM
         if isinstance(expr, A.LogSoftmax):  # before Softmax: it is a subclass
