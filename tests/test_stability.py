@@ -26,13 +26,6 @@ DIGITS = 1000
 #: measured over these cases is 3.8 ulp (the tanh squared-error gradient in float64).
 ULPS = 6
 
-#: Pairs whose forms still lose digits somewhere in these cases (see KNOWN_GAPS): strict xfail,
-#: so a fix shows up as an unexpected pass.
-KNOWN_GAPS = {
-    ("softmax", "cross_entropy", "loss"): "log ŷ_c of a confident class from the rounded ŷ_c: 0 for -3.7e-44",
-    ("softmax", "cross_entropy", "grad"): "ŷ_c - 1 for a confident correct class rounds to 0 (needs 1 - ŷ_c as a sum)",
-}
-
 
 def _module(output, loss) -> types.ModuleType:
     spec = RNNSpec(T=1, hidden="identity", output=output, loss=loss, mapping="many-to-one")
@@ -114,6 +107,7 @@ def _measure(pair, what, dtype):
 
 
 def _measure_exactly(pair, what, dtype):
+    """The worst error over the cases, in ulps, and where it is: ``(error, (o, y, got, exact))``."""
     output, loss = pair
     module = _modules()[pair]
     worst = (0.0, None)
@@ -126,33 +120,29 @@ def _measure_exactly(pair, what, dtype):
             "c": np.array(o, dtype),
             "h0": np.zeros(2, dtype),
         }
-        if not np.all(np.isfinite(params["c"])):
-            continue
         xs = np.zeros((1, 2), dtype)
-        targets = np.array(y, dtype)
-        with np.errstate(over="raise", invalid="raise", divide="raise"):  # no inf, no 0 * inf, no log 0
-            E, grads = module.loss_and_grads(params, xs, targets)
-        o_exact = [float(v) for v in params["c"]]  # the logits as the dtype holds them
-        if what == "loss":
-            pairs_ = [(E, _mp_loss(output, loss, o_exact, y))]
-        else:
-            pairs_ = list(zip(grads["c"], _mp_grad(output, loss, o_exact, y)))
-        for got, exact in pairs_:
-            err = _ulps(got, exact, dtype)
-            if err > worst[0]:
-                worst = (err, (o, y, float(got), float(exact)))
+        o_held = [float(v) for v in params["c"]]  # the logits as the dtype holds them
+        exact = [_mp_loss(output, loss, o_held, y)] if what == "loss" else _mp_grad(output, loss, o_held, y)
+        forms = [np.array(y, dtype)]
+        if loss == "cross_entropy":  # a class index too, which the softmax module keeps as an index
+            forms.append(np.array(y.index(1.0)))
+        for targets in forms:
+            with np.errstate(over="raise", invalid="raise", divide="raise"):  # no inf, no 0 * inf, no log 0
+                E, grads = module.loss_and_grads(params, xs, targets)
+            got = [E] if what == "loss" else list(grads["c"])
+            for g, e in zip(got, exact):
+                err = _ulps(g, e, dtype)
+                if err > worst[0]:
+                    worst = (err, (o, y, targets.dtype.kind, float(g), float(e)))
     return worst
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
 @pytest.mark.parametrize("what", ["loss", "grad"])
 @pytest.mark.parametrize("pair", pairs(), ids=lambda p: "-".join(p))
-def test_every_output_loss_pair_is_accurate_to_a_few_ulp(request, pair, what, dtype):
-    gap = KNOWN_GAPS.get((*pair, what))
-    if gap:
-        request.applymarker(pytest.mark.xfail(reason=gap, strict=True))
+def test_every_output_loss_pair_is_accurate_to_a_few_ulp(pair, what, dtype):
     err, where = _measure(pair, what, dtype)
-    assert err <= ULPS, f"{err:.3g} ulp at (o, y, got, exact) = {where}"
+    assert err <= ULPS, f"{err:.3g} ulp at (o, y, targets kind, got, exact) = {where}"
 
 
 def test_the_sigmoid_helper_is_accurate_in_both_tails_and_both_dtypes():
