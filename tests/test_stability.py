@@ -195,3 +195,11 @@ def test_a_saturated_many_to_one_sigmoid_network_gets_its_tiny_gradient_right():
     _, grads = module.loss_and_grads(params, xs, target)
     assert 1e-140 < abs(float(exact)) < 1e-120  # tiny, and a float64 holds it
     assert _ulps(grads["U"][0, 0], exact, np.float64) <= ULPS, (grads["U"][0, 0], float(exact))
+
+
+def test_every_pair_has_a_closed_form_output_gradient_that_list_can_print():
+    from rnngen.activations import FUSED
+
+    assert set(FUSED) == set(pairs())  # no pair goes through the general Jacobian and 1 - ŷ
+    assert FUSED[("sigmoid", "cross_entropy")].formula() == "-(y ∘ σ(-o))"
+    assert FUSED[("softmax", "cross_entropy")].formula() == "ŷ - y"

@@ -775,6 +775,13 @@ class FusedGradient:
     derivation: str
     normalized_targets: bool = False
 
+    def formula(self) -> str:
+        """``dE/do`` in plain text, e.g. ``-y ∘ σ(-o)``, for ``rnngen list`` (printed from ``grad``)."""
+        from rnngen.printing.math import text  # the printer imports this module
+
+        yhat, y, o = (sp.MatrixSymbol(name, 3, A.B) for name in ("ŷ", "y", "o"))
+        return text(self.grad(yhat, y, o))
+
 
 FUSED: dict[tuple[str, str], FusedGradient] = {
     ("softmax", "cross_entropy"): FusedGradient(
