@@ -115,3 +115,14 @@ def test_the_identity_output_with_the_default_loss_names_the_loss_it_fits(tmp_pa
     assert result.returncode != 0 and len(result.stderr.splitlines()) == 1
     assert "the identity output fits --loss squared_error" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_an_activation_that_overflows_in_the_check_prints_no_numpy_warnings(tmp_path):
+    # exp(x) is a valid activation, but 20 steps of random weights overflow it: the check fails
+    result = rnngen("derive", "--T", "20", "--hidden", "exp(x)", "--out", str(tmp_path / "out"))
+    assert result.returncode != 0
+    assert "Warning" not in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.splitlines() == [
+        "rnngen: error: the generated module fails its gradient check; nothing was written"
+    ]
+    assert not (tmp_path / "out").exists()

@@ -442,8 +442,9 @@ def check_module(module, exact: bool = False, build=None, sizes=CHECK_SIZES, see
     checks that its recursive form and its sum over paths agree.
     """
     params, xs, targets = random_problem(module, sizes, seed)
-    fd = finite_differences(module, params, xs, targets)
-    slope = taylor_test(module, params, xs, targets)
+    with np.errstate(all="ignore"):  # a module that overflows (exp(x) over 20 steps) shows it as nan
+        fd = finite_differences(module, params, xs, targets)
+        slope = taylor_test(module, params, xs, targets)
     oracle = exact_oracle(module, seed=seed) if exact else None
     forms = forms_agree(build) if build is not None and module.T <= FORMS_MAX_T else None
     return Report(module.T, fd, slope, oracle, forms)
