@@ -425,23 +425,17 @@ _SOFTMAX_BCE_GRADIENT = (
     "\n"
     "    g = d - p (S - r) - d_m q, with m the row's largest entry, d = p - y, r_j = d_j / (1 - p_j)\n"
     "    off m and 0 at m, S the row's sum of r, q the softmax of the row without m (0 at m).\n"
-    "    1 - p_j is a plain subtraction only off m, where p_j <= 1/2; at m it is rest / (1 + rest)\n"
-    "    from the others' exps, so no digits are lost however far the largest entry leads.\n"
+    "    1 - p_j is a plain subtraction only off m, where p_j <= 1/2; at m it comes from the others'\n"
+    "    exps, so no digits are lost however far the largest entry leads.\n"
     '    """\n'
+    "    p, c, lead = _softmax_split(a)\n"
     "    y = y.reshape(a.shape)\n"
-    "    lead = a.argmax(axis=-1)[..., None]\n"
-    "    s = a - np.take_along_axis(a, lead, axis=-1)\n"
-    "    e = np.exp(s)\n"
-    "    np.put_along_axis(e, lead, 0.0, axis=-1)\n"
-    "    rest = e.sum(axis=-1, keepdims=True)\n"
-    "    p = e / (1.0 + rest)\n"
-    "    np.put_along_axis(p, lead, 1.0 / (1.0 + rest), axis=-1)\n"
     "    d = p - y\n"
-    "    y_lead = np.take_along_axis(y, lead, axis=-1)\n"
-    "    d_lead = (1.0 - y_lead) - rest / (1.0 + rest)  # p_m - y_m\n"
+    "    d_lead = (1.0 - np.take_along_axis(y, lead, axis=-1)) - c  # p_m - y_m\n"
     "    np.put_along_axis(d, lead, d_lead, axis=-1)\n"
     "    r = d / (1.0 - p + (p > 0.5))  # 1 - p_j >= 1/2 off m; the divisor at m is not used\n"
     "    np.put_along_axis(r, lead, 0.0, axis=-1)\n"
+    "    s = a - np.take_along_axis(a, lead, axis=-1)\n"
     "    np.put_along_axis(s, lead, -np.inf, axis=-1)\n"
     "    q = np.exp(s - s.max(axis=-1, keepdims=True))\n"
     "    q /= q.sum(axis=-1, keepdims=True)\n"
@@ -535,7 +529,7 @@ COLUMNWISE: dict[str, ColumnRule] = {
         ),
         ColumnRule(
             name="softmax_bce_gradient",
-            helpers=(_SOFTMAX_BCE_GRADIENT,),
+            helpers=(_SOFTMAX_BCE_GRADIENT, _SOFTMAX_SPLIT),
             latex=r"g_{{\mathrm{{bce}}}}({}, {})",
             text="g_bce({}, {})",
         ),
