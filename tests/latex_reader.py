@@ -82,8 +82,10 @@ _TOKENS = [
     ("EXP", r"e\^\{"),  # e^{a}
     ("IVL", r"\["),  # Iverson bracket [a > 0]
     ("IVR", r"\s*>\s*0\]"),
+    ("PAIR", r"g_\{\\mathrm\{(sse|bce)\}\}(?=\()"),  # a softmax pair's output gradient g(o, y)
     ("LP", r"\\left\(|\\[Bb]igl[(\[]|\(|\{"),
     ("RP", r"\\right\)|\\[Bb]igr[)\]]|\)|\}|, 0\)"),
+    ("COMMA", r","),
     ("NUM", r"\\tfrac\{(\d+)\}\{(\d+)\}|\d+(?:\.\d+)?"),
     ("HAD", r"\\odot"),
     ("DIV", r"\\oslash|/"),
@@ -94,8 +96,8 @@ _TOKENS = [
     ("ONE", r"\\mathbf\{1\}"),
     (
         "FN",
-        r"\\log\\operatorname\{softmax\}|\\operatorname\{(?:softmax|softplus|diag)\}|\\operatorname\{lrelu\}'?"
-        r"|\\tanh|\\sigma|\\log|\\max",
+        r"\\log\\operatorname\{softmax\}|\\operatorname\{(?:softmax|softplus|diag|sech\}\^2)\}?"
+        r"|\\operatorname\{lrelu\}'?|\\tanh|\\sigma|\\log|\\max",
     ),
     ("GAMMA", r"\\gamma(?![a-z])"),
     ("ID", r"I(?![A-Za-z_{])"),  # the identity, its size from what it meets
@@ -326,7 +328,7 @@ class Reader:
         return value
 
     _STARTS = ("LP", "IVL", "EXP", "SYM", "ONE", "FN", "CUSTOM", "PARAM", "NUM", "JAC", "KRON", "FRAC")
-    _STARTS += ("NORM", "ID", "GAMMA", "SUM", "SUMI", "MUL")
+    _STARTS += ("NORM", "ID", "GAMMA", "SUM", "SUMI", "MUL", "PAIR")
 
     def _product(self, env):
         coeff, value, read = 1.0, None, 0  # a number in front (\tfrac{1}{2}) scales the product
@@ -480,6 +482,14 @@ class Reader:
             arg = self._sum(env)
             self._take("RP")
             return self.custom[name](arg)
+        if kind == "PAIR":
+            loss = self._take("PAIR").group(1)
+            self._take("LP")
+            o = self._sum(env)
+            self._take("COMMA")
+            y = self._sum(env)
+            self._take("RP")
+            return self._pair_gradient(loss, o, y)
         if kind == "FN":
             fn = self._take("FN").group(0)
             if self._peek() == "LP":
@@ -493,6 +503,13 @@ class Reader:
 
     def _jacobian(self, m, env):
         raise ValueError(f"the final formulas hold no Jacobian fractions: {m.group(0)!r}")
+
+    def _pair_gradient(self, loss: str, o, y):
+        """dE/do of softmax with a squared error or binary cross-entropy, by the plain chain rule."""
+        axis = 1 if self.row else 0
+        p = self._apply(r"\operatorname{softmax}", o)
+        dp = p - y if loss == "sse" else -y / p + (1 - y) / (1 - p)
+        return p * (dp - (p * dp).sum(axis=axis, keepdims=True))
 
     def _apply(self, fn: str, a):
         axis = 1 if self.row else 0  # softmax runs over the entries of one step
@@ -508,6 +525,7 @@ class Reader:
             r"\tanh": np.tanh,
             r"\sigma": lambda v: 1 / (1 + np.exp(-v)),
             r"\operatorname{softplus}": lambda v: np.log1p(np.exp(v)),
+            r"\operatorname{sech}^2": lambda v: 1 / np.cosh(v) ** 2,
             r"\log": np.log,
             r"\max": lambda v: np.maximum(v, 0.0),
         }[fn](a)

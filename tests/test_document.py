@@ -27,6 +27,7 @@ MORE = (
     RNNSpec(T=4, hidden="softplus", output="identity", loss="squared_error", mapping="many-to-one", notation="row"),
     RNNSpec(T=2, output="softmax", loss="squared_error", output_bias=False),
     RNNSpec(T=2, output="softmax", loss="binary_cross_entropy", notation="row"),  # log(1 - Y), parenthesized
+    RNNSpec(T=2, output="sigmoid", loss="cross_entropy"),
 )
 
 
@@ -91,7 +92,9 @@ def test_seed_004_document_keeps_the_factor_the_slides_drop():
     """Seed 004 writes dyhat/dw_o = sigma(1 - sigma) without O_3; the document has dE/dw_o = O_3 (yhat - y)."""
     tex = build(SEEDS["004"]).latex
     assert r"\frac{\partial E}{\partial w_{o}} &= {h^{3}}^{\top} \delta^{o,3}" in tex
-    assert r"\delta^{o,3} &= \hat{y}^{3} - y^{3}" in tex
+    # yhat - y, written so that 1 - yhat is sigma(-o): exact for a confident prediction
+    stable = r"\delta^{o,3} &= \left(\mathbf{1}^{\top} - y^{3}\right) \odot \hat{y}^{3} - y^{3} \odot \sigma(-o^{3})"
+    assert stable in tex
     assert r"\partial o^{t}_{j} / \partial (w_{o})_{ij} = h^{t}_{i}" in tex  # the factor, said in words too
     reader, _, grads = read_back(build(SEEDS["004"]))
     np.testing.assert_allclose(reader.gradients["w_o"], grads["w_o"], rtol=1e-12)

@@ -86,7 +86,7 @@ def test_class_indices_are_kept_only_where_the_fused_pair_alone_reads_the_target
     from rnngen.verify import check_module, load_module
 
     assert reads_targets_as_classes(build(RNNSpec(T=3)).program)
-    # sigmoid with cross-entropy has no closed form: dE/dŷ = -y / ŷ reads the rows
+    # sigmoid with cross-entropy: its closed form -y ∘ σ(-o) reads the rows
     assert not reads_targets_as_classes(build(RNNSpec(T=3, output="sigmoid")).program)
     plain = build(RNNSpec(T=3), skip={p.__name__ for p in O.PASSES} - {"schedule"})
     assert not reads_targets_as_classes(plain.program)

@@ -53,11 +53,13 @@ def test_unknown_names_list_the_valid_ones_and_suggest_the_closest(field, value,
     assert message in str(info.value) and "choose one of" in str(info.value)
 
 
-def test_a_loss_with_logs_needs_an_output_in_zero_one():
-    with pytest.raises(
-        SpecError, match="cross_entropy loss needs an output in \\(0, 1\\); choose --output softmax, sigmoid"
-    ):
+def test_a_loss_with_logs_needs_an_output_in_zero_one_and_the_message_names_the_fitting_loss():
+    with pytest.raises(SpecError) as info:
         RNNSpec(T=3, output="identity", loss="cross_entropy")
+    assert str(info.value) == (
+        "the cross_entropy loss needs an output in (0, 1) (--output softmax, sigmoid); "
+        "the identity output fits --loss squared_error"
+    )
 
 
 @pytest.mark.parametrize(

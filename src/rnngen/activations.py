@@ -79,13 +79,20 @@ def _stored(key, arg, out):
 _SIGMOID_HELPER = (
     "_sigmoid",
     "def _sigmoid(a, out=None):\n"
-    "    # 1 / (1 + e^-a), to an ulp, 7x faster than exp(-logaddexp(0, -a)). e^-a is capped at\n"
-    "    # e^88, finite in float32 too: below a = -88 it gives 6e-39, not a smaller number.\n"
+    "    # 1 / (1 + e^-a), to an ulp, 7x faster than exp(-logaddexp(0, -a)). Below a = -88, where e^-a\n"
+    "    # would overflow float32, e^-a is capped and those entries are then set to e^a: there\n"
+    "    # 1 + e^a rounds to 1, so e^a is sigma(a) to an ulp (the cap alone gave 6e-39 for 1e-87).\n"
+    "    tail = a < -88.0 if a.min() < -88.0 else None\n"
+    "    low = None if tail is None else np.exp(a[tail])  # before out, which may be a, is written\n"
     "    out = np.negative(a, out=out)\n"
-    "    np.minimum(out, 88.0, out=out)\n"
+    "    if tail is not None:\n"
+    "        np.minimum(out, 88.0, out=out)\n"
     "    np.exp(out, out=out)\n"
     "    out += 1.0\n"
-    "    return np.divide(1.0, out, out=out)\n",
+    "    out = np.divide(1.0, out, out=out)\n"
+    "    if tail is not None:\n"
+    "        out[tail] = low\n"
+    "    return out\n",
 )
 _LEAKY_HELPERS = (
     (
@@ -187,6 +194,24 @@ _FIXED = (
         derivative=None,
     ),
     ElementwiseRule(
+        name="tanh_slope",
+        scalar=lambda v: 1 - sp.tanh(v) ** 2,
+        numpy="_tanh_slope({})",
+        ufunc=lambda a: 4.0 * np.exp(-2.0 * np.abs(a)) / (1.0 + np.exp(-2.0 * np.abs(a))) ** 2,
+        latex=r"\operatorname{{sech}}^2({})",
+        text="sech²({})",
+        derivative=None,
+        helpers=(
+            (
+                "_tanh_slope",
+                "def _tanh_slope(o):\n"
+                "    # 1 - tanh(o)^2 = 4 e / (1 + e)^2 with e = exp(-2|o|): no 1 - t^2 that rounds to 0, no overflow\n"
+                "    e = np.exp(-2.0 * np.abs(o))\n"
+                "    return 4.0 * e / (1.0 + e) ** 2\n",
+            ),
+        ),
+    ),
+    ElementwiseRule(
         name="softplus_slope",
         scalar=lambda v: 1 - sp.exp(-v),
         numpy="_softplus_slope({})",
@@ -251,6 +276,7 @@ def _custom(text: str, derivative: bool) -> ElementwiseRule:
 
     f = expression.parse(text)
     expr = sp.diff(f, expression.X) if derivative else f
+    expression.check_constants(expr, text)
     allowed = tuple(expression.FUNCTIONS.values()) + _DERIVATIVE_FUNCTIONS
     unknown = {type(a).__name__ for a in sp.preorder_traversal(expr) if isinstance(a, sp.Function)}
     unknown -= {fn.__name__ for fn in allowed}
@@ -263,29 +289,62 @@ def _custom(text: str, derivative: bool) -> ElementwiseRule:
     what = "f'" if derivative else "f"
     source = f"def {helper}(x):\n    # {what}(x) = {sp.sstr(expr)}\n    return {scalar_code(expr)}\n"
     numeric = sp.lambdify(expression.X, expr, modules="numpy")  # prints SymPy's own tree, not user text
+
+    def ufunc(a):
+        return numeric(a) + 0 * a  # + 0 * a: a constant derivative still has the array's shape
+
     return ElementwiseRule(
         name=key,
         scalar=lambda v: expr.subs(expression.X, v),
         numpy=f"{helper}({{}})",
-        ufunc=lambda a: numeric(a) + 0 * a,  # + 0 * a: a constant derivative still has the array's shape
+        ufunc=ufunc,
         latex=f"{what}({{}})",
         text=f"{what}({{}})",
-        derivative=None if derivative else lambda arg, out: _fn(f"custom_derivative:{text}", arg),
+        derivative=None if derivative else _custom_slope(text, sp.diff(f, expression.X)),
         definition=f"{what}(x) = {sp.latex(expr)}",
         description=f"custom: {text}",
         helpers=((helper, source),),
-        gamma=None if derivative else _estimated_sup_slope(text),
+        gamma=None if derivative else _estimated_sup_slope(text, ufunc),
         gamma_estimated=True,
     )
 
 
-def _estimated_sup_slope(text: str) -> float:
-    """``max |f'|`` of a custom activation on a fine grid over [-20, 20] (a measurement, not a proof)."""
-    slope = elementwise(f"custom_derivative:{text}").ufunc
-    with np.errstate(all="ignore"):
-        values = np.abs(slope(np.linspace(-20.0, 20.0, 400_001)))
-    values = values[np.isfinite(values)]
-    return float(values.max()) if values.size else float("inf")
+def _custom_slope(text: str, slope: sp.Expr) -> Callable:
+    """The ``derivative`` of a custom activation: ``f'(arg)`` as a matrix expression.
+
+    A constant slope (``2*x``, ``x+1``) is a number times the all-ones matrix, which the
+    algebra folds into a scale factor as it does ``f' = 1`` for the identity; only a slope
+    that depends on ``x`` needs the ``_custom_derivative`` helper.
+    """
+    if slope.is_number:
+        factor = slope if slope.is_Number else slope.evalf(17)  # exp(2) as the float it is
+        return lambda arg, out: A.scale(factor, A.ones(*arg.shape))
+    return lambda arg, out: _fn(f"custom_derivative:{text}", arg)
+
+
+#: Where a custom activation is sampled: its domain check and its measured ``sup |f'|``.
+_GRID = (-20.0, 20.0, 400_001)
+
+
+def _estimated_sup_slope(text: str, f: Callable) -> float:
+    """``max |f'|`` of a custom activation on a fine grid over [-20, 20] (a measurement, not a proof).
+
+    Raises:
+        expression.ExpressionError: ``f`` or ``f'`` is not finite somewhere on the grid
+            (``log(x)`` for x <= 0, ``1/x`` at 0, ``exp(x**16)`` past 1.6): a pre-activation
+            can take any real value, so the module would compute nan or inf.
+    """
+    grid = np.linspace(*_GRID)
+    with np.errstate(all="ignore"):  # the refusal below says it in one line, without NumPy's warnings
+        values = f(grid)
+        slopes = np.abs(elementwise(f"custom_derivative:{text}").ufunc(grid))
+    bad = ~(np.isfinite(values) & np.isfinite(slopes))
+    if bad.any():
+        raise expression.ExpressionError(
+            f"the custom activation {text!r} or its derivative is not finite at x = {grid[bad][0]:.6g}; "
+            f"it must be finite for every real x (checked on [{_GRID[0]:g}, {_GRID[1]:g}])"
+        )
+    return float(slopes.max())
 
 
 @functools.cache
@@ -301,6 +360,186 @@ def elementwise(key: str) -> ElementwiseRule:
     if kind in ("custom", "custom_derivative"):
         return _custom(arg, kind == "custom_derivative")
     raise KeyError(f"no elementwise rule {key!r}")
+
+
+# --- functions of a whole column: the stable forms of an output/loss pair ------------------------
+
+
+@dataclass(frozen=True)
+class ColumnRule:
+    """A function of whole columns (``algebra.Columnwise``): one sequence's vectors at a time.
+
+    Attributes:
+        name: the key ``algebra.Columnwise`` nodes use.
+        helpers: ``(name, source)`` of the module-level NumPy functions, the one called first (the
+            others are what it calls); it takes rows (one sequence per row) and is also what
+            evaluates the node outside the module, so the form has one home.
+        latex: LaTeX with ``{}`` for each operand.
+        text: plain text with ``{}`` for each operand.
+    """
+
+    name: str
+    helpers: tuple
+    latex: str
+    text: str
+
+    @property
+    def numpy(self) -> str:
+        """Format string of the call, ``{}`` for each operand's rows."""
+        count = self.latex.count("{}")
+        return f"{self.helpers[0][0]}({', '.join(['{}'] * count)})"
+
+    @functools.cached_property
+    def ufunc(self) -> Callable:
+        space = {"np": np}
+        for _, source in self.helpers:
+            exec(source, space)  # our own source, fixed text
+        return space[self.helpers[0][0]]
+
+
+_LOG1M_SOFTMAX = (
+    "_log1m_softmax",
+    "def _log1m_softmax(a):\n"
+    '    """log(1 - softmax(a)) per row, with no 1 - p that rounds to 0 and no log 0.\n'
+    "\n"
+    "    1 - p_j is the softmax mass of the others. Off a row's largest entry p_j <= 1/2, so\n"
+    "    log1p(-p_j) is exact; at the largest it is the log-sum-exp of the others minus that of the\n"
+    "    row, each shifted by its own maximum: a lead of 1000 gives -1000, not log 0 = -inf.\n"
+    '    """\n'
+    "    lead = a.argmax(axis=-1)[..., None]\n"
+    "    s = a - np.take_along_axis(a, lead, axis=-1)\n"
+    "    e = np.exp(s)\n"
+    "    np.put_along_axis(e, lead, 0.0, axis=-1)\n"
+    "    rest = e.sum(axis=-1, keepdims=True)  # the others' exps, over the largest one's\n"
+    "    out = np.log1p(-e / (1.0 + rest))\n"
+    "    np.put_along_axis(s, lead, -np.inf, axis=-1)\n"
+    "    top = s.max(axis=-1, keepdims=True)  # the second largest, shifted\n"
+    "    others = top + np.log(np.exp(s - top).sum(axis=-1, keepdims=True))\n"
+    "    np.put_along_axis(out, lead, others - np.log1p(rest), axis=-1)\n"
+    "    return out\n",
+)
+_SOFTMAX_BCE_GRADIENT = (
+    "_softmax_bce_gradient",
+    "def _softmax_bce_gradient(a, y):\n"
+    '    """dE/da of E = -sum_j [y_j log p_j + (1 - y_j) log(1 - p_j)], p = softmax(a), per row.\n'
+    "\n"
+    "    g = d - p (S - r) - d_m q, with m the row's largest entry, d = p - y, r_j = d_j / (1 - p_j)\n"
+    "    off m and 0 at m, S the row's sum of r, q the softmax of the row without m (0 at m).\n"
+    "    1 - p_j is a plain subtraction only off m, where p_j <= 1/2; at m it comes from the others'\n"
+    "    exps, so no digits are lost however far the largest entry leads.\n"
+    '    """\n'
+    "    p, c, lead = _softmax_split(a)\n"
+    "    y = y.reshape(a.shape)\n"
+    "    d = p - y\n"
+    "    d_lead = (1.0 - np.take_along_axis(y, lead, axis=-1)) - c  # p_m - y_m\n"
+    "    np.put_along_axis(d, lead, d_lead, axis=-1)\n"
+    "    r = d / (1.0 - p + (p > 0.5))  # 1 - p_j >= 1/2 off m; the divisor at m is not used\n"
+    "    np.put_along_axis(r, lead, 0.0, axis=-1)\n"
+    "    s = a - np.take_along_axis(a, lead, axis=-1)\n"
+    "    np.put_along_axis(s, lead, -np.inf, axis=-1)\n"
+    "    q = np.exp(s - s.max(axis=-1, keepdims=True))\n"
+    "    q /= q.sum(axis=-1, keepdims=True)\n"
+    "    return d - p * (r.sum(axis=-1, keepdims=True) - r) - d_lead * q\n",
+)
+
+_TANH_MINUS = (
+    "_tanh_minus",
+    "def _tanh_minus(o, y):\n"
+    '    """tanh(o) - y, with no digits lost where tanh(o) rounds to +-1.\n'
+    "\n"
+    "    Past |o| = 0.55 (|tanh| > 1/2), tanh(o) = s (1 - 2 sigma(-2|o|)), s = sign(o), so\n"
+    "    tanh(o) - y = s ((1 - s y) - 2 sigma(-2|o|)): 1 - s y is exact for a target near s.\n"
+    '    """\n'
+    "    y = y.reshape(o.shape)\n"
+    "    s = np.sign(o)\n"
+    "    e = np.exp(-2.0 * np.abs(o))\n"
+    "    far = s * ((1.0 - s * y) - 2.0 * e / (1.0 + e))\n"
+    "    return np.where(np.abs(o) > 0.55, far, np.tanh(o) - y)\n",
+)
+_SOFTMAX_SPLIT = (
+    "_softmax_split",
+    "def _softmax_split(a):\n"
+    '    """(p, c, lead): softmax(a) per row, 1 - p at each row\'s largest entry (from the others\'\n'
+    '    exps, not by subtraction), and that entry\'s index."""\n'
+    "    lead = a.argmax(axis=-1)[..., None]\n"
+    "    e = np.exp(a - np.take_along_axis(a, lead, axis=-1))\n"
+    "    np.put_along_axis(e, lead, 0.0, axis=-1)\n"
+    "    rest = e.sum(axis=-1, keepdims=True)\n"
+    "    np.put_along_axis(e, lead, 1.0, axis=-1)\n"
+    "    return e / (1.0 + rest), rest / (1.0 + rest), lead\n",
+)
+_SOFTMAX_MINUS = (
+    "_softmax_minus",
+    "def _softmax_minus(a, y):\n"
+    '    """softmax(a) - y per row; at the largest entry (1 - y) - (1 - p), exact for a confident class."""\n'
+    "    p, c, lead = _softmax_split(a)\n"
+    "    y = y.reshape(a.shape)\n"
+    "    d = p - y\n"
+    "    np.put_along_axis(d, lead, (1.0 - np.take_along_axis(y, lead, axis=-1)) - c, axis=-1)\n"
+    "    return d\n",
+)
+_SOFTMAX_SSE_GRADIENT = (
+    "_softmax_sse_gradient",
+    "def _softmax_sse_gradient(a, y):\n"
+    '    """dE/da of E = 1/2 |softmax(a) - y|^2 per row: p_j (d_j - sum_i p_i d_i), d = p - y.\n'
+    "\n"
+    "    Written p_j (d_j (1 - p_j) - sum_{i != j} p_i d_i), with the terms i != m (m the row's\n"
+    "    largest entry) summed on their own, so a confident row loses no digits to cancellation.\n"
+    '    """\n'
+    "    p, c, lead = _softmax_split(a)\n"
+    "    y = y.reshape(a.shape)\n"
+    "    d = p - y\n"
+    "    d_lead = (1.0 - np.take_along_axis(y, lead, axis=-1)) - c\n"
+    "    np.put_along_axis(d, lead, d_lead, axis=-1)\n"
+    "    pd = p * d\n"
+    "    p_lead = np.take_along_axis(p, lead, axis=-1)\n"
+    "    np.put_along_axis(pd, lead, 0.0, axis=-1)\n"
+    "    others = pd.sum(axis=-1, keepdims=True)  # sum of p_i d_i over i != m\n"
+    "    g = p * (d * (1.0 - p) - ((p_lead * d_lead + others) - pd))\n"
+    "    np.put_along_axis(g, lead, p_lead * (d_lead * c - others), axis=-1)\n"
+    "    return g\n",
+)
+
+COLUMNWISE: dict[str, ColumnRule] = {
+    c.name: c
+    for c in (
+        ColumnRule(
+            name="log1m_softmax",
+            helpers=(_LOG1M_SOFTMAX,),
+            latex=r"\log\bigl(\mathbf{{1}} - \operatorname{{softmax}}({})\bigr)",
+            text="log(1 - softmax({}))",
+        ),
+        ColumnRule(
+            name="tanh_minus",
+            helpers=(_TANH_MINUS,),
+            latex=r"\left(\tanh({}) - {}\right)",
+            text="(tanh({}) - {})",
+        ),
+        ColumnRule(
+            name="softmax_minus",
+            helpers=(_SOFTMAX_MINUS, _SOFTMAX_SPLIT),
+            latex=r"\left(\operatorname{{softmax}}({}) - {}\right)",
+            text="(softmax({}) - {})",
+        ),
+        ColumnRule(
+            name="softmax_sse_gradient",
+            helpers=(_SOFTMAX_SSE_GRADIENT, _SOFTMAX_SPLIT),
+            latex=r"g_{{\mathrm{{sse}}}}({}, {})",
+            text="g_sse({}, {})",
+        ),
+        ColumnRule(
+            name="softmax_bce_gradient",
+            helpers=(_SOFTMAX_BCE_GRADIENT, _SOFTMAX_SPLIT),
+            latex=r"g_{{\mathrm{{bce}}}}({}, {})",
+            text="g_bce({}, {})",
+        ),
+    )
+}
+
+
+def columnwise(key: str) -> ColumnRule:
+    """The rule an ``algebra.Columnwise`` node names by ``key``."""
+    return COLUMNWISE[key]
 
 
 # --- output layers, losses and the pairs with a closed-form gradient ------------------------
@@ -321,6 +560,8 @@ class OutputLayer:
         log: ``o -> log(yhat)`` in a form that cannot overflow or take log 0 (None: keep ``log``).
         log1m: ``o -> log(1 - yhat)`` likewise.
         description: one line for ``rnngen list``.
+        residual: ``(yhat, y, o) -> yhat - y`` in a form that keeps its digits where ``yhat``
+            rounds to its bound (a confident prediction); None when the subtraction is exact enough.
     """
 
     name: str
@@ -332,6 +573,7 @@ class OutputLayer:
     log: Callable | None
     log1m: Callable | None
     description: str
+    residual: Callable | None = None
 
 
 def _elementwise_scalar(key):
@@ -342,6 +584,16 @@ def _softmax_scalar(o):
     exps = [sp.exp(v) for v in o]
     total = sum(exps)
     return [e / total for e in exps]
+
+
+def _sigmoid_of_minus(o):
+    """``1 - sigma(o)`` as ``sigma(-o)``: exact where the subtraction would round to 0."""
+    return _fn("sigmoid", A.neg(o))
+
+
+def _sigmoid_minus(yhat, y, o):
+    """``sigma(o) - y`` as ``(1 - y) sigma(o) - y sigma(-o)``: exact for targets 0 and 1."""
+    return A.sub(A.had(A.sub(A.ones(*y.shape), y), yhat), A.had(y, _sigmoid_of_minus(o)))
 
 
 def _softplus(expr):
@@ -359,8 +611,9 @@ OUTPUT_LAYERS: dict[str, OutputLayer] = {
             jacobian=r"\hat{y}_i\,(\delta_{ij} - \hat{y}_j)",
             jacobian_matrix=r"\operatorname{{diag}}({yhat}) - {outer}",
             log=A.LogSoftmax,
-            log1m=None,
+            log1m=lambda o: A.Columnwise("log1m_softmax", o),
             description="exp(o_i) / sum_j exp(o_j), one distribution per step; dense Jacobian",
+            residual=lambda yhat, y, o: A.Columnwise("softmax_minus", o, y),
         ),
         OutputLayer(
             name="sigmoid",
@@ -373,6 +626,7 @@ OUTPUT_LAYERS: dict[str, OutputLayer] = {
             log=lambda o: A.neg(_softplus(A.neg(o))),
             log1m=lambda o: A.neg(_softplus(o)),
             description="1/(1+e^-o) per entry (independent binary outputs); diagonal Jacobian",
+            residual=lambda yhat, y, o: _sigmoid_minus(yhat, y, o),
         ),
         OutputLayer(
             name="tanh",
@@ -384,6 +638,7 @@ OUTPUT_LAYERS: dict[str, OutputLayer] = {
             log=None,
             log1m=None,
             description="tanh(o) per entry, values in (-1, 1); diagonal Jacobian",
+            residual=lambda yhat, y, o: A.Columnwise("tanh_minus", o, y),
         ),
         OutputLayer(
             name="identity",
@@ -501,7 +756,8 @@ class FusedGradient:
     """A closed form of ``dE_t/do_t`` for one output layer and loss.
 
     Attributes:
-        grad: ``(yhat, y) -> dE_t/do_t``.
+        grad: ``(yhat, y, o) -> dE_t/do_t``, in a form that keeps a tiny gradient's digits (for a
+            sigmoid output ``1 - yhat`` is ``sigma(-o)``, not a subtraction that rounds to 0).
         assumes: what the closed form relies on ("" when nothing), said in the document.
         derivation: LaTeX (inside an align) deriving it entry by entry from the general chain
             rule, with ``{yhat}``, ``{y}`` for the entries of the step's vectors.
@@ -513,10 +769,17 @@ class FusedGradient:
     derivation: str
     normalized_targets: bool = False
 
+    def formula(self) -> str:
+        """``dE/do`` in plain text, e.g. ``-y ∘ σ(-o)``, for ``rnngen list`` (printed from ``grad``)."""
+        from rnngen.printing.math import text  # the printer imports this module
+
+        yhat, y, o = (sp.MatrixSymbol(name, 3, A.B) for name in ("ŷ", "y", "o"))
+        return text(self.grad(yhat, y, o))
+
 
 FUSED: dict[tuple[str, str], FusedGradient] = {
     ("softmax", "cross_entropy"): FusedGradient(
-        grad=lambda yhat, y: A.sub(yhat, y),
+        grad=lambda yhat, y, o: A.sub(yhat, y),
         assumes="every target sums to one (a one-hot vector or a distribution)",
         derivation=(
             r"\frac{{\partial {E}}}{{\partial o_j}} &= \sum_i \Bigl(-\frac{{{y}_i}}{{{yhat}_i}}\Bigr)"
@@ -525,17 +788,60 @@ FUSED: dict[tuple[str, str], FusedGradient] = {
         ),
         normalized_targets=True,
     ),
+    ("softmax", "binary_cross_entropy"): FusedGradient(
+        grad=lambda yhat, y, o: A.Columnwise("softmax_bce_gradient", o, y),
+        assumes="",
+        derivation=(
+            r"\frac{{\partial {E}}}{{\partial o_j}} &= \sum_i \Bigl(-\frac{{{y}_i}}{{{yhat}_i}}"
+            r" + \frac{{1 - {y}_i}}{{1 - {yhat}_i}}\Bigr) {yhat}_i (\delta_{{ij}} - {yhat}_j)"
+            r" = d_j - {yhat}_j \sum_{{i \ne j}} \frac{{d_i}}{{1 - {yhat}_i}}"
+            r" =: g_{{\mathrm{{bce}}}}(o, {y})_j, \quad d = {yhat} - {y}"
+        ),
+    ),
     ("sigmoid", "binary_cross_entropy"): FusedGradient(
-        grad=lambda yhat, y: A.sub(yhat, y),
+        grad=_sigmoid_minus,
         assumes="",
         derivation=(
             r"\frac{{\partial {E}}}{{\partial o_j}} &= \Bigl(-\frac{{{y}_j}}{{{yhat}_j}}"
             r" + \frac{{1 - {y}_j}}{{1 - {yhat}_j}}\Bigr) {yhat}_j (1 - {yhat}_j)"
-            r" = -{y}_j (1 - {yhat}_j) + (1 - {y}_j)\, {yhat}_j = {yhat}_j - {y}_j"
+            r" = {yhat}_j - {y}_j = (1 - {y}_j)\, {yhat}_j - {y}_j\, \sigma(-o_j)"
+        ),
+    ),
+    ("sigmoid", "cross_entropy"): FusedGradient(
+        grad=lambda yhat, y, o: A.neg(A.had(y, _sigmoid_of_minus(o))),
+        assumes="",
+        derivation=(
+            r"\frac{{\partial {E}}}{{\partial o_j}} &= -\frac{{{y}_j}}{{{yhat}_j}}\, {yhat}_j (1 - {yhat}_j)"
+            r" = -{y}_j (1 - {yhat}_j) = -{y}_j\, \sigma(-o_j)"
+        ),
+    ),
+    ("softmax", "squared_error"): FusedGradient(
+        grad=lambda yhat, y, o: A.Columnwise("softmax_sse_gradient", o, y),
+        assumes="",
+        derivation=(
+            r"\frac{{\partial {E}}}{{\partial o_j}} &= \sum_i ({yhat}_i - {y}_i)\, {yhat}_i (\delta_{{ij}} - {yhat}_j)"
+            r" = {yhat}_j \Bigl(d_j (1 - {yhat}_j) - \sum_{{i \ne j}} {yhat}_i d_i\Bigr)"
+            r" =: g_{{\mathrm{{sse}}}}(o, {y})_j, \quad d = {yhat} - {y}"
+        ),
+    ),
+    ("sigmoid", "squared_error"): FusedGradient(
+        grad=lambda yhat, y, o: A.had(_sigmoid_minus(yhat, y, o), yhat, _sigmoid_of_minus(o)),
+        assumes="",
+        derivation=(
+            r"\frac{{\partial {E}}}{{\partial o_j}} &= ({yhat}_j - {y}_j)\, {yhat}_j (1 - {yhat}_j)"
+            r" = \bigl((1 - {y}_j)\, {yhat}_j - {y}_j\, \sigma(-o_j)\bigr)\, {yhat}_j\, \sigma(-o_j)"
+        ),
+    ),
+    ("tanh", "squared_error"): FusedGradient(
+        grad=lambda yhat, y, o: A.had(A.Columnwise("tanh_minus", o, y), _fn("tanh_slope", o)),
+        assumes="",
+        derivation=(
+            r"\frac{{\partial {E}}}{{\partial o_j}} &= ({yhat}_j - {y}_j) (1 - {yhat}_j^2)"
+            r" = (\tanh o_j - {y}_j) \operatorname{{sech}}^2 o_j"
         ),
     ),
     ("identity", "squared_error"): FusedGradient(
-        grad=lambda yhat, y: A.sub(yhat, y),
+        grad=lambda yhat, y, o: A.sub(yhat, y),
         assumes="",
         derivation=r"\frac{{\partial {E}}}{{\partial o_j}} &= ({yhat}_j - {y}_j) \cdot 1 = {yhat}_j - {y}_j",
     ),

@@ -65,6 +65,31 @@ class LogSoftmax(Softmax):
     """Column-wise ``log(softmax(A))``, kept whole so it can be printed stably (log-sum-exp)."""
 
 
+class Columnwise(MatrixExpr):
+    """``f(A, Y, ...)`` computed column by column (one sequence's vectors at a time).
+
+    ``f`` names an entry of the column-function registry (``activations.columnwise``): the stable
+    form of an output/loss pair that no entrywise function can write, such as ``log(1 - softmax(o))``.
+    The result has the shape of the first operand.
+    """
+
+    def __new__(cls, fn, *operands):
+        fn = fn if isinstance(fn, Str) else Str(fn)
+        return MatrixExpr.__new__(cls, fn, *operands)
+
+    @property
+    def fn(self) -> str:
+        return self.args[0].name
+
+    @property
+    def operands(self) -> tuple:
+        return self.args[1:]
+
+    @property
+    def shape(self):
+        return self.args[1].shape
+
+
 def ones(rows, cols) -> OneMatrix:
     return OneMatrix(rows, cols)
 

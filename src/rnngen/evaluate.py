@@ -12,7 +12,7 @@ import sympy as sp
 from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
 
 from rnngen import algebra as A
-from rnngen.activations import elementwise
+from rnngen.activations import columnwise, elementwise
 from rnngen.program import parse_stacked
 from rnngen.unroll import step_name
 
@@ -73,6 +73,8 @@ def evaluate(expr, env: dict, dims: dict):
             return ev(e.arg).T
         if isinstance(e, A.Elementwise):
             return elementwise(e.fn).ufunc(ev(e.arg))
+        if isinstance(e, A.Columnwise):  # the registry's function reads rows: one sequence per row
+            return columnwise(e.fn).ufunc(*[ev(a).T for a in e.operands]).T
         if isinstance(e, A.LogSoftmax):
             a = ev(e.arg)
             s = a - a.max(axis=0, keepdims=True)

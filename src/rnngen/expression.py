@@ -11,7 +11,6 @@ Python).
 from __future__ import annotations
 
 import ast
-import math
 
 import sympy as sp
 
@@ -38,6 +37,9 @@ _OPERATORS = {ast.Add: sp.Add, ast.Sub: None, ast.Mult: sp.Mul, ast.Div: None, a
 MAX_LENGTH = 200
 MAX_CONSTANT = 1e6
 MAX_EXPONENT = 16
+#: Largest size of a computed constant (``1e6**16``, ``exp(20)``): far inside float64, so that the
+#: module's arithmetic on it stays finite, and small enough for SymPy to evaluate at once.
+MAX_VALUE = 1e100
 
 
 class ExpressionError(ValueError):
@@ -47,13 +49,19 @@ class ExpressionError(ValueError):
 ALLOWED = f"numbers, x, + - * / **, and the functions {', '.join(FUNCTIONS)}"
 
 
+def check_length(text: str) -> None:
+    """ExpressionError if ``text`` is too long to parse (checked before any parsing: a deep tree
+    of a long text exhausts the parser's recursion)."""
+    if len(text.strip()) > MAX_LENGTH:
+        raise ExpressionError(f"the custom activation is longer than {MAX_LENGTH} characters")
+
+
 def parse(text: str) -> sp.Expr:
     """The SymPy expression of ``text``, a function of ``X``; ExpressionError if it is not allowed."""
-    if len(text) > MAX_LENGTH:
-        raise ExpressionError(f"the custom activation is longer than {MAX_LENGTH} characters")
+    check_length(text)
     try:
         tree = ast.parse(text.strip(), mode="eval")
-    except SyntaxError:
+    except (SyntaxError, ValueError):  # ValueError: a literal past Python's digit limit
         raise ExpressionError(f"cannot parse {text!r} as an expression in x; allowed: {ALLOWED}") from None
     expr = _convert(tree.body, text)
     if X not in expr.free_symbols:
@@ -61,16 +69,46 @@ def parse(text: str) -> sp.Expr:
     return expr
 
 
+def check_constants(expr: sp.Expr, text: str) -> None:
+    """ExpressionError unless every constant part of ``expr`` is a real number of at most ``MAX_VALUE``.
+
+    SymPy folds constants across the tree (``1e6**16 * x * 1e6**16`` has ``1e192``, ``exp(2) exp(3)``
+    is ``exp(5)``), so the finished expression (and its derivative) is checked, not only what was written.
+    """
+    for node in sp.preorder_traversal(expr):
+        if node.is_number:
+            _check_value(node, text)
+
+
+def _check_value(node: sp.Expr, text: str) -> None:
+    try:
+        value = complex(node.evalf(17))
+    except (TypeError, ValueError, OverflowError):
+        value = complex("nan")
+    if value.imag != 0:
+        _refuse(f"the complex constant {node}", text)
+    if not abs(value.real) <= MAX_VALUE:  # also nan: past float64's range
+        size = f"{value.real:.3g}" if abs(value.real) < float("inf") else "past float64's range"
+        _refuse(f"a constant part larger than {MAX_VALUE:g} ({size})", text)
+
+
 def _refuse(what: str, text: str):
     raise ExpressionError(f"{what} is not allowed in a custom activation ({text!r}); allowed: {ALLOWED}")
 
 
 def _convert(node, text):
+    expr = _node(node, text)
+    if expr.is_number:  # checked as it is built: exp(exp(1e6)) must not reach SymPy's evaluation
+        _check_value(expr, text)
+    return expr
+
+
+def _node(node, text):
     if isinstance(node, ast.Constant):
         value = node.value
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
             _refuse(f"the constant {value!r}", text)
-        if abs(value) > MAX_CONSTANT:
+        if not abs(value) <= MAX_CONSTANT:  # also inf and nan; an int of any size compares exactly
             _refuse(f"a constant larger than {MAX_CONSTANT:g}", text)
         return sp.Integer(value) if isinstance(value, int) else sp.Float(repr(value))
     if isinstance(node, ast.Name):
@@ -82,7 +120,7 @@ def _convert(node, text):
         return -inner if isinstance(node.op, ast.USub) else inner
     if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
         left, right = _convert(node.left, text), _convert(node.right, text)
-        if isinstance(node.op, ast.Pow) and right.is_number and abs(float(right)) > MAX_EXPONENT:
+        if isinstance(node.op, ast.Pow) and right.is_number and not abs(float(right)) <= MAX_EXPONENT:
             _refuse(f"an exponent larger than {MAX_EXPONENT}", text)
         if isinstance(node.op, ast.Sub):
             return left - right

@@ -38,18 +38,24 @@ def _step_symbols(expr):
 
 
 def stable_logs(program: Program) -> Program:
-    """Rewrite ``log(yhat)`` and ``log(1 - yhat)`` into forms of ``o`` that cannot overflow or take log 0.
+    """Rewrite ``log(yhat)``, ``log(1 - yhat)`` and ``yhat - y`` into forms of ``o`` that cannot overflow,
+    take log 0 or lose a confident prediction's digits to a subtraction.
 
     The output layer's registry entry gives the forms: ``log softmax(o)`` by
-    log-sum-exp, ``log sigma(o) = -softplus(-o)``, ``log(1 - sigma(o)) = -softplus(o)``.
+    log-sum-exp, ``log sigma(o) = -softplus(-o)``, ``log(1 - sigma(o)) = -softplus(o)``,
+    ``sigma(o) - y = (1 - y) sigma(o) - y sigma(-o)``.
     """
     layer = program.derivation.spec.output_layer
+    targets = {y.name: y for y in program.derivation.graph.inputs["y"]}
     swap = {}
-    if not (layer.log or layer.log1m):
+    if not (layer.log or layer.log1m or layer.residual):
         return program
     for s in program.stmts:
         o = getattr(s.expr, "arg", None)
         if s.step and s.step[0] == "yhat" and o is not None and s.expr == layer.activation(o):
+            y = targets.get(step_name("y", s.step[1]))
+            if layer.residual and y is not None:  # yhat - y, which a squared error takes
+                swap[A.sub(s.target, y)] = layer.residual(s.target, y, o)
             if layer.log:
                 swap[A.Elementwise("log", s.target)] = layer.log(o)
             if layer.log1m:
@@ -65,13 +71,15 @@ def fuse_output_gradient(program: Program) -> Program:
     if fused is None:
         return program
     steps = {s.target.name: s.target for s in program.stmts}
+    outputs = {s.target.name: s.expr.arg for s in program.stmts if s.step and s.step[0] == "yhat"}  # yhat_t -> o_t
     inputs = {x.name: x for x in program.derivation.graph.inputs["y"]}
 
     def rewrite(stmt):
         if not stmt.step or stmt.step[0] != "do":
             return stmt
         t = stmt.step[1]
-        return stmt.with_(expr=fused.grad(steps[step_name("yhat", t)], inputs[step_name("y", t)]))
+        yhat = step_name("yhat", t)
+        return stmt.with_(expr=fused.grad(steps[yhat], inputs[step_name("y", t)], outputs[yhat]))
 
     return program.with_stmts(rewrite(s) for s in program.stmts)
 

@@ -91,11 +91,13 @@ def check_names(value) -> tuple:
 def custom_text(hidden: str) -> str:
     """The canonical spelling of a custom activation (``x/(1+abs(x))`` -> ``x / (1 + abs(x))``).
 
-    ``ast`` only parses; text that does not parse is kept for the parser's own error.
+    ``ast`` only parses; text that does not parse, or is too long to parse safely, is kept
+    for the parser's own error.
     """
     try:
+        expression.check_length(hidden)
         return ast.unparse(ast.parse(hidden.strip(), mode="eval"))
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError):  # ExpressionError is a ValueError
         return hidden.strip()
 
 
@@ -136,8 +138,12 @@ class RNNSpec:
         _choice("output layer", self.output, tuple(OUTPUT_LAYERS))
         _choice("loss", self.loss, tuple(LOSSES))
         if (self.output, self.loss) not in pairs():
-            fits = ", ".join(o for o, loss in pairs() if loss == self.loss)
-            raise SpecError(f"the {self.loss} loss needs an output in (0, 1); choose --output {fits}")
+            outputs = ", ".join(o for o, loss in pairs() if loss == self.loss)
+            losses = ", ".join(loss for o, loss in pairs() if o == self.output)
+            raise SpecError(
+                f"the {self.loss} loss needs an output in (0, 1) (--output {outputs}); "
+                f"the {self.output} output fits --loss {losses}"
+            )
         _choice("mapping", self.mapping, tuple(MAPPINGS))
         _choice("notation", self.notation, tuple(NOTATIONS))
         object.__setattr__(self, "names", check_names(self.names))
@@ -146,6 +152,8 @@ class RNNSpec:
                 raise SpecError(f"{flag} must be True or False, got {getattr(self, flag)!r}")
 
     def _check_hidden(self):
+        if isinstance(self.hidden, str) and self.hidden.strip() in HIDDEN:  # 'relu ' is relu
+            object.__setattr__(self, "hidden", self.hidden.strip())
         if self.hidden == "leaky_relu":
             slope = DEFAULT_SLOPE if self.slope is None else self.slope
             if isinstance(slope, bool) or not isinstance(slope, (int, float)) or not 0 < slope < 1:

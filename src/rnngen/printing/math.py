@@ -20,7 +20,7 @@ from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, 
 from sympy.printing.printer import Printer
 
 from rnngen import algebra as A
-from rnngen.activations import elementwise
+from rnngen.activations import columnwise, elementwise
 from rnngen.printing import PrintError
 from rnngen.program import Gradient, parse_relative, parse_stacked
 from rnngen.unroll import FAMILIES, parse_step
@@ -183,6 +183,10 @@ class MathPrinter(Printer):
             return st.ones + st.ones_row, ATOM
         if isinstance(e, A.Elementwise):
             return self._elementwise(e.fn, sub(e.arg)), ATOM
+        if isinstance(e, A.Columnwise):
+            rule = columnwise(e.fn)
+            form = rule.latex if self.style is LATEX else rule.text
+            return form.format(*[sub(a)[0] for a in e.operands]), ATOM
         if isinstance(e, A.LogSoftmax):
             return st.log_softmax.format(sub(e.arg)[0]), ATOM
         if isinstance(e, A.Softmax):
@@ -247,7 +251,9 @@ class MathPrinter(Printer):
         shown = [f for f in factors if not (isinstance(f, OneMatrix) and A.B in f.shape and not self._stacked_context)]
         if not shown:
             shown = factors
-        code = self.style.times.join(self._wrap(sub(f), MUL + 1 if len(shown) > 1 else ADD) for f in shown)
+        # a factor beside another or a number is wrapped: 2 (a + b), not 2 a + b
+        at_least = MUL + 1 if len(shown) > 1 or coeff != 1 else ADD
+        code = self.style.times.join(self._wrap(sub(f), at_least) for f in shown)
         if coeff == -1:
             return f"-{code}", MUL
         if coeff != 1:
@@ -258,6 +264,8 @@ class MathPrinter(Printer):
 def _number(coeff, style) -> str:
     if style is LATEX and coeff.is_Rational and coeff.q != 1:
         return rf"\tfrac{{{coeff.p}}}{{{coeff.q}}}"
+    if coeff.is_Float:  # as the user wrote it (0.5), not SymPy's 15 digits (0.500000000000000)
+        return repr(float(coeff))
     return str(coeff)
 
 

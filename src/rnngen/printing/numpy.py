@@ -24,7 +24,7 @@ from sympy.printing.printer import Printer
 
 from rnngen import algebra as A
 from rnngen import names
-from rnngen.activations import elementwise
+from rnngen.activations import columnwise, elementwise
 from rnngen.printing import PrintError
 from rnngen.program import Program, family_of, parse_stacked, stacked
 from rnngen.unroll import parse_step
@@ -75,9 +75,14 @@ HELPERS = {
     ),
     "_log_softmax": (
         "def _log_softmax(a):\n"
-        "    # log-sum-exp: no overflow for large logits, no log(0) for tiny probabilities\n"
-        "    s = a - a.max(axis=-1, keepdims=True)\n"
-        "    s -= np.log(np.exp(s).sum(axis=-1, keepdims=True))\n"
+        "    # log-sum-exp: no overflow for large logits, no log(0) for tiny probabilities; the largest\n"
+        "    # entry's own term is split off (log1p of the others'), so log p of a confident class keeps\n"
+        "    # its digits (-3.7e-44 at a lead of 100, not 0)\n"
+        "    lead = a.argmax(axis=-1)[..., None]\n"
+        "    s = a - np.take_along_axis(a, lead, axis=-1)\n"
+        "    e = np.exp(s)\n"
+        "    np.put_along_axis(e, lead, 0.0, axis=-1)\n"
+        "    s -= np.log1p(e.sum(axis=-1, keepdims=True))\n"
         "    return s\n"
     ),
     "_dot_log_softmax": (
@@ -86,26 +91,72 @@ HELPERS = {
         "\n"
         "    No second pass of exp: for class indices, the log of the targets' probabilities is\n"
         "    log_softmax(A) to a few ulp while they are normal numbers; otherwise log_softmax(A) = A - lse\n"
-        "    per row, with the log-sum-exp lse = max(A) - log max(P) (a row's largest probability never\n"
-        "    underflows).\n"
+        "    per row, with lse = max(A) - log max(P) (a row's largest probability never underflows).\n"
+        "    The logs come from _log_p, which keeps a confident class's digits.\n"
         '    """\n'
+        "    n = a.shape[-1]\n"
         '    if y.dtype.kind != "f":  # flat indices, one per row\n'
         "        q = p.take(y)\n"
         "        if q.min() > 1e-30:\n"
-        "            return np.log(q).sum()\n"
-        "        return (a.take(y) - a.max(axis=-1) + np.log(p.max(axis=-1))).sum()\n"
+        "            return _log_p(p, y, q).sum()\n"
+        "        top = a.max(axis=-1)\n"
+        "        lead = p.argmax(axis=-1) + np.arange(0, p.size, n)\n"
+        "        return (a.take(y) - top + _log_p(p, lead, p.take(lead))).sum()\n"
         "    y = y.reshape(a.shape)\n"
-        "    lse = a.max(axis=-1) - np.log(p.max(axis=-1))\n"
-        '    return (np.einsum("ij,ij->i", y, a) - y.sum(axis=-1) * lse).sum()\n'
+        "    lead = p.argmax(axis=-1) + np.arange(0, p.size, n)\n"
+        "    total = y.sum(axis=-1)\n"
+        "    # y.a - sum(y) max(A) before the log: exact for a one-hot row, so its tiny log p survives\n"
+        '    shift = np.einsum("ij,ij->i", y, a) - total * a.max(axis=-1)\n'
+        "    return (shift + total * _log_p(p, lead, p.take(lead))).sum()\n"
+    ),
+    "_log_p": (
+        "def _log_p(p, at, q):\n"
+        '    """log P at the flat indices ``at`` (one per row), q = P there.\n'
+        "\n"
+        "    Above 1/2, log q is -log1p((1 - q) / q) with 1 - q the sum of the row's others: log of the\n"
+        "    rounded q would give 0 for a confident class's -3.7e-44.\n"
+        '    """\n'
+        "    out = np.log(q)\n"
+        "    if q.max() > 0.5:\n"
+        "        sure = np.flatnonzero(q > 0.5)\n"
+        "        out[sure] = -np.log1p(_complement(p, at[sure]) / q[sure])\n"
+        "    return out\n"
+    ),
+    "_complement": (
+        "def _complement(p, at):\n"
+        '    """1 - P at the flat indices ``at`` (at most one per row), as the sum of each row\'s other entries.\n'
+        "\n"
+        "    The entries at ``at`` are set to 0 for one product of all rows with a vector of ones (faster\n"
+        "    than copying those rows out), then put back.\n"
+        '    """\n'
+        "    n = p.shape[-1]\n"
+        "    kept = p.take(at)\n"
+        "    p.put(at, 0.0)\n"
+        "    sums = (p.reshape(-1, n) @ _ones(n, p.dtype)).take(at // n)\n"
+        "    p.put(at, kept)\n"
+        "    return sums\n"
     ),
     "_minus_targets": (
         "def _minus_targets(p, y, out):\n"
-        '    """P - Y for targets Y given as rows or as flat class indices (one-hot rows: one entry each)."""\n'
+        '    """P - Y for targets Y given as rows or as flat class indices (one-hot rows: one entry each).\n'
+        "\n"
+        "    Where p and y are both above 1/2, p - y is (1 - y) - (1 - p) with 1 - p the row's other\n"
+        "    entries: a confident class's gradient keeps its digits (-3.7e-44, not 0).\n"
+        '    """\n'
         '    if y.dtype.kind == "f":\n'
-        "        return np.subtract(p, y.reshape(p.shape), out=out)\n"
+        "        sure = np.flatnonzero(y > 0.5)\n"
+        "        sure = sure[p.take(sure) > 0.5]\n"
+        "        fix = (1.0 - y.take(sure)) - _complement(p, sure)  # before out, which may be p, is written\n"
+        "        np.subtract(p, y.reshape(p.shape), out=out)\n"
+        "        out.put(sure, fix)\n"
+        "        return out\n"
         "    if out is not p:\n"
         "        np.copyto(out, p)\n"
-        "    out.put(y, out.take(y) - 1.0)  # put and take index any layout as flat, in place\n"
+        "    q = out.take(y)\n"
+        "    out.put(y, q - 1.0)  # put and take index any layout as flat, in place\n"
+        "    if q.max() > 0.5:\n"
+        "        sure = y[q > 0.5]\n"
+        "        out.put(sure, -_complement(out, sure))  # the entries at sure are left out of the sums\n"
         "    return out\n"
     ),
 }
@@ -751,6 +802,11 @@ class NumpyPrinter(Printer):
             if rule.numpy == "{}":  # the identity: the argument itself
                 return code
             return rule.numpy.format(code[0]), ATOM
+        if isinstance(expr, A.Columnwise):
+            rule = columnwise(expr.fn)
+            self.helpers.update(rule.helpers)
+            codes = [self._targets_code(a) if _is_targets(a) else self.code(a) for a in expr.operands]
+            return rule.numpy.format(*codes), ATOM
         if isinstance(expr, A.LogSoftmax):  # before Softmax: it is a subclass
             self._use("_log_softmax")
             return f"_log_softmax({self.code(expr.arg)})", ATOM
