@@ -72,7 +72,6 @@ REFUSED = [
     ("exp(1e6)*x", "a constant part larger than 1e+100"),
     ("sqrt(-1)*x", "the complex constant I"),
     ("log(x)", "'log(x)' or its derivative is not finite at x = -20"),
-    ("1/x", "is not finite at x = 0"),
     ("exp(x**16)", "is not finite at x = -20"),
 ]
 
@@ -118,11 +117,11 @@ def test_the_identity_output_with_the_default_loss_names_the_loss_it_fits(tmp_pa
 
 
 def test_an_activation_that_overflows_in_the_check_prints_no_numpy_warnings(tmp_path):
-    # exp(x) is a valid activation, but 20 steps of random weights overflow it: the check fails
+    # exp(x) is a valid activation, but 20 steps of random weights overflow it: the check meets
+    # inf and nan at the drawn point (no warning may reach the terminal), then checks at a
+    # smaller one and says so
     result = rnngen("derive", "--T", "20", "--hidden", "exp(x)", "--out", str(tmp_path / "out"))
-    assert result.returncode != 0
+    assert result.returncode == 0, result.stderr
     assert "Warning" not in result.stderr and "Traceback" not in result.stderr, result.stderr
-    assert result.stderr.splitlines() == [
-        "rnngen: error: the generated module fails its gradient check; nothing was written"
-    ]
-    assert not (tmp_path / "out").exists()
+    assert result.stderr == ""
+    assert "the loss overflows at full scale" in result.stdout

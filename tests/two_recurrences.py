@@ -135,7 +135,7 @@ def program(bce: bool = False) -> Program:
     registry's sigmoid output layer gives; there is no fused output gradient either way (the
     sigmoid layer is recurrent: ``dE/do_t`` is not ``yhat_t - y_t``).
     """
-    layer = OUTPUT_LAYERS["sigmoid"] if bce else SimpleNamespace(log=None, log1m=None)
+    layer = OUTPUT_LAYERS["sigmoid" if bce else "identity"]  # identity: no log or residual forms
     spec = SimpleNamespace(output_layer=layer, fused=None)
     derivation = SimpleNamespace(spec=spec, graph=SimpleNamespace(inputs={}))
     stmts = tuple(Stmt(tg, e, section, i) for i, (tg, e, section) in enumerate(statements(bce)))

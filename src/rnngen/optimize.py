@@ -46,10 +46,10 @@ def stable_logs(program: Program) -> Program:
     ``sigma(o) - y = (1 - y) sigma(o) - y sigma(-o)``.
     """
     layer = program.derivation.spec.output_layer
-    targets = {y.name: y for y in program.derivation.graph.inputs["y"]}
-    swap = {}
     if not (layer.log or layer.log1m or layer.residual):
         return program
+    targets = {y.name: y for y in program.derivation.graph.inputs.get("y", ())}
+    swap = {}
     for s in program.stmts:
         o = getattr(s.expr, "arg", None)
         if s.step and s.step[0] == "yhat" and o is not None and s.expr == layer.activation(o):
