@@ -313,7 +313,7 @@ def derive(ui, **options):
         if ui.verbosity >= NORMAL and not ui.json:
             _print_report(e.report)
         raise click.ClickException("the generated module fails its gradient check; nothing was written") from None
-    except OutputError as e:
+    except (OutputError, VerificationError) as e:
         raise click.ClickException(str(e)) from None
     spec, report = d.spec, d.report
     ui.document({"name": spec.name, "files": list(d.written), "check": report and report.as_dict()})
@@ -673,10 +673,10 @@ def list_choices(ui):
 
 
 def _loss_line(name, rule) -> str:
+    """The loss's description, and for each output it can follow, its closed-form dE/do."""
     outputs = [o for o, loss in pairs() if loss == name]
-    fused = [o for o in outputs if (o, name) in FUSED]
-    note = f"; fused with {', '.join(fused)} (yhat - y)" if fused else ""
-    return f"{rule.description}; after {', '.join(outputs)}{note}"
+    grads = [f"{o}: dE/do = {FUSED[(o, name)].formula()}" for o in outputs]
+    return f"{rule.description}; after " + "; ".join(grads)
 
 
 def _describe(spec) -> str:

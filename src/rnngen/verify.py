@@ -55,20 +55,29 @@ class VerificationError(Exception):
     """A module whose gradients fail a check, or that cannot be checked."""
 
 
-def load_module(path):
-    """Import a generated module from its file, under a private name."""
+def load_module(path, name: str | None = None):
+    """Import a generated module from its file, under ``name`` (a private one by default).
+
+    The module is in ``sys.modules`` while it runs, as for any import; afterwards
+    ``sys.modules`` is left as it was, so loading never replaces the caller's modules.
+    """
     path = Path(path)
-    name = f"_rnngen_checked_{uuid.uuid4().hex}"
+    name = name or f"_rnngen_checked_{uuid.uuid4().hex}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise VerificationError(f"{path} is not a Python module")
     module = importlib.util.module_from_spec(spec)
+    before = sys.modules.get(name)
+    sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
     except Exception as e:  # a broken file is reported, not raised through
         raise VerificationError(f"{path} cannot be imported: {type(e).__name__}: {e}") from None
     finally:
-        sys.modules.pop(name, None)
+        if before is None:
+            sys.modules.pop(name, None)
+        else:
+            sys.modules[name] = before
     for attr in ("T", "SPEC", "PARAM_SHAPES", "loss", "loss_and_grads", "init_params"):
         if not hasattr(module, attr):
             raise VerificationError(f"{path} is not an rnngen module (it has no {attr})")
