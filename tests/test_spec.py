@@ -129,6 +129,12 @@ def test_matrix_names_that_would_collide_are_refused(names, message):
         RNNSpec(T=3, names=names)
 
 
+@pytest.mark.parametrize("names", [None, 3, ("U", 1, "V"), b"U,W,V"], ids=repr)
+def test_names_that_are_not_strings_are_one_spec_error(names):
+    with pytest.raises(SpecError, match="give three matrix names"):
+        RNNSpec(T=3, names=names)
+
+
 def test_every_option_reaches_the_name_and_the_command():
     spec = RNNSpec(
         T=3,

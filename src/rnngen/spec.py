@@ -70,7 +70,11 @@ def check_names(value) -> tuple:
     A name rnngen uses for itself (``names.taken``) is refused, so no name in the generated
     module has two meanings.
     """
-    names = tuple(n.strip() for n in value.split(",")) if isinstance(value, str) else tuple(value)
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, (list, tuple)) or not all(isinstance(n, str) for n in value):
+        raise SpecError(f"give three matrix names, input,recurrent,output (e.g. U,W,V or ('U', 'W', 'V')), got {value!r}")
+    names = tuple(n.strip() for n in value)
     if len(names) != 3:
         raise SpecError(f"give three matrix names, input,recurrent,output (e.g. U,W,V), got {','.join(names)!r}")
     for n in names:

@@ -146,6 +146,8 @@ HELPERS = {
         '    if y.dtype.kind == "f":\n'
         "        sure = np.flatnonzero(y > 0.5)\n"
         "        sure = sure[p.take(sure) > 0.5]\n"
+        "        if not sure.size:  # no confident class: the plain difference keeps every digit\n"
+        "            return np.subtract(p, y.reshape(p.shape), out=out)\n"
         "        fix = (1.0 - y.take(sure)) - _complement(p, sure)  # before out, which may be p, is written\n"
         "        np.subtract(p, y.reshape(p.shape), out=out)\n"
         "        out.put(sure, fix)\n"
