@@ -73,7 +73,8 @@ def check_names(value) -> tuple:
     if isinstance(value, str):
         value = value.split(",")
     if not isinstance(value, (list, tuple)) or not all(isinstance(n, str) for n in value):
-        raise SpecError(f"give three matrix names, input,recurrent,output (e.g. U,W,V or ('U', 'W', 'V')), got {value!r}")
+        example = "U,W,V or ('U', 'W', 'V')"
+        raise SpecError(f"give three matrix names, input,recurrent,output (e.g. {example}), got {value!r}")
     names = tuple(n.strip() for n in value)
     if len(names) != 3:
         raise SpecError(f"give three matrix names, input,recurrent,output (e.g. U,W,V), got {','.join(names)!r}")
