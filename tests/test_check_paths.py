@@ -9,7 +9,7 @@ import types
 import numpy as np
 import pytest
 
-from rnngen import verify
+from rnngen import variants, verify
 from rnngen.pipeline import build
 from rnngen.spec import RNNSpec
 
@@ -102,6 +102,22 @@ def test_ill_conditioned_activations_are_accepted_and_said_to_be(hidden):
     assert any("the loss overflows at full scale" in n for n in report.notes) == (hidden == "x**16")
     for name in report.ill_conditioned:
         assert report.fd[name] > verify.FD_TOLERANCE >= report.extrapolated[name]
+
+
+def test_a_figure_rounding_alone_could_move_by_percents_is_undecided_never_passed():
+    """1/x at T = 5: float32 rounding alone may move its gradients by 1e-1, so a float32 path that
+    errs by 5 % would pass its limit: such figures are said to be undecided, not checked."""
+    report = verify.check_build(build(RNNSpec(T=5, hidden="1/x")))
+    undecided = {name: path.undecided for name, path in report.paths.items() if path.undecided}
+    assert undecided and all(name.startswith("float32") for name in undecided)
+    for name, quantities in undecided.items():
+        assert all(report.paths[name].limits[q] > variants.DECISIVE_LIMIT for q in quantities)
+    (note,) = [n for n in report.notes if "undecided" in n]
+    assert all(name in note for name in undecided)
+    assert report.as_dict()["paths"]["float32 loss_and_grads"]["undecided"] == undecided["float32 loss_and_grads"]
+    calm = verify.check_build(build(RNNSpec(T=5)))  # tanh: every figure decided, no such note
+    assert not any(path.undecided for path in calm.paths.values())
+    assert not any("undecided" in n for n in calm.notes)
 
 
 @pytest.mark.parametrize("hidden", ILL_CONDITIONED)

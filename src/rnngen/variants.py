@@ -31,6 +31,9 @@ DTYPES = ("float64", "float32")
 #: there, which perturbing the inputs does not show. A wrong gradient errs by percents, far
 #: above the limit this leaves.
 ROUNDING_FACTOR = 256
+#: Above this limit a path's figure cannot tell a wrong path (off by percents) from rounding: it is
+#: reported as undecided at this point (``PathResult.undecided``), never as checked.
+DECISIVE_LIMIT = 1e-3
 #: Relative perturbation of the inputs that measures the condition number: far above float64's
 #: rounding (so the difference is not noise), far below 1 (so it stays linear).
 CONDITION_STEP = 1e-7
@@ -47,6 +50,11 @@ class PathResult:
     def failures(self) -> list:
         """``(quantity, error, limit)`` for each quantity above its limit (a nan is above every limit)."""
         return [(q, e, self.limits[q]) for q, e in self.errors.items() if not e <= self.limits[q]]
+
+    @property
+    def undecided(self) -> list:
+        """The quantities so ill-conditioned at this point that their limit exceeds ``DECISIVE_LIMIT``."""
+        return [q for q, lim in self.limits.items() if lim > DECISIVE_LIMIT]
 
 
 def figures(module, params, xs, targets) -> dict:

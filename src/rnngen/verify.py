@@ -580,6 +580,14 @@ class Report:
                 f"difference quotient ill-conditioned for {', '.join(names)} (finite differences {fd:.1e}): "
                 f"agrees with the higher-order (extrapolated) difference to {again:.1e}"
             )
+        undecided = {name: path for name, path in self.paths.items() if path.undecided}
+        if undecided:
+            worst = max(path.limits[q] for path in undecided.values() for q in path.undecided)
+            which = "; ".join(f"{name} {', '.join(path.undecided)}" for name, path in undecided.items())
+            out.append(
+                f"too ill-conditioned at this point to be checked (rounding alone allows up to {worst:.0e}), "
+                f"so undecided: {which}; another --seed may decide them"
+            )
         return out
 
     @property
@@ -624,7 +632,10 @@ class Report:
                 if self.exact is None
                 else {"loss": self.exact.loss, "errors": self.exact.grads, "limit": EXACT_TOLERANCE},
                 "paths_vs_recursion": None if self.forms is None else {"errors": self.forms, "limit": FORMS_TOLERANCE},
-                "paths": {name: {"errors": p.errors, "limits": p.limits} for name, p in self.paths.items()},
+                "paths": {
+                    name: {"errors": p.errors, "limits": p.limits, "undecided": p.undecided}
+                    for name, p in self.paths.items()
+                },
                 "notes": self.notes,
                 "failures": self.failures,
             }
