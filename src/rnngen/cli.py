@@ -98,6 +98,11 @@ class Output:
         self.verbosity = verbosity
         self.show_progress = not as_json and (verbosity >= VERBOSE or verbosity == NORMAL and sys.stderr.isatty())
 
+    @property
+    def text(self) -> bool:
+        """True when the full text output is wanted (not -q, not --json)."""
+        return not self.json and self.verbosity >= NORMAL
+
     def echo(self, text: str = "", level: int = NORMAL) -> None:
         """A line of the text output, shown from verbosity ``level`` on (QUIET: shown even with -q)."""
         if not self.json and self.verbosity >= level:
@@ -310,7 +315,7 @@ def derive(ui, **options):
         raise click.UsageError(str(e)) from None
     except CheckFailed as e:
         ui.document({"name": e.name, "files": [], "check": e.report.as_dict()})
-        if ui.verbosity >= NORMAL and not ui.json:
+        if ui.text:
             _print_report(e.report)
         raise click.ClickException("the generated module fails its gradient check; nothing was written") from None
     except (OutputError, VerificationError) as e:
@@ -326,7 +331,7 @@ def derive(ui, **options):
         else:
             size = f"{content.count(chr(10))} lines"
         ui.echo(str(path) if ui.verbosity == QUIET else f"  wrote {path}  ({size})", level=QUIET)
-    if ui.verbosity >= NORMAL and not ui.json:
+    if ui.text:
         click.echo("")
         _print_formulas(d.build)
         click.echo("")
@@ -532,7 +537,7 @@ def check(path, exact, n_x, n_h, n_y, B, dtype, seed, ui):
     where = dict(sizes=(n_x, n_h, n_y, B), seed=seed, dtypes=dtypes)
     report = _verify(exact, ui, module=_load(path), fail_loudly=False, **where)
     ui.document({"path": path, "check": report.as_dict()})
-    if ui.verbosity >= NORMAL and not ui.json:
+    if ui.text:
         _print_report(report)
     elif not ui.json:  # -q: the verdict alone
         ui.echo("ok" if report.ok else f"FAILED: {'; '.join(report.failures)}", level=QUIET)
