@@ -57,6 +57,13 @@ _FAMILY = {
     "{F'}": "fprime",
     "{f'}": "fprime",
 }
+#: Written without a step: the total loss E, and in a formula written entry by entry the
+#: vectors of the step at hand (g(o, y), d = \hat{y} - y). Upper-case letters may be matrix names.
+_BARE = r"E|[xyzho]|\\hat\{y\}|\\tilde\{z\}"
+#: Where an entry-wise formula binds a name for its own use: ``..., \quad d = \hat{y} - y`` at its end.
+_WHERE = re.compile(r",\s*\\quad\s+(?P<name>[a-z])\s+=\s+(?P<value>[^=]+)$")
+#: The key of an environment that holds the names a where-clause binds (no step letter is a word).
+_WHERE_BOUND = "where"
 _SYMBOL = re.compile(
     r"(?P<base>\\tilde\{\\(?:delta|Delta)\}|\\(?:delta|Delta)(?!_\{ij\})|\\tilde\{[zZ]\}|\\hat\{[yY]\}|\{[fF]'\}"
     r"|[XYZHOxyzhoDE](?![A-Za-z]))"
@@ -75,7 +82,8 @@ _FIRST = [
 _TOKENS = [
     ("EMPTY", r"\{\}"),  # an empty group, {\hat{y}^{t}{}}^{\top}
     ("SUM", r"\\(?P<op>sum|prod)_\{(?P<var>[a-z])=(?P<lo>[^{}]+)\}\^\{(?P<hi>[^{}]+)\}"),
-    ("SUMI", r"\\sum_[ij](?![A-Za-z])"),  # a sum over the entries
+    # a sum over the entries, \sum_i, or over all but one, \sum_{i \ne j}
+    ("SUMI", r"\\sum_(?:(?P<var>[ij])(?![A-Za-z])|\{(?P<skip_var>[ij]) \\ne (?P<skip>[ij])\})"),
     ("FRAC", r"\\frac(?=\{)"),
     ("NORM", r"\\Bigl\\\||\\Bigr\\\||\\\|"),
     ("LE", r"\\le(?![a-z])"),
@@ -92,6 +100,7 @@ _TOKENS = [
     ("ADD", r"\+"),
     ("SUB", r"-"),
     ("TR", r"\^\{\\top\}"),
+    ("ENTRY", r"_[ij](?![A-Za-z])"),  # an entry of what stands before it: d_j, g(o, y)_j
     ("POW", r"\^(?:\d|\{[^{}\\]+\})"),
     ("ONE", r"\\mathbf\{1\}"),
     (
@@ -213,9 +222,10 @@ class Reader:
             index = sup if self.row else sub
             family = _FAMILY.get(base, base.lower() if base not in "DE" else base)
         if index is None:
-            if entry is None and base != "E":
+            if entry is None and base != "E" and not self.entrywise:
                 raise ValueError(f"a symbol without a step: {m.group(0)!r}")
-            index = "t" if entry else None  # an entry without a step is at the step at hand
+            # an entry, or a vector in a formula written entry by entry, is at the step at hand
+            index = "t" if entry or base != "E" else None
         if index is not None and ":" in index:
             lo, hi = index.split(":")
             return family, (int(lo), int(hi)), entry
@@ -286,7 +296,7 @@ class Reader:
                     break
             else:
                 m = _SYMBOL.match(text, i)
-                if m and (m.group("sup") or m.group("sub") or m.group("base") == "E"):
+                if m and (m.group("sup") or m.group("sub") or re.fullmatch(_BARE, m.group("base"))):
                     tokens.append(("SYM", m))
                     i = m.end()
                     continue
@@ -381,9 +391,14 @@ class Reader:
         """``\\sum_{k=a}^{b}``, ``\\prod_{j=a}^{b}`` (later steps left), ``\\sum_i``: over the rest of the term."""
         m = self._take(self._peek())
         start = self.pos
-        if m.group(0).startswith(r"\sum_") and "=" not in m.group(0):  # over the entries
+        if m.group(0).startswith(r"\sum_") and "=" not in m.group(0):  # over the entries: i is axis 0, j axis 1
+            var = m.group("var") or m.group("skip_var")
             value = _dense(self._product(env), 1.0)
-            return np.sum(value, axis=0 if m.group(0)[-1] == "i" else 1, keepdims=True)
+            if m.group("skip"):  # all but one: i != j drops the diagonal of the (i, j) terms
+                if m.group("skip") == var:
+                    raise ValueError(f"a sum that skips its own index: {m.group(0)!r}")
+                value = value * (1.0 - self._kronecker())
+            return np.sum(value, axis=0 if var == "i" else 1, keepdims=True)
         var, op = m.group("var"), m.group("op")
         lo, hi = self._step(m.group("lo"), env), self._step(m.group("hi"), env)
         values = []
@@ -410,9 +425,13 @@ class Reader:
 
     def _factor(self, env):
         value = self._atom(env)
-        while self._peek() in ("TR", "POW"):
+        while self._peek() in ("TR", "POW", "ENTRY"):
             m = self._take(self._peek())
-            if m.group(0) == r"^{\top}":
+            if m.group(0).startswith("_"):  # the entries of a vector: g(o, y)_j
+                if np.ndim(value) != 2 or min(np.shape(value)) != 1:
+                    raise ValueError(f"the entries {m.group(0)!r} of something that is not a vector")
+                value = self._entries(value, m.group(0)[1])
+            elif m.group(0) == r"^{\top}":
                 value = value.T
             else:
                 power = m.group(0)[1:].strip("{}")
@@ -468,14 +487,20 @@ class Reader:
             return Identity()
         if kind == "KRON":
             self._take("KRON")
-            return "kron"  # resolved by the checker, which knows the size
+            return self._kronecker()
         if kind == "SYM":
             family, index, entry = self._symbol(self._take("SYM"))
             return self._entries(self._lookup(family, index, env), entry)
         if kind == "JAC":
             return self._jacobian(self._take("JAC"), env)
         if kind == "PARAM":
-            return self.params[_param_name(self._take("PARAM").group(0))]
+            name = _param_name(self._take("PARAM").group(0))
+            bound = env.get(_WHERE_BOUND, {})  # a name the formula's where-clause binds comes first
+            if name in bound:
+                return bound[name]
+            if name not in self.params:
+                raise ValueError(f"{name!r} is no parameter, and no where-clause (', \\quad {name} = ...') binds it")
+            return self.params[name]
         if kind == "CUSTOM":
             name = self._take("CUSTOM").group(0)
             self._take("LP")
@@ -503,6 +528,9 @@ class Reader:
 
     def _jacobian(self, m, env):
         raise ValueError(f"the final formulas hold no Jacobian fractions: {m.group(0)!r}")
+
+    def _kronecker(self):
+        raise ValueError("the final formulas hold no Kronecker delta")
 
     def _pair_gradient(self, loss: str, o, y):
         """dE/do of softmax with a squared error or binary cross-entropy, by the plain chain rule."""
@@ -794,11 +822,9 @@ class Checker(Reader):
             return J if (num_entry, den_entry) == ("i", "j") else J.T
         return J
 
-    def _atom(self, env):
-        value = super()._atom(env)
-        if isinstance(value, str) and value == "kron":
-            return np.eye(self.base_steps["yhat", self.T].size)
-        return value
+    def _kronecker(self):
+        """``delta_{ij}`` over the output entries (axis 0 is i, axis 1 is j)."""
+        return np.eye(self.base_steps["yhat", self.T].size)
 
     # --- the check ---------------------------------------------------------------------------
 
@@ -827,9 +853,13 @@ class Checker(Reader):
         envs = self._ranges(rel)
         rel = re.sub(r",\s*\\quad t < T\b", "", rel)
         self.entrywise = bool(re.search(_ENTRY, rel))
+        where = _WHERE.search(rel)
+        if where:  # bound at each step before the sides are read
+            rel = rel[: where.start()]
         self._chains(rel)
         inequality = r"\le " in rel
-        sides = [s.strip() for s in re.split(r"\s\\le\s" if inequality else r"\s=\s", rel)]
+        # a =: b names b (g(o, y)_j): the name's own reading must give the same values
+        sides = [s.strip() for s in re.split(r"\s\\le\s" if inequality else r"\s=:?\s", rel)]
         if len(sides) < 2:
             raise ValueError(f"not a relation: {rel!r}")
         names = [None]
@@ -843,14 +873,17 @@ class Checker(Reader):
             for name in names:
                 texts = [s.replace(r"\partial p}", rf"\partial {name}}}") if name else s for s in sides]
                 for env in envs:
+                    if where:
+                        env = {**env, _WHERE_BOUND: {where.group("name"): self._evaluate(where.group("value"), env)}}
                     values = [self._evaluate(s, env) for s in texts]
                     for a, b in zip(values, values[1:]):
                         if inequality:
                             a, b = _dense(a, 1.0), _dense(b, 1.0)
                             if not a <= b * (1 + RTOL) + ATOL:
                                 raise Mismatch(f"{a} > {b} at {env} in {rel!r}")
-                        elif not _close(a, b):
-                            raise Mismatch(f"the sides differ at {env}{' for ' + name if name else ''} in {rel!r}")
+                        elif not _close(a, b, self.entrywise):
+                            steps = {k: v for k, v in env.items() if k != _WHERE_BOUND}
+                            raise Mismatch(f"the sides differ at {steps}{' for ' + name if name else ''} in {rel!r}")
         except Missing as e:
             raise Mismatch(str(e)) from None
         finally:
@@ -861,7 +894,7 @@ class Checker(Reader):
 
         The values cannot tell ``do_T/dc`` from ``do_{T-1}/dc`` (both I); the chain rule's form can.
         """
-        for side in re.split(r"\s(?:=|\\le)\s", rel):
+        for side in re.split(r"\s(?:=:?|\\le)\s", rel):
             tokens = self._tokenize(side)
             for (kind, a), (next_kind, b) in zip(tokens, tokens[1:]):
                 if kind == next_kind == "JAC" and a.group("den").strip() != b.group("num").strip():
@@ -900,7 +933,11 @@ class Checker(Reader):
         return failures
 
     def _final(self, blocks) -> list:
-        """The last section's formulas, run in order by ``Reader``: the module's loss and gradients."""
+        """The last section's formulas, run in order by ``Reader``: the module's loss and gradients.
+
+        The step values they compute must be the forward pass's too, also one that no later formula
+        reads (the prediction, when the loss and its gradient take the pre-activation).
+        """
         numbers = [number for number, _, final in blocks if final]
         params, xs, ys = self.raw
         try:
@@ -908,6 +945,14 @@ class Checker(Reader):
             reader.run()
         except Exception as e:  # noqa: BLE001
             return [(n, f"the final formulas do not run: {e}") for n in numbers]
+        for key, value in sorted(reader.steps.items(), key=str):
+            if key[0] in FORWARD and (
+                key not in self.base_steps
+                or np.size(value) != np.size(self.base_steps[key])
+                or not np.allclose(value, self.base_steps[key].reshape(np.shape(value)), rtol=1e-12, atol=1e-14)
+            ):
+                wrong = f"the final formulas' {key[0]} at step {key[1]} is not the forward pass's"
+                return [(n, wrong) for n in numbers]
         ok = np.isclose(reader.loss, self.base_steps["E", None], rtol=1e-12) and set(reader.gradients) == set(
             self.grads
         )
@@ -918,9 +963,12 @@ class Checker(Reader):
         return [] if ok else [(n, "the final formulas' loss or gradients differ from the module's") for n in numbers]
 
 
-def _close(a, b) -> bool:
+def _close(a, b, entrywise: bool = False) -> bool:
+    """Equal to RTOL; written entry by entry, the free indices must agree too (an i-vector is no j-vector)."""
     a, b = _dense(a, b), _dense(b, a)
     a, b = np.asarray(a, float), np.asarray(b, float)
+    if entrywise and a.ndim == b.ndim == 2 and a.shape != b.shape:
+        return False
     if a.size != b.size and a.size != 1 and b.size != 1:
         return False
     if a.size == b.size:

@@ -122,6 +122,55 @@ def test_a_numbered_equation_added_to_the_document_is_checked(equation):
     assert {n for n, _ in checker.check(tex)} == {99}
 
 
+# --- the output layer's gradient: the chain rule down to the stable form ---------------------------
+
+
+def _fused_checker(output, loss):
+    """The checker of a one-step document with this output layer and loss, and the number of its dE/do."""
+    i = pairs().index((output, loss))
+    spec = RNNSpec(T=1, output=output, loss=loss, notation=("row", "column")[i % 2], output_bias=i % 3 != 1)
+    result, checker = make_checker(spec)
+    return result, checker, result.equations["fused"]
+
+
+@pytest.mark.parametrize("pair", pairs(), ids="-".join)
+def test_every_side_of_the_output_gradient_is_read_and_holds(pair):
+    """Each = of dE/do_j, the =: naming g(o, y)_j and its where-clause d = yhat - y: read and equal."""
+    result, checker, number = _fused_checker(*pair)
+    assert not checker.check(only={number})
+
+
+#: A wrong form of each pair's dE/do_j (one of its sides changed), which the check must catch.
+WRONG_OUTPUT_GRADIENTS = (
+    ("softmax", "squared_error", r"\sum_{i \ne j} \hat{y}_i d_i", r"\sum_i \hat{y}_i d_i"),  # i = j counted
+    ("softmax", "squared_error", r"\sum_{i \ne j} \hat{y}_i d_i", r"\sum_{i \ne j} \hat{y}_j d_i"),
+    ("softmax", "squared_error", r"d_j (1 - \hat{y}_j)", r"d_j (1 - \hat{y}_i)"),
+    ("softmax", "squared_error", r"d = \hat{y} - y", r"d = y - \hat{y}"),  # the where-clause is read
+    ("softmax", "squared_error", r", \quad d = \hat{y} - y", ""),  # d that nothing binds
+    ("softmax", "squared_error", r"(o, y)_j", r"(o, y)_i"),  # i-entries are not j-entries
+    ("softmax", "squared_error", r"g_{\mathrm{sse}}", r"g_{\mathrm{bce}}"),  # the name's own g is checked
+    ("softmax", "binary_cross_entropy", r"\sum_{i \ne j}", r"\sum_i"),
+    ("softmax", "binary_cross_entropy", r"\frac{d_i}{1 - \hat{y}_i}", r"\frac{d_i}{1 - \hat{y}_j}"),
+    ("softmax", "binary_cross_entropy", r"= d_j -", r"= d_i -"),
+    ("softmax", "cross_entropy", r"+ \hat{y}_j \sum_i y_i", r"+ \hat{y}_j \sum_{i \ne j} y_i"),
+    ("sigmoid", "binary_cross_entropy", r"\sigma(-o_j)", r"\sigma(o_j)"),
+    ("sigmoid", "cross_entropy", r"\sigma(-o_j)", r"\sigma(o_j)"),
+    ("sigmoid", "squared_error", r"\bigr)\, \hat{y}_j\, \sigma(-o_j)", r"\bigr)\, \hat{y}_j\, \sigma(o_j)"),
+    ("tanh", "squared_error", r"\operatorname{sech}^2 o_j", r"\operatorname{sech}^2 y_j"),
+    ("tanh", "squared_error", r"(\tanh o_j - y_j)", r"(\tanh o_j + y_j)"),
+    ("identity", "squared_error", r"= \hat{y}_j - y_j", r"= \hat{y}_i - y_i"),  # the same numbers, as an i-vector
+)
+
+
+@pytest.mark.parametrize("output, loss, right, wrong", WRONG_OUTPUT_GRADIENTS)
+def test_a_wrong_side_of_the_output_gradient_fails(output, loss, right, wrong):
+    result, checker, number = _fused_checker(output, loss)
+    (lo, hi) = dict(_tagged_spans(result.latex))[number]
+    assert result.latex.count(right, lo, hi) == 1
+    tex = result.latex[:lo] + result.latex[lo:hi].replace(right, wrong) + result.latex[hi:]
+    assert {n for n, _ in checker.check(tex, only={number})} == {number}
+
+
 # --- mutations: a changed step index in any numbered equation fails -------------------------------
 
 #: A step index, a sum's or product's limit: what a mutation changes.
@@ -198,13 +247,15 @@ def _without_indices(result) -> set:
 
 
 #: At T = 1 a product over j = k+1..t is empty at every step, so the indices inside it change no
-#: value there; the same text is changed at T = 3 and T = 7. A smooth activation, as relu's 0/1
+#: value there; the same text is changed at T = 3 and T = 7. Each output layer once at least (its
+#: gradient's equation and the final formulas differ), a smooth activation, as relu's 0/1
 #: slopes may agree at two steps by chance (then D_7 and D_6 are the same matrix).
 MUTATED = (
     SAMPLE[1],
     SAMPLE[3],
     RNNSpec(T=3, hidden="sigmoid", output="sigmoid", loss="squared_error", mapping="many-to-one", notation="row"),
     RNNSpec(T=3, hidden="x/(1+abs(x))", output="identity", loss="squared_error", notation="row", hidden_bias=False),
+    RNNSpec(T=3, hidden="softplus", output="tanh", loss="squared_error", output_bias=False),
 )
 
 
