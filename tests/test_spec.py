@@ -119,6 +119,8 @@ def test_a_slope_without_leaky_relu_is_refused():
         ("U,W,list", "a Python builtin"),  # the module calls list()
         ("U,W,h0", "the parameter of the initial state"),
         ("U,W,pre", "the start of per-step quantities' names"),  # pre_z
+        ("d,W,V", "the document's output difference"),  # d = yhat - y in the output gradient
+        ("U,W,H", "steps side by side"),  # H = [h_1 ... h_T] in the document
         ("U,W,for", "is not allowed"),
         ("U,W,2V", "is not allowed"),
         ("U,W,V.T", "is not allowed"),

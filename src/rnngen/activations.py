@@ -331,7 +331,8 @@ _GRID_SHIFT = 1e-4 * (5**0.5 - 1) / 2
 
 
 def _estimated_sup_slope(text: str, f: Callable) -> float:
-    """``max |f'|`` of a custom activation on a fine grid over [-20, 20] (a measurement, not a proof).
+    """``max |f'|`` of a custom activation on a fine grid over [-20, 20] (a measurement, not a proof),
+    its points both shifted and round (an isolated pole's infinite slope left out).
 
     Raises:
         expression.ExpressionError: ``f`` or ``f'`` is not finite somewhere on the grid
@@ -348,7 +349,9 @@ def _estimated_sup_slope(text: str, f: Callable) -> float:
             f"the custom activation {text!r} or its derivative is not finite at x = {grid[bad][0]:.4g}; "
             f"it must be finite for every real x but isolated points (checked on [{_GRID[0]:g}, {_GRID[1]:g}])"
         )
-    return float(slopes.max())
+    with np.errstate(all="ignore"):  # the round points too, where a kink's slope is largest (0 for x/(1+|x|))
+        round_slopes = np.abs(elementwise(f"custom_derivative:{text}").ufunc(grid - _GRID_SHIFT))
+    return float(max(slopes.max(), round_slopes[np.isfinite(round_slopes)].max(initial=0.0)))
 
 
 @functools.cache

@@ -4,9 +4,10 @@ The generated module binds the user's matrix names as local variables next to th
 rnngen makes up, so a matrix may take none of them. They come in four kinds, each with
 one rule here:
 
-- words: the fixed identifiers of the module and of the derivation (``WORDS``);
+- words: the fixed identifiers of the module and of the derivation, and the letters the
+  document writes for its own symbols (``WORDS``: ``D_t``, ``d = yhat - y``, ``f``, ...);
 - families: the per-step quantities of the program (``unroll.FAMILIES``: ``h``, ``dz``,
-  ``fprime``, ...), whose steps are ``<family>_<t>``;
+  ``fprime``, ...), whose steps are ``<family>_<t>``, and their letters side by side (``H``);
 - names derived from another name: ``d<param>`` (a gradient) and ``<base>_<suffix>``
   (``h_gemm``, a step's scratch; ``W_T``, a weight's transposed copy; ``h_``, the views of
   a family's steps), spelled only by the functions below;
@@ -49,6 +50,15 @@ WORDS = {
     "out": "the dict the module's forward returns",
     **{f: "a function of the module" for f in ("init_params", "forward", "loss", "loss_and_grads", "free_buffers")},
     **{c: "a constant of the module" for c in _CONSTANTS},
+    # the derivation document's own letters, which a matrix named so would be mistaken for
+    "D": "the document's Jacobian of the hidden activation, D_t",
+    "I": "the document's identity matrix",
+    "d": "the document's output difference d = yhat - y",
+    "f": "the document's hidden activation f",
+    "g": "the document's output layer g",
+    "a": "the document's slope a of leaky_relu",
+    "i": "an entry index of the document",
+    "j": "an entry index of the document",
 }
 
 #: The parameters whose names rnngen fixes: role -> name.
@@ -84,6 +94,8 @@ def _owner(name: str, params: set) -> str | None:
         return "a per-step quantity of the derivation"
     if any(name == f.partition("_")[0] for f in FAMILIES):
         return f"the start of per-step quantities' names ({name}_...)"
+    if any(name == family.stacked_text for family in FAMILIES.values()):
+        return "the document's letter of a per-step quantity's steps side by side (H = [h_1 ... h_T])"
     if name in _FIXED_ROLES:
         return f"the parameter of {_FIXED_ROLES[name]}"
     if name in params:
