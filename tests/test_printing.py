@@ -25,6 +25,8 @@ STORAGE = {"x": Storage(1, 3, True), "h": Storage(0, 4, True), "dz": Storage(1, 
 NUMPY = [
     (A.add(A.mul(U, x_2), A.mul(W, h_1), A.mul(b, A.ones(1, A.B))), "x[1] @ U.T + h[1] @ W.T + b"),
     (A.had(dz_2, A.sub(A.ones(n_h, A.B), A.square(h_2))), "dz[1] * (1.0 - h[2] * h[2])"),
+    (A.square(A.sub(h_2, dz_2)), "np.square(h[2] - dz[1])"),  # an expression squared is computed once
+    (A.square(A.Softmax(h_2)), "np.square(_softmax(h[2]))"),
     (A.mul(DZ, A.transpose(H)), "dz.reshape(-1, n_h).T @ h[:-1].reshape(-1, n_h)"),
     (A.mul(DZ, A.ones(A.B, 1)), "_column_sums(dz.reshape(-1, n_h))"),
     (A.mul(A.transpose(W), dz_2, A.ones(A.B, 1)), "_column_sums(dz[1]) @ W"),

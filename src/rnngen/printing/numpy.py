@@ -29,6 +29,9 @@ from rnngen.printing import PrintError
 from rnngen.program import Program, family_of, parse_stacked, stacked
 from rnngen.unroll import parse_step
 
+#: A stored value or a view of one (``h``, ``h[2]``, ``h[1:]``): squared as ``a * a``, which reads it twice for free.
+_STORED = re.compile(r"^[A-Za-z_]\w*(\[[^\[\]()]*\])?$")
+
 # Precedence of printed code. ``*`` and ``@`` bind alike in Python, but a chain
 # mixing them is hard to read, so each keeps its own level and gets parentheses
 # inside the other.
@@ -792,6 +795,8 @@ class NumpyPrinter(Printer):
             return code
         if isinstance(expr, HadamardPower) and expr.exp == 2:
             base = self._rows(expr.base)
+            if not _STORED.match(base[0]):  # a call or an expression: evaluated once, not twice
+                return f"np.square({base[0]})", ATOM
             return self._chain([base, base], "*")
         if isinstance(expr, HadamardPower) and expr.exp == -1:
             return f"1.0 / {self._wrap(self._rows(expr.base), UNARY)}", MUL
