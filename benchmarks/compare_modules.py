@@ -13,8 +13,11 @@ loaded into this process, must agree (the benchmark harness's tolerance:
 1e-9 relative in float64, 1e-4 in float32) and are timed on the README's
 workloads with class-index targets. Each round times the two once, in a random
 order, after a settle pause; the figure per pair is the median over the
-rounds of new/old with its interquartile range, so a drift of the machine
-cancels in each round's ratio. Problems and orders come from fixed seeds.
+rounds of new/old with its interquartile range (a slow drift of the machine
+cancels in each round's ratio; a burst of other work does not, and widens the
+range). Problems and orders come from fixed seeds. An interquartile range wider
+than the effect sought means the machine was too busy to resolve it: time the
+changed code alone, or run more rounds (--rounds) or longer samples (--sample).
 """
 
 from __future__ import annotations
@@ -42,7 +45,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def git(*args: str) -> str:
-    return subprocess.run(["git", "-C", str(ROOT), *args], check=True, capture_output=True, text=True).stdout.strip()
+    done = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True)
+    if done.returncode:
+        raise BenchError(f"git {' '.join(args)}: {done.stderr.strip().splitlines()[-1]}")
+    return done.stdout.strip()
 
 
 @contextmanager
@@ -117,7 +123,8 @@ def main():
     new.add_argument("--new-tree", type=Path, metavar="DIR", help="a checkout's tree as it is on disk")
     parser.add_argument("--dtype", choices=[*DTYPES, "both"], default="both")
     parser.add_argument("--rounds", type=int, default=21)
-    parser.add_argument("--settle", type=float, default=0.2)
+    parser.add_argument("--settle", type=float, default=0.2, help="seconds of rest before each sample")
+    parser.add_argument("--sample", type=float, default=0.05, help="seconds of calls per sample, at least")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     unknown = [w for w in args.workloads if w not in WORKLOADS]
@@ -138,7 +145,8 @@ def main():
         else:
             tree, new_name = stack.enter_context(checkout(args.new))
         print(f"old: {args.old} = {old_name}; new: {new_name}")
-        print(f"{args.rounds} rounds, each in random order (seed {args.seed}), {args.settle} s pause before a sample")
+        print(f"{args.rounds} rounds, each in random order (seed {args.seed}); samples of {args.sample} s or more")
+        print(f"after {args.settle} s of rest each")
         modules = {}
         for T in sorted({WORKLOADS[w][-1] for w in workloads}):
             modules[T] = tuple(generate(t, T, out / side / f"t{T}") for side, t in (("old", old_tree), ("new", tree)))
@@ -154,7 +162,7 @@ def main():
             pair = [generated_contender(m, problem) for m in modules[T]]
             pair[0].name, pair[1].name = "old", "new"
             agreement = check_agreement(pair, DTYPES[dtype])["new"]
-            old_s, new_s = time_pair(*pair, rounds=args.rounds, settle=args.settle, rng=rng)
+            old_s, new_s = time_pair(*pair, rounds=args.rounds, settle=args.settle, rng=rng, min_sample=args.sample)
             q1, ratio, q3 = statistics.quantiles([n / o for n, o in zip(new_s, old_s)], n=4)
             print(
                 f"| {name} | {dtype} | {_time(statistics.median(old_s))} | {_time(statistics.median(new_s))} "
