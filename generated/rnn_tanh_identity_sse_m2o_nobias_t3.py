@@ -93,7 +93,7 @@ def forward(params, xs):
     out = {
         "h": h[1:],
         "o": o[0],
-        "yhat": yhat[0],
+        "yhat": yhat[0].copy(),
     }
     if single:
         out = {k: v[:, 0] if v.ndim == 3 else v[0] for k, v in out.items()}
@@ -111,7 +111,7 @@ def loss(params, xs, targets):
     buf = _buffers(x, U.shape[0], V.shape[0])
     h, o, yhat = _forward(U, W, V, h0, x, buf)
     # (32) E = 1/2 1ᵀ ((ŷ_3 - y_3) ∘ (ŷ_3 - y_3))
-    E = 0.5 * np.sum((yhat[0] - y[0]) * (yhat[0] - y[0]))
+    E = 0.5 * np.sum(np.square(yhat[0] - y[0]))
     _SPARE["buffers"] = buf
     return E
 
@@ -129,7 +129,7 @@ def loss_and_grads(params, xs, targets):
     n_x = U.shape[1]
     n_h = U.shape[0]
     # (32) E = 1/2 1ᵀ ((ŷ_3 - y_3) ∘ (ŷ_3 - y_3))
-    E = 0.5 * np.sum((yhat[0] - y[0]) * (yhat[0] - y[0]))
+    E = 0.5 * np.sum(np.square(yhat[0] - y[0]))
     # (33) δo_3 = ŷ_3 - y_3
     do = buf["do"]
     do_ = list(do)  # its steps as views: cheaper to index than the array
@@ -289,6 +289,9 @@ def _check_params(arrays, signature):
             raise ValueError(f"params[{name!r}] has dtype {p.dtype}; expected a float array")
         if p.ndim != len(dims):
             raise ValueError(f"params[{name!r}] has shape {p.shape}; expected ({', '.join(dims)})")
+        if 0 in p.shape:
+            zero = dims[p.shape.index(0)]
+            raise ValueError(f"params[{name!r}] has shape {p.shape}: {zero} = 0; every size must be at least 1")
         for d, n in zip(dims, p.shape):
             if sizes.setdefault(d, n) != n:
                 want = ", ".join(f"{e}={sizes[e]}" for e in dims)

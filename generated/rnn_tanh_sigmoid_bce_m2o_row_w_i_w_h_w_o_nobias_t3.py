@@ -130,10 +130,12 @@ def loss_and_grads(params, xs, targets):
     n_h = w_i.shape[1]
     # (32) E = (y_3 ∘ softplus(-o_3) + (1ᵀ - y_3) ∘ softplus(o_3)) 1
     E = np.sum(y[0] * np.logaddexp(0.0, -o[0]) + (1.0 - y[0]) * np.logaddexp(0.0, o[0]))
-    # (33) δo_3 = ŷ_3 - y_3
+    # (33) δo_3 = (1ᵀ - y_3) ∘ ŷ_3 - y_3 ∘ σ(-o_3)
     do = buf["do"]
     do_ = list(do)  # its steps as views: cheaper to index than the array
-    np.subtract(yhat[0], y[0], out=do_[0])
+    np.subtract(1.0, y[0], out=do_[0])
+    do_[0] *= yhat[0]
+    do_[0] -= y[0] * _sigmoid(-o[0])
     # (34) F′[1..3] = 1ᵀ - H[1..3] ∘ H[1..3]
     fprime = buf["fprime"]
     np.square(h[1:], out=fprime)
@@ -250,13 +252,20 @@ _ONES = {}
 
 
 def _sigmoid(a, out=None):
-    # 1 / (1 + e^-a), to an ulp, 7x faster than exp(-logaddexp(0, -a)). e^-a is capped at
-    # e^88, finite in float32 too: below a = -88 it gives 6e-39, not a smaller number.
+    # 1 / (1 + e^-a), to an ulp, 7x faster than exp(-logaddexp(0, -a)). Below a = -88, where e^-a
+    # would overflow float32, e^-a is capped and those entries are then set to e^a: there
+    # 1 + e^a rounds to 1, so e^a is sigma(a) to an ulp (the cap alone gave 6e-39 for 1e-87).
+    tail = a < -88.0 if a.min() < -88.0 else None
+    low = None if tail is None else np.exp(a[tail])  # before out, which may be a, is written
     out = np.negative(a, out=out)
-    np.minimum(out, 88.0, out=out)
+    if tail is not None:
+        np.minimum(out, 88.0, out=out)
     np.exp(out, out=out)
     out += 1.0
-    return np.divide(1.0, out, out=out)
+    out = np.divide(1.0, out, out=out)
+    if tail is not None:
+        out[tail] = low
+    return out
 
 
 def _prepare(params, xs):
@@ -301,6 +310,9 @@ def _check_params(arrays, signature):
             raise ValueError(f"params[{name!r}] has dtype {p.dtype}; expected a float array")
         if p.ndim != len(dims):
             raise ValueError(f"params[{name!r}] has shape {p.shape}; expected ({', '.join(dims)})")
+        if 0 in p.shape:
+            zero = dims[p.shape.index(0)]
+            raise ValueError(f"params[{name!r}] has shape {p.shape}: {zero} = 0; every size must be at least 1")
         for d, n in zip(dims, p.shape):
             if sizes.setdefault(d, n) != n:
                 want = ", ".join(f"{e}={sizes[e]}" for e in dims)

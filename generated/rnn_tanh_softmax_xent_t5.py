@@ -254,31 +254,79 @@ def _column_sums(a):
     return _ones(a.shape[0], a.dtype) @ a
 
 
+def _complement(p, at):
+    """1 - P at the flat indices ``at`` (at most one per row), as the sum of each row's other entries.
+
+    The entries at ``at`` are set to 0 for one product of all rows with a vector of ones (faster
+    than copying those rows out), then put back.
+    """
+    n = p.shape[-1]
+    kept = p.take(at)
+    p.put(at, 0.0)
+    sums = (p.reshape(-1, n) @ _ones(n, p.dtype)).take(at // n)
+    p.put(at, kept)
+    return sums
+
+
 def _dot_log_softmax(y, a, p):
     """1ᵀ (Y ∘ log_softmax(A)) 1 for targets Y given as rows or as class indices, P = softmax(A).
 
     No second pass of exp: for class indices, the log of the targets' probabilities is
     log_softmax(A) to a few ulp while they are normal numbers; otherwise log_softmax(A) = A - lse
-    per row, with the log-sum-exp lse = max(A) - log max(P) (a row's largest probability never
-    underflows).
+    per row, with lse = max(A) - log max(P) (a row's largest probability never underflows).
+    The logs come from _log_p, which keeps a confident class's digits.
     """
+    n = a.shape[-1]
     if y.dtype.kind != "f":  # flat indices, one per row
         q = p.take(y)
         if q.min() > 1e-30:
-            return np.log(q).sum()
-        return (a.take(y) - a.max(axis=-1) + np.log(p.max(axis=-1))).sum()
+            return _log_p(p, y, q).sum()
+        top = a.max(axis=-1)
+        lead = p.argmax(axis=-1) + np.arange(0, p.size, n)
+        return (a.take(y) - top + _log_p(p, lead, p.take(lead))).sum()
     y = y.reshape(a.shape)
-    lse = a.max(axis=-1) - np.log(p.max(axis=-1))
-    return (np.einsum("ij,ij->i", y, a) - y.sum(axis=-1) * lse).sum()
+    lead = p.argmax(axis=-1) + np.arange(0, p.size, n)
+    total = y.sum(axis=-1)
+    # y.a - sum(y) max(A) before the log: exact for a one-hot row, so its tiny log p survives
+    shift = np.einsum("ij,ij->i", y, a) - total * a.max(axis=-1)
+    return (shift + total * _log_p(p, lead, p.take(lead))).sum()
+
+
+def _log_p(p, at, q):
+    """log P at the flat indices ``at`` (one per row), q = P there.
+
+    Above 1/2, log q is -log1p((1 - q) / q) with 1 - q the sum of the row's others: log of the
+    rounded q would give 0 for a confident class's -3.7e-44.
+    """
+    out = np.log(q)
+    if q.max() > 0.5:
+        sure = np.flatnonzero(q > 0.5)
+        out[sure] = -np.log1p(_complement(p, at[sure]) / q[sure])
+    return out
 
 
 def _minus_targets(p, y, out):
-    """P - Y for targets Y given as rows or as flat class indices (one-hot rows: one entry each)."""
+    """P - Y for targets Y given as rows or as flat class indices (one-hot rows: one entry each).
+
+    Where p and y are both above 1/2, p - y is (1 - y) - (1 - p) with 1 - p the row's other
+    entries: a confident class's gradient keeps its digits (-3.7e-44, not 0).
+    """
     if y.dtype.kind == "f":
-        return np.subtract(p, y.reshape(p.shape), out=out)
+        sure = np.flatnonzero(y > 0.5)
+        sure = sure[p.take(sure) > 0.5]
+        if not sure.size:  # no confident class: the plain difference keeps every digit
+            return np.subtract(p, y.reshape(p.shape), out=out)
+        fix = (1.0 - y.take(sure)) - _complement(p, sure)  # before out, which may be p, is written
+        np.subtract(p, y.reshape(p.shape), out=out)
+        out.put(sure, fix)
+        return out
     if out is not p:
         np.copyto(out, p)
-    out.put(y, out.take(y) - 1.0)  # put and take index any layout as flat, in place
+    q = out.take(y)
+    out.put(y, q - 1.0)  # put and take index any layout as flat, in place
+    if q.max() > 0.5:
+        sure = y[q > 0.5]
+        out.put(sure, -_complement(out, sure))  # the entries at sure are left out of the sums
     return out
 
 
@@ -356,6 +404,9 @@ def _check_params(arrays, signature):
             raise ValueError(f"params[{name!r}] has dtype {p.dtype}; expected a float array")
         if p.ndim != len(dims):
             raise ValueError(f"params[{name!r}] has shape {p.shape}; expected ({', '.join(dims)})")
+        if 0 in p.shape:
+            zero = dims[p.shape.index(0)]
+            raise ValueError(f"params[{name!r}] has shape {p.shape}: {zero} = 0; every size must be at least 1")
         for d, n in zip(dims, p.shape):
             if sizes.setdefault(d, n) != n:
                 want = ", ".join(f"{e}={sizes[e]}" for e in dims)
@@ -374,8 +425,13 @@ def _targets(targets, x, n_out, single):
     if y.dtype.kind in "iu":
         if y.shape != lead:
             raise ValueError(f"targets (class indices) have shape {y.shape}; expected {lead}")
-        # seen as unsigned, a negative index is huge: one reduction checks both ends
-        if y.size and y.view(f"u{y.itemsize}").max() >= n_out:
+        if not y.dtype.isnative:  # the unsigned view below reads native byte order
+            y = y.astype(y.dtype.newbyteorder("="))
+        # Seen as unsigned, a negative index is at least 2**(bits - 1), above every index the type
+        # holds: one reduction checks both ends, before any cast could wrap a value into range.
+        # Only a small type with many classes (int8 and 300) needs that bound below n_out.
+        bound = n_out if n_out <= 128 else min(n_out, 1 << (8 * y.itemsize - (y.dtype.kind == "i")))
+        if y.size and y.view(f"u{y.itemsize}").max() >= bound:
             raise ValueError(f"targets (class indices) must lie in 0..{n_out - 1}")
     elif y.dtype.kind == "f":
         if y.shape != lead + (n_out,):
@@ -387,5 +443,6 @@ def _targets(targets, x, n_out, single):
     else:
         raise ValueError(f"targets have dtype {y.dtype}; expected integer class indices or float one-hot rows")
     if y.dtype.kind != "f":  # flat indices into the rows (T * B, n_out) of the outputs
+        y = y if y.dtype == np.intp else y.astype(np.intp)  # exact, in range; uint64 + intp would be float
         return y.reshape(-1) + np.arange(0, y.size * n_out, n_out)
     return y[:, None] if single else y
