@@ -6,7 +6,10 @@ that happen to be near zero.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
+import sympy as sp
 
 from rnngen.activations import LOSSES, OUTPUT_LAYERS, elementwise
 from rnngen.spec import RNNSpec
@@ -54,7 +57,7 @@ def plain_forward(spec: dict, params: dict, xs) -> dict:
     (the activation's ufunc, the output layer's scalar form), independent of the generated code."""
     Wx, Wh, Wo, b, c, h0 = weights(spec, params)
     f = elementwise(hidden_key(spec)).ufunc
-    output = OUTPUT_LAYERS[spec["output"]].scalar
+    output = _textbook("output", spec["output"], Wo.shape[0])
     h = np.broadcast_to(h0, (xs.shape[1], h0.size))
     hs, os = [], []
     for x in np.asarray(xs, np.float64):
@@ -62,7 +65,7 @@ def plain_forward(spec: dict, params: dict, xs) -> dict:
         hs.append(h)
         os.append(h @ Wo.T + c)
     os = np.array(os[-1:] if spec["mapping"] == "many-to-one" else os)
-    yhat = np.array([[[float(v) for v in output(list(row))] for row in step] for step in os])
+    yhat = np.stack(np.broadcast_arrays(*output(list(np.moveaxis(os, -1, 0)))), axis=-1)
     if spec["mapping"] == "many-to-one":
         os, yhat = os[0], yhat[0]
     return {"h": np.array(hs), "o": os, "yhat": yhat}
@@ -74,6 +77,17 @@ def loss_of_outputs(spec: dict, yhat, targets) -> float:
     targets = np.asarray(targets)
     if targets.dtype.kind in "iu":
         targets = np.eye(yhat.shape[-1])[targets]
-    step_loss = LOSSES[spec["loss"]].scalar
-    rows = zip(yhat.reshape(-1, yhat.shape[-1]), np.asarray(targets, np.float64).reshape(-1, yhat.shape[-1]))
-    return float(sum(float(step_loss(list(p), list(y))) for p, y in rows))
+    n = yhat.shape[-1]
+    step_loss = _textbook("loss", spec["loss"], n)
+    rows = yhat.reshape(-1, n).T, np.asarray(targets, np.float64).reshape(-1, n).T
+    return float(np.sum(step_loss(list(rows[0]), list(rows[1]))))
+
+
+@functools.cache
+def _textbook(kind: str, name: str, n: int):
+    """The registry's textbook scalar form of an output layer or a loss over ``n`` entries, as a
+    NumPy function of the entries' arrays (one entry per argument, every row at once)."""
+    a, b = sp.symbols(f"a0:{n}"), sp.symbols(f"b0:{n}")
+    if kind == "output":
+        return sp.lambdify([a], list(OUTPUT_LAYERS[name].scalar(list(a))), "numpy")
+    return sp.lambdify([a, b], LOSSES[name].scalar(list(a), list(b)), "numpy")
