@@ -31,6 +31,19 @@ def pytest_collection_modifyitems(config, items):
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
+        config.stash[_LEFT_OUT] = len(dropped)
+
+
+_LEFT_OUT = pytest.StashKey[int]()
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """Say what the quick run left out and how to run it, so 'deselected' is not a mystery."""
+    left_out = config.stash.get(_LEFT_OUT, 0)
+    if left_out:
+        terminalreporter.write_line(
+            f"quick run: {left_out} more cases of the large sweeps are marked 'full'; python -m pytest --full runs them"
+        )
 
 
 @pytest.fixture
