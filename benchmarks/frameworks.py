@@ -3,7 +3,8 @@
 Run from the repository root, with the optional frameworks installed for the
 full table (each is left out, and said so, when missing):
 
-    pip install torch==2.13.0 jax jaxlib
+    pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu   # the CPU build
+    pip install jax jaxlib
     python benchmarks/frameworks.py            # all four workloads, float64 and float32
     python benchmarks/frameworks.py small      # one workload
 
