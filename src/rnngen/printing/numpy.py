@@ -120,8 +120,8 @@ HELPERS = {
         "    rounded q would give 0 for a confident class's -3.7e-44.\n"
         '    """\n'
         "    out = np.log(q)\n"
-        "    if q.max() > 0.5:\n"
-        "        sure = np.flatnonzero(q > 0.5)\n"
+        "    sure = (q > 0.5).nonzero()[0]  # one pass: no reduction first to see if there are any\n"
+        "    if sure.size:\n"
         "        out[sure] = -np.log1p(_complement(p, at[sure]) / q[sure])\n"
         "    return out\n"
     ),
@@ -159,8 +159,8 @@ HELPERS = {
         "        np.copyto(out, p)\n"
         "    q = out.take(y)\n"
         "    out.put(y, q - 1.0)  # put and take index any layout as flat, in place\n"
-        "    if q.max() > 0.5:\n"
-        "        sure = y[q > 0.5]\n"
+        "    sure = y[q > 0.5]  # one pass: no reduction first to see if there are any\n"
+        "    if sure.size:\n"
         "        out.put(sure, -_complement(out, sure))  # the entries at sure are left out of the sums\n"
         "    return out\n"
     ),
