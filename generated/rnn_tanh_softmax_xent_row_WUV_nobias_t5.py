@@ -291,8 +291,8 @@ def _log_p(p, at, q):
     rounded q would give 0 for a confident class's -3.7e-44.
     """
     out = np.log(q)
-    if q.max() > 0.5:
-        sure = np.flatnonzero(q > 0.5)
+    sure = (q > 0.5).nonzero()[0]  # one pass: no reduction first to see if there are any
+    if sure.size:
         out[sure] = -np.log1p(_complement(p, at[sure]) / q[sure])
     return out
 
@@ -316,8 +316,8 @@ def _minus_targets(p, y, out):
         np.copyto(out, p)
     q = out.take(y)
     out.put(y, q - 1.0)  # put and take index any layout as flat, in place
-    if q.max() > 0.5:
-        sure = y[q > 0.5]
+    sure = y[q > 0.5]  # one pass: no reduction first to see if there are any
+    if sure.size:
         out.put(sure, -_complement(out, sure))  # the entries at sure are left out of the sums
     return out
 
