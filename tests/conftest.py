@@ -79,3 +79,20 @@ def module(tmp_path_factory):
     """``module(T)``: the generated module for the default spec at T, imported (cached)."""
     tmp = str(tmp_path_factory.mktemp("modules"))
     return lambda T: _module(T, tmp)
+
+
+@functools.cache
+def _spec_module(spec, tmp: str):
+    from rnngen.pipeline import build
+    from rnngen.verify import load_module
+
+    path = Path(tmp) / f"{spec.name}.py"
+    path.write_text(build(spec).module, encoding="utf-8")
+    return load_module(path)
+
+
+@pytest.fixture(scope="session")
+def module_of(tmp_path_factory):
+    """``module_of(spec)``: the generated module of any spec, imported (cached)."""
+    tmp = str(tmp_path_factory.mktemp("spec_modules"))
+    return lambda spec: _spec_module(spec, tmp)

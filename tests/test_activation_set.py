@@ -11,7 +11,6 @@ output/loss pair, every bias setting, both mappings and both notations; ``pytest
 (what CI runs) takes all of it.
 """
 
-import functools
 import itertools
 
 import numpy as np
@@ -42,20 +41,6 @@ def spec_of(T, hidden, pair, biases, mapping, notation) -> RNNSpec:
         notation=notation,
         names=ROW_NAMES if notation == "row" else ("U", "W", "V"),
     )
-
-
-@functools.cache
-def module_of(spec: RNNSpec, tmp: str):
-    path = f"{tmp}/{spec.name}.py"
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(build(spec).module)
-    return verify.load_module(path)
-
-
-@pytest.fixture(scope="module")
-def modules(tmp_path_factory):
-    tmp = str(tmp_path_factory.mktemp("activation_set"))
-    return lambda spec: module_of(spec, tmp)
 
 
 def _id(combo):
@@ -93,8 +78,8 @@ def test_the_cross_product_is_complete():
 
 
 @pytest.mark.parametrize("combo", sweep(COMBOS))
-def test_finite_differences_and_taylor_over_the_cross_product(modules, combo):
-    m = modules(spec_of(2, *combo))
+def test_finite_differences_and_taylor_over_the_cross_product(module_of, combo):
+    m = module_of(spec_of(2, *combo))
     params, xs, targets = verify.random_problem(m, (3, 4, 3, 2))
     errors = verify.finite_differences(m, params, xs, targets)
     assert set(errors) == set(m.PARAM_SHAPES)
@@ -115,8 +100,8 @@ EXACT_QUICK = [c for i, c in enumerate(quick(EXACT)) if i % 8 in (i // 8, 7 - i 
 
 
 @pytest.mark.parametrize("combo", sweep(EXACT, keep=EXACT_QUICK))
-def test_exact_oracle_over_the_cross_product(modules, combo):
-    result = verify.exact_oracle(modules(spec_of(1, *combo)), sizes=(1, 2, 2, 1))
+def test_exact_oracle_over_the_cross_product(module_of, combo):
+    result = verify.exact_oracle(module_of(spec_of(1, *combo)), sizes=(1, 2, 2, 1))
     assert result.loss <= verify.EXACT_TOLERANCE
     assert result.worst <= verify.EXACT_TOLERANCE, result.grads
 
@@ -126,20 +111,20 @@ SAMPLE = COMBOS[::37]
 
 #: The T = 3 oracle costs 1 to 17 s a combo; the quick run keeps two of the cheapest (tanh, custom).
 @pytest.mark.parametrize("combo", sweep(SAMPLE, keep=[c for c in SAMPLE if c[0] in ("tanh", CUSTOM)][:2]))
-def test_exact_oracle_on_a_sample_at_T3(modules, combo):
-    result = verify.exact_oracle(modules(spec_of(3, *combo)), sizes=(1, 2, 2, 1))
+def test_exact_oracle_on_a_sample_at_T3(module_of, combo):
+    result = verify.exact_oracle(module_of(spec_of(3, *combo)), sizes=(1, 2, 2, 1))
     assert result.worst <= verify.EXACT_TOLERANCE, result.grads
 
 
 @pytest.mark.parametrize("combo", SAMPLE, ids=[_id(c) for c in SAMPLE])
-def test_finite_differences_on_a_sample_at_T12(modules, combo):
+def test_finite_differences_on_a_sample_at_T12(module_of, combo):
     """Relative error 1e-6, except for gradients that have vanished below what differences resolve.
 
     Central differences cannot resolve a gradient much smaller than their rounding
     error, about 1e-16 |E| / 1e-5 per entry: dE/dh0 of a many-to-one sigmoid network
     shrinks like 4^-12 over 12 steps. Those are held to that absolute level instead.
     """
-    m = modules(spec_of(12, *combo))
+    m = module_of(spec_of(12, *combo))
     params, xs, targets = verify.random_problem(m)
     loss, grads = m.loss_and_grads(params, xs, targets)
     numeric = verify.finite_difference_gradient(m, params, xs, targets)
@@ -168,14 +153,14 @@ def test_the_quick_exact_sample_meets_every_activation_and_pair():
 
 
 @pytest.mark.parametrize("hidden", ["relu", "leaky_relu"])
-def test_kinked_activations_are_checked_away_from_the_kink(modules, hidden):
-    m = modules(RNNSpec(T=4, hidden=hidden))
+def test_kinked_activations_are_checked_away_from_the_kink(module_of, hidden):
+    m = module_of(RNNSpec(T=4, hidden=hidden))
     params, xs, _ = verify.random_problem(m)
     assert np.abs(verify.preactivations(m.SPEC, params, xs)).min() >= verify.KINK_MARGIN
     assert (verify.preactivations(m.SPEC, params, xs) < 0).any()  # the negative side is exercised
 
 
-def test_a_wrong_leaky_slope_is_caught(modules, tmp_path):
+def test_a_wrong_leaky_slope_is_caught(module_of, tmp_path):
     """The check is not blind to the negative side: a module using the wrong slope there fails."""
     text = build(RNNSpec(T=3, hidden="leaky_relu", slope=0.1)).module
     slope = "_leaky_relu_slope(h[1:].reshape(-1, n_h), 0.1)"  # f'(z_t) of every step, one call

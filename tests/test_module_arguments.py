@@ -1,33 +1,16 @@
 """The generated module's argument checks at their edges: every integer dtype of class indices,
 zero sizes, and arrays that forward() hands out without aliasing each other."""
 
-import functools
 import itertools
 
 import numpy as np
 import pytest
 
-from rnngen import verify
-from rnngen.pipeline import build
 from rnngen.spec import RNNSpec
 
 INTEGER_DTYPES = [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64]
 #: the same integers in the other byte order (an array read from a file written elsewhere)
 INTEGER_DTYPES += [np.dtype(d).newbyteorder() for d in (np.int16, np.int64, np.uint32)]
-
-
-@functools.cache
-def _module_of(spec: RNNSpec, tmp: str):
-    path = f"{tmp}/{spec.name}.py"
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(build(spec).module)
-    return verify.load_module(path)
-
-
-@pytest.fixture(scope="module")
-def module_of(tmp_path_factory):
-    tmp = str(tmp_path_factory.mktemp("arguments"))
-    return lambda spec: _module_of(spec, tmp)
 
 
 def _problem(m, n_y, B=2, seed=0):
