@@ -34,15 +34,20 @@ def weights(spec: dict, params: dict) -> tuple:
 
 def preactivations(spec: dict, params: dict, xs) -> np.ndarray:
     """Every ``z_t`` of every sequence, by a plain loop (independent of the generated code)."""
+    return _recurrence(spec, params, xs)[0]
+
+
+def _recurrence(spec: dict, params: dict, xs) -> tuple:
+    """``(z, h)`` of every step and sequence: the hidden layer's plain float64 loop."""
     Wx, Wh, _, b, _, h0 = weights(spec, params)
     f = elementwise(hidden_key(spec)).ufunc
     h = np.broadcast_to(h0, (xs.shape[1], h0.size))
-    zs = []
+    zs, hs = [], []
     for x in np.asarray(xs, np.float64):
-        z = x @ Wx.T + h @ Wh.T + b
-        zs.append(z)
-        h = f(z)
-    return np.array(zs)
+        zs.append(x @ Wx.T + h @ Wh.T + b)
+        h = f(zs[-1])
+        hs.append(h)
+    return np.array(zs), np.array(hs)
 
 
 def relative_error(value, reference) -> float:
@@ -55,20 +60,14 @@ def relative_error(value, reference) -> float:
 def plain_forward(spec: dict, params: dict, xs) -> dict:
     """h, o and yhat by a plain float64 loop over the steps and sequences, from the textbook definition
     (the activation's ufunc, the output layer's scalar form), independent of the generated code."""
-    Wx, Wh, Wo, b, c, h0 = weights(spec, params)
-    f = elementwise(hidden_key(spec)).ufunc
+    _, _, Wo, _, c, _ = weights(spec, params)
     output = _textbook("output", spec["output"], Wo.shape[0])
-    h = np.broadcast_to(h0, (xs.shape[1], h0.size))
-    hs, os = [], []
-    for x in np.asarray(xs, np.float64):
-        h = f(x @ Wx.T + h @ Wh.T + b)
-        hs.append(h)
-        os.append(h @ Wo.T + c)
-    os = np.array(os[-1:] if spec["mapping"] == "many-to-one" else os)
+    hs = _recurrence(spec, params, xs)[1]
+    os = (hs[-1:] if spec["mapping"] == "many-to-one" else hs) @ Wo.T + c
     yhat = np.stack(np.broadcast_arrays(*output(list(np.moveaxis(os, -1, 0)))), axis=-1)
     if spec["mapping"] == "many-to-one":
         os, yhat = os[0], yhat[0]
-    return {"h": np.array(hs), "o": os, "yhat": yhat}
+    return {"h": hs, "o": os, "yhat": yhat}
 
 
 def loss_of_outputs(spec: dict, yhat, targets) -> float:
