@@ -404,6 +404,19 @@ class ColumnRule:
         return space[self.helpers[0][0]]
 
 
+LEAD_SPLIT = (
+    "_lead_split",
+    "def _lead_split(a):\n"
+    '    """(s, e, rest, lead) per row: a shifted by its largest entry, exp of that with 0 at the\n'
+    "    largest, the sum of the others' exps, and the largest entry's index. The one home of the\n"
+    "    split every stable softmax form here takes: 1 - p of the largest entry is rest / (1 + rest).\n"
+    '    """\n'
+    "    lead = a.argmax(axis=-1)[..., None]\n"
+    "    s = a - np.take_along_axis(a, lead, axis=-1)\n"
+    "    e = np.exp(s)\n"
+    "    np.put_along_axis(e, lead, 0.0, axis=-1)\n"
+    "    return s, e, e.sum(axis=-1, keepdims=True), lead\n",
+)
 _LOG1M_SOFTMAX = (
     "_log1m_softmax",
     "def _log1m_softmax(a):\n"
@@ -413,11 +426,7 @@ _LOG1M_SOFTMAX = (
     "    log1p(-p_j) is exact; at the largest it is the log-sum-exp of the others minus that of the\n"
     "    row, each shifted by its own maximum: a lead of 1000 gives -1000, not log 0 = -inf.\n"
     '    """\n'
-    "    lead = a.argmax(axis=-1)[..., None]\n"
-    "    s = a - np.take_along_axis(a, lead, axis=-1)\n"
-    "    e = np.exp(s)\n"
-    "    np.put_along_axis(e, lead, 0.0, axis=-1)\n"
-    "    rest = e.sum(axis=-1, keepdims=True)  # the others' exps, over the largest one's\n"
+    "    s, e, rest, lead = _lead_split(a)\n"
     "    out = np.log1p(-e / (1.0 + rest))\n"
     "    np.put_along_axis(s, lead, -np.inf, axis=-1)\n"
     "    top = s.max(axis=-1, keepdims=True)  # the second largest, shifted\n"
@@ -435,11 +444,8 @@ _SOFTMAX_BCE_GRADIENT = (
     "    1 - p_j is a plain subtraction only off m, where p_j <= 1/2; at m it comes from the others'\n"
     "    exps, so no digits are lost however far the largest entry leads.\n"
     '    """\n'
-    "    p, c, lead = _softmax_split(a)\n"
-    "    y = y.reshape(a.shape)\n"
-    "    d = p - y\n"
-    "    d_lead = (1.0 - np.take_along_axis(y, lead, axis=-1)) - c  # p_m - y_m\n"
-    "    np.put_along_axis(d, lead, d_lead, axis=-1)\n"
+    "    d, p, _, lead = _softmax_residual(a, y)\n"
+    "    d_lead = np.take_along_axis(d, lead, axis=-1)  # p_m - y_m\n"
     "    r = d / (1.0 - p + (p > 0.5))  # 1 - p_j >= 1/2 off m; the divisor at m is not used\n"
     "    np.put_along_axis(r, lead, 0.0, axis=-1)\n"
     "    s = a - np.take_along_axis(a, lead, axis=-1)\n"
@@ -468,22 +474,26 @@ _SOFTMAX_SPLIT = (
     "def _softmax_split(a):\n"
     '    """(p, c, lead): softmax(a) per row, 1 - p at each row\'s largest entry (from the others\'\n'
     '    exps, not by subtraction), and that entry\'s index."""\n'
-    "    lead = a.argmax(axis=-1)[..., None]\n"
-    "    e = np.exp(a - np.take_along_axis(a, lead, axis=-1))\n"
-    "    np.put_along_axis(e, lead, 0.0, axis=-1)\n"
-    "    rest = e.sum(axis=-1, keepdims=True)\n"
+    "    _, e, rest, lead = _lead_split(a)\n"
     "    np.put_along_axis(e, lead, 1.0, axis=-1)\n"
     "    return e / (1.0 + rest), rest / (1.0 + rest), lead\n",
 )
-_SOFTMAX_MINUS = (
-    "_softmax_minus",
-    "def _softmax_minus(a, y):\n"
-    '    """softmax(a) - y per row; at the largest entry (1 - y) - (1 - p), exact for a confident class."""\n'
+_SOFTMAX_RESIDUAL = (
+    "_softmax_residual",
+    "def _softmax_residual(a, y):\n"
+    '    """(d, p, c, lead): d = softmax(a) - y per row, at the largest entry (1 - y) - (1 - p), exact\n'
+    '    for a confident class, with _softmax_split\'s p, c and lead."""\n'
     "    p, c, lead = _softmax_split(a)\n"
     "    y = y.reshape(a.shape)\n"
     "    d = p - y\n"
     "    np.put_along_axis(d, lead, (1.0 - np.take_along_axis(y, lead, axis=-1)) - c, axis=-1)\n"
-    "    return d\n",
+    "    return d, p, c, lead\n",
+)
+_SOFTMAX_MINUS = (
+    "_softmax_minus",
+    "def _softmax_minus(a, y):\n"
+    '    """softmax(a) - y per row, the confident class\'s digits kept (_softmax_residual)."""\n'
+    "    return _softmax_residual(a, y)[0]\n",
 )
 _SOFTMAX_SSE_GRADIENT = (
     "_softmax_sse_gradient",
@@ -493,11 +503,8 @@ _SOFTMAX_SSE_GRADIENT = (
     "    Written p_j (d_j (1 - p_j) - sum_{i != j} p_i d_i), with the terms i != m (m the row's\n"
     "    largest entry) summed on their own, so a confident row loses no digits to cancellation.\n"
     '    """\n'
-    "    p, c, lead = _softmax_split(a)\n"
-    "    y = y.reshape(a.shape)\n"
-    "    d = p - y\n"
-    "    d_lead = (1.0 - np.take_along_axis(y, lead, axis=-1)) - c\n"
-    "    np.put_along_axis(d, lead, d_lead, axis=-1)\n"
+    "    d, p, c, lead = _softmax_residual(a, y)\n"
+    "    d_lead = np.take_along_axis(d, lead, axis=-1)\n"
     "    pd = p * d\n"
     "    p_lead = np.take_along_axis(p, lead, axis=-1)\n"
     "    np.put_along_axis(pd, lead, 0.0, axis=-1)\n"
@@ -512,7 +519,7 @@ COLUMNWISE: dict[str, ColumnRule] = {
     for c in (
         ColumnRule(
             name="log1m_softmax",
-            helpers=(_LOG1M_SOFTMAX,),
+            helpers=(_LOG1M_SOFTMAX, LEAD_SPLIT),
             latex=r"\log\bigl(\mathbf{{1}} - \operatorname{{softmax}}({})\bigr)",
             text="log(1 - softmax({}))",
         ),
@@ -524,19 +531,19 @@ COLUMNWISE: dict[str, ColumnRule] = {
         ),
         ColumnRule(
             name="softmax_minus",
-            helpers=(_SOFTMAX_MINUS, _SOFTMAX_SPLIT),
+            helpers=(_SOFTMAX_MINUS, _SOFTMAX_RESIDUAL, _SOFTMAX_SPLIT, LEAD_SPLIT),
             latex=r"\left(\operatorname{{softmax}}({}) - {}\right)",
             text="(softmax({}) - {})",
         ),
         ColumnRule(
             name="softmax_sse_gradient",
-            helpers=(_SOFTMAX_SSE_GRADIENT, _SOFTMAX_SPLIT),
+            helpers=(_SOFTMAX_SSE_GRADIENT, _SOFTMAX_RESIDUAL, _SOFTMAX_SPLIT, LEAD_SPLIT),
             latex=r"g_{{\mathrm{{sse}}}}({}, {})",
             text="g_sse({}, {})",
         ),
         ColumnRule(
             name="softmax_bce_gradient",
-            helpers=(_SOFTMAX_BCE_GRADIENT, _SOFTMAX_SPLIT),
+            helpers=(_SOFTMAX_BCE_GRADIENT, _SOFTMAX_RESIDUAL, _SOFTMAX_SPLIT, LEAD_SPLIT),
             latex=r"g_{{\mathrm{{bce}}}}({}, {})",
             text="g_bce({}, {})",
         ),

@@ -24,7 +24,7 @@ from sympy.printing.printer import Printer
 
 from rnngen import algebra as A
 from rnngen import names
-from rnngen.activations import columnwise, elementwise
+from rnngen.activations import LEAD_SPLIT, columnwise, elementwise
 from rnngen.printing import PrintError
 from rnngen.program import Program, family_of, parse_stacked, stacked
 from rnngen.unroll import parse_step
@@ -81,13 +81,10 @@ HELPERS = {
         "    # log-sum-exp: no overflow for large logits, no log(0) for tiny probabilities; the largest\n"
         "    # entry's own term is split off (log1p of the others'), so log p of a confident class keeps\n"
         "    # its digits (-3.7e-44 at a lead of 100, not 0)\n"
-        "    lead = a.argmax(axis=-1)[..., None]\n"
-        "    s = a - np.take_along_axis(a, lead, axis=-1)\n"
-        "    e = np.exp(s)\n"
-        "    np.put_along_axis(e, lead, 0.0, axis=-1)\n"
-        "    s -= np.log1p(e.sum(axis=-1, keepdims=True))\n"
-        "    return s\n"
+        "    s, _, rest, _ = _lead_split(a)\n"
+        "    return s - np.log1p(rest)\n"
     ),
+    "_lead_split": LEAD_SPLIT[1],
     "_dot_log_softmax": (
         "def _dot_log_softmax(y, a, p):\n"
         '    """1ᵀ (Y ∘ log_softmax(A)) 1 for targets Y given as rows or as class indices, P = softmax(A).\n'
