@@ -66,6 +66,11 @@ class ElementwiseRule:
     gamma: float | None = None
     gamma_estimated: bool = False
 
+    @property
+    def is_identity(self) -> bool:
+        """True for ``f(x) = x``: the code hands its argument on as it is (the same array)."""
+        return self.numpy == "{}"
+
 
 def _fn(key, arg):
     return A.Elementwise(key, arg)

@@ -244,7 +244,7 @@ def module_context(derivation: Derivation, program: Program, formulas: list, num
 def _same_array(expr) -> str | None:
     """The family whose array the printed statement hands on as it is (a symbol, or the identity
     of one, which the NumPy printer spells as the argument itself); None for a new value."""
-    while isinstance(expr, A.Elementwise) and elementwise(expr.fn).numpy == "{}":
+    while isinstance(expr, A.Elementwise) and elementwise(expr.fn).is_identity:
         expr = expr.arg
     return family_of(expr) if isinstance(expr, MatrixSymbol) else None
 

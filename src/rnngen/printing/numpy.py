@@ -499,7 +499,7 @@ class NumpyPrinter(Printer):
             return [], rest, None
         if isinstance(expr, A.Elementwise):
             rule = elementwise(expr.fn)
-            inplace = "" if rule.numpy == "{}" else _inplace(rule)
+            inplace = "" if rule.is_identity else _inplace(rule)
             if rule.numpy != "{}" and not inplace:
                 return whole
             first, rest, value = self._into_holding(dest, expr.arg, held, family, rows)
@@ -621,7 +621,7 @@ class NumpyPrinter(Printer):
                 return first, rest, value
         if isinstance(expr, A.Elementwise):
             rule = elementwise(expr.fn)
-            if rule.numpy == "{}":
+            if rule.is_identity:
                 return self._into(dest, expr.arg)
             inplace = _inplace(rule)
             if inplace:
@@ -803,7 +803,7 @@ class NumpyPrinter(Printer):
             rule = elementwise(expr.fn)
             self.helpers.update(rule.helpers)
             code = self._rows(expr.arg)
-            if rule.numpy == "{}":  # the identity: the argument itself
+            if rule.is_identity:  # the argument itself
                 return code
             return rule.numpy.format(code[0]), ATOM
         if isinstance(expr, A.Columnwise):
