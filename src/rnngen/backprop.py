@@ -22,11 +22,11 @@ from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, 
 
 from rnngen import algebra as A
 from rnngen.activations import elementwise
-from rnngen.unroll import Graph, Node, parse_step, unroll
+from rnngen.unroll import Graph, Node, adjoint_name, parse_step, unroll
 
 
 def adjoint_symbol(symbol: MatrixSymbol) -> MatrixSymbol:
-    return MatrixSymbol("d" + symbol.name, *symbol.shape)
+    return MatrixSymbol(adjoint_name(symbol.name), *symbol.shape)
 
 
 # --- local adjoint rules: (expr, upstream, out) -> [(operand, contribution)] ---
@@ -141,7 +141,7 @@ def reverse_mode(graph: Graph) -> Derivation:
         if total is None:
             continue  # E does not depend on this node
         d = adjoint_symbol(node.symbol)
-        adjoints.append(Node(d, total, "d" + node.family, node.t))
+        adjoints.append(Node(d, total, adjoint_name(node.family), node.t))
         backprop(node.expr, d, accumulate, out=node.symbol)
     gradients = {name: A.add(*contributions.get(p, [])) for name, p in graph.params.items()}
     return Derivation(graph, adjoints, gradients)

@@ -19,7 +19,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from rnngen import __version__, expression, install_hint
+from rnngen import __version__, expression, install_hint, names
 from rnngen.activations import DEFAULT_SLOPE, FUSED, HIDDEN, LOSSES, OUTPUT_LAYERS, elementwise, pairs
 from rnngen.api import BPTT, CheckFailed
 from rnngen.api import derive as derive_api
@@ -472,7 +472,7 @@ def flow(T, n_x, n_h, n_y, scale, seed, weights, plot_path, force, ui, **choices
 def _print_formulas(result) -> None:
     """The gradients as the module computes them, then the deltas they are made of."""
     T = result.spec.T
-    grads = {"d" + p for p in result.derivation.graph.params}
+    grads = {names.gradient(p) for p in result.derivation.graph.params}
     formulas = [f for f in result.formulas if f.stmts[0].section == "backward"]
     click.echo("Gradients, as the module computes them ((N): equation number in the .tex; δv_t = dE/dv_t;")
     how = "one above the other" if result.spec.notation == "row" else "side by side"
@@ -719,25 +719,25 @@ def _verify(exact: bool, ui: Output, module=None, build=None, fail_loudly: bool 
     return report
 
 
-def _figures(label: str, values: dict, names: list, note: str) -> None:
+def _figures(label: str, values: dict, params: list, note: str) -> None:
     """One row of the report: a label, one figure per parameter (blank where there is none), a note."""
-    cells = "".join(f"{values[n]:9.1e}" if n in values else " " * 9 for n in names)
+    cells = "".join(f"{values[n]:9.1e}" if n in values else " " * 9 for n in params)
     click.echo(f"  {label:<21}{cells}   ({note})")
 
 
 def _print_report(report: Report) -> None:
     n_x, n_h, n_y, B = report.sizes
     click.echo(f"Check, float64, (n_x, n_h, n_y, B) = ({n_x}, {n_h}, {n_y}, {B}), T = {report.T}, seed {report.seed}:")
-    names = list(report.fd)
-    click.echo("  parameter            " + "".join(f"{n:>9}" for n in names))
-    _figures("finite differences", report.fd, names, f"limit {FD_TOLERANCE:.0e}")
+    params = list(report.fd)
+    click.echo("  parameter            " + "".join(f"{n:>9}" for n in params))
+    _figures("finite differences", report.fd, params, f"limit {FD_TOLERANCE:.0e}")
     if report.extrapolated:
-        _figures("higher-order diff.", report.extrapolated, names, "extrapolated, where the plain ones missed")
+        _figures("higher-order diff.", report.extrapolated, params, "extrapolated, where the plain ones missed")
     if report.exact is not None:
         ex = report.exact
-        _figures("exact oracle", ex.grads, names, f"limit {EXACT_TOLERANCE:.0e}; loss {ex.loss:.1e}")
+        _figures("exact oracle", ex.grads, params, f"limit {EXACT_TOLERANCE:.0e}; loss {ex.loss:.1e}")
     if report.forms is not None:
-        _figures("paths vs recursion", report.forms, names, f"limit {FORMS_TOLERANCE:.0e}; the two derivation forms")
+        _figures("paths vs recursion", report.forms, params, f"limit {FORMS_TOLERANCE:.0e}; the two derivation forms")
     click.echo(f"  Taylor remainder slope {report.taylor:.3f} (2 for a correct gradient)")
     if report.paths:
         click.echo(

@@ -27,7 +27,7 @@ from __future__ import annotations
 import builtins
 import keyword
 
-from rnngen.unroll import FAMILIES
+from rnngen.unroll import FAMILIES, adjoint_name
 
 _CONSTANTS = ("RNNGEN_VERSION", "SPEC", "SPEC_SHA256", "HIDDEN", "OUTPUT", "LOSS", "MAPPING", "PARAM_SHAPES", "WEIGHTS")
 #: The identifiers the module template binds or reads in the functions that take the
@@ -68,7 +68,7 @@ _FIXED_ROLES = dict(zip(FIXED_PARAMS.values(), ("the hidden bias", "the output b
 
 def gradient(param: str) -> str:
     """The name of ``dE/d<param>`` in code: ``dW``."""
-    return "d" + param
+    return adjoint_name(param)
 
 
 def transposed_copy(param: str) -> str:

@@ -57,11 +57,18 @@ _BASE = {  # input, target, pre-activation, hidden state, output pre-activation,
     "o": Family("o", "O", "o", "O", jacobian="gprime"),
     "yhat": Family(r"\hat{y}", r"\hat{Y}", "ŷ", "Ŷ"),
 }
+
+
+def adjoint_name(name: str) -> str:
+    """The name of the adjoint dE/dv of a value or family named ``v``: ``dv`` (one rule, here)."""
+    return "d" + name
+
+
 FAMILIES: dict[str, Family] = dict(_BASE)
 # The adjoint of family f is delta^f (Delta^f when stacked), and the part of a step that
 # hoist_non_recurrent splits off (U x_t + b, V^T delta^o_t) is pre_f, a tilde: one rule for all.
 for _name, _fam in _BASE.items():
-    FAMILIES["d" + _name] = Family(
+    FAMILIES[adjoint_name(_name)] = Family(
         _fam.latex, _fam.latex, "δ" + _fam.text, "Δ" + _fam.text, r"\delta", r"\Delta", jacobian=_fam.jacobian
     )
     FAMILIES["pre_" + _name] = Family(
