@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 
 import jinja2
@@ -105,20 +106,33 @@ def check_targets(paths, force: bool = False) -> None:
 
 
 #: The signals that end a run (Ctrl-C, kill): held back while write_all must not be cut.
-_ENDING_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+_ENDING_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @contextlib.contextmanager
 def _signals_held():
-    """Hold SIGINT and SIGTERM back for the block; one that arrived meanwhile is delivered after it."""
-    if not hasattr(signal, "pthread_sigmask"):  # not on Windows: nothing to hold
+    """Hold SIGINT and SIGTERM back for the block; one that arrived meanwhile is delivered after it.
+
+    Python runs signal handlers in the main thread whichever thread the signal reached (NumPy's
+    BLAS threads do not block it, so a signal mask would not hold), so the block swaps in
+    handlers that only note the signal, then raises the first one again under the program's own.
+    Off the main thread handlers cannot be set, and nothing is held.
+    """
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, _ENDING_SIGNALS)
+    caught = []
+    previous = {sig: signal.getsignal(sig) for sig in _ENDING_SIGNALS}
+    held = [sig for sig, handler in previous.items() if handler is not None]  # None: not set from Python
+    for sig in held:
+        signal.signal(sig, lambda signum, frame: caught.append(signum))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+        for sig in held:
+            signal.signal(sig, previous[sig])
+        if caught:
+            signal.raise_signal(caught[0])  # handled here, in this thread, before the caller goes on
 
 
 def write_all(files: dict, force: bool = False) -> None:
