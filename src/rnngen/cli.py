@@ -25,11 +25,11 @@ from rnngen.api import BPTT, CheckFailed
 from rnngen.api import derive as derive_api
 from rnngen.bench.run import CONTENDERS, BenchError, kernels, table
 from rnngen.bench.run import bench as run_bench
+from rnngen.cells import CELLS
 from rnngen.emit import OutputError, check_targets, write_all
 from rnngen.jsonable import plain
 from rnngen.pipeline import build
 from rnngen.program import family_of
-from rnngen.cells import CELLS
 from rnngen.spec import DEFAULT_NAMES, MAPPINGS, MAX_LAYERS, MAX_T, NOTATIONS, RNNSpec, SpecError, check_T
 from rnngen.variants import ROUNDING_FACTOR
 from rnngen.verify import (
