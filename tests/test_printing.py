@@ -5,9 +5,9 @@ import sympy as sp
 from sympy import MatrixSymbol
 
 from rnngen import algebra as A
+from rnngen.lower import Storage
 from rnngen.printing import PrintError
 from rnngen.printing.math import latex, text
-from rnngen.lower import Storage
 from rnngen.printing.numpy import NumpyPrinter
 from rnngen.program import stacked
 from rnngen.unroll import step
@@ -85,8 +85,8 @@ def test_math_printer_is_strict():
 
 def test_class_indices_are_kept_only_where_the_fused_pair_alone_reads_the_targets(tmp_path):
     from rnngen import optimize as O
-    from rnngen.pipeline import build
     from rnngen.lower import reads_targets_as_classes
+    from rnngen.pipeline import build
     from rnngen.spec import RNNSpec
     from rnngen.verify import check_module, load_module
 
@@ -146,8 +146,8 @@ def test_the_output_gradient_takes_the_buffer_of_a_softmax_nothing_reads_later()
 
     from sympy import MatrixSymbol
 
-    from rnngen.pipeline import build
     from rnngen.lower import buffers_to_reuse, minus_targets, storage_of
+    from rnngen.pipeline import build
     from rnngen.program import Stmt
     from rnngen.spec import RNNSpec
 
@@ -167,8 +167,8 @@ def test_the_recurrence_is_built_in_the_place_of_the_part_only_its_own_step_read
 
     from sympy import MatrixSymbol
 
-    from rnngen.pipeline import build
     from rnngen.lower import steps_built_in_place, storage_of
+    from rnngen.pipeline import build
     from rnngen.program import Stmt
     from rnngen.spec import RNNSpec
 
