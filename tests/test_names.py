@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from test_cli import assert_one_line_error, rnngen
 
+from rnngen.network import network
 from rnngen.pipeline import build
 from rnngen.spec import RNNSpec, SpecError
 
@@ -24,6 +25,9 @@ SPECS = {
     "custom": {"hidden": "x/(1+abs(x))"},
     "many_to_one": {"mapping": "many-to-one", "output": "identity", "loss": "squared_error"},
     "no_biases": {"hidden_bias": False, "output_bias": False, "output": "sigmoid", "loss": "binary_cross_entropy"},
+    "layers": {"layers": 2, "input_grad": True},
+    "bidirectional": {"bidirectional": True},
+    "stacked": {"notation": "stacked", "layers": 2, "bidirectional": True},
 }
 SIZES = {"n_x": 3, "n_h": 4, "n_y": 4}  # n_h == n_y: W and V have the same shape
 T, B = 2, 3
@@ -58,7 +62,7 @@ def _reference(key: str):
     if key not in _CACHE:
         spec = RNNSpec(T=T, **SPECS[key])
         text = build(spec).module
-        _CACHE[key] = spec, _load(text, spec.name), sorted(identifiers(text) - set(spec.names))
+        _CACHE[key] = spec, _load(text, spec.name), sorted(identifiers(text) - set(network(spec).params))
     return _CACHE[key]
 
 
@@ -88,12 +92,12 @@ def _try(key: str, name: str, position: int) -> None:
         return
     renamed = _load(build(renamed_spec).module, renamed_spec.name)
     params, xs, targets = _problem(spec, reference)
-    rename = dict(zip(spec.names, names))
+    rename = dict(zip(network(spec).params, network(renamed_spec).params))
     moved = {rename.get(k, k): v for k, v in params.items()}
     loss, grads = reference.loss_and_grads(params, xs, targets)
     loss2, grads2 = renamed.loss_and_grads(moved, xs, targets)
     assert loss2 == pytest.approx(loss, rel=1e-12), name
-    assert sorted(grads2) == sorted(moved)
+    assert sorted(grads2) == sorted([*moved, *(["x"] if spec.input_grad else [])])
     for k, g in grads.items():
         np.testing.assert_allclose(grads2[rename.get(k, k)], g, rtol=1e-12, atol=1e-14, err_msg=f"{name}: d{k}")
     assert renamed.loss(moved, xs, targets) == pytest.approx(loss, rel=1e-12), name

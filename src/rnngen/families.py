@@ -165,6 +165,24 @@ for _base in _SPELLING:
             FAMILIES[_f.key] = _f
 
 
+def is_family_name(name: str) -> bool:
+    """True when ``name`` is the code name of a family of some layer and direction (``h``, ``dz2``, ``h1_f``):
+    the names the module's per-step arrays take, which no parameter may take."""
+    for prefix in sorted(KINDS.values(), key=len, reverse=True):
+        if name.startswith(prefix):
+            rest = name[len(prefix) :]
+            for base in _SPELLING:
+                if rest.startswith(base) and _is_suffix(rest[len(base) :]):
+                    return True
+    return False
+
+
+def _is_suffix(text: str) -> bool:
+    """A layer number, a direction, both (``2``, ``_f``, ``2_b``) or nothing."""
+    layer = text.rstrip("_fb")
+    return (layer == "" or layer.isdigit()) and text[len(layer) :] in ("", "_f", "_b")
+
+
 def step_name(key: str, t: int) -> str:
     """The name of step ``t`` of the family called ``key``: ``h_3`` (the symbol's name; never parsed)."""
     return f"{key}_{t}"

@@ -27,7 +27,7 @@ from __future__ import annotations
 import builtins
 import keyword
 
-from rnngen.unroll import FAMILIES, adjoint_name
+from rnngen.families import FAMILIES, adjoint_name, is_family_name
 
 _CONSTANTS = ("RNNGEN_VERSION", "SPEC", "SPEC_SHA256", "HIDDEN", "OUTPUT", "LOSS", "MAPPING", "PARAM_SHAPES", "WEIGHTS")
 #: The identifiers the module template binds or reads in the functions that take the
@@ -48,6 +48,8 @@ WORDS = {
     "buf": "the module's set of buffers",
     "sizes": "the sizes the module's buffers are made for",
     "out": "the dict the module's forward returns",
+    "hidden": "the module's per-layer hidden sizes",
+    "dxs": "the module's gradient of the inputs",
     **{f: "a function of the module" for f in ("init_params", "forward", "loss", "loss_and_grads", "free_buffers")},
     **{c: "a constant of the module" for c in _CONSTANTS},
     # the derivation document's own letters, which a matrix named so would be mistaken for
@@ -90,8 +92,10 @@ def _owner(name: str, params: set) -> str | None:
     """What ``name`` is to rnngen or to Python, given the other parameters' names; None if nothing."""
     if name in WORDS:
         return WORDS[name]
-    if name in FAMILIES:
-        return "a per-step quantity of the derivation"
+    if name.startswith("n_h") and name[3:].isdigit():
+        return "a layer's hidden size (n_h1, n_h2, ...)"
+    if name in FAMILIES or is_family_name(name):
+        return "a per-step quantity of the derivation (of some layer and direction)"
     if any(name == f.partition("_")[0] for f in FAMILIES):
         return f"the start of per-step quantities' names ({name}_...)"
     if any(name == family.stacked_text for family in FAMILIES.values()):
