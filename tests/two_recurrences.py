@@ -16,6 +16,7 @@ from sympy import MatrixSymbol, Transpose
 from rnngen import algebra as A
 from rnngen.activations import OUTPUT_LAYERS
 from rnngen.evaluate import run
+from rnngen.families import FAMILIES, Run, Step
 from rnngen.program import Program, Stmt, gradient_symbol
 
 T = 2
@@ -42,12 +43,12 @@ def _rows(family: str):
 
 def s(family: str, t: int) -> MatrixSymbol:
     """Step t of a family."""
-    return MatrixSymbol(f"{family}_{t}", _rows(family), A.B)
+    return Step.of(FAMILIES[family], t, _rows(family))
 
 
 def run_of(family: str, lo: int, hi: int) -> MatrixSymbol:
     """The steps ``lo..hi`` of a family side by side."""
-    return MatrixSymbol(f"{family}[{lo}:{hi}]", _rows(family), A.B)
+    return Run.of(FAMILIES[family], lo, hi, _rows(family))
 
 
 def ones(rows):

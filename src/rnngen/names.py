@@ -94,6 +94,8 @@ def _owner(name: str, params: set) -> str | None:
         return WORDS[name]
     if name.startswith("n_h") and name[3:].isdigit():
         return "a layer's hidden size (n_h1, n_h2, ...)"
+    if name in _FIXED_ROLES:
+        return f"the parameter of {_FIXED_ROLES[name]}"
     if name in FAMILIES or is_family_name(name):
         return "a per-step quantity of the derivation (of some layer and direction)"
     if any(name == f.partition("_")[0] for f in FAMILIES):

@@ -269,14 +269,21 @@ def stack_time_sums(program: Program) -> Program:
 
 
 def eliminate_dead_code(program: Program) -> Program:
-    """Drop statements that no output needs."""
-    needed = set(program.outputs)
-    kept = []
-    for s in reversed(program.stmts):
-        if s.writes & needed:
-            kept.append(s)
-            needed |= s.reads
-    return program.with_stmts(reversed(kept))
+    """Drop statements that no output needs.
+
+    Whatever the statements' order: a pass may leave a statement before one it reads (a family
+    vectorized over time stands where its first step stood) until ``schedule`` orders them.
+    """
+    writer = {cell: i for i, s in enumerate(program.stmts) for cell in s.writes}
+    todo = [writer[c] for c in program.outputs if c in writer]
+    kept = set(todo)
+    while todo:
+        for cell in program.stmts[todo.pop()].reads:
+            i = writer.get(cell)
+            if i is not None and i not in kept:
+                kept.add(i)
+                todo.append(i)
+    return program.with_stmts(s for i, s in enumerate(program.stmts) if i in kept)
 
 
 def schedule(program: Program) -> Program:
