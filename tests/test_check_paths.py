@@ -220,7 +220,7 @@ def test_progress_names_every_stage_and_each_parameter_of_the_oracle(module, bui
     assert lines[0] == "finite differences"
     assert {"Taylor test", "paths in float64", "paths in float32", "paths vs recursion"} <= set(lines)
     oracle = [line for line in lines if line.startswith("exact oracle: ") and "of 6" in line]
-    assert oracle == [f"exact oracle: {n} ({i} of 6)" for i, n in enumerate(["U", "W", "V", "b", "c", "h0"], 1)]
+    assert oracle == [f"exact oracle: {n} ({i} of 6)" for i, n in enumerate(["U", "W", "b", "h0", "V", "c"], 1)]
 
 
 def test_as_dict_is_json_ready_with_every_figure(module):

@@ -158,7 +158,8 @@ def derive(
         output: output layer (softmax, sigmoid, identity).
         loss: the loss, which the output must be able to feed.
         mapping: ``"many-to-many"`` (a loss at every step) or ``"many-to-one"`` (at the last).
-        notation: ``"column"`` or ``"row"`` vectors, or ``"stacked"`` (one matrix on ``[h_{t-1}; x_t]``).
+        notation: ``"column"`` or ``"row"`` vectors, or ``"stacked"`` / ``"stacked-row"`` (one matrix on
+            ``[h_{t-1}; x_t]``, seed 002).
         names: the input, recurrent and output matrix names, ``"U,W,V"`` or a sequence of three.
         hidden_bias, output_bias: whether the layers have the biases b and c.
         cell: the recurrent cell of every layer (``"elman"``).

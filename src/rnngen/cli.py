@@ -508,7 +508,7 @@ def _print_formulas(result) -> None:
     grads = {names.gradient(p) for p in result.derivation.graph.params}
     formulas = [f for f in result.formulas if f.stmts[0].section == "backward"]
     click.echo("Gradients, as the module computes them ((N): equation number in the .tex; δv_t = dE/dv_t;")
-    how = "one above the other" if result.spec.notation == "row" else "side by side"
+    how = "one above the other" if result.spec.row else "side by side"
     click.echo(f"X[1..{T}] = [x_1 ... x_{T}] and Δz[1..{T}] = [δz_1 ... δz_{T}] set the steps {how}; 1 = ones):")
     for f in formulas:
         if f.stmts[0].target.name in grads:
@@ -722,7 +722,9 @@ def _describe(spec) -> str:
     bias = {(True, True): "biases b and c", (True, False): "bias b only", (False, True): "bias c only"}
     layers = f"{spec.layers} layers" if spec.layers > 1 else "1 layer"
     shape = f"{layers}{', bidirectional' if spec.bidirectional else ''}{', dE/dx' if spec.input_grad else ''}"
-    vectors = "the stacked matrix on [h; x]" if spec.notation == "stacked" else f"{spec.notation} vectors"
+    vectors = (
+        f"one matrix on the stacked {'row' if spec.row else 'vector'}" if spec.stacked else f"{spec.notation} vectors"
+    )
     return (
         f"{shape}: {spec.hidden} hidden, {spec.output} output, {spec.loss} loss, {spec.mapping}, {vectors}, "
         f"matrices {','.join(spec.names)}, {bias.get((spec.hidden_bias, spec.output_bias), 'no biases')}, T = {spec.T}"

@@ -79,7 +79,7 @@ class Notation:
 
     def __init__(self, spec):
         self.spec = spec
-        self.row = spec.notation == "row"
+        self.row = spec.row
         self.printer = MathPrinter(LATEX, self.row)
         self.names = {role: param_latex(name, self.row) for role, name in spec.role_names.items()}
         _, weights = parameters(spec)

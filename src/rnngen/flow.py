@@ -80,7 +80,7 @@ def random_weights(result: Build, sizes: tuple, seed: int, scale: float) -> dict
         elif cols == 1:
             values[name] = 0.1 * rng.standard_normal((rows, 1))
         else:
-            fan_in = rows if result.spec.notation == "row" else cols
+            fan_in = rows if result.spec.row else cols
             values[name] = rng.standard_normal((rows, cols)) / np.sqrt(fan_in)
     return values
 

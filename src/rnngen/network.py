@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from functools import cache
 
 import sympy as sp
-from sympy import MatrixSymbol, Transpose
+from sympy import Basic, MatrixSymbol, Transpose
+from sympy.core.symbol import Str
 
 from rnngen.cells import CELLS
-from rnngen.families import _Typed, chain_suffix
+from rnngen.families import chain_suffix
 
 
 @cache
@@ -81,36 +82,48 @@ class Param:
         offset = sum((n for p, n in self.blocks[: self.parts.index(part)]), sp.S.Zero)
         width = dict(self.blocks)[part]
         rows, cols = (width, self.rows) if self.row else (self.rows, width)
-        meta = (self.name, part, 0 if self.row else 1, offset, width)
-        return Block._make(block_name(self.name, part), meta, rows, cols)
+        return Block(block_name(self.name, part), rows, cols, self.name, part, 0 if self.row else 1, offset, width)
 
     @property
     def parts(self) -> tuple:
         return tuple(p for p, _ in self.blocks)
 
 
-class Block(_Typed):
-    """A block of a parameter: its entries ``offset .. offset + width - 1`` along ``axis`` of the stored array."""
+class Block(MatrixSymbol):
+    """A block of a parameter: its entries ``offset .. offset + width - 1`` along ``axis`` of the stored array.
+
+    What it is a block of is part of its SymPy arguments: the same name and shape can be a column
+    block (column notation) or a row block (row notation) of a square matrix.
+    """
+
+    def __new__(cls, name, rows, cols, param, part, axis, offset, width):
+        args = [sp.sympify(a) for a in (rows, cols, axis, offset, width)]
+        name, param, part = (a if isinstance(a, Str) else Str(a) for a in (name, param, part))
+        return Basic.__new__(cls, name, args[0], args[1], param, part, *args[2:])
+
+    @property
+    def shape(self):
+        return self.args[1], self.args[2]
 
     @property
     def param(self) -> str:
-        return self.meta[0]
+        return self.args[3].name
 
     @property
     def part(self) -> str:
-        return self.meta[1]
+        return self.args[4].name
 
     @property
     def axis(self) -> int:
-        return self.meta[2]
+        return int(self.args[5])
 
     @property
     def offset(self) -> sp.Expr:
-        return self.meta[3]
+        return self.args[6]
 
     @property
     def width(self) -> sp.Expr:
-        return self.meta[4]
+        return self.args[7]
 
 
 @dataclass(frozen=True)
@@ -202,8 +215,7 @@ def network(spec) -> Network:
     cell = CELLS[spec.cell]
     L = spec.layers
     directions = ("f", "b") if spec.bidirectional else ("",)
-    row = spec.notation in ("row",)
-    stacked_form = spec.notation == "stacked"
+    row, stacked_form = spec.row, spec.stacked
     input_name, recurrent_name, output_name = spec.names
     chains = []
     below = None  # (chains of the layer below, their size)
@@ -226,7 +238,7 @@ def network(spec) -> Network:
                     hidden,
                     hidden + sum(n for _, n in in_blocks),
                     (("h", hidden),) + in_blocks,
-                    False,
+                    row,
                     (layer, d),
                 )
                 params["input"] = params["recurrent"] = w

@@ -107,7 +107,7 @@ def network_context(derivation: Derivation, formulas: list, numbering: Numbering
         row=n.row,
         layers=net.layers,
         bidirectional=spec.bidirectional,
-        stacked=spec.notation == "stacked",
+        stacked=spec.stacked,
         many_to_one=spec.mapping == "many-to-one",
         legend=_legend(n, derivation),
         chains=chains,

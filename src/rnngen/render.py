@@ -92,7 +92,7 @@ def _generic_equation(stmt, form, printer, row: bool) -> str:
 
 def final_formulas(program: Program) -> list:
     """Group the statements that share a per-step form into numbered formulas."""
-    row = program.derivation.spec.notation == "row"
+    row = program.derivation.spec.row
     stmts = program.stmts
     forms = [(s.step[0], step_template(s.expr, s.step[1])) if s.step else None for s in stmts]
     formulas = []
@@ -260,12 +260,14 @@ def module_context(derivation: Derivation, lowered: Lowered, formulas: list, num
         input_grad=spec.input_grad,
         n_x_from_xs=sources["n_x"] == "x.shape[2]",
         compound_dims=any(p.blocks for p in net.params.values()),
+        row=spec.row,
+        stacked=spec.stacked,
         n_out=sources["n_y"],
         targets=spec.loss_rule.targets,
         target_doc=_target_doc(spec),
         normalized_targets=bool(spec.fused and spec.fused.normalized_targets),
         class_targets=class_targets,
-        fan_in=0 if spec.notation == "row" else 1,
+        fan_in=0 if spec.row else 1,
         weights=[name for name, p in net.params.items() if not p.is_vector],
         helpers=[source for _, source in sorted(printer.helpers.items())],
         spec_items=[(k, py_literal(v)) for k, v in spec.as_dict().items()],

@@ -31,6 +31,7 @@ NOTATIONS = {
     "column": "column vectors: h_t = f(U x_t + W h_{t-1} + b), yhat_t = g(V h_t + c)",
     "row": "row vectors: h^t = f(x^t U + h^{t-1} W + b), yhat^t = g(h^t V + c); matrices are transposed",
     "stacked": "column vectors, one matrix on the stacked vector: h_t = f(W [h_{t-1}; x_t] + b) (no input name)",
+    "stacked-row": "row vectors, one matrix on the stacked row: h^t = f([h^{t-1}, x^t] W + b) (no input name)",
 }
 #: Largest number of stacked layers accepted.
 MAX_LAYERS = 8
@@ -224,6 +225,16 @@ class RNNSpec:
     # -- derived facts -------------------------------------------------------------------
 
     @property
+    def row(self) -> bool:
+        """True when vectors are rows (``h^t = f(x^t U + ...)``): matrices are stored transposed."""
+        return self.notation in ("row", "stacked-row")
+
+    @property
+    def stacked(self) -> bool:
+        """True when one matrix multiplies the stacked vector ``[h_{t-1}; x_t]`` (seed 002)."""
+        return self.notation in ("stacked", "stacked-row")
+
+    @property
     def is_custom(self) -> bool:
         return self.hidden not in HIDDEN
 
@@ -283,7 +294,7 @@ class RNNSpec:
         if self.mapping == "many-to-one":
             parts.append("m2o")
         if self.notation != "column":
-            parts.append(self.notation)
+            parts.append(self.notation.replace("-", "_"))  # a module name is an identifier
         if self.names != DEFAULT_NAMES:
             parts.append(("" if all(len(n) == 1 for n in self.names) else "_").join(self.names))
         dropped = {(False, True): "nob", (True, False): "noc", (False, False): "nobias"}
