@@ -30,7 +30,7 @@ def test_document_shows_the_derivation(built):
         r"\operatorname{diag}\bigl(\mathbf{1} - h_{t} \odot h_{t}\bigr)",  # dh_t/dz_t
         r"\frac{\partial z_{t}}{\partial h_{t-1}} = W",  # dz_t/dh_{t-1}
         r"\operatorname{diag}(\hat{y}_{t}) - \hat{y}_{t} \hat{y}_{t}^{\top}",  # the same as a matrix
-        r"\delta^{h}_{t} &= V^{\top} \delta^{o}_{t} + W^{\top} \delta^{z}_{t+1}",  # recursive delta form: the output of step t, then step t+1
+        r"\delta^{h}_{t} &= V^{\top} \delta^{o}_{t} + W^{\top} \delta^{z}_{t+1}",  # the delta form: step t, then t+1
     ):
         assert needed in tex, needed
     # the sum over T = 5 paths, written out for W, U and b as in the slides
