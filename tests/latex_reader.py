@@ -843,7 +843,11 @@ class Checker(Reader):
             parts = top if family == "h" else [family]
             got = np.array([np.concatenate([self.base_steps[f, t].reshape(-1) for f in parts]) for t in ts])
             if not np.allclose(got, np.asarray(out[family]).reshape(got.shape), rtol=1e-12, atol=1e-14):
-                failures.append((where[parts[0]], f"{family} from the forward equations differs from the module's"))
+                # the module shows the top layer only: a wrong state of any chain below shows there too
+                culprits = (
+                    {where[f] for f in self.forward if _base(f) in ("z", "h")} if family == "h" else {where[family]}
+                )
+                failures += [(n, f"{family} from the forward equations differs from the module's") for n in culprits]
         loss, self.grads = self.module.loss_and_grads(params, xs, targets)
         if not np.isclose(self.base_steps["E", None], loss, rtol=1e-12):
             failures.append((where["E"], f"the loss equations give {self.base_steps['E', None]}, the module {loss}"))

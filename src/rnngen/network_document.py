@@ -21,12 +21,13 @@ from rnngen.backprop import Derivation
 from rnngen.document import Notation, Numbering, aligned, forward_families, sum_over_steps
 from rnngen.families import Family, Relative, Step, family, relative_of, run_of, step_of
 from rnngen.network import Block
+from rnngen.printing.math import param_latex
 from rnngen.program import gradient_symbol, relative, state_key, step_template
 
 _ROLES = {
     "input": "input weights",
     "recurrent": "recurrent weights",
-    "stacked": "the weights on the stacked vector",
+    "stacked": "stacked-vector weights",
     "hidden_bias": "hidden bias",
     "initial": "initial state (zeros by default)",
     "output": "output weights",
@@ -41,8 +42,8 @@ def _where(chain) -> str:
 
 
 def _size(expr) -> str:
-    """A parameter's dimension in LaTeX: ``n_{h1}``, ``2 n_{h}``, ``n_{h} + n_{x}``."""
-    return sp.latex(expr)
+    """A parameter's dimension in LaTeX: ``n_{h1}``, ``2 n_{h}``, ``(n_{h} + n_{x})``."""
+    return f"({sp.latex(expr)})" if isinstance(expr, sp.Add) else sp.latex(expr)
 
 
 def _legend(n: Notation, derivation: Derivation) -> list:
@@ -55,11 +56,11 @@ def _legend(n: Notation, derivation: Derivation) -> list:
     for name, p in net.params.items():
         shape = " \\times ".join(_size(d) for d in p.symbol().shape if d != 1)
         where = f" of {_where(net.chain(p.chain))}" if p.chain else ""
-        blocks = ""
+        symbol = n.latex(derivation.graph.params[name])
+        rows.append((f"${symbol}$", f"{_ROLES[p.role]}{where}, ${shape}$"))
         if p.blocks:
-            parts = ", ".join(f"${n.latex(p.block(part))}$" for part in p.parts)
-            blocks = f"; its blocks {parts}"
-        rows.append((f"${n.latex(derivation.graph.params[name])}$", f"{_ROLES[p.role]}{where}, ${shape}${blocks}"))
+            parts = ",\\ ".join(n.latex(p.block(part)) for part in p.parts)
+            rows.append(("", f"its {'row' if p.row else 'column'} blocks, in order: ${parts}$"))
     h, dh = (n.step(key + net.chains[-1].suffix, "t") for key in ("h", "dh"))
     rows.append((f"${dh}$", f"$\\partial E / \\partial {h}$, the gradient of the loss at a value (a delta)"))
     rows.append(("$\\odot$", "entrywise product"))
@@ -379,6 +380,7 @@ def network_context(derivation: Derivation, formulas: list, numbering: Numbering
         output_split=_output_split(n, derivation),
         sweeps=_chain_sweeps(n, derivation),
         gradients=_gradient_lines(n, derivation),
+        column_names=[param_latex(name) for name in spec.names],
         stacked_weights=[
             (n.latex(p.symbol()), [n.latex(p.block(part)) for part in p.parts])
             for p in net.params.values()
