@@ -13,7 +13,7 @@ import re
 
 import numpy as np
 import pytest
-from latex_reader import Checker, numbered_equations
+from latex_reader import Checker, formula_lines, numbered_equations
 from test_document import _module
 from test_document_equations import _tagged_spans, mutations
 from test_latex import compile_tex, needs_pdflatex
@@ -207,11 +207,13 @@ def test_the_stacked_gradient_is_one_sum_with_the_two_blocks_side_by_side():
     )
 
 
-def test_a_layer_above_the_first_shows_the_bias_its_recurrence_reads():
-    """The final formula of layer 2 reads Z~^{(2)}, the bias b2 for every step, so the document must
-    state it (it left it out as if it were an initial state, and the formulas did not run)."""
-    result = build(RNNSpec(T=3, layers=2))
-    assert re.search(r"\\tilde\{Z\}\^\{\(2\)\}_\{1:3\} &= b2 \\tag", result.latex)
+def test_every_value_a_final_formula_reads_is_stated_before_it():
+    """Layer 2's recurrence reads its non-recurrent part Z~^{(2)}; the document must state it (when that
+    part was the bias alone, b2 for every step, it was left out as if it were an initial state)."""
+    lines = formula_lines(build(RNNSpec(T=3, layers=2)).latex)
+    for layer in (1, 2):
+        first_reader = next(i for i, line in enumerate(lines) if rf"\tilde{{z}}^{{({layer})}}_{{t}}" in line)
+        assert any(line.startswith(rf"\tilde{{Z}}^{{({layer})}}_{{1:3}} &=") for line in lines[:first_reader])
 
 
 # --- a changed index or tag fails ---------------------------------------------------------------

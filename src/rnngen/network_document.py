@@ -49,6 +49,14 @@ def _size(expr) -> str:
 def _legend(n: Notation, derivation: Derivation) -> list:
     net = derivation.graph.network
     rows = [(f"${n.step('x', 't')},\\ {n.step('y', 't')}$", "input and target at step $t$")]
+    tags = []  # what a tag beside a symbol says
+    if net.layers > 1:
+        tags.append(("(l)", "layer $l$"))
+    if len(net.directions) > 1:
+        tags.append((r"(\mathrm{f}),\ (\mathrm{b})", "the forward and the backward chain"))
+    if tags:
+        symbols = r",\ ".join(tag for tag, _ in tags)
+        rows.append((f"${symbols}$", "beside a symbol: " + "; ".join(meaning for _, meaning in tags)))
     for chain in net.chains:
         z, h = (n.step(base + chain.suffix, "t") for base in ("z", "h"))
         rows.append((f"${z},\\ {h}$", f"pre-activation and state of {_where(chain)}"))
