@@ -101,6 +101,7 @@ SAMPLE = (
     RNNSpec(T=3, notation="stacked"),
     RNNSpec(T=3, layers=2, notation="row", hidden="sigmoid", output="identity", loss="squared_error"),
     RNNSpec(T=3, bidirectional=True, notation="stacked", mapping="many-to-one", output_bias=False),
+    RNNSpec(T=3, bidirectional=True, notation="row"),  # V [h^f; h^b] as [h^f h^b] V, blocks of rows
 )
 
 
