@@ -67,7 +67,7 @@ _WHERE_BOUND = "where"
 _SYMBOL = re.compile(
     r"(?P<base>\\tilde\{\\(?:delta|Delta)\}|\\(?:delta|Delta)(?!_\{ij\})|\\tilde\{[zZ]\}|\\hat\{[yY]\}|\{[fF]'\}"
     r"|[XYZHOxyzhoDE](?![A-Za-z]))"
-    r"(?P<sup>\^\{(?!\\top|\+)(?:\\hat\{y\}|[^{}])*\})?(?P<sub>_\{[^{}]*\}|_[ij](?![A-Za-z]))?"
+    r"(?P<sup>\^\{(?!\\top|\+)(?:\\hat\{y\}|\\mathrm\{[fb]\}|[^{}])*\})?(?P<sub>_\{[^{}]*\}|_[ij](?![A-Za-z]))?"
 )
 #: Tried before symbols: constructs that start like one.
 _FIRST = [
@@ -81,6 +81,12 @@ _FIRST = [
 ]
 _TOKENS = [
     ("EMPTY", r"\{\}"),  # an empty group, {\hat{y}^{t}{}}^{\top}
+    ("BMAT", r"\\begin\{bmatrix\}"),  # blocks: & side by side, \\ one above the other
+    ("AMP", r"&"),
+    ("ROW", r"\\\\"),
+    ("EMAT", r"\\end\{bmatrix\}"),
+    ("LP", r"\\underbrace\{"),  # a term under a brace that names where it came from: the label is no value
+    ("RP", r"\}_\{\\text\{[^{}]*\}[^{}]*\}"),
     ("SUM", r"\\(?P<op>sum|prod)_\{(?P<var>[a-z])=(?P<lo>[^{}]+)\}\^\{(?P<hi>[^{}]+)\}"),
     # a sum over the entries, \sum_i, or over all but one, \sum_{i \ne j}
     ("SUMI", r"\\sum_(?:(?P<var>[ij])(?![A-Za-z])|\{(?P<skip_var>[ij]) \\ne (?P<skip>[ij])\})"),
@@ -112,7 +118,7 @@ _TOKENS = [
     ("ID", r"I(?![A-Za-z_{])"),  # the identity, its size from what it meets
     ("MUL", r"\\cdot(?![a-z])"),
     ("CUSTOM", r"f'?(?=\()"),  # a custom activation f and its derivative f', given to the reader
-    ("PARAM", r"[A-Za-z](?:_\{[A-Za-z0-9]+\})?"),
+    ("PARAM", r"[A-Za-z][0-9]*(?:_\{[A-Za-z0-9,]+\})?"),  # W, w_{i}, U2 (layer 2), U2_{f,b} (a block)
     ("SKIP", r"\s+|\\,|\\;"),
 ]
 
@@ -144,10 +150,13 @@ class Reader:
         xs: the inputs, (T, n_x); ys: step -> target vector (one-hot for classes).
         custom: ``{"f": f, "f'": f'}`` on arrays, for a custom activation (its legend defines them),
             or ``{"lrelu": ..., "lrelu'": ...}`` for leaky relu.
+        blocks: block name (``V_f``) -> ``(parameter, axis, start, stop)``: the part of a stored
+            parameter that a block names, for networks whose matrices act on stacked vectors.
     """
 
-    def __init__(self, tex: str, row: bool, params: dict, xs, ys: dict, custom=None):
+    def __init__(self, tex: str, row: bool, params: dict, xs, ys: dict, custom=None, blocks=None):
         self.custom = custom or {}
+        self.blocks = blocks or {}
         self.row = row
         self.T = len(xs)
         self.axis = 0 if row else 1  # the axis along which steps are stacked
@@ -157,7 +166,10 @@ class Reader:
             self.steps["x", t] = self._vector(x)
         for t, y in ys.items():
             self.steps["y", t] = self._vector(y)
-        self.steps["h", 0] = self.params["h0"]
+        # each chain's initial state is a parameter: (family, step) -> its name
+        self.initial = {_initial_step(name, self.T): name for name in params if _initial_step(name, self.T)}
+        for key, name in self.initial.items():
+            self.steps[key] = self.params[name]
         self.gradients: dict = {}
         self.loss = None
         self.entrywise = False  # True while reading a formula written entry by entry (y_i, o_j)
@@ -182,7 +194,7 @@ class Reader:
     def _assign(self, lhs: str, value, env) -> None:
         grad = re.fullmatch(r"\\frac\{\\partial E\}\{\\partial (.+)\}", lhs)
         if grad:
-            self.gradients[_param_name(grad.group(1))] = value
+            self.gradients[self._param_of(grad.group(1))] = value
             return
         if lhs == "E":
             self.loss = float(np.asarray(value).reshape(()))
@@ -190,6 +202,8 @@ class Reader:
         family, index, _ = self._parse_symbol(lhs)
         if isinstance(index, tuple):  # stacked steps: store each
             lo, hi = index
+            if np.shape(value)[self.axis] == 1:  # b 1^T: one vector repeated for every step
+                value = np.repeat(value, hi - lo + 1, axis=self.axis)
             for k, part in zip(range(lo, hi + 1), np.split(value, hi - lo + 1, axis=self.axis)):
                 self.steps[family, k] = part
         else:
@@ -214,13 +228,16 @@ class Reader:
             entry, sub = sub, None
         elif sub and sub.endswith((",i", ",j")):  # y_{t,i} (column)
             sub, entry = sub[:-2], sub[-1]
-        if "delta" in base.lower():  # delta^{z}_{t} (column) or delta^{z,t} (row)
-            letter, _, index = (sup or "").partition(",")
-            index = index or sub
-            family = "pre_dh" if "tilde" in base else "d" + ("yhat" if letter == r"\hat{y}" else letter)
-        else:
-            index = sup if self.row else sub
-            family = _FAMILY.get(base, base.lower() if base not in "DE" else base)
+        # a layer and direction tag (2\mathrm{f}) in the superscript: the chain's suffix (2_f)
+        tagged = _TAGGED.fullmatch(sup or "")
+        head, rest = tagged.group("head"), tagged.group("rest")
+        suffix = (tagged.group("layer") or "") + (f"_{tagged.group('dir')}" if tagged.group("dir") else "")
+        if "delta" in base.lower():  # delta^{z(2)}_{t} (column) or delta^{z(2),t} (row)
+            letter, index = head, rest.lstrip(",") or sub
+            family = ("pre_d" if "tilde" in base else "d") + ("yhat" if letter == r"\hat{y}" else letter) + suffix
+        else:  # h^{(2)}_{t} (column) or h^{(2),t} (row)
+            index = (head or rest.lstrip(",") or None) if self.row else sub
+            family = _FAMILY.get(base, base.lower() if base not in "DE" else base) + suffix
         if index is None:
             if entry is None and base != "E" and not self.entrywise:
                 raise ValueError(f"a symbol without a step: {m.group(0)!r}")
@@ -230,6 +247,17 @@ class Reader:
             lo, hi = index.split(":")
             return family, (int(lo), int(hi)), entry
         return family, index, entry
+
+    def _param_of(self, text: str) -> str:
+        """The parameter a gradient is taken by: ``W``, ``U2_{f}``, or a chain's initial state ``h^{(1)}_{0}``."""
+        m = _SYMBOL.fullmatch(text.strip())
+        if m:
+            family, index, _ = self._symbol(m)
+            key = (family, self._step(index, {}))
+            if key not in self.initial:
+                raise ValueError(f"{text!r} is no parameter: no chain starts at it")
+            return self.initial[key]
+        return _param_name(text)
 
     def _step(self, index: str, env) -> int:
         """A step index (``3``, ``t-1``, ``j+1``, ``T``) as a number, the letters taken from ``env``."""
@@ -338,7 +366,7 @@ class Reader:
         return value
 
     _STARTS = ("LP", "IVL", "EXP", "SYM", "ONE", "FN", "CUSTOM", "PARAM", "NUM", "JAC", "KRON", "FRAC")
-    _STARTS += ("NORM", "ID", "GAMMA", "SUM", "SUMI", "MUL", "PAIR")
+    _STARTS += ("NORM", "ID", "GAMMA", "SUM", "SUMI", "MUL", "PAIR", "BMAT")
 
     def _product(self, env):
         coeff, value, read = 1.0, None, 0  # a number in front (\tfrac{1}{2}) scales the product
@@ -417,10 +445,10 @@ class Reader:
         depth = 0
         while self.pos < len(self.tokens):
             kind = self._peek()
-            closing = kind == "RP" or kind == "IVR" or kind == "NORM" and self._closing_norm()
-            if depth == 0 and (kind in ("ADD", "SUB", "LE") or closing):
+            closing = kind in ("RP", "IVR", "EMAT") or kind == "NORM" and self._closing_norm()
+            if depth == 0 and (kind in ("ADD", "SUB", "LE", "AMP", "ROW") or closing):
                 return
-            depth += -1 if closing else kind in ("LP", "EXP", "IVL", "NORM")
+            depth += -1 if closing else kind in ("LP", "EXP", "IVL", "NORM", "BMAT")
             self.pos += 1
 
     def _factor(self, env):
@@ -456,6 +484,18 @@ class Reader:
             value = self._sum(env)
             self._take("IVR")
             return (value > 0).astype(float)
+        if kind == "BMAT":
+            self._take("BMAT")
+            rows = [[]]
+            while True:
+                rows[-1].append(np.asarray(_value(self._sum(env)), float))
+                kind = self._peek()
+                if kind == "EMAT":
+                    self._take("EMAT")
+                    return np.block(rows)
+                self._take("AMP" if kind == "AMP" else "ROW")
+                if kind == "ROW":
+                    rows.append([])
         if kind == "NUM":
             m = self._take("NUM")
             return float(m.group(1)) / float(m.group(2)) if m.group(1) else float(m.group(0))
@@ -498,6 +538,9 @@ class Reader:
             bound = env.get(_WHERE_BOUND, {})  # a name the formula's where-clause binds comes first
             if name in bound:
                 return bound[name]
+            if name not in self.params and name in self.blocks:
+                param, axis, start, stop = self.blocks[name]
+                return np.take(self.params[param], range(start, stop), axis=axis)
             if name not in self.params:
                 raise ValueError(f"{name!r} is no parameter, and no where-clause (', \\quad {name} = ...') binds it")
             return self.params[name]
@@ -569,9 +612,39 @@ def _compiled(pattern: str):
 
 
 def _param_name(text: str) -> str:
-    """``w_{o}`` -> ``w_o``; ``h_{0}`` / ``h^{0}`` -> ``h0``."""
-    name = text.strip().replace("{", "").replace("}", "").replace("^", "_")
+    """``w_{o}`` -> ``w_o``; ``h_{0}`` / ``h^{0}`` -> ``h0``; ``U2_{f,b}`` -> ``U2_f_b`` (a block)."""
+    name = text.strip().replace("{", "").replace("}", "").replace("^", "_").replace(",", "_")
     return "h0" if name == "h_0" else name
+
+
+#: A superscript with a chain's tag: ``z(2\mathrm{f})``, ``(1),t``, ``\hat{y},t``, ``t-1``.
+_TAGGED = re.compile(
+    r"(?P<head>(?:\\hat\{y\}|[^(,])*)(?:\((?P<layer>\d*)(?:\\mathrm\{(?P<dir>[fb])\})?\))?(?P<rest>.*)"
+)
+#: The module's names of the initial states: ``h0``, ``h0_2``, ``h0_f``, ``h0_2_b``.
+_INITIAL = re.compile(r"h0(?:_(?P<layer>\d+))?(?:_(?P<dir>[fb]))?")
+
+
+def _initial_step(name: str, T: int):
+    """``(family, step)`` of the state a parameter sets: ``h0_2`` -> ``("h2", 0)``, ``h0_b`` -> ``("h_b", T + 1)``.
+
+    A backward chain starts after the last step. None for a parameter that is no initial state.
+    """
+    m = _INITIAL.fullmatch(name)
+    if not m:
+        return None
+    direction = m.group("dir")
+    key = "h" + (m.group("layer") or "") + (f"_{direction}" if direction else "")
+    return key, T + 1 if direction == "b" else 0
+
+
+def _base(key: str) -> str:
+    """A family's quantity without its chain suffix: ``h2_f`` -> ``h``, ``pre_z1`` -> ``pre_z``."""
+    return re.sub(r"\d*(?:_[fb])?$", "", key)
+
+
+def _suffix(key: str) -> str:
+    return key[len(_base(key)) :]
 
 
 def _steps(rhs: str):
@@ -624,11 +697,21 @@ def numbered_equations(tex: str) -> list:
                 pending.append(row)
             tag = re.search(r"\\tag\{(\d+)\}", row)
             if tag:
-                eqs = [re.sub(r"\\tag\{\d+\}|\\nonumber|&", " ", e) for e in pending]
+                eqs = [re.sub(r"\\tag\{\d+\}|\\nonumber", " ", _without_alignment(e)) for e in pending]
                 eqs = [re.sub(r"\s+", " ", e).strip().rstrip(".,").strip() for e in eqs]
                 out.append((int(tag.group(1)), eqs, env.start() > final_at))
                 pending = []
     return out
+
+
+#: The steps a generic equation states at its end: ``, \quad t = T-1, \dots, 1``, ``t = 2, 1``, ``t = 3``.
+_STEPS = re.compile(r",\s*\\quad t = (?P<first>[^,]+?)(?:, (?P<dots>\\dots, )?(?P<last>[^,]+?))?$")
+
+
+def _without_alignment(row: str) -> str:
+    """A row without its alignment marks ``&``; the column separators of a bmatrix stay."""
+    kept = re.sub(r"\\begin\{bmatrix\}.*?\\end\{bmatrix\}", lambda m: m.group(0).replace("&", "\0"), row)
+    return kept.replace("&", " ").replace("\0", "&")
 
 
 def relations(equation: str) -> list:
@@ -656,8 +739,8 @@ class Checker(Reader):
         many_to_one: the loss (and every target) at the last step only.
     """
 
-    def __init__(self, tex, row, params, xs, ys, module, problem, many_to_one=False, custom=None):
-        super().__init__(tex, row, params, xs, ys, custom)
+    def __init__(self, tex, row, params, xs, ys, module, problem, many_to_one=False, custom=None, blocks=None):
+        super().__init__(tex, row, params, xs, ys, custom, blocks)
         self.module, self.raw, self.problem = module, (params, xs, ys), problem
         self.loss_steps = sorted(ys)
         self.many_to_one = many_to_one
@@ -669,8 +752,13 @@ class Checker(Reader):
     # --- the world ---------------------------------------------------------------------------
 
     def _definitions(self, blocks) -> tuple:
-        """The forward equations (family -> right side at step t) and the loss equations."""
-        forward, loss, where = {}, {}, {}
+        """The forward equations (family -> right side at step t) and the loss equations.
+
+        The last equation of each family defines it (a network's families in the order the
+        document gives them: chain by chain, then the output); ``self.used`` keeps the relations
+        used, and every other one is checked against the forward pass they define.
+        """
+        forward, loss, where, used = {}, {}, {}, {}
         for number, eqs, final in blocks:
             if final:
                 continue
@@ -681,10 +769,12 @@ class Checker(Reader):
                     if not m or not rhs:
                         continue
                     family, index, entry = self._symbol(m)
-                    if family in FORWARD and index == "t" and "delta" not in lhs:
-                        forward[family], where[family] = rhs, number
-                    elif family == "E":
-                        loss["E" if index is None else "E_t"], where["E" if index is None else "E_t"] = rhs, number
+                    if _base(family) in FORWARD and index == "t" and "delta" not in lhs:
+                        forward[family], where[family], used[family] = rhs, number, (number, rel)
+                    elif family == "E" and index in (None, "t"):  # E = ..., E_t = ... (no other step)
+                        key = "E" if index is None else "E_t"
+                        loss[key], where[key], used[key] = rhs, number, (number, rel)
+        self.used = set(used.values())
         return forward, loss, where
 
     def simulate(self, params=None, override=None, frozen_before=0) -> dict:
@@ -697,17 +787,24 @@ class Checker(Reader):
         self.params = params or self.base_params
         key, forced = override or (None, None)
         steps = {k: v for k, v in self.base_steps.items() if k[0] in ("x", "y")}
-        steps["h", 0] = forced if key == ("h", 0) else self.params["h0"]
+        for start, name in self.initial.items():
+            steps[start] = forced if key == start else self.params[name]
         self.steps, self.entrywise = steps, False
         try:
-            for t in range(1, self.T + 1):
-                for family in FORWARD:
-                    if t < frozen_before:
-                        steps[family, t] = self.base_steps[family, t]
-                    elif key == (family, t):
-                        steps[family, t] = forced
-                    else:
-                        steps[family, t] = self._evaluate(self.forward[family], {"t": t})
+            # chain by chain, each in its own direction (a backward chain from step T down to 1)
+            groups: dict = {}
+            for family in self.forward:
+                groups.setdefault(_suffix(family), []).append(family)
+            for suffix, families in groups.items():
+                ts = range(self.T, 0, -1) if suffix.endswith("_b") else range(1, self.T + 1)
+                for t in ts:
+                    for family in families:
+                        if t < frozen_before:
+                            steps[family, t] = self.base_steps[family, t]
+                        elif key == (family, t):
+                            steps[family, t] = forced
+                        else:
+                            steps[family, t] = self._evaluate(self.forward[family], {"t": t})
             for t in self.loss_steps:
                 self.entrywise = True
                 steps["E", t] = float(np.sum(self._evaluate(self.loss["E_t"], {"t": t})))
@@ -720,7 +817,8 @@ class Checker(Reader):
     def build(self, blocks) -> tuple:
         """Run the forward pass from the document: ``(failures of the forward and loss equations, it ran)``."""
         self.forward, self.loss, where = self._definitions(blocks)
-        missing = [f for f in FORWARD if f not in self.forward] + [k for k in ("E", "E_t") if k not in self.loss]
+        bases = {_base(f) for f in self.forward}
+        missing = [f for f in FORWARD if f not in bases] + [k for k in ("E", "E_t") if k not in self.loss]
         if missing:  # nothing can be checked
             return [(n, f"the document defines no forward or loss equation for {missing}") for n, _, _ in blocks], False
         # the Jacobians belong to one forward pass: one cache per set of definitions
@@ -734,11 +832,22 @@ class Checker(Reader):
         params, xs, targets = self.problem
         out = self.module.forward(params, xs)
         failures = []
+        # the module's h: the top layer's states, its forward and backward chains' side by side
+        states = [f for f in self.forward if _base(f) == "h"]
+        top = max(re.sub(r"\D", "", _suffix(f)) or "0" for f in states)
+        top = sorted(
+            (f for f in states if (re.sub(r"\D", "", _suffix(f)) or "0") == top), key=lambda f: f.endswith("_b")
+        )
         for family in ("h", "o", "yhat"):
             ts = range(1, self.T + 1) if family == "h" or not self.many_to_one else [self.T]
-            got = np.array([self.base_steps[family, t].reshape(-1) for t in ts])
+            parts = top if family == "h" else [family]
+            got = np.array([np.concatenate([self.base_steps[f, t].reshape(-1) for f in parts]) for t in ts])
             if not np.allclose(got, np.asarray(out[family]).reshape(got.shape), rtol=1e-12, atol=1e-14):
-                failures.append((where[family], f"{family} from the forward equations differs from the module's"))
+                # the module shows the top layer only: a wrong state of any chain below shows there too
+                culprits = (
+                    {where[f] for f in self.forward if _base(f) in ("z", "h")} if family == "h" else {where[family]}
+                )
+                failures += [(n, f"{family} from the forward equations differs from the module's") for n in culprits]
         loss, self.grads = self.module.loss_and_grads(params, xs, targets)
         if not np.isclose(self.base_steps["E", None], loss, rtol=1e-12):
             failures.append((where["E"], f"the loss equations give {self.base_steps['E', None]}, the module {loss}"))
@@ -755,6 +864,8 @@ class Checker(Reader):
             step = None if index is None else self._step(index, env)
             return (family, step), entry
         name = _param_name(text)
+        if name not in self.base_params and name in self.blocks:
+            raise ValueError(f"a derivative by the block {text!r}: the reader differentiates by whole parameters")
         if name not in self.base_params:
             raise ValueError(f"a derivative by something the reader does not know: {text!r}")
         return ("param", name), None
@@ -811,8 +922,8 @@ class Checker(Reader):
     def _jacobian(self, m, env):
         (num, num_entry) = self._value_of(m.group("num"), env)
         (den, den_entry) = self._value_of(m.group("den"), env)
-        if num == ("E", None) and (den[0] == "param" or den == ("h", 0)):  # a whole gradient: the module's
-            name = "h0" if den == ("h", 0) else den[1]
+        if num == ("E", None) and (den[0] == "param" or den in self.initial):  # a whole gradient: the module's
+            name = self.initial[den] if den in self.initial else den[1]
             J = np.asarray(self.grads[name], float).reshape(1, -1)
         else:
             J = self.jacobian(num, den, bool(m.group("plus")))
@@ -830,7 +941,7 @@ class Checker(Reader):
 
     def _ranges(self, rel: str) -> list:
         """The environments a relation holds in: its free step letters t (and 0 <= k <= t)."""
-        indices = re.findall(r"[\^_]\{([^{}\\]*)\}", rel) + re.findall(r"\^\{[^{}]*,([^{}]*)\}", rel)
+        indices = re.findall(r"[\^_]\{([^{}\\]*)\}", rel) + re.findall(r"\^\{(?:[^{}]|\{[^{}]*\})*,([^{}]*)\}", rel)
         letters = {c for i in indices for c in re.findall(r"[a-zA-Z]", i)}
         bound = set(re.findall(r"\\(?:sum|prod)_\{([a-z])=", rel))
         free = {"t", "k"} & letters - bound
@@ -839,8 +950,15 @@ class Checker(Reader):
         envs = [{}]
         if "t" in free:
             ts = range(1, self.T + 1)
+            stated = _STEPS.search(rel)
             if re.search(r"\\quad t < T\b", rel):
                 ts = range(1, self.T)
+            elif stated:  # the steps it states: t = T-1, \dots, 1; t = 2, 1; t = 3
+                ends = [self._step(i, {}) for i in (stated.group("first"), stated.group("last")) if i]
+                if stated.group("dots"):
+                    step = 1 if ends[1] >= ends[0] else -1
+                    ends = list(range(ends[0], ends[1] + step, step))
+                ts = ends
             elif self.many_to_one and re.search(r"(?<!\\hat\{)(?<![a-z])y(?:_|\^)|E[\^_]\{t\}", rel):
                 ts = self.loss_steps  # a target or a loss term: the last step only
             envs = [{"t": t} for t in ts]
@@ -851,7 +969,7 @@ class Checker(Reader):
     def check_relation(self, rel: str) -> None:
         """Raise Mismatch when the relation fails at some step (or reads a value that does not exist)."""
         envs = self._ranges(rel)
-        rel = re.sub(r",\s*\\quad t < T\b", "", rel)
+        rel = _STEPS.sub("", re.sub(r",\s*\\quad t < T\b", "", rel))
         self.entrywise = bool(re.search(_ENTRY, rel))
         where = _WHERE.search(rel)
         if where:  # bound at each step before the sides are read
@@ -919,8 +1037,7 @@ class Checker(Reader):
             if not rels:
                 failures.append((number, "nothing in this equation to check"))
             for rel in rels:
-                m = _SYMBOL.fullmatch(rel.partition(" = ")[0].strip())
-                if m and self._symbol(m)[0] in FORWARD + ("E",) and self._symbol(m)[1] in ("t", None):
+                if (number, rel) in self.used:
                     continue  # a definition, checked by the forward pass in build()
                 try:
                     self.check_relation(rel)
@@ -941,12 +1058,12 @@ class Checker(Reader):
         numbers = [number for number, _, final in blocks if final]
         params, xs, ys = self.raw
         try:
-            reader = Reader(self.tex, self.row, params, xs, ys, self.custom)
+            reader = Reader(self.tex, self.row, params, xs, ys, self.custom, self.blocks)
             reader.run()
         except Exception as e:  # noqa: BLE001
             return [(n, f"the final formulas do not run: {e}") for n in numbers]
         for key, value in sorted(reader.steps.items(), key=str):
-            if key[0] in FORWARD and (
+            if _base(key[0]) in FORWARD and (
                 key not in self.base_steps
                 or np.size(value) != np.size(self.base_steps[key])
                 or not np.allclose(value, self.base_steps[key].reshape(np.shape(value)), rtol=1e-12, atol=1e-14)
@@ -957,7 +1074,8 @@ class Checker(Reader):
             self.grads
         )
         ok = ok and all(
-            np.allclose(reader.gradients[k].reshape(np.shape(g)), g, rtol=1e-11, atol=1e-14)
+            np.size(reader.gradients[k]) == np.size(g)
+            and np.allclose(reader.gradients[k].reshape(np.shape(g)), g, rtol=1e-11, atol=1e-14)
             for k, g in self.grads.items()
         )
         return [] if ok else [(n, "the final formulas' loss or gradients differ from the module's") for n in numbers]

@@ -3,52 +3,74 @@ stacked matrix: the context of ``network.tex.jinja``.
 
 The one-layer document (``document.py``) derives every gradient three ways; for these networks the
 document gives the forward pass of each chain, the delta recursion as the reverse sweep produced it
-(at a generic step and at its ends), every gradient as a sum over steps, and the formulas the
-module runs. Every equation comes from the derivation itself, printed in the reader's notation.
+(each chain's sweep in its own order, every term of a state's delta labelled with the value it came
+through), every gradient as a sum over steps, and the formulas the module runs. Every equation comes
+from the derivation itself, printed in the reader's notation. A matrix whose column blocks multiply
+vectors stacked on top of each other (``V [h^f_t; h^b_t]``, ``W [h_{t-1}; x_t]``) is shown both
+ways: block by block, as the derivation has it, and as one matrix on the stacked vector.
 """
 
 from __future__ import annotations
 
+import sympy as sp
+from sympy import MatAdd, MatMul, Transpose
+
 from rnngen import algebra as A
 from rnngen.activations import elementwise
 from rnngen.backprop import Derivation
-from rnngen.document import Notation, Numbering, _gradient_sums, aligned, forward_families, generic
-from rnngen.program import state_key
+from rnngen.document import Notation, Numbering, aligned, forward_families, sum_over_steps
+from rnngen.families import Family, Relative, Step, family, relative_of, run_of, step_of
+from rnngen.network import Block
+from rnngen.printing.math import param_latex
+from rnngen.program import gradient_symbol, relative, state_key, step_template
 
 _ROLES = {
     "input": "input weights",
     "recurrent": "recurrent weights",
-    "stacked": "the weights on the stacked vector",
+    "stacked": "stacked-vector weights",
     "hidden_bias": "hidden bias",
     "initial": "initial state (zeros by default)",
     "output": "output weights",
     "output_bias": "output bias",
 }
+_DIRECTION = {"": "", "f": "forward chain", "b": "backward chain"}
 
 
 def _where(chain) -> str:
     layer = f"layer {chain.layer}" if chain.tag_layer else "the hidden layer"
-    return layer + {"": "", "f": ", forward chain", "b": ", backward chain"}[chain.direction]
+    return layer + (", " + _DIRECTION[chain.direction] if chain.direction else "")
+
+
+def _size(expr) -> str:
+    """A parameter's dimension in LaTeX: ``n_{h1}``, ``2 n_{h}``, ``(n_{h} + n_{x})``."""
+    return f"({sp.latex(expr)})" if isinstance(expr, sp.Add) else sp.latex(expr)
 
 
 def _legend(n: Notation, derivation: Derivation) -> list:
     net = derivation.graph.network
     rows = [(f"${n.step('x', 't')},\\ {n.step('y', 't')}$", "input and target at step $t$")]
+    tags = []  # what a tag beside a symbol says
+    if net.layers > 1:
+        tags.append(("(l)", "layer $l$"))
+    if len(net.directions) > 1:
+        tags.append((r"(\mathrm{f}),\ (\mathrm{b})", "the forward and the backward chain"))
+    if tags:
+        symbols = r",\ ".join(tag for tag, _ in tags)
+        rows.append((f"${symbols}$", "beside a symbol: " + "; ".join(meaning for _, meaning in tags)))
     for chain in net.chains:
         z, h = (n.step(base + chain.suffix, "t") for base in ("z", "h"))
         rows.append((f"${z},\\ {h}$", f"pre-activation and state of {_where(chain)}"))
     rows.append((f"${n.step('o', 't')},\\ {n.step('yhat', 't')}$", "output pre-activation and prediction"))
     for name, p in net.params.items():
-        shape = " \\times ".join(str(d) for d in p.symbol().shape if d != 1)
+        shape = " \\times ".join(_size(d) for d in p.symbol().shape if d != 1)
         where = f" of {_where(net.chain(p.chain))}" if p.chain else ""
-        blocks = ""
+        symbol = n.latex(derivation.graph.params[name])
+        rows.append((f"${symbol}$", f"{_ROLES[p.role]}{where}, ${shape}$"))
         if p.blocks:
-            parts = ", ".join(f"${n.latex(p.block(part))}$" for part in p.parts)
-            blocks = f"; its blocks {parts}"
-        rows.append((f"${n.latex(derivation.graph.params[name])}$", f"{_ROLES[p.role]}{where}, ${shape}${blocks}"))
-    rows.append(
-        (f"${n.step('dh', 't')}$", f"$\\partial E / \\partial {n.step('h', 't')}$, the gradient of the loss at a value")
-    )
+            parts = ",\\ ".join(n.latex(p.block(part)) for part in p.parts)
+            rows.append(("", f"its {'row' if p.row else 'column'} blocks, in order: ${parts}$"))
+    h, dh = (n.step(key + net.chains[-1].suffix, "t") for key in ("h", "dh"))
+    rows.append((f"${dh}$", f"$\\partial E / \\partial {h}$, the gradient of the loss at a value (a delta)"))
     rows.append(("$\\odot$", "entrywise product"))
     rows.append(("$\\mathbf{1}$", "a vector of ones; a product with it sums entries"))
     hidden = elementwise(derivation.spec.hidden_key)
@@ -57,29 +79,272 @@ def _legend(n: Notation, derivation: Derivation) -> list:
     return rows
 
 
-def _inner_step(nodes, key: str, T: int) -> int:
-    """A step of ``key`` away from both ends where there is one (its generic form), else its last."""
-    steps = sorted(node.t for node in nodes if node.family == key and node.t is not None)
-    inner = [t for t in steps if 1 < t < T]
-    return inner[len(inner) // 2] if inner else steps[-1]
+# --- blocks: a matrix on a stacked vector -------------------------------------------------------
 
 
-def _sweep(n: Notation, derivation: Derivation) -> list:
-    """The adjoint equations: each family's at a generic step, then its boundary steps as they stand."""
-    T = derivation.spec.T
-    adj = derivation.adjoints
-    keys = []
-    for node in adj:
-        if node.family and node.family not in keys:
-            keys.append(node.family)
+def _block_of(factor):
+    """The block a factor of a product is (column math: the block, or its transpose in row notation)."""
+    if isinstance(factor, Transpose) and isinstance(factor.arg, Block):
+        return factor.arg
+    return factor if isinstance(factor, Block) else None
+
+
+def _joined(expr, network):
+    """``B_1 v_1 + B_2 v_2 + ...`` -> ``P [v_1; v_2; ...]`` for the blocks ``B_i`` of one parameter ``P``.
+
+    The derivation multiplies each block by its own vector; this is the same sum read as one matrix
+    on the stacked vector, the form seed 002 and a bidirectional output layer are written in. None
+    when no parameter has all of its blocks in ``expr``.
+    """
+    terms = list(expr.args) if isinstance(expr, MatAdd) else [expr]
+    found: dict = {}
+    for term in terms:
+        if isinstance(term, MatMul) and len(term.args) == 2 and _block_of(term.args[0]) is not None:
+            block = _block_of(term.args[0])
+            found.setdefault(block.param, {})[block.part] = (term, term.args[1])
+    joined = [name for name, parts in found.items() if set(parts) == set(network.params[name].parts)]
+    if not joined:
+        return None
+    out = []
+    for term in terms:
+        block = _block_of(term.args[0]) if isinstance(term, MatMul) and len(term.args) == 2 else None
+        if block is None or block.param not in joined:
+            out.append(term)
+        elif block.part == network.params[block.param].parts[0]:
+            p = network.params[block.param]
+            stacked = A.Concat(0, *[found[p.name][part][1] for part in p.parts])
+            out.append(MatMul(p.math(), stacked))
+    return A.add(*out)
+
+
+def _block_equation(n: Notation, p) -> str:
+    """``V = [V_f  V_b]``: a parameter as its blocks, in the stored layout."""
+    blocks = A.Concat(0 if p.row else 1, *[p.block(part) for part in p.parts])
+    return f"{n.latex(p.symbol())} = {n.latex(blocks)}"
+
+
+def _blocked_params(expr, network) -> list:
+    """The parameters with blocks that ``expr`` reads, in the order their blocks first appear."""
+    names = []
+    for sym in A.symbols_in(expr):
+        if isinstance(sym, Block) and sym.param not in names:
+            names.append(sym.param)
+    return [network.params[name] for name in names]
+
+
+# --- the forward pass ----------------------------------------------------------------------------
+
+
+def _generic_node(graph, key: str):
+    """The node of ``key`` at a step away from both ends where there is one, and that step."""
+    T = graph.spec.T
+    steps = sorted(node.t for node in graph.nodes if node.family == key and node.t is not None and 1 <= node.t <= T)
+    inner = [t for t in steps if 1 < t < T] or steps
+    t = inner[len(inner) // 2]
+    return next(node for node in graph.nodes if node.family == key and node.t == t), t
+
+
+def _forward_lines(n: Notation, graph, keys) -> list:
+    """The forward equations of ``keys`` at a generic step; one on a stacked vector also as that."""
     lines = []
     for key in keys:
-        t = _inner_step(adj, key, T)
-        lines.append(aligned(generic(n, adj, key, t)) + (rf", \quad t = {t} \text{{ and like it}}" if T > 2 else ""))
-        for node in adj:
-            if node.family == key and node.t in (0, T + 1):
-                lines.append(aligned(f"{n.latex(node.symbol)} = {n.latex(node.expr)}"))
+        node, t = _generic_node(graph, key)
+        lhs = n.latex(relative(key, 0, node.symbol.shape[0]))
+        template = step_template(node.expr, t)
+        joined = _joined(template, graph.network)
+        if joined is not None:
+            blocks = [_block_equation(n, p) for p in _blocked_params(template, graph.network)]
+            lines.append(aligned(f"{lhs} = {n.latex(joined)}") + "".join(rf", \qquad {b}" for b in blocks))
+        lines.append(aligned(f"{lhs} = {n.latex(template)}"))
     return lines
+
+
+def _initial(n: Notation, chain, T: int) -> str:
+    """The initial state of a chain, as the parameter it is."""
+    return n.latex(chain.params["initial"].symbol())
+
+
+# --- the reverse sweep ----------------------------------------------------------------------------
+
+
+def _step_text(t: int, T: int) -> str:
+    """A step of a range, relative to T near its end (``T``, ``T-1``, ``T+1``), else its number."""
+    if t > 2 and t >= T - 1:
+        return "T" if t == T else f"T{t - T:+d}"
+    return str(t)
+
+
+def _range_note(ts: list, T: int) -> str:
+    """``, \\quad t = T-1, \\dots, 1``: the steps a generic equation holds at, in the sweep's order."""
+    shown = [str(t) for t in ts] if len(ts) <= 2 else [_step_text(ts[0], T), r"\dots", _step_text(ts[-1], T)]
+    return rf", \quad t = {', '.join(shown)}"
+
+
+def _source(fam: Family, k: int) -> str:
+    """Where a term of a state's delta comes from: ``layer 2, step t+1``, ``output, step t``."""
+    step = "t" if k == 0 else f"t{k:+d}"
+    if fam.base == "o":
+        return rf"\text{{output, step }} {step}"
+    where = f"layer {fam.layer}" if fam.layer else "this layer"
+    if fam.direction:
+        where = (where + ", " if fam.layer else "") + _DIRECTION[fam.direction].replace(" chain", "")
+    return rf"\text{{{where}, step }} {step}"
+
+
+def _labelled(n: Notation, template) -> str:
+    """A delta's terms, each under a brace that says through which value the gradient arrived.
+
+    The terms are the derivation's own; a term names exactly one adjoint (``V^T delta^o_t``,
+    ``W^T delta^z_{t+1}``), whose family and step are the label.
+    """
+    terms = list(template.args) if isinstance(template, MatAdd) else [template]
+    parts = []
+    for term in terms:
+        adjoints = [relative_of(s) for s in A.symbols_in(term) if isinstance(s, Relative)]
+        adjoints = [(family(key), k) for key, k in adjoints if family(key).is_adjoint]
+        if len(adjoints) != 1 or len(terms) == 1:
+            return n.latex(template)
+        parts.append(rf"\underbrace{{{n.latex(term)}}}_{{{_source(*adjoints[0])}}}")
+    return " + ".join(parts)
+
+
+def _runs(nodes: list) -> list:
+    """Consecutive steps of one family (in sweep order) whose equations have one per-step form."""
+    runs = []
+    for node in nodes:
+        template = step_template(node.expr, node.t)
+        if runs and runs[-1][0] == template:
+            runs[-1][1].append(node)
+        else:
+            runs.append((template, [node]))
+    return runs
+
+
+def _sweep_lines(n: Notation, derivation: Derivation, keys: list) -> list:
+    """The adjoint equations of ``keys``, in the order the sweep visits them.
+
+    Steps with one per-step form are written once for a generic step t with the steps it holds
+    at; a step whose form is its own (an end of a chain, where a term is absent) stands as it is.
+    """
+    T = derivation.spec.T
+    lines = []
+    for key in keys:
+        nodes = [node for node in derivation.adjoints if node.family == key]
+        runs = _runs(nodes)
+        for i, (template, run) in enumerate(runs):
+            inner = 0 < i < len(runs) - 1
+            if len(run) == 1 and not inner:
+                node = run[0]
+                lines.append(aligned(f"{n.latex(node.symbol)} = {n.latex(node.expr)}"))
+                continue
+            lhs = n.latex(relative(key, 0, run[0].symbol.shape[0]))
+            rhs = _labelled(n, template) if family(key).base == "h" else n.latex(template)
+            lines.append(aligned(f"{lhs} = {rhs}") + _range_note([node.t for node in run], T))
+    return lines
+
+
+def _output_split(n: Notation, derivation: Derivation) -> str | None:
+    """``V^T delta^o_t = [V_f^T delta^o_t; V_b^T delta^o_t]``: the output's delta split between the chains."""
+    net = derivation.graph.network
+    p = net.output
+    if not p.blocks:
+        return None
+    spec = derivation.spec
+    do = next(node for node in reversed(derivation.adjoints) if node.family == "do")
+    many = spec.mapping == "many-to-many"
+    do_t = relative("do", 0, do.symbol.shape[0]) if many else do.symbol
+    whole = A.mul(A.transpose(p.math()), do_t)
+    parts = A.Concat(0, *[A.mul(A.transpose(p.math(part)), do_t) for part in p.parts])
+    return aligned(f"{n.latex(whole)} = {n.latex(parts)}")
+
+
+def _chain_sweeps(n: Notation, derivation: Derivation) -> list:
+    """Per chain, in the order the sweep reaches it: its direction in time and its equations."""
+    net = derivation.graph.network
+    T = derivation.spec.T
+    order = []
+    for node in derivation.adjoints:
+        fam = family(node.family) if node.family else None
+        if fam is not None and fam.base == "h":
+            chain = next(c for c in net.chains if state_key(c) == fam.value.key)
+            if chain not in order:
+                order.append(chain)
+    sweeps = []
+    for chain in order:
+        dh = Family("h", "adjoint", chain.tag_layer, chain.direction).key
+        dz = Family("z", "adjoint", chain.tag_layer, chain.direction).key
+        sweeps.append(
+            dict(
+                where=_where(chain),
+                reverse=chain.reverse,
+                first=n.step(dh, 1 if chain.reverse else T),
+                initial=n.step(dh, T + 1 if chain.reverse else 0),
+                lines=_sweep_lines(n, derivation, [dh, dz]),
+            )
+        )
+    return sweeps
+
+
+# --- the gradients --------------------------------------------------------------------------------
+
+
+def _summed(terms) -> tuple:
+    """``(prefix, term)``: ``\\sum_{t=1}^{T}`` and the generic term, or ``""`` and the terms as they are."""
+    T = len(terms)
+    term = sum_over_steps(terms) if T > 1 else None
+    if term is None:
+        return "", A.add(*terms)
+    return r"\sum_{t=1}^{T} ", term
+
+
+def _factored(axis: int, terms: list):
+    """``[L a_1^T, L a_2^T]`` -> ``L [a_1; a_2]^T`` (columns side by side), or the rows' twin; None
+    when the blocks do not share the factor."""
+    if not all(isinstance(t, MatMul) and len(t.args) == 2 for t in terms):
+        return None
+    if axis == 1:
+        common, rest = {t.args[0] for t in terms}, [t.args[1] for t in terms]
+        if len(common) != 1 or not all(isinstance(r, Transpose) for r in rest):
+            return None
+        return A.mul(common.pop(), Transpose(A.Concat(0, *[r.arg for r in rest])))
+    common, rest = {t.args[1] for t in terms}, [t.args[0] for t in terms]
+    if len(common) != 1:
+        return None
+    return A.mul(A.Concat(0, *rest), common.pop())
+
+
+def _gradient_lines(n: Notation, derivation: Derivation) -> dict:
+    """Name -> ``dE/dp = sum_t (one term)``; a blocked parameter's block by block, then on the stacked vector."""
+    lines = {}
+    for name, expr in derivation.gradients.items():
+        target = n.latex(gradient_symbol(derivation.graph.params[name]))
+        if isinstance(expr, A.Concat):
+            summed = [_summed(list(part.args) if isinstance(part, MatAdd) else [part]) for part in expr.parts]
+            sep = " & " if expr.axis == 1 else r" \\ "
+            cells = sep.join(prefix + n.latex(term) for prefix, term in summed)
+            line = rf"{target} = \begin{{bmatrix}} {cells} \end{{bmatrix}}"
+            prefixes = {prefix for prefix, _ in summed}
+            factored = _factored(expr.axis, [term for _, term in summed]) if len(prefixes) == 1 else None
+            if factored is not None:
+                line += f" = {prefixes.pop()}{n.latex(factored)}"
+            lines[name] = aligned(line)
+            continue
+        terms = list(expr.args) if isinstance(expr, MatAdd) else [expr]
+        prefix, term = _summed(terms) if len(terms) == derivation.spec.T else ("", expr)
+        lines[name] = aligned(f"{target} = {prefix}{n.latex(term)}")
+    return lines
+
+
+def _shown(formula) -> bool:
+    """Every final formula but the initial states' (``h_0 = h0`` for every sequence, no number).
+
+    A bias alone repeated over the steps (``Z~ = b 1^T`` of a layer above the first, whose input
+    projection runs step by step) is a formula the recurrence reads, so it is shown.
+    """
+    stmt = formula.stmts[0]
+    step = step_of(stmt.target)
+    given = all(not isinstance(s, (Step, Relative)) and not run_of(s) for s in A.symbols_in(stmt.expr))
+    return not (len(formula.stmts) == 1 and step and family(step[0]).base == "h" and given)
 
 
 def network_context(derivation: Derivation, formulas: list, numbering: Numbering, common: dict) -> dict:
@@ -88,20 +353,21 @@ def network_context(derivation: Derivation, formulas: list, numbering: Numbering
     n = Notation(spec)
     graph = derivation.graph
     net = graph.network
+    T = spec.T
     chains = []
     for chain in net.chains:
         keys = [k for k in forward_families(graph) if k in (f"z{chain.suffix}", state_key(chain))]
-        start = spec.T + 1 if chain.reverse else 0
         chains.append(
             dict(
                 where=_where(chain),
-                steps="t = T, \\dots, 1" if chain.reverse else "t = 1, \\dots, T",
-                start=f"{n.step(state_key(chain), start)} = {n.latex(A.mul(chain.params['initial'].symbol()))}",
-                lines=[aligned(generic(n, graph.nodes, k, spec.T)) for k in keys],
+                reverse=chain.reverse,
+                initial=_initial(n, chain, T),
+                lines=_forward_lines(n, graph, keys),
             )
         )
-    output = [aligned(generic(n, graph.nodes, k, spec.T)) for k in ("o", "yhat")]
+    top = net.top
     loss = spec.loss_rule
+    out_keys = [k for k in ("dyhat", "do") if any(node.family == k for node in derivation.adjoints)]
     return dict(
         **common,
         row=n.row,
@@ -111,12 +377,24 @@ def network_context(derivation: Derivation, formulas: list, numbering: Numbering
         many_to_one=spec.mapping == "many-to-one",
         legend=_legend(n, derivation),
         chains=chains,
-        output_lines=output,
+        output_lines=_forward_lines(n, graph, ("o", "yhat")),
+        output_blocks=[n.latex(net.output.block(part)) for part in net.output.parts],
+        top_states=[n.step(state_key(c), "t") for c in top],
+        top_deltas=[n.step("dh" + c.suffix, "t") for c in top],
         E_t=n.indexed("E", "t"),
+        E_T=n.indexed("E", T),
         loss_latex=loss.latex.format(yhat_i=n.entry(r"\hat{y}", "t"), y_i=n.entry("y", "t")),
-        sweep=_sweep(n, derivation),
-        gradients=_gradient_sums(n, derivation),
-        formulas=[f for f in formulas if not f.trivial],
+        output_sweep=_sweep_lines(n, derivation, out_keys),
+        output_split=_output_split(n, derivation),
+        sweeps=_chain_sweeps(n, derivation),
+        gradients=_gradient_lines(n, derivation),
+        column_names=[param_latex(name) for name in spec.names],
+        stacked_weights=[
+            (n.latex(p.symbol()), [n.latex(p.block(part)) for part in p.parts])
+            for p in net.params.values()
+            if p.role == "stacked"
+        ],
+        formulas=[f for f in formulas if _shown(f)],
         eq=numbering.tag,
         step=n.step,
     )

@@ -84,12 +84,18 @@ def _tag_latex(tag: str) -> str:
 
 def param_latex(name: str, row: bool = False) -> str:
     """LaTeX of a parameter name: ``w_i`` -> ``w_{i}``, ``h0`` -> ``h_{0}`` (``h^{0}`` in row notation),
-    ``h0_2_f`` -> ``h^{(2\\mathrm{f})}_{0}``, ``U1_f`` -> ``U1_{f}``."""
+    ``h0_2_f`` -> ``h^{(2\\mathrm{f})}_{0}``, ``U1_f`` -> ``U1_{f}``.
+
+    A backward chain's initial state is its state after the last step, ``h0_b`` ->
+    ``h^{(\\mathrm{b})}_{T+1}`` (the lecture's h^{1,T+1}), the step at which the derivation holds it.
+    """
     if name.startswith("h0") and (name == "h0" or name[2] == "_"):
-        tag = _tag_latex(name[3:].replace("_", ""))
+        tag = name[3:].replace("_", "")
+        step = "T+1" if tag.endswith("b") else "0"
+        tag = _tag_latex(tag)
         if row:
-            return f"h^{{{tag}{',' if tag else ''}0}}"
-        return f"h^{{{tag}}}_{{0}}" if tag else "h_{0}"
+            return f"h^{{{tag}{',' if tag else ''}{step}}}"
+        return f"h^{{{tag}}}_{{{step}}}" if tag else "h_{0}"
     base, _, sub = name.partition("_")
     return f"{base}_{{{sub.replace('_', ',')}}}" if sub else name
 
@@ -164,6 +170,8 @@ class MathPrinter(Printer):
         if isinstance(e, MatMul):
             coeff, factors = e.as_coeff_matrices()
             return self._mul(coeff, list(reversed(factors)), self._r)
+        if isinstance(e, A.Concat):  # transposed, blocks one above the other stand side by side
+            return self._structure(A.Concat(1 - e.axis, *e.parts), self._r)
         return self._structure(e, self._r)
 
     def _structure(self, e, sub):

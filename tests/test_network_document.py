@@ -1,0 +1,296 @@
+"""The documents of stacked, bidirectional and seed-002 networks: every numbered equation evaluated.
+
+``latex_reader.Checker`` reads each numbered equation back from the LaTeX text and evaluates both
+sides at a random point (every parameter drawn, initial states too), at every step the equation
+states, against independent numbers: deltas as central differences of the forward pass that the
+document's own forward equations define (checked against the module's ``forward``), gradients
+from the module's ``loss_and_grads``, the final formulas run in order. The blocks of a matrix on a
+stacked vector are cut here, by the convention the issue fixes (the forward chain's columns
+first, as PyTorch concatenates; seed 002's ``[h_{t-1}; x_t]``: the recurrent block first).
+"""
+
+import re
+
+import numpy as np
+import pytest
+from latex_reader import Checker, formula_lines, numbered_equations
+from test_document import _module
+from test_document_equations import _tagged_spans, mutations
+from test_latex import compile_tex, needs_pdflatex
+
+from rnngen.markdown import to_markdown
+from rnngen.pipeline import build
+from rnngen.spec import RNNSpec
+
+N_X, N_Y = 3, 3
+
+
+def _hidden(spec) -> tuple:
+    """A different size per layer, so that a block cut at the wrong place cannot go unnoticed."""
+    return tuple(4 + layer for layer in range(spec.layers))
+
+
+def _blocks(spec, hidden) -> dict:
+    """Block name -> ``(parameter, axis, start, stop)``, by the issue's convention, not rnngen's code."""
+    dirs = ("f", "b") if spec.bidirectional else ("",)
+    axis = 0 if spec.notation == "row" else 1
+    inp, rec, out = spec.names
+    blocks = {}
+
+    def cut(param, parts):
+        start = 0
+        for part, width in parts:
+            blocks[f"{param}_{part}"] = (param, axis, start, start + width)
+            start += width
+
+    for layer in range(1, spec.layers + 1):
+        below = [("x", N_X)] if layer == 1 else [(d or "x", hidden[layer - 2]) for d in dirs]
+        for d in dirs:
+            suffix = (str(layer) if spec.layers > 1 else "") + (f"_{d}" if d else "")
+            if spec.notation == "stacked":
+                cut(rec + suffix, [("h", hidden[layer - 1])] + below)
+            elif len(below) > 1:
+                cut(inp + suffix, below)
+    if spec.bidirectional:
+        cut(out, [(d, hidden[-1]) for d in dirs])
+    return blocks
+
+
+def make_checker(spec, seed=0):
+    """The document of ``spec`` and a checker of it on one random sequence."""
+    result = build(spec)
+    module = _module(result)
+    hidden = _hidden(spec)
+    rng = np.random.default_rng(seed)
+    shapes = module.init_params(N_X, hidden if len(hidden) > 1 else hidden[0], N_Y)
+    params = {name: 0.5 * rng.standard_normal(np.shape(v)) for name, v in shapes.items()}
+    xs = rng.standard_normal((spec.T, 1, N_X))
+    many = spec.mapping == "many-to-many"
+    steps = spec.T if many else 1
+    kind = spec.loss_rule.targets
+    if kind == "classes":
+        targets = rng.integers(0, N_Y, (steps, 1))
+        per_step = np.eye(N_Y)[targets[:, 0]]
+    else:
+        draw = (
+            rng.uniform(0.05, 0.95, (steps, 1, N_Y))
+            if kind == "probabilities"
+            else rng.standard_normal((steps, 1, N_Y))
+        )
+        targets, per_step = draw, draw[:, 0]
+    ys = dict(zip(spec.loss_steps, per_step))
+    problem = (params, xs, targets if many else targets[0])
+    row = spec.notation == "row"
+    checker = Checker(result.latex, row, params, xs[:, 0], ys, module, problem, not many, blocks=_blocks(spec, hidden))
+    return result, checker
+
+
+def _check(spec):
+    result, checker = make_checker(spec)
+    failures = checker.check()
+    assert not failures, "\n".join(f"({n}) {msg}" for n, msg in failures)
+    assert len(numbered_equations(result.latex)) == len(result.equations)  # every number was read
+    return result
+
+
+#: The four networks of the brief at T = 3, and the notations and mappings around them.
+SAMPLE = (
+    RNNSpec(T=3, layers=2),
+    RNNSpec(T=3, bidirectional=True),
+    RNNSpec(T=3, layers=2, bidirectional=True),
+    RNNSpec(T=3, notation="stacked"),
+    RNNSpec(T=3, layers=2, notation="row", hidden="sigmoid", output="identity", loss="squared_error"),
+    RNNSpec(T=3, bidirectional=True, notation="stacked", mapping="many-to-one", output_bias=False),
+    RNNSpec(T=3, bidirectional=True, notation="row"),  # V [h^f; h^b] as [h^f h^b] V, blocks of rows
+)
+
+
+def _sweep() -> list:
+    """T = 1, 2, 5 over layers 1-3, both directions, every notation, both mappings, a few output layers."""
+    specs = []
+    outputs = (("softmax", "cross_entropy"), ("sigmoid", "binary_cross_entropy"), ("identity", "squared_error"))
+    i = 0
+    for T in (1, 2, 5):
+        for layers in (1, 2, 3):
+            for bidirectional in (False, True):
+                for notation in ("column", "row", "stacked"):
+                    if layers == 1 and not bidirectional and notation != "stacked":
+                        continue  # the one-layer document, checked by test_document_equations
+                    output, loss = outputs[i % 3]
+                    specs.append(
+                        RNNSpec(
+                            T=T,
+                            layers=layers,
+                            bidirectional=bidirectional,
+                            notation=notation,
+                            hidden=("tanh", "sigmoid", "softplus")[i % 3],
+                            output=output,
+                            loss=loss,
+                            mapping=("many-to-many", "many-to-one")[(i // 3) % 2],
+                            hidden_bias=i % 4 != 1,
+                            output_bias=i % 5 != 2,
+                        )
+                    )
+                    i += 1
+    return specs
+
+
+@pytest.mark.parametrize("spec", SAMPLE, ids=lambda s: s.name)
+def test_every_numbered_equation_holds(spec):
+    _check(spec)
+
+
+@pytest.mark.full
+@pytest.mark.parametrize("spec", _sweep(), ids=lambda s: s.name)
+def test_every_numbered_equation_holds_across_the_sweep(spec):
+    _check(spec)
+
+
+# --- what the documents teach ---------------------------------------------------------------------
+
+
+def _equation(result, key: str) -> str:
+    """The text of the numbered equation ``key``."""
+    number = result.equations[key]
+    lo, hi = dict(_tagged_spans(result.latex))[number]
+    return result.latex[lo:hi]
+
+
+def test_a_lower_layers_delta_has_the_two_arrows():
+    """Seed 001: the gradient at h^{1,t} arrives from layer 2 at step t and from layer 1 at step t+1."""
+    result = build(RNNSpec(T=5, layers=2))
+    assert re.search(
+        r"\\delta\^\{h\(1\)\}_\{t\} &= "
+        r"\\underbrace\{U2\^\{\\top\} \\delta\^\{z\(2\)\}_\{t\}\}_\{\\text\{layer 2, step \} t\} \+ "
+        r"\\underbrace\{W1\^\{\\top\} \\delta\^\{z\(1\)\}_\{t\+1\}\}_\{\\text\{layer 1, step \} t\+1\}"
+        r", \\quad t = T-1, \\dots, 1",
+        result.latex,
+    )
+    # at the chain's end, no step t+1: the recurrent term is absent
+    assert r"\delta^{h(1)}_{5} &= U2^{\top} \delta^{z(2)}_{5} \tag" in result.latex
+
+
+def test_the_bidirectional_output_delta_splits_between_two_sweeps():
+    result = build(RNNSpec(T=3, bidirectional=True))
+    split = _equation(result, "split")
+    assert (
+        r"V^{\top} \delta^{o}_{t} &= "
+        r"\begin{bmatrix} V_{f}^{\top} \delta^{o}_{t} \\ V_{b}^{\top} \delta^{o}_{t} \end{bmatrix}" in split
+    )
+    # the backward chain's sweep runs forward in time: its state's delta reads step t-1
+    assert r"W_{b}^{\top} \delta^{z(\mathrm{b})}_{t-1}}_{\text{backward, step } t-1}, \quad t = 2, 3" in result.latex
+    assert r"W_{f}^{\top} \delta^{z(\mathrm{f})}_{t+1}}_{\text{forward, step } t+1}, \quad t = 2, 1" in result.latex
+    # V = [V_f V_b], and its gradient's blocks, one per chain
+    assert (
+        r"o_{t} &= V \begin{bmatrix} h^{(\mathrm{f})}_{t} \\ h^{(\mathrm{b})}_{t} \end{bmatrix} + c, "
+        r"\qquad V = \begin{bmatrix} V_{f} & V_{b} \end{bmatrix}" in result.latex
+    )
+    assert (
+        r"\sum_{t=1}^{T} \delta^{o}_{t} "
+        r"{\begin{bmatrix} h^{(\mathrm{f})}_{t} \\ h^{(\mathrm{b})}_{t} \end{bmatrix}}^{\top}"
+        in _equation(result, "delta-V")
+    )
+    # the backward chain starts after the last step, at the lecture's h^{1,T+1}
+    assert r"\frac{\partial E}{\partial h^{(\mathrm{b})}_{T+1}} &= \delta^{h(\mathrm{b})}_{4}" in result.latex
+
+
+def test_the_stacked_gradient_is_one_sum_with_the_two_blocks_side_by_side():
+    """Seed 002: dE/dW = sum_t delta^z_t [h_{t-1}; x_t]^T = [dE/dW_h  dE/dW_x]."""
+    result = build(RNNSpec(T=3, notation="stacked"))
+    assert _equation(result, "delta-W").strip() == (
+        r"\frac{\partial E}{\partial W} &= \begin{bmatrix} \sum_{t=1}^{T} \delta^{z}_{t} h_{t-1}^{\top} & "
+        r"\sum_{t=1}^{T} \delta^{z}_{t} x_{t}^{\top} \end{bmatrix} = "
+        r"\sum_{t=1}^{T} \delta^{z}_{t} \begin{bmatrix} h_{t-1} \\ x_{t} \end{bmatrix}^{\top}"
+    )
+    assert (
+        r"z_{t} &= W \begin{bmatrix} h_{t-1} \\ x_{t} \end{bmatrix} + b, "
+        r"\qquad W = \begin{bmatrix} W_{h} & W_{x} \end{bmatrix}" in result.latex
+    )
+
+
+def test_every_value_a_final_formula_reads_is_stated_before_it():
+    """Layer 2's recurrence reads its non-recurrent part Z~^{(2)}; the document must state it (when that
+    part was the bias alone, b2 for every step, it was left out as if it were an initial state)."""
+    lines = formula_lines(build(RNNSpec(T=3, layers=2)).latex)
+    for layer in (1, 2):
+        first_reader = next(i for i, line in enumerate(lines) if rf"\tilde{{z}}^{{({layer})}}_{{t}}" in line)
+        assert any(line.startswith(rf"\tilde{{Z}}^{{({layer})}}_{{1:3}} &=") for line in lines[:first_reader])
+
+
+# --- a changed index or tag fails ---------------------------------------------------------------
+
+#: A chain's tag: (2), (\mathrm{f}), (1\mathrm{b}); a parameter's layer number (U2, W1_{f}).
+_TAG_SITE = re.compile(r"(?<=\()\d(?=[\\)])|\\mathrm\{[fb]\}|(?<=[UWb])\d(?=[_ }^])")
+
+
+def tag_mutations(tex: str):
+    """``(number, mutated tex, what changed)``: each chain tag of each numbered equation swapped in turn."""
+    for number, (lo, hi) in _tagged_spans(tex):
+        for m in _TAG_SITE.finditer(tex, lo, hi):
+            old = m.group(0)
+            new = {r"\mathrm{f}": r"\mathrm{b}", r"\mathrm{b}": r"\mathrm{f}", "1": "2", "2": "1"}.get(old)
+            if new is not None:
+                yield (
+                    number,
+                    tex[: m.start()] + new + tex[m.end() :],
+                    f"{tex[max(lo, m.start() - 25) : m.end()]} -> {new}",
+                )
+
+
+def _assert_every_mutation_fails(spec, kinds=(mutations, tag_mutations)):
+    result, checker = make_checker(spec)
+    assert not checker.check(), "the document must hold before it is changed"
+    seen, survived = set(), []
+    for kind in kinds:
+        for number, tex, what in kind(result.latex, spec.T) if kind is mutations else kind(result.latex):
+            seen.add(number)
+            if number not in {n for n, _ in checker.check(tex, only={number})}:
+                survived.append(f"({number}) {what}")
+    checker.check(result.latex)
+    assert not survived, "changes that no check noticed:\n" + "\n".join(survived)
+    return seen
+
+
+def test_a_changed_step_or_tag_fails_in_the_sweep_of_a_two_layer_network():
+    """Each step index and each layer tag of the delta recursion, changed in turn, fails at its equation."""
+    spec = RNNSpec(T=3, layers=2)
+    result, _ = make_checker(spec)
+    sweep = {n for k, n in result.equations.items() if k.startswith(("sweep-", "delta-"))}
+    seen = _assert_every_mutation_fails(spec)
+    assert sweep <= seen
+
+
+@pytest.mark.full
+@pytest.mark.parametrize(
+    "spec",
+    (RNNSpec(T=3, bidirectional=True), RNNSpec(T=3, layers=2, bidirectional=True, notation="stacked")),
+    ids=lambda s: s.name,
+)
+def test_a_changed_step_or_tag_fails_across_the_sweep(spec):
+    _assert_every_mutation_fails(spec)
+
+
+# --- renderings -------------------------------------------------------------------------------------
+
+RENDERED = (
+    RNNSpec(T=3, layers=2),
+    RNNSpec(T=5, bidirectional=True),
+    RNNSpec(T=3, layers=2, bidirectional=True),
+    RNNSpec(T=5, notation="stacked"),
+    RNNSpec(T=5, layers=2, bidirectional=True, notation="row"),
+)
+
+
+@pytest.mark.parametrize("spec", RENDERED, ids=lambda s: s.name)
+def test_the_markdown_renders(spec):
+    result = build(spec)
+    for flavor in ("github", "jupyter"):
+        assert r"\underbrace" in to_markdown(result.latex, flavor) or spec.T == 1
+
+
+@needs_pdflatex
+@pytest.mark.parametrize("spec", RENDERED, ids=lambda s: s.name)
+def test_the_document_compiles_without_overfull_boxes(spec, tmp_path):
+    run = compile_tex(tmp_path, "doc", build(spec).latex)
+    assert run.returncode == 0, run.stdout[-2000:]
+    assert "Overfull \\hbox" not in run.stdout  # nothing runs off the page
