@@ -44,7 +44,13 @@ SEEDS = {
         output_bias=False,
     ),
 }
-EXAMPLES = (RNNSpec(T=5), RNNSpec(T=20), *(s for s in SEEDS.values() if s != RNNSpec(T=5)))
+#: Networks of more than one chain, and seed 002's stacked form.
+NETWORKS = (
+    RNNSpec(T=5, layers=2),  # seed 001's stacked layers
+    RNNSpec(T=5, bidirectional=True),  # seed 001's bidirectional RNN
+    RNNSpec(T=3, notation="stacked", hidden_bias=False, output_bias=False),  # seed 002: h_t = tanh(W [h_{t-1}; x_t])
+)
+EXAMPLES = (RNNSpec(T=5), RNNSpec(T=20), *(s for s in SEEDS.values() if s != RNNSpec(T=5)), *NETWORKS)
 
 
 def refresh(out_dir: Path = Path("generated")) -> list:
