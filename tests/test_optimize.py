@@ -144,3 +144,22 @@ def test_skipping_passes_still_gives_a_correct_module(tmp_path):
     path.write_text(result.module)
     report = check_module(load_module(path))
     assert report.ok, report
+
+
+def test_each_chain_and_each_backward_sweep_is_a_recurrence_of_its_own():
+    from rnngen.pipeline import build
+    from rnngen.program import Recurrence
+    from rnngen.spec import RNNSpec
+
+    found = set(build(RNNSpec(T=4, layers=2, bidirectional=True)).plain.recurrences)
+    forward = {
+        Recurrence(frozenset({f"z{layer}_{d}", f"h{layer}_{d}"}), 1 if d == "f" else -1)
+        for layer in (1, 2)
+        for d in "fb"
+    }
+    backward = {
+        Recurrence(frozenset({f"dz{layer}_{d}", f"dh{layer}_{d}"}), -1 if d == "f" else 1)
+        for layer in (1, 2)
+        for d in "fb"
+    }
+    assert found == forward | backward

@@ -86,31 +86,7 @@ def fuse_output_gradient(program: Program) -> Program:
 
 def recurrent_families(program: Program) -> set:
     """Families in a dependency cycle that crosses time steps (the sequential part)."""
-    return set(recurrences(program))
-
-
-def recurrences(program: Program) -> dict:
-    """Each family in a dependency cycle that crosses time steps -> the families of its cycle.
-
-    A network of several chains has one recurrence per chain (and one per chain's backward
-    sweep): layer 2 reads layer 1's states, but is not part of layer 1's recurrence.
-    """
-    edges = defaultdict(set)  # family -> {(reader family, offset)}
-    for s in program.stmts:
-        if not s.step:
-            continue
-        fam, t = s.step
-        for _, (src, u) in _step_symbols(s.expr):
-            edges[src].add((fam, t - u))
-    fams = set(edges) | {f for targets in edges.values() for f, _ in targets}
-    reach = {f: {g for g, _ in edges[f]} for f in fams}
-    for k in fams:  # transitive closure (a handful of families)
-        for i in fams:
-            if k in reach[i]:
-                reach[i] |= reach[k]
-    crossing = {f for f in fams for g, off in edges[f] if off != 0 and f in reach[g]}
-    members = {f for f in fams for g in crossing if f in reach[g] and g in reach[f]}
-    return {f: frozenset(g for g in members if g in reach[f] and f in reach[g]) for f in members}
+    return {key for r in program.recurrences for key in r.families}
 
 
 def hoist_non_recurrent(program: Program) -> Program:
@@ -123,7 +99,7 @@ def hoist_non_recurrent(program: Program) -> Program:
     not read the recurrence at all (``dh_T := V^T do_T``) are hoisted whole,
     so every step of ``pre_v`` has the same form and vectorizes.
     """
-    recurrent = recurrences(program)
+    recurrent = {key: r.families for r in program.recurrences for key in r.families}
 
     def split(stmt):
         """The terms that read nothing of the statement's own recurrence, and the others."""

@@ -129,6 +129,49 @@ def check_one_writer(stmts) -> None:
 
 
 @dataclass(frozen=True)
+class Recurrence:
+    """A block of families computed step by step, each step from the previous one in its order.
+
+    Attributes:
+        families: the code names of the families in the cycle (``h`` and ``z``; ``dz`` and ``dh``).
+        step: +1 when step t reads step t - 1 (forward in time), -1 when it reads step t + 1.
+    """
+
+    families: frozenset
+    step: int
+
+
+def find_recurrences(stmts) -> tuple:
+    """The recurrences of ``stmts``: the cycles of the family graph that cross time steps.
+
+    A network of several chains has one recurrence per chain (and one per chain's backward
+    sweep): layer 2 reads layer 1's states, but is not part of layer 1's recurrence.
+    """
+    edges: dict = {}  # family -> {(reader family, offset)}
+    for s in stmts:
+        if not s.step:
+            continue
+        fam, t = s.step
+        for sym in A.symbols_in(s.expr):
+            if isinstance(sym, Step):
+                edges.setdefault(sym.family.key, set()).add((fam, t - sym.t))
+                edges.setdefault(fam, set())
+    fams = set(edges)
+    reach = {f: {g for g, _ in edges[f]} for f in fams}
+    for k in fams:  # transitive closure (a handful of families)
+        for i in fams:
+            if k in reach[i]:
+                reach[i] |= reach[k]
+    cycles: dict = {}
+    for f in sorted(fams):
+        crossing = [off for g, off in edges[f] if off != 0 and f in reach[g]]
+        if crossing:
+            members = frozenset(g for g in fams if g in reach[f] and f in reach[g])
+            cycles.setdefault(members, 1 if crossing[0] > 0 else -1)
+    return tuple(Recurrence(members, step) for members, step in sorted(cycles.items(), key=lambda kv: sorted(kv[0])))
+
+
+@dataclass(frozen=True)
 class Program:
     """Statements in a valid order, plus the cells the module must return.
 
@@ -152,6 +195,11 @@ class Program:
 
     def section(self, name: str) -> list:
         return [s for s in self.stmts if s.section == name]
+
+    @property
+    def recurrences(self) -> tuple:
+        """The blocks that run step by step (``find_recurrences``), which the passes read."""
+        return find_recurrences(self.stmts)
 
 
 #: Per-step families the generated ``forward`` returns ("h": the states the output layer reads).
