@@ -83,16 +83,18 @@ def test_each_path_catches_a_module_wrong_on_that_path_only(built, tmp_path, tam
 
 #: Activations whose difference quotients are ill-conditioned at the check's point: 1/x has a
 #: pole a few thousandths from a pre-activation, x**16 overflows at the usual scale and leaves
-#: dE/dh0 far below |E|. The text is the derivative's line in the module, and a wrong one.
+#: dE/dW and dE/dh0 far below |E|. The text is the derivative's line in the module, and a wrong one.
 ILL_CONDITIONED = {
     "1/x": ("return -1 / x**2", "return -1.01 / x**2"),
     "x**16": ("return 16 * x**15", "return 15 * x**15"),
 }
+#: The draw where each is so (the draw follows the order of PARAM_SHAPES: U, W, b, h0, V, c).
+ILL_SEED = {"1/x": 0, "x**16": 5}
 
 
 @pytest.mark.parametrize("hidden", ILL_CONDITIONED)
 def test_ill_conditioned_activations_are_accepted_and_said_to_be(hidden):
-    report = verify.check_build(build(RNNSpec(T=5, hidden=hidden)))
+    report = verify.check_build(build(RNNSpec(T=5, hidden=hidden)), seed=ILL_SEED[hidden])
     assert report.ok, report.failures
     assert report.ill_conditioned
     (note,) = [n for n in report.notes if "difference quotient ill-conditioned" in n]
