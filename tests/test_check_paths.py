@@ -272,8 +272,9 @@ def test_cli_check_runs_where_it_is_told_and_shows_the_oracle_moving(tmp_path):
     ids=str,
 )
 def test_the_oracles_derivatives_are_those_of_sympy_diff(tmp_path, spec):
-    """The oracle's chain rule over the expression graph against sympy.diff of the whole scalar loss,
-    and against mpmath's numerical derivative at 60 digits."""
+    """The oracle's reverse sweep over its program of scalar definitions against sympy.diff of the
+    whole scalar loss written out as one expression, and against mpmath's numerical derivative of
+    the program at 60 digits."""
     import mpmath
     import sympy as sp
 
@@ -287,16 +288,24 @@ def test_the_oracles_derivatives_are_those_of_sympy_diff(tmp_path, spec):
         for name, dims in m.PARAM_SHAPES.items()
     }
     exact_x = np.vectorize(lambda v: sp.Rational(float(v)), otypes=[object])(xs)
-    loss = verify._scalar_loss(m, symbols, exact_x, targets)
-    # leaky_relu's slope is a Float: sympy.diff forms products of Floats, which SymPy rounds to
-    # 15 digits (4e-14 off here); the oracle keeps the constants as given, like mpmath below
+    program, definitions = verify._scalar_loss(m, symbols, exact_x, targets)
+    assert definitions  # the case this test is for: the loss reads the named steps
+    loss = verify._inline(program, definitions)
+    # leaky_relu's slope is a Float: writing the loss out and sympy.diff form products of Floats,
+    # which SymPy rounds to 15 digits (4e-14 off here); the oracle keeps the constants as given,
+    # like mpmath below
     floats = bool(loss.atoms(sp.Float))
     with mpmath.workdps(60):
         env = {s: mpmath.mpf(float(v)) for n in symbols for s, v in zip(symbols[n], np.ravel(params[n]))}
-        memo = {}
+        steps, memo = dict(env), {}
+        value = verify._value_exactly(program, definitions, steps, memo)
+        whole = verify._evaluate_exactly(loss, env, {})
+        assert abs(value - whole) <= (1e-13 if floats else mpmath.mpf(10) ** -50) * abs(whole)
+        adjoint = verify._gradient_exactly(program, definitions, steps, memo)
         for s in env:
-            ours = verify._derivative_exactly(loss, s, env, memo, {})
+            ours = adjoint.get(s, mpmath.mpf(0))  # a symbol whose every path is zero (a dead relu) has none
             theirs = verify._evaluate_exactly(sp.diff(loss, s), env, {})
-            numeric = mpmath.diff(lambda v, s=s: verify._evaluate_exactly(loss, {**env, s: v}, {}), env[s])
+            at = lambda v, s=s: verify._value_exactly(program, definitions, {**env, s: v}, {})  # noqa: E731
+            numeric = mpmath.diff(at, env[s])
             assert abs(ours - numeric) <= mpmath.mpf(10) ** -35 * max(1, abs(numeric)), s
             assert abs(ours - theirs) <= (1e-13 if floats else mpmath.mpf(10) ** -35) * max(1, abs(theirs)), s

@@ -18,7 +18,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import sympy as sp
-from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
+from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose, ZeroMatrix
 
 from rnngen import algebra as A
 from rnngen.activations import elementwise
@@ -173,13 +173,30 @@ def derive(spec) -> Derivation:
 PATH_SOURCES = ("do",)
 
 
-def path_expansion(derivation: Derivation, param: str) -> list:
-    """dE/d``param`` as its list of path terms.
+class TooManyPaths(Exception):
+    """The sum over paths has more terms than the limit it was expanded with."""
+
+
+def path_expansion(derivation: Derivation, param: str, limit: int | None = None) -> list:
+    """dE/d``param`` as its list of path terms (``path_terms`` of its gradient).
 
     A term is one chain of local Jacobians from the output gradient
     ``delta^o_t`` of one loss term E_t back to one use of the parameter; the
-    elementwise derivatives (``1 - h o h``) stay whole inside it.
+    elementwise derivatives (``1 - h o h``) stay whole inside it. A path through
+    several chains (down the layers, across directions) is one term. For a
+    parameter in blocks (``V = [V^f, V^b]``) a term is the block's path in its
+    place, the other blocks zero, so the terms still sum to the gradient.
+
+    The number of terms grows like T^2 for one layer and by about a factor T per
+    layer more; with ``limit``, ``TooManyPaths`` is raised as soon as a part of
+    the sum has more terms than that, before the rest is built.
     """
+    return path_terms(derivation, derivation.gradients[param], f"dE/d{param}", limit)
+
+
+def path_terms(derivation: Derivation, gradient, what: str = "the gradient", limit: int | None = None) -> list:
+    """``gradient`` (an expression over the derivation's adjoints: a parameter's gradient, an
+    input's ``dE/dx_t``) as its list of path terms; see ``path_expansion``."""
     defined = {n.symbol: n.expr for n in derivation.adjoints if n.family not in PATH_SOURCES}
     memo: dict = {}
 
@@ -204,12 +221,22 @@ def path_expansion(derivation: Derivation, param: str) -> list:
             result = [A.had(*c) for c in combos]
         elif isinstance(expr, Transpose):
             result = [A.transpose(t) for t in expand(expr.arg)]
+        elif isinstance(expr, A.Concat):
+            # a blocked parameter's gradient: each path of each block, in its place, the others zero
+            parts = expr.parts
+            result = [
+                A.Concat(expr.axis, *(term if j == i else ZeroMatrix(*p.shape) for j, p in enumerate(parts)))
+                for i, part in enumerate(parts)
+                for term in expand(part)
+            ]
         else:
             result = [expr]
+        if limit is not None and len(result) > limit:
+            raise TooManyPaths(f"the sum over paths of {what} has more than {limit} terms")
         memo[expr] = result
         return result
 
-    return expand(derivation.gradients[param])
+    return expand(gradient)
 
 
 def _has_adjoint(expr, defined) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import sympy as sp
-from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
+from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose, ZeroMatrix
 
 from rnngen import algebra as A
 from rnngen.activations import columnwise, elementwise
@@ -27,10 +27,12 @@ def _stacked_value(sym, env: dict):
     return np.hstack([env[step_name(sym.family.key, t)] for t in range(sym.lo, sym.hi + 1)])
 
 
-def evaluate(expr, env: dict, dims: dict):
+def evaluate(expr, env: dict, dims: dict, memo: dict | None = None):
     """Value of ``expr`` given symbol values ``env`` (by name) and sizes ``dims`` (by symbol).
 
     A time-stacked symbol ``f[lo:hi]`` that ``env`` lacks is built from the steps' values.
+    ``memo``, if given, keeps the value of every subexpression, for many expressions that share
+    parts and are evaluated at the same ``env`` (the terms of a sum over paths).
     """
 
     def size(d):
@@ -47,6 +49,13 @@ def evaluate(expr, env: dict, dims: dict):
         return sum(v if v.shape[1] == width else np.tile(v, (1, width // v.shape[1])) for v in values)
 
     def ev(e):
+        if memo is None:
+            return value(e)
+        if e not in memo:
+            memo[e] = value(e)
+        return memo[e]
+
+    def value(e):
         if isinstance(e, Block) and e.name not in env:  # a block of a parameter: a slice of its value
             start = size(e.offset)
             cut = [slice(None), slice(None)]
@@ -58,6 +67,8 @@ def evaluate(expr, env: dict, dims: dict):
             return np.concatenate([ev(p) for p in e.parts], axis=e.axis)
         if isinstance(e, OneMatrix):
             return ones(e.shape)
+        if isinstance(e, ZeroMatrix):
+            return np.zeros(tuple(size(d) for d in e.shape))
         if isinstance(e, sp.Identity):
             return np.eye(size(e.shape[0]))
         if isinstance(e, MatAdd):

@@ -1,4 +1,11 @@
-"""The network computed by plain loops from its textbook definition, independent of the generated code.
+"""The network computed by plain loops from its description, independent of the generated code.
+
+One generic loop (``run_network``) walks the chains of ``network(spec)`` (layer by layer, each direction,
+each step in the chain's own order) and asks the chain's cell for its step equations (``cells``),
+as ``unroll`` does for the symbolic graph. It runs on whatever the ``ops`` object computes with:
+NumPy arrays here (``plain_forward``, ``preactivations``), SymPy matrices of exact numbers in the
+exact oracle (``verify``). Values are in column math: one column per sequence, a row-notation
+weight is its stored array transposed, a blocked parameter's block is a slice of it.
 
 Errors are norm-wise relative errors, ``|g - ref| / |ref|``, which do not blow up on entries
 that happen to be near zero.
@@ -7,47 +14,137 @@ that happen to be near zero.
 from __future__ import annotations
 
 import functools
+import operator
 
 import numpy as np
 import sympy as sp
 
 from rnngen.activations import LOSSES, OUTPUT_LAYERS, elementwise
+from rnngen.evaluate import evaluate
+from rnngen.network import Network, network, size
 from rnngen.spec import RNNSpec
+from rnngen.unroll import chain_weights
+
+
+def spec_of(spec: dict, T: int = 1) -> RNNSpec:
+    """The spec a module's ``SPEC`` describes, unrolled for ``T`` steps (the network does not depend on T)."""
+    return RNNSpec(**{**spec, "T": T})
 
 
 def hidden_key(spec: dict) -> str:
     """The hidden activation's rule key, from a module's ``SPEC``."""
-    return RNNSpec(**{**spec, "T": 1}).hidden_key
+    return spec_of(spec).hidden_key
 
 
-def weights(spec: dict, params: dict) -> tuple:
-    """(input, recurrent, output) weights as column-notation matrices, biases (zeros if absent), h0."""
-    names = spec["names"]
-    mats = [np.asarray(params[n], np.float64) for n in names]
-    if spec["notation"] == "row":
-        mats = [m.T for m in mats]
-    n_h, n_y = mats[1].shape[0], mats[2].shape[0]
-    b = np.asarray(params["b"], np.float64) if spec["hidden_bias"] else np.zeros(n_h)
-    c = np.asarray(params["c"], np.float64) if spec["output_bias"] else np.zeros(n_y)
-    return (*mats, b, c, np.asarray(params["h0"], np.float64))
+def network_of(spec: dict) -> Network:
+    """The network a module's ``SPEC`` describes."""
+    return network(spec_of(spec))
+
+
+class Ops:
+    """The operations a cell's step is written in (``cells``), on values: NumPy arrays or SymPy matrices.
+
+    ``act`` computes an activation by ``apply(key, value)`` and keeps every argument it was
+    given in ``arguments`` (the pre-activations, which the kink check reads).
+    """
+
+    matmul = staticmethod(operator.matmul)
+
+    def __init__(self, apply):
+        self.apply = apply
+        self.arguments = []
+
+    @staticmethod
+    def node(base, value):
+        return value
+
+    @staticmethod
+    def add(*terms):
+        return functools.reduce(operator.add, [t for t in terms if t is not None])
+
+    @staticmethod
+    def bias(b):  # a column: NumPy broadcasts it over the sequences; the oracle runs one at a time
+        return b
+
+    def act(self, key, value):
+        self.arguments.append(value)
+        return self.apply(key, value)
+
+
+def _numpy_act(key, value):
+    return elementwise(key).ufunc(value)
+
+
+def run_network(net: Network, ops: Ops, env: dict, dims: dict, xs: list, hidden: str, steps) -> tuple:
+    """Every chain's states and the outputs ``o_t`` at ``steps``, by the cells' own step equations.
+
+    Args:
+        net: the network.
+        ops: what the values compute with.
+        env: parameter name -> its stored value (vectors as columns).
+        dims: size symbol -> its value (block offsets and widths are in terms of them).
+        xs: the input columns ``x_1 .. x_T``.
+        hidden: the hidden activation's rule key.
+        steps: the steps that have an output.
+
+    Returns:
+        ``(states, outputs)``: chain key -> step -> state (the initial state at step 0, or T + 1
+        for a backward chain), and step -> ``o_t``.
+    """
+    T = len(xs)
+
+    def value(expr):
+        return evaluate(expr, env, dims)
+
+    states = {}
+    for chain in net.chains:
+        weights = {
+            role: [value(w) for w in ws] if role == "input" else value(ws) for role, ws in chain_weights(chain).items()
+        }
+        start = T + 1 if chain.reverse else 0
+        seq = {start: weights["initial"]}
+        state = seq[start]
+        for t in range(T, 0, -1) if chain.reverse else range(1, T + 1):
+            inputs = [xs[t - 1]] if chain.reads == "x" else [states[k][t] for k in chain.reads]
+            state = seq[t] = net.cell.step(ops, weights, inputs, state, hidden)
+        states[chain.key] = seq
+    V, c = net.output, net.output_bias
+    blocks = [value(V.math(part)) for part in V.parts or (None,)]
+    bias = ops.bias(value(c.math())) if c is not None else None
+    outputs = {
+        t: ops.add(*(ops.matmul(w, states[chain.key][t]) for w, chain in zip(blocks, net.top)), bias) for t in steps
+    }
+    return states, outputs
+
+
+def sizes_of(net: Network, env: dict, n_x: int) -> dict:
+    """Size symbol -> value, read off the parameters' arrays (``n_x`` from the inputs)."""
+    dims = {size("n_x"): n_x}
+    for p in net.params.values():
+        for d, n in zip(p.stored_shape, env[p.name].shape):
+            if isinstance(d, sp.Symbol):
+                dims[d] = n
+    return dims
+
+
+def _numpy_run(spec: dict, params: dict, xs) -> tuple:
+    """``run_network`` on float64 NumPy arrays for the whole batch; returns ``(net, ops, states, outputs)``."""
+    net = network_of(spec)
+    env = {k: np.asarray(v, np.float64) for k, v in params.items()}
+    env = {k: v[:, None] if v.ndim == 1 else v for k, v in env.items()}  # vectors as columns
+    xs = np.asarray(xs, np.float64)
+    ops = Ops(_numpy_act)
+    full = spec_of(spec, len(xs))
+    columns = list(np.swapaxes(xs, 1, 2))  # x_t as (n_x, B)
+    dims = sizes_of(net, env, xs.shape[-1])
+    states, outputs = run_network(net, ops, env, dims, columns, full.hidden_key, full.loss_steps)
+    return net, ops, states, outputs
 
 
 def preactivations(spec: dict, params: dict, xs) -> np.ndarray:
-    """Every ``z_t`` of every sequence, by a plain loop (independent of the generated code)."""
-    return _recurrence(spec, params, xs)[0]
-
-
-def _recurrence(spec: dict, params: dict, xs) -> tuple:
-    """``(z, h)`` of every step and sequence: the hidden layer's plain float64 loop."""
-    Wx, Wh, _, b, _, h0 = weights(spec, params)
-    f = elementwise(hidden_key(spec)).ufunc
-    h = np.broadcast_to(h0, (xs.shape[1], h0.size))
-    zs, hs = [], []
-    for x in np.asarray(xs, np.float64):
-        zs.append(x @ Wx.T + h @ Wh.T + b)
-        h = f(zs[-1])
-        hs.append(h)
-    return np.array(zs), np.array(hs)
+    """Every value an activation reads (each ``z_t`` of every chain and sequence), flattened, by the plain loop."""
+    ops = _numpy_run(spec, params, xs)[1]
+    return np.concatenate([np.ravel(a) for a in ops.arguments])
 
 
 def relative_error(value, reference) -> float:
@@ -58,12 +155,14 @@ def relative_error(value, reference) -> float:
 
 
 def plain_forward(spec: dict, params: dict, xs) -> dict:
-    """h, o and yhat by a plain float64 loop over the steps and sequences, from the textbook definition
-    (the activation's ufunc, the output layer's scalar form), independent of the generated code."""
-    _, _, Wo, _, c, _ = weights(spec, params)
-    output = _textbook("output", spec["output"], Wo.shape[0])
-    hs = _recurrence(spec, params, xs)[1]
-    os = (hs[-1:] if spec["mapping"] == "many-to-one" else hs) @ Wo.T + c
+    """h, o and yhat by the plain float64 loop, from the network's description (the cells' step
+    equations, the activation's ufunc, the output layer's scalar form), independent of the generated
+    code. ``h`` is the top layer's states, its directions side by side (forward first)."""
+    net, _, states, outputs = _numpy_run(spec, params, xs)
+    T = len(xs)
+    hs = np.stack([np.concatenate([states[c.key][t] for c in net.top]).T for t in range(1, T + 1)])
+    os = np.stack([o.T for o in outputs.values()])
+    output = _textbook("output", spec["output"], os.shape[-1])
     yhat = np.stack(np.broadcast_arrays(*output(list(np.moveaxis(os, -1, 0)))), axis=-1)
     if spec["mapping"] == "many-to-one":
         os, yhat = os[0], yhat[0]

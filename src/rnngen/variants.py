@@ -144,9 +144,16 @@ def check_paths(module, params, xs, targets, dtypes=DTYPES, progress=None) -> di
             compare("forward()", {**forward, "E": loss_of_outputs(spec, forward["yhat"], y)})
             if classes and y.dtype.kind in "iu":
                 compare("one-hot targets", calls(p, x, np.eye(ref["yhat"].shape[-1], dtype=dtype)[y]))
-            # sequence i alone: its targets sit on axis 0 (many-to-one) or 1 (a row per step)
+            # sequence i alone: its targets sit on axis 0 (many-to-one) or 1 (a row per step); E and the
+            # parameters' gradients are sums over the sequences, the rest (forward()'s outputs, the input
+            # gradient) has one entry per sequence on the batch axis
             singles = [calls(p, x[:, i], np.take(y, i, axis=0 if many_to_one else 1)) for i in range(B)]
-            summed = {q: sum(s[q] for s in singles) for q in singles[0]}
-            alone = [module.forward(p, x[:, i]) for i in range(B)]
-            compare("single sequences", {**summed, **{q: np.stack([a[q] for a in alone], axis=-2) for q in alone[0]}})
+            singles = [{**s, **module.forward(p, x[:, i])} for i, s in enumerate(singles)]
+            summed = {
+                q: sum(s[q] for s in singles)
+                if q == "E" or q in module.PARAM_SHAPES
+                else np.stack([s[q] for s in singles], axis=-2)
+                for q in singles[0]
+            }
+            compare("single sequences", summed)
     return out
