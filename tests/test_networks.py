@@ -283,6 +283,89 @@ def test_modules_match_a_hand_written_pytorch_convention_reference(spec, n_h):
         assert verify.relative_error(float(verify._value_exactly(program, definitions, {}, {})), E) <= 1e-13
 
 
+# --- cost against the number of layers ------------------------------------------------------------
+
+#: Layer counts of the growth fits: from 2 on, every layer is the same (layer 1 reads x, not n_h).
+LAYERS = (2, 3, 4, 5)
+
+
+def _linear_fit_residual(xs, sizes):
+    coeffs = np.polyfit(xs, sizes, 1)
+    return coeffs[0], np.max(np.abs(np.polyval(coeffs, xs) - sizes)) / max(sizes)
+
+
+def _python_calls(f) -> int:
+    """Function calls made by ``f()``: deterministic, unlike wall time."""
+    import cProfile
+    import pstats
+
+    from sympy.core.cache import clear_cache
+
+    clear_cache()
+    profile = cProfile.Profile()
+    profile.enable()
+    f()
+    profile.disable()
+    return pstats.Stats(profile).total_calls
+
+
+def _spec(layers):
+    return RNNSpec(T=4, layers=layers, bidirectional=True)
+
+
+def _counted(m, seen):
+    """The module with its calls of loss, loss_and_grads and forward counted."""
+
+    def wrap(f):
+        def call(*args):
+            seen.append(f.__name__)
+            return f(*args)
+
+        return call
+
+    names = ("T", "SPEC", "PARAM_SHAPES", "init_params")
+    fields = {n: getattr(m, n) for n in names} | {f: wrap(getattr(m, f)) for f in ("loss", "loss_and_grads", "forward")}
+    return type("Counted", (), fields)
+
+
+@pytest.mark.parametrize(
+    "measure",
+    [
+        lambda L: len(_built(_spec(L)).module.splitlines()),
+        lambda L: len(_built(_spec(L)).latex),
+        lambda L: len(_built(_spec(L)).derivation.graph.nodes) + len(_built(_spec(L)).derivation.adjoints),
+        lambda L: sum(len(str(s.expr)) for s in _built(_spec(L)).program.stmts),
+        lambda L: _python_calls(lambda: build(_spec(L))),
+    ],
+    ids=["module lines", "document characters", "graph nodes", "program size", "pipeline calls"],
+)
+def test_generating_grows_linearly_in_the_layers(measure):
+    _python_calls(lambda: build(_spec(1)))  # warm up: imports and template compilation are not per-layer work
+    sizes = [measure(L) for L in LAYERS]
+    slope, residual = _linear_fit_residual(LAYERS, sizes)
+    assert residual < 0.03 and slope > 0, sizes  # a term in L^2 would leave a residual over 2..5
+    assert (sizes[3] - sizes[2]) / (sizes[1] - sizes[0]) < 1.3, sizes  # a quadratic cost gives 2.3
+
+
+def test_checking_grows_linearly_in_the_layers():
+    """The module calls the check makes (one pair per parameter entry for finite differences, a fixed
+    number for Taylor and the paths) and the exact oracle's work (one reverse sweep over its program,
+    not one pass per parameter entry) grow linearly. (Each module call itself costs O(L), so the
+    finite differences' total work is O(L^2), as it is O(T) calls of O(T) work in T; and the sum over
+    paths has about T times more terms per layer, which FORMS_MAX_TERMS bounds.)"""
+    module_calls = []
+    for L in LAYERS:
+        seen = []
+        verify.check_module(_counted(_module(_spec(L)), seen), dtypes=("float64",))
+        module_calls.append(len(seen))
+    verify.exact_oracle(_module(_spec(1)))  # warm up: the registries' cached functions are not per-layer work
+    oracle_calls = [_python_calls(lambda L=L: verify.exact_oracle(_module(_spec(L)))) for L in LAYERS]
+    for sizes in (module_calls, oracle_calls):
+        slope, residual = _linear_fit_residual(LAYERS, sizes)
+        assert residual < 0.03 and slope > 0, sizes
+        assert (sizes[3] - sizes[2]) / (sizes[1] - sizes[0]) < 1.3, sizes
+
+
 # --- found here, left to the module's owners ------------------------------------------------------
 
 
