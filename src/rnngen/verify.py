@@ -592,7 +592,7 @@ def exact_oracle(module, sizes=None, seed=0, digits=40, progress=None) -> Oracle
 # --- the two derivation forms ---------------------------------------------------------------
 
 
-def forms_agree(build, sizes=(3, 4, 2, 2), seed=0, max_terms=FORMS_MAX_TERMS) -> dict:
+def forms_agree(build, sizes=(3, 4, 2, 2), seed=0, max_terms: int | None = None) -> dict:
     """Relative difference, per parameter (and for the inputs, ``"x"``, when the module returns
     their gradient), between the recursive form and the sum over paths.
 
@@ -602,8 +602,10 @@ def forms_agree(build, sizes=(3, 4, 2, 2), seed=0, max_terms=FORMS_MAX_TERMS) ->
     until every value is finite; the two forms are an identity, so any point tells.
 
     Raises:
-        TooManyPaths: the sums over paths have more than ``max_terms`` terms in all.
+        TooManyPaths: the sums over paths have more than ``max_terms`` terms in all
+            (``FORMS_MAX_TERMS`` by default).
     """
+    max_terms = FORMS_MAX_TERMS if max_terms is None else max_terms
     derivation = build.derivation
     graph = derivation.graph
     values = size_values(sizes, build.spec.layers)
