@@ -18,8 +18,10 @@ import pytest
 import reference_networks as torchlike
 import sympy as sp
 
+from rnngen import algebra as A
 from rnngen import verify
 from rnngen.backprop import TooManyPaths, derive, path_expansion, path_source
+from rnngen.families import Step
 from rnngen.optimize import PASSES
 from rnngen.pipeline import build
 from rnngen.reference import plain_forward
@@ -152,6 +154,15 @@ def test_paths_cross_the_layers_and_the_directions():
     d = derive(RNNSpec(T=T, layers=2))
     assert len(path_expansion(d, "W1")) == sum(u for t in range(1, T + 1) for u in range(1, t + 1))
     assert len(path_expansion(d, "V")) == T
+    # a path of the loss at step t reaches the forward chain's steps up to t, the backward chain's from t on
+    bi = derive(RNNSpec(T=T, bidirectional=True))
+    for name, later in (("W_f", False), ("W_b", True)):
+        terms = path_expansion(bi, name)
+        assert len(terms) == T * (T + 1) // 2
+        for term in terms:
+            t = path_source(term)
+            steps = [s.t for s in A.symbols_in(term) if isinstance(s, Step) and s.family.direction]
+            assert steps and all((s >= t) if later else (s <= t) for s in steps), (name, t, steps)
 
 
 def test_a_sum_over_paths_too_large_is_refused_and_said_to_be(monkeypatch):
