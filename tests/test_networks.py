@@ -390,7 +390,6 @@ def test_checking_grows_linearly_in_the_layers():
 # --- found here, left to the module's owners ------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="init_params: a one-layer module takes n_h=[3] to a TypeError from deep inside")
 def test_init_params_of_one_layer_takes_a_list_of_one_size_or_refuses_it():
     m = _module(RNNSpec(T=2))
     try:
@@ -400,7 +399,6 @@ def test_init_params_of_one_layer_takes_a_list_of_one_size_or_refuses_it():
     assert params["W"].shape == (3, 3)
 
 
-@pytest.mark.xfail(strict=True, reason="init_params accepts a layer of size 0 and returns empty weights")
 def test_init_params_refuses_a_layer_of_size_zero():
     m = _module(RNNSpec(T=2, layers=2))
     with pytest.raises(ValueError, match="n_h"):
