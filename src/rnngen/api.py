@@ -201,7 +201,7 @@ def derive(
     )
     if check and exact and spec.T > EXACT_MAX_T:
         raise SpecError(
-            f"the exact oracle runs up to T = {EXACT_MAX_T} (it works entry by entry in 40-digit arithmetic), got T = {spec.T}"
+            f"the exact oracle runs up to T = {EXACT_MAX_T} (entry by entry, 40 digits), got T = {spec.T}"
         )
     if out is None and (markdown or pdf or force):
         raise ValueError("markdown, pdf and force choose what derive writes into out; give out as well")
