@@ -67,7 +67,9 @@ def test_boolean_targets_are_refused(module_of):
 def test_zero_sizes_are_refused_naming_the_argument(module, size):
     m = module(3)
     sizes = {"n_x": 3, "n_h": 4, "n_y": 2, size: 0}
-    params = m.init_params(**sizes)
+    with pytest.raises(ValueError, match=rf"^{size} must be a whole number of at least 1, got 0$"):
+        m.init_params(**sizes)
+    params = {name: np.zeros(tuple(sizes[d] for d in dims)) for name, dims in m.PARAM_SHAPES.items()}
     xs = np.zeros((3, 2, sizes["n_x"]))
     targets = np.zeros((3, 2), np.int64)
     first = next(k for k, dims in m.PARAM_SHAPES.items() if size in dims)

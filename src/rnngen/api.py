@@ -200,9 +200,7 @@ def derive(
         input_grad=input_grad,
     )
     if check and exact and spec.T > EXACT_MAX_T:
-        raise SpecError(
-            f"the exact oracle runs up to T = {EXACT_MAX_T} (entry by entry, 40 digits), got T = {spec.T}"
-        )
+        raise SpecError(f"the exact oracle runs up to T = {EXACT_MAX_T} (entry by entry, 40 digits), got T = {spec.T}")
     if out is None and (markdown or pdf or force):
         raise ValueError("markdown, pdf and force choose what derive writes into out; give out as well")
     if pdf and not latex:
