@@ -44,23 +44,24 @@ HELPERS = {
         "    # The shift by each row's maximum only where it is needed: when no exp can overflow and\n"
         "    # every row sums to at least 1 (so no probability of 1e-30 or more is subnormal, even in\n"
         "    # float32), exp(a) / sum is the same softmax with two passes less.\n"
-        "    # The rows' sums are products with a vector of ones, which BLAS reads faster than .sum.\n"
+        "    # The rows' sums are products with a vector of ones, which BLAS reads faster than .sum\n"
+        "    # (np.dot: a third less call overhead than @).\n"
         "    ones = _ones(a.shape[-1], a.dtype)\n"
         "    if a.max() < 64.0:\n"
         "        out = np.exp(a, out=out)\n"
-        "        total = (out @ ones)[..., None]\n"
+        "        total = np.dot(out, ones)[..., None]\n"
         "        if total.min() >= 1.0:\n"
         "            out /= total\n"
         "            return out\n"
         "    out = np.subtract(a, a.max(axis=-1, keepdims=True), out=out)\n"
         "    np.exp(out, out=out)\n"
-        "    out /= (out @ ones)[..., None]\n"
+        "    out /= np.dot(out, ones)[..., None]\n"
         "    return out\n"
     ),
     "_column_sums": (
         "def _column_sums(a):\n"
         '    """a.sum(axis=0) of rows (N, n), as the product of a vector of ones with a: BLAS reads a faster."""\n'
-        "    return _ones(a.shape[0], a.dtype) @ a\n"
+        "    return np.dot(_ones(a.shape[0], a.dtype), a)\n"
     ),
     "_ones": (
         "def _ones(n, dtype):\n"
@@ -132,7 +133,7 @@ HELPERS = {
         "    n = p.shape[-1]\n"
         "    kept = p.take(at)\n"
         "    p.put(at, 0.0)\n"
-        "    sums = (p.reshape(-1, n) @ _ones(n, p.dtype)).take(at // n)\n"
+        "    sums = np.dot(p.reshape(-1, n), _ones(n, p.dtype)).take(at // n)\n"
         "    p.put(at, kept)\n"
         "    return sums\n"
     ),
