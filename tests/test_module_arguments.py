@@ -129,3 +129,13 @@ def test_remembered_checks_still_refuse_what_they_would_refuse(module):
     for args, message in bad:
         with pytest.raises(ValueError, match=message):
             m.loss_and_grads(*args)
+
+
+def test_a_stacked_module_refuses_an_xs_without_steps_in_one_line(module_of):
+    """n_x of the stacked notation comes from xs (no parameter has it whole): an xs of no axes
+    raised KeyError 'n_x' from inside the check of the blocks [W_h, W_x]."""
+    m = module_of(RNNSpec(T=3, notation="stacked"))
+    params, xs = _problem(m, n_y=2)
+    for bad in (np.float64(1.0), xs[0, 0]):
+        with pytest.raises(ValueError, match=r"xs has shape \((\d+,)?\); expected \(T, n_x\) or \(T, B, n_x\)"):
+            m.loss_and_grads(params, bad, np.zeros((3, 2), np.int64))
