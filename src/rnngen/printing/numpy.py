@@ -219,6 +219,8 @@ class NumpyPrinter(Printer):
         self.helpers: dict = {}
         #: family or scratch -> the shape code of its buffer in the module's ``_buffers``, in first-use order.
         self.buffers: dict = {}
+        #: ``h_`` -> ``h``: the lists of step views that ``_new_buffers`` makes with the buffers.
+        self.step_lists: dict = {}
 
     def _use(self, name):
         """Put the helper ``name`` into the module, with the helpers it calls."""
@@ -305,9 +307,18 @@ class NumpyPrinter(Printer):
             first = [f"{self._step(family, t, views=False)} = {self._any(value)[0]}"]
             if not rest:
                 return alloc + first
-        views = [f"{names.step_views(family)} = list({family})  # its steps as views: cheaper to index than the array"]
-        views = [] if made else views
-        return alloc + views + first + rest
+        return alloc + ([] if made else [self._step_views(family, alloc)]) + first + rest
+
+    def _step_views(self, family, alloc) -> str:
+        """The line naming the list of ``family``'s step views. For a family whose own buffer an
+        earlier line took (and read), the list made with the buffers: list() of 100 steps costs
+        10-20 µs a call. Else one made here, which also reads an array taken just before (``alloc``)
+        that the function may not name again."""
+        views = names.step_views(family)
+        if alloc or family not in self.buffers:
+            return f"{views} = list({family})  # its steps as views: cheaper to index than the array"
+        self.step_lists[views] = family
+        return f'{views} = buf["{views}"]  # its steps as views, made with the buffers: cheaper to index'
 
     def _held_by(self, sym):
         """``(H, t)`` when ``sym`` is step t of a family whose place ``H`` is built in, else None."""
