@@ -55,6 +55,25 @@ def test_hand_written_loops_agree_with_the_generated_module(spec):
     assert max(report.values()) <= TOLERANCE[np.float64]
 
 
+@pytest.mark.parametrize("spec", [RNNSpec(T=4), RNNSpec(T=4, hidden="relu", mapping="many-to-one")], ids=str)
+def test_the_tuned_loop_keeps_its_buffers_and_hands_out_none_of_them(spec):
+    """The tuned baseline keeps its arrays between calls, as the generated module does (a fair
+    opponent at small sizes), so a second call must give the same numbers and no result may be a
+    view of a kept array, which the next call would overwrite."""
+    problem = make_problem(spec, 2, 3, 5, 3)
+    targets = problem.targets if spec.mapping == "many-to-many" else problem.targets[None]
+    E, grads = loops.tuned_loop(problem.params, problem.xs, targets, spec)
+    kept = next(iter(loops._KEPT.values()))
+    again = loops.tuned_loop(problem.params, problem.xs, targets, spec)
+    assert next(iter(loops._KEPT.values())) is kept
+    assert again[0] == E
+    for k, g in grads.items():
+        np.testing.assert_array_equal(again[1][k], g, err_msg=k)
+        arrays = [a for a in kept.values() if isinstance(a, np.ndarray)]
+        arrays += [v for a in kept.values() if isinstance(a, list) for v in a]
+        assert not any(np.shares_memory(g, a) for a in arrays), k
+
+
 def test_float32_problems_agree_to_float32_precision():
     spec = RNNSpec(T=6)
     problem = make_problem(spec, 4, 5, 6, 4, dtype=np.float32)

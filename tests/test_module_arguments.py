@@ -102,3 +102,42 @@ def test_forward_returns_arrays_that_do_not_alias_each_other(module_of, spec):
         out["o"][...] = 7.0  # a caller who changes one output changes no other
         np.testing.assert_array_equal(out["yhat"], expected["yhat"])
         np.testing.assert_array_equal(out["h"], expected["h"])
+
+
+def test_remembered_checks_still_refuse_what_they_would_refuse(module):
+    """A call whose shapes and dtypes (of xs and of every parameter) passed before skips the checks,
+    so everything they read must be in what is remembered: after good calls, each bad argument
+    that differs from them in one way is still refused, and good calls of other shapes agree."""
+    m = module(3)
+    params, xs = _problem(m, n_y=2, B=3)
+    targets = np.random.default_rng(2).integers(0, 2, (3, 3))
+    E, grads = m.loss_and_grads(params, xs, targets)
+    E1, _ = m.loss_and_grads(params, xs[:, :1], targets[:, :1])
+    single, _ = m.loss_and_grads(params, xs[:, 0], targets[:, 0])  # remembered apart from (T, 1, n_x)
+    assert single == E1
+    np.testing.assert_array_equal(m.loss_and_grads(params, xs, targets)[1]["W"], grads["W"])
+    bad = [
+        ((params, xs[:2], targets[:2]), r"xs has shape \(2, 3, 3\); expected"),
+        ((params, xs[..., :2], targets), r"xs has shape \(3, 3, 2\); expected"),
+        ((params, xs[:, 0, :2], targets[:, 0]), r"xs has shape \(3, 2\); expected"),
+        ((params, xs[:, :0], targets[:, :0]), r"no sequences \(B = 0\)"),
+        ((params, xs.astype(np.float16), targets), r"xs has dtype float16"),
+        (({**params, "b": params["b"][:3]}, xs, targets), r"params\['b'\] has shape \(3,\)"),
+        (({**params, "W": params["W"].astype(int)}, xs, targets), r"params\['W'\] has dtype int64"),
+        ((list(params.values()), xs, targets), r"params must be a dict"),
+        (({k: v for k, v in params.items() if k != "h0"}, xs, targets), r"params is missing h0"),
+        ((params, xs, targets[:, :2]), r"targets \(class indices\) have shape \(3, 2\); expected \(3, 3\)"),
+    ]
+    for args, message in bad:
+        with pytest.raises(ValueError, match=message):
+            m.loss_and_grads(*args)
+
+
+def test_a_stacked_module_refuses_an_xs_without_steps_in_one_line(module_of):
+    """n_x of the stacked notation comes from xs (no parameter has it whole): an xs of no axes
+    raised KeyError 'n_x' from inside the check of the blocks [W_h, W_x]."""
+    m = module_of(RNNSpec(T=3, notation="stacked"))
+    params, xs = _problem(m, n_y=2)
+    for bad in (np.float64(1.0), xs[0, 0]):
+        with pytest.raises(ValueError, match=r"xs has shape \((\d+,)?\); expected \(T, n_x\) or \(T, B, n_x\)"):
+            m.loss_and_grads(params, bad, np.zeros((3, 2), np.int64))

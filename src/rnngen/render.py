@@ -251,6 +251,7 @@ def module_context(derivation: Derivation, lowered: Lowered, formulas: list, num
         sections=sections,
         carried=", ".join(carried),
         buffers=list(printer.buffers.items()),
+        step_lists=list(printer.step_lists.items()),
         buffer_sizes=buffer_sizes,
         buffer_args=", ".join(["x"] + [sources[n] for n in buffer_sizes]),
         forward_outputs=forward_outputs,

@@ -13,8 +13,9 @@ the generated module before it times anything.
   posts (every product of a step is its own GEMM, dictionaries of states,
   fresh arrays everywhere). This is the code people copy.
 - ``tuned_loop``: the best loop-based NumPy we could write by hand. The input
-  and output products are single GEMMs over all steps, buffers are
-  preallocated, the recurrent weight is held in the layout each step's GEMM
+  and output products are single GEMMs over all steps, buffers (and the lists
+  of their steps' views) are kept between calls, small products go through
+  np.dot, the recurrent weight is held in the layout each step's GEMM
   reads fastest, elementwise work is done in place with ``out=``, the local
   Jacobians f'(z_t) are computed for all steps in one call, and the softmax
   is computed once and reused for the loss. Only the recurrence loops.
@@ -175,82 +176,119 @@ def tutorial_loop(params, xs, targets, spec):
     return E, {k: grads[k] for k in params}
 
 
+#: The buffers of the last sizes ``tuned_loop`` ran at, kept as a training loop would keep them
+#: (the generated module keeps its set between calls too).
+_KEPT: dict = {}
+
+
+def _kept_buffers(T, B, n_h, n_y, L, dtype) -> dict:
+    """Every array ``tuned_loop`` writes, with the lists of their steps' views (indexing a list
+    costs a fraction of slicing the array), made once per sizes."""
+    key = (T, B, n_h, n_y, L, dtype.char)
+    kept = _KEPT.get(key)
+    if kept is None:
+        h, dz, d = np.empty((T + 1, B, n_h), dtype), np.empty((T, B, n_h), dtype), np.empty((T, B, n_h), dtype)
+        kept = dict(
+            h=h,
+            hs=list(h),
+            H=h[1:].reshape(T * B, n_h),
+            H_prev=h[:-1].reshape(T * B, n_h),
+            dz=dz,
+            dzs=list(dz),
+            Z=dz.reshape(T * B, n_h),
+            d=d,
+            ds=list(d),
+            tmp=np.empty((B, n_h), dtype),
+            WT=np.empty((n_h, n_h), dtype),
+            o=np.empty((L * B, n_y), dtype),
+            rows=np.arange(L * B),
+            ones=np.ones(L * B, dtype),
+            ones_z=np.ones(T * B, dtype),
+            ones_y=np.ones(n_y, dtype),
+        )
+        _KEPT.clear()
+        _KEPT[key] = kept
+    return kept
+
+
 def tuned_loop(params, xs, targets, spec):
     """The same BPTT with everything but the recurrence batched over time, in place where NumPy allows."""
     U, W, V, h0 = params["U"], params["W"], params["V"], params["h0"]
     b, c = params.get("b"), params.get("c")
     T, B, n_x = xs.shape
     n_h, n_y = W.shape[0], V.shape[0]
-    dtype = xs.dtype
     m2m = spec.mapping == "many-to-many"
     L = T if m2m else 1
-    classes = np.issubdtype(np.asarray(targets).dtype, np.integer)
-    softmax_xent = classes and (spec.output, spec.loss) == ("softmax", "cross_entropy")
+    targets = np.asarray(targets)
+    softmax_xent = targets.dtype.kind in "iu" and (spec.output, spec.loss) == ("softmax", "cross_entropy")
+    kept = _kept_buffers(T, B, n_h, n_y, L, xs.dtype)
+    h, hs, H, tmp = kept["h"], kept["hs"], kept["H"], kept["tmp"]
 
     # Forward: all input products in one GEMM, written straight into the state buffer.
-    h = np.empty((T + 1, B, n_h), dtype)
-    h[0] = h0
-    H = h[1:].reshape(T * B, n_h)
-    np.matmul(xs.reshape(T * B, n_x), U.T, out=H)
+    hs[0][...] = h0
+    X = xs.reshape(T * B, n_x)
+    np.dot(X, U.T, out=H)  # np.dot: a third less call overhead than np.matmul at small sizes
     if b is not None:
         H += b
-    WT = np.ascontiguousarray(W.T)  # BLAS reads a contiguous copy faster than the view, at every step
-    tmp = np.empty((B, n_h), dtype)
-    if spec.hidden == "tanh":
-        for t in range(1, T + 1):
-            np.matmul(h[t - 1], WT, out=tmp)
-            h[t] += tmp
-            np.tanh(h[t], out=h[t])
-    else:
-        for t in range(1, T + 1):
-            np.matmul(h[t - 1], WT, out=tmp)
-            h[t] += tmp
-            h[t] = _f(spec.hidden, h[t], spec.slope)
-    Hout = H if m2m else h[T]
-    o = np.matmul(Hout, V.T)
+    WT = kept["WT"]
+    np.copyto(WT, W.T)  # BLAS reads a contiguous copy faster than the view, at every step
+    for t in range(T):
+        np.dot(hs[t], WT, out=tmp)
+        ht = hs[t + 1]
+        ht += tmp
+        if spec.hidden == "tanh":
+            np.tanh(ht, out=ht)
+        else:
+            ht[...] = _f(spec.hidden, ht, spec.slope)
+    Hout = H if m2m else hs[T]
+    o = kept["o"]
+    np.dot(Hout, V.T, out=o)
     if c is not None:
         o += c
 
     # Loss and dE/do, from one softmax.
     if softmax_xent:
-        idx = np.asarray(targets).reshape(-1)
-        rows = np.arange(idx.size)
+        idx = targets.reshape(-1)
+        rows = kept["rows"]
         o -= o.max(axis=-1, keepdims=True)
-        do = np.exp(o)
-        total = do.sum(axis=-1)
-        E = np.sum(np.log(total)) - np.sum(o[rows, idx])
+        E = -np.sum(o[rows, idx])
+        do = np.exp(o, out=o)
+        total = np.dot(do, kept["ones_y"])
+        E += np.sum(np.log(total))
         do /= total[:, None]
         do[rows, idx] -= 1.0
     else:
-        y = _rows(targets, n_y, dtype).reshape(L * B, n_y)
+        y = _rows(targets, n_y, xs.dtype).reshape(L * B, n_y)
         yhat = _output(spec.output, o)
         E = _loss(spec.loss, yhat, y)
         do = _output_delta(spec.output, spec.loss, yhat, y)
 
     # Backward: f'(z_t) for all steps at once, then the recurrence in place.
-    dz = np.empty((T, B, n_h), dtype)
+    dz, dzs, Z = kept["dz"], kept["dzs"], kept["Z"]
     if m2m:
-        np.matmul(do, V, out=dz.reshape(T * B, n_h))
+        np.dot(do, V, out=Z)
     else:
         dz[:-1] = 0.0
-        np.matmul(do, V, out=dz[-1])
+        np.dot(do, V, out=dzs[-1])
     if spec.hidden == "tanh":
-        d = np.multiply(H, H).reshape(T, B, n_h)
+        d, ds = kept["d"], kept["ds"]
+        np.multiply(h[1:], h[1:], out=d)
         np.subtract(1.0, d, out=d)
     else:
-        d = _df(spec.hidden, h[1:], spec.slope)
-    dz[-1] *= d[-1]
+        ds = list(_df(spec.hidden, h[1:], spec.slope))
+    dzs[T - 1] *= ds[T - 1]
     for t in range(T - 2, -1, -1):
-        np.matmul(dz[t + 1], W, out=tmp)
-        dz[t] += tmp
-        dz[t] *= d[t]
-    Z = dz.reshape(T * B, n_h)
+        np.dot(dzs[t + 1], W, out=tmp)
+        dt = dzs[t]
+        dt += tmp
+        dt *= ds[t]
+    ZT = Z.T
     grads = {
-        "U": Z.T @ xs.reshape(T * B, n_x),
-        "W": Z.T @ h[:-1].reshape(T * B, n_h),
-        "V": do.T @ Hout,
-        "b": Z.sum(axis=0),
-        "c": do.sum(axis=0),
-        "h0": dz[0].sum(axis=0) @ W,
+        "U": np.dot(ZT, X),
+        "W": np.dot(ZT, kept["H_prev"]),
+        "V": np.dot(do.T, Hout),
+        "b": np.dot(kept["ones_z"], Z),
+        "c": np.dot(kept["ones"], do),
+        "h0": np.dot(np.dot(kept["ones"][:B], dzs[0]), W),
     }
     return E, {k: grads[k] for k in params}
