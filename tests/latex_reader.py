@@ -171,6 +171,7 @@ class Reader:
         for key, name in self.initial.items():
             self.steps[key] = self.params[name]
         self.gradients: dict = {}
+        self.block_gradients: dict = {}
         self.loss = None
         self.entrywise = False  # True while reading a formula written entry by entry (y_i, o_j)
         self.gamma = None
@@ -194,7 +195,9 @@ class Reader:
     def _assign(self, lhs: str, value, env) -> None:
         grad = re.fullmatch(r"\\frac\{\\partial E\}\{\\partial (.+)\}", lhs)
         if grad:
-            self.gradients[self._param_of(grad.group(1))] = value
+            name = self._param_of(grad.group(1))
+            # a block's gradient is a value of its own, which its parameter's gradient then reads
+            (self.block_gradients if name in self.blocks else self.gradients)[name] = value
             return
         if lhs == "E":
             self.loss = float(np.asarray(value).reshape(()))
@@ -570,6 +573,9 @@ class Reader:
         raise ValueError(f"unexpected {self.tokens[self.pos : self.pos + 3]!r}")
 
     def _jacobian(self, m, env):
+        grad = re.fullmatch(r"\\frac\{\\partial E\}\{\\partial (.+)\}", m.group(0))
+        if grad and _param_name(grad.group(1)) in self.block_gradients:  # dE/dV = [dE/dV_f, dE/dV_b]
+            return self.block_gradients[_param_name(grad.group(1))]
         raise ValueError(f"the final formulas hold no Jacobian fractions: {m.group(0)!r}")
 
     def _kronecker(self):

@@ -235,6 +235,12 @@ def from_derivation(derivation: Derivation) -> Program:
     for node in derivation.adjoints:
         stmts.append(Stmt(node.symbol, node.expr, "backward", len(stmts)))
     for name, expr in derivation.gradients.items():
+        param = graph.network.params[name]
+        if param.blocks:  # each block's gradient a value of its own, then the blocks side by side
+            parts = [gradient_symbol(param.block(part)) for part in param.parts]
+            for part, part_expr in zip(parts, expr.parts):
+                stmts.append(Stmt(part, part_expr, "backward", len(stmts)))
+            expr = A.Concat(expr.axis, *parts)
         stmts.append(Stmt(gradient_symbol(graph.params[name]), expr, "backward", len(stmts)))
     spec = graph.spec
     if spec.input_grad:

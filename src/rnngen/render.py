@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from sympy import MatrixSymbol
 
-from rnngen import __version__
+from rnngen import __version__, layout
 from rnngen import algebra as A
 from rnngen.activations import elementwise
 from rnngen.backprop import Derivation
@@ -135,7 +135,7 @@ def _block_views(network) -> dict:
             block = p.block(part)
             start = "" if i == 0 else _size_code(block.offset)
             stop = "" if i == len(p.parts) - 1 else _size_code(block.offset + block.width)
-            cut = f"{start}:{stop}".replace("::", ":")
+            cut = layout.slice_code(start, stop)
             views[block.name] = f"{p.name}[{cut}]" if block.axis == 0 else f"{p.name}[:, {cut}]"
     return views
 
@@ -210,7 +210,7 @@ def module_context(derivation: Derivation, lowered: Lowered, formulas: list, num
         if formula.trivial:
             lines.append(f"# {text(formula.stmts[0].target)}: the given vector, for every sequence")
         else:
-            lines.append(f"# ({numbers[formula.key]}) {formula.text}")
+            lines.extend(layout.comment(f"({numbers[formula.key]}) {formula.text}"))
         for s in formula.stmts:
             lines.extend(printer.statement(s))
     # Each function defines the sizes its own lines use, nothing more.
@@ -245,15 +245,18 @@ def module_context(derivation: Derivation, lowered: Lowered, formulas: list, num
         else:
             code = _all_steps(storage, fam, T)
         forward_outputs.append((fam, code + ".copy()" if fam in aliases else code))
+    weights = [name for name, p in net.params.items() if not p.is_vector]
+    layers = [str(s) for s in net.sizes[1:-1]]
+    hidden = ['"n_x": n_x', *(f'"{s}": hidden[{i}]' for i, s in enumerate(layers)), '"n_y": n_y']
+    calls = _call_lines(net, carried, [sources[n] for n in buffer_sizes], spec.input_grad, weights, hidden)
     return dict(
         **_common(spec),
+        **calls,
         network=_network_text(derivation),
         sections=sections,
-        carried=", ".join(carried),
         buffers=list(printer.buffers.items()),
         step_lists=list(printer.step_lists.items()),
         buffer_sizes=buffer_sizes,
-        buffer_args=", ".join(["x"] + [sources[n] for n in buffer_sizes]),
         forward_outputs=forward_outputs,
         many_to_one=spec.mapping == "many-to-one",
         params=list(params),
@@ -273,6 +276,49 @@ def module_context(derivation: Derivation, lowered: Lowered, formulas: list, num
         helpers=[source for _, source in sorted(printer.helpers.items())],
         spec_items=[(k, py_literal(v)) for k, v in spec.as_dict().items()],
         param_shapes=[(name, py_literal(_dims(p))) for name, p in net.params.items()],
+    )
+
+
+def _call_lines(net, carried: list, size_codes: list, input_grad: bool, weights: list, hidden: list) -> dict:
+    """The lines that hand the parameters and the forward values from function to function.
+
+    On one line each where they fit; a network of many chains passes its parameters as one
+    list, unpacked chain by chain, so that no line outgrows the formatter's length.
+    """
+    names = list(net.params)  # chain by chain, then the output layer's: one group each
+    groups = [list(dict.fromkeys(p.name for p in chain.params.values())) for chain in net.chains]
+    groups.append([n for n in names if net.params[n].chain is None])
+    whole = f"{', '.join(names)}, x, single = _prepare(params, xs)"
+    if 4 + len(whole) <= layout.LINE:
+        prepare, args, inner = [whole], names, []
+    else:
+        inner = layout.unpack(names, "p", groups)
+        prepare, args = ["*p, x, single = _prepare(params, xs)", *inner], ["p"]
+    if len(", ".join(carried)) <= 70:
+        lhs, after = ", ".join(carried), []
+    else:
+        lhs, after = "fw", layout.unpack(carried, "fw", layout.chunks(carried, 90))
+    buffers = f"_new_buffers({', '.join(['x', *size_codes])})"
+    if 8 + len(buffers) + len(", ".join([*args, "x"])) > layout.LINE:  # its own line, not an argument
+        new = layout.bracketed("new = _new_buffers", ["x", *size_codes])
+        buffers = "new"
+    else:
+        new = []
+    grads = [f'"{n}": d{n}' for n in names] + (['"x": dxs'] if input_grad else [])
+    returns = [f"return {', '.join(carried)}"]
+    if 4 + len(returns[0]) > layout.LINE:
+        returns = layout.bracketed("return ", carried, collection=True)
+    return dict(
+        prepare_lines=prepare,
+        forward_call=new + layout.bracketed(f"{lhs} = _forward", [*args, "x", buffers]) + after,
+        loss_call=layout.bracketed(f"{lhs} = _forward", [*args, "x", "buf"]) + after,
+        buffers_call=layout.bracketed("buf = _buffers", ["x", *size_codes]),
+        forward_def=layout.bracketed("def _forward", [*args, "x", "buf"], ":", indent=0),
+        forward_unpack=inner,
+        forward_return=returns,
+        grads_return=layout.bracketed("return E, ", grads, brackets="{}", collection=True),
+        weights_lines=layout.bracketed("WEIGHTS = ", [f'"{w}"' for w in weights], indent=0, collection=True),
+        sizes_lines=layout.bracketed("sizes = ", hidden, brackets="{}", collection=True),
     )
 
 

@@ -187,7 +187,7 @@ class RNNSpec:
 
         params = network(self).params
         names = list(params) + [block_name(p.name, part) for p in params.values() for part in p.parts]
-        names += [gradient(n) for n in params]
+        names += [gradient(n) for n in names]
         seen = set()
         for n in names:
             if n in seen:
