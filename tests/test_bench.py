@@ -4,6 +4,7 @@ Nothing here measures speed (the machines are shared and noisy); the figures
 come from ``benchmarks/frameworks.py`` and ``rnngen bench``.
 """
 
+import dataclasses
 import threading
 
 import numpy as np
@@ -16,10 +17,12 @@ from rnngen.bench.harness import (
     BenchError,
     Contender,
     check_agreement,
+    column_grads,
     gemm_limit,
     generated_contender,
     loop_contender,
     make_problem,
+    module_params,
     time_interleaved,
 )
 from rnngen.bench.run import bench, table
@@ -195,4 +198,197 @@ def test_frameworks_agree_on_outputs_without_a_closed_form(framework, output, lo
     problem = make_problem(spec, 2, 3, 4, 3)
     build_contender = frameworks.torch_contender if framework == "torch" else frameworks.jax_contender
     contenders = [generated_contender(_module(spec), problem), build_contender(problem)]
+    assert max(check_agreement(contenders, np.float64).values()) <= TOLERANCE[np.float64]
+
+
+# -- stacked and bidirectional networks ----------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _Layered(RNNSpec):
+    # TODO(merge): RNNSpec itself, once it has these fields
+    layers: int = 1
+    bidirectional: bool = False
+
+
+def _key(base, layer, direction, spec):
+    """A parameter's name under the module convention, spelled out here rather than read from the bench."""
+    number = str(layer) if spec.layers > 1 else ""
+    if base == "h0" and number:
+        number = "_" + number
+    return f"{base}{number}{direction}"
+
+
+def _reference_loss(params, xs, y_rows, spec):
+    """The loss of a stacked, possibly bidirectional tanh network, from the seeds' equations.
+
+    A backward chain is the forward recurrence run on the flipped sequence and flipped
+    back; the output reads each layer's forward states followed by its backward ones.
+    """
+    directions = ("_f", "_b") if spec.bidirectional else ("",)
+    below = xs
+    for layer in range(1, spec.layers + 1):
+        chains = []
+        for d in directions:
+            U, W, h0 = (params[_key(k, layer, d, spec)] for k in ("U", "W", "h0"))
+            b = params[_key("b", layer, d, spec)] if spec.hidden_bias else 0.0
+            h, hs = np.broadcast_to(h0, (xs.shape[1], h0.size)), []
+            for x in below[::-1] if d == "_b" else below:
+                h = np.tanh(U @ x.T + W @ h.T + np.reshape(b, (-1, 1))).T
+                hs.append(h)
+            chains.append(np.stack(hs[::-1] if d == "_b" else hs))
+        below = np.concatenate(chains, axis=-1)
+    top = below if spec.mapping == "many-to-many" else below[-1:]
+    o = top @ params["V"].T + (params["c"] if spec.output_bias else 0.0)
+    if spec.output == "softmax":
+        logp = o - o.max(axis=-1, keepdims=True)
+        logp = logp - np.log(np.exp(logp).sum(axis=-1, keepdims=True))
+        return -np.sum(y_rows * logp)
+    p = 1.0 / (1.0 + np.exp(-o))  # sigmoid with binary cross-entropy
+    return -np.sum(y_rows * np.log(p) + (1.0 - y_rows) * np.log(1.0 - p))
+
+
+def _finite_differences(problem, step=1e-6):
+    """dE/dθ for every entry of every parameter, by central differences of ``_reference_loss``."""
+    params = {k: v.copy() for k, v in problem.params.items()}
+    grads = {}
+    for name, p in params.items():
+        g = np.empty_like(p)
+        for i in np.ndindex(p.shape):
+            keep = p[i]
+            p[i] = keep + step
+            up = _reference_loss(params, problem.xs, problem.y_rows, problem.spec)
+            p[i] = keep - step
+            down = _reference_loss(params, problem.xs, problem.y_rows, problem.spec)
+            p[i] = keep
+            g[i] = (up - down) / (2 * step)
+        grads[name] = g
+    return grads
+
+
+LAYERED = [
+    _Layered(T=4, layers=2),
+    _Layered(T=4, bidirectional=True),
+    _Layered(T=3, layers=2, bidirectional=True),
+    _Layered(T=3, layers=3, output="sigmoid", loss="binary_cross_entropy", mapping="many-to-one", hidden_bias=False),
+]
+# unequal layer sizes where the network has more than one layer
+LAYER_SIZES = {1: 4, 2: (4, 3), 3: (3, 4, 2)}
+
+
+@pytest.mark.parametrize("spec", LAYERED, ids=lambda s: f"L{s.layers}{'-bi' if s.bidirectional else ''}-{s.mapping}")
+def test_the_tutorial_loop_runs_stacked_and_bidirectional_networks(spec):
+    """The NumPy baseline against central differences of a forward pass written in this file."""
+    problem = make_problem(spec, 2, 3, LAYER_SIZES[spec.layers], 3)
+    targets = problem.targets if spec.mapping == "many-to-many" else problem.targets[None]
+    E, grads = loops.tutorial_loop(problem.params, problem.xs, targets, spec)
+    assert E == pytest.approx(_reference_loss(problem.params, problem.xs, problem.y_rows, spec), rel=1e-13)
+    expected = _finite_differences(problem)
+    assert set(grads) == set(expected)
+    for name, g in expected.items():
+        # central differences at step 1e-6 carry about 1e-9 of absolute error here
+        np.testing.assert_allclose(grads[name], g, rtol=0, atol=1e-8, err_msg=name)
+
+
+def test_a_stacked_bidirectional_problem_follows_the_module_convention():
+    spec = _Layered(T=3, layers=2, bidirectional=True)
+    problem = make_problem(spec, 2, 5, (4, 6), 3, dtype=np.float32)
+    expected = {}
+    for layer, size, fan_in in ((1, 4, 5), (2, 6, 8)):  # layer 2 reads both directions of layer 1
+        for d in ("_f", "_b"):
+            expected |= {
+                _key("U", layer, d, spec): (size, fan_in),
+                _key("W", layer, d, spec): (size, size),
+                _key("b", layer, d, spec): (size,),
+                _key("h0", layer, d, spec): (size,),
+            }
+    expected |= {"V": (3, 12), "c": (3,)}
+    assert {k: v.shape for k, v in problem.params.items()} == expected
+    assert list(problem.params) == list(expected)  # the order of the modules' PARAM_SHAPES
+    assert all(v.dtype == np.float32 for v in problem.params.values())
+    assert problem.hidden == (4, 6)
+    with pytest.raises(ValueError, match=r"n_h gives 3 layer sizes \(4, 6, 8\); the network has 2 layers"):
+        make_problem(spec, 2, 5, (4, 6, 8), 3)
+
+
+def test_a_one_layer_problem_draws_what_it_drew_before_layers():
+    """Layers must not move the one-layer benchmark: the same draws, in the same order."""
+    spec = RNNSpec(T=3)
+    problem = make_problem(spec, 2, 4, 5, 3, seed=7)
+    rng = np.random.default_rng(7)
+    U = rng.standard_normal((5, 4)) / 2.0
+    W = rng.standard_normal((5, 5)) / np.sqrt(5)
+    V = rng.standard_normal((3, 5)) / np.sqrt(5)
+    b, c, h0 = (0.1 * rng.standard_normal(n) for n in (5, 3, 5))
+    for name, value in dict(U=U, W=W, V=V, b=b, c=c, h0=h0).items():
+        assert np.array_equal(problem.params[name], value), name
+    assert np.array_equal(problem.xs, rng.standard_normal((3, 2, 4)))
+
+
+def test_layered_names_follow_the_spec_names_and_notation():
+    spec = _Layered(T=3, layers=2, bidirectional=True, notation="row", names=("Wx", "Wh", "Wy"))
+    problem = make_problem(spec, 2, 3, 4, 3)
+    params = module_params(problem.params, spec)
+    assert params["Wx2_b"].shape == (8, 4) and params["Wh1_f"].shape == (4, 4) and params["Wy"].shape == (8, 3)
+    assert {"b1_f", "h0_2_b", "c"} <= set(params)
+    back = column_grads(params, spec)
+    assert set(back) == set(problem.params)
+    assert all(np.array_equal(back[k], problem.params[k]) for k in back)
+
+
+def test_a_module_of_another_network_is_refused_before_timing():
+    spec = _Layered(T=3, layers=2)
+    problem = make_problem(spec, 2, 3, 4, 3)
+    with pytest.raises(BenchError, match="the module's parameters .* are not the benchmark's"):
+        generated_contender(_module(RNNSpec(T=3)), problem)
+
+
+def test_the_gemm_limit_of_a_stacked_bidirectional_network(monkeypatch):
+    spec = _Layered(T=3, layers=2, bidirectional=True)
+    problem = make_problem(spec, 2, 3, (4, 5), 3)
+    shapes = []
+    real = np.matmul
+
+    def counting(a, b, out=None):
+        shapes.append((a.shape, b.shape))
+        return real(a, b, out=out)
+
+    limit = gemm_limit(problem)
+    monkeypatch.setattr(np, "matmul", counting)
+    limit.run()
+    T = spec.T
+    assert shapes.count(((2, 4), (4, 4))) == 2 * (2 * T - 1)  # layer 1: T forward, T - 1 backward, per chain
+    assert shapes.count(((2, 5), (5, 5))) == 2 * (2 * T - 1)  # layer 2
+    assert shapes.count(((T * 2, 5), (5, 8))) == 2  # back into layer 1's states, per chain of layer 2
+    assert shapes.count(((T * 2, 8), (8, 5))) == 2  # layer 2's input GEMM reads both directions of layer 1
+    # per chain: input, 2T - 1 recurrent, dh0, dU, dW (4 chains); back into layer 1 (2); output, back, dV
+    assert len(shapes) == 4 * (2 * T + 3) + 2 + 3
+
+
+def test_the_tuned_loop_says_it_runs_one_forward_layer_only():
+    assert loops.unsupported("tuned", _Layered(T=3, layers=2)) == "the tuned loop is written for one forward layer"
+    assert loops.unsupported("tuned", _Layered(T=3, bidirectional=True)) != ""
+    assert loops.unsupported("tutorial", _Layered(T=3, layers=2, bidirectional=True)) == ""
+    assert loops.unsupported("tuned", RNNSpec(T=3)) == ""
+
+
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+@pytest.mark.parametrize(
+    "spec, sizes",
+    [
+        (_Layered(T=4, layers=2), 5),
+        (_Layered(T=4, layers=2), (5, 3)),  # nn.RNN has one size: a chain of one-layer nn.RNNs
+        (_Layered(T=4, bidirectional=True, hidden="relu"), 5),
+        (_Layered(T=3, layers=2, bidirectional=True, mapping="many-to-one", output_bias=False), (5, 3)),
+        (_Layered(T=3, mapping="many-to-one"), 5),  # class targets without a step axis
+    ],
+    ids=["2-layer", "2-layer-unequal", "bidirectional-relu", "2-layer-bidirectional-m2o", "1-layer-m2o"],
+)
+def test_frameworks_run_stacked_and_bidirectional_networks(framework, spec, sizes):
+    """PyTorch's nn.RNN(num_layers, bidirectional) and JAX's scans against the NumPy baseline."""
+    pytest.importorskip(framework)
+    problem = make_problem(spec, 2, 3, sizes, 3)
+    assert _key("W", spec.layers, "_b" if spec.bidirectional else "", spec) in problem.params  # the whole network
+    build_contender = frameworks.torch_contender if framework == "torch" else frameworks.jax_contender
+    contenders = [loop_contender("tutorial", loops.tutorial_loop, problem), build_contender(problem)]
     assert max(check_agreement(contenders, np.float64).values()) <= TOLERANCE[np.float64]

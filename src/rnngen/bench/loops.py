@@ -1,7 +1,9 @@
 """BPTT written by hand with a loop over time: the baselines a generated module is measured against.
 
 Both loops take the parameters in column layout (``U`` is n_h x n_x, ``W``
-n_h x n_h, ``V`` n_y x n_h, ``b``, ``c``, ``h0`` 1-D, missing biases absent),
+n_h x n_h, ``V`` n_y x n_h, ``b``, ``c``, ``h0`` 1-D, missing biases absent;
+a stacked or bidirectional network's keys as ``layout`` names them, which
+only the tutorial loop runs),
 ``xs`` as (T, B, n_x) rows and the targets as rows ``y`` (L, B, n_y), where L
 is T (many-to-many) or 1 (many-to-one), or as class indices (L, B) for
 softmax with cross-entropy. They return ``(E, grads)`` with the keys of
@@ -23,6 +25,8 @@ the generated module before it times anything.
 from __future__ import annotations
 
 import numpy as np
+
+from rnngen.bench import layout
 
 # The textbook formulas, written once for any array module ``xp`` with NumPy's names
 # (NumPy here, jax.numpy and torch in ``frameworks``). A softmax is passed in, because
@@ -134,44 +138,85 @@ def _rows(targets, n_y, dtype):
     return y.astype(dtype, copy=False)
 
 
+def unsupported(name: str, spec) -> str:
+    """Why the loop ``name`` ("tutorial" or "tuned") cannot run ``spec`` (empty when it can)."""
+    if spec.is_custom:
+        return "a custom activation has no hand-written loop"
+    if name == "tuned" and layout.multi(spec):
+        return "the tuned loop is written for one forward layer"
+    return ""
+
+
 def tutorial_loop(params, xs, targets, spec):
-    """The classic per-step BPTT loop: forward step by step, then backward step by step."""
-    U, W, V, h0 = params["U"], params["W"], params["V"], params["h0"]
-    b, c = params.get("b"), params.get("c")
+    """The classic per-step BPTT loop: forward step by step, then backward step by step.
+
+    Layer by layer and, in each, chain by chain: a backward chain visits the steps
+    from T down to 1, and a layer passes its chains' states side by side to the next.
+    """
+    rows = layout.cells(spec)
+    V, c = params["V"], params.get("c")
     T, B, _ = xs.shape
-    n_h, n_y = W.shape[0], V.shape[0]
+    n_y = V.shape[0]
     y = _rows(targets, n_y, xs.dtype)
     loss_at = {t: i for i, t in enumerate(range(T) if spec.mapping == "many-to-many" else [T - 1])}
-    hs, ps = {-1: np.broadcast_to(h0, (B, n_h))}, {}
-    E = 0.0
-    for t in range(T):
-        z = xs[t] @ U.T + hs[t - 1] @ W.T
-        if b is not None:
-            z = z + b
-        hs[t] = _f(spec.hidden, z, spec.slope)
-        if t in loss_at:
-            o = hs[t] @ V.T
-            if c is not None:
-                o = o + c
-            ps[t] = _output(spec.output, o)
-            E += _loss(spec.loss, ps[t], y[loss_at[t]])
-    dU, dW, dV = np.zeros_like(U), np.zeros_like(W), np.zeros_like(V)
-    db = np.zeros(n_h, xs.dtype)
-    dc = np.zeros(n_y, xs.dtype)
-    dh_next = np.zeros((B, n_h), xs.dtype)
+    inputs, states = [], []  # per layer: its input at each step; per chain: [h0, then h at each step visited]
+    layer_in = list(xs)
+    for row in rows:
+        inputs.append(layer_in)
+        chains = []
+        for cell in row:
+            U, W, b, h0 = params[cell.U], params[cell.W], params.get(cell.b), params[cell.h0]
+            hs = [np.broadcast_to(h0, (B, W.shape[0]))]
+            for t in cell.steps(T):
+                z = layer_in[t] @ U.T + hs[-1] @ W.T
+                if b is not None:
+                    z = z + b
+                hs.append(_f(spec.hidden, z, spec.slope))
+            chains.append(hs)
+        states.append(chains)
+        at = [dict(zip(cell.steps(T), hs[1:])) for cell, hs in zip(row, chains)]
+        layer_in = [at[0][t] if len(at) == 1 else np.concatenate([a[t] for a in at], axis=-1) for t in range(T)]
+    E, ps = 0.0, {}
+    for t in loss_at:
+        o = layer_in[t] @ V.T
+        if c is not None:
+            o = o + c
+        ps[t] = _output(spec.output, o)
+        E += _loss(spec.loss, ps[t], y[loss_at[t]])
+    grads = {"V": np.zeros_like(V)}
+    if c is not None:
+        grads["c"] = np.zeros(n_y, xs.dtype)
+    d_in = {}  # the gradient at each step's input to the layer above (here: the output layer)
     for t in reversed(range(T)):
-        dh = dh_next
         if t in loss_at:
             do = _output_delta(spec.output, spec.loss, ps[t], y[loss_at[t]])
-            dV += do.T @ hs[t]
-            dc += do.sum(axis=0)
-            dh = dh + do @ V
-        dz = dh * _df(spec.hidden, hs[t], spec.slope)
-        db += dz.sum(axis=0)
-        dU += dz.T @ xs[t]
-        dW += dz.T @ hs[t - 1]
-        dh_next = dz @ W
-    grads = {"U": dU, "W": dW, "V": dV, "b": db, "c": dc, "h0": dh_next.sum(axis=0)}
+            grads["V"] += do.T @ layer_in[t]
+            if c is not None:
+                grads["c"] += do.sum(axis=0)
+            d_in[t] = do @ V
+    for row, chains, layer_in in reversed(list(zip(rows, states, inputs))):
+        d_below = {}
+        start = 0
+        for cell, hs in zip(row, chains):
+            U, W = params[cell.U], params[cell.W]
+            n_h = W.shape[0]
+            dU, dW = np.zeros_like(U), np.zeros_like(W)
+            db = np.zeros(n_h, xs.dtype)
+            dh_next = np.zeros((B, n_h), xs.dtype)
+            for k, t in reversed(list(enumerate(cell.steps(T), start=1))):
+                dh = dh_next if t not in d_in else dh_next + d_in[t][:, start : start + n_h]
+                dz = dh * _df(spec.hidden, hs[k], spec.slope)
+                db += dz.sum(axis=0)
+                dU += dz.T @ layer_in[t]
+                dW += dz.T @ hs[k - 1]
+                dh_next = dz @ W
+                if cell.layer > 1:
+                    d_below[t] = d_below[t] + dz @ U if t in d_below else dz @ U
+            grads.update({cell.U: dU, cell.W: dW, cell.h0: dh_next.sum(axis=0)})
+            if cell.b:
+                grads[cell.b] = db
+            start += n_h
+        d_in = d_below
     return E, {k: grads[k] for k in params}
 
 
