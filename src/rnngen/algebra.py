@@ -90,6 +90,28 @@ class Columnwise(MatrixExpr):
         return self.args[1].shape
 
 
+class Concat(MatrixExpr):
+    """Blocks side by side along ``axis`` (1: columns, 0: rows): the gradient of a parameter whose
+    blocks the derivation treats as matrices of their own (``dV = [dV^f, dV^b]``)."""
+
+    def __new__(cls, axis, *parts):
+        return MatrixExpr.__new__(cls, sp.Integer(axis), *parts)
+
+    @property
+    def axis(self) -> int:
+        return int(self.args[0])
+
+    @property
+    def parts(self) -> tuple:
+        return self.args[1:]
+
+    @property
+    def shape(self):
+        first = self.parts[0].shape
+        total = sum((p.shape[self.axis] for p in self.parts), sp.S.Zero)
+        return (first[0], total) if self.axis == 1 else (total, first[1])
+
+
 def ones(rows, cols) -> OneMatrix:
     return OneMatrix(rows, cols)
 

@@ -22,10 +22,14 @@ from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, 
 
 from rnngen import algebra as A
 from rnngen.activations import elementwise
-from rnngen.unroll import Graph, Node, adjoint_name, parse_step, unroll
+from rnngen.families import Step, step_of
+from rnngen.unroll import Graph, Node, adjoint_name, unroll
 
 
 def adjoint_symbol(symbol: MatrixSymbol) -> MatrixSymbol:
+    """``dv`` of a value ``v``: a step of the adjoint family for a step, a whole value otherwise."""
+    if isinstance(symbol, Step):
+        return Step.of(symbol.family.adjoint, symbol.t, symbol.shape[0])
     return MatrixSymbol(adjoint_name(symbol.name), *symbol.shape)
 
 
@@ -115,11 +119,13 @@ class Derivation:
         graph: the unrolled forward graph.
         adjoints: ``d<node> := expr`` in the order they are computed (reverse).
         gradients: parameter name -> expression of dE/dparam, a sum over steps.
+        inputs: dE/dx_t of each step t = 1..T.
     """
 
     graph: Graph
     adjoints: list[Node]
     gradients: dict[str, sp.MatrixExpr]
+    inputs: list = None  # dE/dx_t per step, for the input gradient
 
     @property
     def spec(self):
@@ -141,10 +147,17 @@ def reverse_mode(graph: Graph) -> Derivation:
         if total is None:
             continue  # E does not depend on this node
         d = adjoint_symbol(node.symbol)
-        adjoints.append(Node(d, total, adjoint_name(node.family), node.t))
+        adjoints.append(Node(d, total, d.family.key if isinstance(d, Step) else None, node.t))
         backprop(node.expr, d, accumulate, out=node.symbol)
-    gradients = {name: A.add(*contributions.get(p, [])) for name, p in graph.params.items()}
-    return Derivation(graph, adjoints, gradients)
+    gradients = {}
+    for name, param in graph.network.params.items():
+        if param.blocks:  # the blocks' gradients side by side, in the parameter's shape
+            parts = [A.add(*contributions.get(param.block(part), [])) for part in param.parts]
+            gradients[name] = A.Concat(param.block(param.parts[0]).axis, *parts)
+        else:
+            gradients[name] = A.add(*contributions.get(graph.params[name], []))
+    inputs = [A.add(*contributions.get(x, [])) for x in graph.inputs["x"]]
+    return Derivation(graph, adjoints, gradients, inputs)
 
 
 def derive(spec) -> Derivation:
@@ -205,5 +218,5 @@ def _has_adjoint(expr, defined) -> bool:
 
 def path_source(term) -> int:
     """The step t of the loss term E_t whose output gradient a path term starts from."""
-    steps = [parse_step(s.name) for s in A.symbols_in(term)]
+    steps = [step_of(s) for s in A.symbols_in(term)]
     return next(t for family, t in filter(None, steps) if family in PATH_SOURCES)

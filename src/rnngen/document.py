@@ -25,9 +25,10 @@ from sympy import MatAdd
 from rnngen import algebra as A
 from rnngen.activations import ELEMENTWISE, elementwise
 from rnngen.backprop import Derivation
+from rnngen.families import step_of
 from rnngen.printing.math import LATEX, MathPrinter, latex, param_latex
 from rnngen.program import gradient_symbol, relative, step_template
-from rnngen.unroll import n_h, n_y, parameters, parse_step
+from rnngen.unroll import n_h, n_y, parameters
 
 #: Up to this T the document writes every path term and every level of the
 #: unrolled recursion in full, like the slides; beyond it, the first and last
@@ -35,8 +36,17 @@ from rnngen.unroll import n_h, n_y, parameters, parse_step
 #: recursion ending in dh_{T-2}/dp: exact (the tests evaluate them), and O(T) in size.
 FULL_PATHS_UP_TO = 6
 
+
 #: The families of the forward pass, in the order the network computes them.
-FORWARD_FAMILIES = ("z", "h", "o", "yhat")
+def forward_families(graph) -> list:
+    """The code names of the forward quantities, in the order the graph first computes them at a step
+    (``z, h, o, yhat``; chain by chain for several layers or directions)."""
+    keys = []
+    for node in graph.nodes:
+        if node.family and node.t is not None and 1 <= node.t <= graph.spec.T and node.family not in keys:
+            keys.append(node.family)
+    return keys
+
 
 #: Parameters that the hidden state depends on (the others act on the output only).
 HIDDEN_ROLES = ("recurrent", "input", "hidden_bias", "initial")
@@ -260,7 +270,7 @@ def _at(n: Notation, nodes, family: str, t: int) -> str:
 
 
 def _lowest_step(term) -> int | None:
-    steps = [parse_step(s.name) for s in A.symbols_in(term)]
+    steps = [step_of(s) for s in A.symbols_in(term)]
     return min((step[1] for step in steps if step), default=None)
 
 
@@ -408,7 +418,7 @@ def latex_context(derivation: Derivation, formulas: list, numbering: Numbering, 
         row=n.row,
         many_to_one=spec.mapping == "many-to-one",
         legend=_legend(n, derivation),
-        forward=[aligned(generic(n, graph.nodes, f, spec.T)) for f in FORWARD_FAMILIES],
+        forward=[aligned(generic(n, graph.nodes, f, spec.T)) for f in forward_families(graph)],
         E_t=n.indexed("E", t),
         E_T=n.indexed("E", last),
         loss_latex=loss.latex.format(yhat_i=n.entry(r"\hat{y}", t), y_i=n.entry("y", t)),

@@ -13,8 +13,8 @@ from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, 
 
 from rnngen import algebra as A
 from rnngen.activations import columnwise, elementwise
-from rnngen.program import parse_stacked
-from rnngen.unroll import step_name
+from rnngen.families import Run, step_name
+from rnngen.network import Block
 
 
 def _softmax(a):
@@ -22,10 +22,9 @@ def _softmax(a):
     return e / e.sum(axis=0, keepdims=True)
 
 
-def _stacked_value(name: str, env: dict):
+def _stacked_value(sym, env: dict):
     """``f[lo:hi]`` is the steps' values side by side."""
-    family, lo, hi = parse_stacked(name)
-    return np.hstack([env[step_name(family, t)] for t in range(lo, hi + 1)])
+    return np.hstack([env[step_name(sym.family.key, t)] for t in range(sym.lo, sym.hi + 1)])
 
 
 def evaluate(expr, env: dict, dims: dict):
@@ -48,8 +47,15 @@ def evaluate(expr, env: dict, dims: dict):
         return sum(v if v.shape[1] == width else np.tile(v, (1, width // v.shape[1])) for v in values)
 
     def ev(e):
+        if isinstance(e, Block) and e.name not in env:  # a block of a parameter: a slice of its value
+            start = size(e.offset)
+            cut = [slice(None), slice(None)]
+            cut[e.axis] = slice(start, start + size(e.width))
+            return env[e.param][tuple(cut)]
         if isinstance(e, MatrixSymbol):
-            return env[e.name] if e.name in env else _stacked_value(e.name, env)
+            return env[e.name] if e.name in env else _stacked_value(e, env)
+        if isinstance(e, A.Concat):
+            return np.concatenate([ev(p) for p in e.parts], axis=e.axis)
         if isinstance(e, OneMatrix):
             return ones(e.shape)
         if isinstance(e, sp.Identity):
@@ -95,9 +101,7 @@ def run(statements, env: dict, dims: dict) -> dict:
     for symbol, expr in statements:
         value = evaluate(expr, env, dims)
         env[symbol.name] = value
-        run_ = parse_stacked(symbol.name)
-        if run_:
-            family, lo, hi = run_
-            for t, part in zip(range(lo, hi + 1), np.split(value, hi - lo + 1, axis=1)):
-                env[step_name(family, t)] = part
+        if isinstance(symbol, Run):
+            for t, part in zip(range(symbol.lo, symbol.hi + 1), np.split(value, symbol.hi - symbol.lo + 1, axis=1)):
+                env[step_name(symbol.family.key, t)] = part
     return env

@@ -29,12 +29,12 @@ from collections import defaultdict
 from sympy import HadamardProduct, MatAdd, MatrixSymbol
 
 from rnngen import algebra as A
+from rnngen.families import Step, step_name, step_of
 from rnngen.program import SECTIONS, Program, family_of, instantiate, stacked, step_template
-from rnngen.unroll import FAMILIES, parse_step, step_name
 
 
 def _step_symbols(expr):
-    return [(s, parse_step(s.name)) for s in A.symbols_in(expr) if parse_step(s.name)]
+    return [(s, step_of(s)) for s in A.symbols_in(expr) if step_of(s)]
 
 
 def stable_logs(program: Program) -> Program:
@@ -129,7 +129,7 @@ def hoist_non_recurrent(program: Program) -> Program:
             out.append(s)
             continue
         fam, t = s.step
-        pre = MatrixSymbol(step_name("pre_" + fam, t), *s.target.shape)
+        pre = Step.of(s.target.family.pre, t, s.target.shape[0])
         out.append(s.with_(target=pre, expr=A.add(*free), order=s.order - 0.5))
         out.append(s.with_(expr=A.add(pre, *rest)))
     return program.with_stmts(out)
@@ -174,7 +174,7 @@ def hoist_local_jacobians(program: Program) -> Program:
     forward = {family_of(s.target) for s in program.stmts if s.section == "forward"} | {"x", "y"}
     out = []
     for s in program.stmts:
-        jacobian = FAMILIES[s.step[0]].jacobian if s.step and s.step[0] in recurrent else ""
+        jacobian = s.target.family.jacobian if s.step and s.step[0] in recurrent else None
         if not (s.section == "backward" and jacobian and isinstance(s.expr, HadamardProduct)):
             out.append(s)
             continue
@@ -182,7 +182,7 @@ def hoist_local_jacobians(program: Program) -> Program:
         if all(isinstance(f, MatrixSymbol) for f in local):
             out.append(s)
             continue
-        hoisted = MatrixSymbol(step_name(jacobian, s.step[1]), *s.target.shape)
+        hoisted = Step.of(jacobian, s.step[1], s.target.shape[0])
         out.append(s.with_(target=hoisted, expr=A.had(*local), order=s.order - 0.25))
         kept = [hoisted if f is local[0] else f for f in s.expr.args if f is local[0] or f not in local]
         out.append(s.with_(expr=A.had(*kept)))
@@ -225,12 +225,11 @@ def stack_time_sums(program: Program) -> Program:
     already stored stacked (so no step of it has to be cut out again).
     """
     vectorized = {family_of(s.target) for s in program.stmts if s.is_stacked}
-    out = []
-    for s in program.stmts:
-        if s.step or s.is_stacked:
-            out.append(s)
-            continue
-        terms = s.expr.args if isinstance(s.expr, MatAdd) else (s.expr,)
+
+    def stack(expr):
+        if isinstance(expr, A.Concat):  # a blocked parameter's gradient: each block's sum on its own
+            return A.Concat(expr.axis, *[stack(p) for p in expr.parts])
+        terms = expr.args if isinstance(expr, MatAdd) else (expr,)
         groups: dict = {}  # per-step form -> its terms, in order of first appearance
         for i, term in enumerate(terms):
             syms = _step_symbols(term)
@@ -249,8 +248,9 @@ def stack_time_sums(program: Program) -> Program:
                 new_terms.append(instantiate(template, ts[0], ts[-1]))
             else:
                 new_terms.extend(term for _, term, _ in items)
-        out.append(s.with_(expr=A.add(*new_terms)))
-    return program.with_stmts(out)
+        return A.add(*new_terms)
+
+    return program.with_stmts(s if s.step or s.is_stacked else s.with_(expr=stack(s.expr)) for s in program.stmts)
 
 
 def eliminate_dead_code(program: Program) -> Program:

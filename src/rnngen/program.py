@@ -9,7 +9,6 @@ follows from those names, so a program is just its statements.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 
 from sympy import MatrixSymbol
@@ -17,57 +16,41 @@ from sympy import MatrixSymbol
 from rnngen import algebra as A
 from rnngen import names
 from rnngen.backprop import Derivation
-from rnngen.unroll import parse_step, step_name
+from rnngen.families import Relative, Run, Step, family, step_name, step_of
 
 SECTIONS = ("forward", "loss", "backward")
-_STACKED = re.compile(r"^(?P<family>\w+)\[(?P<lo>\d+):(?P<hi>\d+)\]$")
 
 
-def stacked(family: str, lo: int, hi: int, rows) -> MatrixSymbol:
-    """The steps ``lo..hi`` of ``family`` side by side, one symbol."""
-    return MatrixSymbol(f"{family}[{lo}:{hi}]", rows, A.B)
-
-
-def parse_stacked(name: str):
-    m = _STACKED.match(name)
-    return (m["family"], int(m["lo"]), int(m["hi"])) if m else None
+def stacked(key: str, lo: int, hi: int, rows) -> MatrixSymbol:
+    """The steps ``lo..hi`` of the family called ``key`` side by side, one symbol."""
+    return Run.of(family(key), lo, hi, rows)
 
 
 def cells(symbol) -> set:
     """The storage cells a symbol names: ``(family, t)`` per step, ``(name, None)`` if whole."""
-    step = parse_step(symbol.name)
-    if step:
-        return {step}
-    run = parse_stacked(symbol.name)
-    if run:
-        family, lo, hi = run
-        return {(family, t) for t in range(lo, hi + 1)}
+    if isinstance(symbol, Step):
+        return {(symbol.family.key, symbol.t)}
+    if isinstance(symbol, Run):
+        return {(symbol.family.key, t) for t in range(symbol.lo, symbol.hi + 1)}
     return {(symbol.name, None)}
 
 
 def family_of(symbol) -> str | None:
-    step = parse_step(symbol.name) or parse_stacked(symbol.name)
-    return step[0] if step else None
+    """The code name of the family of a step or a run of steps, else None."""
+    return symbol.family.key if isinstance(symbol, (Step, Run)) else None
 
 
-def relative(family: str, k: int, rows) -> MatrixSymbol:
-    """Step ``t + k`` of ``family`` for a generic step t: the placeholder of per-step forms."""
-    return MatrixSymbol(f"{family}@{k}", rows, A.B)
-
-
-def parse_relative(name: str):
-    """``"h@-1" -> ("h", -1)``; None when the name is not a placeholder."""
-    family, sep, k = name.partition("@")
-    return (family, int(k)) if sep else None
+def relative(key: str, k: int, rows) -> MatrixSymbol:
+    """Step ``t + k`` of the family called ``key`` for a generic step t: the placeholder of per-step forms."""
+    return Relative.of(family(key), k, rows)
 
 
 def step_template(expr, t: int):
     """``expr`` with each step symbol ``g_s`` replaced by the placeholder for ``g`` at ``t + (s - t)``."""
     swap = {}
     for sym in A.symbols_in(expr):
-        step = parse_step(sym.name)
-        if step:
-            swap[sym] = relative(step[0], step[1] - t, sym.shape[0])
+        if isinstance(sym, Step):
+            swap[sym] = Relative.of(sym.family, sym.t - t, sym.shape[0])
     return expr.xreplace(swap)
 
 
@@ -75,10 +58,8 @@ def instantiate(template, lo: int, hi: int):
     """Placeholders ``g@k`` -> the stacked steps ``g[lo+k:hi+k]``."""
     swap = {}
     for sym in A.symbols_in(template):
-        rel = parse_relative(sym.name)
-        if rel:
-            family, k = rel
-            swap[sym] = stacked(family, lo + k, hi + k, sym.shape[0])
+        if isinstance(sym, Relative):
+            swap[sym] = Run.of(sym.family, lo + sym.k, hi + sym.k, sym.shape[0])
     return template.xreplace(swap)
 
 
@@ -109,12 +90,12 @@ class Stmt:
     @property
     def step(self):
         """``(family, t)`` when the target is one step, else None."""
-        return parse_step(self.target.name)
+        return step_of(self.target)
 
     @property
     def is_stacked(self) -> bool:
         """True when the target is several steps side by side."""
-        return parse_stacked(self.target.name) is not None
+        return isinstance(self.target, Run)
 
     def with_(self, **changes) -> Stmt:
         return replace(self, **changes)
@@ -140,8 +121,8 @@ def check_one_writer(stmts) -> None:
         for cell in s.writes:
             first = writer.setdefault(cell, s)
             if first is not s:
-                family, t = cell
-                name = family if t is None else step_name(family, t)
+                key, t = cell
+                name = key if t is None else step_name(key, t)
                 raise ProgramError(
                     f"{name} has two writers, {_short(first)!r} and {_short(s)!r}; a value is written once"
                 )
@@ -173,8 +154,15 @@ class Program:
         return [s for s in self.stmts if s.section == name]
 
 
-#: Per-step families the generated ``forward`` returns.
+#: Per-step families the generated ``forward`` returns ("h": the states the output layer reads).
 FORWARD_OUTPUTS = ("h", "o", "yhat")
+
+
+def state_key(chain) -> str:
+    """The code name of a chain's state family (``h``, ``h2``, ``h_f``)."""
+    from rnngen.families import Family
+
+    return Family("h", layer=chain.tag_layer, direction=chain.direction).key
 
 
 class Gradient(MatrixSymbol):
@@ -201,8 +189,14 @@ def from_derivation(derivation: Derivation) -> Program:
     for name, expr in derivation.gradients.items():
         stmts.append(Stmt(gradient_symbol(graph.params[name]), expr, "backward", len(stmts)))
     spec = graph.spec
-    outputs = {("h", t) for t in range(1, spec.T + 1)}
+    if spec.input_grad:
+        for x, expr in zip(graph.inputs["x"], derivation.inputs):
+            d = Step.of(x.family.adjoint, x.t, x.shape[0])
+            stmts.append(Stmt(d, expr, "backward", len(stmts)))
+    outputs = {(state_key(c), t) for c in graph.network.top for t in range(1, spec.T + 1)}
     outputs |= {(f, t) for f in FORWARD_OUTPUTS if f != "h" for t in spec.loss_steps}
+    if spec.input_grad:
+        outputs |= {("dx", t) for t in range(1, spec.T + 1)}
     outputs |= {(graph.loss.symbol.name, None)}
     outputs |= {(names.gradient(name), None) for name in graph.params}
     return Program(derivation, tuple(stmts), frozenset(outputs))

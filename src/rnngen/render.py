@@ -19,8 +19,10 @@ from rnngen import __version__
 from rnngen import algebra as A
 from rnngen.activations import elementwise
 from rnngen.backprop import Derivation
-from rnngen.document import FORWARD_FAMILIES, Notation, Numbering, aligned, generic, latex_context
+from rnngen.document import Notation, Numbering, aligned, forward_families, generic, latex_context
 from rnngen.emit import render
+from rnngen.families import run_of, step_of
+from rnngen.network_document import is_single_chain, network_context
 from rnngen.printing.math import latex, text
 from rnngen.printing.numpy import (
     NumpyPrinter,
@@ -30,9 +32,7 @@ from rnngen.printing.numpy import (
     steps_built_in_place,
     storage_of,
 )
-from rnngen.program import FORWARD_OUTPUTS, Program, family_of, parse_stacked, relative, step_template
-from rnngen.spec import ROLES
-from rnngen.unroll import SIZES, parse_step
+from rnngen.program import FORWARD_OUTPUTS, Program, family_of, relative, state_key, step_template
 
 
 @dataclass
@@ -120,19 +120,43 @@ def final_formulas(program: Program) -> list:
 # --- the module -----------------------------------------------------------------------
 
 
-def _size_sources(params: dict) -> dict:
+def _size_sources(params: dict, sizes) -> dict:
     """Code that reads each size from the arrays: ``B`` from ``x``, ``n_h`` from a weight's shape, ..."""
     sources = {"B": "x.shape[1]"}
-    for size in ("n_x", "n_h", "n_y"):
-        name, p = next((name, p) for name, p in params.items() if SIZES[size] in p.shape)
-        sources[size] = f"{name}.shape[{list(p.shape).index(SIZES[size])}]"
+    for size in sizes:
+        found = next(((name, p) for name, p in params.items() if size in p.shape), None)
+        if found is None:  # a size only blocks have (n_x of seed 002's stacked matrix): from the inputs
+            sources[str(size)] = "x.shape[2]"
+            continue
+        name, p = found
+        sources[str(size)] = f"{name}.shape[{list(p.shape).index(size)}]"
     return sources
 
 
-def _prologue(lines, sources: dict) -> list:
-    """Definitions of the sizes the lines use, in a fixed order."""
-    used = set(re.findall(r"\b(B|n_x|n_h|n_y)\b", "\n".join(lines)))
-    return [f"{name} = {src}" for name, src in sources.items() if name in used]
+def _block_views(network) -> dict:
+    """Name -> code of each parameter block the module reads: ``V_f`` -> ``V[:, :n_h]``."""
+    views = {}
+    for p in network.params.values():
+        for i, part in enumerate(p.parts):
+            block = p.block(part)
+            start = "" if i == 0 else _size_code(block.offset)
+            stop = "" if i == len(p.parts) - 1 else _size_code(block.offset + block.width)
+            cut = f"{start}:{stop}".replace("::", ":")
+            views[block.name] = f"{p.name}[{cut}]" if block.axis == 0 else f"{p.name}[:, {cut}]"
+    return views
+
+
+def _size_code(expr) -> str:
+    """A sum of sizes as code (``n_h + n_x``; ``2 * n_h`` for a size twice)."""
+    return str(expr).replace("*", " * ")
+
+
+def _prologue(lines, sources: dict, views: dict | None = None) -> list:
+    """Definitions of the parameter blocks and the sizes the lines use, in a fixed order."""
+    text = "\n".join(lines)
+    blocks = [f"{name} = {code}" for name, code in (views or {}).items() if re.search(rf"\b{name}\b", text)]
+    used = set(re.findall(r"\b(B|n_\w+)\b", "\n".join([text, *blocks])))
+    return [f"{name} = {src}" for name, src in sources.items() if name in used] + blocks
 
 
 def _network_text(derivation: Derivation) -> list:
@@ -140,13 +164,18 @@ def _network_text(derivation: Derivation) -> list:
     spec = derivation.spec
     n = Notation(spec)
     show = lambda e: text(e, n.row)  # noqa: E731
-    lines = [generic(n, derivation.graph.nodes, f, spec.T, show) for f in FORWARD_FAMILIES]
+    graph = derivation.graph
+    lines = [generic(n, graph.nodes, f, spec.T, show) for f in forward_families(graph)]
     loss = spec.loss_rule.text
     if spec.mapping == "many-to-many":
         lines.append(f"E = sum_{{t=1..{spec.T}}} E_t,  E_t = {loss}")
     else:
         lines.append(f"E = E_{spec.T} = {loss.replace('_t', '_' + str(spec.T))}  (many-to-one: the last step only)")
-    lines.append("h_0 = h0 (a parameter, zeros by default)")
+    for chain in graph.network.chains:
+        start = spec.T + 1 if chain.reverse else 0
+        initial = next(node for node in graph.nodes if node.family == state_key(chain) and node.t == start)
+        name = chain.params["initial"].name
+        lines.append(f"{text(initial.symbol, n.row)} = {name} (a parameter, zeros by default)")
     return lines
 
 
@@ -180,7 +209,9 @@ def module_context(derivation: Derivation, program: Program, formulas: list, num
         in_place=steps_built_in_place(program, storage),
     )
     params = derivation.graph.params
-    sources = _size_sources(params)
+    net = derivation.graph.network
+    sources = _size_sources(params, net.sizes)
+    views = _block_views(net)
     sections = {"forward": [], "loss": [], "backward": []}
     for formula in formulas:
         lines = sections[formula.stmts[0].section]
@@ -191,31 +222,36 @@ def module_context(derivation: Derivation, program: Program, formulas: list, num
         for s in formula.stmts:
             lines.extend(printer.statement(s))
     # Each function defines the sizes its own lines use, nothing more.
-    sections["forward"] = _prologue(sections["forward"], sources) + sections["forward"]
-    sections["loss_prologue"] = _prologue(sections["loss"], sources)
-    sections["grads_prologue"] = _prologue(sections["loss"] + sections["backward"], sources)
+    sections["forward"] = _prologue(sections["forward"], sources, views) + sections["forward"]
+    sections["loss_prologue"] = _prologue(sections["loss"], sources, views)
+    sections["grads_prologue"] = _prologue(sections["loss"] + sections["backward"], sources, views)
+    states = [state_key(c) for c in net.top]
 
     written_forward = []
     for s in program.section("forward"):
-        fam = parse_step(s.target.name) or parse_stacked(s.target.name)
+        fam = step_of(s.target) or run_of(s.target)
         if fam and fam[0] not in written_forward:
             written_forward.append(fam[0])
     read_later = {c[0] for s in program.stmts if s.section != "forward" for c in s.reads}
-    carried = [f for f in written_forward if f in read_later or f in FORWARD_OUTPUTS]
+    carried = [f for f in written_forward if f in read_later or f in FORWARD_OUTPUTS or f in states]
     # The sizes the buffers' shapes name, read from the parameters by the caller of _buffers.
-    buffer_sizes = [n for n in ("n_x", "n_h", "n_y") if re.search(rf"\b{n}\b", " ".join(printer.buffers.values()))]
+    size_names = [str(s) for s in net.sizes]
+    buffer_sizes = [n for n in size_names if re.search(rf"\b{n}\b", " ".join(printer.buffers.values()))]
     # An output that is another output's array (yhat = o for an identity output layer) is copied, so
     # that the caller's arrays do not alias; every other output is already an array of its own.
     aliases = {family_of(s.target) for s in program.section("forward") if _same_array(s.expr) in FORWARD_OUTPUTS}
     forward_outputs = []
     for fam in FORWARD_OUTPUTS:
+        if fam == "h":  # the states the output layer reads, side by side for a bidirectional layer
+            codes = [_all_steps(storage, key, T) for key in states]
+            code = codes[0] if len(codes) == 1 else f"np.concatenate(({', '.join(codes)}), axis=-1)"
+            forward_outputs.append(("h", code))
+            continue
         st = storage[fam]
-        if fam != "h" and spec.mapping == "many-to-one":  # the last step only: (B, n)
+        if spec.mapping == "many-to-one":  # the last step only: (B, n)
             code = f"{fam}[{T - st.first}]" if st.steps else fam
-        elif st.steps:
-            code = fam if st.first == 1 else f"{fam}[{1 - st.first}:]"
         else:
-            code = f"{fam}.reshape(T, x.shape[1], -1)"
+            code = _all_steps(storage, fam, T)
         forward_outputs.append((fam, code + ".copy()" if fam in aliases else code))
     return dict(
         **_common(spec),
@@ -228,17 +264,38 @@ def module_context(derivation: Derivation, program: Program, formulas: list, num
         forward_outputs=forward_outputs,
         many_to_one=spec.mapping == "many-to-one",
         params=list(params),
+        hidden_sizes=[str(s) for s in net.sizes[1:-1]],
+        input_grad=spec.input_grad,
+        n_x_from_xs=sources["n_x"] == "x.shape[2]",
         n_out=sources["n_y"],
         targets=spec.loss_rule.targets,
         target_doc=_target_doc(spec),
         normalized_targets=bool(spec.fused and spec.fused.normalized_targets),
         class_targets=class_targets,
         fan_in=0 if spec.notation == "row" else 1,
-        weights=[spec.role_names[r] for r in ROLES],
+        weights=[name for name, p in net.params.items() if not p.is_vector],
         helpers=[source for _, source in sorted(printer.helpers.items())],
         spec_items=[(k, py_literal(v)) for k, v in spec.as_dict().items()],
-        param_shapes=[(n, py_literal(tuple(str(d) for d in p.shape if d != 1))) for n, p in params.items()],
+        param_shapes=[(name, py_literal(_dims(p))) for name, p in net.params.items()],
     )
+
+
+def _dims(param) -> tuple:
+    """The names of a parameter's dimensions; a blocked one's as the sum of its blocks (``n_h + n_x``)."""
+    dims = [str(d) for d in param.stored_shape]
+    if param.blocks:
+        dims[0 if param.row else 1] = " + ".join(str(width) for _, width in param.blocks)
+    return tuple(d for d in dims if d != "1")
+
+
+def _all_steps(storage: dict, key: str, T: int) -> str:
+    """Code of steps 1..T of a family, as (T, B, n)."""
+    st = storage[key]
+    if not st.steps:
+        return f"{key}.reshape(T, x.shape[1], -1)"
+    start, stop = 1 - st.first, 1 - st.first + T
+    cut = ("" if start == 0 else str(start)) + ":" + ("" if stop == st.count else str(stop - st.count))
+    return key if cut == ":" else f"{key}[{cut}]"
 
 
 def _same_array(expr) -> str | None:
@@ -300,6 +357,10 @@ def render_both(derivation: Derivation, program: Program) -> tuple:
     """
     formulas = final_formulas(program)
     numbering = Numbering()
-    tex = render("derivation.tex.jinja", **latex_context(derivation, formulas, numbering, _common(derivation.spec)))
+    common = _common(derivation.spec)
+    if is_single_chain(derivation.spec):
+        tex = render("derivation.tex.jinja", **latex_context(derivation, formulas, numbering, common))
+    else:
+        tex = render("network.tex.jinja", **network_context(derivation, formulas, numbering, common))
     code = render("module.py.jinja", **module_context(derivation, program, formulas, numbering.numbers))
     return code, tex, numbering.numbers, formulas

@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass
 
 from rnngen import expression
 from rnngen.activations import DEFAULT_SLOPE, FUSED, HIDDEN, LOSSES, OUTPUT_LAYERS, elementwise, pairs
-from rnngen.names import FIXED_PARAMS, taken
+from rnngen.cells import CELLS
+from rnngen.names import FIXED_PARAMS, gradient, taken
 
 #: Largest unroll length accepted. Derivation and output grow linearly in T;
 #: past this the unrolled straight-line module stops being a sensible artifact
@@ -29,7 +30,10 @@ MAPPINGS = {
 NOTATIONS = {
     "column": "column vectors: h_t = f(U x_t + W h_{t-1} + b), yhat_t = g(V h_t + c)",
     "row": "row vectors: h^t = f(x^t U + h^{t-1} W + b), yhat^t = g(h^t V + c); matrices are transposed",
+    "stacked": "column vectors, one matrix on the stacked vector: h_t = f(W [h_{t-1}; x_t] + b) (no input name)",
 }
+#: Largest number of stacked layers accepted.
+MAX_LAYERS = 8
 #: The three weight matrices, in the order ``names`` lists them.
 ROLES = ("input", "recurrent", "output")
 DEFAULT_NAMES = ("U", "W", "V")
@@ -106,13 +110,22 @@ def custom_text(hidden: str) -> str:
         return hidden.strip()
 
 
+def check_layers(value) -> int:
+    """Return ``value`` as a number of layers, or raise SpecError saying what is allowed."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LAYERS:
+        raise SpecError(f"layers must be a whole number from 1 to {MAX_LAYERS}, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class RNNSpec:
-    """An Elman network unrolled for ``T`` steps.
+    """A recurrent network unrolled for ``T`` steps.
 
-    In column notation, ``z_t = U x_t + W h_{t-1} + b``, ``h_t = hidden(z_t)``,
+    With one Elman layer in column notation, ``z_t = U x_t + W h_{t-1} + b``, ``h_t = hidden(z_t)``,
     ``o_t = V h_t + c``, ``yhat_t = output(o_t)``, and ``E = sum_t loss(yhat_t, y_t)``
-    (many-to-many) or ``E = loss(yhat_T, y_T)`` (many-to-one).
+    (many-to-many) or ``E = loss(yhat_T, y_T)`` (many-to-one). Layer l > 1 reads the states of
+    layer l - 1 where layer 1 reads ``x_t``; a bidirectional layer has a forward chain over
+    t = 1..T and a backward one over t = T..1, and what reads it reads both states side by side.
 
     Attributes:
         T: unroll length.
@@ -124,6 +137,10 @@ class RNNSpec:
         notation: a key of ``NOTATIONS``.
         names: the input, recurrent and output matrix names.
         slope: the negative-side slope of ``leaky_relu`` (None for other activations).
+        cell: a key of ``cells.CELLS``.
+        layers: the number of stacked layers.
+        bidirectional: whether every layer has a backward chain beside its forward one.
+        input_grad: whether the module also returns dE/dx (``grads["x"]``).
     """
 
     T: int
@@ -136,6 +153,10 @@ class RNNSpec:
     notation: str = "column"
     names: tuple = DEFAULT_NAMES
     slope: float | None = None
+    cell: str = "elman"
+    layers: int = 1
+    bidirectional: bool = False
+    input_grad: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "T", check_T(self.T))
@@ -152,9 +173,31 @@ class RNNSpec:
         _choice("mapping", self.mapping, tuple(MAPPINGS))
         _choice("notation", self.notation, tuple(NOTATIONS))
         object.__setattr__(self, "names", check_names(self.names))
-        for flag in ("hidden_bias", "output_bias"):
+        for flag in ("hidden_bias", "output_bias", "bidirectional", "input_grad"):
             if not isinstance(getattr(self, flag), bool):
                 raise SpecError(f"{flag} must be True or False, got {getattr(self, flag)!r}")
+        _choice("cell", self.cell, tuple(CELLS))
+        object.__setattr__(self, "layers", check_layers(self.layers))
+        self._check_network_names()
+
+    def _check_network_names(self):
+        """Every name the network's parameters and their blocks take, distinct and free."""
+        from rnngen.network import block_name, network  # network reads the cell registry, not the spec
+
+        params = network(self).params
+        names = list(params) + [block_name(p.name, part) for p in params.values() for part in p.parts]
+        names += [gradient(n) for n in params]
+        seen = set()
+        for n in names:
+            if n in seen:
+                raise SpecError(f"the parameter name {n!r} would be taken twice; choose other matrix names")
+            seen.add(n)
+        users = [p.name for p in params.values() if p.role in ("input", "recurrent", "stacked", "output")]
+        if self.layers > 1 or self.bidirectional:
+            for n in users:
+                reason = taken(n, [m for m in params if m != n])
+                if reason:
+                    raise SpecError(f"the parameter name {n!r} is used by rnngen itself: {reason}; choose another name")
 
     def _check_hidden(self):
         if isinstance(self.hidden, str) and self.hidden.strip() in HIDDEN:  # 'relu ' is relu
@@ -231,16 +274,23 @@ class RNNSpec:
             hidden = "leaky_relu" + repr(self.slope).replace(".", "p").replace("-", "m")
         else:
             hidden = self.hidden
-        parts = ["rnn", hidden, self.output, self.loss_rule.short]
+        parts = ["rnn" if self.cell == "elman" else self.cell]
+        if self.layers > 1:
+            parts.append(f"l{self.layers}")
+        if self.bidirectional:
+            parts.append("bi")
+        parts += [hidden, self.output, self.loss_rule.short]
         if self.mapping == "many-to-one":
             parts.append("m2o")
-        if self.notation == "row":
-            parts.append("row")
+        if self.notation != "column":
+            parts.append(self.notation)
         if self.names != DEFAULT_NAMES:
             parts.append(("" if all(len(n) == 1 for n in self.names) else "_").join(self.names))
         dropped = {(False, True): "nob", (True, False): "noc", (False, False): "nobias"}
         if (self.hidden_bias, self.output_bias) in dropped:
             parts.append(dropped[(self.hidden_bias, self.output_bias)])
+        if self.input_grad:
+            parts.append("dx")
         return "_".join(parts) + f"_t{self.T}"
 
     def as_dict(self) -> dict:
@@ -268,4 +318,12 @@ class RNNSpec:
             args.append("--no-hidden-bias")
         if not self.output_bias:
             args.append("--no-output-bias")
+        if self.cell != "elman":
+            args.append(f"--cell {self.cell}")
+        if self.layers != 1:
+            args.append(f"--layers {self.layers}")
+        if self.bidirectional:
+            args.append("--bidirectional")
+        if self.input_grad:
+            args.append("--input-grad")
         return " ".join(args)

@@ -21,9 +21,9 @@ from sympy.printing.printer import Printer
 
 from rnngen import algebra as A
 from rnngen.activations import columnwise, elementwise
+from rnngen.families import family, relative_of, run_of, step_of
 from rnngen.printing import PrintError
-from rnngen.program import Gradient, parse_relative, parse_stacked
-from rnngen.unroll import FAMILIES, parse_step
+from rnngen.program import Gradient
 
 ADD, MUL, ATOM = 1, 2, 3
 
@@ -74,12 +74,24 @@ def _offset(k: int) -> str:
     return "t" if k == 0 else f"t{k:+d}"
 
 
+def _tag_latex(tag: str) -> str:
+    """A layer and direction written beside a symbol: ``(2)``, ``(\\mathrm{f})``, ``(2\\mathrm{f})``."""
+    if not tag:
+        return ""
+    layer, direction = tag.rstrip("fb"), tag[len(tag.rstrip("fb")) :]
+    return "(" + layer + (rf"\mathrm{{{direction}}}" if direction else "") + ")"
+
+
 def param_latex(name: str, row: bool = False) -> str:
-    """LaTeX of a parameter name: ``w_i`` -> ``w_{i}``, ``h0`` -> ``h_{0}`` (``h^{0}`` in row notation)."""
-    if name == "h0":
-        return "h^{0}" if row else "h_{0}"
+    """LaTeX of a parameter name: ``w_i`` -> ``w_{i}``, ``h0`` -> ``h_{0}`` (``h^{0}`` in row notation),
+    ``h0_2_f`` -> ``h^{(2\\mathrm{f})}_{0}``, ``U1_f`` -> ``U1_{f}``."""
+    if name.startswith("h0") and (name == "h0" or name[2] == "_"):
+        tag = _tag_latex(name[3:].replace("_", ""))
+        if row:
+            return f"h^{{{tag}{',' if tag else ''}0}}"
+        return f"h^{{{tag}}}_{{0}}" if tag else "h_{0}"
     base, _, sub = name.partition("_")
-    return f"{base}_{{{sub}}}" if sub else name
+    return f"{base}_{{{sub.replace('_', ',')}}}" if sub else name
 
 
 def is_vector(expr) -> bool:
@@ -107,7 +119,7 @@ class MathPrinter(Printer):
         raise PrintError(f"no {self.style.name} rule for {type(expr).__name__}: {expr}")
 
     def doprint(self, expr) -> str:
-        self._stacked_context = any(parse_stacked(s.name) for s in A.symbols_in(expr))
+        self._stacked_context = any(run_of(s) for s in A.symbols_in(expr))
         if self.row and is_vector(expr):
             return self._r(expr)[0]
         return self._p(expr)[0]
@@ -183,6 +195,12 @@ class MathPrinter(Printer):
             return st.ones + st.ones_row, ATOM
         if isinstance(e, A.Elementwise):
             return self._elementwise(e.fn, sub(e.arg)), ATOM
+        if isinstance(e, A.Concat):  # blocks side by side (or one above the other)
+            parts = [sub(p)[0] for p in e.parts]
+            if self.style is LATEX:
+                sep = " & " if e.axis == 1 else r" \\ "
+                return r"\begin{bmatrix} " + sep.join(parts) + r" \end{bmatrix}", ATOM
+            return "[" + (", " if e.axis == 1 else "; ").join(parts) + "]", ATOM
         if isinstance(e, A.Columnwise):
             rule = columnwise(e.fn)
             form = rule.latex if self.style is LATEX else rule.text
@@ -199,30 +217,35 @@ class MathPrinter(Printer):
             return code
         return f"\\left({code}\\right)" if self.style is LATEX else f"({code})"
 
-    def step(self, family: str, t, stacked_to=None) -> str:
+    def step(self, key: str, t, stacked_to=None) -> str:
         """One step (``t`` a number or a letter such as ``"t-1"``), or the steps ``t..stacked_to``."""
-        fam = FAMILIES[family]
+        fam = family(key)
         if self.style is TEXT:
             if stacked_to is not None:
                 return f"{fam.stacked_text}[{t}..{stacked_to}]"
             t = str(t)
             return f"{fam.text}_{{{t}}}" if len(t) > 1 and not t.isdigit() else f"{fam.text}_{t}"
         index = f"{t}:{stacked_to}" if stacked_to is not None else str(t)
+        tag = _tag_latex(fam.tag)
         if fam.delta:
             delta = fam.stacked_delta if stacked_to is not None else fam.delta
-            return f"{delta}^{{{fam.latex},{index}}}" if self.row else f"{delta}^{{{fam.latex}}}_{{{index}}}"
+            if self.row:
+                return f"{delta}^{{{fam.latex}{tag},{index}}}"
+            return f"{delta}^{{{fam.latex}{tag}}}_{{{index}}}"
         letter = fam.stacked_latex if stacked_to is not None else fam.latex
-        return f"{letter}^{{{index}}}" if self.row else f"{letter}_{{{index}}}"
+        if self.row:
+            return f"{letter}^{{{tag}{',' if tag else ''}{index}}}"
+        return f"{letter}^{{{tag}}}_{{{index}}}" if tag else f"{letter}_{{{index}}}"
 
     def _symbol(self, sym) -> str:
         st = self.style
-        step, run = parse_step(sym.name), parse_stacked(sym.name)
+        step, run = step_of(sym), run_of(sym)
         if step:
             return self.step(*step)
         if run:
             fam, lo, hi = run
             return self.step(fam, lo, hi)
-        rel = parse_relative(sym.name)
+        rel = relative_of(sym)
         if rel:  # a step relative to t, from a per-step form
             fam, k = rel
             return self.step(fam, _offset(k))

@@ -25,9 +25,9 @@ from sympy.printing.printer import Printer
 from rnngen import algebra as A
 from rnngen import names
 from rnngen.activations import LEAD_SPLIT, columnwise, elementwise
+from rnngen.families import run_of, step_of
 from rnngen.printing import PrintError
-from rnngen.program import Program, family_of, parse_stacked, stacked
-from rnngen.unroll import parse_step
+from rnngen.program import Program, family_of, stacked
 
 #: A stored value or a view of one (``h``, ``h[2]``, ``h[1:]``): squared as ``a * a``, which reads it twice for free.
 _STORED = re.compile(r"^[A-Za-z_]\w*(\[[^\[\]()]*\])?$")
@@ -185,7 +185,7 @@ def storage_of(program: Program) -> dict:
     per_step, first, last = {"x", "y"}, {}, {}  # the caller hands x and y over as (T, B, n)
     for s in program.stmts:
         for sym in [s.target, *A.symbols_in(s.expr)]:
-            step, run = parse_step(sym.name), parse_stacked(sym.name)
+            step, run = step_of(sym), run_of(sym)
             if step:
                 per_step.add(step[0])
                 family, lo, hi = step[0], step[1], step[1]
@@ -276,10 +276,10 @@ def buffers_to_reuse(program: Program, storage: dict) -> dict:
     """
     reuse = {}
     for i, s in enumerate(program.stmts):
-        run, pair = parse_stacked(s.target.name), minus_targets(s.expr)
+        run, pair = run_of(s.target), minus_targets(s.expr)
         if s.section == "forward" or not run or not pair or not isinstance(pair[0], MatrixSymbol):
             continue
-        source = parse_stacked(pair[0].name)
+        source = run_of(pair[0])
         if not source or source[1:] != run[1:] or storage[source[0]] != storage[run[0]]:
             continue
         if all(source[0] != family for later in program.stmts[i + 1 :] for family, _ in later.reads):
@@ -302,7 +302,7 @@ def steps_built_in_place(program: Program, storage: dict) -> dict:
     """
     readers, sections, rows, summed = {}, {}, {}, set()
     for s in program.stmts:
-        run = parse_stacked(s.target.name) or s.step
+        run = run_of(s.target) or s.step
         if run:
             sections.setdefault(run[0], set()).add(s.section)
             rows[run[0]] = s.target.shape[0]
@@ -310,7 +310,7 @@ def steps_built_in_place(program: Program, storage: dict) -> dict:
             readers.setdefault(family, set()).add((s.step, t))
         for e in sp.preorder_traversal(s.expr):
             if isinstance(e, MatAdd):
-                summed |= {parse_step(a.name)[0] for a in e.args if isinstance(a, MatrixSymbol) and parse_step(a.name)}
+                summed |= {step_of(a)[0] for a in e.args if isinstance(a, MatrixSymbol) and step_of(a)}
     returned = {family for family, _ in program.outputs}
     places = {}
     for p, reads in readers.items():
@@ -394,7 +394,7 @@ class NumpyPrinter(Printer):
         and a stacked statement allocates only its own buffer.
         """
         target = stmt.target
-        step, run = parse_step(target.name), parse_stacked(target.name)
+        step, run = step_of(target), run_of(target)
         # _forward runs the forward section; loss and loss_and_grads the loss and backward ones
         self._function = "_forward" if stmt.section == "forward" else "loss_and_grads"
         if not (step or run) or not is_data(stmt.expr):
@@ -463,7 +463,7 @@ class NumpyPrinter(Printer):
 
     def _held_by(self, sym):
         """``(H, t)`` when ``sym`` is step t of a family whose place ``H`` is built in, else None."""
-        step = parse_step(sym.name)
+        step = step_of(sym)
         return (self.in_place[step[0]], step[1]) if step and step[0] in self.in_place else None
 
     def _take_place(self, family, rows) -> list:
@@ -549,7 +549,7 @@ class NumpyPrinter(Printer):
     def _elementwise_over_steps(self, stmt) -> bool:
         """True when ``stmt`` is elementwise over runs of the same steps, all stored as (steps, B, n)."""
         data = [s for s in [stmt.target, *A.symbols_in(stmt.expr)] if is_data(s)]
-        runs = {(parse_stacked(s.name) or (None,))[1:] for s in data}
+        runs = {(run_of(s) or (None,))[1:] for s in data}
         families = [family_of(s) for s in data]
         # products other than a scaling or a parameter column repeated for every sequence (b 1ᵀ)
         products = [e.as_coeff_matrices()[1] for e in sp.preorder_traversal(stmt.expr) if isinstance(e, MatMul)]
@@ -684,7 +684,7 @@ class NumpyPrinter(Printer):
         """
         if not self.class_targets:
             return self._symbol_rows(sym, as_steps=True)
-        step, run = parse_step(sym.name), parse_stacked(sym.name)
+        step, run = step_of(sym), run_of(sym)
         st = self.storage["y"]
         lo, hi = (step[1], step[1]) if step else run[1:]
         if (lo, hi) != (st.first, st.first + st.count - 1):
@@ -720,7 +720,7 @@ class NumpyPrinter(Printer):
 
     def _symbol_rows(self, sym, as_steps=False):
         """Code of a data symbol as rows; with ``as_steps``, a run of steps as its (steps, B, n) view."""
-        step, run = parse_step(sym.name), parse_stacked(sym.name)
+        step, run = step_of(sym), run_of(sym)
         if step:
             return self._step(*step)
         if run:
@@ -846,6 +846,9 @@ class NumpyPrinter(Printer):
         if isinstance(expr, MatMul):
             coeff, factors = expr.as_coeff_matrices()
             return self._scaled(coeff, self._plain_product(list(factors)))
+        if isinstance(expr, A.Concat):  # a blocked parameter's gradient: its blocks' gradients side by side
+            parts = ", ".join(self._plain(p)[0] for p in expr.parts)
+            return f"np.concatenate(({parts}), axis={expr.axis})", ATOM
         return self.emptyPrinter(expr)
 
     def _plain_product(self, factors):

@@ -1,0 +1,84 @@
+"""The recurrent cells, as registry entries: each says its parameters and its step equations once.
+
+A cell's ``step`` is written against a small set of operations (``ops``), so one definition serves
+every reading of the network: the symbolic graph (``unroll``: nodes of matrix expressions), the
+exact scalar oracle (``verify``: SymPy matrices of numbers) and the plain reference loop
+(``reference``: NumPy arrays). The operations are:
+
+- ``ops.node(base, value)``: the value becomes the step's quantity ``base`` (``z``, ``h``); the graph
+  names it, the others return it as it is;
+- ``ops.matmul(weight, v)``, ``ops.add(*terms)`` (``None`` terms are left out),
+  ``ops.bias(b)`` (a bias repeated for every sequence; ``None`` when the network has none),
+  ``ops.act(key, v)`` (the elementwise activation ``key`` of the registry).
+
+Adding a cell (LSTM, GRU) is adding an entry here: its parameter roles with their shapes, its state
+quantity, and its step; the stages downstream read only these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Role:
+    """One parameter of a cell, per layer and direction.
+
+    Attributes:
+        name: the role (``input``, ``recurrent``, ``hidden_bias``, ``initial``).
+        rows, cols: its shape in column math, in terms of ``"hidden"`` (the layer's size) and
+            ``"input"`` (what the layer reads); ``cols`` is 1 for a vector.
+        default: the parameter's name in a network of one layer (the user's names replace those
+            of the weights).
+    """
+
+    name: str
+    rows: str
+    cols: str
+    default: str
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A recurrent cell.
+
+    Attributes:
+        name: its registry key (``--cell``).
+        roles: its parameters, in the order the module lists them.
+        state: the quantity carried from step to step (``h``).
+        step: ``step(ops, weights, inputs, state, hidden) -> new state``: ``weights`` maps a role to
+            its weight (the input weight as one block per input vector), ``inputs`` are the vectors
+            the layer reads at this step, ``hidden`` the activation key.
+        text: the step in plain text, for help and docstrings.
+    """
+
+    name: str
+    roles: tuple
+    state: str
+    step: Callable
+    text: str
+
+
+def _elman_step(ops, weights, inputs, state, hidden):
+    terms = [ops.matmul(w, v) for w, v in zip(weights["input"], inputs)]
+    terms.append(ops.matmul(weights["recurrent"], state))
+    z = ops.node("z", ops.add(*terms, ops.bias(weights.get("hidden_bias"))))
+    return ops.node("h", ops.act(hidden, z))
+
+
+ELMAN = Cell(
+    name="elman",
+    roles=(
+        Role("input", "hidden", "input", "U"),
+        Role("recurrent", "hidden", "hidden", "W"),
+        Role("hidden_bias", "hidden", "1", "b"),
+        Role("initial", "hidden", "1", "h0"),
+    ),
+    state="h",
+    step=_elman_step,
+    text="z_t = U x_t + W h_{t-1} + b, h_t = f(z_t)",
+)
+
+#: Every cell, by its ``--cell`` name.
+CELLS = {cell.name: cell for cell in (ELMAN,)}
