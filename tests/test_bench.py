@@ -4,7 +4,6 @@ Nothing here measures speed (the machines are shared and noisy); the figures
 come from ``benchmarks/frameworks.py`` and ``rnngen bench``.
 """
 
-import dataclasses
 import threading
 
 import numpy as np
@@ -204,13 +203,6 @@ def test_frameworks_agree_on_outputs_without_a_closed_form(framework, output, lo
 # -- stacked and bidirectional networks ----------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class _Layered(RNNSpec):
-    # TODO(merge): RNNSpec itself, once it has these fields
-    layers: int = 1
-    bidirectional: bool = False
-
-
 def _key(base, layer, direction, spec):
     """A parameter's name under the module convention, spelled out here rather than read from the bench."""
     number = str(layer) if spec.layers > 1 else ""
@@ -267,10 +259,10 @@ def _finite_differences(problem, step=1e-6):
 
 
 LAYERED = [
-    _Layered(T=4, layers=2),
-    _Layered(T=4, bidirectional=True),
-    _Layered(T=3, layers=2, bidirectional=True),
-    _Layered(T=3, layers=3, output="sigmoid", loss="binary_cross_entropy", mapping="many-to-one", hidden_bias=False),
+    RNNSpec(T=4, layers=2),
+    RNNSpec(T=4, bidirectional=True),
+    RNNSpec(T=3, layers=2, bidirectional=True),
+    RNNSpec(T=3, layers=3, output="sigmoid", loss="binary_cross_entropy", mapping="many-to-one", hidden_bias=False),
 ]
 # unequal layer sizes where the network has more than one layer
 LAYER_SIZES = {1: 4, 2: (4, 3), 3: (3, 4, 2)}
@@ -291,7 +283,7 @@ def test_the_tutorial_loop_runs_stacked_and_bidirectional_networks(spec):
 
 
 def test_a_stacked_bidirectional_problem_follows_the_module_convention():
-    spec = _Layered(T=3, layers=2, bidirectional=True)
+    spec = RNNSpec(T=3, layers=2, bidirectional=True)
     problem = make_problem(spec, 2, 5, (4, 6), 3, dtype=np.float32)
     expected = {}
     for layer, size, fan_in in ((1, 4, 5), (2, 6, 8)):  # layer 2 reads both directions of layer 1
@@ -326,7 +318,7 @@ def test_a_one_layer_problem_draws_what_it_drew_before_layers():
 
 
 def test_layered_names_follow_the_spec_names_and_notation():
-    spec = _Layered(T=3, layers=2, bidirectional=True, notation="row", names=("Wx", "Wh", "Wy"))
+    spec = RNNSpec(T=3, layers=2, bidirectional=True, notation="row", names=("Wx", "Wh", "Wy"))
     problem = make_problem(spec, 2, 3, 4, 3)
     params = module_params(problem.params, spec)
     assert params["Wx2_b"].shape == (8, 4) and params["Wh1_f"].shape == (4, 4) and params["Wy"].shape == (8, 3)
@@ -337,14 +329,14 @@ def test_layered_names_follow_the_spec_names_and_notation():
 
 
 def test_a_module_of_another_network_is_refused_before_timing():
-    spec = _Layered(T=3, layers=2)
+    spec = RNNSpec(T=3, layers=2)
     problem = make_problem(spec, 2, 3, 4, 3)
     with pytest.raises(BenchError, match="the module's parameters .* are not the benchmark's"):
         generated_contender(_module(RNNSpec(T=3)), problem)
 
 
 def test_the_gemm_limit_of_a_stacked_bidirectional_network(monkeypatch):
-    spec = _Layered(T=3, layers=2, bidirectional=True)
+    spec = RNNSpec(T=3, layers=2, bidirectional=True)
     problem = make_problem(spec, 2, 3, (4, 5), 3)
     shapes = []
     real = np.matmul
@@ -366,9 +358,9 @@ def test_the_gemm_limit_of_a_stacked_bidirectional_network(monkeypatch):
 
 
 def test_the_tuned_loop_says_it_runs_one_forward_layer_only():
-    assert loops.unsupported("tuned", _Layered(T=3, layers=2)) == "the tuned loop is written for one forward layer"
-    assert loops.unsupported("tuned", _Layered(T=3, bidirectional=True)) != ""
-    assert loops.unsupported("tutorial", _Layered(T=3, layers=2, bidirectional=True)) == ""
+    assert loops.unsupported("tuned", RNNSpec(T=3, layers=2)) == "the tuned loop is written for one forward layer"
+    assert loops.unsupported("tuned", RNNSpec(T=3, bidirectional=True)) != ""
+    assert loops.unsupported("tutorial", RNNSpec(T=3, layers=2, bidirectional=True)) == ""
     assert loops.unsupported("tuned", RNNSpec(T=3)) == ""
 
 
@@ -376,11 +368,11 @@ def test_the_tuned_loop_says_it_runs_one_forward_layer_only():
 @pytest.mark.parametrize(
     "spec, sizes",
     [
-        (_Layered(T=4, layers=2), 5),
-        (_Layered(T=4, layers=2), (5, 3)),  # nn.RNN has one size: a chain of one-layer nn.RNNs
-        (_Layered(T=4, bidirectional=True, hidden="relu"), 5),
-        (_Layered(T=3, layers=2, bidirectional=True, mapping="many-to-one", output_bias=False), (5, 3)),
-        (_Layered(T=3, mapping="many-to-one"), 5),  # class targets without a step axis
+        (RNNSpec(T=4, layers=2), 5),
+        (RNNSpec(T=4, layers=2), (5, 3)),  # nn.RNN has one size: a chain of one-layer nn.RNNs
+        (RNNSpec(T=4, bidirectional=True, hidden="relu"), 5),
+        (RNNSpec(T=3, layers=2, bidirectional=True, mapping="many-to-one", output_bias=False), (5, 3)),
+        (RNNSpec(T=3, mapping="many-to-one"), 5),  # class targets without a step axis
     ],
     ids=["2-layer", "2-layer-unequal", "bidirectional-relu", "2-layer-bidirectional-m2o", "1-layer-m2o"],
 )

@@ -92,11 +92,11 @@ def torch_contender(problem):
     # one leaf (layers * directions, n_h) per nn.RNN holds its initial states, in PyTorch's order
     chains = [[cell for cell in where if where[cell][0] is rnn] for rnn in rnns]
     states = [torch.tensor(np.stack([p[c.h0] for c in group]), dtype=dtype, requires_grad=True) for group in chains]
-    xs = torch.from_numpy(problem.xs)
+    xs = torch.from_numpy(problem.xs).requires_grad_(spec.input_grad)
     T, B, _ = problem.xs.shape
     targets = torch.from_numpy(np.asarray(problem.targets))
     y = torch.from_numpy(problem.y_rows).reshape(-1, n_y)
-    leaves = [*(q for rnn in rnns for q in rnn.parameters()), *head.parameters(), *states]
+    leaves = [*(q for rnn in rnns for q in rnn.parameters()), *head.parameters(), *states, xs]
     pair = (spec.output, spec.loss)
 
     def run():
@@ -122,7 +122,9 @@ def torch_contender(problem):
         grads = {k: t.grad.numpy() for k, t in tensors.items()}
         for group, h0 in zip(chains, states):
             grads.update({cell.h0: g for cell, g in zip(group, h0.grad.numpy())})
-        return E.item(), {k: grads[k] for k in p}
+        if spec.input_grad:
+            grads["x"] = xs.grad.numpy()
+        return E.item(), {k: grads[k] for k in [*p, "x"] if k in grads}
 
     return Contender("PyTorch", run, result)
 
@@ -181,7 +183,8 @@ def jax_contender(problem):
     # class indices with the step axis, as the outputs have it (many-to-one: one step)
     targets = jnp.asarray(np.reshape(problem.targets, problem.y_rows.shape[:-1]) if index_targets else problem.y_rows)
     start = time.perf_counter()
-    compiled = jax.jit(jax.value_and_grad(loss)).lower(params, xs, targets).compile()
+    argnums = (0, 1) if spec.input_grad else 0  # dE/dxs as well when the module returns it
+    compiled = jax.jit(jax.value_and_grad(loss, argnums)).lower(params, xs, targets).compile()
     compile_seconds = time.perf_counter() - start
 
     def run():
@@ -190,6 +193,7 @@ def jax_contender(problem):
 
     def result(out):
         E, grads = out
+        grads = {**grads[0], "x": grads[1]} if spec.input_grad else grads
         return float(E), {k: np.asarray(v) for k, v in grads.items()}
 
     return Contender("JAX", run, result, compile_seconds=compile_seconds)

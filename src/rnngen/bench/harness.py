@@ -118,23 +118,27 @@ class Contender:
 # -- contenders -----------------------------------------------------------------------
 
 
-def _renamed(key: str, names: tuple) -> str:
-    """A default-named key under the spec's matrix names: ``U1_f`` -> ``Wx1_f`` for names (Wx, Wh, Wy)."""
-    kind = "UWV".find(key[0])
-    return names[kind] + key[1:] if kind >= 0 else key
-
-
 def module_params(params: dict, spec: RNNSpec) -> dict:
-    """Column-layout parameters under the module's names and notation (row notation transposes)."""
-    flip = spec.notation == "row"
-    return {_renamed(k, spec.names): (v.T.copy() if flip and v.ndim == 2 else v) for k, v in params.items()}
+    """Column-layout parameters as the module takes them: its names, its notation (``layout.to_module``)."""
+    out = {}
+    for piece in layout.to_module(spec):
+        parts = [params[k] for k in piece.parts]
+        value = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+        out[piece.name] = value.T.copy() if piece.row else value
+    return out
 
 
 def column_grads(grads: dict, spec: RNNSpec) -> dict:
-    """The inverse of ``module_params`` for a module's gradients."""
-    canonical = {_renamed(k, spec.names): k for k in layout.shapes(spec, 1, 1, 1)}
-    flip = spec.notation == "row"
-    return {canonical.get(k, k): (v.T if flip and v.ndim == 2 else v) for k, v in grads.items()}
+    """The inverse of ``module_params`` for a module's gradients; other entries (``x``) pass unchanged."""
+    out = dict(grads)
+    for piece in layout.to_module(spec):
+        g = out.pop(piece.name)
+        g = g.T if piece.row else g
+        if len(piece.parts) == 1:
+            out[piece.parts[0]] = g
+        else:  # the stacked notation's [W U]: W is square
+            out.update(zip(piece.parts, np.split(g, [g.shape[0]], axis=1)))
+    return out
 
 
 def generated_contender(module, problem: Problem) -> Contender:
@@ -184,8 +188,8 @@ def gemm_limit(problem: Problem) -> Contender:
     GEMMs; then one output GEMM. Backward: one GEMM back through the output weights,
     then per layer (top down) and direction T - 1 recurrent GEMMs, for dE/dh0 the
     product of one vector with W (the sum over the sequences comes first), the two
-    weight gradients and, above the first layer, the GEMM back into the layer below;
-    last dE/dV.
+    weight gradients and, above the first layer (or for dE/dx in the first), the GEMM
+    back into the layer's input; last dE/dV.
     """
     spec, p, dtype = problem.spec, problem.params, problem.dtype
     B, n_x, _, n_y = problem.sizes
@@ -208,7 +212,8 @@ def gemm_limit(problem: Problem) -> Contender:
                 "dh0": np.empty(size, dtype),
                 "dU": np.empty_like(U),
                 "dW": np.empty_like(W),
-                "dX": np.empty_like(X) if layers else None,  # the gradient into the layer below
+                # the gradient into the layer below, or into the inputs when the module returns it
+                "dX": np.empty_like(X) if layers or spec.input_grad else None,
             }
             chains.append(chain)
         layers.append((X, chains))

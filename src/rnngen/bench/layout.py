@@ -1,25 +1,33 @@
 """The parameters of a stacked, possibly bidirectional network in column layout, as the baselines read them.
 
 Every contender other than the generated module (the loops, PyTorch, JAX, the
-GEMM-only limit) takes the same dict of column-layout parameters under the
-default names of the module convention: per layer l and direction, an input
-weight ``U``, a recurrent weight ``W``, a hidden bias ``b`` and an initial
-state ``h0``, then the output weight ``V`` and bias ``c``. One layer keeps
-``U, W, b, h0``; layers are numbered from 1 when there are two or more
-(``U1``, ``h0_1``) and directions get ``_f`` / ``_b`` when the network is
-bidirectional (``U1_f``, ``h0_1_b``). A bidirectional layer's output is its
-forward states followed by its backward ones (PyTorch's order), which is
-what the next layer's ``U`` and the output's ``V`` read.
+GEMM-only limit) takes one dict of column-layout parameters: per layer and
+direction an input weight, a recurrent weight, a hidden bias and an initial
+state, then the output weight and bias, under the names the module gives them
+with the default matrix names in column notation (``U, W, b, h0, V, c``;
+``U1, h0_1, ...``; ``U_f, h0_b, ...``). ``rnngen.network`` names and shapes
+them; this module reads it. A bidirectional layer's output is its forward
+states followed by its backward ones (PyTorch's order), which is what the
+next layer's input weight and the output weight read.
+
+``to_module`` lists how each of the module's own parameters is made from
+these: renamed (``--names``), transposed (row notation), or, in the stacked
+notation, the recurrent and input weights side by side (``W [h_{t-1}; x_t]``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from functools import cache
+
+from rnngen.network import network
+from rnngen.spec import DEFAULT_NAMES
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One layer in one direction: where its parameters are and which way it runs.
+    """One layer in one direction (a chain): where its parameters are and which way it runs.
 
     Attributes:
         layer: 1 for the layer that reads the inputs.
@@ -39,26 +47,42 @@ class Cell:
         return list(range(T - 1, -1, -1) if self.reverse else range(T))
 
 
+@dataclass(frozen=True)
+class Piece:
+    """One of the module's parameters as made from the column-layout ones.
+
+    Attributes:
+        name: its key in the module's ``params``.
+        parts: the column-layout keys whose matrices stand side by side in it (one, but for
+            the stacked notation's ``[W U]``).
+        row: True when the module stores it transposed.
+    """
+
+    name: str
+    parts: tuple
+    row: bool
+
+
+def _column(spec):
+    """``spec`` with the default matrix names in column notation: the network the baselines read."""
+    return dataclasses.replace(spec, notation="column", names=DEFAULT_NAMES)
+
+
 def depth(spec) -> tuple:
     """``(layers, directions)`` of ``spec``."""
-    # TODO(merge): read spec.layers and spec.bidirectional directly once RNNSpec has them
-    return getattr(spec, "layers", 1), 2 if getattr(spec, "bidirectional", False) else 1
+    return spec.layers, 2 if spec.bidirectional else 1
 
 
-def cells(spec) -> list:
-    """One list per layer, bottom up, of its ``Cell``s: the forward chain, then the backward one."""
-    layers, directions = depth(spec)
-    rows = []
-    for layer in range(1, layers + 1):
-        number = str(layer) if layers > 1 else ""
-        row = []
-        for reverse in (False, True)[:directions]:
-            end = ("_b" if reverse else "_f") if directions == 2 else ""
-            bias = f"b{number}{end}" if spec.hidden_bias else None
-            state = f"h0_{number}{end}" if number else f"h0{end}"
-            row.append(Cell(layer, reverse, f"U{number}{end}", f"W{number}{end}", bias, state))
-        rows.append(row)
-    return rows
+@cache
+def cells(spec) -> tuple:
+    """One tuple per layer, bottom up, of its ``Cell``s: the forward chain, then the backward one."""
+    rows = {}
+    for chain in network(_column(spec)).chains:
+        p = chain.params
+        bias = p["hidden_bias"].name if "hidden_bias" in p else None
+        cell = Cell(chain.layer, chain.reverse, p["input"].name, p["recurrent"].name, bias, p["initial"].name)
+        rows.setdefault(chain.layer, []).append(cell)
+    return tuple(tuple(row) for row in rows.values())
 
 
 def hidden_sizes(spec, n_h) -> tuple:
@@ -67,7 +91,7 @@ def hidden_sizes(spec, n_h) -> tuple:
     Raises:
         ValueError: a sequence of the wrong length.
     """
-    layers = depth(spec)[0]
+    layers = spec.layers
     if isinstance(n_h, int):
         return (n_h,) * layers
     sizes = tuple(int(n) for n in n_h)
@@ -77,21 +101,28 @@ def hidden_sizes(spec, n_h) -> tuple:
 
 
 def shapes(spec, n_x: int, n_h, n_y: int) -> dict:
-    """Key -> column-layout shape for every parameter, in the module convention's order."""
-    sizes = hidden_sizes(spec, n_h)
-    out, fan_in = {}, n_x
-    for size, row in zip(sizes, cells(spec)):
-        for cell in row:
-            out[cell.U] = (size, fan_in)
-            out[cell.W] = (size, size)
-            if cell.b:
-                out[cell.b] = (size,)
-            out[cell.h0] = (size,)
-        fan_in = len(row) * size
-    out["V"] = (n_y, fan_in)
-    if spec.output_bias:
-        out["c"] = (n_y,)
-    return out
+    """Key -> column-layout shape of every parameter, in the order the module lists them."""
+    net = network(_column(spec))
+    value = dict(zip(net.sizes, (n_x, *hidden_sizes(spec, n_h), n_y)))
+    return {
+        name: (int(p.rows.subs(value)),) if p.is_vector else (int(p.rows.subs(value)), int(p.cols.subs(value)))
+        for name, p in net.params.items()
+    }
+
+
+@cache
+def to_module(spec) -> tuple:
+    """The module's parameters as ``Piece``s of the column-layout ones, in the module's order."""
+    column = network(_column(spec)).params
+    theirs = network(spec)
+    keys = {}  # (chain, role) -> column-layout key
+    for name, p in column.items():
+        keys[p.chain, p.role] = name
+    pieces = []
+    for name, p in theirs.params.items():
+        roles = ("recurrent", "input") if p.role == "stacked" else (p.role,)
+        pieces.append(Piece(name, tuple(keys[p.chain, role] for role in roles), p.row))
+    return tuple(pieces)
 
 
 def multi(spec) -> bool:

@@ -7,7 +7,7 @@ only the tutorial loop runs),
 ``xs`` as (T, B, n_x) rows and the targets as rows ``y`` (L, B, n_y), where L
 is T (many-to-many) or 1 (many-to-one), or as class indices (L, B) for
 softmax with cross-entropy. They return ``(E, grads)`` with the keys of
-``params``. Nothing here is generated or derived: these are what a person
+``params``, and ``x`` (dE/dxs) when the spec asks for the input gradient. Nothing here is generated or derived: these are what a person
 writes from the textbook equations, and the benchmark checks them against
 the generated module before it times anything.
 
@@ -210,14 +210,17 @@ def tutorial_loop(params, xs, targets, spec):
                 dU += dz.T @ layer_in[t]
                 dW += dz.T @ hs[k - 1]
                 dh_next = dz @ W
-                if cell.layer > 1:
+                if cell.layer > 1 or spec.input_grad:
                     d_below[t] = d_below[t] + dz @ U if t in d_below else dz @ U
             grads.update({cell.U: dU, cell.W: dW, cell.h0: dh_next.sum(axis=0)})
             if cell.b:
                 grads[cell.b] = db
             start += n_h
         d_in = d_below
-    return E, {k: grads[k] for k in params}
+    out = {k: grads[k] for k in params}
+    if spec.input_grad:
+        out["x"] = np.stack([d_in[t] for t in range(T)])
+    return E, out
 
 
 def tuned_loop(params, xs, targets, spec):
@@ -298,4 +301,7 @@ def tuned_loop(params, xs, targets, spec):
         "c": do.sum(axis=0),
         "h0": dz[0].sum(axis=0) @ W,
     }
-    return E, {k: grads[k] for k in params}
+    out = {k: grads[k] for k in params}
+    if spec.input_grad:
+        out["x"] = (Z @ U).reshape(T, B, n_x)
+    return E, out
