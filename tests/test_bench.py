@@ -241,17 +241,19 @@ def _reference_loss(params, xs, y_rows, spec):
 
 
 def _finite_differences(problem, step=1e-6):
-    """dE/dθ for every entry of every parameter, by central differences of ``_reference_loss``."""
+    """dE/dθ for every entry of every parameter (and of xs with the input gradient), by central differences."""
     params = {k: v.copy() for k, v in problem.params.items()}
+    xs = problem.xs.copy()
+    arrays = {**params, "x": xs} if problem.spec.input_grad else params
     grads = {}
-    for name, p in params.items():
+    for name, p in arrays.items():
         g = np.empty_like(p)
         for i in np.ndindex(p.shape):
             keep = p[i]
             p[i] = keep + step
-            up = _reference_loss(params, problem.xs, problem.y_rows, problem.spec)
+            up = _reference_loss(params, xs, problem.y_rows, problem.spec)
             p[i] = keep - step
-            down = _reference_loss(params, problem.xs, problem.y_rows, problem.spec)
+            down = _reference_loss(params, xs, problem.y_rows, problem.spec)
             p[i] = keep
             g[i] = (up - down) / (2 * step)
         grads[name] = g
@@ -263,12 +265,13 @@ LAYERED = [
     RNNSpec(T=4, bidirectional=True),
     RNNSpec(T=3, layers=2, bidirectional=True),
     RNNSpec(T=3, layers=3, output="sigmoid", loss="binary_cross_entropy", mapping="many-to-one", hidden_bias=False),
+    RNNSpec(T=3, layers=2, bidirectional=True, mapping="many-to-one", input_grad=True),
 ]
 # unequal layer sizes where the network has more than one layer
 LAYER_SIZES = {1: 4, 2: (4, 3), 3: (3, 4, 2)}
 
 
-@pytest.mark.parametrize("spec", LAYERED, ids=lambda s: f"L{s.layers}{'-bi' if s.bidirectional else ''}-{s.mapping}")
+@pytest.mark.parametrize("spec", LAYERED, ids=lambda s: s.name)
 def test_the_tutorial_loop_runs_stacked_and_bidirectional_networks(spec):
     """The NumPy baseline against central differences of a forward pass written in this file."""
     problem = make_problem(spec, 2, 3, LAYER_SIZES[spec.layers], 3)
@@ -322,10 +325,54 @@ def test_layered_names_follow_the_spec_names_and_notation():
     problem = make_problem(spec, 2, 3, 4, 3)
     params = module_params(problem.params, spec)
     assert params["Wx2_b"].shape == (8, 4) and params["Wh1_f"].shape == (4, 4) and params["Wy"].shape == (8, 3)
+    np.testing.assert_array_equal(params["Wx2_b"], problem.params["U2_b"].T)
     assert {"b1_f", "h0_2_b", "c"} <= set(params)
     back = column_grads(params, spec)
     assert set(back) == set(problem.params)
     assert all(np.array_equal(back[k], problem.params[k]) for k in back)
+
+
+def test_the_stacked_notation_takes_the_recurrent_and_input_weights_side_by_side():
+    """Seed 002's W [h_{t-1}; x_t]: one matrix per chain, its first columns the recurrent weight."""
+    spec = RNNSpec(T=3, layers=2, bidirectional=True, notation="stacked")
+    problem = make_problem(spec, 2, 3, (4, 5), 3)
+    params = module_params(problem.params, spec)
+    assert not any(k.startswith("U") for k in params)
+    np.testing.assert_array_equal(params["W2_b"], np.hstack([problem.params["W2_b"], problem.params["U2_b"]]))
+    assert params["W1_f"].shape == (4, 4 + 3) and params["W2_f"].shape == (5, 5 + 8)
+    grads = {k: v + 1.0 for k, v in params.items()} | {"x": problem.xs}
+    back = column_grads(grads, spec)
+    assert set(back) == set(problem.params) | {"x"}
+    assert all(np.array_equal(back[k], problem.params[k] + 1.0) for k in problem.params)
+
+
+GENERATED = [
+    (RNNSpec(T=4, layers=2), 5),
+    (RNNSpec(T=4, bidirectional=True), 5),
+    (RNNSpec(T=3, layers=2, bidirectional=True, notation="stacked"), (4, 6)),
+    (
+        RNNSpec(
+            T=3,
+            layers=3,
+            notation="row",
+            names=("Wx", "Wh", "Wy"),
+            mapping="many-to-one",
+            output="sigmoid",
+            loss="binary_cross_entropy",
+        ),
+        (5, 3, 4),
+    ),
+    (RNNSpec(T=3, layers=2, bidirectional=True, hidden="relu", hidden_bias=False, output_bias=False), 4),
+    (RNNSpec(T=3, bidirectional=True, input_grad=True), 4),
+]
+
+
+@pytest.mark.parametrize("spec, n_h", GENERATED, ids=lambda v: v.name if isinstance(v, RNNSpec) else str(v))
+def test_generated_stacked_and_bidirectional_modules_agree_with_the_tutorial_loop(spec, n_h):
+    """What ``rnngen bench`` checks before timing: the module against the loop written by hand."""
+    problem = make_problem(spec, 3, 4, n_h, 3)
+    contenders = [generated_contender(_module(spec), problem), loop_contender("tutorial", loops.tutorial_loop, problem)]
+    assert check_agreement(contenders, np.float64)["tutorial"] <= TOLERANCE[np.float64]
 
 
 def test_a_module_of_another_network_is_refused_before_timing():
@@ -355,6 +402,31 @@ def test_the_gemm_limit_of_a_stacked_bidirectional_network(monkeypatch):
     assert shapes.count(((T * 2, 8), (8, 5))) == 2  # layer 2's input GEMM reads both directions of layer 1
     # per chain: input, 2T - 1 recurrent, dh0, dU, dW (4 chains); back into layer 1 (2); output, back, dV
     assert len(shapes) == 4 * (2 * T + 3) + 2 + 3
+
+
+def test_the_gemm_limit_goes_back_into_the_inputs_when_the_module_returns_dx(monkeypatch):
+    shapes = []
+    real = np.matmul
+
+    def counting(a, b, out=None):
+        shapes.append((a.shape, b.shape))
+        return real(a, b, out=out)
+
+    for spec in (RNNSpec(T=3), RNNSpec(T=3, input_grad=True)):
+        limit = gemm_limit(make_problem(spec, 2, 5, 4, 3))
+        monkeypatch.setattr(np, "matmul", counting)
+        limit.run()
+        monkeypatch.undo()
+    plain, with_dx = shapes[: len(shapes) // 2], shapes[len(shapes) // 2 :]
+    assert len(with_dx) == len(plain) + 1 and with_dx.count(((6, 4), (4, 5))) == 1  # dZ (T B, n_h) U
+
+
+def test_a_two_layer_bench_skips_the_tuned_loop_and_says_why():
+    spec = RNNSpec(T=3, layers=2)
+    result = bench(_module(spec), spec, (2, 3, 4, 3), samples=1, settle=0, skip=("torch", "jax"))
+    assert [c.name for c in result.contenders] == ["rnngen", "hand loop, tutorial", "GEMM only"]
+    assert result.agreement["hand loop, tutorial"] <= TOLERANCE[np.float64]
+    assert "the tuned loop is written for one forward layer" in "\n".join(table(result))
 
 
 def test_the_tuned_loop_says_it_runs_one_forward_layer_only():

@@ -7,8 +7,9 @@ only the tutorial loop runs),
 ``xs`` as (T, B, n_x) rows and the targets as rows ``y`` (L, B, n_y), where L
 is T (many-to-many) or 1 (many-to-one), or as class indices (L, B) for
 softmax with cross-entropy. They return ``(E, grads)`` with the keys of
-``params``, and ``x`` (dE/dxs) when the spec asks for the input gradient. Nothing here is generated or derived: these are what a person
-writes from the textbook equations, and the benchmark checks them against
+``params``, and ``x`` (dE/dxs) when the spec asks for the input gradient.
+Nothing here is generated or derived: these are what a person writes from
+the textbook equations, and the benchmark checks them against
 the generated module before it times anything.
 
 - ``tutorial_loop``: the classic per-step loop of the lecture notes and blog
