@@ -5,20 +5,23 @@ import sympy as sp
 from sympy import MatrixSymbol
 
 from rnngen import algebra as A
+from rnngen.lower import Storage
 from rnngen.printing import PrintError
 from rnngen.printing.math import latex, text
-from rnngen.printing.numpy import NumpyPrinter, Storage
+from rnngen.printing.numpy import NumpyPrinter
+from rnngen.program import stacked
+from rnngen.unroll import step
 
 n_h, n_x = sp.symbols("n_h n_x", integer=True, positive=True)
 U = MatrixSymbol("U", n_h, n_x)
 W = MatrixSymbol("W", n_h, n_h)
 b = MatrixSymbol("b", n_h, 1)
-x_2 = MatrixSymbol("x_2", n_x, A.B)
-h_1 = MatrixSymbol("h_1", n_h, A.B)
-h_2 = MatrixSymbol("h_2", n_h, A.B)
-dz_2 = MatrixSymbol("dz_2", n_h, A.B)
-H = MatrixSymbol("h[0:2]", n_h, A.B)
-DZ = MatrixSymbol("dz[1:3]", n_h, A.B)
+x_2 = step("x", 2, n_x)
+h_1 = step("h", 1, n_h)
+h_2 = step("h", 2, n_h)
+dz_2 = step("dz", 2, n_h)
+H = stacked("h", 0, 2, n_h)
+DZ = stacked("dz", 1, 3, n_h)
 
 STORAGE = {"x": Storage(1, 3, True), "h": Storage(0, 4, True), "dz": Storage(1, 3, True), "o": Storage(1, 3, False)}
 
@@ -41,9 +44,9 @@ NUMPY = [
     (A.neg(A.had(h_1, A.reciprocal(h_2))), "-(h[1] / h[2])"),
     (A.Softmax(A.mul(W, h_1)), "_softmax(h[1] @ W.T)"),
     # time-stacked rows (T * B, n): a run of steps is a run of rows
-    (A.mul(W, MatrixSymbol("o[1:3]", n_h, A.B)), "o @ W.T"),
-    (A.mul(W, MatrixSymbol("o[2:3]", n_h, A.B)), "o[B:] @ W.T"),
-    (A.mul(W, MatrixSymbol("o[1:2]", n_h, A.B)), "o[:2 * B] @ W.T"),
+    (A.mul(W, stacked("o", 1, 3, n_h)), "o @ W.T"),
+    (A.mul(W, stacked("o", 2, 3, n_h)), "o[B:] @ W.T"),
+    (A.mul(W, stacked("o", 1, 2, n_h)), "o[:2 * B] @ W.T"),
 ]
 
 
@@ -82,8 +85,8 @@ def test_math_printer_is_strict():
 
 def test_class_indices_are_kept_only_where_the_fused_pair_alone_reads_the_targets(tmp_path):
     from rnngen import optimize as O
+    from rnngen.lower import reads_targets_as_classes
     from rnngen.pipeline import build
-    from rnngen.printing.numpy import reads_targets_as_classes
     from rnngen.spec import RNNSpec
     from rnngen.verify import check_module, load_module
 
@@ -143,8 +146,8 @@ def test_the_output_gradient_takes_the_buffer_of_a_softmax_nothing_reads_later()
 
     from sympy import MatrixSymbol
 
+    from rnngen.lower import buffers_to_reuse, minus_targets, storage_of
     from rnngen.pipeline import build
-    from rnngen.printing.numpy import buffers_to_reuse, minus_targets, storage_of
     from rnngen.program import Stmt
     from rnngen.spec import RNNSpec
 
@@ -164,8 +167,8 @@ def test_the_recurrence_is_built_in_the_place_of_the_part_only_its_own_step_read
 
     from sympy import MatrixSymbol
 
+    from rnngen.lower import steps_built_in_place, storage_of
     from rnngen.pipeline import build
-    from rnngen.printing.numpy import steps_built_in_place, storage_of
     from rnngen.program import Stmt
     from rnngen.spec import RNNSpec
 
@@ -236,6 +239,7 @@ def test_a_part_that_cannot_be_written_in_place_is_assigned_into_the_place_of_it
 
     import numpy as np
 
+    from rnngen.lower import lower
     from rnngen.pipeline import build
     from rnngen.render import render_both
     from rnngen.spec import RNNSpec
@@ -246,7 +250,7 @@ def test_a_part_that_cannot_be_written_in_place_is_assigned_into_the_place_of_it
         s.with_(expr=A.Elementwise("custom:x/(1+abs(x))", s.expr)) if s.target.name.startswith("pre_z") else s
         for s in built.program.stmts
     ]
-    text = render_both(built.derivation, built.program.with_stmts(stmts))[0]
+    text = render_both(built.derivation, lower(built.program.with_stmts(stmts)))[0]
     assert "pre_z.reshape(-1, n_h)[...] = _custom(" in text
     m = types.ModuleType("m")
     exec(compile(text, "m", "exec"), m.__dict__)

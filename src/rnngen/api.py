@@ -134,6 +134,10 @@ def derive(
     names: str | Sequence[str] = "U,W,V",
     hidden_bias: bool = True,
     output_bias: bool = True,
+    cell: str = "elman",
+    layers: int = 1,
+    bidirectional: bool = False,
+    input_grad: bool = False,
     out: str | os.PathLike | None = None,
     check: bool = True,
     exact: bool = False,
@@ -154,9 +158,13 @@ def derive(
         output: output layer (softmax, sigmoid, identity).
         loss: the loss, which the output must be able to feed.
         mapping: ``"many-to-many"`` (a loss at every step) or ``"many-to-one"`` (at the last).
-        notation: ``"column"`` or ``"row"`` vectors.
+        notation: ``"column"`` or ``"row"`` vectors, or ``"stacked"`` (one matrix on ``[h_{t-1}; x_t]``).
         names: the input, recurrent and output matrix names, ``"U,W,V"`` or a sequence of three.
         hidden_bias, output_bias: whether the layers have the biases b and c.
+        cell: the recurrent cell of every layer (``"elman"``).
+        layers: the number of stacked layers (parameters ``U1, W1, b1, h0_1, ...`` from 2 on).
+        bidirectional: a backward chain beside the forward one in every layer (suffixes ``_f``, ``_b``).
+        input_grad: also return dE/dx as ``grads["x"]``.
         out: a directory to write the module (and documents) into; None writes nothing.
         check: verify the module's gradients (finite differences, Taylor test, the two forms).
         exact: also compare with the exact SymPy scalar oracle (T <= 8, slower).
@@ -185,6 +193,10 @@ def derive(
         names=names,
         hidden_bias=hidden_bias,
         output_bias=output_bias,
+        cell=cell,
+        layers=layers,
+        bidirectional=bidirectional,
+        input_grad=input_grad,
     )
     if check and exact and spec.T > EXACT_MAX_T:
         raise SpecError(

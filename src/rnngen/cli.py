@@ -25,11 +25,12 @@ from rnngen.api import BPTT, CheckFailed
 from rnngen.api import derive as derive_api
 from rnngen.bench.run import CONTENDERS, BenchError, kernels, table
 from rnngen.bench.run import bench as run_bench
+from rnngen.cells import CELLS
 from rnngen.emit import OutputError, check_targets, write_all
 from rnngen.jsonable import plain
 from rnngen.pipeline import build
 from rnngen.program import family_of
-from rnngen.spec import DEFAULT_NAMES, MAPPINGS, MAX_T, NOTATIONS, RNNSpec, SpecError, check_T
+from rnngen.spec import DEFAULT_NAMES, MAPPINGS, MAX_LAYERS, MAX_T, NOTATIONS, RNNSpec, SpecError, check_T
 from rnngen.variants import ROUNDING_FACTOR
 from rnngen.verify import (
     CHECK_SIZES,
@@ -198,7 +199,8 @@ _SPEC_OPTIONS = (
         type=click.Choice(list(NOTATIONS)),
         default="column",
         show_default=True,
-        help="column (h_t = f(U x_t + W h_{t-1} + b)) or row (h^t = f(x^t U + h^{t-1} W + b)). Example: --notation row",
+        help="column (h_t = f(U x_t + W h_{t-1} + b)), row (h^t = f(x^t U + h^{t-1} W + b)) or stacked "
+        "(h_t = f(W [h_{t-1}; x_t] + b), seed 002). Example: --notation row",
     ),
     click.option(
         "--names",
@@ -217,6 +219,30 @@ _SPEC_OPTIONS = (
         default=True,
         show_default=True,
         help="Whether the output layer has a bias c. Example: --no-output-bias",
+    ),
+    click.option(
+        "--cell",
+        type=click.Choice(list(CELLS)),
+        default="elman",
+        show_default=True,
+        help="The recurrent cell of every layer. Example: --cell elman",
+    ),
+    click.option(
+        "--layers",
+        type=click.IntRange(1, MAX_LAYERS),
+        default=1,
+        show_default=True,
+        help=f"Stacked layers, 1 to {MAX_LAYERS}: layer l reads layer l-1's states. Example: --layers 2",
+    ),
+    click.option(
+        "--bidirectional",
+        is_flag=True,
+        help="A backward chain beside the forward one in every layer, read side by side. Example: --bidirectional",
+    ),
+    click.option(
+        "--input-grad",
+        is_flag=True,
+        help='Also return dE/dx (grads["x"]), for a layer under the network. Example: --input-grad',
     ),
 )
 
@@ -298,6 +324,7 @@ def derive(ui, **options):
       rnngen derive --T 20 --out build     writes into build/
       rnngen derive --T 3 --hidden relu --output identity --loss squared_error --mapping many-to-one
       rnngen derive --T 5 --notation row --names W,U,V --no-hidden-bias --no-output-bias   (seed 000)
+      rnngen derive --T 5 --layers 2 --bidirectional   two bidirectional layers (seed 001)
       rnngen list                          every activation, output, loss and mapping
 
     \b
@@ -415,8 +442,14 @@ def flow(T, n_x, n_h, n_y, scale, seed, weights, plot_path, force, ui, **choices
        "k": [0..T], "jacobian": [...], "bound": [...], "gradient": [...], "plot": path or null}
     """
     from rnngen import flow as F
+    from rnngen.network_document import is_single_chain
 
     spec = _spec(T, choices)
+    if not is_single_chain(spec):
+        raise click.UsageError(
+            "flow measures the Jacobian product of one recurrent chain; it takes one layer in one direction "
+            "with --notation column or row (not --layers 2 or more, --bidirectional or --notation stacked)"
+        )
     if plot_path is not None:
         try:
             check_targets([plot_path], force)  # before the work: a refused --plot costs nothing
@@ -687,8 +720,11 @@ def _loss_line(name, rule) -> str:
 def _describe(spec) -> str:
     """One line saying what network a spec is."""
     bias = {(True, True): "biases b and c", (True, False): "bias b only", (False, True): "bias c only"}
+    layers = f"{spec.layers} layers" if spec.layers > 1 else "1 layer"
+    shape = f"{layers}{', bidirectional' if spec.bidirectional else ''}{', dE/dx' if spec.input_grad else ''}"
+    vectors = "the stacked matrix on [h; x]" if spec.notation == "stacked" else f"{spec.notation} vectors"
     return (
-        f"{spec.hidden} hidden, {spec.output} output, {spec.loss} loss, {spec.mapping}, {spec.notation} vectors, "
+        f"{shape}: {spec.hidden} hidden, {spec.output} output, {spec.loss} loss, {spec.mapping}, {vectors}, "
         f"matrices {','.join(spec.names)}, {bias.get((spec.hidden_bias, spec.output_bias), 'no biases')}, T = {spec.T}"
     )
 

@@ -136,8 +136,8 @@ class Family:
         prefix = {"adjoint": "δ", "pre_adjoint": "δ̃"}.get(self.kind, "")
         if stacked and prefix:  # a delta's steps side by side: the capital delta, the same letter (Δz)
             prefix, stacked = {"δ": "Δ", "δ̃": "Δ̃"}[prefix], False
-        letter = _SPELLING[self.base][3 if stacked else 2] + self.tag.translate(_SUPERSCRIPT)
-        return prefix + letter + ("\u0303" if self.kind == "pre" else "")
+        tilde = "\u0303" if self.kind == "pre" else ""  # on the letter, before the layer's superscript
+        return prefix + _SPELLING[self.base][3 if stacked else 2] + tilde + self.tag.translate(_SUPERSCRIPT)
 
     @property
     def text(self) -> str:

@@ -86,6 +86,15 @@ def fuse_output_gradient(program: Program) -> Program:
 
 def recurrent_families(program: Program) -> set:
     """Families in a dependency cycle that crosses time steps (the sequential part)."""
+    return set(recurrences(program))
+
+
+def recurrences(program: Program) -> dict:
+    """Each family in a dependency cycle that crosses time steps -> the families of its cycle.
+
+    A network of several chains has one recurrence per chain (and one per chain's backward
+    sweep): layer 2 reads layer 1's states, but is not part of layer 1's recurrence.
+    """
     edges = defaultdict(set)  # family -> {(reader family, offset)}
     for s in program.stmts:
         if not s.step:
@@ -100,21 +109,27 @@ def recurrent_families(program: Program) -> set:
             if k in reach[i]:
                 reach[i] |= reach[k]
     crossing = {f for f in fams for g, off in edges[f] if off != 0 and f in reach[g]}
-    return {f for f in fams for g in crossing if f in reach[g] and g in reach[f]}
+    members = {f for f in fams for g in crossing if f in reach[g] and g in reach[f]}
+    return {f: frozenset(g for g in members if g in reach[f] and f in reach[g]) for f in members}
 
 
 def hoist_non_recurrent(program: Program) -> Program:
-    """Split ``v_t := a_t + r_t`` (``r_t`` reads the recurrence) into ``pre_v_t := a_t``, ``v_t := pre_v_t + r_t``.
+    """Split ``v_t := a_t + r_t`` (``r_t`` reads v's recurrence) into ``pre_v_t := a_t``, ``v_t := pre_v_t + r_t``.
+
+    ``a_t`` may read another recurrence (layer 2's ``U2 h1_t`` reads layer 1's states): that one is
+    finished before v's starts, so its part of every step is computed at once, one product.
 
     A family is split when one of its steps is such a sum; its steps that do
     not read the recurrence at all (``dh_T := V^T do_T``) are hoisted whole,
     so every step of ``pre_v`` has the same form and vectorizes.
     """
-    recurrent = recurrent_families(program)
+    recurrent = recurrences(program)
 
     def split(stmt):
+        """The terms that read nothing of the statement's own recurrence, and the others."""
         terms = stmt.expr.args if isinstance(stmt.expr, MatAdd) else (stmt.expr,)
-        rec = [any(f in recurrent for _, (f, _) in _step_symbols(term)) for term in terms]
+        cycle = recurrent.get(stmt.step[0], frozenset())
+        rec = [any(f in cycle for _, (f, _) in _step_symbols(term)) for term in terms]
         return [x for x, r in zip(terms, rec) if not r], [x for x, r in zip(terms, rec) if r]
 
     mixed = {

@@ -1,4 +1,4 @@
-"""The pipeline itself: spec -> unroll -> derive -> optimize -> render.
+"""The pipeline itself: spec -> unroll -> derive -> optimize -> lower -> render.
 
 ``build`` keeps every stage in its result, so a test or a notebook can look at
 the graph, the adjoints, the plain and the optimized program, and the texts.
@@ -11,6 +11,7 @@ from pathlib import Path
 
 from rnngen.backprop import Derivation, derive
 from rnngen.emit import compile_pdf
+from rnngen.lower import Lowered, lower
 from rnngen.markdown import to_markdown
 from rnngen.optimize import optimize
 from rnngen.program import Program, from_derivation
@@ -27,6 +28,7 @@ class Build:
         derivation: the unrolled graph with every adjoint and gradient.
         plain: the program straight from the derivation, before any pass.
         program: the optimized program the module runs.
+        lowered: the program with every storage decision of the module (``lower.lower``).
         module: text of the generated NumPy module.
         latex: text of the generated LaTeX document.
         equations: equation key -> number in the document.
@@ -37,6 +39,7 @@ class Build:
     derivation: Derivation
     plain: Program
     program: Program
+    lowered: Lowered
     module: str
     latex: str
     equations: dict
@@ -72,5 +75,6 @@ def build(spec: RNNSpec, skip=()) -> Build:
     derivation = derive(spec)
     plain = from_derivation(derivation)
     program = optimize(plain, skip=skip)
-    module, latex, equations, formulas = render_both(derivation, program)
-    return Build(spec, derivation, plain, program, module, latex, equations, formulas)
+    lowered = lower(program)
+    module, latex, equations, formulas = render_both(derivation, lowered)
+    return Build(spec, derivation, plain, program, lowered, module, latex, equations, formulas)

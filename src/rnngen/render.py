@@ -22,16 +22,10 @@ from rnngen.backprop import Derivation
 from rnngen.document import Notation, Numbering, aligned, forward_families, generic, latex_context
 from rnngen.emit import render
 from rnngen.families import run_of, step_of
+from rnngen.lower import Lowered
 from rnngen.network_document import is_single_chain, network_context
 from rnngen.printing.math import latex, text
-from rnngen.printing.numpy import (
-    NumpyPrinter,
-    buffers_to_reuse,
-    reads_targets_as_classes,
-    softmax_outputs,
-    steps_built_in_place,
-    storage_of,
-)
+from rnngen.printing.numpy import NumpyPrinter
 from rnngen.program import FORWARD_OUTPUTS, Program, family_of, relative, state_key, step_template
 
 
@@ -193,20 +187,18 @@ def _target_doc(spec) -> str:
     return _TARGET_DOCS[spec.loss_rule.targets].format(one=one, many=many, one_n=with_n(one), many_n=with_n(many))
 
 
-def module_context(derivation: Derivation, program: Program, formulas: list, numbers: dict) -> dict:
+def module_context(derivation: Derivation, lowered: Lowered, formulas: list, numbers: dict) -> dict:
+    program = lowered.program
     spec = derivation.spec
     T = spec.T
-    storage = storage_of(program)
-    # Class indices stay indices where the only readers of the targets are the fused softmax /
-    # cross-entropy pair (E and Ŷ - Y): no one-hot rows to build, and log_softmax reuses Ŷ.
-    class_targets = spec.loss_rule.targets == "classes" and reads_targets_as_classes(program)
+    storage, class_targets = lowered.storage, lowered.class_targets
     printer = NumpyPrinter(
         storage,
         T,
         class_targets=class_targets,
-        softmax_of=softmax_outputs(program),
-        reuse=buffers_to_reuse(program, storage),
-        in_place=steps_built_in_place(program, storage),
+        softmax_of=lowered.softmax_of,
+        reuse=lowered.reuse,
+        in_place=lowered.in_place,
     )
     params = derivation.graph.params
     net = derivation.graph.network
@@ -267,6 +259,7 @@ def module_context(derivation: Derivation, program: Program, formulas: list, num
         hidden_sizes=[str(s) for s in net.sizes[1:-1]],
         input_grad=spec.input_grad,
         n_x_from_xs=sources["n_x"] == "x.shape[2]",
+        compound_dims=any(p.blocks for p in net.params.values()),
         n_out=sources["n_y"],
         targets=spec.loss_rule.targets,
         target_doc=_target_doc(spec),
@@ -350,17 +343,17 @@ def _common(spec) -> dict:
     )
 
 
-def render_both(derivation: Derivation, program: Program) -> tuple:
+def render_both(derivation: Derivation, lowered: Lowered) -> tuple:
     """``(module_text, latex_text, numbers, formulas)``.
 
     The document is rendered first: it numbers the equations the module cites.
     """
-    formulas = final_formulas(program)
+    formulas = final_formulas(lowered.program)
     numbering = Numbering()
     common = _common(derivation.spec)
     if is_single_chain(derivation.spec):
         tex = render("derivation.tex.jinja", **latex_context(derivation, formulas, numbering, common))
     else:
         tex = render("network.tex.jinja", **network_context(derivation, formulas, numbering, common))
-    code = render("module.py.jinja", **module_context(derivation, program, formulas, numbering.numbers))
+    code = render("module.py.jinja", **module_context(derivation, lowered, formulas, numbering.numbers))
     return code, tex, numbering.numbers, formulas
