@@ -271,12 +271,13 @@ LAYERED = [
 LAYER_SIZES = {1: 4, 2: (4, 3), 3: (3, 4, 2)}
 
 
+@pytest.mark.parametrize("loop", [loops.tutorial_loop, loops.tuned_loop], ids=["tutorial", "tuned"])
 @pytest.mark.parametrize("spec", LAYERED, ids=lambda s: s.name)
-def test_the_tutorial_loop_runs_stacked_and_bidirectional_networks(spec):
-    """The NumPy baseline against central differences of a forward pass written in this file."""
+def test_the_loops_run_stacked_and_bidirectional_networks(spec, loop):
+    """The NumPy baselines against central differences of a forward pass written in this file."""
     problem = make_problem(spec, 2, 3, LAYER_SIZES[spec.layers], 3)
     targets = problem.targets if spec.mapping == "many-to-many" else problem.targets[None]
-    E, grads = loops.tutorial_loop(problem.params, problem.xs, targets, spec)
+    E, grads = loop(problem.params, problem.xs, targets, spec)
     assert E == pytest.approx(_reference_loss(problem.params, problem.xs, problem.y_rows, spec), rel=1e-13)
     expected = _finite_differences(problem)
     assert set(grads) == set(expected)
@@ -332,6 +333,19 @@ def test_layered_names_follow_the_spec_names_and_notation():
     assert all(np.array_equal(back[k], problem.params[k]) for k in back)
 
 
+@pytest.mark.parametrize("layers", [1, 2])
+def test_names_that_swap_the_defaults_go_there_and_back(layers):
+    """Seed 000 calls the input weight W and the recurrent one U: the module's U is the bench's W."""
+    spec = RNNSpec(T=3, layers=layers, notation="row", names=("W", "U", "V"))
+    problem = make_problem(spec, 2, 3, 4, 3)
+    params = module_params(problem.params, spec)
+    suffix = "1" if layers > 1 else ""
+    np.testing.assert_array_equal(params["W" + suffix], problem.params["U" + suffix].T)
+    back = column_grads(params, spec)
+    assert set(back) == set(problem.params)
+    assert all(np.array_equal(back[k], problem.params[k]) for k in back)
+
+
 def test_the_stacked_notation_takes_the_recurrent_and_input_weights_side_by_side():
     """Seed 002's W [h_{t-1}; x_t]: one matrix per chain, its first columns the recurrent weight."""
     spec = RNNSpec(T=3, layers=2, bidirectional=True, notation="stacked")
@@ -368,11 +382,14 @@ GENERATED = [
 
 
 @pytest.mark.parametrize("spec, n_h", GENERATED, ids=lambda v: v.name if isinstance(v, RNNSpec) else str(v))
-def test_generated_stacked_and_bidirectional_modules_agree_with_the_tutorial_loop(spec, n_h):
-    """What ``rnngen bench`` checks before timing: the module against the loop written by hand."""
+def test_generated_stacked_and_bidirectional_modules_agree_with_the_loops(spec, n_h):
+    """What ``rnngen bench`` checks before timing: the module against the loops written by hand."""
     problem = make_problem(spec, 3, 4, n_h, 3)
-    contenders = [generated_contender(_module(spec), problem), loop_contender("tutorial", loops.tutorial_loop, problem)]
-    assert check_agreement(contenders, np.float64)["tutorial"] <= TOLERANCE[np.float64]
+    contenders = [generated_contender(_module(spec), problem)]
+    for name, loop in (("tuned", loops.tuned_loop), ("tutorial", loops.tutorial_loop)):
+        contenders.append(loop_contender(name, loop, problem))
+    report = check_agreement(contenders, np.float64)
+    assert set(report) == {"tuned", "tutorial"} and max(report.values()) <= TOLERANCE[np.float64]
 
 
 def test_a_module_of_another_network_is_refused_before_timing():
@@ -421,19 +438,18 @@ def test_the_gemm_limit_goes_back_into_the_inputs_when_the_module_returns_dx(mon
     assert len(with_dx) == len(plain) + 1 and with_dx.count(((6, 4), (4, 5))) == 1  # dZ (T B, n_h) U
 
 
-def test_a_two_layer_bench_skips_the_tuned_loop_and_says_why():
+def test_a_two_layer_bench_runs_both_loops():
     spec = RNNSpec(T=3, layers=2)
     result = bench(_module(spec), spec, (2, 3, 4, 3), samples=1, settle=0, skip=("torch", "jax"))
-    assert [c.name for c in result.contenders] == ["rnngen", "hand loop, tutorial", "GEMM only"]
-    assert result.agreement["hand loop, tutorial"] <= TOLERANCE[np.float64]
-    assert "the tuned loop is written for one forward layer" in "\n".join(table(result))
+    assert [c.name for c in result.contenders] == ["rnngen", "hand loop, tuned", "hand loop, tutorial", "GEMM only"]
+    assert max(result.agreement.values()) <= TOLERANCE[np.float64]
 
 
-def test_the_tuned_loop_says_it_runs_one_forward_layer_only():
-    assert loops.unsupported("tuned", RNNSpec(T=3, layers=2)) == "the tuned loop is written for one forward layer"
-    assert loops.unsupported("tuned", RNNSpec(T=3, bidirectional=True)) != ""
-    assert loops.unsupported("tutorial", RNNSpec(T=3, layers=2, bidirectional=True)) == ""
-    assert loops.unsupported("tuned", RNNSpec(T=3)) == ""
+def test_only_a_custom_activation_has_no_loop():
+    for name in ("tuned", "tutorial"):
+        assert loops.unsupported(name, RNNSpec(T=3, layers=2, bidirectional=True)) == ""
+        custom = RNNSpec(T=3, hidden="x/(1+abs(x))")
+        assert loops.unsupported(name, custom) == "a custom activation has no hand-written loop"
 
 
 @pytest.mark.parametrize("framework", ["torch", "jax"])

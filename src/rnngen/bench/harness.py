@@ -130,10 +130,11 @@ def module_params(params: dict, spec: RNNSpec) -> dict:
 
 def column_grads(grads: dict, spec: RNNSpec) -> dict:
     """The inverse of ``module_params`` for a module's gradients; other entries (``x``) pass unchanged."""
-    out = dict(grads)
-    for piece in layout.to_module(spec):
-        g = out.pop(piece.name)
-        g = g.T if piece.row else g
+    pieces = layout.to_module(spec)
+    # a new dict: the module's names can be the column layout's others (--names W,U,V)
+    out = {k: v for k, v in grads.items() if k not in {piece.name for piece in pieces}}
+    for piece in pieces:
+        g = grads[piece.name].T if piece.row else grads[piece.name]
         if len(piece.parts) == 1:
             out[piece.parts[0]] = g
         else:  # the stacked notation's [W U]: W is square

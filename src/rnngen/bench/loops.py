@@ -143,8 +143,6 @@ def unsupported(name: str, spec) -> str:
     """Why the loop ``name`` ("tutorial" or "tuned") cannot run ``spec`` (empty when it can)."""
     if spec.is_custom:
         return "a custom activation has no hand-written loop"
-    if name == "tuned" and layout.multi(spec):
-        return "the tuned loop is written for one forward layer"
     return ""
 
 
@@ -224,17 +222,34 @@ def tutorial_loop(params, xs, targets, spec):
     return E, out
 
 
+def _loss_and_delta(o, targets, spec):
+    """``(E, dE/do)`` from the outputs' pre-activations ``o`` (rows), in place; one softmax for class targets."""
+    classes = np.issubdtype(np.asarray(targets).dtype, np.integer)
+    if classes and (spec.output, spec.loss) == ("softmax", "cross_entropy"):
+        idx = np.asarray(targets).reshape(-1)
+        rows = np.arange(idx.size)
+        o -= o.max(axis=-1, keepdims=True)
+        do = np.exp(o)
+        total = do.sum(axis=-1)
+        E = np.sum(np.log(total)) - np.sum(o[rows, idx])
+        do /= total[:, None]
+        do[rows, idx] -= 1.0
+        return E, do
+    y = _rows(targets, o.shape[-1], o.dtype).reshape(o.shape)
+    yhat = _output(spec.output, o)
+    return _loss(spec.loss, yhat, y), _output_delta(spec.output, spec.loss, yhat, y)
+
+
 def tuned_loop(params, xs, targets, spec):
     """The same BPTT with everything but the recurrence batched over time, in place where NumPy allows."""
+    if layout.multi(spec):
+        return _tuned_stacked_loop(params, xs, targets, spec)
     U, W, V, h0 = params["U"], params["W"], params["V"], params["h0"]
     b, c = params.get("b"), params.get("c")
     T, B, n_x = xs.shape
-    n_h, n_y = W.shape[0], V.shape[0]
+    n_h = W.shape[0]
     dtype = xs.dtype
     m2m = spec.mapping == "many-to-many"
-    L = T if m2m else 1
-    classes = np.issubdtype(np.asarray(targets).dtype, np.integer)
-    softmax_xent = classes and (spec.output, spec.loss) == ("softmax", "cross_entropy")
 
     # Forward: all input products in one GEMM, written straight into the state buffer.
     h = np.empty((T + 1, B, n_h), dtype)
@@ -260,21 +275,7 @@ def tuned_loop(params, xs, targets, spec):
     if c is not None:
         o += c
 
-    # Loss and dE/do, from one softmax.
-    if softmax_xent:
-        idx = np.asarray(targets).reshape(-1)
-        rows = np.arange(idx.size)
-        o -= o.max(axis=-1, keepdims=True)
-        do = np.exp(o)
-        total = do.sum(axis=-1)
-        E = np.sum(np.log(total)) - np.sum(o[rows, idx])
-        do /= total[:, None]
-        do[rows, idx] -= 1.0
-    else:
-        y = _rows(targets, n_y, dtype).reshape(L * B, n_y)
-        yhat = _output(spec.output, o)
-        E = _loss(spec.loss, yhat, y)
-        do = _output_delta(spec.output, spec.loss, yhat, y)
+    E, do = _loss_and_delta(o, targets, spec)
 
     # Backward: f'(z_t) for all steps at once, then the recurrence in place.
     dz = np.empty((T, B, n_h), dtype)
@@ -305,4 +306,107 @@ def tuned_loop(params, xs, targets, spec):
     out = {k: grads[k] for k in params}
     if spec.input_grad:
         out["x"] = (Z @ U).reshape(T, B, n_x)
+    return E, out
+
+
+def _tuned_chain(h, X, U, W, b, cell, spec):
+    """Forward through one chain, in place in ``h`` (T + 1, B, n_h): its states and its h0 slot.
+
+    A forward chain keeps h0 in h[0] and the state of step t in h[t + 1]; a backward one
+    keeps the state of step t in h[t] and h0 in h[T], so each reads the slot beside it.
+    """
+    T, B, n_h = h.shape[0] - 1, h.shape[1], h.shape[2]
+    S = h[:-1] if cell.reverse else h[1:]
+    np.matmul(X, U.T, out=S.reshape(T * B, n_h))
+    if b is not None:
+        S += b
+    WT = np.ascontiguousarray(W.T)
+    tmp = np.empty((B, n_h), h.dtype)
+    order = range(T - 1, -1, -1) if cell.reverse else range(1, T + 1)
+    step = 1 if cell.reverse else -1  # where the previous state is
+    for t in order:
+        np.matmul(h[t + step], WT, out=tmp)
+        h[t] += tmp
+        if spec.hidden == "tanh":
+            np.tanh(h[t], out=h[t])
+        else:
+            h[t] = _f(spec.hidden, h[t], spec.slope)
+    return S
+
+
+def _tuned_chain_backward(dz, h, W, cell, spec):
+    """Backward through one chain, in place in ``dz`` (T, B, n_h), which holds dE/dh from above."""
+    T = dz.shape[0]
+    S = h[:-1] if cell.reverse else h[1:]
+    if spec.hidden == "tanh":
+        d = np.multiply(S, S)
+        np.subtract(1.0, d, out=d)
+    else:
+        d = _df(spec.hidden, S, spec.slope)
+    order = range(T) if cell.reverse else range(T - 1, -1, -1)  # the chain's steps, last visited first
+    tmp = np.empty_like(dz[0])
+    later = None
+    for t in order:
+        if later is not None:
+            np.matmul(dz[later], W, out=tmp)
+            dz[t] += tmp
+        dz[t] *= d[t]
+        later = t
+    return later  # the step the chain visits first, whose dz gives dE/dh0
+
+
+def _tuned_stacked_loop(params, xs, targets, spec):
+    """``tuned_loop`` for several layers or directions: per chain, the input product over all
+    steps is one GEMM and the recurrence runs in place; a layer passes [h_f; h_b] up."""
+    V, c = params["V"], params.get("c")
+    T, B, n_x = xs.shape
+    dtype = xs.dtype
+    m2m = spec.mapping == "many-to-many"
+    layers = []  # (the layer's input (T B, n_in), [(cell, h, S)])
+    X = xs.reshape(T * B, n_x)
+    for row in layout.cells(spec):
+        chains = []
+        for cell in row:
+            W = params[cell.W]
+            h = np.empty((T + 1, B, W.shape[0]), dtype)
+            h[T if cell.reverse else 0] = params[cell.h0]
+            S = _tuned_chain(h, X, params[cell.U], W, params.get(cell.b), cell, spec)
+            chains.append((cell, h, S))
+        layers.append((X, chains))
+        X = np.concatenate([S for _, _, S in chains], axis=-1) if len(chains) > 1 else chains[0][2]
+        X = X.reshape(T * B, -1)
+    Hout = X if m2m else X.reshape(T, B, -1)[T - 1]
+    o = np.matmul(Hout, V.T)
+    if c is not None:
+        o += c
+    E, do = _loss_and_delta(o, targets, spec)
+
+    grads = {"V": do.T @ Hout}
+    if c is not None:
+        grads["c"] = do.sum(axis=0)
+    dX = np.zeros((T, B, X.shape[1]), dtype)  # dE/d(the layer's output), all steps
+    np.matmul(do, V, out=dX.reshape(T * B, -1) if m2m else dX[T - 1])
+    for X, chains in reversed(layers):
+        below = None
+        start = 0
+        for cell, h, _ in chains:
+            U, W = params[cell.U], params[cell.W]
+            n_h = W.shape[0]
+            dz = np.ascontiguousarray(dX[..., start : start + n_h])
+            first = _tuned_chain_backward(dz, h, W, cell, spec)
+            Z = dz.reshape(T * B, n_h)
+            previous = h[1:] if cell.reverse else h[:-1]
+            grads[cell.U] = Z.T @ X
+            grads[cell.W] = Z.T @ previous.reshape(T * B, n_h)
+            if cell.b:
+                grads[cell.b] = Z.sum(axis=0)
+            grads[cell.h0] = dz[first].sum(axis=0) @ W
+            if cell.layer > 1 or spec.input_grad:
+                below = Z @ U if below is None else below + Z @ U
+            start += n_h
+        if below is not None:
+            dX = below.reshape(T, B, -1)
+    out = {k: grads[k] for k in params}
+    if spec.input_grad:
+        out["x"] = dX
     return E, out
