@@ -196,7 +196,7 @@ def gemm_limit(problem: Problem) -> Contender:
     B, n_x, _, n_y = problem.sizes
     T = spec.T
     L = T if spec.mapping == "many-to-many" else 1
-    layers = []  # (the layer's input (T * B, n_in), the GEMM back into it or None, its chains)
+    layers = []  # (the layer's input (T * B, n_in), its chains' operands and outputs)
     X = problem.xs.reshape(T * B, n_x)
     for size, row in zip(problem.hidden, layout.cells(spec)):
         chains = []
@@ -233,15 +233,16 @@ def gemm_limit(problem: Problem) -> Contender:
         for X, chains in layers:
             for c in chains:
                 np.matmul(X, c["U"].T, out=c["Z"].reshape(T * B, -1))
+                H, WT, step = c["H"], c["WT"], c["step"]  # no lookups in the per-step loop
                 for t in range(T):
-                    np.matmul(c["H"][t], c["WT"], out=c["step"])
+                    np.matmul(H[t], WT, out=step)
         np.matmul(H_out, V.T, out=O)
         np.matmul(O, V, out=dTop_out)
         for X, chains in reversed(layers):
             for c in chains:
-                dZ, W = c["dZ"], c["W"]
+                dZ, W, step = c["dZ"], c["W"], c["step"]
                 for t in range(T - 1, 0, -1):
-                    np.matmul(dZ[t], W, out=c["step"])
+                    np.matmul(dZ[t], W, out=step)
                 np.matmul(dZ[0, 0], W, out=c["dh0"])
                 Z = dZ.reshape(T * B, -1)
                 np.matmul(Z.T, X, out=c["dU"])

@@ -139,8 +139,8 @@ def _rows(targets, n_y, dtype):
     return y.astype(dtype, copy=False)
 
 
-def unsupported(name: str, spec) -> str:
-    """Why the loop ``name`` ("tutorial" or "tuned") cannot run ``spec`` (empty when it can)."""
+def unsupported(spec) -> str:
+    """Why the loops cannot run ``spec`` (empty when they can)."""
     if spec.is_custom:
         return "a custom activation has no hand-written loop"
     return ""

@@ -87,7 +87,7 @@ def contenders_for(module, problem, skip=()) -> tuple:
         if name == "rnngen":
             made.append(generated_contender(module, problem))
         elif name in ("tuned", "tutorial"):
-            reason = loops.unsupported(name, spec)
+            reason = loops.unsupported(spec)
             if reason:
                 skipped[name] = reason
                 continue
