@@ -5,8 +5,9 @@ full table (each is left out, and said so, when missing):
 
     pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu   # the CPU build
     pip install jax jaxlib
-    python benchmarks/frameworks.py            # all four workloads, float64 and float32
-    python benchmarks/frameworks.py small      # one workload
+    python benchmarks/frameworks.py            # every network at its workloads, float64 and float32
+    python benchmarks/frameworks.py small      # one workload (of every network that runs it)
+    python benchmarks/frameworks.py --network 2-layer --network bidirectional   # just those
 
 Every contender computes forward plus all gradients of the same problem and
 must agree with the generated module (float64: 1e-9 relative) before it is
@@ -32,19 +33,32 @@ WORKLOADS = {
     "char-rnn": (1, 65, 100, 65, 25),
 }
 DTYPES = {"float64": np.float64, "float32": np.float32}
+#: The networks of the suite: name -> (RNNSpec fields besides T, its workloads, what PyTorch runs).
+#: Every layer of a stacked network has the workload's n_h, as nn.RNN(num_layers=2) requires.
+NETWORKS = {
+    "1-layer": ({}, tuple(WORKLOADS), "PyTorch"),
+    "2-layer": ({"layers": 2}, ("medium", "large"), "nn.RNN(num_layers=2)"),
+    "bidirectional": ({"bidirectional": True}, ("medium", "large"), "nn.RNN(bidirectional=True)"),
+}
+
+
+def _label(network: str, workload: str) -> str:
+    """A row's name: the workload alone for the one-layer network (the README's rows), else both."""
+    return workload if network == "1-layer" else f"{network} {workload}"
 
 
 def targets(results: dict) -> list:
-    """``(met, sentence)`` for each target of the performance issue."""
+    """``(met, sentence)`` for each target of the performance issues."""
     out = []
-    for (name, dtype), r in results.items():
-        where = f"{name} {dtype}"
+    for (network, name, dtype), r in results.items():
+        where = f"{_label(network, name)} {dtype}"
         for other in ("torch", "jax"):
             ratio = r.ratio(other)
             if ratio is not None:
-                out.append(
-                    (ratio > 1, f"{where}: faster than {'PyTorch' if other == 'torch' else 'JAX'} ({ratio:.2f}x)")
-                )
+                them = NETWORKS[network][2] if other == "torch" else "JAX"
+                out.append((ratio > 1, f"{where}: faster than {them} ({ratio:.2f}x)"))
+        if network != "1-layer":
+            continue
         if name in ("small", "char-rnn") and r.ratio("torch") is not None:
             out.append((r.ratio("torch") >= 3, f"{where}: at least 3x faster than PyTorch ({r.ratio('torch'):.2f}x)"))
         if name == "large":
@@ -60,7 +74,7 @@ def markdown(results: dict) -> list:
     """The ratio table: each contender's median as a multiple of rnngen's (above 1: rnngen is faster)."""
     head = "| workload | dtype | rnngen | tuned loop | tutorial loop | PyTorch | JAX (compile) | GEMM only |"
     lines = [head, "|" + "---|" * 8]
-    for (name, dtype), r in results.items():
+    for (network, name, dtype), r in results.items():
         cells = []
         for other in ("tuned", "tutorial", "torch", "jax", "gemm"):
             ratio = r.ratio(other)
@@ -69,7 +83,7 @@ def markdown(results: dict) -> list:
                 jax = next(c for c in r.contenders if c.name == "JAX")
                 cell += f" ({jax.compile_seconds:.2f} s)"
             cells.append(cell)
-        lines.append(f"| {name} | {dtype} | {_ms(r.seconds('rnngen'))} | " + " | ".join(cells) + " |")
+        lines.append(f"| {_label(network, name)} | {dtype} | {_ms(r.seconds('rnngen'))} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -80,6 +94,12 @@ def _ms(seconds: float) -> str:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("workloads", nargs="*", help=f"any of {', '.join(WORKLOADS)} (default: all)")
+    parser.add_argument(
+        "--network",
+        action="append",
+        choices=list(NETWORKS),
+        help="time only this network (repeatable; default: all, each at its workloads)",
+    )
     parser.add_argument("--dtype", choices=[*DTYPES, "both"], default="both")
     # 15, not the minimum of 7: on a shared 2-core machine a burst of other work can move a
     # median of 7 by 10-15 % (measured: large float32 from 110 to 129 ms between two runs)
@@ -90,19 +110,26 @@ def main():
     unknown = [w for w in args.workloads if w not in WORKLOADS]
     if unknown:
         parser.error(f"unknown workload {unknown[0]!r}; choose from {', '.join(WORKLOADS)}")
-    args.workloads = args.workloads or list(WORKLOADS)
+    runs = [
+        (network, name)
+        for network in args.network or NETWORKS
+        for name in NETWORKS[network][1]
+        if not args.workloads or name in args.workloads
+    ]
+    if not runs:
+        parser.error(f"--network {' '.join(args.network)} runs at {', '.join(NETWORKS[args.network[0]][1])} only")
 
     print("\n".join(kernels()))
     results = {}
-    for name in args.workloads:
+    for network, name in runs:
         B, n_x, n_h, n_y, T = WORKLOADS[name]
-        spec = RNNSpec(T=T)
+        spec = RNNSpec(T=T, **NETWORKS[network][0])
         module = BPTT(build(spec)).module()
         for dtype in dtypes:
             r = bench(module, spec, (B, n_x, n_h, n_y), DTYPES[dtype], samples=args.samples, settle=args.settle)
-            results[name, dtype] = r
+            results[network, name, dtype] = r
             print()
-            print(f"[{name}]", "\n".join(table(r)), sep=" ", flush=True)
+            print(f"[{_label(network, name)}]", "\n".join(table(r)), sep=" ", flush=True)
     print()
     print("\n".join(markdown(results)))
     print()

@@ -16,10 +16,12 @@ from rnngen.bench.harness import (
     BenchError,
     Contender,
     check_agreement,
+    column_grads,
     gemm_limit,
     generated_contender,
     loop_contender,
     make_problem,
+    module_params,
     time_interleaved,
 )
 from rnngen.bench.run import bench, table
@@ -214,4 +216,276 @@ def test_frameworks_agree_on_outputs_without_a_closed_form(framework, output, lo
     problem = make_problem(spec, 2, 3, 4, 3)
     build_contender = frameworks.torch_contender if framework == "torch" else frameworks.jax_contender
     contenders = [generated_contender(_module(spec), problem), build_contender(problem)]
+    assert max(check_agreement(contenders, np.float64).values()) <= TOLERANCE[np.float64]
+
+
+# -- stacked and bidirectional networks ----------------------------------------------------
+
+
+def _key(base, layer, direction, spec):
+    """A parameter's name under the module convention, spelled out here rather than read from the bench."""
+    number = str(layer) if spec.layers > 1 else ""
+    if base == "h0" and number:
+        number = "_" + number
+    return f"{base}{number}{direction}"
+
+
+def _reference_loss(params, xs, y_rows, spec):
+    """The loss of a stacked, possibly bidirectional tanh network, from the seeds' equations.
+
+    A backward chain is the forward recurrence run on the flipped sequence and flipped
+    back; the output reads each layer's forward states followed by its backward ones.
+    """
+    directions = ("_f", "_b") if spec.bidirectional else ("",)
+    below = xs
+    for layer in range(1, spec.layers + 1):
+        chains = []
+        for d in directions:
+            U, W, h0 = (params[_key(k, layer, d, spec)] for k in ("U", "W", "h0"))
+            b = params[_key("b", layer, d, spec)] if spec.hidden_bias else 0.0
+            h, hs = np.broadcast_to(h0, (xs.shape[1], h0.size)), []
+            for x in below[::-1] if d == "_b" else below:
+                h = np.tanh(U @ x.T + W @ h.T + np.reshape(b, (-1, 1))).T
+                hs.append(h)
+            chains.append(np.stack(hs[::-1] if d == "_b" else hs))
+        below = np.concatenate(chains, axis=-1)
+    top = below if spec.mapping == "many-to-many" else below[-1:]
+    o = top @ params["V"].T + (params["c"] if spec.output_bias else 0.0)
+    if spec.output == "softmax":
+        logp = o - o.max(axis=-1, keepdims=True)
+        logp = logp - np.log(np.exp(logp).sum(axis=-1, keepdims=True))
+        return -np.sum(y_rows * logp)
+    p = 1.0 / (1.0 + np.exp(-o))  # sigmoid with binary cross-entropy
+    return -np.sum(y_rows * np.log(p) + (1.0 - y_rows) * np.log(1.0 - p))
+
+
+def _finite_differences(problem, step=1e-6):
+    """dE/dθ for every entry of every parameter (and of xs with the input gradient), by central differences."""
+    params = {k: v.copy() for k, v in problem.params.items()}
+    xs = problem.xs.copy()
+    arrays = {**params, "x": xs} if problem.spec.input_grad else params
+    grads = {}
+    for name, p in arrays.items():
+        g = np.empty_like(p)
+        for i in np.ndindex(p.shape):
+            keep = p[i]
+            p[i] = keep + step
+            up = _reference_loss(params, xs, problem.y_rows, problem.spec)
+            p[i] = keep - step
+            down = _reference_loss(params, xs, problem.y_rows, problem.spec)
+            p[i] = keep
+            g[i] = (up - down) / (2 * step)
+        grads[name] = g
+    return grads
+
+
+LAYERED = [
+    RNNSpec(T=4, layers=2),
+    RNNSpec(T=4, bidirectional=True),
+    RNNSpec(T=3, layers=2, bidirectional=True),
+    RNNSpec(T=3, layers=3, output="sigmoid", loss="binary_cross_entropy", mapping="many-to-one", hidden_bias=False),
+    RNNSpec(T=3, layers=2, bidirectional=True, mapping="many-to-one", input_grad=True),
+]
+# unequal layer sizes where the network has more than one layer
+LAYER_SIZES = {1: 4, 2: (4, 3), 3: (3, 4, 2)}
+
+
+@pytest.mark.parametrize("loop", [loops.tutorial_loop, loops.tuned_loop], ids=["tutorial", "tuned"])
+@pytest.mark.parametrize("spec", LAYERED, ids=lambda s: s.name)
+def test_the_loops_run_stacked_and_bidirectional_networks(spec, loop):
+    """The NumPy baselines against central differences of a forward pass written in this file."""
+    problem = make_problem(spec, 2, 3, LAYER_SIZES[spec.layers], 3)
+    targets = problem.targets if spec.mapping == "many-to-many" else problem.targets[None]
+    E, grads = loop(problem.params, problem.xs, targets, spec)
+    assert E == pytest.approx(_reference_loss(problem.params, problem.xs, problem.y_rows, spec), rel=1e-13)
+    expected = _finite_differences(problem)
+    assert set(grads) == set(expected)
+    for name, g in expected.items():
+        # central differences at step 1e-6 carry about 1e-9 of absolute error here
+        np.testing.assert_allclose(grads[name], g, rtol=0, atol=1e-8, err_msg=name)
+
+
+def test_a_stacked_bidirectional_problem_follows_the_module_convention():
+    spec = RNNSpec(T=3, layers=2, bidirectional=True)
+    problem = make_problem(spec, 2, 5, (4, 6), 3, dtype=np.float32)
+    expected = {}
+    for layer, size, fan_in in ((1, 4, 5), (2, 6, 8)):  # layer 2 reads both directions of layer 1
+        for d in ("_f", "_b"):
+            expected |= {
+                _key("U", layer, d, spec): (size, fan_in),
+                _key("W", layer, d, spec): (size, size),
+                _key("b", layer, d, spec): (size,),
+                _key("h0", layer, d, spec): (size,),
+            }
+    expected |= {"V": (3, 12), "c": (3,)}
+    assert {k: v.shape for k, v in problem.params.items()} == expected
+    assert list(problem.params) == list(expected)  # the order of the modules' PARAM_SHAPES
+    assert all(v.dtype == np.float32 for v in problem.params.values())
+    assert problem.hidden == (4, 6)
+    with pytest.raises(ValueError, match=r"n_h gives 3 layer sizes \(4, 6, 8\); the network has 2 layers"):
+        make_problem(spec, 2, 5, (4, 6, 8), 3)
+
+
+def test_a_one_layer_problem_draws_what_it_drew_before_layers():
+    """Layers must not move the one-layer benchmark: the same draws, in the same order."""
+    spec = RNNSpec(T=3)
+    problem = make_problem(spec, 2, 4, 5, 3, seed=7)
+    rng = np.random.default_rng(7)
+    U = rng.standard_normal((5, 4)) / 2.0
+    W = rng.standard_normal((5, 5)) / np.sqrt(5)
+    V = rng.standard_normal((3, 5)) / np.sqrt(5)
+    b, c, h0 = (0.1 * rng.standard_normal(n) for n in (5, 3, 5))
+    for name, value in dict(U=U, W=W, V=V, b=b, c=c, h0=h0).items():
+        assert np.array_equal(problem.params[name], value), name
+    assert np.array_equal(problem.xs, rng.standard_normal((3, 2, 4)))
+
+
+def test_layered_names_follow_the_spec_names_and_notation():
+    spec = RNNSpec(T=3, layers=2, bidirectional=True, notation="row", names=("Wx", "Wh", "Wy"))
+    problem = make_problem(spec, 2, 3, 4, 3)
+    params = module_params(problem.params, spec)
+    assert params["Wx2_b"].shape == (8, 4) and params["Wh1_f"].shape == (4, 4) and params["Wy"].shape == (8, 3)
+    np.testing.assert_array_equal(params["Wx2_b"], problem.params["U2_b"].T)
+    assert {"b1_f", "h0_2_b", "c"} <= set(params)
+    back = column_grads(params, spec)
+    assert set(back) == set(problem.params)
+    assert all(np.array_equal(back[k], problem.params[k]) for k in back)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_names_that_swap_the_defaults_go_there_and_back(layers):
+    """Seed 000 calls the input weight W and the recurrent one U: the module's U is the bench's W."""
+    spec = RNNSpec(T=3, layers=layers, notation="row", names=("W", "U", "V"))
+    problem = make_problem(spec, 2, 3, 4, 3)
+    params = module_params(problem.params, spec)
+    suffix = "1" if layers > 1 else ""
+    np.testing.assert_array_equal(params["W" + suffix], problem.params["U" + suffix].T)
+    back = column_grads(params, spec)
+    assert set(back) == set(problem.params)
+    assert all(np.array_equal(back[k], problem.params[k]) for k in back)
+
+
+def test_the_stacked_notation_takes_the_recurrent_and_input_weights_side_by_side():
+    """Seed 002's W [h_{t-1}; x_t]: one matrix per chain, its first columns the recurrent weight."""
+    spec = RNNSpec(T=3, layers=2, bidirectional=True, notation="stacked")
+    problem = make_problem(spec, 2, 3, (4, 5), 3)
+    params = module_params(problem.params, spec)
+    assert not any(k.startswith("U") for k in params)
+    np.testing.assert_array_equal(params["W2_b"], np.hstack([problem.params["W2_b"], problem.params["U2_b"]]))
+    assert params["W1_f"].shape == (4, 4 + 3) and params["W2_f"].shape == (5, 5 + 8)
+    grads = {k: v + 1.0 for k, v in params.items()} | {"x": problem.xs}
+    back = column_grads(grads, spec)
+    assert set(back) == set(problem.params) | {"x"}
+    assert all(np.array_equal(back[k], problem.params[k] + 1.0) for k in problem.params)
+
+
+GENERATED = [
+    (RNNSpec(T=4, layers=2), 5),
+    (RNNSpec(T=4, bidirectional=True), 5),
+    (RNNSpec(T=3, layers=2, bidirectional=True, notation="stacked"), (4, 6)),
+    (
+        RNNSpec(
+            T=3,
+            layers=3,
+            notation="row",
+            names=("Wx", "Wh", "Wy"),
+            mapping="many-to-one",
+            output="sigmoid",
+            loss="binary_cross_entropy",
+        ),
+        (5, 3, 4),
+    ),
+    (RNNSpec(T=3, layers=2, bidirectional=True, hidden="relu", hidden_bias=False, output_bias=False), 4),
+    (RNNSpec(T=3, bidirectional=True, input_grad=True), 4),
+]
+
+
+@pytest.mark.parametrize("spec, n_h", GENERATED, ids=lambda v: v.name if isinstance(v, RNNSpec) else str(v))
+def test_generated_stacked_and_bidirectional_modules_agree_with_the_loops(spec, n_h):
+    """What ``rnngen bench`` checks before timing: the module against the loops written by hand."""
+    problem = make_problem(spec, 3, 4, n_h, 3)
+    contenders = [generated_contender(_module(spec), problem)]
+    for name, loop in (("tuned", loops.tuned_loop), ("tutorial", loops.tutorial_loop)):
+        contenders.append(loop_contender(name, loop, problem))
+    report = check_agreement(contenders, np.float64)
+    assert set(report) == {"tuned", "tutorial"} and max(report.values()) <= TOLERANCE[np.float64]
+
+
+def test_a_module_of_another_network_is_refused_before_timing():
+    spec = RNNSpec(T=3, layers=2)
+    problem = make_problem(spec, 2, 3, 4, 3)
+    with pytest.raises(BenchError, match="the module's parameters .* are not the benchmark's"):
+        generated_contender(_module(RNNSpec(T=3)), problem)
+
+
+def test_the_gemm_limit_of_a_stacked_bidirectional_network(monkeypatch):
+    spec = RNNSpec(T=3, layers=2, bidirectional=True)
+    problem = make_problem(spec, 2, 3, (4, 5), 3)
+    shapes = []
+    real = np.matmul
+
+    def counting(a, b, out=None):
+        shapes.append((a.shape, b.shape))
+        return real(a, b, out=out)
+
+    limit = gemm_limit(problem)
+    monkeypatch.setattr(np, "matmul", counting)
+    limit.run()
+    T = spec.T
+    assert shapes.count(((2, 4), (4, 4))) == 2 * (2 * T - 1)  # layer 1: T forward, T - 1 backward, per chain
+    assert shapes.count(((2, 5), (5, 5))) == 2 * (2 * T - 1)  # layer 2
+    assert shapes.count(((T * 2, 5), (5, 8))) == 2  # back into layer 1's states, per chain of layer 2
+    assert shapes.count(((T * 2, 8), (8, 5))) == 2  # layer 2's input GEMM reads both directions of layer 1
+    # per chain: input, 2T - 1 recurrent, dh0, dU, dW (4 chains); back into layer 1 (2); output, back, dV
+    assert len(shapes) == 4 * (2 * T + 3) + 2 + 3
+
+
+def test_the_gemm_limit_goes_back_into_the_inputs_when_the_module_returns_dx(monkeypatch):
+    shapes = []
+    real = np.matmul
+
+    def counting(a, b, out=None):
+        shapes.append((a.shape, b.shape))
+        return real(a, b, out=out)
+
+    for spec in (RNNSpec(T=3), RNNSpec(T=3, input_grad=True)):
+        limit = gemm_limit(make_problem(spec, 2, 5, 4, 3))
+        monkeypatch.setattr(np, "matmul", counting)
+        limit.run()
+        monkeypatch.undo()
+    plain, with_dx = shapes[: len(shapes) // 2], shapes[len(shapes) // 2 :]
+    assert len(with_dx) == len(plain) + 1 and with_dx.count(((6, 4), (4, 5))) == 1  # dZ (T B, n_h) U
+
+
+def test_a_two_layer_bench_runs_both_loops():
+    spec = RNNSpec(T=3, layers=2)
+    result = bench(_module(spec), spec, (2, 3, 4, 3), samples=1, settle=0, skip=("torch", "jax"))
+    assert [c.name for c in result.contenders] == ["rnngen", "hand loop, tuned", "hand loop, tutorial", "GEMM only"]
+    assert max(result.agreement.values()) <= TOLERANCE[np.float64]
+
+
+def test_only_a_custom_activation_has_no_loop():
+    assert loops.unsupported(RNNSpec(T=3, layers=2, bidirectional=True)) == ""
+    assert loops.unsupported(RNNSpec(T=3, hidden="x/(1+abs(x))")) == "a custom activation has no hand-written loop"
+
+
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+@pytest.mark.parametrize(
+    "spec, sizes",
+    [
+        (RNNSpec(T=4, layers=2), 5),
+        (RNNSpec(T=4, layers=2), (5, 3)),  # nn.RNN has one size: a chain of one-layer nn.RNNs
+        (RNNSpec(T=4, bidirectional=True, hidden="relu"), 5),
+        (RNNSpec(T=3, layers=2, bidirectional=True, mapping="many-to-one", output_bias=False), (5, 3)),
+        (RNNSpec(T=3, mapping="many-to-one"), 5),  # class targets without a step axis
+    ],
+    ids=["2-layer", "2-layer-unequal", "bidirectional-relu", "2-layer-bidirectional-m2o", "1-layer-m2o"],
+)
+def test_frameworks_run_stacked_and_bidirectional_networks(framework, spec, sizes):
+    """PyTorch's nn.RNN(num_layers, bidirectional) and JAX's scans against the NumPy baseline."""
+    pytest.importorskip(framework)
+    problem = make_problem(spec, 2, 3, sizes, 3)
+    assert _key("W", spec.layers, "_b" if spec.bidirectional else "", spec) in problem.params  # the whole network
+    build_contender = frameworks.torch_contender if framework == "torch" else frameworks.jax_contender
+    contenders = [loop_contender("tutorial", loops.tutorial_loop, problem), build_contender(problem)]
     assert max(check_agreement(contenders, np.float64).values()) <= TOLERANCE[np.float64]

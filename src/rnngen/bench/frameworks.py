@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from rnngen.bench import loops
+from rnngen.bench import layout, loops
 
 
 def available() -> dict:
@@ -32,8 +32,40 @@ def unsupported(framework: str, spec) -> str:
     return ""
 
 
+def _torch_rnns(problem, dtype):
+    """The recurrent layers as PyTorch builds them, and each cell's parameters in them.
+
+    One ``nn.RNN(num_layers=L, bidirectional=...)`` when every layer has the same size
+    (what a user writes); otherwise one single-layer ``nn.RNN`` per layer, chained,
+    since ``nn.RNN`` has one hidden size. Returns ``(rnns, where)``, ``where`` mapping
+    each ``layout.Cell`` to ``(module, PyTorch's suffix of its weights)``.
+    """
+    from torch import nn
+
+    spec, sizes = problem.spec, problem.hidden
+    layers, directions = layout.depth(spec)
+    n_x = problem.sizes[1]
+    options = dict(nonlinearity=spec.hidden, bias=spec.hidden_bias, bidirectional=directions == 2)
+    if len(set(sizes)) == 1:
+        rnns = [nn.RNN(n_x, sizes[0], num_layers=layers, **options).to(dtype)]
+    else:
+        fan_in = [n_x] + [directions * n for n in sizes[:-1]]
+        rnns = [nn.RNN(n_in, n, **options).to(dtype) for n_in, n in zip(fan_in, sizes)]
+    where = {}
+    for row in layout.cells(spec):
+        for cell in row:
+            index = cell.layer - 1 if len(rnns) == 1 else 0
+            module = rnns[0] if len(rnns) == 1 else rnns[cell.layer - 1]
+            where[cell] = (module, f"_l{index}{'_reverse' if cell.reverse else ''}")
+    return rnns, where
+
+
 def torch_contender(problem):
-    """``nn.RNN`` + ``nn.Linear`` + the loss with ``reduction="sum"``, then ``backward()``."""
+    """``nn.RNN`` + ``nn.Linear`` + the loss with ``reduction="sum"``, then ``backward()``.
+
+    Stacked and bidirectional networks use ``nn.RNN``'s ``num_layers`` and ``bidirectional``;
+    each layer's and direction's initial state is its ``h0`` broadcast over the batch.
+    """
     import torch
     from torch import nn
 
@@ -41,31 +73,38 @@ def torch_contender(problem):
 
     spec, p = problem.spec, problem.params
     dtype = torch.float64 if problem.dtype == np.float64 else torch.float32
-    n_h, n_x = p["U"].shape
-    n_y = p["V"].shape[0]
-    rnn = nn.RNN(n_x, n_h, nonlinearity=spec.hidden, bias=spec.hidden_bias).to(dtype)
-    head = nn.Linear(n_h, n_y, bias=spec.output_bias).to(dtype)
+    n_y, n_top = p["V"].shape
+    rnns, where = _torch_rnns(problem, dtype)
+    head = nn.Linear(n_top, n_y, bias=spec.output_bias).to(dtype)
+    tensors = {}  # column-layout key -> the leaf PyTorch differentiates
     with torch.no_grad():
-        rnn.weight_ih_l0.copy_(torch.from_numpy(p["U"]))
-        rnn.weight_hh_l0.copy_(torch.from_numpy(p["W"]))
-        if spec.hidden_bias:
-            rnn.bias_ih_l0.copy_(torch.from_numpy(p["b"]))
-            rnn.bias_hh_l0.zero_()  # nn.RNN has two hidden biases; one carries b
-        head.weight.copy_(torch.from_numpy(p["V"]))
+        for cell, (module, suffix) in where.items():
+            tensors[cell.U] = getattr(module, "weight_ih" + suffix)
+            tensors[cell.W] = getattr(module, "weight_hh" + suffix)
+            if spec.hidden_bias:
+                tensors[cell.b] = getattr(module, "bias_ih" + suffix)
+                getattr(module, "bias_hh" + suffix).zero_()  # nn.RNN has two hidden biases; one carries b
+        tensors["V"] = head.weight
         if spec.output_bias:
-            head.bias.copy_(torch.from_numpy(p["c"]))
-    h0 = torch.tensor(p["h0"], dtype=dtype, requires_grad=True)
-    xs = torch.from_numpy(problem.xs)
+            tensors["c"] = head.bias
+        for key, tensor in tensors.items():
+            tensor.copy_(torch.from_numpy(p[key]))
+    # one leaf (layers * directions, n_h) per nn.RNN holds its initial states, in PyTorch's order
+    chains = [[cell for cell in where if where[cell][0] is rnn] for rnn in rnns]
+    states = [torch.tensor(np.stack([p[c.h0] for c in group]), dtype=dtype, requires_grad=True) for group in chains]
+    xs = torch.from_numpy(problem.xs).requires_grad_(spec.input_grad)
     T, B, _ = problem.xs.shape
     targets = torch.from_numpy(np.asarray(problem.targets))
     y = torch.from_numpy(problem.y_rows).reshape(-1, n_y)
-    leaves = [*rnn.parameters(), *head.parameters(), h0]
+    leaves = [*(q for rnn in rnns for q in rnn.parameters()), *head.parameters(), *states, xs]
     pair = (spec.output, spec.loss)
 
     def run():
         for leaf in leaves:
             leaf.grad = None
-        hs, _ = rnn(xs, h0.expand(1, B, n_h))
+        hs = xs
+        for rnn, h0 in zip(rnns, states):
+            hs, _ = rnn(hs, h0.unsqueeze(1).expand(-1, B, -1))
         o = head(hs if spec.mapping == "many-to-many" else hs[-1:]).reshape(-1, n_y)
         if pair == ("softmax", "cross_entropy") and problem.classes:
             E = nn.functional.cross_entropy(o, targets.reshape(-1), reduction="sum")
@@ -80,18 +119,21 @@ def torch_contender(problem):
         return E
 
     def result(E):
-        grads = {"U": rnn.weight_ih_l0, "W": rnn.weight_hh_l0, "V": head.weight, "h0": h0}
-        if spec.hidden_bias:
-            grads["b"] = rnn.bias_ih_l0
-        if spec.output_bias:
-            grads["c"] = head.bias
-        return E.item(), {k: v.grad.numpy() for k, v in grads.items()}
+        grads = {k: t.grad.numpy() for k, t in tensors.items()}
+        for group, h0 in zip(chains, states):
+            grads.update({cell.h0: g for cell, g in zip(group, h0.grad.numpy())})
+        if spec.input_grad:
+            grads["x"] = xs.grad.numpy()
+        return E.item(), {k: grads[k] for k in [*p, "x"] if k in grads}
 
     return Contender("PyTorch", run, result)
 
 
 def jax_contender(problem):
-    """``jax.jit(jax.value_and_grad(loss))`` with the recurrence as ``lax.scan``; compile time kept apart."""
+    """``jax.jit(jax.value_and_grad(loss))`` with each layer's and direction's recurrence a ``lax.scan``.
+
+    Compile time is kept apart.
+    """
     import jax
 
     jax.config.update("jax_enable_x64", True)  # float64 arrays stay float64
@@ -103,17 +145,26 @@ def jax_contender(problem):
     spec = problem.spec
     pair = (spec.output, spec.loss)
     index_targets = problem.classes and pair == ("softmax", "cross_entropy")
+    rows = layout.cells(spec)
 
-    def loss(params, xs, targets):
+    def chain(params, cell, xs):
+        """One layer in one direction over all steps; ``lax.scan`` runs a backward chain in reverse."""
+
         def step(h, x):
-            z = x @ params["U"].T + h @ params["W"].T
-            if spec.hidden_bias:
-                z = z + params["b"]
+            z = x @ params[cell.U].T + h @ params[cell.W].T
+            if cell.b:
+                z = z + params[cell.b]
             h = loops.activation(jnp, spec.hidden, z, spec.slope)
             return h, h
 
-        h_init = jnp.broadcast_to(params["h0"], (xs.shape[1], params["h0"].shape[0]))
-        _, hs = lax.scan(step, h_init, xs)
+        h_init = jnp.broadcast_to(params[cell.h0], (xs.shape[1], params[cell.h0].shape[0]))
+        return lax.scan(step, h_init, xs, reverse=cell.reverse)[1]
+
+    def loss(params, xs, targets):
+        hs = xs
+        for row in rows:
+            states = [chain(params, cell, hs) for cell in row]
+            hs = states[0] if len(states) == 1 else jnp.concatenate(states, axis=-1)
         o = (hs if spec.mapping == "many-to-many" else hs[-1:]) @ params["V"].T
         if spec.output_bias:
             o = o + params["c"]
@@ -129,9 +180,11 @@ def jax_contender(problem):
 
     params = {k: jnp.asarray(v) for k, v in problem.params.items()}
     xs = jnp.asarray(problem.xs)
-    targets = jnp.asarray(np.asarray(problem.targets) if index_targets else problem.y_rows)
+    # class indices with the step axis, as the outputs have it (many-to-one: one step)
+    targets = jnp.asarray(np.reshape(problem.targets, problem.y_rows.shape[:-1]) if index_targets else problem.y_rows)
     start = time.perf_counter()
-    compiled = jax.jit(jax.value_and_grad(loss)).lower(params, xs, targets).compile()
+    argnums = (0, 1) if spec.input_grad else 0  # dE/dxs as well when the module returns it
+    compiled = jax.jit(jax.value_and_grad(loss, argnums)).lower(params, xs, targets).compile()
     compile_seconds = time.perf_counter() - start
 
     def run():
@@ -140,6 +193,7 @@ def jax_contender(problem):
 
     def result(out):
         E, grads = out
+        grads = {**grads[0], "x": grads[1]} if spec.input_grad else grads
         return float(E), {k: np.asarray(v) for k, v in grads.items()}
 
     return Contender("JAX", run, result, compile_seconds=compile_seconds)

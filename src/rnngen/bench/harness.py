@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from rnngen.bench import layout
 from rnngen.spec import RNNSpec
 
 #: The agreement a contender must reach with the generated module before anything is timed:
@@ -43,7 +44,7 @@ class Problem:
     """
 
     spec: RNNSpec
-    sizes: tuple  # (B, n_x, n_h, n_y)
+    sizes: tuple  # (B, n_x, n_h, n_y); n_h an int, or a tuple of one size per layer
     dtype: type
     params: dict
     xs: np.ndarray
@@ -54,18 +55,27 @@ class Problem:
     def classes(self) -> bool:
         return np.issubdtype(self.targets.dtype, np.integer)
 
+    @property
+    def hidden(self) -> tuple:
+        """Each layer's size."""
+        return layout.hidden_sizes(self.spec, self.sizes[2])
 
-def make_problem(spec: RNNSpec, B: int, n_x: int, n_h: int, n_y: int, dtype=np.float64, seed: int = 0) -> Problem:
-    """Random parameters (weights ~ N(0, 1/fan-in); biases and h0 nonzero, so their gradients are tested too)."""
+
+def make_problem(spec: RNNSpec, B: int, n_x: int, n_h, n_y: int, dtype=np.float64, seed: int = 0) -> Problem:
+    """Random parameters (weights ~ N(0, 1/fan-in); biases and h0 nonzero, so their gradients are tested too).
+
+    ``n_h`` is one size for every layer or a sequence of one size per layer. The draws
+    come in the order of the one-layer problem, weights, hidden biases, ``c``, then the
+    initial states, so a one-layer problem is the same as before layers existed.
+    """
     rng = np.random.default_rng(seed)
-    shapes = {"U": (n_h, n_x), "W": (n_h, n_h), "V": (n_y, n_h)}
-    params = {k: rng.standard_normal(s) / math.sqrt(s[1]) for k, s in shapes.items()}
-    if spec.hidden_bias:
-        params["b"] = 0.1 * rng.standard_normal(n_h)
-    if spec.output_bias:
-        params["c"] = 0.1 * rng.standard_normal(n_y)
-    params["h0"] = 0.1 * rng.standard_normal(n_h)
-    params = {k: v.astype(dtype) for k, v in params.items()}
+    shapes = layout.shapes(spec, n_x, n_h, n_y)
+    every = [cell for row in layout.cells(spec) for cell in row]
+    weights = [k for cell in every for k in (cell.U, cell.W)] + ["V"]
+    drawn = {k: rng.standard_normal(shapes[k]) / math.sqrt(shapes[k][1]) for k in weights}
+    small = [cell.b for cell in every if cell.b] + (["c"] if spec.output_bias else []) + [cell.h0 for cell in every]
+    drawn.update({k: 0.1 * rng.standard_normal(shapes[k]) for k in small})
+    params = {k: drawn[k].astype(dtype) for k in shapes}
     xs = rng.standard_normal((spec.T, B, n_x)).astype(dtype)
     L = spec.T if spec.mapping == "many-to-many" else 1
     kind = spec.loss_rule.targets
@@ -79,7 +89,8 @@ def make_problem(spec: RNNSpec, B: int, n_x: int, n_h: int, n_y: int, dtype=np.f
         targets = y_rows
     if spec.mapping == "many-to-one":
         targets = targets[0]
-    return Problem(spec, (B, n_x, n_h, n_y), dtype, params, xs, targets, y_rows)
+    sizes = n_h if isinstance(n_h, int) else tuple(n_h)
+    return Problem(spec, (B, n_x, sizes, n_y), dtype, params, xs, targets, y_rows)
 
 
 @dataclass
@@ -108,21 +119,48 @@ class Contender:
 
 
 def module_params(params: dict, spec: RNNSpec) -> dict:
-    """Column-layout parameters under the module's names and notation (row notation transposes)."""
-    names = dict(zip(("U", "W", "V"), spec.names))
-    flip = spec.notation == "row"
-    return {names.get(k, k): (v.T.copy() if flip and v.ndim == 2 else v) for k, v in params.items()}
+    """Column-layout parameters as the module takes them: its names, its notation (``layout.to_module``)."""
+    out = {}
+    for piece in layout.to_module(spec):
+        parts = [params[k] for k in piece.parts]
+        value = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+        out[piece.name] = value.T.copy() if piece.row else value
+    return out
 
 
 def column_grads(grads: dict, spec: RNNSpec) -> dict:
-    """The inverse of ``module_params`` for a module's gradients."""
-    canonical = dict(zip(spec.names, ("U", "W", "V")))
-    flip = spec.notation == "row"
-    return {canonical.get(k, k): (v.T if flip and v.ndim == 2 else v) for k, v in grads.items()}
+    """The inverse of ``module_params`` for a module's gradients; other entries (``x``) pass unchanged."""
+    pieces = layout.to_module(spec)
+    # a new dict: the module's names can be the column layout's others (--names W,U,V)
+    out = {k: v for k, v in grads.items() if k not in {piece.name for piece in pieces}}
+    for piece in pieces:
+        g = grads[piece.name].T if piece.row else grads[piece.name]
+        if len(piece.parts) == 1:
+            out[piece.parts[0]] = g
+        else:  # the stacked notation's [W U]: W is square
+            out.update(zip(piece.parts, np.split(g, [g.shape[0]], axis=1)))
+    return out
 
 
 def generated_contender(module, problem: Problem) -> Contender:
+    """The generated module; its parameter names and shapes must be the ones ``module_params`` gives.
+
+    Raises:
+        BenchError: the module names or shapes its parameters otherwise (a module of another
+            spec, or one from before the layer convention).
+    """
     params = module_params(problem.params, problem.spec)
+    B, n_x, _, n_y = problem.sizes
+    if set(module.PARAM_SHAPES) != set(params):
+        raise BenchError(
+            f"the module's parameters {', '.join(module.PARAM_SHAPES)} are not the benchmark's "
+            f"{', '.join(params)} for {problem.spec.name}"
+        )
+    hidden = problem.hidden
+    own = {k: v.shape for k, v in module.init_params(n_x, hidden[0] if len(hidden) == 1 else hidden, n_y).items()}
+    ours = {k: v.shape for k, v in params.items()}
+    if own != ours:
+        raise BenchError(f"the module's parameter shapes {own} are not the benchmark's {ours} for {problem.spec.name}")
 
     def run():
         return module.loss_and_grads(params, problem.xs, problem.targets)
@@ -147,39 +185,70 @@ def loop_contender(name: str, loop, problem: Problem) -> Contender:
 def gemm_limit(problem: Problem) -> Contender:
     """The GEMMs of BPTT alone, into preallocated outputs: what no NumPy implementation can beat.
 
-    Forward: one input GEMM over all steps, T recurrent GEMMs, one output GEMM;
-    backward: one GEMM back through the output weights, T - 1 recurrent GEMMs, the three
-    weight gradients, and for dE/dh0 the product of one vector with W (the sum over the
-    sequences comes first).
+    Forward, per layer and direction: one input GEMM over all steps and T recurrent
+    GEMMs; then one output GEMM. Backward: one GEMM back through the output weights,
+    then per layer (top down) and direction T - 1 recurrent GEMMs, for dE/dh0 the
+    product of one vector with W (the sum over the sequences comes first), the two
+    weight gradients and, above the first layer (or for dE/dx in the first), the GEMM
+    back into the layer's input; last dE/dV.
     """
-    B, n_x, n_h, n_y = problem.sizes
-    T = problem.spec.T
-    L = T if problem.spec.mapping == "many-to-many" else 1
-    p, dtype = problem.params, problem.dtype
-    U, W, V = p["U"], p["W"], p["V"]
+    spec, p, dtype = problem.spec, problem.params, problem.dtype
+    B, n_x, _, n_y = problem.sizes
+    T = spec.T
+    L = T if spec.mapping == "many-to-many" else 1
+    layers = []  # (the layer's input (T * B, n_in), its chains' operands and outputs)
     X = problem.xs.reshape(T * B, n_x)
-    H = np.ones((T + 1, B, n_h), dtype) * 0.1
-    Z = np.empty((T, B, n_h), dtype)
+    for size, row in zip(problem.hidden, layout.cells(spec)):
+        chains = []
+        for cell in row:
+            U, W = p[cell.U], p[cell.W]
+            chain = {
+                "U": U,
+                "W": W,
+                "WT": np.ascontiguousarray(W.T),  # the layout BLAS reads fastest, as the module holds it
+                "H": np.ones((T + 1, B, size), dtype) * 0.1,
+                "Z": np.empty((T, B, size), dtype),
+                "dZ": np.full((T, B, size), 0.01, dtype),
+                "step": np.empty((B, size), dtype),
+                "dh0": np.empty(size, dtype),
+                "dU": np.empty_like(U),
+                "dW": np.empty_like(W),
+                # the gradient into the layer below, or into the inputs when the module returns it
+                "dX": np.empty_like(X) if layers or spec.input_grad else None,
+            }
+            chains.append(chain)
+        layers.append((X, chains))
+        # what the next layer (or the output) reads: the states, both directions side by side
+        X = chains[0]["H"][1:].reshape(T * B, size) if len(row) == 1 else np.ones((T * B, 2 * size), dtype) * 0.1
+    V = p["V"]
     O = np.empty((L * B, n_y), dtype)
-    dZ = np.full((T, B, n_h), 0.01, dtype)
-    step = np.empty((B, n_h), dtype)
-    dh0 = np.empty(n_h, dtype)
-    dU, dW, dV = np.empty_like(U), np.empty_like(W), np.empty_like(V)
-    H_out = H[1:].reshape(T * B, n_h) if L == T else H[T]
-    WT = np.ascontiguousarray(W.T)  # the layout BLAS reads fastest, as the module holds it
-    dZ_out = dZ.reshape(T * B, n_h) if L == T else dZ[T - 1]
+    dV = np.empty_like(V)
+    H_out = X if L == T else X.reshape(T, B, -1)[T - 1]
+    top = layers[-1][1]
+    # the output's gradient lands in the top chain's dZ when there is one chain, else beside it
+    dTop = top[0]["dZ"].reshape(T * B, -1) if len(top) == 1 else np.empty_like(X)
+    dTop_out = dTop if L == T else dTop.reshape(T, B, -1)[T - 1]
 
     def run():
-        np.matmul(X, U.T, out=Z.reshape(T * B, n_h))
-        for t in range(T):
-            np.matmul(H[t], WT, out=step)
+        for X, chains in layers:
+            for c in chains:
+                np.matmul(X, c["U"].T, out=c["Z"].reshape(T * B, -1))
+                H, WT, step = c["H"], c["WT"], c["step"]  # no lookups in the per-step loop
+                for t in range(T):
+                    np.matmul(H[t], WT, out=step)
         np.matmul(H_out, V.T, out=O)
-        np.matmul(O, V, out=dZ_out)
-        for t in range(T - 1, 0, -1):
-            np.matmul(dZ[t], W, out=step)
-        np.matmul(dZ[0, 0], W, out=dh0)
-        np.matmul(dZ.reshape(T * B, n_h).T, X, out=dU)
-        np.matmul(dZ.reshape(T * B, n_h).T, H[:-1].reshape(T * B, n_h), out=dW)
+        np.matmul(O, V, out=dTop_out)
+        for X, chains in reversed(layers):
+            for c in chains:
+                dZ, W, step = c["dZ"], c["W"], c["step"]
+                for t in range(T - 1, 0, -1):
+                    np.matmul(dZ[t], W, out=step)
+                np.matmul(dZ[0, 0], W, out=c["dh0"])
+                Z = dZ.reshape(T * B, -1)
+                np.matmul(Z.T, X, out=c["dU"])
+                np.matmul(Z.T, c["H"][:-1].reshape(T * B, -1), out=c["dW"])
+                if c["dX"] is not None:
+                    np.matmul(Z, c["U"], out=c["dX"])
         np.matmul(O.T, H_out, out=dV)
 
     return Contender("GEMM only", run)

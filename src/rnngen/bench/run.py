@@ -87,8 +87,9 @@ def contenders_for(module, problem, skip=()) -> tuple:
         if name == "rnngen":
             made.append(generated_contender(module, problem))
         elif name in ("tuned", "tutorial"):
-            if spec.is_custom:
-                skipped[name] = "a custom activation has no hand-written loop"
+            reason = loops.unsupported(spec)
+            if reason:
+                skipped[name] = reason
                 continue
             loop = loops.tuned_loop if name == "tuned" else loops.tutorial_loop
             made.append(loop_contender(LABELS[name], loop, problem))
