@@ -1098,3 +1098,29 @@ def _close(a, b, entrywise: bool = False) -> bool:
     if a.size == b.size:
         a, b = a.reshape(-1), b.reshape(-1)
     return bool(np.allclose(a, b, rtol=RTOL, atol=ATOL))
+
+
+def spec_blocks(spec, hidden, n_x: int) -> dict:
+    """Block name -> ``(parameter, axis, start, stop)``, by the issue's convention, not rnngen's code."""
+    dirs = ("f", "b") if spec.bidirectional else ("",)
+    axis = 0 if spec.notation == "row" else 1
+    inp, rec, out = spec.names
+    blocks = {}
+
+    def cut(param, parts):
+        start = 0
+        for part, width in parts:
+            blocks[f"{param}_{part}"] = (param, axis, start, start + width)
+            start += width
+
+    for layer in range(1, spec.layers + 1):
+        below = [("x", n_x)] if layer == 1 else [(d or "x", hidden[layer - 2]) for d in dirs]
+        for d in dirs:
+            suffix = (str(layer) if spec.layers > 1 else "") + (f"_{d}" if d else "")
+            if spec.notation == "stacked":
+                cut(rec + suffix, [("h", hidden[layer - 1])] + below)
+            elif len(below) > 1:
+                cut(inp + suffix, below)
+    if spec.bidirectional:
+        cut(out, [(d, hidden[-1]) for d in dirs])
+    return blocks

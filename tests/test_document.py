@@ -4,7 +4,7 @@ import re
 
 import numpy as np
 import pytest
-from latex_reader import Reader
+from latex_reader import Reader, spec_blocks
 from test_latex import compile_tex, needs_pdflatex
 
 import rnngen
@@ -51,7 +51,8 @@ def read_back(result, tex=None, seed=0):
         f, slope = (elementwise(f"{k}:{result.spec.hidden}").ufunc for k in ("custom", "custom_derivative"))
         custom = {"f": f, "f'": slope}
     steps = dict(zip(result.spec.loss_steps, per_step))
-    reader = Reader(tex or result.latex, result.spec.notation == "row", params, xs[:, 0], steps, custom)
+    blocks = spec_blocks(result.spec, (n_h,) * result.spec.layers, n_x)  # V = [V_f V_b], W = [W_h W_x]
+    reader = Reader(tex or result.latex, result.spec.notation == "row", params, xs[:, 0], steps, custom, blocks)
     reader.run()
     loss, grads = module.loss_and_grads(params, xs, targets)
     return reader, loss, grads

@@ -13,7 +13,7 @@ import re
 
 import numpy as np
 import pytest
-from latex_reader import Checker, formula_lines, numbered_equations
+from latex_reader import Checker, formula_lines, numbered_equations, spec_blocks
 from test_document import _module
 from test_document_equations import _tagged_spans, mutations
 from test_latex import compile_tex, needs_pdflatex
@@ -31,29 +31,7 @@ def _hidden(spec) -> tuple:
 
 
 def _blocks(spec, hidden) -> dict:
-    """Block name -> ``(parameter, axis, start, stop)``, by the issue's convention, not rnngen's code."""
-    dirs = ("f", "b") if spec.bidirectional else ("",)
-    axis = 0 if spec.notation == "row" else 1
-    inp, rec, out = spec.names
-    blocks = {}
-
-    def cut(param, parts):
-        start = 0
-        for part, width in parts:
-            blocks[f"{param}_{part}"] = (param, axis, start, start + width)
-            start += width
-
-    for layer in range(1, spec.layers + 1):
-        below = [("x", N_X)] if layer == 1 else [(d or "x", hidden[layer - 2]) for d in dirs]
-        for d in dirs:
-            suffix = (str(layer) if spec.layers > 1 else "") + (f"_{d}" if d else "")
-            if spec.notation == "stacked":
-                cut(rec + suffix, [("h", hidden[layer - 1])] + below)
-            elif len(below) > 1:
-                cut(inp + suffix, below)
-    if spec.bidirectional:
-        cut(out, [(d, hidden[-1]) for d in dirs])
-    return blocks
+    return spec_blocks(spec, hidden, N_X)
 
 
 def make_checker(spec, seed=0):
