@@ -108,9 +108,8 @@ def test_samples_are_interleaved_and_rotated():
     assert all(len(c.seconds) == 3 for c in contenders)
 
 
-def test_the_gemm_limit_does_the_products_of_bptt_and_nothing_else(monkeypatch):
-    spec = RNNSpec(T=5)
-    problem = make_problem(spec, 2, 3, 4, 3)
+def _gemm_shapes(problem, monkeypatch) -> list:
+    """The operand shapes of every product the GEMM-only figure runs, in order."""
     shapes = []
     real = np.matmul
 
@@ -121,11 +120,18 @@ def test_the_gemm_limit_does_the_products_of_bptt_and_nothing_else(monkeypatch):
     limit = gemm_limit(problem)
     monkeypatch.setattr(np, "matmul", counting)
     limit.run()
+    return shapes
+
+
+def test_the_gemm_limit_does_the_products_of_bptt_and_nothing_else(monkeypatch):
+    spec = RNNSpec(T=5)
+    problem = make_problem(spec, 2, 3, 4, 3)
+    shapes = _gemm_shapes(problem, monkeypatch)
     recurrent = [s for s in shapes if s == ((2, 4), (4, 4))]
     assert len(recurrent) == 2 * spec.T - 1  # T forward, T - 1 backward
     assert ((4,), (4, 4)) in shapes  # dE/dh0: the sum over the sequences times W
     assert len(shapes) == 2 * spec.T + 6  # and input, output, back through V, dU, dW, dV
-    assert limit.result is None  # it computes no gradients, so it is not part of the agreement
+    assert gemm_limit(problem).result is None  # it computes no gradients, so it is not part of the agreement
 
 
 def test_a_framework_that_cannot_run_the_network_is_reported_not_failed(monkeypatch):
@@ -421,16 +427,7 @@ def test_a_module_of_another_network_is_refused_before_timing():
 def test_the_gemm_limit_of_a_stacked_bidirectional_network(monkeypatch):
     spec = RNNSpec(T=3, layers=2, bidirectional=True)
     problem = make_problem(spec, 2, 3, (4, 5), 3)
-    shapes = []
-    real = np.matmul
-
-    def counting(a, b, out=None):
-        shapes.append((a.shape, b.shape))
-        return real(a, b, out=out)
-
-    limit = gemm_limit(problem)
-    monkeypatch.setattr(np, "matmul", counting)
-    limit.run()
+    shapes = _gemm_shapes(problem, monkeypatch)
     T = spec.T
     assert shapes.count(((2, 4), (4, 4))) == 2 * (2 * T - 1)  # layer 1: T forward, T - 1 backward, per chain
     assert shapes.count(((2, 5), (5, 5))) == 2 * (2 * T - 1)  # layer 2

@@ -21,8 +21,12 @@ def test_source_passes_ruff():
 @needs_ruff
 @pytest.mark.parametrize("T", [1, 5, 20])
 def test_generated_module_is_formatted_and_lint_clean(built, tmp_path, T):
+    _assert_formatted_and_clean(built(T).module, tmp_path)
+
+
+def _assert_formatted_and_clean(text: str, tmp_path) -> None:
     path = tmp_path / "m.py"
-    path.write_text(built(T).module)
+    path.write_text(text)
     fmt = subprocess.run(
         [ruff, "format", "--check", "--diff", "--line-length", "120", str(path)], capture_output=True, text=True
     )
@@ -51,13 +55,4 @@ def test_generated_module_of_a_network_is_formatted_and_lint_clean(tmp_path, key
     from rnngen.pipeline import build
     from rnngen.spec import RNNSpec
 
-    path = tmp_path / "m.py"
-    path.write_text(build(RNNSpec(**NETWORKS[key])).module)
-    fmt = subprocess.run(
-        [ruff, "format", "--check", "--diff", "--line-length", "120", str(path)], capture_output=True, text=True
-    )
-    assert fmt.returncode == 0, fmt.stdout
-    lint = subprocess.run(
-        [ruff, "check", "--select", "E,F,W", "--line-length", "120", str(path)], capture_output=True, text=True
-    )
-    assert lint.returncode == 0, lint.stdout
+    _assert_formatted_and_clean(build(RNNSpec(**NETWORKS[key])).module, tmp_path)
