@@ -46,6 +46,7 @@ NETWORKS = {
     "3-layer-bi-stacked-row-dx": dict(T=5, layers=3, bidirectional=True, notation="stacked-row", input_grad=True),
     "8-layer-bi-m2o-dx": dict(T=2, layers=8, bidirectional=True, input_grad=True, mapping="many-to-one"),
     "2-layer-T1": dict(T=1, layers=2),
+    "3-layer-bi-stacked-no-c": dict(T=5, layers=3, bidirectional=True, notation="stacked", output_bias=False),
 }
 
 

@@ -18,6 +18,7 @@ from test_document import _module
 from test_document_equations import _tagged_spans, mutations
 from test_latex import compile_tex, needs_pdflatex
 
+from rnngen.examples import NETWORKS
 from rnngen.markdown import to_markdown
 from rnngen.pipeline import build
 from rnngen.spec import RNNSpec
@@ -119,7 +120,7 @@ def test_every_numbered_equation_holds(spec):
 
 
 @pytest.mark.full
-@pytest.mark.parametrize("spec", _sweep(), ids=lambda s: s.name)
+@pytest.mark.parametrize("spec", _sweep() + list(NETWORKS), ids=lambda s: s.name)
 def test_every_numbered_equation_holds_across_the_sweep(spec):
     _check(spec)
 

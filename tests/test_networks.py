@@ -403,3 +403,13 @@ def test_init_params_refuses_a_layer_of_size_zero():
     m = _module(RNNSpec(T=2, layers=2))
     with pytest.raises(ValueError, match="n_h"):
         m.init_params(2, [3, 0], 2)
+
+
+def test_a_network_too_long_for_one_line_passes_its_parameters_as_one_list_and_is_right():
+    # every parameter in one list, unpacked chain by chain; the output layer's group is V alone (no c):
+    # one name takes the item, not a slice of one (which ran as a list: 'list' has no attribute 'shape')
+    spec = RNNSpec(T=3, layers=3, bidirectional=True, notation="stacked", output_bias=False, mapping="many-to-one")
+    text = _built(spec).module
+    assert "*p, x, single = _prepare(params, xs)" in text and "    V = p[18]\n" in text
+    report = verify.check_build(_built(spec))
+    assert report.ok, report.failures

@@ -44,7 +44,8 @@ def unpack(names: list, source: str, groups: list, indent: int = 4) -> list:
     lines, start = [], 0
     for group in groups:
         stop = start + len(group)
-        lines.append(f"{', '.join(group)} = {source}[{start}:{stop}]")
+        part = f"{source}[{start}]" if len(group) == 1 else f"{source}[{start}:{stop}]"  # one name: the item
+        lines.append(f"{', '.join(group)} = {part}")
         start = stop
     return lines
 
