@@ -6,7 +6,7 @@ import types
 
 import pytest
 
-from rnngen import verify
+from rnngen import expression, verify
 from rnngen.pipeline import build
 from rnngen.spec import RNNSpec, SpecError
 
@@ -125,3 +125,22 @@ def test_an_activation_that_overflows_in_the_check_prints_no_numpy_warnings(tmp_
     assert "Warning" not in result.stderr and "Traceback" not in result.stderr, result.stderr
     assert result.stderr == ""
     assert "the loss overflows at full scale" in result.stdout
+
+
+@pytest.mark.parametrize("name", sorted(expression.TABLE))
+def test_every_function_of_the_one_table_parses_prints_and_evaluates_alike(name):
+    # the parser, the scalar printer and SymPy's evaluation read one table: a function missing from
+    # one of them, or spelled differently, fails here
+    import numpy as np
+
+    from rnngen.activations import elementwise
+
+    text = f"{name}(x * x / 3 + x / 7 + 2)"  # positive (log, sqrt), not known to be by SymPy (abs)
+    rule = elementwise(f"custom:{text}")
+    source = dict(rule.helpers)["_custom"]
+    namespace = {"np": np}
+    exec(source, namespace)
+    a = np.linspace(-1, 1, 7)
+    exact = np.array([float(expression.parse(text).subs(expression.X, v)) for v in a])
+    np.testing.assert_allclose(namespace["_custom"](a), exact, rtol=1e-14)
+    assert expression.NUMPY[expression.FUNCTIONS[name].__name__] + "(" in source

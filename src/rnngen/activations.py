@@ -272,19 +272,14 @@ def _leaky_slope(slope: float) -> ElementwiseRule:
     )
 
 
-#: Functions a custom derivative may contain beyond those a custom activation may call.
-_DERIVATIVE_FUNCTIONS = (sp.sign,)
-
-
 def _custom(text: str, derivative: bool) -> ElementwiseRule:
     from rnngen.printing.numpy import scalar_code  # the printer imports this module
 
     f = expression.parse(text)
     expr = sp.diff(f, expression.X) if derivative else f
     expression.check_constants(expr, text)
-    allowed = tuple(expression.FUNCTIONS.values()) + _DERIVATIVE_FUNCTIONS
     unknown = {type(a).__name__ for a in sp.preorder_traversal(expr) if isinstance(a, sp.Function)}
-    unknown -= {fn.__name__ for fn in allowed}
+    unknown -= set(expression.NUMPY)  # every function of the one table, and sign
     if unknown or expr.has(sp.Derivative, sp.Subs, sp.nan, sp.zoo):
         raise expression.ExpressionError(
             f"the custom activation {text!r} has no usable symbolic derivative (got {expr})"

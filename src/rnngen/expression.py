@@ -17,20 +17,28 @@ import sympy as sp
 #: The variable of a custom activation. Real, so that |x|' = sign(x).
 X = sp.Symbol("x", real=True)
 
-#: Functions a custom activation may call: spelling -> SymPy function.
-FUNCTIONS = {
-    "exp": sp.exp,
-    "log": sp.log,
-    "sqrt": sp.sqrt,
-    "abs": sp.Abs,
-    "tanh": sp.tanh,
-    "sinh": sp.sinh,
-    "cosh": sp.cosh,
-    "sin": sp.sin,
-    "cos": sp.cos,
-    "atan": sp.atan,
-    "asinh": sp.asinh,
+#: The one table of the scalar functions: spelling a custom activation may call -> (SymPy function,
+#: NumPy spelling). The parser, the scalar printer and the oracle (which evaluates the SymPy
+#: functions) all read it. ``sign`` is no spelling a user may write: it only appears in a derivative
+#: (``|x|' = sign(x)``), so it is listed apart.
+TABLE = {
+    "exp": (sp.exp, "np.exp"),
+    "log": (sp.log, "np.log"),
+    "sqrt": (sp.sqrt, "np.sqrt"),
+    "abs": (sp.Abs, "np.abs"),
+    "tanh": (sp.tanh, "np.tanh"),
+    "sinh": (sp.sinh, "np.sinh"),
+    "cosh": (sp.cosh, "np.cosh"),
+    "sin": (sp.sin, "np.sin"),
+    "cos": (sp.cos, "np.cos"),
+    "atan": (sp.atan, "np.arctan"),
+    "asinh": (sp.asinh, "np.arcsinh"),
 }
+DERIVATIVE_ONLY = {"sign": (sp.sign, "np.sign")}
+#: Functions a custom activation may call: spelling -> SymPy function.
+FUNCTIONS = {name: fn for name, (fn, _) in TABLE.items()}
+#: The NumPy spelling of every SymPy function a custom activation or its derivative may hold, by class name.
+NUMPY = {fn.__name__: code for fn, code in (*TABLE.values(), *DERIVATIVE_ONLY.values())}
 
 _OPERATORS = {ast.Add: sp.Add, ast.Sub: None, ast.Mult: sp.Mul, ast.Div: None, ast.Pow: sp.Pow}
 #: Bounds that keep a mistyped constant from making SymPy compute for ever (2**10**9).

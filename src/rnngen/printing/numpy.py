@@ -22,7 +22,7 @@ from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, 
 from sympy.printing.printer import Printer
 
 from rnngen import algebra as A
-from rnngen import names
+from rnngen import expression, names
 from rnngen.activations import LEAD_SPLIT, columnwise, elementwise
 from rnngen.families import run_of, step_of
 from rnngen.lower import is_targets, minus_targets, targets_dot_log_softmax
@@ -745,19 +745,6 @@ class NumpyPrinter(Printer):
 
 # -- scalar expressions (custom activations) ------------------------------------------
 
-_SCALAR_FUNCTIONS = {
-    "exp": "np.exp",
-    "log": "np.log",
-    "Abs": "np.abs",
-    "tanh": "np.tanh",
-    "sinh": "np.sinh",
-    "cosh": "np.cosh",
-    "sin": "np.sin",
-    "cos": "np.cos",
-    "atan": "np.arctan",
-    "asinh": "np.arcsinh",
-    "sign": "np.sign",
-}
 _POWER = 4  # binds tighter than unary minus in Python
 
 
@@ -821,6 +808,6 @@ def _scalar(e):
         exp_code = exp[0] if exp[1] >= UNARY else f"({exp[0]})"
         op = "**" if _simple((base_code, 0)) and _simple((exp_code, 0)) else " ** "
         return f"{base_code}{op}{exp_code}", _POWER
-    if isinstance(e, sp.Function) and type(e).__name__ in _SCALAR_FUNCTIONS:
-        return f"{_SCALAR_FUNCTIONS[type(e).__name__]}({_scalar(e.args[0])[0]})", ATOM
+    if isinstance(e, sp.Function) and type(e).__name__ in expression.NUMPY:
+        return f"{expression.NUMPY[type(e).__name__]}({_scalar(e.args[0])[0]})", ATOM
     raise PrintError(f"no NumPy rule for {type(e).__name__}: {e}")
