@@ -21,7 +21,7 @@ from sympy import Basic, MatrixSymbol, Transpose
 from sympy.core.symbol import Str
 
 from rnngen.cells import CELLS
-from rnngen.families import chain_suffix
+from rnngen.families import Family, chain_suffix
 
 
 @cache
@@ -162,6 +162,10 @@ class Chain:
     @property
     def suffix(self) -> str:
         return chain_suffix(self.tag_layer, self.direction)
+
+    def family(self, base: str, kind: str = "value") -> Family:
+        """The chain's family of ``base`` (its ``z``, ``h``, ``dz``): one rule for every stage."""
+        return Family(base, kind, self.tag_layer, self.direction)
 
 
 @dataclass(frozen=True)

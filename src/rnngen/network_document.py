@@ -271,8 +271,8 @@ def _chain_sweeps(n: Notation, derivation: Derivation) -> list:
                 order.append(chain)
     sweeps = []
     for chain in order:
-        dh = Family("h", "adjoint", chain.tag_layer, chain.direction).key
-        dz = Family("z", "adjoint", chain.tag_layer, chain.direction).key
+        dh = chain.family("h", "adjoint").key
+        dz = chain.family("z", "adjoint").key
         sweeps.append(
             dict(
                 where=_where(chain),
@@ -356,7 +356,7 @@ def network_context(derivation: Derivation, formulas: list, numbering: Numbering
     T = spec.T
     chains = []
     for chain in net.chains:
-        keys = [k for k in forward_families(graph) if k in (f"z{chain.suffix}", state_key(chain))]
+        keys = [k for k in forward_families(graph) if k in (chain.family("z").key, state_key(chain))]
         chains.append(
             dict(
                 where=_where(chain),

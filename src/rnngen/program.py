@@ -208,9 +208,7 @@ FORWARD_OUTPUTS = ("h", "o", "yhat")
 
 def state_key(chain) -> str:
     """The code name of a chain's state family (``h``, ``h2``, ``h_f``)."""
-    from rnngen.families import Family
-
-    return Family("h", layer=chain.tag_layer, direction=chain.direction).key
+    return chain.family("h").key
 
 
 class Gradient(MatrixSymbol):

@@ -79,7 +79,7 @@ class _GraphOps:
         self.graph, self.chain, self.t = graph, chain, t
 
     def node(self, base: str, value):
-        fam = Family(base, layer=self.chain.tag_layer, direction=self.chain.direction)
+        fam = self.chain.family(base)
         return self.graph.add(Node(Step.of(fam, self.t, value.shape[0]), value, fam.key, self.t))
 
     @staticmethod
@@ -118,7 +118,7 @@ def unroll(spec: RNNSpec) -> Graph:
     states = {}  # chain -> step -> state symbol
     for chain in net.chains:
         w = chain_weights(chain)
-        fam = Family(net.cell.state, layer=chain.tag_layer, direction=chain.direction)
+        fam = chain.family(net.cell.state)
         start = T + 1 if chain.reverse else 0
         state = graph.add(Node(Step.of(fam, start, chain.size), _GraphOps.bias(w["initial"]), fam.key, start))
         seq = {start: state}
