@@ -57,19 +57,25 @@ def test_binary_addition_is_seeded_and_typed():
     assert not np.array_equal(a.xs, c.xs.astype(np.float32))
 
 
-@pytest.mark.parametrize("n_bits", [1, 5, 12])
-def test_parity_is_true_and_held_out_disjoint(n_bits):
-    n = 1 << n_bits if n_bits < 8 else 400
-    train, test = parity(n_bits, n_train=n - n // 4, n_test=n // 4, seed=2)
-    strings = []
+@pytest.mark.parametrize("n_bits, min_bits", [(1, 1), (5, 1), (5, 3), (6, 6), (12, 1)])
+def test_parity_is_true_and_held_out_disjoint(n_bits, min_bits):
+    n_test = min(64, 2 ** (n_bits - 1))
+    train, test = parity(n_bits, n_train=300, n_test=n_test, seed=2, min_bits=min_bits)
     for split in (train, test):
         T, B, one = split.xs.shape
-        assert (T, one) == (n_bits, 1) and split.targets.shape == (B,)
+        assert (T, one) == (n_bits, 1) and split.targets.shape == split.lengths.shape == (B,)
         for b in range(B):
             bits = [int(v) for v in split.xs[:, b, 0]]
-            assert split.targets[b] == bin(_number(bits)).count("1") % 2
-        strings.append({tuple(split.xs[:, b, 0]) for b in range(B)})
-    assert len(strings[0]) == train.xs.shape[1] and not strings[0] & strings[1]
+            n = int(split.lengths[b])
+            assert min_bits <= n <= n_bits and not any(bits[n:])  # zeros after the string
+            assert split.targets[b] == sum(bits[:n]) % 2
+    assert train.xs.shape[1] == 300 and test.xs.shape[1] == n_test
+    assert (test.lengths == n_bits).all()
+    if min_bits < n_bits:  # every training length occurs
+        assert set(train.lengths.tolist()) == set(range(min_bits, n_bits + 1))
+    seen = {tuple(train.xs[:, b, 0]) for b in range(300)}
+    held = {tuple(test.xs[:, b, 0]) for b in range(n_test)}
+    assert len(held) == n_test and not seen & held
 
 
 @pytest.mark.parametrize(
@@ -80,8 +86,9 @@ def test_parity_is_true_and_held_out_disjoint(n_bits):
         (lambda: binary_addition(2, n_train=8, n_test=3), "2-bit addition has 10 distinct examples"),
         (lambda: binary_addition(8, n_train=0), "n_train must be a whole number >= 1"),
         (lambda: binary_addition(8, dtype=np.int32), "dtype must be a float type"),
-        (lambda: parity(3, n_train=8, n_test=1), "3-bit parity has 8 distinct examples"),
+        (lambda: parity(3, n_test=5), r"n_test must be a whole number in 0..4, got 5"),
         (lambda: parity(63), r"n_bits must be a whole number in 1..62"),
+        (lambda: parity(4, min_bits=5), r"min_bits must be a whole number in 1..4, got 5"),
         (lambda: char_chunks(np.arange(10), 5, 2), "10 ids are too few for one window of T = 5 steps over B = 2"),
         (lambda: char_chunks(np.arange(10), 0, 1), "T must be a whole number >= 1"),
         (lambda: char_chunks(np.ones(10), 2, 1), "ids must be a flat array of whole numbers"),

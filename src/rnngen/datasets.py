@@ -28,10 +28,13 @@ class Split:
     Attributes:
         xs: the inputs, ``(T, B, n_x)``.
         targets: class indices, ``(T, B)`` for a target per step or ``(B,)`` for one per sequence.
+        lengths: ``(B,)`` the real steps of each sequence, padding after them, where the
+            sequences have different lengths; None where every one has T steps.
     """
 
     xs: np.ndarray
     targets: np.ndarray
+    lengths: np.ndarray | None = None
 
 
 def _whole(name: str, value: object, low: int, high: int | None = None) -> int:
@@ -105,32 +108,55 @@ def binary_addition(
 
 
 def parity(
-    n_bits: int = 8, n_train: int = 200, n_test: int = 56, seed: int = 0, dtype: object = np.float64
+    n_bits: int = 8,
+    n_train: int = 2000,
+    n_test: int = 64,
+    seed: int = 0,
+    dtype: object = np.float64,
+    min_bits: int = 1,
 ) -> tuple[Split, Split]:
     """The parity of the ones in a bit string, read one bit per step (seed 001).
 
-    The held-out strings are distinct from the training strings (drawn without replacement from
-    the ``2^n_bits`` strings).
+    The held-out strings all have ``n_bits`` bits and are distinct. The training strings have
+    lengths drawn evenly from ``min_bits..n_bits``, zeros after their last bit (which leaves
+    the parity as it is, so a module with or without ``lengths`` reads the same target at step
+    T): the short ones teach the recurrence one step at a time, and training succeeds from
+    more initial weights than on full-length strings alone (``min_bits = n_bits``), where
+    gradient descent often memorises its strings instead. Training strings are drawn
+    independently (there are only two of length 1), so they may repeat; none, as padded to
+    ``n_bits``, is a held-out string.
 
     Args:
-        n_bits: the length of the strings, 1..62 (the number of steps T).
+        n_bits: the length T of the strings, 1..62.
         n_train: how many training strings.
-        n_test: how many held-out strings (0 for none).
+        n_test: how many held-out strings, at most half of the ``2^n_bits`` (0 for none).
         seed: the seed of the generator.
         dtype: the float dtype of ``xs``.
+        min_bits: the shortest training string, 1..n_bits.
 
     Returns:
-        ``(train, test)``, each a ``Split`` with ``xs`` ``(n_bits, B, 1)``, the bits, and
-        ``targets`` ``(B,)``, 1 where the count of ones is odd (class indices, many-to-one).
+        ``(train, test)``, each a ``Split`` with ``xs`` ``(n_bits, B, 1)``, the bits,
+        ``targets`` ``(B,)``, 1 where the count of ones is odd (class indices, many-to-one),
+        and ``lengths`` ``(B,)``, the bits of each string before its padding.
     """
     n_bits = _whole("n_bits", n_bits, 1, 62)
+    min_bits = _whole("min_bits", min_bits, 1, n_bits)
     dtype = _float_dtype(dtype)
-    n_train, n_test = _counts(f"{n_bits}-bit parity", n_train, n_test, 1 << n_bits)
+    n_train = _whole("n_train", n_train, 1)
+    n_test = _whole("n_test", n_test, 0, 1 << (n_bits - 1))
     rng = np.random.default_rng(seed)
-    strings = rng.choice(1 << n_bits, size=n_train + n_test, replace=False).astype(np.int64)
-    bits = _bits(strings, n_bits)
-    xs, targets = bits[:, :, None].astype(dtype), bits.sum(axis=0) % 2
-    return Split(xs[:, :n_train], targets[:n_train]), Split(xs[:, n_train:], targets[n_train:])
+    held = rng.choice(1 << n_bits, size=n_test, replace=False).astype(np.int64)
+    codes, lengths = np.empty(0, np.int64), np.empty(0, np.int64)
+    while len(codes) < n_train:  # each round keeps at least a share 1 / (2 n_bits) of its draws
+        n = rng.integers(min_bits, n_bits + 1, size=n_train)
+        c = rng.integers(0, 1 << n_bits, size=n_train, dtype=np.int64) & ((np.int64(1) << n) - 1)
+        keep = ~np.isin(c, held)
+        codes, lengths = np.concatenate([codes, c[keep]]), np.concatenate([lengths, n[keep]])
+    splits = []
+    for c, n in ((codes[:n_train], lengths[:n_train]), (held, np.full(n_test, n_bits, np.int64))):
+        bits = _bits(c, n_bits)
+        splits.append(Split(bits[:, :, None].astype(dtype), bits.sum(axis=0) % 2, n))
+    return splits[0], splits[1]
 
 
 #: Seed 004's vocabulary, in the order of its one-hot vectors [100], [010], [001].
