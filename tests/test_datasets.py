@@ -86,6 +86,7 @@ def test_parity_is_true_and_held_out_disjoint(n_bits, min_bits):
         (lambda: binary_addition(2, n_train=8, n_test=3), "2-bit addition has 10 distinct examples"),
         (lambda: binary_addition(8, n_train=0), "n_train must be a whole number >= 1"),
         (lambda: binary_addition(8, dtype=np.int32), "dtype must be a float type"),
+        (lambda: parity(8, dtype="bits"), "dtype must be a float type"),
         (lambda: parity(3, n_test=5), r"n_test must be a whole number in 0..4, got 5"),
         (lambda: parity(63), r"n_bits must be a whole number in 1..62"),
         (lambda: parity(4, min_bits=5), r"min_bits must be a whole number in 1..4, got 5"),

@@ -47,8 +47,11 @@ def _whole(name: str, value: object, low: int, high: int | None = None) -> int:
 
 
 def _float_dtype(dtype: object) -> np.dtype:
-    d = np.dtype(dtype)
-    if d.kind != "f":
+    try:
+        d = np.dtype(dtype)
+    except TypeError:
+        d = None
+    if d is None or d.kind != "f":
         raise ValueError(f"dtype must be a float type (float32 or float64), got {d}")
     return d
 
@@ -70,8 +73,9 @@ def binary_addition(
 ) -> tuple[Split, Split]:
     """Add two n-bit numbers bit by bit, least significant bit first (seed 001).
 
-    At step t the network reads bit t of each operand and emits bit t of the sum, so it must
-    carry, which is why an RNN learns this for every n and an MLP does not. There are
+    At step t the network reads bit t of each operand and emits bit t of the sum: the carry is
+    its state, one rule for every width, where an MLP reading all bits at once would have to
+    learn each width's carries anew (seed 001's argument). There are
     ``T = n_bits + 1`` steps: the last reads zeros and emits the final carry.
 
     The held-out split shares no pair with the training split, not even swapped: the pairs
@@ -104,7 +108,8 @@ def binary_addition(
     T = n_bits + 1
     xs = np.stack([_bits(a, T), _bits(b, T)], axis=-1).astype(dtype)
     targets = _bits(a + b, T)
-    return Split(xs[:, :n_train], targets[:, :n_train]), Split(xs[:, n_train:], targets[:, n_train:])
+    train = Split(np.ascontiguousarray(xs[:, :n_train]), np.ascontiguousarray(targets[:, :n_train]))
+    return train, Split(np.ascontiguousarray(xs[:, n_train:]), np.ascontiguousarray(targets[:, n_train:]))
 
 
 def parity(
