@@ -51,7 +51,7 @@ def test_license_type_marker_and_metadata_ship():
     assert (ROOT / "LICENSE").read_text().startswith("MIT License")
     assert project["project"]["license"] == "MIT" and project["project"]["license-files"] == ["LICENSE"]
     assert (ROOT / "src" / "rnngen" / "py.typed").is_file()
-    assert project["tool"]["setuptools"]["package-data"]["rnngen"] == ["py.typed"]
+    assert project["tool"]["setuptools"]["package-data"]["rnngen"] == ["py.typed", "data/*.txt"]
     assert "Typing :: Typed" in project["project"]["classifiers"]
     assert project["project"]["keywords"]
     assert "LICENSE" in (ROOT / "MANIFEST.in").read_text()
