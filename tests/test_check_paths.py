@@ -20,8 +20,8 @@ PATHS |= {"float32 loss_and_grads"}
 
 # Each tamper makes one path of the module wrong and leaves the float64 batched loss_and_grads
 # (what finite differences and the Taylor test verify) as it was.
-GRADS_RETURN = '    _SPARE["buffers"] = buf\n    return E, {'
-LOSS_RETURN = '    _SPARE["buffers"] = buf\n    return E\n'
+GRADS_RETURN = "    grads = {"
+LOSS_RETURN = "    return (E, final) if return_state else E\n"
 FORWARD_SINGLE = "    if single:\n        out = {k:"
 
 
@@ -40,7 +40,7 @@ TAMPERS = {
         {"float64 one-hot targets", "float32 one-hot targets"},
     ),
     "loss()": (
-        (LOSS_RETURN, LOSS_RETURN.replace("return E", "return E * 1.01 if x.dtype == np.float32 else E")),
+        (LOSS_RETURN, "    E = E * 1.01 if x.dtype == np.float32 else E\n" + LOSS_RETURN),
         {"float32 loss()"},
     ),
     "forward()": (
@@ -177,13 +177,13 @@ def _recording(m, seen):
     """The module with its calls' input shapes and dtypes recorded."""
 
     def wrap(f):
-        def call(params, xs, *rest):
+        def call(params, xs, *rest, **kwargs):
             seen.add((np.shape(xs), np.asarray(xs).dtype.name))
-            return f(params, xs, *rest)
+            return f(params, xs, *rest, **kwargs)
 
         return call
 
-    names = ("T", "SPEC", "PARAM_SHAPES", "init_params")
+    names = ("T", "SPEC", "PARAM_SHAPES", "INITIAL_STATES", "init_params")
     return types.SimpleNamespace(
         **{n: getattr(m, n) for n in names}, **{f: wrap(getattr(m, f)) for f in ("loss", "loss_and_grads", "forward")}
     )

@@ -410,6 +410,6 @@ def test_a_network_too_long_for_one_line_passes_its_parameters_as_one_list_and_i
     # one name takes the item, not a slice of one (which ran as a list: 'list' has no attribute 'shape')
     spec = RNNSpec(T=3, layers=3, bidirectional=True, notation="stacked", output_bias=False, mapping="many-to-one")
     text = _built(spec).module
-    assert "*p, x, single = _prepare(params, xs)" in text and "    V = p[18]\n" in text
+    assert "*p, x, single = _prepare(params, xs, state)" in text and "    V = p[18]\n" in text
     report = verify.check_build(_built(spec))
     assert report.ok, report.failures

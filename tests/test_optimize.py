@@ -77,8 +77,8 @@ def test_optimized_program_runs_only_the_recurrence_per_step(built):
     T = 7
     program = built(T).program
     per_step = [s.step[0] for s in program.stmts if s.step]
-    # h_0, then one statement per step forward (h) and backward (dz)
-    assert sorted(per_step) == sorted(["h"] * (T + 1) + ["dz"] * T)
+    # h_0, then one statement per step forward (h) and backward (dz), and dE/dh_0 (a state given per sequence)
+    assert sorted(per_step) == sorted(["h"] * (T + 1) + ["dz"] * T + ["dh"])
     stacked = {s.target.name for s in program.stmts if "[" in s.target.name}
     parts = ("pre_z", "o", "yhat", "do", "pre_dh", "fprime")
     assert stacked == {f"{family}[1:{T}]" for family in parts}

@@ -777,6 +777,17 @@ def _print_report(report: Report) -> None:
     if report.forms is not None:
         _figures("paths vs recursion", report.forms, params, f"limit {FORMS_TOLERANCE:.0e}; the two derivation forms")
     click.echo(f"  Taylor remainder slope {report.taylor:.3f} (2 for a correct gradient)")
+    if report.state:
+        st = report.state
+        click.echo(
+            f"  a state given per sequence: its gradient vs finite differences {st['finite_differences']:.1e}"
+            + (f" (higher-order {st['higher_order']:.1e})" if "higher_order" in st else "")
+            + f", Taylor slope {st['taylor_slope']:.3f};"
+        )
+        click.echo(
+            f"    the learned state given as every sequence's changes nothing ({st['broadcast']:.1e});"
+            f" final state vs plain loop {st['final_state']:.1e}"
+        )
     if report.paths:
         click.echo(
             f"  every path against float64 loss_and_grads, worst relative error"

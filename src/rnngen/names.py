@@ -29,7 +29,18 @@ import keyword
 
 from rnngen.families import FAMILIES, adjoint_name, is_family_name
 
-_CONSTANTS = ("RNNGEN_VERSION", "SPEC", "SPEC_SHA256", "HIDDEN", "OUTPUT", "LOSS", "MAPPING", "PARAM_SHAPES", "WEIGHTS")
+_CONSTANTS = (
+    "RNNGEN_VERSION",
+    "SPEC",
+    "SPEC_SHA256",
+    "HIDDEN",
+    "OUTPUT",
+    "LOSS",
+    "MAPPING",
+    "PARAM_SHAPES",
+    "WEIGHTS",
+    "INITIAL_STATES",
+)
 #: The identifiers the module template binds or reads in the functions that take the
 #: parameters, its public names, and the derivation's own symbols, each with what it is.
 WORDS = {
@@ -53,6 +64,9 @@ WORDS = {
     "fw": "the module's forward values (a network of many chains)",
     "new": "the module's new buffers (a network of many chains)",
     "dxs": "the module's gradient of the inputs",
+    "state": "the module's argument of the initial states given per sequence",
+    "return_state": "the module's flag that asks for the final state",
+    "final": "the final state the module hands back",
     **{f: "a function of the module" for f in ("init_params", "forward", "loss", "loss_and_grads", "free_buffers")},
     **{c: "a constant of the module" for c in _CONSTANTS},
     # the derivation document's own letters, which a matrix named so would be mistaken for

@@ -155,6 +155,10 @@ class Chain:
         """True for the backward chain: it runs from step T down to 1, starting at step T + 1."""
         return self.direction == "b"
 
+    def steps(self, T: int) -> tuple:
+        """``(start, last)``: the step of the initial state (0, or T + 1 backward) and the chain's last step."""
+        return (T + 1, 1) if self.reverse else (0, T)
+
     @property
     def key(self) -> tuple:
         return (self.layer, self.direction)

@@ -211,6 +211,12 @@ def state_key(chain) -> str:
     return chain.family("h").key
 
 
+def initial_state_adjoint(chain) -> str:
+    """The code name of the adjoint of a chain's state (``dh``, ``dh2``, ``dh_f``): at the initial
+    step, the gradient of an initial state the caller gives per sequence."""
+    return chain.family("h", "adjoint").key
+
+
 class Gradient(MatrixSymbol):
     """``dE/d<param>``, named ``d<param>`` in code; its own type, so printers never mistake it for a parameter."""
 
@@ -249,6 +255,8 @@ def from_derivation(derivation: Derivation) -> Program:
     outputs |= {(f, t) for f in FORWARD_OUTPUTS if f != "h" for t in spec.loss_steps}
     if spec.input_grad:
         outputs |= {("dx", t) for t in range(1, spec.T + 1)}
+    # dE/d(initial state) of every chain, per sequence: the gradient of a state the caller gives
+    outputs |= {(initial_state_adjoint(c), c.steps(spec.T)[0]) for c in graph.network.chains}
     outputs |= {(graph.loss.symbol.name, None)}
     outputs |= {(names.gradient(name), None) for name in graph.params}
     return Program(derivation, tuple(stmts), frozenset(outputs))

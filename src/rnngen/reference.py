@@ -101,7 +101,7 @@ def run_network(net: Network, ops: Ops, env: dict, dims: dict, xs: list, hidden:
         weights = {
             role: [value(w) for w in ws] if role == "input" else value(ws) for role, ws in chain_weights(chain).items()
         }
-        start = T + 1 if chain.reverse else 0
+        start = chain.steps(T)[0]
         seq = {start: weights["initial"]}
         state = seq[start]
         for t in range(T, 0, -1) if chain.reverse else range(1, T + 1):
@@ -127,11 +127,14 @@ def sizes_of(net: Network, env: dict, n_x: int) -> dict:
     return dims
 
 
-def _numpy_run(spec: dict, params: dict, xs) -> tuple:
-    """``run_network`` on float64 NumPy arrays for the whole batch; returns ``(net, ops, states, outputs)``."""
+def _numpy_run(spec: dict, params: dict, xs, state: dict | None = None) -> tuple:
+    """``run_network`` on float64 NumPy arrays for the whole batch; returns ``(net, ops, states, outputs)``.
+    ``state``, if given, holds each chain's initial state per sequence (name -> (B, n)) in place of
+    the learned one."""
     net = network_of(spec)
     env = {k: np.asarray(v, np.float64) for k, v in params.items()}
     env = {k: v[:, None] if v.ndim == 1 else v for k, v in env.items()}  # vectors as columns
+    env.update({k: np.asarray(v, np.float64).T for k, v in (state or {}).items()})  # a column per sequence
     xs = np.asarray(xs, np.float64)
     ops = Ops(_numpy_act)
     full = spec_of(spec, len(xs))
@@ -141,10 +144,17 @@ def _numpy_run(spec: dict, params: dict, xs) -> tuple:
     return net, ops, states, outputs
 
 
-def preactivations(spec: dict, params: dict, xs) -> np.ndarray:
+def preactivations(spec: dict, params: dict, xs, state: dict | None = None) -> np.ndarray:
     """Every value an activation reads (each ``z_t`` of every chain and sequence), flattened, by the plain loop."""
-    ops = _numpy_run(spec, params, xs)[1]
+    ops = _numpy_run(spec, params, xs, state)[1]
     return np.concatenate([np.ravel(a) for a in ops.arguments])
+
+
+def final_states(spec: dict, params: dict, xs, state: dict | None = None) -> dict:
+    """Each chain's state after its last step (a backward chain's at step 1), as (B, n), keyed by
+    its initial state's name, by the plain loop (from ``state`` if given)."""
+    net, _, states, _ = _numpy_run(spec, params, xs, state)
+    return {c.params["initial"].name: states[c.key][c.steps(len(xs))[1]].T for c in net.chains}
 
 
 def relative_error(value, reference) -> float:

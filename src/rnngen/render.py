@@ -26,7 +26,15 @@ from rnngen.lower import Lowered
 from rnngen.network_document import is_single_chain, network_context
 from rnngen.printing.math import latex, text
 from rnngen.printing.numpy import NumpyPrinter
-from rnngen.program import FORWARD_OUTPUTS, Program, family_of, relative, state_key, step_template
+from rnngen.program import (
+    FORWARD_OUTPUTS,
+    Program,
+    family_of,
+    initial_state_adjoint,
+    relative,
+    state_key,
+    step_template,
+)
 
 
 @dataclass
@@ -245,6 +253,16 @@ def module_context(derivation: Derivation, lowered: Lowered, formulas: list, num
         else:
             code = _all_steps(storage, fam, T)
         forward_outputs.append((fam, code + ".copy()" if fam in aliases else code))
+    # Each chain's initial state: its parameter, the code of its final state and of the state's adjoint.
+    initial = []
+    for chain in net.chains:
+        start, last = chain.steps(T)
+        name = chain.params["initial"].name
+        final = _step_code(storage, state_key(chain), last)
+        adjoint = _step_code(storage, initial_state_adjoint(chain), start)
+        initial.append((name, list(params).index(name), final, adjoint))
+        if state_key(chain) not in carried:  # the final state goes back to the caller
+            carried.append(state_key(chain))
     weights = [name for name, p in net.params.items() if not p.is_vector]
     layers = [str(s) for s in net.sizes[1:-1]]
     hidden = ['"n_x": n_x', *(f'"{s}": hidden[{i}]' for i, s in enumerate(layers)), '"n_y": n_y']
@@ -262,6 +280,7 @@ def module_context(derivation: Derivation, lowered: Lowered, formulas: list, num
         params=list(params),
         hidden_sizes=[str(s) for s in net.sizes[1:-1]],
         input_grad=spec.input_grad,
+        initial_states=initial,
         n_x_from_xs=sources["n_x"] == "x.shape[2]",
         compound_dims=any(p.blocks for p in net.params.values()),
         row=spec.row,
@@ -288,12 +307,12 @@ def _call_lines(net, carried: list, size_codes: list, input_grad: bool, weights:
     names = list(net.params)  # chain by chain, then the output layer's: one group each
     groups = [list(dict.fromkeys(p.name for p in chain.params.values())) for chain in net.chains]
     groups.append([n for n in names if net.params[n].chain is None])
-    whole = f"{', '.join(names)}, x, single = _prepare(params, xs)"
+    whole = f"{', '.join(names)}, x, single = _prepare(params, xs, state)"
     if 4 + len(whole) <= layout.LINE:
         prepare, args, inner = [whole], names, []
     else:
         inner = layout.unpack(names, "p", groups)
-        prepare, args = ["*p, x, single = _prepare(params, xs)", *inner], ["p"]
+        prepare, args = ["*p, x, single = _prepare(params, xs, state)", *inner], ["p"]
     if len(", ".join(carried)) <= 70:
         lhs, after = ", ".join(carried), []
     else:
@@ -316,7 +335,7 @@ def _call_lines(net, carried: list, size_codes: list, input_grad: bool, weights:
         forward_def=layout.bracketed("def _forward", [*args, "x", "buf"], ":", indent=0),
         forward_unpack=inner,
         forward_return=returns,
-        grads_return=layout.bracketed("return E, ", grads, brackets="{}", collection=True),
+        grads_lines=layout.bracketed("grads = ", grads, brackets="{}", collection=True),
         weights_lines=layout.bracketed("WEIGHTS = ", [f'"{w}"' for w in weights], indent=0, collection=True),
         sizes_lines=layout.bracketed("sizes = ", hidden, brackets="{}", collection=True),
     )
@@ -328,6 +347,16 @@ def _dims(param) -> tuple:
     if param.blocks:
         dims[0 if param.row else 1] = " + ".join(str(width) for _, width in param.blocks)
     return tuple(d for d in dims if d != "1")
+
+
+def _step_code(storage: dict, key: str, t: int) -> str:
+    """Code of step t of a family, as (B, n)."""
+    st = storage[key]
+    if st.steps:
+        return f"{key}[{t - st.first}]"
+    if st.count != 1:
+        raise ValueError(f"{key} holds {st.count} steps as rows: its step {t} is no view of its own")
+    return key
 
 
 def _all_steps(storage: dict, key: str, T: int) -> str:

@@ -119,7 +119,7 @@ def unroll(spec: RNNSpec) -> Graph:
     for chain in net.chains:
         w = chain_weights(chain)
         fam = chain.family(net.cell.state)
-        start = T + 1 if chain.reverse else 0
+        start = chain.steps(T)[0]
         state = graph.add(Node(Step.of(fam, start, chain.size), _GraphOps.bias(w["initial"]), fam.key, start))
         seq = {start: state}
         for t in range(T, 0, -1) if chain.reverse else range(1, T + 1):

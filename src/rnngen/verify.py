@@ -18,6 +18,8 @@ The inputs are differentiated like the parameters when the module returns their
 gradient (``grads["x"]``, ``--input-grad``).
 - ``variants.check_paths``: float32, single sequences, one-hot targets, ``loss()``
   and ``forward()`` against the float64 batched result the checks above verify.
+- ``carried.check``: an initial state given per sequence (``state=``): its gradient by
+  central differences and the Taylor test, the final state against the plain loop.
 
 Errors are norm-wise relative errors per parameter, ``|g - ref| / |ref|``,
 which do not blow up on entries that happen to be near zero.
@@ -378,13 +380,15 @@ class _NamedOps(Ops):
         return sp.Matrix(value.rows, value.cols, names)
 
 
-def _scalar_loss(module, params_sym, xs, targets) -> tuple:
+def _scalar_loss(module, params_sym, xs, targets, state_sym: dict | None = None) -> tuple:
     """E written out entry by entry from the network's description, one sequence at a time.
 
     Each chain runs its cell's own step equations (``reference.run_network``) on SymPy matrices: column
     math, a row-notation weight is its stored matrix transposed, a blocked parameter's block is a
     slice of it; then the output layer and the loss in their textbook scalar forms.
-    ``params_sym`` holds each parameter as a SymPy matrix of its stored shape, vectors as columns.
+    ``params_sym`` holds each parameter as a SymPy matrix of its stored shape, vectors as columns;
+    ``state_sym``, if given, each chain's initial state per sequence (name -> (B, n) array of symbols)
+    in place of the learned one.
 
     Returns:
         ``(E, definitions)``: E in terms of the parameters, the inputs and the symbols that
@@ -402,7 +406,8 @@ def _scalar_loss(module, params_sym, xs, targets) -> tuple:
     total = sp.Integer(0)
     for seq in range(B):
         columns = [sp.Matrix(xs[t, seq].tolist()) for t in range(T)]
-        _, outputs = run_network(net, ops, params_sym, dims, columns, full.hidden_key, full.loss_steps)
+        env = {**params_sym, **{k: sp.Matrix(v[seq].tolist()) for k, v in (state_sym or {}).items()}}
+        _, outputs = run_network(net, ops, env, dims, columns, full.hidden_key, full.loss_steps)
         for t, o in outputs.items():
             target = targets[seq] if last_only else targets[t - 1, seq]
             if np.ndim(target) == 0:  # a class index
@@ -543,7 +548,7 @@ def _partials(expr, definitions: dict, env: dict, memo: dict) -> list:
     raise VerificationError(f"the exact oracle cannot differentiate {expr.func}")
 
 
-def exact_oracle(module, sizes=None, seed=0, digits=40, progress=None) -> OracleResult:
+def exact_oracle(module, sizes=None, seed=0, digits=40, progress=None, state: bool = False) -> OracleResult:
     """Compare the module's loss and gradients with the exact derivatives of the scalar loss.
 
     Inputs and parameters are symbols, evaluated at the float64 values the module sees taken
@@ -552,7 +557,9 @@ def exact_oracle(module, sizes=None, seed=0, digits=40, progress=None) -> Oracle
     definitions (``_scalar_loss``), and every derivative comes from one reverse sweep
     over it (``_gradient_exactly``): the chain rule once per edge, where ``sympy.diff``
     re-walks the whole expression for every parameter entry at every node.
-    ``progress``, if given, is called with a short line before each parameter.
+    ``progress``, if given, is called with a short line before each parameter. With ``state``,
+    each sequence starts from an initial state of its own (``carried.random_state``), symbols too,
+    and the module's ``grads["state"]`` is checked as the inputs' are.
     """
     if module.T > EXACT_MAX_T:
         raise VerificationError(f"the exact oracle runs up to T = {EXACT_MAX_T}, got T = {module.T}")
@@ -568,13 +575,28 @@ def exact_oracle(module, sizes=None, seed=0, digits=40, progress=None) -> Oracle
     # the inputs are symbols too, so that the input gradient (grads["x"]) is checked like the others
     params_sym["x"] = np.vectorize(lambda i: sp.Symbol(f"x[{i}]", real=True), otypes=[object])(np.arange(xs.size))
     x_sym = params_sym["x"].reshape(xs.shape)
+    given, state_sym, kwargs = {}, None, {}
+    if state:
+        from rnngen import carried  # it reads this module's tolerances
+
+        given = {f"state:{k}": v for k, v in carried.random_state(module, params, xs, seed + 2).items()}
+        for key, value in given.items():
+            params_sym[key] = np.vectorize(lambda i, key=key: sp.Symbol(f"{key}[{i}]", real=True), otypes=[object])(
+                np.arange(value.size)
+            )
+        state_sym = {key[len("state:") :]: params_sym[key].reshape(given[key].shape) for key in given}
+        kwargs = {"state": carried.given(module, {k[len("state:") :]: v for k, v in given.items()})}
     say("exact oracle: the scalar loss")
-    loss_expr, definitions = _scalar_loss(module, {k: v for k, v in params_sym.items() if k != "x"}, x_sym, targets)
-    loss, grads = module.loss_and_grads(params, xs, targets)
+    weights = {k: v for k, v in params_sym.items() if k in module.PARAM_SHAPES}
+    loss_expr, definitions = _scalar_loss(module, weights, x_sym, targets, state_sym)
+    loss, grads = module.loss_and_grads(params, xs, targets, **kwargs)
+    if state:  # the given state's gradient, checked entry by entry as a parameter's
+        per_chain = carried.as_dict(module, grads.pop("state"))
+        grads.update({f"state:{k}": v for k, v in per_chain.items()})
     with mpmath.workdps(digits):
         env = {
             s: mpmath.mpf(v.p) / v.q
-            for name, value in {**params, "x": xs}.items()
+            for name, value in {**params, "x": xs, **given}.items()
             for s, v in zip(params_sym[name], (sp.Rational(float(v)) for v in np.ravel(value)))
         }
         memo: dict = {}
@@ -674,6 +696,7 @@ class Report:
         sizes, seed, dtypes: where the check ran: (n_x, n_h, n_y, B), the draw, the paths' dtypes.
         scale: the factor on the drawn weights and inputs (below 1 where the loss overflowed).
         forms_skipped: why the two forms were not compared although the build was given ("" if they were).
+        state: the carried-state checks' figures (``carried.check``): an initial state given per sequence.
     """
 
     T: int
@@ -688,6 +711,7 @@ class Report:
     dtypes: tuple = DTYPES
     scale: float = 1.0
     forms_skipped: str = ""
+    state: dict = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -746,6 +770,10 @@ class Report:
             out.append(f"exact oracle {self.exact.worst:.1e} (limit {EXACT_TOLERANCE:.0e})")
         if self.forms is not None and not _worst(self.forms.values()) <= FORMS_TOLERANCE:
             out.append(f"paths vs recursion {_worst(self.forms.values()):.1e} (limit {FORMS_TOLERANCE:.0e})")
+        if self.state:
+            from rnngen import carried  # it reads this module's tolerances
+
+            out += carried.failures(self.state)
         for name, path in self.paths.items():
             if path.failures:
                 figures = ", ".join(f"{q} {e:.1e} (limit {limit:.1e})" for q, e, limit in path.failures)
@@ -774,6 +802,7 @@ class Report:
                     name: {"errors": p.errors, "limits": p.limits, "undecided": p.undecided}
                     for name, p in self.paths.items()
                 },
+                "carried_state": self.state,
                 "notes": self.notes,
                 "failures": self.failures,
             }
@@ -838,6 +867,12 @@ def check_module(
         say("Taylor test")
         slope = taylor_test(module, params, xs, targets)
         paths = check_paths(module, params, xs, targets, tuple(dtypes), say)
+        state = {}
+        if hasattr(module, "INITIAL_STATES"):  # a module written before states could be given has none
+            from rnngen import carried  # it reads this module's tolerances
+
+            say("carried state")
+            state = carried.check(module, params, xs, targets, seed + 2, scale)
         oracle = exact_oracle(module, seed=seed, progress=say) if exact else None
     forms, skipped = None, ""
     if build is not None and module.T <= FORMS_MAX_T:
@@ -846,6 +881,8 @@ def check_module(
             forms = forms_agree(build)
         except TooManyPaths as e:
             skipped = str(e)
-    report = Report(module.T, fd, slope, oracle, forms, extrapolated, paths, tuple(sizes), seed, tuple(dtypes), scale)
+    report = Report(
+        module.T, fd, slope, oracle, forms, extrapolated, paths, tuple(sizes), seed, tuple(dtypes), scale, state=state
+    )
     report.forms_skipped = skipped
     return report
