@@ -192,7 +192,16 @@ _SPEC_OPTIONS = (
         type=click.Choice(list(MAPPINGS)),
         default="many-to-many",
         show_default=True,
-        help="Where the loss applies: every step, or the last. Example: --mapping many-to-one",
+        help="Where the inputs and the losses are: every step; the last loss only; one input at the first "
+        "step (seed 001's mappings). Example: --mapping many-to-one",
+    ),
+    click.option(
+        "--delay",
+        type=int,
+        default=0,
+        show_default=True,
+        help="With many-to-many, the losses start at step d + 1 (delayed many-to-many, seed 001); the targets "
+        "cover steps d + 1..T. Example: --delay 2",
     ),
     click.option(
         "--notation",
