@@ -672,7 +672,10 @@ class Lowered:
     def write_of(self, target) -> Write:
         """The ``Write`` of the statement whose target is ``target`` (a symbol or its name)."""
         name = getattr(target, "name", target)
-        return next(w for w in self.writes if w.stmt.target.name == name)
+        found = [w for w in self.writes if w.stmt.target.name == name]
+        if not found:
+            raise KeyError(f"no statement writes {name}")
+        return found[0]
 
 
 def lower(program: Program) -> Lowered:
