@@ -366,8 +366,7 @@ class _Writes:
     def __init__(self, storage: dict, T: int, class_targets: bool, reuse: dict, in_place: dict):
         self.storage, self.T, self.class_targets = storage, T, class_targets
         self.reuse, self.in_place = reuse, in_place
-        self.buffers: dict = {}  # name -> shape, in first-use order
-        self.step_lists: dict = {}  # views name -> family: the lists _new_buffers makes
+        self.taken: set = set()  # the names taken so far, in any function
         self._lists: set = set()  # (function, family) whose list of step views exists
         self._scratches: set = set()  # (function, name) of the scratches and copies taken
         self._function = None
@@ -420,9 +419,9 @@ class _Writes:
         """
         rows = stmt.target.shape[0]
         if family in self.in_place:
-            alloc = [] if family in self.buffers else self._take_place(family, rows)
+            alloc = [] if family in self.taken else self._take_place(family, rows)
         else:
-            alloc = [] if family in self.buffers else [self._allocate(family, rows)]
+            alloc = [] if family in self.taken else [self._allocate(family, rows)]
         key = (self._function, family)
         made = key in self._lists
         self._lists.add(key)
@@ -449,10 +448,7 @@ class _Writes:
         (and read), the list made with the buffers: list() of 100 steps costs 10-20 µs a call. Else
         one made here, which also reads an array taken just before (``alloc``) that the function
         may not name again."""
-        if alloc or family not in self.buffers:
-            return Views(family, False)
-        self.step_lists[names.step_views(family)] = family
-        return Views(family, True)
+        return Views(family, not alloc and family in self.taken)
 
     def _held_by(self, sym):
         """``(H, t)`` when ``sym`` is step t of a family whose place ``H`` is built in, else None."""
@@ -462,7 +458,7 @@ class _Writes:
     def _take_place(self, family, rows) -> list:
         """``family`` as a view of the buffer of the family built in its place (taken first if need be)."""
         home, st = self.in_place[family], self.storage[family]
-        take = [] if home in self.buffers else [self._allocate(home, rows)]
+        take = [] if home in self.taken else [self._allocate(home, rows)]
         return take + [TakePlace(family, home, stacked(home, st.first, st.first + st.count - 1, rows))]
 
     def _allocate(self, family, rows) -> Take:
@@ -470,14 +466,14 @@ class _Writes:
         st = self.storage[family]
         count = "T" if st.count == self.T else "T + 1" if st.count == self.T + 1 else str(st.count)
         shape = (count, "B", str(rows)) if st.steps else (f"{count} * B", str(rows))
-        self.buffers[family] = shape
+        self.taken.add(family)
         return Take(family, shape)
 
     def _scratch(self, name, shape, ops) -> str:
         """A buffer of its own ``shape``, taken from the call's set on first use in a function."""
         if (self._function, name) not in self._scratches:
             self._scratches.add((self._function, name))
-            self.buffers[name] = shape
+            self.taken.add(name)
             ops.append(Take(name, shape))
         return name
 
@@ -621,15 +617,9 @@ class _Writes:
 
 
 def writes(program: Program, storage: dict, class_targets: bool, reuse: dict, in_place: dict) -> tuple:
-    """``(writes, buffers, step_lists)``: every statement's write operations, in module order.
-
-    ``buffers`` maps each buffer the module takes from the call's set (families, one-step
-    scratches, contiguous copies) to its shape, in first-use order; ``step_lists`` maps the name
-    of each list of step views that is made with the buffers to its family.
-    """
+    """Every statement's write operations (``Write``), in module order."""
     plan = _Writes(storage, program.derivation.spec.T, class_targets, reuse, in_place)
-    done = tuple(plan.write(s) for s in program.stmts)
-    return done, plan.buffers, plan.step_lists
+    return tuple(plan.write(s) for s in program.stmts)
 
 
 @dataclass(frozen=True)
@@ -643,9 +633,9 @@ class Lowered:
         softmax_of: ``O -> Ŷ`` for each ``Ŷ = softmax(O)`` that ``log_softmax(O)`` reuses.
         reuse: family -> the dead family whose buffer it takes.
         in_place: family -> the family built step by step in its buffer.
-        writes: per statement of ``program``, the operations that write it (``Write``).
-        buffers: name -> shape of every buffer the module takes from the call's set, in first-use order.
-        step_lists: name -> family of every list of step views made with the buffers.
+        writes: per statement of ``program``, the operations that write it (``Write``). What the
+            module's set of buffers holds is read from them (``buffers``, ``step_lists``), so a
+            pass that rewrites the operations changes the set with them.
     """
 
     program: Program
@@ -655,8 +645,17 @@ class Lowered:
     reuse: dict
     in_place: dict
     writes: tuple
-    buffers: dict
-    step_lists: dict
+
+    @property
+    def buffers(self) -> dict:
+        """Name -> shape of every buffer the module takes from the call's set, in first-use order."""
+        return {op.name: op.shape for w in self.writes for op in w.ops if isinstance(op, Take)}
+
+    @property
+    def step_lists(self) -> dict:
+        """Name -> family of every list of step views that ``_new_buffers`` makes with the buffers."""
+        views = (op for w in self.writes for op in w.ops if isinstance(op, Views) and op.with_buffers)
+        return {names.step_views(op.family): op.family for op in views}
 
     @property
     def copies(self) -> list:
@@ -686,7 +685,5 @@ def lower(program: Program) -> Lowered:
     # cross-entropy pair (E and Ŷ - Y): no one-hot rows to build, and log_softmax reuses Ŷ.
     class_targets = spec.loss_rule.targets == "classes" and reads_targets_as_classes(program)
     reuse, in_place = buffers_to_reuse(program, storage), steps_built_in_place(program, storage)
-    done, buffers, step_lists = writes(program, storage, class_targets, reuse, in_place)
-    return Lowered(
-        program, storage, class_targets, softmax_outputs(program), reuse, in_place, done, buffers, step_lists
-    )
+    done = writes(program, storage, class_targets, reuse, in_place)
+    return Lowered(program, storage, class_targets, softmax_outputs(program), reuse, in_place, done)
