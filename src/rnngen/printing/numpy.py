@@ -186,7 +186,11 @@ INTO = {
 
 
 class NumpyPrinter(Printer):
-    """Prints statements of a program as NumPy code in row layout."""
+    """Spells a lowered program's write operations, and the expressions in them, as NumPy code in row layout.
+
+    Every storage decision (which buffer, what goes into the destination first, what is updated in
+    place, which scratch and which copy) is made in ``lower``; this class only spells them.
+    """
 
     printmethod = "_rnngen_numpy"
 
@@ -223,62 +227,70 @@ class NumpyPrinter(Printer):
     # -- entry points -------------------------------------------------------------
 
     def write(self, write) -> list:
-        """The lines of one lowered statement (``lower.Write``): each operation spelled in turn."""
+        """The lines of one lowered statement (``lower.Write``): each operation spelled in turn by
+        its ``_write_<Op>`` method. The in-place operations spell runs of steps as ``(steps, B, n)``
+        views where the lowering says so; an ``Assign`` spells its value as rows either way."""
         self._views = write.views
+        lines = []
         try:
-            return [self._op(op, write.over_steps) for op in write.ops]
+            for op in write.ops:
+                spell = getattr(self, f"_write_{type(op).__name__}", None)
+                if spell is None:
+                    raise PrintError(f"no NumPy spelling for the write operation {op}")
+                self._as_steps = write.over_steps and not isinstance(op, lower.Assign)
+                lines.append(spell(op))
         finally:
-            self._views = frozenset()
+            self._as_steps, self._views = False, frozenset()
+        return lines
 
-    def _op(self, op, over_steps: bool) -> str:
-        if isinstance(op, lower.Assign):  # rows: a value NumPy makes the ordinary way
-            return self._assign(op)
-        if isinstance(op, lower.Take):
-            return f'{op.name} = buf["{op.name}"]'
-        if isinstance(op, lower.TakePlace):
-            view = self._symbol_rows(op.view, as_steps=True)
-            return f"{op.family} = {view}  # each step is read only by the same step of {op.home}, built on it"
-        if isinstance(op, lower.Reuse):
-            return f"{op.family} = {op.dead}  # {op.dead} is not read after this: {op.family} takes its buffer"
-        if isinstance(op, lower.Views):
-            views = names.step_views(op.family)
-            if op.with_buffers:
-                return f'{views} = buf["{views}"]  # its steps as views, made with the buffers: cheaper to index'
-            return f"{views} = list({op.family})  # its steps as views: cheaper to index than the array"
-        if isinstance(op, lower.Copy):
-            return f"np.copyto({op.name}, {self._transposed_param(op.param)})  # contiguous: every step's GEMM reads it"
-        self._as_steps = over_steps
-        try:
-            return self._in_place(op)
-        finally:
-            self._as_steps = False
+    @staticmethod
+    def _write_Take(op) -> str:
+        return f'{op.name} = buf["{op.name}"]'
 
-    def _in_place(self, op) -> str:
-        """An operation that writes its destination in place (``out=``, ``op=``)."""
-        if isinstance(op, lower.Gemm):
-            weight = op.copy or self._transposed_param(op.param)
-            # np.dot: a third less call overhead than np.matmul for one step's rows (0.45 against
-            # 0.70 µs at B = 1), the same BLAS call; for time-stacked rows np.matmul is the faster.
-            call = "np.dot" if op.per_step else "np.matmul"
-            return f"{call}({self.code(op.data)}, {weight}, out={self._dest(op.out)})"
-        if isinstance(op, lower.Into):
-            if op.fn in ("softmax", "minus_targets"):
-                self._use(f"_{op.fn}")
-            args = [self.code(a) for a in op.args]
-            if op.fn == "minus_targets":  # the targets as rows or as class indices
-                args[1] = self._targets_code(op.args[1])
-            return INTO[op.fn].format(*args, out=self._dest(op.dest))
-        if isinstance(op, lower.Update):
-            code = op.expr if isinstance(op.expr, str) else self.code(op.expr)
-            return self._update(self._dest(op.dest), op.op, code)
-        if isinstance(op, lower.Apply):
-            rule = elementwise(op.fn)
-            self.helpers.update(rule.helpers)
-            return _inplace(rule).format(self._dest(op.dest))
-        return self.emptyPrinter(op)
+    def _write_TakePlace(self, op) -> str:
+        view = self._symbol_rows(op.view, as_steps=True)
+        return f"{op.family} = {view}  # each step is read only by the same step of {op.home}, built on it"
 
-    def _assign(self, op) -> str:
-        """``dest = value`` in the storage ``op.form`` names (``lower.Assign``)."""
+    @staticmethod
+    def _write_Reuse(op) -> str:
+        return f"{op.family} = {op.dead}  # {op.dead} is not read after this: {op.family} takes its buffer"
+
+    @staticmethod
+    def _write_Views(op) -> str:
+        views = names.step_views(op.family)
+        if op.with_buffers:
+            return f'{views} = buf["{views}"]  # its steps as views, made with the buffers: cheaper to index'
+        return f"{views} = list({op.family})  # its steps as views: cheaper to index than the array"
+
+    def _write_Copy(self, op) -> str:
+        return f"np.copyto({op.name}, {self._transposed_param(op.param)})  # contiguous: every step's GEMM reads it"
+
+    def _write_Gemm(self, op) -> str:
+        weight = op.copy or self._transposed_param(op.param)
+        # np.dot: a third less call overhead than np.matmul for one step's rows (0.45 against
+        # 0.70 µs at B = 1), the same BLAS call; for time-stacked rows np.matmul is the faster.
+        call = "np.dot" if op.per_step else "np.matmul"
+        return f"{call}({self.code(op.data)}, {weight}, out={self._dest(op.out)})"
+
+    def _write_Into(self, op) -> str:
+        if op.fn in ("softmax", "minus_targets"):
+            self._use(f"_{op.fn}")
+        args = [self.code(a) for a in op.args]
+        if op.fn == "minus_targets":  # the targets as rows or as class indices
+            args[1] = self._targets_code(op.args[1])
+        return INTO[op.fn].format(*args, out=self._dest(op.dest))
+
+    def _write_Update(self, op) -> str:
+        code = op.expr if isinstance(op.expr, str) else self.code(op.expr)
+        return self._update(self._dest(op.dest), op.op, code)
+
+    def _write_Apply(self, op) -> str:
+        rule = elementwise(op.fn)
+        self.helpers.update(rule.helpers)
+        return _inplace(rule).format(self._dest(op.dest))
+
+    def _write_Assign(self, op) -> str:
+        """``dest = value`` in the storage ``op.form`` names."""
         target, form = op.dest, op.form
         if form == "name":
             return f"{target.name} = {self.code(op.expr)}"
