@@ -6,6 +6,8 @@ which weight gets a contiguous transposed copy, which families get a list of ste
 operation of ``Lowered.writes``; these tests read them there, not in the printed code.
 """
 
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -272,3 +274,10 @@ def test_a_dead_buffer_is_reused_only_where_nothing_reads_it_later(lowered):
     (w,) = [w for w in low.writes if w.stmt.target.name.startswith("do")]
     assert w.ops[0] == L.Reuse("do", "yhat")
     assert w.ops[1].fn == "subtract"
+
+
+def test_the_lowering_imports_no_printer():
+    """Decisions first, spelling after: a second printer reuses the lowering as it is (no import cycle)."""
+    code = "import sys, rnngen.lower; print(sorted(m for m in sys.modules if m.startswith('rnngen.print')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
