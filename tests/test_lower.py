@@ -16,6 +16,7 @@ from sympy import MatrixSymbol, Transpose
 
 from rnngen import algebra as A
 from rnngen import lower as L
+from rnngen import verify
 from rnngen.activations import elementwise
 from rnngen.families import FAMILIES, Run, Step
 from rnngen.pipeline import build
@@ -281,3 +282,17 @@ def test_the_lowering_imports_no_printer():
     code = "import sys, rnngen.lower; print(sorted(m for m in sys.modules if m.startswith('rnngen.print')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "kw", [dict(), dict(layers=2, bidirectional=True, input_grad=True), dict(hidden="x/(1+abs(x))", notation="row")]
+)
+def test_the_optional_lowering_passes_switch_off_and_the_module_still_checks(kw):
+    """Without buffer reuse and steps built in place, every value has a buffer of its own and a
+    step's GEMM goes straight into the step (no scratch); the module is as right as before."""
+    built = build(RNNSpec(T=4, **kw), skip=("buffers_to_reuse", "steps_built_in_place"))
+    low = built.lowered
+    assert low.reuse == {} and low.in_place == {} and low.scratches == []
+    assert not any(isinstance(op, (L.Reuse, L.TakePlace)) for w in low.writes for op in w.ops)
+    report = verify.check_build(built)
+    assert report.ok, report.failures

@@ -677,13 +677,17 @@ class Lowered:
         return found[0]
 
 
-def lower(program: Program) -> Lowered:
-    """Every storage decision of ``program``'s NumPy module."""
+#: The storage decisions that only save memory traffic, each switchable off (``lower(skip=...)``).
+OPTIONAL = (buffers_to_reuse, steps_built_in_place)
+
+
+def lower(program: Program, skip=()) -> Lowered:
+    """Every storage decision of ``program``'s NumPy module; ``skip`` names passes of ``OPTIONAL`` to leave out."""
     spec = program.derivation.spec
     storage = storage_of(program)
     # Class indices stay indices where the only readers of the targets are the fused softmax /
     # cross-entropy pair (E and Ŷ - Y): no one-hot rows to build, and log_softmax reuses Ŷ.
     class_targets = spec.loss_rule.targets == "classes" and reads_targets_as_classes(program)
-    reuse, in_place = buffers_to_reuse(program, storage), steps_built_in_place(program, storage)
+    reuse, in_place = (p(program, storage) if p.__name__ not in skip else {} for p in OPTIONAL)
     done = writes(program, storage, class_targets, reuse, in_place)
     return Lowered(program, storage, class_targets, softmax_outputs(program), reuse, in_place, done)
