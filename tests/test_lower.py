@@ -20,7 +20,7 @@ from rnngen import verify
 from rnngen.activations import elementwise
 from rnngen.families import FAMILIES, Run, Step
 from rnngen.pipeline import build
-from rnngen.printing.numpy import NumpyPrinter
+from rnngen.printing.numpy import INTO, NumpyPrinter
 from rnngen.program import Program, Stmt
 from rnngen.spec import RNNSpec
 
@@ -296,3 +296,7 @@ def test_the_optional_lowering_passes_switch_off_and_the_module_still_checks(kw)
     assert not any(isinstance(op, (L.Reuse, L.TakePlace)) for w in low.writes for op in w.ops)
     report = verify.check_build(built)
     assert report.ok, report.failures
+
+
+def test_the_printer_spells_every_form_an_operation_evaluates_into_its_destination():
+    assert set(INTO) == set(L.INTO_FORMS)
