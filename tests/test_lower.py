@@ -19,6 +19,7 @@ from rnngen import lower as L
 from rnngen import verify
 from rnngen.activations import elementwise
 from rnngen.families import FAMILIES, Run, Step
+from rnngen.operations import INTO_FORMS
 from rnngen.pipeline import build
 from rnngen.printing.numpy import INTO, NumpyPrinter
 from rnngen.program import Program, Stmt
@@ -299,4 +300,4 @@ def test_the_optional_lowering_passes_switch_off_and_the_module_still_checks(kw)
 
 
 def test_the_printer_spells_every_form_an_operation_evaluates_into_its_destination():
-    assert set(INTO) == set(L.INTO_FORMS)
+    assert set(INTO) == set(INTO_FORMS)

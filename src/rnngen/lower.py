@@ -10,11 +10,11 @@ here with a docstring that says what it decides and why, testable on hand-built 
 - ``steps_built_in_place``: a family written straight into the buffer of the family built on it;
 - ``reads_targets_as_classes`` / ``softmax_outputs``: class-index targets kept as indices where
   every reader takes them so, and the softmax a ``log_softmax`` can reuse;
-- ``writes``: how each statement is written into its storage, as a list of operations
-  (``Take`` a buffer, ``Views`` of its steps, ``Gemm`` into a destination or a one-step scratch
-  with or without a contiguous transposed ``Copy`` of the weight, ``Into``, ``Update`` and
-  ``Apply`` in place, ``Assign`` a value the array library makes), and which buffers the module's
-  set holds with which shapes.
+- ``writes``: how each statement is written into its storage, as a list of the operations of
+  ``operations.py``: ``Take`` a buffer, ``Views`` of its steps, ``Gemm`` into a destination or a
+  one-step scratch with or without a contiguous transposed ``Copy`` of the weight, ``Into``,
+  ``Update`` and ``Apply`` in place, ``Assign`` a value the array library makes. The module's set
+  of buffers is read from them.
 
 ``Build`` keeps the ``Lowered`` value; a second array library needs a printer and these decisions,
 not a rewrite.
@@ -31,7 +31,8 @@ from rnngen import algebra as A
 from rnngen import names
 from rnngen.activations import elementwise
 from rnngen.families import run_of, step_of
-from rnngen.program import Program, Stmt, family_of, stacked
+from rnngen.operations import Apply, Assign, Copy, Gemm, Into, Reuse, Take, TakePlace, Update, Views, Write
+from rnngen.program import Program, family_of, stacked
 
 
 @dataclass(frozen=True)
@@ -187,132 +188,7 @@ def steps_built_in_place(program: Program, storage: dict) -> dict:
     return places
 
 
-# -- writes: how each statement is written into its storage ------------------------------
-#
-# Each statement is lowered to a short list of write operations, in the order the module runs
-# them; the printer spells each one. A destination (``dest``, ``out``) is the data symbol of the
-# statement's target (a step or a run of steps) or the name of a scratch buffer.
-
-
-@dataclass(frozen=True)
-class Take:
-    """``name`` is the buffer of that name from the call's set (made by ``_new_buffers``)."""
-
-    name: str
-    shape: tuple  # code of each dimension: ("T", "B", "n_h") for steps, ("T * B", "n_h") for rows
-
-
-@dataclass(frozen=True)
-class TakePlace:
-    """``family`` is ``view``: the steps of ``home``'s buffer that are built on it (``steps_built_in_place``)."""
-
-    family: str
-    home: str
-    view: MatrixSymbol
-
-
-@dataclass(frozen=True)
-class Reuse:
-    """``family`` takes the buffer of ``dead``, which is not read after this (``buffers_to_reuse``)."""
-
-    family: str
-    dead: str
-
-
-@dataclass(frozen=True)
-class Views:
-    """``family``'s list of step views is named; ``with_buffers``: the list ``_new_buffers`` made, else made here."""
-
-    family: str
-    with_buffers: bool
-
-
-@dataclass(frozen=True)
-class Copy:
-    """The contiguous copy ``name`` of ``param``'s transpose is filled (a ``Take`` of it comes first)."""
-
-    name: str
-    param: MatrixSymbol
-
-
-@dataclass(frozen=True)
-class Gemm:
-    """``out`` = the product of one data operand and one parameter, ``param @ data`` in the math.
-
-    ``copy`` names the contiguous transposed copy the product reads instead of the parameter's
-    transpose (None: the transpose itself); ``per_step``: the rows of one step, not of all steps.
-    """
-
-    out: object
-    data: object
-    param: object
-    copy: str | None
-    per_step: bool
-
-
-@dataclass(frozen=True)
-class Into:
-    """``dest`` = ``fn(*args)`` evaluated into it: ``fn`` is one of ``INTO_FORMS``."""
-
-    dest: object
-    fn: str
-    args: tuple
-
-
-#: What ``Into`` may evaluate straight into its destination.
-INTO_FORMS = ("add", "subtract", "multiply", "square", "softmax", "minus_targets")
-
-
-@dataclass(frozen=True)
-class Update:
-    """``dest op= expr`` in place, ``op`` one of ``+ - *``; ``expr`` is an expression or a scratch's name."""
-
-    dest: object
-    op: str
-    expr: object
-
-
-@dataclass(frozen=True)
-class Apply:
-    """``dest = fn(dest)`` in place, for the elementwise function ``fn`` (``applies_in_place``)."""
-
-    dest: object
-    fn: str
-
-
-@dataclass(frozen=True)
-class Assign:
-    """``dest`` = ``expr``, a value the array library makes the ordinary way.
-
-    ``form`` says how it is stored: ``"name"`` (a plain name, not a family's step), ``"rows"``
-    (the family's time-stacked rows are the value), ``"steps"`` (the value reshaped to
-    ``(count, B, n)``), ``"fill"`` (written into the buffer already taken), ``"array"`` (a step
-    written through the array, not its list of views).
-    """
-
-    dest: object
-    expr: object
-    form: str
-
-
-@dataclass(frozen=True)
-class Write:
-    """One statement lowered: the operations that write it, in order.
-
-    Attributes:
-        stmt: the statement.
-        function: the module function it goes to (``_forward`` or ``loss_and_grads``).
-        ops: its write operations.
-        views: the families whose steps these operations read and write through their list of views.
-        over_steps: the operations' runs of steps are spelled as ``(steps, B, n)`` views, not rows
-            (``elementwise_over_steps``); an ``Assign`` is spelled as rows either way.
-    """
-
-    stmt: Stmt
-    function: str
-    ops: tuple
-    views: frozenset
-    over_steps: bool
+# -- writes: how each statement is written into its storage (the operations: ``operations.py``) ---
 
 
 def is_data(expr) -> bool:

@@ -22,7 +22,7 @@ from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, 
 from sympy.printing.printer import Printer
 
 from rnngen import algebra as A
-from rnngen import expression, lower, names
+from rnngen import expression, names, operations
 from rnngen.activations import LEAD_SPLIT, columnwise, elementwise
 from rnngen.families import run_of, step_of
 from rnngen.lower import is_data, is_targets, targets_dot_log_softmax
@@ -174,7 +174,7 @@ def _inplace(rule) -> str:
     return rule.numpy[:-1].replace("{}", "{0}") + ", out={0})"
 
 
-#: How each ``lower.Into`` form is spelled into ``{out}``.
+#: How each ``operations.Into`` form is spelled into ``{out}``.
 INTO = {
     "add": "np.add({0}, {1}, out={out})",
     "subtract": "np.subtract({0}, {1}, out={out})",
@@ -227,7 +227,7 @@ class NumpyPrinter(Printer):
     # -- entry points -------------------------------------------------------------
 
     def write(self, write) -> list:
-        """The lines of one lowered statement (``lower.Write``): each operation spelled in turn by
+        """The lines of one lowered statement (``operations.Write``): each operation spelled in turn by
         its ``_write_<Op>`` method. The in-place operations spell runs of steps as ``(steps, B, n)``
         views where the lowering says so; an ``Assign`` spells its value as rows either way."""
         self._views = write.views
@@ -237,7 +237,7 @@ class NumpyPrinter(Printer):
                 spell = getattr(self, f"_write_{type(op).__name__}", None)
                 if spell is None:
                     raise PrintError(f"no NumPy spelling for the write operation {op}")
-                self._as_steps = write.over_steps and not isinstance(op, lower.Assign)
+                self._as_steps = write.over_steps and not isinstance(op, operations.Assign)
                 lines.append(spell(op))
         finally:
             self._as_steps, self._views = False, frozenset()
