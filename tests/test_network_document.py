@@ -463,3 +463,23 @@ def test_the_text_formulas_write_parameters_as_mathematics(spec):
                 assert not re.search(rf"(?<![A-Za-z0-9_]){re.escape(name)}(?![A-Za-z0-9_])", f.text), (name, f.text)
     legend = "U¹, W¹, b¹: the parameters U1, W1, b1" if spec.layers == 2 else "Uᶠ, Wᶠ, bᶠ: the parameters U_f, W_f, b_f"
     assert legend in result.module
+
+
+def test_a_parameters_spelling_survives_sympys_rebuilding():
+    """SymPy rebuilds symbols from their arguments (``xreplace``, ``func(*args)``): the spelling is one of
+    them, so a rebuilt parameter, block or gradient is written as the original is."""
+    from rnngen.network import network
+    from rnngen.printing.math import latex, text
+    from rnngen.program import gradient_symbol
+
+    net = network(RNNSpec(T=3, layers=2, bidirectional=True))
+    u = net.params["U2_f"]
+    for sym, spelled, plain in (
+        (u.symbol(), r"U^{(2\mathrm{f})}", "U²ᶠ"),
+        (u.block("b"), r"U^{(2\mathrm{f})}_{\mathrm{b}}", "U²ᶠ_b"),
+        (gradient_symbol(u.symbol()), r"\frac{\partial E}{\partial U^{(2\mathrm{f})}}", "dE/dU²ᶠ"),
+        (net.params["h0_1_b"].symbol(), r"h^{(1\mathrm{b})}_{T+1}", "h¹ᵇ_{T+1}"),
+    ):
+        rebuilt = sym.func(*sym.args)
+        assert rebuilt == sym and rebuilt.name == sym.name  # the code's name is kept for the module
+        assert (latex(rebuilt), text(rebuilt)) == (spelled, plain)

@@ -232,8 +232,14 @@ class Spelled(MatrixSymbol):
     writes it, a ``ParamName`` held in its last five arguments, so printers never read a code name."""
 
     def __new__(cls, name, rows, cols, *spelling):
+        cls._check_spelling(spelling)
         name = name if isinstance(name, Str) else Str(name)
         return Basic.__new__(cls, name, sympify(rows), sympify(cols), *spelling)
+
+    @staticmethod
+    def _check_spelling(spelling: tuple) -> None:
+        if len(spelling) != 5:  # a symbol without its name would read its other arguments as one
+            raise TypeError(f"a parameter's symbol takes its spelling, ParamName.args(), not {spelling!r}")
 
     @property
     def spelling(self) -> ParamName:

@@ -105,6 +105,7 @@ class Block(Spelled):
     """
 
     def __new__(cls, name, rows, cols, param, part, axis, offset, width, *spelling):
+        cls._check_spelling(spelling)
         args = [sp.sympify(a) for a in (rows, cols, axis, offset, width)]
         name, param, part = (a if isinstance(a, Str) else Str(a) for a in (name, param, part))
         return Basic.__new__(cls, name, args[0], args[1], param, part, *args[2:], *spelling)
