@@ -178,6 +178,12 @@ def _network_text(derivation: Derivation) -> list:
         initial = next(node for node in graph.nodes if node.family == state_key(chain) and node.t == start)
         name = chain.params["initial"].name
         lines.append(f"{text(initial.symbol, n.row)} = {name} (a parameter, zeros by default)")
+    for chain in graph.network.chains:  # the arrays of the parameters the math writes otherwise (U¹ is U1)
+        params = {p.name: p for p in chain.params.values() if p.role != "initial"}.values()
+        pairs = [(text(p.symbol()), p.name) for p in params if text(p.symbol()) != p.name]
+        if pairs:
+            maths, names = zip(*pairs)
+            lines.append(f"{', '.join(maths)}: the parameters {', '.join(names)}")
     return lines
 
 
