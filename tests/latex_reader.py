@@ -69,6 +69,11 @@ _SYMBOL = re.compile(
     r"|[XYZHOxyzhoDE](?![A-Za-z]))"
     r"(?P<sup>\^\{(?!\\top|\+)(?:\\hat\{y\}|\\mathrm\{[fb]\}|[^{}])*\})?(?P<sub>_\{[^{}]*\}|_[ij](?![A-Za-z]))?"
 )
+#: A parameter: its letter, its chain's tag (layer, direction) above, its own subscript and its block below.
+_PARAM_TAG = r"\^\{\(\d*(?:\\mathrm\{[fb]\})?\)\}"
+_PARAM_SUB = r"_\{(?:[A-Za-z0-9,]|\\mathrm\{[fb]\})+\}"
+_PARAM_PLAIN = rf"[A-Za-z][0-9]*(?:{_PARAM_TAG})?(?:{_PARAM_SUB})?"
+_PARAM_BRACED = rf"\{{[A-Za-z][A-Za-z0-9]*\}}{_PARAM_TAG}(?:{_PARAM_SUB})?"
 #: Tried before symbols: constructs that start like one.
 _FIRST = [
     # a Jacobian (or gradient) fraction, d a / d b, or the immediate d+ a / d b
@@ -97,6 +102,7 @@ _TOKENS = [
     ("IVL", r"\["),  # Iverson bracket [a > 0]
     ("IVR", r"\s*>\s*0\]"),
     ("PAIR", r"g_\{\\mathrm\{(sse|bce)\}\}(?=\()"),  # a softmax pair's output gradient g(o, y)
+    ("PARAM", _PARAM_BRACED),  # {Wxh}^{(1)}: a name of several letters with its chain's tag, before { opens a group
     ("LP", r"\\left\(|\\[Bb]igl[(\[]|\(|\{"),
     ("RP", r"\\right\)|\\[Bb]igr[)\]]|\)|\}|, 0\)"),
     ("COMMA", r","),
@@ -118,7 +124,7 @@ _TOKENS = [
     ("ID", r"I(?![A-Za-z_{])"),  # the identity, its size from what it meets
     ("MUL", r"\\cdot(?![a-z])"),
     ("CUSTOM", r"f'?(?=\()"),  # a custom activation f and its derivative f', given to the reader
-    ("PARAM", r"[A-Za-z][0-9]*(?:_\{[A-Za-z0-9,]+\})?"),  # W, w_{i}, U2 (layer 2), U2_{f,b} (a block)
+    ("PARAM", _PARAM_PLAIN),  # W, w_{i}, U^{(2)} (layer 2), U^{(2\mathrm{f})}_{\mathrm{b}} (a block), W_{x}
     ("SKIP", r"\s+|\\,|\\;"),
 ]
 
@@ -260,7 +266,7 @@ class Reader:
             if key not in self.initial:
                 raise ValueError(f"{text!r} is no parameter: no chain starts at it")
             return self.initial[key]
-        return _param_name(text)
+        return _param_name(text, self.params.keys() | self.blocks.keys())
 
     def _step(self, index: str, env) -> int:
         """A step index (``3``, ``t-1``, ``j+1``, ``T``) as a number, the letters taken from ``env``."""
@@ -537,8 +543,8 @@ class Reader:
         if kind == "JAC":
             return self._jacobian(self._take("JAC"), env)
         if kind == "PARAM":
-            name = _param_name(self._take("PARAM").group(0))
             bound = env.get(_WHERE_BOUND, {})  # a name the formula's where-clause binds comes first
+            name = _param_name(self._take("PARAM").group(0), self.params.keys() | self.blocks.keys() | bound.keys())
             if name in bound:
                 return bound[name]
             if name not in self.params and name in self.blocks:
@@ -574,8 +580,9 @@ class Reader:
 
     def _jacobian(self, m, env):
         grad = re.fullmatch(r"\\frac\{\\partial E\}\{\\partial (.+)\}", m.group(0))
-        if grad and _param_name(grad.group(1)) in self.block_gradients:  # dE/dV = [dE/dV_f, dE/dV_b]
-            return self.block_gradients[_param_name(grad.group(1))]
+        name = _param_name(grad.group(1), self.block_gradients.keys()) if grad else None
+        if name in self.block_gradients:  # dE/dV = [dE/dV_f, dE/dV_b]
+            return self.block_gradients[name]
         raise ValueError(f"the final formulas hold no Jacobian fractions: {m.group(0)!r}")
 
     def _kronecker(self):
@@ -617,10 +624,36 @@ def _compiled(pattern: str):
     return _PATTERNS[pattern]
 
 
-def _param_name(text: str) -> str:
-    """``w_{o}`` -> ``w_o``; ``h_{0}`` / ``h^{0}`` -> ``h0``; ``U2_{f,b}`` -> ``U2_f_b`` (a block)."""
-    name = text.strip().replace("{", "").replace("}", "").replace("^", "_").replace(",", "_")
-    return "h0" if name == "h_0" else name
+#: A parameter's spelling: ``{Wxh}``, its chain's tag ``^{(2\mathrm{f})}``, its subscripts ``_{i,\mathrm{b}}``.
+_PARAM = re.compile(
+    r"\{?(?P<letter>[A-Za-z][A-Za-z0-9]*)\}?(?:\^\{\((?P<layer>\d*)(?:\\mathrm\{(?P<dir>[fb])\})?\)\})?"
+    r"(?:_\{(?P<sub>[^{}]*(?:\{[^{}]*\}[^{}]*)*)\})?"
+)
+
+
+def _param_name(text: str, known=()) -> str:
+    r"""The parameter (or block) a spelling names, by the issue's naming convention, not rnngen's code.
+
+    ``w_{o}`` -> ``w_o``; ``h_{0}`` / ``h^{0}`` -> ``h0``; ``U^{(2)}`` -> ``U2`` (layer 2);
+    ``U^{(2\mathrm{f})}_{\mathrm{b}}`` -> ``U2_f_b`` (the block of ``U2_f`` that reads the backward chain);
+    ``w^{(1)}_{i}`` -> ``w_i1`` (the user's ``w_i`` in layer 1). A subscript is the user's letter's
+    or a block's; of the names it may stand for, the one in ``known`` (else the first).
+    """
+    text = text.strip()
+    if text in ("h_{0}", "h^{0}"):
+        return "h0"
+    m = _PARAM.fullmatch(text)
+    if not m:
+        raise ValueError(f"not a parameter: {text!r}")
+    suffix = (m.group("layer") or "") + (f"_{m.group('dir')}" if m.group("dir") else "")
+    items = [re.sub(r"\\mathrm\{([fb])\}", r"\1", item) for item in m.group("sub").split(",")] if m.group("sub") else []
+    names = []
+    for k in range(len(items) + 1):  # the first k subscripts are the letter's, the rest the block's
+        names.append("_".join([m.group("letter"), *items[:k]]) + suffix + "".join(f"_{p}" for p in items[k:]))
+    found = [name for name in dict.fromkeys(names) if name in known]
+    if len(found) > 1:
+        raise ValueError(f"{text!r} may name {found}")
+    return found[0] if found else names[0]
 
 
 #: A superscript with a chain's tag: ``z(2\mathrm{f})``, ``(1),t``, ``\hat{y},t``, ``t-1``.
@@ -869,7 +902,7 @@ class Checker(Reader):
             family, index, entry = self._symbol(m)
             step = None if index is None else self._step(index, env)
             return (family, step), entry
-        name = _param_name(text)
+        name = _param_name(text, self.base_params.keys() | self.blocks.keys())
         if name not in self.base_params and name in self.blocks:
             raise ValueError(f"a derivative by the block {text!r}: the reader differentiates by whole parameters")
         if name not in self.base_params:

@@ -140,13 +140,13 @@ def test_a_lower_layers_delta_has_the_two_arrows():
     result = build(RNNSpec(T=5, layers=2))
     assert re.search(
         r"\\delta\^\{h\(1\)\}_\{t\} &= "
-        r"\\underbrace\{U2\^\{\\top\} \\delta\^\{z\(2\)\}_\{t\}\}_\{\\text\{layer 2, step \} t\} \+ "
-        r"\\underbrace\{W1\^\{\\top\} \\delta\^\{z\(1\)\}_\{t\+1\}\}_\{\\text\{layer 1, step \} t\+1\}"
+        r"\\underbrace\{\{U\^\{\(2\)\}\}\^\{\\top\} \\delta\^\{z\(2\)\}_\{t\}\}_\{\\text\{layer 2, step \} t\} \+ "
+        r"\\underbrace\{\{W\^\{\(1\)\}\}\^\{\\top\} \\delta\^\{z\(1\)\}_\{t\+1\}\}_\{\\text\{layer 1, step \} t\+1\}"
         r", \\quad t = T-1, \\dots, 1",
         result.latex,
     )
     # at the chain's end, no step t+1: the recurrent term is absent
-    assert r"\delta^{h(1)}_{5} &= U2^{\top} \delta^{z(2)}_{5} \tag" in result.latex
+    assert r"\delta^{h(1)}_{5} &= {U^{(2)}}^{\top} \delta^{z(2)}_{5} \tag" in result.latex
 
 
 def test_the_bidirectional_output_delta_splits_between_two_sweeps():
@@ -154,15 +154,22 @@ def test_the_bidirectional_output_delta_splits_between_two_sweeps():
     split = _equation(result, "split")
     assert (
         r"V^{\top} \delta^{o}_{t} &= "
-        r"\begin{bmatrix} V_{f}^{\top} \delta^{o}_{t} \\ V_{b}^{\top} \delta^{o}_{t} \end{bmatrix}" in split
+        r"\begin{bmatrix} V_{\mathrm{f}}^{\top} \delta^{o}_{t} \\ V_{\mathrm{b}}^{\top} \delta^{o}_{t} \end{bmatrix}"
+        in split
     )
     # the backward chain's sweep runs forward in time: its state's delta reads step t-1
-    assert r"W_{b}^{\top} \delta^{z(\mathrm{b})}_{t-1}}_{\text{backward, step } t-1}, \quad t = 2, 3" in result.latex
-    assert r"W_{f}^{\top} \delta^{z(\mathrm{f})}_{t+1}}_{\text{forward, step } t+1}, \quad t = 2, 1" in result.latex
+    assert (
+        r"{W^{(\mathrm{b})}}^{\top} \delta^{z(\mathrm{b})}_{t-1}}_{\text{backward, step } t-1}, \quad t = 2, 3"
+        in result.latex
+    )
+    assert (
+        r"{W^{(\mathrm{f})}}^{\top} \delta^{z(\mathrm{f})}_{t+1}}_{\text{forward, step } t+1}, \quad t = 2, 1"
+        in result.latex
+    )
     # V = [V_f V_b], and its gradient's blocks, one per chain
     assert (
         r"o_{t} &= V \begin{bmatrix} h^{(\mathrm{f})}_{t} \\ h^{(\mathrm{b})}_{t} \end{bmatrix} + c, "
-        r"\qquad V = \begin{bmatrix} V_{f} & V_{b} \end{bmatrix}" in result.latex
+        r"\qquad V = \begin{bmatrix} V_{\mathrm{f}} & V_{\mathrm{b}} \end{bmatrix}" in result.latex
     )
     assert (
         r"\sum_{t=1}^{T} \delta^{o}_{t} "
@@ -198,8 +205,9 @@ def test_every_value_a_final_formula_reads_is_stated_before_it():
 
 # --- a changed index or tag fails ---------------------------------------------------------------
 
-#: A chain's tag: (2), (\mathrm{f}), (1\mathrm{b}); a parameter's layer number (U2, W1_{f}).
-_TAG_SITE = re.compile(r"(?<=\()\d(?=[\\)])|\\mathrm\{[fb]\}|(?<=[UWb])\d(?=[_ }^])")
+#: A chain's tag, of a family or a parameter: (2), (\mathrm{f}), (1\mathrm{b}) (z^{(2)}_{t}, U^{(2)}); a
+#: block's direction (V_{\mathrm{f}}).
+_TAG_SITE = re.compile(r"(?<=\()\d(?=[\\)])|\\mathrm\{[fb]\}")
 
 
 def tag_mutations(tex: str):
@@ -273,3 +281,205 @@ def test_the_document_compiles_without_overfull_boxes(spec, tmp_path):
     run = compile_tex(tmp_path, "doc", build(spec).latex)
     assert run.returncode == 0, run.stdout[-2000:]
     assert "Overfull \\hbox" not in run.stdout  # nothing runs off the page
+
+
+# --- parameters spelled as mathematics ----------------------------------------------------------
+
+#: Layers 1-3 x one or two directions x column and row vectors (one layer, one direction: the
+#: one-layer document, whose parameters carry no tag).
+NAMED = tuple(
+    RNNSpec(T=3, layers=layers, bidirectional=bi, notation=notation)
+    for layers in (1, 2, 3)
+    for bi in (False, True)
+    for notation in ("column", "row")
+    if layers > 1 or bi
+)
+
+
+def _body(text: str) -> str:
+    """The document without its header (the spec and the command name the code's parameters)."""
+    start = text.index(r"\begin{document}") if r"\begin{document}" in text else text.index("-->")
+    return re.sub(r"\\texttt\{[^}]*\}|`[^`$]*\.py`", "", text[start:])
+
+
+def _code_spellings(name: str) -> set:
+    """How a code name reads when a document writes it as it is: ``U2_f``, ``U2_{f}``, ``h0_{1}``, ``b_{f}``."""
+    base, _, sub = name.partition("_")
+    return {name, name.replace("_", r"\_")} | ({f"{base}_{{{sub.replace('_', ',')}}}"} if sub else set())
+
+
+def _renamed(result) -> list:
+    """The code names of the parameters and blocks that mathematics writes otherwise (a layer, a direction)."""
+    out = []
+    for p in result.derivation.graph.network.params.values():
+        out += [p.block(part).name for part in p.parts]
+        if p.chain is not None:
+            out.append(p.name)
+    return out
+
+
+@pytest.mark.parametrize("spec", NAMED, ids=lambda s: s.name)
+def test_the_documents_spell_no_code_name(spec):
+    """``U1`` reads as U times 1 and ``b_{f}`` has an italic f beside the families' roman (f): the LaTeX
+    and the Markdown write a parameter as its letter with its chain's tag, ``U^{(1)}``, ``b^{(\\mathrm{f})}``."""
+    result = build(spec)
+    names = _renamed(result)
+    assert names
+    for flavor, text in (("latex", result.latex), ("markdown", to_markdown(result.latex, "github"))):
+        body = _body(text)
+        for name in names:
+            for spelled in _code_spellings(name):
+                found = re.search(rf"(?<![A-Za-z0-9\\]){re.escape(spelled)}(?![A-Za-z0-9])", body)
+                assert not found, (
+                    f"{flavor}: the code name {name} as {spelled!r}: {body[found.start() - 40 : found.end() + 40]!r}"
+                )
+        # a direction is roman wherever it stands, as the families write it: never an italic subscript f or b
+        assert not re.search(r"_\{(?:[^{}]*,)?[fb](?:,[^{}]*)?\}", body), flavor
+
+
+def _legend(tex: str) -> list:
+    """``(symbol, meaning)`` of each row of the notation table."""
+    table = tex.split(r"\begin{tabular}{ll}", 1)[1].split(r"\end{tabular}", 1)[0]
+    rows = [row.strip() for row in re.split(r"\\\\\s*\n", table) if row.strip()]
+    return [(row.partition("&")[0].strip(), row.partition("&")[2].strip()) for row in rows]
+
+
+def _chain_tags(legend) -> dict:
+    """Where -> the tag the document writes its families with (``of layer 2, forward chain`` -> ``(2\\mathrm{f})``)."""
+    tags = {}
+    for symbol, meaning in legend:
+        if meaning.startswith("pre-activation and state of "):
+            m = re.fullmatch(r"\$z\^\{(\((?:[^{}]|\{[^{}]*\})*\))[,}].*", symbol)
+            assert m, symbol
+            tags[meaning.removeprefix("pre-activation and state of ")] = m.group(1)
+    return tags
+
+
+@pytest.mark.parametrize("spec", NAMED, ids=lambda s: s.name)
+def test_each_parameter_carries_its_chains_tag_and_is_listed_once_with_its_shape(spec):
+    """The legend writes each parameter once, with the shape of the module's array, and the tag of
+    a chain's parameters is the tag its families carry (``U^{(2)}`` beside ``z^{(2)}_{t}``)."""
+    result, checker = make_checker(spec)
+    params = checker.raw[0]  # the module's arrays
+    legend = _legend(result.latex)
+    tags = _chain_tags(legend)
+    sizes = {"x": N_X, "y": N_Y} | {f"h{i + 1}": n for i, n in enumerate(_hidden(spec))}
+    if spec.layers == 1:
+        sizes["h"] = _hidden(spec)[0]
+    listed = []
+    for symbol, meaning in legend:
+        m = re.fullmatch(
+            r"(?P<what>[a-z ]+ (?:weights|bias|state \(zeros by default\)))(?: of (?P<where>.+))?, \$(?P<shape>.+)\$",
+            meaning,
+        )
+        if not m:
+            continue
+        math = symbol.strip("$")
+        name = checker._param_of(math)
+        listed.append(name)
+        shape = re.sub(r"n_\{(\w+)\}", lambda s: str(sizes[s.group(1)]), m.group("shape"))
+        shape = re.sub(r"(\d) (\d)", r"\1*\2", shape)
+        assert tuple(eval(d) for d in shape.split(r" \times ")) == np.shape(params[name]), (symbol, meaning)
+        if m.group("where"):  # a chain's parameter: the chain's tag, as its families write it
+            tag = re.escape(tags[m.group("where")])
+            assert re.fullmatch(rf"\{{?[A-Za-z]+\}}?\^\{{{tag}[,}}].*|h\^\{{{tag}\}}_\{{.*", math), (math, meaning)
+        else:
+            assert "^" not in math, math  # the output layer's: no chain
+    assert sorted(listed) == sorted(params)  # each parameter once
+
+
+#: A parameter's chain tag or block direction: U^{(2\mathrm{f})}, W^{(1)}, V_{\mathrm{b}},
+#: U^{(2\mathrm{f})}_{\mathrm{b}}.
+_PARAM_SITE = re.compile(
+    r"(?<=[UWbV]\^\{\()\d|(?<=[UWbV]\^\{\()\\mathrm\{[fb]\}|(?<=[UWbV]\^\{\(\d)\\mathrm\{[fb]\}"
+    r"|(?<=V_\{)\\mathrm\{[fb]\}|(?<=\)\}_\{)\\mathrm\{[fb]\}"
+)
+
+
+def param_tag_mutations(tex: str):
+    """``(number, mutated tex, what changed)``: each parameter's layer, direction or block swapped in turn."""
+    for number, (lo, hi) in _tagged_spans(tex):
+        for m in _PARAM_SITE.finditer(tex, lo, hi):
+            old = m.group(0)
+            new = {r"\mathrm{f}": r"\mathrm{b}", r"\mathrm{b}": r"\mathrm{f}", "1": "2", "2": "1"}[old]
+            yield number, tex[: m.start()] + new + tex[m.end() :], f"{tex[max(lo, m.start() - 25) : m.end()]} -> {new}"
+
+
+@pytest.mark.parametrize(
+    "spec",
+    (RNNSpec(T=3, layers=2, bidirectional=True), RNNSpec(T=2, layers=2, bidirectional=True, notation="row")),
+    ids=lambda s: s.name,
+)
+def test_a_parameter_of_another_chain_fails_its_equation(spec):
+    """The reader reads ``U^{(2\\mathrm{f})}`` as the module's ``U2_f``: a parameter written with another
+    layer, direction or block (``W^{(1)}`` for ``W^{(2)}``, ``V_{\\mathrm{b}}`` for ``V_{\\mathrm{f}}``) fails."""
+    result, checker = make_checker(spec)
+    assert not checker.check(), "the document must hold before it is changed"
+    changes = list(param_tag_mutations(result.latex))
+    changed = {number for number, _, _ in changes}
+    final = {n for k, n in result.equations.items() if k.startswith("final-")}
+    assert changed & final and changed - final  # in the derivation and in the formulas the code runs
+    assert any(r"V_{\mathrm" in what for _, _, what in changes) and any(")}_{" in what for _, _, what in changes)
+    survived = [
+        what for number, tex, what in changes if number not in {n for n, _ in checker.check(tex, only={number})}
+    ]
+    assert not survived, "changes that no check noticed:\n" + "\n".join(survived)
+
+
+#: Custom names, and seed 000's W, U, V, each with more than one chain. (The reader reads a name of several
+#: letters only with its chain's tag, {Wxh}^{(1)}: an output weight's Why would read as W h y.)
+CUSTOM = (
+    RNNSpec(T=3, layers=2, names=("Wxh", "Whh", "V")),
+    RNNSpec(T=3, layers=2, bidirectional=True, notation="row", names=("w_i", "w_h", "w_o")),
+    RNNSpec(T=3, layers=2, notation="row", names=("W", "U", "V")),
+    RNNSpec(T=3, bidirectional=True, notation="stacked", names=("Wxh", "Whh", "V")),
+)
+
+
+@pytest.mark.parametrize("spec", CUSTOM, ids=lambda s: s.name)
+def test_custom_names_are_written_with_their_chains_tag_and_checked(spec):
+    result = _check(spec)
+    inp, rec, _ = spec.names
+    body = _body(result.latex)
+    tag = "(" + ("1" if spec.layers > 1 else "") + (r"\mathrm{f}" if spec.bidirectional else "") + ")"
+    for letter in (rec,) if spec.notation == "stacked" else (inp, rec):  # the first chain's
+        base, _, sub = letter.partition("_")
+        head = f"{{{base}}}" if len(base) > 1 else base  # the tag is the whole name's
+        assert head + "^{" + tag + "}" + (f"_{{{sub}}}" if sub else "") in body, letter
+    for name in _renamed(result):
+        assert not re.search(rf"(?<![A-Za-z0-9\\]){re.escape(name)}(?![A-Za-z0-9])", body), name
+
+
+@pytest.mark.parametrize("spec", (RNNSpec(T=3, layers=2), RNNSpec(T=3, bidirectional=True)), ids=lambda s: s.name)
+def test_the_text_formulas_write_parameters_as_mathematics(spec):
+    """The command line's and the module comments' formulas: ``dE/dU¹``, not ``dE/dU1``; the module's
+    docstring says which array each one is."""
+    result = build(spec)
+    names = _renamed(result)
+    blocks = {p.block(part).name for p in result.derivation.graph.network.params.values() for part in p.parts}
+    for f in result.formulas:
+        for name in names:
+            if name not in blocks:  # V_f is the block's name and its spelling in text
+                assert not re.search(rf"(?<![A-Za-z0-9_]){re.escape(name)}(?![A-Za-z0-9_])", f.text), (name, f.text)
+    legend = "U¹, W¹, b¹: the parameters U1, W1, b1" if spec.layers == 2 else "Uᶠ, Wᶠ, bᶠ: the parameters U_f, W_f, b_f"
+    assert legend in result.module
+
+
+def test_a_parameters_spelling_survives_sympys_rebuilding():
+    """SymPy rebuilds symbols from their arguments (``xreplace``, ``func(*args)``): the spelling is one of
+    them, so a rebuilt parameter, block or gradient is written as the original is."""
+    from rnngen.network import network
+    from rnngen.printing.math import latex, text
+    from rnngen.program import gradient_symbol
+
+    net = network(RNNSpec(T=3, layers=2, bidirectional=True))
+    u = net.params["U2_f"]
+    for sym, spelled, plain in (
+        (u.symbol(), r"U^{(2\mathrm{f})}", "U²ᶠ"),
+        (u.block("b"), r"U^{(2\mathrm{f})}_{\mathrm{b}}", "U²ᶠ_b"),
+        (gradient_symbol(u.symbol()), r"\frac{\partial E}{\partial U^{(2\mathrm{f})}}", "dE/dU²ᶠ"),
+        (net.params["h0_1_b"].symbol(), r"h^{(1\mathrm{b})}_{T+1}", "h¹ᵇ_{T+1}"),
+    ):
+        rebuilt = sym.func(*sym.args)
+        assert rebuilt == sym and rebuilt.name == sym.name  # the code's name is kept for the module
+        assert (latex(rebuilt), text(rebuilt)) == (spelled, plain)

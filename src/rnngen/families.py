@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from sympy import MatrixSymbol
+from sympy import Basic, Integer, MatrixSymbol, sympify
+from sympy.core.symbol import Str
 
 from rnngen.algebra import B
 
@@ -52,6 +53,21 @@ def chain_suffix(layer: int, direction: str) -> str:
     Layer 0 means a network of one layer, whose names carry no number.
     """
     return (str(layer) if layer else "") + (f"_{direction}" if direction else "")
+
+
+def tag_latex(layer: int, direction: str) -> str:
+    """A layer and a direction as LaTeX writes them beside a symbol: ``(2)``, ``(\\mathrm{f})``, ``(2\\mathrm{f})``.
+
+    One rule for the families (``z^{(2)}_t``) and the parameters (``U^{(2)}``), so the two agree.
+    """
+    if not layer and not direction:
+        return ""
+    return "(" + (str(layer) if layer else "") + (rf"\mathrm{{{direction}}}" if direction else "") + ")"
+
+
+def tag_text(layer: int, direction: str) -> str:
+    """The same in plain text, as superscripts: ``²``, ``ᶠ``, ``²ᶠ``."""
+    return ((str(layer) if layer else "") + direction).translate(_SUPERSCRIPT)
 
 
 @dataclass(frozen=True)
@@ -109,9 +125,9 @@ class Family:
     # -- spelling --------------------------------------------------------------------
 
     @property
-    def tag(self) -> str:
-        """The layer and direction as the documents write them beside the step (``2``, ``f``, ``2f``)."""
-        return (str(self.layer) if self.layer else "") + self.direction
+    def tag_latex(self) -> str:
+        """The layer and direction as the documents write them beside the letter: ``(2\\mathrm{f})``."""
+        return tag_latex(self.layer, self.direction)
 
     @property
     def latex(self) -> str:
@@ -137,7 +153,7 @@ class Family:
         if stacked and prefix:  # a delta's steps side by side: the capital delta, the same letter (Δz)
             prefix, stacked = {"δ": "Δ", "δ̃": "Δ̃"}[prefix], False
         tilde = "\u0303" if self.kind == "pre" else ""  # on the letter, before the layer's superscript
-        return prefix + _SPELLING[self.base][3 if stacked else 2] + tilde + self.tag.translate(_SUPERSCRIPT)
+        return prefix + _SPELLING[self.base][3 if stacked else 2] + tilde + tag_text(self.layer, self.direction)
 
     @property
     def text(self) -> str:
@@ -146,6 +162,93 @@ class Family:
     @property
     def stacked_text(self) -> str:
         return self._text(True)
+
+
+@dataclass(frozen=True)
+class ParamName:
+    """How mathematics writes a parameter: typed, like a family, and spelled by the same tag rule.
+
+    Attributes:
+        letter: the user's letter for it (``U``, ``Wxh``, ``w_i``; ``b``, ``c``), or ``h`` for an initial state.
+        layer: the layer of its chain, 0 in a network of one layer and for the output layer's.
+        direction: ``""``, ``"f"`` or ``"b"``: the direction of its chain.
+        part: for a block of a matrix on stacked vectors, what the block multiplies: ``h`` or ``x``
+            (seed 002's ``W_h``, ``W_x``), or a direction of the layer below (``V_f``, ``V_b``).
+        initial: True for a chain's initial state, which is written as its state family's first step
+            (``h^{(1)}_0``; a backward chain's ``h^{(\\mathrm{b})}_{T+1}``, the step after the last).
+    """
+
+    letter: str
+    layer: int = 0
+    direction: str = ""
+    part: str = ""
+    initial: bool = False
+
+    @classmethod
+    def plain(cls, name: str) -> ParamName:
+        """A parameter known only by its code name, in a network of one layer (``h0``: the initial state)."""
+        return cls("h", initial=True) if name == "h0" else cls(name)
+
+    @property
+    def state(self) -> Family:
+        """An initial state's family: the chain's state."""
+        return Family("h", "value", self.layer, self.direction)
+
+    @property
+    def start(self) -> str:
+        """The step an initial state is (a backward chain's is after the last step)."""
+        return "T+1" if self.direction == "b" else "0"
+
+    def latex(self) -> str:
+        """``U^{(2)}``, ``w^{(1\\mathrm{f})}_{i}``, ``V_{\\mathrm{f}}``, ``W^{(2)}_{x}``: the letter, its chain's tag
+        above, its own subscript and its block below (not for an initial state: see ``state``)."""
+        letter, _, sub = self.letter.partition("_")
+        subs = [sub.replace("_", ",")] if sub else []
+        if self.part:
+            subs.append(rf"\mathrm{{{self.part}}}" if self.part in DIRECTIONS else self.part)
+        tag = tag_latex(self.layer, self.direction)
+        if tag and len(letter) > 1:  # the tag belongs to the whole name: {Wxh}^{(1)}, not Wx h^{(1)}
+            letter = f"{{{letter}}}"
+        return letter + (f"^{{{tag}}}" if tag else "") + (f"_{{{','.join(subs)}}}" if subs else "")
+
+    @property
+    def text(self) -> str:
+        """``U²``, ``w_i¹ᶠ``, ``V_f``, ``W²_x`` (not for an initial state: see ``state``)."""
+        return self.letter + tag_text(self.layer, self.direction) + (f"_{self.part}" if self.part else "")
+
+    # -- as SymPy arguments: a symbol that carries its name survives SymPy's rebuilding (xreplace) --
+
+    def args(self) -> tuple:
+        return (Str(self.letter), Integer(self.layer), Str(self.direction), Str(self.part), Integer(self.initial))
+
+    @classmethod
+    def from_args(cls, args) -> ParamName:
+        letter, layer, direction, part, initial = args
+        return cls(letter.name, int(layer), direction.name, part.name, bool(initial))
+
+
+class Spelled(MatrixSymbol):
+    """A parameter's symbol (or its gradient's, or a block's): a MatrixSymbol that carries how mathematics
+    writes it, a ``ParamName`` held in its last five arguments, so printers never read a code name."""
+
+    def __new__(cls, name, rows, cols, *spelling):
+        cls._check_spelling(spelling)
+        name = name if isinstance(name, Str) else Str(name)
+        return Basic.__new__(cls, name, sympify(rows), sympify(cols), *spelling)
+
+    @staticmethod
+    def _check_spelling(spelling: tuple) -> None:
+        if len(spelling) != 5:  # a symbol without its name would read its other arguments as one
+            raise TypeError(f"a parameter's symbol takes its spelling, ParamName.args(), not {spelling!r}")
+
+    @property
+    def spelling(self) -> ParamName:
+        return ParamName.from_args(self.args[-5:])
+
+
+def spelling_of(sym) -> ParamName:
+    """How mathematics writes a parameter's symbol; a plain MatrixSymbol (a hand-built program) by its name."""
+    return sym.spelling if isinstance(sym, Spelled) else ParamName.plain(sym.name)
 
 
 _BY_KEY: dict[str, Family] = {}

@@ -9,7 +9,12 @@ here with a docstring that says what it decides and why, testable on hand-built 
 - ``buffers_to_reuse``: a value written into the buffer of a value that is dead by then;
 - ``steps_built_in_place``: a family written straight into the buffer of the family built on it;
 - ``reads_targets_as_classes`` / ``softmax_outputs``: class-index targets kept as indices where
-  every reader takes them so, and the softmax a ``log_softmax`` can reuse.
+  every reader takes them so, and the softmax a ``log_softmax`` can reuse;
+- ``writes``: how each statement is written into its storage, as a list of the operations of
+  ``operations.py``: ``Take`` a buffer, ``Views`` of its steps, ``Gemm`` into a destination or a
+  one-step scratch with or without a contiguous transposed ``Copy`` of the weight, ``Into``,
+  ``Update`` and ``Apply`` in place, ``Assign`` a value the array library makes. The module's set
+  of buffers is read from them.
 
 ``Build`` keeps the ``Lowered`` value; a second array library needs a printer and these decisions,
 not a rewrite.
@@ -20,11 +25,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import sympy as sp
-from sympy import HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix
+from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
 
 from rnngen import algebra as A
+from rnngen import names
+from rnngen.activations import elementwise
 from rnngen.families import run_of, step_of
-from rnngen.program import Program, family_of
+from rnngen.operations import Apply, Assign, Copy, Gemm, Into, Reuse, Take, TakePlace, Update, Views, Write
+from rnngen.program import Program, family_of, stacked
 
 
 @dataclass(frozen=True)
@@ -180,6 +188,316 @@ def steps_built_in_place(program: Program, storage: dict) -> dict:
     return places
 
 
+# -- writes: how each statement is written into its storage (the operations: ``operations.py``) ---
+
+
+def is_data(expr) -> bool:
+    """Data has one column per sequence; everything else is parameter-shaped."""
+    return expr.shape[1] == A.B
+
+
+def is_gemm(term) -> bool:
+    """A product of one data operand and one parameter: a single GEMM."""
+    if not isinstance(term, MatMul):
+        return False
+    coeff, factors = term.as_coeff_matrices()
+    return (
+        coeff == 1
+        and len(factors) == 2
+        and is_data(factors[1])
+        and not is_data(factors[0])
+        and not any(isinstance(f, OneMatrix) for f in factors)  # broadcasts and sums, not products
+    )
+
+
+def applies_in_place(rule) -> bool:
+    """True when the activation ``rule`` can overwrite its argument: a NumPy ufunc, or a helper that
+    takes ``out=``, of one argument. Any other helper returns a new array."""
+    code = rule.numpy
+    return (code.startswith("np.") or rule.takes_out) and code.endswith(")") and code.count("{}") == 1
+
+
+def elementwise_over_steps(stmt, storage: dict) -> bool:
+    """True when ``stmt`` is elementwise over runs of the same steps, all stored as ``(steps, B, n)``.
+
+    Such work needs no reshaping to rows: the module spells its runs as ``(steps, B, n)`` views.
+    """
+    data = [s for s in [stmt.target, *A.symbols_in(stmt.expr)] if is_data(s)]
+    runs = {(run_of(s) or (None,))[1:] for s in data}
+    families = [family_of(s) for s in data]
+    # products other than a scaling or a parameter column repeated for every sequence (b 1ᵀ)
+    products = [e.as_coeff_matrices()[1] for e in sp.preorder_traversal(stmt.expr) if isinstance(e, MatMul)]
+    return (
+        len(runs) == 1
+        and None not in families
+        and all(storage[f].steps for f in families)
+        and all(len(m) == 1 or len(m) == 2 and isinstance(m[1], OneMatrix) and not is_data(m[0]) for m in products)
+    )
+
+
+class _Writes:
+    """The pass ``writes``: walks the statements in module order and keeps what each function has
+    taken so far (buffers, scratches, copies, lists of step views)."""
+
+    def __init__(self, storage: dict, T: int, class_targets: bool, reuse: dict, in_place: dict):
+        self.storage, self.T, self.class_targets = storage, T, class_targets
+        self.reuse, self.in_place = reuse, in_place
+        self.taken: set = set()  # the names taken so far, in any function
+        self._lists: set = set()  # (function, family) whose list of step views exists
+        self._scratches: set = set()  # (function, name) of the scratches and copies taken
+        self._function = None
+        self._step_family = None  # the family of the step being lowered
+
+    def write(self, stmt) -> Write:
+        """The operations that compute ``stmt.expr`` into its target's storage.
+
+        A data target is written in place: a product goes straight into the buffer (a GEMM with
+        ``out=``), the other terms of a sum are added in place, a Hadamard factor multiplied in
+        place, an activation that can be applied in place is. So a step of the recurrence
+        allocates nothing, and a stacked statement allocates only its own buffer.
+        """
+        target = stmt.target
+        step, run = step_of(target), run_of(target)
+        # _forward runs the forward section; loss and loss_and_grads the loss and backward ones
+        self._function = "_forward" if stmt.section == "forward" else "loss_and_grads"
+        if not (step or run) or not is_data(stmt.expr):
+            return self._done(stmt, [Assign(target, stmt.expr, "name")])
+        if step:
+            return self._step_write(stmt, *step)
+        over_steps = elementwise_over_steps(stmt, self.storage)
+        first, rest, value = self._into(target, stmt.expr)
+        family, rows = run[0], target.shape[0]
+        if first is not None and family in self.reuse:
+            return self._done(stmt, [Reuse(family, self.reuse[family])] + first + rest, over_steps)
+        if family in self.in_place:
+            if first is None:  # into the place the readers are built in, not a new array
+                first = [Assign(target, value, "fill")]
+            return self._done(stmt, self._take_place(family, rows) + first + rest, over_steps)
+        if first is not None:
+            return self._done(stmt, [self._allocate(family, rows)] + first + rest, over_steps)
+        if rest and isinstance(value, (MatrixSymbol, Transpose)):  # updating it in place would write another array
+            value, rest = stmt.expr, []
+        # a value the array library makes anyway: keep it as the buffer
+        form = "steps" if self.storage[family].steps else "rows"
+        return self._done(stmt, [Assign(target, value, form)] + rest, over_steps)
+
+    def _done(self, stmt, ops, over_steps=False) -> Write:
+        views = frozenset(family for function, family in self._lists if function == self._function)
+        return Write(stmt, self._function, tuple(ops), views, over_steps)
+
+    def _step_write(self, stmt, family, t) -> Write:
+        """One step of a family, written in place through the list of its steps' views.
+
+        A family written step by step is indexed several times per step; indexing a list of
+        its views (``h_[3]``, made once per function by ``h_ = list(h)``) costs a fraction of
+        slicing the array (``h[3]``), which matters for small networks. A step that is only
+        assigned (``h[0] = h0``) writes through the array itself.
+        """
+        rows = stmt.target.shape[0]
+        if family in self.in_place:
+            alloc = [] if family in self.taken else self._take_place(family, rows)
+        else:
+            alloc = [] if family in self.taken else [self._allocate(family, rows)]
+        key = (self._function, family)
+        made = key in self._lists
+        self._lists.add(key)
+        # the step of a family built in this one's place: already in the destination
+        held = next((s for s in A.symbols_in(stmt.expr) if self._held_by(s) == (family, t)), None)
+        self._step_family = family
+        try:
+            if held is None:
+                first, rest, value = self._into(stmt.target, stmt.expr)
+            else:
+                first, rest, value = self._into_holding(stmt.target, stmt.expr, held, family, rows)
+        finally:
+            self._step_family = None
+        if first is None and not rest and not made:
+            self._lists.discard(key)  # no list exists for the value to read
+        if first is None:
+            first = [Assign(stmt.target, value, "array")]
+            if not rest:
+                return self._done(stmt, alloc + first)
+        return self._done(stmt, alloc + ([] if made else [self._step_views(family, alloc)]) + first + rest)
+
+    def _step_views(self, family, alloc) -> Views:
+        """The list of ``family``'s step views. For a family whose own buffer an earlier line took
+        (and read), the list made with the buffers: list() of 100 steps costs 10-20 µs a call. Else
+        one made here, which also reads an array taken just before (``alloc``) that the function
+        may not name again."""
+        return Views(family, not alloc and family in self.taken)
+
+    def _held_by(self, sym):
+        """``(H, t)`` when ``sym`` is step t of a family whose place ``H`` is built in, else None."""
+        step = step_of(sym)
+        return (self.in_place[step[0]], step[1]) if step and step[0] in self.in_place else None
+
+    def _take_place(self, family, rows) -> list:
+        """``family`` as a view of the buffer of the family built in its place (taken first if need be)."""
+        home, st = self.in_place[family], self.storage[family]
+        take = [] if home in self.taken else [self._allocate(home, rows)]
+        return take + [TakePlace(family, home, stacked(home, st.first, st.first + st.count - 1, rows))]
+
+    def _allocate(self, family, rows) -> Take:
+        """``family``'s buffer from the call's set: ``(count, B, n)`` steps or ``(count * B, n)`` rows."""
+        st = self.storage[family]
+        count = "T" if st.count == self.T else "T + 1" if st.count == self.T + 1 else str(st.count)
+        shape = (count, "B", str(rows)) if st.steps else (f"{count} * B", str(rows))
+        self.taken.add(family)
+        return Take(family, shape)
+
+    def _scratch(self, name, shape, ops) -> str:
+        """A buffer of its own ``shape``, taken from the call's set on first use in a function."""
+        if (self._function, name) not in self._scratches:
+            self._scratches.add((self._function, name))
+            self.taken.add(name)
+            ops.append(Take(name, shape))
+        return name
+
+    def _gemm(self, data, param, out, ops) -> Gemm:
+        """One step's GEMM of ``data`` and ``param`` into ``out``; ``ops`` gets what it needs first.
+
+        A recurrence's own GEMM (its previous step times a weight) reads a transposed weight from
+        a contiguous copy made once per call: BLAS reads that faster than the view ``W.T`` (100
+        steps at B = 32, n_h = 128 in float32: 2.6 against 1.1 ms), and it is read at every step.
+        """
+        copy = None
+        if isinstance(param, MatrixSymbol) and isinstance(data, MatrixSymbol) and family_of(data) == self._step_family:
+            copy = names.transposed_copy(param.name)
+            if (self._function, copy) not in self._scratches:
+                self._scratch(copy, (str(param.shape[1]), str(param.shape[0])), ops)
+                ops.append(Copy(copy, param))
+        return Gemm(out, data, param, copy, True)
+
+    def _into(self, dest, expr):
+        """``(first, rest, value)``: the operations computing ``expr`` into ``dest``.
+
+        ``first`` writes ``dest``; when it is None, the caller assigns the expression ``value``
+        (the lead of ``expr``, which the array library evaluates the ordinary way) instead.
+        ``rest`` then updates ``dest`` in place.
+        """
+        minus = minus_targets(expr) if self.class_targets else None
+        if minus is not None:
+            return [Into(dest, "minus_targets", minus)], [], None
+        if is_gemm(expr):
+            param, data = expr.as_coeff_matrices()[1]
+            if self._step_family:
+                ops = []
+                return ops + [self._gemm(data, param, dest, ops)], [], None
+            return [Gemm(dest, data, param, None, False)], [], None
+        if isinstance(expr, HadamardPower) and expr.exp == 2:
+            return [Into(dest, "square", (expr.base,))], [], None
+        if isinstance(expr, A.Softmax) and not isinstance(expr, A.LogSoftmax):
+            return [Into(dest, "softmax", (expr.arg,))], [], None
+        if isinstance(expr, MatAdd) and len(expr.args) == 2:
+            (c1, a), (c2, b) = sorted((A.split_coeff(t) for t in expr.args), key=lambda cb: -cb[0])
+            # a ± b of stored values, or 1 - b (sigmoid's 1 - H), in one call into dest
+            if (
+                abs(c1) == abs(c2) == 1
+                and c1 > 0
+                and isinstance(a, (MatrixSymbol, OneMatrix))
+                and isinstance(b, MatrixSymbol)
+            ):
+                return [Into(dest, "add" if c2 > 0 else "subtract", (a, b))], [], None
+        if isinstance(expr, MatAdd):
+            terms = list(expr.args)
+            fresh = [t for t in terms if not isinstance(A.split_coeff(t)[1], (MatrixSymbol, OneMatrix))]
+            lead = next((t for t in fresh if is_gemm(t)), None)
+            lead = lead or next((t for t in fresh if A.split_coeff(t)[0] > 0), None)
+            one = next((t for t in terms if isinstance(t, OneMatrix)), None)
+            if lead is None and one is not None and len(fresh) == 1:  # 1 - a: a into dest, then 1 - dest
+                lead = fresh[0]
+            if lead is not None:
+                coeff, body = A.split_coeff(lead)
+                first, rest, value = self._into(dest, A.scale(abs(coeff), body))
+                if coeff < 0:
+                    rest.append(Into(dest, "subtract", (one, dest)))
+                for term in terms:
+                    if term is lead or coeff < 0 and term is one:
+                        continue
+                    rest.append(self._add_term(dest, term))
+                return first, rest, value
+        if isinstance(expr, A.Elementwise):
+            rule = elementwise(expr.fn)
+            if rule.is_identity:
+                return self._into(dest, expr.arg)
+            if applies_in_place(rule):
+                first, rest, value = self._into(dest, expr.arg)
+                return first, rest + [Apply(dest, expr.fn)], value
+        if (
+            isinstance(expr, HadamardProduct)
+            and len(expr.args) == 2
+            and all(isinstance(f, MatrixSymbol) for f in expr.args)
+        ):
+            return [Into(dest, "multiply", tuple(expr.args))], [], None
+        if isinstance(expr, HadamardProduct) and not any(isinstance(f, HadamardPower) for f in expr.args):
+            factors = list(expr.args)
+            lead = next((f for f in factors if isinstance(f, (MatAdd, MatMul, A.Elementwise))), None)
+            if lead is not None:
+                first, rest, value = self._into(dest, lead)
+                for f in factors:
+                    if f is not lead:
+                        rest.append(Update(dest, "*", f))
+                return first, rest, value
+        return None, [], expr
+
+    @staticmethod
+    def _add_term(dest, term) -> Update:
+        """Adding one term of a sum to ``dest`` in place (the term evaluated whole)."""
+        c, b = A.split_coeff(term)
+        return Update(dest, "-" if c < 0 else "+", A.scale(abs(c), b))
+
+    def _into_holding(self, dest, expr, held, family, rows):
+        """``_into`` for a ``dest`` that already holds ``held``, one of the values ``expr`` reads.
+
+        The forms below never write ``dest`` before they read ``held``: a sum with ``held`` as a
+        term adds the other terms in place (a GEMM through a scratch of one step that stays in
+        cache), a product with it as a factor multiplies in place, and an activation that
+        applies in place does so after its argument. Any other form is evaluated whole before it
+        is assigned, which is right whatever ``dest`` holds.
+        """
+        whole = None, [], expr
+        if expr == held:
+            return [], [], None
+        if isinstance(expr, MatAdd) and held in expr.args:
+            rest = []
+            for term in expr.args:
+                if term == held:
+                    continue
+                if is_gemm(term):
+                    param, data = term.as_coeff_matrices()[1]
+                    scratch = self._scratch(names.step_scratch(family), ("B", str(rows)), rest)
+                    rest += [self._gemm(data, param, scratch, rest), Update(dest, "+", scratch)]
+                    continue
+                rest.append(self._add_term(dest, term))
+            return [], rest, None
+        if isinstance(expr, A.Elementwise):
+            rule = elementwise(expr.fn)
+            if not rule.is_identity and not applies_in_place(rule):
+                return whole
+            first, rest, value = self._into_holding(dest, expr.arg, held, family, rows)
+            if first is None:
+                return whole
+            return first, rest + ([] if rule.is_identity else [Apply(dest, expr.fn)]), None
+        if isinstance(expr, HadamardProduct) and not any(isinstance(f, HadamardPower) for f in expr.args):
+            with_held = [f for f in expr.args if held in A.symbols_in(f)]
+            if len(with_held) != 1:
+                return whole
+            first, rest, value = self._into_holding(dest, with_held[0], held, family, rows)
+            if first is None:
+                return whole
+            for f in expr.args:
+                if f is not with_held[0]:
+                    rest.append(Update(dest, "*", f))
+            return first, rest, None
+        return whole
+
+
+def writes(program: Program, storage: dict, class_targets: bool, reuse: dict, in_place: dict) -> tuple:
+    """Every statement's write operations (``Write``), in module order."""
+    plan = _Writes(storage, program.derivation.spec.T, class_targets, reuse, in_place)
+    return tuple(plan.write(s) for s in program.stmts)
+
+
 @dataclass(frozen=True)
 class Lowered:
     """The optimized program and every storage decision its module makes.
@@ -191,6 +509,9 @@ class Lowered:
         softmax_of: ``O -> Ŷ`` for each ``Ŷ = softmax(O)`` that ``log_softmax(O)`` reuses.
         reuse: family -> the dead family whose buffer it takes.
         in_place: family -> the family built step by step in its buffer.
+        writes: per statement of ``program``, the operations that write it (``Write``). What the
+            module's set of buffers holds is read from them (``buffers``, ``step_lists``), so a
+            pass that rewrites the operations changes the set with them.
     """
 
     program: Program
@@ -199,20 +520,50 @@ class Lowered:
     softmax_of: dict
     reuse: dict
     in_place: dict
+    writes: tuple
+
+    @property
+    def buffers(self) -> dict:
+        """Name -> shape of every buffer the module takes from the call's set, in first-use order."""
+        return {op.name: op.shape for w in self.writes for op in w.ops if isinstance(op, Take)}
+
+    @property
+    def step_lists(self) -> dict:
+        """Name -> family of every list of step views that ``_new_buffers`` makes with the buffers."""
+        views = (op for w in self.writes for op in w.ops if isinstance(op, Views) and op.with_buffers)
+        return {names.step_views(op.family): op.family for op in views}
+
+    @property
+    def copies(self) -> list:
+        """``(function, copy, param)`` of each contiguous transposed copy, where it is made."""
+        return [(w.function, op.name, op.param) for w in self.writes for op in w.ops if isinstance(op, Copy)]
+
+    @property
+    def scratches(self) -> list:
+        """``(function, name)`` of each one-step scratch a GEMM goes through."""
+        gemms = [(w.function, op.out) for w in self.writes for op in w.ops if isinstance(op, Gemm)]
+        return list(dict.fromkeys((f, out) for f, out in gemms if isinstance(out, str)))
+
+    def write_of(self, target) -> Write:
+        """The ``Write`` of the statement whose target is ``target`` (a symbol or its name)."""
+        name = getattr(target, "name", target)
+        found = [w for w in self.writes if w.stmt.target.name == name]
+        if not found:
+            raise KeyError(f"no statement writes {name}")
+        return found[0]
 
 
-def lower(program: Program) -> Lowered:
-    """Every storage decision of ``program``'s NumPy module."""
+#: The storage decisions that only save memory traffic, each switchable off (``lower(skip=...)``).
+OPTIONAL = (buffers_to_reuse, steps_built_in_place)
+
+
+def lower(program: Program, skip=()) -> Lowered:
+    """Every storage decision of ``program``'s NumPy module; ``skip`` names passes of ``OPTIONAL`` to leave out."""
     spec = program.derivation.spec
     storage = storage_of(program)
     # Class indices stay indices where the only readers of the targets are the fused softmax /
     # cross-entropy pair (E and Ŷ - Y): no one-hot rows to build, and log_softmax reuses Ŷ.
     class_targets = spec.loss_rule.targets == "classes" and reads_targets_as_classes(program)
-    return Lowered(
-        program,
-        storage,
-        class_targets,
-        softmax_outputs(program),
-        buffers_to_reuse(program, storage),
-        steps_built_in_place(program, storage),
-    )
+    reuse, in_place = (p(program, storage) if p.__name__ not in skip else {} for p in OPTIONAL)
+    done = writes(program, storage, class_targets, reuse, in_place)
+    return Lowered(program, storage, class_targets, softmax_outputs(program), reuse, in_place, done)

@@ -13,15 +13,15 @@ the parameters; ``unroll``, the oracle, the reference loop, the documents and th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from functools import cache
+from dataclasses import dataclass, field, replace
+from functools import cache, partial
 
 import sympy as sp
 from sympy import Basic, MatrixSymbol, Transpose
 from sympy.core.symbol import Str
 
 from rnngen.cells import CELLS
-from rnngen.families import Family, chain_suffix
+from rnngen.families import Family, ParamName, Spelled, chain_suffix
 
 
 @cache
@@ -50,6 +50,7 @@ class Param:
             other, one block per vector, in order; empty otherwise.
         row: True when it is a matrix stored transposed (row notation: ``x^t U``).
         chain: ``(layer, direction)`` of the chain it belongs to, None for the output layer's.
+        spelling: how mathematics writes it (``U^{(2)}`` for the code's ``U2``); its code name by default.
     """
 
     name: str
@@ -59,6 +60,11 @@ class Param:
     blocks: tuple = ()
     row: bool = False
     chain: tuple | None = None
+    spelling: ParamName | None = None
+
+    @property
+    def written(self) -> ParamName:
+        return self.spelling or ParamName.plain(self.name)
 
     @property
     def is_vector(self) -> bool:
@@ -70,7 +76,7 @@ class Param:
         return (self.cols, self.rows) if self.row else (self.rows, self.cols)
 
     def symbol(self) -> MatrixSymbol:
-        return MatrixSymbol(self.name, *self.stored_shape)
+        return Spelled(self.name, *self.stored_shape, *self.written.args())
 
     def math(self, part: str | None = None):
         """The weight (or one block of it) in column math: the symbol, transposed in row notation."""
@@ -82,24 +88,27 @@ class Param:
         offset = sum((n for p, n in self.blocks[: self.parts.index(part)]), sp.S.Zero)
         width = dict(self.blocks)[part]
         rows, cols = (width, self.rows) if self.row else (self.rows, width)
-        return Block(block_name(self.name, part), rows, cols, self.name, part, 0 if self.row else 1, offset, width)
+        axis = 0 if self.row else 1
+        spelling = replace(self.written, part=part).args()
+        return Block(block_name(self.name, part), rows, cols, self.name, part, axis, offset, width, *spelling)
 
     @property
     def parts(self) -> tuple:
         return tuple(p for p, _ in self.blocks)
 
 
-class Block(MatrixSymbol):
+class Block(Spelled):
     """A block of a parameter: its entries ``offset .. offset + width - 1`` along ``axis`` of the stored array.
 
     What it is a block of is part of its SymPy arguments: the same name and shape can be a column
     block (column notation) or a row block (row notation) of a square matrix.
     """
 
-    def __new__(cls, name, rows, cols, param, part, axis, offset, width):
+    def __new__(cls, name, rows, cols, param, part, axis, offset, width, *spelling):
+        cls._check_spelling(spelling)
         args = [sp.sympify(a) for a in (rows, cols, axis, offset, width)]
         name, param, part = (a if isinstance(a, Str) else Str(a) for a in (name, param, part))
-        return Basic.__new__(cls, name, args[0], args[1], param, part, *args[2:])
+        return Basic.__new__(cls, name, args[0], args[1], param, part, *args[2:], *spelling)
 
     @property
     def shape(self):
@@ -237,6 +246,7 @@ def network(spec) -> Network:
             in_blocks = tuple((c.direction or "x", c.size) for c in below)
         for d in directions:
             suffix = chain_suffix(tag, d)
+            written = partial(ParamName, layer=tag, direction=d)  # how this chain's parameters are written
             params = {}
             if stacked_form:
                 # seed 002: one matrix on [h_{t-1}; x_t], its columns side by side
@@ -248,6 +258,7 @@ def network(spec) -> Network:
                     (("h", hidden),) + in_blocks,
                     row,
                     (layer, d),
+                    written(recurrent_name),
                 )
                 params["input"] = params["recurrent"] = w
                 input_parts = tuple(p for p, _ in in_blocks)
@@ -261,15 +272,24 @@ def network(spec) -> Network:
                     () if whole else in_blocks,
                     row,
                     (layer, d),
+                    written(input_name),
                 )
-                params["recurrent"] = Param(recurrent_name + suffix, "recurrent", hidden, hidden, (), row, (layer, d))
+                params["recurrent"] = Param(
+                    recurrent_name + suffix, "recurrent", hidden, hidden, (), row, (layer, d), written(recurrent_name)
+                )
                 input_parts = (None,) if whole else tuple(p for p, _ in in_blocks)
             if spec.hidden_bias:
-                params["hidden_bias"] = Param("b" + suffix, "hidden_bias", hidden, sp.S.One, chain=(layer, d))
-            params["initial"] = Param(_initial_name(tag, d), "initial", hidden, sp.S.One, chain=(layer, d))
+                params["hidden_bias"] = Param(
+                    "b" + suffix, "hidden_bias", hidden, sp.S.One, chain=(layer, d), spelling=written("b")
+                )
+            initial = written("h", initial=True)  # written as its state's first step
+            params["initial"] = Param(
+                _initial_name(tag, d), "initial", hidden, sp.S.One, chain=(layer, d), spelling=initial
+            )
             chains.append(Chain(layer, d, tag, hidden, reads, params, input_parts, "h" if stacked_form else None))
         below = chains[-len(directions) :]
     top_blocks = tuple((c.direction, c.size) for c in below) if len(below) > 1 else ()
-    output = Param(output_name, "output", n_y, sum(c.size for c in below), top_blocks, row)
-    output_bias = Param("c", "output_bias", n_y, sp.S.One) if spec.output_bias else None
+    n_top = sum(c.size for c in below)
+    output = Param(output_name, "output", n_y, n_top, top_blocks, row, spelling=ParamName(output_name))
+    output_bias = Param("c", "output_bias", n_y, sp.S.One, spelling=ParamName("c")) if spec.output_bias else None
     return Network(cell, tuple(chains), output, output_bias, L, directions)

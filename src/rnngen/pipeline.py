@@ -71,10 +71,10 @@ class Build:
 
 
 def build(spec: RNNSpec, skip=()) -> Build:
-    """Run the whole pipeline for ``spec``; ``skip`` names rewrite passes to leave out."""
+    """Run the whole pipeline for ``spec``; ``skip`` names rewrite and optional lowering passes to leave out."""
     derivation = derive(spec)
     plain = from_derivation(derivation)
     program = optimize(plain, skip=skip)
-    lowered = lower(program)
+    lowered = lower(program, skip=skip)
     module, latex, equations, formulas = render_both(derivation, lowered)
     return Build(spec, derivation, plain, program, lowered, module, latex, equations, formulas)

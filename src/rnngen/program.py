@@ -16,7 +16,7 @@ from sympy import MatrixSymbol
 from rnngen import algebra as A
 from rnngen import names
 from rnngen.backprop import Derivation
-from rnngen.families import Relative, Run, Step, family, step_name, step_of
+from rnngen.families import Relative, Run, Spelled, Step, family, spelling_of, step_name, step_of
 
 SECTIONS = ("forward", "loss", "backward")
 
@@ -217,8 +217,9 @@ def initial_state_adjoint(chain) -> str:
     return chain.family("h", "adjoint").key
 
 
-class Gradient(MatrixSymbol):
-    """``dE/d<param>``, named ``d<param>`` in code; its own type, so printers never mistake it for a parameter."""
+class Gradient(Spelled):
+    """``dE/d<param>``, named ``d<param>`` in code; its own type, so printers never mistake it for a parameter.
+    It carries the parameter's spelling, so the document writes ``dE/dU^{(1)}``, not ``dE/dU1``."""
 
     @property
     def param(self) -> str:
@@ -226,7 +227,7 @@ class Gradient(MatrixSymbol):
 
 
 def gradient_symbol(param: MatrixSymbol) -> MatrixSymbol:
-    return Gradient(names.gradient(param.name), *param.shape)
+    return Gradient(names.gradient(param.name), *param.shape, *spelling_of(param).args())
 
 
 def from_derivation(derivation: Derivation) -> Program:

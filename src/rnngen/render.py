@@ -178,6 +178,12 @@ def _network_text(derivation: Derivation) -> list:
         initial = next(node for node in graph.nodes if node.family == state_key(chain) and node.t == start)
         name = chain.params["initial"].name
         lines.append(f"{text(initial.symbol, n.row)} = {name} (a parameter, zeros by default)")
+    for chain in graph.network.chains:  # the arrays of the parameters the math writes otherwise (U¹ is U1)
+        params = {p.name: p for p in chain.params.values() if p.role != "initial"}.values()
+        pairs = [(text(p.symbol()), p.name) for p in params if text(p.symbol()) != p.name]
+        if pairs:
+            maths, names = zip(*pairs)
+            lines.append(f"{', '.join(maths)}: the parameters {', '.join(names)}")
     return lines
 
 
@@ -209,14 +215,8 @@ def module_context(derivation: Derivation, lowered: Lowered, formulas: list, num
     spec = derivation.spec
     T = spec.T
     storage, class_targets = lowered.storage, lowered.class_targets
-    printer = NumpyPrinter(
-        storage,
-        T,
-        class_targets=class_targets,
-        softmax_of=lowered.softmax_of,
-        reuse=lowered.reuse,
-        in_place=lowered.in_place,
-    )
+    printer = NumpyPrinter.of(lowered)
+    writes = {w.stmt.target: w for w in lowered.writes}  # one writer per target
     params = derivation.graph.params
     net = derivation.graph.network
     sources = _size_sources(params, net.sizes)
@@ -229,7 +229,7 @@ def module_context(derivation: Derivation, lowered: Lowered, formulas: list, num
         else:
             lines.extend(layout.comment(f"({numbers[formula.key]}) {formula.text}"))
         for s in formula.stmts:
-            lines.extend(printer.statement(s))
+            lines.extend(printer.write(writes[s.target]))
     # Each function defines the sizes its own lines use, nothing more.
     sections["forward"] = _prologue(sections["forward"], sources, views) + sections["forward"]
     sections["loss_prologue"] = _prologue(sections["loss"], sources, views)
@@ -245,7 +245,7 @@ def module_context(derivation: Derivation, lowered: Lowered, formulas: list, num
     carried = [f for f in written_forward if f in read_later or f in FORWARD_OUTPUTS or f in states]
     # The sizes the buffers' shapes name, read from the parameters by the caller of _buffers.
     size_names = [str(s) for s in net.sizes]
-    buffer_sizes = [n for n in size_names if re.search(rf"\b{n}\b", " ".join(printer.buffers.values()))]
+    buffer_sizes = [n for n in size_names if re.search(rf"\b{n}\b", " ".join(map(", ".join, lowered.buffers.values())))]
     # An output that is another output's array (yhat = o for an identity output layer) is copied, so
     # that the caller's arrays do not alias; every other output is already an array of its own.
     aliases = {family_of(s.target) for s in program.section("forward") if _same_array(s.expr) in FORWARD_OUTPUTS}
@@ -281,8 +281,8 @@ def module_context(derivation: Derivation, lowered: Lowered, formulas: list, num
         **calls,
         network=_network_text(derivation),
         sections=sections,
-        buffers=list(printer.buffers.items()),
-        step_lists=list(printer.step_lists.items()),
+        buffers=[(name, f"({', '.join(shape)})") for name, shape in lowered.buffers.items()],
+        step_lists=list(lowered.step_lists.items()),
         buffer_sizes=buffer_sizes,
         forward_outputs=forward_outputs,
         many_to_one=spec.mapping == "many-to-one",

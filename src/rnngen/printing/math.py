@@ -21,7 +21,7 @@ from sympy.printing.printer import Printer
 
 from rnngen import algebra as A
 from rnngen.activations import columnwise, elementwise
-from rnngen.families import family, relative_of, run_of, step_of
+from rnngen.families import ParamName, family, relative_of, run_of, spelling_of, step_of
 from rnngen.printing import PrintError
 from rnngen.program import Gradient
 
@@ -74,30 +74,10 @@ def _offset(k: int) -> str:
     return "t" if k == 0 else f"t{k:+d}"
 
 
-def _tag_latex(tag: str) -> str:
-    """A layer and direction written beside a symbol: ``(2)``, ``(\\mathrm{f})``, ``(2\\mathrm{f})``."""
-    if not tag:
-        return ""
-    layer, direction = tag.rstrip("fb"), tag[len(tag.rstrip("fb")) :]
-    return "(" + layer + (rf"\mathrm{{{direction}}}" if direction else "") + ")"
-
-
 def param_latex(name: str, row: bool = False) -> str:
-    """LaTeX of a parameter name: ``w_i`` -> ``w_{i}``, ``h0`` -> ``h_{0}`` (``h^{0}`` in row notation),
-    ``h0_2_f`` -> ``h^{(2\\mathrm{f})}_{0}``, ``U1_f`` -> ``U1_{f}``.
-
-    A backward chain's initial state is its state after the last step, ``h0_b`` ->
-    ``h^{(\\mathrm{b})}_{T+1}`` (the lecture's h^{1,T+1}), the step at which the derivation holds it.
-    """
-    if name.startswith("h0") and (name == "h0" or name[2] == "_"):
-        tag = name[3:].replace("_", "")
-        step = "T+1" if tag.endswith("b") else "0"
-        tag = _tag_latex(tag)
-        if row:
-            return f"h^{{{tag}{',' if tag else ''}{step}}}"
-        return f"h^{{{tag}}}_{{{step}}}" if tag else "h_{0}"
-    base, _, sub = name.partition("_")
-    return f"{base}_{{{sub.replace('_', ',')}}}" if sub else name
+    """LaTeX of a parameter known by its code name in a network of one layer: ``w_i`` -> ``w_{i}``,
+    ``h0`` -> ``h_{0}`` (``h^{0}`` in row notation). A network's own symbols carry their spelling."""
+    return MathPrinter(LATEX, row).written(ParamName.plain(name))
 
 
 def is_vector(expr) -> bool:
@@ -234,7 +214,7 @@ class MathPrinter(Printer):
             t = str(t)
             return f"{fam.text}_{{{t}}}" if len(t) > 1 and not t.isdigit() else f"{fam.text}_{t}"
         index = f"{t}:{stacked_to}" if stacked_to is not None else str(t)
-        tag = _tag_latex(fam.tag)
+        tag = fam.tag_latex
         if fam.delta:
             delta = fam.stacked_delta if stacked_to is not None else fam.delta
             if self.row:
@@ -258,13 +238,14 @@ class MathPrinter(Printer):
             fam, k = rel
             return self.step(fam, _offset(k))
         if isinstance(sym, Gradient):
-            return st.gradient.format(self._param(sym.param))
-        return self._param(sym.name)
+            return st.gradient.format(self.written(sym.spelling))
+        return self.written(spelling_of(sym))
 
-    def _param(self, name: str) -> str:
-        if self.style is TEXT:
-            return "h_0" if name == "h0" else name
-        return param_latex(name, self.row)
+    def written(self, name: ParamName) -> str:
+        """A parameter as mathematics writes it; an initial state as the first step of its chain's state."""
+        if name.initial:
+            return self.step(name.state.key, name.start)
+        return name.text if self.style is TEXT else name.latex()
 
     def _add(self, terms, sub):
         parts = []

@@ -22,12 +22,11 @@ from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, 
 from sympy.printing.printer import Printer
 
 from rnngen import algebra as A
-from rnngen import expression, names
+from rnngen import expression, names, operations
 from rnngen.activations import LEAD_SPLIT, columnwise, elementwise
 from rnngen.families import run_of, step_of
-from rnngen.lower import is_targets, minus_targets, targets_dot_log_softmax
+from rnngen.lower import is_data, is_targets, targets_dot_log_softmax
 from rnngen.printing import PrintError
-from rnngen.program import family_of, stacked
 
 #: A stored value or a view of one (``h``, ``h[2]``, ``h[1:]``): squared as ``a * a``, which reads it twice for free.
 _STORED = re.compile(r"^[A-Za-z_]\w*(\[[^\[\]()]*\])?$")
@@ -165,62 +164,55 @@ HELPERS = {
 }
 
 
-def is_data(expr) -> bool:
-    """Data has one column per sequence; everything else is parameter-shaped."""
-    return expr.shape[1] == A.B
-
-
 def _product_shape(factors):
     return factors[0].shape[0], factors[-1].shape[1]
 
 
 def _inplace(rule) -> str:
     """``rule`` applied in place to ``{0}``: ``np.tanh({})`` -> ``np.tanh({0}, out={0})`` for a NumPy
-    ufunc or a helper that takes ``out=`` (``_sigmoid({0}, out={0})``); "" for any other helper."""
-    numpy_format = rule.numpy
-    takes_out = numpy_format.startswith("np.") or rule.takes_out
-    if not (takes_out and numpy_format.endswith(")")) or numpy_format.count("{}") != 1:
-        return ""
-    return numpy_format[:-1].replace("{}", "{0}") + ", out={0})"
+    ufunc or a helper that takes ``out=`` (``_sigmoid({0}, out={0})``); see ``lower.applies_in_place``."""
+    return rule.numpy[:-1].replace("{}", "{0}") + ", out={0})"
+
+
+#: How each ``operations.Into`` form is spelled into ``{out}``.
+INTO = {
+    "add": "np.add({0}, {1}, out={out})",
+    "subtract": "np.subtract({0}, {1}, out={out})",
+    "multiply": "np.multiply({0}, {1}, out={out})",
+    "square": "np.square({0}, out={out})",
+    "softmax": "_softmax({0}, out={out})",
+    "minus_targets": "_minus_targets({0}, {1}, out={out})",
+}
 
 
 class NumpyPrinter(Printer):
-    """Prints statements of a program as NumPy code in row layout."""
+    """Spells a lowered program's write operations, and the expressions in them, as NumPy code in row layout.
+
+    Every storage decision (which buffer, what goes into the destination first, what is updated in
+    place, which scratch and which copy) is made in ``lower``; this class only spells them.
+    """
 
     printmethod = "_rnngen_numpy"
 
-    def __init__(
-        self,
-        storage: dict,
-        T: int,
-        class_targets: bool = False,
-        softmax_of: dict | None = None,
-        reuse: dict | None = None,
-        in_place: dict | None = None,
-    ):
+    def __init__(self, storage: dict, T: int, class_targets: bool = False, softmax_of: dict | None = None):
         """``class_targets``: the module may hold the targets ``y`` as class indices, so ``Ŷ - Y``
         goes through a helper that takes either form; ``softmax_of`` maps an argument ``O`` to the
-        symbol already holding ``softmax(O)``, which ``1ᵀ (Y ∘ log_softmax(O)) 1`` then reuses;
-        ``reuse`` maps a family to the dead family whose buffer it takes (``buffers_to_reuse``);
-        ``in_place`` maps a family to the one built step by step in its place (``steps_built_in_place``)."""
+        symbol already holding ``softmax(O)``, which ``1ᵀ (Y ∘ log_softmax(O)) 1`` then reuses."""
         super().__init__()
         self.storage = storage
-        self.reuse = reuse or {}
-        self.in_place = in_place or {}
         self.T = T
         self.class_targets = class_targets
         self.softmax_of = softmax_of or {}
-        self._as_steps = False  # set while a statement is printed over (steps, B, n) views
-        self._function = None  # the module function the current statement goes to
-        self._lists: set = set()  # (function, family) whose ``family_`` list of step views exists
-        self._scratches: set = set()  # (function, name) of the step scratches taken from the set
-        self._step_family = None  # the family of the statement of one step being printed
+        self._as_steps = False  # set while an operation is printed over (steps, B, n) views
+        self._views = frozenset()  # the families read through their list of step views
         #: name -> source of every helper function the printed code calls, in first-use order.
         self.helpers: dict = {}
-        #: family or scratch -> the shape code of its buffer in the module's ``_buffers``, in first-use order.
-        self.buffers: dict = {}
-        #: ``h_`` -> ``h``: the lists of step views that ``_new_buffers`` makes with the buffers.
-        self.step_lists: dict = {}
+
+    @classmethod
+    def of(cls, lowered) -> NumpyPrinter:
+        """The printer of a ``lower.Lowered`` program's module."""
+        T = lowered.program.derivation.spec.T
+        return cls(lowered.storage, T, class_targets=lowered.class_targets, softmax_of=lowered.softmax_of)
 
     def _use(self, name):
         """Put the helper ``name`` into the module, with the helpers it calls."""
@@ -234,275 +226,87 @@ class NumpyPrinter(Printer):
 
     # -- entry points -------------------------------------------------------------
 
-    def statement(self, stmt) -> list:
-        """The lines that compute ``stmt.expr`` into its target's storage.
-
-        A data target is written in place: a product goes straight into the
-        buffer with ``np.matmul(..., out=)``, the other terms of a sum are
-        added with ``+=``, a Hadamard factor with ``*=``, an activation that is a
-        NumPy ufunc with ``out=``. So a step of the recurrence allocates nothing,
-        and a stacked statement allocates only its own buffer.
-        """
-        target = stmt.target
-        step, run = step_of(target), run_of(target)
-        # _forward runs the forward section; loss and loss_and_grads the loss and backward ones
-        self._function = "_forward" if stmt.section == "forward" else "loss_and_grads"
-        if not (step or run) or not is_data(stmt.expr):
-            return [f"{target.name} = {self.code(stmt.expr)}"]
-        if step:
-            return self._step_statement(stmt, *step)
-        # Elementwise work over steps stored as (steps, B, n) needs no reshaping to rows.
-        self._as_steps = self._elementwise_over_steps(stmt)
+    def write(self, write) -> list:
+        """The lines of one lowered statement (``operations.Write``): each operation spelled in turn by
+        its ``_write_<Op>`` method. The in-place operations spell runs of steps as ``(steps, B, n)``
+        views where the lowering says so; an ``Assign`` spells its value as rows either way."""
+        self._views = write.views
+        lines = []
         try:
-            first, rest, value = self._into(self._symbol_rows(target), stmt.expr)
+            for op in write.ops:
+                spell = getattr(self, f"_write_{type(op).__name__}", None)
+                if spell is None:
+                    raise PrintError(f"no NumPy spelling for the write operation {op}")
+                self._as_steps = write.over_steps and not isinstance(op, operations.Assign)
+                lines.append(spell(op))
         finally:
-            self._as_steps = False
-        family, lo, hi = run
-        if first is not None and family in self.reuse:
-            dead = self.reuse[family]
-            return [f"{family} = {dead}  # {dead} is not read after this: {family} takes its buffer"] + first + rest
-        if family in self.in_place:
-            if first is None:  # into the place the readers are built in, not a new array
-                first = [f"{self._symbol_rows(target)}[...] = {self._any(value)[0]}"]
-            return self._take_place(family, target.shape[0]) + first + rest
-        if first is not None:
-            return [self._allocate(family, target.shape[0])] + first + rest
-        if rest and isinstance(value, (MatrixSymbol, Transpose)):  # updating it in place would write another array
-            value, rest = stmt.expr, []
-        # a value NumPy makes anyway: keep it as the buffer
-        if not self.storage[family].steps:
-            return [f"{family} = {self._any(value)[0]}"] + rest
+            self._as_steps, self._views = False, frozenset()
+        return lines
+
+    @staticmethod
+    def _write_Take(op) -> str:
+        return f'{op.name} = buf["{op.name}"]'
+
+    def _write_TakePlace(self, op) -> str:
+        view = self._symbol_rows(op.view, as_steps=True)
+        return f"{op.family} = {view}  # each step is read only by the same step of {op.home}, built on it"
+
+    @staticmethod
+    def _write_Reuse(op) -> str:
+        return f"{op.family} = {op.dead}  # {op.dead} is not read after this: {op.family} takes its buffer"
+
+    @staticmethod
+    def _write_Views(op) -> str:
+        views = names.step_views(op.family)
+        if op.with_buffers:
+            return f'{views} = buf["{views}"]  # its steps as views, made with the buffers: cheaper to index'
+        return f"{views} = list({op.family})  # its steps as views: cheaper to index than the array"
+
+    def _write_Copy(self, op) -> str:
+        return f"np.copyto({op.name}, {self._transposed_param(op.param)})  # contiguous: every step's GEMM reads it"
+
+    def _write_Gemm(self, op) -> str:
+        weight = op.copy or self._transposed_param(op.param)
+        # np.dot: a third less call overhead than np.matmul for one step's rows (0.45 against
+        # 0.70 µs at B = 1), the same BLAS call; for time-stacked rows np.matmul is the faster.
+        call = "np.dot" if op.per_step else "np.matmul"
+        return f"{call}({self.code(op.data)}, {weight}, out={self._dest(op.out)})"
+
+    def _write_Into(self, op) -> str:
+        if op.fn in ("softmax", "minus_targets"):
+            self._use(f"_{op.fn}")
+        args = [self.code(a) for a in op.args]
+        if op.fn == "minus_targets":  # the targets as rows or as class indices
+            args[1] = self._targets_code(op.args[1])
+        return INTO[op.fn].format(*args, out=self._dest(op.dest))
+
+    def _write_Update(self, op) -> str:
+        code = op.expr if isinstance(op.expr, str) else self.code(op.expr)
+        return self._update(self._dest(op.dest), op.op, code)
+
+    def _write_Apply(self, op) -> str:
+        rule = elementwise(op.fn)
+        self.helpers.update(rule.helpers)
+        return _inplace(rule).format(self._dest(op.dest))
+
+    def _write_Assign(self, op) -> str:
+        """``dest = value`` in the storage ``op.form`` names."""
+        target, form = op.dest, op.form
+        if form == "name":
+            return f"{target.name} = {self.code(op.expr)}"
+        if form == "array":
+            return f"{self._step(*step_of(target), views=False)} = {self._any(op.expr)[0]}"
+        if form == "fill":
+            return f"{self._symbol_rows(target)}[...] = {self._any(op.expr)[0]}"
+        family, lo, hi = run_of(target)
+        if form == "rows":
+            return f"{family} = {self._any(op.expr)[0]}"
         count = "T" if hi - lo + 1 == self.T else str(hi - lo + 1)
-        return [f"{family} = {self._wrap(self._any(value), ATOM)}.reshape({count}, B, -1)"] + rest
+        return f"{family} = {self._wrap(self._any(op.expr), ATOM)}.reshape({count}, B, -1)"
 
-    def _step_statement(self, stmt, family, t) -> list:
-        """One step of a family, written in place through the list of its steps' views.
-
-        A family written step by step is indexed several times per step; indexing a list of
-        its views (``h_[3]``, made once per function by ``h_ = list(h)``) costs a fraction of
-        slicing the array (``h[3]``), which matters for small networks. A step that is only
-        assigned (``h[0] = h0``) writes through the array itself.
-        """
-        rows = stmt.target.shape[0]
-        if family in self.in_place:
-            alloc = [] if family in self.buffers else self._take_place(family, rows)
-        else:
-            alloc = [] if family in self.buffers else [self._allocate(family, rows)]
-        key = (self._function, family)
-        made = key in self._lists
-        self._lists.add(key)
-        # the step of a family built in this one's place: already in the destination
-        held = next((s for s in A.symbols_in(stmt.expr) if self._held_by(s) == (family, t)), None)
-        self._step_family = family
-        try:
-            if held is None:
-                first, rest, value = self._into(self._step(family, t), stmt.expr)
-            else:
-                first, rest, value = self._into_holding(self._step(family, t), stmt.expr, held, family, rows)
-        finally:
-            self._step_family = None
-        if first is None and not rest and not made:
-            self._lists.discard(key)  # before printing the value: no list exists for it to read
-        if first is None:
-            first = [f"{self._step(family, t, views=False)} = {self._any(value)[0]}"]
-            if not rest:
-                return alloc + first
-        return alloc + ([] if made else [self._step_views(family, alloc)]) + first + rest
-
-    def _step_views(self, family, alloc) -> str:
-        """The line naming the list of ``family``'s step views. For a family whose own buffer an
-        earlier line took (and read), the list made with the buffers: list() of 100 steps costs
-        10-20 µs a call. Else one made here, which also reads an array taken just before (``alloc``)
-        that the function may not name again."""
-        views = names.step_views(family)
-        if alloc or family not in self.buffers:
-            return f"{views} = list({family})  # its steps as views: cheaper to index than the array"
-        self.step_lists[views] = family
-        return f'{views} = buf["{views}"]  # its steps as views, made with the buffers: cheaper to index'
-
-    def _held_by(self, sym):
-        """``(H, t)`` when ``sym`` is step t of a family whose place ``H`` is built in, else None."""
-        step = step_of(sym)
-        return (self.in_place[step[0]], step[1]) if step and step[0] in self.in_place else None
-
-    def _take_place(self, family, rows) -> list:
-        """The lines that make ``family`` a view of the buffer of the family built in its place."""
-        home, st = self.in_place[family], self.storage[family]
-        view = self._symbol_rows(stacked(home, st.first, st.first + st.count - 1, rows), as_steps=True)
-        take = [] if home in self.buffers else [self._allocate(home, rows)]
-        return take + [f"{family} = {view}  # each step is read only by the same step of {home}, built on it"]
-
-    def _into_holding(self, dest, expr, held, family, rows):
-        """``_into`` for a ``dest`` that already holds ``held``, one of the values ``expr`` reads.
-
-        The forms below never write ``dest`` before they read ``held``: a sum with ``held`` as a
-        term adds the other terms in place (a GEMM through a scratch of one step that stays in
-        cache), a product with it as a factor multiplies in place, and an activation that is a
-        ufunc applies in place after its argument. Any other form is evaluated whole before it is
-        assigned, which is right whatever ``dest`` holds.
-        """
-        whole = None, [], expr
-        if expr == held:
-            return [], [], None
-        if isinstance(expr, MatAdd) and held in expr.args:
-            rest = []
-            for term in expr.args:
-                if term == held:
-                    continue
-                if self._is_gemm(term):
-                    param, data = term.as_coeff_matrices()[1]
-                    scratch = self._scratch(names.step_scratch(family), f"(B, {rows})", rest)
-                    rest += [self._step_gemm(data, param, scratch, rest), f"{dest} += {scratch}"]
-                    continue
-                rest.append(self._add_term(dest, term))
-            return [], rest, None
-        if isinstance(expr, A.Elementwise):
-            rule = elementwise(expr.fn)
-            inplace = "" if rule.is_identity else _inplace(rule)
-            if rule.numpy != "{}" and not inplace:
-                return whole
-            first, rest, value = self._into_holding(dest, expr.arg, held, family, rows)
-            if first is None:
-                return whole
-            self.helpers.update(rule.helpers)
-            return first, rest + ([inplace.format(dest)] if inplace else []), None
-        if isinstance(expr, HadamardProduct) and not any(isinstance(f, HadamardPower) for f in expr.args):
-            with_held = [f for f in expr.args if held in A.symbols_in(f)]
-            if len(with_held) != 1:
-                return whole
-            first, rest, value = self._into_holding(dest, with_held[0], held, family, rows)
-            if first is None:
-                return whole
-            for f in expr.args:
-                if f is not with_held[0]:
-                    rest.append(self._update(dest, "*", self._rows(f)[0]))
-            return first, rest, None
-        return whole
-
-    def _step_gemm(self, data, param, out, lines) -> str:
-        """The line of one step's GEMM of ``data`` and ``param`` into ``out``; ``lines`` gets what it needs first.
-
-        np.dot has a third less call overhead than np.matmul for one step's rows (0.45 against
-        0.70 µs at B = 1), the same BLAS call; for time-stacked rows np.matmul is the faster.
-        A recurrence's own GEMM (its previous step times a weight) reads a transposed weight from
-        a contiguous copy made once per call: BLAS reads that faster than the view ``W.T`` (100
-        steps at B = 32, n_h = 128 in float32: 2.6 against 1.1 ms), and it is read at every step.
-        """
-        weight = self._transposed_param(param)
-        if weight.endswith(".T") and isinstance(data, MatrixSymbol) and family_of(data) == self._step_family:
-            copy = names.transposed_copy(weight[:-2])
-            if (self._function, copy) not in self._scratches:
-                self._scratch(copy, f"({param.shape[1]}, {param.shape[0]})", lines)
-                lines.append(f"np.copyto({copy}, {weight})  # contiguous: every step's GEMM reads it")
-            weight = copy
-        return f"np.dot({self.code(data)}, {weight}, out={out})"
-
-    def _scratch(self, name, shape, lines) -> str:
-        """A buffer of its own ``shape``, taken from the call's set on first use in a function."""
-        if (self._function, name) not in self._scratches:
-            self._scratches.add((self._function, name))
-            self.buffers[name] = shape
-            lines.append(f'{name} = buf["{name}"]')
-        return name
-
-    def _elementwise_over_steps(self, stmt) -> bool:
-        """True when ``stmt`` is elementwise over runs of the same steps, all stored as (steps, B, n)."""
-        data = [s for s in [stmt.target, *A.symbols_in(stmt.expr)] if is_data(s)]
-        runs = {(run_of(s) or (None,))[1:] for s in data}
-        families = [family_of(s) for s in data]
-        # products other than a scaling or a parameter column repeated for every sequence (b 1ᵀ)
-        products = [e.as_coeff_matrices()[1] for e in sp.preorder_traversal(stmt.expr) if isinstance(e, MatMul)]
-        return (
-            len(runs) == 1
-            and None not in families
-            and all(self.storage[f].steps for f in families)
-            and all(len(m) == 1 or len(m) == 2 and isinstance(m[1], OneMatrix) and not is_data(m[0]) for m in products)
-        )
-
-    def _allocate(self, family, rows) -> str:
-        """The line that takes ``family``'s buffer from the call's set (``buf``, made by ``_buffers``)."""
-        st = self.storage[family]
-        count = "T" if st.count == self.T else "T + 1" if st.count == self.T + 1 else str(st.count)
-        self.buffers[family] = f"({count}, B, {rows})" if st.steps else f"({count} * B, {rows})"
-        return f'{family} = buf["{family}"]'
-
-    def _into(self, dest, expr):
-        """``(first, rest, value)``: lines computing ``expr`` into ``dest``.
-
-        ``first`` writes ``dest``; when it is None, the caller assigns the
-        expression ``value`` (the lead of ``expr``, which NumPy evaluates the
-        ordinary way) instead. ``rest`` then updates ``dest`` in place.
-        """
-        minus = minus_targets(expr) if self.class_targets else None
-        if minus is not None:
-            self._use("_minus_targets")
-            p, y = minus
-            return [f"_minus_targets({self.code(p)}, {self._targets_code(y)}, out={dest})"], [], None
-        if self._is_gemm(expr):
-            param, data = expr.as_coeff_matrices()[1]
-            if self._step_family:
-                lines = []
-                return lines + [self._step_gemm(data, param, dest, lines)], [], None
-            return [f"np.matmul({self.code(data)}, {self._transposed_param(param)}, out={dest})"], [], None
-        if isinstance(expr, HadamardPower) and expr.exp == 2:
-            return [f"np.square({self.code(expr.base)}, out={dest})"], [], None
-        if isinstance(expr, A.Softmax) and not isinstance(expr, A.LogSoftmax):
-            self._use("_softmax")
-            return [f"_softmax({self.code(expr.arg)}, out={dest})"], [], None
-        if isinstance(expr, MatAdd) and len(expr.args) == 2:
-            (c1, a), (c2, b) = sorted((A.split_coeff(t) for t in expr.args), key=lambda cb: -cb[0])
-            # a ± b of stored values, or 1 - b (sigmoid's 1 - H), in one ufunc call into dest
-            if (
-                abs(c1) == abs(c2) == 1
-                and c1 > 0
-                and isinstance(a, (MatrixSymbol, OneMatrix))
-                and isinstance(b, MatrixSymbol)
-            ):
-                ufunc = "add" if c2 > 0 else "subtract"
-                return [f"np.{ufunc}({self.code(a)}, {self.code(b)}, out={dest})"], [], None
-        if isinstance(expr, MatAdd):
-            terms = list(expr.args)
-            fresh = [t for t in terms if not isinstance(A.split_coeff(t)[1], (MatrixSymbol, OneMatrix))]
-            lead = next((t for t in fresh if self._is_gemm(t)), None)
-            lead = lead or next((t for t in fresh if A.split_coeff(t)[0] > 0), None)
-            one = next((t for t in terms if isinstance(t, OneMatrix)), None)
-            if lead is None and one is not None and len(fresh) == 1:  # 1 - a: a into dest, then 1 - dest
-                lead = fresh[0]
-            if lead is not None:
-                coeff, body = A.split_coeff(lead)
-                first, rest, value = self._into(dest, A.scale(abs(coeff), body))
-                if coeff < 0:
-                    rest.append(f"np.subtract(1.0, {dest}, out={dest})")
-                for term in terms:
-                    if term is lead or coeff < 0 and term is one:
-                        continue
-                    rest.append(self._add_term(dest, term))
-                return first, rest, value
-        if isinstance(expr, A.Elementwise):
-            rule = elementwise(expr.fn)
-            if rule.is_identity:
-                return self._into(dest, expr.arg)
-            inplace = _inplace(rule)
-            if inplace:
-                self.helpers.update(rule.helpers)
-                first, rest, value = self._into(dest, expr.arg)
-                return first, rest + [inplace.format(dest)], value
-        if (
-            isinstance(expr, HadamardProduct)
-            and len(expr.args) == 2
-            and all(isinstance(f, MatrixSymbol) for f in expr.args)
-        ):
-            return [f"np.multiply({self.code(expr.args[0])}, {self.code(expr.args[1])}, out={dest})"], [], None
-        if isinstance(expr, HadamardProduct) and not any(isinstance(f, HadamardPower) for f in expr.args):
-            factors = list(expr.args)
-            lead = next((f for f in factors if isinstance(f, (MatAdd, MatMul, A.Elementwise))), None)
-            if lead is not None:
-                first, rest, value = self._into(dest, lead)
-                for f in factors:
-                    if f is not lead:
-                        rest.append(self._update(dest, "*", self._rows(f)[0]))
-                return first, rest, value
-        return None, [], expr
+    def _dest(self, dest) -> str:
+        """A destination: a scratch's name, or the code of a data symbol."""
+        return dest if isinstance(dest, str) else self._symbol_rows(dest)
 
     @staticmethod
     def _update(dest, op, code) -> str:
@@ -511,24 +315,6 @@ class NumpyPrinter(Printer):
             return f"{dest} {op}= {code}"
         ufunc = {"+": "add", "-": "subtract", "*": "multiply"}[op]
         return f"np.{ufunc}({dest}, {code}, out={dest})"
-
-    def _add_term(self, dest, term) -> str:
-        """The line adding one term of a sum to ``dest`` in place (the right side evaluated whole)."""
-        c, b = A.split_coeff(term)
-        return self._update(dest, "-" if c < 0 else "+", self._any(A.scale(abs(c), b))[0])
-
-    def _is_gemm(self, term) -> bool:
-        """A product of one data operand and one parameter: a single ``np.matmul``."""
-        if not isinstance(term, MatMul):
-            return False
-        coeff, factors = term.as_coeff_matrices()
-        return (
-            coeff == 1
-            and len(factors) == 2
-            and is_data(factors[1])
-            and not is_data(factors[0])
-            and not any(isinstance(f, OneMatrix) for f in factors)  # broadcasts and sums, not products
-        )
 
     def code(self, expr) -> str:
         return self._any(expr)[0]
@@ -573,8 +359,8 @@ class NumpyPrinter(Printer):
         return code if prec >= at_least else f"({code})"
 
     def _step(self, family, t, views=True):
-        """Step ``t`` of ``family``: through its list of views where the function made one."""
-        name = names.step_views(family) if views and (self._function, family) in self._lists else family
+        """Step ``t`` of ``family``: through its list of views where the lowering says it exists."""
+        name = names.step_views(family) if views and family in self._views else family
         return f"{name}[{t - self.storage[family].first}]"
 
     def _symbol_rows(self, sym, as_steps=False):

@@ -1,0 +1,135 @@
+"""The write operations a statement is lowered to (``lower.writes``), in the order the module runs them.
+
+Each is a small value the lowering decides and a printer spells: a second array library needs a
+printer for these, not a second lowering. A destination (``dest``, ``out``) is the data symbol of
+the statement's target (a step or a run of steps) or the name of a scratch buffer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sympy import MatrixSymbol
+
+from rnngen.program import Stmt
+
+
+@dataclass(frozen=True)
+class Take:
+    """``name`` is the buffer of that name from the call's set (made by ``_new_buffers``)."""
+
+    name: str
+    shape: tuple  # code of each dimension: ("T", "B", "n_h") for steps, ("T * B", "n_h") for rows
+
+
+@dataclass(frozen=True)
+class TakePlace:
+    """``family`` is ``view``: the steps of ``home``'s buffer that are built on it (``steps_built_in_place``)."""
+
+    family: str
+    home: str
+    view: MatrixSymbol
+
+
+@dataclass(frozen=True)
+class Reuse:
+    """``family`` takes the buffer of ``dead``, which is not read after this (``buffers_to_reuse``)."""
+
+    family: str
+    dead: str
+
+
+@dataclass(frozen=True)
+class Views:
+    """``family``'s list of step views is named; ``with_buffers``: the list ``_new_buffers`` made, else made here."""
+
+    family: str
+    with_buffers: bool
+
+
+@dataclass(frozen=True)
+class Copy:
+    """The contiguous copy ``name`` of ``param``'s transpose is filled (a ``Take`` of it comes first)."""
+
+    name: str
+    param: MatrixSymbol
+
+
+@dataclass(frozen=True)
+class Gemm:
+    """``out`` = the product of one data operand and one parameter, ``param @ data`` in the math.
+
+    ``copy`` names the contiguous transposed copy the product reads instead of the parameter's
+    transpose (None: the transpose itself); ``per_step``: the rows of one step, not of all steps.
+    """
+
+    out: object
+    data: object
+    param: object
+    copy: str | None
+    per_step: bool
+
+
+@dataclass(frozen=True)
+class Into:
+    """``dest`` = ``fn(*args)`` evaluated into it: ``fn`` is one of ``INTO_FORMS``."""
+
+    dest: object
+    fn: str
+    args: tuple
+
+
+#: What ``Into`` may evaluate straight into its destination.
+INTO_FORMS = ("add", "subtract", "multiply", "square", "softmax", "minus_targets")
+
+
+@dataclass(frozen=True)
+class Update:
+    """``dest op= expr`` in place, ``op`` one of ``+ - *``; ``expr`` is an expression or a scratch's name."""
+
+    dest: object
+    op: str
+    expr: object
+
+
+@dataclass(frozen=True)
+class Apply:
+    """``dest = fn(dest)`` in place, for the elementwise function ``fn`` (``applies_in_place``)."""
+
+    dest: object
+    fn: str
+
+
+@dataclass(frozen=True)
+class Assign:
+    """``dest`` = ``expr``, a value the array library makes the ordinary way.
+
+    ``form`` says how it is stored: ``"name"`` (a plain name, not a family's step), ``"rows"``
+    (the family's time-stacked rows are the value), ``"steps"`` (the value reshaped to
+    ``(count, B, n)``), ``"fill"`` (written into the buffer already taken), ``"array"`` (a step
+    written through the array, not its list of views).
+    """
+
+    dest: object
+    expr: object
+    form: str
+
+
+@dataclass(frozen=True)
+class Write:
+    """One statement lowered: the operations that write it, in order.
+
+    Attributes:
+        stmt: the statement.
+        function: the module function it goes to (``_forward`` or ``loss_and_grads``).
+        ops: its write operations.
+        views: the families whose steps these operations read and write through their list of views.
+        over_steps: the operations' runs of steps are spelled as ``(steps, B, n)`` views, not rows
+            (``elementwise_over_steps``); an ``Assign`` is spelled as rows either way.
+    """
+
+    stmt: Stmt
+    function: str
+    ops: tuple
+    views: frozenset
+    over_steps: bool

@@ -1,0 +1,303 @@
+"""The lowering's decisions, read from ``Lowered`` on hand-built and on real programs.
+
+Every storage decision of the module (which buffer a statement takes, what is computed into
+the destination first and what is updated in place, which GEMM goes through a one-step scratch,
+which weight gets a contiguous transposed copy, which families get a list of step views) is an
+operation of ``Lowered.writes``; these tests read them there, not in the printed code.
+"""
+
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+import sympy as sp
+from sympy import MatrixSymbol, Transpose
+
+from rnngen import algebra as A
+from rnngen import lower as L
+from rnngen import verify
+from rnngen.activations import elementwise
+from rnngen.families import FAMILIES, Run, Step
+from rnngen.operations import INTO_FORMS
+from rnngen.pipeline import build
+from rnngen.printing.numpy import INTO, NumpyPrinter
+from rnngen.program import Program, Stmt
+from rnngen.spec import RNNSpec
+
+# -- a hand-built recurrence: h_t = tanh(pre_z_t + W h_{t-1}), pre_z = U x for all steps at once --
+
+T = 3
+n_x, n_h = sp.symbols("n_x n_h", integer=True, positive=True)
+U, W, h0 = MatrixSymbol("U", n_h, n_x), MatrixSymbol("W", n_h, n_h), MatrixSymbol("h0", n_h, 1)
+ROWS = {"x": n_x}
+
+
+def s(family, t):
+    return Step.of(FAMILIES[family], t, ROWS.get(family, n_h))
+
+
+def r(family, lo, hi):
+    return Run.of(FAMILIES[family], lo, hi, ROWS.get(family, n_h))
+
+
+def _program(hidden="tanh") -> Program:
+    """The forward recurrence and a loss that reads every state, its spec a stand-in with T."""
+    stmts = [(s("h", 0), A.mul(h0, A.ones(1, A.B))), (r("pre_z", 1, T), A.mul(U, r("x", 1, T)))]
+    stmts += [(s("h", t), A.Elementwise(hidden, A.add(s("pre_z", t), A.mul(W, s("h", t - 1))))) for t in (1, 2, 3)]
+    loss = A.mul(A.ones(1, n_h), A.had(r("h", 1, T), r("h", 1, T)), A.ones(A.B, 1))
+    stmts.append((MatrixSymbol("E", 1, 1), loss))
+    spec = SimpleNamespace(T=T, loss_rule=SimpleNamespace(targets="values"))
+    sections = ["forward"] * (len(stmts) - 1) + ["loss"]
+    program = tuple(Stmt(tg, e, sec, i) for i, ((tg, e), sec) in enumerate(zip(stmts, sections)))
+    return Program(SimpleNamespace(spec=spec), program, frozenset({("E", None)}))
+
+
+def test_the_steps_input_part_is_written_into_the_states_buffer():
+    lowered = L.lower(_program())
+    assert lowered.in_place == {"pre_z": "h"}
+    assert lowered.write_of(s("h", 0)).ops == (
+        L.Take("h", ("T + 1", "B", "n_h")),
+        L.Assign(s("h", 0), A.mul(h0, A.ones(1, A.B)), "array"),
+    )
+    assert lowered.write_of(r("pre_z", 1, T)).ops == (
+        L.TakePlace("pre_z", "h", r("h", 1, T)),
+        L.Gemm(r("pre_z", 1, T), r("x", 1, T), U, None, False),
+    )
+
+
+def test_the_recurrent_steps_gemm_goes_through_a_per_step_scratch():
+    lowered = L.lower(_program())
+    first = lowered.write_of(s("h", 1)).ops
+    assert first == (
+        L.Views("h", True),
+        L.Take("h_gemm", ("B", "n_h")),
+        L.Take("W_T", ("n_h", "n_h")),
+        L.Copy("W_T", W),
+        L.Gemm("h_gemm", s("h", 0), W, "W_T", True),
+        L.Update(s("h", 1), "+", "h_gemm"),
+        L.Apply(s("h", 1), "tanh"),
+    )
+    for t in (2, 3):  # nothing taken or copied again: the steps only compute
+        assert lowered.write_of(s("h", t)).ops == (
+            L.Gemm("h_gemm", s("h", t - 1), W, "W_T", True),
+            L.Update(s("h", t), "+", "h_gemm"),
+            L.Apply(s("h", t), "tanh"),
+        )
+    assert lowered.scratches == [("_forward", "h_gemm")]
+    assert lowered.copies == [("_forward", "W_T", W)]
+
+
+def test_the_buffers_and_the_step_lists_are_those_the_writes_take():
+    lowered = L.lower(_program())
+    assert lowered.buffers == {"h": ("T + 1", "B", "n_h"), "h_gemm": ("B", "n_h"), "W_T": ("n_h", "n_h")}
+    assert lowered.step_lists == {"h_": "h"}
+    assert lowered.write_of(s("h", 2)).views == frozenset({"h"})
+
+
+def test_an_activation_that_returns_a_new_array_is_not_built_in_place():
+    # a custom activation's helper takes no out=: the step is evaluated whole and assigned
+    custom = "custom:x / (1 + abs(x))"
+    assert L.applies_in_place(elementwise("tanh")) and not L.applies_in_place(elementwise(custom))
+    lowered = L.lower(_program(custom))
+    step = lowered.write_of(s("h", 2))
+    assert step.ops == (L.Assign(s("h", 2), step.stmt.expr, "array"),)
+    assert lowered.copies == [] and lowered.scratches == []
+
+
+def test_the_printer_spells_each_operation():
+    lowered = L.lower(_program())
+    printer = NumpyPrinter.of(lowered)
+    assert printer.write(lowered.write_of(s("h", 1))) == [
+        'h_ = buf["h_"]  # its steps as views, made with the buffers: cheaper to index',
+        'h_gemm = buf["h_gemm"]',
+        'W_T = buf["W_T"]',
+        "np.copyto(W_T, W.T)  # contiguous: every step's GEMM reads it",
+        "np.dot(h_[0], W_T, out=h_gemm)",
+        "h_[1] += h_gemm",
+        "np.tanh(h_[1], out=h_[1])",
+    ]
+    assert printer.write(lowered.write_of(r("pre_z", 1, T))) == [
+        "pre_z = h[1:]  # each step is read only by the same step of h, built on it",
+        "np.matmul(x.reshape(-1, n_x), U.T, out=pre_z.reshape(-1, n_h))",
+    ]
+
+
+# -- real programs --------------------------------------------------------------------------
+
+SPECS = {
+    "one layer": dict(),
+    "two layers": dict(layers=2),
+    "three layers, bidirectional": dict(layers=3, bidirectional=True),
+    "bidirectional": dict(bidirectional=True),
+    "many-to-one": dict(mapping="many-to-one"),
+    "row": dict(notation="row"),
+    "stacked": dict(notation="stacked"),
+    "stacked-row, two layers": dict(notation="stacked-row", layers=2),
+    "relu": dict(hidden="relu"),
+    "sigmoid": dict(hidden="sigmoid", output="sigmoid", loss="binary_cross_entropy"),
+    "leaky_relu": dict(hidden="leaky_relu", slope=0.1),
+    "custom": dict(hidden="x/(1+abs(x))"),
+    "no biases": dict(hidden_bias=False, output_bias=False),
+    "input gradient": dict(input_grad=True),
+    "identity output": dict(output="identity", loss="squared_error"),
+}
+
+
+@pytest.fixture(scope="module")
+def lowered():
+    return {name: build(RNNSpec(T=4, **kw)).lowered for name, kw in SPECS.items()}
+
+
+def _steps(lowered, family):
+    return [w for w in lowered.writes if w.stmt.step and w.stmt.step[0] == family]
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_every_statement_has_one_write_in_module_order(lowered, name):
+    low = lowered[name]
+    assert [w.stmt for w in low.writes] == list(low.program.stmts)
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_each_buffer_is_taken_once_per_function_before_it_is_written(lowered, name):
+    low = lowered[name]
+    taken = {}
+    for w in low.writes:
+        mine = taken.setdefault(w.function, set())
+        for op in w.ops:
+            if isinstance(op, L.Take):
+                assert op.name not in mine, f"{op.name} taken twice in {w.function}"
+                assert low.buffers[op.name] == op.shape
+                mine.add(op.name)
+            for place in (getattr(op, "out", None), getattr(op, "dest", None), getattr(op, "name", None)):
+                if isinstance(place, str):  # a scratch or a copy: taken earlier in this function
+                    assert place in mine, f"{place} used before it is taken in {w.function}"
+    assert set(low.buffers) == set().union(*taken.values())
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_the_steps_of_a_recurrence_take_nothing_after_the_first_two(lowered, name):
+    """Nothing is allocated, copied or listed on the per-step path, only in the first two steps
+    (the backward's first step, t = T, has no GEMM: the next one takes the scratch)."""
+    low = lowered[name]
+    families = {w.stmt.step[0] for w in low.writes if w.stmt.step}
+    for family in families:
+        steps = [w for w in _steps(low, family) if w.stmt.step[1] > 0]  # h_0 is the initial state
+        for w in steps[2:]:
+            setup = [op for op in w.ops if isinstance(op, (L.Take, L.TakePlace, L.Views, L.Copy))]
+            assert not setup, f"{w.stmt.target} takes {setup}"
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_a_weight_gets_one_contiguous_transposed_copy_per_function(lowered, name):
+    low = lowered[name]
+    copies = [(function, copy) for function, copy, _ in low.copies]
+    assert len(copies) == len(set(copies))
+    gemms = [(w.function, op) for w in low.writes for op in w.ops if isinstance(op, L.Gemm)]
+    for function, op in gemms:
+        if op.copy is not None:  # the copy is of the weight the GEMM multiplies, made in its function
+            assert (function, op.copy, op.param) in low.copies
+            assert op.per_step and isinstance(op.param, MatrixSymbol)
+
+
+@pytest.mark.parametrize(
+    ("name", "copies"),
+    [
+        ("one layer", [("_forward", "W_T")]),
+        ("two layers", [("_forward", "W1_T"), ("_forward", "W2_T")]),
+        ("bidirectional", [("_forward", "W_f_T"), ("_forward", "W_b_T")]),
+        ("many-to-one", [("_forward", "W_T")]),
+        # row notation stores W as the rows' matrix: the forward reads it as it is, the backward its transpose
+        ("row", [("loss_and_grads", "W_T")]),
+        ("custom", []),  # the step is assigned whole: its GEMM is part of the expression
+    ],
+)
+def test_which_weights_get_a_contiguous_copy(lowered, name, copies):
+    assert [(function, copy) for function, copy, _ in lowered[name].copies] == copies
+
+
+@pytest.mark.parametrize("name", [n for n in SPECS if n != "custom"])
+def test_each_recurrent_step_adds_its_gemm_from_a_scratch(lowered, name):
+    """The state is built on its input part: the recurrent GEMM goes through a one-step scratch."""
+    low = lowered[name]
+    for family in {home for home in low.in_place.values()}:
+        for w in _steps(low, family)[2:]:
+            (gemm,) = [op for op in w.ops if isinstance(op, L.Gemm)]
+            (add,) = [op for op in w.ops if isinstance(op, L.Update) and op.op == "+"]
+            assert gemm.per_step and gemm.out == f"{family}_gemm"
+            assert add == L.Update(w.stmt.target, "+", gemm.out)
+
+
+def test_dz_is_built_in_place_on_the_buffer_of_pre_dh(lowered):
+    low = lowered["one layer"]
+    assert low.in_place["pre_dh"] == "dz"
+    pre = next(w for w in low.writes if w.stmt.target.name.startswith("pre_dh"))
+    assert [type(op) for op in pre.ops] == [L.Take, L.TakePlace, L.Gemm]
+    assert pre.ops[0] == L.Take("dz", ("T", "B", "n_h"))
+    last, *earlier = _steps(low, "dz")
+    fprime = lambda t: Step.of(FAMILIES["fprime"], t, last.stmt.target.shape[0])  # noqa: E731
+    assert last.ops == (L.Views("dz", True), L.Update(last.stmt.target, "*", fprime(4)))
+    for w in earlier:
+        t = w.stmt.step[1]
+        dz_next = Step.of(FAMILIES["dz"], t + 1, w.stmt.target.shape[0])
+        W_T = Transpose(low.copies[0][2])  # the backward reads W's transpose, no copy
+        assert [op for op in w.ops if not isinstance(op, L.Take)] == [
+            L.Gemm("dz_gemm", dz_next, W_T, None, True),
+            L.Update(w.stmt.target, "+", "dz_gemm"),
+            L.Update(w.stmt.target, "*", fprime(t)),
+        ]
+
+
+def test_class_targets_make_the_output_gradient_in_the_softmax_buffer(lowered):
+    low = lowered["one layer"]
+    assert low.class_targets and low.reuse == {"do": "yhat"}
+    (w,) = [w for w in low.writes if w.stmt.target.name.startswith("do")]
+    assert [type(op) for op in w.ops] == [L.Reuse, L.Into]
+    assert w.ops[1].fn == "minus_targets"
+
+
+def test_one_hot_targets_are_read_as_rows():
+    # without the fused gradient, the dense softmax Jacobian reads the targets' rows
+    low = build(RNNSpec(T=3), skip=("fuse_output_gradient",)).lowered
+    assert not low.class_targets
+    assert all(op.fn != "minus_targets" for w in low.writes for op in w.ops if isinstance(op, L.Into))
+
+
+def test_the_input_gradient_is_one_gemm_into_its_buffer(lowered):
+    low = lowered["input gradient"]
+    (w,) = [w for w in low.writes if w.stmt.target.name.startswith("dx")]
+    assert w.ops[0] == L.Take("dx", ("T * B", "n_x"))
+    assert isinstance(w.ops[1], L.Gemm) and not w.ops[1].per_step and w.ops[1].copy is None
+
+
+def test_a_dead_buffer_is_reused_only_where_nothing_reads_it_later(lowered):
+    low = lowered["identity output"]
+    (w,) = [w for w in low.writes if w.stmt.target.name.startswith("do")]
+    assert w.ops[0] == L.Reuse("do", "yhat")
+    assert w.ops[1].fn == "subtract"
+
+
+def test_the_lowering_imports_no_printer():
+    """Decisions first, spelling after: a second printer reuses the lowering as it is (no import cycle)."""
+    code = "import sys, rnngen.lower; print(sorted(m for m in sys.modules if m.startswith('rnngen.print')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "kw", [dict(), dict(layers=2, bidirectional=True, input_grad=True), dict(hidden="x/(1+abs(x))", notation="row")]
+)
+def test_the_optional_lowering_passes_switch_off_and_the_module_still_checks(kw):
+    """Without buffer reuse and steps built in place, every value has a buffer of its own and a
+    step's GEMM goes straight into the step (no scratch); the module is as right as before."""
+    built = build(RNNSpec(T=4, **kw), skip=("buffers_to_reuse", "steps_built_in_place"))
+    low = built.lowered
+    assert low.reuse == {} and low.in_place == {} and low.scratches == []
+    assert not any(isinstance(op, (L.Reuse, L.TakePlace)) for w in low.writes for op in w.ops)
+    report = verify.check_build(built)
+    assert report.ok, report.failures
+
+
+def test_the_printer_spells_every_form_an_operation_evaluates_into_its_destination():
+    assert set(INTO) == set(INTO_FORMS)
