@@ -795,14 +795,17 @@ class _ProgressBar:
     """click's progress bar on stderr, opened at the first step (when the total is known)."""
 
     def __init__(self, label: str, shown: bool):
-        self.label, self.shown, self._bar = label, shown, None
+        self.label, self.shown, self._bar, self._done = label, shown, None, 0
 
     def update(self, done: int, total: int) -> None:
         if not self.shown:
             return
         if self._bar is None:
-            self._bar = click.progressbar(length=total, label=self.label, file=sys.stderr).__enter__()
-        self._bar.update(done - self._bar.pos)
+            # redrawn about 200 times in all, not at every one of thousands of steps
+            bar = click.progressbar(length=total, label=self.label, file=sys.stderr, update_min_steps=total // 200 + 1)
+            self._bar = bar.__enter__()
+        self._bar.update(done - self._done)
+        self._done = done
 
     def __enter__(self):
         return self

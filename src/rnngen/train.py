@@ -153,7 +153,7 @@ def binary_addition(steps: int = 300, seed: int = 0, progress: Progress | None =
 
 #: Parity: string length (T), hidden units, strings, batch, learning rate, and the restart rule.
 PARITY = MappingProxyType(
-    {"n_bits": 8, "n_h": 8, "n_train": 2000, "n_test": 64, "batch": 32, "lr": 0.01, "attempts": 4, "fit": 0.99}
+    {"n_bits": 8, "n_h": 8, "n_train": 2000, "n_test": 64, "batch": 32, "lr": 0.01, "attempts": 6, "fit": 0.99}
 )
 
 
@@ -167,9 +167,9 @@ def parity(steps: int = 2000, seed: int = 0, progress: Progress | None = None) -
     From some initial weights gradient descent memorises its strings instead of learning the
     rule, and then it usually gets some training strings wrong as well. So a run that fits
     fewer than 99 % of its training strings starts again from new initial weights
-    (``seed + 1``, ...), at most four attempts in all; the held-out strings are not looked at
-    until the end. Measured over seeds 0..19: 15 reach >= 95 % held out (4 of them on a later
-    attempt); seeds 1, 5, 7, 8 and 16 end at 42-89 %.
+    (``seed + 1``, ...), at most six attempts in all, and the attempt that fits best is kept;
+    the held-out strings are not looked at until the end. Measured over seeds 0..19: 17 reach
+    >= 95 % held out (6 of them on a later attempt); seeds 5, 7 and 16 end at 88-91 %.
 
     Args:
         steps: Adam steps per attempt.
@@ -187,6 +187,7 @@ def parity(steps: int = 2000, seed: int = 0, progress: Progress | None = None) -
     train, test = datasets.parity(c["n_bits"], c["n_train"], c["n_test"], seed=seed)
     rng = np.random.default_rng(seed)
     total = steps * c["attempts"]
+    best = (-1.0, 0, {})  # (training fit, attempt, params) of the best attempt so far
     for attempt in range(c["attempts"]):
         params = m.init_params(n_x=1, n_h=c["n_h"], n_y=2, seed=seed + attempt)
         opt = Adam(lr=c["lr"])
@@ -197,12 +198,15 @@ def parity(steps: int = 2000, seed: int = 0, progress: Progress | None = None) -
             opt.step(params, grads)
             report(attempt * steps + step + 1, total)
         fit = _accuracy(m.forward(params, train.xs)["yhat"].argmax(axis=-1) == train.targets)
+        best = max(best, (fit, attempt, params), key=lambda b: b[0])
         if fit >= c["fit"]:
             break
     report(total, total)
+    ran = attempt + 1
+    fit, attempt, params = best
     right = m.forward(params, test.xs)["yhat"].argmax(axis=-1) == test.targets
     loss = float(m.loss(params, test.xs, test.targets)) / right.size
-    tries = f"attempt {attempt + 1} of {c['attempts']}"
+    tries = f"attempt {attempt + 1} of {c['attempts']}" if fit >= c["fit"] else f"the best of {c['attempts']} attempts"
     return Result(
         example="parity",
         accuracy=_accuracy(right),
@@ -216,7 +220,7 @@ def parity(steps: int = 2000, seed: int = 0, progress: Progress | None = None) -
             f"parity of {c['n_bits']}-bit strings, many-to-one tanh RNN (T = {c['n_bits']}, {c['n_h']} hidden), "
             f"Adam lr {c['lr']}, {steps} steps of {c['batch']} strings per attempt, seed {seed}"
         ),
-        details={"steps": steps, "seed": seed, "attempts": attempt + 1, "training_fit": fit},
+        details={"steps": steps, "seed": seed, "attempts": ran, "kept": attempt + 1, "training_fit": fit},
         params=params,
     )
 
@@ -386,7 +390,7 @@ def char_chunks_one_hot(ids: np.ndarray, T: int, B: int, n: int) -> tuple[np.nda
 
 def _held_out(m: ModuleType, params: dict, xs: np.ndarray, ys: np.ndarray) -> tuple[float, float]:
     """Loss per character and the share ranked first, over windows read in turn with the state carried."""
-    state, summed, right = np.zeros((xs.shape[2], params["W"].shape[0])), 0.0, 0
+    state, summed, right = np.zeros((xs.shape[2], CHAR["n_h"])), 0.0, 0
     for k in range(len(xs)):
         out, final = m.forward(params, xs[k], state=state, return_state=True)
         E = m.loss(params, xs[k], ys[k], state=state)
@@ -405,7 +409,7 @@ def _sample(params: dict, vocab: datasets.CharVocab, first: str, n: int, tempera
     step = _module(T=1)
     rng = np.random.default_rng(seed)
     eye = np.eye(vocab.size)
-    state, ids = np.zeros((1, params["W"].shape[0])), [int(vocab.encode(first)[0])]
+    state, ids = np.zeros((1, CHAR["n_h"])), [int(vocab.encode(first)[0])]
     for _ in range(n):
         out, state = step.forward(params, eye[ids[-1]][None, None], state=state, return_state=True)
         logits = out["o"][0, 0] / temperature
