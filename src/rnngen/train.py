@@ -10,7 +10,8 @@ Each example derives its module in memory (checked as ``rnngen derive`` checks i
 written), trains it with ``rnngen.optim`` on ``rnngen.datasets`` and returns a ``Result``: the
 final figure on data it did not train on (held-out sums, strings or text; seed 004 has only its
 three sentences), and the time it took. Everything random is drawn from the example's ``seed``,
-so a run gives the same figure every time on the same machine.
+so a run gives the same figure every time on the same machine (another BLAS, or another number
+of BLAS threads, sums in another order and moves the last digits).
 
 ``EXAMPLES`` is the registry the command line reads: each entry's function, its budget (steps,
 or passes over the text) and a line saying what it is.
