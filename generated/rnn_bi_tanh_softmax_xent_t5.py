@@ -8,15 +8,17 @@
 
 The network, in column vectors::
 
-    zᶠ_t = U_f x_t + W_f hᶠ_{t-1} + b_f
+    zᶠ_t = Uᶠ x_t + Wᶠ hᶠ_{t-1} + bᶠ
     hᶠ_t = tanh(zᶠ_t)
-    zᵇ_t = U_b x_t + W_b hᵇ_{t+1} + b_b
+    zᵇ_t = Uᵇ x_t + Wᵇ hᵇ_{t+1} + bᵇ
     hᵇ_t = tanh(zᵇ_t)
     o_t = V_f hᶠ_t + V_b hᵇ_t + c
     ŷ_t = softmax(o_t)
     E = sum_{t=1..5} E_t,  E_t = -y_tᵀ log ŷ_t
     hᶠ_0 = h0_f (a parameter, zeros by default)
     hᵇ_6 = h0_b (a parameter, zeros by default)
+    Uᶠ, Wᶠ, bᶠ: the parameters U_f, W_f, b_f
+    Uᵇ, Wᵇ, bᵇ: the parameters U_b, W_b, b_b
 
 Arrays hold one row per sequence: ``xs`` is ``(T, B, n_x)`` (or ``(T, n_x)`` for
 one sequence). Every gradient is derived symbolically; the numbers in
@@ -67,6 +69,9 @@ PARAM_SHAPES = {
     "V": ("n_y", "n_h + n_h"),
     "c": ("n_y",),
 }
+#: The learned initial state of each chain; a ``state`` given per sequence takes their place.
+INITIAL_STATES = ("h0_f", "h0_b")
+_INITIAL_AT = (3, 7)  # their places in the parameter list
 #: The input, recurrent and output weight matrices.
 WEIGHTS = ("U_f", "W_f", "U_b", "W_b", "V")
 
@@ -94,14 +99,18 @@ def init_params(n_x, n_h, n_y, seed=0, dtype=np.float64):
     return params
 
 
-def forward(params, xs):
+def forward(params, xs, *, state=None, return_state=False):
     """Hidden states and outputs.
+
+    Args:
+        state, return_state: as for ``loss_and_grads``.
 
     Returns:
         dict with ``"h"`` (T, B, n_h), ``"o"`` and ``"yhat"`` (T, B, n_y);
-        the B axis is absent when ``xs`` is a single sequence ``(T, n_x)``.
+        the B axis is absent when ``xs`` is a single sequence ``(T, n_x)``. With ``return_state``,
+        ``(out, final_state)``.
     """
-    U_f, W_f, b_f, h0_f, U_b, W_b, b_b, h0_b, V, c, x, single = _prepare(params, xs)
+    U_f, W_f, b_f, h0_f, U_b, W_b, b_b, h0_b, V, c, x, single = _prepare(params, xs, state)
     # new arrays, because they go to the caller; the set kept for loss_and_grads stays kept
     h_f, h_b, o, yhat = _forward(
         U_f, W_f, b_f, h0_f, U_b, W_b, b_b, h0_b, V, c, x, _new_buffers(x, U_f.shape[0], V.shape[0])
@@ -113,32 +122,47 @@ def forward(params, xs):
     }
     if single:
         out = {k: v[:, 0] if v.ndim == 3 else v[0] for k, v in out.items()}
+    if return_state:
+        return out, _as_given(state, [h_f[5], h_b[0]], single)
     return out
 
 
-def loss(params, xs, targets):
+def loss(params, xs, targets, *, state=None, return_state=False):
     """The loss E, summed over steps and sequences, in the dtype of ``xs``.
 
     Args:
         targets: class indices (T,) / (T, B), or one-hot rows (T, n_y) / (T, B, n_y)
+        state, return_state: as for ``loss_and_grads``; with ``return_state``, ``(E, final_state)``.
     """
-    U_f, W_f, b_f, h0_f, U_b, W_b, b_b, h0_b, V, c, x, single = _prepare(params, xs)
+    U_f, W_f, b_f, h0_f, U_b, W_b, b_b, h0_b, V, c, x, single = _prepare(params, xs, state)
     y = _targets(targets, x, V.shape[0], single)
     buf = _buffers(x, U_f.shape[0], V.shape[0])
     h_f, h_b, o, yhat = _forward(U_f, W_f, b_f, h0_f, U_b, W_b, b_b, h0_b, V, c, x, buf)
     # (32) E = -1ᵀ (Y[1..5] ∘ log_softmax(O[1..5])) 1
     E = -_dot_log_softmax(y, o, yhat)
+    final = _as_given(state, [h_f[5], h_b[0]], single) if return_state else None
     _SPARE["buffers"] = buf
-    return E
+    return (E, final) if return_state else E
 
 
-def loss_and_grads(params, xs, targets):
+def loss_and_grads(params, xs, targets, *, state=None, return_state=False):
     """The loss and its gradient with respect to every parameter.
+
+    Args:
+        params: a dict with the keys and shapes of ``PARAM_SHAPES``.
+        xs: the inputs, (T, B, n_x), or (T, n_x) for one sequence.
+        targets: class indices (T,) / (T, B), or one-hot rows (T, n_y) / (T, B, n_y)
+        state: the initial state of each sequence, in place of the learned h0_f, h0_b
+            (a long sequence trained in chunks carries it over):
+            a dict with one array (B, n) per key of ``INITIAL_STATES`` ((n,) for one sequence).
+        return_state: also return the state after the last step, in the structure of ``state``.
 
     Returns:
         ``(E, grads)``, ``grads`` a dict with the keys and shapes of ``params``.
+        Given a ``state``, ``grads["state"]`` is dE/dstate in its structure, and the gradients of the
+        learned initial states are zero (they took no part). With ``return_state``, ``(E, grads, final_state)``.
     """
-    U_f, W_f, b_f, h0_f, U_b, W_b, b_b, h0_b, V, c, x, single = _prepare(params, xs)
+    U_f, W_f, b_f, h0_f, U_b, W_b, b_b, h0_b, V, c, x, single = _prepare(params, xs, state)
     y = _targets(targets, x, V.shape[0], single)
     buf = _buffers(x, U_f.shape[0], V.shape[0])
     h_f, h_b, o, yhat = _forward(U_f, W_f, b_f, h0_f, U_b, W_b, b_b, h0_b, V, c, x, buf)
@@ -162,7 +186,7 @@ def loss_and_grads(params, xs, targets):
     # (36) δzᵇ_1 = δ̃hᵇ_1 ∘ f′ᵇ_1
     dz_b_ = buf["dz_b_"]  # its steps as views, made with the buffers: cheaper to index
     dz_b_[0] *= fprime_b[0]
-    # (37) δzᵇ_t = (δ̃hᵇ_t + W_bᵀ δzᵇ_{t-1}) ∘ f′ᵇ_t, t = 2..5
+    # (37) δzᵇ_t = (δ̃hᵇ_t + Wᵇᵀ δzᵇ_{t-1}) ∘ f′ᵇ_t, t = 2..5
     dz_b_gemm = buf["dz_b_gemm"]
     np.dot(dz_b_[0], W_b, out=dz_b_gemm)
     dz_b_[1] += dz_b_gemm
@@ -176,18 +200,22 @@ def loss_and_grads(params, xs, targets):
     np.dot(dz_b_[3], W_b, out=dz_b_gemm)
     dz_b_[4] += dz_b_gemm
     dz_b_[4] *= fprime_b[4]
-    # (38) Δ̃hᶠ[1..5] = V_fᵀ Δo[1..5]
+    # (38) δhᵇ_6 = Wᵇᵀ δzᵇ_5
+    dh_b = buf["dh_b"]
+    dh_b_ = list(dh_b)  # its steps as views: cheaper to index than the array
+    np.dot(dz_b_[4], W_b, out=dh_b_[0])
+    # (39) Δ̃hᶠ[1..5] = V_fᵀ Δo[1..5]
     dz_f = buf["dz_f"]
     pre_dh_f = dz_f  # each step is read only by the same step of dz_f, built on it
     np.matmul(do, V_f, out=pre_dh_f.reshape(-1, n_h))
-    # (39) F′ᶠ[1..5] = 1 - Hᶠ[1..5] ∘ Hᶠ[1..5]
+    # (40) F′ᶠ[1..5] = 1 - Hᶠ[1..5] ∘ Hᶠ[1..5]
     fprime_f = buf["fprime_f"]
     np.square(h_f[1:], out=fprime_f)
     np.subtract(1.0, fprime_f, out=fprime_f)
-    # (40) δzᶠ_5 = δ̃hᶠ_5 ∘ f′ᶠ_5
+    # (41) δzᶠ_5 = δ̃hᶠ_5 ∘ f′ᶠ_5
     dz_f_ = buf["dz_f_"]  # its steps as views, made with the buffers: cheaper to index
     dz_f_[4] *= fprime_f[4]
-    # (41) δzᶠ_t = (δ̃hᶠ_t + W_fᵀ δzᶠ_{t+1}) ∘ f′ᶠ_t, t = 4 down to 1
+    # (42) δzᶠ_t = (δ̃hᶠ_t + Wᶠᵀ δzᶠ_{t+1}) ∘ f′ᶠ_t, t = 4 down to 1
     dz_f_gemm = buf["dz_f_gemm"]
     np.dot(dz_f_[4], W_f, out=dz_f_gemm)
     dz_f_[3] += dz_f_gemm
@@ -201,32 +229,35 @@ def loss_and_grads(params, xs, targets):
     np.dot(dz_f_[1], W_f, out=dz_f_gemm)
     dz_f_[0] += dz_f_gemm
     dz_f_[0] *= fprime_f[0]
-    # (42) dE/dU_f = Δzᶠ[1..5] X[1..5]ᵀ
+    # (43) δhᶠ_0 = Wᶠᵀ δzᶠ_1
+    dh_f = buf["dh_f"]
+    dh_f_ = list(dh_f)  # its steps as views: cheaper to index than the array
+    np.dot(dz_f_[0], W_f, out=dh_f_[0])
+    # (44) dE/dUᶠ = Δzᶠ[1..5] X[1..5]ᵀ
     dU_f = dz_f.reshape(-1, n_h).T @ x.reshape(-1, n_x)
-    # (43) dE/dW_f = Δzᶠ[1..5] Hᶠ[0..4]ᵀ
+    # (45) dE/dWᶠ = Δzᶠ[1..5] Hᶠ[0..4]ᵀ
     dW_f = dz_f.reshape(-1, n_h).T @ h_f[:-1].reshape(-1, n_h)
-    # (44) dE/db_f = Δzᶠ[1..5] 1
+    # (46) dE/dbᶠ = Δzᶠ[1..5] 1
     db_f = _column_sums(dz_f.reshape(-1, n_h))
-    # (45) dE/dh0_f = W_fᵀ δzᶠ_1
-    dh0_f = _column_sums(dz_f_[0]) @ W_f
-    # (46) dE/dU_b = Δzᵇ[1..5] X[1..5]ᵀ
+    # (47) dE/dhᶠ_0 = δhᶠ_0
+    dh0_f = _column_sums(dh_f_[0])
+    # (48) dE/dUᵇ = Δzᵇ[1..5] X[1..5]ᵀ
     dU_b = dz_b.reshape(-1, n_h).T @ x.reshape(-1, n_x)
-    # (47) dE/dW_b = Δzᵇ[1..5] Hᵇ[2..6]ᵀ
+    # (49) dE/dWᵇ = Δzᵇ[1..5] Hᵇ[2..6]ᵀ
     dW_b = dz_b.reshape(-1, n_h).T @ h_b[1:].reshape(-1, n_h)
-    # (48) dE/db_b = Δzᵇ[1..5] 1
+    # (50) dE/dbᵇ = Δzᵇ[1..5] 1
     db_b = _column_sums(dz_b.reshape(-1, n_h))
-    # (49) dE/dh0_b = W_bᵀ δzᵇ_5
-    dh0_b = _column_sums(dz_b_[4]) @ W_b
-    # (50) dE/dV_f = Δo[1..5] Hᶠ[1..5]ᵀ
+    # (51) dE/dhᵇ_{T+1} = δhᵇ_6
+    dh0_b = _column_sums(dh_b_[0])
+    # (52) dE/dV_f = Δo[1..5] Hᶠ[1..5]ᵀ
     dV_f = do.T @ h_f[1:].reshape(-1, n_h)
-    # (51) dE/dV_b = Δo[1..5] Hᵇ[1..5]ᵀ
+    # (53) dE/dV_b = Δo[1..5] Hᵇ[1..5]ᵀ
     dV_b = do.T @ h_b[:-1].reshape(-1, n_h)
-    # (52) dE/dV = [dE/dV_f, dE/dV_b]
+    # (54) dE/dV = [dE/dV_f, dE/dV_b]
     dV = np.concatenate((dV_f, dV_b), axis=1)
-    # (53) dE/dc = Δo[1..5] 1
+    # (55) dE/dc = Δo[1..5] 1
     dc = _column_sums(do)
-    _SPARE["buffers"] = buf
-    return E, {
+    grads = {
         "U_f": dU_f,
         "W_f": dW_f,
         "b_f": db_f,
@@ -238,6 +269,13 @@ def loss_and_grads(params, xs, targets):
         "V": dV,
         "c": dc,
     }
+    if state is not None:  # the learned initial states took no part; the given one's gradient, copied
+        grads["h0_f"] = np.zeros_like(dh0_f)
+        grads["h0_b"] = np.zeros_like(dh0_b)
+        grads["state"] = _as_given(state, [dh_f[0], dh_b[0]], single)
+    final = _as_given(state, [h_f[5], h_b[0]], single) if return_state else None
+    _SPARE["buffers"] = buf
+    return (E, grads, final) if return_state else (E, grads)
 
 
 def _forward(U_f, W_f, b_f, h0_f, U_b, W_b, b_b, h0_b, V, c, x, buf):
@@ -248,11 +286,11 @@ def _forward(U_f, W_f, b_f, h0_f, U_b, W_b, b_b, h0_b, V, c, x, buf):
     # hᶠ_0: the given vector, for every sequence
     h_f = buf["h_f"]
     h_f[0] = h0_f
-    # (26) Z̃ᶠ[1..5] = U_f X[1..5] + b_f 1ᵀ
+    # (26) Z̃ᶠ[1..5] = Uᶠ X[1..5] + bᶠ 1ᵀ
     pre_z_f = h_f[1:]  # each step is read only by the same step of h_f, built on it
     np.matmul(x.reshape(-1, n_x), U_f.T, out=pre_z_f.reshape(-1, n_h))
     np.add(pre_z_f.reshape(-1, n_h), b_f, out=pre_z_f.reshape(-1, n_h))
-    # (27) hᶠ_t = tanh(z̃ᶠ_t + W_f hᶠ_{t-1}), t = 1..5
+    # (27) hᶠ_t = tanh(z̃ᶠ_t + Wᶠ hᶠ_{t-1}), t = 1..5
     h_f_ = buf["h_f_"]  # its steps as views, made with the buffers: cheaper to index
     h_f_gemm = buf["h_f_gemm"]
     W_f_T = buf["W_f_T"]
@@ -275,11 +313,11 @@ def _forward(U_f, W_f, b_f, h0_f, U_b, W_b, b_b, h0_b, V, c, x, buf):
     # hᵇ_6: the given vector, for every sequence
     h_b = buf["h_b"]
     h_b[5] = h0_b
-    # (28) Z̃ᵇ[1..5] = U_b X[1..5] + b_b 1ᵀ
+    # (28) Z̃ᵇ[1..5] = Uᵇ X[1..5] + bᵇ 1ᵀ
     pre_z_b = h_b[:-1]  # each step is read only by the same step of h_b, built on it
     np.matmul(x.reshape(-1, n_x), U_b.T, out=pre_z_b.reshape(-1, n_h))
     np.add(pre_z_b.reshape(-1, n_h), b_b, out=pre_z_b.reshape(-1, n_h))
-    # (29) hᵇ_t = tanh(z̃ᵇ_t + W_b hᵇ_{t+1}), t = 5 down to 1
+    # (29) hᵇ_t = tanh(z̃ᵇ_t + Wᵇ hᵇ_{t+1}), t = 5 down to 1
     h_b_ = buf["h_b_"]  # its steps as views, made with the buffers: cheaper to index
     h_b_gemm = buf["h_b_gemm"]
     W_b_T = buf["W_b_T"]
@@ -340,9 +378,11 @@ def _new_buffers(x, n_h, n_y):
         "dz_b": np.empty((T, B, n_h), dtype),
         "fprime_b": np.empty((T, B, n_h), dtype),
         "dz_b_gemm": np.empty((B, n_h), dtype),
+        "dh_b": np.empty((1, B, n_h), dtype),
         "dz_f": np.empty((T, B, n_h), dtype),
         "fprime_f": np.empty((T, B, n_h), dtype),
         "dz_f_gemm": np.empty((B, n_h), dtype),
+        "dh_f": np.empty((1, B, n_h), dtype),
     }
     buf["h_f_"] = list(buf["h_f"])  # the steps' views, made once for every call that takes the set
     buf["h_b_"] = list(buf["h_b"])  # the steps' views, made once for every call that takes the set
@@ -470,8 +510,9 @@ def _softmax(a, out=None):
     return out
 
 
-def _prepare(params, xs):
-    """Check the arguments; return the parameters in the dtype of ``xs``, ``x`` as (T, B, n_x)."""
+def _prepare(params, xs, state=None):
+    """Check the arguments; return the parameters in the dtype of ``xs`` (a given ``state`` in place
+    of the initial states), ``x`` as (T, B, n_x)."""
     x = np.asarray(xs)
     if not isinstance(params, dict):
         raise ValueError(f"params must be a dict with keys {', '.join(PARAM_SHAPES)}")
@@ -521,10 +562,40 @@ def _prepare(params, xs):
         same_dtype = _check_params(x, xs, params, arrays, signature)
     if not same_dtype:
         arrays = [p if p.dtype == x.dtype else p.astype(x.dtype) for p in arrays]
+    if state is not None:
+        arrays = _given_state(state, x, arrays)
     single = x.ndim == 2
     if single:
         x = x[:, None]
     return (*arrays, x, single)
+
+
+def _given_state(state, x, arrays):
+    """The parameter list with each initial state replaced by the one given per sequence, checked."""
+    given = {INITIAL_STATES[0]: state} if len(INITIAL_STATES) == 1 and not isinstance(state, dict) else state
+    keys = ", ".join(INITIAL_STATES)
+    if not isinstance(given, dict):
+        raise ValueError(f"state must be a dict with keys {keys}: one initial state per chain")
+    if set(given) != set(INITIAL_STATES):
+        raise ValueError(f"state has keys {', '.join(map(str, given)) or 'none'}; expected {keys}")
+    arrays = list(arrays)
+    for name, at in zip(INITIAL_STATES, _INITIAL_AT):
+        s = np.asarray(given[name])
+        want = arrays[at].shape if x.ndim == 2 else (x.shape[1], *arrays[at].shape)
+        if s.dtype.kind not in "fiu" or s.shape != want:
+            what = "(n,) for one sequence" if x.ndim == 2 else "(B, n): one state per sequence"
+            raise ValueError(f"state[{name!r}] has shape {s.shape} and dtype {s.dtype}; expected {want}, {what}")
+        arrays[at] = s if s.dtype == x.dtype else s.astype(x.dtype)
+    return arrays
+
+
+def _as_given(state, arrays, single):
+    """Copies of each chain's (B, n) state ((n,) for one sequence), in the structure of ``state``: an
+    array for a module of one chain unless a dict was given, else a dict keyed as ``INITIAL_STATES``."""
+    arrays = [a[0].copy() if single else a.copy() for a in arrays]
+    if isinstance(state, dict) or len(arrays) > 1:
+        return dict(zip(INITIAL_STATES, arrays))
+    return arrays[0]
 
 
 #: Signatures (shape and dtype of xs and of each parameter) that passed ``_check_params``

@@ -8,15 +8,17 @@
 
 The network, in column vectors::
 
-    z¹_t = U1 x_t + W1 h¹_{t-1} + b1
+    z¹_t = U¹ x_t + W¹ h¹_{t-1} + b¹
     h¹_t = tanh(z¹_t)
-    z²_t = U2 h¹_t + W2 h²_{t-1} + b2
+    z²_t = U² h¹_t + W² h²_{t-1} + b²
     h²_t = tanh(z²_t)
     o_t = V h²_t + c
     ŷ_t = softmax(o_t)
     E = sum_{t=1..5} E_t,  E_t = -y_tᵀ log ŷ_t
     h¹_0 = h0_1 (a parameter, zeros by default)
     h²_0 = h0_2 (a parameter, zeros by default)
+    U¹, W¹, b¹: the parameters U1, W1, b1
+    U², W², b²: the parameters U2, W2, b2
 
 Arrays hold one row per sequence: ``xs`` is ``(T, B, n_x)`` (or ``(T, n_x)`` for
 one sequence). Every gradient is derived symbolically; the numbers in
@@ -67,6 +69,9 @@ PARAM_SHAPES = {
     "V": ("n_y", "n_h2"),
     "c": ("n_y",),
 }
+#: The learned initial state of each chain; a ``state`` given per sequence takes their place.
+INITIAL_STATES = ("h0_1", "h0_2")
+_INITIAL_AT = (3, 7)  # their places in the parameter list
 #: The input, recurrent and output weight matrices.
 WEIGHTS = ("U1", "W1", "U2", "W2", "V")
 
@@ -98,14 +103,18 @@ def init_params(n_x, n_h, n_y, seed=0, dtype=np.float64):
     return params
 
 
-def forward(params, xs):
+def forward(params, xs, *, state=None, return_state=False):
     """Hidden states and outputs.
+
+    Args:
+        state, return_state: as for ``loss_and_grads``.
 
     Returns:
         dict with ``"h"`` (T, B, n_h), ``"o"`` and ``"yhat"`` (T, B, n_y);
-        the B axis is absent when ``xs`` is a single sequence ``(T, n_x)``.
+        the B axis is absent when ``xs`` is a single sequence ``(T, n_x)``. With ``return_state``,
+        ``(out, final_state)``.
     """
-    U1, W1, b1, h0_1, U2, W2, b2, h0_2, V, c, x, single = _prepare(params, xs)
+    U1, W1, b1, h0_1, U2, W2, b2, h0_2, V, c, x, single = _prepare(params, xs, state)
     # new arrays, because they go to the caller; the set kept for loss_and_grads stays kept
     h1, h2, o, yhat = _forward(
         U1, W1, b1, h0_1, U2, W2, b2, h0_2, V, c, x, _new_buffers(x, U1.shape[0], U2.shape[0], V.shape[0])
@@ -117,32 +126,47 @@ def forward(params, xs):
     }
     if single:
         out = {k: v[:, 0] if v.ndim == 3 else v[0] for k, v in out.items()}
+    if return_state:
+        return out, _as_given(state, [h1[5], h2[5]], single)
     return out
 
 
-def loss(params, xs, targets):
+def loss(params, xs, targets, *, state=None, return_state=False):
     """The loss E, summed over steps and sequences, in the dtype of ``xs``.
 
     Args:
         targets: class indices (T,) / (T, B), or one-hot rows (T, n_y) / (T, B, n_y)
+        state, return_state: as for ``loss_and_grads``; with ``return_state``, ``(E, final_state)``.
     """
-    U1, W1, b1, h0_1, U2, W2, b2, h0_2, V, c, x, single = _prepare(params, xs)
+    U1, W1, b1, h0_1, U2, W2, b2, h0_2, V, c, x, single = _prepare(params, xs, state)
     y = _targets(targets, x, V.shape[0], single)
     buf = _buffers(x, U1.shape[0], U2.shape[0], V.shape[0])
     h1, h2, o, yhat = _forward(U1, W1, b1, h0_1, U2, W2, b2, h0_2, V, c, x, buf)
     # (31) E = -1ᵀ (Y[1..5] ∘ log_softmax(O[1..5])) 1
     E = -_dot_log_softmax(y, o, yhat)
+    final = _as_given(state, [h1[5], h2[5]], single) if return_state else None
     _SPARE["buffers"] = buf
-    return E
+    return (E, final) if return_state else E
 
 
-def loss_and_grads(params, xs, targets):
+def loss_and_grads(params, xs, targets, *, state=None, return_state=False):
     """The loss and its gradient with respect to every parameter.
+
+    Args:
+        params: a dict with the keys and shapes of ``PARAM_SHAPES``.
+        xs: the inputs, (T, B, n_x), or (T, n_x) for one sequence.
+        targets: class indices (T,) / (T, B), or one-hot rows (T, n_y) / (T, B, n_y)
+        state: the initial state of each sequence, in place of the learned h0_1, h0_2
+            (a long sequence trained in chunks carries it over):
+            a dict with one array (B, n) per key of ``INITIAL_STATES`` ((n,) for one sequence).
+        return_state: also return the state after the last step, in the structure of ``state``.
 
     Returns:
         ``(E, grads)``, ``grads`` a dict with the keys and shapes of ``params``.
+        Given a ``state``, ``grads["state"]`` is dE/dstate in its structure, and the gradients of the
+        learned initial states are zero (they took no part). With ``return_state``, ``(E, grads, final_state)``.
     """
-    U1, W1, b1, h0_1, U2, W2, b2, h0_2, V, c, x, single = _prepare(params, xs)
+    U1, W1, b1, h0_1, U2, W2, b2, h0_2, V, c, x, single = _prepare(params, xs, state)
     y = _targets(targets, x, V.shape[0], single)
     buf = _buffers(x, U1.shape[0], U2.shape[0], V.shape[0])
     h1, h2, o, yhat = _forward(U1, W1, b1, h0_1, U2, W2, b2, h0_2, V, c, x, buf)
@@ -165,7 +189,7 @@ def loss_and_grads(params, xs, targets):
     # (35) δz²_5 = δ̃h²_5 ∘ f′²_5
     dz2_ = buf["dz2_"]  # its steps as views, made with the buffers: cheaper to index
     dz2_[4] *= fprime2[4]
-    # (36) δz²_t = (δ̃h²_t + W2ᵀ δz²_{t+1}) ∘ f′²_t, t = 4 down to 1
+    # (36) δz²_t = (δ̃h²_t + W²ᵀ δz²_{t+1}) ∘ f′²_t, t = 4 down to 1
     dz2_gemm = buf["dz2_gemm"]
     np.dot(dz2_[4], W2, out=dz2_gemm)
     dz2_[3] += dz2_gemm
@@ -179,18 +203,22 @@ def loss_and_grads(params, xs, targets):
     np.dot(dz2_[1], W2, out=dz2_gemm)
     dz2_[0] += dz2_gemm
     dz2_[0] *= fprime2[0]
-    # (37) Δ̃h¹[1..5] = U2ᵀ Δz²[1..5]
+    # (37) δh²_0 = W²ᵀ δz²_1
+    dh2 = buf["dh2"]
+    dh2_ = list(dh2)  # its steps as views: cheaper to index than the array
+    np.dot(dz2_[0], W2, out=dh2_[0])
+    # (38) Δ̃h¹[1..5] = U²ᵀ Δz²[1..5]
     dz1 = buf["dz1"]
     pre_dh1 = dz1  # each step is read only by the same step of dz1, built on it
     np.matmul(dz2.reshape(-1, n_h2), U2, out=pre_dh1.reshape(-1, n_h1))
-    # (38) F′¹[1..5] = 1 - H¹[1..5] ∘ H¹[1..5]
+    # (39) F′¹[1..5] = 1 - H¹[1..5] ∘ H¹[1..5]
     fprime1 = buf["fprime1"]
     np.square(h1[1:], out=fprime1)
     np.subtract(1.0, fprime1, out=fprime1)
-    # (39) δz¹_5 = δ̃h¹_5 ∘ f′¹_5
+    # (40) δz¹_5 = δ̃h¹_5 ∘ f′¹_5
     dz1_ = buf["dz1_"]  # its steps as views, made with the buffers: cheaper to index
     dz1_[4] *= fprime1[4]
-    # (40) δz¹_t = (δ̃h¹_t + W1ᵀ δz¹_{t+1}) ∘ f′¹_t, t = 4 down to 1
+    # (41) δz¹_t = (δ̃h¹_t + W¹ᵀ δz¹_{t+1}) ∘ f′¹_t, t = 4 down to 1
     dz1_gemm = buf["dz1_gemm"]
     np.dot(dz1_[4], W1, out=dz1_gemm)
     dz1_[3] += dz1_gemm
@@ -204,28 +232,31 @@ def loss_and_grads(params, xs, targets):
     np.dot(dz1_[1], W1, out=dz1_gemm)
     dz1_[0] += dz1_gemm
     dz1_[0] *= fprime1[0]
-    # (41) dE/dU1 = Δz¹[1..5] X[1..5]ᵀ
+    # (42) δh¹_0 = W¹ᵀ δz¹_1
+    dh1 = buf["dh1"]
+    dh1_ = list(dh1)  # its steps as views: cheaper to index than the array
+    np.dot(dz1_[0], W1, out=dh1_[0])
+    # (43) dE/dU¹ = Δz¹[1..5] X[1..5]ᵀ
     dU1 = dz1.reshape(-1, n_h1).T @ x.reshape(-1, n_x)
-    # (42) dE/dW1 = Δz¹[1..5] H¹[0..4]ᵀ
+    # (44) dE/dW¹ = Δz¹[1..5] H¹[0..4]ᵀ
     dW1 = dz1.reshape(-1, n_h1).T @ h1[:-1].reshape(-1, n_h1)
-    # (43) dE/db1 = Δz¹[1..5] 1
+    # (45) dE/db¹ = Δz¹[1..5] 1
     db1 = _column_sums(dz1.reshape(-1, n_h1))
-    # (44) dE/dh0_1 = W1ᵀ δz¹_1
-    dh0_1 = _column_sums(dz1_[0]) @ W1
-    # (45) dE/dU2 = Δz²[1..5] H¹[1..5]ᵀ
+    # (46) dE/dh¹_0 = δh¹_0
+    dh0_1 = _column_sums(dh1_[0])
+    # (47) dE/dU² = Δz²[1..5] H¹[1..5]ᵀ
     dU2 = dz2.reshape(-1, n_h2).T @ h1[1:].reshape(-1, n_h1)
-    # (46) dE/dW2 = Δz²[1..5] H²[0..4]ᵀ
+    # (48) dE/dW² = Δz²[1..5] H²[0..4]ᵀ
     dW2 = dz2.reshape(-1, n_h2).T @ h2[:-1].reshape(-1, n_h2)
-    # (47) dE/db2 = Δz²[1..5] 1
+    # (49) dE/db² = Δz²[1..5] 1
     db2 = _column_sums(dz2.reshape(-1, n_h2))
-    # (48) dE/dh0_2 = W2ᵀ δz²_1
-    dh0_2 = _column_sums(dz2_[0]) @ W2
-    # (49) dE/dV = Δo[1..5] H²[1..5]ᵀ
+    # (50) dE/dh²_0 = δh²_0
+    dh0_2 = _column_sums(dh2_[0])
+    # (51) dE/dV = Δo[1..5] H²[1..5]ᵀ
     dV = do.T @ h2[1:].reshape(-1, n_h2)
-    # (50) dE/dc = Δo[1..5] 1
+    # (52) dE/dc = Δo[1..5] 1
     dc = _column_sums(do)
-    _SPARE["buffers"] = buf
-    return E, {
+    grads = {
         "U1": dU1,
         "W1": dW1,
         "b1": db1,
@@ -237,6 +268,13 @@ def loss_and_grads(params, xs, targets):
         "V": dV,
         "c": dc,
     }
+    if state is not None:  # the learned initial states took no part; the given one's gradient, copied
+        grads["h0_1"] = np.zeros_like(dh0_1)
+        grads["h0_2"] = np.zeros_like(dh0_2)
+        grads["state"] = _as_given(state, [dh1[0], dh2[0]], single)
+    final = _as_given(state, [h1[5], h2[5]], single) if return_state else None
+    _SPARE["buffers"] = buf
+    return (E, grads, final) if return_state else (E, grads)
 
 
 def _forward(U1, W1, b1, h0_1, U2, W2, b2, h0_2, V, c, x, buf):
@@ -246,11 +284,11 @@ def _forward(U1, W1, b1, h0_1, U2, W2, b2, h0_2, V, c, x, buf):
     # h¹_0: the given vector, for every sequence
     h1 = buf["h1"]
     h1[0] = h0_1
-    # (25) Z̃¹[1..5] = U1 X[1..5] + b1 1ᵀ
+    # (25) Z̃¹[1..5] = U¹ X[1..5] + b¹ 1ᵀ
     pre_z1 = h1[1:]  # each step is read only by the same step of h1, built on it
     np.matmul(x.reshape(-1, n_x), U1.T, out=pre_z1.reshape(-1, n_h1))
     np.add(pre_z1.reshape(-1, n_h1), b1, out=pre_z1.reshape(-1, n_h1))
-    # (26) h¹_t = tanh(z̃¹_t + W1 h¹_{t-1}), t = 1..5
+    # (26) h¹_t = tanh(z̃¹_t + W¹ h¹_{t-1}), t = 1..5
     h1_ = buf["h1_"]  # its steps as views, made with the buffers: cheaper to index
     h1_gemm = buf["h1_gemm"]
     W1_T = buf["W1_T"]
@@ -273,11 +311,11 @@ def _forward(U1, W1, b1, h0_1, U2, W2, b2, h0_2, V, c, x, buf):
     # h²_0: the given vector, for every sequence
     h2 = buf["h2"]
     h2[0] = h0_2
-    # (27) Z̃²[1..5] = U2 H¹[1..5] + b2 1ᵀ
+    # (27) Z̃²[1..5] = U² H¹[1..5] + b² 1ᵀ
     pre_z2 = h2[1:]  # each step is read only by the same step of h2, built on it
     np.matmul(h1[1:].reshape(-1, n_h1), U2.T, out=pre_z2.reshape(-1, n_h2))
     np.add(pre_z2.reshape(-1, n_h2), b2, out=pre_z2.reshape(-1, n_h2))
-    # (28) h²_t = tanh(z̃²_t + W2 h²_{t-1}), t = 1..5
+    # (28) h²_t = tanh(z̃²_t + W² h²_{t-1}), t = 1..5
     h2_ = buf["h2_"]  # its steps as views, made with the buffers: cheaper to index
     h2_gemm = buf["h2_gemm"]
     W2_T = buf["W2_T"]
@@ -337,9 +375,11 @@ def _new_buffers(x, n_h1, n_h2, n_y):
         "dz2": np.empty((T, B, n_h2), dtype),
         "fprime2": np.empty((T, B, n_h2), dtype),
         "dz2_gemm": np.empty((B, n_h2), dtype),
+        "dh2": np.empty((1, B, n_h2), dtype),
         "dz1": np.empty((T, B, n_h1), dtype),
         "fprime1": np.empty((T, B, n_h1), dtype),
         "dz1_gemm": np.empty((B, n_h1), dtype),
+        "dh1": np.empty((1, B, n_h1), dtype),
     }
     buf["h1_"] = list(buf["h1"])  # the steps' views, made once for every call that takes the set
     buf["h2_"] = list(buf["h2"])  # the steps' views, made once for every call that takes the set
@@ -467,8 +507,9 @@ def _softmax(a, out=None):
     return out
 
 
-def _prepare(params, xs):
-    """Check the arguments; return the parameters in the dtype of ``xs``, ``x`` as (T, B, n_x)."""
+def _prepare(params, xs, state=None):
+    """Check the arguments; return the parameters in the dtype of ``xs`` (a given ``state`` in place
+    of the initial states), ``x`` as (T, B, n_x)."""
     x = np.asarray(xs)
     if not isinstance(params, dict):
         raise ValueError(f"params must be a dict with keys {', '.join(PARAM_SHAPES)}")
@@ -518,10 +559,40 @@ def _prepare(params, xs):
         same_dtype = _check_params(x, xs, params, arrays, signature)
     if not same_dtype:
         arrays = [p if p.dtype == x.dtype else p.astype(x.dtype) for p in arrays]
+    if state is not None:
+        arrays = _given_state(state, x, arrays)
     single = x.ndim == 2
     if single:
         x = x[:, None]
     return (*arrays, x, single)
+
+
+def _given_state(state, x, arrays):
+    """The parameter list with each initial state replaced by the one given per sequence, checked."""
+    given = {INITIAL_STATES[0]: state} if len(INITIAL_STATES) == 1 and not isinstance(state, dict) else state
+    keys = ", ".join(INITIAL_STATES)
+    if not isinstance(given, dict):
+        raise ValueError(f"state must be a dict with keys {keys}: one initial state per chain")
+    if set(given) != set(INITIAL_STATES):
+        raise ValueError(f"state has keys {', '.join(map(str, given)) or 'none'}; expected {keys}")
+    arrays = list(arrays)
+    for name, at in zip(INITIAL_STATES, _INITIAL_AT):
+        s = np.asarray(given[name])
+        want = arrays[at].shape if x.ndim == 2 else (x.shape[1], *arrays[at].shape)
+        if s.dtype.kind not in "fiu" or s.shape != want:
+            what = "(n,) for one sequence" if x.ndim == 2 else "(B, n): one state per sequence"
+            raise ValueError(f"state[{name!r}] has shape {s.shape} and dtype {s.dtype}; expected {want}, {what}")
+        arrays[at] = s if s.dtype == x.dtype else s.astype(x.dtype)
+    return arrays
+
+
+def _as_given(state, arrays, single):
+    """Copies of each chain's (B, n) state ((n,) for one sequence), in the structure of ``state``: an
+    array for a module of one chain unless a dict was given, else a dict keyed as ``INITIAL_STATES``."""
+    arrays = [a[0].copy() if single else a.copy() for a in arrays]
+    if isinstance(state, dict) or len(arrays) > 1:
+        return dict(zip(INITIAL_STATES, arrays))
+    return arrays[0]
 
 
 #: Signatures (shape and dtype of xs and of each parameter) that passed ``_check_params``

@@ -60,6 +60,9 @@ PARAM_SHAPES = {
     "V": ("n_y", "n_h"),
     "c": ("n_y",),
 }
+#: The learned initial state of each chain; a ``state`` given per sequence takes their place.
+INITIAL_STATES = ("h0",)
+_INITIAL_AT = (3,)  # their places in the parameter list
 #: The input, recurrent and output weight matrices.
 WEIGHTS = ("U", "W", "V")
 
@@ -87,14 +90,18 @@ def init_params(n_x, n_h, n_y, seed=0, dtype=np.float64):
     return params
 
 
-def forward(params, xs):
+def forward(params, xs, *, state=None, return_state=False):
     """Hidden states and outputs.
+
+    Args:
+        state, return_state: as for ``loss_and_grads``.
 
     Returns:
         dict with ``"h"`` (T, B, n_h), ``"o"`` and ``"yhat"`` (T, B, n_y);
-        the B axis is absent when ``xs`` is a single sequence ``(T, n_x)``.
+        the B axis is absent when ``xs`` is a single sequence ``(T, n_x)``. With ``return_state``,
+        ``(out, final_state)``.
     """
-    U, W, b, h0, V, c, x, single = _prepare(params, xs)
+    U, W, b, h0, V, c, x, single = _prepare(params, xs, state)
     # new arrays, because they go to the caller; the set kept for loss_and_grads stays kept
     h, o, yhat = _forward(U, W, b, h0, V, c, x, _new_buffers(x, U.shape[0], V.shape[0]))
     out = {
@@ -104,32 +111,47 @@ def forward(params, xs):
     }
     if single:
         out = {k: v[:, 0] if v.ndim == 3 else v[0] for k, v in out.items()}
+    if return_state:
+        return out, _as_given(state, [h[20]], single)
     return out
 
 
-def loss(params, xs, targets):
+def loss(params, xs, targets, *, state=None, return_state=False):
     """The loss E, summed over steps and sequences, in the dtype of ``xs``.
 
     Args:
         targets: class indices (T,) / (T, B), or one-hot rows (T, n_y) / (T, B, n_y)
+        state, return_state: as for ``loss_and_grads``; with ``return_state``, ``(E, final_state)``.
     """
-    U, W, b, h0, V, c, x, single = _prepare(params, xs)
+    U, W, b, h0, V, c, x, single = _prepare(params, xs, state)
     y = _targets(targets, x, V.shape[0], single)
     buf = _buffers(x, U.shape[0], V.shape[0])
     h, o, yhat = _forward(U, W, b, h0, V, c, x, buf)
     # (38) E = -1ᵀ (Y[1..20] ∘ log_softmax(O[1..20])) 1
     E = -_dot_log_softmax(y, o, yhat)
+    final = _as_given(state, [h[20]], single) if return_state else None
     _SPARE["buffers"] = buf
-    return E
+    return (E, final) if return_state else E
 
 
-def loss_and_grads(params, xs, targets):
+def loss_and_grads(params, xs, targets, *, state=None, return_state=False):
     """The loss and its gradient with respect to every parameter.
+
+    Args:
+        params: a dict with the keys and shapes of ``PARAM_SHAPES``.
+        xs: the inputs, (T, B, n_x), or (T, n_x) for one sequence.
+        targets: class indices (T,) / (T, B), or one-hot rows (T, n_y) / (T, B, n_y)
+        state: the initial state of each sequence, in place of the learned h0
+            (a long sequence trained in chunks carries it over):
+            an array (B, n_h), or (n_h,) for one sequence (or a dict {"h0": that array}).
+        return_state: also return the state after the last step, in the structure of ``state``.
 
     Returns:
         ``(E, grads)``, ``grads`` a dict with the keys and shapes of ``params``.
+        Given a ``state``, ``grads["state"]`` is dE/dstate in its structure, and the gradients of the
+        learned initial states are zero (they took no part). With ``return_state``, ``(E, grads, final_state)``.
     """
-    U, W, b, h0, V, c, x, single = _prepare(params, xs)
+    U, W, b, h0, V, c, x, single = _prepare(params, xs, state)
     y = _targets(targets, x, V.shape[0], single)
     buf = _buffers(x, U.shape[0], V.shape[0])
     h, o, yhat = _forward(U, W, b, h0, V, c, x, buf)
@@ -210,20 +232,29 @@ def loss_and_grads(params, xs, targets):
     np.dot(dz_[1], W, out=dz_gemm)
     dz_[0] += dz_gemm
     dz_[0] *= fprime[0]
-    # (44) dE/dU = Δz[1..20] X[1..20]ᵀ
+    # (44) δh_0 = Wᵀ δz_1
+    dh = buf["dh"]
+    dh_ = list(dh)  # its steps as views: cheaper to index than the array
+    np.dot(dz_[0], W, out=dh_[0])
+    # (45) dE/dU = Δz[1..20] X[1..20]ᵀ
     dU = dz.reshape(-1, n_h).T @ x.reshape(-1, n_x)
-    # (45) dE/dW = Δz[1..20] H[0..19]ᵀ
+    # (46) dE/dW = Δz[1..20] H[0..19]ᵀ
     dW = dz.reshape(-1, n_h).T @ h[:-1].reshape(-1, n_h)
-    # (46) dE/db = Δz[1..20] 1
+    # (47) dE/db = Δz[1..20] 1
     db = _column_sums(dz.reshape(-1, n_h))
-    # (47) dE/dh_0 = Wᵀ δz_1
-    dh0 = _column_sums(dz_[0]) @ W
-    # (48) dE/dV = Δo[1..20] H[1..20]ᵀ
+    # (48) dE/dh_0 = δh_0
+    dh0 = _column_sums(dh_[0])
+    # (49) dE/dV = Δo[1..20] H[1..20]ᵀ
     dV = do.T @ h[1:].reshape(-1, n_h)
-    # (49) dE/dc = Δo[1..20] 1
+    # (50) dE/dc = Δo[1..20] 1
     dc = _column_sums(do)
+    grads = {"U": dU, "W": dW, "b": db, "h0": dh0, "V": dV, "c": dc}
+    if state is not None:  # the learned initial states took no part; the given one's gradient, copied
+        grads["h0"] = np.zeros_like(dh0)
+        grads["state"] = _as_given(state, [dh[0]], single)
+    final = _as_given(state, [h[20]], single) if return_state else None
     _SPARE["buffers"] = buf
-    return E, {"U": dU, "W": dW, "b": db, "h0": dh0, "V": dV, "c": dc}
+    return (E, grads, final) if return_state else (E, grads)
 
 
 def _forward(U, W, b, h0, V, c, x, buf):
@@ -338,6 +369,7 @@ def _new_buffers(x, n_h, n_y):
         "dz": np.empty((T, B, n_h), dtype),
         "fprime": np.empty((T, B, n_h), dtype),
         "dz_gemm": np.empty((B, n_h), dtype),
+        "dh": np.empty((1, B, n_h), dtype),
     }
     buf["h_"] = list(buf["h"])  # the steps' views, made once for every call that takes the set
     buf["dz_"] = list(buf["dz"])  # the steps' views, made once for every call that takes the set
@@ -463,8 +495,9 @@ def _softmax(a, out=None):
     return out
 
 
-def _prepare(params, xs):
-    """Check the arguments; return the parameters in the dtype of ``xs``, ``x`` as (T, B, n_x)."""
+def _prepare(params, xs, state=None):
+    """Check the arguments; return the parameters in the dtype of ``xs`` (a given ``state`` in place
+    of the initial states), ``x`` as (T, B, n_x)."""
     x = np.asarray(xs)
     if not isinstance(params, dict):
         raise ValueError(f"params must be a dict with keys {', '.join(PARAM_SHAPES)}")
@@ -502,10 +535,40 @@ def _prepare(params, xs):
         same_dtype = _check_params(x, xs, params, arrays, signature)
     if not same_dtype:
         arrays = [p if p.dtype == x.dtype else p.astype(x.dtype) for p in arrays]
+    if state is not None:
+        arrays = _given_state(state, x, arrays)
     single = x.ndim == 2
     if single:
         x = x[:, None]
     return (*arrays, x, single)
+
+
+def _given_state(state, x, arrays):
+    """The parameter list with each initial state replaced by the one given per sequence, checked."""
+    given = {INITIAL_STATES[0]: state} if len(INITIAL_STATES) == 1 and not isinstance(state, dict) else state
+    keys = ", ".join(INITIAL_STATES)
+    if not isinstance(given, dict):
+        raise ValueError(f"state must be a dict with keys {keys}: one initial state per chain")
+    if set(given) != set(INITIAL_STATES):
+        raise ValueError(f"state has keys {', '.join(map(str, given)) or 'none'}; expected {keys}")
+    arrays = list(arrays)
+    for name, at in zip(INITIAL_STATES, _INITIAL_AT):
+        s = np.asarray(given[name])
+        want = arrays[at].shape if x.ndim == 2 else (x.shape[1], *arrays[at].shape)
+        if s.dtype.kind not in "fiu" or s.shape != want:
+            what = "(n,) for one sequence" if x.ndim == 2 else "(B, n): one state per sequence"
+            raise ValueError(f"state[{name!r}] has shape {s.shape} and dtype {s.dtype}; expected {want}, {what}")
+        arrays[at] = s if s.dtype == x.dtype else s.astype(x.dtype)
+    return arrays
+
+
+def _as_given(state, arrays, single):
+    """Copies of each chain's (B, n) state ((n,) for one sequence), in the structure of ``state``: an
+    array for a module of one chain unless a dict was given, else a dict keyed as ``INITIAL_STATES``."""
+    arrays = [a[0].copy() if single else a.copy() for a in arrays]
+    if isinstance(state, dict) or len(arrays) > 1:
+        return dict(zip(INITIAL_STATES, arrays))
+    return arrays[0]
 
 
 #: Signatures (shape and dtype of xs and of each parameter) that passed ``_check_params``
