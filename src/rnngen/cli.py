@@ -661,6 +661,14 @@ def bench(module_path, B, n_x, n_h, n_y, dtype, samples, settle, skip, T, ui, **
         if T is None:
             raise click.UsageError("give --T (the unroll length) or a generated MODULE to time")
         spec = _spec(T, choices)
+    if spec.mapping == "one-to-many" or spec.delay:
+        # the contenders (the hand loops, PyTorch, JAX) read an input at every step and a loss at
+        # every step or the last
+        raise click.UsageError(
+            "rnngen bench times networks with an input at every step, and a loss at every step or at the last "
+            "(many-to-many without --delay, many-to-one); not one-to-many or --delay"
+        )
+    if module_path is None:
         ui.progress(f"deriving {spec.name} (T = {spec.T})")
         module = BPTT(build(spec)).module()
     libraries = kernels()

@@ -23,7 +23,7 @@ from rnngen.document import Notation, Numbering, aligned, forward_families, gene
 from rnngen.emit import render
 from rnngen.families import run_of, step_of
 from rnngen.lower import Lowered
-from rnngen.network_document import is_single_chain, network_context
+from rnngen.network_document import network_context, three_forms
 from rnngen.printing.math import latex, text
 from rnngen.printing.numpy import NumpyPrinter
 from rnngen.program import (
@@ -443,7 +443,7 @@ def render_both(derivation: Derivation, lowered: Lowered) -> tuple:
     formulas = final_formulas(lowered.program)
     numbering = Numbering()
     common = _common(derivation.spec)
-    if is_single_chain(derivation.spec):
+    if three_forms(derivation.spec):
         tex = render("derivation.tex.jinja", **latex_context(derivation, formulas, numbering, common))
     else:
         tex = render("network.tex.jinja", **network_context(derivation, formulas, numbering, common))
