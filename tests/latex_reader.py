@@ -781,9 +781,7 @@ class Checker(Reader):
     The steps with a loss are those ``ys`` has a target for (all, the last, or d + 1..T with a delay).
     """
 
-    def __init__(
-        self, tex, row, params, xs, ys, module, problem, many_to_one=False, custom=None, blocks=None, T=None
-    ):
+    def __init__(self, tex, row, params, xs, ys, module, problem, many_to_one=False, custom=None, blocks=None, T=None):
         super().__init__(tex, row, params, xs, ys, custom, blocks, T)
         self.module, self.raw, self.problem = module, (params, xs, ys), problem
         self.loss_steps = sorted(ys)
