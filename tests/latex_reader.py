@@ -160,11 +160,11 @@ class Reader:
             parameter that a block names, for networks whose matrices act on stacked vectors.
     """
 
-    def __init__(self, tex: str, row: bool, params: dict, xs, ys: dict, custom=None, blocks=None):
+    def __init__(self, tex: str, row: bool, params: dict, xs, ys: dict, custom=None, blocks=None, T=None):
         self.custom = custom or {}
         self.blocks = blocks or {}
         self.row = row
-        self.T = len(xs)
+        self.T = T or len(xs)  # a one-to-many network reads x_1 only
         self.axis = 0 if row else 1  # the axis along which steps are stacked
         self.params = {name: self._vector(np.asarray(v, float)) if np.ndim(v) == 1 else v for name, v in params.items()}
         self.steps: dict = {}  # (family, t) -> vector
@@ -776,10 +776,13 @@ class Checker(Reader):
         module: the generated module, whose ``forward``, ``loss_and_grads`` give the numbers.
         problem: ``(params, xs, targets)`` in the module's form (a batch of one).
         many_to_one: the loss (and every target) at the last step only.
+        T: the number of steps, where ``xs`` holds fewer (one-to-many: the one input).
+
+    The steps with a loss are those ``ys`` has a target for (all, the last, or d + 1..T with a delay).
     """
 
-    def __init__(self, tex, row, params, xs, ys, module, problem, many_to_one=False, custom=None, blocks=None):
-        super().__init__(tex, row, params, xs, ys, custom, blocks)
+    def __init__(self, tex, row, params, xs, ys, module, problem, many_to_one=False, custom=None, blocks=None, T=None):
+        super().__init__(tex, row, params, xs, ys, custom, blocks, T)
         self.module, self.raw, self.problem = module, (params, xs, ys), problem
         self.loss_steps = sorted(ys)
         self.many_to_one = many_to_one
@@ -808,8 +811,17 @@ class Checker(Reader):
                     if not m or not rhs:
                         continue
                     family, index, entry = self._symbol(m)
-                    if _base(family) in FORWARD and index == "t" and "delta" not in lhs:
-                        forward[family], where[family], used[family] = rhs, number, (number, rel)
+                    if _base(family) in FORWARD and "delta" not in lhs and (index == "t" or str(index).isdigit()):
+                        # at a generic step t (at the steps it states, if it states them), or at one step
+                        stated = _STEPS.search(rhs)
+                        steps = None
+                        if index != "t":
+                            steps = (int(index),)
+                        elif stated:
+                            steps = tuple(self._stated(stated))
+                            rhs = rhs[: stated.start()]
+                        forward.setdefault(family, {})[steps] = rhs  # the last for the same steps defines it
+                        where[family], used[family, steps] = number, (number, rel)
                     elif family == "E" and index in (None, "t"):  # E = ..., E_t = ... (no other step)
                         key = "E" if index is None else "E_t"
                         loss[key], where[key], used[key] = rhs, number, (number, rel)
@@ -843,7 +855,9 @@ class Checker(Reader):
                         elif key == (family, t):
                             steps[family, t] = forced
                         else:
-                            steps[family, t] = self._evaluate(self.forward[family], {"t": t})
+                            rhs = self._definition(family, t)
+                            if rhs is not None:  # a value the network has at this step
+                                steps[family, t] = self._evaluate(rhs, {"t": t})
             for t in self.loss_steps:
                 self.entrywise = True
                 steps["E", t] = float(np.sum(self._evaluate(self.loss["E_t"], {"t": t})))
@@ -852,6 +866,21 @@ class Checker(Reader):
         finally:
             self.params, self.steps, self.entrywise = saved
         return steps
+
+    def _definition(self, family: str, t: int):
+        """The right side that defines ``family`` at step t: the one stated for that step, else the
+        generic one that holds there; None where the family has no value (an output before a delay)."""
+        found = [rhs for steps, rhs in self.forward[family].items() if steps is not None and t in steps]
+        found += [rhs for steps, rhs in self.forward[family].items() if steps is None]
+        return found[0] if found else None
+
+    def _stated(self, stated) -> list:
+        """The steps a ``, \\quad t = ...`` note states, in its order."""
+        ends = [self._step(i, {}) for i in (stated.group("first"), stated.group("last")) if i]
+        if stated.group("dots"):
+            step = 1 if ends[1] >= ends[0] else -1
+            ends = list(range(ends[0], ends[1] + step, step))
+        return ends
 
     def build(self, blocks) -> tuple:
         """Run the forward pass from the document: ``(failures of the forward and loss equations, it ran)``."""
@@ -878,7 +907,7 @@ class Checker(Reader):
             (f for f in states if (re.sub(r"\D", "", _suffix(f)) or "0") == top), key=lambda f: f.endswith("_b")
         )
         for family in ("h", "o", "yhat"):
-            ts = range(1, self.T + 1) if family == "h" or not self.many_to_one else [self.T]
+            ts = range(1, self.T + 1) if family == "h" else self.loss_steps
             parts = top if family == "h" else [family]
             got = np.array([np.concatenate([self.base_steps[f, t].reshape(-1) for f in parts]) for t in ts])
             if not np.allclose(got, np.asarray(out[family]).reshape(got.shape), rtol=1e-12, atol=1e-14):
@@ -993,13 +1022,9 @@ class Checker(Reader):
             if re.search(r"\\quad t < T\b", rel):
                 ts = range(1, self.T)
             elif stated:  # the steps it states: t = T-1, \dots, 1; t = 2, 1; t = 3
-                ends = [self._step(i, {}) for i in (stated.group("first"), stated.group("last")) if i]
-                if stated.group("dots"):
-                    step = 1 if ends[1] >= ends[0] else -1
-                    ends = list(range(ends[0], ends[1] + step, step))
-                ts = ends
-            elif self.many_to_one and re.search(r"(?<!\\hat\{)(?<![a-z])y(?:_|\^)|E[\^_]\{t\}", rel):
-                ts = self.loss_steps  # a target or a loss term: the last step only
+                ts = self._stated(stated)
+            elif len(self.loss_steps) < self.T and re.search(r"(?<!\\hat\{)(?<![a-z])y(?:_|\^)|E[\^_]\{t\}", rel):
+                ts = self.loss_steps  # a target or a loss term: the steps with a loss only
             envs = [{"t": t} for t in ts]
         if "k" in free:
             envs = [{**e, "k": k} for e in envs for k in range(0, e.get("t", self.T) + 1)]  # k = t: no step between
@@ -1097,7 +1122,7 @@ class Checker(Reader):
         numbers = [number for number, _, final in blocks if final]
         params, xs, ys = self.raw
         try:
-            reader = Reader(self.tex, self.row, params, xs, ys, self.custom, self.blocks)
+            reader = Reader(self.tex, self.row, params, xs, ys, self.custom, self.blocks, self.T)
             reader.run()
         except Exception as e:  # noqa: BLE001
             return [(n, f"the final formulas do not run: {e}") for n in numbers]

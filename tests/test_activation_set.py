@@ -58,7 +58,7 @@ def quick(combos) -> list:
     """
     keep = []
     for i, (hidden, pair) in enumerate(itertools.product(ACTIVATIONS, pairs())):
-        wanted = (BIASES[i % 4], list(MAPPINGS)[(i // 4) % 2], list(NOTATIONS)[i % len(NOTATIONS)])
+        wanted = (BIASES[i % 4], list(MAPPINGS)[(i // 4) % len(MAPPINGS)], list(NOTATIONS)[i % len(NOTATIONS)])
         cell = [c for c in combos if c[:2] == (hidden, pair)]
         keep.append(max(cell, key=lambda c: sum(a == b for a, b in zip(c[2:], wanted))))
     return keep
@@ -72,7 +72,7 @@ def sweep(combos, keep=None) -> list:
 
 def test_the_cross_product_is_complete():
     assert len(ACTIVATIONS) == 7 and len(pairs()) == 8
-    assert len(COMBOS) == 7 * 8 * 4 * 2 * len(NOTATIONS)
+    assert len(COMBOS) == 7 * 8 * 4 * len(MAPPINGS) * len(NOTATIONS)
     for i, j in ((0, 2), (1, 2)):  # every bias setting meets every activation and every pair in EXACT
         assert {(c[i], c[j]) for c in EXACT} == {(a, b) for a in {c[i] for c in COMBOS} for b in BIASES}
 

@@ -200,7 +200,9 @@ def test_bench_refuses_a_python_file_that_rnngen_did_not_generate(tmp_path):
         (["--output", "identity", "--loss", "cross_entropy"], ["needs an output in (0, 1)"]),
         (["--names", "U,h,V"], ["used by rnngen itself"]),
         (["--slope", "0.5"], ["a slope applies to leaky_relu only"]),
-        (["--mapping", "one-to-many"], ["'one-to-many' is not one of 'many-to-many', 'many-to-one'"]),
+        (["--mapping", "one-to-one"], ["'one-to-one' is not one of 'many-to-many', 'many-to-one', 'one-to-many'"]),
+        (["--delay", "3"], ["the delay must be a whole number from 0 to T - 1 = 2, got 3"]),
+        (["--delay", "1", "--mapping", "many-to-one"], ["a delay applies to the many-to-many mapping only"]),
         (["--output", "softmx"], ["'softmx' is not one of 'softmax'"]),
     ],
 )

@@ -15,6 +15,7 @@ from rnngen.examples import EXAMPLES, SEEDS
 from rnngen.markdown import MarkdownError, to_markdown
 from rnngen.pipeline import build
 from rnngen.program import relative
+from rnngen.reference import input_steps
 from rnngen.spec import RNNSpec
 from rnngen.unroll import n_h, step
 from rnngen.verify import random_problem
@@ -42,7 +43,7 @@ def read_back(result, tex=None, seed=0):
     module = _module(result)
     n_x, n_h, n_y = 3, 4, 3
     params, xs, targets = random_problem(module, sizes=(n_x, n_h, n_y, 1), seed=seed)  # one sequence
-    per_step = targets[:, 0] if result.spec.mapping == "many-to-many" else targets[:1].reshape(1, *targets.shape[1:])
+    per_step = targets[:, 0] if result.spec.mapping != "many-to-one" else targets[:1].reshape(1, *targets.shape[1:])
     if result.spec.loss_rule.targets == "classes":
         per_step = np.eye(n_y)[per_step.reshape(-1)]
     per_step = per_step.reshape(len(result.spec.loss_steps), n_y)
@@ -52,7 +53,9 @@ def read_back(result, tex=None, seed=0):
         custom = {"f": f, "f'": slope}
     steps = dict(zip(result.spec.loss_steps, per_step))
     blocks = spec_blocks(result.spec, (n_h,) * result.spec.layers, n_x)  # V = [V_f V_b], W = [W_h W_x]
-    reader = Reader(tex or result.latex, result.spec.notation == "row", params, xs[:, 0], steps, custom, blocks)
+    inputs = input_steps(module.SPEC, xs)[:, 0]  # one-to-many: x_1 only
+    row = result.spec.notation == "row"
+    reader = Reader(tex or result.latex, row, params, inputs, steps, custom, blocks, result.spec.T)
     reader.run()
     loss, grads = module.loss_and_grads(params, xs, targets)
     return reader, loss, grads

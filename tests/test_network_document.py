@@ -43,9 +43,9 @@ def make_checker(spec, seed=0):
     rng = np.random.default_rng(seed)
     shapes = module.init_params(N_X, hidden if len(hidden) > 1 else hidden[0], N_Y)
     params = {name: 0.5 * rng.standard_normal(np.shape(v)) for name, v in shapes.items()}
-    xs = rng.standard_normal((spec.T, 1, N_X))
-    many = spec.mapping == "many-to-many"
-    steps = spec.T if many else 1
+    xs = rng.standard_normal((len(spec.input_steps), 1, N_X))  # one-to-many: x_1 only
+    many = spec.mapping != "many-to-one"
+    steps = len(spec.loss_steps)
     kind = spec.loss_rule.targets
     if kind == "classes":
         targets = rng.integers(0, N_Y, (steps, 1))
@@ -58,9 +58,11 @@ def make_checker(spec, seed=0):
         )
         targets, per_step = draw, draw[:, 0]
     ys = dict(zip(spec.loss_steps, per_step))
-    problem = (params, xs, targets if many else targets[0])
+    module_xs = xs[0] if spec.mapping == "one-to-many" else xs  # the module takes the one input as (B, n_x)
+    problem = (params, module_xs, targets if many else targets[0])
     row = spec.notation == "row"
-    checker = Checker(result.latex, row, params, xs[:, 0], ys, module, problem, not many, blocks=_blocks(spec, hidden))
+    blocks = _blocks(spec, hidden)
+    checker = Checker(result.latex, row, params, xs[:, 0], ys, module, problem, not many, blocks=blocks, T=spec.T)
     return result, checker
 
 
@@ -81,6 +83,11 @@ SAMPLE = (
     RNNSpec(T=3, layers=2, notation="row", hidden="sigmoid", output="identity", loss="squared_error"),
     RNNSpec(T=3, bidirectional=True, notation="stacked", mapping="many-to-one", output_bias=False),
     RNNSpec(T=3, bidirectional=True, notation="row"),  # V [h^f; h^b] as [h^f h^b] V, blocks of rows
+    # seed 001's other mappings: one input at the first step; losses from step d + 1 on
+    RNNSpec(T=4, mapping="one-to-many"),
+    RNNSpec(T=4, delay=2),
+    RNNSpec(T=3, layers=2, bidirectional=True, mapping="one-to-many", notation="row"),
+    RNNSpec(T=4, delay=1, bidirectional=True, output="sigmoid", loss="binary_cross_entropy"),
 )
 
 

@@ -138,6 +138,7 @@ def derive(
     layers: int = 1,
     bidirectional: bool = False,
     input_grad: bool = False,
+    delay: int = 0,
     out: str | os.PathLike | None = None,
     check: bool = True,
     exact: bool = False,
@@ -157,7 +158,8 @@ def derive(
         slope: the negative-side slope of ``leaky_relu`` (None: its default).
         output: output layer (softmax, sigmoid, identity).
         loss: the loss, which the output must be able to feed.
-        mapping: ``"many-to-many"`` (a loss at every step) or ``"many-to-one"`` (at the last).
+        mapping: ``"many-to-many"`` (a loss at every step), ``"many-to-one"`` (at the last) or
+            ``"one-to-many"`` (one input, at the first step; a loss at every step).
         notation: ``"column"`` or ``"row"`` vectors, or ``"stacked"`` / ``"stacked-row"`` (one matrix on
             ``[h_{t-1}; x_t]``, seed 002).
         names: the input, recurrent and output matrix names, ``"U,W,V"`` or a sequence of three.
@@ -166,6 +168,7 @@ def derive(
         layers: the number of stacked layers (parameters ``U1, W1, b1, h0_1, ...`` from 2 on).
         bidirectional: a backward chain beside the forward one in every layer (suffixes ``_f``, ``_b``).
         input_grad: also return dE/dx as ``grads["x"]``.
+        delay: with many-to-many, the losses start at step ``delay + 1`` (delayed many-to-many).
         out: a directory to write the module (and documents) into; None writes nothing.
         check: verify the module's gradients (finite differences, Taylor test, the two forms).
         exact: also compare with the exact SymPy scalar oracle (T <= 8, slower).
@@ -198,6 +201,7 @@ def derive(
         layers=layers,
         bidirectional=bidirectional,
         input_grad=input_grad,
+        delay=delay,
     )
     if check and exact and spec.T > EXACT_MAX_T:
         raise SpecError(f"the exact oracle runs up to T = {EXACT_MAX_T} (entry by entry, 40 digits), got T = {spec.T}")

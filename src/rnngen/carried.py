@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from rnngen.activations import elementwise
-from rnngen.reference import final_states, hidden_key, preactivations, relative_error
+from rnngen.reference import final_states, hidden_key, input_steps, preactivations, relative_error
 from rnngen.verify import (
     FD_TOLERANCE,
     KINK_MARGIN,
@@ -38,7 +38,7 @@ FINAL_LIMIT = 1e-12
 def random_state(module, params, xs, seed: int = 2) -> dict:
     """An initial state per sequence for every chain: name -> (B, n), drawn like the parameters;
     for an activation with a kink, drawn again until every pre-activation keeps ``KINK_MARGIN`` from it."""
-    B = np.shape(xs)[1]
+    B = input_steps(module.SPEC, xs).shape[1]
     kinked = elementwise(hidden_key(module.SPEC)).kink
     for attempt in range(seed, seed + 1000):
         rng = np.random.default_rng(attempt)
@@ -124,7 +124,7 @@ def broadcast(module, params, xs, targets) -> float:
     """Worst relative difference between the call without a state and the one given the learned
     initial states as every sequence's: E, every weight's gradient, and the learned states'
     gradients against the given ones' sums over the sequences (and zero in the second call)."""
-    B = np.shape(xs)[1]
+    B = input_steps(module.SPEC, xs).shape[1]
     e0, g0 = module.loss_and_grads(params, xs, targets)
     learned = {name: np.tile(params[name], (B, 1)) for name in module.INITIAL_STATES}
     e1, g1 = module.loss_and_grads(params, xs, targets, state=given(module, learned))

@@ -192,7 +192,16 @@ _SPEC_OPTIONS = (
         type=click.Choice(list(MAPPINGS)),
         default="many-to-many",
         show_default=True,
-        help="Where the loss applies: every step, or the last. Example: --mapping many-to-one",
+        help="Where the inputs and the losses are: every step; the last loss only; one input at the first "
+        "step (seed 001's mappings). Example: --mapping many-to-one",
+    ),
+    click.option(
+        "--delay",
+        type=int,
+        default=0,
+        show_default=True,
+        help="With many-to-many, the losses start at step d + 1 (delayed many-to-many, seed 001); the targets "
+        "cover steps d + 1..T. Example: --delay 2",
     ),
     click.option(
         "--notation",
@@ -652,6 +661,14 @@ def bench(module_path, B, n_x, n_h, n_y, dtype, samples, settle, skip, T, ui, **
         if T is None:
             raise click.UsageError("give --T (the unroll length) or a generated MODULE to time")
         spec = _spec(T, choices)
+    if spec.mapping == "one-to-many" or spec.delay:
+        # the contenders (the hand loops, PyTorch, JAX) read an input at every step and a loss at
+        # every step or the last
+        raise click.UsageError(
+            "rnngen bench times networks with an input at every step, and a loss at every step or at the last "
+            "(many-to-many without --delay, many-to-one); not one-to-many or --delay"
+        )
+    if module_path is None:
         ui.progress(f"deriving {spec.name} (T = {spec.T})")
         module = BPTT(build(spec)).module()
     libraries = kernels()

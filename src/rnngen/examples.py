@@ -44,11 +44,14 @@ SEEDS = {
         output_bias=False,
     ),
 }
-#: Networks of more than one chain, and seed 002's stacked form.
+#: The networks whose document is the delta recursion (``network_document``): more than one chain,
+#: seed 002's stacked form, and seed 001's other mappings.
 NETWORKS = (
     RNNSpec(T=5, layers=2),  # seed 001's stacked layers
     RNNSpec(T=5, bidirectional=True),  # seed 001's bidirectional RNN
     RNNSpec(T=3, notation="stacked", hidden_bias=False, output_bias=False),  # seed 002: h_t = tanh(W [h_{t-1}; x_t])
+    RNNSpec(T=5, delay=2),  # seed 001's delayed many-to-many: the losses from step 3 on
+    RNNSpec(T=5, mapping="one-to-many"),  # seed 001's one-to-many: one input, at the first step
 )
 EXAMPLES = (RNNSpec(T=5), RNNSpec(T=20), *(s for s in SEEDS.values() if s != RNNSpec(T=5)), *NETWORKS)
 

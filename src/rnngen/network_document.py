@@ -144,18 +144,31 @@ def _generic_node(graph, key: str):
     return next(node for node in graph.nodes if node.family == key and node.t == t), t
 
 
-def _forward_lines(n: Notation, graph, keys) -> list:
-    """The forward equations of ``keys`` at a generic step; one on a stacked vector also as that."""
+def _forward_lines(n: Notation, graph, keys, steps) -> list:
+    """The forward equations of ``keys`` at a generic step; one on a stacked vector also as that.
+
+    ``steps`` are the steps every key is computed at (1..T, or the steps with a loss for the output
+    layer). Where the steps do not share one form (one-to-many: only x_1 is read), each run of
+    steps with one form is written apart: a single step as it stands, a run with the steps it holds at.
+    """
     lines = []
     for key in keys:
-        node, t = _generic_node(graph, key)
-        lhs = n.latex(relative(key, 0, node.symbol.shape[0]))
-        template = step_template(node.expr, t)
-        joined = _joined(template, graph.network)
-        if joined is not None:
-            blocks = [_block_equation(n, p) for p in _blocked_params(template, graph.network)]
-            lines.append(aligned(f"{lhs} = {n.latex(joined)}") + "".join(rf", \qquad {b}" for b in blocks))
-        lines.append(aligned(f"{lhs} = {n.latex(template)}"))
+        nodes = sorted((node for node in graph.nodes if node.family == key and node.t in steps), key=lambda v: v.t)
+        runs = _runs(nodes)
+        if len(runs) == 1:
+            node, t = _generic_node(graph, key)
+            runs = [(step_template(node.expr, t), None)]
+        for template, run in runs:
+            if run is not None and len(run) == 1:
+                lines.append(aligned(f"{n.latex(run[0].symbol)} = {n.latex(run[0].expr)}"))
+                continue
+            lhs = n.latex(relative(key, 0, nodes[0].symbol.shape[0]))
+            note = "" if run is None else _range_note([node.t for node in run], graph.spec.T)
+            joined = _joined(template, graph.network)
+            if joined is not None:
+                blocks = [_block_equation(n, p) for p in _blocked_params(template, graph.network)]
+                lines.append(aligned(f"{lhs} = {n.latex(joined)}") + "".join(rf", \qquad {b}" for b in blocks))
+            lines.append(aligned(f"{lhs} = {n.latex(template)}") + note)
     return lines
 
 
@@ -288,13 +301,17 @@ def _chain_sweeps(n: Notation, derivation: Derivation) -> list:
 # --- the gradients --------------------------------------------------------------------------------
 
 
-def _summed(terms) -> tuple:
-    """``(prefix, term)``: ``\\sum_{t=1}^{T}`` and the generic term, or ``""`` and the terms as they are."""
-    T = len(terms)
-    term = sum_over_steps(terms) if T > 1 else None
+def _summed(terms, T: int) -> tuple:
+    """``(prefix, term)``: ``\\sum_{t=first}^{T}`` and the generic term, or ``""`` and the terms as they are.
+
+    The terms run over every step, or over the steps up to T from the first that has a loss or
+    reaches one (a delay: before it an output, or a backward chain's state, is read by no loss).
+    """
+    first = T - len(terms) + 1
+    term = sum_over_steps(terms, first) if len(terms) > 1 else None
     if term is None:
         return "", A.add(*terms)
-    return r"\sum_{t=1}^{T} ", term
+    return rf"\sum_{{t={first}}}^{{T}} ", term
 
 
 def _factored(axis: int, terms: list):
@@ -319,7 +336,8 @@ def _gradient_lines(n: Notation, derivation: Derivation) -> dict:
     for name, expr in derivation.gradients.items():
         target = n.latex(gradient_symbol(derivation.graph.params[name]))
         if isinstance(expr, A.Concat):
-            summed = [_summed(list(part.args) if isinstance(part, MatAdd) else [part]) for part in expr.parts]
+            T = derivation.spec.T
+            summed = [_summed(list(part.args) if isinstance(part, MatAdd) else [part], T) for part in expr.parts]
             sep = " & " if expr.axis == 1 else r" \\ "
             cells = sep.join(prefix + n.latex(term) for prefix, term in summed)
             line = rf"{target} = \begin{{bmatrix}} {cells} \end{{bmatrix}}"
@@ -330,7 +348,8 @@ def _gradient_lines(n: Notation, derivation: Derivation) -> dict:
             lines[name] = aligned(line)
             continue
         terms = list(expr.args) if isinstance(expr, MatAdd) else [expr]
-        prefix, term = _summed(terms) if len(terms) == derivation.spec.T else ("", expr)
+        prefix, term = _summed(terms, derivation.spec.T)
+        term = expr if not prefix else term
         lines[name] = aligned(f"{target} = {prefix}{n.latex(term)}")
     return lines
 
@@ -362,7 +381,7 @@ def network_context(derivation: Derivation, formulas: list, numbering: Numbering
                 where=_where(chain),
                 reverse=chain.reverse,
                 initial=_initial(n, chain, T),
-                lines=_forward_lines(n, graph, keys),
+                lines=_forward_lines(n, graph, keys, range(1, T + 1)),
             )
         )
     top = net.top
@@ -377,7 +396,9 @@ def network_context(derivation: Derivation, formulas: list, numbering: Numbering
         many_to_one=spec.mapping == "many-to-one",
         legend=_legend(n, derivation),
         chains=chains,
-        output_lines=_forward_lines(n, graph, ("o", "yhat")),
+        output_lines=_forward_lines(n, graph, ("o", "yhat"), spec.loss_steps),
+        one_to_many=spec.mapping == "one-to-many",
+        delay=spec.delay,
         output_blocks=[n.latex(net.output.block(part)) for part in net.output.parts],
         top_states=[n.step(state_key(c), "t") for c in top],
         top_deltas=[n.step("dh" + c.suffix, "t") for c in top],
@@ -401,5 +422,11 @@ def network_context(derivation: Derivation, formulas: list, numbering: Numbering
 
 
 def is_single_chain(spec) -> bool:
-    """True for the networks ``document.py`` derives three ways: one layer, one direction, U and W apart."""
+    """True for a network of one layer in one direction, U and W apart (``rnngen flow`` takes those)."""
     return spec.layers == 1 and not spec.bidirectional and spec.notation in ("column", "row")
+
+
+def three_forms(spec) -> bool:
+    """True for the networks ``document.py`` derives three ways: a single chain with an input at every
+    step and a loss at every step or at the last (the other mappings: this module's document)."""
+    return is_single_chain(spec) and spec.mapping != "one-to-many" and not spec.delay

@@ -181,31 +181,33 @@ def hoist_local_jacobians(program: Program) -> Program:
 
 
 def vectorize_over_time(program: Program) -> Program:
-    """One statement for all steps of each family whose steps are independent of each other."""
+    """One statement for each run of consecutive steps of a family whose steps are independent of
+    each other and share one form (all its steps, or, one-to-many, steps 2..T that read no input
+    beside step 1 that does)."""
     recurrent = recurrent_families(program)
     members = defaultdict(list)
     for s in program.stmts:
         if s.step and s.step[0] not in recurrent:
             members[s.step[0]].append(s)
-    merged = {}
+    merged = {}  # the order of a run's first statement -> the statement of the whole run
+    dropped = set()  # the orders of the other statements of a run
     for fam, group in members.items():
-        steps = sorted(s.step[1] for s in group)
-        if len(steps) < 2 or steps != list(range(steps[0], steps[-1] + 1)):
-            continue
-        templates = {step_template(s.expr, s.step[1]) for s in group}
-        if len(templates) != 1:
-            continue
-        lo, hi = steps[0], steps[-1]
-        first = min(group, key=lambda s: s.order)
-        target = stacked(fam, lo, hi, first.target.shape[0])
-        merged[fam] = first.with_(target=target, expr=instantiate(templates.pop(), lo, hi))
-    out = []
-    for s in program.stmts:
-        fam = s.step[0] if s.step else None
-        if fam not in merged:
-            out.append(s)
-        elif s.order == merged[fam].order:  # the family's first step stands for all of them
-            out.append(merged[fam])
+        runs: list = []  # [template, [statements]] of consecutive steps with one form
+        for s in sorted(group, key=lambda s: s.step[1]):
+            template = step_template(s.expr, s.step[1])
+            if runs and runs[-1][0] == template and runs[-1][1][-1].step[1] == s.step[1] - 1:
+                runs[-1][1].append(s)
+            else:
+                runs.append([template, [s]])
+        for template, run in runs:
+            if len(run) < 2:
+                continue
+            lo, hi = run[0].step[1], run[-1].step[1]
+            first = min(run, key=lambda s: s.order)
+            target = stacked(fam, lo, hi, first.target.shape[0])
+            merged[first.order] = first.with_(target=target, expr=instantiate(template, lo, hi))
+            dropped |= {s.order for s in run if s is not first}
+    out = [merged.get(s.order, s) for s in program.stmts if s.order not in dropped]
     return program.with_stmts(out)
 
 

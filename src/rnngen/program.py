@@ -255,7 +255,7 @@ def from_derivation(derivation: Derivation) -> Program:
     outputs = {(state_key(c), t) for c in graph.network.top for t in range(1, spec.T + 1)}
     outputs |= {(f, t) for f in FORWARD_OUTPUTS if f != "h" for t in spec.loss_steps}
     if spec.input_grad:
-        outputs |= {("dx", t) for t in range(1, spec.T + 1)}
+        outputs |= {("dx", t) for t in spec.input_steps}
     # dE/d(initial state) of every chain, per sequence: the gradient of a state the caller gives
     outputs |= {(initial_state_adjoint(c), c.steps(spec.T)[0]) for c in graph.network.chains}
     outputs |= {(graph.loss.symbol.name, None)}

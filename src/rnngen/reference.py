@@ -26,9 +26,21 @@ from rnngen.spec import RNNSpec
 from rnngen.unroll import chain_weights
 
 
-def spec_of(spec: dict, T: int = 1) -> RNNSpec:
-    """The spec a module's ``SPEC`` describes, unrolled for ``T`` steps (the network does not depend on T)."""
-    return RNNSpec(**{**spec, "T": T})
+def spec_of(spec: dict) -> RNNSpec:
+    """The spec a module's ``SPEC`` describes."""
+    return RNNSpec(**spec)
+
+
+def input_steps(spec: dict, xs) -> np.ndarray:
+    """The inputs a module's ``xs`` holds as steps, (steps, B, n_x): ``xs`` itself, or the one input of
+    a one-to-many network as its one step."""
+    xs = np.asarray(xs)
+    return xs[None] if spec["mapping"] == "one-to-many" else xs
+
+
+def sequence(spec: dict, xs, i: int):
+    """The inputs of sequence ``i`` alone, as the module takes one sequence."""
+    return xs[i] if spec["mapping"] == "one-to-many" else xs[:, i]
 
 
 def hidden_key(spec: dict) -> str:
@@ -75,7 +87,7 @@ def _numpy_act(key, value):
     return elementwise(key).ufunc(value)
 
 
-def run_network(net: Network, ops: Ops, env: dict, dims: dict, xs: list, hidden: str, steps) -> tuple:
+def run_network(net: Network, ops: Ops, env: dict, dims: dict, xs: list, hidden: str, steps, T: int) -> tuple:
     """Every chain's states and the outputs ``o_t`` at ``steps``, by the cells' own step equations.
 
     Args:
@@ -83,15 +95,15 @@ def run_network(net: Network, ops: Ops, env: dict, dims: dict, xs: list, hidden:
         ops: what the values compute with.
         env: parameter name -> its stored value (vectors as columns).
         dims: size symbol -> its value (block offsets and widths are in terms of them).
-        xs: the input columns ``x_1 .. x_T``.
+        xs: the input columns ``x_1 ..``, as many as steps read one (T, or 1 for one-to-many).
         hidden: the hidden activation's rule key.
         steps: the steps that have an output.
+        T: the number of steps.
 
     Returns:
         ``(states, outputs)``: chain key -> step -> state (the initial state at step 0, or T + 1
         for a backward chain), and step -> ``o_t``.
     """
-    T = len(xs)
 
     def value(expr):
         return evaluate(expr, env, dims)
@@ -105,7 +117,9 @@ def run_network(net: Network, ops: Ops, env: dict, dims: dict, xs: list, hidden:
         seq = {start: weights["initial"]}
         state = seq[start]
         for t in range(T, 0, -1) if chain.reverse else range(1, T + 1):
-            inputs = [xs[t - 1]] if chain.reads == "x" else [states[k][t] for k in chain.reads]
+            inputs = (
+                ([xs[t - 1]] if t <= len(xs) else []) if chain.reads == "x" else [states[k][t] for k in chain.reads]
+            )
             state = seq[t] = net.cell.step(ops, weights, inputs, state, hidden)
         states[chain.key] = seq
     V, c = net.output, net.output_bias
@@ -135,12 +149,12 @@ def _numpy_run(spec: dict, params: dict, xs, state: dict | None = None) -> tuple
     env = {k: np.asarray(v, np.float64) for k, v in params.items()}
     env = {k: v[:, None] if v.ndim == 1 else v for k, v in env.items()}  # vectors as columns
     env.update({k: np.asarray(v, np.float64).T for k, v in (state or {}).items()})  # a column per sequence
-    xs = np.asarray(xs, np.float64)
+    xs = input_steps(spec, xs).astype(np.float64)
     ops = Ops(_numpy_act)
-    full = spec_of(spec, len(xs))
+    full = spec_of(spec)
     columns = list(np.swapaxes(xs, 1, 2))  # x_t as (n_x, B)
     dims = sizes_of(net, env, xs.shape[-1])
-    states, outputs = run_network(net, ops, env, dims, columns, full.hidden_key, full.loss_steps)
+    states, outputs = run_network(net, ops, env, dims, columns, full.hidden_key, full.loss_steps, full.T)
     return net, ops, states, outputs
 
 
@@ -154,7 +168,7 @@ def final_states(spec: dict, params: dict, xs, state: dict | None = None) -> dic
     """Each chain's state after its last step (a backward chain's at step 1), as (B, n), keyed by
     its initial state's name, by the plain loop (from ``state`` if given)."""
     net, _, states, _ = _numpy_run(spec, params, xs, state)
-    return {c.params["initial"].name: states[c.key][c.steps(len(xs))[1]].T for c in net.chains}
+    return {c.params["initial"].name: states[c.key][c.steps(spec["T"])[1]].T for c in net.chains}
 
 
 def relative_error(value, reference) -> float:
@@ -169,7 +183,7 @@ def plain_forward(spec: dict, params: dict, xs) -> dict:
     equations, the activation's ufunc, the output layer's scalar form), independent of the generated
     code. ``h`` is the top layer's states, its directions side by side (forward first)."""
     net, _, states, outputs = _numpy_run(spec, params, xs)
-    T = len(xs)
+    T = spec["T"]
     hs = np.stack([np.concatenate([states[c.key][t] for c in net.top]).T for t in range(1, T + 1)])
     os = np.stack([o.T for o in outputs.values()])
     output = _textbook("output", spec["output"], os.shape[-1])

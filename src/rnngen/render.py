@@ -23,7 +23,7 @@ from rnngen.document import Notation, Numbering, aligned, forward_families, gene
 from rnngen.emit import render
 from rnngen.families import run_of, step_of
 from rnngen.lower import Lowered
-from rnngen.network_document import is_single_chain, network_context
+from rnngen.network_document import network_context, three_forms
 from rnngen.printing.math import latex, text
 from rnngen.printing.numpy import NumpyPrinter
 from rnngen.program import (
@@ -195,8 +195,17 @@ _TARGET_DOCS = {
 }
 
 
+def target_steps(spec) -> str | None:
+    """The code of how many steps the targets cover (``T``, ``T - 2`` with a delay), or None for one
+    target per sequence (many-to-one: no step axis)."""
+    if spec.mapping == "many-to-one":
+        return None
+    return f"T - {spec.delay}" if spec.delay else "T"
+
+
 def _target_doc(spec) -> str:
-    one, many = ("()", "(B,)") if spec.mapping == "many-to-one" else ("(T,)", "(T, B)")
+    steps = target_steps(spec)
+    one, many = ("()", "(B,)") if steps is None else (f"({steps},)", f"({steps}, B)")
     with_n = lambda shape: shape.rstrip(",)") + (", n_y)" if shape != "()" else "n_y,)")  # noqa: E731
     return _TARGET_DOCS[spec.loss_rule.targets].format(one=one, many=many, one_n=with_n(one), many_n=with_n(many))
 
@@ -250,8 +259,8 @@ def module_context(derivation: Derivation, lowered: Lowered, formulas: list, num
         st = storage[fam]
         if spec.mapping == "many-to-one":  # the last step only: (B, n)
             code = f"{fam}[{T - st.first}]" if st.steps else fam
-        else:
-            code = _all_steps(storage, fam, T)
+        else:  # the steps that have a loss: all, or d + 1..T with a delay
+            code = _all_steps(storage, fam, T, spec.loss_steps[0])
         forward_outputs.append((fam, code + ".copy()" if fam in aliases else code))
     # Each chain's initial state: its parameter, the code of its final state and of the state's adjoint.
     initial = []
@@ -277,6 +286,9 @@ def module_context(derivation: Derivation, lowered: Lowered, formulas: list, num
         buffer_sizes=buffer_sizes,
         forward_outputs=forward_outputs,
         many_to_one=spec.mapping == "many-to-one",
+        one_input=spec.mapping == "one-to-many",
+        target_steps=target_steps(spec),
+        loss_from=spec.loss_steps[0],
         params=list(params),
         hidden_sizes=[str(s) for s in net.sizes[1:-1]],
         input_grad=spec.input_grad,
@@ -359,12 +371,14 @@ def _step_code(storage: dict, key: str, t: int) -> str:
     return key
 
 
-def _all_steps(storage: dict, key: str, T: int) -> str:
-    """Code of steps 1..T of a family, as (T, B, n)."""
+def _all_steps(storage: dict, key: str, T: int, first: int = 1) -> str:
+    """Code of steps first..T of a family, as (steps, B, n)."""
     st = storage[key]
     if not st.steps:
-        return f"{key}.reshape(T, x.shape[1], -1)"
-    start, stop = 1 - st.first, 1 - st.first + T
+        if (st.first, st.count) != (first, T - first + 1):
+            raise ValueError(f"{key} holds steps {st.first}..{st.first + st.count - 1} as rows, not {first}..{T}")
+        return f"{key}.reshape({'T' if first == 1 else T - first + 1}, x.shape[1], -1)"
+    start, stop = first - st.first, 1 - st.first + T
     cut = ("" if start == 0 else str(start)) + ":" + ("" if stop == st.count else str(stop - st.count))
     return key if cut == ":" else f"{key}[{cut}]"
 
@@ -429,7 +443,7 @@ def render_both(derivation: Derivation, lowered: Lowered) -> tuple:
     formulas = final_formulas(lowered.program)
     numbering = Numbering()
     common = _common(derivation.spec)
-    if is_single_chain(derivation.spec):
+    if three_forms(derivation.spec):
         tex = render("derivation.tex.jinja", **latex_context(derivation, formulas, numbering, common))
     else:
         tex = render("network.tex.jinja", **network_context(derivation, formulas, numbering, common))

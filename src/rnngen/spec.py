@@ -23,8 +23,10 @@ MAX_T = 1000
 
 #: Where the loss is applied: at every step, or at the last step only.
 MAPPINGS = {
-    "many-to-many": "a target and a loss term at every step (sequence labelling, language models)",
+    "many-to-many": "a target and a loss term at every step (sequence labelling, language models); "
+    "with --delay d, from step d + 1 on",
     "many-to-one": "one target, a loss at the last step only (classifying or scoring a sequence)",
+    "one-to-many": "one input at the first step, a target and a loss at every step (generating a sequence)",
 }
 #: How vectors are written: columns (h_t = f(U x_t + W h_{t-1} + b)) or rows (h^t = f(x^t W + h^{t-1} U + b)).
 NOTATIONS = {
@@ -142,6 +144,7 @@ class RNNSpec:
         layers: the number of stacked layers.
         bidirectional: whether every layer has a backward chain beside its forward one.
         input_grad: whether the module also returns dE/dx (``grads["x"]``).
+        delay: with many-to-many, the losses start at step ``delay + 1`` (delayed many-to-many).
     """
 
     T: int
@@ -158,6 +161,7 @@ class RNNSpec:
     layers: int = 1
     bidirectional: bool = False
     input_grad: bool = False
+    delay: int = 0
 
     def __post_init__(self):
         object.__setattr__(self, "T", check_T(self.T))
@@ -179,7 +183,15 @@ class RNNSpec:
                 raise SpecError(f"{flag} must be True or False, got {getattr(self, flag)!r}")
         _choice("cell", self.cell, tuple(CELLS))
         object.__setattr__(self, "layers", check_layers(self.layers))
+        self._check_delay()
         self._check_network_names()
+
+    def _check_delay(self):
+        d = self.delay
+        if isinstance(d, bool) or not isinstance(d, int) or not 0 <= d < self.T:
+            raise SpecError(f"the delay must be a whole number from 0 to T - 1 = {self.T - 1}, got {d!r}")
+        if d and self.mapping != "many-to-many":
+            raise SpecError(f"a delay applies to the many-to-many mapping only, not to {self.mapping}")
 
     def _check_network_names(self):
         """Every name the network's parameters and their blocks take, distinct and free."""
@@ -263,7 +275,14 @@ class RNNSpec:
     @property
     def loss_steps(self) -> range:
         """The steps that have a target and a loss term."""
-        return range(1, self.T + 1) if self.mapping == "many-to-many" else range(self.T, self.T + 1)
+        if self.mapping == "many-to-one":
+            return range(self.T, self.T + 1)
+        return range(self.delay + 1, self.T + 1)
+
+    @property
+    def input_steps(self) -> range:
+        """The steps that read an input ``x_t``: the first only for one-to-many."""
+        return range(1, 2) if self.mapping == "one-to-many" else range(1, self.T + 1)
 
     @property
     def role_names(self) -> dict:
@@ -291,8 +310,10 @@ class RNNSpec:
         if self.bidirectional:
             parts.append("bi")
         parts += [hidden, self.output, self.loss_rule.short]
-        if self.mapping == "many-to-one":
-            parts.append("m2o")
+        if self.mapping != "many-to-many":
+            parts.append({"many-to-one": "m2o", "one-to-many": "o2m"}[self.mapping])
+        if self.delay:
+            parts.append(f"delay{self.delay}")
         if self.notation != "column":
             parts.append(self.notation.replace("-", "_"))  # a module name is an identifier
         if self.names != DEFAULT_NAMES:
@@ -337,4 +358,6 @@ class RNNSpec:
             args.append("--bidirectional")
         if self.input_grad:
             args.append("--input-grad")
+        if self.delay:
+            args.append(f"--delay {self.delay}")
         return " ".join(args)

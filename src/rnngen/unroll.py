@@ -112,9 +112,9 @@ def unroll(spec: RNNSpec) -> Graph:
     """Build the graph of ``spec`` for its T steps. Cost and size are O(T L)."""
     net = network(spec)
     T = spec.T
-    xs = [Step.of(X, t, n_x) for t in range(1, T + 1)]
+    xs = {t: Step.of(X, t, n_x) for t in spec.input_steps}
     ys = [Step.of(Y, t, n_y) for t in spec.loss_steps]
-    graph = Graph(spec, net, {name: p.symbol() for name, p in net.params.items()}, {"x": xs, "y": ys})
+    graph = Graph(spec, net, {name: p.symbol() for name, p in net.params.items()}, {"x": list(xs.values()), "y": ys})
     states = {}  # chain -> step -> state symbol
     for chain in net.chains:
         w = chain_weights(chain)
@@ -123,7 +123,8 @@ def unroll(spec: RNNSpec) -> Graph:
         state = graph.add(Node(Step.of(fam, start, chain.size), _GraphOps.bias(w["initial"]), fam.key, start))
         seq = {start: state}
         for t in range(T, 0, -1) if chain.reverse else range(1, T + 1):
-            inputs = [xs[t - 1]] if chain.reads == "x" else [states[k][t] for k in chain.reads]
+            # one-to-many: the first layer reads x_1 at step 1 only
+            inputs = ([xs[t]] if t in xs else []) if chain.reads == "x" else [states[k][t] for k in chain.reads]
             state = seq[t] = net.cell.step(_GraphOps(graph, chain, t), w, inputs, state, spec.hidden_key)
         states[chain.key] = seq
     bias = _GraphOps.bias(net.output_bias.math() if net.output_bias else None)

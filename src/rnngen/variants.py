@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rnngen.activations import LOSSES
-from rnngen.reference import loss_of_outputs, plain_forward, relative_error
+from rnngen.reference import input_steps, loss_of_outputs, plain_forward, relative_error, sequence
 
 #: The dtypes a module computes in.
 DTYPES = ("float64", "float32")
@@ -117,7 +117,7 @@ def check_paths(module, params, xs, targets, dtypes=DTYPES, progress=None) -> di
     spec = module.SPEC
     many_to_one = spec["mapping"] == "many-to-one"
     classes = LOSSES[spec["loss"]].targets == "classes"
-    B = xs.shape[1]
+    B = input_steps(spec, xs).shape[1]
     out = {}
     with np.errstate(all="ignore"):  # a nan shows in the figures; no warning reaches the terminal
         kappa = condition(module, params, xs, targets)
@@ -147,8 +147,8 @@ def check_paths(module, params, xs, targets, dtypes=DTYPES, progress=None) -> di
             # sequence i alone: its targets sit on axis 0 (many-to-one) or 1 (a row per step); E and the
             # parameters' gradients are sums over the sequences, the rest (forward()'s outputs, the input
             # gradient) has one entry per sequence on the batch axis
-            singles = [calls(p, x[:, i], np.take(y, i, axis=0 if many_to_one else 1)) for i in range(B)]
-            singles = [{**s, **module.forward(p, x[:, i])} for i, s in enumerate(singles)]
+            singles = [calls(p, sequence(spec, x, i), np.take(y, i, axis=0 if many_to_one else 1)) for i in range(B)]
+            singles = [{**s, **module.forward(p, sequence(spec, x, i))} for i, s in enumerate(singles)]
             summed = {
                 q: sum(s[q] for s in singles)
                 if q == "E" or q in module.PARAM_SHAPES

@@ -44,7 +44,17 @@ from rnngen.backprop import TooManyPaths, path_terms
 from rnngen.evaluate import evaluate, run
 from rnngen.jsonable import plain
 from rnngen.network import size
-from rnngen.reference import Ops, hidden_key, network_of, preactivations, relative_error, run_network, sizes_of, spec_of
+from rnngen.reference import (
+    Ops,
+    hidden_key,
+    input_steps,
+    network_of,
+    preactivations,
+    relative_error,
+    run_network,
+    sizes_of,
+    spec_of,
+)
 from rnngen.variants import DTYPES, check_paths
 
 #: Sizes of the default numeric check: (n_x, n_h, n_y, B); ``n_h`` is every layer's size (or, given
@@ -166,8 +176,10 @@ def _draw(module, sizes, seed, dtype):
         name: (0.5 * rng.standard_normal(shape_of(dims, values))).astype(dtype)
         for name, dims in module.PARAM_SHAPES.items()
     }
-    xs = rng.standard_normal((module.T, B, n_x)).astype(dtype)
-    steps = module.T if module.SPEC["mapping"] == "many-to-many" else 1
+    spec = spec_of(module.SPEC)
+    xs = rng.standard_normal((len(spec.input_steps), B, n_x)).astype(dtype)
+    xs = xs[0] if spec.mapping == "one-to-many" else xs  # the module takes the one input as (B, n_x)
+    steps = len(spec.loss_steps)
     kind = LOSSES[module.SPEC["loss"]].targets
     if kind == "classes":
         targets = rng.integers(0, n_y, size=(steps, B))
@@ -395,8 +407,10 @@ def _scalar_loss(module, params_sym, xs, targets, state_sym: dict | None = None)
         ``definitions`` defines (``_NamedOps``); ``_inline`` writes it out as one expression.
     """
     spec = module.SPEC
-    T, B, n_x = xs.shape
-    full = spec_of(spec, T)
+    xs = input_steps(spec, xs)
+    _, B, n_x = xs.shape
+    full = spec_of(spec)
+    T = full.T
     net = network_of(spec)
     output = OUTPUT_LAYERS[spec["output"]].scalar
     step_loss = LOSSES[spec["loss"]].scalar
@@ -405,11 +419,11 @@ def _scalar_loss(module, params_sym, xs, targets, state_sym: dict | None = None)
     last_only = spec["mapping"] == "many-to-one"
     total = sp.Integer(0)
     for seq in range(B):
-        columns = [sp.Matrix(xs[t, seq].tolist()) for t in range(T)]
+        columns = [sp.Matrix(xs[t, seq].tolist()) for t in range(len(xs))]
         env = {**params_sym, **{k: sp.Matrix(v[seq].tolist()) for k, v in (state_sym or {}).items()}}
-        _, outputs = run_network(net, ops, env, dims, columns, full.hidden_key, full.loss_steps)
+        _, outputs = run_network(net, ops, env, dims, columns, full.hidden_key, full.loss_steps, T)
         for t, o in outputs.items():
-            target = targets[seq] if last_only else targets[t - 1, seq]
+            target = targets[seq] if last_only else targets[t - full.loss_steps[0], seq]
             if np.ndim(target) == 0:  # a class index
                 y = [1 if i == target else 0 for i in range(o.rows)]
             else:
