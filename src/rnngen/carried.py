@@ -83,39 +83,52 @@ def finite_differences(module, params, xs, targets, state: dict, eps: float = 1e
     return worst
 
 
-def taylor_slope(module, params, xs, targets, state: dict, seed: int = 3, largest: float = 1e-3) -> float:
+def taylor_slope(
+    module, params, xs, targets, state: dict, seed: int = 3, largest: float = 1e-3, directions=3
+) -> float | None:
     """Slope of log |E(s + e d) - E(s) - e <g, d>| against log e along a random direction d of the
-    state: 2 for a right gradient. The steps shrink as ``verify.taylor_test``'s do: inside the
-    nearest kink first, then tenfold while the slope is not yet 2 and the remainder stays far
-    above rounding (a wrong gradient's first-order term only grows in weight as they shrink)."""
+    state: 2 for a right gradient. As ``verify.taylor_test``: of ``directions`` random directions
+    the one whose remainder stays largest (along a flat one it sinks to rounding and says
+    nothing), steps inside the nearest kink, then tenfold smaller while the slope is not yet 2 and
+    the remainder stays far above rounding (a wrong gradient's first-order term only grows in
+    weight as they shrink). None when the loss does not move with the state above rounding (a
+    saturated network), where the slope says nothing and central differences decide alone."""
     rng = np.random.default_rng(seed)
     e0, grads = module.loss_and_grads(params, xs, targets, state=given(module, state))
     g = as_dict(module, grads["state"])
-    d = {k: rng.standard_normal(v.shape) for k, v in state.items()}
-    signs = np.sign(preactivations(module.SPEC, params, xs, state))
-    for _ in range(40):  # across a kink the remainder is first order even for a right gradient
-        moved = {k: v + largest * d[k] for k, v in state.items()}
-        if np.array_equal(np.sign(preactivations(module.SPEC, params, xs, moved)), signs):
-            break
-        largest /= 2
-    slope_dot = sum(float(np.sum(g[k] * d[k])) for k in state)
     floor = TAYLOR_ROUNDING * np.finfo(np.float64).eps * max(1.0, abs(e0))
+    signs = np.sign(preactivations(module.SPEC, params, xs, state))
 
-    def remainders(steps):
+    def remainders(d, steps):
+        slope_dot = sum(float(np.sum(g[k] * d[k])) for k in state)
         out = []
         for e in steps:
             moved = {k: v + e * d[k] for k, v in state.items()}
             out.append(abs(module.loss(params, xs, targets, state=given(module, moved)) - e0 - e * slope_dot))
         return out
 
-    steps = [largest / 2**i for i in range(5)]
-    rest = remainders(steps)
+    best = None
+    for _ in range(directions):
+        d = {k: rng.standard_normal(v.shape) for k, v in state.items()}
+        reach = largest
+        for _ in range(40):  # across a kink the remainder is first order even for a right gradient
+            moved = {k: v + reach * d[k] for k, v in state.items()}
+            if np.array_equal(np.sign(preactivations(module.SPEC, params, xs, moved)), signs):
+                break
+            reach /= 2
+        steps = [reach / 2**i for i in range(5)]
+        rest = remainders(d, steps)
+        if best is None or rest[-1] > best[2][-1]:
+            best = (d, steps, rest)
+    d, steps, rest = best
+    if not rest[0] > floor:  # the loss does not move with the state above rounding: nothing to read
+        return None
     slope = _slope(steps, rest)
     for _ in range(TAYLOR_SHRINKS):
         if abs(slope - 2.0) <= TAYLOR_SLOPE_TOLERANCE / 4 or not rest[-1] / 100 > floor:
             break
         steps = [e / 10 for e in steps]
-        rest = remainders(steps)
+        rest = remainders(d, steps)
         slope = _slope(steps, rest)
     return slope
 
@@ -149,6 +162,18 @@ def check(module, params, xs, targets, seed: int = 2, scale: float = 1.0) -> dic
     check's point was taken down by), by name. ``higher_order`` is there when the central
     differences missed: the error against the extrapolated differences."""
     state = {k: scale * v for k, v in random_state(module, params, xs, seed).items()}
+    for _ in range(8):
+        # An explosive activation (exp(x)) may overflow: a saturated output can even keep the loss
+        # finite over infinite states. Take the point down (state, weights, inputs), as _finite does.
+        with np.errstate(all="ignore"):
+            loss, grads, final = module.loss_and_grads(
+                params, xs, targets, state=given(module, state), return_state=True
+            )
+        per_chain = [*as_dict(module, grads.pop("state")).values(), *as_dict(module, final).values()]
+        if all(np.all(np.isfinite(v)) for v in [loss, *grads.values(), *per_chain]):
+            break
+        state = {k: v / 2 for k, v in state.items()}
+        params, xs = {k: v / 2 for k, v in params.items()}, xs / 2
     figures = {
         "finite_differences": finite_differences(module, params, xs, targets, state),
         "taylor_slope": taylor_slope(module, params, xs, targets, state),
@@ -167,7 +192,7 @@ def failures(figures: dict) -> list:
         also = f", higher-order difference {figures['higher_order']:.1e}" if "higher_order" in figures else ""
         fd = figures["finite_differences"]
         out.append(f"state gradient vs finite differences {fd:.1e}{also} (limit {FD_TOLERANCE:.0e})")
-    if not abs(figures["taylor_slope"] - 2.0) <= TAYLOR_SLOPE_TOLERANCE:
+    if figures["taylor_slope"] is not None and not abs(figures["taylor_slope"] - 2.0) <= TAYLOR_SLOPE_TOLERANCE:
         out.append(f"state gradient's Taylor remainder slope {figures['taylor_slope']:.3f} (2 wanted)")
     if not figures["broadcast"] <= BROADCAST_LIMIT:
         out.append(f"a given state equal to the learned one changes the result by {figures['broadcast']:.1e}")

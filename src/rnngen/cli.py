@@ -897,7 +897,11 @@ def _print_report(report: Report) -> None:
         click.echo(
             f"  a state given per sequence: its gradient vs finite differences {st['finite_differences']:.1e}"
             + (f" (higher-order {st['higher_order']:.1e})" if "higher_order" in st else "")
-            + f", Taylor slope {st['taylor_slope']:.3f};"
+            + (
+                f", Taylor slope {st['taylor_slope']:.3f};"
+                if st["taylor_slope"] is not None
+                else ", Taylor slope not read (the loss does not move with the state above rounding);"
+            )
         )
         click.echo(
             f"    the learned state given as every sequence's changes nothing ({st['broadcast']:.1e});"
