@@ -22,6 +22,10 @@ STRUCTURES = [
     RNNSpec(T=3, notation="stacked-row", layers=2),
     RNNSpec(T=3, mapping="many-to-one", output="identity", loss="squared_error"),
     RNNSpec(T=3, hidden="sigmoid", output="sigmoid", loss="binary_cross_entropy", input_grad=True),
+    # where one Taylor direction read 1.83, the states overflowed under a finite loss, the loss stood still
+    RNNSpec(T=2, hidden="x/(1+abs(x))"),
+    RNNSpec(T=3, hidden="exp(x)", output="tanh", loss="squared_error"),
+    RNNSpec(T=2, hidden="x**16", output="sigmoid", loss="squared_error"),
 ]
 
 
