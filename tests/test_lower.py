@@ -355,3 +355,13 @@ def test_a_family_read_by_step_reads_through_a_list_made_with_the_buffers(lowere
             family = step and low.homes.get(step[0], step[0])
             if family in low.buffers and low.storage[family].steps:
                 assert family in w.views | made, f"{w.stmt.target} reads {sym} by indexing the array"
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_a_family_with_its_own_buffer_reads_the_list_of_steps_made_with_the_buffers(lowered, name):
+    """No list() per call of a family whose buffer is in the set (δh_0 taken and listed in one statement)."""
+    low = lowered[name]
+    for w in low.writes:
+        for op in w.ops:
+            if isinstance(op, L.Views):
+                assert op.with_buffers == (op.family in low.buffers), (w.stmt.target, op)
