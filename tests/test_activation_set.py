@@ -163,7 +163,7 @@ def test_kinked_activations_are_checked_away_from_the_kink(module_of, hidden):
 def test_a_wrong_leaky_slope_is_caught(module_of, tmp_path):
     """The check is not blind to the negative side: a module using the wrong slope there fails."""
     text = build(RNNSpec(T=3, hidden="leaky_relu", slope=0.1)).module
-    slope = "_leaky_relu_slope(h[1:].reshape(-1, n_h), 0.1)"  # f'(z_t) of every step, one call
+    slope = '_leaky_relu_slope(buf["h[1:] rows"], 0.1)'  # f'(z_t) of every step, one call
     assert slope in text
     path = tmp_path / "broken.py"
     path.write_text(text.replace(slope, slope.replace("0.1", "0.2")))

@@ -98,8 +98,8 @@ def test_check_fails_on_a_tampered_module(tmp_path):
     assert rnngen("derive", "--T", "3", "--out", str(tmp_path), "--no-latex").returncode == 0
     path = tmp_path / "rnn_tanh_softmax_xent_t3.py"
     text = path.read_text()
-    assert "    dz_[1] *= fprime[1]\n" in text  # the step's product with tanh'(z_2)
-    path.write_text(text.replace("    dz_[1] *= fprime[1]\n", ""))
+    assert "    dz_[1] *= fprime_[1]\n" in text  # the step's product with tanh'(z_2)
+    path.write_text(text.replace("    dz_[1] *= fprime_[1]\n", ""))
     result = rnngen("check", str(path))
     assert result.returncode == 1
     # the verdict names the checks that failed, with their figures

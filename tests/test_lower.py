@@ -61,7 +61,7 @@ def test_the_steps_input_part_is_written_into_the_states_buffer():
         L.Assign(s("h", 0), A.mul(h0, A.ones(1, A.B)), "array"),
     )
     assert lowered.write_of(r("pre_z", 1, T)).ops == (
-        L.TakePlace("pre_z", "h", r("h", 1, T)),
+        L.TakePlace("pre_z", "h", r("h", 1, T), named=False),
         L.Gemm(r("pre_z", 1, T), r("x", 1, T), U, None, False),
     )
 
@@ -118,10 +118,35 @@ def test_the_printer_spells_each_operation():
         "np.tanh(h_[1], out=h_[1])",
     ]
     assert printer.write(lowered.write_of(r("pre_z", 1, T))) == [
-        "pre_z = h[1:]  # each step is read only by the same step of h, built on it",
-        "np.matmul(x.reshape(-1, n_x), U.T, out=pre_z.reshape(-1, n_h))",
+        "# pre_z is h[1:]: each step is read only by the same step of h, built on it",
+        'np.matmul(x.reshape(-1, n_x), U.T, out=buf["h[1:] rows"])',
     ]
 
+
+def test_a_family_built_in_place_and_written_whole_is_spelled_as_its_home():
+    lowered = L.lower(_program())
+    assert lowered.homes == {"pre_z": "h"}  # written whole: no name, its steps are h's
+    # the loss reads h[1..3] as rows: one view made with the buffers, not a reshape per call
+    assert lowered.row_views == {("h", 1, T): n_h}
+    printer = NumpyPrinter.of(lowered)
+    loss = printer.write(lowered.write_of("E"))
+    assert loss == ['E = np.vdot(buf["h[1:] rows"], buf["h[1:] rows"])']
+    assert printer.row_view("h", 1, T, n_h) == ("h[1:] rows", "h", "[1:]", n_h)
+
+
+def test_a_family_built_in_place_and_written_step_by_step_keeps_its_name():
+    program = _program()
+    # pre_z written a step at a time: it needs a name for its list of views
+    stmts = [st for st in program.stmts if st.target.name != r("pre_z", 1, T).name]
+    steps = [(s("pre_z", t), A.mul(U, s("x", t))) for t in (1, 2, 3)]
+    stmts[1:1] = [type(stmts[0])(tg, e, "forward", 0) for tg, e in steps]
+    lowered = L.lower(program.with_stmts(stmts))
+    assert lowered.in_place == {"pre_z": "h"} and lowered.homes == {}
+    place = [op for w in lowered.writes for op in w.ops if isinstance(op, L.TakePlace)]
+    assert set(place) == {L.TakePlace("pre_z", "h", r("h", 1, T), named=True)}
+
+
+# -- real programs --------------------------------------------------------------------------
 
 # -- real programs --------------------------------------------------------------------------
 
@@ -234,10 +259,13 @@ def test_dz_is_built_in_place_on_the_buffer_of_pre_dh(lowered):
     assert low.in_place["pre_dh"] == "dz"
     pre = next(w for w in low.writes if w.stmt.target.name.startswith("pre_dh"))
     assert [type(op) for op in pre.ops] == [L.Take, L.TakePlace, L.Gemm]
-    assert pre.ops[0] == L.Take("dz", ("T", "B", "n_h"))
+    # every line reaches dz through the set's views of it (its steps' list, its rows): no name
+    assert pre.ops[0] == L.Take("dz", ("T", "B", "n_h"), named=False)
     last, *earlier = _steps(low, "dz")
     fprime = lambda t: Step.of(FAMILIES["fprime"], t, last.stmt.target.shape[0])  # noqa: E731
-    assert last.ops == (L.Views("dz", True), L.Update(last.stmt.target, "*", fprime(4)))
+    # f′ is written whole and read step by step: through the list made with the buffers
+    assert last.ops == (L.Views("fprime", True), L.Views("dz", True), L.Update(last.stmt.target, "*", fprime(4)))
+    assert all("fprime" in w.views for w in earlier)
     for w in earlier:
         t = w.stmt.step[1]
         dz_next = Step.of(FAMILIES["dz"], t + 1, w.stmt.target.shape[0])
@@ -301,3 +329,39 @@ def test_the_optional_lowering_passes_switch_off_and_the_module_still_checks(kw)
 
 def test_the_printer_spells_every_form_an_operation_evaluates_into_its_destination():
     assert set(INTO) == set(INTO_FORMS)
+
+
+@pytest.mark.parametrize("name", ["one layer", "bidirectional", "three layers, bidirectional", "row", "stacked"])
+def test_the_row_views_are_of_buffers_in_the_set_and_each_is_read(lowered, name):
+    low = lowered[name]
+    assert low.row_views
+    for family, lo, hi in low.row_views:
+        st = low.storage[family]
+        assert family in low.buffers and st.steps and st.first <= lo <= hi < st.first + st.count
+    printer = NumpyPrinter.of(low)
+    code = "\n".join(line for w in low.writes for line in printer.write(w))
+    for run, n in low.row_views.items():
+        assert f'buf["{printer.row_view(*run, n)[0]}"]' in code
+    assert ".reshape(-1" not in code.replace("x.reshape(-1", "")  # no run of a buffer reshaped per call
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_a_family_read_by_step_reads_through_a_list_made_with_the_buffers(lowered, name):
+    low = lowered[name]
+    for w in low.writes:
+        made = {op.family for op in w.ops if isinstance(op, L.Views)}
+        for sym in A.symbols_in(w.stmt.expr):
+            step = L.step_of(sym)
+            family = step and low.homes.get(step[0], step[0])
+            if family in low.buffers and low.storage[family].steps:
+                assert family in w.views | made, f"{w.stmt.target} reads {sym} by indexing the array"
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_a_family_with_its_own_buffer_reads_the_list_of_steps_made_with_the_buffers(lowered, name):
+    """No list() per call of a family whose buffer is in the set (δh_0 taken and listed in one statement)."""
+    low = lowered[name]
+    for w in low.writes:
+        for op in w.ops:
+            if isinstance(op, L.Views):
+                assert op.with_buffers == (op.family in low.buffers), (w.stmt.target, op)

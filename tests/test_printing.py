@@ -30,9 +30,9 @@ NUMPY = [
     (A.had(dz_2, A.sub(A.ones(n_h, A.B), A.square(h_2))), "dz[1] * (1.0 - h[2] * h[2])"),
     (A.square(A.sub(h_2, dz_2)), "np.square(h[2] - dz[1])"),  # an expression squared is computed once
     (A.square(A.Softmax(h_2)), "np.square(_softmax(h[2]))"),
-    (A.mul(DZ, A.transpose(H)), "dz.reshape(-1, n_h).T @ h[:-1].reshape(-1, n_h)"),
-    (A.mul(DZ, A.ones(A.B, 1)), "_column_sums(dz.reshape(-1, n_h))"),
-    (A.mul(A.transpose(W), dz_2, A.ones(A.B, 1)), "_column_sums(dz[1]) @ W"),
+    (A.mul(DZ, A.transpose(H)), "np.dot(dz.reshape(-1, n_h).T, h[:-1].reshape(-1, n_h))"),
+    (A.mul(DZ, A.ones(A.B, 1)), 'np.dot(buf["ones of T steps"], dz.reshape(-1, n_h))'),
+    (A.mul(A.transpose(W), dz_2, A.ones(A.B, 1)), 'np.dot(np.dot(buf["ones of a step"], dz[1]), W)'),
     (
         A.neg(A.mul(A.ones(1, n_h), A.had(h_1, A.Elementwise("log", h_2)), A.ones(A.B, 1))),
         "-np.vdot(h[1], np.log(h[2]))",
@@ -180,7 +180,7 @@ def test_the_recurrence_is_built_in_the_place_of_the_part_only_its_own_step_read
     program = built.program
     # f′_t is a factor of δz_t, not a term of its sum: it keeps its own buffer
     assert steps_built_in_place(program, storage_of(program)) == {"pre_z": "h", "pre_dh": "dz"}
-    assert "pre_z = h[1:]  # each step is read only by the same step of h" in built.module
+    assert "# pre_z is h[1:]: each step is read only by the same step of h" in built.module
     assert "h_[2] += h_gemm" in built.module
     # another reader of z̃_2: h_2 may not overwrite it
     z2 = next(s for s in program.stmts if s.step == ("h", 2))
@@ -255,7 +255,7 @@ def test_a_part_that_cannot_be_written_in_place_is_assigned_into_the_place_of_it
         for s in built.program.stmts
     ]
     text = render_both(built.derivation, lower(built.program.with_stmts(stmts)))[0]
-    assert "pre_z.reshape(-1, n_h)[...] = _custom(" in text
+    assert 'buf["h[1:] rows"][...] = _custom(' in text
     m = types.ModuleType("m")
     exec(compile(text, "m", "exec"), m.__dict__)
     params = m.init_params(n_x=4, n_h=5, n_y=3, seed=1)

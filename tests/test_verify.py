@@ -36,7 +36,7 @@ def test_recursive_form_and_sum_over_paths_agree(built, T):
 
 
 # The step's product with tanh'(z_2) (hoisted into fprime) is the line that goes missing.
-SLIP = ("    dz_[1] *= fprime[1]\n", "")
+SLIP = ("    dz_[1] *= fprime_[1]\n", "")
 
 
 def test_every_check_catches_a_dropped_activation_derivative(built, tmp_path):

@@ -16,19 +16,30 @@ from rnngen.program import Stmt
 
 @dataclass(frozen=True)
 class Take:
-    """``name`` is the buffer of that name from the call's set (made by ``_new_buffers``)."""
+    """``name`` is the buffer of that name from the call's set (made by ``_new_buffers``).
+
+    ``named``: the function binds the name; not when every line reaches the buffer through the
+    views the set holds of it (its steps' list, its rows), so a name would be a dead local.
+    """
 
     name: str
     shape: tuple  # code of each dimension: ("T", "B", "n_h") for steps, ("T * B", "n_h") for rows
+    named: bool = True
 
 
 @dataclass(frozen=True)
 class TakePlace:
-    """``family`` is ``view``: the steps of ``home``'s buffer that are built on it (``steps_built_in_place``)."""
+    """``family`` is ``view``: the steps of ``home``'s buffer that are built on it (``steps_built_in_place``).
+
+    ``named``: the family gets a name of its own (a view of ``home``), as one written step by step
+    needs for its list of step views; else it is spelled as ``home`` itself (a line that only says
+    where it lives), one binding and one slice less per call.
+    """
 
     family: str
     home: str
     view: MatrixSymbol
+    named: bool = True
 
 
 @dataclass(frozen=True)
