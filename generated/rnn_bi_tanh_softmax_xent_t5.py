@@ -72,7 +72,8 @@ PARAM_SHAPES = {
 }
 #: The learned initial state of each chain; a ``state`` given per sequence takes their place.
 INITIAL_STATES = ("h0_f", "h0_b")
-_INITIAL_AT = (3, 7)  # their places in the parameter list
+#: Their places in the parameter list.
+_INITIAL_AT = (3, 7)
 #: The input, recurrent and output weight matrices.
 WEIGHTS = ("U_f", "W_f", "U_b", "W_b", "V")
 
@@ -124,7 +125,8 @@ def forward(params, xs, *, state=None, return_state=False):
     if single:
         out = {k: v[:, 0] if v.ndim == 3 else v[0] for k, v in out.items()}
     if return_state:
-        return out, _as_given(state, [h_f[5], h_b[0]], single)
+        finals = [h_f[5], h_b[0]]
+        return out, _as_given(state, finals, single)
     return out
 
 
@@ -141,7 +143,10 @@ def loss(params, xs, targets, *, state=None, return_state=False):
     h_f, h_b, o, yhat = _forward(U_f, W_f, b_f, h0_f, U_b, W_b, b_b, h0_b, V, c, x, buf)
     # (32) E = -1ᵀ (Y[1..5] ∘ log_softmax(O[1..5])) 1
     E = -_dot_log_softmax(y, o, yhat)
-    final = _as_given(state, [h_f[5], h_b[0]], single) if return_state else None
+    final = None
+    if return_state:
+        finals = [h_f[5], h_b[0]]
+        final = _as_given(state, finals, single)
     _SPARE["buffers"] = buf
     return (E, final) if return_state else E
 
@@ -153,7 +158,7 @@ def loss_and_grads(params, xs, targets, *, state=None, return_state=False):
         params: a dict with the keys and shapes of ``PARAM_SHAPES``.
         xs: the inputs, (T, B, n_x), or (T, n_x) for one sequence.
         targets: class indices (T,) / (T, B), or one-hot rows (T, n_y) / (T, B, n_y)
-        state: the initial state of each sequence, in place of the learned h0_f, h0_b
+        state: the initial state of each sequence, in place of the learned ``INITIAL_STATES``
             (a long sequence trained in chunks carries it over):
             a dict with one array (B, n) per key of ``INITIAL_STATES`` ((n,) for one sequence).
         return_state: also return the state after the last step, in the structure of ``state``.
@@ -273,8 +278,12 @@ def loss_and_grads(params, xs, targets, *, state=None, return_state=False):
     if state is not None:  # the learned initial states took no part; the given one's gradient, copied
         grads["h0_f"] = np.zeros_like(dh0_f)
         grads["h0_b"] = np.zeros_like(dh0_b)
-        grads["state"] = _as_given(state, [dh_f[0], dh_b[0]], single)
-    final = _as_given(state, [h_f[5], h_b[0]], single) if return_state else None
+        dstates = [dh_f[0], dh_b[0]]
+        grads["state"] = _as_given(state, dstates, single)
+    final = None
+    if return_state:
+        finals = [h_f[5], h_b[0]]
+        final = _as_given(state, finals, single)
     _SPARE["buffers"] = buf
     return (E, grads, final) if return_state else (E, grads)
 

@@ -72,7 +72,8 @@ PARAM_SHAPES = {
 }
 #: The learned initial state of each chain; a ``state`` given per sequence takes their place.
 INITIAL_STATES = ("h0_1", "h0_2")
-_INITIAL_AT = (3, 7)  # their places in the parameter list
+#: Their places in the parameter list.
+_INITIAL_AT = (3, 7)
 #: The input, recurrent and output weight matrices.
 WEIGHTS = ("U1", "W1", "U2", "W2", "V")
 
@@ -128,7 +129,8 @@ def forward(params, xs, *, state=None, return_state=False):
     if single:
         out = {k: v[:, 0] if v.ndim == 3 else v[0] for k, v in out.items()}
     if return_state:
-        return out, _as_given(state, [h1[5], h2[5]], single)
+        finals = [h1[5], h2[5]]
+        return out, _as_given(state, finals, single)
     return out
 
 
@@ -145,7 +147,10 @@ def loss(params, xs, targets, *, state=None, return_state=False):
     h1, h2, o, yhat = _forward(U1, W1, b1, h0_1, U2, W2, b2, h0_2, V, c, x, buf)
     # (31) E = -1ᵀ (Y[1..5] ∘ log_softmax(O[1..5])) 1
     E = -_dot_log_softmax(y, o, yhat)
-    final = _as_given(state, [h1[5], h2[5]], single) if return_state else None
+    final = None
+    if return_state:
+        finals = [h1[5], h2[5]]
+        final = _as_given(state, finals, single)
     _SPARE["buffers"] = buf
     return (E, final) if return_state else E
 
@@ -157,7 +162,7 @@ def loss_and_grads(params, xs, targets, *, state=None, return_state=False):
         params: a dict with the keys and shapes of ``PARAM_SHAPES``.
         xs: the inputs, (T, B, n_x), or (T, n_x) for one sequence.
         targets: class indices (T,) / (T, B), or one-hot rows (T, n_y) / (T, B, n_y)
-        state: the initial state of each sequence, in place of the learned h0_1, h0_2
+        state: the initial state of each sequence, in place of the learned ``INITIAL_STATES``
             (a long sequence trained in chunks carries it over):
             a dict with one array (B, n) per key of ``INITIAL_STATES`` ((n,) for one sequence).
         return_state: also return the state after the last step, in the structure of ``state``.
@@ -270,8 +275,12 @@ def loss_and_grads(params, xs, targets, *, state=None, return_state=False):
     if state is not None:  # the learned initial states took no part; the given one's gradient, copied
         grads["h0_1"] = np.zeros_like(dh0_1)
         grads["h0_2"] = np.zeros_like(dh0_2)
-        grads["state"] = _as_given(state, [dh1[0], dh2[0]], single)
-    final = _as_given(state, [h1[5], h2[5]], single) if return_state else None
+        dstates = [dh1[0], dh2[0]]
+        grads["state"] = _as_given(state, dstates, single)
+    final = None
+    if return_state:
+        finals = [h1[5], h2[5]]
+        final = _as_given(state, finals, single)
     _SPARE["buffers"] = buf
     return (E, grads, final) if return_state else (E, grads)
 

@@ -64,7 +64,8 @@ PARAM_SHAPES = {
 }
 #: The learned initial state of each chain; a ``state`` given per sequence takes their place.
 INITIAL_STATES = ("h0",)
-_INITIAL_AT = (2,)  # their places in the parameter list
+#: Their places in the parameter list.
+_INITIAL_AT = (2,)
 #: The input, recurrent and output weight matrices.
 WEIGHTS = ("w_i", "w_h", "w_o")
 
@@ -114,7 +115,8 @@ def forward(params, xs, *, state=None, return_state=False):
     if single:
         out = {k: v[:, 0] if v.ndim == 3 else v[0] for k, v in out.items()}
     if return_state:
-        return out, _as_given(state, [h[3]], single)
+        finals = [h[3]]
+        return out, _as_given(state, finals, single)
     return out
 
 
@@ -132,7 +134,10 @@ def loss(params, xs, targets, *, state=None, return_state=False):
     # (32) E = (y_3 ∘ softplus(-o_3) + (1ᵀ - y_3) ∘ softplus(o_3)) 1
     o_ = buf["o_"]  # its steps as views, made with the buffers: cheaper to index
     E = np.sum(y[0] * np.logaddexp(0.0, -o_[0]) + (1.0 - y[0]) * np.logaddexp(0.0, o_[0]))
-    final = _as_given(state, [h[3]], single) if return_state else None
+    final = None
+    if return_state:
+        finals = [h[3]]
+        final = _as_given(state, finals, single)
     _SPARE["buffers"] = buf
     return (E, final) if return_state else E
 
@@ -200,8 +205,12 @@ def loss_and_grads(params, xs, targets, *, state=None, return_state=False):
     grads = {"w_i": dw_i, "w_h": dw_h, "h0": dh0, "w_o": dw_o}
     if state is not None:  # the learned initial states took no part; the given one's gradient, copied
         grads["h0"] = np.zeros_like(dh0)
-        grads["state"] = _as_given(state, [dh[0]], single)
-    final = _as_given(state, [h[3]], single) if return_state else None
+        dstates = [dh[0]]
+        grads["state"] = _as_given(state, dstates, single)
+    final = None
+    if return_state:
+        finals = [h[3]]
+        final = _as_given(state, finals, single)
     _SPARE["buffers"] = buf
     return (E, grads, final) if return_state else (E, grads)
 

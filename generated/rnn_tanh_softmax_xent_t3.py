@@ -63,7 +63,8 @@ PARAM_SHAPES = {
 }
 #: The learned initial state of each chain; a ``state`` given per sequence takes their place.
 INITIAL_STATES = ("h0",)
-_INITIAL_AT = (3,)  # their places in the parameter list
+#: Their places in the parameter list.
+_INITIAL_AT = (3,)
 #: The input, recurrent and output weight matrices.
 WEIGHTS = ("U", "W", "V")
 
@@ -113,7 +114,8 @@ def forward(params, xs, *, state=None, return_state=False):
     if single:
         out = {k: v[:, 0] if v.ndim == 3 else v[0] for k, v in out.items()}
     if return_state:
-        return out, _as_given(state, [h[3]], single)
+        finals = [h[3]]
+        return out, _as_given(state, finals, single)
     return out
 
 
@@ -130,7 +132,10 @@ def loss(params, xs, targets, *, state=None, return_state=False):
     h, o, yhat = _forward(U, W, b, h0, V, c, x, buf)
     # (38) E = -1ᵀ (Y[1..3] ∘ log_softmax(O[1..3])) 1
     E = -_dot_log_softmax(y, o, yhat)
-    final = _as_given(state, [h[3]], single) if return_state else None
+    final = None
+    if return_state:
+        finals = [h[3]]
+        final = _as_given(state, finals, single)
     _SPARE["buffers"] = buf
     return (E, final) if return_state else E
 
@@ -200,8 +205,12 @@ def loss_and_grads(params, xs, targets, *, state=None, return_state=False):
     grads = {"U": dU, "W": dW, "b": db, "h0": dh0, "V": dV, "c": dc}
     if state is not None:  # the learned initial states took no part; the given one's gradient, copied
         grads["h0"] = np.zeros_like(dh0)
-        grads["state"] = _as_given(state, [dh[0]], single)
-    final = _as_given(state, [h[3]], single) if return_state else None
+        dstates = [dh[0]]
+        grads["state"] = _as_given(state, dstates, single)
+    final = None
+    if return_state:
+        finals = [h[3]]
+        final = _as_given(state, finals, single)
     _SPARE["buffers"] = buf
     return (E, grads, final) if return_state else (E, grads)
 

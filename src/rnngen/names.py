@@ -67,6 +67,8 @@ WORDS = {
     "state": "the module's argument of the initial states given per sequence",
     "return_state": "the module's flag that asks for the final state",
     "final": "the final state the module hands back",
+    "finals": "the module's list of each chain's final state",
+    "dstates": "the module's list of the gradients of the given states",
     **{f: "a function of the module" for f in ("init_params", "forward", "loss", "loss_and_grads", "free_buffers")},
     **{c: "a constant of the module" for c in _CONSTANTS},
     # the derivation document's own letters, which a matrix named so would be mistaken for

@@ -295,6 +295,7 @@ def module_context(derivation: Derivation, lowered: Lowered, formulas: list, num
         hidden_sizes=[str(s) for s in net.sizes[1:-1]],
         input_grad=spec.input_grad,
         initial_states=initial,
+        **_state_lines(initial),
         n_x_from_xs=sources["n_x"] == "x.shape[2]",
         compound_dims=any(p.blocks for p in net.params.values()),
         row=spec.row,
@@ -352,6 +353,28 @@ def _call_lines(net, carried: list, size_codes: list, input_grad: bool, weights:
         grads_lines=layout.bracketed("grads = ", grads, brackets="{}", collection=True),
         weights_lines=layout.bracketed("WEIGHTS = ", [f'"{w}"' for w in weights], indent=0, collection=True),
         sizes_lines=layout.bracketed("sizes = ", hidden, brackets="{}", collection=True),
+    )
+
+
+def _state_lines(initial: list) -> dict:
+    """The module's lines that name each chain's initial state, its place, its final state and the
+    state's adjoint, one item a line where they do not fit on one (8 layers in two directions)."""
+    names = [f'"{name}"' for name, _, _, _ in initial]
+    places = [str(at) for _, at, _, _ in initial]
+    one = len(initial) == 1  # a tuple of one item keeps its comma
+
+    def constant(head, items):
+        return [f"{head}({items[0]},)"] if one else layout.bracketed(head, items, indent=0, collection=True)
+
+    return dict(
+        initial_lines=constant("INITIAL_STATES = ", names),
+        initial_at_lines=constant("_INITIAL_AT = ", places),
+        finals_lines=layout.bracketed(
+            "finals = ", [f for _, _, f, _ in initial], indent=8, brackets="[]", collection=True
+        ),
+        dstates_lines=layout.bracketed(
+            "dstates = ", [d for _, _, _, d in initial], indent=8, brackets="[]", collection=True
+        ),
     )
 
 
