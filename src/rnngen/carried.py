@@ -18,17 +18,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from rnngen import verify
 from rnngen.activations import elementwise
 from rnngen.reference import final_states, hidden_key, input_steps, preactivations, relative_error
-from rnngen.verify import (
-    FD_TOLERANCE,
-    KINK_MARGIN,
-    TAYLOR_ROUNDING,
-    TAYLOR_SHRINKS,
-    TAYLOR_SLOPE_TOLERANCE,
-    _ridders,
-    _slope,
-)
+from rnngen.verify import FD_TOLERANCE, KINK_MARGIN, TAYLOR_SLOPE_TOLERANCE, _kink_signs
 
 #: Limits of the two checks that compare like with like (the others are ``verify``'s).
 BROADCAST_LIMIT = 1e-12
@@ -57,80 +50,36 @@ def as_dict(module, value) -> dict:
     return value if isinstance(value, dict) else {module.INITIAL_STATES[0]: value}
 
 
-def finite_differences(module, params, xs, targets, state: dict, eps: float = 1e-5, higher: bool = False) -> float:
-    """Relative error of ``grads["state"]`` against central differences, worst over the chains;
-    with ``higher``, against Ridders' extrapolated differences (``verify.extrapolated_gradient``'s
-    method), which the check consults before it calls a gradient wrong."""
-    _, grads = module.loss_and_grads(params, xs, targets, state=given(module, state))
-    analytic = as_dict(module, grads["state"])
-    rounding = np.finfo(np.float64).eps * abs(module.loss(params, xs, targets, state=given(module, state)))
-    worst = 0.0
-    for name, value in state.items():
-        numeric = np.zeros_like(value)
-        for index in np.ndindex(value.shape):
-
-            def loss_at(e, index=index, name=name):
-                moved = {k: v.copy() for k, v in state.items()}
-                moved[name][index] += e
-                return module.loss(params, xs, targets, state=given(module, moved))
-
-            if higher:
-                runs = (_ridders(loss_at, h, rounding) for h in (1e-2, 1e-3, 1e-4, 1e-5))
-                numeric[index] = min(runs, key=lambda r: r[1])[0]
-            else:
-                numeric[index] = (loss_at(eps) - loss_at(-eps)) / (2 * eps)
-        worst = max(worst, relative_error(analytic[name], numeric))
-    return worst
-
-
-def taylor_slope(
-    module, params, xs, targets, state: dict, seed: int = 3, largest: float = 1e-3, directions=3
-) -> float | None:
-    """Slope of log |E(s + e d) - E(s) - e <g, d>| against log e along a random direction d of the
-    state: 2 for a right gradient. As ``verify.taylor_test``: of ``directions`` random directions
-    the one whose remainder stays largest (along a flat one it sinks to rounding and says
-    nothing), steps inside the nearest kink, then tenfold smaller while the slope is not yet 2 and
-    the remainder stays far above rounding (a wrong gradient's first-order term only grows in
-    weight as they shrink). None when the loss does not move with the state above rounding (a
-    saturated network), where the slope says nothing and central differences decide alone."""
-    rng = np.random.default_rng(seed)
+def finite_differences(module, params, xs, targets, state: dict, higher: bool = False) -> float:
+    """Relative error of ``grads["state"]`` against central differences (``verify.differences``),
+    worst over the chains; with ``higher``, against Ridders' extrapolated differences, which the
+    check consults before it calls a gradient wrong."""
     e0, grads = module.loss_and_grads(params, xs, targets, state=given(module, state))
-    g = as_dict(module, grads["state"])
-    floor = TAYLOR_ROUNDING * np.finfo(np.float64).eps * max(1.0, abs(e0))
-    signs = np.sign(preactivations(module.SPEC, params, xs, state))
+    analytic = as_dict(module, grads["state"])
+    rounding = np.finfo(np.float64).eps * abs(e0) if higher else None
+    numeric = verify.differences(
+        lambda moved: module.loss(params, xs, targets, state=given(module, moved)),
+        state,
+        list(state),
+        rounding=rounding,
+    )
+    return max(relative_error(analytic[name], numeric[name]) for name in state)
 
-    def remainders(d, steps):
-        slope_dot = sum(float(np.sum(g[k] * d[k])) for k in state)
-        out = []
-        for e in steps:
-            moved = {k: v + e * d[k] for k, v in state.items()}
-            out.append(abs(module.loss(params, xs, targets, state=given(module, moved)) - e0 - e * slope_dot))
-        return out
 
-    best = None
-    for _ in range(directions):
-        d = {k: rng.standard_normal(v.shape) for k, v in state.items()}
-        reach = largest
-        for _ in range(40):  # across a kink the remainder is first order even for a right gradient
-            moved = {k: v + reach * d[k] for k, v in state.items()}
-            if np.array_equal(np.sign(preactivations(module.SPEC, params, xs, moved)), signs):
-                break
-            reach /= 2
-        steps = [reach / 2**i for i in range(5)]
-        rest = remainders(d, steps)
-        if best is None or rest[-1] > best[2][-1]:
-            best = (d, steps, rest)
-    d, steps, rest = best
-    if not rest[0] > floor:  # the loss does not move with the state above rounding: nothing to read
-        return None
-    slope = _slope(steps, rest)
-    for _ in range(TAYLOR_SHRINKS):
-        if abs(slope - 2.0) <= TAYLOR_SLOPE_TOLERANCE / 4 or not rest[-1] / 100 > floor:
-            break
-        steps = [e / 10 for e in steps]
-        rest = remainders(d, steps)
-        slope = _slope(steps, rest)
-    return slope
+def taylor_slope(module, params, xs, targets, state: dict, seed: int = 3) -> float | None:
+    """The Taylor slope along the state (``verify.taylor_slope``): 2 for a right gradient; None when
+    the loss does not move with the state above rounding (a saturated network), where the slope
+    says nothing and central differences decide alone."""
+    e0, grads = module.loss_and_grads(params, xs, targets, state=given(module, state))
+    slope, readable = verify.taylor_slope(
+        lambda moved: module.loss(params, xs, targets, state=given(module, moved)),
+        state,
+        as_dict(module, grads["state"]),
+        e0,
+        _kink_signs(module, lambda moved: (params, xs, moved)),
+        np.random.default_rng(seed),
+    )
+    return slope if readable else None
 
 
 def broadcast(module, params, xs, targets) -> float:

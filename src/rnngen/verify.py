@@ -209,18 +209,8 @@ def finite_difference_gradient(module, params, xs, targets, eps=1e-5) -> dict:
     the O(eps^2) truncation error against the O(|E| / eps) rounding error; a
     smaller step loses digits to rounding when E is large (long unrolls).
     """
-    numeric = {}
     point = variables(module, params, xs)
-    for name, value in point.items():
-        numeric[name] = np.zeros_like(value, dtype=np.float64)
-        for index in np.ndindex(value.shape):
-            shifted = {k: v.copy() for k, v in point.items()}
-            shifted[name][index] = value[index] + eps
-            up = _loss_at(module, shifted, xs, targets)
-            shifted[name][index] = value[index] - eps
-            down = _loss_at(module, shifted, xs, targets)
-            numeric[name][index] = (up - down) / (2 * eps)
-    return numeric
+    return differences(lambda moved: _loss_at(module, moved, xs, targets), point, list(point), eps=eps)
 
 
 def finite_differences(module, params, xs, targets, eps=1e-5) -> dict:
@@ -230,31 +220,41 @@ def finite_differences(module, params, xs, targets, eps=1e-5) -> dict:
     return {name: relative_error(grads[name], numeric[name]) for name in numeric}
 
 
-def extrapolated_gradient(module, params, xs, targets, names, starts=(1e-2, 1e-3, 1e-4, 1e-5)) -> dict:
-    """The gradients named, entry by entry, by Ridders' extrapolation of central differences.
+def extrapolated_gradient(module, params, xs, targets, names) -> dict:
+    """The gradients named, entry by entry, by Ridders' extrapolation of central differences
+    (``differences`` with ``higher``): the higher-order difference the check consults before it
+    calls a gradient wrong."""
+    point = variables(module, params, xs)
+    rounding = np.finfo(np.float64).eps * abs(module.loss(params, xs, targets))
+    return differences(lambda moved: _loss_at(module, moved, xs, targets), point, names, rounding=rounding)
+
+
+def differences(loss_at, point: dict, names, eps=1e-5, rounding=None, starts=(1e-2, 1e-3, 1e-4, 1e-5)) -> dict:
+    """``d loss_at / d point[name]`` for each of ``names``, entry by entry: central differences at
+    ``eps``, or, given the loss's ``rounding``, Ridders' extrapolation.
 
     A central difference at one step errs by its truncation (large when the loss bends fast,
     as ``1/x`` near its pole does) or by rounding (large against a gradient much smaller than
     ``|E|``). Ridders' method takes differences at steps shrinking by 1.4, extrapolates them to
     step 0 (Neville's tableau: each column one order higher) and estimates its own error. Runs
     from each of ``starts`` (a large first step may cross a pole) keep the value whose estimate
-    is smallest. This is the higher-order difference the check consults before it calls a
-    gradient wrong.
+    is smallest.
     """
     out = {}
-    rounding = np.finfo(np.float64).eps * abs(module.loss(params, xs, targets))
-    point = variables(module, params, xs)
     for name in names:
         value = point[name]
         out[name] = np.zeros_like(value, dtype=np.float64)
         for index in np.ndindex(value.shape):
             shifted = {k: v.copy() for k, v in point.items()}
 
-            def loss_at(e, shifted=shifted, index=index, v=value[index], name=name):
+            def at(e, shifted=shifted, index=index, v=value[index], name=name):
                 shifted[name][index] = v + e
-                return _loss_at(module, shifted, xs, targets)
+                return loss_at(shifted)
 
-            out[name][index] = min((_ridders(loss_at, h, rounding) for h in starts), key=lambda r: r[1])[0]
+            if rounding is None:
+                out[name][index] = (at(eps) - at(-eps)) / (2 * eps)
+            else:
+                out[name][index] = min((_ridders(at, h, rounding) for h in starts), key=lambda r: r[1])[0]
     return out
 
 
@@ -287,40 +287,85 @@ def _ridders(f, h, rounding=0.0, shrink=1.4, levels=10) -> tuple:
 def taylor_test(module, params, xs, targets, seed=1, largest=1e-3, directions=3) -> float:
     """Slope of log |E(p + e v) - E(p) - e <g, v>| against log e: 2 when the gradient is right.
 
-    The steps are ``largest`` halved four times. Along a direction where the loss
-    is nearly flat the second-order remainder sinks to rounding level and the
-    slope says nothing, so ``directions`` random directions are tried and the one
-    whose remainder stays largest is used. For an activation with a kink the
-    largest step is halved until no pre-activation changes sign along the way,
-    since across a kink the remainder is first order even for a correct gradient.
-
-    The remainder is second order only once the step is small against the distance to
-    the nearest trouble (a pole of ``1/x`` a few thousandths away): while the slope is not
-    2, the steps move down tenfold, as long as the remainder stays far above rounding. A
-    wrong gradient leaves a first-order term that only dominates more at smaller steps,
-    so moving down cannot make it pass.
+    The parameters move, and the inputs too when the module returns their gradient; the
+    steps are chosen by ``taylor_slope``.
     """
-    rng = np.random.default_rng(seed)
     e0, grads = module.loss_and_grads(params, xs, targets)
+    point = variables(module, params, xs)
+    slope, _ = taylor_slope(
+        lambda moved: _loss_at(module, moved, xs, targets),
+        point,
+        grads,
+        e0,
+        _kink_signs(module, lambda moved: ({k: v for k, v in moved.items() if k != "x"}, moved.get("x", xs), None)),
+        np.random.default_rng(seed),
+        largest,
+        directions,
+    )
+    return slope
+
+
+def taylor_slope(loss_at, point: dict, grads: dict, e0: float, signs_at, rng, largest=1e-3, directions=3) -> tuple:
+    """``(slope, readable)``: the slope of log |E(p + e v) - E(p) - e <g, v>| against log e at ``point``
+    (name -> array; ``grads`` holds the gradient of each), 2 when the gradient is right; ``readable``
+    is False when even the largest step's remainder sits at rounding level (the loss does not move
+    along the point above it, and the slope says nothing).
+
+    The steps are ``largest`` halved four times. Along a direction where the loss is nearly flat
+    the second-order remainder sinks to rounding level, so ``directions`` random directions are
+    tried and the one whose remainder stays largest is used. ``signs_at`` (None: no kink) gives
+    the signs of the pre-activations at a moved point: the largest step is halved until none
+    changes sign along the way, since across a kink the remainder is first order even for a
+    correct gradient.
+
+    The remainder is second order only once the step is small against the distance to the
+    nearest trouble (a pole of ``1/x`` a few thousandths away): while the slope is not 2, the
+    steps move down tenfold, as long as the remainder stays far above rounding. A wrong gradient
+    leaves a first-order term that only dominates more at smaller steps, so moving down cannot
+    make it pass.
+    """
     floor = TAYLOR_ROUNDING * np.finfo(np.float64).eps * max(1.0, abs(e0))
+
+    def moved(direction, e):
+        return {k: point[k] + e * direction[k] for k in point}
+
+    def remainders(direction, steps):
+        slope_dot = sum(float(np.sum(grads[k] * direction[k])) for k in point)
+        return [abs(loss_at(moved(direction, e)) - e0 - e * slope_dot) for e in steps]
+
     best = None
-    params = variables(module, params, xs)  # the inputs move too when the module returns their gradient
     for _ in range(directions):
-        direction = {k: rng.standard_normal(v.shape) for k, v in params.items()}
-        steps = _steps_within_kinks(module, params, xs, direction, largest)
-        remainders = _remainders(module, params, xs, targets, e0, grads, direction, steps)
-        if best is None or remainders[-1] > best[2][-1]:
-            best = (direction, steps, remainders)
-    direction, steps, remainders = best
-    slope = _slope(steps, remainders)
+        direction = {k: rng.standard_normal(v.shape) for k, v in point.items()}
+        reach = largest
+        if signs_at is not None:
+            start = signs_at(point)
+            for _ in range(60):
+                if np.array_equal(signs_at(moved(direction, reach)), start):
+                    break
+                reach /= 2
+        steps = [reach / 2**i for i in range(5)]
+        rest = remainders(direction, steps)
+        if best is None or rest[-1] > best[2][-1]:
+            best = (direction, steps, rest)
+    direction, steps, rest = best
+    readable = bool(rest[0] > floor)
+    slope = _slope(steps, rest)
     for _ in range(TAYLOR_SHRINKS):
         # well inside the tolerance, or the next steps would read rounding
-        if abs(slope - 2.0) <= TAYLOR_SLOPE_TOLERANCE / 4 or not remainders[-1] / 100 > floor:
+        if abs(slope - 2.0) <= TAYLOR_SLOPE_TOLERANCE / 4 or not rest[-1] / 100 > floor:
             break
         steps = [e / 10 for e in steps]
-        remainders = _remainders(module, params, xs, targets, e0, grads, direction, steps)
-        slope = _slope(steps, remainders)
-    return slope
+        rest = remainders(direction, steps)
+        slope = _slope(steps, rest)
+    return slope, readable
+
+
+def _kink_signs(module, split):
+    """The signs of every pre-activation at a moved point, for an activation with a kink, else None.
+    ``split(point)`` gives the point's ``(params, xs, state)``."""
+    if not elementwise(hidden_key(module.SPEC)).kink:
+        return None
+    return lambda point: np.sign(preactivations(module.SPEC, *split(point)))
 
 
 #: How far the slope may be from 2; how many tenfold moves down the steps may make; how far above
@@ -330,31 +375,9 @@ TAYLOR_SHRINKS = 4
 TAYLOR_ROUNDING = 1e4
 
 
-def _remainders(module, params, xs, targets, e0, grads, direction, steps) -> list:
-    slope_dot = sum(float(np.sum(grads[k] * direction[k])) for k in params)
-    out = []
-    for e in steps:
-        moved = {k: params[k] + e * direction[k] for k in params}
-        out.append(abs(_loss_at(module, moved, xs, targets) - e0 - e * slope_dot))
-    return out
-
-
 def _slope(steps, remainders) -> float:
     with np.errstate(divide="ignore", invalid="ignore"):  # a zero or nan remainder gives a nan slope
         return float(np.polyfit(np.log(steps), np.log(remainders), 1)[0])
-
-
-def _steps_within_kinks(module, point, xs, direction, largest) -> list:
-    def signs(e):
-        moved = {k: point[k] + e * direction[k] for k in point}
-        params = {k: v for k, v in moved.items() if k != "x"}
-        return np.sign(preactivations(module.SPEC, params, moved.get("x", xs)))
-
-    if elementwise(hidden_key(module.SPEC)).kink:
-        start = signs(0.0)
-        while np.any(signs(largest) != start):
-            largest /= 2
-    return [largest / 2**i for i in range(5)]
 
 
 # --- the exact scalar oracle --------------------------------------------------------------
