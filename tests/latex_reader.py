@@ -775,17 +775,15 @@ class Checker(Reader):
         tex, row, params, xs, ys, custom: as for ``Reader``.
         module: the generated module, whose ``forward``, ``loss_and_grads`` give the numbers.
         problem: ``(params, xs, targets)`` in the module's form (a batch of one).
-        many_to_one: the loss (and every target) at the last step only.
         T: the number of steps, where ``xs`` holds fewer (one-to-many: the one input).
 
     The steps with a loss are those ``ys`` has a target for (all, the last, or d + 1..T with a delay).
     """
 
-    def __init__(self, tex, row, params, xs, ys, module, problem, many_to_one=False, custom=None, blocks=None, T=None):
+    def __init__(self, tex, row, params, xs, ys, module, problem, custom=None, blocks=None, T=None):
         super().__init__(tex, row, params, xs, ys, custom, blocks, T)
         self.module, self.raw, self.problem = module, (params, xs, ys), problem
         self.loss_steps = sorted(ys)
-        self.many_to_one = many_to_one
         self.base_params = dict(self.params)
         self.caches: dict = {}
         gamma = re.search(r"(?:here, for [^$]*|custom activation )\$\\gamma (?:=|\\approx) ([^$]+)\$", tex)

@@ -74,7 +74,7 @@ def make_checker(spec, seed=0):
         custom = {"lrelu": lambda v: np.maximum(v, a * v), "lrelu'": lambda v: np.where(v > 0, 1.0, a)}
     row = spec.notation == "row"
     problem = (params, xs, targets)
-    checker = Checker(result.latex, row, params, xs[:, 0], ys, module, problem, spec.mapping == "many-to-one", custom)
+    checker = Checker(result.latex, row, params, xs[:, 0], ys, module, problem, custom)
     return result, checker
 
 
