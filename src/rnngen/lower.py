@@ -300,6 +300,10 @@ class _Writes:
             return self._done(stmt, self._take_place(family, rows) + first + rest, over_steps)
         if first is not None:
             return self._done(stmt, [self._allocate(family, rows)] + first + rest, over_steps)
+        st = self.storage[family]
+        if (run[1], run[2]) != (st.first, st.first + st.count - 1):  # a part of the buffer: written into it
+            take = [] if family in self.taken else [self._allocate(family, rows)]
+            return self._done(stmt, take + [Assign(target, value, "fill")] + rest, over_steps)
         if rest and isinstance(value, (MatrixSymbol, Transpose)):  # updating it in place would write another array
             value, rest = stmt.expr, []
         # a value the array library makes anyway: keep it as the buffer

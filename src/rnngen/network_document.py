@@ -429,4 +429,4 @@ def is_single_chain(spec) -> bool:
 def three_forms(spec) -> bool:
     """True for the networks ``document.py`` derives three ways: a single chain with an input at every
     step and a loss at every step or at the last (the other mappings: this module's document)."""
-    return is_single_chain(spec) and spec.mapping != "one-to-many" and not spec.delay
+    return is_single_chain(spec) and spec.mapping != "one-to-many" and not spec.delay and spec.truncate is None
