@@ -428,6 +428,10 @@ class _Writes:
                 and isinstance(b, MatrixSymbol)
             ):
                 return [Into(dest, "add" if c2 > 0 else "subtract", (a, b))], [], None
+        if isinstance(expr, MatAdd) and all(isinstance(t, MatrixSymbol) for t in expr.args):
+            # a sum of stored values (a truncated derivation's ages): the first two into dest, the others added
+            a, b, *others = expr.args
+            return [Into(dest, "add", (a, b))], [self._add_term(dest, t) for t in others], None
         if isinstance(expr, MatAdd):
             terms = list(expr.args)
             fresh = [t for t in terms if not isinstance(A.split_coeff(t)[1], (MatrixSymbol, OneMatrix))]
