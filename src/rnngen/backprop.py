@@ -212,9 +212,14 @@ def truncated_reverse_mode(graph: Graph, tau: int) -> Derivation:
     for node in reversed(graph.nodes[:-1]):
         terms = by_age.pop(node.symbol, {})
         ages = sorted(terms)
+        plain = adjoint_symbol(node.symbol)
+        if not ages and node.family in aged and not 1 <= node.t <= T:
+            # an initial state no kept path reaches (many-to-one, t > tau): its gradient is 0, and still an output
+            adjoints.append(Node(plain, ZeroMatrix(*plain.shape), plain.family.key, node.t))
+            backprop(node.expr, plain, to_leaves, out=node.symbol)
+            continue
         if not ages:
             continue  # E does not depend on this node, or only through paths the truncation cuts
-        plain = adjoint_symbol(node.symbol)
         if node.family not in aged:  # the output side: only age 0 reaches it
             adjoints.append(Node(plain, A.add(*terms[0]), plain.family.key, node.t))
             backprop(node.expr, plain, to_nodes(node, 0), out=node.symbol)
@@ -241,7 +246,8 @@ def _gradients(graph: Graph, contributions: dict) -> tuple:
             gradients[name] = A.Concat(param.block(param.parts[0]).axis, *parts)
         else:
             gradients[name] = A.add(*contributions.get(graph.params[name], []))
-    inputs = [A.add(*contributions.get(x, [])) for x in graph.inputs["x"]]
+    # an input the truncation leaves no path to (many-to-one, x_t for t <= T - tau): dE/dx_t = 0
+    inputs = [A.add(*contributions.get(x, [])) or ZeroMatrix(*x.shape) for x in graph.inputs["x"]]
     return gradients, inputs
 
 

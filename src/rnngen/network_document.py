@@ -363,7 +363,8 @@ def _shown(formula) -> bool:
     stmt = formula.stmts[0]
     step = step_of(stmt.target)
     given = all(not isinstance(s, (Step, Relative)) and not run_of(s) for s in A.symbols_in(stmt.expr))
-    return not (len(formula.stmts) == 1 and step and family(step[0]).base == "h" and given)
+    initial = step and family(step[0]).base == "h" and not family(step[0]).is_adjoint  # not δh_0 = 0 (truncated)
+    return not (len(formula.stmts) == 1 and initial and given)
 
 
 def network_context(derivation: Derivation, formulas: list, numbering: Numbering, common: dict) -> dict:
