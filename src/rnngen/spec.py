@@ -207,7 +207,7 @@ class RNNSpec:
         if isinstance(tau, bool) or not isinstance(tau, int) or not 1 <= tau <= full:
             raise SpecError(
                 f"the truncation horizon must be a whole number from 1 to {full} "
-                f"(at {full} no path is cut: leave it out for the full gradient), got {tau!r}"
+                f"({full} cuts no path: the full gradient), got {tau!r}"
             )
 
     def _check_network_names(self):
