@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 import pytest
+from test_latex import compile_tex, needs_pdflatex
 
 from rnngen import truncated, verify
 from rnngen.families import Family, is_family_name
@@ -373,3 +374,12 @@ def test_derive_truncate_writes_checks_and_reports(tmp_path):
     check = json.loads(result.stdout)["check"]
     assert check["ok"] and check["truncated"]["tau"] == 2 and check["finite_differences"]["errors"] == {}
     assert (tmp_path / "rnn_tanh_softmax_xent_trunc2_t5.py").is_file()
+
+
+@needs_pdflatex
+@pytest.mark.parametrize(
+    "spec", [RNNSpec(T=4, truncate=2, notation="row"), RNNSpec(T=3, truncate=4, layers=2, bidirectional=True)]
+)
+def test_the_truncated_document_compiles(tmp_path, spec):
+    result = compile_tex(tmp_path, spec.name, build(spec).latex)
+    assert result.returncode == 0, result.stdout[-2000:]
