@@ -347,13 +347,13 @@ def rnngen(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "rnngen.cli", *args], cwd=cwd, capture_output=True, text=True)
 
 
-@pytest.mark.parametrize("value", ["0", "6", "-1"])
-def test_a_bad_horizon_is_one_line_and_writes_nothing(tmp_path, value):
+@pytest.mark.parametrize("value, shown", [("0", "0"), ("6", "6"), ("-1", "-1"), ("abc", "'abc'"), ("2.5", "'2.5'")])
+def test_a_bad_horizon_is_one_line_and_writes_nothing(tmp_path, value, shown):
     result = rnngen("derive", "--T", "5", "--truncate", value, cwd=tmp_path)
     assert result.returncode != 0 and result.stdout == "" and "Traceback" not in result.stderr
     assert result.stderr.splitlines() == [
         f"rnngen: error: the truncation horizon must be a whole number from 1 to 5 (5 cuts no path: the full "
-        f"gradient), got {value}"
+        f"gradient), got {shown}"
     ]
     assert list(tmp_path.iterdir()) == []
 

@@ -57,6 +57,17 @@ class UnrollLength(click.ParamType):
             self.fail(str(e), param, ctx)
 
 
+class Horizon(click.ParamType):
+    """``--truncate``: a whole number, handed to the spec, which knows its range (it depends on T and the
+    layers) and says it; text that is no whole number goes there as it is, for the same message."""
+
+    name = "TAU"
+
+    def convert(self, value, param, ctx):
+        text = str(value).strip()
+        return int(text) if text.lstrip("-").isdigit() else value
+
+
 class HiddenActivation(click.ParamType):
     """``--hidden``: a name from ``HIDDEN`` (offered by shell completion) or an expression in x.
 
@@ -205,11 +216,11 @@ _SPEC_OPTIONS = (
     ),
     click.option(
         "--truncate",
-        type=int,
+        type=Horizon(),
         default=None,
-        metavar="TAU",
         help="Truncated BPTT (seed 002's fixed horizon): the gradient of each E_t reaches the steps "
-        "t - TAU + 1..t only (the initial state for t <= TAU); from 1 to T (T: nothing cut). Example: --truncate 3",
+        "t - TAU + 1..t only (the initial state for t <= TAU); from 1 to T, where nothing is cut (L (T - 1) + 1 "
+        "for L bidirectional layers). Example: --truncate 3",
     ),
     click.option(
         "--notation",
