@@ -149,7 +149,8 @@ class RNNSpec:
             gradient. The gradient of each loss term E_t reaches the parameters' uses at steps k with
             t - τ + 1 <= k <= t only: the paths that cross more than τ - 1 recurrent edges (a step of a
             chain to its next step) are cut. An initial state is read at step 1, so it receives E_t's
-            gradient for t <= τ. From ``full_horizon`` on nothing is cut (see there).
+            gradient for t <= τ; an input x_t is used at step t, so dE/dx_t (``input_grad``) takes the
+            same rule. From ``full_horizon`` on nothing is cut (see there).
     """
 
     T: int

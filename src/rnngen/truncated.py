@@ -123,11 +123,12 @@ def _point(spec, graph, params, xs, targets, state) -> tuple:
     env = {}
     for name, sym in graph.params.items():
         value = np.asarray(params[name], dtype=np.float64)
-        shape = sym.shape
-        for d, n in zip(shape, value.shape if value.ndim == 2 else (value.shape[0],) * 2):
-            if isinstance(d, sp.Symbol):  # a size symbol (n_h1, n_y): its value read off the array
+        if value.ndim == 1:  # a vector as the column (or, in row notation, the row) its symbol is
+            value = value.reshape([1 if d == 1 else -1 for d in sym.shape])
+        for d, n in zip(sym.shape, value.shape):
+            if isinstance(d, sp.Symbol):  # a size (n_h1, n_y): its value read off the array
                 dims.setdefault(d, n)
-        env[name] = value if value.ndim == 2 else value.reshape([int(sp.sympify(d).subs(dims)) for d in shape])
+        env[name] = value
     n_y = int(sp.sympify(size("n_y")).subs(dims))
     y = np.asarray(targets)
     if LOSSES[spec.loss].targets == "classes" and y.dtype.kind in "iu":
