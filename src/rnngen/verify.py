@@ -59,7 +59,9 @@ from rnngen.reference import (
     sizes_of,
     spec_of,
 )
-from rnngen.truncated import truncation
+from rnngen.truncated import RESTRICTED_TOLERANCE, truncation
+from rnngen.truncated import check as check_truncated
+from rnngen.truncated import failures as truncated_failures
 from rnngen.variants import DTYPES, check_paths
 
 #: Sizes of the default numeric check: (n_x, n_h, n_y, B); ``n_h`` is every layer's size (or, given
@@ -823,9 +825,7 @@ class Report:
         if self.horizon is None and not abs(self.taylor - 2.0) <= TAYLOR_SLOPE_TOLERANCE:
             out.append(f"Taylor remainder slope {self.taylor:.3f} (2 wanted)")
         if self.truncated:
-            from rnngen import truncated  # the module of the truncated checks
-
-            out += truncated.failures(self.truncated)
+            out += truncated_failures(self.truncated)
         if self.exact is not None and not self.exact.worst <= EXACT_TOLERANCE:
             out.append(f"exact oracle {self.exact.worst:.1e} (limit {EXACT_TOLERANCE:.0e})")
         if self.forms is not None and not _worst(self.forms.values()) <= FORMS_TOLERANCE:
@@ -865,17 +865,11 @@ class Report:
                 "carried_state": self.state,
                 "truncated": None
                 if self.horizon is None
-                else {"tau": self.horizon, "errors": self.truncated, "limit": _truncated_limit()},
+                else {"tau": self.horizon, "errors": self.truncated, "limit": RESTRICTED_TOLERANCE},
                 "notes": self.notes,
                 "failures": self.failures,
             }
         )
-
-
-def _truncated_limit() -> float:
-    from rnngen.truncated import RESTRICTED_TOLERANCE
-
-    return RESTRICTED_TOLERANCE
 
 
 def check_build(build, exact: bool = False, sizes=CHECK_SIZES, seed: int = 0, dtypes=DTYPES, progress=None) -> Report:
@@ -964,7 +958,7 @@ def _check_truncated(module, horizon: int, build, sizes, seed: int, dtypes, say)
     """``check_module`` for a truncated module: ``truncated.check`` in place of the finite differences,
     the Taylor test, the exact oracle and the state's differences (there is no loss to differentiate);
     every path of the module and the derivation's two forms as for any module."""
-    from rnngen import carried, truncated  # they read this module's tolerances
+    from rnngen import carried  # it reads this module's tolerances
 
     with np.errstate(all="ignore"):
         params, xs, targets, scale = _random_point(module, tuple(sizes), seed)
@@ -972,7 +966,7 @@ def _check_truncated(module, horizon: int, build, sizes, seed: int, dtypes, say)
         state = {k: scale * v for k, v in carried.random_state(module, params, xs, seed + 2).items()}
         figures, skipped = {}, ""
         try:
-            figures = truncated.check(module, params, xs, targets, state)
+            figures = check_truncated(module, params, xs, targets, state)
         except TooManyPaths as e:
             skipped = str(e)
         paths = check_paths(module, params, xs, targets, tuple(dtypes), say)
