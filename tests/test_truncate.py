@@ -277,6 +277,14 @@ def test_each_age_is_one_product_over_all_steps_and_no_recurrence():
     assert sizes[0] == sizes[1]
 
 
+def test_the_sum_of_the_ages_is_written_into_its_buffer_without_temporaries():
+    """dz[1:T-2] = dz_a0 + dz_a1 + dz_a2: one add into the buffer's part, the others added in place (a
+    value the array library made would replace the family's buffer, whose other steps hold the rest)."""
+    text = build(RNNSpec(T=8, truncate=3)).module
+    assert "np.add(dz_a0[:6], dz_a1[:-1], out=dz[:6])" in text and "dz[:6] += dz_a2" in text
+    assert "[...] =" not in text
+
+
 def test_an_aged_family_is_its_own_family_and_reserved():
     dz2 = Family("z", "adjoint", age=2)
     assert dz2.key == "dz_a2" and Family("h", "adjoint", 2, "f", age=0).key == "dh2_f_a0"
