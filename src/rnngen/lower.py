@@ -300,6 +300,10 @@ class _Writes:
             return self._done(stmt, self._take_place(family, rows) + first + rest, over_steps)
         if first is not None:
             return self._done(stmt, [self._allocate(family, rows)] + first + rest, over_steps)
+        st = self.storage[family]
+        if (run[1], run[2]) != (st.first, st.first + st.count - 1):  # a part of the buffer: written into it
+            take = [] if family in self.taken else [self._allocate(family, rows)]
+            return self._done(stmt, take + [Assign(target, value, "fill")] + rest, over_steps)
         if rest and isinstance(value, (MatrixSymbol, Transpose)):  # updating it in place would write another array
             value, rest = stmt.expr, []
         # a value the array library makes anyway: keep it as the buffer
@@ -424,6 +428,10 @@ class _Writes:
                 and isinstance(b, MatrixSymbol)
             ):
                 return [Into(dest, "add" if c2 > 0 else "subtract", (a, b))], [], None
+        if isinstance(expr, MatAdd) and all(isinstance(t, MatrixSymbol) for t in expr.args):
+            # a sum of stored values (a truncated derivation's ages): the first two into dest, the others added
+            a, b, *others = expr.args
+            return [Into(dest, "add", (a, b))], [self._add_term(dest, t) for t in others], None
         if isinstance(expr, MatAdd):
             terms = list(expr.args)
             fresh = [t for t in terms if not isinstance(A.split_coeff(t)[1], (MatrixSymbol, OneMatrix))]

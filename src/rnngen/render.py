@@ -457,6 +457,7 @@ def _common(spec) -> dict:
         digest=spec.digest(),
         command=f"rnngen derive {spec.cli_args()}",
         hidden_title="custom" if spec.is_custom else spec.hidden,
+        truncate=spec.truncate,
     )
 
 

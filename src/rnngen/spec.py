@@ -145,6 +145,12 @@ class RNNSpec:
         bidirectional: whether every layer has a backward chain beside its forward one.
         input_grad: whether the module also returns dE/dx (``grads["x"]``).
         delay: with many-to-many, the losses start at step ``delay + 1`` (delayed many-to-many).
+        truncate: truncated BPTT with horizon τ (seed 002's fixed horizon), or None for the full
+            gradient. The gradient of each loss term E_t reaches the parameters' uses at steps k with
+            t - τ + 1 <= k <= t only: the paths that cross more than τ - 1 recurrent edges (a step of a
+            chain to its next step) are cut. An initial state is read at step 1, so it receives E_t's
+            gradient for t <= τ; an input x_t is used at step t, so dE/dx_t (``input_grad``) takes the
+            same rule. From ``full_horizon`` on nothing is cut (see there).
     """
 
     T: int
@@ -162,6 +168,7 @@ class RNNSpec:
     bidirectional: bool = False
     input_grad: bool = False
     delay: int = 0
+    truncate: int | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "T", check_T(self.T))
@@ -184,6 +191,7 @@ class RNNSpec:
         _choice("cell", self.cell, tuple(CELLS))
         object.__setattr__(self, "layers", check_layers(self.layers))
         self._check_delay()
+        self._check_truncate()
         self._check_network_names()
 
     def _check_delay(self):
@@ -192,6 +200,16 @@ class RNNSpec:
             raise SpecError(f"the delay must be a whole number from 0 to T - 1 = {self.T - 1}, got {d!r}")
         if d and self.mapping != "many-to-many":
             raise SpecError(f"a delay applies to the many-to-many mapping only, not to {self.mapping}")
+
+    def _check_truncate(self):
+        tau, full = self.truncate, self.full_horizon
+        if tau is None:
+            return
+        if isinstance(tau, bool) or not isinstance(tau, int) or not 1 <= tau <= full:
+            raise SpecError(
+                f"the truncation horizon must be a whole number from 1 to {full} "
+                f"({full} cuts no path: the full gradient), got {tau!r}"
+            )
 
     def _check_network_names(self):
         """Every name the network's parameters and their blocks take, distinct and free."""
@@ -285,6 +303,14 @@ class RNNSpec:
         return range(1, 2) if self.mapping == "one-to-many" else range(1, self.T + 1)
 
     @property
+    def full_horizon(self) -> int:
+        """The smallest truncation horizon that cuts no path: the most recurrent edges a path from a loss
+        term to an initial state crosses. T for a network of one direction (a path only goes back in time);
+        a path through a stack of bidirectional layers can go back in one layer and forward in the next,
+        up to T - 1 edges per layer below the first, so L (T - 1) + 1 for L such layers."""
+        return self.layers * (self.T - 1) + 1 if self.bidirectional else self.T
+
+    @property
     def role_names(self) -> dict:
         """Role -> parameter name, for the weights, the biases that exist and the initial state."""
         roles = dict(zip(ROLES, self.names))
@@ -323,6 +349,8 @@ class RNNSpec:
             parts.append(dropped[(self.hidden_bias, self.output_bias)])
         if self.input_grad:
             parts.append("dx")
+        if self.truncate is not None:
+            parts.append(f"trunc{self.truncate}")
         return "_".join(parts) + f"_t{self.T}"
 
     def as_dict(self) -> dict:
@@ -360,4 +388,6 @@ class RNNSpec:
             args.append("--input-grad")
         if self.delay:
             args.append(f"--delay {self.delay}")
+        if self.truncate is not None:
+            args.append(f"--truncate {self.truncate}")
         return " ".join(args)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 
 import sympy as sp
-from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
+from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose, ZeroMatrix
 from sympy.printing.printer import Printer
 
 from rnngen import algebra as A
@@ -521,6 +521,8 @@ class NumpyPrinter(Printer):
             return f"1.0 / {self._wrap(self._rows(expr.base), UNARY)}", MUL
         if isinstance(expr, OneMatrix):
             return "1.0", ATOM
+        if isinstance(expr, ZeroMatrix):  # a truncated gradient no kept path reaches: assigned, broadcast
+            return "0.0", ATOM
         if isinstance(expr, A.Elementwise):
             rule = elementwise(expr.fn)
             self.helpers.update(rule.helpers)
