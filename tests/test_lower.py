@@ -125,7 +125,7 @@ def test_the_printer_spells_each_operation():
         'if x.dtype.kind == "f":',
         '    np.matmul(x.reshape(-1, n_x), U.T, out=buf["h[1:] rows"])',
         "else:  # token ids: the inputs are their one-hot rows, never built",
-        '    np.take(U.T, x.reshape(-1), axis=0, out=buf["h[1:] rows"], mode="clip")',
+        '    U.T.take(x.reshape(-1), axis=0, out=buf["h[1:] rows"], mode="clip")',
     ]
 
 
