@@ -4,13 +4,19 @@ dtypes, with repeated ids and a carried state; bad ids are refused in one line; 
 ``verify.check_module`` runs catches a scatter-add that drops a repeated id's rows."""
 
 import re
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import sympy as sp
+from sympy import MatrixSymbol
 
+from rnngen import algebra as A
 from rnngen import lower as L
 from rnngen import verify
+from rnngen.families import FAMILIES, Run
 from rnngen.pipeline import build
+from rnngen.program import Program, Stmt
 from rnngen.reference import relative_error, sequence
 from rnngen.spec import RNNSpec
 
@@ -87,24 +93,14 @@ def test_many_ids_are_summed_by_sorting_and_repeated_ids_add_up(module_of, dtype
     _same(_figures(m, params, ids, targets), _figures(m, params, rows, targets), dtype)
 
 
-def test_the_dtype_is_the_parameters():
-    m = build_module(RNNSpec(T=3))
+def test_the_dtype_is_the_parameters(module_of):
+    m = module_of(RNNSpec(T=3))
     params, ids, _, targets, _ = _draw(m, np.float32)
     E, grads = m.loss_and_grads(params, ids, targets)
     assert E.dtype == np.float32 and all(g.dtype == np.float32 for g in grads.values())
     mixed = {**params, "W": params["W"].astype(np.float64)}  # float32 only if every parameter is
     E, grads = m.loss_and_grads(mixed, ids.astype(np.uint8), targets)
     assert E.dtype == np.float64 and all(g.dtype == np.float64 for g in grads.values())
-
-
-def build_module(spec, text=None):
-    """A fresh module of ``spec`` (its text changed, if given), loaded from a file of its own."""
-    import tempfile
-    from pathlib import Path
-
-    path = Path(tempfile.mkdtemp()) / f"{spec.name}.py"
-    path.write_text(text or build(spec).module, encoding="utf-8")
-    return verify.load_module(path)
 
 
 BAD = [
@@ -148,7 +144,8 @@ def test_a_stacked_matrix_with_no_room_for_the_inputs_is_refused(module_of):
     m = module_of(RNNSpec(T=3, notation="stacked", hidden_bias=False, output_bias=False))
     params, ids, _, targets, _ = _draw(m, np.float64)
     narrow = {**params, "W": params["W"][:, :5]}  # n_h + n_x columns with n_h = 5: n_x = 0
-    with pytest.raises(ValueError, match=r"no room for the inputs' block: n_x = 0"):
+    message = r"params\['W'\] has shape \(5, 5\); expected \(n_h, n_h \+ n_x\) with n_x at least 1"
+    with pytest.raises(ValueError, match=message):
         m.loss_and_grads(narrow, ids, targets)
 
 
@@ -156,7 +153,7 @@ def test_an_input_gradient_module_takes_float_rows_only():
     b = build(RNNSpec(T=3, input_grad=True))
     assert not b.lowered.token_ids
     assert not any(isinstance(op, L.ByInput) for w in b.lowered.writes for op in w.ops)
-    assert "an integer token id has no dE/dx" in b.module  # its docstring says so
+    assert "float rows only (an integer token id has no dE/dx)" in b.module  # its docstring says so
 
 
 def test_the_lowering_reads_the_inputs_in_both_forms():
@@ -173,12 +170,18 @@ def test_the_lowering_reads_the_inputs_in_both_forms():
     assert row.ids[0].row  # X Δzᵀ: the rows summed by id, not transposed
 
 
-def test_the_check_compares_ids_with_their_one_hot_rows_and_catches_a_scatter_that_drops_repeats():
+def _fresh(spec, path):
+    """A module of ``spec`` of its own (not the session's cached one), loaded from ``path``."""
+    path.write_text(build(spec).module, encoding="utf-8")
+    return verify.load_module(path)
+
+
+def test_the_check_compares_ids_with_their_one_hot_rows_and_catches_a_scatter_that_drops_repeats(tmp_path):
     spec = RNNSpec(T=4)
-    report = verify.check_module(build_module(spec))
+    report = verify.check_module(_fresh(spec, tmp_path / "right.py"))
     assert report.ok and {"float64 token ids", "float32 token ids"} <= set(report.paths)
     # `=` where `+=` belongs: a repeated id keeps only its last row (verify draws repeated ids)
-    wrong = build_module(spec)
+    wrong = _fresh(spec, tmp_path / "wrong.py")
 
     def dropped(d, ids, n, columns):
         sums = np.zeros((n, d.shape[1]), d.dtype)
@@ -190,3 +193,23 @@ def test_the_check_compares_ids_with_their_one_hot_rows_and_catches_a_scatter_th
     failed = {name for name, result in report.paths.items() if result.failures}
     assert not report.ok and failed == {"float64 token ids", "float32 token ids"}, failed
     assert re.search(r"token ids", " ".join(map(str, report.failures)))
+
+
+def _hand_built(loss_reads_x: bool):
+    """pre_z = U X for all steps at once; the loss reads pre_z, or X itself (not by a lookup's form)."""
+    T, (n_x, n_h) = 2, sp.symbols("n_x n_h", integer=True, positive=True)
+    x, pre_z = Run.of(FAMILIES["x"], 1, T, n_x), Run.of(FAMILIES["pre_z"], 1, T, n_h)
+    read, n = (x, n_x) if loss_reads_x else (pre_z, n_h)
+    stmts = [
+        Stmt(pre_z, A.mul(MatrixSymbol("U", n_h, n_x), x), "forward", 0),
+        Stmt(MatrixSymbol("E", 1, 1), A.mul(A.ones(1, n), A.had(read, read), A.ones(A.B, 1)), "loss", 1),
+    ]
+    spec = SimpleNamespace(T=T, loss_rule=SimpleNamespace(targets="values"))
+    return Program(SimpleNamespace(spec=spec), tuple(stmts), frozenset({("E", None), ("pre_z", 1)}))
+
+
+def test_a_program_that_reads_the_inputs_otherwise_takes_float_rows_only():
+    assert L.lower(_hand_built(loss_reads_x=False)).token_ids
+    lowered = L.lower(_hand_built(loss_reads_x=True))  # X ∘ X: no form of a token id
+    assert not lowered.token_ids
+    assert not any(isinstance(op, L.ByInput) for w in lowered.writes for op in w.ops)

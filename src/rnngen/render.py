@@ -310,6 +310,7 @@ def module_context(derivation: Derivation, lowered: Lowered, formulas: list, num
         **_state_lines(initial),
         n_x_from_xs=" - " in sources["n_x"],  # no whole dimension of a parameter: float xs have it
         token_ids=lowered.token_ids,
+        n_x_param=sources["n_x"].split(".")[0],  # the parameter whose shape gives n_x
         n_x_of_arrays=re.sub(r"\b(\w+)\.shape", lambda m: f"arrays[{list(params).index(m[1])}].shape", sources["n_x"]),
         dtype=dtype,
         compound_dims=any(p.blocks for p in net.params.values()),
