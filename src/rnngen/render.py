@@ -123,15 +123,25 @@ def final_formulas(program: Program) -> list:
 
 
 def _size_sources(params: dict, sizes) -> dict:
-    """Code that reads each size from the arrays: ``B`` from ``x``, ``n_h`` from a weight's shape, ..."""
+    """Code that reads each size from the arrays: ``B`` from ``x``, ``n_h`` from a weight's shape, ...
+
+    A size only blocks have (n_x of seed 002's stacked matrix) is what its matrix's width leaves
+    after the other blocks (``W.shape[1] - W.shape[0]``): the inputs may be token ids, which have no n_x.
+    """
     sources = {"B": "x.shape[1]"}
     for size in sizes:
         found = next(((name, p) for name, p in params.items() if size in p.shape), None)
-        if found is None:  # a size only blocks have (n_x of seed 002's stacked matrix): from the inputs
-            sources[str(size)] = "x.shape[2]"
+        if found is not None:
+            name, p = found
+            sources[str(size)] = f"{name}.shape[{list(p.shape).index(size)}]"
+    for size in sizes:
+        if str(size) in sources:
             continue
-        name, p = found
-        sources[str(size)] = f"{name}.shape[{list(p.shape).index(size)}]"
+        name, axis, dim = next(
+            (name, axis, d) for name, p in params.items() for axis, d in enumerate(p.shape) if size in d.free_symbols
+        )
+        others = [sources[str(s)] for s in dim.args if s != size]
+        sources[str(size)] = " - ".join([f"{name}.shape[{axis}]", *others])
     return sources
 
 
@@ -275,7 +285,9 @@ def module_context(derivation: Derivation, lowered: Lowered, formulas: list, num
     weights = [name for name, p in net.params.items() if not p.is_vector]
     layers = [str(s) for s in net.sizes[1:-1]]
     hidden = ['"n_x": n_x', *(f'"{s}": hidden[{i}]' for i, s in enumerate(layers)), '"n_y": n_y']
-    calls = _call_lines(net, carried, [sources[n] for n in buffer_sizes], spec.input_grad, weights, hidden)
+    # the dtype every array is computed in: the parameters', which _prepare gives the dtype of float xs
+    dtype = f"{next(iter(params))}.dtype"
+    calls = _call_lines(net, carried, [dtype] + [sources[n] for n in buffer_sizes], spec.input_grad, weights, hidden)
     return dict(
         **_common(spec),
         **calls,
@@ -296,7 +308,11 @@ def module_context(derivation: Derivation, lowered: Lowered, formulas: list, num
         input_grad=spec.input_grad,
         initial_states=initial,
         **_state_lines(initial),
-        n_x_from_xs=sources["n_x"] == "x.shape[2]",
+        n_x_from_xs=" - " in sources["n_x"],  # no whole dimension of a parameter: float xs have it
+        token_ids=lowered.token_ids,
+        n_x_param=sources["n_x"].split(".")[0],  # the parameter whose shape gives n_x
+        n_x_of_arrays=re.sub(r"\b(\w+)\.shape", lambda m: f"arrays[{list(params).index(m[1])}].shape", sources["n_x"]),
+        dtype=dtype,
         compound_dims=any(p.blocks for p in net.params.values()),
         row=spec.row,
         stacked=spec.stacked,

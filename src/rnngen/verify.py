@@ -17,7 +17,8 @@
 The inputs are differentiated like the parameters when the module returns their
 gradient (``grads["x"]``, ``--input-grad``).
 - ``variants.check_paths``: float32, single sequences, one-hot targets, ``loss()``
-  and ``forward()`` against the float64 batched result the checks above verify.
+  and ``forward()`` against the float64 batched result the checks above verify, and token ids
+  against the one-hot inputs they stand for.
 - ``carried.check``: an initial state given per sequence (``state=``): its gradient by
   central differences and the Taylor test, the final state against the plain loop.
 - ``truncated.check``: a truncated module (``--truncate τ`` below the full horizon) has no loss
@@ -736,7 +737,7 @@ class Report:
         extrapolated: for each gradient that missed the central differences, its relative
             error against the higher-order (extrapolated) difference.
         paths: every other path of the module (float32, single sequences, one-hot targets,
-            ``loss()``, ``forward()``) against the float64 batched result, by name.
+            ``loss()``, ``forward()``, token ids) against the float64 batched result, by name.
         sizes, seed, dtypes: where the check ran: (n_x, n_h, n_y, B), the draw, the paths' dtypes.
         scale: the factor on the drawn weights and inputs (below 1 where the loss overflowed).
         forms_skipped: why the two forms were not compared although the build was given ("" if they were).
