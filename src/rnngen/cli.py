@@ -204,6 +204,21 @@ _SPEC_OPTIONS = (
         "cover steps d + 1..T. Example: --delay 2",
     ),
     click.option(
+        "--mask",
+        "masked",
+        is_flag=True,
+        help="Take a (T, B) mask or the lengths of real steps: a padded step keeps the state and has no "
+        "loss (seed 003). Example: --mask",
+    ),
+    click.option(
+        "--padding",
+        type=click.Choice(["post", "pre"]),
+        default="post",
+        show_default=True,
+        help="With --mask, where lengths put the padded steps: after each sequence or before it. "
+        "Example: --padding pre",
+    ),
+    click.option(
         "--notation",
         type=click.Choice(list(NOTATIONS)),
         default="column",

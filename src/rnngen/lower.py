@@ -56,7 +56,7 @@ class Storage:
 
 def storage_of(program: Program) -> dict:
     """The storage of every family the program reads or writes."""
-    per_step, first, last = {"x", "y"}, {}, {}  # the caller hands x and y over as (T, B, n)
+    per_step, first, last = {"x", "y", "m"}, {}, {}  # the caller hands x, y and a mask over as (T, B, n)
     for s in program.stmts:
         for sym in [s.target, *A.symbols_in(s.expr)]:
             step, run = step_of(sym), run_of(sym)

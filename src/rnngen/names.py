@@ -66,6 +66,8 @@ WORDS = {
     "dxs": "the module's gradient of the inputs",
     "state": "the module's argument of the initial states given per sequence",
     "return_state": "the module's flag that asks for the final state",
+    "mask": "the module's argument of the real steps",
+    "lengths": "the module's argument of the sequences' lengths",
     "final": "the final state the module hands back",
     "finals": "the module's list of each chain's final state",
     "dstates": "the module's list of the gradients of the given states",

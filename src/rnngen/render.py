@@ -275,7 +275,7 @@ def module_context(derivation: Derivation, lowered: Lowered, formulas: list, num
     weights = [name for name, p in net.params.items() if not p.is_vector]
     layers = [str(s) for s in net.sizes[1:-1]]
     hidden = ['"n_x": n_x', *(f'"{s}": hidden[{i}]' for i, s in enumerate(layers)), '"n_y": n_y']
-    calls = _call_lines(net, carried, [sources[n] for n in buffer_sizes], spec.input_grad, weights, hidden)
+    calls = _call_lines(net, carried, [sources[n] for n in buffer_sizes], spec.input_grad, weights, hidden, spec.masked)
     return dict(
         **_common(spec),
         **calls,
@@ -294,6 +294,8 @@ def module_context(derivation: Derivation, lowered: Lowered, formulas: list, num
         params=list(params),
         hidden_sizes=[str(s) for s in net.sizes[1:-1]],
         input_grad=spec.input_grad,
+        masked=spec.masked,
+        padding=spec.padding,
         initial_states=initial,
         **_state_lines(initial),
         n_x_from_xs=sources["n_x"] == "x.shape[2]",
@@ -313,11 +315,14 @@ def module_context(derivation: Derivation, lowered: Lowered, formulas: list, num
     )
 
 
-def _call_lines(net, carried: list, size_codes: list, input_grad: bool, weights: list, hidden: list) -> dict:
+def _call_lines(
+    net, carried: list, size_codes: list, input_grad: bool, weights: list, hidden: list, masked: bool = False
+) -> dict:
     """The lines that hand the parameters and the forward values from function to function.
 
     On one line each where they fit; a network of many chains passes its parameters as one
-    list, unpacked chain by chain, so that no line outgrows the formatter's length.
+    list, unpacked chain by chain, so that no line outgrows the formatter's length. A masked
+    module hands its mask ``m`` (T, B, 1) on beside ``x``; any other refuses a mask in one line.
     """
     names = list(net.params)  # chain by chain, then the output layer's: one group each
     groups = [list(dict.fromkeys(p.name for p in chain.params.values())) for chain in net.chains]
@@ -328,6 +333,14 @@ def _call_lines(net, carried: list, size_codes: list, input_grad: bool, weights:
     else:
         inner = layout.unpack(names, "p", groups)
         prepare, args = ["*p, x, single = _prepare(params, xs, state)", *inner], ["p"]
+    if masked:
+        prepare.append("m = _mask(mask, lengths, x, single)")
+    else:  # on every call: two comparisons
+        prepare += [
+            "if mask is not None or lengths is not None:",
+            '    raise ValueError("this module takes no mask or lengths; derive one with rnngen derive --mask")',
+        ]
+    data = ["x", "m"] if masked else ["x"]
     if len(", ".join(carried)) <= 70:
         lhs, after = ", ".join(carried), []
     else:
@@ -344,10 +357,10 @@ def _call_lines(net, carried: list, size_codes: list, input_grad: bool, weights:
         returns = layout.bracketed("return ", carried, collection=True)
     return dict(
         prepare_lines=prepare,
-        forward_call=new + layout.bracketed(f"{lhs} = _forward", [*args, "x", buffers]) + after,
-        loss_call=layout.bracketed(f"{lhs} = _forward", [*args, "x", "buf"]) + after,
+        forward_call=new + layout.bracketed(f"{lhs} = _forward", [*args, *data, buffers]) + after,
+        loss_call=layout.bracketed(f"{lhs} = _forward", [*args, *data, "buf"]) + after,
         buffers_call=layout.bracketed("buf = _buffers", ["x", *size_codes]),
-        forward_def=layout.bracketed("def _forward", [*args, "x", "buf"], ":", indent=0),
+        forward_def=layout.bracketed("def _forward", [*args, *data, "buf"], ":", indent=0),
         forward_unpack=inner,
         forward_return=returns,
         grads_lines=layout.bracketed("grads = ", grads, brackets="{}", collection=True),

@@ -35,6 +35,8 @@ NOTATIONS = {
     "stacked": "column vectors, one matrix on the stacked vector: h_t = f(W [h_{t-1}; x_t] + b) (no input name)",
     "stacked-row": "row vectors, one matrix on the stacked row: h^t = f([h^{t-1}, x^t] W + b) (no input name)",
 }
+#: Where a masked module's ``lengths`` put the padded steps: after each sequence's real steps, or before.
+PADDINGS = ("post", "pre")
 #: Largest number of stacked layers accepted.
 MAX_LAYERS = 8
 #: The three weight matrices, in the order ``names`` lists them.
@@ -145,6 +147,9 @@ class RNNSpec:
         bidirectional: whether every layer has a backward chain beside its forward one.
         input_grad: whether the module also returns dE/dx (``grads["x"]``).
         delay: with many-to-many, the losses start at step ``delay + 1`` (delayed many-to-many).
+        masked: whether the module takes a mask (or lengths) of real steps: a padded step keeps the
+            state and has no loss term.
+        padding: where a masked module's ``lengths`` put the padding: ``"post"`` or ``"pre"``.
     """
 
     T: int
@@ -162,6 +167,8 @@ class RNNSpec:
     bidirectional: bool = False
     input_grad: bool = False
     delay: int = 0
+    masked: bool = False
+    padding: str = "post"
 
     def __post_init__(self):
         object.__setattr__(self, "T", check_T(self.T))
@@ -178,12 +185,13 @@ class RNNSpec:
         _choice("mapping", self.mapping, tuple(MAPPINGS))
         _choice("notation", self.notation, tuple(NOTATIONS))
         object.__setattr__(self, "names", check_names(self.names))
-        for flag in ("hidden_bias", "output_bias", "bidirectional", "input_grad"):
+        for flag in ("hidden_bias", "output_bias", "bidirectional", "input_grad", "masked"):
             if not isinstance(getattr(self, flag), bool):
                 raise SpecError(f"{flag} must be True or False, got {getattr(self, flag)!r}")
         _choice("cell", self.cell, tuple(CELLS))
         object.__setattr__(self, "layers", check_layers(self.layers))
         self._check_delay()
+        self._check_padding()
         self._check_network_names()
 
     def _check_delay(self):
@@ -192,6 +200,11 @@ class RNNSpec:
             raise SpecError(f"the delay must be a whole number from 0 to T - 1 = {self.T - 1}, got {d!r}")
         if d and self.mapping != "many-to-many":
             raise SpecError(f"a delay applies to the many-to-many mapping only, not to {self.mapping}")
+
+    def _check_padding(self):
+        _choice("padding", self.padding, PADDINGS)
+        if self.padding != "post" and not self.masked:
+            raise SpecError("padding applies to a masked network only; add --mask (rnngen derive --mask --padding pre)")
 
     def _check_network_names(self):
         """Every name the network's parameters and their blocks take, distinct and free."""
@@ -323,6 +336,8 @@ class RNNSpec:
             parts.append(dropped[(self.hidden_bias, self.output_bias)])
         if self.input_grad:
             parts.append("dx")
+        if self.masked:
+            parts.append("masked" if self.padding == "post" else f"masked_{self.padding}")
         return "_".join(parts) + f"_t{self.T}"
 
     def as_dict(self) -> dict:
@@ -360,4 +375,8 @@ class RNNSpec:
             args.append("--input-grad")
         if self.delay:
             args.append(f"--delay {self.delay}")
+        if self.masked:
+            args.append("--mask")
+        if self.padding != "post":
+            args.append(f"--padding {self.padding}")
         return " ".join(args)

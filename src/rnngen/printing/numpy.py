@@ -546,6 +546,9 @@ class NumpyPrinter(Printer):
         if isinstance(last, OneMatrix) and last.shape[0] == 1:
             # p 1^T: a parameter column repeated for every sequence; broadcasting does it.
             return self._plain(A.mul(*factors[:-1]))
+        if isinstance(factors[0], OneMatrix) and A.mul(*factors[1:]).shape[0] == 1:
+            # 1 m: a row (a step's mask) repeated down every column; broadcasting does it.
+            return self._rows(A.mul(*factors[1:]))
         if isinstance(factors[0], OneMatrix):
             # 1 1^T a: every entry of a column replaced by the column's sum.
             inner = self._rows(A.mul(*factors[1:]))
@@ -595,6 +598,10 @@ class NumpyPrinter(Printer):
                 params = [(self._transposed_param(f), ATOM) for f in reversed(flat[:-1])]
                 return self._dot([(self._column_sums(flat[-1]), ATOM), *params])
             return self._column_sums(product), ATOM
+        if isinstance(last, Transpose) and last.shape[1] == 1 and isinstance(factors[0], OneMatrix):
+            # 1^T d w^T: the sum of each sequence's column weighted by w (a masked loss), one dot product
+            body = self._rows(A.mul(*factors[1:-1]))
+            return f"np.vdot({self.code(last.arg)}, {self._wrap(body, ATOM)}.sum(axis=-1))", ATOM
         for i in range(1, len(factors)):
             left, right = factors[:i], factors[i:]
             if _product_shape(left)[1] == A.B:
