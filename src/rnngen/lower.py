@@ -72,6 +72,11 @@ def storage_of(program: Program) -> dict:
     return {f: Storage(lo, last[f] - lo + 1, f in per_step) for f, lo in first.items()}
 
 
+def _repeated(expr) -> bool:
+    """True for ``1 r``: a row ``r`` (a step's mask) repeated down every row."""
+    return isinstance(expr, MatMul) and isinstance(expr.args[0], OneMatrix) and expr.args[0].shape[1] == 1
+
+
 def is_targets(expr) -> bool:
     return isinstance(expr, MatrixSymbol) and family_of(expr) == "y"
 
@@ -457,7 +462,10 @@ class _Writes:
             return [Into(dest, "multiply", tuple(expr.args))], [], None
         if isinstance(expr, HadamardProduct) and not any(isinstance(f, HadamardPower) for f in expr.args):
             factors = list(expr.args)
-            lead = next((f for f in factors if isinstance(f, (MatAdd, MatMul, A.Elementwise))), None)
+            # not a row repeated down the columns (1 m_t, a mask): it has fewer entries than dest
+            lead = next(
+                (f for f in factors if isinstance(f, (MatAdd, MatMul, A.Elementwise)) and not _repeated(f)), None
+            )
             if lead is not None:
                 first, rest, value = self._into(dest, lead)
                 for f in factors:

@@ -205,6 +205,8 @@ class RNNSpec:
         _choice("padding", self.padding, PADDINGS)
         if self.padding != "post" and not self.masked:
             raise SpecError("padding applies to a masked network only; add --mask (rnngen derive --mask --padding pre)")
+        if self.padding == "pre" and self.mapping == "one-to-many":
+            raise SpecError("one-to-many reads its one input at step 1, which pre-padding pads; use --padding post")
 
     def _check_network_names(self):
         """Every name the network's parameters and their blocks take, distinct and free."""

@@ -16,6 +16,7 @@ import sympy as sp
 from sympy import MatrixSymbol
 
 from rnngen import algebra as A
+from rnngen.cells import keep
 from rnngen.families import FAMILIES, Family, Step, adjoint_name, step_name  # noqa: F401 (re-exported)
 from rnngen.network import Network, n_h, n_x, n_y, network
 
@@ -94,6 +95,13 @@ class _GraphOps:
     def act(key: str, value):
         return A.Elementwise(key, value)
 
+    sub = staticmethod(A.sub)
+
+    @staticmethod
+    def mask(m, value):
+        """``(1 m) ∘ value``: the 1 x B mask repeated down the rows of ``value``."""
+        return A.had(A.mul(A.ones(value.shape[0], 1), m), value)
+
 
 def chain_weights(chain) -> dict:
     """Role -> the chain's weight in column math; the input weight as one block per vector read."""
@@ -104,14 +112,6 @@ def chain_weights(chain) -> dict:
         if role in p:
             weights[role] = p[role].math()
     return weights
-
-
-def masked(state, new, m):
-    """The state a padded step keeps: ``state + (1 m_t) ∘ (new - state)``, ``new`` on a real step
-    (``m_t`` = 1), ``state`` on a padded one (0). One rule, whatever the cell: every state it
-    carries is masked so, and the reverse sweep derives the rest (a padded step passes ``dh_t`` on
-    to ``dh_{t-1}`` whole and sends nothing into the cell)."""
-    return A.add(state, A.had(A.mul(A.ones(state.shape[0], 1), m), A.sub(new, state)))
 
 
 def candidate(base: str) -> str:
@@ -148,8 +148,8 @@ def unroll(spec: RNNSpec) -> Graph:
             # one-to-many: the first layer reads x_1 at step 1 only
             inputs = ([xs[t]] if t in xs else []) if chain.reads == "x" else [states[k][t] for k in chain.reads]
             new = net.cell.step(_GraphOps(graph, chain, t, rename), w, inputs, state, spec.hidden_key)
-            if ms:
-                new = graph.add(Node(Step.of(fam, t, chain.size), masked(state, new, ms[t]), fam.key, t))
+            if ms:  # a padded step keeps the state; the reverse sweep derives the rest
+                new = graph.add(Node(Step.of(fam, t, chain.size), keep(_GraphOps, state, new, ms[t]), fam.key, t))
             state = seq[t] = new
         states[chain.key] = seq
     bias = _GraphOps.bias(net.output_bias.math() if net.output_bias else None)
