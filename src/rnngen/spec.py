@@ -205,6 +205,11 @@ class RNNSpec:
         _choice("padding", self.padding, PADDINGS)
         if self.padding != "post" and not self.masked:
             raise SpecError("padding applies to a masked network only; add --mask (rnngen derive --mask --padding pre)")
+        if self.masked and self.padding == "post" and self.bidirectional and self.mapping == "many-to-one":
+            raise SpecError(
+                "a bidirectional many-to-one network reads its backward chain at step T, which post-padding pads "
+                "(the chain has not started there); use --padding pre"
+            )
         if self.padding == "pre" and self.mapping == "one-to-many":
             raise SpecError("one-to-many reads its one input at step 1, which pre-padding pads; use --padding post")
 
