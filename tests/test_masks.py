@@ -324,3 +324,72 @@ def test_the_spec_names_and_reproduces_a_mask():
     assert spec.name == "rnn_tanh_softmax_xent_m2o_masked_pre_t4"
     assert RNNSpec(T=4, masked=True).name == "rnn_tanh_softmax_xent_masked_t4"
     assert spec.cli_args() == "--T 4 --mapping many-to-one --mask --padding pre"
+
+
+# --- the document --------------------------------------------------------------------------------------
+
+
+def _document_checker(spec, lengths_of_one: int, seed=0):
+    """The document of ``spec`` and a checker of it on one sequence with ``lengths_of_one`` real steps."""
+    from latex_reader import Checker
+    from test_network_document import N_X, N_Y, _blocks, _hidden
+
+    from rnngen.pipeline import build
+
+    result = build(spec)
+    path = verify.Path(result.spec.name + ".py")
+    module = verify.load_module(_written(result, path))
+    hidden = _hidden(spec)
+    rng = np.random.default_rng(seed)
+    shapes = module.init_params(N_X, hidden if len(hidden) > 1 else hidden[0], N_Y)
+    params = {name: 0.5 * rng.standard_normal(np.shape(v)) for name, v in shapes.items()}
+    xs = rng.standard_normal((len(spec.input_steps), 1, N_X))
+    targets = rng.integers(0, N_Y, (len(spec.loss_steps), 1))
+    ys = dict(zip(spec.loss_steps, np.eye(N_Y)[targets[:, 0]]))
+    mask = mask_from_lengths([lengths_of_one], spec.T, spec.padding)
+    many = spec.mapping != "many-to-one"
+    problem = (params, xs[0] if spec.mapping == "one-to-many" else xs, targets if many else targets[0])
+    blocks = _blocks(spec, hidden)
+    checker = Checker(
+        result.latex,
+        spec.notation == "row",
+        params,
+        xs[:, 0],
+        ys,
+        masks.Masked(module, mask),
+        problem,
+        blocks=blocks,
+        T=spec.T,
+        masks=mask[:, 0],
+    )
+    return result, checker
+
+
+def _written(result, path):
+    import tempfile
+
+    folder = verify.Path(tempfile.mkdtemp())
+    (folder / path).write_text(result.module, encoding="utf-8")
+    return folder / path
+
+
+DOCUMENTED = [
+    (RNNSpec(T=4, masked=True), 2),
+    (RNNSpec(T=4, masked=True, padding="pre", notation="row"), 3),
+    (RNNSpec(T=4, masked=True, mapping="many-to-one"), 2),
+    (RNNSpec(T=3, masked=True, layers=2, bidirectional=True), 2),
+    (RNNSpec(T=4, masked=True, delay=1), 3),
+]
+
+
+@pytest.mark.parametrize(("spec", "length"), DOCUMENTED, ids=lambda v: getattr(v, "name", str(v)))
+def test_every_equation_of_a_masked_document_holds(spec, length):
+    from latex_reader import numbered_equations
+
+    result, checker = _document_checker(spec, length)
+    failures = checker.check()
+    assert not failures, "\n".join(f"({n}) {msg}" for n, msg in failures)
+    assert len(numbered_equations(result.latex)) == len(result.equations)
+    text = result.latex
+    assert r"m_{t} E_{t}" in text or r"m^{t} E^{t}" in text or "many-to-one" in text  # the masked loss
+    assert r"\bar{h}" in text  # the cell's new state and the masked update

@@ -93,9 +93,12 @@ def _runs(forms: list) -> list:
     return runs
 
 
-def _generic_equation(stmt, form, printer, row: bool) -> str:
-    family, template = form
-    return f"{printer(relative(family, 0, stmt.target.shape[0]), row)} = {printer(template, row)}"
+def _generic_equation(stmt, t0: int, printer, row: bool) -> str:
+    """A statement at a generic step t standing for step ``t0``: its own step is ``t + (its step - t0)``
+    (in two forms that alternate, the second may be a step behind the first: ``δh_{t-1}`` after ``δz_t``)."""
+    family, t = stmt.step
+    lhs = relative(family, t - t0, stmt.target.shape[0])
+    return f"{printer(lhs, row)} = {printer(step_template(stmt.expr, t0), row)}"
 
 
 def final_formulas(program: Program) -> list:
@@ -108,8 +111,9 @@ def final_formulas(program: Program) -> list:
         group = stmts[start:stop]
         if stop - start > 1:
             ts = [s.step[1] for s in group[::period]]
-            tex = r", \qquad ".join(_generic_equation(group[k], forms[start + k], latex, row) for k in range(period))
-            txt = ";  ".join(_generic_equation(group[k], forms[start + k], text, row) for k in range(period))
+            t0 = group[0].step[1]
+            tex = r", \qquad ".join(_generic_equation(group[k], t0, latex, row) for k in range(period))
+            txt = ";  ".join(_generic_equation(group[k], t0, text, row) for k in range(period))
             tex, txt = tex + _steps_note(ts, "latex"), txt + _steps_note(ts, "text")
         else:
             s = group[0]
