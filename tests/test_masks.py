@@ -248,8 +248,8 @@ LEAKS = {
     # a padded step's loss term counted in E, but not in the gradient
     "loss counts padding": (
         RNNSpec(T=3, masked=True),
-        "np.vdot(m.reshape(-1, 1),",
-        "np.vdot(np.ones_like(m),",
+        "yhat, m.reshape(-1, 1))",
+        "yhat, np.ones_like(m).reshape(-1, 1))",
         True,
     ),
 }

@@ -104,7 +104,8 @@ def softmax_outputs(program: Program) -> dict:
 
 
 def reads_targets_as_classes(program: Program) -> bool:
-    """True when every statement that reads the targets is ``Ŷ - Y`` or the loss ``-1ᵀ (Y ∘ log_softmax(O)) 1``.
+    """True when every statement that reads the targets is ``Ŷ - Y`` or the loss ``-1ᵀ (Y ∘ log_softmax(O)) 1``
+    (masked: ``(Ŷ - Y) ∘ (1 m)`` and ``-1ᵀ (Y ∘ log_softmax(O)) mᵀ``).
 
     Then the module can keep class indices as indices: the two helpers that print those
     forms take either rows or indices. Any other reader (the dense softmax Jacobian of an
@@ -114,17 +115,26 @@ def reads_targets_as_classes(program: Program) -> bool:
     for s in program.stmts:
         if "y" not in {family for family, _ in s.reads}:
             continue
-        if minus_targets(s.expr):
+        expr = s.expr
+        if isinstance(expr, HadamardProduct):  # a masked step's (Ŷ - Y) ∘ (1 m_t): the mask applied after
+            kept = [f for f in expr.args if not _repeated(f)]
+            expr = kept[0] if len(kept) == 1 else expr
+        if minus_targets(expr):
             continue
         factors = s.expr.as_coeff_matrices()[1] if isinstance(s.expr, MatMul) else ()
         if not (
             len(factors) == 3
             and isinstance(factors[0], OneMatrix)
-            and isinstance(factors[2], OneMatrix)
+            and (isinstance(factors[2], OneMatrix) or _weights(factors[2]))
             and targets_dot_log_softmax(factors[1], softmax_of)
         ):
             return False
     return True
+
+
+def _weights(expr) -> bool:
+    """True for ``w^T``, a row of weights per sequence (a masked loss's mask) taken as a column."""
+    return isinstance(expr, Transpose) and isinstance(expr.arg, MatrixSymbol) and expr.arg.shape[0] == 1
 
 
 def buffers_to_reuse(program: Program, storage: dict) -> dict:
@@ -468,6 +478,10 @@ class _Writes:
             )
             if lead is not None:
                 first, rest, value = self._into(dest, lead)
+                if first is None and any(_repeated(f) for f in factors):
+                    # the lead is the array library's value ((h > 0) is bool): a mask row cannot
+                    # broadcast into it in place, so the product is evaluated whole
+                    return None, [], expr
                 for f in factors:
                     if f is not lead:
                         rest.append(Update(dest, "*", f))

@@ -145,8 +145,8 @@ def inline_recurrent_temporaries(program: Program) -> Program:
     inlined: dict = {}  # symbol -> its expression
     out = []
     for s in program.stmts:
-        if any(sym in inlined for sym in A.symbols_in(s.expr)):
-            s = s.with_(expr=s.expr.xreplace(inlined))
+        if any(sym in inlined for sym in A.symbols_in(s.expr)):  # flat again: a product inlined into a product
+            s = s.with_(expr=A.normalize(s.expr.xreplace(inlined)))
         if s.step and s.step[0] in recurrent and s.step not in program.outputs and uses[s.target] == 1:
             inlined[s.target] = s.expr
         else:
@@ -168,7 +168,10 @@ def hoist_local_jacobians(program: Program) -> Program:
     A factor that is only a stored value (``h_t``) is not worth a family of its own.
     """
     recurrent = recurrent_families(program)
-    forward = {family_of(s.target) for s in program.stmts if s.section == "forward"} | {"x", "y"}
+    # the inputs too: a masked step's (1 m_t) is hoisted with f'(z_t), one product less per step
+    forward = {family_of(s.target) for s in program.stmts if s.section == "forward"} | set(
+        program.derivation.graph.inputs
+    )
     out = []
     for s in program.stmts:
         jacobian = s.target.family.jacobian if s.step and s.step[0] in recurrent else None
