@@ -243,8 +243,13 @@ def _broken(spec, old: str, new: str, tmp_path):
 LEAKS = {
     # a padded step's loss term passes its gradient on (the m on do_t dropped)
     "loss gradient unmasked": (RNNSpec(T=3, masked=True), "    do *= m.reshape(-1, 1)\n", "", True),
-    # the delta goes through the cell whole as well (the (1 - m) term of δh_{t-1} dropped)
-    "delta kept whole": (RNNSpec(T=3, masked=True), "    dh_[1] -= dh_[2] * m[1]\n", "", False),
+    # the delta passes a real step whole as well (the (1 - m) of δh_{t-1}'s term δh_t ∘ (1 - m_t) dropped)
+    "delta passed whole": (
+        RNNSpec(T=3, masked=True),
+        "np.add(dh_[1], dh_[2], out=dh_[1], where=m[1] == 0)",
+        "np.add(dh_[1], dh_[2], out=dh_[1])",
+        False,
+    ),
     # a padded step's loss term counted in E, but not in the gradient
     "loss counts padding": (
         RNNSpec(T=3, masked=True),
@@ -268,7 +273,7 @@ def test_each_check_catches_a_mask_that_leaks(leak, tmp_path):
 
 def test_the_padded_step_check_catches_a_state_that_is_not_kept(tmp_path):
     # the forward step ignores the mask: the state moves on over padding (its gradient still masked)
-    m = _broken(RNNSpec(T=3, masked=True), "    h_[2] *= m[1]\n", "", tmp_path)
+    m = _broken(RNNSpec(T=3, masked=True), "    np.copyto(h_[2], h_[1], where=m[1] == 0)\n", "", tmp_path)
     report = verify.check_module(m)
     assert report.padded > 1e-6
     assert not report.ok

@@ -34,7 +34,7 @@ from rnngen import algebra as A
 from rnngen import names
 from rnngen.activations import elementwise
 from rnngen.families import run_of, step_of
-from rnngen.operations import Apply, Assign, Copy, Gemm, Into, Reuse, Take, TakePlace, Update, Views, Write
+from rnngen.operations import Apply, Assign, Copy, Gemm, Into, Padded, Reuse, Take, TakePlace, Update, Views, Write
 from rnngen.program import Program, family_of, stacked
 
 
@@ -75,6 +75,35 @@ def storage_of(program: Program) -> dict:
 def _repeated(expr) -> bool:
     """True for ``1 r``: a row ``r`` (a step's mask) repeated down every row."""
     return isinstance(expr, MatMul) and isinstance(expr.args[0], OneMatrix) and expr.args[0].shape[1] == 1
+
+
+def kept_state(expr):
+    """``(s, new, m)`` when ``expr`` is ``s + (1 m) ∘ (new - s)`` (``cells.keep``: a masked step's state),
+    else None."""
+    if not (isinstance(expr, MatAdd) and len(expr.args) == 2):
+        return None
+    for s, other in (expr.args, reversed(expr.args)):
+        if isinstance(other, HadamardProduct) and len(other.args) == 2:
+            row = next((f for f in other.args if _repeated(f)), None)
+            diff = next((f for f in other.args if f is not row), None)
+            if row is not None and isinstance(diff, MatAdd) and len(diff.args) == 2 and A.neg(s) in diff.args:
+                new = next(t for t in diff.args if t != A.neg(s))
+                return s, new, row.args[-1]
+    return None
+
+
+def passed_whole(terms: list):
+    """``(a, m, rest)`` when ``terms`` hold ``a`` and ``-(a ∘ (1 m))``, together ``a ∘ (1 - m)``: a state's
+    delta passed on whole where the mask ``m`` is 0; else None."""
+    for term in terms:
+        c, body = A.split_coeff(term)
+        if c != -1 or not isinstance(body, HadamardProduct) or len(body.args) != 2:
+            continue
+        row = next((f for f in body.args if _repeated(f)), None)
+        a = next((f for f in body.args if f is not row), None)
+        if row is not None and a in terms:
+            return a, row.args[-1], [t for t in terms if t != term and t != a]
+    return None
 
 
 def is_targets(expr) -> bool:
@@ -267,6 +296,7 @@ class _Writes:
         self._scratches: set = set()  # (function, name) of the scratches and copies taken
         self._function = None
         self._step_family = None  # the family of the step being lowered
+        self.cycles: dict = {}  # family -> the families of its recurrence (a masked h̄ is h's)
 
     def write(self, stmt) -> Write:
         """The operations that compute ``stmt.expr`` into its target's storage.
@@ -397,12 +427,13 @@ class _Writes:
     def _gemm(self, data, param, out, ops) -> Gemm:
         """One step's GEMM of ``data`` and ``param`` into ``out``; ``ops`` gets what it needs first.
 
-        A recurrence's own GEMM (its previous step times a weight) reads a transposed weight from
+        A recurrence's own GEMM (a previous step of its families times a weight) reads a transposed weight from
         a contiguous copy made once per call: BLAS reads that faster than the view ``W.T`` (100
         steps at B = 32, n_h = 128 in float32: 2.6 against 1.1 ms), and it is read at every step.
         """
         copy = None
-        if isinstance(param, MatrixSymbol) and isinstance(data, MatrixSymbol) and family_of(data) == self._step_family:
+        cycle = self.cycles.get(self._step_family, {self._step_family})
+        if isinstance(param, MatrixSymbol) and isinstance(data, MatrixSymbol) and family_of(data) in cycle:
             copy = names.transposed_copy(param.name)
             if (self._function, copy) not in self._scratches:
                 self._scratch(copy, (str(param.shape[1]), str(param.shape[0])), ops)
@@ -419,6 +450,15 @@ class _Writes:
         minus = minus_targets(expr) if self.class_targets else None
         if minus is not None:
             return [Into(dest, "minus_targets", minus)], [], None
+        kept = kept_state(expr)
+        if kept is not None:  # the new state, then the old one back where the step is padded
+            state, new, m = kept
+            first, rest, value = self._into(dest, new)
+            return first, rest + [Padded(dest, "=", state, m)], value
+        if isinstance(expr, MatAdd) and passed_whole(list(expr.args)):
+            a, m, others = passed_whole(list(expr.args))
+            first, rest, value = self._into(dest, A.add(*others))
+            return first, rest + [Padded(dest, "+", a, m)], value
         if is_gemm(expr):
             param, data = expr.as_coeff_matrices()[1]
             if self._step_family:
@@ -507,8 +547,11 @@ class _Writes:
         if expr == held:
             return [], [], None
         if isinstance(expr, MatAdd) and held in expr.args:
-            rest = []
-            for term in expr.args:
+            rest, terms, whole_where = [], list(expr.args), None
+            if passed_whole(terms):  # a ∘ (1 - m) as one masked add, after the others
+                a, m, terms = passed_whole(terms)
+                whole_where = Padded(dest, "+", a, m)
+            for term in terms:
                 if term == held:
                     continue
                 if is_gemm(term):
@@ -517,7 +560,7 @@ class _Writes:
                     rest += [self._gemm(data, param, scratch, rest), Update(dest, "+", scratch)]
                     continue
                 rest.append(self._add_term(dest, term))
-            return [], rest, None
+            return [], rest + ([whole_where] if whole_where else []), None
         if isinstance(expr, A.Elementwise):
             rule = elementwise(expr.fn)
             if not rule.is_identity and not applies_in_place(rule):
@@ -544,6 +587,7 @@ def writes(program: Program, storage: dict, class_targets: bool, reuse: dict, in
     """Every statement's write operations (``Write``), in module order."""
     step_written = {step_of(s.target)[0] for s in program.stmts if step_of(s.target)}
     plan = _Writes(storage, program.derivation.spec.T, class_targets, reuse, in_place, step_written)
+    plan.cycles = {key: r.families for r in program.recurrences for key in r.families}
     return tuple(plan.write(s) for s in program.stmts)
 
 

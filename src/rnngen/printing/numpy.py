@@ -331,6 +331,13 @@ class NumpyPrinter(Printer):
         code = op.expr if isinstance(op.expr, str) else self.code(op.expr)
         return self._update(self._dest(op.dest), op.op, code)
 
+    def _write_Padded(self, op) -> str:
+        """Where the step's mask is 0 only: ``np.copyto`` (=) or ``np.add`` (+) with ``where=``."""
+        dest, code, where = self._dest(op.dest), self.code(op.expr), f"{self.code(op.mask)} == 0"
+        if op.op == "=":
+            return f"np.copyto({dest}, {code}, where={where})"
+        return f"np.add({dest}, {code}, out={dest}, where={where})"
+
     def _write_Apply(self, op) -> str:
         rule = elementwise(op.fn)
         self.helpers.update(rule.helpers)
