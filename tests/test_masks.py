@@ -398,3 +398,22 @@ def test_every_equation_of_a_masked_document_holds(spec, length):
     text = result.latex
     assert r"m_{t} E_{t}" in text or r"m^{t} E^{t}" in text or "many-to-one" in text  # the masked loss
     assert r"\bar{h}" in text  # the cell's new state and the masked update
+
+
+def test_one_hot_targets_may_be_zero_on_padded_steps(module_of):
+    m = module_of(RNNSpec(T=4, masked=True))
+    params, xs, targets, lengths = _problem(m)
+    rows = np.eye(3)[targets]
+    padded = ~mask_from_lengths(lengths, 4)
+    zeros = np.where(padded[..., None], 0.0, rows)
+    assert m.loss(params, xs, zeros, lengths=lengths) == pytest.approx(m.loss(params, xs, targets, lengths=lengths))
+    with pytest.raises(ValueError, match="must sum to 1 over the last axis on real steps"):
+        m.loss(params, xs, zeros, lengths=np.full(4, 4))
+
+
+def test_derive_with_a_mask_reports_the_padded_steps(tmp_path):
+    result = CliRunner().invoke(cli, ["derive", "--T", "3", "--mask", "--padding", "pre", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "masked (pre-padded lengths)" in result.output
+    assert "a padded step's input and target change nothing (0.0e+00)" in result.output
+    assert (tmp_path / "rnn_tanh_softmax_xent_masked_pre_t3.py").exists()

@@ -310,6 +310,10 @@ def module_context(derivation: Derivation, lowered: Lowered, formulas: list, num
         targets=spec.loss_rule.targets,
         target_doc=_target_doc(spec),
         normalized_targets=bool(spec.fused and spec.fused.normalized_targets),
+        # a masked loss's targets, checked on real steps only (many-to-one's one target counts for all)
+        masked_targets=spec.masked
+        and spec.mapping != "many-to-one"
+        and bool(spec.fused and spec.fused.normalized_targets),
         class_targets=class_targets,
         fan_in=0 if spec.row else 1,
         weights=[name for name, p in net.params.items() if not p.is_vector],
