@@ -211,7 +211,16 @@ def test_the_modules_lengths_make_the_mask_sequences_makes(module_of, padding):
 # --- the checks --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("spec", MASKED[:4] + [MASKED[6], MASKED[8], MASKED[10]], ids=lambda s: s.name)
+#: Besides the structures: relu's derivative is bool (the mask cannot be multiplied into it in place), and
+#: softmax with squared error has its fused gradient's product led by a helper's value.
+OUTPUTS = [
+    RNNSpec(T=3, masked=True, hidden="relu", output="identity", loss="squared_error"),
+    RNNSpec(T=3, masked=True, output="softmax", loss="squared_error", padding="pre"),
+    RNNSpec(T=3, masked=True, output="sigmoid", loss="binary_cross_entropy", notation="row", input_grad=True),
+]
+
+
+@pytest.mark.parametrize("spec", MASKED[:4] + [MASKED[6], MASKED[8], MASKED[10]] + OUTPUTS, ids=lambda s: s.name)
 def test_every_check_passes_on_a_masked_module(spec):
     from rnngen.pipeline import build
 
