@@ -255,7 +255,7 @@ LEAKS = {
     # the delta passes a real step whole as well (the (1 - m) of δh_{t-1}'s term δh_t ∘ (1 - m_t) dropped)
     "delta passed whole": (
         RNNSpec(T=3, masked=True),
-        "np.add(dh_[1], dh_[2], out=dh_[1], where=m[1] == 0)",
+        "np.add(dh_[1], dh_[2], out=dh_[1], where=pad[1])",
         "np.add(dh_[1], dh_[2], out=dh_[1])",
         False,
     ),
@@ -282,7 +282,7 @@ def test_each_check_catches_a_mask_that_leaks(leak, tmp_path):
 
 def test_the_padded_step_check_catches_a_state_that_is_not_kept(tmp_path):
     # the forward step ignores the mask: the state moves on over padding (its gradient still masked)
-    m = _broken(RNNSpec(T=3, masked=True), "    np.copyto(h_[2], h_[1], where=m[1] == 0)\n", "", tmp_path)
+    m = _broken(RNNSpec(T=3, masked=True), "    np.copyto(h_[2], h_[1], where=pad[1])\n", "", tmp_path)
     report = verify.check_module(m)
     assert report.padded > 1e-6
     assert not report.ok

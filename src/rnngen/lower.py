@@ -587,8 +587,9 @@ def writes(program: Program, storage: dict, class_targets: bool, reuse: dict, in
     """Every statement's write operations (``Write``), in module order."""
     step_written = {step_of(s.target)[0] for s in program.stmts if step_of(s.target)}
     plan = _Writes(storage, program.derivation.spec.T, class_targets, reuse, in_place, step_written)
-    if getattr(program.derivation.spec, "masked", False):  # h̄_t reads h_{t-1}: its GEMM is the recurrence's own. (A custom
-        # activation's z_t reads h_{t-1} alike; left as it was, so unmasked modules keep their code.)
+    # h̄_t reads h_{t-1}: its GEMM is the recurrence's own. (A custom activation's z_t reads h_{t-1}
+    # alike; left as it was, so that unmasked modules keep their code.)
+    if getattr(program.derivation.spec, "masked", False):
         plan.cycles = {key: r.families for r in program.recurrences for key in r.families}
     return tuple(plan.write(s) for s in program.stmts)
 

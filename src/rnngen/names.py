@@ -68,6 +68,7 @@ WORDS = {
     "return_state": "the module's flag that asks for the final state",
     "mask": "the module's argument of the real steps",
     "lengths": "the module's argument of the sequences' lengths",
+    "pad": "the module's padded steps (a masked module)",
     "final": "the final state the module hands back",
     "finals": "the module's list of each chain's final state",
     "dstates": "the module's list of the gradients of the given states",

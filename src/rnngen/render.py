@@ -330,7 +330,8 @@ def _call_lines(
 
     On one line each where they fit; a network of many chains passes its parameters as one
     list, unpacked chain by chain, so that no line outgrows the formatter's length. A masked
-    module hands its mask ``m`` (T, B, 1) on beside ``x``; any other refuses a mask in one line.
+    module hands its mask ``m`` (T, B, 1) and its complement ``pad`` (booleans) on beside ``x``; any other
+    refuses a mask in one line.
     """
     names = list(net.params)  # chain by chain, then the output layer's: one group each
     groups = [list(dict.fromkeys(p.name for p in chain.params.values())) for chain in net.chains]
@@ -342,13 +343,13 @@ def _call_lines(
         inner = layout.unpack(names, "p", groups)
         prepare, args = ["*p, x, single = _prepare(params, xs, state)", *inner], ["p"]
     if masked:
-        prepare.append("m = _mask(mask, lengths, x, single)")
+        prepare.append("m, pad = _mask(mask, lengths, x, single)")
     else:  # on every call: two comparisons
         prepare += [
             "if mask is not None or lengths is not None:",
             '    raise ValueError("this module takes no mask or lengths; derive one with rnngen derive --mask")',
         ]
-    data = ["x", "m"] if masked else ["x"]
+    data = ["x", "m", "pad"] if masked else ["x"]
     if len(", ".join(carried)) <= 70:
         lhs, after = ", ".join(carried), []
     else:

@@ -332,8 +332,10 @@ class NumpyPrinter(Printer):
         return self._update(self._dest(op.dest), op.op, code)
 
     def _write_Padded(self, op) -> str:
-        """Where the step's mask is 0 only: ``np.copyto`` (=) or ``np.add`` (+) with ``where=``."""
-        dest, code, where = self._dest(op.dest), self.code(op.expr), f"{self.code(op.mask)} == 0"
+        """Where the step's mask is 0 only: ``np.copyto`` (=) or ``np.add`` (+) with ``where=`` the step of
+        ``pad``, the mask's complement as booleans that the module's ``_mask`` makes once per call."""
+        family, t = step_of(op.mask)
+        dest, code, where = self._dest(op.dest), self.code(op.expr), f"pad[{t - self.storage[family].first}]"
         if op.op == "=":
             return f"np.copyto({dest}, {code}, where={where})"
         return f"np.add({dest}, {code}, out={dest}, where={where})"
