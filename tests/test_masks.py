@@ -251,7 +251,7 @@ def _broken(spec, old: str, new: str, tmp_path):
 #: check sees only what a padded step reads).
 LEAKS = {
     # a padded step's loss term passes its gradient on (the m on do_t dropped)
-    "loss gradient unmasked": (RNNSpec(T=3, masked=True), "    do *= m.reshape(-1, 1)\n", "", True),
+    "loss gradient unmasked": (RNNSpec(T=3, masked=True), "    do[pad.reshape(-1)] = 0.0\n", "", True),
     # the delta passes a real step whole as well (the (1 - m) of δh_{t-1}'s term δh_t ∘ (1 - m_t) dropped)
     "delta passed whole": (
         RNNSpec(T=3, masked=True),

@@ -523,8 +523,8 @@ class _Writes:
                     # broadcast into it in place, so the product is evaluated whole
                     return None, [], expr
                 for f in factors:
-                    if f is not lead:
-                        rest.append(Update(dest, "*", f))
+                    if f is not lead:  # a mask row of 0 and 1: its padded entries zeroed, no product
+                        rest.append(Padded(dest, "0", None, f.args[-1]) if _repeated(f) else Update(dest, "*", f))
                 return first, rest, value
         return None, [], expr
 

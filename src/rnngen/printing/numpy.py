@@ -334,8 +334,21 @@ class NumpyPrinter(Printer):
     def _write_Padded(self, op) -> str:
         """Where the step's mask is 0 only: ``np.copyto`` (=) or ``np.add`` (+) with ``where=`` the step of
         ``pad``, the mask's complement as booleans that the module's ``_mask`` makes once per call."""
+        if run_of(op.mask):  # steps side by side, as rows: the padded rows zeroed by one boolean index
+            family, lo, hi = run_of(op.mask)
+            first, count = self.storage[family].first, self.storage[family].count
+            steps = "pad" if (lo, hi) == (first, first + count - 1) else f"pad[{lo - first}:{hi - first + 1}]"
+            if op.op != "0" or isinstance(op.dest, str):
+                raise PrintError(f"no NumPy rule for {op}: a run of steps is only zeroed where padded")
+            saved, self._as_steps = self._as_steps, False  # as rows, which the flat mask indexes
+            rows = self._symbol_rows(op.dest)
+            self._as_steps = saved
+            return f"{rows}[{steps}.reshape(-1)] = 0.0"
         family, t = step_of(op.mask)
-        dest, code, where = self._dest(op.dest), self.code(op.expr), f"pad[{t - self.storage[family].first}]"
+        dest, where = self._dest(op.dest), f"pad[{t - self.storage[family].first}]"
+        if op.op == "0":
+            return f"np.copyto({dest}, 0.0, where={where})"
+        code = self.code(op.expr)
         if op.op == "=":
             return f"np.copyto({dest}, {code}, where={where})"
         return f"np.add({dest}, {code}, out={dest}, where={where})"
