@@ -39,7 +39,13 @@ NETWORKS = {
     "1-layer": ({}, tuple(WORKLOADS), "PyTorch"),
     "2-layer": ({"layers": 2}, ("medium", "large"), "nn.RNN(num_layers=2)"),
     "bidirectional": ({"bidirectional": True}, ("medium", "large"), "nn.RNN(bidirectional=True)"),
+    "carried state": ({}, ("medium",), "nn.RNN with h_0 per sequence"),
 }
+#: The networks whose every contender starts from a state per sequence (a chunk of a long sequence),
+#: timed beside the module's plain call.
+CARRIED = {"carried state"}
+#: How much slower than its plain call a module may be with a state per sequence (the training issue).
+CARRIED_LIMIT = 1.10
 
 
 def _label(network: str, workload: str) -> str:
@@ -57,6 +63,9 @@ def targets(results: dict) -> list:
             if ratio is not None:
                 them = NETWORKS[network][2] if other == "torch" else "JAX"
                 out.append((ratio > 1, f"{where}: faster than {them} ({ratio:.2f}x)"))
+        if network in CARRIED:
+            over = 1 / r.ratio("plain")
+            out.append((over <= CARRIED_LIMIT, f"{where}: within {CARRIED_LIMIT:.2f}x of the plain call ({over:.2f}x)"))
         if network != "1-layer":
             continue
         if name in ("small", "char-rnn") and r.ratio("torch") is not None:
@@ -126,7 +135,8 @@ def main():
         spec = RNNSpec(T=T, **NETWORKS[network][0])
         module = BPTT(build(spec)).module()
         for dtype in dtypes:
-            r = bench(module, spec, (B, n_x, n_h, n_y), DTYPES[dtype], samples=args.samples, settle=args.settle)
+            sizes, carried = (B, n_x, n_h, n_y), network in CARRIED
+            r = bench(module, spec, sizes, DTYPES[dtype], samples=args.samples, settle=args.settle, carried=carried)
             results[network, name, dtype] = r
             print()
             print(f"[{_label(network, name)}]", "\n".join(table(r)), sep=" ", flush=True)

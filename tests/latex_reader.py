@@ -246,6 +246,7 @@ class Reader:
         tagged = _TAGGED.fullmatch(sup or "")
         head, rest = tagged.group("head"), tagged.group("rest")
         suffix = (tagged.group("layer") or "") + (f"_{tagged.group('dir')}" if tagged.group("dir") else "")
+        suffix += f"[{tagged.group('age')}]" if tagged.group("age") else ""  # dz2_f[1]: age 1
         if "delta" in base.lower():  # delta^{z(2)}_{t} (column) or delta^{z(2),t} (row)
             letter, index = head, rest.lstrip(",") or sub
             family = ("pre_d" if "tilde" in base else "d") + _FAMILY.get(letter, letter) + suffix
@@ -583,6 +584,22 @@ class Reader:
             return self._apply(fn, arg)
         raise ValueError(f"unexpected {self.tokens[self.pos : self.pos + 3]!r}")
 
+    def _truncated_delta(self, family: str, step: int):
+        """A delta of a truncated derivation (``truncate`` = tau): age a (``dz[a]``) is dE_{t'}/dz_t of the one
+        loss term whose paths to z_t cross a recurrent edges, t' = t + a (t - a in a backward chain; so only
+        for a stack of one direction or one bidirectional layer, where that is one term); a delta without
+        an age sums the ages kept: up to tau - 1, tau at an initial state (read at step 1)."""
+        aged = re.fullmatch(r"d(?P<value>.*?)\[(?P<age>\d+)\]", family)
+        if aged is None:
+            value, initial = family[1:], not 1 <= step <= self.T
+            ages = range(self.truncate + 1 if initial else self.truncate)
+            return sum(self._truncated_delta(f"d{value}[{a}]", step) for a in ages)
+        value, age = aged.group("value"), int(aged.group("age"))
+        source = step - age if value.endswith("_b") else step + age  # a backward chain runs from T down
+        if ("E", source) not in self.base_steps:
+            return np.zeros((1, np.size(self.base_steps[value, step])))
+        return self.jacobian(("E", source), (value, step), False)
+
     def _jacobian(self, m, env):
         grad = re.fullmatch(r"\\frac\{\\partial E\}\{\\partial (.+)\}", m.group(0))
         name = _param_name(grad.group(1), self.block_gradients.keys()) if grad else None
@@ -663,7 +680,8 @@ def _param_name(text: str, known=()) -> str:
 
 #: A superscript with a chain's tag: ``z(2\mathrm{f})``, ``(1),t``, ``\hat{y},t``, ``t-1``.
 _TAGGED = re.compile(
-    r"(?P<head>(?:\\hat\{y\}|\\bar\{h\}|[^(,])*)(?:\((?P<layer>\d*)(?:\\mathrm\{(?P<dir>[fb])\})?\))?(?P<rest>.*)"
+    r"(?P<head>(?:\\hat\{y\}|\\bar\{h\}|[^(,\[])*)(?:\((?P<layer>\d*)(?:\\mathrm\{(?P<dir>[fb])\})?\))?"
+    r"(?:\[(?P<age>\d+)\])?(?P<rest>.*)"  # a truncated derivation's age: delta^{z(2)[1]}_{t}
 )
 #: The module's names of the initial states: ``h0``, ``h0_2``, ``h0_f``, ``h0_2_b``.
 _INITIAL = re.compile(r"h0(?:_(?P<layer>\d+))?(?:_(?P<dir>[fb]))?")
@@ -684,7 +702,7 @@ def _initial_step(name: str, T: int):
 
 def _base(key: str) -> str:
     """A family's quantity without its chain suffix: ``h2_f`` -> ``h``, ``pre_z1`` -> ``pre_z``."""
-    return re.sub(r"\d*(?:_[fb])?$", "", key)
+    return re.sub(r"\d*(?:_[fb])?(?:\[\d+\])?$", "", key)
 
 
 def _suffix(key: str) -> str:
@@ -787,8 +805,11 @@ class Checker(Reader):
     The steps with a loss are those ``ys`` has a target for (all, the last, or d + 1..T with a delay).
     """
 
-    def __init__(self, tex, row, params, xs, ys, module, problem, custom=None, blocks=None, T=None, masks=None):
+    def __init__(
+        self, tex, row, params, xs, ys, module, problem, custom=None, blocks=None, T=None, truncate=None, masks=None
+    ):
         super().__init__(tex, row, params, xs, ys, custom, blocks, T, masks)
+        self.truncate = truncate
         self.masks = masks
         self.module, self.raw, self.problem = module, (params, xs, ys), problem
         self.loss_steps = sorted(ys)
@@ -982,6 +1003,8 @@ class Checker(Reader):
     def _lookup(self, family, index, env):
         if family.startswith("d") and family != "D" and not isinstance(index, tuple):  # a delta: dE/d(value)
             step = self._step(index, env)
+            if self.truncate:
+                return self._vector(self._truncated_delta(family, step))
             grad = self.jacobian(("E", None), (family[1:], step), False)
             return self._vector(grad)
         if family == "D":
@@ -993,6 +1016,22 @@ class Checker(Reader):
                 raise Missing(f"the document reads the loss term {key[1]}, which does not exist")
             return self.steps[key]
         return super()._lookup(family, index, env)
+
+    def _truncated_delta(self, family: str, step: int):
+        """A delta of a truncated derivation (``truncate`` = tau): age a (``dz[a]``) is dE_{t'}/dz_t of the one
+        loss term whose paths to z_t cross a recurrent edges, t' = t + a (t - a in a backward chain; so only
+        for a stack of one direction or one bidirectional layer, where that is one term); a delta without
+        an age sums the ages kept: up to tau - 1, tau at an initial state (read at step 1)."""
+        aged = re.fullmatch(r"d(?P<value>.*?)\[(?P<age>\d+)\]", family)
+        if aged is None:
+            value, initial = family[1:], not 1 <= step <= self.T
+            ages = range(self.truncate + 1 if initial else self.truncate)
+            return sum(self._truncated_delta(f"d{value}[{a}]", step) for a in ages)
+        value, age = aged.group("value"), int(aged.group("age"))
+        source = step - age if value.endswith("_b") else step + age  # a backward chain runs from T down
+        if ("E", source) not in self.base_steps:
+            return np.zeros((1, np.size(self.base_steps[value, step])))
+        return self.jacobian(("E", source), (value, step), False)
 
     def _jacobian(self, m, env):
         (num, num_entry) = self._value_of(m.group("num"), env)
@@ -1145,11 +1184,18 @@ class Checker(Reader):
             self.grads
         )
         ok = ok and all(
-            np.size(reader.gradients[k]) == np.size(g)
-            and np.allclose(reader.gradients[k].reshape(np.shape(g)), g, rtol=1e-11, atol=1e-14)
+            np.size(reader.gradients[k]) in (1, np.size(g))  # 1: a truncated gradient no kept path reaches (= 0)
+            and np.allclose(_shaped(reader.gradients[k], g), g, rtol=1e-11, atol=1e-14)
             for k, g in self.grads.items()
         )
         return [] if ok else [(n, "the final formulas' loss or gradients differ from the module's") for n in numbers]
+
+
+def _shaped(value, like):
+    """``value`` in the shape of ``like``; a number (the document's 0) as an array of it."""
+    if np.size(value) == np.size(like):
+        return np.reshape(value, np.shape(like))
+    return np.full(np.shape(like), np.asarray(value, float).item())
 
 
 def _close(a, b, entrywise: bool = False) -> bool:

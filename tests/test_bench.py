@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from rnngen.api import BPTT
-from rnngen.bench import frameworks, loops
+from rnngen.bench import frameworks, layout, loops
 from rnngen.bench.harness import (
     TOLERANCE,
     BenchError,
@@ -485,4 +485,42 @@ def test_frameworks_run_stacked_and_bidirectional_networks(framework, spec, size
     assert _key("W", spec.layers, "_b" if spec.bidirectional else "", spec) in problem.params  # the whole network
     build_contender = frameworks.torch_contender if framework == "torch" else frameworks.jax_contender
     contenders = [loop_contender("tutorial", loops.tutorial_loop, problem), build_contender(problem)]
+    assert max(check_agreement(contenders, np.float64).values()) <= TOLERANCE[np.float64]
+
+
+# -- a chunk of a long sequence: the state given per sequence ------------------------------
+
+
+@pytest.mark.parametrize("spec", [RNNSpec(T=3), RNNSpec(T=3, layers=2, bidirectional=True)], ids=lambda s: s.name)
+def test_a_carried_problem_gives_every_chain_its_state_and_times_the_plain_call_beside_it(spec):
+    module = _module(spec)
+    result = bench(module, spec, (2, 3, 4, 3), samples=1, settle=0, skip=("torch", "jax"), carried=True)
+    names = [c.name for c in result.contenders]
+    assert names == ["rnngen", "rnngen, plain call", "GEMM only"]
+    assert result.skipped["tuned"] == "starts from the learned h0 only (no state per sequence)"
+    problem = make_problem(spec, 2, 3, 4, 3, carried=True)
+    assert set(problem.state) == {cell.h0 for row in layout.cells(spec) for cell in row}
+    assert all(s.shape == (2, 4) for s in problem.state.values())
+    # the contender's result is the module's own call with that state, each chain's gradient under its column key
+    E, grads = generated_contender(module, problem).result(generated_contender(module, problem).run())
+    names = module.INITIAL_STATES
+    own = {name: problem.state[cell.h0] for name, cell in zip(names, [c for row in layout.cells(spec) for c in row])}
+    E_own, g_own = module.loss_and_grads(
+        module_params(problem.params, spec), problem.xs, problem.targets, state=own if len(own) > 1 else own[names[0]]
+    )
+    g_state = g_own["state"] if isinstance(g_own["state"], dict) else {names[0]: g_own["state"]}
+    assert E == E_own
+    for name, cell in zip(names, [c for row in layout.cells(spec) for c in row]):
+        assert np.array_equal(grads[f"state {cell.h0}"], g_state[name])
+        assert not grads[cell.h0].any()  # the learned initial state took no part
+    E_plain, _ = module.loss_and_grads(module_params(problem.params, spec), problem.xs, problem.targets)
+    assert E != E_plain  # the state given is not the learned one
+
+
+@pytest.mark.parametrize("spec", [RNNSpec(T=3), RNNSpec(T=3, layers=2, bidirectional=True)], ids=lambda s: s.name)
+def test_pytorch_agrees_from_a_state_per_sequence(spec):
+    """nn.RNN's h_0 of shape (layers * directions, B, n_h) against the module's ``state`` (with '.[bench]')."""
+    pytest.importorskip("torch")
+    problem = make_problem(spec, 2, 3, 4, 3, carried=True)
+    contenders = [generated_contender(_module(spec), problem), frameworks.torch_contender(problem)]
     assert max(check_agreement(contenders, np.float64).values()) <= TOLERANCE[np.float64]

@@ -72,8 +72,8 @@ def test_the_views_made_with_the_buffers_are_views_of_them(key):
     T = SPECS[key]["T"]
     xs = np.random.default_rng(1).standard_normal((T, 2, 3))
     code = m._new_buffers.__code__
-    sizes = {name: 2 if name == "n_y" else 4 for name in code.co_varnames[1 : code.co_argcount]}
-    buf = m._new_buffers(xs, **sizes)
+    sizes = {name: 2 if name == "n_y" else 4 for name in code.co_varnames[2 : code.co_argcount]}  # after x, dtype
+    buf = m._new_buffers(xs, xs.dtype, **sizes)
     views = {k: v for k, v in buf.items() if k.endswith(" rows") or k.endswith("_")}
     assert any(k.endswith(" rows") for k in views), list(buf)
     for key_, view in views.items():

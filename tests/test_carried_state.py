@@ -71,7 +71,7 @@ def test_the_checks_catch_a_wrong_state_gradient_and_a_wrong_final_state(tmp_pat
 
 def test_a_state_the_module_ignores_is_caught(tmp_path):
     spec = RNNSpec(T=3, layers=2)
-    m = _broken(spec, "arrays = _given_state(state, x, arrays)", "pass", tmp_path)
+    m = _broken(spec, "arrays = _given_state(state, x, arrays, single)", "pass", tmp_path)
     params, xs, targets = verify.random_problem(m)
     figures = carried.check(m, params, xs, targets)
     assert figures["final_state"] > 1e-2

@@ -14,7 +14,9 @@ from rnngen.pipeline import build
 from rnngen.spec import RNNSpec
 
 PATHS = {
-    f"{d} {p}" for d in ("float64", "float32") for p in ("loss()", "forward()", "one-hot targets", "single sequences")
+    f"{d} {p}"
+    for d in ("float64", "float32")
+    for p in ("loss()", "forward()", "one-hot targets", "single sequences", "token ids")
 }
 PATHS |= {"float32 loss_and_grads"}
 

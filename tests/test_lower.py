@@ -62,7 +62,10 @@ def test_the_steps_input_part_is_written_into_the_states_buffer():
     )
     assert lowered.write_of(r("pre_z", 1, T)).ops == (
         L.TakePlace("pre_z", "h", r("h", 1, T), named=False),
-        L.Gemm(r("pre_z", 1, T), r("x", 1, T), U, None, False),
+        L.ByInput(  # float rows or token ids, chosen at run time
+            (L.Gemm(r("pre_z", 1, T), r("x", 1, T), U, None, False),),
+            (L.Lookup(r("pre_z", 1, T), r("x", 1, T), U, False),),
+        ),
     )
 
 
@@ -119,7 +122,10 @@ def test_the_printer_spells_each_operation():
     ]
     assert printer.write(lowered.write_of(r("pre_z", 1, T))) == [
         "# pre_z is h[1:]: each step is read only by the same step of h, built on it",
-        'np.matmul(x.reshape(-1, n_x), U.T, out=buf["h[1:] rows"])',
+        'if x.dtype.kind == "f":',
+        '    np.matmul(x.reshape(-1, n_x), U.T, out=buf["h[1:] rows"])',
+        "else:  # token ids: the inputs are their one-hot rows, never built",
+        '    U.T.take(x.reshape(-1), axis=0, out=buf["h[1:] rows"], mode="clip")',
     ]
 
 

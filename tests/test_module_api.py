@@ -156,7 +156,7 @@ BAD = [
         r"xs has shape \(4, 3, 4\); expected \(T, n_x\) = \(5, 4\) or \(T, B, n_x\) = \(5, B, 4\)",
     ),
     (lambda p, x, y: (p, x[..., :3], y), r"xs has shape \(5, 3, 3\); expected"),
-    (lambda p, x, y: (p, x.astype(int), y), r"xs has dtype int64; expected float32 or float64"),
+    (lambda p, x, y: (p, x > 0, y), r"xs has dtype bool; expected float32 or float64 rows, or integer token ids"),
     (lambda p, x, y: ({k: v for k, v in p.items() if k != "W"}, x, y), r"params is missing W"),
     (lambda p, x, y: ({**p, "W": p["W"][:, :5]}, x, y), r"params\['W'\] has shape \(6, 5\); expected \(n_h, n_h\)"),
     (lambda p, x, y: ({**p, "b": p["b"][None]}, x, y), r"params\['b'\] has shape \(1, 6\); expected \(n_h\)"),

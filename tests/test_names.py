@@ -28,6 +28,7 @@ SPECS = {
     "layers": {"layers": 2, "input_grad": True},
     "bidirectional": {"bidirectional": True},
     "stacked": {"notation": "stacked", "layers": 2, "bidirectional": True},
+    "truncated": {"truncate": 1, "layers": 2, "input_grad": True},  # the ages' families: dz1_a0, dh2_a1
 }
 SIZES = {"n_x": 3, "n_h": 4, "n_y": 4}  # n_h == n_y: W and V have the same shape
 T, B = 2, 3

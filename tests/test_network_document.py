@@ -62,7 +62,9 @@ def make_checker(spec, seed=0):
     problem = (params, module_xs, targets if many else targets[0])
     row = spec.notation == "row"
     blocks = _blocks(spec, hidden)
-    checker = Checker(result.latex, row, params, xs[:, 0], ys, module, problem, blocks=blocks, T=spec.T)
+    checker = Checker(
+        result.latex, row, params, xs[:, 0], ys, module, problem, blocks=blocks, T=spec.T, truncate=spec.truncate
+    )
     return result, checker
 
 

@@ -28,6 +28,7 @@ def test_the_timed_copy_gives_the_same_numbers_and_times_every_step(built, tmp_p
     assert E_timed == E and all(np.array_equal(grads_timed[k], g) for k, g in grads.items())
     # the lines of a given state and of the final state run too
     timed.loss_and_grads(params, xs, targets, state=np.zeros((2, 5)), return_state=True)
+    timed.loss_and_grads(params, xs.argmax(axis=-1), targets)  # and those of token ids
     count = Counter(keys)
     # one line per unrolled statement, with its count of steps: T - 1 recurrent GEMMs in the backward pass
     assert count["loss_and_grads", "np.dot(dz_[k], W, out=dz_gemm)"] == T - 1

@@ -139,6 +139,7 @@ def derive(
     bidirectional: bool = False,
     input_grad: bool = False,
     delay: int = 0,
+    truncate: int | None = None,
     masked: bool = False,
     padding: str = "post",
     out: str | os.PathLike | None = None,
@@ -171,6 +172,7 @@ def derive(
         bidirectional: a backward chain beside the forward one in every layer (suffixes ``_f``, ``_b``).
         input_grad: also return dE/dx as ``grads["x"]``.
         delay: with many-to-many, the losses start at step ``delay + 1`` (delayed many-to-many).
+        truncate: truncated BPTT with horizon τ (``RNNSpec.truncate``): E_t reaches the steps t - τ + 1..t only.
         masked: the module takes a mask or lengths of real steps (``--mask``).
         padding: where ``lengths`` put the padded steps of a masked module, ``"post"`` or ``"pre"``.
         out: a directory to write the module (and documents) into; None writes nothing.
@@ -206,6 +208,7 @@ def derive(
         bidirectional=bidirectional,
         input_grad=input_grad,
         delay=delay,
+        truncate=truncate,
         masked=masked,
         padding=padding,
     )

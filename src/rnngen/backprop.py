@@ -7,6 +7,14 @@ with respect to v) to its operands through a local rule from ``ADJOINT_RULES``
 adjoint is named, so the derivation is O(T) in time and size: this is the
 recursive (delta) form of BPTT.
 
+With a truncation horizon τ (``spec.truncate``, seed 002's fixed horizon) the sweep is the same
+with an *age* on each adjoint of a recurrence: the number of recurrent edges (a step of a chain to
+its next step) its paths crossed since their loss term. A contribution that crosses one (``h_{t-1}``
+read by ``z_t``) is one older; one older than τ - 1 is dropped, except at an initial state, which is
+read at step 1 and so takes one more. Each age is a family of its own (δz^{[a]}_t) that reads only
+the age before it, so no age is a recurrence. A node's plain adjoint δz_t, the sum of its ages, is
+what the parameters and the inputs read: their gradients keep their untruncated form.
+
 ``path_expansion`` substitutes the named adjoints back and distributes the
 products, which yields the classic sum over paths (T(T+1)/2 chains of
 Jacobians for U and W). It is O(T^2) and serves exposition and cross-checks.
@@ -133,7 +141,10 @@ class Derivation:
 
 
 def reverse_mode(graph: Graph) -> Derivation:
-    """Derive every adjoint of ``graph`` by one reverse sweep."""
+    """Derive every adjoint of ``graph`` by one reverse sweep (``truncated_reverse_mode`` when the spec
+    truncates)."""
+    if graph.spec.truncate is not None:
+        return truncated_reverse_mode(graph, graph.spec.truncate)
     contributions: dict[MatrixSymbol, list] = defaultdict(list)
 
     def accumulate(symbol, term):
@@ -149,6 +160,85 @@ def reverse_mode(graph: Graph) -> Derivation:
         d = adjoint_symbol(node.symbol)
         adjoints.append(Node(d, total, d.family.key if isinstance(d, Step) else None, node.t))
         backprop(node.expr, d, accumulate, out=node.symbol)
+    return Derivation(graph, adjoints, *_gradients(graph, contributions))
+
+
+def _recurrent_families(graph: Graph) -> set:
+    """The families of the forward graph's recurrences (a chain's ``z`` and ``h``): the ones whose adjoints age."""
+    from rnngen.program import find_recurrences  # program reads Derivation from here
+
+    class _Step:  # what find_recurrences reads of a statement
+        def __init__(self, node):
+            self.step, self.expr = (node.family, node.t), node.expr
+
+    found = find_recurrences([_Step(n) for n in graph.nodes if isinstance(n.symbol, Step)])
+    return {key for r in found for key in r.families}
+
+
+def truncated_reverse_mode(graph: Graph, tau: int) -> Derivation:
+    """The reverse sweep of truncated BPTT with horizon ``tau``: each loss term E_t reaches the
+    parameters' uses at steps k with t - tau + 1 <= k <= t only (and an initial state, read at step 1,
+    for t <= tau).
+
+    An adjoint of a recurrence carries its age, the recurrent edges its paths crossed, as the family
+    ``δv^{[a]}`` (``Family.age``); a contribution that crosses an edge (the operand is a step of another
+    step than the node's) is one older, and one older than ``tau - 1`` (``tau`` at an initial state)
+    is dropped. Every age's adjoint hands on to the nodes it reads only; the plain adjoint, the sum of
+    the ages, hands on to the parameters and the inputs, so a gradient is one sum over steps as in
+    the untruncated derivation. Cost and size O(tau T L).
+    """
+    T = graph.spec.T
+    aged = _recurrent_families(graph)
+    nodes = {n.symbol for n in graph.nodes}
+    by_age: dict = defaultdict(lambda: defaultdict(list))  # node -> age -> terms
+    contributions: dict = defaultdict(list)  # a parameter's or an input's symbol -> terms
+
+    def to_nodes(reader, age):
+        def accumulate(symbol, term):
+            if symbol not in nodes:
+                return  # the parameters and inputs read the plain adjoint
+            older = age + (reader.t is not None and symbol.t != reader.t)  # crossed a recurrent edge
+            if older <= tau - 1 or (older == tau and not 1 <= symbol.t <= T):  # an initial state: one more
+                by_age[symbol][older].append(term)
+
+        return accumulate
+
+    def to_leaves(symbol, term):
+        if symbol not in nodes:
+            contributions[symbol].append(term)
+
+    backprop(graph.loss.expr, sp.Identity(1), to_nodes(graph.loss, 0))
+    adjoints = []
+    for node in reversed(graph.nodes[:-1]):
+        terms = by_age.pop(node.symbol, {})
+        ages = sorted(terms)
+        plain = adjoint_symbol(node.symbol)
+        if not ages and node.family in aged and not 1 <= node.t <= T:
+            # an initial state no kept path reaches (many-to-one, t > tau): its gradient is 0, and still an output
+            adjoints.append(Node(plain, ZeroMatrix(*plain.shape), plain.family.key, node.t))
+            backprop(node.expr, plain, to_leaves, out=node.symbol)
+            continue
+        if not ages:
+            continue  # E does not depend on this node, or only through paths the truncation cuts
+        if node.family not in aged:  # the output side: only age 0 reaches it
+            adjoints.append(Node(plain, A.add(*terms[0]), plain.family.key, node.t))
+            backprop(node.expr, plain, to_nodes(node, 0), out=node.symbol)
+            backprop(node.expr, plain, to_leaves, out=node.symbol)
+            continue
+        fam = plain.family
+        for age in ages:
+            d = Step.of(fam.aged(age), node.t, plain.shape[0])
+            adjoints.append(Node(d, A.add(*terms[age]), d.family.key, node.t))
+            backprop(node.expr, d, to_nodes(node, age), out=node.symbol)
+        if any(s not in nodes for s in A.symbols_in(node.expr)):  # it reads a parameter or an input
+            total = A.add(*(Step.of(fam.aged(age), node.t, plain.shape[0]) for age in ages))
+            adjoints.append(Node(plain, total, fam.key, node.t))
+            backprop(node.expr, plain, to_leaves, out=node.symbol)
+    return Derivation(graph, adjoints, *_gradients(graph, contributions))
+
+
+def _gradients(graph: Graph, contributions: dict) -> tuple:
+    """Every parameter's gradient and each step's dE/dx_t, from the terms their uses received."""
     gradients = {}
     for name, param in graph.network.params.items():
         if param.blocks:  # the blocks' gradients side by side, in the parameter's shape
@@ -156,8 +246,9 @@ def reverse_mode(graph: Graph) -> Derivation:
             gradients[name] = A.Concat(param.block(param.parts[0]).axis, *parts)
         else:
             gradients[name] = A.add(*contributions.get(graph.params[name], []))
-    inputs = [A.add(*contributions.get(x, [])) for x in graph.inputs["x"]]
-    return Derivation(graph, adjoints, gradients, inputs)
+    # an input the truncation leaves no path to (many-to-one, x_t for t <= T - tau): dE/dx_t = 0
+    inputs = [A.add(*contributions.get(x, [])) or ZeroMatrix(*x.shape) for x in graph.inputs["x"]]
+    return gradients, inputs
 
 
 def derive(spec) -> Derivation:

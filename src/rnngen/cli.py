@@ -57,6 +57,17 @@ class UnrollLength(click.ParamType):
             self.fail(str(e), param, ctx)
 
 
+class Horizon(click.ParamType):
+    """``--truncate``: a whole number, handed to the spec, which knows its range (it depends on T and the
+    layers) and says it; text that is no whole number goes there as it is, for the same message."""
+
+    name = "TAU"
+
+    def convert(self, value, param, ctx):
+        text = str(value).strip()
+        return int(text) if text.lstrip("-").isdigit() else value
+
+
 class HiddenActivation(click.ParamType):
     """``--hidden``: a name from ``HIDDEN`` (offered by shell completion) or an expression in x.
 
@@ -202,6 +213,14 @@ _SPEC_OPTIONS = (
         show_default=True,
         help="With many-to-many, the losses start at step d + 1 (delayed many-to-many, seed 001); the targets "
         "cover steps d + 1..T. Example: --delay 2",
+    ),
+    click.option(
+        "--truncate",
+        type=Horizon(),
+        default=None,
+        help="Truncated BPTT (seed 002's fixed horizon): the gradient of each E_t reaches the steps "
+        "t - TAU + 1..t only (the initial state for t <= TAU); from 1 to T, where nothing is cut (L (T - 1) + 1 "
+        "for L bidirectional layers). Example: --truncate 3",
     ),
     click.option(
         "--mask",
@@ -469,6 +488,8 @@ def flow(T, n_x, n_h, n_y, scale, seed, weights, plot_path, force, ui, **choices
     from rnngen.network_document import is_single_chain
 
     spec = _spec(T, choices)
+    if spec.truncate is not None:
+        raise click.UsageError("flow measures how the full gradient flows back; it does not take --truncate")
     if not is_single_chain(spec):
         raise click.UsageError(
             "flow measures the Jacobian product of one recurrent chain; it takes one layer in one direction "
@@ -532,6 +553,12 @@ def _print_formulas(result) -> None:
     grads = {names.gradient(p) for p in result.derivation.graph.params}
     formulas = [f for f in result.formulas if f.stmts[0].section == "backward"]
     click.echo("Gradients, as the module computes them ((N): equation number in the .tex; δv_t = dE/dv_t;")
+    if result.spec.truncate is not None:
+        tau = result.spec.truncate
+        click.echo(
+            f"truncated at tau = {tau}: δv^[a]_t is the part of δv_t whose paths crossed a recurrent edges, "
+            f"a <= {tau - 1}, and δv_t their sum;"
+        )
     how = "one above the other" if result.spec.row else "side by side"
     click.echo(f"X[1..{T}] = [x_1 ... x_{T}] and Δz[1..{T}] = [δz_1 ... δz_{T}] set the steps {how}; 1 = ones):")
     for f in formulas:
@@ -678,6 +705,8 @@ def bench(module_path, B, n_x, n_h, n_y, dtype, samples, settle, skip, T, ui, **
         if T is None:
             raise click.UsageError("give --T (the unroll length) or a generated MODULE to time")
         spec = _spec(T, choices)
+    if spec.truncate is not None:  # the contenders compute the full gradient
+        raise click.UsageError("rnngen bench times the full gradient against other libraries; not --truncate")
     if spec.mapping == "one-to-many" or spec.delay:
         # the contenders (the hand loops, PyTorch, JAX) read an input at every step and a loss at
         # every step or the last
@@ -899,6 +928,9 @@ def _figures(label: str, values: dict, params: list, note: str) -> None:
 def _print_report(report: Report) -> None:
     n_x, n_h, n_y, B = report.sizes
     click.echo(f"Check, float64, (n_x, n_h, n_y, B) = ({n_x}, {n_h}, {n_y}, {B}), T = {report.T}, seed {report.seed}:")
+    if report.horizon is not None:
+        _print_truncated(report)
+        return
     params = list(report.fd)
     click.echo("  parameter            " + "".join(f"{n:>9}" for n in params))
     _figures("finite differences", report.fd, params, f"limit {FD_TOLERANCE:.0e}")
@@ -930,6 +962,16 @@ def _print_report(report: Report) -> None:
             f"  with a mask of lengths 1, T and drawn ones (every check above): a padded step's input and target"
             f" change nothing ({report.padded:.1e})"
         )
+    _print_paths_and_notes(report)
+    if report.ok:
+        why = " (an ill-conditioned difference quotient, see the note)" if report.ill_conditioned else ""
+        click.echo(f"  ok: worst finite-difference error {max(report.fd.values()):.1e}{why}")
+    else:
+        click.echo(f"  FAILED: {'; '.join(report.failures)}")
+
+
+def _print_paths_and_notes(report: Report) -> None:
+    """Every path of the module against the verified float64 result, then the report's notes."""
     if report.paths:
         click.echo(
             f"  every path against float64 loss_and_grads, worst relative error"
@@ -941,9 +983,29 @@ def _print_report(report: Report) -> None:
             click.echo(f"    {name:<28}{worst:9.1e}   {'FAILED' if path.failures else 'ok'}")
     for note in report.notes:
         click.echo(f"  note: {note}")
+
+
+def _print_truncated(report: Report) -> None:
+    """The report of a truncated module: the restricted sum over paths in place of the differences."""
+    from rnngen.truncated import RESTRICTED_TOLERANCE
+
+    tr = report.truncated
+    if tr:
+        click.echo(
+            f"  truncated (tau = {report.horizon}) vs the full sum over paths with at most tau - 1 recurrent "
+            f"Jacobians (limit {RESTRICTED_TOLERANCE:.0e}):"
+        )
+        click.echo(
+            f"    parameters {tr['parameters']:.1e}, a state given per sequence {tr['state']:.1e}, "
+            f"final state vs plain loop {tr['final_state']:.1e}"
+        )
+    if report.forms is not None:
+        worst = max(report.forms.values())
+        click.echo(f"  paths vs recursion {worst:.1e}   (limit {FORMS_TOLERANCE:.0e}; the two derivation forms)")
+    _print_paths_and_notes(report)
     if report.ok:
-        why = " (an ill-conditioned difference quotient, see the note)" if report.ill_conditioned else ""
-        click.echo(f"  ok: worst finite-difference error {max(report.fd.values()):.1e}{why}")
+        figure = f"{max(tr.values()):.1e}" if tr else "not compared (see the note)"
+        click.echo(f"  ok: worst error against the restricted sum over paths {figure}")
     else:
         click.echo(f"  FAILED: {'; '.join(report.failures)}")
 

@@ -456,3 +456,51 @@ def latex_context(derivation: Derivation, formulas: list, numbering: Numbering, 
         formulas=[f for f in formulas if not f.trivial],
         eq=numbering.tag,
     )
+
+
+# --- truncated BPTT -------------------------------------------------------------------------------
+
+
+def truncation_context(n: Notation, derivation: Derivation) -> dict | None:
+    """What the document's section on truncated BPTT shows, or None for an untruncated spec.
+
+    ``restricted``: where every path from E_t to step k crosses exactly t - k recurrent edges (a stack
+    of one direction, a loss at every step, no block matrix), the recurrent weight's truncated gradient
+    as the full derivatives of the loss terms restricted to k >= t - tau + 1, written with the ages
+    a = t - k, a numbered equation the document's checker evaluates; else None (the text says it in
+    words).
+    """
+    spec = derivation.spec
+    tau = spec.truncate
+    if tau is None:
+        return None
+    chain = derivation.graph.network.chains[0]
+    z, dz = chain.family("z").key, chain.family("z", "adjoint")
+    restricted = None
+    expr = derivation.gradients[chain.params["recurrent"].name]
+    template = sum_over_steps(list(expr.args) if isinstance(expr, MatAdd) else [expr])
+    simple = not spec.bidirectional and not spec.stacked and spec.mapping == "many-to-many" and not spec.delay
+    if simple and template is not None:
+        weight = chain.params["recurrent"]
+        # the gradient's own term at step t (delta_t h_{t-1}^T, its transpose in row notation), with a
+        # stand-in for the delta, printed where the notation puts it, then spelled as the loss term's derivative
+        stand_in = sp.MatrixSymbol("QQQ", *relative(dz.key, 0, chain.size).shape)
+        term = n.latex(template.xreplace({relative(dz.key, 0, chain.size): stand_in}))
+        fraction = n.partial(n.indexed("E", "t+a"), n.step(z, "t"))
+        derivative = fraction if n.row else rf"\left({fraction}\right)^{{\top}}"
+        gradient = n.latex(gradient_symbol(derivation.graph.params[weight.name]))
+        sums = rf"\sum_{{a=0}}^{{{tau - 1}}} \sum_{{t=1}}^{{T-a}}"
+        restricted = aligned(f"{gradient} = {sums} " + term.replace("QQQ", derivative))
+
+    def aged(age: str, t: str) -> str:  # a generic age: the spelling of age 0, its number replaced
+        return n.step(dz.aged(0).key, t).replace("[0]", f"[{age}]")
+
+    return dict(
+        tau=tau,
+        full=spec.full_horizon,
+        restricted=restricted,
+        delta=n.step(dz.key, "t"),
+        aged=aged("a", "t"),
+        aged_before=aged("a-1", "t+1"),
+        recurrent=n.latex(chain.params["recurrent"].math(chain.recurrent_part)),
+    )

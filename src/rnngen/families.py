@@ -57,6 +57,11 @@ def chain_suffix(layer: int, direction: str) -> str:
     return (str(layer) if layer else "") + (f"_{direction}" if direction else "")
 
 
+def age_suffix(age: int | None) -> str:
+    """The suffix of an aged adjoint's code name: ``_a2`` (``dz_a2``), "" without an age."""
+    return "" if age is None else f"_a{age}"
+
+
 def tag_latex(layer: int, direction: str) -> str:
     """A layer and a direction as LaTeX writes them beside a symbol: ``(2)``, ``(\\mathrm{f})``, ``(2\\mathrm{f})``.
 
@@ -82,22 +87,28 @@ class Family:
             split off by a pass) or ``pre_adjoint`` (the same for an adjoint).
         layer: the layer (1..L), or 0 in a network of one layer and for the output side.
         direction: ``""``, ``"f"`` or ``"b"`` (a bidirectional layer's forward and backward chains).
+        age: for an adjoint of a truncated derivation (``spec.truncate``), the number of recurrent edges
+            its paths crossed since their loss term (``backprop.reverse_mode``); None for every other
+            family. An adjoint of age a is a family of its own, δz^{[a]}_t (``dz_a2`` in code).
     """
 
     base: str
     kind: str = "value"
     layer: int = 0
     direction: str = ""
+    age: int | None = None
 
     def __post_init__(self):
         if self.base not in _SPELLING or self.kind not in KINDS or self.direction not in DIRECTIONS:
             raise ValueError(f"no family {self!r}")
+        if self.age is not None and not (self.is_adjoint and isinstance(self.age, int) and self.age >= 0):
+            raise ValueError(f"no family {self!r}: only an adjoint has an age, a whole number")
         _BY_KEY.setdefault(self.key, self)
 
     @property
     def key(self) -> str:
-        """The code name: kind prefix, base, layer and direction suffix (``dh2_f``)."""
-        return KINDS[self.kind] + self.base + chain_suffix(self.layer, self.direction)
+        """The code name: kind prefix, base, layer and direction suffix, age (``dh2_f``, ``dz_a2``)."""
+        return KINDS[self.kind] + self.base + chain_suffix(self.layer, self.direction) + age_suffix(self.age)
 
     # -- related families ------------------------------------------------------------
 
@@ -105,20 +116,29 @@ class Family:
     def adjoint(self) -> Family:
         return replace(self, kind="pre_adjoint" if self.kind == "pre" else "adjoint")
 
+    def aged(self, age: int | None) -> Family:
+        """The same adjoint family at ``age`` (None: the ages' sum, the plain adjoint)."""
+        return replace(self, age=age)
+
     @property
     def pre(self) -> Family:
         """The family of the part of each step that does not read the recurrence."""
         return replace(self, kind="pre_adjoint" if self.kind == "adjoint" else "pre")
 
     @property
+    def age_latex(self) -> str:
+        """The age as the documents write it after the letter's tag: ``[2]`` (δz^{[2]}_t), "" without one."""
+        return "" if self.age is None else f"[{self.age}]"
+
+    @property
     def value(self) -> Family:
-        return replace(self, kind="value")
+        return replace(self, kind="value", age=None)
 
     @property
     def jacobian(self) -> Family | None:
-        """The family holding this family's local Jacobian (``fprime`` for ``z`` and ``dz``), or None."""
+        """The family holding this family's local Jacobian (``fprime`` for ``z`` and ``dz`` of any age), or None."""
         base = _SPELLING[self.base][4]
-        return replace(self, base=base, kind="value") if base else None
+        return replace(self, base=base, kind="value", age=None) if base else None
 
     @property
     def is_adjoint(self) -> bool:
@@ -128,8 +148,9 @@ class Family:
 
     @property
     def tag_latex(self) -> str:
-        """The layer and direction as the documents write them beside the letter: ``(2\\mathrm{f})``."""
-        return tag_latex(self.layer, self.direction)
+        """The layer and direction as the documents write them beside the letter: ``(2\\mathrm{f})``,
+        followed by the age of a truncated derivation's adjoint: ``(2)[1]``."""
+        return tag_latex(self.layer, self.direction) + self.age_latex
 
     @property
     def latex(self) -> str:
@@ -155,7 +176,8 @@ class Family:
         if stacked and prefix:  # a delta's steps side by side: the capital delta, the same letter (Δz)
             prefix, stacked = {"δ": "Δ", "δ̃": "Δ̃"}[prefix], False
         tilde = "\u0303" if self.kind == "pre" else ""  # on the letter, before the layer's superscript
-        return prefix + _SPELLING[self.base][3 if stacked else 2] + tilde + tag_text(self.layer, self.direction)
+        age = "" if self.age is None else f"^[{self.age}]"
+        return prefix + _SPELLING[self.base][3 if stacked else 2] + tilde + tag_text(self.layer, self.direction) + age
 
     @property
     def text(self) -> str:
@@ -283,7 +305,10 @@ def is_family_name(name: str) -> bool:
 
 
 def _is_suffix(text: str) -> bool:
-    """A layer number, a direction, both (``2``, ``_f``, ``2_b``) or nothing."""
+    """A layer number, a direction, both (``2``, ``_f``, ``2_b``) or nothing, then an age or not (``2_f_a3``)."""
+    head, sep, age = text.rpartition("_a")
+    if sep and age.isdigit():
+        text = head
     layer = text.rstrip("_fb")
     return (layer == "" or layer.isdigit()) and text[len(layer) :] in ("", "_f", "_b")
 

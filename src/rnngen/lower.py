@@ -16,6 +16,10 @@ here with a docstring that says what it decides and why, testable on hand-built 
   ``Update`` and ``Apply`` in place, ``Assign`` a value the array library makes. The module's set
   of buffers is read from them. A step read of a family written whole gets a ``Views`` made with
   the buffers; a family built in another's place and written whole is spelled as that buffer;
+- ``ByInput``: a write that reads the network's inputs ``X`` in both forms the caller may give
+  them, float rows or token ids (``X`` their one-hot rows, implied): the input projection
+  ``U X`` a ``Gemm`` or a ``Lookup`` of rows, ``dE/dU = Δz Xᵀ`` a product or ``IdSums``, a
+  scatter-add (``takes_token_ids``);
 - ``Lowered.row_views``: the runs of steps read as rows, views made once with the buffers;
 - ``unread_names_dropped``: no name bound for a buffer reached only through those views.
 
@@ -33,8 +37,25 @@ from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, 
 from rnngen import algebra as A
 from rnngen import names
 from rnngen.activations import elementwise
-from rnngen.families import run_of, step_of
-from rnngen.operations import Apply, Assign, Copy, Gemm, Into, Padded, Reuse, Take, TakePlace, Update, Views, Write
+from rnngen.families import adjoint_name, run_of, step_of
+from rnngen.operations import (
+    Apply,
+    Assign,
+    ByInput,
+    Copy,
+    Gemm,
+    IdSums,
+    Into,
+    Lookup,
+    Padded,
+    Reuse,
+    Take,
+    TakePlace,
+    Update,
+    Views,
+    Write,
+    flat,
+)
 from rnngen.program import Program, family_of, stacked
 
 
@@ -108,6 +129,27 @@ def passed_whole(terms: list):
 
 def is_targets(expr) -> bool:
     return isinstance(expr, MatrixSymbol) and family_of(expr) == "y"
+
+
+def is_inputs(expr) -> bool:
+    """The network's inputs ``X`` (a step or a run of them): the family token ids may stand for."""
+    return isinstance(expr, MatrixSymbol) and family_of(expr) == "x"
+
+
+def input_sums(expr):
+    """``(D, X, row)`` when ``expr`` is ``D Xᵀ`` (``X Dᵀ``: ``row``) for the inputs ``X``, else None:
+    the gradient of the input weight, a scatter-add of ``D``'s rows when ``X`` is given as token ids."""
+    if not isinstance(expr, MatMul):
+        return None
+    coeff, factors = expr.as_coeff_matrices()
+    if coeff != 1 or len(factors) != 2 or not isinstance(factors[1], Transpose):
+        return None
+    left, right = factors[0], factors[1].arg
+    if is_inputs(right) and is_data(left) and not is_inputs(left):
+        return left, right, False
+    if is_inputs(left) and is_data(right) and not is_inputs(right):
+        return right, left, True
+    return None
 
 
 def minus_targets(expr):
@@ -286,8 +328,10 @@ class _Writes:
     """The pass ``writes``: walks the statements in module order and keeps what each function has
     taken so far (buffers, scratches, copies, lists of step views)."""
 
-    def __init__(self, storage: dict, T: int, class_targets: bool, reuse: dict, in_place: dict, step_written=()):
-        self.storage, self.T, self.class_targets = storage, T, class_targets
+    def __init__(
+        self, storage: dict, T: int, class_targets: bool, reuse: dict, in_place: dict, step_written=(), token_ids=False
+    ):
+        self.storage, self.T, self.class_targets, self.token_ids = storage, T, class_targets, token_ids
         self.reuse, self.in_place = reuse, in_place
         # a family built in another's place and written whole is spelled as that buffer (TakePlace.named)
         self.homes = {p: h for p, h in in_place.items() if p not in step_written}
@@ -331,7 +375,11 @@ class _Writes:
 
     def _write(self, stmt, target, step, run) -> Write:
         if not (step or run) or not is_data(stmt.expr):
-            return self._done(stmt, [Assign(target, stmt.expr, "name")])
+            assign = Assign(target, stmt.expr, "name")
+            sums = input_sums(stmt.expr) if self.token_ids else None
+            if sums:  # dE/dU: the product with X's rows, or the rows of Δz summed by token id
+                return self._done(stmt, [ByInput((assign,), (IdSums(target, *sums),))])
+            return self._done(stmt, [assign])
         if step:
             return self._step_write(stmt, *step)
         over_steps = elementwise_over_steps(stmt, self.storage)
@@ -345,6 +393,10 @@ class _Writes:
             return self._done(stmt, self._take_place(family, rows) + first + rest, over_steps)
         if first is not None:
             return self._done(stmt, [self._allocate(family, rows)] + first + rest, over_steps)
+        st = self.storage[family]
+        if (run[1], run[2]) != (st.first, st.first + st.count - 1):  # a part of the buffer: written into it
+            take = [] if family in self.taken else [self._allocate(family, rows)]
+            return self._done(stmt, take + [Assign(target, value, "fill")] + rest, over_steps)
         if rest and isinstance(value, (MatrixSymbol, Transpose)):  # updating it in place would write another array
             value, rest = stmt.expr, []
         # a value the array library makes anyway: keep it as the buffer
@@ -461,10 +513,11 @@ class _Writes:
             return first, rest + [Padded(dest, "+", a, m)], value
         if is_gemm(expr):
             param, data = expr.as_coeff_matrices()[1]
-            if self._step_family:
-                ops = []
-                return ops + [self._gemm(data, param, dest, ops)], [], None
-            return [Gemm(dest, data, param, None, False)], [], None
+            ops = []
+            gemm = self._gemm(data, param, dest, ops) if self._step_family else Gemm(dest, data, param, None, False)
+            if self.token_ids and is_inputs(data):  # U X: a product with X's rows, or rows of U looked up
+                gemm = ByInput((gemm,), (Lookup(dest, data, param, gemm.per_step),))
+            return ops + [gemm], [], None
         if isinstance(expr, HadamardPower) and expr.exp == 2:
             return [Into(dest, "square", (expr.base,))], [], None
         if isinstance(expr, A.Softmax) and not isinstance(expr, A.LogSoftmax):
@@ -479,6 +532,10 @@ class _Writes:
                 and isinstance(b, MatrixSymbol)
             ):
                 return [Into(dest, "add" if c2 > 0 else "subtract", (a, b))], [], None
+        if isinstance(expr, MatAdd) and all(isinstance(t, MatrixSymbol) for t in expr.args):
+            # a sum of stored values (a truncated derivation's ages): the first two into dest, the others added
+            a, b, *others = expr.args
+            return [Into(dest, "add", (a, b))], [self._add_term(dest, t) for t in others], None
         if isinstance(expr, MatAdd):
             terms = list(expr.args)
             fresh = [t for t in terms if not isinstance(A.split_coeff(t)[1], (MatrixSymbol, OneMatrix))]
@@ -583,15 +640,28 @@ class _Writes:
         return whole
 
 
-def writes(program: Program, storage: dict, class_targets: bool, reuse: dict, in_place: dict) -> tuple:
-    """Every statement's write operations (``Write``), in module order."""
+def writes(
+    program: Program, storage: dict, class_targets: bool, reuse: dict, in_place: dict, token_ids: bool = False
+) -> tuple:
+    """Every statement's write operations (``Write``), in module order; with ``token_ids``, each that
+    reads the inputs in both of their forms (``ByInput``)."""
     step_written = {step_of(s.target)[0] for s in program.stmts if step_of(s.target)}
-    plan = _Writes(storage, program.derivation.spec.T, class_targets, reuse, in_place, step_written)
+    plan = _Writes(storage, program.derivation.spec.T, class_targets, reuse, in_place, step_written, token_ids)
     # h̄_t reads h_{t-1}: its GEMM is the recurrence's own. (A custom activation's z_t reads h_{t-1}
     # alike; left as it was, so that unmasked modules keep their code.)
     if getattr(program.derivation.spec, "masked", False):
         plan.cycles = {key: r.families for r in program.recurrences for key in r.families}
     return tuple(plan.write(s) for s in program.stmts)
+
+
+def takes_token_ids(program: Program, done: tuple) -> bool:
+    """True when the module can take its inputs as token ids: every operation of ``done`` (written
+    with ``token_ids``) that reads ``X`` is one form of a ``ByInput``, and the module returns no
+    ``dE/dX`` (an id has no gradient). Otherwise the module takes float rows only."""
+    if any(family == adjoint_name("x") for family, _ in program.outputs):  # --input-grad
+        return False
+    loose = (op for w in done for op in w.ops if not isinstance(op, ByInput))
+    return not any(is_inputs(sym) for op in loose for sym in _op_symbols(op))
 
 
 @dataclass(frozen=True)
@@ -619,9 +689,14 @@ class Lowered:
     writes: tuple
 
     @property
+    def token_ids(self) -> bool:
+        """The module takes its inputs as token ids too (``takes_token_ids``): some write reads them by form."""
+        return any(isinstance(op, ByInput) for w in self.writes for op in w.ops)
+
+    @property
     def buffers(self) -> dict:
         """Name -> shape of every buffer the module takes from the call's set, in first-use order."""
-        return {op.name: op.shape for w in self.writes for op in w.ops if isinstance(op, Take)}
+        return {op.name: op.shape for w in self.writes for op in flat(w.ops) if isinstance(op, Take)}
 
     @property
     def step_lists(self) -> dict:
@@ -646,7 +721,7 @@ class Lowered:
         """
         homes, buffers, views = self.homes, self.buffers, {}
         for w in self.writes:
-            for op in w.ops:
+            for op in flat(w.ops):
                 if isinstance(op, TakePlace) or w.over_steps and not isinstance(op, Assign):
                     continue
                 for sym in _op_symbols(op):
@@ -666,7 +741,7 @@ class Lowered:
     @property
     def scratches(self) -> list:
         """``(function, name)`` of each one-step scratch a GEMM goes through."""
-        gemms = [(w.function, op.out) for w in self.writes for op in w.ops if isinstance(op, Gemm)]
+        gemms = [(w.function, op.out) for w in self.writes for op in flat(w.ops) if isinstance(op, Gemm)]
         return list(dict.fromkeys((f, out) for f, out in gemms if isinstance(out, str)))
 
     def write_of(self, target) -> Write:
@@ -682,7 +757,7 @@ def names_read(write: Write, homes: dict, row_views: dict) -> set:
     """The names ``write``'s operations spell as themselves, not through a view the set holds
     (``homes`` and ``row_views``: those of ``Lowered``)."""
     found = set()
-    for op in write.ops:
+    for op in flat(write.ops):
         if isinstance(op, TakePlace) and op.named:
             found.add(op.home)
         elif isinstance(op, Reuse):
@@ -733,7 +808,7 @@ def unread_names_dropped(lowered: Lowered) -> Lowered:
 
 def _op_symbols(op) -> list:
     """The data symbols an operation spells as rows or reads (an ``Assign``'s target only when filled)."""
-    fields = [getattr(op, f) for f in ("out", "data", "dest", "expr") if hasattr(op, f)]
+    fields = [getattr(op, f) for f in ("out", "data", "dest", "expr", "rows", "ids") if hasattr(op, f)]
     if isinstance(op, Assign) and op.form != "fill":
         fields = [op.expr]
     fields += list(getattr(op, "args", ()))
@@ -752,7 +827,10 @@ def lower(program: Program, skip=()) -> Lowered:
     # cross-entropy pair (E and Ŷ - Y): no one-hot rows to build, and log_softmax reuses Ŷ.
     class_targets = spec.loss_rule.targets == "classes" and reads_targets_as_classes(program)
     reuse, in_place = (p(program, storage) if p.__name__ not in skip else {} for p in OPTIONAL)
-    done = writes(program, storage, class_targets, reuse, in_place)
+    # Token ids stand for the inputs' one-hot rows where every reader of X can take them so.
+    done = writes(program, storage, class_targets, reuse, in_place, token_ids=True)
+    if not takes_token_ids(program, done):
+        done = writes(program, storage, class_targets, reuse, in_place)
     return unread_names_dropped(
         Lowered(program, storage, class_targets, softmax_outputs(program), reuse, in_place, done)
     )

@@ -7,7 +7,8 @@ one rule here:
 - words: the fixed identifiers of the module and of the derivation, and the letters the
   document writes for its own symbols (``WORDS``: ``D_t``, ``d = yhat - y``, ``f``, ...);
 - families: the per-step quantities of the program (``unroll.FAMILIES``: ``h``, ``dz``,
-  ``fprime``, ...), whose steps are ``<family>_<t>``, and their letters side by side (``H``);
+  ``fprime``, ...; a truncated derivation's ages, ``dz_a2``), whose steps are ``<family>_<t>``, and
+  their letters side by side (``H``);
 - names derived from another name: ``d<param>`` (a gradient) and ``<base>_<suffix>``
   (``h_gemm``, a step's scratch; ``W_T``, a weight's transposed copy; ``h_``, the views of
   a family's steps), spelled only by the functions below;

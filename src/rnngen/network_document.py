@@ -18,7 +18,7 @@ from sympy import MatAdd, MatMul, Transpose
 from rnngen import algebra as A
 from rnngen.activations import elementwise
 from rnngen.backprop import Derivation
-from rnngen.document import Notation, Numbering, aligned, forward_families, sum_over_steps
+from rnngen.document import Notation, Numbering, aligned, forward_families, sum_over_steps, truncation_context
 from rnngen.families import Family, Relative, Step, family, relative_of, run_of, step_of
 from rnngen.network import Block
 from rnngen.printing.math import param_latex
@@ -288,17 +288,19 @@ def _chain_sweeps(n: Notation, derivation: Derivation) -> list:
             if chain not in order:
                 order.append(chain)
     sweeps = []
+    ages = sorted({family(node.family).age for node in derivation.adjoints if node.family} - {None})
     for chain in order:
-        dh = chain.family("h", "adjoint").key
-        dhbar = chain.family(candidate(net.cell.state), "adjoint").key  # a masked network's new state
-        dz = chain.family("z", "adjoint").key
+        dh, dz = chain.family("h", "adjoint"), chain.family("z", "adjoint")
+        # a truncated derivation's ages first (each from the one before), then their sums
+        dhbar = chain.family(candidate(net.cell.state), "adjoint")  # a masked network's new state
+        keys = [f.aged(a).key for a in ages for f in (dh, dz)] + [dh.key, dhbar.key, dz.key]
         sweeps.append(
             dict(
                 where=_where(chain),
                 reverse=chain.reverse,
-                first=n.step(dh, 1 if chain.reverse else T),
-                initial=n.step(dh, T + 1 if chain.reverse else 0),
-                lines=_sweep_lines(n, derivation, [dh, dhbar, dz]),
+                first=n.step((dh.aged(0) if ages else dh).key, 1 if chain.reverse else T),
+                initial=n.step(dh.key, T + 1 if chain.reverse else 0),
+                lines=_sweep_lines(n, derivation, keys),
             )
         )
     return sweeps
@@ -369,7 +371,8 @@ def _shown(formula) -> bool:
     stmt = formula.stmts[0]
     step = step_of(stmt.target)
     given = all(not isinstance(s, (Step, Relative)) and not run_of(s) for s in A.symbols_in(stmt.expr))
-    return not (len(formula.stmts) == 1 and step and family(step[0]).base == "h" and given)
+    initial = step and family(step[0]).base == "h" and not family(step[0]).is_adjoint  # not δh_0 = 0 (truncated)
+    return not (len(formula.stmts) == 1 and initial and given)
 
 
 def network_context(derivation: Derivation, formulas: list, numbering: Numbering, common: dict) -> dict:
@@ -425,6 +428,7 @@ def network_context(derivation: Derivation, formulas: list, numbering: Numbering
             if p.role == "stacked"
         ],
         formulas=[f for f in formulas if _shown(f)],
+        truncation=truncation_context(n, derivation),
         eq=numbering.tag,
         step=n.step,
     )
@@ -437,6 +441,12 @@ def is_single_chain(spec) -> bool:
 
 def three_forms(spec) -> bool:
     """True for the networks ``document.py`` derives three ways: a single chain with an input at every
-    step and a loss at every step or at the last, unmasked (the others: this module's document,
-    which reads every equation from the derivation)."""
-    return is_single_chain(spec) and spec.mapping != "one-to-many" and not spec.delay and not spec.masked
+    step and a loss at every step or at the last, untruncated and unmasked (the others: this module's
+    document, which reads every equation from the derivation)."""
+    return (
+        is_single_chain(spec)
+        and spec.mapping != "one-to-many"
+        and not spec.delay
+        and spec.truncate is None
+        and not spec.masked
+    )

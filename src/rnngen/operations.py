@@ -157,3 +157,39 @@ class Write:
     ops: tuple
     views: frozenset
     over_steps: bool
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """``out`` = ``param @ X`` for inputs X given as token ids ``ids`` (X their one-hot rows, implied):
+    the rows of the parameter's transpose that the ids pick, no product. ``per_step``: one step's ids."""
+
+    out: object
+    ids: object
+    param: object
+    per_step: bool
+
+
+@dataclass(frozen=True)
+class IdSums:
+    """``dest`` = ``D Xᵀ`` (``X Dᵀ`` with ``row``) for inputs X given as token ids ``ids``: the rows
+    of ``D`` summed by id, a scatter-add (an id that repeats adds each of its rows)."""
+
+    dest: object
+    rows: object
+    ids: object
+    row: bool
+
+
+@dataclass(frozen=True)
+class ByInput:
+    """A write that reads the network's inputs, in each form the caller may give them, chosen at
+    run time by the dtype of ``xs``: ``rows`` for float rows, ``ids`` for token ids."""
+
+    rows: tuple
+    ids: tuple
+
+
+def flat(ops) -> list:
+    """``ops`` with each ``ByInput`` replaced by the operations of both its forms (what they read and write)."""
+    return [o for op in ops for o in ((*op.rows, *op.ids) if isinstance(op, ByInput) else (op,))]

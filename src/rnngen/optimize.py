@@ -166,6 +166,9 @@ def hoist_local_jacobians(program: Program) -> Program:
     derivative that is itself a product, such as sigmoid's ``h ∘ (1 - h)``, into the step's
     product, and ``fprime`` must be the whole ``f'``, one product per step in the sweep.
     A factor that is only a stored value (``h_t``) is not worth a family of its own.
+
+    The adjoints of a truncated derivation (``Family.age``) are no recurrence, but every age of a
+    step reads the same ``f'(z_t)``: it is hoisted too, once, and computed for all steps at once.
     """
     recurrent = recurrent_families(program)
     # the inputs too: a masked step's (1 m_t) is hoisted with f'(z_t), one product less per step
@@ -173,8 +176,10 @@ def hoist_local_jacobians(program: Program) -> Program:
         program.derivation.graph.inputs
     )
     out = []
+    hoisted_steps = set()  # every age of a truncated derivation reads the same f'(z_t): hoisted once
     for s in program.stmts:
-        jacobian = s.target.family.jacobian if s.step and s.step[0] in recurrent else None
+        aged = s.step and s.target.family.age is not None
+        jacobian = s.target.family.jacobian if s.step and (s.step[0] in recurrent or aged) else None
         if not (s.section == "backward" and jacobian and isinstance(s.expr, HadamardProduct)):
             out.append(s)
             continue
@@ -183,7 +188,9 @@ def hoist_local_jacobians(program: Program) -> Program:
             out.append(s)
             continue
         hoisted = Step.of(jacobian, s.step[1], s.target.shape[0])
-        out.append(s.with_(target=hoisted, expr=A.had(*local), order=s.order - 0.25))
+        if hoisted not in hoisted_steps:
+            hoisted_steps.add(hoisted)
+            out.append(s.with_(target=hoisted, expr=A.had(*local), order=s.order - 0.25))
         kept = [hoisted if f is local[0] else f for f in s.expr.args if f is local[0] or f not in local]
         out.append(s.with_(expr=A.had(*kept)))
     return program.with_stmts(out)

@@ -253,6 +253,9 @@ def from_derivation(derivation: Derivation) -> Program:
             d = Step.of(x.family.adjoint, x.t, x.shape[0])
             stmts.append(Stmt(d, expr, "backward", len(stmts)))
     outputs = {(state_key(c), t) for c in graph.network.top for t in range(1, spec.T + 1)}
+    # each chain's initial state stays a stored step (a given state is put there), also where no
+    # gradient reads it (truncated, many-to-one): inlined, the learned h0 would not broadcast over B
+    outputs |= {(state_key(c), c.steps(spec.T)[0]) for c in graph.network.chains}
     outputs |= {(f, t) for f in FORWARD_OUTPUTS if f != "h" for t in spec.loss_steps}
     if spec.input_grad:
         outputs |= {("dx", t) for t in spec.input_steps}

@@ -127,15 +127,25 @@ def final_formulas(program: Program) -> list:
 
 
 def _size_sources(params: dict, sizes) -> dict:
-    """Code that reads each size from the arrays: ``B`` from ``x``, ``n_h`` from a weight's shape, ..."""
+    """Code that reads each size from the arrays: ``B`` from ``x``, ``n_h`` from a weight's shape, ...
+
+    A size only blocks have (n_x of seed 002's stacked matrix) is what its matrix's width leaves
+    after the other blocks (``W.shape[1] - W.shape[0]``): the inputs may be token ids, which have no n_x.
+    """
     sources = {"B": "x.shape[1]"}
     for size in sizes:
         found = next(((name, p) for name, p in params.items() if size in p.shape), None)
-        if found is None:  # a size only blocks have (n_x of seed 002's stacked matrix): from the inputs
-            sources[str(size)] = "x.shape[2]"
+        if found is not None:
+            name, p = found
+            sources[str(size)] = f"{name}.shape[{list(p.shape).index(size)}]"
+    for size in sizes:
+        if str(size) in sources:
             continue
-        name, p = found
-        sources[str(size)] = f"{name}.shape[{list(p.shape).index(size)}]"
+        name, axis, dim = next(
+            (name, axis, d) for name, p in params.items() for axis, d in enumerate(p.shape) if size in d.free_symbols
+        )
+        others = [sources[str(s)] for s in dim.args if s != size]
+        sources[str(size)] = " - ".join([f"{name}.shape[{axis}]", *others])
     return sources
 
 
@@ -279,7 +289,10 @@ def module_context(derivation: Derivation, lowered: Lowered, formulas: list, num
     weights = [name for name, p in net.params.items() if not p.is_vector]
     layers = [str(s) for s in net.sizes[1:-1]]
     hidden = ['"n_x": n_x', *(f'"{s}": hidden[{i}]' for i, s in enumerate(layers)), '"n_y": n_y']
-    calls = _call_lines(net, carried, [sources[n] for n in buffer_sizes], spec.input_grad, weights, hidden, spec.masked)
+    # the dtype every array is computed in: the parameters', which _prepare gives the dtype of float xs
+    dtype = f"{next(iter(params))}.dtype"
+    sizes = [dtype] + [sources[n] for n in buffer_sizes]
+    calls = _call_lines(net, carried, sizes, spec.input_grad, weights, hidden, dtype if spec.masked else None)
     return dict(
         **_common(spec),
         **calls,
@@ -302,7 +315,11 @@ def module_context(derivation: Derivation, lowered: Lowered, formulas: list, num
         padding=spec.padding,
         initial_states=initial,
         **_state_lines(initial),
-        n_x_from_xs=sources["n_x"] == "x.shape[2]",
+        n_x_from_xs=" - " in sources["n_x"],  # no whole dimension of a parameter: float xs have it
+        token_ids=lowered.token_ids,
+        n_x_param=sources["n_x"].split(".")[0],  # the parameter whose shape gives n_x
+        n_x_of_arrays=re.sub(r"\b(\w+)\.shape", lambda m: f"arrays[{list(params).index(m[1])}].shape", sources["n_x"]),
+        dtype=dtype,
         compound_dims=any(p.blocks for p in net.params.values()),
         row=spec.row,
         stacked=spec.stacked,
@@ -324,14 +341,14 @@ def module_context(derivation: Derivation, lowered: Lowered, formulas: list, num
 
 
 def _call_lines(
-    net, carried: list, size_codes: list, input_grad: bool, weights: list, hidden: list, masked: bool = False
+    net, carried: list, size_codes: list, input_grad: bool, weights: list, hidden: list, masked: str | None = None
 ) -> dict:
     """The lines that hand the parameters and the forward values from function to function.
 
     On one line each where they fit; a network of many chains passes its parameters as one
     list, unpacked chain by chain, so that no line outgrows the formatter's length. A masked
-    module hands its mask ``m`` (T, B, 1) and its complement ``pad`` (booleans) on beside ``x``; any other
-    refuses a mask in one line.
+    module (``masked``: the code of the dtype it computes in) hands its mask ``m`` (T, B, 1) and its
+    complement ``pad`` (booleans) on beside ``x``; any other refuses a mask in one line.
     """
     names = list(net.params)  # chain by chain, then the output layer's: one group each
     groups = [list(dict.fromkeys(p.name for p in chain.params.values())) for chain in net.chains]
@@ -343,7 +360,7 @@ def _call_lines(
         inner = layout.unpack(names, "p", groups)
         prepare, args = ["*p, x, single = _prepare(params, xs, state)", *inner], ["p"]
     if masked:
-        prepare.append("m, pad = _mask(mask, lengths, x, single)")
+        prepare.append(f"m, pad = _mask(mask, lengths, x, single, {masked})")
     else:  # on every call: two comparisons
         prepare += [
             "if mask is not None or lengths is not None:",
@@ -479,6 +496,7 @@ def _common(spec) -> dict:
         digest=spec.digest(),
         command=f"rnngen derive {spec.cli_args()}",
         hidden_title="custom" if spec.is_custom else spec.hidden,
+        truncate=spec.truncate,
     )
 
 

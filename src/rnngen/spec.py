@@ -147,6 +147,12 @@ class RNNSpec:
         bidirectional: whether every layer has a backward chain beside its forward one.
         input_grad: whether the module also returns dE/dx (``grads["x"]``).
         delay: with many-to-many, the losses start at step ``delay + 1`` (delayed many-to-many).
+        truncate: truncated BPTT with horizon τ (seed 002's fixed horizon), or None for the full
+            gradient. The gradient of each loss term E_t reaches the parameters' uses at steps k with
+            t - τ + 1 <= k <= t only: the paths that cross more than τ - 1 recurrent edges (a step of a
+            chain to its next step) are cut. An initial state is read at step 1, so it receives E_t's
+            gradient for t <= τ; an input x_t is used at step t, so dE/dx_t (``input_grad``) takes the
+            same rule. From ``full_horizon`` on nothing is cut (see there).
         masked: whether the module takes a mask (or lengths) of real steps: a padded step keeps the
             state and has no loss term.
         padding: where a masked module's ``lengths`` put the padding: ``"post"`` or ``"pre"``.
@@ -167,6 +173,7 @@ class RNNSpec:
     bidirectional: bool = False
     input_grad: bool = False
     delay: int = 0
+    truncate: int | None = None
     masked: bool = False
     padding: str = "post"
 
@@ -191,6 +198,7 @@ class RNNSpec:
         _choice("cell", self.cell, tuple(CELLS))
         object.__setattr__(self, "layers", check_layers(self.layers))
         self._check_delay()
+        self._check_truncate()
         self._check_padding()
         self._check_network_names()
 
@@ -201,8 +209,20 @@ class RNNSpec:
         if d and self.mapping != "many-to-many":
             raise SpecError(f"a delay applies to the many-to-many mapping only, not to {self.mapping}")
 
+    def _check_truncate(self):
+        tau, full = self.truncate, self.full_horizon
+        if tau is None:
+            return
+        if isinstance(tau, bool) or not isinstance(tau, int) or not 1 <= tau <= full:
+            raise SpecError(
+                f"the truncation horizon must be a whole number from 1 to {full} "
+                f"({full} cuts no path: the full gradient), got {tau!r}"
+            )
+
     def _check_padding(self):
         _choice("padding", self.padding, PADDINGS)
+        if self.masked and self.truncate is not None:
+            raise SpecError("--mask and --truncate together are not derived yet; choose one")
         if self.padding != "post" and not self.masked:
             raise SpecError("padding applies to a masked network only; add --mask (rnngen derive --mask --padding pre)")
         if self.masked and self.padding == "post" and self.bidirectional and self.mapping == "many-to-one":
@@ -305,6 +325,14 @@ class RNNSpec:
         return range(1, 2) if self.mapping == "one-to-many" else range(1, self.T + 1)
 
     @property
+    def full_horizon(self) -> int:
+        """The smallest truncation horizon that cuts no path: the most recurrent edges a path from a loss
+        term to an initial state crosses. T for a network of one direction (a path only goes back in time);
+        a path through a stack of bidirectional layers can go back in one layer and forward in the next,
+        up to T - 1 edges per layer below the first, so L (T - 1) + 1 for L such layers."""
+        return self.layers * (self.T - 1) + 1 if self.bidirectional else self.T
+
+    @property
     def role_names(self) -> dict:
         """Role -> parameter name, for the weights, the biases that exist and the initial state."""
         roles = dict(zip(ROLES, self.names))
@@ -343,6 +371,8 @@ class RNNSpec:
             parts.append(dropped[(self.hidden_bias, self.output_bias)])
         if self.input_grad:
             parts.append("dx")
+        if self.truncate is not None:
+            parts.append(f"trunc{self.truncate}")
         if self.masked:
             parts.append("masked" if self.padding == "post" else f"masked_{self.padding}")
         return "_".join(parts) + f"_t{self.T}"
@@ -382,6 +412,8 @@ class RNNSpec:
             args.append("--input-grad")
         if self.delay:
             args.append(f"--delay {self.delay}")
+        if self.truncate is not None:
+            args.append(f"--truncate {self.truncate}")
         if self.masked:
             args.append("--mask")
         if self.padding != "post":

@@ -30,7 +30,6 @@ import numpy as np
 
 from rnngen import datasets
 from rnngen.optim import SGD, Adagrad, Adam, clip_by_global_norm, clip_by_value
-from rnngen.sequences import one_hot
 
 #: ``progress(done, total)``: called after each training step with the steps made and planned.
 Progress = Callable[[int, int], None]
@@ -247,9 +246,9 @@ SENTIMENT_LR = 0.5
 def sentiment(steps: int = 300, seed: int = 0, progress: Progress | None = None) -> Result:
     """Seed 004's toy: O_t = tanh(x_t w_i + O_{t-1} w_h), ŷ = σ(O_3 w_o), by gradient descent.
 
-    The three sentences ("cat mat rat" 1, "rat rat mat" 1, "mat mat cat" 0) as one-hot words,
-    one hidden unit, binary cross-entropy, plain gradient descent on all three at once (lr 0.5),
-    as the seed updates ``w = w - η dL/dw``.
+    The three sentences ("cat mat rat" 1, "rat rat mat" 1, "mat mat cat" 0), their words fed as
+    token ids (the one-hot words seed 004 writes, implied), one hidden unit, binary cross-entropy,
+    plain gradient descent on all three at once (lr 0.5), as the seed updates ``w = w - η dL/dw``.
 
     Args:
         steps: gradient-descent steps.
@@ -268,13 +267,13 @@ def sentiment(steps: int = 300, seed: int = 0, progress: Progress | None = None)
     params = m.init_params(n_x=len(data.vocab), n_h=1, n_y=1, seed=seed)
     opt = SGD(lr=SENTIMENT_LR)
     for step in range(steps):
-        _, grads = m.loss_and_grads(params, data.one_hot, targets)
+        _, grads = m.loss_and_grads(params, data.ids, targets)
         opt.step(params, grads)
         report(step + 1, steps)
-    yhat = m.forward(params, data.one_hot)["yhat"][:, 0]
+    yhat = m.forward(params, data.ids)["yhat"][:, 0]
     said = (yhat > 0.5).astype(np.int64)
     right = said == data.labels
-    loss = float(m.loss(params, data.one_hot, targets)) / len(right)
+    loss = float(m.loss(params, data.ids, targets)) / len(right)
     rows = tuple(
         f"{s!r:<15} label {y}  ŷ = {p:.3f}  -> {d}  {'right' if ok else 'WRONG'}"
         for s, y, p, d, ok in zip(data.sentences, data.labels, yhat, said, right)
@@ -343,8 +342,8 @@ def char(epochs: int = 10, seed: int = 0, progress: Progress | None = None) -> R
     vocab = datasets.CharVocab.from_text(text)
     ids = vocab.encode(text)
     cut = int(len(ids) * (1 - c["held_out"]))
-    xs, ys = char_chunks_one_hot(ids[:cut], T, B, vocab.size)
-    held_xs, held_ys = char_chunks_one_hot(ids[cut:], T, 1, vocab.size)
+    xs, ys = datasets.char_chunks(ids[:cut], T, B)  # the characters' ids: the module looks their rows up
+    held_xs, held_ys = datasets.char_chunks(ids[cut:], T, 1)
     params = m.init_params(n_x=vocab.size, n_h=n_h, n_y=vocab.size, seed=seed)
     opt = Adagrad(lr=c["lr"])
     total = epochs * len(xs)
@@ -383,14 +382,9 @@ def char(epochs: int = 10, seed: int = 0, progress: Progress | None = None) -> R
     )
 
 
-def char_chunks_one_hot(ids: np.ndarray, T: int, B: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """``datasets.char_chunks`` with the inputs as one-hot rows: ``(K, T, B, n)`` and ``(K, T, B)``."""
-    xs, ys = datasets.char_chunks(ids, T, B)
-    return one_hot(xs, n), ys
-
-
 def _held_out(m: ModuleType, params: dict, xs: np.ndarray, ys: np.ndarray) -> tuple[float, float]:
-    """Loss per character and the share ranked first, over windows read in turn with the state carried."""
+    """Loss per character and the share ranked first, over windows of ids ``(K, T, B)`` read in turn with
+    the state carried."""
     state, summed, right = np.zeros((xs.shape[2], CHAR["n_h"])), 0.0, 0
     for k in range(len(xs)):
         out, final = m.forward(params, xs[k], state=state, return_state=True)
@@ -409,10 +403,9 @@ def _sample(params: dict, vocab: datasets.CharVocab, first: str, n: int, tempera
     """
     step = _module(T=1)
     rng = np.random.default_rng(seed)
-    eye = np.eye(vocab.size)
     state, ids = np.zeros((1, CHAR["n_h"])), [int(vocab.encode(first)[0])]
     for _ in range(n):
-        out, state = step.forward(params, eye[ids[-1]][None, None], state=state, return_state=True)
+        out, state = step.forward(params, np.array([[ids[-1]]]), state=state, return_state=True)
         logits = out["o"][0, 0] / temperature
         p = np.exp(logits - logits.max())
         ids.append(int(rng.choice(vocab.size, p=p / p.sum())))

@@ -2,8 +2,9 @@
 
 Finite differences and the Taylor test verify ``loss_and_grads`` in float64 on a batch with the
 targets as drawn. A module has more paths than that: float32, a single sequence ``(T, n_x)``,
-one-hot rows instead of class indices, ``loss()`` and ``forward()``. Each is compared here with
-the verified float64 batched result at the same point (the point rounded to the path's dtype),
+one-hot rows instead of class indices, ``loss()`` and ``forward()``, and integer token ids in place
+of one-hot inputs. Each is compared here with the verified float64 batched result at the same
+point (the point rounded to the path's dtype; for token ids, the one-hot rows they stand for),
 and ``forward()`` also with a plain loop written from the textbook definition.
 
 A path may differ from the reference by rounding only. The limit is derived, not guessed:
@@ -162,4 +163,23 @@ def check_paths(module, params, xs, targets, dtypes=DTYPES, progress=None) -> di
                 for q in singles[0]
             }
             compare("single sequences", summed)
+            if getattr(module, "TOKEN_IDS", False):
+                say(f"token ids in {dtype}")
+                ids = token_ids(spec, x)
+                one_hot = np.eye(x.shape[-1])[ids]  # the float64 rows the ids stand for: a verified path
+                kappa_ids = condition(module, high[0], one_hot, high[2])
+                ref_ids = figures(module, high[0], one_hot, high[2])
+                out[f"{dtype} token ids"] = PathResult(
+                    {q: relative_error(v, ref_ids[q]) for q, v in figures(module, p, ids, y).items()},
+                    {q: limit(dtype, kappa_ids[q]) for q in ref_ids},
+                )
     return out
+
+
+def token_ids(spec: dict, xs) -> np.ndarray:
+    """Token ids in the shape of ``xs`` without its last axis (each row's largest entry), the last
+    row's id the same as the first's: a scatter-add that drops a repeated id's rows shows."""
+    ids = np.asarray(xs).argmax(axis=-1)
+    flat = ids.reshape(-1)
+    flat[-1] = flat[0]
+    return ids

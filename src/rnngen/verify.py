@@ -17,9 +17,14 @@
 The inputs are differentiated like the parameters when the module returns their
 gradient (``grads["x"]``, ``--input-grad``).
 - ``variants.check_paths``: float32, single sequences, one-hot targets, ``loss()``
-  and ``forward()`` against the float64 batched result the checks above verify.
+  and ``forward()`` against the float64 batched result the checks above verify, and token ids
+  against the one-hot inputs they stand for.
 - ``carried.check``: an initial state given per sequence (``state=``): its gradient by
   central differences and the Taylor test, the final state against the plain loop.
+- ``truncated.check``: a truncated module (``--truncate τ`` below the full horizon) has no loss
+  whose gradient it is, so it replaces the finite differences, the Taylor test, the oracle and the
+  state's differences: its gradients against the full network's sum over paths restricted to the
+  paths the truncation keeps.
 
 Errors are norm-wise relative errors per parameter, ``|g - ref| / |ref|``,
 which do not blow up on entries that happen to be near zero.
@@ -56,6 +61,9 @@ from rnngen.reference import (
     sizes_of,
     spec_of,
 )
+from rnngen.truncated import RESTRICTED_TOLERANCE, truncation
+from rnngen.truncated import check as check_truncated
+from rnngen.truncated import failures as truncated_failures
 from rnngen.variants import DTYPES, check_paths
 
 #: Sizes of the default numeric check: (n_x, n_h, n_y, B); ``n_h`` is every layer's size (or, given
@@ -744,11 +752,15 @@ class Report:
         extrapolated: for each gradient that missed the central differences, its relative
             error against the higher-order (extrapolated) difference.
         paths: every other path of the module (float32, single sequences, one-hot targets,
-            ``loss()``, ``forward()``) against the float64 batched result, by name.
+            ``loss()``, ``forward()``, token ids) against the float64 batched result, by name.
         sizes, seed, dtypes: where the check ran: (n_x, n_h, n_y, B), the draw, the paths' dtypes.
         scale: the factor on the drawn weights and inputs (below 1 where the loss overflowed).
         forms_skipped: why the two forms were not compared although the build was given ("" if they were).
         state: the carried-state checks' figures (``carried.check``): an initial state given per sequence.
+        horizon: the truncation horizon τ of a truncated module whose checks were ``truncated.check``
+            (no finite differences, Taylor test or oracle: ``fd`` is empty, ``taylor`` nan), else None.
+        truncated: ``truncated.check``'s figures, for such a module.
+        truncated_skipped: why they are missing ("" if they are not).
         padded: for a masked module (every check ran with a mask of some padded steps), the largest
             change a padded step's input and target make to E, a gradient or the final state; else None.
     """
@@ -766,6 +778,9 @@ class Report:
     scale: float = 1.0
     forms_skipped: str = ""
     state: dict = field(default_factory=dict)
+    horizon: int | None = None
+    truncated: dict = field(default_factory=dict)
+    truncated_skipped: str = ""
     padded: float | None = None
 
     @property
@@ -783,6 +798,13 @@ class Report:
     def notes(self) -> list:
         """What the figures alone do not say: a point scaled down, a gradient that passed on a second look."""
         out = []
+        if self.horizon is not None:
+            out.append(
+                f"truncated BPTT (tau = {self.horizon}) is the gradient of no loss: no finite differences, Taylor "
+                "test or exact oracle; checked against the full sum over paths restricted to the kept paths"
+            )
+        if self.truncated_skipped:
+            out.append(f"the truncated gradient is not checked: {self.truncated_skipped}")
         if self.forms_skipped:
             out.append(f"paths vs recursion not compared: {self.forms_skipped}")
         if self.scale != 1.0:
@@ -819,8 +841,10 @@ class Report:
             out.append(
                 f"finite differences {fd:.1e}{also} (limit {FD_TOLERANCE:.0e}): wrong gradient of {', '.join(wrong)}"
             )
-        if not abs(self.taylor - 2.0) <= TAYLOR_SLOPE_TOLERANCE:
+        if self.horizon is None and not abs(self.taylor - 2.0) <= TAYLOR_SLOPE_TOLERANCE:
             out.append(f"Taylor remainder slope {self.taylor:.3f} (2 wanted)")
+        if self.truncated:
+            out += truncated_failures(self.truncated)
         if self.exact is not None and not self.exact.worst <= EXACT_TOLERANCE:
             out.append(f"exact oracle {self.exact.worst:.1e} (limit {EXACT_TOLERANCE:.0e})")
         if self.forms is not None and not _worst(self.forms.values()) <= FORMS_TOLERANCE:
@@ -860,6 +884,9 @@ class Report:
                     for name, p in self.paths.items()
                 },
                 "carried_state": self.state,
+                "truncated": None
+                if self.horizon is None
+                else {"tau": self.horizon, "errors": self.truncated, "limit": RESTRICTED_TOLERANCE},
                 "padded_steps": self.padded,
                 "notes": self.notes,
                 "failures": self.failures,
@@ -911,6 +938,9 @@ def check_module(
     if unknown or not dtypes:
         raise ValueError(f"dtypes must be some of {', '.join(DTYPES)}, got {', '.join(map(str, dtypes)) or 'none'}")
     say = progress or (lambda _: None)
+    horizon = truncation(module.SPEC)
+    if horizon is not None:
+        return _check_truncated(module, horizon, build, sizes, seed, dtypes, say)
     plain = module
     if module.SPEC.get("masked"):  # every check below runs with some padded steps
         module = masks.Masked(module, masks.random_mask(module.SPEC, sizes[3], seed + 5))
@@ -952,4 +982,33 @@ def check_module(
     )
     report.forms_skipped = skipped
     report.padded = padded
+    return report
+
+
+def _check_truncated(module, horizon: int, build, sizes, seed: int, dtypes, say) -> Report:
+    """``check_module`` for a truncated module: ``truncated.check`` in place of the finite differences,
+    the Taylor test, the exact oracle and the state's differences (there is no loss to differentiate);
+    every path of the module and the derivation's two forms as for any module."""
+    from rnngen import carried  # it reads this module's tolerances
+
+    with np.errstate(all="ignore"):
+        params, xs, targets, scale = _random_point(module, tuple(sizes), seed)
+        say("truncated gradient vs the restricted sum over paths")
+        state = {k: scale * v for k, v in carried.random_state(module, params, xs, seed + 2).items()}
+        figures, skipped = {}, ""
+        try:
+            figures = check_truncated(module, params, xs, targets, state)
+        except TooManyPaths as e:
+            skipped = str(e)
+        paths = check_paths(module, params, xs, targets, tuple(dtypes), say)
+    forms, forms_skipped = None, ""
+    if build is not None and module.T <= FORMS_MAX_T:
+        say("paths vs recursion")
+        try:
+            forms = forms_agree(build)
+        except TooManyPaths as e:
+            forms_skipped = str(e)
+    report = Report(module.T, {}, float("nan"), None, forms, {}, paths, tuple(sizes), seed, tuple(dtypes), scale)
+    report.horizon, report.truncated, report.truncated_skipped = horizon, figures, skipped
+    report.forms_skipped = forms_skipped
     return report

@@ -64,7 +64,8 @@ def torch_contender(problem):
     """``nn.RNN`` + ``nn.Linear`` + the loss with ``reduction="sum"``, then ``backward()``.
 
     Stacked and bidirectional networks use ``nn.RNN``'s ``num_layers`` and ``bidirectional``;
-    each layer's and direction's initial state is its ``h0`` broadcast over the batch.
+    each layer's and direction's initial state is its ``h0`` broadcast over the batch, or, for a
+    problem with a state per sequence, that state (``h_0`` of shape (layers * directions, B, n_h)).
     """
     import torch
     from torch import nn
@@ -91,7 +92,10 @@ def torch_contender(problem):
             tensor.copy_(torch.from_numpy(p[key]))
     # one leaf (layers * directions, n_h) per nn.RNN holds its initial states, in PyTorch's order
     chains = [[cell for cell in where if where[cell][0] is rnn] for rnn in rnns]
-    states = [torch.tensor(np.stack([p[c.h0] for c in group]), dtype=dtype, requires_grad=True) for group in chains]
+    given = problem.state
+    states = [
+        torch.tensor(np.stack([(given or p)[c.h0] for c in group]), dtype=dtype, requires_grad=True) for group in chains
+    ]
     xs = torch.from_numpy(problem.xs).requires_grad_(spec.input_grad)
     T, B, _ = problem.xs.shape
     targets = torch.from_numpy(np.asarray(problem.targets))
@@ -104,7 +108,7 @@ def torch_contender(problem):
             leaf.grad = None
         hs = xs
         for rnn, h0 in zip(rnns, states):
-            hs, _ = rnn(hs, h0.unsqueeze(1).expand(-1, B, -1))
+            hs, _ = rnn(hs, h0 if given else h0.unsqueeze(1).expand(-1, B, -1))
         o = head(hs if spec.mapping == "many-to-many" else hs[-1:]).reshape(-1, n_y)
         if pair == ("softmax", "cross_entropy") and problem.classes:
             E = nn.functional.cross_entropy(o, targets.reshape(-1), reduction="sum")
@@ -121,10 +125,12 @@ def torch_contender(problem):
     def result(E):
         grads = {k: t.grad.numpy() for k, t in tensors.items()}
         for group, h0 in zip(chains, states):
-            grads.update({cell.h0: g for cell, g in zip(group, h0.grad.numpy())})
+            grads.update({f"state {cell.h0}" if given else cell.h0: g for cell, g in zip(group, h0.grad.numpy())})
+        if given:  # the learned initial states took no part
+            grads.update({cell.h0: np.zeros_like(p[cell.h0]) for group in chains for cell in group})
         if spec.input_grad:
             grads["x"] = xs.grad.numpy()
-        return E.item(), {k: grads[k] for k in [*p, "x"] if k in grads}
+        return E.item(), {k: grads[k] for k in [*p, "x", *(f"state {k}" for k in given or ())] if k in grads}
 
     return Contender("PyTorch", run, result)
 

@@ -41,6 +41,8 @@ class Problem:
     Attributes:
         targets: what a generated module takes (class indices for class targets, else rows).
         y_rows: the same targets as rows (L, B, n_y), L = T or 1.
+        state: None, or each chain's initial state per sequence (``h0`` key -> (B, n)): every
+            contender starts from it and returns the gradient with respect to it (carried state).
     """
 
     spec: RNNSpec
@@ -50,6 +52,7 @@ class Problem:
     xs: np.ndarray
     targets: np.ndarray
     y_rows: np.ndarray
+    state: dict | None = None
 
     @property
     def classes(self) -> bool:
@@ -61,12 +64,15 @@ class Problem:
         return layout.hidden_sizes(self.spec, self.sizes[2])
 
 
-def make_problem(spec: RNNSpec, B: int, n_x: int, n_h, n_y: int, dtype=np.float64, seed: int = 0) -> Problem:
+def make_problem(
+    spec: RNNSpec, B: int, n_x: int, n_h, n_y: int, dtype=np.float64, seed: int = 0, carried: bool = False
+) -> Problem:
     """Random parameters (weights ~ N(0, 1/fan-in); biases and h0 nonzero, so their gradients are tested too).
 
     ``n_h`` is one size for every layer or a sequence of one size per layer. The draws
     come in the order of the one-layer problem, weights, hidden biases, ``c``, then the
-    initial states, so a one-layer problem is the same as before layers existed.
+    initial states, so a one-layer problem is the same as before layers existed. With
+    ``carried``, an initial state per sequence is drawn last (a chunk of a long sequence).
     """
     rng = np.random.default_rng(seed)
     shapes = layout.shapes(spec, n_x, n_h, n_y)
@@ -90,7 +96,11 @@ def make_problem(spec: RNNSpec, B: int, n_x: int, n_h, n_y: int, dtype=np.float6
     if spec.mapping == "many-to-one":
         targets = targets[0]
     sizes = n_h if isinstance(n_h, int) else tuple(n_h)
-    return Problem(spec, (B, n_x, sizes, n_y), dtype, params, xs, targets, y_rows)
+    state = None
+    if carried:
+        h0s = [cell.h0 for row in layout.cells(spec) for cell in row]
+        state = {k: (0.5 * rng.standard_normal((B, *shapes[k]))).astype(dtype) for k in h0s}
+    return Problem(spec, (B, n_x, sizes, n_y), dtype, params, xs, targets, y_rows, state)
 
 
 @dataclass
@@ -162,14 +172,36 @@ def generated_contender(module, problem: Problem) -> Contender:
     if own != ours:
         raise BenchError(f"the module's parameter shapes {own} are not the benchmark's {ours} for {problem.spec.name}")
 
+    calls = {}
+    if problem.state is not None:  # a chunk of a long sequence: the state in, its gradient and the final state out
+        names = dict(zip((cell.h0 for row in layout.cells(problem.spec) for cell in row), module.INITIAL_STATES))
+        given = {names[k]: v for k, v in problem.state.items()}
+        calls = {"state": given if len(given) > 1 else next(iter(given.values())), "return_state": True}
+
     def run():
-        return module.loss_and_grads(params, problem.xs, problem.targets)
+        return module.loss_and_grads(params, problem.xs, problem.targets, **calls)
 
     def result(out):
-        E, grads = out
+        E, grads = out[:2]
+        grads = dict(grads)
+        if "state" in grads:
+            dstate = grads.pop("state")
+            dstate = dstate if isinstance(dstate, dict) else {module.INITIAL_STATES[0]: dstate}
+            column = {name: k for k, name in names.items()}
+            grads.update({f"state {column[name]}": g for name, g in dstate.items()})
         return float(E), column_grads(grads, problem.spec)
 
     return Contender("rnngen", run, result)
+
+
+def plain_call(module, problem: Problem) -> Contender:
+    """The module called without a given state (or mask): the call the others are measured against."""
+    params = module_params(problem.params, problem.spec)
+
+    def run():
+        return module.loss_and_grads(params, problem.xs, problem.targets)
+
+    return Contender("rnngen, plain call", run)
 
 
 def loop_contender(name: str, loop, problem: Problem) -> Contender:

@@ -18,13 +18,15 @@ from rnngen.bench.harness import (
     generated_contender,
     loop_contender,
     make_problem,
+    plain_call,
     time_interleaved,
 )
 
 #: Contenders in table order, by the name ``--skip`` takes.
-CONTENDERS = ("rnngen", "tuned", "tutorial", "torch", "jax", "gemm")
+CONTENDERS = ("rnngen", "plain", "tuned", "tutorial", "torch", "jax", "gemm")
 LABELS = {
     "rnngen": "rnngen",
+    "plain": "rnngen, plain call",
     "tuned": "hand loop, tuned",
     "tutorial": "hand loop, tutorial",
     "torch": "PyTorch",
@@ -77,15 +79,26 @@ class Result:
 
 
 def contenders_for(module, problem, skip=()) -> tuple:
-    """``(contenders, skipped)``: the generated module first (the agreement reference), then the others."""
+    """``(contenders, skipped)``: the generated module first (the agreement reference), then the others.
+
+    A problem with a state per sequence (a chunk of a long sequence) also times the module's plain
+    call (no state given, no final state returned), the cost the carried state is measured against;
+    the hand loops and JAX start from the learned ``h0`` only, so they sit that problem out.
+    """
     spec = problem.spec
     made, skipped = [], {}
+    carried = problem.state is not None
     for name in CONTENDERS:
         if name in skip:
             skipped[name] = "skipped (--skip)"
             continue
         if name == "rnngen":
             made.append(generated_contender(module, problem))
+        elif name == "plain":
+            if carried:
+                made.append(plain_call(module, problem))
+        elif carried and name in ("tuned", "tutorial", "jax"):
+            skipped[name] = "starts from the learned h0 only (no state per sequence)"
         elif name in ("tuned", "tutorial"):
             reason = loops.unsupported(spec)
             if reason:
@@ -108,9 +121,10 @@ def contenders_for(module, problem, skip=()) -> tuple:
     return made, skipped
 
 
-def bench(module, spec, sizes, dtype=np.float64, samples=7, settle=0.2, skip=(), seed=0) -> Result:
-    """Time ``module`` (a generated module for ``spec``) against the others at ``sizes`` = (B, n_x, n_h, n_y)."""
-    problem = make_problem(spec, *sizes, dtype=dtype, seed=seed)
+def bench(module, spec, sizes, dtype=np.float64, samples=7, settle=0.2, skip=(), seed=0, carried=False) -> Result:
+    """Time ``module`` (a generated module for ``spec``) against the others at ``sizes`` = (B, n_x, n_h, n_y);
+    with ``carried``, every contender starts from a state per sequence and returns its gradient."""
+    problem = make_problem(spec, *sizes, dtype=dtype, seed=seed, carried=carried)
     contenders, skipped = contenders_for(module, problem, skip)
     agreement = check_agreement(contenders, dtype)
     time_interleaved(contenders, samples=samples, settle=settle)

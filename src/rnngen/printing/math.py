@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
+from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose, ZeroMatrix
 from sympy.printing.printer import Printer
 
 from rnngen import algebra as A
@@ -174,6 +174,8 @@ class MathPrinter(Printer):
             return f"{base}{st.hadamard}{base}", MUL
         if isinstance(e, HadamardPower) and e.exp == -1:
             return f"{st.ones}{st.divide}{self._wrap(sub(e.base), ATOM)}", MUL
+        if isinstance(e, ZeroMatrix):  # a truncated gradient no kept path reaches
+            return "0", ATOM
         if isinstance(e, OneMatrix):
             rows, cols = e.shape
             if rows == 1 or (rows == A.B and cols not in (1, A.B)):  # a row, or one per sequence (row notation)
