@@ -426,3 +426,20 @@ def test_derive_with_a_mask_reports_the_padded_steps(tmp_path):
     assert "masked (pre-padded lengths)" in result.output
     assert "a padded step's input and target change nothing (0.0e+00)" in result.output
     assert (tmp_path / "rnn_tanh_softmax_xent_masked_pre_t3.py").exists()
+
+
+def test_a_mask_with_truncation_is_refused():
+    with pytest.raises(SpecError, match="--mask and --truncate together are not derived yet"):
+        RNNSpec(T=4, masked=True, truncate=2)
+
+
+def test_token_ids_take_a_mask_as_one_hot_rows_do(module_of):
+    m = module_of(RNNSpec(T=4, masked=True, padding="pre"))
+    params = m.init_params(5, 4, 3)
+    rng = np.random.default_rng(3)
+    ids, targets, lengths = rng.integers(0, 5, (4, 3)), rng.integers(0, 3, (4, 3)), np.array([1, 4, 2])
+    E, grads = m.loss_and_grads(params, ids, targets, lengths=lengths)
+    E_rows, grads_rows = m.loss_and_grads(params, np.eye(5)[ids], targets, lengths=lengths)
+    assert E == pytest.approx(E_rows, rel=1e-13)
+    for name in params:
+        np.testing.assert_allclose(grads[name], grads_rows[name], rtol=1e-12, atol=1e-15)
