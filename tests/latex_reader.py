@@ -56,6 +56,8 @@ _FAMILY = {
     r"\hat{y}": "yhat",
     "{F'}": "fprime",
     "{f'}": "fprime",
+    r"\bar{H}": "hbar",  # a masked network's new state, before the mask picks it or the old one
+    r"\bar{h}": "hbar",
 }
 #: Written without a step: the total loss E, and in a formula written entry by entry the
 #: vectors of the step at hand (g(o, y), d = \hat{y} - y). Upper-case letters may be matrix names.
@@ -66,8 +68,8 @@ _WHERE = re.compile(r",\s*\\quad\s+(?P<name>[a-z])\s+=\s+(?P<value>[^=]+)$")
 _WHERE_BOUND = "where"
 _SYMBOL = re.compile(
     r"(?P<base>\\tilde\{\\(?:delta|Delta)\}|\\(?:delta|Delta)(?!_\{ij\})|\\tilde\{[zZ]\}|\\hat\{[yY]\}|\{[fF]'\}"
-    r"|[XYZHOxyzhoDE](?![A-Za-z]))"
-    r"(?P<sup>\^\{(?!\\top|\+)(?:\\hat\{y\}|\\mathrm\{[fb]\}|[^{}])*\})?(?P<sub>_\{[^{}]*\}|_[ij](?![A-Za-z]))?"
+    r"|\\bar\{[hH]\}|[XYZHOMxyzhomDE](?![A-Za-z]))"
+    r"(?P<sup>\^\{(?!\\top|\+)(?:\\hat\{y\}|\\bar\{h\}|\\mathrm\{[fb]\}|[^{}])*\})?(?P<sub>_\{[^{}]*\}|_[ij](?![A-Za-z]))?"
 )
 #: A parameter: its letter, its chain's tag (layer, direction) above, its own subscript and its block below.
 _PARAM_TAG = r"\^\{\(\d*(?:\\mathrm\{[fb]\})?\)\}"
@@ -158,9 +160,10 @@ class Reader:
             or ``{"lrelu": ..., "lrelu'": ...}`` for leaky relu.
         blocks: block name (``V_f``) -> ``(parameter, axis, start, stop)``: the part of a stored
             parameter that a block names, for networks whose matrices act on stacked vectors.
+        masks: a masked network's mask of the sequence, steps 1..T (0 or 1 each).
     """
 
-    def __init__(self, tex: str, row: bool, params: dict, xs, ys: dict, custom=None, blocks=None, T=None):
+    def __init__(self, tex: str, row: bool, params: dict, xs, ys: dict, custom=None, blocks=None, T=None, masks=None):
         self.custom = custom or {}
         self.blocks = blocks or {}
         self.row = row
@@ -172,6 +175,8 @@ class Reader:
             self.steps["x", t] = self._vector(x)
         for t, y in ys.items():
             self.steps["y", t] = self._vector(y)
+        for t, m in enumerate([] if masks is None else masks, 1):  # a mask: 1 on a real step, 0 on a padded one
+            self.steps["m", t] = np.full((1, 1), float(m))
         # each chain's initial state is a parameter: (family, step) -> its name
         self.initial = {_initial_step(name, self.T): name for name in params if _initial_step(name, self.T)}
         for key, name in self.initial.items():
@@ -244,7 +249,7 @@ class Reader:
         suffix += f"[{tagged.group('age')}]" if tagged.group("age") else ""  # dz2_f[1]: age 1
         if "delta" in base.lower():  # delta^{z(2)}_{t} (column) or delta^{z(2),t} (row)
             letter, index = head, rest.lstrip(",") or sub
-            family = ("pre_d" if "tilde" in base else "d") + ("yhat" if letter == r"\hat{y}" else letter) + suffix
+            family = ("pre_d" if "tilde" in base else "d") + _FAMILY.get(letter, letter) + suffix
         else:  # h^{(2)}_{t} (column) or h^{(2),t} (row)
             index = (head or rest.lstrip(",") or None) if self.row else sub
             family = _FAMILY.get(base, base.lower() if base not in "DE" else base) + suffix
@@ -675,7 +680,7 @@ def _param_name(text: str, known=()) -> str:
 
 #: A superscript with a chain's tag: ``z(2\mathrm{f})``, ``(1),t``, ``\hat{y},t``, ``t-1``.
 _TAGGED = re.compile(
-    r"(?P<head>(?:\\hat\{y\}|[^(,\[])*)(?:\((?P<layer>\d*)(?:\\mathrm\{(?P<dir>[fb])\})?\))?"
+    r"(?P<head>(?:\\hat\{y\}|\\bar\{h\}|[^(,\[])*)(?:\((?P<layer>\d*)(?:\\mathrm\{(?P<dir>[fb])\})?\))?"
     r"(?:\[(?P<age>\d+)\])?(?P<rest>.*)"  # a truncated derivation's age: delta^{z(2)[1]}_{t}
 )
 #: The module's names of the initial states: ``h0``, ``h0_2``, ``h0_f``, ``h0_2_b``.
@@ -725,6 +730,8 @@ def formula_lines(tex: str) -> list:
 
 #: The forward families, in the order a step computes them.
 FORWARD = ("z", "h", "o", "yhat")
+#: Forward families only some networks have (a masked network's new state before the mask).
+OPTIONAL_FORWARD = ("hbar",)
 #: Finite-difference step of the Jacobians, and how close two sides must be.
 EPS, RTOL, ATOL = 1e-6, 1e-6, 1e-8
 
@@ -798,9 +805,12 @@ class Checker(Reader):
     The steps with a loss are those ``ys`` has a target for (all, the last, or d + 1..T with a delay).
     """
 
-    def __init__(self, tex, row, params, xs, ys, module, problem, custom=None, blocks=None, T=None, truncate=None):
-        super().__init__(tex, row, params, xs, ys, custom, blocks, T)
+    def __init__(
+        self, tex, row, params, xs, ys, module, problem, custom=None, blocks=None, T=None, truncate=None, masks=None
+    ):
+        super().__init__(tex, row, params, xs, ys, custom, blocks, T, masks)
         self.truncate = truncate
+        self.masks = masks
         self.module, self.raw, self.problem = module, (params, xs, ys), problem
         self.loss_steps = sorted(ys)
         self.base_params = dict(self.params)
@@ -828,7 +838,8 @@ class Checker(Reader):
                     if not m or not rhs:
                         continue
                     family, index, entry = self._symbol(m)
-                    if _base(family) in FORWARD and "delta" not in lhs and (index == "t" or str(index).isdigit()):
+                    forward_family = _base(family) in FORWARD + OPTIONAL_FORWARD
+                    if forward_family and "delta" not in lhs and (index == "t" or str(index).isdigit()):
                         # at a generic step t (at the steps it states, if it states them), or at one step
                         stated = _STEPS.search(rhs)
                         steps = None
@@ -854,7 +865,7 @@ class Checker(Reader):
         saved = self.params, self.steps, self.entrywise
         self.params = params or self.base_params
         key, forced = override or (None, None)
-        steps = {k: v for k, v in self.base_steps.items() if k[0] in ("x", "y")}
+        steps = {k: v for k, v in self.base_steps.items() if k[0] in ("x", "y", "m")}
         for start, name in self.initial.items():
             steps[start] = forced if key == start else self.params[name]
         self.steps, self.entrywise = steps, False
@@ -1157,12 +1168,12 @@ class Checker(Reader):
         numbers = [number for number, _, final in blocks if final]
         params, xs, ys = self.raw
         try:
-            reader = Reader(self.tex, self.row, params, xs, ys, self.custom, self.blocks, self.T)
+            reader = Reader(self.tex, self.row, params, xs, ys, self.custom, self.blocks, self.T, self.masks)
             reader.run()
         except Exception as e:  # noqa: BLE001
             return [(n, f"the final formulas do not run: {e}") for n in numbers]
         for key, value in sorted(reader.steps.items(), key=str):
-            if _base(key[0]) in FORWARD and (
+            if _base(key[0]) in FORWARD + OPTIONAL_FORWARD and (
                 key not in self.base_steps
                 or np.size(value) != np.size(self.base_steps[key])
                 or not np.allclose(value, self.base_steps[key].reshape(np.shape(value)), rtol=1e-12, atol=1e-14)

@@ -34,5 +34,6 @@ def test_the_timed_copy_gives_the_same_numbers_and_times_every_step(built, tmp_p
     assert count["loss_and_grads", "np.dot(dz_[k], W, out=dz_gemm)"] == T - 1
     assert count["_forward", "np.tanh(h_[k], out=h_[k])"] == T
     # every timed statement ran and took time; the softmax's test (a reduction) is among them
-    assert all(a > 0 for (fn, _), a in zip(keys, acc) if fn in budget.TOP)
+    # (a raise, the refusal of a mask by a module without one, never completes: it has no time)
+    assert all(a > 0 for (fn, line), a in zip(keys, acc) if fn in budget.TOP and not line.startswith("raise "))
     assert ("_softmax", "if a.max() < 64.0:") in count

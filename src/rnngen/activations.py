@@ -676,7 +676,8 @@ class Loss:
     Attributes:
         name: registry key.
         short: abbreviation used in module names.
-        expr: ``(yhat, y) -> E_t`` as a 1 x 1 matrix expression (summed over the batch).
+        expr: ``(yhat, y, weights=None) -> E_t`` as a 1 x 1 matrix expression (summed over the batch;
+            with ``weights``, a 1 x B row such as a step's mask, each sequence's term times its weight).
         scalar: ``([yhat_i], [y_i]) -> E_t`` on SymPy scalars, from the textbook definition.
         needs_probabilities: True when the output must lie in (0, 1) (the loss takes logs).
         targets: what the module accepts as targets: ``classes`` (indices or one-hot rows),
@@ -703,23 +704,24 @@ def _ones_row(n):
     return A.ones(1, n)
 
 
-def _total(n, body):
-    """``1^T body 1``: the sum of every entry, over the outputs and the sequences."""
-    return A.mul(_ones_row(n), body, A.ones(A.B, 1))
+def _total(n, body, weights=None):
+    """``1^T body 1``: the sum of every entry, over the outputs and the sequences; with ``weights``
+    (a 1 x B row, a step's mask), ``1^T body weights^T``: each sequence's column counted by its weight."""
+    return A.mul(_ones_row(n), body, A.ones(A.B, 1) if weights is None else A.transpose(weights))
 
 
-def _cross_entropy(yhat, y):
-    return A.neg(_total(yhat.shape[0], A.had(y, _fn("log", yhat))))
+def _cross_entropy(yhat, y, weights=None):
+    return A.neg(_total(yhat.shape[0], A.had(y, _fn("log", yhat)), weights))
 
 
-def _binary_cross_entropy(yhat, y):
+def _binary_cross_entropy(yhat, y, weights=None):
     one = A.ones(*yhat.shape)
     both = A.add(A.had(y, _fn("log", yhat)), A.had(A.sub(one, y), _fn("log", A.sub(one, yhat))))
-    return A.neg(_total(yhat.shape[0], both))
+    return A.neg(_total(yhat.shape[0], both, weights))
 
 
-def _squared_error(yhat, y):
-    return A.scale(sp.Rational(1, 2), _total(yhat.shape[0], A.square(A.sub(yhat, y))))
+def _squared_error(yhat, y, weights=None):
+    return A.scale(sp.Rational(1, 2), _total(yhat.shape[0], A.square(A.sub(yhat, y)), weights))
 
 
 LOSSES: dict[str, Loss] = {

@@ -140,6 +140,8 @@ def derive(
     input_grad: bool = False,
     delay: int = 0,
     truncate: int | None = None,
+    masked: bool = False,
+    padding: str = "post",
     out: str | os.PathLike | None = None,
     check: bool = True,
     exact: bool = False,
@@ -171,6 +173,8 @@ def derive(
         input_grad: also return dE/dx as ``grads["x"]``.
         delay: with many-to-many, the losses start at step ``delay + 1`` (delayed many-to-many).
         truncate: truncated BPTT with horizon τ (``RNNSpec.truncate``): E_t reaches the steps t - τ + 1..t only.
+        masked: the module takes a mask or lengths of real steps (``--mask``).
+        padding: where ``lengths`` put the padded steps of a masked module, ``"post"`` or ``"pre"``.
         out: a directory to write the module (and documents) into; None writes nothing.
         check: verify the module's gradients (finite differences, Taylor test, the two forms).
         exact: also compare with the exact SymPy scalar oracle (T <= 8, slower).
@@ -205,6 +209,8 @@ def derive(
         input_grad=input_grad,
         delay=delay,
         truncate=truncate,
+        masked=masked,
+        padding=padding,
     )
     if check and exact and spec.T > EXACT_MAX_T:
         raise SpecError(f"the exact oracle runs up to T = {EXACT_MAX_T} (entry by entry, 40 digits), got T = {spec.T}")

@@ -33,10 +33,11 @@ def random_state(module, params, xs, seed: int = 2) -> dict:
     for an activation with a kink, drawn again until every pre-activation keeps ``KINK_MARGIN`` from it."""
     B = input_steps(module.SPEC, xs).shape[1]
     kinked = elementwise(hidden_key(module.SPEC)).kink
+    mask = getattr(module, "mask", None)  # a masked module's (masks.Masked)
     for attempt in range(seed, seed + 1000):
         rng = np.random.default_rng(attempt)
         state = {name: 0.5 * rng.standard_normal((B, *np.shape(params[name]))) for name in module.INITIAL_STATES}
-        if not kinked or np.abs(preactivations(module.SPEC, params, xs, state)).min() >= KINK_MARGIN:
+        if not kinked or np.abs(preactivations(module.SPEC, params, xs, state, mask)).min() >= KINK_MARGIN:
             return state
     raise ValueError("found no initial state whose pre-activations keep away from the kink")
 
@@ -102,7 +103,7 @@ def final_state(module, params, xs, targets, state: dict) -> float:
     """Relative error of the final state ``return_state`` gives against the plain loop's."""
     _, _, final = module.loss_and_grads(params, xs, targets, state=given(module, state), return_state=True)
     final = as_dict(module, final)
-    reference = final_states(module.SPEC, params, xs, state)
+    reference = final_states(module.SPEC, params, xs, state, getattr(module, "mask", None))
     return max(relative_error(final[k], reference[k]) for k in module.INITIAL_STATES)
 
 

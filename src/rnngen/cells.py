@@ -11,6 +11,11 @@ exact scalar oracle (``verify``: SymPy matrices of numbers) and the plain refere
   ``ops.bias(b)`` (a bias repeated for every sequence; ``None`` when the network has none),
   ``ops.act(key, v)`` (the elementwise activation ``key`` of the registry).
 
+A masked network keeps the state on a padded step: ``keep`` is that one rule, ``state + m (new -
+state)``, for every cell and every state it carries, written with ``ops.sub(a, b)`` and
+``ops.mask(m, v)`` (the mask applied to each sequence's column); the loops that run a cell
+(``unroll``, ``reference.run_network``) apply it to the step's new state.
+
 Adding a cell (LSTM, GRU) is adding an entry here: its parameter roles with their shapes, its state
 quantity, and its step; the stages downstream read only these.
 """
@@ -82,3 +87,9 @@ ELMAN = Cell(
 
 #: Every cell, by its ``--cell`` name.
 CELLS = {cell.name: cell for cell in (ELMAN,)}
+
+
+def keep(ops, state, new, m):
+    """The state after a step that may be padded: ``state + m ∘ (new - state)``, ``new`` where the
+    mask ``m`` (a 1 x B row of 0 and 1, or one sequence's 0 or 1) is 1, ``state`` where it is 0."""
+    return ops.add(state, ops.mask(m, ops.sub(new, state)))

@@ -223,6 +223,21 @@ _SPEC_OPTIONS = (
         "for L bidirectional layers). Example: --truncate 3",
     ),
     click.option(
+        "--mask",
+        "masked",
+        is_flag=True,
+        help="Take a (T, B) mask or the lengths of real steps: a padded step keeps the state and has no "
+        "loss (seed 003). Example: --mask",
+    ),
+    click.option(
+        "--padding",
+        type=click.Choice(["post", "pre"]),
+        default="post",
+        show_default=True,
+        help="With --mask, where lengths put the padded steps: after each sequence or before it. "
+        "Example: --padding pre",
+    ),
+    click.option(
         "--notation",
         type=click.Choice(list(NOTATIONS)),
         default="column",
@@ -556,6 +571,8 @@ def _print_formulas(result) -> None:
             if family_of(f.stmts[0].target) == "fprime":  # a name the reader has not met yet
                 f_name = "f" if result.spec.is_custom else result.spec.hidden
                 says = f"   (f′_t = {f_name}'(z_t), the diagonal of ∂h_t/∂z_t, for all steps at once)"
+                if result.spec.masked:  # the mask is hoisted into it
+                    says = f"   (f′_t = m_t {f_name}'(z_t): ∂h_t/∂z_t, 0 on a padded step, for all steps at once)"
             click.echo(f"  ({result.equations[f.key]}) {f.text}{says}")
 
 
@@ -866,6 +883,7 @@ def _describe(spec) -> str:
     bias = {(True, True): "biases b and c", (True, False): "bias b only", (False, True): "bias c only"}
     layers = f"{spec.layers} layers" if spec.layers > 1 else "1 layer"
     shape = f"{layers}{', bidirectional' if spec.bidirectional else ''}{', dE/dx' if spec.input_grad else ''}"
+    shape += f", masked ({spec.padding}-padded lengths)" if spec.masked else ""
     vectors = (
         f"one matrix on the stacked {'row' if spec.row else 'vector'}" if spec.stacked else f"{spec.notation} vectors"
     )
@@ -938,6 +956,11 @@ def _print_report(report: Report) -> None:
         click.echo(
             f"    the learned state given as every sequence's changes nothing ({st['broadcast']:.1e});"
             f" final state vs plain loop {st['final_state']:.1e}"
+        )
+    if report.padded is not None:
+        click.echo(
+            f"  with a mask of lengths 1, T and drawn ones (every check above): a padded step's input and target"
+            f" change nothing ({report.padded:.1e})"
         )
     _print_paths_and_notes(report)
     if report.ok:

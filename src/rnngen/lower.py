@@ -47,6 +47,7 @@ from rnngen.operations import (
     IdSums,
     Into,
     Lookup,
+    Padded,
     Reuse,
     Take,
     TakePlace,
@@ -76,7 +77,7 @@ class Storage:
 
 def storage_of(program: Program) -> dict:
     """The storage of every family the program reads or writes."""
-    per_step, first, last = {"x", "y"}, {}, {}  # the caller hands x and y over as (T, B, n)
+    per_step, first, last = {"x", "y", "m"}, {}, {}  # the caller hands x, y and a mask over as (T, B, n)
     for s in program.stmts:
         for sym in [s.target, *A.symbols_in(s.expr)]:
             step, run = step_of(sym), run_of(sym)
@@ -90,6 +91,40 @@ def storage_of(program: Program) -> dict:
             first[family] = min(first.get(family, lo), lo)
             last[family] = max(last.get(family, hi), hi)
     return {f: Storage(lo, last[f] - lo + 1, f in per_step) for f, lo in first.items()}
+
+
+def _repeated(expr) -> bool:
+    """True for ``1 r``: a row ``r`` (a step's mask) repeated down every row."""
+    return isinstance(expr, MatMul) and isinstance(expr.args[0], OneMatrix) and expr.args[0].shape[1] == 1
+
+
+def kept_state(expr):
+    """``(s, new, m)`` when ``expr`` is ``s + (1 m) ∘ (new - s)`` (``cells.keep``: a masked step's state),
+    else None."""
+    if not (isinstance(expr, MatAdd) and len(expr.args) == 2):
+        return None
+    for s, other in (expr.args, reversed(expr.args)):
+        if isinstance(other, HadamardProduct) and len(other.args) == 2:
+            row = next((f for f in other.args if _repeated(f)), None)
+            diff = next((f for f in other.args if f is not row), None)
+            if row is not None and isinstance(diff, MatAdd) and len(diff.args) == 2 and A.neg(s) in diff.args:
+                new = next(t for t in diff.args if t != A.neg(s))
+                return s, new, row.args[-1]
+    return None
+
+
+def passed_whole(terms: list):
+    """``(a, m, rest)`` when ``terms`` hold ``a`` and ``-(a ∘ (1 m))``, together ``a ∘ (1 - m)``: a state's
+    delta passed on whole where the mask ``m`` is 0; else None."""
+    for term in terms:
+        c, body = A.split_coeff(term)
+        if c != -1 or not isinstance(body, HadamardProduct) or len(body.args) != 2:
+            continue
+        row = next((f for f in body.args if _repeated(f)), None)
+        a = next((f for f in body.args if f is not row), None)
+        if row is not None and a in terms:
+            return a, row.args[-1], [t for t in terms if t != term and t != a]
+    return None
 
 
 def is_targets(expr) -> bool:
@@ -140,7 +175,8 @@ def softmax_outputs(program: Program) -> dict:
 
 
 def reads_targets_as_classes(program: Program) -> bool:
-    """True when every statement that reads the targets is ``Ŷ - Y`` or the loss ``-1ᵀ (Y ∘ log_softmax(O)) 1``.
+    """True when every statement that reads the targets is ``Ŷ - Y`` or the loss ``-1ᵀ (Y ∘ log_softmax(O)) 1``
+    (masked: ``(Ŷ - Y) ∘ (1 m)`` and ``-1ᵀ (Y ∘ log_softmax(O)) mᵀ``).
 
     Then the module can keep class indices as indices: the two helpers that print those
     forms take either rows or indices. Any other reader (the dense softmax Jacobian of an
@@ -150,17 +186,26 @@ def reads_targets_as_classes(program: Program) -> bool:
     for s in program.stmts:
         if "y" not in {family for family, _ in s.reads}:
             continue
-        if minus_targets(s.expr):
+        expr = s.expr
+        if isinstance(expr, HadamardProduct):  # a masked step's (Ŷ - Y) ∘ (1 m_t): the mask applied after
+            kept = [f for f in expr.args if not _repeated(f)]
+            expr = kept[0] if len(kept) == 1 else expr
+        if minus_targets(expr):
             continue
         factors = s.expr.as_coeff_matrices()[1] if isinstance(s.expr, MatMul) else ()
         if not (
             len(factors) == 3
             and isinstance(factors[0], OneMatrix)
-            and isinstance(factors[2], OneMatrix)
+            and (isinstance(factors[2], OneMatrix) or _weights(factors[2]))
             and targets_dot_log_softmax(factors[1], softmax_of)
         ):
             return False
     return True
+
+
+def _weights(expr) -> bool:
+    """True for ``w^T``, a row of weights per sequence (a masked loss's mask) taken as a column."""
+    return isinstance(expr, Transpose) and isinstance(expr.arg, MatrixSymbol) and expr.arg.shape[0] == 1
 
 
 def buffers_to_reuse(program: Program, storage: dict) -> dict:
@@ -295,6 +340,7 @@ class _Writes:
         self._scratches: set = set()  # (function, name) of the scratches and copies taken
         self._function = None
         self._step_family = None  # the family of the step being lowered
+        self.cycles: dict = {}  # family -> the families of its recurrence (a masked h̄ is h's)
 
     def write(self, stmt) -> Write:
         """The operations that compute ``stmt.expr`` into its target's storage.
@@ -433,12 +479,13 @@ class _Writes:
     def _gemm(self, data, param, out, ops) -> Gemm:
         """One step's GEMM of ``data`` and ``param`` into ``out``; ``ops`` gets what it needs first.
 
-        A recurrence's own GEMM (its previous step times a weight) reads a transposed weight from
+        A recurrence's own GEMM (a previous step of its families times a weight) reads a transposed weight from
         a contiguous copy made once per call: BLAS reads that faster than the view ``W.T`` (100
         steps at B = 32, n_h = 128 in float32: 2.6 against 1.1 ms), and it is read at every step.
         """
         copy = None
-        if isinstance(param, MatrixSymbol) and isinstance(data, MatrixSymbol) and family_of(data) == self._step_family:
+        cycle = self.cycles.get(self._step_family, {self._step_family})
+        if isinstance(param, MatrixSymbol) and isinstance(data, MatrixSymbol) and family_of(data) in cycle:
             copy = names.transposed_copy(param.name)
             if (self._function, copy) not in self._scratches:
                 self._scratch(copy, (str(param.shape[1]), str(param.shape[0])), ops)
@@ -455,6 +502,15 @@ class _Writes:
         minus = minus_targets(expr) if self.class_targets else None
         if minus is not None:
             return [Into(dest, "minus_targets", minus)], [], None
+        kept = kept_state(expr)
+        if kept is not None:  # the new state, then the old one back where the step is padded
+            state, new, m = kept
+            first, rest, value = self._into(dest, new)
+            return first, rest + [Padded(dest, "=", state, m)], value
+        if isinstance(expr, MatAdd) and passed_whole(list(expr.args)):
+            a, m, others = passed_whole(list(expr.args))
+            first, rest, value = self._into(dest, A.add(*others))
+            return first, rest + [Padded(dest, "+", a, m)], value
         if is_gemm(expr):
             param, data = expr.as_coeff_matrices()[1]
             ops = []
@@ -513,12 +569,19 @@ class _Writes:
             return [Into(dest, "multiply", tuple(expr.args))], [], None
         if isinstance(expr, HadamardProduct) and not any(isinstance(f, HadamardPower) for f in expr.args):
             factors = list(expr.args)
-            lead = next((f for f in factors if isinstance(f, (MatAdd, MatMul, A.Elementwise))), None)
+            # not a row repeated down the columns (1 m_t, a mask): it has fewer entries than dest
+            lead = next(
+                (f for f in factors if isinstance(f, (MatAdd, MatMul, A.Elementwise)) and not _repeated(f)), None
+            )
             if lead is not None:
                 first, rest, value = self._into(dest, lead)
+                if first is None and any(_repeated(f) for f in factors):
+                    # the lead is the array library's value ((h > 0) is bool): a mask row cannot
+                    # broadcast into it in place, so the product is evaluated whole
+                    return None, [], expr
                 for f in factors:
-                    if f is not lead:
-                        rest.append(Update(dest, "*", f))
+                    if f is not lead:  # a mask row of 0 and 1: its padded entries zeroed, no product
+                        rest.append(Padded(dest, "0", None, f.args[-1]) if _repeated(f) else Update(dest, "*", f))
                 return first, rest, value
         return None, [], expr
 
@@ -541,8 +604,11 @@ class _Writes:
         if expr == held:
             return [], [], None
         if isinstance(expr, MatAdd) and held in expr.args:
-            rest = []
-            for term in expr.args:
+            rest, terms, whole_where = [], list(expr.args), None
+            if passed_whole(terms):  # a ∘ (1 - m) as one masked add, after the others
+                a, m, terms = passed_whole(terms)
+                whole_where = Padded(dest, "+", a, m)
+            for term in terms:
                 if term == held:
                     continue
                 if is_gemm(term):
@@ -551,7 +617,7 @@ class _Writes:
                     rest += [self._gemm(data, param, scratch, rest), Update(dest, "+", scratch)]
                     continue
                 rest.append(self._add_term(dest, term))
-            return [], rest, None
+            return [], rest + ([whole_where] if whole_where else []), None
         if isinstance(expr, A.Elementwise):
             rule = elementwise(expr.fn)
             if not rule.is_identity and not applies_in_place(rule):
@@ -581,6 +647,10 @@ def writes(
     reads the inputs in both of their forms (``ByInput``)."""
     step_written = {step_of(s.target)[0] for s in program.stmts if step_of(s.target)}
     plan = _Writes(storage, program.derivation.spec.T, class_targets, reuse, in_place, step_written, token_ids)
+    # h̄_t reads h_{t-1}: its GEMM is the recurrence's own. (A custom activation's z_t reads h_{t-1}
+    # alike; left as it was, so that unmasked modules keep their code.)
+    if getattr(program.derivation.spec, "masked", False):
+        plan.cycles = {key: r.families for r in program.recurrences for key in r.families}
     return tuple(plan.write(s) for s in program.stmts)
 
 

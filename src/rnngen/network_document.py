@@ -23,6 +23,7 @@ from rnngen.families import Family, Relative, Step, family, relative_of, run_of,
 from rnngen.network import Block
 from rnngen.printing.math import param_latex
 from rnngen.program import gradient_symbol, relative, state_key, step_template
+from rnngen.unroll import candidate
 
 _ROLES = {
     "input": "input weights",
@@ -60,6 +61,10 @@ def _legend(n: Notation, derivation: Derivation) -> list:
     for chain in net.chains:
         z, h = (n.step(base + chain.suffix, "t") for base in ("z", "h"))
         rows.append((f"${z},\\ {h}$", f"pre-activation and state of {_where(chain)}"))
+    if derivation.spec.masked:
+        hbar = n.step(candidate(net.cell.state) + net.chains[-1].suffix, "t")
+        rows.append((f"${n.step('m', 't')}$", "the mask: 1 on a real step, 0 on a padded one"))
+        rows.append((f"${hbar}$", "the cell's new state, which a padded step does not take"))
     rows.append((f"${n.step('o', 't')},\\ {n.step('yhat', 't')}$", "output pre-activation and prediction"))
     for name, p in net.params.items():
         shape = " \\times ".join(_size(d) for d in p.symbol().shape if d != 1)
@@ -287,7 +292,8 @@ def _chain_sweeps(n: Notation, derivation: Derivation) -> list:
     for chain in order:
         dh, dz = chain.family("h", "adjoint"), chain.family("z", "adjoint")
         # a truncated derivation's ages first (each from the one before), then their sums
-        keys = [f.aged(a).key for a in ages for f in (dh, dz)] + [dh.key, dz.key]
+        dhbar = chain.family(candidate(net.cell.state), "adjoint")  # a masked network's new state
+        keys = [f.aged(a).key for a in ages for f in (dh, dz)] + [dh.key, dhbar.key, dz.key]
         sweeps.append(
             dict(
                 where=_where(chain),
@@ -378,7 +384,8 @@ def network_context(derivation: Derivation, formulas: list, numbering: Numbering
     T = spec.T
     chains = []
     for chain in net.chains:
-        keys = [k for k in forward_families(graph) if k in (chain.family("z").key, state_key(chain))]
+        own = (chain.family("z").key, chain.family(candidate(net.cell.state)).key, state_key(chain))
+        keys = [k for k in forward_families(graph) if k in own]
         chains.append(
             dict(
                 where=_where(chain),
@@ -397,6 +404,8 @@ def network_context(derivation: Derivation, formulas: list, numbering: Numbering
         bidirectional=spec.bidirectional,
         stacked=spec.stacked,
         many_to_one=spec.mapping == "many-to-one",
+        masked=spec.masked,
+        m_t=n.step("m", "t"),
         legend=_legend(n, derivation),
         chains=chains,
         output_lines=_forward_lines(n, graph, ("o", "yhat"), spec.loss_steps),
@@ -432,5 +441,12 @@ def is_single_chain(spec) -> bool:
 
 def three_forms(spec) -> bool:
     """True for the networks ``document.py`` derives three ways: a single chain with an input at every
-    step and a loss at every step or at the last (the other mappings: this module's document)."""
-    return is_single_chain(spec) and spec.mapping != "one-to-many" and not spec.delay and spec.truncate is None
+    step and a loss at every step or at the last, untruncated and unmasked (the others: this module's
+    document, which reads every equation from the derivation)."""
+    return (
+        is_single_chain(spec)
+        and spec.mapping != "one-to-many"
+        and not spec.delay
+        and spec.truncate is None
+        and not spec.masked
+    )

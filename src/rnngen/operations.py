@@ -104,6 +104,19 @@ class Update:
 
 
 @dataclass(frozen=True)
+class Padded:
+    """``dest op= expr`` for the sequences a step pads only, where ``mask`` (the step's 1 x B row of 0
+    and 1, or steps of it side by side) is 0: ``op`` ``=`` puts ``expr`` there (a padded step keeps the
+    state), ``+`` adds it (the state's delta passes a padded step whole), ``0`` zeroes it (a product
+    with the mask; ``expr`` is None). One masked call each, no temporary."""
+
+    dest: object
+    op: str
+    expr: object
+    mask: object
+
+
+@dataclass(frozen=True)
 class Apply:
     """``dest = fn(dest)`` in place, for the elementwise function ``fn`` (``applies_in_place``)."""
 

@@ -66,7 +66,8 @@ def stable_logs(program: Program) -> Program:
 
 
 def fuse_output_gradient(program: Program) -> Program:
-    """Replace the output adjoint ``do_t`` by the output/loss pair's closed form, if it has one."""
+    """Replace the output adjoint ``do_t`` by the output/loss pair's closed form, if it has one
+    (times the step's weights, a masked step's ``1 m_t``, which the loss term carries)."""
     fused = program.derivation.spec.fused
     if fused is None:
         return program
@@ -74,12 +75,17 @@ def fuse_output_gradient(program: Program) -> Program:
     outputs = {s.target.name: s.expr.arg for s in program.stmts if s.step and s.step[0] == "yhat"}  # yhat_t -> o_t
     inputs = {x.name: x for x in program.derivation.graph.inputs["y"]}
 
+    weights = program.derivation.graph.weights  # a masked loss term: its sequences' columns weighted
+
     def rewrite(stmt):
         if not stmt.step or stmt.step[0] != "do":
             return stmt
         t = stmt.step[1]
         yhat = step_name("yhat", t)
-        return stmt.with_(expr=fused.grad(steps[yhat], inputs[step_name("y", t)], outputs[yhat]))
+        grad = fused.grad(steps[yhat], inputs[step_name("y", t)], outputs[yhat])
+        if t in weights:
+            grad = A.had(grad, A.mul(A.ones(grad.shape[0], 1), weights[t]))
+        return stmt.with_(expr=grad)
 
     return program.with_stmts(rewrite(s) for s in program.stmts)
 
@@ -139,8 +145,8 @@ def inline_recurrent_temporaries(program: Program) -> Program:
     inlined: dict = {}  # symbol -> its expression
     out = []
     for s in program.stmts:
-        if any(sym in inlined for sym in A.symbols_in(s.expr)):
-            s = s.with_(expr=s.expr.xreplace(inlined))
+        if any(sym in inlined for sym in A.symbols_in(s.expr)):  # flat again: a product inlined into a product
+            s = s.with_(expr=A.normalize(s.expr.xreplace(inlined)))
         if s.step and s.step[0] in recurrent and s.step not in program.outputs and uses[s.target] == 1:
             inlined[s.target] = s.expr
         else:
@@ -165,7 +171,10 @@ def hoist_local_jacobians(program: Program) -> Program:
     step reads the same ``f'(z_t)``: it is hoisted too, once, and computed for all steps at once.
     """
     recurrent = recurrent_families(program)
-    forward = {family_of(s.target) for s in program.stmts if s.section == "forward"} | {"x", "y"}
+    # the inputs too: a masked step's (1 m_t) is hoisted with f'(z_t), one product less per step
+    forward = {family_of(s.target) for s in program.stmts if s.section == "forward"} | set(
+        program.derivation.graph.inputs
+    )
     out = []
     hoisted_steps = set()  # every age of a truncated derivation reads the same f'(z_t): hoisted once
     for s in program.stmts:

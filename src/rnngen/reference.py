@@ -20,6 +20,7 @@ import numpy as np
 import sympy as sp
 
 from rnngen.activations import LOSSES, OUTPUT_LAYERS, elementwise
+from rnngen.cells import keep
 from rnngen.evaluate import evaluate
 from rnngen.network import Network, network, size
 from rnngen.spec import RNNSpec
@@ -61,6 +62,11 @@ class Ops:
     """
 
     matmul = staticmethod(operator.matmul)
+    sub = staticmethod(operator.sub)
+
+    @staticmethod
+    def mask(m, value):  # a (1, B) row broadcast down the columns, or one sequence's 0 or 1
+        return m * value
 
     def __init__(self, apply):
         self.apply = apply
@@ -87,7 +93,9 @@ def _numpy_act(key, value):
     return elementwise(key).ufunc(value)
 
 
-def run_network(net: Network, ops: Ops, env: dict, dims: dict, xs: list, hidden: str, steps, T: int) -> tuple:
+def run_network(
+    net: Network, ops: Ops, env: dict, dims: dict, xs: list, hidden: str, steps, T: int, masks=None
+) -> tuple:
     """Every chain's states and the outputs ``o_t`` at ``steps``, by the cells' own step equations.
 
     Args:
@@ -99,6 +107,8 @@ def run_network(net: Network, ops: Ops, env: dict, dims: dict, xs: list, hidden:
         hidden: the hidden activation's rule key.
         steps: the steps that have an output.
         T: the number of steps.
+        masks: None, or each step's mask (a row of 0 and 1 per sequence, or one sequence's 0 or 1),
+            steps 1..T: a padded step keeps the state (``cells.keep``).
 
     Returns:
         ``(states, outputs)``: chain key -> step -> state (the initial state at step 0, or T + 1
@@ -120,7 +130,8 @@ def run_network(net: Network, ops: Ops, env: dict, dims: dict, xs: list, hidden:
             inputs = (
                 ([xs[t - 1]] if t <= len(xs) else []) if chain.reads == "x" else [states[k][t] for k in chain.reads]
             )
-            state = seq[t] = net.cell.step(ops, weights, inputs, state, hidden)
+            new = net.cell.step(ops, weights, inputs, state, hidden)
+            state = seq[t] = new if masks is None else keep(ops, state, new, masks[t - 1])
         states[chain.key] = seq
     V, c = net.output, net.output_bias
     blocks = [value(V.math(part)) for part in V.parts or (None,)]
@@ -141,10 +152,10 @@ def sizes_of(net: Network, env: dict, n_x: int) -> dict:
     return dims
 
 
-def _numpy_run(spec: dict, params: dict, xs, state: dict | None = None) -> tuple:
+def _numpy_run(spec: dict, params: dict, xs, state: dict | None = None, mask=None) -> tuple:
     """``run_network`` on float64 NumPy arrays for the whole batch; returns ``(net, ops, states, outputs)``.
     ``state``, if given, holds each chain's initial state per sequence (name -> (B, n)) in place of
-    the learned one."""
+    the learned one; ``mask``, if given, is the (T, B) mask of real steps."""
     net = network_of(spec)
     env = {k: np.asarray(v, np.float64) for k, v in params.items()}
     env = {k: v[:, None] if v.ndim == 1 else v for k, v in env.items()}  # vectors as columns
@@ -154,20 +165,23 @@ def _numpy_run(spec: dict, params: dict, xs, state: dict | None = None) -> tuple
     full = spec_of(spec)
     columns = list(np.swapaxes(xs, 1, 2))  # x_t as (n_x, B)
     dims = sizes_of(net, env, xs.shape[-1])
-    states, outputs = run_network(net, ops, env, dims, columns, full.hidden_key, full.loss_steps, full.T)
+    masks = None if mask is None else list(np.asarray(mask, np.float64)[:, None, :])  # m_t as (1, B)
+    states, outputs = run_network(net, ops, env, dims, columns, full.hidden_key, full.loss_steps, full.T, masks)
     return net, ops, states, outputs
 
 
-def preactivations(spec: dict, params: dict, xs, state: dict | None = None) -> np.ndarray:
-    """Every value an activation reads (each ``z_t`` of every chain and sequence), flattened, by the plain loop."""
-    ops = _numpy_run(spec, params, xs, state)[1]
+def preactivations(spec: dict, params: dict, xs, state: dict | None = None, mask=None) -> np.ndarray:
+    """Every value an activation reads (each ``z_t`` of every chain and sequence), flattened, by the
+    plain loop (with ``mask``, a padded step's too, from the state it keeps)."""
+    ops = _numpy_run(spec, params, xs, state, mask)[1]
     return np.concatenate([np.ravel(a) for a in ops.arguments])
 
 
-def final_states(spec: dict, params: dict, xs, state: dict | None = None) -> dict:
+def final_states(spec: dict, params: dict, xs, state: dict | None = None, mask=None) -> dict:
     """Each chain's state after its last step (a backward chain's at step 1), as (B, n), keyed by
-    its initial state's name, by the plain loop (from ``state`` if given)."""
-    net, _, states, _ = _numpy_run(spec, params, xs, state)
+    its initial state's name, by the plain loop (from ``state`` if given; with ``mask``, the state
+    held since each sequence's last real step)."""
+    net, _, states, _ = _numpy_run(spec, params, xs, state, mask)
     return {c.params["initial"].name: states[c.key][c.steps(spec["T"])[1]].T for c in net.chains}
 
 
@@ -178,11 +192,12 @@ def relative_error(value, reference) -> float:
     return float(diff / scale) if scale > 0 else float(diff)
 
 
-def plain_forward(spec: dict, params: dict, xs) -> dict:
+def plain_forward(spec: dict, params: dict, xs, mask=None) -> dict:
     """h, o and yhat by the plain float64 loop, from the network's description (the cells' step
     equations, the activation's ufunc, the output layer's scalar form), independent of the generated
-    code. ``h`` is the top layer's states, its directions side by side (forward first)."""
-    net, _, states, outputs = _numpy_run(spec, params, xs)
+    code. ``h`` is the top layer's states, its directions side by side (forward first); ``mask``, if
+    given, is the (T, B) mask of real steps."""
+    net, _, states, outputs = _numpy_run(spec, params, xs, mask=mask)
     T = spec["T"]
     hs = np.stack([np.concatenate([states[c.key][t] for c in net.top]).T for t in range(1, T + 1)])
     os = np.stack([o.T for o in outputs.values()])
@@ -193,8 +208,10 @@ def plain_forward(spec: dict, params: dict, xs) -> dict:
     return {"h": hs, "o": os, "yhat": yhat}
 
 
-def loss_of_outputs(spec: dict, yhat, targets) -> float:
-    """E from the outputs ``forward()`` returns, by the loss's textbook scalar form."""
+def loss_of_outputs(spec: dict, yhat, targets, mask=None) -> float:
+    """E from the outputs ``forward()`` returns, by the loss's textbook scalar form; with the (T, B)
+    ``mask`` of a masked module, each step's terms counted on real steps only (many-to-one: its one
+    loss counts for every sequence)."""
     yhat = np.asarray(yhat, np.float64)
     targets = np.asarray(targets)
     if targets.dtype.kind in "iu":
@@ -202,7 +219,11 @@ def loss_of_outputs(spec: dict, yhat, targets) -> float:
     n = yhat.shape[-1]
     step_loss = _textbook("loss", spec["loss"], n)
     rows = yhat.reshape(-1, n).T, np.asarray(targets, np.float64).reshape(-1, n).T
-    return float(np.sum(step_loss(list(rows[0]), list(rows[1]))))
+    terms = np.broadcast_to(step_loss(list(rows[0]), list(rows[1])), rows[0].shape[1:])
+    if mask is not None and spec["mapping"] != "many-to-one":
+        first = spec_of(spec).loss_steps[0]
+        terms = terms * np.asarray(mask)[first - 1 :].reshape(-1)
+    return float(np.sum(terms))
 
 
 @functools.cache

@@ -93,9 +93,12 @@ def _runs(forms: list) -> list:
     return runs
 
 
-def _generic_equation(stmt, form, printer, row: bool) -> str:
-    family, template = form
-    return f"{printer(relative(family, 0, stmt.target.shape[0]), row)} = {printer(template, row)}"
+def _generic_equation(stmt, t0: int, printer, row: bool) -> str:
+    """A statement at a generic step t standing for step ``t0``: its own step is ``t + (its step - t0)``
+    (in two forms that alternate, the second may be a step behind the first: ``δh_{t-1}`` after ``δz_t``)."""
+    family, t = stmt.step
+    lhs = relative(family, t - t0, stmt.target.shape[0])
+    return f"{printer(lhs, row)} = {printer(step_template(stmt.expr, t0), row)}"
 
 
 def final_formulas(program: Program) -> list:
@@ -108,8 +111,9 @@ def final_formulas(program: Program) -> list:
         group = stmts[start:stop]
         if stop - start > 1:
             ts = [s.step[1] for s in group[::period]]
-            tex = r", \qquad ".join(_generic_equation(group[k], forms[start + k], latex, row) for k in range(period))
-            txt = ";  ".join(_generic_equation(group[k], forms[start + k], text, row) for k in range(period))
+            t0 = group[0].step[1]
+            tex = r", \qquad ".join(_generic_equation(group[k], t0, latex, row) for k in range(period))
+            txt = ";  ".join(_generic_equation(group[k], t0, text, row) for k in range(period))
             tex, txt = tex + _steps_note(ts, "latex"), txt + _steps_note(ts, "text")
         else:
             s = group[0]
@@ -287,7 +291,8 @@ def module_context(derivation: Derivation, lowered: Lowered, formulas: list, num
     hidden = ['"n_x": n_x', *(f'"{s}": hidden[{i}]' for i, s in enumerate(layers)), '"n_y": n_y']
     # the dtype every array is computed in: the parameters', which _prepare gives the dtype of float xs
     dtype = f"{next(iter(params))}.dtype"
-    calls = _call_lines(net, carried, [dtype] + [sources[n] for n in buffer_sizes], spec.input_grad, weights, hidden)
+    sizes = [dtype] + [sources[n] for n in buffer_sizes]
+    calls = _call_lines(net, carried, sizes, spec.input_grad, weights, hidden, dtype if spec.masked else None)
     return dict(
         **_common(spec),
         **calls,
@@ -306,6 +311,8 @@ def module_context(derivation: Derivation, lowered: Lowered, formulas: list, num
         params=list(params),
         hidden_sizes=[str(s) for s in net.sizes[1:-1]],
         input_grad=spec.input_grad,
+        masked=spec.masked,
+        padding=spec.padding,
         initial_states=initial,
         **_state_lines(initial),
         n_x_from_xs=" - " in sources["n_x"],  # no whole dimension of a parameter: float xs have it
@@ -320,6 +327,10 @@ def module_context(derivation: Derivation, lowered: Lowered, formulas: list, num
         targets=spec.loss_rule.targets,
         target_doc=_target_doc(spec),
         normalized_targets=bool(spec.fused and spec.fused.normalized_targets),
+        # a masked loss's targets, checked on real steps only (many-to-one's one target counts for all)
+        masked_targets=spec.masked
+        and spec.mapping != "many-to-one"
+        and bool(spec.fused and spec.fused.normalized_targets),
         class_targets=class_targets,
         fan_in=0 if spec.row else 1,
         weights=[name for name, p in net.params.items() if not p.is_vector],
@@ -329,11 +340,15 @@ def module_context(derivation: Derivation, lowered: Lowered, formulas: list, num
     )
 
 
-def _call_lines(net, carried: list, size_codes: list, input_grad: bool, weights: list, hidden: list) -> dict:
+def _call_lines(
+    net, carried: list, size_codes: list, input_grad: bool, weights: list, hidden: list, masked: str | None = None
+) -> dict:
     """The lines that hand the parameters and the forward values from function to function.
 
     On one line each where they fit; a network of many chains passes its parameters as one
-    list, unpacked chain by chain, so that no line outgrows the formatter's length.
+    list, unpacked chain by chain, so that no line outgrows the formatter's length. A masked
+    module (``masked``: the code of the dtype it computes in) hands its mask ``m`` (T, B, 1) and its
+    complement ``pad`` (booleans) on beside ``x``; any other refuses a mask in one line.
     """
     names = list(net.params)  # chain by chain, then the output layer's: one group each
     groups = [list(dict.fromkeys(p.name for p in chain.params.values())) for chain in net.chains]
@@ -344,6 +359,14 @@ def _call_lines(net, carried: list, size_codes: list, input_grad: bool, weights:
     else:
         inner = layout.unpack(names, "p", groups)
         prepare, args = ["*p, x, single = _prepare(params, xs, state)", *inner], ["p"]
+    if masked:
+        prepare.append(f"m, pad = _mask(mask, lengths, x, single, {masked})")
+    else:  # on every call: two comparisons
+        prepare += [
+            "if mask is not None or lengths is not None:",
+            '    raise ValueError("this module takes no mask or lengths; derive one with rnngen derive --mask")',
+        ]
+    data = ["x", "m", "pad"] if masked else ["x"]
     if len(", ".join(carried)) <= 70:
         lhs, after = ", ".join(carried), []
     else:
@@ -360,10 +383,10 @@ def _call_lines(net, carried: list, size_codes: list, input_grad: bool, weights:
         returns = layout.bracketed("return ", carried, collection=True)
     return dict(
         prepare_lines=prepare,
-        forward_call=new + layout.bracketed(f"{lhs} = _forward", [*args, "x", buffers]) + after,
-        loss_call=layout.bracketed(f"{lhs} = _forward", [*args, "x", "buf"]) + after,
+        forward_call=new + layout.bracketed(f"{lhs} = _forward", [*args, *data, buffers]) + after,
+        loss_call=layout.bracketed(f"{lhs} = _forward", [*args, *data, "buf"]) + after,
         buffers_call=layout.bracketed("buf = _buffers", ["x", *size_codes]),
-        forward_def=layout.bracketed("def _forward", [*args, "x", "buf"], ":", indent=0),
+        forward_def=layout.bracketed("def _forward", [*args, *data, "buf"], ":", indent=0),
         forward_unpack=inner,
         forward_return=returns,
         grads_lines=layout.bracketed("grads = ", grads, brackets="{}", collection=True),

@@ -35,6 +35,8 @@ NOTATIONS = {
     "stacked": "column vectors, one matrix on the stacked vector: h_t = f(W [h_{t-1}; x_t] + b) (no input name)",
     "stacked-row": "row vectors, one matrix on the stacked row: h^t = f([h^{t-1}, x^t] W + b) (no input name)",
 }
+#: Where a masked module's ``lengths`` put the padded steps: after each sequence's real steps, or before.
+PADDINGS = ("post", "pre")
 #: Largest number of stacked layers accepted.
 MAX_LAYERS = 8
 #: The three weight matrices, in the order ``names`` lists them.
@@ -151,6 +153,9 @@ class RNNSpec:
             chain to its next step) are cut. An initial state is read at step 1, so it receives E_t's
             gradient for t <= τ; an input x_t is used at step t, so dE/dx_t (``input_grad``) takes the
             same rule. From ``full_horizon`` on nothing is cut (see there).
+        masked: whether the module takes a mask (or lengths) of real steps: a padded step keeps the
+            state and has no loss term.
+        padding: where a masked module's ``lengths`` put the padding: ``"post"`` or ``"pre"``.
     """
 
     T: int
@@ -169,6 +174,8 @@ class RNNSpec:
     input_grad: bool = False
     delay: int = 0
     truncate: int | None = None
+    masked: bool = False
+    padding: str = "post"
 
     def __post_init__(self):
         object.__setattr__(self, "T", check_T(self.T))
@@ -185,13 +192,14 @@ class RNNSpec:
         _choice("mapping", self.mapping, tuple(MAPPINGS))
         _choice("notation", self.notation, tuple(NOTATIONS))
         object.__setattr__(self, "names", check_names(self.names))
-        for flag in ("hidden_bias", "output_bias", "bidirectional", "input_grad"):
+        for flag in ("hidden_bias", "output_bias", "bidirectional", "input_grad", "masked"):
             if not isinstance(getattr(self, flag), bool):
                 raise SpecError(f"{flag} must be True or False, got {getattr(self, flag)!r}")
         _choice("cell", self.cell, tuple(CELLS))
         object.__setattr__(self, "layers", check_layers(self.layers))
         self._check_delay()
         self._check_truncate()
+        self._check_padding()
         self._check_network_names()
 
     def _check_delay(self):
@@ -210,6 +218,20 @@ class RNNSpec:
                 f"the truncation horizon must be a whole number from 1 to {full} "
                 f"({full} cuts no path: the full gradient), got {tau!r}"
             )
+
+    def _check_padding(self):
+        _choice("padding", self.padding, PADDINGS)
+        if self.masked and self.truncate is not None:
+            raise SpecError("--mask and --truncate together are not derived yet; choose one")
+        if self.padding != "post" and not self.masked:
+            raise SpecError("padding applies to a masked network only; add --mask (rnngen derive --mask --padding pre)")
+        if self.masked and self.padding == "post" and self.bidirectional and self.mapping == "many-to-one":
+            raise SpecError(
+                "a bidirectional many-to-one network reads its backward chain at step T, which post-padding pads "
+                "(the chain has not started there); use --padding pre"
+            )
+        if self.padding == "pre" and self.mapping == "one-to-many":
+            raise SpecError("one-to-many reads its one input at step 1, which pre-padding pads; use --padding post")
 
     def _check_network_names(self):
         """Every name the network's parameters and their blocks take, distinct and free."""
@@ -351,6 +373,8 @@ class RNNSpec:
             parts.append("dx")
         if self.truncate is not None:
             parts.append(f"trunc{self.truncate}")
+        if self.masked:
+            parts.append("masked" if self.padding == "post" else f"masked_{self.padding}")
         return "_".join(parts) + f"_t{self.T}"
 
     def as_dict(self) -> dict:
@@ -390,4 +414,8 @@ class RNNSpec:
             args.append(f"--delay {self.delay}")
         if self.truncate is not None:
             args.append(f"--truncate {self.truncate}")
+        if self.masked:
+            args.append("--mask")
+        if self.padding != "post":
+            args.append(f"--padding {self.padding}")
         return " ".join(args)

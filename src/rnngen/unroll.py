@@ -16,6 +16,7 @@ import sympy as sp
 from sympy import MatrixSymbol
 
 from rnngen import algebra as A
+from rnngen.cells import keep
 from rnngen.families import FAMILIES, Family, Step, adjoint_name, step_name  # noqa: F401 (re-exported)
 from rnngen.network import Network, n_h, n_x, n_y, network
 
@@ -23,7 +24,7 @@ if TYPE_CHECKING:  # spec reads the family table (names.py), so it cannot be imp
     from rnngen.spec import RNNSpec
 
 SIZES = {"n_x": n_x, "n_h": n_h, "n_y": n_y}
-X, Y = Family("x"), Family("y")
+X, Y, M = Family("x"), Family("y"), Family("m")
 
 
 def step(family: str, t: int, rows) -> MatrixSymbol:
@@ -52,6 +53,8 @@ class Graph:
         inputs: family -> per-step symbols (``x`` and ``y``, steps 1..T).
         nodes: every node, in an order where definitions precede uses.
         loss: the node of the total loss ``E``.
+        weights: step -> the 1 x B row each sequence's loss term at that step is weighted by (the
+            step's mask, in a masked network), for the steps whose terms are weighted.
     """
 
     spec: RNNSpec
@@ -59,6 +62,7 @@ class Graph:
     params: dict[str, MatrixSymbol]
     inputs: dict[str, list[MatrixSymbol]]
     nodes: list[Node] = field(default_factory=list)
+    weights: dict = field(default_factory=dict)
 
     @property
     def loss(self) -> Node:
@@ -75,11 +79,12 @@ class _GraphOps:
     matmul = staticmethod(A.mul)
     add = staticmethod(A.add)
 
-    def __init__(self, graph: Graph, chain, t: int):
+    def __init__(self, graph: Graph, chain, t: int, rename: dict | None = None):
         self.graph, self.chain, self.t = graph, chain, t
+        self.rename = rename or {}
 
     def node(self, base: str, value):
-        fam = self.chain.family(base)
+        fam = self.chain.family(self.rename.get(base, base))
         return self.graph.add(Node(Step.of(fam, self.t, value.shape[0]), value, fam.key, self.t))
 
     @staticmethod
@@ -89,6 +94,13 @@ class _GraphOps:
     @staticmethod
     def act(key: str, value):
         return A.Elementwise(key, value)
+
+    sub = staticmethod(A.sub)
+
+    @staticmethod
+    def mask(m, value):
+        """``(1 m) ∘ value``: the 1 x B mask repeated down the rows of ``value``."""
+        return A.had(A.mul(A.ones(value.shape[0], 1), m), value)
 
 
 def chain_weights(chain) -> dict:
@@ -100,6 +112,11 @@ def chain_weights(chain) -> dict:
         if role in p:
             weights[role] = p[role].math()
     return weights
+
+
+def candidate(base: str) -> str:
+    """The family of a cell's new state before the mask picks it or the old one (``hbar`` for ``h``)."""
+    return base + "bar"
 
 
 def output_terms(net: Network, states: list) -> list:
@@ -114,7 +131,12 @@ def unroll(spec: RNNSpec) -> Graph:
     T = spec.T
     xs = {t: Step.of(X, t, n_x) for t in spec.input_steps}
     ys = [Step.of(Y, t, n_y) for t in spec.loss_steps]
-    graph = Graph(spec, net, {name: p.symbol() for name, p in net.params.items()}, {"x": list(xs.values()), "y": ys})
+    inputs = {"x": list(xs.values()), "y": ys}
+    ms = {t: Step.of(M, t, 1) for t in range(1, T + 1)} if spec.masked else {}
+    if ms:
+        inputs["m"] = list(ms.values())
+    graph = Graph(spec, net, {name: p.symbol() for name, p in net.params.items()}, inputs)
+    rename = {net.cell.state: candidate(net.cell.state)} if ms else {}
     states = {}  # chain -> step -> state symbol
     for chain in net.chains:
         w = chain_weights(chain)
@@ -125,7 +147,10 @@ def unroll(spec: RNNSpec) -> Graph:
         for t in range(T, 0, -1) if chain.reverse else range(1, T + 1):
             # one-to-many: the first layer reads x_1 at step 1 only
             inputs = ([xs[t]] if t in xs else []) if chain.reads == "x" else [states[k][t] for k in chain.reads]
-            state = seq[t] = net.cell.step(_GraphOps(graph, chain, t), w, inputs, state, spec.hidden_key)
+            new = net.cell.step(_GraphOps(graph, chain, t, rename), w, inputs, state, spec.hidden_key)
+            if ms:  # a padded step keeps the state; the reverse sweep derives the rest
+                new = graph.add(Node(Step.of(fam, t, chain.size), keep(_GraphOps, state, new, ms[t]), fam.key, t))
+            state = seq[t] = new
         states[chain.key] = seq
     bias = _GraphOps.bias(net.output_bias.math() if net.output_bias else None)
     losses = []
@@ -133,7 +158,11 @@ def unroll(spec: RNNSpec) -> Graph:
         o_expr = A.add(*output_terms(net, [states[c.key][t] for c in net.top]), bias)
         o = graph.add(Node(Step.of(Family("o"), t, n_y), o_expr, "o", t))
         yhat = graph.add(Node(Step.of(Family("yhat"), t, n_y), spec.output_layer.activation(o), "yhat", t))
-        losses.append(spec.loss_rule.expr(yhat, ys[len(losses)]))
+        # many-to-one reads the state the mask held since each sequence's last real step: its one
+        # loss counts for every sequence
+        if ms and spec.mapping != "many-to-one":
+            graph.weights[t] = ms[t]
+        losses.append(spec.loss_rule.expr(yhat, ys[len(losses)], graph.weights.get(t)))
     graph.add(Node(MatrixSymbol("E", 1, 1), A.add(*losses)))
     return graph
 

@@ -126,7 +126,8 @@ def check_paths(module, params, xs, targets, dtypes=DTYPES, progress=None) -> di
             say(f"paths in {dtype}")
             (p, x, y), high = _rounded(params, xs, targets, dtype)
             ref = figures(module, *high)
-            ref.update(plain_forward(spec, high[0], high[1]))  # h, o, yhat from the plain loop
+            mask = getattr(module, "mask", None)  # a masked module's (masks.Masked)
+            ref.update(plain_forward(spec, high[0], high[1], mask))  # h, o, yhat from the plain loop
 
             def compare(name, values, dtype=dtype, ref=ref):
                 out[f"{dtype} {name}"] = PathResult(
@@ -134,22 +135,27 @@ def check_paths(module, params, xs, targets, dtypes=DTYPES, progress=None) -> di
                     {q: limit(dtype, kappa[q]) for q in values},
                 )
 
-            def calls(p, x, y):
+            def calls(p, x, y, module=module):
                 E, grads = module.loss_and_grads(p, x, y)
                 return {"E": E, **grads}
+
+            def alone(i, masked=mask is not None):  # sequence i's module: a masked one with its mask's column
+                return module.sequence(i) if masked else module
 
             if dtype != "float64":
                 compare("loss_and_grads", calls(p, x, y))
             compare("loss()", {"E": module.loss(p, x, y)})
             forward = module.forward(p, x)
-            compare("forward()", {**forward, "E": loss_of_outputs(spec, forward["yhat"], y)})
+            compare("forward()", {**forward, "E": loss_of_outputs(spec, forward["yhat"], y, mask)})
             if classes and y.dtype.kind in "iu":
                 compare("one-hot targets", calls(p, x, np.eye(ref["yhat"].shape[-1], dtype=dtype)[y]))
             # sequence i alone: its targets sit on axis 0 (many-to-one) or 1 (a row per step); E and the
             # parameters' gradients are sums over the sequences, the rest (forward()'s outputs, the input
             # gradient) has one entry per sequence on the batch axis
-            singles = [calls(p, sequence(spec, x, i), np.take(y, i, axis=0 if many_to_one else 1)) for i in range(B)]
-            singles = [{**s, **module.forward(p, sequence(spec, x, i))} for i, s in enumerate(singles)]
+            singles = [
+                calls(p, sequence(spec, x, i), np.take(y, i, axis=0 if many_to_one else 1), alone(i)) for i in range(B)
+            ]
+            singles = [{**s, **alone(i).forward(p, sequence(spec, x, i))} for i, s in enumerate(singles)]
             summed = {
                 q: sum(s[q] for s in singles)
                 if q == "E" or q in module.PARAM_SHAPES

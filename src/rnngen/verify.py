@@ -44,6 +44,7 @@ import numpy as np
 import sympy as sp
 
 from rnngen import algebra as A
+from rnngen import masks
 from rnngen.activations import LOSSES, OUTPUT_LAYERS, elementwise
 from rnngen.backprop import TooManyPaths, path_terms
 from rnngen.evaluate import evaluate, run
@@ -72,6 +73,8 @@ CHECK_SIZES = (4, 5, 3, 2)
 FD_TOLERANCE = 1e-6
 EXACT_TOLERANCE = 1e-12
 FORMS_TOLERANCE = 1e-12
+#: A padded step's input and target must change nothing but rounding (``masks.padded_steps``).
+PADDED_LIMIT = 1e-13
 #: The sum over paths has T(T+1)/2 terms per weight of one layer, about T times more per layer
 #: above; it is checked up to this T, and up to this many terms in all (about 10 s here: a
 #: 3-layer bidirectional network up to T = 5, 2 layers up to T = 8).
@@ -130,9 +133,10 @@ def _random_point(module, sizes, seed, dtype=np.float64):
     """``random_problem`` and the scale ``_finite`` applied to its weights and inputs."""
     spec = module.SPEC
     kinked = elementwise(hidden_key(spec)).kink
+    mask = getattr(module, "mask", None)  # a masked module's (masks.Masked)
     for attempt in range(seed, seed + 1000):
         point = _finite(module, *_draw(module, sizes, attempt, dtype))
-        if not kinked or np.abs(preactivations(spec, *point[:2])).min() >= KINK_MARGIN:
+        if not kinked or np.abs(preactivations(spec, *point[:2], mask=mask)).min() >= KINK_MARGIN:
             return point
     raise VerificationError("found no random problem whose pre-activations keep away from the kink")
 
@@ -373,7 +377,8 @@ def _kink_signs(module, split):
     ``split(point)`` gives the point's ``(params, xs, state)``."""
     if not elementwise(hidden_key(module.SPEC)).kink:
         return None
-    return lambda point: np.sign(preactivations(module.SPEC, *split(point)))
+    mask = getattr(module, "mask", None)  # a masked module's (masks.Masked)
+    return lambda point: np.sign(preactivations(module.SPEC, *split(point), mask))
 
 
 #: How far the slope may be from 2; how many tenfold moves down the steps may make; how far above
@@ -423,7 +428,7 @@ class _NamedOps(Ops):
         return sp.Matrix(value.rows, value.cols, names)
 
 
-def _scalar_loss(module, params_sym, xs, targets, state_sym: dict | None = None) -> tuple:
+def _scalar_loss(module, params_sym, xs, targets, state_sym: dict | None = None, mask=None) -> tuple:
     """E written out entry by entry from the network's description, one sequence at a time.
 
     Each chain runs its cell's own step equations (``reference.run_network``) on SymPy matrices: column
@@ -431,7 +436,9 @@ def _scalar_loss(module, params_sym, xs, targets, state_sym: dict | None = None)
     slice of it; then the output layer and the loss in their textbook scalar forms.
     ``params_sym`` holds each parameter as a SymPy matrix of its stored shape, vectors as columns;
     ``state_sym``, if given, each chain's initial state per sequence (name -> (B, n) array of symbols)
-    in place of the learned one.
+    in place of the learned one; ``mask``, if given, the (T, B) mask of real steps: a padded step
+    keeps the state (``cells.keep`` with the step's 0 or 1) and its loss term is left out
+    (many-to-one's one term counts for every sequence).
 
     Returns:
         ``(E, definitions)``: E in terms of the parameters, the inputs and the symbols that
@@ -452,8 +459,11 @@ def _scalar_loss(module, params_sym, xs, targets, state_sym: dict | None = None)
     for seq in range(B):
         columns = [sp.Matrix(xs[t, seq].tolist()) for t in range(len(xs))]
         env = {**params_sym, **{k: sp.Matrix(v[seq].tolist()) for k, v in (state_sym or {}).items()}}
-        _, outputs = run_network(net, ops, env, dims, columns, full.hidden_key, full.loss_steps, T)
+        steps = None if mask is None else [int(m) for m in mask[:, seq]]
+        _, outputs = run_network(net, ops, env, dims, columns, full.hidden_key, full.loss_steps, T, steps)
         for t, o in outputs.items():
+            if steps is not None and not last_only and not steps[t - 1]:
+                continue  # a padded step's loss term
             target = targets[seq] if last_only else targets[t - full.loss_steps[0], seq]
             if np.ndim(target) == 0:  # a class index
                 y = [1 if i == target else 0 for i in range(o.rows)]
@@ -631,9 +641,12 @@ def exact_oracle(module, sizes=None, seed=0, digits=40, progress=None, state: bo
             )
         state_sym = {key[len("state:") :]: params_sym[key].reshape(given[key].shape) for key in given}
         kwargs = {"state": carried.given(module, {k[len("state:") :]: v for k, v in given.items()})}
+    mask = None
+    if module.SPEC.get("masked"):  # some padded steps, as the check's (masks.random_mask)
+        mask = kwargs["mask"] = masks.random_mask(module.SPEC, input_steps(module.SPEC, xs).shape[1], seed + 5)
     say("exact oracle: the scalar loss")
     weights = {k: v for k, v in params_sym.items() if k in module.PARAM_SHAPES}
-    loss_expr, definitions = _scalar_loss(module, weights, x_sym, targets, state_sym)
+    loss_expr, definitions = _scalar_loss(module, weights, x_sym, targets, state_sym, mask)
     loss, grads = module.loss_and_grads(params, xs, targets, **kwargs)
     if state:  # the given state's gradient, checked entry by entry as a parameter's
         per_chain = carried.as_dict(module, grads.pop("state"))
@@ -705,7 +718,7 @@ def forms_agree(build, sizes=(3, 4, 2, 2), seed=0, max_terms: int | None = None)
 
 
 def _forms_point(graph, dims, rng, scale) -> dict:
-    """Random weights (0.5 scale N(0, 1)), inputs (scale N(0, 1)) and one-hot targets."""
+    """Random weights (0.5 scale N(0, 1)), inputs (scale N(0, 1)), one-hot targets and a mask of 0 and 1."""
     env = {}
     for name, p in graph.params.items():
         shape = (int(p.shape[0].subs(dims)), int(sp.sympify(p.shape[1]).subs(dims)))
@@ -715,6 +728,8 @@ def _forms_point(graph, dims, rng, scale) -> dict:
         env[x.name] = scale * rng.standard_normal((n_x, B))
     for y in graph.inputs["y"]:
         env[y.name] = np.eye(n_y)[:, rng.integers(0, n_y, B)]
+    for m in graph.inputs.get("m", ()):  # a masked network: steps padded at random
+        env[m.name] = rng.integers(0, 2, (1, B)).astype(np.float64)
     return env
 
 
@@ -746,6 +761,8 @@ class Report:
             (no finite differences, Taylor test or oracle: ``fd`` is empty, ``taylor`` nan), else None.
         truncated: ``truncated.check``'s figures, for such a module.
         truncated_skipped: why they are missing ("" if they are not).
+        padded: for a masked module (every check ran with a mask of some padded steps), the largest
+            change a padded step's input and target make to E, a gradient or the final state; else None.
     """
 
     T: int
@@ -764,6 +781,7 @@ class Report:
     horizon: int | None = None
     truncated: dict = field(default_factory=dict)
     truncated_skipped: str = ""
+    padded: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -835,6 +853,8 @@ class Report:
             from rnngen import carried  # it reads this module's tolerances
 
             out += carried.failures(self.state)
+        if self.padded is not None and not self.padded <= PADDED_LIMIT:
+            out.append(f"a padded step's input or target changes the result by {self.padded:.1e}")
         for name, path in self.paths.items():
             if path.failures:
                 figures = ", ".join(f"{q} {e:.1e} (limit {limit:.1e})" for q, e, limit in path.failures)
@@ -867,6 +887,7 @@ class Report:
                 "truncated": None
                 if self.horizon is None
                 else {"tau": self.horizon, "errors": self.truncated, "limit": RESTRICTED_TOLERANCE},
+                "padded_steps": self.padded,
                 "notes": self.notes,
                 "failures": self.failures,
             }
@@ -920,6 +941,9 @@ def check_module(
     horizon = truncation(module.SPEC)
     if horizon is not None:
         return _check_truncated(module, horizon, build, sizes, seed, dtypes, say)
+    plain = module
+    if module.SPEC.get("masked"):  # every check below runs with some padded steps
+        module = masks.Masked(module, masks.random_mask(module.SPEC, sizes[3], seed + 5))
     with np.errstate(all="ignore"):  # a nan or inf shows in the figures; no warning reaches the terminal
         say("finite differences")
         params, xs, targets, scale = _random_point(module, tuple(sizes), seed)
@@ -940,6 +964,11 @@ def check_module(
 
             say("carried state")
             state = carried.check(module, params, xs, targets, seed + 2, scale)
+        padded = None
+        if module is not plain:
+            say("padded steps")
+            padded = masks.padded_steps(module, params, xs, targets)
+        module = plain  # the oracle draws its own mask, for its own sizes
         oracle = exact_oracle(module, seed=seed, progress=say) if exact else None
     forms, skipped = None, ""
     if build is not None and module.T <= FORMS_MAX_T:
@@ -952,6 +981,7 @@ def check_module(
         module.T, fd, slope, oracle, forms, extrapolated, paths, tuple(sizes), seed, tuple(dtypes), scale, state=state
     )
     report.forms_skipped = skipped
+    report.padded = padded
     return report
 
 

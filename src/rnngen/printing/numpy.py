@@ -37,6 +37,43 @@ _STORED = re.compile(r"^[A-Za-z_]\w*(\[[^\[\]()]*\])?$")
 # inside the other.
 ADD, MUL, MATMUL, UNARY, ATOM = 1, 2, 3, 4, 5
 
+
+def _dot_log_softmax_source(name: str, weighted: bool) -> str:
+    """The text of the helper ``1ᵀ (Y ∘ log_softmax(A)) 1``; ``weighted``: each row's term times its weight
+    ``w`` (a masked loss, ``1ᵀ (Y ∘ log_softmax(A)) wᵀ``). One text, so the two cannot drift apart."""
+
+    def total(rows: str, call: bool = False) -> str:
+        if weighted:
+            return f"np.vdot(w, {rows})"
+        return f"{rows}.sum()" if call else f"({rows}).sum()"
+
+    return (
+        f"def {name}(y, a, p{', w' if weighted else ''}):\n"
+        f'    """1ᵀ (Y ∘ log_softmax(A)) {"w" if weighted else "1"} for targets Y given as rows or as class indices, '
+        "P = softmax(A).\n"
+        "\n"
+        "    No second pass of exp: for class indices, the log of the targets' probabilities is\n"
+        "    log_softmax(A) to a few ulp while they are normal numbers; otherwise log_softmax(A) = A - lse\n"
+        "    per row, with lse = max(A) - log max(P) (a row's largest probability never underflows).\n"
+        "    The logs come from _log_p, which keeps a confident class's digits.\n"
+        '    """\n'
+        "    n = a.shape[-1]\n"
+        '    if y.dtype.kind != "f":  # flat indices, one per row\n'
+        "        q = p.take(y)\n"
+        "        if q.min() > 1e-30:\n"
+        f"            return {total('_log_p(p, y, q)', call=True)}\n"
+        "        top = a.max(axis=-1)\n"
+        "        lead = p.argmax(axis=-1) + np.arange(0, p.size, n)\n"
+        f"        return {total('a.take(y) - top + _log_p(p, lead, p.take(lead))')}\n"
+        "    y = y.reshape(a.shape)\n"
+        "    lead = p.argmax(axis=-1) + np.arange(0, p.size, n)\n"
+        "    total = y.sum(axis=-1)\n"
+        "    # y.a - sum(y) max(A) before the log: exact for a one-hot row, so its tiny log p survives\n"
+        '    shift = np.einsum("ij,ij->i", y, a) - total * a.max(axis=-1)\n'
+        f"    return {total('shift + total * _log_p(p, lead, p.take(lead))')}\n"
+    )
+
+
 #: Module-level functions the printed code may call, beyond those of the activation registry.
 HELPERS = {
     "_softmax": (
@@ -86,30 +123,8 @@ HELPERS = {
         "    return s - np.log1p(rest)\n"
     ),
     "_lead_split": LEAD_SPLIT[1],
-    "_dot_log_softmax": (
-        "def _dot_log_softmax(y, a, p):\n"
-        '    """1ᵀ (Y ∘ log_softmax(A)) 1 for targets Y given as rows or as class indices, P = softmax(A).\n'
-        "\n"
-        "    No second pass of exp: for class indices, the log of the targets' probabilities is\n"
-        "    log_softmax(A) to a few ulp while they are normal numbers; otherwise log_softmax(A) = A - lse\n"
-        "    per row, with lse = max(A) - log max(P) (a row's largest probability never underflows).\n"
-        "    The logs come from _log_p, which keeps a confident class's digits.\n"
-        '    """\n'
-        "    n = a.shape[-1]\n"
-        '    if y.dtype.kind != "f":  # flat indices, one per row\n'
-        "        q = p.take(y)\n"
-        "        if q.min() > 1e-30:\n"
-        "            return _log_p(p, y, q).sum()\n"
-        "        top = a.max(axis=-1)\n"
-        "        lead = p.argmax(axis=-1) + np.arange(0, p.size, n)\n"
-        "        return (a.take(y) - top + _log_p(p, lead, p.take(lead))).sum()\n"
-        "    y = y.reshape(a.shape)\n"
-        "    lead = p.argmax(axis=-1) + np.arange(0, p.size, n)\n"
-        "    total = y.sum(axis=-1)\n"
-        "    # y.a - sum(y) max(A) before the log: exact for a one-hot row, so its tiny log p survives\n"
-        '    shift = np.einsum("ij,ij->i", y, a) - total * a.max(axis=-1)\n'
-        "    return (shift + total * _log_p(p, lead, p.take(lead))).sum()\n"
-    ),
+    "_dot_log_softmax": _dot_log_softmax_source("_dot_log_softmax", weighted=False),
+    "_weighted_dot_log_softmax": _dot_log_softmax_source("_weighted_dot_log_softmax", weighted=True),
     "_log_p": (
         "def _log_p(p, at, q):\n"
         '    """log P at the flat indices ``at`` (one per row), q = P there.\n'
@@ -390,6 +405,28 @@ class NumpyPrinter(Printer):
         code = op.expr if isinstance(op.expr, str) else self.code(op.expr)
         return self._update(self._dest(op.dest), op.op, code)
 
+    def _write_Padded(self, op) -> str:
+        """Where the step's mask is 0 only: ``np.copyto`` (=) or ``np.add`` (+) with ``where=`` the step of
+        ``pad``, the mask's complement as booleans that the module's ``_mask`` makes once per call."""
+        if run_of(op.mask):  # steps side by side, as rows: the padded rows zeroed by one boolean index
+            family, lo, hi = run_of(op.mask)
+            first, count = self.storage[family].first, self.storage[family].count
+            steps = "pad" if (lo, hi) == (first, first + count - 1) else f"pad[{lo - first}:{hi - first + 1}]"
+            if op.op != "0" or isinstance(op.dest, str):
+                raise PrintError(f"no NumPy rule for {op}: a run of steps is only zeroed where padded")
+            saved, self._as_steps = self._as_steps, False  # as rows, which the flat mask indexes
+            rows = self._symbol_rows(op.dest)
+            self._as_steps = saved
+            return f"{rows}[{steps}.reshape(-1)] = 0.0"
+        family, t = step_of(op.mask)
+        dest, where = self._dest(op.dest), f"pad[{t - self.storage[family].first}]"
+        if op.op == "0":
+            return f"np.copyto({dest}, 0.0, where={where})"
+        code = self.code(op.expr)
+        if op.op == "=":
+            return f"np.copyto({dest}, {code}, where={where})"
+        return f"np.add({dest}, {code}, out={dest}, where={where})"
+
     def _write_Apply(self, op) -> str:
         rule = elementwise(op.fn)
         self.helpers.update(rule.helpers)
@@ -622,6 +659,9 @@ class NumpyPrinter(Printer):
         if isinstance(last, OneMatrix) and last.shape[0] == 1:
             # p 1^T: a parameter column repeated for every sequence; broadcasting does it.
             return self._plain(A.mul(*factors[:-1]))
+        if isinstance(factors[0], OneMatrix) and A.mul(*factors[1:]).shape[0] == 1:
+            # 1 m: a row (a step's mask) repeated down every column; broadcasting does it.
+            return self._rows(A.mul(*factors[1:]))
         if isinstance(factors[0], OneMatrix):
             # 1 1^T a: every entry of a column replaced by the column's sum.
             inner = self._rows(A.mul(*factors[1:]))
@@ -671,6 +711,17 @@ class NumpyPrinter(Printer):
                 params = [(self._transposed_param(f), ATOM) for f in reversed(flat[:-1])]
                 return self._dot([(self._column_sums(flat[-1]), ATOM), *params])
             return self._column_sums(product), ATOM
+        if isinstance(last, Transpose) and last.shape[1] == 1 and isinstance(factors[0], OneMatrix):
+            # 1^T d w^T: the sum of each sequence's column weighted by w (a masked loss), one dot product
+            weights = self.code(last.arg)
+            parts = targets_dot_log_softmax(A.mul(*factors[1:-1]), self.softmax_of)
+            if parts is not None:  # the cross-entropy's, from the softmax already computed
+                y, o = parts
+                self._use("_weighted_dot_log_softmax")
+                codes = (self._targets_code(y), self.code(o), self.code(self.softmax_of[o]), weights)
+                return f"_weighted_dot_log_softmax({', '.join(codes)})", ATOM
+            body = self._rows(A.mul(*factors[1:-1]))
+            return f"np.vdot({weights}, {self._wrap(body, ATOM)}.sum(axis=-1))", ATOM
         for i in range(1, len(factors)):
             left, right = factors[:i], factors[i:]
             if _product_shape(left)[1] == A.B:
