@@ -66,6 +66,8 @@ def torch_contender(problem):
     Stacked and bidirectional networks use ``nn.RNN``'s ``num_layers`` and ``bidirectional``;
     each layer's and direction's initial state is its ``h0`` broadcast over the batch, or, for a
     problem with a state per sequence, that state (``h_0`` of shape (layers * directions, B, n_h)).
+    A masked problem packs the batch (``pack_padded_sequence``, its lengths unsorted) and counts
+    the loss on real steps only; a many-to-one network reads each sequence's last real step.
     """
     import torch
     from torch import nn
@@ -103,13 +105,25 @@ def torch_contender(problem):
     leaves = [*(q for rnn in rnns for q in rnn.parameters()), *head.parameters(), *states, xs]
     pair = (spec.output, spec.loss)
 
+    lengths = None if problem.lengths is None else torch.from_numpy(problem.lengths)
+    if lengths is not None:  # the real steps, as (T, B) and as flat rows of (T * B, n_y)
+        real = torch.arange(T)[:, None] < lengths[None, :]
+        rows = real.reshape(-1) if spec.mapping == "many-to-many" else torch.ones(B, dtype=torch.bool)
+        targets, y = targets.reshape(-1, *targets.shape[2:])[rows], y[rows]
+    pack, unpack = nn.utils.rnn.pack_padded_sequence, nn.utils.rnn.pad_packed_sequence
+
     def run():
         for leaf in leaves:
             leaf.grad = None
-        hs = xs
+        hs = xs if lengths is None else pack(xs, lengths, enforce_sorted=False)
         for rnn, h0 in zip(rnns, states):
             hs, _ = rnn(hs, h0 if given else h0.unsqueeze(1).expand(-1, B, -1))
-        o = head(hs if spec.mapping == "many-to-many" else hs[-1:]).reshape(-1, n_y)
+        if lengths is None:
+            o = head(hs if spec.mapping == "many-to-many" else hs[-1:]).reshape(-1, n_y)
+        else:
+            hs, _ = unpack(hs, total_length=T)
+            top = hs.reshape(T * B, -1)[rows] if spec.mapping == "many-to-many" else hs[lengths - 1, torch.arange(B)]
+            o = head(top)
         if pair == ("softmax", "cross_entropy") and problem.classes:
             E = nn.functional.cross_entropy(o, targets.reshape(-1), reduction="sum")
         elif pair == ("sigmoid", "binary_cross_entropy"):

@@ -43,6 +43,8 @@ class Problem:
         y_rows: the same targets as rows (L, B, n_y), L = T or 1.
         state: None, or each chain's initial state per sequence (``h0`` key -> (B, n)): every
             contender starts from it and returns the gradient with respect to it (carried state).
+        lengths: None, or each sequence's number of real steps (B,) for a masked network, whose
+            padding follows them (post-padded: steps 1..length are real).
     """
 
     spec: RNNSpec
@@ -53,6 +55,7 @@ class Problem:
     targets: np.ndarray
     y_rows: np.ndarray
     state: dict | None = None
+    lengths: np.ndarray | None = None
 
     @property
     def classes(self) -> bool:
@@ -72,7 +75,8 @@ def make_problem(
     ``n_h`` is one size for every layer or a sequence of one size per layer. The draws
     come in the order of the one-layer problem, weights, hidden biases, ``c``, then the
     initial states, so a one-layer problem is the same as before layers existed. With
-    ``carried``, an initial state per sequence is drawn last (a chunk of a long sequence).
+    ``carried``, an initial state per sequence is drawn after those (a chunk of a long sequence);
+    for a masked network, last, the lengths: from T/2 to T, the first sequence of length T.
     """
     rng = np.random.default_rng(seed)
     shapes = layout.shapes(spec, n_x, n_h, n_y)
@@ -100,7 +104,11 @@ def make_problem(
     if carried:
         h0s = [cell.h0 for row in layout.cells(spec) for cell in row]
         state = {k: (0.5 * rng.standard_normal((B, *shapes[k]))).astype(dtype) for k in h0s}
-    return Problem(spec, (B, n_x, sizes, n_y), dtype, params, xs, targets, y_rows, state)
+    lengths = None
+    if spec.masked:
+        lengths = rng.integers(max(1, spec.T // 2), spec.T + 1, B)
+        lengths[0] = spec.T
+    return Problem(spec, (B, n_x, sizes, n_y), dtype, params, xs, targets, y_rows, state, lengths)
 
 
 @dataclass
@@ -177,6 +185,8 @@ def generated_contender(module, problem: Problem) -> Contender:
         names = dict(zip((cell.h0 for row in layout.cells(problem.spec) for cell in row), module.INITIAL_STATES))
         given = {names[k]: v for k, v in problem.state.items()}
         calls = {"state": given if len(given) > 1 else next(iter(given.values())), "return_state": True}
+    if problem.lengths is not None:
+        calls["lengths"] = problem.lengths
 
     def run():
         return module.loss_and_grads(params, problem.xs, problem.targets, **calls)
@@ -195,7 +205,8 @@ def generated_contender(module, problem: Problem) -> Contender:
 
 
 def plain_call(module, problem: Problem) -> Contender:
-    """The module called without a given state (or mask): the call the others are measured against."""
+    """``module`` called without a given state or lengths, on every step: the call the others are
+    measured against (for a masked network, ``module`` is the network's unmasked module)."""
     params = module_params(problem.params, problem.spec)
 
     def run():

@@ -78,16 +78,18 @@ class Result:
         }
 
 
-def contenders_for(module, problem, skip=()) -> tuple:
+def contenders_for(module, problem, skip=(), plain=None) -> tuple:
     """``(contenders, skipped)``: the generated module first (the agreement reference), then the others.
 
     A problem with a state per sequence (a chunk of a long sequence) also times the module's plain
     call (no state given, no final state returned), the cost the carried state is measured against;
-    the hand loops and JAX start from the learned ``h0`` only, so they sit that problem out.
+    a masked problem, the unmasked module ``plain`` on the same batch. The hand loops and JAX start
+    from the learned ``h0`` and read every step, so they sit those problems out.
     """
     spec = problem.spec
     made, skipped = [], {}
     carried = problem.state is not None
+    masked = problem.lengths is not None
     for name in CONTENDERS:
         if name in skip:
             skipped[name] = "skipped (--skip)"
@@ -95,10 +97,12 @@ def contenders_for(module, problem, skip=()) -> tuple:
         if name == "rnngen":
             made.append(generated_contender(module, problem))
         elif name == "plain":
-            if carried:
-                made.append(plain_call(module, problem))
+            if carried or masked:
+                made.append(plain_call(plain or module, problem))
         elif carried and name in ("tuned", "tutorial", "jax"):
             skipped[name] = "starts from the learned h0 only (no state per sequence)"
+        elif masked and name in ("tuned", "tutorial", "jax"):
+            skipped[name] = "reads every step (no padding)"
         elif name in ("tuned", "tutorial"):
             reason = loops.unsupported(spec)
             if reason:
@@ -121,11 +125,14 @@ def contenders_for(module, problem, skip=()) -> tuple:
     return made, skipped
 
 
-def bench(module, spec, sizes, dtype=np.float64, samples=7, settle=0.2, skip=(), seed=0, carried=False) -> Result:
+def bench(
+    module, spec, sizes, dtype=np.float64, samples=7, settle=0.2, skip=(), seed=0, carried=False, plain=None
+) -> Result:
     """Time ``module`` (a generated module for ``spec``) against the others at ``sizes`` = (B, n_x, n_h, n_y);
-    with ``carried``, every contender starts from a state per sequence and returns its gradient."""
+    with ``carried``, every contender starts from a state per sequence and returns its gradient; for a
+    masked spec, ``plain`` is the unmasked module timed beside it."""
     problem = make_problem(spec, *sizes, dtype=dtype, seed=seed, carried=carried)
-    contenders, skipped = contenders_for(module, problem, skip)
+    contenders, skipped = contenders_for(module, problem, skip, plain)
     agreement = check_agreement(contenders, dtype)
     time_interleaved(contenders, samples=samples, settle=settle)
     return Result(spec, tuple(sizes), dtype, contenders, agreement, skipped)
