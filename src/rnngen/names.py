@@ -70,6 +70,7 @@ WORDS = {
     "mask": "the module's argument of the real steps",
     "lengths": "the module's argument of the sequences' lengths",
     "pad": "the module's padded steps (a masked module)",
+    "padded": "the module's list of the steps that have a padded sequence (a masked module)",
     "final": "the final state the module hands back",
     "finals": "the module's list of each chain's final state",
     "dstates": "the module's list of the gradients of the given states",

@@ -347,8 +347,9 @@ def _call_lines(
 
     On one line each where they fit; a network of many chains passes its parameters as one
     list, unpacked chain by chain, so that no line outgrows the formatter's length. A masked
-    module (``masked``: the code of the dtype it computes in) hands its mask ``m`` (T, B, 1) and its
-    complement ``pad`` (booleans) on beside ``x``; any other refuses a mask in one line.
+    module (``masked``: the code of the dtype it computes in) hands its mask ``m`` (T, B, 1), its
+    complement ``pad`` (booleans) and ``padded`` (whether a step has a padded sequence) on beside
+    ``x``; any other refuses a mask in one line.
     """
     names = list(net.params)  # chain by chain, then the output layer's: one group each
     groups = [list(dict.fromkeys(p.name for p in chain.params.values())) for chain in net.chains]
@@ -360,19 +361,19 @@ def _call_lines(
         inner = layout.unpack(names, "p", groups)
         prepare, args = ["*p, x, single = _prepare(params, xs, state)", *inner], ["p"]
     if masked:
-        prepare.append(f"m, pad = _mask(mask, lengths, x, single, {masked})")
+        prepare.append(f"m, pad, padded = _mask(mask, lengths, x, single, {masked})")
     else:  # on every call: two comparisons
         prepare += [
             "if mask is not None or lengths is not None:",
             '    raise ValueError("this module takes no mask or lengths; derive one with rnngen derive --mask")',
         ]
-    data = ["x", "m", "pad"] if masked else ["x"]
+    data = ["x", "m", "pad", "padded"] if masked else ["x"]
     if len(", ".join(carried)) <= 70:
         lhs, after = ", ".join(carried), []
     else:
         lhs, after = "fw", layout.unpack(carried, "fw", layout.chunks(carried, 90))
     buffers = f"_new_buffers({', '.join(['x', *size_codes])})"
-    if 8 + len(buffers) + len(", ".join([*args, "x"])) > layout.LINE:  # its own line, not an argument
+    if 8 + len(buffers) + len(", ".join([*args, *data])) > layout.LINE:  # its own line, not an argument
         new = layout.bracketed("new = _new_buffers", ["x", *size_codes])
         buffers = "new"
     else:

@@ -407,7 +407,8 @@ class NumpyPrinter(Printer):
 
     def _write_Padded(self, op) -> str:
         """Where the step's mask is 0 only: ``np.copyto`` (=) or ``np.add`` (+) with ``where=`` the step of
-        ``pad``, the mask's complement as booleans that the module's ``_mask`` makes once per call."""
+        ``pad``, the mask's complement as booleans that the module's ``_mask`` makes once per call,
+        and only at a step that ``padded`` (made with it) says has a padded sequence."""
         if run_of(op.mask):  # steps side by side, as rows: the padded rows zeroed by one boolean index
             family, lo, hi = run_of(op.mask)
             first, count = self.storage[family].first, self.storage[family].count
@@ -419,13 +420,17 @@ class NumpyPrinter(Printer):
             self._as_steps = saved
             return f"{rows}[{steps}.reshape(-1)] = 0.0"
         family, t = step_of(op.mask)
-        dest, where = self._dest(op.dest), f"pad[{t - self.storage[family].first}]"
+        k = t - self.storage[family].first
+        dest, where = self._dest(op.dest), f"pad[{k}]"
         if op.op == "0":
-            return f"np.copyto({dest}, 0.0, where={where})"
-        code = self.code(op.expr)
-        if op.op == "=":
-            return f"np.copyto({dest}, {code}, where={where})"
-        return f"np.add({dest}, {code}, out={dest}, where={where})"
+            call = f"np.copyto({dest}, 0.0, where={where})"
+        elif op.op == "=":
+            call = f"np.copyto({dest}, {self.code(op.expr)}, where={where})"
+        else:
+            call = f"np.add({dest}, {self.code(op.expr)}, out={dest}, where={where})"
+        # a step where no sequence is padded skips the call: a masked call costs 2-3 µs on
+        # (32, 128), and post-padded batches have real steps only, up to their shortest length
+        return [f"if padded[{k}]:", f"    {call}"]
 
     def _write_Apply(self, op) -> str:
         rule = elementwise(op.fn)
