@@ -4,6 +4,7 @@ Nothing here measures speed (the machines are shared and noisy); the figures
 come from ``benchmarks/frameworks.py`` and ``rnngen bench``.
 """
 
+import dataclasses
 import threading
 
 import numpy as np
@@ -522,5 +523,44 @@ def test_pytorch_agrees_from_a_state_per_sequence(spec):
     """nn.RNN's h_0 of shape (layers * directions, B, n_h) against the module's ``state`` (with '.[bench]')."""
     pytest.importorskip("torch")
     problem = make_problem(spec, 2, 3, 4, 3, carried=True)
+    contenders = [generated_contender(_module(spec), problem), frameworks.torch_contender(problem)]
+    assert max(check_agreement(contenders, np.float64).values()) <= TOLERANCE[np.float64]
+
+
+# -- a masked network: padded batches ------------------------------------------------------
+
+
+def test_a_masked_problem_draws_lengths_and_times_the_unmasked_module_beside_it():
+    spec = RNNSpec(T=4, masked=True)
+    plain = _module(dataclasses.replace(spec, masked=False))
+    result = bench(_module(spec), spec, (5, 3, 4, 3), samples=1, settle=0, skip=("torch", "jax"), plain=plain)
+    assert [c.name for c in result.contenders] == ["rnngen", "rnngen, plain call", "GEMM only"]
+    assert result.skipped["tuned"] == "reads every step (no padding)"
+    problem = make_problem(spec, 5, 3, 4, 3)
+    assert problem.lengths[0] == 4 and 2 <= problem.lengths.min() and problem.lengths.max() <= 4
+    assert make_problem(RNNSpec(T=4), 5, 3, 4, 3).lengths is None
+    # the module's call takes the lengths: padded steps of the inputs change nothing
+    module = _module(spec)
+    E, grads = generated_contender(module, problem).result(generated_contender(module, problem).run())
+    problem.xs[problem.lengths[1] :, 1] = 7.0
+    E2, grads2 = generated_contender(module, problem).result(generated_contender(module, problem).run())
+    assert E == E2 and all(np.array_equal(grads[k], grads2[k]) for k in grads)
+    assert E != plain.loss(module_params(problem.params, spec), problem.xs, problem.targets)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        RNNSpec(T=4, masked=True),
+        RNNSpec(T=4, masked=True, mapping="many-to-one"),
+        RNNSpec(T=4, masked=True, layers=2, bidirectional=True),
+    ],
+    ids=lambda s: s.name,
+)
+def test_pytorch_on_packed_sequences_agrees_with_a_masked_module(spec):
+    """nn.RNN on pack_padded_sequence, the loss on real steps only (with '.[bench]')."""
+    pytest.importorskip("torch")
+    problem = make_problem(spec, 5, 3, 4, 3)
+    assert problem.lengths.min() < spec.T  # some padding, or the check shows nothing
     contenders = [generated_contender(_module(spec), problem), frameworks.torch_contender(problem)]
     assert max(check_agreement(contenders, np.float64).values()) <= TOLERANCE[np.float64]
