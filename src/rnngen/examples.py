@@ -45,13 +45,24 @@ SEEDS = {
     ),
 }
 #: The networks whose document is the delta recursion (``network_document``): more than one chain,
-#: seed 002's stacked form, and seed 001's other mappings.
+#: seed 002's stacked form and truncated BPTT, seed 001's other mappings, and seed 003's padding.
 NETWORKS = (
     RNNSpec(T=5, layers=2),  # seed 001's stacked layers
     RNNSpec(T=5, bidirectional=True),  # seed 001's bidirectional RNN
     RNNSpec(T=3, notation="stacked", hidden_bias=False, output_bias=False),  # seed 002: h_t = tanh(W [h_{t-1}; x_t])
     RNNSpec(T=5, delay=2),  # seed 001's delayed many-to-many: the losses from step 3 on
     RNNSpec(T=5, mapping="one-to-many"),  # seed 001's one-to-many: one input, at the first step
+    RNNSpec(T=5, truncate=2),  # seed 002's truncated BPTT, a fixed horizon of 2 steps
+    # seed 003's many-to-one network on token sequences padded to max_len = 7 (post-padding, masked)
+    RNNSpec(
+        T=7,
+        output="identity",
+        loss="squared_error",
+        mapping="many-to-one",
+        hidden_bias=False,
+        output_bias=False,
+        masked=True,
+    ),
 )
 EXAMPLES = (RNNSpec(T=5), RNNSpec(T=20), *(s for s in SEEDS.values() if s != RNNSpec(T=5)), *NETWORKS)
 
