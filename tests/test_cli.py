@@ -162,6 +162,16 @@ def test_bench_prints_the_table_of_every_contender_it_can_run(tmp_path):
     assert list(tmp_path.iterdir()) == []  # nothing written
 
 
+def test_bench_times_a_masked_module_beside_the_unmasked_one():
+    result = rnngen(
+        "bench", "--T", "3", "--mask", "--batch", "3", "--n-x", "3", "--n-h", "4", "--n-y", "3",
+        "--samples", "1", "--settle", "0", "--dtype", "float64", "--skip", "torch", "--skip", "jax",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "rnn_tanh_softmax_xent_masked_t3  B=3" in result.stdout
+    assert "rnngen, plain call" in result.stdout and "reads every step (no padding)" in result.stdout
+
+
 def test_bench_reads_the_network_from_a_module():
     path = "generated/rnn_tanh_sigmoid_bce_m2o_row_w_i_w_h_w_o_nobias_t3.py"
     args = ("--batch", "2", "--n-x", "3", "--n-h", "4", "--n-y", "2", "--samples", "1", "--settle", "0")
@@ -179,6 +189,7 @@ def test_bench_reads_the_network_from_a_module():
         (("--T", "3", "--skip", "numpy"), ["'numpy' is not one of"]),
         (("--T", "3", "--batch", "0"), ["0 is not in the range"]),
         (("--T", "3", "--hidden", "tahn"), ["did you mean 'tanh'"]),
+        (("--T", "3", "--mask", "--padding", "pre"), ["post-padding (PyTorch packs those); not --padding pre"]),
     ],
 )
 def test_bench_refuses_bad_input_in_one_line(args, fragments):

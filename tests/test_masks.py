@@ -77,8 +77,9 @@ def _reference(chains, V, c, xs, losses, bidirectional):
     return E, grads, dV, dc, finals
 
 
-def _unpadded(m, params, xs, targets, lengths, state=None):
-    """E, the gradients and the final states, each sequence cut to its real steps and run alone."""
+def _unpadded(m, params, xs, targets, lengths, state=None, mask=None):
+    """E, the gradients and the final states, each sequence cut to its real steps and run alone
+    (the steps of ``mask``'s column when given: a mask with holes)."""
     spec = RNNSpec(**m.SPEC)
     T, names = spec.T, list(m.PARAM_SHAPES)
     per_chain = [names[i : i + 4] for i in range(0, len(names) - 2, 4)]  # U, W, b, h0 of each chain
@@ -87,6 +88,8 @@ def _unpadded(m, params, xs, targets, lengths, state=None):
     finals = {chain[3]: np.zeros((B, *params[chain[3]].shape)) for chain in per_chain}
     for i, n in enumerate(lengths):
         steps = range(T - n, T) if spec.padding == "pre" else range(n)  # the real ones, 0-based
+        if mask is not None:
+            steps = np.flatnonzero(mask[:, i])
         if spec.mapping == "one-to-many":
             cut = [xs[i][None]] + [None] * (n - 1)
         else:
@@ -125,7 +128,7 @@ MASKED = [
     RNNSpec(T=4, masked=True, mapping="many-to-one"),
     RNNSpec(T=4, masked=True, mapping="many-to-one", padding="pre"),
     RNNSpec(T=4, masked=True, delay=1),
-    RNNSpec(T=4, masked=True, delay=2, padding="pre"),
+    RNNSpec(T=4, masked=True, delay=2),
     RNNSpec(T=4, masked=True, mapping="one-to-many"),
     RNNSpec(T=3, masked=True, layers=2),
     RNNSpec(T=4, masked=True, bidirectional=True),
@@ -323,6 +326,58 @@ def test_a_wrong_mask_or_lengths_is_refused_in_one_line(module_of, kwargs, messa
             call(params, xs, targets, **kwargs)
     with pytest.raises(ValueError, match=message):
         m.forward(params, xs, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"bidirectional": True, "mapping": "many-to-one"}, "reads both chains at step T .* use --padding pre"),
+        ({"mapping": "one-to-many", "padding": "pre"}, "its one input at step 1, which pre-padding pads"),
+        ({"delay": 1, "padding": "pre"}, "a delay counts from step 1, which pre-padding pads; use --padding post"),
+    ],
+)
+def test_a_padding_that_pads_a_step_every_sequence_needs_is_refused(fields, message):
+    with pytest.raises(SpecError, match=message):
+        RNNSpec(T=4, masked=True, **fields)
+
+
+@pytest.mark.parametrize(
+    ("fields", "padded", "message"),
+    [
+        ({"bidirectional": True, "mapping": "many-to-one", "padding": "pre"}, 3, "mask pads step 4 of a sequence"),
+        ({"mapping": "one-to-many"}, 0, "mask pads step 1 of a sequence: one-to-many reads its one input"),
+        ({"delay": 1}, 0, "mask pads step 1 of a sequence: a delay counts from step 1"),
+        ({}, slice(None), "mask has a sequence with no real step"),
+    ],
+)
+def test_a_mask_that_pads_a_step_every_sequence_needs_is_refused_in_one_line(module_of, fields, padded, message):
+    """A mask given as such could pad what lengths with the module's padding never pad: refused, not
+    computed as another network (a backward chain that never started, an input never read)."""
+    m = module_of(RNNSpec(T=4, masked=True, **fields))
+    params, xs, targets = verify.random_problem(m)
+    mask = np.ones((4, 2), bool)
+    mask[padded, 1] = False
+    with pytest.raises(ValueError, match=message) as caught:
+        m.loss_and_grads(params, xs, targets, mask=mask)
+    assert "\n" not in str(caught.value)
+    m.loss_and_grads(params, xs, targets, mask=np.ones((4, 2), bool))  # a full mask is fine
+
+
+def test_a_mask_with_holes_keeps_the_state_across_them(module_of):
+    """A mask need not be contiguous: a padded step between real ones holds the state, which is the
+    sequence run over its real steps alone; the gradient is right and the holes' inputs inert."""
+    spec = RNNSpec(T=5, masked=True, layers=2)
+    m = module_of(spec)
+    params, xs, targets = verify.random_problem(m, (3, 4, 3, 3))
+    mask = np.array([[1, 1, 0], [0, 1, 1], [1, 0, 0], [0, 1, 1], [1, 1, 0]], bool)
+    E, grads, final = m.loss_and_grads(params, xs, targets, mask=mask, return_state=True)
+    E_ref, grads_ref, final_ref = _unpadded(m, params, xs, targets, mask.sum(axis=0), mask=mask)
+    assert E == pytest.approx(E_ref, rel=1e-12)
+    for name in params:
+        np.testing.assert_allclose(grads[name], grads_ref[name], rtol=1e-10, atol=1e-13, err_msg=name)
+    for name, value in _as_dict(m, final).items():
+        np.testing.assert_allclose(value, final_ref[name], rtol=1e-12, atol=1e-15, err_msg=name)
+    assert masks.padded_steps(masks.Masked(m, mask), params, xs, targets) == 0.0
 
 
 def test_padding_without_a_mask_is_refused(tmp_path):

@@ -10,6 +10,7 @@ import time
 
 _STARTED = time.perf_counter()  # before the heavy imports: "Done in" includes start-up
 
+import dataclasses
 import functools
 import json
 import signal
@@ -714,9 +715,17 @@ def bench(module_path, B, n_x, n_h, n_y, dtype, samples, settle, skip, T, ui, **
             "rnngen bench times networks with an input at every step, and a loss at every step or at the last "
             "(many-to-many without --delay, many-to-one); not one-to-many or --delay"
         )
+    if spec.padding == "pre":  # PyTorch's packed sequences are post-padded
+        raise click.UsageError(
+            "rnngen bench times masked networks with post-padding (PyTorch packs those); not --padding pre"
+        )
     if module_path is None:
         ui.progress(f"deriving {spec.name} (T = {spec.T})")
         module = BPTT(build(spec)).module()
+    unmasked = None
+    if spec.masked:  # timed beside the unmasked module of the same network
+        ui.progress("deriving the unmasked module to time beside it")
+        unmasked = BPTT(build(dataclasses.replace(spec, masked=False))).module()
     libraries = kernels()
     for line in libraries:
         ui.echo(line)
@@ -724,7 +733,8 @@ def bench(module_path, B, n_x, n_h, n_y, dtype, samples, settle, skip, T, ui, **
     for name in _DTYPES[dtype]:
         ui.progress(f"timing {name}: checking the contenders agree, then {samples} samples each")
         try:
-            result = run_bench(module, spec, (B, n_x, n_h, n_y), getattr(np, name), samples, settle, skip)
+            sizes = (B, n_x, n_h, n_y)
+            result = run_bench(module, spec, sizes, getattr(np, name), samples, settle, skip, plain=unmasked)
         except BenchError as e:
             raise click.ClickException(str(e)) from None
         runs.append(result.as_dict())
@@ -959,8 +969,8 @@ def _print_report(report: Report) -> None:
         )
     if report.padded is not None:
         click.echo(
-            f"  with a mask of lengths 1, T and drawn ones (every check above): a padded step's input and target"
-            f" change nothing ({report.padded:.1e})"
+            f"  with a mask of real steps (every check above; sequences of lengths 1 and T, more drawn for B > 2):"
+            f" a padded step's input and target change nothing ({report.padded:.1e})"
         )
     _print_paths_and_notes(report)
     if report.ok:

@@ -63,7 +63,7 @@ def padded_steps(module: Masked, params, xs, targets, seed: int = 6) -> float:
     moved_x = np.where(padded[: len(steps), :, None], rng.standard_normal(steps.shape), steps).astype(xs.dtype)
     moved_x = moved_x.reshape(xs.shape)
     moved_y = targets
-    if spec.mapping != "many-to-one":  # its one target counts for every sequence
+    if spec.masked_losses:  # a padded step's target has no loss term
         lost = padded[spec.loss_steps[0] - 1 :]
         drawn = rng.permutation(targets.reshape(-1, *targets.shape[2:])).reshape(targets.shape)
         moved_y = np.where(lost if targets.ndim == 2 else lost[..., None], drawn, targets)

@@ -220,7 +220,7 @@ def loss_of_outputs(spec: dict, yhat, targets, mask=None) -> float:
     step_loss = _textbook("loss", spec["loss"], n)
     rows = yhat.reshape(-1, n).T, np.asarray(targets, np.float64).reshape(-1, n).T
     terms = np.broadcast_to(step_loss(list(rows[0]), list(rows[1])), rows[0].shape[1:])
-    if mask is not None and spec["mapping"] != "many-to-one":
+    if mask is not None and spec_of(spec).masked_losses:
         first = spec_of(spec).loss_steps[0]
         terms = terms * np.asarray(mask)[first - 1 :].reshape(-1)
     return float(np.sum(terms))

@@ -183,10 +183,14 @@ def _network_text(derivation: Derivation) -> list:
     graph = derivation.graph
     lines = [generic(n, graph.nodes, f, spec.T, show) for f in forward_families(graph)]
     loss = spec.loss_rule.text
-    if spec.mapping == "many-to-many":
-        lines.append(f"E = sum_{{t=1..{spec.T}}} E_t,  E_t = {loss}")
-    else:
+    if spec.mapping == "many-to-one":
         lines.append(f"E = E_{spec.T} = {loss.replace('_t', '_' + str(spec.T))}  (many-to-one: the last step only)")
+    else:
+        weight = "m_t " if spec.masked_losses else ""
+        lines.append(f"E = sum_{{t={spec.loss_steps[0]}..{spec.T}}} {weight}E_t,  E_t = {loss}")
+    if spec.masked:
+        lines.append("m_t: each sequence's mask at step t, 1 on a real step, 0 on a padded one (1 m_t: down the rows)")
+        lines.append("h̄_t: the cell's new state, which a padded step does not take")
     for chain in graph.network.chains:
         start = spec.T + 1 if chain.reverse else 0
         initial = next(node for node in graph.nodes if node.family == state_key(chain) and node.t == start)
@@ -313,6 +317,7 @@ def module_context(derivation: Derivation, lowered: Lowered, formulas: list, num
         input_grad=spec.input_grad,
         masked=spec.masked,
         padding=spec.padding,
+        real_in_every_sequence=sorted(spec.real_in_every_sequence.items()),
         initial_states=initial,
         **_state_lines(initial),
         n_x_from_xs=" - " in sources["n_x"],  # no whole dimension of a parameter: float xs have it
@@ -327,10 +332,8 @@ def module_context(derivation: Derivation, lowered: Lowered, formulas: list, num
         targets=spec.loss_rule.targets,
         target_doc=_target_doc(spec),
         normalized_targets=bool(spec.fused and spec.fused.normalized_targets),
-        # a masked loss's targets, checked on real steps only (many-to-one's one target counts for all)
-        masked_targets=spec.masked
-        and spec.mapping != "many-to-one"
-        and bool(spec.fused and spec.fused.normalized_targets),
+        # a masked loss's targets, checked on real steps only
+        masked_targets=spec.masked_losses and bool(spec.fused and spec.fused.normalized_targets),
         class_targets=class_targets,
         fan_in=0 if spec.row else 1,
         weights=[name for name, p in net.params.items() if not p.is_vector],

@@ -225,13 +225,13 @@ class RNNSpec:
             raise SpecError("--mask and --truncate together are not derived yet; choose one")
         if self.padding != "post" and not self.masked:
             raise SpecError("padding applies to a masked network only; add --mask (rnngen derive --mask --padding pre)")
-        if self.masked and self.padding == "post" and self.bidirectional and self.mapping == "many-to-one":
-            raise SpecError(
-                "a bidirectional many-to-one network reads its backward chain at step T, which post-padding pads "
-                "(the chain has not started there); use --padding pre"
-            )
-        if self.padding == "pre" and self.mapping == "one-to-many":
-            raise SpecError("one-to-many reads its one input at step 1, which pre-padding pads; use --padding post")
+        if not self.masked:
+            return
+        for step, why in self.real_in_every_sequence.items():
+            padded = {"post": self.T, "pre": 1}[self.padding]  # the step the padding pads first
+            if step == padded and self.T > 1:
+                other = "pre" if self.padding == "post" else "post"
+                raise SpecError(f"{why}, which {self.padding}-padding pads; use --padding {other}")
 
     def _check_network_names(self):
         """Every name the network's parameters and their blocks take, distinct and free."""
@@ -318,6 +318,26 @@ class RNNSpec:
         if self.mapping == "many-to-one":
             return range(self.T, self.T + 1)
         return range(self.delay + 1, self.T + 1)
+
+    @property
+    def real_in_every_sequence(self) -> dict:
+        """Step -> why: the steps a masked network needs real in every sequence. Lengths make them so
+        when the padding leaves them alone (``_check_padding``); a mask given as such is checked."""
+        need = {}
+        if self.mapping == "one-to-many":
+            need[1] = "one-to-many reads its one input at step 1"
+        elif self.delay:
+            need[1] = "a delay counts from step 1"
+        if self.bidirectional and self.mapping == "many-to-one":
+            need[self.T] = "a bidirectional many-to-one network reads both chains at step T (the backward one starts)"
+        return need
+
+    @property
+    def masked_losses(self) -> bool:
+        """True when each loss term is weighted by its step's mask (a padded step has no loss term):
+        a masked network, except many-to-one, whose one loss at step T reads the state held since each
+        sequence's last real step and so counts for every sequence."""
+        return self.masked and self.mapping != "many-to-one"
 
     @property
     def input_steps(self) -> range:

@@ -158,9 +158,7 @@ def unroll(spec: RNNSpec) -> Graph:
         o_expr = A.add(*output_terms(net, [states[c.key][t] for c in net.top]), bias)
         o = graph.add(Node(Step.of(Family("o"), t, n_y), o_expr, "o", t))
         yhat = graph.add(Node(Step.of(Family("yhat"), t, n_y), spec.output_layer.activation(o), "yhat", t))
-        # many-to-one reads the state the mask held since each sequence's last real step: its one
-        # loss counts for every sequence
-        if ms and spec.mapping != "many-to-one":
+        if spec.masked_losses:
             graph.weights[t] = ms[t]
         losses.append(spec.loss_rule.expr(yhat, ys[len(losses)], graph.weights.get(t)))
     graph.add(Node(MatrixSymbol("E", 1, 1), A.add(*losses)))

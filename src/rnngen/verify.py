@@ -462,7 +462,7 @@ def _scalar_loss(module, params_sym, xs, targets, state_sym: dict | None = None,
         steps = None if mask is None else [int(m) for m in mask[:, seq]]
         _, outputs = run_network(net, ops, env, dims, columns, full.hidden_key, full.loss_steps, T, steps)
         for t, o in outputs.items():
-            if steps is not None and not last_only and not steps[t - 1]:
+            if steps is not None and full.masked_losses and not steps[t - 1]:
                 continue  # a padded step's loss term
             target = targets[seq] if last_only else targets[t - full.loss_steps[0], seq]
             if np.ndim(target) == 0:  # a class index
