@@ -47,8 +47,11 @@ def test_out_of_range_class_indices_are_refused_before_any_cast(module_of, outpu
         bad += [v for v in (n_y, np.iinfo(dtype).max) if n_y <= v <= np.iinfo(dtype).max]
         for value in bad:
             targets[1, 1] = value
+            # the range and where it comes from, and the values given (the others are 0)
+            message = rf"^targets \(class indices\) must lie in 0..{n_y - 1} \(n_y from params\['V'\]\), got "
+            message += rf"{min(value, 0)}\.\.{max(value, 0)}$"
             for call in (m.loss, m.loss_and_grads):
-                with pytest.raises(ValueError, match=rf"targets \(class indices\) must lie in 0..{n_y - 1}$"):
+                with pytest.raises(ValueError, match=message):
                     call(params, xs, targets)
         targets[1, 1] = min(n_y - 1, np.iinfo(dtype).max)  # the largest valid index passes
         assert np.isfinite(m.loss(params, xs, targets))
@@ -134,10 +137,10 @@ def test_remembered_checks_still_refuse_what_they_would_refuse(module):
 
 
 def test_a_stacked_module_refuses_an_xs_without_steps_in_one_line(module_of):
-    """n_x of the stacked notation comes from xs (no parameter has it whole): an xs of no axes
-    raised KeyError 'n_x' from inside the check of the blocks [W_h, W_x]."""
+    """No parameter of the stacked notation has n_x whole (it is W's width less n_h): read off xs,
+    an xs of no axes raised KeyError 'n_x' from inside the check of the blocks [W_h, W_x]."""
     m = module_of(RNNSpec(T=3, notation="stacked"))
     params, xs = _problem(m, n_y=2)
     for bad in (np.float64(1.0), xs[0, 0]):
-        with pytest.raises(ValueError, match=r"xs has shape \((\d+,)?\); expected \(T, n_x\) or \(T, B, n_x\)"):
+        with pytest.raises(ValueError, match=r"xs has shape \((\d+,)?\); expected \(T, n_x\) = \(3, \d+\) or"):
             m.loss_and_grads(params, bad, np.zeros((3, 2), np.int64))

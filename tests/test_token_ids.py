@@ -13,7 +13,7 @@ from sympy import MatrixSymbol
 
 from rnngen import algebra as A
 from rnngen import lower as L
-from rnngen import verify
+from rnngen import render, verify
 from rnngen.families import FAMILIES, Run
 from rnngen.pipeline import build
 from rnngen.program import Program, Stmt
@@ -32,6 +32,8 @@ STRUCTURES = [
     RNNSpec(T=4, mapping="many-to-one", output="sigmoid", loss="binary_cross_entropy"),
     RNNSpec(T=3, mapping="many-to-one", notation="row", output="identity", loss="squared_error", hidden_bias=False),
     RNNSpec(T=4, delay=2),
+    RNNSpec(T=5, truncate=2),
+    RNNSpec(T=4, masked=True),
 ]
 DTYPES = (np.float64, np.float32)
 #: Rounding only: the lookup and the one-hot product give the same sums, maybe in another order.
@@ -51,14 +53,14 @@ def _draw(m, dtype, n_x=4, B=3, seed=0):
     return params, ids, np.eye(n_x, dtype=dtype)[ids], targets, state
 
 
-def _figures(m, params, xs, targets, state=None) -> dict:
+def _figures(m, params, xs, targets, state=None, mask=None) -> dict:
     """E, every gradient, the final state and every forward() output, flat by name."""
-    E, grads, final = m.loss_and_grads(params, xs, targets, state=state, return_state=True)
-    out = {"E": E, "loss()": m.loss(params, xs, targets, state=state)}
+    E, grads, final = m.loss_and_grads(params, xs, targets, state=state, mask=mask, return_state=True)
+    out = {"E": E, "loss()": m.loss(params, xs, targets, state=state, mask=mask)}
     for name, g in grads.items():
         out.update({f"state {k}": v for k, v in g.items()} if name == "state" else {name: g})
     out.update({f"final {k}": v for k, v in final.items()} if isinstance(final, dict) else {"final": final})
-    out.update({f"forward {k}": v for k, v in m.forward(params, xs, state=state).items()})
+    out.update({f"forward {k}": v for k, v in m.forward(params, xs, state=state, mask=mask).items()})
     return out
 
 
@@ -76,18 +78,21 @@ def test_ids_give_what_their_one_hot_rows_give(module_of, spec, dtype):
     m = module_of(spec)
     assert m.TOKEN_IDS
     params, ids, rows, targets, state = _draw(m, dtype)
-    _same(_figures(m, params, ids, targets), _figures(m, params, rows, targets), dtype)
-    _same(_figures(m, params, ids, targets, state), _figures(m, params, rows, targets, state), dtype)
+    # a masked module: sequences of T, 2 and 1 real steps (post-padding)
+    mask = np.arange(spec.T)[:, None] < np.array([spec.T, 2, 1]) if spec.masked else None
+    _same(_figures(m, params, ids, targets, mask=mask), _figures(m, params, rows, targets, mask=mask), dtype)
+    _same(_figures(m, params, ids, targets, state, mask), _figures(m, params, rows, targets, state, mask), dtype)
     # one sequence: ids (T,), or () for the one input of a one-to-many network
     single = [sequence(m.SPEC, a, 1) for a in (ids, rows)]
     y = np.take(targets, 1, axis=0 if spec.mapping == "many-to-one" else 1)
-    _same(_figures(m, params, single[0], y), _figures(m, params, single[1], y), dtype)
+    mask = None if mask is None else mask[:, 1]
+    _same(_figures(m, params, single[0], y, mask=mask), _figures(m, params, single[1], y, mask=mask), dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 def test_many_ids_are_summed_by_sorting_and_repeated_ids_add_up(module_of, dtype):
     m = module_of(RNNSpec(T=4))
-    params, ids, rows, targets, _ = _draw(m, dtype, n_x=300, B=8)  # above 256 ids: sort + reduceat
+    params, ids, rows, targets, _ = _draw(m, dtype, n_x=300, B=8)  # a vocabulary above 256: sort + reduceat
     ids[:, :4] = 7  # one id in many rows
     rows = np.eye(300, dtype=dtype)[ids]
     _same(_figures(m, params, ids, targets), _figures(m, params, rows, targets), dtype)
@@ -103,18 +108,21 @@ def test_the_dtype_is_the_parameters(module_of):
     assert E.dtype == np.float64 and all(g.dtype == np.float64 for g in grads.values())
 
 
+#: The xs shapes a module that takes token ids expects, float rows first: the message of any wrong shape.
+SHAPES = r"expected \(T, n_x\) = \(4, 4\) or \(T, B, n_x\) = \(4, B, 4\), or integer token ids \(T,\) or \(T, B\)"
 BAD = [
-    (RNNSpec(T=4), lambda ids: ids + 4, r"xs \(token ids\) must lie in 0\.\.3, the rows of the input weight"),
+    (RNNSpec(T=4), lambda ids: ids + 4, r"xs \(token ids\) must lie in 0\.\.3 \(n_x from params\['U'\]\), got "),
     (RNNSpec(T=4), lambda ids: ids - 1, r"xs \(token ids\) must lie in 0\.\.3"),
-    (
-        RNNSpec(T=4),
-        lambda ids: ids[:3],
-        r"xs \(token ids\) has shape \(3, 3\); expected \(T,\) = \(4,\) or \(T, B\) = \(4, B\)",
-    ),
-    (RNNSpec(T=4), lambda ids: ids[..., None], r"xs \(token ids\) has shape \(4, 3, 1\); expected"),
+    (RNNSpec(T=4), lambda ids: ids[:3], r"xs has shape \(3, 3\); " + SHAPES),
+    (RNNSpec(T=4), lambda ids: ids[..., None], r"xs has shape \(4, 3, 1\); " + SHAPES),
     (RNNSpec(T=4), lambda ids: ids[:, :0], r"xs has shape \(4, 0\): no sequences \(B = 0\)"),
     (RNNSpec(T=4), lambda ids: ids > 1, r"xs has dtype bool; expected float32 or float64 rows, or integer token ids"),
-    (RNNSpec(T=4, mapping="one-to-many"), lambda ids: ids[None], r"expected the one input \(\) or \(B,\)"),
+    (RNNSpec(T=4), lambda ids: ids.astype(float), r"xs has shape \(4, 3\); " + SHAPES),  # ids must be integers
+    (
+        RNNSpec(T=4, mapping="one-to-many"),
+        lambda ids: ids[None],
+        r"expected the one input \(n_x,\) = \(4,\) or \(B, n_x\) = \(B, 4\), or integer token ids \(\) or \(B,\)",
+    ),
     (RNNSpec(T=3, input_grad=True), lambda ids: ids, r"token ids have no dE/dx, which this module returns"),
 ]
 
@@ -127,6 +135,54 @@ def test_bad_ids_are_refused_in_one_line(module_of, spec, bad, message):
         with pytest.raises(ValueError, match=message) as raised:
             call(bad(ids))
         assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "spec, weight",
+    [
+        (RNNSpec(T=4), "U"),  # an id picks a column of U (n_h, n_x)
+        (RNNSpec(T=4, notation="row", names=("W", "U", "V")), "W"),  # a row of the input weight W (n_x, n_h)
+        (RNNSpec(T=4, notation="stacked"), "W"),  # a column of W's block W_x
+    ],
+    ids=lambda v: getattr(v, "name", v),
+)
+def test_an_id_out_of_range_is_named_with_the_range_it_left(module_of, spec, weight):
+    m = module_of(spec)
+    params, ids, _, targets, _ = _draw(m, np.float64)
+    ids[1, 0], ids[2, 2] = -2, 9
+    message = rf"^xs \(token ids\) must lie in 0\.\.3 \(n_x from params\['{weight}'\]\), got -2\.\.9$"
+    with pytest.raises(ValueError, match=message):
+        m.loss_and_grads(params, ids, targets)
+
+
+@pytest.mark.parametrize("spec", [RNNSpec(T=3), RNNSpec(T=3, notation="stacked")], ids=lambda s: s.name)
+def test_float_ids_are_told_that_ids_are_integers_and_not_blamed_on_the_parameters(module_of, spec):
+    """A stacked module read n_x off float xs, so float ids (T, B) made it blame ``params['W']``."""
+    m = module_of(spec)
+    params, ids, _, targets, _ = _draw(m, np.float64)
+    expected = (
+        r"; expected \(T, n_x\) = \(3, 4\) or \(T, B, n_x\) = \(3, B, 4\), "
+        r"or integer token ids \(T,\) or \(T, B\): this module is unrolled for T = 3$"
+    )
+    for xs, y, shape in ((ids, targets, r"\(3, 3\)"), (ids[:, 0], targets[:, 0], r"\(3,\)")):
+        for dtype in DTYPES:
+            with pytest.raises(ValueError, match=r"^xs has shape " + shape + expected):
+                m.loss_and_grads(params, xs.astype(dtype), y)
+
+
+def test_the_sizes_are_read_from_typed_sources():
+    """n_x of the stacked notation is W's width less n_h: one typed source spelled two ways (by the
+    parameters' names in the functions, as items of ``_prepare``'s list in its checks)."""
+    graph = build(RNNSpec(T=3, notation="stacked-row", bidirectional=True)).derivation.graph
+    params = graph.params
+    sources = render._size_sources(params, graph.network.sizes)
+    assert sources["B"] == render.SizeSource("x", 1)
+    assert sources["n_h"] == render.SizeSource("W_f", 1)  # (n_h + n_x, n_h): stored transposed
+    assert sources["n_x"] == render.SizeSource("W_f", 0, ("n_h",))
+    assert render._read_size(sources, "n_x") == "W_f.shape[0] - W_f.shape[1]"
+    at = list(params).index("W_f")
+    spelled = render._read_size(sources, "n_x", lambda name: f"arrays[{list(params).index(name)}]")
+    assert spelled == f"arrays[{at}].shape[0] - arrays[{at}].shape[1]"
 
 
 def test_a_small_integer_type_cannot_wrap_a_negative_id_into_range(module_of):

@@ -13,9 +13,9 @@ import re
 import textwrap
 from dataclasses import dataclass
 
-from sympy import MatrixSymbol
+from sympy import MatrixSymbol, Transpose
 
-from rnngen import __version__, layout
+from rnngen import __version__, layout, operations
 from rnngen import algebra as A
 from rnngen.activations import elementwise
 from rnngen.backprop import Derivation
@@ -23,6 +23,7 @@ from rnngen.document import Notation, Numbering, aligned, forward_families, gene
 from rnngen.emit import render
 from rnngen.families import run_of, step_of
 from rnngen.lower import Lowered
+from rnngen.network import Block
 from rnngen.network_document import network_context, three_forms
 from rnngen.printing.math import latex, text
 from rnngen.printing.numpy import NumpyPrinter
@@ -126,27 +127,64 @@ def final_formulas(program: Program) -> list:
 # --- the module -----------------------------------------------------------------------
 
 
-def _size_sources(params: dict, sizes) -> dict:
-    """Code that reads each size from the arrays: ``B`` from ``x``, ``n_h`` from a weight's shape, ...
+@dataclass(frozen=True)
+class SizeSource:
+    """Where the module reads a size: axis ``axis`` of the array ``array`` (a parameter, or ``x`` for
+    B), less the sizes ``minus``.
 
     A size only blocks have (n_x of seed 002's stacked matrix) is what its matrix's width leaves
-    after the other blocks (``W.shape[1] - W.shape[0]``): the inputs may be token ids, which have no n_x.
+    after the other blocks (``W.shape[1] - W.shape[0]``): n_x is read from the parameters, because
+    the inputs may be token ids, which have no n_x axis.
     """
-    sources = {"B": "x.shape[1]"}
+
+    array: str
+    axis: int
+    minus: tuple = ()
+
+
+def _size_sources(params: dict, sizes) -> dict:
+    """Size name -> ``SizeSource``: ``B`` from ``x``, every other size from the first parameter that
+    has it as a whole dimension, else from a dimension it is a block of."""
+    sources = {"B": SizeSource("x", 1)}
     for size in sizes:
         found = next(((name, p) for name, p in params.items() if size in p.shape), None)
         if found is not None:
             name, p = found
-            sources[str(size)] = f"{name}.shape[{list(p.shape).index(size)}]"
+            sources[str(size)] = SizeSource(name, list(p.shape).index(size))
     for size in sizes:
         if str(size) in sources:
             continue
         name, axis, dim = next(
             (name, axis, d) for name, p in params.items() for axis, d in enumerate(p.shape) if size in d.free_symbols
         )
-        others = [sources[str(s)] for s in dim.args if s != size]
-        sources[str(size)] = " - ".join([f"{name}.shape[{axis}]", *others])
+        sources[str(size)] = SizeSource(name, axis, tuple(str(s) for s in dim.args if s != size))
     return sources
+
+
+def _read_size(sources: dict, size: str, array=lambda name: name) -> str:
+    """The code that reads ``size`` (a key of ``sources``), each array spelled by ``array``: by its name
+    (``W.shape[1] - W.shape[0]``) or as an item of ``_prepare``'s list (``arrays[0].shape[1] - ...``)."""
+    s = sources[size]
+    return " - ".join([f"{array(s.array)}.shape[{s.axis}]", *(_read_size(sources, m, array) for m in s.minus)])
+
+
+def _size_from(sources: dict, size: str) -> str:
+    """Where a size comes from, for an error message: ``n_x from params['U']``."""
+    return f"{size} from params[{sources[size].array!r}]"
+
+
+def _id_weights(lowered: Lowered) -> str | None:
+    """What token ids pick, for the docstring: ``the columns of U`` (``the rows of U`` in row
+    notation, where U is stored transposed; a block in the stacked ones); None if ids are not taken."""
+    names, axis = [], "columns"
+    for op in operations.flat(op for w in lowered.writes for op in w.ops):
+        if isinstance(op, operations.Lookup):
+            param = op.param
+            if isinstance(param, Transpose):  # the stored array is the column-math matrix transposed
+                param, axis = param.arg, "rows"
+            name = f"{param.name} (a block of {param.param})" if isinstance(param, Block) else param.name
+            names += [name] if name not in names else []
+    return f"the {axis} of {' and '.join(names)}" if names else None
 
 
 def _block_views(network) -> dict:
@@ -238,6 +276,8 @@ def module_context(derivation: Derivation, lowered: Lowered, formulas: list, num
     params = derivation.graph.params
     net = derivation.graph.network
     sources = _size_sources(params, net.sizes)
+    size_codes = {size: _read_size(sources, size) for size in sources}
+    in_arrays = lambda name: f"arrays[{list(params).index(name)}]"  # noqa: E731 (_prepare's list)
     views = _block_views(net)
     sections = {"forward": [], "loss": [], "backward": []}
     for formula in formulas:
@@ -249,9 +289,9 @@ def module_context(derivation: Derivation, lowered: Lowered, formulas: list, num
         for s in formula.stmts:
             lines.extend(printer.write(writes[s.target]))
     # Each function defines the sizes its own lines use, nothing more.
-    sections["forward"] = _prologue(sections["forward"], sources, views) + sections["forward"]
-    sections["loss_prologue"] = _prologue(sections["loss"], sources, views)
-    sections["grads_prologue"] = _prologue(sections["loss"] + sections["backward"], sources, views)
+    sections["forward"] = _prologue(sections["forward"], size_codes, views) + sections["forward"]
+    sections["loss_prologue"] = _prologue(sections["loss"], size_codes, views)
+    sections["grads_prologue"] = _prologue(sections["loss"] + sections["backward"], size_codes, views)
     states = [state_key(c) for c in net.top]
 
     written_forward = []
@@ -295,7 +335,7 @@ def module_context(derivation: Derivation, lowered: Lowered, formulas: list, num
     hidden = ['"n_x": n_x', *(f'"{s}": hidden[{i}]' for i, s in enumerate(layers)), '"n_y": n_y']
     # the dtype every array is computed in: the parameters', which _prepare gives the dtype of float xs
     dtype = f"{next(iter(params))}.dtype"
-    sizes = [dtype] + [sources[n] for n in buffer_sizes]
+    sizes = [dtype] + [size_codes[n] for n in buffer_sizes]
     calls = _call_lines(net, carried, sizes, spec.input_grad, weights, hidden, dtype if spec.masked else None)
     return dict(
         **_common(spec),
@@ -320,15 +360,18 @@ def module_context(derivation: Derivation, lowered: Lowered, formulas: list, num
         real_in_every_sequence=sorted(spec.real_in_every_sequence.items()),
         initial_states=initial,
         **_state_lines(initial),
-        n_x_from_xs=" - " in sources["n_x"],  # no whole dimension of a parameter: float xs have it
         token_ids=lowered.token_ids,
-        n_x_param=sources["n_x"].split(".")[0],  # the parameter whose shape gives n_x
-        n_x_of_arrays=re.sub(r"\b(\w+)\.shape", lambda m: f"arrays[{list(params).index(m[1])}].shape", sources["n_x"]),
+        id_weights=_id_weights(lowered),
+        # the sizes only blocks have, read from their parameter once the whole ones are known
+        derived_sizes=[(n, _read_size(sources, n, in_arrays), s.array) for n, s in sources.items() if s.minus],
+        n_x_of_arrays=_read_size(sources, "n_x", in_arrays),
+        n_x_from=_size_from(sources, "n_x"),
+        n_y_from=_size_from(sources, "n_y"),
         dtype=dtype,
         compound_dims=any(p.blocks for p in net.params.values()),
         row=spec.row,
         stacked=spec.stacked,
-        n_out=sources["n_y"],
+        n_out=size_codes["n_y"],
         targets=spec.loss_rule.targets,
         target_doc=_target_doc(spec),
         normalized_targets=bool(spec.fused and spec.fused.normalized_targets),

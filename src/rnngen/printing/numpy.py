@@ -157,10 +157,10 @@ HELPERS = {
         '    """Xᵀ D for the one-hot rows X (N, n) of the token ids ``ids`` and rows D (N, m): the rows of D\n'
         "    summed by id, an id that repeats adding each of its rows; with ``columns``, its transpose Dᵀ X.\n"
         "\n"
-        "    Up to 256 ids one product with the one-hot rows, gathered from a kept identity, is the fastest\n"
-        "    (char-rnn, 25 rows of 100 by 65 ids: 10-16 µs, against 51 for sort + reduceat and 66-73 for\n"
-        "    np.add.at); with more ids the one-hot rows grow with n, and sorting the ids to sum runs of\n"
-        "    rows wins (1,600 rows of 128 by 4,096 ids: 1.6 against 10 ms).\n"
+        "    For a vocabulary n of up to 256, one product with the one-hot rows (N, n), gathered from a kept\n"
+        "    identity, is the fastest (char-rnn, 25 rows of 100 and n = 65: 10-16 µs, against 51 for sort +\n"
+        "    reduceat and 66-73 for np.add.at); for a larger one the one-hot rows grow with n, and sorting\n"
+        "    the ids to sum runs of rows wins (1,600 rows of 128 and n = 4,096: 1.6 against 10 ms).\n"
         '    """\n'
         "    if n <= 256:\n"
         "        x = _eye(n, d.dtype).take(ids, axis=0)  # rows by id: cheaper than indexing at small sizes\n"
@@ -365,7 +365,7 @@ class NumpyPrinter(Printer):
         return [
             f'if {x}.dtype.kind == "f":',
             *(f"    {line}" for line in rows),
-            "else:  # token ids: the inputs are their one-hot rows, never built",
+            "else:  # token ids (intp, checked), standing for the inputs' one-hot rows",
             *(f"    {line}" for line in ids),
         ]
 
