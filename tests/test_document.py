@@ -16,6 +16,7 @@ from rnngen.markdown import MarkdownError, to_markdown
 from rnngen.pipeline import build
 from rnngen.program import relative
 from rnngen.reference import input_steps
+from rnngen.sequences import mask_from_lengths
 from rnngen.spec import RNNSpec
 from rnngen.unroll import n_h, step
 from rnngen.verify import random_problem
@@ -55,9 +56,14 @@ def read_back(result, tex=None, seed=0):
     blocks = spec_blocks(result.spec, (n_h,) * result.spec.layers, n_x)  # V = [V_f V_b], W = [W_h W_x]
     inputs = input_steps(module.SPEC, xs)[:, 0]  # one-to-many: x_1 only
     row = result.spec.notation == "row"
-    reader = Reader(tex or result.latex, row, params, inputs, steps, custom, blocks, result.spec.T)
+    mask = None
+    if result.spec.masked:  # the sequence padded: two steps fewer are real
+        T = result.spec.T
+        mask = mask_from_lengths(np.array([max(1, T - 2)]), T, result.spec.padding)
+    masks = None if mask is None else mask[:, 0].astype(int).tolist()
+    reader = Reader(tex or result.latex, row, params, inputs, steps, custom, blocks, result.spec.T, masks)
     reader.run()
-    loss, grads = module.loss_and_grads(params, xs, targets)
+    loss, grads = module.loss_and_grads(params, xs, targets, **({} if mask is None else {"mask": mask}))
     return reader, loss, grads
 
 

@@ -39,6 +39,7 @@ def test_module_adds_six_lines_per_step(built):
 def _python_calls(T: int) -> int:
     """Function calls made by the whole pipeline: deterministic, unlike wall time."""
     import cProfile
+    import gc
     import pstats
 
     from sympy.core.cache import clear_cache
@@ -47,10 +48,15 @@ def _python_calls(T: int) -> int:
     from rnngen.spec import RNNSpec
 
     clear_cache()
+    gc.collect()  # no collection inside: its finalizers' calls would count, at moments that vary by run
+    gc.disable()
     profile = cProfile.Profile()
-    profile.enable()
-    build(RNNSpec(T=T))
-    profile.disable()
+    try:
+        profile.enable()
+        build(RNNSpec(T=T))
+        profile.disable()
+    finally:
+        gc.enable()
     return pstats.Stats(profile).total_calls
 
 

@@ -311,15 +311,21 @@ def _python_calls(f, where: str | None = None) -> int:
     """Function calls made by ``f()`` (only those of functions in the file ``where``, if given):
     deterministic, unlike wall time."""
     import cProfile
+    import gc
     import pstats
 
     from sympy.core.cache import clear_cache
 
     clear_cache()
+    gc.collect()  # no collection inside: its finalizers' calls would count, at moments that vary by run
+    gc.disable()
     profile = cProfile.Profile()
-    profile.enable()
-    f()
-    profile.disable()
+    try:
+        profile.enable()
+        f()
+        profile.disable()
+    finally:
+        gc.enable()
     stats = pstats.Stats(profile)
     if where is None:
         return stats.total_calls
