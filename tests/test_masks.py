@@ -380,6 +380,13 @@ def test_a_mask_with_holes_keeps_the_state_across_them(module_of):
     assert masks.padded_steps(masks.Masked(m, mask), params, xs, targets) == 0.0
 
 
+def test_flow_refuses_a_mask_in_one_line():
+    """flow runs every step as real: a masked spec is refused, not measured as another network."""
+    result = CliRunner().invoke(cli, ["flow", "--T", "5", "--mask"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.output.strip().splitlines()[-1].endswith("it does not take --mask")
+
+
 def test_padding_without_a_mask_is_refused(tmp_path):
     with pytest.raises(SpecError, match="padding applies to a masked network only"):
         RNNSpec(T=3, padding="pre")

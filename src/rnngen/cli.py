@@ -491,6 +491,8 @@ def flow(T, n_x, n_h, n_y, scale, seed, weights, plot_path, force, ui, **choices
     spec = _spec(T, choices)
     if spec.truncate is not None:
         raise click.UsageError("flow measures how the full gradient flows back; it does not take --truncate")
+    if spec.masked:  # the measure runs every step as real
+        raise click.UsageError("flow measures how the gradient flows back through every step; it does not take --mask")
     if not is_single_chain(spec):
         raise click.UsageError(
             "flow measures the Jacobian product of one recurrent chain; it takes one layer in one direction "
