@@ -505,3 +505,19 @@ def test_token_ids_take_a_mask_as_one_hot_rows_do(module_of):
     assert E == pytest.approx(E_rows, rel=1e-13)
     for name in params:
         np.testing.assert_allclose(grads[name], grads_rows[name], rtol=1e-12, atol=1e-15)
+
+
+def test_the_new_state_is_built_in_the_held_states_buffer():
+    """The local Jacobian of a masked step reads the held state (read_held_states), so the cell's new
+    state h̄_t has one reader left and is written into h_t: no buffer for h̄, and every step's kept
+    state is one masked call after the step is built in place."""
+    from rnngen.optimize import PASSES, optimize
+    from rnngen.pipeline import build
+
+    result = build(RNNSpec(T=4, masked=True, layers=2))
+    families = {f.split("[")[0].rstrip("_0123456789") for f in result.lowered.buffers}
+    assert not any(f.startswith("hbar") for f in families), families
+    without = optimize(result.plain, skip=("read_held_states",))
+    assert any(s.target.name.startswith("hbar") for s in without.stmts)  # the pass is what removes it
+    assert "read_held_states" in [p.__name__ for p in PASSES]
+    assert result.module.count("np.copyto(h1_") == 4 and result.module.count("np.copyto(h2_") == 4

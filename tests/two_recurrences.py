@@ -137,7 +137,7 @@ def program(bce: bool = False) -> Program:
     sigmoid layer is recurrent: ``dE/do_t`` is not ``yhat_t - y_t``).
     """
     layer = OUTPUT_LAYERS["sigmoid" if bce else "identity"]  # identity: no log or residual forms
-    spec = SimpleNamespace(output_layer=layer, fused=None)
+    spec = SimpleNamespace(output_layer=layer, fused=None, masked=False)
     derivation = SimpleNamespace(spec=spec, graph=SimpleNamespace(inputs={}))
     stmts = tuple(Stmt(tg, e, section, i) for i, (tg, e, section) in enumerate(statements(bce)))
     return Program(derivation, stmts, frozenset((name, None) for name in OUTPUTS))

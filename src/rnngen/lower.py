@@ -603,6 +603,13 @@ class _Writes:
         whole = None, [], expr
         if expr == held:
             return [], [], None
+        kept = kept_state(expr)
+        if kept is not None:  # the new state built on what dest holds, then the old one back where padded
+            state, new, m = kept
+            first, rest, value = self._into_holding(dest, new, held, family, rows)
+            if first is None:
+                return whole
+            return first, rest + [Padded(dest, "=", state, m)], None
         if isinstance(expr, MatAdd) and held in expr.args:
             rest, terms, whole_where = [], list(expr.args), None
             if passed_whole(terms):  # a ∘ (1 - m) as one masked add, after the others

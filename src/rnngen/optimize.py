@@ -10,6 +10,9 @@ order that makes each pass's input what it expects:
 3. ``hoist_non_recurrent``: split each step of the recurrence into the part that
    does not depend on the recurrence (``U x_t + b``, ``V^T do_t``) and the rest.
 4. ``inline_recurrent_temporaries``: one statement per step of the recurrence.
+   ``read_held_states`` (a masked network): a product with a step's mask reads the held state
+   ``h_t`` for the cell's new state ``h̄_t`` (equal where the mask is 1), which then has one reader
+   and is inlined by a second ``inline_recurrent_temporaries``.
 5. ``hoist_local_jacobians``: the factor ``f'(z_t)`` of each backward step, which
    reads only forward values, becomes a family of its own (computed for all
    steps at once by the next pass, so the backward sweep is one GEMM, one add and
@@ -25,12 +28,15 @@ from __future__ import annotations
 
 import heapq
 from collections import defaultdict
+from dataclasses import replace
 
-from sympy import HadamardProduct, MatAdd, MatrixSymbol
+from sympy import HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix
 
 from rnngen import algebra as A
+from rnngen.cells import CELLS
 from rnngen.families import Step, step_name, step_of
 from rnngen.program import SECTIONS, Program, family_of, instantiate, stacked, step_template
+from rnngen.unroll import candidate
 
 
 def _step_symbols(expr):
@@ -152,6 +158,50 @@ def inline_recurrent_temporaries(program: Program) -> Program:
         else:
             out.append(s)
     return program.with_stmts(out)
+
+
+def read_held_states(program: Program) -> Program:
+    """In a product with a step's mask, read the held state ``h_t`` where it reads the cell's new state ``h̄_t``.
+
+    Where ``m_t`` is 1, ``h_t = h̄_t``; where it is 0 the product is 0 whatever it reads (every
+    value is finite). The local Jacobian of a masked step, ``(1 m_t) ∘ (1 - h̄_t ∘ h̄_t)``, then reads
+    ``h_t``, and ``h̄_t`` is left with one reader, ``h_t``, into which the next pass writes it: the
+    module builds the new state in ``h_t``'s own buffer and keeps the old one where the step is
+    padded, with no buffer and no copy per step for ``h̄``. Valid for masks of 0 and 1 only, which
+    is what a mask is (the module checks it is boolean).
+    """
+    spec = program.derivation.spec
+    if not spec.masked:
+        return program
+    cell = CELLS[spec.cell]
+    new_base = candidate(cell.state)
+
+    def held(e):
+        """``e`` with each step of a new state read as the held state of its step, where a factor
+        of the product is that step's mask repeated down the rows."""
+        steps = {step_of(f.args[-1])[1] for f in e.args if _mask_row(f)}
+        swap = {
+            sym: Step.of(replace(sym.family, base=cell.state), sym.t, sym.shape[0])
+            for sym in A.symbols_in(e)
+            if isinstance(sym, Step) and sym.family.base == new_base and sym.t in steps
+        }
+        return e.xreplace(swap) if swap else e
+
+    def rewrite(expr):
+        return expr.replace(lambda e: isinstance(e, HadamardProduct) and any(_mask_row(f) for f in e.args), held)
+
+    # the backward section only: the forward one defines h_t from h̄_t (which must stay what it is)
+    return program.with_stmts(s.with_(expr=rewrite(s.expr)) if s.section == "backward" else s for s in program.stmts)
+
+
+def _mask_row(f) -> bool:
+    """True for ``1 m_t``: one step's mask repeated down the rows of a product."""
+    return (
+        isinstance(f, MatMul)
+        and isinstance(f.args[0], OneMatrix)
+        and isinstance(f.args[-1], Step)
+        and f.args[-1].family.base == "m"
+    )
 
 
 def hoist_local_jacobians(program: Program) -> Program:
@@ -315,6 +365,8 @@ PASSES = (
     stable_logs,
     fuse_output_gradient,
     hoist_non_recurrent,
+    inline_recurrent_temporaries,
+    read_held_states,
     inline_recurrent_temporaries,
     hoist_local_jacobians,
     vectorize_over_time,
