@@ -300,9 +300,14 @@ def test_the_spec_names_and_bounds_the_horizon():
     spec = RNNSpec(T=5, truncate=3)
     assert spec.name == "rnn_tanh_softmax_xent_trunc3_t5" and spec.cli_args() == "--T 5 --truncate 3"
     assert RNNSpec(T=5).full_horizon == 5 and RNNSpec(T=5, layers=3, bidirectional=True).full_horizon == 13
-    for bad in (0, 6, 2.5, True, "3"):
+    for bad in (0, 6, 2.5, True, "--3", "²", "6"):
         with pytest.raises(SpecError, match="whole number from 1 to 5"):
             RNNSpec(T=5, truncate=bad)
+
+
+def test_a_horizon_given_as_text_is_read_as_the_length_is():
+    # one rule from text to number for T and the horizon (spec.check_T, spec.check_truncate)
+    assert RNNSpec(T="5", truncate=" 3 ") == RNNSpec(T=5, truncate=3)
 
 
 def test_the_module_says_what_is_truncated():
@@ -355,9 +360,12 @@ def rnngen(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "rnngen.cli", *args], cwd=cwd, capture_output=True, text=True)
 
 
-@pytest.mark.parametrize("value, shown", [("0", "0"), ("6", "6"), ("-1", "-1"), ("abc", "'abc'"), ("2.5", "'2.5'")])
+@pytest.mark.parametrize(
+    "value, shown",
+    [("0", "0"), ("6", "6"), ("-1", "-1"), ("abc", "'abc'"), ("2.5", "'2.5'"), ("--3", "'--3'"), ("²", "'²'")],
+)
 def test_a_bad_horizon_is_one_line_and_writes_nothing(tmp_path, value, shown):
-    result = rnngen("derive", "--T", "5", "--truncate", value, cwd=tmp_path)
+    result = rnngen("derive", "--T", "5", f"--truncate={value}", cwd=tmp_path)
     assert result.returncode != 0 and result.stdout == "" and "Traceback" not in result.stderr
     assert result.stderr.splitlines() == [
         f"rnngen: error: the truncation horizon must be a whole number from 1 to 5 (5 cuts no path: the full "

@@ -64,8 +64,10 @@ class Horizon(click.ParamType):
     name = "TAU"
 
     def convert(self, value, param, ctx):
-        text = str(value).strip()
-        return int(text) if text.lstrip("-").isdigit() else value
+        try:
+            return int(str(value).strip())
+        except ValueError:
+            return value
 
 
 class HiddenActivation(click.ParamType):

@@ -73,6 +73,24 @@ def check_T(value) -> int:
     return value
 
 
+def check_truncate(value, full: int) -> int | None:
+    """Return ``value`` as a truncation horizon (None: no truncation), or raise SpecError saying what
+    is allowed; ``full`` is the spec's ``full_horizon``, the largest horizon (it cuts no path)."""
+    if value is None:
+        return None
+    allowed = f"the truncation horizon must be a whole number from 1 to {full} ({full} cuts no path: the full gradient)"
+    if isinstance(value, bool):
+        raise SpecError(f"{allowed}, got {value!r}")
+    if isinstance(value, str):
+        try:
+            value = int(value.strip())
+        except ValueError:
+            raise SpecError(f"{allowed}, got {value!r}") from None
+    if not isinstance(value, int) or not 1 <= value <= full:
+        raise SpecError(f"{allowed}, got {value!r}")
+    return value
+
+
 def check_names(value) -> tuple:
     """The three matrix names (input, recurrent, output) as a tuple, or SpecError.
 
@@ -210,14 +228,7 @@ class RNNSpec:
             raise SpecError(f"a delay applies to the many-to-many mapping only, not to {self.mapping}")
 
     def _check_truncate(self):
-        tau, full = self.truncate, self.full_horizon
-        if tau is None:
-            return
-        if isinstance(tau, bool) or not isinstance(tau, int) or not 1 <= tau <= full:
-            raise SpecError(
-                f"the truncation horizon must be a whole number from 1 to {full} "
-                f"({full} cuts no path: the full gradient), got {tau!r}"
-            )
+        object.__setattr__(self, "truncate", check_truncate(self.truncate, self.full_horizon))
 
     def _check_padding(self):
         _choice("padding", self.padding, PADDINGS)
