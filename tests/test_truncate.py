@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 import pytest
+import sympy as sp
 from test_latex import compile_tex, needs_pdflatex
 
 from rnngen import truncated, verify
@@ -194,6 +195,45 @@ def test_the_restricted_sum_is_not_the_full_gradient():
     _, full = m.loss_and_grads(params, xs, targets)
     reference = truncated.restricted_path_sum(spec, params, xs, targets)
     assert _error(full["W"], reference["W"]) > 1e-2 and _error(full["V"], reference["V"]) < 1e-14
+
+
+@pytest.mark.parametrize("tau", [1, 2, 3])
+def test_the_pruned_expansion_keeps_exactly_the_short_paths(tau):
+    # pruning during the expansion drops no path the full expansion, filtered afterwards, keeps
+    from rnngen.backprop import derive, path_expansion, path_terms, recurrent_weights
+
+    full = derive(RNNSpec(T=5, layers=2))
+    weights = recurrent_weights(full.graph.network)
+
+    def edges(term):
+        return sum(1 for node in sp.preorder_traversal(term) if node in weights)
+
+    for name in ("W1", "W2", "U1", "h0_2"):
+        every = path_expansion(full, name)
+        kept = path_terms(full, full.gradients[name], max_edges=tau - 1)
+        assert sorted(map(str, kept)) == sorted(str(t) for t in every if edges(t) <= tau - 1), name
+    # W of one layer: E_t reaches the uses at steps max(1, t - tau + 1)..t
+    one = derive(RNNSpec(T=6))
+    assert len(path_terms(one, one.gradients["W"], max_edges=tau - 1)) == sum(min(t, tau) for t in range(1, 7))
+
+
+def test_a_long_truncated_module_is_checked(module_of):
+    # the restricted sum grows like tau T, not T^2: at T = 200 it is built (it was skipped, and "ok")
+    report = verify.check_module(module_of(RNNSpec(T=200, truncate=3)))
+    assert report.ok and report.truncated["parameters"] < 1e-13, report.failures
+    assert any("checked against the full sum over paths" in note for note in report.notes)
+
+
+def test_a_truncated_check_that_cannot_run_fails(module_of, monkeypatch):
+    from rnngen.backprop import TooManyPaths
+
+    def too_many(*args):
+        raise TooManyPaths("the sum over paths of dE/dW has more than 20000 terms")
+
+    monkeypatch.setattr(verify, "check_truncated", too_many)
+    report = verify.check_module(module_of(RNNSpec(T=5, truncate=2)))
+    assert not report.ok and report.failures[0].startswith("the truncated gradient is not checked: "), report.failures
+    assert not any("checked against" in note for note in report.notes)
 
 
 @pytest.mark.parametrize(
