@@ -197,8 +197,10 @@ def truncated_reverse_mode(graph: Graph, tau: int) -> Derivation:
         def accumulate(symbol, term):
             if symbol not in nodes:
                 return  # the parameters and inputs read the plain adjoint
-            older = age + (reader.t is not None and symbol.t != reader.t)  # crossed a recurrent edge
-            if older <= tau - 1 or (older == tau and not 1 <= symbol.t <= T):  # an initial state: one more
+            # a recurrent edge (the operand at another step) ages a path, except the edge into an
+            # initial state (step 0, or T + 1 backward): that state is read at its chain's first step
+            older = age + (reader.t is not None and symbol.t != reader.t and 1 <= symbol.t <= T)
+            if older <= tau - 1:
                 by_age[symbol][older].append(term)
 
         return accumulate
