@@ -93,6 +93,7 @@ _TOKENS = [
     ("ROW", r"\\\\"),
     ("EMAT", r"\\end\{bmatrix\}"),
     ("LP", r"\\underbrace\{"),  # a term under a brace that names where it came from: the label is no value
+    ("LP", r"\\widetilde\{"),  # a truncated gradient: the reader's dE/dW is the module's (truncated) gradient
     ("RP", r"\}_\{\\text\{[^{}]*\}[^{}]*\}"),
     ("SUM", r"\\(?P<op>sum|prod)_\{(?P<var>[a-z])=(?P<lo>[^{}]+)\}\^\{(?P<hi>[^{}]+)\}"),
     # a sum over the entries, \sum_i, or over all but one, \sum_{i \ne j}

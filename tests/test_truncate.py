@@ -352,9 +352,15 @@ def test_a_horizon_given_as_text_is_read_as_the_length_is():
 
 
 def test_the_module_says_what_is_truncated():
-    docstring = build(RNNSpec(T=5, truncate=2)).module.split('"""')[1]
-    assert "truncated BPTT with the horizon tau = 2" in docstring
-    assert "t - 2 + 1 <= k <= t only" in docstring and "E_t's gradient for t <= 2" in docstring
+    spec = RNNSpec(T=5, truncate=3, bidirectional=True)
+    docstring = " ".join(build(spec).module.split('"""')[1].split())
+    assert "truncated BPTT with the horizon tau = 3" in docstring and spec.truncation_rule in docstring
+    # the rule in edges, per direction: a backward chain is reached ahead of t, its state read at step T
+    assert "at most 2 recurrent edges" in spec.truncation_rule
+    assert "a forward chain at the steps t - 2..t (its initial state for t <= 3)" in spec.truncation_rule
+    assert "a backward chain at the steps t..t + 2 (its initial state, read at step T, for t >= T - 2)" in docstring
+    help_text = " ".join(rnngen("derive", "--help").stdout.split())
+    assert "a backward chain at the steps t..t + TAU - 1" in help_text
 
 
 # --- the document -------------------------------------------------------------------------------
@@ -382,6 +388,17 @@ def test_every_numbered_equation_of_the_document_holds(spec):
     assert f"[{spec.truncate}]" not in result.latex  # an initial state's too (the edge into it does not age)
     restricted = "truncated-restricted" in result.equations
     assert restricted == (spec.mapping == "many-to-many" and not spec.delay and not spec.bidirectional)
+
+
+def test_the_document_states_the_rule_per_direction_and_names_every_chain():
+    tex = build(RNNSpec(T=4, truncate=2, layers=2, bidirectional=True)).latex
+    section = " ".join(tex[tex.index(r"\section{Truncated") :].split())
+    assert r"a backward chain at the steps $t, \dots, t + 1$" in section
+    chains = ["W^{(1\\mathrm{f})}", "W^{(1\\mathrm{b})}", "W^{(2\\mathrm{f})}", "W^{(2\\mathrm{b})}"]
+    assert all(w in section for w in chains), section[:600]
+    assert "lecture" not in section and "is the full derivatives" not in section
+    # age a also reads age a of the layer above (going down a layer crosses no recurrent edge)
+    assert "of the layer above at the same step" in section
 
 
 @pytest.mark.parametrize("wrong", [r"\sum_{a=0}^{2}", r"\sum_{a=0}^{0}"], ids=["one_age_more", "one_age_less"])

@@ -7,13 +7,16 @@ with respect to v) to its operands through a local rule from ``ADJOINT_RULES``
 adjoint is named, so the derivation is O(T) in time and size: this is the
 recursive (delta) form of BPTT.
 
-With a truncation horizon τ (``spec.truncate``, seed 002's fixed horizon) the sweep is the same
-with an *age* on each adjoint of a recurrence: the number of recurrent edges (a step of a chain to
-its next step) its paths crossed since their loss term. A contribution that crosses one (``h_{t-1}``
-read by ``z_t``) is one older; one older than τ - 1 is dropped, except at an initial state, which is
-read at step 1 and so takes one more. Each age is a family of its own (δz^{[a]}_t) that reads only
-the age before it, so no age is a recurrence. A node's plain adjoint δz_t, the sum of its ages, is
-what the parameters and the inputs read: their gradients keep their untruncated form.
+With a truncation horizon τ (``spec.truncate``, seed 002's fixed horizon; ``RNNSpec.truncation_rule``
+says what it keeps) the sweep is the same with an *age* on each adjoint of a recurrence: the number
+of recurrent edges (a step of a chain to its next step) its paths crossed since their loss term. A
+contribution that crosses one (``h_{t-1}`` read by ``z_t``) is one older, and one older than τ - 1 is
+dropped; the edge into an initial state does not age it (the state is read at its chain's first
+step). Each age is a family of its own (δz^{[a]}_t); it reads age a - 1 at the next step of its
+chain and, in a stack, age a of the layer above at the same step (going down a layer crosses no
+recurrent edge), never its own age at another step, so no age is a recurrence. A node's plain
+adjoint δz_t, the sum of its ages, is what the parameters and the inputs read: their gradients keep
+their untruncated form.
 
 ``path_expansion`` substitutes the named adjoints back and distributes the
 products, which yields the classic sum over paths (T(T+1)/2 chains of
@@ -176,16 +179,14 @@ def _recurrent_families(graph: Graph) -> set:
 
 
 def truncated_reverse_mode(graph: Graph, tau: int) -> Derivation:
-    """The reverse sweep of truncated BPTT with horizon ``tau``: each loss term E_t reaches the
-    parameters' uses at steps k with t - tau + 1 <= k <= t only (and an initial state, read at step 1,
-    for t <= tau).
+    """The reverse sweep of truncated BPTT with horizon ``tau`` (what it keeps: ``RNNSpec.truncation_rule``).
 
     An adjoint of a recurrence carries its age, the recurrent edges its paths crossed, as the family
     ``δv^{[a]}`` (``Family.age``); a contribution that crosses an edge (the operand is a step of another
-    step than the node's) is one older, and one older than ``tau - 1`` (``tau`` at an initial state)
-    is dropped. Every age's adjoint hands on to the nodes it reads only; the plain adjoint, the sum of
-    the ages, hands on to the parameters and the inputs, so a gradient is one sum over steps as in
-    the untruncated derivation. Cost and size O(tau T L).
+    step than the node's) is one older, unless the operand is an initial state (read at its chain's
+    first step), and one older than ``tau - 1`` is dropped. Every age's adjoint hands on to the nodes
+    it reads only; the plain adjoint, the sum of the ages, hands on to the parameters and the inputs,
+    so a gradient is one sum over steps as in the untruncated derivation. Cost and size O(tau T L).
     """
     T = graph.spec.T
     aged = _recurrent_families(graph)

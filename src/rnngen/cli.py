@@ -30,7 +30,17 @@ from rnngen.emit import OutputError, check_targets, write_all
 from rnngen.jsonable import plain
 from rnngen.pipeline import build
 from rnngen.program import family_of
-from rnngen.spec import DEFAULT_NAMES, MAPPINGS, MAX_LAYERS, MAX_T, NOTATIONS, RNNSpec, SpecError, check_T
+from rnngen.spec import (
+    DEFAULT_NAMES,
+    MAPPINGS,
+    MAX_LAYERS,
+    MAX_T,
+    NOTATIONS,
+    RNNSpec,
+    SpecError,
+    check_T,
+    truncation_rule,
+)
 from rnngen.variants import ROUNDING_FACTOR
 from rnngen.verify import (
     CHECK_SIZES,
@@ -220,9 +230,8 @@ _SPEC_OPTIONS = (
         "--truncate",
         type=Horizon(),
         default=None,
-        help="Truncated BPTT (seed 002's fixed horizon): the gradient of each E_t reaches the steps "
-        "t - TAU + 1..t only (the initial state for t <= TAU); from 1 to T, where nothing is cut (L (T - 1) + 1 "
-        "for L bidirectional layers). Example: --truncate 3",
+        help=f"Truncated BPTT (seed 002's fixed horizon): {truncation_rule('TAU')}. From 1 to T, where nothing "
+        "is cut (L (T - 1) + 1 for L bidirectional layers). Example: --truncate 3",
     ),
     click.option(
         "--mask",

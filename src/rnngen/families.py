@@ -62,6 +62,12 @@ def age_suffix(age: int | None) -> str:
     return "" if age is None else f"_a{age}"
 
 
+def age_latex(age) -> str:
+    """An age (a number, or a letter such as ``"a-1"`` for a generic one) as the documents write it after
+    the letter's tag: ``[2]``; "" for None."""
+    return "" if age is None else f"[{age}]"
+
+
 def tag_latex(layer: int, direction: str) -> str:
     """A layer and a direction as LaTeX writes them beside a symbol: ``(2)``, ``(\\mathrm{f})``, ``(2\\mathrm{f})``.
 
@@ -128,7 +134,7 @@ class Family:
     @property
     def age_latex(self) -> str:
         """The age as the documents write it after the letter's tag: ``[2]`` (δz^{[2]}_t), "" without one."""
-        return "" if self.age is None else f"[{self.age}]"
+        return age_latex(self.age)
 
     @property
     def value(self) -> Family:

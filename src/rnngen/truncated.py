@@ -3,12 +3,13 @@
 Truncated BPTT is not the gradient of any loss, so central differences, the Taylor test and the
 exact oracle have nothing to compare it with (unless τ reaches ``RNNSpec.full_horizon``: then it
 is the full gradient and ``verify`` checks it as such). What it is, is a part of the full
-gradient: each loss term E_t reaches the parameters' uses at steps k with t - τ + 1 <= k <= t
-only. So the check computes that part a second way, from the *untruncated* derivation:
+gradient (``RNNSpec.truncation_rule``). So the check computes that part a second way, from the
+*untruncated* derivation:
 
-- ``restricted_path_sum``: the full network's sum over paths (``backprop.path_terms``), keeping
-  the terms whose chain of Jacobians has at most τ - 1 recurrent factors (a chain's recurrent
-  weight: one per recurrent edge the path crosses; τ for an initial state, read at step 1),
+- ``restricted_path_sum``: the full network's sum over paths (``backprop.PathExpander``), keeping
+  the terms whose chain of Jacobians has at most τ - 1 recurrent factors (one per recurrent edge
+  the path crosses; a path to an initial state has one more, the edge into it, which the
+  truncation does not count), built with the longer paths pruned as they grow (O(τ T) terms), and
   evaluated in float64 at the module's point, with no code of the aged reverse mode, the passes
   or the printer in between;
 - ``check``: the module's float64 ``loss_and_grads`` against it, for the parameters, the inputs
