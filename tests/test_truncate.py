@@ -363,6 +363,24 @@ def test_the_module_says_what_is_truncated():
     assert "a backward chain at the steps t..t + TAU - 1" in help_text
 
 
+def test_the_full_horizon_says_it_is_the_full_gradient():
+    spec = RNNSpec(T=4, truncate=4)
+    docstring = " ".join(build(spec).module.split('"""')[1].split())
+    assert "At this horizon no path is cut: the gradient is the full one" in docstring
+    assert "not the gradient of any loss" not in docstring
+    assert "not the gradient of any loss" in RNNSpec(T=4, truncate=3).truncation_rule
+
+
+def test_the_derive_summary_does_not_call_a_truncated_delta_a_derivative(tmp_path):
+    result = rnngen("derive", "--T", "5", "--truncate", "2", "--out", str(tmp_path), "--no-check")
+    assert result.returncode == 0, result.stderr
+    out = " ".join(result.stdout.split())
+    assert "δv_t = dE/dv_t" not in out and "δv_t = the part of dE/dv_t kept" in out
+    assert "a <= 1" in out and "^[2]" not in out  # every age is at most tau - 1, the initial state's too
+    full = rnngen("derive", "--T", "4", "--truncate", "4", "--out", str(tmp_path), "--no-check")
+    assert "the gradient is the full one" in " ".join(full.stdout.split())
+
+
 # --- the document -------------------------------------------------------------------------------
 
 #: Networks whose every path from E_t to step k crosses |t - k| recurrent edges: the document checker

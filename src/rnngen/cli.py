@@ -14,6 +14,7 @@ import functools
 import json
 import signal
 import sys
+import textwrap
 from pathlib import Path
 
 import click
@@ -563,12 +564,16 @@ def _print_formulas(result) -> None:
     T = result.spec.T
     grads = {names.gradient(p) for p in result.derivation.graph.params}
     formulas = [f for f in result.formulas if f.stmts[0].section == "backward"]
-    click.echo("Gradients, as the module computes them ((N): equation number in the .tex; δv_t = dE/dv_t;")
-    if result.spec.truncate is not None:
-        tau = result.spec.truncate
+    spec = result.spec
+    if spec.truncate is None:
+        click.echo("Gradients, as the module computes them ((N): equation number in the .tex; δv_t = dE/dv_t;")
+    else:  # the deltas and gradients are the parts the truncation keeps, not the derivatives
+        tau = spec.truncate
+        click.echo(textwrap.fill(f"Truncated gradients at tau = {tau}: {spec.truncation_rule}.", 100))
         click.echo(
-            f"truncated at tau = {tau}: δv^[a]_t is the part of δv_t whose paths crossed a recurrent edges, "
-            f"a <= {tau - 1}, and δv_t their sum;"
+            "As the module computes them ((N): equation number in the .tex; δv_t = the part of dE/dv_t kept, "
+            f"dE/dW the truncated gradient; δv^[a]_t: the part of δv_t whose paths crossed a recurrent edges, "
+            f"a <= {tau - 1}, δv_t their sum;"
         )
     how = "one above the other" if result.spec.row else "side by side"
     click.echo(f"X[1..{T}] = [x_1 ... x_{T}] and Δz[1..{T}] = [δz_1 ... δz_{T}] set the steps {how}; 1 = ones):")

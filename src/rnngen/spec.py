@@ -381,11 +381,14 @@ class RNNSpec:
 
     @property
     def truncation_rule(self) -> str | None:
-        """What the truncation keeps (``truncation_rule``), for this spec's horizon and directions; None
-        without one."""
+        """What the truncation keeps (``truncation_rule``), for this spec's horizon and directions, and
+        whether that is the full gradient; None without a truncation."""
         if self.truncate is None:
             return None
-        return truncation_rule(self.truncate, "both" if self.bidirectional else "forward", self.layers)
+        rule = truncation_rule(self.truncate, "both" if self.bidirectional else "forward", self.layers)
+        if self.truncate >= self.full_horizon:
+            return f"{rule}. At this horizon no path is cut: the gradient is the full one"
+        return f"{rule}. This is not the gradient of any loss: a dependency across more edges gets no gradient"
 
     @property
     def full_horizon(self) -> int:
