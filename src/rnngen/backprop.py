@@ -33,7 +33,7 @@ from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, 
 
 from rnngen import algebra as A
 from rnngen.activations import elementwise
-from rnngen.families import Step, step_of
+from rnngen.families import Step, recurrences, step_of
 from rnngen.unroll import Graph, Node, adjoint_name, unroll
 
 
@@ -168,13 +168,7 @@ def reverse_mode(graph: Graph) -> Derivation:
 
 def _recurrent_families(graph: Graph) -> set:
     """The families of the forward graph's recurrences (a chain's ``z`` and ``h``): the ones whose adjoints age."""
-    from rnngen.program import find_recurrences  # program reads Derivation from here
-
-    class _Step:  # what find_recurrences reads of a statement
-        def __init__(self, node):
-            self.step, self.expr = (node.family, node.t), node.expr
-
-    found = find_recurrences([_Step(n) for n in graph.nodes if isinstance(n.symbol, Step)])
+    found = recurrences((n.family, n.t, n.expr) for n in graph.nodes if isinstance(n.symbol, Step))
     return {key for r in found for key in r.families}
 
 
