@@ -326,6 +326,13 @@ def test_the_sum_of_the_ages_is_written_into_its_buffer_without_temporaries():
     assert "[...] =" not in text
 
 
+def test_a_buffer_written_in_parts_is_taken_once_and_a_slice_filled_plainly():
+    text = build(RNNSpec(T=6, truncate=3, layers=2, mapping="many-to-one", input_grad=True)).module
+    # dE/dx_t is 0 for the steps no kept path reaches, then the rest: one buffer, bound once
+    assert text.count('dx = buf["dx"]') == 1 and "dx[:3 * B] = 0.0" in text
+    assert "[...] =" not in text
+
+
 def test_an_aged_family_is_its_own_family_and_reserved():
     dz2 = Family("z", "adjoint", age=2)
     assert dz2.key == "dz_a2" and Family("h", "adjoint", 2, "f", age=0).key == "dh2_f_a0"
