@@ -333,6 +333,12 @@ def test_a_buffer_written_in_parts_is_taken_once_and_a_slice_filled_plainly():
     assert "[...] =" not in text
 
 
+def test_no_step_views_are_made_per_call():
+    # the initial state's oldest age was a family built in dh's buffer, its step list made per call
+    text = build(RNNSpec(T=5, truncate=2, layers=2)).module
+    assert "cheaper to index than the array" not in text and " = dh2  #" not in text
+
+
 def test_an_aged_family_is_its_own_family_and_reserved():
     dz2 = Family("z", "adjoint", age=2)
     assert dz2.key == "dz_a2" and Family("h", "adjoint", 2, "f", age=0).key == "dh2_f_a0"
