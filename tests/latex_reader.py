@@ -93,6 +93,7 @@ _TOKENS = [
     ("ROW", r"\\\\"),
     ("EMAT", r"\\end\{bmatrix\}"),
     ("LP", r"\\underbrace\{"),  # a term under a brace that names where it came from: the label is no value
+    ("LP", r"\\widetilde\{"),  # a truncated gradient: the reader's dE/dW is the module's (truncated) gradient
     ("RP", r"\}_\{\\text\{[^{}]*\}[^{}]*\}"),
     ("SUM", r"\\(?P<op>sum|prod)_\{(?P<var>[a-z])=(?P<lo>[^{}]+)\}\^\{(?P<hi>[^{}]+)\}"),
     # a sum over the entries, \sum_i, or over all but one, \sum_{i \ne j}
@@ -588,14 +589,12 @@ class Reader:
         """A delta of a truncated derivation (``truncate`` = tau): age a (``dz[a]``) is dE_{t'}/dz_t of the one
         loss term whose paths to z_t cross a recurrent edges, t' = t + a (t - a in a backward chain; so only
         for a stack of one direction or one bidirectional layer, where that is one term); a delta without
-        an age sums the ages kept: up to tau - 1, tau at an initial state (read at step 1)."""
+        an age sums the ages kept, up to tau - 1."""
         aged = re.fullmatch(r"d(?P<value>.*?)\[(?P<age>\d+)\]", family)
         if aged is None:
-            value, initial = family[1:], not 1 <= step <= self.T
-            ages = range(self.truncate + 1 if initial else self.truncate)
-            return sum(self._truncated_delta(f"d{value}[{a}]", step) for a in ages)
+            return sum(self._truncated_delta(f"{family}[{a}]", step) for a in range(self.truncate))
         value, age = aged.group("value"), int(aged.group("age"))
-        source = step - age if value.endswith("_b") else step + age  # a backward chain runs from T down
+        source = _loss_step_of_age(value, step, age, self.T)
         if ("E", source) not in self.base_steps:
             return np.zeros((1, np.size(self.base_steps[value, step])))
         return self.jacobian(("E", source), (value, step), False)
@@ -651,6 +650,16 @@ _PARAM = re.compile(
     r"\{?(?P<letter>[A-Za-z][A-Za-z0-9]*)\}?(?:\^\{\((?P<layer>\d*)(?:\\mathrm\{(?P<dir>[fb])\})?\)\})?"
     r"(?:_\{(?P<sub>[^{}]*(?:\{[^{}]*\}[^{}]*)*)\})?"
 )
+
+
+def _loss_step_of_age(value: str, step: int, age: int, T: int) -> int:
+    """The step t' of the one loss term whose paths reach ``value`` at ``step`` at age ``age``: t' = t + a
+    (t - a in a backward chain, which runs from T down); an initial state (step 0, or T + 1 backward) is
+    read at its chain's first step and the edge into it does not age, so it counts from there."""
+    backward = value.endswith("_b")
+    if not 1 <= step <= T:
+        step = T if backward else 1
+    return step - age if backward else step + age
 
 
 def _param_name(text: str, known=()) -> str:
@@ -1021,14 +1030,12 @@ class Checker(Reader):
         """A delta of a truncated derivation (``truncate`` = tau): age a (``dz[a]``) is dE_{t'}/dz_t of the one
         loss term whose paths to z_t cross a recurrent edges, t' = t + a (t - a in a backward chain; so only
         for a stack of one direction or one bidirectional layer, where that is one term); a delta without
-        an age sums the ages kept: up to tau - 1, tau at an initial state (read at step 1)."""
+        an age sums the ages kept, up to tau - 1."""
         aged = re.fullmatch(r"d(?P<value>.*?)\[(?P<age>\d+)\]", family)
         if aged is None:
-            value, initial = family[1:], not 1 <= step <= self.T
-            ages = range(self.truncate + 1 if initial else self.truncate)
-            return sum(self._truncated_delta(f"d{value}[{a}]", step) for a in ages)
+            return sum(self._truncated_delta(f"{family}[{a}]", step) for a in range(self.truncate))
         value, age = aged.group("value"), int(aged.group("age"))
-        source = step - age if value.endswith("_b") else step + age  # a backward chain runs from T down
+        source = _loss_step_of_age(value, step, age, self.T)
         if ("E", source) not in self.base_steps:
             return np.zeros((1, np.size(self.base_steps[value, step])))
         return self.jacobian(("E", source), (value, step), False)

@@ -147,8 +147,8 @@ def test_skipping_passes_still_gives_a_correct_module(tmp_path):
 
 
 def test_each_chain_and_each_backward_sweep_is_a_recurrence_of_its_own():
+    from rnngen.families import Recurrence
     from rnngen.pipeline import build
-    from rnngen.program import Recurrence
     from rnngen.spec import RNNSpec
 
     found = set(build(RNNSpec(T=4, layers=2, bidirectional=True)).plain.recurrences)

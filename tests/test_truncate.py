@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 import pytest
+import sympy as sp
 from test_latex import compile_tex, needs_pdflatex
 
 from rnngen import truncated, verify
@@ -196,6 +197,45 @@ def test_the_restricted_sum_is_not_the_full_gradient():
     assert _error(full["W"], reference["W"]) > 1e-2 and _error(full["V"], reference["V"]) < 1e-14
 
 
+@pytest.mark.parametrize("tau", [1, 2, 3])
+def test_the_pruned_expansion_keeps_exactly_the_short_paths(tau):
+    # pruning during the expansion drops no path the full expansion, filtered afterwards, keeps
+    from rnngen.backprop import derive, path_expansion, path_terms, recurrent_weights
+
+    full = derive(RNNSpec(T=5, layers=2))
+    weights = recurrent_weights(full.graph.network)
+
+    def edges(term):
+        return sum(1 for node in sp.preorder_traversal(term) if node in weights)
+
+    for name in ("W1", "W2", "U1", "h0_2"):
+        every = path_expansion(full, name)
+        kept = path_terms(full, full.gradients[name], max_edges=tau - 1)
+        assert sorted(map(str, kept)) == sorted(str(t) for t in every if edges(t) <= tau - 1), name
+    # W of one layer: E_t reaches the uses at steps max(1, t - tau + 1)..t
+    one = derive(RNNSpec(T=6))
+    assert len(path_terms(one, one.gradients["W"], max_edges=tau - 1)) == sum(min(t, tau) for t in range(1, 7))
+
+
+def test_a_long_truncated_module_is_checked(module_of):
+    # the restricted sum grows like tau T, not T^2: at T = 200 it is built (it was skipped, and "ok")
+    report = verify.check_module(module_of(RNNSpec(T=200, truncate=3)))
+    assert report.ok and report.truncated["parameters"] < 1e-13, report.failures
+    assert any("checked against the full sum over paths" in note for note in report.notes)
+
+
+def test_a_truncated_check_that_cannot_run_fails(module_of, monkeypatch):
+    from rnngen.backprop import TooManyPaths
+
+    def too_many(*args):
+        raise TooManyPaths("the sum over paths of dE/dW has more than 20000 terms")
+
+    monkeypatch.setattr(verify, "check_truncated", too_many)
+    report = verify.check_module(module_of(RNNSpec(T=5, truncate=2)))
+    assert not report.ok and report.failures[0].startswith("the truncated gradient is not checked: "), report.failures
+    assert not any("checked against" in note for note in report.notes)
+
+
 @pytest.mark.parametrize(
     "spec", [RNNSpec(T=4, truncate=4), RNNSpec(T=3, truncate=5, layers=2, bidirectional=True)], ids=lambda s: s.name
 )
@@ -250,10 +290,10 @@ def test_the_check_catches_a_truncation_off_by_one(tau, claimed):
 
 
 def test_the_check_catches_an_initial_state_off_by_one():
-    """The initial state takes one edge more than the other uses (it is read at step 1): a module that
-    forgets that (drops its oldest term) fails."""
+    """The edge into the initial state does not age a path (the state is read at step 1): a module that
+    counts it (drops the oldest term of δh_0) fails."""
     text = build(RNNSpec(T=5, truncate=2)).module
-    old = "dh_[0] += dh_a1_[0]"
+    old = "dh_[0] += dz_a1_[0] @ W"
     assert old in text
     wrong = verify.load_module(_write(text.replace(old, "pass"), "wrong_h0"))
     report = verify.check_module(wrong)
@@ -272,17 +312,31 @@ def test_each_age_is_one_product_over_all_steps_and_no_recurrence():
         backward = [s for s in program.stmts if s.section == "backward"]
         assert not {f for f in recurrent_families(program) if f.startswith("d")}
         stacked = {s.target.family.key for s in backward if s.is_stacked}
-        assert stacked >= {"dh_a0", "dz_a0", "fprime", "dh_a1", "dz_a1", "dh_a2", "dz_a2", "dz"}
+        assert stacked >= {"dz_a0", "fprime", "dz_a1", "dz"}
         sizes.append(len(backward))
     assert sizes[0] == sizes[1]
 
 
 def test_the_sum_of_the_ages_is_written_into_its_buffer_without_temporaries():
-    """dz[1:T-2] = dz_a0 + dz_a1 + dz_a2: one add into the buffer's part, the others added in place (a
-    value the array library made would replace the family's buffer, whose other steps hold the rest)."""
+    """dz[2..6] = dz_a0 + dz_a1 + dz_a2 (the last inlined): into the buffer's part, the others added in
+    place (a value the array library made would replace the family's buffer, whose other steps hold the rest)."""
     text = build(RNNSpec(T=8, truncate=3)).module
-    assert "np.add(dz_a0[:6], dz_a1[:-1], out=dz[:6])" in text and "dz[:6] += dz_a2" in text
+    assert 'buf["dz[1:6] rows"] += buf["dz_a0[1:6] rows"]' in text
+    assert 'buf["dz[1:6] rows"] += buf["dz_a1[1:-1] rows"]' in text
     assert "[...] =" not in text
+
+
+def test_a_buffer_written_in_parts_is_taken_once_and_a_slice_filled_plainly():
+    text = build(RNNSpec(T=6, truncate=3, layers=2, mapping="many-to-one", input_grad=True)).module
+    # dE/dx_t is 0 for the steps no kept path reaches, then the rest: one buffer, bound once
+    assert text.count('dx = buf["dx"]') == 1 and "dx[:3 * B] = 0.0" in text
+    assert "[...] =" not in text
+
+
+def test_no_step_views_are_made_per_call():
+    # the initial state's oldest age was a family built in dh's buffer, its step list made per call
+    text = build(RNNSpec(T=5, truncate=2, layers=2)).module
+    assert "cheaper to index than the array" not in text and " = dh2  #" not in text
 
 
 def test_an_aged_family_is_its_own_family_and_reserved():
@@ -300,15 +354,44 @@ def test_the_spec_names_and_bounds_the_horizon():
     spec = RNNSpec(T=5, truncate=3)
     assert spec.name == "rnn_tanh_softmax_xent_trunc3_t5" and spec.cli_args() == "--T 5 --truncate 3"
     assert RNNSpec(T=5).full_horizon == 5 and RNNSpec(T=5, layers=3, bidirectional=True).full_horizon == 13
-    for bad in (0, 6, 2.5, True, "3"):
+    for bad in (0, 6, 2.5, True, "--3", "²", "6"):
         with pytest.raises(SpecError, match="whole number from 1 to 5"):
             RNNSpec(T=5, truncate=bad)
 
 
+def test_a_horizon_given_as_text_is_read_as_the_length_is():
+    # one rule from text to number for T and the horizon (spec.check_T, spec.check_truncate)
+    assert RNNSpec(T="5", truncate=" 3 ") == RNNSpec(T=5, truncate=3)
+
+
 def test_the_module_says_what_is_truncated():
-    docstring = build(RNNSpec(T=5, truncate=2)).module.split('"""')[1]
-    assert "truncated BPTT with the horizon tau = 2" in docstring
-    assert "t - 2 + 1 <= k <= t only" in docstring and "E_t's gradient for t <= 2" in docstring
+    spec = RNNSpec(T=5, truncate=3, bidirectional=True)
+    docstring = " ".join(build(spec).module.split('"""')[1].split())
+    assert "truncated BPTT with the horizon tau = 3" in docstring and spec.truncation_rule in docstring
+    # the rule in edges, per direction: a backward chain is reached ahead of t, its state read at step T
+    assert "at most 2 recurrent edges" in spec.truncation_rule
+    assert "a forward chain at the steps t - 2..t (its initial state for t <= 3)" in spec.truncation_rule
+    assert "a backward chain at the steps t..t + 2 (its initial state, read at step T, for t >= T - 2)" in docstring
+    help_text = " ".join(rnngen("derive", "--help").stdout.split())
+    assert "a backward chain at the steps t..t + TAU - 1" in help_text
+
+
+def test_the_full_horizon_says_it_is_the_full_gradient():
+    spec = RNNSpec(T=4, truncate=4)
+    docstring = " ".join(build(spec).module.split('"""')[1].split())
+    assert "At this horizon no path is cut: the gradient is the full one" in docstring
+    assert "not the gradient of any loss" not in docstring
+    assert "not the gradient of any loss" in RNNSpec(T=4, truncate=3).truncation_rule
+
+
+def test_the_derive_summary_does_not_call_a_truncated_delta_a_derivative(tmp_path):
+    result = rnngen("derive", "--T", "5", "--truncate", "2", "--out", str(tmp_path), "--no-check")
+    assert result.returncode == 0, result.stderr
+    out = " ".join(result.stdout.split())
+    assert "δv_t = dE/dv_t" not in out and "δv_t = the part of dE/dv_t kept" in out
+    assert "a <= 1" in out and "^[2]" not in out  # every age is at most tau - 1, the initial state's too
+    full = rnngen("derive", "--T", "4", "--truncate", "4", "--out", str(tmp_path), "--no-check")
+    assert "the gradient is the full one" in " ".join(full.stdout.split())
 
 
 # --- the document -------------------------------------------------------------------------------
@@ -332,9 +415,25 @@ def test_every_numbered_equation_of_the_document_holds(spec):
 
     result = _check(spec)
     assert r"\section{Truncated backpropagation through time}" in result.latex
-    assert "[1]" in result.latex  # the ages are written out
+    assert f"[{spec.truncate - 1}]" in result.latex  # the ages are written out, the oldest tau - 1
+    assert f"[{spec.truncate}]" not in result.latex  # an initial state's too (the edge into it does not age)
     restricted = "truncated-restricted" in result.equations
     assert restricted == (spec.mapping == "many-to-many" and not spec.delay and not spec.bidirectional)
+
+
+def test_the_document_states_the_rule_per_direction_and_names_every_chain():
+    tex = build(RNNSpec(T=4, truncate=2, layers=2, bidirectional=True)).latex
+    section = " ".join(tex[tex.index(r"\section{Truncated") :].split())
+    assert r"a backward chain at the steps $t, \dots, t + 1$" in section
+    chains = ["W^{(1\\mathrm{f})}", "W^{(1\\mathrm{b})}", "W^{(2\\mathrm{f})}", "W^{(2\\mathrm{b})}"]
+    assert all(w in section for w in chains), section[:600]
+    assert "lecture" not in section and "is the full derivatives" not in section
+    # age a also reads age a of the layer above (going down a layer crosses no recurrent edge)
+    assert "of the layer above at the same step" in section
+    # the notation table does not call a truncated delta dE/dh, and says what an age is
+    legend = tex[tex.index(r"\begin{tabular}") : tex.index(r"\end{tabular}")]
+    assert "that the truncation keeps" in legend and "[a]" in legend and r"$\tau$" in legend
+    assert r"\widetilde{\frac{\partial E}{\partial W^{(1\mathrm{f})}}}" in section  # its own symbol
 
 
 @pytest.mark.parametrize("wrong", [r"\sum_{a=0}^{2}", r"\sum_{a=0}^{0}"], ids=["one_age_more", "one_age_less"])
@@ -355,9 +454,12 @@ def rnngen(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "rnngen.cli", *args], cwd=cwd, capture_output=True, text=True)
 
 
-@pytest.mark.parametrize("value, shown", [("0", "0"), ("6", "6"), ("-1", "-1"), ("abc", "'abc'"), ("2.5", "'2.5'")])
+@pytest.mark.parametrize(
+    "value, shown",
+    [("0", "0"), ("6", "6"), ("-1", "-1"), ("abc", "'abc'"), ("2.5", "'2.5'"), ("--3", "'--3'"), ("²", "'²'")],
+)
 def test_a_bad_horizon_is_one_line_and_writes_nothing(tmp_path, value, shown):
-    result = rnngen("derive", "--T", "5", "--truncate", value, cwd=tmp_path)
+    result = rnngen("derive", "--T", "5", f"--truncate={value}", cwd=tmp_path)
     assert result.returncode != 0 and result.stdout == "" and "Traceback" not in result.stderr
     assert result.stderr.splitlines() == [
         f"rnngen: error: the truncation horizon must be a whole number from 1 to 5 (5 cuts no path: the full "

@@ -172,7 +172,8 @@ def derive(
         bidirectional: a backward chain beside the forward one in every layer (suffixes ``_f``, ``_b``).
         input_grad: also return dE/dx as ``grads["x"]``.
         delay: with many-to-many, the losses start at step ``delay + 1`` (delayed many-to-many).
-        truncate: truncated BPTT with horizon τ (``RNNSpec.truncate``): E_t reaches the steps t - τ + 1..t only.
+        truncate: truncated BPTT with horizon τ (``RNNSpec.truncate``): what it keeps is
+            ``RNNSpec.truncation_rule`` (``spec.truncation_rule``): the rule in recurrent edges, per direction.
         masked: the module takes a mask or lengths of real steps (``--mask``).
         padding: where ``lengths`` put the padded steps of a masked module, ``"post"`` or ``"pre"``.
         out: a directory to write the module (and documents) into; None writes nothing.

@@ -7,13 +7,16 @@ with respect to v) to its operands through a local rule from ``ADJOINT_RULES``
 adjoint is named, so the derivation is O(T) in time and size: this is the
 recursive (delta) form of BPTT.
 
-With a truncation horizon τ (``spec.truncate``, seed 002's fixed horizon) the sweep is the same
-with an *age* on each adjoint of a recurrence: the number of recurrent edges (a step of a chain to
-its next step) its paths crossed since their loss term. A contribution that crosses one (``h_{t-1}``
-read by ``z_t``) is one older; one older than τ - 1 is dropped, except at an initial state, which is
-read at step 1 and so takes one more. Each age is a family of its own (δz^{[a]}_t) that reads only
-the age before it, so no age is a recurrence. A node's plain adjoint δz_t, the sum of its ages, is
-what the parameters and the inputs read: their gradients keep their untruncated form.
+With a truncation horizon τ (``spec.truncate``, seed 002's fixed horizon; ``RNNSpec.truncation_rule``
+says what it keeps) the sweep is the same with an *age* on each adjoint of a recurrence: the number
+of recurrent edges (a step of a chain to its next step) its paths crossed since their loss term. A
+contribution that crosses one (``h_{t-1}`` read by ``z_t``) is one older, and one older than τ - 1 is
+dropped; the edge into an initial state does not age it (the state is read at its chain's first
+step). Each age is a family of its own (δz^{[a]}_t); it reads age a - 1 at the next step of its
+chain and, in a stack, age a of the layer above at the same step (going down a layer crosses no
+recurrent edge), never its own age at another step, so no age is a recurrence. A node's plain
+adjoint δz_t, the sum of its ages, is what the parameters and the inputs read: their gradients keep
+their untruncated form.
 
 ``path_expansion`` substitutes the named adjoints back and distributes the
 products, which yields the classic sum over paths (T(T+1)/2 chains of
@@ -30,7 +33,7 @@ from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, 
 
 from rnngen import algebra as A
 from rnngen.activations import elementwise
-from rnngen.families import Step, step_of
+from rnngen.families import Step, recurrences, step_of
 from rnngen.unroll import Graph, Node, adjoint_name, unroll
 
 
@@ -165,27 +168,19 @@ def reverse_mode(graph: Graph) -> Derivation:
 
 def _recurrent_families(graph: Graph) -> set:
     """The families of the forward graph's recurrences (a chain's ``z`` and ``h``): the ones whose adjoints age."""
-    from rnngen.program import find_recurrences  # program reads Derivation from here
-
-    class _Step:  # what find_recurrences reads of a statement
-        def __init__(self, node):
-            self.step, self.expr = (node.family, node.t), node.expr
-
-    found = find_recurrences([_Step(n) for n in graph.nodes if isinstance(n.symbol, Step)])
+    found = recurrences((n.family, n.t, n.expr) for n in graph.nodes if isinstance(n.symbol, Step))
     return {key for r in found for key in r.families}
 
 
 def truncated_reverse_mode(graph: Graph, tau: int) -> Derivation:
-    """The reverse sweep of truncated BPTT with horizon ``tau``: each loss term E_t reaches the
-    parameters' uses at steps k with t - tau + 1 <= k <= t only (and an initial state, read at step 1,
-    for t <= tau).
+    """The reverse sweep of truncated BPTT with horizon ``tau`` (what it keeps: ``RNNSpec.truncation_rule``).
 
     An adjoint of a recurrence carries its age, the recurrent edges its paths crossed, as the family
     ``δv^{[a]}`` (``Family.age``); a contribution that crosses an edge (the operand is a step of another
-    step than the node's) is one older, and one older than ``tau - 1`` (``tau`` at an initial state)
-    is dropped. Every age's adjoint hands on to the nodes it reads only; the plain adjoint, the sum of
-    the ages, hands on to the parameters and the inputs, so a gradient is one sum over steps as in
-    the untruncated derivation. Cost and size O(tau T L).
+    step than the node's) is one older, unless the operand is an initial state (read at its chain's
+    first step), and one older than ``tau - 1`` is dropped. Every age's adjoint hands on to the nodes
+    it reads only; the plain adjoint, the sum of the ages, hands on to the parameters and the inputs,
+    so a gradient is one sum over steps as in the untruncated derivation. Cost and size O(tau T L).
     """
     T = graph.spec.T
     aged = _recurrent_families(graph)
@@ -197,8 +192,10 @@ def truncated_reverse_mode(graph: Graph, tau: int) -> Derivation:
         def accumulate(symbol, term):
             if symbol not in nodes:
                 return  # the parameters and inputs read the plain adjoint
-            older = age + (reader.t is not None and symbol.t != reader.t)  # crossed a recurrent edge
-            if older <= tau - 1 or (older == tau and not 1 <= symbol.t <= T):  # an initial state: one more
+            # a recurrent edge (the operand at another step) ages a path, except the edge into an
+            # initial state (step 0, or T + 1 backward): that state is read at its chain's first step
+            older = age + (reader.t is not None and symbol.t != reader.t and 1 <= symbol.t <= T)
+            if older <= tau - 1:
                 by_age[symbol][older].append(term)
 
         return accumulate
@@ -285,49 +282,99 @@ def path_expansion(derivation: Derivation, param: str, limit: int | None = None)
     return path_terms(derivation, derivation.gradients[param], f"dE/d{param}", limit)
 
 
-def path_terms(derivation: Derivation, gradient, what: str = "the gradient", limit: int | None = None) -> list:
+def path_terms(
+    derivation: Derivation,
+    gradient,
+    what: str = "the gradient",
+    limit: int | None = None,
+    max_edges: int | None = None,
+) -> list:
     """``gradient`` (an expression over the derivation's adjoints: a parameter's gradient, an
-    input's ``dE/dx_t``) as its list of path terms; see ``path_expansion``."""
-    defined = {n.symbol: n.expr for n in derivation.adjoints if n.family not in PATH_SOURCES}
-    memo: dict = {}
+    input's ``dE/dx_t``) as its list of path terms; see ``path_expansion``. With ``max_edges``, only
+    the paths that cross at most that many recurrent edges (``PathExpander``)."""
+    return PathExpander(derivation, max_edges).terms(gradient, what, limit)
 
-    def expand(expr):
-        if expr in memo:
-            return memo[expr]
+
+class PathExpander:
+    """Expands expressions over a derivation's adjoints into path terms, remembering every part.
+
+    With ``max_edges``, only the paths that cross at most that many recurrent edges (the factors of
+    a recurrent weight, ``recurrent_weights``) are built: a partial path with more is dropped as soon
+    as it has them, since a longer path only gains factors. Every adjoint is then expanded once, in
+    the order of the sweep (so the recursion stays shallow at any T), and holds O(max_edges) terms:
+    O(max_edges T) terms per weight in all, rather than O(T^2).
+    """
+
+    def __init__(self, derivation: Derivation, max_edges: int | None = None):
+        self.defined = {n.symbol: n.expr for n in derivation.adjoints if n.family not in PATH_SOURCES}
+        self.weights = recurrent_weights(derivation.graph.network) if max_edges is not None else set()
+        self.max_edges = max_edges
+        self.memo: dict = {}
+        self.limit: int | None = None
+        self.what = "the gradient"
+        if max_edges is not None:
+            for node in derivation.adjoints:
+                self._expand(node.symbol)
+
+    def terms(self, gradient, what: str = "the gradient", limit: int | None = None, max_edges: int | None = None):
+        """``gradient``'s path terms (those with at most ``max_edges`` recurrent edges, if given);
+        ``TooManyPaths`` as soon as a part of it has more than ``limit`` terms."""
+        self.limit, self.what = limit, what
+        return [t for t, n in self._expand(gradient) if max_edges is None or n <= max_edges]
+
+    def _edges(self, expr) -> int:
+        return sum(1 for node in sp.preorder_traversal(expr) if node in self.weights) if self.weights else 0
+
+    def _kept(self, combos: list) -> list:
+        return [c for c in combos if self.max_edges is None or c[1] <= self.max_edges]
+
+    def _expand(self, expr) -> list:
+        """``expr`` as a list of (path term, the recurrent edges it crosses)."""
+        if expr in self.memo:
+            return self.memo[expr]
+        expand = self._expand
         if isinstance(expr, MatrixSymbol):
-            result = expand(defined[expr]) if expr in defined else [expr]
+            result = expand(self.defined[expr]) if expr in self.defined else [(expr, self._edges(expr))]
         elif isinstance(expr, MatAdd):
             result = [t for arg in expr.args for t in expand(arg)]
         elif isinstance(expr, MatMul):
             coeff, factors = expr.as_coeff_matrices()
-            combos = [[]]
+            combos = [([], 0)]
             for f in factors:
-                combos = [c + [t] for c in combos for t in expand(f)]
-            result = [A.scale(coeff, A.mul(*c)) for c in combos]
+                combos = self._kept([(c + [t], n + m) for c, n in combos for t, m in expand(f)])
+            result = [(A.scale(coeff, A.mul(*c)), n) for c, n in combos]
         elif isinstance(expr, HadamardProduct):
             # Only the adjoint factor (the one holding a delta) is a sum of paths.
-            combos = [[]]
+            combos = [([], 0)]
             for f in expr.args:
-                combos = [c + [t] for c in combos for t in (expand(f) if _has_adjoint(f, defined) else [f])]
-            result = [A.had(*c) for c in combos]
+                parts = expand(f) if _has_adjoint(f, self.defined) else [(f, self._edges(f))]
+                combos = self._kept([(c + [t], n + m) for c, n in combos for t, m in parts])
+            result = [(A.had(*c), n) for c, n in combos]
         elif isinstance(expr, Transpose):
-            result = [A.transpose(t) for t in expand(expr.arg)]
+            result = [(A.transpose(t), n) for t, n in expand(expr.arg)]
         elif isinstance(expr, A.Concat):
             # a blocked parameter's gradient: each path of each block, in its place, the others zero
             parts = expr.parts
             result = [
-                A.Concat(expr.axis, *(term if j == i else ZeroMatrix(*p.shape) for j, p in enumerate(parts)))
+                (A.Concat(expr.axis, *(term if j == i else ZeroMatrix(*p.shape) for j, p in enumerate(parts))), n)
                 for i, part in enumerate(parts)
-                for term in expand(part)
+                for term, n in expand(part)
             ]
         else:
-            result = [expr]
-        if limit is not None and len(result) > limit:
-            raise TooManyPaths(f"the sum over paths of {what} has more than {limit} terms")
-        memo[expr] = result
+            result = self._kept([(expr, self._edges(expr))])
+        if self.limit is not None and len(result) > self.limit:
+            raise TooManyPaths(f"the sum over paths of {self.what} has more than {self.limit} terms")
+        self.memo[expr] = result
         return result
 
-    return expand(gradient)
+
+def recurrent_weights(network) -> set:
+    """The symbols of every chain's recurrent weight (its block ``W_h`` in seed 002's stacked form):
+    a path term holds one of them per recurrent edge (a step of a chain to its next step) it crosses."""
+    out = set()
+    for chain in network.chains:
+        out |= set(A.symbols_in(chain.params["recurrent"].math(chain.recurrent_part)))
+    return out
 
 
 def _has_adjoint(expr, defined) -> bool:

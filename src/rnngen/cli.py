@@ -15,6 +15,7 @@ import functools
 import json
 import signal
 import sys
+import textwrap
 from pathlib import Path
 
 import click
@@ -31,7 +32,17 @@ from rnngen.emit import OutputError, check_targets, write_all
 from rnngen.jsonable import plain
 from rnngen.pipeline import build
 from rnngen.program import family_of
-from rnngen.spec import DEFAULT_NAMES, MAPPINGS, MAX_LAYERS, MAX_T, NOTATIONS, RNNSpec, SpecError, check_T
+from rnngen.spec import (
+    DEFAULT_NAMES,
+    MAPPINGS,
+    MAX_LAYERS,
+    MAX_T,
+    NOTATIONS,
+    RNNSpec,
+    SpecError,
+    check_T,
+    truncation_rule,
+)
 from rnngen.variants import ROUNDING_FACTOR
 from rnngen.verify import (
     CHECK_SIZES,
@@ -65,8 +76,10 @@ class Horizon(click.ParamType):
     name = "TAU"
 
     def convert(self, value, param, ctx):
-        text = str(value).strip()
-        return int(text) if text.lstrip("-").isdigit() else value
+        try:
+            return int(str(value).strip())
+        except ValueError:
+            return value
 
 
 class HiddenActivation(click.ParamType):
@@ -219,9 +232,8 @@ _SPEC_OPTIONS = (
         "--truncate",
         type=Horizon(),
         default=None,
-        help="Truncated BPTT (seed 002's fixed horizon): the gradient of each E_t reaches the steps "
-        "t - TAU + 1..t only (the initial state for t <= TAU); from 1 to T, where nothing is cut (L (T - 1) + 1 "
-        "for L bidirectional layers). Example: --truncate 3",
+        help=f"Truncated BPTT (seed 002's fixed horizon): {truncation_rule('TAU')}. From 1 to T, where nothing "
+        "is cut (L (T - 1) + 1 for L bidirectional layers). Example: --truncate 3",
     ),
     click.option(
         "--mask",
@@ -555,12 +567,16 @@ def _print_formulas(result) -> None:
     T = result.spec.T
     grads = {names.gradient(p) for p in result.derivation.graph.params}
     formulas = [f for f in result.formulas if f.stmts[0].section == "backward"]
-    click.echo("Gradients, as the module computes them ((N): equation number in the .tex; δv_t = dE/dv_t;")
-    if result.spec.truncate is not None:
-        tau = result.spec.truncate
+    spec = result.spec
+    if spec.truncate is None:
+        click.echo("Gradients, as the module computes them ((N): equation number in the .tex; δv_t = dE/dv_t;")
+    else:  # the deltas and gradients are the parts the truncation keeps, not the derivatives
+        tau = spec.truncate
+        click.echo(textwrap.fill(f"Truncated gradients at tau = {tau}: {spec.truncation_rule}.", 100))
         click.echo(
-            f"truncated at tau = {tau}: δv^[a]_t is the part of δv_t whose paths crossed a recurrent edges, "
-            f"a <= {tau - 1}, and δv_t their sum;"
+            "As the module computes them ((N): equation number in the .tex; δv_t = the part of dE/dv_t kept, "
+            f"dE/dW the truncated gradient; δv^[a]_t: the part of δv_t whose paths crossed a recurrent edges, "
+            f"a <= {tau - 1}, δv_t their sum;"
         )
     how = "one above the other" if result.spec.row else "side by side"
     click.echo(f"X[1..{T}] = [x_1 ... x_{T}] and Δz[1..{T}] = [δz_1 ... δz_{T}] set the steps {how}; 1 = ones):")
@@ -1016,8 +1032,7 @@ def _print_truncated(report: Report) -> None:
         click.echo(f"  paths vs recursion {worst:.1e}   (limit {FORMS_TOLERANCE:.0e}; the two derivation forms)")
     _print_paths_and_notes(report)
     if report.ok:
-        figure = f"{max(tr.values()):.1e}" if tr else "not compared (see the note)"
-        click.echo(f"  ok: worst error against the restricted sum over paths {figure}")
+        click.echo(f"  ok: worst error against the restricted sum over paths {max(tr.values()):.1e}")
     else:
         click.echo(f"  FAILED: {'; '.join(report.failures)}")
 

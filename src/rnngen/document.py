@@ -28,6 +28,7 @@ from rnngen.backprop import Derivation
 from rnngen.families import step_of
 from rnngen.printing.math import LATEX, MathPrinter, latex, param_latex
 from rnngen.program import gradient_symbol, relative, step_template
+from rnngen.spec import truncation_rule
 from rnngen.unroll import n_h, n_y, parameters
 
 #: Up to this T the document writes every path term and every level of the
@@ -93,6 +94,14 @@ class Notation:
     def step(self, family: str, t) -> str:
         """LaTeX of one step of a family, ``t`` a number or a letter."""
         return self.printer.step(family, t)
+
+    def aged_step(self, family: str, age, t) -> str:
+        """LaTeX of one step of an adjoint family at an age given as a number or a letter (``"a-1"``)."""
+        return self.printer.step(family, t, age=age)
+
+    def spelled(self, expr, symbol, text: str) -> str:
+        """LaTeX of ``expr`` with ``text`` (LaTeX already) where the symbol ``symbol`` would be printed."""
+        return MathPrinter(LATEX, self.row, {symbol: text}).doprint(expr)
 
     def indexed(self, letter: str, t) -> str:
         """``E_t`` (column) or ``E^t`` (row notation)."""
@@ -474,33 +483,33 @@ def truncation_context(n: Notation, derivation: Derivation) -> dict | None:
     tau = spec.truncate
     if tau is None:
         return None
-    chain = derivation.graph.network.chains[0]
-    z, dz = chain.family("z").key, chain.family("z", "adjoint")
+    chains = derivation.graph.network.chains
+    chain = chains[0]
+    dz = chain.family("z", "adjoint")
     restricted = None
-    expr = derivation.gradients[chain.params["recurrent"].name]
+    weight = chain.params["recurrent"]
+    expr = derivation.gradients[weight.name]
     template = sum_over_steps(list(expr.args) if isinstance(expr, MatAdd) else [expr])
+    gradient = n.latex(gradient_symbol(derivation.graph.params[weight.name]))
+    truncated = rf"\widetilde{{{gradient}}}"
     simple = not spec.bidirectional and not spec.stacked and spec.mapping == "many-to-many" and not spec.delay
     if simple and template is not None:
-        weight = chain.params["recurrent"]
-        # the gradient's own term at step t (delta_t h_{t-1}^T, its transpose in row notation), with a
-        # stand-in for the delta, printed where the notation puts it, then spelled as the loss term's derivative
-        stand_in = sp.MatrixSymbol("QQQ", *relative(dz.key, 0, chain.size).shape)
-        term = n.latex(template.xreplace({relative(dz.key, 0, chain.size): stand_in}))
-        fraction = n.partial(n.indexed("E", "t+a"), n.step(z, "t"))
+        # the gradient's own term at step t (delta_t h_{t-1}^T, its transpose in row notation), its delta
+        # spelled as the loss term's derivative
+        fraction = n.partial(n.indexed("E", "t+a"), n.step(chain.family("z").key, "t"))
         derivative = fraction if n.row else rf"\left({fraction}\right)^{{\top}}"
-        gradient = n.latex(gradient_symbol(derivation.graph.params[weight.name]))
-        sums = rf"\sum_{{a=0}}^{{{tau - 1}}} \sum_{{t=1}}^{{T-a}}"
-        restricted = aligned(f"{gradient} = {sums} " + term.replace("QQQ", derivative))
-
-    def aged(age: str, t: str) -> str:  # a generic age: the spelling of age 0, its number replaced
-        return n.step(dz.aged(0).key, t).replace("[0]", f"[{age}]")
-
+        term = n.spelled(template, relative(dz.key, 0, chain.size), derivative)
+        restricted = aligned(f"{truncated} = \\sum_{{a=0}}^{{{tau - 1}}} \\sum_{{t=1}}^{{T-a}} {term}")
+    directions = "both" if spec.bidirectional else "forward"
     return dict(
         tau=tau,
         full=spec.full_horizon,
+        rule=truncation_rule(tau, directions, spec.layers, latex=n.indexed("E", "t")),
         restricted=restricted,
+        gradient=gradient,
+        truncated_gradient=truncated,
         delta=n.step(dz.key, "t"),
-        aged=aged("a", "t"),
-        aged_before=aged("a-1", "t+1"),
-        recurrent=n.latex(chain.params["recurrent"].math(chain.recurrent_part)),
+        aged=n.aged_step(dz.key, "a", "t"),
+        aged_before=n.aged_step(dz.key, "a-1", "t+1"),
+        recurrent=[n.latex(c.params["recurrent"].math(c.recurrent_part)) for c in chains],
     )

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from sympy import Basic, Integer, MatrixSymbol, sympify
 from sympy.core.symbol import Str
 
-from rnngen.algebra import B
+from rnngen.algebra import B, symbols_in
 
 #: How each base quantity is spelled: LaTeX letter, stacked LaTeX letter, text letter, stacked text letter,
 #: and the family that holds its local Jacobian (the elementwise derivative of the activation that reads it).
@@ -60,6 +60,12 @@ def chain_suffix(layer: int, direction: str) -> str:
 def age_suffix(age: int | None) -> str:
     """The suffix of an aged adjoint's code name: ``_a2`` (``dz_a2``), "" without an age."""
     return "" if age is None else f"_a{age}"
+
+
+def age_latex(age) -> str:
+    """An age (a number, or a letter such as ``"a-1"`` for a generic one) as the documents write it after
+    the letter's tag: ``[2]``; "" for None."""
+    return "" if age is None else f"[{age}]"
 
 
 def tag_latex(layer: int, direction: str) -> str:
@@ -128,7 +134,7 @@ class Family:
     @property
     def age_latex(self) -> str:
         """The age as the documents write it after the letter's tag: ``[2]`` (δz^{[2]}_t), "" without one."""
-        return "" if self.age is None else f"[{self.age}]"
+        return age_latex(self.age)
 
     @property
     def value(self) -> Family:
@@ -404,3 +410,45 @@ def run_of(sym):
 def relative_of(sym):
     """``(family key, k)`` when ``sym`` is a step relative to a generic t, else None."""
     return (sym.family.key, sym.k) if isinstance(sym, Relative) else None
+
+
+@dataclass(frozen=True)
+class Recurrence:
+    """A block of families computed step by step, each step from the previous one in its order.
+
+    Attributes:
+        families: the code names of the families in the cycle (``h`` and ``z``; ``dz`` and ``dh``).
+        step: +1 when step t reads step t - 1 (forward in time), -1 when it reads step t + 1.
+    """
+
+    families: frozenset
+    step: int
+
+
+def recurrences(steps) -> tuple:
+    """The recurrences among ``steps``, (family key, t, expression) of every step's value: the cycles
+    of the family graph that cross time steps (``program.find_recurrences`` of a program's statements,
+    ``backprop`` of the unrolled graph's nodes).
+
+    A network of several chains has one recurrence per chain (and one per chain's backward
+    sweep): layer 2 reads layer 1's states, but is not part of layer 1's recurrence.
+    """
+    edges: dict = {}  # family -> {(reader family, offset)}
+    for fam, t, expr in steps:
+        for sym in symbols_in(expr):
+            if isinstance(sym, Step):
+                edges.setdefault(sym.family.key, set()).add((fam, t - sym.t))
+                edges.setdefault(fam, set())
+    fams = set(edges)
+    reach = {f: {g for g, _ in edges[f]} for f in fams}
+    for k in fams:  # transitive closure (a handful of families)
+        for i in fams:
+            if k in reach[i]:
+                reach[i] |= reach[k]
+    cycles: dict = {}
+    for f in sorted(fams):
+        crossing = [off for g, off in edges[f] if off != 0 and f in reach[g]]
+        if crossing:
+            members = frozenset(g for g in fams if g in reach[f] and f in reach[g])
+            cycles.setdefault(members, 1 if crossing[0] > 0 else -1)
+    return tuple(Recurrence(members, step) for members, step in sorted(cycles.items(), key=lambda kv: sorted(kv[0])))

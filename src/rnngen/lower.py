@@ -391,8 +391,9 @@ class _Writes:
             if first is None:  # into the place the readers are built in, not a new array
                 first = [Assign(target, value, "fill")]
             return self._done(stmt, self._take_place(family, rows) + first + rest, over_steps)
-        if first is not None:
-            return self._done(stmt, [self._allocate(family, rows)] + first + rest, over_steps)
+        if first is not None:  # (a part of a buffer an earlier part took: not taken again)
+            take = [] if family in self.taken else [self._allocate(family, rows)]
+            return self._done(stmt, take + first + rest, over_steps)
         st = self.storage[family]
         if (run[1], run[2]) != (st.first, st.first + st.count - 1):  # a part of the buffer: written into it
             take = [] if family in self.taken else [self._allocate(family, rows)]

@@ -75,7 +75,14 @@ def _legend(n: Notation, derivation: Derivation) -> list:
             parts = ",\\ ".join(n.latex(p.block(part)) for part in p.parts)
             rows.append(("", f"its {'row' if p.row else 'column'} blocks, in order: ${parts}$"))
     h, dh = (n.step(key + net.chains[-1].suffix, "t") for key in ("h", "dh"))
-    rows.append((f"${dh}$", f"$\\partial E / \\partial {h}$, the gradient of the loss at a value (a delta)"))
+    tau = derivation.spec.truncate
+    if tau is None:
+        rows.append((f"${dh}$", f"$\\partial E / \\partial {h}$, the gradient of the loss at a value (a delta)"))
+    else:  # not the derivative: its part over the kept paths (Section on truncated BPTT)
+        dh_a = n.aged_step(net.chains[-1].family("h", "adjoint").key, "a", "t")
+        rows.append((f"${dh}$", f"the part of $\\partial E / \\partial {h}$ that the truncation keeps (a delta)"))
+        rows.append((f"${dh_a}$", f"its part whose paths crossed $a$ recurrent edges, its age $a \\le {tau - 1}$"))
+        rows.append((r"$\tau$", f"the truncation horizon, {tau}: see the section on truncated BPTT before the deltas"))
     rows.append(("$\\odot$", "entrywise product"))
     rows.append(("$\\mathbf{1}$", "a vector of ones; a product with it sums entries"))
     hidden = elementwise(derivation.spec.hidden_key)

@@ -16,7 +16,17 @@ from sympy import MatrixSymbol
 from rnngen import algebra as A
 from rnngen import names
 from rnngen.backprop import Derivation
-from rnngen.families import Relative, Run, Spelled, Step, family, spelling_of, step_name, step_of
+from rnngen.families import (
+    Relative,
+    Run,
+    Spelled,
+    Step,
+    family,
+    recurrences,
+    spelling_of,
+    step_name,
+    step_of,
+)
 
 SECTIONS = ("forward", "loss", "backward")
 
@@ -128,47 +138,10 @@ def check_one_writer(stmts) -> None:
                 )
 
 
-@dataclass(frozen=True)
-class Recurrence:
-    """A block of families computed step by step, each step from the previous one in its order.
-
-    Attributes:
-        families: the code names of the families in the cycle (``h`` and ``z``; ``dz`` and ``dh``).
-        step: +1 when step t reads step t - 1 (forward in time), -1 when it reads step t + 1.
-    """
-
-    families: frozenset
-    step: int
-
-
 def find_recurrences(stmts) -> tuple:
-    """The recurrences of ``stmts``: the cycles of the family graph that cross time steps.
-
-    A network of several chains has one recurrence per chain (and one per chain's backward
-    sweep): layer 2 reads layer 1's states, but is not part of layer 1's recurrence.
-    """
-    edges: dict = {}  # family -> {(reader family, offset)}
-    for s in stmts:
-        if not s.step:
-            continue
-        fam, t = s.step
-        for sym in A.symbols_in(s.expr):
-            if isinstance(sym, Step):
-                edges.setdefault(sym.family.key, set()).add((fam, t - sym.t))
-                edges.setdefault(fam, set())
-    fams = set(edges)
-    reach = {f: {g for g, _ in edges[f]} for f in fams}
-    for k in fams:  # transitive closure (a handful of families)
-        for i in fams:
-            if k in reach[i]:
-                reach[i] |= reach[k]
-    cycles: dict = {}
-    for f in sorted(fams):
-        crossing = [off for g, off in edges[f] if off != 0 and f in reach[g]]
-        if crossing:
-            members = frozenset(g for g in fams if g in reach[f] and f in reach[g])
-            cycles.setdefault(members, 1 if crossing[0] > 0 else -1)
-    return tuple(Recurrence(members, step) for members, step in sorted(cycles.items(), key=lambda kv: sorted(kv[0])))
+    """The recurrences of ``stmts``: the cycles of the family graph that cross time steps
+    (``families.recurrences`` of their steps)."""
+    return recurrences((*s.step, s.expr) for s in stmts if s.step)
 
 
 @dataclass(frozen=True)

@@ -544,6 +544,7 @@ def _common(spec) -> dict:
         command=f"rnngen derive {spec.cli_args()}",
         hidden_title="custom" if spec.is_custom else spec.hidden,
         truncate=spec.truncate,
+        truncation_rule=spec.truncation_rule,
     )
 
 

@@ -73,6 +73,71 @@ def check_T(value) -> int:
     return value
 
 
+def check_truncate(value, full: int) -> int | None:
+    """Return ``value`` as a truncation horizon (None: no truncation), or raise SpecError saying what
+    is allowed; ``full`` is the spec's ``full_horizon``, the largest horizon (it cuts no path)."""
+    if value is None:
+        return None
+    allowed = f"the truncation horizon must be a whole number from 1 to {full} ({full} cuts no path: the full gradient)"
+    if isinstance(value, bool):
+        raise SpecError(f"{allowed}, got {value!r}")
+    if isinstance(value, str):
+        try:
+            value = int(value.strip())
+        except ValueError:
+            raise SpecError(f"{allowed}, got {value!r}") from None
+    if not isinstance(value, int) or not 1 <= value <= full:
+        raise SpecError(f"{allowed}, got {value!r}")
+    return value
+
+
+def truncation_rule(tau="τ", directions: str = "both", layers: int = 1, latex: str | None = None) -> str:
+    """The rule of truncated BPTT with horizon ``tau``, stated once: the module's docstring, ``--help``,
+    ``api.derive`` and the documents all read it from here.
+
+    Args:
+        tau: the horizon, a number or its name (``"τ"``, ``"TAU"``).
+        directions: ``"forward"`` (a network of one direction) or ``"both"`` (bidirectional).
+        layers: the layers; with stacked bidirectional layers the steps said are the top layer's.
+        latex: for the document, the loss term E_t as the notation spells it; the math is then in ``$...$``.
+    """
+    if isinstance(tau, int):
+        older = "" if tau == 1 else f" - {tau - 1}"
+        most, back, ahead, last = f"{tau - 1}", f"t{older}", f"t{older.replace('-', '+')}", f"T{older}"
+    else:
+        most, back, ahead, last = f"{tau} - 1", f"t - {tau} + 1", f"t + {tau} - 1", f"T - {tau} + 1"
+    edges = "edge" if most == "1" else "edges"
+
+    def m(text: str) -> str:
+        if latex is None:
+            return text
+        text = (
+            text.replace("E_t", latex)
+            .replace("τ", r"\tau")
+            .replace("<=", r"\le")
+            .replace(">=", r"\ge")
+            .replace("..", r", \dots, ")
+        )
+        return f"${text}$"
+
+    forward = f"a forward chain at the steps {m(f'{back}..t')} (its initial state for {m(f't <= {tau}')})"
+    backward = (
+        f"a backward chain at the steps {m(f't..{ahead}')} (its initial state, read at step {m('T')}, "
+        f"for {m(f't >= {last}')})"
+    )
+    where, tail = "so it reaches", ""
+    if directions == "both":
+        forward = f"{forward} and {backward}"
+        if layers > 1:  # below the top layer a path can zigzag
+            where = "so in the top layer it reaches"
+            tail = "; below it, a path can go back in one layer and forward in the next"
+    return (
+        f"the gradient of each loss term {m('E_t')} keeps only the paths that cross at most {m(most)} recurrent "
+        f"{edges} (a step of a chain to its next step; the edge into an initial state, which is read at its "
+        f"chain's first step, is not counted), {where} {forward}{tail}"
+    )
+
+
 def check_names(value) -> tuple:
     """The three matrix names (input, recurrent, output) as a tuple, or SpecError.
 
@@ -148,11 +213,8 @@ class RNNSpec:
         input_grad: whether the module also returns dE/dx (``grads["x"]``).
         delay: with many-to-many, the losses start at step ``delay + 1`` (delayed many-to-many).
         truncate: truncated BPTT with horizon τ (seed 002's fixed horizon), or None for the full
-            gradient. The gradient of each loss term E_t reaches the parameters' uses at steps k with
-            t - τ + 1 <= k <= t only: the paths that cross more than τ - 1 recurrent edges (a step of a
-            chain to its next step) are cut. An initial state is read at step 1, so it receives E_t's
-            gradient for t <= τ; an input x_t is used at step t, so dE/dx_t (``input_grad``) takes the
-            same rule. From ``full_horizon`` on nothing is cut (see there).
+            gradient: ``truncation_rule`` says what it keeps; dE/dx_t (``input_grad``) and a given
+            state's gradient take the same rule. From ``full_horizon`` on nothing is cut (see there).
         masked: whether the module takes a mask (or lengths) of real steps: a padded step keeps the
             state and has no loss term.
         padding: where a masked module's ``lengths`` put the padding: ``"post"`` or ``"pre"``.
@@ -210,14 +272,7 @@ class RNNSpec:
             raise SpecError(f"a delay applies to the many-to-many mapping only, not to {self.mapping}")
 
     def _check_truncate(self):
-        tau, full = self.truncate, self.full_horizon
-        if tau is None:
-            return
-        if isinstance(tau, bool) or not isinstance(tau, int) or not 1 <= tau <= full:
-            raise SpecError(
-                f"the truncation horizon must be a whole number from 1 to {full} "
-                f"({full} cuts no path: the full gradient), got {tau!r}"
-            )
+        object.__setattr__(self, "truncate", check_truncate(self.truncate, self.full_horizon))
 
     def _check_padding(self):
         _choice("padding", self.padding, PADDINGS)
@@ -343,6 +398,17 @@ class RNNSpec:
     def input_steps(self) -> range:
         """The steps that read an input ``x_t``: the first only for one-to-many."""
         return range(1, 2) if self.mapping == "one-to-many" else range(1, self.T + 1)
+
+    @property
+    def truncation_rule(self) -> str | None:
+        """What the truncation keeps (``truncation_rule``), for this spec's horizon and directions, and
+        whether that is the full gradient; None without a truncation."""
+        if self.truncate is None:
+            return None
+        rule = truncation_rule(self.truncate, "both" if self.bidirectional else "forward", self.layers)
+        if self.truncate >= self.full_horizon:
+            return f"{rule}. At this horizon no path is cut: the gradient is the full one"
+        return f"{rule}. This is not the gradient of any loss: a dependency across more edges gets no gradient"
 
     @property
     def full_horizon(self) -> int:

@@ -3,12 +3,13 @@
 Truncated BPTT is not the gradient of any loss, so central differences, the Taylor test and the
 exact oracle have nothing to compare it with (unless τ reaches ``RNNSpec.full_horizon``: then it
 is the full gradient and ``verify`` checks it as such). What it is, is a part of the full
-gradient: each loss term E_t reaches the parameters' uses at steps k with t - τ + 1 <= k <= t
-only. So the check computes that part a second way, from the *untruncated* derivation:
+gradient (``RNNSpec.truncation_rule``). So the check computes that part a second way, from the
+*untruncated* derivation:
 
-- ``restricted_path_sum``: the full network's sum over paths (``backprop.path_terms``), keeping
-  the terms whose chain of Jacobians has at most τ - 1 recurrent factors (a chain's recurrent
-  weight: one per recurrent edge the path crosses; τ for an initial state, read at step 1),
+- ``restricted_path_sum``: the full network's sum over paths (``backprop.PathExpander``), keeping
+  the terms whose chain of Jacobians has at most τ - 1 recurrent factors (one per recurrent edge
+  the path crosses; a path to an initial state has one more, the edge into it, which the
+  truncation does not count), built with the longer paths pruned as they grow (O(τ T) terms), and
   evaluated in float64 at the module's point, with no code of the aged reverse mode, the passes
   or the printer in between;
 - ``check``: the module's float64 ``loss_and_grads`` against it, for the parameters, the inputs
@@ -25,7 +26,7 @@ import sympy as sp
 
 from rnngen import algebra as A
 from rnngen.activations import LOSSES
-from rnngen.backprop import adjoint_symbol, derive, path_terms
+from rnngen.backprop import PathExpander, adjoint_symbol, derive
 from rnngen.evaluate import evaluate, run
 from rnngen.families import Step
 from rnngen.network import size
@@ -33,8 +34,8 @@ from rnngen.reference import final_states, input_steps, relative_error, spec_of
 
 #: The restricted sum and the module add the same terms in another order: float64 rounding only.
 RESTRICTED_TOLERANCE = 1e-12
-#: The sum over paths has O(T^2) terms per weight; past these it is not expanded (``verify``'s limits).
-MAX_T = 12
+#: The restricted sum over paths has O(τ T) terms per weight; past these in all it is not built, and
+#: the check fails (``verify``): a truncated module is not reported ok unchecked.
 MAX_TERMS = 20000
 
 
@@ -43,20 +44,6 @@ def truncation(spec: dict) -> int | None:
     full horizon: the full gradient)."""
     tau = spec.get("truncate")
     return tau if tau is not None and tau < spec_of(spec).full_horizon else None
-
-
-def recurrent_weights(network) -> set:
-    """The symbols of every chain's recurrent weight (its block ``W_h`` in seed 002's stacked form)."""
-    out = set()
-    for chain in network.chains:
-        weight = chain.params["recurrent"].math(chain.recurrent_part)
-        out |= {s for s in A.symbols_in(weight)}
-    return out
-
-
-def recurrent_factors(term, weights: set) -> int:
-    """How many recurrent Jacobians a path term holds: the occurrences of the recurrent weights in it."""
-    return sum(1 for node in sp.preorder_traversal(term) if node in weights)
 
 
 def restricted_path_sum(spec, params: dict, xs, targets, state: dict | None = None, max_terms: int = MAX_TERMS) -> dict:
@@ -79,22 +66,19 @@ def restricted_path_sum(spec, params: dict, xs, targets, state: dict | None = No
     initial = {chain.params["initial"].name: _initial_node(graph, chain, spec.T) for chain in net.chains}
     statements = [(n.symbol, n.expr) for n in graph.nodes + full.adjoints if n.symbol.name not in env]
     env = run(statements, env, dims)
-    weights = recurrent_weights(net)
+    paths = PathExpander(full, max_edges=tau)
     memo: dict = {}
     left = [max_terms]
 
-    def restricted(expr, limit: int, what: str):
-        terms = path_terms(full, expr, what, left[0])
+    def restricted(expr, max_edges: int, what: str):
+        terms = paths.terms(expr, what, left[0], max_edges)
         left[0] -= len(terms)
-        kept = [t for t in terms if recurrent_factors(t, weights) <= limit]
-        if not kept:
-            return None
-        return sum(evaluate(t, env, dims, memo) for t in kept)
+        return sum(evaluate(t, env, dims, memo) for t in terms) if terms else None
 
     out = {}
     for name, expr in full.gradients.items():
-        limit = tau if name in initial else tau - 1  # an initial state is read at step 1: one edge more
-        value = restricted(expr, limit, f"dE/d{name}")
+        # the edge into an initial state, read at its chain's first step, does not age a path
+        value = restricted(expr, tau if name in initial else tau - 1, f"dE/d{name}")
         value = np.zeros(np.shape(params[name])) if value is None or state is not None and name in initial else value
         out[name] = np.reshape(value, np.shape(params[name]))
     if spec.input_grad:

@@ -799,12 +799,11 @@ class Report:
         """What the figures alone do not say: a point scaled down, a gradient that passed on a second look."""
         out = []
         if self.horizon is not None:
+            checked = "; checked against the full sum over paths restricted to the kept paths" if self.truncated else ""
             out.append(
                 f"truncated BPTT (tau = {self.horizon}) is the gradient of no loss: no finite differences, Taylor "
-                "test or exact oracle; checked against the full sum over paths restricted to the kept paths"
+                f"test or exact oracle{checked}"
             )
-        if self.truncated_skipped:
-            out.append(f"the truncated gradient is not checked: {self.truncated_skipped}")
         if self.forms_skipped:
             out.append(f"paths vs recursion not compared: {self.forms_skipped}")
         if self.scale != 1.0:
@@ -845,6 +844,8 @@ class Report:
             out.append(f"Taylor remainder slope {self.taylor:.3f} (2 wanted)")
         if self.truncated:
             out += truncated_failures(self.truncated)
+        if self.truncated_skipped:  # a truncated module has no other check of its gradient
+            out.append(f"the truncated gradient is not checked: {self.truncated_skipped}")
         if self.exact is not None and not self.exact.worst <= EXACT_TOLERANCE:
             out.append(f"exact oracle {self.exact.worst:.1e} (limit {EXACT_TOLERANCE:.0e})")
         if self.forms is not None and not _worst(self.forms.values()) <= FORMS_TOLERANCE:

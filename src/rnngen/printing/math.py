@@ -21,7 +21,7 @@ from sympy.printing.printer import Printer
 
 from rnngen import algebra as A
 from rnngen.activations import columnwise, elementwise
-from rnngen.families import ParamName, family, relative_of, run_of, spelling_of, step_of
+from rnngen.families import ParamName, age_latex, family, relative_of, run_of, spelling_of, step_of, tag_latex
 from rnngen.printing import PrintError
 from rnngen.program import Gradient
 
@@ -96,10 +96,11 @@ class MathPrinter(Printer):
 
     printmethod = "_rnngen_math"
 
-    def __init__(self, style: Style = LATEX, row: bool = False):
+    def __init__(self, style: Style = LATEX, row: bool = False, spelled: dict | None = None):
         super().__init__()
         self.style = style
         self.row = row
+        self.spelled = spelled or {}  # symbol -> its text, printed as it is (a derivative for a delta)
 
     def emptyPrinter(self, expr):
         raise PrintError(f"no {self.style.name} rule for {type(expr).__name__}: {expr}")
@@ -207,8 +208,9 @@ class MathPrinter(Printer):
             return code
         return f"\\left({code}\\right)" if self.style is LATEX else f"({code})"
 
-    def step(self, key: str, t, stacked_to=None) -> str:
-        """One step (``t`` a number or a letter such as ``"t-1"``), or the steps ``t..stacked_to``."""
+    def step(self, key: str, t, stacked_to=None, age=None) -> str:
+        """One step (``t`` a number or a letter such as ``"t-1"``), or the steps ``t..stacked_to``; ``age``
+        (a number or a letter, LaTeX only) in place of an aged family's own."""
         fam = family(key)
         if self.style is TEXT:
             if stacked_to is not None:
@@ -216,7 +218,7 @@ class MathPrinter(Printer):
             t = str(t)
             return f"{fam.text}_{{{t}}}" if len(t) > 1 and not t.isdigit() else f"{fam.text}_{t}"
         index = f"{t}:{stacked_to}" if stacked_to is not None else str(t)
-        tag = fam.tag_latex
+        tag = fam.tag_latex if age is None else tag_latex(fam.layer, fam.direction) + age_latex(age)
         if fam.delta:
             delta = fam.stacked_delta if stacked_to is not None else fam.delta
             if self.row:
@@ -228,6 +230,8 @@ class MathPrinter(Printer):
         return f"{letter}^{{{tag}}}_{{{index}}}" if tag else f"{letter}_{{{index}}}"
 
     def _symbol(self, sym) -> str:
+        if sym in self.spelled:
+            return self.spelled[sym]
         st = self.style
         step, run = step_of(sym), run_of(sym)
         if step:

@@ -444,8 +444,10 @@ class NumpyPrinter(Printer):
             return f"{target.name} = {self.code(op.expr)}"
         if form == "array":
             return f"{self._step(*step_of(target), views=False)} = {self._any(op.expr)[0]}"
-        if form == "fill":
-            return f"{self._symbol_rows(target)}[...] = {self._any(op.expr)[0]}"
+        if form == "fill":  # a slice is filled as it is; a whole array or a buffer's entry through [...]
+            dest = self._symbol_rows(target)
+            whole = not dest.endswith("]") or dest.startswith("buf[")
+            return f"{dest}{'[...]' if whole else ''} = {self._any(op.expr)[0]}"
         family, lo, hi = run_of(target)
         if form == "rows":
             return f"{family} = {self._any(op.expr)[0]}"
