@@ -20,7 +20,9 @@ from test_latex import compile_tex, needs_pdflatex
 
 from rnngen.examples import NETWORKS
 from rnngen.markdown import to_markdown
+from rnngen.masks import Masked
 from rnngen.pipeline import build
+from rnngen.sequences import mask_from_lengths
 from rnngen.spec import RNNSpec
 
 N_X, N_Y = 3, 3
@@ -62,9 +64,14 @@ def make_checker(spec, seed=0):
     problem = (params, module_xs, targets if many else targets[0])
     row = spec.notation == "row"
     blocks = _blocks(spec, hidden)
+    masks = None
+    if spec.masked:  # the sequence padded: two steps fewer are real
+        mask = mask_from_lengths([max(1, spec.T - 2)], spec.T, spec.padding)
+        module, masks = Masked(module, mask), mask[:, 0].astype(int).tolist()
     checker = Checker(
-        result.latex, row, params, xs[:, 0], ys, module, problem, blocks=blocks, T=spec.T, truncate=spec.truncate
-    )
+        result.latex, row, params, xs[:, 0], ys, module, problem, blocks=blocks, T=spec.T, truncate=spec.truncate,
+        masks=masks,
+    )  # fmt: skip
     return result, checker
 
 
