@@ -1026,20 +1026,6 @@ class Checker(Reader):
             return self.steps[key]
         return super()._lookup(family, index, env)
 
-    def _truncated_delta(self, family: str, step: int):
-        """A delta of a truncated derivation (``truncate`` = tau): age a (``dz[a]``) is dE_{t'}/dz_t of the one
-        loss term whose paths to z_t cross a recurrent edges, t' = t + a (t - a in a backward chain; so only
-        for a stack of one direction or one bidirectional layer, where that is one term); a delta without
-        an age sums the ages kept, up to tau - 1."""
-        aged = re.fullmatch(r"d(?P<value>.*?)\[(?P<age>\d+)\]", family)
-        if aged is None:
-            return sum(self._truncated_delta(f"{family}[{a}]", step) for a in range(self.truncate))
-        value, age = aged.group("value"), int(aged.group("age"))
-        source = _loss_step_of_age(value, step, age, self.T)
-        if ("E", source) not in self.base_steps:
-            return np.zeros((1, np.size(self.base_steps[value, step])))
-        return self.jacobian(("E", source), (value, step), False)
-
     def _jacobian(self, m, env):
         (num, num_entry) = self._value_of(m.group("num"), env)
         (den, den_entry) = self._value_of(m.group("den"), env)

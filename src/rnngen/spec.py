@@ -58,9 +58,8 @@ def _choice(kind: str, value: str, allowed, extra: str = "") -> None:
     raise SpecError(f"unknown {kind} {value!r}{hint}; choose one of: {', '.join(allowed)}{extra}")
 
 
-def check_T(value) -> int:
-    """Return ``value`` as an unroll length, or raise SpecError saying what is allowed."""
-    allowed = f"T must be a whole number from 1 to {MAX_T}"
+def _whole(value, top: int, allowed: str) -> int:
+    """``value`` (an int, or text that reads as one) as a whole number in 1..top, or SpecError(allowed)."""
     if isinstance(value, bool):
         raise SpecError(f"{allowed}, got {value!r}")
     if isinstance(value, str):
@@ -68,9 +67,14 @@ def check_T(value) -> int:
             value = int(value.strip())
         except ValueError:
             raise SpecError(f"{allowed}, got {value!r}") from None
-    if not isinstance(value, int) or not 1 <= value <= MAX_T:
+    if not isinstance(value, int) or not 1 <= value <= top:
         raise SpecError(f"{allowed}, got {value!r}")
     return value
+
+
+def check_T(value) -> int:
+    """Return ``value`` as an unroll length, or raise SpecError saying what is allowed."""
+    return _whole(value, MAX_T, f"T must be a whole number from 1 to {MAX_T}")
 
 
 def check_truncate(value, full: int) -> int | None:
@@ -79,16 +83,7 @@ def check_truncate(value, full: int) -> int | None:
     if value is None:
         return None
     allowed = f"the truncation horizon must be a whole number from 1 to {full} ({full} cuts no path: the full gradient)"
-    if isinstance(value, bool):
-        raise SpecError(f"{allowed}, got {value!r}")
-    if isinstance(value, str):
-        try:
-            value = int(value.strip())
-        except ValueError:
-            raise SpecError(f"{allowed}, got {value!r}") from None
-    if not isinstance(value, int) or not 1 <= value <= full:
-        raise SpecError(f"{allowed}, got {value!r}")
-    return value
+    return _whole(value, full, allowed)
 
 
 def truncation_rule(tau="τ", directions: str = "both", layers: int = 1, latex: str | None = None) -> str:
