@@ -120,6 +120,11 @@ def is_ones(expr) -> bool:
     return isinstance(expr, OneMatrix)
 
 
+def is_repeated_row(expr) -> bool:
+    """True for ``1 r``: a row ``r`` (a step's mask) repeated down every row of a product."""
+    return isinstance(expr, MatMul) and isinstance(expr.args[0], OneMatrix) and expr.args[0].shape[1] == 1
+
+
 def split_coeff(expr):
     """Return ``(c, M)`` with ``expr == c * M`` and ``c`` a plain number."""
     if isinstance(expr, MatMul):

@@ -93,11 +93,6 @@ def storage_of(program: Program) -> dict:
     return {f: Storage(lo, last[f] - lo + 1, f in per_step) for f, lo in first.items()}
 
 
-def _repeated(expr) -> bool:
-    """True for ``1 r``: a row ``r`` (a step's mask) repeated down every row."""
-    return isinstance(expr, MatMul) and isinstance(expr.args[0], OneMatrix) and expr.args[0].shape[1] == 1
-
-
 def kept_state(expr):
     """``(s, new, m)`` when ``expr`` is ``s + (1 m) ∘ (new - s)`` (``cells.keep``: a masked step's state),
     else None."""
@@ -105,7 +100,7 @@ def kept_state(expr):
         return None
     for s, other in (expr.args, reversed(expr.args)):
         if isinstance(other, HadamardProduct) and len(other.args) == 2:
-            row = next((f for f in other.args if _repeated(f)), None)
+            row = next((f for f in other.args if A.is_repeated_row(f)), None)
             diff = next((f for f in other.args if f is not row), None)
             if row is not None and isinstance(diff, MatAdd) and len(diff.args) == 2 and A.neg(s) in diff.args:
                 new = next(t for t in diff.args if t != A.neg(s))
@@ -120,7 +115,7 @@ def passed_whole(terms: list):
         c, body = A.split_coeff(term)
         if c != -1 or not isinstance(body, HadamardProduct) or len(body.args) != 2:
             continue
-        row = next((f for f in body.args if _repeated(f)), None)
+        row = next((f for f in body.args if A.is_repeated_row(f)), None)
         a = next((f for f in body.args if f is not row), None)
         if row is not None and a in terms:
             return a, row.args[-1], [t for t in terms if t != term and t != a]
@@ -188,7 +183,7 @@ def reads_targets_as_classes(program: Program) -> bool:
             continue
         expr = s.expr
         if isinstance(expr, HadamardProduct):  # a masked step's (Ŷ - Y) ∘ (1 m_t): the mask applied after
-            kept = [f for f in expr.args if not _repeated(f)]
+            kept = [f for f in expr.args if not A.is_repeated_row(f)]
             expr = kept[0] if len(kept) == 1 else expr
         if minus_targets(expr):
             continue
@@ -572,17 +567,20 @@ class _Writes:
             factors = list(expr.args)
             # not a row repeated down the columns (1 m_t, a mask): it has fewer entries than dest
             lead = next(
-                (f for f in factors if isinstance(f, (MatAdd, MatMul, A.Elementwise)) and not _repeated(f)), None
+                (f for f in factors if isinstance(f, (MatAdd, MatMul, A.Elementwise)) and not A.is_repeated_row(f)),
+                None,
             )
             if lead is not None:
                 first, rest, value = self._into(dest, lead)
-                if first is None and any(_repeated(f) for f in factors):
+                if first is None and any(A.is_repeated_row(f) for f in factors):
                     # the lead is the array library's value ((h > 0) is bool): a mask row cannot
                     # broadcast into it in place, so the product is evaluated whole
                     return None, [], expr
                 for f in factors:
                     if f is not lead:  # a mask row of 0 and 1: its padded entries zeroed, no product
-                        rest.append(Padded(dest, "0", None, f.args[-1]) if _repeated(f) else Update(dest, "*", f))
+                        rest.append(
+                            Padded(dest, "0", None, f.args[-1]) if A.is_repeated_row(f) else Update(dest, "*", f)
+                        )
                 return first, rest, value
         return None, [], expr
 

@@ -30,7 +30,7 @@ import heapq
 from collections import defaultdict
 from dataclasses import replace
 
-from sympy import HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix
+from sympy import HadamardProduct, MatAdd, MatrixSymbol
 
 from rnngen import algebra as A
 from rnngen.cells import CELLS
@@ -196,12 +196,7 @@ def read_held_states(program: Program) -> Program:
 
 def _mask_row(f) -> bool:
     """True for ``1 m_t``: one step's mask repeated down the rows of a product."""
-    return (
-        isinstance(f, MatMul)
-        and isinstance(f.args[0], OneMatrix)
-        and isinstance(f.args[-1], Step)
-        and f.args[-1].family.base == "m"
-    )
+    return A.is_repeated_row(f) and isinstance(f.args[-1], Step) and f.args[-1].family.base == "m"
 
 
 def hoist_local_jacobians(program: Program) -> Program:

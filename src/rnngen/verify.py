@@ -971,19 +971,25 @@ def check_module(
             padded = masks.padded_steps(module, params, xs, targets)
         module = plain  # the oracle draws its own mask, for its own sizes
         oracle = exact_oracle(module, seed=seed, progress=say) if exact else None
-    forms, skipped = None, ""
-    if build is not None and module.T <= FORMS_MAX_T:
-        say("paths vs recursion")
-        try:
-            forms = forms_agree(build)
-        except TooManyPaths as e:
-            skipped = str(e)
+    forms, skipped = _forms(build, module.T, say)
     report = Report(
         module.T, fd, slope, oracle, forms, extrapolated, paths, tuple(sizes), seed, tuple(dtypes), scale, state=state
     )
     report.forms_skipped = skipped
     report.padded = padded
     return report
+
+
+def _forms(build, T: int, say) -> tuple:
+    """``(figures, why skipped)`` of the derivation's two forms (``forms_agree``), given the ``build`` and
+    T <= FORMS_MAX_T; ``(None, "")`` otherwise."""
+    if build is None or T > FORMS_MAX_T:
+        return None, ""
+    say("paths vs recursion")
+    try:
+        return forms_agree(build), ""
+    except TooManyPaths as e:
+        return None, str(e)
 
 
 def _check_truncated(module, horizon: int, build, sizes, seed: int, dtypes, say) -> Report:
@@ -1002,13 +1008,7 @@ def _check_truncated(module, horizon: int, build, sizes, seed: int, dtypes, say)
         except TooManyPaths as e:
             skipped = str(e)
         paths = check_paths(module, params, xs, targets, tuple(dtypes), say)
-    forms, forms_skipped = None, ""
-    if build is not None and module.T <= FORMS_MAX_T:
-        say("paths vs recursion")
-        try:
-            forms = forms_agree(build)
-        except TooManyPaths as e:
-            forms_skipped = str(e)
+    forms, forms_skipped = _forms(build, module.T, say)
     report = Report(module.T, {}, float("nan"), None, forms, {}, paths, tuple(sizes), seed, tuple(dtypes), scale)
     report.horizon, report.truncated, report.truncated_skipped = horizon, figures, skipped
     report.forms_skipped = forms_skipped
