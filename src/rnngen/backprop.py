@@ -373,7 +373,9 @@ def recurrent_weights(network) -> set:
     a path term holds one of them per recurrent edge (a step of a chain to its next step) it crosses."""
     out = set()
     for chain in network.chains:
-        out |= set(A.symbols_in(chain.params["recurrent"].math(chain.recurrent_part)))
+        for role, p in chain.params.items():
+            if role.startswith("recurrent"):
+                out |= set(A.symbols_in(p.math(chain.recurrent_part)))
     return out
 
 

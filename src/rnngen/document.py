@@ -85,7 +85,8 @@ class Notation:
         self.names = {role: param_latex(name, self.row) for role, name in spec.role_names.items()}
         _, weights = parameters(spec)
         # Jacobians are matrices of entries d a_i / d b_j in either notation: column math.
-        self.recurrent_jacobian = latex(weights["recurrent"])
+        # (the Elman cell's: a gated cell's weights are per gate, and its document writes no dh_t/dh_{t-1})
+        self.recurrent_jacobian = latex(weights["recurrent"]) if "recurrent" in weights else None
         self.output_jacobian = latex(weights["output"])
 
     def latex(self, expr) -> str:

@@ -447,11 +447,12 @@ def is_single_chain(spec) -> bool:
 
 
 def three_forms(spec) -> bool:
-    """True for the networks ``document.py`` derives three ways: a single chain with an input at every
-    step and a loss at every step or at the last, untruncated and unmasked (the others: this module's
-    document, which reads every equation from the derivation)."""
+    """True for the networks ``document.py`` derives three ways: a single Elman chain with an input at
+    every step and a loss at every step or at the last, untruncated and unmasked (the others, gated cells
+    too: this module's document, which reads every equation from the derivation)."""
     return (
-        is_single_chain(spec)
+        spec.cell == "elman"
+        and is_single_chain(spec)
         and spec.mapping != "one-to-many"
         and not spec.delay
         and spec.truncate is None

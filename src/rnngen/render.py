@@ -231,9 +231,9 @@ def _network_text(derivation: Derivation) -> list:
         lines.append("h̄_t: the cell's new state, which a padded step does not take")
     for chain in graph.network.chains:
         start = spec.T + 1 if chain.reverse else 0
-        initial = next(node for node in graph.nodes if node.family == state_key(chain) and node.t == start)
-        name = chain.params["initial"].name
-        lines.append(f"{text(initial.symbol, n.row)} = {name} (a parameter, zeros by default)")
+        for base, p in chain.initials:
+            initial = next(node for node in graph.nodes if node.family == state_key(chain, base) and node.t == start)
+            lines.append(f"{text(initial.symbol, n.row)} = {p.name} (a parameter, zeros by default)")
     for chain in graph.network.chains:  # the arrays of the parameters the math writes otherwise (U¹ is U1)
         params = {p.name: p for p in chain.params.values() if p.role != "initial"}.values()
         pairs = [(text(p.symbol()), p.name) for p in params if text(p.symbol()) != p.name]
@@ -324,12 +324,12 @@ def module_context(derivation: Derivation, lowered: Lowered, formulas: list, num
     initial = []
     for chain in net.chains:
         start, last = chain.steps(T)
-        name = chain.params["initial"].name
-        final = _step_code(storage, state_key(chain), last)
-        adjoint = _step_code(storage, initial_state_adjoint(chain), start)
-        initial.append((name, list(params).index(name), final, adjoint))
-        if state_key(chain) not in carried:  # the final state goes back to the caller
-            carried.append(state_key(chain))
+        for base, p in chain.initials:
+            final = _step_code(storage, state_key(chain, base), last)
+            adjoint = _step_code(storage, initial_state_adjoint(chain, base), start)
+            initial.append((p.name, list(params).index(p.name), final, adjoint))
+            if state_key(chain, base) not in carried:  # the final state goes back to the caller
+                carried.append(state_key(chain, base))
     weights = [name for name, p in net.params.items() if not p.is_vector]
     layers = [str(s) for s in net.sizes[1:-1]]
     hidden = ['"n_x": n_x', *(f'"{s}": hidden[{i}]' for i, s in enumerate(layers)), '"n_y": n_y']
