@@ -77,6 +77,8 @@ class Cell:
             previous step, ``hidden`` is the activation key; it returns each state's new value.
         text: the step in plain text, for help and docstrings.
         initials: the letter of each state's initial value (``h0``, ``c0``).
+        title: what the documents' titles call the layers, ``{hidden}`` the activation's name; ""
+            for the Elman cell, which they call by its activation alone (``tanh hidden units``).
     """
 
     name: str
@@ -85,6 +87,7 @@ class Cell:
     step: Callable
     text: str
     initials: tuple = ("h0",)
+    title: str = ""
 
     @property
     def state(self) -> str:
@@ -156,6 +159,7 @@ LSTM = Cell(
         "c_t = f_t ∘ c_{t-1} + i_t ∘ g_t, h_t = o_t ∘ f(c_t)"
     ),
     initials=("h0", "c0"),
+    title="LSTM cells (sigmoid gates; {hidden} candidate and cell output)",
 )
 
 
@@ -182,6 +186,9 @@ def _gru(after: bool) -> Cell:
             "r_t, z_t = σ(U_· x_t + W_· h_{t-1} + b_·), "
             f"n_t = f(U_n x_t + b_n + {form}), h_t = (1 - z_t) ∘ n_t + z_t ∘ h_{{t-1}}"
         ),
+        title="GRU cells (sigmoid gates; {hidden} candidate; the reset gate "
+        + ("after the recurrent product, as PyTorch" if after else "on the state before the recurrent product")
+        + ")",
     )
 
 

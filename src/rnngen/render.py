@@ -19,6 +19,7 @@ from rnngen import __version__, layout, operations
 from rnngen import algebra as A
 from rnngen.activations import elementwise
 from rnngen.backprop import Derivation
+from rnngen.cells import cell_of
 from rnngen.document import Notation, Numbering, aligned, forward_families, generic, latex_context
 from rnngen.emit import render
 from rnngen.families import run_of, step_of
@@ -543,6 +544,7 @@ def _common(spec) -> dict:
         digest=spec.digest(),
         command=f"rnngen derive {spec.cli_args()}",
         hidden_title="custom" if spec.is_custom else spec.hidden,
+        cell_title=cell_of(spec).title.format(hidden="custom" if spec.is_custom else spec.hidden),
         truncate=spec.truncate,
         truncation_rule=spec.truncation_rule,
     )
