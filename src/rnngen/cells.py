@@ -194,6 +194,18 @@ def _gru(after: bool) -> Cell:
 
 GRU, GRU_RESET_BEFORE = _gru(True), _gru(False)
 
+#: What each gate letter of a parameter (``U_i``, ``b_hn``) belongs to, for the documents.
+GATE_NAMES = {
+    "i": "input gate",
+    "f": "forget gate",
+    "g": "cell candidate",
+    "o": "output gate",
+    "r": "reset gate",
+    "z": "update gate",
+    "n": "candidate",
+    "hn": "candidate's recurrent part",
+}
+
 #: Every cell, by its ``--cell`` name.
 CELLS = {cell.name: cell for cell in (ELMAN, LSTM, GRU)}
 #: The GRU's two forms, by ``--gru-reset``.

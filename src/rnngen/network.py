@@ -51,6 +51,7 @@ class Param:
         row: True when it is a matrix stored transposed (row notation: ``x^t U``).
         chain: ``(layer, direction)`` of the chain it belongs to, None for the output layer's.
         spelling: how mathematics writes it (``U^{(2)}`` for the code's ``U2``); its code name by default.
+        gate: the gate of a gated cell it belongs to (``i``, ``hn``), else "".
     """
 
     name: str
@@ -61,6 +62,7 @@ class Param:
     row: bool = False
     chain: tuple | None = None
     spelling: ParamName | None = None
+    gate: str = ""
 
     @property
     def written(self) -> ParamName:
@@ -252,12 +254,14 @@ def _param(role, names: tuple, hidden, in_blocks: tuple, row: bool, chain: tuple
     letter = {"input": names[0], "recurrent": names[1], "hidden_bias": "b"}[role.kind]
     letter += f"_{role.gate}" if role.gate else ""
     if role.kind == "hidden_bias":
-        return Param(letter + suffix, "hidden_bias", hidden, sp.S.One, chain=chain, spelling=written(letter))
+        return Param(
+            letter + suffix, "hidden_bias", hidden, sp.S.One, chain=chain, spelling=written(letter), gate=role.gate
+        )
     if role.kind == "recurrent":
-        return Param(letter + suffix, "recurrent", hidden, hidden, (), row, chain, written(letter))
-    whole = len(in_blocks) == 1
+        return Param(letter + suffix, "recurrent", hidden, hidden, (), row, chain, written(letter), role.gate)
+    blocks = () if len(in_blocks) == 1 else in_blocks
     cols = sum(n for _, n in in_blocks)
-    return Param(letter + suffix, "input", hidden, cols, () if whole else in_blocks, row, chain, written(letter))
+    return Param(letter + suffix, "input", hidden, cols, blocks, row, chain, written(letter), role.gate)
 
 
 def network(spec) -> Network:
