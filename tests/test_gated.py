@@ -413,6 +413,14 @@ def test_bad_options_are_one_line_errors(tmp_path, args, fragment):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("command", ["flow", "bench"])
+def test_commands_that_measure_the_elman_cell_refuse_a_gated_one(tmp_path, command):
+    result = _rnngen(command, "--T", "3", "--cell", "lstm", cwd=tmp_path)
+    assert result.returncode != 0 and "not --cell lstm yet" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len([line for line in result.stderr.splitlines() if line.startswith("rnngen: error")]) == 1
+
+
 def test_the_spec_refuses_a_reset_form_for_another_cell():
     with pytest.raises(SpecError, match="applies to the GRU only"):
         RNNSpec(T=3, cell="elman", gru_reset="after")
