@@ -76,7 +76,6 @@ class Cell:
             vectors the layer reads at this step, ``state`` maps each state to its value at the
             previous step, ``hidden`` is the activation key; it returns each state's new value.
         text: the step in plain text, for help and docstrings.
-        initials: the letter of each state's initial value (``h0``, ``c0``).
         title: what the documents' titles call the layers, ``{hidden}`` the activation's name; ""
             for the Elman cell, which they call by its activation alone (``tanh hidden units``).
     """
@@ -86,7 +85,6 @@ class Cell:
     states: tuple
     step: Callable
     text: str
-    initials: tuple = ("h0",)
     title: str = ""
 
     @property
@@ -158,7 +156,6 @@ LSTM = Cell(
         "i_t, f_t, o_t = σ(U_· x_t + W_· h_{t-1} + b_·), g_t = f(U_g x_t + W_g h_{t-1} + b_g), "
         "c_t = f_t ∘ c_{t-1} + i_t ∘ g_t, h_t = o_t ∘ f(c_t)"
     ),
-    initials=("h0", "c0"),
     title="LSTM cells (sigmoid gates; {hidden} candidate and cell output)",
 )
 

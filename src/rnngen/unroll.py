@@ -119,12 +119,6 @@ def chain_weights(chain) -> dict:
     return weights
 
 
-def _initial_roles(chain) -> dict:
-    """State base -> the role of its initial value among the chain's weights, in the cell's order."""
-    roles = {p.name: r for r, p in chain.params.items()}
-    return {base: roles[p.name] for base, p in chain.initials}
-
-
 def candidate(base: str) -> str:
     """The family of a cell's new state before the mask picks it or the old one (``hbar`` for ``h``)."""
     return base + "bar"
@@ -155,8 +149,8 @@ def unroll(spec: RNNSpec) -> Graph:
         fams = {base: chain.family(base) for base in cell.states}
         start = chain.steps(T)[0]
         state = {}
-        for base, role in _initial_roles(chain).items():
-            node = Node(Step.of(fams[base], start, chain.size), _GraphOps.bias(w[role]), fams[base].key, start)
+        for base, p in chain.initials:
+            node = Node(Step.of(fams[base], start, chain.size), _GraphOps.bias(p.math()), fams[base].key, start)
             state[base] = graph.add(node)
         seq = {start: state[cell.state]}
         for t in range(T, 0, -1) if chain.reverse else range(1, T + 1):
