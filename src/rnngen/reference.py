@@ -20,7 +20,7 @@ import numpy as np
 import sympy as sp
 
 from rnngen.activations import LOSSES, OUTPUT_LAYERS, elementwise
-from rnngen.cells import keep
+from rnngen.cells import held_last, keep
 from rnngen.evaluate import evaluate
 from rnngen.network import Network, network, size
 from rnngen.spec import RNNSpec
@@ -94,7 +94,7 @@ def _numpy_act(key, value):
 
 
 def run_network(
-    net: Network, ops: Ops, env: dict, dims: dict, xs: list, hidden: str, steps, T: int, masks=None
+    net: Network, ops: Ops, env: dict, dims: dict, xs: list, hidden: str, steps, T: int, masks=None, last_real=False
 ) -> tuple:
     """Every chain's states and the outputs ``o_t`` at ``steps``, by the cells' own step equations.
 
@@ -109,6 +109,7 @@ def run_network(
         T: the number of steps.
         masks: None, or each step's mask (a row of 0 and 1 per sequence, or one sequence's 0 or 1),
             steps 1..T: a padded step keeps the state (``cells.keep``).
+        last_real: the outputs read each sequence's last real step (``RNNSpec.reads_last_real``).
 
     Returns:
         ``(states, outputs)``: chain key -> step -> state (the initial state at step 0, or T + 1
@@ -133,11 +134,15 @@ def run_network(
             new = net.cell.step(ops, weights, inputs, state, hidden)
             state = seq[t] = new if masks is None else keep(ops, state, new, masks[t - 1])
         states[chain.key] = seq
+    read = {chain.key: states[chain.key] for chain in net.top}
+    for chain in net.top if last_real else ():
+        if chain.reverse:  # the loss reads each sequence's last real step (as ``unroll``)
+            read[chain.key] = {T: held_last(lambda t: ops, states[chain.key], dict(enumerate(masks, 1)), T)}
     V, c = net.output, net.output_bias
     blocks = [value(V.math(part)) for part in V.parts or (None,)]
     bias = ops.bias(value(c.math())) if c is not None else None
     outputs = {
-        t: ops.add(*(ops.matmul(w, states[chain.key][t]) for w, chain in zip(blocks, net.top)), bias) for t in steps
+        t: ops.add(*(ops.matmul(w, read[chain.key][t]) for w, chain in zip(blocks, net.top)), bias) for t in steps
     }
     return states, outputs
 
@@ -166,7 +171,9 @@ def _numpy_run(spec: dict, params: dict, xs, state: dict | None = None, mask=Non
     columns = list(np.swapaxes(xs, 1, 2))  # x_t as (n_x, B)
     dims = sizes_of(net, env, xs.shape[-1])
     masks = None if mask is None else list(np.asarray(mask, np.float64)[:, None, :])  # m_t as (1, B)
-    states, outputs = run_network(net, ops, env, dims, columns, full.hidden_key, full.loss_steps, full.T, masks)
+    states, outputs = run_network(
+        net, ops, env, dims, columns, full.hidden_key, full.loss_steps, full.T, masks, full.reads_last_real and masks
+    )
     return net, ops, states, outputs
 
 
