@@ -172,7 +172,16 @@ def _numpy_run(spec: dict, params: dict, xs, state: dict | None = None, mask=Non
     dims = sizes_of(net, env, xs.shape[-1])
     masks = None if mask is None else list(np.asarray(mask, np.float64)[:, None, :])  # m_t as (1, B)
     states, outputs = run_network(
-        net, ops, env, dims, columns, full.hidden_key, full.loss_steps, full.T, masks, full.reads_last_real and masks
+        net,
+        ops,
+        env,
+        dims,
+        columns,
+        full.hidden_key,
+        full.loss_steps,
+        full.T,
+        masks,
+        full.reads_last_real and masks is not None,
     )
     return net, ops, states, outputs
 
