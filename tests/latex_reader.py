@@ -58,6 +58,8 @@ _FAMILY = {
     "{f'}": "fprime",
     r"\bar{H}": "hbar",  # a masked network's new state, before the mask picks it or the old one
     r"\bar{h}": "hbar",
+    r"\check{H}": "hlast",  # a masked many-to-one network's state at each sequence's last real step
+    r"\check{h}": "hlast",
 }
 #: Written without a step: the total loss E, and in a formula written entry by entry the
 #: vectors of the step at hand (g(o, y), d = \hat{y} - y). Upper-case letters may be matrix names.
@@ -68,8 +70,8 @@ _WHERE = re.compile(r",\s*\\quad\s+(?P<name>[a-z])\s+=\s+(?P<value>[^=]+)$")
 _WHERE_BOUND = "where"
 _SYMBOL = re.compile(
     r"(?P<base>\\tilde\{\\(?:delta|Delta)\}|\\(?:delta|Delta)(?!_\{ij\})|\\tilde\{[zZ]\}|\\hat\{[yY]\}|\{[fF]'\}"
-    r"|\\bar\{[hH]\}|[XYZHOMxyzhomDE](?![A-Za-z]))"
-    r"(?P<sup>\^\{(?!\\top|\+)(?:\\hat\{y\}|\\bar\{h\}|\\mathrm\{[fb]\}|[^{}])*\})?(?P<sub>_\{[^{}]*\}|_[ij](?![A-Za-z]))?"
+    r"|\\bar\{[hH]\}|\\check\{[hH]\}|[XYZHOMxyzhomDE](?![A-Za-z]))"
+    r"(?P<sup>\^\{(?!\\top|\+)(?:\\hat\{y\}|\\bar\{h\}|\\check\{h\}|\\mathrm\{[fb]\}|[^{}])*\})?(?P<sub>_\{[^{}]*\}|_[ij](?![A-Za-z]))?"
 )
 #: A parameter: its letter, its chain's tag (layer, direction) above, its own subscript and its block below.
 _PARAM_TAG = r"\^\{\(\d*(?:\\mathrm\{[fb]\})?\)\}"
@@ -689,7 +691,7 @@ def _param_name(text: str, known=()) -> str:
 
 #: A superscript with a chain's tag: ``z(2\mathrm{f})``, ``(1),t``, ``\hat{y},t``, ``t-1``.
 _TAGGED = re.compile(
-    r"(?P<head>(?:\\hat\{y\}|\\bar\{h\}|[^(,\[])*)(?:\((?P<layer>\d*)(?:\\mathrm\{(?P<dir>[fb])\})?\))?"
+    r"(?P<head>(?:\\hat\{y\}|\\bar\{h\}|\\check\{h\}|[^(,\[])*)(?:\((?P<layer>\d*)(?:\\mathrm\{(?P<dir>[fb])\})?\))?"
     r"(?:\[(?P<age>\d+)\])?(?P<rest>.*)"  # a truncated derivation's age: delta^{z(2)[1]}_{t}
 )
 #: The module's names of the initial states: ``h0``, ``h0_2``, ``h0_f``, ``h0_2_b``.
@@ -740,7 +742,9 @@ def formula_lines(tex: str) -> list:
 #: The forward families, in the order a step computes them.
 FORWARD = ("z", "h", "o", "yhat")
 #: Forward families only some networks have (a masked network's new state before the mask).
-OPTIONAL_FORWARD = ("hbar",)
+OPTIONAL_FORWARD = ("hbar", "hlast")
+#: Families that run forward in time whatever chain they read (the state at the latest real step).
+HELD_FORWARD = ("hlast",)
 #: Finite-difference step of the Jacobians, and how close two sides must be.
 EPS, RTOL, ATOL = 1e-6, 1e-6, 1e-8
 
@@ -880,11 +884,12 @@ class Checker(Reader):
         self.steps, self.entrywise = steps, False
         try:
             # chain by chain, each in its own direction (a backward chain from step T down to 1)
+            # (a held last-real state runs forward in time over a backward chain's states, after them)
             groups: dict = {}
             for family in self.forward:
-                groups.setdefault(_suffix(family), []).append(family)
-            for suffix, families in groups.items():
-                ts = range(self.T, 0, -1) if suffix.endswith("_b") else range(1, self.T + 1)
+                groups.setdefault((_suffix(family), _base(family) in HELD_FORWARD), []).append(family)
+            for (suffix, held), families in groups.items():
+                ts = range(self.T, 0, -1) if suffix.endswith("_b") and not held else range(1, self.T + 1)
                 for t in ts:
                     for family in families:
                         if t < frozen_before:

@@ -554,6 +554,8 @@ def test_a_masked_problem_draws_lengths_and_times_the_unmasked_module_beside_it(
         RNNSpec(T=4, masked=True),
         RNNSpec(T=4, masked=True, mapping="many-to-one"),
         RNNSpec(T=4, masked=True, layers=2, bidirectional=True),
+        RNNSpec(T=4, masked=True, bidirectional=True, mapping="many-to-one"),
+        RNNSpec(T=4, masked=True, layers=2, bidirectional=True, mapping="many-to-one"),
     ],
     ids=lambda s: s.name,
 )

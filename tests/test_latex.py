@@ -78,6 +78,7 @@ def test_committed_documents_compile_with_pdflatex(tmp_path, path):
         RNNSpec(T=8, hidden="sigmoid", output="tanh", loss="squared_error", notation="row"),
         RNNSpec(T=4, hidden="x/(1+abs(x))", output="softmax", loss="binary_cross_entropy", mapping="many-to-one"),
         RNNSpec(T=3, hidden="leaky_relu", slope=0.2, output="sigmoid", loss="squared_error", names="w_i,w_h,w_o"),
+        RNNSpec(T=5, masked=True, bidirectional=True, mapping="many-to-one"),
     ),
     ids=lambda s: s.name,
 )

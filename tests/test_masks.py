@@ -134,7 +134,9 @@ MASKED = [
     RNNSpec(T=4, masked=True, bidirectional=True),
     RNNSpec(T=4, masked=True, bidirectional=True, padding="pre"),
     RNNSpec(T=3, masked=True, bidirectional=True, mapping="many-to-one", padding="pre"),
+    RNNSpec(T=4, masked=True, bidirectional=True, mapping="many-to-one"),
     RNNSpec(T=3, masked=True, layers=2, bidirectional=True),
+    RNNSpec(T=3, masked=True, layers=2, bidirectional=True, mapping="many-to-one"),
 ]
 
 
@@ -331,7 +333,6 @@ def test_a_wrong_mask_or_lengths_is_refused_in_one_line(module_of, kwargs, messa
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"bidirectional": True, "mapping": "many-to-one"}, "reads both chains at step T .* use --padding pre"),
         ({"mapping": "one-to-many", "padding": "pre"}, "its one input at step 1, which pre-padding pads"),
         ({"delay": 1, "padding": "pre"}, "a delay counts from step 1, which pre-padding pads; use --padding post"),
     ],
@@ -344,7 +345,6 @@ def test_a_padding_that_pads_a_step_every_sequence_needs_is_refused(fields, mess
 @pytest.mark.parametrize(
     ("fields", "padded", "message"),
     [
-        ({"bidirectional": True, "mapping": "many-to-one", "padding": "pre"}, 3, "mask pads step 4 of a sequence"),
         ({"mapping": "one-to-many"}, 0, "mask pads step 1 of a sequence: one-to-many reads its one input"),
         ({"delay": 1}, 0, "mask pads step 1 of a sequence: a delay counts from step 1"),
         ({}, slice(None), "mask has a sequence with no real step"),
@@ -363,10 +363,15 @@ def test_a_mask_that_pads_a_step_every_sequence_needs_is_refused_in_one_line(mod
     m.loss_and_grads(params, xs, targets, mask=np.ones((4, 2), bool))  # a full mask is fine
 
 
-def test_a_mask_with_holes_keeps_the_state_across_them(module_of):
+@pytest.mark.parametrize(
+    "spec",
+    [RNNSpec(T=5, masked=True, layers=2), RNNSpec(T=5, masked=True, bidirectional=True, mapping="many-to-one")],
+    ids=lambda s: s.name,
+)
+def test_a_mask_with_holes_keeps_the_state_across_them(module_of, spec):
     """A mask need not be contiguous: a padded step between real ones holds the state, which is the
-    sequence run over its real steps alone; the gradient is right and the holes' inputs inert."""
-    spec = RNNSpec(T=5, masked=True, layers=2)
+    sequence run over its real steps alone; the gradient is right and the holes' inputs inert (a
+    many-to-one loss reads the last real step, which the backward chain starts at)."""
     m = module_of(spec)
     params, xs, targets = verify.random_problem(m, (3, 4, 3, 3))
     mask = np.array([[1, 1, 0], [0, 1, 1], [1, 0, 0], [0, 1, 1], [1, 1, 0]], bool)
@@ -455,6 +460,7 @@ DOCUMENTED = [
     (RNNSpec(T=4, masked=True, mapping="many-to-one"), 2),
     (RNNSpec(T=3, masked=True, layers=2, bidirectional=True), 2),
     (RNNSpec(T=4, masked=True, delay=1), 3),
+    (RNNSpec(T=4, masked=True, bidirectional=True, mapping="many-to-one"), 2),
 ]
 
 
@@ -521,3 +527,15 @@ def test_the_new_state_is_built_in_the_held_states_buffer():
     assert any(s.target.name.startswith("hbar") for s in without.stmts)  # the pass is what removes it
     assert "read_held_states" in [p.__name__ for p in PASSES]
     assert result.module.count("np.copyto(h1_") == 4 and result.module.count("np.copyto(h2_") == 4
+
+
+@pytest.mark.parametrize("T", [3, 12])
+def test_the_held_last_state_is_one_short_statement_per_step(T):
+    """ȟ_t reads only ȟ_{t-1} and h_t: inlining each step into the next would write ȟ_T as one expression
+    of O(T²) size. Each step keeps its statement, of a size independent of T."""
+    from rnngen.pipeline import build
+
+    spec = RNNSpec(T=T, masked=True, bidirectional=True, mapping="many-to-one")
+    held = [s for s in build(spec).program.stmts if s.step and s.step[0] == "hlast_b"]
+    assert sorted(s.step[1] for s in held) == list(range(1, T + 1))
+    assert max(s.expr.count_ops() for s in held) <= 6

@@ -214,6 +214,23 @@ def cell_of(spec) -> Cell:
     return GRU_RESETS[spec.gru_reset] if spec.cell == "gru" else CELLS[spec.cell]
 
 
+def held_last(ops_at, states: dict, masks: dict, T: int):
+    """A chain's state at each sequence's last real step, ``ȟ_T``, where ``ȟ_1 = m_1 ∘ h_1`` and ``ȟ_t =
+    keep(ȟ_{t-1}, h_t, m_t)``: the state of the latest real step so far, held over padded ones. What a
+    masked many-to-one network's loss reads from a backward chain, which holds its initial state over
+    post-padding and so differs at step T (a forward chain's state at T is this already).
+
+    ``ops_at(t)`` gives the operations of step ``t`` (the graph names ``ȟ_t`` for that step),
+    ``states`` and ``masks`` map each step 1..T to the chain's state and the step's mask.
+    """
+    held = None
+    for t in range(1, T + 1):
+        ops = ops_at(t)
+        new = ops.mask(masks[t], states[t]) if held is None else keep(ops, held, states[t], masks[t])
+        held = ops.node("hlast", new)
+    return held
+
+
 def keep(ops, state, new, m):
     """The state after a step that may be padded: ``state + m ∘ (new - state)``, ``new`` where the
     mask ``m`` (a 1 x B row of 0 and 1, or one sequence's 0 or 1) is 1, ``state`` where it is 0."""

@@ -33,6 +33,7 @@ _SPELLING = {
     "o": ("o", "O", "o", "O", "gprime"),
     "yhat": (r"\hat{y}", r"\hat{Y}", "ŷ", "Ŷ", ""),
     "hbar": (r"\bar{h}", r"\bar{H}", "h̄", "H̄", ""),
+    "hlast": (r"\check{h}", r"\check{H}", "ȟ", "Ȟ", ""),
     "m": ("m", "M", "m", "M", ""),
     "fprime": ("{f'}", "{F'}", "f′", "F′", ""),
     "gprime": ("{g'}", "{G'}", "g′", "G′", ""),

@@ -505,6 +505,8 @@ class _Writes:
             return first, rest + [Padded(dest, "=", state, m)], value
         if isinstance(expr, MatAdd) and passed_whole(list(expr.args)):
             a, m, others = passed_whole(list(expr.args))
+            if not others:  # a ∘ (1 - m) alone (a held state's delta): the array library's value
+                return None, [], expr
             first, rest, value = self._into(dest, A.add(*others))
             return first, rest + [Padded(dest, "+", a, m)], value
         if is_gemm(expr):

@@ -75,6 +75,10 @@ def _legend(n: Notation, derivation: Derivation) -> list:
         hbar = n.step(candidate(net.cell.state) + net.chains[-1].suffix, "t")
         rows.append((f"${n.step('m', 't')}$", "the mask: 1 on a real step, 0 on a padded one"))
         rows.append((f"${hbar}$", "the cell's new state, which a padded step does not take"))
+    for chain in net.top if derivation.spec.reads_last_real else ():
+        if chain.reverse:
+            held = n.step(chain.family("hlast").key, "t")
+            rows.append((f"${held}$", f"the state of {_where(chain)} at the latest real step up to $t$"))
     rows.append((f"${n.step('o', 't')},\\ {n.step('yhat', 't')}$", "output pre-activation and prediction"))
     for name, p in net.params.items():
         shape = " \\times ".join(_size(d) for d in p.symbol().shape if d != 1)
@@ -200,8 +204,9 @@ def _of_chain(fam: Family, chain) -> bool:
     return fam.layer == chain.tag_layer and fam.direction == chain.direction and fam.base not in _OUTPUT_BASES
 
 
-#: The families of the output layer: a network of one chain has them beside its own, with the same tag.
-_OUTPUT_BASES = ("o", "yhat")
+#: The families of the output side: the output layer's (a network of one chain has them beside its own,
+#: with the same tag) and the held last-real state it reads of a backward chain, written apart (``held_lines``).
+_OUTPUT_BASES = ("o", "yhat", "hlast")
 
 
 def _states(values: list, one: str, several: str) -> str:
@@ -452,6 +457,7 @@ def network_context(derivation: Derivation, formulas: list, numbering: Numbering
         m_t=n.step("m", "t"),
         legend=_legend(n, derivation),
         chains=chains,
+        held_lines=_forward_lines(n, graph, [c.family("hlast").key for c in top], range(1, T + 1)),
         output_lines=_forward_lines(n, graph, ("o", "yhat"), spec.loss_steps),
         one_to_many=spec.mapping == "one-to-many",
         delay=spec.delay,

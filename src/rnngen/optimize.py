@@ -139,21 +139,26 @@ def hoist_non_recurrent(program: Program) -> Program:
 
 
 def inline_recurrent_temporaries(program: Program) -> Program:
-    """Substitute a step of the recurrence that is read exactly once into its reader.
+    """Substitute a step of the recurrence that is read exactly once into its reader, unless the reader is
+    the next step of its own family: that would fold the whole recurrence into one expression of O(T²)
+    size (a held state ``ȟ_t`` read only by ``ȟ_{t+1}``).
 
     One sweep in program order (definitions precede uses), so the cost is O(T).
     """
     recurrent = recurrent_families(program)
     uses: dict = defaultdict(int)
+    readers: dict = {}  # symbol -> the family of a statement that reads it
     for s in program.stmts:
         for sym in A.symbols_in(s.expr):
             uses[sym] += 1
+            readers[sym] = s.step[0] if s.step else None
     inlined: dict = {}  # symbol -> its expression
     out = []
     for s in program.stmts:
         if any(sym in inlined for sym in A.symbols_in(s.expr)):  # flat again: a product inlined into a product
             s = s.with_(expr=A.normalize(s.expr.xreplace(inlined)))
-        if s.step and s.step[0] in recurrent and s.step not in program.outputs and uses[s.target] == 1:
+        own = s.step and readers.get(s.target) == s.step[0]
+        if s.step and s.step[0] in recurrent and s.step not in program.outputs and uses[s.target] == 1 and not own:
             inlined[s.target] = s.expr
         else:
             out.append(s)

@@ -20,7 +20,7 @@ import numpy as np
 import sympy as sp
 
 from rnngen.activations import LOSSES, OUTPUT_LAYERS, elementwise
-from rnngen.cells import keep
+from rnngen.cells import held_last, keep
 from rnngen.evaluate import evaluate
 from rnngen.network import Network, network, size
 from rnngen.spec import RNNSpec
@@ -102,7 +102,7 @@ def _numpy_act(key, value):
 
 
 def run_network(
-    net: Network, ops: Ops, env: dict, dims: dict, xs: list, hidden: str, steps, T: int, masks=None
+    net: Network, ops: Ops, env: dict, dims: dict, xs: list, hidden: str, steps, T: int, masks=None, last_real=False
 ) -> tuple:
     """Every chain's states and the outputs ``o_t`` at ``steps``, by the cells' own step equations.
 
@@ -117,6 +117,7 @@ def run_network(
         T: the number of steps.
         masks: None, or each step's mask (a row of 0 and 1 per sequence, or one sequence's 0 or 1),
             steps 1..T: a padded step keeps the state (``cells.keep``).
+        last_real: the outputs read each sequence's last real step (``RNNSpec.reads_last_real``).
 
     Returns:
         ``(states, outputs)``: chain key -> step -> the cell's states by name (``h``; the LSTM's
@@ -148,12 +149,15 @@ def run_network(
                 new = {base: keep(ops, state[base], v, masks[t - 1]) for base, v in new.items()}
             state = seq[t] = new
         states[chain.key] = seq
+    read = {chain.key: {t: s[cell.state] for t, s in states[chain.key].items()} for chain in net.top}
+    for chain in net.top if last_real else ():
+        if chain.reverse:  # the loss reads each sequence's last real step (as ``unroll``)
+            read[chain.key] = {T: held_last(lambda t: ops, read[chain.key], dict(enumerate(masks, 1)), T)}
     V, c = net.output, net.output_bias
     blocks = [value(V.math(part)) for part in V.parts or (None,)]
     bias = ops.bias(value(c.math())) if c is not None else None
     outputs = {
-        t: ops.add(*(ops.matmul(w, states[chain.key][t][cell.state]) for w, chain in zip(blocks, net.top)), bias)
-        for t in steps
+        t: ops.add(*(ops.matmul(w, read[chain.key][t]) for w, chain in zip(blocks, net.top)), bias) for t in steps
     }
     return states, outputs
 
@@ -182,7 +186,18 @@ def _numpy_run(spec: dict, params: dict, xs, state: dict | None = None, mask=Non
     columns = list(np.swapaxes(xs, 1, 2))  # x_t as (n_x, B)
     dims = sizes_of(net, env, xs.shape[-1])
     masks = None if mask is None else list(np.asarray(mask, np.float64)[:, None, :])  # m_t as (1, B)
-    states, outputs = run_network(net, ops, env, dims, columns, full.hidden_key, full.loss_steps, full.T, masks)
+    states, outputs = run_network(
+        net,
+        ops,
+        env,
+        dims,
+        columns,
+        full.hidden_key,
+        full.loss_steps,
+        full.T,
+        masks,
+        full.reads_last_real and masks is not None,
+    )
     return net, ops, states, outputs
 
 

@@ -230,6 +230,8 @@ def _network_text(derivation: Derivation) -> list:
     if spec.masked:
         lines.append("m_t: each sequence's mask at step t, 1 on a real step, 0 on a padded one (1 m_t: down the rows)")
         lines.append("h̄_t: the cell's new state, which a padded step does not take")
+    if spec.reads_last_real and spec.bidirectional:
+        lines.append("ȟ_t: the backward chain's state at the latest real step up to t (the loss reads ȟ_T)")
     for chain in graph.network.chains:
         start = spec.T + 1 if chain.reverse else 0
         for base, p in chain.initials:

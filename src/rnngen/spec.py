@@ -395,9 +395,13 @@ class RNNSpec:
             need[1] = "one-to-many reads its one input at step 1"
         elif self.delay:
             need[1] = "a delay counts from step 1"
-        if self.bidirectional and self.mapping == "many-to-one":
-            need[self.T] = "a bidirectional many-to-one network reads both chains at step T (the backward one starts)"
         return need
+
+    @property
+    def reads_last_real(self) -> bool:
+        """True when the loss reads each sequence's last real step (a masked many-to-one network): a
+        backward chain's state there is ``cells.held_last``, a forward chain's its state at step T."""
+        return self.masked and self.mapping == "many-to-one"
 
     @property
     def masked_losses(self) -> bool:

@@ -16,7 +16,7 @@ import sympy as sp
 from sympy import MatrixSymbol
 
 from rnngen import algebra as A
-from rnngen.cells import keep
+from rnngen.cells import held_last, keep
 from rnngen.families import FAMILIES, Family, Step, adjoint_name, step_name  # noqa: F401 (re-exported)
 from rnngen.network import Network, n_h, n_x, n_y, network
 
@@ -163,10 +163,15 @@ def unroll(spec: RNNSpec) -> Graph:
             state = new
             seq[t] = new[cell.state]
         states[chain.key] = seq
+    read = {c.key: states[c.key] for c in net.top}
+    for c in net.top if spec.reads_last_real else ():
+        if c.reverse:  # the loss reads each sequence's last real step, which a backward chain does not hold
+            last = held_last(lambda t, c=c: _GraphOps(graph, c, t), states[c.key], ms, T)
+            read[c.key] = {T: last}
     bias = _GraphOps.bias(net.output_bias.math() if net.output_bias else None)
     losses = []
     for t in spec.loss_steps:
-        o_expr = A.add(*output_terms(net, [states[c.key][t] for c in net.top]), bias)
+        o_expr = A.add(*output_terms(net, [read[c.key][t] for c in net.top]), bias)
         o = graph.add(Node(Step.of(Family("o"), t, n_y), o_expr, "o", t))
         yhat = graph.add(Node(Step.of(Family("yhat"), t, n_y), spec.output_layer.activation(o), "yhat", t))
         if spec.masked_losses:

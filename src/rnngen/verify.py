@@ -460,7 +460,18 @@ def _scalar_loss(module, params_sym, xs, targets, state_sym: dict | None = None,
         columns = [sp.Matrix(xs[t, seq].tolist()) for t in range(len(xs))]
         env = {**params_sym, **{k: sp.Matrix(v[seq].tolist()) for k, v in (state_sym or {}).items()}}
         steps = None if mask is None else [int(m) for m in mask[:, seq]]
-        _, outputs = run_network(net, ops, env, dims, columns, full.hidden_key, full.loss_steps, T, steps)
+        _, outputs = run_network(
+            net,
+            ops,
+            env,
+            dims,
+            columns,
+            full.hidden_key,
+            full.loss_steps,
+            T,
+            steps,
+            full.reads_last_real and steps is not None,
+        )
         for t, o in outputs.items():
             if steps is not None and full.masked_losses and not steps[t - 1]:
                 continue  # a padded step's loss term

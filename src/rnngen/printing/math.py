@@ -28,6 +28,10 @@ from rnngen.program import Gradient
 ADD, MUL, ATOM = 1, 2, 3
 
 
+#: A math accent at the start of a symbol's spelling (``\hat{y}``, ``\check{h}``).
+_ACCENT = re.compile(r"\\(?:wide)?(?:hat|tilde|bar|check|breve|acute|grave|ddot|dot|vec|mathring)\{")
+
+
 @dataclass(frozen=True)
 class Style:
     """The spelling of each construct."""
@@ -122,8 +126,8 @@ class MathPrinter(Printer):
         code = self._wrap(code_prec, ATOM)
         if self.style is LATEX and "^" in code:
             # x^{t} transposed is {x^{t}}^{\top}, not a double superscript; after an accent
-            # (\hat{y}^{t}) amsmath unwraps a one-atom group, and an empty group {} prevents that.
-            code = "{" + code + ("{}" if code.startswith(("\\hat", "\\tilde")) else "") + "}"
+            # (\hat{y}^{t}, \check{h}^{t}) amsmath unwraps a one-atom group, and an empty group {} prevents that.
+            code = "{" + code + ("{}" if _ACCENT.match(code) else "") + "}"
         return f"{code}{self.style.transpose.format()}", ATOM
 
     def _p(self, e):
