@@ -112,10 +112,10 @@ def chain_weights(chain) -> dict:
     """Role -> the chain's weight in column math; an input weight as one block per vector read."""
     weights = {}
     for role, p in chain.params.items():
-        if p.role in ("input", "stacked") and role.startswith("input"):
+        if role.startswith("input"):  # input, input_i: U x_t, or one block per vector read
             weights[role] = [p.math(part) for part in chain.input_parts]
         else:
-            weights[role] = p.math(chain.recurrent_part if role == "recurrent" else None)
+            weights[role] = p.math(chain.recurrent_part if role == "recurrent" else None)  # seed 002's W_h
     return weights
 
 
