@@ -274,6 +274,16 @@ def test_every_network_against_the_complex_step(spec):
         assert relative_error(finals[name], ref_final[name]) <= RTOL, name
 
 
+@pytest.mark.parametrize(
+    "spec",
+    [RNNSpec(T=3, cell="lstm", bidirectional=True), RNNSpec(T=3, cell="gru", gru_reset="before", masked=True)],
+    ids=lambda s: s.name,
+)
+def test_the_exact_oracle_runs_each_cell_with_a_given_state(spec):
+    """The scalar oracle (the cell's own step on SymPy numbers) with h0 and c0 given per sequence."""
+    assert verify.exact_oracle(_module(spec), state=True).worst <= 1e-12
+
+
 def test_the_lstm_carries_its_memory_cell_beside_h():
     module = _module(RNNSpec(T=3, cell="lstm", layers=2, bidirectional=True))
     assert module.INITIAL_STATES == ("h0_1_f", "c0_1_f", "h0_1_b", "c0_1_b", "h0_2_f", "c0_2_f", "h0_2_b", "c0_2_b")
