@@ -20,6 +20,7 @@ import sys
 
 import numpy as np
 import pytest
+from test_latex import compile_tex, needs_pdflatex
 
 from rnngen import verify
 from rnngen.pipeline import build
@@ -369,6 +370,54 @@ def test_truncated_gated_modules_are_the_restricted_sum_over_paths(spec):
     report = verify.check_module(module)
     assert report.ok, report.failures
     assert report.truncated["parameters"] <= 1e-12 and report.truncated["state"] <= 1e-12
+
+
+# --- the document: every equation of the step and of the sweep, and it compiles ------------------------
+
+
+def _equations(tex: str, title: str) -> list:
+    """The left sides (``c_{t}``) of a section's aligned equations."""
+    body = tex.split(rf"\section{{{title}}}")[1].split(r"\section")[0]
+    return [line.split(" &=")[0] for line in body.splitlines() if " &=" in line]
+
+
+@pytest.mark.parametrize(
+    "spec, forward, deltas",
+    [
+        (
+            RNNSpec(T=3, cell="lstm"),
+            ["{z_{i}}_{t}", "i_{t}", "{z_{f}}_{t}", "f_{t}", "{z_{g}}_{t}", "g_{t}", "{z_{o}}_{t}", "o_{t}", "c_{t}"]
+            + [r"\phi_{t}", "h_{t}"],
+            [r"\delta^{h}_{t}", r"\delta^{h}_{0}", r"\delta^{c}_{t}", r"\delta^{c}_{0}", r"\delta^{{z_{f}}}_{t}"],
+        ),
+        (
+            RNNSpec(T=3, cell="gru"),
+            ["{z_{r}}_{t}", "r_{t}", "{z_{z}}_{t}", "z_{t}", "{z_{hn}}_{t}", "{z_{n}}_{t}", "n_{t}", "h_{t}"],
+            [r"\delta^{h}_{t}", r"\delta^{h}_{0}", r"\delta^{{z_{hn}}}_{t}", r"\delta^{{z_{r}}}_{t}"],
+        ),
+    ],
+    ids=["lstm", "gru"],
+)
+def test_the_document_states_every_value_of_the_step_and_every_delta(spec, forward, deltas):
+    tex = build(spec).latex
+    assert _equations(tex, "The forward pass")[: len(forward)] == forward
+    sweep = _equations(tex, "The delta recursion backward through the network")
+    assert all(d in sweep for d in deltas), [d for d in deltas if d not in sweep]
+    assert "the initial states $h_{0}$ and $c_{0}$" in tex if spec.cell == "lstm" else "$h_{0}$" in tex
+
+
+@needs_pdflatex
+@pytest.mark.parametrize(
+    "spec",
+    [
+        RNNSpec(T=3, cell="lstm", layers=2, bidirectional=True, masked=True),
+        RNNSpec(T=4, cell="gru", gru_reset="before", notation="row", truncate=2),
+    ],
+    ids=lambda s: s.name,
+)
+def test_the_gated_documents_compile(tmp_path, spec):
+    run = compile_tex(tmp_path, spec.name, build(spec).latex)
+    assert run.returncode == 0, run.stdout[-2000:]
 
 
 # --- the check catches a wrong gate ----------------------------------------------------------------
