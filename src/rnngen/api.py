@@ -135,6 +135,7 @@ def derive(
     hidden_bias: bool = True,
     output_bias: bool = True,
     cell: str = "elman",
+    gru_reset: str | None = None,
     layers: int = 1,
     bidirectional: bool = False,
     input_grad: bool = False,
@@ -167,7 +168,10 @@ def derive(
             ``[h_{t-1}; x_t]``, seed 002).
         names: the input, recurrent and output matrix names, ``"U,W,V"`` or a sequence of three.
         hidden_bias, output_bias: whether the layers have the biases b and c.
-        cell: the recurrent cell of every layer (``"elman"``).
+        cell: the recurrent cell of every layer: ``"elman"``, ``"lstm"`` or ``"gru"`` (their gates
+            sigmoid, ``hidden`` their candidate's activation and the LSTM's cell output's).
+        gru_reset: the GRU's form, ``"after"`` (PyTorch's: ``r_t ∘ (W_n h_{t-1} + b_hn)``, the default
+            for the GRU) or ``"before"`` (``W_n (r_t ∘ h_{t-1})``); None for the other cells.
         layers: the number of stacked layers (parameters ``U1, W1, b1, h0_1, ...`` from 2 on).
         bidirectional: a backward chain beside the forward one in every layer (suffixes ``_f``, ``_b``).
         input_grad: also return dE/dx as ``grads["x"]``.
@@ -205,6 +209,7 @@ def derive(
         hidden_bias=hidden_bias,
         output_bias=output_bias,
         cell=cell,
+        gru_reset=gru_reset,
         layers=layers,
         bidirectional=bidirectional,
         input_grad=input_grad,

@@ -298,16 +298,18 @@ def path_terms(
 class PathExpander:
     """Expands expressions over a derivation's adjoints into path terms, remembering every part.
 
-    With ``max_edges``, only the paths that cross at most that many recurrent edges (the factors of
-    a recurrent weight, ``recurrent_weights``) are built: a partial path with more is dropped as soon
-    as it has them, since a longer path only gains factors. Every adjoint is then expanded once, in
+    With ``max_edges``, only the paths that cross at most that many recurrent edges are built: a
+    partial path with more is dropped as soon as it has them, since a longer path only gains
+    factors. A path crosses an edge where it goes from an adjoint to one of another step in its
+    definition (``δh_{t-1}`` reads ``δz_t``; the LSTM's ``δc_{t-1}`` reads ``δc_t ∘ f_t``, the GRU's
+    ``δh_{t-1}`` reads ``δh_t ∘ z_t``, neither through a recurrent weight): for the Elman cell, one
+    factor of a recurrent weight per edge (``recurrent_weights``). Every adjoint is then expanded once, in
     the order of the sweep (so the recursion stays shallow at any T), and holds O(max_edges) terms:
     O(max_edges T) terms per weight in all, rather than O(T^2).
     """
 
     def __init__(self, derivation: Derivation, max_edges: int | None = None):
         self.defined = {n.symbol: n.expr for n in derivation.adjoints if n.family not in PATH_SOURCES}
-        self.weights = recurrent_weights(derivation.graph.network) if max_edges is not None else set()
         self.max_edges = max_edges
         self.memo: dict = {}
         self.limit: int | None = None
@@ -322,8 +324,14 @@ class PathExpander:
         self.limit, self.what = limit, what
         return [t for t, n in self._expand(gradient) if max_edges is None or n <= max_edges]
 
-    def _edges(self, expr) -> int:
-        return sum(1 for node in sp.preorder_traversal(expr) if node in self.weights) if self.weights else 0
+    def _definition(self, adjoint) -> list:
+        """The terms of an adjoint's definition, each with the recurrent edges it crosses: 1 where it
+        reads an adjoint of another step (counted only with ``max_edges``)."""
+        definition = self.defined[adjoint]
+        terms = definition.args if isinstance(definition, MatAdd) else (definition,)
+        if self.max_edges is None or not isinstance(adjoint, Step):
+            return [(term, 0) for term in terms]
+        return [(term, int(any(_other_step(s, adjoint.t) for s in A.symbols_in(term)))) for term in terms]
 
     def _kept(self, combos: list) -> list:
         return [c for c in combos if self.max_edges is None or c[1] <= self.max_edges]
@@ -334,7 +342,10 @@ class PathExpander:
             return self.memo[expr]
         expand = self._expand
         if isinstance(expr, MatrixSymbol):
-            result = expand(self.defined[expr]) if expr in self.defined else [(expr, self._edges(expr))]
+            if expr in self.defined:
+                result = self._kept([(t, n + m) for term, m in self._definition(expr) for t, n in expand(term)])
+            else:
+                result = [(expr, 0)]
         elif isinstance(expr, MatAdd):
             result = [t for arg in expr.args for t in expand(arg)]
         elif isinstance(expr, MatMul):
@@ -347,7 +358,7 @@ class PathExpander:
             # Only the adjoint factor (the one holding a delta) is a sum of paths.
             combos = [([], 0)]
             for f in expr.args:
-                parts = expand(f) if _has_adjoint(f, self.defined) else [(f, self._edges(f))]
+                parts = expand(f) if _has_adjoint(f, self.defined) else [(f, 0)]
                 combos = self._kept([(c + [t], n + m) for c, n in combos for t, m in parts])
             result = [(A.had(*c), n) for c, n in combos]
         elif isinstance(expr, Transpose):
@@ -361,7 +372,7 @@ class PathExpander:
                 for term, n in expand(part)
             ]
         else:
-            result = self._kept([(expr, self._edges(expr))])
+            result = [(expr, 0)]
         if self.limit is not None and len(result) > self.limit:
             raise TooManyPaths(f"the sum over paths of {self.what} has more than {self.limit} terms")
         self.memo[expr] = result
@@ -373,8 +384,15 @@ def recurrent_weights(network) -> set:
     a path term holds one of them per recurrent edge (a step of a chain to its next step) it crosses."""
     out = set()
     for chain in network.chains:
-        out |= set(A.symbols_in(chain.params["recurrent"].math(chain.recurrent_part)))
+        for role, p in chain.params.items():
+            if role.startswith("recurrent"):
+                out |= set(A.symbols_in(p.math(chain.recurrent_part)))
     return out
+
+
+def _other_step(symbol, t: int) -> bool:
+    """True for a step of an adjoint family at another step than ``t``."""
+    return isinstance(symbol, Step) and symbol.family.is_adjoint and symbol.t != t
 
 
 def _has_adjoint(expr, defined) -> bool:

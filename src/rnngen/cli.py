@@ -281,7 +281,22 @@ _SPEC_OPTIONS = (
         type=click.Choice(list(CELLS)),
         default="elman",
         show_default=True,
-        help="The recurrent cell of every layer. Example: --cell elman",
+        help=(
+            "The recurrent cell of every layer: elman; lstm (gates i, f, g, o in PyTorch's order) or gru "
+            "(r, z, n). The gates are sigmoid; --hidden is the candidate's activation (and the LSTM's cell "
+            "output's: h = o * f(c)), as Keras's activation beside its sigmoid recurrent_activation. "
+            "Example: --cell lstm"
+        ),
+    ),
+    click.option(
+        "--gru-reset",
+        type=click.Choice(["after", "before"]),
+        default=None,
+        help=(
+            "With --cell gru: where the reset gate acts. after (the default; PyTorch, cuDNN): "
+            "n = f(U_n x + b_n + r * (W_n h + b_hn)); before: n = f(U_n x + W_n (r * h) + b_n). "
+            "Example: --gru-reset before"
+        ),
     ),
     click.option(
         "--layers",
@@ -505,6 +520,8 @@ def flow(T, n_x, n_h, n_y, scale, seed, weights, plot_path, force, ui, **choices
         raise click.UsageError("flow measures how the full gradient flows back; it does not take --truncate")
     if spec.masked:  # the measure runs every step as real
         raise click.UsageError("flow measures how the gradient flows back through every step; it does not take --mask")
+    if spec.cell != "elman":  # its bound and Jacobian are the Elman step's (gated cells: a later step)
+        raise click.UsageError(f"flow measures the Elman cell's Jacobian product; not --cell {spec.cell} yet")
     if not is_single_chain(spec):
         raise click.UsageError(
             "flow measures the Jacobian product of one recurrent chain; it takes one layer in one direction "
@@ -726,6 +743,8 @@ def bench(module_path, B, n_x, n_h, n_y, dtype, samples, settle, skip, T, ui, **
         spec = _spec(T, choices)
     if spec.truncate is not None:  # the contenders compute the full gradient
         raise click.UsageError("rnngen bench times the full gradient against other libraries; not --truncate")
+    if spec.cell != "elman":  # the contenders (hand loops, nn.RNN) are Elman networks (gated ones: a later step)
+        raise click.UsageError(f"rnngen bench times Elman networks against other libraries; not --cell {spec.cell} yet")
     if spec.mapping == "one-to-many" or spec.delay:
         # the contenders (the hand loops, PyTorch, JAX) read an input at every step and a loss at
         # every step or the last

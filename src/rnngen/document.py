@@ -85,7 +85,8 @@ class Notation:
         self.names = {role: param_latex(name, self.row) for role, name in spec.role_names.items()}
         _, weights = parameters(spec)
         # Jacobians are matrices of entries d a_i / d b_j in either notation: column math.
-        self.recurrent_jacobian = latex(weights["recurrent"])
+        # (the Elman cell's: a gated cell's weights are per gate, and its document writes no dh_t/dh_{t-1})
+        self.recurrent_jacobian = latex(weights["recurrent"]) if "recurrent" in weights else None
         self.output_jacobian = latex(weights["output"])
 
     def latex(self, expr) -> str:
@@ -485,18 +486,21 @@ def truncation_context(n: Notation, derivation: Derivation) -> dict | None:
         return None
     chains = derivation.graph.network.chains
     chain = chains[0]
-    dz = chain.family("z", "adjoint")
+    # every chain's recurrent weights: the Elman cell's W, a gated cell's one per gate (W_i, ..., W_o)
+    recurrent = [(c, role, p) for c in chains for role, p in c.params.items() if role.startswith("recurrent")]
+    _, role, weight = recurrent[0]
+    dz = chain.family("z" + role.removeprefix("recurrent").lstrip("_"), "adjoint")  # z, or z_i
     restricted = None
-    weight = chain.params["recurrent"]
     expr = derivation.gradients[weight.name]
     template = sum_over_steps(list(expr.args) if isinstance(expr, MatAdd) else [expr])
     gradient = n.latex(gradient_symbol(derivation.graph.params[weight.name]))
     truncated = rf"\widetilde{{{gradient}}}"
     simple = not spec.bidirectional and not spec.stacked and spec.mapping == "many-to-many" and not spec.delay
+    simple = simple and len(recurrent) == len(chains)  # one recurrent weight per chain: the Elman cell
     if simple and template is not None:
         # the gradient's own term at step t (delta_t h_{t-1}^T, its transpose in row notation), its delta
         # spelled as the loss term's derivative
-        fraction = n.partial(n.indexed("E", "t+a"), n.step(chain.family("z").key, "t"))
+        fraction = n.partial(n.indexed("E", "t+a"), n.step(dz.value.key, "t"))
         derivative = fraction if n.row else rf"\left({fraction}\right)^{{\top}}"
         term = n.spelled(template, relative(dz.key, 0, chain.size), derivative)
         restricted = aligned(f"{truncated} = \\sum_{{a=0}}^{{{tau - 1}}} \\sum_{{t=1}}^{{T-a}} {term}")
@@ -511,5 +515,5 @@ def truncation_context(n: Notation, derivation: Derivation) -> dict | None:
         delta=n.step(dz.key, "t"),
         aged=n.aged_step(dz.key, "a", "t"),
         aged_before=n.aged_step(dz.key, "a-1", "t+1"),
-        recurrent=[n.latex(c.params["recurrent"].math(c.recurrent_part)) for c in chains],
+        recurrent=[n.latex(p.math(c.recurrent_part)) for c, _, p in recurrent],
     )

@@ -37,7 +37,26 @@ _SPELLING = {
     "m": ("m", "M", "m", "M", ""),
     "fprime": ("{f'}", "{F'}", "f′", "F′", ""),
     "gprime": ("{g'}", "{G'}", "g′", "G′", ""),
+    # the gated cells (cells.py): each gate's pre-activation z<g>, value g<g> and local Jacobian jac_<g>,
+    # keyed so that none is another family's code name, whatever the chain's suffix (the output layer's
+    # o, the GRU's z; fprime_f is the forward chain's fprime); the LSTM's memory cell ``cell`` (``c`` is
+    # the output bias) and its activation ``cact``; the GRU's W_n h_{t-1} + b_hn, ``zhn``
+    **{f"z{g}": (f"{{z_{{{g}}}}}", f"{{Z_{{{g}}}}}", f"z_{g}", f"Z_{g}", f"jac_{g}") for g in "ifgorzn"},
+    **{f"g{g}": (g, g.upper(), g, g.upper(), "") for g in "ifgorzn"},
+    **{
+        f"jac_{g}": (f"{{{d}'_{{{g}}}}}", f"{{{D}'_{{{g}}}}}", f"{t}′_{g}", f"{T}′_{g}", "")
+        for g in "ifgorzn"
+        for d, D, t, T in [("f", "F", "f", "F") if g in "gn" else (r"\sigma", r"\Sigma", "σ", "Σ")]
+    },
+    "cell": ("c", "C", "c", "C", ""),
+    "cellbar": (r"\bar{c}", r"\bar{C}", "c̄", "C̄", ""),
+    "cact": (r"\phi", r"\Phi", "φ", "Φ", ""),
+    "zhn": ("{z_{hn}}", "{Z_{hn}}", "z_hn", "Z_hn", ""),
 }
+#: The letter mathematics writes each state a cell carries with (an initial state is its state's first step).
+STATE_LETTERS = {"h": "h", "cell": "c"}
+#: The bases that hold a local Jacobian (no adjoint of their own).
+_JACOBIANS = {spelling[4] for spelling in _SPELLING.values()} - {""}
 #: The kinds of family, and the prefix of their code names.
 KINDS = {"value": "", "adjoint": "d", "pre": "pre_", "pre_adjoint": "pre_d"}
 DIRECTIONS = {"": "", "f": "forward", "b": "backward"}
@@ -222,8 +241,9 @@ class ParamName:
 
     @property
     def state(self) -> Family:
-        """An initial state's family: the chain's state."""
-        return Family("h", "value", self.layer, self.direction)
+        """An initial state's family: the chain's state (``h``, or the memory cell's for ``c``)."""
+        base = next(b for b, letter in STATE_LETTERS.items() if letter == self.letter)
+        return Family(base, "value", self.layer, self.direction)
 
     @property
     def start(self) -> str:
@@ -294,7 +314,7 @@ def family(key: str) -> Family:
 FAMILIES: dict[str, Family] = {}
 for _base in _SPELLING:
     for _kind in KINDS:
-        if _kind == "value" or _base not in ("fprime", "gprime"):
+        if _kind == "value" or _base not in _JACOBIANS:
             _f = Family(_base, _kind)
             FAMILIES[_f.key] = _f
 

@@ -574,9 +574,9 @@ class _Writes:
             )
             if lead is not None:
                 first, rest, value = self._into(dest, lead)
-                if first is None and any(A.is_repeated_row(f) for f in factors):
-                    # the lead is the array library's value ((h > 0) is bool): a mask row cannot
-                    # broadcast into it in place, so the product is evaluated whole
+                if first is None:
+                    # the lead is the array library's value ((h > 0) is bool): neither a mask row nor
+                    # another factor can be multiplied into it in place, so the product is evaluated whole
                     return None, [], expr
                 for f in factors:
                     if f is not lead:  # a mask row of 0 and 1: its padded entries zeroed, no product

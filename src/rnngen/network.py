@@ -20,8 +20,8 @@ import sympy as sp
 from sympy import Basic, MatrixSymbol, Transpose
 from sympy.core.symbol import Str
 
-from rnngen.cells import CELLS
-from rnngen.families import Family, ParamName, Spelled, chain_suffix
+from rnngen.cells import cell_of
+from rnngen.families import STATE_LETTERS, Family, ParamName, Spelled, chain_suffix
 
 
 @cache
@@ -51,6 +51,7 @@ class Param:
         row: True when it is a matrix stored transposed (row notation: ``x^t U``).
         chain: ``(layer, direction)`` of the chain it belongs to, None for the output layer's.
         spelling: how mathematics writes it (``U^{(2)}`` for the code's ``U2``); its code name by default.
+        gate: the gate of a gated cell it belongs to (``i``, ``hn``), else "".
     """
 
     name: str
@@ -61,6 +62,7 @@ class Param:
     row: bool = False
     chain: tuple | None = None
     spelling: ParamName | None = None
+    gate: str = ""
 
     @property
     def written(self) -> ParamName:
@@ -173,6 +175,11 @@ class Chain:
         return (self.layer, self.direction)
 
     @property
+    def initials(self) -> tuple:
+        """``(state family base, initial parameter)`` of each state the chain carries, ``h`` first."""
+        return tuple((p.spelling.state.base, p) for p in self.params.values() if p.role == "initial")
+
+    @property
     def suffix(self) -> str:
         return chain_suffix(self.tag_layer, self.direction)
 
@@ -222,14 +229,44 @@ class Network:
         return next(c for c in self.chains if c.key == key)
 
 
-def _initial_name(tag_layer: int, direction: str) -> str:
-    """``h0``, ``h0_2``, ``h0_f``, ``h0_2_f``: the layer number after an underscore (``h02`` would read as h_02)."""
-    return "h0" + (f"_{tag_layer}" if tag_layer else "") + (f"_{direction}" if direction else "")
+def _initial_name(tag_layer: int, direction: str, letter: str = "h0") -> str:
+    """``h0``, ``h0_2``, ``h0_f``, ``h0_2_f`` (``c0_2``): the layer number after an underscore (``h02`` would
+    read as h_02)."""
+    return letter + (f"_{tag_layer}" if tag_layer else "") + (f"_{direction}" if direction else "")
+
+
+#: The letter of the initial value of each state a cell carries (``h0``; the LSTM's memory cell's ``c0``).
+INITIAL_LETTERS = {"h": "h0", "cell": "c0"}
+
+
+def _param(role, names: tuple, hidden, in_blocks: tuple, row: bool, chain: tuple, tag: int, d: str) -> Param:
+    """The parameter of a cell's ``role`` in one chain (not the stacked notation's matrix).
+
+    Its letter is the user's name for the role (or ``b``), followed by the gate's letter (``U_i``, ``b_hn``),
+    then the chain's suffix (``U_i2_f``); an initial state is ``h0``, ``c0`` with the layer after an underscore.
+    """
+    suffix = chain_suffix(tag, d)
+    written = partial(ParamName, layer=tag, direction=d)
+    if role.kind == "initial":
+        spelling = written(STATE_LETTERS[role.state], initial=True)  # written as its state's first step
+        name = _initial_name(tag, d, INITIAL_LETTERS[role.state])
+        return Param(name, "initial", hidden, sp.S.One, chain=chain, spelling=spelling)
+    letter = {"input": names[0], "recurrent": names[1], "hidden_bias": "b"}[role.kind]
+    letter += f"_{role.gate}" if role.gate else ""
+    if role.kind == "hidden_bias":
+        return Param(
+            letter + suffix, "hidden_bias", hidden, sp.S.One, chain=chain, spelling=written(letter), gate=role.gate
+        )
+    if role.kind == "recurrent":
+        return Param(letter + suffix, "recurrent", hidden, hidden, (), row, chain, written(letter), role.gate)
+    blocks = () if len(in_blocks) == 1 else in_blocks
+    cols = sum(n for _, n in in_blocks)
+    return Param(letter + suffix, "input", hidden, cols, blocks, row, chain, written(letter), role.gate)
 
 
 def network(spec) -> Network:
     """The network ``spec`` describes."""
-    cell = CELLS[spec.cell]
+    cell = cell_of(spec)
     L = spec.layers
     directions = ("f", "b") if spec.bidirectional else ("",)
     row, stacked_form = spec.row, spec.stacked
@@ -263,29 +300,11 @@ def network(spec) -> Network:
                 params["input"] = params["recurrent"] = w
                 input_parts = tuple(p for p, _ in in_blocks)
             else:
-                whole = len(in_blocks) == 1
-                params["input"] = Param(
-                    input_name + suffix,
-                    "input",
-                    hidden,
-                    sum(n for _, n in in_blocks),
-                    () if whole else in_blocks,
-                    row,
-                    (layer, d),
-                    written(input_name),
-                )
-                params["recurrent"] = Param(
-                    recurrent_name + suffix, "recurrent", hidden, hidden, (), row, (layer, d), written(recurrent_name)
-                )
-                input_parts = (None,) if whole else tuple(p for p, _ in in_blocks)
-            if spec.hidden_bias:
-                params["hidden_bias"] = Param(
-                    "b" + suffix, "hidden_bias", hidden, sp.S.One, chain=(layer, d), spelling=written("b")
-                )
-            initial = written("h", initial=True)  # written as its state's first step
-            params["initial"] = Param(
-                _initial_name(tag, d), "initial", hidden, sp.S.One, chain=(layer, d), spelling=initial
-            )
+                input_parts = (None,) if len(in_blocks) == 1 else tuple(p for p, _ in in_blocks)
+            for role in cell.roles:
+                if role.name in params or (role.kind == "hidden_bias" and not spec.hidden_bias):
+                    continue
+                params[role.name] = _param(role, spec.names, hidden, in_blocks, row, (layer, d), tag, d)
             chains.append(Chain(layer, d, tag, hidden, reads, params, input_parts, "h" if stacked_form else None))
         below = chains[-len(directions) :]
     top_blocks = tuple((c.direction, c.size) for c in below) if len(below) > 1 else ()

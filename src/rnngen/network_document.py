@@ -18,6 +18,7 @@ from sympy import MatAdd, MatMul, Transpose
 from rnngen import algebra as A
 from rnngen.activations import elementwise
 from rnngen.backprop import Derivation
+from rnngen.cells import GATE_NAMES
 from rnngen.document import Notation, Numbering, aligned, forward_families, sum_over_steps, truncation_context
 from rnngen.families import Family, Relative, Step, family, relative_of, run_of, step_of
 from rnngen.network import Block
@@ -58,7 +59,16 @@ def _legend(n: Notation, derivation: Derivation) -> list:
     if tags:
         symbols = r",\ ".join(tag for tag, _ in tags)
         rows.append((f"${symbols}$", "beside a symbol: " + "; ".join(meaning for _, meaning in tags)))
+    graph = derivation.graph
     for chain in net.chains:
+        if net.cell.gated:  # every value of its step, in the order the step computes them
+            values = [n.step(k, "t") for k in forward_families(graph) if _of_chain(family(k), chain)]
+            what = "the pre-activations and values of the gates, " + (
+                "the memory cell, its activation " if "cell" in net.cell.states else ""
+            )
+            symbols = r",\ ".join(values)
+            rows.append((f"${symbols}$", f"{what}and the state of {_where(chain)}"))
+            continue
         z, h = (n.step(base + chain.suffix, "t") for base in ("z", "h"))
         rows.append((f"${z},\\ {h}$", f"pre-activation and state of {_where(chain)}"))
     if derivation.spec.masked:
@@ -74,7 +84,8 @@ def _legend(n: Notation, derivation: Derivation) -> list:
         shape = " \\times ".join(_size(d) for d in p.symbol().shape if d != 1)
         where = f" of {_where(net.chain(p.chain))}" if p.chain else ""
         symbol = n.latex(derivation.graph.params[name])
-        rows.append((f"${symbol}$", f"{_ROLES[p.role]}{where}, ${shape}$"))
+        role = _ROLES[p.role] + (f" of the {GATE_NAMES[p.gate]}" if p.gate else "")
+        rows.append((f"${symbol}$", f"{role}{where}, ${shape}$"))
         if p.blocks:
             parts = ",\\ ".join(n.latex(p.block(part)) for part in p.parts)
             rows.append(("", f"its {'row' if p.row else 'column'} blocks, in order: ${parts}$"))
@@ -188,9 +199,26 @@ def _forward_lines(n: Notation, graph, keys, steps) -> list:
     return lines
 
 
+def _of_chain(fam: Family, chain) -> bool:
+    """True for a family of the chain's cell (not the output layer's, which has no layer or direction)."""
+    return fam.layer == chain.tag_layer and fam.direction == chain.direction and fam.base not in _OUTPUT_BASES
+
+
+#: The families of the output side: the output layer's (a network of one chain has them beside its own,
+#: with the same tag) and the held last-real state it reads of a backward chain, written apart (``held_lines``).
+_OUTPUT_BASES = ("o", "yhat", "hlast")
+
+
+def _states(values: list, one: str, several: str) -> str:
+    """``the initial state $h_0$``, ``the initial states $h_0$ and $c_0$``: ``one`` or ``several`` and the values."""
+    if len(values) == 1:
+        return f"{one} ${values[0]}$"
+    return f"{several} " + ", ".join(f"${v}$" for v in values[:-1]) + f" and ${values[-1]}$"
+
+
 def _initial(n: Notation, chain, T: int) -> str:
-    """The initial state of a chain, as the parameter it is."""
-    return n.latex(chain.params["initial"].symbol())
+    """The initial states of a chain, as the parameters they are (``the initial state $h_0$``)."""
+    return _states([n.latex(p.symbol()) for _, p in chain.initials], "the initial state", "the initial states")
 
 
 # --- the reverse sweep ----------------------------------------------------------------------------
@@ -256,6 +284,7 @@ def _sweep_lines(n: Notation, derivation: Derivation, keys: list) -> list:
     at; a step whose form is its own (an end of a chain, where a term is absent) stands as it is.
     """
     T = derivation.spec.T
+    states = derivation.graph.network.cell.states  # a state's delta: its terms labelled by where they came from
     lines = []
     for key in keys:
         nodes = [node for node in derivation.adjoints if node.family == key]
@@ -267,7 +296,7 @@ def _sweep_lines(n: Notation, derivation: Derivation, keys: list) -> list:
                 lines.append(aligned(f"{n.latex(node.symbol)} = {n.latex(node.expr)}"))
                 continue
             lhs = n.latex(relative(key, 0, run[0].symbol.shape[0]))
-            rhs = _labelled(n, template) if family(key).base == "h" else n.latex(template)
+            rhs = _labelled(n, template) if family(key).base in states else n.latex(template)
             lines.append(aligned(f"{lhs} = {rhs}") + _range_note([node.t for node in run], T))
     return lines
 
@@ -301,16 +330,26 @@ def _chain_sweeps(n: Notation, derivation: Derivation) -> list:
     sweeps = []
     ages = sorted({family(node.family).age for node in derivation.adjoints if node.family} - {None})
     for chain in order:
-        dh, dz = chain.family("h", "adjoint"), chain.family("z", "adjoint")
-        # a truncated derivation's ages first (each from the one before), then their sums
-        dhbar = chain.family(candidate(net.cell.state), "adjoint")  # a masked network's new state
-        keys = [f.aged(a).key for a in ages for f in (dh, dz)] + [dh.key, dhbar.key, dz.key]
+        dh = chain.family("h", "adjoint")
+        # the chain's deltas in the order the sweep first reaches them (δh, δh̄ masked, δz; a gated cell's
+        # δh, δc, δz_o, ..., δz_i), a truncated derivation's ages first (each from the one before), then their sums
+        own, plain = set(), []  # the chain's adjoint families; their plain (unaged) families, as first reached
+        for node in derivation.adjoints:
+            fam = family(node.family) if node.family else None
+            if fam is not None and _of_chain(fam, chain):
+                own.add(fam.key)
+                if fam.aged(None) not in plain:
+                    plain.append(fam.aged(None))
+        keys = [f.aged(a).key for a in ages for f in plain if f.aged(a).key in own]
+        keys += [f.key for f in plain if f.key in own]
+        start = T + 1 if chain.reverse else 0
+        initial = [n.step(chain.family(base, "adjoint").key, start) for base, _ in chain.initials]
         sweeps.append(
             dict(
                 where=_where(chain),
                 reverse=chain.reverse,
                 first=n.step((dh.aged(0) if ages else dh).key, 1 if chain.reverse else T),
-                initial=n.step(dh.key, T + 1 if chain.reverse else 0),
+                initial=_states(initial, "the initial state's", "the initial states'"),
                 lines=_sweep_lines(n, derivation, keys),
             )
         )
@@ -395,8 +434,7 @@ def network_context(derivation: Derivation, formulas: list, numbering: Numbering
     T = spec.T
     chains = []
     for chain in net.chains:
-        own = (chain.family("z").key, chain.family(candidate(net.cell.state)).key, state_key(chain))
-        keys = [k for k in forward_families(graph) if k in own]
+        keys = [k for k in forward_families(graph) if _of_chain(family(k), chain)]
         chains.append(
             dict(
                 where=_where(chain),
@@ -452,11 +490,12 @@ def is_single_chain(spec) -> bool:
 
 
 def three_forms(spec) -> bool:
-    """True for the networks ``document.py`` derives three ways: a single chain with an input at every
-    step and a loss at every step or at the last, untruncated and unmasked (the others: this module's
-    document, which reads every equation from the derivation)."""
+    """True for the networks ``document.py`` derives three ways: a single Elman chain with an input at
+    every step and a loss at every step or at the last, untruncated and unmasked (the others, gated cells
+    too: this module's document, which reads every equation from the derivation)."""
     return (
-        is_single_chain(spec)
+        spec.cell == "elman"
+        and is_single_chain(spec)
         and spec.mapping != "one-to-many"
         and not spec.delay
         and spec.truncate is None

@@ -179,15 +179,15 @@ class Program:
 FORWARD_OUTPUTS = ("h", "o", "yhat")
 
 
-def state_key(chain) -> str:
-    """The code name of a chain's state family (``h``, ``h2``, ``h_f``)."""
-    return chain.family("h").key
+def state_key(chain, base: str = "h") -> str:
+    """The code name of a chain's state family (``h``, ``h2``, ``h_f``; the LSTM's ``cell2``)."""
+    return chain.family(base).key
 
 
-def initial_state_adjoint(chain) -> str:
-    """The code name of the adjoint of a chain's state (``dh``, ``dh2``, ``dh_f``): at the initial
-    step, the gradient of an initial state the caller gives per sequence."""
-    return chain.family("h", "adjoint").key
+def initial_state_adjoint(chain, base: str = "h") -> str:
+    """The code name of the adjoint of a chain's state (``dh``, ``dh2``, ``dh_f``, ``dcell``): at the
+    initial step, the gradient of an initial state the caller gives per sequence."""
+    return chain.family(base, "adjoint").key
 
 
 class Gradient(Spelled):
@@ -228,12 +228,16 @@ def from_derivation(derivation: Derivation) -> Program:
     outputs = {(state_key(c), t) for c in graph.network.top for t in range(1, spec.T + 1)}
     # each chain's initial state stays a stored step (a given state is put there), also where no
     # gradient reads it (truncated, many-to-one): inlined, the learned h0 would not broadcast over B
-    outputs |= {(state_key(c), c.steps(spec.T)[0]) for c in graph.network.chains}
+    outputs |= {(state_key(c, base), c.steps(spec.T)[0]) for c in graph.network.chains for base, _ in c.initials}
+    # and each state's last step, the final state the caller may ask for (the LSTM's c_T is read by no one)
+    outputs |= {(state_key(c, base), c.steps(spec.T)[1]) for c in graph.network.chains for base, _ in c.initials}
     outputs |= {(f, t) for f in FORWARD_OUTPUTS if f != "h" for t in spec.loss_steps}
     if spec.input_grad:
         outputs |= {("dx", t) for t in spec.input_steps}
     # dE/d(initial state) of every chain, per sequence: the gradient of a state the caller gives
-    outputs |= {(initial_state_adjoint(c), c.steps(spec.T)[0]) for c in graph.network.chains}
+    outputs |= {
+        (initial_state_adjoint(c, base), c.steps(spec.T)[0]) for c in graph.network.chains for base, _ in c.initials
+    }
     outputs |= {(graph.loss.symbol.name, None)}
     outputs |= {(names.gradient(name), None) for name in graph.params}
     return Program(derivation, tuple(stmts), frozenset(outputs))

@@ -84,6 +84,14 @@ class Ops:
     def bias(b):  # a column: NumPy broadcasts it over the sequences; the oracle runs one at a time
         return b
 
+    @staticmethod
+    def had(a, b):
+        return a.multiply_elementwise(b) if isinstance(a, sp.MatrixBase) else a * b
+
+    @staticmethod
+    def complement(value):
+        return value.applyfunc(lambda v: 1 - v) if isinstance(value, sp.MatrixBase) else 1 - value
+
     def act(self, key, value):
         self.arguments.append(value)
         return self.apply(key, value)
@@ -112,32 +120,39 @@ def run_network(
         last_real: the outputs read each sequence's last real step (``RNNSpec.reads_last_real``).
 
     Returns:
-        ``(states, outputs)``: chain key -> step -> state (the initial state at step 0, or T + 1
-        for a backward chain), and step -> ``o_t``.
+        ``(states, outputs)``: chain key -> step -> the cell's states by name (``h``; the LSTM's
+        ``h`` and ``cell``), from the initial states at step 0 (or T + 1 for a backward chain), and
+        step -> ``o_t``.
     """
 
     def value(expr):
         return evaluate(expr, env, dims)
 
     states = {}
+    cell = net.cell
     for chain in net.chains:
         weights = {
-            role: [value(w) for w in ws] if role == "input" else value(ws) for role, ws in chain_weights(chain).items()
+            role: [value(w) for w in ws] if isinstance(ws, list) else value(ws)
+            for role, ws in chain_weights(chain).items()
         }
         start = chain.steps(T)[0]
-        seq = {start: weights["initial"]}
-        state = seq[start]
+        state = {base: value(p.math()) for base, p in chain.initials}
+        seq = {start: state}
         for t in range(T, 0, -1) if chain.reverse else range(1, T + 1):
             inputs = (
-                ([xs[t - 1]] if t <= len(xs) else []) if chain.reads == "x" else [states[k][t] for k in chain.reads]
+                ([xs[t - 1]] if t <= len(xs) else [])
+                if chain.reads == "x"
+                else [states[k][t][cell.state] for k in chain.reads]
             )
-            new = net.cell.step(ops, weights, inputs, state, hidden)
-            state = seq[t] = new if masks is None else keep(ops, state, new, masks[t - 1])
+            new = cell.step(ops, weights, inputs, state, hidden)
+            if masks is not None:
+                new = {base: keep(ops, state[base], v, masks[t - 1]) for base, v in new.items()}
+            state = seq[t] = new
         states[chain.key] = seq
-    read = {chain.key: states[chain.key] for chain in net.top}
+    read = {chain.key: {t: s[cell.state] for t, s in states[chain.key].items()} for chain in net.top}
     for chain in net.top if last_real else ():
         if chain.reverse:  # the loss reads each sequence's last real step (as ``unroll``)
-            read[chain.key] = {T: held_last(lambda t: ops, states[chain.key], dict(enumerate(masks, 1)), T)}
+            read[chain.key] = {T: held_last(lambda t: ops, read[chain.key], dict(enumerate(masks, 1)), T)}
     V, c = net.output, net.output_bias
     blocks = [value(V.math(part)) for part in V.parts or (None,)]
     bias = ops.bias(value(c.math())) if c is not None else None
@@ -194,11 +209,11 @@ def preactivations(spec: dict, params: dict, xs, state: dict | None = None, mask
 
 
 def final_states(spec: dict, params: dict, xs, state: dict | None = None, mask=None) -> dict:
-    """Each chain's state after its last step (a backward chain's at step 1), as (B, n), keyed by
-    its initial state's name, by the plain loop (from ``state`` if given; with ``mask``, the state
+    """Each chain's states after its last step (a backward chain's at step 1), as (B, n), keyed by
+    their initial states' names (``h0``, ``c0``), by the plain loop (from ``state`` if given; with ``mask``, the state
     held since each sequence's last real step)."""
     net, _, states, _ = _numpy_run(spec, params, xs, state, mask)
-    return {c.params["initial"].name: states[c.key][c.steps(spec["T"])[1]].T for c in net.chains}
+    return {p.name: states[c.key][c.steps(spec["T"])[1]][base].T for c in net.chains for base, p in c.initials}
 
 
 def relative_error(value, reference) -> float:
@@ -215,7 +230,7 @@ def plain_forward(spec: dict, params: dict, xs, mask=None) -> dict:
     given, is the (T, B) mask of real steps."""
     net, _, states, outputs = _numpy_run(spec, params, xs, mask=mask)
     T = spec["T"]
-    hs = np.stack([np.concatenate([states[c.key][t] for c in net.top]).T for t in range(1, T + 1)])
+    hs = np.stack([np.concatenate([states[c.key][t][net.cell.state] for c in net.top]).T for t in range(1, T + 1)])
     os = np.stack([o.T for o in outputs.values()])
     output = _textbook("output", spec["output"], os.shape[-1])
     yhat = np.stack(np.broadcast_arrays(*output(list(np.moveaxis(os, -1, 0)))), axis=-1)

@@ -19,6 +19,7 @@ from rnngen import __version__, layout, operations
 from rnngen import algebra as A
 from rnngen.activations import elementwise
 from rnngen.backprop import Derivation
+from rnngen.cells import cell_of
 from rnngen.document import Notation, Numbering, aligned, forward_families, generic, latex_context
 from rnngen.emit import render
 from rnngen.families import run_of, step_of
@@ -233,9 +234,9 @@ def _network_text(derivation: Derivation) -> list:
         lines.append("ȟ_t: the backward chain's state at the latest real step up to t (the loss reads ȟ_T)")
     for chain in graph.network.chains:
         start = spec.T + 1 if chain.reverse else 0
-        initial = next(node for node in graph.nodes if node.family == state_key(chain) and node.t == start)
-        name = chain.params["initial"].name
-        lines.append(f"{text(initial.symbol, n.row)} = {name} (a parameter, zeros by default)")
+        for base, p in chain.initials:
+            initial = next(node for node in graph.nodes if node.family == state_key(chain, base) and node.t == start)
+            lines.append(f"{text(initial.symbol, n.row)} = {p.name} (a parameter, zeros by default)")
     for chain in graph.network.chains:  # the arrays of the parameters the math writes otherwise (U¹ is U1)
         params = {p.name: p for p in chain.params.values() if p.role != "initial"}.values()
         pairs = [(text(p.symbol()), p.name) for p in params if text(p.symbol()) != p.name]
@@ -326,12 +327,12 @@ def module_context(derivation: Derivation, lowered: Lowered, formulas: list, num
     initial = []
     for chain in net.chains:
         start, last = chain.steps(T)
-        name = chain.params["initial"].name
-        final = _step_code(storage, state_key(chain), last)
-        adjoint = _step_code(storage, initial_state_adjoint(chain), start)
-        initial.append((name, list(params).index(name), final, adjoint))
-        if state_key(chain) not in carried:  # the final state goes back to the caller
-            carried.append(state_key(chain))
+        for base, p in chain.initials:
+            final = _step_code(storage, state_key(chain, base), last)
+            adjoint = _step_code(storage, initial_state_adjoint(chain, base), start)
+            initial.append((p.name, list(params).index(p.name), final, adjoint))
+            if state_key(chain, base) not in carried:  # the final state goes back to the caller
+                carried.append(state_key(chain, base))
     weights = [name for name, p in net.params.items() if not p.is_vector]
     layers = [str(s) for s in net.sizes[1:-1]]
     hidden = ['"n_x": n_x', *(f'"{s}": hidden[{i}]' for i, s in enumerate(layers)), '"n_y": n_y']
@@ -545,6 +546,7 @@ def _common(spec) -> dict:
         digest=spec.digest(),
         command=f"rnngen derive {spec.cli_args()}",
         hidden_title="custom" if spec.is_custom else spec.hidden,
+        cell_title=cell_of(spec).title.format(hidden="custom" if spec.is_custom else spec.hidden),
         truncate=spec.truncate,
         truncation_rule=spec.truncation_rule,
     )

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 from rnngen import expression
 from rnngen.activations import DEFAULT_SLOPE, FUSED, HIDDEN, LOSSES, OUTPUT_LAYERS, elementwise, pairs
-from rnngen.cells import CELLS
+from rnngen.cells import CELLS, GRU_RESETS
 from rnngen.names import FIXED_PARAMS, gradient, taken
 
 #: Largest unroll length accepted. Derivation and output grow linearly in T;
@@ -213,6 +213,9 @@ class RNNSpec:
         masked: whether the module takes a mask (or lengths) of real steps: a padded step keeps the
             state and has no loss term.
         padding: where a masked module's ``lengths`` put the padding: ``"post"`` or ``"pre"``.
+        gru_reset: the GRU's form (``GRU_RESETS``): ``"after"`` (PyTorch, cuDNN: the reset gate scales
+            ``W_n h_{t-1} + b_hn``, the default) or ``"before"`` (it scales ``h_{t-1}`` inside the
+            product); None for the other cells.
     """
 
     T: int
@@ -233,6 +236,7 @@ class RNNSpec:
     truncate: int | None = None
     masked: bool = False
     padding: str = "post"
+    gru_reset: str | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "T", check_T(self.T))
@@ -253,11 +257,24 @@ class RNNSpec:
             if not isinstance(getattr(self, flag), bool):
                 raise SpecError(f"{flag} must be True or False, got {getattr(self, flag)!r}")
         _choice("cell", self.cell, tuple(CELLS))
+        self._check_cell()
         object.__setattr__(self, "layers", check_layers(self.layers))
         self._check_delay()
         self._check_truncate()
         self._check_padding()
         self._check_network_names()
+
+    def _check_cell(self):
+        if self.cell == "gru":
+            object.__setattr__(self, "gru_reset", "after" if self.gru_reset is None else self.gru_reset)
+            _choice("GRU reset form", self.gru_reset, tuple(GRU_RESETS))
+        elif self.gru_reset is not None:
+            raise SpecError(f"--gru-reset applies to the GRU only, not to the {self.cell} cell; add --cell gru")
+        if self.cell != "elman" and self.stacked:
+            raise SpecError(
+                f"the {self.notation} notation is for the Elman cell; the {self.cell} cell takes --notation column"
+                " or row"
+            )
 
     def _check_delay(self):
         d = self.delay
@@ -438,6 +455,8 @@ class RNNSpec:
         else:
             hidden = self.hidden
         parts = ["rnn" if self.cell == "elman" else self.cell]
+        if self.gru_reset == "before":
+            parts.append("resetbefore")
         if self.layers > 1:
             parts.append(f"l{self.layers}")
         if self.bidirectional:
@@ -463,7 +482,11 @@ class RNNSpec:
         return "_".join(parts) + f"_t{self.T}"
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """The fields as a dict (``gru_reset`` only for a GRU, so that other specs keep their digest)."""
+        out = asdict(self)
+        if out["gru_reset"] is None:
+            del out["gru_reset"]
+        return out
 
     def digest(self) -> str:
         """Short stable hash of the spec, written into generated headers."""
@@ -489,6 +512,8 @@ class RNNSpec:
             args.append("--no-output-bias")
         if self.cell != "elman":
             args.append(f"--cell {self.cell}")
+        if self.gru_reset not in (None, "after"):
+            args.append(f"--gru-reset {self.gru_reset}")
         if self.layers != 1:
             args.append(f"--layers {self.layers}")
         if self.bidirectional:

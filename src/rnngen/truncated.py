@@ -63,7 +63,7 @@ def restricted_path_sum(spec, params: dict, xs, targets, state: dict | None = No
     full = derive(replace(spec, truncate=None))
     graph, net = full.graph, full.graph.network
     env, dims = _point(spec, graph, params, xs, targets, state)
-    initial = {chain.params["initial"].name: _initial_node(graph, chain, spec.T) for chain in net.chains}
+    initial = {p.name: _initial_node(graph, chain, spec.T, base) for chain in net.chains for base, p in chain.initials}
     statements = [(n.symbol, n.expr) for n in graph.nodes + full.adjoints if n.symbol.name not in env]
     env = run(statements, env, dims)
     paths = PathExpander(full, max_edges=tau)
@@ -92,9 +92,9 @@ def restricted_path_sum(spec, params: dict, xs, targets, state: dict | None = No
     return out
 
 
-def _initial_node(graph, chain, T: int):
-    """The graph's node of a chain's initial state (step 0, or T + 1 for a backward chain)."""
-    fam, start = chain.family("h"), chain.steps(T)[0]
+def _initial_node(graph, chain, T: int, base: str = "h"):
+    """The graph's node of a chain's initial state ``base`` (step 0, or T + 1 for a backward chain)."""
+    fam, start = chain.family(base), chain.steps(T)[0]
     return next(n.symbol for n in graph.nodes if isinstance(n.symbol, Step) and n.symbol.family == fam and n.t == start)
 
 
@@ -123,8 +123,8 @@ def _point(spec, graph, params, xs, targets, state) -> tuple:
     for target, value in zip(graph.inputs["y"], y):
         env[target.name] = value.T
     for chain in graph.network.chains:
-        if state is not None:
-            env[_initial_node(graph, chain, spec.T).name] = np.asarray(state[chain.params["initial"].name]).T
+        for base, p in chain.initials if state is not None else ():
+            env[_initial_node(graph, chain, spec.T, base).name] = np.asarray(state[p.name]).T
     return env, dims
 
 

@@ -96,6 +96,11 @@ class _GraphOps:
         return A.Elementwise(key, value)
 
     sub = staticmethod(A.sub)
+    had = staticmethod(A.had)
+
+    @staticmethod
+    def complement(value):
+        return A.sub(A.ones(*value.shape), value)
 
     @staticmethod
     def mask(m, value):
@@ -104,13 +109,13 @@ class _GraphOps:
 
 
 def chain_weights(chain) -> dict:
-    """Role -> the chain's weight in column math; the input weight as one block per vector read."""
-    p = chain.params
-    weights = {"input": [p["input"].math(part) for part in chain.input_parts]}
-    weights["recurrent"] = p["recurrent"].math(chain.recurrent_part)
-    for role in ("hidden_bias", "initial"):
-        if role in p:
-            weights[role] = p[role].math()
+    """Role -> the chain's weight in column math; an input weight as one block per vector read."""
+    weights = {}
+    for role, p in chain.params.items():
+        if role.startswith("input"):  # input, input_i: U x_t, or one block per vector read
+            weights[role] = [p.math(part) for part in chain.input_parts]
+        else:
+            weights[role] = p.math(chain.recurrent_part if role == "recurrent" else None)  # seed 002's W_h
     return weights
 
 
@@ -136,21 +141,27 @@ def unroll(spec: RNNSpec) -> Graph:
     if ms:
         inputs["m"] = list(ms.values())
     graph = Graph(spec, net, {name: p.symbol() for name, p in net.params.items()}, inputs)
-    rename = {net.cell.state: candidate(net.cell.state)} if ms else {}
-    states = {}  # chain -> step -> state symbol
+    cell = net.cell
+    rename = {base: candidate(base) for base in cell.states} if ms else {}
+    states = {}  # chain -> step -> state symbol (the state the layers above read)
     for chain in net.chains:
         w = chain_weights(chain)
-        fam = chain.family(net.cell.state)
+        fams = {base: chain.family(base) for base in cell.states}
         start = chain.steps(T)[0]
-        state = graph.add(Node(Step.of(fam, start, chain.size), _GraphOps.bias(w["initial"]), fam.key, start))
-        seq = {start: state}
+        state = {}
+        for base, p in chain.initials:
+            node = Node(Step.of(fams[base], start, chain.size), _GraphOps.bias(p.math()), fams[base].key, start)
+            state[base] = graph.add(node)
+        seq = {start: state[cell.state]}
         for t in range(T, 0, -1) if chain.reverse else range(1, T + 1):
             # one-to-many: the first layer reads x_1 at step 1 only
             inputs = ([xs[t]] if t in xs else []) if chain.reads == "x" else [states[k][t] for k in chain.reads]
-            new = net.cell.step(_GraphOps(graph, chain, t, rename), w, inputs, state, spec.hidden_key)
-            if ms:  # a padded step keeps the state; the reverse sweep derives the rest
-                new = graph.add(Node(Step.of(fam, t, chain.size), keep(_GraphOps, state, new, ms[t]), fam.key, t))
-            state = seq[t] = new
+            new = cell.step(_GraphOps(graph, chain, t, rename), w, inputs, state, spec.hidden_key)
+            if ms:  # a padded step keeps the states; the reverse sweep derives the rest
+                kept = {b: keep(_GraphOps, state[b], v, ms[t]) for b, v in new.items()}
+                new = {b: graph.add(Node(Step.of(fams[b], t, chain.size), v, fams[b].key, t)) for b, v in kept.items()}
+            state = new
+            seq[t] = new[cell.state]
         states[chain.key] = seq
     read = {c.key: states[c.key] for c in net.top}
     for c in net.top if spec.reads_last_real else ():
