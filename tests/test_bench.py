@@ -462,9 +462,67 @@ def test_a_two_layer_bench_runs_both_loops():
     assert max(result.agreement.values()) <= TOLERANCE[np.float64]
 
 
-def test_only_a_custom_activation_has_no_loop():
+def test_only_a_custom_activation_or_a_gated_cell_has_no_loop():
     assert loops.unsupported(RNNSpec(T=3, layers=2, bidirectional=True)) == ""
     assert loops.unsupported(RNNSpec(T=3, hidden="x/(1+abs(x))")) == "a custom activation has no hand-written loop"
+    assert loops.unsupported(RNNSpec(T=3, cell="lstm")) == "the hand-written loops are Elman cells, not lstm"
+
+
+# -- gated cells: nn.LSTM and nn.GRU ---------------------------------------------------------
+
+
+def test_the_gemm_limit_of_a_gated_cell_puts_its_gates_side_by_side(monkeypatch):
+    """One GEMM each way for all of a gated cell's gates: the LSTM's four, the GRU's three."""
+    for cell, gates in (("lstm", 4), ("gru", 3)):
+        problem = make_problem(RNNSpec(T=3, cell=cell), 2, 3, 4, 3)
+        shapes = _gemm_shapes(problem, monkeypatch)
+        monkeypatch.undo()
+        assert shapes.count(((2, 4), (4, 4 * gates))) == 3  # forward: h_{t-1} times every gate's W
+        assert shapes.count(((2, 4 * gates), (4 * gates, 4))) == 2  # backward: every gate's delta back into h
+        assert ((6, 3), (3, 4 * gates)) in shapes  # every step's input GEMM for every gate
+
+
+def test_a_gated_problem_draws_every_gate_and_state():
+    spec = RNNSpec(T=3, cell="lstm", layers=2)
+    problem = make_problem(spec, 2, 3, 4, 3, carried=True)
+    assert set(problem.params) == set(_module(spec).PARAM_SHAPES)  # the default names, column notation
+    assert set(problem.state) == {"h0_1", "c0_1", "h0_2", "c0_2"}
+    weights = [k for k in problem.params if k[0] in "UW"]
+    assert len(weights) == 2 * 4 * 2  # per layer: U and W of each of the four gates
+    assert all(problem.params[k].any() for k in problem.params)  # every one drawn, so every gradient shows
+
+
+def test_what_pytorch_cannot_run_of_a_gated_cell_is_said():
+    assert frameworks.unsupported("torch", RNNSpec(T=3, cell="lstm")) == ""
+    assert frameworks.unsupported("torch", RNNSpec(T=3, cell="gru")) == ""
+    assert "after the recurrent product" in frameworks.unsupported(
+        "torch", RNNSpec(T=3, cell="gru", gru_reset="before")
+    )
+    assert "has tanh where" in frameworks.unsupported("torch", RNNSpec(T=3, cell="lstm", hidden="relu"))
+    assert "Elman network, not lstm" in frameworks.unsupported("jax", RNNSpec(T=3, cell="lstm"))
+
+
+@pytest.mark.parametrize(
+    ("spec", "carried"),
+    [
+        (RNNSpec(T=4, cell="lstm"), False),
+        (RNNSpec(T=4, cell="gru"), False),
+        (RNNSpec(T=3, cell="lstm", layers=2, bidirectional=True), False),
+        (RNNSpec(T=3, cell="gru", layers=2, bidirectional=True, mapping="many-to-one"), False),
+        (RNNSpec(T=4, cell="lstm", notation="row", hidden_bias=False), False),
+        (RNNSpec(T=4, cell="lstm", layers=2), True),
+        (RNNSpec(T=4, cell="gru"), True),
+        (RNNSpec(T=4, cell="lstm", masked=True), False),
+        (RNNSpec(T=4, cell="gru", masked=True, bidirectional=True, mapping="many-to-one"), False),
+    ],
+    ids=lambda v: getattr(v, "name", str(v)),
+)
+def test_pytorch_agrees_with_a_gated_module(spec, carried):
+    """nn.LSTM and nn.GRU, their stacked gate weights set from ours (with '.[bench]')."""
+    pytest.importorskip("torch")
+    problem = make_problem(spec, 3, 4, 5, 3, carried=carried)
+    contenders = [generated_contender(_module(spec), problem), frameworks.torch_contender(problem)]
+    assert max(check_agreement(contenders, np.float64).values()) <= TOLERANCE[np.float64]
 
 
 @pytest.mark.parametrize("framework", ["torch", "jax"])

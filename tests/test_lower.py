@@ -371,3 +371,16 @@ def test_a_family_with_its_own_buffer_reads_the_list_of_steps_made_with_the_buff
         for op in w.ops:
             if isinstance(op, L.Views):
                 assert op.with_buffers == (op.family in low.buffers), (w.stmt.target, op)
+
+
+def test_a_bias_repeated_over_steps_of_a_buffer_of_its_own_is_filled_into_it():
+    """The GRU's ``Z_hñ = b_hn 1ᵀ`` over steps that no place of its reader holds (the top backward chain of a
+    many-to-one network computes step T only): ``b_hn`` is a vector to the array library, so the value is
+    filled into a buffer of the run's shape, not kept as the library's value (which reshaping cannot make)."""
+    spec = RNNSpec(T=3, cell="gru", layers=2, bidirectional=True, mapping="many-to-one")
+    result = build(spec)
+    (write,) = [w for w in result.lowered.writes if str(w.stmt.target).startswith("pre_zhn2_b")]
+    assert A.is_repeated_column(write.stmt.expr)
+    assert [type(op).__name__ for op in write.ops] == ["Take", "Assign"] and write.ops[-1].form == "fill"
+    report = verify.check_build(result)
+    assert report.ok, report.failures

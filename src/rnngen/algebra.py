@@ -125,6 +125,11 @@ def is_repeated_row(expr) -> bool:
     return isinstance(expr, MatMul) and isinstance(expr.args[0], OneMatrix) and expr.args[0].shape[1] == 1
 
 
+def is_repeated_column(expr) -> bool:
+    """True for ``c 1ᵀ``: a column ``c`` (a bias) repeated for every sequence."""
+    return isinstance(expr, MatMul) and isinstance(expr.args[-1], OneMatrix) and expr.args[-1].shape[0] == 1
+
+
 def split_coeff(expr):
     """Return ``(c, M)`` with ``expr == c * M`` and ``c`` a plain number."""
     if isinstance(expr, MatMul):

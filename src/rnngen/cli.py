@@ -743,8 +743,6 @@ def bench(module_path, B, n_x, n_h, n_y, dtype, samples, settle, skip, T, ui, **
         spec = _spec(T, choices)
     if spec.truncate is not None:  # the contenders compute the full gradient
         raise click.UsageError("rnngen bench times the full gradient against other libraries; not --truncate")
-    if spec.cell != "elman":  # the contenders (hand loops, nn.RNN) are Elman networks (gated ones: a later step)
-        raise click.UsageError(f"rnngen bench times Elman networks against other libraries; not --cell {spec.cell} yet")
     if spec.mapping == "one-to-many" or spec.delay:
         # the contenders (the hand loops, PyTorch, JAX) read an input at every step and a loss at
         # every step or the last

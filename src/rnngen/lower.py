@@ -395,6 +395,9 @@ class _Writes:
             return self._done(stmt, take + [Assign(target, value, "fill")] + rest, over_steps)
         if rest and isinstance(value, (MatrixSymbol, Transpose)):  # updating it in place would write another array
             value, rest = stmt.expr, []
+        if A.is_repeated_column(value):  # b 1ᵀ is the vector b to the array library: filled into a buffer
+            take = [] if family in self.taken else [self._allocate(family, rows)]
+            return self._done(stmt, take + [Assign(target, value, "fill")] + rest, over_steps)
         # a value the array library makes anyway: keep it as the buffer
         form = "steps" if self.storage[family].steps else "rows"
         return self._done(stmt, [Assign(target, value, form)] + rest, over_steps)

@@ -23,12 +23,22 @@ def available() -> dict:
     return {name: importlib.util.find_spec(name) is not None for name in ("torch", "jax")}
 
 
+#: PyTorch's recurrent layer for each cell.
+TORCH_LAYERS = {"elman": "RNN", "lstm": "LSTM", "gru": "GRU"}
+
+
 def unsupported(framework: str, spec) -> str:
     """Why ``framework`` cannot run ``spec`` (empty when it can)."""
-    if framework == "torch" and spec.hidden not in ("tanh", "relu"):
-        return f"nn.RNN has no {spec.hidden} hidden layer (only tanh and relu)"
     if spec.is_custom:
         return "a custom activation has no hand-written counterpart"
+    if framework == "jax" and spec.cell != "elman":
+        return f"the JAX contender is an Elman network, not {spec.cell}"
+    if framework == "torch" and spec.cell == "elman" and spec.hidden not in ("tanh", "relu"):
+        return f"nn.RNN has no {spec.hidden} hidden layer (only tanh and relu)"
+    if framework == "torch" and spec.cell != "elman" and spec.hidden != "tanh":
+        return f"nn.{TORCH_LAYERS[spec.cell]} has tanh where this cell has {spec.hidden}"
+    if framework == "torch" and spec.cell == "gru" and spec.gru_reset != "after":
+        return "nn.GRU applies the reset gate after the recurrent product (--gru-reset after)"
     return ""
 
 
@@ -45,12 +55,15 @@ def _torch_rnns(problem, dtype):
     spec, sizes = problem.spec, problem.hidden
     layers, directions = layout.depth(spec)
     n_x = problem.sizes[1]
-    options = dict(nonlinearity=spec.hidden, bias=spec.hidden_bias, bidirectional=directions == 2)
+    options = dict(bias=spec.hidden_bias, bidirectional=directions == 2)
+    if spec.cell == "elman":
+        options["nonlinearity"] = spec.hidden
+    kind = getattr(nn, TORCH_LAYERS[spec.cell])
     if len(set(sizes)) == 1:
-        rnns = [nn.RNN(n_x, sizes[0], num_layers=layers, **options).to(dtype)]
+        rnns = [kind(n_x, sizes[0], num_layers=layers, **options).to(dtype)]
     else:
         fan_in = [n_x] + [directions * n for n in sizes[:-1]]
-        rnns = [nn.RNN(n_in, n, **options).to(dtype) for n_in, n in zip(fan_in, sizes)]
+        rnns = [kind(n_in, n, **options).to(dtype) for n_in, n in zip(fan_in, sizes)]
     where = {}
     for row in layout.cells(spec):
         for cell in row:
@@ -61,7 +74,7 @@ def _torch_rnns(problem, dtype):
 
 
 def torch_contender(problem):
-    """``nn.RNN`` + ``nn.Linear`` + the loss with ``reduction="sum"``, then ``backward()``.
+    """``nn.RNN`` (``nn.LSTM``, ``nn.GRU``) + ``nn.Linear`` + the loss with ``reduction="sum"``, then ``backward()``.
 
     Stacked and bidirectional networks use ``nn.RNN``'s ``num_layers`` and ``bidirectional``;
     each layer's and direction's initial state is its ``h0`` broadcast over the batch, or, for a
@@ -79,30 +92,42 @@ def torch_contender(problem):
     n_y, n_top = p["V"].shape
     rnns, where = _torch_rnns(problem, dtype)
     head = nn.Linear(n_top, n_y, bias=spec.output_bias).to(dtype)
-    tensors = {}  # column-layout key -> the leaf PyTorch differentiates
+    slots = {}  # column-layout key -> (the leaf PyTorch differentiates, the rows of it that hold the key)
     with torch.no_grad():
         for cell, (module, suffix) in where.items():
-            tensors[cell.U] = getattr(module, "weight_ih" + suffix)
-            tensors[cell.W] = getattr(module, "weight_hh" + suffix)
+            gates = cell.of("input")  # PyTorch stacks a gated cell's gates in its weights, in our order
+            n = p[cell.h0].shape[0]
+            for kind, theirs in (("input", "weight_ih"), ("recurrent", "weight_hh")):
+                for g, key in enumerate(cell.of(kind)):
+                    slots[key] = (getattr(module, theirs + suffix), slice(g * n, (g + 1) * n))
             if spec.hidden_bias:
-                tensors[cell.b] = getattr(module, "bias_ih" + suffix)
-                getattr(module, "bias_hh" + suffix).zero_()  # nn.RNN has two hidden biases; one carries b
-        tensors["V"] = head.weight
+                getattr(module, "bias_hh" + suffix).zero_()  # two hidden biases; the input one carries ours
+                for g, key in enumerate(cell.of("hidden_bias")):
+                    # past the gates: the GRU's b_hn, in the recurrent product of its last gate
+                    theirs, g = ("bias_ih", g) if g < len(gates) else ("bias_hh", len(gates) - 1)
+                    slots[key] = (getattr(module, theirs + suffix), slice(g * n, (g + 1) * n))
+        slots["V"] = (head.weight, slice(None))
         if spec.output_bias:
-            tensors["c"] = head.bias
-        for key, tensor in tensors.items():
-            tensor.copy_(torch.from_numpy(p[key]))
-    # one leaf (layers * directions, n_h) per nn.RNN holds its initial states, in PyTorch's order
+            slots["c"] = (head.bias, slice(None))
+        for key, (tensor, rows) in slots.items():
+            tensor[rows].copy_(torch.from_numpy(p[key]))
+    # per nn module, one leaf (layers * directions, n_h) per state kind (h; the LSTM's c too) holds
+    # its initial states, in PyTorch's order
     chains = [[cell for cell in where if where[cell][0] is rnn] for rnn in rnns]
     given = problem.state
+    kinds = range(len(next(iter(where)).of("initial")))
     states = [
-        torch.tensor(np.stack([(given or p)[c.h0] for c in group]), dtype=dtype, requires_grad=True) for group in chains
+        [
+            torch.tensor(np.stack([(given or p)[c.of("initial")[k]] for c in group]), dtype=dtype, requires_grad=True)
+            for k in kinds
+        ]
+        for group in chains
     ]
     xs = torch.from_numpy(problem.xs).requires_grad_(spec.input_grad)
     T, B, _ = problem.xs.shape
     targets = torch.from_numpy(np.asarray(problem.targets))
     y = torch.from_numpy(problem.y_rows).reshape(-1, n_y)
-    leaves = [*(q for rnn in rnns for q in rnn.parameters()), *head.parameters(), *states, xs]
+    leaves = [*(q for rnn in rnns for q in rnn.parameters()), *head.parameters(), *(s for g in states for s in g), xs]
     pair = (spec.output, spec.loss)
 
     lengths = None if problem.lengths is None else torch.from_numpy(problem.lengths)
@@ -116,8 +141,9 @@ def torch_contender(problem):
         for leaf in leaves:
             leaf.grad = None
         hs = xs if lengths is None else pack(xs, lengths, enforce_sorted=False)
-        for rnn, h0 in zip(rnns, states):
-            hs, _ = rnn(hs, h0 if given else h0.unsqueeze(1).expand(-1, B, -1))
+        for rnn, initial in zip(rnns, states):
+            start = [s if given else s.unsqueeze(1).expand(-1, B, -1) for s in initial]
+            hs, _ = rnn(hs, tuple(start) if len(start) > 1 else start[0])
         if lengths is None:
             o = head(hs if spec.mapping == "many-to-many" else hs[-1:]).reshape(-1, n_y)
         else:
@@ -137,11 +163,13 @@ def torch_contender(problem):
         return E
 
     def result(E):
-        grads = {k: t.grad.numpy() for k, t in tensors.items()}
-        for group, h0 in zip(chains, states):
-            grads.update({f"state {cell.h0}" if given else cell.h0: g for cell, g in zip(group, h0.grad.numpy())})
+        grads = {k: t.grad[rows].numpy() for k, (t, rows) in slots.items()}
+        for group, initial in zip(chains, states):
+            for k, s in enumerate(initial):
+                keys = [cell.of("initial")[k] for cell in group]
+                grads.update({f"state {key}" if given else key: g for key, g in zip(keys, s.grad.numpy())})
         if given:  # the learned initial states took no part
-            grads.update({cell.h0: np.zeros_like(p[cell.h0]) for group in chains for cell in group})
+            grads.update({k: np.zeros_like(p[k]) for group in chains for cell in group for k in cell.of("initial")})
         if spec.input_grad:
             grads["x"] = xs.grad.numpy()
         return E.item(), {k: grads[k] for k in [*p, "x", *(f"state {k}" for k in given or ())] if k in grads}

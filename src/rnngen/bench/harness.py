@@ -81,9 +81,10 @@ def make_problem(
     rng = np.random.default_rng(seed)
     shapes = layout.shapes(spec, n_x, n_h, n_y)
     every = [cell for row in layout.cells(spec) for cell in row]
-    weights = [k for cell in every for k in (cell.U, cell.W)] + ["V"]
+    weights = [k for cell in every for k in cell.of("input") + cell.of("recurrent")] + ["V"]
     drawn = {k: rng.standard_normal(shapes[k]) / math.sqrt(shapes[k][1]) for k in weights}
-    small = [cell.b for cell in every if cell.b] + (["c"] if spec.output_bias else []) + [cell.h0 for cell in every]
+    initials = [k for cell in every for k in cell.of("initial")]
+    small = [k for cell in every for k in cell.of("hidden_bias")] + (["c"] if spec.output_bias else []) + initials
     drawn.update({k: 0.1 * rng.standard_normal(shapes[k]) for k in small})
     params = {k: drawn[k].astype(dtype) for k in shapes}
     xs = rng.standard_normal((spec.T, B, n_x)).astype(dtype)
@@ -102,8 +103,7 @@ def make_problem(
     sizes = n_h if isinstance(n_h, int) else tuple(n_h)
     state = None
     if carried:
-        h0s = [cell.h0 for row in layout.cells(spec) for cell in row]
-        state = {k: (0.5 * rng.standard_normal((B, *shapes[k]))).astype(dtype) for k in h0s}
+        state = {k: (0.5 * rng.standard_normal((B, *shapes[k]))).astype(dtype) for k in initials}
     lengths = None
     if spec.masked:
         lengths = rng.integers(max(1, spec.T // 2), spec.T + 1, B)
@@ -182,7 +182,8 @@ def generated_contender(module, problem: Problem) -> Contender:
 
     calls = {}
     if problem.state is not None:  # a chunk of a long sequence: the state in, its gradient and the final state out
-        names = dict(zip((cell.h0 for row in layout.cells(problem.spec) for cell in row), module.INITIAL_STATES))
+        initials = [k for row in layout.cells(problem.spec) for cell in row for k in cell.of("initial")]
+        names = dict(zip(initials, module.INITIAL_STATES))
         given = {names[k]: v for k, v in problem.state.items()}
         calls = {"state": given if len(given) > 1 else next(iter(given.values())), "return_state": True}
     if problem.lengths is not None:
@@ -233,7 +234,8 @@ def gemm_limit(problem: Problem) -> Contender:
     then per layer (top down) and direction T - 1 recurrent GEMMs, for dE/dh0 the
     product of one vector with W (the sum over the sequences comes first), the two
     weight gradients and, above the first layer (or for dE/dx in the first), the GEMM
-    back into the layer's input; last dE/dV.
+    back into the layer's input; last dE/dV. A gated cell's gates stand side by side in each
+    GEMM (the LSTM's four, the GRU's three), as one product serves them all.
     """
     spec, p, dtype = problem.spec, problem.params, problem.dtype
     B, n_x, _, n_y = problem.sizes
@@ -244,15 +246,18 @@ def gemm_limit(problem: Problem) -> Contender:
     for size, row in zip(problem.hidden, layout.cells(spec)):
         chains = []
         for cell in row:
-            U, W = p[cell.U], p[cell.W]
+            # a gated cell's gates side by side: one GEMM each way for all of them
+            U, W = (np.concatenate([p[k] for k in cell.of(kind)]) for kind in ("input", "recurrent"))
+            gates = len(cell.of("input"))
             chain = {
                 "U": U,
                 "W": W,
                 "WT": np.ascontiguousarray(W.T),  # the layout BLAS reads fastest, as the module holds it
                 "H": np.ones((T + 1, B, size), dtype) * 0.1,
-                "Z": np.empty((T, B, size), dtype),
-                "dZ": np.full((T, B, size), 0.01, dtype),
-                "step": np.empty((B, size), dtype),
+                "Z": np.empty((T, B, gates * size), dtype),
+                "dZ": np.full((T, B, gates * size), 0.01, dtype),
+                "step": np.empty((B, gates * size), dtype),
+                "back": np.empty((B, size), dtype),
                 "dh0": np.empty(size, dtype),
                 "dU": np.empty_like(U),
                 "dW": np.empty_like(W),
@@ -269,7 +274,8 @@ def gemm_limit(problem: Problem) -> Contender:
     H_out = X if L == T else X.reshape(T, B, -1)[T - 1]
     top = layers[-1][1]
     # the output's gradient lands in the top chain's dZ when there is one chain, else beside it
-    dTop = top[0]["dZ"].reshape(T * B, -1) if len(top) == 1 else np.empty_like(X)
+    alone = len(top) == 1 and top[0]["dZ"].shape[-1] == X.shape[-1]  # one chain of one gate
+    dTop = top[0]["dZ"].reshape(T * B, -1) if alone else np.empty_like(X)
     dTop_out = dTop if L == T else dTop.reshape(T, B, -1)[T - 1]
 
     def run():
@@ -283,7 +289,7 @@ def gemm_limit(problem: Problem) -> Contender:
         np.matmul(O, V, out=dTop_out)
         for X, chains in reversed(layers):
             for c in chains:
-                dZ, W, step = c["dZ"], c["W"], c["step"]
+                dZ, W, step = c["dZ"], c["W"], c["back"]
                 for t in range(T - 1, 0, -1):
                     np.matmul(dZ[t], W, out=step)
                 np.matmul(dZ[0, 0], W, out=c["dh0"])

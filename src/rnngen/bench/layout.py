@@ -32,15 +32,38 @@ class Cell:
     Attributes:
         layer: 1 for the layer that reads the inputs.
         reverse: True for a backward chain (from ``h0`` at step T down to step 1).
-        U, W, b, h0: the keys of its parameters; ``b`` is None without hidden biases.
+        keys: the cell's role name (``input``, ``recurrent_f``, ``initial_cell``: ``cells.Role.name``)
+            -> the key of its parameter, in the order the module lists them.
     """
 
     layer: int
     reverse: bool
-    U: str
-    W: str
-    b: str | None
-    h0: str
+    keys: tuple  # ((role name, key), ...): hashable, so a Cell can key a dict
+
+    def key(self, role: str) -> str | None:
+        """The key of the parameter of ``role``, None when the network has none (no hidden bias)."""
+        return dict(self.keys).get(role)
+
+    @property
+    def U(self) -> str:
+        return self.key("input")
+
+    @property
+    def W(self) -> str:
+        return self.key("recurrent")
+
+    @property
+    def b(self) -> str | None:
+        return self.key("hidden_bias")
+
+    @property
+    def h0(self) -> str:
+        return self.key("initial")
+
+    def of(self, kind: str) -> list:
+        """The keys of every parameter of a kind (``input``, ``recurrent``, ``hidden_bias``, ``initial``):
+        one for an Elman cell, one per gate (or per state) for a gated one, in the module's order."""
+        return [k for role, k in self.keys if role == kind or role.startswith(kind + "_")]
 
     def steps(self, T: int) -> list:
         """The steps (0-based) in the order the chain visits them."""
@@ -78,9 +101,7 @@ def cells(spec) -> tuple:
     """One tuple per layer, bottom up, of its ``Cell``s: the forward chain, then the backward one."""
     rows = {}
     for chain in network(_column(spec)).chains:
-        p = chain.params
-        bias = p["hidden_bias"].name if "hidden_bias" in p else None
-        cell = Cell(chain.layer, chain.reverse, p["input"].name, p["recurrent"].name, bias, p["initial"].name)
+        cell = Cell(chain.layer, chain.reverse, tuple((role, p.name) for role, p in chain.params.items()))
         rows.setdefault(chain.layer, []).append(cell)
     return tuple(tuple(row) for row in rows.values())
 
@@ -113,15 +134,20 @@ def shapes(spec, n_x: int, n_h, n_y: int) -> dict:
 @cache
 def to_module(spec) -> tuple:
     """The module's parameters as ``Piece``s of the column-layout ones, in the module's order."""
-    column = network(_column(spec)).params
-    theirs = network(spec)
-    keys = {}  # (chain, role) -> column-layout key
-    for name, p in column.items():
-        keys[p.chain, p.role] = name
+    column, theirs = network(_column(spec)), network(spec)
+    keys = {}  # (chain, role name) -> column-layout key
+    for chain in column.chains:
+        keys.update({(chain.key, role): p.name for role, p in chain.params.items()})
     pieces = []
-    for name, p in theirs.params.items():
-        roles = ("recurrent", "input") if p.role == "stacked" else (p.role,)
-        pieces.append(Piece(name, tuple(keys[p.chain, role] for role in roles), p.row))
+    for chain in theirs.chains:
+        for role, p in chain.params.items():
+            if any(piece.name == p.name for piece in pieces):  # the stacked notation's one matrix, met twice
+                continue
+            roles = ("recurrent", "input") if p.role == "stacked" else (role,)
+            pieces.append(Piece(p.name, tuple(keys[chain.key, r] for r in roles), p.row))
+    for p, q in zip((theirs.output, theirs.output_bias), (column.output, column.output_bias)):
+        if p is not None:
+            pieces.append(Piece(p.name, (q.name,), p.row))
     return tuple(pieces)
 
 

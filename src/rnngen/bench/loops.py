@@ -144,6 +144,8 @@ def unsupported(spec) -> str:
     """Why the loops cannot run ``spec`` (empty when they can)."""
     if spec.is_custom:
         return "a custom activation has no hand-written loop"
+    if spec.cell != "elman":
+        return f"the hand-written loops are Elman cells, not {spec.cell}"
     return ""
 
 
