@@ -472,7 +472,15 @@ def test_bad_options_are_one_line_errors(tmp_path, args, fragment):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("command", ["flow", "bench"])
+def test_bench_times_a_gated_cell_and_says_which_contenders_are_elman_only(tmp_path):
+    sizes = ["--batch", "2", "--n-x", "3", "--n-h", "4", "--n-y", "3", "--samples", "1", "--dtype", "float64"]
+    result = _rnngen("bench", "--T", "3", "--cell", "gru", *sizes, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "the hand-written loops are Elman cells, not gru" in result.stdout
+    assert "GEMM only" in result.stdout  # the limit with the gates side by side
+
+
+@pytest.mark.parametrize("command", ["flow"])
 def test_commands_that_measure_the_elman_cell_refuse_a_gated_one(tmp_path, command):
     result = _rnngen(command, "--T", "3", "--cell", "lstm", cwd=tmp_path)
     assert result.returncode != 0 and "not --cell lstm yet" in result.stderr
