@@ -65,3 +65,47 @@ def test_weights_of_the_wrong_shape_are_refused():
     del weights["V"]
     with pytest.raises(F.FlowError, match="lack V"):
         F.check_weights(result, weights, (3, 4, 3))
+
+
+# -- gated cells: the direct path and every path ------------------------------------------------
+
+GATED = [
+    RNNSpec(T=5, cell="lstm", mapping="many-to-one"),
+    RNNSpec(T=5, cell="gru", mapping="many-to-one"),
+    RNNSpec(T=5, cell="gru", gru_reset="before", mapping="many-to-one"),
+]
+
+
+@pytest.mark.parametrize("spec", GATED, ids=lambda s: s.name)
+def test_the_step_jacobians_carry_the_reverse_sweeps_delta_back(spec):
+    """Two independent computations: central differences of the cell's step, multiplied out, carry the
+    delta at h_T back to every step as the derivation's reverse sweep does (one loss term, at T)."""
+    sizes = (3, 4, 3)
+    result = build(spec)
+    weights = F.random_weights(result, sizes, seed=1, scale=1.5)
+    values, dims = F._values(result, weights, sizes, seed=1)
+    jacobians = F.step_jacobians(result, values, dims)
+    states = result.derivation.graph.network.cell.states
+    delta = np.zeros((4 * len(states), 1))
+    delta[:4] = values["dh_5"]  # E reads h_T only: c_T's delta as a state of its own is 0
+    for k in range(spec.T - 1, -1, -1):
+        delta = jacobians[k].T @ delta
+        want = values[f"dh_{k}"]  # norm-wise: central differences are ~1e-10 off on every entry, small ones too
+        assert np.linalg.norm(delta[:4] - want) <= 1e-7 * np.linalg.norm(want), k
+    flow = F.measure_gated(result, weights, sizes, seed=1)
+    assert flow.gradient == pytest.approx([float(np.linalg.norm(values[f"dh_{k}"])) for k in range(spec.T + 1)])
+
+
+@pytest.mark.parametrize("spec", GATED, ids=lambda s: s.name)
+def test_without_recurrent_weights_the_carried_state_moves_by_the_direct_path_alone(spec):
+    """With every W_· zero no path crosses a weight: the carried state's Jacobian product is the gate's
+    product exactly (the LSTM's prod diag(f_j), the GRU's prod diag(z_j)); with weights it differs."""
+    sizes = (3, 4, 3)
+    result = build(spec)
+    weights = F.random_weights(result, sizes, seed=0, scale=0.0)
+    flow = F.measure_gated(result, weights, sizes)
+    carried = flow.state_jacobian or flow.jacobian
+    assert carried == pytest.approx(flow.direct, rel=1e-8)
+    assert flow.direct[0] < flow.direct[-1] == 1.0  # sigmoid gates below 1 shrink the product
+    with_weights = F.measure_gated(result, F.random_weights(result, sizes, seed=0, scale=2.0), sizes)
+    assert (with_weights.state_jacobian or with_weights.jacobian)[0] != pytest.approx(with_weights.direct[0], rel=1e-3)

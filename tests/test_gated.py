@@ -14,6 +14,7 @@
 Nothing here reads ``cells.py``: the references are the textbook equations, spelled out again.
 """
 
+import json
 import re
 import subprocess
 import sys
@@ -480,12 +481,12 @@ def test_bench_times_a_gated_cell_and_says_which_contenders_are_elman_only(tmp_p
     assert "GEMM only" in result.stdout  # the limit with the gates side by side
 
 
-@pytest.mark.parametrize("command", ["flow"])
-def test_commands_that_measure_the_elman_cell_refuse_a_gated_one(tmp_path, command):
-    result = _rnngen(command, "--T", "3", "--cell", "lstm", cwd=tmp_path)
-    assert result.returncode != 0 and "not --cell lstm yet" in result.stderr
-    assert "Traceback" not in result.stderr
-    assert len([line for line in result.stderr.splitlines() if line.startswith("rnngen: error")]) == 1
+def test_flow_measures_a_gated_cell_along_both_paths(tmp_path):
+    result = _rnngen("flow", "--T", "4", "--cell", "lstm", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    flow = json.loads(result.stdout)
+    assert len(flow["jacobian"]) == len(flow["direct"]) == len(flow["state_jacobian"]) == 5
+    assert flow["direct"][-1] == 1.0 and "bound" not in flow  # no Elman bound for a gated cell
 
 
 def test_the_spec_refuses_a_reset_form_for_another_cell():

@@ -78,6 +78,9 @@ class Cell:
         text: the step in plain text, for help and docstrings.
         title: what the documents' titles call the layers, ``{hidden}`` the activation's name; ""
             for the Elman cell, which they call by its activation alone (``tanh hidden units``).
+        carry: ``(state, gate)`` when a gate carries a state over a step with no weight in the way
+            (the LSTM's ``c_t = f_t ∘ c_{t-1} + ...``, the GRU's ``h_t = ... + z_t ∘ h_{t-1}``): that
+            path's Jacobian is ``diag(gate_t)``; None for the Elman cell, whose every path crosses W.
     """
 
     name: str
@@ -86,6 +89,7 @@ class Cell:
     step: Callable
     text: str
     title: str = ""
+    carry: tuple | None = None
 
     @property
     def state(self) -> str:
@@ -157,6 +161,7 @@ LSTM = Cell(
         "c_t = f_t ∘ c_{t-1} + i_t ∘ g_t, h_t = o_t ∘ f(c_t)"
     ),
     title="LSTM cells (sigmoid gates; {hidden} candidate and cell output)",
+    carry=("cell", "f"),
 )
 
 
@@ -186,6 +191,7 @@ def _gru(after: bool) -> Cell:
         title="GRU cells (sigmoid gates; {hidden} candidate; the reset gate "
         + ("after the recurrent product, as PyTorch" if after else "on the state before the recurrent product")
         + ")",
+        carry=("h", "z"),
     )
 
 

@@ -498,7 +498,8 @@ def latex(T, check, **choices):
 @click.option("--force", is_flag=True, help="Overwrite a --plot file that rnngen did not write. Example: --force")
 @output_options
 def flow(T, n_x, n_h, n_y, scale, seed, weights, plot_path, force, ui, **choices):
-    """Measure how the gradient flows back through time: ||dh_T/dh_k|| and ||dE/dh_k|| against the bound.
+    """Measure how the gradient flows back through time: ||dh_T/dh_k|| and ||dE/dh_k|| against the bound
+    (a gated cell: against the path its gate carries the state along).
 
     \b
     Examples:
@@ -506,11 +507,14 @@ def flow(T, n_x, n_h, n_y, scale, seed, weights, plot_path, force, ui, **choices
       rnngen flow --T 30 --scale 3 --plot flow.png
       rnngen flow --T 20 --hidden sigmoid --scale 4
       rnngen flow --T 10 --weights params.npz   weights saved with numpy.savez(**params)
+      rnngen flow --T 30 --cell lstm            the cell path diag(f_t) beside every path
 
     \b
     -q prints the rows of the table alone. --json prints
-      {"rnngen", "name", "sizes": {"n_x", "n_h", "n_y"}, "gamma", "norm", "loss",
-       "k": [0..T], "jacobian": [...], "bound": [...], "gradient": [...], "plot": path or null}
+      {"rnngen", "name", "sizes": {"n_x", "n_h", "n_y"}, "loss", "k": [0..T], "jacobian": [...],
+       "gradient": [...], "gamma", "norm", "bound": [...], "plot": path or null}; a gated cell gives
+       "direct" (the carried state's path through its gate alone), "state_jacobian" and
+       "state_gradient" (the LSTM's c; null for the GRU) in place of "gamma", "norm" and "bound"
     """
     from rnngen import flow as F
     from rnngen.network_document import is_single_chain
@@ -520,8 +524,6 @@ def flow(T, n_x, n_h, n_y, scale, seed, weights, plot_path, force, ui, **choices
         raise click.UsageError("flow measures how the full gradient flows back; it does not take --truncate")
     if spec.masked:  # the measure runs every step as real
         raise click.UsageError("flow measures how the gradient flows back through every step; it does not take --mask")
-    if spec.cell != "elman":  # its bound and Jacobian are the Elman step's (gated cells: a later step)
-        raise click.UsageError(f"flow measures the Elman cell's Jacobian product; not --cell {spec.cell} yet")
     if not is_single_chain(spec):
         raise click.UsageError(
             "flow measures the Jacobian product of one recurrent chain; it takes one layer in one direction "
@@ -548,31 +550,43 @@ def flow(T, n_x, n_h, n_y, scale, seed, weights, plot_path, force, ui, **choices
     except F.FlowError as e:
         raise click.ClickException(f"{weights}: {e}") from None
     ui.progress("measuring the flow")
-    measured = F.measure(result, values, sizes, seed)
+    gated = spec.cell != "elman"
+    measured = (F.measure_gated if gated else F.measure)(result, values, sizes, seed)
     recurrent = spec.role_names["recurrent"]
     # The plot is written before anything is printed: a reader that stops early (| head) cannot lose it.
     if plot_path is not None:
-        png = F.plot(measured, rf"{spec.name}: $\gamma \|{recurrent}\| = {measured.gamma * measured.norm:.3g}$")
+        title = (
+            "the direct path and every path"
+            if gated
+            else rf"$\gamma \|{recurrent}\| = {measured.gamma * measured.norm:.3g}$"
+        )
         try:
-            write_all({plot_path: png}, force)
+            write_all({plot_path: F.plot(measured, f"{spec.name}: {title}")}, force)
         except OutputError as e:
             raise click.ClickException(str(e)) from None
+    curves = (
+        {
+            "direct": measured.direct,
+            "state_jacobian": measured.state_jacobian,
+            "state_gradient": measured.state_gradient,
+        }
+        if gated
+        else {"gamma": measured.gamma, "norm": measured.norm, "bound": measured.bound}
+    )
     ui.document(
         {
             "name": spec.name,
             "sizes": dict(zip(("n_x", "n_h", "n_y"), sizes)),
-            "gamma": measured.gamma,
-            "norm": measured.norm,
             "loss": measured.loss,
             "k": measured.ks,
             "jacobian": measured.jacobian,
-            "bound": measured.bound,
             "gradient": measured.gradient,
+            **curves,
             "plot": plot_path,
         }
     )
     ui.echo(f"rnngen {__version__}: gradient flow of {spec.name}, (n_x, n_h, n_y) = {sizes}, one sequence")
-    lines = F.table(measured, recurrent)
+    lines = F.gated_table(measured) if gated else F.table(measured, recurrent)
     for line in lines if ui.verbosity > QUIET else lines[2:]:
         ui.echo(line, level=QUIET)
     if plot_path is not None:
