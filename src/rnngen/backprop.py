@@ -303,7 +303,7 @@ class PathExpander:
     factors. A path crosses an edge where it goes from an adjoint to one of another step in its
     definition (``δh_{t-1}`` reads ``δz_t``; the LSTM's ``δc_{t-1}`` reads ``δc_t ∘ f_t``, the GRU's
     ``δh_{t-1}`` reads ``δh_t ∘ z_t``, neither through a recurrent weight): for the Elman cell, one
-    factor of a recurrent weight per edge (``recurrent_weights``). Every adjoint is then expanded once, in
+    factor of a recurrent weight per edge. Every adjoint is then expanded once, in
     the order of the sweep (so the recursion stays shallow at any T), and holds O(max_edges) terms:
     O(max_edges T) terms per weight in all, rather than O(T^2).
     """
@@ -377,17 +377,6 @@ class PathExpander:
             raise TooManyPaths(f"the sum over paths of {self.what} has more than {self.limit} terms")
         self.memo[expr] = result
         return result
-
-
-def recurrent_weights(network) -> set:
-    """The symbols of every chain's recurrent weight (its block ``W_h`` in seed 002's stacked form):
-    a path term holds one of them per recurrent edge (a step of a chain to its next step) it crosses."""
-    out = set()
-    for chain in network.chains:
-        for role, p in chain.params.items():
-            if role.startswith("recurrent"):
-                out |= set(A.symbols_in(p.math(chain.recurrent_part)))
-    return out
 
 
 def _other_step(symbol, t: int) -> bool:

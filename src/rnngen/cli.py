@@ -27,7 +27,7 @@ from rnngen.api import BPTT, CheckFailed
 from rnngen.api import derive as derive_api
 from rnngen.bench.run import CONTENDERS, BenchError, kernels, table
 from rnngen.bench.run import bench as run_bench
-from rnngen.cells import CELLS
+from rnngen.cells import CELLS, cell_of
 from rnngen.emit import OutputError, check_targets, write_all
 from rnngen.jsonable import plain
 from rnngen.pipeline import build
@@ -550,7 +550,7 @@ def flow(T, n_x, n_h, n_y, scale, seed, weights, plot_path, force, ui, **choices
     except F.FlowError as e:
         raise click.ClickException(f"{weights}: {e}") from None
     ui.progress("measuring the flow")
-    gated = spec.cell != "elman"
+    gated = cell_of(spec).gated
     measured = (F.measure_gated if gated else F.measure)(result, values, sizes, seed)
     recurrent = spec.role_names["recurrent"]
     # The plot is written before anything is printed: a reader that stops early (| head) cannot lose it.
@@ -946,9 +946,15 @@ def _describe(spec) -> str:
     vectors = (
         f"one matrix on the stacked {'row' if spec.row else 'vector'}" if spec.stacked else f"{spec.notation} vectors"
     )
+    cell = cell_of(spec)
+    hidden, names = f"{spec.hidden} hidden", ",".join(spec.names)
+    if cell.gated:  # a weight and a bias per gate
+        hidden = cell.title.format(hidden=spec.hidden)
+        names = f"{spec.names[0]}_·,{spec.names[1]}_· (one per gate),{spec.names[2]}"
+        bias = {k: v.replace("b", "b_·", 1) for k, v in bias.items()}
     return (
-        f"{shape}: {spec.hidden} hidden, {spec.output} output, {spec.loss} loss, {spec.mapping}, {vectors}, "
-        f"matrices {','.join(spec.names)}, {bias.get((spec.hidden_bias, spec.output_bias), 'no biases')}, T = {spec.T}"
+        f"{shape}: {hidden}, {spec.output} output, {spec.loss} loss, {spec.mapping}, {vectors}, "
+        f"matrices {names}, {bias.get((spec.hidden_bias, spec.output_bias), 'no biases')}, T = {spec.T}"
     )
 
 

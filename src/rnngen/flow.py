@@ -225,7 +225,8 @@ def step_jacobians(result: Build, values: dict, dims: dict) -> list:
 
     def step(t, s):
         state = dict(zip(cell.states, np.split(s, len(cell.states))))
-        new = cell.step(ops, weights, [values[step_name("x", t)]], state, spec.hidden_key)
+        inputs = [values[step_name("x", t)]] if t in spec.input_steps else []  # one-to-many: x_1 alone
+        new = cell.step(ops, weights, inputs, state, spec.hidden_key)
         return np.vstack([new[base] for base in cell.states])
 
     out = []

@@ -140,8 +140,8 @@ def hoist_non_recurrent(program: Program) -> Program:
 
 def inline_recurrent_temporaries(program: Program) -> Program:
     """Substitute a step of the recurrence that is read exactly once into its reader, unless the reader is
-    the next step of its own family: that would fold the whole recurrence into one expression of O(T²)
-    size (a held state ``ȟ_t`` read only by ``ȟ_{t+1}``).
+    a step of its own family (its next one): that would fold the whole recurrence into one expression of
+    O(T²) size (a held state ``ȟ_t`` read only by ``ȟ_{t+1}``).
 
     One sweep in program order (definitions precede uses), so the cost is O(T).
     """

@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from rnngen.bench import layout, loops
+from rnngen.cells import cell_of
 
 
 def available() -> dict:
@@ -31,11 +32,11 @@ def unsupported(framework: str, spec) -> str:
     """Why ``framework`` cannot run ``spec`` (empty when it can)."""
     if spec.is_custom:
         return "a custom activation has no hand-written counterpart"
-    if framework == "jax" and spec.cell != "elman":
+    if framework == "jax" and cell_of(spec).gated:
         return f"the JAX contender is an Elman network, not {spec.cell}"
     if framework == "torch" and spec.cell == "elman" and spec.hidden not in ("tanh", "relu"):
         return f"nn.RNN has no {spec.hidden} hidden layer (only tanh and relu)"
-    if framework == "torch" and spec.cell != "elman" and spec.hidden != "tanh":
+    if framework == "torch" and cell_of(spec).gated and spec.hidden != "tanh":
         return f"nn.{TORCH_LAYERS[spec.cell]} has tanh where this cell has {spec.hidden}"
     if framework == "torch" and spec.cell == "gru" and spec.gru_reset != "after":
         return "nn.GRU applies the reset gate after the recurrent product (--gru-reset after)"

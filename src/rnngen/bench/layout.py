@@ -32,17 +32,19 @@ class Cell:
     Attributes:
         layer: 1 for the layer that reads the inputs.
         reverse: True for a backward chain (from ``h0`` at step T down to step 1).
-        keys: the cell's role name (``input``, ``recurrent_f``, ``initial_cell``: ``cells.Role.name``)
-            -> the key of its parameter, in the order the module lists them.
+        keys: ``(role name, kind, key)`` of each parameter, in the order the module lists them: the
+            cell's role name (``input``, ``recurrent_f``, ``initial_cell``: ``cells.Role.name``), the
+            parameter's kind (``network.Param.role``: ``input``, ``recurrent``, ``hidden_bias``,
+            ``initial``) and its key.
     """
 
     layer: int
     reverse: bool
-    keys: tuple  # ((role name, key), ...): hashable, so a Cell can key a dict
+    keys: tuple  # hashable, so a Cell can key a dict
 
     def key(self, role: str) -> str | None:
         """The key of the parameter of ``role``, None when the network has none (no hidden bias)."""
-        return dict(self.keys).get(role)
+        return next((key for name, _, key in self.keys if name == role), None)
 
     @property
     def U(self) -> str:
@@ -63,7 +65,7 @@ class Cell:
     def of(self, kind: str) -> list:
         """The keys of every parameter of a kind (``input``, ``recurrent``, ``hidden_bias``, ``initial``):
         one for an Elman cell, one per gate (or per state) for a gated one, in the module's order."""
-        return [k for role, k in self.keys if role == kind or role.startswith(kind + "_")]
+        return [key for _, of_kind, key in self.keys if of_kind == kind]
 
     def steps(self, T: int) -> list:
         """The steps (0-based) in the order the chain visits them."""
@@ -101,7 +103,7 @@ def cells(spec) -> tuple:
     """One tuple per layer, bottom up, of its ``Cell``s: the forward chain, then the backward one."""
     rows = {}
     for chain in network(_column(spec)).chains:
-        cell = Cell(chain.layer, chain.reverse, tuple((role, p.name) for role, p in chain.params.items()))
+        cell = Cell(chain.layer, chain.reverse, tuple((role, p.role, p.name) for role, p in chain.params.items()))
         rows.setdefault(chain.layer, []).append(cell)
     return tuple(tuple(row) for row in rows.values())
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from rnngen.bench import layout
+from rnngen.cells import cell_of
 
 # The textbook formulas, written once for any array module ``xp`` with NumPy's names
 # (NumPy here, jax.numpy and torch in ``frameworks``). A softmax is passed in, because
@@ -144,7 +145,7 @@ def unsupported(spec) -> str:
     """Why the loops cannot run ``spec`` (empty when they can)."""
     if spec.is_custom:
         return "a custom activation has no hand-written loop"
-    if spec.cell != "elman":
+    if cell_of(spec).gated:
         return f"the hand-written loops are Elman cells, not {spec.cell}"
     return ""
 
