@@ -56,7 +56,7 @@ def _problem(spec, n_x=3, n_h=4, n_y=3, B=3, seed=0):
     shapes = module.init_params(n_x, n_h if spec.layers == 1 else (n_h,) * spec.layers, n_y)
     params = {k: 0.6 * rng.standard_normal(np.shape(v)) for k, v in shapes.items()}
     xs = rng.standard_normal((spec.T, B, n_x))
-    targets = rng.integers(0, n_y, (spec.T, B))
+    targets = rng.integers(0, n_y, (spec.T, B) if spec.mapping == "many-to-many" else (B,))
     return module, params, xs, targets
 
 
@@ -216,12 +216,18 @@ def _network_loss(spec, P, xs, ys, mask=None, state=None):
             final.update({names[0]: h, **({names[1]: c} if c is not None else {})})
             outs.append(np.stack(hs))
         below = np.concatenate(outs, axis=-1)
+
+    def terms(h, y):
+        logits = h @ P["V"].T + P["c"]
+        shifted = logits - logits.real.max(axis=1, keepdims=True)
+        return np.log(np.exp(shifted).sum(axis=1)) - shifted[np.arange(B), y]
+
+    if spec.mapping == "many-to-one":  # each sequence's last real step, as PyTorch's packed sequences give it
+        last = np.full(B, T - 1) if mask is None else T - 1 - np.argmax(np.asarray(mask)[::-1], axis=0)
+        return terms(below[last, np.arange(B)], ys).sum(), final
     E = 0.0
     for t in range(T):
-        logits = below[t] @ P["V"].T + P["c"]
-        shifted = logits - logits.real.max(axis=1, keepdims=True)
-        terms = np.log(np.exp(shifted).sum(axis=1)) - shifted[np.arange(B), ys[t]]
-        E = E + (terms if mask is None else terms * mask[t]).sum()
+        E = E + (terms(below[t], ys[t]) if mask is None else terms(below[t], ys[t]) * mask[t]).sum()
     return E, final
 
 
@@ -246,6 +252,12 @@ NETWORKS = [
     for masked in (False, True)
     if not (masked and layers == 1 and not bi)  # one masked one-layer network per cell below
 ] + [RNNSpec(T=4, cell=cell, gru_reset=reset, masked=True) for cell, reset in (("lstm", None), ("gru", "before"))]
+# many-to-one: the loss reads each sequence's last real step (a backward chain's through its held state)
+NETWORKS += [
+    RNNSpec(T=4, cell="lstm", masked=True, bidirectional=True, mapping="many-to-one"),
+    RNNSpec(T=4, cell="gru", masked=True, layers=2, bidirectional=True, mapping="many-to-one"),
+    RNNSpec(T=4, cell="gru", gru_reset="before", mapping="many-to-one"),
+]
 
 
 @pytest.mark.parametrize("spec", NETWORKS, ids=lambda s: s.name)
