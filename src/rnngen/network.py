@@ -52,6 +52,7 @@ class Param:
         chain: ``(layer, direction)`` of the chain it belongs to, None for the output layer's.
         spelling: how mathematics writes it (``U^{(2)}`` for the code's ``U2``); its code name by default.
         gate: the gate of a gated cell it belongs to (``i``, ``hn``), else "".
+        state: for an initial state, the state it starts (``h``, the LSTM's ``cell``), else "".
     """
 
     name: str
@@ -63,6 +64,7 @@ class Param:
     chain: tuple | None = None
     spelling: ParamName | None = None
     gate: str = ""
+    state: str = ""
 
     @property
     def written(self) -> ParamName:
@@ -177,7 +179,7 @@ class Chain:
     @property
     def initials(self) -> tuple:
         """``(state family base, initial parameter)`` of each state the chain carries, ``h`` first."""
-        return tuple((p.spelling.state.base, p) for p in self.params.values() if p.role == "initial")
+        return tuple((p.state, p) for p in self.params.values() if p.role == "initial")
 
     @property
     def suffix(self) -> str:
@@ -235,10 +237,6 @@ def _initial_name(tag_layer: int, direction: str, letter: str = "h0") -> str:
     return letter + (f"_{tag_layer}" if tag_layer else "") + (f"_{direction}" if direction else "")
 
 
-#: The letter of the initial value of each state a cell carries (``h0``; the LSTM's memory cell's ``c0``).
-INITIAL_LETTERS = {"h": "h0", "cell": "c0"}
-
-
 def _param(role, names: tuple, hidden, in_blocks: tuple, row: bool, chain: tuple, tag: int, d: str) -> Param:
     """The parameter of a cell's ``role`` in one chain (not the stacked notation's matrix).
 
@@ -248,9 +246,10 @@ def _param(role, names: tuple, hidden, in_blocks: tuple, row: bool, chain: tuple
     suffix = chain_suffix(tag, d)
     written = partial(ParamName, layer=tag, direction=d)
     if role.kind == "initial":
-        spelling = written(STATE_LETTERS[role.state], initial=True)  # written as its state's first step
-        name = _initial_name(tag, d, INITIAL_LETTERS[role.state])
-        return Param(name, "initial", hidden, sp.S.One, chain=chain, spelling=spelling)
+        letter = STATE_LETTERS[role.state]  # h0; the LSTM's memory cell's c0
+        spelling = written(letter, initial=True)  # written as its state's first step
+        name = _initial_name(tag, d, letter + "0")
+        return Param(name, "initial", hidden, sp.S.One, chain=chain, spelling=spelling, state=role.state)
     letter = {"input": names[0], "recurrent": names[1], "hidden_bias": "b"}[role.kind]
     letter += f"_{role.gate}" if role.gate else ""
     if role.kind == "hidden_bias":
