@@ -658,10 +658,9 @@ def writes(
     reads the inputs in both of their forms (``ByInput``)."""
     step_written = {step_of(s.target)[0] for s in program.stmts if step_of(s.target)}
     plan = _Writes(storage, program.derivation.spec.T, class_targets, reuse, in_place, step_written, token_ids)
-    # h̄_t reads h_{t-1}: its GEMM is the recurrence's own. (A custom activation's z_t reads h_{t-1}
-    # alike; left as it was, so that unmasked modules keep their code.)
-    if getattr(program.derivation.spec, "masked", False):
-        plan.cycles = {key: r.families for r in program.recurrences for key in r.families}
+    # every family of a recurrence reads its previous step through the recurrence's own GEMM: a masked
+    # network's h̄_t, a custom activation's z_t and each gate of a gated cell read h_{t-1} so
+    plan.cycles = {key: r.families for r in program.recurrences for key in r.families}
     return tuple(plan.write(s) for s in program.stmts)
 
 
