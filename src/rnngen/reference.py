@@ -101,29 +101,28 @@ def _numpy_act(key, value):
     return elementwise(key).ufunc(value)
 
 
-def run_network(
-    net: Network, ops: Ops, env: dict, dims: dict, xs: list, hidden: str, steps, T: int, masks=None, last_real=False
-) -> tuple:
-    """Every chain's states and the outputs ``o_t`` at ``steps``, by the cells' own step equations.
+def run_network(net: Network, spec: RNNSpec, ops: Ops, env: dict, dims: dict, xs: list, masks=None) -> tuple:
+    """Every chain's states and the outputs ``o_t`` at the spec's loss steps, by the cells' own step equations.
 
     Args:
         net: the network.
+        spec: the spec it is the network of (its T, hidden activation, loss steps).
         ops: what the values compute with.
         env: parameter name -> its stored value (vectors as columns).
         dims: size symbol -> its value (block offsets and widths are in terms of them).
         xs: the input columns ``x_1 ..``, as many as steps read one (T, or 1 for one-to-many).
-        hidden: the hidden activation's rule key.
-        steps: the steps that have an output.
-        T: the number of steps.
         masks: None, or each step's mask (a row of 0 and 1 per sequence, or one sequence's 0 or 1),
-            steps 1..T: a padded step keeps the state (``cells.keep``).
-        last_real: the outputs read each sequence's last real step (``RNNSpec.reads_last_real``).
+            steps 1..T: a padded step keeps the state (``cells.keep``), and a masked many-to-one
+            output reads each sequence's last real step (``RNNSpec.reads_last_real``).
 
     Returns:
         ``(states, outputs)``: chain key -> step -> the cell's states by name (``h``; the LSTM's
         ``h`` and ``cell``), from the initial states at step 0 (or T + 1 for a backward chain), and
         step -> ``o_t``.
     """
+
+    T, hidden = spec.T, spec.hidden_key
+    last_real = spec.reads_last_real and masks is not None
 
     def value(expr):
         return evaluate(expr, env, dims)
@@ -157,7 +156,8 @@ def run_network(
     blocks = [value(V.math(part)) for part in V.parts or (None,)]
     bias = ops.bias(value(c.math())) if c is not None else None
     outputs = {
-        t: ops.add(*(ops.matmul(w, read[chain.key][t]) for w, chain in zip(blocks, net.top)), bias) for t in steps
+        t: ops.add(*(ops.matmul(w, read[chain.key][t]) for w, chain in zip(blocks, net.top)), bias)
+        for t in spec.loss_steps
     }
     return states, outputs
 
@@ -186,18 +186,7 @@ def _numpy_run(spec: dict, params: dict, xs, state: dict | None = None, mask=Non
     columns = list(np.swapaxes(xs, 1, 2))  # x_t as (n_x, B)
     dims = sizes_of(net, env, xs.shape[-1])
     masks = None if mask is None else list(np.asarray(mask, np.float64)[:, None, :])  # m_t as (1, B)
-    states, outputs = run_network(
-        net,
-        ops,
-        env,
-        dims,
-        columns,
-        full.hidden_key,
-        full.loss_steps,
-        full.T,
-        masks,
-        full.reads_last_real and masks is not None,
-    )
+    states, outputs = run_network(net, full, ops, env, dims, columns, masks)
     return net, ops, states, outputs
 
 

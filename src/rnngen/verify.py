@@ -448,7 +448,6 @@ def _scalar_loss(module, params_sym, xs, targets, state_sym: dict | None = None,
     xs = input_steps(spec, xs)
     _, B, n_x = xs.shape
     full = spec_of(spec)
-    T = full.T
     net = network_of(spec)
     output = OUTPUT_LAYERS[spec["output"]].scalar
     step_loss = LOSSES[spec["loss"]].scalar
@@ -460,18 +459,7 @@ def _scalar_loss(module, params_sym, xs, targets, state_sym: dict | None = None,
         columns = [sp.Matrix(xs[t, seq].tolist()) for t in range(len(xs))]
         env = {**params_sym, **{k: sp.Matrix(v[seq].tolist()) for k, v in (state_sym or {}).items()}}
         steps = None if mask is None else [int(m) for m in mask[:, seq]]
-        _, outputs = run_network(
-            net,
-            ops,
-            env,
-            dims,
-            columns,
-            full.hidden_key,
-            full.loss_steps,
-            T,
-            steps,
-            full.reads_last_real and steps is not None,
-        )
+        _, outputs = run_network(net, full, ops, env, dims, columns, steps)
         for t, o in outputs.items():
             if steps is not None and full.masked_losses and not steps[t - 1]:
                 continue  # a padded step's loss term
