@@ -291,6 +291,51 @@ def test_class_targets_make_the_output_gradient_in_the_softmax_buffer(lowered):
     assert w.ops[1].fn == "minus_targets"
 
 
+# -- a masked network: the mask applied in place, no buffer the unmasked module does without --------
+
+MASKED = {
+    "masked": dict(masked=True),
+    "masked, two layers, bidirectional": dict(masked=True, layers=2, bidirectional=True),
+    "masked many-to-one": dict(masked=True, mapping="many-to-one", output="identity", loss="squared_error"),
+    "masked, pre-padded relu": dict(masked=True, padding="pre", hidden="relu"),
+}
+
+
+@pytest.fixture(scope="module")
+def masked():
+    return {name: build(RNNSpec(T=4, **kw)).lowered for name, kw in MASKED.items()}
+
+
+@pytest.mark.parametrize("name", ["masked", "masked, two layers, bidirectional", "masked, pre-padded relu"])
+def test_a_masked_output_gradient_is_made_in_the_softmax_buffer(masked, name):
+    """``(Ŷ - Y) ∘ (1 m)``: the difference in Ŷ's buffer as unmasked, then its padded rows zeroed there."""
+    low = masked[name]
+    assert low.reuse == {"do": "yhat"} and "do" not in low.buffers
+    (w,) = [w for w in low.writes if w.stmt.target.name.startswith("do")]
+    assert [type(op) for op in w.ops] == [L.Reuse, L.Into, L.Padded]
+    assert w.ops[1].fn == "minus_targets" and w.ops[2].op == "0"
+
+
+@pytest.mark.parametrize("name", MASKED)
+def test_a_masked_dz_is_written_over_its_local_jacobian(masked, name):
+    """``δz_t = δh_t ∘ f′_t``: δh_t has two readers (δz_t and the pass-on to δh_{t-1}), so it is not inlined
+    as in the unmasked module; f′_t has one, and δz_t is one product in place on it, in f′'s buffer
+    (named after δz, as the unmasked module's), with no buffer of δz's own."""
+    low = masked[name]
+    steps = [w for w in low.writes if w.stmt.step]
+    sweeps = {w.stmt.step[0]: w.stmt.target.family.jacobian for w in steps if w.stmt.target.family.jacobian}
+    sweeps = {dz: fprime.key for dz, fprime in sweeps.items() if fprime and fprime.key in low.storage}
+    assert sweeps, "a masked network has a backward sweep with a local Jacobian"
+    for dz, fprime in sweeps.items():
+        assert low.in_place[fprime] == dz
+        assert fprime not in low.buffers and dz in low.buffers
+        for w in _steps(low, dz):
+            (other,) = [f for f in w.stmt.expr.args if f.family.key != fprime]
+            assert [op for op in w.ops if not isinstance(op, (L.Take, L.Views))] == [
+                L.Update(w.stmt.target, "*", other)
+            ]
+
+
 def test_one_hot_targets_are_read_as_rows():
     # without the fused gradient, the dense softmax Jacobian reads the targets' rows
     low = build(RNNSpec(T=3), skip=("fuse_output_gradient",)).lowered
@@ -320,7 +365,13 @@ def test_the_lowering_imports_no_printer():
 
 
 @pytest.mark.parametrize(
-    "kw", [dict(), dict(layers=2, bidirectional=True, input_grad=True), dict(hidden="x/(1+abs(x))", notation="row")]
+    "kw",
+    [
+        dict(),
+        dict(layers=2, bidirectional=True, input_grad=True),
+        dict(hidden="x/(1+abs(x))", notation="row"),
+        dict(masked=True, layers=2),
+    ],
 )
 def test_the_optional_lowering_passes_switch_off_and_the_module_still_checks(kw):
     """Without buffer reuse and steps built in place, every value has a buffer of its own and a
