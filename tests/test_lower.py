@@ -10,6 +10,7 @@ import subprocess
 import sys
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import sympy as sp
 from sympy import MatrixSymbol, Transpose
@@ -336,6 +337,61 @@ def test_a_masked_dz_is_written_over_its_local_jacobian(masked, name):
             ]
 
 
+@pytest.mark.parametrize(
+    "name, carried",
+    [
+        ("masked", {"dh": False}),
+        ("masked, two layers, bidirectional", {"dh1_f": False, "dh1_b": True, "dh2_f": False, "dh2_b": True}),
+        ("masked, pre-padded relu", {"dh": False}),
+        ("masked many-to-one", {}),  # its one loss counts for every sequence: a padded step's delta is not 0
+    ],
+)
+def test_a_delta_passed_on_whole_is_added_only_where_a_padded_sequence_carries_it(masked, name, carried):
+    """Each loss term weighted by its step's mask: the masked add of δh_t ∘ (1 - m_t) is guarded by the
+    list of the steps whose padded sequences still reach a real step along the chain, made once per
+    function before its first use; many-to-one keeps ``padded``."""
+    low = masked[name]
+    assert low.carried == carried
+    ops = [op for w in low.writes for op in w.ops if isinstance(op, (L.Padded, L.Carried))]
+    made = [op for op in ops if isinstance(op, L.Carried)]
+    assert sorted(made, key=lambda op: op.name) == sorted(
+        {L.Carried("carried_back" if back else "carried", back) for back in carried.values()}, key=lambda op: op.name
+    )
+    seen = set()
+    for op in ops:
+        if isinstance(op, L.Carried):
+            seen.add(op.name)
+        elif op.op == "+":
+            family = op.dest.family.key
+            want = ("carried_back" if carried[family] else "carried") if family in carried else "padded"
+            assert op.guard == want and (want == "padded" or want in seen)
+            # a backward chain's delta passes to the step after it
+            assert (op.dest.t > op.expr.t) == carried.get(family, op.dest.t > op.expr.t)
+        else:
+            assert op.guard == "padded"
+
+
+def _carried_by_loop(pad, reverse):
+    """Per step, whether a sequence padded there has a real step after it (before it, ``reverse``)."""
+    T, B = pad.shape[:2]
+    later = (lambda t: range(t)) if reverse else (lambda t: range(t + 1, T))
+    return [any(pad[t, b, 0] and any(not pad[s, b, 0] for s in later(t)) for b in range(B)) for t in range(T)]
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_the_steps_a_padded_sequence_carries_are_made_as_a_loop_finds_them(reverse):
+    """The module's helper ``_carried`` against a loop, on masks with holes and padding at both ends."""
+    from rnngen.printing.numpy import HELPERS
+
+    space = {"np": np}
+    exec(HELPERS["_carried"], space)  # noqa: S102 (the module's own source)
+    rng = np.random.default_rng(5)
+    for T, B in ((1, 1), (2, 3), (5, 4), (9, 7)):
+        for _ in range(20):
+            pad = rng.random((T, B, 1)) < rng.random()
+            assert space["_carried"](pad, reverse=reverse) == _carried_by_loop(pad, reverse)
+
+
 def test_one_hot_targets_are_read_as_rows():
     # without the fused gradient, the dense softmax Jacobian reads the targets' rows
     low = build(RNNSpec(T=3), skip=("fuse_output_gradient",)).lowered
@@ -375,11 +431,12 @@ def test_the_lowering_imports_no_printer():
 )
 def test_the_optional_lowering_passes_switch_off_and_the_module_still_checks(kw):
     """Without buffer reuse and steps built in place, every value has a buffer of its own and a
-    step's GEMM goes straight into the step (no scratch); the module is as right as before."""
-    built = build(RNNSpec(T=4, **kw), skip=("buffers_to_reuse", "steps_built_in_place"))
+    step's GEMM goes straight into the step (no scratch); a masked delta is passed on at every
+    padded step; the module is as right as before."""
+    built = build(RNNSpec(T=4, **kw), skip=tuple(p.__name__ for p in L.OPTIONAL))
     low = built.lowered
-    assert low.reuse == {} and low.in_place == {} and low.scratches == []
-    assert not any(isinstance(op, (L.Reuse, L.TakePlace)) for w in low.writes for op in w.ops)
+    assert low.reuse == {} and low.in_place == {} and low.scratches == [] and low.carried == {}
+    assert not any(isinstance(op, (L.Reuse, L.TakePlace, L.Carried)) for w in low.writes for op in w.ops)
     report = verify.check_build(built)
     assert report.ok, report.failures
 
