@@ -193,9 +193,8 @@ HELPERS = {
         '    and passing it on whole at a padded step adds nothing."""\n'
         "    if reverse:\n"
         "        return _carried(pad[::-1])[::-1]\n"
-        "    later = np.zeros_like(pad)  # a real step after this one\n"
-        "    later[:-1] = np.logical_or.accumulate(~pad[:0:-1], axis=0)[::-1]\n"
-        "    return (pad & later).any(axis=(1, 2)).tolist()\n"
+        "    ahead = np.logical_or.accumulate(~pad[::-1], axis=0)[::-1]  # a real step here or after\n"
+        "    return (pad[:-1] & ahead[1:]).any(axis=(1, 2)).tolist() + [False]\n"
     ),
     "_minus_targets": (
         "def _minus_targets(p, y, out):\n"
