@@ -294,6 +294,37 @@ def test_class_targets_make_the_output_gradient_in_the_softmax_buffer(lowered):
 
 # -- a masked network: the mask applied in place, no buffer the unmasked module does without --------
 
+
+def _product_program(whole: bool) -> Program:
+    """``δz_t := f′_t ∘ z̃_t`` for t = 1..T, ``f′ = tanh(z̃)`` written whole or step by step."""
+    pre = [(r("pre_z", 1, T), A.mul(U, r("x", 1, T)))]
+    if whole:
+        pre.append((r("fprime", 1, T), A.Elementwise("tanh", r("pre_z", 1, T))))
+    else:
+        pre += [(s("fprime", t), A.Elementwise("tanh", s("pre_z", t))) for t in (1, 2, 3)]
+    stmts = pre + [(s("dz", t), A.had(s("fprime", t), s("pre_z", t))) for t in (1, 2, 3)]
+    stmts.append((MatrixSymbol("E", 1, 1), A.mul(A.ones(1, n_h), r("dz", 1, T), A.ones(A.B, 1))))
+    spec = SimpleNamespace(T=T, loss_rule=SimpleNamespace(targets="values"))
+    sections = ["forward"] * (len(stmts) - 1) + ["loss"]
+    program = tuple(Stmt(tg, e, sec, i) for i, ((tg, e), sec) in enumerate(zip(stmts, sections)))
+    return Program(SimpleNamespace(spec=spec), program, frozenset({("E", None)}))
+
+
+@pytest.mark.parametrize("whole", [True, False])
+def test_a_step_is_built_on_a_factor_written_whole_only(whole):
+    """A product of stored steps is built in place on a factor that only it reads, as a sum on a term,
+    where that factor is written whole before the steps (f′); one written step by step keeps its own."""
+    program = _product_program(whole)
+    places = L.steps_built_in_place(program, L.storage_of(program))
+    assert places == ({"fprime": "dz"} if whole else {})
+    if whole:
+        low = L.lower(program)
+        for w in low.writes:
+            if w.stmt.step:
+                body = [op for op in w.ops if not isinstance(op, (L.Take, L.TakePlace, L.Views))]
+                assert body == [L.Update(w.stmt.target, "*", s("pre_z", w.stmt.step[1]))]
+
+
 MASKED = {
     "masked": dict(masked=True),
     "masked, two layers, bidirectional": dict(masked=True, layers=2, bidirectional=True),

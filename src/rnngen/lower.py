@@ -246,7 +246,8 @@ def steps_built_in_place(program: Program, storage: dict) -> dict:
     of a sum in some ``H_t`` (``f'_t`` in ``δz_t = (δ̃h_t + Wᵀ δz_{t+1}) ∘ f'_t`` is not). Each
     ``H`` has one such ``P``.
 
-    Where ``H`` has none, ``P_t`` may be a factor of ``H_t``, a product of stored steps: a masked
+    Where ``H`` has none, ``P_t`` may be a factor of ``H_t``, a product of stored steps, for a ``P``
+    written whole, not step by step (``f′``, as ``z̃`` and ``δ̃h`` are): a masked
     network's ``δz_t = δh_t ∘ f′_t`` (``δh_t`` has two readers, so it is not inlined into ``δz_t``
     as in the unmasked module) is then written over ``f′_t`` by one product in place, and ``δz``
     takes no buffer of its own (medium workload, float32: the sweep's products 162 -> 57 µs, and
@@ -265,6 +266,7 @@ def steps_built_in_place(program: Program, storage: dict) -> dict:
                 summed |= {step_of(a)[0] for a in e.args if isinstance(a, MatrixSymbol) and step_of(a)}
         if isinstance(s.expr, HadamardProduct) and all(step_of(f) for f in s.expr.args):
             multiplied |= {step_of(f)[0] for f in s.expr.args}
+    multiplied -= {s.step[0] for s in program.stmts if s.step}  # a factor written whole
     returned = {family for family, _ in program.outputs}
     places = {}
     # the terms first: a family built on a term keeps it, and a factor goes where none is
