@@ -10,6 +10,7 @@ import subprocess
 import sys
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import sympy as sp
 from sympy import MatrixSymbol, Transpose
@@ -291,6 +292,137 @@ def test_class_targets_make_the_output_gradient_in_the_softmax_buffer(lowered):
     assert w.ops[1].fn == "minus_targets"
 
 
+# -- a masked network: the mask applied in place, no buffer the unmasked module does without --------
+
+
+def _product_program(whole: bool) -> Program:
+    """``δz_t := f′_t ∘ z̃_t`` for t = 1..T, ``f′ = tanh(z̃)`` written whole or step by step."""
+    pre = [(r("pre_z", 1, T), A.mul(U, r("x", 1, T)))]
+    if whole:
+        pre.append((r("fprime", 1, T), A.Elementwise("tanh", r("pre_z", 1, T))))
+    else:
+        pre += [(s("fprime", t), A.Elementwise("tanh", s("pre_z", t))) for t in (1, 2, 3)]
+    stmts = pre + [(s("dz", t), A.had(s("fprime", t), s("pre_z", t))) for t in (1, 2, 3)]
+    stmts.append((MatrixSymbol("E", 1, 1), A.mul(A.ones(1, n_h), r("dz", 1, T), A.ones(A.B, 1))))
+    spec = SimpleNamespace(T=T, loss_rule=SimpleNamespace(targets="values"))
+    sections = ["forward"] * (len(stmts) - 1) + ["loss"]
+    program = tuple(Stmt(tg, e, sec, i) for i, ((tg, e), sec) in enumerate(zip(stmts, sections)))
+    return Program(SimpleNamespace(spec=spec), program, frozenset({("E", None)}))
+
+
+@pytest.mark.parametrize("whole", [True, False])
+def test_a_step_is_built_on_a_factor_written_whole_only(whole):
+    """A product of stored steps is built in place on a factor that only it reads, as a sum on a term,
+    where that factor is written whole before the steps (f′); one written step by step keeps its own."""
+    program = _product_program(whole)
+    places = L.steps_built_in_place(program, L.storage_of(program))
+    assert places == ({"fprime": "dz"} if whole else {})
+    if whole:
+        low = L.lower(program)
+        for w in low.writes:
+            if w.stmt.step:
+                body = [op for op in w.ops if not isinstance(op, (L.Take, L.TakePlace, L.Views))]
+                assert body == [L.Update(w.stmt.target, "*", s("pre_z", w.stmt.step[1]))]
+
+
+MASKED = {
+    "masked": dict(masked=True),
+    "masked, two layers, bidirectional": dict(masked=True, layers=2, bidirectional=True),
+    "masked many-to-one": dict(masked=True, mapping="many-to-one", output="identity", loss="squared_error"),
+    "masked, pre-padded relu": dict(masked=True, padding="pre", hidden="relu"),
+}
+
+
+@pytest.fixture(scope="module")
+def masked():
+    return {name: build(RNNSpec(T=4, **kw)).lowered for name, kw in MASKED.items()}
+
+
+@pytest.mark.parametrize("name", ["masked", "masked, two layers, bidirectional", "masked, pre-padded relu"])
+def test_a_masked_output_gradient_is_made_in_the_softmax_buffer(masked, name):
+    """``(Ŷ - Y) ∘ (1 m)``: the difference in Ŷ's buffer as unmasked, then its padded rows zeroed there."""
+    low = masked[name]
+    assert low.reuse == {"do": "yhat"} and "do" not in low.buffers
+    (w,) = [w for w in low.writes if w.stmt.target.name.startswith("do")]
+    assert [type(op) for op in w.ops] == [L.Reuse, L.Into, L.Padded]
+    assert w.ops[1].fn == "minus_targets" and w.ops[2].op == "0"
+
+
+@pytest.mark.parametrize("name", MASKED)
+def test_a_masked_dz_is_written_over_its_local_jacobian(masked, name):
+    """``δz_t = δh_t ∘ f′_t``: δh_t has two readers (δz_t and the pass-on to δh_{t-1}), so it is not inlined
+    as in the unmasked module; f′_t has one, and δz_t is one product in place on it, in f′'s buffer
+    (named after δz, as the unmasked module's), with no buffer of δz's own."""
+    low = masked[name]
+    steps = [w for w in low.writes if w.stmt.step]
+    sweeps = {w.stmt.step[0]: w.stmt.target.family.jacobian for w in steps if w.stmt.target.family.jacobian}
+    sweeps = {dz: fprime.key for dz, fprime in sweeps.items() if fprime and fprime.key in low.storage}
+    assert sweeps, "a masked network has a backward sweep with a local Jacobian"
+    for dz, fprime in sweeps.items():
+        assert low.in_place[fprime] == dz
+        assert fprime not in low.buffers and dz in low.buffers
+        for w in _steps(low, dz):
+            (other,) = [f for f in w.stmt.expr.args if f.family.key != fprime]
+            assert [op for op in w.ops if not isinstance(op, (L.Take, L.Views))] == [
+                L.Update(w.stmt.target, "*", other)
+            ]
+
+
+@pytest.mark.parametrize(
+    "name, carried",
+    [
+        ("masked", {"dh": False}),
+        ("masked, two layers, bidirectional", {"dh1_f": False, "dh1_b": True, "dh2_f": False, "dh2_b": True}),
+        ("masked, pre-padded relu", {"dh": False}),
+        ("masked many-to-one", {}),  # its one loss counts for every sequence: a padded step's delta is not 0
+    ],
+)
+def test_a_delta_passed_on_whole_is_added_only_where_a_padded_sequence_carries_it(masked, name, carried):
+    """Each loss term weighted by its step's mask: the masked add of δh_t ∘ (1 - m_t) is guarded by the
+    list of the steps whose padded sequences still reach a real step along the chain, made once per
+    function before its first use; many-to-one keeps ``padded``."""
+    low = masked[name]
+    assert low.carried == carried
+    ops = [op for w in low.writes for op in w.ops if isinstance(op, (L.Padded, L.Carried))]
+    made = [op for op in ops if isinstance(op, L.Carried)]
+    assert sorted(made, key=lambda op: op.name) == sorted(
+        {L.Carried("carried_back" if back else "carried", back) for back in carried.values()}, key=lambda op: op.name
+    )
+    seen = set()
+    for op in ops:
+        if isinstance(op, L.Carried):
+            seen.add(op.name)
+        elif op.op == "+":
+            family = op.dest.family.key
+            want = ("carried_back" if carried[family] else "carried") if family in carried else "padded"
+            assert op.guard == want and (want == "padded" or want in seen)
+            # a backward chain's delta passes to the step after it
+            assert (op.dest.t > op.expr.t) == carried.get(family, op.dest.t > op.expr.t)
+        else:
+            assert op.guard == "padded"
+
+
+def _carried_by_loop(pad, reverse):
+    """Per step, whether a sequence padded there has a real step after it (before it, ``reverse``)."""
+    T, B = pad.shape[:2]
+    later = (lambda t: range(t)) if reverse else (lambda t: range(t + 1, T))
+    return [any(pad[t, b, 0] and any(not pad[s, b, 0] for s in later(t)) for b in range(B)) for t in range(T)]
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_the_steps_a_padded_sequence_carries_are_made_as_a_loop_finds_them(reverse):
+    """The module's helper ``_carried`` against a loop, on masks with holes and padding at both ends."""
+    from rnngen.printing.numpy import HELPERS
+
+    space = {"np": np}
+    exec(HELPERS["_carried"], space)  # noqa: S102 (the module's own source)
+    rng = np.random.default_rng(5)
+    for T, B in ((1, 1), (2, 3), (5, 4), (9, 7)):
+        for _ in range(20):
+            pad = rng.random((T, B, 1)) < rng.random()
+            assert space["_carried"](pad, reverse=reverse) == _carried_by_loop(pad, reverse)
+
+
 def test_one_hot_targets_are_read_as_rows():
     # without the fused gradient, the dense softmax Jacobian reads the targets' rows
     low = build(RNNSpec(T=3), skip=("fuse_output_gradient",)).lowered
@@ -320,15 +452,22 @@ def test_the_lowering_imports_no_printer():
 
 
 @pytest.mark.parametrize(
-    "kw", [dict(), dict(layers=2, bidirectional=True, input_grad=True), dict(hidden="x/(1+abs(x))", notation="row")]
+    "kw",
+    [
+        dict(),
+        dict(layers=2, bidirectional=True, input_grad=True),
+        dict(hidden="x/(1+abs(x))", notation="row"),
+        dict(masked=True, layers=2),
+    ],
 )
 def test_the_optional_lowering_passes_switch_off_and_the_module_still_checks(kw):
     """Without buffer reuse and steps built in place, every value has a buffer of its own and a
-    step's GEMM goes straight into the step (no scratch); the module is as right as before."""
-    built = build(RNNSpec(T=4, **kw), skip=("buffers_to_reuse", "steps_built_in_place"))
+    step's GEMM goes straight into the step (no scratch); a masked delta is passed on at every
+    padded step; the module is as right as before."""
+    built = build(RNNSpec(T=4, **kw), skip=tuple(p.__name__ for p in L.OPTIONAL))
     low = built.lowered
-    assert low.reuse == {} and low.in_place == {} and low.scratches == []
-    assert not any(isinstance(op, (L.Reuse, L.TakePlace)) for w in low.writes for op in w.ops)
+    assert low.reuse == {} and low.in_place == {} and low.scratches == [] and low.carried == {}
+    assert not any(isinstance(op, (L.Reuse, L.TakePlace, L.Carried)) for w in low.writes for op in w.ops)
     report = verify.check_build(built)
     assert report.ok, report.failures
 

@@ -257,11 +257,12 @@ def _broken(spec, old: str, new: str, tmp_path):
 LEAKS = {
     # a padded step's loss term passes its gradient on (the m on do_t dropped)
     "loss gradient unmasked": (RNNSpec(T=3, masked=True), "    do[pad.reshape(-1)] = 0.0\n", "", True),
-    # the delta passes a real step whole as well (the (1 - m) of δh_{t-1}'s term δh_t ∘ (1 - m_t) dropped)
+    # the delta passes a real step whole as well (the (1 - m) of δh_{t-1}'s term δh_t ∘ (1 - m_t) dropped,
+    # and with it the steps it is made at: those where a padded sequence carries a delta)
     "delta passed whole": (
         RNNSpec(T=3, masked=True),
-        "np.add(dh_[1], dh_[2], out=dh_[1], where=pad[1])",
-        "np.add(dh_[1], dh_[2], out=dh_[1])",
+        "    if carried[1]:\n        np.add(dh_[1], dh_[2], out=dh_[1], where=pad[1])\n",
+        "    np.add(dh_[1], dh_[2], out=dh_[1])\n",
         False,
     ),
     # a padded step's loss term counted in E, but not in the gradient
@@ -383,6 +384,23 @@ def test_a_mask_with_holes_keeps_the_state_across_them(module_of, spec):
     for name, value in _as_dict(m, final).items():
         np.testing.assert_allclose(value, final_ref[name], rtol=1e-12, atol=1e-15, err_msg=name)
     assert masks.padded_steps(masks.Masked(m, mask), params, xs, targets) == 0.0
+
+
+def test_holes_in_both_directions_pass_each_delta_on(module_of):
+    """A padded step passes its delta on only where a sequence still reaches a real step along its chain
+    (``lower.deltas_carried``): with holes, padding at both ends and chains both ways, every such step
+    is one, and the gradient is still each sequence's over its real steps alone."""
+    spec = RNNSpec(T=6, masked=True, layers=2, bidirectional=True)
+    m = module_of(spec)
+    params, xs, targets = verify.random_problem(m, (3, 4, 3, 4))
+    mask = np.array([[0, 1, 1, 1], [1, 0, 1, 0], [0, 1, 0, 1], [1, 1, 0, 0], [0, 0, 1, 1], [0, 1, 0, 1]], bool)
+    E, grads, final = m.loss_and_grads(params, xs, targets, mask=mask, return_state=True)
+    E_ref, grads_ref, final_ref = _unpadded(m, params, xs, targets, mask.sum(axis=0), mask=mask)
+    assert E == pytest.approx(E_ref, rel=1e-12)
+    for name in params:
+        np.testing.assert_allclose(grads[name], grads_ref[name], rtol=1e-10, atol=1e-13, err_msg=name)
+    for name, value in _as_dict(m, final).items():
+        np.testing.assert_allclose(value, final_ref[name], rtol=1e-12, atol=1e-15, err_msg=name)
 
 
 def test_flow_refuses_a_mask_in_one_line():

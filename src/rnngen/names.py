@@ -71,6 +71,8 @@ WORDS = {
     "lengths": "the module's argument of the sequences' lengths",
     "pad": "the module's padded steps (a masked module)",
     "padded": "the module's list of the steps that have a padded sequence (a masked module)",
+    "carried": "the module's list of the steps whose padded sequences pass a delta on (a masked module)",
+    "carried_back": "the module's list of the steps whose padded sequences pass a delta on, backward chains",
     "final": "the final state the module hands back",
     "finals": "the module's list of each chain's final state",
     "dstates": "the module's list of the gradients of the given states",
@@ -105,6 +107,12 @@ def transposed_copy(param: str) -> str:
 def step_scratch(family: str) -> str:
     """The one-step scratch that a step of ``family`` computes its GEMM into: ``h_gemm``."""
     return family + "_gemm"
+
+
+def carried_steps(reverse: bool) -> str:
+    """The list of the steps where a padded sequence passes a delta on (``operations.Carried``):
+    ``carried`` for forward chains, ``carried_back`` for backward ones."""
+    return "carried_back" if reverse else "carried"
 
 
 def step_views(family: str) -> str:

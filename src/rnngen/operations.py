@@ -108,12 +108,24 @@ class Padded:
     """``dest op= expr`` for the sequences a step pads only, where ``mask`` (the step's 1 x B row of 0
     and 1, or steps of it side by side) is 0: ``op`` ``=`` puts ``expr`` there (a padded step keeps the
     state), ``+`` adds it (the state's delta passes a padded step whole), ``0`` zeroes it (a product
-    with the mask; ``expr`` is None). One masked call each, no temporary."""
+    with the mask; ``expr`` is None). One masked call each, no temporary, made at the steps the
+    module's list ``guard`` names: ``padded`` (a sequence is padded there) or a ``Carried`` list."""
 
     dest: object
     op: str
     expr: object
     mask: object
+    guard: str = "padded"
+
+
+@dataclass(frozen=True)
+class Carried:
+    """``name`` is the list, per step, of whether a sequence padded there has a real step after it
+    in its chain (before it in time, ``reverse``: a backward chain), made from the padded steps:
+    the steps where a delta passed on whole can be other than 0 (``lower.deltas_carried``)."""
+
+    name: str
+    reverse: bool
 
 
 @dataclass(frozen=True)

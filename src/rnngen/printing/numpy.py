@@ -186,6 +186,16 @@ HELPERS = {
         "\n"
         "_EYES = {}\n"
     ),
+    "_carried": (
+        "def _carried(pad, reverse=False):\n"
+        '    """Per step, whether a sequence padded there (pad: (T, B, 1), true on padded steps) has a real\n'
+        "    step after it (before it: reverse, a backward chain), as a list: elsewhere its delta is 0,\n"
+        '    and passing it on whole at a padded step adds nothing."""\n'
+        "    if reverse:\n"
+        "        return _carried(pad[::-1])[::-1]\n"
+        "    ahead = np.logical_or.accumulate(~pad[::-1], axis=0)[::-1]  # a real step here or after\n"
+        "    return (pad[:-1] & ahead[1:]).any(axis=(1, 2)).tolist() + [False]\n"
+    ),
     "_minus_targets": (
         "def _minus_targets(p, y, out):\n"
         '    """P - Y for targets Y given as rows or as flat class indices (one-hot rows: one entry each).\n'
@@ -430,7 +440,11 @@ class NumpyPrinter(Printer):
             call = f"np.add({dest}, {self.code(op.expr)}, out={dest}, where={where})"
         # a step where no sequence is padded skips the call: a masked call costs 2-3 µs on
         # (32, 128), and post-padded batches have real steps only, up to their shortest length
-        return [f"if padded[{k}]:", f"    {call}"]
+        return [f"if {op.guard}[{k}]:", f"    {call}"]
+
+    def _write_Carried(self, op) -> str:
+        self._use("_carried")
+        return f"{op.name} = _carried(pad{', reverse=True' if op.reverse else ''})"
 
     def _write_Apply(self, op) -> str:
         rule = elementwise(op.fn)
