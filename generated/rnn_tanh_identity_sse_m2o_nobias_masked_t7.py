@@ -199,37 +199,37 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     dh_ = buf["dh_"]  # its steps as views, made with the buffers: cheaper to index
     np.dot(do_[0], V, out=dh_[7])
     # (21) F′[1..7] = (1 M[1..7]) ∘ (1 - H[1..7] ∘ H[1..7])
-    np.square(buf["h[1:] rows"], out=buf["fprime rows"])
-    np.subtract(1.0, buf["fprime rows"], out=buf["fprime rows"])
-    buf["fprime rows"][pad.reshape(-1)] = 0.0
+    # fprime is dz: each step is read only by the same step of dz, built on it
+    np.square(buf["h[1:] rows"], out=buf["dz rows"])
+    np.subtract(1.0, buf["dz rows"], out=buf["dz rows"])
+    buf["dz rows"][pad.reshape(-1)] = 0.0
     # (22) δz_t = δh_t ∘ f′_t;  δh_{t-1} = δh_t - δh_t ∘ (1 m_t) + Wᵀ δz_t, t = 7 down to 1
-    fprime_ = buf["fprime_"]  # its steps as views, made with the buffers: cheaper to index
     dz_ = buf["dz_"]  # its steps as views, made with the buffers: cheaper to index
-    np.multiply(dh_[7], fprime_[6], out=dz_[6])
+    dz_[6] *= dh_[7]
     np.dot(dz_[6], W, out=dh_[6])
     if padded[6]:
         np.add(dh_[6], dh_[7], out=dh_[6], where=pad[6])
-    np.multiply(dh_[6], fprime_[5], out=dz_[5])
+    dz_[5] *= dh_[6]
     np.dot(dz_[5], W, out=dh_[5])
     if padded[5]:
         np.add(dh_[5], dh_[6], out=dh_[5], where=pad[5])
-    np.multiply(dh_[5], fprime_[4], out=dz_[4])
+    dz_[4] *= dh_[5]
     np.dot(dz_[4], W, out=dh_[4])
     if padded[4]:
         np.add(dh_[4], dh_[5], out=dh_[4], where=pad[4])
-    np.multiply(dh_[4], fprime_[3], out=dz_[3])
+    dz_[3] *= dh_[4]
     np.dot(dz_[3], W, out=dh_[3])
     if padded[3]:
         np.add(dh_[3], dh_[4], out=dh_[3], where=pad[3])
-    np.multiply(dh_[3], fprime_[2], out=dz_[2])
+    dz_[2] *= dh_[3]
     np.dot(dz_[2], W, out=dh_[2])
     if padded[2]:
         np.add(dh_[2], dh_[3], out=dh_[2], where=pad[2])
-    np.multiply(dh_[2], fprime_[1], out=dz_[1])
+    dz_[1] *= dh_[2]
     np.dot(dz_[1], W, out=dh_[1])
     if padded[1]:
         np.add(dh_[1], dh_[2], out=dh_[1], where=pad[1])
-    np.multiply(dh_[1], fprime_[0], out=dz_[0])
+    dz_[0] *= dh_[1]
     np.dot(dz_[0], W, out=dh_[0])
     if padded[0]:
         np.add(dh_[0], dh_[1], out=dh_[0], where=pad[0])
@@ -345,7 +345,6 @@ def _new_buffers(x, dtype, n_h, n_y):
         "yhat": np.empty((1, B, n_y), dtype),
         "do": np.empty((1, B, n_y), dtype),
         "dh": np.empty((T + 1, B, n_h), dtype),
-        "fprime": np.empty((T, B, n_h), dtype),
         "dz": np.empty((T, B, n_h), dtype),
     }
     buf["h_"] = list(buf["h"])  # the steps' views, made once for every call that takes the set
@@ -353,10 +352,8 @@ def _new_buffers(x, dtype, n_h, n_y):
     buf["yhat_"] = list(buf["yhat"])  # the steps' views, made once for every call that takes the set
     buf["do_"] = list(buf["do"])  # the steps' views, made once for every call that takes the set
     buf["dh_"] = list(buf["dh"])  # the steps' views, made once for every call that takes the set
-    buf["fprime_"] = list(buf["fprime"])  # the steps' views, made once for every call that takes the set
     buf["dz_"] = list(buf["dz"])  # the steps' views, made once for every call that takes the set
     buf["h[1:] rows"] = buf["h"][1:].reshape(-1, n_h)  # as rows, made once for every call that takes the set
-    buf["fprime rows"] = buf["fprime"].reshape(-1, n_h)  # as rows, made once for every call that takes the set
     buf["dz rows"] = buf["dz"].reshape(-1, n_h)  # as rows, made once for every call that takes the set
     buf["h[:-1] rows"] = buf["h"][:-1].reshape(-1, n_h)  # as rows, made once for every call that takes the set
     buf["ones of a step"] = np.ones(B, dtype)  # sums of rows as products with it
