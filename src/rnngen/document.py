@@ -25,8 +25,9 @@ from sympy import MatAdd
 from rnngen import algebra as A
 from rnngen.activations import ELEMENTWISE, elementwise
 from rnngen.backprop import Derivation
+from rnngen.cells import cell_of
 from rnngen.families import step_of
-from rnngen.printing.math import LATEX, MathPrinter, latex, param_latex
+from rnngen.printing.math import LATEX, MathPrinter, latex, param_latex, text
 from rnngen.program import gradient_symbol, relative, step_template
 from rnngen.spec import truncation_rule
 from rnngen.unroll import n_h, n_y, parameters
@@ -81,7 +82,8 @@ class Notation:
     def __init__(self, spec):
         self.spec = spec
         self.row = spec.row
-        self.printer = MathPrinter(LATEX, self.row)
+        self.gated = cell_of(spec).gated  # its gates keep their letters (families.GATED_LETTERS)
+        self.printer = MathPrinter(LATEX, self.row, gated=self.gated)
         self.names = {role: param_latex(name, self.row) for role, name in spec.role_names.items()}
         _, weights = parameters(spec)
         # Jacobians are matrices of entries d a_i / d b_j in either notation: column math.
@@ -90,7 +92,11 @@ class Notation:
         self.output_jacobian = latex(weights["output"])
 
     def latex(self, expr) -> str:
-        return latex(expr, self.row)
+        return latex(expr, self.row, self.gated)
+
+    def text(self, expr) -> str:
+        """The plain-text spelling of ``expr`` (the module's docstring and comments, the command line)."""
+        return text(expr, self.row, self.gated)
 
     def step(self, family: str, t) -> str:
         """LaTeX of one step of a family, ``t`` a number or a letter."""
@@ -102,7 +108,7 @@ class Notation:
 
     def spelled(self, expr, symbol, text: str) -> str:
         """LaTeX of ``expr`` with ``text`` (LaTeX already) where the symbol ``symbol`` would be printed."""
-        return MathPrinter(LATEX, self.row, {symbol: text}).doprint(expr)
+        return MathPrinter(LATEX, self.row, {symbol: text}, self.gated).doprint(expr)
 
     def indexed(self, letter: str, t) -> str:
         """``E_t`` (column) or ``E^t`` (row notation)."""

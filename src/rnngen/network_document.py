@@ -20,7 +20,7 @@ from rnngen.activations import elementwise
 from rnngen.backprop import Derivation
 from rnngen.cells import GATE_NAMES
 from rnngen.document import Notation, Numbering, aligned, forward_families, sum_over_steps, truncation_context
-from rnngen.families import Family, Relative, Step, family, relative_of, run_of, step_of
+from rnngen.families import STATE_LETTERS, Family, Relative, Step, family, relative_of, run_of, step_of
 from rnngen.network import Block
 from rnngen.printing.math import param_latex
 from rnngen.program import gradient_symbol, relative, state_key, step_template
@@ -60,15 +60,10 @@ def _legend(n: Notation, derivation: Derivation) -> list:
         symbols = r",\ ".join(tag for tag, _ in tags)
         rows.append((f"${symbols}$", "beside a symbol: " + "; ".join(meaning for _, meaning in tags)))
     graph = derivation.graph
-    for chain in net.chains:
-        if net.cell.gated:  # every value of its step, in the order the step computes them
-            values = [n.step(k, "t") for k in forward_families(graph) if _of_chain(family(k), chain)]
-            what = "the pre-activations and values of the gates, " + (
-                "the memory cell, its activation " if "cell" in net.cell.states else ""
-            )
-            symbols = r",\ ".join(values)
-            rows.append((f"${symbols}$", f"{what}and the state of {_where(chain)}"))
-            continue
+    if net.cell.gated:  # each letter of the step once, for every chain (its tag beside it)
+        first = [family(k) for k in forward_families(graph) if _of_chain(family(k), net.chains[0])]
+        rows += _gate_legend(n, [Family(f.base) for f in first])  # without a chain's tag: the tag row says it
+    for chain in net.chains if not net.cell.gated else ():
         z, h = (n.step(base + chain.suffix, "t") for base in ("z", "h"))
         rows.append((f"${z},\\ {h}$", f"pre-activation and state of {_where(chain)}"))
     if derivation.spec.masked:
@@ -79,7 +74,9 @@ def _legend(n: Notation, derivation: Derivation) -> list:
         if chain.reverse:
             held = n.step(chain.family("hlast").key, "t")
             rows.append((f"${held}$", f"the state of {_where(chain)} at the latest real step up to $t$"))
-    rows.append((f"${n.step('o', 't')},\\ {n.step('yhat', 't')}$", "output pre-activation and prediction"))
+    gate_o = "; $o$ is the output gate's letter" if "go" in _bases(graph) else ""
+    output = "output pre-activation" + (f" (the scores{gate_o})" if net.cell.gated else "")
+    rows.append((f"${n.step('o', 't')},\\ {n.step('yhat', 't')}$", f"{output} and prediction"))
     for name, p in net.params.items():
         shape = " \\times ".join(_size(d) for d in p.symbol().shape if d != 1)
         where = f" of {_where(net.chain(p.chain))}" if p.chain else ""
@@ -103,6 +100,39 @@ def _legend(n: Notation, derivation: Derivation) -> list:
     hidden = elementwise(derivation.spec.hidden_key)
     if hidden.definition:
         rows.append((f"${hidden.definition}$", "the hidden activation"))
+    return rows
+
+
+def _bases(graph) -> set:
+    """The bases of the graph's families (``z``, ``gi``, ``cell``)."""
+    return {family(k).base for k in forward_families(graph)}
+
+
+#: What each value of a gated cell's step is, by its base (the gates' own: ``cells.GATE_NAMES``).
+_GATED_VALUES = {
+    "cell": "the memory cell (the output bias $c$ has no step)",
+    "cact": "the memory cell's activation, which the output gate scales",
+    "zhn": "the candidate's recurrent part, which the reset gate scales",
+    "h": "the state, carried to the next step and read by the layer above or the output layer",
+}
+
+
+def _gate_legend(n: Notation, families: list) -> list:
+    """The rows of a gated cell's step: its gates in PyTorch's order, their pre-activations (z with the
+    gate's letter below, whatever the gate's own letter is: the GRU's update gate is z), the other values."""
+    gates = [f for f in families if f.base.startswith("g") and f.base[1:] in GATE_NAMES]
+    pres = [f for f in families if f.base.startswith("z") and f.base[1:] in GATE_NAMES and f.base not in _GATED_VALUES]
+    names = [GATE_NAMES[f.base[1:]] for f in gates]
+    listed = ", ".join(names[:-1]) + " and " + names[-1]
+    rows = [
+        (r"$" + r",\ ".join(n.step(f.key, "t") for f in gates) + "$", f"the {listed}, in PyTorch's order"),
+        (
+            r"$" + r",\ ".join(n.step(f.key, "t") for f in pres) + "$",
+            "their pre-activations: $z$ with the gate's letter below",
+        ),
+    ]
+    rows += [(f"${n.step(f.key, 't')}$", _GATED_VALUES[f.base]) for f in families if f.base in _GATED_VALUES]
+    rows.append((r"$\sigma$", r"the gates' activation, the logistic sigmoid $1 / (1 + e^{-a})$"))
     return rows
 
 
@@ -421,7 +451,8 @@ def _shown(formula) -> bool:
     stmt = formula.stmts[0]
     step = step_of(stmt.target)
     given = all(not isinstance(s, (Step, Relative)) and not run_of(s) for s in A.symbols_in(stmt.expr))
-    initial = step and family(step[0]).base == "h" and not family(step[0]).is_adjoint  # not δh_0 = 0 (truncated)
+    # a state's initial value (h_0, an LSTM's c_0), not δh_0 = 0 (truncated)
+    initial = step and family(step[0]).base in STATE_LETTERS and not family(step[0]).is_adjoint
     return not (len(formula.stmts) == 1 and initial and given)
 
 
