@@ -27,6 +27,7 @@ from test_network_document import _check, make_checker
 from rnngen import verify
 from rnngen.document import Notation
 from rnngen.families import Family, family
+from rnngen.markdown import to_markdown
 from rnngen.pipeline import build
 from rnngen.reference import relative_error
 from rnngen.spec import RNNSpec, SpecError
@@ -461,6 +462,12 @@ WRONG = [
     (RNNSpec(T=3, cell="gru"), r"r_{t} \odot {z_{hn}}_{t}", r"{z_{hn}}_{t}"),  # no reset gate
     (RNNSpec(T=3, cell="gru", gru_reset="before"), r"\left(W_{n}^{\top} \delta^{{z_{n}}}_{t}\right) \odot h_{t-1}",
      r"\left(W_{n}^{\top} \delta^{{z_{n}}}_{t}\right) \odot r_{t} \odot h_{t-1}"),
+    # the teaching section: the direct path left out of the cell's Jacobian; the GRU's reset gate on the wrong side
+    (RNNSpec(T=3, cell="lstm"), r"&= \operatorname{diag}(f_{t}) + \frac", r"&= \frac"),
+    (RNNSpec(T=3, cell="gru"), r"&= \operatorname{diag}(z_{t}) + \frac", r"&= \frac"),
+    (RNNSpec(T=3, cell="gru", gru_reset="before"), r"W_{n} \left(\operatorname{diag}(r_{t}) +",
+     r"\left(\operatorname{diag}(r_{t}) W_{n} +"),
+    (RNNSpec(T=3, cell="lstm"), r"&= \operatorname{diag}(c_{t-1})", r"&= \operatorname{diag}(c_{t})"),
     # a formula the code runs
     (RNNSpec(T=3, cell="lstm"), r"c_{2} &= f_{2} \odot c_{1}", r"c_{2} &= i_{2} \odot c_{1}"),
 ]  # fmt: skip
@@ -471,9 +478,10 @@ def test_the_document_check_catches_a_wrong_gated_equation(spec, right, wrong):
     result, checker = make_checker(spec)
     assert not checker.check(), "the document must hold before it is changed"
     tex = result.latex
-    at = tex.index(right)
-    assert tex.count(right) == 1, right
-    number = next(n for n, (lo, hi) in _tagged_spans(tex) if lo <= at < hi)
+    # the one numbered equation that holds the text (the prose may quote it too)
+    found = [(n, lo + tex[lo:hi].index(right)) for n, (lo, hi) in _tagged_spans(tex) if right in tex[lo:hi]]
+    assert len(found) == 1, right
+    number, at = found[0]
     failed = {n for n, _ in checker.check(tex[:at] + wrong + tex[at + len(right) :])}
     assert number in failed, f"({number}) {right} -> {wrong} passed"
 
@@ -502,8 +510,35 @@ def test_no_two_values_of_a_gated_document_share_a_symbol(spec):
     legend = result.latex.split(r"\begin{tabular}{ll}")[1].split(r"\end{tabular}")[0]
     for key in keys:
         fam = family(key)
-        if not fam.is_adjoint and fam.base not in ("x", "y", "m", "hbar", "cellbar", "hlast"):
+        # every value but the inputs', the mask's and the pre-activations' (z with the gate's letter, said once)
+        pre = fam.base.startswith("z") and fam.base[1:] in GATES[spec.cell]
+        if not fam.is_adjoint and not pre and fam.base not in ("x", "y", "m", "hbar", "cellbar", "hlast"):
             assert n.step(Family(fam.base).key, "t") in legend, key
+
+
+@pytest.mark.parametrize("spec", CHECKED[:3], ids=lambda s: s.name)
+def test_the_document_names_the_paths_of_the_gradient(spec):
+    """The delta recursion names the direct path (the memory cell through f, the GRU's state through z) and
+    the path through the state; a section gives each gate's local Jacobian and the step's Jacobian split
+    into its paths; the GRU's says which form it is and how the other differs."""
+    tex = build(spec).latex
+    section = tex.split(r"\section{What the gates do to the gradient}")[1].split(r"\section{The formulas")[0]
+    if spec.cell == "lstm":
+        assert r"\underbrace{\delta^{c}_{t+1} \odot f_{t+1}}_{\text{directly, step } t+1}" in tex
+        assert r"}_{\text{through the state, step } t}" in tex
+        assert r"\frac{\partial c_{t}}{\partial c_{t-1}} &= \operatorname{diag}(f_{t}) + " in section
+        assert "vanishing gradients" in section and r"\gamma \|W\|" in section
+    else:
+        assert r"\underbrace{\delta^{h}_{t+1} \odot z_{t+1}}_{\text{directly, step } t+1}" in tex
+        assert r"\frac{\partial h_{t}}{\partial h_{t-1}} &= \operatorname{diag}(z_{t}) + " in section
+        forms = " ".join(tex.split(r"\section{The two forms of the GRU}")[1].split(r"\section")[0].split())
+        after = spec.gru_reset == "after"
+        ours = "This document's GRU resets " + ("after the product" if after else "the state before the product")
+        assert ours in forms
+        assert r"r_{t} \odot \left(W_{n} h_{t-1} + b_{hn}\right)" in forms
+        assert r"W_{n} \left(r_{t} \odot h_{t-1}\right)" in forms
+    for flavor in ("github", "jupyter"):  # the new text renders in Markdown too
+        assert "What the gates do to the gradient" in to_markdown(tex, flavor)
 
 
 # --- the check catches a wrong gate ----------------------------------------------------------------

@@ -12,6 +12,8 @@ ways: block by block, as the derivation has it, and as one matrix on the stacked
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import sympy as sp
 from sympy import MatAdd, MatMul, Transpose
 
@@ -21,6 +23,7 @@ from rnngen.backprop import Derivation
 from rnngen.cells import GATE_NAMES
 from rnngen.document import Notation, Numbering, aligned, forward_families, sum_over_steps, truncation_context
 from rnngen.families import STATE_LETTERS, Family, Relative, Step, family, relative_of, run_of, step_of
+from rnngen.gate_document import gate_context
 from rnngen.network import Block
 from rnngen.printing.math import param_latex
 from rnngen.program import gradient_symbol, relative, state_key, step_template
@@ -67,15 +70,15 @@ def _legend(n: Notation, derivation: Derivation) -> list:
         z, h = (n.step(base + chain.suffix, "t") for base in ("z", "h"))
         rows.append((f"${z},\\ {h}$", f"pre-activation and state of {_where(chain)}"))
     if derivation.spec.masked:
-        hbar = n.step(candidate(net.cell.state) + net.chains[-1].suffix, "t")
+        bars = [n.step(candidate(state) + net.chains[-1].suffix, "t") for state in net.cell.states]
         rows.append((f"${n.step('m', 't')}$", "the mask: 1 on a real step, 0 on a padded one"))
-        rows.append((f"${hbar}$", "the cell's new state, which a padded step does not take"))
+        states = "state" if len(bars) == 1 else "states"
+        rows.append(("$" + r",\ ".join(bars) + "$", f"the cell's new {states}, which a padded step does not take"))
     for chain in net.top if derivation.spec.reads_last_real else ():
         if chain.reverse:
             held = n.step(chain.family("hlast").key, "t")
             rows.append((f"${held}$", f"the state of {_where(chain)} at the latest real step up to $t$"))
-    gate_o = "; $o$ is the output gate's letter" if "go" in _bases(graph) else ""
-    output = "output pre-activation" + (f" (the scores{gate_o})" if net.cell.gated else "")
+    output = "output pre-activation" + (" (the scores)" if net.cell.gated else "")  # o may be a gate's letter
     rows.append((f"${n.step('o', 't')},\\ {n.step('yhat', 't')}$", f"{output} and prediction"))
     for name, p in net.params.items():
         shape = " \\times ".join(_size(d) for d in p.symbol().shape if d != 1)
@@ -103,17 +106,12 @@ def _legend(n: Notation, derivation: Derivation) -> list:
     return rows
 
 
-def _bases(graph) -> set:
-    """The bases of the graph's families (``z``, ``gi``, ``cell``)."""
-    return {family(k).base for k in forward_families(graph)}
-
-
 #: What each value of a gated cell's step is, by its base (the gates' own: ``cells.GATE_NAMES``).
 _GATED_VALUES = {
     "cell": "the memory cell (the output bias $c$ has no step)",
     "cact": "the memory cell's activation, which the output gate scales",
     "zhn": "the candidate's recurrent part, which the reset gate scales",
-    "h": "the state, carried to the next step and read by the layer above or the output layer",
+    "h": "the state, which the next step and the layer above read",
 }
 
 
@@ -125,9 +123,9 @@ def _gate_legend(n: Notation, families: list) -> list:
     names = [GATE_NAMES[f.base[1:]] for f in gates]
     listed = ", ".join(names[:-1]) + " and " + names[-1]
     rows = [
-        (r"$" + r",\ ".join(n.step(f.key, "t") for f in gates) + "$", f"the {listed}, in PyTorch's order"),
+        (r"$" + r",\ ".join(n.step(f.key, "t") for f in gates) + "$", f"the {listed} (PyTorch's order)"),
         (
-            r"$" + r",\ ".join(n.step(f.key, "t") for f in pres) + "$",
+            r"$" + r",\ \dots,\ ".join(n.step(f.key, "t") for f in (pres[0], pres[-1])) + "$",
             "their pre-activations: $z$ with the gate's letter below",
         ),
     ]
@@ -267,22 +265,33 @@ def _range_note(ts: list, T: int) -> str:
     return rf", \quad t = {', '.join(shown)}"
 
 
-def _source(fam: Family, k: int) -> str:
-    """Where a term of a state's delta comes from: ``layer 2, step t+1``, ``output, step t``."""
+def _source(fam: Family, k: int, own: Family | None = None) -> str:
+    """Where a term of a state's delta comes from: ``layer 2, step t+1``, ``output, step t``.
+
+    In a gated cell's document (``own``: the delta's family) a term names its path: ``directly`` from the
+    same state at the next step, or its new value before the mask (the LSTM's memory cell through the
+    forget gate, the GRU's state through the update gate); ``through the state`` from another value of
+    the same step (the memory cell's activation, which the state reads).
+    """
     step = "t" if k == 0 else f"t{k:+d}"
     if fam.base == "o":
         return rf"\text{{output, step }} {step}"
+    if own is not None and k != 0 and fam.value in (own.value, replace(own.value, base=candidate(own.base))):
+        return rf"\text{{directly, step }} {step}"
+    if own is not None and k == 0 and (fam.layer, fam.direction) == (own.layer, own.direction):
+        return rf"\text{{through the state, step }} {step}"
     where = f"layer {fam.layer}" if fam.layer else "this layer"
     if fam.direction:
         where = (where + ", " if fam.layer else "") + _DIRECTION[fam.direction].replace(" chain", "")
     return rf"\text{{{where}, step }} {step}"
 
 
-def _labelled(n: Notation, template) -> str:
+def _labelled(n: Notation, template, own: Family | None = None) -> str:
     """A delta's terms, each under a brace that says through which value the gradient arrived.
 
     The terms are the derivation's own; a term names exactly one adjoint (``V^T delta^o_t``,
-    ``W^T delta^z_{t+1}``), whose family and step are the label.
+    ``W^T delta^z_{t+1}``), whose family and step are the label; ``own``: the delta's family, to name
+    a gated cell's paths (``_source``).
     """
     terms = list(template.args) if isinstance(template, MatAdd) else [template]
     parts = []
@@ -291,7 +300,7 @@ def _labelled(n: Notation, template) -> str:
         adjoints = [(family(key), k) for key, k in adjoints if family(key).is_adjoint]
         if len(adjoints) != 1 or len(terms) == 1:
             return n.latex(template)
-        parts.append(rf"\underbrace{{{n.latex(term)}}}_{{{_source(*adjoints[0])}}}")
+        parts.append(rf"\underbrace{{{n.latex(term)}}}_{{{_source(*adjoints[0], own)}}}")
     return " + ".join(parts)
 
 
@@ -326,7 +335,8 @@ def _sweep_lines(n: Notation, derivation: Derivation, keys: list) -> list:
                 lines.append(aligned(f"{n.latex(node.symbol)} = {n.latex(node.expr)}"))
                 continue
             lhs = n.latex(relative(key, 0, run[0].symbol.shape[0]))
-            rhs = _labelled(n, template) if family(key).base in states else n.latex(template)
+            own = family(key) if derivation.graph.network.cell.gated else None  # a gated cell's paths named
+            rhs = _labelled(n, template, own) if family(key).base in states else n.latex(template)
             lines.append(aligned(f"{lhs} = {rhs}") + _range_note([node.t for node in run], T))
     return lines
 
@@ -510,6 +520,8 @@ def network_context(derivation: Derivation, formulas: list, numbering: Numbering
         ],
         formulas=[f for f in formulas if _shown(f)],
         truncation=truncation_context(n, derivation),
+        gates=gate_context(derivation, _where(net.chains[0])),
+        numbers=numbering.numbers,  # the numbers given so far: the text cites an equation above it
         eq=numbering.tag,
         step=n.step,
     )
