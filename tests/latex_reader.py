@@ -812,8 +812,14 @@ def formula_lines(tex: str) -> list:
     """The numbered lines of the last section, without their tags."""
     body = tex.split(SECTION, 1)[1]
     block = body.split(r"\begin{align}", 1)[1].split(r"\end{align}", 1)[0]
-    lines = [re.sub(r"\\tag\{\d+\}", "", row).strip() for row in re.split(r"\\\\\s*\n", block)]
-    return [line for line in lines if line]
+    lines = []
+    for row in re.split(r"\\\\\s*\n", block):
+        row = re.sub(r"\\tag\{\d+\}|\\nonumber", "", row).strip()
+        if row.startswith("&") and lines:  # a long formula's next row: &\qquad + ...
+            lines[-1] += " " + re.sub(r"^&\s*(?:\\qquad)?", "", row).strip()
+        elif row:
+            lines.append(row)
+    return lines
 
 
 # --- every numbered equation -------------------------------------------------------------------

@@ -541,6 +541,28 @@ def test_the_document_names_the_paths_of_the_gradient(spec):
         assert "What the gates do to the gradient" in to_markdown(tex, flavor)
 
 
+@needs_pdflatex
+@pytest.mark.parametrize(
+    "spec",
+    [
+        RNNSpec(T=5, cell="lstm"),
+        RNNSpec(T=5, cell="gru"),
+        RNNSpec(T=5, cell="gru", gru_reset="before"),
+        RNNSpec(T=5, cell="lstm", notation="row"),
+        RNNSpec(T=4, cell="lstm", layers=2, masked=True),
+    ],
+    ids=lambda s: s.name,
+)
+def test_a_gated_documents_long_sums_are_broken_into_rows(tmp_path, spec):
+    """A state's delta collects a term per gate (and per chain above): a sum wider than the page is set in
+    rows, and the checker reads the rows as one equation (test_every_numbered_equation_...)."""
+    tex = build(spec).latex
+    assert r"\nonumber \\" + "\n" + r"&\qquad + " in tex
+    run = compile_tex(tmp_path, spec.name, tex)
+    assert run.returncode == 0, run.stdout[-2000:]
+    assert "Overfull \\hbox" not in run.stdout
+
+
 # --- the check catches a wrong gate ----------------------------------------------------------------
 
 

@@ -21,7 +21,15 @@ from rnngen import algebra as A
 from rnngen.activations import elementwise
 from rnngen.backprop import Derivation
 from rnngen.cells import GATE_NAMES
-from rnngen.document import Notation, Numbering, aligned, forward_families, sum_over_steps, truncation_context
+from rnngen.document import (
+    Notation,
+    Numbering,
+    aligned,
+    broken,
+    forward_families,
+    sum_over_steps,
+    truncation_context,
+)
 from rnngen.families import STATE_LETTERS, Family, Relative, Step, family, relative_of, run_of, step_of
 from rnngen.gate_document import gate_context
 from rnngen.network import Block
@@ -332,12 +340,12 @@ def _sweep_lines(n: Notation, derivation: Derivation, keys: list) -> list:
             inner = 0 < i < len(runs) - 1
             if len(run) == 1 and not inner:
                 node = run[0]
-                lines.append(aligned(f"{n.latex(node.symbol)} = {n.latex(node.expr)}"))
+                lines.append(broken(n.latex(node.symbol), n.latex(node.expr)))
                 continue
             lhs = n.latex(relative(key, 0, run[0].symbol.shape[0]))
             own = family(key) if derivation.graph.network.cell.gated else None  # a gated cell's paths named
             rhs = _labelled(n, template, own) if family(key).base in states else n.latex(template)
-            lines.append(aligned(f"{lhs} = {rhs}") + _range_note([node.t for node in run], T))
+            lines.append(broken(lhs, rhs, _range_note([node.t for node in run], T)))
     return lines
 
 

@@ -20,7 +20,7 @@ from rnngen import algebra as A
 from rnngen.activations import elementwise
 from rnngen.backprop import Derivation
 from rnngen.cells import cell_of
-from rnngen.document import Notation, Numbering, aligned, forward_families, generic, latex_context
+from rnngen.document import Notation, Numbering, aligned, broken, forward_families, generic, latex_context
 from rnngen.emit import render
 from rnngen.families import run_of, step_of
 from rnngen.lower import Lowered
@@ -116,12 +116,12 @@ def final_formulas(program: Program) -> list:
             t0 = group[0].step[1]
             tex = r", \qquad ".join(_generic_equation(group[k], t0, n.latex) for k in range(period))
             txt = ";  ".join(_generic_equation(group[k], t0, n.text) for k in range(period))
-            tex, txt = tex + _steps_note(ts, "latex"), txt + _steps_note(ts, "text")
+            tex, txt = aligned(tex) + _steps_note(ts, "latex"), txt + _steps_note(ts, "text")
         else:
             s = group[0]
-            tex = f"{n.latex(s.target)} = {n.latex(s.expr)}"
+            tex = broken(n.latex(s.target), n.latex(s.expr))  # a long sum in rows
             txt = f"{n.text(s.target)} = {n.text(s.expr)}"
-        formulas.append(Formula(f"final-{i}", aligned(tex), txt, group))
+        formulas.append(Formula(f"final-{i}", tex, txt, group))
     return formulas
 
 
