@@ -227,6 +227,8 @@ def _network_text(derivation: Derivation) -> list:
     else:
         weight = "m_t " if spec.masked_losses else ""
         lines.append(f"E = sum_{{t={spec.loss_steps[0]}..{spec.T}}} {weight}E_t,  E_t = {loss}")
+    if n.gated:  # the letters differ from the arrays' names there (families.GATED_LETTERS)
+        lines.append("s_t: the output pre-activation, forward()'s \"o\" (o stays the LSTM's output gate)")
     if spec.masked:
         lines.append("m_t: each sequence's mask at step t, 1 on a real step, 0 on a padded one (1 m_t: down the rows)")
         lines.append("h̄_t: the cell's new state, which a padded step does not take")
