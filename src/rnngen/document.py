@@ -65,7 +65,7 @@ def aligned(equation: str) -> str:
     return equation.replace(" = ", " &= ", 1)
 
 
-#: How many glyphs (``_glyphs``) a row of the page holds beside its equation number, 6.5in at 11pt: a
+#: How many glyphs (``glyphs``) a row of the page holds beside its equation number, 6.5in at 11pt: a
 #: delta's sum wider than that is broken into rows. Measured: an Elman row of 97.8 fits, an LSTM row of 109
 #: runs 32pt over.
 ROW_GLYPHS = 100
@@ -88,23 +88,23 @@ def _group(tex: str, i: int) -> tuple:
 _SILENT = {"left", "right", "mathbf", "mathrm", "operatorname", "quad", "qquad", "nonumber"}
 
 
-def _glyphs(tex: str, scale: float = 1.0) -> float:
+def glyphs(tex: str, scale: float = 1.0) -> float:
     """A rough width of a LaTeX formula in glyphs of math italic: a sub- or superscript counts at the size
     it is set in (0.7); a brace's label, roman text at that size, at 0.85 a character (spaces too),
     measured against the pages pdfLaTeX sets."""
     braced = re.fullmatch(r"\\underbrace\{(.*)\}_\{\\text\{([^{}]*)\}([^{}]*)\}", tex.strip(), re.S)
     if braced:
         label = braced.group(2) + braced.group(3)
-        return max(_glyphs(braced.group(1), scale), 0.85 * scale * len(label))
+        return max(glyphs(braced.group(1), scale), 0.85 * scale * len(label))
     total, i = 0.0, 0
     while i < len(tex):
         c = tex[i]
         if c in "^_":
             script, i = _group(tex, i + 1)
-            total += _glyphs(script, 0.7 * scale)
+            total += glyphs(script, 0.7 * scale)
         elif c == "{":
             inner, i = _group(tex, i)
-            total += _glyphs(inner, scale)
+            total += glyphs(inner, scale)
         elif c == "\\":
             command, i = _group(tex, i)
             total += 0 if command[1:] in _SILENT else scale
@@ -130,13 +130,14 @@ def _terms(tex: str) -> list:
     return [t if t.startswith(("+ ", "- ")) else "+ " + t for t in terms]
 
 
-def broken(lhs: str, rhs: str, note: str = "") -> str:
+def broken(lhs: str, rhs: str, note: str = "", column: float = 0.0) -> str:
     """``lhs &= rhs`` and ``note``; a sum wider than ``ROW_GLYPHS`` broken into rows (``&\\qquad + ...``),
-    each filled with terms up to that width (a next row starts where the sum does, a quad further)."""
+    each filled with terms up to that width (a next row starts where the sum does, a quad further).
+    ``column``: the width of the widest left side of the align it stands in, where every sum starts."""
     terms = _terms(rhs)
-    widths = [_glyphs(term[2:]) + 2 for term in terms]  # each term and its sign
-    start = _glyphs(lhs) + 2
-    if start + sum(widths) + _glyphs(note) <= ROW_GLYPHS:
+    widths = [glyphs(term[2:]) + 2 for term in terms]  # each term and its sign
+    start = max(glyphs(lhs), column) + 2
+    if start + sum(widths) + glyphs(note) <= ROW_GLYPHS:
         return aligned(f"{lhs} = {rhs}") + note
     rows, width = [[]], start
     for term, w in zip(terms, widths):
@@ -145,7 +146,7 @@ def broken(lhs: str, rhs: str, note: str = "") -> str:
             width = start + 2
         rows[-1].append(term)
         width += w
-    if width + _glyphs(note) > ROW_GLYPHS and len(rows[-1]) > 1:  # the steps' note needs room too
+    if width + glyphs(note) > ROW_GLYPHS and len(rows[-1]) > 1:  # the steps' note needs room too
         rows.append([rows[-1].pop()])
     first = " ".join(rows[0])
     lines = [aligned(f"{lhs} = {first[2:] if first.startswith('+ ') else first}")]

@@ -27,6 +27,7 @@ from rnngen.document import (
     aligned,
     broken,
     forward_families,
+    glyphs,
     sum_over_steps,
     truncation_context,
 )
@@ -332,7 +333,7 @@ def _sweep_lines(n: Notation, derivation: Derivation, keys: list) -> list:
     """
     T = derivation.spec.T
     states = derivation.graph.network.cell.states  # a state's delta: its terms labelled by where they came from
-    lines = []
+    equations = []  # (lhs, rhs, note)
     for key in keys:
         nodes = [node for node in derivation.adjoints if node.family == key]
         runs = _runs(nodes)
@@ -340,13 +341,14 @@ def _sweep_lines(n: Notation, derivation: Derivation, keys: list) -> list:
             inner = 0 < i < len(runs) - 1
             if len(run) == 1 and not inner:
                 node = run[0]
-                lines.append(broken(n.latex(node.symbol), n.latex(node.expr)))
+                equations.append((n.latex(node.symbol), n.latex(node.expr), ""))
                 continue
             lhs = n.latex(relative(key, 0, run[0].symbol.shape[0]))
             own = family(key) if derivation.graph.network.cell.gated else None  # a gated cell's paths named
             rhs = _labelled(n, template, own) if family(key).base in states else n.latex(template)
-            lines.append(broken(lhs, rhs, _range_note([node.t for node in run], T)))
-    return lines
+            equations.append((lhs, rhs, _range_note([node.t for node in run], T)))
+    column = max((glyphs(lhs) for lhs, _, _ in equations), default=0.0)  # one align: its widest left side
+    return [broken(lhs, rhs, note, column) for lhs, rhs, note in equations]
 
 
 def _output_split(n: Notation, derivation: Derivation) -> str | None:
