@@ -73,6 +73,73 @@ _SYMBOL = re.compile(
     r"|\\bar\{[hH]\}|\\check\{[hH]\}|[XYZHOMxyzhomDE](?![A-Za-z]))"
     r"(?P<sup>\^\{(?!\\top|\+)(?:\\hat\{y\}|\\bar\{h\}|\\check\{h\}|\\mathrm\{[fb]\}|[^{}])*\})?(?P<sub>_\{[^{}]*\}|_[ij](?![A-Za-z]))?"
 )
+
+
+class Letters:
+    """How a document spells its families, and which of them the forward pass must define.
+
+    An Elman network's document writes ``z_t, h_t`` and the output's ``o_t``. A gated cell's writes
+    its gates with PyTorch's letters, the LSTM's ``i, f, g, o`` and the GRU's ``r, z, n`` (their
+    pre-activations ``{z_{i}}_t``, their local Jacobians ``{\\sigma'_{i}}_t`` and ``{f'_{g}}_t``), the
+    LSTM's memory cell ``c_t`` (its activation ``\\phi_t``; the output bias is ``c`` without a step)
+    and the GRU's ``{z_{hn}}_t``; its output pre-activation is ``s_t``. Keys are the reader's own:
+    the output's is ``o`` in both, as the module's ``forward`` names it; a gate's value is ``g`` and
+    its letter (``go``), its pre-activation ``z`` and the letter (``zo``), its Jacobian ``j`` and the letter.
+    """
+
+    def __init__(self, gated: bool):
+        self.gated = gated
+        if not gated:
+            self.symbol, self.bare = _SYMBOL, _BARE
+            self.forward, self.optional, self.cell = FORWARD, OPTIONAL_FORWARD, ("z", "h")
+            return
+        gate = r"\{[zZ]_\{[a-z]+\}\}"  # a gate's pre-activation, {z_{i}}, {Z_{hn}} stacked
+        self.symbol = re.compile(
+            r"(?P<base>\\tilde\{\\(?:delta|Delta)\}|\\(?:delta|Delta)(?!_\{ij\})"
+            rf"|\\tilde\{{{gate}\}}|{gate}|\{{\\(?:sigma|Sigma)'_\{{[a-z]+\}}\}}|\{{[fF]'_\{{[a-z]+\}}\}}"
+            r"|\\hat\{[yY]\}|\\bar\{[hHcC]\}|\\check\{[hH]\}|\\(?:phi|Phi)(?![A-Za-z])"
+            r"|[XYHMSIFGORZNCxyhmsifgorzncDE](?![A-Za-z]))"
+            rf"(?P<sup>\^\{{(?!\\top|\+)(?:\\hat\{{y\}}|\\bar\{{[hc]\}}|\\check\{{h\}}|\\mathrm\{{[fb]\}}|{gate}|[^{{}}])*\}})?"
+            r"(?P<sub>_\{[^{}]*\}|_[ij](?![A-Za-z]))?"
+        )
+        self.bare = r"E|[xyhs]|\\hat\{y\}"
+        gates = tuple(f"g{k}" for k in "ifgorzn")
+        cell = gates + tuple(f"z{k}" for k in "ifgorzn") + ("zhn", "cell", "phi", "h", "hbar", "cbar")
+        self.forward, self.optional, self.cell = ("h", "o", "yhat"), cell + ("hlast",), cell
+
+    def key(self, spelled: str, delta: bool = False) -> str:
+        """The family a letter (with its accent, without step or tag) stands for; ``delta``: a delta's letter."""
+        if not self.gated:
+            return (
+                _FAMILY.get(spelled, spelled)
+                if delta
+                else _FAMILY.get(spelled, spelled.lower() if spelled not in "DE" else spelled)
+            )
+        m = re.fullmatch(r"(\\tilde\{)?\{[zZ]_\{([a-z]+)\}\}\}?", spelled)
+        if m:  # a gate's pre-activation, or (with the tilde) its part that reads no recurrence
+            return ("pre_z" if m.group(1) else "z") + m.group(2)
+        m = re.fullmatch(r"\{(?:\\sigma|\\Sigma|f|F)'_\{([a-z]+)\}\}", spelled)
+        if m:  # a gate's local Jacobian
+            return "j" + m.group(1)
+        if spelled in _GATED or spelled in "DE":
+            return _GATED.get(spelled, spelled)
+        return ("g" if spelled.lower() in "ifgorzn" else "") + spelled.lower()
+
+
+#: A gated cell's letters that are not a gate's: the output's pre-activation, the memory cell and its activation.
+_GATED = {
+    **{k: v for k, v in _FAMILY.items() if "{" in k and "'" not in k and "tilde" not in k},
+    "s": "o",
+    "S": "o",
+    "c": "cell",
+    "C": "cell",
+    r"\phi": "phi",
+    r"\Phi": "phi",
+    r"\bar{c}": "cbar",
+    r"\bar{C}": "cbar",
+}
+
+
 #: A parameter: its letter, its chain's tag (layer, direction) above, its own subscript and its block below.
 _PARAM_TAG = r"\^\{\(\d*(?:\\mathrm\{[fb]\})?\)\}"
 _PARAM_SUB = r"_\{(?:[A-Za-z0-9,]|\\mathrm\{[fb]\})+\}"
@@ -166,7 +233,10 @@ class Reader:
         masks: a masked network's mask of the sequence, steps 1..T (0 or 1 each).
     """
 
-    def __init__(self, tex: str, row: bool, params: dict, xs, ys: dict, custom=None, blocks=None, T=None, masks=None):
+    def __init__(
+        self, tex: str, row: bool, params: dict, xs, ys: dict, custom=None, blocks=None, T=None, masks=None, gated=False
+    ):
+        self.letters = Letters(gated)
         self.custom = custom or {}
         self.blocks = blocks or {}
         self.row = row
@@ -229,7 +299,7 @@ class Reader:
     # --- symbols -------------------------------------------------------------------------------
 
     def _parse_symbol(self, text: str):
-        m = _SYMBOL.fullmatch(text.strip())
+        m = self.letters.symbol.fullmatch(text.strip())
         if not m:
             raise ValueError(f"not a symbol: {text!r}")
         return self._symbol(m)
@@ -252,10 +322,10 @@ class Reader:
         suffix += f"[{tagged.group('age')}]" if tagged.group("age") else ""  # dz2_f[1]: age 1
         if "delta" in base.lower():  # delta^{z(2)}_{t} (column) or delta^{z(2),t} (row)
             letter, index = head, rest.lstrip(",") or sub
-            family = ("pre_d" if "tilde" in base else "d") + _FAMILY.get(letter, letter) + suffix
+            family = ("pre_d" if "tilde" in base else "d") + self.letters.key(letter, delta=True) + suffix
         else:  # h^{(2)}_{t} (column) or h^{(2),t} (row)
             index = (head or rest.lstrip(",") or None) if self.row else sub
-            family = _FAMILY.get(base, base.lower() if base not in "DE" else base) + suffix
+            family = self.letters.key(base) + suffix
         if index is None:
             if entry is None and base != "E" and not self.entrywise:
                 raise ValueError(f"a symbol without a step: {m.group(0)!r}")
@@ -266,9 +336,17 @@ class Reader:
             return family, (int(lo), int(hi)), entry
         return family, index, entry
 
+    def _whole_symbol(self, text: str):
+        """The match of ``text`` as one family's symbol: with a step or a tag, or a letter that stands alone
+        (``E``); None for a parameter's letter (a gated cell's output bias ``c``, beside its memory cell ``c_t``)."""
+        m = self.letters.symbol.fullmatch(text.strip())
+        if m and (m.group("sup") or m.group("sub") or re.fullmatch(self.letters.bare, m.group("base"))):
+            return m
+        return None
+
     def _param_of(self, text: str) -> str:
         """The parameter a gradient is taken by: ``W``, ``U2_{f}``, or a chain's initial state ``h^{(1)}_{0}``."""
-        m = _SYMBOL.fullmatch(text.strip())
+        m = self._whole_symbol(text)
         if m:
             family, index, _ = self._symbol(m)
             key = (family, self._step(index, {}))
@@ -341,8 +419,8 @@ class Reader:
                     i = m.end()
                     break
             else:
-                m = _SYMBOL.match(text, i)
-                if m and (m.group("sup") or m.group("sub") or re.fullmatch(_BARE, m.group("base"))):
+                m = self.letters.symbol.match(text, i)
+                if m and (m.group("sup") or m.group("sub") or re.fullmatch(self.letters.bare, m.group("base"))):
                     tokens.append(("SYM", m))
                     i = m.end()
                     continue
@@ -695,7 +773,7 @@ _TAGGED = re.compile(
     r"(?:\[(?P<age>\d+)\])?(?P<rest>.*)"  # a truncated derivation's age: delta^{z(2)[1]}_{t}
 )
 #: The module's names of the initial states: ``h0``, ``h0_2``, ``h0_f``, ``h0_2_b``.
-_INITIAL = re.compile(r"h0(?:_(?P<layer>\d+))?(?:_(?P<dir>[fb]))?")
+_INITIAL = re.compile(r"(?P<state>[hc])0(?:_(?P<layer>\d+))?(?:_(?P<dir>[fb]))?")
 
 
 def _initial_step(name: str, T: int):
@@ -707,7 +785,8 @@ def _initial_step(name: str, T: int):
     if not m:
         return None
     direction = m.group("dir")
-    key = "h" + (m.group("layer") or "") + (f"_{direction}" if direction else "")
+    state = {"h": "h", "c": "cell"}[m.group("state")]  # an LSTM's memory cell starts at c0
+    key = state + (m.group("layer") or "") + (f"_{direction}" if direction else "")
     return key, T + 1 if direction == "b" else 0
 
 
@@ -733,8 +812,14 @@ def formula_lines(tex: str) -> list:
     """The numbered lines of the last section, without their tags."""
     body = tex.split(SECTION, 1)[1]
     block = body.split(r"\begin{align}", 1)[1].split(r"\end{align}", 1)[0]
-    lines = [re.sub(r"\\tag\{\d+\}", "", row).strip() for row in re.split(r"\\\\\s*\n", block)]
-    return [line for line in lines if line]
+    lines = []
+    for row in re.split(r"\\\\\s*\n", block):
+        row = re.sub(r"\\tag\{\d+\}|\\nonumber", "", row).strip()
+        if row.startswith("&") and lines:  # a long formula's next row: &\qquad + ...
+            lines[-1] += " " + re.sub(r"^&\s*(?:\\qquad)?", "", row).strip()
+        elif row:
+            lines.append(row)
+    return lines
 
 
 # --- every numbered equation -------------------------------------------------------------------
@@ -819,9 +904,22 @@ class Checker(Reader):
     """
 
     def __init__(
-        self, tex, row, params, xs, ys, module, problem, custom=None, blocks=None, T=None, truncate=None, masks=None
+        self,
+        tex,
+        row,
+        params,
+        xs,
+        ys,
+        module,
+        problem,
+        custom=None,
+        blocks=None,
+        T=None,
+        truncate=None,
+        masks=None,
+        gated=False,
     ):
-        super().__init__(tex, row, params, xs, ys, custom, blocks, T, masks)
+        super().__init__(tex, row, params, xs, ys, custom, blocks, T, masks, gated)
         self.truncate = truncate
         self.masks = masks
         self.module, self.raw, self.problem = module, (params, xs, ys), problem
@@ -847,11 +945,11 @@ class Checker(Reader):
             for eq in eqs:
                 for rel in relations(eq):
                     lhs, _, rhs = rel.partition(" = ")
-                    m = _SYMBOL.fullmatch(lhs.strip())
+                    m = self.letters.symbol.fullmatch(lhs.strip())
                     if not m or not rhs:
                         continue
                     family, index, entry = self._symbol(m)
-                    forward_family = _base(family) in FORWARD + OPTIONAL_FORWARD
+                    forward_family = _base(family) in self.letters.forward + self.letters.optional
                     if forward_family and "delta" not in lhs and (index == "t" or str(index).isdigit()):
                         # at a generic step t (at the steps it states, if it states them), or at one step
                         stated = _STEPS.search(rhs)
@@ -928,7 +1026,7 @@ class Checker(Reader):
         """Run the forward pass from the document: ``(failures of the forward and loss equations, it ran)``."""
         self.forward, self.loss, where = self._definitions(blocks)
         bases = {_base(f) for f in self.forward}
-        missing = [f for f in FORWARD if f not in bases] + [k for k in ("E", "E_t") if k not in self.loss]
+        missing = [f for f in self.letters.forward if f not in bases] + [k for k in ("E", "E_t") if k not in self.loss]
         if missing:  # nothing can be checked
             return [(n, f"the document defines no forward or loss equation for {missing}") for n, _, _ in blocks], False
         # the Jacobians belong to one forward pass: one cache per set of definitions
@@ -955,7 +1053,9 @@ class Checker(Reader):
             if not np.allclose(got, np.asarray(out[family]).reshape(got.shape), rtol=1e-12, atol=1e-14):
                 # the module shows the top layer only: a wrong state of any chain below shows there too
                 culprits = (
-                    {where[f] for f in self.forward if _base(f) in ("z", "h")} if family == "h" else {where[family]}
+                    {where[f] for f in self.forward if _base(f) in self.letters.cell}
+                    if family == "h"
+                    else {where[family]}
                 )
                 failures += [(n, f"{family} from the forward equations differs from the module's") for n in culprits]
         loss, self.grads = self.module.loss_and_grads(params, xs, targets)
@@ -968,7 +1068,7 @@ class Checker(Reader):
     def _value_of(self, text: str, env):
         """What a numerator or denominator names: ``("param", name)``, ``(family, step)``, or ``("E", step)``."""
         text = text.strip()
-        m = _SYMBOL.fullmatch(text)
+        m = self._whole_symbol(text)
         if m:
             family, index, entry = self._symbol(m)
             step = None if index is None else self._step(index, env)
@@ -1166,12 +1266,14 @@ class Checker(Reader):
         numbers = [number for number, _, final in blocks if final]
         params, xs, ys = self.raw
         try:
-            reader = Reader(self.tex, self.row, params, xs, ys, self.custom, self.blocks, self.T, self.masks)
+            reader = Reader(
+                self.tex, self.row, params, xs, ys, self.custom, self.blocks, self.T, self.masks, self.letters.gated
+            )
             reader.run()
         except Exception as e:  # noqa: BLE001
             return [(n, f"the final formulas do not run: {e}") for n in numbers]
         for key, value in sorted(reader.steps.items(), key=str):
-            if _base(key[0]) in FORWARD + OPTIONAL_FORWARD and (
+            if _base(key[0]) in self.letters.forward + self.letters.optional and (
                 key not in self.base_steps
                 or np.size(value) != np.size(self.base_steps[key])
                 or not np.allclose(value, self.base_steps[key].reshape(np.shape(value)), rtol=1e-12, atol=1e-14)
@@ -1214,6 +1316,8 @@ def spec_blocks(spec, hidden, n_x: int) -> dict:
     dirs = ("f", "b") if spec.bidirectional else ("",)
     axis = 0 if spec.notation == "row" else 1
     inp, rec, out = spec.names
+    # a gated cell's input weights are one per gate, named with its letter (U_i2_f: the input gate's, layer 2)
+    gates = [f"_{g}" for g in {"lstm": "ifgo", "gru": "rzn"}.get(spec.cell, "")] or [""]
     blocks = {}
 
     def cut(param, parts):
@@ -1229,7 +1333,8 @@ def spec_blocks(spec, hidden, n_x: int) -> dict:
             if spec.notation == "stacked":
                 cut(rec + suffix, [("h", hidden[layer - 1])] + below)
             elif len(below) > 1:
-                cut(inp + suffix, below)
+                for gate in gates:
+                    cut(inp + gate + suffix, below)
     if spec.bidirectional:
         cut(out, [(d, hidden[-1]) for d in dirs])
     return blocks

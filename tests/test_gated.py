@@ -21,9 +21,14 @@ import sys
 
 import numpy as np
 import pytest
+from test_document_equations import _tagged_spans
 from test_latex import compile_tex, needs_pdflatex
+from test_network_document import _check, make_checker
 
 from rnngen import verify
+from rnngen.document import Notation
+from rnngen.families import Family, family
+from rnngen.markdown import to_markdown
 from rnngen.pipeline import build
 from rnngen.reference import relative_error
 from rnngen.spec import RNNSpec, SpecError
@@ -431,6 +436,144 @@ def test_the_document_states_every_value_of_the_step_and_every_delta(spec, forwa
 def test_the_gated_documents_compile(tmp_path, spec):
     run = compile_tex(tmp_path, spec.name, build(spec).latex)
     assert run.returncode == 0, run.stdout[-2000:]
+
+
+# --- every numbered equation of a gated document, evaluated -----------------------------------------
+
+#: Each cell and GRU form with one layer; two layers in both directions; a mask; many-to-one in rows; truncated.
+CHECKED = (
+    RNNSpec(T=3, cell="lstm"),
+    RNNSpec(T=3, cell="gru"),
+    RNNSpec(T=3, cell="gru", gru_reset="before"),
+    RNNSpec(T=3, cell="lstm", layers=2, bidirectional=True),
+    RNNSpec(T=4, cell="gru", masked=True),
+    RNNSpec(T=4, cell="lstm", masked=True, mapping="many-to-one", bidirectional=True),
+    RNNSpec(T=3, cell="gru", gru_reset="before", mapping="many-to-one", notation="row"),
+    RNNSpec(T=4, cell="lstm", truncate=2),
+)
+
+
+@pytest.mark.parametrize("spec", CHECKED, ids=lambda s: s.name)
+def test_every_numbered_equation_of_a_gated_document_holds(spec):
+    """``latex_reader.Checker`` reads the gates' letters (PyTorch's i, f, g, o and r, z, n, their
+    pre-activations {z_i}, the memory cell c_t beside the output bias c, its initial c_0, phi_t, {z_hn})
+    and evaluates every numbered equation against central differences and the module."""
+    _check(spec)
+
+
+#: A wrong gated equation, as people get them wrong: (spec, the text, its wrong form).
+WRONG = [
+    # the direct path into c_{t-1} loses its forget gate
+    (RNNSpec(T=3, cell="lstm"), r"\delta^{c}_{t+1} \odot f_{t+1}", r"\delta^{c}_{t+1}"),
+    (RNNSpec(T=3, cell="lstm"), r"h_{t} &= o_{t} \odot \phi_{t}", r"h_{t} &= i_{t} \odot \phi_{t}"),  # a wrong gate
+    (RNNSpec(T=3, cell="lstm"), r"\delta^{f}_{t} &= \delta^{c}_{t} \odot c_{t-1}",
+     r"\delta^{f}_{t} &= \delta^{c}_{t} \odot c_{t}"),
+    # the GRU's interpolation the other way round
+    (RNNSpec(T=3, cell="gru"), r"\left(\mathbf{1} - z_{t}\right) \odot n_{t} + z_{t} \odot h_{t-1}",
+     r"z_{t} \odot n_{t} + \left(\mathbf{1} - z_{t}\right) \odot h_{t-1}"),
+    (RNNSpec(T=3, cell="gru"), r"\delta^{h}_{t+1} \odot z_{t+1}", r"\delta^{h}_{t+1}"),  # the direct path's z
+    (RNNSpec(T=3, cell="gru"), r"r_{t} \odot {z_{hn}}_{t}", r"{z_{hn}}_{t}"),  # no reset gate
+    (RNNSpec(T=3, cell="gru", gru_reset="before"), r"\left(W_{n}^{\top} \delta^{{z_{n}}}_{t}\right) \odot h_{t-1}",
+     r"\left(W_{n}^{\top} \delta^{{z_{n}}}_{t}\right) \odot r_{t} \odot h_{t-1}"),
+    # the teaching section: the direct path left out of the cell's Jacobian; the GRU's reset gate on the wrong side
+    (RNNSpec(T=3, cell="lstm"), r"&= \operatorname{diag}(f_{t}) + \frac", r"&= \frac"),
+    (RNNSpec(T=3, cell="gru"), r"&= \operatorname{diag}(z_{t}) + \frac", r"&= \frac"),
+    (RNNSpec(T=3, cell="gru", gru_reset="before"), r"W_{n} \left(\operatorname{diag}(r_{t}) +",
+     r"\left(\operatorname{diag}(r_{t}) W_{n} +"),
+    (RNNSpec(T=3, cell="lstm"), r"&= \operatorname{diag}(c_{t-1})", r"&= \operatorname{diag}(c_{t})"),
+    # a formula the code runs
+    (RNNSpec(T=3, cell="lstm"), r"c_{2} &= f_{2} \odot c_{1}", r"c_{2} &= i_{2} \odot c_{1}"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("spec, right, wrong", WRONG, ids=lambda v: v.name if isinstance(v, RNNSpec) else None)
+def test_the_document_check_catches_a_wrong_gated_equation(spec, right, wrong):
+    result, checker = make_checker(spec)
+    assert not checker.check(), "the document must hold before it is changed"
+    tex = result.latex
+    # the one numbered equation that holds the text (the prose may quote it too)
+    found = [(n, lo + tex[lo:hi].index(right)) for n, (lo, hi) in _tagged_spans(tex) if right in tex[lo:hi]]
+    assert len(found) == 1, right
+    number, at = found[0]
+    failed = {n for n, _ in checker.check(tex[:at] + wrong + tex[at + len(right) :])}
+    assert number in failed, f"({number}) {right} -> {wrong} passed"
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        RNNSpec(T=3, cell="lstm", layers=2, bidirectional=True),
+        RNNSpec(T=3, cell="gru"),
+        RNNSpec(T=3, cell="gru", gru_reset="before"),
+    ],
+    ids=lambda s: s.name,
+)
+def test_no_two_values_of_a_gated_document_share_a_symbol(spec):
+    """The LSTM's output gate is o_t, so the output layer's pre-activation is s_t there (and in the GRU's
+    document, one rule for the gated cells); every value and delta has a symbol of its own, and the legend
+    states each letter of the step."""
+    result = build(spec)
+    n = Notation(spec)
+    keys = {node.family for node in (*result.derivation.graph.nodes, *result.derivation.adjoints) if node.family}
+    spelled = {}
+    for key in sorted(keys):
+        spelled.setdefault(n.step(key, "t"), []).append(key)
+    assert not {s: k for s, k in spelled.items() if len(k) > 1}
+    assert "s_{t} &= V " in result.latex
+    legend = result.latex.split(r"\begin{tabular}{ll}")[1].split(r"\end{tabular}")[0]
+    for key in keys:
+        fam = family(key)
+        # every value but the inputs', the mask's and the pre-activations' (z with the gate's letter, said once)
+        pre = fam.base.startswith("z") and fam.base[1:] in GATES[spec.cell]
+        if not fam.is_adjoint and not pre and fam.base not in ("x", "y", "m", "hbar", "cellbar", "hlast"):
+            assert n.step(Family(fam.base).key, "t") in legend, key
+
+
+@pytest.mark.parametrize("spec", CHECKED[:3], ids=lambda s: s.name)
+def test_the_document_names_the_paths_of_the_gradient(spec):
+    """The delta recursion names the direct path (the memory cell through f, the GRU's state through z) and
+    the path through the state; a section gives each gate's local Jacobian and the step's Jacobian split
+    into its paths; the GRU's says which form it is and how the other differs."""
+    tex = build(spec).latex
+    section = tex.split(r"\section{What the gates do to the gradient}")[1].split(r"\section{The formulas")[0]
+    if spec.cell == "lstm":
+        assert r"\underbrace{\delta^{c}_{t+1} \odot f_{t+1}}_{\text{directly, step } t+1}" in tex
+        assert r"}_{\text{through the state, step } t}" in tex
+        assert r"\frac{\partial c_{t}}{\partial c_{t-1}} &= \operatorname{diag}(f_{t}) + " in section
+        assert "vanishing gradients" in section and r"\gamma \|W\|" in section
+    else:
+        assert r"\underbrace{\delta^{h}_{t+1} \odot z_{t+1}}_{\text{directly, step } t+1}" in tex
+        assert r"\frac{\partial h_{t}}{\partial h_{t-1}} &= \operatorname{diag}(z_{t}) + " in section
+        forms = " ".join(tex.split(r"\section{The two forms of the GRU}")[1].split(r"\section")[0].split())
+        after = spec.gru_reset == "after"
+        ours = "This document's GRU resets " + ("after the product" if after else "the state before the product")
+        assert ours in forms
+        assert r"r_{t} \odot \left(W_{n} h_{t-1} + b_{hn}\right)" in forms
+        assert r"W_{n} \left(r_{t} \odot h_{t-1}\right)" in forms
+    for flavor in ("github", "jupyter"):  # the new text renders in Markdown too
+        assert "What the gates do to the gradient" in to_markdown(tex, flavor)
+
+
+@needs_pdflatex
+@pytest.mark.parametrize(
+    "spec",
+    [
+        RNNSpec(T=5, cell="lstm"),
+        RNNSpec(T=5, cell="gru"),
+        RNNSpec(T=5, cell="gru", gru_reset="before"),
+        RNNSpec(T=5, cell="lstm", notation="row"),
+        RNNSpec(T=4, cell="lstm", layers=2, masked=True),
+    ],
+    ids=lambda s: s.name,
+)
+def test_a_gated_documents_long_sums_are_broken_into_rows(tmp_path, spec):
+    """A state's delta collects a term per gate (and per chain above): a sum wider than the page is set in
+    rows, and the checker reads the rows as one equation (test_every_numbered_equation_...)."""
+    tex = build(spec).latex
+    assert r"\nonumber \\" + "\n" + r"&\qquad + " in tex
+    run = compile_tex(tmp_path, spec.name, tex)
+    assert run.returncode == 0, run.stdout[-2000:]
+    assert "Overfull \\hbox" not in run.stdout
 
 
 # --- the check catches a wrong gate ----------------------------------------------------------------

@@ -70,7 +70,7 @@ def make_checker(spec, seed=0):
         module, masks = Masked(module, mask), mask[:, 0].astype(int).tolist()
     checker = Checker(
         result.latex, row, params, xs[:, 0], ys, module, problem, blocks=blocks, T=spec.T, truncate=spec.truncate,
-        masks=masks,
+        masks=masks, gated=spec.cell != "elman",
     )  # fmt: skip
     return result, checker
 

@@ -19,14 +19,17 @@ chain rule's structure, written in Jacobian fractions.
 
 from __future__ import annotations
 
+import re
+
 import sympy as sp
 from sympy import MatAdd
 
 from rnngen import algebra as A
 from rnngen.activations import ELEMENTWISE, elementwise
 from rnngen.backprop import Derivation
+from rnngen.cells import cell_of
 from rnngen.families import step_of
-from rnngen.printing.math import LATEX, MathPrinter, latex, param_latex
+from rnngen.printing.math import LATEX, MathPrinter, latex, param_latex, text
 from rnngen.program import gradient_symbol, relative, step_template
 from rnngen.spec import truncation_rule
 from rnngen.unroll import n_h, n_y, parameters
@@ -62,6 +65,95 @@ def aligned(equation: str) -> str:
     return equation.replace(" = ", " &= ", 1)
 
 
+#: How many glyphs (``glyphs``) a row of the page holds beside its equation number, 6.5in at 11pt: a
+#: delta's sum wider than that is broken into rows. Measured: an Elman row of 97.8 fits, an LSTM row of 109
+#: runs 32pt over.
+ROW_GLYPHS = 100
+
+
+def _group(tex: str, i: int) -> tuple:
+    """``(text, end)`` of the group or the one token at ``i`` (``{...}``, ``\\odot``, ``t``)."""
+    if tex[i] == "{":
+        depth = 0
+        for j in range(i, len(tex)):
+            depth += {"{": 1, "}": -1}.get(tex[j], 0)
+            if depth == 0:
+                return tex[i + 1 : j], j + 1
+        return "", len(tex)  # an unclosed group: to the end
+    m = re.match(r"\\[A-Za-z]+|.", tex[i:], re.S)
+    return m.group(0), i + m.end()
+
+
+#: Commands that set no glyph of their own.
+_SILENT = {"left", "right", "mathbf", "mathrm", "operatorname", "quad", "qquad", "nonumber"}
+
+
+def glyphs(tex: str, scale: float = 1.0) -> float:
+    """A rough width of a LaTeX formula in glyphs of math italic: a sub- or superscript counts at the size
+    it is set in (0.7); a brace's label, roman text at that size, at 0.85 a character (spaces too),
+    measured against the pages pdfLaTeX sets."""
+    braced = re.fullmatch(r"\\underbrace\{(.*)\}_\{\\text\{([^{}]*)\}([^{}]*)\}", tex.strip(), re.S)
+    if braced:
+        label = braced.group(2) + braced.group(3)
+        return max(glyphs(braced.group(1), scale), 0.85 * scale * len(label))
+    total, i = 0.0, 0
+    while i < len(tex):
+        c = tex[i]
+        if c in "^_":
+            script, i = _group(tex, i + 1)
+            total += glyphs(script, 0.7 * scale)
+        elif c == "{":
+            inner, i = _group(tex, i)
+            total += glyphs(inner, scale)
+        elif c == "\\":
+            command, i = _group(tex, i)
+            total += 0 if command[1:] in _SILENT else scale
+        else:
+            total += 0 if c.isspace() or c == "}" else scale
+            i += 1
+    return total
+
+
+def _terms(tex: str) -> list:
+    """The terms of a printed sum at its top level, each with its sign (``+ a``, ``- b``)."""
+    terms, depth, start = [], 0, 0
+    for m in re.finditer(r"\\left\(|\\right\)|[{}]| [+-] ", tex):
+        token = m.group(0)
+        if token in ("{", r"\left("):
+            depth += 1
+        elif token in ("}", r"\right)"):
+            depth -= 1
+        elif depth == 0:
+            terms.append(tex[start : m.start()])
+            start = m.start() + 1
+    terms.append(tex[start:])
+    return [t if t.startswith(("+ ", "- ")) else "+ " + t for t in terms]
+
+
+def broken(lhs: str, rhs: str, note: str = "", column: float = 0.0) -> str:
+    """``lhs &= rhs`` and ``note``; a sum wider than ``ROW_GLYPHS`` broken into rows (``&\\qquad + ...``),
+    each filled with terms up to that width (a next row starts where the sum does, a quad further).
+    ``column``: the width of the widest left side of the align it stands in, where every sum starts."""
+    terms = _terms(rhs)
+    widths = [glyphs(term[2:]) + 2 for term in terms]  # each term and its sign
+    start = max(glyphs(lhs), column) + 2
+    if start + sum(widths) + glyphs(note) <= ROW_GLYPHS:
+        return aligned(f"{lhs} = {rhs}") + note
+    rows, width = [[]], start
+    for term, w in zip(terms, widths):
+        if rows[-1] and width + w > ROW_GLYPHS:
+            rows.append([])
+            width = start + 2
+        rows[-1].append(term)
+        width += w
+    if width + glyphs(note) > ROW_GLYPHS and len(rows[-1]) > 1:  # the steps' note needs room too
+        rows.append([rows[-1].pop()])
+    first = " ".join(rows[0])
+    lines = [aligned(f"{lhs} = {first[2:] if first.startswith('+ ') else first}")]
+    lines += [r"&\qquad " + " ".join(row) for row in rows[1:]]
+    return " \\nonumber \\\\\n".join(lines) + note
+
+
 class Numbering:
     """Equation numbers handed out in document order; the template calls ``tag(key)``."""
 
@@ -81,7 +173,8 @@ class Notation:
     def __init__(self, spec):
         self.spec = spec
         self.row = spec.row
-        self.printer = MathPrinter(LATEX, self.row)
+        self.gated = cell_of(spec).gated  # its gates keep their letters (families.GATED_LETTERS)
+        self.printer = MathPrinter(LATEX, self.row, gated=self.gated)
         self.names = {role: param_latex(name, self.row) for role, name in spec.role_names.items()}
         _, weights = parameters(spec)
         # Jacobians are matrices of entries d a_i / d b_j in either notation: column math.
@@ -90,7 +183,11 @@ class Notation:
         self.output_jacobian = latex(weights["output"])
 
     def latex(self, expr) -> str:
-        return latex(expr, self.row)
+        return latex(expr, self.row, self.gated)
+
+    def text(self, expr) -> str:
+        """The plain-text spelling of ``expr`` (the module's docstring and comments, the command line)."""
+        return text(expr, self.row, self.gated)
 
     def step(self, family: str, t) -> str:
         """LaTeX of one step of a family, ``t`` a number or a letter."""
@@ -102,7 +199,7 @@ class Notation:
 
     def spelled(self, expr, symbol, text: str) -> str:
         """LaTeX of ``expr`` with ``text`` (LaTeX already) where the symbol ``symbol`` would be printed."""
-        return MathPrinter(LATEX, self.row, {symbol: text}).doprint(expr)
+        return MathPrinter(LATEX, self.row, {symbol: text}, self.gated).doprint(expr)
 
     def indexed(self, letter: str, t) -> str:
         """``E_t`` (column) or ``E^t`` (row notation)."""

@@ -53,6 +53,10 @@ _SPELLING = {
     "cact": (r"\phi", r"\Phi", "φ", "Φ", ""),
     "zhn": ("{z_{hn}}", "{Z_{hn}}", "z_hn", "Z_hn", ""),
 }
+#: A gated cell's documents write its gates with PyTorch's letters (the LSTM's i, f, g, o; the GRU's r, z, n),
+#: so there the output layer's pre-activation, o beside an Elman cell, is s (the scores): the letters that
+#: differ, as the table above (LaTeX, stacked LaTeX, text, stacked text). One rule for every printer.
+GATED_LETTERS = {"o": ("s", "S", "s", "S")}
 #: The letter mathematics writes each state a cell carries with (an initial state is its state's first step).
 STATE_LETTERS = {"h": "h", "cell": "c"}
 #: The bases that hold a local Jacobian (no adjoint of their own).
@@ -178,15 +182,23 @@ class Family:
         followed by the age of a truncated derivation's adjoint: ``(2)[1]``."""
         return tag_latex(self.layer, self.direction) + self.age_latex
 
-    @property
-    def latex(self) -> str:
-        letter = _SPELLING[self.base][0]
+    def _letter(self, index: int, gated: bool) -> str:
+        """Entry ``index`` of the base's spelling, in a gated cell's document (``gated``) or another's."""
+        spelling = GATED_LETTERS.get(self.base) if gated else None
+        return (spelling or _SPELLING[self.base])[index]
+
+    def latex_letter(self, stacked: bool = False, gated: bool = False) -> str:
+        """The LaTeX letter (``z``, ``\\tilde{Z}`` stacked), as a gated cell's document writes it if ``gated``."""
+        letter = self._letter(1 if stacked else 0, gated)
         return rf"\tilde{{{letter}}}" if self.kind == "pre" else letter
 
     @property
+    def latex(self) -> str:
+        return self.latex_letter()
+
+    @property
     def stacked_latex(self) -> str:
-        letter = _SPELLING[self.base][1]
-        return rf"\tilde{{{letter}}}" if self.kind == "pre" else letter
+        return self.latex_letter(stacked=True)
 
     @property
     def delta(self) -> str:
@@ -197,21 +209,23 @@ class Family:
     def stacked_delta(self) -> str:
         return {"adjoint": r"\Delta", "pre_adjoint": r"\tilde{\Delta}"}.get(self.kind, "")
 
-    def _text(self, stacked: bool) -> str:
+    def text_spelling(self, stacked: bool = False, gated: bool = False) -> str:
+        """The plain-text spelling (``δz²``, ``Δz`` stacked), as a gated cell's document writes it if ``gated``."""
         prefix = {"adjoint": "δ", "pre_adjoint": "δ̃"}.get(self.kind, "")
         if stacked and prefix:  # a delta's steps side by side: the capital delta, the same letter (Δz)
             prefix, stacked = {"δ": "Δ", "δ̃": "Δ̃"}[prefix], False
         tilde = "\u0303" if self.kind == "pre" else ""  # on the letter, before the layer's superscript
         age = "" if self.age is None else f"^[{self.age}]"
-        return prefix + _SPELLING[self.base][3 if stacked else 2] + tilde + tag_text(self.layer, self.direction) + age
+        letter = self._letter(3 if stacked else 2, gated)
+        return prefix + letter + tilde + tag_text(self.layer, self.direction) + age
 
     @property
     def text(self) -> str:
-        return self._text(False)
+        return self.text_spelling()
 
     @property
     def stacked_text(self) -> str:
-        return self._text(True)
+        return self.text_spelling(stacked=True)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ ways: block by block, as the derivation has it, and as one matrix on the stacked
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import sympy as sp
 from sympy import MatAdd, MatMul, Transpose
 
@@ -19,8 +21,18 @@ from rnngen import algebra as A
 from rnngen.activations import elementwise
 from rnngen.backprop import Derivation
 from rnngen.cells import GATE_NAMES
-from rnngen.document import Notation, Numbering, aligned, forward_families, sum_over_steps, truncation_context
-from rnngen.families import Family, Relative, Step, family, relative_of, run_of, step_of
+from rnngen.document import (
+    Notation,
+    Numbering,
+    aligned,
+    broken,
+    forward_families,
+    glyphs,
+    sum_over_steps,
+    truncation_context,
+)
+from rnngen.families import STATE_LETTERS, Family, Relative, Step, family, relative_of, run_of, step_of
+from rnngen.gate_document import gate_context
 from rnngen.network import Block
 from rnngen.printing.math import param_latex
 from rnngen.program import gradient_symbol, relative, state_key, step_template
@@ -60,26 +72,23 @@ def _legend(n: Notation, derivation: Derivation) -> list:
         symbols = r",\ ".join(tag for tag, _ in tags)
         rows.append((f"${symbols}$", "beside a symbol: " + "; ".join(meaning for _, meaning in tags)))
     graph = derivation.graph
-    for chain in net.chains:
-        if net.cell.gated:  # every value of its step, in the order the step computes them
-            values = [n.step(k, "t") for k in forward_families(graph) if _of_chain(family(k), chain)]
-            what = "the pre-activations and values of the gates, " + (
-                "the memory cell, its activation " if "cell" in net.cell.states else ""
-            )
-            symbols = r",\ ".join(values)
-            rows.append((f"${symbols}$", f"{what}and the state of {_where(chain)}"))
-            continue
+    if net.cell.gated:  # each letter of the step once, for every chain (its tag beside it)
+        first = [family(k) for k in forward_families(graph) if _of_chain(family(k), net.chains[0])]
+        rows += _gate_legend(n, [Family(f.base) for f in first])  # without a chain's tag: the tag row says it
+    for chain in net.chains if not net.cell.gated else ():
         z, h = (n.step(base + chain.suffix, "t") for base in ("z", "h"))
         rows.append((f"${z},\\ {h}$", f"pre-activation and state of {_where(chain)}"))
     if derivation.spec.masked:
-        hbar = n.step(candidate(net.cell.state) + net.chains[-1].suffix, "t")
+        bars = [n.step(candidate(state) + net.chains[-1].suffix, "t") for state in net.cell.states]
         rows.append((f"${n.step('m', 't')}$", "the mask: 1 on a real step, 0 on a padded one"))
-        rows.append((f"${hbar}$", "the cell's new state, which a padded step does not take"))
+        states = "state" if len(bars) == 1 else "states"
+        rows.append(("$" + r",\ ".join(bars) + "$", f"the cell's new {states}, which a padded step does not take"))
     for chain in net.top if derivation.spec.reads_last_real else ():
         if chain.reverse:
             held = n.step(chain.family("hlast").key, "t")
             rows.append((f"${held}$", f"the state of {_where(chain)} at the latest real step up to $t$"))
-    rows.append((f"${n.step('o', 't')},\\ {n.step('yhat', 't')}$", "output pre-activation and prediction"))
+    output = "output pre-activation" + (" (the scores)" if net.cell.gated else "")  # o may be a gate's letter
+    rows.append((f"${n.step('o', 't')},\\ {n.step('yhat', 't')}$", f"{output} and prediction"))
     for name, p in net.params.items():
         shape = " \\times ".join(_size(d) for d in p.symbol().shape if d != 1)
         where = f" of {_where(net.chain(p.chain))}" if p.chain else ""
@@ -103,6 +112,34 @@ def _legend(n: Notation, derivation: Derivation) -> list:
     hidden = elementwise(derivation.spec.hidden_key)
     if hidden.definition:
         rows.append((f"${hidden.definition}$", "the hidden activation"))
+    return rows
+
+
+#: What each value of a gated cell's step is, by its base (the gates' own: ``cells.GATE_NAMES``).
+_GATED_VALUES = {
+    "cell": "the memory cell (the output bias $c$ has no step)",
+    "cact": "the memory cell's activation, which the output gate scales",
+    "zhn": "the candidate's recurrent part, which the reset gate scales",
+    "h": "the state, which the next step and the layer above read",
+}
+
+
+def _gate_legend(n: Notation, families: list) -> list:
+    """The rows of a gated cell's step: its gates in PyTorch's order, their pre-activations (z with the
+    gate's letter below, whatever the gate's own letter is: the GRU's update gate is z), the other values."""
+    gates = [f for f in families if f.base.startswith("g") and f.base[1:] in GATE_NAMES]
+    pres = [f for f in families if f.base.startswith("z") and f.base[1:] in GATE_NAMES and f.base not in _GATED_VALUES]
+    names = [GATE_NAMES[f.base[1:]] for f in gates]
+    listed = ", ".join(names[:-1]) + " and " + names[-1]
+    rows = [
+        (r"$" + r",\ ".join(n.step(f.key, "t") for f in gates) + "$", f"the {listed} (PyTorch's order)"),
+        (
+            r"$" + r",\ \dots,\ ".join(n.step(f.key, "t") for f in (pres[0], pres[-1])) + "$",
+            "their pre-activations: $z$ with the gate's letter below",
+        ),
+    ]
+    rows += [(f"${n.step(f.key, 't')}$", _GATED_VALUES[f.base]) for f in families if f.base in _GATED_VALUES]
+    rows.append((r"$\sigma$", r"the gates' activation, the logistic sigmoid $1 / (1 + e^{-a})$"))
     return rows
 
 
@@ -237,22 +274,33 @@ def _range_note(ts: list, T: int) -> str:
     return rf", \quad t = {', '.join(shown)}"
 
 
-def _source(fam: Family, k: int) -> str:
-    """Where a term of a state's delta comes from: ``layer 2, step t+1``, ``output, step t``."""
+def _source(fam: Family, k: int, own: Family | None = None) -> str:
+    """Where a term of a state's delta comes from: ``layer 2, step t+1``, ``output, step t``.
+
+    In a gated cell's document (``own``: the delta's family) a term names its path: ``directly`` from the
+    same state at the next step, or its new value before the mask (the LSTM's memory cell through the
+    forget gate, the GRU's state through the update gate); ``through the state`` from another value of
+    the same step (the memory cell's activation, which the state reads).
+    """
     step = "t" if k == 0 else f"t{k:+d}"
     if fam.base == "o":
         return rf"\text{{output, step }} {step}"
+    if own is not None and k != 0 and fam.value in (own.value, replace(own.value, base=candidate(own.base))):
+        return rf"\text{{directly, step }} {step}"
+    if own is not None and k == 0 and (fam.layer, fam.direction) == (own.layer, own.direction):
+        return rf"\text{{through the state, step }} {step}"
     where = f"layer {fam.layer}" if fam.layer else "this layer"
     if fam.direction:
         where = (where + ", " if fam.layer else "") + _DIRECTION[fam.direction].replace(" chain", "")
     return rf"\text{{{where}, step }} {step}"
 
 
-def _labelled(n: Notation, template) -> str:
+def _labelled(n: Notation, template, own: Family | None = None) -> str:
     """A delta's terms, each under a brace that says through which value the gradient arrived.
 
     The terms are the derivation's own; a term names exactly one adjoint (``V^T delta^o_t``,
-    ``W^T delta^z_{t+1}``), whose family and step are the label.
+    ``W^T delta^z_{t+1}``), whose family and step are the label; ``own``: the delta's family, to name
+    a gated cell's paths (``_source``).
     """
     terms = list(template.args) if isinstance(template, MatAdd) else [template]
     parts = []
@@ -261,7 +309,7 @@ def _labelled(n: Notation, template) -> str:
         adjoints = [(family(key), k) for key, k in adjoints if family(key).is_adjoint]
         if len(adjoints) != 1 or len(terms) == 1:
             return n.latex(template)
-        parts.append(rf"\underbrace{{{n.latex(term)}}}_{{{_source(*adjoints[0])}}}")
+        parts.append(rf"\underbrace{{{n.latex(term)}}}_{{{_source(*adjoints[0], own)}}}")
     return " + ".join(parts)
 
 
@@ -285,7 +333,7 @@ def _sweep_lines(n: Notation, derivation: Derivation, keys: list) -> list:
     """
     T = derivation.spec.T
     states = derivation.graph.network.cell.states  # a state's delta: its terms labelled by where they came from
-    lines = []
+    equations = []  # (lhs, rhs, note)
     for key in keys:
         nodes = [node for node in derivation.adjoints if node.family == key]
         runs = _runs(nodes)
@@ -293,12 +341,14 @@ def _sweep_lines(n: Notation, derivation: Derivation, keys: list) -> list:
             inner = 0 < i < len(runs) - 1
             if len(run) == 1 and not inner:
                 node = run[0]
-                lines.append(aligned(f"{n.latex(node.symbol)} = {n.latex(node.expr)}"))
+                equations.append((n.latex(node.symbol), n.latex(node.expr), ""))
                 continue
             lhs = n.latex(relative(key, 0, run[0].symbol.shape[0]))
-            rhs = _labelled(n, template) if family(key).base in states else n.latex(template)
-            lines.append(aligned(f"{lhs} = {rhs}") + _range_note([node.t for node in run], T))
-    return lines
+            own = family(key) if derivation.graph.network.cell.gated else None  # a gated cell's paths named
+            rhs = _labelled(n, template, own) if family(key).base in states else n.latex(template)
+            equations.append((lhs, rhs, _range_note([node.t for node in run], T)))
+    column = max((glyphs(lhs) for lhs, _, _ in equations), default=0.0)  # one align: its widest left side
+    return [broken(lhs, rhs, note, column) for lhs, rhs, note in equations]
 
 
 def _output_split(n: Notation, derivation: Derivation) -> str | None:
@@ -421,7 +471,8 @@ def _shown(formula) -> bool:
     stmt = formula.stmts[0]
     step = step_of(stmt.target)
     given = all(not isinstance(s, (Step, Relative)) and not run_of(s) for s in A.symbols_in(stmt.expr))
-    initial = step and family(step[0]).base == "h" and not family(step[0]).is_adjoint  # not δh_0 = 0 (truncated)
+    # a state's initial value (h_0, an LSTM's c_0), not δh_0 = 0 (truncated)
+    initial = step and family(step[0]).base in STATE_LETTERS and not family(step[0]).is_adjoint
     return not (len(formula.stmts) == 1 and initial and given)
 
 
@@ -479,6 +530,8 @@ def network_context(derivation: Derivation, formulas: list, numbering: Numbering
         ],
         formulas=[f for f in formulas if _shown(f)],
         truncation=truncation_context(n, derivation),
+        gates=gate_context(derivation, _where(net.chains[0])),
+        numbers=numbering.numbers,  # the numbers given so far: the text cites an equation above it
         eq=numbering.tag,
         step=n.step,
     )

@@ -20,13 +20,13 @@ from rnngen import algebra as A
 from rnngen.activations import elementwise
 from rnngen.backprop import Derivation
 from rnngen.cells import cell_of
-from rnngen.document import Notation, Numbering, aligned, forward_families, generic, latex_context
+from rnngen.document import Notation, Numbering, aligned, broken, forward_families, generic, latex_context
 from rnngen.emit import render
 from rnngen.families import run_of, step_of
 from rnngen.lower import Lowered
 from rnngen.network import Block
 from rnngen.network_document import network_context, three_forms
-from rnngen.printing.math import latex, text
+from rnngen.printing.math import text
 from rnngen.printing.numpy import NumpyPrinter
 from rnngen.program import (
     FORWARD_OUTPUTS,
@@ -95,17 +95,17 @@ def _runs(forms: list) -> list:
     return runs
 
 
-def _generic_equation(stmt, t0: int, printer, row: bool) -> str:
+def _generic_equation(stmt, t0: int, printer) -> str:
     """A statement at a generic step t standing for step ``t0``: its own step is ``t + (its step - t0)``
     (in two forms that alternate, the second may be a step behind the first: ``δh_{t-1}`` after ``δz_t``)."""
     family, t = stmt.step
     lhs = relative(family, t - t0, stmt.target.shape[0])
-    return f"{printer(lhs, row)} = {printer(step_template(stmt.expr, t0), row)}"
+    return f"{printer(lhs)} = {printer(step_template(stmt.expr, t0))}"
 
 
 def final_formulas(program: Program) -> list:
     """Group the statements that share a per-step form into numbered formulas."""
-    row = program.derivation.spec.row
+    n = Notation(program.derivation.spec)  # the spec's notation and letters
     stmts = program.stmts
     forms = [(s.step[0], step_template(s.expr, s.step[1])) if s.step else None for s in stmts]
     formulas = []
@@ -114,14 +114,14 @@ def final_formulas(program: Program) -> list:
         if stop - start > 1:
             ts = [s.step[1] for s in group[::period]]
             t0 = group[0].step[1]
-            tex = r", \qquad ".join(_generic_equation(group[k], t0, latex, row) for k in range(period))
-            txt = ";  ".join(_generic_equation(group[k], t0, text, row) for k in range(period))
-            tex, txt = tex + _steps_note(ts, "latex"), txt + _steps_note(ts, "text")
+            tex = r", \qquad ".join(_generic_equation(group[k], t0, n.latex) for k in range(period))
+            txt = ";  ".join(_generic_equation(group[k], t0, n.text) for k in range(period))
+            tex, txt = aligned(tex) + _steps_note(ts, "latex"), txt + _steps_note(ts, "text")
         else:
             s = group[0]
-            tex = f"{latex(s.target, row)} = {latex(s.expr, row)}"
-            txt = f"{text(s.target, row)} = {text(s.expr, row)}"
-        formulas.append(Formula(f"final-{i}", aligned(tex), txt, group))
+            tex = broken(n.latex(s.target), n.latex(s.expr))  # a long sum in rows
+            txt = f"{n.text(s.target)} = {n.text(s.expr)}"
+        formulas.append(Formula(f"final-{i}", tex, txt, group))
     return formulas
 
 
@@ -218,7 +218,7 @@ def _network_text(derivation: Derivation) -> list:
     """The network at a generic step, in plain text, for the module's docstring."""
     spec = derivation.spec
     n = Notation(spec)
-    show = lambda e: text(e, n.row)  # noqa: E731
+    show = n.text
     graph = derivation.graph
     lines = [generic(n, graph.nodes, f, spec.T, show) for f in forward_families(graph)]
     loss = spec.loss_rule.text
@@ -227,6 +227,8 @@ def _network_text(derivation: Derivation) -> list:
     else:
         weight = "m_t " if spec.masked_losses else ""
         lines.append(f"E = sum_{{t={spec.loss_steps[0]}..{spec.T}}} {weight}E_t,  E_t = {loss}")
+    if n.gated:  # the letters differ from the arrays' names there (families.GATED_LETTERS)
+        lines.append("s_t: the output pre-activation, forward()'s \"o\" (o stays the LSTM's output gate)")
     if spec.masked:
         lines.append("m_t: each sequence's mask at step t, 1 on a real step, 0 on a padded one (1 m_t: down the rows)")
         lines.append("h̄_t: the cell's new state, which a padded step does not take")
@@ -236,7 +238,7 @@ def _network_text(derivation: Derivation) -> list:
         start = spec.T + 1 if chain.reverse else 0
         for base, p in chain.initials:
             initial = next(node for node in graph.nodes if node.family == state_key(chain, base) and node.t == start)
-            lines.append(f"{text(initial.symbol, n.row)} = {p.name} (a parameter, zeros by default)")
+            lines.append(f"{n.text(initial.symbol)} = {p.name} (a parameter, zeros by default)")
     for chain in graph.network.chains:  # the arrays of the parameters the math writes otherwise (U¹ is U1)
         params = {p.name: p for p in chain.params.values() if p.role != "initial"}.values()
         pairs = [(text(p.symbol()), p.name) for p in params if text(p.symbol()) != p.name]

@@ -100,10 +100,11 @@ class MathPrinter(Printer):
 
     printmethod = "_rnngen_math"
 
-    def __init__(self, style: Style = LATEX, row: bool = False, spelled: dict | None = None):
+    def __init__(self, style: Style = LATEX, row: bool = False, spelled: dict | None = None, gated: bool = False):
         super().__init__()
         self.style = style
         self.row = row
+        self.gated = gated  # a gated cell's network: its gates' letters come first (families.GATED_LETTERS)
         self.spelled = spelled or {}  # symbol -> its text, printed as it is (a derivative for a delta)
 
     def emptyPrinter(self, expr):
@@ -218,17 +219,18 @@ class MathPrinter(Printer):
         fam = family(key)
         if self.style is TEXT:
             if stacked_to is not None:
-                return f"{fam.stacked_text}[{t}..{stacked_to}]"
-            t = str(t)
-            return f"{fam.text}_{{{t}}}" if len(t) > 1 and not t.isdigit() else f"{fam.text}_{t}"
+                return f"{fam.text_spelling(True, self.gated)}[{t}..{stacked_to}]"
+            t, letter = str(t), fam.text_spelling(False, self.gated)
+            return f"{letter}_{{{t}}}" if len(t) > 1 and not t.isdigit() else f"{letter}_{t}"
         index = f"{t}:{stacked_to}" if stacked_to is not None else str(t)
         tag = fam.tag_latex if age is None else tag_latex(fam.layer, fam.direction) + age_latex(age)
         if fam.delta:
             delta = fam.stacked_delta if stacked_to is not None else fam.delta
+            letter = fam.latex_letter(False, self.gated)
             if self.row:
-                return f"{delta}^{{{fam.latex}{tag},{index}}}"
-            return f"{delta}^{{{fam.latex}{tag}}}_{{{index}}}"
-        letter = fam.stacked_latex if stacked_to is not None else fam.latex
+                return f"{delta}^{{{letter}{tag},{index}}}"
+            return f"{delta}^{{{letter}{tag}}}_{{{index}}}"
+        letter = fam.latex_letter(stacked_to is not None, self.gated)
         if self.row:
             return f"{letter}^{{{tag}{',' if tag else ''}{index}}}"
         return f"{letter}^{{{tag}}}_{{{index}}}" if tag else f"{letter}_{{{index}}}"
@@ -291,9 +293,11 @@ def _number(coeff, style) -> str:
     return str(coeff)
 
 
-def latex(expr, row: bool = False) -> str:
-    return MathPrinter(LATEX, row).doprint(expr)
+def latex(expr, row: bool = False, gated: bool = False) -> str:
+    """LaTeX of ``expr`` in column or row notation, in a gated cell's network's letters if ``gated``."""
+    return MathPrinter(LATEX, row, gated=gated).doprint(expr)
 
 
-def text(expr, row: bool = False) -> str:
-    return MathPrinter(TEXT, row).doprint(expr)
+def text(expr, row: bool = False, gated: bool = False) -> str:
+    """The same in plain text."""
+    return MathPrinter(TEXT, row, gated=gated).doprint(expr)

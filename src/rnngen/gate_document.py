@@ -1,0 +1,184 @@
+"""The section of a gated cell's document that teaches the gates: the context of its part of
+``network.tex.jinja``.
+
+For the first chain of the network (the others are alike), in the document's notation: each gate's
+local Jacobian (a diagonal matrix: an activation acts entry by entry), the Jacobians of the step's
+products, and the Jacobian of the carried state by the one before it split into its paths. The
+LSTM's memory cell has two paths into ``c_{t-1}``: directly, through the forget gate
+(``diag(f_t)``), and through ``h_{t-1}`` and the gates that read it; the GRU's state has the
+update gate's ``diag(z_t)`` beside the paths through the candidate and the update gate. The
+document's text says why the direct path eases vanishing gradients, and how the GRU's two forms
+differ. Jacobians are written in column math in either notation (rows: the entries of the value,
+columns: those of what it is differentiated by), as the one-layer document writes them.
+
+A masked network's step keeps a state over a padded step, so its states are not these functions
+of the previous ones on every step: its document has the local Jacobians of the new values only.
+"""
+
+from __future__ import annotations
+
+from rnngen import algebra as A
+from rnngen.activations import elementwise
+from rnngen.cells import GATE, GATE_NAMES
+from rnngen.document import Notation, aligned
+from rnngen.families import ParamName
+from rnngen.printing.math import latex
+from rnngen.program import relative
+from rnngen.unroll import candidate
+
+
+class _Step:
+    """The symbols of the first chain's step at a generic t, in the document's notation."""
+
+    def __init__(self, n: Notation, derivation):
+        self.n = n
+        self.net = derivation.graph.network
+        self.chain = self.net.chains[0]
+        self.masked = derivation.spec.masked
+        self.hidden = derivation.spec.hidden_key
+
+    def sym(self, base: str, k: int = 0):
+        """The value ``base`` of the chain at step t + k (a new state before the mask in a masked network)."""
+        return relative(self.chain.family(base).key, k, self.chain.size)
+
+    def new(self, state: str):
+        """The base of the step's new value of a state (``cellbar`` in a masked network, else ``cell``)."""
+        return candidate(state) if self.masked else state
+
+    def tex(self, expr) -> str:
+        return self.n.latex(expr)
+
+    def s(self, base: str, k: int = 0) -> str:
+        return self.tex(self.sym(base, k))
+
+    def d(self, num: str, den: str) -> str:
+        """``d num / d den`` of two values' LaTeX."""
+        return self.n.partial(num, den)
+
+    def diag(self, expr) -> str:
+        return rf"\operatorname{{diag}}({self.tex(expr)})"
+
+    def weight(self, role: str) -> str:
+        """A weight as the Jacobian of a pre-activation by what it multiplies: column math (``{W_f}^T`` in rows)."""
+        return latex(self.chain.params[role].math())
+
+    def local(self, gate: str) -> str:
+        """``d g_t / d {z_g}_t = diag(act'(z))`` of the gate ``gate``, the derivative written as the module has it."""
+        act = self.hidden if gate in "gn" else GATE
+        value, pre = self.sym("g" + gate), self.sym("z" + gate)
+        return aligned(
+            f"{self.d(self.tex(value), self.tex(pre))} = {self.diag(elementwise(act).derivative(pre, value))}"
+        )
+
+    def through(self, num: str, gate: str) -> str:
+        """``d num / d g_t  d g_t / d {z_g}_t  W_g``: a path from ``num`` through the gate into ``h_{t-1}``."""
+        g = self.s("g" + gate)
+        return f"{self.d(num, g)} {self.d(g, self.s('z' + gate))} {self.weight('recurrent_' + gate)}"
+
+
+def _lstm(st: _Step) -> dict:
+    c, c_prev, h_prev = st.s(st.new("cell")), st.s("cell", -1), st.s("h", -1)
+    h = st.s(st.new("h"))
+    phi_prime = elementwise(st.hidden).derivative(st.sym(st.new("cell")), st.sym("cact"))
+    products = [
+        aligned(f"{st.d(c, st.s('gf'))} = {st.diag(st.sym('cell', -1))}"),
+        aligned(f"{st.d(c, st.s('gi'))} = {st.diag(st.sym('gg'))}"),
+        aligned(f"{st.d(c, st.s('gg'))} = {st.diag(st.sym('gi'))}"),
+        aligned(f"{st.d(h, st.s('go'))} = {st.diag(st.sym('cact'))}"),
+        aligned(f"{st.d(h, c)} = {st.diag(A.had(st.sym('go'), phi_prime))}"),
+    ]
+    paths = []
+    if not st.masked:
+        paths = [
+            aligned(f"{st.d(c, h_prev)} = " + " + ".join(st.through(c, g) for g in "fig")),
+            aligned(f"{st.d(c, c_prev)} = {st.diag(st.sym('gf'))} + {st.d(c, h_prev)} {st.d(h_prev, c_prev)}"),
+        ]
+    delta = lambda base, k: st.n.step(st.chain.family(base, "adjoint").key, f"t{k:+d}" if k else "t")  # noqa: E731
+    return dict(
+        locals=[st.local(g) for g in "ifgo"],
+        products=products,
+        paths=paths,
+        c=c,
+        c_prev=c_prev,
+        h_prev=h_prev,
+        f=st.s("gf"),
+        f_next=st.s("gf", 1),
+        direct=st.diag(st.sym("gf")),
+        direct_delta=rf"{delta('cell', 1)} \odot {st.s('gf', 1)}",
+        dc=delta("cell", 0),
+        dh=delta("h", 0),
+        # the forget gates the direct path multiplies a delta by, from step t back to step k
+        forget_gates=rf"{st.s('gf')} \odot {st.s('gf', -1)} \odot \dots \odot "
+        + st.n.step(st.chain.family("gf").key, "k+1"),
+        df=delta("gf", 0),
+    )
+
+
+def _gru(st: _Step, after: bool) -> dict:
+    h, h_prev, n_t, z_t, r_t = st.s(st.new("h")), st.s("h", -1), st.s("gn"), st.s("gz"), st.s("gr")
+    zn = st.s("zn")
+    products = [
+        aligned(f"{st.d(h, n_t)} = {st.diag(A.sub(A.ones(*st.sym('gz').shape), st.sym('gz')))}"),
+        aligned(f"{st.d(h, z_t)} = {st.diag(A.sub(st.sym('h', -1), st.sym('gn')))}"),
+    ]
+    reset = f"{st.d(r_t, st.s('zr'))} {st.weight('recurrent_r')}"
+    W_n = st.weight("recurrent_n")
+    if after:
+        into_n = rf"{st.d(n_t, zn)} \left({st.diag(st.sym('gr'))} {W_n} + {st.diag(st.sym('zhn'))} {reset}\right)"
+    else:
+        into_n = rf"{st.d(n_t, zn)} {W_n} \left({st.diag(st.sym('gr'))} + {st.diag(st.sym('h', -1))} {reset}\right)"
+    paths = []
+    if not st.masked:
+        paths = [
+            aligned(f"{st.d(n_t, h_prev)} = {into_n}"),
+            aligned(
+                f"{st.d(h, h_prev)} = {st.diag(st.sym('gz'))} + {st.d(h, n_t)} {st.d(n_t, h_prev)} + "
+                f"{st.through(h, 'z')}"
+            ),
+        ]
+    W = st.chain.params["recurrent_n"]
+    product = A.mul(W.math(), st.sym("h", -1))
+    tag = (st.chain.tag_layer, st.chain.direction)
+    b_hn = ParamName("b_hn", *tag).latex()
+    delta = lambda base: st.n.step(st.chain.family(base, "adjoint").key, "t")  # noqa: E731
+    return dict(
+        locals=[st.local(g) for g in "rzn"],
+        products=products,
+        paths=paths,
+        h=h,
+        h_prev=h_prev,
+        z=z_t,
+        z_next=st.s("gz", 1),
+        direct=st.diag(st.sym("gz")),
+        direct_delta=rf"{st.n.step(st.chain.family('h', 'adjoint').key, 't+1')} \odot {st.s('gz', 1)}",
+        # the reset gate after the product (and its bias) and before it, on the state
+        reset_after=rf"{r_t} \odot \left({st.tex(product)} + {b_hn}\right)",
+        reset_before=st.tex(A.mul(W.math(), A.had(st.sym("gr"), st.sym("h", -1)))),
+        W_n=st.tex(W.symbol()),
+        r=r_t,
+        W_n_key="delta-" + W.name,
+        dzn=delta("zn"),
+        dzhn=delta("zhn") if after else "",
+        r_h=st.tex(A.had(st.sym("gr"), st.sym("h", -1))),
+        b_hn=b_hn,
+    )
+
+
+def gate_context(derivation, where: str) -> dict | None:
+    """What ``network.tex.jinja`` says of a gated cell's gates, for its first chain (``where``: which it is,
+    "" in a network of one chain); None for an Elman cell."""
+    net = derivation.graph.network
+    if not net.cell.gated:
+        return None
+    st = _Step(Notation(derivation.spec), derivation)
+    lstm = "cell" in net.cell.states
+    context = _lstm(st) if lstm else _gru(st, after=net.cell.name == "gru")
+    names = [GATE_NAMES[k] for k in ("ifgo" if lstm else "rzn")]
+    return dict(
+        **context,
+        lstm=lstm,
+        after=net.cell.name == "gru",
+        where=where if len(net.chains) > 1 else "",
+        masked=st.masked,
+        gates=", ".join(names[:-1]) + " and " + names[-1],
+    )
