@@ -45,7 +45,8 @@ SEEDS = {
     ),
 }
 #: The networks whose document is the delta recursion (``network_document``): more than one chain,
-#: seed 002's stacked form and truncated BPTT, seed 001's other mappings, and seed 003's padding.
+#: seed 002's stacked form and truncated BPTT, seed 001's other mappings, seed 003's padding, and the
+#: gated cells.
 NETWORKS = (
     RNNSpec(T=5, layers=2),  # seed 001's stacked layers
     RNNSpec(T=5, bidirectional=True),  # seed 001's bidirectional RNN
@@ -63,6 +64,10 @@ NETWORKS = (
         output_bias=False,
         masked=True,
     ),
+    # the gated cells: an LSTM and a GRU in each of its two reset forms
+    RNNSpec(T=5, cell="lstm"),
+    RNNSpec(T=5, cell="gru"),
+    RNNSpec(T=5, cell="gru", gru_reset="before"),
 )
 EXAMPLES = (RNNSpec(T=5), RNNSpec(T=20), *(s for s in SEEDS.values() if s != RNNSpec(T=5)), *NETWORKS)
 
