@@ -28,7 +28,7 @@ parentheses cite the equations of ``gru_resetbefore_tanh_softmax_xent_t5.tex``, 
 module implements.
 
 Integer token ids in 0..n_x-1 may stand for one-hot rows: ``xs`` (T,) or (T, B) of integers. The
-input projection then picks the columns of U_r and U_z and U_n that the ids name (no product, no
+input projection then picks the columns of U_r, U_z and U_n that the ids name (no product, no
 one-hot rows); the input weight's gradient is one product with the one-hot rows of the ids while the
 vocabulary n_x is at most 256, a sort of the ids and ``np.add.reduceat`` for a larger one.
 

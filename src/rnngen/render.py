@@ -185,7 +185,8 @@ def _id_weights(lowered: Lowered) -> str | None:
                 param, axis = param.arg, "rows"
             name = f"{param.name} (a block of {param.param})" if isinstance(param, Block) else param.name
             names += [name] if name not in names else []
-    return f"the {axis} of {' and '.join(names)}" if names else None
+    listed = " and ".join(names) if len(names) < 3 else f"{', '.join(names[:-1])} and {names[-1]}"
+    return f"the {axis} of {listed}" if names else None
 
 
 def _block_views(network) -> dict:
