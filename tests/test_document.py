@@ -10,6 +10,7 @@ from test_latex import compile_tex, needs_pdflatex
 import rnngen
 from rnngen import algebra as A
 from rnngen.activations import elementwise
+from rnngen.cells import cell_of
 from rnngen.document import sum_over_steps
 from rnngen.examples import EXAMPLES, SEEDS
 from rnngen.markdown import MarkdownError, to_markdown
@@ -61,7 +62,8 @@ def read_back(result, tex=None, seed=0):
         T = result.spec.T
         mask = mask_from_lengths(np.array([max(1, T - 2)]), T, result.spec.padding)
     masks = None if mask is None else mask[:, 0].astype(int).tolist()
-    reader = Reader(tex or result.latex, row, params, inputs, steps, custom, blocks, result.spec.T, masks)
+    gated = cell_of(result.spec).gated  # a gated document's letters (s_t for the output, c_t, the gates)
+    reader = Reader(tex or result.latex, row, params, inputs, steps, custom, blocks, result.spec.T, masks, gated)
     reader.run()
     loss, grads = module.loss_and_grads(params, xs, targets, **({} if mask is None else {"mask": mask}))
     return reader, loss, grads
