@@ -703,3 +703,12 @@ def test_torch_agrees(cell):
         torch_grads["b_hn"] = net.bias_hh_l0.grad.numpy().reshape(3, n_h)[2]
     for name, g in torch_grads.items():
         assert relative_error(ours[name], g) <= RTOL, name
+
+
+def test_the_derive_summary_names_the_gated_cell_and_its_weights_per_gate():
+    from rnngen.cli import _describe
+
+    line = _describe(RNNSpec(T=5, cell="lstm"))
+    assert line.startswith("1 layer: LSTM cells (sigmoid gates; tanh candidate and cell output), softmax output")
+    assert "matrices U_·, W_· (one per gate) and V, biases b_· and c, T = 5" in line
+    assert "bias b_· only" in _describe(RNNSpec(T=5, cell="gru", output_bias=False))

@@ -950,8 +950,8 @@ def _describe(spec) -> str:
     hidden, names = f"{spec.hidden} hidden", ",".join(spec.names)
     if cell.gated:  # a weight and a bias per gate
         hidden = cell.title.format(hidden=spec.hidden)
-        names = f"{spec.names[0]}_·,{spec.names[1]}_· (one per gate),{spec.names[2]}"
-        bias = {k: v.replace("b", "b_·", 1) for k, v in bias.items()}
+        names = f"{spec.names[0]}_·, {spec.names[1]}_· (one per gate) and {spec.names[2]}"
+        bias = {k: v.replace(" b ", " b_· ") for k, v in bias.items()}
     return (
         f"{shape}: {hidden}, {spec.output} output, {spec.loss} loss, {spec.mapping}, {vectors}, "
         f"matrices {names}, {bias.get((spec.hidden_bias, spec.output_bias), 'no biases')}, T = {spec.T}"
