@@ -137,11 +137,21 @@ def _input_part(ops, weights, inputs, gate):
     return ops.add(*terms, ops.bias(weights.get(f"hidden_bias_{gate}")))
 
 
+def gate_pre(gate: str) -> str:
+    """The family base of a gate's pre-activation (``zi``; ``z`` for the Elman cell's, gate "")."""
+    return "z" + gate
+
+
+def gate_value(gate: str) -> str:
+    """The family base of a gate's value (``gi``): one rule for the graph, the documents and flow."""
+    return "g" + gate
+
+
 def _gate(ops, weights, inputs, h, gate, act):
     """``act(U_g x_t + W_g h_{t-1} + b_g)``, its pre-activation named ``z<g>``, its value ``g<g>``."""
     recurrent = ops.matmul(weights[f"recurrent_{gate}"], h)
-    z = ops.node("z" + gate, ops.add(_input_part(ops, weights, inputs, gate), recurrent))
-    return ops.node("g" + gate, ops.act(act, z))
+    z = ops.node(gate_pre(gate), ops.add(_input_part(ops, weights, inputs, gate), recurrent))
+    return ops.node(gate_value(gate), ops.act(act, z))
 
 
 def _lstm_step(ops, weights, inputs, state, hidden):

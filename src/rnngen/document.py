@@ -27,7 +27,7 @@ from sympy import MatAdd
 from rnngen import algebra as A
 from rnngen.activations import ELEMENTWISE, elementwise
 from rnngen.backprop import Derivation
-from rnngen.cells import cell_of
+from rnngen.cells import cell_of, gate_pre
 from rnngen.families import step_of
 from rnngen.printing.math import LATEX, MathPrinter, latex, param_latex, text
 from rnngen.program import gradient_symbol, relative, step_template
@@ -586,7 +586,7 @@ def truncation_context(n: Notation, derivation: Derivation) -> dict | None:
     # every chain's recurrent weights: the Elman cell's W, a gated cell's one per gate (W_i, ..., W_o)
     recurrent = [(c, role, p) for c in chains for role, p in c.params.items() if role.startswith("recurrent")]
     _, role, weight = recurrent[0]
-    dz = chain.family("z" + role.removeprefix("recurrent").lstrip("_"), "adjoint")  # z, or z_i
+    dz = chain.family(gate_pre(chain.params[role].gate), "adjoint")  # z, or z_i
     restricted = None
     expr = derivation.gradients[weight.name]
     template = sum_over_steps(list(expr.args) if isinstance(expr, MatAdd) else [expr])

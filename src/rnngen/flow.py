@@ -32,6 +32,7 @@ import sympy as sp
 
 from rnngen import algebra as A
 from rnngen.activations import elementwise
+from rnngen.cells import gate_value
 from rnngen.emit import png_metadata
 from rnngen.evaluate import evaluate, run
 from rnngen.pipeline import Build
@@ -255,7 +256,7 @@ def measure_gated(result: Build, weights: dict, sizes: tuple, seed: int = 0) -> 
     for k in range(spec.T, -1, -1):  # ds_T/ds_k = (ds_T/ds_{k+1}) J_{k+1}
         if k < spec.T:
             product = product @ jacobians[k]
-            direct = direct * values[step_name(chain.family("g" + gate).key, k + 1)][:, 0]
+            direct = direct * values[step_name(chain.family(gate_value(gate)).key, k + 1)][:, 0]
         delta = {base: values[step_name(chain.family(base, "adjoint").key, k)] for base in cell.states}
         rows.append(
             (

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from rnngen import algebra as A
 from rnngen.activations import elementwise
-from rnngen.cells import GATE, GATE_NAMES
+from rnngen.cells import GATE, GATE_NAMES, gate_pre, gate_value
 from rnngen.document import Notation, aligned
 from rnngen.families import ParamName
 from rnngen.printing.math import latex
@@ -65,14 +65,14 @@ class _Step:
     def local(self, gate: str) -> str:
         """``d g_t / d {z_g}_t = diag(act'(z))`` of the gate ``gate``, the derivative written as the module has it."""
         act = self.hidden if gate in "gn" else GATE
-        value, pre = self.sym("g" + gate), self.sym("z" + gate)
+        value, pre = self.sym(gate_value(gate)), self.sym(gate_pre(gate))
         return aligned(
             f"{self.d(self.tex(value), self.tex(pre))} = {self.diag(elementwise(act).derivative(pre, value))}"
         )
 
     def through(self, num: str, gate: str) -> str:
         """``d num / d g_t  d g_t / d {z_g}_t  W_g``: a path from ``num`` through the gate into ``h_{t-1}``."""
-        g = self.s("g" + gate)
+        g = self.s(gate_value(gate))
         return f"{self.d(num, g)} {self.d(g, self.s('z' + gate))} {self.weight('recurrent_' + gate)}"
 
 
