@@ -28,7 +28,7 @@ parentheses cite the equations of ``gru_resetbefore_tanh_softmax_xent_t5.tex``, 
 module implements.
 
 Integer token ids in 0..n_x-1 may stand for one-hot rows: ``xs`` (T,) or (T, B) of integers. The
-input projection then picks the columns of U_r, U_z and U_n that the ids name (no product, no
+input projection then picks the columns of U_n, U_r and U_z that the ids name (no product, no
 one-hot rows); the input weight's gradient is one product with the one-hot rows of the ids while the
 vocabulary n_x is at most 256, a sort of the ids and ``np.add.reduceat`` for a larger one.
 
@@ -131,9 +131,8 @@ def forward(params, xs, *, state=None, mask=None, lengths=None, return_state=Fal
     if mask is not None or lengths is not None:
         raise ValueError("this module takes no mask or lengths; derive one with rnngen derive --mask")
     # new arrays, because they go to the caller; the set kept for loss_and_grads stays kept
-    h, gr, gz, gn, o, yhat = _forward(
-        U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, h0, V, c, x, _new_buffers(x, U_r.dtype, U_r.shape[0], V.shape[0])
-    )
+    new = _new_buffers(x, U_r.dtype, U_r.shape[1], U_r.shape[0], V.shape[0])
+    h, gr, gz, gn, o, yhat = _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, h0, V, c, x, new)
     out = {
         "h": h[1:],
         "o": o.reshape(T, x.shape[1], -1),
@@ -158,7 +157,7 @@ def loss(params, xs, targets, *, state=None, mask=None, lengths=None, return_sta
     if mask is not None or lengths is not None:
         raise ValueError("this module takes no mask or lengths; derive one with rnngen derive --mask")
     y = _targets(targets, x, V.shape[0], single, U_r.dtype)
-    buf = _buffers(x, U_r.dtype, U_r.shape[0], V.shape[0])
+    buf = _buffers(x, U_r.dtype, U_r.shape[1], U_r.shape[0], V.shape[0])
     h, gr, gz, gn, o, yhat = _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, h0, V, c, x, buf)
     # (55) E = -1ᵀ (Y[1..5] ∘ log_softmax(S[1..5])) 1
     E = -_dot_log_softmax(y, o, yhat)
@@ -194,7 +193,7 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     if mask is not None or lengths is not None:
         raise ValueError("this module takes no mask or lengths; derive one with rnngen derive --mask")
     y = _targets(targets, x, V.shape[0], single, U_r.dtype)
-    buf = _buffers(x, U_r.dtype, U_r.shape[0], V.shape[0])
+    buf = _buffers(x, U_r.dtype, U_r.shape[1], U_r.shape[0], V.shape[0])
     h, gr, gz, gn, o, yhat = _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, h0, V, c, x, buf)
     n_x = U_r.shape[1]
     # (55) E = -1ᵀ (Y[1..5] ∘ log_softmax(S[1..5])) 1
@@ -243,9 +242,12 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     dh_[4] += dh_[5] * gz_[4]
     dh_[4] += (dzn_[4] @ W_n) * gr_[4]
     dh_gemm = buf["dh_gemm"]
-    np.dot(dzz_[4], W_z, out=dh_gemm)
-    dh_[4] += dh_gemm
-    np.dot(dzr_[4], W_r, out=dh_gemm)
+    gates_rec = buf["gates_rec"]
+    np.concatenate((W_r, W_z), out=gates_rec)  # one above another: one product for the gates
+    dgates_gemm = buf["dgates_gemm"]
+    dgates_ = buf["dgates_"]  # its steps as views, made with the buffers: cheaper to index
+    np.copyto(buf["dgates_gemm by gate"], dgates_[4][1:3])  # side by side: one product for the gates
+    np.dot(dgates_gemm, gates_rec, out=dh_gemm)
     dh_[4] += dh_gemm
     # (66) δz_n_4 = δh_4 ∘ f′_n_4
     dzn_[3] *= dh_[4]
@@ -259,9 +261,8 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     # (69) δh_3 = δ̃h_3 + δh_4 ∘ z_4 + (W_nᵀ δz_n_4) ∘ r_4 + W_zᵀ δz_z_4 + W_rᵀ δz_r_4
     dh_[3] += dh_[4] * gz_[3]
     dh_[3] += (dzn_[3] @ W_n) * gr_[3]
-    np.dot(dzz_[3], W_z, out=dh_gemm)
-    dh_[3] += dh_gemm
-    np.dot(dzr_[3], W_r, out=dh_gemm)
+    np.copyto(buf["dgates_gemm by gate"], dgates_[3][1:3])  # side by side: one product for the gates
+    np.dot(dgates_gemm, gates_rec, out=dh_gemm)
     dh_[3] += dh_gemm
     # (70) δz_n_3 = δh_3 ∘ f′_n_3
     dzn_[2] *= dh_[3]
@@ -275,9 +276,8 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     # (73) δh_2 = δ̃h_2 + δh_3 ∘ z_3 + (W_nᵀ δz_n_3) ∘ r_3 + W_zᵀ δz_z_3 + W_rᵀ δz_r_3
     dh_[2] += dh_[3] * gz_[2]
     dh_[2] += (dzn_[2] @ W_n) * gr_[2]
-    np.dot(dzz_[2], W_z, out=dh_gemm)
-    dh_[2] += dh_gemm
-    np.dot(dzr_[2], W_r, out=dh_gemm)
+    np.copyto(buf["dgates_gemm by gate"], dgates_[2][1:3])  # side by side: one product for the gates
+    np.dot(dgates_gemm, gates_rec, out=dh_gemm)
     dh_[2] += dh_gemm
     # (74) δz_n_2 = δh_2 ∘ f′_n_2
     dzn_[1] *= dh_[2]
@@ -291,9 +291,8 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     # (77) δh_1 = δ̃h_1 + δh_2 ∘ z_2 + (W_nᵀ δz_n_2) ∘ r_2 + W_zᵀ δz_z_2 + W_rᵀ δz_r_2
     dh_[1] += dh_[2] * gz_[1]
     dh_[1] += (dzn_[1] @ W_n) * gr_[1]
-    np.dot(dzz_[1], W_z, out=dh_gemm)
-    dh_[1] += dh_gemm
-    np.dot(dzr_[1], W_r, out=dh_gemm)
+    np.copyto(buf["dgates_gemm by gate"], dgates_[1][1:3])  # side by side: one product for the gates
+    np.dot(dgates_gemm, gates_rec, out=dh_gemm)
     dh_[1] += dh_gemm
     # (78) δz_n_1 = δh_1 ∘ f′_n_1
     dzn_[0] *= dh_[1]
@@ -305,10 +304,10 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     np.dot(dzn_[0], W_n, out=dzr_[0])
     dzr_[0] *= jac_r_[0]
     # (81) δh_0 = δh_1 ∘ z_1 + (W_nᵀ δz_n_1) ∘ r_1 + W_zᵀ δz_z_1 + W_rᵀ δz_r_1
-    np.dot(dzz_[0], W_z, out=dh_[0])
+    np.copyto(buf["dgates_gemm by gate"], dgates_[0][1:3])  # side by side: one product for the gates
+    np.dot(dgates_gemm, gates_rec, out=dh_[0])
     dh_[0] += dh_[1] * gz_[0]
     dh_[0] += (dzn_[0] @ W_n) * gr_[0]
-    dh_[0] += dzr_[0] @ W_r
     # (82) dE/dU_r = Δz_r[1..5] X[1..5]ᵀ
     if x.dtype.kind == "f":
         dU_r = np.dot(buf["dzr rows"].T, x.reshape(-1, n_x))
@@ -376,44 +375,37 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, h0, V, c, x, buf):
     # (30) Z_r̃[1..5] = U_r X[1..5] + b_r 1ᵀ
     gr = buf["gr"]
     # pre_zr is gr: each step is read only by the same step of gr, built on it
+    gates_in_T = buf["gates_in_T"]
+    np.stack((U_n.T, U_r.T, U_z.T), out=gates_in_T)  # one per gate: one product for the gates
     if x.dtype.kind == "f":
-        np.matmul(x.reshape(-1, n_x), U_r.T, out=buf["gr rows"])
+        np.matmul(x.reshape(-1, n_x), gates_in_T, out=buf["gates rows"])
     else:  # token ids (intp, checked), standing for the inputs' one-hot rows
-        U_r.T.take(x.reshape(-1), axis=0, out=buf["gr rows"], mode="clip")
-    buf["gr rows"] += b_r
+        gates_in_T.take(x.reshape(-1), axis=1, out=buf["gates rows"], mode="clip")
+    gates_bias = buf["gates_bias"]
+    np.stack((b_n, b_r, b_z), out=gates_bias)  # one per gate: one product for the gates
+    buf["gates rows"] += gates_bias[:, None]
     # (31) r_1 = σ(z_r̃_1 + W_r h_0)
     h_ = buf["h_"]  # its steps as views, made with the buffers: cheaper to index
     gr_ = buf["gr_"]  # its steps as views, made with the buffers: cheaper to index
-    gr_gemm = buf["gr_gemm"]
-    W_r_T = buf["W_r_T"]
-    np.copyto(W_r_T, W_r.T)  # contiguous: every step's GEMM reads it
-    np.dot(h_[0], W_r_T, out=gr_gemm)
-    gr_[0] += gr_gemm
+    gates_rec_T = buf["gates_rec_T"]
+    np.concatenate((W_r.T, W_z.T), axis=1, out=gates_rec_T)  # side by side: one product for the gates
+    gates_gemm = buf["gates_gemm"]
+    gates_ = buf["gates_"]  # its steps as views, made with the buffers: cheaper to index
+    np.dot(h_[0], gates_rec_T, out=gates_gemm)
+    gates_[0][1:3] += buf["gates_gemm by gate"]
     _sigmoid(gr_[0], out=gr_[0])
     # (32) Z_z̃[1..5] = U_z X[1..5] + b_z 1ᵀ
     gz = buf["gz"]
     # pre_zz is gz: each step is read only by the same step of gz, built on it
-    if x.dtype.kind == "f":
-        np.matmul(x.reshape(-1, n_x), U_z.T, out=buf["gz rows"])
-    else:  # token ids (intp, checked), standing for the inputs' one-hot rows
-        U_z.T.take(x.reshape(-1), axis=0, out=buf["gz rows"], mode="clip")
-    buf["gz rows"] += b_z
+    # its products: made above, in one with the other gates' of gates
     # (33) z_1 = σ(z_z̃_1 + W_z h_0)
     gz_ = buf["gz_"]  # its steps as views, made with the buffers: cheaper to index
-    gz_gemm = buf["gz_gemm"]
-    W_z_T = buf["W_z_T"]
-    np.copyto(W_z_T, W_z.T)  # contiguous: every step's GEMM reads it
-    np.dot(h_[0], W_z_T, out=gz_gemm)
-    gz_[0] += gz_gemm
+    # its products: made above, in one with the other gates' of gates
     _sigmoid(gz_[0], out=gz_[0])
     # (34) Z_ñ[1..5] = U_n X[1..5] + b_n 1ᵀ
     gn = buf["gn"]
     # pre_zn is gn: each step is read only by the same step of gn, built on it
-    if x.dtype.kind == "f":
-        np.matmul(x.reshape(-1, n_x), U_n.T, out=buf["gn rows"])
-    else:  # token ids (intp, checked), standing for the inputs' one-hot rows
-        U_n.T.take(x.reshape(-1), axis=0, out=buf["gn rows"], mode="clip")
-    buf["gn rows"] += b_n
+    # its products: made above, in one with the other gates' of gates
     # (35) n_1 = tanh(z_ñ_1 + W_n (r_1 ∘ h_0))
     gn_ = buf["gn_"]  # its steps as views, made with the buffers: cheaper to index
     gn_gemm = buf["gn_gemm"]
@@ -425,12 +417,11 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, h0, V, c, x, buf):
     h_[1] *= gn_[0]
     h_[1] += gz_[0] * h_[0]
     # (37) r_2 = σ(z_r̃_2 + W_r h_1)
-    np.dot(h_[1], W_r_T, out=gr_gemm)
-    gr_[1] += gr_gemm
+    np.dot(h_[1], gates_rec_T, out=gates_gemm)
+    gates_[1][1:3] += buf["gates_gemm by gate"]
     _sigmoid(gr_[1], out=gr_[1])
     # (38) z_2 = σ(z_z̃_2 + W_z h_1)
-    np.dot(h_[1], W_z_T, out=gz_gemm)
-    gz_[1] += gz_gemm
+    # its products: made above, in one with the other gates' of gates
     _sigmoid(gz_[1], out=gz_[1])
     # (39) n_2 = tanh(z_ñ_2 + W_n (r_2 ∘ h_1))
     np.dot(gr_[1] * h_[1], W_n.T, out=gn_gemm)
@@ -441,12 +432,11 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, h0, V, c, x, buf):
     h_[2] *= gn_[1]
     h_[2] += gz_[1] * h_[1]
     # (41) r_3 = σ(z_r̃_3 + W_r h_2)
-    np.dot(h_[2], W_r_T, out=gr_gemm)
-    gr_[2] += gr_gemm
+    np.dot(h_[2], gates_rec_T, out=gates_gemm)
+    gates_[2][1:3] += buf["gates_gemm by gate"]
     _sigmoid(gr_[2], out=gr_[2])
     # (42) z_3 = σ(z_z̃_3 + W_z h_2)
-    np.dot(h_[2], W_z_T, out=gz_gemm)
-    gz_[2] += gz_gemm
+    # its products: made above, in one with the other gates' of gates
     _sigmoid(gz_[2], out=gz_[2])
     # (43) n_3 = tanh(z_ñ_3 + W_n (r_3 ∘ h_2))
     np.dot(gr_[2] * h_[2], W_n.T, out=gn_gemm)
@@ -457,12 +447,11 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, h0, V, c, x, buf):
     h_[3] *= gn_[2]
     h_[3] += gz_[2] * h_[2]
     # (45) r_4 = σ(z_r̃_4 + W_r h_3)
-    np.dot(h_[3], W_r_T, out=gr_gemm)
-    gr_[3] += gr_gemm
+    np.dot(h_[3], gates_rec_T, out=gates_gemm)
+    gates_[3][1:3] += buf["gates_gemm by gate"]
     _sigmoid(gr_[3], out=gr_[3])
     # (46) z_4 = σ(z_z̃_4 + W_z h_3)
-    np.dot(h_[3], W_z_T, out=gz_gemm)
-    gz_[3] += gz_gemm
+    # its products: made above, in one with the other gates' of gates
     _sigmoid(gz_[3], out=gz_[3])
     # (47) n_4 = tanh(z_ñ_4 + W_n (r_4 ∘ h_3))
     np.dot(gr_[3] * h_[3], W_n.T, out=gn_gemm)
@@ -473,12 +462,11 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, h0, V, c, x, buf):
     h_[4] *= gn_[3]
     h_[4] += gz_[3] * h_[3]
     # (49) r_5 = σ(z_r̃_5 + W_r h_4)
-    np.dot(h_[4], W_r_T, out=gr_gemm)
-    gr_[4] += gr_gemm
+    np.dot(h_[4], gates_rec_T, out=gates_gemm)
+    gates_[4][1:3] += buf["gates_gemm by gate"]
     _sigmoid(gr_[4], out=gr_[4])
     # (50) z_5 = σ(z_z̃_5 + W_z h_4)
-    np.dot(h_[4], W_z_T, out=gz_gemm)
-    gz_[4] += gz_gemm
+    # its products: made above, in one with the other gates' of gates
     _sigmoid(gz_[4], out=gz_[4])
     # (51) n_5 = tanh(z_ñ_5 + W_n (r_5 ∘ h_4))
     np.dot(gr_[4] * h_[4], W_n.T, out=gn_gemm)
@@ -512,30 +500,40 @@ def _buffers(x, dtype, *sizes):
     return buf
 
 
-def _new_buffers(x, dtype, n_h, n_y):
+def _new_buffers(x, dtype, n_x, n_h, n_y):
     """Every array a call writes (the families and the one-step scratches), for the batch of ``x``, in ``dtype``."""
     B = x.shape[1]
     buf = {
-        "sizes": (B, dtype.char, n_h, n_y),
+        "sizes": (B, dtype.char, n_x, n_h, n_y),
         "h": np.empty((T + 1, B, n_h), dtype),
-        "gr": np.empty((T, B, n_h), dtype),
-        "gr_gemm": np.empty((B, n_h), dtype),
-        "W_r_T": np.empty((n_h, n_h), dtype),
-        "gz": np.empty((T, B, n_h), dtype),
-        "gz_gemm": np.empty((B, n_h), dtype),
-        "W_z_T": np.empty((n_h, n_h), dtype),
-        "gn": np.empty((T, B, n_h), dtype),
+        "gates": np.empty((3, T, B, n_h), dtype),
+        "gates_in_T": np.empty((3, n_x, n_h), dtype),
+        "gates_bias": np.empty((3, n_h), dtype),
+        "gates_rec_T": np.empty((n_h, 2 * n_h), dtype),
+        "gates_gemm": np.empty((B, 2 * n_h), dtype),
         "gn_gemm": np.empty((B, n_h), dtype),
         "o": np.empty((T * B, n_y), dtype),
         "yhat": np.empty((T * B, n_y), dtype),
         "dh": np.empty((T + 1, B, n_h), dtype),
-        "dzn": np.empty((T, B, n_h), dtype),
         "jac_z": np.empty((T, B, n_h), dtype),
-        "dzz": np.empty((T, B, n_h), dtype),
         "jac_r": np.empty((T, B, n_h), dtype),
-        "dzr": np.empty((T, B, n_h), dtype),
         "dh_gemm": np.empty((B, n_h), dtype),
+        "dgates": np.empty((3, T, B, n_h), dtype),
+        "gates_rec": np.empty((2 * n_h, n_h), dtype),
+        "dgates_gemm": np.empty((B, 2 * n_h), dtype),
     }
+    buf["gn"] = buf["gates"][0]  # its gate of gates
+    buf["gr"] = buf["gates"][1]  # its gate of gates
+    buf["gz"] = buf["gates"][2]  # its gate of gates
+    buf["gates_"] = list(buf["gates"].swapaxes(0, 1))  # each step's gates, (gates, B, n)
+    buf["gates rows"] = buf["gates"].reshape(3, -1, n_h)  # each gate's rows
+    buf["dzn"] = buf["dgates"][0]  # its gate of dgates
+    buf["dzr"] = buf["dgates"][1]  # its gate of dgates
+    buf["dzz"] = buf["dgates"][2]  # its gate of dgates
+    buf["dgates_"] = list(buf["dgates"].swapaxes(0, 1))  # each step's gates, (gates, B, n)
+    buf["dgates rows"] = buf["dgates"].reshape(3, -1, n_h)  # each gate's rows
+    buf["gates_gemm by gate"] = buf["gates_gemm"].reshape(-1, 2, n_h).swapaxes(0, 1)
+    buf["dgates_gemm by gate"] = buf["dgates_gemm"].reshape(-1, 2, n_h).swapaxes(0, 1)
     buf["h_"] = list(buf["h"])  # the steps' views, made once for every call that takes the set
     buf["gr_"] = list(buf["gr"])  # the steps' views, made once for every call that takes the set
     buf["gz_"] = list(buf["gz"])  # the steps' views, made once for every call that takes the set
@@ -546,12 +544,10 @@ def _new_buffers(x, dtype, n_h, n_y):
     buf["dzz_"] = list(buf["dzz"])  # the steps' views, made once for every call that takes the set
     buf["jac_r_"] = list(buf["jac_r"])  # the steps' views, made once for every call that takes the set
     buf["dzr_"] = list(buf["dzr"])  # the steps' views, made once for every call that takes the set
-    buf["gr rows"] = buf["gr"].reshape(-1, n_h)  # as rows, made once for every call that takes the set
-    buf["gz rows"] = buf["gz"].reshape(-1, n_h)  # as rows, made once for every call that takes the set
-    buf["gn rows"] = buf["gn"].reshape(-1, n_h)  # as rows, made once for every call that takes the set
     buf["h[1:] rows"] = buf["h"][1:].reshape(-1, n_h)  # as rows, made once for every call that takes the set
     buf["dh[1:] rows"] = buf["dh"][1:].reshape(-1, n_h)  # as rows, made once for every call that takes the set
     buf["jac_r rows"] = buf["jac_r"].reshape(-1, n_h)  # as rows, made once for every call that takes the set
+    buf["gr rows"] = buf["gr"].reshape(-1, n_h)  # as rows, made once for every call that takes the set
     buf["h[:-1] rows"] = buf["h"][:-1].reshape(-1, n_h)  # as rows, made once for every call that takes the set
     buf["dzr rows"] = buf["dzr"].reshape(-1, n_h)  # as rows, made once for every call that takes the set
     buf["dzz rows"] = buf["dzz"].reshape(-1, n_h)  # as rows, made once for every call that takes the set

@@ -139,7 +139,7 @@ def forward(params, xs, *, state=None, mask=None, lengths=None, return_state=Fal
     if mask is not None or lengths is not None:
         raise ValueError("this module takes no mask or lengths; derive one with rnngen derive --mask")
     # new arrays, because they go to the caller; the set kept for loss_and_grads stays kept
-    new = _new_buffers(x, U_i.dtype, U_i.shape[0], V.shape[0])
+    new = _new_buffers(x, U_i.dtype, U_i.shape[1], U_i.shape[0], V.shape[0])
     h, cell, gi, gf, gg, go, cact, o, yhat = _forward(
         U_i, U_f, U_g, U_o, W_i, W_f, W_g, W_o, b_i, b_f, b_g, b_o, h0, c0, V, c, x, new
     )
@@ -167,7 +167,7 @@ def loss(params, xs, targets, *, state=None, mask=None, lengths=None, return_sta
     if mask is not None or lengths is not None:
         raise ValueError("this module takes no mask or lengths; derive one with rnngen derive --mask")
     y = _targets(targets, x, V.shape[0], single, U_i.dtype)
-    buf = _buffers(x, U_i.dtype, U_i.shape[0], V.shape[0])
+    buf = _buffers(x, U_i.dtype, U_i.shape[1], U_i.shape[0], V.shape[0])
     h, cell, gi, gf, gg, go, cact, o, yhat = _forward(
         U_i, U_f, U_g, U_o, W_i, W_f, W_g, W_o, b_i, b_f, b_g, b_o, h0, c0, V, c, x, buf
     )
@@ -205,7 +205,7 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     if mask is not None or lengths is not None:
         raise ValueError("this module takes no mask or lengths; derive one with rnngen derive --mask")
     y = _targets(targets, x, V.shape[0], single, U_i.dtype)
-    buf = _buffers(x, U_i.dtype, U_i.shape[0], V.shape[0])
+    buf = _buffers(x, U_i.dtype, U_i.shape[1], U_i.shape[0], V.shape[0])
     h, cell, gi, gf, gg, go, cact, o, yhat = _forward(
         U_i, U_f, U_g, U_o, W_i, W_f, W_g, W_o, b_i, b_f, b_g, b_o, h0, c0, V, c, x, buf
     )
@@ -267,13 +267,12 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     dzi_[4] *= dcell_[5]
     # (94) δh_4 = δ̃h_4 + W_oᵀ δz_o_5 + W_gᵀ δz_g_5 + W_fᵀ δz_f_5 + W_iᵀ δz_i_5
     dh_gemm = buf["dh_gemm"]
-    np.dot(dzo_[4], W_o, out=dh_gemm)
-    dh_[4] += dh_gemm
-    np.dot(dzg_[4], W_g, out=dh_gemm)
-    dh_[4] += dh_gemm
-    np.dot(dzf_[4], W_f, out=dh_gemm)
-    dh_[4] += dh_gemm
-    np.dot(dzi_[4], W_i, out=dh_gemm)
+    gates_rec = buf["gates_rec"]
+    np.concatenate((W_i, W_f, W_g, W_o), out=gates_rec)  # one above another: one product for the gates
+    dgates_gemm = buf["dgates_gemm"]
+    dgates_ = buf["dgates_"]  # its steps as views, made with the buffers: cheaper to index
+    np.copyto(buf["dgates_gemm by gate"], dgates_[4])  # side by side: one product for the gates
+    np.dot(dgates_gemm, gates_rec, out=dh_gemm)
     dh_[4] += dh_gemm
     # (95) δc_4 = δc_5 ∘ f_5 + δh_4 ∘ o_4 ∘ (1 - φ_4 ∘ φ_4)
     gf_ = buf["gf_"]  # its steps as views, made with the buffers: cheaper to index
@@ -288,13 +287,8 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     # (99) δz_i_4 = δc_4 ∘ σ′_i_4
     dzi_[3] *= dcell_[4]
     # (100) δh_3 = δ̃h_3 + W_oᵀ δz_o_4 + W_gᵀ δz_g_4 + W_fᵀ δz_f_4 + W_iᵀ δz_i_4
-    np.dot(dzo_[3], W_o, out=dh_gemm)
-    dh_[3] += dh_gemm
-    np.dot(dzg_[3], W_g, out=dh_gemm)
-    dh_[3] += dh_gemm
-    np.dot(dzf_[3], W_f, out=dh_gemm)
-    dh_[3] += dh_gemm
-    np.dot(dzi_[3], W_i, out=dh_gemm)
+    np.copyto(buf["dgates_gemm by gate"], dgates_[3])  # side by side: one product for the gates
+    np.dot(dgates_gemm, gates_rec, out=dh_gemm)
     dh_[3] += dh_gemm
     # (101) δc_3 = δc_4 ∘ f_4 + δh_3 ∘ o_3 ∘ (1 - φ_3 ∘ φ_3)
     np.multiply(dcell_[4], gf_[3], out=dcell_[3])
@@ -308,13 +302,8 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     # (105) δz_i_3 = δc_3 ∘ σ′_i_3
     dzi_[2] *= dcell_[3]
     # (106) δh_2 = δ̃h_2 + W_oᵀ δz_o_3 + W_gᵀ δz_g_3 + W_fᵀ δz_f_3 + W_iᵀ δz_i_3
-    np.dot(dzo_[2], W_o, out=dh_gemm)
-    dh_[2] += dh_gemm
-    np.dot(dzg_[2], W_g, out=dh_gemm)
-    dh_[2] += dh_gemm
-    np.dot(dzf_[2], W_f, out=dh_gemm)
-    dh_[2] += dh_gemm
-    np.dot(dzi_[2], W_i, out=dh_gemm)
+    np.copyto(buf["dgates_gemm by gate"], dgates_[2])  # side by side: one product for the gates
+    np.dot(dgates_gemm, gates_rec, out=dh_gemm)
     dh_[2] += dh_gemm
     # (107) δc_2 = δc_3 ∘ f_3 + δh_2 ∘ o_2 ∘ (1 - φ_2 ∘ φ_2)
     np.multiply(dcell_[3], gf_[2], out=dcell_[2])
@@ -328,13 +317,8 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     # (111) δz_i_2 = δc_2 ∘ σ′_i_2
     dzi_[1] *= dcell_[2]
     # (112) δh_1 = δ̃h_1 + W_oᵀ δz_o_2 + W_gᵀ δz_g_2 + W_fᵀ δz_f_2 + W_iᵀ δz_i_2
-    np.dot(dzo_[1], W_o, out=dh_gemm)
-    dh_[1] += dh_gemm
-    np.dot(dzg_[1], W_g, out=dh_gemm)
-    dh_[1] += dh_gemm
-    np.dot(dzf_[1], W_f, out=dh_gemm)
-    dh_[1] += dh_gemm
-    np.dot(dzi_[1], W_i, out=dh_gemm)
+    np.copyto(buf["dgates_gemm by gate"], dgates_[1])  # side by side: one product for the gates
+    np.dot(dgates_gemm, gates_rec, out=dh_gemm)
     dh_[1] += dh_gemm
     # (113) δc_1 = δc_2 ∘ f_2 + δh_1 ∘ o_1 ∘ (1 - φ_1 ∘ φ_1)
     np.multiply(dcell_[2], gf_[1], out=dcell_[1])
@@ -350,10 +334,8 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     # (118) δc_0 = δc_1 ∘ f_1
     np.multiply(dcell_[1], gf_[0], out=dcell_[0])
     # (119) δh_0 = W_oᵀ δz_o_1 + W_gᵀ δz_g_1 + W_fᵀ δz_f_1 + W_iᵀ δz_i_1
-    np.dot(dzo_[0], W_o, out=dh_[0])
-    dh_[0] += dzg_[0] @ W_g
-    dh_[0] += dzf_[0] @ W_f
-    dh_[0] += dzi_[0] @ W_i
+    np.copyto(buf["dgates_gemm by gate"], dgates_[0])  # side by side: one product for the gates
+    np.dot(dgates_gemm, gates_rec, out=dh_[0])
     # (120) dE/dU_i = Δz_i[1..5] X[1..5]ᵀ
     if x.dtype.kind == "f":
         dU_i = np.dot(buf["dzi rows"].T, x.reshape(-1, n_x))
@@ -440,67 +422,48 @@ def _forward(U_i, U_f, U_g, U_o, W_i, W_f, W_g, W_o, b_i, b_f, b_g, b_o, h0, c0,
     # (40) Z_ĩ[1..5] = U_i X[1..5] + b_i 1ᵀ
     gi = buf["gi"]
     # pre_zi is gi: each step is read only by the same step of gi, built on it
+    gates_in_T = buf["gates_in_T"]
+    np.stack((U_i.T, U_f.T, U_g.T, U_o.T), out=gates_in_T)  # one per gate: one product for the gates
     if x.dtype.kind == "f":
-        np.matmul(x.reshape(-1, n_x), U_i.T, out=buf["gi rows"])
+        np.matmul(x.reshape(-1, n_x), gates_in_T, out=buf["gates rows"])
     else:  # token ids (intp, checked), standing for the inputs' one-hot rows
-        U_i.T.take(x.reshape(-1), axis=0, out=buf["gi rows"], mode="clip")
-    buf["gi rows"] += b_i
+        gates_in_T.take(x.reshape(-1), axis=1, out=buf["gates rows"], mode="clip")
+    gates_bias = buf["gates_bias"]
+    np.stack((b_i, b_f, b_g, b_o), out=gates_bias)  # one per gate: one product for the gates
+    buf["gates rows"] += gates_bias[:, None]
     # (41) i_1 = σ(z_ĩ_1 + W_i h_0)
     h_ = buf["h_"]  # its steps as views, made with the buffers: cheaper to index
     gi_ = buf["gi_"]  # its steps as views, made with the buffers: cheaper to index
-    gi_gemm = buf["gi_gemm"]
-    W_i_T = buf["W_i_T"]
-    np.copyto(W_i_T, W_i.T)  # contiguous: every step's GEMM reads it
-    np.dot(h_[0], W_i_T, out=gi_gemm)
-    gi_[0] += gi_gemm
+    gates_rec_T = buf["gates_rec_T"]
+    np.concatenate((W_i.T, W_f.T, W_g.T, W_o.T), axis=1, out=gates_rec_T)  # side by side: one product for the gates
+    gates_gemm = buf["gates_gemm"]
+    gates_ = buf["gates_"]  # its steps as views, made with the buffers: cheaper to index
+    np.dot(h_[0], gates_rec_T, out=gates_gemm)
+    gates_[0] += buf["gates_gemm by gate"]
     _sigmoid(gi_[0], out=gi_[0])
     # (42) Z_f̃[1..5] = U_f X[1..5] + b_f 1ᵀ
     gf = buf["gf"]
     # pre_zf is gf: each step is read only by the same step of gf, built on it
-    if x.dtype.kind == "f":
-        np.matmul(x.reshape(-1, n_x), U_f.T, out=buf["gf rows"])
-    else:  # token ids (intp, checked), standing for the inputs' one-hot rows
-        U_f.T.take(x.reshape(-1), axis=0, out=buf["gf rows"], mode="clip")
-    buf["gf rows"] += b_f
+    # its products: made above, in one with the other gates' of gates
     # (43) f_1 = σ(z_f̃_1 + W_f h_0)
     gf_ = buf["gf_"]  # its steps as views, made with the buffers: cheaper to index
-    gf_gemm = buf["gf_gemm"]
-    W_f_T = buf["W_f_T"]
-    np.copyto(W_f_T, W_f.T)  # contiguous: every step's GEMM reads it
-    np.dot(h_[0], W_f_T, out=gf_gemm)
-    gf_[0] += gf_gemm
+    # its products: made above, in one with the other gates' of gates
     _sigmoid(gf_[0], out=gf_[0])
     # (44) Z_g̃[1..5] = U_g X[1..5] + b_g 1ᵀ
     gg = buf["gg"]
     # pre_zg is gg: each step is read only by the same step of gg, built on it
-    if x.dtype.kind == "f":
-        np.matmul(x.reshape(-1, n_x), U_g.T, out=buf["gg rows"])
-    else:  # token ids (intp, checked), standing for the inputs' one-hot rows
-        U_g.T.take(x.reshape(-1), axis=0, out=buf["gg rows"], mode="clip")
-    buf["gg rows"] += b_g
+    # its products: made above, in one with the other gates' of gates
     # (45) g_1 = tanh(z_g̃_1 + W_g h_0)
     gg_ = buf["gg_"]  # its steps as views, made with the buffers: cheaper to index
-    gg_gemm = buf["gg_gemm"]
-    W_g_T = buf["W_g_T"]
-    np.copyto(W_g_T, W_g.T)  # contiguous: every step's GEMM reads it
-    np.dot(h_[0], W_g_T, out=gg_gemm)
-    gg_[0] += gg_gemm
+    # its products: made above, in one with the other gates' of gates
     np.tanh(gg_[0], out=gg_[0])
     # (46) Z_õ[1..5] = U_o X[1..5] + b_o 1ᵀ
     go = buf["go"]
     # pre_zo is go: each step is read only by the same step of go, built on it
-    if x.dtype.kind == "f":
-        np.matmul(x.reshape(-1, n_x), U_o.T, out=buf["go rows"])
-    else:  # token ids (intp, checked), standing for the inputs' one-hot rows
-        U_o.T.take(x.reshape(-1), axis=0, out=buf["go rows"], mode="clip")
-    buf["go rows"] += b_o
+    # its products: made above, in one with the other gates' of gates
     # (47) o_1 = σ(z_õ_1 + W_o h_0)
     go_ = buf["go_"]  # its steps as views, made with the buffers: cheaper to index
-    go_gemm = buf["go_gemm"]
-    W_o_T = buf["W_o_T"]
-    np.copyto(W_o_T, W_o.T)  # contiguous: every step's GEMM reads it
-    np.dot(h_[0], W_o_T, out=go_gemm)
-    go_[0] += go_gemm
+    # its products: made above, in one with the other gates' of gates
     _sigmoid(go_[0], out=go_[0])
     # (48) c_1 = f_1 ∘ c_0 + i_1 ∘ g_1
     cell_ = buf["cell_"]  # its steps as views, made with the buffers: cheaper to index
@@ -514,20 +477,17 @@ def _forward(U_i, U_f, U_g, U_o, W_i, W_f, W_g, W_o, b_i, b_f, b_g, b_o, h0, c0,
     # (50) h_1 = o_1 ∘ φ_1
     np.multiply(go_[0], cact_[0], out=h_[1])
     # (51) i_2 = σ(z_ĩ_2 + W_i h_1)
-    np.dot(h_[1], W_i_T, out=gi_gemm)
-    gi_[1] += gi_gemm
+    np.dot(h_[1], gates_rec_T, out=gates_gemm)
+    gates_[1] += buf["gates_gemm by gate"]
     _sigmoid(gi_[1], out=gi_[1])
     # (52) f_2 = σ(z_f̃_2 + W_f h_1)
-    np.dot(h_[1], W_f_T, out=gf_gemm)
-    gf_[1] += gf_gemm
+    # its products: made above, in one with the other gates' of gates
     _sigmoid(gf_[1], out=gf_[1])
     # (53) g_2 = tanh(z_g̃_2 + W_g h_1)
-    np.dot(h_[1], W_g_T, out=gg_gemm)
-    gg_[1] += gg_gemm
+    # its products: made above, in one with the other gates' of gates
     np.tanh(gg_[1], out=gg_[1])
     # (54) o_2 = σ(z_õ_2 + W_o h_1)
-    np.dot(h_[1], W_o_T, out=go_gemm)
-    go_[1] += go_gemm
+    # its products: made above, in one with the other gates' of gates
     _sigmoid(go_[1], out=go_[1])
     # (55) c_2 = f_2 ∘ c_1 + i_2 ∘ g_2
     np.multiply(gf_[1], cell_[1], out=cell_[2])
@@ -538,20 +498,17 @@ def _forward(U_i, U_f, U_g, U_o, W_i, W_f, W_g, W_o, b_i, b_f, b_g, b_o, h0, c0,
     # (57) h_2 = o_2 ∘ φ_2
     np.multiply(go_[1], cact_[1], out=h_[2])
     # (58) i_3 = σ(z_ĩ_3 + W_i h_2)
-    np.dot(h_[2], W_i_T, out=gi_gemm)
-    gi_[2] += gi_gemm
+    np.dot(h_[2], gates_rec_T, out=gates_gemm)
+    gates_[2] += buf["gates_gemm by gate"]
     _sigmoid(gi_[2], out=gi_[2])
     # (59) f_3 = σ(z_f̃_3 + W_f h_2)
-    np.dot(h_[2], W_f_T, out=gf_gemm)
-    gf_[2] += gf_gemm
+    # its products: made above, in one with the other gates' of gates
     _sigmoid(gf_[2], out=gf_[2])
     # (60) g_3 = tanh(z_g̃_3 + W_g h_2)
-    np.dot(h_[2], W_g_T, out=gg_gemm)
-    gg_[2] += gg_gemm
+    # its products: made above, in one with the other gates' of gates
     np.tanh(gg_[2], out=gg_[2])
     # (61) o_3 = σ(z_õ_3 + W_o h_2)
-    np.dot(h_[2], W_o_T, out=go_gemm)
-    go_[2] += go_gemm
+    # its products: made above, in one with the other gates' of gates
     _sigmoid(go_[2], out=go_[2])
     # (62) c_3 = f_3 ∘ c_2 + i_3 ∘ g_3
     np.multiply(gf_[2], cell_[2], out=cell_[3])
@@ -562,20 +519,17 @@ def _forward(U_i, U_f, U_g, U_o, W_i, W_f, W_g, W_o, b_i, b_f, b_g, b_o, h0, c0,
     # (64) h_3 = o_3 ∘ φ_3
     np.multiply(go_[2], cact_[2], out=h_[3])
     # (65) i_4 = σ(z_ĩ_4 + W_i h_3)
-    np.dot(h_[3], W_i_T, out=gi_gemm)
-    gi_[3] += gi_gemm
+    np.dot(h_[3], gates_rec_T, out=gates_gemm)
+    gates_[3] += buf["gates_gemm by gate"]
     _sigmoid(gi_[3], out=gi_[3])
     # (66) f_4 = σ(z_f̃_4 + W_f h_3)
-    np.dot(h_[3], W_f_T, out=gf_gemm)
-    gf_[3] += gf_gemm
+    # its products: made above, in one with the other gates' of gates
     _sigmoid(gf_[3], out=gf_[3])
     # (67) g_4 = tanh(z_g̃_4 + W_g h_3)
-    np.dot(h_[3], W_g_T, out=gg_gemm)
-    gg_[3] += gg_gemm
+    # its products: made above, in one with the other gates' of gates
     np.tanh(gg_[3], out=gg_[3])
     # (68) o_4 = σ(z_õ_4 + W_o h_3)
-    np.dot(h_[3], W_o_T, out=go_gemm)
-    go_[3] += go_gemm
+    # its products: made above, in one with the other gates' of gates
     _sigmoid(go_[3], out=go_[3])
     # (69) c_4 = f_4 ∘ c_3 + i_4 ∘ g_4
     np.multiply(gf_[3], cell_[3], out=cell_[4])
@@ -586,20 +540,17 @@ def _forward(U_i, U_f, U_g, U_o, W_i, W_f, W_g, W_o, b_i, b_f, b_g, b_o, h0, c0,
     # (71) h_4 = o_4 ∘ φ_4
     np.multiply(go_[3], cact_[3], out=h_[4])
     # (72) i_5 = σ(z_ĩ_5 + W_i h_4)
-    np.dot(h_[4], W_i_T, out=gi_gemm)
-    gi_[4] += gi_gemm
+    np.dot(h_[4], gates_rec_T, out=gates_gemm)
+    gates_[4] += buf["gates_gemm by gate"]
     _sigmoid(gi_[4], out=gi_[4])
     # (73) f_5 = σ(z_f̃_5 + W_f h_4)
-    np.dot(h_[4], W_f_T, out=gf_gemm)
-    gf_[4] += gf_gemm
+    # its products: made above, in one with the other gates' of gates
     _sigmoid(gf_[4], out=gf_[4])
     # (74) g_5 = tanh(z_g̃_5 + W_g h_4)
-    np.dot(h_[4], W_g_T, out=gg_gemm)
-    gg_[4] += gg_gemm
+    # its products: made above, in one with the other gates' of gates
     np.tanh(gg_[4], out=gg_[4])
     # (75) o_5 = σ(z_õ_5 + W_o h_4)
-    np.dot(h_[4], W_o_T, out=go_gemm)
-    go_[4] += go_gemm
+    # its products: made above, in one with the other gates' of gates
     _sigmoid(go_[4], out=go_[4])
     # (76) c_5 = f_5 ∘ c_4 + i_5 ∘ g_5
     np.multiply(gf_[4], cell_[4], out=cell_[5])
@@ -633,36 +584,42 @@ def _buffers(x, dtype, *sizes):
     return buf
 
 
-def _new_buffers(x, dtype, n_h, n_y):
+def _new_buffers(x, dtype, n_x, n_h, n_y):
     """Every array a call writes (the families and the one-step scratches), for the batch of ``x``, in ``dtype``."""
     B = x.shape[1]
     buf = {
-        "sizes": (B, dtype.char, n_h, n_y),
+        "sizes": (B, dtype.char, n_x, n_h, n_y),
         "h": np.empty((T + 1, B, n_h), dtype),
         "cell": np.empty((T + 1, B, n_h), dtype),
-        "gi": np.empty((T, B, n_h), dtype),
-        "gi_gemm": np.empty((B, n_h), dtype),
-        "W_i_T": np.empty((n_h, n_h), dtype),
-        "gf": np.empty((T, B, n_h), dtype),
-        "gf_gemm": np.empty((B, n_h), dtype),
-        "W_f_T": np.empty((n_h, n_h), dtype),
-        "gg": np.empty((T, B, n_h), dtype),
-        "gg_gemm": np.empty((B, n_h), dtype),
-        "W_g_T": np.empty((n_h, n_h), dtype),
-        "go": np.empty((T, B, n_h), dtype),
-        "go_gemm": np.empty((B, n_h), dtype),
-        "W_o_T": np.empty((n_h, n_h), dtype),
+        "gates": np.empty((4, T, B, n_h), dtype),
+        "gates_in_T": np.empty((4, n_x, n_h), dtype),
+        "gates_bias": np.empty((4, n_h), dtype),
+        "gates_rec_T": np.empty((n_h, 4 * n_h), dtype),
+        "gates_gemm": np.empty((B, 4 * n_h), dtype),
         "cact": np.empty((T, B, n_h), dtype),
         "o": np.empty((T * B, n_y), dtype),
         "yhat": np.empty((T * B, n_y), dtype),
         "dh": np.empty((T + 1, B, n_h), dtype),
         "dcell": np.empty((T + 1, B, n_h), dtype),
-        "dzo": np.empty((T, B, n_h), dtype),
-        "dzg": np.empty((T, B, n_h), dtype),
-        "dzf": np.empty((T, B, n_h), dtype),
-        "dzi": np.empty((T, B, n_h), dtype),
         "dh_gemm": np.empty((B, n_h), dtype),
+        "dgates": np.empty((4, T, B, n_h), dtype),
+        "gates_rec": np.empty((4 * n_h, n_h), dtype),
+        "dgates_gemm": np.empty((B, 4 * n_h), dtype),
     }
+    buf["gi"] = buf["gates"][0]  # its gate of gates
+    buf["gf"] = buf["gates"][1]  # its gate of gates
+    buf["gg"] = buf["gates"][2]  # its gate of gates
+    buf["go"] = buf["gates"][3]  # its gate of gates
+    buf["gates_"] = list(buf["gates"].swapaxes(0, 1))  # each step's gates, (gates, B, n)
+    buf["gates rows"] = buf["gates"].reshape(4, -1, n_h)  # each gate's rows
+    buf["dzi"] = buf["dgates"][0]  # its gate of dgates
+    buf["dzf"] = buf["dgates"][1]  # its gate of dgates
+    buf["dzg"] = buf["dgates"][2]  # its gate of dgates
+    buf["dzo"] = buf["dgates"][3]  # its gate of dgates
+    buf["dgates_"] = list(buf["dgates"].swapaxes(0, 1))  # each step's gates, (gates, B, n)
+    buf["dgates rows"] = buf["dgates"].reshape(4, -1, n_h)  # each gate's rows
+    buf["gates_gemm by gate"] = buf["gates_gemm"].reshape(-1, 4, n_h).swapaxes(0, 1)
+    buf["dgates_gemm by gate"] = buf["dgates_gemm"].reshape(-1, 4, n_h).swapaxes(0, 1)
     buf["h_"] = list(buf["h"])  # the steps' views, made once for every call that takes the set
     buf["gi_"] = list(buf["gi"])  # the steps' views, made once for every call that takes the set
     buf["gf_"] = list(buf["gf"])  # the steps' views, made once for every call that takes the set
@@ -676,13 +633,10 @@ def _new_buffers(x, dtype, n_h, n_y):
     buf["dzg_"] = list(buf["dzg"])  # the steps' views, made once for every call that takes the set
     buf["dzf_"] = list(buf["dzf"])  # the steps' views, made once for every call that takes the set
     buf["dzi_"] = list(buf["dzi"])  # the steps' views, made once for every call that takes the set
-    buf["gi rows"] = buf["gi"].reshape(-1, n_h)  # as rows, made once for every call that takes the set
-    buf["gf rows"] = buf["gf"].reshape(-1, n_h)  # as rows, made once for every call that takes the set
-    buf["gg rows"] = buf["gg"].reshape(-1, n_h)  # as rows, made once for every call that takes the set
-    buf["go rows"] = buf["go"].reshape(-1, n_h)  # as rows, made once for every call that takes the set
     buf["h[1:] rows"] = buf["h"][1:].reshape(-1, n_h)  # as rows, made once for every call that takes the set
     buf["dh[1:] rows"] = buf["dh"][1:].reshape(-1, n_h)  # as rows, made once for every call that takes the set
     buf["dzf rows"] = buf["dzf"].reshape(-1, n_h)  # as rows, made once for every call that takes the set
+    buf["gf rows"] = buf["gf"].reshape(-1, n_h)  # as rows, made once for every call that takes the set
     buf["cell[:-1] rows"] = buf["cell"][:-1].reshape(-1, n_h)  # as rows, made once for every call that takes the set
     buf["dzi rows"] = buf["dzi"].reshape(-1, n_h)  # as rows, made once for every call that takes the set
     buf["dzg rows"] = buf["dzg"].reshape(-1, n_h)  # as rows, made once for every call that takes the set

@@ -530,8 +530,9 @@ def test_a_bias_repeated_over_steps_of_a_buffer_of_its_own_is_filled_into_it():
 )
 def test_every_gemm_of_a_recurrence_on_its_previous_step_reads_a_contiguous_copy(spec):
     """Each gate of a gated cell (and a custom activation's z_t) multiplies h_{t-1} at every step: like
-    the Elman cell's own GEMM, each reads its weight's transpose from a copy made once per call, not the
-    strided view W_i.T (measured at the medium workload in float32: the LSTM module 0.85x the time)."""
+    the Elman cell's own GEMM, it reads its weight's transpose from an array made once per call, not the
+    strided view W_i.T (measured at the medium workload in float32: the LSTM module 0.85x the time); the
+    gates' weights side by side in one such array, one GEMM per step."""
     low = build(spec).lowered
     cycles = {key: r.families for r in low.program.recurrences for key in r.families}
     recurrent = [
@@ -542,5 +543,9 @@ def test_every_gemm_of_a_recurrence_on_its_previous_step_reads_a_contiguous_copy
         if isinstance(op, L.Gemm) and op.per_step and L.family_of(op.data) in cycles[w.stmt.step[0]]
         if w.function == "_forward"  # the backward's W_·ᵀ δz is W_· as it is stored: contiguous already
     ]
-    gates = {"lstm": 4, "gru": 3, "elman": 1}[spec.cell]
-    assert len({op.param for op in recurrent}) == gates and all(op.copy is not None for op in recurrent)
+    if spec.cell == "elman":
+        assert len({op.param for op in recurrent}) == 1 and all(op.copy is not None for op in recurrent)
+    else:  # the gates' weights side by side, in one array made once per call (side_by_side)
+        gates = {"lstm": 4, "gru": 3}[spec.cell]
+        assert {type(op.param).__name__ for op in recurrent} == {"Stack"} and len(recurrent) == spec.T
+        assert all(op.param.form == "columns" and len(op.param.params) == gates for op in recurrent)

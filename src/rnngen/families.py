@@ -52,6 +52,9 @@ _SPELLING = {
     "cellbar": (r"\bar{c}", r"\bar{C}", "c̄", "C̄", ""),
     "cact": (r"\phi", r"\Phi", "φ", "Φ", ""),
     "zhn": ("{z_{hn}}", "{Z_{hn}}", "z_hn", "Z_hn", ""),
+    # a gated cell's gates in one buffer, a storage decision of the module's (side_by_side.py) that no
+    # document writes: spelled as the pre-activations stacked
+    "gates": ("{z_{*}}", "{Z_{*}}", "z_*", "Z_*", ""),
 }
 #: A gated cell's documents write its gates with PyTorch's letters (the LSTM's i, f, g, o; the GRU's r, z, n),
 #: so there the output layer's pre-activation, o beside an Elman cell, is s (the scores): the letters that

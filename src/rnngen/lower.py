@@ -58,8 +58,10 @@ from rnngen.operations import (
     Views,
     Write,
     flat,
+    symbols_of,
 )
 from rnngen.program import Program, family_of, stacked
+from rnngen.side_by_side import side_by_side
 
 
 @dataclass(frozen=True)
@@ -743,7 +745,7 @@ def takes_token_ids(program: Program, done: tuple) -> bool:
     if any(family == adjoint_name("x") for family, _ in program.outputs):  # --input-grad
         return False
     loose = (op for w in done for op in w.ops if not isinstance(op, ByInput))
-    return not any(is_inputs(sym) for op in loose for sym in _op_symbols(op))
+    return not any(is_inputs(sym) for op in loose for sym in symbols_of(op))
 
 
 @dataclass(frozen=True)
@@ -762,6 +764,8 @@ class Lowered:
             pass that rewrites the operations changes the set with them.
         carried: a state's delta -> whether its chain runs backward, for each passed on whole at
             the steps a ``Carried`` list names only (``deltas_carried``).
+        blocks: the families stored side by side in one buffer (``side_by_side.Block``): each member's
+            buffer is a view of its columns.
     """
 
     program: Program
@@ -772,6 +776,7 @@ class Lowered:
     in_place: dict
     writes: tuple
     carried: dict = field(default_factory=dict)
+    blocks: tuple = ()
 
     @property
     def token_ids(self) -> bool:
@@ -786,8 +791,9 @@ class Lowered:
     @property
     def step_lists(self) -> dict:
         """Name -> family of every list of step views that ``_new_buffers`` makes with the buffers."""
+        blocks = {b.family for b in self.blocks}  # a block's steps: views of its gates (side_by_side)
         views = (op for w in self.writes for op in w.ops if isinstance(op, Views) and op.with_buffers)
-        return {names.step_views(op.family): op.family for op in views}
+        return {names.step_views(op.family): op.family for op in views if op.family not in blocks}
 
     @property
     def homes(self) -> dict:
@@ -809,7 +815,7 @@ class Lowered:
             for op in flat(w.ops):
                 if isinstance(op, TakePlace) or w.over_steps and not isinstance(op, Assign):
                     continue
-                for sym in _op_symbols(op):
+                for sym in symbols_of(op):
                     run = run_of(sym)
                     if not run:
                         continue
@@ -849,12 +855,12 @@ def names_read(write: Write, homes: dict, row_views: dict) -> set:
             found.add(op.dead)
         elif isinstance(op, Views) and not op.with_buffers:
             found.add(op.family)
-        fields = (getattr(op, f, None) for f in ("name", "out", "expr", "copy"))
+        fields = (getattr(op, f, None) for f in ("name", "out", "data", "expr", "copy"))
         found |= {f for f in fields if isinstance(f, str) and not isinstance(op, (Take, TakePlace, Views))}
         if isinstance(op, (Take, TakePlace, Reuse, Views, Copy)):
             continue
         as_rows = not write.over_steps or isinstance(op, Assign)
-        for sym in _op_symbols(op):
+        for sym in symbols_of(op):
             step, run = step_of(sym), run_of(sym)
             family = homes.get((step or run)[0], (step or run)[0]) if step or run else sym.name
             if step and family in write.views or run and as_rows and (family, *run[1:]) in row_views:
@@ -891,17 +897,10 @@ def unread_names_dropped(lowered: Lowered) -> Lowered:
     return replace(lowered, writes=writes)
 
 
-def _op_symbols(op) -> list:
-    """The data symbols an operation spells as rows or reads (an ``Assign``'s target only when filled)."""
-    fields = [getattr(op, f) for f in ("out", "data", "dest", "expr", "rows", "ids") if hasattr(op, f)]
-    if isinstance(op, Assign) and op.form != "fill":
-        fields = [op.expr]
-    fields += list(getattr(op, "args", ()))
-    return [s for f in fields if isinstance(f, sp.Basic) for s in A.symbols_in(f)]
-
-
 #: The decisions that only save memory traffic or calls, each switchable off (``lower(skip=...)``).
 OPTIONAL = (buffers_to_reuse, steps_built_in_place, deltas_carried)
+#: The passes from ``Lowered`` to ``Lowered``, each switchable off the same way.
+REWRITES = (side_by_side,)
 
 
 def lower(program: Program, skip=()) -> Lowered:
@@ -916,6 +915,8 @@ def lower(program: Program, skip=()) -> Lowered:
     done = writes(program, storage, class_targets, reuse, in_place, token_ids=True, carried=carried)
     if not takes_token_ids(program, done):
         done = writes(program, storage, class_targets, reuse, in_place, carried=carried)
-    return unread_names_dropped(
-        Lowered(program, storage, class_targets, softmax_outputs(program), reuse, in_place, done, carried)
-    )
+    lowered = Lowered(program, storage, class_targets, softmax_outputs(program), reuse, in_place, done, carried)
+    for rewrite in REWRITES:
+        if rewrite.__name__ not in skip:
+            lowered = rewrite(lowered)
+    return unread_names_dropped(lowered)

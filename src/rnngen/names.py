@@ -104,6 +104,12 @@ def transposed_copy(param: str) -> str:
     return param + "_T"
 
 
+def stacked_weights(block: str, part: str, transposed: bool) -> str:
+    """The parameters of a block of gates in one array (``side_by_side``), ``part`` ``in``, ``rec`` or ``bias``:
+    ``gates_rec`` one above another, ``gates_rec_T`` their transposes."""
+    return f"{block}_{part}" + ("_T" if transposed else "")
+
+
 def step_scratch(family: str) -> str:
     """The one-step scratch that a step of ``family`` computes its GEMM into: ``h_gemm``."""
     return family + "_gemm"

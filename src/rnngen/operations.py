@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import sympy as sp
 from sympy import MatrixSymbol
 
+from rnngen import algebra as A
 from rnngen.program import Stmt
 
 
@@ -72,6 +74,7 @@ class Gemm:
 
     ``copy`` names the contiguous transposed copy the product reads instead of the parameter's
     transpose (None: the transpose itself); ``per_step``: the rows of one step, not of all steps.
+    ``out`` may also be some gates of a block (``Gates``), ``data`` a scratch's name, ``param`` a ``Stack``.
     """
 
     out: object
@@ -152,6 +155,58 @@ class Assign:
 
 
 @dataclass(frozen=True)
+class Stack:
+    """The parameters ``params`` in one array ``name``, filled once per call (a ``Take`` of it comes first),
+    for one product over a block of gates (``side_by_side``). ``form`` says how: ``rows``, the matrices one
+    above another (``[W_i; W_f; ...]``); ``columns``, their transposes side by side (``[W_iᵀ W_fᵀ ...]``);
+    ``layers``, their transposes (vectors as they are) one behind another, one per gate, along a first axis."""
+
+    name: str
+    params: tuple
+    form: str
+
+
+@dataclass(frozen=True)
+class Gates:
+    """The gates ``lo .. hi - 1`` of the block ``block`` (``side_by_side.Block``: a buffer ``(count, steps, B,
+    n)``, one gate behind another) at step ``t``, ``(hi - lo, B, n)``; with ``t`` None all its steps as rows,
+    ``(hi - lo, steps * B, n)``."""
+
+    block: str
+    lo: int
+    hi: int
+    t: int | None
+    count: int
+
+
+@dataclass(frozen=True)
+class ByGate:
+    """The one-step scratch ``name``, ``(B, count n)`` (gates side by side, as one product writes or reads
+    them), seen as ``(count, B, n)``, one gate behind another: a view made with the buffers."""
+
+    name: str
+    count: int
+    width: object
+
+
+@dataclass(frozen=True)
+class Gather:
+    """``out`` (a ``ByGate`` view) = ``source`` (some ``Gates`` of one step): the gates side by side, for one
+    product."""
+
+    out: ByGate
+    source: Gates
+
+
+@dataclass(frozen=True)
+class Joined:
+    """The write's products were made in one with the other gates' of ``block``, at the first gate's write
+    (``side_by_side``): nothing to compute here but what follows."""
+
+    block: str
+
+
+@dataclass(frozen=True)
 class Write:
     """One statement lowered: the operations that write it, in order.
 
@@ -205,3 +260,12 @@ class ByInput:
 def flat(ops) -> list:
     """``ops`` with each ``ByInput`` replaced by the operations of both its forms (what they read and write)."""
     return [o for op in ops for o in ((*op.rows, *op.ids) if isinstance(op, ByInput) else (op,))]
+
+
+def symbols_of(op) -> list:
+    """The data symbols an operation spells as rows or reads (an ``Assign``'s target only when filled)."""
+    fields = [getattr(op, f) for f in ("out", "data", "dest", "expr", "rows", "ids") if hasattr(op, f)]
+    if isinstance(op, Assign) and op.form != "fill":
+        fields = [op.expr]
+    fields += list(getattr(op, "args", ()))
+    return [s for f in fields if isinstance(f, sp.Basic) for s in A.symbols_in(f)]

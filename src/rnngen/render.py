@@ -27,7 +27,7 @@ from rnngen.lower import Lowered
 from rnngen.network import Block
 from rnngen.network_document import network_context, three_forms
 from rnngen.printing.math import text
-from rnngen.printing.numpy import NumpyPrinter
+from rnngen.printing.numpy import NumpyPrinter, block_buffers
 from rnngen.program import (
     FORWARD_OUTPUTS,
     Program,
@@ -179,12 +179,12 @@ def _id_weights(lowered: Lowered) -> str | None:
     notation, where U is stored transposed; a block in the stacked ones); None if ids are not taken."""
     names, axis = [], "columns"
     for op in operations.flat(op for w in lowered.writes for op in w.ops):
-        if isinstance(op, operations.Lookup):
-            param = op.param
-            if isinstance(param, Transpose):  # the stored array is the column-math matrix transposed
-                param, axis = param.arg, "rows"
-            name = f"{param.name} (a block of {param.param})" if isinstance(param, Block) else param.name
-            names += [name] if name not in names else []
+        if isinstance(op, operations.Lookup):  # one weight, or the gates' weights in one product
+            for param in op.param.params if isinstance(op.param, operations.Stack) else (op.param,):
+                if isinstance(param, Transpose):  # the stored array is the column-math matrix transposed
+                    param, axis = param.arg, "rows"
+                name = f"{param.name} (a block of {param.param})" if isinstance(param, Block) else param.name
+                names += [name] if name not in names else []
     listed = " and ".join(names) if len(names) < 3 else f"{', '.join(names[:-1])} and {names[-1]}"
     return f"the {axis} of {listed}" if names else None
 
@@ -205,6 +205,11 @@ def _block_views(network) -> dict:
 def _size_code(expr) -> str:
     """A sum of sizes as code (``n_h + n_x``; ``2 * n_h`` for a size twice)."""
     return str(expr).replace("*", " * ")
+
+
+def _shape(dims) -> str:
+    """The code of a shape: ``(T, B, n_h)``, ``(n_h,)``."""
+    return f"({', '.join(dims)}{',' if len(dims) == 1 else ''})"
 
 
 def _prologue(lines, sources: dict, views: dict | None = None) -> list:
@@ -342,13 +347,15 @@ def module_context(derivation: Derivation, lowered: Lowered, formulas: list, num
     # the dtype every array is computed in: the parameters', which _prepare gives the dtype of float xs
     dtype = f"{next(iter(params))}.dtype"
     sizes = [dtype] + [size_codes[n] for n in buffer_sizes]
+    members = {m for b in lowered.blocks for m in b.members}  # views of their block (side_by_side)
     calls = _call_lines(net, carried, sizes, spec.input_grad, weights, hidden, dtype if spec.masked else None)
     return dict(
         **_common(spec),
         **calls,
         network=_network_text(derivation),
         sections=sections,
-        buffers=[(name, f"({', '.join(shape)})") for name, shape in lowered.buffers.items()],
+        buffers=[(name, _shape(shape)) for name, shape in lowered.buffers.items() if name not in members],
+        block_buffers=block_buffers(lowered),
         step_lists=list(lowered.step_lists.items()),
         row_views=[printer.row_view(*run, n) for run, n in lowered.row_views.items()],
         ones=list(printer.ones.items()),

@@ -359,12 +359,31 @@ class NumpyPrinter(Printer):
     def _write_Copy(self, op) -> str:
         return f"np.copyto({op.name}, {self._transposed_param(op.param)})  # contiguous: every step's GEMM reads it"
 
+    @staticmethod
+    def _write_Joined(op) -> str:
+        return f"# its products: made above, in one with the other gates' of {op.block}"
+
+    @staticmethod
+    def _write_Stack(op) -> str:
+        """One array of the parameters a product over a block of gates reads, filled once per call."""
+        if op.form == "rows":  # the matrices as the math writes them
+            parts = ", ".join(p.arg.name + ".T" if isinstance(p, Transpose) else p.name for p in op.params)
+            return f"np.concatenate(({parts}), out={op.name})  # one above another: one product for the gates"
+        parts = ", ".join(p.name if p.shape[1] == 1 else NumpyPrinter._transposed_param(p) for p in op.params)
+        if op.form == "columns":
+            return f"np.concatenate(({parts}), axis=1, out={op.name})  # side by side: one product for the gates"
+        return f"np.stack(({parts}), out={op.name})  # one per gate: one product for the gates"
+
+    def _write_Gather(self, op) -> str:
+        return f"np.copyto({self._dest(op.out)}, {self._dest(op.source)})  # side by side: one product for the gates"
+
     def _write_Gemm(self, op) -> str:
         weight = op.copy or self._transposed_param(op.param)
         # np.dot: a third less call overhead than np.matmul for one step's rows (0.45 against
         # 0.70 µs at B = 1), the same BLAS call; for time-stacked rows np.matmul is the faster.
         call = "np.dot" if op.per_step else "np.matmul"
-        return f"{call}({self.code(op.data)}, {weight}, out={self._dest(op.out)})"
+        data = op.data if isinstance(op.data, str) else self.code(op.data)
+        return f"{call}({data}, {weight}, out={self._dest(op.out)})"
 
     def _write_ByInput(self, op) -> list:
         """Both forms of a write that reads the inputs, chosen by the dtype of ``xs`` (``_prepare``
@@ -389,7 +408,8 @@ class NumpyPrinter(Printer):
         # mode="clip": the ids are checked already, and "raise" would copy through a temporary; the
         # method, not np.take: a third less call overhead (1.8 against 2.6 µs for 5 ids of 16 entries)
         weight = self._transposed_param(op.param)
-        return f'{weight}.take({self._ids(op.ids)}, axis=0, out={self._dest(op.out)}, mode="clip")'
+        axis = 1 if isinstance(op.param, operations.Stack) else 0  # (gates, n_x, n): the ids pick along n_x
+        return f'{weight}.take({self._ids(op.ids)}, axis={axis}, out={self._dest(op.out)}, mode="clip")'
 
     def _write_IdSums(self, op) -> str:
         self._use("_id_sums")
@@ -412,7 +432,12 @@ class NumpyPrinter(Printer):
         return INTO[op.fn].format(*args, out=self._dest(op.dest))
 
     def _write_Update(self, op) -> str:
-        code = op.expr if isinstance(op.expr, str) else self.code(op.expr)
+        if isinstance(op.expr, operations.Stack):  # the gates' biases, (gates, n), over each gate's rows
+            code = f"{op.expr.name}[:, None]"
+        elif isinstance(op.expr, (str, operations.ByGate)):
+            code = self._dest(op.expr)
+        else:
+            code = self.code(op.expr)
         return self._update(self._dest(op.dest), op.op, code)
 
     def _write_Padded(self, op) -> str:
@@ -469,7 +494,14 @@ class NumpyPrinter(Printer):
         return f"{family} = {self._wrap(self._any(op.expr), ATOM)}.reshape({count}, B, -1)"
 
     def _dest(self, dest) -> str:
-        """A destination: a scratch's name, or the code of a data symbol."""
+        """A destination: a scratch's name (or its gates' view), some gates of a block, or a data symbol."""
+        if isinstance(dest, operations.ByGate):
+            return f'buf["{by_gate(dest.name)}"]'
+        if isinstance(dest, operations.Gates):
+            part = "" if (dest.lo, dest.hi) == (0, dest.count) else f"[{dest.lo}:{dest.hi}]"
+            if dest.t is None:
+                return f'buf["{dest.block} rows"]{part}'
+            return f"{names.step_views(dest.block)}[{dest.t - self.storage[dest.block].first}]{part}"
         return dest if isinstance(dest, str) else self._symbol_rows(dest)
 
     @staticmethod
@@ -621,6 +653,8 @@ class NumpyPrinter(Printer):
 
     @staticmethod
     def _transposed_param(factor) -> str:
+        if isinstance(factor, operations.Stack):  # the parameters in one array, as the product reads them
+            return factor.name
         if isinstance(factor, Transpose) and isinstance(factor.arg, MatrixSymbol):
             return factor.arg.name
         if isinstance(factor, MatrixSymbol):
@@ -756,6 +790,32 @@ class NumpyPrinter(Printer):
 # -- scalar expressions (custom activations) ------------------------------------------
 
 _POWER = 4  # binds tighter than unary minus in Python
+
+
+def by_gate(scratch: str) -> str:
+    """The key of the view ``(gates, B, n)`` of a one-step scratch ``(B, gates n)`` in the call's set."""
+    return f"{scratch} by gate"
+
+
+def block_buffers(lowered) -> list:
+    """The lines of ``_new_buffers`` that make a block's views (``side_by_side``), after the buffers: each
+    gate's own array, the steps' views and the rows of the block, and each scratch's view by gate."""
+    lines = []
+    for b in lowered.blocks:
+        k, n = len(b.members), b.width
+        lines += [f'buf["{m}"] = buf["{b.family}"][{j}]  # its gate of {b.family}' for j, m in enumerate(b.members)]
+        views = names.step_views(b.family)
+        lines.append(f'buf["{views}"] = list(buf["{b.family}"].swapaxes(0, 1))  # each step\'s gates, (gates, B, n)')
+        lines.append(f'buf["{b.family} rows"] = buf["{b.family}"].reshape({k}, -1, {n})  # each gate\'s rows')
+    scratches = {}
+    for w in lowered.writes:
+        for op in operations.flat(w.ops):
+            for field in (getattr(op, "expr", None), getattr(op, "out", None)):
+                if isinstance(field, operations.ByGate):
+                    scratches[field.name] = field
+    for name, g in scratches.items():
+        lines.append(f'buf["{by_gate(name)}"] = buf["{name}"].reshape(-1, {g.count}, {g.width}).swapaxes(0, 1)')
+    return lines
 
 
 def scalar_code(expr) -> str:

@@ -1,0 +1,508 @@
+"""Lowering pass: a gated cell's gates in one buffer, so that one product serves them all.
+
+Each gate is a family of its own in the program (``zi``/``gi``, ``dzi``, ...: the document derives
+them one by one), so ``lower.writes`` gives each gate its own products: for an LSTM, four input
+products over all steps, four recurrent products per step and four products back into ``δh_{t-1}``
+per step, where PyTorch's kernels make one of each. ``side_by_side`` keeps the gates of a chain in one
+buffer (a ``Block``) and rewrites the writes so that
+
+- the gates' input products over all steps are one product, with their input weights' transposes one
+  per gate (a product over the gates in one call), and their biases one add, at the first gate's write
+  (a gate whose input part is its bias alone, the GRU's ``b_hn``, is filled there too);
+- each step's recurrent products are one GEMM with the recurrent weights' transposes side by side
+  (``h_{t-1} [W_iᵀ W_fᵀ W_gᵀ W_oᵀ]`` in the module's rows), into a one-step scratch added to the step's
+  gates in one add, at the first gate's write of the step;
+- each step's sum ``Σ_k W_kᵀ δz_k`` over the gates' deltas is one GEMM: the deltas of the step side by
+  side (one copy into a scratch) times the weights one above another.
+
+The block holds the gates one behind another, ``(gates, T, B, n)``: each gate's array is then a
+contiguous ``(T, B, n)`` for the elementwise work over all steps, which dominates the backward pass at
+the medium workload (on the gates side by side, ``(T, B, gates n)``, each gate's columns are strided
+and a pass over them costs 6x as much: 230 against 36 µs at the medium workload in float32), while
+a step's GEMM still writes and reads the gates side by side, through the scratch. The per-gate
+statements, their comments and their activations stay as they are: the stacking is a storage decision,
+as the time-stacking of the input product is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from sympy import MatMul, MatrixSymbol, Transpose
+
+from rnngen import algebra as A
+from rnngen import names
+from rnngen.families import Family, adjoint_name, family, run_of, step_of
+from rnngen.operations import (
+    Assign,
+    ByGate,
+    ByInput,
+    Copy,
+    Gates,
+    Gather,
+    Gemm,
+    IdSums,
+    Joined,
+    Lookup,
+    Stack,
+    Take,
+    TakePlace,
+    Update,
+    Views,
+    flat,
+    symbols_of,
+)
+
+#: The base of a block's family: its steps are the gates' steps (``gates``, ``dgates2_f``).
+BLOCK_BASE = "gates"
+
+
+@dataclass(frozen=True)
+class Block:
+    """Families kept in one buffer, one behind another: ``(len(members), steps, B, width)``.
+
+    Attributes:
+        family: the block's family key (``gates``, ``gates2_f``; the deltas' block ``dgates``).
+        members: the families' keys, in order.
+        width: each member's rows (a size: ``n_h``).
+    """
+
+    family: str
+    members: tuple
+    width: object
+
+    def span(self, families) -> tuple | None:
+        """``(lo, hi)`` when ``families`` are the members ``lo .. hi - 1``, each once, else None."""
+        at = sorted(self.members.index(f) for f in families if f in self.members)
+        if not at or len(at) != len(families) or at != list(range(at[0], at[0] + len(at))):
+            return None
+        return at[0], at[-1] + 1
+
+    def gates(self, lo: int, hi: int, t: int | None = None) -> Gates:
+        """The members ``lo .. hi - 1`` at step ``t`` (None: all steps, as rows)."""
+        return Gates(self.family, lo, hi, t, len(self.members))
+
+
+# -- what the writes of ``lower.writes`` hold -------------------------------------------------------
+
+
+def _core(ops) -> list:
+    """The operations that compute (not the ``Take``, ``TakePlace`` and ``Views`` that bind names)."""
+    return [op for op in ops if not isinstance(op, (Take, TakePlace, Views))]
+
+
+def _column(expr):
+    """``c`` when ``expr`` is ``c 1ᵀ`` for a parameter column ``c`` (a bias), else None."""
+    if A.is_repeated_column(expr) and len(expr.args) == 2 and isinstance(expr.args[0], MatrixSymbol):
+        return expr.args[0]
+    return None
+
+
+def _weight(p) -> bool:
+    """True for a parameter matrix or its transpose (row notation stores the transpose)."""
+    return isinstance(p, MatrixSymbol) or isinstance(p, Transpose) and isinstance(p.arg, MatrixSymbol)
+
+
+def _stored(p) -> MatrixSymbol:
+    """The parameter array ``p`` names (``U`` for ``U`` and ``Uᵀ``)."""
+    return p.arg if isinstance(p, Transpose) else p
+
+
+def _chain(key: str) -> tuple:
+    """The layer and direction of the family ``key``: the chain it is a part of."""
+    f = family(key)
+    return f.layer, f.direction
+
+
+@dataclass(frozen=True)
+class _Input:
+    """The write (index ``at``) of one gate's input part over all steps into ``out``: ``U X + b 1ᵀ``
+    (``param`` U, ``data`` X, ``bias`` b or None), or ``b 1ᵀ`` alone (``param`` None, ``fill`` its op)."""
+
+    at: int
+    member: str
+    out: MatrixSymbol
+    data: object = None
+    param: object = None
+    bias: object = None
+    fill: object = None
+
+
+def _input(at: int, w, homes: dict) -> _Input | None:
+    core, run = _core(w.ops), run_of(w.stmt.target)
+    if w.function != "_forward" or not run or not core:
+        return None
+    member, out = homes.get(run[0], run[0]), w.stmt.target
+    if len(core) == 1 and isinstance(core[0], Assign) and core[0].form == "fill" and _column(core[0].expr):
+        return _Input(at, member, out, bias=_column(core[0].expr), fill=core[0])
+    bias = None
+    if len(core) == 2:
+        add = core[1]
+        bias = _column(add.expr) if isinstance(add, Update) and add.dest == out and add.op == "+" else None
+        if bias is None:
+            return None
+    elif len(core) != 1:
+        return None
+    gemm = core[0]
+    if isinstance(gemm, ByInput):  # float rows or token ids: the same product either way
+        if len(gemm.rows) != 1 or len(gemm.ids) != 1 or not isinstance(gemm.ids[0], Lookup):
+            return None
+        gemm = gemm.rows[0]
+    if not (isinstance(gemm, Gemm) and gemm.out == out and not gemm.per_step and gemm.copy is None):
+        return None
+    if not _weight(gemm.param) or not run_of(gemm.data):
+        return None
+    return _Input(at, member, out, gemm.data, gemm.param, bias)
+
+
+def _recurrent(w):
+    """``(k, gemm)`` when ``w`` writes a step and adds to it a product of one step's data and a weight
+    through a scratch (``ops[k]`` the ``Gemm``, ``ops[k + 1]`` the add), else None."""
+    if w.function != "_forward" or not step_of(w.stmt.target):
+        return None
+    for k, (op, add) in enumerate(zip(w.ops, w.ops[1:])):
+        if (
+            isinstance(op, Gemm)
+            and op.per_step
+            and isinstance(op.out, str)
+            and _weight(op.param)
+            and step_of(op.data)
+            and add == Update(w.stmt.target, "+", op.out)
+        ):
+            return k, op
+    return None
+
+
+def _terms(ops) -> list:
+    """``[(k, param, data)]`` for each operation ``ops[k]`` that puts a product ``paramᵀ δ`` (the transpose of
+    a weight of the forward sweep times one step of deltas) into a destination: a ``Gemm`` through a scratch
+    with the add after it, a ``Gemm`` straight into it, or a term added whole."""
+    found = []
+    for k, op in enumerate(ops):
+        if isinstance(op, Gemm) and _weight(op.param) and step_of(op.data):
+            if not isinstance(op.out, str) or k + 1 < len(ops) and ops[k + 1] == Update(ops[k + 1].dest, "+", op.out):
+                found.append((k, A.transpose(op.param), op.data))
+        elif isinstance(op, Update) and op.op == "+" and isinstance(op.expr, MatMul):
+            coeff, factors = op.expr.as_coeff_matrices()
+            if coeff == 1 and len(factors) == 2 and _weight(factors[0]) and step_of(factors[1]):
+                found.append((k, A.transpose(factors[0]), factors[1]))
+    return found
+
+
+def _gradient(w):
+    """``(dest, delta)`` when ``w`` writes a gradient ``Δ Dᵀ``, ``D Δᵀ`` (row notation) or ``Δ 1`` of a run of
+    the deltas ``delta`` (an adjoint family), in either form of the inputs; else None."""
+    ops = _core(w.ops)
+    if w.function == "_forward" or len(ops) != 1:
+        return None
+    op = ops[0]
+    if isinstance(op, ByInput):
+        if len(op.rows) != 1 or len(op.ids) != 1 or not isinstance(op.ids[0], IdSums):
+            return None
+        op = op.rows[0]
+    if not (isinstance(op, Assign) and op.form == "name" and isinstance(op.expr, MatMul)):
+        return None
+    coeff, factors = op.expr.as_coeff_matrices()
+    if coeff != 1 or len(factors) != 2:
+        return None
+    runs = [run_of(f.arg if isinstance(f, Transpose) else f) for f in factors]
+    deltas = [r[0] for r in runs if r and family(r[0]).is_adjoint]
+    return (op.dest, deltas[0]) if len(deltas) == 1 else None
+
+
+# -- the pass ---------------------------------------------------------------------------------------
+
+
+class _Rewrite:
+    """The writes of one module, rewritten block by block."""
+
+    def __init__(self, lowered):
+        self.writes = list(lowered.writes)
+        self.storage = dict(lowered.storage)
+        self.homes = dict(lowered.in_place)
+        self.taken = {op.name: op.shape for w in self.writes for op in flat(w.ops) if isinstance(op, Take)}
+        self.blocks: list = []
+        #: each parameter a forward block stacks -> (the block, its part: in, rec or bias, the gate's place)
+        self.place: dict = {}
+
+    def block(self, members: list, width, adjoint: bool = False) -> Block | None:
+        """The block of ``members`` (a chain's gates or their deltas), when each has a buffer of its own and
+        all are stored alike; its family is registered and stored as they are."""
+        if len(members) < 2 or any(m not in self.taken for m in members):
+            return None
+        if len({self.storage.get(m) for m in members}) != 1 or not self.storage[members[0]].steps:
+            return None
+        first = family(members[0])
+        key = Family(BLOCK_BASE, "adjoint" if adjoint else "value", first.layer, first.direction).key
+        block = Block(key, tuple(members), width)
+        self.blocks.append(block)
+        self.storage[key] = self.storage[members[0]]
+        return block
+
+    def take(self, block: Block, ops: list) -> None:
+        """The ``Take`` of ``block``'s buffer, into ``ops`` unless made already (its members are views of it)."""
+        if not any(isinstance(op, Take) and op.name == block.family for w in self.writes for op in (*w.ops, *ops)):
+            ops.append(Take(block.family, (str(len(block.members)), *self.taken[block.members[0]])))
+
+    def stack(self, block: Block, part: str, params: list, form: str, function: str, ops: list) -> Stack:
+        """The ``Stack`` of ``params`` (and its ``Take`` and fill, first in ``function``, into ``ops``)."""
+        stack = Stack(names.stacked_weights(block.family, part, form != "rows" and part != "bias"), tuple(params), form)
+        made = [op for w in self.writes if w.function == function for op in w.ops] + ops
+        if stack not in made:
+            k, (rows, cols) = len(params), (str(d) for d in params[0].shape)
+            shape = {
+                "rows": (f"{k} * {rows}", cols),
+                "columns": (cols, f"{k} * {rows}"),
+                "layers": (str(k), rows) if cols == "1" else (str(k), cols, rows),
+            }[form]
+            ops += [Take(stack.name, shape), stack]
+        return stack
+
+    def views(self, block: Block, function: str, ops: list) -> None:
+        """The ``Views`` of ``block``'s steps, into ``ops`` unless ``function`` has it already."""
+        made = (op for w in self.writes if w.function == function for op in w.ops)
+        if Views(block.family, True) not in [*made, *ops]:
+            ops.append(Views(block.family, True))
+
+    # -- forward -------------------------------------------------------------------------------
+
+    def forward(self) -> None:
+        gates, width = {}, {}  # the state each step's recurrent products read -> the gates that read it
+        for w in self.writes:
+            found = _recurrent(w)
+            if found:
+                member = step_of(w.stmt.target)[0]
+                chain = gates.setdefault(step_of(found[1].data)[0], [])
+                if member not in chain:
+                    chain.append(member)
+                    width[member] = w.stmt.target.shape[0]
+        inputs = [x for at, w in enumerate(self.writes) if (x := _input(at, w, self.homes))]
+        for chain in gates.values():
+            # the gates with one input product each, of one input (not a bidirectional layer's two halves)
+            data = {x.data for x in inputs if x.member in chain and x.param is not None}
+            mine = [x.member for x in inputs if x.param is not None and x.data in data and len(data) == 1]
+            mine = [m for m in mine if _chain(m) == _chain(chain[0])]
+            both = [m for m in mine if m in chain]
+            # the gates with an input part first, so that they, and those with a recurrent part, are runs
+            members = [m for m in mine if m not in chain] + both + [m for m in chain if m not in both]
+            block = self.block(members, width[chain[0]])
+            if block is not None:
+                if not self.inputs(block, [x for x in inputs if x.member in block.members]):
+                    self.gather(block)
+                self.recurrences(block, chain)
+
+    def inputs(self, block: Block, parts: list) -> bool:
+        """The gates' input products and biases as one product and one add at the first gate's write; a
+        part that is only a bias (the GRU's ``b_hn``) is filled there too, before any step adds to it.
+        False where they are not of that form."""
+        products = sorted((x for x in parts if x.param is not None), key=lambda x: block.members.index(x.member))
+        span = block.span([x.member for x in products])
+        if span is None or len({x.bias is None for x in products}) != 1:
+            return False
+        first = self.writes[min(x.at for x in parts)]
+        ops: list = []
+        self.take(block, ops)
+        out = block.gates(*span)
+        weights = self.stack(block, "in", [x.param for x in products], "layers", first.function, ops)
+        gemm = Gemm(out, products[0].data, weights, None, False)
+        if any(isinstance(op, ByInput) for op in first.ops):
+            ops.append(ByInput((gemm,), (Lookup(out, products[0].data, weights, False),)))
+        else:
+            ops.append(gemm)
+        if products[0].bias is not None:
+            ops.append(
+                Update(out, "+", self.stack(block, "bias", [x.bias for x in products], "layers", first.function, ops))
+            )
+        ops += [x.fill for x in parts if x.param is None]
+        for x in parts:
+            w = self.writes[x.at]
+            kept = [op for op in w.ops if isinstance(op, (Take, TakePlace, Views))]
+            self.writes[x.at] = replace(w, ops=tuple(kept + (ops if w is first else [Joined(block.family)])))
+        for x in products:
+            self.place[x.param] = (block, "in", block.members.index(x.member))
+        for x in parts:
+            if x.bias is not None:
+                self.place[x.bias] = (block, "bias", block.members.index(x.member))
+        return True
+
+    def gather(self, block: Block) -> None:
+        """The gates' input parts, of another form (a bidirectional layer's two halves), each computed as it
+        is but all at the first one's write, where nothing they read is written later: so that the first
+        step's gates are written one after another, as the one GEMM of their recurrent products needs."""
+        ats = [
+            at
+            for at, w in enumerate(self.writes)
+            if w.function == "_forward" and run_of(w.stmt.target)
+            if self.homes.get(run_of(w.stmt.target)[0], run_of(w.stmt.target)[0]) in block.members
+        ]
+        if len(ats) < 2:
+            return
+        moved = [op for at in ats for op in _core(self.writes[at].ops)]
+        read = {(step_of(s) or run_of(s))[0] for op in moved for s in symbols_of(op) if step_of(s) or run_of(s)}
+        between = (self.writes[at] for at in range(ats[0] + 1, ats[-1]) if at not in ats)
+        if any((step_of(w.stmt.target) or run_of(w.stmt.target) or (None,))[0] in read for w in between):
+            return
+        for at in ats:
+            w = self.writes[at]
+            kept = [op for op in w.ops if isinstance(op, (Take, TakePlace, Views))]
+            self.writes[at] = replace(w, ops=tuple(kept + (moved if at == ats[0] else [Joined(block.family)])))
+
+    def recurrences(self, block: Block, chain: list) -> None:
+        """Each step's recurrent products of the gates ``chain`` as one GEMM into a scratch and one add into
+        their gates of the step, at the first gate's write of the step. A step where another write between
+        the gates' writes reads or writes one of them keeps its products."""
+        span, ordered = block.span(chain), sorted(chain, key=block.members.index)
+        if span is None:
+            return
+        by_step: dict = {}
+        for at, w in enumerate(self.writes):
+            found, step = _recurrent(w), step_of(w.stmt.target)
+            if found and step[0] in chain:
+                by_step.setdefault(step[1], []).append((at, *found))
+        params = {}
+        for t, group in by_step.items():
+            gemms = {step_of(self.writes[at].stmt.target)[0]: gemm for at, _, gemm in group}
+            params.update({m: g.param for m, g in gemms.items()})
+            if len(group) != len(chain) or len({g.data for g in gemms.values()}) != 1 or not self._alone(group, t):
+                continue
+            at0, k0, _ = group[0]
+            w0 = self.writes[at0]
+            ops = list(w0.ops[:k0])
+            self.take(block, ops)
+            weights = self.stack(block, "rec", [gemms[m].param for m in ordered], "columns", w0.function, ops)
+            scratch = names.step_scratch(block.family)
+            if scratch not in self.taken:
+                self.taken[scratch] = ("B", f"{len(chain)} * {block.width}")
+                ops.append(Take(scratch, self.taken[scratch]))
+            self.views(block, w0.function, ops)
+            ops += [
+                Gemm(scratch, gemms[chain[0]].data, weights, None, True),
+                Update(block.gates(*span, t), "+", ByGate(scratch, len(chain), block.width)),
+            ]
+            self.writes[at0] = replace(w0, ops=tuple(ops + list(w0.ops[k0 + 2 :])))
+            for at, k, _ in group[1:]:
+                w = self.writes[at]
+                self.writes[at] = replace(w, ops=(*w.ops[:k], Joined(block.family), *w.ops[k + 2 :]))
+        for m in ordered:
+            self.place[params[m]] = (block, "rec", block.members.index(m))
+
+    def _alone(self, group: list, t: int) -> bool:
+        """True when no write between the first and the last of ``group`` (the gates' writes at step ``t``)
+        other than theirs reads or writes one of the gates at step ``t``."""
+        chain = {step_of(self.writes[at].stmt.target)[0] for at, _, _ in group}
+        ats = [at for at, _, _ in group]
+        for at in range(ats[0] + 1, ats[-1]):
+            if at in ats:
+                continue
+            for sym in (s for op in flat(self.writes[at].ops) for s in symbols_of(op)):
+                step, run = step_of(sym), run_of(sym)
+                key = (step or run or (None,))[0]
+                if self.homes.get(key, key) in chain and (step and step[1] == t or run and run[1] <= t <= run[2]):
+                    return False
+        return True
+
+    # -- backward ------------------------------------------------------------------------------
+
+    def backward(self) -> None:
+        """The deltas' block of each forward block, and each step's recurrent sum over it as one GEMM."""
+        grads = [g for w in self.writes if (g := _gradient(w))]
+        for block in list(self.blocks):
+            dblock = self.deltas(block, grads)
+            if dblock is not None:
+                for at in range(len(self.writes)):
+                    if self.writes[at].function != "_forward":
+                        self.sums(at, block, dblock)
+
+    def deltas(self, block: Block, grads: list) -> Block | None:
+        """The block of the deltas of ``block``'s gates, in its order: each gate's delta read off the gradient
+        of a parameter stacked for it (``dE/dU_k = Δ_k Xᵀ``), one per gate, else None."""
+        of_gate: dict = {}
+        for dest, delta in grads:
+            for param, (b, _, k) in self.place.items():
+                if (
+                    b == block
+                    and dest.name == adjoint_name(_stored(param).name)
+                    and of_gate.setdefault(k, delta) != delta
+                ):
+                    return None
+        if sorted(of_gate) != list(range(len(block.members))):
+            return None
+        return self.block([of_gate[k] for k in range(len(block.members))], block.width, adjoint=True)
+
+    def sums(self, at: int, block: Block, dblock: Block) -> None:
+        """A sum ``Σ_k W_kᵀ δ_k`` in ``self.writes[at]`` over all the recurrent weights ``block`` stacks, each
+        with its gate's delta at one step: the deltas side by side in a scratch (one copy) and one GEMM
+        with the weights one above another, where the first term was a product into its destination."""
+        w = self.writes[at]
+        stacked = sorted((k, p) for p, (b, part, k) in self.place.items() if b == block and part == "rec")
+        found = [
+            (k, p, data)
+            for k, p, data in _terms(w.ops)
+            if p in dict((q, k) for k, q in stacked) and dblock.members[self.place[p][2]] == step_of(data)[0]
+        ]
+        if sorted(self.place[p][2] for _, p, _ in found) != [k for k, _ in stacked]:
+            return
+        if len({step_of(data)[1] for _, _, data in found}) != 1:
+            return
+        ks = sorted(k for k, _, _ in found)
+        lead = w.ops[ks[0]]
+        if not isinstance(lead, Gemm):  # the first term is added whole: no destination to write into
+            return
+        through = isinstance(lead.out, str)  # a scratch, added to the destination after the product
+        dropped = set(ks) | ({k + 1 for k in ks if isinstance(w.ops[k], Gemm)} if through else set())
+        into = w.ops[ks[0] + 1].dest if through else lead.out
+        t = step_of(found[0][2])[1]
+        lo, hi = stacked[0][0], stacked[-1][0] + 1
+        ops: list = []
+        self.take(dblock, ops)
+        weights = self.stack(block, "rec", [p for _, p in stacked], "rows", w.function, ops)
+        scratch = names.step_scratch(dblock.family)
+        if scratch not in self.taken:
+            self.taken[scratch] = ("B", f"{hi - lo} * {dblock.width}")
+            ops.append(Take(scratch, self.taken[scratch]))
+        self.views(dblock, w.function, ops)
+        ops += [
+            Gather(ByGate(scratch, hi - lo, dblock.width), dblock.gates(lo, hi, t)),
+            Gemm(lead.out, scratch, weights, None, True),
+        ]
+        if through:
+            ops.append(Update(into, "+", lead.out))
+        kept = [op for k, op in enumerate(w.ops) if k not in dropped]
+        before = sum(1 for k in range(ks[0]) if k not in dropped)
+        self.writes[at] = replace(w, ops=tuple(kept[:before] + ops + kept[before:]))
+
+    # -- what no operation reads any more ------------------------------------------------------
+
+    def unread_dropped(self) -> None:
+        """The scratches and transposed copies that no operation reads any more, not taken or filled."""
+        ops = [op for w in self.writes for op in flat(w.ops)]
+        read = {op.copy for op in ops if isinstance(op, Gemm)} | {op.name for op in ops if isinstance(op, Stack)}
+        read |= {
+            getattr(op, f)
+            for op in ops
+            for f in ("out", "data", "expr", "dest")
+            if isinstance(getattr(op, f, None), str)
+        }
+
+        def kept(op) -> bool:
+            if isinstance(op, (Copy, Take)):
+                return op.name in read or op.name in self.storage
+            return True
+
+        self.writes = [replace(w, ops=tuple(op for op in w.ops if kept(op))) for w in self.writes]
+
+
+def side_by_side(lowered):
+    """``lowered`` (a ``lower.Lowered``) with each gated chain's gates and their deltas in one buffer
+    (``Lowered.blocks``), and the products over all of them one product each."""
+    rewrite = _Rewrite(lowered)
+    rewrite.forward()
+    if not rewrite.blocks:
+        return lowered
+    rewrite.backward()
+    rewrite.unread_dropped()
+    # a block no product reads (the deltas of a truncated sweep, whose sums run over ages) stays apart
+    taken = {op.name for w in rewrite.writes for op in w.ops if isinstance(op, Take)}
+    blocks = tuple(b for b in rewrite.blocks if b.family in taken)
+    storage = {f: st for f, st in rewrite.storage.items() if f in lowered.storage or f in taken}
+    return replace(lowered, writes=tuple(rewrite.writes), storage=storage, blocks=blocks)
