@@ -393,19 +393,18 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, h0, V, c, x, buf):
     gates_ = buf["gates_"]  # its steps as views, made with the buffers: cheaper to index
     np.dot(h_[0], gates_rec_T, out=gates_gemm)
     gates_[0][1:3] += buf["gates_gemm by gate"]
-    _sigmoid(gr_[0], out=gr_[0])
+    _sigmoid(gates_[0][1:3], out=gates_[0][1:3])
     # (32) Z_z̃[1..5] = U_z X[1..5] + b_z 1ᵀ
     gz = buf["gz"]
     # pre_zz is gz: each step is read only by the same step of gz, built on it
-    # its products: made above, in one with the other gates' of gates
+    # done above, in one operation over the gates of gates
     # (33) z_1 = σ(z_z̃_1 + W_z h_0)
     gz_ = buf["gz_"]  # its steps as views, made with the buffers: cheaper to index
-    # its products: made above, in one with the other gates' of gates
-    _sigmoid(gz_[0], out=gz_[0])
+    # done above, in one operation over the gates of gates
     # (34) Z_ñ[1..5] = U_n X[1..5] + b_n 1ᵀ
     gn = buf["gn"]
     # pre_zn is gn: each step is read only by the same step of gn, built on it
-    # its products: made above, in one with the other gates' of gates
+    # done above, in one operation over the gates of gates
     # (35) n_1 = tanh(z_ñ_1 + W_n (r_1 ∘ h_0))
     gn_ = buf["gn_"]  # its steps as views, made with the buffers: cheaper to index
     gn_gemm = buf["gn_gemm"]
@@ -419,10 +418,9 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, h0, V, c, x, buf):
     # (37) r_2 = σ(z_r̃_2 + W_r h_1)
     np.dot(h_[1], gates_rec_T, out=gates_gemm)
     gates_[1][1:3] += buf["gates_gemm by gate"]
-    _sigmoid(gr_[1], out=gr_[1])
+    _sigmoid(gates_[1][1:3], out=gates_[1][1:3])
     # (38) z_2 = σ(z_z̃_2 + W_z h_1)
-    # its products: made above, in one with the other gates' of gates
-    _sigmoid(gz_[1], out=gz_[1])
+    # done above, in one operation over the gates of gates
     # (39) n_2 = tanh(z_ñ_2 + W_n (r_2 ∘ h_1))
     np.dot(gr_[1] * h_[1], W_n.T, out=gn_gemm)
     gn_[1] += gn_gemm
@@ -434,10 +432,9 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, h0, V, c, x, buf):
     # (41) r_3 = σ(z_r̃_3 + W_r h_2)
     np.dot(h_[2], gates_rec_T, out=gates_gemm)
     gates_[2][1:3] += buf["gates_gemm by gate"]
-    _sigmoid(gr_[2], out=gr_[2])
+    _sigmoid(gates_[2][1:3], out=gates_[2][1:3])
     # (42) z_3 = σ(z_z̃_3 + W_z h_2)
-    # its products: made above, in one with the other gates' of gates
-    _sigmoid(gz_[2], out=gz_[2])
+    # done above, in one operation over the gates of gates
     # (43) n_3 = tanh(z_ñ_3 + W_n (r_3 ∘ h_2))
     np.dot(gr_[2] * h_[2], W_n.T, out=gn_gemm)
     gn_[2] += gn_gemm
@@ -449,10 +446,9 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, h0, V, c, x, buf):
     # (45) r_4 = σ(z_r̃_4 + W_r h_3)
     np.dot(h_[3], gates_rec_T, out=gates_gemm)
     gates_[3][1:3] += buf["gates_gemm by gate"]
-    _sigmoid(gr_[3], out=gr_[3])
+    _sigmoid(gates_[3][1:3], out=gates_[3][1:3])
     # (46) z_4 = σ(z_z̃_4 + W_z h_3)
-    # its products: made above, in one with the other gates' of gates
-    _sigmoid(gz_[3], out=gz_[3])
+    # done above, in one operation over the gates of gates
     # (47) n_4 = tanh(z_ñ_4 + W_n (r_4 ∘ h_3))
     np.dot(gr_[3] * h_[3], W_n.T, out=gn_gemm)
     gn_[3] += gn_gemm
@@ -464,10 +460,9 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, h0, V, c, x, buf):
     # (49) r_5 = σ(z_r̃_5 + W_r h_4)
     np.dot(h_[4], gates_rec_T, out=gates_gemm)
     gates_[4][1:3] += buf["gates_gemm by gate"]
-    _sigmoid(gr_[4], out=gr_[4])
+    _sigmoid(gates_[4][1:3], out=gates_[4][1:3])
     # (50) z_5 = σ(z_z̃_5 + W_z h_4)
-    # its products: made above, in one with the other gates' of gates
-    _sigmoid(gz_[4], out=gz_[4])
+    # done above, in one operation over the gates of gates
     # (51) n_5 = tanh(z_ñ_5 + W_n (r_5 ∘ h_4))
     np.dot(gr_[4] * h_[4], W_n.T, out=gn_gemm)
     gn_[4] += gn_gemm

@@ -401,26 +401,25 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, b_hn, h0, V, c, x, buf
     gates_ = buf["gates_"]  # its steps as views, made with the buffers: cheaper to index
     np.dot(h_[0], gates_rec_T, out=gates_gemm)
     gates_[0][1:4] += buf["gates_gemm by gate"]
-    _sigmoid(gr_[0], out=gr_[0])
+    _sigmoid(gates_[0][1:3], out=gates_[0][1:3])
     # (34) Z_z̃[1..5] = U_z X[1..5] + b_z 1ᵀ
     gz = buf["gz"]
     # pre_zz is gz: each step is read only by the same step of gz, built on it
-    # its products: made above, in one with the other gates' of gates
+    # done above, in one operation over the gates of gates
     # (35) z_1 = σ(z_z̃_1 + W_z h_0)
     gz_ = buf["gz_"]  # its steps as views, made with the buffers: cheaper to index
-    # its products: made above, in one with the other gates' of gates
-    _sigmoid(gz_[0], out=gz_[0])
+    # done above, in one operation over the gates of gates
     # Z_hñ[1..5]: the given vector, for every sequence
     zhn = buf["zhn"]
     # pre_zhn is zhn: each step is read only by the same step of zhn, built on it
-    # its products: made above, in one with the other gates' of gates
+    # done above, in one operation over the gates of gates
     # (37) z_hn_1 = z_hñ_1 + W_n h_0
     zhn_ = buf["zhn_"]  # its steps as views, made with the buffers: cheaper to index
-    # its products: made above, in one with the other gates' of gates
+    # done above, in one operation over the gates of gates
     # (38) Z_ñ[1..5] = U_n X[1..5] + b_n 1ᵀ
     gn = buf["gn"]
     # pre_zn is gn: each step is read only by the same step of gn, built on it
-    # its products: made above, in one with the other gates' of gates
+    # done above, in one operation over the gates of gates
     # (39) n_1 = tanh(z_ñ_1 + r_1 ∘ z_hn_1)
     gn_ = buf["gn_"]  # its steps as views, made with the buffers: cheaper to index
     gn_[0] += gr_[0] * zhn_[0]
@@ -432,12 +431,11 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, b_hn, h0, V, c, x, buf
     # (41) r_2 = σ(z_r̃_2 + W_r h_1)
     np.dot(h_[1], gates_rec_T, out=gates_gemm)
     gates_[1][1:4] += buf["gates_gemm by gate"]
-    _sigmoid(gr_[1], out=gr_[1])
+    _sigmoid(gates_[1][1:3], out=gates_[1][1:3])
     # (42) z_2 = σ(z_z̃_2 + W_z h_1)
-    # its products: made above, in one with the other gates' of gates
-    _sigmoid(gz_[1], out=gz_[1])
+    # done above, in one operation over the gates of gates
     # (43) z_hn_2 = z_hñ_2 + W_n h_1
-    # its products: made above, in one with the other gates' of gates
+    # done above, in one operation over the gates of gates
     # (44) n_2 = tanh(z_ñ_2 + r_2 ∘ z_hn_2)
     gn_[1] += gr_[1] * zhn_[1]
     np.tanh(gn_[1], out=gn_[1])
@@ -448,12 +446,11 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, b_hn, h0, V, c, x, buf
     # (46) r_3 = σ(z_r̃_3 + W_r h_2)
     np.dot(h_[2], gates_rec_T, out=gates_gemm)
     gates_[2][1:4] += buf["gates_gemm by gate"]
-    _sigmoid(gr_[2], out=gr_[2])
+    _sigmoid(gates_[2][1:3], out=gates_[2][1:3])
     # (47) z_3 = σ(z_z̃_3 + W_z h_2)
-    # its products: made above, in one with the other gates' of gates
-    _sigmoid(gz_[2], out=gz_[2])
+    # done above, in one operation over the gates of gates
     # (48) z_hn_3 = z_hñ_3 + W_n h_2
-    # its products: made above, in one with the other gates' of gates
+    # done above, in one operation over the gates of gates
     # (49) n_3 = tanh(z_ñ_3 + r_3 ∘ z_hn_3)
     gn_[2] += gr_[2] * zhn_[2]
     np.tanh(gn_[2], out=gn_[2])
@@ -464,12 +461,11 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, b_hn, h0, V, c, x, buf
     # (51) r_4 = σ(z_r̃_4 + W_r h_3)
     np.dot(h_[3], gates_rec_T, out=gates_gemm)
     gates_[3][1:4] += buf["gates_gemm by gate"]
-    _sigmoid(gr_[3], out=gr_[3])
+    _sigmoid(gates_[3][1:3], out=gates_[3][1:3])
     # (52) z_4 = σ(z_z̃_4 + W_z h_3)
-    # its products: made above, in one with the other gates' of gates
-    _sigmoid(gz_[3], out=gz_[3])
+    # done above, in one operation over the gates of gates
     # (53) z_hn_4 = z_hñ_4 + W_n h_3
-    # its products: made above, in one with the other gates' of gates
+    # done above, in one operation over the gates of gates
     # (54) n_4 = tanh(z_ñ_4 + r_4 ∘ z_hn_4)
     gn_[3] += gr_[3] * zhn_[3]
     np.tanh(gn_[3], out=gn_[3])
@@ -480,12 +476,11 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, b_hn, h0, V, c, x, buf
     # (56) r_5 = σ(z_r̃_5 + W_r h_4)
     np.dot(h_[4], gates_rec_T, out=gates_gemm)
     gates_[4][1:4] += buf["gates_gemm by gate"]
-    _sigmoid(gr_[4], out=gr_[4])
+    _sigmoid(gates_[4][1:3], out=gates_[4][1:3])
     # (57) z_5 = σ(z_z̃_5 + W_z h_4)
-    # its products: made above, in one with the other gates' of gates
-    _sigmoid(gz_[4], out=gz_[4])
+    # done above, in one operation over the gates of gates
     # (58) z_hn_5 = z_hñ_5 + W_n h_4
-    # its products: made above, in one with the other gates' of gates
+    # done above, in one operation over the gates of gates
     # (59) n_5 = tanh(z_ñ_5 + r_5 ∘ z_hn_5)
     gn_[4] += gr_[4] * zhn_[4]
     np.tanh(gn_[4], out=gn_[4])

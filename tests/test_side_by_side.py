@@ -9,7 +9,7 @@ import pytest
 
 from rnngen import verify
 from rnngen.families import step_of
-from rnngen.operations import Gather, Gemm, Joined, Stack, flat
+from rnngen.operations import Apply, Gates, Gather, Gemm, Joined, Stack, Update, flat
 from rnngen.pipeline import build
 from rnngen.spec import RNNSpec
 
@@ -132,3 +132,23 @@ def test_a_stacked_module_passes_every_check(spec):
     """The oracle, finite differences, the Taylor test and the forms' agreement, on the module as written."""
     report = verify.check_build(build(spec))
     assert report.ok, report.failures
+
+
+@pytest.mark.parametrize("spec", GATED[:3], ids=str)
+def test_a_steps_gates_take_their_activation_and_delta_factor_in_one_call_each(spec):
+    """Forward, one call per activation per step over the gates that take it (the LSTM's g: tanh; i, f, o:
+    one sigmoid; the GRU's r, z: one sigmoid); backward, the LSTM's δz_g, δz_i, δz_f of a step, each δc_t
+    times its local derivative, one product (the gates are ordered so that those are one run)."""
+    low = build(spec).lowered
+    applies, updates = {}, {}
+    for w in low.writes:
+        for op in w.ops:
+            if isinstance(op, Apply) and isinstance(op.dest, Gates):
+                applies.setdefault(op.dest.t, []).append((op.fn, op.dest.hi - op.dest.lo))
+            if isinstance(op, Update) and isinstance(op.dest, Gates) and op.op == "*":
+                updates.setdefault(op.dest.t, []).append(op.dest.hi - op.dest.lo)
+    wanted = {"lstm": [("tanh", 1), ("sigmoid", 3)], "gru": [("sigmoid", 2)]}[spec.cell]
+    assert sorted(applies) == list(range(1, spec.T + 1))
+    assert all(sorted(a, reverse=True) == sorted(wanted, reverse=True) for a in applies.values())
+    if spec.cell == "lstm":  # not at the last step, where each δz_T follows its own local derivative's sweep
+        assert all(u == [3] for u in updates.values()) and sorted(updates) == list(range(1, spec.T))

@@ -200,8 +200,8 @@ class Gather:
 
 @dataclass(frozen=True)
 class Joined:
-    """The write's products were made in one with the other gates' of ``block``, at the first gate's write
-    (``side_by_side``): nothing to compute here but what follows."""
+    """Some of the write's work (its products, its activation, an update) was done in one operation over
+    the gates of ``block``, at the first gate's write (``side_by_side``)."""
 
     block: str
 

@@ -34,6 +34,7 @@ from rnngen import algebra as A
 from rnngen import names
 from rnngen.families import Family, adjoint_name, family, run_of, step_of
 from rnngen.operations import (
+    Apply,
     Assign,
     ByGate,
     ByInput,
@@ -173,6 +174,15 @@ def _recurrent(w):
     return None
 
 
+def _activation(w, k: int):
+    """The activation ``w`` applies to its step in place right after the recurrent product ``ops[k]`` and its
+    add, as the write's last operation (``sigmoid``); None if it does not."""
+    tail = w.ops[k + 2 :]
+    if len(tail) == 1 and isinstance(tail[0], Apply) and tail[0].dest == w.stmt.target:
+        return tail[0].fn
+    return None
+
+
 def _terms(ops) -> list:
     """``[(k, param, data)]`` for each operation ``ops[k]`` that puts a product ``paramᵀ δ`` (the transpose of
     a weight of the forward sweep times one step of deltas) into a destination: a ``Gemm`` through a scratch
@@ -211,6 +221,20 @@ def _gradient(w):
 
 
 # -- the pass ---------------------------------------------------------------------------------------
+
+
+def _runs(block: Block, fns: dict) -> list:
+    """``[(lo, hi, fn)]``: the runs of adjacent members of ``block`` that ``fns`` gives one function (not None)."""
+    runs = []
+    for k, m in enumerate(block.members):
+        f = fns.get(m)
+        if f is None:
+            continue
+        if runs and runs[-1][1] == k and runs[-1][2] == f:
+            runs[-1] = (runs[-1][0], k + 1, f)
+        else:
+            runs.append((k, k + 1, f))
+    return runs
 
 
 class _Rewrite:
@@ -258,16 +282,32 @@ class _Rewrite:
             ops += [Take(stack.name, shape), stack]
         return stack
 
-    def views(self, block: Block, function: str, ops: list) -> None:
-        """The ``Views`` of ``block``'s steps, into ``ops`` unless ``function`` has it already."""
-        made = (op for w in self.writes if w.function == function for op in w.ops)
+    def views(self, block: Block, at: int, ops: list) -> None:
+        """The ``Views`` of ``block``'s steps, into ``ops`` (for ``self.writes[at]``) unless its function has
+        it before; one it has after is dropped (``_Rewrite.views_once``)."""
+        function = self.writes[at].function
+        made = (op for w in self.writes[:at] if w.function == function for op in w.ops)
         if Views(block.family, True) not in [*made, *ops]:
             ops.append(Views(block.family, True))
+
+    def views_once(self) -> None:
+        """Each block's ``Views`` in a function at its first place only."""
+        seen = set()
+        for at, w in enumerate(self.writes):
+            ops = []
+            for op in w.ops:
+                key = (w.function, op)
+                if isinstance(op, Views) and op.family in {b.family for b in self.blocks}:
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                ops.append(op)
+            self.writes[at] = replace(w, ops=tuple(ops))
 
     # -- forward -------------------------------------------------------------------------------
 
     def forward(self) -> None:
-        gates, width = {}, {}  # the state each step's recurrent products read -> the gates that read it
+        gates, width, fn = {}, {}, {}  # the state each step's recurrent products read -> the gates that read it
         for w in self.writes:
             found = _recurrent(w)
             if found:
@@ -276,6 +316,7 @@ class _Rewrite:
                 if member not in chain:
                     chain.append(member)
                     width[member] = w.stmt.target.shape[0]
+                    fn[member] = _activation(w, found[0])
         inputs = [x for at, w in enumerate(self.writes) if (x := _input(at, w, self.homes))]
         for chain in gates.values():
             # the gates with one input product each, of one input (not a bidirectional layer's two halves)
@@ -283,7 +324,12 @@ class _Rewrite:
             mine = [x.member for x in inputs if x.param is not None and x.data in data and len(data) == 1]
             mine = [m for m in mine if _chain(m) == _chain(chain[0])]
             both = [m for m in mine if m in chain]
-            # the gates with an input part first, so that they, and those with a recurrent part, are runs
+            # the gates with an input part first, so that they, and those with a recurrent part, are runs;
+            # among those with both, the rarer activations first (the LSTM's g, then i, f, o): each run of
+            # gates with one activation is one call, forward, and in the backward sweep the gates that
+            # multiply δc_t (g, i, f) are one run too
+            count = {m: sum(fn[m] == fn[g] for g in both) for m in both}
+            both.sort(key=count.get)
             members = [m for m in mine if m not in chain] + both + [m for m in chain if m not in both]
             block = self.block(members, width[chain[0]])
             if block is not None:
@@ -374,15 +420,22 @@ class _Rewrite:
             if scratch not in self.taken:
                 self.taken[scratch] = ("B", f"{len(chain)} * {block.width}")
                 ops.append(Take(scratch, self.taken[scratch]))
-            self.views(block, w0.function, ops)
+            self.views(block, at0, ops)
             ops += [
                 Gemm(scratch, gemms[chain[0]].data, weights, None, True),
                 Update(block.gates(*span, t), "+", ByGate(scratch, len(chain), block.width)),
             ]
-            self.writes[at0] = replace(w0, ops=tuple(ops + list(w0.ops[k0 + 2 :])))
+            # each gate's activation, where it is all that is left of its write: one call per run of gates
+            # with one activation, here, after the one add
+            fns = {step_of(self.writes[at].stmt.target)[0]: _activation(self.writes[at], k) for at, k, _ in group}
+            applied = {m for m, f in fns.items() if f is not None}
+            ops += [Apply(block.gates(lo, hi, t), f) for lo, hi, f in _runs(block, fns)]
+            tail = [] if fns[step_of(w0.stmt.target)[0]] else list(w0.ops[k0 + 2 :])
+            self.writes[at0] = replace(w0, ops=tuple(ops + tail))
             for at, k, _ in group[1:]:
                 w = self.writes[at]
-                self.writes[at] = replace(w, ops=(*w.ops[:k], Joined(block.family), *w.ops[k + 2 :]))
+                rest = w.ops[k + 2 :] if step_of(w.stmt.target)[0] not in applied else ()
+                self.writes[at] = replace(w, ops=(*w.ops[:k], Joined(block.family), *rest))
         for m in ordered:
             self.place[params[m]] = (block, "rec", block.members.index(m))
 
@@ -412,6 +465,7 @@ class _Rewrite:
                 for at in range(len(self.writes)):
                     if self.writes[at].function != "_forward":
                         self.sums(at, block, dblock)
+                self.elementwise(dblock)
 
     def deltas(self, block: Block, grads: list) -> Block | None:
         """The block of the deltas of ``block``'s gates, in its order: each gate's delta read off the gradient
@@ -460,7 +514,7 @@ class _Rewrite:
         if scratch not in self.taken:
             self.taken[scratch] = ("B", f"{hi - lo} * {dblock.width}")
             ops.append(Take(scratch, self.taken[scratch]))
-        self.views(dblock, w.function, ops)
+        self.views(dblock, at, ops)
         ops += [
             Gather(ByGate(scratch, hi - lo, dblock.width), dblock.gates(lo, hi, t)),
             Gemm(lead.out, scratch, weights, None, True),
@@ -470,6 +524,40 @@ class _Rewrite:
         kept = [op for k, op in enumerate(w.ops) if k not in dropped]
         before = sum(1 for k in range(ks[0]) if k not in dropped)
         self.writes[at] = replace(w, ops=tuple(kept[:before] + ops + kept[before:]))
+
+    def elementwise(self, dblock: Block) -> None:
+        """Consecutive writes that each only multiply (or add to) one gate's delta at one step by the same
+        value (``δz_g_t = δc_t ∘ f′_g_t``, ``δz_i_t``, ``δz_f_t``: ``*= δc_t``), for adjacent gates of
+        ``dblock``: one operation on their gates of the step, at the first of the writes."""
+        at = 0
+        while at < len(self.writes):
+            key = self._alone_update(at, dblock)
+            run = [at]
+            while key and run[-1] + 1 < len(self.writes) and self._alone_update(run[-1] + 1, dblock) == key:
+                run.append(run[-1] + 1)
+            span = dblock.span([self.writes[a].stmt.step[0] for a in run]) if len(run) > 1 else None
+            if span is not None:
+                t, op, expr = key
+                ops: list = []
+                self.views(dblock, run[0], ops)
+                for a in run:
+                    w = self.writes[a]
+                    kept = [o for o in w.ops if isinstance(o, (Take, TakePlace, Views))]
+                    mine = ops + [Update(dblock.gates(*span, t), op, expr)] if a == run[0] else [Joined(dblock.family)]
+                    self.writes[a] = replace(w, ops=tuple(kept + mine))
+            at = run[-1] + 1
+
+    def _alone_update(self, at: int, dblock: Block):
+        """``(t, op, expr)`` when ``self.writes[at]`` only updates its step ``t`` of a member of ``dblock`` in
+        place by ``expr``, else None."""
+        w = self.writes[at]
+        core = _core(w.ops)
+        if not (w.stmt.step and w.stmt.step[0] in dblock.members and len(core) == 1):
+            return None
+        op = core[0]
+        if isinstance(op, Update) and op.dest == w.stmt.target and not isinstance(op.expr, str):
+            return w.stmt.step[1], op.op, op.expr
+        return None
 
     # -- what no operation reads any more ------------------------------------------------------
 
@@ -500,6 +588,7 @@ def side_by_side(lowered):
     if not rewrite.blocks:
         return lowered
     rewrite.backward()
+    rewrite.views_once()
     rewrite.unread_dropped()
     # a block no product reads (the deltas of a truncated sweep, whose sums run over ages) stays apart
     taken = {op.name for w in rewrite.writes for op in w.ops if isinstance(op, Take)}

@@ -361,7 +361,7 @@ class NumpyPrinter(Printer):
 
     @staticmethod
     def _write_Joined(op) -> str:
-        return f"# its products: made above, in one with the other gates' of {op.block}"
+        return f"# done above, in one operation over the gates of {op.block}"
 
     @staticmethod
     def _write_Stack(op) -> str:
