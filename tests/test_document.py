@@ -10,9 +10,10 @@ from test_latex import compile_tex, needs_pdflatex
 import rnngen
 from rnngen import algebra as A
 from rnngen.activations import elementwise
-from rnngen.cells import cell_of
+from rnngen.cells import CELLS, cell_of
 from rnngen.document import broken, sum_over_steps
 from rnngen.examples import EXAMPLES, SEEDS
+from rnngen.families import FAMILIES
 from rnngen.markdown import MarkdownError, to_markdown
 from rnngen.pipeline import build
 from rnngen.program import relative
@@ -291,3 +292,17 @@ def test_a_sum_is_broken_between_its_terms_and_a_second_relation_starts_a_row(tm
     assert rows[2] == r"&\qquad \qquad h_{t} = o_{t} \odot \tanh(c_{t})"
     assert joined == f"c_{{t}} = {rhs}"  # ", \qquad" between the relations, as the checker splits them
     _fits_the_page(tmp_path, equation)
+
+
+# --- the gate letters -------------------------------------------------------------------------------
+
+
+def test_the_gate_letters_have_one_home_the_cells():
+    """Each cell says its gates (their usual letters, in the order of its weights); the families spell
+    exactly those gates' pre-activations, values and local Jacobians, reading them from the cells."""
+    usual = {"lstm": "ifgo", "gru": "rzn"}  # the LSTM's input, forget, candidate, output; the GRU's reset, update, new
+    assert {name: cell.gates for name, cell in CELLS.items()} == {"elman": "", **usual}
+    assert cell_of(RNNSpec(T=3, cell="gru", gru_reset="before")).gates == usual["gru"]
+    for pattern in (r"z([a-z])", r"g([a-z])", r"jac_([a-z])"):
+        spelled = {m.group(1) for key in FAMILIES if (m := re.fullmatch(pattern, key))}
+        assert spelled == set("ifgorzn"), pattern
