@@ -5,8 +5,10 @@ The documents are set in 11pt Computer Modern. A formula's width is the sum of t
 two atoms by their classes (``_SPACE``, TeX's own table): a binary operator gets a medium space on each
 side, a relation a thick one, nothing of either in a sub- or superscript. Scripts are set at 0.776 of
 the size (at 0.68 in a script's script), stacked ones as wide as the wider; a fraction is as wide as
-its wider part, a brace as wide as its label or what it spans. Over the terms of every gated document
-of layers 1-2 this is within a few points of what pdfLaTeX sets (tests/test_texwidth.py).
+its wider part, a brace as wide as its label or what it spans, a ``\\left(`` as wide as what it holds
+makes it. On every row of the aligns of three documents (over 600: deltas, final formulas, Jacobians,
+block matrices) it is at most 3pt narrower and 3% + 3pt wider than what pdfLaTeX sets
+(tests/test_texwidth.py; measured: 2.3pt narrower to 6.6pt wider).
 """
 
 from __future__ import annotations
