@@ -10,9 +10,10 @@ from test_latex import compile_tex, needs_pdflatex
 import rnngen
 from rnngen import algebra as A
 from rnngen.activations import elementwise
-from rnngen.cells import cell_of
-from rnngen.document import sum_over_steps
+from rnngen.cells import CELLS, cell_of
+from rnngen.document import broken, sum_over_steps
 from rnngen.examples import EXAMPLES, SEEDS
+from rnngen.families import FAMILIES
 from rnngen.markdown import MarkdownError, to_markdown
 from rnngen.pipeline import build
 from rnngen.program import relative
@@ -231,3 +232,77 @@ def test_alternating_steps_are_one_formula_so_long_documents_stay_short():
     assert reader.loss == pytest.approx(loss, rel=1e-12)
     for name, g in grads.items():
         np.testing.assert_allclose(reader.gradients[name].reshape(np.shape(g)), g, rtol=1e-11, atol=1e-14)
+
+
+# --- a long equation in rows (document.broken) --------------------------------------------------------
+
+
+def _fits_the_page(tmp_path, equation: str) -> None:
+    """``equation`` (align rows), numbered, compiles on the documents' page with nothing running off it."""
+    tex = (
+        "\\documentclass[11pt]{article}\n\\usepackage{amsmath}\n\\setlength{\\textwidth}{6.5in}\n"
+        f"\\begin{{document}}\n\\begin{{align}}\n{equation} \\tag{{123}}\n\\end{{align}}\n\\end{{document}}\n"
+    )
+    run = compile_tex(tmp_path, "rows", tex)
+    assert run.returncode == 0, run.stdout[-2000:]
+    assert "Overfull \\hbox" not in run.stdout
+
+
+def _rows(equation: str) -> tuple:
+    rows = equation.split(" \\nonumber \\\\\n")
+    # one equation, read back as the document's checker reads it: a next row continues the one above
+    joined = " ".join([rows[0].replace(" &= ", " = ", 1)] + [re.sub(r"^&\\qquad ", "", row) for row in rows[1:]])
+    return rows, joined
+
+
+@needs_pdflatex
+def test_a_product_too_wide_for_the_page_is_broken_at_its_factors(tmp_path):
+    factors = [rf"\sigma(\tilde{{z}}_{{{k}}} + W_{{{k}}} h_{{t-1}} + U_{{{k}}} x_{{t}})" for k in range(1, 9)]
+    rhs = r" \odot ".join(factors)
+    equation = broken("h_{t}", rhs)
+    rows, joined = _rows(equation)
+    # a row ends between two factors, not inside one's parentheses, which would fit more on the row
+    assert len(rows) > 1 and all(row.startswith(r"&\qquad \odot \sigma(") for row in rows[1:]), equation
+    assert joined == f"h_{{t}} = {rhs}"
+    _fits_the_page(tmp_path, equation)
+
+
+@needs_pdflatex
+def test_a_factor_too_wide_for_the_page_is_broken_inside_its_parentheses(tmp_path):
+    inner = " + ".join(rf"W_{{{k}}} h^{{({k})}}_{{t-1}}" for k in range(1, 30))
+    rhs = rf"a_{{t}} \odot \tanh({inner}) + b_{{t}}"
+    equation = broken("h_{t}", rhs, r", \quad t = 1, \dots, T")
+    rows, joined = _rows(equation)
+    assert rows[1].startswith(r"&\qquad \odot \tanh(W_{1}") and all(row.startswith(r"&\qquad + ") for row in rows[2:])
+    assert rows[-1].endswith(r") + b_{t}, \quad t = 1, \dots, T")  # the steps end the last row
+    assert joined == rf"h_{{t}} = {rhs}, \quad t = 1, \dots, T"
+    _fits_the_page(tmp_path, equation)
+
+
+@needs_pdflatex
+def test_a_sum_is_broken_between_its_terms_and_a_second_relation_starts_a_row(tmp_path):
+    term = lambda k: rf"\sigma(a_{{{k}}} + W_{{{k}}} h_{{t-1}}) \odot \tanh(b_{{{k}}} + U_{{{k}}} x_{{t}})"  # noqa: E731
+    c = " + ".join(term(k) for k in range(1, 5))
+    rhs = rf"{c}, \qquad h_{{t}} = o_{{t}} \odot \tanh(c_{{t}})"
+    equation = broken("c_{t}", rhs)
+    rows, joined = _rows(equation)
+    # two terms a row (the sum's signs before the products' operators), then the state's own row
+    assert [row.count(r"\sigma(") for row in rows] == [2, 2, 0], equation
+    assert rows[1].startswith(r"&\qquad + \sigma(") and rows[1].endswith(",")
+    assert rows[2] == r"&\qquad \qquad h_{t} = o_{t} \odot \tanh(c_{t})"
+    assert joined == f"c_{{t}} = {rhs}"  # ", \qquad" between the relations, as the checker splits them
+    _fits_the_page(tmp_path, equation)
+
+
+# --- the gate letters -------------------------------------------------------------------------------
+
+
+def test_the_gate_letters_have_one_home_the_cells():
+    """Each cell says its gates (their usual letters, in the order of its weights); the families spell
+    exactly those gates' pre-activations, values and local Jacobians, reading them from the cells."""
+    usual = {"lstm": "ifgo", "gru": "rzn"}  # the LSTM's input, forget, candidate, output; the GRU's reset, update, new
+    assert {name: cell.gates for name, cell in CELLS.items()} == {"elman": "", **usual}
+    assert cell_of(RNNSpec(T=3, cell="gru", gru_reset="before")).gates == usual["gru"]
+    for pattern in (r"z([a-z])", r"g([a-z])", r"jac_([a-z])"):
+        spelled = {m.group(1) for key in FAMILIES if (m := re.fullmatch(pattern, key))}
+        assert spelled == set("ifgorzn"), pattern

@@ -14,6 +14,7 @@
 Nothing here reads ``cells.py``: the references are the textbook equations, spelled out again.
 """
 
+import itertools
 import json
 import re
 import subprocess
@@ -520,7 +521,7 @@ def test_no_two_values_of_a_gated_document_share_a_symbol(spec):
         spelled.setdefault(n.step(key, "t"), []).append(key)
     assert not {s: k for s, k in spelled.items() if len(k) > 1}
     assert "s_{t} &= V " in result.latex
-    legend = result.latex.split(r"\begin{tabular}{ll}")[1].split(r"\end{tabular}")[0]
+    legend = result.latex.split(r"\begin{tabularx}{\linewidth}{lX}")[1].split(r"\end{tabularx}")[0]
     for key in keys:
         fam = family(key)
         # every value but the inputs', the mask's and the pre-activations' (z with the gate's letter, said once)
@@ -571,9 +572,38 @@ def test_a_gated_documents_long_sums_are_broken_into_rows(tmp_path, spec):
     rows, and the checker reads the rows as one equation (test_every_numbered_equation_...)."""
     tex = build(spec).latex
     assert r"\nonumber \\" + "\n" + r"&\qquad + " in tex
+    _fits_the_page(tmp_path, spec, tex)
+
+
+def _fits_the_page(tmp_path, spec, tex):
     run = compile_tex(tmp_path, spec.name, tex)
     assert run.returncode == 0, run.stdout[-2000:]
     assert "Overfull \\hbox" not in run.stdout
+
+
+def _page_sweep() -> list:
+    """Every gated document of 1-2 layers, in one direction or both, column or row vectors, many-to-many
+    or many-to-one, LSTM and GRU of both forms, at T = 3 (48). The quick run takes each cell form, mapping
+    and notation once, with one layer in both directions, two in both, two in one in rotation (one layer in
+    one direction: the test above)."""
+    cells = ({"cell": "lstm"}, {"cell": "gru"}, {"cell": "gru", "gru_reset": "before"})
+    kinds = itertools.product(cells, ("many-to-many", "many-to-one"), ("column", "row"))
+    params = []
+    for k, (cell, mapping, notation) in enumerate(kinds):
+        quick = ((1, True), (2, True), (2, False))[k % 3]
+        for layers, bidirectional in itertools.product((1, 2), (False, True)):
+            spec = RNNSpec(T=3, layers=layers, bidirectional=bidirectional, notation=notation, mapping=mapping, **cell)
+            marks = () if (layers, bidirectional) == quick else pytest.mark.full
+            params.append(pytest.param(spec, id=spec.name, marks=marks))
+    return params
+
+
+@needs_pdflatex
+@pytest.mark.parametrize("spec", _page_sweep())
+def test_every_gated_document_fits_the_page(tmp_path, spec):
+    """Deltas of many terms, the backward chain's step written out whole in the final formulas (a
+    product whose factors hold sums), long notation rows: nothing runs off the page (document.broken)."""
+    _fits_the_page(tmp_path, spec, build(spec).latex)
 
 
 # --- the check catches a wrong gate ----------------------------------------------------------------

@@ -100,6 +100,12 @@ class Cell:
     def gated(self) -> bool:
         return any(r.gate for r in self.roles)
 
+    @property
+    def gates(self) -> str:
+        """Its gates' letters in the order of its weights (the LSTM's ``ifgo``, the GRU's ``rzn``): the gates
+        with a pre-activation and a value, each with its recurrent weight (``hn`` names a bias); "" for Elman."""
+        return "".join(r.gate for r in self.roles if r.kind == "recurrent")
+
 
 def _elman_step(ops, weights, inputs, state, hidden):
     terms = [ops.matmul(w, v) for w, v in zip(weights["input"], inputs)]

@@ -32,6 +32,7 @@ from rnngen.families import step_of
 from rnngen.printing.math import LATEX, MathPrinter, latex, param_latex, text
 from rnngen.program import gradient_symbol, relative, step_template
 from rnngen.spec import truncation_rule
+from rnngen.texwidth import EM, width
 from rnngen.unroll import n_h, n_y, parameters
 
 #: Up to this T the document writes every path term and every level of the
@@ -65,92 +66,77 @@ def aligned(equation: str) -> str:
     return equation.replace(" = ", " &= ", 1)
 
 
-#: How many glyphs (``glyphs``) a row of the page holds beside its equation number, 6.5in at 11pt: a
-#: delta's sum wider than that is broken into rows. Measured: an Elman row of 97.8 fits, an LSTM row of 109
-#: runs 32pt over.
-ROW_GLYPHS = 100
+#: The width of the documents' text (6.5in at 11pt), and the room a row keeps beside it for its equation
+#: number ("(999)" and the half em amsmath keeps before it), in points.
+LINE = 469.75
+NUMBER = width("(999)") + 0.5 * EM
+#: Where a row may end: before a sum's sign or a product's operator that stands between spaces, and
+#: before the next relation of a formula that states two (``z_t = ..., \\qquad h_t = ...``).
+_BREAK = r"(?<= )(?:[+-]|\\odot|\\oslash|\\cdot|\\times)(?= )|(?<=, )\\qquad(?= )"
+#: What opens and closes a group: a brace, a ``\left``/``\right`` pair (a row can split neither), a
+#: parenthesis or bracket, sized or not (a row can end inside one).
+_GROUPS = re.compile(
+    rf"(?P<left>\\left\s*(?:\\[A-Za-z]+|\\.|.))|(?P<right>\\right\s*(?:\\[A-Za-z]+|\\.|.))"
+    rf"|(?P<open>\\[bB]igg?l\s*(?:\\[A-Za-z]+|\\.|.)|[(\[])|(?P<close>\\[bB]igg?r\s*(?:\\[A-Za-z]+|\\.|.)|[)\]])"
+    rf"|\\[{{}}]|(?P<brace>\{{)|(?P<unbrace>\}})|(?P<op>{_BREAK})"
+)
 
 
-def _group(tex: str, i: int) -> tuple:
-    """``(text, end)`` of the group or the one token at ``i`` (``{...}``, ``\\odot``, ``t``)."""
-    if tex[i] == "{":
-        depth = 0
-        for j in range(i, len(tex)):
-            depth += {"{": 1, "}": -1}.get(tex[j], 0)
-            if depth == 0:
-                return tex[i + 1 : j], j + 1
-        return "", len(tex)  # an unclosed group: to the end
-    m = re.match(r"\\[A-Za-z]+|.", tex[i:], re.S)
-    return m.group(0), i + m.end()
-
-
-#: Commands that set no glyph of their own.
-_SILENT = {"left", "right", "mathbf", "mathrm", "operatorname", "quad", "qquad", "nonumber"}
-
-
-def glyphs(tex: str, scale: float = 1.0) -> float:
-    """A rough width of a LaTeX formula in glyphs of math italic: a sub- or superscript counts at the size
-    it is set in (0.7); a brace's label, roman text at that size, at 0.85 a character (spaces too),
-    measured against the pages pdfLaTeX sets."""
-    braced = re.fullmatch(r"\\underbrace\{(.*)\}_\{\\text\{([^{}]*)\}([^{}]*)\}", tex.strip(), re.S)
-    if braced:
-        label = braced.group(2) + braced.group(3)
-        return max(glyphs(braced.group(1), scale), 0.85 * scale * len(label))
-    total, i = 0.0, 0
-    while i < len(tex):
-        c = tex[i]
-        if c in "^_":
-            script, i = _group(tex, i + 1)
-            total += glyphs(script, 0.7 * scale)
-        elif c == "{":
-            inner, i = _group(tex, i)
-            total += glyphs(inner, scale)
-        elif c == "\\":
-            command, i = _group(tex, i)
-            total += 0 if command[1:] in _SILENT else scale
-        else:
-            total += 0 if c.isspace() or c == "}" else scale
-            i += 1
-    return total
-
-
-def _terms(tex: str) -> list:
-    """The terms of a printed sum at its top level, each with its sign (``+ a``, ``- b``)."""
-    terms, depth, start = [], 0, 0
-    for m in re.finditer(r"\\left\(|\\right\)|[{}]| [+-] ", tex):
-        token = m.group(0)
-        if token in ("{", r"\left("):
-            depth += 1
-        elif token in ("}", r"\right)"):
-            depth -= 1
-        elif depth == 0:
-            terms.append(tex[start : m.start()])
-            start = m.start() + 1
-    terms.append(tex[start:])
-    return [t if t.startswith(("+ ", "- ")) else "+ " + t for t in terms]
+def _breaks(tex: str) -> dict:
+    """Position -> level of every place where ``tex`` may go on in a next row: before the next relation
+    (level -1), a sign of a sum (level 0) or an operator of a product (level 1), 2 more for each
+    parenthesis it stands in (``\\tanh(a + b)``); never inside a brace or a ``\\left ... \\right`` pair."""
+    breaks, stack = {}, []
+    for m in _GROUPS.finditer(tex):
+        kind = m.lastgroup
+        if kind in ("left", "open", "brace"):
+            stack.append(kind)
+        elif kind in ("right", "close", "unbrace"):
+            if stack:
+                stack.pop()
+        elif kind == "op" and all(g == "open" for g in stack):
+            op = m.group(0)
+            breaks[m.start()] = -1 if op == r"\qquad" else 2 * len(stack) + (op not in "+-")
+    return breaks
 
 
 def broken(lhs: str, rhs: str, note: str = "", column: float = 0.0) -> str:
-    """``lhs &= rhs`` and ``note``; a sum wider than ``ROW_GLYPHS`` broken into rows (``&\\qquad + ...``),
-    each filled with terms up to that width (a next row starts where the sum does, a quad further).
-    ``column``: the width of the widest left side of the align it stands in, where every sum starts."""
-    terms = _terms(rhs)
-    widths = [glyphs(term[2:]) + 2 for term in terms]  # each term and its sign
-    start = max(glyphs(lhs), column) + 2
-    if start + sum(widths) + glyphs(note) <= ROW_GLYPHS:
+    """``lhs &= rhs`` and ``note`` in rows no wider than the line beside the equation number.
+
+    A row ends where the most of the right side fits, at the outermost place it can (``_breaks``): a
+    sum is broken between its terms, a term too wide for a row between its factors, a factor too wide
+    inside its parentheses. A next row starts where the right side does, a quad further, with the sign
+    or the operator it continues with (``&\\qquad + ...``, ``&\\qquad \\odot ...``); the note (the
+    steps) ends the last row.
+
+    Args:
+        lhs, rhs: the equation's sides, in LaTeX.
+        note: what follows the right side (``, \\quad t = 1, \\dots, T``).
+        column: the width of the widest left side of the align it stands in, where every right side starts.
+    """
+    room = LINE - NUMBER - max(width(lhs), column)
+    if width("{}= " + rhs + note) <= room:
         return aligned(f"{lhs} = {rhs}") + note
-    rows, width = [[]], start
-    for term, w in zip(terms, widths):
-        if rows[-1] and width + w > ROW_GLYPHS:
-            rows.append([])
-            width = start + 2
-        rows[-1].append(term)
-        width += w
-    if width + glyphs(note) > ROW_GLYPHS and len(rows[-1]) > 1:  # the steps' note needs room too
-        rows.append([rows[-1].pop()])
-    first = " ".join(rows[0])
-    lines = [aligned(f"{lhs} = {first[2:] if first.startswith('+ ') else first}")]
-    lines += [r"&\qquad " + " ".join(row) for row in rows[1:]]
+    breaks = _breaks(rhs)
+    ends = sorted(breaks) + [len(rhs)]
+    rows, start = [], 0
+    while start < len(rhs):
+        lead = "{}= " if start == 0 else r"{}\qquad "
+        fits = []
+        for end in (e for e in ends if e > start):
+            text = rhs[start:end].rstrip() + (note if end == len(rhs) else "")
+            if width(lead + text) > room:
+                break
+            fits.append(end)
+        if fits and fits[-1] == len(rhs):
+            end = len(rhs)
+        elif fits:  # the outermost place that fits, the latest of those
+            end = min(fits, key=lambda e: (breaks[e], -e))
+        else:  # not even the next piece fits: it stands alone
+            end = next(e for e in ends if e > start)
+        rows.append(rhs[start:end].rstrip())
+        start = end
+    lines = [aligned(f"{lhs} = {rows[0]}")] + [rf"&\qquad {row}" for row in rows[1:]]
     return " \\nonumber \\\\\n".join(lines) + note
 
 

@@ -22,7 +22,10 @@ from sympy import Basic, Integer, MatrixSymbol, sympify
 from sympy.core.symbol import Str
 
 from rnngen.algebra import B, symbols_in
+from rnngen.cells import CELLS  # the cells import nothing of the program: no cycle
 
+#: Every gate letter of the registered cells, in their order (``ifgorzn``): the families spell each one's values.
+_GATES = "".join(dict.fromkeys(letter for cell in CELLS.values() for letter in cell.gates))
 #: How each base quantity is spelled: LaTeX letter, stacked LaTeX letter, text letter, stacked text letter,
 #: and the family that holds its local Jacobian (the elementwise derivative of the activation that reads it).
 _SPELLING = {
@@ -41,11 +44,11 @@ _SPELLING = {
     # keyed so that none is another family's code name, whatever the chain's suffix (the output layer's
     # o, the GRU's z; fprime_f is the forward chain's fprime); the LSTM's memory cell ``cell`` (``c`` is
     # the output bias) and its activation ``cact``; the GRU's W_n h_{t-1} + b_hn, ``zhn``
-    **{f"z{g}": (f"{{z_{{{g}}}}}", f"{{Z_{{{g}}}}}", f"z_{g}", f"Z_{g}", f"jac_{g}") for g in "ifgorzn"},
-    **{f"g{g}": (g, g.upper(), g, g.upper(), "") for g in "ifgorzn"},
+    **{f"z{g}": (f"{{z_{{{g}}}}}", f"{{Z_{{{g}}}}}", f"z_{g}", f"Z_{g}", f"jac_{g}") for g in _GATES},
+    **{f"g{g}": (g, g.upper(), g, g.upper(), "") for g in _GATES},
     **{
         f"jac_{g}": (f"{{{d}'_{{{g}}}}}", f"{{{D}'_{{{g}}}}}", f"{t}′_{g}", f"{T}′_{g}", "")
-        for g in "ifgorzn"
+        for g in _GATES
         for d, D, t, T in [("f", "F", "f", "F") if g in "gn" else (r"\sigma", r"\Sigma", "σ", "Σ")]
     },
     "cell": ("c", "C", "c", "C", ""),

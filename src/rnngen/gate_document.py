@@ -95,7 +95,7 @@ def _lstm(st: _Step) -> dict:
         ]
     delta = lambda base, k: st.n.step(st.chain.family(base, "adjoint").key, f"t{k:+d}" if k else "t")  # noqa: E731
     return dict(
-        locals=[st.local(g) for g in "ifgo"],
+        locals=[st.local(g) for g in st.net.cell.gates],
         products=products,
         paths=paths,
         c=c,
@@ -142,7 +142,7 @@ def _gru(st: _Step, after: bool) -> dict:
     b_hn = ParamName("b_hn", *tag).latex()
     delta = lambda base: st.n.step(st.chain.family(base, "adjoint").key, "t")  # noqa: E731
     return dict(
-        locals=[st.local(g) for g in "rzn"],
+        locals=[st.local(g) for g in st.net.cell.gates],
         products=products,
         paths=paths,
         h=h,
@@ -173,7 +173,7 @@ def gate_context(derivation, where: str) -> dict | None:
     st = _Step(Notation(derivation.spec), derivation)
     lstm = "cell" in net.cell.states
     context = _lstm(st) if lstm else _gru(st, after=net.cell.name == "gru")
-    names = [GATE_NAMES[k] for k in ("ifgo" if lstm else "rzn")]
+    names = [GATE_NAMES[k] for k in net.cell.gates]
     return dict(
         **context,
         lstm=lstm,

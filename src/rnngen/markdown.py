@@ -116,7 +116,7 @@ def to_markdown(tex: str, flavor: str = "github") -> str:
     i = 0
     while i < len(lines):
         line = lines[i].strip()
-        env = re.match(r"\\begin\{(align|equation|tabular|enumerate)\}", line)
+        env = re.match(r"\\begin\{(align|equation|tabularx?|enumerate)\}", line)
         if env:
             flush()
             name = env.group(1)
@@ -124,8 +124,8 @@ def to_markdown(tex: str, flavor: str = "github") -> str:
             inner = "\n".join(lines[i + 1 : end])
             if name in ("align", "equation"):
                 out += _display(inner, flavor)
-            elif name == "tabular":
-                out += _table(re.sub(r"^\{[lcr]+\}", "", line.removeprefix("\\begin{tabular}")) + inner, flavor)
+            elif name.startswith("tabular"):  # without its width and columns: {ll}, {\linewidth}{lX}
+                out += _table(re.sub(r"^(?:\{[^{}]*\})+", "", line.removeprefix(f"\\begin{{{name}}}")) + inner, flavor)
             else:
                 items = [s.strip() for s in re.split(r"\\item\b", inner) if s.strip()]
                 out += [f"{k}. {_inline(' '.join(item.split()), flavor)}" for k, item in enumerate(items, 1)] + [""]

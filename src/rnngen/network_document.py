@@ -27,7 +27,6 @@ from rnngen.document import (
     aligned,
     broken,
     forward_families,
-    glyphs,
     sum_over_steps,
     truncation_context,
 )
@@ -36,6 +35,7 @@ from rnngen.gate_document import gate_context
 from rnngen.network import Block
 from rnngen.printing.math import param_latex
 from rnngen.program import gradient_symbol, relative, state_key, step_template
+from rnngen.texwidth import width
 from rnngen.unroll import candidate
 
 _ROLES = {
@@ -347,7 +347,7 @@ def _sweep_lines(n: Notation, derivation: Derivation, keys: list) -> list:
             own = family(key) if derivation.graph.network.cell.gated else None  # a gated cell's paths named
             rhs = _labelled(n, template, own) if family(key).base in states else n.latex(template)
             equations.append((lhs, rhs, _range_note([node.t for node in run], T)))
-    column = max((glyphs(lhs) for lhs, _, _ in equations), default=0.0)  # one align: its widest left side
+    column = max((width(lhs) for lhs, _, _ in equations), default=0.0)  # one align: its widest left side
     return [broken(lhs, rhs, note, column) for lhs, rhs, note in equations]
 
 

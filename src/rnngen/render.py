@@ -20,7 +20,7 @@ from rnngen import algebra as A
 from rnngen.activations import elementwise
 from rnngen.backprop import Derivation
 from rnngen.cells import cell_of
-from rnngen.document import Notation, Numbering, aligned, broken, forward_families, generic, latex_context
+from rnngen.document import Notation, Numbering, broken, forward_families, generic, latex_context
 from rnngen.emit import render
 from rnngen.families import run_of, step_of
 from rnngen.lower import Lowered
@@ -37,6 +37,7 @@ from rnngen.program import (
     state_key,
     step_template,
 )
+from rnngen.texwidth import width
 
 
 @dataclass
@@ -108,21 +109,21 @@ def final_formulas(program: Program) -> list:
     n = Notation(program.derivation.spec)  # the spec's notation and letters
     stmts = program.stmts
     forms = [(s.step[0], step_template(s.expr, s.step[1])) if s.step else None for s in stmts]
-    formulas = []
-    for i, (start, stop, period) in enumerate(_runs(forms)):
+    rows = []  # (lhs, rhs, note, text, statements)
+    for start, stop, period in _runs(forms):
         group = stmts[start:stop]
         if stop - start > 1:
             ts = [s.step[1] for s in group[::period]]
             t0 = group[0].step[1]
             tex = r", \qquad ".join(_generic_equation(group[k], t0, n.latex) for k in range(period))
             txt = ";  ".join(_generic_equation(group[k], t0, n.text) for k in range(period))
-            tex, txt = aligned(tex) + _steps_note(ts, "latex"), txt + _steps_note(ts, "text")
+            rows.append((*tex.split(" = ", 1), _steps_note(ts, "latex"), txt + _steps_note(ts, "text"), group))
         else:
             s = group[0]
-            tex = broken(n.latex(s.target), n.latex(s.expr))  # a long sum in rows
-            txt = f"{n.text(s.target)} = {n.text(s.expr)}"
-        formulas.append(Formula(f"final-{i}", tex, txt, group))
-    return formulas
+            rows.append((n.latex(s.target), n.latex(s.expr), "", f"{n.text(s.target)} = {n.text(s.expr)}", group))
+    column = max((width(lhs) for lhs, *_ in rows), default=0.0)  # one align: its widest left side
+    # each in rows that fit the page (document.broken), measured from where every right side starts
+    return [Formula(f"final-{i}", broken(*row[:3], column), *row[3:]) for i, row in enumerate(rows)]
 
 
 # --- the module -----------------------------------------------------------------------
