@@ -376,14 +376,14 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, h0, V, c, x, buf):
     gr = buf["gr"]
     # pre_zr is gr: each step is read only by the same step of gr, built on it
     gates_in_T = buf["gates_in_T"]
-    np.stack((U_n.T, U_r.T, U_z.T), out=gates_in_T)  # one per gate: one product for the gates
+    np.stack((U_n.T, U_r.T, U_z.T), out=gates_in_T)  # one per gate, for one operation over the gates
     if x.dtype.kind == "f":
         np.matmul(x.reshape(-1, n_x), gates_in_T, out=buf["gates rows"])
     else:  # token ids (intp, checked), standing for the inputs' one-hot rows
         gates_in_T.take(x.reshape(-1), axis=1, out=buf["gates rows"], mode="clip")
     gates_bias = buf["gates_bias"]
-    np.stack((b_n, b_r, b_z), out=gates_bias)  # one per gate: one product for the gates
-    buf["gates rows"] += gates_bias[:, None]
+    np.stack((b_n, b_r, b_z), out=gates_bias)  # one per gate, for one operation over the gates
+    buf["gates rows"] += gates_bias[:, None]  # n, r, z
     # (31) r_1 = σ(z_r̃_1 + W_r h_0)
     h_ = buf["h_"]  # its steps as views, made with the buffers: cheaper to index
     gr_ = buf["gr_"]  # its steps as views, made with the buffers: cheaper to index
@@ -392,19 +392,19 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, h0, V, c, x, buf):
     gates_gemm = buf["gates_gemm"]
     gates_ = buf["gates_"]  # its steps as views, made with the buffers: cheaper to index
     np.dot(h_[0], gates_rec_T, out=gates_gemm)
-    gates_[0][1:3] += buf["gates_gemm by gate"]
-    _sigmoid(gates_[0][1:3], out=gates_[0][1:3])
+    gates_[0][1:3] += buf["gates_gemm by gate"]  # r, z
+    _sigmoid(gates_[0][1:3], out=gates_[0][1:3])  # r, z
     # (32) Z_z̃[1..5] = U_z X[1..5] + b_z 1ᵀ
     gz = buf["gz"]
     # pre_zz is gz: each step is read only by the same step of gz, built on it
-    # done above, in one operation over the gates of gates
+    # made above, in one operation over all the gates (gates)
     # (33) z_1 = σ(z_z̃_1 + W_z h_0)
     gz_ = buf["gz_"]  # its steps as views, made with the buffers: cheaper to index
-    # done above, in one operation over the gates of gates
+    # made above, in one operation over all the gates (gates)
     # (34) Z_ñ[1..5] = U_n X[1..5] + b_n 1ᵀ
     gn = buf["gn"]
     # pre_zn is gn: each step is read only by the same step of gn, built on it
-    # done above, in one operation over the gates of gates
+    # made above, in one operation over all the gates (gates)
     # (35) n_1 = tanh(z_ñ_1 + W_n (r_1 ∘ h_0))
     gn_ = buf["gn_"]  # its steps as views, made with the buffers: cheaper to index
     gn_gemm = buf["gn_gemm"]
@@ -417,10 +417,10 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, h0, V, c, x, buf):
     h_[1] += gz_[0] * h_[0]
     # (37) r_2 = σ(z_r̃_2 + W_r h_1)
     np.dot(h_[1], gates_rec_T, out=gates_gemm)
-    gates_[1][1:3] += buf["gates_gemm by gate"]
-    _sigmoid(gates_[1][1:3], out=gates_[1][1:3])
+    gates_[1][1:3] += buf["gates_gemm by gate"]  # r, z
+    _sigmoid(gates_[1][1:3], out=gates_[1][1:3])  # r, z
     # (38) z_2 = σ(z_z̃_2 + W_z h_1)
-    # done above, in one operation over the gates of gates
+    # made above, in one operation over all the gates (gates)
     # (39) n_2 = tanh(z_ñ_2 + W_n (r_2 ∘ h_1))
     np.dot(gr_[1] * h_[1], W_n.T, out=gn_gemm)
     gn_[1] += gn_gemm
@@ -431,10 +431,10 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, h0, V, c, x, buf):
     h_[2] += gz_[1] * h_[1]
     # (41) r_3 = σ(z_r̃_3 + W_r h_2)
     np.dot(h_[2], gates_rec_T, out=gates_gemm)
-    gates_[2][1:3] += buf["gates_gemm by gate"]
-    _sigmoid(gates_[2][1:3], out=gates_[2][1:3])
+    gates_[2][1:3] += buf["gates_gemm by gate"]  # r, z
+    _sigmoid(gates_[2][1:3], out=gates_[2][1:3])  # r, z
     # (42) z_3 = σ(z_z̃_3 + W_z h_2)
-    # done above, in one operation over the gates of gates
+    # made above, in one operation over all the gates (gates)
     # (43) n_3 = tanh(z_ñ_3 + W_n (r_3 ∘ h_2))
     np.dot(gr_[2] * h_[2], W_n.T, out=gn_gemm)
     gn_[2] += gn_gemm
@@ -445,10 +445,10 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, h0, V, c, x, buf):
     h_[3] += gz_[2] * h_[2]
     # (45) r_4 = σ(z_r̃_4 + W_r h_3)
     np.dot(h_[3], gates_rec_T, out=gates_gemm)
-    gates_[3][1:3] += buf["gates_gemm by gate"]
-    _sigmoid(gates_[3][1:3], out=gates_[3][1:3])
+    gates_[3][1:3] += buf["gates_gemm by gate"]  # r, z
+    _sigmoid(gates_[3][1:3], out=gates_[3][1:3])  # r, z
     # (46) z_4 = σ(z_z̃_4 + W_z h_3)
-    # done above, in one operation over the gates of gates
+    # made above, in one operation over all the gates (gates)
     # (47) n_4 = tanh(z_ñ_4 + W_n (r_4 ∘ h_3))
     np.dot(gr_[3] * h_[3], W_n.T, out=gn_gemm)
     gn_[3] += gn_gemm
@@ -459,10 +459,10 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, h0, V, c, x, buf):
     h_[4] += gz_[3] * h_[3]
     # (49) r_5 = σ(z_r̃_5 + W_r h_4)
     np.dot(h_[4], gates_rec_T, out=gates_gemm)
-    gates_[4][1:3] += buf["gates_gemm by gate"]
-    _sigmoid(gates_[4][1:3], out=gates_[4][1:3])
+    gates_[4][1:3] += buf["gates_gemm by gate"]  # r, z
+    _sigmoid(gates_[4][1:3], out=gates_[4][1:3])  # r, z
     # (50) z_5 = σ(z_z̃_5 + W_z h_4)
-    # done above, in one operation over the gates of gates
+    # made above, in one operation over all the gates (gates)
     # (51) n_5 = tanh(z_ñ_5 + W_n (r_5 ∘ h_4))
     np.dot(gr_[4] * h_[4], W_n.T, out=gn_gemm)
     gn_[4] += gn_gemm
@@ -526,7 +526,6 @@ def _new_buffers(x, dtype, n_x, n_h, n_y):
     buf["dzr"] = buf["dgates"][1]  # its gate of dgates
     buf["dzz"] = buf["dgates"][2]  # its gate of dgates
     buf["dgates_"] = list(buf["dgates"].swapaxes(0, 1))  # each step's gates, (gates, B, n)
-    buf["dgates rows"] = buf["dgates"].reshape(3, -1, n_h)  # each gate's rows
     buf["gates_gemm by gate"] = buf["gates_gemm"].reshape(-1, 2, n_h).swapaxes(0, 1)
     buf["dgates_gemm by gate"] = buf["dgates_gemm"].reshape(-1, 2, n_h).swapaxes(0, 1)
     buf["h_"] = list(buf["h"])  # the steps' views, made once for every call that takes the set

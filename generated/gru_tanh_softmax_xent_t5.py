@@ -383,14 +383,14 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, b_hn, h0, V, c, x, buf
     gr = buf["gr"]
     # pre_zr is gr: each step is read only by the same step of gr, built on it
     gates_in_T = buf["gates_in_T"]
-    np.stack((U_n.T, U_r.T, U_z.T), out=gates_in_T)  # one per gate: one product for the gates
+    np.stack((U_n.T, U_r.T, U_z.T), out=gates_in_T)  # one per gate, for one operation over the gates
     if x.dtype.kind == "f":
         np.matmul(x.reshape(-1, n_x), gates_in_T, out=buf["gates rows"][0:3])
     else:  # token ids (intp, checked), standing for the inputs' one-hot rows
         gates_in_T.take(x.reshape(-1), axis=1, out=buf["gates rows"][0:3], mode="clip")
     gates_bias = buf["gates_bias"]
-    np.stack((b_n, b_r, b_z), out=gates_bias)  # one per gate: one product for the gates
-    buf["gates rows"][0:3] += gates_bias[:, None]
+    np.stack((b_n, b_r, b_z), out=gates_bias)  # one per gate, for one operation over the gates
+    buf["gates rows"][0:3] += gates_bias[:, None]  # n, r, z
     buf["zhn rows"][...] = b_hn
     # (33) r_1 = σ(z_r̃_1 + W_r h_0)
     h_ = buf["h_"]  # its steps as views, made with the buffers: cheaper to index
@@ -400,26 +400,26 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, b_hn, h0, V, c, x, buf
     gates_gemm = buf["gates_gemm"]
     gates_ = buf["gates_"]  # its steps as views, made with the buffers: cheaper to index
     np.dot(h_[0], gates_rec_T, out=gates_gemm)
-    gates_[0][1:4] += buf["gates_gemm by gate"]
-    _sigmoid(gates_[0][1:3], out=gates_[0][1:3])
+    gates_[0][1:4] += buf["gates_gemm by gate"]  # r, z, z_hn
+    _sigmoid(gates_[0][1:3], out=gates_[0][1:3])  # r, z
     # (34) Z_z̃[1..5] = U_z X[1..5] + b_z 1ᵀ
     gz = buf["gz"]
     # pre_zz is gz: each step is read only by the same step of gz, built on it
-    # done above, in one operation over the gates of gates
+    # made above, in one operation over all the gates (gates)
     # (35) z_1 = σ(z_z̃_1 + W_z h_0)
     gz_ = buf["gz_"]  # its steps as views, made with the buffers: cheaper to index
-    # done above, in one operation over the gates of gates
+    # made above, in one operation over all the gates (gates)
     # Z_hñ[1..5]: the given vector, for every sequence
     zhn = buf["zhn"]
     # pre_zhn is zhn: each step is read only by the same step of zhn, built on it
-    # done above, in one operation over the gates of gates
+    # made above, in one operation over all the gates (gates)
     # (37) z_hn_1 = z_hñ_1 + W_n h_0
     zhn_ = buf["zhn_"]  # its steps as views, made with the buffers: cheaper to index
-    # done above, in one operation over the gates of gates
+    # made above, in one operation over all the gates (gates)
     # (38) Z_ñ[1..5] = U_n X[1..5] + b_n 1ᵀ
     gn = buf["gn"]
     # pre_zn is gn: each step is read only by the same step of gn, built on it
-    # done above, in one operation over the gates of gates
+    # made above, in one operation over all the gates (gates)
     # (39) n_1 = tanh(z_ñ_1 + r_1 ∘ z_hn_1)
     gn_ = buf["gn_"]  # its steps as views, made with the buffers: cheaper to index
     gn_[0] += gr_[0] * zhn_[0]
@@ -430,12 +430,12 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, b_hn, h0, V, c, x, buf
     h_[1] += gz_[0] * h_[0]
     # (41) r_2 = σ(z_r̃_2 + W_r h_1)
     np.dot(h_[1], gates_rec_T, out=gates_gemm)
-    gates_[1][1:4] += buf["gates_gemm by gate"]
-    _sigmoid(gates_[1][1:3], out=gates_[1][1:3])
+    gates_[1][1:4] += buf["gates_gemm by gate"]  # r, z, z_hn
+    _sigmoid(gates_[1][1:3], out=gates_[1][1:3])  # r, z
     # (42) z_2 = σ(z_z̃_2 + W_z h_1)
-    # done above, in one operation over the gates of gates
+    # made above, in one operation over all the gates (gates)
     # (43) z_hn_2 = z_hñ_2 + W_n h_1
-    # done above, in one operation over the gates of gates
+    # made above, in one operation over all the gates (gates)
     # (44) n_2 = tanh(z_ñ_2 + r_2 ∘ z_hn_2)
     gn_[1] += gr_[1] * zhn_[1]
     np.tanh(gn_[1], out=gn_[1])
@@ -445,12 +445,12 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, b_hn, h0, V, c, x, buf
     h_[2] += gz_[1] * h_[1]
     # (46) r_3 = σ(z_r̃_3 + W_r h_2)
     np.dot(h_[2], gates_rec_T, out=gates_gemm)
-    gates_[2][1:4] += buf["gates_gemm by gate"]
-    _sigmoid(gates_[2][1:3], out=gates_[2][1:3])
+    gates_[2][1:4] += buf["gates_gemm by gate"]  # r, z, z_hn
+    _sigmoid(gates_[2][1:3], out=gates_[2][1:3])  # r, z
     # (47) z_3 = σ(z_z̃_3 + W_z h_2)
-    # done above, in one operation over the gates of gates
+    # made above, in one operation over all the gates (gates)
     # (48) z_hn_3 = z_hñ_3 + W_n h_2
-    # done above, in one operation over the gates of gates
+    # made above, in one operation over all the gates (gates)
     # (49) n_3 = tanh(z_ñ_3 + r_3 ∘ z_hn_3)
     gn_[2] += gr_[2] * zhn_[2]
     np.tanh(gn_[2], out=gn_[2])
@@ -460,12 +460,12 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, b_hn, h0, V, c, x, buf
     h_[3] += gz_[2] * h_[2]
     # (51) r_4 = σ(z_r̃_4 + W_r h_3)
     np.dot(h_[3], gates_rec_T, out=gates_gemm)
-    gates_[3][1:4] += buf["gates_gemm by gate"]
-    _sigmoid(gates_[3][1:3], out=gates_[3][1:3])
+    gates_[3][1:4] += buf["gates_gemm by gate"]  # r, z, z_hn
+    _sigmoid(gates_[3][1:3], out=gates_[3][1:3])  # r, z
     # (52) z_4 = σ(z_z̃_4 + W_z h_3)
-    # done above, in one operation over the gates of gates
+    # made above, in one operation over all the gates (gates)
     # (53) z_hn_4 = z_hñ_4 + W_n h_3
-    # done above, in one operation over the gates of gates
+    # made above, in one operation over all the gates (gates)
     # (54) n_4 = tanh(z_ñ_4 + r_4 ∘ z_hn_4)
     gn_[3] += gr_[3] * zhn_[3]
     np.tanh(gn_[3], out=gn_[3])
@@ -475,12 +475,12 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, b_hn, h0, V, c, x, buf
     h_[4] += gz_[3] * h_[3]
     # (56) r_5 = σ(z_r̃_5 + W_r h_4)
     np.dot(h_[4], gates_rec_T, out=gates_gemm)
-    gates_[4][1:4] += buf["gates_gemm by gate"]
-    _sigmoid(gates_[4][1:3], out=gates_[4][1:3])
+    gates_[4][1:4] += buf["gates_gemm by gate"]  # r, z, z_hn
+    _sigmoid(gates_[4][1:3], out=gates_[4][1:3])  # r, z
     # (57) z_5 = σ(z_z̃_5 + W_z h_4)
-    # done above, in one operation over the gates of gates
+    # made above, in one operation over all the gates (gates)
     # (58) z_hn_5 = z_hñ_5 + W_n h_4
-    # done above, in one operation over the gates of gates
+    # made above, in one operation over all the gates (gates)
     # (59) n_5 = tanh(z_ñ_5 + r_5 ∘ z_hn_5)
     gn_[4] += gr_[4] * zhn_[4]
     np.tanh(gn_[4], out=gn_[4])
@@ -543,7 +543,6 @@ def _new_buffers(x, dtype, n_x, n_h, n_y):
     buf["dzz"] = buf["dgates"][2]  # its gate of dgates
     buf["dzhn"] = buf["dgates"][3]  # its gate of dgates
     buf["dgates_"] = list(buf["dgates"].swapaxes(0, 1))  # each step's gates, (gates, B, n)
-    buf["dgates rows"] = buf["dgates"].reshape(4, -1, n_h)  # each gate's rows
     buf["gates_gemm by gate"] = buf["gates_gemm"].reshape(-1, 3, n_h).swapaxes(0, 1)
     buf["dgates_gemm by gate"] = buf["dgates_gemm"].reshape(-1, 3, n_h).swapaxes(0, 1)
     buf["h_"] = list(buf["h"])  # the steps' views, made once for every call that takes the set

@@ -281,11 +281,11 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     # (96) δz_o_4 = δh_4 ∘ σ′_o_4
     dzo_[3] *= dh_[4]
     # (97) δz_g_4 = δc_4 ∘ f′_g_4
-    dgates_[3][0:3] *= dcell_[4]
+    dgates_[3][0:3] *= dcell_[4]  # δz_g, δz_i, δz_f
     # (98) δz_f_4 = δc_4 ∘ σ′_f_4
-    # done above, in one operation over the gates of dgates
+    # made above, in one operation over all the gates (dgates)
     # (99) δz_i_4 = δc_4 ∘ σ′_i_4
-    # done above, in one operation over the gates of dgates
+    # made above, in one operation over all the gates (dgates)
     # (100) δh_3 = δ̃h_3 + W_oᵀ δz_o_4 + W_gᵀ δz_g_4 + W_fᵀ δz_f_4 + W_iᵀ δz_i_4
     np.copyto(buf["dgates_gemm by gate"], dgates_[3])  # side by side: one product for the gates
     np.dot(dgates_gemm, gates_rec, out=dh_gemm)
@@ -296,11 +296,11 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     # (102) δz_o_3 = δh_3 ∘ σ′_o_3
     dzo_[2] *= dh_[3]
     # (103) δz_g_3 = δc_3 ∘ f′_g_3
-    dgates_[2][0:3] *= dcell_[3]
+    dgates_[2][0:3] *= dcell_[3]  # δz_g, δz_i, δz_f
     # (104) δz_f_3 = δc_3 ∘ σ′_f_3
-    # done above, in one operation over the gates of dgates
+    # made above, in one operation over all the gates (dgates)
     # (105) δz_i_3 = δc_3 ∘ σ′_i_3
-    # done above, in one operation over the gates of dgates
+    # made above, in one operation over all the gates (dgates)
     # (106) δh_2 = δ̃h_2 + W_oᵀ δz_o_3 + W_gᵀ δz_g_3 + W_fᵀ δz_f_3 + W_iᵀ δz_i_3
     np.copyto(buf["dgates_gemm by gate"], dgates_[2])  # side by side: one product for the gates
     np.dot(dgates_gemm, gates_rec, out=dh_gemm)
@@ -311,11 +311,11 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     # (108) δz_o_2 = δh_2 ∘ σ′_o_2
     dzo_[1] *= dh_[2]
     # (109) δz_g_2 = δc_2 ∘ f′_g_2
-    dgates_[1][0:3] *= dcell_[2]
+    dgates_[1][0:3] *= dcell_[2]  # δz_g, δz_i, δz_f
     # (110) δz_f_2 = δc_2 ∘ σ′_f_2
-    # done above, in one operation over the gates of dgates
+    # made above, in one operation over all the gates (dgates)
     # (111) δz_i_2 = δc_2 ∘ σ′_i_2
-    # done above, in one operation over the gates of dgates
+    # made above, in one operation over all the gates (dgates)
     # (112) δh_1 = δ̃h_1 + W_oᵀ δz_o_2 + W_gᵀ δz_g_2 + W_fᵀ δz_f_2 + W_iᵀ δz_i_2
     np.copyto(buf["dgates_gemm by gate"], dgates_[1])  # side by side: one product for the gates
     np.dot(dgates_gemm, gates_rec, out=dh_gemm)
@@ -326,11 +326,11 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     # (114) δz_o_1 = δh_1 ∘ σ′_o_1
     dzo_[0] *= dh_[1]
     # (115) δz_g_1 = δc_1 ∘ f′_g_1
-    dgates_[0][0:3] *= dcell_[1]
+    dgates_[0][0:3] *= dcell_[1]  # δz_g, δz_i, δz_f
     # (116) δz_f_1 = δc_1 ∘ σ′_f_1
-    # done above, in one operation over the gates of dgates
+    # made above, in one operation over all the gates (dgates)
     # (117) δz_i_1 = δc_1 ∘ σ′_i_1
-    # done above, in one operation over the gates of dgates
+    # made above, in one operation over all the gates (dgates)
     # (118) δc_0 = δc_1 ∘ f_1
     np.multiply(dcell_[1], gf_[0], out=dcell_[0])
     # (119) δh_0 = W_oᵀ δz_o_1 + W_gᵀ δz_g_1 + W_fᵀ δz_f_1 + W_iᵀ δz_i_1
@@ -423,14 +423,14 @@ def _forward(U_i, U_f, U_g, U_o, W_i, W_f, W_g, W_o, b_i, b_f, b_g, b_o, h0, c0,
     gi = buf["gi"]
     # pre_zi is gi: each step is read only by the same step of gi, built on it
     gates_in_T = buf["gates_in_T"]
-    np.stack((U_g.T, U_i.T, U_f.T, U_o.T), out=gates_in_T)  # one per gate: one product for the gates
+    np.stack((U_g.T, U_i.T, U_f.T, U_o.T), out=gates_in_T)  # one per gate, for one operation over the gates
     if x.dtype.kind == "f":
         np.matmul(x.reshape(-1, n_x), gates_in_T, out=buf["gates rows"])
     else:  # token ids (intp, checked), standing for the inputs' one-hot rows
         gates_in_T.take(x.reshape(-1), axis=1, out=buf["gates rows"], mode="clip")
     gates_bias = buf["gates_bias"]
-    np.stack((b_g, b_i, b_f, b_o), out=gates_bias)  # one per gate: one product for the gates
-    buf["gates rows"] += gates_bias[:, None]
+    np.stack((b_g, b_i, b_f, b_o), out=gates_bias)  # one per gate, for one operation over the gates
+    buf["gates rows"] += gates_bias[:, None]  # g, i, f, o
     # (41) i_1 = σ(z_ĩ_1 + W_i h_0)
     h_ = buf["h_"]  # its steps as views, made with the buffers: cheaper to index
     gi_ = buf["gi_"]  # its steps as views, made with the buffers: cheaper to index
@@ -439,30 +439,30 @@ def _forward(U_i, U_f, U_g, U_o, W_i, W_f, W_g, W_o, b_i, b_f, b_g, b_o, h0, c0,
     gates_gemm = buf["gates_gemm"]
     gates_ = buf["gates_"]  # its steps as views, made with the buffers: cheaper to index
     np.dot(h_[0], gates_rec_T, out=gates_gemm)
-    gates_[0] += buf["gates_gemm by gate"]
-    np.tanh(gates_[0][0:1], out=gates_[0][0:1])
-    _sigmoid(gates_[0][1:4], out=gates_[0][1:4])
+    gates_[0] += buf["gates_gemm by gate"]  # g, i, f, o
+    np.tanh(gates_[0][0:1], out=gates_[0][0:1])  # g
+    _sigmoid(gates_[0][1:4], out=gates_[0][1:4])  # i, f, o
     # (42) Z_f̃[1..5] = U_f X[1..5] + b_f 1ᵀ
     gf = buf["gf"]
     # pre_zf is gf: each step is read only by the same step of gf, built on it
-    # done above, in one operation over the gates of gates
+    # made above, in one operation over all the gates (gates)
     # (43) f_1 = σ(z_f̃_1 + W_f h_0)
     gf_ = buf["gf_"]  # its steps as views, made with the buffers: cheaper to index
-    # done above, in one operation over the gates of gates
+    # made above, in one operation over all the gates (gates)
     # (44) Z_g̃[1..5] = U_g X[1..5] + b_g 1ᵀ
     gg = buf["gg"]
     # pre_zg is gg: each step is read only by the same step of gg, built on it
-    # done above, in one operation over the gates of gates
+    # made above, in one operation over all the gates (gates)
     # (45) g_1 = tanh(z_g̃_1 + W_g h_0)
     gg_ = buf["gg_"]  # its steps as views, made with the buffers: cheaper to index
-    # done above, in one operation over the gates of gates
+    # made above, in one operation over all the gates (gates)
     # (46) Z_õ[1..5] = U_o X[1..5] + b_o 1ᵀ
     go = buf["go"]
     # pre_zo is go: each step is read only by the same step of go, built on it
-    # done above, in one operation over the gates of gates
+    # made above, in one operation over all the gates (gates)
     # (47) o_1 = σ(z_õ_1 + W_o h_0)
     go_ = buf["go_"]  # its steps as views, made with the buffers: cheaper to index
-    # done above, in one operation over the gates of gates
+    # made above, in one operation over all the gates (gates)
     # (48) c_1 = f_1 ∘ c_0 + i_1 ∘ g_1
     cell_ = buf["cell_"]  # its steps as views, made with the buffers: cheaper to index
     np.multiply(gf_[0], cell_[0], out=cell_[1])
@@ -476,15 +476,15 @@ def _forward(U_i, U_f, U_g, U_o, W_i, W_f, W_g, W_o, b_i, b_f, b_g, b_o, h0, c0,
     np.multiply(go_[0], cact_[0], out=h_[1])
     # (51) i_2 = σ(z_ĩ_2 + W_i h_1)
     np.dot(h_[1], gates_rec_T, out=gates_gemm)
-    gates_[1] += buf["gates_gemm by gate"]
-    np.tanh(gates_[1][0:1], out=gates_[1][0:1])
-    _sigmoid(gates_[1][1:4], out=gates_[1][1:4])
+    gates_[1] += buf["gates_gemm by gate"]  # g, i, f, o
+    np.tanh(gates_[1][0:1], out=gates_[1][0:1])  # g
+    _sigmoid(gates_[1][1:4], out=gates_[1][1:4])  # i, f, o
     # (52) f_2 = σ(z_f̃_2 + W_f h_1)
-    # done above, in one operation over the gates of gates
+    # made above, in one operation over all the gates (gates)
     # (53) g_2 = tanh(z_g̃_2 + W_g h_1)
-    # done above, in one operation over the gates of gates
+    # made above, in one operation over all the gates (gates)
     # (54) o_2 = σ(z_õ_2 + W_o h_1)
-    # done above, in one operation over the gates of gates
+    # made above, in one operation over all the gates (gates)
     # (55) c_2 = f_2 ∘ c_1 + i_2 ∘ g_2
     np.multiply(gf_[1], cell_[1], out=cell_[2])
     cell_[2] += gi_[1] * gg_[1]
@@ -495,15 +495,15 @@ def _forward(U_i, U_f, U_g, U_o, W_i, W_f, W_g, W_o, b_i, b_f, b_g, b_o, h0, c0,
     np.multiply(go_[1], cact_[1], out=h_[2])
     # (58) i_3 = σ(z_ĩ_3 + W_i h_2)
     np.dot(h_[2], gates_rec_T, out=gates_gemm)
-    gates_[2] += buf["gates_gemm by gate"]
-    np.tanh(gates_[2][0:1], out=gates_[2][0:1])
-    _sigmoid(gates_[2][1:4], out=gates_[2][1:4])
+    gates_[2] += buf["gates_gemm by gate"]  # g, i, f, o
+    np.tanh(gates_[2][0:1], out=gates_[2][0:1])  # g
+    _sigmoid(gates_[2][1:4], out=gates_[2][1:4])  # i, f, o
     # (59) f_3 = σ(z_f̃_3 + W_f h_2)
-    # done above, in one operation over the gates of gates
+    # made above, in one operation over all the gates (gates)
     # (60) g_3 = tanh(z_g̃_3 + W_g h_2)
-    # done above, in one operation over the gates of gates
+    # made above, in one operation over all the gates (gates)
     # (61) o_3 = σ(z_õ_3 + W_o h_2)
-    # done above, in one operation over the gates of gates
+    # made above, in one operation over all the gates (gates)
     # (62) c_3 = f_3 ∘ c_2 + i_3 ∘ g_3
     np.multiply(gf_[2], cell_[2], out=cell_[3])
     cell_[3] += gi_[2] * gg_[2]
@@ -514,15 +514,15 @@ def _forward(U_i, U_f, U_g, U_o, W_i, W_f, W_g, W_o, b_i, b_f, b_g, b_o, h0, c0,
     np.multiply(go_[2], cact_[2], out=h_[3])
     # (65) i_4 = σ(z_ĩ_4 + W_i h_3)
     np.dot(h_[3], gates_rec_T, out=gates_gemm)
-    gates_[3] += buf["gates_gemm by gate"]
-    np.tanh(gates_[3][0:1], out=gates_[3][0:1])
-    _sigmoid(gates_[3][1:4], out=gates_[3][1:4])
+    gates_[3] += buf["gates_gemm by gate"]  # g, i, f, o
+    np.tanh(gates_[3][0:1], out=gates_[3][0:1])  # g
+    _sigmoid(gates_[3][1:4], out=gates_[3][1:4])  # i, f, o
     # (66) f_4 = σ(z_f̃_4 + W_f h_3)
-    # done above, in one operation over the gates of gates
+    # made above, in one operation over all the gates (gates)
     # (67) g_4 = tanh(z_g̃_4 + W_g h_3)
-    # done above, in one operation over the gates of gates
+    # made above, in one operation over all the gates (gates)
     # (68) o_4 = σ(z_õ_4 + W_o h_3)
-    # done above, in one operation over the gates of gates
+    # made above, in one operation over all the gates (gates)
     # (69) c_4 = f_4 ∘ c_3 + i_4 ∘ g_4
     np.multiply(gf_[3], cell_[3], out=cell_[4])
     cell_[4] += gi_[3] * gg_[3]
@@ -533,15 +533,15 @@ def _forward(U_i, U_f, U_g, U_o, W_i, W_f, W_g, W_o, b_i, b_f, b_g, b_o, h0, c0,
     np.multiply(go_[3], cact_[3], out=h_[4])
     # (72) i_5 = σ(z_ĩ_5 + W_i h_4)
     np.dot(h_[4], gates_rec_T, out=gates_gemm)
-    gates_[4] += buf["gates_gemm by gate"]
-    np.tanh(gates_[4][0:1], out=gates_[4][0:1])
-    _sigmoid(gates_[4][1:4], out=gates_[4][1:4])
+    gates_[4] += buf["gates_gemm by gate"]  # g, i, f, o
+    np.tanh(gates_[4][0:1], out=gates_[4][0:1])  # g
+    _sigmoid(gates_[4][1:4], out=gates_[4][1:4])  # i, f, o
     # (73) f_5 = σ(z_f̃_5 + W_f h_4)
-    # done above, in one operation over the gates of gates
+    # made above, in one operation over all the gates (gates)
     # (74) g_5 = tanh(z_g̃_5 + W_g h_4)
-    # done above, in one operation over the gates of gates
+    # made above, in one operation over all the gates (gates)
     # (75) o_5 = σ(z_õ_5 + W_o h_4)
-    # done above, in one operation over the gates of gates
+    # made above, in one operation over all the gates (gates)
     # (76) c_5 = f_5 ∘ c_4 + i_5 ∘ g_5
     np.multiply(gf_[4], cell_[4], out=cell_[5])
     cell_[5] += gi_[4] * gg_[4]
@@ -607,7 +607,6 @@ def _new_buffers(x, dtype, n_x, n_h, n_y):
     buf["dzf"] = buf["dgates"][2]  # its gate of dgates
     buf["dzo"] = buf["dgates"][3]  # its gate of dgates
     buf["dgates_"] = list(buf["dgates"].swapaxes(0, 1))  # each step's gates, (gates, B, n)
-    buf["dgates rows"] = buf["dgates"].reshape(4, -1, n_h)  # each gate's rows
     buf["gates_gemm by gate"] = buf["gates_gemm"].reshape(-1, 4, n_h).swapaxes(0, 1)
     buf["dgates_gemm by gate"] = buf["dgates_gemm"].reshape(-1, 4, n_h).swapaxes(0, 1)
     buf["h_"] = list(buf["h"])  # the steps' views, made once for every call that takes the set

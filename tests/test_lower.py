@@ -20,7 +20,7 @@ from rnngen import lower as L
 from rnngen import verify
 from rnngen.activations import elementwise
 from rnngen.families import FAMILIES, Run, Step
-from rnngen.operations import INTO_FORMS
+from rnngen.operations import INTO_FORMS, Stack
 from rnngen.pipeline import build
 from rnngen.printing.numpy import INTO, NumpyPrinter
 from rnngen.program import Program, Stmt
@@ -547,5 +547,5 @@ def test_every_gemm_of_a_recurrence_on_its_previous_step_reads_a_contiguous_copy
         assert len({op.param for op in recurrent}) == 1 and all(op.copy is not None for op in recurrent)
     else:  # the gates' weights side by side, in one array made once per call (side_by_side)
         gates = {"lstm": 4, "gru": 3}[spec.cell]
-        assert {type(op.param).__name__ for op in recurrent} == {"Stack"} and len(recurrent) == spec.T
+        assert all(isinstance(op.param, Stack) for op in recurrent) and len(recurrent) == spec.T
         assert all(op.param.form == "columns" and len(op.param.params) == gates for op in recurrent)

@@ -3,14 +3,17 @@ program, the layout of the module's buffers, and the module's numbers against th
 without the pass (itself checked against the exact oracle and by finite differences elsewhere)."""
 
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
+from rnngen import algebra as A
 from rnngen import verify
-from rnngen.families import step_of
-from rnngen.operations import Apply, Gates, Gather, Gemm, Joined, Stack, Update, flat
+from rnngen.families import family, step_of
+from rnngen.operations import Apply, Gates, Gather, Gemm, Joined, Stack, Take, Update, Views, flat
 from rnngen.pipeline import build
+from rnngen.side_by_side import side_by_side
 from rnngen.spec import RNNSpec
 
 GATED = [
@@ -35,8 +38,8 @@ def _module(text):
 
 
 def _chains(lowered):
-    """The state family of each chain (``h``, ``h1_f``, ...) and its forward block."""
-    return {b.family: b for b in lowered.blocks if not b.family.startswith("d")}
+    """Each forward block (one per chain, ``gates``, ``gates1_f``, ...), by its family: not the deltas' ones."""
+    return {b.family: b for b in lowered.blocks if not family(b.family).is_adjoint}
 
 
 @pytest.mark.parametrize("spec", GATED, ids=str)
@@ -71,7 +74,16 @@ def test_each_steps_gates_are_one_product_forward_and_back(spec):
     assert all(len(op.param.params) == INPUT[spec.cell] for op in firsts)
     gathers = [op for w in low.writes for op in w.ops if isinstance(op, Gather)]
     assert len(gathers) == chains * spec.layers * spec.T
-    assert any(isinstance(op, Joined) for w in low.writes for op in w.ops)
+    # and no gate's delta is multiplied by its own recurrent weight back into δh any more
+    deltas = {m for b in low.blocks if family(b.family).is_adjoint for m in b.members}
+    recurrent_weights = {p for w in low.writes for op in w.ops if isinstance(op, Stack) for p in op.params}
+    for w in low.writes:
+        if w.function == "loss_and_grads":
+            for op in w.ops:
+                if isinstance(op, Gemm) and step_of(op.data) and step_of(op.data)[0] in deltas:
+                    assert A.transpose(op.param) not in recurrent_weights, (w.stmt.target, op)
+    joined = [w for w in low.writes if any(isinstance(op, Joined) for op in w.ops)]
+    assert all(w.stmt.step or w.stmt.is_stacked for w in joined) and len(joined) >= (spec.T - 1) * recurrent - 1
 
 
 @pytest.mark.parametrize("spec", GATED, ids=str)
@@ -112,12 +124,12 @@ def test_each_gates_array_is_a_contiguous_view_of_its_block(spec):
     """The block holds the gates one behind another, so each gate's array is contiguous for the
     elementwise work over all steps (a gate's columns of the gates side by side would be strided, and a
     pass over them costs several times as much), and it is the block's memory, not a copy."""
-    module = _module(build(spec).module)
-    low = build(spec).lowered
-    x = np.zeros((spec.T, 2, 3))
-    args = [3, 5, 4] if "n_x" in module._new_buffers.__code__.co_varnames[:3] else [5, 4]
-    buf = module._new_buffers(x, np.dtype(np.float64), *args)
-    for block in low.blocks:
+    built = build(spec)
+    module = _module(built.module)
+    params = module.init_params(3, 5, 4)
+    module.loss(params, np.zeros((spec.T, 2, 3)), np.zeros((spec.T, 2), int))
+    buf = module._SPARE["buffers"]  # the set the call gave back
+    for block in built.lowered.blocks:
         whole = buf[block.family]
         assert whole.shape[0] == len(block.members)
         for k, member in enumerate(block.members):
@@ -147,8 +159,59 @@ def test_a_steps_gates_take_their_activation_and_delta_factor_in_one_call_each(s
                 applies.setdefault(op.dest.t, []).append((op.fn, op.dest.hi - op.dest.lo))
             if isinstance(op, Update) and isinstance(op.dest, Gates) and op.op == "*":
                 updates.setdefault(op.dest.t, []).append(op.dest.hi - op.dest.lo)
-    wanted = {"lstm": [("tanh", 1), ("sigmoid", 3)], "gru": [("sigmoid", 2)]}[spec.cell]
+    wanted = {"lstm": [("sigmoid", 3), ("tanh", 1)], "gru": [("sigmoid", 2)]}[spec.cell]
     assert sorted(applies) == list(range(1, spec.T + 1))
-    assert all(sorted(a, reverse=True) == sorted(wanted, reverse=True) for a in applies.values())
-    if spec.cell == "lstm":  # not at the last step, where each δz_T follows its own local derivative's sweep
-        assert all(u == [3] for u in updates.values()) and sorted(updates) == list(range(1, spec.T))
+    assert all(sorted(a) == wanted for a in applies.values())
+    # the LSTM's δz_g, δz_i, δz_f by δc_t, not at the last step, where each δz_T follows its own local
+    # derivative's sweep; the GRU's deltas are each multiplied by another value
+    assert updates == ({t: [3] for t in range(1, spec.T)} if spec.cell == "lstm" else {})
+
+
+def test_without_steps_built_in_place_there_are_no_blocks_and_the_module_still_checks():
+    """The pass reads the gates' recurrent products through a one-step scratch, as ``steps_built_in_place``
+    writes them; with that pass skipped it finds no gates and leaves the module as it is."""
+    spec = RNNSpec(T=3, cell="lstm")
+    built = build(spec, skip=("steps_built_in_place",))
+    assert built.lowered.blocks == ()
+    report = verify.check_build(built)
+    assert report.ok, report.failures
+
+
+def _delta_h0(lowered):
+    return next(at for at, w in enumerate(lowered.writes) if w.function != "_forward" and str(w.stmt.target) == "dh_0")
+
+
+def test_a_sum_back_into_the_state_leaves_no_add_of_a_scratch_behind():
+    """δh_0 = Σ_k W_kᵀ δz_k,1 as one product into δh_0, then the other terms each through the scratch and an
+    add: all of those become the one product, and no add of the scratch is left (it would add a stale one)."""
+    plain = build(RNNSpec(T=3, cell="lstm"), skip=("side_by_side",)).lowered
+    at = _delta_h0(plain)
+    w = plain.writes[at]
+    ops = []
+    for op in w.ops:  # the terms added whole rewritten as a GEMM through the scratch and an add
+        if isinstance(op, Update) and not isinstance(op.expr, str):
+            param, data = op.expr.as_coeff_matrices()[1]
+            ops += [Gemm("dh_gemm", data, param, None, True), Update(op.dest, "+", "dh_gemm")]
+        else:
+            ops.append(op)
+    assert sum(isinstance(op, Gemm) for op in ops) == 4
+    writes = plain.writes[:at] + (replace(w, ops=tuple(ops)),) + plain.writes[at + 1 :]
+    fused = side_by_side(replace(plain, writes=writes)).writes[at]
+    assert [type(op).__name__ for op in fused.ops if not isinstance(op, (Take, Views, Stack))] == ["Gather", "Gemm"]
+    assert fused.ops[-1].out == w.stmt.target
+
+
+def test_deltas_are_not_updated_together_by_a_value_that_reads_one_of_them():
+    """``δz_g_1, δz_i_1, δz_f_1 *= δz_i_1`` one after another use δz_i_1 before and after it changes; one
+    operation over the three would read it before only. So such writes stay apart."""
+    plain = build(RNNSpec(T=3, cell="lstm"), skip=("side_by_side",)).lowered
+    writes = list(plain.writes)
+    value = next(w.stmt.target for w in writes if str(w.stmt.target) == "dzi_1")
+    for at, w in enumerate(writes):
+        if str(w.stmt.target) in ("dzg_1", "dzi_1", "dzf_1"):
+            writes[at] = replace(
+                w, ops=tuple(replace(op, expr=value) if isinstance(op, Update) else op for op in w.ops)
+            )
+    fused = side_by_side(replace(plain, writes=tuple(writes)))
+    merged = [op for w in fused.writes for op in w.ops if isinstance(op, Update) and isinstance(op.dest, Gates)]
+    assert [op.dest.t for op in merged if op.op == "*"] == [2]  # step 2's, by δc_2, and not step 1's

@@ -764,8 +764,8 @@ class Lowered:
             pass that rewrites the operations changes the set with them.
         carried: a state's delta -> whether its chain runs backward, for each passed on whole at
             the steps a ``Carried`` list names only (``deltas_carried``).
-        blocks: the families stored side by side in one buffer (``side_by_side.Block``): each member's
-            buffer is a view of its columns.
+        blocks: the families kept in one buffer (``side_by_side.Block``, one behind another): each member's
+            buffer is the block's slice along its first axis.
     """
 
     program: Program
@@ -904,7 +904,8 @@ REWRITES = (side_by_side,)
 
 
 def lower(program: Program, skip=()) -> Lowered:
-    """Every storage decision of ``program``'s NumPy module; ``skip`` names passes of ``OPTIONAL`` to leave out."""
+    """Every storage decision of ``program``'s NumPy module; ``skip`` names passes of ``OPTIONAL`` and
+    ``REWRITES`` to leave out."""
     spec = program.derivation.spec
     storage = storage_of(program)
     # Class indices stay indices where the only readers of the targets are the fused softmax /

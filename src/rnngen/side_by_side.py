@@ -129,11 +129,13 @@ class _Input:
     fill: object = None
 
 
-def _input(at: int, w, homes: dict) -> _Input | None:
+def _input(at: int, w, in_place: dict) -> _Input | None:
+    """The ``_Input`` of ``w`` (index ``at``), a write of the forward sweep into one run of steps; ``in_place``
+    maps a family built in another's buffer to that one (``Lowered.in_place``); else None."""
     core, run = _core(w.ops), run_of(w.stmt.target)
     if w.function != "_forward" or not run or not core:
         return None
-    member, out = homes.get(run[0], run[0]), w.stmt.target
+    member, out = in_place.get(run[0], run[0]), w.stmt.target
     if len(core) == 1 and isinstance(core[0], Assign) and core[0].form == "fill" and _column(core[0].expr):
         return _Input(at, member, out, bias=_column(core[0].expr), fill=core[0])
     bias = None
@@ -184,18 +186,21 @@ def _activation(w, k: int):
 
 
 def _terms(ops) -> list:
-    """``[(k, param, data)]`` for each operation ``ops[k]`` that puts a product ``paramᵀ δ`` (the transpose of
-    a weight of the forward sweep times one step of deltas) into a destination: a ``Gemm`` through a scratch
-    with the add after it, a ``Gemm`` straight into it, or a term added whole."""
+    """``[(k, param, data, into, through)]`` for each operation ``ops[k]`` that puts a product ``paramᵀ δ``
+    (the transpose of a weight of the forward sweep times one step of deltas) into ``into``: a ``Gemm``
+    through a scratch with the add after it (``through``), a ``Gemm`` straight into it, or a term added
+    whole."""
     found = []
     for k, op in enumerate(ops):
         if isinstance(op, Gemm) and _weight(op.param) and step_of(op.data):
-            if not isinstance(op.out, str) or k + 1 < len(ops) and ops[k + 1] == Update(ops[k + 1].dest, "+", op.out):
-                found.append((k, A.transpose(op.param), op.data))
+            if not isinstance(op.out, str):
+                found.append((k, A.transpose(op.param), op.data, op.out, False))
+            elif k + 1 < len(ops) and ops[k + 1] == Update(ops[k + 1].dest, "+", op.out):
+                found.append((k, A.transpose(op.param), op.data, ops[k + 1].dest, True))
         elif isinstance(op, Update) and op.op == "+" and isinstance(op.expr, MatMul):
             coeff, factors = op.expr.as_coeff_matrices()
             if coeff == 1 and len(factors) == 2 and _weight(factors[0]) and step_of(factors[1]):
-                found.append((k, A.transpose(factors[0]), factors[1]))
+                found.append((k, A.transpose(factors[0]), factors[1], op.dest, False))
     return found
 
 
@@ -243,7 +248,7 @@ class _Rewrite:
     def __init__(self, lowered):
         self.writes = list(lowered.writes)
         self.storage = dict(lowered.storage)
-        self.homes = dict(lowered.in_place)
+        self.in_place = dict(lowered.in_place)
         self.taken = {op.name: op.shape for w in self.writes for op in flat(w.ops) if isinstance(op, Take)}
         self.blocks: list = []
         #: each parameter a forward block stacks -> (the block, its part: in, rec or bias, the gate's place)
@@ -317,7 +322,7 @@ class _Rewrite:
                     chain.append(member)
                     width[member] = w.stmt.target.shape[0]
                     fn[member] = _activation(w, found[0])
-        inputs = [x for at, w in enumerate(self.writes) if (x := _input(at, w, self.homes))]
+        inputs = [x for at, w in enumerate(self.writes) if (x := _input(at, w, self.in_place))]
         for chain in gates.values():
             # the gates with one input product each, of one input (not a bidirectional layer's two halves)
             data = {x.data for x in inputs if x.member in chain and x.param is not None}
@@ -345,13 +350,16 @@ class _Rewrite:
         span = block.span([x.member for x in products])
         if span is None or len({x.bias is None for x in products}) != 1:
             return False
+        by_input = {any(isinstance(op, ByInput) for op in self.writes[x.at].ops) for x in products}
+        if len(by_input) != 1:  # token ids read by some gates' products only: not one product
+            return False
         first = self.writes[min(x.at for x in parts)]
         ops: list = []
         self.take(block, ops)
         out = block.gates(*span)
         weights = self.stack(block, "in", [x.param for x in products], "layers", first.function, ops)
         gemm = Gemm(out, products[0].data, weights, None, False)
-        if any(isinstance(op, ByInput) for op in first.ops):
+        if by_input == {True}:
             ops.append(ByInput((gemm,), (Lookup(out, products[0].data, weights, False),)))
         else:
             ops.append(gemm)
@@ -379,7 +387,7 @@ class _Rewrite:
             at
             for at, w in enumerate(self.writes)
             if w.function == "_forward" and run_of(w.stmt.target)
-            if self.homes.get(run_of(w.stmt.target)[0], run_of(w.stmt.target)[0]) in block.members
+            if self.in_place.get(run_of(w.stmt.target)[0], run_of(w.stmt.target)[0]) in block.members
         ]
         if len(ats) < 2:
             return
@@ -410,6 +418,10 @@ class _Rewrite:
             gemms = {step_of(self.writes[at].stmt.target)[0]: gemm for at, _, gemm in group}
             params.update({m: g.param for m, g in gemms.items()})
             if len(group) != len(chain) or len({g.data for g in gemms.values()}) != 1 or not self._alone(group, t):
+                continue
+            # a later gate's operations before its product stay at its write, after the one add: bindings only
+            binding = (Take, TakePlace, Views, Copy, Joined)  # a copy of its own weight is dropped with its product
+            if any(not isinstance(op, binding) for at, k, _ in group[1:] for op in self.writes[at].ops[:k]):
                 continue
             at0, k0, _ = group[0]
             w0 = self.writes[at0]
@@ -447,10 +459,11 @@ class _Rewrite:
         for at in range(ats[0] + 1, ats[-1]):
             if at in ats:
                 continue
-            for sym in (s for op in flat(self.writes[at].ops) for s in symbols_of(op)):
+            w = self.writes[at]
+            for sym in (s for op in flat(w.ops) for s in symbols_of(op)) if _core(w.ops) else ():
                 step, run = step_of(sym), run_of(sym)
                 key = (step or run or (None,))[0]
-                if self.homes.get(key, key) in chain and (step and step[1] == t or run and run[1] <= t <= run[2]):
+                if self.in_place.get(key, key) in chain and (step and step[1] == t or run and run[1] <= t <= run[2]):
                     return False
         return True
 
@@ -486,26 +499,29 @@ class _Rewrite:
     def sums(self, at: int, block: Block, dblock: Block) -> None:
         """A sum ``Σ_k W_kᵀ δ_k`` in ``self.writes[at]`` over all the recurrent weights ``block`` stacks, each
         with its gate's delta at one step: the deltas side by side in a scratch (one copy) and one GEMM
-        with the weights one above another, where the first term was a product into its destination."""
+        with the weights one above another, where the first term was a product into its destination and
+        nothing between the terms does anything but add to it."""
         w = self.writes[at]
         stacked = sorted((k, p) for p, (b, part, k) in self.place.items() if b == block and part == "rec")
+        weights_of = {p for _, p in stacked}
         found = [
-            (k, p, data)
-            for k, p, data in _terms(w.ops)
-            if p in dict((q, k) for k, q in stacked) and dblock.members[self.place[p][2]] == step_of(data)[0]
+            f for f in _terms(w.ops) if f[1] in weights_of and dblock.members[self.place[f[1]][2]] == step_of(f[2])[0]
         ]
-        if sorted(self.place[p][2] for _, p, _ in found) != [k for k, _ in stacked]:
+        if sorted(self.place[f[1]][2] for f in found) != [k for k, _ in stacked]:
             return
-        if len({step_of(data)[1] for _, _, data in found}) != 1:
+        if len({step_of(f[2])[1] for f in found}) != 1 or len({f[3] for f in found}) != 1:
             return
-        ks = sorted(k for k, _, _ in found)
-        lead = w.ops[ks[0]]
+        found.sort()
+        k0, _, data, into, through = found[0]
+        lead = w.ops[k0]
         if not isinstance(lead, Gemm):  # the first term is added whole: no destination to write into
             return
-        through = isinstance(lead.out, str)  # a scratch, added to the destination after the product
-        dropped = set(ks) | ({k + 1 for k in ks if isinstance(w.ops[k], Gemm)} if through else set())
-        into = w.ops[ks[0] + 1].dest if through else lead.out
-        t = step_of(found[0][2])[1]
+        dropped = {k for k, *_ in found} | {k + 1 for k, *_, by_scratch in found if by_scratch}
+        between = [op for k, op in enumerate(w.ops[k0 : found[-1][0] + 1], k0) if k not in dropped]
+        adds = [op for op in between if not isinstance(op, (Take, TakePlace, Views, Copy))]
+        if any(not (isinstance(op, Update) and op.dest == into and op.op == "+") for op in adds):
+            return  # something else happens between the terms: they are not one sum added in a row
+        t = step_of(data)[1]
         lo, hi = stacked[0][0], stacked[-1][0] + 1
         ops: list = []
         self.take(dblock, ops)
@@ -522,7 +538,7 @@ class _Rewrite:
         if through:
             ops.append(Update(into, "+", lead.out))
         kept = [op for k, op in enumerate(w.ops) if k not in dropped]
-        before = sum(1 for k in range(ks[0]) if k not in dropped)
+        before = sum(1 for k in range(k0) if k not in dropped)
         self.writes[at] = replace(w, ops=tuple(kept[:before] + ops + kept[before:]))
 
     def elementwise(self, dblock: Block) -> None:
@@ -539,6 +555,7 @@ class _Rewrite:
             if span is not None:
                 t, op, expr = key
                 ops: list = []
+                self.take(dblock, ops)
                 self.views(dblock, run[0], ops)
                 for a in run:
                     w = self.writes[a]
@@ -555,9 +572,13 @@ class _Rewrite:
         if not (w.stmt.step and w.stmt.step[0] in dblock.members and len(core) == 1):
             return None
         op = core[0]
-        if isinstance(op, Update) and op.dest == w.stmt.target and not isinstance(op.expr, str):
-            return w.stmt.step[1], op.op, op.expr
-        return None
+        if not (isinstance(op, Update) and op.dest == w.stmt.target and not isinstance(op.expr, str)):
+            return None
+        t = w.stmt.step[1]
+        reads = {step_of(s) for s in A.symbols_in(op.expr) if step_of(s)}
+        if any((self.in_place.get(f, f), k) in {(m, t) for m in dblock.members} for f, k in reads):
+            return None  # the value reads a delta of the step that one operation over them would change first
+        return t, op.op, op.expr
 
     # -- what no operation reads any more ------------------------------------------------------
 

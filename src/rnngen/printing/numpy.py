@@ -24,7 +24,7 @@ from sympy.printing.printer import Printer
 from rnngen import algebra as A
 from rnngen import expression, names, operations
 from rnngen.activations import LEAD_SPLIT, columnwise, elementwise
-from rnngen.families import run_of, step_of
+from rnngen.families import family, run_of, step_of
 from rnngen.lower import is_data, is_targets, targets_dot_log_softmax
 from rnngen.printing import PrintError
 from rnngen.program import family_of
@@ -262,6 +262,7 @@ class NumpyPrinter(Printer):
         softmax_of: dict | None = None,
         homes: dict | None = None,
         row_views=(),
+        blocks=(),
     ):
         """``class_targets``: the module may hold the targets ``y`` as class indices, so ``Ŷ - Y``
         goes through a helper that takes either form; ``softmax_of`` maps an argument ``O`` to the
@@ -275,6 +276,7 @@ class NumpyPrinter(Printer):
         self.softmax_of = softmax_of or {}
         self.homes = homes or {}
         self.row_views = set(row_views)
+        self.blocks = {b.family: b.members for b in blocks}  # side_by_side: the gates in each block, in order
         self._as_steps = False  # set while an operation is printed over (steps, B, n) views
         self._views = frozenset()  # the families read through their list of step views
         #: name -> source of every helper function the printed code calls, in first-use order.
@@ -294,6 +296,7 @@ class NumpyPrinter(Printer):
             softmax_of=lowered.softmax_of,
             homes=lowered.homes,
             row_views=lowered.row_views,
+            blocks=lowered.blocks,
         )
 
     def row_view(self, family, lo, hi, n) -> tuple:
@@ -361,7 +364,7 @@ class NumpyPrinter(Printer):
 
     @staticmethod
     def _write_Joined(op) -> str:
-        return f"# done above, in one operation over the gates of {op.block}"
+        return f"# made above, in one operation over all the gates ({op.block})"
 
     @staticmethod
     def _write_Stack(op) -> str:
@@ -372,7 +375,7 @@ class NumpyPrinter(Printer):
         parts = ", ".join(p.name if p.shape[1] == 1 else NumpyPrinter._transposed_param(p) for p in op.params)
         if op.form == "columns":
             return f"np.concatenate(({parts}), axis=1, out={op.name})  # side by side: one product for the gates"
-        return f"np.stack(({parts}), out={op.name})  # one per gate: one product for the gates"
+        return f"np.stack(({parts}), out={op.name})  # one per gate, for one operation over the gates"
 
     def _write_Gather(self, op) -> str:
         return f"np.copyto({self._dest(op.out)}, {self._dest(op.source)})  # side by side: one product for the gates"
@@ -438,7 +441,7 @@ class NumpyPrinter(Printer):
             code = self._dest(op.expr)
         else:
             code = self.code(op.expr)
-        return self._update(self._dest(op.dest), op.op, code)
+        return self._update(self._dest(op.dest), op.op, code) + self._which(op.dest)
 
     def _write_Padded(self, op) -> str:
         """Where the step's mask is 0 only: ``np.copyto`` (=) or ``np.add`` (+) with ``where=`` the step of
@@ -474,7 +477,14 @@ class NumpyPrinter(Printer):
     def _write_Apply(self, op) -> str:
         rule = elementwise(op.fn)
         self.helpers.update(rule.helpers)
-        return _inplace(rule).format(self._dest(op.dest))
+        return _inplace(rule).format(self._dest(op.dest)) + self._which(op.dest)
+
+    def _which(self, dest) -> str:
+        """For some gates of a block, a comment naming them (``# i, f, o``): their place in it says nothing."""
+        if not isinstance(dest, operations.Gates):
+            return ""
+        letters = [family(m).text_spelling(gated=True) for m in self.blocks[dest.block][dest.lo : dest.hi]]
+        return f"  # {', '.join(letters)}"
 
     def _write_Assign(self, op) -> str:
         """``dest = value`` in the storage ``op.form`` names."""
@@ -800,19 +810,18 @@ def by_gate(scratch: str) -> str:
 def block_buffers(lowered) -> list:
     """The lines of ``_new_buffers`` that make a block's views (``side_by_side``), after the buffers: each
     gate's own array, the steps' views and the rows of the block, and each scratch's view by gate."""
+    ops = [op for w in lowered.writes for op in operations.flat(w.ops)]
+    fields = [getattr(op, f, None) for op in ops for f in ("expr", "out", "dest", "source")]
+    as_rows = {f.block for f in fields if isinstance(f, operations.Gates) and f.t is None}
     lines = []
     for b in lowered.blocks:
         k, n = len(b.members), b.width
         lines += [f'buf["{m}"] = buf["{b.family}"][{j}]  # its gate of {b.family}' for j, m in enumerate(b.members)]
         views = names.step_views(b.family)
         lines.append(f'buf["{views}"] = list(buf["{b.family}"].swapaxes(0, 1))  # each step\'s gates, (gates, B, n)')
-        lines.append(f'buf["{b.family} rows"] = buf["{b.family}"].reshape({k}, -1, {n})  # each gate\'s rows')
-    scratches = {}
-    for w in lowered.writes:
-        for op in operations.flat(w.ops):
-            for field in (getattr(op, "expr", None), getattr(op, "out", None)):
-                if isinstance(field, operations.ByGate):
-                    scratches[field.name] = field
+        if b.family in as_rows:
+            lines.append(f'buf["{b.family} rows"] = buf["{b.family}"].reshape({k}, -1, {n})  # each gate\'s rows')
+    scratches = {f.name: f for f in fields if isinstance(f, operations.ByGate)}
     for name, g in scratches.items():
         lines.append(f'buf["{by_gate(name)}"] = buf["{name}"].reshape(-1, {g.count}, {g.width}).swapaxes(0, 1)')
     return lines
