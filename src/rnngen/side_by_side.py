@@ -269,7 +269,8 @@ class _Rewrite:
         return block
 
     def take(self, block: Block, ops: list) -> None:
-        """The ``Take`` of ``block``'s buffer, into ``ops`` unless made already (its members are views of it)."""
+        """The ``Take`` of ``block``'s buffer, into ``ops`` unless made already in any function: one buffer of
+        the call's set, which its members are views of and every function reaches through its views."""
         if not any(isinstance(op, Take) and op.name == block.family for w in self.writes for op in (*w.ops, *ops)):
             ops.append(Take(block.family, (str(len(block.members)), *self.taken[block.members[0]])))
 
@@ -287,16 +288,16 @@ class _Rewrite:
             ops += [Take(stack.name, shape), stack]
         return stack
 
-    def views(self, block: Block, at: int, ops: list) -> None:
-        """The ``Views`` of ``block``'s steps, into ``ops`` (for ``self.writes[at]``) unless its function has
-        it before; one it has after is dropped (``_Rewrite.views_once``)."""
-        function = self.writes[at].function
-        made = (op for w in self.writes[:at] if w.function == function for op in w.ops)
-        if Views(block.family, True) not in [*made, *ops]:
+    @staticmethod
+    def views(block: Block, ops: list) -> None:
+        """The ``Views`` of ``block``'s steps, into ``ops`` (before their first use there); ``views_once`` keeps
+        the first of a function's."""
+        if Views(block.family, True) not in ops:
             ops.append(Views(block.family, True))
 
     def views_once(self) -> None:
-        """Each block's ``Views`` in a function at its first place only."""
+        """Each block's ``Views`` in a function at its first place only (each operation that reads a block's
+        steps has one before it in its write, so the first is before every use)."""
         seen = set()
         for at, w in enumerate(self.writes):
             ops = []
@@ -432,7 +433,7 @@ class _Rewrite:
             if scratch not in self.taken:
                 self.taken[scratch] = ("B", f"{len(chain)} * {block.width}")
                 ops.append(Take(scratch, self.taken[scratch]))
-            self.views(block, at0, ops)
+            self.views(block, ops)
             ops += [
                 Gemm(scratch, gemms[chain[0]].data, weights, None, True),
                 Update(block.gates(*span, t), "+", ByGate(scratch, len(chain), block.width)),
@@ -530,7 +531,7 @@ class _Rewrite:
         if scratch not in self.taken:
             self.taken[scratch] = ("B", f"{hi - lo} * {dblock.width}")
             ops.append(Take(scratch, self.taken[scratch]))
-        self.views(dblock, at, ops)
+        self.views(dblock, ops)
         ops += [
             Gather(ByGate(scratch, hi - lo, dblock.width), dblock.gates(lo, hi, t)),
             Gemm(lead.out, scratch, weights, None, True),
@@ -556,7 +557,7 @@ class _Rewrite:
                 t, op, expr = key
                 ops: list = []
                 self.take(dblock, ops)
-                self.views(dblock, run[0], ops)
+                self.views(dblock, ops)
                 for a in run:
                     w = self.writes[a]
                     kept = [o for o in w.ops if isinstance(o, (Take, TakePlace, Views))]
