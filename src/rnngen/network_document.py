@@ -35,6 +35,7 @@ from rnngen.gate_document import gate_context
 from rnngen.network import Block
 from rnngen.printing.math import param_latex
 from rnngen.program import gradient_symbol, relative, state_key, step_template
+from rnngen.shapes import shape_rows
 from rnngen.texwidth import width
 from rnngen.unroll import candidate
 
@@ -507,6 +508,7 @@ def network_context(derivation: Derivation, formulas: list, numbering: Numbering
         masked=spec.masked,
         m_t=n.step("m", "t"),
         legend=_legend(n, derivation),
+        shapes=shape_rows(n, derivation),
         chains=chains,
         held_lines=_forward_lines(n, graph, [c.family("hlast").key for c in top], range(1, T + 1)),
         output_lines=_forward_lines(n, graph, ("o", "yhat"), spec.loss_steps),
