@@ -27,6 +27,8 @@ SAMPLE = [
         "rnn_tanh_softmax_xent_stacked_nobias_t3",  # seed 002's W on [h_{t-1}; x_t]
         "lstm_tanh_softmax_xent_t5",
         "gru_tanh_softmax_xent_t5",
+        "rnn_tanh_softmax_xent_trunc2_t5",
+        "rnn_tanh_identity_sse_m2o_nobias_masked_t7",
     )
 ] + [RNNSpec(T=3, cell="lstm", notation="row"), RNNSpec(T=3, layers=2, notation="row")]
 
@@ -104,3 +106,13 @@ def test_the_three_index_jacobian_is_said_where_the_document_writes_it():
     sentence = re.search(r"has three indices: it holds the \$(.*?)\$ numbers", one_chain)
     assert sentence and evaluate(sentence.group(1).replace(r" \cdot ", r" \times "), {"h": N_H}) == (N_H,) * 3
     assert "three indices" not in network  # ... the network document never does
+
+
+def test_a_truncated_documents_aged_deltas_are_one_entry_each_as_its_text_writes_them():
+    spec = next(s for s in SAMPLE if s.truncate)
+    tex = build(spec).latex
+    table = shape_table(tex)
+    aged = [symbol for symbol in table if "[" in symbol]
+    assert aged == [r"\delta^{z[a]}_{t}", r"\delta^{h[a]}_{t}"]  # not one row per age [0], [1]
+    assert all(table[symbol] == r"n_{h} \times 1" for symbol in aged)
+    assert r"\delta^{h[a]}_{t}" in tex.split(r"\section*{Shapes}")[0]  # the legend's spelling

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import sympy as sp
 from sympy import MatAdd, MatMul, Transpose
 
 from rnngen import algebra as A
@@ -35,7 +34,7 @@ from rnngen.gate_document import gate_context
 from rnngen.network import Block
 from rnngen.printing.math import param_latex
 from rnngen.program import gradient_symbol, relative, state_key, step_template
-from rnngen.shapes import shape_rows
+from rnngen.shapes import shape_rows, size
 from rnngen.texwidth import width
 from rnngen.unroll import candidate
 
@@ -54,11 +53,6 @@ _DIRECTION = {"": "", "f": "forward chain", "b": "backward chain"}
 def _where(chain) -> str:
     layer = f"layer {chain.layer}" if chain.tag_layer else "the hidden layer"
     return layer + (", " + _DIRECTION[chain.direction] if chain.direction else "")
-
-
-def _size(expr) -> str:
-    """A parameter's dimension in LaTeX: ``n_{h1}``, ``2 n_{h}``, ``(n_{h} + n_{x})``."""
-    return f"({sp.latex(expr)})" if isinstance(expr, sp.Add) else sp.latex(expr)
 
 
 def _legend(n: Notation, derivation: Derivation) -> list:
@@ -91,7 +85,7 @@ def _legend(n: Notation, derivation: Derivation) -> list:
     output = "output pre-activation" + (" (the scores)" if net.cell.gated else "")  # o may be a gate's letter
     rows.append((f"${n.step('o', 't')},\\ {n.step('yhat', 't')}$", f"{output} and prediction"))
     for name, p in net.params.items():
-        shape = " \\times ".join(_size(d) for d in p.symbol().shape if d != 1)
+        shape = " \\times ".join(size(d) for d in p.symbol().shape if d != 1)
         where = f" of {_where(net.chain(p.chain))}" if p.chain else ""
         symbol = n.latex(derivation.graph.params[name])
         role = _ROLES[p.role] + (f" of the {GATE_NAMES[p.gate]}" if p.gate else "")

@@ -10,6 +10,7 @@ symbols.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import sympy as sp
@@ -45,6 +46,12 @@ def _first_steps(nodes) -> dict:
     return first
 
 
+def _delta(n: Notation, key: str) -> str:
+    """``δh_t``, or ``δh^{[a]}_t`` for each age of a truncated derivation's adjoint (the text's spelling)."""
+    f = family(key)
+    return n.step(key, "t") if f.age is None else n.aged_step(replace(f, age=None).key, "a", "t")
+
+
 def shape_rows(n: Notation, derivation, jacobians: tuple = ()) -> list:
     """``(shape, symbols)`` rows of the table: values, parameters, deltas, then ``jacobians``.
 
@@ -68,14 +75,15 @@ def shape_rows(n: Notation, derivation, jacobians: tuple = ()) -> list:
     ranked = sorted(
         adjoints, key=lambda k: order.index(family(k).value.key) if family(k).value.key in order else len(order)
     )
-    deltas = [(n.step(key, "t"), dims(n, adjoints[key])) for key in ranked]
+    deltas = [(_delta(n, key), dims(n, adjoints[key])) for key in ranked]
     stacked = graph.inputs["x"][0]
     values.append((n.printer.step("x", 1, "T"), dims(n, sp.MatrixSymbol("X", stacked.shape[0], sp.Symbol("T")))))
     rows = []
     for kind in (values, params, deltas, list(jacobians)):
         grouped: dict = {}
         for symbol, shape in kind:
-            grouped.setdefault(shape, []).append(symbol)
+            if symbol not in grouped.setdefault(shape, []):  # the ages of one delta: once
+                grouped[shape].append(symbol)
         # one formula per symbol: a long row wraps between them
         rows += [(f"${written(shape)}$", ", ".join(f"${x}$" for x in symbols)) for shape, symbols in grouped.items()]
     return rows
