@@ -31,6 +31,7 @@ from rnngen.cells import cell_of, gate_pre
 from rnngen.families import step_of
 from rnngen.printing.math import LATEX, MathPrinter, latex, param_latex, text
 from rnngen.program import gradient_symbol, relative, step_template
+from rnngen.shapes import shape_rows, three_index_sentence
 from rnngen.spec import truncation_rule
 from rnngen.texwidth import EM, width
 from rnngen.unroll import n_h, n_y, parameters
@@ -511,6 +512,8 @@ def latex_context(derivation: Derivation, formulas: list, numbering: Numbering, 
         row=n.row,
         many_to_one=spec.mapping == "many-to-one",
         legend=_legend(n, derivation),
+        shapes=shape_rows(n, derivation, jacobians=((n.D("t"), (_node(graph.nodes, "h", 1).symbol.shape[0],) * 2),)),
+        three_index=three_index_sentence(n, derivation),
         forward=[aligned(generic(n, graph.nodes, f, spec.T)) for f in forward_families(graph)],
         E_t=n.indexed("E", t),
         E_T=n.indexed("E", last),

@@ -77,7 +77,11 @@ def _display(body: str, flavor: str) -> list:
 
 def _table(body: str, flavor: str) -> list:
     rows = [r.strip() for r in re.split(r"\\\\", body) if r.strip()]
-    out = ["| symbol | meaning |", "| --- | --- |"]
+    header = ["symbol", "meaning"]  # the legend's; a table with a header row ends it with \hline
+    if len(rows) > 1 and rows[1].startswith("\\hline"):
+        header = rows.pop(0).split("&")
+        rows[0] = rows[0].removeprefix("\\hline").strip()
+    out = ["| " + " | ".join(_inline(c.strip(), flavor) for c in header) + " |", "| --- | --- |"]
     for row in rows:
         cells = [_inline(c.strip(), flavor).replace("|", r"\|") for c in row.split("&")]
         out.append("| " + " | ".join(cells) + " |")

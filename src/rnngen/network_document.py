@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import sympy as sp
 from sympy import MatAdd, MatMul, Transpose
 
 from rnngen import algebra as A
@@ -35,6 +34,7 @@ from rnngen.gate_document import gate_context
 from rnngen.network import Block
 from rnngen.printing.math import param_latex
 from rnngen.program import gradient_symbol, relative, state_key, step_template
+from rnngen.shapes import shape_rows, size
 from rnngen.texwidth import width
 from rnngen.unroll import candidate
 
@@ -53,11 +53,6 @@ _DIRECTION = {"": "", "f": "forward chain", "b": "backward chain"}
 def _where(chain) -> str:
     layer = f"layer {chain.layer}" if chain.tag_layer else "the hidden layer"
     return layer + (", " + _DIRECTION[chain.direction] if chain.direction else "")
-
-
-def _size(expr) -> str:
-    """A parameter's dimension in LaTeX: ``n_{h1}``, ``2 n_{h}``, ``(n_{h} + n_{x})``."""
-    return f"({sp.latex(expr)})" if isinstance(expr, sp.Add) else sp.latex(expr)
 
 
 def _legend(n: Notation, derivation: Derivation) -> list:
@@ -90,7 +85,7 @@ def _legend(n: Notation, derivation: Derivation) -> list:
     output = "output pre-activation" + (" (the scores)" if net.cell.gated else "")  # o may be a gate's letter
     rows.append((f"${n.step('o', 't')},\\ {n.step('yhat', 't')}$", f"{output} and prediction"))
     for name, p in net.params.items():
-        shape = " \\times ".join(_size(d) for d in p.symbol().shape if d != 1)
+        shape = " \\times ".join(size(d) for d in p.symbol().shape if d != 1)
         where = f" of {_where(net.chain(p.chain))}" if p.chain else ""
         symbol = n.latex(derivation.graph.params[name])
         role = _ROLES[p.role] + (f" of the {GATE_NAMES[p.gate]}" if p.gate else "")
@@ -507,6 +502,7 @@ def network_context(derivation: Derivation, formulas: list, numbering: Numbering
         masked=spec.masked,
         m_t=n.step("m", "t"),
         legend=_legend(n, derivation),
+        shapes=shape_rows(n, derivation),
         chains=chains,
         held_lines=_forward_lines(n, graph, [c.family("hlast").key for c in top], range(1, T + 1)),
         output_lines=_forward_lines(n, graph, ("o", "yhat"), spec.loss_steps),

@@ -1,0 +1,110 @@
+"""The table of shapes every derivation document gives after its notation.
+
+One rule for every network: a symbol's shape is read off the derivation's own SymPy symbol (a
+step of the graph, a parameter as the column math uses it, an adjoint), for one sequence (the
+batch size ``B`` is 1), and transposed in row notation, where vectors are rows and the matrices
+act from the right. Nothing here knows a cell, a layer or a direction: a layer's sizes
+(``n_{h1}``), a bidirectional output layer's ``2 n_h`` and seed 002's ``n_h + n_x`` come with the
+symbols.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import sympy as sp
+
+from rnngen import algebra as A
+from rnngen.families import family
+
+if TYPE_CHECKING:  # document.py builds its context from this module
+    from rnngen.document import Notation
+
+
+def size(d) -> str:
+    """One dimension in LaTeX: ``n_{h1}``, ``2 n_{h}``, ``(n_{h} + n_{x})``."""
+    return f"({sp.latex(d)})" if isinstance(d, sp.Add) else sp.latex(d)
+
+
+def dims(n: Notation, expr) -> tuple:
+    """The shape of ``expr`` (column math, one column per sequence) as the document writes it."""
+    rows, cols = (1 if d == A.B else d for d in expr.shape)
+    return (cols, rows) if n.row else (rows, cols)
+
+
+def written(shape: tuple) -> str:
+    return r" \times ".join(size(d) for d in shape)
+
+
+def _first_steps(nodes) -> dict:
+    """Family key -> the symbol of its first step in ``nodes``."""
+    first: dict = {}
+    for node in nodes:
+        if node.family is not None and node.t is not None:
+            first.setdefault(node.family, node.symbol)
+    return first
+
+
+def _delta(n: Notation, key: str) -> str:
+    """``δh_t``, or ``δh^{[a]}_t`` for each age of a truncated derivation's adjoint (the text's spelling)."""
+    f = family(key)
+    return n.step(key, "t") if f.age is None else n.aged_step(replace(f, age=None).key, "a", "t")
+
+
+def shape_rows(n: Notation, derivation, jacobians: tuple = ()) -> list:
+    """``(shape, symbols)`` rows of the table: values, parameters, deltas, then ``jacobians``.
+
+    Symbols of one kind with one shape share a row, in the order the document meets them.
+    ``jacobians`` are ``(symbol, shape)`` of Jacobians the document names (``D_t``): a Jacobian is
+    written as a matrix of entries ``d a_i / d b_j`` in either notation, so the caller gives its shape.
+    """
+    from rnngen.document import forward_families  # document.py imports this module
+
+    graph = derivation.graph
+    net = graph.network
+    steps = _first_steps(graph.nodes)
+    values = [(n.step(key, "t"), dims(n, symbols[0])) for key, symbols in graph.inputs.items()]
+    values += [(n.step(key, "t"), dims(n, steps[key])) for key in forward_families(graph) if key in steps]
+    params = []
+    for name, symbol in graph.params.items():
+        column_math = net.params[name].math() if name in net.params else symbol  # W, or W^T stored
+        params.append((n.latex(symbol), dims(n, column_math)))
+    order = [key for key in (*graph.inputs, *forward_families(graph))]
+    adjoints = _first_steps(derivation.adjoints)  # in the sweep's order: list them as their values are
+    ranked = sorted(
+        adjoints, key=lambda k: order.index(family(k).value.key) if family(k).value.key in order else len(order)
+    )
+    deltas = [(_delta(n, key), dims(n, adjoints[key])) for key in ranked]
+    stacked = graph.inputs["x"][0]
+    values.append((n.printer.step("x", 1, "T"), dims(n, sp.MatrixSymbol("X", stacked.shape[0], sp.Symbol("T")))))
+    rows = []
+    for kind in (values, params, deltas, list(jacobians)):
+        grouped: dict = {}
+        for symbol, shape in kind:
+            if symbol not in grouped.setdefault(shape, []):  # the ages of one delta: once
+                grouped[shape].append(symbol)
+        # one formula per symbol: a long row wraps between them
+        rows += [(f"${written(shape)}$", ", ".join(f"${x}$" for x in symbols)) for shape, symbols in grouped.items()]
+    return rows
+
+
+def three_index_sentence(n: Notation, derivation) -> str:
+    """One sentence on ``dh_t/dW`` (the second form writes it): its three indices and the contraction."""
+    graph = derivation.graph
+    name = next(k for k, p in graph.network.params.items() if p.role == "recurrent")
+    weight = n.latex(graph.params[name])
+    h = _first_steps(graph.nodes)["h"]
+    (size_h,) = (d for d in dims(n, h) if d != 1)
+    shape_w = dims(n, graph.network.params[name].math())
+    entry = n.entry("h", "t")
+    W_jk = f"({weight})_{{jk}}" if "_" in weight else f"{weight}_{{jk}}"
+    dh = n.step("h", "t")
+    count = r" \cdot ".join(size(d) for d in (size_h, *shape_w))
+    return (
+        rf"The Jacobian $\partial {dh} / \partial {weight}$ of the second form has three indices: it holds the"
+        rf" ${count}$ numbers"
+        rf" $\partial {entry} / \partial {W_jk}$, and the product"
+        rf" $(\partial E / \partial {dh})\, (\partial {dh} / \partial {weight})$ sums over $i$, the index of"
+        rf" ${dh}$, which leaves ${written(shape_w)}$, the shape of ${weight}$."
+    )
