@@ -489,7 +489,10 @@ def test_quiet_prints_only_the_results_and_verbose_the_progress(tmp_path):
 # --- signals, pipes, files written twice ---------------------------------------------------------------
 
 _SLOW_WRITE = """
-import os, sys, time
+import os, signal, sys, time
+# Ctrl-C as a terminal delivers it: a runner started in the background (a job of a non-interactive shell)
+# hands its children SIGINT ignored, and Python keeps it so
+signal.signal(signal.SIGINT, signal.default_int_handler)
 ready, out = sys.argv[1], sys.argv[2]
 real = os.chmod
 def chmod(path, mode):  # write_all sets the mode of each staged temporary file: stall there

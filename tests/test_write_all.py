@@ -23,7 +23,16 @@ def _interrupt_at_first_rename(monkeypatch):
     return calls
 
 
-def test_a_signal_between_two_renames_is_held_until_every_file_is_in_place(tmp_path, monkeypatch):
+@pytest.fixture
+def sigint_as_ctrl_c():
+    """SIGINT handled as Ctrl-C in a terminal delivers it, whatever the runner inherited: a job that a
+    non-interactive shell starts in the background has SIGINT ignored, and Python keeps it so."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_a_signal_between_two_renames_is_held_until_every_file_is_in_place(tmp_path, monkeypatch, sigint_as_ctrl_c):
     a, b = tmp_path / "m.py", tmp_path / "m.tex"
     marker = emit.MARKERS[0]  # a file rnngen wrote, which write_all may replace
     emit.write_all({a: f"{marker} old\n", b: f"{marker} old\n"})
