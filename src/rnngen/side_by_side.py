@@ -313,6 +313,9 @@ class _Rewrite:
     # -- forward -------------------------------------------------------------------------------
 
     def forward(self) -> None:
+        """Each chain's block: the gates whose steps add a product of one state's previous step through a
+        scratch (its recurrent gates), with the gates whose input product reads the same input; then its
+        input products and each step's recurrent products, one each."""
         gates, width, fn = {}, {}, {}  # the state each step's recurrent products read -> the gates that read it
         for w in self.writes:
             found = _recurrent(w)
