@@ -64,13 +64,14 @@ def shape_rows(n: Notation, derivation, jacobians: tuple = ()) -> list:
     graph = derivation.graph
     net = graph.network
     steps = _first_steps(graph.nodes)
+    forward = forward_families(graph)
     values = [(n.step(key, "t"), dims(n, symbols[0])) for key, symbols in graph.inputs.items()]
-    values += [(n.step(key, "t"), dims(n, steps[key])) for key in forward_families(graph) if key in steps]
+    values += [(n.step(key, "t"), dims(n, steps[key])) for key in forward if key in steps]
     params = []
     for name, symbol in graph.params.items():
         column_math = net.params[name].math() if name in net.params else symbol  # W, or W^T stored
         params.append((n.latex(symbol), dims(n, column_math)))
-    order = [key for key in (*graph.inputs, *forward_families(graph))]
+    order = [*graph.inputs, *forward]
     adjoints = _first_steps(derivation.adjoints)  # in the sweep's order: list them as their values are
     ranked = sorted(
         adjoints, key=lambda k: order.index(family(k).value.key) if family(k).value.key in order else len(order)

@@ -366,13 +366,12 @@ class NumpyPrinter(Printer):
     def _write_Joined(op) -> str:
         return f"# made above, in one operation over all the gates ({op.block})"
 
-    @staticmethod
-    def _write_Stack(op) -> str:
+    def _write_Stack(self, op) -> str:
         """One array of the parameters a product over a block of gates reads, filled once per call."""
         if op.form == "rows":  # the matrices as the math writes them
-            parts = ", ".join(p.arg.name + ".T" if isinstance(p, Transpose) else p.name for p in op.params)
+            parts = ", ".join(self._plain(p)[0] for p in op.params)
             return f"np.concatenate(({parts}), out={op.name})  # one above another: one product for the gates"
-        parts = ", ".join(p.name if p.shape[1] == 1 else NumpyPrinter._transposed_param(p) for p in op.params)
+        parts = ", ".join(p.name if p.shape[1] == 1 else self._transposed_param(p) for p in op.params)
         if op.form == "columns":
             return f"np.concatenate(({parts}), axis=1, out={op.name})  # side by side: one product for the gates"
         return f"np.stack(({parts}), out={op.name})  # one per gate, for one operation over the gates"
