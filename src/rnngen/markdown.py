@@ -88,6 +88,17 @@ def _table(body: str, flavor: str) -> list:
     return out + [""]
 
 
+def _figure(body: str, number: int, flavor: str) -> list:
+    """A ``figure`` environment (``figure.tex.jinja``): the SVG named on its ``% Markdown:`` line, then its
+    caption; the TikZ drawing itself has no Markdown rendering, the SVG is the same figure."""
+    image = re.search(r"^% Markdown: (\S+)$", body, re.M)
+    caption = re.search(r"\\caption\{(.*)\}\s*$", body, re.S)
+    if not image or not caption:
+        raise MarkdownError("a figure needs a '% Markdown: file.svg' line and a caption")
+    text = _inline(" ".join(caption.group(1).split()), flavor)
+    return [f"![Figure {number}: the unrolled network]({image.group(1)})", "", f"*Figure {number}.* {text}", ""]
+
+
 def _header(comments: list) -> list:
     """The LaTeX preamble comments, as an HTML comment that says how to regenerate this file."""
     lines = [c[1:].strip() if c.startswith("%") else c for c in comments]
@@ -108,7 +119,7 @@ def to_markdown(tex: str, flavor: str = "github") -> str:
     if not title:
         raise MarkdownError("the LaTeX document has no title")
     out = _header(comments)
-    section = 0
+    section = figures = 0
     paragraph: list = []
 
     def flush():
@@ -120,7 +131,7 @@ def to_markdown(tex: str, flavor: str = "github") -> str:
     i = 0
     while i < len(lines):
         line = lines[i].strip()
-        env = re.match(r"\\begin\{(align|equation|tabularx?|enumerate)\}", line)
+        env = re.match(r"\\begin\{(align|equation|tabularx?|enumerate|figure)\}", line)
         if env:
             flush()
             name = env.group(1)
@@ -128,6 +139,9 @@ def to_markdown(tex: str, flavor: str = "github") -> str:
             inner = "\n".join(lines[i + 1 : end])
             if name in ("align", "equation"):
                 out += _display(inner, flavor)
+            elif name == "figure":
+                figures += 1
+                out += _figure(inner, figures, flavor)
             elif name.startswith("tabular"):  # without its width and columns: {ll}, {\linewidth}{lX}
                 out += _table(re.sub(r"^(?:\{[^{}]*\})+", "", line.removeprefix(f"\\begin{{{name}}}")) + inner, flavor)
             else:

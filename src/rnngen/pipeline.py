@@ -11,6 +11,7 @@ from pathlib import Path
 
 from rnngen.backprop import Derivation, derive
 from rnngen.emit import compile_pdf
+from rnngen.figure import svg_file
 from rnngen.lower import Lowered, lower
 from rnngen.markdown import to_markdown
 from rnngen.optimize import optimize
@@ -50,10 +51,16 @@ class Build:
         """The document as Markdown whose math renders on GitHub."""
         return to_markdown(self.latex, "github")
 
+    @property
+    def svg(self) -> str:
+        """The figure of the unrolled network as SVG, which the Markdown shows (``figure.py``)."""
+        return svg_file(self.derivation)
+
     def paths(self, out_dir, latex: bool = True, markdown: bool = False, pdf: bool = False) -> list:
-        """The files ``files`` would write into ``out_dir``."""
+        """The files ``files`` would write into ``out_dir`` (the Markdown's figure beside it)."""
         stem = Path(out_dir) / self.spec.name
-        suffixes = [".py"] + [s for s, wanted in ((".tex", latex), (".md", markdown), (".pdf", pdf)) if wanted]
+        wanted = ((".tex", latex), (".md", markdown), (".svg", markdown), (".pdf", pdf))
+        suffixes = [".py"] + [s for s, want in wanted if want]
         return [stem.with_suffix(s) for s in suffixes]
 
     def files(self, out_dir, latex: bool = True, markdown: bool = False, pdf: bool = False) -> dict:
@@ -65,6 +72,7 @@ class Build:
             ".py": lambda: self.module,
             ".tex": lambda: self.latex,
             ".md": lambda: self.markdown,
+            ".svg": lambda: self.svg,
             ".pdf": lambda: compile_pdf(self.latex, self.spec.name),
         }
         return {path: content[path.suffix]() for path in self.paths(out_dir, latex, markdown, pdf)}

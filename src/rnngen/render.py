@@ -23,6 +23,7 @@ from rnngen.cells import cell_of
 from rnngen.document import Notation, Numbering, broken, forward_families, generic, latex_context
 from rnngen.emit import render
 from rnngen.families import run_of, step_of
+from rnngen.figure import context as figure_context
 from rnngen.lower import Lowered
 from rnngen.network import Block
 from rnngen.network_document import network_context, three_forms
@@ -571,6 +572,7 @@ def render_both(derivation: Derivation, lowered: Lowered) -> tuple:
     formulas = final_formulas(lowered.program)
     numbering = Numbering()
     common = _common(derivation.spec)
+    common["figure"] = figure_context(derivation)
     if three_forms(derivation.spec):
         tex = render("derivation.tex.jinja", **latex_context(derivation, formulas, numbering, common))
     else:
