@@ -112,8 +112,28 @@ class Figure:
     caption: str
 
     @property
+    def bounds(self) -> tuple:
+        """``(left, bottom, right, top)`` of everything drawn, in cm: the nodes' frames, the arrows (a bent
+        one to its farthest point) and the labels (roughly)."""
+        xs, ys = [], []
+        for n in self.nodes:
+            xs += [n.x - n.w / 2, n.x + n.w / 2]
+            ys += [n.y - n.h / 2, n.y + n.h / 2]
+        for e in self.edges:
+            points = [e.start, e.end]
+            if e.control is not None:  # a quadratic Bezier reaches halfway to its control point
+                points.append(tuple(0.25 * a + 0.5 * q + 0.25 * b for a, q, b in zip(e.start, e.control, e.end)))
+            if e.at is not None:
+                half = _label_width(e.label) * 0.35
+                points += [(e.at[0] - half, e.at[1]), (e.at[0] + half, e.at[1])]
+            xs += [p[0] for p in points]
+            ys += [p[1] for p in points]
+        return (round(min(xs), 3), round(min(ys), 3), round(max(xs), 3), round(max(ys), 3))
+
+    @property
     def width(self) -> float:
-        return max(n.x + n.w / 2 for n in self.nodes) - min(n.x - n.w / 2 for n in self.nodes)
+        left, _, right, _ = self.bounds
+        return right - left
 
     def node(self, key: str) -> Node:
         return next(n for n in self.nodes if n.key == key)
@@ -203,7 +223,9 @@ def figure(derivation) -> Figure:
     forward_start = any(not c.reverse for c in net.chains)
     backward_start = any(c.reverse for c in net.chains)
     columns = ([None] if forward_start else []) + list(steps) + (["end"] if backward_start else [])
-    dx = min(2.3, WIDTH / max(len(columns) - 1, 1) if len(columns) > 1 else 2.3)
+    # the columns' span leaves room for the boxes at both ends and a bidirectional layer's two halves
+    room = WIDTH - 1.6
+    dx = min(2.3, room / (len(columns) - 1 + (0.5 if len(net.directions) > 1 else 0.0)))
     col_x = {c: i * dx for i, c in enumerate(columns)}
     box_h = 0.95 if gated else 0.7
     rows = {}
@@ -410,7 +432,11 @@ def _point(p) -> str:
 def tikz(fig: Figure) -> str:
     """The figure as a ``tikzpicture`` (TikZ only, no libraries): nodes at their places, arrows between
     the points the figure computed."""
-    lines = [r"\begin{tikzpicture}[>=stealth, every node/.style={inner sep=1pt}]"]
+    left, bottom, right, top = fig.bounds
+    lines = [
+        r"\begin{tikzpicture}[>=stealth, every node/.style={inner sep=1pt}]",
+        rf"\useasboundingbox {_point((left, bottom))} rectangle {_point((right, top))};",  # its size, exactly
+    ]
     for node in fig.nodes:
         text = f"${node.label}$"
         if node.note:
@@ -538,10 +564,8 @@ def svg(fig: Figure, preamble: str, description: str = "") -> str:
     """
     if "--" in preamble:
         raise ValueError(f"an XML comment may not contain '--': {preamble!r}")
-    left = min(n.x - n.w / 2 for n in fig.nodes) - 0.4
-    right = max(n.x + n.w / 2 for n in fig.nodes) + 0.8
-    bottom = min(n.y - n.h / 2 for n in fig.nodes) - 0.3
-    top = max(n.y + n.h / 2 for n in fig.nodes) + 0.3
+    left, bottom, right, top = fig.bounds
+    left, bottom, right, top = left - 0.3, bottom - 0.2, right + 0.3, top + 0.2
 
     def px(p) -> tuple:
         return ((p[0] - left) * PX, (top - p[1]) * PX)
