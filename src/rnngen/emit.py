@@ -171,8 +171,8 @@ def write_all(files: dict, force: bool = False) -> None:
                 os.unlink(tmp)
 
 
-#: Where pdflatex comes from on Debian and Ubuntu, for the error message when it is missing.
-PDFLATEX_PACKAGE = "texlive-latex-base"
+#: Where pdflatex and TikZ (the documents' figure) come from on Debian and Ubuntu, for the error message.
+PDFLATEX_PACKAGE = "texlive-latex-base texlive-pictures"
 
 
 def pdflatex() -> str:
