@@ -160,6 +160,18 @@ def test_derive_with_markdown_writes_the_svg_the_markdown_shows(tmp_path):
     assert [p.name for p in result.paths(tmp_path)] == ["rnn_tanh_softmax_xent_t3.py", "rnn_tanh_softmax_xent_t3.tex"]
 
 
+def test_a_notebook_shows_the_figure_from_a_data_address():
+    import base64
+
+    import rnngen
+
+    d = rnngen.derive(T=3, check=False)
+    address = re.search(
+        r"!\[Figure 1: the unrolled network\]\(data:image/svg\+xml;base64,([^)]+)\)", d._repr_markdown_()
+    )
+    assert base64.b64decode(address.group(1)).decode("utf-8") == d.build.svg
+
+
 def test_markdown_refuses_a_figure_it_cannot_show():
     tex = build(RNNSpec(T=2)).latex
     with pytest.raises(MarkdownError, match="figure"):

@@ -9,6 +9,7 @@ Markdown, or the final formulas as LaTeX.
 
 from __future__ import annotations
 
+import base64
 import os
 import types
 from collections.abc import Callable, Sequence
@@ -17,6 +18,7 @@ from pathlib import Path
 import sympy as sp
 
 from rnngen.emit import check_targets, is_generated, pdflatex, write_all
+from rnngen.figure import svg_name
 from rnngen.markdown import to_markdown
 from rnngen.pipeline import Build, build
 from rnngen.spec import RNNSpec, SpecError
@@ -111,7 +113,10 @@ class BPTT:
         return list(files)
 
     def _repr_markdown_(self) -> str:
-        return to_markdown(self.build.latex, "jupyter")
+        # no SVG file beside a notebook: the figure goes in as a data address
+        svg = base64.b64encode(self.build.svg.encode("utf-8")).decode("ascii")
+        images = {svg_name(self.spec): f"data:image/svg+xml;base64,{svg}"}
+        return to_markdown(self.build.latex, "jupyter", images)
 
     def _repr_latex_(self) -> str:
         rows = [

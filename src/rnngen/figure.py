@@ -333,7 +333,9 @@ def figure(derivation) -> Figure:
     out.sort(key=lambda e: (e.highlighted, e.src, e.dst, e.kind))  # highlighted ones drawn last, on top
     weight = _weight(n, weight_chain, "recurrent", weight_chain.recurrent_part)
     loss = n.indexed("E", T)
-    caption = _caption(n, spec, net, steps, weight, loss, target is not None, carried)
+    # an output that reads states of other steps: a masked many-to-one network's held backward state
+    held = any(e.kind == "output" and e.src.rsplit(":", 1)[1] != e.dst.rsplit(":", 1)[1] for e in out)
+    caption = _caption(n, spec, net, steps, weight, loss, target is not None, carried, held)
     return Figure(T, steps, tuple(nodes[k] for k in sorted(nodes)), tuple(out), weight, loss, caption)
 
 
@@ -344,8 +346,8 @@ def _labelled(arrow, kind, chain, net, T, first_output: str) -> bool:
     if len(net.chains) == 1:
         return True
     src, dst, _ = arrow
-    if kind == "output":
-        return dst == first_output
+    if kind == "output":  # from the state of the same step (a masked many-to-one network reads more)
+        return dst == first_output and src.rsplit(":", 1)[1] == dst.rsplit(":", 1)[1]
     if kind in ("input", "recurrent"):
         first = T if chain.reverse else 1
         return dst == f"s:{chain.suffix}:{first}"
@@ -382,14 +384,16 @@ def _geometry(a: Node, b: Node, kind, label, highlighted, chain, box_h, carried)
     mx, my = (start[0] + end[0]) / 2, (start[1] + end[1]) / 2
     if abs(start[1] - end[1]) < 1e-6:  # along a row: the label above (below the memory cell's arrow)
         at = (mx, my + (-0.22 if lift < 0 else 0.22))
-    else:  # up a column: the label beside it, on the side it leans to
+    else:  # up a column: the label beside it, on the side it leans to (an output's: the other side, away from
+        # the other direction's box it passes)
         lean = end[0] - start[0]
-        at = (mx + (0.32 if lean > 0.05 else -0.32), my)
+        side = 1 if lean > 0.05 else -1
+        at = (mx + 0.32 * (-side if kind == "output" and abs(lean) > 0.05 else side), my)
     at = (round(at[0], 3), round(at[1], 3))
     return Edge(a.key, b.key, kind, start, end, control, label, at if label else None, highlighted, key)
 
 
-def _caption(n: Notation, spec, net, steps, weight, loss, highlighted, carried) -> str:
+def _caption(n: Notation, spec, net, steps, weight, loss, highlighted, carried, held: bool) -> str:
     """The caption: what the drawing shows, in the document's symbols."""
     T = spec.T
     h = n.latex(Step.of(net.chains[0].family(net.cell.state), 1, 1)).replace("_{1}", "_{t}").replace("^{1}", "^{t}")
@@ -413,6 +417,11 @@ def _caption(n: Notation, spec, net, steps, weight, loss, highlighted, carried) 
         parts.append(
             f"The upper arrows carry the memory cell ${c}$ from step to step through the forget gate, with no "
             "weight in the way."
+        )
+    if held:
+        parts.append(
+            f"The prediction at $t = {T}$ reads each sequence's last real step, which the mask holds, so every "
+            "state of the backward chain reaches it."
         )
     if highlighted:
         parts.append(

@@ -2,7 +2,7 @@
 
 The LaTeX document is the one source; this module rewrites the small set of
 constructs its template uses (sections, the legend table, numbered lists,
-``align``/``equation`` displays, ``\\texttt``) and refuses anything else, so a
+``align``/``equation`` displays, ``\\texttt``, the figure as its SVG) and refuses anything else, so a
 template change that Markdown cannot show fails loudly instead of leaking
 LaTeX into the page.
 
@@ -88,15 +88,17 @@ def _table(body: str, flavor: str) -> list:
     return out + [""]
 
 
-def _figure(body: str, number: int, flavor: str) -> list:
-    """A ``figure`` environment (``figure.tex.jinja``): the SVG named on its ``% Markdown:`` line, then its
-    caption; the TikZ drawing itself has no Markdown rendering, the SVG is the same figure."""
+def _figure(body: str, number: int, flavor: str, images: dict) -> list:
+    """A ``figure`` environment (``figure.tex.jinja``): the SVG named on its ``% Markdown:`` line (or the
+    address ``images`` gives for that name), then its caption; the TikZ drawing itself has no Markdown
+    rendering, the SVG is the same figure."""
     image = re.search(r"^% Markdown: (\S+)$", body, re.M)
     caption = re.search(r"\\caption\{(.*)\}\s*$", body, re.S)
     if not image or not caption:
         raise MarkdownError("a figure needs a '% Markdown: file.svg' line and a caption")
     text = _inline(" ".join(caption.group(1).split()), flavor)
-    return [f"![Figure {number}: the unrolled network]({image.group(1)})", "", f"*Figure {number}.* {text}", ""]
+    address = images.get(image.group(1), image.group(1))
+    return [f"![Figure {number}: the unrolled network]({address})", "", f"*Figure {number}.* {text}", ""]
 
 
 def _header(comments: list) -> list:
@@ -107,8 +109,9 @@ def _header(comments: list) -> list:
     return lines + ["-->", ""]
 
 
-def to_markdown(tex: str, flavor: str = "github") -> str:
-    """The Markdown rendering of a document written by ``derivation.tex.jinja``."""
+def to_markdown(tex: str, flavor: str = "github", images: dict | None = None) -> str:
+    """The Markdown rendering of a document written by ``derivation.tex.jinja`` or ``network.tex.jinja``;
+    ``images`` maps a figure's file name to the address to show it from (a notebook has no file beside it)."""
     if flavor not in FLAVORS:
         raise ValueError(f"flavor must be one of {FLAVORS}, not {flavor!r}")
     head, _, rest = tex.partition("\\begin{document}")
@@ -141,7 +144,7 @@ def to_markdown(tex: str, flavor: str = "github") -> str:
                 out += _display(inner, flavor)
             elif name == "figure":
                 figures += 1
-                out += _figure(inner, figures, flavor)
+                out += _figure(inner, figures, flavor, images or {})
             elif name.startswith("tabular"):  # without its width and columns: {ll}, {\linewidth}{lX}
                 out += _table(re.sub(r"^(?:\{[^{}]*\})+", "", line.removeprefix(f"\\begin{{{name}}}")) + inner, flavor)
             else:
