@@ -1,6 +1,9 @@
 """The figure of the unrolled network: drawn from the graph, spelled as TikZ and SVG, shown by the Markdown."""
 
+import os
 import re
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -147,6 +150,18 @@ def test_the_svg_parses_is_deterministic_and_is_recognised_as_rnngen_s(tmp_path)
     path = tmp_path / "f.svg"
     path.write_text(text)
     assert is_generated(path)
+
+
+def test_the_figure_is_the_same_whatever_the_hash_seed():
+    code = (
+        "from rnngen.pipeline import build; from rnngen.spec import RNNSpec; "
+        "print(build(RNNSpec(T=8, cell='lstm', layers=2, bidirectional=True)).svg)"
+    )
+    outputs = set()
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        outputs.add(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, check=True).stdout)
+    assert len(outputs) == 1
 
 
 def test_derive_with_markdown_writes_the_svg_the_markdown_shows(tmp_path):

@@ -397,7 +397,8 @@ def _caption(n: Notation, spec, net, steps, weight, loss, highlighted, carried, 
     """The caption: what the drawing shows, in the document's symbols."""
     T = spec.T
     h = n.latex(Step.of(net.chains[0].family(net.cell.state), 1, 1)).replace("_{1}", "_{t}").replace("^{1}", "^{t}")
-    parts = [f"The network unrolled for $T = {T}$ steps, drawn from the graph the derivation differentiates"]
+    steps_word = "step" if T == 1 else "steps"
+    parts = [f"The network unrolled for $T = {T}$ {steps_word}, drawn from the graph the derivation differentiates"]
     if GAP in steps:
         parts[0] += f" (steps 3 to {T - 2} are left out: $\\cdots$)"
     parts[0] += "."
