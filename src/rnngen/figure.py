@@ -169,181 +169,178 @@ def _weight(n: Notation, chain, kind: str, part: str | None) -> str:
     return n.latex(p.block(part) if part and p.blocks else p.symbol())
 
 
-def figure(derivation) -> Figure:
-    """The figure of ``derivation``'s unrolled network (see the module's docstring)."""
-    graph = derivation.graph
-    spec, net = graph.spec, graph.network
-    n = Notation(spec)
-    T = spec.T
-    steps = shown_steps(T)
-    cell = net.cell
-    gated = cell.gated
-    carried = cell.carry[0] if cell.carry and cell.carry[0] != cell.state else None  # the LSTM's memory cell
-
-    # -- which graph values are drawn, and as which node ---------------------------------------------
-    def column_step(t: int):
-        return t if t in steps else GAP
-
-    states = {chain.family(base): chain for chain in net.chains for base in cell.states}
+def _arrows(graph, steps: tuple) -> tuple:
+    """``(arrows, losses)`` read from the graph: each ``(src, dst, base)`` where the drawn value ``dst`` reads
+    the state ``base`` (or input) of the drawn ``src`` through values that are not drawn (``z_t``, the gates),
+    in a figure showing ``steps``; and the predictions the loss reads."""
+    net, T = graph.network, graph.spec.T
+    states = {chain.family(base): chain for chain in net.chains for base in net.cell.states}
     x_family, yhat_family = Family("x"), Family("yhat")
     known: dict = {}
 
     def drawn(sym):
-        """The node key of a drawn value, None for a value inside a step (``z_t``, a gate) or left out."""
-        if sym not in known:
-            known[sym] = _drawn(sym)
-        return known[sym]
+        """The node key of a drawn value, None for a value inside a step or left out."""
+        if sym in known:
+            return known[sym]
+        key = None
+        if isinstance(sym, Step):
+            fam, t = sym.family, sym.t
+            chain = states.get(fam)
+            if fam in (x_family, yhat_family) and t in steps:
+                key = f"{fam.base[0]}:{t}"  # x:3, y:3
+            elif chain is not None and t == chain.steps(T)[0]:
+                key = f"i:{chain.suffix}:{fam.base}"
+            elif chain is not None:
+                key = f"s:{chain.suffix}:{t if t in steps else GAP}"
+        known[sym] = key
+        return key
 
-    def _drawn(sym):
-        if not isinstance(sym, Step):
-            return None
-        fam, t = sym.family, sym.t
-        if fam == x_family:
-            return f"x:{t}" if t in steps else None
-        if fam == yhat_family:
-            return f"y:{t}" if t in steps else None
-        chain = states.get(fam)
-        if chain is None:
-            return None
-        if t == chain.steps(T)[0]:
-            return f"i:{chain.suffix}:{fam.base}"
-        return f"s:{chain.suffix}:{column_step(t)}"
-
-    reads: dict = {}  # graph symbol -> the drawn values it reads through undrawn ones, with the drawn one it read
-    edges: dict = {}  # (src, dst) -> (src symbol, dst symbol)
+    reads: dict = {}  # graph symbol -> {(drawn node key, state base)} it reads through undrawn values
+    arrows: dict = {}
     for node in graph.nodes:
-        found: dict = {}  # (node key, state base): a box holds several states, each its own arrow
+        found: dict = {}  # a box holds several states (the LSTM's h and c), each its own arrow
         for sym in _matrix_symbols(node.expr):
             key = drawn(sym)
-            if key is not None:
-                found.setdefault((key, sym.family.base), sym)
-            else:
-                found.update({k: v for k, v in reads.get(sym, {}).items() if k not in found})
+            found.update({(key, sym.family.base): None} if key is not None else reads.get(sym, {}))
         reads[node.symbol] = found
         dst = drawn(node.symbol)
-        if dst is not None:
-            for (src, base), sym in found.items():
-                if src != dst and not (src.endswith(GAP) and dst.endswith(GAP)):
-                    edges.setdefault((src, dst, base), (sym, node.symbol))
-    losses = [k for k, _ in reads[graph.loss.symbol] if k.startswith("y:")]
+        for src, base in found if dst is not None else ():
+            if src != dst and not (src.endswith(GAP) and dst.endswith(GAP)):
+                arrows[(src, dst, base)] = None
+    losses = [key for key, _ in reads[graph.loss.symbol] if key.startswith("y:")]
+    return list(arrows), losses
 
-    # -- where each node goes ----------------------------------------------------------------------
-    forward_start = any(not c.reverse for c in net.chains)
-    backward_start = any(c.reverse for c in net.chains)
-    columns = ([None] if forward_start else []) + list(steps) + (["end"] if backward_start else [])
+
+def _place(n: Notation, net, T: int, steps: tuple, arrows: list, losses: list) -> tuple:
+    """``(nodes, box height)``: each drawn value's node, at its place. Columns are steps (with the initial
+    states' columns at the ends); rows are the input, each chain (layer by layer, a layer's forward chain
+    below its backward one, the two shifted apart so no arrow up a column crosses a box), the predictions
+    and the losses."""
+    cell = net.cell
+    bidirectional = len(net.directions) > 1
+    carried = _carried(cell)
+    columns = (
+        [None] * any(not c.reverse for c in net.chains) + list(steps) + ["end"] * any(c.reverse for c in net.chains)
+    )
     # the columns' span leaves room for the boxes at both ends and a bidirectional layer's two halves
-    room = WIDTH - 1.6
-    dx = min(2.3, room / (len(columns) - 1 + (0.5 if len(net.directions) > 1 else 0.0)))
+    dx = min(2.3, (WIDTH - 1.6) / (len(columns) - 1 + (0.5 if bidirectional else 0.0)))
     col_x = {c: i * dx for i, c in enumerate(columns)}
-    box_h = 0.95 if gated else 0.7
-    rows = {}
-    y = 0.0
-    step_y = ROW + (0.25 if gated else 0.0) + (0.35 if carried else 0.0) + (0.35 if len(net.directions) > 1 else 0.0)
-    for chain in net.chains:  # layer by layer, the forward chain below the backward one
-        y += step_y
-        rows[chain.key] = y
-    top = y
+    box_h = 0.95 if cell.gated else 0.7
+    step_y = ROW + 0.25 * cell.gated + 0.35 * bool(carried) + 0.35 * bidirectional
+    rows = {chain.key: step_y * (i + 1) for i, chain in enumerate(net.chains)}
+    top = step_y * len(net.chains)
+    shift = {c.key: {"f": -dx / 4, "b": dx / 4}.get(c.direction, 0.0) for c in net.chains}
+    widest = max(_label_width(n.latex(Step.of(c.family(cell.state), T + 1, c.size))) for c in net.chains)
+    state_w = min(max(widest + 0.35, 0.95), dx / 2 - 0.1 if bidirectional else dx - 0.45)
+    ends = {k for arrow in arrows for k in arrow[:2]}
     nodes: dict = {}
 
-    def add(key, kind, x, y, label, note="", t=None, w=None, h=None):
-        width = w if w is not None else max(0.6, _label_width(label) + 0.3)
-        nodes[key] = Node(key, kind, round(x, 3), round(y, 3), round(width, 3), h or 0.6, label, note, t)
+    def add(key, kind, x, y, label, note="", t=None, w=None, h=0.6):
+        w = w if w is not None else max(0.6, _label_width(label) + 0.3)
+        nodes[key] = Node(key, kind, round(x, 3), round(y, 3), round(w, 3), h, label, note, t)
 
-    state_w = max(
-        _label_width(n.latex(Step.of(c.family(cell.state), T + 1, c.size))) + 0.35 for c in net.chains
-    )  # the widest state label, T + 1 (a backward chain's start)
-    state_w = min(max(state_w, 0.95), dx - 0.45)
-    # a layer's two directions side by side, so that no arrow up a column passes through a box
-    shift = {c.key: (-1 if c.direction == "f" else 1 if c.direction == "b" else 0) * dx / 4 for c in net.chains}
-    if len(net.directions) > 1:
-        state_w = min(state_w, dx / 2 - 0.1)
-    gate_note = r"\,".join(cell.gates)
     for t in steps:
         x = col_x[t]
-        if t == GAP:
-            for chain in net.chains:
-                add(f"s:{chain.suffix}:{GAP}", "gap", x + shift[chain.key], rows[chain.key], r"\cdots", w=0.6)
-            continue
-        if f"x:{t}" in {k for pair in edges for k in pair[:2]}:
-            add(f"x:{t}", "input", x, 0.0, n.latex(Step.of(Family("x"), t, 1)), t=t)
         for chain in net.chains:
-            label = n.latex(Step.of(chain.family(cell.state), t, chain.size))
-            add(
-                f"s:{chain.suffix}:{t}",
-                "state",
-                x + shift[chain.key],
-                rows[chain.key],
-                label,
-                gate_note,
-                t,
-                state_w,
-                box_h,
-            )
-        if f"y:{t}" in losses or any(k[1] == f"y:{t}" for k in edges):
+            key, y = f"s:{chain.suffix}:{t}", rows[chain.key]
+            if t == GAP:
+                add(key, "gap", x + shift[chain.key], y, r"\cdots", w=0.6)
+            else:
+                label = n.latex(Step.of(chain.family(cell.state), t, chain.size))
+                add(key, "state", x + shift[chain.key], y, label, r"\,".join(cell.gates), t, state_w, box_h)
+        if t == GAP:
+            continue
+        if f"x:{t}" in ends:
+            add(f"x:{t}", "input", x, 0.0, n.latex(Step.of(Family("x"), t, 1)), t=t)
+        if f"y:{t}" in ends:
             add(f"y:{t}", "output", x, top + ROW, n.latex(Step.of(Family("yhat"), t, 1)), t=t)
         if f"y:{t}" in losses:
             add(f"E:{t}", "loss", x, top + 2 * ROW, n.indexed("E", t), t=t)
     for chain in net.chains:
-        x = col_x["end" if chain.reverse else None] + shift[chain.key]
-        start = chain.steps(T)[0]
+        x, start = col_x["end" if chain.reverse else None] + shift[chain.key], chain.steps(T)[0]
         for base, _ in chain.initials:
-            offset = 0.0 if base == cell.state else box_h / 2 + 0.35  # the memory cell's above the state
+            above = 0.0 if base == cell.state else box_h / 2 + 0.35  # the memory cell's above the state
             label = n.latex(Step.of(chain.family(base), start, chain.size))
-            add(f"i:{chain.suffix}:{base}", "initial", x, rows[chain.key] + offset, label, t=start)
+            add(f"i:{chain.suffix}:{base}", "initial", x, rows[chain.key] + above, label, t=start)
+    return nodes, box_h
 
-    # -- the edges, their labels, and the highlighted paths ------------------------------------------
-    chains_by_suffix = {c.suffix: c for c in net.chains}
-    kinds = {}
-    for src, dst, base in edges:
-        if dst.startswith("y:"):
-            kinds[(src, dst, base)] = ("output", None)
-            continue
-        chain = chains_by_suffix[dst.split(":")[1]]
-        same = src.startswith(("s:", "i:")) and chains_by_suffix[src.split(":")[1]] is chain
-        kind = ("carry" if base == carried else "recurrent") if same else "input"
-        kinds[(src, dst, base)] = (kind, chain)
+
+def _carried(cell) -> str | None:
+    """The state a gate carries with no weight in the way, when it is not the state the layers read: the
+    LSTM's memory cell (the GRU carries h itself, along its recurrent arrow)."""
+    return cell.carry[0] if cell.carry and cell.carry[0] != cell.state else None
+
+
+def _kind(arrow: tuple, net) -> tuple:
+    """``(kind, chain)`` of an arrow: ``input``, ``recurrent`` or ``carry`` into a chain, ``output``, ``loss``."""
+    src, dst, base = arrow
+    if dst.startswith("E:"):
+        return "loss", None
+    if dst.startswith("y:"):
+        return "output", None
+    chain = next(c for c in net.chains if c.suffix == dst.split(":")[1])
+    if src.startswith(("s:", "i:")) and src.split(":")[1] == chain.suffix:
+        return ("carry" if base == _carried(net.cell) else "recurrent"), chain
+    return "input", chain
+
+
+def _on_paths(arrows: list, kinds: dict, chain, target: str | None) -> set:
+    """The arrows of the sum over paths of ``d target / d W`` for ``chain``'s recurrent weight ``W``: each
+    arrow where ``W`` is used (one term each), and the arrows on a path from there to ``target``."""
+    if target is None:
+        return set()
+    used = {a for a in arrows if kinds[a] == ("recurrent", chain)}
+    reach, after = {target}, {a[1] for a in used}
+    for _ in arrows:  # grow both sets to their closure (as many rounds as the longest path)
+        grown = (reach | {a[0] for a in arrows if a[1] in reach}, after | {a[1] for a in arrows if a[0] in after})
+        if grown == (reach, after):
+            break
+        reach, after = grown
+    return {a for a in arrows if a[1] in reach and (a in used or a[0] in after)}
+
+
+def _label(n: Notation, net, arrow: tuple, kind: str, chain) -> str:
+    """The LaTeX of the weight an arrow's value is multiplied by (the block that reads its source), or ""."""
+    src = arrow[0]
+    src_chain = next((c for c in net.chains if src.startswith("s:") and c.suffix == src.split(":")[1]), None)
+    if kind == "input":
+        part = (src_chain.direction or "x") if src_chain else ("x" if chain.recurrent_part else None)
+        return _weight(n, chain, "input", part)
+    if kind == "recurrent":
+        return _weight(n, chain, "recurrent", chain.recurrent_part)
+    if kind == "output":
+        V = net.output
+        return n.latex(V.block(src_chain.direction) if V.blocks else V.symbol())
+    return ""
+
+
+def figure(derivation) -> Figure:
+    """The figure of ``derivation``'s unrolled network (see the module's docstring)."""
+    graph = derivation.graph
+    spec, net, T = graph.spec, graph.network, graph.spec.T
+    n = Notation(spec)
+    steps = shown_steps(T)
+    arrows, losses = _arrows(graph, steps)
+    nodes, box_h = _place(n, net, T, steps, arrows, losses)
+    arrows += [(k, f"E:{k[2:]}", "") for k in losses]
+    kinds = {a: _kind(a, net) for a in arrows}
     target = f"E:{T}" if f"y:{T}" in losses else None
-    arrows = [(src, dst, base) for src, dst, base in edges] + [(k, f"E:{k[2:]}", "") for k in losses]
-    weight_chain = net.chains[0]
-    used = {a for a in arrows if a in kinds and kinds[a] == ("recurrent", weight_chain)}
-    reach = {target}
-    for _ in range(len(arrows)):  # the nodes from which the target is reached (a handful of rounds)
-        grown = reach | {a[0] for a in arrows if a[1] in reach}
-        if grown == reach:
-            break
-        reach = grown
-    from_uses = {a[1] for a in used}
-    for _ in range(len(arrows)):
-        grown = from_uses | {a[1] for a in arrows if a[0] in from_uses}
-        if grown == from_uses:
-            break
-        from_uses = grown
+    highlighted = _on_paths(arrows, kinds, net.chains[0], target)
     first_output = next(f"y:{t}" for t in steps if f"y:{t}" in nodes)
+    carried = bool(_carried(net.cell))
     out = []
     for arrow in arrows:
-        src, dst, base = arrow
-        kind, chain = kinds.get(arrow, ("loss", None))
-        highlighted = target is not None and dst in reach and (arrow in used or src in from_uses)
-        label = ""
-        if not _labelled(arrow, kind, chain, net, T, first_output):
-            pass
-        elif kind == "input":
-            src_chain = chains_by_suffix.get(src.split(":")[1]) if src.startswith("s:") else None
-            part = (src_chain.direction or "x") if src_chain else ("x" if chain.recurrent_part else None)
-            label = _weight(n, chain, "input", part)
-        elif kind == "recurrent":
-            label = _weight(n, chain, "recurrent", chain.recurrent_part)
-        elif kind == "output":
-            src_chain = chains_by_suffix[src.split(":")[1]]
-            V = net.output
-            label = n.latex(V.block(src_chain.direction) if V.blocks else V.symbol())
-        out.append(_geometry(nodes[src], nodes[dst], kind, label, highlighted, chain, box_h, bool(carried)))
+        kind, chain = kinds[arrow]
+        label = _label(n, net, arrow, kind, chain) if _labelled(arrow, kind, chain, net, T, first_output) else ""
+        a, b = nodes[arrow[0]], nodes[arrow[1]]
+        out.append(_geometry(a, b, kind, label, arrow in highlighted, chain, box_h, carried))
     out.sort(key=lambda e: (e.highlighted, e.src, e.dst, e.kind))  # highlighted ones drawn last, on top
+    weight_chain = net.chains[0]
     weight = _weight(n, weight_chain, "recurrent", weight_chain.recurrent_part)
     loss = n.indexed("E", T)
     # an output that reads states of other steps: a masked many-to-one network's held backward state
     held = any(e.kind == "output" and e.src.rsplit(":", 1)[1] != e.dst.rsplit(":", 1)[1] for e in out)
-    caption = _caption(n, spec, net, steps, weight, loss, target is not None, carried, held)
+    caption = _caption(n, spec, net, steps, weight, loss, target is not None, _carried(net.cell), held)
     return Figure(T, steps, tuple(nodes[k] for k in sorted(nodes)), tuple(out), weight, loss, caption)
 
 
