@@ -10,7 +10,7 @@ import pytest
 from test_latex import compile_tex, needs_pdflatex
 
 from rnngen.backprop import derive
-from rnngen.emit import is_generated
+from rnngen.emit import OutputError, compile_pdf, is_generated
 from rnngen.figure import GAP, figure, svg_file
 from rnngen.markdown import MarkdownError, to_markdown
 from rnngen.pipeline import build
@@ -205,3 +205,15 @@ def test_the_documents_with_their_figure_compile_without_a_box_warning(tmp_path,
     run = compile_tex(tmp_path, spec.name, tex)
     assert run.returncode == 0, run.stdout[-2000:]
     assert "Overfull" not in run.stdout and "Underfull" not in run.stdout
+
+
+def test_a_missing_tikz_names_its_package(tmp_path, monkeypatch):
+    fake = tmp_path / "bin" / "pdflatex"  # a pdflatex without TikZ, as pdflatex reports it
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\nprintf '! LaTeX Error: File \\140tikz.sty\\047 not found.\\n'\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(fake.parent))
+    with pytest.raises(
+        OutputError, match=r"tikz\.sty' not found\. \(on Debian or Ubuntu: apt-get install texlive-pictures\)$"
+    ):
+        compile_pdf(build(RNNSpec(T=2)).latex, "doc")
