@@ -431,8 +431,8 @@ def _caption(n: Notation, spec, net, steps, weight, loss, highlighted, carried, 
         )
     if highlighted:
         parts.append(
-            f"Thick: the paths of the sum over paths of $\\partial {loss} / \\partial {weight}$, from each step where "
-            f"${weight}$ is used (one term per step) to ${loss}$ through the states ${h}$."
+            f"Thick and red: the paths of the sum over paths of $\\partial {loss} / \\partial {weight}$, from each "
+            f"step where ${weight}$ is used (one term per step) to ${loss}$ through the states ${h}$."
         )
     return " ".join(parts)
 
