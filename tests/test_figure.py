@@ -72,6 +72,24 @@ def test_inputs_and_losses_only_where_the_mapping_has_them(kw, inputs, losses):
     assert sum(e.highlighted for e in _edges(fig, "recurrent")) == 5
 
 
+@pytest.mark.parametrize("tau", [1, 2, 3])
+def test_truncation_keeps_the_paths_the_truncated_gradient_keeps(tau):
+    T = 5
+    fig = _fig(T=T, truncate=tau)
+    # spec.truncation_rule: the gradient of E_T reaches the chain at steps T - tau + 1 .. T only
+    assert sorted(_t(e.dst) for e in _edges(fig, "recurrent") if e.highlighted) == list(range(T - tau + 1, T + 1))
+    assert f"at most {tau - 1} recurrent" in fig.caption
+
+
+@pytest.mark.parametrize("tau, drawn", [(17, ["19", "20"]), (18, [GAP, "19", "20"]), (19, ["2", GAP, "19", "20"])])
+def test_truncation_across_the_ellipsis_counts_the_steps_it_leaves_out(tau, drawn):
+    # W is used at every step; the arrow into the ellipsis is its use at step 3, out of it the use at step 19;
+    # the truncated gradient of E_20 keeps the uses at steps 21 - tau .. 20
+    fig = _fig(T=20, truncate=tau)
+    used = sorted(str(_t(e.dst)) for e in _edges(fig, "recurrent") if e.highlighted)
+    assert used == sorted(drawn)
+
+
 def test_two_layers_stand_one_above_the_other():
     fig = _fig(T=5, layers=2)
     states = [n for n in fig.nodes if n.kind == "state"]

@@ -21,6 +21,7 @@ dependencies, never from a second description of the network:
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -284,19 +285,28 @@ def _kind(arrow: tuple, net) -> tuple:
     return "input", chain
 
 
-def _on_paths(arrows: list, kinds: dict, chain, target: str | None) -> set:
+def _on_paths(arrows: list, kinds: dict, chain, target: str | None, limit: float, gap_steps: int) -> set:
     """The arrows of the sum over paths of ``d target / d W`` for ``chain``'s recurrent weight ``W``: each
-    arrow where ``W`` is used (one term each), and the arrows on a path from there to ``target``."""
+    arrow where ``W`` is used (one term each), and the arrows on a path from there to ``target``; with
+    truncated BPTT, only the paths that cross at most ``limit`` recurrent arrows (a step of a chain to its
+    next, ``gap_steps`` - 1 more across the steps an ellipsis leaves out), as the truncated gradient keeps them."""
     if target is None:
         return set()
-    used = {a for a in arrows if kinds[a] == ("recurrent", chain)}
-    reach, after = {target}, {a[1] for a in used}
-    for _ in arrows:  # grow both sets to their closure (as many rounds as the longest path)
-        grown = (reach | {a[0] for a in arrows if a[1] in reach}, after | {a[1] for a in arrows if a[0] in after})
-        if grown == (reach, after):
+    cost = {a: (gap_steps if a[0].endswith(GAP) else 1) * (kinds[a][0] in ("recurrent", "carry")) for a in arrows}
+    used = [a for a in arrows if kinds[a] == ("recurrent", chain)]
+    to, after = {target: 0}, {a[1]: 0 for a in used}  # fewest crossings to the target, and from a use
+    for _ in arrows:  # relax both until nothing changes (as many rounds as the longest path)
+        changed = False
+        for a in arrows:
+            src, dst = a[:2]
+            if dst in to and to[dst] + cost[a] < to.get(src, math.inf):
+                to[src], changed = to[dst] + cost[a], True
+            if src in after and after[src] + cost[a] < after.get(dst, math.inf):
+                after[dst], changed = after[src] + cost[a], True
+        if not changed:
             break
-        reach, after = grown
-    return {a for a in arrows if a[1] in reach and (a in used or a[0] in after)}
+    crossed = {a: (0 if a in used else after.get(a[0], math.inf) + cost[a]) + to.get(a[1], math.inf) for a in arrows}
+    return {a for a, n in crossed.items() if n < math.inf and n <= limit}
 
 
 def _label(n: Notation, net, arrow: tuple, kind: str, chain) -> str:
@@ -325,7 +335,8 @@ def figure(derivation) -> Figure:
     arrows += [(k, f"E:{k[2:]}", "") for k in losses]
     kinds = {a: _kind(a, net) for a in arrows}
     target = f"E:{T}" if f"y:{T}" in losses else None
-    highlighted = _on_paths(arrows, kinds, net.chains[0], target)
+    limit = spec.truncate - 1 if spec.truncate else math.inf  # truncated BPTT keeps the shorter paths
+    highlighted = _on_paths(arrows, kinds, net.chains[0], target, limit, T - 4 if GAP in steps else 1)
     first_output = next(f"y:{t}" for t in steps if f"y:{t}" in nodes)
     carried = bool(_carried(net.cell))
     out = []
@@ -434,6 +445,11 @@ def _caption(n: Notation, spec, net, steps, weight, loss, highlighted, carried, 
             f"Thick and red: the paths of the sum over paths of $\\partial {loss} / \\partial {weight}$, from each "
             f"step where ${weight}$ is used (one term per step) to ${loss}$ through the states ${h}$."
         )
+        if spec.truncate:
+            parts.append(
+                f"Truncated to $\\tau = {spec.truncate}$, the gradient keeps only the paths that cross at most "
+                f"{spec.truncate - 1} recurrent {'arrow' if spec.truncate == 2 else 'arrows'}: those drawn."
+            )
     return " ".join(parts)
 
 
