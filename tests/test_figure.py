@@ -90,6 +90,13 @@ def test_truncation_across_the_ellipsis_counts_the_steps_it_leaves_out(tau, draw
     assert used == sorted(drawn)
 
 
+def test_the_caption_writes_the_states_in_the_document_s_notation():
+    assert (
+        "through the states $h^{(1\\mathrm{f}),t}$" in _fig(T=3, layers=2, bidirectional=True, notation="row").caption
+    )
+    assert "through the states $h_{t}$" in _fig(T=3).caption
+
+
 def test_two_layers_stand_one_above_the_other():
     fig = _fig(T=5, layers=2)
     states = [n for n in fig.nodes if n.kind == "state"]

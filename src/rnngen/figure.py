@@ -412,7 +412,7 @@ def _geometry(a: Node, b: Node, kind, label, highlighted, chain, box_h, carried)
 def _caption(n: Notation, spec, net, steps, weight, loss, highlighted, carried, held: bool) -> str:
     """The caption: what the drawing shows, in the document's symbols."""
     T = spec.T
-    h = n.latex(Step.of(net.chains[0].family(net.cell.state), 1, 1)).replace("_{1}", "_{t}").replace("^{1}", "^{t}")
+    h = n.step(net.chains[0].family(net.cell.state).key, "t")
     steps_word = "step" if T == 1 else "steps"
     parts = [f"The network unrolled for $T = {T}$ {steps_word}, drawn from the graph the derivation differentiates"]
     if GAP in steps:
