@@ -171,13 +171,14 @@ def _weight(n: Notation, chain, kind: str, part: str | None) -> str:
 
 
 def _arrows(graph, steps: tuple) -> tuple:
-    """``(arrows, losses)`` read from the graph: each ``(src, dst, base)`` where the drawn value ``dst`` reads
-    the state ``base`` (or input) of the drawn ``src`` through values that are not drawn (``z_t``, the gates),
-    in a figure showing ``steps``; and the predictions the loss reads."""
+    """``(arrows, losses, owners)`` read from the graph: each ``(src, dst, base)`` where the drawn value ``dst``
+    reads the state ``base`` (or input) of the drawn ``src`` through values that are not drawn (``z_t``, the
+    gates), in a figure showing ``steps``; the predictions the loss reads; the chain of each state's node."""
     net, T = graph.network, graph.spec.T
     states = {chain.family(base): chain for chain in net.chains for base in net.cell.states}
     x_family, yhat_family = Family("x"), Family("yhat")
     known: dict = {}
+    owners: dict = {}  # node key -> its chain, for a chain's states, initial states and ellipsis
 
     def drawn(sym):
         """The node key of a drawn value, None for a value inside a step or left out."""
@@ -193,6 +194,8 @@ def _arrows(graph, steps: tuple) -> tuple:
                 key = f"i:{chain.suffix}:{fam.base}"
             elif chain is not None:
                 key = f"s:{chain.suffix}:{t if t in steps else GAP}"
+            if chain is not None:
+                owners[key] = chain
         known[sym] = key
         return key
 
@@ -206,10 +209,10 @@ def _arrows(graph, steps: tuple) -> tuple:
         reads[node.symbol] = found
         dst = drawn(node.symbol)
         for src, base in found if dst is not None else ():
-            if src != dst and not (src.endswith(GAP) and dst.endswith(GAP)):
+            if src != dst and not (src.endswith(GAP) and dst.endswith(GAP)):  # the ellipsis reads itself
                 arrows[(src, dst, base)] = None
     losses = [key for key, _ in reads[graph.loss.symbol] if key.startswith("y:")]
-    return list(arrows), losses
+    return list(arrows), losses, owners
 
 
 def _place(n: Notation, net, T: int, steps: tuple, arrows: list, losses: list) -> tuple:
@@ -272,27 +275,27 @@ def _carried(cell) -> str | None:
     return cell.carry[0] if cell.carry and cell.carry[0] != cell.state else None
 
 
-def _kind(arrow: tuple, net) -> tuple:
+def _kind(arrow: tuple, nodes: dict, owners: dict, cell) -> tuple:
     """``(kind, chain)`` of an arrow: ``input``, ``recurrent`` or ``carry`` into a chain, ``output``, ``loss``."""
     src, dst, base = arrow
-    if dst.startswith("E:"):
-        return "loss", None
-    if dst.startswith("y:"):
-        return "output", None
-    chain = next(c for c in net.chains if c.suffix == dst.split(":")[1])
-    if src.startswith(("s:", "i:")) and src.split(":")[1] == chain.suffix:
-        return ("carry" if base == _carried(net.cell) else "recurrent"), chain
+    if nodes[dst].kind in ("output", "loss"):
+        return nodes[dst].kind, None
+    chain = owners[dst]
+    if owners.get(src) is chain:
+        return ("carry" if base == _carried(cell) else "recurrent"), chain
     return "input", chain
 
 
-def _on_paths(arrows: list, kinds: dict, chain, target: str | None, limit: float, gap_steps: int) -> set:
+def _on_paths(arrows: list, kinds: dict, nodes: dict, chain, target: str | None, limit: float, gap_steps: int) -> set:
     """The arrows of the sum over paths of ``d target / d W`` for ``chain``'s recurrent weight ``W``: each
     arrow where ``W`` is used (one term each), and the arrows on a path from there to ``target``; with
     truncated BPTT, only the paths that cross at most ``limit`` recurrent arrows (a step of a chain to its
     next, ``gap_steps`` - 1 more across the steps an ellipsis leaves out), as the truncated gradient keeps them."""
     if target is None:
         return set()
-    cost = {a: (gap_steps if a[0].endswith(GAP) else 1) * (kinds[a][0] in ("recurrent", "carry")) for a in arrows}
+    cost = {
+        a: (gap_steps if nodes[a[0]].kind == "gap" else 1) * (kinds[a][0] in ("recurrent", "carry")) for a in arrows
+    }
     used = [a for a in arrows if kinds[a] == ("recurrent", chain)]
     to, after = {target: 0}, {a[1]: 0 for a in used}  # fewest crossings to the target, and from a use
     for _ in arrows:  # relax both until nothing changes (as many rounds as the longest path)
@@ -309,10 +312,9 @@ def _on_paths(arrows: list, kinds: dict, chain, target: str | None, limit: float
     return {a for a, n in crossed.items() if n < math.inf and n <= limit}
 
 
-def _label(n: Notation, net, arrow: tuple, kind: str, chain) -> str:
-    """The LaTeX of the weight an arrow's value is multiplied by (the block that reads its source), or ""."""
-    src = arrow[0]
-    src_chain = next((c for c in net.chains if src.startswith("s:") and c.suffix == src.split(":")[1]), None)
+def _label(n: Notation, net, kind: str, chain, src_chain) -> str:
+    """The LaTeX of the weight an arrow's value is multiplied by (the block that reads its source, a state of
+    ``src_chain`` or the input), or ""."""
     if kind == "input":
         part = (src_chain.direction or "x") if src_chain else ("x" if chain.recurrent_part else None)
         return _weight(n, chain, "input", part)
@@ -330,43 +332,40 @@ def figure(derivation) -> Figure:
     spec, net, T = graph.spec, graph.network, graph.spec.T
     n = Notation(spec)
     steps = shown_steps(T)
-    arrows, losses = _arrows(graph, steps)
+    arrows, losses, owners = _arrows(graph, steps)
     nodes, box_h = _place(n, net, T, steps, arrows, losses)
-    arrows += [(k, f"E:{k[2:]}", "") for k in losses]
-    kinds = {a: _kind(a, net) for a in arrows}
+    arrows += [(y, f"E:{nodes[y].t}", "") for y in losses]
+    kinds = {a: _kind(a, nodes, owners, net.cell) for a in arrows}
     target = f"E:{T}" if f"y:{T}" in losses else None
     limit = spec.truncate - 1 if spec.truncate else math.inf  # truncated BPTT keeps the shorter paths
-    highlighted = _on_paths(arrows, kinds, net.chains[0], target, limit, T - 4 if GAP in steps else 1)
-    first_output = next(f"y:{t}" for t in steps if f"y:{t}" in nodes)
+    highlighted = _on_paths(arrows, kinds, nodes, net.chains[0], target, limit, T - 4 if GAP in steps else 1)
+    first_output = min((node for node in nodes.values() if node.kind == "output"), key=lambda node: node.t)
     carried = bool(_carried(net.cell))
     out = []
     for arrow in arrows:
         kind, chain = kinds[arrow]
-        label = _label(n, net, arrow, kind, chain) if _labelled(arrow, kind, chain, net, T, first_output) else ""
         a, b = nodes[arrow[0]], nodes[arrow[1]]
+        shown = len(net.chains) == 1 or _labelled(a, b, kind, chain, T, first_output)
+        label = _label(n, net, kind, chain, owners.get(arrow[0])) if shown else ""
         out.append(_geometry(a, b, kind, label, arrow in highlighted, chain, box_h, carried))
     out.sort(key=lambda e: (e.highlighted, e.src, e.dst, e.kind))  # highlighted ones drawn last, on top
     weight_chain = net.chains[0]
     weight = _weight(n, weight_chain, "recurrent", weight_chain.recurrent_part)
     loss = n.indexed("E", T)
     # an output that reads states of other steps: a masked many-to-one network's held backward state
-    held = any(e.kind == "output" and e.src.rsplit(":", 1)[1] != e.dst.rsplit(":", 1)[1] for e in out)
+    held = any(e.kind == "output" and nodes[e.src].t != nodes[e.dst].t for e in out)
     caption = _caption(n, spec, net, steps, weight, loss, target is not None, _carried(net.cell), held)
     return Figure(T, steps, tuple(nodes[k] for k in sorted(nodes)), tuple(out), weight, loss, caption)
 
 
-def _labelled(arrow, kind, chain, net, T, first_output: str) -> bool:
-    """Whether an arrow carries its weight's label: every arrow in a network of one chain; with several
-    chains, only those into each chain's first step (and the output's at the top chains' first steps), so
-    that the labels do not hide the arrows."""
-    if len(net.chains) == 1:
-        return True
-    src, dst, _ = arrow
+def _labelled(a: Node, b: Node, kind: str, chain, T: int, first_output: Node) -> bool:
+    """Whether the arrow from ``a`` to ``b`` carries its weight's label in a network of several chains: only
+    those into each chain's first step and into the first prediction, so that the labels do not hide the
+    arrows."""
     if kind == "output":  # from the state of the same step (a masked many-to-one network reads more)
-        return dst == first_output and src.rsplit(":", 1)[1] == dst.rsplit(":", 1)[1]
+        return b is first_output and a.t == b.t
     if kind in ("input", "recurrent"):
-        first = T if chain.reverse else 1
-        return dst == f"s:{chain.suffix}:{first}"
+        return b.kind == "state" and b.t == (T if chain.reverse else 1)
     return False
 
 
