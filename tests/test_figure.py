@@ -221,7 +221,13 @@ def test_markdown_refuses_a_figure_it_cannot_show():
 @needs_pdflatex
 @pytest.mark.parametrize(
     "spec",
-    [RNNSpec(T=3), RNNSpec(T=20), RNNSpec(T=5, layers=2, bidirectional=True), RNNSpec(T=5, cell="lstm")],
+    [
+        RNNSpec(T=3),
+        RNNSpec(T=20),
+        RNNSpec(T=5, layers=2, bidirectional=True),
+        RNNSpec(T=5, cell="lstm"),
+        RNNSpec(T=5, cell="gru", bidirectional=True),
+    ],
     ids=lambda s: s.name,
 )
 def test_the_documents_with_their_figure_compile_without_a_box_warning(tmp_path, spec):
