@@ -26,6 +26,7 @@ from rnngen.document import (
     aligned,
     broken,
     forward_families,
+    immediate_and_total,
     sum_over_steps,
     truncation_context,
 )
@@ -518,6 +519,7 @@ def network_context(derivation: Derivation, formulas: list, numbering: Numbering
         output_split=_output_split(n, derivation),
         sweeps=_chain_sweeps(n, derivation),
         gradients=_gradient_lines(n, derivation),
+        immediate_total=immediate_and_total(n, derivation),
         column_names=[param_latex(name) for name in spec.names],
         stacked_weights=[
             (n.latex(p.symbol()), [n.latex(p.block(part)) for part in p.parts])
