@@ -23,7 +23,7 @@ import numpy as np
 
 from rnngen import algebra as A
 from rnngen.backprop import Derivation
-from rnngen.evaluate import evaluate, run
+from rnngen.evaluate import evaluate, run, size_of
 from rnngen.network import size
 
 #: The default example's sizes (every hidden layer n_h), its seed and learning rate.
@@ -142,7 +142,7 @@ def _sizes(derivation: Derivation, sizes: tuple) -> dict:
 
 
 def _shape(symbol, dims) -> tuple:
-    return tuple(int(A.sp.sympify(d).subs(dims)) for d in symbol.shape)
+    return tuple(size_of(d, dims) for d in symbol.shape)
 
 
 def default_example(derivation: Derivation) -> WorkedExample:
@@ -155,11 +155,11 @@ def default_example(derivation: Derivation) -> WorkedExample:
     xs = tuple(tuple(float(i == (t - 1) % n_x) for i in range(n_x)) for t in range(1, derivation.spec.T + 1))
     xs = xs[: len(derivation.graph.inputs["x"])]  # one-to-many: the first input only
     targets = tuple(tuple(float(i == t % n_y) for i in range(n_y)) for t in derivation.spec.loss_steps)
-    rule = (
-        r"$x_t$ is the one-hot vector of $(t - 1) \bmod 2$ and each target is the next input, one-hot"
-        if len(xs) > LISTED_STEPS
-        else ""
-    )
+    from rnngen.document import Notation  # the document's notation, which imports nothing of this module
+
+    x_t = Notation(derivation.spec).step("x", "t")
+    rule = rf"${x_t}$ is the one-hot vector of $(t - 1) \bmod 2$ and each target is the next input, one-hot"
+    rule = rule if len(xs) > LISTED_STEPS else ""
     return WorkedExample(xs=xs, targets=targets, rule=rule)
 
 
@@ -330,6 +330,8 @@ def latex_context(derivation: Derivation, numbers: dict, example: WorkedExample 
     name = n.latex(graph.params[w.name])
     g, d = rounded(w.gradient), rounded(w.difference)
     change = w.loss_after - w.loss
+    # enough digits for the two losses to show the change, two beyond its first
+    digits = max(DIGITS, math.ceil(math.log10(abs(w.loss) / abs(change))) + 2) if change and w.loss else DIGITS
     return dict(
         sizes=rf"n_x = {n_x},\ {layers}n_h = {n_h},\ n_y = {n_y}",
         drawn=ex.params is None,
@@ -351,7 +353,8 @@ def latex_context(derivation: Derivation, numbers: dict, example: WorkedExample 
         eta=number(ex.eta),
         step=rf"{number(ex.eta)} \cdot ({number(g)})" if g < 0 else rf"{number(ex.eta)} \cdot {number(g)}",
         updated=number(w.updated),
-        loss_after=number(w.loss_after),
+        loss_before=number(w.loss, digits),
+        loss_after=number(w.loss_after, digits),
         change=number(change),
         estimate=number(-ex.eta * g * g),
         truncated=w.truncated,
