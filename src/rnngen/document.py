@@ -31,7 +31,7 @@ from rnngen.cells import cell_of, gate_pre
 from rnngen.families import step_of
 from rnngen.printing.math import LATEX, MathPrinter, latex, param_latex, text
 from rnngen.program import gradient_symbol, relative, step_template
-from rnngen.shapes import shape_rows, three_index_sentence
+from rnngen.shapes import path_factor_shapes, shape_rows, three_index_sentence
 from rnngen.spec import truncation_rule
 from rnngen.texwidth import EM, width
 from rnngen.unroll import n_h, n_y, parameters
@@ -556,6 +556,7 @@ def latex_context(derivation: Derivation, formulas: list, numbering: Numbering, 
         general_do=_at(n, derivation.adjoints, "do", last) if not fused else None,
         expansions=[(role, path_terms(n, n.names[role])) for role in WEIGHT_ROLES if role in n.names],
         compact=compact_paths(n),
+        path_shapes=path_factor_shapes(n, derivation),
         full_paths=spec.T <= FULL_PATHS_UP_TO,
         immediate=[immediate_entry(n, role) for role in ("recurrent", "input")],
         output_entry=immediate_entry(n, "output"),
