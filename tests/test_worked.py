@@ -228,3 +228,113 @@ def test_the_example_reads_sizes_without_substitution(builds, monkeypatch):
 
     monkeypatch.setattr(sympy.Basic, "subs", refuse)
     assert work(derivation).gradient != 0
+
+
+# --- immediate versus total derivative ---------------------------------------------------------------
+
+
+def test_the_stated_recursion_is_total_equals_immediate_plus_jacobian_times_total():
+    """dh_t/dW = d+h_t/dW + (dh_t/dh_{t-1}) dh_{t-1}/dW, each side by its own independent computation:
+    totals by central differences of the whole forward pass, the immediate derivative with h_{t-1} held
+    fixed, the Jacobian D_t W."""
+    rng = np.random.default_rng(1)
+    n_x, n_h, T = 2, 3, 3
+    U, W, b = rng.normal(size=(n_h, n_x)), 0.8 * rng.normal(size=(n_h, n_h)), rng.normal(size=n_h)
+    xs, h0 = rng.normal(size=(T, n_x)), rng.normal(size=n_h)
+
+    def states(W):
+        hs = [h0]
+        for x in xs:
+            hs.append(np.tanh(W @ hs[-1] + U @ x + b))
+        return hs
+
+    eps = 1e-6
+
+    def total(t, i, j):  # dh_t/dW_ij, every path
+        up, down = W.copy(), W.copy()
+        up[i, j] += eps
+        down[i, j] -= eps
+        return (states(up)[t] - states(down)[t]) / (2 * eps)
+
+    hs = states(W)
+    for t in (2, 3):
+        D = np.diag(1 - hs[t] ** 2)
+        for i, j in ((0, 1), (2, 0)):
+            immediate = D @ (np.eye(n_h)[i] * hs[t - 1][j])  # h_{t-1} held fixed
+            assert np.allclose(total(t, i, j), immediate + D @ W @ total(t - 1, i, j), atol=1e-8)
+            assert not np.allclose(total(t, i, j), immediate, atol=1e-3)  # the slides' shortcut is not it
+
+
+@pytest.mark.parametrize("spec", SPECS[:2], ids=lambda s: s.name)
+def test_the_one_chain_document_tells_immediate_from_total_beside_the_second_form(builds, spec):
+    result = builds(spec)
+    tex = result.latex
+    second, third = tex.index(r"\section{Second form"), tex.index(r"\section{Third form")
+    part = tex[second:third]
+    h, h_prev = ("h^{t}", "h^{t-1}") if spec.notation == "row" else ("h_{t}", "h_{t-1}")
+    weight = "U" if spec.notation == "row" else "W"  # the recurrent weight's name in each
+    assert rf"\frac{{\partial^{{+}} {h}}}{{\partial {weight}}} + \frac{{\partial {h}}}{{\partial {h_prev}}}" in part
+    assert f"({result.equations['fwd-recurrent']}) is exactly" in part
+    assert f"({result.equations['jac-h']}) times the total derivative" in part
+
+
+@pytest.mark.parametrize("spec", SPECS[2:6], ids=lambda s: s.name)
+def test_the_network_document_says_the_delta_is_a_total_derivative(builds, spec):
+    result = builds(spec)
+    net = result.derivation.graph.network
+    name = next(k for k, p in net.chains[0].params.items() if k.startswith("recurrent"))
+    number = result.equations[f"delta-{net.chains[0].params[name].name}"]
+    assert re.search(rf"In \({number}\) the factor \$[^$]+\$ is the immediate \(explicit\) derivative", result.latex)
+    assert "The delta recursion never forms the" in result.latex
+
+
+# --- shapes under the factors ---------------------------------------------------------------------------
+
+
+def _group(text: str, start: int) -> int:
+    """The index just past the brace group that opens at ``text[start]``."""
+    depth = 0
+    for i in range(start, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        if depth == 0:
+            return i + 1
+    raise AssertionError(f"unbalanced braces in {text!r}")
+
+
+def _underbraced(line: str, sizes: dict) -> list:
+    """The shapes under a product's factors, as tuples of numbers at ``sizes``."""
+    shapes = []
+    for m in re.finditer(r"\\underbrace\{", line):
+        end = _group(line, m.end() - 1)
+        assert line[end : end + 2] == "_{"
+        shape = line[end + 2 : _group(line, end + 1) - 1]
+        shapes.append(tuple(sizes[d] if d in sizes else int(d) for d in (d.strip() for d in shape.split(r"\times"))))
+    return shapes
+
+
+def test_the_path_term_shapes_chain_and_contract_to_the_weights_shape(builds):
+    """Each factor's columns are the next one's rows, and the three-index end contracts to W's shape."""
+    result = builds(SPECS[0])
+    line = next(line for line in result.latex.splitlines() if r"\underbrace" in line)
+    sizes = {"n_{x}": 2, "n_{h}": 3, "n_{y}": 5}
+    shapes = _underbraced(line, sizes)
+    assert shapes[0] == (1, 5) and len(shapes) == 5
+    for left, right in zip(shapes, shapes[1:]):
+        assert left[-1] == right[0]
+    module = _module(result)
+    shape_w = module.init_params(n_x=2, n_h=3, n_y=5, seed=0)["W"].shape
+    assert shapes[-1][1:] == shape_w
+    assert r"\to\; n_{h} \times n_{h}" in line
+
+
+@pytest.mark.parametrize("spec", SPECS[2:6], ids=lambda s: s.name)
+def test_the_gradient_term_shapes_multiply_to_the_weights_shape(builds, spec):
+    result = builds(spec)
+    line = next(line for line in result.latex.splitlines() if r"\sum_{t=1}^{T} \underbrace" in line)
+    sizes = {"n_{x}": 2, "n_{h}": 3, "n_{h1}": 3, "n_{h2}": 4, "n_{y}": 5}
+    (rows, inner), (inner2, cols) = _underbraced(line, sizes)
+    assert inner == inner2 == 1
+    params = _module(result).init_params(n_x=2, n_h=3 if spec.layers == 1 else (3, 4), n_y=5, seed=0)
+    name = re.search(r"\\partial ([^}]+)\}", line).group(1)
+    matching = [k for k, v in params.items() if v.shape == (rows, cols)]
+    assert matching, f"no parameter of shape {(rows, cols)} for {name}"
