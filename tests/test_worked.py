@@ -318,7 +318,7 @@ def test_the_path_term_shapes_chain_and_contract_to_the_weights_shape(builds):
     line = next(line for line in result.latex.splitlines() if r"\underbrace" in line)
     sizes = {"n_{x}": 2, "n_{h}": 3, "n_{y}": 5}
     shapes = _underbraced(line, sizes)
-    assert shapes[0] == (1, 5) and len(shapes) == 5
+    assert shapes[0] == (1, 5) and len(shapes) == 4
     for left, right in zip(shapes, shapes[1:]):
         assert left[-1] == right[0]
     module = _module(result)

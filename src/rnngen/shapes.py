@@ -117,7 +117,7 @@ def _under(factor: str, shape) -> str:
 
 
 def path_factor_shapes(n: Notation, derivation) -> str:
-    """One path term of the recurrent weight's sum over paths, the shape of each Jacobian under it.
+    """One term of the recurrent weight's sum over paths (the compact form's), the shape of each factor under it.
 
     A Jacobian ``da/db`` is (entries of a) x (entries of b) in either notation; the last factor,
     ``d+h_k/dW``, has three indices, and the product sums over the index of ``h_k``.
@@ -134,9 +134,7 @@ def path_factor_shapes(n: Notation, derivation) -> str:
     factors = [
         _under(n.partial(E, n.step("yhat", t)), (1, n_y)),
         _under(n.partial(n.step("yhat", t), h(t)), (n_y, n_h)),
-        _under(n.partial(h(t), h(f"{t}-1")), (n_h, n_h)),
-        r"\cdots",
-        _under(n.partial(h("k+1"), h("k")), (n_h, n_h)),
+        _under(rf"\prod_{{j=k+1}}^{{{t}}} {n.partial(h('j'), h('j-1'))}", (n_h, n_h)),
         _under(n.partial("^{+} " + h("k"), weight), (n_h, *shape_w)),
     ]
     return r"\, ".join(factors) + rf" \;\to\; {written(shape_w)}"

@@ -23,8 +23,10 @@ import numpy as np
 
 from rnngen import algebra as A
 from rnngen.backprop import Derivation
+from rnngen.document import LINE, Notation
 from rnngen.evaluate import evaluate, run, size_of
 from rnngen.network import size
+from rnngen.texwidth import EM, width
 
 #: The default example's sizes (every hidden layer n_h), its seed and learning rate.
 SIZES = (2, 2, 2)
@@ -155,8 +157,6 @@ def default_example(derivation: Derivation) -> WorkedExample:
     xs = tuple(tuple(float(i == (t - 1) % n_x) for i in range(n_x)) for t in range(1, derivation.spec.T + 1))
     xs = xs[: len(derivation.graph.inputs["x"])]  # one-to-many: the first input only
     targets = tuple(tuple(float(i == t % n_y) for i in range(n_y)) for t in derivation.spec.loss_steps)
-    from rnngen.document import Notation  # the document's notation, which imports nothing of this module
-
     x_t = Notation(derivation.spec).step("x", "t")
     rule = rf"${x_t}$ is the one-hot vector of $(t - 1) \bmod 2$ and each target is the next input, one-hot"
     rule = rule if len(xs) > LISTED_STEPS else ""
@@ -261,9 +261,6 @@ def work(derivation: Derivation, example: WorkedExample | None = None) -> Worked
 
 # --- the document's section -------------------------------------------------------------------
 
-#: How many values the section writes on one row of a display.
-PER_ROW = 3
-
 
 def vector(values, row: bool) -> str:
     """A vector in the notation: ``(0.1, -0.2)`` (a row), ``(0.1, -0.2)^{\\top}`` (a column)."""
@@ -277,19 +274,33 @@ def matrix(values) -> str:
     return r"\begin{pmatrix} " + r" \\ ".join(rows) + r" \end{pmatrix}"
 
 
-def _value(value, is_vector: bool, row: bool) -> str:
+def _value(value, is_vector: bool, row: bool) -> tuple:
+    """``(LaTeX, its stand-in for measuring)``: a pmatrix is measured as its widest row in parentheses
+    (``texwidth`` measures formulas, not arrays), a column a quad apart as the array sets them."""
     if np.size(value) == 1:
-        return number(float(np.ravel(value)[0]))
-    return vector(value, row) if is_vector else matrix(value)
+        text = number(float(np.ravel(value)[0]))
+        return text, text
+    if is_vector:
+        text = vector(value, row)
+        return text, text
+    rows = [r" \quad ".join(number(float(v)) for v in r) for r in np.asarray(value)]
+    return matrix(value), "(" + max(rows, key=width) + ")"
 
 
 def _rows(items: list) -> list:
-    """``symbol = value`` items, ``PER_ROW`` to an align row; the first of each row aligned at its ``=``."""
-    rows = []
-    for i in range(0, len(items), PER_ROW):
-        first, *rest = items[i : i + PER_ROW]
-        rows.append(r", \qquad ".join([first.replace(" = ", " &= ", 1), *rest]))
-    return rows
+    """``(symbol, (value, stand-in))`` items as align rows of ``symbol = value``, as many to a row as fit
+    the line; the first of each row aligned at its ``=``."""
+    rows, row, used = [], [], 0.0
+    gap = width(r", \qquad ")
+    for symbol, (text, proxy) in items:
+        size = width(f"{symbol} = {proxy}")
+        if row and used + gap + size > LINE - 2 * EM:
+            rows.append(row)
+            row, used = [], 0.0
+        row.append(f"{symbol} = {text}")
+        used += (gap if len(row) > 1 else 0.0) + size
+    rows.append(row)
+    return [r", \qquad ".join([row[0].replace(" = ", " &= ", 1), *row[1:]]) for row in rows if row]
 
 
 def entry_latex(name: str, index: tuple, is_vector: bool = False) -> str:
@@ -306,8 +317,6 @@ def latex_context(derivation: Derivation, numbers: dict, example: WorkedExample 
     ``numbers`` is the document's numbering, filled while the template renders: the section cites
     the gradient's equation, numbered before it.
     """
-    from rnngen.document import Notation  # the document's context imports this module's users
-
     spec = derivation.spec
     n = Notation(spec)
     w = work(derivation, example)
@@ -320,13 +329,13 @@ def latex_context(derivation: Derivation, numbers: dict, example: WorkedExample 
     if not ex.rule:
         for t, x in enumerate(ex.xs, 1):
             word = rf"\ (\text{{{ex.words[t - 1]}}})" if ex.words else ""
-            inputs.append(f"{n.step('x', t)} = {vector(x, n.row)}{word}")
-        inputs += [f"{n.step('y', t)} = {vector(y, n.row)}" for t, y in zip(spec.loss_steps, ex.targets)]
+            inputs.append((n.step("x", t), (vector(x, n.row) + word,) * 2))
+        inputs += [(n.step("y", t), (vector(y, n.row),) * 2) for t, y in zip(spec.loss_steps, ex.targets)]
     params = [
-        f"{n.latex(graph.params[name])} = {_value(value, net.params[name].is_vector, n.row)}"
+        (n.latex(graph.params[name]), _value(value, net.params[name].is_vector, n.row))
         for name, value in w.params.items()
     ]
-    forward = [f"{n.latex(symbol)} = {_value(value, True, n.row)}" for symbol, value in w.forward]
+    forward = [(n.latex(symbol), _value(value, True, n.row)) for symbol, value in w.forward]
     name = n.latex(graph.params[w.name])
     g, d = rounded(w.gradient), rounded(w.difference)
     change = w.loss_after - w.loss
