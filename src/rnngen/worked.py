@@ -26,6 +26,7 @@ from rnngen.backprop import Derivation
 from rnngen.document import LINE, Notation
 from rnngen.evaluate import evaluate, run, size_of
 from rnngen.network import size
+from rnngen.shapes import size as shape_size
 from rnngen.texwidth import EM, width
 
 #: The default example's sizes (every hidden layer n_h), its seed and learning rate.
@@ -323,14 +324,14 @@ def latex_context(derivation: Derivation, numbers: dict, example: WorkedExample 
     ex = w.example
     graph = derivation.graph
     net = graph.network
-    n_x, n_h, n_y = ex.sizes
-    layers = "every hidden layer " if spec.layers > 1 else ""
-    inputs = []
+    dims = _sizes(derivation, ex.sizes)
+    sizes = r",\ ".join(f"{shape_size(s)} = {dims[s]}" for s in net.sizes)  # n_x, each layer's, n_y
+    inputs, targets = [], []
     if not ex.rule:
         for t, x in enumerate(ex.xs, 1):
             word = rf"\ (\text{{{ex.words[t - 1]}}})" if ex.words else ""
             inputs.append((n.step("x", t), (vector(x, n.row) + word,) * 2))
-        inputs += [(n.step("y", t), (vector(y, n.row),) * 2) for t, y in zip(spec.loss_steps, ex.targets)]
+        targets = [(n.step("y", t), (vector(y, n.row),) * 2) for t, y in zip(spec.loss_steps, ex.targets)]
     params = [
         (n.latex(graph.params[name]), _value(value, net.params[name].is_vector, n.row))
         for name, value in w.params.items()
@@ -342,11 +343,11 @@ def latex_context(derivation: Derivation, numbers: dict, example: WorkedExample 
     # enough digits for the two losses to show the change, two beyond its first
     digits = max(DIGITS, math.ceil(math.log10(abs(w.loss) / abs(change))) + 2) if change and w.loss else DIGITS
     return dict(
-        sizes=rf"n_x = {n_x},\ {layers}n_h = {n_h},\ n_y = {n_y}",
+        sizes=sizes,
         drawn=ex.params is None,
         seed=ex.seed,
         rule=ex.rule,
-        inputs=_rows(inputs),
+        inputs=_rows(inputs) + _rows(targets),  # the targets on rows of their own
         params=_rows(params),
         forward=_rows(forward),
         loss=number(w.loss),
