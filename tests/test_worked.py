@@ -74,7 +74,7 @@ def module_problem(result, worked):
     params = {name: value.ravel() if name in vectors else value for name, value in worked.params.items()}
     xs = np.array(worked.example.xs)
     targets = np.array(worked.example.targets)
-    if result.spec.mapping == "many-to-one":
+    if result.spec.mapping == "many-to-one":  # one target per sequence
         targets = targets[0]
     if result.spec.loss_rule.targets == "classes":
         targets = targets.argmax(axis=-1)
@@ -175,29 +175,46 @@ def test_number_prints_short_decimals():
 
 
 def test_a_preset_supplies_its_sentences_and_numbers(builds):
-    """Seed 004's shape: three one-hot words, scalar weights given, its target; the words are printed."""
+    """Seed 004's three sentences as one batch (time-major, one-hot words), scalar weights given, its labels;
+    the gradient of w_o matches the seed's corrected formula sum_b (yhat_b - y_b) O_3,b computed by hand."""
     result = builds(SEED_004)
+    words = {"cat": (1.0, 0.0, 0.0), "mat": (0.0, 1.0, 0.0), "rat": (0.0, 0.0, 1.0)}
+    sentences = ("cat mat rat", "rat rat mat", "mat mat cat")
+    labels = (1.0, 1.0, 0.0)
+    w_i, w_h, w_o = (0.5, -0.3, 0.8), 0.7, -1.2
     example = WorkedExample(
-        xs=((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)),
-        targets=((1.0,),),
-        params={"w_i": ((0.5,), (-0.3,), (0.8,)), "w_h": ((0.7,),), "h0": (0.0,), "w_o": ((-1.2,),)},
+        xs=tuple(tuple(words[s.split()[t]] for s in sentences) for t in range(3)),
+        targets=(tuple((y,) for y in labels),),
+        params={"w_i": tuple((w,) for w in w_i), "w_h": ((w_h,),), "h0": (0.0,), "w_o": ((w_o,),)},
         sizes=(3, 1, 1),
-        words=("cat", "mat", "rat"),
+        sentences=sentences,
         entry=("w_o", (0, 0)),
     )
-    shown = latex_context(result.derivation, {"delta-w_o": 9}, example)
+    numbers = {f"delta-{name}": k for k, name in enumerate(("w_i", "w_h", "h0", "w_o"), 1)}
+    shown = latex_context(result.derivation, numbers, example)
+    assert shown["entry"] == "w_{o}" and shown["batch"] == 3  # a scalar weight is its own entry
     worked = work(result.derivation, example)
-    assert shown["entry"] == "(w_{o})_{11}"
     module, params, xs, targets = module_problem(result, worked)
+    assert xs.shape == (3, 3, 3) and targets.shape == (3, 1)
     _, grads = module.loss_and_grads(params, xs, targets)
     assert abs(value_of(shown["gradient"]) - grads["w_o"].ravel()[0]) <= half_unit(shown["gradient"]) * 1.001
-    # seed 004's own correction: dE/dw_o = (yhat - y) O_3, computed here by hand
-    o = 0.0
-    for w_i in (0.5, -0.3, 0.8):  # x_t picks one entry of w_i
-        o = np.tanh(w_i + 0.7 * o)
-    yhat = 1 / (1 + np.exp(1.2 * o))
-    assert abs(value_of(shown["gradient"]) - (yhat - 1.0) * o) <= half_unit(shown["gradient"]) * 1.001
-    assert any(r"\text{cat}" in row for row in shown["inputs"])
+    by_hand = 0.0
+    for sentence, y in zip(sentences, labels):
+        o = 0.0
+        for word in sentence.split():  # x_t picks one entry of w_i
+            o = np.tanh(w_i[list(words).index(word)] + w_h * o)
+        yhat = 1 / (1 + np.exp(-w_o * o))
+        by_hand += (yhat - y) * o
+    assert abs(value_of(shown["gradient"]) - by_hand) <= half_unit(shown["gradient"]) * 1.001
+    tex = render_section(shown, T=3)
+    assert "cat mat rat, rat rat mat, mat mat cat" in tex and "3 sequences" in tex
+    assert r"\begin{pmatrix} 1 & 0 & 0 \\ 0 & 0 & 1 \\ 0 & 1 & 0 \end{pmatrix}" in tex  # x^1: a row per sentence
+
+
+def render_section(worked: dict, T: int) -> str:
+    from rnngen.emit import render
+
+    return render("worked.tex.jinja", worked=worked, T=T)
 
 
 def test_an_example_that_does_not_fit_is_refused_in_one_line(builds):

@@ -47,15 +47,17 @@ class WorkedExample:
     """What a worked example computes on: the hook a preset fills in.
 
     Attributes:
-        xs: one input per step the graph reads, each a tuple of ``n_x`` numbers.
-        targets: one target per loss term, each a tuple of ``n_y`` numbers (one-hot for classes).
+        xs: one input per step the graph reads, each ``n_x`` numbers, or for a batch (seed 004's three
+            sentences) ``B`` rows of ``n_x`` numbers, time-major as the module takes them.
+        targets: one target per loss term, each ``n_y`` numbers (one-hot for classes), or ``B`` rows of them.
         params: parameter name -> its stored array as nested tuples (the module's layout; vectors
             flat); None draws them from ``seed`` and rounds them to two decimals.
         entry: ``(parameter name, index)`` of the gradient entry to work out; None takes the
             first recurrent weight's entry (1, 2), or its first entry when it has one.
         eta: the learning rate of the update step.
         sizes: ``(n_x, n_h, n_y)``, every hidden layer of size ``n_h``.
-        words: a name for each input (``("cat", "mat", "rat")``), printed beside it; empty for none.
+        sentences: what each sequence reads, in words (``("cat mat rat", ...)``), printed before the
+            inputs; empty for none.
         rule: a sentence that says how the inputs and targets were made, printed instead of the
             list when the sequence is too long to list.
         seed: the draw of the parameters that ``params`` leaves out.
@@ -67,7 +69,7 @@ class WorkedExample:
     entry: tuple | None = None
     eta: float = ETA
     sizes: tuple = SIZES
-    words: tuple = ()
+    sentences: tuple = ()
     rule: str = ""
     seed: int = SEED
 
@@ -134,14 +136,20 @@ def rounded(value: float, digits: int = DIGITS) -> float:
     return float(f"{value:.{digits - 1}e}")
 
 
-def _sizes(derivation: Derivation, sizes: tuple) -> dict:
-    """Size symbol -> value: n_x, n_y and every hidden layer's size, and B = 1 (one sequence)."""
+def batch(example: WorkedExample) -> int:
+    """How many sequences the example holds (1 for inputs given as vectors)."""
+    first = np.asarray(example.xs[0])
+    return first.shape[0] if first.ndim == 2 else 1
+
+
+def _sizes(derivation: Derivation, sizes: tuple, sequences: int = 1) -> dict:
+    """Size symbol -> value: n_x, n_y and every hidden layer's size, and B, the number of sequences."""
     n_x, n_h, n_y = sizes
     values = {"n_x": n_x, "n_y": n_y}
     dims = {size(name): n for name, n in values.items()}
     for s in derivation.graph.network.sizes:
         dims.setdefault(s, n_h)
-    return dims | {A.B: 1}
+    return dims | {A.B: sequences}
 
 
 def _shape(symbol, dims) -> tuple:
@@ -192,16 +200,30 @@ def _entry(derivation: Derivation, example: WorkedExample, params: dict) -> tupl
     return name, (0, 1) if shape[1] > 1 else (0, 0)
 
 
+def _columns(value) -> np.ndarray:
+    """A step's value in the math's layout: a column, or one column per sequence."""
+    value = np.asarray(value, dtype=np.float64)
+    return value.reshape(-1, 1) if value.ndim == 1 else value.T
+
+
+def _state(value, row: bool) -> tuple:
+    """A step's value, ``(n, B)``: a vector for one sequence, else a matrix with a column per sequence
+    (a row per sequence in row notation), as the document says a batch is written."""
+    if value.shape[1] == 1:
+        return _value(value, True, row)
+    return _value(value.T if row else value, False, row)
+
+
 def _env(derivation: Derivation, example: WorkedExample, params: dict) -> dict:
     """The values of every parameter and input of the graph (one sequence: columns of width 1)."""
     graph = derivation.graph
     env = dict(params)
     for symbol, x in zip(graph.inputs["x"], example.xs):
-        env[symbol.name] = np.asarray(x, dtype=np.float64).reshape(-1, 1)
+        env[symbol.name] = _columns(x)
     for symbol, y in zip(graph.inputs["y"], example.targets):
-        env[symbol.name] = np.asarray(y, dtype=np.float64).reshape(-1, 1)
+        env[symbol.name] = _columns(y)
     for symbol in graph.inputs.get("m", ()):  # every step real
-        env[symbol.name] = np.ones((1, 1))
+        env[symbol.name] = np.ones((1, batch(example)))
     return env
 
 
@@ -219,7 +241,7 @@ def work(derivation: Derivation, example: WorkedExample | None = None) -> Worked
     """
     example = example or default_example(derivation)
     graph = derivation.graph
-    dims = _sizes(derivation, example.sizes)
+    dims = _sizes(derivation, example.sizes, batch(example))
     if len(example.xs) != len(graph.inputs["x"]) or len(example.targets) != len(graph.inputs["y"]):
         raise ValueError(
             f"the worked example has {len(example.xs)} inputs and {len(example.targets)} targets; "
@@ -324,19 +346,18 @@ def latex_context(derivation: Derivation, numbers: dict, example: WorkedExample 
     ex = w.example
     graph = derivation.graph
     net = graph.network
-    dims = _sizes(derivation, ex.sizes)
+    dims = _sizes(derivation, ex.sizes, batch(ex))
     sizes = r",\ ".join(f"{shape_size(s)} = {dims[s]}" for s in net.sizes)  # n_x, each layer's, n_y
     inputs, targets = [], []
     if not ex.rule:
         for t, x in enumerate(ex.xs, 1):
-            word = rf"\ (\text{{{ex.words[t - 1]}}})" if ex.words else ""
-            inputs.append((n.step("x", t), (vector(x, n.row) + word,) * 2))
-        targets = [(n.step("y", t), (vector(y, n.row),) * 2) for t, y in zip(spec.loss_steps, ex.targets)]
+            inputs.append((n.step("x", t), _state(_columns(x), n.row)))
+        targets = [(n.step("y", t), _state(_columns(y), n.row)) for t, y in zip(spec.loss_steps, ex.targets)]
     params = [
         (n.latex(graph.params[name]), _value(value, net.params[name].is_vector, n.row))
         for name, value in w.params.items()
     ]
-    forward = [(n.latex(symbol), _value(value, True, n.row)) for symbol, value in w.forward]
+    forward = [(n.latex(symbol), _state(value, n.row)) for symbol, value in w.forward]
     name = n.latex(graph.params[w.name])
     g, d = rounded(w.gradient), rounded(w.difference)
     change = w.loss_after - w.loss
@@ -344,6 +365,8 @@ def latex_context(derivation: Derivation, numbers: dict, example: WorkedExample 
     digits = max(DIGITS, math.ceil(math.log10(abs(w.loss) / abs(change))) + 2) if change and w.loss else DIGITS
     return dict(
         sizes=sizes,
+        sentences=ex.sentences,
+        batch=batch(ex),
         drawn=ex.params is None,
         seed=ex.seed,
         rule=ex.rule,
@@ -353,9 +376,12 @@ def latex_context(derivation: Derivation, numbers: dict, example: WorkedExample 
         loss=number(w.loss),
         name=w.name,
         param=name,
-        entry=entry_latex(name, w.index, net.params[w.name].is_vector),
-        row=w.index[0] + 1,
-        column=w.index[1] + 1,
+        # a scalar weight (seed 004's) is its own entry
+        entry=name if w.params[w.name].size == 1 else entry_latex(name, w.index, net.params[w.name].is_vector),
+        scalar=w.params[w.name].size == 1,
+        entry_row=w.index[0] + 1,
+        entry_column=w.index[1] + 1,
+        by_rows=n.row,
         value=number(float(w.params[w.name][w.index])),
         gradient=number(g),
         difference=number(d),
