@@ -80,12 +80,13 @@ PRESETS: dict = {}
 
 def example_for(spec) -> WorkedExample | None:
     """The example a preset supplies for ``spec``, or None for the default one."""
-    return PRESETS.get(getattr(spec, "preset", None))
+    preset = getattr(spec, "preset", None)  # RNNSpec.preset comes with the seed presets
+    return PRESETS.get(preset) if preset else None
 
 
 @dataclass(frozen=True)
 class Worked:
-    """The numbers of one worked example and their printed forms (a pure value).
+    """The numbers of one worked example (a pure value; ``latex_context`` prints them).
 
     Attributes:
         example: what it was computed on.
@@ -215,7 +216,7 @@ def _state(value, row: bool) -> tuple:
 
 
 def _env(derivation: Derivation, example: WorkedExample, params: dict) -> dict:
-    """The values of every parameter and input of the graph (one sequence: columns of width 1)."""
+    """The values of every parameter and input of the graph, one column per sequence; every step real."""
     graph = derivation.graph
     env = dict(params)
     for symbol, x in zip(graph.inputs["x"], example.xs):
