@@ -355,3 +355,18 @@ def test_the_gradient_term_shapes_multiply_to_the_weights_shape(builds, spec):
     name = re.search(r"\\partial ([^}]+)\}", line).group(1)
     matching = [k for k, v in params.items() if v.shape == (rows, cols)]
     assert matching, f"no parameter of shape {(rows, cols)} for {name}"
+
+
+def test_a_preset_plugs_in_through_presets_by_the_specs_preset(monkeypatch):
+    """``worked.PRESETS[spec.preset]`` is the example a preset's document works; render asks ``example_for``."""
+    from types import SimpleNamespace
+
+    from rnngen import worked
+
+    example = WorkedExample(xs=((1.0, 0.0),) * 3, targets=((0.0, 1.0),) * 3, entry=("U", (1, 0)), eta=0.25)
+    monkeypatch.setitem(worked.PRESETS, "seed-x", example)
+    assert worked.example_for(SimpleNamespace(preset="seed-x")) is example
+    assert worked.example_for(SimpleNamespace(preset=None)) is None and worked.example_for(RNNSpec(T=3)) is None
+    monkeypatch.setattr(worked, "example_for", lambda spec: example)
+    tex = build(RNNSpec(T=3)).latex
+    assert r"U_{21} \leftarrow U_{21} - \eta" in tex and r"$\eta = 0.25$" in tex
