@@ -31,7 +31,7 @@ from rnngen.cells import cell_of, gate_pre
 from rnngen.families import step_of
 from rnngen.printing.math import LATEX, MathPrinter, latex, param_latex, text
 from rnngen.program import gradient_symbol, relative, step_template
-from rnngen.shapes import shape_rows, three_index_sentence
+from rnngen.shapes import path_factor_shapes, shape_rows, three_index_sentence
 from rnngen.spec import truncation_rule
 from rnngen.texwidth import EM, width
 from rnngen.unroll import n_h, n_y, parameters
@@ -331,6 +331,27 @@ def unrolled_recursion(n: Notation, role: str) -> list:
     return lines
 
 
+def immediate_and_total(n: Notation, derivation: Derivation) -> dict | None:
+    """The symbols of the paragraph on the immediate and the total derivative, for the first chain's
+    (first) recurrent weight: the weight, its pre-activation, the state, the previous state and the
+    pre-activation's delta at a generic step; None for a stacked matrix (its factor is the stacked vector).
+    """
+    chain = derivation.graph.network.chains[0]
+    p = next((p for role, p in chain.params.items() if role.startswith("recurrent")), None)
+    if p is None or chain.recurrent_part is not None:
+        return None
+    pre, state = chain.family(gate_pre(p.gate)).key, chain.family("h").key
+    before = "t+1" if chain.reverse else "t-1"  # the step a backward chain's state comes from
+    return dict(
+        name=p.name,
+        weight=n.latex(p.symbol()),
+        z=n.step(pre, "t"),
+        h=n.step(state, "t"),
+        h_prev=n.step(state, before),
+        dz=n.step(chain.family(gate_pre(p.gate), "adjoint").key, "t"),
+    )
+
+
 def forward_gradient(n: Notation) -> str:
     """dE/dp from the forward sensitivities dh_t/dp."""
     total, t = _loss_terms(n)
@@ -535,6 +556,7 @@ def latex_context(derivation: Derivation, formulas: list, numbering: Numbering, 
         general_do=_at(n, derivation.adjoints, "do", last) if not fused else None,
         expansions=[(role, path_terms(n, n.names[role])) for role in WEIGHT_ROLES if role in n.names],
         compact=compact_paths(n),
+        path_shapes=path_factor_shapes(n, derivation),
         full_paths=spec.T <= FULL_PATHS_UP_TO,
         immediate=[immediate_entry(n, role) for role in ("recurrent", "input")],
         output_entry=immediate_entry(n, "output"),
@@ -547,6 +569,8 @@ def latex_context(derivation: Derivation, formulas: list, numbering: Numbering, 
             f" down to ${n.step('h', 0)}$)"
         ),
         forward_gradient=forward_gradient(n),
+        immediate_total=immediate_and_total(n, derivation),
+        numbers=numbering.numbers,  # the numbers given so far: the text cites an equation above it
         recursive=recursive_form(derivation),
         gamma=gamma_sentence(spec),
         formulas=[f for f in formulas if not f.trivial],

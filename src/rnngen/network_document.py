@@ -26,6 +26,7 @@ from rnngen.document import (
     aligned,
     broken,
     forward_families,
+    immediate_and_total,
     sum_over_steps,
     truncation_context,
 )
@@ -34,7 +35,7 @@ from rnngen.gate_document import gate_context
 from rnngen.network import Block
 from rnngen.printing.math import param_latex
 from rnngen.program import gradient_symbol, relative, state_key, step_template
-from rnngen.shapes import shape_rows, size
+from rnngen.shapes import gradient_factor_shapes, shape_rows, size
 from rnngen.texwidth import width
 from rnngen.unroll import candidate
 
@@ -518,6 +519,8 @@ def network_context(derivation: Derivation, formulas: list, numbering: Numbering
         output_split=_output_split(n, derivation),
         sweeps=_chain_sweeps(n, derivation),
         gradients=_gradient_lines(n, derivation),
+        immediate_total=immediate_and_total(n, derivation),
+        gradient_shapes=gradient_factor_shapes(n, derivation),
         column_names=[param_latex(name) for name in spec.names],
         stacked_weights=[
             (n.latex(p.symbol()), [n.latex(p.block(part)) for part in p.parts])

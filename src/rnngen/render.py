@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from sympy import MatrixSymbol, Transpose
 
-from rnngen import __version__, layout, operations
+from rnngen import __version__, layout, operations, worked
 from rnngen import algebra as A
 from rnngen.activations import elementwise
 from rnngen.backprop import Derivation
@@ -573,6 +573,7 @@ def render_both(derivation: Derivation, lowered: Lowered) -> tuple:
     numbering = Numbering()
     common = _common(derivation.spec)
     common["figure"] = figure_context(derivation)
+    common["worked"] = worked.latex_context(derivation, numbering.numbers, worked.example_for(derivation.spec))
     if three_forms(derivation.spec):
         tex = render("derivation.tex.jinja", **latex_context(derivation, formulas, numbering, common))
     else:
