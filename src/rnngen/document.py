@@ -32,6 +32,7 @@ from rnngen.families import ParamName, family, step_of
 from rnngen.presets import lexicon_of
 from rnngen.printing.math import LATEX, MathPrinter, latex, text
 from rnngen.program import gradient_symbol, relative, step_template
+from rnngen.seed_notes import seed_notes
 from rnngen.shapes import shape_rows, three_index_sentence
 from rnngen.spec import truncation_rule
 from rnngen.texwidth import EM, width
@@ -593,7 +594,36 @@ def latex_context(derivation: Derivation, formulas: list, numbering: Numbering, 
         recursive=recursive_form(derivation),
         gamma=gamma_sentence(spec),
         formulas=[f for f in formulas if not f.trivial],
+        seed=seed_context(spec),
         eq=numbering.tag,
+    )
+
+
+def _sides(equation: str) -> tuple:
+    """``(lhs, relation, rhs)`` of a seed's equation, split at its first ``=`` or ``\\leftarrow``."""
+    m = re.search(r" (=|\\leftarrow) ", equation)
+    return (equation[: m.start()], m.group(1), equation[m.end() :]) if m else ("", "", equation)
+
+
+def _rows(equations: list) -> list:
+    """Equations of one align in rows that fit beside their numbers (``broken``), every right side
+    starting where the widest left side ends."""
+    sides = [_sides(e) for e in equations]
+    column = max(width(lhs) for lhs, _, _ in sides)
+    return [
+        broken(lhs, rhs, column=column) if rel == "=" else f"{lhs} &{rel} {rhs}".lstrip() for lhs, rel, rhs in sides
+    ]
+
+
+def seed_context(spec) -> dict | None:
+    """A seed preset's last section (``seed_notes``), its equations laid out in rows; None without a preset."""
+    notes = seed_notes(spec)
+    if notes is None:
+        return None
+    return dict(
+        intro=notes["intro"],
+        assembled=_rows([f.latex for f in notes["assembled"]]),
+        errata=[dict(wrong=e.wrong, correct=_rows([e.correct.latex])[0], cost=e.cost) for e in notes["errata"]],
     )
 
 

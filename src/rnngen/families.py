@@ -339,6 +339,7 @@ class Lexicon:
         params: ``(code name, LaTeX)`` pairs for a network of one layer (seed 001's ``W^{11}``).
         adjoint: how an adjoint is written, a format of the value's spelling at its step (seed 001's
             ``\\nabla_{{{}}} \\mathcal{{L}}``); "" for rnngen's deltas (``\\delta^{h}_{t}``).
+        pre_adjoint: the same for the part of an adjoint that does not read the recurrence (``\\tilde{\\delta}``).
     """
 
     letters: tuple = ()
@@ -347,6 +348,7 @@ class Lexicon:
     loss: str = "E"
     params: tuple = ()
     adjoint: str = ""
+    pre_adjoint: str = ""
 
     def __post_init__(self):
         if self.steps not in ("", "sub", "super"):

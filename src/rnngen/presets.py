@@ -70,6 +70,7 @@ PRESETS = {
                 loss=r"\mathcal{L}",
                 params=(("W0", "W^{0}"), ("W11", "W^{11}"), ("W1", "W^{1}"), ("b", "b^{0}"), ("c", "b^{1}")),
                 adjoint=r"\nabla_{{{}}} \mathcal{{L}}",
+                pre_adjoint=r"\tilde{{\nabla}}_{{{}}} \mathcal{{L}}",
             ),
         ),
         Preset(
@@ -114,6 +115,8 @@ PRESETS = {
 #: What a preset fixes: every field of the spec but T.
 FIXED = ("hidden", "slope", "output", "loss", "hidden_bias", "output_bias", "mapping", "notation", "names")
 FIXED += ("cell", "gru_reset", "layers", "bidirectional", "input_grad", "delay", "truncate", "masked", "padding")
+#: The options (of ``rnngen derive``, keywords of ``rnngen.derive``) that choose the network.
+SPEC_FIELDS = ("T", *FIXED)
 
 
 def _unknown(name) -> str:

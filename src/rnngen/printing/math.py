@@ -248,8 +248,9 @@ class MathPrinter(Printer):
         tag = fam.tag_latex if age is None else tag_latex(fam.layer, fam.direction) + age_latex(age)
         tag = lex.tag(fam) + tag
         above = lex.superscript(self.row)
-        if fam.delta and lex.adjoint and fam.kind == "adjoint" and age is None and fam.age is None:
-            return lex.adjoint.format(self.step(fam.value.key, t, stacked_to))
+        own = {"adjoint": lex.adjoint, "pre_adjoint": lex.pre_adjoint}.get(fam.kind)
+        if own and age is None and fam.age is None:  # a seed's own spelling of a gradient (seed 001's nabla)
+            return own.format(self.step(fam.value.key, t, stacked_to))
         if fam.delta:
             delta = fam.stacked_delta if stacked_to is not None else fam.delta
             letter = lex.latex_letter(fam.value, False, self.gated)
