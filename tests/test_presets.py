@@ -8,6 +8,9 @@ import sys
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from latex_reader import numbered_equations
+from test_document import read_back
+from test_document_equations import make_checker
 from test_latex import compile_tex, needs_pdflatex
 
 import rnngen
@@ -154,10 +157,12 @@ def _expected(spec, module, p, x, y, of):
     return module.loss_and_grads(p, x, y)[1][of]
 
 
+@pytest.mark.parametrize("T", [None, 2, 4])
 @pytest.mark.parametrize("name", NAMES)
-def test_the_seeds_formulas_equal_the_modules_gradients(built, name):
-    spec = built[name].spec
-    module = BPTT(built[name]).module()
+def test_the_seeds_formulas_equal_the_modules_gradients(built, name, T):
+    result = built[name] if T is None else build(preset_spec(name, T))  # --T overrides the seed's T
+    spec = result.spec
+    module = BPTT(result).module()
     notes = seed_notes(spec)
     formulas = notes["assembled"] + [e.correct for e in notes["errata"]]
     checked = 0
@@ -226,3 +231,35 @@ def test_preset_documents_compile_without_a_box_warning(tmp_path, built, name):
     run = compile_tex(tmp_path, name, built[name].latex)
     assert run.returncode == 0, run.stdout[-2000:]
     assert "Overfull \\hbox" not in run.stdout
+
+
+# --- every equation of the document, read in the seed's spelling ----------------------------------
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_numbered_equation_of_a_preset_document_holds(built, name):
+    """The document read through its reading key (``seed_reading``), equation by equation, as every
+    other document is (``test_document_equations``): none is skipped."""
+    result, checker = make_checker(built[name].spec)
+    failures = checker.check()
+    assert not failures, "\n".join(f"({n}) {msg}" for n, msg in failures)
+    own = len(seed_notes(result.spec)["assembled"]) + len(seed_notes(result.spec)["errata"])
+    assert len(numbered_equations(checker.tex)) == len(result.equations) - own
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_preset_documents_final_formulas_compute_what_the_module_computes(built, name):
+    reader, loss, grads = read_back(built[name])
+    assert reader.loss == pytest.approx(loss, rel=1e-12)
+    for key, g in grads.items():
+        np.testing.assert_allclose(reader.gradients[key].reshape(np.shape(g)), g, rtol=1e-11, atol=1e-14)
+
+
+def test_the_reading_key_does_not_hide_a_wrong_formula(built):
+    """Seed 000's delta at the output read with prediction and target swapped: the check fails."""
+    result, checker = make_checker(built["seed-000"].spec)
+    right = r"\Delta^{z,1:5} &= Y^{1:5} - \hat{Y}^{1:5}"
+    assert right in result.latex
+    wrong = result.latex.replace(right, r"\Delta^{z,1:5} &= \hat{Y}^{1:5} - Y^{1:5}")
+    reader, _, grads = read_back(result, wrong)
+    assert not np.allclose(reader.gradients["V"], grads["V"])

@@ -610,9 +610,13 @@ def _rows(equations: list) -> list:
     starting where the widest left side ends."""
     sides = [_sides(e) for e in equations]
     column = max(width(lhs) for lhs, _, _ in sides)
-    return [
-        broken(lhs, rhs, column=column) if rel == "=" else f"{lhs} &{rel} {rhs}".lstrip() for lhs, rel, rhs in sides
-    ]
+    rows = []
+    for lhs, rel, rhs in sides:
+        if rel == "=":
+            rows.append(broken(lhs, rhs, column=column))
+        else:  # an update rule aligns at its arrow; a formula of no relation stands alone
+            rows.append(f"{lhs} &{rel} {rhs}" if rel else rhs)
+    return rows
 
 
 def seed_context(spec) -> dict | None:

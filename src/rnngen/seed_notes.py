@@ -456,8 +456,8 @@ def _seed003(spec) -> dict:
         ),
     ]
     intro = (
-        r"The slides' recursive form, with $g = \tanh$ and $g'(z_{t}) = \partial g(z_{t}) / \partial z_{t} = "
-        r"\operatorname{diag}(\mathbf{1} - H_{t} \odot H_{t})$. Its products contract as follows: "
+        r"The slides' recursive form, with $g = \tanh$, $g'(z_{t}) = \mathbf{1} - H_{t} \odot H_{t}$ and "
+        r"$\partial g(z_{t}) / \partial z_{t} = \operatorname{diag}(g'(z_{t}))$. Its products contract as follows: "
         r"$\partial H_{t} / \partial W$ has three indices, $[H_{t-1} + W\, \partial H_{t-1} / \partial W]$ holds "
         r"$\delta_{ij} H_{t-1,k} + \sum_m W_{im}\, \partial H_{t-1,m} / \partial W_{jk}$, and "
         r"$(\hat{y} - y) \cdot V \cdot g'(z_{t})$ is the row $(\hat{y} - y)^{\top} V \operatorname{diag}(g'(z_{t}))$, "
