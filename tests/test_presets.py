@@ -263,3 +263,17 @@ def test_the_reading_key_does_not_hide_a_wrong_formula(built):
     wrong = result.latex.replace(right, r"\Delta^{z,1:5} &= \hat{Y}^{1:5} - Y^{1:5}")
     reader, _, grads = read_back(result, wrong)
     assert not np.allclose(reader.gradients["V"], grads["V"])
+
+
+def test_the_check_evaluates_the_seeds_formulas_and_fails_on_a_wrong_one(built, monkeypatch):
+    """``rnngen derive --preset`` checks the seed's formulas as the document numbers them."""
+    report = check_build(built["seed-004"])
+    numbers = built["seed-004"].equations
+    assert report.ok and numbers["seed-erratum-1"] in report.seed_formulas
+    # the slide's dL/dw_o (without O_3) in place of the correction: the check names its number
+    erratum = seed_notes(built["seed-004"].spec)["errata"][0]
+    wrong = dict(seed_notes(built["seed-004"].spec))
+    wrong["errata"] = [type(erratum)(erratum.wrong, type(erratum.correct)("", "w_o", erratum.as_written), "")]
+    monkeypatch.setattr("rnngen.seed_notes.seed_notes", lambda spec: wrong)
+    failing = check_build(built["seed-004"])
+    assert not failing.ok and f"({numbers['seed-erratum-1']})" in " ".join(failing.failures)

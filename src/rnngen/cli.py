@@ -1040,6 +1040,10 @@ def _print_report(report: Report) -> None:
     if report.forms is not None:
         _figures("paths vs recursion", report.forms, params, f"limit {FORMS_TOLERANCE:.0e}; the two derivation forms")
     click.echo(f"  Taylor remainder slope {report.taylor:.3f} (2 for a correct gradient)")
+    if report.seed_formulas:
+        worst = max(report.seed_formulas.values())
+        numbers = ", ".join(f"({n})" for n in report.seed_formulas)
+        click.echo(f"  the seed's own formulas {numbers} vs the module: {worst:.1e} (limit {FORMS_TOLERANCE:.0e})")
     if report.state:
         st = report.state
         click.echo(

@@ -591,3 +591,49 @@ def seed_notes(spec) -> dict | None:
     if spec.preset is None:
         return None
     return _SEEDS[spec.preset](spec)
+
+
+# --- the check ``rnngen derive --preset`` runs ------------------------------------------------------
+
+
+def _problem(spec, module, rng) -> tuple:
+    """Random parameters (h0 too), one sequence and its targets, at seed 004's sizes for seed 004."""
+    n_x, n_h, n_y = (3, 1, 1) if spec.preset == "seed-004" else (3, 4, 3)
+    params = {k: rng.normal(scale=0.7, size=v.shape) for k, v in module.init_params(n_x, n_h, n_y).items()}
+    x = np.eye(n_x)[rng.integers(0, n_x, spec.T)] if spec.preset == "seed-004" else rng.normal(size=(spec.T, n_x))
+    if spec.output == "softmax":
+        y = np.eye(n_y)[rng.integers(0, n_y, spec.T)]
+    elif spec.loss == "binary_cross_entropy":
+        y = rng.integers(0, 2, n_y).astype(float)
+    else:
+        y = rng.normal(size=n_y)
+    return params, x, y
+
+
+def deviations(spec, module, numbers: dict, seed: int = 0) -> dict:
+    """Equation number -> relative error of each of the seed's formulas that equals a gradient, the loss or a
+    prediction of ``module``, evaluated as written at a random point; ``numbers`` are the document's
+    (``Build.equations``: ``seed-1``, ``seed-erratum-1``, ...). Empty without a preset."""
+    notes = seed_notes(spec)
+    if notes is None:
+        return {}
+    p, x, y = _problem(spec, module, np.random.default_rng(seed))
+    E, grads = module.loss_and_grads(p, x, y)
+    yhat = module.forward(p, x)["yhat"]
+    keyed = [(f"seed-{i}", f) for i, f in enumerate(notes["assembled"], 1)]
+    keyed += [(f"seed-erratum-{i}", e.correct) for i, e in enumerate(notes["errata"], 1)]
+    out = {}
+    for key, f in keyed:
+        if f.value is None:
+            continue
+        if f.of in grads:
+            want = grads[f.of]
+        elif f.of == "E":
+            want = E
+        elif f.of.startswith("yhat:"):
+            want = yhat[int(f.of[5:]) - 1]
+        else:  # the last loss term alone, the stacked form's states: the tests compare them
+            continue
+        got = np.asarray(f.value(p, x, y), dtype=float).reshape(np.shape(want))
+        out[numbers[key]] = float(np.linalg.norm(got - want) / max(np.linalg.norm(want), 1e-300))
+    return out
