@@ -431,8 +431,8 @@ def derive(ui, **options):
         raise click.UsageError("Missing option '--T' (or give a --preset, which has its seed's T).")
     ctx = click.get_current_context()
     if options["preset"] is not None:  # an option given on the command line is refused, not ignored
-        given = [
-            p.name
+        given = [  # as the command line spells them: --mask, --hidden-bias/--no-hidden-bias
+            "/".join(p.opts + p.secondary_opts)
             for p in ctx.command.params
             if p.name in SPEC_FIELDS and p.name != "T" and ctx.get_parameter_source(p.name) != ParameterSource.DEFAULT
         ]

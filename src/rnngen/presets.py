@@ -129,8 +129,8 @@ def preset_spec(name: str, T: int | None = None, given=()):
     Args:
         name: a key of ``PRESETS``.
         T: the unroll length, or None for the seed's.
-        given: the names of the other options the caller was given (a CLI flag or a keyword that differs
-            from its default); any of them is refused, since the preset fixes them.
+        given: the other options the caller was given, as fields (``hidden``: a keyword that differs from
+            its default) or as flags (``--mask``); any of them is refused, since the preset fixes them.
 
     Raises:
         SpecError: an unknown preset, or an option the preset fixes.
@@ -140,7 +140,7 @@ def preset_spec(name: str, T: int | None = None, given=()):
     if name not in PRESETS:
         raise SpecError(_unknown(name))
     if given:
-        flags = ", ".join("--" + g.replace("_", "-") for g in given)
+        flags = ", ".join(g if g.startswith("--") else "--" + g.replace("_", "-") for g in given)
         raise SpecError(
             f"--preset {name} fixes the network and its notation, so {flags} cannot be given with it; "
             "only --T may (it overrides the seed's T)"
