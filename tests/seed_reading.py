@@ -41,6 +41,7 @@ def _seed003(tex):
     tex = re.sub(_ALONE + r"H(?=_\{[^}:]*\})", "h", tex)  # H_t is the state; H_{1:T} stays its steps stacked
     tex = re.sub(_ALONE + r"H(?=\^\{\(?\\?[^}]*\}?_\{[^}:]*\})", "h", tex)
     tex = tex.replace("{g'}", "{f'}").replace("{G'}", "{F'}")
+    tex = re.sub(_ALONE + r"g\(", r"\\tanh(", tex)  # the slides' g is tanh here
     tex = re.sub(r"(\\(?:tilde\{\\delta\}|delta))\^\{H\}", r"\1^{h}", tex)  # a delta of the state
     return _loss(tex, "L")
 

@@ -102,8 +102,8 @@ def test_seeds_002_003_004_write_their_letters(built):
     fwd2 = _forward_block(built["seed-002"].latex)
     assert r"a_{t} &= U x_{t} + W h_{t-1}" in fwd2 and r"\hat{y}_{t} &= \operatorname{softmax}(z_{t})" in fwd2
     tex3 = built["seed-003"].latex
-    assert r"H_{t} &= \tanh(z_{t})" in _forward_block(tex3) and r"L = L_{3}" in _forward_block(tex3)
-    assert r"h_{" not in tex3.split(r"\begin{document}")[1]
+    assert r"H_{t} &= g(z_{t})" in _forward_block(tex3) and r"L = L_{3}" in _forward_block(tex3)
+    assert r"h_{" not in tex3.split(r"\begin{document}")[1] and r"$g(x) = \tanh(x)$ & the hidden activation" in tex3
     seed3 = tex3[tex3.index(r"\section{The seed's own formulas}") : tex3.index(r"\section{The formulas the code")]
     assert r"(\hat{y} - y) \cdot V \cdot \frac{\partial g(z_{3})}{\partial z_{3}} \Bigl[H_{2} + W" in seed3
     tex4 = built["seed-004"].latex

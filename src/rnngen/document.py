@@ -524,7 +524,12 @@ def _legend(n: Notation, derivation: Derivation) -> list:
     side = "stacked one above the other" if n.row else "side by side"
     rows.append((f"${stacked}$", f"the steps $1, \\dots, T$ {side}"))
     hidden = elementwise(spec.hidden_key)
-    if hidden.definition:
+    named = n.lexicon.function(spec.hidden_key)
+    if named:  # the seed's own name for the activation, and which function it is
+        rows.append(
+            (f"${named.format('x')} = {hidden.latex.format('x')}$", "the hidden activation, as the seed names it")
+        )
+    elif hidden.definition:
         rows.append((f"${hidden.definition}$", "the hidden activation"))
     if spec.is_custom:
         rows.append((f"${elementwise(f'custom_derivative:{spec.hidden}').definition}$", "its derivative, by SymPy"))

@@ -340,6 +340,8 @@ class Lexicon:
         adjoint: how an adjoint is written, a format of the value's spelling at its step (seed 001's
             ``\\nabla_{{{}}} \\mathcal{{L}}``); "" for rnngen's deltas (``\\delta^{h}_{t}``).
         pre_adjoint: the same for the part of an adjoint that does not read the recurrence (``\\tilde{\\delta}``).
+        functions: ``(activation, LaTeX format)`` pairs: an activation written by the seed's own name
+            (seed 003's ``g(z_t)`` for tanh); the legend says which function it is.
     """
 
     letters: tuple = ()
@@ -349,6 +351,7 @@ class Lexicon:
     params: tuple = ()
     adjoint: str = ""
     pre_adjoint: str = ""
+    functions: tuple = ()
 
     def __post_init__(self):
         if self.steps not in ("", "sub", "super"):
@@ -372,6 +375,10 @@ class Lexicon:
     def tag(self, fam: Family) -> str:
         """A family's fixed index (seed 001's layer: ``1`` of ``h^{1,t}``), "" without one."""
         return dict(self.tags).get(fam.base, "")
+
+    def function(self, key: str) -> str | None:
+        """The LaTeX format of an activation (``activations.elementwise`` key) where the seed names it, else None."""
+        return dict(self.functions).get(key)
 
     def param(self, name: ParamName) -> str | None:
         """A parameter's LaTeX, where the lexicon names it (a network of one layer), else None."""

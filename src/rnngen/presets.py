@@ -91,7 +91,12 @@ PRESETS = {
                 hidden_bias=False,
                 output_bias=False,
             ),
-            Lexicon(letters=(("h", "H", "H"), ("fprime", "{g'}", "{G'}")), steps="sub", loss="L"),
+            Lexicon(
+                letters=(("h", "H", "H"), ("fprime", "{g'}", "{G'}")),
+                steps="sub",
+                loss="L",
+                functions=(("tanh", "g({})"),),
+            ),
         ),
         Preset(
             "seed-004",

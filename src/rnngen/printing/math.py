@@ -140,6 +140,8 @@ class MathPrinter(Printer):
     def _elementwise(self, fn, arg_prec):
         rule = elementwise(fn)
         form = rule.latex if self.style is LATEX else rule.text
+        if self.style is LATEX and self.lexicon.function(fn):  # the seed's own name for it (seed 003's g)
+            form = self.lexicon.function(fn)
         # A function applied by juxtaposition (\log x) takes one atom: \log (1 - y), not \log 1 - y.
         by_juxtaposition = re.search(r"\\[A-Za-z]+ \{\}", form)
         return form.format(self._wrap(arg_prec, ATOM) if by_juxtaposition else arg_prec[0])
