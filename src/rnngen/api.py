@@ -10,6 +10,7 @@ Markdown, or the final formulas as LaTeX.
 from __future__ import annotations
 
 import base64
+import inspect
 import os
 import types
 from collections.abc import Callable, Sequence
@@ -21,6 +22,7 @@ from rnngen.emit import check_targets, is_generated, pdflatex, write_all
 from rnngen.figure import svg_name
 from rnngen.markdown import to_markdown
 from rnngen.pipeline import Build, build
+from rnngen.presets import preset_spec
 from rnngen.spec import RNNSpec, SpecError
 from rnngen.verify import EXACT_MAX_T, Report, VerificationError, check_build, load_module
 
@@ -128,7 +130,7 @@ class BPTT:
 
 
 def derive(
-    T: int,
+    T: int | None = None,
     *,
     hidden: str = "tanh",
     slope: float | None = None,
@@ -148,6 +150,7 @@ def derive(
     truncate: int | None = None,
     masked: bool = False,
     padding: str = "post",
+    preset: str | None = None,
     out: str | os.PathLike | None = None,
     check: bool = True,
     exact: bool = False,
@@ -162,7 +165,7 @@ def derive(
     Every option of ``rnngen derive`` is a keyword here, with the same name and meaning.
 
     Args:
-        T: the unroll length, 1 to 1000.
+        T: the unroll length, 1 to 1000 (with a preset, None: the seed's).
         hidden: hidden activation, a name of ``rnngen list`` or an expression in ``x`` such as ``"x/(1+abs(x))"``.
         slope: the negative-side slope of ``leaky_relu`` (None: its default).
         output: output layer (softmax, sigmoid, identity).
@@ -185,6 +188,9 @@ def derive(
             ``RNNSpec.truncation_rule`` (``spec.truncation_rule``): the rule in recurrent edges, per direction.
         masked: the module takes a mask or lengths of real steps (``--mask``).
         padding: where ``lengths`` put the padded steps of a masked module, ``"post"`` or ``"pre"``.
+        preset: a seed preset (``presets.PRESETS``: ``"seed-000"`` ... ``"seed-004"``): the seed's network,
+            its document in the seed's own notation. It fixes every option above but ``T``; a keyword
+            given with it that differs from its default is refused (SpecError).
         out: a directory to write the module (and documents) into; None writes nothing.
         check: verify the module's gradients (finite differences, Taylor test, the two forms).
         exact: also compare with the exact SymPy scalar oracle (T <= 8, slower).
@@ -202,8 +208,7 @@ def derive(
         ValueError: ``markdown``, ``pdf`` or ``force`` without ``out``, or ``pdf`` without ``latex``.
     """
     say = progress or (lambda _: None)
-    spec = RNNSpec(
-        T=T,
+    choices = dict(
         hidden=hidden,
         slope=slope,
         output=output,
@@ -223,6 +228,13 @@ def derive(
         masked=masked,
         padding=padding,
     )
+    if preset is not None:
+        given = [k for k, v in choices.items() if not _is_default(k, v)]
+        spec = preset_spec(preset, T, given)
+    elif T is None:
+        raise SpecError("give T, the unroll length (1 to 1000), or a preset (which has its seed's T)")
+    else:
+        spec = RNNSpec(T=T, **choices)
     if check and exact and spec.T > EXACT_MAX_T:
         raise SpecError(f"the exact oracle runs up to T = {EXACT_MAX_T} (entry by entry, 40 digits), got T = {spec.T}")
     if out is None and (markdown or pdf or force):
@@ -244,6 +256,14 @@ def derive(
         say(f"writing into {out}" + (" (compiling the PDF)" if pdf else ""))
         result.save(out, latex=latex, markdown=markdown, pdf=pdf, force=force)
     return result
+
+
+def _is_default(keyword: str, value) -> bool:
+    """True when ``value`` is ``derive``'s default for ``keyword`` (names as text or as a sequence)."""
+    default = inspect.signature(derive).parameters[keyword].default
+    if keyword == "names" and not isinstance(value, str):
+        return tuple(value) == tuple(default.split(","))
+    return value == default and type(value) is type(default)
 
 
 def load(path: str | os.PathLike) -> types.ModuleType:

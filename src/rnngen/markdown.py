@@ -65,7 +65,7 @@ def _display(body: str, flavor: str) -> list:
     out = []
     for lines, tag in blocks:
         if len(lines) == 1:
-            math = lines[0].replace(" &= ", " = ")
+            math = re.sub(r" &(=|\\leftarrow) ", r" \1 ", lines[0])  # an update rule aligns at its arrow
         else:
             math = "\\begin{aligned}\n" + " \\\\\n".join(lines) + "\n\\end{aligned}"
         if tag:

@@ -98,7 +98,7 @@ def three_index_sentence(n: Notation, derivation) -> str:
     h = _first_steps(graph.nodes)["h"]
     (size_h,) = (d for d in dims(n, h) if d != 1)
     shape_w = dims(n, graph.network.params[name].math())
-    entry = n.entry("h", "t")
+    entry = n.entry_of("h", "t")
     W_jk = f"({weight})_{{jk}}" if "_" in weight else f"{weight}_{{jk}}"
     dh = n.step("h", "t")
     count = r" \cdot ".join(size(d) for d in (size_h, *shape_w))
@@ -106,7 +106,7 @@ def three_index_sentence(n: Notation, derivation) -> str:
         rf"The Jacobian $\partial {dh} / \partial {weight}$ of the second form has three indices: it holds the"
         rf" ${count}$ numbers"
         rf" $\partial {entry} / \partial {W_jk}$, and the product"
-        rf" $(\partial E / \partial {dh})\, (\partial {dh} / \partial {weight})$ sums over $i$, the index of"
+        rf" $(\partial {n.E} / \partial {dh})\, (\partial {dh} / \partial {weight})$ sums over $i$, the index of"
         rf" ${dh}$, which leaves ${written(shape_w)}$, the shape of ${weight}$."
     )
 
