@@ -10,8 +10,9 @@ from test_latex import compile_tex, needs_pdflatex
 
 from rnngen.markdown import to_markdown
 from rnngen.pipeline import build
+from rnngen.presets import preset_spec
 from rnngen.spec import RNNSpec
-from rnngen.worked import EPS, WorkedExample, latex_context, number, rounded, work
+from rnngen.worked import EPS, WorkedExample, example_for, latex_context, number, rounded, work
 
 #: One chain (both notations), two layers, both directions, the gated cells, a many-to-one row-notation
 #: network of scalar weights (seed 004's shape) and a truncated one.
@@ -179,17 +180,14 @@ def test_a_preset_supplies_its_sentences_and_numbers(builds):
     the gradient of w_o matches the seed's corrected formula sum_b (yhat_b - y_b) O_3,b computed by hand."""
     result = builds(SEED_004)
     words = {"cat": (1.0, 0.0, 0.0), "mat": (0.0, 1.0, 0.0), "rat": (0.0, 0.0, 1.0)}
-    sentences = ("cat mat rat", "rat rat mat", "mat mat cat")
+    sentences = ("cat mat rat", "rat rat mat", "mat mat cat")  # the seed's table, with its labels
     labels = (1.0, 1.0, 0.0)
-    w_i, w_h, w_o = (0.5, -0.3, 0.8), 0.7, -1.2
-    example = WorkedExample(
-        xs=tuple(tuple(words[s.split()[t]] for s in sentences) for t in range(3)),
-        targets=(tuple((y,) for y in labels),),
-        params={"w_i": tuple((w,) for w in w_i), "w_h": ((w_h,),), "h0": (0.0,), "w_o": ((w_o,),)},
-        sizes=(3, 1, 1),
-        sentences=sentences,
-        entry=("w_o", (0, 0)),
-    )
+    example = example_for(preset_spec("seed-004"))
+    assert example.sentences == sentences and example.entry == ("w_o", (0, 0))
+    assert example.xs == tuple(tuple(words[s.split()[t]] for s in sentences) for t in range(3))
+    assert example.targets == (tuple((y,) for y in labels),)
+    w_i = tuple(w for (w,) in example.params["w_i"])
+    ((w_h,),), ((w_o,),) = example.params["w_h"], example.params["w_o"]
     numbers = {f"delta-{name}": k for k, name in enumerate(("w_i", "w_h", "h0", "w_o"), 1)}
     shown = latex_context(result.derivation, numbers, example)
     assert shown["entry"] == "w_{o}" and shown["batch"] == 3  # a scalar weight is its own entry
@@ -358,15 +356,13 @@ def test_the_gradient_term_shapes_multiply_to_the_weights_shape(builds, spec):
 
 
 def test_a_preset_plugs_in_through_presets_by_the_specs_preset(monkeypatch):
-    """``worked.PRESETS[spec.preset]`` is the example a preset's document works; render asks ``example_for``."""
-    from types import SimpleNamespace
-
+    """``presets.PRESETS[spec.preset].worked`` is the example a preset's document works (render asks
+    ``example_for``); a preset without numbers of its own, and a network without a preset, take the default."""
     from rnngen import worked
 
+    assert example_for(preset_spec("seed-003")) is None and example_for(RNNSpec(T=3)) is None
+    assert "cat mat rat, rat rat mat, mat mat cat" in build(preset_spec("seed-004")).latex
     example = WorkedExample(xs=((1.0, 0.0),) * 3, targets=((0.0, 1.0),) * 3, entry=("U", (1, 0)), eta=0.25)
-    monkeypatch.setitem(worked.PRESETS, "seed-x", example)
-    assert worked.example_for(SimpleNamespace(preset="seed-x")) is example
-    assert worked.example_for(SimpleNamespace(preset=None)) is None and worked.example_for(RNNSpec(T=3)) is None
     monkeypatch.setattr(worked, "example_for", lambda spec: example)
     tex = build(RNNSpec(T=3)).latex
     assert r"U_{21} \leftarrow U_{21} - \eta" in tex and r"$\eta = 0.25$" in tex

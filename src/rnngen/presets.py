@@ -27,15 +27,32 @@ class Preset:
         seed: what the seed is, in a few words, for the document and ``--help``.
         network: the ``RNNSpec`` fields the seed fixes, T among them (the seed's T).
         lexicon: how the seed spells each symbol.
+        worked: the seed's own numbers for the document's worked example (``worked.WorkedExample``'s
+            fields), or None for the default example.
     """
 
     name: str
     seed: str
     network: dict
     lexicon: Lexicon
+    worked: dict | None = None
 
 
 _SOFTMAX = {"output": "softmax", "loss": "cross_entropy"}
+
+# Seed 004's table: three sentences of the words cat, mat, rat (one-hot, in that order) and their labels;
+# the slides give no weights, so these are chosen (w_o negative, so that O_3 w_o and the slide's dropped
+# O_3 both show). The gradient worked out is w_o's, where the slide's error lies.
+_WORDS = {"cat": (1.0, 0.0, 0.0), "mat": (0.0, 1.0, 0.0), "rat": (0.0, 0.0, 1.0)}
+_SENTENCES = ("cat mat rat", "rat rat mat", "mat mat cat")
+_SEED_004_WORKED = dict(
+    xs=tuple(tuple(_WORDS[s.split()[t]] for s in _SENTENCES) for t in range(3)),
+    targets=(((1.0,), (1.0,), (0.0,)),),
+    params={"w_i": ((0.5,), (-0.3,), (0.8,)), "w_h": ((0.7,),), "h0": (0.0,), "w_o": ((-1.2,),)},
+    sizes=(3, 1, 1),
+    sentences=_SENTENCES,
+    entry=("w_o", (0, 0)),
+)
 
 PRESETS = {
     p.name: p
@@ -114,6 +131,7 @@ PRESETS = {
             # the slides write O_t (and o_3 in the derivatives) for the state, so the output's
             # pre-activation, which they leave unnamed, takes s
             Lexicon(letters=(("h", "O", "O"), ("o", "s", "S")), steps="sub", loss="L"),
+            _SEED_004_WORKED,
         ),
     )
 }

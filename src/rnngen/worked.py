@@ -26,6 +26,7 @@ from rnngen.backprop import Derivation
 from rnngen.document import LINE, Notation
 from rnngen.evaluate import evaluate, run, size_of
 from rnngen.network import size
+from rnngen.presets import PRESETS
 from rnngen.shapes import size as shape_size
 from rnngen.texwidth import EM, width
 
@@ -74,14 +75,10 @@ class WorkedExample:
     seed: int = SEED
 
 
-#: Preset name -> the example its document works (seed 004's three sentences); the presets fill it in.
-PRESETS: dict = {}
-
-
 def example_for(spec) -> WorkedExample | None:
-    """The example a preset supplies for ``spec``, or None for the default one."""
-    preset = getattr(spec, "preset", None)  # RNNSpec.preset comes with the seed presets
-    return PRESETS.get(preset) if preset else None
+    """The example a preset supplies for ``spec`` (seed 004's three sentences), or None for the default one."""
+    numbers = PRESETS[spec.preset].worked if spec.preset else None
+    return WorkedExample(**numbers) if numbers else None
 
 
 @dataclass(frozen=True)
