@@ -361,6 +361,7 @@ def test_a_preset_plugs_in_through_presets_by_the_specs_preset(monkeypatch):
     from rnngen import worked
 
     assert example_for(preset_spec("seed-003")) is None and example_for(RNNSpec(T=3)) is None
+    assert example_for(preset_spec("seed-004", T=2)) is None  # the seed's sentences have three words
     assert "cat mat rat, rat rat mat, mat mat cat" in build(preset_spec("seed-004")).latex
     example = WorkedExample(xs=((1.0, 0.0),) * 3, targets=((0.0, 1.0),) * 3, entry=("U", (1, 0)), eta=0.25)
     monkeypatch.setattr(worked, "example_for", lambda spec: example)

@@ -76,9 +76,12 @@ class WorkedExample:
 
 
 def example_for(spec) -> WorkedExample | None:
-    """The example a preset supplies for ``spec`` (seed 004's three sentences), or None for the default one."""
-    numbers = PRESETS[spec.preset].worked if spec.preset else None
-    return WorkedExample(**numbers) if numbers else None
+    """The example a preset supplies for ``spec`` (seed 004's three sentences), or None for the default one;
+    a preset's numbers are for the seed's T (three words a sentence), so another T takes the default."""
+    preset = PRESETS[spec.preset] if spec.preset else None
+    if preset is None or preset.worked is None or spec.T != preset.network["T"]:
+        return None
+    return WorkedExample(**preset.worked)
 
 
 @dataclass(frozen=True)
