@@ -614,6 +614,8 @@ class _Writes:
             rule = elementwise(expr.fn)
             if rule.is_identity:
                 return self._into(dest, expr.arg)
+            if applies_in_place(rule) and isinstance(expr.arg, MatrixSymbol):  # a stored value: read, not copied
+                return [Apply(dest, expr.fn, expr.arg)], [], None
             if applies_in_place(rule):
                 first, rest, value = self._into(dest, expr.arg)
                 return first, rest + [Apply(dest, expr.fn)], value
