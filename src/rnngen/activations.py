@@ -84,19 +84,14 @@ def _stored(key, arg, out):
 _SIGMOID_HELPER = (
     "_sigmoid",
     "def _sigmoid(a, out=None):\n"
-    "    # 1 / (1 + e^-a), to an ulp, 7x faster than exp(-logaddexp(0, -a)). Below a = -88, where e^-a\n"
-    "    # would overflow float32, e^-a is capped and those entries are then set to e^a: there\n"
-    "    # 1 + e^a rounds to 1, so e^a is sigma(a) to an ulp (the cap alone gave 6e-39 for 1e-87).\n"
-    "    tail = a < -88.0 if a.min() < -88.0 else None\n"
-    "    low = None if tail is None else np.exp(a[tail])  # before out, which may be a, is written\n"
-    "    out = np.negative(a, out=out)\n"
-    "    if tail is not None:\n"
-    "        np.minimum(out, 88.0, out=out)\n"
-    "    np.exp(out, out=out)\n"
-    "    out += 1.0\n"
-    "    out = np.divide(1.0, out, out=out)\n"
-    "    if tail is not None:\n"
-    "        out[tail] = low\n"
+    "    # (1 + tanh(a / 2)) / 2: one transcendental call and no overflow at any a (e^-a overflows\n"
+    "    # float32 below a = -88), so no test for one: a gated step's gates take 0.8x the time of\n"
+    "    # 1 / (1 + e^-a) with its guarded tail. Its error is within an ulp of 1, absolute (measured:\n"
+    "    # half of one); relative to a small sigma, 6e-5 at a = -8 in float32, 1e-9 at a = -17 in float64.\n"
+    "    out = np.multiply(a, 0.5, out=out)\n"
+    "    np.tanh(out, out=out)\n"
+    "    out *= 0.5\n"
+    "    out += 0.5\n"
     "    return out\n",
 )
 _LEAKY_HELPERS = (
