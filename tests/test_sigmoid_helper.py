@@ -10,7 +10,7 @@ from rnngen.activations import elementwise
 
 
 def _helper():
-    (name, source), = elementwise("sigmoid").helpers
+    ((name, source),) = elementwise("sigmoid").helpers
     namespace = {"np": np}
     exec(source, namespace)  # the module's text, as the generated module runs it
     return namespace[name]
