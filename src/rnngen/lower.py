@@ -700,7 +700,7 @@ class _Writes:
                 rest.append(self._add_term(dest, term))
             return [], rest + (whole_where or []), None
         if isinstance(expr, MatAdd):
-            # one term built on what dest holds (the LSTM's δh_t ∘ φ′_c_t on φ′_c_t), then the others added
+            # one term built on what dest holds (the LSTM's δh_t ∘ f′_c_t on f′_c_t), then the others added
             with_held = [t for t in expr.args if held in A.symbols_in(t)]
             if len(with_held) != 1 or passed_whole(list(expr.args)):
                 return whole
