@@ -549,3 +549,16 @@ def test_every_gemm_of_a_recurrence_on_its_previous_step_reads_a_contiguous_copy
         gates = {"lstm": 4, "gru": 3}[spec.cell]
         assert all(isinstance(op.param, Stack) for op in recurrent) and len(recurrent) == spec.T
         assert all(op.param.form == "columns" and len(op.param.params) == gates for op in recurrent)
+
+
+def test_an_activation_of_a_stored_value_is_applied_straight_into_its_destination():
+    """The LSTM's ``φ_t = tanh(c_t)`` reads the memory cell's step, which stays stored: one call from it into
+    ``φ_t`` (``np.tanh(cell_[t], out=cact_[t - 1])``), not a copy of ``c_t`` and then ``tanh`` in place."""
+    lowered = build(RNNSpec(T=3, cell="lstm")).lowered
+    writes = [w for w in lowered.writes if w.stmt.step and w.stmt.step[0] == "cact"]
+    assert [w.stmt.step[1] for w in writes] == [1, 2, 3]
+    for w in writes:
+        ops = [op for op in w.ops if not isinstance(op, (L.Take, L.TakePlace, L.Views))]
+        assert ops == [L.Apply(w.stmt.target, "tanh", w.stmt.expr.arg)], ops
+    printer = NumpyPrinter.of(lowered)
+    assert printer.write(writes[1])[-1] == "np.tanh(cell_[2], out=cact_[1])"

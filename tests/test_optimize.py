@@ -163,3 +163,56 @@ def test_each_chain_and_each_backward_sweep_is_a_recurrence_of_its_own():
         for d in "fb"
     }
     assert found == forward | backward
+
+
+def _gated_sweep(cell, family, **fields):
+    from rnngen.pipeline import build
+    from rnngen.spec import RNNSpec
+
+    result = build(RNNSpec(T=3, cell=cell, **fields))
+    forward = {s.target.family.key for s in result.program.stmts if s.section == "forward" and s.step}
+    steps = [s for s in result.program.stmts if s.step and s.step[0] == family]
+    return result, forward, steps
+
+
+@pytest.mark.parametrize("gru_reset", ["after", "before"])
+def test_the_grus_update_gate_delta_is_one_product_with_its_hoisted_local_jacobian(gru_reset):
+    """``δz_z = (δh_t ∘ h_{t-1} - δh_t ∘ n_t) ∘ σ′_z``: δh_t factored out of the sum, the rest, which reads
+    forward values only, hoisted with σ′_z into ``jac_z``; the sweep multiplies once per step."""
+    result, forward, steps = _gated_sweep("gru", "dzz", gru_reset=gru_reset)
+    assert len(steps) == 3
+    for s in steps:
+        assert isinstance(s.expr, sp.HadamardProduct) and {f for f, _ in s.reads} == {"dh", "jac_z"}, s.expr
+    (jac,) = [s for s in result.program.stmts if str(s.target).startswith("jac_z")]
+    assert {f for f, _ in jac.reads} == {"h", "gn", "gz"} and {f for f, _ in jac.reads} <= forward
+
+
+def test_the_lstms_cell_delta_reads_its_hoisted_local_jacobian_and_builds_on_it_in_place():
+    """``δc_t = δc_{t+1} ∘ f_{t+1} + δh_t ∘ o_t ∘ (1 - φ_t ∘ φ_t)``: ``∂h_t/∂c_t = o_t ∘ (1 - φ_t ∘ φ_t)`` is
+    computed for all steps before the sweep (``jac_cell``, in the buffer of δc), and each step multiplies it
+    by δh_t in place and adds δc_{t+1} ∘ f_{t+1}: three calls, not six with four temporaries."""
+    from rnngen.operations import Update
+
+    result, forward, steps = _gated_sweep("lstm", "dcell")
+    (jac,) = [s for s in result.program.stmts if str(s.target).startswith("jac_cell")]
+    assert {f for f, _ in jac.reads} == {"go", "cact"}
+    for s in steps:
+        if s.step[1] in (1, 2, 3):
+            assert {f for f, _ in s.reads} <= {"dcell", "dh", "gf", "jac_cell"} and "jac_cell" in dict(s.reads), s
+    for t in (1, 2):
+        (write,) = [w for w in result.lowered.writes if w.stmt.step == ("dcell", t)]
+        ops = [op for op in write.ops if isinstance(op, Update)]
+        assert [op.op for op in ops] == ["*", "+"] and len(ops) == len(write.ops) - sum(
+            type(op).__name__ in ("Take", "TakePlace", "Views") for op in write.ops
+        ), write.ops
+
+
+def test_a_masked_lstms_cell_delta_hoists_the_same_jacobian_and_keeps_the_mask_term():
+    """A masked LSTM's new-state delta ``δc̄_t = δc_t ∘ (1 m_t) + δh̄_t ∘ o_t ∘ (1 - φ_t ∘ φ_t)`` hoists the same
+    ``∂h_t/∂c_t`` (``jac_cell``); the term that reads the mask, an input, stays in the sweep as it was."""
+    result, forward, steps = _gated_sweep("lstm", "dcellbar", masked=True)
+    (jac,) = [s for s in result.program.stmts if str(s.target).startswith("jac_cell")]
+    assert {f for f, _ in jac.reads} == {"go", "cact"}
+    for s in steps:  # the last step has no δc_T to pass on
+        last = s.step[1] == 3
+        assert {f for f, _ in s.reads} == {"dhbar", "jac_cell"} | (set() if last else {"dcell", "m"}), s

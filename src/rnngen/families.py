@@ -51,8 +51,11 @@ _SPELLING = {
         for g in _GATES
         for d, D, t, T in [("f", "F", "f", "F") if g in "gn" else (r"\sigma", r"\Sigma", "σ", "Σ")]
     },
-    "cell": ("c", "C", "c", "C", ""),
-    "cellbar": (r"\bar{c}", r"\bar{C}", "c̄", "C̄", ""),
+    "cell": ("c", "C", "c", "C", "jac_cell"),
+    # the LSTM's dh_t/dc_t = o_t ∘ f'(c_t), the local Jacobian of the cell's path into h_t: spelled as the
+    # candidate's f'_g = i ∘ f'(z_g), by the activation both read (φ = f(c))
+    "jac_cell": ("{f'_{c}}", "{F'_{c}}", "f′_c", "F′_c", ""),
+    "cellbar": (r"\bar{c}", r"\bar{C}", "c̄", "C̄", "jac_cell"),
     "cact": (r"\phi", r"\Phi", "φ", "Φ", ""),
     "zhn": ("{z_{hn}}", "{Z_{hn}}", "z_hn", "Z_hn", ""),
     # a gated cell's gates in one buffer, a storage decision of the module's (side_by_side.py) that no

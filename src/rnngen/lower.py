@@ -614,6 +614,8 @@ class _Writes:
             rule = elementwise(expr.fn)
             if rule.is_identity:
                 return self._into(dest, expr.arg)
+            if applies_in_place(rule) and isinstance(expr.arg, MatrixSymbol):  # a stored value: read, not copied
+                return [Apply(dest, expr.fn, expr.arg)], [], None
             if applies_in_place(rule):
                 first, rest, value = self._into(dest, expr.arg)
                 return first, rest + [Apply(dest, expr.fn)], value
@@ -667,9 +669,10 @@ class _Writes:
 
         The forms below never write ``dest`` before they read ``held``: a sum with ``held`` as a
         term adds the other terms in place (a GEMM through a scratch of one step that stays in
-        cache), a product with it as a factor multiplies in place, and an activation that
-        applies in place does so after its argument. Any other form is evaluated whole before it
-        is assigned, which is right whatever ``dest`` holds.
+        cache), a product with it as a factor multiplies in place, a sum with one term built on it
+        builds that term in place and adds the others, and an activation that applies in place
+        does so after its argument. Any other form is evaluated whole before it is assigned,
+        which is right whatever ``dest`` holds.
         """
         whole = None, [], expr
         if expr == held:
@@ -696,6 +699,15 @@ class _Writes:
                     continue
                 rest.append(self._add_term(dest, term))
             return [], rest + (whole_where or []), None
+        if isinstance(expr, MatAdd):
+            # one term built on what dest holds (the LSTM's δh_t ∘ f′_c_t on f′_c_t), then the others added
+            with_held = [t for t in expr.args if held in A.symbols_in(t)]
+            if len(with_held) != 1 or passed_whole(list(expr.args)):
+                return whole
+            first, rest, value = self._into_holding(dest, with_held[0], held, family, rows)
+            if first is None:
+                return whole
+            return first, rest + [self._add_term(dest, t) for t in expr.args if t is not with_held[0]], None
         if isinstance(expr, A.Elementwise):
             rule = elementwise(expr.fn)
             if not rule.is_identity and not applies_in_place(rule):

@@ -133,10 +133,12 @@ class Carried:
 
 @dataclass(frozen=True)
 class Apply:
-    """``dest = fn(dest)`` in place, for the elementwise function ``fn`` (``applies_in_place``)."""
+    """``dest = fn(dest)`` in place, or ``dest = fn(arg)`` straight into ``dest`` when ``arg`` (a stored
+    value) is given, for the elementwise function ``fn`` (``applies_in_place``)."""
 
     dest: object
     fn: str
+    arg: object = None
 
 
 @dataclass(frozen=True)
@@ -264,7 +266,7 @@ def flat(ops) -> list:
 
 def symbols_of(op) -> list:
     """The data symbols an operation spells as rows or reads (an ``Assign``'s target only when filled)."""
-    fields = [getattr(op, f) for f in ("out", "data", "dest", "expr", "rows", "ids") if hasattr(op, f)]
+    fields = [getattr(op, f) for f in ("out", "data", "dest", "expr", "rows", "ids", "arg") if hasattr(op, f)]
     if isinstance(op, Assign) and op.form != "fill":
         fields = [op.expr]
     fields += list(getattr(op, "args", ()))

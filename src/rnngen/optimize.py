@@ -204,6 +204,30 @@ def _mask_row(f) -> bool:
     return A.is_repeated_row(f) and isinstance(f.args[-1], Step) and f.args[-1].family.base == "m"
 
 
+def _adjoint_factored(expr, adjoints: set):
+    """``a ∘ u + a ∘ v`` -> ``a ∘ (u + v)`` for a factor ``a`` that is a step of an adjoint every term
+    shares (the GRU's ``δz_z = (δh ∘ h_{t-1} - δh ∘ n) ∘ σ′_z``), in a product's factors too: what is
+    left reads forward values only, a local Jacobian the sweep multiplies by in one call."""
+    if isinstance(expr, HadamardProduct):
+        return A.had(*[_adjoint_factored(f, adjoints) for f in expr.args])
+    if not isinstance(expr, MatAdd):
+        return expr
+    split = [A.split_coeff(t) for t in expr.args]
+    if not all(isinstance(body, HadamardProduct) for _, body in split):
+        return expr
+    shared = set.intersection(*[{f for f in body.args if family_of(f) in adjoints} for _, body in split])
+    if len(shared) != 1:
+        return expr
+    (a,) = shared
+    rest = [A.scale(c, A.had(*[f for f in body.args if f != a])) for c, body in split]
+    return A.had(a, A.add(*rest))
+
+
+def _local_factors(factors: list, forward: set) -> list:
+    """The factors that read only forward values (so they can be computed before the sweep starts)."""
+    return [f for f in factors if (reads := _step_symbols(f)) and all(g in forward for _, (g, _) in reads)]
+
+
 def hoist_local_jacobians(program: Program) -> Program:
     """``dz_t := (...) ∘ f'(z_t)`` -> ``fprime_t := f'(z_t)``, ``dz_t := (...) ∘ fprime_t``.
 
@@ -215,34 +239,64 @@ def hoist_local_jacobians(program: Program) -> Program:
     (so they can be computed before the sweep starts), hoisted together: SymPy flattens a
     derivative that is itself a product, such as sigmoid's ``h ∘ (1 - h)``, into the step's
     product, and ``fprime`` must be the whole ``f'``, one product per step in the sweep.
-    A factor that is only a stored value (``h_t``) is not worth a family of its own.
+    A factor that is only a stored value (``h_t``) is not worth a family of its own. A sum whose
+    terms share one adjoint's step is first written as that step times the sum of the rest
+    (``_adjoint_factored``), which then reads forward values only and is hoisted with the rest.
+
+    In a step that is a sum, the one term that is such a product is hoisted the same way (the LSTM's
+    ``δc_t = δc_{t+1} ∘ f_{t+1} + δh_t ∘ o_t ∘ (1 - φ_t ∘ φ_t)``: ``∂h_t/∂c_t``, four passes a step
+    less); a term that reads an input (a mask's ``1 - m_t``: a delta passed on whole) stays as it is.
 
     The adjoints of a truncated derivation (``Family.age``) are no recurrence, but every age of a
     step reads the same ``f'(z_t)``: it is hoisted too, once, and computed for all steps at once.
     """
     recurrent = recurrent_families(program)
+    inputs = set(program.derivation.graph.inputs)
     # the inputs too: a masked step's (1 m_t) is hoisted with f'(z_t), one product less per step
-    forward = {family_of(s.target) for s in program.stmts if s.section == "forward"} | set(
-        program.derivation.graph.inputs
-    )
+    forward = {family_of(s.target) for s in program.stmts if s.section == "forward"} | inputs
+    adjoints = {family_of(s.target) for s in program.stmts if s.step and s.target.family.is_adjoint}
     out = []
     hoisted_steps = set()  # every age of a truncated derivation reads the same f'(z_t): hoisted once
+
+    def hoist(s, jacobian, product):
+        """``(hoisted statement or None, product)``: the product's local factors into ``jacobian``'s step."""
+        local = _local_factors(list(product.args), forward)
+        if all(isinstance(f, MatrixSymbol) for f in local):
+            return None, product
+        hoisted = Step.of(jacobian, s.step[1], s.target.shape[0])
+        made = None
+        if hoisted not in hoisted_steps:
+            hoisted_steps.add(hoisted)
+            made = s.with_(target=hoisted, expr=A.had(*local), order=s.order - 0.25)
+        kept = [hoisted if f is local[0] else f for f in product.args if f is local[0] or f not in local]
+        return made, A.had(*kept)
+
     for s in program.stmts:
         aged = s.step and s.target.family.age is not None
         jacobian = s.target.family.jacobian if s.step and (s.step[0] in recurrent or aged) else None
-        if not (s.section == "backward" and jacobian and isinstance(s.expr, HadamardProduct)):
+        if not (s.section == "backward" and jacobian):
             out.append(s)
             continue
-        local = [f for f in s.expr.args if (reads := _step_symbols(f)) and all(g in forward for _, (g, _) in reads)]
-        if all(isinstance(f, MatrixSymbol) for f in local):
+        expr = _adjoint_factored(s.expr, adjoints)
+        if isinstance(expr, HadamardProduct):
+            made, product = hoist(s, jacobian, expr)
+            out += [made] if made is not None else []
+            out.append(s if made is None and product is expr else s.with_(expr=product))
+            continue
+        terms = list(expr.args) if isinstance(expr, MatAdd) else []
+        products = [
+            t
+            for t in terms
+            if isinstance(t, HadamardProduct)
+            and len(_local_factors(list(t.args), forward)) > 1
+            and not any(family_of(f) in inputs for f in A.symbols_in(t) if step_of(f))
+        ]
+        if len(products) != 1:
             out.append(s)
             continue
-        hoisted = Step.of(jacobian, s.step[1], s.target.shape[0])
-        if hoisted not in hoisted_steps:
-            hoisted_steps.add(hoisted)
-            out.append(s.with_(target=hoisted, expr=A.had(*local), order=s.order - 0.25))
-        kept = [hoisted if f is local[0] else f for f in s.expr.args if f is local[0] or f not in local]
-        out.append(s.with_(expr=A.had(*kept)))
+        made, product = hoist(s, jacobian, products[0])
+        out += [made] if made is not None else []
+        out.append(s.with_(expr=A.add(*[product if t is products[0] else t for t in terms])))
     return program.with_stmts(out)
 
 

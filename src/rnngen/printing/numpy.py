@@ -229,9 +229,10 @@ def _product_shape(factors):
 
 
 def _inplace(rule) -> str:
-    """``rule`` applied in place to ``{0}``: ``np.tanh({})`` -> ``np.tanh({0}, out={0})`` for a NumPy
-    ufunc or a helper that takes ``out=`` (``_sigmoid({0}, out={0})``); see ``lower.applies_in_place``."""
-    return rule.numpy[:-1].replace("{}", "{0}") + ", out={0})"
+    """``rule`` applied to ``{0}`` into ``{1}`` (the same array: in place): ``np.tanh({})`` ->
+    ``np.tanh({0}, out={1})`` for a NumPy ufunc or a helper that takes ``out=``
+    (``_sigmoid({0}, out={1})``); see ``lower.applies_in_place``."""
+    return rule.numpy[:-1].replace("{}", "{0}") + ", out={1})"
 
 
 #: How each ``operations.Into`` form is spelled into ``{out}``.
@@ -476,7 +477,8 @@ class NumpyPrinter(Printer):
     def _write_Apply(self, op) -> str:
         rule = elementwise(op.fn)
         self.helpers.update(rule.helpers)
-        return _inplace(rule).format(self._dest(op.dest)) + self._which(op.dest)
+        dest = self._dest(op.dest)
+        return _inplace(rule).format(dest if op.arg is None else self.code(op.arg), dest) + self._which(op.dest)
 
     def _which(self, dest) -> str:
         """For some gates of a block, a comment naming them (``# i, f, o``): their place in it says nothing."""
