@@ -221,51 +221,51 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     np.matmul(do, V, out=buf["dh[1:] rows"])
     # (84) δh_5 = δ̃h_5
     dh_ = buf["dh_"]  # its steps as views, made with the buffers: cheaper to index
-    # (85) δc_5 = δh_5 ∘ o_5 ∘ (1 - φ_5 ∘ φ_5)
-    go_ = buf["go_"]  # its steps as views, made with the buffers: cheaper to index
-    cact_ = buf["cact_"]  # its steps as views, made with the buffers: cheaper to index
+    # (85) F′_c[1..5] = O[1..5] ∘ (1 - Φ[1..5] ∘ Φ[1..5])
     dcell = buf["dcell"]
+    # jac_cell is dcell[1:]: each step is read only by the same step of dcell, built on it
+    np.square(cact, out=dcell[1:])
+    np.subtract(1.0, dcell[1:], out=dcell[1:])
+    dcell[1:] *= go
+    # (86) δc_5 = δh_5 ∘ f′_c_5
     dcell_ = buf["dcell_"]  # its steps as views, made with the buffers: cheaper to index
-    np.square(cact_[4], out=dcell_[5])
-    np.subtract(1.0, dcell_[5], out=dcell_[5])
     dcell_[5] *= dh_[5]
-    dcell_[5] *= go_[4]
-    # (86) Σ′_o[1..5] = Φ[1..5] ∘ O[1..5] ∘ (1 - O[1..5])
+    # (87) Σ′_o[1..5] = Φ[1..5] ∘ O[1..5] ∘ (1 - O[1..5])
     dzo = buf["dzo"]
     # jac_o is dzo: each step is read only by the same step of dzo, built on it
     np.subtract(1.0, go, out=dzo)
     dzo *= cact
     dzo *= go
-    # (87) δz_o_5 = δh_5 ∘ σ′_o_5
+    # (88) δz_o_5 = δh_5 ∘ σ′_o_5
     dzo_ = buf["dzo_"]  # its steps as views, made with the buffers: cheaper to index
     dzo_[4] *= dh_[5]
-    # (88) F′_g[1..5] = I[1..5] ∘ (1 - G[1..5] ∘ G[1..5])
+    # (89) F′_g[1..5] = I[1..5] ∘ (1 - G[1..5] ∘ G[1..5])
     dzg = buf["dzg"]
     # jac_g is dzg: each step is read only by the same step of dzg, built on it
     np.square(gg, out=dzg)
     np.subtract(1.0, dzg, out=dzg)
     dzg *= gi
-    # (89) δz_g_5 = δc_5 ∘ f′_g_5
+    # (90) δz_g_5 = δc_5 ∘ f′_g_5
     dzg_ = buf["dzg_"]  # its steps as views, made with the buffers: cheaper to index
     dzg_[4] *= dcell_[5]
-    # (90) Σ′_f[1..5] = C[0..4] ∘ F[1..5] ∘ (1 - F[1..5])
+    # (91) Σ′_f[1..5] = C[0..4] ∘ F[1..5] ∘ (1 - F[1..5])
     # jac_f is dzf: each step is read only by the same step of dzf, built on it
     np.subtract(1.0, buf["gf rows"], out=buf["dzf rows"])
     buf["dzf rows"] *= buf["cell[:-1] rows"]
     buf["dzf rows"] *= buf["gf rows"]
-    # (91) δz_f_5 = δc_5 ∘ σ′_f_5
+    # (92) δz_f_5 = δc_5 ∘ σ′_f_5
     dzf_ = buf["dzf_"]  # its steps as views, made with the buffers: cheaper to index
     dzf_[4] *= dcell_[5]
-    # (92) Σ′_i[1..5] = G[1..5] ∘ I[1..5] ∘ (1 - I[1..5])
+    # (93) Σ′_i[1..5] = G[1..5] ∘ I[1..5] ∘ (1 - I[1..5])
     dzi = buf["dzi"]
     # jac_i is dzi: each step is read only by the same step of dzi, built on it
     np.subtract(1.0, gi, out=dzi)
     dzi *= gg
     dzi *= gi
-    # (93) δz_i_5 = δc_5 ∘ σ′_i_5
+    # (94) δz_i_5 = δc_5 ∘ σ′_i_5
     dzi_ = buf["dzi_"]  # its steps as views, made with the buffers: cheaper to index
     dzi_[4] *= dcell_[5]
-    # (94) δh_4 = δ̃h_4 + W_oᵀ δz_o_5 + W_gᵀ δz_g_5 + W_fᵀ δz_f_5 + W_iᵀ δz_i_5
+    # (95) δh_4 = δ̃h_4 + W_oᵀ δz_o_5 + W_gᵀ δz_g_5 + W_fᵀ δz_f_5 + W_iᵀ δz_i_5
     dh_gemm = buf["dh_gemm"]
     gates_rec = buf["gates_rec"]
     np.concatenate((W_g, W_i, W_f, W_o), out=gates_rec)  # one above another: one product for the gates
@@ -274,111 +274,111 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     np.copyto(buf["dgates_gemm by gate"], dgates_[4])  # side by side: one product for the gates
     np.dot(dgates_gemm, gates_rec, out=dh_gemm)
     dh_[4] += dh_gemm
-    # (95) δc_4 = δc_5 ∘ f_5 + δh_4 ∘ o_4 ∘ (1 - φ_4 ∘ φ_4)
+    # (96) δc_4 = δc_5 ∘ f_5 + δh_4 ∘ f′_c_4
     gf_ = buf["gf_"]  # its steps as views, made with the buffers: cheaper to index
-    np.multiply(dcell_[5], gf_[4], out=dcell_[4])
-    dcell_[4] += dh_[4] * go_[3] * (1.0 - cact_[3] * cact_[3])
-    # (96) δz_o_4 = δh_4 ∘ σ′_o_4
+    dcell_[4] *= dh_[4]
+    dcell_[4] += dcell_[5] * gf_[4]
+    # (97) δz_o_4 = δh_4 ∘ σ′_o_4
     dzo_[3] *= dh_[4]
-    # (97) δz_g_4 = δc_4 ∘ f′_g_4
+    # (98) δz_g_4 = δc_4 ∘ f′_g_4
     dgates_[3][0:3] *= dcell_[4]  # δz_g, δz_i, δz_f
-    # (98) δz_f_4 = δc_4 ∘ σ′_f_4
+    # (99) δz_f_4 = δc_4 ∘ σ′_f_4
     # made above, in one operation over all the gates (dgates)
-    # (99) δz_i_4 = δc_4 ∘ σ′_i_4
+    # (100) δz_i_4 = δc_4 ∘ σ′_i_4
     # made above, in one operation over all the gates (dgates)
-    # (100) δh_3 = δ̃h_3 + W_oᵀ δz_o_4 + W_gᵀ δz_g_4 + W_fᵀ δz_f_4 + W_iᵀ δz_i_4
+    # (101) δh_3 = δ̃h_3 + W_oᵀ δz_o_4 + W_gᵀ δz_g_4 + W_fᵀ δz_f_4 + W_iᵀ δz_i_4
     np.copyto(buf["dgates_gemm by gate"], dgates_[3])  # side by side: one product for the gates
     np.dot(dgates_gemm, gates_rec, out=dh_gemm)
     dh_[3] += dh_gemm
-    # (101) δc_3 = δc_4 ∘ f_4 + δh_3 ∘ o_3 ∘ (1 - φ_3 ∘ φ_3)
-    np.multiply(dcell_[4], gf_[3], out=dcell_[3])
-    dcell_[3] += dh_[3] * go_[2] * (1.0 - cact_[2] * cact_[2])
-    # (102) δz_o_3 = δh_3 ∘ σ′_o_3
+    # (102) δc_3 = δc_4 ∘ f_4 + δh_3 ∘ f′_c_3
+    dcell_[3] *= dh_[3]
+    dcell_[3] += dcell_[4] * gf_[3]
+    # (103) δz_o_3 = δh_3 ∘ σ′_o_3
     dzo_[2] *= dh_[3]
-    # (103) δz_g_3 = δc_3 ∘ f′_g_3
+    # (104) δz_g_3 = δc_3 ∘ f′_g_3
     dgates_[2][0:3] *= dcell_[3]  # δz_g, δz_i, δz_f
-    # (104) δz_f_3 = δc_3 ∘ σ′_f_3
+    # (105) δz_f_3 = δc_3 ∘ σ′_f_3
     # made above, in one operation over all the gates (dgates)
-    # (105) δz_i_3 = δc_3 ∘ σ′_i_3
+    # (106) δz_i_3 = δc_3 ∘ σ′_i_3
     # made above, in one operation over all the gates (dgates)
-    # (106) δh_2 = δ̃h_2 + W_oᵀ δz_o_3 + W_gᵀ δz_g_3 + W_fᵀ δz_f_3 + W_iᵀ δz_i_3
+    # (107) δh_2 = δ̃h_2 + W_oᵀ δz_o_3 + W_gᵀ δz_g_3 + W_fᵀ δz_f_3 + W_iᵀ δz_i_3
     np.copyto(buf["dgates_gemm by gate"], dgates_[2])  # side by side: one product for the gates
     np.dot(dgates_gemm, gates_rec, out=dh_gemm)
     dh_[2] += dh_gemm
-    # (107) δc_2 = δc_3 ∘ f_3 + δh_2 ∘ o_2 ∘ (1 - φ_2 ∘ φ_2)
-    np.multiply(dcell_[3], gf_[2], out=dcell_[2])
-    dcell_[2] += dh_[2] * go_[1] * (1.0 - cact_[1] * cact_[1])
-    # (108) δz_o_2 = δh_2 ∘ σ′_o_2
+    # (108) δc_2 = δc_3 ∘ f_3 + δh_2 ∘ f′_c_2
+    dcell_[2] *= dh_[2]
+    dcell_[2] += dcell_[3] * gf_[2]
+    # (109) δz_o_2 = δh_2 ∘ σ′_o_2
     dzo_[1] *= dh_[2]
-    # (109) δz_g_2 = δc_2 ∘ f′_g_2
+    # (110) δz_g_2 = δc_2 ∘ f′_g_2
     dgates_[1][0:3] *= dcell_[2]  # δz_g, δz_i, δz_f
-    # (110) δz_f_2 = δc_2 ∘ σ′_f_2
+    # (111) δz_f_2 = δc_2 ∘ σ′_f_2
     # made above, in one operation over all the gates (dgates)
-    # (111) δz_i_2 = δc_2 ∘ σ′_i_2
+    # (112) δz_i_2 = δc_2 ∘ σ′_i_2
     # made above, in one operation over all the gates (dgates)
-    # (112) δh_1 = δ̃h_1 + W_oᵀ δz_o_2 + W_gᵀ δz_g_2 + W_fᵀ δz_f_2 + W_iᵀ δz_i_2
+    # (113) δh_1 = δ̃h_1 + W_oᵀ δz_o_2 + W_gᵀ δz_g_2 + W_fᵀ δz_f_2 + W_iᵀ δz_i_2
     np.copyto(buf["dgates_gemm by gate"], dgates_[1])  # side by side: one product for the gates
     np.dot(dgates_gemm, gates_rec, out=dh_gemm)
     dh_[1] += dh_gemm
-    # (113) δc_1 = δc_2 ∘ f_2 + δh_1 ∘ o_1 ∘ (1 - φ_1 ∘ φ_1)
-    np.multiply(dcell_[2], gf_[1], out=dcell_[1])
-    dcell_[1] += dh_[1] * go_[0] * (1.0 - cact_[0] * cact_[0])
-    # (114) δz_o_1 = δh_1 ∘ σ′_o_1
+    # (114) δc_1 = δc_2 ∘ f_2 + δh_1 ∘ f′_c_1
+    dcell_[1] *= dh_[1]
+    dcell_[1] += dcell_[2] * gf_[1]
+    # (115) δz_o_1 = δh_1 ∘ σ′_o_1
     dzo_[0] *= dh_[1]
-    # (115) δz_g_1 = δc_1 ∘ f′_g_1
+    # (116) δz_g_1 = δc_1 ∘ f′_g_1
     dgates_[0][0:3] *= dcell_[1]  # δz_g, δz_i, δz_f
-    # (116) δz_f_1 = δc_1 ∘ σ′_f_1
+    # (117) δz_f_1 = δc_1 ∘ σ′_f_1
     # made above, in one operation over all the gates (dgates)
-    # (117) δz_i_1 = δc_1 ∘ σ′_i_1
+    # (118) δz_i_1 = δc_1 ∘ σ′_i_1
     # made above, in one operation over all the gates (dgates)
-    # (118) δc_0 = δc_1 ∘ f_1
+    # (119) δc_0 = δc_1 ∘ f_1
     np.multiply(dcell_[1], gf_[0], out=dcell_[0])
-    # (119) δh_0 = W_oᵀ δz_o_1 + W_gᵀ δz_g_1 + W_fᵀ δz_f_1 + W_iᵀ δz_i_1
+    # (120) δh_0 = W_oᵀ δz_o_1 + W_gᵀ δz_g_1 + W_fᵀ δz_f_1 + W_iᵀ δz_i_1
     np.copyto(buf["dgates_gemm by gate"], dgates_[0])  # side by side: one product for the gates
     np.dot(dgates_gemm, gates_rec, out=dh_[0])
-    # (120) dE/dU_i = Δz_i[1..5] X[1..5]ᵀ
+    # (121) dE/dU_i = Δz_i[1..5] X[1..5]ᵀ
     if x.dtype.kind == "f":
         dU_i = np.dot(buf["dzi rows"].T, x.reshape(-1, n_x))
     else:  # token ids (intp, checked), standing for the inputs' one-hot rows
         dU_i = _id_sums(buf["dzi rows"], x.reshape(-1), n_x, columns=True)
-    # (121) dE/dU_f = Δz_f[1..5] X[1..5]ᵀ
+    # (122) dE/dU_f = Δz_f[1..5] X[1..5]ᵀ
     if x.dtype.kind == "f":
         dU_f = np.dot(buf["dzf rows"].T, x.reshape(-1, n_x))
     else:  # token ids (intp, checked), standing for the inputs' one-hot rows
         dU_f = _id_sums(buf["dzf rows"], x.reshape(-1), n_x, columns=True)
-    # (122) dE/dU_g = Δz_g[1..5] X[1..5]ᵀ
+    # (123) dE/dU_g = Δz_g[1..5] X[1..5]ᵀ
     if x.dtype.kind == "f":
         dU_g = np.dot(buf["dzg rows"].T, x.reshape(-1, n_x))
     else:  # token ids (intp, checked), standing for the inputs' one-hot rows
         dU_g = _id_sums(buf["dzg rows"], x.reshape(-1), n_x, columns=True)
-    # (123) dE/dU_o = Δz_o[1..5] X[1..5]ᵀ
+    # (124) dE/dU_o = Δz_o[1..5] X[1..5]ᵀ
     if x.dtype.kind == "f":
         dU_o = np.dot(buf["dzo rows"].T, x.reshape(-1, n_x))
     else:  # token ids (intp, checked), standing for the inputs' one-hot rows
         dU_o = _id_sums(buf["dzo rows"], x.reshape(-1), n_x, columns=True)
-    # (124) dE/dW_i = Δz_i[1..5] H[0..4]ᵀ
+    # (125) dE/dW_i = Δz_i[1..5] H[0..4]ᵀ
     dW_i = np.dot(buf["dzi rows"].T, buf["h[:-1] rows"])
-    # (125) dE/dW_f = Δz_f[1..5] H[0..4]ᵀ
+    # (126) dE/dW_f = Δz_f[1..5] H[0..4]ᵀ
     dW_f = np.dot(buf["dzf rows"].T, buf["h[:-1] rows"])
-    # (126) dE/dW_g = Δz_g[1..5] H[0..4]ᵀ
+    # (127) dE/dW_g = Δz_g[1..5] H[0..4]ᵀ
     dW_g = np.dot(buf["dzg rows"].T, buf["h[:-1] rows"])
-    # (127) dE/dW_o = Δz_o[1..5] H[0..4]ᵀ
+    # (128) dE/dW_o = Δz_o[1..5] H[0..4]ᵀ
     dW_o = np.dot(buf["dzo rows"].T, buf["h[:-1] rows"])
-    # (128) dE/db_i = Δz_i[1..5] 1
+    # (129) dE/db_i = Δz_i[1..5] 1
     db_i = np.dot(buf["ones of T steps"], buf["dzi rows"])
-    # (129) dE/db_f = Δz_f[1..5] 1
+    # (130) dE/db_f = Δz_f[1..5] 1
     db_f = np.dot(buf["ones of T steps"], buf["dzf rows"])
-    # (130) dE/db_g = Δz_g[1..5] 1
+    # (131) dE/db_g = Δz_g[1..5] 1
     db_g = np.dot(buf["ones of T steps"], buf["dzg rows"])
-    # (131) dE/db_o = Δz_o[1..5] 1
+    # (132) dE/db_o = Δz_o[1..5] 1
     db_o = np.dot(buf["ones of T steps"], buf["dzo rows"])
-    # (132) dE/dh_0 = δh_0
+    # (133) dE/dh_0 = δh_0
     dh0 = np.dot(buf["ones of a step"], dh_[0])
-    # (133) dE/dc_0 = δc_0
+    # (134) dE/dc_0 = δc_0
     dc0 = np.dot(buf["ones of a step"], dcell_[0])
-    # (134) dE/dV = Δs[1..5] H[1..5]ᵀ
+    # (135) dE/dV = Δs[1..5] H[1..5]ᵀ
     dV = np.dot(do.T, buf["h[1:] rows"])
-    # (135) dE/dc = Δs[1..5] 1
+    # (136) dE/dc = Δs[1..5] 1
     dc = np.dot(buf["ones of T steps"], do)
     grads = {
         "U_i": dU_i,
@@ -470,8 +470,7 @@ def _forward(U_i, U_f, U_g, U_o, W_i, W_f, W_g, W_o, b_i, b_f, b_g, b_o, h0, c0,
     # (49) φ_1 = tanh(c_1)
     cact = buf["cact"]
     cact_ = buf["cact_"]  # its steps as views, made with the buffers: cheaper to index
-    cact[0] = cell_[1]
-    np.tanh(cact_[0], out=cact_[0])
+    np.tanh(cell_[1], out=cact_[0])
     # (50) h_1 = o_1 ∘ φ_1
     np.multiply(go_[0], cact_[0], out=h_[1])
     # (51) i_2 = σ(z_ĩ_2 + W_i h_1)
@@ -489,8 +488,7 @@ def _forward(U_i, U_f, U_g, U_o, W_i, W_f, W_g, W_o, b_i, b_f, b_g, b_o, h0, c0,
     np.multiply(gf_[1], cell_[1], out=cell_[2])
     cell_[2] += gi_[1] * gg_[1]
     # (56) φ_2 = tanh(c_2)
-    cact[1] = cell_[2]
-    np.tanh(cact_[1], out=cact_[1])
+    np.tanh(cell_[2], out=cact_[1])
     # (57) h_2 = o_2 ∘ φ_2
     np.multiply(go_[1], cact_[1], out=h_[2])
     # (58) i_3 = σ(z_ĩ_3 + W_i h_2)
@@ -508,8 +506,7 @@ def _forward(U_i, U_f, U_g, U_o, W_i, W_f, W_g, W_o, b_i, b_f, b_g, b_o, h0, c0,
     np.multiply(gf_[2], cell_[2], out=cell_[3])
     cell_[3] += gi_[2] * gg_[2]
     # (63) φ_3 = tanh(c_3)
-    cact[2] = cell_[3]
-    np.tanh(cact_[2], out=cact_[2])
+    np.tanh(cell_[3], out=cact_[2])
     # (64) h_3 = o_3 ∘ φ_3
     np.multiply(go_[2], cact_[2], out=h_[3])
     # (65) i_4 = σ(z_ĩ_4 + W_i h_3)
@@ -527,8 +524,7 @@ def _forward(U_i, U_f, U_g, U_o, W_i, W_f, W_g, W_o, b_i, b_f, b_g, b_o, h0, c0,
     np.multiply(gf_[3], cell_[3], out=cell_[4])
     cell_[4] += gi_[3] * gg_[3]
     # (70) φ_4 = tanh(c_4)
-    cact[3] = cell_[4]
-    np.tanh(cact_[3], out=cact_[3])
+    np.tanh(cell_[4], out=cact_[3])
     # (71) h_4 = o_4 ∘ φ_4
     np.multiply(go_[3], cact_[3], out=h_[4])
     # (72) i_5 = σ(z_ĩ_5 + W_i h_4)
@@ -546,8 +542,7 @@ def _forward(U_i, U_f, U_g, U_o, W_i, W_f, W_g, W_o, b_i, b_f, b_g, b_o, h0, c0,
     np.multiply(gf_[4], cell_[4], out=cell_[5])
     cell_[5] += gi_[4] * gg_[4]
     # (77) φ_5 = tanh(c_5)
-    cact[4] = cell_[5]
-    np.tanh(cact_[4], out=cact_[4])
+    np.tanh(cell_[5], out=cact_[4])
     # (78) h_5 = o_5 ∘ φ_5
     np.multiply(go_[4], cact_[4], out=h_[5])
     # (79) S[1..5] = V H[1..5] + c 1ᵀ
@@ -766,6 +761,16 @@ _ONES = {}
 
 
 def _sigmoid(a, out=None):
+    if a.dtype == np.float32:
+        # (1 + tanh(a / 2)) / 2: one transcendental call, no overflow at any a, so no test for one,
+        # four passes: 0.6-0.75x the time of the way below on a gated step's gates (NumPy's
+        # float32 tanh is vectorized, its float64 tanh takes 2-3x its exp). Within an ulp of 1,
+        # absolute (measured: half of one); relative to a small sigma, 6e-5 at a = -8.
+        out = np.multiply(a, 0.5, out=out)
+        np.tanh(out, out=out)
+        out *= 0.5
+        out += 0.5
+        return out
     # 1 / (1 + e^-a), to an ulp, 7x faster than exp(-logaddexp(0, -a)). Below a = -88, where e^-a
     # would overflow float32, e^-a is capped and those entries are then set to e^a: there
     # 1 + e^a rounds to 1, so e^a is sigma(a) to an ulp (the cap alone gave 6e-39 for 1e-87).
