@@ -64,8 +64,8 @@ def _display(body: str, flavor: str) -> list:
         blocks.append((pending, None))
     out = []
     for lines, tag in blocks:
-        if len(lines) == 1:
-            math = lines[0].replace(" &= ", " = ")
+        if len(lines) == 1:  # no aligned block: an alignment point (on any line of the row) would stay a stray &
+            math = re.sub(r"\s*(?<!\\)&\s*", " ", lines[0])
         else:
             math = "\\begin{aligned}\n" + " \\\\\n".join(lines) + "\n\\end{aligned}"
         if tag:
