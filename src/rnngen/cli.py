@@ -384,6 +384,12 @@ def _optional_T(command):
     "--markdown", is_flag=True, help="Also write the document as Markdown (math renders on GitHub). Example: --markdown"
 )
 @click.option("--pdf", is_flag=True, help="Also compile the document to PDF with pdflatex. Example: --pdf")
+@click.option(
+    "--handout",
+    is_flag=True,
+    help="Write the documents as a handout for students, NAME_handout.tex (.md, .pdf): no appendix on the code,"
+    " and no word on it. Example: --handout --pdf",
+)
 @click.option("--force", is_flag=True, help="Overwrite files that rnngen did not generate. Example: --force")
 @output_options
 def derive(ui, **options):
@@ -407,6 +413,8 @@ def derive(ui, **options):
     """
     if options["pdf"] and not options["latex"]:
         raise click.UsageError("--pdf compiles the LaTeX document; drop --no-latex to use it")
+    if options["handout"] and not (options["latex"] or options["markdown"]):
+        raise click.UsageError("--handout chooses which document is written; drop --no-latex or add --markdown")
     try:
         d = derive_api(**options, progress=ui.progress)
     except SpecError as e:

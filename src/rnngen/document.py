@@ -153,6 +153,11 @@ class Numbering:
         self.numbers[key] = len(self.numbers) + 1
         return rf"\tag{{{self.numbers[key]}}}"
 
+    def again(self, key: str) -> str:
+        """The number of an equation shown above, beside its restatement (the summary): ``\tag*{(24)}``,
+        which looks like its tag but numbers nothing new (the restatement is that equation, checked there)."""
+        return rf"\tag*{{({self.numbers[key]})}}"
+
 
 class Notation:
     """The spellings of one spec's notation (column or row vectors, its matrix names)."""
@@ -176,9 +181,14 @@ class Notation:
         """The plain-text spelling of ``expr`` (the module's docstring and comments, the command line)."""
         return text(expr, self.row, self.gated)
 
+    def _t(self, t):
+        """The step as written: in row notation the last step ``T`` is its number, since a superscript T
+        (``E^T``, ``h^T``) reads as a transpose there, which is how the row notation writes transposes."""
+        return self.spec.T if self.row and t == "T" else t
+
     def step(self, family: str, t) -> str:
         """LaTeX of one step of a family, ``t`` a number or a letter."""
-        return self.printer.step(family, t)
+        return self.printer.step(family, self._t(t))
 
     def aged_step(self, family: str, age, t) -> str:
         """LaTeX of one step of an adjoint family at an age given as a number or a letter (``"a-1"``)."""
@@ -190,11 +200,11 @@ class Notation:
 
     def indexed(self, letter: str, t) -> str:
         """``E_t`` (column) or ``E^t`` (row notation)."""
-        return f"{letter}^{{{t}}}" if self.row else f"{letter}_{{{t}}}"
+        return f"{letter}^{{{self._t(t)}}}" if self.row else f"{letter}_{{{t}}}"
 
     def entry(self, letter: str, t, i: str = "i") -> str:
         """Entry i of a step's vector: ``y_{t,i}`` (column) or ``y^{t}_{i}`` (row notation)."""
-        return f"{letter}^{{{t}}}_{{{i}}}" if self.row else f"{letter}_{{{t},{i}}}"
+        return f"{letter}^{{{self._t(t)}}}_{{{i}}}" if self.row else f"{letter}_{{{t},{i}}}"
 
     def partial(self, num: str, den: str) -> str:
         space = "" if num.startswith("^") else " "  # \partial^{+} h_k
@@ -228,6 +238,20 @@ def path_terms(n: Notation, var: str) -> list:
         return [_jacobian_chain(n, T, k, var) for k in range(T, 0, -1)]
     middle = rf"\sum_{{k=2}}^{{{T - 2}}} {_jacobian_chain(n, T, 'k', var)}"
     return [_jacobian_chain(n, T, T, var), _jacobian_chain(n, T, T - 1, var), middle, _jacobian_chain(n, T, 1, var)]
+
+
+def path_cost(spec) -> tuple:
+    """``(paths, products, order)`` of the sum over paths of one weight, computed path by path.
+
+    The path from the loss term at step t to the weight's use at step k is a product of t - k + 3
+    Jacobians (the loss's, the output layer's, t - k state-to-state ones and the immediate one), so
+    t - k + 2 matrix products; summed over 1 <= k <= t <= T that is T(T+1)(T+5)/6, O(T^3), and over
+    k alone for a loss at the last step only, T(T+3)/2, O(T^2).
+    """
+    T = spec.T
+    if spec.mapping == "many-to-one":
+        return T, T * (T + 3) // 2, 2
+    return T * (T + 1) // 2, T * (T + 1) * (T + 5) // 6, 3
 
 
 def _loss_terms(n: Notation) -> tuple:
@@ -418,9 +442,18 @@ def recursive_form(derivation: Derivation) -> dict:
         "dz": generic(n, adj, "dz", T),
         "dh0": _at(n, adj, "dh", 0),
     }
-    form = {k: aligned(v) if isinstance(v, str) else v for k, v in form.items()}
-    form["gradients"] = _gradient_sums(n, derivation)
-    return form
+    # One alignment point a row: the first equation of a row aligns at its "=", the one beside it
+    # follows after a \qquad (a second "&=" would open a new column and push it far to the right).
+    inner = form["dh"] is not None
+    rows = [
+        ("rec-out", rf"{aligned(form['dyhat'])}, \qquad {form['do']}"),
+        (
+            "rec-h",
+            rf"{aligned(form['dh'])}, \quad t < T, \qquad {form['dh_last']}" if inner else aligned(form["dh_last"]),
+        ),
+        ("rec-z", rf"{aligned(form['dz'])}, \qquad {form['dh0']}"),
+    ]
+    return {**form, "rows": rows, "gradients": _gradient_sums(n, derivation)}
 
 
 # --- vanishing and exploding gradients ----------------------------------------------------
@@ -487,7 +520,7 @@ def _legend(n: Notation, derivation: Derivation) -> list:
     if hidden.definition:
         rows.append((f"${hidden.definition}$", "the hidden activation"))
     if spec.is_custom:
-        rows.append((f"${elementwise(f'custom_derivative:{spec.hidden}').definition}$", "its derivative, by SymPy"))
+        rows.append((f"${elementwise(f'custom_derivative:{spec.hidden}').definition}$", "its derivative"))
     if spec.output in ELEMENTWISE and spec.output != spec.hidden and ELEMENTWISE[spec.output].definition:
         rows.append((f"${ELEMENTWISE[spec.output].definition}$", "the output activation"))
     return rows
@@ -507,6 +540,7 @@ def latex_context(derivation: Derivation, formulas: list, numbering: Numbering, 
     yhat_t = n.step("yhat", "t")
     yhat = relative("yhat", 0, n_y)
     outer = n.latex(A.mul(yhat, A.transpose(yhat)))  # the printer writes it in the notation
+    recursive = recursive_form(derivation)
     return dict(
         **common,
         row=n.row,
@@ -535,6 +569,7 @@ def latex_context(derivation: Derivation, formulas: list, numbering: Numbering, 
         general_do=_at(n, derivation.adjoints, "do", last) if not fused else None,
         expansions=[(role, path_terms(n, n.names[role])) for role in WEIGHT_ROLES if role in n.names],
         compact=compact_paths(n),
+        path_cost=path_cost(spec),
         full_paths=spec.T <= FULL_PATHS_UP_TO,
         immediate=[immediate_entry(n, role) for role in ("recurrent", "input")],
         output_entry=immediate_entry(n, "output"),
@@ -547,7 +582,12 @@ def latex_context(derivation: Derivation, formulas: list, numbering: Numbering, 
             f" down to ${n.step('h', 0)}$)"
         ),
         forward_gradient=forward_gradient(n),
-        recursive=recursive_form(derivation),
+        recursive=recursive,
+        summary_intro=(
+            "The gradient of every parameter collects its deltas over time, and the deltas run backward"
+            " from the loss (the numbers are those of the equations above):"
+        ),
+        summary=[*recursive["rows"], *((f"delta-{name}", line) for name, line in recursive["gradients"].items())],
         gamma=gamma_sentence(spec),
         formulas=[f for f in formulas if not f.trivial],
         eq=numbering.tag,

@@ -24,7 +24,8 @@ import re
 
 FLAVORS = ("github", "jupyter")
 
-_TAG = re.compile(r"\\tag\{(\d+)\}")
+#: An equation's number, or a restated equation's (``\tag*{(24)}``, the number it has above).
+_TAG = re.compile(r"\\tag(\{\d+\}|\*\{\(\d+\)\})")
 _ROW_END = re.compile(r"\\\\\s*$")
 
 
@@ -69,7 +70,7 @@ def _display(body: str, flavor: str) -> list:
         else:
             math = "\\begin{aligned}\n" + " \\\\\n".join(lines) + "\n\\end{aligned}"
         if tag:
-            math += f" \\tag{{{tag}}}"
+            math += f" \\tag{tag}"
         out += ["```math", math, "```"] if flavor == "github" else ["$$", math, "$$"]
         out.append("")
     return out
@@ -108,7 +109,7 @@ def to_markdown(tex: str, flavor: str = "github") -> str:
     if not title:
         raise MarkdownError("the LaTeX document has no title")
     out = _header(comments)
-    section = 0
+    section, appendix = 0, False  # after \appendix, sections are lettered A, B, ... as LaTeX letters them
     paragraph: list = []
 
     def flush():
@@ -140,12 +141,15 @@ def to_markdown(tex: str, flavor: str = "github") -> str:
             flush()
             text = " ".join(title.group(1).replace("\\\\", " ").split())
             out += [f"# {_inline(text, flavor)}", "", f"*{_inline(title.group(2), flavor)}*", ""]
+        elif line == "\\appendix":
+            flush()
+            section, appendix = 0, True
         elif heading:
             flush()
             number = ""
             if not heading.group(1):
                 section += 1
-                number = f"{section} "
+                number = f"{chr(ord('A') + section - 1) if appendix else section} "
             out += [f"## {number}{_inline(heading.group(2), flavor)}", ""]
         elif line:
             paragraph.append(line)
