@@ -69,18 +69,28 @@ def test_the_handout_keeps_the_documents_equation_numbers(built):
 
 def test_the_summary_restates_the_gradients_under_their_numbers(built):
     before, summary = _body(built.handout).split(r"\section{Summary}")
-    rows = [r.strip() for r in summary.split(r"\begin{align}")[1].split(r"\end{align}")[0].split("\\\\\n")]
+    body = summary.split(r"\begin{align}")[1].split(r"\end{align}")[0]
+    rows = [r.strip() for r in re.split(r"\\\\\*?\s*\n", body)]
     assert len(rows) >= len(built.derivation.gradients)
+    assert sum(r"\tag*{(" in row for row in rows) >= len(built.derivation.gradients)
     for row in rows:
         # the same equation, under the same number, stated above (there numbered, here only shown)
         stated = re.sub(r"\\tag\*\{\((\d+)\)\}", r"\\tag{\1}", row)
-        assert stated != row and stated in before, row
+        assert stated in before, row
+
+
+def test_a_page_breaks_between_equations_never_inside_one(built):
+    """Every row that continues an equation on the next (``\\nonumber``) forbids a page break after it."""
+    assert r"\allowdisplaybreaks[1]" in built.latex
+    inside = re.findall(r"\\nonumber\s*\\\\(?!\*)", built.latex)
+    assert not inside, inside
+    assert r"\nonumber \\*" in built.latex
 
 
 def test_no_row_of_a_display_has_two_alignment_points(built):
     """A second ``&=`` on a row opens a new column pair: its left side then stands far from its ``=``."""
     for env in re.finditer(r"\\begin\{(align|equation)\}(.*?)\\end\{\1\}", built.latex, re.S):
-        for row in re.split(r"\\\\\s*\n", env.group(2)):
+        for row in re.split(r"\\\\\*?\s*\n", env.group(2)):
             row = re.sub(r"\\begin\{bmatrix\}.*?\\end\{bmatrix\}", "", row, flags=re.S)
             assert len(re.findall(r"(?<!\\)&", row)) <= 1, row
 
@@ -125,7 +135,7 @@ def test_the_cost_of_the_paths_is_counted_right(T, mapping):
     assert stated.group(4) == ("2" if mapping == "many-to-one" else "3")
     # the terms the document writes for the loss at step T: one per k, with T - k + 3 Jacobians each
     block = tex.split(r"\frac{\partial E_{" + str(T) + r"}}{\partial W}", 1)[1].split(r"\end{align}", 1)[0]
-    terms = [row for row in block.split("\\\\\n") if row.strip()]
+    terms = [row for row in re.split(r"\\\\\*?\s*\n", block) if row.strip()]
     if T <= 6:
         assert [row.count(r"\frac") for row in terms] == [T - k + 3 for k in range(T, 0, -1)]
 

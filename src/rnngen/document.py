@@ -138,7 +138,7 @@ def broken(lhs: str, rhs: str, note: str = "", column: float = 0.0) -> str:
         rows.append(rhs[start:end].rstrip())
         start = end
     lines = [aligned(f"{lhs} = {rows[0]}")] + [rf"&\qquad {row}" for row in rows[1:]]
-    return " \\nonumber \\\\\n".join(lines) + note
+    return " \\nonumber \\\\*\n".join(lines) + note  # \\*: no page break inside one equation
 
 
 class Numbering:

@@ -26,7 +26,7 @@ FLAVORS = ("github", "jupyter")
 
 #: An equation's number, or a restated equation's (``\tag*{(24)}``, the number it has above).
 _TAG = re.compile(r"\\tag(\{\d+\}|\*\{\(\d+\)\})")
-_ROW_END = re.compile(r"\\\\\s*$")
+_ROW_END = re.compile(r"\\\\\*?\s*$")  # \\* is a row end that forbids a page break after it
 
 
 class MarkdownError(ValueError):
@@ -52,7 +52,7 @@ def _inline(text: str, flavor: str) -> str:
 
 def _display(body: str, flavor: str) -> list:
     """An ``align`` or ``equation`` body -> Markdown display blocks, one per equation number."""
-    rows = [r.strip() for r in re.split(r"\\\\\s*\n", body.strip()) if r.strip()]
+    rows = [r.strip() for r in re.split(r"\\\\\*?\s*\n", body.strip()) if r.strip()]
     blocks, pending = [], []
     for row in rows:
         row = _ROW_END.sub("", row).replace(r"\nonumber", "").strip()
