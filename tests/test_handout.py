@@ -178,3 +178,22 @@ def test_a_leaky_relus_derivative_on_the_output_reads_as_what_it_computes():
     tex = build(RNNSpec(T=2, hidden="leaky_relu", slope=0.2)).latex
     assert "lrelu}'" not in tex
     assert r"\delta^{h}_{t} \odot \left(0.2 + 0.8\,[h_{t} > 0]\right)" in tex
+
+
+#: Symbols a document's body may use beyond its network's values, each with the legend row that defines it.
+_SYMBOLS = {
+    r"\partial^{+}": r"$\partial^{+}$",
+    r"\gamma": r"$\gamma$",
+    r"\operatorname{diag}": r"$\operatorname{diag}(v)$",
+    r"\delta_{ij}": r"$I,\ \delta_{ij}$",
+    r"\frac{\partial E}{\partial p}": "$p$",
+}
+
+
+def test_every_symbol_the_body_uses_is_in_the_legend(built):
+    legend, body = _body(built.handout).split(r"\section*{Shapes}")[0], _body(built.handout)
+    body = body.split(r"\section{The forward pass}", 1)[1]
+    assert re.search(r"^\$E,\\ E[_^]\{(?:t|\d+)\}\$ & the loss", legend, re.M)  # the loss and its terms
+    for symbol, row in _SYMBOLS.items():
+        if symbol in body:
+            assert f"\n{row} & " in legend, symbol

@@ -481,6 +481,13 @@ def gamma_sentence(spec) -> str:
 # --- the legend and the whole context --------------------------------------------------------
 
 
+def loss_row(n: Notation) -> tuple:
+    """The legend's row of the loss and its terms (many-to-one: one term, at the last step)."""
+    if n.spec.mapping == "many-to-one":
+        return (f"$E,\\ {n.indexed('E', n.spec.T)}$", "the loss, which is its one term, at the last step")
+    return (f"$E,\\ {n.indexed('E', 't')}$", "the loss, and its term at step $t$")
+
+
 def _legend(n: Notation, derivation: Derivation) -> list:
     """``(symbol, meaning)`` rows of the notation table, for this spec."""
     spec = n.spec
@@ -500,6 +507,7 @@ def _legend(n: Notation, derivation: Derivation) -> list:
         (f"${n.step('z', 't')},\\ {n.step('h', 't')}$", "pre-activation and hidden state"),
         (f"${n.step('h', 0)}$", "the initial state, a parameter (zeros by default)"),
         (f"${n.step('o', 't')},\\ {n.step('yhat', 't')}$", "output pre-activation and prediction"),
+        loss_row(n),
     ]
     for role, name in roles.items():
         if role in what:
@@ -510,6 +518,11 @@ def _legend(n: Notation, derivation: Derivation) -> list:
             f"$\\partial E / \\partial {n.step('h', 't')}$, the gradient of the loss at a value (a {vec} like it)",
         ),
         (f"${n.D('t')}$", f"$\\partial {n.step('h', 't')} / \\partial {n.step('z', 't')}$, a diagonal matrix"),
+        (r"$\partial^{+}$", "the immediate derivative: the earlier states held fixed"),
+        ("$p$", "any one parameter, in a formula that holds for each"),
+        (r"$\operatorname{diag}(v)$", "the diagonal matrix with the entries of $v$ on its diagonal"),
+        (r"$I,\ \delta_{ij}$", "the identity matrix, and its entries (1 where $i = j$, else 0)"),
+        (r"$\gamma$", "the largest slope of the hidden activation, $\\sup_x |f'(x)|$"),
         ("$\\odot,\\ \\oslash$", "entrywise product and quotient"),
         ("$\\mathbf{1}$", "a vector of ones; a product with it sums entries"),
     ]
