@@ -402,6 +402,7 @@ def derive(ui, **options):
       rnngen derive --T 3 --hidden relu --output identity --loss squared_error --mapping many-to-one
       rnngen derive --T 5 --notation row --names W,U,V --no-hidden-bias --no-output-bias   (seed 000)
       rnngen derive --T 5 --layers 2 --bidirectional   two bidirectional layers (seed 001)
+      rnngen derive --T 5 --handout --pdf  a handout for a class: rnn_tanh_softmax_xent_t5_handout.{tex,pdf}
       rnngen list                          every activation, output, loss and mapping
 
     \b

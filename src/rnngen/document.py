@@ -10,8 +10,10 @@ how each form leads to the next:
 3. the delta recursion, backward in time, which is what the code runs; its
    equations are the derivation's own adjoints, printed from the graph.
 
-Then the vanishing/exploding-gradient bound, and the final formulas that the
-module cites by number. Everything is written in the spec's notation (column
+Then the vanishing/exploding-gradient bound, a summary of the final formulas
+(restated under their numbers), and an appendix with the formulas the module
+runs, which it cites by number; the handout (``--handout``) leaves the appendix
+out. Everything is written in the spec's notation (column
 or row vectors, the user's matrix names). The equations of form 3 and the
 final formulas are printed from SymPy expressions; forms 1 and 2 are the
 chain rule's structure, written in Jacobian fractions.
