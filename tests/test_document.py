@@ -5,6 +5,7 @@ import re
 import numpy as np
 import pytest
 from latex_reader import Reader, spec_blocks
+from seed_reading import as_rnngen
 from test_latex import compile_tex, needs_pdflatex
 
 import rnngen
@@ -42,8 +43,11 @@ def _module(result):
 
 
 def read_back(result, tex=None, seed=0):
-    """The document's final formulas run by the reader, and the module, on one random sequence."""
+    """The document's final formulas run by the reader, and the module, on one random sequence (a seed
+    preset's document read in rnngen's spelling through its reading key, ``seed_reading``)."""
     module = _module(result)
+    if result.spec.preset is not None:
+        tex = as_rnngen(result.spec.preset, tex or result.latex)
     n_x, n_h, n_y = 3, 4, 3
     params, xs, targets = random_problem(module, sizes=(n_x, n_h, n_y, 1), seed=seed)  # one sequence
     per_step = targets[:, 0] if result.spec.mapping != "many-to-one" else targets[:1].reshape(1, *targets.shape[1:])

@@ -12,6 +12,7 @@ import re
 import numpy as np
 import pytest
 from latex_reader import Checker, numbered_equations
+from seed_reading import as_rnngen
 from test_document import _module
 
 from rnngen.activations import elementwise, pairs
@@ -74,7 +75,8 @@ def make_checker(spec, seed=0):
         custom = {"lrelu": lambda v: np.maximum(v, a * v), "lrelu'": lambda v: np.where(v > 0, 1.0, a)}
     row = spec.notation == "row"
     problem = (params, xs, targets)
-    checker = Checker(result.latex, row, params, xs[:, 0], ys, module, problem, custom)
+    tex = result.latex if spec.preset is None else as_rnngen(spec.preset, result.latex)  # its reading key
+    checker = Checker(tex, row, params, xs[:, 0], ys, module, problem, custom)
     return result, checker
 
 

@@ -9,6 +9,8 @@ Markdown, or the final formulas as LaTeX.
 
 from __future__ import annotations
 
+import base64
+import inspect
 import os
 import types
 from collections.abc import Callable, Sequence
@@ -17,8 +19,10 @@ from pathlib import Path
 import sympy as sp
 
 from rnngen.emit import check_targets, is_generated, pdflatex, write_all
+from rnngen.figure import svg_name
 from rnngen.markdown import to_markdown
 from rnngen.pipeline import Build, build
+from rnngen.presets import preset_spec
 from rnngen.spec import RNNSpec, SpecError
 from rnngen.verify import EXACT_MAX_T, Report, VerificationError, check_build, load_module
 
@@ -112,7 +116,10 @@ class BPTT:
         return list(files)
 
     def _repr_markdown_(self) -> str:
-        return to_markdown(self.build.latex, "jupyter")
+        # no SVG file beside a notebook: the figure goes in as a data address
+        svg = base64.b64encode(self.build.svg.encode("utf-8")).decode("ascii")
+        images = {svg_name(self.spec): f"data:image/svg+xml;base64,{svg}"}
+        return to_markdown(self.build.latex, "jupyter", images)
 
     def _repr_latex_(self) -> str:
         rows = [
@@ -124,7 +131,7 @@ class BPTT:
 
 
 def derive(
-    T: int,
+    T: int | None = None,
     *,
     hidden: str = "tanh",
     slope: float | None = None,
@@ -144,6 +151,7 @@ def derive(
     truncate: int | None = None,
     masked: bool = False,
     padding: str = "post",
+    preset: str | None = None,
     out: str | os.PathLike | None = None,
     check: bool = True,
     exact: bool = False,
@@ -159,7 +167,7 @@ def derive(
     Every option of ``rnngen derive`` is a keyword here, with the same name and meaning.
 
     Args:
-        T: the unroll length, 1 to 1000.
+        T: the unroll length, 1 to 1000 (with a preset, None: the seed's).
         hidden: hidden activation, a name of ``rnngen list`` or an expression in ``x`` such as ``"x/(1+abs(x))"``.
         slope: the negative-side slope of ``leaky_relu`` (None: its default).
         output: output layer (softmax, sigmoid, identity).
@@ -182,6 +190,9 @@ def derive(
             ``RNNSpec.truncation_rule`` (``spec.truncation_rule``): the rule in recurrent edges, per direction.
         masked: the module takes a mask or lengths of real steps (``--mask``).
         padding: where ``lengths`` put the padded steps of a masked module, ``"post"`` or ``"pre"``.
+        preset: a seed preset (``presets.PRESETS``: ``"seed-000"`` ... ``"seed-004"``): the seed's network,
+            its document in the seed's own notation. It fixes every option above but ``T``; a keyword
+            given with it that differs from its default is refused (SpecError).
         out: a directory to write the module (and documents) into; None writes nothing.
         check: verify the module's gradients (finite differences, Taylor test, the two forms).
         exact: also compare with the exact SymPy scalar oracle (T <= 8, slower).
@@ -203,8 +214,7 @@ def derive(
             ``handout`` without a document.
     """
     say = progress or (lambda _: None)
-    spec = RNNSpec(
-        T=T,
+    choices = dict(
         hidden=hidden,
         slope=slope,
         output=output,
@@ -224,6 +234,13 @@ def derive(
         masked=masked,
         padding=padding,
     )
+    if preset is not None:
+        given = [k for k, v in choices.items() if not _is_default(k, v)]
+        spec = preset_spec(preset, T, given)
+    elif T is None:
+        raise SpecError("give T, the unroll length (1 to 1000), or a preset (which has its seed's T)")
+    else:
+        spec = RNNSpec(T=T, **choices)
     if check and exact and spec.T > EXACT_MAX_T:
         raise SpecError(f"the exact oracle runs up to T = {EXACT_MAX_T} (entry by entry, 40 digits), got T = {spec.T}")
     if out is None and (markdown or pdf or handout or force):
@@ -247,6 +264,14 @@ def derive(
         say(f"writing into {out}" + (" (compiling the PDF)" if pdf else ""))
         result.save(out, latex=latex, markdown=markdown, pdf=pdf, force=force, handout=handout)
     return result
+
+
+def _is_default(keyword: str, value) -> bool:
+    """True when ``value`` is ``derive``'s default for ``keyword`` (names as text or as a sequence)."""
+    default = inspect.signature(derive).parameters[keyword].default
+    if keyword == "names" and not isinstance(value, str):
+        return tuple(value) == tuple(default.split(","))
+    return value == default and type(value) is type(default)
 
 
 def load(path: str | os.PathLike) -> types.ModuleType:

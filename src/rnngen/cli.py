@@ -20,6 +20,7 @@ from pathlib import Path
 
 import click
 import numpy as np
+from click.core import ParameterSource
 
 from rnngen import __version__, expression, install_hint, names
 from rnngen.activations import DEFAULT_SLOPE, FUSED, HIDDEN, LOSSES, OUTPUT_LAYERS, elementwise, pairs
@@ -31,6 +32,7 @@ from rnngen.cells import CELLS, cell_of
 from rnngen.emit import OutputError, check_targets, write_all
 from rnngen.jsonable import plain
 from rnngen.pipeline import build
+from rnngen.presets import PRESETS, SPEC_FIELDS, preset_spec
 from rnngen.program import family_of
 from rnngen.spec import (
     DEFAULT_NAMES,
@@ -359,8 +361,25 @@ def _optional_T(command):
     return command
 
 
+def _preset_T(command):
+    """``spec_options`` with --T optional: a --preset gives the seed's T."""
+    for param in command.params:
+        if param.name == "T":
+            param.required = False
+            param.help += " (a --preset gives its seed's)"
+    return command
+
+
+@_preset_T
 @cli.command()
 @spec_options
+@click.option(
+    "--preset",
+    default=None,
+    metavar="NAME",
+    help=f"A seed's network in the seed's own notation ({', '.join(PRESETS)}); it fixes every option above "
+    "but --T, which overrides the seed's T. Example: --preset seed-004",
+)
 @click.option(
     "--out",
     default="generated",
@@ -403,6 +422,7 @@ def derive(ui, **options):
       rnngen derive --T 5 --notation row --names W,U,V --no-hidden-bias --no-output-bias   (seed 000)
       rnngen derive --T 5 --layers 2 --bidirectional   two bidirectional layers (seed 001)
       rnngen derive --T 5 --handout --pdf  a handout for a class: rnn_tanh_softmax_xent_t5_handout.{tex,pdf}
+      rnngen derive --preset seed-004      seed 004's network, its document in the seed's symbols
       rnngen list                          every activation, output, loss and mapping
 
     \b
@@ -416,6 +436,19 @@ def derive(ui, **options):
         raise click.UsageError("--pdf compiles the LaTeX document; drop --no-latex to use it")
     if options["handout"] and not (options["latex"] or options["markdown"]):
         raise click.UsageError("--handout chooses which document is written; drop --no-latex or add --markdown")
+    if options["T"] is None and options["preset"] is None:
+        raise click.UsageError("Missing option '--T' (or give a --preset, which has its seed's T).")
+    ctx = click.get_current_context()
+    if options["preset"] is not None:  # an option given on the command line is refused, not ignored
+        given = [  # as the command line spells them: --mask, --hidden-bias/--no-hidden-bias
+            "/".join(p.opts + p.secondary_opts)
+            for p in ctx.command.params
+            if p.name in SPEC_FIELDS and p.name != "T" and ctx.get_parameter_source(p.name) != ParameterSource.DEFAULT
+        ]
+        try:
+            preset_spec(options["preset"], options["T"], given)
+        except SpecError as e:
+            raise click.UsageError(str(e)) from None
     try:
         d = derive_api(**options, progress=ui.progress)
     except SpecError as e:
@@ -1016,6 +1049,10 @@ def _print_report(report: Report) -> None:
     if report.forms is not None:
         _figures("paths vs recursion", report.forms, params, f"limit {FORMS_TOLERANCE:.0e}; the two derivation forms")
     click.echo(f"  Taylor remainder slope {report.taylor:.3f} (2 for a correct gradient)")
+    if report.seed_formulas:
+        worst = max(report.seed_formulas.values())
+        numbers = ", ".join(f"({n})" for n in report.seed_formulas)
+        click.echo(f"  the seed's own formulas {numbers} vs the module: {worst:.1e} (limit {FORMS_TOLERANCE:.0e})")
     if report.state:
         st = report.state
         click.echo(

@@ -30,10 +30,12 @@ from rnngen import algebra as A
 from rnngen.activations import ELEMENTWISE, elementwise
 from rnngen.backprop import Derivation
 from rnngen.cells import cell_of, gate_pre
-from rnngen.families import step_of
-from rnngen.printing.math import LATEX, MathPrinter, latex, param_latex, text
+from rnngen.families import ParamName, family, step_of
+from rnngen.presets import lexicon_of
+from rnngen.printing.math import LATEX, MathPrinter, latex, text
 from rnngen.program import gradient_symbol, relative, step_template
-from rnngen.shapes import shape_rows, three_index_sentence
+from rnngen.seed_notes import seed_notes
+from rnngen.shapes import path_factor_shapes, shape_rows, three_index_sentence
 from rnngen.spec import truncation_rule
 from rnngen.texwidth import EM, width
 from rnngen.unroll import n_h, n_y, parameters
@@ -168,25 +170,29 @@ class Notation:
         self.spec = spec
         self.row = spec.row
         self.gated = cell_of(spec).gated  # its gates keep their letters (families.GATED_LETTERS)
-        self.printer = MathPrinter(LATEX, self.row, gated=self.gated)
-        self.names = {role: param_latex(name, self.row) for role, name in spec.role_names.items()}
+        self.lexicon = lexicon_of(spec)  # how the LaTeX spells each symbol: rnngen's own, or a seed's
+        self.above = self.lexicon.superscript(self.row)  # the step above the letter (E^t) or below (E_t)
+        #: The loss's letter (E, or a seed's L).
+        self.E = self.lexicon.loss
+        self.printer = MathPrinter(LATEX, self.row, gated=self.gated, lexicon=self.lexicon)
+        self.names = {role: self.printer.written(ParamName.plain(name)) for role, name in spec.role_names.items()}
         _, weights = parameters(spec)
         # Jacobians are matrices of entries d a_i / d b_j in either notation: column math.
         # (the Elman cell's: a gated cell's weights are per gate, and its document writes no dh_t/dh_{t-1})
-        self.recurrent_jacobian = latex(weights["recurrent"]) if "recurrent" in weights else None
-        self.output_jacobian = latex(weights["output"])
+        self.recurrent_jacobian = self.latex(weights["recurrent"]) if "recurrent" in weights else None
+        self.output_jacobian = self.latex(weights["output"])
 
     def latex(self, expr) -> str:
-        return latex(expr, self.row, self.gated)
+        return latex(expr, self.row, self.gated, self.lexicon)
 
     def text(self, expr) -> str:
         """The plain-text spelling of ``expr`` (the module's docstring and comments, the command line)."""
         return text(expr, self.row, self.gated)
 
     def _t(self, t):
-        """The step as written: in row notation the last step ``T`` is its number, since a superscript T
-        (``E^T``, ``h^T``) reads as a transpose there, which is how the row notation writes transposes."""
-        return self.spec.T if self.row and t == "T" else t
+        """The step as written: where steps stand above the letter the last step ``T`` is its number, since a
+        superscript T (``E^T``, ``h^T``) reads as a transpose, which is how the row notation writes transposes."""
+        return self.spec.T if self.above and t == "T" else t
 
     def step(self, family: str, t) -> str:
         """LaTeX of one step of a family, ``t`` a number or a letter."""
@@ -198,15 +204,37 @@ class Notation:
 
     def spelled(self, expr, symbol, text: str) -> str:
         """LaTeX of ``expr`` with ``text`` (LaTeX already) where the symbol ``symbol`` would be printed."""
-        return MathPrinter(LATEX, self.row, {symbol: text}, self.gated).doprint(expr)
+        return MathPrinter(LATEX, self.row, {symbol: text}, self.gated, self.lexicon).doprint(expr)
 
     def indexed(self, letter: str, t) -> str:
         """``E_t`` (column) or ``E^t`` (row notation)."""
-        return f"{letter}^{{{self._t(t)}}}" if self.row else f"{letter}_{{{t}}}"
+        return f"{letter}^{{{self._t(t)}}}" if self.above else f"{letter}_{{{t}}}"
 
     def entry(self, letter: str, t, i: str = "i") -> str:
         """Entry i of a step's vector: ``y_{t,i}`` (column) or ``y^{t}_{i}`` (row notation)."""
-        return f"{letter}^{{{self._t(t)}}}_{{{i}}}" if self.row else f"{letter}_{{{t},{i}}}"
+        return f"{letter}^{{{self._t(t)}}}_{{{i}}}" if self.above else f"{letter}_{{{t},{i}}}"
+
+    def entry_of(self, base: str, t, i: str = "i") -> str:
+        """Entry i of a step of a base quantity, in the lexicon's letters (seed 001's ``h^{0,t}_{i}``)."""
+        fam = family(base)
+        tag = self.lexicon.tag(fam)
+        letter = self.lexicon.latex_letter(fam)
+        if tag and self.above:
+            return f"{letter}^{{{tag},{t}}}_{{{i}}}"
+        return self.entry(letter + (f"^{{{tag}}}" if tag else ""), t, i)
+
+    def letter(self, base: str) -> str:
+        """The LaTeX letter of a base quantity of a network of one layer (``\\hat{y}``, a seed's ``y``), with
+        its fixed index if the lexicon gives one (seed 001's ``h^{2}``), for an entry such as ``\\hat{y}_i``."""
+        fam = family(base)
+        tag = self.lexicon.tag(fam)
+        return self.lexicon.latex_letter(fam) + (f"^{{{tag}}}" if tag else "")
+
+    def respell(self, entry: str) -> str:
+        """An output layer's or a loss's entry formula (``activations.py`` writes it in rnngen's letters:
+        ``\\hat{y}_i``, ``o_j``, ``y_j``) in the lexicon's letters."""
+        letters = {r"\hat{y}": self.letter("yhat"), "y": self.letter("y"), "o": self.letter("o")}
+        return re.sub(r"\\hat\{y\}|(?<![\\A-Za-z])[yo](?=_)", lambda m: letters[m.group(0)], entry)
 
     def partial(self, num: str, den: str) -> str:
         space = "" if num.startswith("^") else " "  # \partial^{+} h_k
@@ -223,7 +251,7 @@ class Notation:
 def _jacobian_chain(n: Notation, t: int, k, var: str) -> str:
     """``dE_t/dyhat_t dyhat_t/dh_t dh_t/dh_{t-1} ... d+h_k/dvar`` in fraction notation (``k`` may be a letter)."""
     h = lambda j: n.step("h", j)  # noqa: E731
-    parts = [n.partial(n.indexed("E", t), n.step("yhat", t)), n.partial(n.step("yhat", t), h(t))]
+    parts = [n.partial(n.indexed(n.E, t), n.step("yhat", t)), n.partial(n.step("yhat", t), h(t))]
     if isinstance(k, str) or t - k > 3 and t > FULL_PATHS_UP_TO:
         first = f"{k}+1" if isinstance(k, str) else k + 1
         parts.append(rf"\Bigl(\prod_{{j={first}}}^{{{t}}} {n.partial(h('j'), h('j-1'))}\Bigr)")
@@ -264,11 +292,11 @@ def _loss_terms(n: Notation) -> tuple:
 
 
 def _to_output(n: Notation, t) -> str:
-    return f"{n.partial(n.indexed('E', t), n.step('yhat', t))} {n.partial(n.step('yhat', t), n.step('o', t))}"
+    return f"{n.partial(n.indexed(n.E, t), n.step('yhat', t))} {n.partial(n.step('yhat', t), n.step('o', t))}"
 
 
 def _to_hidden(n: Notation, t) -> str:
-    return f"{n.partial(n.indexed('E', t), n.step('yhat', t))} {n.partial(n.step('yhat', t), n.step('h', t))}"
+    return f"{n.partial(n.indexed(n.E, t), n.step('yhat', t))} {n.partial(n.step('yhat', t), n.step('h', t))}"
 
 
 def compact_paths(n: Notation) -> dict:
@@ -280,7 +308,7 @@ def compact_paths(n: Notation) -> dict:
         if role not in n.names:
             continue
         var = n.names[role]
-        lhs = n.partial("E", var)
+        lhs = n.partial(n.E, var)
         if role in ("output", "output_bias"):
             rhs = f"{total}{_to_output(n, t)} {n.partial(n.step('o', t), var)}"
         elif role == "initial":
@@ -308,9 +336,8 @@ def immediate_entry(n: Notation, role: str) -> str:
     """
     pre, source, t = {"recurrent": ("z", "h", "t-1"), "input": ("z", "x", "t"), "output": ("o", "h", "t")}[role]
     name = _entry_name(n.names[role])
-    if n.row:  # z^t_j = sum_i source^t_i W_ij
-        return rf"\partial {pre}^{{t}}_{{j}} / \partial {name} = {source}^{{{t}}}_{{i}}"
-    return rf"\partial {pre}_{{t,i}} / \partial {name} = {source}_{{{t},j}}"
+    i, j = ("j", "i") if n.row else ("i", "j")  # row notation: z^t_j = sum_i source^t_i W_ij
+    return rf"\partial {n.entry_of(pre, 't', i)} / \partial {name} = {n.entry_of(source, t, j)}"
 
 
 def forward_recursions(n: Notation) -> dict:
@@ -357,12 +384,33 @@ def unrolled_recursion(n: Notation, role: str) -> list:
     return lines
 
 
+def immediate_and_total(n: Notation, derivation: Derivation) -> dict | None:
+    """The symbols of the paragraph on the immediate and the total derivative, for the first chain's
+    (first) recurrent weight: the weight, its pre-activation, the state, the previous state and the
+    pre-activation's delta at a generic step; None for a stacked matrix (its factor is the stacked vector).
+    """
+    chain = derivation.graph.network.chains[0]
+    p = next((p for role, p in chain.params.items() if role.startswith("recurrent")), None)
+    if p is None or chain.recurrent_part is not None:
+        return None
+    pre, state = chain.family(gate_pre(p.gate)).key, chain.family("h").key
+    before = "t+1" if chain.reverse else "t-1"  # the step a backward chain's state comes from
+    return dict(
+        name=p.name,
+        weight=n.latex(p.symbol()),
+        z=n.step(pre, "t"),
+        h=n.step(state, "t"),
+        h_prev=n.step(state, before),
+        dz=n.step(chain.family(gate_pre(p.gate), "adjoint").key, "t"),
+    )
+
+
 def forward_gradient(n: Notation) -> str:
     """dE/dp from the forward sensitivities dh_t/dp."""
     total, t = _loss_terms(n)
     h_t = n.step("h", t)
     to_h = f"{_to_output(n, t)} {n.partial(n.step('o', t), h_t)}"
-    return rf"\frac{{\partial E}}{{\partial p}} &= {total}{to_h}\, {n.partial(h_t, 'p')}"
+    return rf"\frac{{\partial {n.E}}}{{\partial p}} &= {total}{to_h}\, {n.partial(h_t, 'p')}"
 
 
 # --- form 3: the delta recursion (the derivation's own adjoints) ------------------------
@@ -429,6 +477,18 @@ def _gradient_sums(n: Notation, derivation: Derivation) -> dict:
     return {k: aligned(v) for k, v in sums.items()}
 
 
+def _pairs_too_wide(form: dict) -> bool:
+    """True when the delta block's rows, two equations each (``a &= b, \\qquad c &= d``), are too wide
+    beside the equation number: an align sets each of its four columns as wide as its widest entry, so
+    the output's pair (seed 001's longer nabla spelling) then takes two rows."""
+    rows = [(form["dyhat"], form["do"]), (form["dh"] or form["dh_last"], form["dh_last"]), (form["dz"], form["dh0"])]
+    columns = [[], [], [], []]
+    for first, second in rows:
+        for i, part in enumerate(first.split("&", 1) + second.split("&", 1)):
+            columns[i].append(width(part) + (width(r", \qquad") if i == 1 else 0))
+    return sum(max(c) for c in columns) + 10 > LINE - NUMBER  # amsmath's least space between pairs: 10pt
+
+
 def recursive_form(derivation: Derivation) -> dict:
     """The adjoint equations of the reverse sweep: at a generic step, and at the ends."""
     spec = derivation.spec
@@ -444,18 +504,23 @@ def recursive_form(derivation: Derivation) -> dict:
         "dz": generic(n, adj, "dz", T),
         "dh0": _at(n, adj, "dh", 0),
     }
+    form = {k: aligned(v) if isinstance(v, str) else v for k, v in form.items()}
+    form["split_out"] = _pairs_too_wide(form)
     # One alignment point a row: the first equation of a row aligns at its "=", the one beside it
     # follows after a \qquad (a second "&=" would open a new column and push it far to the right).
+    plain = lambda eq: eq.replace(" &= ", " = ", 1)  # noqa: E731
+    if form["split_out"]:  # the output's pair on two rows, one equation (\\*: no page break inside it)
+        out = form["dyhat"] + ", \\nonumber \\\\*\n" + form["do"]
+    else:
+        out = rf"{form['dyhat']}, \qquad {plain(form['do'])}"
     inner = form["dh"] is not None
-    rows = [
-        ("rec-out", rf"{aligned(form['dyhat'])}, \qquad {form['do']}"),
-        (
-            "rec-h",
-            rf"{aligned(form['dh'])}, \quad t < T, \qquad {form['dh_last']}" if inner else aligned(form["dh_last"]),
-        ),
-        ("rec-z", rf"{aligned(form['dz'])}, \qquad {form['dh0']}"),
+    form["rows"] = [
+        ("rec-out", out),
+        ("rec-h", rf"{form['dh']}, \quad t < T, \qquad {plain(form['dh_last'])}" if inner else form["dh_last"]),
+        ("rec-z", rf"{form['dz']}, \qquad {plain(form['dh0'])}"),
     ]
-    return {**form, "rows": rows, "gradients": _gradient_sums(n, derivation)}
+    form["gradients"] = _gradient_sums(n, derivation)
+    return form
 
 
 # --- vanishing and exploding gradients ----------------------------------------------------
@@ -486,8 +551,8 @@ def gamma_sentence(spec) -> str:
 def loss_row(n: Notation) -> tuple:
     """The legend's row of the loss and its terms (many-to-one: one term, at the last step)."""
     if n.spec.mapping == "many-to-one":
-        return (f"$E,\\ {n.indexed('E', n.spec.T)}$", "the loss, which is its one term, at the last step")
-    return (f"$E,\\ {n.indexed('E', 't')}$", "the loss, and its term at step $t$")
+        return (f"${n.E},\\ {n.indexed(n.E, n.spec.T)}$", "the loss, which is its one term, at the last step")
+    return (f"${n.E},\\ {n.indexed(n.E, 't')}$", "the loss, and its term at step $t$")
 
 
 def _legend(n: Notation, derivation: Derivation) -> list:
@@ -517,7 +582,7 @@ def _legend(n: Notation, derivation: Derivation) -> list:
     rows += [
         (
             f"${n.step('dh', 't')}$",
-            f"$\\partial E / \\partial {n.step('h', 't')}$, the gradient of the loss at a value (a {vec} like it)",
+            f"$\\partial {n.E} / \\partial {n.step('h', 't')}$, the gradient of the loss at a value (a {vec} like it)",
         ),
         (f"${n.D('t')}$", f"$\\partial {n.step('h', 't')} / \\partial {n.step('z', 't')}$, a diagonal matrix"),
         (r"$\partial^{+}$", "the immediate derivative: the earlier states held fixed"),
@@ -532,7 +597,12 @@ def _legend(n: Notation, derivation: Derivation) -> list:
     side = "stacked one above the other" if n.row else "side by side"
     rows.append((f"${stacked}$", f"the steps $1, \\dots, T$ {side}"))
     hidden = elementwise(spec.hidden_key)
-    if hidden.definition:
+    named = n.lexicon.function(spec.hidden_key)
+    if named:  # the seed's own name for the activation, and which function it is
+        rows.append(
+            (f"${named.format('x')} = {hidden.latex.format('x')}$", "the hidden activation, as the seed names it")
+        )
+    elif hidden.definition:
         rows.append((f"${hidden.definition}$", "the hidden activation"))
     if spec.is_custom:
         rows.append((f"${elementwise(f'custom_derivative:{spec.hidden}').definition}$", "its derivative"))
@@ -564,9 +634,9 @@ def latex_context(derivation: Derivation, formulas: list, numbering: Numbering, 
         shapes=shape_rows(n, derivation, jacobians=((n.D("t"), (_node(graph.nodes, "h", 1).symbol.shape[0],) * 2),)),
         three_index=three_index_sentence(n, derivation),
         forward=[aligned(generic(n, graph.nodes, f, spec.T)) for f in forward_families(graph)],
-        E_t=n.indexed("E", t),
-        E_T=n.indexed("E", last),
-        loss_latex=loss.latex.format(yhat_i=n.entry(r"\hat{y}", t), y_i=n.entry("y", t)),
+        E_t=n.indexed(n.E, t),
+        E_T=n.indexed(n.E, last),
+        loss_latex=loss.latex.format(yhat_i=n.entry_of("yhat", t), y_i=n.entry_of("y", t)),
         step=n.step,
         partial=n.partial,
         D=n.D,
@@ -575,16 +645,21 @@ def latex_context(derivation: Derivation, formulas: list, numbering: Numbering, 
         output_jacobian_o=n.output_jacobian,
         names=n.names,
         hidden_by_output=h_t in A.symbols_in(derivative),
-        output_jacobian=spec.output_layer.jacobian,
+        output_jacobian=n.respell(spec.output_layer.jacobian),
         output_jacobian_matrix=spec.output_layer.jacobian_matrix.format(yhat=yhat_t, outer=outer),
-        loss_gradient=loss.gradient.format(yhat=r"\hat{y}_i", y="y_i"),
-        fused_derivation=fused.derivation.format(yhat=r"\hat{y}", y="y", E=n.indexed("E", t)) if fused else None,
+        loss_gradient=n.respell(loss.gradient.format(yhat=r"\hat{y}_i", y="y_i")),
+        fused_derivation=(
+            n.respell(fused.derivation.format(yhat=r"\hat{y}", y="y", E=n.indexed(n.E, t))) if fused else None
+        ),
+        letter=n.letter,
+        E=n.E,
         fused_assumes=fused.assumes if fused else "",
         general_dyhat=_at(n, derivation.adjoints, "dyhat", last) if not fused else None,
         general_do=_at(n, derivation.adjoints, "do", last) if not fused else None,
         expansions=[(role, path_terms(n, n.names[role])) for role in WEIGHT_ROLES if role in n.names],
         compact=compact_paths(n),
         path_cost=path_cost(spec),
+        path_shapes=path_factor_shapes(n, derivation),
         full_paths=spec.T <= FULL_PATHS_UP_TO,
         immediate=[immediate_entry(n, role) for role in ("recurrent", "input")],
         output_entry=immediate_entry(n, "output"),
@@ -597,6 +672,8 @@ def latex_context(derivation: Derivation, formulas: list, numbering: Numbering, 
             f" down to ${n.step('h', 0)}$)"
         ),
         forward_gradient=forward_gradient(n),
+        immediate_total=immediate_and_total(n, derivation),
+        numbers=numbering.numbers,  # the numbers given so far: the text cites an equation above it
         recursive=recursive,
         summary_intro=(
             "The gradient of every parameter collects its deltas over time, and the deltas run backward"
@@ -605,7 +682,40 @@ def latex_context(derivation: Derivation, formulas: list, numbering: Numbering, 
         summary=[*recursive["rows"], *((f"delta-{name}", line) for name, line in recursive["gradients"].items())],
         gamma=gamma_sentence(spec),
         formulas=[f for f in formulas if not f.trivial],
+        seed=seed_context(spec),
         eq=numbering.tag,
+    )
+
+
+def _sides(equation: str) -> tuple:
+    """``(lhs, relation, rhs)`` of a seed's equation, split at its first ``=`` or ``\\leftarrow``."""
+    m = re.search(r" (=|\\leftarrow) ", equation)
+    return (equation[: m.start()], m.group(1), equation[m.end() :]) if m else ("", "", equation)
+
+
+def _rows(equations: list) -> list:
+    """Equations of one align in rows that fit beside their numbers (``broken``), every right side
+    starting where the widest left side ends."""
+    sides = [_sides(e) for e in equations]
+    column = max(width(lhs) for lhs, _, _ in sides)
+    rows = []
+    for lhs, rel, rhs in sides:
+        if rel == "=":
+            rows.append(broken(lhs, rhs, column=column))
+        else:  # an update rule aligns at its arrow; a formula of no relation stands alone
+            rows.append(f"{lhs} &{rel} {rhs}" if rel else rhs)
+    return rows
+
+
+def seed_context(spec) -> dict | None:
+    """A seed preset's last section (``seed_notes``), its equations laid out in rows; None without a preset."""
+    notes = seed_notes(spec)
+    if notes is None:
+        return None
+    return dict(
+        intro=notes["intro"],
+        assembled=_rows([f.latex for f in notes["assembled"]]),
+        errata=[dict(wrong=e.wrong, correct=_rows([e.correct.latex])[0], cost=e.cost) for e in notes["errata"]],
     )
 
 
@@ -641,7 +751,7 @@ def truncation_context(n: Notation, derivation: Derivation) -> dict | None:
     if simple and template is not None:
         # the gradient's own term at step t (delta_t h_{t-1}^T, its transpose in row notation), its delta
         # spelled as the loss term's derivative
-        fraction = n.partial(n.indexed("E", "t+a"), n.step(dz.value.key, "t"))
+        fraction = n.partial(n.indexed(n.E, "t+a"), n.step(dz.value.key, "t"))
         derivative = fraction if n.row else rf"\left({fraction}\right)^{{\top}}"
         term = n.spelled(template, relative(dz.key, 0, chain.size), derivative)
         restricted = aligned(f"{truncated} = \\sum_{{a=0}}^{{{tau - 1}}} \\sum_{{t=1}}^{{T-a}} {term}")
@@ -649,7 +759,7 @@ def truncation_context(n: Notation, derivation: Derivation) -> dict | None:
     return dict(
         tau=tau,
         full=spec.full_horizon,
-        rule=truncation_rule(tau, directions, spec.layers, latex=n.indexed("E", "t")),
+        rule=truncation_rule(tau, directions, spec.layers, latex=n.indexed(n.E, "t")),
         restricted=restricted,
         gradient=gradient,
         truncated_gradient=truncated,

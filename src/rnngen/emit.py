@@ -171,8 +171,10 @@ def write_all(files: dict, force: bool = False) -> None:
                 os.unlink(tmp)
 
 
-#: Where pdflatex comes from on Debian and Ubuntu, for the error message when it is missing.
-PDFLATEX_PACKAGE = "texlive-latex-base"
+#: Where pdflatex and TikZ (the documents' figure) come from on Debian and Ubuntu, for the error message.
+PDFLATEX_PACKAGE = "texlive-latex-base texlive-pictures"
+#: The Debian package of each LaTeX package the documents use beyond pdflatex's own (for a missing one).
+STY_PACKAGES = {"tikz.sty": "texlive-pictures"}
 
 
 def pdflatex() -> str:
@@ -215,7 +217,10 @@ def compile_pdf(tex: str, name: str) -> PdfBytes:
         pdf = source.with_suffix(".pdf")
         if run.returncode != 0 or not pdf.exists():
             errors = [line for line in run.stdout.splitlines() if line.startswith("!")] or ["no PDF was produced"]
-            raise OutputError(f"pdflatex failed on {name}.tex: {errors[0].lstrip('! ')}")
+            missing = re.search(r"File `(\w+\.sty)' not found", errors[0])
+            hint = STY_PACKAGES.get(missing.group(1)) if missing else None
+            hint = f" (on Debian or Ubuntu: apt-get install {hint})" if hint else ""
+            raise OutputError(f"pdflatex failed on {name}.tex: {errors[0].lstrip('! ')}{hint}")
         result = PdfBytes(pdf.read_bytes())
         pages = re.search(r"Output written on .*?\((\d+) pages?", run.stdout.replace("\n", ""))
         result.pages = int(pages.group(1)) if pages else 0

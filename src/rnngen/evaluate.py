@@ -27,6 +27,18 @@ def _stacked_value(sym, env: dict):
     return np.hstack([env[step_name(sym.family.key, t)] for t in range(sym.lo, sym.hi + 1)])
 
 
+def size_of(d, dims: dict) -> int:
+    """The value of a dimension ``d`` (a size symbol, a number, or a sum of sizes) given ``dims`` (by symbol).
+
+    A size symbol or a number is read directly: SymPy's ``subs`` costs milliseconds, and every term
+    with a vector of ones asks for its sizes.
+    """
+    if d in dims:
+        return int(dims[d])
+    d = sp.sympify(d)
+    return int(d) if d.is_Integer else int(d.subs(dims))
+
+
 def evaluate(expr, env: dict, dims: dict, memo: dict | None = None):
     """Value of ``expr`` given symbol values ``env`` (by name) and sizes ``dims`` (by symbol).
 
@@ -36,7 +48,7 @@ def evaluate(expr, env: dict, dims: dict, memo: dict | None = None):
     """
 
     def size(d):
-        return int(sp.sympify(d).subs(dims))
+        return size_of(d, dims)
 
     def ones(shape, rows=None):
         r, c = (size(d) for d in shape)

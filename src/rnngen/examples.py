@@ -16,6 +16,7 @@ from pathlib import Path
 
 from rnngen.emit import write_all
 from rnngen.pipeline import build
+from rnngen.presets import PRESETS, preset_spec
 from rnngen.spec import RNNSpec
 from rnngen.verify import VerificationError, check_build
 
@@ -69,7 +70,15 @@ NETWORKS = (
     RNNSpec(T=5, cell="gru"),
     RNNSpec(T=5, cell="gru", gru_reset="before"),
 )
-EXAMPLES = (RNNSpec(T=5), RNNSpec(T=20), *(s for s in SEEDS.values() if s != RNNSpec(T=5)), *NETWORKS)
+#: The seed presets (``presets.py``): each seed's network with its document in the seed's own symbols.
+PRESET_EXAMPLES = tuple(preset_spec(name) for name in PRESETS)
+EXAMPLES = (
+    RNNSpec(T=5),
+    RNNSpec(T=20),
+    *(s for s in SEEDS.values() if s != RNNSpec(T=5)),
+    *NETWORKS,
+    *PRESET_EXAMPLES,
+)
 
 
 def refresh(out_dir: Path = Path("generated")) -> list:

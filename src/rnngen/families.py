@@ -322,6 +322,74 @@ def spelling_of(sym) -> ParamName:
     return sym.spelling if isinstance(sym, Spelled) else ParamName.plain(sym.name)
 
 
+@dataclass(frozen=True)
+class Lexicon:
+    """How a document spells its symbols: a value the document is rendered with, so one network can be
+    written in a seed's own notation (``presets.py``). Only the LaTeX changes; the module's names and
+    its plain-text comments keep rnngen's spelling. The default is rnngen's own spelling (the table
+    above, ``ParamName.latex``), so a document rendered with it is what it was before lexicons.
+
+    Attributes:
+        letters: ``(base, letter, stacked letter)`` triples that replace a base's LaTeX letters (seed 000
+            writes the prediction ``y`` and the target ``\\hat{y}``).
+        tags: ``(base, tag)`` pairs: a fixed index written before the step (seed 001's ``h^{1,t}``).
+        steps: where the step index goes: ``"sub"`` (``O_t``), ``"super"`` (``h^{t}``), or ``""``: as the
+            notation has it (above in row notation, below in column notation).
+        loss: the loss's letter (``E``, ``L``, ``\\mathcal{L}``); its terms are this letter at a step.
+        params: ``(code name, LaTeX)`` pairs for a network of one layer (seed 001's ``W^{11}``).
+        adjoint: how an adjoint is written, a format of the value's spelling at its step (seed 001's
+            ``\\nabla_{{{}}} \\mathcal{{L}}``); "" for rnngen's deltas (``\\delta^{h}_{t}``).
+        pre_adjoint: the same for the part of an adjoint that does not read the recurrence (``\\tilde{\\delta}``).
+        functions: ``(activation, LaTeX format)`` pairs: an activation written by the seed's own name
+            (seed 003's ``g(z_t)`` for tanh); the legend says which function it is.
+    """
+
+    letters: tuple = ()
+    tags: tuple = ()
+    steps: str = ""
+    loss: str = "E"
+    params: tuple = ()
+    adjoint: str = ""
+    pre_adjoint: str = ""
+    functions: tuple = ()
+
+    def __post_init__(self):
+        if self.steps not in ("", "sub", "super"):
+            raise ValueError(f"a lexicon's steps are 'sub', 'super' or '', not {self.steps!r}")
+        unknown = [b for b, *_ in self.letters + self.tags if b not in _SPELLING]
+        if unknown:
+            raise ValueError(f"a lexicon spells no base {unknown[0]!r}; the bases are {', '.join(_SPELLING)}")
+
+    def superscript(self, row: bool) -> bool:
+        """True when a step goes above its letter (``h^{t}``), in a network of notation ``row``."""
+        return row if not self.steps else self.steps == "super"
+
+    def latex_letter(self, fam: Family, stacked: bool = False, gated: bool = False) -> str:
+        """A family's LaTeX letter: the lexicon's where it has one (with the pre-part's tilde), else rnngen's."""
+        own = {base: pair for base, *pair in self.letters}.get(fam.base)
+        if own is None:
+            return fam.latex_letter(stacked, gated)
+        letter = own[1] if stacked else own[0]
+        return rf"\tilde{{{letter}}}" if fam.kind == "pre" else letter
+
+    def tag(self, fam: Family) -> str:
+        """A family's fixed index (seed 001's layer: ``1`` of ``h^{1,t}``), "" without one."""
+        return dict(self.tags).get(fam.base, "")
+
+    def function(self, key: str) -> str | None:
+        """The LaTeX format of an activation (``activations.elementwise`` key) where the seed names it, else None."""
+        return dict(self.functions).get(key)
+
+    def param(self, name: ParamName) -> str | None:
+        """A parameter's LaTeX, where the lexicon names it (a network of one layer), else None."""
+        if name.layer or name.direction or name.part or name.initial:
+            return None
+        return dict(self.params).get(name.letter)
+
+
+#: rnngen's own spelling.
+DEFAULT_LEXICON = Lexicon()
+
 _BY_KEY: dict[str, Family] = {}
 
 

@@ -2,7 +2,7 @@
 
 The LaTeX document is the one source; this module rewrites the small set of
 constructs its template uses (sections, the legend table, numbered lists,
-``align``/``equation`` displays, ``\\texttt``) and refuses anything else, so a
+``align``/``equation`` displays, ``\\texttt``, the figure as its SVG) and refuses anything else, so a
 template change that Markdown cannot show fails loudly instead of leaking
 LaTeX into the page.
 
@@ -65,8 +65,8 @@ def _display(body: str, flavor: str) -> list:
         blocks.append((pending, None))
     out = []
     for lines, tag in blocks:
-        if len(lines) == 1:  # no aligned block: an alignment point (on any line of the row) would stay a stray &
-            math = re.sub(r"\s*(?<!\\)&\s*", " ", lines[0])
+        if len(lines) == 1:  # no aligned block: its alignment point goes, on whichever line it stands
+            math = re.sub(r"\s*(?<!\\)&(=|\\leftarrow)\s*", r" \1 ", lines[0])  # an update rule aligns at its arrow
         else:
             math = "\\begin{aligned}\n" + " \\\\\n".join(lines) + "\n\\end{aligned}"
         if tag:
@@ -89,6 +89,19 @@ def _table(body: str, flavor: str) -> list:
     return out + [""]
 
 
+def _figure(body: str, number: int, flavor: str, images: dict) -> list:
+    """A ``figure`` environment (``figure.tex.jinja``): the SVG named on its ``% Markdown:`` line (or the
+    address ``images`` gives for that name), then its caption; the TikZ drawing itself has no Markdown
+    rendering, the SVG is the same figure."""
+    image = re.search(r"^% Markdown: (\S+)$", body, re.M)
+    caption = re.search(r"\\caption\{(.*)\}\s*$", body, re.S)
+    if not image or not caption:
+        raise MarkdownError("a figure needs a '% Markdown: file.svg' line and a caption")
+    text = _inline(" ".join(caption.group(1).split()), flavor)
+    address = images.get(image.group(1), image.group(1))
+    return [f"![Figure {number}: the unrolled network]({address})", "", f"*Figure {number}.* {text}", ""]
+
+
 def _header(comments: list) -> list:
     """The LaTeX preamble comments, as an HTML comment that says how to regenerate this file."""
     lines = [c[1:].strip() if c.startswith("%") else c for c in comments]
@@ -97,8 +110,9 @@ def _header(comments: list) -> list:
     return lines + ["-->", ""]
 
 
-def to_markdown(tex: str, flavor: str = "github") -> str:
-    """The Markdown rendering of a document written by ``derivation.tex.jinja``."""
+def to_markdown(tex: str, flavor: str = "github", images: dict | None = None) -> str:
+    """The Markdown rendering of a document written by ``derivation.tex.jinja`` or ``network.tex.jinja``;
+    ``images`` maps a figure's file name to the address to show it from (a notebook has no file beside it)."""
     if flavor not in FLAVORS:
         raise ValueError(f"flavor must be one of {FLAVORS}, not {flavor!r}")
     head, _, rest = tex.partition("\\begin{document}")
@@ -109,7 +123,8 @@ def to_markdown(tex: str, flavor: str = "github") -> str:
     if not title:
         raise MarkdownError("the LaTeX document has no title")
     out = _header(comments)
-    section, appendix = 0, False  # after \appendix, sections are lettered A, B, ... as LaTeX letters them
+    section = figures = 0
+    appendix = False  # after \appendix, sections are lettered A, B, ... as LaTeX letters them
     paragraph: list = []
 
     def flush():
@@ -121,7 +136,7 @@ def to_markdown(tex: str, flavor: str = "github") -> str:
     i = 0
     while i < len(lines):
         line = lines[i].strip()
-        env = re.match(r"\\begin\{(align|equation|tabularx?|enumerate)\}", line)
+        env = re.match(r"\\begin\{(align|equation|tabularx?|enumerate|figure)\}", line)
         if env:
             flush()
             name = env.group(1)
@@ -129,6 +144,9 @@ def to_markdown(tex: str, flavor: str = "github") -> str:
             inner = "\n".join(lines[i + 1 : end])
             if name in ("align", "equation"):
                 out += _display(inner, flavor)
+            elif name == "figure":
+                figures += 1
+                out += _figure(inner, figures, flavor, images or {})
             elif name.startswith("tabular"):  # without its width and columns: {ll}, {\linewidth}{lX}
                 out += _table(re.sub(r"^(?:\{[^{}]*\})+", "", line.removeprefix(f"\\begin{{{name}}}")) + inner, flavor)
             else:

@@ -26,6 +26,7 @@ from rnngen.document import (
     aligned,
     broken,
     forward_families,
+    immediate_and_total,
     loss_row,
     sum_over_steps,
     truncation_context,
@@ -35,7 +36,7 @@ from rnngen.gate_document import gate_context
 from rnngen.network import Block
 from rnngen.printing.math import param_latex
 from rnngen.program import gradient_symbol, relative, state_key, step_template
-from rnngen.shapes import shape_rows, size
+from rnngen.shapes import gradient_factor_shapes, shape_rows, size
 from rnngen.texwidth import width
 from rnngen.unroll import candidate
 
@@ -104,6 +105,8 @@ def _legend(n: Notation, derivation: Derivation) -> list:
         rows.append((f"${dh}$", f"the part of $\\partial E / \\partial {h}$ that the truncation keeps (a delta)"))
         rows.append((f"${dh_a}$", f"its part whose paths crossed $a$ recurrent edges, its age $a \\le {tau - 1}$"))
         rows.append((r"$\tau$", f"the truncation horizon, {tau}: see the section on truncated BPTT before the deltas"))
+    if immediate_and_total(n, derivation):  # the paragraph on the immediate derivative writes it with a plus
+        rows.append((r"$\partial^{+}$", "the immediate derivative: the earlier states held fixed"))
     if net.cell.gated:  # the section on what the gates do writes their Jacobians and the Elman bound
         rows.append((r"$\operatorname{diag}(v)$", "the diagonal matrix with the entries of $v$ on its diagonal"))
         rows.append((r"$\gamma$", "an activation's largest slope, $\\sup_x |f'(x)|$"))
@@ -523,6 +526,8 @@ def network_context(derivation: Derivation, formulas: list, numbering: Numbering
         output_split=_output_split(n, derivation),
         sweeps=_chain_sweeps(n, derivation),
         gradients=_gradient_lines(n, derivation),
+        immediate_total=immediate_and_total(n, derivation),
+        gradient_shapes=gradient_factor_shapes(n, derivation),
         column_names=[param_latex(name) for name in spec.names],
         stacked_weights=[
             (n.latex(p.symbol()), [n.latex(p.block(part)) for part in p.parts])

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from rnngen.backprop import Derivation, derive
 from rnngen.emit import compile_pdf
+from rnngen.figure import svg_file
 from rnngen.lower import Lowered, lower
 from rnngen.markdown import to_markdown
 from rnngen.optimize import optimize
@@ -56,16 +57,23 @@ class Build:
         """The document as Markdown whose math renders on GitHub."""
         return to_markdown(self.latex, "github")
 
+    @property
+    def svg(self) -> str:
+        """The figure of the unrolled network as SVG, which the Markdown shows (``figure.py``)."""
+        return svg_file(self.derivation)
+
     def paths(self, out_dir, latex: bool = True, markdown: bool = False, pdf: bool = False, handout=False) -> list:
-        """The files ``files`` would write into ``out_dir``.
+        """The files ``files`` would write into ``out_dir`` (the Markdown's figure beside it).
 
         The handout's documents are named ``<name>_handout.tex`` (``.md``, ``.pdf``): a different name from
         the full document's, so that writing one never replaces the other.
         """
         out = Path(out_dir)
         docs = out / (self.spec.name + HANDOUT_SUFFIX if handout else self.spec.name)
-        suffixes = [s for s, wanted in ((".tex", latex), (".md", markdown), (".pdf", pdf)) if wanted]
-        return [out / f"{self.spec.name}.py"] + [docs.with_name(docs.name + s) for s in suffixes]
+        wanted = ((".tex", latex), (".md", markdown), (".svg", markdown), (".pdf", pdf))
+        # the figure is the network's: one file, which the document and the handout both show
+        named = lambda s: out / f"{self.spec.name}.svg" if s == ".svg" else docs.with_name(docs.name + s)  # noqa: E731
+        return [out / f"{self.spec.name}.py"] + [named(s) for s, want in wanted if want]
 
     def files(self, out_dir, latex: bool = True, markdown: bool = False, pdf: bool = False, handout=False) -> dict:
         """``{path: text or bytes}`` of the files to write into ``out_dir``; ``handout``: the documents are
@@ -78,6 +86,7 @@ class Build:
             ".py": lambda: self.module,
             ".tex": lambda: tex,
             ".md": lambda: to_markdown(tex, "github"),
+            ".svg": lambda: self.svg,
             ".pdf": lambda: compile_pdf(tex, self.spec.name + (HANDOUT_SUFFIX if handout else "")),
         }
         return {path: content[path.suffix]() for path in self.paths(out_dir, latex, markdown, pdf, handout)}

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from sympy import MatrixSymbol, Transpose
 
-from rnngen import __version__, layout, operations
+from rnngen import __version__, layout, operations, worked
 from rnngen import algebra as A
 from rnngen.activations import elementwise
 from rnngen.backprop import Derivation
@@ -23,6 +23,7 @@ from rnngen.cells import cell_of
 from rnngen.document import Notation, Numbering, broken, forward_families, generic, latex_context
 from rnngen.emit import render
 from rnngen.families import run_of, step_of
+from rnngen.figure import context as figure_context
 from rnngen.lower import Lowered
 from rnngen.network import Block
 from rnngen.network_document import network_context, three_forms
@@ -571,6 +572,8 @@ def _document(template: str, context: dict, handout: bool) -> tuple:
     """
     numbering = Numbering()
     context = {**context, "eq": numbering.tag, "eq_again": numbering.again, "numbers": numbering.numbers}
+    if context.get("worked"):  # the worked example cites the numbering as this rendering fills it
+        context["worked"] = {**context["worked"], "numbers": numbering.numbers}
     context["handout"] = handout
     if handout:  # its preamble's command writes the handout
         context["command_lines"] = _command_lines(f"{context['command']} --handout")
@@ -584,6 +587,9 @@ def render_both(derivation: Derivation, lowered: Lowered) -> tuple:
     """
     formulas = final_formulas(lowered.program)
     common = _common(derivation.spec)
+    common["figure"] = figure_context(derivation)
+    # its numbers: the numbering of each rendering (_document)
+    common["worked"] = worked.latex_context(derivation, {}, worked.example_for(derivation.spec))
     if three_forms(derivation.spec):
         template, context = "derivation.tex.jinja", latex_context(derivation, formulas, Numbering(), common)
     else:

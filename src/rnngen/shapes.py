@@ -98,7 +98,7 @@ def three_index_sentence(n: Notation, derivation) -> str:
     h = _first_steps(graph.nodes)["h"]
     (size_h,) = (d for d in dims(n, h) if d != 1)
     shape_w = dims(n, graph.network.params[name].math())
-    entry = n.entry("h", "t")
+    entry = n.entry_of("h", "t")
     W_jk = f"({weight})_{{jk}}" if "_" in weight else f"{weight}_{{jk}}"
     dh = n.step("h", "t")
     count = r" \cdot ".join(size(d) for d in (size_h, *shape_w))
@@ -106,6 +106,56 @@ def three_index_sentence(n: Notation, derivation) -> str:
         rf"The Jacobian $\partial {dh} / \partial {weight}$ of the second form has three indices: it holds the"
         rf" ${count}$ numbers"
         rf" $\partial {entry} / \partial {W_jk}$, and the product"
-        rf" $(\partial E / \partial {dh})\, (\partial {dh} / \partial {weight})$ sums over $i$, the index of"
+        rf" $(\partial {n.E} / \partial {dh})\, (\partial {dh} / \partial {weight})$ sums over $i$, the index of"
         rf" ${dh}$, which leaves ${written(shape_w)}$, the shape of ${weight}$."
     )
+
+
+def _under(factor: str, shape) -> str:
+    """``factor`` with its shape set under it (seed 001's habit)."""
+    return rf"\underbrace{{{factor}}}_{{{written(shape)}}}"
+
+
+def path_factor_shapes(n: Notation, derivation) -> str:
+    """One term of the recurrent weight's sum over paths (the compact form's), the shape of each factor under it.
+
+    A Jacobian ``da/db`` is (entries of a) x (entries of b) in either notation; the last factor,
+    ``d+h_k/dW``, has three indices, and the product sums over the index of ``h_k``.
+    """
+    graph = derivation.graph
+    name = next(k for k, p in graph.network.params.items() if p.role == "recurrent")
+    weight = n.latex(graph.params[name])
+    steps = _first_steps(graph.nodes)
+    (n_h,) = (d for d in steps["h"].shape if d != A.B)
+    (n_y,) = (d for d in steps["yhat"].shape if d != A.B)
+    shape_w = dims(n, graph.network.params[name].math())
+    t = "T" if derivation.spec.mapping == "many-to-one" else "t"
+    h, E = (lambda j: n.step("h", j)), n.indexed("E", t)  # noqa: E731
+    factors = [
+        _under(n.partial(E, n.step("yhat", t)), (1, n_y)),
+        _under(n.partial(n.step("yhat", t), h(t)), (n_y, n_h)),
+        _under(rf"\prod_{{j=k+1}}^{{{t}}} {n.partial(h('j'), h('j-1'))}", (n_h, n_h)),
+        _under(n.partial("^{+} " + h("k"), weight), (n_h, *shape_w)),
+    ]
+    return r"\, ".join(factors) + rf" \;\to\; {written(shape_w)}"
+
+
+def gradient_factor_shapes(n: Notation, derivation) -> tuple | None:
+    """``(name, line)``: the first recurrent weight's gradient as a sum over steps of one product, the shape
+    of each factor under it (``delta_t`` n_h x 1 times ``h_{t-1}^T`` 1 x n_h); None where its term is no
+    single product repeated step by step (a stacked matrix's blocks, a truncated or masked sum)."""
+    from rnngen.document import sum_over_steps  # document.py imports this module
+    from rnngen.program import gradient_symbol
+
+    graph = derivation.graph
+    name = next((k for k, p in graph.network.params.items() if p.role.startswith("recurrent")), None)
+    if name is None or graph.network.params[name].blocks:
+        return None
+    expr = derivation.gradients[name]
+    terms = list(expr.args) if isinstance(expr, sp.MatAdd) else [expr]
+    term = sum_over_steps(terms) if len(terms) == derivation.spec.T else None
+    if not isinstance(term, sp.MatMul) or term.as_coeff_matrices()[0] != 1:
+        return None
+    factors = r"\, ".join(_under(n.latex(f), dims(n, f)) for f in term.args)
+    target = n.latex(gradient_symbol(graph.params[name]))
+    return name, rf"{target} = \sum_{{t=1}}^{{T}} {factors}"

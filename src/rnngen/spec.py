@@ -216,6 +216,8 @@ class RNNSpec:
         gru_reset: the GRU's form (``GRU_RESETS``): ``"after"`` (PyTorch, cuDNN: the reset gate scales
             ``W_n h_{t-1} + b_hn``, the default) or ``"before"`` (it scales ``h_{t-1}`` inside the
             product); None for the other cells.
+        preset: a seed preset (``presets.PRESETS``: ``seed-000`` ...) whose network this is and whose
+            notation its document writes, or None. ``presets.preset_spec`` makes such a spec.
     """
 
     T: int
@@ -237,6 +239,7 @@ class RNNSpec:
     masked: bool = False
     padding: str = "post"
     gru_reset: str | None = None
+    preset: str | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "T", check_T(self.T))
@@ -263,6 +266,10 @@ class RNNSpec:
         self._check_truncate()
         self._check_padding()
         self._check_network_names()
+        if self.preset is not None:
+            from rnngen.presets import check_preset  # a preset is made of specs: imported here, no cycle
+
+            check_preset(self)
 
     def _check_cell(self):
         if self.cell == "gru":
@@ -479,13 +486,17 @@ class RNNSpec:
             parts.append(f"trunc{self.truncate}")
         if self.masked:
             parts.append("masked" if self.padding == "post" else f"masked_{self.padding}")
+        if self.preset is not None:  # the same network in a seed's notation is another document
+            parts.insert(0, self.preset.replace("-", ""))
         return "_".join(parts) + f"_t{self.T}"
 
     def as_dict(self) -> dict:
-        """The fields as a dict (``gru_reset`` only for a GRU, so that other specs keep their digest)."""
+        """The fields as a dict (``gru_reset`` only for a GRU, ``preset`` only with one, so that other specs keep
+        their digest)."""
         out = asdict(self)
-        if out["gru_reset"] is None:
-            del out["gru_reset"]
+        for field in ("gru_reset", "preset"):
+            if out[field] is None:
+                del out[field]
         return out
 
     def digest(self) -> str:
@@ -495,6 +506,8 @@ class RNNSpec:
     def cli_args(self) -> str:
         """The ``rnngen derive`` options that reproduce this spec (defaults omitted)."""
         args = [f"--T {self.T}"]
+        if self.preset is not None:  # the preset fixes every other option
+            return f"--preset {self.preset} {args[0]}"
         if self.hidden != "tanh":
             args.append(f"--hidden {shlex.quote(self.hidden)}")
         if self.slope is not None and self.slope != DEFAULT_SLOPE:

@@ -762,6 +762,8 @@ class Report:
         truncated_skipped: why they are missing ("" if they are not).
         padded: for a masked module (every check ran with a mask of some padded steps), the largest
             change a padded step's input and target make to E, a gradient or the final state; else None.
+        seed: for a seed preset's build, equation number -> relative error of each of the seed's own
+            formulas (``seed_notes.deviations``) against the module; else empty.
     """
 
     T: int
@@ -781,6 +783,7 @@ class Report:
     truncated: dict = field(default_factory=dict)
     truncated_skipped: str = ""
     padded: float | None = None
+    seed_formulas: dict = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -855,6 +858,10 @@ class Report:
             out += carried.failures(self.state)
         if self.padded is not None and not self.padded <= PADDED_LIMIT:
             out.append(f"a padded step's input or target changes the result by {self.padded:.1e}")
+        wrong = {n: e for n, e in self.seed_formulas.items() if not e <= FORMS_TOLERANCE}
+        if wrong:
+            numbers = ", ".join(f"({n})" for n in wrong)
+            out.append(f"the seed's formulas {numbers} disagree with the module by {_worst(wrong.values()):.1e}")
         for name, path in self.paths.items():
             if path.failures:
                 figures = ", ".join(f"{q} {e:.1e} (limit {limit:.1e})" for q, e, limit in path.failures)
@@ -888,6 +895,9 @@ class Report:
                 if self.horizon is None
                 else {"tau": self.horizon, "errors": self.truncated, "limit": RESTRICTED_TOLERANCE},
                 "padded_steps": self.padded,
+                "seed_formulas": {"errors": self.seed_formulas, "limit": FORMS_TOLERANCE}
+                if self.seed_formulas
+                else None,
                 "notes": self.notes,
                 "failures": self.failures,
             }
@@ -976,6 +986,11 @@ def check_module(
     )
     report.forms_skipped = skipped
     report.padded = padded
+    if build is not None and build.spec.preset is not None:
+        from rnngen.seed_notes import deviations  # a preset's own formulas, as its document prints them
+
+        say("the seed's formulas")
+        report.seed_formulas = deviations(build.spec, module, build.equations, seed)
     return report
 
 

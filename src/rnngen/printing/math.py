@@ -21,11 +21,24 @@ from sympy.printing.printer import Printer
 
 from rnngen import algebra as A
 from rnngen.activations import columnwise, elementwise
-from rnngen.families import ParamName, age_latex, family, relative_of, run_of, spelling_of, step_of, tag_latex
+from rnngen.families import (
+    DEFAULT_LEXICON,
+    Lexicon,
+    ParamName,
+    age_latex,
+    family,
+    relative_of,
+    run_of,
+    spelling_of,
+    step_of,
+    tag_latex,
+)
 from rnngen.printing import PrintError
 from rnngen.program import Gradient
 
 ADD, MUL, ATOM = 1, 2, 3
+#: The loss's symbol in the graph (``unroll``), which the LaTeX writes with the lexicon's letter.
+LOSS = "E"
 
 
 #: A math accent at the start of a symbol's spelling (``\hat{y}``, ``\check{h}``).
@@ -57,7 +70,7 @@ LATEX = Style(
     ones_row="\\mathbf{1}^{\\top}",
     softmax="\\operatorname{{softmax}}({})",
     log_softmax="\\log\\operatorname{{softmax}}({})",
-    gradient="\\frac{{\\partial E}}{{\\partial {}}}",
+    gradient="\\frac{{\\partial {loss}}}{{\\partial {}}}",
     times=" ",
 )
 TEXT = Style(
@@ -100,10 +113,18 @@ class MathPrinter(Printer):
 
     printmethod = "_rnngen_math"
 
-    def __init__(self, style: Style = LATEX, row: bool = False, spelled: dict | None = None, gated: bool = False):
+    def __init__(
+        self,
+        style: Style = LATEX,
+        row: bool = False,
+        spelled: dict | None = None,
+        gated: bool = False,
+        lexicon: Lexicon = DEFAULT_LEXICON,
+    ):
         super().__init__()
         self.style = style
         self.row = row
+        self.lexicon = lexicon  # how the LaTeX spells each symbol (a seed's own letters); text keeps rnngen's
         self.gated = gated  # a gated cell's network: its gates' letters come first (families.GATED_LETTERS)
         self.spelled = spelled or {}  # symbol -> its text, printed as it is (a derivative for a delta)
 
@@ -119,6 +140,8 @@ class MathPrinter(Printer):
     def _elementwise(self, fn, arg_prec):
         rule = elementwise(fn)
         form = rule.latex if self.style is LATEX else rule.text
+        if self.style is LATEX and self.lexicon.function(fn):  # the seed's own name for it (seed 003's g)
+            form = self.lexicon.function(fn)
         # A function applied by juxtaposition (\log x) takes one atom: \log (1 - y), not \log 1 - y.
         by_juxtaposition = re.search(r"\\[A-Za-z]+ \{\}", form)
         return form.format(self._wrap(arg_prec, ATOM) if by_juxtaposition else arg_prec[0])
@@ -223,15 +246,21 @@ class MathPrinter(Printer):
             t, letter = str(t), fam.text_spelling(False, self.gated)
             return f"{letter}_{{{t}}}" if len(t) > 1 and not t.isdigit() else f"{letter}_{t}"
         index = f"{t}:{stacked_to}" if stacked_to is not None else str(t)
+        lex = self.lexicon
         tag = fam.tag_latex if age is None else tag_latex(fam.layer, fam.direction) + age_latex(age)
+        tag = lex.tag(fam) + tag
+        above = lex.superscript(self.row)
+        own = {"adjoint": lex.adjoint, "pre_adjoint": lex.pre_adjoint}.get(fam.kind)
+        if own and age is None and fam.age is None:  # a seed's own spelling of a gradient (seed 001's nabla)
+            return own.format(self.step(fam.value.key, t, stacked_to))
         if fam.delta:
             delta = fam.stacked_delta if stacked_to is not None else fam.delta
-            letter = fam.latex_letter(False, self.gated)
-            if self.row:
+            letter = lex.latex_letter(fam.value, False, self.gated)
+            if above:
                 return f"{delta}^{{{letter}{tag},{index}}}"
             return f"{delta}^{{{letter}{tag}}}_{{{index}}}"
-        letter = fam.latex_letter(stacked_to is not None, self.gated)
-        if self.row:
+        letter = lex.latex_letter(fam, stacked_to is not None, self.gated)
+        if above:
             return f"{letter}^{{{tag}{',' if tag else ''}{index}}}"
         return f"{letter}^{{{tag}}}_{{{index}}}" if tag else f"{letter}_{{{index}}}"
 
@@ -250,14 +279,18 @@ class MathPrinter(Printer):
             fam, k = rel
             return self.step(fam, _offset(k))
         if isinstance(sym, Gradient):
-            return st.gradient.format(self.written(sym.spelling))
+            return st.gradient.format(self.written(sym.spelling), loss=self.lexicon.loss)
+        if st is LATEX and sym.name == LOSS and sym.shape == (1, 1):
+            return self.lexicon.loss
         return self.written(spelling_of(sym))
 
     def written(self, name: ParamName) -> str:
         """A parameter as mathematics writes it; an initial state as the first step of its chain's state."""
         if name.initial:
             return self.step(name.state.key, name.start)
-        return name.text if self.style is TEXT else name.latex()
+        if self.style is TEXT:
+            return name.text
+        return self.lexicon.param(name) or name.latex()
 
     def _add(self, terms, sub):
         parts = []
@@ -293,9 +326,10 @@ def _number(coeff, style) -> str:
     return str(coeff)
 
 
-def latex(expr, row: bool = False, gated: bool = False) -> str:
-    """LaTeX of ``expr`` in column or row notation, in a gated cell's network's letters if ``gated``."""
-    return MathPrinter(LATEX, row, gated=gated).doprint(expr)
+def latex(expr, row: bool = False, gated: bool = False, lexicon: Lexicon = DEFAULT_LEXICON) -> str:
+    """LaTeX of ``expr`` in column or row notation, in a gated cell's network's letters if ``gated``, spelled
+    by ``lexicon``."""
+    return MathPrinter(LATEX, row, gated=gated, lexicon=lexicon).doprint(expr)
 
 
 def text(expr, row: bool = False, gated: bool = False) -> str:
