@@ -813,7 +813,7 @@ def formula_lines(tex: str) -> list:
     body = tex.split(SECTION, 1)[1]
     block = body.split(r"\begin{align}", 1)[1].split(r"\end{align}", 1)[0]
     lines = []
-    for row in re.split(r"\\\\\s*\n", block):
+    for row in re.split(r"\\\\\*?\s*\n", block):
         row = re.sub(r"\\tag\{\d+\}|\\nonumber", "", row).strip()
         if row.startswith("&") and lines:  # a long formula's next row: &\qquad + ...
             lines[-1] += " " + re.sub(r"^&\s*(?:\\qquad)?", "", row).strip()
@@ -850,7 +850,7 @@ def numbered_equations(tex: str) -> list:
     """
     out, final_at = [], tex.index(SECTION)
     for env in re.finditer(r"\\begin\{(align|equation)\}(.*?)\\end\{\1\}", tex, re.S):
-        rows, pending = re.split(r"\\\\\s*\n", env.group(2).strip()), []
+        rows, pending = re.split(r"\\\\\*?\s*\n", env.group(2).strip()), []
         for row in rows:
             row = re.sub(r"\s+", " ", row).strip()
             if row.startswith("&") and pending:

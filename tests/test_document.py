@@ -253,7 +253,7 @@ def _fits_the_page(tmp_path, equation: str) -> None:
 
 
 def _rows(equation: str) -> tuple:
-    rows = equation.split(" \\nonumber \\\\\n")
+    rows = equation.split(" \\nonumber \\\\*\n")  # \\*: no page break inside the equation
     # one equation, read back as the document's checker reads it: a next row continues the one above
     joined = " ".join([rows[0].replace(" &= ", " = ", 1)] + [re.sub(r"^&\\qquad ", "", row) for row in rows[1:]])
     return rows, joined

@@ -23,8 +23,8 @@ def _rows(tex: str) -> set:
     (which the align starts with an empty atom, ``{}= ...``, ``{}\\qquad + ...``)."""
     rows = set()
     for body in re.findall(r"\\begin\{align\}(.*?)\\end\{align\}", tex, re.S):
-        for row in re.split(r"\\\\\s*\n", body):
-            row = re.sub(r"\\tag\{\d+\}|\\nonumber", "", row).strip()
+        for row in re.split(r"\\\\\*?\s*\n", body):
+            row = re.sub(r"\\tag\{\d+\}|\\tag\*\{[^{}]*\}|\\nonumber", "", row).strip()
             outside = re.sub(r"\\begin\{bmatrix\}.*?\\end\{bmatrix\}", "", row)  # a matrix's & is its own
             if row and outside.count("&") == 1:  # (a row of two aligned relations is two columns apart)
                 rows.add(re.sub(r"(^|\s)&", r"\1{}", row, count=1))

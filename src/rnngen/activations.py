@@ -275,8 +275,10 @@ def _leaky_slope(slope: float) -> ElementwiseRule:
         scalar=lambda v: (1 + slope) / 2 + (1 - slope) / 2 * sp.sign(v),
         numpy=f"_leaky_relu_slope({{}}, {slope!r})",
         ufunc=lambda a: np.where(a > 0, 1.0, slope),
-        latex=r"\operatorname{{lrelu}}'({})",
-        text="lrelu'({})",
+        # written on the output, where it is applied: a + (1 - a) [h > 0], since h > 0 exactly where z > 0
+        # (lrelu'(h) would read as the derivative taken at h)
+        latex=rf"\left({slope!r} + {round(1 - slope, 12)!r}\,[{{}} > 0]\right)",
+        text=f"({slope!r} + {round(1 - slope, 12)!r} [{{}} > 0])",
         derivative=None,
         helpers=_LEAKY_HELPERS[1:],
     )
@@ -311,12 +313,27 @@ def _custom(text: str, derivative: bool) -> ElementwiseRule:
         latex=f"{what}({{}})",
         text=f"{what}({{}})",
         derivative=None if derivative else _custom_slope(text, sp.diff(f, expression.X)),
-        definition=f"{what}(x) = {sp.latex(expr)}",
+        definition=f"{what}(x) = {sp.latex(simplest(expr) if derivative else expr)}",
         description=f"custom: {text}",
         helpers=((helper, source),),
         gamma=None if derivative else _estimated_sup_slope(text, ufunc),
         gamma_estimated=True,
     )
+
+
+def simplest(expr: sp.Expr) -> sp.Expr:
+    """The shortest form SymPy finds of a custom activation's derivative, for the document's legend:
+    ``1/(|x| + 1)^2`` where differentiating gives ``-x sign(x)/(|x| + 1)^2 + 1/(|x| + 1)``.
+
+    Only the page shows it; the module computes the derivative as differentiated, whose numerics the
+    checks have measured. A form with cases (Piecewise) or no shorter is not taken.
+    """
+    x = expression.X
+    folded = expr.replace(  # x sign(x) = |x| for real x, which simplify leaves alone
+        lambda e: isinstance(e, sp.Mul) and e.has(sp.sign), lambda e: e.subs(x * sp.sign(x), sp.Abs(x))
+    )
+    shortest = min((sp.simplify(folded), folded), key=sp.count_ops)
+    return shortest if sp.count_ops(shortest) < sp.count_ops(expr) and not shortest.has(sp.Piecewise) else expr
 
 
 def _custom_slope(text: str, slope: sp.Expr) -> Callable:

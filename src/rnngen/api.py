@@ -107,9 +107,10 @@ class BPTT:
         """
         return check_build(self.build, exact=exact, progress=progress, **where)
 
-    def save(self, out_dir="generated", latex=True, markdown=False, pdf=False, force=False) -> list:
-        """Write the module (and the documents asked for) into ``out_dir``, all or nothing; return the paths."""
-        files = self.build.files(out_dir, latex=latex, markdown=markdown, pdf=pdf)
+    def save(self, out_dir="generated", latex=True, markdown=False, pdf=False, force=False, handout=False) -> list:
+        """Write the module (and the documents asked for, as handouts with ``handout``) into ``out_dir``, all or
+        nothing; return the paths."""
+        files = self.build.files(out_dir, latex=latex, markdown=markdown, pdf=pdf, handout=handout)
         write_all(files, force)
         self.written = files
         return list(files)
@@ -157,6 +158,7 @@ def derive(
     latex: bool = True,
     markdown: bool = False,
     pdf: bool = False,
+    handout: bool = False,
     force: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> BPTT:
@@ -195,6 +197,9 @@ def derive(
         check: verify the module's gradients (finite differences, Taylor test, the two forms).
         exact: also compare with the exact SymPy scalar oracle (T <= 8, slower).
         latex, markdown, pdf: which documents to write into ``out`` besides the module.
+        handout: write the documents as a handout for students, named ``<name>_handout.tex`` (``.md``,
+            ``.pdf``) so that they never replace the full ones: without the appendix of the formulas the
+            code runs and without a word on the code; the equations keep the full document's numbers.
         force: overwrite files in ``out`` that rnngen did not write.
         progress: called with one line per stage (deriving, checking, writing), e.g. ``print``.
 
@@ -205,7 +210,8 @@ def derive(
         SpecError: a choice that is not allowed (the message lists what is).
         CheckFailed: the module fails its gradient check (nothing is written).
         OutputError: a file in ``out`` that cannot or must not be written (nothing is written).
-        ValueError: ``markdown``, ``pdf`` or ``force`` without ``out``, or ``pdf`` without ``latex``.
+        ValueError: ``markdown``, ``pdf``, ``handout`` or ``force`` without ``out``, ``pdf`` without ``latex``, or
+            ``handout`` without a document.
     """
     say = progress or (lambda _: None)
     choices = dict(
@@ -237,16 +243,18 @@ def derive(
         spec = RNNSpec(T=T, **choices)
     if check and exact and spec.T > EXACT_MAX_T:
         raise SpecError(f"the exact oracle runs up to T = {EXACT_MAX_T} (entry by entry, 40 digits), got T = {spec.T}")
-    if out is None and (markdown or pdf or force):
-        raise ValueError("markdown, pdf and force choose what derive writes into out; give out as well")
+    if out is None and (markdown or pdf or handout or force):
+        raise ValueError("markdown, pdf, handout and force choose what derive writes into out; give out as well")
     if pdf and not latex:
         raise ValueError("pdf compiles the LaTeX document; it needs latex=True")
+    if handout and not (latex or markdown):
+        raise ValueError("handout chooses which document is written; it needs latex=True or markdown=True")
     if out is not None and pdf:
         pdflatex()  # fail fast, before deriving, when it is missing
     say(f"deriving {spec.name} (T = {spec.T})")
     result = BPTT(build(spec))
     if out is not None:
-        check_targets(result.build.paths(out, latex, markdown, pdf), force)  # fail fast, write nothing
+        check_targets(result.build.paths(out, latex, markdown, pdf, handout), force)  # fail fast, write nothing
     if check:
         say("checking the gradients" + (" (and the exact oracle)" if exact else ""))
         result.report = result.check(exact, progress)
@@ -254,7 +262,7 @@ def derive(
             raise CheckFailed(result.report, spec.name)
     if out is not None:
         say(f"writing into {out}" + (" (compiling the PDF)" if pdf else ""))
-        result.save(out, latex=latex, markdown=markdown, pdf=pdf, force=force)
+        result.save(out, latex=latex, markdown=markdown, pdf=pdf, force=force, handout=handout)
     return result
 
 

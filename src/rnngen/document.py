@@ -10,8 +10,10 @@ how each form leads to the next:
 3. the delta recursion, backward in time, which is what the code runs; its
    equations are the derivation's own adjoints, printed from the graph.
 
-Then the vanishing/exploding-gradient bound, and the final formulas that the
-module cites by number. Everything is written in the spec's notation (column
+Then the vanishing/exploding-gradient bound, a summary of the final formulas
+(restated under their numbers), and an appendix with the formulas the module
+runs, which it cites by number; the handout (``--handout``) leaves the appendix
+out. Everything is written in the spec's notation (column
 or row vectors, the user's matrix names). The equations of form 3 and the
 final formulas are printed from SymPy expressions; forms 1 and 2 are the
 chain rule's structure, written in Jacobian fractions.
@@ -140,7 +142,7 @@ def broken(lhs: str, rhs: str, note: str = "", column: float = 0.0) -> str:
         rows.append(rhs[start:end].rstrip())
         start = end
     lines = [aligned(f"{lhs} = {rows[0]}")] + [rf"&\qquad {row}" for row in rows[1:]]
-    return " \\nonumber \\\\\n".join(lines) + note
+    return " \\nonumber \\\\*\n".join(lines) + note  # \\*: no page break inside one equation
 
 
 class Numbering:
@@ -154,6 +156,11 @@ class Numbering:
             raise ValueError(f"equation {key!r} is numbered twice")
         self.numbers[key] = len(self.numbers) + 1
         return rf"\tag{{{self.numbers[key]}}}"
+
+    def again(self, key: str) -> str:
+        """The number of an equation shown above, beside its restatement (the summary): ``\tag*{(24)}``,
+        which looks like its tag but numbers nothing new (the restatement is that equation, checked there)."""
+        return rf"\tag*{{({self.numbers[key]})}}"
 
 
 class Notation:
@@ -182,9 +189,14 @@ class Notation:
         """The plain-text spelling of ``expr`` (the module's docstring and comments, the command line)."""
         return text(expr, self.row, self.gated)
 
+    def _t(self, t):
+        """The step as written: where steps stand above the letter the last step ``T`` is its number, since a
+        superscript T (``E^T``, ``h^T``) reads as a transpose, which is how the row notation writes transposes."""
+        return self.spec.T if self.above and t == "T" else t
+
     def step(self, family: str, t) -> str:
         """LaTeX of one step of a family, ``t`` a number or a letter."""
-        return self.printer.step(family, t)
+        return self.printer.step(family, self._t(t))
 
     def aged_step(self, family: str, age, t) -> str:
         """LaTeX of one step of an adjoint family at an age given as a number or a letter (``"a-1"``)."""
@@ -196,11 +208,11 @@ class Notation:
 
     def indexed(self, letter: str, t) -> str:
         """``E_t`` (column) or ``E^t`` (row notation)."""
-        return f"{letter}^{{{t}}}" if self.above else f"{letter}_{{{t}}}"
+        return f"{letter}^{{{self._t(t)}}}" if self.above else f"{letter}_{{{t}}}"
 
     def entry(self, letter: str, t, i: str = "i") -> str:
         """Entry i of a step's vector: ``y_{t,i}`` (column) or ``y^{t}_{i}`` (row notation)."""
-        return f"{letter}^{{{t}}}_{{{i}}}" if self.above else f"{letter}_{{{t},{i}}}"
+        return f"{letter}^{{{self._t(t)}}}_{{{i}}}" if self.above else f"{letter}_{{{t},{i}}}"
 
     def entry_of(self, base: str, t, i: str = "i") -> str:
         """Entry i of a step of a base quantity, in the lexicon's letters (seed 001's ``h^{0,t}_{i}``)."""
@@ -256,6 +268,20 @@ def path_terms(n: Notation, var: str) -> list:
         return [_jacobian_chain(n, T, k, var) for k in range(T, 0, -1)]
     middle = rf"\sum_{{k=2}}^{{{T - 2}}} {_jacobian_chain(n, T, 'k', var)}"
     return [_jacobian_chain(n, T, T, var), _jacobian_chain(n, T, T - 1, var), middle, _jacobian_chain(n, T, 1, var)]
+
+
+def path_cost(spec) -> tuple:
+    """``(paths, products, order)`` of the sum over paths of one weight, computed path by path.
+
+    The path from the loss term at step t to the weight's use at step k is a product of t - k + 3
+    Jacobians (the loss's, the output layer's, t - k state-to-state ones and the immediate one), so
+    t - k + 2 matrix products; summed over 1 <= k <= t <= T that is T(T+1)(T+5)/6, O(T^3), and over
+    k alone for a loss at the last step only, T(T+3)/2, O(T^2).
+    """
+    T = spec.T
+    if spec.mapping == "many-to-one":
+        return T, T * (T + 3) // 2, 2
+    return T * (T + 1) // 2, T * (T + 1) * (T + 5) // 6, 3
 
 
 def _loss_terms(n: Notation) -> tuple:
@@ -480,6 +506,19 @@ def recursive_form(derivation: Derivation) -> dict:
     }
     form = {k: aligned(v) if isinstance(v, str) else v for k, v in form.items()}
     form["split_out"] = _pairs_too_wide(form)
+    # One alignment point a row: the first equation of a row aligns at its "=", the one beside it
+    # follows after a \qquad (a second "&=" would open a new column and push it far to the right).
+    plain = lambda eq: eq.replace(" &= ", " = ", 1)  # noqa: E731
+    if form["split_out"]:  # the output's pair on two rows, one equation (\\*: no page break inside it)
+        out = form["dyhat"] + ", \\nonumber \\\\*\n" + form["do"]
+    else:
+        out = rf"{form['dyhat']}, \qquad {plain(form['do'])}"
+    inner = form["dh"] is not None
+    form["rows"] = [
+        ("rec-out", out),
+        ("rec-h", rf"{form['dh']}, \quad t < T, \qquad {plain(form['dh_last'])}" if inner else form["dh_last"]),
+        ("rec-z", rf"{form['dz']}, \qquad {plain(form['dh0'])}"),
+    ]
     form["gradients"] = _gradient_sums(n, derivation)
     return form
 
@@ -509,6 +548,13 @@ def gamma_sentence(spec) -> str:
 # --- the legend and the whole context --------------------------------------------------------
 
 
+def loss_row(n: Notation) -> tuple:
+    """The legend's row of the loss and its terms (many-to-one: one term, at the last step)."""
+    if n.spec.mapping == "many-to-one":
+        return (f"${n.E},\\ {n.indexed(n.E, n.spec.T)}$", "the loss, which is its one term, at the last step")
+    return (f"${n.E},\\ {n.indexed(n.E, 't')}$", "the loss, and its term at step $t$")
+
+
 def _legend(n: Notation, derivation: Derivation) -> list:
     """``(symbol, meaning)`` rows of the notation table, for this spec."""
     spec = n.spec
@@ -528,6 +574,7 @@ def _legend(n: Notation, derivation: Derivation) -> list:
         (f"${n.step('z', 't')},\\ {n.step('h', 't')}$", "pre-activation and hidden state"),
         (f"${n.step('h', 0)}$", "the initial state, a parameter (zeros by default)"),
         (f"${n.step('o', 't')},\\ {n.step('yhat', 't')}$", "output pre-activation and prediction"),
+        loss_row(n),
     ]
     for role, name in roles.items():
         if role in what:
@@ -538,6 +585,11 @@ def _legend(n: Notation, derivation: Derivation) -> list:
             f"$\\partial {n.E} / \\partial {n.step('h', 't')}$, the gradient of the loss at a value (a {vec} like it)",
         ),
         (f"${n.D('t')}$", f"$\\partial {n.step('h', 't')} / \\partial {n.step('z', 't')}$, a diagonal matrix"),
+        (r"$\partial^{+}$", "the immediate derivative: the earlier states held fixed"),
+        ("$p$", "any one parameter, in a formula that holds for each"),
+        (r"$\operatorname{diag}(v)$", "the diagonal matrix with the entries of $v$ on its diagonal"),
+        (r"$I,\ \delta_{ij}$", "the identity matrix, and its entries (1 where $i = j$, else 0)"),
+        (r"$\gamma$", "the largest slope of the hidden activation, $\\sup_x |f'(x)|$"),
         ("$\\odot,\\ \\oslash$", "entrywise product and quotient"),
         ("$\\mathbf{1}$", "a vector of ones; a product with it sums entries"),
     ]
@@ -553,7 +605,7 @@ def _legend(n: Notation, derivation: Derivation) -> list:
     elif hidden.definition:
         rows.append((f"${hidden.definition}$", "the hidden activation"))
     if spec.is_custom:
-        rows.append((f"${elementwise(f'custom_derivative:{spec.hidden}').definition}$", "its derivative, by SymPy"))
+        rows.append((f"${elementwise(f'custom_derivative:{spec.hidden}').definition}$", "its derivative"))
     if spec.output in ELEMENTWISE and spec.output != spec.hidden and ELEMENTWISE[spec.output].definition:
         rows.append((f"${ELEMENTWISE[spec.output].definition}$", "the output activation"))
     return rows
@@ -573,6 +625,7 @@ def latex_context(derivation: Derivation, formulas: list, numbering: Numbering, 
     yhat_t = n.step("yhat", "t")
     yhat = relative("yhat", 0, n_y)
     outer = n.latex(A.mul(yhat, A.transpose(yhat)))  # the printer writes it in the notation
+    recursive = recursive_form(derivation)
     return dict(
         **common,
         row=n.row,
@@ -605,6 +658,7 @@ def latex_context(derivation: Derivation, formulas: list, numbering: Numbering, 
         general_do=_at(n, derivation.adjoints, "do", last) if not fused else None,
         expansions=[(role, path_terms(n, n.names[role])) for role in WEIGHT_ROLES if role in n.names],
         compact=compact_paths(n),
+        path_cost=path_cost(spec),
         path_shapes=path_factor_shapes(n, derivation),
         full_paths=spec.T <= FULL_PATHS_UP_TO,
         immediate=[immediate_entry(n, role) for role in ("recurrent", "input")],
@@ -620,7 +674,12 @@ def latex_context(derivation: Derivation, formulas: list, numbering: Numbering, 
         forward_gradient=forward_gradient(n),
         immediate_total=immediate_and_total(n, derivation),
         numbers=numbering.numbers,  # the numbers given so far: the text cites an equation above it
-        recursive=recursive_form(derivation),
+        recursive=recursive,
+        summary_intro=(
+            "The gradient of every parameter collects its deltas over time, and the deltas run backward"
+            " from the loss (the numbers are those of the equations above):"
+        ),
+        summary=[*recursive["rows"], *((f"delta-{name}", line) for name, line in recursive["gradients"].items())],
         gamma=gamma_sentence(spec),
         formulas=[f for f in formulas if not f.trivial],
         seed=seed_context(spec),

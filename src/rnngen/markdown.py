@@ -24,8 +24,9 @@ import re
 
 FLAVORS = ("github", "jupyter")
 
-_TAG = re.compile(r"\\tag\{(\d+)\}")
-_ROW_END = re.compile(r"\\\\\s*$")
+#: An equation's number, or a restated equation's (``\tag*{(24)}``, the number it has above).
+_TAG = re.compile(r"\\tag(\{\d+\}|\*\{\(\d+\)\})")
+_ROW_END = re.compile(r"\\\\\*?\s*$")  # \\* is a row end that forbids a page break after it
 
 
 class MarkdownError(ValueError):
@@ -51,7 +52,7 @@ def _inline(text: str, flavor: str) -> str:
 
 def _display(body: str, flavor: str) -> list:
     """An ``align`` or ``equation`` body -> Markdown display blocks, one per equation number."""
-    rows = [r.strip() for r in re.split(r"\\\\\s*\n", body.strip()) if r.strip()]
+    rows = [r.strip() for r in re.split(r"\\\\\*?\s*\n", body.strip()) if r.strip()]
     blocks, pending = [], []
     for row in rows:
         row = _ROW_END.sub("", row).replace(r"\nonumber", "").strip()
@@ -64,12 +65,12 @@ def _display(body: str, flavor: str) -> list:
         blocks.append((pending, None))
     out = []
     for lines, tag in blocks:
-        if len(lines) == 1:
-            math = re.sub(r" &(=|\\leftarrow) ", r" \1 ", lines[0])  # an update rule aligns at its arrow
+        if len(lines) == 1:  # no aligned block: its alignment point goes, on whichever line it stands
+            math = re.sub(r"\s*(?<!\\)&(=|\\leftarrow)\s*", r" \1 ", lines[0])  # an update rule aligns at its arrow
         else:
             math = "\\begin{aligned}\n" + " \\\\\n".join(lines) + "\n\\end{aligned}"
         if tag:
-            math += f" \\tag{{{tag}}}"
+            math += f" \\tag{tag}"
         out += ["```math", math, "```"] if flavor == "github" else ["$$", math, "$$"]
         out.append("")
     return out
@@ -123,6 +124,7 @@ def to_markdown(tex: str, flavor: str = "github", images: dict | None = None) ->
         raise MarkdownError("the LaTeX document has no title")
     out = _header(comments)
     section = figures = 0
+    appendix = False  # after \appendix, sections are lettered A, B, ... as LaTeX letters them
     paragraph: list = []
 
     def flush():
@@ -157,12 +159,15 @@ def to_markdown(tex: str, flavor: str = "github", images: dict | None = None) ->
             flush()
             text = " ".join(title.group(1).replace("\\\\", " ").split())
             out += [f"# {_inline(text, flavor)}", "", f"*{_inline(title.group(2), flavor)}*", ""]
+        elif line == "\\appendix":
+            flush()
+            section, appendix = 0, True
         elif heading:
             flush()
             number = ""
             if not heading.group(1):
                 section += 1
-                number = f"{section} "
+                number = f"{chr(ord('A') + section - 1) if appendix else section} "
             out += [f"## {number}{_inline(heading.group(2), flavor)}", ""]
         elif line:
             paragraph.append(line)

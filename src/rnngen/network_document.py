@@ -27,6 +27,7 @@ from rnngen.document import (
     broken,
     forward_families,
     immediate_and_total,
+    loss_row,
     sum_over_steps,
     truncation_context,
 )
@@ -85,6 +86,7 @@ def _legend(n: Notation, derivation: Derivation) -> list:
             rows.append((f"${held}$", f"the state of {_where(chain)} at the latest real step up to $t$"))
     output = "output pre-activation" + (" (the scores)" if net.cell.gated else "")  # o may be a gate's letter
     rows.append((f"${n.step('o', 't')},\\ {n.step('yhat', 't')}$", f"{output} and prediction"))
+    rows.append(loss_row(n))
     for name, p in net.params.items():
         shape = " \\times ".join(size(d) for d in p.symbol().shape if d != 1)
         where = f" of {_where(net.chain(p.chain))}" if p.chain else ""
@@ -103,6 +105,11 @@ def _legend(n: Notation, derivation: Derivation) -> list:
         rows.append((f"${dh}$", f"the part of $\\partial E / \\partial {h}$ that the truncation keeps (a delta)"))
         rows.append((f"${dh_a}$", f"its part whose paths crossed $a$ recurrent edges, its age $a \\le {tau - 1}$"))
         rows.append((r"$\tau$", f"the truncation horizon, {tau}: see the section on truncated BPTT before the deltas"))
+    if immediate_and_total(n, derivation):  # the paragraph on the immediate derivative writes it with a plus
+        rows.append((r"$\partial^{+}$", "the immediate derivative: the earlier states held fixed"))
+    if net.cell.gated:  # the section on what the gates do writes their Jacobians and the Elman bound
+        rows.append((r"$\operatorname{diag}(v)$", "the diagonal matrix with the entries of $v$ on its diagonal"))
+        rows.append((r"$\gamma$", "an activation's largest slope, $\\sup_x |f'(x)|$"))
     rows.append(("$\\odot$", "entrywise product"))
     rows.append(("$\\mathbf{1}$", "a vector of ones; a product with it sums entries"))
     hidden = elementwise(derivation.spec.hidden_key)

@@ -19,6 +19,9 @@ from rnngen.program import Program, from_derivation
 from rnngen.render import render_both
 from rnngen.spec import RNNSpec
 
+#: What a handout's file names add to the network's name (``rnn_tanh_softmax_xent_t5_handout.tex``).
+HANDOUT_SUFFIX = "_handout"
+
 
 @dataclass(frozen=True)
 class Build:
@@ -34,6 +37,8 @@ class Build:
         latex: text of the generated LaTeX document.
         equations: equation key -> number in the document.
         formulas: the numbered final formulas, each with the statements it covers.
+        handout: the LaTeX document without its appendix (the formulas the code runs) and without a
+            word on the code; its equations keep the document's numbers.
     """
 
     spec: RNNSpec
@@ -45,6 +50,7 @@ class Build:
     latex: str
     equations: dict
     formulas: list
+    handout: str
 
     @property
     def markdown(self) -> str:
@@ -56,26 +62,34 @@ class Build:
         """The figure of the unrolled network as SVG, which the Markdown shows (``figure.py``)."""
         return svg_file(self.derivation)
 
-    def paths(self, out_dir, latex: bool = True, markdown: bool = False, pdf: bool = False) -> list:
-        """The files ``files`` would write into ``out_dir`` (the Markdown's figure beside it)."""
-        stem = Path(out_dir) / self.spec.name
-        wanted = ((".tex", latex), (".md", markdown), (".svg", markdown), (".pdf", pdf))
-        suffixes = [".py"] + [s for s, want in wanted if want]
-        return [stem.with_suffix(s) for s in suffixes]
+    def paths(self, out_dir, latex: bool = True, markdown: bool = False, pdf: bool = False, handout=False) -> list:
+        """The files ``files`` would write into ``out_dir`` (the Markdown's figure beside it).
 
-    def files(self, out_dir, latex: bool = True, markdown: bool = False, pdf: bool = False) -> dict:
-        """``{path: text or bytes}`` of the files to write into ``out_dir``.
+        The handout's documents are named ``<name>_handout.tex`` (``.md``, ``.pdf``): a different name from
+        the full document's, so that writing one never replaces the other.
+        """
+        out = Path(out_dir)
+        docs = out / (self.spec.name + HANDOUT_SUFFIX if handout else self.spec.name)
+        wanted = ((".tex", latex), (".md", markdown), (".svg", markdown), (".pdf", pdf))
+        # the figure is the network's: one file, which the document and the handout both show
+        named = lambda s: out / f"{self.spec.name}.svg" if s == ".svg" else docs.with_name(docs.name + s)  # noqa: E731
+        return [out / f"{self.spec.name}.py"] + [named(s) for s, want in wanted if want]
+
+    def files(self, out_dir, latex: bool = True, markdown: bool = False, pdf: bool = False, handout=False) -> dict:
+        """``{path: text or bytes}`` of the files to write into ``out_dir``; ``handout``: the documents are
+        the handout.
 
         The PDF is compiled here (it needs pdflatex), before anything is written.
         """
+        tex = self.handout if handout else self.latex
         content = {
             ".py": lambda: self.module,
-            ".tex": lambda: self.latex,
-            ".md": lambda: self.markdown,
+            ".tex": lambda: tex,
+            ".md": lambda: to_markdown(tex, "github"),
             ".svg": lambda: self.svg,
-            ".pdf": lambda: compile_pdf(self.latex, self.spec.name),
+            ".pdf": lambda: compile_pdf(tex, self.spec.name + (HANDOUT_SUFFIX if handout else "")),
         }
-        return {path: content[path.suffix]() for path in self.paths(out_dir, latex, markdown, pdf)}
+        return {path: content[path.suffix]() for path in self.paths(out_dir, latex, markdown, pdf, handout)}
 
 
 def build(spec: RNNSpec, skip=()) -> Build:
@@ -84,5 +98,5 @@ def build(spec: RNNSpec, skip=()) -> Build:
     plain = from_derivation(derivation)
     program = optimize(plain, skip=skip)
     lowered = lower(program, skip=skip)
-    module, latex, equations, formulas = render_both(derivation, lowered)
-    return Build(spec, derivation, plain, program, lowered, module, latex, equations, formulas)
+    module, latex, equations, formulas, handout = render_both(derivation, lowered)
+    return Build(spec, derivation, plain, program, lowered, module, latex, equations, formulas, handout)

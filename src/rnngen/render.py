@@ -564,19 +564,39 @@ def _common(spec) -> dict:
     )
 
 
+def _document(template: str, context: dict, handout: bool) -> tuple:
+    """``(latex_text, numbers)`` of the document, or of its handout: the same text without the appendix
+    (the formulas the code runs) and without the sentences that speak of the code.
+
+    The appendix is last, so the handout's equations keep the full document's numbers.
+    """
+    numbering = Numbering()
+    context = {**context, "eq": numbering.tag, "eq_again": numbering.again, "numbers": numbering.numbers}
+    if context.get("worked"):  # the worked example cites the numbering as this rendering fills it
+        context["worked"] = {**context["worked"], "numbers": numbering.numbers}
+    context["handout"] = handout
+    if handout:  # its preamble's command writes the handout
+        context["command_lines"] = _command_lines(f"{context['command']} --handout")
+    return render(template, **context), numbering.numbers
+
+
 def render_both(derivation: Derivation, lowered: Lowered) -> tuple:
-    """``(module_text, latex_text, numbers, formulas)``.
+    """``(module_text, latex_text, numbers, formulas, handout_text)``.
 
     The document is rendered first: it numbers the equations the module cites.
     """
     formulas = final_formulas(lowered.program)
-    numbering = Numbering()
     common = _common(derivation.spec)
     common["figure"] = figure_context(derivation)
-    common["worked"] = worked.latex_context(derivation, numbering.numbers, worked.example_for(derivation.spec))
+    # its numbers: the numbering of each rendering (_document)
+    common["worked"] = worked.latex_context(derivation, {}, worked.example_for(derivation.spec))
     if three_forms(derivation.spec):
-        tex = render("derivation.tex.jinja", **latex_context(derivation, formulas, numbering, common))
+        template, context = "derivation.tex.jinja", latex_context(derivation, formulas, Numbering(), common)
     else:
-        tex = render("network.tex.jinja", **network_context(derivation, formulas, numbering, common))
-    code = render("module.py.jinja", **module_context(derivation, lowered, formulas, numbering.numbers))
-    return code, tex, numbering.numbers, formulas
+        template, context = "network.tex.jinja", network_context(derivation, formulas, Numbering(), common)
+    tex, numbers = _document(template, context, handout=False)
+    handout, handout_numbers = _document(template, context, handout=True)
+    if any(numbers[key] != number for key, number in handout_numbers.items()):
+        raise AssertionError("the handout numbers its equations otherwise than the document: the appendix is not last")
+    code = render("module.py.jinja", **module_context(derivation, lowered, formulas, numbers))
+    return code, tex, numbers, formulas, handout
