@@ -367,3 +367,14 @@ def test_a_preset_plugs_in_through_presets_by_the_specs_preset(monkeypatch):
     monkeypatch.setattr(worked, "example_for", lambda spec: example)
     tex = build(RNNSpec(T=3)).latex
     assert r"U_{21} \leftarrow U_{21} - \eta" in tex and r"$\eta = 0.25$" in tex
+
+
+def test_a_draw_that_leaves_floating_point_is_halved_until_every_number_is_finite():
+    """exp(x) over 20 steps overflows at the first draw (the document then crashed); the section halves
+    the drawn parameters, says so, and its gradient still agrees with central differences."""
+    result = build(RNNSpec(T=20, hidden="exp(x)"))
+    worked = work(result.derivation)
+    assert worked.halvings >= 1 and worked.finite
+    assert abs(worked.gradient - worked.difference) <= 1e-6 * max(1.0, abs(worked.gradient))
+    assert "then halved" in result.latex
+    assert work(build(RNNSpec(T=3)).derivation).halvings == 0

@@ -84,16 +84,6 @@ def _stored(key, arg, out):
 _SIGMOID_HELPER = (
     "_sigmoid",
     "def _sigmoid(a, out=None):\n"
-    "    if a.dtype == np.float32:\n"
-    "        # (1 + tanh(a / 2)) / 2: one transcendental call, no overflow at any a, so no test for one,\n"
-    "        # four passes: 0.6-0.75x the time of the way below on a gated step's gates (NumPy's\n"
-    "        # float32 tanh is vectorized, its float64 tanh takes 2-3x its exp). Within an ulp of 1,\n"
-    "        # absolute (measured: half of one); relative to a small sigma, 6e-5 at a = -8.\n"
-    "        out = np.multiply(a, 0.5, out=out)\n"
-    "        np.tanh(out, out=out)\n"
-    "        out *= 0.5\n"
-    "        out += 0.5\n"
-    "        return out\n"
     "    # 1 / (1 + e^-a), to an ulp, 7x faster than exp(-logaddexp(0, -a)). Below a = -88, where e^-a\n"
     "    # would overflow float32, e^-a is capped and those entries are then set to e^a: there\n"
     "    # 1 + e^a rounds to 1, so e^a is sigma(a) to an ulp (the cap alone gave 6e-39 for 1e-87).\n"

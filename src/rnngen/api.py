@@ -108,8 +108,8 @@ class BPTT:
         return check_build(self.build, exact=exact, progress=progress, **where)
 
     def save(self, out_dir="generated", latex=True, markdown=False, pdf=False, force=False, handout=False) -> list:
-        """Write the module (and the documents asked for, as handouts with ``handout``) into ``out_dir``, all or
-        nothing; return the paths."""
+        """Write the module and the documents asked for (with ``handout``, each with its handout beside it)
+        into ``out_dir``, all or nothing; return the paths."""
         files = self.build.files(out_dir, latex=latex, markdown=markdown, pdf=pdf, handout=handout)
         write_all(files, force)
         self.written = files
@@ -197,7 +197,7 @@ def derive(
         check: verify the module's gradients (finite differences, Taylor test, the two forms).
         exact: also compare with the exact SymPy scalar oracle (T <= 8, slower).
         latex, markdown, pdf: which documents to write into ``out`` besides the module.
-        handout: write the documents as a handout for students, named ``<name>_handout.tex`` (``.md``,
+        handout: also write the documents as a handout for students, named ``<name>_handout.tex`` (``.md``,
             ``.pdf``) so that they never replace the full ones: without the appendix of the formulas the
             code runs and without a word on the code; the equations keep the full document's numbers.
         force: overwrite files in ``out`` that rnngen did not write.
@@ -248,7 +248,7 @@ def derive(
     if pdf and not latex:
         raise ValueError("pdf compiles the LaTeX document; it needs latex=True")
     if handout and not (latex or markdown):
-        raise ValueError("handout chooses which document is written; it needs latex=True or markdown=True")
+        raise ValueError("handout writes a handout beside each document; it needs latex=True or markdown=True")
     if out is not None and pdf:
         pdflatex()  # fail fast, before deriving, when it is missing
     say(f"deriving {spec.name} (T = {spec.T})")

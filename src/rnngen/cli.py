@@ -406,8 +406,8 @@ def _preset_T(command):
 @click.option(
     "--handout",
     is_flag=True,
-    help="Write the documents as a handout for students, NAME_handout.tex (.md, .pdf): no appendix on the code,"
-    " and no word on it. Example: --handout --pdf",
+    help="Also write the documents as a handout for students, NAME_handout.tex (.md, .pdf), beside the full ones:"
+    " no appendix on the code, and no word on it. Example: --handout --pdf",
 )
 @click.option("--force", is_flag=True, help="Overwrite files that rnngen did not generate. Example: --force")
 @output_options
@@ -421,7 +421,7 @@ def derive(ui, **options):
       rnngen derive --T 3 --hidden relu --output identity --loss squared_error --mapping many-to-one
       rnngen derive --T 5 --notation row --names W,U,V --no-hidden-bias --no-output-bias   (seed 000)
       rnngen derive --T 5 --layers 2 --bidirectional   two bidirectional layers (seed 001)
-      rnngen derive --T 5 --handout --pdf  a handout for a class: rnn_tanh_softmax_xent_t5_handout.{tex,pdf}
+      rnngen derive --T 5 --handout --pdf  also a handout for a class: rnn_tanh_softmax_xent_t5_handout.{tex,pdf}
       rnngen derive --preset seed-004      seed 004's network, its document in the seed's symbols
       rnngen list                          every activation, output, loss and mapping
 
@@ -435,7 +435,7 @@ def derive(ui, **options):
     if options["pdf"] and not options["latex"]:
         raise click.UsageError("--pdf compiles the LaTeX document; drop --no-latex to use it")
     if options["handout"] and not (options["latex"] or options["markdown"]):
-        raise click.UsageError("--handout chooses which document is written; drop --no-latex or add --markdown")
+        raise click.UsageError("--handout writes a handout beside each document; drop --no-latex or add --markdown")
     if options["T"] is None and options["preset"] is None:
         raise click.UsageError("Missing option '--T' (or give a --preset, which has its seed's T).")
     ctx = click.get_current_context()

@@ -66,30 +66,31 @@ class Build:
         """The files ``files`` would write into ``out_dir`` (the Markdown's figure beside it).
 
         The handout's documents are named ``<name>_handout.tex`` (``.md``, ``.pdf``): a different name from
-        the full document's, so that writing one never replaces the other.
+        the full document's, so that writing one never replaces the other. The handout comes with the full
+        document, whose appendix holds the equations the module's comments cite.
         """
         out = Path(out_dir)
-        docs = out / (self.spec.name + HANDOUT_SUFFIX if handout else self.spec.name)
-        wanted = ((".tex", latex), (".md", markdown), (".svg", markdown), (".pdf", pdf))
+        stems = [self.spec.name] + ([self.spec.name + HANDOUT_SUFFIX] if handout else [])
+        kinds = [s for s, want in ((".tex", latex), (".md", markdown), (".pdf", pdf)) if want]
         # the figure is the network's: one file, which the document and the handout both show
-        named = lambda s: out / f"{self.spec.name}.svg" if s == ".svg" else docs.with_name(docs.name + s)  # noqa: E731
-        return [out / f"{self.spec.name}.py"] + [named(s) for s, want in wanted if want]
+        figure = [out / f"{self.spec.name}.svg"] if markdown else []
+        return [out / f"{self.spec.name}.py", *(out / (stem + s) for stem in stems for s in kinds), *figure]
 
     def files(self, out_dir, latex: bool = True, markdown: bool = False, pdf: bool = False, handout=False) -> dict:
-        """``{path: text or bytes}`` of the files to write into ``out_dir``; ``handout``: the documents are
-        the handout.
+        """``{path: text or bytes}`` of the files to write into ``out_dir``; ``handout``: the handout too.
 
         The PDF is compiled here (it needs pdflatex), before anything is written.
         """
-        tex = self.handout if handout else self.latex
-        content = {
-            ".py": lambda: self.module,
-            ".tex": lambda: tex,
-            ".md": lambda: to_markdown(tex, "github"),
-            ".svg": lambda: self.svg,
-            ".pdf": lambda: compile_pdf(tex, self.spec.name + (HANDOUT_SUFFIX if handout else "")),
-        }
-        return {path: content[path.suffix]() for path in self.paths(out_dir, latex, markdown, pdf, handout)}
+
+        def content(path: Path):
+            if path.suffix in (".py", ".svg"):
+                return self.module if path.suffix == ".py" else self.svg
+            tex = self.handout if path.stem.endswith(HANDOUT_SUFFIX) else self.latex
+            if path.suffix == ".md":
+                return to_markdown(tex, "github")
+            return tex if path.suffix == ".tex" else compile_pdf(tex, path.stem)
+
+        return {path: content(path) for path in self.paths(out_dir, latex, markdown, pdf, handout)}
 
 
 def build(spec: RNNSpec, skip=()) -> Build:

@@ -70,8 +70,7 @@ PRESETS = {
         ),
         Preset(
             "seed-001",
-            "CS-568 lecture in layer notation: z^{1,t} = W^0 h^{0,t} + W^{11} h^{1,t-1} + b^0, "
-            "h^{2,t} = f(W^1 h^{1,t} + b^1)",
+            "lecture in layer notation: z^{1,t} = W^0 h^{0,t} + W^{11} h^{1,t-1} + b^0, h^{2,t} = f(W^1 h^{1,t} + b^1)",
             dict(T=5, names=("W0", "W11", "W1"), **_SOFTMAX),
             # layer l's pre-activation z^{l,t} and activation h^{l,t}: the input is h^{0,t}, the prediction
             # h^{2,t}; the target is t (bold, so that it is not the step t), the loss script L

@@ -16,6 +16,7 @@ same bytes on every platform.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -39,6 +40,8 @@ ETA = 0.1
 EPS = 1e-4
 #: Significant digits of every computed number the section prints.
 DIGITS = 4
+#: How many times a drawn example's parameters may be halved to keep every number finite.
+MAX_HALVINGS = 8
 #: Up to this T the section lists every input and target; beyond it, the rule that makes them.
 LISTED_STEPS = 6
 
@@ -99,6 +102,8 @@ class Worked:
         updated: the entry after one step, ``w - eta * gradient`` (as printed: from the printed numbers).
         loss_after: the loss with the entry updated.
         truncated: True when the gradient is a truncated one, which central differences do not give.
+        halvings: how many times the drawn parameters were halved so that every number is finite (a
+            network whose activation or output saturates or overflows at the first draw).
     """
 
     example: WorkedExample
@@ -112,6 +117,13 @@ class Worked:
     updated: float
     loss_after: float
     truncated: bool = False
+    halvings: int = 0
+
+    @property
+    def finite(self) -> bool:
+        """Every number the section prints is a finite float."""
+        numbers = [self.loss, self.gradient, self.difference, self.updated, self.loss_after]
+        return all(map(math.isfinite, numbers)) and all(np.isfinite(v).all() for _, v in self.forward)
 
 
 def number(value: float, digits: int = DIGITS) -> str:
@@ -173,9 +185,10 @@ def default_example(derivation: Derivation) -> WorkedExample:
     return WorkedExample(xs=xs, targets=targets, rule=rule)
 
 
-def _params(derivation: Derivation, example: WorkedExample, dims: dict) -> dict:
-    """Name -> 2-D value of every parameter: the example's, or drawn (each entry of size 0.1 to 0.9 and a
-    random sign, two decimals, so that none is near zero; initial states zero, as ``init_params`` has them)."""
+def _params(derivation: Derivation, example: WorkedExample, dims: dict, scale: float = 1.0) -> dict:
+    """Name -> 2-D value of every parameter: the example's, or drawn (each entry of size 0.1 to 0.9 times
+    ``scale`` and a random sign, two decimals and at least 0.01, so that none is near zero; initial states
+    zero, as ``init_params`` has them)."""
     graph = derivation.graph
     rng = np.random.default_rng(example.seed)
     values = {}
@@ -186,7 +199,7 @@ def _params(derivation: Derivation, example: WorkedExample, dims: dict) -> dict:
         elif graph.network.params[name].role == "initial":
             values[name] = np.zeros(shape)
         else:
-            magnitude = np.round(rng.uniform(0.1, 0.9, shape), 2)
+            magnitude = np.maximum(np.round(rng.uniform(0.1, 0.9, shape) * scale, 2), 0.01)
             values[name] = np.where(rng.random(shape) < 0.5, -magnitude, magnitude)
     return values
 
@@ -250,7 +263,17 @@ def work(derivation: Derivation, example: WorkedExample | None = None) -> Worked
         )
     if example.params is not None and set(example.params) != set(graph.params):
         raise ValueError(f"the worked example's parameters must be exactly {', '.join(graph.params)}")
-    params = _params(derivation, example, dims)
+    for halvings in range(MAX_HALVINGS + 1):
+        with np.errstate(all="ignore"):  # a draw that overflows is the one halved next, not a warning
+            worked = _work(derivation, example, dims, _params(derivation, example, dims, 0.5**halvings))
+        if example.params is not None or worked.finite:
+            break
+    return dataclasses.replace(worked, halvings=halvings if example.params is None else 0)
+
+
+def _work(derivation: Derivation, example: WorkedExample, dims: dict, params: dict) -> Worked:
+    """``work`` at the given parameters."""
+    graph = derivation.graph
     name, index = _entry(derivation, example, params)
     if name not in params or len(index) != 2 or not all(0 <= i < n for i, n in zip(index, params[name].shape)):
         raise ValueError(f"the worked entry {name}{list(index)} is not an entry of a parameter of this network")
@@ -363,12 +386,15 @@ def latex_context(derivation: Derivation, numbers: dict, example: WorkedExample 
     g, d = rounded(w.gradient), rounded(w.difference)
     change = w.loss_after - w.loss
     # enough digits for the two losses to show the change, two beyond its first
-    digits = max(DIGITS, math.ceil(math.log10(abs(w.loss) / abs(change))) + 2) if change and w.loss else DIGITS
+    shown = change and w.loss and math.isfinite(change) and math.isfinite(w.loss)
+    digits = max(DIGITS, math.ceil(math.log10(abs(w.loss) / abs(change))) + 2) if shown else DIGITS
     return dict(
         sizes=sizes,
         sentences=ex.sentences,
         batch=batch(ex),
         drawn=ex.params is None,
+        halvings=w.halvings,
+        finite=w.finite,
         seed=ex.seed,
         rule=ex.rule,
         inputs=_rows(inputs) + _rows(targets),  # the targets on rows of their own
