@@ -277,3 +277,14 @@ def test_the_check_evaluates_the_seeds_formulas_and_fails_on_a_wrong_one(built, 
     monkeypatch.setattr("rnngen.seed_notes.seed_notes", lambda spec: wrong)
     failing = check_build(built["seed-004"])
     assert not failing.ok and f"({numbers['seed-erratum-1']})" in " ".join(failing.failures)
+
+
+def test_a_preset_fixes_every_field_of_the_spec_but_T():
+    """``presets.FIXED`` is written out (the spec imports the presets); a field added to RNNSpec must join it,
+    or a preset would let it through without a word."""
+    import dataclasses
+
+    from rnngen.presets import FIXED
+    from rnngen.spec import RNNSpec
+
+    assert sorted(FIXED) == sorted(f.name for f in dataclasses.fields(RNNSpec) if f.name not in ("T", "preset"))

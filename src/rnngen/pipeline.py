@@ -11,7 +11,7 @@ from pathlib import Path
 
 from rnngen.backprop import Derivation, derive
 from rnngen.emit import compile_pdf
-from rnngen.figure import svg_file
+from rnngen.figure import svg_file, svg_name
 from rnngen.lower import Lowered, lower
 from rnngen.markdown import to_markdown
 from rnngen.optimize import optimize
@@ -73,7 +73,7 @@ class Build:
         stems = [self.spec.name] + ([self.spec.name + HANDOUT_SUFFIX] if handout else [])
         kinds = [s for s, want in ((".tex", latex), (".md", markdown), (".pdf", pdf)) if want]
         # the figure is the network's: one file, which the document and the handout both show
-        figure = [out / f"{self.spec.name}.svg"] if markdown else []
+        figure = [out / svg_name(self.spec)] if markdown else []
         return [out / f"{self.spec.name}.py", *(out / (stem + s) for stem in stems for s in kinds), *figure]
 
     def files(self, out_dir, latex: bool = True, markdown: bool = False, pdf: bool = False, handout=False) -> dict:
