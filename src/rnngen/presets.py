@@ -29,6 +29,8 @@ class Preset:
         lexicon: how the seed spells each symbol.
         worked: the seed's own numbers for the document's worked example (``worked.WorkedExample``'s
             fields), or None for the default example.
+        words: the seed's sizes ``(n_x, n_h, n_y)`` when its inputs are one-hot words (seed 004's scalar
+            weights), which the check of the seed's formulas draws at; None for any sizes and real inputs.
     """
 
     name: str
@@ -36,6 +38,7 @@ class Preset:
     network: dict
     lexicon: Lexicon
     worked: dict | None = None
+    words: tuple | None = None
 
 
 _SOFTMAX = {"output": "softmax", "loss": "cross_entropy"}
@@ -45,11 +48,12 @@ _SOFTMAX = {"output": "softmax", "loss": "cross_entropy"}
 # O_3 both show). The gradient worked out is w_o's, where the slide's error lies.
 _WORDS = {"cat": (1.0, 0.0, 0.0), "mat": (0.0, 1.0, 0.0), "rat": (0.0, 0.0, 1.0)}
 _SENTENCES = ("cat mat rat", "rat rat mat", "mat mat cat")
+_SEED_004_SIZES = (3, 1, 1)  # three words; scalar w_h and w_o
 _SEED_004_WORKED = dict(
     xs=tuple(tuple(_WORDS[s.split()[t]] for s in _SENTENCES) for t in range(3)),
     targets=(((1.0,), (1.0,), (0.0,)),),
     params={"w_i": ((0.5,), (-0.3,), (0.8,)), "w_h": ((0.7,),), "h0": (0.0,), "w_o": ((-1.2,),)},
-    sizes=(3, 1, 1),
+    sizes=_SEED_004_SIZES,
     sentences=_SENTENCES,
     entry=("w_o", (0, 0)),
 )
@@ -131,6 +135,7 @@ PRESETS = {
             # pre-activation, which they leave unnamed, takes s
             Lexicon(letters=(("h", "O", "O"), ("o", "s", "S")), steps="sub", loss="L"),
             _SEED_004_WORKED,
+            _SEED_004_SIZES,
         ),
     )
 }

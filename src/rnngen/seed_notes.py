@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rnngen.presets import PRESETS
+
 
 @dataclass(frozen=True)
 class SeedFormula:
@@ -597,10 +599,11 @@ def seed_notes(spec) -> dict | None:
 
 
 def _problem(spec, module, rng) -> tuple:
-    """Random parameters (h0 too), one sequence and its targets, at seed 004's sizes for seed 004."""
-    n_x, n_h, n_y = (3, 1, 1) if spec.preset == "seed-004" else (3, 4, 3)
+    """Random parameters (h0 too), one sequence and its targets; a seed of one-hot words at its own sizes."""
+    words = PRESETS[spec.preset].words
+    n_x, n_h, n_y = words or (3, 4, 3)
     params = {k: rng.normal(scale=0.7, size=v.shape) for k, v in module.init_params(n_x, n_h, n_y).items()}
-    x = np.eye(n_x)[rng.integers(0, n_x, spec.T)] if spec.preset == "seed-004" else rng.normal(size=(spec.T, n_x))
+    x = np.eye(n_x)[rng.integers(0, n_x, spec.T)] if words else rng.normal(size=(spec.T, n_x))
     if spec.output == "softmax":
         y = np.eye(n_y)[rng.integers(0, n_y, spec.T)]
     elif spec.loss == "binary_cross_entropy":
