@@ -863,11 +863,11 @@ def _module_spec(path, module) -> RNNSpec:
 @cli.command(name="list")
 @output_options
 def list_choices(ui):
-    """List the hidden activations, output layers, losses, mappings and notations, one line each.
+    """List the hidden activations, output layers, losses, mappings, notations and seed presets, one line each.
 
     \b
     -q prints the names alone. --json prints
-      {"rnngen", "hidden", "output", "loss", "mapping", "notation"}, each {name: description}
+      {"rnngen", "hidden", "output", "loss", "mapping", "notation", "preset"}, each {name: description}
     """
     sections = (
         (
@@ -879,8 +879,9 @@ def list_choices(ui):
         ("losses (--loss)", [(n, _loss_line(n, rule)) for n, rule in LOSSES.items()]),
         ("mappings (--mapping)", list(MAPPINGS.items())),
         ("notations (--notation)", list(NOTATIONS.items())),
+        ("seed presets (--preset)", [(p.name, p.seed) for p in PRESETS.values()]),
     )
-    keys = ("hidden", "", "output", "loss", "mapping", "notation")
+    keys = ("hidden", "", "output", "loss", "mapping", "notation", "preset")
     ui.document({key: dict(rows) for key, (_, rows) in zip(keys, sections) if key})
     for title, rows in sections:
         if title:

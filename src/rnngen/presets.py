@@ -25,7 +25,7 @@ class Preset:
 
     Attributes:
         name: the preset's name (``seed-000``).
-        seed: what the seed is, in a few words, for the document and ``--help``.
+        seed: what the seed is, in a few words, for ``rnngen list`` (its section of the seed presets).
         network: the ``RNNSpec`` fields the seed fixes, T among them (the seed's T).
         lexicon: how the seed spells each symbol.
         worked: the seed's own numbers for the document's worked example (``worked.WorkedExample``'s
