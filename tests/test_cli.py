@@ -573,3 +573,14 @@ def test_flow_weights_that_are_not_an_npz_say_so(tmp_path, content):
     result = rnngen("flow", "--T", "3", "--weights", str(path))
     assert_one_line_error(result, f"{path}: not an .npz archive", "numpy.savez")
     assert "pickle" not in result.stderr
+
+
+def test_seed_003_at_T_200_passes_and_says_which_float32_figure_it_cannot_decide(tmp_path):
+    """dE/dh0 at T = 200 is below float32's range (float32 holds it as 0): undecided, said so, and not failed."""
+    result = rnngen("derive", "--preset", "seed-003", "--T", "200", "--no-latex", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "FAILED" not in result.stdout and "float32 loss_and_grads" in result.stdout
+    rows = [line.split() for line in result.stdout.splitlines() if line.startswith("    float32 loss_and_grads")]
+    assert rows == [["float32", "loss_and_grads", rows[0][2], "ok", "(h0", "undecided)"]]
+    assert float(rows[0][2]) < 1e-3  # the decided figures' worst: float32 rounding, not the 1.0 of h0
+    assert "or too small for the dtype" in result.stdout

@@ -1102,12 +1102,14 @@ def _print_paths_and_notes(report: Report) -> None:
     if report.paths:
         click.echo(
             f"  every path against float64 loss_and_grads, worst relative error"
-            f" (limit {ROUNDING_FACTOR} eps x the figure's condition number):"
+            f" (limit {ROUNDING_FACTOR} eps x the figure's condition number, plus underflow):"
         )
         for name, path in report.paths.items():
-            errors = list(path.errors.values())
+            # an undecided figure's error says nothing (the note says why): the worst of the others, and its name
+            errors = [e for q, e in path.errors.items() if q not in path.undecided] or [0.0]
             worst = float("nan") if any(e != e for e in errors) else max(errors)
-            click.echo(f"    {name:<28}{worst:9.1e}   {'FAILED' if path.failures else 'ok'}")
+            undecided = f" ({', '.join(path.undecided)} undecided)" if path.undecided else ""
+            click.echo(f"    {name:<28}{worst:9.1e}   {'FAILED' if path.failures else 'ok'}{undecided}")
     for note in report.notes:
         click.echo(f"  note: {note}")
 
