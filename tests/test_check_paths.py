@@ -124,6 +124,53 @@ def test_a_figure_rounding_alone_could_move_by_percents_is_undecided_never_passe
     assert not any("undecided" in n for n in calm.notes)
 
 
+SEED_003_NETWORK = dict(output="identity", loss="squared_error", mapping="many-to-one", hidden_bias=False)
+
+
+@pytest.mark.parametrize("preset", [True, False], ids=["preset", "plain"])
+def test_a_gradient_below_float32s_range_is_undecided_not_failed_at_T_200(preset):
+    """Seed 003's network at T = 200: dE/dh0 is a product of 200 Jacobians, far below float32's smallest
+    subnormal, so float32 holds it as 0, which is right; the other gradients stay checked in float32."""
+    from rnngen.presets import preset_spec
+
+    spec = preset_spec("seed-003", 200) if preset else RNNSpec(T=200, **SEED_003_NETWORK, output_bias=False)
+    report = verify.check_build(build(spec))
+    assert report.ok, report.failures
+    for name in ("float32 loss_and_grads", "float32 single sequences"):
+        path = report.paths[name]
+        assert path.undecided == ["h0"] and path.errors["h0"] == 1.0, name  # float32's value is 0
+        assert all(e <= path.limits[q] <= variants.DECISIVE_LIMIT for q, e in path.errors.items() if q != "h0")
+    h0 = _float64_h0_gradient(spec)  # at a point drawn as the check draws its own
+    assert 0 < np.abs(h0).max() < np.finfo(np.float32).smallest_subnormal  # so float32's nearest value is 0
+
+
+def _float64_h0_gradient(spec):
+    from rnngen.api import BPTT
+
+    module = BPTT(build(spec)).module()
+    n_x, n_h, n_y, B = verify.CHECK_SIZES
+    params = module.init_params(n_x=n_x, n_h=n_h, n_y=n_y, seed=0)
+    rng = np.random.default_rng(0)
+    _, grads = module.loss_and_grads(params, rng.standard_normal((spec.T, B, n_x)), rng.standard_normal((B, n_y)))
+    return grads["h0"]
+
+
+def test_the_rounding_limit_adds_what_underflow_takes_and_nothing_in_the_normal_range():
+    """The limit's underflow part: a value float32 holds as 0 (or as a subnormal) is within it; a figure in
+    float32's normal range keeps the relative limit, so a 1 % error there still fails."""
+    eps32 = float(np.finfo(np.float32).eps)
+    normal = variants.limit("float32", 1.0, np.full(4, 1e-20))
+    assert normal == pytest.approx(variants.ROUNDING_FACTOR * eps32, rel=1e-5) and normal < 1e-2
+    assert variants.limit("float32", 1.0, np.full(4, 1e-77)) > 1.0  # held as 0: relative error 1
+    assert variants.limit("float32", 1.0, np.full(4, 1e-77)) > variants.DECISIVE_LIMIT  # so undecided
+    near = np.full(4, 1e-40)  # a subnormal: float32 keeps about 5 of its 24 bits
+    held = near.astype(np.float32).astype(np.float64)
+    assert 0 < np.abs(held - near).max() and verify.relative_error(held, near) <= variants.limit("float32", 1, near)
+    assert variants.limit("float64", 1.0, np.full(4, 1e-77)) == pytest.approx(
+        variants.ROUNDING_FACTOR * float(np.finfo(np.float64).eps), rel=1e-12
+    )
+
+
 @pytest.mark.parametrize("hidden", ILL_CONDITIONED)
 def test_a_wrong_derivative_of_an_ill_conditioned_activation_is_still_refused(tmp_path, hidden):
     old, new = ILL_CONDITIONED[hidden]

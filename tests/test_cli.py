@@ -120,13 +120,14 @@ def test_check_refuses_what_it_cannot_check(tmp_path, content, message):
 
 def test_list_prints_every_choice_on_its_own_line():
     from rnngen.activations import HIDDEN, LOSSES, OUTPUT_LAYERS
+    from rnngen.presets import PRESETS
     from rnngen.spec import MAPPINGS, NOTATIONS
 
     listing = rnngen("list")
     assert listing.returncode == 0
     lines = [line.split() for line in listing.stdout.splitlines()]
     firsts = [words[0] for words in lines if words]
-    for section in (HIDDEN, OUTPUT_LAYERS, LOSSES, MAPPINGS, NOTATIONS):
+    for section in (HIDDEN, OUTPUT_LAYERS, LOSSES, MAPPINGS, NOTATIONS, PRESETS):
         for name in section:
             assert name in firsts, name
             described = [words for words in lines if words and words[0] == name]
@@ -450,13 +451,16 @@ def test_json_of_a_failed_check_is_printed_and_nothing_is_written(tmp_path):
 
 def test_json_flow_list_and_bench(tmp_path):
     from rnngen.activations import HIDDEN
+    from rnngen.presets import PRESETS
 
     flow = _json(rnngen("flow", "--T", "4", "--json", "--n-x", "2", "--n-h", "3", "--n-y", "2"))
     assert flow["k"] == [0, 1, 2, 3, 4] and flow["sizes"] == {"n_x": 2, "n_h": 3, "n_y": 2}
     assert len(flow["jacobian"]) == len(flow["bound"]) == len(flow["gradient"]) == 5 and flow["plot"] is None
     text = _flow_rows(rnngen("flow", "--T", "4", "--n-x", "2", "--n-h", "3", "--n-y", "2").stdout)
     assert [row[1] for row in text] == pytest.approx(flow["jacobian"], rel=1e-4)  # the table's 5 digits
-    assert list(_json(rnngen("list", "--json"))["hidden"]) == list(HIDDEN)
+    listed = _json(rnngen("list", "--json"))
+    assert list(listed["hidden"]) == list(HIDDEN)
+    assert listed["preset"] == {name: p.seed for name, p in PRESETS.items()}  # what each seed is, in a few words
     args = ["--T", "2", "--batch", "1", "--n-x", "2", "--n-h", "3", "--n-y", "2", "--samples", "1", "--settle", "0"]
     bench = _json(rnngen("bench", *args, "--dtype", "float64", "--skip", "torch", "--skip", "jax", "--json"))
     (run,) = bench["runs"]
@@ -569,3 +573,14 @@ def test_flow_weights_that_are_not_an_npz_say_so(tmp_path, content):
     result = rnngen("flow", "--T", "3", "--weights", str(path))
     assert_one_line_error(result, f"{path}: not an .npz archive", "numpy.savez")
     assert "pickle" not in result.stderr
+
+
+def test_seed_003_at_T_200_passes_and_says_which_float32_figure_it_cannot_decide(tmp_path):
+    """dE/dh0 at T = 200 is below float32's range (float32 holds it as 0): undecided, said so, and not failed."""
+    result = rnngen("derive", "--preset", "seed-003", "--T", "200", "--no-latex", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "FAILED" not in result.stdout and "float32 loss_and_grads" in result.stdout
+    rows = [line.split() for line in result.stdout.splitlines() if line.startswith("    float32 loss_and_grads")]
+    assert rows == [["float32", "loss_and_grads", rows[0][2], "ok", "(h0", "undecided)"]]
+    assert float(rows[0][2]) < 1e-3  # the decided figures' worst: float32 rounding, not the 1.0 of h0
+    assert "or too small for the dtype" in result.stdout

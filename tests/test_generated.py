@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from rnngen.examples import EXAMPLES
+from rnngen.examples import EXAMPLES, HANDOUTS
+from rnngen.examples import files as example_files
 from rnngen.pipeline import build
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -16,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.parametrize("spec", EXAMPLES, ids=lambda s: s.name)
 def test_committed_examples_are_fresh(spec, update):
-    files = build(spec).files(ROOT / "generated", markdown=True)
+    files = example_files(build(spec), ROOT / "generated")
     stale = [path for path, text in files.items() if not path.exists() or path.read_text(encoding="utf-8") != text]
     if update and stale:
         for path in stale:
@@ -62,3 +63,21 @@ def test_generated_module_imports_only_numpy():
     module = build(EXAMPLES[0]).module
     imports = [line for line in module.splitlines() if line.startswith(("import ", "from "))]
     assert imports == ["import numpy as np"]
+
+
+def test_the_nine_handouts_are_committed_examples():
+    """The documents a class is handed: the five seed presets, two layers, bidirectional, LSTM, GRU; each
+    with its handout's .tex and .md beside the full documents, kept fresh as they are."""
+    names = [s.name for s in HANDOUTS]
+    assert len(set(names)) == 9 and set(HANDOUTS) <= set(EXAMPLES)
+    assert sum(bool(s.preset) for s in HANDOUTS) == 5
+    assert {(s.layers, s.bidirectional, s.cell) for s in HANDOUTS if not s.preset} == {
+        (2, False, "elman"),
+        (1, True, "elman"),
+        (1, False, "lstm"),
+        (1, False, "gru"),
+    }
+    for spec in EXAMPLES[:2] + HANDOUTS[:1]:
+        stems = {p.name for p in example_files(build(spec), ROOT / "generated")}
+        handout = {f"{spec.name}_handout.tex", f"{spec.name}_handout.md"}
+        assert handout <= stems if spec in HANDOUTS else not handout & stems

@@ -209,3 +209,20 @@ def test_a_seed_presets_handout_says_nothing_of_the_code(preset):
     assert not _CODE_WORDS.findall(body), _CODE_WORDS.findall(body)
     kept = re.findall(r"\\tag\{(\d+)\}", built.handout)
     assert kept and all(rf"\tag{{{n}}}" in built.latex for n in kept)
+
+
+def test_a_build_renders_the_handout_only_when_asked_and_draws_the_figure_once(monkeypatch):
+    """The handout is one more rendering of the document's template, which most runs never show; the figure
+    is drawn once however often the Markdown, the files and a notebook read it."""
+    from rnngen import pipeline, render
+    from rnngen.spec import RNNSpec
+
+    rendered, drawn = [], []
+    real_render, real_svg = render.render, pipeline.svg_file
+    monkeypatch.setattr(render, "render", lambda template, **c: rendered.append(template) or real_render(template, **c))
+    monkeypatch.setattr(pipeline, "svg_file", lambda d: drawn.append(d) or real_svg(d))
+    built = pipeline.build(RNNSpec(T=2))
+    assert sorted(rendered) == ["derivation.tex.jinja", "module.py.jinja"]  # the document and the module
+    assert built.handout == built.handout and rendered.count("derivation.tex.jinja") == 2
+    assert r"\appendix" in built.latex and r"\appendix" not in built.handout
+    assert built.svg is built.svg and len(drawn) == 1

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from rnngen.examples import EXAMPLES
-from rnngen.pipeline import build
+from rnngen.examples import EXAMPLES, HANDOUTS
+from rnngen.pipeline import HANDOUT_SUFFIX, build
 from rnngen.spec import RNNSpec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,4 +95,4 @@ def test_other_documents_compile_with_pdflatex(tmp_path, spec):
 
 def test_every_example_has_a_committed_document():
     committed = {p.stem for p in (ROOT / "generated").glob("*.tex")}
-    assert committed == {spec.name for spec in EXAMPLES}
+    assert committed == {spec.name for spec in EXAMPLES} | {spec.name + HANDOUT_SUFFIX for spec in HANDOUTS}

@@ -432,3 +432,29 @@ def test_a_network_too_long_for_one_line_passes_its_parameters_as_one_list_and_i
     assert "*p, x, single = _prepare(params, xs, state)" in text and "    V = p[18]\n" in text
     report = verify.check_build(_built(spec))
     assert report.ok, report.failures
+
+
+@pytest.mark.parametrize(
+    ("spec", "name"),
+    [
+        (RNNSpec(T=3), "W"),
+        (RNNSpec(T=3, cell="lstm"), "W_i"),  # the first gate's
+        (RNNSpec(T=3, cell="gru"), "W_r"),
+        (RNNSpec(T=3, notation="stacked"), "W"),  # seed 002's stacked matrix, W its block on h_{t-1}
+        (RNNSpec(T=3, layers=2, bidirectional=True), "W1_f"),  # the first chain's
+    ],
+    ids=lambda v: v.name if isinstance(v, RNNSpec) else v,
+)
+def test_the_first_recurrent_weight_has_one_rule_that_the_document_parts_read(spec, name):
+    """The weight a document takes as its example (shapes, immediate and total derivative, truncation, the
+    figure, the worked gradient) is ``Network.recurrent_weight``, whatever the cell or notation."""
+    from rnngen import worked
+
+    derivation = _built(spec).derivation
+    net = derivation.graph.network
+    weight = net.recurrent_weight
+    assert weight.name == name and weight is net.chains[0].weights("recurrent")[0]
+    assert weight.role == ("stacked" if spec.stacked else "recurrent")
+    assert worked.work(derivation).name == name  # the worked gradient is its entry's
+    per_chain = {"elman": 1, "lstm": 4, "gru": 3}[spec.cell]  # a gated cell's: one per gate
+    assert all(len(c.weights("recurrent")) == per_chain for c in net.chains)

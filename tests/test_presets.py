@@ -54,7 +54,7 @@ def test_unknown_preset_is_one_line_listing_the_five(tmp_path):
 
 
 def test_a_preset_refuses_the_options_it_fixes_and_T_overrides_the_seeds():
-    with pytest.raises(SpecError, match=r"--preset seed-000 fixes the network and its notation, so --hidden"):
+    with pytest.raises(SpecError, match=r"the preset seed-000 fixes the network and its notation, so hidden="):
         rnngen.derive(preset="seed-000", hidden="relu", check=False)
     runner = CliRunner()
     result = runner.invoke(cli, ["derive", "--preset", "seed-004", "--hidden", "relu", "--no-latex"])
@@ -68,6 +68,45 @@ def test_a_preset_refuses_the_options_it_fixes_and_T_overrides_the_seeds():
         SpecError, match="seed-004 fixes output, loss"
     ):  # a spec made by hand must be its preset's network
         RNNSpec(T=3, preset="seed-004")
+
+
+def test_each_caller_is_told_of_a_fixed_option_in_its_own_spelling():
+    """One rule (presets.preset_spec), spelled as the caller writes the option: a keyword in Python, a flag on
+    the command line; the same options refused both ways."""
+    with pytest.raises(SpecError) as caught:
+        rnngen.derive(preset="seed-004", mapping="one-to-many", masked=True, check=False)
+    message = str(caught.value)
+    assert "mapping=, masked= cannot be given with it; only T= may" in message and "--" not in message
+    result = CliRunner().invoke(cli, ["derive", "--preset", "seed-004", "--mapping", "many-to-many", "--mask"])
+    assert result.exit_code == 2 and "--mapping, --mask cannot be given with it; only --T may" in result.output
+    result = CliRunner().invoke(cli, ["derive", "--preset", "seed-004", "--no-hidden-bias"])
+    assert "--hidden-bias/--no-hidden-bias cannot be given" in result.output
+
+
+def test_latex_takes_the_preset_and_the_handout_as_derive_does(tmp_path, built):
+    """``rnngen latex`` prints what ``rnngen derive`` writes, for a preset and as a handout too, and refuses
+    what derive refuses."""
+    runner = CliRunner()
+    full = runner.invoke(cli, ["latex", "--preset", "seed-003", "--no-check"])
+    handout = runner.invoke(cli, ["latex", "--preset", "seed-003", "--handout", "--no-check"])
+    assert full.exit_code == handout.exit_code == 0, full.output + handout.output
+    assert full.stdout == built["seed-003"].latex and handout.stdout == built["seed-003"].handout
+    assert handout.stdout != full.stdout
+    at_T = runner.invoke(cli, ["latex", "--preset", "seed-003", "--T", "4", "--no-check"])
+    assert at_T.stdout == build(preset_spec("seed-003", 4)).latex
+    refused = [sys.executable, "-m", "rnngen", "latex", "--preset", "seed-003", "--hidden", "relu"]
+    run = subprocess.run(refused, capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 2 and run.stdout == "" and "Traceback" not in run.stderr
+    assert run.stderr.strip() == (
+        "rnngen: error: the preset seed-003 fixes the network and its notation, so --hidden cannot be given "
+        "with it; only --T may (it overrides the seed's T)"
+    )
+    unknown = runner.invoke(cli, ["latex", "--preset", "seed-9"])
+    assert unknown.exit_code == 2 and ", ".join(NAMES) in unknown.output
+    # one definition of each option: the same help on both commands
+    for name in ("preset", "handout", "T"):
+        helps = {c: next(p.help for p in cli.commands[c].params if p.name == name) for c in ("derive", "latex")}
+        assert helps["derive"] == helps["latex"], name
 
 
 # --- the document in the seed's symbols ----------------------------------------------------------

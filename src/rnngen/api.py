@@ -213,7 +213,6 @@ def derive(
         ValueError: ``markdown``, ``pdf``, ``handout`` or ``force`` without ``out``, ``pdf`` without ``latex``, or
             ``handout`` without a document.
     """
-    say = progress or (lambda _: None)
     choices = dict(
         hidden=hidden,
         slope=slope,
@@ -236,11 +235,32 @@ def derive(
     )
     if preset is not None:
         given = [k for k, v in choices.items() if not _is_default(k, v)]
-        spec = preset_spec(preset, T, given)
+        spec = preset_spec(preset, T, given)  # in this API's spelling: mapping=
     elif T is None:
         raise SpecError("give T, the unroll length (1 to 1000), or a preset (which has its seed's T)")
     else:
         spec = RNNSpec(T=T, **choices)
+    where = dict(check=check, exact=exact, latex=latex, markdown=markdown, pdf=pdf, handout=handout, force=force)
+    return derive_spec(spec, out=out, progress=progress, **where)
+
+
+def derive_spec(
+    spec: RNNSpec,
+    *,
+    out: str | os.PathLike | None = None,
+    check: bool = True,
+    exact: bool = False,
+    latex: bool = True,
+    markdown: bool = False,
+    pdf: bool = False,
+    handout: bool = False,
+    force: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> BPTT:
+    """``derive`` for a network already made into a spec (the command line makes its own, since only it knows
+    which options were given on it); the other arguments are ``derive``'s.
+    """
+    say = progress or (lambda _: None)
     if check and exact and spec.T > EXACT_MAX_T:
         raise SpecError(f"the exact oracle runs up to T = {EXACT_MAX_T} (entry by entry, 40 digits), got T = {spec.T}")
     if out is None and (markdown or pdf or handout or force):

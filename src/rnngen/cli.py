@@ -24,15 +24,14 @@ from click.core import ParameterSource
 
 from rnngen import __version__, expression, install_hint, names
 from rnngen.activations import DEFAULT_SLOPE, FUSED, HIDDEN, LOSSES, OUTPUT_LAYERS, elementwise, pairs
-from rnngen.api import BPTT, CheckFailed
-from rnngen.api import derive as derive_api
+from rnngen.api import BPTT, CheckFailed, derive_spec
 from rnngen.bench.run import CONTENDERS, BenchError, kernels, table
 from rnngen.bench.run import bench as run_bench
 from rnngen.cells import CELLS, cell_of
 from rnngen.emit import OutputError, check_targets, write_all
 from rnngen.jsonable import plain
 from rnngen.pipeline import build
-from rnngen.presets import PRESETS, SPEC_FIELDS, preset_spec
+from rnngen.presets import FIXED, PRESETS, SPEC_FIELDS, preset_spec
 from rnngen.program import family_of
 from rnngen.spec import (
     DEFAULT_NAMES,
@@ -361,8 +360,18 @@ def _optional_T(command):
     return command
 
 
-def _preset_T(command):
-    """``spec_options`` with --T optional: a --preset gives the seed's T."""
+def preset_option(command: click.Command) -> click.Command:
+    """--preset, one definition for every command that takes it (derive, latex): it goes after the network's
+    options, which it fixes, and makes --T optional (the seed's T is the default)."""
+    preset = click.Option(
+        ["--preset"],
+        default=None,
+        metavar="NAME",
+        help=f"A seed's network in the seed's own notation ({', '.join(PRESETS)}); it fixes every option above "
+        "but --T, which overrides the seed's T. Example: --preset seed-004",
+    )
+    last = max(i for i, param in enumerate(command.params) if param.name in SPEC_FIELDS)
+    command.params.insert(last + 1, preset)
     for param in command.params:
         if param.name == "T":
             param.required = False
@@ -370,16 +379,43 @@ def _preset_T(command):
     return command
 
 
-@_preset_T
+#: --handout, one definition for derive (which writes it beside the full documents) and latex (which prints it).
+handout_option = click.option(
+    "--handout",
+    is_flag=True,
+    help="The document as a handout for students: no appendix on the code, and no word on it (derive writes it"
+    " as NAME_handout.tex (.md, .pdf) beside the full documents; latex prints it alone). Example: --handout",
+)
+
+
+def _flag(field: str) -> str:
+    """How the command line writes the option of a spec field: ``--mapping``, ``--mask``,
+    ``--hidden-bias/--no-hidden-bias``."""
+    param = next(p for p in click.get_current_context().command.params if p.name == field)
+    return "/".join(param.opts + param.secondary_opts)
+
+
+def _spec(T, choices: dict, preset: str | None = None) -> RNNSpec:
+    """The network of a command's options: a --preset's, or the one the options choose.
+
+    With a preset, every network option given on the command line is refused (presets.preset_spec's rule),
+    even one given at its default value: a preset fixes them, so one given is a mistake, not a no-op.
+    """
+    ctx = click.get_current_context()
+    try:
+        if preset is not None:
+            given = [f for f in choices if ctx.get_parameter_source(f) != ParameterSource.DEFAULT]
+            return preset_spec(preset, T, given, spell=_flag)
+        if T is None:
+            raise click.UsageError("Missing option '--T' (or give a --preset, which has its seed's T).")
+        return RNNSpec(T=T, **choices)
+    except SpecError as e:
+        raise click.UsageError(str(e)) from None
+
+
+@preset_option
 @cli.command()
 @spec_options
-@click.option(
-    "--preset",
-    default=None,
-    metavar="NAME",
-    help=f"A seed's network in the seed's own notation ({', '.join(PRESETS)}); it fixes every option above "
-    "but --T, which overrides the seed's T. Example: --preset seed-004",
-)
 @click.option(
     "--out",
     default="generated",
@@ -403,12 +439,7 @@ def _preset_T(command):
     "--markdown", is_flag=True, help="Also write the document as Markdown (math renders on GitHub). Example: --markdown"
 )
 @click.option("--pdf", is_flag=True, help="Also compile the document to PDF with pdflatex. Example: --pdf")
-@click.option(
-    "--handout",
-    is_flag=True,
-    help="Also write the documents as a handout for students, NAME_handout.tex (.md, .pdf), beside the full ones:"
-    " no appendix on the code, and no word on it. Example: --handout --pdf",
-)
+@handout_option
 @click.option("--force", is_flag=True, help="Overwrite files that rnngen did not generate. Example: --force")
 @output_options
 def derive(ui, **options):
@@ -436,21 +467,9 @@ def derive(ui, **options):
         raise click.UsageError("--pdf compiles the LaTeX document; drop --no-latex to use it")
     if options["handout"] and not (options["latex"] or options["markdown"]):
         raise click.UsageError("--handout writes a handout beside each document; drop --no-latex or add --markdown")
-    if options["T"] is None and options["preset"] is None:
-        raise click.UsageError("Missing option '--T' (or give a --preset, which has its seed's T).")
-    ctx = click.get_current_context()
-    if options["preset"] is not None:  # an option given on the command line is refused, not ignored
-        given = [  # as the command line spells them: --mask, --hidden-bias/--no-hidden-bias
-            "/".join(p.opts + p.secondary_opts)
-            for p in ctx.command.params
-            if p.name in SPEC_FIELDS and p.name != "T" and ctx.get_parameter_source(p.name) != ParameterSource.DEFAULT
-        ]
-        try:
-            preset_spec(options["preset"], options["T"], given)
-        except SpecError as e:
-            raise click.UsageError(str(e)) from None
+    spec = _spec(options.pop("T"), {f: options.pop(f) for f in FIXED}, options.pop("preset"))
     try:
-        d = derive_api(**options, progress=ui.progress)
+        d = derive_spec(spec, **options, progress=ui.progress)
     except SpecError as e:
         raise click.UsageError(str(e)) from None
     except CheckFailed as e:
@@ -482,13 +501,7 @@ def derive(ui, **options):
     ui.done()
 
 
-def _spec(T, choices) -> RNNSpec:
-    try:
-        return RNNSpec(T=T, **choices)
-    except SpecError as e:
-        raise click.UsageError(str(e)) from None
-
-
+@preset_option
 @cli.command()
 @spec_options
 @click.option(
@@ -497,20 +510,22 @@ def _spec(T, choices) -> RNNSpec:
     show_default=True,
     help="Verify the gradients before printing. Example: --no-check",
 )
-def latex(T, check, **choices):
+@handout_option
+def latex(T, check, preset, handout, **choices):
     """Print the LaTeX derivation to stdout, for piping (nothing is written).
 
     \b
     Examples:
       rnngen latex --T 5 > bptt.tex
       rnngen latex --T 3 --output sigmoid --loss binary_cross_entropy --mapping many-to-one | pdflatex
+      rnngen latex --preset seed-003 --handout > seed003_handout.tex
     """
-    spec = _spec(T, choices)
+    spec = _spec(T, choices, preset)
     Output().progress(f"deriving {spec.name} (T = {spec.T})")  # stdout is the document: progress only
     result = build(spec)
     if check:
         _verify(False, Output(), build=result)
-    click.echo(result.latex, nl=False)
+    click.echo(result.handout if handout else result.latex, nl=False)
 
 
 @cli.command()
@@ -848,11 +863,11 @@ def _module_spec(path, module) -> RNNSpec:
 @cli.command(name="list")
 @output_options
 def list_choices(ui):
-    """List the hidden activations, output layers, losses, mappings and notations, one line each.
+    """List the hidden activations, output layers, losses, mappings, notations and seed presets, one line each.
 
     \b
     -q prints the names alone. --json prints
-      {"rnngen", "hidden", "output", "loss", "mapping", "notation"}, each {name: description}
+      {"rnngen", "hidden", "output", "loss", "mapping", "notation", "preset"}, each {name: description}
     """
     sections = (
         (
@@ -864,8 +879,9 @@ def list_choices(ui):
         ("losses (--loss)", [(n, _loss_line(n, rule)) for n, rule in LOSSES.items()]),
         ("mappings (--mapping)", list(MAPPINGS.items())),
         ("notations (--notation)", list(NOTATIONS.items())),
+        ("seed presets (--preset)", [(p.name, p.seed) for p in PRESETS.values()]),
     )
-    keys = ("hidden", "", "output", "loss", "mapping", "notation")
+    keys = ("hidden", "", "output", "loss", "mapping", "notation", "preset")
     ui.document({key: dict(rows) for key, (_, rows) in zip(keys, sections) if key})
     for title, rows in sections:
         if title:
@@ -1086,12 +1102,14 @@ def _print_paths_and_notes(report: Report) -> None:
     if report.paths:
         click.echo(
             f"  every path against float64 loss_and_grads, worst relative error"
-            f" (limit {ROUNDING_FACTOR} eps x the figure's condition number):"
+            f" (limit {ROUNDING_FACTOR} eps x the figure's condition number, plus underflow):"
         )
         for name, path in report.paths.items():
-            errors = list(path.errors.values())
+            # an undecided figure's error says nothing (the note says why): the worst of the others, and its name
+            errors = [e for q, e in path.errors.items() if q not in path.undecided] or [0.0]
             worst = float("nan") if any(e != e for e in errors) else max(errors)
-            click.echo(f"    {name:<28}{worst:9.1e}   {'FAILED' if path.failures else 'ok'}")
+            undecided = f" ({', '.join(path.undecided)} undecided)" if path.undecided else ""
+            click.echo(f"    {name:<28}{worst:9.1e}   {'FAILED' if path.failures else 'ok'}{undecided}")
     for note in report.notes:
         click.echo(f"  note: {note}")
 

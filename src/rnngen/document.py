@@ -390,8 +390,8 @@ def immediate_and_total(n: Notation, derivation: Derivation) -> dict | None:
     pre-activation's delta at a generic step; None for a stacked matrix (its factor is the stacked vector).
     """
     chain = derivation.graph.network.chains[0]
-    p = next((p for role, p in chain.params.items() if role.startswith("recurrent")), None)
-    if p is None or chain.recurrent_part is not None:
+    p = derivation.graph.network.recurrent_weight
+    if chain.recurrent_part is not None:
         return None
     pre, state = chain.family(gate_pre(p.gate)).key, chain.family("h").key
     before = "t+1" if chain.reverse else "t-1"  # the step a backward chain's state comes from
@@ -738,9 +738,9 @@ def truncation_context(n: Notation, derivation: Derivation) -> dict | None:
     chains = derivation.graph.network.chains
     chain = chains[0]
     # every chain's recurrent weights: the Elman cell's W, a gated cell's one per gate (W_i, ..., W_o)
-    recurrent = [(c, role, p) for c in chains for role, p in c.params.items() if role.startswith("recurrent")]
-    _, role, weight = recurrent[0]
-    dz = chain.family(gate_pre(chain.params[role].gate), "adjoint")  # z, or z_i
+    recurrent = [(c, p) for c in chains for p in c.weights("recurrent")]
+    weight = derivation.graph.network.recurrent_weight
+    dz = chain.family(gate_pre(weight.gate), "adjoint")  # z, or z_i
     restricted = None
     expr = derivation.gradients[weight.name]
     template = sum_over_steps(list(expr.args) if isinstance(expr, MatAdd) else [expr])
@@ -766,5 +766,5 @@ def truncation_context(n: Notation, derivation: Derivation) -> dict | None:
         delta=n.step(dz.key, "t"),
         aged=n.aged_step(dz.key, "a", "t"),
         aged_before=n.aged_step(dz.key, "a-1", "t+1"),
-        recurrent=[n.latex(p.math(c.recurrent_part)) for c, _, p in recurrent],
+        recurrent=[n.latex(p.math(c.recurrent_part)) for c, p in recurrent],
     )

@@ -5,8 +5,8 @@ Run from the repository root::
     python -m rnngen.examples
 
 Each example is derived, verified (finite differences and Taylor test) and
-written (module, LaTeX and Markdown); ``tests/test_generated.py`` fails when a committed file differs from
-what this produces.
+written (module, LaTeX and Markdown, and for ``HANDOUTS`` the handout's); ``tests/test_generated.py`` fails
+when a committed file differs from what this produces.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from rnngen.emit import write_all
-from rnngen.pipeline import build
+from rnngen.pipeline import Build, build
 from rnngen.presets import PRESETS, preset_spec
 from rnngen.spec import RNNSpec
 from rnngen.verify import VerificationError, check_build
@@ -79,6 +79,17 @@ EXAMPLES = (
     *NETWORKS,
     *PRESET_EXAMPLES,
 )
+#: The examples whose handout (``--handout``: ``<name>_handout.tex`` and ``.md``) is committed too: the
+#: documents a class is handed, the five seed presets, two layers, a bidirectional layer, an LSTM and a GRU.
+HANDOUTS = (*PRESET_EXAMPLES, RNNSpec(T=5, layers=2), RNNSpec(T=5, bidirectional=True))
+HANDOUTS += (RNNSpec(T=5, cell="lstm"), RNNSpec(T=5, cell="gru"))
+
+
+def files(result: Build, out_dir: Path = Path("generated")) -> dict:
+    """``{path: text}`` of an example's committed files: its module, its LaTeX and Markdown documents and
+    their figure, and its handout's documents when it is one of ``HANDOUTS`` (what ``refresh`` writes and
+    ``tests/test_generated.py`` compares)."""
+    return result.files(out_dir, markdown=True, handout=result.spec in HANDOUTS)
 
 
 def refresh(out_dir: Path = Path("generated")) -> list:
@@ -88,9 +99,9 @@ def refresh(out_dir: Path = Path("generated")) -> list:
         result = build(spec)
         if not check_build(result).ok:
             raise VerificationError(f"{spec.name} fails its gradient check")
-        files = result.files(out_dir, markdown=True)
-        write_all(files)
-        written.extend(files)
+        written_now = files(result, out_dir)
+        write_all(written_now)
+        written.extend(written_now)
     return written
 
 

@@ -164,7 +164,7 @@ def _label_width(tex: str) -> float:
 def _weight(n: Notation, chain, kind: str, part: str | None) -> str:
     """LaTeX of the weight a chain's ``kind`` edge (``input``, ``recurrent``) is multiplied by; a gated cell's
     gates' weights as one, ``W_{*}``."""
-    params = list(dict.fromkeys(p for role, p in chain.params.items() if role.split("_")[0] == kind))
+    params = chain.weights(kind)
     if len(params) > 1:  # one per gate: the letter with a star for the gate
         first = params[0].written
         return ParamName(first.letter.split("_")[0] + "_*", first.layer, first.direction, part or "").latex()

@@ -185,6 +185,11 @@ class Chain:
     def suffix(self) -> str:
         return chain_suffix(self.tag_layer, self.direction)
 
+    def weights(self, kind: str) -> tuple:
+        """The chain's parameters of one kind of role (``input``, ``recurrent``) in the cell's order: the Elman
+        cell's one, a gated cell's one per gate (``W_i``, ``W_f``, ...); seed 002's stacked matrix is both."""
+        return tuple(dict.fromkeys(p for r, p in self.params.items() if r == kind or r.startswith(kind + "_")))
+
     def family(self, base: str, kind: str = "value") -> Family:
         """The chain's family of ``base`` (its ``z``, ``h``, ``dz``): one rule for every stage."""
         return Family(base, kind, self.tag_layer, self.direction)
@@ -212,6 +217,12 @@ class Network:
         if self.output_bias is not None:
             out[self.output_bias.name] = self.output_bias
         return out
+
+    @property
+    def recurrent_weight(self) -> Param:
+        """The first chain's (first) recurrent weight, the one a document takes as its example (its shapes,
+        its paths, its worked gradient): the Elman cell's W, a gated cell's W_i, seed 002's stacked matrix."""
+        return self.chains[0].weights("recurrent")[0]
 
     @property
     def top(self) -> tuple:

@@ -6,7 +6,9 @@ the graph, the adjoints, the plain and the optimized program, and the texts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from rnngen.backprop import Derivation, derive
@@ -37,8 +39,9 @@ class Build:
         latex: text of the generated LaTeX document.
         equations: equation key -> number in the document.
         formulas: the numbered final formulas, each with the statements it covers.
-        handout: the LaTeX document without its appendix (the formulas the code runs) and without a
-            word on the code; its equations keep the document's numbers.
+        render_handout: renders ``handout``, on its first use (most builds never show it).
+
+    The products read from these (``handout``, ``markdown``, ``svg``) are made on first use and kept.
     """
 
     spec: RNNSpec
@@ -50,14 +53,20 @@ class Build:
     latex: str
     equations: dict
     formulas: list
-    handout: str
+    render_handout: Callable[[], str] = field(repr=False, compare=False)
 
-    @property
+    @cached_property
+    def handout(self) -> str:
+        """The LaTeX document without its appendix (the formulas the code runs) and without a word on the
+        code; its equations keep the document's numbers."""
+        return self.render_handout()
+
+    @cached_property
     def markdown(self) -> str:
         """The document as Markdown whose math renders on GitHub."""
         return to_markdown(self.latex, "github")
 
-    @property
+    @cached_property
     def svg(self) -> str:
         """The figure of the unrolled network as SVG, which the Markdown shows (``figure.py``)."""
         return svg_file(self.derivation)
@@ -85,9 +94,10 @@ class Build:
         def content(path: Path):
             if path.suffix in (".py", ".svg"):
                 return self.module if path.suffix == ".py" else self.svg
-            tex = self.handout if path.stem.endswith(HANDOUT_SUFFIX) else self.latex
+            handout = path.stem.endswith(HANDOUT_SUFFIX)
             if path.suffix == ".md":
-                return to_markdown(tex, "github")
+                return to_markdown(self.handout, "github") if handout else self.markdown
+            tex = self.handout if handout else self.latex
             return tex if path.suffix == ".tex" else compile_pdf(tex, path.stem)
 
         return {path: content(path) for path in self.paths(out_dir, latex, markdown, pdf, handout)}

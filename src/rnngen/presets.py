@@ -13,6 +13,7 @@ given, and it overrides the seed's T (the document then writes the seed's formul
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from rnngen.families import DEFAULT_LEXICON, Lexicon
@@ -24,7 +25,7 @@ class Preset:
 
     Attributes:
         name: the preset's name (``seed-000``).
-        seed: what the seed is, in a few words, for the document and ``--help``.
+        seed: what the seed is, in a few words, for ``rnngen list`` (its section of the seed presets).
         network: the ``RNNSpec`` fields the seed fixes, T among them (the seed's T).
         lexicon: how the seed spells each symbol.
         worked: the seed's own numbers for the document's worked example (``worked.WorkedExample``'s
@@ -150,14 +151,22 @@ def _unknown(name) -> str:
     return f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}"
 
 
-def preset_spec(name: str, T: int | None = None, given=()):
-    """The spec of preset ``name``, at the seed's T or at ``T``.
+def keyword(field: str) -> str:
+    """How Python spells the option of a spec field: ``mapping=`` (``rnngen.derive``'s keyword)."""
+    return f"{field}="
+
+
+def preset_spec(name: str, T: int | None = None, given=(), spell: Callable[[str], str] = keyword):
+    """The spec of preset ``name``, at the seed's T or at ``T``: the one home of how options combine with a preset.
 
     Args:
         name: a key of ``PRESETS``.
         T: the unroll length, or None for the seed's.
-        given: the other options the caller was given, as fields (``hidden``: a keyword that differs from
-            its default) or as flags (``--mask``); any of them is refused, since the preset fixes them.
+        given: the spec fields (``hidden``, ``masked``) the caller was given besides the preset and T; each
+            is refused, since the preset fixes it. What counts as given is the caller's to say (the command
+            line: an option on it; ``rnngen.derive``: a keyword that differs from its default).
+        spell: how the caller writes the option of a field in the message (``keyword``: ``mapping=``; the
+            command line: ``--mapping``).
 
     Raises:
         SpecError: an unknown preset, or an option the preset fixes.
@@ -167,10 +176,9 @@ def preset_spec(name: str, T: int | None = None, given=()):
     if name not in PRESETS:
         raise SpecError(_unknown(name))
     if given:
-        flags = ", ".join(g if g.startswith("--") else "--" + g.replace("_", "-") for g in given)
         raise SpecError(
-            f"--preset {name} fixes the network and its notation, so {flags} cannot be given with it; "
-            "only --T may (it overrides the seed's T)"
+            f"the preset {name} fixes the network and its notation, so {', '.join(map(spell, given))} cannot be "
+            f"given with it; only {spell('T')} may (it overrides the seed's T)"
         )
     network = dict(PRESETS[name].network)
     if T is not None:
@@ -188,7 +196,7 @@ def check_preset(spec) -> None:
     differ = [f for f in FIXED if getattr(spec, f) != getattr(own, f)]
     if differ:
         raise SpecError(
-            f"--preset {spec.preset} fixes {', '.join(differ)}; make its spec with presets.preset_spec "
+            f"the preset {spec.preset} fixes {', '.join(differ)}; make its spec with presets.preset_spec "
             "(only T may differ from the seed's)"
         )
 

@@ -12,6 +12,7 @@ import json
 import re
 import textwrap
 from dataclasses import dataclass
+from functools import partial
 
 from sympy import MatrixSymbol, Transpose
 
@@ -564,24 +565,33 @@ def _common(spec) -> dict:
     )
 
 
-def _document(template: str, context: dict, handout: bool) -> tuple:
-    """``(latex_text, numbers)`` of the document, or of its handout: the same text without the appendix
-    (the formulas the code runs) and without the sentences that speak of the code.
+def _document(template: str, context: dict, numbering: Numbering, handout: bool) -> str:
+    """The LaTeX document, or its handout: the same text without the appendix (the formulas the code runs)
+    and without the sentences that speak of the code; ``numbering`` numbers its equations as it is rendered.
 
     The appendix is last, so the handout's equations keep the full document's numbers.
     """
-    numbering = Numbering()
     context = {**context, "eq": numbering.tag, "eq_again": numbering.again, "numbers": numbering.numbers}
     if context.get("worked"):  # the worked example cites the numbering as this rendering fills it
         context["worked"] = {**context["worked"], "numbers": numbering.numbers}
     context["handout"] = handout
     if handout:  # its preamble's command writes the handout
         context["command_lines"] = _command_lines(f"{context['command']} --handout")
-    return render(template, **context), numbering.numbers
+    return render(template, **context)
+
+
+def _handout(template: str, context: dict, numbers: dict) -> str:
+    """The handout of the document whose equations ``numbers`` numbered (rendered when it is asked for)."""
+    numbering = Numbering()
+    handout = _document(template, context, numbering, handout=True)
+    if any(numbers[key] != number for key, number in numbering.numbers.items()):
+        raise AssertionError("the handout numbers its equations otherwise than the document: the appendix is not last")
+    return handout
 
 
 def render_both(derivation: Derivation, lowered: Lowered) -> tuple:
-    """``(module_text, latex_text, numbers, formulas, handout_text)``.
+    """``(module_text, latex_text, numbers, formulas, handout)``, ``handout`` a function that renders the
+    handout (most runs never ask for it).
 
     The document is rendered first: it numbers the equations the module cites.
     """
@@ -590,13 +600,12 @@ def render_both(derivation: Derivation, lowered: Lowered) -> tuple:
     common["figure"] = figure_context(derivation)
     # its numbers: the numbering of each rendering (_document)
     common["worked"] = worked.latex_context(derivation, {}, worked.example_for(derivation.spec))
+    numbering = Numbering()  # the full document's, which its context is made with
     if three_forms(derivation.spec):
-        template, context = "derivation.tex.jinja", latex_context(derivation, formulas, Numbering(), common)
+        template, context = "derivation.tex.jinja", latex_context(derivation, formulas, numbering, common)
     else:
-        template, context = "network.tex.jinja", network_context(derivation, formulas, Numbering(), common)
-    tex, numbers = _document(template, context, handout=False)
-    handout, handout_numbers = _document(template, context, handout=True)
-    if any(numbers[key] != number for key, number in handout_numbers.items()):
-        raise AssertionError("the handout numbers its equations otherwise than the document: the appendix is not last")
+        template, context = "network.tex.jinja", network_context(derivation, formulas, numbering, common)
+    tex = _document(template, context, numbering, handout=False)
+    numbers = numbering.numbers
     code = render("module.py.jinja", **module_context(derivation, lowered, formulas, numbers))
-    return code, tex, numbers, formulas, handout
+    return code, tex, numbers, formulas, partial(_handout, template, context, numbers)

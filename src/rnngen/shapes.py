@@ -93,7 +93,7 @@ def shape_rows(n: Notation, derivation, jacobians: tuple = ()) -> list:
 def three_index_sentence(n: Notation, derivation) -> str:
     """One sentence on ``dh_t/dW`` (the second form writes it): its three indices and the contraction."""
     graph = derivation.graph
-    name = next(k for k, p in graph.network.params.items() if p.role == "recurrent")
+    name = graph.network.recurrent_weight.name
     weight = n.latex(graph.params[name])
     h = _first_steps(graph.nodes)["h"]
     (size_h,) = (d for d in dims(n, h) if d != 1)
@@ -123,7 +123,7 @@ def path_factor_shapes(n: Notation, derivation) -> str:
     ``d+h_k/dW``, has three indices, and the product sums over the index of ``h_k``.
     """
     graph = derivation.graph
-    name = next(k for k, p in graph.network.params.items() if p.role == "recurrent")
+    name = graph.network.recurrent_weight.name
     weight = n.latex(graph.params[name])
     steps = _first_steps(graph.nodes)
     (n_h,) = (d for d in steps["h"].shape if d != A.B)
@@ -148,8 +148,8 @@ def gradient_factor_shapes(n: Notation, derivation) -> tuple | None:
     from rnngen.program import gradient_symbol
 
     graph = derivation.graph
-    name = next((k for k, p in graph.network.params.items() if p.role.startswith("recurrent")), None)
-    if name is None or graph.network.params[name].blocks:
+    name = graph.network.recurrent_weight.name
+    if graph.network.params[name].blocks:
         return None
     expr = derivation.gradients[name]
     terms = list(expr.args) if isinstance(expr, sp.MatAdd) else [expr]

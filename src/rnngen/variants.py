@@ -11,7 +11,8 @@ A path may differ from the reference by rounding only. The limit is derived, not
 ``ROUNDING_FACTOR * eps(dtype) * max(1, condition)``, where ``condition`` is the relative
 condition number of the figure, measured by perturbing every input in float64, and
 ``ROUNDING_FACTOR`` covers what the inputs' condition does not see (cancellation inside the
-computation), as measured over the activation set.
+computation), as measured over the activation set; plus, for a figure near the bottom of the
+dtype's range, what underflow takes (``limit``).
 """
 
 from __future__ import annotations
@@ -88,9 +89,19 @@ def condition(module, params, xs, targets, directions=3, seed=2) -> dict:
     return kappa
 
 
-def limit(dtype: str, kappa: float) -> float:
-    """The largest relative error rounding explains, for a figure of this condition number."""
-    return ROUNDING_FACTOR * float(np.finfo(dtype).eps) * max(1.0, kappa)
+def limit(dtype: str, kappa: float, reference) -> float:
+    """The largest relative error rounding explains, for a figure of this condition number and this value.
+
+    Rounding is relative in the dtype's normal range only: below its smallest normal number ``tiny`` a
+    value keeps fewer digits, and one below its smallest subnormal is 0, however right the computation
+    (seed 003's dE/dh0 at T = 200 is 3e-77, which float32 holds as 0). So each entry may also be off by
+    ``ROUNDING_FACTOR * tiny`` (float32: 3e-36), relative to the reference's norm; a figure that small in
+    the dtype has a limit above ``DECISIVE_LIMIT``: it is undecided, not failed.
+    """
+    finfo = np.finfo(dtype)
+    norm = float(np.linalg.norm(np.asarray(reference, np.float64)))
+    underflow = float(finfo.tiny) * np.sqrt(np.size(reference)) / norm if norm > 0 else 0.0
+    return ROUNDING_FACTOR * (float(finfo.eps) * max(1.0, kappa) + underflow)
 
 
 def _rounded(params, xs, targets, dtype):
@@ -132,7 +143,7 @@ def check_paths(module, params, xs, targets, dtypes=DTYPES, progress=None) -> di
             def compare(name, values, dtype=dtype, ref=ref):
                 out[f"{dtype} {name}"] = PathResult(
                     {q: relative_error(v, ref[q]) for q, v in values.items()},
-                    {q: limit(dtype, kappa[q]) for q in values},
+                    {q: limit(dtype, kappa[q], ref[q]) for q in values},
                 )
 
             def calls(p, x, y, module=module):
@@ -171,7 +182,7 @@ def check_paths(module, params, xs, targets, dtypes=DTYPES, progress=None) -> di
                 ref_ids = figures(module, high[0], one_hot, high[2])
                 out[f"{dtype} token ids"] = PathResult(
                     {q: relative_error(v, ref_ids[q]) for q, v in figures(module, p, ids, y).items()},
-                    {q: limit(dtype, kappa_ids[q]) for q in ref_ids},
+                    {q: limit(dtype, kappa_ids[q], ref_ids[q]) for q in ref_ids},
                 )
     return out
 

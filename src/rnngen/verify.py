@@ -825,8 +825,9 @@ class Report:
             worst = max(path.limits[q] for path in undecided.values() for q in path.undecided)
             which = "; ".join(f"{name} {', '.join(path.undecided)}" for name, path in undecided.items())
             out.append(
-                f"too ill-conditioned at this point to be checked (rounding alone allows up to {worst:.0e}), "
-                f"so undecided: {which}; another --seed may decide them"
+                f"too ill-conditioned at this point, or too small for the dtype, to be checked (rounding and "
+                f"underflow alone allow up to {worst:.0e}), "
+                f"so undecided: {which}; another --seed may decide an ill-conditioned one"
             )
         return out
 

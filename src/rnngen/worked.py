@@ -208,8 +208,7 @@ def _entry(derivation: Derivation, example: WorkedExample, params: dict) -> tupl
     if example.entry is not None:
         return example.entry[0], tuple(example.entry[1])
     net = derivation.graph.network
-    name = next((n for n, p in net.params.items() if p.role.startswith("recurrent")), None)
-    name = name or next(n for n, p in net.params.items() if not p.is_vector)
+    name = net.recurrent_weight.name
     shape = params[name].shape
     return name, (0, 1) if shape[1] > 1 else (0, 0)
 
