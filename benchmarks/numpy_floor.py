@@ -48,11 +48,13 @@ from rnngen.bench.run import kernels
 from rnngen.pipeline import build
 from rnngen.spec import RNNSpec
 
-#: Each step's elementwise calls forward, gates side by side (B, 4n) in the order g, i, f, o.
-#: The sigmoid is one tanh of all four gates at once (σ(a) = (1 + tanh(a/2)) / 2, the halving
-#: taken into the weights) and one call for the affine part: fewer than any exact spelling.
+#: Each step's elementwise calls forward, in the module's layout: the gates one behind another,
+#: (4, T, B, n) in the order g, i, f, o, each gate's step contiguous (side by side, a pass over one
+#: gate is strided: 6x the time at medium float32, ARCHITECTURE.md). The sigmoid is one tanh of all
+#: four gates at once (σ(a) = (1 + tanh(a/2)) / 2, the halving taken into the weights) and one call
+#: for the affine part: fewer than any exact spelling.
 FORWARD_STEP = (
-    "z_t += W h_{t-1} (the recurrent GEMM's output into the gates)",
+    "z_t += W h_{t-1} (the recurrent GEMM's output, side by side, into the gates)",
     "tanh of the four gates, one call",
     "the sigmoid's affine part for i, f, o, one call",
     "c_t = f_t ∘ c_{t-1}",
@@ -70,6 +72,7 @@ BACKWARD_STEP = (
     "δc_t += δc_{t+1} ∘ f_{t+1}",
     "δz_o = δh_t ∘ ∂h_t/∂z_o",
     "δz_g, δz_i, δz_f = δc_t ∘ their local Jacobians, one call",
+    "the step's δz side by side for the recurrent GEMM, one copy",
 )
 #: The calls made once over all steps: the output's delta (the loss itself is left out) and the
 #: local Jacobians, each a pass over (T, B, ·); the biases' gradients (sums over the rows).
@@ -96,43 +99,45 @@ ALL_STEPS = (
 
 def floor_calls(problem) -> tuple:
     """``(calls, gemm)``: the floor's calls in the order they run, each a prepared ``partial``, and
-    for each whether it is a GEMM. One-layer LSTM only; the GEMMs are the GEMM-only limit's."""
+    for each whether it is a GEMM. One-layer LSTM only; the GEMMs are the GEMM-only limit's
+    (the weight gradients one batched product over the gates, as the gates are one behind another)."""
     p, dtype = problem.params, problem.dtype
     B, n_x, n, n_y = problem.sizes
     T = problem.spec.T
-    gates = ("U_g", "U_i", "U_f", "U_o")
-    UT = np.ascontiguousarray(np.concatenate([p[k] for k in gates]).T)  # (n_x, 4n)
-    W = np.concatenate([p[k.replace("U", "W")] for k in gates])  # (4n, n)
-    WT = np.ascontiguousarray(W.T)
+    gates = ("g", "i", "f", "o")
+    UT = np.stack([p[f"U_{k}"].T for k in gates])  # (4, n_x, n)
+    W = np.concatenate([p[f"W_{k}"] for k in gates])  # (4n, n): δz side by side times W
+    WT = np.ascontiguousarray(W.T)  # (n, 4n): h times WT, the gates side by side
     V = p["V"]
     X = problem.xs.reshape(T * B, n_x)
-    Z = np.empty((T, B, 4 * n), dtype)
+    Z = np.empty((4, T, B, n), dtype)
     H, C = np.full((T + 1, B, n), 0.1, dtype), np.full((T + 1, B, n), 0.1, dtype)
     Phi = np.empty((T, B, n), dtype)
-    step, tmp = np.empty((B, 4 * n), dtype), np.empty((B, n), dtype)
+    step, back, tmp = np.empty((B, 4 * n), dtype), np.empty((B, n), dtype), np.empty((B, n), dtype)
+    by_gate = step.reshape(B, 4, n).transpose(1, 0, 2)  # the side-by-side scratch, gate by gate
     O, Y = np.empty((T * B, n_y), dtype), problem.y_rows.reshape(T * B, n_y)
     sums, ones_y, ones_rows = np.empty(T * B, dtype), np.ones(n_y, dtype), np.ones(T * B, dtype)
-    J, Jc = np.empty((T, B, 4 * n), dtype), np.empty((T, B, n), dtype)
-    dH, dZ = np.empty((T, B, n), dtype), np.empty((T, B, 4 * n), dtype)
-    dC, dC_next, back = np.empty((B, n), dtype), np.empty((B, n), dtype), np.empty((B, n), dtype)
-    dU, dW, dV = np.empty((4 * n, n_x), dtype), np.empty((4 * n, n), dtype), np.empty_like(V)
-    db, dc, dh0 = np.empty(4 * n, dtype), np.empty(n_y, dtype), np.empty(n, dtype)
-    g, i, f, o = (slice(k * n, (k + 1) * n) for k in range(4))
-    ifo, gif = slice(n, 4 * n), slice(0, 3 * n)
+    J, Jc = np.empty((4, T, B, n), dtype), np.empty((T, B, n), dtype)
+    dH, dZ = np.empty((T, B, n), dtype), np.empty((4, T, B, n), dtype)
+    dC, dC_next = np.empty((B, n), dtype), np.empty((B, n), dtype)
+    dU, dW, dV = np.empty((4, n, n_x), dtype), np.empty((4, n, n), dtype), np.empty_like(V)
+    db, dc, dh0 = np.empty((4, n), dtype), np.empty(n_y, dtype), np.empty(n, dtype)
+    g, i, f, o = range(4)
+    ifo, gif = slice(1, 4), slice(0, 3)
 
-    calls = [(True, partial(np.matmul, X, UT, out=Z.reshape(T * B, -1)))]
+    calls = [(True, partial(np.matmul, X, UT, out=Z.reshape(4, T * B, n)))]
     for t in range(T):
-        z = Z[t]
+        z = Z[:, t]
         calls += [
             (True, partial(np.matmul, H[t], WT, out=step)),
-            (False, partial(np.add, z, step, out=z)),
+            (False, partial(np.add, z, by_gate, out=z)),
             (False, partial(np.tanh, z, out=z)),
-            (False, partial(np.multiply, z[:, ifo], 0.5, out=z[:, ifo])),
-            (False, partial(np.multiply, z[:, f], C[t], out=C[t + 1])),
-            (False, partial(np.multiply, z[:, i], z[:, g], out=tmp)),
+            (False, partial(np.multiply, z[ifo], 0.5, out=z[ifo])),
+            (False, partial(np.multiply, z[f], C[t], out=C[t + 1])),
+            (False, partial(np.multiply, z[i], z[g], out=tmp)),
             (False, partial(np.add, C[t + 1], tmp, out=C[t + 1])),
             (False, partial(np.tanh, C[t + 1], out=Phi[t])),
-            (False, partial(np.multiply, z[:, o], Phi[t], out=H[t + 1])),
+            (False, partial(np.multiply, z[o], Phi[t], out=H[t + 1])),
         ]
     Hrows = H[1:].reshape(T * B, n)
     calls += [
@@ -142,44 +147,44 @@ def floor_calls(problem) -> tuple:
         (False, partial(np.divide, O, sums[:, None], out=O)),
         (False, partial(np.subtract, O, Y, out=O)),
         (True, partial(np.matmul, O.reshape(T, B, n_y), V, out=dH)),
-        (False, partial(np.subtract, 1.0, Z[..., ifo], out=J[..., ifo])),
-        (False, partial(np.multiply, J[..., ifo], Z[..., ifo], out=J[..., ifo])),
-        (False, partial(np.multiply, Z[..., g], Z[..., g], out=J[..., g])),
-        (False, partial(np.subtract, 1.0, J[..., g], out=J[..., g])),
-        (False, partial(np.multiply, J[..., g], Z[..., i], out=J[..., g])),
-        (False, partial(np.multiply, J[..., i], Z[..., g], out=J[..., i])),
-        (False, partial(np.multiply, J[..., f], C[:-1], out=J[..., f])),
-        (False, partial(np.multiply, J[..., o], Phi, out=J[..., o])),
+        (False, partial(np.subtract, 1.0, Z[ifo], out=J[ifo])),
+        (False, partial(np.multiply, J[ifo], Z[ifo], out=J[ifo])),
+        (False, partial(np.multiply, Z[g], Z[g], out=J[g])),
+        (False, partial(np.subtract, 1.0, J[g], out=J[g])),
+        (False, partial(np.multiply, J[g], Z[i], out=J[g])),
+        (False, partial(np.multiply, J[i], Z[g], out=J[i])),
+        (False, partial(np.multiply, J[f], C[:-1], out=J[f])),
+        (False, partial(np.multiply, J[o], Phi, out=J[o])),
         (False, partial(np.multiply, Phi, Phi, out=Jc)),
         (False, partial(np.subtract, 1.0, Jc, out=Jc)),
-        (False, partial(np.multiply, Jc, Z[..., o], out=Jc)),
+        (False, partial(np.multiply, Jc, Z[o], out=Jc)),
     ]
     for t in range(T - 1, -1, -1):
         last = t == T - 1
-        by_gate = dZ[t][:, gif].reshape(B, 3, n)
         if not last:
             calls += [
-                (True, partial(np.matmul, dZ[t + 1], W, out=back)),
+                (True, partial(np.matmul, step, W, out=back)),
                 (False, partial(np.add, dH[t], back, out=dH[t])),
             ]
         calls.append((False, partial(np.multiply, dH[t], Jc[t], out=dC)))
         if not last:
             calls += [
-                (False, partial(np.multiply, dC_next, Z[t + 1][:, f], out=tmp)),
+                (False, partial(np.multiply, dC_next, Z[f, t + 1], out=tmp)),
                 (False, partial(np.add, dC, tmp, out=dC)),
             ]
         calls += [
-            (False, partial(np.multiply, dH[t], J[t][:, o], out=dZ[t][:, o])),
-            (False, partial(np.multiply, J[t][:, gif].reshape(B, 3, n), dC[:, None, :], out=by_gate)),
+            (False, partial(np.multiply, dH[t], J[o, t], out=dZ[o, t])),
+            (False, partial(np.multiply, J[gif, t], dC, out=dZ[gif, t])),
+            (False, partial(np.copyto, by_gate, dZ[:, t])),
         ]
         dC, dC_next = dC_next, dC
-    dZrows = dZ.reshape(T * B, -1)
+    dZrows = dZ.reshape(4, T * B, n)
     calls += [
-        (True, partial(np.matmul, dZ[0, 0], W, out=dh0)),
-        (True, partial(np.matmul, dZrows.T, X, out=dU)),
-        (True, partial(np.matmul, dZrows.T, H[:-1].reshape(T * B, n), out=dW)),
+        (True, partial(np.matmul, step[0], W, out=dh0)),
+        (True, partial(np.matmul, dZrows.transpose(0, 2, 1), X, out=dU)),
+        (True, partial(np.matmul, dZrows.transpose(0, 2, 1), H[:-1].reshape(T * B, n), out=dW)),
         (True, partial(np.matmul, O.T, Hrows, out=dV)),
-        (False, partial(np.dot, ones_rows, dZrows, out=db)),
+        (False, partial(np.matmul, ones_rows, dZrows, out=db)),
         (False, partial(np.dot, ones_rows, O, out=dc)),
     ]
     return [c for _, c in calls], [is_gemm for is_gemm, _ in calls]
