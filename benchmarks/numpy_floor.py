@@ -146,7 +146,7 @@ def floor_calls(problem) -> tuple:
         (False, partial(np.dot, O, ones_y, out=sums)),
         (False, partial(np.divide, O, sums[:, None], out=O)),
         (False, partial(np.subtract, O, Y, out=O)),
-        (True, partial(np.matmul, O.reshape(T, B, n_y), V, out=dH)),
+        (True, partial(np.matmul, O, V, out=dH.reshape(T * B, n))),
         (False, partial(np.subtract, 1.0, Z[ifo], out=J[ifo])),
         (False, partial(np.multiply, J[ifo], Z[ifo], out=J[ifo])),
         (False, partial(np.multiply, Z[g], Z[g], out=J[g])),
