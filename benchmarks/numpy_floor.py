@@ -1,0 +1,276 @@
+"""The least a NumPy LSTM can take: its GEMMs plus the fewest elementwise calls a step needs.
+
+Where the generated LSTM module misses the issue's targets against ``nn.LSTM`` (medium float32,
+3x at char-rnn float32), this says whether any NumPy module could meet them. It times, paired
+and interleaved with the harness of ``frameworks.py``:
+
+- ``rnngen``: the generated module (the agreement reference);
+- ``PyTorch``: ``nn.LSTM`` + ``nn.Linear`` + the summed loss, ``backward()`` (when torch is installed);
+- ``GEMM only``: the harness's GEMM-only limit;
+- ``NumPy floor``: those GEMMs with, in each step, the fewest NumPy calls the step's elementwise
+  work needs (``FORWARD_STEP``, ``BACKWARD_STEP``), plus the calls made once over all steps
+  (``ALL_STEPS``), each at the workload's sizes, as one flat list of prepared calls;
+- ``floor's calls only``: the same list without its GEMMs.
+
+The floor computes nothing useful (its gates are never squashed into sigmoids, the loss is left
+out), it only makes the calls, on operands of the right shapes: a lower bound on the time of any
+NumPy implementation, since NumPy runs each elementwise operation as a call of its own and none
+of these can be merged into a GEMM. Then it prints, per row, the sentence the issue note quotes.
+
+    python benchmarks/numpy_floor.py                    # medium and char-rnn, float64 and float32
+    python benchmarks/numpy_floor.py large --dtype float32 --samples 9
+    OPENBLAS_NUM_THREADS=1 python benchmarks/numpy_floor.py   # both libraries on one thread
+
+With ``OPENBLAS_NUM_THREADS`` set, PyTorch runs on as many threads as NumPy's BLAS: on a machine
+where another process holds a core, two threads wait for each other and the figures say nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from functools import partial
+
+import numpy as np
+from frameworks import DTYPES, WORKLOADS
+
+from rnngen.api import BPTT
+from rnngen.bench import frameworks
+from rnngen.bench.harness import (
+    Contender,
+    check_agreement,
+    gemm_limit,
+    generated_contender,
+    make_problem,
+    time_interleaved,
+)
+from rnngen.bench.run import kernels
+from rnngen.pipeline import build
+from rnngen.spec import RNNSpec
+
+#: Each step's elementwise calls forward, in the module's layout: the gates one behind another,
+#: (4, T, B, n) in the order g, i, f, o, each gate's step contiguous (side by side, a pass over one
+#: gate is strided: 6x the time at medium float32, ARCHITECTURE.md). The sigmoid is one tanh of all
+#: four gates at once (σ(a) = (1 + tanh(a/2)) / 2, the halving taken into the weights) and one call
+#: for the affine part: fewer than any exact spelling.
+FORWARD_STEP = (
+    "z_t += W h_{t-1} (the recurrent GEMM's output, side by side, into the gates)",
+    "tanh of the four gates, one call",
+    "the sigmoid's affine part for i, f, o, one call",
+    "c_t = f_t ∘ c_{t-1}",
+    "i_t ∘ g_t",
+    "c_t += i_t ∘ g_t",
+    "φ_t = tanh(c_t)",
+    "h_t = o_t ∘ φ_t",
+)
+#: Each step's elementwise calls back, with the local Jacobians made beforehand (``ALL_STEPS``);
+#: the last step has no recurrent term, so 3 of these (the first, third and fourth) are left out there.
+BACKWARD_STEP = (
+    "δh_t += Wᵀ δz_{t+1} (the recurrent GEMM's output)",
+    "δc_t = δh_t ∘ ∂h_t/∂c_t",
+    "δc_{t+1} ∘ f_{t+1}",
+    "δc_t += δc_{t+1} ∘ f_{t+1}",
+    "δz_o = δh_t ∘ ∂h_t/∂z_o",
+    "δz_g, δz_i, δz_f = δc_t ∘ their local Jacobians, one call",
+    "the step's δz side by side for the recurrent GEMM, one copy",
+)
+#: The calls made once over all steps: the output's delta (the loss itself is left out) and the
+#: local Jacobians, each a pass over (T, B, ·); the biases' gradients (sums over the rows).
+ALL_STEPS = (
+    "exp of the output's pre-activations",
+    "the softmax's row sums (a product with ones)",
+    "the softmax's division by them",
+    "δs = ŷ - y",
+    "1 - σ of i, f, o, one call",
+    "σ′ of i, f, o = σ (1 - σ), one call",
+    "g ∘ g",
+    "tanh′ of g = 1 - g ∘ g",
+    "∂c/∂z_g = tanh′ ∘ i",
+    "∂c/∂z_i = σ′_i ∘ g",
+    "∂c/∂z_f = σ′_f ∘ c_{t-1}",
+    "∂h/∂z_o = σ′_o ∘ φ",
+    "φ ∘ φ",
+    "1 - φ ∘ φ",
+    "∂h/∂c = o ∘ (1 - φ ∘ φ)",
+    "dE/db of the gates (a product with ones)",
+    "dE/dc (a product with ones)",
+)
+
+
+def floor_calls(problem) -> tuple:
+    """``(calls, gemm)``: the floor's calls in the order they run, each a prepared ``partial``, and
+    for each whether it is a GEMM. One-layer LSTM only; the GEMMs are the GEMM-only limit's, the
+    weight gradients one per gate (the gates are one behind another, as in the module)."""
+    p, dtype = problem.params, problem.dtype
+    B, n_x, n, n_y = problem.sizes
+    T = problem.spec.T
+    gates = ("g", "i", "f", "o")
+    UT = np.stack([p[f"U_{k}"].T for k in gates])  # (4, n_x, n)
+    W = np.concatenate([p[f"W_{k}"] for k in gates])  # (4n, n): δz side by side times W
+    WT = np.ascontiguousarray(W.T)  # (n, 4n): h times WT, the gates side by side
+    V = p["V"]
+    X = problem.xs.reshape(T * B, n_x)
+    Z = np.empty((4, T, B, n), dtype)
+    H, C = np.full((T + 1, B, n), 0.1, dtype), np.full((T + 1, B, n), 0.1, dtype)
+    Phi = np.empty((T, B, n), dtype)
+    step, back, tmp = np.empty((B, 4 * n), dtype), np.empty((B, n), dtype), np.empty((B, n), dtype)
+    by_gate = step.reshape(B, 4, n).transpose(1, 0, 2)  # the side-by-side scratch, gate by gate
+    O, Y = np.empty((T * B, n_y), dtype), problem.y_rows.reshape(T * B, n_y)
+    sums, ones_y, ones_rows = np.empty(T * B, dtype), np.ones(n_y, dtype), np.ones(T * B, dtype)
+    J, Jc = np.empty((4, T, B, n), dtype), np.empty((T, B, n), dtype)
+    dH, dZ = np.empty((T, B, n), dtype), np.empty((4, T, B, n), dtype)
+    dC, dC_next = np.empty((B, n), dtype), np.empty((B, n), dtype)
+    dU, dW, dV = np.empty((4, n, n_x), dtype), np.empty((4, n, n), dtype), np.empty_like(V)
+    db, dc, dh0 = np.empty((4, n), dtype), np.empty(n_y, dtype), np.empty(n, dtype)
+    g, i, f, o = range(4)
+    ifo, gif = slice(1, 4), slice(0, 3)
+
+    calls = [(True, partial(np.matmul, X, UT, out=Z.reshape(4, T * B, n)))]
+    for t in range(T):
+        z = Z[:, t]
+        calls += [
+            (True, partial(np.matmul, H[t], WT, out=step)),
+            (False, partial(np.add, z, by_gate, out=z)),
+            (False, partial(np.tanh, z, out=z)),
+            (False, partial(np.multiply, z[ifo], 0.5, out=z[ifo])),
+            (False, partial(np.multiply, z[f], C[t], out=C[t + 1])),
+            (False, partial(np.multiply, z[i], z[g], out=tmp)),
+            (False, partial(np.add, C[t + 1], tmp, out=C[t + 1])),
+            (False, partial(np.tanh, C[t + 1], out=Phi[t])),
+            (False, partial(np.multiply, z[o], Phi[t], out=H[t + 1])),
+        ]
+    Hrows = H[1:].reshape(T * B, n)
+    calls += [
+        (True, partial(np.matmul, Hrows, V.T, out=O)),
+        (False, partial(np.exp, O, out=O)),
+        (False, partial(np.dot, O, ones_y, out=sums)),
+        (False, partial(np.divide, O, sums[:, None], out=O)),
+        (False, partial(np.subtract, O, Y, out=O)),
+        (True, partial(np.matmul, O, V, out=dH.reshape(T * B, n))),
+        (False, partial(np.subtract, 1.0, Z[ifo], out=J[ifo])),
+        (False, partial(np.multiply, J[ifo], Z[ifo], out=J[ifo])),
+        (False, partial(np.multiply, Z[g], Z[g], out=J[g])),
+        (False, partial(np.subtract, 1.0, J[g], out=J[g])),
+        (False, partial(np.multiply, J[g], Z[i], out=J[g])),
+        (False, partial(np.multiply, J[i], Z[g], out=J[i])),
+        (False, partial(np.multiply, J[f], C[:-1], out=J[f])),
+        (False, partial(np.multiply, J[o], Phi, out=J[o])),
+        (False, partial(np.multiply, Phi, Phi, out=Jc)),
+        (False, partial(np.subtract, 1.0, Jc, out=Jc)),
+        (False, partial(np.multiply, Jc, Z[o], out=Jc)),
+    ]
+    for t in range(T - 1, -1, -1):
+        last = t == T - 1
+        if not last:
+            calls += [
+                (True, partial(np.matmul, step, W, out=back)),
+                (False, partial(np.add, dH[t], back, out=dH[t])),
+            ]
+        calls.append((False, partial(np.multiply, dH[t], Jc[t], out=dC)))
+        if not last:
+            calls += [
+                (False, partial(np.multiply, dC_next, Z[f, t + 1], out=tmp)),
+                (False, partial(np.add, dC, tmp, out=dC)),
+            ]
+        calls += [
+            (False, partial(np.multiply, dH[t], J[o, t], out=dZ[o, t])),
+            (False, partial(np.multiply, J[gif, t], dC, out=dZ[gif, t])),
+            (False, partial(np.copyto, by_gate, dZ[:, t])),
+        ]
+        dC, dC_next = dC_next, dC
+    dZrows = dZ.reshape(4, T * B, n)
+    calls += [
+        (True, partial(np.matmul, step[0], W, out=dh0)),
+        # per gate, as the module: np.matmul of the transposed stack leaves BLAS (2-5x the time)
+        *((True, partial(np.dot, dZrows[k].T, X, out=dU[k])) for k in range(4)),
+        *((True, partial(np.dot, dZrows[k].T, H[:-1].reshape(T * B, n), out=dW[k])) for k in range(4)),
+        (True, partial(np.matmul, O.T, Hrows, out=dV)),
+        (False, partial(np.matmul, ones_rows, dZrows, out=db)),
+        (False, partial(np.dot, ones_rows, O, out=dc)),
+    ]
+    return [c for _, c in calls], [is_gemm for is_gemm, _ in calls]
+
+
+def floor_contenders(problem) -> list:
+    """The floor (GEMMs and calls, in order) and its calls alone, as contenders without results."""
+    calls, gemm = floor_calls(problem)
+    elementwise = [c for c, is_gemm in zip(calls, gemm) if not is_gemm]
+
+    def run(seq):
+        for call in seq:
+            call()
+
+    return [Contender("NumPy floor", partial(run, calls)), Contender("floor's calls only", partial(run, elementwise))]
+
+
+def sentence(name: str, dtype: str, by: dict) -> str:
+    """What the row says about the targets, in figures."""
+    steps = len(FORWARD_STEP) + len(BACKWARD_STEP)
+    calls = f"the {steps} calls a step needs at least and {len(ALL_STEPS)} over all steps"
+    alone = by["floor's calls only"]
+    head = (
+        f"LSTM {name} {dtype}: rnngen {_ms(by['rnngen'])}; the GEMMs alone take {_ms(by['GEMM only'])}, "
+        f"{calls} {_ms(alone)}, both together {_ms(by['NumPy floor'])}"
+    )
+    torch = by.get("PyTorch")
+    if torch is None:
+        return head + " (nn.LSTM not installed)."
+    need = 3 if name in ("small", "char-rnn") else 1
+    goal = torch / need
+    within = "so no NumPy module can meet it" if by["NumPy floor"] > goal else "so a NumPy module could meet it"
+    target = "as fast as nn.LSTM" if need == 1 else f"{need}x faster than nn.LSTM"
+    return f"{head}; nn.LSTM {_ms(torch)}, and {target} means {_ms(goal)} at most: {within}."
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.3f} ms" if seconds < 0.01 else f"{seconds * 1e3:.1f} ms"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("workloads", nargs="*", help=f"any of {', '.join(WORKLOADS)} (default: medium, char-rnn)")
+    parser.add_argument("--dtype", choices=[*DTYPES, "both"], default="both")
+    parser.add_argument("--samples", type=int, default=9)
+    parser.add_argument("--settle", type=float, default=0.25)
+    args = parser.parse_args()
+    unknown = [w for w in args.workloads if w not in WORKLOADS]
+    if unknown:
+        parser.error(f"unknown workload {unknown[0]!r}; choose from {', '.join(WORKLOADS)}")
+    names = args.workloads or ["medium", "char-rnn"]
+    dtypes = list(DTYPES) if args.dtype == "both" else [args.dtype]
+
+    threads = os.environ.get("OPENBLAS_NUM_THREADS")
+    if threads and frameworks.available()["torch"]:
+        import torch
+
+        torch.set_num_threads(int(threads))
+    print("\n".join(kernels()))
+    print(
+        f"A step's calls at least: {len(FORWARD_STEP)} forward, {len(BACKWARD_STEP)} back; "
+        f"over all steps {len(ALL_STEPS)}."
+    )
+    sentences = []
+    for name in names:
+        B, n_x, n_h, n_y, T = WORKLOADS[name]
+        spec = RNNSpec(T=T, cell="lstm")
+        module = BPTT(build(spec)).module()
+        for dtype in dtypes:
+            problem = make_problem(spec, B, n_x, n_h, n_y, dtype=DTYPES[dtype])
+            contenders = [generated_contender(module, problem)]
+            if frameworks.available()["torch"]:
+                contenders.append(frameworks.torch_contender(problem))
+            contenders += [gemm_limit(problem), *floor_contenders(problem)]
+            agreement = check_agreement(contenders, DTYPES[dtype])
+            time_interleaved(contenders, samples=args.samples, settle=args.settle)
+            by = {c.name: c.median for c in contenders}
+            print(f"\n[LSTM {name}] B={B} n_x={n_x} n_h={n_h} n_y={n_y} T={T} {dtype}, median of {args.samples}")
+            for c in contenders:
+                agree = f"agrees to {agreement[c.name]:.1e}" if c.name in agreement else ""
+                print(f"  {c.name:<20}{_ms(c.median):>12}{c.median / by['rnngen']:>8.2f}x  {agree}")
+            sentences.append(sentence(name, dtype, by))
+    print()
+    print("\n".join(sentences))
+
+
+if __name__ == "__main__":
+    main()
