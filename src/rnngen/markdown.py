@@ -50,6 +50,25 @@ def _inline(text: str, flavor: str) -> str:
     return re.sub(r"  +", " ", "".join(out)).strip()
 
 
+_ENV_OR_AMP = re.compile(r"\\begin\{[^}]*\}|\\end\{[^}]*\}|\\&|(?:\s*&)+\s*")
+
+
+def _drop_alignment(row: str) -> str:
+    """A display row without its alignment points: every ``&`` outside an inner environment (a matrix's
+    column separators stay; ``\\&`` is a literal ampersand), so the row reads as one equation."""
+    depth, out, last = 0, [], 0
+    for m in _ENV_OR_AMP.finditer(row):
+        token = m.group(0)
+        if token.startswith("\\begin"):
+            depth += 1
+        elif token.startswith("\\end"):
+            depth -= 1
+        elif token != "\\&" and depth == 0:
+            out += [row[last : m.start()], " "]
+            last = m.end()
+    return ("".join(out) + row[last:]).strip()
+
+
 def _display(body: str, flavor: str) -> list:
     """An ``align`` or ``equation`` body -> Markdown display blocks, one per equation number."""
     rows = [r.strip() for r in re.split(r"\\\\\*?\s*\n", body.strip()) if r.strip()]
@@ -65,8 +84,8 @@ def _display(body: str, flavor: str) -> list:
         blocks.append((pending, None))
     out = []
     for lines, tag in blocks:
-        if len(lines) == 1:  # no aligned block: its alignment point goes, on whichever line it stands
-            math = re.sub(r"\s*(?<!\\)&(=|\\leftarrow)\s*", r" \1 ", lines[0])  # an update rule aligns at its arrow
+        if len(lines) == 1:  # no aligned block: its alignment points go, wherever they stand
+            math = _drop_alignment(lines[0])
         else:
             math = "\\begin{aligned}\n" + " \\\\\n".join(lines) + "\n\\end{aligned}"
         if tag:
