@@ -112,6 +112,23 @@ def test_seeds_002_003_004_write_their_letters(built):
     assert r"\frac{\partial L}{\partial w_{o}} &= (\hat{y} - y)\, O_{3}" in tex4
 
 
+def _body(tex: str) -> str:
+    """The document's text after its title, without the seed's own section (which quotes the seed)."""
+    body = tex.split(r"\begin{document}")[1]
+    start = body.find(r"\section{The seed's own formulas}")
+    return body if start < 0 else body[:start] + body[body.index(r"\section", start + 1) :]
+
+
+@pytest.mark.parametrize("name", ["seed-001", "seed-003", "seed-004"])
+def test_a_seed_with_its_own_loss_letter_never_writes_E(built, name):
+    """The loss is the seed's letter everywhere: the factor shapes, the figure, the worked example."""
+    letter = PRESETS[name].lexicon.loss
+    body = _body(built[name].latex)
+    E = r"(?<![\\A-Za-z])E(?![A-Za-z])"
+    assert not re.search(E, body), re.findall(".{40}" + E + ".{20}", body)
+    assert rf"\partial {letter} / \partial" in body  # the factor shapes' path term of the recurrent weight
+
+
 # --- the seeds' own formulas, evaluated against the module --------------------------------------
 
 

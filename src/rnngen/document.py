@@ -236,6 +236,10 @@ class Notation:
         letters = {r"\hat{y}": self.letter("yhat"), "y": self.letter("y"), "o": self.letter("o")}
         return re.sub(r"\\hat\{y\}|(?<![\\A-Za-z])[yo](?=_)", lambda m: letters[m.group(0)], entry)
 
+    def loss(self, t) -> str:
+        """The loss's term at step ``t`` in the lexicon's letter: ``E_t``, ``E^t``, seed 003's ``L_t``."""
+        return self.indexed(self.E, t)
+
     def partial(self, num: str, den: str) -> str:
         space = "" if num.startswith("^") else " "  # \partial^{+} h_k
         return rf"\frac{{\partial{space}{num}}}{{\partial {den}}}"
@@ -251,7 +255,7 @@ class Notation:
 def _jacobian_chain(n: Notation, t: int, k, var: str) -> str:
     """``dE_t/dyhat_t dyhat_t/dh_t dh_t/dh_{t-1} ... d+h_k/dvar`` in fraction notation (``k`` may be a letter)."""
     h = lambda j: n.step("h", j)  # noqa: E731
-    parts = [n.partial(n.indexed(n.E, t), n.step("yhat", t)), n.partial(n.step("yhat", t), h(t))]
+    parts = [n.partial(n.loss(t), n.step("yhat", t)), n.partial(n.step("yhat", t), h(t))]
     if isinstance(k, str) or t - k > 3 and t > FULL_PATHS_UP_TO:
         first = f"{k}+1" if isinstance(k, str) else k + 1
         parts.append(rf"\Bigl(\prod_{{j={first}}}^{{{t}}} {n.partial(h('j'), h('j-1'))}\Bigr)")
@@ -292,11 +296,11 @@ def _loss_terms(n: Notation) -> tuple:
 
 
 def _to_output(n: Notation, t) -> str:
-    return f"{n.partial(n.indexed(n.E, t), n.step('yhat', t))} {n.partial(n.step('yhat', t), n.step('o', t))}"
+    return f"{n.partial(n.loss(t), n.step('yhat', t))} {n.partial(n.step('yhat', t), n.step('o', t))}"
 
 
 def _to_hidden(n: Notation, t) -> str:
-    return f"{n.partial(n.indexed(n.E, t), n.step('yhat', t))} {n.partial(n.step('yhat', t), n.step('h', t))}"
+    return f"{n.partial(n.loss(t), n.step('yhat', t))} {n.partial(n.step('yhat', t), n.step('h', t))}"
 
 
 def compact_paths(n: Notation) -> dict:
@@ -551,8 +555,8 @@ def gamma_sentence(spec) -> str:
 def loss_row(n: Notation) -> tuple:
     """The legend's row of the loss and its terms (many-to-one: one term, at the last step)."""
     if n.spec.mapping == "many-to-one":
-        return (f"${n.E},\\ {n.indexed(n.E, n.spec.T)}$", "the loss, which is its one term, at the last step")
-    return (f"${n.E},\\ {n.indexed(n.E, 't')}$", "the loss, and its term at step $t$")
+        return (f"${n.E},\\ {n.loss(n.spec.T)}$", "the loss, which is its one term, at the last step")
+    return (f"${n.E},\\ {n.loss('t')}$", "the loss, and its term at step $t$")
 
 
 def _legend(n: Notation, derivation: Derivation) -> list:
@@ -634,8 +638,8 @@ def latex_context(derivation: Derivation, formulas: list, numbering: Numbering, 
         shapes=shape_rows(n, derivation, jacobians=((n.D("t"), (_node(graph.nodes, "h", 1).symbol.shape[0],) * 2),)),
         three_index=three_index_sentence(n, derivation),
         forward=[aligned(generic(n, graph.nodes, f, spec.T)) for f in forward_families(graph)],
-        E_t=n.indexed(n.E, t),
-        E_T=n.indexed(n.E, last),
+        E_t=n.loss(t),
+        E_T=n.loss(last),
         loss_latex=loss.latex.format(yhat_i=n.entry_of("yhat", t), y_i=n.entry_of("y", t)),
         step=n.step,
         partial=n.partial,
@@ -648,9 +652,7 @@ def latex_context(derivation: Derivation, formulas: list, numbering: Numbering, 
         output_jacobian=n.respell(spec.output_layer.jacobian),
         output_jacobian_matrix=spec.output_layer.jacobian_matrix.format(yhat=yhat_t, outer=outer),
         loss_gradient=n.respell(loss.gradient.format(yhat=r"\hat{y}_i", y="y_i")),
-        fused_derivation=(
-            n.respell(fused.derivation.format(yhat=r"\hat{y}", y="y", E=n.indexed(n.E, t))) if fused else None
-        ),
+        fused_derivation=(n.respell(fused.derivation.format(yhat=r"\hat{y}", y="y", E=n.loss(t))) if fused else None),
         letter=n.letter,
         E=n.E,
         fused_assumes=fused.assumes if fused else "",
@@ -751,7 +753,7 @@ def truncation_context(n: Notation, derivation: Derivation) -> dict | None:
     if simple and template is not None:
         # the gradient's own term at step t (delta_t h_{t-1}^T, its transpose in row notation), its delta
         # spelled as the loss term's derivative
-        fraction = n.partial(n.indexed(n.E, "t+a"), n.step(dz.value.key, "t"))
+        fraction = n.partial(n.loss("t+a"), n.step(dz.value.key, "t"))
         derivative = fraction if n.row else rf"\left({fraction}\right)^{{\top}}"
         term = n.spelled(template, relative(dz.key, 0, chain.size), derivative)
         restricted = aligned(f"{truncated} = \\sum_{{a=0}}^{{{tau - 1}}} \\sum_{{t=1}}^{{T-a}} {term}")
@@ -759,7 +761,7 @@ def truncation_context(n: Notation, derivation: Derivation) -> dict | None:
     return dict(
         tau=tau,
         full=spec.full_horizon,
-        rule=truncation_rule(tau, directions, spec.layers, latex=n.indexed(n.E, "t")),
+        rule=truncation_rule(tau, directions, spec.layers, latex=n.loss("t")),
         restricted=restricted,
         gradient=gradient,
         truncated_gradient=truncated,
