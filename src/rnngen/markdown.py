@@ -96,6 +96,7 @@ def _display(body: str, flavor: str) -> list:
 
 
 def _table(body: str, flavor: str) -> list:
+    body = body.replace("\\endhead", "")  # a longtable's header repeats on every page; Markdown has one page
     rows = [r.strip() for r in re.split(r"\\\\", body) if r.strip()]
     header = ["symbol", "meaning"]  # the legend's; a table with a header row ends it with \hline
     if len(rows) > 1 and rows[1].startswith("\\hline"):
@@ -155,7 +156,7 @@ def to_markdown(tex: str, flavor: str = "github", images: dict | None = None) ->
     i = 0
     while i < len(lines):
         line = lines[i].strip()
-        env = re.match(r"\\begin\{(align|equation|tabularx?|enumerate|figure)\}", line)
+        env = re.match(r"\\begin\{(align|equation|tabularx?|longtable|enumerate|figure)\}", line)
         if env:
             flush()
             name = env.group(1)
@@ -166,8 +167,9 @@ def to_markdown(tex: str, flavor: str = "github", images: dict | None = None) ->
             elif name == "figure":
                 figures += 1
                 out += _figure(inner, figures, flavor, images or {})
-            elif name.startswith("tabular"):  # without its width and columns: {ll}, {\linewidth}{lX}
-                out += _table(re.sub(r"^(?:\{[^{}]*\})+", "", line.removeprefix(f"\\begin{{{name}}}")) + inner, flavor)
+            elif name.startswith("tabular") or name == "longtable":  # without its placement, width and columns
+                head = re.sub(r"^(?:\[\w\]|\{[^{}]*\})+", "", line.removeprefix(f"\\begin{{{name}}}"))
+                out += _table(head + inner, flavor)
             else:
                 items = [s.strip() for s in re.split(r"\\item\b", inner) if s.strip()]
                 out += [f"{k}. {_inline(' '.join(item.split()), flavor)}" for k, item in enumerate(items, 1)] + [""]
