@@ -115,7 +115,7 @@ def test_seed_004_document_keeps_the_factor_the_slides_drop():
     # yhat - y, written so that 1 - yhat is sigma(-o): exact for a confident prediction
     stable = r"\delta^{o,3} &= \left(\mathbf{1}^{\top} - y^{3}\right) \odot \hat{y}^{3} - y^{3} \odot \sigma(-o^{3})"
     assert stable in tex
-    assert r"\partial o^{t}_{j} / \partial (w_{o})_{ij} = h^{t}_{i}" in tex  # the factor, said in words too
+    assert r"\partial o^{3}_{j} / \partial (w_{o})_{ij} = h^{3}_{i}" in tex  # the factor, said in words too
     reader, _, grads = read_back(build(SEEDS["004"]))
     np.testing.assert_allclose(reader.gradients["w_o"], grads["w_o"], rtol=1e-12)
 

@@ -355,7 +355,7 @@ def test_the_documents_spell_no_code_name(spec):
 
 def _legend(tex: str) -> list:
     """``(symbol, meaning)`` of each row of the notation table."""
-    table = tex.split(r"\begin{tabularx}{\linewidth}{lX}", 1)[1].split(r"\end{tabularx}", 1)[0]
+    table = tex.split(r"\section*{Notation}", 1)[1].split("\n", 2)[2].split(r"\end{longtable}", 1)[0]
     rows = [row.strip() for row in re.split(r"\\\\\s*\n", table) if row.strip()]
     return [(row.partition("&")[0].strip(), row.partition("&")[2].strip()) for row in rows]
 

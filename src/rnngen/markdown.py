@@ -168,7 +168,7 @@ def to_markdown(tex: str, flavor: str = "github", images: dict | None = None) ->
                 figures += 1
                 out += _figure(inner, figures, flavor, images or {})
             elif name.startswith("tabular") or name == "longtable":  # without its placement, width and columns
-                head = re.sub(r"^(?:\[\w\]|\{[^{}]*\})+", "", line.removeprefix(f"\\begin{{{name}}}"))
+                head = re.sub(r"^(?:\[\w\]|\{(?:[^{}]|\{[^{}]*\})*\})+", "", line.removeprefix(f"\\begin{{{name}}}"))
                 out += _table(head + inner, flavor)
             else:
                 items = [s.strip() for s in re.split(r"\\item\b", inner) if s.strip()]
