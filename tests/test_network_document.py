@@ -10,6 +10,8 @@ first, as PyTorch concatenates; seed 002's ``[h_{t-1}; x_t]``: the recurrent blo
 """
 
 import re
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -499,3 +501,18 @@ def test_a_parameters_spelling_survives_sympys_rebuilding():
         rebuilt = sym.func(*sym.args)
         assert rebuilt == sym and rebuilt.name == sym.name  # the code's name is kept for the module
         assert (latex(rebuilt), text(rebuilt)) == (spelled, plain)
+
+
+@needs_pdflatex
+@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="pdftotext is not installed (Debian: poppler-utils)")
+@pytest.mark.parametrize("spec", [RNNSpec(T=5, cell="lstm"), RNNSpec(T=5, layers=2)], ids=["lstm", "two-layer"])
+def test_page_one_fills_with_the_legend_and_no_heading_stands_alone(tmp_path, spec):
+    """The legend may break across pages: page 1 does not end after the introduction (the LSTM's long
+    legend moved whole to page 2); and a table's heading never ends a page without its table."""
+    run = compile_tex(tmp_path, "doc", build(spec).latex)
+    assert run.returncode == 0, run.stdout[-2000:]
+    page = subprocess.run(
+        ["pdftotext", "-f", "1", "-l", "1", "-layout", "doc.pdf", "-"], cwd=tmp_path, capture_output=True, text=True
+    ).stdout
+    assert "input and target at step" in page, page[-800:]
+    assert "Shapes" not in page or re.search(r"shape\s+symbols", page), page[-800:]
