@@ -516,3 +516,14 @@ def test_page_one_fills_with_the_legend_and_no_heading_stands_alone(tmp_path, sp
     ).stdout
     assert "input and target at step" in page, page[-800:]
     assert "Shapes" not in page or re.search(r"shape\s+symbols", page), page[-800:]
+
+
+@pytest.mark.parametrize("spec", [RNNSpec(T=3, layers=2), RNNSpec(T=3, cell="lstm")], ids=lambda s: s.name)
+def test_the_appendix_says_what_its_primed_arrays_are(spec):
+    """The code's slope arrays (f', F') stand in the appendix only, which says once what they hold,
+    instead of introducing them silently; the handout, without the appendix, has neither."""
+    result = build(spec)
+    body, _, appendix = result.latex.partition(r"\appendix")
+    assert "A primed\nsymbol holds an activation's slope" in appendix and re.search(r"\{[fF]'", appendix)
+    assert not re.search(r"\{[fF]'", body.split(r"\begin{document}")[1])
+    assert "A primed" not in result.handout

@@ -30,7 +30,7 @@ from rnngen import algebra as A
 from rnngen.activations import ELEMENTWISE, elementwise
 from rnngen.backprop import Derivation
 from rnngen.cells import cell_of, gate_pre
-from rnngen.families import ParamName, family, run_of, step_of
+from rnngen.families import ParamName, family, holds_slopes, step_of
 from rnngen.presets import lexicon_of
 from rnngen.printing.math import LATEX, MathPrinter, latex, text
 from rnngen.program import gradient_symbol, relative, step_template
@@ -729,11 +729,15 @@ def _unwrapped(tex: str) -> str:
     return inner
 
 
+def keeps_slopes(formulas: list) -> bool:
+    """True when the code's formulas keep an activation's slopes as arrays of their own (``F'``)."""
+    return any(holds_slopes(s) for f in formulas for st in f.stmts for s in (st.target, *A.symbols_in(st.expr)))
+
+
 def _slopes(n: Notation, formulas: list) -> dict | None:
     """How the code's arrays of activation slopes (``f'_t``, ``F'_{1:T}``) relate to ``D_t``, where its
     formulas keep them; None where they do not (an identity activation)."""
-    read = (s for f in formulas for st in f.stmts for s in (st.target, *A.symbols_in(st.expr)))
-    if not any((step_of(s) or run_of(s) or ("",))[0] == "fprime" for s in read):
+    if not keeps_slopes(formulas):
         return None
     T = n.spec.T
     return {"step": n.step("fprime", "t"), "stacked": n.printer.step("fprime", 1, T), "last": n.D(T)}

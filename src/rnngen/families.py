@@ -521,6 +521,13 @@ class Relative(_Typed):
         return self.meta[1]
 
 
+def holds_slopes(sym) -> bool:
+    """True when ``sym`` is a step or steps of a family that holds an activation's slopes (``f'_t``,
+    ``F'_{1:T}``, a gate's ``jac``): the diagonal of a local Jacobian, which the code keeps as a vector."""
+    key = (step_of(sym) or run_of(sym) or (None,))[0]
+    return key is not None and family(key).base in _JACOBIANS
+
+
 def step_of(sym):
     """``(family key, t)`` when ``sym`` is one step of a family, else None."""
     return (sym.family.key, sym.t) if isinstance(sym, Step) else None

@@ -27,6 +27,7 @@ from rnngen.document import (
     broken,
     forward_families,
     immediate_and_total,
+    keeps_slopes,
     loss_row,
     sum_over_steps,
     truncation_context,
@@ -536,6 +537,7 @@ def network_context(derivation: Derivation, formulas: list, numbering: Numbering
             if p.role == "stacked"
         ],
         formulas=[f for f in formulas if _shown(f)],
+        slopes=keeps_slopes(formulas),
         truncation=truncation_context(n, derivation),
         gates=gate_context(derivation, _where(net.chains[0])),
         numbers=numbering.numbers,  # the numbers given so far: the text cites an equation above it
