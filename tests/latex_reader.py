@@ -950,12 +950,12 @@ class Checker(Reader):
                         continue
                     family, index, entry = self._symbol(m)
                     forward_family = _base(family) in self.letters.forward + self.letters.optional
-                    if forward_family and "delta" not in lhs and (index == "t" or str(index).isdigit()):
+                    if forward_family and "delta" not in lhs and (index in ("t", "T") or str(index).isdigit()):
                         # at a generic step t (at the steps it states, if it states them), or at one step
                         stated = _STEPS.search(rhs)
                         steps = None
                         if index != "t":
-                            steps = (int(index),)
+                            steps = (self.T if index == "T" else int(index),)
                         elif stated:
                             steps = tuple(self._stated(stated))
                             rhs = rhs[: stated.start()]
@@ -964,6 +964,9 @@ class Checker(Reader):
                     elif family == "E" and index in (None, "t"):  # E = ..., E_t = ... (no other step)
                         key = "E" if index is None else "E_t"
                         loss[key], where[key], used[key] = rhs, number, (number, rel)
+        if "E_t" not in loss and "E" in loss and len(self.loss_steps) == 1:
+            # one loss term, written as the loss itself (a many-to-one seed's L): E_T is E
+            loss["E_t"], loss["E"], where["E_t"] = loss["E"], "E^{T}" if self.row else "E_{T}", where["E"]
         self.used = set(used.values())
         return forward, loss, where
 
@@ -991,7 +994,8 @@ class Checker(Reader):
                 for t in ts:
                     for family in families:
                         if t < frozen_before:
-                            steps[family, t] = self.base_steps[family, t]
+                            if (family, t) in self.base_steps:  # not an output the network has at T only
+                                steps[family, t] = self.base_steps[family, t]
                         elif key == (family, t):
                             steps[family, t] = forced
                         else:

@@ -28,6 +28,18 @@ def _loss(tex: str, letter: str) -> str:
     return re.sub(_ALONE + re.escape(letter) + _END, "E", tex)
 
 
+def _last_step(tex: str, letters: tuple) -> str:
+    """The step ``T`` on what a many-to-one seed writes as the one of its kind (seed 003's ``\\hat{y}``,
+    ``y``, ``o``): a value, its entry ``i`` or ``j``, its delta."""
+    alone = "|".join(re.escape(k) if k.startswith("\\") else r"(?<!\\hat\{)" + _ALONE + k + _END for k in letters)
+    tex = re.sub(rf"(\\delta\^\{{(?:{alone})\}})(?![_{{])", r"\1_{T}", tex)
+    entry = r"_(?:\{([ij])\}|([ij])(?![A-Za-z]))"
+    tex = re.sub(
+        rf"(?<!\\delta\^\{{)({alone}){entry}", lambda m: m.group(1) + "_{T," + (m.group(2) or m.group(3)) + "}", tex
+    )
+    return re.sub(rf"(?<!\\delta\^\{{)({alone})(?![_A-Za-z])", r"\1_{T}", tex)
+
+
 def _seed000(tex):
     swap = {r"\hat{y}": "y", r"\hat{Y}": "Y", "y": r"\hat{y}", "Y": r"\hat{Y}", "z": "o", "Z": "O", "a": "z", "A": "Z"}
     return _swap(tex, swap)
@@ -38,6 +50,7 @@ def _seed002(tex):
 
 
 def _seed003(tex):
+    tex = _last_step(tex, (r"\hat{y}", "y", "o"))
     tex = re.sub(_ALONE + r"H(?=_\{[^}:]*\})", "h", tex)  # H_t is the state; H_{1:T} stays its steps stacked
     tex = re.sub(_ALONE + r"H(?=\^\{\(?\\?[^}]*\}?_\{[^}:]*\})", "h", tex)
     tex = tex.replace("{g'}", "{f'}").replace("{G'}", "{F'}")
@@ -52,6 +65,8 @@ _ACCENTED_004 = (r"\hat{y}", r"\hat{Y}", r"\tilde{z}", r"\tilde{Z}", "{f'}", "{F
 
 
 def _seed004(tex):
+    tex = _last_step(tex, (r"\hat{y}", "y", "s"))
+
     def step(m):
         letter, index, top = m.group("letter"), m.group("index"), m.group("top")
         if letter in _LETTERS_004:

@@ -1,6 +1,8 @@
 """The document's content: its final formulas run as written, its three forms, its renderings."""
 
 import re
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -12,11 +14,12 @@ import rnngen
 from rnngen import algebra as A
 from rnngen.activations import elementwise
 from rnngen.cells import CELLS, cell_of
-from rnngen.document import broken, sum_over_steps
+from rnngen.document import Notation, broken, sum_over_steps
 from rnngen.examples import EXAMPLES, SEEDS
 from rnngen.families import FAMILIES
 from rnngen.markdown import MarkdownError, to_markdown
 from rnngen.pipeline import build
+from rnngen.presets import preset_spec
 from rnngen.program import relative
 from rnngen.reference import input_steps
 from rnngen.sequences import mask_from_lengths
@@ -112,7 +115,7 @@ def test_seed_004_document_keeps_the_factor_the_slides_drop():
     # yhat - y, written so that 1 - yhat is sigma(-o): exact for a confident prediction
     stable = r"\delta^{o,3} &= \left(\mathbf{1}^{\top} - y^{3}\right) \odot \hat{y}^{3} - y^{3} \odot \sigma(-o^{3})"
     assert stable in tex
-    assert r"\partial o^{t}_{j} / \partial (w_{o})_{ij} = h^{t}_{i}" in tex  # the factor, said in words too
+    assert r"\partial o^{3}_{j} / \partial (w_{o})_{ij} = h^{3}_{i}" in tex  # the factor, said in words too
     reader, _, grads = read_back(build(SEEDS["004"]))
     np.testing.assert_allclose(reader.gradients["w_o"], grads["w_o"], rtol=1e-12)
 
@@ -310,3 +313,51 @@ def test_the_gate_letters_have_one_home_the_cells():
     for pattern in (r"z([a-z])", r"g([a-z])", r"jac_([a-z])"):
         spelled = {m.group(1) for key in FAMILIES if (m := re.fullmatch(pattern, key))}
         assert spelled == set("ifgorzn"), pattern
+
+
+# --- one name for the hidden activation's Jacobian ------------------------------------------------
+
+_ONE_NAME = (
+    RNNSpec(T=5),
+    RNNSpec(T=3, hidden="relu", notation="row"),
+    RNNSpec(T=3, hidden="x/(1+abs(x))", mapping="many-to-one"),
+    preset_spec("seed-003"),
+    preset_spec("seed-004"),
+)
+
+
+@pytest.mark.parametrize("spec", _ONE_NAME, ids=lambda s: s.name)
+def test_the_hidden_jacobian_has_one_name_in_the_body(spec):
+    """The body writes D_t wherever it multiplies by the activation's Jacobian: its entries stand once, in
+    its definition; the appendix (the code's) says how its slope arrays hold D_t's diagonals."""
+    result = build(spec)
+    n = Notation(result.spec)
+    tex = result.latex.split(r"\begin{document}")[1]
+    body, _, appendix = tex.partition(r"\appendix")
+    body = re.sub(r"\\section\{The seed's own formulas\}.*?(?=\\section)", "", body, flags=re.S)  # the seed's g'
+    local = body[body.index(r"\section{Local Jacobians}") :]
+    local = local[: local.index(r"\section", 10)]
+    D, dh, dz = n.D("t"), n.step("dh", "t"), n.step("dz", "t")
+    slope, slopes = n.step("fprime", "t"), n.printer.step("fprime", 1, spec.T)
+    # the delta recursion multiplies by D_t (rows act from the right in row notation)
+    product = rf"{dh}\, {D}" if n.row else rf"{D}\, {dh}"
+    assert re.search(re.escape(dz) + r" &= " + re.escape(product) + ",", body), body[body.index("Third form") :][:2000]
+    # the activation's derivative, written out, stands only where D_t is defined
+    derivative = re.search(r"\\operatorname\{diag\}\\bigl\((.*?)\\bigr\)", local).group(1)
+    assert derivative in local and derivative not in body.replace(local, "")
+    assert slope not in body and slopes not in body  # the code's arrays are the appendix's
+    assert rf"${slope}$ is the diagonal of ${D}$" in appendix and f"${slopes}$ holds those of" in appendix
+
+
+@needs_pdflatex
+@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="pdftotext is not installed (Debian: poppler-utils)")
+@pytest.mark.parametrize("spec", [RNNSpec(T=5), preset_spec("seed-000")], ids=lambda s: s.name)
+def test_the_shapes_table_starts_on_page_one_so_the_page_fills(tmp_path, spec):
+    """The Shapes table may break across pages: it starts under its heading on page 1 instead of leaving
+    the bottom third of page 1 empty and moving whole to page 2."""
+    run = compile_tex(tmp_path, "doc", build(spec).latex)
+    assert run.returncode == 0, run.stdout[-2000:]
+    page = subprocess.run(
+        ["pdftotext", "-f", "1", "-l", "1", "-layout", "doc.pdf", "-"], cwd=tmp_path, capture_output=True, text=True
+    ).stdout
+    assert "Shapes" in page and re.search(r"shape\s+symbols", page), page[-800:]

@@ -521,7 +521,7 @@ def test_no_two_values_of_a_gated_document_share_a_symbol(spec):
         spelled.setdefault(n.step(key, "t"), []).append(key)
     assert not {s: k for s, k in spelled.items() if len(k) > 1}
     assert "s_{t} &= V " in result.latex
-    legend = result.latex.split(r"\begin{tabularx}{\linewidth}{lX}")[1].split(r"\end{tabularx}")[0]
+    legend = result.latex.split(r"\section*{Notation}")[1].split(r"\end{longtable}")[0]
     for key in keys:
         fam = family(key)
         # every value but the inputs', the mask's and the pre-activations' (z with the gate's letter, said once)

@@ -177,7 +177,9 @@ def test_a_leaky_relus_derivative_on_the_output_reads_as_what_it_computes():
     """Applied to h_t, the slope is written a + (1 - a)[h_t > 0], not lrelu'(h_t) (the derivative at h_t)."""
     tex = build(RNNSpec(T=2, hidden="leaky_relu", slope=0.2)).latex
     assert "lrelu}'" not in tex
-    assert r"\delta^{h}_{t} \odot \left(0.2 + 0.8\,[h_{t} > 0]\right)" in tex
+    assert (
+        r"D_{t} = \frac{\partial h_{t}}{\partial z_{t}} = \operatorname{diag}\bigl(0.2 + 0.8\,[h_{t} > 0]\bigr)" in tex
+    )
 
 
 #: Symbols a document's body may use beyond its network's values, each with the legend row that defines it.

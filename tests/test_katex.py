@@ -104,3 +104,46 @@ def test_markdown_renders(choices, flavor):
     assert blocks
     errors = katex_errors(blocks)
     assert not errors, "\n\n".join(f"{tex}\n  -> {error}" for tex, error in errors[:5])
+
+
+# markdown.py's one-row displays: every alignment point goes, a matrix's column separators stay.
+_DOC = r"""%% test
+\documentclass{article}
+\title{T}
+\author{A}
+\begin{document}
+\maketitle
+\begin{align}
+%s
+\end{align}
+\end{document}
+"""
+
+#: One-row displays with an alignment point of each kind, and a matrix whose column separators must stay.
+_ROWS = [
+    (r"a &= b \tag{1}", "a = b"),
+    (r"w &\leftarrow w - \eta g \tag{1}", r"w \leftarrow w - \eta g"),
+    (r"\delta_t &\approx \epsilon \tag{1}", r"\delta_t \approx \epsilon"),
+    (r"x &+ y &= z \tag{1}", "x + y = z"),
+    (r"&& a = b \tag{1}", "a = b"),
+    (r"A &= \begin{pmatrix} 1 & 2 \\ 3 & 4 \end{pmatrix} \tag{1}", r"A = \begin{pmatrix} 1 & 2 \\ 3 & 4 \end{pmatrix}"),
+    (r"\text{a \& b} &= c \tag{1}", r"\text{a \& b} = c"),
+]
+
+
+def _display(row: str) -> str:
+    md = to_markdown((_DOC % row).replace("%%", "%", 1))
+    (block,) = [tex for tex, display in math_blocks(md, "github") if display]
+    return block
+
+
+@pytest.mark.parametrize("row, expected", _ROWS)
+def test_one_row_display_drops_every_alignment_point(row, expected):
+    assert _display(row) == expected + r" \tag{1}"
+
+
+@needs_katex
+def test_one_row_displays_render():
+    blocks = [(_display(row), True) for row, _ in _ROWS]
+    errors = katex_errors(blocks)
+    assert not errors, errors

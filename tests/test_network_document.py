@@ -10,6 +10,8 @@ first, as PyTorch concatenates; seed 002's ``[h_{t-1}; x_t]``: the recurrent blo
 """
 
 import re
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -355,7 +357,7 @@ def test_the_documents_spell_no_code_name(spec):
 
 def _legend(tex: str) -> list:
     """``(symbol, meaning)`` of each row of the notation table."""
-    table = tex.split(r"\begin{tabularx}{\linewidth}{lX}", 1)[1].split(r"\end{tabularx}", 1)[0]
+    table = tex.split(r"\section*{Notation}", 1)[1].split("\n", 2)[2].split(r"\end{longtable}", 1)[0]
     rows = [row.strip() for row in re.split(r"\\\\\s*\n", table) if row.strip()]
     return [(row.partition("&")[0].strip(), row.partition("&")[2].strip()) for row in rows]
 
@@ -499,3 +501,29 @@ def test_a_parameters_spelling_survives_sympys_rebuilding():
         rebuilt = sym.func(*sym.args)
         assert rebuilt == sym and rebuilt.name == sym.name  # the code's name is kept for the module
         assert (latex(rebuilt), text(rebuilt)) == (spelled, plain)
+
+
+@needs_pdflatex
+@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="pdftotext is not installed (Debian: poppler-utils)")
+@pytest.mark.parametrize("spec", [RNNSpec(T=5, cell="lstm"), RNNSpec(T=5, layers=2)], ids=["lstm", "two-layer"])
+def test_page_one_fills_with_the_legend_and_no_heading_stands_alone(tmp_path, spec):
+    """The legend may break across pages: page 1 does not end after the introduction (the LSTM's long
+    legend moved whole to page 2); and a table's heading never ends a page without its table."""
+    run = compile_tex(tmp_path, "doc", build(spec).latex)
+    assert run.returncode == 0, run.stdout[-2000:]
+    page = subprocess.run(
+        ["pdftotext", "-f", "1", "-l", "1", "-layout", "doc.pdf", "-"], cwd=tmp_path, capture_output=True, text=True
+    ).stdout
+    assert "input and target at step" in page, page[-800:]
+    assert "Shapes" not in page or re.search(r"shape\s+symbols", page), page[-800:]
+
+
+@pytest.mark.parametrize("spec", [RNNSpec(T=3, layers=2), RNNSpec(T=3, cell="lstm")], ids=lambda s: s.name)
+def test_the_appendix_says_what_its_primed_arrays_are(spec):
+    """The code's slope arrays (f', F') stand in the appendix only, which says once what they hold,
+    instead of introducing them silently; the handout, without the appendix, has neither."""
+    result = build(spec)
+    body, _, appendix = result.latex.partition(r"\appendix")
+    assert "A primed\nsymbol holds an activation's slope" in appendix and re.search(r"\{[fF]'", appendix)
+    assert not re.search(r"\{[fF]'", body.split(r"\begin{document}")[1])
+    assert "A primed" not in result.handout

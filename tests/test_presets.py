@@ -141,7 +141,7 @@ def test_seeds_002_003_004_write_their_letters(built):
     fwd2 = _forward_block(built["seed-002"].latex)
     assert r"a_{t} &= U x_{t} + W h_{t-1}" in fwd2 and r"\hat{y}_{t} &= \operatorname{softmax}(z_{t})" in fwd2
     tex3 = built["seed-003"].latex
-    assert r"H_{t} &= g(z_{t})" in _forward_block(tex3) and r"L = L_{3}" in _forward_block(tex3)
+    assert r"H_{t} &= g(z_{t})" in _forward_block(tex3) and r"o &= V H_{3}" in _forward_block(tex3)
     assert r"h_{" not in tex3.split(r"\begin{document}")[1] and r"$g(x) = \tanh(x)$ & the hidden activation" in tex3
     seed3 = tex3[tex3.index(r"\section{The seed's own formulas}") : tex3.index(r"\section{The formulas the code")]
     assert r"(\hat{y} - y) \cdot V \cdot \frac{\partial g(z_{3})}{\partial z_{3}} \Bigl[H_{2} + W" in seed3
@@ -149,6 +149,38 @@ def test_seeds_002_003_004_write_their_letters(built):
     assert r"O_{t} &= \tanh(z_{t})" in _forward_block(tex4) and r"z_{t} &= x_{t} w_{i} + O_{t-1} w_{h}" in tex4
     assert r"h_{" not in tex4.split(r"\begin{document}")[1] and r"w &\leftarrow w - \eta" in tex4
     assert r"\frac{\partial L}{\partial w_{o}} &= (\hat{y} - y)\, O_{3}" in tex4
+
+
+def _body(tex: str) -> str:
+    """The document's text after its title, without the seed's own section (which quotes the seed)."""
+    body = tex.split(r"\begin{document}")[1]
+    start = body.find(r"\section{The seed's own formulas}")
+    return body if start < 0 else body[:start] + body[body.index(r"\section", start + 1) :]
+
+
+@pytest.mark.parametrize("name", ["seed-001", "seed-003", "seed-004"])
+def test_a_seed_with_its_own_loss_letter_never_writes_E(built, name):
+    """The loss is the seed's letter everywhere: the factor shapes, the figure, the worked example."""
+    letter = PRESETS[name].lexicon.loss
+    body = _body(built[name].latex)
+    E = r"(?<![\\A-Za-z])E(?![A-Za-z])"
+    assert not re.search(E, body), re.findall(".{40}" + E + ".{20}", body)
+    assert rf"\partial {letter} / \partial" in body  # the factor shapes' path term of the recurrent weight
+
+
+@pytest.mark.parametrize("name", ["seed-003", "seed-004"])
+def test_a_many_to_one_seed_writes_its_one_loss_and_prediction_without_a_step(built, name):
+    """Seeds 003 and 004 write yhat = V H_3 (sigma(O_3 w_o)) and L: the one prediction, target and loss,
+    never yhat_3, L_3 or yhat_t; the states keep their steps."""
+    body = _body(built[name].latex)
+    fwd = _forward_block(body)
+    letter = PRESETS[name].lexicon.loss
+    one = {"seed-003": ("o", r"V H_{3}"), "seed-004": ("s", r"O_{3} w_{o}")}[name]
+    assert rf"{one[0]} &= {one[1]}" in fwd and r"\hat{y} &= " in fwd
+    assert rf"{letter} = " in fwd and rf"{letter} = {letter}" not in fwd
+    stepped = r"(\\hat\{y\}|(?<![A-Za-z\\])[yos]|(?<![A-Za-z\\])L|\\delta\^\{(\\hat\{y\}|o|s)\})_\{(\d|t|T)"
+    assert not re.search(stepped, body), re.findall(".{30}" + stepped + ".{10}", body)[:3]
+    assert re.search(r"[HO]_\{3\}", body) and re.search(r"[HO]_\{t-1\}", body)
 
 
 # --- the seeds' own formulas, evaluated against the module --------------------------------------

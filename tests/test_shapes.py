@@ -35,9 +35,9 @@ SAMPLE = [
 
 def shape_table(tex: str) -> dict:
     """Symbol (LaTeX) -> shape (LaTeX), read from the document's Shapes table."""
-    body = re.search(r"\\section\*\{Shapes\}\n\\begin\{tabularx?\}\S*\n(.*?)\\end\{tabularx?\}", tex, re.S)
+    body = re.search(r"\\section\*\{Shapes\}\n\\begin\{(tabularx?|longtable)\}\S*\n(.*?)\\end\{\1\}", tex, re.S)
     assert body, "the document has no Shapes table"
-    rows = [r.strip() for r in body.group(1).split("\\\\") if r.strip()]
+    rows = [r.strip() for r in body.group(2).replace(r"\endhead", "").split("\\\\") if r.strip()]
     assert rows[0] == "shape & symbols" and rows[1].startswith(r"\hline")
     rows[1] = rows[1].removeprefix(r"\hline").strip()
     table = {}

@@ -433,7 +433,7 @@ def test_the_document_states_the_rule_per_direction_and_names_every_chain():
     # age a also reads age a of the layer above (going down a layer crosses no recurrent edge)
     assert "of the layer above at the same step" in section
     # the notation table does not call a truncated delta dE/dh, and says what an age is
-    legend = tex[tex.index(r"\begin{tabular") : tex.index(r"\end{tabular")]
+    legend = tex[tex.index(r"\section*{Notation}") : tex.index(r"\end{longtable}")]
     assert "that the truncation keeps" in legend and "[a]" in legend and r"$\tau$" in legend
     assert r"\widetilde{\frac{\partial E}{\partial W^{(1\mathrm{f})}}}" in section  # its own symbol
 

@@ -30,7 +30,7 @@ from rnngen import algebra as A
 from rnngen.activations import ELEMENTWISE, elementwise
 from rnngen.backprop import Derivation
 from rnngen.cells import cell_of, gate_pre
-from rnngen.families import ParamName, family, step_of
+from rnngen.families import ParamName, family, holds_slopes, step_of
 from rnngen.presets import lexicon_of
 from rnngen.printing.math import LATEX, MathPrinter, latex, text
 from rnngen.program import gradient_symbol, relative, step_template
@@ -219,6 +219,8 @@ class Notation:
         fam = family(base)
         tag = self.lexicon.tag(fam)
         letter = self.lexicon.latex_letter(fam)
+        if not self.lexicon.indexed(fam):  # the one of its kind (seed 003's yhat): its entry i alone
+            return f"{letter}^{{{tag}}}_{{{i}}}" if tag else f"{letter}_{{{i}}}"
         if tag and self.above:
             return f"{letter}^{{{tag},{t}}}_{{{i}}}"
         return self.entry(letter + (f"^{{{tag}}}" if tag else ""), t, i)
@@ -236,6 +238,11 @@ class Notation:
         letters = {r"\hat{y}": self.letter("yhat"), "y": self.letter("y"), "o": self.letter("o")}
         return re.sub(r"\\hat\{y\}|(?<![\\A-Za-z])[yo](?=_)", lambda m: letters[m.group(0)], entry)
 
+    def loss(self, t) -> str:
+        """The loss's term at step ``t`` in the lexicon's letter: ``E_t``, ``E^t``, seed 002's ``E_t``; the
+        loss itself where the lexicon writes the last step's one term without its step (seed 003's ``L``)."""
+        return self.E if not self.lexicon.indexed(family("yhat")) else self.indexed(self.E, t)
+
     def partial(self, num: str, den: str) -> str:
         space = "" if num.startswith("^") else " "  # \partial^{+} h_k
         return rf"\frac{{\partial{space}{num}}}{{\partial {den}}}"
@@ -251,7 +258,7 @@ class Notation:
 def _jacobian_chain(n: Notation, t: int, k, var: str) -> str:
     """``dE_t/dyhat_t dyhat_t/dh_t dh_t/dh_{t-1} ... d+h_k/dvar`` in fraction notation (``k`` may be a letter)."""
     h = lambda j: n.step("h", j)  # noqa: E731
-    parts = [n.partial(n.indexed(n.E, t), n.step("yhat", t)), n.partial(n.step("yhat", t), h(t))]
+    parts = [n.partial(n.loss(t), n.step("yhat", t)), n.partial(n.step("yhat", t), h(t))]
     if isinstance(k, str) or t - k > 3 and t > FULL_PATHS_UP_TO:
         first = f"{k}+1" if isinstance(k, str) else k + 1
         parts.append(rf"\Bigl(\prod_{{j={first}}}^{{{t}}} {n.partial(h('j'), h('j-1'))}\Bigr)")
@@ -292,11 +299,11 @@ def _loss_terms(n: Notation) -> tuple:
 
 
 def _to_output(n: Notation, t) -> str:
-    return f"{n.partial(n.indexed(n.E, t), n.step('yhat', t))} {n.partial(n.step('yhat', t), n.step('o', t))}"
+    return f"{n.partial(n.loss(t), n.step('yhat', t))} {n.partial(n.step('yhat', t), n.step('o', t))}"
 
 
 def _to_hidden(n: Notation, t) -> str:
-    return f"{n.partial(n.indexed(n.E, t), n.step('yhat', t))} {n.partial(n.step('yhat', t), n.step('h', t))}"
+    return f"{n.partial(n.loss(t), n.step('yhat', t))} {n.partial(n.step('yhat', t), n.step('h', t))}"
 
 
 def compact_paths(n: Notation) -> dict:
@@ -334,10 +341,12 @@ def immediate_entry(n: Notation, role: str) -> str:
     ``dz_{t,i}/dW_{ij} = h_{t-1,j}`` for the recurrent weights, ``x_{t,j}`` for the input
     weights, and ``do_{t,i}/dV_{ij} = h_{t,j}`` for the output weights.
     """
-    pre, source, t = {"recurrent": ("z", "h", "t-1"), "input": ("z", "x", "t"), "output": ("o", "h", "t")}[role]
+    last = "T" if n.spec.mapping == "many-to-one" else "t"  # the one output of a many-to-one network
+    pre, source, t = {"recurrent": ("z", "h", "t-1"), "input": ("z", "x", "t"), "output": ("o", "h", last)}[role]
     name = _entry_name(n.names[role])
     i, j = ("j", "i") if n.row else ("i", "j")  # row notation: z^t_j = sum_i source^t_i W_ij
-    return rf"\partial {n.entry_of(pre, 't', i)} / \partial {name} = {n.entry_of(source, t, j)}"
+    at = last if role == "output" else "t"
+    return rf"\partial {n.entry_of(pre, at, i)} / \partial {name} = {n.entry_of(source, t, j)}"
 
 
 def forward_recursions(n: Notation) -> dict:
@@ -489,6 +498,23 @@ def _pairs_too_wide(form: dict) -> bool:
     return sum(max(c) for c in columns) + 10 > LINE - NUMBER  # amsmath's least space between pairs: 10pt
 
 
+def _through_D(n: Notation, adjoints, T: int) -> str:
+    """``delta^z_t = D_t delta^h_t`` (``delta^h D`` in row notation): the chain rule through the hidden
+    activation, written with the Jacobian's one name (``D_t``, defined with its entries among the local
+    Jacobians) where the derivation multiplies by its diagonal entry by entry; the derivation's own
+    equation where it does not (an identity activation)."""
+    node, dh = _node(adjoints, "dz", T), _node(adjoints, "dh", T).symbol
+    factors = node.expr.args if isinstance(node.expr, sp.HadamardProduct) else ()
+    if len(factors) != 2 or dh not in factors:
+        return generic(n, adjoints, "dz", T)
+    rest = next(f for f in factors if f != dh)
+    if set(A.symbols_in(rest)) & {a.symbol for a in adjoints}:  # a factor that is no activation's derivative
+        return generic(n, adjoints, "dz", T)
+    lhs = n.latex(relative("dz", 0, node.symbol.shape[0]))
+    D, delta = n.D("t"), n.step("dh", "t")
+    return f"{lhs} = {delta}\\, {D}" if n.row else f"{lhs} = {D}\\, {delta}"
+
+
 def recursive_form(derivation: Derivation) -> dict:
     """The adjoint equations of the reverse sweep: at a generic step, and at the ends."""
     spec = derivation.spec
@@ -501,7 +527,7 @@ def recursive_form(derivation: Derivation) -> dict:
         "do": out_step(n, adj, "do", T),
         "dh": generic(n, adj, "dh", T - 1) if T > 1 else None,  # an inner step
         "dh_last": _at(n, adj, "dh", T),
-        "dz": generic(n, adj, "dz", T),
+        "dz": _through_D(n, adj, T),
         "dh0": _at(n, adj, "dh", 0),
     }
     form = {k: aligned(v) if isinstance(v, str) else v for k, v in form.items()}
@@ -551,8 +577,8 @@ def gamma_sentence(spec) -> str:
 def loss_row(n: Notation) -> tuple:
     """The legend's row of the loss and its terms (many-to-one: one term, at the last step)."""
     if n.spec.mapping == "many-to-one":
-        return (f"${n.E},\\ {n.indexed(n.E, n.spec.T)}$", "the loss, which is its one term, at the last step")
-    return (f"${n.E},\\ {n.indexed(n.E, 't')}$", "the loss, and its term at step $t$")
+        return (f"${n.E},\\ {n.loss(n.spec.T)}$", "the loss, which is its one term, at the last step")
+    return (f"${n.E},\\ {n.loss('t')}$", "the loss, and its term at step $t$")
 
 
 def _legend(n: Notation, derivation: Derivation) -> list:
@@ -633,14 +659,18 @@ def latex_context(derivation: Derivation, formulas: list, numbering: Numbering, 
         legend=_legend(n, derivation),
         shapes=shape_rows(n, derivation, jacobians=((n.D("t"), (_node(graph.nodes, "h", 1).symbol.shape[0],) * 2),)),
         three_index=three_index_sentence(n, derivation),
-        forward=[aligned(generic(n, graph.nodes, f, spec.T)) for f in forward_families(graph)],
-        E_t=n.indexed(n.E, t),
-        E_T=n.indexed(n.E, last),
+        # a quantity the lexicon writes without its step (the one of its kind) at its own step: o = V H_3
+        forward=[
+            aligned((generic if n.lexicon.indexed(family(f)) else _at)(n, graph.nodes, f, spec.T))
+            for f in forward_families(graph)
+        ],
+        E_t=n.loss(t),
+        E_T=n.loss(last),
         loss_latex=loss.latex.format(yhat_i=n.entry_of("yhat", t), y_i=n.entry_of("y", t)),
         step=n.step,
         partial=n.partial,
         D=n.D,
-        hidden_derivative=n.latex(derivative),
+        hidden_derivative=_unwrapped(n.latex(derivative)),  # it stands inside diag(...) and (...) \odot v
         recurrent_jacobian=n.recurrent_jacobian,
         output_jacobian_o=n.output_jacobian,
         names=n.names,
@@ -648,9 +678,7 @@ def latex_context(derivation: Derivation, formulas: list, numbering: Numbering, 
         output_jacobian=n.respell(spec.output_layer.jacobian),
         output_jacobian_matrix=spec.output_layer.jacobian_matrix.format(yhat=yhat_t, outer=outer),
         loss_gradient=n.respell(loss.gradient.format(yhat=r"\hat{y}_i", y="y_i")),
-        fused_derivation=(
-            n.respell(fused.derivation.format(yhat=r"\hat{y}", y="y", E=n.indexed(n.E, t))) if fused else None
-        ),
+        fused_derivation=(n.respell(fused.derivation.format(yhat=r"\hat{y}", y="y", E=n.loss(t))) if fused else None),
         letter=n.letter,
         E=n.E,
         fused_assumes=fused.assumes if fused else "",
@@ -682,9 +710,37 @@ def latex_context(derivation: Derivation, formulas: list, numbering: Numbering, 
         summary=[*recursive["rows"], *((f"delta-{name}", line) for name, line in recursive["gradients"].items())],
         gamma=gamma_sentence(spec),
         formulas=[f for f in formulas if not f.trivial],
+        slopes=_slopes(n, formulas),
         seed=seed_context(spec),
         eq=numbering.tag,
     )
+
+
+def _unwrapped(tex: str) -> str:
+    """``tex`` without the parentheses the printer put around all of it (a leaky ReLU's slope)."""
+    if not (tex.startswith(r"\left(") and tex.endswith(r"\right)")):
+        return tex
+    inner = tex[len(r"\left(") : -len(r"\right)")]
+    depth = 0
+    for m in re.finditer(r"\\left\(|\\right\)", inner):  # the outer pair must enclose the whole
+        depth += 1 if m.group(0) == r"\left(" else -1
+        if depth < 0:
+            return tex
+    return inner
+
+
+def keeps_slopes(formulas: list) -> bool:
+    """True when the code's formulas keep an activation's slopes as arrays of their own (``F'``)."""
+    return any(holds_slopes(s) for f in formulas for st in f.stmts for s in (st.target, *A.symbols_in(st.expr)))
+
+
+def _slopes(n: Notation, formulas: list) -> dict | None:
+    """How the code's arrays of activation slopes (``f'_t``, ``F'_{1:T}``) relate to ``D_t``, where its
+    formulas keep them; None where they do not (an identity activation)."""
+    if not keeps_slopes(formulas):
+        return None
+    T = n.spec.T
+    return {"step": n.step("fprime", "t"), "stacked": n.printer.step("fprime", 1, T), "last": n.D(T)}
 
 
 def _sides(equation: str) -> tuple:
@@ -751,7 +807,7 @@ def truncation_context(n: Notation, derivation: Derivation) -> dict | None:
     if simple and template is not None:
         # the gradient's own term at step t (delta_t h_{t-1}^T, its transpose in row notation), its delta
         # spelled as the loss term's derivative
-        fraction = n.partial(n.indexed(n.E, "t+a"), n.step(dz.value.key, "t"))
+        fraction = n.partial(n.loss("t+a"), n.step(dz.value.key, "t"))
         derivative = fraction if n.row else rf"\left({fraction}\right)^{{\top}}"
         term = n.spelled(template, relative(dz.key, 0, chain.size), derivative)
         restricted = aligned(f"{truncated} = \\sum_{{a=0}}^{{{tau - 1}}} \\sum_{{t=1}}^{{T-a}} {term}")
@@ -759,7 +815,7 @@ def truncation_context(n: Notation, derivation: Derivation) -> dict | None:
     return dict(
         tau=tau,
         full=spec.full_horizon,
-        rule=truncation_rule(tau, directions, spec.layers, latex=n.indexed(n.E, "t")),
+        rule=truncation_rule(tau, directions, spec.layers, latex=n.loss("t")),
         restricted=restricted,
         gradient=gradient,
         truncated_gradient=truncated,

@@ -345,6 +345,9 @@ class Lexicon:
         pre_adjoint: the same for the part of an adjoint that does not read the recurrence (``\\tilde{\\delta}``).
         functions: ``(activation, LaTeX format)`` pairs: an activation written by the seed's own name
             (seed 003's ``g(z_t)`` for tanh); the legend says which function it is.
+        last_unindexed: a many-to-one seed's habit: what the network has at its last step only (the
+            output's values, the target, the loss, their deltas) is written without the step, as the one
+            of its kind (seed 003's ``\\hat{y} = V H_3``, ``L``, not ``\\hat{y}_3``, ``L_3``).
     """
 
     letters: tuple = ()
@@ -355,6 +358,7 @@ class Lexicon:
     adjoint: str = ""
     pre_adjoint: str = ""
     functions: tuple = ()
+    last_unindexed: bool = False
 
     def __post_init__(self):
         if self.steps not in ("", "sub", "super"):
@@ -375,6 +379,11 @@ class Lexicon:
         letter = own[1] if stacked else own[0]
         return rf"\tilde{{{letter}}}" if fam.kind == "pre" else letter
 
+    def indexed(self, fam: Family) -> bool:
+        """False where the step of ``fam`` goes unwritten: a quantity of the last step only, in a lexicon
+        that writes those without their step (``last_unindexed``)."""
+        return not (self.last_unindexed and fam.value.base in LAST_STEP_ONLY)
+
     def tag(self, fam: Family) -> str:
         """A family's fixed index (seed 001's layer: ``1`` of ``h^{1,t}``), "" without one."""
         return dict(self.tags).get(fam.base, "")
@@ -390,6 +399,9 @@ class Lexicon:
         return dict(self.params).get(name.letter)
 
 
+#: The bases a many-to-one network has at its last step only: the output layer's values (and its
+#: activation's slope), the prediction and the target.
+LAST_STEP_ONLY = ("o", "gprime", "yhat", "y")
 #: rnngen's own spelling.
 DEFAULT_LEXICON = Lexicon()
 
@@ -507,6 +519,13 @@ class Relative(_Typed):
     @property
     def k(self) -> int:
         return self.meta[1]
+
+
+def holds_slopes(sym) -> bool:
+    """True when ``sym`` is a step or steps of a family that holds an activation's slopes (``f'_t``,
+    ``F'_{1:T}``, a gate's ``jac``): the diagonal of a local Jacobian, which the code keeps as a vector."""
+    key = (step_of(sym) or run_of(sym) or (None,))[0]
+    return key is not None and family(key).base in _JACOBIANS
 
 
 def step_of(sym):

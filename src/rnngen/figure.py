@@ -261,7 +261,7 @@ def _place(n: Notation, net, T: int, steps: tuple, arrows: list, losses: list) -
         if f"y:{t}" in ends:
             add(f"y:{t}", "output", x, top + ROW, n.latex(Step.of(Family("yhat"), t, 1)), t=t)
         if f"y:{t}" in losses:
-            add(f"E:{t}", "loss", x, top + 2 * ROW, n.indexed("E", t), t=t)
+            add(f"E:{t}", "loss", x, top + 2 * ROW, n.loss(t), t=t)
     for chain in net.chains:
         x, start = col_x["end" if chain.reverse else None] + shift[chain.key], chain.steps(T)[0]
         for base, _ in chain.initials:
@@ -353,7 +353,7 @@ def figure(derivation) -> Figure:
     out.sort(key=lambda e: (e.highlighted, e.src, e.dst, e.kind))  # highlighted ones drawn last, on top
     weight_chain = net.chains[0]
     weight = _weight(n, weight_chain, "recurrent", weight_chain.recurrent_part)
-    loss = n.indexed("E", T)
+    loss = n.loss(T)
     # an output that reads states of other steps: a masked many-to-one network's held backward state
     held = any(e.kind == "output" and nodes[e.src].t != nodes[e.dst].t for e in out)
     caption = _caption(n, spec, net, steps, weight, loss, target is not None, _carried(net.cell), held)
@@ -515,6 +515,17 @@ _ACCENTS = {"hat": "\u0302", "bar": "\u0304", "check": "\u030c", "tilde": "\u030
 _SYMBOLS = {"cdots": "⋯", "sigma": "σ", "phi": "φ", "ast": "∗", ",": " ", "partial": "∂", "odot": "⊙"}
 
 
+def _script(letter: str) -> str:
+    """The script capital of ``\\mathcal{letter}``: ℒ stands in the letterlike block, most others in the
+    mathematical alphanumerics."""
+    for prefix in ("SCRIPT CAPITAL", "MATHEMATICAL SCRIPT CAPITAL"):
+        try:
+            return unicodedata.lookup(f"{prefix} {letter}")
+        except KeyError:
+            continue
+    raise ValueError(f"the SVG figure cannot spell \\mathcal{{{letter}}}")
+
+
 def _runs(tex: str, level: int = 0) -> list:
     """A math label's LaTeX -> ``[(text, level)]``: level 1 a superscript, -1 a subscript; the few macros
     the labels use, and an error on any other (a label the SVG cannot show must not pass silently)."""
@@ -537,6 +548,9 @@ def _runs(tex: str, level: int = 0) -> list:
             elif name == "mathrm":
                 arg, i = _argument(tex, i)
                 out.append((arg, level))
+            elif name == "mathcal":  # a seed's loss letter (seed 001's \mathcal{L})
+                arg, i = _argument(tex, i)
+                out.append((_script(arg), level))
             elif name in _SYMBOLS:
                 out.append((_SYMBOLS[name], level))
             else:

@@ -50,6 +50,25 @@ def _inline(text: str, flavor: str) -> str:
     return re.sub(r"  +", " ", "".join(out)).strip()
 
 
+_ENV_OR_AMP = re.compile(r"\\begin\{[^}]*\}|\\end\{[^}]*\}|\\&|(?:\s*&)+\s*")
+
+
+def _drop_alignment(row: str) -> str:
+    """A display row without its alignment points: every ``&`` outside an inner environment (a matrix's
+    column separators stay; ``\\&`` is a literal ampersand), so the row reads as one equation."""
+    depth, out, last = 0, [], 0
+    for m in _ENV_OR_AMP.finditer(row):
+        token = m.group(0)
+        if token.startswith("\\begin"):
+            depth += 1
+        elif token.startswith("\\end"):
+            depth -= 1
+        elif token != "\\&" and depth == 0:
+            out += [row[last : m.start()], " "]
+            last = m.end()
+    return ("".join(out) + row[last:]).strip()
+
+
 def _display(body: str, flavor: str) -> list:
     """An ``align`` or ``equation`` body -> Markdown display blocks, one per equation number."""
     rows = [r.strip() for r in re.split(r"\\\\\*?\s*\n", body.strip()) if r.strip()]
@@ -65,8 +84,8 @@ def _display(body: str, flavor: str) -> list:
         blocks.append((pending, None))
     out = []
     for lines, tag in blocks:
-        if len(lines) == 1:  # no aligned block: its alignment point goes, on whichever line it stands
-            math = re.sub(r"\s*(?<!\\)&(=|\\leftarrow)\s*", r" \1 ", lines[0])  # an update rule aligns at its arrow
+        if len(lines) == 1:  # no aligned block: its alignment points go, wherever they stand
+            math = _drop_alignment(lines[0])
         else:
             math = "\\begin{aligned}\n" + " \\\\\n".join(lines) + "\n\\end{aligned}"
         if tag:
@@ -77,6 +96,7 @@ def _display(body: str, flavor: str) -> list:
 
 
 def _table(body: str, flavor: str) -> list:
+    body = body.replace("\\endhead", "")  # a longtable's header repeats on every page; Markdown has one page
     rows = [r.strip() for r in re.split(r"\\\\", body) if r.strip()]
     header = ["symbol", "meaning"]  # the legend's; a table with a header row ends it with \hline
     if len(rows) > 1 and rows[1].startswith("\\hline"):
@@ -136,7 +156,7 @@ def to_markdown(tex: str, flavor: str = "github", images: dict | None = None) ->
     i = 0
     while i < len(lines):
         line = lines[i].strip()
-        env = re.match(r"\\begin\{(align|equation|tabularx?|enumerate|figure)\}", line)
+        env = re.match(r"\\begin\{(align|equation|tabularx?|longtable|enumerate|figure)\}", line)
         if env:
             flush()
             name = env.group(1)
@@ -147,8 +167,9 @@ def to_markdown(tex: str, flavor: str = "github", images: dict | None = None) ->
             elif name == "figure":
                 figures += 1
                 out += _figure(inner, figures, flavor, images or {})
-            elif name.startswith("tabular"):  # without its width and columns: {ll}, {\linewidth}{lX}
-                out += _table(re.sub(r"^(?:\{[^{}]*\})+", "", line.removeprefix(f"\\begin{{{name}}}")) + inner, flavor)
+            elif name.startswith("tabular") or name == "longtable":  # without its placement, width and columns
+                head = re.sub(r"^(?:\[\w\]|\{(?:[^{}]|\{[^{}]*\})*\})+", "", line.removeprefix(f"\\begin{{{name}}}"))
+                out += _table(head + inner, flavor)
             else:
                 items = [s.strip() for s in re.split(r"\\item\b", inner) if s.strip()]
                 out += [f"{k}. {_inline(' '.join(item.split()), flavor)}" for k, item in enumerate(items, 1)] + [""]
@@ -159,6 +180,8 @@ def to_markdown(tex: str, flavor: str = "github", images: dict | None = None) ->
             flush()
             text = " ".join(title.group(1).replace("\\\\", " ").split())
             out += [f"# {_inline(text, flavor)}", "", f"*{_inline(title.group(2), flavor)}*", ""]
+        elif re.fullmatch(r"\\needlines\{\d+\}", line):  # page layout only: Markdown has no pages
+            flush()
         elif line == "\\appendix":
             flush()
             section, appendix = 0, True

@@ -117,6 +117,7 @@ PRESETS = {
                 steps="sub",
                 loss="L",
                 functions=(("tanh", "g({})"),),
+                last_unindexed=True,
             ),
         ),
         Preset(
@@ -134,7 +135,7 @@ PRESETS = {
             ),
             # the slides write O_t (and o_3 in the derivatives) for the state, so the output's
             # pre-activation, which they leave unnamed, takes s
-            Lexicon(letters=(("h", "O", "O"), ("o", "s", "S")), steps="sub", loss="L"),
+            Lexicon(letters=(("h", "O", "O"), ("o", "s", "S")), steps="sub", loss="L", last_unindexed=True),
             _SEED_004_WORKED,
             _SEED_004_SIZES,
         ),

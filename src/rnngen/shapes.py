@@ -130,7 +130,7 @@ def path_factor_shapes(n: Notation, derivation) -> str:
     (n_y,) = (d for d in steps["yhat"].shape if d != A.B)
     shape_w = dims(n, graph.network.params[name].math())
     t = "T" if derivation.spec.mapping == "many-to-one" else "t"
-    h, E = (lambda j: n.step("h", j)), n.indexed("E", t)  # noqa: E731
+    h, E = (lambda j: n.step("h", j)), n.loss(t)  # noqa: E731
     factors = [
         _under(n.partial(E, n.step("yhat", t)), (1, n_y)),
         _under(n.partial(n.step("yhat", t), h(t)), (n_y, n_h)),

@@ -388,6 +388,7 @@ def latex_context(derivation: Derivation, numbers: dict, example: WorkedExample 
     shown = change and w.loss and math.isfinite(change) and math.isfinite(w.loss)
     digits = max(DIGITS, math.ceil(math.log10(abs(w.loss) / abs(change))) + 2) if shown else DIGITS
     return dict(
+        E=n.E,  # the loss's letter
         sizes=sizes,
         sentences=ex.sentences,
         batch=batch(ex),

@@ -253,6 +253,9 @@ class MathPrinter(Printer):
         own = {"adjoint": lex.adjoint, "pre_adjoint": lex.pre_adjoint}.get(fam.kind)
         if own and age is None and fam.age is None:  # a seed's own spelling of a gradient (seed 001's nabla)
             return own.format(self.step(fam.value.key, t, stacked_to))
+        if not lex.indexed(fam):  # the one of its kind: a many-to-one seed's yhat, with no step
+            letter = lex.latex_letter(fam.value if fam.delta else fam, False, self.gated)
+            return f"{fam.delta}^{{{letter}{tag}}}" if fam.delta else f"{letter}^{{{tag}}}" if tag else letter
         if fam.delta:
             delta = fam.stacked_delta if stacked_to is not None else fam.delta
             letter = lex.latex_letter(fam.value, False, self.gated)
