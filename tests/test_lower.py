@@ -124,7 +124,7 @@ def test_the_printer_spells_each_operation():
     assert printer.write(lowered.write_of(r("pre_z", 1, T))) == [
         "# pre_z is h[1:]: each step is read only by the same step of h, built on it",
         'if x.dtype.kind == "f":',
-        '    np.matmul(x.reshape(-1, n_x), U.T, out=buf["h[1:] rows"])',
+        '    buf["rows product"](x.reshape(-1, n_x), U.T, out=buf["h[1:] rows"])',
         "else:  # token ids (intp, checked), standing for the inputs' one-hot rows",
         '    U.T.take(x.reshape(-1), axis=0, out=buf["h[1:] rows"], mode="clip")',
     ]

@@ -362,6 +362,7 @@ def module_context(derivation: Derivation, lowered: Lowered, formulas: list, num
         step_lists=list(lowered.step_lists.items()),
         row_views=[printer.row_view(*run, n) for run, n in lowered.row_views.items()],
         ones=list(printer.ones.items()),
+        rows_product=printer.rows_product,
         buffer_sizes=buffer_sizes,
         forward_outputs=forward_outputs,
         many_to_one=spec.mapping == "many-to-one",

@@ -285,6 +285,8 @@ class NumpyPrinter(Printer):
         #: ``ones of T steps`` -> ``T * B``: the vectors of ones ``_new_buffers`` makes, in first-use order.
         #: Recorded as ``helpers`` are: which sum reads one is how ``d 1`` is spelled, not where a value lives.
         self.ones: dict = {}
+        #: Whether a product of time-stacked rows reads ``buf["rows product"]`` (``_new_buffers`` binds it).
+        self.rows_product = False
 
     @classmethod
     def of(cls, lowered) -> NumpyPrinter:
@@ -383,8 +385,16 @@ class NumpyPrinter(Printer):
     def _write_Gemm(self, op) -> str:
         weight = op.copy or self._transposed_param(op.param)
         # np.dot: a third less call overhead than np.matmul for one step's rows (0.45 against
-        # 0.70 µs at B = 1), the same BLAS call; for time-stacked rows np.matmul is the faster.
-        call = "np.dot" if op.per_step else "np.matmul"
+        # 0.70 µs at B = 1), the same BLAS call. Time-stacked rows times one weight take the
+        # product the buffers chose by the rows' count (``_new_buffers``); gates stacked on a third
+        # axis (a Stack) stay np.matmul, which broadcasts over them.
+        if op.per_step:
+            call = "np.dot"
+        elif isinstance(op.param, operations.Stack) or op.copy:
+            call = "np.matmul"
+        else:
+            self.rows_product = True
+            call = 'buf["rows product"]'
         data = op.data if isinstance(op.data, str) else self.code(op.data)
         return f"{call}({data}, {weight}, out={self._dest(op.out)})"
 
