@@ -204,7 +204,7 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     # (57) Δ̃h[1..5] = Vᵀ Δs[1..5]
     dh = buf["dh"]
     # pre_dh is dh[1:]: each step is read only by the same step of dh, built on it
-    np.matmul(do, V, out=buf["dh[1:] rows"])
+    buf["rows product"](do, V, out=buf["dh[1:] rows"])
     # (58) δh_5 = δ̃h_5
     dh_ = buf["dh_"]  # its steps as views, made with the buffers: cheaper to index
     # (59) F′_n[1..5] = (1 - Z[1..5]) ∘ (1 - N[1..5] ∘ N[1..5])
@@ -461,7 +461,7 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, h0, V, c, x, buf):
     h_[5] += gz_[4] * h_[4]
     # (53) S[1..5] = V H[1..5] + c 1ᵀ
     o = buf["o"]
-    np.matmul(buf["h[1:] rows"], V.T, out=o)
+    buf["rows product"](buf["h[1:] rows"], V.T, out=o)
     o += c
     # (54) Ŷ[1..5] = softmax(S[1..5])
     yhat = buf["yhat"]
@@ -536,6 +536,9 @@ def _new_buffers(x, dtype, n_x, n_h, n_y):
     buf["dzn rows"] = buf["dzn"].reshape(-1, n_h)  # as rows, made once for every call that takes the set
     buf["ones of T steps"] = np.ones(T * B, dtype)  # sums of rows as products with it
     buf["ones of a step"] = np.ones(B, dtype)  # sums of rows as products with it
+    # Products of all steps' rows: np.dot has less call overhead (0.75 against 1.1-1.3 µs at 5 rows),
+    # np.matmul is the faster BLAS route from some 64 rows on (1,600 rows: np.dot takes 1.2-1.4x).
+    buf["rows product"] = np.dot if T * B <= 32 else np.matmul
     return buf
 
 

@@ -218,7 +218,7 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     # (83) Δ̃h[1..5] = Vᵀ Δs[1..5]
     dh = buf["dh"]
     # pre_dh is dh[1:]: each step is read only by the same step of dh, built on it
-    np.matmul(do, V, out=buf["dh[1:] rows"])
+    buf["rows product"](do, V, out=buf["dh[1:] rows"])
     # (84) δh_5 = δ̃h_5
     dh_ = buf["dh_"]  # its steps as views, made with the buffers: cheaper to index
     # (85) F′_c[1..5] = O[1..5] ∘ (1 - Φ[1..5] ∘ Φ[1..5])
@@ -547,7 +547,7 @@ def _forward(U_i, U_f, U_g, U_o, W_i, W_f, W_g, W_o, b_i, b_f, b_g, b_o, h0, c0,
     np.multiply(go_[4], cact_[4], out=h_[5])
     # (79) S[1..5] = V H[1..5] + c 1ᵀ
     o = buf["o"]
-    np.matmul(buf["h[1:] rows"], V.T, out=o)
+    buf["rows product"](buf["h[1:] rows"], V.T, out=o)
     o += c
     # (80) Ŷ[1..5] = softmax(S[1..5])
     yhat = buf["yhat"]
@@ -628,6 +628,9 @@ def _new_buffers(x, dtype, n_x, n_h, n_y):
     buf["h[:-1] rows"] = buf["h"][:-1].reshape(-1, n_h)  # as rows, made once for every call that takes the set
     buf["ones of T steps"] = np.ones(T * B, dtype)  # sums of rows as products with it
     buf["ones of a step"] = np.ones(B, dtype)  # sums of rows as products with it
+    # Products of all steps' rows: np.dot has less call overhead (0.75 against 1.1-1.3 µs at 5 rows),
+    # np.matmul is the faster BLAS route from some 64 rows on (1,600 rows: np.dot takes 1.2-1.4x).
+    buf["rows product"] = np.dot if T * B <= 32 else np.matmul
     return buf
 
 

@@ -203,7 +203,7 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     _minus_targets(yhat, y, out=do)
     # (34) Δ̃hᵇ[1..5] = V_bᵀ Δo[1..5]
     # pre_dh_b is dz_b: each step is read only by the same step of dz_b, built on it
-    np.matmul(do, V_b, out=buf["dz_b rows"])
+    buf["rows product"](do, V_b, out=buf["dz_b rows"])
     # (35) F′ᵇ[1..5] = 1 - Hᵇ[1..5] ∘ Hᵇ[1..5]
     fprime_b = buf["fprime_b"]
     np.square(h_b[:-1], out=fprime_b)
@@ -232,7 +232,7 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     np.dot(dz_b_[4], W_b, out=dh_b_[0])
     # (39) Δ̃hᶠ[1..5] = V_fᵀ Δo[1..5]
     # pre_dh_f is dz_f: each step is read only by the same step of dz_f, built on it
-    np.matmul(do, V_f, out=buf["dz_f rows"])
+    buf["rows product"](do, V_f, out=buf["dz_f rows"])
     # (40) F′ᶠ[1..5] = 1 - Hᶠ[1..5] ∘ Hᶠ[1..5]
     fprime_f = buf["fprime_f"]
     np.square(h_f[1:], out=fprime_f)
@@ -325,7 +325,7 @@ def _forward(U_f, W_f, b_f, h0_f, U_b, W_b, b_b, h0_b, V, c, x, buf):
     # (26) Z̃ᶠ[1..5] = Uᶠ X[1..5] + bᶠ 1ᵀ
     # pre_z_f is h_f[1:]: each step is read only by the same step of h_f, built on it
     if x.dtype.kind == "f":
-        np.matmul(x.reshape(-1, n_x), U_f.T, out=buf["h_f[1:] rows"])
+        buf["rows product"](x.reshape(-1, n_x), U_f.T, out=buf["h_f[1:] rows"])
     else:  # token ids (intp, checked), standing for the inputs' one-hot rows
         U_f.T.take(x.reshape(-1), axis=0, out=buf["h_f[1:] rows"], mode="clip")
     buf["h_f[1:] rows"] += b_f
@@ -355,7 +355,7 @@ def _forward(U_f, W_f, b_f, h0_f, U_b, W_b, b_b, h0_b, V, c, x, buf):
     # (28) Z̃ᵇ[1..5] = Uᵇ X[1..5] + bᵇ 1ᵀ
     # pre_z_b is h_b[:-1]: each step is read only by the same step of h_b, built on it
     if x.dtype.kind == "f":
-        np.matmul(x.reshape(-1, n_x), U_b.T, out=buf["h_b[:-1] rows"])
+        buf["rows product"](x.reshape(-1, n_x), U_b.T, out=buf["h_b[:-1] rows"])
     else:  # token ids (intp, checked), standing for the inputs' one-hot rows
         U_b.T.take(x.reshape(-1), axis=0, out=buf["h_b[:-1] rows"], mode="clip")
     buf["h_b[:-1] rows"] += b_b
@@ -381,7 +381,7 @@ def _forward(U_f, W_f, b_f, h0_f, U_b, W_b, b_b, h0_b, V, c, x, buf):
     np.tanh(h_b_[0], out=h_b_[0])
     # (30) O[1..5] = V_f Hᶠ[1..5] + V_b Hᵇ[1..5] + c 1ᵀ
     o = buf["o"]
-    np.matmul(buf["h_f[1:] rows"], V_f.T, out=o)
+    buf["rows product"](buf["h_f[1:] rows"], V_f.T, out=o)
     o += buf["h_b[:-1] rows"] @ V_b.T
     o += c
     # (31) Ŷ[1..5] = softmax(O[1..5])
@@ -442,6 +442,9 @@ def _new_buffers(x, dtype, n_h, n_y):
     buf["h_b[1:] rows"] = buf["h_b"][1:].reshape(-1, n_h)  # as rows, made once for every call that takes the set
     buf["ones of T steps"] = np.ones(T * B, dtype)  # sums of rows as products with it
     buf["ones of a step"] = np.ones(B, dtype)  # sums of rows as products with it
+    # Products of all steps' rows: np.dot has less call overhead (0.75 against 1.1-1.3 µs at 5 rows),
+    # np.matmul is the faster BLAS route from some 64 rows on (1,600 rows: np.dot takes 1.2-1.4x).
+    buf["rows product"] = np.dot if T * B <= 32 else np.matmul
     return buf
 
 

@@ -204,7 +204,7 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     _minus_targets(yhat, y, out=do)
     # (33) Δ̃h²[1..5] = Vᵀ Δo[1..5]
     # pre_dh2 is dz2: each step is read only by the same step of dz2, built on it
-    np.matmul(do, V, out=buf["dz2 rows"])
+    buf["rows product"](do, V, out=buf["dz2 rows"])
     # (34) F′²[1..5] = 1 - H²[1..5] ∘ H²[1..5]
     fprime2 = buf["fprime2"]
     np.square(h2[1:], out=fprime2)
@@ -233,7 +233,7 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     np.dot(dz2_[0], W2, out=dh2_[0])
     # (38) Δ̃h¹[1..5] = U²ᵀ Δz²[1..5]
     # pre_dh1 is dz1: each step is read only by the same step of dz1, built on it
-    np.matmul(buf["dz2 rows"], U2, out=buf["dz1 rows"])
+    buf["rows product"](buf["dz2 rows"], U2, out=buf["dz1 rows"])
     # (39) F′¹[1..5] = 1 - H¹[1..5] ∘ H¹[1..5]
     fprime1 = buf["fprime1"]
     np.square(h1[1:], out=fprime1)
@@ -316,7 +316,7 @@ def _forward(U1, W1, b1, h0_1, U2, W2, b2, h0_2, V, c, x, buf):
     # (25) Z̃¹[1..5] = U¹ X[1..5] + b¹ 1ᵀ
     # pre_z1 is h1[1:]: each step is read only by the same step of h1, built on it
     if x.dtype.kind == "f":
-        np.matmul(x.reshape(-1, n_x), U1.T, out=buf["h1[1:] rows"])
+        buf["rows product"](x.reshape(-1, n_x), U1.T, out=buf["h1[1:] rows"])
     else:  # token ids (intp, checked), standing for the inputs' one-hot rows
         U1.T.take(x.reshape(-1), axis=0, out=buf["h1[1:] rows"], mode="clip")
     buf["h1[1:] rows"] += b1
@@ -345,7 +345,7 @@ def _forward(U1, W1, b1, h0_1, U2, W2, b2, h0_2, V, c, x, buf):
     h2[0] = h0_2
     # (27) Z̃²[1..5] = U² H¹[1..5] + b² 1ᵀ
     # pre_z2 is h2[1:]: each step is read only by the same step of h2, built on it
-    np.matmul(buf["h1[1:] rows"], U2.T, out=buf["h2[1:] rows"])
+    buf["rows product"](buf["h1[1:] rows"], U2.T, out=buf["h2[1:] rows"])
     buf["h2[1:] rows"] += b2
     # (28) h²_t = tanh(z̃²_t + W² h²_{t-1}), t = 1..5
     h2_ = buf["h2_"]  # its steps as views, made with the buffers: cheaper to index
@@ -369,7 +369,7 @@ def _forward(U1, W1, b1, h0_1, U2, W2, b2, h0_2, V, c, x, buf):
     np.tanh(h2_[5], out=h2_[5])
     # (29) O[1..5] = V H²[1..5] + c 1ᵀ
     o = buf["o"]
-    np.matmul(buf["h2[1:] rows"], V.T, out=o)
+    buf["rows product"](buf["h2[1:] rows"], V.T, out=o)
     o += c
     # (30) Ŷ[1..5] = softmax(O[1..5])
     yhat = buf["yhat"]
@@ -429,6 +429,9 @@ def _new_buffers(x, dtype, n_h1, n_h2, n_y):
     buf["h2[:-1] rows"] = buf["h2"][:-1].reshape(-1, n_h2)  # as rows, made once for every call that takes the set
     buf["ones of T steps"] = np.ones(T * B, dtype)  # sums of rows as products with it
     buf["ones of a step"] = np.ones(B, dtype)  # sums of rows as products with it
+    # Products of all steps' rows: np.dot has less call overhead (0.75 against 1.1-1.3 µs at 5 rows),
+    # np.matmul is the faster BLAS route from some 64 rows on (1,600 rows: np.dot takes 1.2-1.4x).
+    buf["rows product"] = np.dot if T * B <= 32 else np.matmul
     return buf
 
 

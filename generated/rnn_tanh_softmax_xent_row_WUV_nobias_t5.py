@@ -187,7 +187,7 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     _minus_targets(yhat, y, out=do)
     # (34) Δ̃h[1..5] = Δo[1..5] Vᵀ
     # pre_dh is dz: each step is read only by the same step of dz, built on it
-    np.matmul(do, V.T, out=buf["dz rows"])
+    buf["rows product"](do, V.T, out=buf["dz rows"])
     # (35) F′[1..5] = 1ᵀ - H[1..5] ∘ H[1..5]
     fprime = buf["fprime"]
     np.square(h[1:], out=fprime)
@@ -248,7 +248,7 @@ def _forward(W, U, h0, V, x, buf):
     # (28) Z̃[1..5] = X[1..5] W
     # pre_z is h[1:]: each step is read only by the same step of h, built on it
     if x.dtype.kind == "f":
-        np.matmul(x.reshape(-1, n_x), W, out=buf["h[1:] rows"])
+        buf["rows product"](x.reshape(-1, n_x), W, out=buf["h[1:] rows"])
     else:  # token ids (intp, checked), standing for the inputs' one-hot rows
         W.take(x.reshape(-1), axis=0, out=buf["h[1:] rows"], mode="clip")
     # (29) h_t = tanh(z̃_t + h_{t-1} U), t = 1..5
@@ -271,7 +271,7 @@ def _forward(W, U, h0, V, x, buf):
     np.tanh(h_[5], out=h_[5])
     # (30) O[1..5] = H[1..5] V
     o = buf["o"]
-    np.matmul(buf["h[1:] rows"], V, out=o)
+    buf["rows product"](buf["h[1:] rows"], V, out=o)
     # (31) Ŷ[1..5] = softmax(O[1..5])
     yhat = buf["yhat"]
     _softmax(o, out=yhat)
@@ -315,6 +315,9 @@ def _new_buffers(x, dtype, n_h, n_y):
     buf["dz rows"] = buf["dz"].reshape(-1, n_h)  # as rows, made once for every call that takes the set
     buf["h[:-1] rows"] = buf["h"][:-1].reshape(-1, n_h)  # as rows, made once for every call that takes the set
     buf["ones of a step"] = np.ones(B, dtype)  # sums of rows as products with it
+    # Products of all steps' rows: np.dot has less call overhead (0.75 against 1.1-1.3 µs at 5 rows),
+    # np.matmul is the faster BLAS route from some 64 rows on (1,600 rows: np.dot takes 1.2-1.4x).
+    buf["rows product"] = np.dot if T * B <= 32 else np.matmul
     return buf
 
 

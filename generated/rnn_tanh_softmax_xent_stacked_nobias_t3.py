@@ -188,7 +188,7 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     _minus_targets(yhat, y, out=do)
     # (19) Δ̃h[1..3] = Vᵀ Δo[1..3]
     # pre_dh is dz: each step is read only by the same step of dz, built on it
-    np.matmul(do, V, out=buf["dz rows"])
+    buf["rows product"](do, V, out=buf["dz rows"])
     # (20) F′[1..3] = 1 - H[1..3] ∘ H[1..3]
     fprime = buf["fprime"]
     np.square(h[1:], out=fprime)
@@ -246,7 +246,7 @@ def _forward(W, h0, V, x, buf):
     # (13) Z̃[1..3] = W_x X[1..3]
     # pre_z is h[1:]: each step is read only by the same step of h, built on it
     if x.dtype.kind == "f":
-        np.matmul(x.reshape(-1, n_x), W_x.T, out=buf["h[1:] rows"])
+        buf["rows product"](x.reshape(-1, n_x), W_x.T, out=buf["h[1:] rows"])
     else:  # token ids (intp, checked), standing for the inputs' one-hot rows
         W_x.T.take(x.reshape(-1), axis=0, out=buf["h[1:] rows"], mode="clip")
     # (14) h_t = tanh(z̃_t + W_h h_{t-1}), t = 1..3
@@ -265,7 +265,7 @@ def _forward(W, h0, V, x, buf):
     np.tanh(h_[3], out=h_[3])
     # (15) O[1..3] = V H[1..3]
     o = buf["o"]
-    np.matmul(buf["h[1:] rows"], V.T, out=o)
+    buf["rows product"](buf["h[1:] rows"], V.T, out=o)
     # (16) Ŷ[1..3] = softmax(O[1..3])
     yhat = buf["yhat"]
     _softmax(o, out=yhat)
@@ -309,6 +309,9 @@ def _new_buffers(x, dtype, n_h, n_y):
     buf["dz rows"] = buf["dz"].reshape(-1, n_h)  # as rows, made once for every call that takes the set
     buf["h[:-1] rows"] = buf["h"][:-1].reshape(-1, n_h)  # as rows, made once for every call that takes the set
     buf["ones of a step"] = np.ones(B, dtype)  # sums of rows as products with it
+    # Products of all steps' rows: np.dot has less call overhead (0.75 against 1.1-1.3 µs at 5 rows),
+    # np.matmul is the faster BLAS route from some 64 rows on (1,600 rows: np.dot takes 1.2-1.4x).
+    buf["rows product"] = np.dot if T * B <= 32 else np.matmul
     return buf
 
 

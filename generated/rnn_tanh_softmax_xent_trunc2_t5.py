@@ -199,14 +199,14 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     np.square(h[1:], out=fprime)
     np.subtract(1.0, fprime, out=fprime)
     # (29) Δz^[0][1..5] = (Vᵀ Δo[1..5]) ∘ F′[1..5]
-    np.matmul(do, V, out=buf["dz_a0 rows"])
+    buf["rows product"](do, V, out=buf["dz_a0 rows"])
     buf["dz_a0 rows"] *= buf["fprime rows"]
     # (30) δz_5 = δz^[0]_5
     dz_a0_ = buf["dz_a0_"]  # its steps as views, made with the buffers: cheaper to index
     dz = buf["dz"]
     dz[4] = dz_a0_[4]
     # (31) Δz[2..4] = Δz^[0][2..4] + (Wᵀ Δz^[0][3..5]) ∘ (1 - H[2..4] ∘ H[2..4])
-    np.matmul(buf["dz_a0[2:] rows"], W, out=buf["dz[1:-1] rows"])
+    buf["rows product"](buf["dz_a0[2:] rows"], W, out=buf["dz[1:-1] rows"])
     buf["dz[1:-1] rows"] *= 1.0 - np.square(buf["h[2:-1] rows"])
     buf["dz[1:-1] rows"] += buf["dz_a0[1:-1] rows"]
     # (32) δz^[1]_1 = (Wᵀ δz^[0]_2) ∘ f′_1
@@ -258,7 +258,7 @@ def _forward(U, W, b, h0, V, c, x, buf):
     # (22) Z̃[1..5] = U X[1..5] + b 1ᵀ
     # pre_z is h[1:]: each step is read only by the same step of h, built on it
     if x.dtype.kind == "f":
-        np.matmul(x.reshape(-1, n_x), U.T, out=buf["h[1:] rows"])
+        buf["rows product"](x.reshape(-1, n_x), U.T, out=buf["h[1:] rows"])
     else:  # token ids (intp, checked), standing for the inputs' one-hot rows
         U.T.take(x.reshape(-1), axis=0, out=buf["h[1:] rows"], mode="clip")
     buf["h[1:] rows"] += b
@@ -284,7 +284,7 @@ def _forward(U, W, b, h0, V, c, x, buf):
     np.tanh(h_[5], out=h_[5])
     # (24) O[1..5] = V H[1..5] + c 1ᵀ
     o = buf["o"]
-    np.matmul(buf["h[1:] rows"], V.T, out=o)
+    buf["rows product"](buf["h[1:] rows"], V.T, out=o)
     o += c
     # (25) Ŷ[1..5] = softmax(O[1..5])
     yhat = buf["yhat"]
@@ -339,6 +339,9 @@ def _new_buffers(x, dtype, n_h, n_y):
     buf["h[:-1] rows"] = buf["h"][:-1].reshape(-1, n_h)  # as rows, made once for every call that takes the set
     buf["ones of T steps"] = np.ones(T * B, dtype)  # sums of rows as products with it
     buf["ones of a step"] = np.ones(B, dtype)  # sums of rows as products with it
+    # Products of all steps' rows: np.dot has less call overhead (0.75 against 1.1-1.3 µs at 5 rows),
+    # np.matmul is the faster BLAS route from some 64 rows on (1,600 rows: np.dot takes 1.2-1.4x).
+    buf["rows product"] = np.dot if T * B <= 32 else np.matmul
     return buf
 
 

@@ -190,7 +190,7 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     _minus_targets(yhat, y, out=do)
     # (49) Δ̃h[1..5] = W1ᵀ Δo[1..5]
     # pre_dh is dz: each step is read only by the same step of dz, built on it
-    np.matmul(do, W1, out=buf["dz rows"])
+    buf["rows product"](do, W1, out=buf["dz rows"])
     # (50) F′[1..5] = 1 - H[1..5] ∘ H[1..5]
     fprime = buf["fprime"]
     np.square(h[1:], out=fprime)
@@ -253,7 +253,7 @@ def _forward(W0, W11, b, h0, W1, c, x, buf):
     # (43) Z̃[1..5] = W0 X[1..5] + b 1ᵀ
     # pre_z is h[1:]: each step is read only by the same step of h, built on it
     if x.dtype.kind == "f":
-        np.matmul(x.reshape(-1, n_x), W0.T, out=buf["h[1:] rows"])
+        buf["rows product"](x.reshape(-1, n_x), W0.T, out=buf["h[1:] rows"])
     else:  # token ids (intp, checked), standing for the inputs' one-hot rows
         W0.T.take(x.reshape(-1), axis=0, out=buf["h[1:] rows"], mode="clip")
     buf["h[1:] rows"] += b
@@ -279,7 +279,7 @@ def _forward(W0, W11, b, h0, W1, c, x, buf):
     np.tanh(h_[5], out=h_[5])
     # (45) O[1..5] = W1 H[1..5] + c 1ᵀ
     o = buf["o"]
-    np.matmul(buf["h[1:] rows"], W1.T, out=o)
+    buf["rows product"](buf["h[1:] rows"], W1.T, out=o)
     o += c
     # (46) Ŷ[1..5] = softmax(O[1..5])
     yhat = buf["yhat"]
@@ -325,6 +325,9 @@ def _new_buffers(x, dtype, n_h, n_y):
     buf["h[:-1] rows"] = buf["h"][:-1].reshape(-1, n_h)  # as rows, made once for every call that takes the set
     buf["ones of T steps"] = np.ones(T * B, dtype)  # sums of rows as products with it
     buf["ones of a step"] = np.ones(B, dtype)  # sums of rows as products with it
+    # Products of all steps' rows: np.dot has less call overhead (0.75 against 1.1-1.3 µs at 5 rows),
+    # np.matmul is the faster BLAS route from some 64 rows on (1,600 rows: np.dot takes 1.2-1.4x).
+    buf["rows product"] = np.dot if T * B <= 32 else np.matmul
     return buf
 
 

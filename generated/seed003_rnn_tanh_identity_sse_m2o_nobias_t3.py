@@ -239,7 +239,7 @@ def _forward(U, W, h0, V, x, buf):
     # (34) Z̃[1..3] = U X[1..3]
     # pre_z is h[1:]: each step is read only by the same step of h, built on it
     if x.dtype.kind == "f":
-        np.matmul(x.reshape(-1, n_x), U.T, out=buf["h[1:] rows"])
+        buf["rows product"](x.reshape(-1, n_x), U.T, out=buf["h[1:] rows"])
     else:  # token ids (intp, checked), standing for the inputs' one-hot rows
         U.T.take(x.reshape(-1), axis=0, out=buf["h[1:] rows"], mode="clip")
     # (35) h_t = tanh(z̃_t + W h_{t-1}), t = 1..3
@@ -306,6 +306,9 @@ def _new_buffers(x, dtype, n_h, n_y):
     buf["dz rows"] = buf["dz"].reshape(-1, n_h)  # as rows, made once for every call that takes the set
     buf["h[:-1] rows"] = buf["h"][:-1].reshape(-1, n_h)  # as rows, made once for every call that takes the set
     buf["ones of a step"] = np.ones(B, dtype)  # sums of rows as products with it
+    # Products of all steps' rows: np.dot has less call overhead (0.75 against 1.1-1.3 µs at 5 rows),
+    # np.matmul is the faster BLAS route from some 64 rows on (1,600 rows: np.dot takes 1.2-1.4x).
+    buf["rows product"] = np.dot if T * B <= 32 else np.matmul
     return buf
 
 
