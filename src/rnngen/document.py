@@ -35,7 +35,7 @@ from rnngen.presets import lexicon_of
 from rnngen.printing.math import LATEX, MathPrinter, latex, text
 from rnngen.program import gradient_symbol, relative, step_template
 from rnngen.seed_notes import seed_notes
-from rnngen.shapes import path_factor_shapes, shape_rows, three_index_sentence
+from rnngen.shapes import other_deltas, path_factor_shapes, shape_rows, three_index_sentence
 from rnngen.spec import truncation_rule
 from rnngen.texwidth import EM, width
 from rnngen.unroll import n_h, n_y, parameters
@@ -562,6 +562,16 @@ def _number(value: float) -> str:
     return f"{value:.4g}"
 
 
+def gamma_sup(n: Notation) -> str:
+    """``\\sup_x |\\tanh'(x)|``: gamma with the hidden activation named (the seed's name where it has one)."""
+    hidden = n.lexicon.function(n.spec.hidden_key) or elementwise(n.spec.hidden_key).latex
+    f = hidden.format("x")
+    head = f.removesuffix("(x)")
+    # a prime only on a function's plain name (tanh', g'); lrelu'(x) would read as the slope at an output
+    slope = head + "'(x)" if re.fullmatch(r"\\?[A-Za-z]+", head) else rf"\tfrac{{d}}{{dx}} {f}"
+    return rf"\sup_x |{slope}|"
+
+
 def gamma_sentence(spec) -> str:
     """What ``gamma = sup |f'|`` is for this network's hidden activation."""
     rule = elementwise(spec.hidden_key)
@@ -577,8 +587,16 @@ def gamma_sentence(spec) -> str:
 def loss_row(n: Notation) -> tuple:
     """The legend's row of the loss and its terms (many-to-one: one term, at the last step)."""
     if n.spec.mapping == "many-to-one":
+        if n.E == n.loss(n.spec.T):  # one letter for the loss and its one term: list it once
+            return (f"${n.E}$", "the loss (one term, at the last step)")
         return (f"${n.E},\\ {n.loss(n.spec.T)}$", "the loss, which is its one term, at the last step")
     return (f"${n.E},\\ {n.loss('t')}$", "the loss, and its term at step $t$")
+
+
+def other_deltas_row(n: Notation, derivation: Derivation) -> tuple:
+    """The legend's row of the deltas but the state's: ``δz_t, δo_t`` -- the same for ``z_t, o_t``."""
+    deltas, values = zip(*other_deltas(n, derivation), strict=True)
+    return ("$" + ",\\ ".join(deltas) + "$", "the same for " + ", ".join(f"${v}$" for v in values))
 
 
 def _legend(n: Notation, derivation: Derivation) -> list:
@@ -596,9 +614,16 @@ def _legend(n: Notation, derivation: Derivation) -> list:
     }
     vec = "row" if n.row else "column"
     rows = [
-        (f"${n.step('x', 't')},\\ {n.step('y', 't')}$", f"input and target at step $t$ ({vec} vectors)"),
+        (
+            (f"${n.step('x', 't')},\\ {n.step('y', 't')}$", f"input and target at step $t$ ({vec} vectors)")
+            if spec.mapping != "many-to-one"
+            else (
+                f"${n.step('x', 't')},\\ {n.step('y', spec.T)}$",
+                f"input at step $t$ and the target, at the last step only ({vec} vectors)",
+            )
+        ),
         (f"${n.step('z', 't')},\\ {n.step('h', 't')}$", "pre-activation and hidden state"),
-        (f"${n.step('h', 0)}$", "the initial state, a parameter (zeros by default)"),
+        (f"${n.step('h', 0)}$", "the initial state, a parameter (zero in the worked example)"),
         (f"${n.step('o', 't')},\\ {n.step('yhat', 't')}$", "output pre-activation and prediction"),
         loss_row(n),
     ]
@@ -608,14 +633,23 @@ def _legend(n: Notation, derivation: Derivation) -> list:
     rows += [
         (
             f"${n.step('dh', 't')}$",
-            f"$\\partial {n.E} / \\partial {n.step('h', 't')}$, the gradient of the loss at a value (a {vec} like it)",
+            (
+                f"$\\partial {n.E} / \\partial {n.step('h', 't')}$, the gradient of the loss with respect to "
+                f"${n.step('h', 't')}$, a row"
+            )
+            if n.row
+            else (
+                f"$(\\partial {n.E} / \\partial {n.step('h', 't')})^{{\\top}}$, the gradient of the loss with "
+                f"respect to ${n.step('h', 't')}$, a column"
+            ),
         ),
+        other_deltas_row(n, derivation),
         (f"${n.D('t')}$", f"$\\partial {n.step('h', 't')} / \\partial {n.step('z', 't')}$, a diagonal matrix"),
         (r"$\partial^{+}$", "the immediate derivative: the earlier states held fixed"),
         ("$p$", "any one parameter, in a formula that holds for each"),
         (r"$\operatorname{diag}(v)$", "the diagonal matrix with the entries of $v$ on its diagonal"),
         (r"$I,\ \delta_{ij}$", "the identity matrix, and its entries (1 where $i = j$, else 0)"),
-        (r"$\gamma$", "the largest slope of the hidden activation, $\\sup_x |f'(x)|$"),
+        (r"$\gamma$", f"the largest slope of the hidden activation, ${gamma_sup(n)}$"),
         ("$\\odot,\\ \\oslash$", "entrywise product and quotient"),
         ("$\\mathbf{1}$", "a vector of ones; a product with it sums entries"),
     ]
@@ -705,10 +739,11 @@ def latex_context(derivation: Derivation, formulas: list, numbering: Numbering, 
         recursive=recursive,
         summary_intro=(
             "The gradient of every parameter collects its deltas over time, and the deltas run backward"
-            " from the loss (the numbers are those of the equations above):"
+            " from the loss (equation numbers as above):"
         ),
         summary=[*recursive["rows"], *((f"delta-{name}", line) for name, line in recursive["gradients"].items())],
         gamma=gamma_sentence(spec),
+        gamma_sup=gamma_sup(n),
         formulas=[f for f in formulas if not f.trivial],
         slopes=_slopes(n, formulas),
         seed=seed_context(spec),
