@@ -1,8 +1,11 @@
 """The seed documents as a teacher reads them: each sentence says what the mathematics does."""
 
 import re
+import shutil
+import subprocess
 
 import pytest
+from test_latex import compile_tex, needs_pdflatex
 
 from rnngen.pipeline import build
 from rnngen.presets import preset_spec
@@ -139,3 +142,31 @@ def test_no_sentence_speaks_of_the_random_seed_or_the_sweep(handouts, name):
     tex = handouts[name].split(r"\begin{document}")[1]
     for words in ("drawn with seed", "sweep", "zeros by default", "numbers are those of"):
         assert words not in tex, words
+
+
+def test_a_factor_spelled_in_several_words_keeps_a_space_before_the_next(handouts):
+    """Seed 001's gradient nabla_z L times h^T: the L does not run into the h."""
+    tex = handouts["seed-001"]
+    assert r"\mathcal{L} {h" not in tex
+    assert r"\nabla_{z^{1,t}} \mathcal{L}\, {h^{0,t}}^{\top}" in tex
+
+
+def test_a_seeds_section_gives_each_quantity_one_name_and_each_formula_once(handouts):
+    seed001 = _seed_section(handouts["seed-001"])
+    assert r"\nabla_{z^{1,t}} \mathcal{L} = D^{t}\, \nabla_{h^{1,t}} \mathcal{L}" in seed001
+    seed002 = _seed_section(handouts["seed-002"])
+    assert seed002.count(r"\bigl(\hat{y}_{3} - y_{3}\bigr) h_{3}^{\top}") == 1
+
+
+@needs_pdflatex
+@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="pdftotext is not installed (Debian: poppler-utils)")
+def test_the_summary_stands_on_one_page_with_its_heading(tmp_path, handouts):
+    """Seed 001's summary broke after its fourth equation and left a page of five."""
+    tex = handouts["seed-001"]
+    assert compile_tex(tmp_path, "doc", tex).returncode == 0
+    compile_tex(tmp_path, "doc", tex)
+    text = subprocess.run(["pdftotext", "-layout", "doc.pdf", "-"], cwd=tmp_path, capture_output=True, text=True)
+    page = next(p for p in text.stdout.split("\f") if re.search(r"^\d+\s+Summary", p, re.M))
+    summary = tex.split(r"\section{Summary}")[1]
+    for number in re.findall(r"\\tag\*\{\((\d+)\)\}", summary):
+        assert f"({number})" in page, number
