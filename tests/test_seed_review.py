@@ -170,3 +170,12 @@ def test_the_summary_stands_on_one_page_with_its_heading(tmp_path, handouts):
     summary = tex.split(r"\section{Summary}")[1]
     for number in re.findall(r"\\tag\*\{\((\d+)\)\}", summary):
         assert f"({number})" in page, number
+
+
+def test_the_appendix_defines_the_stacked_deltas_and_the_functions_it_uses():
+    """Seed 004's full document used Delta^z_{1:3} and softplus in its appendix without a word."""
+    tex = build(preset_spec("seed-004")).latex
+    appendix = tex.split(r"\appendix")[1]
+    assert r"$\Delta^{z}_{1:3}$ holds $\delta^{z}_{1}, \dots, \delta^{z}_{3}$ stacked one above the other" in appendix
+    assert r"Here $\operatorname{softplus}(x) = \log(1 + e^{x})$." in appendix
+    assert r"$D_{1}, \dots, D_{3}$ stacked one above the other" in appendix  # rows, not side by side

@@ -746,6 +746,7 @@ def latex_context(derivation: Derivation, formulas: list, numbering: Numbering, 
         gamma_sup=gamma_sup(n),
         formulas=[f for f in formulas if not f.trivial],
         slopes=_slopes(n, formulas),
+        appendix_terms=appendix_terms(n, [f for f in formulas if not f.trivial]),
         seed=seed_context(spec),
         eq=numbering.tag,
     )
@@ -776,6 +777,25 @@ def _slopes(n: Notation, formulas: list) -> dict | None:
         return None
     T = n.spec.T
     return {"step": n.step("fprime", "t"), "stacked": n.printer.step("fprime", 1, T), "last": n.D(T)}
+
+
+def appendix_terms(n: Notation, formulas: list) -> list:
+    """Sentences that define what the code's formulas use and the legend does not: a stacked delta
+    (``\\Delta^{z}_{1:T}``) and a function such as softplus that the loss's stable form calls."""
+    T = n.spec.T
+    code = " ".join(f.latex for f in formulas)
+    side = "stacked one above the other" if n.row else "side by side"
+    out = []
+    for key in ("dz", "dh", "do", "dyhat"):
+        stacked = n.printer.step(key, 1, T)
+        if stacked in code and n.step(key, 1) != n.step(key, T):  # not a many-to-one output's one delta
+            out.append(f"${stacked}$ holds ${n.step(key, 1)}, \\dots, {n.step(key, T)}$ {side}.")
+    for rule in ELEMENTWISE.values():
+        head = rule.latex.format("").removesuffix("()")
+        defined = rule.name in (n.spec.hidden, n.spec.output)  # the legend defines the network's activations
+        if rule.definition and not defined and head.startswith("\\operatorname") and head + "(" in code:
+            out.append(f"Here ${rule.definition}$.")
+    return out
 
 
 def _sides(equation: str) -> tuple:
