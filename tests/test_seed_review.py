@@ -179,3 +179,5 @@ def test_the_appendix_defines_the_stacked_deltas_and_the_functions_it_uses():
     assert r"$\Delta^{z}_{1:3}$ holds $\delta^{z}_{1}, \dots, \delta^{z}_{3}$ stacked one above the other" in appendix
     assert r"Here $\operatorname{softplus}(x) = \log(1 + e^{x})$." in appendix
     assert r"$D_{1}, \dots, D_{3}$ stacked one above the other" in appendix  # rows, not side by side
+    # F'_{1:3} = 1^T - O_{1:3} (.) O_{1:3} takes a row of ones from a matrix: the text says how to read it
+    assert r"In a sum, $\mathbf{1}$ stands for ones of the other term's shape." in appendix

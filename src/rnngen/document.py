@@ -790,6 +790,8 @@ def appendix_terms(n: Notation, formulas: list) -> list:
         stacked = n.printer.step(key, 1, T)
         if stacked in code and n.step(key, 1) != n.step(key, T):  # not a many-to-one output's one delta
             out.append(f"${stacked}$ holds ${n.step(key, 1)}, \\dots, {n.step(key, T)}$ {side}.")
+    if re.search(r"\\mathbf\{1\}(?:\^\{\\top\})? [-+] ", code):  # the code's 1 - H_{1:T} broadcasts
+        out.append(r"In a sum, $\mathbf{1}$ stands for ones of the other term's shape.")
     for rule in ELEMENTWISE.values():
         head = rule.latex.format("").removesuffix("()")
         defined = rule.name in (n.spec.hidden, n.spec.output)  # the legend defines the network's activations
