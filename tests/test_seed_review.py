@@ -154,6 +154,9 @@ def test_a_factor_spelled_in_several_words_keeps_a_space_before_the_next(handout
 def test_a_seeds_section_gives_each_quantity_one_name_and_each_formula_once(handouts):
     seed001 = _seed_section(handouts["seed-001"])
     assert r"\nabla_{z^{1,t}} \mathcal{L} = D^{t}\, \nabla_{h^{1,t}} \mathcal{L}" in seed001
+    gradient = r"\nabla_{W^{0}} \mathcal{L} &= \sum_{t=1}^{T} "
+    assert seed001.count(gradient) == 2  # (38), and the erratum's with its delta written out, not (38) again
+    assert gradient + r"\Bigl(\nabla_{h^{1,t}} \mathcal{L} \odot \bigl(\mathbf{1} - h^{1,t}" in seed001
     seed002 = _seed_section(handouts["seed-002"])
     assert seed002.count(r"\bigl(\hat{y}_{3} - y_{3}\bigr) h_{3}^{\top}") == 1
 

@@ -267,10 +267,10 @@ def _seed001(spec) -> dict:
     errata = [
         Erratum(
             rf"The slides' ${nz1} = {nh1}\, \nabla_{{z^{{1,t}}}} h^{{1,t}} = {nh1}$ drops the Jacobian of $\tanh$, "
-            r"which is diagonal, not the identity:",
-            SeedFormula(
-                rf"{nz1} = {nh1} \odot \bigl(\mathbf{{1}} - h^{{1,t}} \odot h^{{1,t}}\bigr), \qquad "
-                rf"\nabla_{{W^{{0}}}} \mathcal{{L}} = \sum_{{t=1}}^{{T}} {nz1}\, {{h^{{0,t}}}}^{{\top}}.",
+            r"which is diagonal, not the identity; with it, entry by entry, the gradient of $W^{0}$ is",
+            SeedFormula(  # (38) with the delta written out: where the Jacobian enters, not (38) again
+                rf"\nabla_{{W^{{0}}}} \mathcal{{L}} = \sum_{{t=1}}^{{T}} \Bigl({nh1} \odot \bigl(\mathbf{{1}} - "
+                r"h^{1,t} \odot h^{1,t}\bigr)\Bigr)\, {h^{0,t}}^{\top}.",
                 "W0",
                 grad("W0"),
             ),
