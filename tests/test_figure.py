@@ -259,3 +259,25 @@ def test_a_foreign_svg_is_not_clobbered_and_nothing_is_written(tmp_path):
         rnngen.derive(T=2, out=tmp_path, markdown=True, check=False)
     assert [p.name for p in tmp_path.iterdir()] == [foreign.name]
     assert foreign.read_text() == "<svg xmlns='http://www.w3.org/2000/svg'/>"
+
+
+def test_the_caption_counts_paths_per_use_and_names_the_sum_over_paths_only_where_the_document_derives_it():
+    one = _fig(T=5).caption  # the three-forms document derives the sum over paths: one term per use
+    assert "the sum over paths of" in one and "(one term per step)" in one
+    two = _fig(T=5, layers=2).caption  # a use at step k reaches E_5 along 5 - k + 1 routes through layer 2
+    assert "sum over paths" not in two and "one term per step" not in two
+    assert "every route up into layer 2 and along it to $E_{5}$" in two and "(several paths per use)" in two
+    assert "through the states $h^{(1)}_{t}$ and $h^{(2)}_{t}$" in two
+    gru = _fig(T=5, cell="gru").caption
+    assert "sum over paths" not in gru and "(one path per use)" in gru
+
+
+def test_the_lstm_memory_cell_arrows_carry_their_label_and_the_caption_names_them():
+    T = 5
+    lstm = _fig(T=T, cell="lstm")
+    between = [e for e in _edges(lstm, "carry") if not e.src.startswith("i:")]
+    assert sorted((e.label, _t(e.src)) for e in between) == [(f"c_{{{t}}}", t) for t in range(1, T)]
+    assert "through the states $h_{t}$ and the memory cells $c_{t}$" in lstm.caption
+    bi = _fig(T=T, cell="lstm", bidirectional=True)  # several chains: labelled at each chain's first step only
+    labelled = sorted((e.chain, _t(e.src)) for e in _edges(bi, "carry") if e.label)
+    assert labelled == [((1, "b"), T), ((1, "f"), 1)]

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from sympy import MatrixSymbol
 
 from rnngen.document import Notation
-from rnngen.families import STATE_LETTERS, Family, ParamName, Step
+from rnngen.families import Family, ParamName, Step
+from rnngen.network_document import three_forms
 
 #: The longest unroll drawn in full; a longer one shows steps 1, 2, T-1, T and an ellipsis.
 FULL = 6
@@ -349,6 +350,8 @@ def figure(derivation) -> Figure:
         a, b = nodes[arrow[0]], nodes[arrow[1]]
         shown = len(net.chains) == 1 or _labelled(a, b, kind, chain, T, first_output)
         label = _label(n, net, kind, chain, owners.get(arrow[0])) if shown else ""
+        if kind == "carry" and shown and a.kind == "state":  # no weight: the memory cell it carries
+            label = n.latex(Step.of(chain.family(_carried(net.cell)), a.t, chain.size))
         out.append(_geometry(a, b, kind, label, arrow in highlighted, chain, box_h, carried))
     out.sort(key=lambda e: (e.highlighted, e.src, e.dst, e.kind))  # highlighted ones drawn last, on top
     weight_chain = net.chains[0]
@@ -356,8 +359,32 @@ def figure(derivation) -> Figure:
     loss = n.loss(T)
     # an output that reads states of other steps: a masked many-to-one network's held backward state
     held = any(e.kind == "output" and nodes[e.src].t != nodes[e.dst].t for e in out)
-    caption = _caption(n, spec, net, steps, weight, loss, target is not None, _carried(net.cell), held)
+    crossed = {e.chain for e in out if e.highlighted}  # the chains the highlighted paths run along
+    states = [(c.layer, _state_latex(n, net, c)) for c in net.chains if c.key in crossed]
+    paths = _paths_per_use(highlighted, kinds, weight_chain, target)
+    caption = _caption(n, spec, net, steps, weight, loss, states, paths, _carried(net.cell), held)
     return Figure(T, steps, tuple(nodes[k] for k in sorted(nodes)), tuple(out), weight, loss, caption)
+
+
+def _state_latex(n: Notation, net, chain) -> str:
+    """LaTeX of a chain's state at step t, as the document writes it (``h^{(1)}_{t}``)."""
+    return n.step(chain.family(net.cell.state).key, "t")
+
+
+def _paths_per_use(highlighted: set, kinds: dict, chain, target: str | None) -> int:
+    """The most paths from one use of ``chain``'s recurrent weight to ``target`` along the highlighted arrows:
+    1 for one chain, more where a use climbs into the layer above at any later step or runs along the
+    memory cell as well as the state."""
+    if target is None:
+        return 0
+    counts: dict = {target: 1}
+
+    def count(key: str) -> int:  # paths from key to the target (the arrows form no cycle)
+        if key not in counts:
+            counts[key] = sum(count(a[1]) for a in highlighted if a[0] == key)
+        return counts[key]
+
+    return max((count(a[1]) for a in highlighted if kinds[a] == ("recurrent", chain)), default=0)
 
 
 def _labelled(a: Node, b: Node, kind: str, chain, T: int, first_output: Node) -> bool:
@@ -368,6 +395,8 @@ def _labelled(a: Node, b: Node, kind: str, chain, T: int, first_output: Node) ->
         return b is first_output and a.t == b.t
     if kind in ("input", "recurrent"):
         return b.kind == "state" and b.t == (T if chain.reverse else 1)
+    if kind == "carry":  # the memory cell has no arrow into the first step's box from a state: the next one
+        return a.kind == "state" and a.t == (T if chain.reverse else 1)
     return False
 
 
@@ -411,10 +440,10 @@ def _geometry(a: Node, b: Node, kind, label, highlighted, chain, box_h, carried)
     return Edge(a.key, b.key, kind, start, end, control, label, at if label else None, highlighted, key)
 
 
-def _caption(n: Notation, spec, net, steps, weight, loss, highlighted, carried, held: bool) -> str:
-    """The caption: what the drawing shows, in the document's symbols."""
+def _caption(n: Notation, spec, net, steps, weight, loss, states, paths, carried, held: bool) -> str:
+    """The caption: what the drawing shows, in the document's symbols. ``states`` are the LaTeX of the states
+    the highlighted paths run through, ``paths`` the most paths from one use of the weight to the loss."""
     T = spec.T
-    h = n.step(net.chains[0].family(net.cell.state).key, "t")
     steps_word = "step" if T == 1 else "steps"
     parts = [f"The network unrolled for $T = {T}$ {steps_word}, drawn from the graph the derivation differentiates"]
     if GAP in steps:
@@ -431,22 +460,32 @@ def _caption(n: Notation, spec, net, steps, weight, loss, highlighted, carried, 
             f"Each box is one step of the cell, with its gates {gates}; a weight written with $*$ stands for the "
             "gates' weights together."
         )
+    c = n.step(net.chains[0].family(carried).key, "t") if carried else ""
     if carried:
-        c = STATE_LETTERS[carried]
         parts.append(
-            f"The upper arrows carry the memory cell ${c}$ from step to step through the forget gate, with no "
-            "weight in the way."
+            f"The upper, dashed arrows, labelled with the memory cell ${c}$ they carry, take it from step to step "
+            "through the forget gate, with no weight in the way."
         )
     if held:
         parts.append(
             f"The prediction at $t = {T}$ reads each sequence's last real step, which the mask holds, so every "
             "state of the backward chain reaches it."
         )
-    if highlighted:
-        parts.append(
-            f"Thick and red: the paths of the sum over paths of $\\partial {loss} / \\partial {weight}$, from each "
-            f"step where ${weight}$ is used (one term per step) to ${loss}$ through the states ${h}$."
-        )
+    if paths:
+        through = "the states " + " and ".join(f"${h}$" for _, h in states)
+        through += f" and the memory cells ${c}$" if carried else ""
+        if three_forms(spec):  # the document derives the sum over paths: one term per use, as drawn
+            parts.append(
+                f"Thick and red: the paths of the sum over paths of $\\partial {loss} / \\partial {weight}$, from "
+                f"each step where ${weight}$ is used (one term per step) to ${loss}$ through {through}."
+            )
+        else:
+            top = max(layer for layer, _ in states)
+            route = " to" if paths == 1 or top == states[0][0] else f", every route up into layer {top} and along it to"
+            parts.append(
+                f"Thick and red: the paths by which ${weight}$ reaches ${loss}$: from each use of ${weight}$"
+                f"{route} ${loss}$ through {through} ({'one path' if paths == 1 else 'several paths'} per use)."
+            )
         if spec.truncate:
             parts.append(
                 f"Truncated to $\\tau = {spec.truncate}$, the gradient keeps only the paths that cross at most "
