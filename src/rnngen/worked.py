@@ -439,9 +439,7 @@ def latex_context(derivation: Derivation, numbers: dict, example: WorkedExample 
     name = n.latex(graph.params[w.name])
     g, d = rounded(w.gradient), rounded(w.difference)
     change = w.loss_after - w.loss
-    # enough digits for the two losses to show the change, two beyond its first
-    shown = change and w.loss and math.isfinite(change) and math.isfinite(w.loss)
-    digits = max(DIGITS, math.ceil(math.log10(abs(w.loss) / abs(change))) + 2) if shown else DIGITS
+    before, after = number(w.loss), number(w.loss_after)
     return dict(
         E=n.E,  # the loss's letter
         sizes=sizes,
@@ -458,7 +456,7 @@ def latex_context(derivation: Derivation, numbers: dict, example: WorkedExample 
         # a backward chain starts at T: its first step is computed from x_T and its initial state
         backward_first=any(node_t != 1 for node_t in (_step_of(symbol) for symbol, _ in w.forward)),
         largest=w.largest,
-        loss=number(w.loss, digits),  # the same digits at each mention
+        loss=before,
         name=w.name,
         param=name,
         # a scalar weight (seed 004's) is its own entry
@@ -474,8 +472,10 @@ def latex_context(derivation: Derivation, numbers: dict, example: WorkedExample 
         eta=given(ex.eta),
         step=rf"{given(ex.eta)} \cdot ({number(g)})" if g < 0 else rf"{given(ex.eta)} \cdot {number(g)}",
         updated=given(w.updated),
-        loss_before=number(w.loss, digits),
-        loss_after=number(w.loss_after, digits),
+        loss_before=before,
+        loss_after=after,
+        # a small gradient's step changes the loss beyond the digits printed: the change alone is shown
+        unseen=before == after,
         change=number(change),
         estimate=number(-ex.eta * g * g),
         truncated=w.truncated,
