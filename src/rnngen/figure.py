@@ -11,8 +11,12 @@ dependencies, never from a second description of the network:
   loss term;
 - an edge where the graph's value reads another drawn value through values that are not drawn
   (``z_t``, the gates), labelled with the parameter it is multiplied by, in the document's notation;
-- for the gradient of the first chain's recurrent weight, the edges of the sum-over-paths form
-  highlighted: each edge where the weight is used, and the edges from there to the last loss term;
+- for the gradient of the first chain's recurrent weight, its paths highlighted: each edge where the
+  weight is used, and the edges from there to the last loss term (one path per use in one chain, several
+  when a use climbs into the layer above or runs along the memory cell; the caption counts them and
+  names a sum over paths only where the document derives one);
+- in a bidirectional layer the input under the backward box and the prediction over the forward one, so
+  the arrows that reach across the other chain go straight up through the gap between its boxes;
 - for T > ``FULL``, steps 1, 2, T-1 and T with an ellipsis in between, which stands for the
   steps left out (their states' edges go to and from it).
 
