@@ -150,8 +150,8 @@ def _D_row(n: Notation, derivation: Derivation) -> tuple:
     h = r"\bar{h}" if derivation.spec.masked else "h"
     return (
         f"${symbols}$",
-        f"$\\partial {h} / \\partial z$ at step $t$ of the chain the tag names, its hidden activation's "
-        "Jacobian: a diagonal matrix",
+        f"the hidden activation's Jacobian $\\partial {h} / \\partial z$ at step $t$, in the chain its tag "
+        "names: a diagonal matrix",
     )
 
 
@@ -435,25 +435,26 @@ def _sweep_lines(n: Notation, derivation: Derivation, keys: list) -> list:
     Steps with one per-step form are written once for a generic step t with the steps it holds
     at; a step whose form is its own (an end of a chain, where a term is absent) stands as it is.
     An Elman chain's ``delta^z`` is the product with its hidden Jacobian ``D_t``, which stands with its
-    entries once, on the row before its first use (``_through_D``).
+    entries once, on the row before its first use (``_through_D``). Each line comes with the separator
+    that ends it: ``\\\\*`` keeps D_t's definition on the page of its use.
     """
     T = derivation.spec.T
     states = derivation.graph.network.cell.states  # a state's delta: its terms labelled by where they came from
     gated = derivation.graph.network.cell.gated  # a gated cell has its gates' Jacobians, no D_t
-    equations = []  # (lhs, rhs, note)
+    equations = []  # (lhs, rhs, note, kept with the next)
     defined = False  # the chain's D_t, given with its entries before its first use
 
     def add(key, lhs, expr, t, rhs, note):
         nonlocal defined
         through = None if gated else _through_D(n, key, expr, t)
         if through is None:
-            equations.append((lhs, rhs, note))
+            equations.append((lhs, rhs, note, False))
             return
         product, definition = through
         if not defined:
-            equations.append((chain_D(n, key, t), definition, note))
+            equations.append((chain_D(n, key, t), definition, note, True))
             defined = True
-        equations.append((lhs, product, note))
+        equations.append((lhs, product, note, False))
 
     for key in keys:
         nodes = [node for node in derivation.adjoints if node.family == key]
@@ -468,8 +469,8 @@ def _sweep_lines(n: Notation, derivation: Derivation, keys: list) -> list:
             own = family(key) if gated else None  # a gated cell's paths named
             rhs = _labelled(n, template, own) if family(key).base in states else n.latex(template)
             add(key, lhs, template, "t", rhs, _range_note([node.t for node in run], T))
-    column = max((width(lhs) for lhs, _, _ in equations), default=0.0)  # one align: its widest left side
-    return [broken(lhs, rhs, note, column) for lhs, rhs, note in equations]
+    column = max((width(lhs) for lhs, *_ in equations), default=0.0)  # one align: its widest left side
+    return [(broken(lhs, rhs, note, column), r"\\*" if kept else r"\\") for lhs, rhs, note, kept in equations]
 
 
 def _output_split(n: Notation, derivation: Derivation) -> str | None:
