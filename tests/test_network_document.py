@@ -16,7 +16,7 @@ import subprocess
 import numpy as np
 import pytest
 from latex_reader import Checker, formula_lines, numbered_equations, spec_blocks
-from test_document import _module
+from test_document import _module, legend_functions
 from test_document_equations import _tagged_spans, mutations
 from test_latex import compile_tex, needs_pdflatex
 
@@ -72,8 +72,8 @@ def make_checker(spec, seed=0):
         mask = mask_from_lengths([max(1, spec.T - 2)], spec.T, spec.padding)
         module, masks = Masked(module, mask), mask[:, 0].astype(int).tolist()
     checker = Checker(
-        result.latex, row, params, xs[:, 0], ys, module, problem, blocks=blocks, T=spec.T, truncate=spec.truncate,
-        masks=masks, gated=spec.cell != "elman",
+        result.latex, row, params, xs[:, 0], ys, module, problem, legend_functions(spec), blocks=blocks, T=spec.T,
+        truncate=spec.truncate, masks=masks, gated=spec.cell != "elman",
     )  # fmt: skip
     return result, checker
 
@@ -100,6 +100,9 @@ SAMPLE = (
     RNNSpec(T=4, delay=2),
     RNNSpec(T=3, layers=2, bidirectional=True, mapping="one-to-many", notation="row"),
     RNNSpec(T=4, delay=1, bidirectional=True, output="sigmoid", loss="binary_cross_entropy"),
+    # activations the reader knows only from the legend's definition
+    RNNSpec(T=3, layers=2, hidden="leaky_relu", slope=0.1),
+    RNNSpec(T=3, bidirectional=True, hidden="x/(1+abs(x))", notation="row"),
 )
 
 
