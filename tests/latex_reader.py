@@ -1125,9 +1125,10 @@ class Checker(Reader):
                 return self._vector(self._truncated_delta(family, step))
             grad = self.jacobian(("E", None), (family[1:], step), False)
             return self._vector(grad)
-        if family == "D":
-            step = self._step(index, env)
-            return self.jacobian(("h", step), ("z", step), False)
+        if _base(family) == "D":  # a chain's hidden Jacobian, D^{(2)}_t: of the new state h-bar under a mask
+            step, chain = self._step(index, env), _suffix(family)
+            value = "hbar" + chain if ("hbar" + chain, step) in self.base_steps else "h" + chain
+            return self.jacobian((value, step), ("z" + chain, step), False)
         if family == "E":
             key = ("E", None if index is None else self._step(index, env))
             if key not in self.steps:

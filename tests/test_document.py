@@ -45,6 +45,18 @@ def _module(result):
     return module
 
 
+def legend_functions(spec) -> dict:
+    """The functions a document's legend defines that the reader cannot know by name: a custom activation's
+    ``f`` and ``f'``, a leaky ReLU's ``lrelu`` and ``lrelu'`` (``max(x, a x)``, as its legend writes it)."""
+    if spec.is_custom:
+        f, slope = (elementwise(f"{k}:{spec.hidden}").ufunc for k in ("custom", "custom_derivative"))
+        return {"f": f, "f'": slope}
+    if spec.hidden == "leaky_relu":
+        a = spec.slope
+        return {"lrelu": lambda v: np.maximum(v, a * v), "lrelu'": lambda v: np.where(v > 0, 1.0, a)}
+    return {}
+
+
 def read_back(result, tex=None, seed=0):
     """The document's final formulas run by the reader, and the module, on one random sequence (a seed
     preset's document read in rnngen's spelling through its reading key, ``seed_reading``)."""
@@ -57,10 +69,7 @@ def read_back(result, tex=None, seed=0):
     if result.spec.loss_rule.targets == "classes":
         per_step = np.eye(n_y)[per_step.reshape(-1)]
     per_step = per_step.reshape(len(result.spec.loss_steps), n_y)
-    custom = None
-    if result.spec.is_custom:
-        f, slope = (elementwise(f"{k}:{result.spec.hidden}").ufunc for k in ("custom", "custom_derivative"))
-        custom = {"f": f, "f'": slope}
+    custom = legend_functions(result.spec)
     steps = dict(zip(result.spec.loss_steps, per_step))
     blocks = spec_blocks(result.spec, (n_h,) * result.spec.layers, n_x)  # V = [V_f V_b], W = [W_h W_x]
     inputs = input_steps(module.SPEC, xs)[:, 0]  # one-to-many: x_1 only

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from latex_reader import Checker, numbered_equations
 from seed_reading import as_rnngen
-from test_document import _module
+from test_document import _module, legend_functions
 
-from rnngen.activations import elementwise, pairs
+from rnngen.activations import pairs
 from rnngen.examples import EXAMPLES, NETWORKS  # the networks' documents: test_network_document.py
 from rnngen.pipeline import build
 from rnngen.spec import RNNSpec
@@ -66,13 +66,7 @@ def make_checker(spec, seed=0):
     if spec.loss_rule.targets == "classes":
         per_step = np.eye(n_y)[per_step.reshape(-1)]
     ys = dict(zip(spec.loss_steps, per_step.reshape(len(spec.loss_steps), n_y)))
-    custom = {}
-    if spec.is_custom:
-        f, slope = (elementwise(f"{k}:{spec.hidden}").ufunc for k in ("custom", "custom_derivative"))
-        custom = {"f": f, "f'": slope}
-    if spec.hidden == "leaky_relu":  # as the legend defines it: max(x, slope x)
-        a = spec.slope
-        custom = {"lrelu": lambda v: np.maximum(v, a * v), "lrelu'": lambda v: np.where(v > 0, 1.0, a)}
+    custom = legend_functions(spec)
     row = spec.notation == "row"
     problem = (params, xs, targets)
     tex = result.latex if spec.preset is None else as_rnngen(spec.preset, result.latex)  # its reading key

@@ -259,3 +259,66 @@ def test_a_foreign_svg_is_not_clobbered_and_nothing_is_written(tmp_path):
         rnngen.derive(T=2, out=tmp_path, markdown=True, check=False)
     assert [p.name for p in tmp_path.iterdir()] == [foreign.name]
     assert foreign.read_text() == "<svg xmlns='http://www.w3.org/2000/svg'/>"
+
+
+def test_the_caption_counts_paths_per_use_and_names_the_sum_over_paths_only_where_the_document_derives_it():
+    one = _fig(T=5).caption  # the three-forms document derives the sum over paths: one term per use
+    assert "the sum over paths of" in one and "(one term per step)" in one
+    two = _fig(T=5, layers=2).caption  # a use at step k reaches E_5 along 5 - k + 1 routes through layer 2
+    assert "sum over paths" not in two and "one term per step" not in two
+    assert "every route up into layer 2 and along it to $E_{5}$" in two and "(several paths per use)" in two
+    assert "through the states $h^{(1)}_{t}$ and $h^{(2)}_{t}$" in two
+    gru = _fig(T=5, cell="gru").caption
+    assert "sum over paths" not in gru and "(one path per use)" in gru
+
+
+def test_the_lstm_memory_cell_arrows_carry_their_label_and_the_caption_names_them():
+    T = 5
+    lstm = _fig(T=T, cell="lstm")
+    between = [e for e in _edges(lstm, "carry") if not e.src.startswith("i:")]
+    assert sorted((e.label, _t(e.src)) for e in between) == [(f"c_{{{t}}}", t) for t in range(1, T)]
+    assert "through the states $h_{t}$ and the memory cells $c_{t}$" in lstm.caption
+    bi = _fig(T=T, cell="lstm", bidirectional=True)  # several chains: labelled at each chain's first step only
+    labelled = sorted((e.chain, _t(e.src)) for e in _edges(bi, "carry") if e.label)
+    assert labelled == [((1, "b"), T), ((1, "f"), 1)]
+
+
+def _enters(edge, node, margin=0.1):
+    """Whether the straight arrow ``edge`` comes within ``margin`` of ``node``'s frame."""
+    (x0, y0), (x1, y1) = edge.start, edge.end
+    for i in range(1, 200):
+        x, y = x0 + (x1 - x0) * i / 200, y0 + (y1 - y0) * i / 200
+        if abs(x - node.x) < node.w / 2 + margin and abs(y - node.y) < node.h / 2 + margin:
+            return True
+    return False
+
+
+@pytest.mark.parametrize("kw", [dict(T=5, bidirectional=True), dict(T=5, cell="gru", bidirectional=True)])
+def test_a_bidirectional_layer_s_arrows_cross_the_other_chain_square_and_pass_no_box(kw):
+    fig = _fig(**kw)
+    rows = {n.y for n in fig.nodes if n.kind == "state"}
+    for e in fig.edges:
+        if e.control is None:  # no arrow runs through a box or grazes one
+            assert not [n.key for n in fig.nodes if n.key not in (e.src, e.dst) and _enters(e, n)], e
+        crossed = [y for y in rows if min(e.start[1], e.end[1]) < y < max(e.start[1], e.end[1])]
+        if crossed:  # one that reaches past the other chain's row (x_t into h^b_t, h^f_t to y_t) goes straight up
+            assert e.start[0] == e.end[0], e
+    # the highlighted path leaves h^f_T straight up to y_T, through the backward chain's row
+    up = next(e for e in fig.edges if e.src == "s:_f:5" and e.dst == "y:5")
+    assert up.highlighted and up.start[0] == up.end[0] == fig.node("y:5").x
+
+
+def test_a_bidirectional_layer_labels_its_inputs_and_outputs_at_every_step():
+    T = 5
+    fig = _fig(T=T, bidirectional=True)
+    labels = {(e.kind, e.label, _t(e.dst)) for e in fig.edges if e.kind in ("input", "output") and e.label}
+    for t in range(1, T + 1):
+        assert {("input", r"U^{(\mathrm{f})}", t), ("input", r"U^{(\mathrm{b})}", t)} <= labels
+        assert {("output", r"V_{\mathrm{f}}", t), ("output", r"V_{\mathrm{b}}", t)} <= labels
+    # no label sits on an arrow up a column: each is off every straight arrow it is not the label of
+    for e in fig.edges:
+        if e.label:
+            for other in fig.edges:
+                if other is not e and other.control is None and abs(other.start[0] - other.end[0]) < 1e-6:
+                    low, high = sorted((other.start[1], other.end[1]))
+                    assert not (abs(e.at[0] - other.start[0]) < 0.15 and low < e.at[1] < high), (e, other)

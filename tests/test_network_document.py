@@ -16,10 +16,11 @@ import subprocess
 import numpy as np
 import pytest
 from latex_reader import Checker, formula_lines, numbered_equations, spec_blocks
-from test_document import _module
+from test_document import _module, legend_functions
 from test_document_equations import _tagged_spans, mutations
 from test_latex import compile_tex, needs_pdflatex
 
+from rnngen.document import Notation
 from rnngen.examples import NETWORKS
 from rnngen.markdown import to_markdown
 from rnngen.masks import Masked
@@ -71,8 +72,8 @@ def make_checker(spec, seed=0):
         mask = mask_from_lengths([max(1, spec.T - 2)], spec.T, spec.padding)
         module, masks = Masked(module, mask), mask[:, 0].astype(int).tolist()
     checker = Checker(
-        result.latex, row, params, xs[:, 0], ys, module, problem, blocks=blocks, T=spec.T, truncate=spec.truncate,
-        masks=masks, gated=spec.cell != "elman",
+        result.latex, row, params, xs[:, 0], ys, module, problem, legend_functions(spec), blocks=blocks, T=spec.T,
+        truncate=spec.truncate, masks=masks, gated=spec.cell != "elman",
     )  # fmt: skip
     return result, checker
 
@@ -99,6 +100,9 @@ SAMPLE = (
     RNNSpec(T=4, delay=2),
     RNNSpec(T=3, layers=2, bidirectional=True, mapping="one-to-many", notation="row"),
     RNNSpec(T=4, delay=1, bidirectional=True, output="sigmoid", loss="binary_cross_entropy"),
+    # activations the reader knows only from the legend's definition
+    RNNSpec(T=3, layers=2, hidden="leaky_relu", slope=0.1),
+    RNNSpec(T=3, bidirectional=True, hidden="x/(1+abs(x))", notation="row"),
 )
 
 
@@ -527,3 +531,69 @@ def test_the_appendix_says_what_its_primed_arrays_are(spec):
     assert "A primed\nsymbol holds an activation's slope" in appendix and re.search(r"\{[fF]'", appendix)
     assert not re.search(r"\{[fF]'", body.split(r"\begin{document}")[1])
     assert "A primed" not in result.handout
+
+
+# --- one name for the hidden activation's Jacobian ------------------------------------------------
+
+#: Elman chains in every arrangement the network documents take: layers, directions, rows, a mask (D of
+#: the new state before it), a truncation (one D for the deltas of every age), a single step.
+_ELMAN_CHAINS = (
+    RNNSpec(T=5, layers=2),
+    RNNSpec(T=5, bidirectional=True),
+    RNNSpec(T=3, layers=2, bidirectional=True, notation="row"),
+    RNNSpec(T=4, masked=True, mapping="many-to-one"),
+    RNNSpec(T=4, truncate=2),
+    RNNSpec(T=1, layers=2),
+)
+
+
+@pytest.mark.parametrize("spec", _ELMAN_CHAINS, ids=lambda s: s.name)
+def test_each_chains_hidden_jacobian_has_one_name_defined_once(spec):
+    """The delta recursion writes delta^z = D delta^h with the chain's own D (its state's tag: D^{(2)}_t),
+    not the derivation's delta^h ⊙ (1 − h ⊙ h): D's entries stand once per chain, in its definition on the
+    row before its first use; the legend says how it is written, the Shapes table gives its shape, the
+    appendix says which primed arrays hold its diagonals; and every equation still holds."""
+    result = _check(spec)
+    n = Notation(result.spec)
+    tex = result.latex.split(r"\begin{document}")[1]
+    body, _, appendix = tex.partition(r"\appendix")
+    legend = body[body.index(r"\section*{Notation}") : body.index(r"\section*{Shapes}")]
+    shapes = body[body.index(r"\section*{Shapes}") : body.index(r"\section{")]
+    chains = result.derivation.graph.network.chains
+    new = "hbar" if spec.masked else "h"
+    for chain in chains:
+        tag = chain.family("h").tag_latex
+        D = n.D("t", tag) if spec.T > 1 else n.D(1, tag)
+        t = "t" if spec.T > 1 else 1
+        h, z = n.step(chain.family(new).key, t), n.step(chain.family("z").key, t)
+        assert body.count(f"{D} &= ") == 1, D  # defined once
+        definition = re.escape(f"{D} &= {n.partial(h, z)} = \\operatorname{{diag}}\\bigl(")
+        assert re.search(definition + r"\\mathbf\{1\}(?:\^\{\\top\})? - " + re.escape(f"{h} \\odot {h}\\bigr)"), body)
+        # every delta at the pre-activation, whatever its age, through D (no entrywise product left)
+        dz = [line for line in body.splitlines() if line.startswith(r"\delta^{z" + tag)]
+        product = f"\\, {D}," if n.row else f"= {D}\\, \\delta"
+        assert any(product in line for line in dz) and not any(r"\odot" in line for line in dz), dz
+        assert n.D("t", tag) in shapes
+    # the activation's slope is written once per chain, in D's definition, and nowhere else in the body
+    slope = re.findall(r"\\mathbf\{1\}(?:\^\{\\top\})? - (?:\\bar\{h\}|h)", body)
+    assert len(slope) == len(chains), slope
+    assert re.search(r"^\$D[\^_].*Jacobian", legend, re.M), legend
+    if len(chains) > 1:  # how a chain's D is written: with its tag, a generic layer l
+        assert re.search(r"^\$D\^\{\((?:l|\\mathrm\{f\})", legend, re.M), legend
+    assert not re.search(r"\{[fF]'", body)
+    assert "is the diagonal of $D" in appendix or not re.search(r"\{[fF]'", appendix)  # T = 1 keeps no slopes
+
+
+@pytest.mark.parametrize(
+    "spec", [RNNSpec(T=3, cell="lstm"), RNNSpec(T=3, cell="gru", notation="row")], ids=lambda s: s.name
+)
+def test_the_gated_documents_compare_with_the_elman_cells_D(spec):
+    """A gated document keeps its gates' Jacobians, and where it compares with the Elman cell it writes that
+    cell's Jacobian as the Elman documents do (D_t, D^t in rows), listed in the legend."""
+    result = build(spec)
+    n = Notation(result.spec)
+    body = result.latex.split(r"\begin{document}")[1].partition(r"\appendix")[0]
+    D = n.D("t")
+    assert f"Jacobian ${D} W$, ${D}$ the Jacobian of its" in body.replace("\n", " ")
+    assert re.search("^" + re.escape(f"${D}$ & an Elman cell's"), body, re.M)
+    assert "the diagonal of its activation's derivative" not in " ".join(body.split())  # the old, second name

@@ -1,6 +1,7 @@
 """The documents' worked example: its numbers against the generated module and independent differences."""
 
 import re
+from decimal import Decimal
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from rnngen.markdown import to_markdown
 from rnngen.pipeline import build
 from rnngen.presets import preset_spec
 from rnngen.spec import RNNSpec
-from rnngen.worked import EPS, WorkedExample, example_for, latex_context, number, rounded, work
+from rnngen.worked import EPS, WorkedExample, example_for, given, latex_context, number, rounded, work
 
 #: One chain (both notations), two layers, both directions, the gated cells, a many-to-one row-notation
 #: network of scalar weights (seed 004's shape) and a truncated one.
@@ -135,7 +136,8 @@ def test_update_line_is_w_minus_eta_g(builds, spec):
     after = module.loss_and_grads(params, xs, targets)[0]
     assert abs(value_of(shown["change"]) - (after - before)) <= half_unit(shown["change"]) * 1.001
     assert abs(value_of(shown["loss_after"]) - after) <= half_unit(shown["loss_after"]) * 1.001
-    assert shown["loss_before"] != shown["loss_after"]  # printed to the digits that show the change
+    # four digits show the change, or the text says it lies beyond them (and prints the change itself)
+    assert (shown["loss_before"] != shown["loss_after"]) != shown["unseen"]
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
@@ -160,17 +162,28 @@ def test_regeneration_is_byte_stable_and_no_printed_digit_sits_on_a_rounding_edg
             assert number(v) == number(v * (1 + 1e-12)) == number(v * (1 - 1e-12)), v
 
 
-def test_number_prints_short_decimals():
-    assert [number(v) for v in (0.123456, -0.00012345, 1e-4, 1.5e-7, 12345.6, 0.1, -0.0, 0.99996, -2.0)] == [
+def test_number_prints_computed_numbers_to_four_significant_digits_and_given_ones_as_they_are():
+    computed = (0.123456, -0.00012345, 1e-4, 1.5e-7, 12345.6, 0.1, -0.0, 0.99996, -2.0, 1.0401, 0.574)
+    assert [number(v) for v in computed] == [
         "0.1235",
         r"-1.234 \times 10^{-4}",
-        "10^{-4}",
-        r"1.5 \times 10^{-7}",
+        r"1.000 \times 10^{-4}",
+        r"1.500 \times 10^{-7}",
         r"1.235 \times 10^{4}",
-        "0.1",
+        "0.1000",
         "0",
+        "1.000",
+        "-2.000",
+        "1.040",  # one rule: the zeros a computed number's fourth digit is are printed
+        "0.5740",
+    ]
+    assert [given(v) for v in (0.1, 1e-4, -0.48, 0.4998146, 1.0, 0.0)] == [
+        "0.1",
+        "10^{-4}",
+        "-0.48",
+        "0.4998146",
         "1",
-        "-2",
+        "0",
     ]
     assert rounded(0.123456) == 0.1235
 
@@ -378,3 +391,41 @@ def test_a_draw_that_leaves_floating_point_is_halved_until_every_number_is_finit
     assert abs(worked.gradient - worked.difference) <= 1e-6 * max(1.0, abs(worked.gradient))
     assert "then halved" in result.latex
     assert work(build(RNNSpec(T=3)).derivation).halvings == 0
+
+
+def test_a_bidirectional_example_shows_the_backward_chain_s_first_step_from_x_T(builds):
+    """h^b_1 needs h^b_2 .. h^b_T, which the section never shows; h^b_T needs x_T and h^b_{T+1} alone."""
+    T = 5
+    result = builds(RNNSpec(T=T, bidirectional=True))
+    worked = work(result.derivation)
+    shown = {str(symbol): np.ravel(value) for symbol, value in worked.forward}
+    assert set(shown) == {"z_f_1", "h_f_1", "z_b_5", "h_b_5"}  # no prediction: y_1 reads all of h^b
+    module, params, xs, targets = module_problem(result, worked)
+    states = module.forward(params, xs)["h"]  # [h^f_t, h^b_t] per step
+    n_h = len(shown["h_f_1"])
+    assert np.allclose(shown["h_f_1"], states[0, :n_h]) and np.allclose(shown["h_b_5"], states[T - 1, n_h:])
+    assert np.allclose(shown["h_b_5"], np.tanh(params["U_b"] @ xs[T - 1] + params["b_b"]))  # h^b_6 = 0
+    assert f"step 1 forward in time, step {T} backward" in result.latex
+
+
+@pytest.mark.parametrize("spec", [s for s in SPECS if s.truncate is None], ids=lambda s: s.name)
+def test_the_entry_is_the_largest_gradient_and_the_first_order_check_holds(builds, spec):
+    result = builds(spec)
+    worked = work(result.derivation)
+    shown = latex_context(result.derivation, result.equations)
+    module, params, xs, targets = module_problem(result, worked)
+    grads = module.loss_and_grads(params, xs, targets)[1]
+    assert worked.name == result.derivation.graph.network.recurrent_weight.name
+    assert abs(worked.gradient) == pytest.approx(np.abs(grads[worked.name]).max(), rel=1e-9)
+    assert "of largest size" in result.latex
+    # the updated entry is exactly w - eta g of the printed numbers, so the step is the one printed
+    assert Decimal(shown["updated"]) == Decimal(shown["value"]) - Decimal("0.1") * Decimal(shown["gradient"])
+    # to first order the loss falls by eta g^2: within a few per cent at a gradient of this size
+    change, estimate = value_of(shown["change"]), value_of(shown["estimate"])
+    assert change < 0 and abs(change - estimate) <= 0.05 * abs(estimate)
+    # one rounding rule: the loss the same at each mention, computed numbers with their fourth digit
+    assert shown["loss"] == shown["loss_before"]
+    for key in ("gradient", "loss", "loss_after"):  # four significant digits, never nine
+        assert len(shown[key].lstrip("-").replace("0.", "", 1).lstrip("0").replace(".", "")) == 4, key
+    if shown["loss"] == shown["loss_after"]:  # the step moves the loss beyond the printed digits: said so
+        assert "changes only beyond the digits printed" in result.latex

@@ -247,9 +247,12 @@ class Notation:
         space = "" if num.startswith("^") else " "  # \partial^{+} h_k
         return rf"\frac{{\partial{space}{num}}}{{\partial {den}}}"
 
-    def D(self, t) -> str:
-        """``D_t = dh_t/dz_t``, the diagonal Jacobian of the hidden activation."""
-        return self.indexed("D", t)
+    def D(self, t, tag: str = "") -> str:
+        """``D_t = dh_t/dz_t``, the diagonal Jacobian of the hidden activation; ``tag``: a chain's, as its
+        state carries it (``(2)``, ``(1\\mathrm{f})``): ``D^{(2)}_t``, ``D^{(2),t}`` in row notation."""
+        if not tag:
+            return self.indexed("D", t)
+        return f"D^{{{tag},{self._t(t)}}}" if self.above else f"D^{{{tag}}}_{{{t}}}"
 
 
 # --- form 1: the sum over paths -----------------------------------------------------

@@ -11,8 +11,12 @@ dependencies, never from a second description of the network:
   loss term;
 - an edge where the graph's value reads another drawn value through values that are not drawn
   (``z_t``, the gates), labelled with the parameter it is multiplied by, in the document's notation;
-- for the gradient of the first chain's recurrent weight, the edges of the sum-over-paths form
-  highlighted: each edge where the weight is used, and the edges from there to the last loss term;
+- for the gradient of the first chain's recurrent weight, its paths highlighted: each edge where the
+  weight is used, and the edges from there to the last loss term (one path per use in one chain, several
+  when a use climbs into the layer above or runs along the memory cell; the caption counts them and
+  names a sum over paths only where the document derives one);
+- in a bidirectional layer the input under the backward box and the prediction over the forward one, so
+  the arrows that reach across the other chain go straight up through the gap between its boxes;
 - for T > ``FULL``, steps 1, 2, T-1 and T with an ellipsis in between, which stands for the
   steps left out (their states' edges go to and from it).
 
@@ -21,6 +25,7 @@ dependencies, never from a second description of the network:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import unicodedata
@@ -29,7 +34,8 @@ from dataclasses import dataclass
 from sympy import MatrixSymbol
 
 from rnngen.document import Notation
-from rnngen.families import STATE_LETTERS, Family, ParamName, Step
+from rnngen.families import Family, ParamName, Step
+from rnngen.network_document import three_forms
 
 #: The longest unroll drawn in full; a longer one shows steps 1, 2, T-1, T and an ellipsis.
 FULL = 6
@@ -239,6 +245,11 @@ def _place(n: Notation, net, T: int, steps: tuple, arrows: list, losses: list) -
     widest = max(_label_width(n.latex(Step.of(c.family(cell.state), T + 1, c.size))) for c in net.chains)
     state_w = min(max(widest + 0.35, 0.95), dx / 2 - 0.1 if bidirectional else dx - 0.45)
     ends = {k for arrow in arrows for k in arrow[:2]}
+    # a bidirectional layer's input stands under its upper (backward) box and the prediction over the top
+    # layer's lower (forward) box: the arrows that reach across the other chain go straight up through the gap
+    # between its boxes, crossing its arrows square, never diagonally past a box
+    below = shift[[c for c in net.chains if c.layer == 1][-1].key]
+    above = shift[[c for c in net.chains if c.layer == net.chains[-1].layer][0].key]
     nodes: dict = {}
 
     def add(key, kind, x, y, label, note="", t=None, w=None, h=0.6):
@@ -257,11 +268,11 @@ def _place(n: Notation, net, T: int, steps: tuple, arrows: list, losses: list) -
         if t == GAP:
             continue
         if f"x:{t}" in ends:
-            add(f"x:{t}", "input", x, 0.0, n.latex(Step.of(Family("x"), t, 1)), t=t)
+            add(f"x:{t}", "input", x + below, 0.0, n.latex(Step.of(Family("x"), t, 1)), t=t)
         if f"y:{t}" in ends:
-            add(f"y:{t}", "output", x, top + ROW, n.latex(Step.of(Family("yhat"), t, 1)), t=t)
+            add(f"y:{t}", "output", x + above, top + ROW, n.latex(Step.of(Family("yhat"), t, 1)), t=t)
         if f"y:{t}" in losses:
-            add(f"E:{t}", "loss", x, top + 2 * ROW, n.loss(t), t=t)
+            add(f"E:{t}", "loss", x + above, top + 2 * ROW, n.loss(t), t=t)
     for chain in net.chains:
         x, start = col_x["end" if chain.reverse else None] + shift[chain.key], chain.steps(T)[0]
         for base, _ in chain.initials:
@@ -347,27 +358,62 @@ def figure(derivation) -> Figure:
     for arrow in arrows:
         kind, chain = kinds[arrow]
         a, b = nodes[arrow[0]], nodes[arrow[1]]
-        shown = len(net.chains) == 1 or _labelled(a, b, kind, chain, T, first_output)
+        shown = len(net.chains) == 1 or _labelled(a, b, kind, chain, T, first_output, len(net.chains) > 2)
         label = _label(n, net, kind, chain, owners.get(arrow[0])) if shown else ""
-        out.append(_geometry(a, b, kind, label, arrow in highlighted, chain, box_h, carried))
+        if kind == "carry" and shown and a.kind == "state":  # no weight: the memory cell it carries
+            label = n.latex(Step.of(chain.family(_carried(net.cell)), a.t, chain.size))
+        others = [m for m in nodes.values() if m is not a and m is not b]
+        # which way the source's other arrows up a column lean: a straight arrow's label goes the other way
+        lean = sum(nodes[d].x - a.x for s_, d, _ in arrows if s_ == a.key and d != b.key and nodes[d].y > a.y)
+        out.append(_geometry(a, b, kind, label, arrow in highlighted, chain, box_h, carried, others, lean))
+    out = [_label_clear_of_crossings(e, out) for e in out]
     out.sort(key=lambda e: (e.highlighted, e.src, e.dst, e.kind))  # highlighted ones drawn last, on top
     weight_chain = net.chains[0]
     weight = _weight(n, weight_chain, "recurrent", weight_chain.recurrent_part)
     loss = n.loss(T)
     # an output that reads states of other steps: a masked many-to-one network's held backward state
     held = any(e.kind == "output" and nodes[e.src].t != nodes[e.dst].t for e in out)
-    caption = _caption(n, spec, net, steps, weight, loss, target is not None, _carried(net.cell), held)
+    crossed = {e.chain for e in out if e.highlighted}  # the chains the highlighted paths run along
+    states = [(c.layer, _state_latex(n, net, c)) for c in net.chains if c.key in crossed]
+    paths = _paths_per_use(highlighted, kinds, weight_chain, target)
+    caption = _caption(n, spec, net, steps, weight, loss, states, paths, _carried(net.cell), held)
     return Figure(T, steps, tuple(nodes[k] for k in sorted(nodes)), tuple(out), weight, loss, caption)
 
 
-def _labelled(a: Node, b: Node, kind: str, chain, T: int, first_output: Node) -> bool:
-    """Whether the arrow from ``a`` to ``b`` carries its weight's label in a network of several chains: only
-    those into each chain's first step and into the first prediction, so that the labels do not hide the
-    arrows."""
+def _state_latex(n: Notation, net, chain) -> str:
+    """LaTeX of a chain's state at step t, as the document writes it (``h^{(1)}_{t}``)."""
+    return n.step(chain.family(net.cell.state).key, "t")
+
+
+def _paths_per_use(highlighted: set, kinds: dict, chain, target: str | None) -> int:
+    """The most paths from one use of ``chain``'s recurrent weight to ``target`` along the highlighted arrows:
+    1 for one chain, more where a use climbs into the layer above at any later step or runs along the
+    memory cell as well as the state."""
+    if target is None:
+        return 0
+    counts: dict = {target: 1}
+
+    def count(key: str) -> int:  # paths from key to the target (the arrows form no cycle)
+        if key not in counts:
+            counts[key] = sum(count(a[1]) for a in highlighted if a[0] == key)
+        return counts[key]
+
+    return max((count(a[1]) for a in highlighted if kinds[a] == ("recurrent", chain)), default=0)
+
+
+def _labelled(a: Node, b: Node, kind: str, chain, T: int, first_output: Node, crowded: bool) -> bool:
+    """Whether the arrow from ``a`` to ``b`` carries its weight's label in a network of several chains: the
+    arrows into and out of a column at every step, those along a row only into each chain's first step (the
+    arrows up the columns cross them in a bidirectional layer); with more than two chains, only those into each
+    chain's first step and into the first prediction, so that the labels do not hide the arrows."""
     if kind == "output":  # from the state of the same step (a masked many-to-one network reads more)
-        return b is first_output and a.t == b.t
+        return (b is first_output or not crowded) and a.t == b.t
+    if kind == "input" and not crowded:
+        return True
     if kind in ("input", "recurrent"):
         return b.kind == "state" and b.t == (T if chain.reverse else 1)
+    if kind == "carry":  # the memory cell has no arrow into the first step's box from a state: the next one
+        return a.kind == "state" and a.t == (T if chain.reverse else 1)
     return False
 
 
@@ -379,15 +425,63 @@ def _clip(node: Node, toward: tuple) -> tuple:
     return (round(node.x + dx * scale, 3), round(node.y + dy * scale, 3))
 
 
-def _geometry(a: Node, b: Node, kind, label, highlighted, chain, box_h, carried) -> Edge:
+def _crosses(start: tuple, end: tuple, nodes: list) -> list:
+    """The nodes whose frame (with a small margin) the straight segment from ``start`` to ``end`` enters."""
+    hit = []
+    for m in nodes:
+        for i in range(1, 40):  # sampled: the frames are far wider than a fortieth of an arrow
+            x, y = (start[k] + (end[k] - start[k]) * i / 40 for k in (0, 1))
+            if abs(x - m.x) < m.w / 2 + 0.1 and abs(y - m.y) < m.h / 2 + 0.1:
+                hit.append(m)
+                break
+    return hit
+
+
+def _clear(start: tuple, end: tuple, nodes: list) -> tuple:
+    """Where a label goes on an arrow up a column: the middle of its longest part outside the rows of boxes
+    it crosses (an arrow that reaches past the other chain of a bidirectional layer crosses its row)."""
+    (x0, y0), (x1, y1) = start, end
+    low, high = sorted((y0, y1))
+    cuts = sorted((m.y - m.h / 2 - 0.1, m.y + m.h / 2 + 0.1) for m in nodes if m.kind in ("state", "gap"))
+    free, at = [], low
+    for a, b in cuts:
+        if b > at and a < high:
+            free.append((at, max(at, min(a, high))))
+            at = max(at, b)
+    free.append((at, high))
+    a, b = max(free, key=lambda part: part[1] - part[0])
+    y = (a + b) / 2
+    return (x0 + (x1 - x0) * (y - y0) / (y1 - y0), y)
+
+
+def _label_clear_of_crossings(edge: Edge, edges: list) -> Edge:
+    """``edge`` with its label, if it runs along a row, moved to the middle of the longest part of it that no
+    arrow up a column crosses (in a bidirectional layer the arrows into and out of the other chain cross the
+    row arrows at their middle)."""
+    (x0, y0), (x1, y1) = edge.start, edge.end
+    if not edge.label or edge.control is not None or abs(y0 - y1) > 1e-6:
+        return edge
+    cuts = []
+    for e in edges:
+        (a0, b0), (a1, b1) = e.start, e.end
+        if e is not edge and e.control is None and min(b0, b1) < y0 < max(b0, b1):
+            cuts.append(a0 + (a1 - a0) * (y0 - b0) / (b1 - b0))
+    low, high = sorted((x0, x1))
+    points = [low, *sorted(c for c in cuts if low < c < high), high]
+    a, b = max(zip(points, points[1:]), key=lambda part: part[1] - part[0])
+    return dataclasses.replace(edge, at=(round((a + b) / 2, 3), edge.at[1]))
+
+
+def _geometry(a: Node, b: Node, kind, label, highlighted, chain, box_h, carried, others, lean: float) -> Edge:
     """An edge's end points, bend and label place: a straight arrow between the frames; an arrow that would
-    cross a node bent past it; the memory cell's arrow along the frames' tops, the state's below it."""
+    cross a node bent past it; the memory cell's arrow along the frames' tops, the state's below it. ``lean``:
+    which way the source's other arrows up a column lean (a straight arrow's label goes the other way)."""
     key = chain.key if chain is not None else None
     lift = 0.0
     if carried and kind in ("carry", "recurrent") and a.kind != "initial":  # c above, h below, same boxes
         lift = box_h / 2 - 0.12 if kind == "carry" else -0.15
     control = None
-    if abs(a.x - b.x) < 1e-6 and abs(b.y - a.y) > ROW * 1.5:  # skips a row: bend past the node in between
+    if abs(a.x - b.x) < 1e-6 and _crosses((a.x, a.y), (b.x, b.y), others):  # bend past the node in between
         control = (round(a.x + 0.9, 3), round((a.y + b.y) / 2, 3))
         start, end = _clip(a, control), _clip(b, control)
         at = (round(a.x + 0.75, 3), control[1])
@@ -402,25 +496,29 @@ def _geometry(a: Node, b: Node, kind, label, highlighted, chain, box_h, carried)
     if abs(start[1] - end[1]) < 1e-6:  # along a row: the label above (below the memory cell's arrow)
         at = (mx, my + (-0.22 if lift < 0 else 0.22))
     else:  # up a column: the label beside it, on the side it leans to (an output's: the other side, away from
-        # the other direction's box it passes)
-        lean = end[0] - start[0]
-        side = 1 if lean > 0.05 else -1
+        # the other direction's arrow into it); a straight one's away from its source's other arrows up
+        slope = end[0] - start[0]
+        side = 1 if slope > 0.05 else -1
+        side = -side if kind == "output" and abs(slope) > 0.05 else side
+        side = (1 if lean < -0.05 else -1) if abs(slope) <= 0.05 else side
         away = 0.12 + _label_width(label) * 0.4  # clear of the arrow: half the label, set small
-        at = (mx + away * (-side if kind == "output" and abs(lean) > 0.05 else side), my)
+        mx, my = _clear(start, end, others)
+        at = (mx + away * side, my)
     at = (round(at[0], 3), round(at[1], 3))
     return Edge(a.key, b.key, kind, start, end, control, label, at if label else None, highlighted, key)
 
 
-def _caption(n: Notation, spec, net, steps, weight, loss, highlighted, carried, held: bool) -> str:
-    """The caption: what the drawing shows, in the document's symbols."""
+def _caption(n: Notation, spec, net, steps, weight, loss, states, paths, carried, held: bool) -> str:
+    """The caption: what the drawing shows, in the document's symbols. ``states`` are the LaTeX of the states
+    the highlighted paths run through, ``paths`` the most paths from one use of the weight to the loss."""
     T = spec.T
-    h = n.step(net.chains[0].family(net.cell.state).key, "t")
     steps_word = "step" if T == 1 else "steps"
     parts = [f"The network unrolled for $T = {T}$ {steps_word}, drawn from the graph the derivation differentiates"]
     if GAP in steps:
         parts[0] += f" (steps 3 to {T - 2} are left out: $\\cdots$)"
     parts[0] += "."
     labelled = "labelled" if len(net.chains) == 1 else "labelled (at each chain's first step)"
+    labelled = "labelled (along the rows at each chain's first step)" if len(net.chains) == 2 else labelled
     parts.append(
         f"Each arrow carries a value to the step that reads it and is {labelled} with the weight it is "
         "multiplied by: the same weights at every step."
@@ -431,22 +529,32 @@ def _caption(n: Notation, spec, net, steps, weight, loss, highlighted, carried, 
             f"Each box is one step of the cell, with its gates {gates}; a weight written with $*$ stands for the "
             "gates' weights together."
         )
+    c = n.step(net.chains[0].family(carried).key, "t") if carried else ""
     if carried:
-        c = STATE_LETTERS[carried]
         parts.append(
-            f"The upper arrows carry the memory cell ${c}$ from step to step through the forget gate, with no "
-            "weight in the way."
+            f"The upper, dashed arrows, labelled with the memory cell ${c}$ they carry, take it from step to step "
+            "through the forget gate, with no weight in the way."
         )
     if held:
         parts.append(
             f"The prediction at $t = {T}$ reads each sequence's last real step, which the mask holds, so every "
             "state of the backward chain reaches it."
         )
-    if highlighted:
-        parts.append(
-            f"Thick and red: the paths of the sum over paths of $\\partial {loss} / \\partial {weight}$, from each "
-            f"step where ${weight}$ is used (one term per step) to ${loss}$ through the states ${h}$."
-        )
+    if paths:
+        through = "the states " + " and ".join(f"${h}$" for _, h in states)
+        through += f" and the memory cells ${c}$" if carried else ""
+        if three_forms(spec):  # the document derives the sum over paths: one term per use, as drawn
+            parts.append(
+                f"Thick and red: the paths of the sum over paths of $\\partial {loss} / \\partial {weight}$, from "
+                f"each step where ${weight}$ is used (one term per step) to ${loss}$ through {through}."
+            )
+        else:
+            top = max(layer for layer, _ in states)
+            route = " to" if paths == 1 or top == states[0][0] else f", every route up into layer {top} and along it to"
+            parts.append(
+                f"Thick and red: the paths by which ${weight}$ reaches ${loss}$: from each use of ${weight}$"
+                f"{route} ${loss}$ through {through} ({'one path' if paths == 1 else 'several paths'} per use)."
+            )
         if spec.truncate:
             parts.append(
                 f"Truncated to $\\tau = {spec.truncate}$, the gradient keeps only the paths that cross at most "

@@ -180,5 +180,6 @@ def gate_context(derivation, where: str) -> dict | None:
         after=net.cell.name == "gru",
         where=where if len(net.chains) > 1 else "",
         masked=st.masked,
+        D=st.n.D("t"),  # an Elman cell's hidden Jacobian, as its document writes it, for the comparison
         gates=", ".join(names[:-1]) + " and " + names[-1],
     )

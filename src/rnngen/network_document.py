@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from sympy import MatAdd, MatMul, Transpose
+from sympy import HadamardProduct, MatAdd, MatMul, Transpose
 
 from rnngen import algebra as A
 from rnngen.activations import elementwise
@@ -23,6 +23,7 @@ from rnngen.cells import GATE_NAMES
 from rnngen.document import (
     Notation,
     Numbering,
+    _unwrapped,
     aligned,
     broken,
     forward_families,
@@ -32,7 +33,17 @@ from rnngen.document import (
     sum_over_steps,
     truncation_context,
 )
-from rnngen.families import STATE_LETTERS, Family, Relative, Step, family, relative_of, run_of, step_of
+from rnngen.families import (
+    STATE_LETTERS,
+    Family,
+    Relative,
+    Step,
+    family,
+    relative_of,
+    run_of,
+    step_of,
+    tag_latex,
+)
 from rnngen.gate_document import gate_context
 from rnngen.network import Block
 from rnngen.printing.math import param_latex
@@ -81,6 +92,8 @@ def _legend(n: Notation, derivation: Derivation) -> list:
         rows.append((f"${n.step('m', 't')}$", "the mask: 1 on a real step, 0 on a padded one"))
         states = "state" if len(bars) == 1 else "states"
         rows.append(("$" + r",\ ".join(bars) + "$", f"the cell's new {states}, which a padded step does not take"))
+    if _D_chains(n, derivation):  # the delta recursion's hidden Jacobians
+        rows.append(_D_row(n, derivation))
     for chain in net.top if derivation.spec.reads_last_real else ():
         if chain.reverse:
             held = n.step(chain.family("hlast").key, "t")
@@ -108,8 +121,11 @@ def _legend(n: Notation, derivation: Derivation) -> list:
         rows.append((r"$\tau$", f"the truncation horizon, {tau}: see the section on truncated BPTT before the deltas"))
     if immediate_and_total(n, derivation):  # the paragraph on the immediate derivative writes it with a plus
         rows.append((r"$\partial^{+}$", "the immediate derivative: the earlier states held fixed"))
-    if net.cell.gated:  # the section on what the gates do writes their Jacobians and the Elman bound
+    if net.cell.gated or _D_chains(n, derivation):  # the gates' Jacobians and the Elman bound; D_t's entries
         rows.append((r"$\operatorname{diag}(v)$", "the diagonal matrix with the entries of $v$ on its diagonal"))
+    if net.cell.gated:  # the section on what the gates do compares with an Elman cell's D_t
+        elman = "an Elman cell's hidden activation's Jacobian, a diagonal matrix (the section on the gates)"
+        rows.append((f"${n.D('t')}$", elman))
         rows.append((r"$\gamma$", "an activation's largest slope, $\\sup_x |f'(x)|$"))
     rows.append(("$\\odot$", "entrywise product"))
     rows.append(("$\\mathbf{1}$", "a vector of ones; a product with it sums entries"))
@@ -117,6 +133,53 @@ def _legend(n: Notation, derivation: Derivation) -> list:
     if hidden.definition:
         rows.append((f"${hidden.definition}$", "the hidden activation"))
     return rows
+
+
+def _D_row(n: Notation, derivation: Derivation) -> tuple:
+    """The legend's row of the hidden Jacobians: ``D_t``; with a chain's tag where there are several
+    (``D^{(l)}_t`` of layer l, ``D^{(\\mathrm{f})}_t`` and ``D^{(\\mathrm{b})}_t``), as the states carry it."""
+    net = derivation.graph.network
+    new = "hbar" if derivation.spec.masked else "h"  # under a mask: the cell's new state, before the mask
+    if len(net.chains) == 1:
+        chain = net.chains[0]
+        h, z = (n.step(chain.family(base).key, "t") for base in (new, "z"))
+        meaning = f"${n.partial(h, z)}$, the hidden activation's Jacobian: a diagonal matrix"
+        return f"${n.D('t', chain.family('h').tag_latex)}$", meaning
+    layer = "l" if net.layers > 1 else ""
+    symbols = r",\ ".join(n.D("t", tag_latex(layer, d)) for d in net.directions)
+    h = r"\bar{h}" if derivation.spec.masked else "h"
+    return (
+        f"${symbols}$",
+        f"the hidden activation's Jacobian $\\partial {h} / \\partial z$ at step $t$, in the chain its tag "
+        "names: a diagonal matrix",
+    )
+
+
+def _D_chains(n: Notation, derivation: Derivation) -> dict:
+    """Each chain's ``D_t`` (``D^{(2)}_t``) that the delta recursion multiplies by, in the sweep's order,
+    and its size; none in a gated cell's document, or where the hidden activation is the identity."""
+    if derivation.graph.network.cell.gated:
+        return {}
+    through = [node for node in derivation.adjoints if node.family and _through_D(n, node.family, node.expr, node.t)]
+    return {chain_D(n, node.family, "t"): node.symbol.shape[0] for node in through}  # one size per chain
+
+
+def _slopes_of_D(n: Notation, derivation: Derivation, formulas: list) -> dict | None:
+    """How the code's slope arrays of a chain (``f'_t``, ``F'_{1:T}``) hold its ``D_t``'s diagonals, for
+    the appendix (the first chain's; the others' alike, with their tags); None without them."""
+    net = derivation.graph.network
+    if not keeps_slopes(formulas) or not _D_chains(n, derivation):
+        return None
+    chain, T = net.chains[0], derivation.spec.T
+    fprime = chain.family("fprime").key
+    return dict(
+        step=n.step(fprime, "t"),
+        stacked=n.printer.step(fprime, 1, T),
+        D=n.D("t", chain.family("h").tag_latex),
+        first=n.D(1, chain.family("h").tag_latex),
+        last=n.D(T, chain.family("h").tag_latex),
+        several=len(net.chains) > 1,
+    )
 
 
 #: What each value of a gated cell's step is, by its base (the gates' own: ``cells.GATE_NAMES``).
@@ -329,15 +392,70 @@ def _runs(nodes: list) -> list:
     return runs
 
 
+def _adjoint(sym) -> Family | None:
+    """The adjoint family ``sym`` is one step of (``delta^h_t``, ``delta^h_{t+1}``, ``delta^h_3``), else None."""
+    at = relative_of(sym) if isinstance(sym, Relative) else step_of(sym)
+    fam = family(at[0]) if at else None
+    return fam if fam is not None and fam.is_adjoint else None
+
+
+def chain_D(n: Notation, key: str, t) -> str:
+    """The hidden Jacobian of the chain of the family ``key`` at step ``t``: ``D_t``, ``D^{(2)}_t``, ``D^{(1f),t}``."""
+    fam = family(key)
+    return n.D(t, tag_latex(fam.layer, fam.direction))
+
+
+def _through_D(n: Notation, key: str, expr, t) -> tuple | None:
+    """``(delta^z_t = D_t delta^h_t, D_t's definition)`` for an Elman chain's ``delta^z`` at step ``t``.
+
+    The derivation multiplies the state's delta entry by entry by the activation's slope
+    (``delta^h_t ⊙ (1 − h_t ⊙ h_t)``); the document writes that as the product with the activation's
+    Jacobian, ``D_t = dh_t/dz_t = diag(1 − h_t ⊙ h_t)`` (of the new state ``h̄_t`` where a mask keeps the
+    old one), as the three-form document does. None where the equation is no such product (an
+    identity activation).
+    """
+    fam = family(key)
+    if fam.base != "z" or not isinstance(expr, HadamardProduct) or len(expr.args) != 2:
+        return None
+    delta = next((f for f in expr.args if _adjoint(f) is not None), None)
+    slope = next((f for f in expr.args if f is not delta), None)
+    if delta is None or slope is None or any(_adjoint(s) is not None for s in A.symbols_in(slope)):
+        return None
+    D = chain_D(n, key, t)
+    value = _adjoint(delta).value.aged(None)  # the state (h̄ under a mask) the activation makes
+    product = rf"{n.latex(delta)}\, {D}" if n.row else rf"{D}\, {n.latex(delta)}"
+    h, z = n.step(value.key, t), n.step(fam.value.aged(None).key, t)
+    definition = rf"{n.partial(h, z)} = \operatorname{{diag}}\bigl({_unwrapped(n.latex(slope))}\bigr)"
+    return product, definition
+
+
 def _sweep_lines(n: Notation, derivation: Derivation, keys: list) -> list:
     """The adjoint equations of ``keys``, in the order the sweep visits them.
 
     Steps with one per-step form are written once for a generic step t with the steps it holds
     at; a step whose form is its own (an end of a chain, where a term is absent) stands as it is.
+    An Elman chain's ``delta^z`` is the product with its hidden Jacobian ``D_t``, which stands with its
+    entries once, on the row before its first use (``_through_D``). Each line comes with the separator
+    that ends it: ``\\\\*`` keeps D_t's definition on the page of its use.
     """
     T = derivation.spec.T
     states = derivation.graph.network.cell.states  # a state's delta: its terms labelled by where they came from
-    equations = []  # (lhs, rhs, note)
+    gated = derivation.graph.network.cell.gated  # a gated cell has its gates' Jacobians, no D_t
+    equations = []  # (lhs, rhs, note, kept with the next)
+    defined = False  # the chain's D_t, given with its entries before its first use
+
+    def add(key, lhs, expr, t, rhs, note):
+        nonlocal defined
+        through = None if gated else _through_D(n, key, expr, t)
+        if through is None:
+            equations.append((lhs, rhs, note, False))
+            return
+        product, definition = through
+        if not defined:
+            equations.append((chain_D(n, key, t), definition, note, True))
+            defined = True
+        equations.append((lhs, product, note, False))
+
     for key in keys:
         nodes = [node for node in derivation.adjoints if node.family == key]
         runs = _runs(nodes)
@@ -345,14 +463,14 @@ def _sweep_lines(n: Notation, derivation: Derivation, keys: list) -> list:
             inner = 0 < i < len(runs) - 1
             if len(run) == 1 and not inner:
                 node = run[0]
-                equations.append((n.latex(node.symbol), n.latex(node.expr), ""))
+                add(key, n.latex(node.symbol), node.expr, node.t, n.latex(node.expr), "")
                 continue
             lhs = n.latex(relative(key, 0, run[0].symbol.shape[0]))
-            own = family(key) if derivation.graph.network.cell.gated else None  # a gated cell's paths named
+            own = family(key) if gated else None  # a gated cell's paths named
             rhs = _labelled(n, template, own) if family(key).base in states else n.latex(template)
-            equations.append((lhs, rhs, _range_note([node.t for node in run], T)))
-    column = max((width(lhs) for lhs, _, _ in equations), default=0.0)  # one align: its widest left side
-    return [broken(lhs, rhs, note, column) for lhs, rhs, note in equations]
+            add(key, lhs, template, "t", rhs, _range_note([node.t for node in run], T))
+    column = max((width(lhs) for lhs, *_ in equations), default=0.0)  # one align: its widest left side
+    return [(broken(lhs, rhs, note, column), r"\\*" if kept else r"\\") for lhs, rhs, note, kept in equations]
 
 
 def _output_split(n: Notation, derivation: Derivation) -> str | None:
@@ -511,7 +629,8 @@ def network_context(derivation: Derivation, formulas: list, numbering: Numbering
         masked=spec.masked,
         m_t=n.step("m", "t"),
         legend=_legend(n, derivation),
-        shapes=shape_rows(n, derivation),
+        shapes=shape_rows(n, derivation, jacobians=tuple((D, (m, m)) for D, m in _D_chains(n, derivation).items())),
+        hidden_D=list(_D_chains(n, derivation)),
         chains=chains,
         held_lines=_forward_lines(n, graph, [c.family("hlast").key for c in top], range(1, T + 1)),
         output_lines=_forward_lines(n, graph, ("o", "yhat"), spec.loss_steps),
@@ -538,6 +657,7 @@ def network_context(derivation: Derivation, formulas: list, numbering: Numbering
         ],
         formulas=[f for f in formulas if _shown(f)],
         slopes=keeps_slopes(formulas),
+        slopes_D=_slopes_of_D(n, derivation, formulas),
         truncation=truncation_context(n, derivation),
         gates=gate_context(derivation, _where(net.chains[0])),
         numbers=numbering.numbers,  # the numbers given so far: the text cites an equation above it

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from decimal import Decimal
 
 import numpy as np
 
@@ -56,8 +57,8 @@ class WorkedExample:
         targets: one target per loss term, each ``n_y`` numbers (one-hot for classes), or ``B`` rows of them.
         params: parameter name -> its stored array as nested tuples (the module's layout; vectors
             flat); None draws them from ``seed`` and rounds them to two decimals.
-        entry: ``(parameter name, index)`` of the gradient entry to work out; None takes the
-            first recurrent weight's entry (1, 2), or its first entry when it has one.
+        entry: ``(parameter name, index)`` of the gradient entry to work out; None takes the first
+            recurrent weight's (``Network.recurrent_weight``) entry of largest gradient in size.
         eta: the learning rate of the update step.
         sizes: ``(n_x, n_h, n_y)``, every hidden layer of size ``n_h``.
         sentences: what each sequence reads, in words (``("cat mat rat", ...)``), printed before the
@@ -94,7 +95,7 @@ class Worked:
     Attributes:
         example: what it was computed on.
         params: parameter name -> its value (stored layout, 2-D, vectors as columns), as computed with.
-        forward: ``(symbol, value)`` of each forward value of step 1, in the order the network computes them.
+        forward: ``(symbol, value)`` of each value of each chain's first step (``first_step``).
         loss: the loss E at the parameters.
         name: the parameter of the chosen entry; ``index`` its index in the stored array.
         gradient: the entry of dE/d(name) by the derivation's formula.
@@ -104,6 +105,8 @@ class Worked:
         truncated: True when the gradient is a truncated one, which central differences do not give.
         halvings: how many times the drawn parameters were halved so that every number is finite (a
             network whose activation or output saturates or overflows at the first draw).
+        largest: True when the entry is the one of largest gradient in size, the rule when the example names
+            none: a tiny gradient would leave the first-order check in rounding.
     """
 
     example: WorkedExample
@@ -118,6 +121,7 @@ class Worked:
     loss_after: float
     truncated: bool = False
     halvings: int = 0
+    largest: bool = False
 
     @property
     def finite(self) -> bool:
@@ -126,22 +130,31 @@ class Worked:
         return all(map(math.isfinite, numbers)) and all(np.isfinite(v).all() for _, v in self.forward)
 
 
-def number(value: float, digits: int = DIGITS) -> str:
-    """``value`` to ``digits`` significant digits, as LaTeX: ``-0.1234``, ``1.234 \\times 10^{-5}``.
+def number(value: float, digits: int = DIGITS, trim: bool = False) -> str:
+    """A computed ``value`` to ``digits`` significant digits, as LaTeX: ``-0.1230``, ``1.500 \\times 10^{-5}``.
 
-    No exponent between 10^-3 and 10^4, no negative zero, no trailing zeros after the point.
+    The one rounding rule of the section: every computed number to ``digits`` significant digits, trailing
+    zeros kept (``1.040``, not ``1.04``); no exponent between 10^-3 and 10^4, no negative zero. ``trim``
+    drops the trailing zeros, for a number given rather than computed (``given``).
     """
     if value == 0 or not math.isfinite(value):
         return "0" if value == 0 else str(value)
     exponent = math.floor(math.log10(abs(float(f"{value:.{digits - 1}e}"))))
     if -3 <= exponent < 4:
         text = f"{value:.{max(digits - 1 - exponent, 0)}f}"
-        text = text.rstrip("0").rstrip(".") if "." in text else text
+        text = text.rstrip("0").rstrip(".") if trim and "." in text else text
         return "0" if float(text) == 0 else text
     mantissa, _, power = f"{value:.{digits - 1}e}".partition("e")
-    mantissa = mantissa.rstrip("0").rstrip(".")
+    mantissa = mantissa.rstrip("0").rstrip(".") if trim else mantissa
     power = rf"10^{{{int(power)}}}"
     return power if mantissa == "1" else f"-{power}" if mantissa == "-1" else rf"{mantissa} \times {power}"
+
+
+def given(value: float) -> str:
+    """A number given, not computed (an input, a parameter, the learning rate, the updated entry, which is
+    exact arithmetic on printed numbers), with all its digits and no trailing zeros: ``0.1``, ``0.4998146``."""
+    mantissa = f"{abs(float(value)):.14e}".partition("e")[0].rstrip("0").rstrip(".")
+    return number(value, max(len(mantissa.replace(".", "")), 1), trim=True)
 
 
 def rounded(value: float, digits: int = DIGITS) -> float:
@@ -205,12 +218,11 @@ def _params(derivation: Derivation, example: WorkedExample, dims: dict, scale: f
 
 
 def _entry(derivation: Derivation, example: WorkedExample, params: dict) -> tuple:
+    """``(name, index)``: the example's entry, or the first recurrent weight with a stand-in index (``_work``
+    picks the entry of largest gradient)."""
     if example.entry is not None:
         return example.entry[0], tuple(example.entry[1])
-    net = derivation.graph.network
-    name = net.recurrent_weight.name
-    shape = params[name].shape
-    return name, (0, 1) if shape[1] > 1 else (0, 0)
+    return derivation.graph.network.recurrent_weight.name, (0, 0)
 
 
 def _columns(value) -> np.ndarray:
@@ -219,12 +231,12 @@ def _columns(value) -> np.ndarray:
     return value.reshape(-1, 1) if value.ndim == 1 else value.T
 
 
-def _state(value, row: bool) -> tuple:
+def _state(value, row: bool, fmt=number) -> tuple:
     """A step's value, ``(n, B)``: a vector for one sequence, else a matrix with a column per sequence
     (a row per sequence in row notation), as the document says a batch is written."""
     if value.shape[1] == 1:
-        return _value(value, True, row)
-    return _value(value.T if row else value, False, row)
+        return _value(value, True, row, fmt)
+    return _value(value.T if row else value, False, row, fmt)
 
 
 def _env(derivation: Derivation, example: WorkedExample, params: dict) -> dict:
@@ -244,6 +256,37 @@ def _loss(derivation: Derivation, env: dict, dims: dict) -> float:
     graph = derivation.graph
     values = run([(n.symbol, n.expr) for n in graph.nodes], env, dims)
     return float(values[graph.loss.symbol.name].item())
+
+
+def first_step(graph) -> list:
+    """The graph's values of each chain's first step, in the order the network computes them: those that
+    read the input of their own step alone (through the initial states). A backward chain's first step is
+    T, computed from x_T and its initial state; a value that reads several steps' inputs (a bidirectional
+    layer's prediction at step 1 reads the whole backward chain) is left out, as a one-to-many network's
+    later steps are, which read x_1 only."""
+    x_step = {symbol.name: t for t, symbol in enumerate(graph.inputs["x"], 1)}
+    reads: dict = {}  # value -> the names of the inputs x it reads, through every value before it
+    shown = []
+    for node in graph.nodes:
+        found: set = set()
+        for symbol in node.expr.free_symbols:
+            name = getattr(symbol, "name", None)
+            found |= {name} if name in x_step else reads.get(name, set())
+        reads[node.symbol.name] = found
+        if node.family and {x_step[x] for x in found} == {node.t}:
+            shown.append(node)
+    return shown
+
+
+def _size(value: float) -> float:
+    """``|value|`` to ten significant digits: compared so, no platform's last bit picks another entry."""
+    return float(f"{abs(value):.9e}")
+
+
+def largest(values: np.ndarray) -> tuple:
+    """The index of the entry of largest size (the first in row order among equals)."""
+    sizes = np.array([_size(v) for v in values.ravel()])
+    return tuple(int(i) for i in np.unravel_index(int(np.argmax(sizes)), values.shape))
 
 
 def work(derivation: Derivation, example: WorkedExample | None = None) -> Worked:
@@ -278,7 +321,10 @@ def _work(derivation: Derivation, example: WorkedExample, dims: dict, params: di
         raise ValueError(f"the worked entry {name}{list(index)} is not an entry of a parameter of this network")
     env = _env(derivation, example, params)
     values = run([(n.symbol, n.expr) for n in graph.nodes + derivation.adjoints], env, dims)
-    forward = [(n.symbol, values[n.symbol.name]) for n in graph.nodes if n.family and n.t == 1]
+    forward = [(n.symbol, values[n.symbol.name]) for n in first_step(graph)]
+    chosen = example.entry is None and params[name].size > 1
+    if chosen:  # the weight's entry of largest gradient: a tiny one would leave the first-order check in rounding
+        index = largest(np.asarray(evaluate(derivation.gradients[name], values, dims), dtype=np.float64))
     gradient = float(evaluate(derivation.gradients[name], values, dims)[index])
 
     def loss_at(shift: float) -> float:
@@ -289,7 +335,9 @@ def _work(derivation: Derivation, example: WorkedExample, dims: dict, params: di
 
     difference = (loss_at(EPS) - loss_at(-EPS)) / (2 * EPS)
     w = float(params[name][index])
-    updated = rounded(w - example.eta * rounded(gradient))
+    # exactly the printed w - eta * g (a rounded sum would move the entry by a rounding error of its own, as
+    # large as the step when the gradient is small)
+    updated = float(Decimal(repr(w)) - Decimal(repr(example.eta)) * Decimal(repr(rounded(gradient))))
     return Worked(
         example=example,
         params=params,
@@ -302,35 +350,37 @@ def _work(derivation: Derivation, example: WorkedExample, dims: dict, params: di
         updated=updated,
         loss_after=loss_at(updated - w),
         truncated=derivation.spec.truncate is not None and derivation.spec.truncate < derivation.spec.full_horizon,
+        largest=chosen,
     )
 
 
 # --- the document's section -------------------------------------------------------------------
 
 
-def vector(values, row: bool) -> str:
-    """A vector in the notation: ``(0.1, -0.2)`` (a row), ``(0.1, -0.2)^{\\top}`` (a column)."""
-    text = "(" + ", ".join(number(float(v)) for v in np.ravel(values)) + ")"
+def vector(values, row: bool, fmt=number) -> str:
+    """A vector in the notation: ``(0.1, -0.2)`` (a row), ``(0.1, -0.2)^{\\top}`` (a column); ``fmt`` prints
+    each number (``number`` for computed ones, ``given``)."""
+    text = "(" + ", ".join(fmt(float(v)) for v in np.ravel(values)) + ")"
     return text if row else text + r"^{\top}"
 
 
-def matrix(values) -> str:
+def matrix(values, fmt=number) -> str:
     """A matrix as a ``pmatrix`` on one line (the Markdown conversion splits displays at line ends)."""
-    rows = [" & ".join(number(float(v)) for v in r) for r in np.asarray(values)]
+    rows = [" & ".join(fmt(float(v)) for v in r) for r in np.asarray(values)]
     return r"\begin{pmatrix} " + r" \\ ".join(rows) + r" \end{pmatrix}"
 
 
-def _value(value, is_vector: bool, row: bool) -> tuple:
+def _value(value, is_vector: bool, row: bool, fmt=number) -> tuple:
     """``(LaTeX, its stand-in for measuring)``: a pmatrix is measured as its widest row in parentheses
     (``texwidth`` measures formulas, not arrays), a column a quad apart as the array sets them."""
     if np.size(value) == 1:
-        text = number(float(np.ravel(value)[0]))
+        text = fmt(float(np.ravel(value)[0]))
         return text, text
     if is_vector:
-        text = vector(value, row)
+        text = vector(value, row, fmt)
         return text, text
-    rows = [r" \quad ".join(number(float(v)) for v in r) for r in np.asarray(value)]
-    return matrix(value), "(" + max(rows, key=width) + ")"
+    rows = [r" \quad ".join(fmt(float(v)) for v in r) for r in np.asarray(value)]
+    return matrix(value, fmt), "(" + max(rows, key=width) + ")"
 
 
 def _rows(items: list) -> list:
@@ -357,6 +407,11 @@ def entry_latex(name: str, index: tuple, is_vector: bool = False) -> str:
     return f"{name}_{{{sub}}}" if plain else f"({name})_{{{sub}}}"
 
 
+def _step_of(symbol) -> int:
+    """The step of a graph value's symbol (``h_b_5`` -> 5)."""
+    return int(symbol.name.rsplit("_", 1)[1])
+
+
 def latex_context(derivation: Derivation, numbers: dict, example: WorkedExample | None = None) -> dict:
     """What ``worked.tex.jinja`` lays out: the example's numbers as LaTeX strings.
 
@@ -374,19 +429,17 @@ def latex_context(derivation: Derivation, numbers: dict, example: WorkedExample 
     inputs, targets = [], []
     if not ex.rule:
         for t, x in enumerate(ex.xs, 1):
-            inputs.append((n.step("x", t), _state(_columns(x), n.row)))
-        targets = [(n.step("y", t), _state(_columns(y), n.row)) for t, y in zip(spec.loss_steps, ex.targets)]
+            inputs.append((n.step("x", t), _state(_columns(x), n.row, given)))
+        targets = [(n.step("y", t), _state(_columns(y), n.row, given)) for t, y in zip(spec.loss_steps, ex.targets)]
     params = [
-        (n.latex(graph.params[name]), _value(value, net.params[name].is_vector, n.row))
+        (n.latex(graph.params[name]), _value(value, net.params[name].is_vector, n.row, given))
         for name, value in w.params.items()
     ]
     forward = [(n.latex(symbol), _state(value, n.row)) for symbol, value in w.forward]
     name = n.latex(graph.params[w.name])
     g, d = rounded(w.gradient), rounded(w.difference)
     change = w.loss_after - w.loss
-    # enough digits for the two losses to show the change, two beyond its first
-    shown = change and w.loss and math.isfinite(change) and math.isfinite(w.loss)
-    digits = max(DIGITS, math.ceil(math.log10(abs(w.loss) / abs(change))) + 2) if shown else DIGITS
+    before, after = number(w.loss), number(w.loss_after)
     return dict(
         E=n.E,  # the loss's letter
         sizes=sizes,
@@ -400,7 +453,10 @@ def latex_context(derivation: Derivation, numbers: dict, example: WorkedExample 
         inputs=_rows(inputs) + _rows(targets),  # the targets on rows of their own
         params=_rows(params),
         forward=_rows(forward),
-        loss=number(w.loss),
+        # a backward chain starts at T: its first step is computed from x_T and its initial state
+        backward_first=any(node_t != 1 for node_t in (_step_of(symbol) for symbol, _ in w.forward)),
+        largest=w.largest,
+        loss=before,
         name=w.name,
         param=name,
         # a scalar weight (seed 004's) is its own entry
@@ -409,15 +465,17 @@ def latex_context(derivation: Derivation, numbers: dict, example: WorkedExample 
         entry_row=w.index[0] + 1,
         entry_column=w.index[1] + 1,
         by_rows=n.row,
-        value=number(float(w.params[w.name][w.index])),
+        value=given(float(w.params[w.name][w.index])),
         gradient=number(g),
         difference=number(d),
-        eps=number(EPS),
-        eta=number(ex.eta),
-        step=rf"{number(ex.eta)} \cdot ({number(g)})" if g < 0 else rf"{number(ex.eta)} \cdot {number(g)}",
-        updated=number(w.updated),
-        loss_before=number(w.loss, digits),
-        loss_after=number(w.loss_after, digits),
+        eps=given(EPS),
+        eta=given(ex.eta),
+        step=rf"{given(ex.eta)} \cdot ({number(g)})" if g < 0 else rf"{given(ex.eta)} \cdot {number(g)}",
+        updated=given(w.updated),
+        loss_before=before,
+        loss_after=after,
+        # a small gradient's step changes the loss beyond the digits printed: the change alone is shown
+        unseen=before == after,
         change=number(change),
         estimate=number(-ex.eta * g * g),
         truncated=w.truncated,
