@@ -35,7 +35,7 @@ from rnngen.presets import lexicon_of
 from rnngen.printing.math import LATEX, MathPrinter, latex, text
 from rnngen.program import gradient_symbol, relative, step_template
 from rnngen.seed_notes import seed_notes
-from rnngen.shapes import path_factor_shapes, shape_rows, three_index_sentence
+from rnngen.shapes import other_deltas, path_factor_shapes, shape_rows, three_index_sentence
 from rnngen.spec import truncation_rule
 from rnngen.texwidth import EM, width
 from rnngen.unroll import n_h, n_y, parameters
@@ -565,6 +565,16 @@ def _number(value: float) -> str:
     return f"{value:.4g}"
 
 
+def gamma_sup(n: Notation) -> str:
+    """``\\sup_x |\\tanh'(x)|``: gamma with the hidden activation named (the seed's name where it has one)."""
+    hidden = n.lexicon.function(n.spec.hidden_key) or elementwise(n.spec.hidden_key).latex
+    f = hidden.format("x")
+    head = f.removesuffix("(x)")
+    # a prime only on a function's plain name (tanh', g'); lrelu'(x) would read as the slope at an output
+    slope = head + "'(x)" if re.fullmatch(r"\\?[A-Za-z]+", head) else rf"\tfrac{{d}}{{dx}} {f}"
+    return rf"\sup_x |{slope}|"
+
+
 def gamma_sentence(spec) -> str:
     """What ``gamma = sup |f'|`` is for this network's hidden activation."""
     rule = elementwise(spec.hidden_key)
@@ -580,8 +590,16 @@ def gamma_sentence(spec) -> str:
 def loss_row(n: Notation) -> tuple:
     """The legend's row of the loss and its terms (many-to-one: one term, at the last step)."""
     if n.spec.mapping == "many-to-one":
+        if n.E == n.loss(n.spec.T):  # one letter for the loss and its one term: list it once
+            return (f"${n.E}$", "the loss (one term, at the last step)")
         return (f"${n.E},\\ {n.loss(n.spec.T)}$", "the loss, which is its one term, at the last step")
     return (f"${n.E},\\ {n.loss('t')}$", "the loss, and its term at step $t$")
+
+
+def other_deltas_row(n: Notation, derivation: Derivation) -> tuple:
+    """The legend's row of the deltas but the state's: ``δz_t, δo_t`` -- the same for ``z_t, o_t``."""
+    deltas, values = zip(*other_deltas(n, derivation), strict=True)
+    return ("$" + ",\\ ".join(deltas) + "$", "the same for " + ", ".join(f"${v}$" for v in values))
 
 
 def _legend(n: Notation, derivation: Derivation) -> list:
@@ -599,9 +617,16 @@ def _legend(n: Notation, derivation: Derivation) -> list:
     }
     vec = "row" if n.row else "column"
     rows = [
-        (f"${n.step('x', 't')},\\ {n.step('y', 't')}$", f"input and target at step $t$ ({vec} vectors)"),
+        (
+            (f"${n.step('x', 't')},\\ {n.step('y', 't')}$", f"input and target at step $t$ ({vec} vectors)")
+            if spec.mapping != "many-to-one"
+            else (
+                f"${n.step('x', 't')},\\ {n.step('y', spec.T)}$",
+                f"input at step $t$ and the target, at the last step only ({vec} vectors)",
+            )
+        ),
         (f"${n.step('z', 't')},\\ {n.step('h', 't')}$", "pre-activation and hidden state"),
-        (f"${n.step('h', 0)}$", "the initial state, a parameter (zeros by default)"),
+        (f"${n.step('h', 0)}$", "the initial state, a parameter (zero in the worked example)"),
         (f"${n.step('o', 't')},\\ {n.step('yhat', 't')}$", "output pre-activation and prediction"),
         loss_row(n),
     ]
@@ -611,14 +636,23 @@ def _legend(n: Notation, derivation: Derivation) -> list:
     rows += [
         (
             f"${n.step('dh', 't')}$",
-            f"$\\partial {n.E} / \\partial {n.step('h', 't')}$, the gradient of the loss at a value (a {vec} like it)",
+            (
+                f"$\\partial {n.E} / \\partial {n.step('h', 't')}$, the gradient of the loss with respect to "
+                f"${n.step('h', 't')}$, a row"
+            )
+            if n.row
+            else (
+                f"$(\\partial {n.E} / \\partial {n.step('h', 't')})^{{\\top}}$, the gradient of the loss with "
+                f"respect to ${n.step('h', 't')}$, a column"
+            ),
         ),
+        other_deltas_row(n, derivation),
         (f"${n.D('t')}$", f"$\\partial {n.step('h', 't')} / \\partial {n.step('z', 't')}$, a diagonal matrix"),
         (r"$\partial^{+}$", "the immediate derivative: the earlier states held fixed"),
         ("$p$", "any one parameter, in a formula that holds for each"),
         (r"$\operatorname{diag}(v)$", "the diagonal matrix with the entries of $v$ on its diagonal"),
         (r"$I,\ \delta_{ij}$", "the identity matrix, and its entries (1 where $i = j$, else 0)"),
-        (r"$\gamma$", "the largest slope of the hidden activation, $\\sup_x |f'(x)|$"),
+        (r"$\gamma$", f"the largest slope of the hidden activation, ${gamma_sup(n)}$"),
         ("$\\odot,\\ \\oslash$", "entrywise product and quotient"),
         ("$\\mathbf{1}$", "a vector of ones; a product with it sums entries"),
     ]
@@ -708,12 +742,14 @@ def latex_context(derivation: Derivation, formulas: list, numbering: Numbering, 
         recursive=recursive,
         summary_intro=(
             "The gradient of every parameter collects its deltas over time, and the deltas run backward"
-            " from the loss (the numbers are those of the equations above):"
+            " from the loss (equation numbers as above):"
         ),
         summary=[*recursive["rows"], *((f"delta-{name}", line) for name, line in recursive["gradients"].items())],
         gamma=gamma_sentence(spec),
+        gamma_sup=gamma_sup(n),
         formulas=[f for f in formulas if not f.trivial],
         slopes=_slopes(n, formulas),
+        appendix_terms=appendix_terms(n, [f for f in formulas if not f.trivial]),
         seed=seed_context(spec),
         eq=numbering.tag,
     )
@@ -744,6 +780,27 @@ def _slopes(n: Notation, formulas: list) -> dict | None:
         return None
     T = n.spec.T
     return {"step": n.step("fprime", "t"), "stacked": n.printer.step("fprime", 1, T), "last": n.D(T)}
+
+
+def appendix_terms(n: Notation, formulas: list) -> list:
+    """Sentences that define what the code's formulas use and the legend does not: a stacked delta
+    (``\\Delta^{z}_{1:T}``) and a function such as softplus that the loss's stable form calls."""
+    T = n.spec.T
+    code = " ".join(f.latex for f in formulas)
+    side = "stacked one above the other" if n.row else "side by side"
+    out = []
+    for key in ("dz", "dh", "do", "dyhat"):
+        stacked = n.printer.step(key, 1, T)
+        if stacked in code and n.step(key, 1) != n.step(key, T):  # not a many-to-one output's one delta
+            out.append(f"${stacked}$ holds ${n.step(key, 1)}, \\dots, {n.step(key, T)}$ {side}.")
+    if re.search(r"\\mathbf\{1\}(?:\^\{\\top\})? [-+] ", code):  # the code's 1 - H_{1:T} broadcasts
+        out.append(r"In a sum, $\mathbf{1}$ stands for ones of the other term's shape.")
+    for rule in ELEMENTWISE.values():
+        head = rule.latex.format("").removesuffix("()")
+        defined = rule.name in (n.spec.hidden, n.spec.output)  # the legend defines the network's activations
+        if rule.definition and not defined and head.startswith("\\operatorname") and head + "(" in code:
+            out.append(f"Here ${rule.definition}$.")
+    return out
 
 
 def _sides(equation: str) -> tuple:

@@ -101,6 +101,14 @@ def _tanh_prime(h):
     return 1 - h * h
 
 
+def _immediate(who: str, written: str, marked: str) -> str:
+    """The sentence that a seed's unmarked derivative in a sum over paths is the immediate one."""
+    return (
+        rf"{who} ${written}$ is the immediate derivative ${marked}$; read as the total one, the sum counts "
+        r"every longer path again."
+    )
+
+
 # --- seed 000 ---------------------------------------------------------------------------------------
 
 
@@ -136,7 +144,7 @@ def _seed000(spec) -> dict:
         f, tg = forward(spec, p, x), _targets(spec, y)
         return sum(-(tg[t] * np.log(f["Y"][t])).sum() for t in range(1, T + 1))
 
-    prod = r"\Bigl(\prod_{j=t}^{i+1} D^{j} U^{\top}\Bigr) D^{i}"
+    prod = r"\Bigl(\prod_{j=i+1}^{t} D^{j} U^{\top}\Bigr) D^{i}"
     assembled = [
         SeedFormula(
             r"\frac{\partial E}{\partial V} = \sum_{t=1}^{T} \frac{\partial E^{t}}{\partial y^{t}} "
@@ -159,11 +167,14 @@ def _seed000(spec) -> dict:
         ),
     ]
     intro = (
-        r"The slides' compact sums, $\partial E^{t} / \partial U = \sum_{i=1}^{t} \frac{\partial E^{t}}"
-        r"{\partial y^{t}} \frac{\partial y^{t}}{\partial h^{t}} \frac{\partial h^{t}}{\partial h^{i}} "
-        r"\frac{\partial h^{i}}{\partial U}$ and the same for $W$, with every Jacobian written out "
-        r"($D^{j} = \operatorname{diag}(\mathbf{1}^{\top} - h^{j} \odot h^{j})$, the product's latest step "
-        r"on the left) and summed over the loss terms:"
+        r"The slides write a row with an overbar: their $\bar{h}^{t\,T}$ is our row $h^{t}$. Their compact sums, "
+        r"$\partial E^{t} / \partial U = \sum_{i=1}^{t} \frac{\partial E^{t}}{\partial y^{t}} "
+        r"\frac{\partial y^{t}}{\partial h^{t}} \frac{\partial h^{t}}{\partial h^{i}} "
+        r"\frac{\partial^{+} h^{i}}{\partial U}$ and the same for $W$, hold with the immediate derivative in the "
+        r"last factor: "
+        + _immediate(r"the slides'", r"\partial h^{i} / \partial U", r"\partial^{+} h^{i} / \partial U")
+        + r" With every Jacobian written out ($D^{j} = \operatorname{diag}(\mathbf{1}^{\top} - h^{j} \odot h^{j})$, "
+        r"the product's latest step on the left) and summed over the loss terms, they are:"
     )
     errata = []
     if T >= 3:
@@ -233,7 +244,7 @@ def _seed001(spec) -> dict:
         SeedFormula(rf"\nabla_{{b^{{1}}}} \mathcal{{L}} = \sum_{{t=1}}^{{T}} {nz2}", "c", grad("c")),
         SeedFormula(
             rf"{nh1} = {{W^{{1}}}}^{{\top}} {nz2} + {{W^{{11}}}}^{{\top}} \nabla_{{z^{{1,t+1}}}} \mathcal{{L}}, "
-            rf"\qquad {nz1} = {nh1} \odot \bigl(\mathbf{{1}} - h^{{1,t}} \odot h^{{1,t}}\bigr)",
+            rf"\qquad {nz1} = D^{{t}}\, {nh1}",
         ),
         SeedFormula(
             rf"\nabla_{{W^{{11}}}} \mathcal{{L}} = \sum_{{t=1}}^{{T}} {nz1}\, {{h^{{1,t-1}}}}^{{\top}}",
@@ -246,24 +257,27 @@ def _seed001(spec) -> dict:
         SeedFormula(rf"\nabla_{{b^{{0}}}} \mathcal{{L}} = \sum_{{t=1}}^{{T}} {nz1}", "b", grad("b")),
     ]
     intro = (
-        r"The lecture's five gradients, (1) to (5) on its slides, each a sum over time of the "
-        r"gradient at a pre-activation times what the weight multiplies there (its formula (1), "
-        r"$\nabla_{W^{l-1}} \mathcal{L} = \sum_t (\nabla_{z^{l,t}} \mathcal{L}) (h^{l-1,t})^{\top}$), "
-        r"with the gradients as columns; the second term of $" + nh1 + r"$ is absent at $t = T$:"
+        r"The slides' formulas (1) to (5), the five gradients, each a sum over time of the "
+        r"gradient at a pre-activation times what the weight multiplies there, as the slides' formula (1) "
+        r"says: $\nabla_{W^{l-1}} \mathcal{L} = \sum_t (\nabla_{z^{l,t}} \mathcal{L}) (h^{l-1,t})^{\top}$. "
+        r"The slides write a gradient such as $" + nz2 + r"$ as a row ($1 \times n_y$); here it is the column of the "
+        r"same entries, so that it has the shape of its value. The second term of $" + nh1 + r"$ is absent at "
+        r"$t = T$:"
     )
     errata = [
         Erratum(
             rf"The slides' ${nz1} = {nh1}\, \nabla_{{z^{{1,t}}}} h^{{1,t}} = {nh1}$ drops the Jacobian of $\tanh$, "
-            r"which is diagonal, not the identity:",
-            SeedFormula(
-                rf"{nz1} = {nh1} \odot \bigl(\mathbf{{1}} - h^{{1,t}} \odot h^{{1,t}}\bigr), \qquad "
-                rf"\nabla_{{W^{{0}}}} \mathcal{{L}} = \sum_{{t=1}}^{{T}} {nz1}\, {{h^{{0,t}}}}^{{\top}}.",
+            r"which is diagonal, not the identity; with it, entry by entry, the gradient of $W^{0}$ is",
+            SeedFormula(  # (38) with the delta written out: where the Jacobian enters, not (38) again
+                rf"\nabla_{{W^{{0}}}} \mathcal{{L}} = \sum_{{t=1}}^{{T}} \Bigl({nh1} \odot \bigl(\mathbf{{1}} - "
+                r"h^{1,t} \odot h^{1,t}\bigr)\Bigr)\, {h^{0,t}}^{\top}.",
                 "W0",
                 grad("W0"),
             ),
-            r"Without it every gradient of $W^{0}$, $W^{11}$ and $b^{0}$ is wrong: each term is too large by "
-            r"$1 / (1 - (h^{1,t}_i)^2) \ge 1$ at every step it crosses, largest where the units saturate, so the "
-            r"vanishing of the gradient that the lecture explains is missing from its own formula.",
+            r"Without it every gradient of $W^{0}$, $W^{11}$ and $b^{0}$ is wrong: the slides' delta at "
+            r"$z^{1,t}$ lacks the factor $1 - (h^{1,t})^2$ entry by entry, so it is too large where the units "
+            r"saturate; through the earlier steps the errors mix and compound, and the vanishing of the gradient "
+            r"that the lecture explains is missing from its own formula.",
             grad("W0", jacobian=False),
         ),
         Erratum(
@@ -279,7 +293,7 @@ def _seed001(spec) -> dict:
             r"One slide writes $z^{1} = W^{0} h^{0} + b^{0} + W^{1} h^{1,t-1}$ and ties exploding gradients to "
             r"the eigenvalues of $W^{1}$, the output weights; the recurrent weights are $W^{11}$:",
             SeedFormula(r"z^{1,t} = W^{0} h^{0,t} + W^{11} h^{1,t-1} + b^{0}."),
-            r"The eigenvalues of $W^{1}$ ($K \times M$, not even square when $K \ne M$) say nothing about "
+            r"The eigenvalues of $W^{1}$ ($n_y \times n_h$, not even square when $n_y \ne n_h$) say nothing about "
             r"exploding gradients; the bound of the section on vanishing and exploding gradients is on "
             r"$\| W^{11} \|$.",
         ),
@@ -326,8 +340,7 @@ def _seed002(spec) -> dict:
         SeedFormula(
             rf"\frac{{\partial E_{{{T}}}}}{{\partial V}} = \frac{{\partial E_{{{T}}}}}{{\partial \hat{{y}}_{{{T}}}}} "
             rf"\frac{{\partial \hat{{y}}_{{{T}}}}}{{\partial z_{{{T}}}}} \frac{{\partial z_{{{T}}}}}{{\partial V}} "
-            rf"= \bigl(\hat{{y}}_{{{T}}} - y_{{{T}}}\bigr) \otimes h_{{{T}}} "
-            rf"= \bigl(\hat{{y}}_{{{T}}} - y_{{{T}}}\bigr) h_{{{T}}}^{{\top}}",
+            rf"= \bigl(\hat{{y}}_{{{T}}} - y_{{{T}}}\bigr) \otimes h_{{{T}}}",
             "V_last",
             grad_V_last,
         ),
@@ -359,23 +372,25 @@ def _seed002(spec) -> dict:
     ]
     intro = (
         r"The notes' gradients, the sum over $k$ written out with $D_{j} = \operatorname{diag}(\mathbf{1} - "
-        r"h_{j} \odot h_{j})$ (the product's earliest step on the left), and the stacked form of the step, "
-        r"one matrix on $[h_{t-1}; x_{t}]$:"
+        r"h_{j} \odot h_{j})$ (a column gradient: the product's earliest step on the left), and the stacked "
+        r"form of the step, one matrix on $[h_{t-1}; x_{t}]$. "
+        + _immediate(r"The notes'", r"\partial h_{k} / \partial W", r"\partial^{+} h_{k} / \partial W")
+        + r" Here it carries the plus:"
     )
     errata = [
         Erratum(
             r"The notes write $y_{t} = \operatorname{softmax}(V h_{t})$ and then $E_{t}(y_{t}, \hat{y}_{t}) = "
-            r"-y_{t} \ln \hat{y}_{t}$ with $y_{t}$ the target; the prediction is",
+            r"-y_{t} \log \hat{y}_{t}$ (their $\ln$) with $y_{t}$ the target; the prediction is",
             SeedFormula(
                 r"\hat{y}_{t} = \operatorname{softmax}(V h_{t}).",
                 f"yhat:{T}",
                 lambda p, x, y: forward(spec, p, x)["Y"][T],
             ),
-            r"With one letter for both, $E_{t} = -y_{t} \ln y_{t}$ compares the prediction with itself: it is "
+            r"With one letter for both, $E_{t} = -y_{t} \log y_{t}$ compares the prediction with itself: it is "
             r"the prediction's entropy, whatever the target.",
         ),
         Erratum(
-            r"The notes write $\partial E_{3} / \partial V = (G_{3} - y_{3}) \otimes h_{3}$ and call it "
+            r"The notes write $\partial E_{3} / \partial V = (\hat{y}_{3} - y_{3}) \otimes h_{3}$ and call it "
             r"an inner product; it is the outer product of $\hat{y}_{3} - y_{3}$ and $h_{3}$:",
             SeedFormula(
                 rf"\frac{{\partial E_{{{T}}}}}{{\partial V}} = \bigl(\hat{{y}}_{{{T}}} - y_{{{T}}}\bigr) "
@@ -467,11 +482,19 @@ def _seed003(spec) -> dict:
     )
     errata = [
         Erratum(
-            r"We found no error in these slides; their one shorthand, the product $(\hat{y} - y) \cdot V \cdot "
-            r"g'(z_{3})$ written in the order of scalars, reads for vectors as",
+            r"We found no error in these slides, only two shorthands written in the order of scalars. The "
+            r"product $(\hat{y} - y) \cdot V \cdot g'(z_{3})$ reads for vectors as",
             SeedFormula(r"(\hat{y} - y)^{\top} V \operatorname{diag}\bigl(g'(z_{3})\bigr)."),
-            r"Taken as a product of matrices in that order it is defined only when $n_y = n_h = 1$.",
-        )
+            r"As written it is defined only for $n_y = 1$, and with $g'$ a vector it then gives a number where a "
+            r"row is needed.",
+        ),
+        Erratum(
+            rf"Their $\partial L / \partial V = (\hat{{y}} - y) \cdot (H_{{{T}}})$ is, for vectors, an outer "
+            r"product:",
+            SeedFormula(rf"\frac{{\partial L}}{{\partial V}} = (\hat{{y}} - y)\, H_{{{T}}}^{{\top}}.", "V", grad_V),
+            r"Read as a dot product it would be one number, defined only when $n_y = n_h$, not a matrix of the "
+            r"shape of $V$ ($n_y \times n_h$).",
+        ),
     ]
     return dict(intro=intro, assembled=assembled, errata=errata)
 
@@ -544,23 +567,27 @@ def _seed004(spec) -> dict:
         ),
     ]
     intro = (
-        r"The slides' gradients, with every factor a number ($\partial \hat{y} / \partial " + last + r" = "
-        r"\hat{y}(1 - \hat{y})\, w_{o}$, $\partial O_{m} / \partial O_{m-1} = (1 - O_{m}^{2})\, w_{h}$), and the "
-        r"gradient-descent step with learning rate $\eta$:"
+        # the parentheses in braces: TeX breaks no line inside a math group
+        r"The slides' gradients and the gradient-descent step with learning rate $\eta$, every factor a number: "
+        r"$\partial \hat{y} / \partial " + last + r" = \hat{y}{(1 - \hat{y})}\, w_{o}$ and "
+        r"$\partial O_{m} / \partial O_{m-1} = {(1 - O_{m}^{2})}\, w_{h}$. "
+        + _immediate(r"The slides'", r"\partial O_{j} / \partial w", r"\partial^{+} O_{j} / \partial w")
+        + r" Here it carries the plus:"
     )
     errata = [
         Erratum(
             r"The slide's $\partial \hat{y} / \partial w_{o} = \sigma(1 - \sigma)$ drops the factor "
             rf"${last}$ of $\hat{{y}} = \sigma({last} w_{{o}})$:",
             SeedFormula(rf"\frac{{\partial L}}{{\partial w_{{o}}}} = (\hat{{y}} - y)\, {last}.", "w_o", grad_wo),
-            rf"With the slide's formula, $\partial L / \partial w_{{o}} = \hat{{y}} - y$, the update of $w_{{o}}$ has "
-            rf"the wrong sign whenever ${last} < 0$, and the wrong size, by the factor $1 / |{last}|$, otherwise.",
+            rf"With the slide's formula, $\partial L / \partial w_{{o}} = \hat{{y}} - y$, the gradient of $w_{{o}}$ "
+            rf"is too large by the factor $1 / |{last}| > 1$ always (${last}$ is a $\tanh$), and the update has "
+            rf"the wrong sign whenever ${last} < 0$.",
             slide_wo,
         ),
         Erratum(
             r"The second term of $\partial L / \partial w_{h}$ writes $\frac{\partial \hat{y}}{\partial o_{2}} "
-            r"\times \frac{\partial o_{2}}{\partial o_{3}} \times \frac{\partial o_{3}}{\partial w_{h}}$, its steps "
-            r"swapped; the path through $O_{2}$ is",
+            r"\times \frac{\partial o_{2}}{\partial o_{3}} \times \frac{\partial o_{3}}{\partial w_{h}}$ (the "
+            r"slides write $o_{t}$ for $O_{t}$ in their gradients), its steps swapped; the path through $O_{2}$ is",
             SeedFormula(
                 r"\frac{\partial L}{\partial \hat{y}} \times \frac{\partial \hat{y}}{\partial O_{3}} \times "
                 r"\frac{\partial O_{3}}{\partial O_{2}} \times \frac{\partial^{+} O_{2}}{\partial w_{h}}."
@@ -569,8 +596,9 @@ def _seed004(spec) -> dict:
             r"w_{h}$ loses the path through $O_{2}$.",
         ),
         Erratum(
-            r"Each $x_{t}$ is a one-hot row of the three words, so $w_{i}$ is a column of three weights, one per "
-            r"word, not a number:",
+            r"The slides' table writes $x_{it}$ for word $t$ of sentence $i$; here $x_{t}$ holds step $t$ of all "
+            r"three sentences, one row per sentence. Each row is a one-hot row of the three words, so $w_{i}$ is a "
+            r"column of three weights, one per word, not a number:",
             SeedFormula(
                 r"x_{t} w_{i} = (w_{i})_{k} \quad \text{for the word } k \text{ at step } t, \qquad "
                 r"\frac{\partial L}{\partial w_{i}} \text{ is } 3 \times 1."

@@ -52,6 +52,34 @@ def _delta(n: Notation, key: str) -> str:
     return n.step(key, "t") if f.age is None else n.aged_step(replace(f, age=None).key, "a", "t")
 
 
+def _deltas(n: Notation, derivation) -> list:
+    """``(symbol, shape)`` of every delta, in the order of their values in the forward pass."""
+    from rnngen.document import forward_families  # document.py imports this module
+
+    graph = derivation.graph
+    order = [*graph.inputs, *forward_families(graph)]
+    adjoints = _first_steps(derivation.adjoints)  # in the sweep's order: list them as their values are
+    ranked = sorted(
+        adjoints, key=lambda k: order.index(family(k).value.key) if family(k).value.key in order else len(order)
+    )
+    return [(_delta(n, key), dims(n, adjoints[key])) for key in ranked]
+
+
+def other_deltas(n: Notation, derivation) -> list:
+    """``(delta, value)`` symbols of every delta but the state's (``δh_t``, which the legend defines), each once,
+    in the order the table of shapes lists them."""
+    from rnngen.document import forward_families  # document.py imports this module
+
+    graph = derivation.graph
+    order = [*graph.inputs, *forward_families(graph)]
+    keys = sorted(
+        _first_steps(derivation.adjoints),
+        key=lambda k: order.index(family(k).value.key) if family(k).value.key in order else len(order),
+    )
+    pairs = {_delta(n, k): n.step(family(k).value.key, "t") for k in keys if family(k).value.key != "h"}
+    return list(pairs.items())
+
+
 def shape_rows(n: Notation, derivation, jacobians: tuple = ()) -> list:
     """``(shape, symbols)`` rows of the table: values, parameters, deltas, then ``jacobians``.
 
@@ -71,12 +99,7 @@ def shape_rows(n: Notation, derivation, jacobians: tuple = ()) -> list:
     for name, symbol in graph.params.items():
         column_math = net.params[name].math() if name in net.params else symbol  # W, or W^T stored
         params.append((n.latex(symbol), dims(n, column_math)))
-    order = [*graph.inputs, *forward]
-    adjoints = _first_steps(derivation.adjoints)  # in the sweep's order: list them as their values are
-    ranked = sorted(
-        adjoints, key=lambda k: order.index(family(k).value.key) if family(k).value.key in order else len(order)
-    )
-    deltas = [(_delta(n, key), dims(n, adjoints[key])) for key in ranked]
+    deltas = _deltas(n, derivation)
     stacked = graph.inputs["x"][0]
     values.append((n.printer.step("x", 1, "T"), dims(n, sp.MatrixSymbol("X", stacked.shape[0], sp.Symbol("T")))))
     rows = []

@@ -307,13 +307,23 @@ class MathPrinter(Printer):
                 parts.append(f" - {code}" if coeff < 0 else f" + {code}")
         return "".join(parts), ADD
 
+    def _between(self, factor, code: str) -> str:
+        """What follows a factor in a product: a thin space in LaTeX after a symbol spelled in several words (seed
+        001's gradient ``\\nabla_{z} \\mathcal{L}``), so that the next factor does not run into its last letter."""
+        if self.style is LATEX and isinstance(factor, MatrixSymbol) and " " in code:
+            return r"\, "
+        return self.style.times
+
     def _mul(self, coeff, factors, sub):
         shown = [f for f in factors if not (isinstance(f, OneMatrix) and A.B in f.shape and not self._stacked_context)]
         if not shown:
             shown = factors
         # a factor beside another or a number is wrapped: 2 (a + b), not 2 a + b
         at_least = MUL + 1 if len(shown) > 1 or coeff != 1 else ADD
-        code = self.style.times.join(self._wrap(sub(f), at_least) for f in shown)
+        codes = [self._wrap(sub(f), at_least) for f in shown]
+        code = codes[0]
+        for f, left, right in zip(shown, codes, codes[1:], strict=False):
+            code += self._between(f, left) + right
         if coeff == -1:
             return f"-{code}", MUL
         if coeff != 1:
