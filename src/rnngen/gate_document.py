@@ -23,7 +23,7 @@ from rnngen.cells import GATE, GATE_NAMES, gate_pre, gate_value
 from rnngen.document import Notation, aligned
 from rnngen.families import ParamName
 from rnngen.printing.math import latex
-from rnngen.program import relative
+from rnngen.program import relative, step_template
 from rnngen.unroll import candidate
 
 
@@ -36,6 +36,7 @@ class _Step:
         self.chain = self.net.chains[0]
         self.masked = derivation.spec.masked
         self.hidden = derivation.spec.hidden_key
+        self.adjoints = derivation.adjoints
 
     def sym(self, base: str, k: int = 0):
         """The value ``base`` of the chain at step t + k (a new state before the mask in a masked network)."""
@@ -141,6 +142,17 @@ def _gru(st: _Step, after: bool) -> dict:
     tag = (st.chain.tag_layer, st.chain.direction)
     b_hn = ParamName("b_hn", *tag).latex()
     delta = lambda base: st.n.step(st.chain.family(base, "adjoint").key, "t")  # noqa: E731
+    # the reset gate's delta, as the derivation has it, and as the other form would have it
+    dr_key = st.chain.family("gr", "adjoint").key
+    dzn = relative(st.chain.family("zn", "adjoint").key, 0, st.chain.size)
+    nodes = [v for v in st.adjoints if v.family == dr_key]
+    node = nodes[len(nodes) // 2]  # a step away from both ends
+    dr_here = step_template(node.expr, node.t)
+    dr_other = (
+        A.had(A.mul(A.transpose(W.math()), dzn), st.sym("h", -1))
+        if after
+        else rf"{st.tex(dzn)} \odot \left({st.tex(product)} + {b_hn}\right)"
+    )
     return dict(
         locals=[st.local(g) for g in st.net.cell.gates],
         products=products,
@@ -161,6 +173,13 @@ def _gru(st: _Step, after: bool) -> dict:
         dzhn=delta("zhn") if after else "",
         r_h=st.tex(A.had(st.sym("gr"), st.sym("h", -1))),
         b_hn=b_hn,
+        dr=delta("gr"),
+        dr_here=st.tex(dr_here),
+        dr_other=dr_other if isinstance(dr_other, str) else st.tex(dr_other),
+        reset_params=", ".join(
+            f"${st.tex(st.chain.params[role].symbol())}$" for role in ("input_r", "recurrent_r", "hidden_bias_r")
+            if role in st.chain.params
+        ),
     )
 
 
