@@ -25,9 +25,10 @@ def _section(tex: str, title: str) -> str:
 def _reset_deltas(tex: str) -> tuple:
     """``(here, other)``: the reset gate's delta as this document has it and as it says the other form has it."""
     two = " ".join(_section(tex, "The two forms of the GRU").split())
-    found = re.search(r"here \$(\\delta\^\{r\}_\{t\}) = (.*?)\$, in the other form \$\\delta\^\{r\}_\{t\} = (.*?)\$", two)
+    dr = r"\$\\delta\^\{r\}_\{t\} = (.*?)\$"
+    found = re.search(rf"here {dr}, in the other form {dr}", two)
     assert found, two
-    return found.group(2), found.group(3)
+    return found.group(1), found.group(2)
 
 
 def test_the_gru_forms_differ_in_the_reset_gates_delta_too():
@@ -46,3 +47,21 @@ def test_the_gru_forms_differ_in_the_reset_gates_delta_too():
         assert "Cho et al., 2014" in two and "the paper's final version" not in two
         assert "$U_{r}$, $W_{r}$, $b_{r}$" in two
     assert "$b_{hn}$ has no counterpart" in " ".join(_section(after, "The two forms of the GRU").split())
+
+
+@pytest.mark.parametrize(
+    "cell, hidden, slope, gamma",
+    [
+        ("lstm", "tanh", r"\mathbf{1} - h_{t} \odot h_{t}", r"\sup_x |\tanh'(x)| = 1"),
+        ("gru", "sigmoid", r"h_{t} \odot \left(\mathbf{1} - h_{t}\right)", r"\sup_x |\sigma'(x)| = 0.25"),
+    ],
+)
+def test_the_gates_are_compared_with_a_plain_rnn_the_text_defines(cell, hidden, slope, gamma):
+    """Review item 19: "An Elman cell", W and D_t were undefined where the gated documents compare with it;
+    the paragraph now writes the plain RNN's step, its D_t with its entries, and gamma's value."""
+    text = " ".join(_handout(cell=cell, hidden=hidden).split())
+    assert "Elman" not in text
+    step = rf"\{hidden}(U x_{{t}} + W h_{{t-1}} + b)" if hidden == "tanh" else rf"\sigma(U x_{{t}} + W h_{{t-1}} + b)"
+    assert f"A plain RNN with the same activation, $h_{{t}} = {step}$, has no such path" in text
+    assert rf"$D_{{t}} = \operatorname{{diag}}\bigl({slope}\bigr)$" in text
+    assert rf"$\gamma = {gamma}$" in text

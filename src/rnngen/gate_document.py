@@ -17,6 +17,8 @@ of the previous ones on every step: its document has the local Jacobians of the 
 
 from __future__ import annotations
 
+from sympy import MatrixSymbol
+
 from rnngen import algebra as A
 from rnngen.activations import elementwise
 from rnngen.cells import GATE, GATE_NAMES, gate_pre, gate_value
@@ -177,9 +179,26 @@ def _gru(st: _Step, after: bool) -> dict:
         dr_here=st.tex(dr_here),
         dr_other=dr_other if isinstance(dr_other, str) else st.tex(dr_other),
         reset_params=", ".join(
-            f"${st.tex(st.chain.params[role].symbol())}$" for role in ("input_r", "recurrent_r", "hidden_bias_r")
+            f"${st.tex(st.chain.params[role].symbol())}$"
+            for role in ("input_r", "recurrent_r", "hidden_bias_r")
             if role in st.chain.params
         ),
+    )
+
+
+def _plain(st: _Step) -> dict:
+    """The plain RNN the gates are compared with, with the cell's hidden activation: its step, ``D_t``'s
+    entries and the activation's largest slope ``gamma`` (column math, as the section's Jacobians)."""
+    rule = elementwise(st.hidden)
+    x, h, h_prev = st.n.step("x", "t"), st.n.step("h", "t"), st.n.step("h", "t-1")
+    pre = f"U {x} + W {h_prev} + b"
+    slope = rule.derivative(MatrixSymbol(rf"\left({pre}\right)", st.chain.size, 1), relative("h", 0, st.chain.size))
+    gamma = f"{rule.gamma:g}" if rule.gamma is not None and not rule.gamma_estimated else None
+    return dict(
+        step=f"{h} = {rule.latex.format(pre)}",
+        slope=rf"\operatorname{{diag}}\bigl({st.tex(slope)}\bigr)",
+        sup=rf"\sup_x |{rule.latex.format('x')}'|".replace("(x)'", "'(x)"),
+        gamma=gamma,
     )
 
 
@@ -199,5 +218,7 @@ def gate_context(derivation, where: str) -> dict | None:
         after=net.cell.name == "gru",
         where=where if len(net.chains) > 1 else "",
         masked=st.masked,
+        D=st.n.D("t"),  # an Elman cell's hidden Jacobian, as its document writes it, for the comparison
+        plain=_plain(st),
         gates=", ".join(names[:-1]) + " and " + names[-1],
     )
