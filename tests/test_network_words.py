@@ -61,7 +61,7 @@ def test_the_gates_are_compared_with_a_plain_rnn_the_text_defines(cell, hidden, 
     the paragraph now writes the plain RNN's step, its D_t with its entries, and gamma's value."""
     text = " ".join(_handout(cell=cell, hidden=hidden).split())
     assert "Elman" not in text
-    step = rf"\{hidden}(U x_{{t}} + W h_{{t-1}} + b)" if hidden == "tanh" else rf"\sigma(U x_{{t}} + W h_{{t-1}} + b)"
+    step = (r"\tanh" if hidden == "tanh" else r"\sigma") + r"(U x_{t} + W h_{t-1} + b)"
     assert f"A plain RNN with the same activation, $h_{{t}} = {step}$, has no such path" in text
     assert rf"$D_{{t}} = \operatorname{{diag}}\bigl({slope}\bigr)$" in text
     assert rf"$\gamma = {gamma}$" in text
