@@ -65,3 +65,13 @@ def test_the_gates_are_compared_with_a_plain_rnn_the_text_defines(cell, hidden, 
     assert f"A plain RNN with the same activation, $h_{{t}} = {step}$, has no such path" in text
     assert rf"$D_{{t}} = \operatorname{{diag}}\bigl({slope}\bigr)$" in text
     assert rf"$\gamma = {gamma}$" in text
+
+
+@pytest.mark.parametrize("spec", [dict(layers=2), dict(layers=2, bidirectional=True)], ids=["l2", "l2-bi"])
+def test_a_layered_document_speaks_of_no_lecture(spec):
+    """Review item 17: "the lecture's layer notation" and its gradient formula came mid-argument in a document
+    no lecture goes with; the text says the two arrows and the input weights' gradient in its own words."""
+    text = " ".join(_handout(**spec).split())
+    assert "lecture" not in text
+    assert r"\nabla" not in text
+    assert "one for each arrow out of the state of layer $l$ at step $t$" in text
