@@ -75,3 +75,22 @@ def test_a_layered_document_speaks_of_no_lecture(spec):
     assert "lecture" not in text
     assert r"\nabla" not in text
     assert "one for each arrow out of the state of layer $l$ at step $t$" in text
+
+
+def _numbers(tex: str) -> list:
+    return [int(n) for n in re.findall(r"\\tag\*?\{\(?(\d+)\)?\}", tex)]
+
+
+@pytest.mark.parametrize("spec", [dict(layers=2), dict(bidirectional=True), dict(cell="lstm"), dict(cell="gru")])
+def test_the_summary_restates_the_delta_recursion_too(spec):
+    """Review item 23: the summaries listed only the parameters' gradients; like the seed documents' they
+    restate the delta recursion, every numbered equation from the output's delta to the last gradient."""
+    tex = _handout(**spec)
+    summary = _section(tex + r"\section", "Summary")
+    body = tex[: tex.index(r"\section{Summary}")]
+    deltas = body[body.index(r"\section{The delta recursion") :]
+    deltas = deltas[: deltas.index(r"\frac{\partial E}{\partial")]  # the recursion, before the gradients
+    first, last = min(_numbers(deltas)), max(_numbers(body[: body.index(r"\section", body.index("collects"))]))
+    assert _numbers(summary) == list(range(first, last + 1))
+    if spec.get("bidirectional"):
+        assert "a backward chain's forward in time" in " ".join(summary.split())
