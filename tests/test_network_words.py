@@ -94,3 +94,23 @@ def test_the_summary_restates_the_delta_recursion_too(spec):
     assert _numbers(summary) == list(range(first, last + 1))
     if spec.get("bidirectional"):
         assert "a backward chain's forward in time" in " ".join(summary.split())
+
+
+@pytest.mark.parametrize(
+    "spec, reads",
+    [
+        (dict(cell="lstm"), "the hidden layer"),
+        (dict(cell="gru"), "the hidden layer"),
+        (dict(bidirectional=True), "the hidden layer's two chains"),
+        (dict(layers=2, cell="lstm"), "the top layer"),
+    ],
+)
+def test_a_one_layer_network_has_no_layer_above_or_top_layer(spec, reads):
+    """Review item 27: one-layer documents said "the layer above" and "the top layer"."""
+    text = " ".join(_handout(**spec).split())
+    assert f"The output layer reads {reads}" in text
+    if spec.get("layers", 1) == 1:
+        assert "top layer" not in text and "layer above" not in text
+    if spec.get("cell"):
+        state = "the layer above (above the top layer" if spec.get("layers", 1) > 1 else "the output layer read"
+        assert f"$h_{{t}}$ & the state, which the next step and {state}" in text

@@ -72,7 +72,7 @@ def _legend(n: Notation, derivation: Derivation) -> list:
     graph = derivation.graph
     if net.cell.gated:  # each letter of the step once, for every chain (its tag beside it)
         first = [family(k) for k in forward_families(graph) if _of_chain(family(k), net.chains[0])]
-        rows += _gate_legend(n, [Family(f.base) for f in first])  # without a chain's tag: the tag row says it
+        rows += _gate_legend(n, [Family(f.base) for f in first], net.layers)  # without a chain's tag: the tag row says it
     for chain in net.chains if not net.cell.gated else ():
         z, h = (n.step(base + chain.suffix, "t") for base in ("z", "h"))
         rows.append((f"${z},\\ {h}$", f"pre-activation and state of {_where(chain)}"))
@@ -124,11 +124,13 @@ _GATED_VALUES = {
     "cell": "the memory cell (the output bias $c$ has no step)",
     "cact": "the memory cell's activation, which the output gate scales",
     "zhn": "the candidate's recurrent part, which the reset gate scales",
-    "h": "the state, which the next step and the layer above read",
+    "h": "the state, which the next step and the output layer read",
 }
+#: The state's row in a network of several layers, where the layer above reads it (the top layer's: the output).
+_STACKED_STATE = "the state, which the next step and the layer above (above the top layer: the output layer) read"
 
 
-def _gate_legend(n: Notation, families: list) -> list:
+def _gate_legend(n: Notation, families: list, layers: int) -> list:
     """The rows of a gated cell's step: its gates in PyTorch's order, their pre-activations (z with the
     gate's letter below, whatever the gate's own letter is: the GRU's update gate is z), the other values."""
     gates = [f for f in families if f.base.startswith("g") and f.base[1:] in GATE_NAMES]
@@ -142,7 +144,8 @@ def _gate_legend(n: Notation, families: list) -> list:
             "their pre-activations: $z$ with the gate's letter below",
         ),
     ]
-    rows += [(f"${n.step(f.key, 't')}$", _GATED_VALUES[f.base]) for f in families if f.base in _GATED_VALUES]
+    meaning = dict(_GATED_VALUES, h=_STACKED_STATE) if layers > 1 else _GATED_VALUES
+    rows += [(f"${n.step(f.key, 't')}$", meaning[f.base]) for f in families if f.base in _GATED_VALUES]
     rows.append((r"$\sigma$", r"the gates' activation, the logistic sigmoid $1 / (1 + e^{-a})$"))
     return rows
 
