@@ -72,7 +72,8 @@ def _legend(n: Notation, derivation: Derivation) -> list:
     graph = derivation.graph
     if net.cell.gated:  # each letter of the step once, for every chain (its tag beside it)
         first = [family(k) for k in forward_families(graph) if _of_chain(family(k), net.chains[0])]
-        rows += _gate_legend(n, [Family(f.base) for f in first], net.layers)  # without a chain's tag: the tag row says it
+        # without a chain's tag: the tag row says it
+        rows += _gate_legend(n, [Family(f.base) for f in first], net.layers)
     for chain in net.chains if not net.cell.gated else ():
         z, h = (n.step(base + chain.suffix, "t") for base in ("z", "h"))
         rows.append((f"${z},\\ {h}$", f"pre-activation and state of {_where(chain)}"))
