@@ -114,3 +114,26 @@ def test_a_one_layer_network_has_no_layer_above_or_top_layer(spec, reads):
     if spec.get("cell"):
         state = "the layer above (above the top layer" if spec.get("layers", 1) > 1 else "the output layer read"
         assert f"$h_{{t}}$ & the state, which the next step and {state}" in text
+
+
+def _legend_symbols(tex: str) -> str:
+    start = tex.index(r"\section*{Notation}")
+    return "\n".join(line.split(" & ")[0] for line in tex[start : tex.index(r"\end{longtable}", start)].splitlines())
+
+
+@pytest.mark.parametrize(
+    "spec", [dict(layers=2), dict(bidirectional=True, notation="row"), dict(cell="lstm"), dict(cell="gru")]
+)
+def test_the_legend_lists_the_division_the_stacked_inputs_and_every_kind_of_delta(spec):
+    """Review item 18: the legends left out the entrywise division of the output's delta, the inputs side by
+    side that the shapes table lists, and every delta but the state's; each is a legend row now."""
+    tex = _handout(**spec)
+    legend = _legend_symbols(tex)
+    row = spec.get("notation") == "row"
+    assert r"\oslash" in tex[tex.index(r"\section{") :] and r"$\oslash$" in legend
+    assert (r"$X^{1:T}$" if row else r"$X_{1:T}$") in legend
+    for delta in ("o" if not spec.get("cell") else "s", r"\hat{y}"):
+        assert (rf"\delta^{{{delta},t}}" if row else rf"\delta^{{{delta}}}_{{t}}") in legend
+    if not spec.get("cell"):
+        assert r"\delta^{z(" in legend
+    assert "the gradient of the loss at a value" not in tex

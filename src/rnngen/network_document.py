@@ -58,9 +58,14 @@ def _where(chain) -> str:
     return layer + (", " + _DIRECTION[chain.direction] if chain.direction else "")
 
 
-def _legend(n: Notation, derivation: Derivation) -> list:
+def _legend(n: Notation, derivation: Derivation, equations: str = "", shapes: tuple = ()) -> list:
+    """The legend's rows; ``equations``: the text of the numbered equations and ``shapes``: the shapes
+    table's rows, so that an operator or a symbol they write (``\\oslash``, ``X_{1:T}``) is listed."""
     net = derivation.graph.network
     rows = [(f"${n.step('x', 't')},\\ {n.step('y', 't')}$", "input and target at step $t$")]
+    inputs = n.printer.step("x", 1, "T")  # the inputs side by side, which the shapes table lists
+    if any(inputs in symbols for _, symbols in shapes):
+        rows.append((f"${inputs}$", f"the inputs ${n.step('x', 1)}, \\dots, {n.printer.step('x', 'T')}$ side by side"))
     tags = []  # what a tag beside a symbol says
     if net.layers > 1:
         tags.append(("(l)", "layer $l$"))
@@ -101,23 +106,41 @@ def _legend(n: Notation, derivation: Derivation) -> list:
     h, dh = (n.step(key + net.chains[-1].suffix, "t") for key in ("h", "dh"))
     tau = derivation.spec.truncate
     if tau is None:
-        rows.append((f"${dh}$", f"$\\partial E / \\partial {h}$, the gradient of the loss at a value (a delta)"))
+        rows.append(
+            (f"${dh}$", f"$\\partial E / \\partial {h}$, the gradient of the loss with respect to ${h}$ (a delta)")
+        )
     else:  # not the derivative: its part over the kept paths (Section on truncated BPTT)
         dh_a = n.aged_step(net.chains[-1].family("h", "adjoint").key, "a", "t")
         rows.append((f"${dh}$", f"the part of $\\partial E / \\partial {h}$ that the truncation keeps (a delta)"))
         rows.append((f"${dh_a}$", f"its part whose paths crossed $a$ recurrent edges, its age $a \\le {tau - 1}$"))
         rows.append((r"$\tau$", f"the truncation horizon, {tau}: see the section on truncated BPTT before the deltas"))
+    others = [n.step(key, "t") for key in _other_deltas(derivation)]
+    rows.append(
+        ("$" + r",\ ".join(others) + "$", "the deltas of the other values, alike (each the gradient of the loss)")
+    )
     if immediate_and_total(n, derivation):  # the paragraph on the immediate derivative writes it with a plus
         rows.append((r"$\partial^{+}$", "the immediate derivative: the earlier states held fixed"))
     if net.cell.gated:  # the section on what the gates do writes their Jacobians and the Elman bound
         rows.append((r"$\operatorname{diag}(v)$", "the diagonal matrix with the entries of $v$ on its diagonal"))
         rows.append((r"$\gamma$", "an activation's largest slope, $\\sup_x |f'(x)|$"))
     rows.append(("$\\odot$", "entrywise product"))
+    if r"\oslash" in equations:
+        rows.append((r"$\oslash$", "entrywise division"))
     rows.append(("$\\mathbf{1}$", "a vector of ones; a product with it sums entries"))
     hidden = elementwise(derivation.spec.hidden_key)
     if hidden.definition:
         rows.append((f"${hidden.definition}$", "the hidden activation"))
     return rows
+
+
+def _other_deltas(derivation: Derivation) -> list:
+    """The adjoint families beside the state's that the legend names, at a generic step: the last chain's
+    pre-activation's (an Elman cell's ``z``), the output's pre-activation and prediction (``o``, ``yhat``)."""
+    chain = derivation.graph.network.chains[-1]
+    keys = [] if derivation.graph.network.cell.gated else [chain.family("z", "adjoint").key]
+    keys += ["do", "dyhat"]
+    present = {node.family for node in derivation.adjoints}
+    return [key for key in keys if key in present]
 
 
 #: What each value of a gated cell's step is, by its base (the gates' own: ``cells.GATE_NAMES``).
@@ -505,6 +528,8 @@ def network_context(derivation: Derivation, formulas: list, numbering: Numbering
     top = net.top
     loss = spec.loss_rule
     out_keys = [k for k in ("dyhat", "do") if any(node.family == k for node in derivation.adjoints)]
+    output_sweep, sweeps = _sweep_lines(n, derivation, out_keys), _chain_sweeps(n, derivation)
+    shapes = shape_rows(n, derivation)
     return dict(
         **common,
         row=n.row,
@@ -514,8 +539,8 @@ def network_context(derivation: Derivation, formulas: list, numbering: Numbering
         many_to_one=spec.mapping == "many-to-one",
         masked=spec.masked,
         m_t=n.step("m", "t"),
-        legend=_legend(n, derivation),
-        shapes=shape_rows(n, derivation),
+        legend=_legend(n, derivation, equations=str([output_sweep, sweeps]), shapes=shapes),
+        shapes=shapes,
         chains=chains,
         held_lines=_forward_lines(n, graph, [c.family("hlast").key for c in top], range(1, T + 1)),
         output_lines=_forward_lines(n, graph, ("o", "yhat"), spec.loss_steps),
@@ -528,9 +553,9 @@ def network_context(derivation: Derivation, formulas: list, numbering: Numbering
         E_t=n.loss("t"),
         E_T=n.loss(T),
         loss_latex=loss.latex.format(yhat_i=n.entry_of("yhat", "t"), y_i=n.entry_of("y", "t")),
-        output_sweep=_sweep_lines(n, derivation, out_keys),
+        output_sweep=output_sweep,
         output_split=_output_split(n, derivation),
-        sweeps=_chain_sweeps(n, derivation),
+        sweeps=sweeps,
         gradients=_gradient_lines(n, derivation),
         immediate_total=immediate_and_total(n, derivation),
         gradient_shapes=gradient_factor_shapes(n, derivation),
