@@ -137,3 +137,14 @@ def test_the_legend_lists_the_division_the_stacked_inputs_and_every_kind_of_delt
     if not spec.get("cell"):
         assert r"\delta^{z(" in legend
     assert "the gradient of the loss at a value" not in tex
+
+
+def test_the_legend_says_what_each_initial_state_and_bias_is():
+    """Review items 11, 28 and 38: c_0 was "initial state (zeros by default) of the hidden layer", like h_0;
+    a bias was a "hidden bias of the hidden layer"."""
+    legend = _handout(cell="lstm")
+    assert r"$c_{0}$ & initial memory cell of the hidden layer, $n_{h}$" in legend
+    assert r"$h_{0}$ & initial state of the hidden layer, $n_{h}$" in legend
+    assert r"$b_{f}$ & bias of the forget gate of the hidden layer, $n_{h}$" in legend
+    assert r"$b^{(2)}$ & bias of layer 2, $n_{h2}$" in _handout(layers=2)
+    assert "by default" not in legend and "hidden bias" not in legend

@@ -45,8 +45,9 @@ _ROLES = {
     "input": "input weights",
     "recurrent": "recurrent weights",
     "stacked": "stacked-vector weights",
-    "hidden_bias": "hidden bias",
-    "initial": "initial state (zeros by default)",
+    "hidden_bias": "bias",
+    "initial": "initial state",
+    "initial_cell": "initial memory cell",
     "output": "output weights",
     "output_bias": "output bias",
 }
@@ -98,7 +99,8 @@ def _legend(n: Notation, derivation: Derivation, equations: str = "", shapes: tu
         shape = " \\times ".join(size(d) for d in p.symbol().shape if d != 1)
         where = f" of {_where(net.chain(p.chain))}" if p.chain else ""
         symbol = n.latex(derivation.graph.params[name])
-        role = _ROLES[p.role] + (f" of the {GATE_NAMES[p.gate]}" if p.gate else "")
+        kind = p.role if p.state in ("", "h") else f"{p.role}_{p.state}"  # an initial state: which it starts
+        role = _ROLES[kind] + (f" of the {GATE_NAMES[p.gate]}" if p.gate else "")
         rows.append((f"${symbol}$", f"{role}{where}, ${shape}$"))
         if p.blocks:
             parts = ",\\ ".join(n.latex(p.block(part)) for part in p.parts)
