@@ -148,3 +148,16 @@ def test_the_legend_says_what_each_initial_state_and_bias_is():
     assert r"$b_{f}$ & bias of the forget gate of the hidden layer, $n_{h}$" in legend
     assert r"$b^{(2)}$ & bias of layer 2, $n_{h2}$" in _handout(layers=2)
     assert "by default" not in legend and "hidden bias" not in legend
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [dict(cell="gru"), dict(cell="gru", gru_reset="before"), dict(cell="lstm"), dict(bidirectional=True)],
+    ids=["gru", "gru-before", "lstm", "bi"],
+)
+def test_the_network_documents_name_no_library(spec):
+    """Review item 28: "PyTorch's order", the GRU's title "as PyTorch", "as PyTorch concatenates them"."""
+    tex = _handout(**spec)
+    assert "PyTorch" not in tex and "cuDNN" not in tex
+    if spec.get("cell") or spec.get("bidirectional"):
+        assert "most libraries" in " ".join(tex.split())

@@ -157,14 +157,15 @@ _STACKED_STATE = "the state, which the next step and the layer above (above the 
 
 
 def _gate_legend(n: Notation, families: list, layers: int) -> list:
-    """The rows of a gated cell's step: its gates in PyTorch's order, their pre-activations (z with the
-    gate's letter below, whatever the gate's own letter is: the GRU's update gate is z), the other values."""
+    """The rows of a gated cell's step: its gates in the order most libraries use (PyTorch's), their
+    pre-activations (z with the gate's letter below, whatever the gate's own letter is: the GRU's update
+    gate is z), the other values."""
     gates = [f for f in families if f.base.startswith("g") and f.base[1:] in GATE_NAMES]
     pres = [f for f in families if f.base.startswith("z") and f.base[1:] in GATE_NAMES and f.base not in _GATED_VALUES]
     names = [GATE_NAMES[f.base[1:]] for f in gates]
     listed = ", ".join(names[:-1]) + " and " + names[-1]
     rows = [
-        (r"$" + r",\ ".join(n.step(f.key, "t") for f in gates) + "$", f"the {listed} (PyTorch's order)"),
+        (r"$" + r",\ ".join(n.step(f.key, "t") for f in gates) + "$", f"the {listed}, in the order most libraries use"),
         (
             r"$" + r",\ \dots,\ ".join(n.step(f.key, "t") for f in (pres[0], pres[-1])) + "$",
             "their pre-activations: $z$ with the gate's letter below",
