@@ -161,3 +161,19 @@ def test_the_network_documents_name_no_library(spec):
     assert "PyTorch" not in tex and "cuDNN" not in tex
     if spec.get("cell") or spec.get("bidirectional"):
         assert "most libraries" in " ".join(tex.split())
+
+
+def _last_break(group: str) -> str:
+    """The line break before a displayed group's last line."""
+    return re.findall(r"\\\\\*?", group)[-1]
+
+
+@pytest.mark.parametrize("spec", [dict(cell="lstm"), dict(layers=2)], ids=["lstm", "l2"])
+def test_the_last_equation_of_the_summary_and_the_appendix_never_stands_alone_on_a_page(spec):
+    """Review item 30: the LSTM's full document ended with one equation alone on its last page; the long
+    groups that end a document (the summary, the appendix) forbid a break before their last line."""
+    tex = build(RNNSpec(T=5, **spec)).latex
+    summary = tex[tex.index(r"\section{Summary}") :]
+    appendix = tex[tex.index(r"\appendix") :]
+    for group in (summary[: summary.index(r"\end{align}")], appendix[: appendix.index(r"\end{align}")]):
+        assert group.count(r"\tag") > 2 and _last_break(group) == r"\\*"
