@@ -177,3 +177,12 @@ def test_the_last_equation_of_the_summary_and_the_appendix_never_stands_alone_on
     appendix = tex[tex.index(r"\appendix") :]
     for group in (summary[: summary.index(r"\end{align}")], appendix[: appendix.index(r"\end{align}")]):
         assert group.count(r"\tag") > 2 and _last_break(group) == r"\\*"
+
+
+def test_the_appendix_says_a_gated_cells_primed_symbols_hold_more_than_a_slope():
+    """Review item 31: "A primed symbol holds an activation's slope" was false for the LSTM's, which hold
+    the slope times the path's other factors (the forget gate's: the previous memory cells too)."""
+    tex = " ".join(build(RNNSpec(T=5, cell="lstm")).latex.split())
+    appendix = tex[tex.index(r"\appendix") :]
+    assert r"{\Sigma'_{f}}_{1:5} &= C_{0:4} \odot F_{1:5}" in appendix  # a factor besides the slope
+    assert "In a gated cell a primed symbol holds the whole entrywise factor" in appendix
