@@ -186,3 +186,15 @@ def test_the_appendix_says_a_gated_cells_primed_symbols_hold_more_than_a_slope()
     appendix = tex[tex.index(r"\appendix") :]
     assert r"{\Sigma'_{f}}_{1:5} &= C_{0:4} \odot F_{1:5}" in appendix  # a factor besides the slope
     assert "In a gated cell a primed symbol holds the whole entrywise factor" in appendix
+
+
+def test_the_shapes_tables_rule_ends_with_its_widest_row():
+    """Review item 33: the two-layer handout's rule under "shape & symbols" ran far past the columns (a
+    fixed-width column of 0.75 of the line); the column is as wide as its rows where they fit, and wraps
+    only where a row is wider than that."""
+    from rnngen.network_document import _shapes_columns
+
+    tex = _handout(layers=2)
+    assert "\\section*{Shapes}\n\\begin{longtable}[l]{ll}" in tex
+    long_row = ("$n_{h} \\times 1$", ", ".join([r"$\delta^{{z_{hn}}(2\mathrm{f})}_{t}$"] * 40))
+    assert _shapes_columns([long_row]) == r"lp{0.75\linewidth}"
