@@ -147,14 +147,14 @@ def _gru(st: _Step, after: bool) -> dict:
     # the reset gate's delta, as the derivation has it, and as the other form would have it
     dr_key = st.chain.family("gr", "adjoint").key
     dzn = relative(st.chain.family("zn", "adjoint").key, 0, st.chain.size)
-    nodes = [v for v in st.adjoints if v.family == dr_key]
-    node = nodes[len(nodes) // 2]  # a step away from both ends
-    dr_here = step_template(node.expr, node.t)
-    dr_other = (
-        A.had(A.mul(A.transpose(W.math()), dzn), st.sym("h", -1))
-        if after
-        else rf"{st.tex(dzn)} \odot \left({st.tex(product)} + {b_hn}\right)"
-    )
+    before_form = A.had(A.mul(A.transpose(W.math()), dzn), st.sym("h", -1))
+    nodes = [v for v in st.adjoints if v.family == dr_key]  # none where truncation splits it by ages
+    if nodes:
+        node = nodes[len(nodes) // 2]  # a step away from both ends
+        dr_here = step_template(node.expr, node.t)
+    else:
+        dr_here = A.had(dzn, st.sym("zhn")) if after else before_form
+    dr_other = before_form if after else rf"{st.tex(dzn)} \odot \left({st.tex(product)} + {b_hn}\right)"
     return dict(
         locals=[st.local(g) for g in st.net.cell.gates],
         products=products,
