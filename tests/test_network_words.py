@@ -38,9 +38,9 @@ def test_the_gru_forms_differ_in_the_reset_gates_delta_too():
     here_after, other_after = _reset_deltas(after)
     here_before, other_before = _reset_deltas(before)
     # the after form's delta reads the candidate's recurrent part; its forward equation says what that is
-    zhn = re.search(r"\{z_\{hn\}\}_\{t\} &= (.*?) \\tag|\{z_\{hn\}\}_\{t\} &= (.*?) \\nonumber", after)
+    zhn = re.search(r"\{a_\{hn\}\}_\{t\} &= (.*?) \\tag|\{a_\{hn\}\}_\{t\} &= (.*?) \\nonumber", after)
     definition = rf"\left({zhn.group(1) or zhn.group(2)}\right)"
-    assert other_after == here_before and other_before == here_after.replace("{z_{hn}}_{t}", definition)
+    assert other_after == here_before and other_before == here_after.replace("{a_{hn}}_{t}", definition)
     assert here_after != here_before
     for tex in (after, before):
         two = " ".join(_section(tex, "The two forms of the GRU").split())
@@ -196,5 +196,17 @@ def test_the_shapes_tables_rule_ends_with_its_widest_row():
 
     tex = _handout(layers=2)
     assert "\\section*{Shapes}\n\\begin{longtable}[l]{ll}" in tex
-    long_row = ("$n_{h} \\times 1$", ", ".join([r"$\delta^{{z_{hn}}(2\mathrm{f})}_{t}$"] * 40))
+    long_row = ("$n_{h} \\times 1$", ", ".join([r"$\delta^{{a_{hn}}(2\mathrm{f})}_{t}$"] * 40))
     assert _shapes_columns([long_row]) == r"lp{0.75\linewidth}"
+
+
+def test_the_grus_letter_z_is_the_update_gate_only():
+    """Review item 10: z was the update gate, every gate's pre-activation (z_r, z_z, z_n) and the candidate's
+    recurrent part (z_hn); the pre-activations are a with the gate's letter below now, in every printer."""
+    tex = _handout(cell="gru")
+    body = tex[tex.index(r"\begin{document}") :]
+    assert not re.search(r"z_\{(?:r|z|n|hn)", body)
+    for pre in ("r", "z", "n", "hn"):
+        assert rf"{{a_{{{pre}}}}}_{{t}}" in body
+    assert "their pre-activations: $a$ with the gate's letter below" in body
+    assert r"\delta^{z}_{t}" in body and r"\delta^{{a_{z}}}_{t}" in body  # the gate's delta, its pre-activation's

@@ -159,7 +159,7 @@ _STACKED_STATE = "the state, which the next step and the layer above (above the 
 
 def _gate_legend(n: Notation, families: list, layers: int) -> list:
     """The rows of a gated cell's step: its gates in the order most libraries use (PyTorch's), their
-    pre-activations (z with the gate's letter below, whatever the gate's own letter is: the GRU's update
+    pre-activations (a with the gate's letter below, whatever the gate's own letter is: the GRU's update
     gate is z), the other values."""
     gates = [f for f in families if f.base.startswith("g") and f.base[1:] in GATE_NAMES]
     pres = [f for f in families if f.base.startswith("z") and f.base[1:] in GATE_NAMES and f.base not in _GATED_VALUES]
@@ -169,7 +169,7 @@ def _gate_legend(n: Notation, families: list, layers: int) -> list:
         (r"$" + r",\ ".join(n.step(f.key, "t") for f in gates) + "$", f"the {listed}, in the order most libraries use"),
         (
             r"$" + r",\ \dots,\ ".join(n.step(f.key, "t") for f in (pres[0], pres[-1])) + "$",
-            "their pre-activations: $z$ with the gate's letter below",
+            "their pre-activations: $a$ with the gate's letter below",
         ),
     ]
     meaning = dict(_GATED_VALUES, h=_STACKED_STATE) if layers > 1 else _GATED_VALUES
