@@ -457,7 +457,7 @@ CHECKED = (
 @pytest.mark.parametrize("spec", CHECKED, ids=lambda s: s.name)
 def test_every_numbered_equation_of_a_gated_document_holds(spec):
     """``latex_reader.Checker`` reads the gates' letters (PyTorch's i, f, g, o and r, z, n, their
-    pre-activations {z_i}, the memory cell c_t beside the output bias c, its initial c_0, phi_t, {z_hn})
+    pre-activations {a_i}, the memory cell c_t beside the output bias c, its initial c_0, phi_t, {a_hn})
     and evaluates every numbered equation against central differences and the module."""
     _check(spec)
 
