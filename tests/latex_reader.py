@@ -80,9 +80,9 @@ class Letters:
 
     An Elman network's document writes ``z_t, h_t`` and the output's ``o_t``. A gated cell's writes
     its gates with PyTorch's letters, the LSTM's ``i, f, g, o`` and the GRU's ``r, z, n`` (their
-    pre-activations ``{z_{i}}_t``, their local Jacobians ``{\\sigma'_{i}}_t`` and ``{f'_{g}}_t``), the
+    pre-activations ``{a_{i}}_t``, their local Jacobians ``{\\sigma'_{i}}_t`` and ``{f'_{g}}_t``), the
     LSTM's memory cell ``c_t`` (its activation ``\\phi_t``; the output bias is ``c`` without a step)
-    and the GRU's ``{z_{hn}}_t``; its output pre-activation is ``s_t``. Keys are the reader's own:
+    and the GRU's ``{a_{hn}}_t``; its output pre-activation is ``s_t``. Keys are the reader's own:
     the output's is ``o`` in both, as the module's ``forward`` names it; a gate's value is ``g`` and
     its letter (``go``), its pre-activation ``z`` and the letter (``zo``), its Jacobian ``j`` and the letter.
     """
@@ -93,7 +93,7 @@ class Letters:
             self.symbol, self.bare = _SYMBOL, _BARE
             self.forward, self.optional, self.cell = FORWARD, OPTIONAL_FORWARD, ("z", "h")
             return
-        gate = r"\{[zZ]_\{[a-z]+\}\}"  # a gate's pre-activation, {z_{i}}, {Z_{hn}} stacked
+        gate = r"\{[aA]_\{[a-z]+\}\}"  # a gate's pre-activation, {a_{i}}, {A_{hn}} stacked
         self.symbol = re.compile(
             r"(?P<base>\\tilde\{\\(?:delta|Delta)\}|\\(?:delta|Delta)(?!_\{ij\})"
             rf"|\\tilde\{{{gate}\}}|{gate}|\{{\\(?:sigma|Sigma)'_\{{[a-z]+\}}\}}|\{{[fF]'_\{{[a-z]+\}}\}}"
@@ -115,7 +115,7 @@ class Letters:
                 if delta
                 else _FAMILY.get(spelled, spelled.lower() if spelled not in "DE" else spelled)
             )
-        m = re.fullmatch(r"(\\tilde\{)?\{[zZ]_\{([a-z]+)\}\}\}?", spelled)
+        m = re.fullmatch(r"(\\tilde\{)?\{[aA]_\{([a-z]+)\}\}\}?", spelled)
         if m:  # a gate's pre-activation, or (with the tilde) its part that reads no recurrence
             return ("pre_z" if m.group(1) else "z") + m.group(2)
         m = re.fullmatch(r"\{(?:\\sigma|\\Sigma|f|F)'_\{([a-z]+)\}\}", spelled)

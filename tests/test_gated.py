@@ -405,14 +405,14 @@ def _equations(tex: str, title: str) -> list:
     [
         (
             RNNSpec(T=3, cell="lstm"),
-            ["{z_{i}}_{t}", "i_{t}", "{z_{f}}_{t}", "f_{t}", "{z_{g}}_{t}", "g_{t}", "{z_{o}}_{t}", "o_{t}", "c_{t}"]
+            ["{a_{i}}_{t}", "i_{t}", "{a_{f}}_{t}", "f_{t}", "{a_{g}}_{t}", "g_{t}", "{a_{o}}_{t}", "o_{t}", "c_{t}"]
             + [r"\phi_{t}", "h_{t}"],
-            [r"\delta^{h}_{t}", r"\delta^{h}_{0}", r"\delta^{c}_{t}", r"\delta^{c}_{0}", r"\delta^{{z_{f}}}_{t}"],
+            [r"\delta^{h}_{t}", r"\delta^{h}_{0}", r"\delta^{c}_{t}", r"\delta^{c}_{0}", r"\delta^{{a_{f}}}_{t}"],
         ),
         (
             RNNSpec(T=3, cell="gru"),
-            ["{z_{r}}_{t}", "r_{t}", "{z_{z}}_{t}", "z_{t}", "{z_{hn}}_{t}", "{z_{n}}_{t}", "n_{t}", "h_{t}"],
-            [r"\delta^{h}_{t}", r"\delta^{h}_{0}", r"\delta^{{z_{hn}}}_{t}", r"\delta^{{z_{r}}}_{t}"],
+            ["{a_{r}}_{t}", "r_{t}", "{a_{z}}_{t}", "z_{t}", "{a_{hn}}_{t}", "{a_{n}}_{t}", "n_{t}", "h_{t}"],
+            [r"\delta^{h}_{t}", r"\delta^{h}_{0}", r"\delta^{{a_{hn}}}_{t}", r"\delta^{{a_{r}}}_{t}"],
         ),
     ],
     ids=["lstm", "gru"],
@@ -457,7 +457,7 @@ CHECKED = (
 @pytest.mark.parametrize("spec", CHECKED, ids=lambda s: s.name)
 def test_every_numbered_equation_of_a_gated_document_holds(spec):
     """``latex_reader.Checker`` reads the gates' letters (PyTorch's i, f, g, o and r, z, n, their
-    pre-activations {z_i}, the memory cell c_t beside the output bias c, its initial c_0, phi_t, {z_hn})
+    pre-activations {a_i}, the memory cell c_t beside the output bias c, its initial c_0, phi_t, {a_hn})
     and evaluates every numbered equation against central differences and the module."""
     _check(spec)
 
@@ -473,9 +473,9 @@ WRONG = [
     (RNNSpec(T=3, cell="gru"), r"\left(\mathbf{1} - z_{t}\right) \odot n_{t} + z_{t} \odot h_{t-1}",
      r"z_{t} \odot n_{t} + \left(\mathbf{1} - z_{t}\right) \odot h_{t-1}"),
     (RNNSpec(T=3, cell="gru"), r"\delta^{h}_{t+1} \odot z_{t+1}", r"\delta^{h}_{t+1}"),  # the direct path's z
-    (RNNSpec(T=3, cell="gru"), r"r_{t} \odot {z_{hn}}_{t}", r"{z_{hn}}_{t}"),  # no reset gate
-    (RNNSpec(T=3, cell="gru", gru_reset="before"), r"\left(W_{n}^{\top} \delta^{{z_{n}}}_{t}\right) \odot h_{t-1}",
-     r"\left(W_{n}^{\top} \delta^{{z_{n}}}_{t}\right) \odot r_{t} \odot h_{t-1}"),
+    (RNNSpec(T=3, cell="gru"), r"r_{t} \odot {a_{hn}}_{t}", r"{a_{hn}}_{t}"),  # no reset gate
+    (RNNSpec(T=3, cell="gru", gru_reset="before"), r"\left(W_{n}^{\top} \delta^{{a_{n}}}_{t}\right) \odot h_{t-1}",
+     r"\left(W_{n}^{\top} \delta^{{a_{n}}}_{t}\right) \odot r_{t} \odot h_{t-1}"),
     # the teaching section: the direct path left out of the cell's Jacobian; the GRU's reset gate on the wrong side
     (RNNSpec(T=3, cell="lstm"), r"&= \operatorname{diag}(f_{t}) + \frac", r"&= \frac"),
     (RNNSpec(T=3, cell="gru"), r"&= \operatorname{diag}(z_{t}) + \frac", r"&= \frac"),

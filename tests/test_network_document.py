@@ -391,7 +391,7 @@ def test_each_parameter_carries_its_chains_tag_and_is_listed_once_with_its_shape
     listed = []
     for symbol, meaning in legend:
         m = re.fullmatch(
-            r"(?P<what>[a-z ]+ (?:weights|bias|state \(zeros by default\)))(?: of (?P<where>.+))?, \$(?P<shape>.+)\$",
+            r"(?P<what>(?:[a-z ]+ )?(?:weights|bias|state|memory cell))(?: of (?P<where>.+))?, \$(?P<shape>.+)\$",
             meaning,
         )
         if not m:

@@ -205,7 +205,7 @@ def _gru(after: bool) -> Cell:
             f"n_t = f(U_n x_t + b_n + {form}), h_t = (1 - z_t) ∘ n_t + z_t ∘ h_{{t-1}}"
         ),
         title="GRU cells (sigmoid gates; {hidden} candidate; the reset gate "
-        + ("after the recurrent product, as PyTorch" if after else "on the state before the recurrent product")
+        + ("after the recurrent product, as most libraries compute it" if after else "on the state before the product")
         + ")",
         carry=("h", "z"),
     )

@@ -44,7 +44,8 @@ _SPELLING = {
     # keyed so that none is another family's code name, whatever the chain's suffix (the output layer's
     # o, the GRU's z; fprime_f is the forward chain's fprime); the LSTM's memory cell ``cell`` (``c`` is
     # the output bias) and its activation ``cact``; the GRU's W_n h_{t-1} + b_hn, ``zhn``
-    **{f"z{g}": (f"{{z_{{{g}}}}}", f"{{Z_{{{g}}}}}", f"z_{g}", f"Z_{g}", f"jac_{g}") for g in _GATES},
+    # spelled a (a_r, a_z, a_n): z is the GRU's update gate
+    **{f"z{g}": (f"{{a_{{{g}}}}}", f"{{A_{{{g}}}}}", f"a_{g}", f"A_{g}", f"jac_{g}") for g in _GATES},
     **{f"g{g}": (g, g.upper(), g, g.upper(), "") for g in _GATES},
     **{
         f"jac_{g}": (f"{{{d}'_{{{g}}}}}", f"{{{D}'_{{{g}}}}}", f"{t}′_{g}", f"{T}′_{g}", "")
@@ -57,10 +58,10 @@ _SPELLING = {
     "jac_cell": ("{f'_{c}}", "{F'_{c}}", "f′_c", "F′_c", ""),
     "cellbar": (r"\bar{c}", r"\bar{C}", "c̄", "C̄", "jac_cell"),
     "cact": (r"\phi", r"\Phi", "φ", "Φ", ""),
-    "zhn": ("{z_{hn}}", "{Z_{hn}}", "z_hn", "Z_hn", ""),
+    "zhn": ("{a_{hn}}", "{A_{hn}}", "a_hn", "A_hn", ""),
     # a gated cell's gates in one buffer, a storage decision of the module's (side_by_side.py) that no
     # document writes: spelled as the pre-activations stacked
-    "gates": ("{z_{*}}", "{Z_{*}}", "z_*", "Z_*", ""),
+    "gates": ("{a_{*}}", "{A_{*}}", "a_*", "A_*", ""),
 }
 #: A gated cell's documents write its gates with PyTorch's letters (the LSTM's i, f, g, o; the GRU's r, z, n),
 #: so there the output layer's pre-activation, o beside an Elman cell, is s (the scores): the letters that

@@ -17,13 +17,15 @@ of the previous ones on every step: its document has the local Jacobians of the 
 
 from __future__ import annotations
 
+from sympy import MatrixSymbol
+
 from rnngen import algebra as A
 from rnngen.activations import elementwise
 from rnngen.cells import GATE, GATE_NAMES, gate_pre, gate_value
 from rnngen.document import Notation, aligned
 from rnngen.families import ParamName
 from rnngen.printing.math import latex
-from rnngen.program import relative
+from rnngen.program import relative, step_template
 from rnngen.unroll import candidate
 
 
@@ -36,6 +38,7 @@ class _Step:
         self.chain = self.net.chains[0]
         self.masked = derivation.spec.masked
         self.hidden = derivation.spec.hidden_key
+        self.adjoints = derivation.adjoints
 
     def sym(self, base: str, k: int = 0):
         """The value ``base`` of the chain at step t + k (a new state before the mask in a masked network)."""
@@ -141,6 +144,17 @@ def _gru(st: _Step, after: bool) -> dict:
     tag = (st.chain.tag_layer, st.chain.direction)
     b_hn = ParamName("b_hn", *tag).latex()
     delta = lambda base: st.n.step(st.chain.family(base, "adjoint").key, "t")  # noqa: E731
+    # the reset gate's delta, as the derivation has it, and as the other form would have it
+    dr_key = st.chain.family("gr", "adjoint").key
+    dzn = relative(st.chain.family("zn", "adjoint").key, 0, st.chain.size)
+    before_form = A.had(A.mul(A.transpose(W.math()), dzn), st.sym("h", -1))
+    nodes = [v for v in st.adjoints if v.family == dr_key]  # none where truncation splits it by ages
+    if nodes:
+        node = nodes[len(nodes) // 2]  # a step away from both ends
+        dr_here = step_template(node.expr, node.t)
+    else:
+        dr_here = A.had(dzn, st.sym("zhn")) if after else before_form
+    dr_other = before_form if after else rf"{st.tex(dzn)} \odot \left({st.tex(product)} + {b_hn}\right)"
     return dict(
         locals=[st.local(g) for g in st.net.cell.gates],
         products=products,
@@ -161,6 +175,30 @@ def _gru(st: _Step, after: bool) -> dict:
         dzhn=delta("zhn") if after else "",
         r_h=st.tex(A.had(st.sym("gr"), st.sym("h", -1))),
         b_hn=b_hn,
+        dr=delta("gr"),
+        dr_here=st.tex(dr_here),
+        dr_other=dr_other if isinstance(dr_other, str) else st.tex(dr_other),
+        reset_params=", ".join(
+            f"${st.tex(st.chain.params[role].symbol())}$"
+            for role in ("input_r", "recurrent_r", "hidden_bias_r")
+            if role in st.chain.params
+        ),
+    )
+
+
+def _plain(st: _Step) -> dict:
+    """The plain RNN the gates are compared with, with the cell's hidden activation: its step, ``D_t``'s
+    entries and the activation's largest slope ``gamma`` (column math, as the section's Jacobians)."""
+    rule = elementwise(st.hidden)
+    x, h, h_prev = st.n.step("x", "t"), st.n.step("h", "t"), st.n.step("h", "t-1")
+    pre = f"U {x} + W {h_prev} + b"
+    slope = rule.derivative(MatrixSymbol(rf"\left({pre}\right)", st.chain.size, 1), relative("h", 0, st.chain.size))
+    gamma = f"{rule.gamma:g}" if rule.gamma is not None and not rule.gamma_estimated else None
+    return dict(
+        step=f"{h} = {rule.latex.format(pre)}",
+        slope=rf"\operatorname{{diag}}\bigl({st.tex(slope)}\bigr)",
+        sup=rf"\sup_x |{rule.latex.format('x')}'|".replace("(x)'", "'(x)"),
+        gamma=gamma,
     )
 
 
@@ -181,5 +219,6 @@ def gate_context(derivation, where: str) -> dict | None:
         where=where if len(net.chains) > 1 else "",
         masked=st.masked,
         D=st.n.D("t"),  # an Elman cell's hidden Jacobian, as its document writes it, for the comparison
+        plain=_plain(st),
         gates=", ".join(names[:-1]) + " and " + names[-1],
     )

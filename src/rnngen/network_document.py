@@ -12,6 +12,7 @@ ways: block by block, as the derivation has it, and as one matrix on the stacked
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 from sympy import HadamardProduct, MatAdd, MatMul, Transpose
@@ -49,15 +50,16 @@ from rnngen.network import Block
 from rnngen.printing.math import param_latex
 from rnngen.program import gradient_symbol, relative, state_key, step_template
 from rnngen.shapes import gradient_factor_shapes, shape_rows, size
-from rnngen.texwidth import width
+from rnngen.texwidth import TEXT, width
 from rnngen.unroll import candidate
 
 _ROLES = {
     "input": "input weights",
     "recurrent": "recurrent weights",
     "stacked": "stacked-vector weights",
-    "hidden_bias": "hidden bias",
-    "initial": "initial state (zeros by default)",
+    "hidden_bias": "bias",
+    "initial": "initial state",
+    "initial_cell": "initial memory cell",
     "output": "output weights",
     "output_bias": "output bias",
 }
@@ -69,9 +71,14 @@ def _where(chain) -> str:
     return layer + (", " + _DIRECTION[chain.direction] if chain.direction else "")
 
 
-def _legend(n: Notation, derivation: Derivation) -> list:
+def _legend(n: Notation, derivation: Derivation, equations: str = "", shapes: tuple = ()) -> list:
+    """The legend's rows; ``equations``: the text of the numbered equations and ``shapes``: the shapes
+    table's rows, so that an operator or a symbol they write (``\\oslash``, ``X_{1:T}``) is listed."""
     net = derivation.graph.network
     rows = [(f"${n.step('x', 't')},\\ {n.step('y', 't')}$", "input and target at step $t$")]
+    inputs = n.printer.step("x", 1, "T")  # the inputs side by side, which the shapes table lists
+    if any(inputs in symbols for _, symbols in shapes):
+        rows.append((f"${inputs}$", f"the inputs ${n.step('x', 1)}, \\dots, {n.printer.step('x', 'T')}$ side by side"))
     tags = []  # what a tag beside a symbol says
     if net.layers > 1:
         tags.append(("(l)", "layer $l$"))
@@ -83,7 +90,8 @@ def _legend(n: Notation, derivation: Derivation) -> list:
     graph = derivation.graph
     if net.cell.gated:  # each letter of the step once, for every chain (its tag beside it)
         first = [family(k) for k in forward_families(graph) if _of_chain(family(k), net.chains[0])]
-        rows += _gate_legend(n, [Family(f.base) for f in first])  # without a chain's tag: the tag row says it
+        # without a chain's tag: the tag row says it
+        rows += _gate_legend(n, [Family(f.base) for f in first], net.layers)
     for chain in net.chains if not net.cell.gated else ():
         z, h = (n.step(base + chain.suffix, "t") for base in ("z", "h"))
         rows.append((f"${z},\\ {h}$", f"pre-activation and state of {_where(chain)}"))
@@ -105,7 +113,8 @@ def _legend(n: Notation, derivation: Derivation) -> list:
         shape = " \\times ".join(size(d) for d in p.symbol().shape if d != 1)
         where = f" of {_where(net.chain(p.chain))}" if p.chain else ""
         symbol = n.latex(derivation.graph.params[name])
-        role = _ROLES[p.role] + (f" of the {GATE_NAMES[p.gate]}" if p.gate else "")
+        kind = p.role if p.state in ("", "h") else f"{p.role}_{p.state}"  # an initial state: which it starts
+        role = _ROLES[kind] + (f" of the {GATE_NAMES[p.gate]}" if p.gate else "")
         rows.append((f"${symbol}$", f"{role}{where}, ${shape}$"))
         if p.blocks:
             parts = ",\\ ".join(n.latex(p.block(part)) for part in p.parts)
@@ -113,21 +122,29 @@ def _legend(n: Notation, derivation: Derivation) -> list:
     h, dh = (n.step(key + net.chains[-1].suffix, "t") for key in ("h", "dh"))
     tau = derivation.spec.truncate
     if tau is None:
-        rows.append((f"${dh}$", f"$\\partial E / \\partial {h}$, the gradient of the loss at a value (a delta)"))
+        rows.append(
+            (f"${dh}$", f"$\\partial E / \\partial {h}$, the gradient of the loss with respect to ${h}$ (a delta)")
+        )
     else:  # not the derivative: its part over the kept paths (Section on truncated BPTT)
         dh_a = n.aged_step(net.chains[-1].family("h", "adjoint").key, "a", "t")
         rows.append((f"${dh}$", f"the part of $\\partial E / \\partial {h}$ that the truncation keeps (a delta)"))
         rows.append((f"${dh_a}$", f"its part whose paths crossed $a$ recurrent edges, its age $a \\le {tau - 1}$"))
         rows.append((r"$\tau$", f"the truncation horizon, {tau}: see the section on truncated BPTT before the deltas"))
+    others = [n.step(key, "t") for key in _other_deltas(derivation)]
+    rows.append(
+        ("$" + r",\ ".join(others) + "$", "the deltas of the other values, alike (each the gradient of the loss)")
+    )
     if immediate_and_total(n, derivation):  # the paragraph on the immediate derivative writes it with a plus
         rows.append((r"$\partial^{+}$", "the immediate derivative: the earlier states held fixed"))
     if net.cell.gated or _D_chains(n, derivation):  # the gates' Jacobians and the Elman bound; D_t's entries
         rows.append((r"$\operatorname{diag}(v)$", "the diagonal matrix with the entries of $v$ on its diagonal"))
     if net.cell.gated:  # the section on what the gates do compares with an Elman cell's D_t
-        elman = "an Elman cell's hidden activation's Jacobian, a diagonal matrix (the section on the gates)"
+        elman = "the plain RNN's hidden Jacobian, a diagonal matrix (the section on the gates)"
         rows.append((f"${n.D('t')}$", elman))
         rows.append((r"$\gamma$", "an activation's largest slope, $\\sup_x |f'(x)|$"))
     rows.append(("$\\odot$", "entrywise product"))
+    if r"\oslash" in equations:
+        rows.append((r"$\oslash$", "entrywise division"))
     rows.append(("$\\mathbf{1}$", "a vector of ones; a product with it sums entries"))
     hidden = elementwise(derivation.spec.hidden_key)
     if hidden.definition:
@@ -182,30 +199,44 @@ def _slopes_of_D(n: Notation, derivation: Derivation, formulas: list) -> dict | 
     )
 
 
+def _other_deltas(derivation: Derivation) -> list:
+    """The adjoint families beside the state's that the legend names, at a generic step: the last chain's
+    pre-activation's (an Elman cell's ``z``), the output's pre-activation and prediction (``o``, ``yhat``)."""
+    chain = derivation.graph.network.chains[-1]
+    keys = [] if derivation.graph.network.cell.gated else [chain.family("z", "adjoint").key]
+    keys += ["do", "dyhat"]
+    present = {node.family for node in derivation.adjoints}
+    return [key for key in keys if key in present]
+
+
 #: What each value of a gated cell's step is, by its base (the gates' own: ``cells.GATE_NAMES``).
 _GATED_VALUES = {
     "cell": "the memory cell (the output bias $c$ has no step)",
     "cact": "the memory cell's activation, which the output gate scales",
     "zhn": "the candidate's recurrent part, which the reset gate scales",
-    "h": "the state, which the next step and the layer above read",
+    "h": "the state, which the next step and the output layer read",
 }
+#: The state's row in a network of several layers, where the layer above reads it (the top layer's: the output).
+_STACKED_STATE = "the state, which the next step and the layer above (above the top layer: the output layer) read"
 
 
-def _gate_legend(n: Notation, families: list) -> list:
-    """The rows of a gated cell's step: its gates in PyTorch's order, their pre-activations (z with the
-    gate's letter below, whatever the gate's own letter is: the GRU's update gate is z), the other values."""
+def _gate_legend(n: Notation, families: list, layers: int) -> list:
+    """The rows of a gated cell's step: its gates in the order most libraries use (PyTorch's), their
+    pre-activations (a with the gate's letter below, whatever the gate's own letter is: the GRU's update
+    gate is z), the other values."""
     gates = [f for f in families if f.base.startswith("g") and f.base[1:] in GATE_NAMES]
     pres = [f for f in families if f.base.startswith("z") and f.base[1:] in GATE_NAMES and f.base not in _GATED_VALUES]
     names = [GATE_NAMES[f.base[1:]] for f in gates]
     listed = ", ".join(names[:-1]) + " and " + names[-1]
     rows = [
-        (r"$" + r",\ ".join(n.step(f.key, "t") for f in gates) + "$", f"the {listed} (PyTorch's order)"),
+        (r"$" + r",\ ".join(n.step(f.key, "t") for f in gates) + "$", f"the {listed}, in the order most libraries use"),
         (
             r"$" + r",\ \dots,\ ".join(n.step(f.key, "t") for f in (pres[0], pres[-1])) + "$",
-            "their pre-activations: $z$ with the gate's letter below",
+            "their pre-activations: $a$ with the gate's letter below",
         ),
     ]
-    rows += [(f"${n.step(f.key, 't')}$", _GATED_VALUES[f.base]) for f in families if f.base in _GATED_VALUES]
+    meaning = dict(_GATED_VALUES, h=_STACKED_STATE) if layers > 1 else _GATED_VALUES
+    rows += [(f"${n.step(f.key, 't')}$", meaning[f.base]) for f in families if f.base in _GATED_VALUES]
     rows.append((r"$\sigma$", r"the gates' activation, the logistic sigmoid $1 / (1 + e^{-a})$"))
     return rows
 
@@ -598,6 +629,19 @@ def _shown(formula) -> bool:
     return not (len(formula.stmts) == 1 and initial and given)
 
 
+#: The width of the shapes table's symbols column where its rows must wrap, in points (0.75 of the 6.5in text).
+_SYMBOLS_COLUMN = 0.75 * 6.5 * 72.27
+
+
+def _shapes_columns(shapes: list) -> str:
+    """The shapes table's columns: ``ll`` where every row of symbols fits its column, so that the rule under
+    the heading ends with the widest row; else a wrapping column of fixed width."""
+    widest = max(
+        (sum(width(m, TEXT) + 4.0 for m in re.findall(r"\$([^$]*)\$", symbols)) for _, symbols in shapes), default=0.0
+    )
+    return "ll" if widest <= _SYMBOLS_COLUMN else r"lp{0.75\linewidth}"
+
+
 def network_context(derivation: Derivation, formulas: list, numbering: Numbering, common: dict) -> dict:
     """Everything ``network.tex.jinja`` lays out."""
     spec = derivation.spec
@@ -619,6 +663,8 @@ def network_context(derivation: Derivation, formulas: list, numbering: Numbering
     top = net.top
     loss = spec.loss_rule
     out_keys = [k for k in ("dyhat", "do") if any(node.family == k for node in derivation.adjoints)]
+    output_sweep, sweeps = _sweep_lines(n, derivation, out_keys), _chain_sweeps(n, derivation)
+    shapes = shape_rows(n, derivation, jacobians=tuple((D, (m, m)) for D, m in _D_chains(n, derivation).items()))
     return dict(
         **common,
         row=n.row,
@@ -628,8 +674,9 @@ def network_context(derivation: Derivation, formulas: list, numbering: Numbering
         many_to_one=spec.mapping == "many-to-one",
         masked=spec.masked,
         m_t=n.step("m", "t"),
-        legend=_legend(n, derivation),
-        shapes=shape_rows(n, derivation, jacobians=tuple((D, (m, m)) for D, m in _D_chains(n, derivation).items())),
+        legend=_legend(n, derivation, equations=str([output_sweep, sweeps]), shapes=shapes),
+        shapes=shapes,
+        shapes_columns=_shapes_columns(shapes),
         hidden_D=list(_D_chains(n, derivation)),
         chains=chains,
         held_lines=_forward_lines(n, graph, [c.family("hlast").key for c in top], range(1, T + 1)),
@@ -643,9 +690,9 @@ def network_context(derivation: Derivation, formulas: list, numbering: Numbering
         E_t=n.loss("t"),
         E_T=n.loss(T),
         loss_latex=loss.latex.format(yhat_i=n.entry_of("yhat", "t"), y_i=n.entry_of("y", "t")),
-        output_sweep=_sweep_lines(n, derivation, out_keys),
+        output_sweep=output_sweep,
         output_split=_output_split(n, derivation),
-        sweeps=_chain_sweeps(n, derivation),
+        sweeps=sweeps,
         gradients=_gradient_lines(n, derivation),
         immediate_total=immediate_and_total(n, derivation),
         gradient_shapes=gradient_factor_shapes(n, derivation),
