@@ -357,10 +357,11 @@ def sentence(cell: str, name: str, dtype: str, by: dict) -> str:
                 f"{head}; {them} {_ms(torch)}: the floor is {-lead:.0%} slower than {them}, so NumPy's GEMMs "
                 "(plus the calls no NumPy module can avoid) are the wall."
             )
+        over = by["rnngen"] / by["NumPy floor"]
+        module = f"rnngen is {over - 1:.0%} above the floor" if over > 1 else f"rnngen is at the floor ({over:.2f}x)"
         return (
-            f"{head}; {them} {_ms(torch)}: the floor is {lead:.0%} faster than {them}, so a module could win "
-            f"by up to that, taking {_ms(by['rnngen'] - by['NumPy floor'])} off its "
-            f"{by['rnngen'] / by['NumPy floor'] - 1:.0%} above the floor."
+            f"{head}; {them} {_ms(torch)}: the floor is {lead:.0%} faster than {them}, "
+            f"so a module could win by up to that; {module}."
         )
     within = "so no NumPy module can meet it" if by["NumPy floor"] > goal else "so a NumPy module could meet it"
     return f"{head}; {them} {_ms(torch)}, and {need}x faster than {them} means {_ms(goal)} at most: {within}."
