@@ -5,16 +5,16 @@
 #   "many-to-many", "masked": false, "names": ["U", "W", "V"], "notation": "column", "output":
 #   "softmax", "output_bias": true, "padding": "post", "slope": null, "truncate": null}
 # Regenerate with: rnngen derive --T 5 --cell gru --gru-reset before
-"""BPTT unrolled for T = 5 steps: GRU cells (sigmoid gates; tanh candidate; the reset gate on the state before the recurrent product), softmax output, cross_entropy loss, many-to-many.
+"""BPTT unrolled for T = 5 steps: GRU cells (sigmoid gates; tanh candidate; the reset gate on the state before the product), softmax output, cross_entropy loss, many-to-many.
 
 The network, in column vectors::
 
-    z_r_t = U_r x_t + b_r + W_r h_{t-1}
-    r_t = σ(z_r_t)
-    z_z_t = U_z x_t + b_z + W_z h_{t-1}
-    z_t = σ(z_z_t)
-    z_n_t = U_n x_t + b_n + W_n (r_t ∘ h_{t-1})
-    n_t = tanh(z_n_t)
+    a_r_t = U_r x_t + b_r + W_r h_{t-1}
+    r_t = σ(a_r_t)
+    a_z_t = U_z x_t + b_z + W_z h_{t-1}
+    z_t = σ(a_z_t)
+    a_n_t = U_n x_t + b_n + W_n (r_t ∘ h_{t-1})
+    n_t = tanh(a_n_t)
     h_t = (1 - z_t) ∘ n_t + z_t ∘ h_{t-1}
     s_t = V h_t + c
     ŷ_t = softmax(s_t)
@@ -212,7 +212,7 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     # jac_n is dzn: each step is read only by the same step of dzn, built on it
     np.subtract(1.0, gz, out=dzn)
     dzn *= 1.0 - gn * gn
-    # (60) δz_n_5 = δh_5 ∘ f′_n_5
+    # (60) δa_n_5 = δh_5 ∘ f′_n_5
     dzn_ = buf["dzn_"]  # its steps as views, made with the buffers: cheaper to index
     dzn_[4] *= dh_[5]
     # (61) Σ′_z[1..5] = (-N[1..5] + H[0..4]) ∘ Z[1..5] ∘ (1 - Z[1..5])
@@ -220,19 +220,19 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     np.subtract(buf["h[:-1] rows"], buf["gn rows"], out=buf["dzz rows"])
     buf["dzz rows"] *= buf["gz rows"]
     buf["dzz rows"] *= 1.0 - buf["gz rows"]
-    # (62) δz_z_5 = δh_5 ∘ σ′_z_5
+    # (62) δa_z_5 = δh_5 ∘ σ′_z_5
     dzz_ = buf["dzz_"]  # its steps as views, made with the buffers: cheaper to index
     dzz_[4] *= dh_[5]
     # (63) Σ′_r[1..5] = H[0..4] ∘ R[1..5] ∘ (1 - R[1..5])
     np.subtract(1.0, buf["gr rows"], out=buf["jac_r rows"])
     buf["jac_r rows"] *= buf["h[:-1] rows"]
     buf["jac_r rows"] *= buf["gr rows"]
-    # (64) δz_r_5 = (W_nᵀ δz_n_5) ∘ σ′_r_5
+    # (64) δa_r_5 = (W_nᵀ δa_n_5) ∘ σ′_r_5
     jac_r_ = buf["jac_r_"]  # its steps as views, made with the buffers: cheaper to index
     dzr_ = buf["dzr_"]  # its steps as views, made with the buffers: cheaper to index
     np.dot(dzn_[4], W_n, out=dzr_[4])
     dzr_[4] *= jac_r_[4]
-    # (65) δh_4 = δ̃h_4 + δh_5 ∘ z_5 + (W_nᵀ δz_n_5) ∘ r_5 + W_zᵀ δz_z_5 + W_rᵀ δz_r_5
+    # (65) δh_4 = δ̃h_4 + δh_5 ∘ z_5 + (W_nᵀ δa_n_5) ∘ r_5 + W_zᵀ δa_z_5 + W_rᵀ δa_r_5
     gz_ = buf["gz_"]  # its steps as views, made with the buffers: cheaper to index
     gr_ = buf["gr_"]  # its steps as views, made with the buffers: cheaper to index
     dh_[4] += dh_[5] * gz_[4]
@@ -245,83 +245,83 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     np.copyto(buf["dgates_gemm by gate"], dgates_[4][1:3])  # side by side: one product for the gates
     np.dot(dgates_gemm, gates_rec, out=dh_gemm)
     dh_[4] += dh_gemm
-    # (66) δz_n_4 = δh_4 ∘ f′_n_4
+    # (66) δa_n_4 = δh_4 ∘ f′_n_4
     dzn_[3] *= dh_[4]
-    # (67) δz_z_4 = δh_4 ∘ σ′_z_4
+    # (67) δa_z_4 = δh_4 ∘ σ′_z_4
     dzz_[3] *= dh_[4]
-    # (68) δz_r_4 = (W_nᵀ δz_n_4) ∘ σ′_r_4
+    # (68) δa_r_4 = (W_nᵀ δa_n_4) ∘ σ′_r_4
     np.dot(dzn_[3], W_n, out=dzr_[3])
     dzr_[3] *= jac_r_[3]
-    # (69) δh_3 = δ̃h_3 + δh_4 ∘ z_4 + (W_nᵀ δz_n_4) ∘ r_4 + W_zᵀ δz_z_4 + W_rᵀ δz_r_4
+    # (69) δh_3 = δ̃h_3 + δh_4 ∘ z_4 + (W_nᵀ δa_n_4) ∘ r_4 + W_zᵀ δa_z_4 + W_rᵀ δa_r_4
     dh_[3] += dh_[4] * gz_[3]
     dh_[3] += (dzn_[3] @ W_n) * gr_[3]
     np.copyto(buf["dgates_gemm by gate"], dgates_[3][1:3])  # side by side: one product for the gates
     np.dot(dgates_gemm, gates_rec, out=dh_gemm)
     dh_[3] += dh_gemm
-    # (70) δz_n_3 = δh_3 ∘ f′_n_3
+    # (70) δa_n_3 = δh_3 ∘ f′_n_3
     dzn_[2] *= dh_[3]
-    # (71) δz_z_3 = δh_3 ∘ σ′_z_3
+    # (71) δa_z_3 = δh_3 ∘ σ′_z_3
     dzz_[2] *= dh_[3]
-    # (72) δz_r_3 = (W_nᵀ δz_n_3) ∘ σ′_r_3
+    # (72) δa_r_3 = (W_nᵀ δa_n_3) ∘ σ′_r_3
     np.dot(dzn_[2], W_n, out=dzr_[2])
     dzr_[2] *= jac_r_[2]
-    # (73) δh_2 = δ̃h_2 + δh_3 ∘ z_3 + (W_nᵀ δz_n_3) ∘ r_3 + W_zᵀ δz_z_3 + W_rᵀ δz_r_3
+    # (73) δh_2 = δ̃h_2 + δh_3 ∘ z_3 + (W_nᵀ δa_n_3) ∘ r_3 + W_zᵀ δa_z_3 + W_rᵀ δa_r_3
     dh_[2] += dh_[3] * gz_[2]
     dh_[2] += (dzn_[2] @ W_n) * gr_[2]
     np.copyto(buf["dgates_gemm by gate"], dgates_[2][1:3])  # side by side: one product for the gates
     np.dot(dgates_gemm, gates_rec, out=dh_gemm)
     dh_[2] += dh_gemm
-    # (74) δz_n_2 = δh_2 ∘ f′_n_2
+    # (74) δa_n_2 = δh_2 ∘ f′_n_2
     dzn_[1] *= dh_[2]
-    # (75) δz_z_2 = δh_2 ∘ σ′_z_2
+    # (75) δa_z_2 = δh_2 ∘ σ′_z_2
     dzz_[1] *= dh_[2]
-    # (76) δz_r_2 = (W_nᵀ δz_n_2) ∘ σ′_r_2
+    # (76) δa_r_2 = (W_nᵀ δa_n_2) ∘ σ′_r_2
     np.dot(dzn_[1], W_n, out=dzr_[1])
     dzr_[1] *= jac_r_[1]
-    # (77) δh_1 = δ̃h_1 + δh_2 ∘ z_2 + (W_nᵀ δz_n_2) ∘ r_2 + W_zᵀ δz_z_2 + W_rᵀ δz_r_2
+    # (77) δh_1 = δ̃h_1 + δh_2 ∘ z_2 + (W_nᵀ δa_n_2) ∘ r_2 + W_zᵀ δa_z_2 + W_rᵀ δa_r_2
     dh_[1] += dh_[2] * gz_[1]
     dh_[1] += (dzn_[1] @ W_n) * gr_[1]
     np.copyto(buf["dgates_gemm by gate"], dgates_[1][1:3])  # side by side: one product for the gates
     np.dot(dgates_gemm, gates_rec, out=dh_gemm)
     dh_[1] += dh_gemm
-    # (78) δz_n_1 = δh_1 ∘ f′_n_1
+    # (78) δa_n_1 = δh_1 ∘ f′_n_1
     dzn_[0] *= dh_[1]
-    # (79) δz_z_1 = δh_1 ∘ σ′_z_1
+    # (79) δa_z_1 = δh_1 ∘ σ′_z_1
     dzz_[0] *= dh_[1]
-    # (80) δz_r_1 = (W_nᵀ δz_n_1) ∘ σ′_r_1
+    # (80) δa_r_1 = (W_nᵀ δa_n_1) ∘ σ′_r_1
     np.dot(dzn_[0], W_n, out=dzr_[0])
     dzr_[0] *= jac_r_[0]
-    # (81) δh_0 = δh_1 ∘ z_1 + (W_nᵀ δz_n_1) ∘ r_1 + W_zᵀ δz_z_1 + W_rᵀ δz_r_1
+    # (81) δh_0 = δh_1 ∘ z_1 + (W_nᵀ δa_n_1) ∘ r_1 + W_zᵀ δa_z_1 + W_rᵀ δa_r_1
     np.copyto(buf["dgates_gemm by gate"], dgates_[0][1:3])  # side by side: one product for the gates
     np.dot(dgates_gemm, gates_rec, out=dh_[0])
     dh_[0] += dh_[1] * gz_[0]
     dh_[0] += (dzn_[0] @ W_n) * gr_[0]
-    # (82) dE/dU_r = Δz_r[1..5] X[1..5]ᵀ
+    # (82) dE/dU_r = Δa_r[1..5] X[1..5]ᵀ
     if x.dtype.kind == "f":
         dU_r = np.dot(buf["dzr rows"].T, x.reshape(-1, n_x))
     else:  # token ids (intp, checked), standing for the inputs' one-hot rows
         dU_r = _id_sums(buf["dzr rows"], x.reshape(-1), n_x, columns=True)
-    # (83) dE/dU_z = Δz_z[1..5] X[1..5]ᵀ
+    # (83) dE/dU_z = Δa_z[1..5] X[1..5]ᵀ
     if x.dtype.kind == "f":
         dU_z = np.dot(buf["dzz rows"].T, x.reshape(-1, n_x))
     else:  # token ids (intp, checked), standing for the inputs' one-hot rows
         dU_z = _id_sums(buf["dzz rows"], x.reshape(-1), n_x, columns=True)
-    # (84) dE/dU_n = Δz_n[1..5] X[1..5]ᵀ
+    # (84) dE/dU_n = Δa_n[1..5] X[1..5]ᵀ
     if x.dtype.kind == "f":
         dU_n = np.dot(buf["dzn rows"].T, x.reshape(-1, n_x))
     else:  # token ids (intp, checked), standing for the inputs' one-hot rows
         dU_n = _id_sums(buf["dzn rows"], x.reshape(-1), n_x, columns=True)
-    # (85) dE/dW_r = Δz_r[1..5] H[0..4]ᵀ
+    # (85) dE/dW_r = Δa_r[1..5] H[0..4]ᵀ
     dW_r = np.dot(buf["dzr rows"].T, buf["h[:-1] rows"])
-    # (86) dE/dW_z = Δz_z[1..5] H[0..4]ᵀ
+    # (86) dE/dW_z = Δa_z[1..5] H[0..4]ᵀ
     dW_z = np.dot(buf["dzz rows"].T, buf["h[:-1] rows"])
-    # (87) dE/dW_n = Δz_n[1..5] (R[1..5] ∘ H[0..4])ᵀ
+    # (87) dE/dW_n = Δa_n[1..5] (R[1..5] ∘ H[0..4])ᵀ
     dW_n = np.dot(buf["dzn rows"].T, buf["gr rows"] * buf["h[:-1] rows"])
-    # (88) dE/db_r = Δz_r[1..5] 1
+    # (88) dE/db_r = Δa_r[1..5] 1
     db_r = np.dot(buf["ones of T steps"], buf["dzr rows"])
-    # (89) dE/db_z = Δz_z[1..5] 1
+    # (89) dE/db_z = Δa_z[1..5] 1
     db_z = np.dot(buf["ones of T steps"], buf["dzz rows"])
-    # (90) dE/db_n = Δz_n[1..5] 1
+    # (90) dE/db_n = Δa_n[1..5] 1
     db_n = np.dot(buf["ones of T steps"], buf["dzn rows"])
     # (91) dE/dh_0 = δh_0
     dh0 = np.dot(buf["ones of a step"], dh_[0])
@@ -360,7 +360,7 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, h0, V, c, x, buf):
     # h_0: the given vector, for every sequence
     h = buf["h"]
     h[0] = h0
-    # (30) Z_r̃[1..5] = U_r X[1..5] + b_r 1ᵀ
+    # (30) A_r̃[1..5] = U_r X[1..5] + b_r 1ᵀ
     gr = buf["gr"]
     # pre_zr is gr: each step is read only by the same step of gr, built on it
     gates_in_T = buf["gates_in_T"]
@@ -372,7 +372,7 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, h0, V, c, x, buf):
     gates_bias = buf["gates_bias"]
     np.stack((b_n, b_r, b_z), out=gates_bias)  # one per gate, for one operation over the gates
     buf["gates rows"] += gates_bias[:, None]  # n, r, z
-    # (31) r_1 = σ(z_r̃_1 + W_r h_0)
+    # (31) r_1 = σ(a_r̃_1 + W_r h_0)
     h_ = buf["h_"]  # its steps as views, made with the buffers: cheaper to index
     gr_ = buf["gr_"]  # its steps as views, made with the buffers: cheaper to index
     gates_rec_T = buf["gates_rec_T"]
@@ -382,18 +382,18 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, h0, V, c, x, buf):
     np.dot(h_[0], gates_rec_T, out=gates_gemm)
     gates_[0][1:3] += buf["gates_gemm by gate"]  # r, z
     _sigmoid(gates_[0][1:3], out=gates_[0][1:3])  # r, z
-    # (32) Z_z̃[1..5] = U_z X[1..5] + b_z 1ᵀ
+    # (32) A_z̃[1..5] = U_z X[1..5] + b_z 1ᵀ
     gz = buf["gz"]
     # pre_zz is gz: each step is read only by the same step of gz, built on it
     # made above, in one operation over all the gates (gates)
-    # (33) z_1 = σ(z_z̃_1 + W_z h_0)
+    # (33) z_1 = σ(a_z̃_1 + W_z h_0)
     gz_ = buf["gz_"]  # its steps as views, made with the buffers: cheaper to index
     # made above, in one operation over all the gates (gates)
-    # (34) Z_ñ[1..5] = U_n X[1..5] + b_n 1ᵀ
+    # (34) A_ñ[1..5] = U_n X[1..5] + b_n 1ᵀ
     gn = buf["gn"]
     # pre_zn is gn: each step is read only by the same step of gn, built on it
     # made above, in one operation over all the gates (gates)
-    # (35) n_1 = tanh(z_ñ_1 + W_n (r_1 ∘ h_0))
+    # (35) n_1 = tanh(a_ñ_1 + W_n (r_1 ∘ h_0))
     gn_ = buf["gn_"]  # its steps as views, made with the buffers: cheaper to index
     gn_gemm = buf["gn_gemm"]
     np.dot(gr_[0] * h_[0], W_n.T, out=gn_gemm)
@@ -403,13 +403,13 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, h0, V, c, x, buf):
     np.subtract(1.0, gz_[0], out=h_[1])
     h_[1] *= gn_[0]
     h_[1] += gz_[0] * h_[0]
-    # (37) r_2 = σ(z_r̃_2 + W_r h_1)
+    # (37) r_2 = σ(a_r̃_2 + W_r h_1)
     np.dot(h_[1], gates_rec_T, out=gates_gemm)
     gates_[1][1:3] += buf["gates_gemm by gate"]  # r, z
     _sigmoid(gates_[1][1:3], out=gates_[1][1:3])  # r, z
-    # (38) z_2 = σ(z_z̃_2 + W_z h_1)
+    # (38) z_2 = σ(a_z̃_2 + W_z h_1)
     # made above, in one operation over all the gates (gates)
-    # (39) n_2 = tanh(z_ñ_2 + W_n (r_2 ∘ h_1))
+    # (39) n_2 = tanh(a_ñ_2 + W_n (r_2 ∘ h_1))
     np.dot(gr_[1] * h_[1], W_n.T, out=gn_gemm)
     gn_[1] += gn_gemm
     np.tanh(gn_[1], out=gn_[1])
@@ -417,13 +417,13 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, h0, V, c, x, buf):
     np.subtract(1.0, gz_[1], out=h_[2])
     h_[2] *= gn_[1]
     h_[2] += gz_[1] * h_[1]
-    # (41) r_3 = σ(z_r̃_3 + W_r h_2)
+    # (41) r_3 = σ(a_r̃_3 + W_r h_2)
     np.dot(h_[2], gates_rec_T, out=gates_gemm)
     gates_[2][1:3] += buf["gates_gemm by gate"]  # r, z
     _sigmoid(gates_[2][1:3], out=gates_[2][1:3])  # r, z
-    # (42) z_3 = σ(z_z̃_3 + W_z h_2)
+    # (42) z_3 = σ(a_z̃_3 + W_z h_2)
     # made above, in one operation over all the gates (gates)
-    # (43) n_3 = tanh(z_ñ_3 + W_n (r_3 ∘ h_2))
+    # (43) n_3 = tanh(a_ñ_3 + W_n (r_3 ∘ h_2))
     np.dot(gr_[2] * h_[2], W_n.T, out=gn_gemm)
     gn_[2] += gn_gemm
     np.tanh(gn_[2], out=gn_[2])
@@ -431,13 +431,13 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, h0, V, c, x, buf):
     np.subtract(1.0, gz_[2], out=h_[3])
     h_[3] *= gn_[2]
     h_[3] += gz_[2] * h_[2]
-    # (45) r_4 = σ(z_r̃_4 + W_r h_3)
+    # (45) r_4 = σ(a_r̃_4 + W_r h_3)
     np.dot(h_[3], gates_rec_T, out=gates_gemm)
     gates_[3][1:3] += buf["gates_gemm by gate"]  # r, z
     _sigmoid(gates_[3][1:3], out=gates_[3][1:3])  # r, z
-    # (46) z_4 = σ(z_z̃_4 + W_z h_3)
+    # (46) z_4 = σ(a_z̃_4 + W_z h_3)
     # made above, in one operation over all the gates (gates)
-    # (47) n_4 = tanh(z_ñ_4 + W_n (r_4 ∘ h_3))
+    # (47) n_4 = tanh(a_ñ_4 + W_n (r_4 ∘ h_3))
     np.dot(gr_[3] * h_[3], W_n.T, out=gn_gemm)
     gn_[3] += gn_gemm
     np.tanh(gn_[3], out=gn_[3])
@@ -445,13 +445,13 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, h0, V, c, x, buf):
     np.subtract(1.0, gz_[3], out=h_[4])
     h_[4] *= gn_[3]
     h_[4] += gz_[3] * h_[3]
-    # (49) r_5 = σ(z_r̃_5 + W_r h_4)
+    # (49) r_5 = σ(a_r̃_5 + W_r h_4)
     np.dot(h_[4], gates_rec_T, out=gates_gemm)
     gates_[4][1:3] += buf["gates_gemm by gate"]  # r, z
     _sigmoid(gates_[4][1:3], out=gates_[4][1:3])  # r, z
-    # (50) z_5 = σ(z_z̃_5 + W_z h_4)
+    # (50) z_5 = σ(a_z̃_5 + W_z h_4)
     # made above, in one operation over all the gates (gates)
-    # (51) n_5 = tanh(z_ñ_5 + W_n (r_5 ∘ h_4))
+    # (51) n_5 = tanh(a_ñ_5 + W_n (r_5 ∘ h_4))
     np.dot(gr_[4] * h_[4], W_n.T, out=gn_gemm)
     gn_[4] += gn_gemm
     np.tanh(gn_[4], out=gn_[4])

@@ -5,17 +5,17 @@
 #   "many-to-many", "masked": false, "names": ["U", "W", "V"], "notation": "column", "output":
 #   "softmax", "output_bias": true, "padding": "post", "slope": null, "truncate": null}
 # Regenerate with: rnngen derive --T 5 --cell gru
-"""BPTT unrolled for T = 5 steps: GRU cells (sigmoid gates; tanh candidate; the reset gate after the recurrent product, as PyTorch), softmax output, cross_entropy loss, many-to-many.
+"""BPTT unrolled for T = 5 steps: GRU cells (sigmoid gates; tanh candidate; the reset gate after the recurrent product, as most libraries compute it), softmax output, cross_entropy loss, many-to-many.
 
 The network, in column vectors::
 
-    z_r_t = U_r x_t + b_r + W_r h_{t-1}
-    r_t = σ(z_r_t)
-    z_z_t = U_z x_t + b_z + W_z h_{t-1}
-    z_t = σ(z_z_t)
-    z_hn_t = W_n h_{t-1} + b_hn
-    z_n_t = U_n x_t + b_n + r_t ∘ z_hn_t
-    n_t = tanh(z_n_t)
+    a_r_t = U_r x_t + b_r + W_r h_{t-1}
+    r_t = σ(a_r_t)
+    a_z_t = U_z x_t + b_z + W_z h_{t-1}
+    z_t = σ(a_z_t)
+    a_hn_t = W_n h_{t-1} + b_hn
+    a_n_t = U_n x_t + b_n + r_t ∘ a_hn_t
+    n_t = tanh(a_n_t)
     h_t = (1 - z_t) ∘ n_t + z_t ∘ h_{t-1}
     s_t = V h_t + c
     ŷ_t = softmax(s_t)
@@ -214,10 +214,10 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     # jac_n is dzn: each step is read only by the same step of dzn, built on it
     np.subtract(1.0, gz, out=dzn)
     dzn *= 1.0 - gn * gn
-    # (68) δz_n_5 = δh_5 ∘ f′_n_5
+    # (68) δa_n_5 = δh_5 ∘ f′_n_5
     dzn_ = buf["dzn_"]  # its steps as views, made with the buffers: cheaper to index
     dzn_[4] *= dh_[5]
-    # (69) δz_hn_5 = δz_n_5 ∘ r_5
+    # (69) δa_hn_5 = δa_n_5 ∘ r_5
     gr_ = buf["gr_"]  # its steps as views, made with the buffers: cheaper to index
     dzhn_ = buf["dzhn_"]  # its steps as views, made with the buffers: cheaper to index
     np.multiply(dzn_[4], gr_[4], out=dzhn_[4])
@@ -226,19 +226,19 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     np.subtract(buf["h[:-1] rows"], buf["gn rows"], out=buf["dzz rows"])
     buf["dzz rows"] *= buf["gz rows"]
     buf["dzz rows"] *= 1.0 - buf["gz rows"]
-    # (71) δz_z_5 = δh_5 ∘ σ′_z_5
+    # (71) δa_z_5 = δh_5 ∘ σ′_z_5
     dzz_ = buf["dzz_"]  # its steps as views, made with the buffers: cheaper to index
     dzz_[4] *= dh_[5]
-    # (72) Σ′_r[1..5] = Z_hn[1..5] ∘ R[1..5] ∘ (1 - R[1..5])
+    # (72) Σ′_r[1..5] = A_hn[1..5] ∘ R[1..5] ∘ (1 - R[1..5])
     dzr = buf["dzr"]
     # jac_r is dzr: each step is read only by the same step of dzr, built on it
     np.subtract(1.0, gr, out=dzr)
     dzr *= zhn
     dzr *= gr
-    # (73) δz_r_5 = δz_n_5 ∘ σ′_r_5
+    # (73) δa_r_5 = δa_n_5 ∘ σ′_r_5
     dzr_ = buf["dzr_"]  # its steps as views, made with the buffers: cheaper to index
     dzr_[4] *= dzn_[4]
-    # (74) δh_4 = δ̃h_4 + δh_5 ∘ z_5 + W_nᵀ δz_hn_5 + W_zᵀ δz_z_5 + W_rᵀ δz_r_5
+    # (74) δh_4 = δ̃h_4 + δh_5 ∘ z_5 + W_nᵀ δa_hn_5 + W_zᵀ δa_z_5 + W_rᵀ δa_r_5
     gz_ = buf["gz_"]  # its steps as views, made with the buffers: cheaper to index
     dh_[4] += dh_[5] * gz_[4]
     dh_gemm = buf["dh_gemm"]
@@ -249,85 +249,85 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     np.copyto(buf["dgates_gemm by gate"], dgates_[4][1:4])  # side by side: one product for the gates
     np.dot(dgates_gemm, gates_rec, out=dh_gemm)
     dh_[4] += dh_gemm
-    # (75) δz_n_4 = δh_4 ∘ f′_n_4
+    # (75) δa_n_4 = δh_4 ∘ f′_n_4
     dzn_[3] *= dh_[4]
-    # (76) δz_hn_4 = δz_n_4 ∘ r_4
+    # (76) δa_hn_4 = δa_n_4 ∘ r_4
     np.multiply(dzn_[3], gr_[3], out=dzhn_[3])
-    # (77) δz_z_4 = δh_4 ∘ σ′_z_4
+    # (77) δa_z_4 = δh_4 ∘ σ′_z_4
     dzz_[3] *= dh_[4]
-    # (78) δz_r_4 = δz_n_4 ∘ σ′_r_4
+    # (78) δa_r_4 = δa_n_4 ∘ σ′_r_4
     dzr_[3] *= dzn_[3]
-    # (79) δh_3 = δ̃h_3 + δh_4 ∘ z_4 + W_nᵀ δz_hn_4 + W_zᵀ δz_z_4 + W_rᵀ δz_r_4
+    # (79) δh_3 = δ̃h_3 + δh_4 ∘ z_4 + W_nᵀ δa_hn_4 + W_zᵀ δa_z_4 + W_rᵀ δa_r_4
     dh_[3] += dh_[4] * gz_[3]
     np.copyto(buf["dgates_gemm by gate"], dgates_[3][1:4])  # side by side: one product for the gates
     np.dot(dgates_gemm, gates_rec, out=dh_gemm)
     dh_[3] += dh_gemm
-    # (80) δz_n_3 = δh_3 ∘ f′_n_3
+    # (80) δa_n_3 = δh_3 ∘ f′_n_3
     dzn_[2] *= dh_[3]
-    # (81) δz_hn_3 = δz_n_3 ∘ r_3
+    # (81) δa_hn_3 = δa_n_3 ∘ r_3
     np.multiply(dzn_[2], gr_[2], out=dzhn_[2])
-    # (82) δz_z_3 = δh_3 ∘ σ′_z_3
+    # (82) δa_z_3 = δh_3 ∘ σ′_z_3
     dzz_[2] *= dh_[3]
-    # (83) δz_r_3 = δz_n_3 ∘ σ′_r_3
+    # (83) δa_r_3 = δa_n_3 ∘ σ′_r_3
     dzr_[2] *= dzn_[2]
-    # (84) δh_2 = δ̃h_2 + δh_3 ∘ z_3 + W_nᵀ δz_hn_3 + W_zᵀ δz_z_3 + W_rᵀ δz_r_3
+    # (84) δh_2 = δ̃h_2 + δh_3 ∘ z_3 + W_nᵀ δa_hn_3 + W_zᵀ δa_z_3 + W_rᵀ δa_r_3
     dh_[2] += dh_[3] * gz_[2]
     np.copyto(buf["dgates_gemm by gate"], dgates_[2][1:4])  # side by side: one product for the gates
     np.dot(dgates_gemm, gates_rec, out=dh_gemm)
     dh_[2] += dh_gemm
-    # (85) δz_n_2 = δh_2 ∘ f′_n_2
+    # (85) δa_n_2 = δh_2 ∘ f′_n_2
     dzn_[1] *= dh_[2]
-    # (86) δz_hn_2 = δz_n_2 ∘ r_2
+    # (86) δa_hn_2 = δa_n_2 ∘ r_2
     np.multiply(dzn_[1], gr_[1], out=dzhn_[1])
-    # (87) δz_z_2 = δh_2 ∘ σ′_z_2
+    # (87) δa_z_2 = δh_2 ∘ σ′_z_2
     dzz_[1] *= dh_[2]
-    # (88) δz_r_2 = δz_n_2 ∘ σ′_r_2
+    # (88) δa_r_2 = δa_n_2 ∘ σ′_r_2
     dzr_[1] *= dzn_[1]
-    # (89) δh_1 = δ̃h_1 + δh_2 ∘ z_2 + W_nᵀ δz_hn_2 + W_zᵀ δz_z_2 + W_rᵀ δz_r_2
+    # (89) δh_1 = δ̃h_1 + δh_2 ∘ z_2 + W_nᵀ δa_hn_2 + W_zᵀ δa_z_2 + W_rᵀ δa_r_2
     dh_[1] += dh_[2] * gz_[1]
     np.copyto(buf["dgates_gemm by gate"], dgates_[1][1:4])  # side by side: one product for the gates
     np.dot(dgates_gemm, gates_rec, out=dh_gemm)
     dh_[1] += dh_gemm
-    # (90) δz_n_1 = δh_1 ∘ f′_n_1
+    # (90) δa_n_1 = δh_1 ∘ f′_n_1
     dzn_[0] *= dh_[1]
-    # (91) δz_hn_1 = δz_n_1 ∘ r_1
+    # (91) δa_hn_1 = δa_n_1 ∘ r_1
     np.multiply(dzn_[0], gr_[0], out=dzhn_[0])
-    # (92) δz_z_1 = δh_1 ∘ σ′_z_1
+    # (92) δa_z_1 = δh_1 ∘ σ′_z_1
     dzz_[0] *= dh_[1]
-    # (93) δz_r_1 = δz_n_1 ∘ σ′_r_1
+    # (93) δa_r_1 = δa_n_1 ∘ σ′_r_1
     dzr_[0] *= dzn_[0]
-    # (94) δh_0 = δh_1 ∘ z_1 + W_nᵀ δz_hn_1 + W_zᵀ δz_z_1 + W_rᵀ δz_r_1
+    # (94) δh_0 = δh_1 ∘ z_1 + W_nᵀ δa_hn_1 + W_zᵀ δa_z_1 + W_rᵀ δa_r_1
     np.copyto(buf["dgates_gemm by gate"], dgates_[0][1:4])  # side by side: one product for the gates
     np.dot(dgates_gemm, gates_rec, out=dh_[0])
     dh_[0] += dh_[1] * gz_[0]
-    # (95) dE/dU_r = Δz_r[1..5] X[1..5]ᵀ
+    # (95) dE/dU_r = Δa_r[1..5] X[1..5]ᵀ
     if x.dtype.kind == "f":
         dU_r = np.dot(buf["dzr rows"].T, x.reshape(-1, n_x))
     else:  # token ids (intp, checked), standing for the inputs' one-hot rows
         dU_r = _id_sums(buf["dzr rows"], x.reshape(-1), n_x, columns=True)
-    # (96) dE/dU_z = Δz_z[1..5] X[1..5]ᵀ
+    # (96) dE/dU_z = Δa_z[1..5] X[1..5]ᵀ
     if x.dtype.kind == "f":
         dU_z = np.dot(buf["dzz rows"].T, x.reshape(-1, n_x))
     else:  # token ids (intp, checked), standing for the inputs' one-hot rows
         dU_z = _id_sums(buf["dzz rows"], x.reshape(-1), n_x, columns=True)
-    # (97) dE/dU_n = Δz_n[1..5] X[1..5]ᵀ
+    # (97) dE/dU_n = Δa_n[1..5] X[1..5]ᵀ
     if x.dtype.kind == "f":
         dU_n = np.dot(buf["dzn rows"].T, x.reshape(-1, n_x))
     else:  # token ids (intp, checked), standing for the inputs' one-hot rows
         dU_n = _id_sums(buf["dzn rows"], x.reshape(-1), n_x, columns=True)
-    # (98) dE/dW_r = Δz_r[1..5] H[0..4]ᵀ
+    # (98) dE/dW_r = Δa_r[1..5] H[0..4]ᵀ
     dW_r = np.dot(buf["dzr rows"].T, buf["h[:-1] rows"])
-    # (99) dE/dW_z = Δz_z[1..5] H[0..4]ᵀ
+    # (99) dE/dW_z = Δa_z[1..5] H[0..4]ᵀ
     dW_z = np.dot(buf["dzz rows"].T, buf["h[:-1] rows"])
-    # (100) dE/dW_n = Δz_hn[1..5] H[0..4]ᵀ
+    # (100) dE/dW_n = Δa_hn[1..5] H[0..4]ᵀ
     dW_n = np.dot(buf["dzhn rows"].T, buf["h[:-1] rows"])
-    # (101) dE/db_r = Δz_r[1..5] 1
+    # (101) dE/db_r = Δa_r[1..5] 1
     db_r = np.dot(buf["ones of T steps"], buf["dzr rows"])
-    # (102) dE/db_z = Δz_z[1..5] 1
+    # (102) dE/db_z = Δa_z[1..5] 1
     db_z = np.dot(buf["ones of T steps"], buf["dzz rows"])
-    # (103) dE/db_n = Δz_n[1..5] 1
+    # (103) dE/db_n = Δa_n[1..5] 1
     db_n = np.dot(buf["ones of T steps"], buf["dzn rows"])
-    # (104) dE/db_hn = Δz_hn[1..5] 1
+    # (104) dE/db_hn = Δa_hn[1..5] 1
     db_hn = np.dot(buf["ones of T steps"], buf["dzhn rows"])
     # (105) dE/dh_0 = δh_0
     dh0 = np.dot(buf["ones of a step"], dh_[0])
@@ -367,7 +367,7 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, b_hn, h0, V, c, x, buf
     # h_0: the given vector, for every sequence
     h = buf["h"]
     h[0] = h0
-    # (32) Z_r̃[1..5] = U_r X[1..5] + b_r 1ᵀ
+    # (32) A_r̃[1..5] = U_r X[1..5] + b_r 1ᵀ
     gr = buf["gr"]
     # pre_zr is gr: each step is read only by the same step of gr, built on it
     gates_in_T = buf["gates_in_T"]
@@ -380,7 +380,7 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, b_hn, h0, V, c, x, buf
     np.stack((b_n, b_r, b_z), out=gates_bias)  # one per gate, for one operation over the gates
     buf["gates rows"][0:3] += gates_bias[:, None]  # n, r, z
     buf["zhn rows"][...] = b_hn
-    # (33) r_1 = σ(z_r̃_1 + W_r h_0)
+    # (33) r_1 = σ(a_r̃_1 + W_r h_0)
     h_ = buf["h_"]  # its steps as views, made with the buffers: cheaper to index
     gr_ = buf["gr_"]  # its steps as views, made with the buffers: cheaper to index
     gates_rec_T = buf["gates_rec_T"]
@@ -388,27 +388,27 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, b_hn, h0, V, c, x, buf
     gates_gemm = buf["gates_gemm"]
     gates_ = buf["gates_"]  # its steps as views, made with the buffers: cheaper to index
     np.dot(h_[0], gates_rec_T, out=gates_gemm)
-    gates_[0][1:4] += buf["gates_gemm by gate"]  # r, z, z_hn
+    gates_[0][1:4] += buf["gates_gemm by gate"]  # r, z, a_hn
     _sigmoid(gates_[0][1:3], out=gates_[0][1:3])  # r, z
-    # (34) Z_z̃[1..5] = U_z X[1..5] + b_z 1ᵀ
+    # (34) A_z̃[1..5] = U_z X[1..5] + b_z 1ᵀ
     gz = buf["gz"]
     # pre_zz is gz: each step is read only by the same step of gz, built on it
     # made above, in one operation over all the gates (gates)
-    # (35) z_1 = σ(z_z̃_1 + W_z h_0)
+    # (35) z_1 = σ(a_z̃_1 + W_z h_0)
     gz_ = buf["gz_"]  # its steps as views, made with the buffers: cheaper to index
     # made above, in one operation over all the gates (gates)
-    # Z_hñ[1..5]: the given vector, for every sequence
+    # A_hñ[1..5]: the given vector, for every sequence
     zhn = buf["zhn"]
     # pre_zhn is zhn: each step is read only by the same step of zhn, built on it
     # made above, in one operation over all the gates (gates)
-    # (37) z_hn_1 = z_hñ_1 + W_n h_0
+    # (37) a_hn_1 = a_hñ_1 + W_n h_0
     zhn_ = buf["zhn_"]  # its steps as views, made with the buffers: cheaper to index
     # made above, in one operation over all the gates (gates)
-    # (38) Z_ñ[1..5] = U_n X[1..5] + b_n 1ᵀ
+    # (38) A_ñ[1..5] = U_n X[1..5] + b_n 1ᵀ
     gn = buf["gn"]
     # pre_zn is gn: each step is read only by the same step of gn, built on it
     # made above, in one operation over all the gates (gates)
-    # (39) n_1 = tanh(z_ñ_1 + r_1 ∘ z_hn_1)
+    # (39) n_1 = tanh(a_ñ_1 + r_1 ∘ a_hn_1)
     gn_ = buf["gn_"]  # its steps as views, made with the buffers: cheaper to index
     gn_[0] += gr_[0] * zhn_[0]
     np.tanh(gn_[0], out=gn_[0])
@@ -416,60 +416,60 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, b_hn, h0, V, c, x, buf
     np.subtract(1.0, gz_[0], out=h_[1])
     h_[1] *= gn_[0]
     h_[1] += gz_[0] * h_[0]
-    # (41) r_2 = σ(z_r̃_2 + W_r h_1)
+    # (41) r_2 = σ(a_r̃_2 + W_r h_1)
     np.dot(h_[1], gates_rec_T, out=gates_gemm)
-    gates_[1][1:4] += buf["gates_gemm by gate"]  # r, z, z_hn
+    gates_[1][1:4] += buf["gates_gemm by gate"]  # r, z, a_hn
     _sigmoid(gates_[1][1:3], out=gates_[1][1:3])  # r, z
-    # (42) z_2 = σ(z_z̃_2 + W_z h_1)
+    # (42) z_2 = σ(a_z̃_2 + W_z h_1)
     # made above, in one operation over all the gates (gates)
-    # (43) z_hn_2 = z_hñ_2 + W_n h_1
+    # (43) a_hn_2 = a_hñ_2 + W_n h_1
     # made above, in one operation over all the gates (gates)
-    # (44) n_2 = tanh(z_ñ_2 + r_2 ∘ z_hn_2)
+    # (44) n_2 = tanh(a_ñ_2 + r_2 ∘ a_hn_2)
     gn_[1] += gr_[1] * zhn_[1]
     np.tanh(gn_[1], out=gn_[1])
     # (45) h_2 = (1 - z_2) ∘ n_2 + z_2 ∘ h_1
     np.subtract(1.0, gz_[1], out=h_[2])
     h_[2] *= gn_[1]
     h_[2] += gz_[1] * h_[1]
-    # (46) r_3 = σ(z_r̃_3 + W_r h_2)
+    # (46) r_3 = σ(a_r̃_3 + W_r h_2)
     np.dot(h_[2], gates_rec_T, out=gates_gemm)
-    gates_[2][1:4] += buf["gates_gemm by gate"]  # r, z, z_hn
+    gates_[2][1:4] += buf["gates_gemm by gate"]  # r, z, a_hn
     _sigmoid(gates_[2][1:3], out=gates_[2][1:3])  # r, z
-    # (47) z_3 = σ(z_z̃_3 + W_z h_2)
+    # (47) z_3 = σ(a_z̃_3 + W_z h_2)
     # made above, in one operation over all the gates (gates)
-    # (48) z_hn_3 = z_hñ_3 + W_n h_2
+    # (48) a_hn_3 = a_hñ_3 + W_n h_2
     # made above, in one operation over all the gates (gates)
-    # (49) n_3 = tanh(z_ñ_3 + r_3 ∘ z_hn_3)
+    # (49) n_3 = tanh(a_ñ_3 + r_3 ∘ a_hn_3)
     gn_[2] += gr_[2] * zhn_[2]
     np.tanh(gn_[2], out=gn_[2])
     # (50) h_3 = (1 - z_3) ∘ n_3 + z_3 ∘ h_2
     np.subtract(1.0, gz_[2], out=h_[3])
     h_[3] *= gn_[2]
     h_[3] += gz_[2] * h_[2]
-    # (51) r_4 = σ(z_r̃_4 + W_r h_3)
+    # (51) r_4 = σ(a_r̃_4 + W_r h_3)
     np.dot(h_[3], gates_rec_T, out=gates_gemm)
-    gates_[3][1:4] += buf["gates_gemm by gate"]  # r, z, z_hn
+    gates_[3][1:4] += buf["gates_gemm by gate"]  # r, z, a_hn
     _sigmoid(gates_[3][1:3], out=gates_[3][1:3])  # r, z
-    # (52) z_4 = σ(z_z̃_4 + W_z h_3)
+    # (52) z_4 = σ(a_z̃_4 + W_z h_3)
     # made above, in one operation over all the gates (gates)
-    # (53) z_hn_4 = z_hñ_4 + W_n h_3
+    # (53) a_hn_4 = a_hñ_4 + W_n h_3
     # made above, in one operation over all the gates (gates)
-    # (54) n_4 = tanh(z_ñ_4 + r_4 ∘ z_hn_4)
+    # (54) n_4 = tanh(a_ñ_4 + r_4 ∘ a_hn_4)
     gn_[3] += gr_[3] * zhn_[3]
     np.tanh(gn_[3], out=gn_[3])
     # (55) h_4 = (1 - z_4) ∘ n_4 + z_4 ∘ h_3
     np.subtract(1.0, gz_[3], out=h_[4])
     h_[4] *= gn_[3]
     h_[4] += gz_[3] * h_[3]
-    # (56) r_5 = σ(z_r̃_5 + W_r h_4)
+    # (56) r_5 = σ(a_r̃_5 + W_r h_4)
     np.dot(h_[4], gates_rec_T, out=gates_gemm)
-    gates_[4][1:4] += buf["gates_gemm by gate"]  # r, z, z_hn
+    gates_[4][1:4] += buf["gates_gemm by gate"]  # r, z, a_hn
     _sigmoid(gates_[4][1:3], out=gates_[4][1:3])  # r, z
-    # (57) z_5 = σ(z_z̃_5 + W_z h_4)
+    # (57) z_5 = σ(a_z̃_5 + W_z h_4)
     # made above, in one operation over all the gates (gates)
-    # (58) z_hn_5 = z_hñ_5 + W_n h_4
+    # (58) a_hn_5 = a_hñ_5 + W_n h_4
     # made above, in one operation over all the gates (gates)
-    # (59) n_5 = tanh(z_ñ_5 + r_5 ∘ z_hn_5)
+    # (59) n_5 = tanh(a_ñ_5 + r_5 ∘ a_hn_5)
     gn_[4] += gr_[4] * zhn_[4]
     np.tanh(gn_[4], out=gn_[4])
     # (60) h_5 = (1 - z_5) ∘ n_5 + z_5 ∘ h_4

@@ -9,14 +9,14 @@
 
 The network, in column vectors::
 
-    z_i_t = U_i x_t + b_i + W_i h_{t-1}
-    i_t = σ(z_i_t)
-    z_f_t = U_f x_t + b_f + W_f h_{t-1}
-    f_t = σ(z_f_t)
-    z_g_t = U_g x_t + b_g + W_g h_{t-1}
-    g_t = tanh(z_g_t)
-    z_o_t = U_o x_t + b_o + W_o h_{t-1}
-    o_t = σ(z_o_t)
+    a_i_t = U_i x_t + b_i + W_i h_{t-1}
+    i_t = σ(a_i_t)
+    a_f_t = U_f x_t + b_f + W_f h_{t-1}
+    f_t = σ(a_f_t)
+    a_g_t = U_g x_t + b_g + W_g h_{t-1}
+    g_t = tanh(a_g_t)
+    a_o_t = U_o x_t + b_o + W_o h_{t-1}
+    o_t = σ(a_o_t)
     c_t = f_t ∘ c_{t-1} + i_t ∘ g_t
     φ_t = tanh(c_t)
     h_t = o_t ∘ φ_t
@@ -236,7 +236,7 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     np.subtract(1.0, go, out=dzo)
     dzo *= cact
     dzo *= go
-    # (88) δz_o_5 = δh_5 ∘ σ′_o_5
+    # (88) δa_o_5 = δh_5 ∘ σ′_o_5
     dzo_ = buf["dzo_"]  # its steps as views, made with the buffers: cheaper to index
     dzo_[4] *= dh_[5]
     # (89) F′_g[1..5] = I[1..5] ∘ (1 - G[1..5] ∘ G[1..5])
@@ -245,7 +245,7 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     np.square(gg, out=dzg)
     np.subtract(1.0, dzg, out=dzg)
     dzg *= gi
-    # (90) δz_g_5 = δc_5 ∘ f′_g_5
+    # (90) δa_g_5 = δc_5 ∘ f′_g_5
     dzg_ = buf["dzg_"]  # its steps as views, made with the buffers: cheaper to index
     dzg_[4] *= dcell_[5]
     # (91) Σ′_f[1..5] = C[0..4] ∘ F[1..5] ∘ (1 - F[1..5])
@@ -253,7 +253,7 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     np.subtract(1.0, buf["gf rows"], out=buf["dzf rows"])
     buf["dzf rows"] *= buf["cell[:-1] rows"]
     buf["dzf rows"] *= buf["gf rows"]
-    # (92) δz_f_5 = δc_5 ∘ σ′_f_5
+    # (92) δa_f_5 = δc_5 ∘ σ′_f_5
     dzf_ = buf["dzf_"]  # its steps as views, made with the buffers: cheaper to index
     dzf_[4] *= dcell_[5]
     # (93) Σ′_i[1..5] = G[1..5] ∘ I[1..5] ∘ (1 - I[1..5])
@@ -262,10 +262,10 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     np.subtract(1.0, gi, out=dzi)
     dzi *= gg
     dzi *= gi
-    # (94) δz_i_5 = δc_5 ∘ σ′_i_5
+    # (94) δa_i_5 = δc_5 ∘ σ′_i_5
     dzi_ = buf["dzi_"]  # its steps as views, made with the buffers: cheaper to index
     dzi_[4] *= dcell_[5]
-    # (95) δh_4 = δ̃h_4 + W_oᵀ δz_o_5 + W_gᵀ δz_g_5 + W_fᵀ δz_f_5 + W_iᵀ δz_i_5
+    # (95) δh_4 = δ̃h_4 + W_oᵀ δa_o_5 + W_gᵀ δa_g_5 + W_fᵀ δa_f_5 + W_iᵀ δa_i_5
     dh_gemm = buf["dh_gemm"]
     gates_rec = buf["gates_rec"]
     np.concatenate((W_g, W_i, W_f, W_o), out=gates_rec)  # one above another: one product for the gates
@@ -278,99 +278,99 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     gf_ = buf["gf_"]  # its steps as views, made with the buffers: cheaper to index
     dcell_[4] *= dh_[4]
     dcell_[4] += dcell_[5] * gf_[4]
-    # (97) δz_o_4 = δh_4 ∘ σ′_o_4
+    # (97) δa_o_4 = δh_4 ∘ σ′_o_4
     dzo_[3] *= dh_[4]
-    # (98) δz_g_4 = δc_4 ∘ f′_g_4
-    dgates_[3][0:3] *= dcell_[4]  # δz_g, δz_i, δz_f
-    # (99) δz_f_4 = δc_4 ∘ σ′_f_4
+    # (98) δa_g_4 = δc_4 ∘ f′_g_4
+    dgates_[3][0:3] *= dcell_[4]  # δa_g, δa_i, δa_f
+    # (99) δa_f_4 = δc_4 ∘ σ′_f_4
     # made above, in one operation over all the gates (dgates)
-    # (100) δz_i_4 = δc_4 ∘ σ′_i_4
+    # (100) δa_i_4 = δc_4 ∘ σ′_i_4
     # made above, in one operation over all the gates (dgates)
-    # (101) δh_3 = δ̃h_3 + W_oᵀ δz_o_4 + W_gᵀ δz_g_4 + W_fᵀ δz_f_4 + W_iᵀ δz_i_4
+    # (101) δh_3 = δ̃h_3 + W_oᵀ δa_o_4 + W_gᵀ δa_g_4 + W_fᵀ δa_f_4 + W_iᵀ δa_i_4
     np.copyto(buf["dgates_gemm by gate"], dgates_[3])  # side by side: one product for the gates
     np.dot(dgates_gemm, gates_rec, out=dh_gemm)
     dh_[3] += dh_gemm
     # (102) δc_3 = δc_4 ∘ f_4 + δh_3 ∘ f′_c_3
     dcell_[3] *= dh_[3]
     dcell_[3] += dcell_[4] * gf_[3]
-    # (103) δz_o_3 = δh_3 ∘ σ′_o_3
+    # (103) δa_o_3 = δh_3 ∘ σ′_o_3
     dzo_[2] *= dh_[3]
-    # (104) δz_g_3 = δc_3 ∘ f′_g_3
-    dgates_[2][0:3] *= dcell_[3]  # δz_g, δz_i, δz_f
-    # (105) δz_f_3 = δc_3 ∘ σ′_f_3
+    # (104) δa_g_3 = δc_3 ∘ f′_g_3
+    dgates_[2][0:3] *= dcell_[3]  # δa_g, δa_i, δa_f
+    # (105) δa_f_3 = δc_3 ∘ σ′_f_3
     # made above, in one operation over all the gates (dgates)
-    # (106) δz_i_3 = δc_3 ∘ σ′_i_3
+    # (106) δa_i_3 = δc_3 ∘ σ′_i_3
     # made above, in one operation over all the gates (dgates)
-    # (107) δh_2 = δ̃h_2 + W_oᵀ δz_o_3 + W_gᵀ δz_g_3 + W_fᵀ δz_f_3 + W_iᵀ δz_i_3
+    # (107) δh_2 = δ̃h_2 + W_oᵀ δa_o_3 + W_gᵀ δa_g_3 + W_fᵀ δa_f_3 + W_iᵀ δa_i_3
     np.copyto(buf["dgates_gemm by gate"], dgates_[2])  # side by side: one product for the gates
     np.dot(dgates_gemm, gates_rec, out=dh_gemm)
     dh_[2] += dh_gemm
     # (108) δc_2 = δc_3 ∘ f_3 + δh_2 ∘ f′_c_2
     dcell_[2] *= dh_[2]
     dcell_[2] += dcell_[3] * gf_[2]
-    # (109) δz_o_2 = δh_2 ∘ σ′_o_2
+    # (109) δa_o_2 = δh_2 ∘ σ′_o_2
     dzo_[1] *= dh_[2]
-    # (110) δz_g_2 = δc_2 ∘ f′_g_2
-    dgates_[1][0:3] *= dcell_[2]  # δz_g, δz_i, δz_f
-    # (111) δz_f_2 = δc_2 ∘ σ′_f_2
+    # (110) δa_g_2 = δc_2 ∘ f′_g_2
+    dgates_[1][0:3] *= dcell_[2]  # δa_g, δa_i, δa_f
+    # (111) δa_f_2 = δc_2 ∘ σ′_f_2
     # made above, in one operation over all the gates (dgates)
-    # (112) δz_i_2 = δc_2 ∘ σ′_i_2
+    # (112) δa_i_2 = δc_2 ∘ σ′_i_2
     # made above, in one operation over all the gates (dgates)
-    # (113) δh_1 = δ̃h_1 + W_oᵀ δz_o_2 + W_gᵀ δz_g_2 + W_fᵀ δz_f_2 + W_iᵀ δz_i_2
+    # (113) δh_1 = δ̃h_1 + W_oᵀ δa_o_2 + W_gᵀ δa_g_2 + W_fᵀ δa_f_2 + W_iᵀ δa_i_2
     np.copyto(buf["dgates_gemm by gate"], dgates_[1])  # side by side: one product for the gates
     np.dot(dgates_gemm, gates_rec, out=dh_gemm)
     dh_[1] += dh_gemm
     # (114) δc_1 = δc_2 ∘ f_2 + δh_1 ∘ f′_c_1
     dcell_[1] *= dh_[1]
     dcell_[1] += dcell_[2] * gf_[1]
-    # (115) δz_o_1 = δh_1 ∘ σ′_o_1
+    # (115) δa_o_1 = δh_1 ∘ σ′_o_1
     dzo_[0] *= dh_[1]
-    # (116) δz_g_1 = δc_1 ∘ f′_g_1
-    dgates_[0][0:3] *= dcell_[1]  # δz_g, δz_i, δz_f
-    # (117) δz_f_1 = δc_1 ∘ σ′_f_1
+    # (116) δa_g_1 = δc_1 ∘ f′_g_1
+    dgates_[0][0:3] *= dcell_[1]  # δa_g, δa_i, δa_f
+    # (117) δa_f_1 = δc_1 ∘ σ′_f_1
     # made above, in one operation over all the gates (dgates)
-    # (118) δz_i_1 = δc_1 ∘ σ′_i_1
+    # (118) δa_i_1 = δc_1 ∘ σ′_i_1
     # made above, in one operation over all the gates (dgates)
     # (119) δc_0 = δc_1 ∘ f_1
     np.multiply(dcell_[1], gf_[0], out=dcell_[0])
-    # (120) δh_0 = W_oᵀ δz_o_1 + W_gᵀ δz_g_1 + W_fᵀ δz_f_1 + W_iᵀ δz_i_1
+    # (120) δh_0 = W_oᵀ δa_o_1 + W_gᵀ δa_g_1 + W_fᵀ δa_f_1 + W_iᵀ δa_i_1
     np.copyto(buf["dgates_gemm by gate"], dgates_[0])  # side by side: one product for the gates
     np.dot(dgates_gemm, gates_rec, out=dh_[0])
-    # (121) dE/dU_i = Δz_i[1..5] X[1..5]ᵀ
+    # (121) dE/dU_i = Δa_i[1..5] X[1..5]ᵀ
     if x.dtype.kind == "f":
         dU_i = np.dot(buf["dzi rows"].T, x.reshape(-1, n_x))
     else:  # token ids (intp, checked), standing for the inputs' one-hot rows
         dU_i = _id_sums(buf["dzi rows"], x.reshape(-1), n_x, columns=True)
-    # (122) dE/dU_f = Δz_f[1..5] X[1..5]ᵀ
+    # (122) dE/dU_f = Δa_f[1..5] X[1..5]ᵀ
     if x.dtype.kind == "f":
         dU_f = np.dot(buf["dzf rows"].T, x.reshape(-1, n_x))
     else:  # token ids (intp, checked), standing for the inputs' one-hot rows
         dU_f = _id_sums(buf["dzf rows"], x.reshape(-1), n_x, columns=True)
-    # (123) dE/dU_g = Δz_g[1..5] X[1..5]ᵀ
+    # (123) dE/dU_g = Δa_g[1..5] X[1..5]ᵀ
     if x.dtype.kind == "f":
         dU_g = np.dot(buf["dzg rows"].T, x.reshape(-1, n_x))
     else:  # token ids (intp, checked), standing for the inputs' one-hot rows
         dU_g = _id_sums(buf["dzg rows"], x.reshape(-1), n_x, columns=True)
-    # (124) dE/dU_o = Δz_o[1..5] X[1..5]ᵀ
+    # (124) dE/dU_o = Δa_o[1..5] X[1..5]ᵀ
     if x.dtype.kind == "f":
         dU_o = np.dot(buf["dzo rows"].T, x.reshape(-1, n_x))
     else:  # token ids (intp, checked), standing for the inputs' one-hot rows
         dU_o = _id_sums(buf["dzo rows"], x.reshape(-1), n_x, columns=True)
-    # (125) dE/dW_i = Δz_i[1..5] H[0..4]ᵀ
+    # (125) dE/dW_i = Δa_i[1..5] H[0..4]ᵀ
     dW_i = np.dot(buf["dzi rows"].T, buf["h[:-1] rows"])
-    # (126) dE/dW_f = Δz_f[1..5] H[0..4]ᵀ
+    # (126) dE/dW_f = Δa_f[1..5] H[0..4]ᵀ
     dW_f = np.dot(buf["dzf rows"].T, buf["h[:-1] rows"])
-    # (127) dE/dW_g = Δz_g[1..5] H[0..4]ᵀ
+    # (127) dE/dW_g = Δa_g[1..5] H[0..4]ᵀ
     dW_g = np.dot(buf["dzg rows"].T, buf["h[:-1] rows"])
-    # (128) dE/dW_o = Δz_o[1..5] H[0..4]ᵀ
+    # (128) dE/dW_o = Δa_o[1..5] H[0..4]ᵀ
     dW_o = np.dot(buf["dzo rows"].T, buf["h[:-1] rows"])
-    # (129) dE/db_i = Δz_i[1..5] 1
+    # (129) dE/db_i = Δa_i[1..5] 1
     db_i = np.dot(buf["ones of T steps"], buf["dzi rows"])
-    # (130) dE/db_f = Δz_f[1..5] 1
+    # (130) dE/db_f = Δa_f[1..5] 1
     db_f = np.dot(buf["ones of T steps"], buf["dzf rows"])
-    # (131) dE/db_g = Δz_g[1..5] 1
+    # (131) dE/db_g = Δa_g[1..5] 1
     db_g = np.dot(buf["ones of T steps"], buf["dzg rows"])
-    # (132) dE/db_o = Δz_o[1..5] 1
+    # (132) dE/db_o = Δa_o[1..5] 1
     db_o = np.dot(buf["ones of T steps"], buf["dzo rows"])
     # (133) dE/dh_0 = δh_0
     dh0 = np.dot(buf["ones of a step"], dh_[0])
@@ -419,7 +419,7 @@ def _forward(U_i, U_f, U_g, U_o, W_i, W_f, W_g, W_o, b_i, b_f, b_g, b_o, h0, c0,
     # c_0: the given vector, for every sequence
     cell = buf["cell"]
     cell[0] = c0
-    # (40) Z_ĩ[1..5] = U_i X[1..5] + b_i 1ᵀ
+    # (40) A_ĩ[1..5] = U_i X[1..5] + b_i 1ᵀ
     gi = buf["gi"]
     # pre_zi is gi: each step is read only by the same step of gi, built on it
     gates_in_T = buf["gates_in_T"]
@@ -431,7 +431,7 @@ def _forward(U_i, U_f, U_g, U_o, W_i, W_f, W_g, W_o, b_i, b_f, b_g, b_o, h0, c0,
     gates_bias = buf["gates_bias"]
     np.stack((b_g, b_i, b_f, b_o), out=gates_bias)  # one per gate, for one operation over the gates
     buf["gates rows"] += gates_bias[:, None]  # g, i, f, o
-    # (41) i_1 = σ(z_ĩ_1 + W_i h_0)
+    # (41) i_1 = σ(a_ĩ_1 + W_i h_0)
     h_ = buf["h_"]  # its steps as views, made with the buffers: cheaper to index
     gi_ = buf["gi_"]  # its steps as views, made with the buffers: cheaper to index
     gates_rec_T = buf["gates_rec_T"]
@@ -442,25 +442,25 @@ def _forward(U_i, U_f, U_g, U_o, W_i, W_f, W_g, W_o, b_i, b_f, b_g, b_o, h0, c0,
     gates_[0] += buf["gates_gemm by gate"]  # g, i, f, o
     np.tanh(gates_[0][0:1], out=gates_[0][0:1])  # g
     _sigmoid(gates_[0][1:4], out=gates_[0][1:4])  # i, f, o
-    # (42) Z_f̃[1..5] = U_f X[1..5] + b_f 1ᵀ
+    # (42) A_f̃[1..5] = U_f X[1..5] + b_f 1ᵀ
     gf = buf["gf"]
     # pre_zf is gf: each step is read only by the same step of gf, built on it
     # made above, in one operation over all the gates (gates)
-    # (43) f_1 = σ(z_f̃_1 + W_f h_0)
+    # (43) f_1 = σ(a_f̃_1 + W_f h_0)
     gf_ = buf["gf_"]  # its steps as views, made with the buffers: cheaper to index
     # made above, in one operation over all the gates (gates)
-    # (44) Z_g̃[1..5] = U_g X[1..5] + b_g 1ᵀ
+    # (44) A_g̃[1..5] = U_g X[1..5] + b_g 1ᵀ
     gg = buf["gg"]
     # pre_zg is gg: each step is read only by the same step of gg, built on it
     # made above, in one operation over all the gates (gates)
-    # (45) g_1 = tanh(z_g̃_1 + W_g h_0)
+    # (45) g_1 = tanh(a_g̃_1 + W_g h_0)
     gg_ = buf["gg_"]  # its steps as views, made with the buffers: cheaper to index
     # made above, in one operation over all the gates (gates)
-    # (46) Z_õ[1..5] = U_o X[1..5] + b_o 1ᵀ
+    # (46) A_õ[1..5] = U_o X[1..5] + b_o 1ᵀ
     go = buf["go"]
     # pre_zo is go: each step is read only by the same step of go, built on it
     # made above, in one operation over all the gates (gates)
-    # (47) o_1 = σ(z_õ_1 + W_o h_0)
+    # (47) o_1 = σ(a_õ_1 + W_o h_0)
     go_ = buf["go_"]  # its steps as views, made with the buffers: cheaper to index
     # made above, in one operation over all the gates (gates)
     # (48) c_1 = f_1 ∘ c_0 + i_1 ∘ g_1
@@ -473,16 +473,16 @@ def _forward(U_i, U_f, U_g, U_o, W_i, W_f, W_g, W_o, b_i, b_f, b_g, b_o, h0, c0,
     np.tanh(cell_[1], out=cact_[0])
     # (50) h_1 = o_1 ∘ φ_1
     np.multiply(go_[0], cact_[0], out=h_[1])
-    # (51) i_2 = σ(z_ĩ_2 + W_i h_1)
+    # (51) i_2 = σ(a_ĩ_2 + W_i h_1)
     np.dot(h_[1], gates_rec_T, out=gates_gemm)
     gates_[1] += buf["gates_gemm by gate"]  # g, i, f, o
     np.tanh(gates_[1][0:1], out=gates_[1][0:1])  # g
     _sigmoid(gates_[1][1:4], out=gates_[1][1:4])  # i, f, o
-    # (52) f_2 = σ(z_f̃_2 + W_f h_1)
+    # (52) f_2 = σ(a_f̃_2 + W_f h_1)
     # made above, in one operation over all the gates (gates)
-    # (53) g_2 = tanh(z_g̃_2 + W_g h_1)
+    # (53) g_2 = tanh(a_g̃_2 + W_g h_1)
     # made above, in one operation over all the gates (gates)
-    # (54) o_2 = σ(z_õ_2 + W_o h_1)
+    # (54) o_2 = σ(a_õ_2 + W_o h_1)
     # made above, in one operation over all the gates (gates)
     # (55) c_2 = f_2 ∘ c_1 + i_2 ∘ g_2
     np.multiply(gf_[1], cell_[1], out=cell_[2])
@@ -491,16 +491,16 @@ def _forward(U_i, U_f, U_g, U_o, W_i, W_f, W_g, W_o, b_i, b_f, b_g, b_o, h0, c0,
     np.tanh(cell_[2], out=cact_[1])
     # (57) h_2 = o_2 ∘ φ_2
     np.multiply(go_[1], cact_[1], out=h_[2])
-    # (58) i_3 = σ(z_ĩ_3 + W_i h_2)
+    # (58) i_3 = σ(a_ĩ_3 + W_i h_2)
     np.dot(h_[2], gates_rec_T, out=gates_gemm)
     gates_[2] += buf["gates_gemm by gate"]  # g, i, f, o
     np.tanh(gates_[2][0:1], out=gates_[2][0:1])  # g
     _sigmoid(gates_[2][1:4], out=gates_[2][1:4])  # i, f, o
-    # (59) f_3 = σ(z_f̃_3 + W_f h_2)
+    # (59) f_3 = σ(a_f̃_3 + W_f h_2)
     # made above, in one operation over all the gates (gates)
-    # (60) g_3 = tanh(z_g̃_3 + W_g h_2)
+    # (60) g_3 = tanh(a_g̃_3 + W_g h_2)
     # made above, in one operation over all the gates (gates)
-    # (61) o_3 = σ(z_õ_3 + W_o h_2)
+    # (61) o_3 = σ(a_õ_3 + W_o h_2)
     # made above, in one operation over all the gates (gates)
     # (62) c_3 = f_3 ∘ c_2 + i_3 ∘ g_3
     np.multiply(gf_[2], cell_[2], out=cell_[3])
@@ -509,16 +509,16 @@ def _forward(U_i, U_f, U_g, U_o, W_i, W_f, W_g, W_o, b_i, b_f, b_g, b_o, h0, c0,
     np.tanh(cell_[3], out=cact_[2])
     # (64) h_3 = o_3 ∘ φ_3
     np.multiply(go_[2], cact_[2], out=h_[3])
-    # (65) i_4 = σ(z_ĩ_4 + W_i h_3)
+    # (65) i_4 = σ(a_ĩ_4 + W_i h_3)
     np.dot(h_[3], gates_rec_T, out=gates_gemm)
     gates_[3] += buf["gates_gemm by gate"]  # g, i, f, o
     np.tanh(gates_[3][0:1], out=gates_[3][0:1])  # g
     _sigmoid(gates_[3][1:4], out=gates_[3][1:4])  # i, f, o
-    # (66) f_4 = σ(z_f̃_4 + W_f h_3)
+    # (66) f_4 = σ(a_f̃_4 + W_f h_3)
     # made above, in one operation over all the gates (gates)
-    # (67) g_4 = tanh(z_g̃_4 + W_g h_3)
+    # (67) g_4 = tanh(a_g̃_4 + W_g h_3)
     # made above, in one operation over all the gates (gates)
-    # (68) o_4 = σ(z_õ_4 + W_o h_3)
+    # (68) o_4 = σ(a_õ_4 + W_o h_3)
     # made above, in one operation over all the gates (gates)
     # (69) c_4 = f_4 ∘ c_3 + i_4 ∘ g_4
     np.multiply(gf_[3], cell_[3], out=cell_[4])
@@ -527,16 +527,16 @@ def _forward(U_i, U_f, U_g, U_o, W_i, W_f, W_g, W_o, b_i, b_f, b_g, b_o, h0, c0,
     np.tanh(cell_[4], out=cact_[3])
     # (71) h_4 = o_4 ∘ φ_4
     np.multiply(go_[3], cact_[3], out=h_[4])
-    # (72) i_5 = σ(z_ĩ_5 + W_i h_4)
+    # (72) i_5 = σ(a_ĩ_5 + W_i h_4)
     np.dot(h_[4], gates_rec_T, out=gates_gemm)
     gates_[4] += buf["gates_gemm by gate"]  # g, i, f, o
     np.tanh(gates_[4][0:1], out=gates_[4][0:1])  # g
     _sigmoid(gates_[4][1:4], out=gates_[4][1:4])  # i, f, o
-    # (73) f_5 = σ(z_f̃_5 + W_f h_4)
+    # (73) f_5 = σ(a_f̃_5 + W_f h_4)
     # made above, in one operation over all the gates (gates)
-    # (74) g_5 = tanh(z_g̃_5 + W_g h_4)
+    # (74) g_5 = tanh(a_g̃_5 + W_g h_4)
     # made above, in one operation over all the gates (gates)
-    # (75) o_5 = σ(z_õ_5 + W_o h_4)
+    # (75) o_5 = σ(a_õ_5 + W_o h_4)
     # made above, in one operation over all the gates (gates)
     # (76) c_5 = f_5 ∘ c_4 + i_5 ∘ g_5
     np.multiply(gf_[4], cell_[4], out=cell_[5])

@@ -156,7 +156,7 @@ def loss(params, xs, targets, *, state=None, mask=None, lengths=None, return_sta
     y = _targets(targets, x, V.shape[0], single, U_f.dtype)
     buf = _buffers(x, U_f.dtype, U_f.shape[0], V.shape[0])
     h_f, h_b, o, yhat = _forward(U_f, W_f, b_f, h0_f, U_b, W_b, b_b, h0_b, V, c, x, buf)
-    # (32) E = -1ᵀ (Y[1..5] ∘ log_softmax(O[1..5])) 1
+    # (34) E = -1ᵀ (Y[1..5] ∘ log_softmax(O[1..5])) 1
     E = -_dot_log_softmax(y, o, yhat)
     final = None
     if return_state:
@@ -196,23 +196,23 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     n_h = U_f.shape[0]
     V_f = V[:, :n_h]
     V_b = V[:, n_h:]
-    # (32) E = -1ᵀ (Y[1..5] ∘ log_softmax(O[1..5])) 1
+    # (34) E = -1ᵀ (Y[1..5] ∘ log_softmax(O[1..5])) 1
     E = -_dot_log_softmax(y, o, yhat)
-    # (33) Δo[1..5] = Ŷ[1..5] - Y[1..5]
+    # (35) Δo[1..5] = Ŷ[1..5] - Y[1..5]
     do = yhat  # yhat is not read after this: do takes its buffer
     _minus_targets(yhat, y, out=do)
-    # (34) Δ̃hᵇ[1..5] = V_bᵀ Δo[1..5]
+    # (36) Δ̃hᵇ[1..5] = V_bᵀ Δo[1..5]
     # pre_dh_b is dz_b: each step is read only by the same step of dz_b, built on it
     buf["rows product"](do, V_b, out=buf["dz_b rows"])
-    # (35) F′ᵇ[1..5] = 1 - Hᵇ[1..5] ∘ Hᵇ[1..5]
+    # (37) F′ᵇ[1..5] = 1 - Hᵇ[1..5] ∘ Hᵇ[1..5]
     fprime_b = buf["fprime_b"]
     np.square(h_b[:-1], out=fprime_b)
     np.subtract(1.0, fprime_b, out=fprime_b)
-    # (36) δzᵇ_1 = δ̃hᵇ_1 ∘ f′ᵇ_1
+    # (38) δzᵇ_1 = δ̃hᵇ_1 ∘ f′ᵇ_1
     fprime_b_ = buf["fprime_b_"]  # its steps as views, made with the buffers: cheaper to index
     dz_b_ = buf["dz_b_"]  # its steps as views, made with the buffers: cheaper to index
     dz_b_[0] *= fprime_b_[0]
-    # (37) δzᵇ_t = (δ̃hᵇ_t + Wᵇᵀ δzᵇ_{t-1}) ∘ f′ᵇ_t, t = 2..5
+    # (39) δzᵇ_t = (δ̃hᵇ_t + Wᵇᵀ δzᵇ_{t-1}) ∘ f′ᵇ_t, t = 2..5
     dz_b_gemm = buf["dz_b_gemm"]
     np.dot(dz_b_[0], W_b, out=dz_b_gemm)
     dz_b_[1] += dz_b_gemm
@@ -226,22 +226,22 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     np.dot(dz_b_[3], W_b, out=dz_b_gemm)
     dz_b_[4] += dz_b_gemm
     dz_b_[4] *= fprime_b_[4]
-    # (38) δhᵇ_6 = Wᵇᵀ δzᵇ_5
+    # (40) δhᵇ_6 = Wᵇᵀ δzᵇ_5
     dh_b = buf["dh_b"]
     dh_b_ = buf["dh_b_"]  # its steps as views, made with the buffers: cheaper to index
     np.dot(dz_b_[4], W_b, out=dh_b_[0])
-    # (39) Δ̃hᶠ[1..5] = V_fᵀ Δo[1..5]
+    # (41) Δ̃hᶠ[1..5] = V_fᵀ Δo[1..5]
     # pre_dh_f is dz_f: each step is read only by the same step of dz_f, built on it
     buf["rows product"](do, V_f, out=buf["dz_f rows"])
-    # (40) F′ᶠ[1..5] = 1 - Hᶠ[1..5] ∘ Hᶠ[1..5]
+    # (42) F′ᶠ[1..5] = 1 - Hᶠ[1..5] ∘ Hᶠ[1..5]
     fprime_f = buf["fprime_f"]
     np.square(h_f[1:], out=fprime_f)
     np.subtract(1.0, fprime_f, out=fprime_f)
-    # (41) δzᶠ_5 = δ̃hᶠ_5 ∘ f′ᶠ_5
+    # (43) δzᶠ_5 = δ̃hᶠ_5 ∘ f′ᶠ_5
     fprime_f_ = buf["fprime_f_"]  # its steps as views, made with the buffers: cheaper to index
     dz_f_ = buf["dz_f_"]  # its steps as views, made with the buffers: cheaper to index
     dz_f_[4] *= fprime_f_[4]
-    # (42) δzᶠ_t = (δ̃hᶠ_t + Wᶠᵀ δzᶠ_{t+1}) ∘ f′ᶠ_t, t = 4 down to 1
+    # (44) δzᶠ_t = (δ̃hᶠ_t + Wᶠᵀ δzᶠ_{t+1}) ∘ f′ᶠ_t, t = 4 down to 1
     dz_f_gemm = buf["dz_f_gemm"]
     np.dot(dz_f_[4], W_f, out=dz_f_gemm)
     dz_f_[3] += dz_f_gemm
@@ -255,39 +255,39 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     np.dot(dz_f_[1], W_f, out=dz_f_gemm)
     dz_f_[0] += dz_f_gemm
     dz_f_[0] *= fprime_f_[0]
-    # (43) δhᶠ_0 = Wᶠᵀ δzᶠ_1
+    # (45) δhᶠ_0 = Wᶠᵀ δzᶠ_1
     dh_f = buf["dh_f"]
     dh_f_ = buf["dh_f_"]  # its steps as views, made with the buffers: cheaper to index
     np.dot(dz_f_[0], W_f, out=dh_f_[0])
-    # (44) dE/dUᶠ = Δzᶠ[1..5] X[1..5]ᵀ
+    # (46) dE/dUᶠ = Δzᶠ[1..5] X[1..5]ᵀ
     if x.dtype.kind == "f":
         dU_f = np.dot(buf["dz_f rows"].T, x.reshape(-1, n_x))
     else:  # token ids (intp, checked), standing for the inputs' one-hot rows
         dU_f = _id_sums(buf["dz_f rows"], x.reshape(-1), n_x, columns=True)
-    # (45) dE/dWᶠ = Δzᶠ[1..5] Hᶠ[0..4]ᵀ
+    # (47) dE/dWᶠ = Δzᶠ[1..5] Hᶠ[0..4]ᵀ
     dW_f = np.dot(buf["dz_f rows"].T, buf["h_f[:-1] rows"])
-    # (46) dE/dbᶠ = Δzᶠ[1..5] 1
+    # (48) dE/dbᶠ = Δzᶠ[1..5] 1
     db_f = np.dot(buf["ones of T steps"], buf["dz_f rows"])
-    # (47) dE/dhᶠ_0 = δhᶠ_0
+    # (49) dE/dhᶠ_0 = δhᶠ_0
     dh0_f = np.dot(buf["ones of a step"], dh_f_[0])
-    # (48) dE/dUᵇ = Δzᵇ[1..5] X[1..5]ᵀ
+    # (50) dE/dUᵇ = Δzᵇ[1..5] X[1..5]ᵀ
     if x.dtype.kind == "f":
         dU_b = np.dot(buf["dz_b rows"].T, x.reshape(-1, n_x))
     else:  # token ids (intp, checked), standing for the inputs' one-hot rows
         dU_b = _id_sums(buf["dz_b rows"], x.reshape(-1), n_x, columns=True)
-    # (49) dE/dWᵇ = Δzᵇ[1..5] Hᵇ[2..6]ᵀ
+    # (51) dE/dWᵇ = Δzᵇ[1..5] Hᵇ[2..6]ᵀ
     dW_b = np.dot(buf["dz_b rows"].T, buf["h_b[1:] rows"])
-    # (50) dE/dbᵇ = Δzᵇ[1..5] 1
+    # (52) dE/dbᵇ = Δzᵇ[1..5] 1
     db_b = np.dot(buf["ones of T steps"], buf["dz_b rows"])
-    # (51) dE/dhᵇ_{T+1} = δhᵇ_6
+    # (53) dE/dhᵇ_{T+1} = δhᵇ_6
     dh0_b = np.dot(buf["ones of a step"], dh_b_[0])
-    # (52) dE/dV_f = Δo[1..5] Hᶠ[1..5]ᵀ
+    # (54) dE/dV_f = Δo[1..5] Hᶠ[1..5]ᵀ
     dV_f = np.dot(do.T, buf["h_f[1:] rows"])
-    # (53) dE/dV_b = Δo[1..5] Hᵇ[1..5]ᵀ
+    # (55) dE/dV_b = Δo[1..5] Hᵇ[1..5]ᵀ
     dV_b = np.dot(do.T, buf["h_b[:-1] rows"])
-    # (54) dE/dV = [dE/dV_f, dE/dV_b]
+    # (56) dE/dV = [dE/dV_f, dE/dV_b]
     dV = np.concatenate((dV_f, dV_b), axis=1)
-    # (55) dE/dc = Δo[1..5] 1
+    # (57) dE/dc = Δo[1..5] 1
     dc = np.dot(buf["ones of T steps"], do)
     grads = {
         "U_f": dU_f,
@@ -322,14 +322,14 @@ def _forward(U_f, W_f, b_f, h0_f, U_b, W_b, b_b, h0_b, V, c, x, buf):
     # hᶠ_0: the given vector, for every sequence
     h_f = buf["h_f"]
     h_f[0] = h0_f
-    # (26) Z̃ᶠ[1..5] = Uᶠ X[1..5] + bᶠ 1ᵀ
+    # (28) Z̃ᶠ[1..5] = Uᶠ X[1..5] + bᶠ 1ᵀ
     # pre_z_f is h_f[1:]: each step is read only by the same step of h_f, built on it
     if x.dtype.kind == "f":
         buf["rows product"](x.reshape(-1, n_x), U_f.T, out=buf["h_f[1:] rows"])
     else:  # token ids (intp, checked), standing for the inputs' one-hot rows
         U_f.T.take(x.reshape(-1), axis=0, out=buf["h_f[1:] rows"], mode="clip")
     buf["h_f[1:] rows"] += b_f
-    # (27) hᶠ_t = tanh(z̃ᶠ_t + Wᶠ hᶠ_{t-1}), t = 1..5
+    # (29) hᶠ_t = tanh(z̃ᶠ_t + Wᶠ hᶠ_{t-1}), t = 1..5
     h_f_ = buf["h_f_"]  # its steps as views, made with the buffers: cheaper to index
     h_f_gemm = buf["h_f_gemm"]
     W_f_T = buf["W_f_T"]
@@ -352,14 +352,14 @@ def _forward(U_f, W_f, b_f, h0_f, U_b, W_b, b_b, h0_b, V, c, x, buf):
     # hᵇ_6: the given vector, for every sequence
     h_b = buf["h_b"]
     h_b[5] = h0_b
-    # (28) Z̃ᵇ[1..5] = Uᵇ X[1..5] + bᵇ 1ᵀ
+    # (30) Z̃ᵇ[1..5] = Uᵇ X[1..5] + bᵇ 1ᵀ
     # pre_z_b is h_b[:-1]: each step is read only by the same step of h_b, built on it
     if x.dtype.kind == "f":
         buf["rows product"](x.reshape(-1, n_x), U_b.T, out=buf["h_b[:-1] rows"])
     else:  # token ids (intp, checked), standing for the inputs' one-hot rows
         U_b.T.take(x.reshape(-1), axis=0, out=buf["h_b[:-1] rows"], mode="clip")
     buf["h_b[:-1] rows"] += b_b
-    # (29) hᵇ_t = tanh(z̃ᵇ_t + Wᵇ hᵇ_{t+1}), t = 5 down to 1
+    # (31) hᵇ_t = tanh(z̃ᵇ_t + Wᵇ hᵇ_{t+1}), t = 5 down to 1
     h_b_ = buf["h_b_"]  # its steps as views, made with the buffers: cheaper to index
     h_b_gemm = buf["h_b_gemm"]
     W_b_T = buf["W_b_T"]
@@ -379,12 +379,12 @@ def _forward(U_f, W_f, b_f, h0_f, U_b, W_b, b_b, h0_b, V, c, x, buf):
     np.dot(h_b_[1], W_b_T, out=h_b_gemm)
     h_b_[0] += h_b_gemm
     np.tanh(h_b_[0], out=h_b_[0])
-    # (30) O[1..5] = V_f Hᶠ[1..5] + V_b Hᵇ[1..5] + c 1ᵀ
+    # (32) O[1..5] = V_f Hᶠ[1..5] + V_b Hᵇ[1..5] + c 1ᵀ
     o = buf["o"]
     buf["rows product"](buf["h_f[1:] rows"], V_f.T, out=o)
     o += buf["h_b[:-1] rows"] @ V_b.T
     o += c
-    # (31) Ŷ[1..5] = softmax(O[1..5])
+    # (33) Ŷ[1..5] = softmax(O[1..5])
     yhat = buf["yhat"]
     _softmax(o, out=yhat)
     return h_f, h_b, o, yhat

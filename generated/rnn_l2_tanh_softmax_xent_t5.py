@@ -160,7 +160,7 @@ def loss(params, xs, targets, *, state=None, mask=None, lengths=None, return_sta
     y = _targets(targets, x, V.shape[0], single, U1.dtype)
     buf = _buffers(x, U1.dtype, U1.shape[0], U2.shape[0], V.shape[0])
     h1, h2, o, yhat = _forward(U1, W1, b1, h0_1, U2, W2, b2, h0_2, V, c, x, buf)
-    # (31) E = -1ᵀ (Y[1..5] ∘ log_softmax(O[1..5])) 1
+    # (33) E = -1ᵀ (Y[1..5] ∘ log_softmax(O[1..5])) 1
     E = -_dot_log_softmax(y, o, yhat)
     final = None
     if return_state:
@@ -197,23 +197,23 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     buf = _buffers(x, U1.dtype, U1.shape[0], U2.shape[0], V.shape[0])
     h1, h2, o, yhat = _forward(U1, W1, b1, h0_1, U2, W2, b2, h0_2, V, c, x, buf)
     n_x = U1.shape[1]
-    # (31) E = -1ᵀ (Y[1..5] ∘ log_softmax(O[1..5])) 1
+    # (33) E = -1ᵀ (Y[1..5] ∘ log_softmax(O[1..5])) 1
     E = -_dot_log_softmax(y, o, yhat)
-    # (32) Δo[1..5] = Ŷ[1..5] - Y[1..5]
+    # (34) Δo[1..5] = Ŷ[1..5] - Y[1..5]
     do = yhat  # yhat is not read after this: do takes its buffer
     _minus_targets(yhat, y, out=do)
-    # (33) Δ̃h²[1..5] = Vᵀ Δo[1..5]
+    # (35) Δ̃h²[1..5] = Vᵀ Δo[1..5]
     # pre_dh2 is dz2: each step is read only by the same step of dz2, built on it
     buf["rows product"](do, V, out=buf["dz2 rows"])
-    # (34) F′²[1..5] = 1 - H²[1..5] ∘ H²[1..5]
+    # (36) F′²[1..5] = 1 - H²[1..5] ∘ H²[1..5]
     fprime2 = buf["fprime2"]
     np.square(h2[1:], out=fprime2)
     np.subtract(1.0, fprime2, out=fprime2)
-    # (35) δz²_5 = δ̃h²_5 ∘ f′²_5
+    # (37) δz²_5 = δ̃h²_5 ∘ f′²_5
     fprime2_ = buf["fprime2_"]  # its steps as views, made with the buffers: cheaper to index
     dz2_ = buf["dz2_"]  # its steps as views, made with the buffers: cheaper to index
     dz2_[4] *= fprime2_[4]
-    # (36) δz²_t = (δ̃h²_t + W²ᵀ δz²_{t+1}) ∘ f′²_t, t = 4 down to 1
+    # (38) δz²_t = (δ̃h²_t + W²ᵀ δz²_{t+1}) ∘ f′²_t, t = 4 down to 1
     dz2_gemm = buf["dz2_gemm"]
     np.dot(dz2_[4], W2, out=dz2_gemm)
     dz2_[3] += dz2_gemm
@@ -227,22 +227,22 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     np.dot(dz2_[1], W2, out=dz2_gemm)
     dz2_[0] += dz2_gemm
     dz2_[0] *= fprime2_[0]
-    # (37) δh²_0 = W²ᵀ δz²_1
+    # (39) δh²_0 = W²ᵀ δz²_1
     dh2 = buf["dh2"]
     dh2_ = buf["dh2_"]  # its steps as views, made with the buffers: cheaper to index
     np.dot(dz2_[0], W2, out=dh2_[0])
-    # (38) Δ̃h¹[1..5] = U²ᵀ Δz²[1..5]
+    # (40) Δ̃h¹[1..5] = U²ᵀ Δz²[1..5]
     # pre_dh1 is dz1: each step is read only by the same step of dz1, built on it
     buf["rows product"](buf["dz2 rows"], U2, out=buf["dz1 rows"])
-    # (39) F′¹[1..5] = 1 - H¹[1..5] ∘ H¹[1..5]
+    # (41) F′¹[1..5] = 1 - H¹[1..5] ∘ H¹[1..5]
     fprime1 = buf["fprime1"]
     np.square(h1[1:], out=fprime1)
     np.subtract(1.0, fprime1, out=fprime1)
-    # (40) δz¹_5 = δ̃h¹_5 ∘ f′¹_5
+    # (42) δz¹_5 = δ̃h¹_5 ∘ f′¹_5
     fprime1_ = buf["fprime1_"]  # its steps as views, made with the buffers: cheaper to index
     dz1_ = buf["dz1_"]  # its steps as views, made with the buffers: cheaper to index
     dz1_[4] *= fprime1_[4]
-    # (41) δz¹_t = (δ̃h¹_t + W¹ᵀ δz¹_{t+1}) ∘ f′¹_t, t = 4 down to 1
+    # (43) δz¹_t = (δ̃h¹_t + W¹ᵀ δz¹_{t+1}) ∘ f′¹_t, t = 4 down to 1
     dz1_gemm = buf["dz1_gemm"]
     np.dot(dz1_[4], W1, out=dz1_gemm)
     dz1_[3] += dz1_gemm
@@ -256,32 +256,32 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     np.dot(dz1_[1], W1, out=dz1_gemm)
     dz1_[0] += dz1_gemm
     dz1_[0] *= fprime1_[0]
-    # (42) δh¹_0 = W¹ᵀ δz¹_1
+    # (44) δh¹_0 = W¹ᵀ δz¹_1
     dh1 = buf["dh1"]
     dh1_ = buf["dh1_"]  # its steps as views, made with the buffers: cheaper to index
     np.dot(dz1_[0], W1, out=dh1_[0])
-    # (43) dE/dU¹ = Δz¹[1..5] X[1..5]ᵀ
+    # (45) dE/dU¹ = Δz¹[1..5] X[1..5]ᵀ
     if x.dtype.kind == "f":
         dU1 = np.dot(buf["dz1 rows"].T, x.reshape(-1, n_x))
     else:  # token ids (intp, checked), standing for the inputs' one-hot rows
         dU1 = _id_sums(buf["dz1 rows"], x.reshape(-1), n_x, columns=True)
-    # (44) dE/dW¹ = Δz¹[1..5] H¹[0..4]ᵀ
+    # (46) dE/dW¹ = Δz¹[1..5] H¹[0..4]ᵀ
     dW1 = np.dot(buf["dz1 rows"].T, buf["h1[:-1] rows"])
-    # (45) dE/db¹ = Δz¹[1..5] 1
+    # (47) dE/db¹ = Δz¹[1..5] 1
     db1 = np.dot(buf["ones of T steps"], buf["dz1 rows"])
-    # (46) dE/dh¹_0 = δh¹_0
+    # (48) dE/dh¹_0 = δh¹_0
     dh0_1 = np.dot(buf["ones of a step"], dh1_[0])
-    # (47) dE/dU² = Δz²[1..5] H¹[1..5]ᵀ
+    # (49) dE/dU² = Δz²[1..5] H¹[1..5]ᵀ
     dU2 = np.dot(buf["dz2 rows"].T, buf["h1[1:] rows"])
-    # (48) dE/dW² = Δz²[1..5] H²[0..4]ᵀ
+    # (50) dE/dW² = Δz²[1..5] H²[0..4]ᵀ
     dW2 = np.dot(buf["dz2 rows"].T, buf["h2[:-1] rows"])
-    # (49) dE/db² = Δz²[1..5] 1
+    # (51) dE/db² = Δz²[1..5] 1
     db2 = np.dot(buf["ones of T steps"], buf["dz2 rows"])
-    # (50) dE/dh²_0 = δh²_0
+    # (52) dE/dh²_0 = δh²_0
     dh0_2 = np.dot(buf["ones of a step"], dh2_[0])
-    # (51) dE/dV = Δo[1..5] H²[1..5]ᵀ
+    # (53) dE/dV = Δo[1..5] H²[1..5]ᵀ
     dV = np.dot(do.T, buf["h2[1:] rows"])
-    # (52) dE/dc = Δo[1..5] 1
+    # (54) dE/dc = Δo[1..5] 1
     dc = np.dot(buf["ones of T steps"], do)
     grads = {
         "U1": dU1,
@@ -313,14 +313,14 @@ def _forward(U1, W1, b1, h0_1, U2, W2, b2, h0_2, V, c, x, buf):
     # h¹_0: the given vector, for every sequence
     h1 = buf["h1"]
     h1[0] = h0_1
-    # (25) Z̃¹[1..5] = U¹ X[1..5] + b¹ 1ᵀ
+    # (27) Z̃¹[1..5] = U¹ X[1..5] + b¹ 1ᵀ
     # pre_z1 is h1[1:]: each step is read only by the same step of h1, built on it
     if x.dtype.kind == "f":
         buf["rows product"](x.reshape(-1, n_x), U1.T, out=buf["h1[1:] rows"])
     else:  # token ids (intp, checked), standing for the inputs' one-hot rows
         U1.T.take(x.reshape(-1), axis=0, out=buf["h1[1:] rows"], mode="clip")
     buf["h1[1:] rows"] += b1
-    # (26) h¹_t = tanh(z̃¹_t + W¹ h¹_{t-1}), t = 1..5
+    # (28) h¹_t = tanh(z̃¹_t + W¹ h¹_{t-1}), t = 1..5
     h1_ = buf["h1_"]  # its steps as views, made with the buffers: cheaper to index
     h1_gemm = buf["h1_gemm"]
     W1_T = buf["W1_T"]
@@ -343,11 +343,11 @@ def _forward(U1, W1, b1, h0_1, U2, W2, b2, h0_2, V, c, x, buf):
     # h²_0: the given vector, for every sequence
     h2 = buf["h2"]
     h2[0] = h0_2
-    # (27) Z̃²[1..5] = U² H¹[1..5] + b² 1ᵀ
+    # (29) Z̃²[1..5] = U² H¹[1..5] + b² 1ᵀ
     # pre_z2 is h2[1:]: each step is read only by the same step of h2, built on it
     buf["rows product"](buf["h1[1:] rows"], U2.T, out=buf["h2[1:] rows"])
     buf["h2[1:] rows"] += b2
-    # (28) h²_t = tanh(z̃²_t + W² h²_{t-1}), t = 1..5
+    # (30) h²_t = tanh(z̃²_t + W² h²_{t-1}), t = 1..5
     h2_ = buf["h2_"]  # its steps as views, made with the buffers: cheaper to index
     h2_gemm = buf["h2_gemm"]
     W2_T = buf["W2_T"]
@@ -367,11 +367,11 @@ def _forward(U1, W1, b1, h0_1, U2, W2, b2, h0_2, V, c, x, buf):
     np.dot(h2_[4], W2_T, out=h2_gemm)
     h2_[5] += h2_gemm
     np.tanh(h2_[5], out=h2_[5])
-    # (29) O[1..5] = V H²[1..5] + c 1ᵀ
+    # (31) O[1..5] = V H²[1..5] + c 1ᵀ
     o = buf["o"]
     buf["rows product"](buf["h2[1:] rows"], V.T, out=o)
     o += c
-    # (30) Ŷ[1..5] = softmax(O[1..5])
+    # (32) Ŷ[1..5] = softmax(O[1..5])
     yhat = buf["yhat"]
     _softmax(o, out=yhat)
     return h1, h2, o, yhat

@@ -145,7 +145,7 @@ def loss(params, xs, targets, *, state=None, mask=None, lengths=None, return_sta
     y = _targets(targets, x, V.shape[0], single, U.dtype)
     buf = _buffers(x, U.dtype, U.shape[0], V.shape[0])
     h, o, yhat = _forward(U, W, b, h0, V, c, x, buf)
-    # (20) E = -1ᵀ (Y[3..5] ∘ log_softmax(O[3..5])) 1
+    # (21) E = -1ᵀ (Y[3..5] ∘ log_softmax(O[3..5])) 1
     E = -_dot_log_softmax(y, o, yhat)
     final = None
     if return_state:
@@ -182,23 +182,23 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     buf = _buffers(x, U.dtype, U.shape[0], V.shape[0])
     h, o, yhat = _forward(U, W, b, h0, V, c, x, buf)
     n_x = U.shape[1]
-    # (20) E = -1ᵀ (Y[3..5] ∘ log_softmax(O[3..5])) 1
+    # (21) E = -1ᵀ (Y[3..5] ∘ log_softmax(O[3..5])) 1
     E = -_dot_log_softmax(y, o, yhat)
-    # (21) Δo[3..5] = Ŷ[3..5] - Y[3..5]
+    # (22) Δo[3..5] = Ŷ[3..5] - Y[3..5]
     do = yhat  # yhat is not read after this: do takes its buffer
     _minus_targets(yhat, y, out=do)
-    # (22) Δ̃h[3..5] = Vᵀ Δo[3..5]
+    # (23) Δ̃h[3..5] = Vᵀ Δo[3..5]
     # pre_dh is dz[2:]: each step is read only by the same step of dz, built on it
     buf["rows product"](do, V, out=buf["dz[2:] rows"])
-    # (23) F′[1..5] = 1 - H[1..5] ∘ H[1..5]
+    # (24) F′[1..5] = 1 - H[1..5] ∘ H[1..5]
     fprime = buf["fprime"]
     np.square(h[1:], out=fprime)
     np.subtract(1.0, fprime, out=fprime)
-    # (24) δz_5 = δ̃h_5 ∘ f′_5
+    # (25) δz_5 = δ̃h_5 ∘ f′_5
     fprime_ = buf["fprime_"]  # its steps as views, made with the buffers: cheaper to index
     dz_ = buf["dz_"]  # its steps as views, made with the buffers: cheaper to index
     dz_[4] *= fprime_[4]
-    # (25) δz_t = (δ̃h_t + Wᵀ δz_{t+1}) ∘ f′_t, t = 4 down to 3
+    # (26) δz_t = (δ̃h_t + Wᵀ δz_{t+1}) ∘ f′_t, t = 4 down to 3
     dz_gemm = buf["dz_gemm"]
     np.dot(dz_[4], W, out=dz_gemm)
     dz_[3] += dz_gemm
@@ -206,29 +206,29 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     np.dot(dz_[3], W, out=dz_gemm)
     dz_[2] += dz_gemm
     dz_[2] *= fprime_[2]
-    # (26) δz_t = (Wᵀ δz_{t+1}) ∘ f′_t, t = 2 down to 1
+    # (27) δz_t = (Wᵀ δz_{t+1}) ∘ f′_t, t = 2 down to 1
     np.dot(dz_[2], W, out=dz_[1])
     dz_[1] *= fprime_[1]
     np.dot(dz_[1], W, out=dz_[0])
     dz_[0] *= fprime_[0]
-    # (27) δh_0 = Wᵀ δz_1
+    # (28) δh_0 = Wᵀ δz_1
     dh = buf["dh"]
     dh_ = buf["dh_"]  # its steps as views, made with the buffers: cheaper to index
     np.dot(dz_[0], W, out=dh_[0])
-    # (28) dE/dU = Δz[1..5] X[1..5]ᵀ
+    # (29) dE/dU = Δz[1..5] X[1..5]ᵀ
     if x.dtype.kind == "f":
         dU = np.dot(buf["dz rows"].T, x.reshape(-1, n_x))
     else:  # token ids (intp, checked), standing for the inputs' one-hot rows
         dU = _id_sums(buf["dz rows"], x.reshape(-1), n_x, columns=True)
-    # (29) dE/dW = Δz[1..5] H[0..4]ᵀ
+    # (30) dE/dW = Δz[1..5] H[0..4]ᵀ
     dW = np.dot(buf["dz rows"].T, buf["h[:-1] rows"])
-    # (30) dE/db = Δz[1..5] 1
+    # (31) dE/db = Δz[1..5] 1
     db = np.dot(buf["ones of T steps"], buf["dz rows"])
-    # (31) dE/dh_0 = δh_0
+    # (32) dE/dh_0 = δh_0
     dh0 = np.dot(buf["ones of a step"], dh_[0])
-    # (32) dE/dV = Δo[3..5] H[3..5]ᵀ
+    # (33) dE/dV = Δo[3..5] H[3..5]ᵀ
     dV = np.dot(do.T, buf["h[3:] rows"])
-    # (33) dE/dc = Δo[3..5] 1
+    # (34) dE/dc = Δo[3..5] 1
     dc = np.dot(buf["ones of 3 steps"], do)
     grads = {"U": dU, "W": dW, "b": db, "h0": dh0, "V": dV, "c": dc}
     if state is not None:  # the learned initial states took no part; the given one's gradient, copied
@@ -248,14 +248,14 @@ def _forward(U, W, b, h0, V, c, x, buf):
     # h_0: the given vector, for every sequence
     h = buf["h"]
     h[0] = h0
-    # (16) Z̃[1..5] = U X[1..5] + b 1ᵀ
+    # (17) Z̃[1..5] = U X[1..5] + b 1ᵀ
     # pre_z is h[1:]: each step is read only by the same step of h, built on it
     if x.dtype.kind == "f":
         buf["rows product"](x.reshape(-1, n_x), U.T, out=buf["h[1:] rows"])
     else:  # token ids (intp, checked), standing for the inputs' one-hot rows
         U.T.take(x.reshape(-1), axis=0, out=buf["h[1:] rows"], mode="clip")
     buf["h[1:] rows"] += b
-    # (17) h_t = tanh(z̃_t + W h_{t-1}), t = 1..5
+    # (18) h_t = tanh(z̃_t + W h_{t-1}), t = 1..5
     h_ = buf["h_"]  # its steps as views, made with the buffers: cheaper to index
     h_gemm = buf["h_gemm"]
     W_T = buf["W_T"]
@@ -275,11 +275,11 @@ def _forward(U, W, b, h0, V, c, x, buf):
     np.dot(h_[4], W_T, out=h_gemm)
     h_[5] += h_gemm
     np.tanh(h_[5], out=h_[5])
-    # (18) O[3..5] = V H[3..5] + c 1ᵀ
+    # (19) O[3..5] = V H[3..5] + c 1ᵀ
     o = buf["o"]
     buf["rows product"](buf["h[3:] rows"], V.T, out=o)
     o += c
-    # (19) Ŷ[3..5] = softmax(O[3..5])
+    # (20) Ŷ[3..5] = softmax(O[3..5])
     yhat = buf["yhat"]
     _softmax(o, out=yhat)
     return h, o, yhat

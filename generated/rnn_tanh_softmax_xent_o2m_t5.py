@@ -145,7 +145,7 @@ def loss(params, xs, targets, *, state=None, mask=None, lengths=None, return_sta
     y = _targets(targets, x, V.shape[0], single, U.dtype)
     buf = _buffers(x, U.dtype, U.shape[0], V.shape[0])
     h, o, yhat = _forward(U, W, b, h0, V, c, x, buf)
-    # (22) E = -1ᵀ (Y[1..5] ∘ log_softmax(O[1..5])) 1
+    # (23) E = -1ᵀ (Y[1..5] ∘ log_softmax(O[1..5])) 1
     E = -_dot_log_softmax(y, o, yhat)
     final = None
     if return_state:
@@ -182,23 +182,23 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     buf = _buffers(x, U.dtype, U.shape[0], V.shape[0])
     h, o, yhat = _forward(U, W, b, h0, V, c, x, buf)
     n_x = U.shape[1]
-    # (22) E = -1ᵀ (Y[1..5] ∘ log_softmax(O[1..5])) 1
+    # (23) E = -1ᵀ (Y[1..5] ∘ log_softmax(O[1..5])) 1
     E = -_dot_log_softmax(y, o, yhat)
-    # (23) Δo[1..5] = Ŷ[1..5] - Y[1..5]
+    # (24) Δo[1..5] = Ŷ[1..5] - Y[1..5]
     do = yhat  # yhat is not read after this: do takes its buffer
     _minus_targets(yhat, y, out=do)
-    # (24) Δ̃h[1..5] = Vᵀ Δo[1..5]
+    # (25) Δ̃h[1..5] = Vᵀ Δo[1..5]
     # pre_dh is dz: each step is read only by the same step of dz, built on it
     buf["rows product"](do, V, out=buf["dz rows"])
-    # (25) F′[1..5] = 1 - H[1..5] ∘ H[1..5]
+    # (26) F′[1..5] = 1 - H[1..5] ∘ H[1..5]
     fprime = buf["fprime"]
     np.square(h[1:], out=fprime)
     np.subtract(1.0, fprime, out=fprime)
-    # (26) δz_5 = δ̃h_5 ∘ f′_5
+    # (27) δz_5 = δ̃h_5 ∘ f′_5
     fprime_ = buf["fprime_"]  # its steps as views, made with the buffers: cheaper to index
     dz_ = buf["dz_"]  # its steps as views, made with the buffers: cheaper to index
     dz_[4] *= fprime_[4]
-    # (27) δz_t = (δ̃h_t + Wᵀ δz_{t+1}) ∘ f′_t, t = 4 down to 1
+    # (28) δz_t = (δ̃h_t + Wᵀ δz_{t+1}) ∘ f′_t, t = 4 down to 1
     dz_gemm = buf["dz_gemm"]
     np.dot(dz_[4], W, out=dz_gemm)
     dz_[3] += dz_gemm
@@ -212,24 +212,24 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     np.dot(dz_[1], W, out=dz_gemm)
     dz_[0] += dz_gemm
     dz_[0] *= fprime_[0]
-    # (28) δh_0 = Wᵀ δz_1
+    # (29) δh_0 = Wᵀ δz_1
     dh = buf["dh"]
     dh_ = buf["dh_"]  # its steps as views, made with the buffers: cheaper to index
     np.dot(dz_[0], W, out=dh_[0])
-    # (29) dE/dU = δz_1 x_1ᵀ
+    # (30) dE/dU = δz_1 x_1ᵀ
     if x.dtype.kind == "f":
         dU = np.dot(dz_[0].T, x[0])
     else:  # token ids (intp, checked), standing for the inputs' one-hot rows
         dU = _id_sums(dz_[0], x[0], n_x, columns=True)
-    # (30) dE/dW = Δz[1..5] H[0..4]ᵀ
+    # (31) dE/dW = Δz[1..5] H[0..4]ᵀ
     dW = np.dot(buf["dz rows"].T, buf["h[:-1] rows"])
-    # (31) dE/db = Δz[1..5] 1
+    # (32) dE/db = Δz[1..5] 1
     db = np.dot(buf["ones of T steps"], buf["dz rows"])
-    # (32) dE/dh_0 = δh_0
+    # (33) dE/dh_0 = δh_0
     dh0 = np.dot(buf["ones of a step"], dh_[0])
-    # (33) dE/dV = Δo[1..5] H[1..5]ᵀ
+    # (34) dE/dV = Δo[1..5] H[1..5]ᵀ
     dV = np.dot(do.T, buf["h[1:] rows"])
-    # (34) dE/dc = Δo[1..5] 1
+    # (35) dE/dc = Δo[1..5] 1
     dc = np.dot(buf["ones of T steps"], do)
     grads = {"U": dU, "W": dW, "b": db, "h0": dh0, "V": dV, "c": dc}
     if state is not None:  # the learned initial states took no part; the given one's gradient, copied
@@ -249,7 +249,7 @@ def _forward(U, W, b, h0, V, c, x, buf):
     # h_0: the given vector, for every sequence
     h = buf["h"]
     h[0] = h0
-    # (16) z̃_1 = U x_1 + b
+    # (17) z̃_1 = U x_1 + b
     pre_z = h[1:]  # each step is read only by the same step of h, built on it
     pre_z_ = list(pre_z)  # its steps as views: cheaper to index than the array
     if x.dtype.kind == "f":
@@ -257,7 +257,7 @@ def _forward(U, W, b, h0, V, c, x, buf):
     else:  # token ids (intp, checked), standing for the inputs' one-hot rows
         U.T.take(x[0], axis=0, out=pre_z_[0], mode="clip")
     pre_z_[0] += b
-    # (17) h_1 = tanh(z̃_1 + W h_0)
+    # (18) h_1 = tanh(z̃_1 + W h_0)
     h_ = buf["h_"]  # its steps as views, made with the buffers: cheaper to index
     h_gemm = buf["h_gemm"]
     W_T = buf["W_T"]
@@ -268,7 +268,7 @@ def _forward(U, W, b, h0, V, c, x, buf):
     # Z̃[2..5]: the given vector, for every sequence
     pre_z = h[1:]  # each step is read only by the same step of h, built on it
     pre_z[1:].reshape(-1, n_h)[...] = b
-    # (19) h_t = tanh(z̃_t + W h_{t-1}), t = 2..5
+    # (20) h_t = tanh(z̃_t + W h_{t-1}), t = 2..5
     np.dot(h_[1], W_T, out=h_gemm)
     h_[2] += h_gemm
     np.tanh(h_[2], out=h_[2])
@@ -281,11 +281,11 @@ def _forward(U, W, b, h0, V, c, x, buf):
     np.dot(h_[4], W_T, out=h_gemm)
     h_[5] += h_gemm
     np.tanh(h_[5], out=h_[5])
-    # (20) O[1..5] = V H[1..5] + c 1ᵀ
+    # (21) O[1..5] = V H[1..5] + c 1ᵀ
     o = buf["o"]
     buf["rows product"](buf["h[1:] rows"], V.T, out=o)
     o += c
-    # (21) Ŷ[1..5] = softmax(O[1..5])
+    # (22) Ŷ[1..5] = softmax(O[1..5])
     yhat = buf["yhat"]
     _softmax(o, out=yhat)
     return h, o, yhat

@@ -142,7 +142,7 @@ def loss(params, xs, targets, *, state=None, mask=None, lengths=None, return_sta
     y = _targets(targets, x, V.shape[0], single, W.dtype)
     buf = _buffers(x, W.dtype, W.shape[0], V.shape[0])
     h, o, yhat = _forward(W, h0, V, x, buf)
-    # (17) E = -1ᵀ (Y[1..3] ∘ log_softmax(O[1..3])) 1
+    # (18) E = -1ᵀ (Y[1..3] ∘ log_softmax(O[1..3])) 1
     E = -_dot_log_softmax(y, o, yhat)
     final = None
     if return_state:
@@ -181,23 +181,23 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     n_h = W.shape[0]
     n_x = W.shape[1] - W.shape[0]
     W_h = W[:, :n_h]
-    # (17) E = -1ᵀ (Y[1..3] ∘ log_softmax(O[1..3])) 1
+    # (18) E = -1ᵀ (Y[1..3] ∘ log_softmax(O[1..3])) 1
     E = -_dot_log_softmax(y, o, yhat)
-    # (18) Δo[1..3] = Ŷ[1..3] - Y[1..3]
+    # (19) Δo[1..3] = Ŷ[1..3] - Y[1..3]
     do = yhat  # yhat is not read after this: do takes its buffer
     _minus_targets(yhat, y, out=do)
-    # (19) Δ̃h[1..3] = Vᵀ Δo[1..3]
+    # (20) Δ̃h[1..3] = Vᵀ Δo[1..3]
     # pre_dh is dz: each step is read only by the same step of dz, built on it
     buf["rows product"](do, V, out=buf["dz rows"])
-    # (20) F′[1..3] = 1 - H[1..3] ∘ H[1..3]
+    # (21) F′[1..3] = 1 - H[1..3] ∘ H[1..3]
     fprime = buf["fprime"]
     np.square(h[1:], out=fprime)
     np.subtract(1.0, fprime, out=fprime)
-    # (21) δz_3 = δ̃h_3 ∘ f′_3
+    # (22) δz_3 = δ̃h_3 ∘ f′_3
     fprime_ = buf["fprime_"]  # its steps as views, made with the buffers: cheaper to index
     dz_ = buf["dz_"]  # its steps as views, made with the buffers: cheaper to index
     dz_[2] *= fprime_[2]
-    # (22) δz_t = (δ̃h_t + W_hᵀ δz_{t+1}) ∘ f′_t, t = 2 down to 1
+    # (23) δz_t = (δ̃h_t + W_hᵀ δz_{t+1}) ∘ f′_t, t = 2 down to 1
     dz_gemm = buf["dz_gemm"]
     np.dot(dz_[2], W_h, out=dz_gemm)
     dz_[1] += dz_gemm
@@ -205,22 +205,22 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     np.dot(dz_[1], W_h, out=dz_gemm)
     dz_[0] += dz_gemm
     dz_[0] *= fprime_[0]
-    # (23) δh_0 = W_hᵀ δz_1
+    # (24) δh_0 = W_hᵀ δz_1
     dh = buf["dh"]
     dh_ = buf["dh_"]  # its steps as views, made with the buffers: cheaper to index
     np.dot(dz_[0], W_h, out=dh_[0])
-    # (24) dE/dW_h = Δz[1..3] H[0..2]ᵀ
+    # (25) dE/dW_h = Δz[1..3] H[0..2]ᵀ
     dW_h = np.dot(buf["dz rows"].T, buf["h[:-1] rows"])
-    # (25) dE/dW_x = Δz[1..3] X[1..3]ᵀ
+    # (26) dE/dW_x = Δz[1..3] X[1..3]ᵀ
     if x.dtype.kind == "f":
         dW_x = np.dot(buf["dz rows"].T, x.reshape(-1, n_x))
     else:  # token ids (intp, checked), standing for the inputs' one-hot rows
         dW_x = _id_sums(buf["dz rows"], x.reshape(-1), n_x, columns=True)
-    # (26) dE/dW = [dE/dW_h, dE/dW_x]
+    # (27) dE/dW = [dE/dW_h, dE/dW_x]
     dW = np.concatenate((dW_h, dW_x), axis=1)
-    # (27) dE/dh_0 = δh_0
+    # (28) dE/dh_0 = δh_0
     dh0 = np.dot(buf["ones of a step"], dh_[0])
-    # (28) dE/dV = Δo[1..3] H[1..3]ᵀ
+    # (29) dE/dV = Δo[1..3] H[1..3]ᵀ
     dV = np.dot(do.T, buf["h[1:] rows"])
     grads = {"W": dW, "h0": dh0, "V": dV}
     if state is not None:  # the learned initial states took no part; the given one's gradient, copied
@@ -243,13 +243,13 @@ def _forward(W, h0, V, x, buf):
     # h_0: the given vector, for every sequence
     h = buf["h"]
     h[0] = h0
-    # (13) Z̃[1..3] = W_x X[1..3]
+    # (14) Z̃[1..3] = W_x X[1..3]
     # pre_z is h[1:]: each step is read only by the same step of h, built on it
     if x.dtype.kind == "f":
         buf["rows product"](x.reshape(-1, n_x), W_x.T, out=buf["h[1:] rows"])
     else:  # token ids (intp, checked), standing for the inputs' one-hot rows
         W_x.T.take(x.reshape(-1), axis=0, out=buf["h[1:] rows"], mode="clip")
-    # (14) h_t = tanh(z̃_t + W_h h_{t-1}), t = 1..3
+    # (15) h_t = tanh(z̃_t + W_h h_{t-1}), t = 1..3
     h_ = buf["h_"]  # its steps as views, made with the buffers: cheaper to index
     h_gemm = buf["h_gemm"]
     W_h_T = buf["W_h_T"]
@@ -263,10 +263,10 @@ def _forward(W, h0, V, x, buf):
     np.dot(h_[2], W_h_T, out=h_gemm)
     h_[3] += h_gemm
     np.tanh(h_[3], out=h_[3])
-    # (15) O[1..3] = V H[1..3]
+    # (16) O[1..3] = V H[1..3]
     o = buf["o"]
     buf["rows product"](buf["h[1:] rows"], V.T, out=o)
-    # (16) Ŷ[1..3] = softmax(O[1..3])
+    # (17) Ŷ[1..3] = softmax(O[1..3])
     yhat = buf["yhat"]
     _softmax(o, out=yhat)
     return h, o, yhat

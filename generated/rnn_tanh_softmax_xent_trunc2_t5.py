@@ -152,7 +152,7 @@ def loss(params, xs, targets, *, state=None, mask=None, lengths=None, return_sta
     y = _targets(targets, x, V.shape[0], single, U.dtype)
     buf = _buffers(x, U.dtype, U.shape[0], V.shape[0])
     h, o, yhat = _forward(U, W, b, h0, V, c, x, buf)
-    # (26) E = -1ᵀ (Y[1..5] ∘ log_softmax(O[1..5])) 1
+    # (27) E = -1ᵀ (Y[1..5] ∘ log_softmax(O[1..5])) 1
     E = -_dot_log_softmax(y, o, yhat)
     final = None
     if return_state:
@@ -189,53 +189,53 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     buf = _buffers(x, U.dtype, U.shape[0], V.shape[0])
     h, o, yhat = _forward(U, W, b, h0, V, c, x, buf)
     n_x = U.shape[1]
-    # (26) E = -1ᵀ (Y[1..5] ∘ log_softmax(O[1..5])) 1
+    # (27) E = -1ᵀ (Y[1..5] ∘ log_softmax(O[1..5])) 1
     E = -_dot_log_softmax(y, o, yhat)
-    # (27) Δo[1..5] = Ŷ[1..5] - Y[1..5]
+    # (28) Δo[1..5] = Ŷ[1..5] - Y[1..5]
     do = yhat  # yhat is not read after this: do takes its buffer
     _minus_targets(yhat, y, out=do)
-    # (28) F′[1..5] = 1 - H[1..5] ∘ H[1..5]
+    # (29) F′[1..5] = 1 - H[1..5] ∘ H[1..5]
     fprime = buf["fprime"]
     np.square(h[1:], out=fprime)
     np.subtract(1.0, fprime, out=fprime)
-    # (29) Δz^[0][1..5] = (Vᵀ Δo[1..5]) ∘ F′[1..5]
+    # (30) Δz^[0][1..5] = (Vᵀ Δo[1..5]) ∘ F′[1..5]
     buf["rows product"](do, V, out=buf["dz_a0 rows"])
     buf["dz_a0 rows"] *= buf["fprime rows"]
-    # (30) δz_5 = δz^[0]_5
+    # (31) δz_5 = δz^[0]_5
     dz_a0_ = buf["dz_a0_"]  # its steps as views, made with the buffers: cheaper to index
     dz = buf["dz"]
     dz[4] = dz_a0_[4]
-    # (31) Δz[2..4] = Δz^[0][2..4] + (Wᵀ Δz^[0][3..5]) ∘ (1 - H[2..4] ∘ H[2..4])
+    # (32) Δz[2..4] = Δz^[0][2..4] + (Wᵀ Δz^[0][3..5]) ∘ (1 - H[2..4] ∘ H[2..4])
     buf["rows product"](buf["dz_a0[2:] rows"], W, out=buf["dz[1:-1] rows"])
     buf["dz[1:-1] rows"] *= 1.0 - np.square(buf["h[2:-1] rows"])
     buf["dz[1:-1] rows"] += buf["dz_a0[1:-1] rows"]
-    # (32) δz^[1]_1 = (Wᵀ δz^[0]_2) ∘ f′_1
+    # (33) δz^[1]_1 = (Wᵀ δz^[0]_2) ∘ f′_1
     fprime_ = buf["fprime_"]  # its steps as views, made with the buffers: cheaper to index
     dz_a1_ = buf["dz_a1_"]  # its steps as views, made with the buffers: cheaper to index
     np.dot(dz_a0_[1], W, out=dz_a1_[0])
     dz_a1_[0] *= fprime_[0]
-    # (33) δz_1 = δz^[0]_1 + δz^[1]_1
+    # (34) δz_1 = δz^[0]_1 + δz^[1]_1
     dz_ = buf["dz_"]  # its steps as views, made with the buffers: cheaper to index
     np.add(dz_a0_[0], dz_a1_[0], out=dz_[0])
-    # (34) δh_0 = Wᵀ δz^[0]_1 + Wᵀ δz^[1]_1
+    # (35) δh_0 = Wᵀ δz^[0]_1 + Wᵀ δz^[1]_1
     dh = buf["dh"]
     dh_ = buf["dh_"]  # its steps as views, made with the buffers: cheaper to index
     np.dot(dz_a0_[0], W, out=dh_[0])
     dh_[0] += dz_a1_[0] @ W
-    # (35) dE/dU = Δz[1..5] X[1..5]ᵀ
+    # (36) dE/dU = Δz[1..5] X[1..5]ᵀ
     if x.dtype.kind == "f":
         dU = np.dot(buf["dz rows"].T, x.reshape(-1, n_x))
     else:  # token ids (intp, checked), standing for the inputs' one-hot rows
         dU = _id_sums(buf["dz rows"], x.reshape(-1), n_x, columns=True)
-    # (36) dE/dW = Δz[1..5] H[0..4]ᵀ
+    # (37) dE/dW = Δz[1..5] H[0..4]ᵀ
     dW = np.dot(buf["dz rows"].T, buf["h[:-1] rows"])
-    # (37) dE/db = Δz[1..5] 1
+    # (38) dE/db = Δz[1..5] 1
     db = np.dot(buf["ones of T steps"], buf["dz rows"])
-    # (38) dE/dh_0 = δh_0
+    # (39) dE/dh_0 = δh_0
     dh0 = np.dot(buf["ones of a step"], dh_[0])
-    # (39) dE/dV = Δo[1..5] H[1..5]ᵀ
+    # (40) dE/dV = Δo[1..5] H[1..5]ᵀ
     dV = np.dot(do.T, buf["h[1:] rows"])
-    # (40) dE/dc = Δo[1..5] 1
+    # (41) dE/dc = Δo[1..5] 1
     dc = np.dot(buf["ones of T steps"], do)
     grads = {"U": dU, "W": dW, "b": db, "h0": dh0, "V": dV, "c": dc}
     if state is not None:  # the learned initial states took no part; the given one's gradient, copied
@@ -255,14 +255,14 @@ def _forward(U, W, b, h0, V, c, x, buf):
     # h_0: the given vector, for every sequence
     h = buf["h"]
     h[0] = h0
-    # (22) Z̃[1..5] = U X[1..5] + b 1ᵀ
+    # (23) Z̃[1..5] = U X[1..5] + b 1ᵀ
     # pre_z is h[1:]: each step is read only by the same step of h, built on it
     if x.dtype.kind == "f":
         buf["rows product"](x.reshape(-1, n_x), U.T, out=buf["h[1:] rows"])
     else:  # token ids (intp, checked), standing for the inputs' one-hot rows
         U.T.take(x.reshape(-1), axis=0, out=buf["h[1:] rows"], mode="clip")
     buf["h[1:] rows"] += b
-    # (23) h_t = tanh(z̃_t + W h_{t-1}), t = 1..5
+    # (24) h_t = tanh(z̃_t + W h_{t-1}), t = 1..5
     h_ = buf["h_"]  # its steps as views, made with the buffers: cheaper to index
     h_gemm = buf["h_gemm"]
     W_T = buf["W_T"]
@@ -282,11 +282,11 @@ def _forward(U, W, b, h0, V, c, x, buf):
     np.dot(h_[4], W_T, out=h_gemm)
     h_[5] += h_gemm
     np.tanh(h_[5], out=h_[5])
-    # (24) O[1..5] = V H[1..5] + c 1ᵀ
+    # (25) O[1..5] = V H[1..5] + c 1ᵀ
     o = buf["o"]
     buf["rows product"](buf["h[1:] rows"], V.T, out=o)
     o += c
-    # (25) Ŷ[1..5] = softmax(O[1..5])
+    # (26) Ŷ[1..5] = softmax(O[1..5])
     yhat = buf["yhat"]
     _softmax(o, out=yhat)
     return h, o, yhat
