@@ -93,7 +93,7 @@ def test_the_summary_restates_the_delta_recursion_too(spec):
     first, last = min(_numbers(deltas)), max(_numbers(body[: body.index(r"\section", body.index("collects"))]))
     assert _numbers(summary) == list(range(first, last + 1))
     if spec.get("bidirectional"):
-        assert "a backward chain's forward in time" in " ".join(summary.split())
+        assert "the backward chain's deltas run forward in time" in " ".join(summary.split())
 
 
 @pytest.mark.parametrize(

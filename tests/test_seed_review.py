@@ -78,7 +78,7 @@ def test_seed_004_says_the_slides_gradient_of_w_o_is_always_too_large(handouts):
 
 def test_seed_001_names_its_slides_formulas_and_sizes_in_the_documents_letters(handouts):
     section = _seed_section(handouts["seed-001"])
-    assert "The slides' formulas (1) to (5)" in section and "its formula (1)" not in section
+    assert "their formulas (1) to (5)" in section and "its formula (1)" not in section
     assert not re.search(r"(?<![A-Za-z\\])[KM](?![A-Za-z])", section), "K and M are not the document's sizes"
     assert "as a row ($1 \\times n_y$)" in section
     assert "errors mix and compound" in section and "at every step it crosses" not in section

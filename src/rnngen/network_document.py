@@ -28,6 +28,7 @@ from rnngen.document import (
     aligned,
     broken,
     forward_families,
+    gamma_sup,
     immediate_and_total,
     keeps_slopes,
     loss_row,
@@ -141,7 +142,7 @@ def _legend(n: Notation, derivation: Derivation, equations: str = "", shapes: tu
     if net.cell.gated:  # the section on what the gates do compares with an Elman cell's D_t
         elman = "the plain RNN's hidden Jacobian, a diagonal matrix (the section on the gates)"
         rows.append((f"${n.D('t')}$", elman))
-        rows.append((r"$\gamma$", "an activation's largest slope, $\\sup_x |f'(x)|$"))
+        rows.append((r"$\gamma$", f"the hidden activation's largest slope, ${gamma_sup(n)}$"))
     rows.append(("$\\odot$", "entrywise product"))
     if r"\oslash" in equations:
         rows.append((r"$\oslash$", "entrywise division"))

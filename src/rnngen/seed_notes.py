@@ -257,7 +257,7 @@ def _seed001(spec) -> dict:
         SeedFormula(rf"\nabla_{{b^{{0}}}} \mathcal{{L}} = \sum_{{t=1}}^{{T}} {nz1}", "b", grad("b")),
     ]
     intro = (
-        r"The slides' formulas (1) to (5), the five gradients, each a sum over time of the "
+        r"The slides give five gradients, their formulas (1) to (5), each a sum over time of the "
         r"gradient at a pre-activation times what the weight multiplies there, as the slides' formula (1) "
         r"says: $\nabla_{W^{l-1}} \mathcal{L} = \sum_t (\nabla_{z^{l,t}} \mathcal{L}) (h^{l-1,t})^{\top}$. "
         r"The slides write a gradient such as $" + nz2 + r"$ as a row ($1 \times n_y$); here it is the column of the "
@@ -386,8 +386,8 @@ def _seed002(spec) -> dict:
                 f"yhat:{T}",
                 lambda p, x, y: forward(spec, p, x)["Y"][T],
             ),
-            r"With one letter for both, $E_{t} = -y_{t} \log y_{t}$ compares the prediction with itself: it is "
-            r"the prediction's entropy, whatever the target.",
+            r"With one letter for both, $E_{t} = -\sum_i y_{t,i} \log y_{t,i}$ compares the prediction with "
+            r"itself: it is the prediction's entropy, whatever the target.",
         ),
         Erratum(
             r"The notes write $\partial E_{3} / \partial V = (\hat{y}_{3} - y_{3}) \otimes h_{3}$ and call it "
