@@ -134,5 +134,11 @@ def test_products_of_all_steps_rows_take_np_dot_for_few_rows_and_np_matmul_for_m
         assert m._SPARE["buffers"]["rows product"] is product, (B, m._SPARE["buffers"]["rows product"])
         # either product gives the loss of the plain sum over the sequences, one at a time
         each = list(targets) if spec.mapping == "many-to-one" else list(np.moveaxis(targets, 1, 0))
-        alone = sum(m.loss(params, xs[:, b], each[b]) for b in range(B))
-        assert np.isclose(E, alone, rtol=1e-12), (B, E, alone)
+        alone = [m.loss_and_grads(params, xs[:, b], each[b]) for b in range(B)]
+        assert np.isclose(E, sum(e for e, _ in alone), rtol=1e-12), (B, E)
+        # and the gradients, which the products back through V and into the inputs' weights make
+        for name, g in grads.items():
+            # dE/dx is each sequence's own; a parameter's gradient is the sum over the sequences
+            parts = [gb[name] for _, gb in alone]
+            each_g = np.stack(parts, axis=1) if name == "x" else sum(parts)
+            assert np.allclose(g, each_g, rtol=1e-10, atol=1e-12), (B, name)
