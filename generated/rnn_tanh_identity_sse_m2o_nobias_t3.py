@@ -307,8 +307,9 @@ def _new_buffers(x, dtype, n_h, n_y):
     buf["dz rows"] = buf["dz"].reshape(-1, n_h)  # as rows, made once for every call that takes the set
     buf["h[:-1] rows"] = buf["h"][:-1].reshape(-1, n_h)  # as rows, made once for every call that takes the set
     buf["ones of a step"] = np.ones(B, dtype)  # sums of rows as products with it
-    # Products of all steps' rows: np.dot has less call overhead (0.75 against 1.1-1.3 µs at 5 rows),
-    # np.matmul is the faster BLAS route from some 64 rows on (1,600 rows: np.dot takes 1.2-1.4x).
+    # Products of all steps' rows (T * B at most): np.dot has less call overhead (0.75 against 1.1-1.3 µs
+    # at 5 rows), the two are even at 25-32 rows, and np.matmul is the faster BLAS route beyond (np.dot
+    # takes 1.2-1.6x at 256 to 1,600 rows).
     buf["rows product"] = np.dot if T * B <= 32 else np.matmul
     return buf
 

@@ -390,7 +390,7 @@ class NumpyPrinter(Printer):
         # axis (a Stack) stay np.matmul, which broadcasts over them.
         if op.per_step:
             call = "np.dot"
-        elif isinstance(op.param, operations.Stack) or op.copy:
+        elif isinstance(op.param, operations.Stack):
             call = "np.matmul"
         else:
             self.rows_product = True
