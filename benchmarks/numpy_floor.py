@@ -109,6 +109,20 @@ LSTM_ALL_STEPS = (
 )
 
 
+def _output_delta(Hrows, V, O, Y, sums, ones_y, out) -> list:
+    """The calls over all steps from the top states to the states' delta, as either cell makes them:
+    the output product, the softmax's delta in four calls (no shift by the row maximum), the product
+    back through V into ``out``."""
+    return [
+        (True, partial(np.matmul, Hrows, V.T, out=O)),
+        (False, partial(np.exp, O, out=O)),
+        (False, partial(np.dot, O, ones_y, out=sums)),
+        (False, partial(np.divide, O, sums[:, None], out=O)),
+        (False, partial(np.subtract, O, Y, out=O)),
+        (True, partial(np.matmul, O, V, out=out)),
+    ]
+
+
 def _lstm_calls(problem) -> list:
     """The one-layer LSTM's floor as ``(is_gemm, call)``; the weight gradients one GEMM per gate
     (the gates are one behind another, as in the module)."""
@@ -151,13 +165,8 @@ def _lstm_calls(problem) -> list:
             (False, partial(np.multiply, z[o], Phi[t], out=H[t + 1])),
         ]
     Hrows = H[1:].reshape(T * B, n)
+    calls += _output_delta(Hrows, V, O, Y, sums, ones_y, out=dH.reshape(T * B, n))
     calls += [
-        (True, partial(np.matmul, Hrows, V.T, out=O)),
-        (False, partial(np.exp, O, out=O)),
-        (False, partial(np.dot, O, ones_y, out=sums)),
-        (False, partial(np.divide, O, sums[:, None], out=O)),
-        (False, partial(np.subtract, O, Y, out=O)),
-        (True, partial(np.matmul, O, V, out=dH.reshape(T * B, n))),
         (False, partial(np.subtract, 1.0, Z[ifo], out=J[ifo])),
         (False, partial(np.multiply, J[ifo], Z[ifo], out=J[ifo])),
         (False, partial(np.multiply, Z[g], Z[g], out=J[g])),
@@ -261,13 +270,8 @@ def _elman_calls(problem) -> list:
             (False, partial(np.add, H[t + 1], step, out=H[t + 1])),
             (False, partial(np.tanh, H[t + 1], out=H[t + 1])),
         ]
+    calls += _output_delta(Hrows, V, O, Y, sums, ones_y, out=dZrows)
     calls += [
-        (True, partial(np.matmul, Hrows, V.T, out=O)),
-        (False, partial(np.exp, O, out=O)),
-        (False, partial(np.dot, O, ones_y, out=sums)),
-        (False, partial(np.divide, O, sums[:, None], out=O)),
-        (False, partial(np.subtract, O, Y, out=O)),
-        (True, partial(np.matmul, O, V, out=dZrows)),
         (False, partial(np.multiply, H[1:], H[1:], out=J)),
         (False, partial(np.subtract, 1.0, J, out=J)),
     ]
