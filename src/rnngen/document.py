@@ -738,7 +738,6 @@ def latex_context(derivation: Derivation, formulas: list, numbering: Numbering, 
         ),
         forward_gradient=forward_gradient(n),
         immediate_total=immediate_and_total(n, derivation),
-        numbers=numbering.numbers,  # the numbers given so far: the text cites an equation above it
         recursive=recursive,
         summary_intro=(
             "The gradient of every parameter collects its deltas over time, and the deltas run backward"
@@ -751,7 +750,6 @@ def latex_context(derivation: Derivation, formulas: list, numbering: Numbering, 
         slopes=_slopes(n, formulas),
         appendix_terms=appendix_terms(n, [f for f in formulas if not f.trivial]),
         seed=seed_context(spec),
-        eq=numbering.tag,
     )
 
 

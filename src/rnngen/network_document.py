@@ -708,8 +708,6 @@ def network_context(derivation: Derivation, formulas: list, numbering: Numbering
         slopes_D=_slopes_of_D(n, derivation, formulas),
         truncation=truncation_context(n, derivation),
         gates=gate_context(derivation, _where(net.chains[0])),
-        numbers=numbering.numbers,  # the numbers given so far: the text cites an equation above it
-        eq=numbering.tag,
         step=n.step,
     )
 
