@@ -140,7 +140,7 @@ def test_a_gradient_below_float32s_range_is_undecided_not_failed_at_T_200(preset
         path = report.paths[name]
         assert path.undecided == ["h0"] and path.errors["h0"] == 1.0, name  # float32's value is 0
         assert all(e <= path.limits[q] <= variants.DECISIVE_LIMIT for q, e in path.errors.items() if q != "h0")
-    h0 = _float64_h0_gradient(spec)  # at a point drawn as the check draws its own
+    h0 = _float64_h0_gradient(spec)  # at the module's own initial parameters and random inputs
     assert 0 < np.abs(h0).max() < np.finfo(np.float32).smallest_subnormal  # so float32's nearest value is 0
 
 
@@ -153,6 +153,15 @@ def _float64_h0_gradient(spec):
     rng = np.random.default_rng(0)
     _, grads = module.loss_and_grads(params, rng.standard_normal((spec.T, B, n_x)), rng.standard_normal((B, n_y)))
     return grads["h0"]
+
+
+def test_a_wrong_figure_below_float32s_range_still_fails():
+    """The underflow part bounds the error absolutely (256 smallest normals per entry): a float32 figure far
+    off a reference that float32 cannot hold still fails; only one within that bound passes."""
+    reference = np.full(4, 3e-77)
+    wrong, zero = np.full(4, 1e-20), np.zeros(4)
+    assert verify.relative_error(wrong, reference) > variants.limit("float32", 1.0, reference)
+    assert verify.relative_error(zero, reference) <= variants.limit("float32", 1.0, reference)
 
 
 def test_the_rounding_limit_adds_what_underflow_takes_and_nothing_in_the_normal_range():

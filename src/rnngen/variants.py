@@ -55,7 +55,9 @@ class PathResult:
 
     @property
     def undecided(self) -> list:
-        """The quantities so ill-conditioned at this point that their limit exceeds ``DECISIVE_LIMIT``."""
+        """The quantities whose limit exceeds ``DECISIVE_LIMIT``: so ill-conditioned at this point, or so
+        small in the dtype (below its normal range), that rounding alone could explain any relative error;
+        each is still held to its limit, an absolute bound for the small ones."""
         return [q for q, lim in self.limits.items() if lim > DECISIVE_LIMIT]
 
 
