@@ -182,10 +182,10 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     h, o, yhat = _forward(U, W, h0, V, x, buf)
     n_x = U.shape[1]
     # (40) E = -1ᵀ (Y[1..3] ∘ log_softmax(O[1..3])) 1
-    E = -_dot_log_softmax(y, o, yhat)
+    # computed with the output delta below, which reads the same probabilities
     # (41) Δo[1..3] = Ŷ[1..3] - Y[1..3]
     do = yhat  # yhat is not read after this: do takes its buffer
-    _minus_targets(yhat, y, out=do)
+    E = -_dot_log_softmax_and_delta(y, o, yhat, out=do)  # and do, in place
     # (42) Δ̃h[1..3] = Vᵀ Δo[1..3]
     # pre_dh is dz: each step is read only by the same step of dz, built on it
     buf["rows product"](do, V, out=buf["dz rows"])
@@ -341,8 +341,12 @@ def _dot_log_softmax(y, a, p):
     n = a.shape[-1]
     if y.dtype.kind != "f":  # flat indices, one per row
         q = p.take(y)
-        if q.min() > 1e-30:
-            return _log_p(p, y, q).sum()
+        # Every q of at least 1e-30 (a normal number) makes each log good to a few ulp. No term is
+        # above 0 (a mask's weights are 0 or 1), so a sum above log(1e-30) = -69.08 says so without
+        # a reduction (a min costs more than the sum at small sizes); the clamp keeps log(0) finite.
+        logs = _log_p(p, y, np.maximum(q, 1e-35)).sum()
+        if logs > -69.0 or q.min() > 1e-30:
+            return logs
         top = a.max(axis=-1)
         lead = p.argmax(axis=-1) + np.arange(0, p.size, n)
         return (a.take(y) - top + _log_p(p, lead, p.take(lead))).sum()
@@ -352,6 +356,34 @@ def _dot_log_softmax(y, a, p):
     # y.a - sum(y) max(A) before the log: exact for a one-hot row, so its tiny log p survives
     shift = np.einsum("ij,ij->i", y, a) - total * a.max(axis=-1)
     return (shift + total * _log_p(p, lead, p.take(lead))).sum()
+
+
+def _dot_log_softmax_and_delta(y, a, p, out):
+    """_dot_log_softmax(y, a, p), and P - Y written into ``out`` (which may be P): for class indices
+    in one pass over the targets' probabilities q and their confident classes (q > 1/2), which both need.
+    """
+    if y.dtype.kind == "f":
+        total = _dot_log_softmax(y, a, p)
+        _minus_targets(p, y, out=out)
+        return total
+    q = p.take(y)
+    logs = np.maximum(q, 1e-35)  # log(0) finite, as in _dot_log_softmax
+    np.log(logs, out=logs)
+    sure = (q > 0.5).nonzero()[0]  # one pass: no reduction first to see if there are any
+    if sure.size:  # as _log_p and _minus_targets: a confident class keeps its digits
+        at = y[sure]
+        rest = _complement(p, at)
+        logs[sure] = -np.log1p(rest / q[sure])
+    total = np.dot(logs, _ones(logs.size, logs.dtype))
+    if total < -69.0 and q.min() <= 1e-30:  # as in _dot_log_softmax: some q is not a normal number
+        total = _dot_log_softmax(y, a, p)  # before p is written
+    if out is not p:
+        np.copyto(out, p)
+    q -= 1.0
+    out.put(y, q)
+    if sure.size:
+        out.put(at, -rest)
+    return total
 
 
 def _eye(n, dtype):
@@ -608,17 +640,30 @@ def _check_indices(a, n, what, size):
     and ``size`` (where n comes from) name them in the error."""
     if not a.dtype.isnative:  # the unsigned view below reads native byte order
         a = a.astype(a.dtype.newbyteorder("="))
+    unsigned, bound = _BOUNDS.get((a.dtype, n)) or _bound(a.dtype, n)
+    if np.count_nonzero(a.view(unsigned) >= bound):  # no reduction: faster for small arrays
+        raise ValueError(f"{what} must lie in 0..{n - 1} ({size}), got {a.min()}..{a.max()}")
+    return a if a.dtype == _INTP else a.astype(np.intp)
+
+
+def _bound(dtype, n):
+    """The unsigned type to view integers of ``dtype`` as, and the bound they must lie below (0..n-1)."""
     # Seen as unsigned, a negative index is at least 2**(bits - 1), above every index the type
     # holds: one pass checks both ends, before any cast could wrap a value into range.
     # Only a small type with a large n (int8 and 300) needs that bound below n.
-    bound = n if n <= 128 else min(n, 1 << (8 * a.itemsize - (a.dtype.kind == "i")))
-    if np.count_nonzero(a.view(_UNSIGNED[a.itemsize]) >= bound):  # no reduction: faster for small arrays
-        raise ValueError(f"{what} must lie in 0..{n - 1} ({size}), got {a.min()}..{a.max()}")
-    return a if a.dtype == np.intp else a.astype(np.intp)
+    unsigned = np.dtype(f"u{dtype.itemsize}")
+    bound = n if n <= 128 else min(n, 1 << (8 * dtype.itemsize - (dtype.kind == "i")))
+    # The bound as an array of the view's type: a comparison with a Python int takes twice as long
+    # (a bound the type cannot hold, 256 for a byte, in a wider one).
+    known = (unsigned, np.array(bound, unsigned if bound >> (8 * dtype.itemsize) == 0 else np.uint64))
+    if len(_BOUNDS) < 16:  # a bound, for a caller that tries many sizes
+        _BOUNDS[(dtype, n)] = known
+    return known
 
 
-#: The unsigned integer type of each size, to view class indices and token ids as.
-_UNSIGNED = {n: np.dtype(f"u{n}") for n in (1, 2, 4, 8)}
+#: (dtype, n) -> what ``_bound`` gives, kept for the next call.
+_BOUNDS = {}
+_INTP = np.dtype(np.intp)
 
 
 def _offsets(rows, n):

@@ -515,14 +515,27 @@ def _check_indices(a, n, what, size):
     and ``size`` (where n comes from) name them in the error."""
     if not a.dtype.isnative:  # the unsigned view below reads native byte order
         a = a.astype(a.dtype.newbyteorder("="))
+    unsigned, bound = _BOUNDS.get((a.dtype, n)) or _bound(a.dtype, n)
+    if np.count_nonzero(a.view(unsigned) >= bound):  # no reduction: faster for small arrays
+        raise ValueError(f"{what} must lie in 0..{n - 1} ({size}), got {a.min()}..{a.max()}")
+    return a if a.dtype == _INTP else a.astype(np.intp)
+
+
+def _bound(dtype, n):
+    """The unsigned type to view integers of ``dtype`` as, and the bound they must lie below (0..n-1)."""
     # Seen as unsigned, a negative index is at least 2**(bits - 1), above every index the type
     # holds: one pass checks both ends, before any cast could wrap a value into range.
     # Only a small type with a large n (int8 and 300) needs that bound below n.
-    bound = n if n <= 128 else min(n, 1 << (8 * a.itemsize - (a.dtype.kind == "i")))
-    if np.count_nonzero(a.view(_UNSIGNED[a.itemsize]) >= bound):  # no reduction: faster for small arrays
-        raise ValueError(f"{what} must lie in 0..{n - 1} ({size}), got {a.min()}..{a.max()}")
-    return a if a.dtype == np.intp else a.astype(np.intp)
+    unsigned = np.dtype(f"u{dtype.itemsize}")
+    bound = n if n <= 128 else min(n, 1 << (8 * dtype.itemsize - (dtype.kind == "i")))
+    # The bound as an array of the view's type: a comparison with a Python int takes twice as long
+    # (a bound the type cannot hold, 256 for a byte, in a wider one).
+    known = (unsigned, np.array(bound, unsigned if bound >> (8 * dtype.itemsize) == 0 else np.uint64))
+    if len(_BOUNDS) < 16:  # a bound, for a caller that tries many sizes
+        _BOUNDS[(dtype, n)] = known
+    return known
 
 
-#: The unsigned integer type of each size, to view class indices and token ids as.
-_UNSIGNED = {n: np.dtype(f"u{n}") for n in (1, 2, 4, 8)}
+#: (dtype, n) -> what ``_bound`` gives, kept for the next call.
+_BOUNDS = {}
+_INTP = np.dtype(np.intp)

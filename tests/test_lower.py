@@ -288,8 +288,61 @@ def test_class_targets_make_the_output_gradient_in_the_softmax_buffer(lowered):
     low = lowered["one layer"]
     assert low.class_targets and low.reuse == {"do": "yhat"}
     (w,) = [w for w in low.writes if w.stmt.target.name.startswith("do")]
-    assert [type(op) for op in w.ops] == [L.Reuse, L.Into]
-    assert w.ops[1].fn == "minus_targets"
+    assert [type(op) for op in w.ops] == [L.Reuse, L.LossAndDelta]
+    (loss,) = [w for w in low.writes if w.stmt.section == "loss"]
+    probs, targets, logits = w.ops[1].args
+    assert w.ops[1].loss == loss.stmt.target == low.fused_loss and w.ops[1].coeff == -1
+    y, o = L.targets_dot_log_softmax(loss.stmt.expr.as_coeff_matrices()[1][1], low.softmax_of)
+    assert (probs, targets, logits) == (low.softmax_of[o], y, o)
+    plain = build(RNNSpec(T=4), skip=("loss_with_delta",)).lowered
+    (w,) = [w for w in plain.writes if w.stmt.target.name.startswith("do")]
+    assert [type(op) for op in w.ops] == [L.Reuse, L.Into] and w.ops[1].fn == "minus_targets"
+    assert plain.fused_loss is None
+
+
+LOSS_WITH_DELTA = {
+    "one layer": RNNSpec(T=4),
+    "many-to-one": RNNSpec(T=4, mapping="many-to-one"),
+    "delayed": RNNSpec(T=5, delay=2),
+    "two layers, bidirectional": RNNSpec(T=3, layers=2, bidirectional=True),
+    "lstm": RNNSpec(T=3, cell="lstm"),
+}
+
+
+@pytest.mark.parametrize("name", LOSS_WITH_DELTA)
+def test_the_loss_computed_with_its_delta_is_the_loss_computed_alone(name):
+    """``loss_with_delta``: loss_and_grads computes E once, with Δo, and gives what the module without the
+    pass gives (the loss to rounding, every gradient exactly), in both dtypes, for class indices and
+    one-hot rows, where the targets' probabilities are ordinary, confident (1 - q below an ulp) and
+    below 1e-30 (the careful log-softmax); ``loss`` alone is the same code either way."""
+    spec = LOSS_WITH_DELTA[name]
+    fused, plain = build(spec).module, build(spec, skip=("loss_with_delta",)).module
+    grads_body = fused[fused.index("def loss_and_grads") : fused.index("\ndef ", fused.index("def loss_and_grads") + 1)]
+    assert grads_body.count("_dot_log_softmax_and_delta(") == 1 and "_dot_log_softmax(" not in grads_body
+    loss_body = lambda text: text[text.index("def loss(") : text.index("def loss_and_grads")]  # noqa: E731
+    assert loss_body(fused) == loss_body(plain)
+    fused, plain = (SimpleNamespace(**_exec(text)) for text in (fused, plain))
+    rng = np.random.default_rng(7)
+    n_x, n_y, B = 3, 4, 3
+    targets = rng.integers(0, n_y, (spec.T - spec.delay, B) if spec.mapping == "many-to-many" else (B,))
+    one_hot = np.eye(n_y)[targets]
+    for dtype in (np.float64, np.float32):
+        for scale in (1.0, 40.0, 400.0 if dtype == np.float64 else 150.0):
+            params = {k: (0.5 * rng.standard_normal(v.shape)) for k, v in plain.init_params(n_x, 5, n_y).items()}
+            params = {k: (scale * v if k == "V" else v).astype(dtype) for k, v in params.items()}
+            xs = rng.standard_normal((spec.T, B, n_x)).astype(dtype)
+            for y in (targets, one_hot.astype(dtype)):
+                E, grads = fused.loss_and_grads(params, xs, y)
+                E0, grads0 = plain.loss_and_grads(params, xs, y)
+                assert E == pytest.approx(E0, rel=1e-13 if dtype == np.float64 else 1e-5), (dtype, scale)
+                assert all(np.array_equal(grads[k], grads0[k]) for k in grads0), (dtype, scale)
+                assert fused.loss(params, xs, y) == plain.loss(params, xs, y)
+
+
+def _exec(text) -> dict:
+    space = {}
+    exec(compile(text, "<module>", "exec"), space)
+    return space
 
 
 # -- a masked network: the mask applied in place, no buffer the unmasked module does without --------

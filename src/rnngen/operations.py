@@ -98,6 +98,18 @@ INTO_FORMS = ("add", "subtract", "multiply", "square", "softmax", "minus_targets
 
 
 @dataclass(frozen=True)
+class LossAndDelta:
+    """``dest = Ŷ - Y`` in place, written with the loss ``loss = coeff 1ᵀ (Y ∘ log_softmax(O)) 1`` in one call
+    that reads the targets' probabilities once (``lower.loss_with_delta``); ``args`` is ``(Ŷ, Y, O)``.
+    The loss's own statement is then not run again where this runs (``loss_and_grads``)."""
+
+    dest: object
+    loss: object
+    coeff: object
+    args: tuple
+
+
+@dataclass(frozen=True)
 class Update:
     """``dest op= expr`` in place, ``op`` one of ``+ - *``; ``expr`` is an expression or a scratch's name."""
 

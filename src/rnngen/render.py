@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 from sympy import MatrixSymbol, Transpose
@@ -280,6 +280,12 @@ def _target_doc(spec) -> str:
     return _TARGET_DOCS[spec.loss_rule.targets].format(one=one, many=many, one_n=with_n(one), many_n=with_n(many))
 
 
+def _without_loss(write):
+    """The loss's write without its value: what ``loss_and_grads`` runs of it when the output delta's
+    write computes the loss too (``lower.loss_with_delta``); views it names stay."""
+    return replace(write, ops=tuple(op for op in write.ops if not isinstance(op, operations.Assign)))
+
+
 def module_context(derivation: Derivation, lowered: Lowered, formulas: list, numbers: dict) -> dict:
     program = lowered.program
     spec = derivation.spec
@@ -293,19 +299,25 @@ def module_context(derivation: Derivation, lowered: Lowered, formulas: list, num
     size_codes = {size: _read_size(sources, size) for size in sources}
     in_arrays = lambda name: f"arrays[{list(params).index(name)}]"  # noqa: E731 (_prepare's list)
     views = _block_views(net)
-    sections = {"forward": [], "loss": [], "backward": []}
+    sections = {"forward": [], "loss": [], "backward": [], "grads_loss": []}
     for formula in formulas:
-        lines = sections[formula.stmts[0].section]
+        section = formula.stmts[0].section
         if formula.trivial:
-            lines.append(f"# {text(formula.stmts[0].target)}: the given vector, for every sequence")
+            head = [f"# {text(formula.stmts[0].target)}: the given vector, for every sequence"]
         else:
-            lines.extend(layout.comment(f"({numbers[formula.key]}) {formula.text}"))
-        for s in formula.stmts:
-            lines.extend(printer.write(writes[s.target]))
+            head = layout.comment(f"({numbers[formula.key]}) {formula.text}")
+        body = {s.target: printer.write(writes[s.target]) for s in formula.stmts}
+        sections[section].extend(head + [line for lines in body.values() for line in lines])
+        if section == "loss":  # loss_and_grads runs these too, but not the loss its output delta computes
+            grads = dict(body)
+            if lowered.fused_loss in grads:
+                fused = "# computed with the output delta below, which reads the same probabilities"
+                grads[lowered.fused_loss] = printer.write(_without_loss(writes[lowered.fused_loss])) + [fused]
+            sections["grads_loss"].extend(head + [line for lines in grads.values() for line in lines])
     # Each function defines the sizes its own lines use, nothing more.
     sections["forward"] = _prologue(sections["forward"], size_codes, views) + sections["forward"]
     sections["loss_prologue"] = _prologue(sections["loss"], size_codes, views)
-    sections["grads_prologue"] = _prologue(sections["loss"] + sections["backward"], size_codes, views)
+    sections["grads_prologue"] = _prologue(sections["grads_loss"] + sections["backward"], size_codes, views)
     states = [state_key(c) for c in net.top]
 
     written_forward = []

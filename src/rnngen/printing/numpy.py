@@ -60,8 +60,12 @@ def _dot_log_softmax_source(name: str, weighted: bool) -> str:
         "    n = a.shape[-1]\n"
         '    if y.dtype.kind != "f":  # flat indices, one per row\n'
         "        q = p.take(y)\n"
-        "        if q.min() > 1e-30:\n"
-        f"            return {total('_log_p(p, y, q)', call=True)}\n"
+        "        # Every q of at least 1e-30 (a normal number) makes each log good to a few ulp. No term is\n"
+        "        # above 0 (a mask's weights are 0 or 1), so a sum above log(1e-30) = -69.08 says so without\n"
+        "        # a reduction (a min costs more than the sum at small sizes); the clamp keeps log(0) finite.\n"
+        f"        logs = {total('_log_p(p, y, np.maximum(q, 1e-35))', call=True)}\n"
+        "        if logs > -69.0 or q.min() > 1e-30:\n"
+        "            return logs\n"
         "        top = a.max(axis=-1)\n"
         "        lead = p.argmax(axis=-1) + np.arange(0, p.size, n)\n"
         f"        return {total('a.take(y) - top + _log_p(p, lead, p.take(lead))')}\n"
@@ -125,6 +129,34 @@ HELPERS = {
     "_lead_split": LEAD_SPLIT[1],
     "_dot_log_softmax": _dot_log_softmax_source("_dot_log_softmax", weighted=False),
     "_weighted_dot_log_softmax": _dot_log_softmax_source("_weighted_dot_log_softmax", weighted=True),
+    "_dot_log_softmax_and_delta": (
+        "def _dot_log_softmax_and_delta(y, a, p, out):\n"
+        '    """_dot_log_softmax(y, a, p), and P - Y written into ``out`` (which may be P): for class indices\n'
+        "    in one pass over the targets' probabilities q and their confident classes (q > 1/2), which both need.\n"
+        '    """\n'
+        '    if y.dtype.kind == "f":\n'
+        "        total = _dot_log_softmax(y, a, p)\n"
+        "        _minus_targets(p, y, out=out)\n"
+        "        return total\n"
+        "    q = p.take(y)\n"
+        "    logs = np.maximum(q, 1e-35)  # log(0) finite, as in _dot_log_softmax\n"
+        "    np.log(logs, out=logs)\n"
+        "    sure = (q > 0.5).nonzero()[0]  # one pass: no reduction first to see if there are any\n"
+        "    if sure.size:  # as _log_p and _minus_targets: a confident class keeps its digits\n"
+        "        at = y[sure]\n"
+        "        rest = _complement(p, at)\n"
+        "        logs[sure] = -np.log1p(rest / q[sure])\n"
+        "    total = np.dot(logs, _ones(logs.size, logs.dtype))\n"
+        "    if total < -69.0 and q.min() <= 1e-30:  # as in _dot_log_softmax: some q is not a normal number\n"
+        "        total = _dot_log_softmax(y, a, p)  # before p is written\n"
+        "    if out is not p:\n"
+        "        np.copyto(out, p)\n"
+        "    q -= 1.0\n"
+        "    out.put(y, q)\n"
+        "    if sure.size:\n"
+        "        out.put(at, -rest)\n"
+        "    return total\n"
+    ),
     "_log_p": (
         "def _log_p(p, at, q):\n"
         '    """log P at the flat indices ``at`` (one per row), q = P there.\n'
@@ -443,6 +475,15 @@ class NumpyPrinter(Printer):
         if op.fn == "minus_targets":  # the targets as rows or as class indices
             args[1] = self._targets_code(op.args[1])
         return INTO[op.fn].format(*args, out=self._dest(op.dest))
+
+    def _write_LossAndDelta(self, op) -> str:
+        self._use("_dot_log_softmax_and_delta")
+        probs, targets, logits = op.args
+        call = (
+            f"_dot_log_softmax_and_delta({self._targets_code(targets)}, {self.code(logits)}, "
+            f"{self.code(probs)}, out={self._dest(op.dest)})"
+        )
+        return f"{op.loss.name} = {self._scaled(op.coeff, (call, ATOM))[0]}  # and {self._dest(op.dest)}, in place"
 
     def _write_Update(self, op) -> str:
         if isinstance(op.expr, operations.Stack):  # the gates' biases, (gates, n), over each gate's rows
