@@ -393,12 +393,12 @@ def immediate_entry(n: Notation, role: str) -> str:
     """What the immediate derivative of a pre-activation by a weight holds, entry by entry.
 
     ``dz_{t,i}/dW_{ij} = h_{t-1,j}`` for the recurrent weights, ``x_{t,j}`` for the input
-    weights, and ``do_{t,i}/dV_{ij} = h_{t,j}`` for the output weights.
+    weights, and ``do_{t,i}/dV_{ij} = h_{t,j}`` for the output weights (``dyhat_{t,i}`` where the prediction
+    is the output layer's value, ``as_written``).
     """
     last = "T" if n.spec.mapping == "many-to-one" else "t"  # the one output of a many-to-one network
-    pre, source, t = {"recurrent": ("z", "h", "t-1"), "input": ("z", "x", "t"), "output": (n.output_value, "h", last)}[
-        role
-    ]
+    output = (n.output_value, "h", last)  # the value the output weights make: o, or the prediction itself
+    pre, source, t = {"recurrent": ("z", "h", "t-1"), "input": ("z", "x", "t"), "output": output}[role]
     name = _entry_name(n.names[role])
     i, j = ("j", "i") if n.row else ("i", "j")  # row notation: z^t_j = sum_i source^t_i W_ij
     at = last if role == "output" else "t"
