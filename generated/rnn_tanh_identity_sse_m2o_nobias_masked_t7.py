@@ -146,7 +146,7 @@ def loss(params, xs, targets, *, state=None, mask=None, lengths=None, return_sta
     y = _targets(targets, x, V.shape[0], single, U.dtype)
     buf = _buffers(x, U.dtype, U.shape[0], V.shape[0])
     h, o, yhat = _forward(U, W, h0, V, x, m, pad, padded, buf)
-    # (19) E = 1/2 1ᵀ ((ŷ_7 - y_7) ∘ (ŷ_7 - y_7))
+    # (18) E = 1/2 1ᵀ ((ŷ_7 - y_7) ∘ (ŷ_7 - y_7))
     yhat_ = buf["yhat_"]  # its steps as views, made with the buffers: cheaper to index
     E = 0.5 * np.sum(np.square(yhat_[0] - y[0]))
     final = None
@@ -188,22 +188,22 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     buf = _buffers(x, U.dtype, U.shape[0], V.shape[0])
     h, o, yhat = _forward(U, W, h0, V, x, m, pad, padded, buf)
     n_x = U.shape[1]
-    # (19) E = 1/2 1ᵀ ((ŷ_7 - y_7) ∘ (ŷ_7 - y_7))
+    # (18) E = 1/2 1ᵀ ((ŷ_7 - y_7) ∘ (ŷ_7 - y_7))
     yhat_ = buf["yhat_"]  # its steps as views, made with the buffers: cheaper to index
     E = 0.5 * np.sum(np.square(yhat_[0] - y[0]))
-    # (20) δo_7 = ŷ_7 - y_7
+    # (19) δo_7 = ŷ_7 - y_7
     do_ = buf["do_"]  # its steps as views, made with the buffers: cheaper to index
     np.subtract(yhat_[0], y[0], out=do_[0])
-    # (21) δh_7 = Vᵀ δo_7
+    # (20) δh_7 = Vᵀ δo_7
     dh = buf["dh"]
     dh_ = buf["dh_"]  # its steps as views, made with the buffers: cheaper to index
     np.dot(do_[0], V, out=dh_[7])
-    # (22) F′[1..7] = (1 M[1..7]) ∘ (1 - H[1..7] ∘ H[1..7])
+    # (21) F′[1..7] = (1 M[1..7]) ∘ (1 - H[1..7] ∘ H[1..7])
     # fprime is dz: each step is read only by the same step of dz, built on it
     np.square(buf["h[1:] rows"], out=buf["dz rows"])
     np.subtract(1.0, buf["dz rows"], out=buf["dz rows"])
     buf["dz rows"][pad.reshape(-1)] = 0.0
-    # (23) δz_t = δh_t ∘ f′_t;  δh_{t-1} = δh_t - δh_t ∘ (1 m_t) + Wᵀ δz_t, t = 7 down to 1
+    # (22) δz_t = δh_t ∘ f′_t;  δh_{t-1} = δh_t - δh_t ∘ (1 m_t) + Wᵀ δz_t, t = 7 down to 1
     dz_ = buf["dz_"]  # its steps as views, made with the buffers: cheaper to index
     dz_[6] *= dh_[7]
     np.dot(dz_[6], W, out=dh_[6])
@@ -233,16 +233,16 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     np.dot(dz_[0], W, out=dh_[0])
     if padded[0]:
         np.add(dh_[0], dh_[1], out=dh_[0], where=pad[0])
-    # (24) dE/dU = Δz[1..7] X[1..7]ᵀ
+    # (23) dE/dU = Δz[1..7] X[1..7]ᵀ
     if x.dtype.kind == "f":
         dU = np.dot(buf["dz rows"].T, x.reshape(-1, n_x))
     else:  # token ids (intp, checked), standing for the inputs' one-hot rows
         dU = _id_sums(buf["dz rows"], x.reshape(-1), n_x, columns=True)
-    # (25) dE/dW = Δz[1..7] H[0..6]ᵀ
+    # (24) dE/dW = Δz[1..7] H[0..6]ᵀ
     dW = np.dot(buf["dz rows"].T, buf["h[:-1] rows"])
-    # (26) dE/dh_0 = δh_0
+    # (25) dE/dh_0 = δh_0
     dh0 = np.dot(buf["ones of a step"], dh_[0])
-    # (27) dE/dV = δo_7 h_7ᵀ
+    # (26) dE/dV = δo_7 h_7ᵀ
     h_ = buf["h_"]  # its steps as views, made with the buffers: cheaper to index
     dV = np.dot(do_[0].T, h_[7])
     grads = {"U": dU, "W": dW, "h0": dh0, "V": dV}
@@ -263,13 +263,13 @@ def _forward(U, W, h0, V, x, m, pad, padded, buf):
     # h_0: the given vector, for every sequence
     h = buf["h"]
     h[0] = h0
-    # (15) Z̃[1..7] = U X[1..7]
+    # (14) Z̃[1..7] = U X[1..7]
     # pre_z is h[1:]: each step is read only by the same step of h, built on it
     if x.dtype.kind == "f":
         buf["rows product"](x.reshape(-1, n_x), U.T, out=buf["h[1:] rows"])
     else:  # token ids (intp, checked), standing for the inputs' one-hot rows
         U.T.take(x.reshape(-1), axis=0, out=buf["h[1:] rows"], mode="clip")
-    # (16) h_t = h_{t-1} + (1 m_t) ∘ (tanh(z̃_t + W h_{t-1}) - h_{t-1}), t = 1..7
+    # (15) h_t = h_{t-1} + (1 m_t) ∘ (tanh(z̃_t + W h_{t-1}) - h_{t-1}), t = 1..7
     h_ = buf["h_"]  # its steps as views, made with the buffers: cheaper to index
     h_gemm = buf["h_gemm"]
     W_T = buf["W_T"]
@@ -309,11 +309,11 @@ def _forward(U, W, h0, V, x, m, pad, padded, buf):
     np.tanh(h_[7], out=h_[7])
     if padded[6]:
         np.copyto(h_[7], h_[6], where=pad[6])
-    # (17) o_7 = V h_7
+    # (16) o_7 = V h_7
     o = buf["o"]
     o_ = buf["o_"]  # its steps as views, made with the buffers: cheaper to index
     np.dot(h_[7], V.T, out=o_[0])
-    # (18) ŷ_7 = o_7
+    # (17) ŷ_7 = o_7
     yhat = buf["yhat"]
     yhat[0] = o_[0]
     return h, o, yhat

@@ -1030,7 +1030,11 @@ class Checker(Reader):
         """Run the forward pass from the document: ``(failures of the forward and loss equations, it ran)``."""
         self.forward, self.loss, where = self._definitions(blocks)
         bases = {_base(f) for f in self.forward}
-        missing = [f for f in self.letters.forward if f not in bases] + [k for k in ("E", "E_t") if k not in self.loss]
+        # a document that writes no output pre-activation writes the prediction as the output layer's value
+        # (an identity output layer): its prediction is then held to the module's o as well as to its yhat
+        self.direct = direct = "o" not in bases
+        missing = [f for f in self.letters.forward if f not in bases and not (f == "o" and direct)]
+        missing += [k for k in ("E", "E_t") if k not in self.loss]
         if missing:  # nothing can be checked
             return [(n, f"the document defines no forward or loss equation for {missing}") for n, _, _ in blocks], False
         # the Jacobians belong to one forward pass: one cache per set of definitions
@@ -1052,14 +1056,15 @@ class Checker(Reader):
         )
         for family in ("h", "o", "yhat"):
             ts = range(1, self.T + 1) if family == "h" else self.loss_steps
-            parts = top if family == "h" else [family]
+            written = "yhat" if family == "o" and direct else family
+            parts = top if family == "h" else [written]
             got = np.array([np.concatenate([self.base_steps[f, t].reshape(-1) for f in parts]) for t in ts])
             if not np.allclose(got, np.asarray(out[family]).reshape(got.shape), rtol=1e-12, atol=1e-14):
                 # the module shows the top layer only: a wrong state of any chain below shows there too
                 culprits = (
                     {where[f] for f in self.forward if _base(f) in self.letters.cell}
                     if family == "h"
-                    else {where[family]}
+                    else {where[written]}
                 )
                 failures += [(n, f"{family} from the forward equations differs from the module's") for n in culprits]
         loss, self.grads = self.module.loss_and_grads(params, xs, targets)
@@ -1278,6 +1283,8 @@ class Checker(Reader):
         except Exception as e:  # noqa: BLE001
             return [(n, f"the final formulas do not run: {e}") for n in numbers]
         for key, value in sorted(reader.steps.items(), key=str):
+            if key[0] == "o" and self.direct:  # the code's o, which the document writes as the prediction
+                key = ("yhat", key[1])
             if _base(key[0]) in self.letters.forward + self.letters.optional and (
                 key not in self.base_steps
                 or np.size(value) != np.size(self.base_steps[key])

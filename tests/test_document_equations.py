@@ -17,7 +17,9 @@ from test_document import _module, legend_functions
 
 from rnngen.activations import pairs
 from rnngen.examples import EXAMPLES, NETWORKS  # the networks' documents: test_network_document.py
+from rnngen.families import GATED_LETTERS
 from rnngen.pipeline import build
+from rnngen.presets import preset_spec
 from rnngen.spec import RNNSpec
 from rnngen.verify import random_problem
 
@@ -122,11 +124,12 @@ def test_a_numbered_equation_added_to_the_document_is_checked(equation):
 
 
 def _fused_checker(output, loss):
-    """The checker of a one-step document with this output layer and loss, and the number of its dE/do."""
+    """The checker of a one-step document with this output layer and loss, and the number of its dE/do; of
+    its dE/dyhat where the prediction is the output layer's value (an identity output: no o)."""
     i = pairs().index((output, loss))
     spec = RNNSpec(T=1, output=output, loss=loss, notation=("row", "column")[i % 2], output_bias=i % 3 != 1)
     result, checker = make_checker(spec)
-    return result, checker, result.equations["fused"]
+    return result, checker, result.equations["fused" if output != "identity" else "jac-loss"]
 
 
 @pytest.mark.parametrize("pair", pairs(), ids="-".join)
@@ -154,7 +157,8 @@ WRONG_OUTPUT_GRADIENTS = (
     ("sigmoid", "squared_error", r"\bigr)\, \hat{y}_j\, \sigma(-o_j)", r"\bigr)\, \hat{y}_j\, \sigma(o_j)"),
     ("tanh", "squared_error", r"\operatorname{sech}^2 o_j", r"\operatorname{sech}^2 y_j"),
     ("tanh", "squared_error", r"(\tanh o_j - y_j)", r"(\tanh o_j + y_j)"),
-    ("identity", "squared_error", r"= \hat{y}_j - y_j", r"= \hat{y}_i - y_i"),  # the same numbers, as an i-vector
+    ("identity", "squared_error", r"= \hat{y}_i - y_i", r"= \hat{y}_j - y_j"),  # the same numbers, as a j-vector
+    ("identity", "squared_error", r"= \hat{y}_i - y_i", r"= y_i - \hat{y}_i"),
 )
 
 
@@ -259,3 +263,70 @@ MUTATED = (
 @pytest.mark.parametrize("spec", MUTATED, ids=lambda s: s.name)
 def test_a_changed_index_fails_across_the_sweep(spec):
     _assert_every_mutation_fails(spec)
+
+
+# --- an identity output layer: the prediction is the layer's value, as seed 003 writes yhat = V H_3 -----------
+
+#: Documents with an identity output layer: the seed's, the three-form and the network template, a
+#: loss at every step, a masked many-to-one network and a gated cell (whose output pre-activation is s).
+IDENTITY = (
+    preset_spec("seed-003"),
+    RNNSpec(T=3, output="identity", loss="squared_error"),
+    RNNSpec(T=4, masked=True, mapping="many-to-one", output="identity", loss="squared_error", hidden_bias=False),
+    RNNSpec(T=3, layers=2, output="identity", loss="squared_error", notation="row"),
+    RNNSpec(T=3, cell="gru", output="identity", loss="squared_error", notation="row"),
+)
+
+
+def _math(tex: str) -> list:
+    """The mathematics of a document's body up to its appendix (whose formulas are the module's, with its names):
+    every display and every inline formula."""
+    body = tex.split(r"\begin{document}")[1].split(r"\section{The formulas the code runs}")[0]
+    displays = re.compile(r"\\begin\{(align|equation|tikzpicture)\}(.*?)\\end\{\1\}", re.S)
+    return [m.group(2) for m in displays.finditer(body)] + re.findall(r"\$([^$]*)\$", displays.sub("", body))
+
+
+@pytest.mark.parametrize("spec", IDENTITY, ids=lambda s: s.name)
+def test_an_identity_output_document_writes_no_output_pre_activation(spec):
+    """The prediction is the output layer's value: no o beside it, no yhat = o, no dyhat/do = I, no delta^o."""
+    result = build(spec)
+    letter = GATED_LETTERS["o"][0] if spec.cell != "elman" else "o"  # the output pre-activation's letter
+    alone = re.compile(rf"(?<![\\A-Za-z]){letter}(?![A-Za-z])")
+    for tex in (result.latex, result.handout):
+        found = [part for part in _math(tex) if alone.search(part)]
+        assert not found, found[:3]
+        assert "output pre-activation" not in tex.split(r"\section{The formulas the code runs}")[0]
+    assert "jac-out" not in result.equations and "fused" not in result.equations
+
+
+def test_seed_003_writes_its_prediction_and_the_output_gradient_from_its_delta():
+    """Seed 003's yhat = V H_3, delta^H_3 = V^T delta^yhat and dL/dV = delta^yhat H_3^T, each read and evaluated:
+    a changed factor or sign fails."""
+    result, checker = make_checker(preset_spec("seed-003"))
+    tex, numbers = result.latex, result.equations
+    assert r"\hat{y} &= V H_{3} \tag{" in tex
+    dV, dL = r"\frac{\partial L}{\partial V} &= ", r"\frac{\partial L}{\partial \hat{y}_i} = "
+    paths = r"\frac{\partial L}{\partial \hat{y}} \frac{\partial \hat{y}}{\partial "
+    changes = {  # equation -> (as written, changed)
+        "rec-out": (r"\delta^{\hat{y}} &= \hat{y} - y", r"\delta^{\hat{y}} &= y - \hat{y}"),
+        "rec-h": (r"\delta^{H}_{3} = V^{\top} \delta^{\hat{y}}", r"\delta^{H}_{2} = V^{\top} \delta^{\hat{y}}"),
+        "delta-V": (dV + r"\delta^{\hat{y}} H_{3}^{\top}", dV + r"\delta^{\hat{y}} H_{2}^{\top}"),
+        "jac-loss": (dL + r"\hat{y}_i - y_i", dL + r"y_i - \hat{y}_i"),
+        # the old chain through o: there is no o to differentiate
+        "compact-output": (dV + paths + "V}", dV + paths + r"o} \frac{\partial o}{\partial V}"),
+    }
+    assert not checker.check(only={numbers[key] for key in changes})
+    for key, (right, wrong) in changes.items():
+        assert right in tex, key
+        changed = as_rnngen("seed-003", tex.replace(right, wrong, 1))  # read as every preset's document is
+        assert {n for n, _ in checker.check(changed, only={numbers[key]})} == {numbers[key]}, key
+
+
+def test_a_document_without_o_is_held_to_the_modules_o():
+    """The reader lets a document write no o only where its prediction is the module's o: a softmax network's
+    document that wrote yhat_t = V h_t + c fails at its forward equations."""
+    result, checker = make_checker(SAMPLE[1])
+    forward = "o_{t} &= V h_{t} + c \\nonumber \\\\*\n\\hat{y}_{t} &= \\operatorname{softmax}(o_{t}) \\tag{1}"
+    assert forward in result.latex and result.equations["forward"] == 1
+    tex = result.latex.replace(forward, "\\hat{y}_{t} &= V h_{t} + c \\tag{1}")
+    assert (1, "yhat from the forward equations differs from the module's") in checker.check(tex)

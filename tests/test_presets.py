@@ -141,7 +141,7 @@ def test_seeds_002_003_004_write_their_letters(built):
     fwd2 = _forward_block(built["seed-002"].latex)
     assert r"a_{t} &= U x_{t} + W h_{t-1}" in fwd2 and r"\hat{y}_{t} &= \operatorname{softmax}(z_{t})" in fwd2
     tex3 = built["seed-003"].latex
-    assert r"H_{t} &= g(z_{t})" in _forward_block(tex3) and r"o &= V H_{3}" in _forward_block(tex3)
+    assert r"H_{t} &= g(z_{t})" in _forward_block(tex3) and r"\hat{y} &= V H_{3}" in _forward_block(tex3)
     assert r"h_{" not in tex3.split(r"\begin{document}")[1] and r"$g(x) = \tanh(x)$ & the hidden activation" in tex3
     seed3 = tex3[tex3.index(r"\section{The seed's own formulas}") : tex3.index(r"\section{The formulas the code")]
     assert r"(\hat{y} - y) \cdot V \cdot \frac{\partial g(z_{3})}{\partial z_{3}} \Bigl[H_{2} + W" in seed3
@@ -175,7 +175,7 @@ def test_a_many_to_one_seed_writes_its_one_loss_and_prediction_without_a_step(bu
     body = _body(built[name].latex)
     fwd = _forward_block(body)
     letter = PRESETS[name].lexicon.loss
-    one = {"seed-003": ("o", r"V H_{3}"), "seed-004": ("s", r"O_{3} w_{o}")}[name]
+    one = {"seed-003": (r"\hat{y}", r"V H_{3}"), "seed-004": ("s", r"O_{3} w_{o}")}[name]
     assert rf"{one[0]} &= {one[1]}" in fwd and r"\hat{y} &= " in fwd
     assert rf"{letter} = " in fwd and rf"{letter} = {letter}" not in fwd
     stepped = r"(\\hat\{y\}|(?<![A-Za-z\\])[yos]|(?<![A-Za-z\\])L|\\delta\^\{(\\hat\{y\}|o|s)\})_\{(\d|t|T)"

@@ -84,7 +84,8 @@ def test_each_shape_in_the_table_is_the_shape_of_the_modules_array(spec):
         assert evaluate(table[symbol], sizes) == as_written(array.shape, n.row), name
     # one step of each value the module returns, and of the input it reads (T x B x size)
     top = n.step("h" + result.derivation.graph.network.top[0].suffix, "t")
-    steps = {n.step("x", "t"): xs, n.step("o", "t"): out["o"], n.step("yhat", "t"): out["yhat"]}
+    # the module's o: the output's pre-activation, or the prediction itself (an identity output layer)
+    steps = {n.step("x", "t"): xs, n.step(n.output_value, "t"): out["o"], n.step("yhat", "t"): out["yhat"]}
     if not spec.bidirectional:  # the module's h is both directions' states side by side
         steps[top] = out["h"]
     for symbol, array in steps.items():

@@ -22,13 +22,14 @@ chain rule's structure, written in Jacobian fractions.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import sympy as sp
 from sympy import MatAdd
 
 from rnngen import algebra as A
 from rnngen.activations import ELEMENTWISE, elementwise
-from rnngen.backprop import Derivation
+from rnngen.backprop import Derivation, adjoint_symbol
 from rnngen.cells import cell_of, gate_pre
 from rnngen.families import ParamName, family, holds_slopes, step_of
 from rnngen.presets import lexicon_of
@@ -45,6 +46,51 @@ from rnngen.unroll import n_h, n_y, parameters
 #: path terms with the middle ones as one sum over k, and two levels of the
 #: recursion ending in dh_{T-2}/dp: exact (the tests evaluate them), and O(T) in size.
 FULL_PATHS_UP_TO = 6
+
+
+def direct_output(spec) -> bool:
+    """True where the prediction is the output layer's linear value itself (an identity output layer): the
+    documents then write it as the lectures do, ``yhat = V h_T``, with no pre-activation ``o`` beside it."""
+    return spec.output_layer.name == "identity"
+
+
+def as_written(derivation: Derivation) -> Derivation:
+    """The derivation as the documents write it: the derivation itself, but for an identity output layer.
+
+    There the graph's ``o_t := V h_t`` and ``yhat_t := o_t`` are one value, written ``yhat_t := V h_t``, and
+    the adjoint ``delta^o_t := delta^yhat_t`` goes; every other node, adjoint and gradient reads ``yhat_t``
+    and ``delta^yhat_t`` where it read ``o_t`` and ``delta^o_t`` (``delta^h_T = V^T delta^yhat``). The same
+    equations, so every one the document prints from it still holds; the module keeps its ``o``, and so do
+    the formulas the code runs (the appendix).
+    """
+    if not direct_output(derivation.spec):
+        return derivation
+    graph = derivation.graph
+    values, deltas = {}, {}  # o_t -> yhat_t, delta^o_t -> delta^yhat_t
+    for node in graph.nodes:
+        expr = node.expr
+        if isinstance(expr, A.Elementwise) and elementwise(expr.fn).is_identity and node.family:
+            if family(node.family).base == "yhat":
+                values[expr.arg] = node.symbol
+                deltas[adjoint_symbol(expr.arg)] = adjoint_symbol(node.symbol)
+    same = {**values, **deltas}
+    nodes = [  # o_t's definition is yhat_t's, and yhat_t := o_t goes
+        replace(node, symbol=values[node.symbol], family=step_of(values[node.symbol])[0])
+        if node.symbol in values
+        else replace(node, expr=node.expr.xreplace(same))
+        for node in graph.nodes
+        if node.symbol not in values.values()
+    ]
+    adjoints = [
+        replace(node, expr=node.expr.xreplace(same)) for node in derivation.adjoints if node.symbol not in deltas
+    ]
+    return replace(
+        derivation,
+        graph=replace(graph, nodes=nodes),
+        adjoints=adjoints,
+        gradients={name: expr.xreplace(same) for name, expr in derivation.gradients.items()},
+        inputs=[expr.xreplace(same) for expr in derivation.inputs] if derivation.inputs else derivation.inputs,
+    )
 
 
 #: The families of the forward pass, in the order the network computes them.
@@ -175,6 +221,9 @@ class Notation:
         #: The loss's letter (E, or a seed's L).
         self.E = self.lexicon.loss
         self.printer = MathPrinter(LATEX, self.row, gated=self.gated, lexicon=self.lexicon)
+        #: The value the output weights make: the pre-activation ``o``, or the prediction itself (``as_written``).
+        self.direct = direct_output(spec)
+        self.output_value = "yhat" if self.direct else "o"
         self.names = {role: self.printer.written(ParamName.plain(name)) for role, name in spec.role_names.items()}
         _, weights = parameters(spec)
         # Jacobians are matrices of entries d a_i / d b_j in either notation: column math.
@@ -302,7 +351,9 @@ def _loss_terms(n: Notation) -> tuple:
 
 
 def _to_output(n: Notation, t) -> str:
-    return f"{n.partial(n.loss(t), n.step('yhat', t))} {n.partial(n.step('yhat', t), n.step('o', t))}"
+    """The chain from the loss (term) to the value the output weights make (the prediction, when that is it)."""
+    to_yhat = n.partial(n.loss(t), n.step("yhat", t))
+    return to_yhat if n.direct else f"{to_yhat} {n.partial(n.step('yhat', t), n.step('o', t))}"
 
 
 def _to_hidden(n: Notation, t) -> str:
@@ -320,7 +371,7 @@ def compact_paths(n: Notation) -> dict:
         var = n.names[role]
         lhs = n.partial(n.E, var)
         if role in ("output", "output_bias"):
-            rhs = f"{total}{_to_output(n, t)} {n.partial(n.step('o', t), var)}"
+            rhs = f"{total}{_to_output(n, t)} {n.partial(n.step(n.output_value, t), var)}"
         elif role == "initial":
             rhs = rf"{total}{_to_hidden(n, t)} \prod_{{j=1}}^{{{t}}} {n.partial(h('j'), h('j-1'))}"
         else:
@@ -342,10 +393,12 @@ def immediate_entry(n: Notation, role: str) -> str:
     """What the immediate derivative of a pre-activation by a weight holds, entry by entry.
 
     ``dz_{t,i}/dW_{ij} = h_{t-1,j}`` for the recurrent weights, ``x_{t,j}`` for the input
-    weights, and ``do_{t,i}/dV_{ij} = h_{t,j}`` for the output weights.
+    weights, and ``do_{t,i}/dV_{ij} = h_{t,j}`` for the output weights (``dyhat_{t,i}`` where the prediction
+    is the output layer's value, ``as_written``).
     """
     last = "T" if n.spec.mapping == "many-to-one" else "t"  # the one output of a many-to-one network
-    pre, source, t = {"recurrent": ("z", "h", "t-1"), "input": ("z", "x", "t"), "output": ("o", "h", last)}[role]
+    output = (n.output_value, "h", last)  # the value the output weights make: o, or the prediction itself
+    pre, source, t = {"recurrent": ("z", "h", "t-1"), "input": ("z", "x", "t"), "output": output}[role]
     name = _entry_name(n.names[role])
     i, j = ("j", "i") if n.row else ("i", "j")  # row notation: z^t_j = sum_i source^t_i W_ij
     at = last if role == "output" else "t"
@@ -421,7 +474,7 @@ def forward_gradient(n: Notation) -> str:
     """dE/dp from the forward sensitivities dh_t/dp."""
     total, t = _loss_terms(n)
     h_t = n.step("h", t)
-    to_h = f"{_to_output(n, t)} {n.partial(n.step('o', t), h_t)}"
+    to_h = f"{_to_output(n, t)} {n.partial(n.step(n.output_value, t), h_t)}"
     return rf"\frac{{\partial {n.E}}}{{\partial p}} &= {total}{to_h}\, {n.partial(h_t, 'p')}"
 
 
@@ -496,7 +549,7 @@ def _pairs_too_wide(form: dict) -> bool:
     rows = [(form["dyhat"], form["do"]), (form["dh"] or form["dh_last"], form["dh_last"]), (form["dz"], form["dh0"])]
     columns = [[], [], [], []]
     for first, second in rows:
-        for i, part in enumerate(first.split("&", 1) + second.split("&", 1)):
+        for i, part in enumerate(first.split("&", 1) + (second.split("&", 1) if second else [])):
             columns[i].append(width(part) + (width(r", \qquad") if i == 1 else 0))
     return sum(max(c) for c in columns) + 10 > LINE - NUMBER  # amsmath's least space between pairs: 10pt
 
@@ -527,7 +580,7 @@ def recursive_form(derivation: Derivation) -> dict:
     out_step = generic if spec.mapping == "many-to-many" else _at
     form = {
         "dyhat": out_step(n, adj, "dyhat", T),
-        "do": out_step(n, adj, "do", T),
+        "do": None if n.direct else out_step(n, adj, "do", T),  # the prediction's own delta starts the sweep
         "dh": generic(n, adj, "dh", T - 1) if T > 1 else None,  # an inner step
         "dh_last": _at(n, adj, "dh", T),
         "dz": _through_D(n, adj, T),
@@ -538,7 +591,9 @@ def recursive_form(derivation: Derivation) -> dict:
     # One alignment point a row: the first equation of a row aligns at its "=", the one beside it
     # follows after a \qquad (a second "&=" would open a new column and push it far to the right).
     plain = lambda eq: eq.replace(" &= ", " = ", 1)  # noqa: E731
-    if form["split_out"]:  # the output's pair on two rows, one equation (\\*: no page break inside it)
+    if form["do"] is None:
+        out = form["dyhat"]
+    elif form["split_out"]:  # the output's pair on two rows, one equation (\\*: no page break inside it)
         out = form["dyhat"] + ", \\nonumber \\\\*\n" + form["do"]
     else:
         out = rf"{form['dyhat']}, \qquad {plain(form['do'])}"
@@ -596,6 +651,15 @@ def loss_row(n: Notation) -> tuple:
     return (f"${n.E},\\ {n.loss('t')}$", "the loss, and its term at step $t$")
 
 
+def output_row(n: Notation, pre: str = "output pre-activation") -> tuple:
+    """The legend's row of the output layer's values: ``o_t, yhat_t`` (``pre``: what ``o_t`` is called); the
+    prediction alone where it is the layer's value itself (``as_written``)."""
+    yhat = n.step("yhat", "t")
+    if n.direct:
+        return (f"${yhat}$", "prediction, the output layer's value (its activation is the identity)")
+    return (f"${n.step('o', 't')},\\ {yhat}$", f"{pre} and prediction")
+
+
 def other_deltas_row(n: Notation, derivation: Derivation) -> tuple:
     """The legend's row of the deltas but the state's: ``δz_t, δo_t`` -- the same for ``z_t, o_t``."""
     deltas, values = zip(*other_deltas(n, derivation), strict=True)
@@ -627,7 +691,7 @@ def _legend(n: Notation, derivation: Derivation) -> list:
         ),
         (f"${n.step('z', 't')},\\ {n.step('h', 't')}$", "pre-activation and hidden state"),
         (f"${n.step('h', 0)}$", "the initial state, a parameter (zero in the worked example)"),
-        (f"${n.step('o', 't')},\\ {n.step('yhat', 't')}$", "output pre-activation and prediction"),
+        output_row(n),
         loss_row(n),
     ]
     for role, name in roles.items():
@@ -693,6 +757,8 @@ def latex_context(derivation: Derivation, formulas: list, numbering: Numbering, 
         **common,
         row=n.row,
         many_to_one=spec.mapping == "many-to-one",
+        direct=n.direct,
+        output_value=n.output_value,
         legend=_legend(n, derivation),
         shapes=shape_rows(n, derivation, jacobians=((n.D("t"), (_node(graph.nodes, "h", 1).symbol.shape[0],) * 2),)),
         three_index=three_index_sentence(n, derivation),
@@ -780,6 +846,17 @@ def _slopes(n: Notation, formulas: list) -> dict | None:
     return {"step": n.step("fprime", "t"), "stacked": n.printer.step("fprime", 1, T), "last": n.D(T)}
 
 
+def code_output(n: Notation) -> str:
+    """For the appendix of a document written with ``as_written``: the module keeps an identity output layer's
+    value apart from the prediction, and the formulas the code runs write it so."""
+    at = n.spec.T if n.spec.mapping == "many-to-one" else "t"
+    o, do, yhat, dyhat = (n.step(key, at) for key in ("o", "do", "yhat", "dyhat"))
+    return (
+        f"The code keeps the output layer's value apart from the prediction, as ${o}$, and its delta as ${do}$:"
+        f" with the identity output they are ${yhat}$ and ${dyhat}$."
+    )
+
+
 def appendix_terms(n: Notation, formulas: list) -> list:
     """Sentences that define what the code's formulas use and the legend does not: a stacked delta
     (``\\Delta^{z}_{1:T}``) and a function such as softplus that the loss's stable form calls."""
@@ -791,6 +868,8 @@ def appendix_terms(n: Notation, formulas: list) -> list:
         stacked = n.printer.step(key, 1, T)
         if stacked in code and n.step(key, 1) != n.step(key, T):  # not a many-to-one output's one delta
             out.append(f"${stacked}$ holds ${n.step(key, 1)}, \\dots, {n.step(key, T)}$ {side}.")
+    if n.direct:
+        out.append(code_output(n))
     if re.search(r"\\mathbf\{1\}(?:\^\{\\top\})? [-+] ", code):  # the code's 1 - H_{1:T} broadcasts
         out.append(r"In a sum, $\mathbf{1}$ stands for ones of the other term's shape.")
     for rule in ELEMENTWISE.values():

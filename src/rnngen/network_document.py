@@ -27,11 +27,13 @@ from rnngen.document import (
     _unwrapped,
     aligned,
     broken,
+    code_output,
     forward_families,
     gamma_sup,
     immediate_and_total,
     keeps_slopes,
     loss_row,
+    output_row,
     sum_over_steps,
     truncation_context,
 )
@@ -40,6 +42,7 @@ from rnngen.families import (
     Family,
     Relative,
     Step,
+    adjoint_name,
     family,
     relative_of,
     run_of,
@@ -108,7 +111,7 @@ def _legend(n: Notation, derivation: Derivation, equations: str = "", shapes: tu
             held = n.step(chain.family("hlast").key, "t")
             rows.append((f"${held}$", f"the state of {_where(chain)} at the latest real step up to $t$"))
     output = "output pre-activation" + (" (the scores)" if net.cell.gated else "")  # o may be a gate's letter
-    rows.append((f"${n.step('o', 't')},\\ {n.step('yhat', 't')}$", f"{output} and prediction"))
+    rows.append(output_row(n, output))
     rows.append(loss_row(n))
     for name, p in net.params.items():
         shape = " \\times ".join(size(d) for d in p.symbol().shape if d != 1)
@@ -382,7 +385,7 @@ def _source(fam: Family, k: int, own: Family | None = None) -> str:
     the same step (the memory cell's activation, which the state reads).
     """
     step = "t" if k == 0 else f"t{k:+d}"
-    if fam.base == "o":
+    if fam.base in ("o", "yhat"):  # the output layer's value: the prediction itself, for an identity output
         return rf"\text{{output, step }} {step}"
     if own is not None and k != 0 and fam.value in (own.value, replace(own.value, base=candidate(own.base))):
         return rf"\text{{directly, step }} {step}"
@@ -512,9 +515,10 @@ def _output_split(n: Notation, derivation: Derivation) -> str | None:
     if not p.blocks:
         return None
     spec = derivation.spec
-    do = next(node for node in reversed(derivation.adjoints) if node.family == "do")
+    key = adjoint_name(n.output_value)  # the delta of the value the output weights make
+    do = next(node for node in reversed(derivation.adjoints) if node.family == key)
     many = spec.mapping == "many-to-many"
-    do_t = relative("do", 0, do.symbol.shape[0]) if many else do.symbol
+    do_t = relative(key, 0, do.symbol.shape[0]) if many else do.symbol
     whole = A.mul(A.transpose(p.math()), do_t)
     parts = A.Concat(0, *[A.mul(A.transpose(p.math(part)), do_t) for part in p.parts])
     return aligned(f"{n.latex(whole)} = {n.latex(parts)}")
@@ -706,6 +710,7 @@ def network_context(derivation: Derivation, formulas: list, numbering: Numbering
         formulas=[f for f in formulas if _shown(f)],
         slopes=keeps_slopes(formulas),
         slopes_D=_slopes_of_D(n, derivation, formulas),
+        code_output=code_output(n) if n.direct else "",
         truncation=truncation_context(n, derivation),
         gates=gate_context(derivation, _where(net.chains[0])),
         step=n.step,

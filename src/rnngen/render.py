@@ -21,7 +21,7 @@ from rnngen import algebra as A
 from rnngen.activations import elementwise
 from rnngen.backprop import Derivation
 from rnngen.cells import cell_of
-from rnngen.document import Notation, Numbering, broken, forward_families, generic, latex_context
+from rnngen.document import Notation, Numbering, as_written, broken, forward_families, generic, latex_context
 from rnngen.emit import render
 from rnngen.families import run_of, step_of
 from rnngen.figure import context as figure_context
@@ -611,13 +611,14 @@ def render_both(derivation: Derivation, lowered: Lowered) -> tuple:
     formulas = final_formulas(lowered.program)
     common = _common(derivation.spec)
     common["figure"] = figure_context(derivation)
+    shown = as_written(derivation)  # the documents' equations: an identity output's o is the prediction
     # its numbers: the numbering of each rendering (_document)
-    common["worked"] = worked.latex_context(derivation, {}, worked.example_for(derivation.spec))
+    common["worked"] = worked.latex_context(shown, {}, worked.example_for(derivation.spec))
     numbering = Numbering()  # the full document's, which its context is made with
     if three_forms(derivation.spec):
-        template, context = "derivation.tex.jinja", latex_context(derivation, formulas, numbering, common)
+        template, context = "derivation.tex.jinja", latex_context(shown, formulas, numbering, common)
     else:
-        template, context = "network.tex.jinja", network_context(derivation, formulas, numbering, common)
+        template, context = "network.tex.jinja", network_context(shown, formulas, numbering, common)
     tex = _document(template, context, numbering, handout=False)
     numbers = numbering.numbers
     code = render("module.py.jinja", **module_context(derivation, lowered, formulas, numbers))
