@@ -133,6 +133,8 @@ def test_the_cost_of_the_paths_is_counted_right(T, mapping):
     )
     assert stated and (int(stated.group(1)), int(stated.group(2)), int(stated.group(3))) == (len(pairs), products, T)
     assert stated.group(4) == ("2" if mapping == "many-to-one" else "3")
+    # many-to-one has one loss term, at T: no step t to count from
+    assert f"multiplies ${'T' if mapping == 'many-to-one' else 't'} - k + 3$ Jacobians" in tex
     # the terms the document writes for the loss at step T: one per k, with T - k + 3 Jacobians each
     block = tex.split(r"\frac{\partial E_{" + str(T) + r"}}{\partial W}", 1)[1].split(r"\end{align}", 1)[0]
     terms = [row for row in re.split(r"\\\\\*?\s*\n", block) if row.strip()]
