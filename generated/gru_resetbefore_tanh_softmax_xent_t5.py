@@ -364,14 +364,14 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, h0, V, c, x, buf):
     gr = buf["gr"]
     # pre_zr is gr: each step is read only by the same step of gr, built on it
     gates_in_T = buf["gates_in_T"]
-    np.stack((U_n.T, U_r.T, U_z.T), out=gates_in_T)  # one per gate, for one operation over the gates
+    np.stack((U_n.T, U_r.T, U_z.T), out=gates_in_T[:, :-1])  # one per gate, for one operation over the gates
+    np.stack((b_n, b_r, b_z), out=gates_in_T[:, -1])  # each gate's bias, a last row for the ones
     if x.dtype.kind == "f":
-        np.matmul(x.reshape(-1, n_x), gates_in_T, out=buf["gates rows"])
+        gates_data = _with_ones(buf, "gates_data", x.reshape(-1, n_x))  # the product adds the biases
+        np.matmul(gates_data, gates_in_T, out=buf["gates rows"])
     else:  # token ids (intp, checked), standing for the inputs' one-hot rows
         gates_in_T.take(x.reshape(-1), axis=1, out=buf["gates rows"], mode="clip")
-    gates_bias = buf["gates_bias"]
-    np.stack((b_n, b_r, b_z), out=gates_bias)  # one per gate, for one operation over the gates
-    buf["gates rows"] += gates_bias[:, None]  # n, r, z
+        buf["gates rows"] += gates_in_T[:, -1:]  # n, r, z
     # (31) r_1 = σ(a_r̃_1 + W_r h_0)
     h_ = buf["h_"]  # its steps as views, made with the buffers: cheaper to index
     gr_ = buf["gr_"]  # its steps as views, made with the buffers: cheaper to index
@@ -490,8 +490,7 @@ def _new_buffers(x, dtype, n_x, n_h, n_y):
         "sizes": (B, dtype.char, n_x, n_h, n_y),
         "h": np.empty((T + 1, B, n_h), dtype),
         "gates": np.empty((3, T, B, n_h), dtype),
-        "gates_in_T": np.empty((3, n_x, n_h), dtype),
-        "gates_bias": np.empty((3, n_h), dtype),
+        "gates_in_T": np.empty((3, n_x + 1, n_h), dtype),
         "gates_rec_T": np.empty((n_h, 2 * n_h), dtype),
         "gates_gemm": np.empty((B, 2 * n_h), dtype),
         "gn_gemm": np.empty((B, n_h), dtype),
@@ -737,6 +736,16 @@ def _softmax(a, out=None):
     out = np.subtract(a, a.max(axis=-1, keepdims=True), out=out)
     np.exp(out, out=out)
     out /= np.dot(out, ones)[..., None]
+    return out
+
+
+def _with_ones(buf, key, rows):
+    """``rows`` beside a column of ones, in the buffer ``key`` of the call's set (made on first use:
+    a call with token ids never needs it); a product with the weights and a last row of biases adds them."""
+    out = buf.get(key)
+    if out is None:
+        out = buf[key] = np.ones((rows.shape[0], rows.shape[1] + 1), rows.dtype)
+    np.copyto(out[:, :-1], rows)
     return out
 
 

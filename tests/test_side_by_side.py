@@ -11,7 +11,20 @@ import pytest
 from rnngen import algebra as A
 from rnngen import verify
 from rnngen.families import family, step_of
-from rnngen.operations import Apply, Gates, Gather, Gemm, Joined, Stack, Take, Update, Views, flat
+from rnngen.operations import (
+    Apply,
+    ByInput,
+    Gates,
+    Gather,
+    Gemm,
+    Joined,
+    Stack,
+    Take,
+    Update,
+    Views,
+    WithOnes,
+    flat,
+)
 from rnngen.pipeline import build
 from rnngen.side_by_side import side_by_side
 from rnngen.spec import RNNSpec
@@ -84,6 +97,37 @@ def test_each_steps_gates_are_one_product_forward_and_back(spec):
                     assert A.transpose(op.param) not in recurrent_weights, (w.stmt.target, op)
     joined = [w for w in low.writes if any(isinstance(op, Joined) for op in w.ops)]
     assert all(w.stmt.step or w.stmt.is_stacked for w in joined) and len(joined) >= (spec.T - 1) * recurrent - 1
+
+
+@pytest.mark.parametrize("spec", [*GATED, RNNSpec(T=3, cell="lstm", hidden_bias=False)], ids=str)
+def test_the_input_product_adds_the_biases(spec):
+    """The one input product over all steps adds the gates' biases too, a last row of its stacked weights
+    against a column of ones beside the data's rows: no second pass over every gate's rows of all steps
+    (at the large workload as many elements as the product writes). Token ids pick rows of the weights
+    alone: they add the biases' row after."""
+    low = build(spec).lowered
+    products = []
+    for w in low.writes:
+        if w.function != "_forward":
+            continue
+        # the operations for float rows, in order (a ByInput's rows in its place), and those for token ids
+        rows = [o for op in w.ops for o in (op.rows if isinstance(op, ByInput) else (op,))]
+        ids = [o for op in w.ops if isinstance(op, ByInput) for o in op.ids]
+        for o in rows:
+            assert not (isinstance(o, Update) and isinstance(o.dest, Gates) and o.dest.t is None), o
+        products += [(o, rows[k - 1] if k else None) for k, o in enumerate(rows) if isinstance(o, Gemm)]
+        products += [(o, None) for o in ids if isinstance(o, Update)]
+    firsts = [(g, before) for g, before in products if isinstance(g, Gemm) and isinstance(g.param, Stack)]
+    firsts = [(g, before) for g, before in firsts if g.param.form == "layers"]
+    assert firsts
+    for gemm, before in firsts:
+        assert len(gemm.param.biases) == (len(gemm.param.params) if spec.hidden_bias else 0)
+        assert isinstance(before, WithOnes) == spec.hidden_bias and (not spec.hidden_bias or before.name == gemm.data)
+    ids_adds = [u for u, _ in products if isinstance(u, Update)]
+    # one for each chain of the first layer, where the module takes token ids (not with input_grad)
+    takes_ids = any(isinstance(op, ByInput) for w in low.writes for op in w.ops if w.function == "_forward")
+    chains = 2 if spec.bidirectional else 1
+    assert all(u.expr.biases for u in ids_adds) and len(ids_adds) == chains * (spec.hidden_bias and takes_ids)
 
 
 @pytest.mark.parametrize("spec", GATED, ids=str)

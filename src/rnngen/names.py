@@ -110,6 +110,11 @@ def stacked_weights(block: str, part: str, transposed: bool) -> str:
     return f"{block}_{part}" + ("_T" if transposed else "")
 
 
+def with_ones(block: str) -> str:
+    """The rows of a block's input beside a column of ones (``operations.WithOnes``): ``gates_data``."""
+    return f"{block}_data"
+
+
 def step_scratch(family: str) -> str:
     """The one-step scratch that a step of ``family`` computes its GEMM into: ``h_gemm``."""
     return family + "_gemm"

@@ -173,11 +173,24 @@ class Stack:
     """The parameters ``params`` in one array ``name``, filled once per call (a ``Take`` of it comes first),
     for one product over a block of gates (``side_by_side``). ``form`` says how: ``rows``, the matrices one
     above another (``[W_i; W_f; ...]``); ``columns``, their transposes side by side (``[W_iᵀ W_fᵀ ...]``);
-    ``layers``, their transposes (vectors as they are) one behind another, one per gate, along a first axis."""
+    ``layers``, their transposes (vectors as they are) one behind another, one per gate, along a first axis;
+    with ``biases`` (``layers`` only), each gate's bias as one more row after its weight's transpose, for a
+    product with rows that end in a one (``WithOnes``)."""
 
     name: str
     params: tuple
     form: str
+    biases: tuple = ()
+
+
+@dataclass(frozen=True)
+class WithOnes:
+    """The rows of ``data`` (a run of steps) copied into the call set's buffer ``name``, beside a last column of
+    ones: one product with a ``Stack`` that has ``biases`` then adds the biases too, in place of one more pass
+    over its output. The buffer is made on first use, not with the set: token ids never need it."""
+
+    name: str
+    data: object
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,11 @@ per step, where PyTorch's kernels make one of each. ``side_by_side`` keeps the g
 buffer (a ``Block``) and rewrites the writes so that
 
 - the gates' input products over all steps are one product, with their input weights' transposes one
-  per gate (a product over the gates in one call), and their biases one add, at the first gate's write
-  (a gate whose input part is its bias alone, the GRU's ``b_hn``, is filled there too);
+  per gate (a product over the gates in one call), at the first gate's write; their biases are each
+  transpose's last row, against a column of ones beside the data's rows (``WithOnes``), so the product
+  adds them: a copy of the data in place of a pass over every gate's rows (token ids, which pick rows,
+  add the biases' row after); a gate whose input part is its bias alone, the GRU's ``b_hn``, is filled
+  there too;
 - each step's recurrent products are one GEMM with the recurrent weights' transposes side by side
   (``h_{t-1} [W_iᵀ W_fᵀ W_gᵀ W_oᵀ]`` in the module's rows), into a one-step scratch added to the step's
   gates in one add, at the first gate's write of the step;
@@ -50,6 +53,7 @@ from rnngen.operations import (
     TakePlace,
     Update,
     Views,
+    WithOnes,
     flat,
     symbols_of,
 )
@@ -274,16 +278,18 @@ class _Rewrite:
         if not any(isinstance(op, Take) and op.name == block.family for w in self.writes for op in (*w.ops, *ops)):
             ops.append(Take(block.family, (str(len(block.members)), *self.taken[block.members[0]])))
 
-    def stack(self, block: Block, part: str, params: list, form: str, function: str, ops: list) -> Stack:
-        """The ``Stack`` of ``params`` (and its ``Take`` and fill, first in ``function``, into ``ops``)."""
-        stack = Stack(names.stacked_weights(block.family, part, form != "rows" and part != "bias"), tuple(params), form)
+    def stack(self, block: Block, part: str, params: list, form: str, function: str, ops: list, biases=()) -> Stack:
+        """The ``Stack`` of ``params``, with ``biases`` as their last rows if given (and its ``Take`` and fill,
+        first in ``function``, into ``ops``)."""
+        name = names.stacked_weights(block.family, part, form != "rows" and part != "bias")
+        stack = Stack(name, tuple(params), form, tuple(biases))
         made = [op for w in self.writes if w.function == function for op in w.ops] + ops
         if stack not in made:
             k, (rows, cols) = len(params), (str(d) for d in params[0].shape)
             shape = {
                 "rows": (f"{k} * {rows}", cols),
                 "columns": (cols, f"{k} * {rows}"),
-                "layers": (str(k), rows) if cols == "1" else (str(k), cols, rows),
+                "layers": (str(k), rows) if cols == "1" else (str(k), f"{cols} + 1" if biases else cols, rows),
             }[form]
             ops += [Take(stack.name, shape), stack]
         return stack
@@ -361,16 +367,22 @@ class _Rewrite:
         ops: list = []
         self.take(block, ops)
         out = block.gates(*span)
-        weights = self.stack(block, "in", [x.param for x in products], "layers", first.function, ops)
-        gemm = Gemm(out, products[0].data, weights, None, False)
+        data, biases = products[0].data, [x.bias for x in products if x.bias is not None]
+        weights = self.stack(block, "in", [x.param for x in products], "layers", first.function, ops, biases)
+        rows = [Gemm(out, data, weights, None, False)]
+        if biases:
+            # The biases as the weights' last row, times a column of ones beside the data's rows: the
+            # product adds them. A copy of the data (n_x wide) in place of a pass over the gates' rows
+            # (gates n_h wide) after it.
+            ones = names.with_ones(block.family)
+            rows = [WithOnes(ones, data), replace(rows[0], data=ones)]
         if by_input == {True}:
-            ops.append(ByInput((gemm,), (Lookup(out, products[0].data, weights, False),)))
+            ids = [Lookup(out, data, weights, False)]
+            if biases:  # the ids pick rows of the weights alone: their last rows, the biases, are added
+                ids.append(Update(out, "+", weights))
+            ops.append(ByInput(tuple(rows), tuple(ids)))
         else:
-            ops.append(gemm)
-        if products[0].bias is not None:
-            ops.append(
-                Update(out, "+", self.stack(block, "bias", [x.bias for x in products], "layers", first.function, ops))
-            )
+            ops += rows
         ops += [x.fill for x in parts if x.param is None]
         for x in parts:
             w = self.writes[x.at]

@@ -228,6 +228,16 @@ HELPERS = {
         "    ahead = np.logical_or.accumulate(~pad[::-1], axis=0)[::-1]  # a real step here or after\n"
         "    return (pad[:-1] & ahead[1:]).any(axis=(1, 2)).tolist() + [False]\n"
     ),
+    "_with_ones": (
+        "def _with_ones(buf, key, rows):\n"
+        '    """``rows`` beside a column of ones, in the buffer ``key`` of the call\'s set (made on first use:\n'
+        '    a call with token ids never needs it); a product with the weights and a last row of biases adds them."""\n'
+        "    out = buf.get(key)\n"
+        "    if out is None:\n"
+        "        out = buf[key] = np.ones((rows.shape[0], rows.shape[1] + 1), rows.dtype)\n"
+        "    np.copyto(out[:, :-1], rows)\n"
+        "    return out\n"
+    ),
     "_minus_targets": (
         "def _minus_targets(p, y, out):\n"
         '    """P - Y for targets Y given as rows or as flat class indices (one-hot rows: one entry each).\n'
@@ -409,7 +419,17 @@ class NumpyPrinter(Printer):
         parts = ", ".join(p.name if p.shape[1] == 1 else self._transposed_param(p) for p in op.params)
         if op.form == "columns":
             return f"np.concatenate(({parts}), axis=1, out={op.name})  # side by side: one product for the gates"
+        if op.biases:
+            biases = ", ".join(b.name for b in op.biases)
+            return [
+                f"np.stack(({parts}), out={op.name}[:, :-1])  # one per gate, for one operation over the gates",
+                f"np.stack(({biases}), out={op.name}[:, -1])  # each gate's bias, a last row for the ones",
+            ]
         return f"np.stack(({parts}), out={op.name})  # one per gate, for one operation over the gates"
+
+    def _write_WithOnes(self, op) -> str:
+        self._use("_with_ones")
+        return f'{op.name} = _with_ones(buf, "{op.name}", {self.code(op.data)})  # the product adds the biases'
 
     def _write_Gather(self, op) -> str:
         return f"np.copyto({self._dest(op.out)}, {self._dest(op.source)})  # side by side: one product for the gates"
@@ -487,7 +507,7 @@ class NumpyPrinter(Printer):
 
     def _write_Update(self, op) -> str:
         if isinstance(op.expr, operations.Stack):  # the gates' biases, (gates, n), over each gate's rows
-            code = f"{op.expr.name}[:, None]"
+            code = f"{op.expr.name}[:, -1:]" if op.expr.biases else f"{op.expr.name}[:, None]"  # a last row, or all
         elif isinstance(op.expr, (str, operations.ByGate)):
             code = self._dest(op.expr)
         else:
