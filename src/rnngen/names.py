@@ -105,7 +105,7 @@ def transposed_copy(param: str) -> str:
 
 
 def stacked_weights(block: str, part: str, transposed: bool) -> str:
-    """The parameters of a block of gates in one array (``side_by_side``), ``part`` ``in``, ``rec`` or ``bias``:
+    """The parameters of a block of gates in one array (``side_by_side``), ``part`` ``in`` or ``rec``:
     ``gates_rec`` one above another, ``gates_rec_T`` their transposes."""
     return f"{block}_{part}" + ("_T" if transposed else "")
 

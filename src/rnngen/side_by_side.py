@@ -281,7 +281,7 @@ class _Rewrite:
     def stack(self, block: Block, part: str, params: list, form: str, function: str, ops: list, biases=()) -> Stack:
         """The ``Stack`` of ``params``, with ``biases`` as their last rows if given (and its ``Take`` and fill,
         first in ``function``, into ``ops``)."""
-        name = names.stacked_weights(block.family, part, form != "rows" and part != "bias")
+        name = names.stacked_weights(block.family, part, form != "rows")
         stack = Stack(name, tuple(params), form, tuple(biases))
         made = [op for w in self.writes if w.function == function for op in w.ops] + ops
         if stack not in made:
