@@ -457,7 +457,7 @@ CHECKED = (
 @pytest.mark.parametrize("spec", CHECKED, ids=lambda s: s.name)
 def test_every_numbered_equation_of_a_gated_document_holds(spec):
     """``latex_reader.Checker`` reads the gates' letters (PyTorch's i, f, g, o and r, z, n, their
-    pre-activations {a_i}, the memory cell c_t beside the output bias c, its initial c_0, phi_t, {a_hn})
+    pre-activations {a_i}, the memory cell c_t beside the output bias b_y, its initial c_0, phi_t, {a_hn})
     and evaluates every numbered equation against central differences and the module."""
     _check(spec)
 
@@ -528,6 +528,35 @@ def test_no_two_values_of_a_gated_document_share_a_symbol(spec):
         pre = fam.base.startswith("z") and fam.base[1:] in GATES[spec.cell]
         if not fam.is_adjoint and not pre and fam.base not in ("x", "y", "m", "hbar", "cellbar", "hlast"):
             assert n.step(Family(fam.base).key, "t") in legend, key
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        RNNSpec(T=3, cell="lstm"),
+        RNNSpec(T=3, cell="gru"),
+        RNNSpec(T=3, cell="lstm", layers=2, bidirectional=True, masked=True),
+        RNNSpec(T=4, cell="lstm", truncate=2),
+    ],
+    ids=lambda s: s.name,
+)
+def test_no_letter_of_a_gated_document_is_both_a_value_and_a_parameter(spec):
+    """The LSTM's memory cell is c_t (and c_0), so the output bias, the module's c, is written otherwise
+    (b_y) in every gated document, and the legend says what the module calls it."""
+    result = build(spec)
+    n = Notation(spec)
+    graph = result.derivation.graph
+    keys = {node.family for node in (*graph.nodes, *result.derivation.adjoints) if node.family}
+    letters = {n.step(key, "t").removesuffix("_{t}") for key in keys if not family(key).is_adjoint}
+    legend = result.latex.split(r"\section*{Notation}")[1].split(r"\end{longtable}")[0]
+    for name, p in graph.network.params.items():
+        if p.role == "initial":
+            continue
+        symbol = n.latex(graph.params[name])
+        assert symbol not in letters, f"{symbol} is a parameter and a value"
+        assert f"${symbol}$ & " in legend, symbol
+    assert r"$b_{y}$ & output bias, $n_{y}$ (the module's \texttt{c})" in legend
+    assert r"\frac{\partial E}{\partial b_{y}}" in result.latex
 
 
 @pytest.mark.parametrize("spec", CHECKED[:3], ids=lambda s: s.name)

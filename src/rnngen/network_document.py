@@ -116,7 +116,9 @@ def _legend(n: Notation, derivation: Derivation, equations: str = "", shapes: tu
         symbol = n.latex(derivation.graph.params[name])
         kind = p.role if p.state in ("", "h") else f"{p.role}_{p.state}"  # an initial state: which it starts
         role = _ROLES[kind] + (f" of the {GATE_NAMES[p.gate]}" if p.gate else "")
-        rows.append((f"${symbol}$", f"{role}{where}, ${shape}$"))
+        own = p.written.in_gated() != p.written and net.cell.gated  # a letter the document spells otherwise
+        code = f" (the module's \\texttt{{{p.name}}})" if own else ""
+        rows.append((f"${symbol}$", f"{role}{where}, ${shape}${code}"))
         if p.blocks:
             parts = ",\\ ".join(n.latex(p.block(part)) for part in p.parts)
             rows.append(("", f"its {'row' if p.row else 'column'} blocks, in order: ${parts}$"))
@@ -212,7 +214,7 @@ def _other_deltas(derivation: Derivation) -> list:
 
 #: What each value of a gated cell's step is, by its base (the gates' own: ``cells.GATE_NAMES``).
 _GATED_VALUES = {
-    "cell": "the memory cell (the output bias $c$ has no step)",
+    "cell": "the memory cell",
     "cact": "the memory cell's activation, which the output gate scales",
     "zhn": "the candidate's recurrent part, which the reset gate scales",
     "h": "the state, which the next step and the output layer read",
