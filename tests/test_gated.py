@@ -559,6 +559,22 @@ def test_no_letter_of_a_gated_document_is_both_a_value_and_a_parameter(spec):
     assert r"\frac{\partial E}{\partial b_{y}}" in result.latex
 
 
+@pytest.mark.parametrize("spec", [RNNSpec(T=4, cell="lstm", truncate=2), RNNSpec(T=4, cell="gru", truncate=2)],
+                         ids=lambda s: s.name)  # fmt: skip
+def test_a_truncated_gated_document_writes_the_age_with_a_letter_of_its_own(spec):
+    """The gates' pre-activations are a with the gate's letter below ({a_i}_t), so the age of a truncated delta
+    (how many recurrent edges its paths crossed) takes another letter, in the legend and the text alike."""
+    tex = build(spec).latex
+    legend = tex.split(r"\section*{Notation}")[1].split(r"\end{longtable}")[0]
+    ages = set(re.findall(r"\\delta\^\{h\[([a-z])\]\}_\{t\}", legend))
+    assert len(ages) == 1, ages
+    age = ages.pop()
+    assert "{a_{i}}_{t}" in tex or "{a_{r}}_{t}" in tex  # the pre-activations' letter is a
+    assert age not in "actkhfgiozrnsxy"  # no value's letter, no step's (t, k)
+    section = tex.split(r"\section{Truncated backpropagation through time}")[1].split(r"\section")[0]
+    assert f"a delta of age ${age}$" in section and "$a$" not in section and "[a]" not in tex
+
+
 @pytest.mark.parametrize("spec", CHECKED[:3], ids=lambda s: s.name)
 def test_the_document_names_the_paths_of_the_gradient(spec):
     """The delta recursion names the direct path (the memory cell through f, the GRU's state through z) and

@@ -100,6 +100,11 @@ def age_suffix(age: int | None) -> str:
     return "" if age is None else f"_a{age}"
 
 
+#: The letter of a generic age in the documents (a truncated derivation's ``\delta^{h[q]}_t``, ``\sum_{q=0}``): not
+#: ``a``, the letter of a gated cell's pre-activations (``{a_{i}}_t``), nor ``k``, a step.
+AGE = "q"
+
+
 def age_latex(age) -> str:
     """An age (a number, or a letter such as ``"a-1"`` for a generic one) as the documents write it after
     the letter's tag: ``[2]``; "" for None."""

@@ -36,6 +36,7 @@ from rnngen.document import (
     truncation_context,
 )
 from rnngen.families import (
+    AGE,
     STATE_LETTERS,
     Family,
     Relative,
@@ -129,9 +130,9 @@ def _legend(n: Notation, derivation: Derivation, equations: str = "", shapes: tu
             (f"${dh}$", f"$\\partial E / \\partial {h}$, the gradient of the loss with respect to ${h}$ (a delta)")
         )
     else:  # not the derivative: its part over the kept paths (Section on truncated BPTT)
-        dh_a = n.aged_step(net.chains[-1].family("h", "adjoint").key, "a", "t")
+        dh_a = n.aged_step(net.chains[-1].family("h", "adjoint").key, AGE, "t")
         rows.append((f"${dh}$", f"the part of $\\partial E / \\partial {h}$ that the truncation keeps (a delta)"))
-        rows.append((f"${dh_a}$", f"its part whose paths crossed $a$ recurrent edges, its age $a \\le {tau - 1}$"))
+        rows.append((f"${dh_a}$", f"its part whose paths crossed ${AGE}$ recurrent edges, its age ${AGE} \\le {tau - 1}$"))
         rows.append((r"$\tau$", f"the truncation horizon, {tau}: see the section on truncated BPTT before the deltas"))
     others = [n.step(key, "t") for key in _other_deltas(derivation)]
     rows.append(
