@@ -575,6 +575,48 @@ def test_a_truncated_gated_document_writes_the_age_with_a_letter_of_its_own(spec
     assert f"a delta of age ${age}$" in section and "$a$" not in section and "[a]" not in tex
 
 
+#: A matrix of steps side by side as the appendix writes it: its symbol (a letter, a Greek capital, a gate's
+#: {A_{hn}}, a primed {\Sigma'_{o}}, with a tag or a delta's letter above, under a tilde) and its steps.
+_GROUP = r"\{(?:[^{}]|\{(?:[^{}]|\{[^{}]*\})*\})*\}"  # braces, nested up to three deep
+_RUN = re.compile(rf"((?:\\tilde\{{)?(?:{_GROUP}|\\[A-Za-z]+|[A-Z])\}}?(?:\^{_GROUP})?)_\{{(\d+):(\d+)\}}")
+#: A chain's tag above a symbol: (f), (b), (2).
+_TAG = re.compile(r"\^\{\((?:\d*(?:\\mathrm\{[fb]\})?)\)\}")
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [RNNSpec(T=5, cell="lstm"), RNNSpec(T=5, cell="gru"), RNNSpec(T=3, cell="lstm", bidirectional=True, masked=True)],
+    ids=lambda s: s.name,
+)
+def test_every_matrix_the_gated_appendix_writes_is_named(spec):
+    """A student does not know I_{1:5} (it reads as an identity) or Sigma'_o: each matrix of steps side by side
+    that the appendix's formulas write is named in the legend or in a sentence of the appendix, a primed one
+    as the Jacobian whose diagonal it holds."""
+    tex = build(spec).latex
+    legend = tex.split(r"\section*{Notation}")[1].split(r"\end{longtable}")[0]
+    appendix = tex.split(r"\section{The formulas the code runs}")[1]
+    blocks = re.findall(r"\\begin\{align\}.*?\\end\{align\}", appendix, flags=re.S)
+    prose = re.sub(r"\\begin\{align\}.*?\\end\{align\}", "", appendix, flags=re.S)
+    named = prose + legend
+    unnamed = set()
+    for symbol, lo, hi in _RUN.findall("".join(blocks)):
+        if "'" in symbol:  # a primed capital: its small letter at step t, the diagonal of a Jacobian
+            small = _TAG.sub("", symbol.replace(r"\Sigma", r"\sigma").replace("{F'", "{f'"))
+            untagged = _TAG.sub("", prose) if "(each chain's with its tag)" in prose else prose
+            ok = re.search(re.escape(small) + r"_\{t\}\$, the diagonal of \$\\partial ", untagged)
+        elif symbol.startswith((r"\Delta", r"\tilde{\Delta")):
+            ok = "a capital delta holds the deltas alike" in prose
+        elif symbol.startswith(r"\tilde"):
+            ok = "A tilde marks the part" in prose
+        else:
+            ok = re.search(re.escape(symbol) + r"_\{\d+:\d+\}", named) or (symbol == "X" and "X_{1:T}" in legend)
+        if not ok:
+            unnamed.add(f"{symbol}_{{{lo}:{hi}}}")
+    assert not unnamed, sorted(unnamed)
+    if spec.cell == "lstm":  # I, first: the input gates, which a reader would take for an identity matrix
+        assert re.search(r"\$I(\^\{[^$]*\})?_\{1:\d\}\$ holds \$i[^$]*\$ \(the input gates, not an identity matrix\)", prose)
+
+
 @pytest.mark.parametrize("spec", CHECKED[:3], ids=lambda s: s.name)
 def test_the_document_names_the_paths_of_the_gradient(spec):
     """The delta recursion names the direct path (the memory cell through f, the GRU's state through z) and

@@ -710,7 +710,7 @@ def network_context(derivation: Derivation, formulas: list, numbering: Numbering
         slopes=keeps_slopes(formulas),
         slopes_D=_slopes_of_D(n, derivation, formulas),
         truncation=truncation_context(n, derivation),
-        gates=gate_context(derivation, _where(net.chains[0])),
+        gates=gate_context(derivation, _where(net.chains[0]), [f for f in formulas if _shown(f)]),
         step=n.step,
     )
 
