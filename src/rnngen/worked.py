@@ -419,7 +419,8 @@ def matrix(values, fmt=number) -> str:
 
 def _value(value, is_vector: bool, row: bool, fmt=number) -> tuple:
     """``(LaTeX, its stand-in for measuring)``: a pmatrix is measured as its widest row in parentheses
-    (``texwidth`` measures formulas, not arrays), a column a quad apart as the array sets them."""
+    (``texwidth`` measures formulas, not arrays), a column a quad apart as the array sets them; its parentheses
+    span its rows, wider than a ``(`` by about a ``\\Bigl(`` and a thin space each (9 pt for two rows, pdfLaTeX)."""
     if np.size(value) == 1:
         text = fmt(float(np.ravel(value)[0]))
         return text, text
@@ -427,7 +428,7 @@ def _value(value, is_vector: bool, row: bool, fmt=number) -> tuple:
         text = vector(value, row, fmt)
         return text, text
     rows = [r" \quad ".join(fmt(float(v)) for v in r) for r in np.asarray(value)]
-    return matrix(value, fmt), "(" + max(rows, key=width) + ")"
+    return matrix(value, fmt), r"\Bigl(\," + max(rows, key=width) + r"\,\Bigr)"
 
 
 def _rows(items: list) -> list:
