@@ -614,7 +614,8 @@ def test_every_matrix_the_gated_appendix_writes_is_named(spec):
             unnamed.add(f"{symbol}_{{{lo}:{hi}}}")
     assert not unnamed, sorted(unnamed)
     if spec.cell == "lstm":  # I, first: the input gates, which a reader would take for an identity matrix
-        assert re.search(r"\$I(\^\{[^$]*\})?_\{1:\d\}\$ holds \$i[^$]*\$ \(the input gates, not an identity matrix\)", prose)
+        gates = r"\$I(\^\{[^$]*\})?_\{1:\d\}\$ holds \$i[^$]*\$ \(the input gates, not an identity matrix\)"
+        assert re.search(gates, prose)
 
 
 @pytest.mark.parametrize("spec", CHECKED[:3], ids=lambda s: s.name)

@@ -148,7 +148,8 @@ def last_unit(text: str) -> float:
 
 
 @pytest.mark.parametrize(
-    "spec", [RNNSpec(T=5, cell="lstm"), RNNSpec(T=5, cell="gru"), RNNSpec(T=5, cell="gru", gru_reset="before")],
+    "spec",
+    [RNNSpec(T=5, cell="lstm"), RNNSpec(T=5, cell="gru"), RNNSpec(T=5, cell="gru", gru_reset="before")],
     ids=lambda s: s.name,
 )
 def test_a_gated_example_s_step_shows_in_the_printed_loss(builds, spec):

@@ -23,7 +23,7 @@ from rnngen import algebra as A
 from rnngen.activations import elementwise
 from rnngen.cells import GATE, GATE_NAMES, gate_pre, gate_value
 from rnngen.document import Notation, aligned
-from rnngen.families import ParamName, Run, Step, family, holds_slopes
+from rnngen.families import ParamName, Run, Step, holds_slopes
 from rnngen.printing.math import latex
 from rnngen.program import relative, step_template
 from rnngen.unroll import candidate
@@ -270,8 +270,11 @@ def appendix_terms(n: Notation, formulas: list) -> list:
         sentences.append(
             "A primed symbol holds the entrywise factor by which a delta reaches a value of the step: the "
             "activation's slope times the other entrywise factors of that path, so that the sweep multiplies once "
-            "per step (its capital, the steps " + ("stacked" if n.row else "side by side") + f"){several}: "
-            + "; ".join(each) + "."
+            "per step (its capital, the steps "
+            + ("stacked" if n.row else "side by side")
+            + f"){several}: "
+            + "; ".join(each)
+            + "."
         )
     if tilde:
         sentences.append(

@@ -117,9 +117,7 @@ def _legend(n: Notation, derivation: Derivation, equations: str = "", shapes: tu
         symbol = n.latex(derivation.graph.params[name])
         kind = p.role if p.state in ("", "h") else f"{p.role}_{p.state}"  # an initial state: which it starts
         role = _ROLES[kind] + (f" of the {GATE_NAMES[p.gate]}" if p.gate else "")
-        own = p.written.in_gated() != p.written and net.cell.gated  # a letter the document spells otherwise
-        code = f" (the module's \\texttt{{{p.name}}})" if own else ""
-        rows.append((f"${symbol}$", f"{role}{where}, ${shape}${code}"))
+        rows.append((f"${symbol}$", f"{role}{where}, ${shape}$"))
         if p.blocks:
             parts = ",\\ ".join(n.latex(p.block(part)) for part in p.parts)
             rows.append(("", f"its {'row' if p.row else 'column'} blocks, in order: ${parts}$"))
@@ -132,7 +130,8 @@ def _legend(n: Notation, derivation: Derivation, equations: str = "", shapes: tu
     else:  # not the derivative: its part over the kept paths (Section on truncated BPTT)
         dh_a = n.aged_step(net.chains[-1].family("h", "adjoint").key, AGE, "t")
         rows.append((f"${dh}$", f"the part of $\\partial E / \\partial {h}$ that the truncation keeps (a delta)"))
-        rows.append((f"${dh_a}$", f"its part whose paths crossed ${AGE}$ recurrent edges, its age ${AGE} \\le {tau - 1}$"))
+        crossed = f"its part whose paths crossed ${AGE}$ recurrent edges, its age ${AGE} \\le {tau - 1}$"
+        rows.append((f"${dh_a}$", crossed))
         rows.append((r"$\tau$", f"the truncation horizon, {tau}: see the section on truncated BPTT before the deltas"))
     others = [n.step(key, "t") for key in _other_deltas(derivation)]
     rows.append(
@@ -711,6 +710,13 @@ def network_context(derivation: Derivation, formulas: list, numbering: Numbering
         slopes_D=_slopes_of_D(n, derivation, formulas),
         truncation=truncation_context(n, derivation),
         gates=gate_context(derivation, _where(net.chains[0]), [f for f in formulas if _shown(f)]),
+        # a parameter the document spells otherwise than the module names it (a gated cell's b_y, the module's c):
+        # the legend says the module's name, except in the handout, which says nothing of the code
+        module_names={
+            f"${n.latex(graph.params[name])}$": name
+            for name, p in net.params.items()
+            if net.cell.gated and p.written.in_gated() != p.written
+        },
         step=n.step,
     )
 
