@@ -237,6 +237,8 @@ class Reader:
         self, tex: str, row: bool, params: dict, xs, ys: dict, custom=None, blocks=None, T=None, masks=None, gated=False
     ):
         self.letters = Letters(gated)
+        # a gated cell's document writes the output bias b_y (c is its memory cell); the module calls it c
+        self.aliases = {"b_y": "c"} if gated else {}
         self.custom = custom or {}
         self.blocks = blocks or {}
         self.row = row
@@ -338,7 +340,7 @@ class Reader:
 
     def _whole_symbol(self, text: str):
         """The match of ``text`` as one family's symbol: with a step or a tag, or a letter that stands alone
-        (``E``); None for a parameter's letter (a gated cell's output bias ``c``, beside its memory cell ``c_t``)."""
+        (``E``); None for a parameter's letter (``V``, ``b_{y}``)."""
         m = self.letters.symbol.fullmatch(text.strip())
         if m and (m.group("sup") or m.group("sub") or re.fullmatch(self.letters.bare, m.group("base"))):
             return m
@@ -353,7 +355,12 @@ class Reader:
             if key not in self.initial:
                 raise ValueError(f"{text!r} is no parameter: no chain starts at it")
             return self.initial[key]
-        return _param_name(text, self.params.keys() | self.blocks.keys())
+        return self._param(text, self.params.keys() | self.blocks.keys())
+
+    def _param(self, text: str, known) -> str:
+        """The parameter a spelling names (``_param_name``), by the module's name (a gated document's b_y: c)."""
+        name = _param_name(text, known)
+        return self.aliases.get(name, name)
 
     def _step(self, index: str, env) -> int:
         """A step index (``3``, ``t-1``, ``j+1``, ``T``) as a number, the letters taken from ``env``."""
@@ -631,7 +638,7 @@ class Reader:
             return self._jacobian(self._take("JAC"), env)
         if kind == "PARAM":
             bound = env.get(_WHERE_BOUND, {})  # a name the formula's where-clause binds comes first
-            name = _param_name(self._take("PARAM").group(0), self.params.keys() | self.blocks.keys() | bound.keys())
+            name = self._param(self._take("PARAM").group(0), self.params.keys() | self.blocks.keys() | bound.keys())
             if name in bound:
                 return bound[name]
             if name not in self.params and name in self.blocks:
@@ -1082,7 +1089,7 @@ class Checker(Reader):
             family, index, entry = self._symbol(m)
             step = None if index is None else self._step(index, env)
             return (family, step), entry
-        name = _param_name(text, self.base_params.keys() | self.blocks.keys())
+        name = self._param(text, self.base_params.keys() | self.blocks.keys())
         if name not in self.base_params and name in self.blocks:
             raise ValueError(f"a derivative by the block {text!r}: the reader differentiates by whole parameters")
         if name not in self.base_params:

@@ -457,7 +457,7 @@ CHECKED = (
 @pytest.mark.parametrize("spec", CHECKED, ids=lambda s: s.name)
 def test_every_numbered_equation_of_a_gated_document_holds(spec):
     """``latex_reader.Checker`` reads the gates' letters (PyTorch's i, f, g, o and r, z, n, their
-    pre-activations {a_i}, the memory cell c_t beside the output bias c, its initial c_0, phi_t, {a_hn})
+    pre-activations {a_i}, the memory cell c_t beside the output bias b_y, its initial c_0, phi_t, {a_hn})
     and evaluates every numbered equation against central differences and the module."""
     _check(spec)
 
@@ -528,6 +528,94 @@ def test_no_two_values_of_a_gated_document_share_a_symbol(spec):
         pre = fam.base.startswith("z") and fam.base[1:] in GATES[spec.cell]
         if not fam.is_adjoint and not pre and fam.base not in ("x", "y", "m", "hbar", "cellbar", "hlast"):
             assert n.step(Family(fam.base).key, "t") in legend, key
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        RNNSpec(T=3, cell="lstm"),
+        RNNSpec(T=3, cell="gru"),
+        RNNSpec(T=3, cell="lstm", layers=2, bidirectional=True, masked=True),
+        RNNSpec(T=4, cell="lstm", truncate=2),
+    ],
+    ids=lambda s: s.name,
+)
+def test_no_letter_of_a_gated_document_is_both_a_value_and_a_parameter(spec):
+    """The LSTM's memory cell is c_t (and c_0), so the output bias, the module's c, is written otherwise
+    (b_y) in every gated document, and the legend says what the module calls it."""
+    result = build(spec)
+    n = Notation(spec)
+    graph = result.derivation.graph
+    keys = {node.family for node in (*graph.nodes, *result.derivation.adjoints) if node.family}
+    letters = {n.step(key, "t").removesuffix("_{t}") for key in keys if not family(key).is_adjoint}
+    legend = result.latex.split(r"\section*{Notation}")[1].split(r"\end{longtable}")[0]
+    for name, p in graph.network.params.items():
+        if p.role == "initial":
+            continue
+        symbol = n.latex(graph.params[name])
+        assert symbol not in letters, f"{symbol} is a parameter and a value"
+        assert f"${symbol}$ & " in legend, symbol
+    assert r"$b_{y}$ & output bias, $n_{y}$ (the module's \texttt{c})" in legend
+    assert r"\frac{\partial E}{\partial b_{y}}" in result.latex
+
+
+@pytest.mark.parametrize("spec", [RNNSpec(T=4, cell="lstm", truncate=2), RNNSpec(T=4, cell="gru", truncate=2)],
+                         ids=lambda s: s.name)  # fmt: skip
+def test_a_truncated_gated_document_writes_the_age_with_a_letter_of_its_own(spec):
+    """The gates' pre-activations are a with the gate's letter below ({a_i}_t), so the age of a truncated delta
+    (how many recurrent edges its paths crossed) takes another letter, in the legend and the text alike."""
+    tex = build(spec).latex
+    legend = tex.split(r"\section*{Notation}")[1].split(r"\end{longtable}")[0]
+    ages = set(re.findall(r"\\delta\^\{h\[([a-z])\]\}_\{t\}", legend))
+    assert len(ages) == 1, ages
+    age = ages.pop()
+    assert "{a_{i}}_{t}" in tex or "{a_{r}}_{t}" in tex  # the pre-activations' letter is a
+    assert age not in "actkhfgiozrnsxy"  # no value's letter, no step's (t, k)
+    section = tex.split(r"\section{Truncated backpropagation through time}")[1].split(r"\section")[0]
+    assert f"a delta of age ${age}$" in section and "$a$" not in section and "[a]" not in tex
+
+
+#: A matrix of steps side by side as the appendix writes it: its symbol (a letter, a Greek capital, a gate's
+#: {A_{hn}}, a primed {\Sigma'_{o}}, with a tag or a delta's letter above, under a tilde) and its steps.
+_GROUP = r"\{(?:[^{}]|\{(?:[^{}]|\{[^{}]*\})*\})*\}"  # braces, nested up to three deep
+_RUN = re.compile(rf"((?:\\tilde\{{)?(?:{_GROUP}|\\[A-Za-z]+|[A-Z])\}}?(?:\^{_GROUP})?)_\{{(\d+):(\d+)\}}")
+#: A chain's tag above a symbol: (f), (b), (2).
+_TAG = re.compile(r"\^\{\((?:\d*(?:\\mathrm\{[fb]\})?)\)\}")
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [RNNSpec(T=5, cell="lstm"), RNNSpec(T=5, cell="gru"), RNNSpec(T=3, cell="lstm", bidirectional=True, masked=True)],
+    ids=lambda s: s.name,
+)
+def test_every_matrix_the_gated_appendix_writes_is_named(spec):
+    """A student does not know I_{1:5} (it reads as an identity) or Sigma'_o: each matrix of steps side by side
+    that the appendix's formulas write is named in the legend or in a sentence of the appendix, a primed one
+    as the Jacobian whose diagonal it holds."""
+    tex = build(spec).latex
+    legend = tex.split(r"\section*{Notation}")[1].split(r"\end{longtable}")[0]
+    appendix = tex.split(r"\section{The formulas the code runs}")[1]
+    blocks = re.findall(r"\\begin\{align\}.*?\\end\{align\}", appendix, flags=re.S)
+    prose = re.sub(r"\\begin\{align\}.*?\\end\{align\}", "", appendix, flags=re.S)
+    named = prose + legend
+    unnamed = set()
+    for symbol, lo, hi in _RUN.findall("".join(blocks)):
+        if "'" in symbol:  # a primed capital: its small letter at step t, the diagonal of a Jacobian
+            small = _TAG.sub("", symbol.replace(r"\Sigma", r"\sigma").replace("{F'", "{f'"))
+            untagged = _TAG.sub("", prose) if "(each chain's with its tag)" in prose else prose
+            ok = re.search(re.escape(small) + r"_\{t\}\$, the diagonal of \$\\partial ", untagged)
+        elif symbol.startswith((r"\Delta", r"\tilde{\Delta")):
+            ok = "a capital delta holds the deltas alike" in prose
+        elif symbol.startswith(r"\tilde"):
+            ok = "A tilde marks the part" in prose
+        else:
+            ok = re.search(re.escape(symbol) + r"_\{\d+:\d+\}", named) or (symbol == "X" and "X_{1:T}" in legend)
+        if not ok:
+            unnamed.add(f"{symbol}_{{{lo}:{hi}}}")
+    assert not unnamed, sorted(unnamed)
+    if spec.cell == "lstm":  # I, first: the input gates, which a reader would take for an identity matrix
+        gates = r"\$I(\^\{[^$]*\})?_\{1:\d\}\$ holds \$i[^$]*\$ \(the input gates, not an identity matrix\)"
+        assert re.search(gates, prose)
 
 
 @pytest.mark.parametrize("spec", CHECKED[:3], ids=lambda s: s.name)

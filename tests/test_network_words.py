@@ -185,7 +185,10 @@ def test_the_appendix_says_a_gated_cells_primed_symbols_hold_more_than_a_slope()
     tex = " ".join(build(RNNSpec(T=5, cell="lstm")).latex.split())
     appendix = tex[tex.index(r"\appendix") :]
     assert r"{\Sigma'_{f}}_{1:5} &= C_{0:4} \odot F_{1:5}" in appendix  # a factor besides the slope
-    assert "In a gated cell a primed symbol holds the whole entrywise factor" in appendix
+    assert (
+        "A primed symbol holds the entrywise factor by which a delta reaches a value of the step: the "
+        "activation's slope times the other entrywise factors of that path" in appendix
+    )
 
 
 def test_the_shapes_tables_rule_ends_with_its_widest_row():

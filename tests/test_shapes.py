@@ -114,6 +114,6 @@ def test_a_truncated_documents_aged_deltas_are_one_entry_each_as_its_text_writes
     tex = build(spec).latex
     table = shape_table(tex)
     aged = [symbol for symbol in table if "[" in symbol]
-    assert aged == [r"\delta^{z[a]}_{t}", r"\delta^{h[a]}_{t}"]  # not one row per age [0], [1]
+    assert aged == [r"\delta^{z[q]}_{t}", r"\delta^{h[q]}_{t}"]  # not one row per age [0], [1]
     assert all(table[symbol] == r"n_{h} \times 1" for symbol in aged)
-    assert r"\delta^{h[a]}_{t}" in tex.split(r"\section*{Shapes}")[0]  # the legend's spelling
+    assert r"\delta^{h[q]}_{t}" in tex.split(r"\section*{Shapes}")[0]  # the legend's spelling

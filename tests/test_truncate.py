@@ -390,7 +390,7 @@ def test_the_derive_summary_does_not_call_a_truncated_delta_a_derivative(tmp_pat
     assert result.returncode == 0, result.stderr
     out = " ".join(result.stdout.split())
     assert "δv_t = dE/dv_t" not in out and "δv_t = the part of dE/dv_t kept" in out
-    assert "a <= 1" in out and "^[2]" not in out  # every age is at most tau - 1, the initial state's too
+    assert "q <= 1" in out and "^[2]" not in out  # every age is at most tau - 1, the initial state's too
     full = rnngen("derive", "--T", "4", "--truncate", "4", "--out", str(tmp_path), "--no-check")
     assert "the gradient is the full one" in " ".join(full.stdout.split())
 
@@ -434,18 +434,18 @@ def test_the_document_states_the_rule_per_direction_and_names_every_chain():
     assert "of the layer above at the same step" in section
     # the notation table does not call a truncated delta dE/dh, and says what an age is
     legend = tex[tex.index(r"\section*{Notation}") : tex.index(r"\end{longtable}")]
-    assert "that the truncation keeps" in legend and "[a]" in legend and r"$\tau$" in legend
+    assert "that the truncation keeps" in legend and "[q]" in legend and r"$\tau$" in legend
     assert r"\widetilde{\frac{\partial E}{\partial W^{(1\mathrm{f})}}}" in section  # its own symbol
 
 
-@pytest.mark.parametrize("wrong", [r"\sum_{a=0}^{2}", r"\sum_{a=0}^{0}"], ids=["one_age_more", "one_age_less"])
+@pytest.mark.parametrize("wrong", [r"\sum_{q=0}^{2}", r"\sum_{q=0}^{0}"], ids=["one_age_more", "one_age_less"])
 def test_the_document_checker_catches_a_restricted_sum_off_by_one(wrong):
     from test_network_document import make_checker
 
     result, checker = make_checker(RNNSpec(T=4, truncate=2))
     number = result.equations["truncated-restricted"]
-    assert r"\sum_{a=0}^{1}" in checker.tex
-    checker.tex = checker.tex.replace(r"\sum_{a=0}^{1}", wrong)
+    assert r"\sum_{q=0}^{1}" in checker.tex
+    checker.tex = checker.tex.replace(r"\sum_{q=0}^{1}", wrong)
     assert any(n == number for n, _ in checker.check())
 
 

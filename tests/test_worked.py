@@ -126,7 +126,7 @@ def test_update_line_is_w_minus_eta_g(builds, spec):
     )
     assert line, "the update line is missing"
     w, eta, g, updated = (value_of(v) for v in line.groups())
-    assert (w, eta, g) == (value_of(shown["value"]), 0.1, value_of(shown["gradient"]))
+    assert (w, eta, g) == (value_of(shown["value"]), value_of(shown["eta"]), value_of(shown["gradient"]))
     assert abs(updated - (w - eta * g)) <= half_unit(line.group(4)) * 1.001
     # the loss change it prints is the module's at the updated entry
     worked = work(result.derivation)
@@ -136,8 +136,37 @@ def test_update_line_is_w_minus_eta_g(builds, spec):
     after = module.loss_and_grads(params, xs, targets)[0]
     assert abs(value_of(shown["change"]) - (after - before)) <= half_unit(shown["change"]) * 1.001
     assert abs(value_of(shown["loss_after"]) - after) <= half_unit(shown["loss_after"]) * 1.001
-    # four digits show the change, or the text says it lies beyond them (and prints the change itself)
-    assert (shown["loss_before"] != shown["loss_after"]) != shown["unseen"]
+    # four digits show the change (by a unit of the last or more), or the text says it lies beyond them (and
+    # prints the change itself)
+    visible = abs(value_of(shown["loss_before"]) - value_of(shown["loss_after"])) >= last_unit(shown["loss_before"])
+    assert visible != shown["unseen"]
+
+
+def last_unit(text: str) -> float:
+    """A unit of the last digit of a number printed without an exponent (``3.498``: 0.001)."""
+    return 10.0 ** -len(text.partition(".")[2])
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [RNNSpec(T=5, cell="lstm"), RNNSpec(T=5, cell="gru"), RNNSpec(T=5, cell="gru", gru_reset="before")],
+    ids=lambda s: s.name,
+)
+def test_a_gated_example_s_step_shows_in_the_printed_loss(builds, spec):
+    """A gated cell's recurrent-weight gradients are small (of order 0.01 at best), so a step at the Elman
+    documents' learning rate of 0.1 would change the loss beyond its printed digits: the example's learning
+    rate is raised (and its draw taken) until the step, and its first-order prediction, move the printed loss
+    by a unit of its last digit or more, and the text says why."""
+    result = builds(spec)
+    shown = latex_context(result.derivation, result.equations)
+    unit = last_unit(shown["loss_before"])
+    assert value_of(shown["loss_before"]) - value_of(shown["loss_after"]) >= unit
+    assert -value_of(shown["estimate"]) >= unit and -value_of(shown["change"]) >= unit
+    assert abs(value_of(shown["gradient"])) >= 0.01
+    assert "changes only beyond the digits printed" not in result.latex
+    if shown["eta"] != "0.1":
+        assert rf"$\eta = {shown['eta']}$ (of 0.1, 1 and 10, the first whose step" in result.latex
+    assert f"{shown['value']} - {shown['eta']} \\cdot" in result.latex
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
@@ -419,7 +448,7 @@ def test_the_entry_is_the_largest_gradient_and_the_first_order_check_holds(build
     assert abs(worked.gradient) == pytest.approx(np.abs(grads[worked.name]).max(), rel=1e-9)
     assert "of largest size" in result.latex
     # the updated entry is exactly w - eta g of the printed numbers, so the step is the one printed
-    assert Decimal(shown["updated"]) == Decimal(shown["value"]) - Decimal("0.1") * Decimal(shown["gradient"])
+    assert Decimal(shown["updated"]) == Decimal(shown["value"]) - Decimal(shown["eta"]) * Decimal(shown["gradient"])
     # to first order the loss falls by eta g^2: within a few per cent at a gradient of this size
     change, estimate = value_of(shown["change"]), value_of(shown["estimate"])
     assert change < 0 and abs(change - estimate) <= 0.05 * abs(estimate)

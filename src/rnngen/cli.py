@@ -29,6 +29,7 @@ from rnngen.bench.run import CONTENDERS, BenchError, kernels, table
 from rnngen.bench.run import bench as run_bench
 from rnngen.cells import CELLS, cell_of
 from rnngen.emit import OutputError, check_targets, write_all
+from rnngen.families import AGE
 from rnngen.jsonable import plain
 from rnngen.pipeline import build
 from rnngen.presets import FIXED, PRESETS, SPEC_FIELDS, preset_spec
@@ -663,8 +664,8 @@ def _print_formulas(result) -> None:
         click.echo(textwrap.fill(f"Truncated gradients at tau = {tau}: {spec.truncation_rule}.", 100))
         click.echo(
             "As the module computes them ((N): equation number in the .tex; δv_t = the part of dE/dv_t kept, "
-            f"dE/dW the truncated gradient; δv^[a]_t: the part of δv_t whose paths crossed a recurrent edges, "
-            f"a <= {tau - 1}, δv_t their sum;"
+            f"dE/dW the truncated gradient; δv^[{AGE}]_t: the part of δv_t whose paths crossed {AGE} recurrent edges, "
+            f"{AGE} <= {tau - 1}, δv_t their sum;"
         )
     how = "one above the other" if result.spec.row else "side by side"
     click.echo(f"X[1..{T}] = [x_1 ... x_{T}] and Δz[1..{T}] = [δz_1 ... δz_{T}] set the steps {how}; 1 = ones):")

@@ -31,7 +31,7 @@ from rnngen import algebra as A
 from rnngen.activations import ELEMENTWISE, elementwise
 from rnngen.backprop import Derivation, adjoint_symbol
 from rnngen.cells import cell_of, gate_pre
-from rnngen.families import ParamName, family, holds_slopes, step_of
+from rnngen.families import AGE, ParamName, family, holds_slopes, step_of
 from rnngen.presets import lexicon_of
 from rnngen.printing.math import LATEX, MathPrinter, latex, text
 from rnngen.program import gradient_symbol, relative, step_template
@@ -944,10 +944,10 @@ def truncation_context(n: Notation, derivation: Derivation) -> dict | None:
     if simple and template is not None:
         # the gradient's own term at step t (delta_t h_{t-1}^T, its transpose in row notation), its delta
         # spelled as the loss term's derivative
-        fraction = n.partial(n.loss("t+a"), n.step(dz.value.key, "t"))
+        fraction = n.partial(n.loss(f"t+{AGE}"), n.step(dz.value.key, "t"))
         derivative = fraction if n.row else rf"\left({fraction}\right)^{{\top}}"
         term = n.spelled(template, relative(dz.key, 0, chain.size), derivative)
-        restricted = aligned(f"{truncated} = \\sum_{{a=0}}^{{{tau - 1}}} \\sum_{{t=1}}^{{T-a}} {term}")
+        restricted = aligned(f"{truncated} = \\sum_{{{AGE}=0}}^{{{tau - 1}}} \\sum_{{t=1}}^{{T-{AGE}}} {term}")
     directions = "both" if spec.bidirectional else "forward"
     return dict(
         tau=tau,
@@ -957,7 +957,8 @@ def truncation_context(n: Notation, derivation: Derivation) -> dict | None:
         gradient=gradient,
         truncated_gradient=truncated,
         delta=n.step(dz.key, "t"),
-        aged=n.aged_step(dz.key, "a", "t"),
-        aged_before=n.aged_step(dz.key, "a-1", "t+1"),
+        age=AGE,
+        aged=n.aged_step(dz.key, AGE, "t"),
+        aged_before=n.aged_step(dz.key, f"{AGE}-1", "t+1"),
         recurrent=[n.latex(p.math(c.recurrent_part)) for c, p in recurrent],
     )

@@ -67,6 +67,10 @@ _SPELLING = {
 #: so there the output layer's pre-activation, o beside an Elman cell, is s (the scores): the letters that
 #: differ, as the table above (LaTeX, stacked LaTeX, text, stacked text). One rule for every printer.
 GATED_LETTERS = {"o": ("s", "S", "s", "S")}
+#: The parameters a gated cell's documents spell otherwise, by code name: the output bias ``c`` is ``b_y`` there,
+#: since ``c`` is the LSTM's memory cell (``c_t``, ``c_0``), and ``b_y`` reads beside the gates' biases
+#: (``b_i``, ..., ``b_o``) as the bias of the output. The LaTeX only: the module and its comments keep ``c``.
+GATED_PARAMS = {"c": "b_y"}
 #: The letter mathematics writes each state a cell carries with (an initial state is its state's first step).
 STATE_LETTERS = {"h": "h", "cell": "c"}
 #: The bases that hold a local Jacobian (no adjoint of their own).
@@ -94,6 +98,11 @@ def chain_suffix(layer: int, direction: str) -> str:
 def age_suffix(age: int | None) -> str:
     """The suffix of an aged adjoint's code name: ``_a2`` (``dz_a2``), "" without an age."""
     return "" if age is None else f"_a{age}"
+
+
+#: The letter of a generic age in the documents (a truncated derivation's ``\delta^{h[q]}_t``, ``\sum_{q=0}``): not
+#: ``a``, the letter of a gated cell's pre-activations (``{a_{i}}_t``), nor ``k``, a step.
+AGE = "q"
 
 
 def age_latex(age) -> str:
@@ -273,6 +282,10 @@ class ParamName:
     def start(self) -> str:
         """The step an initial state is (a backward chain's is after the last step)."""
         return "T+1" if self.direction == "b" else "0"
+
+    def in_gated(self) -> ParamName:
+        """The name as a gated cell's document writes it (``GATED_PARAMS``: the output bias ``b_y``)."""
+        return self if self.initial else replace(self, letter=GATED_PARAMS.get(self.letter, self.letter))
 
     def latex(self) -> str:
         """``U^{(2)}``, ``w^{(1\\mathrm{f})}_{i}``, ``V_{\\mathrm{f}}``, ``W^{(2)}_{x}``: the letter, its chain's tag

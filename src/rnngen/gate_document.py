@@ -17,13 +17,13 @@ of the previous ones on every step: its document has the local Jacobians of the 
 
 from __future__ import annotations
 
-from sympy import MatrixSymbol
+from sympy import HadamardProduct, MatAdd, MatrixSymbol
 
 from rnngen import algebra as A
 from rnngen.activations import elementwise
 from rnngen.cells import GATE, GATE_NAMES, gate_pre, gate_value
 from rnngen.document import Notation, aligned
-from rnngen.families import ParamName
+from rnngen.families import ParamName, Run, Step, holds_slopes
 from rnngen.printing.math import latex
 from rnngen.program import relative, step_template
 from rnngen.unroll import candidate
@@ -202,9 +202,94 @@ def _plain(st: _Step) -> dict:
     )
 
 
-def gate_context(derivation, where: str) -> dict | None:
+def _factor_of(stmt):
+    """``(slopes, delta)`` where a delta's formula takes the entrywise factor of a primed family: the step of
+    the primed symbol and the delta it multiplies, in a term ``delta ⊙ slopes`` of ``stmt``; None elsewhere."""
+    terms = stmt.expr.args if isinstance(stmt.expr, MatAdd) else (stmt.expr,)
+    for term in terms:
+        if isinstance(term, HadamardProduct) and len(term.args) == 2:
+            slopes = [a for a in term.args if isinstance(a, Step) and holds_slopes(a)]
+            deltas = [a for a in term.args if isinstance(a, Step) and a.family.is_adjoint]
+            if slopes and deltas:
+                return slopes[0], deltas[0]
+    return None
+
+
+def appendix_terms(n: Notation, formulas: list) -> list:
+    """Sentences that name what the appendix's formulas write and the legend does not: the steps of a value
+    side by side (``I_{1:5}``, the input gates, which a reader would take for an identity matrix) and of a delta
+    (``\\Delta``), each primed symbol, said as the diagonal of the Jacobian it holds (``\\sigma'_o``: of ``h_t`` by
+    ``{a_o}_t``), as the Elman documents say their ``f'_t`` is ``D_t``'s, and the tilde of what is computed for
+    all steps at once."""
+    runs: dict = {}  # family -> (lo, hi), in the order the formulas write them
+    primed: dict = {}  # primed family -> (the value its delta comes from, the value it reaches)
+    tilde: dict = {}  # a part computed for all steps at once: family -> its first symbol
+    deltas: dict = {}
+    for f in formulas:
+        for st in f.stmts:
+            for sym in (st.target, *A.symbols_in(st.expr)):
+                if not isinstance(sym, (Run, Step)):
+                    continue
+                fam = sym.family
+                if fam.kind in ("pre", "pre_adjoint"):
+                    tilde.setdefault(fam, sym)
+                elif isinstance(sym, Run) and fam.is_adjoint:
+                    deltas.setdefault(fam, (sym.lo, sym.hi))
+                elif isinstance(sym, Run) and fam.base != "x" and not holds_slopes(sym):  # the legend has X
+                    runs.setdefault(fam, (sym.lo, sym.hi))
+            found = _factor_of(st) if isinstance(st.target, Step) else None
+            if found and found[0].family not in primed:
+                primed[found[0].family] = (found[1].family.value, st.target.family.value)
+
+    def held(fam, lo, hi) -> str:
+        return f"${n.printer.step(fam.key, lo, hi)}$ holds ${n.step(fam.key, lo)}, \\dots, {n.step(fam.key, hi)}$"
+
+    side = "one above the other, a row per step" if n.row else "side by side, a column per step"
+    sentences = []
+    if runs:
+        first = next((fam for fam in runs if fam.base == "gi"), next(iter(runs)))  # I first: it is no identity
+        delta = next(iter(deltas), None)
+        others = [n.printer.step(fam.key, *runs[fam]) for fam in runs if fam != first]
+        note = " (the input gates, not an identity matrix)" if first.base == "gi" else ""
+        sentences.append(
+            f"A capital letter with a range of steps below holds its small letter's values at those steps {side}: "
+            f"{held(first, *runs[first])}{note}"
+            + (", and so do $" + "$, $".join(others) + "$" if others else "")
+            + (f"; a capital delta holds the deltas alike, {held(delta, *deltas[delta])}" if delta else "")
+            + "."
+        )
+    if primed:
+        chain = next(iter(primed)).tag_latex  # one chain's, the others' alike with their tags
+        each = [
+            f"${n.step(fam.key, 't')}$, the diagonal of "
+            f"$\\partial {n.step(num.key, 't')} / \\partial {n.step(den.key, 't')}$"
+            for fam, (num, den) in primed.items()
+            if fam.tag_latex == chain
+        ]
+        several = " (each chain's with its tag)" if len(each) < len(primed) else ""
+        sentences.append(
+            "A primed symbol holds the entrywise factor by which a delta reaches a value of the step: the "
+            "activation's slope times the other entrywise factors of that path, so that the sweep multiplies once "
+            "per step (its capital, the steps "
+            + ("stacked" if n.row else "side by side")
+            + f"){several}: "
+            + "; ".join(each)
+            + "."
+        )
+    if tilde:
+        sentences.append(
+            "A tilde marks the part of a value or a delta that does not go through the previous step, computed "
+            "for all steps at once before the steps run ("
+            + ", ".join(f"${n.latex(sym)}$" for sym in list(tilde.values())[:2])
+            + ")."
+        )
+    return sentences
+
+
+def gate_context(derivation, where: str, formulas: list = ()) -> dict | None:
     """What ``network.tex.jinja`` says of a gated cell's gates, for its first chain (``where``: which it is,
-    "" in a network of one chain); None for an Elman cell."""
+    "" in a network of one chain), and the sentences that name the symbols of the appendix's ``formulas``;
+    None for an Elman cell."""
     net = derivation.graph.network
     if not net.cell.gated:
         return None
@@ -221,4 +306,5 @@ def gate_context(derivation, where: str) -> dict | None:
         D=st.n.D("t"),  # an Elman cell's hidden Jacobian, as its document writes it, for the comparison
         plain=_plain(st),
         gates=", ".join(names[:-1]) + " and " + names[-1],
+        appendix=appendix_terms(st.n, list(formulas)),
     )

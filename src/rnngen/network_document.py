@@ -38,6 +38,7 @@ from rnngen.document import (
     truncation_context,
 )
 from rnngen.families import (
+    AGE,
     STATE_LETTERS,
     Family,
     Relative,
@@ -130,9 +131,10 @@ def _legend(n: Notation, derivation: Derivation, equations: str = "", shapes: tu
             (f"${dh}$", f"$\\partial E / \\partial {h}$, the gradient of the loss with respect to ${h}$ (a delta)")
         )
     else:  # not the derivative: its part over the kept paths (Section on truncated BPTT)
-        dh_a = n.aged_step(net.chains[-1].family("h", "adjoint").key, "a", "t")
+        dh_a = n.aged_step(net.chains[-1].family("h", "adjoint").key, AGE, "t")
         rows.append((f"${dh}$", f"the part of $\\partial E / \\partial {h}$ that the truncation keeps (a delta)"))
-        rows.append((f"${dh_a}$", f"its part whose paths crossed $a$ recurrent edges, its age $a \\le {tau - 1}$"))
+        crossed = f"its part whose paths crossed ${AGE}$ recurrent edges, its age ${AGE} \\le {tau - 1}$"
+        rows.append((f"${dh_a}$", crossed))
         rows.append((r"$\tau$", f"the truncation horizon, {tau}: see the section on truncated BPTT before the deltas"))
     others = [n.step(key, "t") for key in _other_deltas(derivation)]
     rows.append(
@@ -215,7 +217,7 @@ def _other_deltas(derivation: Derivation) -> list:
 
 #: What each value of a gated cell's step is, by its base (the gates' own: ``cells.GATE_NAMES``).
 _GATED_VALUES = {
-    "cell": "the memory cell (the output bias $c$ has no step)",
+    "cell": "the memory cell",
     "cact": "the memory cell's activation, which the output gate scales",
     "zhn": "the candidate's recurrent part, which the reset gate scales",
     "h": "the state, which the next step and the output layer read",
@@ -712,7 +714,14 @@ def network_context(derivation: Derivation, formulas: list, numbering: Numbering
         slopes_D=_slopes_of_D(n, derivation, formulas),
         code_output=code_output(n) if n.direct else "",
         truncation=truncation_context(n, derivation),
-        gates=gate_context(derivation, _where(net.chains[0])),
+        gates=gate_context(derivation, _where(net.chains[0]), [f for f in formulas if _shown(f)]),
+        # a parameter the document spells otherwise than the module names it (a gated cell's b_y, the module's c):
+        # the legend says the module's name, except in the handout, which says nothing of the code
+        module_names={
+            f"${n.latex(graph.params[name])}$": name
+            for name, p in net.params.items()
+            if net.cell.gated and p.written.in_gated() != p.written
+        },
         step=n.step,
     )
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import sympy as sp
 
 from rnngen import algebra as A
-from rnngen.families import family
+from rnngen.families import AGE, family
 
 if TYPE_CHECKING:  # document.py builds its context from this module
     from rnngen.document import Notation
@@ -47,9 +47,9 @@ def _first_steps(nodes) -> dict:
 
 
 def _delta(n: Notation, key: str) -> str:
-    """``δh_t``, or ``δh^{[a]}_t`` for each age of a truncated derivation's adjoint (the text's spelling)."""
+    """``δh_t``, or ``δh^{[q]}_t`` for each age of a truncated derivation's adjoint (the text's spelling)."""
     f = family(key)
-    return n.step(key, "t") if f.age is None else n.aged_step(replace(f, age=None).key, "a", "t")
+    return n.step(key, "t") if f.age is None else n.aged_step(replace(f, age=None).key, AGE, "t")
 
 
 def _deltas(n: Notation, derivation) -> list:

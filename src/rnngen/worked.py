@@ -32,10 +32,14 @@ from rnngen.presets import PRESETS
 from rnngen.shapes import size as shape_size
 from rnngen.texwidth import EM, width
 
-#: The default example's sizes (every hidden layer n_h), its seed and learning rate.
+#: The default example's sizes (every hidden layer n_h) and its seed.
 SIZES = (2, 2, 2)
 SEED = 4
-ETA = 0.1
+#: The learning rates the update step may take, in order: the first whose one step moves the loss by a unit of
+#: its last printed digit or more, so that the step shows (an Elman cell's gradients, of order 0.1 to 1, take
+#: the first; a gated cell's, of order 0.01, take 10); the first where none does, and the text says the change
+#: lies beyond the digits printed. An example that gives its learning rate (``WorkedExample.eta``) keeps it.
+ETAS = (0.1, 1.0, 10.0)
 #: The step of the central difference: its truncation error (about eps^2 |E'''|) stays far
 #: below the last printed digit.
 EPS = 1e-4
@@ -43,6 +47,10 @@ EPS = 1e-4
 DIGITS = 4
 #: How many times a drawn example's parameters may be halved to keep every number finite.
 MAX_HALVINGS = 8
+#: How many draws (seeds ``seed``, ``seed + 1``, ...) the default example may take: the first whose update step
+#: shows in the printed loss at one of ``ETAS`` (a gated cell's gradients are too small for that at some draws);
+#: the first draw where none does.
+DRAWS = 8
 #: Up to this T the section lists every input and target; beyond it, the rule that makes them.
 LISTED_STEPS = 6
 
@@ -59,7 +67,7 @@ class WorkedExample:
             flat); None draws them from ``seed`` and rounds them to two decimals.
         entry: ``(parameter name, index)`` of the gradient entry to work out; None takes the first
             recurrent weight's (``Network.recurrent_weight``) entry of largest gradient in size.
-        eta: the learning rate of the update step.
+        eta: the learning rate of the update step; None: the first of ``ETAS`` whose step shows in the loss.
         sizes: ``(n_x, n_h, n_y)``, every hidden layer of size ``n_h``.
         sentences: what each sequence reads, in words (``("cat mat rat", ...)``), printed before the
             inputs; empty for none.
@@ -72,7 +80,7 @@ class WorkedExample:
     targets: tuple
     params: dict | None = None
     entry: tuple | None = None
-    eta: float = ETA
+    eta: float | None = None
     sizes: tuple = SIZES
     sentences: tuple = ()
     rule: str = ""
@@ -100,6 +108,7 @@ class Worked:
         name: the parameter of the chosen entry; ``index`` its index in the stored array.
         gradient: the entry of dE/d(name) by the derivation's formula.
         difference: the same entry by central differences of the derivation's loss, step ``EPS``.
+        eta: the learning rate of the update step (the example's, or the one ``ETAS`` chose).
         updated: the entry after one step, ``w - eta * gradient`` (as printed: from the printed numbers).
         loss_after: the loss with the entry updated.
         truncated: True when the gradient is a truncated one, which central differences do not give.
@@ -117,11 +126,17 @@ class Worked:
     index: tuple
     gradient: float
     difference: float
+    eta: float
     updated: float
     loss_after: float
     truncated: bool = False
     halvings: int = 0
     largest: bool = False
+
+    @property
+    def shows(self) -> bool:
+        """The update step moves the loss by a unit of its last printed digit or more (``shows``)."""
+        return shows(self.loss, self.loss_after)
 
     @property
     def finite(self) -> bool:
@@ -148,6 +163,15 @@ def number(value: float, digits: int = DIGITS, trim: bool = False) -> str:
     mantissa = mantissa.rstrip("0").rstrip(".") if trim else mantissa
     power = rf"10^{{{int(power)}}}"
     return power if mantissa == "1" else f"-{power}" if mantissa == "-1" else rf"{mantissa} \times {power}"
+
+
+def shows(before: float, after: float, digits: int = DIGITS) -> bool:
+    """True when the loss moves from ``before`` to ``after`` by a unit of the last digit ``number`` prints of
+    ``before`` or more: a change the printed numbers show, not one that only crosses a rounding boundary."""
+    if before == 0 or not math.isfinite(before) or not math.isfinite(after):
+        return False
+    unit = 10.0 ** (math.floor(math.log10(abs(float(f"{before:.{digits - 1}e}")))) - (digits - 1))
+    return abs(after - before) >= unit
 
 
 def given(value: float) -> str:
@@ -305,12 +329,25 @@ def work(derivation: Derivation, example: WorkedExample | None = None) -> Worked
         )
     if example.params is not None and set(example.params) != set(graph.params):
         raise ValueError(f"the worked example's parameters must be exactly {', '.join(graph.params)}")
+    if example.params is not None:
+        return _work(derivation, example, dims, _params(derivation, example, dims))
+    first = None
+    for seed in range(example.seed, example.seed + DRAWS):
+        worked = _finite(derivation, dataclasses.replace(example, seed=seed), dims)
+        first = first or worked
+        if worked.shows:
+            return worked
+    return first
+
+
+def _finite(derivation: Derivation, example: WorkedExample, dims: dict) -> Worked:
+    """``_work`` at the example's draw, halved until every number is finite (at most ``MAX_HALVINGS`` times)."""
     for halvings in range(MAX_HALVINGS + 1):
         with np.errstate(all="ignore"):  # a draw that overflows is the one halved next, not a warning
             worked = _work(derivation, example, dims, _params(derivation, example, dims, 0.5**halvings))
-        if example.params is not None or worked.finite:
+        if worked.finite:
             break
-    return dataclasses.replace(worked, halvings=halvings if example.params is None else 0)
+    return dataclasses.replace(worked, halvings=halvings)
 
 
 def _work(derivation: Derivation, example: WorkedExample, dims: dict, params: dict) -> Worked:
@@ -335,20 +372,30 @@ def _work(derivation: Derivation, example: WorkedExample, dims: dict, params: di
 
     difference = (loss_at(EPS) - loss_at(-EPS)) / (2 * EPS)
     w = float(params[name][index])
-    # exactly the printed w - eta * g (a rounded sum would move the entry by a rounding error of its own, as
-    # large as the step when the gradient is small)
-    updated = float(Decimal(repr(w)) - Decimal(repr(example.eta)) * Decimal(repr(rounded(gradient))))
+    loss = float(values[graph.loss.symbol.name].item())
+
+    def step(eta: float) -> tuple:
+        """``(updated, loss_after)``: exactly the printed w - eta * g (a rounded sum would move the entry by a
+        rounding error of its own, as large as the step when the gradient is small), and the loss there."""
+        updated = float(Decimal(repr(w)) - Decimal(repr(eta)) * Decimal(repr(rounded(gradient))))
+        return updated, loss_at(updated - w)
+
+    etas = ETAS if example.eta is None else (example.eta,)
+    steps = {eta: step(eta) for eta in etas}
+    eta = next((eta for eta in etas if shows(loss, steps[eta][1])), etas[0])
+    updated, loss_after = steps[eta]
     return Worked(
         example=example,
         params=params,
         forward=forward,
-        loss=float(values[graph.loss.symbol.name].item()),
+        loss=loss,
         name=name,
         index=index,
         gradient=gradient,
         difference=difference,
+        eta=eta,
         updated=updated,
-        loss_after=loss_at(updated - w),
+        loss_after=loss_after,
         truncated=derivation.spec.truncate is not None and derivation.spec.truncate < derivation.spec.full_horizon,
         largest=chosen,
     )
@@ -372,7 +419,8 @@ def matrix(values, fmt=number) -> str:
 
 def _value(value, is_vector: bool, row: bool, fmt=number) -> tuple:
     """``(LaTeX, its stand-in for measuring)``: a pmatrix is measured as its widest row in parentheses
-    (``texwidth`` measures formulas, not arrays), a column a quad apart as the array sets them."""
+    (``texwidth`` measures formulas, not arrays), a column a quad apart as the array sets them; its parentheses
+    span its rows, wider than a ``(`` by about a ``\\Bigl(`` and a thin space each (9 pt for two rows, pdfLaTeX)."""
     if np.size(value) == 1:
         text = fmt(float(np.ravel(value)[0]))
         return text, text
@@ -380,7 +428,7 @@ def _value(value, is_vector: bool, row: bool, fmt=number) -> tuple:
         text = vector(value, row, fmt)
         return text, text
     rows = [r" \quad ".join(fmt(float(v)) for v in r) for r in np.asarray(value)]
-    return matrix(value, fmt), "(" + max(rows, key=width) + ")"
+    return matrix(value, fmt), r"\Bigl(\," + max(rows, key=width) + r"\,\Bigr)"
 
 
 def _rows(items: list) -> list:
@@ -469,15 +517,18 @@ def latex_context(derivation: Derivation, numbers: dict, example: WorkedExample 
         gradient=number(g),
         difference=number(d),
         eps=given(EPS),
-        eta=given(ex.eta),
-        step=rf"{given(ex.eta)} \cdot ({number(g)})" if g < 0 else rf"{given(ex.eta)} \cdot {number(g)}",
+        eta=given(w.eta),
+        # the learning rate the rule raised above the first of ETAS, and the rule in words
+        raised=ex.eta is None and w.eta != ETAS[0],
+        etas=", ".join(given(e) for e in ETAS[:-1]) + " and " + given(ETAS[-1]),
+        step=rf"{given(w.eta)} \cdot ({number(g)})" if g < 0 else rf"{given(w.eta)} \cdot {number(g)}",
         updated=given(w.updated),
         loss_before=before,
         loss_after=after,
         # a small gradient's step changes the loss beyond the digits printed: the change alone is shown
-        unseen=before == after,
+        unseen=not w.shows,
         change=number(change),
-        estimate=number(-ex.eta * g * g),
+        estimate=number(-w.eta * g * g),
         truncated=w.truncated,
         numbers=numbers,
     )

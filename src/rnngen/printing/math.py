@@ -293,6 +293,8 @@ class MathPrinter(Printer):
             return self.step(name.state.key, name.start)
         if self.style is TEXT:
             return name.text
+        if self.gated:
+            name = name.in_gated()
         return self.lexicon.param(name) or name.latex()
 
     def _add(self, terms, sub):
