@@ -179,7 +179,9 @@ def to_markdown(tex: str, flavor: str = "github", images: dict | None = None) ->
         if line == "\\maketitle":
             flush()
             text = " ".join(title.group(1).replace("\\\\", " ").split())
-            out += [f"# {_inline(text, flavor)}", "", f"*{_inline(title.group(2), flavor)}*", ""]
+            out += [f"# {_inline(text, flavor)}", ""]
+            if title.group(2).strip():
+                out += [f"*{_inline(title.group(2), flavor)}*", ""]
         elif re.fullmatch(r"\\needlines\{\d+\}", line):  # page layout only: Markdown has no pages
             flush()
         elif line == "\\appendix":

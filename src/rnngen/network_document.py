@@ -281,7 +281,7 @@ def _joined(expr, network):
 
 
 def _block_equation(n: Notation, p) -> str:
-    """``V = [V_f  V_b]``: a parameter as its blocks, in the stored layout."""
+    """``V = [V^(f)  V^(b)]``: a parameter as its blocks, in the stored layout."""
     blocks = A.Concat(0 if p.row else 1, *[p.block(part) for part in p.parts])
     return f"{n.latex(p.symbol())} = {n.latex(blocks)}"
 
@@ -506,7 +506,7 @@ def _sweep_lines(n: Notation, derivation: Derivation, keys: list) -> list:
 
 
 def _output_split(n: Notation, derivation: Derivation) -> str | None:
-    """``V^T delta^o_t = [V_f^T delta^o_t; V_b^T delta^o_t]``: the output's delta split between the chains."""
+    """``V^T delta^o_t = [V^(f)T delta^o_t; V^(b)T delta^o_t]``: the output's delta split between the chains."""
     net = derivation.graph.network
     p = net.output
     if not p.blocks:
