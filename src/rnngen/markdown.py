@@ -130,6 +130,13 @@ def _header(comments: list) -> list:
     return lines + ["-->", ""]
 
 
+#: The lines that only place a block on the page: a float, a block kept whole, a box of half the width.
+_PLACEMENT = re.compile(
+    r"\\begin\{(table|keepwhole)\}(\[!?\w*\])?|\\end\{(table|keepwhole)\}|(\\vspace\{-2\\baselineskip\})?\\noindent"
+    r"|\\begin\{minipage\}\[t\]\{0\.5\\linewidth\}|\\end\{minipage\}%?"
+)
+
+
 def to_markdown(tex: str, flavor: str = "github", images: dict | None = None) -> str:
     """The Markdown rendering of a document written by ``derivation.tex.jinja`` or ``network.tex.jinja``;
     ``images`` maps a figure's file name to the address to show it from (a notebook has no file beside it)."""
@@ -176,7 +183,9 @@ def to_markdown(tex: str, flavor: str = "github", images: dict | None = None) ->
             i = end + 1
             continue
         heading = re.match(r"\\section(\*?)\{(.*)\}$", line)
-        if line == "\\maketitle":
+        if re.fullmatch(_PLACEMENT, line):  # where LaTeX puts a block: Markdown has no pages
+            flush()
+        elif line == "\\maketitle":
             flush()
             text = " ".join(title.group(1).replace("\\\\", " ").split())
             out += [f"# {_inline(text, flavor)}", ""]

@@ -51,7 +51,7 @@ from rnngen.network import Block
 from rnngen.printing.math import param_latex
 from rnngen.program import gradient_symbol, relative, state_key, step_template
 from rnngen.shapes import gradient_factor_shapes, shape_rows, size
-from rnngen.texwidth import TEXT, width
+from rnngen.texwidth import DISPLAY, TEXT, width
 from rnngen.unroll import candidate
 
 _ROLES = {
@@ -643,6 +643,21 @@ def _shapes_columns(shapes: list) -> str:
     return "ll" if widest <= _SYMBOLS_COLUMN else r"lp{0.75\linewidth}"
 
 
+#: Half the text width, less an equation number and the space before it, in points: the room for one
+#: gradient of the summary when the gradients stand in two columns.
+_HALF_COLUMN = 0.5 * 6.5 * 72.27 - 40.0
+
+
+def _summary_columns(gradients: dict) -> list:
+    """The summary's gradients as columns of ``(name, line)``: two side by side (the first half on the left)
+    when every one fits half the page, which halves the summary's height; else one."""
+    rows = list(gradients.items())
+    if len(rows) < 4 or any(width(line.replace("&", ""), DISPLAY) > _HALF_COLUMN for _, line in rows):
+        return [rows]
+    half = (len(rows) + 1) // 2
+    return [rows[:half], rows[half:]]
+
+
 def network_context(derivation: Derivation, formulas: list, numbering: Numbering, common: dict) -> dict:
     """Everything ``network.tex.jinja`` lays out."""
     spec = derivation.spec
@@ -694,7 +709,8 @@ def network_context(derivation: Derivation, formulas: list, numbering: Numbering
         output_sweep=output_sweep,
         output_split=_output_split(n, derivation),
         sweeps=sweeps,
-        gradients=_gradient_lines(n, derivation),
+        gradients=(gradients := _gradient_lines(n, derivation)),
+        summary_columns=_summary_columns(gradients),
         immediate_total=immediate_and_total(n, derivation),
         gradient_shapes=gradient_factor_shapes(n, derivation),
         column_names=[param_latex(name) for name in spec.names],
