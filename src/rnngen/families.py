@@ -275,8 +275,9 @@ class ParamName:
         return "T+1" if self.direction == "b" else "0"
 
     def latex(self) -> str:
-        """``U^{(2)}``, ``w^{(1\\mathrm{f})}_{i}``, ``V^{(\\mathrm{f})}``, ``W^{(2)}_{x}``: the letter, its chain's tag
-        above (a chain's block: the tag of the chain it reads), its own subscript and its other block below (not for an initial state: see ``state``)."""
+        """``U^{(2)}``, ``w^{(1\\mathrm{f})}_{i}``, ``V^{(\\mathrm{f})}``, ``W^{(2)}_{x}``: the letter, its chain's
+        tag above (a chain's block: the tag of the chain it reads), its own subscript and its other block below
+        (not for an initial state: see ``state``)."""
         letter, _, sub = self.letter.partition("_")
         subs = [sub.replace("_", ",")] if sub else []
         if self.part and not self._chain_block:
