@@ -132,8 +132,8 @@ def _header(comments: list) -> list:
 
 #: The lines that only place a block on the page: a float, a block kept whole, a box of half the width.
 _PLACEMENT = re.compile(
-    r"\\begin\{(table|keepwhole)\}(\[!?\w*\])?|\\end\{(table|keepwhole)\}|(\\vspace\{-2\\baselineskip\})?\\noindent"
-    r"|\\begin\{minipage\}\[t\]\{0\.5\\linewidth\}|\\end\{minipage\}%?|\\vspace\{0pt\}"
+    r"\\begin\{(table|keepwhole)\}(\[!?\w*\])?|\\end\{(table|keepwhole)\}|(\\vspace\{-\\baselineskip\})?\\noindent"
+    r"|\\begin\{minipage\}\[t\]\{0\.5\\linewidth\}|\\vspace\{-\\abovedisplayskip\}|\\end\{minipage\}%?"
 )
 
 
