@@ -196,7 +196,7 @@ def test_the_shapes_tables_rule_ends_with_its_widest_row():
     from rnngen.network_document import _shapes_columns
 
     tex = _handout(layers=2)
-    assert "\\section*{Shapes}\n\\begin{tabular}{ll}" in tex
+    assert "\\section*{Shapes}\n\\begin{tabular}[t]{ll}" in tex
     long_row = ("$n_{h} \\times 1$", ", ".join([r"$\delta^{{a_{hn}}(2\mathrm{f})}_{t}$"] * 40))
     assert _shapes_columns([long_row]) == r"lp{0.75\linewidth}"
 

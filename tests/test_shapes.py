@@ -35,17 +35,20 @@ SAMPLE = [
 
 def shape_table(tex: str) -> dict:
     """Symbol (LaTeX) -> shape (LaTeX), read from the document's Shapes table."""
-    body = re.search(r"\\section\*\{Shapes\}\n\\begin\{(tabularx?|longtable)\}\S*\n(.*?)\\end\{\1\}", tex, re.S)
-    assert body, "the document has no Shapes table"
-    rows = [r.strip() for r in body.group(2).replace(r"\endhead", "").split("\\\\") if r.strip()]
-    assert rows[0] == "shape & symbols" and rows[1].startswith(r"\hline")
-    rows[1] = rows[1].removeprefix(r"\hline").strip()
+    section = re.search(r"\\section\*\{Shapes\}\n(.*?)\\end\{table\}", tex, re.S)
+    assert section, "the document has no Shapes table"
+    bodies = re.findall(r"\\begin\{tabular\}\S*\n(.*?)\\end\{tabular\}", section.group(1), re.S)
+    assert bodies, "the document has no Shapes table"
     table = {}
-    for row in rows[1:]:
-        shape, symbols = (cell.strip().strip("$") for cell in row.split("&"))
-        for symbol in symbols.split("$, $"):
-            assert symbol not in table, f"{symbol} is listed twice"
-            table[symbol] = shape
+    for body in bodies:  # one table, or its two halves side by side
+        rows = [r.strip() for r in body.split("\\\\") if r.strip()]
+        assert rows[0] == "shape & symbols" and rows[1].startswith(r"\hline")
+        rows[1] = rows[1].removeprefix(r"\hline").strip()
+        for row in rows[1:]:
+            shape, symbols = (cell.strip().strip("$") for cell in row.split("&"))
+            for symbol in symbols.split("$, $"):
+                assert symbol not in table, f"{symbol} is listed twice"
+                table[symbol] = shape
     return table
 
 

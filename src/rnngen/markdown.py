@@ -130,10 +130,11 @@ def _header(comments: list) -> list:
     return lines + ["-->", ""]
 
 
-#: The lines that only place a block on the page: a float, a block kept whole, a box of half the width.
+#: The lines that only place things on the page: a float, a block kept whole, a box of half the width, the
+#: space between two tables side by side, a vertical space.
 _PLACEMENT = re.compile(
-    r"\\begin\{(table|keepwhole)\}(\[!?\w*\])?|\\end\{(table|keepwhole)\}|(\\vspace\{-\\baselineskip\})?\\noindent"
-    r"|\\begin\{minipage\}\[t\]\{0\.5\\linewidth\}|\\vspace\{-\\abovedisplayskip\}|\\end\{minipage\}%?"
+    r"\\begin\{(table|keepwhole)\}(\[!?\w*\])?|\\end\{(table|keepwhole)\}|(\\vspace\{[^{}]*\})?\\noindent"
+    r"|\\vspace\{[^{}]*\}|\\begin\{minipage\}\[t\]\{0\.5\\linewidth\}|\\end\{minipage\}%?|\\qquad"
 )
 
 

@@ -12,7 +12,6 @@ ways: block by block, as the derivation has it, and as one matrix on the stacked
 
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 
 from sympy import HadamardProduct, MatAdd, MatMul, Transpose
@@ -50,8 +49,8 @@ from rnngen.gate_document import gate_context
 from rnngen.network import Block
 from rnngen.printing.math import param_latex
 from rnngen.program import gradient_symbol, relative, state_key, step_template
-from rnngen.shapes import gradient_factor_shapes, shape_rows, size
-from rnngen.texwidth import DISPLAY, TEXT, width
+from rnngen.shapes import TEXT_WIDTH, cell_width, gradient_factor_shapes, shape_rows, side_by_side, size
+from rnngen.texwidth import DISPLAY, width
 from rnngen.unroll import candidate
 
 _ROLES = {
@@ -630,16 +629,14 @@ def _shown(formula) -> bool:
     return not (len(formula.stmts) == 1 and initial and given)
 
 
-#: The width of the shapes table's symbols column where its rows must wrap, in points (0.75 of the 6.5in text).
-_SYMBOLS_COLUMN = 0.75 * 6.5 * 72.27
+#: The width of the shapes table's symbols column where its rows must wrap, in points (0.75 of the text).
+_SYMBOLS_COLUMN = 0.75 * TEXT_WIDTH
 
 
 def _shapes_columns(shapes: list) -> str:
     """The shapes table's columns: ``ll`` where every row of symbols fits its column, so that the rule under
     the heading ends with the widest row; else a wrapping column of fixed width."""
-    widest = max(
-        (sum(width(m, TEXT) + 4.0 for m in re.findall(r"\$([^$]*)\$", symbols)) for _, symbols in shapes), default=0.0
-    )
+    widest = max((cell_width(symbols) for _, symbols in shapes), default=0.0)
     return "ll" if widest <= _SYMBOLS_COLUMN else r"lp{0.75\linewidth}"
 
 
@@ -693,6 +690,7 @@ def network_context(derivation: Derivation, formulas: list, numbering: Numbering
         legend=_legend(n, derivation, equations=str([output_sweep, sweeps]), shapes=shapes),
         shapes=shapes,
         shapes_columns=_shapes_columns(shapes),
+        shape_tables=side_by_side(shapes),
         hidden_D=list(_D_chains(n, derivation)),
         chains=chains,
         held_lines=_forward_lines(n, graph, [c.family("hlast").key for c in top], range(1, T + 1)),
