@@ -119,3 +119,17 @@ def test_a_truncated_documents_aged_deltas_are_one_entry_each_as_its_text_writes
     assert aged == [r"\delta^{z[a]}_{t}", r"\delta^{h[a]}_{t}"]  # not one row per age [0], [1]
     assert all(table[symbol] == r"n_{h} \times 1" for symbol in aged)
     assert r"\delta^{h[a]}_{t}" in tex.split(r"\section*{Shapes}")[0]  # the legend's spelling
+
+
+def test_a_table_of_shapes_in_two_halves_is_one_table_in_markdown():
+    """LaTeX sets a long table of shapes in two halves side by side; Markdown has no pages and keeps one table
+    (one heading row) with every row of both halves, in order."""
+    result = build(RNNSpec(T=5))
+    assert result.latex.count(r"\begin{tabular}[t]{ll}") == 2  # two halves in the LaTeX
+    md = result.markdown
+    section = md[md.index("## Shapes") : md.index("## 1 ")]
+    assert section.count("| shape | symbols |") == 1
+    rows = [line for line in section.splitlines() if line.startswith("| $")]
+    halves = re.findall(r"\\begin\{tabular\}\[t\]\{ll\}\n(.*?)\\end\{tabular\}", result.latex, re.S)
+    assert len(rows) == sum(len([r for r in half.split("\\\\")[1:] if r.strip()]) for half in halves)
+    assert section.index("X_{1:T}") < section.index(r"\delta")  # the left half's rows first
