@@ -13,7 +13,7 @@ The network, in column vectors::
     hᶠ_t = tanh(zᶠ_t)
     zᵇ_t = Uᵇ x_t + Wᵇ hᵇ_{t+1} + bᵇ
     hᵇ_t = tanh(zᵇ_t)
-    o_t = V_f hᶠ_t + V_b hᵇ_t + c
+    o_t = Vᶠ hᶠ_t + Vᵇ hᵇ_t + c
     ŷ_t = softmax(o_t)
     E = sum_{t=1..5} E_t,  E_t = -y_tᵀ log ŷ_t
     hᶠ_0 = h0_f (a parameter, zeros by default)
@@ -201,7 +201,7 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     # (35) Δo[1..5] = Ŷ[1..5] - Y[1..5]
     do = yhat  # yhat is not read after this: do takes its buffer
     E = -_dot_log_softmax_and_delta(y, o, yhat, out=do)  # and do, in place
-    # (36) Δ̃hᵇ[1..5] = V_bᵀ Δo[1..5]
+    # (36) Δ̃hᵇ[1..5] = Vᵇᵀ Δo[1..5]
     # pre_dh_b is dz_b: each step is read only by the same step of dz_b, built on it
     buf["rows product"](do, V_b, out=buf["dz_b rows"])
     # (37) F′ᵇ[1..5] = 1 - Hᵇ[1..5] ∘ Hᵇ[1..5]
@@ -230,7 +230,7 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     dh_b = buf["dh_b"]
     dh_b_ = buf["dh_b_"]  # its steps as views, made with the buffers: cheaper to index
     np.dot(dz_b_[4], W_b, out=dh_b_[0])
-    # (41) Δ̃hᶠ[1..5] = V_fᵀ Δo[1..5]
+    # (41) Δ̃hᶠ[1..5] = Vᶠᵀ Δo[1..5]
     # pre_dh_f is dz_f: each step is read only by the same step of dz_f, built on it
     buf["rows product"](do, V_f, out=buf["dz_f rows"])
     # (42) F′ᶠ[1..5] = 1 - Hᶠ[1..5] ∘ Hᶠ[1..5]
@@ -281,11 +281,11 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     db_b = np.dot(buf["ones of T steps"], buf["dz_b rows"])
     # (53) dE/dhᵇ_{T+1} = δhᵇ_6
     dh0_b = np.dot(buf["ones of a step"], dh_b_[0])
-    # (54) dE/dV_f = Δo[1..5] Hᶠ[1..5]ᵀ
+    # (54) dE/dVᶠ = Δo[1..5] Hᶠ[1..5]ᵀ
     dV_f = np.dot(do.T, buf["h_f[1:] rows"])
-    # (55) dE/dV_b = Δo[1..5] Hᵇ[1..5]ᵀ
+    # (55) dE/dVᵇ = Δo[1..5] Hᵇ[1..5]ᵀ
     dV_b = np.dot(do.T, buf["h_b[:-1] rows"])
-    # (56) dE/dV = [dE/dV_f, dE/dV_b]
+    # (56) dE/dV = [dE/dVᶠ, dE/dVᵇ]
     dV = np.concatenate((dV_f, dV_b), axis=1)
     # (57) dE/dc = Δo[1..5] 1
     dc = np.dot(buf["ones of T steps"], do)
@@ -379,7 +379,7 @@ def _forward(U_f, W_f, b_f, h0_f, U_b, W_b, b_b, h0_b, V, c, x, buf):
     np.dot(h_b_[1], W_b_T, out=h_b_gemm)
     h_b_[0] += h_b_gemm
     np.tanh(h_b_[0], out=h_b_[0])
-    # (32) O[1..5] = V_f Hᶠ[1..5] + V_b Hᵇ[1..5] + c 1ᵀ
+    # (32) O[1..5] = Vᶠ Hᶠ[1..5] + Vᵇ Hᵇ[1..5] + c 1ᵀ
     o = buf["o"]
     buf["rows product"](buf["h_f[1:] rows"], V_f.T, out=o)
     o += buf["h_b[:-1] rows"] @ V_b.T

@@ -124,7 +124,7 @@ def test_a_backward_chain_runs_right_to_left_from_its_own_initial_state():
     assert start.label == r"h^{(\mathrm{b})}_{6}" and start.x > max(n.x for n in fig.nodes if n.kind == "state")
     assert fig.node("i:_f:h").x < min(n.x for n in fig.nodes if n.kind == "state")
     outputs = _edges(fig, "output")
-    assert len(outputs) == 2 * T and {e.label for e in outputs if e.label} == {r"V_{\mathrm{f}}", r"V_{\mathrm{b}}"}
+    assert len(outputs) == 2 * T and {e.label for e in outputs if e.label} == {r"V^{(\mathrm{f})}", r"V^{(\mathrm{b})}"}
     assert not any(e.highlighted for e in backward)  # the paths of dE_T/dW^(f) never cross the backward chain
 
 
@@ -314,7 +314,7 @@ def test_a_bidirectional_layer_labels_its_inputs_and_outputs_at_every_step():
     labels = {(e.kind, e.label, _t(e.dst)) for e in fig.edges if e.kind in ("input", "output") and e.label}
     for t in range(1, T + 1):
         assert {("input", r"U^{(\mathrm{f})}", t), ("input", r"U^{(\mathrm{b})}", t)} <= labels
-        assert {("output", r"V_{\mathrm{f}}", t), ("output", r"V_{\mathrm{b}}", t)} <= labels
+        assert {("output", r"V^{(\mathrm{f})}", t), ("output", r"V^{(\mathrm{b})}", t)} <= labels
     # no label sits on an arrow up a column: each is off every straight arrow it is not the label of
     for e in fig.edges:
         if e.label:
@@ -322,3 +322,37 @@ def test_a_bidirectional_layer_labels_its_inputs_and_outputs_at_every_step():
                 if other is not e and other.control is None and abs(other.start[0] - other.end[0]) < 1e-6:
                     low, high = sorted((other.start[1], other.end[1]))
                     assert not (abs(e.at[0] - other.start[0]) < 0.15 and low < e.at[1] < high), (e, other)
+
+
+def _points(edge, n=200):
+    """Points along ``edge`` as drawn: its straight segment, or its quadratic Bézier curve."""
+    (x0, y0), (x1, y1) = edge.start, edge.end
+    cx, cy = edge.control if edge.control is not None else ((x0 + x1) / 2, (y0 + y1) / 2)
+    for i in range(1, n):
+        s = i / n
+        yield (
+            (1 - s) ** 2 * x0 + 2 * s * (1 - s) * cx + s * s * x1,
+            (1 - s) ** 2 * y0 + 2 * s * (1 - s) * cy + s * s * y1,
+        )
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(T=5),
+        dict(T=5, cell="gru"),
+        dict(T=5, cell="lstm"),
+        dict(T=20),
+        dict(T=5, layers=2),
+        dict(T=7, masked=True, mapping="many-to-one"),
+    ],
+    ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()),
+)
+def test_no_arrow_of_a_bidirectional_figure_crosses_a_box(kw):
+    """Every arrow as drawn (a bent one along its curve) stays off every node but its own two."""
+    fig = _fig(bidirectional=True, **kw)
+    for e in fig.edges:
+        for node in fig.nodes:
+            if node.key not in (e.src, e.dst):
+                inside = [p for p in _points(e) if abs(p[0] - node.x) < node.w / 2 and abs(p[1] - node.y) < node.h / 2]
+                assert not inside, (e.src, e.dst, node.key)

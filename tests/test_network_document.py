@@ -176,8 +176,8 @@ def test_the_bidirectional_output_delta_splits_between_two_sweeps():
     split = _equation(result, "split")
     assert (
         r"V^{\top} \delta^{o}_{t} &= "
-        r"\begin{bmatrix} V_{\mathrm{f}}^{\top} \delta^{o}_{t} \\ V_{\mathrm{b}}^{\top} \delta^{o}_{t} \end{bmatrix}"
-        in split
+        r"\begin{bmatrix} {V^{(\mathrm{f})}}^{\top} \delta^{o}_{t} \\ "
+        r"{V^{(\mathrm{b})}}^{\top} \delta^{o}_{t} \end{bmatrix}" in split
     )
     # the backward chain's sweep runs forward in time: its state's delta reads step t-1
     assert (
@@ -191,7 +191,7 @@ def test_the_bidirectional_output_delta_splits_between_two_sweeps():
     # V = [V_f V_b], and its gradient's blocks, one per chain
     assert (
         r"o_{t} &= V \begin{bmatrix} h^{(\mathrm{f})}_{t} \\ h^{(\mathrm{b})}_{t} \end{bmatrix} + c, "
-        r"\qquad V = \begin{bmatrix} V_{\mathrm{f}} & V_{\mathrm{b}} \end{bmatrix}" in result.latex
+        r"\qquad V = \begin{bmatrix} V^{(\mathrm{f})} & V^{(\mathrm{b})} \end{bmatrix}" in result.latex
     )
     assert (
         r"\sum_{t=1}^{T} \delta^{o}_{t} "
@@ -228,7 +228,7 @@ def test_every_value_a_final_formula_reads_is_stated_before_it():
 # --- a changed index or tag fails ---------------------------------------------------------------
 
 #: A chain's tag, of a family or a parameter: (2), (\mathrm{f}), (1\mathrm{b}) (z^{(2)}_{t}, U^{(2)}); a
-#: block's direction (V_{\mathrm{f}}).
+#: block's direction (V^{(\mathrm{f})}).
 _TAG_SITE = re.compile(r"(?<=\()\d(?=[\\)])|\\mathrm\{[fb]\}")
 
 
@@ -410,7 +410,7 @@ def test_each_parameter_carries_its_chains_tag_and_is_listed_once_with_its_shape
     assert sorted(listed) == sorted(params)  # each parameter once
 
 
-#: A parameter's chain tag or block direction: U^{(2\mathrm{f})}, W^{(1)}, V_{\mathrm{b}},
+#: A parameter's chain tag or block direction: U^{(2\mathrm{f})}, W^{(1)}, V^{(\mathrm{b})},
 #: U^{(2\mathrm{f})}_{\mathrm{b}}.
 _PARAM_SITE = re.compile(
     r"(?<=[UWbV]\^\{\()\d|(?<=[UWbV]\^\{\()\\mathrm\{[fb]\}|(?<=[UWbV]\^\{\(\d)\\mathrm\{[fb]\}"
@@ -434,14 +434,14 @@ def param_tag_mutations(tex: str):
 )
 def test_a_parameter_of_another_chain_fails_its_equation(spec):
     """The reader reads ``U^{(2\\mathrm{f})}`` as the module's ``U2_f``: a parameter written with another
-    layer, direction or block (``W^{(1)}`` for ``W^{(2)}``, ``V_{\\mathrm{b}}`` for ``V_{\\mathrm{f}}``) fails."""
+    layer, direction or block (``W^{(1)}`` for ``W^{(2)}``, ``V^{(\\mathrm{b})}`` for ``V^{(\\mathrm{f})}``) fails."""
     result, checker = make_checker(spec)
     assert not checker.check(), "the document must hold before it is changed"
     changes = list(param_tag_mutations(result.latex))
     changed = {number for number, _, _ in changes}
     final = {n for k, n in result.equations.items() if k.startswith("final-")}
     assert changed & final and changed - final  # in the derivation and in the formulas the code runs
-    assert any(r"V_{\mathrm" in what for _, _, what in changes) and any(")}_{" in what for _, _, what in changes)
+    assert any(r"V^{(\mathrm" in what for _, _, what in changes) and any(")}_{" in what for _, _, what in changes)
     survived = [
         what for number, tex, what in changes if number not in {n for n, _ in checker.check(tex, only={number})}
     ]

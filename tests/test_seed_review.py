@@ -117,7 +117,7 @@ def test_gamma_names_the_hidden_activation_as_the_seed_does(handouts, name, gamm
 
 def test_the_legend_lists_every_delta_of_the_shapes_table(handouts):
     for tex in handouts.values():
-        shapes = tex.split(r"\section*{Shapes}")[1].split(r"\end{longtable}")[0]
+        shapes = tex.split(r"\section*{Shapes}")[1].split(r"\end{table}")[0]
         legend = " ".join(_legend(tex))
         for delta in re.findall(r"\\delta\^\{[^$]*?\}(?:_\{[^$]*?\})?(?=\$)", shapes):
             assert delta in legend, delta

@@ -35,17 +35,20 @@ SAMPLE = [
 
 def shape_table(tex: str) -> dict:
     """Symbol (LaTeX) -> shape (LaTeX), read from the document's Shapes table."""
-    body = re.search(r"\\section\*\{Shapes\}\n\\begin\{(tabularx?|longtable)\}\S*\n(.*?)\\end\{\1\}", tex, re.S)
-    assert body, "the document has no Shapes table"
-    rows = [r.strip() for r in body.group(2).replace(r"\endhead", "").split("\\\\") if r.strip()]
-    assert rows[0] == "shape & symbols" and rows[1].startswith(r"\hline")
-    rows[1] = rows[1].removeprefix(r"\hline").strip()
+    section = re.search(r"\\section\*\{Shapes\}\n(.*?)\\end\{table\}", tex, re.S)
+    assert section, "the document has no Shapes table"
+    bodies = re.findall(r"\\begin\{tabular\}\S*\n(.*?)\\end\{tabular\}", section.group(1), re.S)
+    assert bodies, "the document has no Shapes table"
     table = {}
-    for row in rows[1:]:
-        shape, symbols = (cell.strip().strip("$") for cell in row.split("&"))
-        for symbol in symbols.split("$, $"):
-            assert symbol not in table, f"{symbol} is listed twice"
-            table[symbol] = shape
+    for body in bodies:  # one table, or its two halves side by side
+        rows = [r.strip() for r in body.split("\\\\") if r.strip()]
+        assert rows[0] == "shape & symbols" and rows[1].startswith(r"\hline")
+        rows[1] = rows[1].removeprefix(r"\hline").strip()
+        for row in rows[1:]:
+            shape, symbols = (cell.strip().strip("$") for cell in row.split("&"))
+            for symbol in symbols.split("$, $"):
+                assert symbol not in table, f"{symbol} is listed twice"
+                table[symbol] = shape
     return table
 
 
@@ -117,3 +120,17 @@ def test_a_truncated_documents_aged_deltas_are_one_entry_each_as_its_text_writes
     assert aged == [r"\delta^{z[q]}_{t}", r"\delta^{h[q]}_{t}"]  # not one row per age [0], [1]
     assert all(table[symbol] == r"n_{h} \times 1" for symbol in aged)
     assert r"\delta^{h[q]}_{t}" in tex.split(r"\section*{Shapes}")[0]  # the legend's spelling
+
+
+def test_a_table_of_shapes_in_two_halves_is_one_table_in_markdown():
+    """LaTeX sets a long table of shapes in two halves side by side; Markdown has no pages and keeps one table
+    (one heading row) with every row of both halves, in order."""
+    result = build(RNNSpec(T=5))
+    assert result.latex.count(r"\begin{tabular}[t]{ll}") == 2  # two halves in the LaTeX
+    md = result.markdown
+    section = md[md.index("## Shapes") : md.index("## 1 ")]
+    assert section.count("| shape | symbols |") == 1
+    rows = [line for line in section.splitlines() if line.startswith("| $")]
+    halves = re.findall(r"\\begin\{tabular\}\[t\]\{ll\}\n(.*?)\\end\{tabular\}", result.latex, re.S)
+    assert len(rows) == sum(len([r for r in half.split("\\\\")[1:] if r.strip()]) for half in halves)
+    assert section.index("X_{1:T}") < section.index(r"\delta")  # the left half's rows first

@@ -36,7 +36,7 @@ from rnngen.presets import lexicon_of
 from rnngen.printing.math import LATEX, MathPrinter, latex, text
 from rnngen.program import gradient_symbol, relative, step_template
 from rnngen.seed_notes import seed_notes
-from rnngen.shapes import other_deltas, path_factor_shapes, shape_rows, three_index_sentence
+from rnngen.shapes import other_deltas, path_factor_shapes, shape_rows, side_by_side, three_index_sentence
 from rnngen.spec import truncation_rule
 from rnngen.texwidth import EM, width
 from rnngen.unroll import n_h, n_y, parameters
@@ -760,7 +760,9 @@ def latex_context(derivation: Derivation, formulas: list, numbering: Numbering, 
         direct=n.direct,
         output_value=n.output_value,
         legend=_legend(n, derivation),
-        shapes=shape_rows(n, derivation, jacobians=((n.D("t"), (_node(graph.nodes, "h", 1).symbol.shape[0],) * 2),)),
+        shape_tables=side_by_side(
+            shape_rows(n, derivation, jacobians=((n.D("t"), (_node(graph.nodes, "h", 1).symbol.shape[0],) * 2),))
+        ),
         three_index=three_index_sentence(n, derivation),
         # a quantity the lexicon writes without its step (the one of its kind) at its own step: o = V H_3
         forward=[

@@ -288,20 +288,29 @@ class ParamName:
         return self if self.initial else replace(self, letter=GATED_PARAMS.get(self.letter, self.letter))
 
     def latex(self) -> str:
-        """``U^{(2)}``, ``w^{(1\\mathrm{f})}_{i}``, ``V_{\\mathrm{f}}``, ``W^{(2)}_{x}``: the letter, its chain's tag
-        above, its own subscript and its block below (not for an initial state: see ``state``)."""
+        """``U^{(2)}``, ``w^{(1\\mathrm{f})}_{i}``, ``V^{(\\mathrm{f})}``, ``W^{(2)}_{x}``: the letter, its chain's
+        tag above (a chain's block: the tag of the chain it reads), its own subscript and its other block below
+        (not for an initial state: see ``state``)."""
         letter, _, sub = self.letter.partition("_")
         subs = [sub.replace("_", ",")] if sub else []
-        if self.part:
+        if self.part and not self._chain_block:
             subs.append(rf"\mathrm{{{self.part}}}" if self.part in DIRECTIONS else self.part)
-        tag = tag_latex(self.layer, self.direction)
+        tag = tag_latex(self.layer, self.part if self._chain_block else self.direction)
         if tag and len(letter) > 1:  # the tag belongs to the whole name: {Wxh}^{(1)}, not Wx h^{(1)}
             letter = f"{{{letter}}}"
         return letter + (f"^{{{tag}}}" if tag else "") + (f"_{{{','.join(subs)}}}" if subs else "")
 
     @property
+    def _chain_block(self) -> bool:
+        """A block that reads one chain of a bidirectional layer (``V``'s forward block): it carries that
+        chain's tag above, as the chain's states do (``V^{(f)}`` beside ``h^{(f)}``)."""
+        return self.part in ("f", "b") and not self.direction
+
+    @property
     def text(self) -> str:
-        """``U²``, ``w_i¹ᶠ``, ``V_f``, ``W²_x`` (not for an initial state: see ``state``)."""
+        """``U²``, ``w_i¹ᶠ``, ``Vᶠ``, ``W²_x`` (not for an initial state: see ``state``)."""
+        if self._chain_block:
+            return self.letter + tag_text(self.layer, self.part)
         return self.letter + tag_text(self.layer, self.direction) + (f"_{self.part}" if self.part else "")
 
     # -- as SymPy arguments: a symbol that carries its name survives SymPy's rebuilding (xreplace) --

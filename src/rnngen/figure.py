@@ -486,6 +486,12 @@ def _geometry(a: Node, b: Node, kind, label, highlighted, chain, box_h, carried,
         start, end = _clip(a, control), _clip(b, control)
         at = (round(a.x + 0.75, 3), control[1])
         return Edge(a.key, b.key, kind, start, end, control, label, at if label else None, highlighted, key)
+    if abs(a.y - b.y) > 1e-6 and _crosses((a.x, a.y), (b.x, b.y), others):  # a slanted one that would cross a
+        # box of its own row (a held state to a later prediction): up its column first, then across
+        control = (a.x, b.y)
+        start, end = _clip(a, control), _clip(b, control)
+        at = (round((a.x + b.x) / 2, 3), round(b.y - 0.2, 3))
+        return Edge(a.key, b.key, kind, start, end, control, label, at if label else None, highlighted, key)
     if lift:
         side = 1 if a.x < b.x else -1
         start = (round(a.x + side * (a.w / 2 + 0.05), 3), round(a.y + lift, 3))

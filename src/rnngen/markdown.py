@@ -109,6 +109,17 @@ def _table(body: str, flavor: str) -> list:
     return out + [""]
 
 
+def _continues(out: list, table: list) -> bool:
+    """Whether ``table`` is the second half of the table ``out`` ends with (its heading, nothing between): a
+    long table of shapes is set in two halves side by side; Markdown, without pages, keeps it one table."""
+    if out[-1:] != [""] or len(out) < 3 or not out[-2].startswith("|"):
+        return False
+    start = len(out) - 2
+    while start > 0 and out[start - 1].startswith("|"):
+        start -= 1
+    return out[start] == table[0]
+
+
 def _figure(body: str, number: int, flavor: str, images: dict) -> list:
     """A ``figure`` environment (``figure.tex.jinja``): the SVG named on its ``% Markdown:`` line (or the
     address ``images`` gives for that name), then its caption; the TikZ drawing itself has no Markdown
@@ -128,6 +139,14 @@ def _header(comments: list) -> list:
     lines[0] = "<!-- " + lines[0].replace("Do not edit by hand.", "Markdown rendering; do not edit by hand.")
     lines.append("(add --markdown to write this file)")
     return lines + ["-->", ""]
+
+
+#: The lines that only place things on the page: a float, a block kept whole, a box of half the width, the
+#: space between two tables side by side, a vertical space.
+_PLACEMENT = re.compile(
+    r"\\begin\{(table|keepwhole)\}(\[!?\w*\])?|\\end\{(table|keepwhole)\}|(\\vspace\{[^{}]*\})?\\noindent"
+    r"|\\vspace\{[^{}]*\}|\\begin\{minipage\}\[t\]\{0\.5\\linewidth\}|\\end\{minipage\}%?|\\qquad"
+)
 
 
 def to_markdown(tex: str, flavor: str = "github", images: dict | None = None) -> str:
@@ -169,17 +188,25 @@ def to_markdown(tex: str, flavor: str = "github", images: dict | None = None) ->
                 out += _figure(inner, figures, flavor, images or {})
             elif name.startswith("tabular") or name == "longtable":  # without its placement, width and columns
                 head = re.sub(r"^(?:\[\w\]|\{(?:[^{}]|\{[^{}]*\})*\})+", "", line.removeprefix(f"\\begin{{{name}}}"))
-                out += _table(head + inner, flavor)
+                table = _table(head + inner, flavor)
+                if _continues(out, table):
+                    out[-1:] = table[2:]
+                else:
+                    out += table
             else:
                 items = [s.strip() for s in re.split(r"\\item\b", inner) if s.strip()]
                 out += [f"{k}. {_inline(' '.join(item.split()), flavor)}" for k, item in enumerate(items, 1)] + [""]
             i = end + 1
             continue
         heading = re.match(r"\\section(\*?)\{(.*)\}$", line)
-        if line == "\\maketitle":
+        if re.fullmatch(_PLACEMENT, line):  # where LaTeX puts a block: Markdown has no pages
+            flush()
+        elif line == "\\maketitle":
             flush()
             text = " ".join(title.group(1).replace("\\\\", " ").split())
-            out += [f"# {_inline(text, flavor)}", "", f"*{_inline(title.group(2), flavor)}*", ""]
+            out += [f"# {_inline(text, flavor)}", ""]
+            if title.group(2).strip():
+                out += [f"*{_inline(title.group(2), flavor)}*", ""]
         elif re.fullmatch(r"\\needlines\{\d+\}", line):  # page layout only: Markdown has no pages
             flush()
         elif line == "\\appendix":

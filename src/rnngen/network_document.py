@@ -12,7 +12,6 @@ ways: block by block, as the derivation has it, and as one matrix on the stacked
 
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 
 from sympy import HadamardProduct, MatAdd, MatMul, Transpose
@@ -54,8 +53,8 @@ from rnngen.gate_document import gate_context
 from rnngen.network import Block
 from rnngen.printing.math import param_latex
 from rnngen.program import gradient_symbol, relative, state_key, step_template
-from rnngen.shapes import gradient_factor_shapes, shape_rows, size
-from rnngen.texwidth import TEXT, width
+from rnngen.shapes import TEXT_WIDTH, cell_width, gradient_factor_shapes, shape_rows, side_by_side, size
+from rnngen.texwidth import DISPLAY, width
 from rnngen.unroll import candidate
 
 _ROLES = {
@@ -286,7 +285,7 @@ def _joined(expr, network):
 
 
 def _block_equation(n: Notation, p) -> str:
-    """``V = [V_f  V_b]``: a parameter as its blocks, in the stored layout."""
+    """``V = [V^(f)  V^(b)]``: a parameter as its blocks, in the stored layout."""
     blocks = A.Concat(0 if p.row else 1, *[p.block(part) for part in p.parts])
     return f"{n.latex(p.symbol())} = {n.latex(blocks)}"
 
@@ -511,7 +510,7 @@ def _sweep_lines(n: Notation, derivation: Derivation, keys: list) -> list:
 
 
 def _output_split(n: Notation, derivation: Derivation) -> str | None:
-    """``V^T delta^o_t = [V_f^T delta^o_t; V_b^T delta^o_t]``: the output's delta split between the chains."""
+    """``V^T delta^o_t = [V^(f)T delta^o_t; V^(b)T delta^o_t]``: the output's delta split between the chains."""
     net = derivation.graph.network
     p = net.output
     if not p.blocks:
@@ -636,17 +635,30 @@ def _shown(formula) -> bool:
     return not (len(formula.stmts) == 1 and initial and given)
 
 
-#: The width of the shapes table's symbols column where its rows must wrap, in points (0.75 of the 6.5in text).
-_SYMBOLS_COLUMN = 0.75 * 6.5 * 72.27
+#: The width of the shapes table's symbols column where its rows must wrap, in points (0.75 of the text).
+_SYMBOLS_COLUMN = 0.75 * TEXT_WIDTH
 
 
 def _shapes_columns(shapes: list) -> str:
     """The shapes table's columns: ``ll`` where every row of symbols fits its column, so that the rule under
     the heading ends with the widest row; else a wrapping column of fixed width."""
-    widest = max(
-        (sum(width(m, TEXT) + 4.0 for m in re.findall(r"\$([^$]*)\$", symbols)) for _, symbols in shapes), default=0.0
-    )
+    widest = max((cell_width(symbols) for _, symbols in shapes), default=0.0)
     return "ll" if widest <= _SYMBOLS_COLUMN else r"lp{0.75\linewidth}"
+
+
+#: Half the text width, less an equation number and the space before it, in points: the room for one
+#: gradient of the summary when the gradients stand in two columns.
+_HALF_COLUMN = 0.5 * 6.5 * 72.27 - 40.0
+
+
+def _summary_columns(gradients: dict) -> list:
+    """The summary's gradients as columns of ``(name, line)``: two side by side (the first half on the left)
+    when every one fits half the page, which halves the summary's height; else one."""
+    rows = list(gradients.items())
+    if len(rows) < 4 or any(width(line.replace("&", ""), DISPLAY) > _HALF_COLUMN for _, line in rows):
+        return [rows]
+    half = (len(rows) + 1) // 2
+    return [rows[:half], rows[half:]]
 
 
 def network_context(derivation: Derivation, formulas: list, numbering: Numbering, common: dict) -> dict:
@@ -684,6 +696,7 @@ def network_context(derivation: Derivation, formulas: list, numbering: Numbering
         legend=_legend(n, derivation, equations=str([output_sweep, sweeps]), shapes=shapes),
         shapes=shapes,
         shapes_columns=_shapes_columns(shapes),
+        shape_tables=side_by_side(shapes),
         hidden_D=list(_D_chains(n, derivation)),
         chains=chains,
         held_lines=_forward_lines(n, graph, [c.family("hlast").key for c in top], range(1, T + 1)),
@@ -700,7 +713,8 @@ def network_context(derivation: Derivation, formulas: list, numbering: Numbering
         output_sweep=output_sweep,
         output_split=_output_split(n, derivation),
         sweeps=sweeps,
-        gradients=_gradient_lines(n, derivation),
+        gradients=(gradients := _gradient_lines(n, derivation)),
+        summary_columns=_summary_columns(gradients),
         immediate_total=immediate_and_total(n, derivation),
         gradient_shapes=gradient_factor_shapes(n, derivation),
         column_names=[param_latex(name) for name in spec.names],

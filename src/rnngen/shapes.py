@@ -10,6 +10,7 @@ symbols.
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,7 @@ import sympy as sp
 
 from rnngen import algebra as A
 from rnngen.families import AGE, family
+from rnngen.texwidth import TEXT, width
 
 if TYPE_CHECKING:  # document.py builds its context from this module
     from rnngen.document import Notation
@@ -182,3 +184,34 @@ def gradient_factor_shapes(n: Notation, derivation) -> tuple | None:
     factors = r"\, ".join(_under(n.latex(f), dims(n, f)) for f in term.args)
     target = n.latex(gradient_symbol(graph.params[name]))
     return name, rf"{target} = \sum_{{t=1}}^{{T}} {factors}"
+
+
+#: The text width in points (6.5in), the space between two tables side by side (\\qquad at 11pt), and the
+#: space around a table's two columns (\\tabcolsep on each side of each), in points.
+TEXT_WIDTH = 6.5 * 72.27
+_QQUAD = 2 * 10.95
+_COLUMN_SPACE = 4 * 6.0
+#: The headings' width: no column is narrower than its heading ("shape", "symbols").
+_HEADING = 35.0
+
+
+def cell_width(cell: str) -> float:
+    """How wide a cell of the table of shapes sets: its formulas (``$...$``) and the comma and space between."""
+    return sum(width(m, TEXT) + 4.0 for m in re.findall(r"\$([^$]*)\$", cell))
+
+
+def side_by_side(rows: list) -> list:
+    """The table of shapes as the tables it is set in: two side by side (the first half of the rows on the
+    left), which halves its height so that it can stand whole under the legend, when both fit the text
+    width; else one."""
+    if len(rows) < 6:
+        return [rows]
+    half = (len(rows) + 1) // 2
+    parts = [rows[:half], rows[half:]]
+    need = _QQUAD + sum(
+        max(_HEADING, *(cell_width(a) for a, _ in part))
+        + max(_HEADING, *(cell_width(b) for _, b in part))
+        + _COLUMN_SPACE
+        for part in parts
+    )
+    return parts if need <= TEXT_WIDTH else [rows]
