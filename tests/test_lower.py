@@ -8,6 +8,7 @@ operation of ``Lowered.writes``; these tests read them there, not in the printed
 
 import subprocess
 import sys
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -298,6 +299,17 @@ def test_class_targets_make_the_output_gradient_in_the_softmax_buffer(lowered):
     (w,) = [w for w in plain.writes if w.stmt.target.name.startswith("do")]
     assert [type(op) for op in w.ops] == [L.Reuse, L.Into] and w.ops[1].fn == "minus_targets"
     assert plain.fused_loss is None
+
+
+def test_the_loss_is_not_moved_past_a_write_over_what_it_reads():
+    """``loss_with_delta`` computes the loss at Δo's write: not when a buffer the loss reads (O's, Ŷ's) is
+    given to another family before that."""
+    plain = build(RNNSpec(T=4), skip=("loss_with_delta",)).lowered
+    at = next(i for i, w in enumerate(plain.writes) if w.stmt.section == "loss") + 1
+    for dead, fused in (("o", False), ("yhat", False), ("h", True)):
+        between = replace(plain.writes[-1], ops=(L.Reuse("scratch", dead),))
+        writes = plain.writes[:at] + (between,) + plain.writes[at:]
+        assert (L.loss_with_delta(replace(plain, writes=writes)).fused_loss is not None) == fused, dead
 
 
 LOSS_WITH_DELTA = {

@@ -941,10 +941,14 @@ def loss_with_delta(lowered: Lowered) -> Lowered:
             continue
         y, o = parts
         probs = lowered.softmax_of[o]
-        for write in lowered.writes[by_target[loss.stmt.target] + 1 :]:
+        read = {family_of(o), family_of(probs)}  # what the loss reads, which must still hold at Δo
+        later = lowered.writes[by_target[loss.stmt.target] + 1 :]
+        for k, write in enumerate(later):
             into = [op for op in write.ops if isinstance(op, Into) and op.fn == "minus_targets"]
             if not (into and into[0].args == (probs, y)):
                 continue
+            if any(isinstance(op, Reuse) and op.dead in read for w in later[:k] for op in w.ops):
+                break  # a buffer the loss reads is written over before Δo
             fused = LossAndDelta(into[0].dest, loss.stmt.target, coeff, (probs, y, o))
             ops = tuple(fused if op is into[0] else op for op in write.ops)
             writes = list(lowered.writes)
