@@ -352,22 +352,19 @@ def _dot_log_softmax(y, a, p):
     """
     n = a.shape[-1]
     if y.dtype.kind != "f":  # flat indices, one per row
-        q = p.take(y)
-        # Every q of at least 1e-30 (a normal number) makes each log good to a few ulp. No term is
-        # above 0 (a mask's weights are 0 or 1), so a sum above log(1e-30) = -69.08 says so without
-        # a reduction (a min costs more than the sum at small sizes); the clamp keeps log(0) finite.
-        logs = _log_p(p, y, np.maximum(q, 1e-35)).sum()
-        if logs > -69.0 or q.min() > 1e-30:
-            return logs
+        q, logs, _, _ = _log_p(p, y)
+        total = logs.sum()
+        if _normal(total, q):
+            return total
         top = a.max(axis=-1)
         lead = p.argmax(axis=-1) + np.arange(0, p.size, n)
-        return (a.take(y) - top + _log_p(p, lead, p.take(lead))).sum()
+        return (a.take(y) - top + _log_p(p, lead)[1]).sum()
     y = y.reshape(a.shape)
     lead = p.argmax(axis=-1) + np.arange(0, p.size, n)
     total = y.sum(axis=-1)
     # y.a - sum(y) max(A) before the log: exact for a one-hot row, so its tiny log p survives
     shift = np.einsum("ij,ij->i", y, a) - total * a.max(axis=-1)
-    return (shift + total * _log_p(p, lead, p.take(lead))).sum()
+    return (shift + total * _log_p(p, lead)[1]).sum()
 
 
 def _dot_log_softmax_and_delta(y, a, p, out):
@@ -378,23 +375,16 @@ def _dot_log_softmax_and_delta(y, a, p, out):
         total = _dot_log_softmax(y, a, p)
         _minus_targets(p, y, out=out)
         return total
-    q = p.take(y)
-    logs = np.maximum(q, 1e-35)  # log(0) finite, as in _dot_log_softmax
-    np.log(logs, out=logs)
-    sure = (q > 0.5).nonzero()[0]  # one pass: no reduction first to see if there are any
-    if sure.size:  # as _log_p and _minus_targets: a confident class keeps its digits
-        at = y[sure]
-        rest = _complement(p, at)
-        logs[sure] = -np.log1p(rest / q[sure])
-    total = np.dot(logs, _ones(logs.size, logs.dtype))
-    if total < -69.0 and q.min() <= 1e-30:  # as in _dot_log_softmax: some q is not a normal number
-        total = _dot_log_softmax(y, a, p)  # before p is written
+    q, logs, sure, rest = _log_p(p, y)
+    total = logs.sum()  # as _dot_log_softmax sums them: loss() gives the same number
+    if not _normal(total, q):
+        total = _dot_log_softmax(y, a, p)  # the careful form, before p is written
     if out is not p:
         np.copyto(out, p)
     q -= 1.0
     out.put(y, q)
-    if sure.size:
-        out.put(at, -rest)
+    if sure.size:  # a confident class's 1 - q from its row's others, as in _minus_targets
+        out.put(y[sure], -rest)
     return total
 
 
@@ -432,17 +422,23 @@ def _id_sums(d, ids, n, columns):
     return np.ascontiguousarray(sums.T) if columns else sums
 
 
-def _log_p(p, at, q):
-    """log P at the flat indices ``at`` (one per row), q = P there.
+def _log_p(p, at):
+    """``(q, log q, sure, rest)``: q = P at the flat indices ``at`` (one per row), its log, and the
+    confident classes (q > 1/2): their places in ``at``, and 1 - q there as the sum of the row's others.
 
-    Above 1/2, log q is -log1p((1 - q) / q) with 1 - q the sum of the row's others: log of the
-    rounded q would give 0 for a confident class's -3.7e-44.
+    Above 1/2, log q is -log1p((1 - q) / q): log of the rounded q would give 0 for a confident
+    class's -3.7e-44. A q below 1e-30 may be subnormal, its log short of digits (``_normal`` tells);
+    one that underflowed to 0 is clamped, so that its log stays finite.
     """
-    out = np.log(q)
+    q = p.take(at)
+    logs = np.maximum(q, 1e-35)
+    np.log(logs, out=logs)
     sure = (q > 0.5).nonzero()[0]  # one pass: no reduction first to see if there are any
+    rest = None
     if sure.size:
-        out[sure] = -np.log1p(_complement(p, at[sure]) / q[sure])
-    return out
+        rest = _complement(p, at[sure])
+        logs[sure] = -np.log1p(rest / q[sure])
+    return q, logs, sure, rest
 
 
 def _minus_targets(p, y, out):
@@ -468,6 +464,14 @@ def _minus_targets(p, y, out):
     if sure.size:
         out.put(sure, -_complement(out, sure))  # the entries at sure are left out of the sums
     return out
+
+
+def _normal(total, q):
+    """Whether every q is at least 1e-30 (a normal number), so that every log of _log_p is good to a few
+    ulp, given ``total``, a sum of those logs (weighted by a mask's 0 or 1). No term is above 0, so a sum
+    above log(1e-30) = -69.08 says so without a reduction (a min costs more than the sum at small sizes).
+    """
+    return total > -69.0 or q.min() > 1e-30
 
 
 def _ones(n, dtype):

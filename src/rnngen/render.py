@@ -280,10 +280,11 @@ def _target_doc(spec) -> str:
     return _TARGET_DOCS[spec.loss_rule.targets].format(one=one, many=many, one_n=with_n(one), many_n=with_n(many))
 
 
-def _without_loss(write):
-    """The loss's write without its value: what ``loss_and_grads`` runs of it when the output delta's
-    write computes the loss too (``lower.loss_with_delta``); views it names stay."""
-    return replace(write, ops=tuple(op for op in write.ops if not isinstance(op, operations.Assign)))
+def _without_loss(write, loss):
+    """The write of ``loss`` without the assignment of its value: what ``loss_and_grads`` runs of it when the
+    output delta's write computes the loss too (``lower.loss_with_delta``); views it names stay."""
+    kept = tuple(op for op in write.ops if not (isinstance(op, operations.Assign) and op.dest == loss))
+    return replace(write, ops=kept)
 
 
 def module_context(derivation: Derivation, lowered: Lowered, formulas: list, numbers: dict) -> dict:
@@ -310,9 +311,10 @@ def module_context(derivation: Derivation, lowered: Lowered, formulas: list, num
         sections[section].extend(head + [line for lines in body.values() for line in lines])
         if section == "loss":  # loss_and_grads runs these too, but not the loss its output delta computes
             grads = dict(body)
-            if lowered.fused_loss in grads:
+            loss = lowered.fused_loss
+            if loss in grads:
                 fused = "# computed with the output delta below, which reads the same probabilities"
-                grads[lowered.fused_loss] = printer.write(_without_loss(writes[lowered.fused_loss])) + [fused]
+                grads[loss] = printer.write(_without_loss(writes[loss], loss)) + [fused]
             sections["grads_loss"].extend(head + [line for lines in grads.values() for line in lines])
     # Each function defines the sizes its own lines use, nothing more.
     sections["forward"] = _prologue(sections["forward"], size_codes, views) + sections["forward"]

@@ -59,22 +59,19 @@ def _dot_log_softmax_source(name: str, weighted: bool) -> str:
         '    """\n'
         "    n = a.shape[-1]\n"
         '    if y.dtype.kind != "f":  # flat indices, one per row\n'
-        "        q = p.take(y)\n"
-        "        # Every q of at least 1e-30 (a normal number) makes each log good to a few ulp. No term is\n"
-        "        # above 0 (a mask's weights are 0 or 1), so a sum above log(1e-30) = -69.08 says so without\n"
-        "        # a reduction (a min costs more than the sum at small sizes); the clamp keeps log(0) finite.\n"
-        f"        logs = {total('_log_p(p, y, np.maximum(q, 1e-35))', call=True)}\n"
-        "        if logs > -69.0 or q.min() > 1e-30:\n"
-        "            return logs\n"
+        "        q, logs, _, _ = _log_p(p, y)\n"
+        f"        total = {total('logs', call=True)}\n"
+        "        if _normal(total, q):\n"
+        "            return total\n"
         "        top = a.max(axis=-1)\n"
         "        lead = p.argmax(axis=-1) + np.arange(0, p.size, n)\n"
-        f"        return {total('a.take(y) - top + _log_p(p, lead, p.take(lead))')}\n"
+        f"        return {total('a.take(y) - top + _log_p(p, lead)[1]')}\n"
         "    y = y.reshape(a.shape)\n"
         "    lead = p.argmax(axis=-1) + np.arange(0, p.size, n)\n"
         "    total = y.sum(axis=-1)\n"
         "    # y.a - sum(y) max(A) before the log: exact for a one-hot row, so its tiny log p survives\n"
         '    shift = np.einsum("ij,ij->i", y, a) - total * a.max(axis=-1)\n'
-        f"    return {total('shift + total * _log_p(p, lead, p.take(lead))')}\n"
+        f"    return {total('shift + total * _log_p(p, lead)[1]')}\n"
     )
 
 
@@ -138,37 +135,44 @@ HELPERS = {
         "        total = _dot_log_softmax(y, a, p)\n"
         "        _minus_targets(p, y, out=out)\n"
         "        return total\n"
-        "    q = p.take(y)\n"
-        "    logs = np.maximum(q, 1e-35)  # log(0) finite, as in _dot_log_softmax\n"
-        "    np.log(logs, out=logs)\n"
-        "    sure = (q > 0.5).nonzero()[0]  # one pass: no reduction first to see if there are any\n"
-        "    if sure.size:  # as _log_p and _minus_targets: a confident class keeps its digits\n"
-        "        at = y[sure]\n"
-        "        rest = _complement(p, at)\n"
-        "        logs[sure] = -np.log1p(rest / q[sure])\n"
-        "    total = np.dot(logs, _ones(logs.size, logs.dtype))\n"
-        "    if total < -69.0 and q.min() <= 1e-30:  # as in _dot_log_softmax: some q is not a normal number\n"
-        "        total = _dot_log_softmax(y, a, p)  # before p is written\n"
+        "    q, logs, sure, rest = _log_p(p, y)\n"
+        "    total = logs.sum()  # as _dot_log_softmax sums them: loss() gives the same number\n"
+        "    if not _normal(total, q):\n"
+        "        total = _dot_log_softmax(y, a, p)  # the careful form, before p is written\n"
         "    if out is not p:\n"
         "        np.copyto(out, p)\n"
         "    q -= 1.0\n"
         "    out.put(y, q)\n"
-        "    if sure.size:\n"
-        "        out.put(at, -rest)\n"
+        "    if sure.size:  # a confident class's 1 - q from its row's others, as in _minus_targets\n"
+        "        out.put(y[sure], -rest)\n"
         "    return total\n"
     ),
     "_log_p": (
-        "def _log_p(p, at, q):\n"
-        '    """log P at the flat indices ``at`` (one per row), q = P there.\n'
+        "def _log_p(p, at):\n"
+        '    """``(q, log q, sure, rest)``: q = P at the flat indices ``at`` (one per row), its log, and the\n'
+        "    confident classes (q > 1/2): their places in ``at``, and 1 - q there as the sum of the row's others.\n"
         "\n"
-        "    Above 1/2, log q is -log1p((1 - q) / q) with 1 - q the sum of the row's others: log of the\n"
-        "    rounded q would give 0 for a confident class's -3.7e-44.\n"
+        "    Above 1/2, log q is -log1p((1 - q) / q): log of the rounded q would give 0 for a confident\n"
+        "    class's -3.7e-44. A q below 1e-30 may be subnormal, its log short of digits (``_normal`` tells);\n"
+        "    one that underflowed to 0 is clamped, so that its log stays finite.\n"
         '    """\n'
-        "    out = np.log(q)\n"
+        "    q = p.take(at)\n"
+        "    logs = np.maximum(q, 1e-35)\n"
+        "    np.log(logs, out=logs)\n"
         "    sure = (q > 0.5).nonzero()[0]  # one pass: no reduction first to see if there are any\n"
+        "    rest = None\n"
         "    if sure.size:\n"
-        "        out[sure] = -np.log1p(_complement(p, at[sure]) / q[sure])\n"
-        "    return out\n"
+        "        rest = _complement(p, at[sure])\n"
+        "        logs[sure] = -np.log1p(rest / q[sure])\n"
+        "    return q, logs, sure, rest\n"
+    ),
+    "_normal": (
+        "def _normal(total, q):\n"
+        '    """Whether every q is at least 1e-30 (a normal number), so that every log of _log_p is good to a few\n'
+        "    ulp, given ``total``, a sum of those logs (weighted by a mask's 0 or 1). No term is above 0, so a sum\n"
+        "    above log(1e-30) = -69.08 says so without a reduction (a min costs more than the sum at small sizes).\n"
+        '    """\n'
+        "    return total > -69.0 or q.min() > 1e-30\n"
     ),
     "_complement": (
         "def _complement(p, at):\n"
@@ -506,8 +510,10 @@ class NumpyPrinter(Printer):
         return f"{op.loss.name} = {self._scaled(op.coeff, (call, ATOM))[0]}  # and {self._dest(op.dest)}, in place"
 
     def _write_Update(self, op) -> str:
-        if isinstance(op.expr, operations.Stack):  # the gates' biases, (gates, n), over each gate's rows
-            code = f"{op.expr.name}[:, -1:]" if op.expr.biases else f"{op.expr.name}[:, None]"  # a last row, or all
+        if isinstance(op.expr, operations.Stack):  # token ids' rows: the stack's last row, the gates' biases
+            if not op.expr.biases:
+                raise PrintError(f"no NumPy rule for adding the stack {op.expr.name}: only its biases' row is added")
+            code = f"{op.expr.name}[:, -1:]"
         elif isinstance(op.expr, (str, operations.ByGate)):
             code = self._dest(op.expr)
         else:
