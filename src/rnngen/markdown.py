@@ -97,7 +97,7 @@ def _display(body: str, flavor: str) -> list:
 
 def _table(body: str, flavor: str) -> list:
     body = body.replace("\\endhead", "")  # a longtable's header repeats on every page; Markdown has one page
-    rows = [r.strip() for r in re.split(r"\\\\", body) if r.strip()]
+    rows = [r.strip() for r in re.split(r"\\\\\*?", body) if r.strip()]  # \\* is a row LaTeX keeps with the next
     header = ["symbol", "meaning"]  # the legend's; a table with a header row ends it with \hline
     if len(rows) > 1 and rows[1].startswith("\\hline"):
         header = rows.pop(0).split("&")
