@@ -144,7 +144,7 @@ def loss(params, xs, targets, *, state=None, mask=None, lengths=None, return_sta
     y = _targets(targets, x, V.shape[0], single, U.dtype)
     buf = _buffers(x, U.dtype, U.shape[0], V.shape[0])
     h, o, yhat = _forward(U, W, h0, V, x, buf)
-    # (37) E = 1/2 1ᵀ ((ŷ_3 - y_3) ∘ (ŷ_3 - y_3))
+    # (36) E = 1/2 1ᵀ ((ŷ_3 - y_3) ∘ (ŷ_3 - y_3))
     yhat_ = buf["yhat_"]  # its steps as views, made with the buffers: cheaper to index
     E = 0.5 * np.sum(np.square(yhat_[0] - y[0]))
     final = None
@@ -182,40 +182,40 @@ def loss_and_grads(params, xs, targets, *, state=None, mask=None, lengths=None, 
     buf = _buffers(x, U.dtype, U.shape[0], V.shape[0])
     h, o, yhat = _forward(U, W, h0, V, x, buf)
     n_x = U.shape[1]
-    # (37) E = 1/2 1ᵀ ((ŷ_3 - y_3) ∘ (ŷ_3 - y_3))
+    # (36) E = 1/2 1ᵀ ((ŷ_3 - y_3) ∘ (ŷ_3 - y_3))
     yhat_ = buf["yhat_"]  # its steps as views, made with the buffers: cheaper to index
     E = 0.5 * np.sum(np.square(yhat_[0] - y[0]))
-    # (38) δo_3 = ŷ_3 - y_3
+    # (37) δo_3 = ŷ_3 - y_3
     do_ = buf["do_"]  # its steps as views, made with the buffers: cheaper to index
     np.subtract(yhat_[0], y[0], out=do_[0])
-    # (39) F′[1..3] = 1 - H[1..3] ∘ H[1..3]
+    # (38) F′[1..3] = 1 - H[1..3] ∘ H[1..3]
     fprime = buf["fprime"]
     np.square(h[1:], out=fprime)
     np.subtract(1.0, fprime, out=fprime)
-    # (40) δz_3 = (Vᵀ δo_3) ∘ f′_3
+    # (39) δz_3 = (Vᵀ δo_3) ∘ f′_3
     fprime_ = buf["fprime_"]  # its steps as views, made with the buffers: cheaper to index
     dz_ = buf["dz_"]  # its steps as views, made with the buffers: cheaper to index
     np.dot(do_[0], V, out=dz_[2])
     dz_[2] *= fprime_[2]
-    # (41) δz_t = (Wᵀ δz_{t+1}) ∘ f′_t, t = 2 down to 1
+    # (40) δz_t = (Wᵀ δz_{t+1}) ∘ f′_t, t = 2 down to 1
     np.dot(dz_[2], W, out=dz_[1])
     dz_[1] *= fprime_[1]
     np.dot(dz_[1], W, out=dz_[0])
     dz_[0] *= fprime_[0]
-    # (42) δh_0 = Wᵀ δz_1
+    # (41) δh_0 = Wᵀ δz_1
     dh = buf["dh"]
     dh_ = buf["dh_"]  # its steps as views, made with the buffers: cheaper to index
     np.dot(dz_[0], W, out=dh_[0])
-    # (43) dE/dU = Δz[1..3] X[1..3]ᵀ
+    # (42) dE/dU = Δz[1..3] X[1..3]ᵀ
     if x.dtype.kind == "f":
         dU = np.dot(buf["dz rows"].T, x.reshape(-1, n_x))
     else:  # token ids (intp, checked), standing for the inputs' one-hot rows
         dU = _id_sums(buf["dz rows"], x.reshape(-1), n_x, columns=True)
-    # (44) dE/dW = Δz[1..3] H[0..2]ᵀ
+    # (43) dE/dW = Δz[1..3] H[0..2]ᵀ
     dW = np.dot(buf["dz rows"].T, buf["h[:-1] rows"])
-    # (45) dE/dh_0 = δh_0
+    # (44) dE/dh_0 = δh_0
     dh0 = np.dot(buf["ones of a step"], dh_[0])
-    # (46) dE/dV = δo_3 h_3ᵀ
+    # (45) dE/dV = δo_3 h_3ᵀ
     h_ = buf["h_"]  # its steps as views, made with the buffers: cheaper to index
     dV = np.dot(do_[0].T, h_[3])
     grads = {"U": dU, "W": dW, "h0": dh0, "V": dV}
@@ -236,13 +236,13 @@ def _forward(U, W, h0, V, x, buf):
     # h_0: the given vector, for every sequence
     h = buf["h"]
     h[0] = h0
-    # (33) Z̃[1..3] = U X[1..3]
+    # (32) Z̃[1..3] = U X[1..3]
     # pre_z is h[1:]: each step is read only by the same step of h, built on it
     if x.dtype.kind == "f":
         buf["rows product"](x.reshape(-1, n_x), U.T, out=buf["h[1:] rows"])
     else:  # token ids (intp, checked), standing for the inputs' one-hot rows
         U.T.take(x.reshape(-1), axis=0, out=buf["h[1:] rows"], mode="clip")
-    # (34) h_t = tanh(z̃_t + W h_{t-1}), t = 1..3
+    # (33) h_t = tanh(z̃_t + W h_{t-1}), t = 1..3
     h_ = buf["h_"]  # its steps as views, made with the buffers: cheaper to index
     h_gemm = buf["h_gemm"]
     W_T = buf["W_T"]
@@ -256,11 +256,11 @@ def _forward(U, W, h0, V, x, buf):
     np.dot(h_[2], W_T, out=h_gemm)
     h_[3] += h_gemm
     np.tanh(h_[3], out=h_[3])
-    # (35) o_3 = V h_3
+    # (34) o_3 = V h_3
     o = buf["o"]
     o_ = buf["o_"]  # its steps as views, made with the buffers: cheaper to index
     np.dot(h_[3], V.T, out=o_[0])
-    # (36) ŷ_3 = o_3
+    # (35) ŷ_3 = o_3
     yhat = buf["yhat"]
     yhat[0] = o_[0]
     return h, o, yhat

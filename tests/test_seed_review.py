@@ -58,10 +58,9 @@ def test_the_product_order_is_said_for_the_vanishing_section_only(handouts):
         assert "in every product over steps" not in tex
 
 
-def test_seed_003_names_both_its_shorthands(handouts):
+def test_seed_003_reads_both_its_products_for_vectors(handouts):
     section = _seed_section(handouts["seed-003"])
-    assert r"only two shorthands" in section
-    assert r"defined only for $n_y = 1$, and with $g'$ a vector it then gives a number where a row is needed" in section
+    assert r"(\hat{y} - y)^{\top} V \operatorname{diag}\bigl(g'(z_{3})\bigr)" in section
     assert r"\frac{\partial L}{\partial V} &= (\hat{y} - y)\, H_{3}^{\top}." in section
     assert "n_y = n_h = 1" not in section
 

@@ -281,11 +281,24 @@ class Notation:
         tag = self.lexicon.tag(fam)
         return self.lexicon.latex_letter(fam) + (f"^{{{tag}}}" if tag else "")
 
+    def entry_at(self, base: str, i: str) -> str:
+        """Entry ``i`` of a base quantity at a generic step, where the step goes without saying: ``\\hat{y}_i``;
+        a letter with a fixed index (seed 001's ``h^{2}``) writes the step too, ``h^{2,t}_{i}``, since
+        ``h^{2}_i`` reads as a square."""
+        if self.lexicon.tag(family(base)):
+            return self.entry_of(base, "t", i)
+        return f"{self.letter(base)}_{i}"
+
     def respell(self, entry: str) -> str:
         """An output layer's or a loss's entry formula (``activations.py`` writes it in rnngen's letters:
         ``\\hat{y}_i``, ``o_j``, ``y_j``) in the lexicon's letters."""
-        letters = {r"\hat{y}": self.letter("yhat"), "y": self.letter("y"), "o": self.letter("o")}
-        return re.sub(r"\\hat\{y\}|(?<![\\A-Za-z])[yo](?=_)", lambda m: letters[m.group(0)], entry)
+        bases = {r"\hat{y}": "yhat", "y": "y", "o": "o"}
+
+        def one(m) -> str:
+            base, i = bases[m.group(1)], m.group(2)
+            return self.entry_at(base, i.strip("{}")) if i else self.letter(base)
+
+        return re.sub(r"(\\hat\{y\}|(?<![\\A-Za-z])[yo](?=_))(?:_(\{[^{}]*\}|\w))?", one, entry)
 
     def loss(self, t) -> str:
         """The loss's term at step ``t`` in the lexicon's letter: ``E_t``, ``E^t``, seed 002's ``E_t``; the
@@ -680,16 +693,17 @@ def _legend(n: Notation, derivation: Derivation) -> list:
         "output_bias": "output bias",
     }
     vec = "row" if n.row else "column"
+    sizes = f"{vec}s of sizes $n_{{x}}$, $n_{{y}}$"  # the sizes the shapes and the worked example write
     rows = [
         (
-            (f"${n.step('x', 't')},\\ {n.step('y', 't')}$", f"input and target at step $t$ ({vec} vectors)")
+            (f"${n.step('x', 't')},\\ {n.step('y', 't')}$", f"input and target at step $t$ ({sizes})")
             if spec.mapping != "many-to-one"
             else (
                 f"${n.step('x', 't')},\\ {n.step('y', spec.T)}$",
-                f"input at step $t$ and the target, at the last step only ({vec} vectors)",
+                f"input at step $t$ and the target, at the last step only ({sizes})",
             )
         ),
-        (f"${n.step('z', 't')},\\ {n.step('h', 't')}$", "pre-activation and hidden state"),
+        (f"${n.step('z', 't')},\\ {n.step('h', 't')}$", "pre-activation and hidden state, of size $n_{h}$"),
         (f"${n.step('h', 0)}$", "the initial state, a parameter (zero in the worked example)"),
         output_row(n),
         loss_row(n),
@@ -784,7 +798,7 @@ def latex_context(derivation: Derivation, formulas: list, numbering: Numbering, 
         output_jacobian_matrix=spec.output_layer.jacobian_matrix.format(yhat=yhat_t, outer=outer),
         loss_gradient=n.respell(loss.gradient.format(yhat=r"\hat{y}_i", y="y_i")),
         fused_derivation=(n.respell(fused.derivation.format(yhat=r"\hat{y}", y="y", E=n.loss(t))) if fused else None),
-        letter=n.letter,
+        entry_at=n.entry_at,
         E=n.E,
         fused_assumes=fused.assumes if fused else "",
         general_dyhat=_at(n, derivation.adjoints, "dyhat", last) if not fused else None,

@@ -519,7 +519,7 @@ def _caption(n: Notation, spec, net, steps, weight, loss, states, paths, carried
     the highlighted paths run through, ``paths`` the most paths from one use of the weight to the loss."""
     T = spec.T
     steps_word = "step" if T == 1 else "steps"
-    parts = [f"The network unrolled for $T = {T}$ {steps_word}, drawn from the graph the derivation differentiates"]
+    parts = [f"The network unrolled for $T = {T}$ {steps_word}"]
     if GAP in steps:
         parts[0] += f" (steps 3 to {T - 2} are left out: $\\cdots$)"
     parts[0] += "."

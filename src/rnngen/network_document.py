@@ -51,6 +51,7 @@ from rnngen.families import (
 )
 from rnngen.gate_document import gate_context
 from rnngen.network import Block
+from rnngen.network import size as size_symbol
 from rnngen.printing.math import param_latex
 from rnngen.program import gradient_symbol, relative, state_key, step_template
 from rnngen.shapes import TEXT_WIDTH, cell_width, gradient_factor_shapes, shape_rows, side_by_side, size
@@ -73,6 +74,13 @@ _DIRECTION = {"": "", "f": "forward chain", "b": "backward chain"}
 def _where(chain) -> str:
     layer = f"layer {chain.layer}" if chain.tag_layer else "the hidden layer"
     return layer + (", " + _DIRECTION[chain.direction] if chain.direction else "")
+
+
+def sizes_row(hidden: tuple = ("n_{h}",), states: str = "the state") -> tuple:
+    """The legend's row of the sizes the shapes and the worked example write: ``hidden``, the states' sizes
+    (a layered network's ``n_{h1}``, ``n_{h2}``), and ``states``, which states they are the sizes of."""
+    symbols = ",\\ ".join(("n_{x}", *hidden, "n_{y}"))
+    return (f"${symbols}$", f"the sizes of the input, {states} and the output")
 
 
 def _legend(n: Notation, derivation: Derivation, equations: str = "", shapes: tuple = ()) -> list:
@@ -123,6 +131,12 @@ def _legend(n: Notation, derivation: Derivation, equations: str = "", shapes: tu
         if p.blocks:
             parts = ",\\ ".join(n.latex(p.block(part)) for part in p.parts)
             rows.append(("", f"its {'row' if p.row else 'column'} blocks, in order: ${parts}$"))
+    if net.layers == 1:
+        rows.append(sizes_row(states="each state" if len(net.chains) > 1 or net.cell.gated else "the state"))
+    else:
+        layers = ", ".join(str(layer) for layer in range(1, net.layers)) + f" and {net.layers}"
+        hidden = tuple(size(size_symbol(f"n_h{layer}")) for layer in range(1, net.layers + 1))
+        rows.append(sizes_row(hidden, f"the states of layers {layers}"))
     h, dh = (n.step(key + net.chains[-1].suffix, "t") for key in ("h", "dh"))
     tau = derivation.spec.truncate
     if tau is None:

@@ -371,9 +371,9 @@ def _seed002(spec) -> dict:
         ),
     ]
     intro = (
-        r"The notes' gradients, the sum over $k$ written out with $D_{j} = \operatorname{diag}(\mathbf{1} - "
-        r"h_{j} \odot h_{j})$ (a column gradient: the product's earliest step on the left), and the stacked "
-        r"form of the step, one matrix on $[h_{t-1}; x_{t}]$. "
+        r"Below are the notes' gradients, with the sum over $k$ written out and $D_{j} = \operatorname{diag}("
+        r"\mathbf{1} - h_{j} \odot h_{j})$ (a column gradient: the product's earliest step on the left), and the "
+        r"stacked form of the step, one matrix on $[h_{t-1}; x_{t}]$. "
         + _immediate(r"The notes'", r"\partial h_{k} / \partial W", r"\partial^{+} h_{k} / \partial W")
         + r" Here it carries the plus:"
     )
@@ -473,8 +473,9 @@ def _seed003(spec) -> dict:
         ),
     ]
     intro = (
-        r"The slides' recursive form, with $g = \tanh$, $g'(z_{t}) = \mathbf{1} - H_{t} \odot H_{t}$ and "
-        r"$\partial g(z_{t}) / \partial z_{t} = \operatorname{diag}(g'(z_{t}))$. Its products contract as follows: "
+        r"The slides write the gradients in a recursive form, with $g = \tanh$, $g'(z_{t}) = \mathbf{1} - H_{t} "
+        r"\odot H_{t}$ and $\partial g(z_{t}) / \partial z_{t} = \operatorname{diag}(g'(z_{t}))$. Its products "
+        r"contract as follows: "
         r"$\partial H_{t} / \partial W$ has three indices, $[H_{t-1} + W\, \partial H_{t-1} / \partial W]$ holds "
         r"$\delta_{ij} H_{t-1,k} + \sum_m W_{im}\, \partial H_{t-1,m} / \partial W_{jk}$, and "
         r"$(\hat{y} - y) \cdot V \cdot g'(z_{t})$ is the row $(\hat{y} - y)^{\top} V \operatorname{diag}(g'(z_{t}))$, "
@@ -482,18 +483,16 @@ def _seed003(spec) -> dict:
     )
     errata = [
         Erratum(
-            r"We found no error in these slides, only two shorthands written in the order of scalars. The "
-            r"product $(\hat{y} - y) \cdot V \cdot g'(z_{3})$ reads for vectors as",
-            SeedFormula(r"(\hat{y} - y)^{\top} V \operatorname{diag}\bigl(g'(z_{3})\bigr)."),
-            r"As written it is defined only for $n_y = 1$, and with $g'$ a vector it then gives a number where a "
-            r"row is needed.",
-        ),
-        Erratum(
-            rf"Their $\partial L / \partial V = (\hat{{y}} - y) \cdot (H_{{{T}}})$ is, for vectors, an outer "
-            r"product:",
-            SeedFormula(rf"\frac{{\partial L}}{{\partial V}} = (\hat{{y}} - y)\, H_{{{T}}}^{{\top}}.", "V", grad_V),
-            r"Read as a dot product it would be one number, defined only when $n_y = n_h$, not a matrix of the "
-            r"shape of $V$ ($n_y \times n_h$).",
+            # not errors: products written in the order of scalars, which vectors read otherwise
+            r"The slides are right for a scalar output; for vectors their products $(\hat{y} - y) \cdot V \cdot "
+            rf"g'(z_{{{T}}})$ and $\partial L / \partial V = (\hat{{y}} - y) \cdot (H_{{{T}}})$ read as",
+            SeedFormula(
+                rf"(\hat{{y}} - y)^{{\top}} V \operatorname{{diag}}\bigl(g'(z_{{{T}}})\bigr), \qquad "
+                rf"\frac{{\partial L}}{{\partial V}} = (\hat{{y}} - y)\, H_{{{T}}}^{{\top}}.",
+                "V",
+                grad_V,
+            ),
+            r"The first is a row, the second a matrix of the shape of $V$ ($n_y \times n_h$).",
         ),
     ]
     return dict(intro=intro, assembled=assembled, errata=errata)
@@ -568,7 +567,8 @@ def _seed004(spec) -> dict:
     ]
     intro = (
         # the parentheses in braces: TeX breaks no line inside a math group
-        r"The slides' gradients and the gradient-descent step with learning rate $\eta$, every factor a number: "
+        r"The slides give the gradients and the gradient-descent step with learning rate $\eta$, every factor a "
+        r"number: "
         r"$\partial \hat{y} / \partial " + last + r" = \hat{y}{(1 - \hat{y})}\, w_{o}$ and "
         r"$\partial O_{m} / \partial O_{m-1} = {(1 - O_{m}^{2})}\, w_{h}$. "
         + _immediate(r"The slides'", r"\partial O_{j} / \partial w", r"\partial^{+} O_{j} / \partial w")

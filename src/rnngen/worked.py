@@ -35,7 +35,7 @@ from rnngen.texwidth import EM, width
 #: The default example's sizes (every hidden layer n_h) and its seed.
 SIZES = (2, 2, 2)
 SEED = 4
-#: The learning rates the update step may take, in order: the first whose one step moves the loss by a unit of
+#: The learning rates the update step may take, in order: the first whose one step lowers the loss by a unit of
 #: its last printed digit or more, so that the step shows (an Elman cell's gradients, of order 0.1 to 1, take
 #: the first; a gated cell's, of order 0.01, take 10); the first where none does, and the text says the change
 #: lies beyond the digits printed. An example that gives its learning rate (``WorkedExample.eta``) keeps it.
@@ -48,7 +48,7 @@ DIGITS = 4
 #: How many times a drawn example's parameters may be halved to keep every number finite.
 MAX_HALVINGS = 8
 #: How many draws (seeds ``seed``, ``seed + 1``, ...) the default example may take: the first whose update step
-#: shows in the printed loss at one of ``ETAS`` (a gated cell's gradients are too small for that at some draws);
+#: lowers the printed loss at one of ``ETAS`` (a gated cell's gradients are too small for that at some draws);
 #: the first draw where none does.
 DRAWS = 8
 #: Up to this T the section lists every input and target; beyond it, the rule that makes them.
@@ -67,7 +67,7 @@ class WorkedExample:
             flat); None draws them from ``seed`` and rounds them to two decimals.
         entry: ``(parameter name, index)`` of the gradient entry to work out; None takes the first
             recurrent weight's (``Network.recurrent_weight``) entry of largest gradient in size.
-        eta: the learning rate of the update step; None: the first of ``ETAS`` whose step shows in the loss.
+        eta: the learning rate of the update step; None: the first of ``ETAS`` whose step lowers the loss visibly.
         sizes: ``(n_x, n_h, n_y)``, every hidden layer of size ``n_h``.
         sentences: what each sequence reads, in words (``("cat mat rat", ...)``), printed before the
             inputs; empty for none.
@@ -172,6 +172,12 @@ def shows(before: float, after: float, digits: int = DIGITS) -> bool:
         return False
     unit = 10.0 ** (math.floor(math.log10(abs(float(f"{before:.{digits - 1}e}")))) - (digits - 1))
     return abs(after - before) >= unit
+
+
+def lowers(before: float, after: float) -> bool:
+    """The step lowers the loss by a change the printed numbers show: what the learning rate and the draw are
+    chosen by, since the text says a step against the gradient lowers the loss (a step too long raises it)."""
+    return after < before and shows(before, after)
 
 
 def given(value: float) -> str:
@@ -330,12 +336,13 @@ def work(derivation: Derivation, example: WorkedExample | None = None) -> Worked
     if example.params is not None and set(example.params) != set(graph.params):
         raise ValueError(f"the worked example's parameters must be exactly {', '.join(graph.params)}")
     if example.params is not None:
-        return _work(derivation, example, dims, _params(derivation, example, dims))
+        with np.errstate(all="ignore"):  # as a drawn example runs: a number that overflows is printed, not warned of
+            return _work(derivation, example, dims, _params(derivation, example, dims))
     first = None
     for seed in range(example.seed, example.seed + DRAWS):
         worked = _finite(derivation, dataclasses.replace(example, seed=seed), dims)
         first = first or worked
-        if worked.shows:
+        if lowers(worked.loss, worked.loss_after):
             return worked
     return first
 
@@ -382,7 +389,7 @@ def _work(derivation: Derivation, example: WorkedExample, dims: dict, params: di
 
     etas = ETAS if example.eta is None else (example.eta,)
     steps = {eta: step(eta) for eta in etas}
-    eta = next((eta for eta in etas if shows(loss, steps[eta][1])), etas[0])
+    eta = next((eta for eta in etas if lowers(loss, steps[eta][1])), etas[0])
     updated, loss_after = steps[eta]
     return Worked(
         example=example,
