@@ -214,4 +214,6 @@ def side_by_side(rows: list) -> list:
         + _COLUMN_SPACE
         for part in parts
     )
-    return parts if need <= TEXT_WIDTH else [rows]
+    # The widths are estimates (texwidth): a GRU's row-notation deltas, \delta^{{a_{r}},t}, set 5 % wider than
+    # estimated and ran 20 pt over at 465 of 470 pt; so the halves go side by side below 93 % of the width.
+    return parts if need <= 0.93 * TEXT_WIDTH else [rows]
