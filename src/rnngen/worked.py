@@ -154,7 +154,7 @@ def number(value: float, digits: int = DIGITS, trim: bool = False) -> str:
     """
     if value == 0 or not math.isfinite(value):
         return "0" if value == 0 else str(value)
-    exponent = math.floor(math.log10(abs(float(f"{value:.{digits - 1}e}"))))
+    exponent = _exponent(value, digits)
     if -3 <= exponent < 4:
         text = f"{value:.{max(digits - 1 - exponent, 0)}f}"
         text = text.rstrip("0").rstrip(".") if trim and "." in text else text
@@ -165,12 +165,17 @@ def number(value: float, digits: int = DIGITS, trim: bool = False) -> str:
     return power if mantissa == "1" else f"-{power}" if mantissa == "-1" else rf"{mantissa} \times {power}"
 
 
+def _exponent(value: float, digits: int) -> int:
+    """The power of ten of ``value``'s first digit once rounded to ``digits`` significant digits (9.9996 -> 1)."""
+    return math.floor(math.log10(abs(float(f"{value:.{digits - 1}e}"))))
+
+
 def shows(before: float, after: float, digits: int = DIGITS) -> bool:
     """True when the loss moves from ``before`` to ``after`` by a unit of the last digit ``number`` prints of
     ``before`` or more: a change the printed numbers show, not one that only crosses a rounding boundary."""
     if before == 0 or not math.isfinite(before) or not math.isfinite(after):
         return False
-    unit = 10.0 ** (math.floor(math.log10(abs(float(f"{before:.{digits - 1}e}")))) - (digits - 1))
+    unit = 10.0 ** (_exponent(before, digits) - (digits - 1))
     return abs(after - before) >= unit
 
 
@@ -388,9 +393,8 @@ def _work(derivation: Derivation, example: WorkedExample, dims: dict, params: di
         return updated, loss_at(updated - w)
 
     etas = ETAS if example.eta is None else (example.eta,)
-    steps = {eta: step(eta) for eta in etas}
-    eta = next((eta for eta in etas if lowers(loss, steps[eta][1])), etas[0])
-    updated, loss_after = steps[eta]
+    steps = ((eta, *step(eta)) for eta in etas)  # taken one by one: most examples keep the first
+    eta, updated, loss_after = next((s for s in steps if lowers(loss, s[2])), None) or (etas[0], *step(etas[0]))
     return Worked(
         example=example,
         params=params,
