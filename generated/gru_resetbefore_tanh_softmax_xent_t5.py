@@ -366,6 +366,7 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, h0, V, c, x, buf):
     gates_in_T = buf["gates_in_T"]
     np.stack((U_n.T, U_r.T, U_z.T), out=gates_in_T[:, :-1])  # one per gate, for one operation over the gates
     np.stack((b_n, b_r, b_z), out=gates_in_T[:, -1])  # each gate's bias, a last row for the ones
+    gates_in_T[1:3] *= 0.5  # halved: σ(a) = (1 + tanh(a / 2)) / 2
     if x.dtype.kind == "f":
         gates_data = _with_ones(buf, "gates_data", x.reshape(-1, n_x))  # the product adds the biases
         np.matmul(gates_data, gates_in_T, out=buf["gates rows"])
@@ -377,11 +378,14 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, h0, V, c, x, buf):
     gr_ = buf["gr_"]  # its steps as views, made with the buffers: cheaper to index
     gates_rec_T = buf["gates_rec_T"]
     np.concatenate((W_r.T, W_z.T), axis=1, out=gates_rec_T)  # side by side: one product for the gates
+    gates_rec_T *= 0.5  # halved: σ(a) = (1 + tanh(a / 2)) / 2
     gates_gemm = buf["gates_gemm"]
     gates_ = buf["gates_"]  # its steps as views, made with the buffers: cheaper to index
     np.dot(h_[0], gates_rec_T, out=gates_gemm)
     gates_[0][1:3] += buf["gates_gemm by gate"]  # r, z
-    _sigmoid(gates_[0][1:3], out=gates_[0][1:3])  # r, z
+    np.tanh(gates_[0][1:3], out=gates_[0][1:3])  # r, z
+    gates_[0][1:3] *= 0.5  # r, z: σ(a) = (1 + tanh(a / 2)) / 2
+    gates_[0][1:3] += 0.5
     # (32) A_z̃[1..5] = U_z X[1..5] + b_z 1ᵀ
     gz = buf["gz"]
     # pre_zz is gz: each step is read only by the same step of gz, built on it
@@ -406,7 +410,9 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, h0, V, c, x, buf):
     # (37) r_2 = σ(a_r̃_2 + W_r h_1)
     np.dot(h_[1], gates_rec_T, out=gates_gemm)
     gates_[1][1:3] += buf["gates_gemm by gate"]  # r, z
-    _sigmoid(gates_[1][1:3], out=gates_[1][1:3])  # r, z
+    np.tanh(gates_[1][1:3], out=gates_[1][1:3])  # r, z
+    gates_[1][1:3] *= 0.5  # r, z: σ(a) = (1 + tanh(a / 2)) / 2
+    gates_[1][1:3] += 0.5
     # (38) z_2 = σ(a_z̃_2 + W_z h_1)
     # made above, in one operation over all the gates (gates)
     # (39) n_2 = tanh(a_ñ_2 + W_n (r_2 ∘ h_1))
@@ -420,7 +426,9 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, h0, V, c, x, buf):
     # (41) r_3 = σ(a_r̃_3 + W_r h_2)
     np.dot(h_[2], gates_rec_T, out=gates_gemm)
     gates_[2][1:3] += buf["gates_gemm by gate"]  # r, z
-    _sigmoid(gates_[2][1:3], out=gates_[2][1:3])  # r, z
+    np.tanh(gates_[2][1:3], out=gates_[2][1:3])  # r, z
+    gates_[2][1:3] *= 0.5  # r, z: σ(a) = (1 + tanh(a / 2)) / 2
+    gates_[2][1:3] += 0.5
     # (42) z_3 = σ(a_z̃_3 + W_z h_2)
     # made above, in one operation over all the gates (gates)
     # (43) n_3 = tanh(a_ñ_3 + W_n (r_3 ∘ h_2))
@@ -434,7 +442,9 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, h0, V, c, x, buf):
     # (45) r_4 = σ(a_r̃_4 + W_r h_3)
     np.dot(h_[3], gates_rec_T, out=gates_gemm)
     gates_[3][1:3] += buf["gates_gemm by gate"]  # r, z
-    _sigmoid(gates_[3][1:3], out=gates_[3][1:3])  # r, z
+    np.tanh(gates_[3][1:3], out=gates_[3][1:3])  # r, z
+    gates_[3][1:3] *= 0.5  # r, z: σ(a) = (1 + tanh(a / 2)) / 2
+    gates_[3][1:3] += 0.5
     # (46) z_4 = σ(a_z̃_4 + W_z h_3)
     # made above, in one operation over all the gates (gates)
     # (47) n_4 = tanh(a_ñ_4 + W_n (r_4 ∘ h_3))
@@ -448,7 +458,9 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, h0, V, c, x, buf):
     # (49) r_5 = σ(a_r̃_5 + W_r h_4)
     np.dot(h_[4], gates_rec_T, out=gates_gemm)
     gates_[4][1:3] += buf["gates_gemm by gate"]  # r, z
-    _sigmoid(gates_[4][1:3], out=gates_[4][1:3])  # r, z
+    np.tanh(gates_[4][1:3], out=gates_[4][1:3])  # r, z
+    gates_[4][1:3] *= 0.5  # r, z: σ(a) = (1 + tanh(a / 2)) / 2
+    gates_[4][1:3] += 0.5
     # (50) z_5 = σ(a_z̃_5 + W_z h_4)
     # made above, in one operation over all the gates (gates)
     # (51) n_5 = tanh(a_ñ_5 + W_n (r_5 ∘ h_4))
@@ -707,23 +719,6 @@ def _ones(n, dtype):
 
 
 _ONES = {}
-
-
-def _sigmoid(a, out=None):
-    # 1 / (1 + e^-a), to an ulp, 7x faster than exp(-logaddexp(0, -a)). Below a = -88, where e^-a
-    # would overflow float32, e^-a is capped and those entries are then set to e^a: there
-    # 1 + e^a rounds to 1, so e^a is sigma(a) to an ulp (the cap alone gave 6e-39 for 1e-87).
-    tail = a < -88.0 if a.min() < -88.0 else None
-    low = None if tail is None else np.exp(a[tail])  # before out, which may be a, is written
-    out = np.negative(a, out=out)
-    if tail is not None:
-        np.minimum(out, 88.0, out=out)
-    np.exp(out, out=out)
-    out += 1.0
-    out = np.divide(1.0, out, out=out)
-    if tail is not None:
-        out[tail] = low
-    return out
 
 
 def _softmax(a, out=None):

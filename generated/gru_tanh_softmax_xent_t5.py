@@ -373,6 +373,7 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, b_hn, h0, V, c, x, buf
     gates_in_T = buf["gates_in_T"]
     np.stack((U_n.T, U_r.T, U_z.T), out=gates_in_T[:, :-1])  # one per gate, for one operation over the gates
     np.stack((b_n, b_r, b_z), out=gates_in_T[:, -1])  # each gate's bias, a last row for the ones
+    gates_in_T[1:3] *= 0.5  # halved: σ(a) = (1 + tanh(a / 2)) / 2
     if x.dtype.kind == "f":
         gates_data = _with_ones(buf, "gates_data", x.reshape(-1, n_x))  # the product adds the biases
         np.matmul(gates_data, gates_in_T, out=buf["gates rows"][0:3])
@@ -385,11 +386,14 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, b_hn, h0, V, c, x, buf
     gr_ = buf["gr_"]  # its steps as views, made with the buffers: cheaper to index
     gates_rec_T = buf["gates_rec_T"]
     np.concatenate((W_r.T, W_z.T, W_n.T), axis=1, out=gates_rec_T)  # side by side: one product for the gates
+    gates_rec_T.reshape(len(gates_rec_T), 3, -1)[:, 0:2] *= 0.5  # halved: σ(a) = (1 + tanh(a / 2)) / 2
     gates_gemm = buf["gates_gemm"]
     gates_ = buf["gates_"]  # its steps as views, made with the buffers: cheaper to index
     np.dot(h_[0], gates_rec_T, out=gates_gemm)
     gates_[0][1:4] += buf["gates_gemm by gate"]  # r, z, a_hn
-    _sigmoid(gates_[0][1:3], out=gates_[0][1:3])  # r, z
+    np.tanh(gates_[0][1:3], out=gates_[0][1:3])  # r, z
+    gates_[0][1:3] *= 0.5  # r, z: σ(a) = (1 + tanh(a / 2)) / 2
+    gates_[0][1:3] += 0.5
     # (34) A_z̃[1..5] = U_z X[1..5] + b_z 1ᵀ
     gz = buf["gz"]
     # pre_zz is gz: each step is read only by the same step of gz, built on it
@@ -419,7 +423,9 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, b_hn, h0, V, c, x, buf
     # (41) r_2 = σ(a_r̃_2 + W_r h_1)
     np.dot(h_[1], gates_rec_T, out=gates_gemm)
     gates_[1][1:4] += buf["gates_gemm by gate"]  # r, z, a_hn
-    _sigmoid(gates_[1][1:3], out=gates_[1][1:3])  # r, z
+    np.tanh(gates_[1][1:3], out=gates_[1][1:3])  # r, z
+    gates_[1][1:3] *= 0.5  # r, z: σ(a) = (1 + tanh(a / 2)) / 2
+    gates_[1][1:3] += 0.5
     # (42) z_2 = σ(a_z̃_2 + W_z h_1)
     # made above, in one operation over all the gates (gates)
     # (43) a_hn_2 = a_hñ_2 + W_n h_1
@@ -434,7 +440,9 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, b_hn, h0, V, c, x, buf
     # (46) r_3 = σ(a_r̃_3 + W_r h_2)
     np.dot(h_[2], gates_rec_T, out=gates_gemm)
     gates_[2][1:4] += buf["gates_gemm by gate"]  # r, z, a_hn
-    _sigmoid(gates_[2][1:3], out=gates_[2][1:3])  # r, z
+    np.tanh(gates_[2][1:3], out=gates_[2][1:3])  # r, z
+    gates_[2][1:3] *= 0.5  # r, z: σ(a) = (1 + tanh(a / 2)) / 2
+    gates_[2][1:3] += 0.5
     # (47) z_3 = σ(a_z̃_3 + W_z h_2)
     # made above, in one operation over all the gates (gates)
     # (48) a_hn_3 = a_hñ_3 + W_n h_2
@@ -449,7 +457,9 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, b_hn, h0, V, c, x, buf
     # (51) r_4 = σ(a_r̃_4 + W_r h_3)
     np.dot(h_[3], gates_rec_T, out=gates_gemm)
     gates_[3][1:4] += buf["gates_gemm by gate"]  # r, z, a_hn
-    _sigmoid(gates_[3][1:3], out=gates_[3][1:3])  # r, z
+    np.tanh(gates_[3][1:3], out=gates_[3][1:3])  # r, z
+    gates_[3][1:3] *= 0.5  # r, z: σ(a) = (1 + tanh(a / 2)) / 2
+    gates_[3][1:3] += 0.5
     # (52) z_4 = σ(a_z̃_4 + W_z h_3)
     # made above, in one operation over all the gates (gates)
     # (53) a_hn_4 = a_hñ_4 + W_n h_3
@@ -464,7 +474,9 @@ def _forward(U_r, U_z, U_n, W_r, W_z, W_n, b_r, b_z, b_n, b_hn, h0, V, c, x, buf
     # (56) r_5 = σ(a_r̃_5 + W_r h_4)
     np.dot(h_[4], gates_rec_T, out=gates_gemm)
     gates_[4][1:4] += buf["gates_gemm by gate"]  # r, z, a_hn
-    _sigmoid(gates_[4][1:3], out=gates_[4][1:3])  # r, z
+    np.tanh(gates_[4][1:3], out=gates_[4][1:3])  # r, z
+    gates_[4][1:3] *= 0.5  # r, z: σ(a) = (1 + tanh(a / 2)) / 2
+    gates_[4][1:3] += 0.5
     # (57) z_5 = σ(a_z̃_5 + W_z h_4)
     # made above, in one operation over all the gates (gates)
     # (58) a_hn_5 = a_hñ_5 + W_n h_4
@@ -725,23 +737,6 @@ def _ones(n, dtype):
 
 
 _ONES = {}
-
-
-def _sigmoid(a, out=None):
-    # 1 / (1 + e^-a), to an ulp, 7x faster than exp(-logaddexp(0, -a)). Below a = -88, where e^-a
-    # would overflow float32, e^-a is capped and those entries are then set to e^a: there
-    # 1 + e^a rounds to 1, so e^a is sigma(a) to an ulp (the cap alone gave 6e-39 for 1e-87).
-    tail = a < -88.0 if a.min() < -88.0 else None
-    low = None if tail is None else np.exp(a[tail])  # before out, which may be a, is written
-    out = np.negative(a, out=out)
-    if tail is not None:
-        np.minimum(out, 88.0, out=out)
-    np.exp(out, out=out)
-    out += 1.0
-    out = np.divide(1.0, out, out=out)
-    if tail is not None:
-        out[tail] = low
-    return out
 
 
 def _softmax(a, out=None):

@@ -425,6 +425,7 @@ def _forward(U_i, U_f, U_g, U_o, W_i, W_f, W_g, W_o, b_i, b_f, b_g, b_o, h0, c0,
     gates_in_T = buf["gates_in_T"]
     np.stack((U_g.T, U_i.T, U_f.T, U_o.T), out=gates_in_T[:, :-1])  # one per gate, for one operation over the gates
     np.stack((b_g, b_i, b_f, b_o), out=gates_in_T[:, -1])  # each gate's bias, a last row for the ones
+    gates_in_T[1:4] *= 0.5  # halved: σ(a) = (1 + tanh(a / 2)) / 2
     if x.dtype.kind == "f":
         gates_data = _with_ones(buf, "gates_data", x.reshape(-1, n_x))  # the product adds the biases
         np.matmul(gates_data, gates_in_T, out=buf["gates rows"])
@@ -436,12 +437,14 @@ def _forward(U_i, U_f, U_g, U_o, W_i, W_f, W_g, W_o, b_i, b_f, b_g, b_o, h0, c0,
     gi_ = buf["gi_"]  # its steps as views, made with the buffers: cheaper to index
     gates_rec_T = buf["gates_rec_T"]
     np.concatenate((W_g.T, W_i.T, W_f.T, W_o.T), axis=1, out=gates_rec_T)  # side by side: one product for the gates
+    gates_rec_T.reshape(len(gates_rec_T), 4, -1)[:, 1:4] *= 0.5  # halved: σ(a) = (1 + tanh(a / 2)) / 2
     gates_gemm = buf["gates_gemm"]
     gates_ = buf["gates_"]  # its steps as views, made with the buffers: cheaper to index
     np.dot(h_[0], gates_rec_T, out=gates_gemm)
     gates_[0] += buf["gates_gemm by gate"]  # g, i, f, o
-    np.tanh(gates_[0][0:1], out=gates_[0][0:1])  # g
-    _sigmoid(gates_[0][1:4], out=gates_[0][1:4])  # i, f, o
+    np.tanh(gates_[0], out=gates_[0])  # g, i, f, o
+    gates_[0][1:4] *= 0.5  # i, f, o: σ(a) = (1 + tanh(a / 2)) / 2
+    gates_[0][1:4] += 0.5
     # (42) A_f̃[1..5] = U_f X[1..5] + b_f 1ᵀ
     gf = buf["gf"]
     # pre_zf is gf: each step is read only by the same step of gf, built on it
@@ -476,8 +479,9 @@ def _forward(U_i, U_f, U_g, U_o, W_i, W_f, W_g, W_o, b_i, b_f, b_g, b_o, h0, c0,
     # (51) i_2 = σ(a_ĩ_2 + W_i h_1)
     np.dot(h_[1], gates_rec_T, out=gates_gemm)
     gates_[1] += buf["gates_gemm by gate"]  # g, i, f, o
-    np.tanh(gates_[1][0:1], out=gates_[1][0:1])  # g
-    _sigmoid(gates_[1][1:4], out=gates_[1][1:4])  # i, f, o
+    np.tanh(gates_[1], out=gates_[1])  # g, i, f, o
+    gates_[1][1:4] *= 0.5  # i, f, o: σ(a) = (1 + tanh(a / 2)) / 2
+    gates_[1][1:4] += 0.5
     # (52) f_2 = σ(a_f̃_2 + W_f h_1)
     # made above, in one operation over all the gates (gates)
     # (53) g_2 = tanh(a_g̃_2 + W_g h_1)
@@ -494,8 +498,9 @@ def _forward(U_i, U_f, U_g, U_o, W_i, W_f, W_g, W_o, b_i, b_f, b_g, b_o, h0, c0,
     # (58) i_3 = σ(a_ĩ_3 + W_i h_2)
     np.dot(h_[2], gates_rec_T, out=gates_gemm)
     gates_[2] += buf["gates_gemm by gate"]  # g, i, f, o
-    np.tanh(gates_[2][0:1], out=gates_[2][0:1])  # g
-    _sigmoid(gates_[2][1:4], out=gates_[2][1:4])  # i, f, o
+    np.tanh(gates_[2], out=gates_[2])  # g, i, f, o
+    gates_[2][1:4] *= 0.5  # i, f, o: σ(a) = (1 + tanh(a / 2)) / 2
+    gates_[2][1:4] += 0.5
     # (59) f_3 = σ(a_f̃_3 + W_f h_2)
     # made above, in one operation over all the gates (gates)
     # (60) g_3 = tanh(a_g̃_3 + W_g h_2)
@@ -512,8 +517,9 @@ def _forward(U_i, U_f, U_g, U_o, W_i, W_f, W_g, W_o, b_i, b_f, b_g, b_o, h0, c0,
     # (65) i_4 = σ(a_ĩ_4 + W_i h_3)
     np.dot(h_[3], gates_rec_T, out=gates_gemm)
     gates_[3] += buf["gates_gemm by gate"]  # g, i, f, o
-    np.tanh(gates_[3][0:1], out=gates_[3][0:1])  # g
-    _sigmoid(gates_[3][1:4], out=gates_[3][1:4])  # i, f, o
+    np.tanh(gates_[3], out=gates_[3])  # g, i, f, o
+    gates_[3][1:4] *= 0.5  # i, f, o: σ(a) = (1 + tanh(a / 2)) / 2
+    gates_[3][1:4] += 0.5
     # (66) f_4 = σ(a_f̃_4 + W_f h_3)
     # made above, in one operation over all the gates (gates)
     # (67) g_4 = tanh(a_g̃_4 + W_g h_3)
@@ -530,8 +536,9 @@ def _forward(U_i, U_f, U_g, U_o, W_i, W_f, W_g, W_o, b_i, b_f, b_g, b_o, h0, c0,
     # (72) i_5 = σ(a_ĩ_5 + W_i h_4)
     np.dot(h_[4], gates_rec_T, out=gates_gemm)
     gates_[4] += buf["gates_gemm by gate"]  # g, i, f, o
-    np.tanh(gates_[4][0:1], out=gates_[4][0:1])  # g
-    _sigmoid(gates_[4][1:4], out=gates_[4][1:4])  # i, f, o
+    np.tanh(gates_[4], out=gates_[4])  # g, i, f, o
+    gates_[4][1:4] *= 0.5  # i, f, o: σ(a) = (1 + tanh(a / 2)) / 2
+    gates_[4][1:4] += 0.5
     # (73) f_5 = σ(a_f̃_5 + W_f h_4)
     # made above, in one operation over all the gates (gates)
     # (74) g_5 = tanh(a_g̃_5 + W_g h_4)
@@ -799,23 +806,6 @@ def _ones(n, dtype):
 
 
 _ONES = {}
-
-
-def _sigmoid(a, out=None):
-    # 1 / (1 + e^-a), to an ulp, 7x faster than exp(-logaddexp(0, -a)). Below a = -88, where e^-a
-    # would overflow float32, e^-a is capped and those entries are then set to e^a: there
-    # 1 + e^a rounds to 1, so e^a is sigma(a) to an ulp (the cap alone gave 6e-39 for 1e-87).
-    tail = a < -88.0 if a.min() < -88.0 else None
-    low = None if tail is None else np.exp(a[tail])  # before out, which may be a, is written
-    out = np.negative(a, out=out)
-    if tail is not None:
-        np.minimum(out, 88.0, out=out)
-    np.exp(out, out=out)
-    out += 1.0
-    out = np.divide(1.0, out, out=out)
-    if tail is not None:
-        out[tail] = low
-    return out
 
 
 def _softmax(a, out=None):

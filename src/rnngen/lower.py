@@ -24,6 +24,8 @@ here with a docstring that says what it decides and why, testable on hand-built 
   scatter-add (``takes_token_ids``);
 - ``Lowered.row_views``: the runs of steps read as rows, views made once with the buffers;
 - ``unread_names_dropped``: no name bound for a buffer reached only through those views.
+- ``sigmoid_by_tanh`` (its own module, after ``side_by_side``): a gated step's sigmoid gates through
+  one tanh with its other gates, their weights halved once per call;
 - ``loss_with_delta``: the cross-entropy and its output delta ``Ŷ - Y`` in one call, which reads the
   targets' probabilities once; ``loss_and_grads`` then skips the loss's own line.
 
@@ -65,6 +67,7 @@ from rnngen.operations import (
 )
 from rnngen.program import Program, family_of, stacked
 from rnngen.side_by_side import side_by_side
+from rnngen.sigmoid_by_tanh import sigmoid_by_tanh
 
 
 @dataclass(frozen=True)
@@ -958,7 +961,7 @@ def loss_with_delta(lowered: Lowered) -> Lowered:
 
 
 #: The passes from ``Lowered`` to ``Lowered``, each switchable off the same way.
-REWRITES = (side_by_side, loss_with_delta)
+REWRITES = (side_by_side, sigmoid_by_tanh, loss_with_delta)
 
 
 def lower(program: Program, skip=()) -> Lowered:

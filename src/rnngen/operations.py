@@ -181,6 +181,17 @@ class Stack:
     params: tuple
     form: str
     biases: tuple = ()
+    #: ``(lo, hi)``: the parameters ``lo .. hi - 1`` (and their biases) halved after the fill, for gates whose
+    #: sigmoid is taken as ``(1 + tanh(a / 2)) / 2`` (``sigmoid_by_tanh``); None: as they are.
+    halved: tuple | None = None
+
+
+@dataclass(frozen=True)
+class FromTanh:
+    """``dest``, gates that hold ``tanh(a / 2)`` (their weights halved, ``Stack.halved``), becomes their sigmoid
+    ``σ(a) = (1 + tanh(a / 2)) / 2`` in place (``sigmoid_by_tanh``)."""
+
+    dest: object
 
 
 @dataclass(frozen=True)

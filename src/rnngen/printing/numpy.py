@@ -417,21 +417,39 @@ class NumpyPrinter(Printer):
     def _write_Joined(op) -> str:
         return f"# made above, in one operation over all the gates ({op.block})"
 
-    def _write_Stack(self, op) -> str:
+    def _write_Stack(self, op) -> list:
         """One array of the parameters a product over a block of gates reads, filled once per call."""
         if op.form == "rows":  # the matrices as the math writes them
             parts = ", ".join(self._plain(p)[0] for p in op.params)
-            return f"np.concatenate(({parts}), out={op.name})  # one above another: one product for the gates"
-        parts = ", ".join(p.name if p.shape[1] == 1 else self._transposed_param(p) for p in op.params)
-        if op.form == "columns":
-            return f"np.concatenate(({parts}), axis=1, out={op.name})  # side by side: one product for the gates"
-        if op.biases:
-            biases = ", ".join(b.name for b in op.biases)
-            return [
-                f"np.stack(({parts}), out={op.name}[:, :-1])  # one per gate, for one operation over the gates",
-                f"np.stack(({biases}), out={op.name}[:, -1])  # each gate's bias, a last row for the ones",
-            ]
-        return f"np.stack(({parts}), out={op.name})  # one per gate, for one operation over the gates"
+            lines = [f"np.concatenate(({parts}), out={op.name})  # one above another: one product for the gates"]
+        else:
+            parts = ", ".join(p.name if p.shape[1] == 1 else self._transposed_param(p) for p in op.params)
+            if op.form == "columns":
+                lines = [f"np.concatenate(({parts}), axis=1, out={op.name})  # side by side: one product for the gates"]
+            elif op.biases:
+                biases = ", ".join(b.name for b in op.biases)
+                lines = [
+                    f"np.stack(({parts}), out={op.name}[:, :-1])  # one per gate, for one operation over the gates",
+                    f"np.stack(({biases}), out={op.name}[:, -1])  # each gate's bias, a last row for the ones",
+                ]
+            else:
+                lines = [f"np.stack(({parts}), out={op.name})  # one per gate, for one operation over the gates"]
+        if op.halved:
+            lo, hi = op.halved
+            k = len(op.params)
+            if (lo, hi) == (0, k):
+                part = op.name
+            elif op.form == "columns":  # (n, k n): each gate's columns
+                part = f"{op.name}.reshape(len({op.name}), {k}, -1)[:, {lo}:{hi}]"
+            else:
+                part = f"{op.name}[{lo}:{hi}]"
+            lines.append(f"{part} *= 0.5  # halved: σ(a) = (1 + tanh(a / 2)) / 2")
+        return lines
+
+    def _write_FromTanh(self, op) -> list:
+        """Gates that hold ``tanh(a / 2)`` become ``σ(a)``: two passes, in place."""
+        dest = self._dest(op.dest)
+        return [f"{dest} *= 0.5{self._which(op.dest)}: σ(a) = (1 + tanh(a / 2)) / 2", f"{dest} += 0.5"]
 
     def _write_WithOnes(self, op) -> str:
         self._use("_with_ones")
