@@ -24,6 +24,8 @@ SPECS = [
     RNNSpec(T=4, cell="lstm", masked=True, mapping="many-to-one"),
     RNNSpec(T=4, cell="gru", masked=True, padding="pre"),
     RNNSpec(T=3, cell="lstm", output="sigmoid", loss="binary_cross_entropy", hidden_bias=False),
+    RNNSpec(T=3, cell="gru", layers=2, input_grad=True),
+    RNNSpec(T=4, cell="lstm", truncate=2),
 ]
 #: Per cell: the gates of a step one tanh covers, and the sigmoid gates among them (the block's order:
 #: the LSTM's g, i, f, o; the GRU's n, r, z and W_n h's part).
