@@ -39,6 +39,12 @@ GATED = [
     RNNSpec(T=4, cell="lstm", masked=True, mapping="many-to-one"),
     RNNSpec(T=4, cell="gru", masked=True, padding="pre"),
 ]
+#: One input at the first step: the first layer's gates have no input product over all steps, and that
+#: step's input parts are gathered before its gates' one recurrent product.
+ONE_TO_MANY = [
+    RNNSpec(T=3, cell="lstm", mapping="one-to-many"),
+    RNNSpec(T=3, cell="gru", mapping="one-to-many", layers=2),
+]
 #: Each cell's gates that multiply h_{t-1} by a weight of their own, and those with an input product.
 RECURRENT = {("lstm", None): 4, ("gru", "after"): 3, ("gru", "before"): 2}
 INPUT = {"lstm": 4, "gru": 3}
@@ -55,7 +61,7 @@ def _chains(lowered):
     return {b.family: b for b in lowered.blocks if not family(b.family).is_adjoint}
 
 
-@pytest.mark.parametrize("spec", GATED, ids=str)
+@pytest.mark.parametrize("spec", [*GATED, *ONE_TO_MANY], ids=str)
 def test_each_steps_gates_are_one_product_forward_and_back(spec):
     """Per chain: one input product over all steps for the gates with one (where the input is one array),
     one GEMM per step for every gate that multiplies h_{t-1}, and one GEMM per step back into δh_{t-1};
@@ -82,8 +88,10 @@ def test_each_steps_gates_are_one_product_forward_and_back(spec):
                     assert step_of(op.data)[0] not in states, (w.stmt.target, op)
     inputs = [op for w in low.writes if w.function == "_forward" for op in flat(w.ops) if isinstance(op, Gemm)]
     firsts = [op for op in inputs if isinstance(op.param, Stack) and op.param.form == "layers"]
-    # every layer's, but a bidirectional layer's above the first, whose input is two halves, two products
-    assert len(firsts) == chains * (1 if spec.bidirectional else spec.layers)
+    # every layer's, but a bidirectional layer's above the first, whose input is two halves, two products,
+    # and a one-to-many network's first, whose input is one step (a product per gate, gathered)
+    stacked = (1 if spec.bidirectional else spec.layers) - (spec.mapping == "one-to-many")
+    assert len(firsts) == chains * stacked
     assert all(len(op.param.params) == INPUT[spec.cell] for op in firsts)
     gathers = [op for w in low.writes for op in w.ops if isinstance(op, Gather)]
     assert len(gathers) == chains * spec.layers * spec.T
@@ -130,7 +138,7 @@ def test_the_input_product_adds_the_biases(spec):
     assert all(u.expr.biases for u in ids_adds) and len(ids_adds) == chains * (spec.hidden_bias and takes_ids)
 
 
-@pytest.mark.parametrize("spec", GATED, ids=str)
+@pytest.mark.parametrize("spec", [*GATED, *ONE_TO_MANY], ids=str)
 def test_the_module_is_the_module_without_the_pass(spec):
     """Loss, every gradient, the final state and forward()'s arrays agree with the module lowered without
     ``side_by_side`` to rounding, in float64 and float32, for float inputs and (where taken) token ids."""
@@ -142,10 +150,11 @@ def test_the_module_is_the_module_without_the_pass(spec):
     for dtype, tol in ((np.float64, 1e-12), (np.float32, 2e-5)):
         shapes = plain.init_params(3, n_h, 4)
         params = {k: (0.7 * rng.standard_normal(v.shape)).astype(dtype) for k, v in shapes.items()}
-        xs = rng.standard_normal((spec.T, 2, 3)).astype(dtype)
-        targets = rng.integers(0, 4, (spec.T, 2) if spec.mapping == "many-to-many" else (2,))
+        steps = () if spec.mapping == "one-to-many" else (spec.T,)  # one input at the first step
+        xs = rng.standard_normal((*steps, 2, 3)).astype(dtype)
+        targets = rng.integers(0, 4, (2,) if spec.mapping == "many-to-one" else (spec.T, 2))
         kw = {"lengths": np.array([spec.T, spec.T - 2])} if spec.masked else {}
-        inputs = [xs] + ([rng.integers(0, 3, (spec.T, 2))] if plain.TOKEN_IDS else [])
+        inputs = [xs] + ([rng.integers(0, 3, (*steps, 2))] if plain.TOKEN_IDS else [])
         for x in inputs:
             E, grads, final = fused.loss_and_grads(params, x, targets, return_state=True, **kw)
             E0, grads0, final0 = plain.loss_and_grads(params, x, targets, return_state=True, **kw)

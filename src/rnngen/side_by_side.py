@@ -340,12 +340,15 @@ class _Rewrite:
             mine = [m for m in mine if _chain(m) == _chain(chain[0])]
             both = [m for m in mine if m in chain]
             # the gates with an input part first, so that they, and those with a recurrent part, are runs;
-            # among those with both, the rarer activations first (the LSTM's g, then i, f, o): each run of
+            # among those with both, and among the others of the chain (all of them where no input product
+            # is stacked: one-to-many), the rarer activations first (the LSTM's g, then i, f, o): each run of
             # gates with one activation is one call, forward, and in the backward sweep the gates that
             # multiply δc_t (g, i, f) are one run too
-            count = {m: sum(fn[m] == fn[g] for g in both) for m in both}
-            both.sort(key=count.get)
-            members = [m for m in mine if m not in chain] + both + [m for m in chain if m not in both]
+            rest = [m for m in chain if m not in both]
+            for run in (both, rest):
+                count = {m: sum(fn[m] == fn[g] for g in run) for m in run}
+                run.sort(key=count.get)
+            members = [m for m in mine if m not in chain] + both + rest
             block = self.block(members, width[chain[0]])
             if block is not None:
                 if not self.inputs(block, [x for x in inputs if x.member in block.members]):
@@ -396,15 +399,20 @@ class _Rewrite:
         return True
 
     def gather(self, block: Block) -> None:
-        """The gates' input parts, of another form (a bidirectional layer's two halves), each computed as it
-        is but all at the first one's write, where nothing they read is written later: so that the first
-        step's gates are written one after another, as the one GEMM of their recurrent products needs."""
-        ats = [
-            at
-            for at, w in enumerate(self.writes)
-            if w.function == "_forward" and run_of(w.stmt.target)
-            if self.in_place.get(run_of(w.stmt.target)[0], run_of(w.stmt.target)[0]) in block.members
-        ]
+        """The gates' input parts, of another form (a bidirectional layer's two halves; one-to-many's first
+        step, whose input parts are steps built in the gates' places, and the biases after it), each computed
+        as it is but all at the first one's write, where nothing they read is written later: so that the
+        first step's gates are written one after another, as the one GEMM of their recurrent products needs."""
+
+        def input_part(w) -> bool:
+            target = run_of(w.stmt.target) or step_of(w.stmt.target)
+            if w.function != "_forward" or not target:
+                return False
+            if run_of(w.stmt.target):
+                return self.in_place.get(target[0], target[0]) in block.members
+            return self.in_place.get(target[0]) in block.members and not _recurrent(w)
+
+        ats = [at for at, w in enumerate(self.writes) if input_part(w)]
         if len(ats) < 2:
             return
         moved = [op for at in ats for op in _core(self.writes[at].ops)]
@@ -412,10 +420,18 @@ class _Rewrite:
         between = (self.writes[at] for at in range(ats[0] + 1, ats[-1]) if at not in ats)
         if any((step_of(w.stmt.target) or run_of(w.stmt.target) or (None,))[0] in read for w in between):
             return
+        # the names the moved operations spell, bound with them at the first write (whose lists of step views
+        # they are spelled with)
+        bindings = [
+            op
+            for at in ats
+            for op in self.writes[at].ops
+            if isinstance(op, (Take, TakePlace)) or isinstance(op, Views) and at == ats[0]
+        ]
         for at in ats:
             w = self.writes[at]
-            kept = [op for op in w.ops if isinstance(op, (Take, TakePlace, Views))]
-            self.writes[at] = replace(w, ops=tuple(kept + (moved if at == ats[0] else [Joined(block.family)])))
+            ops = [*dict.fromkeys(bindings), *moved] if at == ats[0] else [Joined(block.family)]
+            self.writes[at] = replace(w, ops=tuple(ops))
 
     def recurrences(self, block: Block, chain: list) -> None:
         """Each step's recurrent products of the gates ``chain`` as one GEMM into a scratch and one add into
