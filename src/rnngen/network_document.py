@@ -668,7 +668,7 @@ _HALF_COLUMN = 0.5 * 6.5 * 72.27 - 40.0
 def _gradient_blocks(derivation: Derivation, gradients: dict) -> list:
     """The summary's gradients in blocks of ``(name, line)``, in order: one block per chain of a network of several
     (its initial state with it), one per kind of matrix of a gated cell (the ``U``, the ``W``, the biases), and
-    the rest (initial states, output layer) in one block."""
+    the rest (initial states, output layer) in one block; a last block of one or two joins the one before."""
     params = derivation.graph.network.params
     several = len(derivation.graph.network.chains) > 1
 
@@ -684,6 +684,8 @@ def _gradient_blocks(derivation: Derivation, gradients: dict) -> list:
             blocks[-1].append((name, line))
         else:
             blocks.append([(name, line)])
+    if len(blocks) > 1 and len(blocks[-1]) < 3:  # the output layer's two alone would end a page on one line
+        blocks[-2:] = [blocks[-2] + blocks[-1]]
     return blocks
 
 
