@@ -1,7 +1,6 @@
 """The pages of the committed handouts and their full documents, as pdfLaTeX sets them: tables whole, pages
 full before a summary that runs on, no stub of a last page, no page naming the program that made it."""
 
-import html
 import re
 import shutil
 import subprocess
