@@ -666,17 +666,15 @@ _HALF_COLUMN = 0.5 * 6.5 * 72.27 - 40.0
 
 
 def _gradient_blocks(derivation: Derivation, gradients: dict) -> list:
-    """The summary's gradients in blocks of ``(name, line)``, in order: one block per chain of a network of several
-    (its initial state with it), one per kind of matrix of a gated cell (the ``U``, the ``W``, the biases), and
-    the rest (initial states, output layer) in one block; a last block of one or two joins the one before."""
+    """The summary's gradients in blocks of ``(name, line)``, in order: per chain (of a network of several),
+    a gated cell's kinds of matrix apart (its ``U``, its ``W``, its biases); the rest (initial states, output
+    layer) in one block; a block of one or two joins the one before (it would end a page on a line)."""
     params = derivation.graph.network.params
     several = len(derivation.graph.network.chains) > 1
 
-    def block(name: str):
+    def block(name: str) -> tuple:
         p = params[name]
-        if several:
-            return p.chain
-        return p.role if p.gate else None
+        return (p.chain if several else None, p.role if p.gate else None)
 
     blocks = []
     for name, line in gradients.items():
@@ -684,8 +682,9 @@ def _gradient_blocks(derivation: Derivation, gradients: dict) -> list:
             blocks[-1].append((name, line))
         else:
             blocks.append([(name, line)])
-    if len(blocks) > 1 and len(blocks[-1]) < 3:  # the output layer's two alone would end a page on one line
-        blocks[-2:] = [blocks[-2] + blocks[-1]]
+    for i in reversed(range(1, len(blocks))):
+        if len(blocks[i]) < 3:
+            blocks[i - 1 : i + 1] = [blocks[i - 1] + blocks[i]]
     return blocks
 
 
