@@ -174,7 +174,7 @@ def test_the_last_equation_of_the_summary_and_the_appendix_never_stands_alone_on
     """Review item 30: the LSTM's full document ended with one equation alone on its last page; the long
     groups that end a document (the summary, the appendix) forbid a break before their last line."""
     tex = build(RNNSpec(T=5, **spec)).latex
-    summary = tex[tex.index(r"\section{Summary}") : tex.index(r"\end{keepwhole}")]
+    summary = tex[tex.index(r"\section{Summary}") : tex.index(r"\end{keepgroups}")]
     summary = summary[summary.rindex(r"\begin{align}") :]  # its last group (of gradients side by side: the right one)
     appendix = tex[tex.index(r"\appendix") :]
     for group in (summary[: summary.index(r"\end{align}")], appendix[: appendix.index(r"\end{align}")]):

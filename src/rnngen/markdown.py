@@ -141,10 +141,10 @@ def _header(comments: list) -> list:
     return lines + ["-->", ""]
 
 
-#: The lines that only place things on the page: a float, a block kept whole, a box of half the width, the
+#: The lines that only place things on the page: a float, a block in groups and its breaks, a box of half the width, the
 #: space between two tables side by side, a vertical space.
 _PLACEMENT = re.compile(
-    r"\\begin\{(table|keepwhole)\}(\[!?\w*\])?|\\end\{(table|keepwhole)\}|(\\vspace\{[^{}]*\})?\\noindent"
+    r"\\begin\{(table|keepgroups)\}(\[!?\w*\])?|\\end\{(table|keepgroups)\}|(\\groupbreak)?(\\vspace\{[^{}]*\})?\\noindent"
     r"|\\vspace\{[^{}]*\}|\\begin\{minipage\}\[t\]\{0\.5\\linewidth\}|\\end\{minipage\}%?|\\qquad"
 )
 

@@ -665,14 +665,43 @@ def _shapes_columns(shapes: list) -> str:
 _HALF_COLUMN = 0.5 * 6.5 * 72.27 - 40.0
 
 
-def _summary_columns(gradients: dict) -> list:
-    """The summary's gradients as columns of ``(name, line)``: two side by side (the first half on the left)
-    when every one fits half the page, which halves the summary's height; else one."""
+def _gradient_blocks(derivation: Derivation, gradients: dict) -> list:
+    """The summary's gradients in blocks of ``(name, line)``, in order: per chain (of a network of several),
+    a gated cell's kinds of matrix apart (its ``U``, its ``W``, its biases); the rest (initial states, output
+    layer) in one block; a block of one or two joins the one before (it would end a page on a line)."""
+    params = derivation.graph.network.params
+    several = len(derivation.graph.network.chains) > 1
+
+    def block(name: str) -> tuple:
+        p = params[name]
+        return (p.chain if several else None, p.role if p.gate else None)
+
+    blocks = []
+    for name, line in gradients.items():
+        if blocks and block(blocks[-1][-1][0]) == block(name):
+            blocks[-1].append((name, line))
+        else:
+            blocks.append([(name, line)])
+    for i in reversed(range(1, len(blocks))):
+        if len(blocks[i]) < 3:
+            blocks[i - 1 : i + 1] = [blocks[i - 1] + blocks[i]]
+    return blocks
+
+
+def _summary_bands(derivation: Derivation, gradients: dict) -> list:
+    """The summary's gradients as bands, each a list of columns of ``(name, line)``: a page of the summary breaks
+    only between bands. Where every gradient fits half the page, two blocks stand side by side in a band (a band
+    of one block, its halves), which halves the summary's height; else each block is a band of one column."""
+    blocks = _gradient_blocks(derivation, gradients)
     rows = list(gradients.items())
     if len(rows) < 4 or any(width(line.replace("&", ""), DISPLAY) > _HALF_COLUMN for _, line in rows):
-        return [rows]
-    half = (len(rows) + 1) // 2
-    return [rows[:half], rows[half:]]
+        return [[block] for block in blocks]
+    bands = [blocks[i : i + 2] for i in range(0, len(blocks), 2)]
+    if len(bands[-1]) == 1:  # a block alone: its halves side by side
+        last = bands[-1][0]
+        half = (len(last) + 1) // 2
+        bands[-1] = [last[:half], last[half:]] if len(last) > 1 else [last]
+    return bands
 
 
 def network_context(derivation: Derivation, formulas: list, numbering: Numbering, common: dict) -> dict:
@@ -728,7 +757,7 @@ def network_context(derivation: Derivation, formulas: list, numbering: Numbering
         output_split=_output_split(n, derivation),
         sweeps=sweeps,
         gradients=(gradients := _gradient_lines(n, derivation)),
-        summary_columns=_summary_columns(gradients),
+        summary_bands=_summary_bands(derivation, gradients),
         immediate_total=immediate_and_total(n, derivation),
         gradient_shapes=gradient_factor_shapes(n, derivation),
         column_names=[param_latex(name) for name in spec.names],
