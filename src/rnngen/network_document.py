@@ -27,6 +27,7 @@ from rnngen.document import (
     aligned,
     broken,
     code_output,
+    closed_output,
     forward_families,
     gamma_sup,
     immediate_and_total,
@@ -161,6 +162,8 @@ def _legend(n: Notation, derivation: Derivation, equations: str = "", shapes: tu
         elman = "the plain RNN's hidden Jacobian, a diagonal matrix (the section on the gates)"
         rows.append((f"${n.D('t')}$", elman))
         rows.append((r"$\gamma$", f"the hidden activation's largest slope, ${gamma_sup(n)}$"))
+    if r"\delta_{ij}" in equations:  # the output delta's closed form, derived entry by entry
+        rows.append((r"$I,\ \delta_{ij}$", "the identity matrix, and its entries (1 where $i = j$, else 0)"))
     rows.append(("$\\odot$", "entrywise product"))
     if r"\oslash" in equations:
         rows.append((r"$\oslash$", "entrywise division"))
@@ -513,7 +516,8 @@ def _sweep_lines(n: Notation, derivation: Derivation, keys: list) -> list:
             inner = 0 < i < len(runs) - 1
             if len(run) == 1 and not inner:
                 node = run[0]
-                add(key, n.latex(node.symbol), node.expr, node.t, n.latex(node.expr), "")
+                lhs, rhs = n.ending(node.symbol, node.expr)
+                add(key, lhs, node.expr, node.t, rhs, "")
                 continue
             lhs = n.latex(relative(key, 0, run[0].symbol.shape[0]))
             own = family(key) if gated else None  # a gated cell's paths named
@@ -566,12 +570,12 @@ def _chain_sweeps(n: Notation, derivation: Derivation) -> list:
         keys = [f.aged(a).key for a in ages for f in plain if f.aged(a).key in own]
         keys += [f.key for f in plain if f.key in own]
         start = T + 1 if chain.reverse else 0
-        initial = [n.step(chain.family(base, "adjoint").key, start) for base, _ in chain.initials]
+        initial = [n.step(chain.family(base, "adjoint").key, "T+1" if chain.reverse else 0) for base, _ in chain.initials]
         sweeps.append(
             dict(
                 where=_where(chain),
                 reverse=chain.reverse,
-                first=n.step((dh.aged(0) if ages else dh).key, 1 if chain.reverse else T),
+                first=n.step((dh.aged(0) if ages else dh).key, 1 if chain.reverse else "T"),
                 initial=_states(initial, "the initial state's", "the initial states'"),
                 lines=_sweep_lines(n, derivation, keys),
             )
@@ -697,6 +701,9 @@ def network_context(derivation: Derivation, formulas: list, numbering: Numbering
     loss = spec.loss_rule
     out_keys = [k for k in ("dyhat", "do") if any(node.family == k for node in derivation.adjoints)]
     output_sweep, sweeps = _sweep_lines(n, derivation, out_keys), _chain_sweeps(n, derivation)
+    # where the sweep starts from the output delta's closed form: the entry-by-entry step that derives it
+    fused = spec.fused if closed_output(n, derivation) else None
+    fused_derivation = n.respell(fused.derivation.format(yhat=r"\hat{y}", y="y", E=n.loss("t"))) if fused else None
     shapes = shape_rows(n, derivation, jacobians=tuple((D, (m, m)) for D, m in _D_chains(n, derivation).items()))
     return dict(
         **common,
@@ -707,7 +714,7 @@ def network_context(derivation: Derivation, formulas: list, numbering: Numbering
         many_to_one=spec.mapping == "many-to-one",
         masked=spec.masked,
         m_t=n.step("m", "t"),
-        legend=_legend(n, derivation, equations=str([output_sweep, sweeps]), shapes=shapes),
+        legend=_legend(n, derivation, equations=str([fused_derivation, output_sweep, sweeps]), shapes=shapes),
         shapes=shapes,
         shapes_columns=_shapes_columns(shapes),
         shape_tables=side_by_side(shapes),
@@ -725,6 +732,8 @@ def network_context(derivation: Derivation, formulas: list, numbering: Numbering
         E_T=n.loss(T),
         loss_latex=loss.latex.format(yhat_i=n.entry_of("yhat", "t"), y_i=n.entry_of("y", "t")),
         output_sweep=output_sweep,
+        fused_derivation=fused_derivation,
+        fused_assumes=fused.assumes if fused else "",
         output_split=_output_split(n, derivation),
         sweeps=sweeps,
         gradients=(gradients := _gradient_lines(n, derivation)),
