@@ -11,10 +11,10 @@ last step of a recursion that speaks of T is written at T.
 import re
 
 import pytest
-from seed_reading import as_rnngen
-from sympy import MatrixSymbol
 import test_document_equations as three
 import test_network_document as network
+from seed_reading import as_rnngen
+from sympy import MatrixSymbol
 from test_document_equations import _tagged_spans
 
 from rnngen import algebra as A
@@ -102,7 +102,8 @@ def test_the_gru_update_gates_delta_takes_out_its_common_factor():
     for spec in (RNNSpec(T=3, cell="gru"), RNNSpec(T=3, cell="gru", gru_reset="before")):
         result, checker = _checker(spec)
         m = re.search(
-            r"\\delta\^\{z\}_\{t\} &= \\delta\^\{h\}_\{t\} \\odot \\left\(h_\{t-1\} - n_\{t\}\\right\), .*?\\tag\{(\d+)\}",
+            r"\\delta\^\{z\}_\{t\} &= \\delta\^\{h\}_\{t\} \\odot \\left\(h_\{t-1\} - n_\{t\}\\right\), "
+            r".*?\\tag\{(\d+)\}",
             result.latex,
         )
         assert m and r"-\delta^{h}_{t} \odot n_{t}" not in result.latex
@@ -126,3 +127,16 @@ def test_the_last_step_of_a_recursion_that_speaks_of_T_is_written_at_T(spec):
     recursion = tex[start : tex.index("very parameter", start)]
     assert f"_{{{spec.T}}}" not in recursion, re.findall(rf".{{40}}_\{{{spec.T}\}}", recursion)
     assert "_{T}" in recursion
+
+
+@pytest.mark.parametrize("spec", [RNNSpec(T=3, layers=2), RNNSpec(T=3, bidirectional=True)], ids=lambda s: s.name)
+def test_the_legend_lists_every_chains_deltas(spec):
+    """Not one chain's deltas and "the other values, alike": each chain's state's and pre-activation's."""
+    result, _ = _checker(spec)
+    tex = result.handout
+    legend = tex[tex.index(r"\section*{Notation}") : tex.index(r"\end{longtable}")]
+    symbols = "\n".join(line.split(" & ")[0] for line in legend.splitlines())
+    n = Notation(spec)
+    for chain in result.derivation.graph.network.chains:
+        for base in ("h", "z"):
+            assert n.step(chain.family(base, "adjoint").key, "t") in symbols, (chain.key, base)

@@ -338,7 +338,9 @@ class Notation:
         if t < 1 or max(sym.t for sym in steps) < T:
             return self.latex(symbol), self.latex(expr)
         lo = min(t, T)
-        spelled = {sym: self.step(sym.family.key, "T" if sym.t == T else f"T{sym.t - T:+d}") for sym in steps if sym.t >= lo}
+        spelled = {
+            sym: self.step(sym.family.key, "T" if sym.t == T else f"T{sym.t - T:+d}") for sym in steps if sym.t >= lo
+        }
         printer = MathPrinter(LATEX, self.row, spelled, self.gated, self.lexicon)
         return printer.doprint(symbol), printer.doprint(expr)
 

@@ -26,8 +26,8 @@ from rnngen.document import (
     _unwrapped,
     aligned,
     broken,
-    code_output,
     closed_output,
+    code_output,
     forward_families,
     gamma_sup,
     immediate_and_total,
@@ -140,7 +140,14 @@ def _legend(n: Notation, derivation: Derivation, equations: str = "", shapes: tu
         rows.append(sizes_row(hidden, f"the states of layers {layers}"))
     h, dh = (n.step(key + net.chains[-1].suffix, "t") for key in ("h", "dh"))
     tau = derivation.spec.truncate
-    if tau is None:
+    if tau is None and len(net.chains) > 1:  # every chain's state's delta, not one chain's "alike"
+        states = [n.step(c.family("h").key, "t") for c in net.chains]
+        deltas = r",\ ".join(n.step(c.family("h", "adjoint").key, "t") for c in net.chains)
+        said = ", ".join(f"${state}$" for state in states)
+        rows.append(
+            (f"${deltas}$", f"the gradients of the loss with respect to the states {said}, one per chain (deltas)")
+        )
+    elif tau is None:
         rows.append(
             (f"${dh}$", f"$\\partial E / \\partial {h}$, the gradient of the loss with respect to ${h}$ (a delta)")
         )
@@ -222,10 +229,10 @@ def _slopes_of_D(n: Notation, derivation: Derivation, formulas: list) -> dict | 
 
 
 def _other_deltas(derivation: Derivation) -> list:
-    """The adjoint families beside the state's that the legend names, at a generic step: the last chain's
+    """The adjoint families beside the states' that the legend names, at a generic step: every chain's
     pre-activation's (an Elman cell's ``z``), the output's pre-activation and prediction (``o``, ``yhat``)."""
-    chain = derivation.graph.network.chains[-1]
-    keys = [] if derivation.graph.network.cell.gated else [chain.family("z", "adjoint").key]
+    chains = derivation.graph.network.chains
+    keys = [] if derivation.graph.network.cell.gated else [chain.family("z", "adjoint").key for chain in chains]
     keys += ["do", "dyhat"]
     present = {node.family for node in derivation.adjoints}
     return [key for key in keys if key in present]
@@ -546,7 +553,6 @@ def _output_split(n: Notation, derivation: Derivation) -> str | None:
 def _chain_sweeps(n: Notation, derivation: Derivation) -> list:
     """Per chain, in the order the sweep reaches it: its direction in time and its equations."""
     net = derivation.graph.network
-    T = derivation.spec.T
     order = []
     for node in derivation.adjoints:
         fam = family(node.family) if node.family else None
@@ -569,8 +575,9 @@ def _chain_sweeps(n: Notation, derivation: Derivation) -> list:
                     plain.append(fam.aged(None))
         keys = [f.aged(a).key for a in ages for f in plain if f.aged(a).key in own]
         keys += [f.key for f in plain if f.key in own]
-        start = T + 1 if chain.reverse else 0
-        initial = [n.step(chain.family(base, "adjoint").key, "T+1" if chain.reverse else 0) for base, _ in chain.initials]
+        initial = [
+            n.step(chain.family(base, "adjoint").key, "T+1" if chain.reverse else 0) for base, _ in chain.initials
+        ]
         sweeps.append(
             dict(
                 where=_where(chain),
