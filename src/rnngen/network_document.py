@@ -140,13 +140,14 @@ def _legend(n: Notation, derivation: Derivation, equations: str = "", shapes: tu
         rows.append(sizes_row(hidden, f"the states of layers {layers}"))
     h, dh = (n.step(key + net.chains[-1].suffix, "t") for key in ("h", "dh"))
     tau = derivation.spec.truncate
-    if tau is None and len(net.chains) > 1:  # every chain's state's delta, not one chain's "alike"
-        states = [n.step(c.family("h").key, "t") for c in net.chains]
-        deltas = r",\ ".join(n.step(c.family("h", "adjoint").key, "t") for c in net.chains)
-        said = ", ".join(f"${state}$" for state in states)
-        rows.append(
-            (f"${deltas}$", f"the gradients of the loss with respect to the states {said}, one per chain (deltas)")
-        )
+    present = {node.family for node in derivation.adjoints}
+    if tau is None and len(net.chains) > 1:  # every chain's deltas, a row each, not one chain's and "alike"
+        for chain in net.chains:
+            keys = [k for k in (chain.family(b, "adjoint").key for b in ("h", "z")) if k in present]
+            values = " and ".join(f"${n.step(family(k).value.key, 't')}$" for k in keys)
+            deltas = r",\ ".join(n.step(k, "t") for k in keys)
+            said = "the gradients" if len(keys) > 1 else "the gradient"
+            rows.append((f"${deltas}$", f"{said} of the loss with respect to {values} (a delta each)"))
     elif tau is None:
         rows.append(
             (f"${dh}$", f"$\\partial E / \\partial {h}$, the gradient of the loss with respect to ${h}$ (a delta)")
@@ -157,7 +158,7 @@ def _legend(n: Notation, derivation: Derivation, equations: str = "", shapes: tu
         crossed = f"its part whose paths crossed ${AGE}$ recurrent edges, its age ${AGE} \\le {tau - 1}$"
         rows.append((f"${dh_a}$", crossed))
         rows.append((r"$\tau$", f"the truncation horizon, {tau}: see the section on truncated BPTT before the deltas"))
-    others = [n.step(key, "t") for key in _other_deltas(derivation)]
+    others = [n.step(key, "t") for key in _other_deltas(derivation, each_chain=tau is None)]
     rows.append(
         ("$" + r",\ ".join(others) + "$", "the deltas of the other values, alike (each the gradient of the loss)")
     )
@@ -228,11 +229,13 @@ def _slopes_of_D(n: Notation, derivation: Derivation, formulas: list) -> dict | 
     )
 
 
-def _other_deltas(derivation: Derivation) -> list:
+def _other_deltas(derivation: Derivation, each_chain: bool = False) -> list:
     """The adjoint families beside the states' that the legend names, at a generic step: every chain's
-    pre-activation's (an Elman cell's ``z``), the output's pre-activation and prediction (``o``, ``yhat``)."""
-    chains = derivation.graph.network.chains
-    keys = [] if derivation.graph.network.cell.gated else [chain.family("z", "adjoint").key for chain in chains]
+    pre-activation's (an Elman cell's ``z``) unless ``each_chain`` rows name them with their states (several
+    chains), the output's pre-activation and prediction (``o``, ``yhat``)."""
+    net = derivation.graph.network
+    apart = each_chain and len(net.chains) > 1
+    keys = [] if net.cell.gated or apart else [chain.family("z", "adjoint").key for chain in net.chains]
     keys += ["do", "dyhat"]
     present = {node.family for node in derivation.adjoints}
     return [key for key in keys if key in present]
