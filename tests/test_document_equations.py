@@ -309,7 +309,7 @@ def test_seed_003_writes_its_prediction_and_the_output_gradient_from_its_delta()
     paths = r"\frac{\partial L}{\partial \hat{y}} \frac{\partial \hat{y}}{\partial "
     changes = {  # equation -> (as written, changed)
         "rec-out": (r"\delta^{\hat{y}} &= \hat{y} - y", r"\delta^{\hat{y}} &= y - \hat{y}"),
-        "rec-h": (r"\delta^{H}_{3} = V^{\top} \delta^{\hat{y}}", r"\delta^{H}_{2} = V^{\top} \delta^{\hat{y}}"),
+        "rec-h": (r"\delta^{H}_{T} = V^{\top} \delta^{\hat{y}}", r"\delta^{H}_{T-1} = V^{\top} \delta^{\hat{y}}"),
         "delta-V": (dV + r"\delta^{\hat{y}} H_{3}^{\top}", dV + r"\delta^{\hat{y}} H_{2}^{\top}"),
         "jac-loss": (dL + r"\hat{y}_i - y_i", dL + r"y_i - \hat{y}_i"),
         # the old chain through o: there is no o to differentiate

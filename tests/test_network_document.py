@@ -167,8 +167,8 @@ def test_a_lower_layers_delta_has_the_two_arrows():
         r", \\quad t = T-1, \\dots, 1",
         result.latex,
     )
-    # at the chain's end, no step t+1: the recurrent term is absent
-    assert r"\delta^{h(1)}_{5} &= {U^{(2)}}^{\top} \delta^{z(2)}_{5} \tag" in result.latex
+    # at the chain's end, no step t+1: the recurrent term is absent; the text speaks of T, and so does the line
+    assert r"\delta^{h(1)}_{T} &= {U^{(2)}}^{\top} \delta^{z(2)}_{T} \tag" in result.latex
 
 
 def test_the_bidirectional_output_delta_splits_between_two_sweeps():

@@ -795,12 +795,16 @@ class FusedGradient:
         derivation: LaTeX (inside an align) deriving it entry by entry from the general chain
             rule, with ``{yhat}``, ``{y}`` for the entries of the step's vectors.
         normalized_targets: True when the targets must sum to one (the module checks it).
+        written: ``(yhat, y) -> dE_t/do_t`` as a teacher writes it in the delta recursion, where the pair
+            simplifies to the prediction less the target (the canonical pairs, whose ``derivation`` ends
+            there); None where it does not, and the recursion keeps the chain rule's general form.
     """
 
     grad: Callable
     assumes: str
     derivation: str
     normalized_targets: bool = False
+    written: Callable | None = None
 
     def formula(self) -> str:
         """``dE/do`` in plain text, e.g. ``-y ∘ σ(-o)``, for ``rnngen list`` (printed from ``grad``)."""
@@ -820,6 +824,7 @@ FUSED: dict[tuple[str, str], FusedGradient] = {
             r" = -{y}_j + {yhat}_j \sum_i {y}_i = {yhat}_j - {y}_j"
         ),
         normalized_targets=True,
+        written=A.sub,
     ),
     ("softmax", "binary_cross_entropy"): FusedGradient(
         grad=lambda yhat, y, o: A.Columnwise("softmax_bce_gradient", o, y),
@@ -839,6 +844,7 @@ FUSED: dict[tuple[str, str], FusedGradient] = {
             r" + \frac{{1 - {y}_j}}{{1 - {yhat}_j}}\Bigr) {yhat}_j (1 - {yhat}_j)"
             r" = {yhat}_j - {y}_j = (1 - {y}_j)\, {yhat}_j - {y}_j\, \sigma(-o_j)"
         ),
+        written=A.sub,
     ),
     ("sigmoid", "cross_entropy"): FusedGradient(
         grad=lambda yhat, y, o: A.neg(A.had(y, _sigmoid_of_minus(o))),
@@ -877,6 +883,7 @@ FUSED: dict[tuple[str, str], FusedGradient] = {
         grad=lambda yhat, y, o: A.sub(yhat, y),
         assumes="",
         derivation=r"\frac{{\partial {E}}}{{\partial o_j}} &= ({yhat}_j - {y}_j) \cdot 1 = {yhat}_j - {y}_j",
+        written=A.sub,
     ),
 }
 

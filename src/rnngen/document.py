@@ -31,7 +31,7 @@ from rnngen import algebra as A
 from rnngen.activations import ELEMENTWISE, elementwise
 from rnngen.backprop import Derivation, adjoint_symbol
 from rnngen.cells import cell_of, gate_pre
-from rnngen.families import AGE, ParamName, family, holds_slopes, step_of
+from rnngen.families import AGE, ParamName, family, holds_slopes, step_name, step_of
 from rnngen.presets import lexicon_of
 from rnngen.printing.math import LATEX, MathPrinter, latex, text
 from rnngen.program import gradient_symbol, relative, step_template
@@ -55,7 +55,79 @@ def direct_output(spec) -> bool:
 
 
 def as_written(derivation: Derivation) -> Derivation:
-    """The derivation as the documents write it: the derivation itself, but for an identity output layer.
+    """The derivation as the documents write it: an identity output's value is the prediction
+    (``_prediction_as_value``), and a canonical pair's output delta is the prediction less the target
+    (``_closed_output_delta``)."""
+    derivation = _closed_output_delta(_prediction_as_value(derivation))
+    return replace(derivation, adjoints=[replace(node, expr=factored(node.expr)) for node in derivation.adjoints])
+
+
+def factored(expr):
+    """``expr`` with the entrywise factors that terms of a sum share taken out, as a teacher writes a delta:
+    ``-a ∘ n + a ∘ h`` -> ``a ∘ (h - n)``, ``a - a ∘ (1 m)`` -> ``a ∘ (1 - 1 m)`` (a term with no other
+    factor leaves a one); the terms with a positive sign first inside, and through entrywise products and
+    sums. The same values: every equation printed from it still holds."""
+    if isinstance(expr, sp.HadamardProduct):
+        return A.had(*[factored(f) for f in expr.args])
+    if not isinstance(expr, MatAdd):
+        return expr
+    terms = []  # (coefficient, entrywise factors)
+    for term in expr.args:
+        coeff, body = A.split_coeff(term)
+        terms.append((coeff, list(body.args) if isinstance(body, sp.HadamardProduct) else [body]))
+    while True:
+        counts: dict = {}
+        for _, factors in terms:
+            for f in dict.fromkeys(factors):
+                counts[f] = counts.get(f, 0) + 1
+        shared = max(counts, key=counts.get, default=None)  # the factor most terms share, the first one so
+        if shared is None or counts[shared] < 2:
+            break
+        group = [(c, fs) for c, fs in terms if shared in fs]
+        rest = []
+        for c, fs in sorted(group, key=lambda term: bool(sp.sympify(term[0]).is_negative)):
+            others = list(fs)
+            others.remove(shared)
+            rest.append(A.scale(c, A.had(*others) if others else A.ones(*shared.shape)))
+        first = terms.index(group[0])
+        terms = [t for t in terms if t not in group]
+        terms.insert(first, (1, [shared, factored(A.add(*rest))]))
+    return A.add(*[A.scale(c, A.had(*fs)) for c, fs in terms])
+
+
+def _closed_output_delta(derivation: Derivation) -> Derivation:
+    """The output delta as the local Jacobians derive it, where the output layer and the loss simplify to the
+    prediction less the target (``FusedGradient.written``: softmax with cross-entropy, sigmoid with binary
+    cross-entropy): ``delta^o_t := yhat_t - y_t``, times a masked step's ``1 m_t`` (its loss term's weight),
+    as the module's lowering has it (``optimize.fuse_output_gradient``); ``delta^yhat_t``, which only it read,
+    goes. Other pairs keep the chain rule's general form. The same values, so every equation still holds.
+    """
+    fused = derivation.spec.fused
+    if fused is None or fused.written is None:
+        return derivation
+    graph = derivation.graph
+    targets = {y.name: y for y in graph.inputs.get("y", ())}
+    deltas = {node.symbol for node in derivation.adjoints}
+    closed, gone = {}, set()
+    for node in graph.nodes:
+        o = getattr(node.expr, "arg", None)
+        if o is None or not (node.family and family(node.family).base == "yhat" and adjoint_symbol(o) in deltas):
+            continue  # no output pre-activation apart from the prediction (an identity output)
+        grad = fused.written(node.symbol, targets[step_name("y", node.t)])
+        if node.t in graph.weights:
+            grad = A.had(grad, A.mul(A.ones(grad.shape[0], 1), graph.weights[node.t]))
+        closed[adjoint_symbol(o)] = grad
+        gone.add(adjoint_symbol(node.symbol))
+    adjoints = [replace(node, expr=closed.get(node.symbol, node.expr)) for node in derivation.adjoints]
+    read = set().union(*(A.symbols_in(node.expr) for node in adjoints if node.symbol not in gone))
+    read |= set().union(*(A.symbols_in(expr) for expr in derivation.gradients.values()))
+    if gone & read:  # the prediction's delta is read elsewhere too: it stays
+        gone -= read
+    return replace(derivation, adjoints=[node for node in adjoints if node.symbol not in gone])
+
+
+def _prediction_as_value(derivation: Derivation) -> Derivation:
+    """The derivation as the documents write it for an identity output layer.
 
     There the graph's ``o_t := V h_t`` and ``yhat_t := o_t`` are one value, written ``yhat_t := V h_t``, and
     the adjoint ``delta^o_t := delta^yhat_t`` goes; every other node, adjoint and gradient reads ``yhat_t``
@@ -255,6 +327,23 @@ class Notation:
         """LaTeX of ``expr`` with ``text`` (LaTeX already) where the symbol ``symbol`` would be printed."""
         return MathPrinter(LATEX, self.row, {symbol: text}, self.gated, self.lexicon).doprint(expr)
 
+    def ending(self, symbol, expr) -> tuple:
+        """LaTeX of a delta recursion's equation ``symbol = expr`` at one step, ``(lhs, rhs)``: where it reads the
+        last step, its steps from its own on (from T where it stands later, a backward chain's delta after the
+        last step) are written from ``T`` (``delta^h_T``, ``delta^c_{T-1} = delta^c_T ∘ f_T``), as the text
+        that speaks of T writes them; the other steps keep their numbers, and so does a notation with the
+        step above the letter (``_t``: ``h^T`` reads as a transpose)."""
+        T, t = self.spec.T, symbol.t
+        steps = [sym for sym in A.symbols_in(expr) if step_of(sym)] + [symbol]
+        if t < 1 or max(sym.t for sym in steps) < T:
+            return self.latex(symbol), self.latex(expr)
+        lo = min(t, T)
+        spelled = {
+            sym: self.step(sym.family.key, "T" if sym.t == T else f"T{sym.t - T:+d}") for sym in steps if sym.t >= lo
+        }
+        printer = MathPrinter(LATEX, self.row, spelled, self.gated, self.lexicon)
+        return printer.doprint(symbol), printer.doprint(expr)
+
     def indexed(self, letter: str, t) -> str:
         """``E_t`` (column) or ``E^t`` (row notation)."""
         return f"{letter}^{{{self._t(t)}}}" if self.above else f"{letter}_{{{t}}}"
@@ -279,7 +368,7 @@ class Notation:
         its fixed index if the lexicon gives one (seed 001's ``h^{2}``), for an entry such as ``\\hat{y}_i``."""
         fam = family(base)
         tag = self.lexicon.tag(fam)
-        return self.lexicon.latex_letter(fam) + (f"^{{{tag}}}" if tag else "")
+        return self.lexicon.latex_letter(fam, False, self.gated) + (f"^{{{tag}}}" if tag else "")
 
     def entry_at(self, base: str, i: str) -> str:
         """Entry ``i`` of a base quantity at a generic step, where the step goes without saying: ``\\hat{y}_i``;
@@ -515,6 +604,13 @@ def _at(n: Notation, nodes, family: str, t: int) -> str:
     return f"{n.latex(node.symbol)} = {n.latex(node.expr)}"
 
 
+def _at_end(n: Notation, nodes, family: str, t: int) -> str:
+    """The delta recursion's equation for ``family`` at step ``t``, its steps from the last on written from
+    ``T``, as the recursion's text speaks of them (``Notation.ending``)."""
+    node = _node(nodes, family, t)
+    return " = ".join(n.ending(node.symbol, node.expr))
+
+
 def _lowest_step(term) -> int | None:
     steps = [step_of(s) for s in A.symbols_in(term)]
     return min((step[1] for step in steps if step), default=None)
@@ -559,7 +655,9 @@ def _pairs_too_wide(form: dict) -> bool:
     """True when the delta block's rows, two equations each (``a &= b, \\qquad c &= d``), are too wide
     beside the equation number: an align sets each of its four columns as wide as its widest entry, so
     the output's pair (seed 001's longer nabla spelling) then takes two rows."""
-    rows = [(form["dyhat"], form["do"]), (form["dh"] or form["dh_last"], form["dh_last"]), (form["dz"], form["dh0"])]
+    out = [eq for eq in (form["dyhat"], form["do"]) if eq]
+    rows = [(out[0], out[1] if len(out) > 1 else None), (form["dh"] or form["dh_last"], form["dh_last"])]
+    rows.append((form["dz"], form["dh0"]))
     columns = [[], [], [], []]
     for first, second in rows:
         for i, part in enumerate(first.split("&", 1) + (second.split("&", 1) if second else [])):
@@ -590,12 +688,13 @@ def recursive_form(derivation: Derivation) -> dict:
     n = Notation(spec)
     T = spec.T
     adj = derivation.adjoints
-    out_step = generic if spec.mapping == "many-to-many" else _at
+    out_step = generic if spec.mapping == "many-to-many" else _at_end
     form = {
-        "dyhat": out_step(n, adj, "dyhat", T),
-        "do": None if n.direct else out_step(n, adj, "do", T),  # the prediction's own delta starts the sweep
+        # the prediction's own delta starts the sweep, or, where the pair simplifies, the output delta's closed form
+        "dyhat": out_step(n, adj, "dyhat", T) if any(a.family == "dyhat" for a in adj) else None,
+        "do": None if n.direct else out_step(n, adj, "do", T),
         "dh": generic(n, adj, "dh", T - 1) if T > 1 else None,  # an inner step
-        "dh_last": _at(n, adj, "dh", T),
+        "dh_last": _at_end(n, adj, "dh", T),
         "dz": _through_D(n, adj, T),
         "dh0": _at(n, adj, "dh", 0),
     }
@@ -604,8 +703,8 @@ def recursive_form(derivation: Derivation) -> dict:
     # One alignment point a row: the first equation of a row aligns at its "=", the one beside it
     # follows after a \qquad (a second "&=" would open a new column and push it far to the right).
     plain = lambda eq: eq.replace(" &= ", " = ", 1)  # noqa: E731
-    if form["do"] is None:
-        out = form["dyhat"]
+    if form["do"] is None or form["dyhat"] is None:
+        out = form["do"] or form["dyhat"]
     elif form["split_out"]:  # the output's pair on two rows, one equation (\\*: no page break inside it)
         out = form["dyhat"] + ", \\nonumber \\\\*\n" + form["do"]
     else:
@@ -821,9 +920,10 @@ def latex_context(derivation: Derivation, formulas: list, numbering: Numbering, 
         forward_gradient=forward_gradient(n),
         immediate_total=immediate_and_total(n, derivation),
         recursive=recursive,
+        closed_output=closed_output(n, derivation),
         summary_intro=(
             "The gradient of every parameter collects its deltas over time, and the deltas run backward"
-            " from the loss (equation numbers as above):"
+            " from the loss (equation numbers as above"
         ),
         summary=[*recursive["rows"], *((f"delta-{name}", line) for name, line in recursive["gradients"].items())],
         gamma=gamma_sentence(spec),
@@ -833,6 +933,12 @@ def latex_context(derivation: Derivation, formulas: list, numbering: Numbering, 
         appendix_terms=appendix_terms(n, [f for f in formulas if not f.trivial]),
         seed=seed_context(spec),
     )
+
+
+def closed_output(n: Notation, derivation: Derivation) -> bool:
+    """True where the delta recursion starts from the output delta's closed form (``_closed_output_delta``):
+    no delta of the prediction apart from the output pre-activation's."""
+    return not n.direct and not any(node.family == "dyhat" for node in derivation.adjoints)
 
 
 def _unwrapped(tex: str) -> str:

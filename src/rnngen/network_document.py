@@ -26,6 +26,7 @@ from rnngen.document import (
     _unwrapped,
     aligned,
     broken,
+    closed_output,
     code_output,
     forward_families,
     gamma_sup,
@@ -139,7 +140,15 @@ def _legend(n: Notation, derivation: Derivation, equations: str = "", shapes: tu
         rows.append(sizes_row(hidden, f"the states of layers {layers}"))
     h, dh = (n.step(key + net.chains[-1].suffix, "t") for key in ("h", "dh"))
     tau = derivation.spec.truncate
-    if tau is None:
+    present = {node.family for node in derivation.adjoints}
+    if tau is None and len(net.chains) > 1:  # every chain's deltas, a row each, not one chain's and "alike"
+        for chain in net.chains:
+            keys = [k for k in (chain.family(b, "adjoint").key for b in ("h", "z")) if k in present]
+            values = " and ".join(f"${n.step(family(k).value.key, 't')}$" for k in keys)
+            deltas = r",\ ".join(n.step(k, "t") for k in keys)
+            said = "the gradients" if len(keys) > 1 else "the gradient"
+            rows.append((f"${deltas}$", f"{said} of the loss with respect to {values} (a delta each)"))
+    elif tau is None:
         rows.append(
             (f"${dh}$", f"$\\partial E / \\partial {h}$, the gradient of the loss with respect to ${h}$ (a delta)")
         )
@@ -149,7 +158,7 @@ def _legend(n: Notation, derivation: Derivation, equations: str = "", shapes: tu
         crossed = f"its part whose paths crossed ${AGE}$ recurrent edges, its age ${AGE} \\le {tau - 1}$"
         rows.append((f"${dh_a}$", crossed))
         rows.append((r"$\tau$", f"the truncation horizon, {tau}: see the section on truncated BPTT before the deltas"))
-    others = [n.step(key, "t") for key in _other_deltas(derivation)]
+    others = [n.step(key, "t") for key in _other_deltas(derivation, each_chain=tau is None)]
     rows.append(
         ("$" + r",\ ".join(others) + "$", "the deltas of the other values, alike (each the gradient of the loss)")
     )
@@ -161,6 +170,8 @@ def _legend(n: Notation, derivation: Derivation, equations: str = "", shapes: tu
         elman = "the plain RNN's hidden Jacobian, a diagonal matrix (the section on the gates)"
         rows.append((f"${n.D('t')}$", elman))
         rows.append((r"$\gamma$", f"the hidden activation's largest slope, ${gamma_sup(n)}$"))
+    if r"\delta_{ij}" in equations:  # the output delta's closed form, derived entry by entry
+        rows.append((r"$I,\ \delta_{ij}$", "the identity matrix, and its entries (1 where $i = j$, else 0)"))
     rows.append(("$\\odot$", "entrywise product"))
     if r"\oslash" in equations:
         rows.append((r"$\oslash$", "entrywise division"))
@@ -218,11 +229,13 @@ def _slopes_of_D(n: Notation, derivation: Derivation, formulas: list) -> dict | 
     )
 
 
-def _other_deltas(derivation: Derivation) -> list:
-    """The adjoint families beside the state's that the legend names, at a generic step: the last chain's
-    pre-activation's (an Elman cell's ``z``), the output's pre-activation and prediction (``o``, ``yhat``)."""
-    chain = derivation.graph.network.chains[-1]
-    keys = [] if derivation.graph.network.cell.gated else [chain.family("z", "adjoint").key]
+def _other_deltas(derivation: Derivation, each_chain: bool = False) -> list:
+    """The adjoint families beside the states' that the legend names, at a generic step: every chain's
+    pre-activation's (an Elman cell's ``z``) unless ``each_chain`` rows name them with their states (several
+    chains), the output's pre-activation and prediction (``o``, ``yhat``)."""
+    net = derivation.graph.network
+    apart = each_chain and len(net.chains) > 1
+    keys = [] if net.cell.gated or apart else [chain.family("z", "adjoint").key for chain in net.chains]
     keys += ["do", "dyhat"]
     present = {node.family for node in derivation.adjoints}
     return [key for key in keys if key in present]
@@ -513,7 +526,8 @@ def _sweep_lines(n: Notation, derivation: Derivation, keys: list) -> list:
             inner = 0 < i < len(runs) - 1
             if len(run) == 1 and not inner:
                 node = run[0]
-                add(key, n.latex(node.symbol), node.expr, node.t, n.latex(node.expr), "")
+                lhs, rhs = n.ending(node.symbol, node.expr)
+                add(key, lhs, node.expr, node.t, rhs, "")
                 continue
             lhs = n.latex(relative(key, 0, run[0].symbol.shape[0]))
             own = family(key) if gated else None  # a gated cell's paths named
@@ -542,7 +556,6 @@ def _output_split(n: Notation, derivation: Derivation) -> str | None:
 def _chain_sweeps(n: Notation, derivation: Derivation) -> list:
     """Per chain, in the order the sweep reaches it: its direction in time and its equations."""
     net = derivation.graph.network
-    T = derivation.spec.T
     order = []
     for node in derivation.adjoints:
         fam = family(node.family) if node.family else None
@@ -565,13 +578,14 @@ def _chain_sweeps(n: Notation, derivation: Derivation) -> list:
                     plain.append(fam.aged(None))
         keys = [f.aged(a).key for a in ages for f in plain if f.aged(a).key in own]
         keys += [f.key for f in plain if f.key in own]
-        start = T + 1 if chain.reverse else 0
-        initial = [n.step(chain.family(base, "adjoint").key, start) for base, _ in chain.initials]
+        initial = [
+            n.step(chain.family(base, "adjoint").key, "T+1" if chain.reverse else 0) for base, _ in chain.initials
+        ]
         sweeps.append(
             dict(
                 where=_where(chain),
                 reverse=chain.reverse,
-                first=n.step((dh.aged(0) if ages else dh).key, 1 if chain.reverse else T),
+                first=n.step((dh.aged(0) if ages else dh).key, 1 if chain.reverse else "T"),
                 initial=_states(initial, "the initial state's", "the initial states'"),
                 lines=_sweep_lines(n, derivation, keys),
             )
@@ -726,6 +740,9 @@ def network_context(derivation: Derivation, formulas: list, numbering: Numbering
     loss = spec.loss_rule
     out_keys = [k for k in ("dyhat", "do") if any(node.family == k for node in derivation.adjoints)]
     output_sweep, sweeps = _sweep_lines(n, derivation, out_keys), _chain_sweeps(n, derivation)
+    # where the sweep starts from the output delta's closed form: the entry-by-entry step that derives it
+    fused = spec.fused if closed_output(n, derivation) else None
+    fused_derivation = n.respell(fused.derivation.format(yhat=r"\hat{y}", y="y", E=n.loss("t"))) if fused else None
     shapes = shape_rows(n, derivation, jacobians=tuple((D, (m, m)) for D, m in _D_chains(n, derivation).items()))
     return dict(
         **common,
@@ -736,7 +753,7 @@ def network_context(derivation: Derivation, formulas: list, numbering: Numbering
         many_to_one=spec.mapping == "many-to-one",
         masked=spec.masked,
         m_t=n.step("m", "t"),
-        legend=_legend(n, derivation, equations=str([output_sweep, sweeps]), shapes=shapes),
+        legend=_legend(n, derivation, equations=str([fused_derivation, output_sweep, sweeps]), shapes=shapes),
         shapes=shapes,
         shapes_columns=_shapes_columns(shapes),
         shape_tables=side_by_side(shapes),
@@ -754,6 +771,8 @@ def network_context(derivation: Derivation, formulas: list, numbering: Numbering
         E_T=n.loss(T),
         loss_latex=loss.latex.format(yhat_i=n.entry_of("yhat", "t"), y_i=n.entry_of("y", "t")),
         output_sweep=output_sweep,
+        fused_derivation=fused_derivation,
+        fused_assumes=fused.assumes if fused else "",
         output_split=_output_split(n, derivation),
         sweeps=sweeps,
         gradients=(gradients := _gradient_lines(n, derivation)),
