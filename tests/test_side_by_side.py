@@ -199,7 +199,7 @@ def test_a_stacked_module_passes_every_check(spec):
     assert report.ok, report.failures
 
 
-@pytest.mark.parametrize("spec", GATED[:3], ids=str)
+@pytest.mark.parametrize("spec", [*GATED[:3], ONE_TO_MANY[0]], ids=str)
 def test_a_steps_gates_take_their_activation_and_delta_factor_in_one_call_each(spec):
     """Forward, one call per activation per step over the gates that take it (the LSTM's g: tanh; i, f, o:
     one sigmoid; the GRU's r, z: one sigmoid); backward, the LSTM's δz_g, δz_i, δz_f of a step, each δc_t
@@ -269,3 +269,27 @@ def test_deltas_are_not_updated_together_by_a_value_that_reads_one_of_them():
     fused = side_by_side(replace(plain, writes=tuple(writes)))
     merged = [op for w in fused.writes for op in w.ops if isinstance(op, Update) and isinstance(op.dest, Gates)]
     assert [op.dest.t for op in merged if op.op == "*"] == [2]  # step 2's, by δc_2, and not step 1's
+
+
+def test_the_first_steps_input_parts_are_not_moved_past_a_write_that_reads_them():
+    """One-to-many: the first step's input parts move up to the first one's write, past the gates written
+    in between; a write among those that reads a moved part (here the input gate's, reading f's input part
+    of step 1) would see it early, so nothing moves: the first step keeps a product per gate, and so does the
+    second, whose gates' writes the biases' fills stand between."""
+    spec = ONE_TO_MANY[0]
+    plain = build(spec, skip=("side_by_side",)).lowered
+    writes = list(plain.writes)
+    at = next(k for k, w in enumerate(writes) if str(w.stmt.target) == "gi_1")
+    part = next(w.stmt.target for w in writes if str(w.stmt.target) == "pre_zf_1")
+    writes[at] = replace(writes[at], ops=(*writes[at].ops, Update(writes[at].stmt.target, "+", part)))
+
+    def joined(lowered) -> set:  # the steps whose gates are one recurrent product (of h_{t-1})
+        return {
+            step_of(op.data)[1] + 1
+            for w in side_by_side(lowered).writes
+            for op in flat(w.ops)
+            if isinstance(op, Gemm) and isinstance(op.param, Stack) and op.param.form == "columns"
+        }
+
+    assert joined(plain) == {1, 2, 3}
+    assert joined(replace(plain, writes=tuple(writes))) == {3}

@@ -7,10 +7,11 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from sympy import MatrixSymbol
 from test_gated import _lstm_bptt
 
 from rnngen.families import family
-from rnngen.operations import Apply, FromTanh, Gates, Gemm, Lookup, Stack, Update, flat
+from rnngen.operations import Apply, ByGate, FromTanh, Gates, Gemm, Lookup, Stack, Update, flat
 from rnngen.pipeline import build
 from rnngen.sigmoid_by_tanh import sigmoid_by_tanh
 from rnngen.spec import RNNSpec
@@ -36,6 +37,10 @@ def _module(text):
     module = type(sys)("sigmoid_by_tanh")
     exec(text, module.__dict__)
     return module
+
+
+def ops_of(lowered) -> list:
+    return [op for w in lowered.writes for op in flat(w.ops)]
 
 
 def _stacked_input(lowered, block) -> bool:
@@ -71,10 +76,17 @@ def test_each_step_takes_one_tanh_and_its_stacks_are_halved(spec):
             at_t = [op for op in ops if op.dest.t == t]
             assert at_t == [Apply(Gates(block.family, lo, hi, t, len(block.members)), "tanh"), FromTanh(at_t[1].dest)]
             assert (at_t[1].dest.lo, at_t[1].dest.hi) == sigmoids
-        assert {s.form for s in mine} == {"layers", "columns"} and all(s.halved for s in mine)
-        for s in mine:  # the halved parameters are the sigmoid gates' own
-            halved = {str(p).split("_")[1][0] for p in s.params[s.halved[0] : s.halved[1]]}
-            assert halved == {"lstm": set("ifo"), "gru": set("rz")}[spec.cell]
+        assert {s.form for s in mine} == {"layers", "columns"}
+        # each stack's halved parameters are the sigmoid gates' own: a stack's parameters are the gates it
+        # writes, from the first gate its product writes
+        for s in mine:
+            if s.form == "layers":  # the input product, into the gates of all steps
+                into = [op.out for op in ops_of(low) if isinstance(op, Gemm) and op.param == s]
+            else:  # a step's recurrent product, through a scratch added to the step's gates
+                into = [op.dest for op in ops_of(low) if isinstance(op, Update) and isinstance(op.expr, ByGate)]
+                into = [g for g in into if g.block == block.family]
+            first = into[0].lo
+            assert s.halved == (sigmoids[0] - first, sigmoids[1] - first)
     # every chain but those of a bidirectional network's upper layers, whose input is two halves
     assert rewritten == (2 if spec.bidirectional else spec.layers)
 
@@ -83,21 +95,21 @@ def test_each_step_takes_one_tanh_and_its_stacks_are_halved(spec):
 def test_the_module_is_the_module_without_the_pass(spec):
     """Loss, every gradient and forward()'s arrays agree with the module lowered without the pass to
     rounding, in float64 and float32, for float inputs and (where taken) token ids."""
-    texts = build(spec).module, build(spec, skip=("sigmoid_by_tanh",)).module
-    assert "σ(a) = (1 + tanh(a / 2)) / 2" in texts[0] and "(1 + tanh" not in texts[1]
-    new, old = map(_module, texts)
+    builds = build(spec), build(spec, skip=("sigmoid_by_tanh",))
+    from_tanh = [any(isinstance(op, FromTanh) for w in b.lowered.writes for op in w.ops) for b in builds]
+    assert from_tanh == [True, False]
+    new, old = (_module(b.module) for b in builds)
     rng = np.random.default_rng(2)
     n_h = 5 if spec.layers == 1 else (5, 4)
     for dtype, tol in ((np.float64, 1e-12), (np.float32, 2e-5)):
         shapes = old.init_params(3, n_h, 4)
         params = {k: (0.7 * rng.standard_normal(v.shape)).astype(dtype) for k, v in shapes.items()}
         xs = rng.standard_normal((spec.T, 2, 3)).astype(dtype)
-        n_y = 4 if spec.output == "softmax" else 4
         shape = (spec.T, 2) if spec.mapping == "many-to-many" else (2,)
         if spec.output == "softmax":
-            targets = rng.integers(0, n_y, shape)
-        else:
-            targets = rng.integers(0, 2, (*shape, n_y)).astype(dtype)
+            targets = rng.integers(0, 4, shape)
+        else:  # binary targets, one per output
+            targets = rng.integers(0, 2, (*shape, 4)).astype(dtype)
         kw = {"lengths": np.array([spec.T, spec.T - 2])} if spec.masked else {}
         inputs = [xs] + ([rng.integers(0, 3, (spec.T, 2))] if old.TOKEN_IDS else [])
         for x in inputs:
@@ -155,15 +167,25 @@ def _lowered_without_the_pass():
     return build(RNNSpec(T=3, cell="lstm"), skip=("sigmoid_by_tanh",)).lowered
 
 
-def test_the_pass_declines_a_block_whose_sigmoid_gates_are_written_elsewhere():
-    """A sigmoid gate of one step written outside the block's products (here: its own update by a value):
-    the halved stacks would leave it a / 2 there, so the pass changes nothing."""
+#: Writes of a sigmoid gate outside the block's products, each added to f_2's write: the step's gate by its
+#: own name, the block's buffer by name or by gate, and the gate's whole family.
+ELSEWHERE = {
+    "the step": lambda gate: Update(gate, "*", gate),
+    "the buffer": lambda gate: Update("gates", "*", 2),
+    "the buffer by gate": lambda gate: Update(ByGate("gates", 4, 5), "*", 2),
+    "the family": lambda gate: Update(MatrixSymbol("gi", 5, 2), "*", 2),
+}
+
+
+@pytest.mark.parametrize("written", ELSEWHERE.values(), ids=list(ELSEWHERE))
+def test_the_pass_declines_a_block_whose_sigmoid_gates_are_written_elsewhere(written):
+    """A sigmoid gate written outside the block's products: the halved stacks would leave it a / 2 there, or
+    the write would see a / 2, so the pass changes nothing."""
     plain = _lowered_without_the_pass()
     assert sigmoid_by_tanh(plain).writes != plain.writes  # it applies as lowered
     writes = list(plain.writes)
     at = next(k for k, w in enumerate(writes) if str(w.stmt.target) == "gf_2")
-    gate = writes[at].stmt.target
-    writes[at] = replace(writes[at], ops=(*writes[at].ops, Update(gate, "*", gate)))
+    writes[at] = replace(writes[at], ops=(*writes[at].ops, written(writes[at].stmt.target)))
     changed = replace(plain, writes=tuple(writes))
     assert sigmoid_by_tanh(changed).writes == changed.writes
 

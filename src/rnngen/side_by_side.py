@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from sympy import MatMul, MatrixSymbol, Transpose
+from sympy import Basic, MatMul, MatrixSymbol, Transpose
 
 from rnngen import algebra as A
 from rnngen import names
@@ -410,6 +410,8 @@ class _Rewrite:
                 return False
             if run_of(w.stmt.target):
                 return self.in_place.get(target[0], target[0]) in block.members
+            # a step: a pre-activation built in a gate's place (not a gate's own step, which its recurrent
+            # product writes)
             return self.in_place.get(target[0]) in block.members and not _recurrent(w)
 
         ats = [at for at, w in enumerate(self.writes) if input_part(w)]
@@ -420,6 +422,14 @@ class _Rewrite:
         between = (self.writes[at] for at in range(ats[0] + 1, ats[-1]) if at not in ats)
         if any((step_of(w.stmt.target) or run_of(w.stmt.target) or (None,))[0] in read for w in between):
             return
+        # nor does a write the moved ones pass read or write the steps they write (in whichever buffer)
+        for at in ats[1:]:
+            written = self._extents(op.dest for op in _core(self.writes[at].ops) if hasattr(op, "dest"))
+            written |= self._extents(op.out for op in _core(self.writes[at].ops) if hasattr(op, "out"))
+            for w in (self.writes[k] for k in range(ats[0] + 1, at) if k not in ats):
+                touched = self._extents(s for op in _core(w.ops) for s in symbols_of(op))
+                if any(f == g and lo <= hi2 and lo2 <= hi for f, lo, hi in written for g, lo2, hi2 in touched):
+                    return
         # the names the moved operations spell, bound with them at the first write (whose lists of step views
         # they are spelled with)
         bindings = [
@@ -432,6 +442,17 @@ class _Rewrite:
             w = self.writes[at]
             ops = [*dict.fromkeys(bindings), *moved] if at == ats[0] else [Joined(block.family)]
             self.writes[at] = replace(w, ops=tuple(ops))
+
+    def _extents(self, syms) -> set:
+        """``(buffer, first step, last step)`` of each step or run among ``syms``, by the family whose buffer it
+        is in (a family built in another's place: that one's)."""
+        found = set()
+        for s in (s for s in syms if isinstance(s, Basic)):
+            step, run = step_of(s), run_of(s)
+            family, lo, hi = (step[0], step[1], step[1]) if step else run or (None, 0, 0)
+            if family:
+                found.add((self.in_place.get(family, family), lo, hi))
+        return found
 
     def recurrences(self, block: Block, chain: list) -> None:
         """Each step's recurrent products of the gates ``chain`` as one GEMM into a scratch and one add into

@@ -20,9 +20,9 @@ computed gate is 0 or that ulp. A gate multiplies a bounded value (``c_{t-1}``, 
 sigmoid, which a log may read, keeps its helper, right to an ulp of itself.
 
 The pass rewrites a block only where each step's sigmoid gates are written by nothing but the block's
-stacked input product and the step's one recurrent product (a layer whose input is two halves, which
-``side_by_side`` gathers rather than stacks, keeps the helper), at every step, and where nothing else
-reads those stacks.
+stacked input product and the step's one recurrent product (a layer whose input parts ``side_by_side``
+gathers rather than stacks, a bidirectional upper layer's or a one-to-many network's first, keeps the
+helper), at every step, and where nothing else reads those stacks.
 """
 
 from __future__ import annotations
@@ -32,28 +32,28 @@ from dataclasses import fields, replace
 from sympy import Basic
 
 from rnngen.families import run_of, step_of
-from rnngen.operations import Apply, ByGate, ByInput, FromTanh, Gates, Gemm, Lookup, Stack, TakePlace, Update, flat
+from rnngen.operations import Apply, ByGate, ByInput, FromTanh, Gates, Gemm, Lookup, Stack, Update, flat
 
 
 def sigmoid_by_tanh(lowered):
     """``lowered`` (a ``lower.Lowered``) with each block's sigmoid gates taken through one tanh per step."""
     writes = list(lowered.writes)
     for block in lowered.blocks:
-        plan = _plan(writes, block)
+        plan = _plan(writes, block, lowered.in_place)
         if plan is not None:
             writes = _rewritten(writes, block.family, *plan)
     return replace(lowered, writes=tuple(writes))
 
 
-def _plan(writes: list, block):
+def _plan(writes: list, block, in_place: dict):
     """``(lo, hi, {stack: halved stack})`` when the block's gates ``lo .. hi - 1`` are its sigmoid gates at
-    every step, written only as the module docstring says; else None."""
+    every step, written only as the module docstring says; else None. ``in_place`` maps a family built in
+    another's buffer to that one (``Lowered.in_place``: a gate's pre-activation to the gate)."""
     ops = [op for w in writes for op in flat(w.ops)]
     sigmoids = [op.dest for op in ops if _applies(op, block.family, "sigmoid")]
     if len({(g.lo, g.hi) for g in sigmoids}) != 1:
         return None
     lo, hi = sigmoids[0].lo, sigmoids[0].hi
-    homes = {op.family: op.home for op in ops if isinstance(op, TakePlace)}
     sigmoid_families = set(block.members[lo:hi])
     stacks, steps, feeds = {}, set(), []
     for w in writes:
@@ -68,12 +68,13 @@ def _plan(writes: list, block):
                 if source is None and not _applies(op, block.family, "sigmoid"):
                     return None
                 if source is not None:
-                    stacks.setdefault(source, (lo - dest.lo, hi - dest.lo))
+                    if stacks.setdefault(source, (lo - dest.lo, hi - dest.lo)) != (lo - dest.lo, hi - dest.lo):
+                        return None  # one stack feeding the gates at two places
                     feeds += [op, product]
                     if dest.t is not None:  # a step's recurrent product
                         steps.add(dest.t)
-            elif isinstance(dest, Basic) and _family(dest, homes) in sigmoid_families:
-                return None  # written as a gate of its own, not through the block
+            elif _stored_in(dest, in_place) in {block.family, *sigmoid_families}:
+                return None  # the block's buffer, or a sigmoid gate, written otherwise than through the block
     if len(stacks) != 2 or steps != {g.t for g in sigmoids}:
         return None
     if any(stacks[s][1] - stacks[s][0] != hi - lo for s in stacks):
@@ -105,10 +106,18 @@ def _values(op) -> list:
     return [getattr(op, f.name) for f in fields(op)]
 
 
-def _family(sym, homes: dict) -> str | None:
-    """The family ``sym`` (a step or a run) is stored in: its own, or the one it is built in."""
-    found = step_of(sym) or run_of(sym)
-    return homes.get(found[0], found[0]) if found else None
+def _stored_in(dest, in_place: dict) -> str | None:
+    """The buffer ``dest`` writes into, by its family's name: a step, a run or a whole family (built in its own
+    buffer or another's), a buffer or a scratch by name, or a view of one by gate; None for a block's gates."""
+    if isinstance(dest, ByGate):
+        return dest.name
+    if isinstance(dest, str):
+        return dest
+    if not isinstance(dest, Basic):
+        return None
+    found = step_of(dest) or run_of(dest)
+    name = found[0] if found else getattr(dest, "name", None)
+    return in_place.get(name, name)
 
 
 def _rewritten(writes: list, block: str, lo: int, hi: int, halved: dict) -> list:
@@ -118,8 +127,11 @@ def _rewritten(writes: list, block: str, lo: int, hi: int, halved: dict) -> list
         ops = [_swapped(op, halved) for op in w.ops]
         while sigmoid := next((op for op in ops if _applies(op, block, "sigmoid")), None):
             g = sigmoid.dest
-            # a tanh run of the same step beside the sigmoid gates joins their one tanh
-            beside = [o for o in ops if _applies(o, block, "tanh") and o.dest.t == g.t]
+            # a tanh run of the same step beside the sigmoid gates, in the block and in the operations (nothing
+            # between them reads the gates), joins their one tanh
+            at = ops.index(sigmoid)
+            near = [ops[k] for k in (at - 1, at + 1) if 0 <= k < len(ops)]
+            beside = [o for o in near if _applies(o, block, "tanh") and o.dest.t == g.t]
             beside = [o for o in beside if o.dest.hi == g.lo or o.dest.lo == g.hi]
             first, last = min(o.dest.lo for o in [sigmoid, *beside]), max(o.dest.hi for o in [sigmoid, *beside])
             ops = [o for o in ops if o not in beside]

@@ -437,6 +437,8 @@ class NumpyPrinter(Printer):
         if op.halved:
             lo, hi = op.halved
             k = len(op.params)
+            if op.form == "rows":  # read by the backward sweep only, which takes the weights as they are
+                raise PrintError(f"no NumPy rule for halving the stack {op.name}: its rows are not its gates")
             if (lo, hi) == (0, k):
                 part = op.name
             elif op.form == "columns":  # (n, k n): each gate's columns
