@@ -11,7 +11,8 @@ and recurrent weights and their biases halved once per call (``Stack.halved``), 
 is one ``tanh`` over the step's gates (g's and the others' in one call where they are side by side) and two
 passes after it (``FromTanh``): an LSTM step makes 3 NumPy calls for its activations where it made 6
 and the helper's, a GRU step 3 where it made 5 and the helper's. Where a call costs its overhead (the
-small and char-rnn workloads) that is 5-9 % of the LSTM's call; at medium, 0-3 % (README, "Gated cells").
+small and char-rnn workloads) that is 5-10 % of the LSTM's call; at medium, 3-8 % in float32 and none in
+float64, where ``tanh`` costs more than ``exp`` per element (README, "Gated cells").
 
 What changes is the kind of accuracy: the gate is right to about an ulp of 1, absolutely, not to an ulp
 of itself. Where ``σ(a)`` is below an ulp of 1 (``a`` below about -37 in float64, -17 in float32) the
