@@ -98,9 +98,10 @@ def factored(expr):
 def _closed_output_delta(derivation: Derivation) -> Derivation:
     """The output delta as the local Jacobians derive it, where the output layer and the loss simplify to the
     prediction less the target (``FusedGradient.written``: softmax with cross-entropy, sigmoid with binary
-    cross-entropy): ``delta^o_t := yhat_t - y_t``, times a masked step's ``1 m_t`` (its loss term's weight),
-    as the module's lowering has it (``optimize.fuse_output_gradient``); ``delta^yhat_t``, which only it read,
-    goes. Other pairs keep the chain rule's general form. The same values, so every equation still holds.
+    cross-entropy, identity with squared error): ``delta^o_t := yhat_t - y_t``, times a masked step's loss
+    weight (``Graph.weighted``), as the module's lowering has it (``optimize.fuse_output_gradient``);
+    ``delta^yhat_t``, which only it read, goes. Other pairs keep the chain rule's general form. The same
+    values, so every equation still holds.
     """
     fused = derivation.spec.fused
     if fused is None or fused.written is None:
@@ -113,10 +114,7 @@ def _closed_output_delta(derivation: Derivation) -> Derivation:
         o = getattr(node.expr, "arg", None)
         if o is None or not (node.family and family(node.family).base == "yhat" and adjoint_symbol(o) in deltas):
             continue  # no output pre-activation apart from the prediction (an identity output)
-        grad = fused.written(node.symbol, targets[step_name("y", node.t)])
-        if node.t in graph.weights:
-            grad = A.had(grad, A.mul(A.ones(grad.shape[0], 1), graph.weights[node.t]))
-        closed[adjoint_symbol(o)] = grad
+        closed[adjoint_symbol(o)] = graph.weighted(node.t, fused.written(node.symbol, targets[step_name("y", node.t)]))
         gone.add(adjoint_symbol(node.symbol))
     adjoints = [replace(node, expr=closed.get(node.symbol, node.expr)) for node in derivation.adjoints]
     read = set().union(*(A.symbols_in(node.expr) for node in adjoints if node.symbol not in gone))

@@ -79,19 +79,15 @@ def fuse_output_gradient(program: Program) -> Program:
         return program
     steps = {s.target.name: s.target for s in program.stmts}
     outputs = {s.target.name: s.expr.arg for s in program.stmts if s.step and s.step[0] == "yhat"}  # yhat_t -> o_t
-    inputs = {x.name: x for x in program.derivation.graph.inputs["y"]}
-
-    weights = program.derivation.graph.weights  # a masked loss term: its sequences' columns weighted
+    graph = program.derivation.graph
+    inputs = {x.name: x for x in graph.inputs["y"]}
 
     def rewrite(stmt):
         if not stmt.step or stmt.step[0] != "do":
             return stmt
         t = stmt.step[1]
         yhat = step_name("yhat", t)
-        grad = fused.grad(steps[yhat], inputs[step_name("y", t)], outputs[yhat])
-        if t in weights:
-            grad = A.had(grad, A.mul(A.ones(grad.shape[0], 1), weights[t]))
-        return stmt.with_(expr=grad)
+        return stmt.with_(expr=graph.weighted(t, fused.grad(steps[yhat], inputs[step_name("y", t)], outputs[yhat])))
 
     return program.with_stmts(rewrite(s) for s in program.stmts)
 

@@ -68,6 +68,13 @@ class Graph:
     def loss(self) -> Node:
         return self.nodes[-1]
 
+    def weighted(self, t: int, delta):
+        """``delta`` (the output's delta at step ``t``) times that step's loss weight, ``delta ∘ (1 m_t)``, where
+        the step's loss term is weighted (a masked network); else ``delta`` itself."""
+        if t not in self.weights:
+            return delta
+        return A.had(delta, A.mul(A.ones(delta.shape[0], 1), self.weights[t]))
+
     def add(self, node: Node) -> MatrixSymbol:
         self.nodes.append(node)
         return node.symbol
